@@ -1,0 +1,1 @@
+"""Stable-baselines3 agents: training, policies and export."""

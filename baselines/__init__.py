@@ -1,0 +1,1 @@
+"""Baseline allocators run through the same gates and costs as the agents."""

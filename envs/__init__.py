@@ -1,0 +1,1 @@
+"""Gymnasium portfolio environments (batched core and shells)."""
