@@ -328,6 +328,8 @@ class BaselinesConfig(Section):
     """Bars of return history each baseline estimates from."""
     rebalance_every: PosInt = 21
     """Bars between baseline re-optimisations (weights are held in between)."""
+    # [baselines:hrp-qp-greedy] (HRP/QP/greedy helper adds its sub-configs here)
+    # [baselines:barbell-classics] (barbell/classics helper adds its sub-configs here)
 
 
 # ----------------------------------------------------------------------------- serving
