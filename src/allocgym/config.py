@@ -65,6 +65,29 @@ class SplitConfig(Section):
     n_folds: PosInt = 4
     """Number of rolling walk-forward folds for ``rolling_folds``."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _iso_dates(cls, data: Any) -> Any:
+        # YAML and --set read an unquoted 2010-12-31 as a date: accept dates and store
+        # ISO text, so the string comparison below orders them correctly.
+        import datetime as dt
+
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("train_end", "validation_end"):
+            value = out.get(key)
+            if isinstance(value, dt.datetime):
+                value = value.date()
+            if isinstance(value, dt.date):
+                out[key] = value.isoformat()
+            elif isinstance(value, str):
+                try:
+                    out[key] = dt.date.fromisoformat(value.strip()).isoformat()
+                except ValueError:
+                    raise ValueError(f"{key} {value!r} is not a date: use YYYY-MM-DD") from None
+        return out
+
     @model_validator(mode="after")
     def _ordered(self) -> SplitConfig:
         if self.train_end >= self.validation_end:
@@ -195,26 +218,32 @@ class RiskConfig(Section):
 
 
 class RegimeConfig(Section):
-    """Causal regime model thresholds (``allocgym.regime``)."""
+    """Causal regime model thresholds (``allocgym.regime``; windows in bars, decimal returns).
 
-    vol_window: PosInt = 21
-    """Bars of realized volatility."""
+    Defaults were calibrated on ``allocgym.data.synthetic`` (balanced accuracy about 0.69
+    against the generator's true regimes, chance 1/3) with conventional windows kept.
+    """
+
+    vol_window: Annotated[int, Field(ge=2)] = 21
+    """Bars of the benchmark's realized volatility (population std of simple returns)."""
     vol_lookback: PosInt = 252
-    """Trailing bars the volatility percentile is ranked against."""
-    high_vol_percentile: Frac = 0.80
-    """Percentile above which the regime is ``high_volatility``."""
-    trend_window: PosInt = 63
-    """Bars of the trend-strength statistic."""
-    trend_threshold: NonNeg = 0.30
-    """Trend strength (|mean| / std of returns, annualised-free) above which it is ``trend``."""
-    mr_window: PosInt = 63
-    """Bars of the mean-reversion statistic (lag-1 autocorrelation)."""
-    mr_threshold: float = -0.05
-    """Autocorrelation below which the regime is ``mean_reversion``."""
+    """Trailing realized-vol values (current included) the vol percentile is ranked against."""
+    high_vol_percentile: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.80
+    """Vol percentile at or above which the regime is ``high_volatility``."""
+    trend_window: Annotated[int, Field(ge=2)] = 63
+    """Bars of the trend statistic: t-stat of the benchmark's mean return."""
+    trend_threshold: Pos = 0.25
+    """|t-stat| at or above which the regime is ``trend`` (0.25 over 63 bars is an
+    annualised |Sharpe| of about 0.5)."""
+    mr_window: Annotated[int, Field(ge=3)] = 21
+    """Bars of the mean-reversion statistic: lag-1 autocorrelation of residual asset returns
+    (asset minus benchmark), averaged over the assets."""
+    mr_threshold: Annotated[float, Field(lt=0.0)] = -0.15
+    """Mean residual autocorrelation at or below which the regime is ``mean_reversion``."""
     crisis_percentile: Frac = 0.90
-    """Volatility percentile mapped to barbell state CRISIS (QUIET below ``quiet_percentile``)."""
+    """Vol percentile at or above which the barbell state is CRISIS."""
     quiet_percentile: Frac = 0.40
-    """Volatility percentile below which the barbell state is QUIET."""
+    """Vol percentile below which the barbell state is QUIET (NORMAL in between)."""
 
     @model_validator(mode="after")
     def _check(self) -> RegimeConfig:
@@ -230,40 +259,73 @@ class RegimeConfig(Section):
 
 
 class ExecutionConfig(Section):
-    """No-trade bands, triggers and lot rounding (seed 002)."""
+    """No-trade bands, triggers and lot rounding (seed 002; ``allocgym.execution``).
+
+    Weights are fractions of equity. A portfolio whose L1 drift exceeds tau_L1 rebalances
+    every name; otherwise only names beyond their own band tau_i trade. Risk overrides
+    (vol spike, spread blowout, kill switch) rebalance every name at once.
+    """
 
     name_drift_threshold: NonNeg = 0.005
     """Per-name band tau_i: |w_tar,i - w_cur,i| at or below it is not traded."""
     portfolio_drift_threshold: NonNeg = 0.01
-    """Portfolio band tau_L1: L1 drift at or below it trades nothing."""
+    """Portfolio band tau_L1: above it every name is rebalanced."""
     lot_size: Pos = 1.0
-    """Shares per lot; quantities are rounded to whole lots."""
-    vol_spike_ratio: Pos = 2.0
-    """Short/long volatility ratio that fires the vol-spike risk override."""
-    spread_blowout_ratio: Pos = 3.0
-    """Spread / its trailing median that fires the spread-blowout override."""
+    """Shares per lot; orders are whole lots (a position may always be closed out)."""
+    vol_spike_ratio: Annotated[float, Field(gt=1.0)] = 2.0
+    """Short/long volatility ratio at or above which the vol-spike override fires."""
+    spread_blowout_ratio: Annotated[float, Field(gt=1.0)] = 3.0
+    """Spread over its trailing median at or above which the spread-blowout override fires."""
     scheduled_only: bool = False
-    """Trade only at scheduled windows (every bar is a window for daily data)."""
+    """Trade only in scheduled windows (and on risk overrides)."""
+    schedule_every: PosInt = 1
+    """Bars between scheduled windows (1 = every bar, daily data)."""
+    vol_short_window: Annotated[int, Field(ge=2)] = 5
+    """Bars of the short volatility in the vol-spike ratio."""
+    vol_long_window: Annotated[int, Field(ge=3)] = 63
+    """Bars of the long volatility in the vol-spike ratio (> vol_short_window)."""
+    spread_window: PosInt = 21
+    """Bars of the trailing median spread in the spread-blowout ratio."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ExecutionConfig:
+        if self.vol_short_window >= self.vol_long_window:
+            raise ValueError(
+                f"vol_short_window {self.vol_short_window} must be below vol_long_window "
+                f"{self.vol_long_window}"
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------- features
 
 
 class FeatureConfig(Section):
-    """Observation features (``allocgym.features``)."""
+    """Observation features (``allocgym.features``); every window is trailing, in bars."""
 
     window: PosInt = 20
     """Trailing log returns per asset in the observation."""
     ewma_halflife: Pos = 10.0
     """Half-life (bars) of the EWMA volatility feature."""
-    momentum_horizons: tuple[PosInt, ...] = (5, 21, 63)
-    """Momentum look-backs in bars."""
-    zscore_window: PosInt = 20
-    """Window of the mean-reversion z-score."""
-    beta_window: PosInt = 63
+    ewma_window: PosInt = 63
+    """Bars the EWMA volatility is truncated to (weights renormalised over valid bars)."""
+    momentum_horizons: tuple[PosInt, ...] = Field(default=(5, 21, 63), min_length=1)
+    """Momentum look-backs in bars (at least one)."""
+    zscore_window: Annotated[int, Field(ge=2)] = 20
+    """Window of the mean-reversion z-score (and of the lag-1 autocorrelation)."""
+    beta_window: Annotated[int, Field(ge=2)] = 63
     """Window of the beta-to-benchmark estimate."""
-    history: PosInt = 320
-    """Bars of history every feature and the regime model are computed from."""
+    adv_window: PosInt = 21
+    """Window of the average daily traded notional (capacity feature and ADV output)."""
+    clip: Annotated[float, Field(ge=1.0)] = 5.0
+    """Unbounded features (risk-scaled returns, momentum, z-score, beta, log ADV ratio,
+    annualised vol, spread/100) are clipped to [-clip, clip] (or [0, clip])."""
+    vol_floor: Pos = 1.0e-4
+    """Lower clamp of the daily volatility (decimal) used to risk-scale features."""
+    history: PosInt | None = None
+    """Bars of history every feature and the regime model are computed from; ``None``
+    (default) = the minimum they need (``FeatureBuilder.history``); a smaller value is
+    refused by ``FeatureBuilder``. Longer windows give identical features."""
 
 
 # ----------------------------------------------------------------------------- env
@@ -274,8 +336,8 @@ class EnvConfig(Section):
 
     action_mode: Literal["weights", "budgets"] = "weights"
     """``weights``: per-symbol targets; ``budgets``: one budget per strategy family."""
-    split: Literal["train", "validation", "test"] = "train"
-    """Split the episodes are drawn from."""
+    split: Literal["train", "validation", "test", "all"] = "train"
+    """Split the episodes are drawn from (``all``: every bar of the data, e.g. synthetic)."""
     episode_length: PosInt = 252
     """Bars per episode (truncated at the end)."""
     initial_equity: Pos = 1.0e6
@@ -296,16 +358,84 @@ class EnvConfig(Section):
     """Weight of the optional drawdown penalty."""
     drawdown_kill: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     """Drawdown that terminates the episode with the kill switch engaged."""
+    logit_scale: Pos = 3.0
+    """Action in [-1, 1] times this is a softmax logit (long-only weights and budgets)."""
 
 
 # ----------------------------------------------------------------------------- training
 
 
+class AssetSetConfig(Section):
+    """Permutation-equivariant asset-set network (``allocgym.agents.policies``).
+
+    A shared per-asset encoder maps each asset's features (plus the encoded global
+    features) to an embedding; the embeddings are pooled into a permutation-invariant
+    context (EIIE / Deep Sets). With ``equivariant_actor`` the PPO/A2C actor maps each
+    asset's embedding to that asset's logit and the context to the cash logit, so
+    permuting assets permutes the action.
+    """
+
+    encoder: tuple[PosInt, ...] = (64, 64)
+    """Hidden sizes of the shared per-asset encoder; the last one is the embedding size."""
+    global_encoder: tuple[PosInt, ...] = (32,)
+    """Hidden sizes of the encoder of the global features (regime, exposure, drawdown, cash)."""
+    pooling: Literal["mean", "max", "mean_max", "attention"] = "mean_max"
+    """Pooling of the per-asset embeddings into the context (``attention``: softmax-weighted)."""
+    context_mixing: bool = True
+    """Feed the pooled context back into every asset through one shared layer, then pool again."""
+    equivariant_actor: bool = True
+    """PPO/A2C: per-asset actor head and shared per-asset log-std; False = MLP heads over the
+    flattened features. SAC and recurrent PPO always use MLP heads."""
+    head: tuple[PosInt, ...] = (64,)
+    """Hidden sizes of the per-asset actor head, the context actor head and the value head."""
+
+
+class SACConfig(Section):
+    """Soft actor-critic hyperparameters (``algo: sac`` only)."""
+
+    buffer_size: PosInt = 100_000
+    """Replay buffer capacity in transitions."""
+    learning_starts: Annotated[int, Field(ge=0)] = 1_000
+    """Environment steps of uniformly random actions before learning starts."""
+    tau: Annotated[float, Field(gt=0.0, le=1.0)] = 0.005
+    """Polyak coefficient of the target-critic update."""
+    train_freq: PosInt = 1
+    """Vector-env steps between gradient phases."""
+    gradient_steps: PosInt = 1
+    """Gradient steps per gradient phase."""
+    ent_coef: str | Pos = "auto"
+    """Entropy coefficient; ``auto`` (or ``auto_0.1``) learns it against the target entropy."""
+    save_replay_buffer: bool = True
+    """Store the replay buffer with the latest checkpoint so a resumed run is exact."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SACConfig:
+        if isinstance(self.ent_coef, str) and not self.ent_coef.startswith("auto"):
+            raise ValueError(f"ent_coef {self.ent_coef!r}: use a positive number or 'auto[_init]'")
+        return self
+
+
+class RecurrentConfig(Section):
+    """LSTM settings of sb3-contrib's RecurrentPPO (``algo: recurrent_ppo`` only)."""
+
+    lstm_hidden_size: PosInt = 64
+    """Hidden units per LSTM layer."""
+    n_lstm_layers: PosInt = 1
+    """Stacked LSTM layers."""
+    shared_lstm: bool = False
+    """One LSTM for actor and critic (otherwise the critic has its own when enabled)."""
+    enable_critic_lstm: bool = True
+    """Give the critic its own LSTM (ignored when ``shared_lstm``)."""
+
+
 class TrainConfig(Section):
-    """Agent training (``allocgym.agents``); hyperparameters are documented per field."""
+    """Agent training (``allocgym.agents``); hyperparameters are documented per field.
+
+    Steps are environment steps summed over ``n_envs`` (SB3's ``num_timesteps``).
+    """
 
     algo: Literal["ppo", "a2c", "sac", "recurrent_ppo"] = "ppo"
-    """Stable-baselines3 algorithm."""
+    """Stable-baselines3 algorithm (``recurrent_ppo`` is sb3-contrib's RecurrentPPO)."""
     policy: Literal["mlp", "asset_set"] = "asset_set"
     """Plain MLP or the permutation-equivariant asset-set extractor."""
     total_timesteps: PosInt = 100_000
@@ -316,9 +446,316 @@ class TrainConfig(Section):
     """Seed of the env, the policy and torch."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device; ``auto`` picks CUDA when present."""
+    learning_rate: Pos = 3.0e-4
+    """Optimizer step size (constant)."""
+    n_steps: PosInt = 128
+    """On-policy rollout length per env (PPO, A2C, RecurrentPPO); a rollout has
+    ``n_steps * n_envs`` transitions."""
+    batch_size: PosInt = 256
+    """Minibatch size (PPO/RecurrentPPO: must divide into the rollout; SAC: replay sample)."""
+    n_epochs: PosInt = 10
+    """PPO passes over each rollout."""
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
+    """Discount factor (also VecNormalize's reward-return discount)."""
+    gae_lambda: Frac = 0.95
+    """GAE lambda of the advantage estimate (PPO, A2C, RecurrentPPO)."""
+    clip_range: Pos = 0.2
+    """PPO policy-ratio clip."""
+    ent_coef: NonNeg = 0.0
+    """Entropy bonus of the on-policy loss."""
+    vf_coef: NonNeg = 0.5
+    """Value-loss weight of the on-policy loss."""
+    max_grad_norm: Pos = 0.5
+    """Gradient-norm clip (on-policy algorithms)."""
+    target_kl: Pos | None = None
+    """PPO: stop an update's epochs early when the approximate KL exceeds it; None = never."""
+    net_arch: tuple[PosInt, ...] = (64, 64)
+    """Hidden sizes of the actor and critic MLPs (``policy: mlp``, SAC and RecurrentPPO heads)."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation of every hidden layer."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (on-policy algorithms)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian action noise (on-policy algorithms)."""
+    normalize_obs: bool = False
+    """Wrap the env in VecNormalize observation normalisation (statistics saved with the model)."""
+    normalize_reward: bool = False
+    """VecNormalize reward scaling by the running std of the discounted return."""
+    clip_obs: Pos = 10.0
+    """Clip of normalised observations (VecNormalize)."""
+    eval_freq: Annotated[int, Field(ge=0)] = 10_000
+    """Steps between validation evaluations (0 = only at the end)."""
+    eval_episodes: PosInt = 8
+    """Validation episodes per evaluation (run in parallel, fixed seeds every time)."""
+    eval_split: Literal["train", "validation", "test"] = "validation"
+    """Split the periodic evaluation and the best-model selection use."""
+    eval_baselines: tuple[Literal["equal_weight", "hrp"], ...] = ("equal_weight", "hrp")
+    """Baselines run through the same evaluation env and seeds and logged beside the agent."""
+    checkpoint_freq: Annotated[int, Field(ge=0)] = 20_000
+    """Steps between resumable checkpoints (0 = none); taken at the next rollout boundary."""
+    keep_checkpoints: PosInt = 3
+    """Most recent checkpoints kept on disk."""
+    deterministic: bool = False
+    """``torch.use_deterministic_algorithms(True)``: bit-reproducible runs, possibly slower."""
+    torch_threads: PosInt | None = None
+    """Torch intra-op threads; None = torch's default."""
+    asset_set: AssetSetConfig = AssetSetConfig()
+    sac: SACConfig = SACConfig()
+    recurrent: RecurrentConfig = RecurrentConfig()
 
 
 # ----------------------------------------------------------------------------- baselines
+
+
+class HRPConfig(Section):
+    """Hierarchical Risk Parity (``allocgym.baselines.hrp.HRP``, seed 003)."""
+
+    linkage_method: Literal["single", "ward", "average", "complete"] = "ward"
+    """scipy linkage method of the correlation-distance tree (seed 003: Ward)."""
+    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "sample"
+    """Covariance estimator for the bisection risks (``allocgym.estimates``)."""
+    distance_source: Literal["returns", "covariance"] = "returns"
+    """Correlation behind the distance: Pearson of the returns (skfolio's convention) or of
+    the chosen covariance estimate."""
+    halflife: Pos = 63.0
+    """EWMA half-life in bars (``covariance='ewma'`` only)."""
+    min_weight: Frac = 0.0
+    """Per-asset lower weight bound (n_assets * min_weight must be <= 1)."""
+    max_weight: Frac = 1.0
+    """Per-asset upper weight bound (n_assets * max_weight must be >= 1)."""
+
+
+class QPConfig(Section):
+    """Seed 002's QP: maximize z'w - lambda w'Sigma w - gamma ||C (w - w_cur)||_1.
+
+    Thresholds follow seed 002 where they are consistent with each other. Seed 002 also
+    lists a net cap of 0.3, a turnover cap of 0.2 (0.05 per name) and a beta tolerance of
+    0.05: together with ``sum w = 1`` and a book starting in cash those are infeasible,
+    so here they are opt-in (``None`` disables a constraint).
+    """
+
+    lambda_risk: NonNeg = 0.1
+    """Risk aversion lambda (seed 002)."""
+    gamma_cost: NonNeg = 0.05
+    """Cost aversion gamma on the L1 trade cost (seed 002)."""
+    risk_model: Literal["correlation", "covariance"] = "correlation"
+    """Sigma in the objective: seed 002 uses the shrunk correlation matrix (z is risk-scaled)."""
+    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    """Estimator behind Sigma (``allocgym.estimates``)."""
+    halflife: Pos = 63.0
+    """EWMA half-life in bars (``covariance='ewma'`` only)."""
+    budget: float = 1.0
+    """Target of sum w (seed 002: 1)."""
+    budget_equality: bool = True
+    """True: sum w == budget; False: sum w <= budget (the rest stays in cash)."""
+    per_name_cap: Pos = 0.10
+    """Cap on |w_i| (seed 002)."""
+    long_only: bool = True
+    """Add w >= 0 (the risk gates are long-only by default)."""
+    max_gross: Pos | None = 1.5
+    """Cap on sum |w_i| (seed 002); ``None`` disables it."""
+    max_net: NonNeg | None = 1.0
+    """Cap on |sum w_i|; seed 002 lists 0.3, which contradicts ``budget = 1``."""
+    max_turnover: Pos | None = None
+    """Cap on sum |w_i - w_cur,i| per rebalance (seed 002: 0.2)."""
+    max_turnover_per_name: Pos | None = None
+    """Cap on |w_i - w_cur,i| (seed 002: 0.05)."""
+    beta_tolerance: NonNeg | None = None
+    """Cap on |beta'w| (seed 002: 0.05); betas from the context or the benchmark."""
+    sector_cap: Pos | None = 0.30
+    """Per-sector cap on sum |w_i| over the sector (seed 002)."""
+    cvar_weight: NonNeg = 0.0
+    """Weight kappa of the CVaR fragility term (Rockafellar-Uryasev); 0 leaves it out."""
+    cvar_beta: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    """CVaR confidence level."""
+    cvar_scenarios: PosInt = 252
+    """Trailing return rows used as CVaR scenarios."""
+    default_cost: NonNeg = 0.001
+    """Cost per unit of weight traded when the context carries no costs (decimal)."""
+    factor_min_assets: PosInt = 250
+    """From this many assets on, Sigma enters as a factor model B F B' + D."""
+    n_factors: PosInt = 20
+    """Statistical (PCA) factors of the factor form."""
+    solver: Literal["CLARABEL", "OSQP", "SCS", "ECOS"] = "CLARABEL"
+    """Primary solver."""
+    fallback_solver: Literal["CLARABEL", "OSQP", "SCS", "ECOS"] | None = "SCS"
+    """Second solver of the fallback chain (then HRP, then the current book)."""
+
+
+class GreedyConfig(Section):
+    """Seed 002's greedy top-K rotation with hysteresis (its default thresholds)."""
+
+    K: PosInt = 20
+    """Names held at most (top-K book)."""
+    K_buy: PosInt = 18
+    """A name is bought only when ranked within the top K_buy."""
+    K_sell: PosInt = 24
+    """A held name is cut only when ranked below K_sell (and z < z_cut)."""
+    z_keep: float = 0.8
+    """A name is bought only when its z-score exceeds z_keep."""
+    z_cut: float = 0.2
+    """A held name is cut only when its z-score is below z_cut (and rank > K_sell)."""
+    delta_z_min: NonNeg = 0.25
+    """A rotation needs z_in - z_out >= delta_z_min."""
+    tau_utility: float = 0.0
+    """A rotation needs utility w_t (z_in - z_out - gamma (C_in + C_out)) > tau_utility."""
+    gamma_cost: NonNeg = 0.05
+    """Cost aversion in the rotation utility (seed 002)."""
+    budget: Pos = 1.0
+    """Target weight of a bought name is budget / K."""
+    default_cost: NonNeg = 0.001
+    """Cost per unit of weight traded when the context carries no costs (decimal)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> GreedyConfig:
+        if not self.K_buy <= self.K <= self.K_sell:
+            raise ValueError(
+                f"need K_buy <= K <= K_sell for hysteresis; got K_buy={self.K_buy}, "
+                f"K={self.K}, K_sell={self.K_sell}"
+            )
+        if self.z_cut > self.z_keep:
+            raise ValueError(
+                f"z_cut {self.z_cut} > z_keep {self.z_keep}: the hysteresis band is inverted"
+            )
+        return self
+
+
+class BarbellConfig(Section):
+    """Seed 000's cluster-aware barbell (``allocgym.baselines.cluster_barbell``)."""
+
+    n_clusters: PosInt | None = 10
+    """Clusters cut from the correlation-distance tree; set exactly one of this and
+    ``distance_threshold``."""
+    distance_threshold: Pos | None = None
+    """Cut height of the tree in correlation-distance units (instead of ``n_clusters``)."""
+    linkage: Literal["single", "complete", "average", "ward"] = "ward"
+    """scipy linkage method."""
+    cluster_cap: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    """Cap on each cluster's total weight, fraction of equity (seed 000: 25%)."""
+    sleeve_size: PosInt = 5
+    """Aggressor-sleeve clusters: the top ones by alpha rank (seed 000: 5)."""
+    quiet_sleeve: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.15
+    """Sleeve fraction of equity in the QUIET state (core gets the rest)."""
+    normal_sleeve: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.10
+    """Sleeve fraction of equity in the NORMAL state."""
+    crisis_sleeve: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    """Sleeve fraction of equity in the CRISIS state."""
+    objective: Literal["min_var", "max_sharpe"] = "min_var"
+    """Layer-1 objective across core clusters."""
+    fragility_weight: NonNeg = 0.5
+    """lambda of the CVaR fragility term in the layer-1 risk sigma + lambda * CVaR."""
+    cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    """Confidence level of the cluster CVaRs."""
+    hybrid_weight: Frac = 0.5
+    """Inverse-volatility share of the layer-2 hybrid (the rest is alpha rank)."""
+    alpha_window: Annotated[int, Field(ge=2)] = 126
+    """Bars of risk-adjusted momentum used as alpha when no scores are given."""
+    lead_window: PosInt = 63
+    """Bars of cumulative return that pick each cluster's lead asset."""
+    quiet_min_confidence: Frac = 0.6
+    """Trend / mean-reversion confidence at or above which the state is QUIET."""
+    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    """Estimator behind the asset correlations and the cluster covariance."""
+    halflife: Pos = 63.0
+    """EWMA half-life in bars (``covariance='ewma'`` only)."""
+    solver: str | None = None
+    """cvxpy solver for layer 1; None lets cvxpy choose."""
+
+    @model_validator(mode="after")
+    def _check(self) -> BarbellConfig:
+        if (self.n_clusters is None) == (self.distance_threshold is None):
+            raise ValueError(
+                f"n_clusters={self.n_clusters}, distance_threshold={self.distance_threshold}: "
+                "set exactly one (the other to null)"
+            )
+        top = max(self.quiet_sleeve, self.normal_sleeve, self.crisis_sleeve)
+        if self.cluster_cap < top:
+            raise ValueError(f"cluster_cap {self.cluster_cap} < largest sleeve fraction {top}")
+        return self
+
+
+class ClassicConfig(Section):
+    """Settings shared by the classic allocators (min-variance, max-Sharpe, risk budgeting,
+    min-CVaR, Black-Litterman, Kelly)."""
+
+    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    """Covariance estimator (``allocgym.estimates``)."""
+    halflife: Pos = 63.0
+    """EWMA half-life in bars (``covariance='ewma'`` only)."""
+    long_only: bool = True
+    """Refuse short positions."""
+    max_weight: Pos | None = None
+    """Bound on |w_i|; None = 1 when long-only, unbounded (closed forms) otherwise."""
+    risk_free_rate: float = 0.0
+    """Annualised risk-free rate subtracted from mean returns (decimal)."""
+    periods_per_year: Pos = 252.0
+    """Bars per year: converts annualised inputs to per-bar units."""
+    solver: str | None = None
+    """cvxpy solver; None lets cvxpy choose (HiGHS for the min-CVaR LP)."""
+
+
+class RiskBudgetConfig(Section):
+    """Risk budgeting / equal risk contribution (``baselines.risk_budgeting``)."""
+
+    budgets: Mapping[str, NonNeg] | None = None
+    """Symbol -> risk budget (renormalised; unlisted symbols get 0); None = equal risk."""
+
+
+class MinCVaRConfig(Section):
+    """Minimum CVaR, Rockafellar-Uryasev LP (``baselines.cvar``)."""
+
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    """CVaR confidence level."""
+    window: Annotated[int, Field(ge=2)] | None = None
+    """Trailing bars used as scenarios; None = the whole lookback."""
+
+
+class BLViewConfig(Section):
+    """One Black-Litterman view: sum_i assets[i] * mu_i = expected_return."""
+
+    assets: Mapping[str, float]
+    """Symbol -> coefficient (e.g. {AAPL: 1, MSFT: -1} for a relative view)."""
+    expected_return: float
+    """Annualised decimal return of the view portfolio."""
+    variance: NonNeg | None = None
+    """Uncertainty (variance) of the annualised view; None = He-Litterman default."""
+
+
+class BlackLittermanConfig(Section):
+    """Black-Litterman posterior + mean-variance step (``baselines.black_litterman``)."""
+
+    tau: Pos = 0.05
+    """Uncertainty scale of the prior mean."""
+    risk_aversion: Pos = 2.5
+    """delta of the implied prior and of the mean-variance step."""
+    prior_weights: Mapping[str, NonNeg] | None = None
+    """Symbol -> prior (market) weight; None = equal weight."""
+    views: tuple[BLViewConfig, ...] = ()
+    """User views (none = the prior)."""
+
+
+class KellyConfig(Section):
+    """Capped fractional Kelly (``baselines.classic.FractionalKelly``)."""
+
+    fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    """Kelly fraction (0.5 = half Kelly)."""
+    max_weight: Pos = 0.25
+    """Cap on |w_i|."""
+    max_gross: Pos = 1.0
+    """Cap on sum |w_i| (the rest is cash)."""
+
+
+class RegimeSwitchConfig(Section):
+    """Seed 001's regime-switch heuristic (``baselines.classic.RegimeSwitch``)."""
+
+    momentum_window: PosInt = 63
+    """Bars of trailing log growth that rank the trend/momentum names."""
+    tilt: Frac = 0.5
+    """Tilt strength at full regime confidence (trend: +, mean reversion: -)."""
+    high_vol_gross: Frac = 0.5
+    """Gross exposure in high_volatility (the rest is cash)."""
+    uncertain_gross: Frac = 1.0
+    """Gross exposure in uncertain / unknown regimes (defensive inverse-vol weights)."""
 
 
 class BaselinesConfig(Section):
@@ -329,7 +766,29 @@ class BaselinesConfig(Section):
     rebalance_every: PosInt = 21
     """Bars between baseline re-optimisations (weights are held in between)."""
     # [baselines:hrp-qp-greedy] (HRP/QP/greedy helper adds its sub-configs here)
+    hrp: HRPConfig = HRPConfig()
+    """Hierarchical Risk Parity."""
+    qp: QPConfig = QPConfig()
+    """Seed 002's QP engine."""
+    greedy: GreedyConfig = GreedyConfig()
+    """Seed 002's greedy top-K rotation engine."""
+    engine: Literal["greedy", "qp"] = "greedy"
+    """Engine the switching allocator starts with (seed 002's integration layer)."""
     # [baselines:barbell-classics] (barbell/classics helper adds its sub-configs here)
+    barbell: BarbellConfig = BarbellConfig()
+    """Seed 000's cluster-aware barbell."""
+    classic: ClassicConfig = ClassicConfig()
+    """Shared settings of the classic allocators."""
+    risk_budget: RiskBudgetConfig = RiskBudgetConfig()
+    """Risk budgeting / equal risk contribution."""
+    min_cvar: MinCVaRConfig = MinCVaRConfig()
+    """Minimum CVaR (Rockafellar-Uryasev)."""
+    black_litterman: BlackLittermanConfig = BlackLittermanConfig()
+    """Black-Litterman with user views."""
+    kelly: KellyConfig = KellyConfig()
+    """Capped fractional Kelly."""
+    regime_switch: RegimeSwitchConfig = RegimeSwitchConfig()
+    """Seed 001's regime-switch heuristic."""
 
 
 # ----------------------------------------------------------------------------- serving
@@ -386,12 +845,16 @@ def _apply_override(tree: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: '{part}' is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except (yaml.YAMLError, ValueError) as err:
+        raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML ({err})") from None
 
 
 def config_from_dict(tree: Mapping[str, Any], overrides: Iterable[str] = ()) -> AllocgymConfig:
     """Validate a nested mapping (plus ``a.b=value`` overrides) into an ``AllocgymConfig``."""
-    data = json.loads(json.dumps(tree)) if tree else {}
+    # default=str: YAML turns unquoted dates into date objects; configs hold them as ISO text.
+    data = json.loads(json.dumps(tree, default=str)) if tree else {}
     for item in overrides:
         _apply_override(data, item)
     try:

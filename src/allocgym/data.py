@@ -1,21 +1,40 @@
-"""Market data: the immutable ``MarketData`` type and its loaders.
+"""Market data: the immutable ``MarketData`` type, its loaders, validation and splits.
 
 Arrays are float64, time-first: ``close[t, i]`` is the close of symbol ``i`` at bar ``t``.
 A symbol not yet listed has NaN closes in a leading stretch and ``tradable`` False there.
 ``window(t)`` is the past-only view used by everything that makes decisions at bar ``t``.
+
+Sources: ``load_sp500`` (skfolio's bundled real S&P 500 sample), ``from_prices`` (wide
+close prices or long OHLCV frames), ``from_csv``, ``from_parquet`` and the seeded
+regime-switching ``synthetic`` generator; ``load_market`` dispatches on
+``DataConfig.source``. Fields a source lacks are filled with documented defaults and
+listed in ``MarketData.defaulted``:
+
+- ``volume``: ``default_adv_notional / close`` (a constant traded notional per symbol);
+- ``spread_bps``: ``default_spread_vol_mult`` x trailing 21-bar volatility of log returns
+  in bps, clamped to ``[spread_floor_bps, spread_cap_bps]``;
+- ``sectors``: ``"unknown"`` for every symbol;
+- ``benchmark_returns``: the equal-weighted mean of the simple returns of the symbols
+  listed at both ends of each bar.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from allocgym.config import DataConfig, SyntheticConfig
+from allocgym.config import DataConfig, SplitConfig, SyntheticConfig
 from allocgym.errors import DataError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 # GICS sectors of the 20 symbols in skfolio's S&P 500 sample. Source: S&P Dow Jones
 # Indices' GICS classification as listed for S&P 500 constituents (Dec 2022); RRC (Range
@@ -46,16 +65,31 @@ SP500_SECTORS: dict[str, str] = {
 # Names of the synthetic generator's true regimes, indexed by ``MarketData.regimes``.
 SYNTHETIC_REGIMES: tuple[str, ...] = ("calm_trend", "mean_reverting", "high_vol_crash")
 
+UNKNOWN_SECTOR = "unknown"
+"""Sector label of symbols whose source gives none."""
 
-def _frozen(a: np.ndarray, dtype: type | np.dtype) -> np.ndarray:
+_ADV_WINDOW = 21  # bars in the trailing ADV mean and in the spread proxy's volatility
+_SHOW = 5  # offending symbols/dates quoted per error message
+
+
+def _frozen(a: Any, dtype: Any) -> np.ndarray:
     out = np.array(a, dtype=dtype, copy=True)
     out.flags.writeable = False
     return out
 
 
+def _day(d: np.datetime64 | pd.Timestamp) -> str:
+    return str(np.datetime_as_string(np.datetime64(d, "ns"), unit="D"))
+
+
 @dataclass(frozen=True, eq=False)
 class MarketData:
     """Immutable daily market data for ``n_assets`` symbols over ``n_days`` bars.
+
+    Constructing one copies the arrays into read-only float64/bool arrays and checks
+    shapes and content (vectorised, see :func:`validate`); the minimum history is checked
+    by the loaders. Views from :meth:`window` and :meth:`rows` share the parent's
+    read-only arrays and skip the checks.
 
     Attributes
     ----------
@@ -67,12 +101,13 @@ class MarketData:
     volume : ndarray, shape (n_days, n_assets)
         Shares traded per bar (>= 0).
     spread_bps : ndarray, shape (n_days, n_assets)
-        Quoted bid-ask spread in bps of price.
+        Quoted bid-ask spread in bps of price (>= 0).
     sectors : tuple of str, length n_assets
         Sector label per symbol.
     benchmark_returns : ndarray, shape (n_days,)
         Simple returns of the benchmark; row 0 is 0.
     tradable : ndarray of bool, shape (n_days, n_assets)
+        False where the symbol is not listed (and wherever a source says so).
     defaulted : tuple of str
         Fields filled with documented defaults because the source lacks them.
     regimes : ndarray of int8, shape (n_days,), or None
@@ -96,16 +131,33 @@ class MarketData:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "dates", _frozen(np.asarray(self.dates, dtype="datetime64[ns]"), "datetime64[ns]"))
+        try:
+            dates = np.asarray(self.dates, dtype="datetime64[ns]")
+        except (TypeError, ValueError) as err:
+            raise DataError(f"MarketData dates are not dates ({err}): pass datetime64") from None
+        set_(self, "dates", _frozen(dates, "datetime64[ns]"))
         set_(self, "symbols", tuple(str(s) for s in self.symbols))
         set_(self, "sectors", tuple(str(s) for s in self.sectors))
-        for name in ("close", "volume", "spread_bps"):
-            set_(self, name, _frozen(getattr(self, name), np.float64))
-        set_(self, "benchmark_returns", _frozen(self.benchmark_returns, np.float64))
+        set_(self, "defaulted", tuple(str(s) for s in self.defaulted))
+        for name in ("close", "volume", "spread_bps", "benchmark_returns"):
+            try:
+                set_(self, name, _frozen(getattr(self, name), np.float64))
+            except (TypeError, ValueError) as err:
+                raise DataError(f"MarketData.{name} is not numeric ({err})") from None
         set_(self, "tradable", _frozen(self.tradable, bool))
         if self.regimes is not None:
             set_(self, "regimes", _frozen(self.regimes, np.int8))
-        validate(self)
+        _check_shapes(self)
+        _check_content(self)
+
+    @classmethod
+    def _view(cls, **fields: Any) -> MarketData:
+        """Build from arrays already frozen and checked (slices of a checked instance)."""
+        obj = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(obj, name, value)
+        object.__setattr__(obj, "_cache", {})
+        return obj
 
     # ------------------------------------------------------------------ shape helpers
     @property
@@ -144,7 +196,7 @@ class MarketData:
         """Trailing 21-bar mean traded notional (volume * close) up to and including t,
         shape (n_days, n_assets). Causal: row t uses rows <= t only."""
         notional = np.nan_to_num(self.volume * self.close, nan=0.0)
-        adv = pd.DataFrame(notional).rolling(21, min_periods=1).mean().to_numpy()
+        adv = pd.DataFrame(notional).rolling(_ADV_WINDOW, min_periods=1).mean().to_numpy()
         return _frozen(adv, np.float64)
 
     # ------------------------------------------------------------------ views
@@ -156,9 +208,17 @@ class MarketData:
         return self.rows(0, t + 1)
 
     def rows(self, start: int, stop: int) -> MarketData:
-        """Rows ``start..stop-1`` as a new ``MarketData`` (benchmark row ``start`` kept as is)."""
+        """Rows ``start..stop-1`` as a new ``MarketData`` sharing this one's arrays.
+
+        The benchmark row ``start`` is kept as is; ``returns`` and ``adv_notional`` are
+        recomputed from the rows in the view (so row 0 of ``returns`` is 0). For views
+        that start at 0 they equal the parent's first rows and are taken from it.
+        """
+        start, stop = int(start), int(stop)
+        if not 0 <= start < stop <= self.n_days:
+            raise IndexError(f"rows({start}, {stop}) outside 0 <= start < stop <= {self.n_days}")
         sl = slice(start, stop)
-        return MarketData(
+        view = MarketData._view(
             dates=self.dates[sl],
             symbols=self.symbols,
             close=self.close[sl],
@@ -171,33 +231,174 @@ class MarketData:
             regimes=None if self.regimes is None else self.regimes[sl],
             name=self.name,
         )
+        cached = self.__dict__
+        if start == 0:
+            # Both are causal row-wise computations: a prefix view has the same values.
+            for key in ("returns", "adv_notional"):
+                if key in cached:
+                    view.__dict__[key] = cached[key][sl]
+        for key in ("sector_names", "sector_ids"):
+            if key in cached:
+                view.__dict__[key] = cached[key]
+        return view
 
     def index_of(self, date: str | np.datetime64 | pd.Timestamp) -> int:
         """Index of the last bar on or before ``date``."""
         d = np.datetime64(pd.Timestamp(date), "ns")
         i = int(np.searchsorted(self.dates, d, side="right")) - 1
         if i < 0:
-            raise DataError(f"date {date} is before the first bar {self.dates[0]}")
+            raise DataError(f"date {date} is before the first bar {_day(self.dates[0])}")
         return i
 
 
-def validate(md: MarketData, min_history: int = 2) -> None:
-    """Refuse inconsistent data with a ``DataError`` naming the offending dates/symbols."""
-    t, n = md.close.shape if md.close.ndim == 2 else (None, None)
+# ---------------------------------------------------------------------------- validation
+
+
+def _cells(md: MarketData, mask: np.ndarray, values: np.ndarray | None = None) -> str:
+    """'SYM at 2001-01-02, 2001-01-03 (+4 more); ...' for the True cells of a (T, N) mask."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    parts = []
+    for j in cols[:_SHOW]:
+        rows = np.flatnonzero(mask[:, j])
+        shown = []
+        for i in rows[:3]:
+            v = "" if values is None else f" ({values[i, j]:g})"
+            shown.append(f"{_day(md.dates[i])}{v}")
+        more = f" (+{rows.size - 3} more)" if rows.size > 3 else ""
+        parts.append(f"{md.symbols[j]} at {', '.join(shown)}{more}")
+    if cols.size > _SHOW:
+        parts.append(f"+{cols.size - _SHOW} more symbols")
+    return "; ".join(parts)
+
+
+def _check_shapes(md: MarketData) -> None:
     if md.close.ndim != 2:
-        raise DataError(f"close must be 2-D (n_days, n_assets), got shape {md.close.shape}")
+        raise DataError(
+            f"close must be 2-D (n_days, n_assets), got shape {md.close.shape}: "
+            "pass one column per symbol"
+        )
+    t, n = md.close.shape
     for name in ("volume", "spread_bps", "tradable"):
         shape = getattr(md, name).shape
         if shape != (t, n):
             raise DataError(f"{name} has shape {shape}, close has {(t, n)}: align them")
     if md.dates.shape != (t,):
-        raise DataError(f"dates has shape {md.dates.shape}, expected ({t},)")
+        raise DataError(f"dates has shape {md.dates.shape}, expected ({t},): one date per row")
     if md.benchmark_returns.shape != (t,):
-        raise DataError(f"benchmark_returns has shape {md.benchmark_returns.shape}, expected ({t},)")
+        raise DataError(
+            f"benchmark_returns has shape {md.benchmark_returns.shape}, expected ({t},): "
+            "one benchmark return per row"
+        )
     if len(md.symbols) != n or len(md.sectors) != n:
-        raise DataError(f"{len(md.symbols)} symbols / {len(md.sectors)} sectors for {n} columns")
+        raise DataError(
+            f"{len(md.symbols)} symbols / {len(md.sectors)} sectors for {n} columns: "
+            "give one symbol and one sector per column"
+        )
     if md.regimes is not None and md.regimes.shape != (t,):
         raise DataError(f"regimes has shape {md.regimes.shape}, expected ({t},)")
+    if t == 0 or n == 0:
+        raise DataError(f"market {md.name!r} is empty (shape {(t, n)}): load at least one row")
+
+
+def _check_content(md: MarketData) -> None:
+    """Vectorised content checks (everything but the minimum history and empty columns)."""
+    dates = md.dates
+    if np.isnat(dates).any():
+        i = int(np.flatnonzero(np.isnat(dates))[0])
+        raise DataError(f"missing date (NaT) at row {i}: every row needs a date")
+    step = np.diff(dates.astype(np.int64))
+    if (step == 0).any():
+        rows = np.flatnonzero(step == 0)
+        shown = ", ".join(f"{_day(dates[i])} (rows {i}, {i + 1})" for i in rows[:_SHOW])
+        raise DataError(
+            f"duplicate dates in {md.name!r}: {shown}: keep one row per date "
+            "(e.g. df[~df.index.duplicated(keep='last')])"
+        )
+    if (step < 0).any():
+        rows = np.flatnonzero(step < 0)
+        shown = ", ".join(
+            f"{_day(dates[i + 1])} after {_day(dates[i])} (row {i + 1})" for i in rows[:_SHOW]
+        )
+        raise DataError(
+            f"dates in {md.name!r} are not sorted: {shown}: sort by date (df.sort_index())"
+        )
+    dup = pd.Index(md.symbols).duplicated()
+    if dup.any():
+        names = sorted({md.symbols[j] for j in np.flatnonzero(dup)})
+        raise DataError(f"duplicate symbols {names}: give each column a unique symbol")
+
+    close = md.close
+    finite = np.isfinite(close)
+    bad = np.isinf(close) | (finite & (close <= 0.0))
+    if bad.any():
+        raise DataError(
+            f"non-positive or infinite close prices: {_cells(md, bad, close)}: "
+            "prices must be finite and > 0 (NaN only before a symbol is listed); "
+            "correct or drop these rows"
+        )
+    listed = np.logical_or.accumulate(finite, axis=0)
+    gaps = listed & ~finite
+    if gaps.any():
+        raise DataError(
+            f"NaN close after the first price: {_cells(md, gaps)}: only a leading "
+            "not-yet-listed stretch may be NaN; forward-fill the gaps (df.ffill()) "
+            "or drop those dates"
+        )
+    for name in ("volume", "spread_bps"):
+        a = getattr(md, name)
+        neg = a < 0.0
+        if neg.any():
+            raise DataError(f"negative {name}: {_cells(md, neg, a)}: {name} must be >= 0")
+        missing = finite & ~np.isfinite(a)
+        if missing.any():
+            raise DataError(
+                f"{name} missing or infinite where a close exists: {_cells(md, missing, a)}: "
+                f"fill {name} (or drop the column so documented defaults are used)"
+            )
+    odd = md.tradable & ~finite
+    if odd.any():
+        raise DataError(
+            f"tradable is True without a close price: {_cells(md, odd)}: "
+            "a symbol can only trade where it has a price"
+        )
+    bench = md.benchmark_returns
+    bad_b = ~np.isfinite(bench) | (bench <= -1.0)
+    if bad_b.any():
+        rows = np.flatnonzero(bad_b)
+        shown = ", ".join(f"{_day(dates[i])} ({bench[i]:g})" for i in rows[:_SHOW])
+        raise DataError(
+            f"benchmark returns must be finite and > -1: {shown}: fill the benchmark's "
+            "gaps or leave the benchmark out (equal-weight default)"
+        )
+
+
+def validate(md: MarketData, min_history: int = 2) -> None:
+    """Check a market completely and refuse bad data with a ``DataError``.
+
+    Checks shapes, strictly increasing dates, unique symbols, prices (finite and > 0, NaN
+    only in a leading not-yet-listed stretch), volume and spread (>= 0, finite where a
+    price exists), the tradable mask, the benchmark, that every symbol has at least one
+    price, and that there are at least ``min_history`` rows. Messages name the offending
+    dates/symbols and the fix.
+
+    Parameters
+    ----------
+    md : MarketData
+    min_history : int
+        Fewest rows accepted (``DataConfig.min_history`` in the loaders).
+    """
+    _check_shapes(md)
+    _check_content(md)
+    never = ~np.isfinite(md.close).any(axis=0)
+    if never.any():
+        names = [md.symbols[j] for j in np.flatnonzero(never)]
+        raise DataError(f"symbols {names} have no prices at all: drop those columns")
+    if md.n_days < min_history:
+        raise DataError(
+            f"market {md.name!r} has {md.n_days} rows ({_day(md.dates[0])}.."
+            f"{_day(md.dates[-1])}), fewer than min_history={min_history}: load a longer "
+            "history or lower data.min_history"
+        )
 
 
 # ---------------------------------------------------------------------------- defaults
@@ -211,11 +412,97 @@ def _default_volume(close: np.ndarray, adv_notional: float) -> np.ndarray:
 
 def _default_spread(close: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """Spread proxy from trailing (causal) 21-bar volatility of log returns, in bps."""
-    logr = np.diff(np.log(close), axis=0, prepend=np.nan)
-    vol = pd.DataFrame(logr).rolling(21, min_periods=2).std().to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logr = np.diff(np.log(close), axis=0, prepend=np.nan)
+    vol = pd.DataFrame(logr).rolling(_ADV_WINDOW, min_periods=2).std().to_numpy()
     spread = cfg.default_spread_vol_mult * vol * 1e4
     spread = np.where(np.isfinite(spread), spread, cfg.spread_cap_bps)
     return np.clip(spread, cfg.spread_floor_bps, cfg.spread_cap_bps)
+
+
+def _equal_weight_returns(close: np.ndarray) -> np.ndarray:
+    """Equal-weighted mean simple return of the symbols priced at t-1 and t, shape (T,)."""
+    out = np.zeros(close.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = close[1:] / close[:-1] - 1.0
+    ok = np.isfinite(r)
+    count = ok.sum(axis=1)
+    total = np.where(ok, r, 0.0).sum(axis=1)
+    np.divide(total, count, out=out[1:], where=count > 0)
+    return out
+
+
+def _describe_defaults(fields: Sequence[str], cfg: DataConfig) -> str:
+    text = {
+        "volume": f"volume = ADV notional {cfg.default_adv_notional:.3g} / close",
+        "spread_bps": (
+            f"spread = {cfg.default_spread_vol_mult} x trailing {_ADV_WINDOW}-bar volatility "
+            f"clamped to [{cfg.spread_floor_bps}, {cfg.spread_cap_bps}] bps"
+        ),
+        "sectors": f"sector = {UNKNOWN_SECTOR!r}",
+        "benchmark_returns": "benchmark = equal-weighted mean of the asset returns",
+    }
+    return "; ".join(text[f] for f in fields)
+
+
+def _assemble(
+    *,
+    dates: np.ndarray,
+    symbols: Sequence[str],
+    close: np.ndarray,
+    volume: np.ndarray | None,
+    spread_bps: np.ndarray | None,
+    sectors: Mapping[str, str] | Sequence[str] | None,
+    benchmark_returns: np.ndarray | None,
+    cfg: DataConfig,
+    min_history: int,
+    name: str,
+    source: str,
+) -> MarketData:
+    """Fill missing fields with the documented defaults, warn, build and validate."""
+    defaulted: list[str] = []
+    listed = np.isfinite(close)
+    if volume is None:
+        volume = _default_volume(close, cfg.default_adv_notional)
+        defaulted.append("volume")
+    else:
+        volume = np.where(listed, volume, np.nan_to_num(volume, nan=0.0))
+    if spread_bps is None:
+        spread_bps = _default_spread(close, cfg)
+        defaulted.append("spread_bps")
+    else:
+        spread_bps = np.where(listed, spread_bps, np.nan_to_num(spread_bps, nan=0.0))
+    if sectors is None:
+        sector_list = [UNKNOWN_SECTOR] * len(symbols)
+        defaulted.append("sectors")
+    elif isinstance(sectors, Mapping):
+        sector_list = [str(sectors.get(s, UNKNOWN_SECTOR)) for s in symbols]
+    else:
+        sector_list = [str(s) for s in sectors]
+    if benchmark_returns is None:
+        benchmark_returns = _equal_weight_returns(close)
+        defaulted.append("benchmark_returns")
+    if defaulted:
+        warnings.warn(
+            f"{source} has no {', '.join(defaulted)}: using documented defaults "
+            f"({_describe_defaults(defaulted, cfg)})",
+            UserWarning,
+            stacklevel=3,
+        )
+    md = MarketData(
+        dates=dates,
+        symbols=tuple(symbols),
+        close=close,
+        volume=volume,
+        spread_bps=spread_bps,
+        sectors=tuple(sector_list),
+        benchmark_returns=benchmark_returns,
+        tradable=listed,
+        defaulted=tuple(defaulted),
+        name=name,
+    )
+    validate(md, min_history)
+    return md
 
 
 # ---------------------------------------------------------------------------- loaders
@@ -228,37 +515,334 @@ def load_sp500(cfg: DataConfig | None = None) -> MarketData:
     ``cfg.default_adv_notional / close`` (constant traded notional) and the spread is
     ``cfg.default_spread_vol_mult`` times trailing 21-day volatility, clamped to
     ``[spread_floor_bps, spread_cap_bps]``. A ``UserWarning`` says so, and
-    ``MarketData.defaulted`` lists both fields.
+    ``MarketData.defaulted`` lists both fields. Sectors are GICS (``SP500_SECTORS``).
     """
     from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
     cfg = cfg or DataConfig()
     prices = load_sp500_dataset()
     index = load_sp500_index().iloc[:, 0]
-    close = prices.to_numpy(dtype=np.float64)
+    if not index.index.equals(prices.index):
+        raise DataError("skfolio's S&P 500 index and price dates differ: reinstall skfolio")
     bench = index.to_numpy(dtype=np.float64)
     bench_ret = np.zeros_like(bench)
     bench_ret[1:] = bench[1:] / bench[:-1] - 1.0
-    warnings.warn(
-        "S&P 500 sample has no volume or spread: using default ADV notional "
-        f"{cfg.default_adv_notional:.3g} and spread = {cfg.default_spread_vol_mult} x trailing "
-        f"volatility clamped to [{cfg.spread_floor_bps}, {cfg.spread_cap_bps}] bps",
-        UserWarning,
-        stacklevel=2,
-    )
-    symbols = tuple(prices.columns)
-    return MarketData(
+    symbols = tuple(str(c) for c in prices.columns)
+    return _assemble(
         dates=prices.index.to_numpy(dtype="datetime64[ns]"),
         symbols=symbols,
-        close=close,
-        volume=_default_volume(close, cfg.default_adv_notional),
-        spread_bps=_default_spread(close, cfg),
-        sectors=tuple(SP500_SECTORS[s] for s in symbols),
+        close=prices.to_numpy(dtype=np.float64),
+        volume=None,
+        spread_bps=None,
+        sectors=SP500_SECTORS,
         benchmark_returns=bench_ret,
-        tradable=np.isfinite(close),
-        defaulted=("volume", "spread_bps"),
+        cfg=cfg,
+        min_history=cfg.min_history,
         name="sp500",
+        source="S&P 500 sample",
     )
+
+
+_LONG_REQUIRED = ("date", "symbol", "close")
+_LONG_OPTIONAL = ("open", "high", "low", "volume", "spread_bps", "sector")
+
+
+def _is_long(df: pd.DataFrame) -> bool:
+    cols = {str(c).strip().lower() for c in df.columns}
+    return "symbol" in cols and "close" in cols
+
+
+def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
+    try:
+        with warnings.catch_warnings():
+            # pandas warns when it falls back to per-element parsing; failures still raise.
+            warnings.simplefilter("ignore", UserWarning)
+            idx = pd.DatetimeIndex(pd.to_datetime(values))
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"{what} could not be parsed as dates ({err}): use ISO dates such as 2020-01-31"
+        ) from None
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx
+
+
+def _numeric(df: pd.DataFrame, what: str) -> np.ndarray:
+    bad = [
+        str(c)
+        for c, dtype in zip(df.columns, df.dtypes, strict=True)
+        if not pd.api.types.is_numeric_dtype(dtype)
+    ]
+    if bad:
+        raise DataError(
+            f"{what} columns {bad[:_SHOW]} are not numeric: remove text columns or "
+            "convert them (pd.to_numeric)"
+        )
+    return df.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _aligned(frame: pd.DataFrame, close: pd.DataFrame, what: str) -> np.ndarray:
+    if not frame.index.equals(close.index):
+        raise DataError(
+            f"{what} has {len(frame.index)} dates, close has {len(close.index)} (or they "
+            f"differ): give {what} the same date index as the prices"
+        )
+    missing = [str(c) for c in close.columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{what} lacks symbols {missing[:_SHOW]}: one column per symbol")
+    return _numeric(frame[list(close.columns)], what)
+
+
+def _benchmark_from_prices(series: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
+    series = series.copy()
+    series.index = _to_datetime_index(series.index, "benchmark index")
+    if not series.index.equals(index):
+        missing = index.difference(series.index)
+        shown = ", ".join(_day(d) for d in missing[:_SHOW])
+        raise DataError(
+            f"benchmark dates differ from the price dates (missing: {shown or 'none'}): "
+            "give the benchmark a price on every price date"
+        )
+    try:
+        px = series.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"benchmark prices are not numeric ({err})") from None
+    bad = ~np.isfinite(px) | (px <= 0)
+    if bad.any():
+        shown = ", ".join(_day(index[i]) for i in np.flatnonzero(bad)[:_SHOW])
+        raise DataError(f"benchmark prices missing or <= 0 at {shown}: fill them (ffill)")
+    out = np.zeros(px.size)
+    out[1:] = px[1:] / px[:-1] - 1.0
+    return out
+
+
+def from_prices(
+    df: pd.DataFrame,
+    *,
+    benchmark: pd.Series | str | None = None,
+    volume: pd.DataFrame | None = None,
+    spread_bps: pd.DataFrame | None = None,
+    sectors: Mapping[str, str] | Sequence[str] | None = None,
+    cfg: DataConfig | None = None,
+    min_history: int | None = None,
+    name: str = "prices",
+) -> MarketData:
+    """Build a validated ``MarketData`` from a wide close-price frame or long OHLCV rows.
+
+    Wide: a ``DatetimeIndex`` (or date-like index) and one column of close prices per
+    symbol; NaN only before a symbol's first price. Optional ``volume`` / ``spread_bps``
+    frames have the same index and columns. Long (detected by ``symbol`` and ``close``
+    columns): columns ``date, symbol, close`` and optionally ``open, high, low, volume,
+    spread_bps, sector`` (open/high/low are accepted and not used); rows are pivoted by
+    date (sorted) and symbol (order of first appearance); one row per (date, symbol).
+
+    Missing fields get the module's documented defaults, are listed in
+    ``MarketData.defaulted`` and announced in a ``UserWarning``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Wide close prices or long OHLCV rows.
+    benchmark : Series or str, optional
+        Benchmark *prices* on the same dates, or the name of a wide column holding them
+        (removed from the symbols). Default: equal-weighted mean of the asset returns.
+    volume, spread_bps : DataFrame, optional
+        Wide shares traded / spread in bps (wide input only).
+    sectors : mapping symbol -> sector, or sequence in column order, optional
+        Default ``"unknown"`` for every symbol.
+    cfg : DataConfig, optional
+        Default-fill parameters and ``min_history`` (default ``DataConfig()``).
+    min_history : int, optional
+        Overrides ``cfg.min_history``.
+    name : str
+        Name shown in summaries and errors.
+
+    Raises
+    ------
+    DataError
+        When validation fails (message names the dates/symbols and the fix).
+    """
+    cfg = cfg or DataConfig()
+    min_rows = cfg.min_history if min_history is None else int(min_history)
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"from_prices needs a pandas DataFrame, got {type(df).__name__}")
+    if _is_long(df):
+        if volume is not None or spread_bps is not None:
+            raise DataError(
+                "long OHLCV input carries volume/spread_bps as columns: do not pass them "
+                "as separate frames"
+            )
+        return _from_long(df, benchmark, sectors, cfg, min_rows, name)
+    close = df.copy()
+    close.columns = [str(c) for c in close.columns]
+    close.index = _to_datetime_index(close.index, f"{name} index")
+    bench_ret = None
+    if isinstance(benchmark, str):
+        if benchmark not in close.columns:
+            raise DataError(
+                f"benchmark column {benchmark!r} not in {list(close.columns)[:_SHOW]}...: "
+                "name an existing column"
+            )
+        bench_ret = _benchmark_from_prices(close.pop(benchmark), close.index)
+    elif benchmark is not None:
+        bench_ret = _benchmark_from_prices(benchmark, close.index)
+    vol = None if volume is None else _aligned(_with_dates(volume), close, "volume")
+    spr = None if spread_bps is None else _aligned(_with_dates(spread_bps), close, "spread_bps")
+    if sectors is not None and not isinstance(sectors, Mapping) and len(sectors) != close.shape[1]:
+        raise DataError(
+            f"{len(sectors)} sectors for {close.shape[1]} symbols: give one per column "
+            "or a symbol -> sector mapping"
+        )
+    return _assemble(
+        dates=close.index.to_numpy(dtype="datetime64[ns]"),
+        symbols=tuple(close.columns),
+        close=_numeric(close, "close"),
+        volume=vol,
+        spread_bps=spr,
+        sectors=sectors,
+        benchmark_returns=bench_ret,
+        cfg=cfg,
+        min_history=min_rows,
+        name=name,
+        source=name,
+    )
+
+
+def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out.columns = [str(c) for c in out.columns]
+    out.index = _to_datetime_index(out.index, "index")
+    return out
+
+
+def _from_long(
+    df: pd.DataFrame,
+    benchmark: pd.Series | str | None,
+    sectors: Mapping[str, str] | Sequence[str] | None,
+    cfg: DataConfig,
+    min_rows: int,
+    name: str,
+) -> MarketData:
+    rows = df.rename(columns=lambda c: str(c).strip().lower())
+    missing = [c for c in _LONG_REQUIRED if c not in rows.columns]
+    if missing:
+        raise DataError(
+            f"long OHLCV data lacks columns {missing}: need date, symbol, close "
+            "(and optionally open, high, low, volume, spread_bps)"
+        )
+    if isinstance(benchmark, str):
+        raise DataError("benchmark as a column name needs wide prices: pass a price Series")
+    rows = rows.copy()
+    rows["date"] = _to_datetime_index(rows["date"], f"{name} 'date' column")
+    rows["symbol"] = rows["symbol"].astype(str)
+    dup = rows.duplicated(subset=["date", "symbol"])
+    if dup.any():
+        shown = ", ".join(
+            f"{_day(d)} {s}"
+            for d, s in rows.loc[dup, ["date", "symbol"]].head(_SHOW).itertuples(index=False)
+        )
+        raise DataError(
+            f"duplicate (date, symbol) rows in {name!r}: {shown}: keep one row per date "
+            "and symbol (df.drop_duplicates(['date', 'symbol'], keep='last'))"
+        )
+    symbols = [str(s) for s in pd.unique(rows["symbol"])]
+
+    def wide(col: str) -> pd.DataFrame:
+        return rows.pivot(index="date", columns="symbol", values=col).reindex(columns=symbols)
+
+    close = wide("close")
+    vol = _numeric(wide("volume"), "volume") if "volume" in rows.columns else None
+    spr = _numeric(wide("spread_bps"), "spread_bps") if "spread_bps" in rows.columns else None
+    if sectors is None and "sector" in rows.columns:
+        per = rows.groupby("symbol", sort=False)["sector"].nunique(dropna=True)
+        if (per > 1).any():
+            raise DataError(
+                f"symbols {list(per.index[per > 1])[:_SHOW]} have more than one sector: "
+                "give each symbol one sector"
+            )
+        first = rows.dropna(subset=["sector"]).groupby("symbol", sort=False)["sector"].first()
+        sectors = {s: str(first.get(s, UNKNOWN_SECTOR)) for s in symbols}
+    bench_ret = None if benchmark is None else _benchmark_from_prices(benchmark, close.index)
+    return _assemble(
+        dates=close.index.to_numpy(dtype="datetime64[ns]"),
+        symbols=symbols,
+        close=_numeric(close, "close"),
+        volume=vol,
+        spread_bps=spr,
+        sectors=sectors,
+        benchmark_returns=bench_ret,
+        cfg=cfg,
+        min_history=min_rows,
+        name=name,
+        source=name,
+    )
+
+
+def _existing(path: str | Path, kind: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{kind} file {str(p)!r} does not exist: pass an existing file (data.path)")
+    return p
+
+
+def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
+    """Load wide close prices (first column = dates) or long OHLCV rows from a CSV file.
+
+    Long format is detected by ``symbol`` and ``close`` columns. Keyword arguments go to
+    :func:`from_prices` (``benchmark``, ``sectors``, ``cfg``, ``min_history``, ``name``).
+    """
+    p = _existing(path, "CSV")
+    kwargs.setdefault("name", p.stem)
+    try:
+        head = pd.read_csv(p, nrows=0)
+        if _is_long(head):
+            df = pd.read_csv(p)
+        else:
+            df = pd.read_csv(p, index_col=0)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataError(
+            f"CSV file {str(p)!r} could not be read ({err}): check its format"
+        ) from None
+    return from_prices(df, **kwargs)
+
+
+def from_parquet(path: str | Path, **kwargs: Any) -> MarketData:
+    """Load wide close prices (date index or ``date`` column) or long OHLCV from Parquet.
+
+    Keyword arguments go to :func:`from_prices`.
+    """
+    p = _existing(path, "Parquet")
+    kwargs.setdefault("name", p.stem)
+    try:
+        df = pd.read_parquet(p)
+    except (OSError, ValueError) as err:
+        raise DataError(f"Parquet file {str(p)!r} could not be read ({err})") from None
+    if not _is_long(df) and not isinstance(df.index, pd.DatetimeIndex):
+        cols = {str(c).strip().lower(): c for c in df.columns}
+        if "date" not in cols:
+            raise DataError(
+                f"Parquet file {str(p)!r} has neither a DatetimeIndex nor a 'date' column: "
+                "store the dates as the index or a 'date' column"
+            )
+        df = df.set_index(cols["date"])
+    return from_prices(df, **kwargs)
+
+
+def load_market(cfg: DataConfig | None = None) -> MarketData:
+    """Load and validate the market ``cfg.source`` names (sp500, csv, parquet, synthetic).
+
+    Every source is checked against ``cfg.min_history``.
+    """
+    cfg = cfg or DataConfig()
+    if cfg.source == "sp500":
+        return load_sp500(cfg)
+    if cfg.source in ("csv", "parquet"):
+        assert cfg.path is not None  # DataConfig refuses csv/parquet without a path
+        loader = from_csv if cfg.source == "csv" else from_parquet
+        return loader(cfg.path, cfg=cfg)
+    md = synthetic_from_config(cfg.synthetic)
+    validate(md, cfg.min_history)
+    return md
 
 
 def synthetic(
@@ -281,8 +865,8 @@ def synthetic(
     - ``high_vol_crash``: negative drift, high volatility, high correlation, wider spreads.
 
     Returns are a one-factor model (market loading 0.7..1.3 per asset) plus idiosyncratic
-    noise. The benchmark is the equal-weighted mean of the asset returns. Same arguments,
-    identical data.
+    noise. The benchmark is the equal-weighted mean of the asset returns. Dates are
+    business days from 2000-01-03. Same arguments, identical data.
     """
     if n_assets < 1 or n_days < 2:
         raise DataError(f"synthetic needs n_assets >= 1 and n_days >= 2, got {n_assets}, {n_days}")
@@ -323,9 +907,13 @@ def synthetic(
     close = 100.0 * np.exp(np.cumsum(np.log1p(np.clip(rets, -0.95, None)), axis=0))
 
     base_shares = rng.lognormal(np.log(2e6), 0.5, n_assets)
-    volume = base_shares * volume_scale[regimes][:, None] * rng.lognormal(0.0, 0.2, (n_days, n_assets))
+    volume = (
+        base_shares * volume_scale[regimes][:, None] * rng.lognormal(0.0, 0.2, (n_days, n_assets))
+    )
     base_spread = rng.uniform(2.0, 10.0, n_assets)
-    spread = base_spread * spread_scale[regimes][:, None] * rng.lognormal(0.0, 0.1, (n_days, n_assets))
+    spread = (
+        base_spread * spread_scale[regimes][:, None] * rng.lognormal(0.0, 0.1, (n_days, n_assets))
+    )
     dates = pd.bdate_range("2000-01-03", periods=n_days).to_numpy(dtype="datetime64[ns]")
     return MarketData(
         dates=dates,
@@ -350,3 +938,232 @@ def synthetic_from_config(cfg: SyntheticConfig) -> MarketData:
         n_sectors=cfg.n_sectors,
         signal_strength=cfg.signal_strength,
     )
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+@dataclass(frozen=True)
+class Split:
+    """A contiguous range of bars ``start..stop-1`` of one market (``market.rows(start, stop)``).
+
+    Attributes
+    ----------
+    name : str
+        ``train``, ``validation``, ``test`` or ``fold<k>_train`` / ``fold<k>_test``.
+    start, stop : int
+        Bar indices, ``0 <= start < stop``.
+    """
+
+    name: str
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.stop:
+            raise DataError(
+                f"split {self.name!r} [{self.start}, {self.stop}) is empty or negative: "
+                "need 0 <= start < stop"
+            )
+
+    @property
+    def n_bars(self) -> int:
+        """Number of bars in the split."""
+        return self.stop - self.start
+
+    def __len__(self) -> int:
+        return self.n_bars
+
+    @property
+    def slice(self) -> slice:
+        """``slice(start, stop)`` for indexing (T, ...) arrays."""
+        return slice(self.start, self.stop)
+
+    def describe(self, market: MarketData) -> str:
+        """``'train: 1990-01-02..2010-12-31 (5291 bars)'``."""
+        first, last = _day(market.dates[self.start]), _day(market.dates[self.stop - 1])
+        return f"{self.name}: {first}..{last} ({self.n_bars} bars)"
+
+
+def _split_date(value: str, key: str) -> np.datetime64:
+    try:
+        return np.datetime64(pd.Timestamp(value), "ns")
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"data.splits.{key} = {value!r} is not a date ({err}): use YYYY-MM-DD"
+        ) from None
+
+
+def _bar_after(market: MarketData, value: str, key: str) -> int:
+    """Index of the first bar strictly after the date ``value``."""
+    return int(np.searchsorted(market.dates, _split_date(value, key), side="right"))
+
+
+def _make_split(market: MarketData, name: str, start: int, stop: int, cfg: SplitConfig) -> Split:
+    if start >= stop:
+        raise DataError(
+            f"{name} split is empty for {market.name!r} ({_day(market.dates[0])}.."
+            f"{_day(market.dates[-1])}, {market.n_days} bars) with train_end={cfg.train_end}, "
+            f"validation_end={cfg.validation_end}, embargo_days={cfg.embargo_days}: set "
+            "data.splits.train_end / validation_end inside the data's dates"
+        )
+    return Split(name, start, stop)
+
+
+def walk_forward_splits(market: MarketData, cfg: SplitConfig | None = None) -> dict[str, Split]:
+    """Train / validation / test bar ranges by date, with an embargo before each later split.
+
+    ``train`` holds bars dated on or before ``cfg.train_end``; ``validation`` the bars
+    after it up to ``cfg.validation_end``; ``test`` the rest. The first
+    ``cfg.embargo_days`` bars of validation and of test are dropped, so a split never
+    starts right after the previous one ends. With the defaults on the S&P 500 sample:
+    train 1990-01-02..2010-12-31, validation 2011 (after 5 embargo bars)..2014-12-31,
+    test 2015 (after 5 embargo bars)..2022-12-28.
+
+    Returns
+    -------
+    dict
+        ``{"train": Split, "validation": Split, "test": Split}`` in time order.
+
+    Raises
+    ------
+    DataError
+        When a split would be empty (dates outside the data).
+    """
+    cfg = cfg or SplitConfig()
+    t_end = _bar_after(market, cfg.train_end, "train_end")
+    v_end = _bar_after(market, cfg.validation_end, "validation_end")
+    emb = cfg.embargo_days
+    return {
+        "train": _make_split(market, "train", 0, t_end, cfg),
+        "validation": _make_split(market, "validation", t_end + emb, v_end, cfg),
+        "test": _make_split(market, "test", v_end + emb, market.n_days, cfg),
+    }
+
+
+def rolling_folds(
+    market: MarketData, cfg: SplitConfig | None = None, *, include_test: bool = False
+) -> list[tuple[Split, Split]]:
+    """Expanding-window walk-forward folds: ``[(train_k, test_k), ...]``, ``cfg.n_folds`` of them.
+
+    The bars up to ``cfg.validation_end`` (all bars with ``include_test=True``) are cut
+    into ``n_folds + 1`` equal blocks. Fold k (1-based) trains on blocks ``0..k-1`` and
+    tests on block k (the last fold's test runs to the end), less ``cfg.embargo_days``
+    bars at its start: ``test.start == train.stop + embargo_days``. By default the test
+    split of :func:`walk_forward_splits` is held out of every fold.
+
+    Raises
+    ------
+    DataError
+        When a block is not longer than the embargo.
+    """
+    cfg = cfg or SplitConfig()
+    end = (
+        market.n_days if include_test else _bar_after(market, cfg.validation_end, "validation_end")
+    )
+    n = cfg.n_folds
+    block = end // (n + 1)
+    if block <= cfg.embargo_days:
+        raise DataError(
+            f"{end} bars of {market.name!r} make blocks of {block} bars for {n} folds, not "
+            f"more than embargo_days={cfg.embargo_days}: lower data.splits.n_folds or the "
+            "embargo, or use more data"
+        )
+    folds = []
+    for k in range(1, n + 1):
+        train = Split(f"fold{k}_train", 0, k * block)
+        test = Split(
+            f"fold{k}_test", k * block + cfg.embargo_days, end if k == n else (k + 1) * block
+        )
+        folds.append((train, test))
+    return folds
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def summary(md: MarketData) -> dict[str, Any]:
+    """Plain-data description of a market (JSON-serialisable).
+
+    Keys: ``name``, ``n_symbols``, ``symbols``, ``rows``, ``start``, ``end`` (ISO dates),
+    ``defaulted`` (fields filled with defaults), ``sectors`` (symbol -> sector),
+    ``sector_counts``, ``missing_cells`` / ``missing_fraction`` (NaN closes),
+    ``missing`` (symbol -> ``first_date``, ``leading_nan`` rows, ``untradable`` rows) and
+    ``regimes`` (regime -> bars, synthetic data only, else None).
+    """
+    finite = np.isfinite(md.close)
+    first = np.argmax(finite, axis=0)  # leading NaN rows = index of the first price
+    has_any = finite.any(axis=0)
+    untradable = (~md.tradable).sum(axis=0)
+    missing = {
+        s: {
+            "first_date": _day(md.dates[first[j]]) if has_any[j] else None,
+            "leading_nan": int(first[j]) if has_any[j] else md.n_days,
+            "untradable": int(untradable[j]),
+        }
+        for j, s in enumerate(md.symbols)
+    }
+    counts: dict[str, int] = {}
+    for s in md.sectors:
+        counts[s] = counts.get(s, 0) + 1
+    regimes = None
+    if md.regimes is not None:
+        codes = np.bincount(md.regimes.astype(np.int64), minlength=len(SYNTHETIC_REGIMES))
+        regimes = {
+            (SYNTHETIC_REGIMES[i] if i < len(SYNTHETIC_REGIMES) else str(i)): int(c)
+            for i, c in enumerate(codes)
+        }
+    n_missing = int((~finite).sum())
+    return {
+        "name": md.name,
+        "n_symbols": md.n_assets,
+        "symbols": list(md.symbols),
+        "rows": md.n_days,
+        "start": _day(md.dates[0]),
+        "end": _day(md.dates[-1]),
+        "defaulted": list(md.defaulted),
+        "sectors": dict(zip(md.symbols, md.sectors, strict=True)),
+        "sector_counts": dict(sorted(counts.items())),
+        "missing_cells": n_missing,
+        "missing_fraction": n_missing / finite.size,
+        "missing": missing,
+        "regimes": regimes,
+    }
+
+
+def render_summary(info: Mapping[str, Any]) -> RenderableType:
+    """Rich rendering of :func:`summary`'s dict (used by ``allocgym data info``)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    defaulted = ", ".join(info["defaulted"]) or "none"
+    lines = [
+        Text(f"market: {info['name']}", style="bold"),
+        Text(f"{info['n_symbols']} symbols, {info['rows']} rows, {info['start']}..{info['end']}"),
+        Text(f"defaulted fields: {defaulted}"),
+        Text(
+            f"missing closes: {info['missing_cells']} cells "
+            f"({100 * info['missing_fraction']:.2f}%, leading not-yet-listed stretches)"
+        ),
+        Text("sectors: " + ", ".join(f"{k} ({v})" for k, v in info["sector_counts"].items())),
+    ]
+    if info.get("regimes"):
+        lines.append(
+            Text(
+                "true regimes (bars): " + ", ".join(f"{k} {v}" for k, v in info["regimes"].items())
+            )
+        )
+    table = Table(title="symbols", title_justify="left")
+    for col, justify in (("symbol", "left"), ("sector", "left"), ("first date", "left"),
+                         ("leading NaN", "right"), ("untradable", "right")):  # fmt: skip
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for sym, miss in info["missing"].items():
+        table.add_row(
+            sym,
+            info["sectors"][sym],
+            str(miss["first_date"]),
+            str(miss["leading_nan"]),
+            str(miss["untradable"]),
+        )
+    return Group(*lines, table)

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real S&P 500 sample and a small synthetic market (both immutable)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from allocgym.data import MarketData, load_sp500, synthetic
+
+
+@pytest.fixture(scope="session")
+def sp500() -> MarketData:
+    """skfolio's S&P 500 sample (20 symbols, 8313 bars), default-fill warning silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return load_sp500()
+
+
+@pytest.fixture(scope="session")
+def small_synth() -> MarketData:
+    """Seeded synthetic market: 6 symbols in 3 sectors, 500 bars, all three true regimes present (seed 5)."""
+    return synthetic(n_assets=6, n_days=500, seed=5, n_sectors=3)

@@ -1,0 +1,199 @@
+"""Typed config: unknown keys, range rules, --set overrides, hashing, run metadata, defaults file."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from allocgym.config import (
+    AllocgymConfig,
+    SplitConfig,
+    config_from_dict,
+    config_hash,
+    load_config,
+    write_run_metadata,
+)
+from allocgym.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+HEADER = (
+    "# Every allocgym configuration key with its default, generated from AllocgymConfig().\n"
+    "# Regenerate after changing a default or adding a key:\n"
+    "#   ALLOCGYM_WRITE_DEFAULTS=1 .venv/bin/python -m pytest tests/test_config.py -k default_yaml\n"
+)
+
+
+def default_yaml_text() -> str:
+    return HEADER + yaml.safe_dump(AllocgymConfig().model_dump(mode="json"), sort_keys=False)
+
+
+def test_default_yaml_holds_every_key_with_its_default() -> None:
+    if os.environ.get("ALLOCGYM_WRITE_DEFAULTS") == "1":
+        DEFAULT_YAML.write_text(default_yaml_text())
+    assert load_config(DEFAULT_YAML) == AllocgymConfig(), (
+        "configs/default.yaml is stale: regenerate it (see its header)"
+    )
+    tree = yaml.safe_load(DEFAULT_YAML.read_text())
+    assert tree == AllocgymConfig().model_dump(mode="json"), (
+        "configs/default.yaml misses or adds keys: regenerate it (see its header)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tree", "path"),
+    [
+        ({"risk": {"max_gros": 1.0}}, "risk.max_gros"),
+        ({"data": {"splits": {"train_start": "1990-01-01"}}}, "data.splits.train_start"),
+        ({"nonsense": 1}, "nonsense"),
+    ],
+)
+def test_unknown_keys_rejected_with_dotted_path(tree: dict, path: str) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"unknown key '{path}': remove it or check its spelling"
+    ):
+        config_from_dict(tree)
+
+
+def test_unknown_key_in_yaml_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("env:\n  episode_lenght: 10\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'env.episode_lenght'"):
+        load_config(f)
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        (
+            "risk.max_symbol_weight=-0.1",
+            r"risk.max_symbol_weight = -0.1 rejected: .*greater than 0",
+        ),
+        ("risk.max_gross=0", r"risk.max_gross = 0 rejected: .*greater than 0"),
+        (
+            "costs.commission_bps=-1",
+            r"costs.commission_bps = -1 rejected: .*greater than or equal to 0",
+        ),
+        ("costs.impact_k=.nan", r"costs.impact_k = nan rejected: .*finite number"),
+        ("risk.max_gross=.inf", r"risk.max_gross = inf rejected: .*finite number"),
+        ("env.cvar_alpha=1.0", r"env.cvar_alpha = 1.0 rejected: .*less than 1"),
+        ("risk.min_multiplier=3", r"min_multiplier 3.0 > max_multiplier 2.0"),
+        ("regime.quiet_percentile=0.95", r"quiet_percentile 0.95 > crisis_percentile 0.9"),
+        ("data.spread_floor_bps=60", r"spread_floor_bps 60.0 > spread_cap_bps 50.0"),
+        (
+            "data.splits.train_end=2020-01-01",
+            r"train_end '2020-01-01' must be before validation_end",
+        ),
+        (
+            "data.splits.train_end='2010-13-45'",
+            r"train_end '2010-13-45' is not a date: use YYYY-MM-DD",
+        ),
+        ("data.source=csv", r"source 'csv' needs data.path"),
+        ("train.n_envs=0", r"train.n_envs = 0 rejected: .*greater than 0"),
+    ],
+)
+def test_out_of_range_rejected_with_value_and_rule(override: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, [override])
+
+
+def test_set_overrides_parse_types() -> None:
+    cfg = load_config(
+        None,
+        [
+            "train.n_envs=8",
+            "risk.long_only=false",
+            "risk.max_gross=0.8",
+            "data.source=synthetic",
+            "risk.max_symbol_notional=250000",
+            "data.splits.embargo_days=10",
+            "risk.regime_budget_multipliers={high_volatility: 0.5}",
+        ],
+    )
+    assert cfg.train.n_envs == 8 and isinstance(cfg.train.n_envs, int)
+    assert cfg.risk.long_only is False
+    assert cfg.risk.max_gross == 0.8
+    assert cfg.data.source == "synthetic"
+    assert cfg.risk.max_symbol_notional == 250000.0
+    assert cfg.data.splits.embargo_days == 10
+    assert dict(cfg.risk.regime_budget_multipliers) == {"high_volatility": 0.5}
+    # an override wins over the file, a later override over an earlier one
+    assert load_config(DEFAULT_YAML, ["train.seed=3", "train.seed=4"]).train.seed == 4
+    assert load_config(None, ["risk.max_symbol_notional=null"]).risk.max_symbol_notional is None
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("risk.max_gross", r"not of the form a.b=value"),
+        ("=3", r"not of the form a.b=value"),
+        ("train.seed.x=1", r"train.seed = \{'x': 1\} rejected: .*valid integer"),
+    ],
+)
+def test_malformed_overrides(override: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, [override])
+    with pytest.raises(ConfigError, match=r"'seed' is a value, not a section"):
+        load_config(DEFAULT_YAML, ["train.seed.x=1"])  # the file holds train.seed
+
+
+def test_split_dates_accept_yaml_dates() -> None:
+    # --set parses an unquoted 2017-03-31 as a date; the split config stores ISO text.
+    cfg = load_config(
+        None, ["data.splits.validation_end=2017-03-31", "data.splits.train_end=2012-06-30"]
+    )
+    assert (cfg.data.splits.train_end, cfg.data.splits.validation_end) == (
+        "2012-06-30",
+        "2017-03-31",
+    )
+    assert SplitConfig(train_end=datetime.date(2001, 2, 3)).train_end == "2001-02-03"
+
+
+def test_missing_or_non_mapping_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist: pass an existing YAML"):
+        load_config(tmp_path / "absent.yaml")
+    f = tmp_path / "list.yaml"
+    f.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"must hold a mapping at the top level"):
+        load_config(f)
+
+
+def test_config_is_frozen() -> None:
+    cfg = AllocgymConfig()
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.risk.max_gross = 0.5  # type: ignore[misc]
+
+
+def test_hash_stable_and_value_sensitive() -> None:
+    base = config_hash(AllocgymConfig())
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert config_hash(load_config(None)) == base
+    assert config_hash(load_config(DEFAULT_YAML)) == base
+    assert config_hash(load_config(None, ["risk.max_gross=1.0"])) == base  # same value, same hash
+    changed = config_hash(load_config(None, ["risk.max_gross=0.9"]))
+    assert changed != base
+    assert config_hash(load_config(None, ["train.seed=1"])) not in (base, changed)
+
+
+def test_write_run_metadata(tmp_path: Path) -> None:
+    cfg = load_config(None, ["train.seed=7", "risk.max_gross=0.75"])
+    run = tmp_path / "runs" / "r1"
+    digest = write_run_metadata(run, cfg)
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.yaml",
+        "config_hash.txt",
+        "versions.json",
+    ]
+    assert (run / "config_hash.txt").read_text().strip() == digest == config_hash(cfg)
+    reloaded = load_config(run / "config.yaml")
+    assert reloaded == cfg and config_hash(reloaded) == digest
+    versions = json.loads((run / "versions.json").read_text())
+    import numpy
+
+    assert versions["numpy"] == numpy.__version__
+    assert {"python", "allocgym", "torch", "skfolio"} <= set(versions)
