@@ -72,6 +72,28 @@ _ADV_WINDOW = 21  # bars in the trailing ADV mean and in the spread proxy's vola
 _SHOW = 5  # offending symbols/dates quoted per error message
 
 
+def trailing_adv(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
+    """Mean traded notional (volume * close, NaN as 0) over the last ``min(L, 21)`` bars.
+
+    Parameters
+    ----------
+    close, volume : ndarray, shape (..., L, n_assets)
+        Trailing windows ending at the decision bar.
+
+    Returns
+    -------
+    ndarray, shape (..., n_assets)
+        ADV notional in currency. The rows are summed one by one in time order, so the
+        result has the same bits for a window cut from any longer series (the env's
+        precomputed ``MarketData.adv_notional`` equals the serving path's value).
+    """
+    notional = np.nan_to_num(volume[..., -_ADV_WINDOW:, :] * close[..., -_ADV_WINDOW:, :], nan=0.0)
+    acc = notional[..., 0, :].copy()
+    for k in range(1, notional.shape[-2]):
+        acc += notional[..., k, :]
+    return acc / notional.shape[-2]
+
+
 def _frozen(a: Any, dtype: Any) -> np.ndarray:
     out = np.array(a, dtype=dtype, copy=True)
     out.flags.writeable = False
@@ -195,8 +217,16 @@ class MarketData:
     def adv_notional(self) -> np.ndarray:
         """Trailing 21-bar mean traded notional (volume * close) up to and including t,
         shape (n_days, n_assets). Causal: row t uses rows <= t only."""
-        notional = np.nan_to_num(self.volume * self.close, nan=0.0)
-        adv = pd.DataFrame(notional).rolling(_ADV_WINDOW, min_periods=1).mean().to_numpy()
+        adv = np.empty_like(self.close)
+        head = min(_ADV_WINDOW - 1, self.n_days)
+        for t in range(head):  # the first bars average the rows that exist so far
+            adv[t] = trailing_adv(self.close[: t + 1], self.volume[: t + 1])
+        if self.n_days >= _ADV_WINDOW:
+            win = np.lib.stride_tricks.sliding_window_view
+            adv[head:] = trailing_adv(
+                np.moveaxis(win(self.close, _ADV_WINDOW, axis=0), -1, -2),
+                np.moveaxis(win(self.volume, _ADV_WINDOW, axis=0), -1, -2),
+            )
         return _frozen(adv, np.float64)
 
     # ------------------------------------------------------------------ views
