@@ -1,0 +1,1 @@
+"""Frozen-policy production path: torch-free runtime, FrozenAllocator, HTTP service."""
