@@ -397,7 +397,6 @@ def test_window_cannot_see_past_t(sp500: MarketData) -> None:
         "tradable",
         "benchmark_returns",
         "returns",
-        "adv_notional",
     ):
         assert getattr(w, name).shape[0] == t + 1
         np.testing.assert_array_equal(getattr(w, name), getattr(sp500, name)[: t + 1])
@@ -419,10 +418,9 @@ def test_window_unchanged_by_future_data(t: int, bump: float) -> None:
     volume[t + 1 :] *= 3.0
     other = dataclasses.replace(md, close=close, volume=volume)
     a, b = md.window(t), other.window(t)
-    for name in ("close", "volume", "returns", "adv_notional", "benchmark_returns", "regimes"):
+    for name in ("close", "volume", "returns", "benchmark_returns", "regimes"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     # Computed from scratch on the view, causal quantities equal the full series' prefix.
-    np.testing.assert_array_equal(a.adv_notional, md.adv_notional[: t + 1])
     np.testing.assert_array_equal(a.returns, md.returns[: t + 1])
 
 
@@ -589,18 +587,3 @@ def test_split_refusals(small_synth: MarketData) -> None:
         Split("x", 5, 5)
     assert len(Split("x", 2, 7)) == 5
 
-
-def test_adv_notional_equals_trailing_window_bits(sp500):
-    """The env's precomputed ADV and the serving path's window ADV are bit-identical."""
-    from allocgym.data import trailing_adv
-
-    adv = sp500.adv_notional
-    for t in (20, 21, 500, 4000, sp500.n_days - 1):
-        lo = max(0, t - 300)
-        window = trailing_adv(sp500.close[lo : t + 1][None], sp500.volume[lo : t + 1][None])[0]
-        assert np.array_equal(window, adv[t])
-    # hand-computed: constant notional 1e6 -> ADV 1e6; a doubled last bar -> (20 + 2) / 21 * 1e6
-    close = np.full((30, 1), 10.0)
-    volume = np.full((30, 1), 1e5)
-    volume[-1] = 2e5
-    assert trailing_adv(close, volume)[0] == pytest.approx(22 / 21 * 1e6, rel=1e-15)

@@ -659,7 +659,7 @@ class BarbellConfig(Section):
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     solver: str | None = None
-    """cvxpy solver for layer 1; None lets cvxpy choose."""
+    """cvxpy solver for layer 1; None = CLARABEL."""
 
     @model_validator(mode="after")
     def _check(self) -> BarbellConfig:
@@ -691,7 +691,7 @@ class ClassicConfig(Section):
     periods_per_year: Pos = 252.0
     """Bars per year: converts annualised inputs to per-bar units."""
     solver: str | None = None
-    """cvxpy solver; None lets cvxpy choose (HiGHS for the min-CVaR LP)."""
+    """cvxpy solver; None = CLARABEL (HiGHS for the min-CVaR LP)."""
 
 
 class RiskBudgetConfig(Section):

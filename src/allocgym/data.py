@@ -68,30 +68,8 @@ SYNTHETIC_REGIMES: tuple[str, ...] = ("calm_trend", "mean_reverting", "high_vol_
 UNKNOWN_SECTOR = "unknown"
 """Sector label of symbols whose source gives none."""
 
-_ADV_WINDOW = 21  # bars in the trailing ADV mean and in the spread proxy's volatility
+_VOL_WINDOW = 21  # bars of the spread proxy's trailing volatility
 _SHOW = 5  # offending symbols/dates quoted per error message
-
-
-def trailing_adv(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
-    """Mean traded notional (volume * close, NaN as 0) over the last ``min(L, 21)`` bars.
-
-    Parameters
-    ----------
-    close, volume : ndarray, shape (..., L, n_assets)
-        Trailing windows ending at the decision bar.
-
-    Returns
-    -------
-    ndarray, shape (..., n_assets)
-        ADV notional in currency. The rows are summed one by one in time order, so the
-        result has the same bits for a window cut from any longer series (the env's
-        precomputed ``MarketData.adv_notional`` equals the serving path's value).
-    """
-    notional = np.nan_to_num(volume[..., -_ADV_WINDOW:, :] * close[..., -_ADV_WINDOW:, :], nan=0.0)
-    acc = notional[..., 0, :].copy()
-    for k in range(1, notional.shape[-2]):
-        acc += notional[..., k, :]
-    return acc / notional.shape[-2]
 
 
 def _frozen(a: Any, dtype: Any) -> np.ndarray:
@@ -213,22 +191,6 @@ class MarketData:
         r[1:][~(self.tradable[1:] & self.tradable[:-1])] = 0.0
         return _frozen(r, np.float64)
 
-    @cached_property
-    def adv_notional(self) -> np.ndarray:
-        """Trailing 21-bar mean traded notional (volume * close) up to and including t,
-        shape (n_days, n_assets). Causal: row t uses rows <= t only."""
-        adv = np.empty_like(self.close)
-        head = min(_ADV_WINDOW - 1, self.n_days)
-        for t in range(head):  # the first bars average the rows that exist so far
-            adv[t] = trailing_adv(self.close[: t + 1], self.volume[: t + 1])
-        if self.n_days >= _ADV_WINDOW:
-            win = np.lib.stride_tricks.sliding_window_view
-            adv[head:] = trailing_adv(
-                np.moveaxis(win(self.close, _ADV_WINDOW, axis=0), -1, -2),
-                np.moveaxis(win(self.volume, _ADV_WINDOW, axis=0), -1, -2),
-            )
-        return _frozen(adv, np.float64)
-
     # ------------------------------------------------------------------ views
     def window(self, t: int) -> MarketData:
         """Past-only view: rows ``0..t`` inclusive. Nothing after bar ``t`` is reachable."""
@@ -240,9 +202,9 @@ class MarketData:
     def rows(self, start: int, stop: int) -> MarketData:
         """Rows ``start..stop-1`` as a new ``MarketData`` sharing this one's arrays.
 
-        The benchmark row ``start`` is kept as is; ``returns`` and ``adv_notional`` are
-        recomputed from the rows in the view (so row 0 of ``returns`` is 0). For views
-        that start at 0 they equal the parent's first rows and are taken from it.
+        The benchmark row ``start`` is kept as is; ``returns`` is recomputed from the rows
+        in the view (so its row 0 is 0). For views that start at 0 it equals the parent's
+        first rows and is taken from it.
         """
         start, stop = int(start), int(stop)
         if not 0 <= start < stop <= self.n_days:
@@ -263,10 +225,9 @@ class MarketData:
         )
         cached = self.__dict__
         if start == 0:
-            # Both are causal row-wise computations: a prefix view has the same values.
-            for key in ("returns", "adv_notional"):
-                if key in cached:
-                    view.__dict__[key] = cached[key][sl]
+            # A causal row-wise computation: a prefix view has the same values.
+            if "returns" in cached:
+                view.__dict__["returns"] = cached["returns"][sl]
         for key in ("sector_names", "sector_ids"):
             if key in cached:
                 view.__dict__[key] = cached[key]
@@ -444,7 +405,7 @@ def _default_spread(close: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """Spread proxy from trailing (causal) 21-bar volatility of log returns, in bps."""
     with np.errstate(invalid="ignore", divide="ignore"):
         logr = np.diff(np.log(close), axis=0, prepend=np.nan)
-    vol = pd.DataFrame(logr).rolling(_ADV_WINDOW, min_periods=2).std().to_numpy()
+    vol = pd.DataFrame(logr).rolling(_VOL_WINDOW, min_periods=2).std().to_numpy()
     spread = cfg.default_spread_vol_mult * vol * 1e4
     spread = np.where(np.isfinite(spread), spread, cfg.spread_cap_bps)
     return np.clip(spread, cfg.spread_floor_bps, cfg.spread_cap_bps)
@@ -466,7 +427,7 @@ def _describe_defaults(fields: Sequence[str], cfg: DataConfig) -> str:
     text = {
         "volume": f"volume = ADV notional {cfg.default_adv_notional:.3g} / close",
         "spread_bps": (
-            f"spread = {cfg.default_spread_vol_mult} x trailing {_ADV_WINDOW}-bar volatility "
+            f"spread = {cfg.default_spread_vol_mult} x trailing {_VOL_WINDOW}-bar volatility "
             f"clamped to [{cfg.spread_floor_bps}, {cfg.spread_cap_bps}] bps"
         ),
         "sectors": f"sector = {UNKNOWN_SECTOR!r}",

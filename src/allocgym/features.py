@@ -1,0 +1,724 @@
+"""Point-in-time observation features: one ``FeatureBuilder`` for the env and for serving.
+
+Everything at bar ``t`` is computed from fixed-length trailing windows ending at ``t``
+(rows ``t - history + 1 .. t``) and nothing else: no full-sample statistic, no running
+state. ``compute`` takes a batch of windows ``(K, L, N)``; ``precompute`` slides the same
+computation over a whole ``MarketData`` in bounded-memory chunks. Every reduction runs
+along the time axis of contiguous ``(K, m, N)`` arrays (elementwise products, then
+``.sum(axis=1)``), so a bar's numbers do not depend on where its window came from:
+``precompute(market)`` row ``t`` is **bit-identical** to ``compute`` on the window ending
+at ``t`` (the serving path calls ``compute`` with ``K = 1``). Simple returns are built
+with exactly rounded IEEE operations only (identical bits to ``MarketData.returns``), so
+``precompute`` may form them once over the series; the regime columns come from
+``RegimeModel.path``, which is bit-identical to ``RegimeModel.classify`` on each window
+(the regime model's contract, re-checked by the parity tests here).
+
+Usage::
+
+    fb = FeatureBuilder(cfg.features, RegimeModel(cfg.regime))
+    feats = fb.precompute(market)                       # env / backtests: every bar
+    obs = fb.observation(feats, w, drawdown, cash, rows=t)  # t: (n_envs,) bar indices
+    sigma, beta, adv = feats.volatility[t], feats.betas[t], feats.adv_notional[t]
+    one = fb.compute(close_w, bench_w, volume_w, spread_w, tradable_w)  # serving, K = 1
+
+The gates, the cost model and the allocators take ``volatility``, ``betas``,
+``adv_notional``, ``alpha_scores`` and ``intents`` from ``MarketFeatures`` so that the env
+and the production path use the same numbers.
+
+Observation layout (``FeatureBuilder.layout``; float32, shape ``(n_envs, obs_dim)``)::
+
+    obs = [asset 0 features | asset 1 features | ... | asset N-1 features | globals]
+    obs_dim = n_assets * n_asset_features + n_global_features
+
+Asset features, in order (``W = window``, ``H`` = momentum horizons, ``c = clip``):
+
+==========================  =========================================================  ==========
+name                        definition (log returns ``x``, daily EWMA vol ``sigma``)    range
+==========================  =========================================================  ==========
+``ret_lag0..ret_lag{W-1}``  ``x_{t-j} / sigma`` (lag 0 = the return into bar t)          [-c, c]
+``ewma_vol``                ``sigma * sqrt(252)`` (annualised)                         [0, c]
+``mom_{h}`` for h in H      ``sum of x over h bars / (sigma * sqrt(h))``                [-c, c]
+``mr_zscore``               ``(log p_t - mean log p) / std log p`` over zscore_window  [-c, c]
+``intent_trend``            ``allocgym.intents`` trend intent                          [-1, 1]
+``conf_trend``              its confidence                                             [0, 1]
+``intent_mean_reversion``   mean-reversion intent                                      [-1, 1]
+``conf_mean_reversion``     its confidence                                             [0, 1]
+``intent_defensive``        defensive low-volatility intent                            [0, 1]
+``conf_defensive``          its confidence                                             [0, 1]
+``beta``                    OLS beta of simple returns to the benchmark (beta_window)  [-c, c]
+``log_adv_rel``             ``log(ADV / median ADV of tradables)``; 0 if not           [-c, c]
+                            tradable, ``-c`` if no traded notional
+``spread``                  ``spread_bps / 100`` at bar t                              [0, c]
+``tradable``                1 if the symbol is tradable at bar t, else 0               [0, 1]
+``weight``                  current weight (added at step time by ``observation``)     [-c, c]
+==========================  =========================================================  ==========
+
+Global features: ``regime_trend``, ``regime_mean_reversion``, ``regime_high_volatility``,
+``regime_uncertain`` (one-hot of ``RegimeModel.classify`` on the same window), then
+``regime_confidence`` [0, 1], and at step time ``gross`` [0, c], ``net`` [-c, c],
+``drawdown`` [0, 1] (positive fraction below the running peak) and ``cash`` [-c, c].
+
+Normalisation uses only the window: returns and momentum are scaled by the symbol's own
+trailing EWMA volatility (floored at ``vol_floor``), ADV by the same bar's cross-sectional
+median; then everything is clipped. Returns into bars where a symbol is not tradable (at
+either end) are 0 and excluded from the EWMA volatility; a symbol with no valid return in
+the EWMA window gets the cross-sectional median volatility.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from allocgym.config import FeatureConfig
+from allocgym.errors import ConfigError, DataError
+from allocgym.intents import STRATEGY_FAMILIES, IntentParams, strategy_intents
+from allocgym.regime import REGIME_LABELS
+
+if TYPE_CHECKING:
+    from allocgym.data import MarketData
+    from allocgym.regime import RegimeModel
+
+PERIODS_PER_YEAR = 252
+"""Bars per year used to annualise the volatility feature."""
+
+LAYOUT_SCHEMA = "allocgym.features/1"
+"""Version tag of ``FeatureBuilder.layout`` (bump when names, order or meaning change)."""
+
+STEP_ASSET_FEATURES: tuple[str, ...] = ("weight",)
+"""Per-asset features ``observation`` adds at step time (the rest come from the market)."""
+
+STEP_GLOBAL_FEATURES: tuple[str, ...] = ("gross", "net", "drawdown", "cash")
+"""Global features ``observation`` adds at step time."""
+
+_N_MARKET_GLOBALS = len(REGIME_LABELS) + 1
+_ROW_FREE = ("horizons", "n_market_asset_features")
+_UNCERTAIN = REGIME_LABELS.index("uncertain")
+_NORMAL_BARBELL = 1
+_CHUNK_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True, eq=False)
+class MarketFeatures:
+    """Market part of the observation and the numbers the gates and costs use, per bar.
+
+    Leading axis ``K``: the windows given to ``compute``, the bars of ``precompute`` or
+    the portfolios of ``take``. Rows with ``valid`` False (bars before a full history)
+    hold NaN features and regime ``uncertain`` with confidence 0.
+
+    Attributes
+    ----------
+    template : ndarray of float32, shape (K, obs_dim)
+        The observation with the market features in place and the step-time slots
+        (``weight``, ``gross``, ``net``, ``drawdown``, ``cash``) at 0; ``observation``
+        copies it and fills those slots. ``asset`` and ``market_globals`` are views of it.
+    n_market_asset_features : int
+        Per-asset market features (``n_asset_features - 1``).
+    volatility : ndarray, shape (K, n_assets)
+        Daily EWMA volatility of log returns (decimal, floored at ``vol_floor``); the
+        ``GateContext.volatility`` the gates and the cost model use.
+    betas : ndarray, shape (K, n_assets)
+        Unclipped betas to the benchmark (``GateContext.betas``).
+    adv_notional : ndarray, shape (K, n_assets)
+        Mean traded notional (volume * close) over the last ``adv_window`` bars, currency.
+    momentum : ndarray, shape (K, n_assets)
+        Mean risk-adjusted momentum over the horizons (input of ``alpha_scores``).
+    intents : ndarray, shape (K, n_strategies, n_assets)
+        Strategy intents (``allocgym.intents``), ``STRATEGY_FAMILIES`` order.
+    intent_confidence : ndarray, shape (K, n_strategies, n_assets)
+    horizons : ndarray of int64, shape (n_strategies,)
+        Horizon of each strategy family in bars.
+    regime : ndarray of int8, shape (K,)
+        Codes into ``REGIME_LABELS``.
+    regime_confidence : ndarray, shape (K,)
+    barbell : ndarray of int8, shape (K,)
+        Codes into ``BARBELL_STATES``.
+    tradable : ndarray of bool, shape (K, n_assets)
+        Tradable at the bar.
+    valid : ndarray of bool, shape (K,)
+        The row had a full history window.
+    """
+
+    template: np.ndarray
+    n_market_asset_features: int
+    volatility: np.ndarray
+    betas: np.ndarray
+    adv_notional: np.ndarray
+    momentum: np.ndarray
+    intents: np.ndarray
+    intent_confidence: np.ndarray
+    horizons: np.ndarray
+    regime: np.ndarray
+    regime_confidence: np.ndarray
+    barbell: np.ndarray
+    tradable: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.template.shape[0])
+
+    @property
+    def n_assets(self) -> int:
+        return int(self.volatility.shape[1])
+
+    @property
+    def asset(self) -> np.ndarray:
+        """Per-asset market features, float32 view of shape (K, n_assets,
+        n_market_asset_features) (observation order, step-time ``weight`` excluded)."""
+        k, n = self.n_rows, self.n_assets
+        fa = self.n_market_asset_features + len(STEP_ASSET_FEATURES)
+        return self.template[:, : n * fa].reshape(k, n, fa)[:, :, : self.n_market_asset_features]
+
+    @property
+    def market_globals(self) -> np.ndarray:
+        """Regime one-hot (4) and regime confidence, float32 view of shape (K, 5)."""
+        start = self.template.shape[1] - len(STEP_GLOBAL_FEATURES) - _N_MARKET_GLOBALS
+        return self.template[:, start : start + _N_MARKET_GLOBALS]
+
+    def take(self, rows: np.ndarray | int) -> MarketFeatures:
+        """Rows ``rows`` (e.g. each portfolio's bar index, shape (n_envs,)) as a new batch."""
+        idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        kw = {
+            f.name: getattr(self, f.name) if f.name in _ROW_FREE else getattr(self, f.name)[idx]
+            for f in fields(self)
+        }
+        return MarketFeatures(**kw)
+
+
+def alpha_scores(feats: MarketFeatures) -> np.ndarray:
+    """Risk-scaled, cross-sectionally standardised alpha scores (``AllocationContext.scores``).
+
+    The mean risk-adjusted momentum (``feats.momentum``: sum of log returns over each
+    horizon divided by ``sigma * sqrt(h)``, averaged over horizons) standardised across
+    the symbols tradable at the bar: ``(m_i - mean) / std``. Non-tradable symbols and bars
+    with zero dispersion get 0.
+
+    Parameters
+    ----------
+    feats : MarketFeatures
+        Leading axis ``n_envs`` (e.g. ``precomputed.take(t)``).
+
+    Returns
+    -------
+    ndarray, shape (n_envs, n_assets)
+    """
+    m = feats.tradable
+    x = np.where(m, feats.momentum, 0.0)
+    n = np.maximum(m.sum(axis=-1), 1)[:, None]
+    mean = x.sum(axis=-1, keepdims=True) / n
+    dev = np.where(m, x - mean, 0.0)
+    sd = np.sqrt((dev * dev).sum(axis=-1, keepdims=True) / n)
+    return np.divide(dev, sd, out=np.zeros_like(dev), where=sd > 0.0)
+
+
+def _pair_returns(
+    c_prev: np.ndarray, c_next: np.ndarray, t_prev: np.ndarray, t_next: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simple returns and their validity, elementwise (``MarketData.returns`` semantics).
+
+    Only exactly rounded IEEE operations, so the result does not depend on the array an
+    element sits in: returns of a whole series and of a window agree bit for bit.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = c_next / c_prev
+    valid = np.isfinite(ratio) & t_prev & t_next
+    return np.where(valid, ratio - 1.0, 0.0), valid
+
+
+def _masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median of ``x`` over ``mask`` along the last axis of (K, N), shape (K,); NaN where empty."""
+    k, n = x.shape
+    s = np.sort(np.where(mask, x, np.inf), axis=-1)
+    cnt = np.count_nonzero(mask, axis=-1)
+    rows = np.arange(k)
+    med = 0.5 * (s[rows, np.maximum(cnt - 1, 0) // 2] + s[rows, np.minimum(cnt // 2, n - 1)])
+    return np.where(cnt > 0, med, np.nan)
+
+
+def _finite_or_zero(x: np.ndarray) -> np.ndarray:
+    """``x`` with NaN/inf replaced by 0 (missing volume or price: no traded notional)."""
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip`` without its Python-level dispatch (it dominates at K = 1)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
+class FeatureBuilder:
+    """Builds observations from trailing market windows.
+
+    Parameters
+    ----------
+    cfg : FeatureConfig
+        Windows, clip range and volatility floor (see its fields).
+    regime : RegimeModel
+        The regime model whose ``classify`` supplies the regime one-hot and confidence.
+
+    Raises
+    ------
+    ConfigError
+        ``cfg.history`` is set below the bars the features and the regime model need.
+
+    Attributes
+    ----------
+    history : int
+        Bars every window must hold (``L >= history``); the first bar with features is
+        ``history - 1``.
+    asset_feature_names, global_feature_names : tuple of str
+        Observation names in order (step-time names included, see module docstring).
+    n_asset_features, n_global_features : int
+    intent_params : IntentParams
+    """
+
+    def __init__(self, cfg: FeatureConfig, regime: RegimeModel) -> None:
+        self.cfg = cfg
+        self.regime = regime
+        self.intent_params = IntentParams.from_config(cfg)
+        self._horizons = tuple(int(h) for h in cfg.momentum_horizons)
+        # Returns each part needs; the regime model reads the last required_history ones.
+        self._n_feat_returns = max(
+            cfg.window, cfg.ewma_window, max(self._horizons), cfg.zscore_window + 1, cfg.beta_window
+        )
+        self._n_regime_returns = int(regime.required_history)
+        self._n_returns = max(self._n_feat_returns, self._n_regime_returns)
+        needed = max(self._n_returns + 1, cfg.adv_window, cfg.zscore_window)
+        if cfg.history is not None and cfg.history < needed:
+            raise ConfigError(
+                f"features.history = {cfg.history} is too short: the features and the regime "
+                f"model need {needed} bars; set features.history >= {needed} or leave it unset"
+            )
+        self.history = int(cfg.history if cfg.history is not None else needed)
+
+        lam = 0.5 ** (1.0 / cfg.ewma_halflife)
+        # EWMA weights oldest first, so they line up with the time axis of a window.
+        self._ewma_w = (lam ** np.arange(cfg.ewma_window - 1, -1, -1, dtype=np.float64))[
+            None, :, None
+        ]
+        self._inv_sqrt_h = (1.0 / np.sqrt(np.array(self._horizons, dtype=np.float64)))[
+            None, :, None
+        ]
+        self._label_codes = np.arange(len(REGIME_LABELS))
+
+        w = cfg.window
+        self.market_asset_feature_names: tuple[str, ...] = (
+            *(f"ret_lag{j}" for j in range(w)),
+            "ewma_vol",
+            *(f"mom_{h}" for h in self._horizons),
+            "mr_zscore",
+            *(f"{p}_{s}" for s in STRATEGY_FAMILIES for p in ("intent", "conf")),
+            "beta",
+            "log_adv_rel",
+            "spread",
+            "tradable",
+        )
+        self.market_global_feature_names: tuple[str, ...] = (
+            *(f"regime_{label}" for label in REGIME_LABELS),
+            "regime_confidence",
+        )
+        self.asset_feature_names = self.market_asset_feature_names + STEP_ASSET_FEATURES
+        self.global_feature_names = self.market_global_feature_names + STEP_GLOBAL_FEATURES
+        self.n_asset_features = len(self.asset_feature_names)
+        self.n_global_features = len(self.global_feature_names)
+
+        c = float(cfg.clip)
+        sym, pos, unit, sunit = (-c, c), (0.0, c), (0.0, 1.0), (-1.0, 1.0)
+        bounds: dict[str, tuple[float, float]] = dict.fromkeys(self.asset_feature_names, sym)
+        bounds.update(ewma_vol=pos, spread=pos, tradable=unit, intent_defensive=unit)
+        bounds.update({f"conf_{s}": unit for s in STRATEGY_FAMILIES})
+        bounds.update(intent_trend=sunit, intent_mean_reversion=sunit)
+        gbounds: dict[str, tuple[float, float]] = dict.fromkeys(self.global_feature_names, unit)
+        gbounds.update(gross=pos, net=sym, cash=sym)
+        self._asset_bounds = np.array([bounds[n] for n in self.asset_feature_names]).T
+        self._global_bounds = np.array([gbounds[n] for n in self.global_feature_names]).T
+        self._bounds = {**bounds, **gbounds}
+
+    # ------------------------------------------------------------------ layout
+    def obs_dim(self, n_assets: int) -> int:
+        """Observation length for ``n_assets`` symbols."""
+        return int(n_assets) * self.n_asset_features + self.n_global_features
+
+    def layout(self, n_assets: int) -> dict[str, Any]:
+        """The observation layout as JSON-ready data (for the ONNX manifest).
+
+        ``obs[:, i * n_asset_features + f]`` is asset ``i``'s feature
+        ``asset_feature_names[f]``; ``obs[:, n_assets * n_asset_features + g]`` is global
+        ``global_feature_names[g]``. ``json.loads(json.dumps(layout))`` equals the layout.
+        """
+        cfg = self.cfg
+        return {
+            "schema": LAYOUT_SCHEMA,
+            "dtype": "float32",
+            "order": "asset_major_then_global",
+            "n_assets": int(n_assets),
+            "n_asset_features": self.n_asset_features,
+            "n_global_features": self.n_global_features,
+            "obs_dim": self.obs_dim(n_assets),
+            "asset_feature_names": list(self.asset_feature_names),
+            "global_feature_names": list(self.global_feature_names),
+            "step_time_features": {
+                "asset": list(STEP_ASSET_FEATURES),
+                "global": list(STEP_GLOBAL_FEATURES),
+            },
+            "bounds": {k: [float(v[0]), float(v[1])] for k, v in self._bounds.items()},
+            "history": self.history,
+            "windows": {
+                "window": cfg.window,
+                "ewma_halflife": float(cfg.ewma_halflife),
+                "ewma_window": cfg.ewma_window,
+                "momentum_horizons": list(self._horizons),
+                "zscore_window": cfg.zscore_window,
+                "beta_window": cfg.beta_window,
+                "adv_window": cfg.adv_window,
+                "regime_returns": self._n_regime_returns,
+            },
+            "clip": float(cfg.clip),
+            "vol_floor": float(cfg.vol_floor),
+            "periods_per_year": PERIODS_PER_YEAR,
+            "regime_labels": list(REGIME_LABELS),
+            "strategy_families": list(STRATEGY_FAMILIES),
+            "strategy_horizons": [int(h) for h in self.intent_params.horizons],
+            "inputs": {
+                "close": "(K, L, n_assets) close prices, last row = bar t, L >= history",
+                "bench": "(K, L) benchmark simple returns, row-aligned with close",
+                "volume": "(K, L, n_assets) shares traded per bar",
+                "spread": "(K, L, n_assets) quoted spread in bps",
+                "tradable": "(K, L, n_assets) bool",
+            },
+        }
+
+    def observation_names(self, symbols: Sequence[str]) -> list[str]:
+        """Every observation slot's name in order: ``"{symbol}.{feature}"``, then globals."""
+        return [f"{sym}.{name}" for sym in symbols for name in self.asset_feature_names] + list(
+            self.global_feature_names
+        )
+
+    def observation_bounds(self, n_assets: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` float32 arrays of shape (obs_dim,): every observation lies inside."""
+        n = int(n_assets)
+        low = np.r_[np.tile(self._asset_bounds[0], n), self._global_bounds[0]]
+        high = np.r_[np.tile(self._asset_bounds[1], n), self._global_bounds[1]]
+        return low.astype(np.float32), high.astype(np.float32)
+
+    # ------------------------------------------------------------------ compute
+    def compute(
+        self,
+        close_window: np.ndarray,
+        bench_window: np.ndarray,
+        volume_window: np.ndarray,
+        spread_window: np.ndarray,
+        tradable_window: np.ndarray,
+    ) -> MarketFeatures:
+        """Features at the last bar of each of ``K`` trailing windows.
+
+        Parameters
+        ----------
+        close_window : ndarray, shape (K, L, n_assets)
+            Close prices, rows oldest to newest, the last row being bar t; ``L >= history``
+            (only the last ``history`` rows are read).
+        bench_window : ndarray, shape (K, L)
+            Benchmark simple returns, row-aligned with ``close_window``.
+        volume_window : ndarray, shape (K, L, n_assets)
+            Shares traded per bar.
+        spread_window : ndarray, shape (K, L, n_assets)
+            Quoted spread in bps.
+        tradable_window : ndarray of bool, shape (K, L, n_assets)
+
+        Returns
+        -------
+        MarketFeatures
+            Leading axis ``K``; bit-identical to ``precompute`` at the same bars.
+
+        Raises
+        ------
+        DataError
+            Shapes disagree or the windows are shorter than ``history``.
+        """
+        # C order matters: reductions along time must see the asset axis innermost, or
+        # numpy switches to pairwise summation and the bits depend on the memory layout.
+        close = np.ascontiguousarray(close_window, dtype=np.float64)
+        bench = np.ascontiguousarray(bench_window, dtype=np.float64)
+        volume = np.ascontiguousarray(volume_window, dtype=np.float64)
+        spread = np.ascontiguousarray(spread_window, dtype=np.float64)
+        tradable = np.ascontiguousarray(tradable_window, dtype=bool)
+        if close.ndim != 3:
+            raise DataError(
+                f"close_window has shape {close.shape}: expected (K, L, n_assets); "
+                "add a leading axis for a single window"
+            )
+        k, length, _ = close.shape
+        for name, arr in (("volume", volume), ("spread", spread), ("tradable", tradable)):
+            if arr.shape != close.shape:
+                raise DataError(
+                    f"{name}_window has shape {arr.shape}, close_window {close.shape}: align them"
+                )
+        if bench.shape != (k, length):
+            raise DataError(f"bench_window has shape {bench.shape}, expected {(k, length)}")
+        if length < self.history:
+            raise DataError(
+                f"windows hold {length} bars, the features need history = {self.history}: "
+                f"pass the last {self.history} bars (or more)"
+            )
+        m = self._n_returns
+        r, valid = _pair_returns(
+            close[:, -m - 1 : -1], close[:, -m:], tradable[:, -m - 1 : -1], tradable[:, -m:]
+        )
+        a, z = self.cfg.adv_window, self.cfg.zscore_window
+        return self._core(
+            r,
+            valid,
+            np.ascontiguousarray(bench[:, -m:]),
+            np.ascontiguousarray(close[:, -z:]),
+            _finite_or_zero(volume[:, -a:] * close[:, -a:]),
+            spread[:, -1],
+            tradable[:, -1],
+        )
+
+    def precompute(self, market: MarketData, *, chunk_bytes: int = _CHUNK_BYTES) -> MarketFeatures:
+        """Features at every bar of ``market`` (leading axis = ``market.n_days``).
+
+        Row ``t`` is bit-identical to ``compute`` on the windows ending at ``t``; rows
+        ``t < history - 1`` are not ``valid``. Windows are materialised in chunks of about
+        ``chunk_bytes`` per array, so memory stays bounded for large universes.
+        """
+        close = np.ascontiguousarray(market.close)
+        tradable = np.ascontiguousarray(market.tradable)
+        bench = np.ascontiguousarray(market.benchmark_returns)
+        n_days, n_assets = close.shape
+        a, z = self.cfg.adv_window, self.cfg.zscore_window
+        r_full = np.zeros_like(close)
+        valid_full = np.zeros(close.shape, dtype=bool)
+        r_full[1:], valid_full[1:] = _pair_returns(
+            close[:-1], close[1:], tradable[:-1], tradable[1:]
+        )
+        notional = _finite_or_zero(np.ascontiguousarray(market.volume) * close)
+
+        out = self._empty(n_days, n_assets)
+        first = self.history - 1
+        if n_days <= first:
+            return out
+        # The regime model's path gives the same bits as its classify on every window
+        # (its contract; the parity tests check it) without building 272-bar windows.
+        regime = self.regime.path_from_returns(r_full, bench)
+        # Only the feature returns are windowed here; window for bar t is index t - m + 1.
+        m = self._n_feat_returns
+        sw = np.lib.stride_tricks.sliding_window_view
+        r_sw, v_sw, b_sw = sw(r_full, m, axis=0), sw(valid_full, m, axis=0), sw(bench, m)
+        c_sw, n_sw = sw(close, z, axis=0), sw(notional, a, axis=0)
+        step = max(1, int(chunk_bytes) // (m * n_assets * 8))
+        for t0 in range(first, n_days, step):
+            t1 = min(n_days, t0 + step)
+            part = self._core(
+                np.ascontiguousarray(r_sw[t0 - m + 1 : t1 - m + 1].transpose(0, 2, 1)),
+                np.ascontiguousarray(v_sw[t0 - m + 1 : t1 - m + 1].transpose(0, 2, 1)),
+                np.ascontiguousarray(b_sw[t0 - m + 1 : t1 - m + 1]),
+                np.ascontiguousarray(c_sw[t0 - z + 1 : t1 - z + 1].transpose(0, 2, 1)),
+                np.ascontiguousarray(n_sw[t0 - a + 1 : t1 - a + 1].transpose(0, 2, 1)),
+                np.ascontiguousarray(market.spread_bps[t0:t1]),
+                tradable[t0:t1],
+                (regime.labels[t0:t1], regime.confidence[t0:t1], regime.barbell[t0:t1]),
+            )
+            for f in fields(out):
+                if f.name not in _ROW_FREE:
+                    getattr(out, f.name)[t0:t1] = getattr(part, f.name)
+        return out
+
+    def _empty(self, n_rows: int, n_assets: int) -> MarketFeatures:
+        s, n = len(STRATEGY_FAMILIES), n_assets
+        nan2 = np.full((n_rows, n), np.nan)
+        return MarketFeatures(
+            template=np.full((n_rows, self.obs_dim(n)), np.nan, np.float32),
+            n_market_asset_features=len(self.market_asset_feature_names),
+            volatility=nan2,
+            betas=nan2.copy(),
+            adv_notional=nan2.copy(),
+            momentum=nan2.copy(),
+            intents=np.full((n_rows, s, n), np.nan),
+            intent_confidence=np.full((n_rows, s, n), np.nan),
+            horizons=self.intent_params.horizons,
+            regime=np.full(n_rows, _UNCERTAIN, np.int8),
+            regime_confidence=np.zeros(n_rows),
+            barbell=np.full(n_rows, _NORMAL_BARBELL, np.int8),
+            tradable=np.zeros((n_rows, n), dtype=bool),
+            valid=np.zeros(n_rows, dtype=bool),
+        )
+
+    def _core(
+        self,
+        r: np.ndarray,
+        valid: np.ndarray,
+        rb: np.ndarray,
+        close_z: np.ndarray,
+        notional: np.ndarray,
+        spread_t: np.ndarray,
+        tradable_t: np.ndarray,
+        regime: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> MarketFeatures:
+        """Shared arithmetic of ``compute`` and ``precompute``.
+
+        ``r``/``valid`` (K, m, N) simple returns and validity, ``rb`` (K, m) benchmark
+        returns, ``close_z`` (K, zscore_window, N), ``notional`` (K, adv_window, N),
+        ``spread_t``/``tradable_t`` (K, N) at the bar; all C-contiguous, time on axis 1.
+        ``regime`` = (labels, confidence, barbell), each (K,), is classified from the last
+        ``required_history`` rows of ``r``/``rb`` when not given.
+        """
+        cfg = self.cfg
+        c, floor = float(cfg.clip), float(cfg.vol_floor)
+        k, m, n = r.shape
+        nf = self._n_feat_returns
+        x = np.log1p(r[:, m - nf :])  # log returns, (K, nf, N)
+
+        # EWMA volatility over valid returns; fallbacks: cross-sectional median, floor.
+        e = cfg.ewma_window
+        xe = x[:, nf - e :]
+        wv = self._ewma_w * valid[:, m - e :]
+        den = wv.sum(axis=1)
+        have = den > 0.0
+        if have.all():
+            sigma = np.sqrt((wv * xe * xe).sum(axis=1) / den)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sigma = np.sqrt((wv * xe * xe).sum(axis=1) / den)
+            med = _masked_median(sigma, have)
+            sigma = np.where(have, sigma, np.where(np.isfinite(med), med, floor)[:, None])
+        sigma = np.maximum(sigma, floor)
+        inv_sigma = 1.0 / sigma
+
+        w, nh = cfg.window, len(self._horizons)
+        lags = _clip(x[:, nf - w :][:, ::-1] * inv_sigma[:, None, :], -c, c)  # newest first
+        mom = np.empty((k, nh, n))
+        for i, h in enumerate(self._horizons):
+            mom[:, i] = x[:, nf - h :].sum(axis=1)
+        mom = _clip(mom * inv_sigma[:, None, :] * self._inv_sqrt_h, -c, c)
+        momentum = mom.sum(axis=1) / nh
+
+        # Mean reversion: log-price z-score and lag-1 autocorrelation over zscore_window.
+        zw = cfg.zscore_window
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lp = np.log(close_z)
+            dev = lp - (lp.sum(axis=1) / zw)[:, None, :]
+            zs = dev[:, -1] / np.sqrt((dev * dev).sum(axis=1) / zw)
+        zs = _clip(np.where(np.isfinite(zs), zs, 0.0), -c, c)
+        xz, xz1 = x[:, nf - zw :], x[:, nf - zw - 1 : nf - 1]
+        ss = (xz * xz).sum(axis=1)
+        ac = np.divide((xz * xz1).sum(axis=1), ss, out=np.zeros_like(ss), where=ss > 0.0)
+        ac = _clip(ac, -1.0, 1.0)
+
+        # Beta of simple returns to the benchmark.
+        bw = cfg.beta_window
+        rr, bb = r[:, m - bw :], rb[:, m - bw :]
+        db = bb - (bb.sum(axis=1) / bw)[:, None]
+        cov = ((rr - (rr.sum(axis=1) / bw)[:, None, :]) * db[:, :, None]).sum(axis=1)
+        var = (db * db).sum(axis=1)[:, None]
+        beta = np.divide(cov, var, out=np.zeros_like(cov), where=var > 0.0)
+
+        # Capacity: ADV relative to the tradable cross-section, spread in bps / 100.
+        adv = notional.sum(axis=1) / cfg.adv_window
+        adv_ok = tradable_t & (adv > 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.log(adv / _masked_median(adv, adv_ok)[:, None])
+        rel = np.where(adv_ok, _clip(rel, -c, c), np.where(adv > 0.0, 0.0, -c))
+        spread = spread_t / 100.0
+        spread = _clip(np.where(np.isfinite(spread), spread, c), 0.0, c)
+
+        med_vol = _masked_median(sigma, tradable_t)
+        med_vol = np.where(np.isfinite(med_vol), med_vol, floor)
+        si = strategy_intents(mom, zs, ac, sigma, med_vol, tradable_t, self.intent_params)
+
+        if regime is None:
+            rh = m - self._n_regime_returns
+            st = self.regime.classify(r[:, rh:], rb[:, rh:])
+            regime = (st.labels, st.confidence, st.barbell)
+        labels = np.asarray(regime[0], dtype=np.int8)
+        rconf = np.asarray(regime[1], dtype=np.float64)
+
+        fa = self.n_asset_features
+        template = np.zeros((k, n * fa + self.n_global_features), dtype=np.float32)
+        asset = np.reshape(template[:, : n * fa], (k, n, fa), copy=False)
+        asset[:, :, :w] = lags.transpose(0, 2, 1)
+        asset[:, :, w] = np.minimum(sigma * np.sqrt(PERIODS_PER_YEAR), c)
+        asset[:, :, w + 1 : w + 1 + nh] = mom.transpose(0, 2, 1)
+        j = w + 1 + nh
+        asset[:, :, j] = zs
+        ns = len(STRATEGY_FAMILIES)
+        asset[:, :, j + 1 : j + 1 + 2 * ns : 2] = si.intents.transpose(0, 2, 1)
+        asset[:, :, j + 2 : j + 2 + 2 * ns : 2] = si.confidence.transpose(0, 2, 1)
+        j += 1 + 2 * ns
+        asset[:, :, j] = _clip(beta, -c, c)
+        asset[:, :, j + 1] = rel
+        asset[:, :, j + 2] = spread
+        asset[:, :, j + 3] = tradable_t
+
+        template[:, n * fa : n * fa + len(REGIME_LABELS)] = labels[:, None] == self._label_codes
+        template[:, n * fa + len(REGIME_LABELS)] = rconf
+        return MarketFeatures(
+            template=template,
+            n_market_asset_features=len(self.market_asset_feature_names),
+            volatility=sigma,
+            betas=beta,
+            adv_notional=adv,
+            momentum=momentum,
+            intents=si.intents,
+            intent_confidence=si.confidence,
+            horizons=si.horizons,
+            regime=labels,
+            regime_confidence=rconf,
+            barbell=np.asarray(regime[2], dtype=np.int8),
+            tradable=np.array(tradable_t, dtype=bool),
+            valid=np.ones(k, dtype=bool),
+        )
+
+    # ------------------------------------------------------------------ observation
+    def observation(
+        self,
+        feats: MarketFeatures,
+        weights: np.ndarray,
+        drawdown: np.ndarray,
+        cash: np.ndarray,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The float32 observation: market features at t plus the portfolio state.
+
+        Parameters
+        ----------
+        feats : MarketFeatures
+            ``compute`` output (leading axis ``n_envs``), or with ``rows`` any table such
+            as ``precompute(market)``.
+        weights : ndarray, shape (n_envs, n_assets)
+            Current book, signed fractions of equity.
+        drawdown : ndarray, shape (n_envs,)
+            Drawdown from the running equity peak, positive fraction.
+        cash : ndarray, shape (n_envs,)
+            Cash as a fraction of equity.
+        rows : ndarray of int, shape (n_envs,), optional
+            Row of ``feats`` for each portfolio (its bar index for a precomputed table);
+            same result as ``observation(feats.take(rows), ...)`` without gathering the
+            fields the observation does not use.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_envs, obs_dim)
+            Layout in ``layout``; step-time parts are clipped to their bounds.
+        """
+        c = float(self.cfg.clip)
+        if rows is None:
+            out = feats.template.copy()
+        else:
+            out = np.take(feats.template, np.asarray(rows, dtype=np.int64), axis=0)
+        k, n = out.shape[0], feats.n_assets
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (k, n):
+            raise DataError(f"weights have shape {w.shape}, features {(k, n)}: align them")
+        fa = self.n_asset_features
+        na = n * fa
+        out[:, fa - 1 : na : fa] = _clip(w, -c, c)
+        g = na + _N_MARKET_GLOBALS
+        out[:, g] = np.minimum(np.abs(w).sum(axis=1), c)
+        out[:, g + 1] = _clip(w.sum(axis=1), -c, c)
+        out[:, g + 2] = _clip(np.asarray(drawdown, dtype=np.float64), 0.0, 1.0)
+        out[:, g + 3] = _clip(np.asarray(cash, dtype=np.float64), -c, c)
+        return out
