@@ -1,0 +1,682 @@
+"""Cluster-aware barbell allocator (seed 000, "Optimization Engine V2").
+
+Per portfolio, from the trailing return window only:
+
+1. **Clusters.** Hierarchical clustering (scipy ``linkage``) of the correlation distance
+   ``sqrt(0.5 (1 - rho))`` of the active assets, cut into ``n_clusters`` clusters
+   (``fcluster(..., "maxclust")``) or at a ``distance_threshold``. Cluster labels are
+   renumbered 0..K-1 in order of each cluster's first asset, so they are deterministic.
+2. **Layer 2, within a cluster.** ``w_i ∝ h * IV_i + (1 - h) * AR_i`` with ``h = 0.5`` by
+   default, where ``IV`` is inverse volatility normalised to sum to 1 over the cluster and
+   ``AR`` the (average) alpha rank within the cluster (1 = worst) normalised the same way.
+   Each cluster becomes one return series ``R_c = R[:, members] @ w_c``.
+3. **Barbell.** Clusters are ranked by alpha (the mean alpha of their members). The top
+   ``sleeve_size`` (5) clusters form the aggressor sleeve and are *excluded* from the core
+   optimisation: no cluster is in both (zero overlap). The sleeve is split equally across
+   its clusters. Sleeve / core fractions come from the barbell state: QUIET 15/85,
+   NORMAL 10/90, CRISIS 5/95.
+4. **Layer 1, across core clusters.** A cvxpy problem over cluster weights ``x`` (fractions
+   of the core, ``x >= 0``, ``sum x = 1``) with the cluster cap ``core_fraction * x_c <=
+   cluster_cap`` (25% of equity), and a CVaR fragility penalty on the risk measure
+   ``rho(x) = sigma(x) + lambda * sum_c x_c CVaR_c`` (cluster CVaRs from
+   :func:`allocgym.measures.cvar`; ``sigma`` and CVaR are both in return units):
+
+   * ``min_var``: ``min rho(x)`` (with ``lambda = 0`` this is minimum variance),
+   * ``max_sharpe``: ``max mu'x / rho(x)`` (Charnes–Cooper transform; fragility-adjusted
+     Sharpe). When no feasible ``x`` has a positive expected return it falls back to
+     ``min_var`` and the audit records it.
+
+5. **Reporting.** Gross and net exposure per cluster, a lead asset per cluster (best
+   cumulative return over ``lead_window``), and a selection audit per portfolio (seed
+   000's ``selection_audit.json``: regime score, barbell state, active constraints).
+
+Few clusters (documented behaviour)
+-----------------------------------
+Let ``K`` be the number of clusters and ``min_core = ceil(max core fraction / cluster_cap)``
+(4 with the defaults: 95% cannot sit in fewer than 4 clusters capped at 25%). The sleeve
+takes ``n_sleeve = max(1, min(sleeve_size, K - min_core))`` clusters when ``K >= 2`` and
+none when ``K == 1``; the rest is the core. So K >= 9: 5 sleeve clusters; K = 6: 2; K = 2..5:
+1. The sleeve fraction is therefore exact for every ``K >= 2``. When the core has too few
+clusters to hold its fraction under the cap (``n_core * cluster_cap < core_fraction``), every
+core cluster is set to the cap and the shortfall stays in cash (``core_cash`` in the audit).
+
+Barbell state from the regime (documented mapping)
+---------------------------------------------------
+``high_volatility`` -> CRISIS; ``trend`` or ``mean_reversion`` with confidence >=
+``quiet_min_confidence`` -> QUIET; anything else (low-confidence labels, ``uncertain``,
+unknown) -> NORMAL. ``allocate(ctx, barbell_state=...)`` accepts the regime model's own
+barbell states (``RegimeState.barbell``) instead.
+
+Long-only: gross and net per cluster coincide; both are reported as the seed asks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import cvxpy as cp
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from scipy.stats import rankdata
+
+from allocgym.allocator import AllocationContext
+from allocgym.baselines.classic import (
+    context_returns,
+    estimate_covariance,
+    max_linear_over_box_simplex,
+    project_box_simplex,
+    psd_factor,
+    solve_problem,
+)
+from allocgym.errors import ConfigError, DataError
+from allocgym.estimates import correlation_distance, cov_to_corr
+from allocgym.measures import cvar
+from allocgym.regime import BARBELL_STATES, REGIME_LABELS
+
+if TYPE_CHECKING:
+    from allocgym.config import BaselinesConfig
+
+__all__ = [
+    "CRISIS",
+    "NORMAL",
+    "QUIET",
+    "BarbellParams",
+    "ClusterBarbell",
+    "barbell_state_from_regime",
+    "cluster_assets",
+    "intra_cluster_weights",
+    "n_sleeve_clusters",
+]
+
+QUIET, NORMAL, CRISIS = (BARBELL_STATES.index(s) for s in ("QUIET", "NORMAL", "CRISIS"))
+_TREND = REGIME_LABELS.index("trend")
+_MEAN_REVERSION = REGIME_LABELS.index("mean_reversion")
+_HIGH_VOL = REGIME_LABELS.index("high_volatility")
+_LINKAGES = ("single", "complete", "average", "ward")
+_TOL = 1e-7  # a cluster within this of a bound counts as an active constraint
+
+
+@dataclass(frozen=True)
+class BarbellParams:
+    """Cluster barbell settings (seed 000 defaults).
+
+    Attributes
+    ----------
+    n_clusters : int or None
+        Number of clusters (``maxclust`` cut); exactly one of it and ``distance_threshold``.
+    distance_threshold : float or None
+        Cut height in correlation-distance units (``distance`` criterion).
+    linkage : {"single", "complete", "average", "ward"}
+    cluster_cap : float
+        Cap on each cluster's total weight, fraction of equity (0.25).
+    sleeve_size : int
+        Clusters in the aggressor sleeve (5).
+    sleeve_fractions : tuple of 3 floats
+        Sleeve fraction of equity in QUIET, NORMAL, CRISIS (0.15, 0.10, 0.05).
+    objective : {"min_var", "max_sharpe"}
+        Layer-1 objective.
+    fragility_weight : float
+        lambda of the CVaR fragility term (0 disables it).
+    cvar_alpha : float
+        Confidence level of the cluster CVaRs.
+    hybrid_weight : float
+        h, the inverse-volatility share of the layer-2 hybrid (0.5).
+    alpha_window : int
+        Bars of risk-adjusted momentum used as alpha when ``ctx.scores`` is None.
+    lead_window : int
+        Bars of cumulative return that pick the lead asset of each cluster.
+    quiet_min_confidence : float
+        Confidence at or above which a trend / mean-reversion label maps to QUIET.
+    covariance : {"sample", "ledoit_wolf", "ewma"}
+        Estimator for the asset correlations and the cluster covariance.
+    halflife : float
+    min_vol : float
+        Per-bar volatility at or below which an asset is inactive (weight 0).
+    solver : str or None
+        cvxpy solver for layer 1 (``None``: CLARABEL).
+    """
+
+    n_clusters: int | None = 10
+    distance_threshold: float | None = None
+    linkage: Literal["single", "complete", "average", "ward"] = "ward"
+    cluster_cap: float = 0.25
+    sleeve_size: int = 5
+    sleeve_fractions: tuple[float, float, float] = (0.15, 0.10, 0.05)
+    objective: Literal["min_var", "max_sharpe"] = "min_var"
+    fragility_weight: float = 0.5
+    cvar_alpha: float = 0.95
+    hybrid_weight: float = 0.5
+    alpha_window: int = 126
+    lead_window: int = 63
+    quiet_min_confidence: float = 0.6
+    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    halflife: float = 63.0
+    min_vol: float = 1e-8
+    solver: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.n_clusters is None) == (self.distance_threshold is None):
+            raise ConfigError(
+                f"BarbellParams: n_clusters = {self.n_clusters}, distance_threshold = "
+                f"{self.distance_threshold}: set exactly one of them"
+            )
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise ConfigError(f"BarbellParams.n_clusters = {self.n_clusters}: must be >= 1")
+        if self.distance_threshold is not None and not (0 < self.distance_threshold):
+            raise ConfigError(
+                f"BarbellParams.distance_threshold = {self.distance_threshold}: must be > 0"
+            )
+        if self.linkage not in _LINKAGES:
+            raise ConfigError(f"BarbellParams.linkage = {self.linkage!r}: use one of {_LINKAGES}")
+        if self.objective not in ("min_var", "max_sharpe"):
+            raise ConfigError(
+                f"BarbellParams.objective = {self.objective!r}: use 'min_var' or 'max_sharpe'"
+            )
+        if len(self.sleeve_fractions) != 3 or not all(0 <= f < 1 for f in self.sleeve_fractions):
+            raise ConfigError(
+                f"BarbellParams.sleeve_fractions = {self.sleeve_fractions}: need three "
+                "fractions in [0, 1) for QUIET, NORMAL, CRISIS"
+            )
+        if not (0 < self.cluster_cap <= 1):
+            raise ConfigError(f"BarbellParams.cluster_cap = {self.cluster_cap}: must be in (0, 1]")
+        if self.cluster_cap < max(self.sleeve_fractions):
+            raise ConfigError(
+                f"BarbellParams.cluster_cap = {self.cluster_cap} is below the largest sleeve "
+                f"fraction {max(self.sleeve_fractions)}: a one-cluster sleeve would break the "
+                "cap; raise cluster_cap or lower sleeve_fractions"
+            )
+        if self.sleeve_size < 1:
+            raise ConfigError(f"BarbellParams.sleeve_size = {self.sleeve_size}: must be >= 1")
+        checks = {
+            "fragility_weight": self.fragility_weight >= 0,
+            "cvar_alpha": 0 < self.cvar_alpha < 1,
+            "hybrid_weight": 0 <= self.hybrid_weight <= 1,
+            "alpha_window": self.alpha_window >= 2,
+            "lead_window": self.lead_window >= 1,
+            "quiet_min_confidence": 0 <= self.quiet_min_confidence <= 1,
+            "halflife": self.halflife > 0,
+            "min_vol": self.min_vol >= 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"BarbellParams.{key} = {getattr(self, key)} is out of range")
+
+    @property
+    def min_core(self) -> int:
+        """Fewest core clusters that can hold the largest core fraction under the cap."""
+        return math.ceil(max(1.0 - f for f in self.sleeve_fractions) / self.cluster_cap - 1e-9)
+
+    @classmethod
+    def from_config(cls, section: BaselinesConfig) -> BarbellParams:
+        """Build from ``cfg.baselines`` (its ``barbell`` sub-section)."""
+        c = section.barbell
+        return cls(
+            n_clusters=c.n_clusters,
+            distance_threshold=c.distance_threshold,
+            linkage=c.linkage,
+            cluster_cap=c.cluster_cap,
+            sleeve_size=c.sleeve_size,
+            sleeve_fractions=(c.quiet_sleeve, c.normal_sleeve, c.crisis_sleeve),
+            objective=c.objective,
+            fragility_weight=c.fragility_weight,
+            cvar_alpha=c.cvar_alpha,
+            hybrid_weight=c.hybrid_weight,
+            alpha_window=c.alpha_window,
+            lead_window=c.lead_window,
+            quiet_min_confidence=c.quiet_min_confidence,
+            covariance=c.covariance,
+            halflife=c.halflife,
+            solver=c.solver,
+        )
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+
+def barbell_state_from_regime(
+    regime: np.ndarray, confidence: np.ndarray, quiet_min_confidence: float = 0.6
+) -> np.ndarray:
+    """Map regime codes and confidences to barbell states (codes into ``BARBELL_STATES``).
+
+    ``high_volatility`` -> CRISIS; ``trend`` / ``mean_reversion`` with confidence >=
+    ``quiet_min_confidence`` -> QUIET; otherwise NORMAL.
+
+    Parameters
+    ----------
+    regime : ndarray of int, shape (n_envs,)
+    confidence : ndarray, shape (n_envs,)
+    quiet_min_confidence : float
+
+    Returns
+    -------
+    ndarray of int8, shape (n_envs,)
+    """
+    regime = np.asarray(regime)
+    conf = np.asarray(confidence, float)
+    calm = ((regime == _TREND) | (regime == _MEAN_REVERSION)) & (conf >= quiet_min_confidence)
+    out = np.where(regime == _HIGH_VOL, CRISIS, np.where(calm, QUIET, NORMAL))
+    return out.astype(np.int8)
+
+
+def cluster_assets(
+    distance: np.ndarray,
+    method: str = "ward",
+    n_clusters: int | None = 10,
+    distance_threshold: float | None = None,
+) -> np.ndarray:
+    """Hierarchical clusters of a distance matrix, labelled 0..K-1 by first member.
+
+    Parameters
+    ----------
+    distance : ndarray, shape (n, n)
+        Symmetric, zero diagonal (correlation distance).
+    method : {"single", "complete", "average", "ward"}
+    n_clusters : int or None
+        ``maxclust`` cut (at most this many clusters).
+    distance_threshold : float or None
+        ``distance`` cut height, used when ``n_clusters`` is None.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+    """
+    n = distance.shape[0]
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    z = linkage(squareform(distance, checks=False), method=method)
+    if n_clusters is not None:
+        raw = fcluster(z, t=n_clusters, criterion="maxclust")
+    else:
+        raw = fcluster(z, t=distance_threshold, criterion="distance")
+    _, first = np.unique(raw, return_index=True)
+    order = raw[np.sort(first)]
+    remap = {int(c): i for i, c in enumerate(order)}
+    return np.array([remap[int(c)] for c in raw], dtype=np.int64)
+
+
+def intra_cluster_weights(
+    vol: np.ndarray, alpha: np.ndarray, labels: np.ndarray, hybrid_weight: float = 0.5
+) -> np.ndarray:
+    """Layer-2 weights: ``h * IV + (1 - h) * AR`` per cluster, each cluster summing to 1.
+
+    Parameters
+    ----------
+    vol : ndarray, shape (n,)
+        Per-bar volatility (> 0).
+    alpha : ndarray, shape (n,)
+        Alpha scores (higher is better).
+    labels : ndarray of int, shape (n,)
+        Cluster label of each asset.
+    hybrid_weight : float
+        h, the inverse-volatility share.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    w = np.zeros(labels.shape[0])
+    for c in np.unique(labels):
+        m = labels == c
+        iv = 1.0 / vol[m]
+        ar = rankdata(alpha[m], method="average")
+        w[m] = hybrid_weight * iv / iv.sum() + (1.0 - hybrid_weight) * ar / ar.sum()
+    return w
+
+
+def n_sleeve_clusters(n_clusters: int, sleeve_size: int, min_core: int) -> int:
+    """Number of sleeve clusters given K clusters (see the module docstring).
+
+    ``0`` when ``K == 1``; otherwise ``max(1, min(sleeve_size, K - min_core))``.
+    """
+    if n_clusters <= 1:
+        return 0
+    return max(1, min(sleeve_size, n_clusters - min_core))
+
+
+# ----------------------------------------------------------------------------- layer 1
+
+
+class _Layer1Problem:
+    """Layer-1 cvxpy problem for ``n`` core clusters (built once per (objective, n))."""
+
+    def __init__(self, n: int, objective: str) -> None:
+        self.F = cp.Parameter((n, n))
+        self.pen = cp.Parameter(n, nonneg=True)
+        self.cap = cp.Parameter(n, nonneg=True)
+        self.objective = objective
+        if objective == "min_var":
+            self.x = cp.Variable(n, nonneg=True)
+            risk = cp.norm(self.F.T @ self.x, 2) + self.pen @ self.x
+            cons = [cp.sum(self.x) == 1, self.x <= self.cap]
+        else:
+            self.mu = cp.Parameter(n)
+            self.x = cp.Variable(n, nonneg=True)  # y of Charnes–Cooper
+            self.k = cp.Variable(nonneg=True)
+            risk = cp.norm(self.F.T @ self.x, 2) + self.pen @ self.x
+            cons = [self.mu @ self.x == 1, cp.sum(self.x) == self.k, self.x <= self.cap * self.k]
+        self.problem = cp.Problem(cp.Minimize(risk), cons)
+        assert self.problem.is_dcp(dpp=True)
+
+
+def _layer1(
+    cluster_returns: np.ndarray,
+    cap_rel: float,
+    params: BarbellParams,
+    cache: dict[tuple[str, int], _Layer1Problem],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Core cluster weights (fractions of the core, summing to 1) and audit facts."""
+    n = cluster_returns.shape[1]
+    info: dict[str, Any] = {"objective_used": params.objective, "fallback": None}
+    if n * cap_rel <= 1.0 + 1e-12:
+        info["objective_used"] = "cap_bound"
+        return np.full(n, min(cap_rel, 1.0 / n)), info
+    cov = estimate_covariance(cluster_returns, params.covariance, params.halflife)
+    c_var = np.asarray(cvar(cluster_returns.T, params.cvar_alpha), float)
+    mu = cluster_returns.mean(axis=0)
+    info["cluster_cvar"] = c_var.tolist()
+    s = float(np.mean(np.diag(cov))) or 1.0
+    # sigma(x) and lambda * CVaR'x are both return units; dividing both by sqrt(s) rescales
+    # the objective to unit size without moving its minimiser.
+    pen = params.fragility_weight * np.maximum(c_var, 0.0) / math.sqrt(s)
+    cap = np.full(n, cap_rel)
+    lo = np.zeros(n)
+    objective = params.objective
+    if objective == "max_sharpe" and max_linear_over_box_simplex(mu, lo, cap) <= 0:
+        objective = "min_var"
+        info["objective_used"] = "min_var"
+        info["fallback"] = "max_sharpe -> min_var: no feasible core mix has a positive mean"
+    key = (objective, n)
+    if key not in cache:
+        cache[key] = _Layer1Problem(n, objective)
+    prob = cache[key]
+    prob.F.value = psd_factor(cov / s)
+    prob.pen.value = pen
+    prob.cap.value = cap
+    if objective == "max_sharpe":
+        prob.mu.value = mu / np.max(np.abs(mu))
+    solve_problem(prob.problem, params.solver, f"cluster barbell layer 1 ({objective}, cap)")
+    x = np.asarray(prob.x.value, float)
+    if objective == "max_sharpe":
+        x = x / float(prob.k.value)
+    info["solver_status"] = prob.problem.status
+    return project_box_simplex(x, lo, cap), info
+
+
+# ----------------------------------------------------------------------------- allocator
+
+
+class ClusterBarbell:
+    """Seed 000's two-layer cluster-aware barbell allocator (long-only).
+
+    Attributes
+    ----------
+    clusters_ : ndarray of int, shape (n_envs, n_assets)
+        Cluster label per asset (-1 for inactive assets).
+    n_clusters_ : ndarray of int, shape (n_envs,)
+    sleeve_clusters_ : list of tuple of int
+        Per portfolio, the aggressor-sleeve cluster labels, best alpha first.
+    core_clusters_ : list of tuple of int
+        Per portfolio, the core cluster labels (disjoint from the sleeve).
+    lead_assets_ : list of tuple of int
+        Per portfolio, the lead asset (column index) of each cluster, by label.
+    lead_mask_ : ndarray of bool, shape (n_envs, n_assets)
+    cluster_gross_, cluster_net_ : list of ndarray, shape (K_b,)
+        Per portfolio, sum |w| and sum w over each cluster's members (fractions of equity).
+    cluster_alpha_ : list of ndarray, shape (K_b,)
+        Mean member alpha of each cluster (the sleeve ranking).
+    intra_weights_ : ndarray, shape (n_envs, n_assets)
+        Layer-2 weights (each cluster sums to 1).
+    barbell_state_ : ndarray of int8, shape (n_envs,)
+        Codes into ``BARBELL_STATES``.
+    sleeve_fraction_ : ndarray, shape (n_envs,)
+        Fraction of equity in the sleeve.
+    weights_ : ndarray, shape (n_envs, n_assets)
+    audit_ : list of dict
+        Per portfolio, the JSON-serialisable selection audit.
+    """
+
+    name = "cluster_barbell"
+
+    def __init__(self, params: BarbellParams | None = None) -> None:
+        self.params = params or BarbellParams()
+        self._cache: dict[tuple[str, int], _Layer1Problem] = {}
+
+    @classmethod
+    def from_config(cls, section: BaselinesConfig) -> ClusterBarbell:
+        """Build from ``cfg.baselines``."""
+        return cls(BarbellParams.from_config(section))
+
+    def _states(
+        self, ctx: AllocationContext, barbell_state: np.ndarray | Sequence[str] | str | None
+    ) -> tuple[np.ndarray, bool]:
+        if barbell_state is None:
+            states = barbell_state_from_regime(
+                ctx.regime, ctx.regime_confidence, self.params.quiet_min_confidence
+            )
+            return states, False
+        if isinstance(barbell_state, str):
+            barbell_state = [barbell_state] * ctx.n_envs
+        arr = np.asarray(barbell_state)
+        if arr.dtype.kind in "US":
+            bad = sorted({s for s in arr.tolist() if s not in BARBELL_STATES})
+            if bad:
+                raise ConfigError(f"barbell_state {bad} unknown: use one of {BARBELL_STATES}")
+            arr = np.array([BARBELL_STATES.index(s) for s in arr.tolist()])
+        arr = np.broadcast_to(arr.astype(np.int64), (ctx.n_envs,))
+        if ((arr < 0) | (arr >= len(BARBELL_STATES))).any():
+            raise ConfigError(
+                f"barbell_state codes {np.unique(arr).tolist()}: must index {BARBELL_STATES}"
+            )
+        return arr.astype(np.int8), True
+
+    def allocate(
+        self,
+        ctx: AllocationContext,
+        barbell_state: np.ndarray | Sequence[str] | str | None = None,
+    ) -> np.ndarray:
+        """Barbell weights, shape (n_envs, n_assets); ``1 - sum(w)`` is cash (0 unless the
+        core is cap-bound).
+
+        Parameters
+        ----------
+        ctx : AllocationContext
+        barbell_state : ndarray of int (n_envs,), str or sequence of str, optional
+            Explicit barbell states (e.g. ``RegimeModel`` output); default: mapped from
+            ``ctx.regime`` and ``ctx.regime_confidence``.
+        """
+        p = self.params
+        r = context_returns(ctx, self.name)
+        n_envs, n = ctx.n_envs, ctx.n_assets
+        states, explicit = self._states(ctx, barbell_state)
+        vol = np.std(r, axis=1, ddof=1)
+        active = vol > p.min_vol
+        cov = estimate_covariance(r, p.covariance, p.halflife)
+        dist = correlation_distance(cov_to_corr(cov))
+        alpha = self._alpha(ctx, r, vol)
+        lw = min(p.lead_window, r.shape[1])
+        lead_perf = np.prod(1.0 + r[:, -lw:, :], axis=1) - 1.0
+
+        self.clusters_ = np.full((n_envs, n), -1, dtype=np.int64)
+        self.n_clusters_ = np.zeros(n_envs, dtype=np.int64)
+        self.intra_weights_ = np.zeros((n_envs, n))
+        self.lead_mask_ = np.zeros((n_envs, n), dtype=bool)
+        self.sleeve_clusters_: list[tuple[int, ...]] = []
+        self.core_clusters_: list[tuple[int, ...]] = []
+        self.lead_assets_: list[tuple[int, ...]] = []
+        self.cluster_gross_: list[np.ndarray] = []
+        self.cluster_net_: list[np.ndarray] = []
+        self.cluster_alpha_: list[np.ndarray] = []
+        self.audit_: list[dict[str, Any]] = []
+        self.barbell_state_ = states
+        self.sleeve_fraction_ = np.zeros(n_envs)
+        out = np.zeros((n_envs, n))
+        for b in range(n_envs):
+            out[b] = self._one(b, ctx, r[b], active[b], vol[b], dist[b], alpha[b],
+                               lead_perf[b], int(states[b]), explicit)  # fmt: skip
+        self.weights_ = out
+        return out
+
+    def _alpha(self, ctx: AllocationContext, r: np.ndarray, vol: np.ndarray) -> np.ndarray:
+        if ctx.scores is not None:
+            s = np.asarray(ctx.scores, float)
+            if s.shape != vol.shape:
+                raise DataError(
+                    f"{self.name}: ctx.scores has shape {s.shape}; expected (n_envs, n_assets) "
+                    f"= {vol.shape}"
+                )
+        else:
+            # Risk-adjusted momentum: log growth over the window / (sigma * sqrt(window)).
+            aw = min(self.params.alpha_window, r.shape[1])
+            win = r[:, -aw:, :]
+            sd = np.std(win, axis=1, ddof=1) * math.sqrt(aw)
+            growth = np.log1p(np.maximum(win, -1.0 + 1e-12)).sum(axis=1)
+            s = np.divide(growth, sd, out=np.zeros_like(growth), where=sd > 0)
+        # Non-finite scores rank last.
+        finite = np.isfinite(s)
+        floor = np.where(finite, s, np.inf).min(axis=1, keepdims=True)
+        floor = np.where(np.isfinite(floor), floor - 1.0, 0.0)
+        return np.where(finite, s, floor)
+
+    def _one(
+        self,
+        b: int,
+        ctx: AllocationContext,
+        r: np.ndarray,
+        active: np.ndarray,
+        vol: np.ndarray,
+        dist: np.ndarray,
+        alpha: np.ndarray,
+        lead_perf: np.ndarray,
+        state: int,
+        explicit: bool,
+    ) -> np.ndarray:
+        p = self.params
+        n = r.shape[1]
+        w = np.zeros(n)
+        sleeve_frac = p.sleeve_fractions[state]
+        code = int(np.asarray(ctx.regime)[b])
+        conf = float(np.asarray(ctx.regime_confidence)[b])
+        audit: dict[str, Any] = {
+            "regime": REGIME_LABELS[code] if 0 <= code < len(REGIME_LABELS) else "unknown",
+            "regime_confidence": conf,
+            # Score of the regime evidence behind the state: the label's confidence, or 1
+            # for a state given explicitly.
+            "regime_score": 1.0 if explicit else conf,
+            "barbell_state": BARBELL_STATES[state],
+            "state_source": "explicit" if explicit else "regime_mapping",
+            "sleeve_fraction_target": sleeve_frac,
+            "objective": p.objective,
+        }
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            audit.update(n_clusters=0, active_constraints=["no_active_assets"], fallback="cash")
+            self._record(b, np.zeros(0, int), (), (), (), np.zeros(0), audit)
+            return w
+        labels = cluster_assets(
+            dist[np.ix_(idx, idx)], p.linkage, p.n_clusters, p.distance_threshold
+        )
+        k = int(labels.max()) + 1
+        intra = intra_cluster_weights(vol[idx], alpha[idx], labels, p.hybrid_weight)
+        members = [idx[labels == c] for c in range(k)]
+        self.clusters_[b, idx] = labels
+        self.n_clusters_[b] = k
+        self.intra_weights_[b, idx] = intra
+        cl_alpha = np.array([alpha[m].mean() for m in members])
+        leads = tuple(int(m[np.argmax(lead_perf[m])]) for m in members)
+        self.lead_mask_[b, list(leads)] = True
+
+        n_sleeve = n_sleeve_clusters(k, p.sleeve_size, p.min_core)
+        ranked = np.lexsort((np.arange(k), -cl_alpha))  # best alpha first, ties by label
+        sleeve = tuple(int(c) for c in ranked[:n_sleeve])
+        core = tuple(sorted(int(c) for c in ranked[n_sleeve:]))
+        assert not set(sleeve) & set(core)
+        if n_sleeve == 0:
+            sleeve_frac = 0.0
+        core_frac = 1.0 - sleeve_frac
+        constraints = [f"sleeve_fraction={sleeve_frac:g}"]
+
+        # Sleeve: split equally across its clusters, layer-2 weights inside each.
+        for c in sleeve:
+            m = members[c]
+            w[m] = (sleeve_frac / n_sleeve) * intra[labels == c]
+
+        # Core: layer 1 across the core clusters only (sleeve excluded: zero overlap).
+        cap_rel = p.cluster_cap / core_frac
+        ivec = np.zeros((n, k))
+        ivec[idx, labels] = intra
+        cluster_r = r @ ivec[:, list(core)]
+        x, info = _layer1(cluster_r, cap_rel, p, self._cache)
+        invested = core_frac * float(x.sum())
+        for j, c in enumerate(core):
+            w[members[c]] = core_frac * x[j] * intra[labels == c]
+            if x[j] >= cap_rel - _TOL:
+                constraints.append(f"cluster_cap:{c}")
+            elif x[j] <= _TOL:
+                constraints.append(f"long_only:{c}")
+        if info["objective_used"] == "cap_bound":
+            constraints.append("core_cap_shortfall")
+        audit.update(
+            n_clusters=k,
+            n_sleeve=n_sleeve,
+            sleeve_clusters=list(sleeve),
+            core_clusters=list(core),
+            cluster_alpha=cl_alpha.tolist(),
+            core_weights=(core_frac * x).tolist(),
+            sleeve_fraction=float(w[np.concatenate([members[c] for c in sleeve])].sum())
+            if sleeve
+            else 0.0,
+            core_fraction=core_frac,
+            core_invested=invested,
+            core_cash=max(core_frac - invested, 0.0),
+            active_constraints=constraints,
+            lead_assets=[ctx.symbols[i] for i in leads],
+            **info,
+        )
+        self._record(b, labels, sleeve, core, leads, w, audit, members)
+        self.sleeve_fraction_[b] = audit["sleeve_fraction"]
+        return w
+
+    def _record(
+        self,
+        b: int,
+        labels: np.ndarray,
+        sleeve: tuple[int, ...],
+        core: tuple[int, ...],
+        leads: tuple[int, ...],
+        w: np.ndarray,
+        audit: dict[str, Any],
+        members: list[np.ndarray] | None = None,
+    ) -> None:
+        members = members or []
+        gross = np.array([np.abs(w[m]).sum() for m in members])
+        net = np.array([w[m].sum() for m in members])
+        audit["cluster_gross"] = gross.tolist()
+        audit["cluster_net"] = net.tolist()
+        self.sleeve_clusters_.append(sleeve)
+        self.core_clusters_.append(core)
+        self.lead_assets_.append(leads)
+        self.cluster_gross_.append(gross)
+        self.cluster_net_.append(net)
+        self.cluster_alpha_.append(np.asarray(audit.get("cluster_alpha", []), float))
+        self.audit_.append(audit)
+
+    def selection_audit(self) -> dict[str, Any]:
+        """Seed 000's selection audit of the last ``allocate`` call (JSON-serialisable)."""
+        return {
+            "allocator": self.name,
+            "params": asdict(self.params),
+            "portfolios": self.audit_,
+        }
+
+    def write_selection_audit(self, path: str | Path) -> Path:
+        """Write :meth:`selection_audit` as JSON (``selection_audit.json`` by convention)."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.selection_audit(), indent=2, sort_keys=True) + "\n")
+        return out
