@@ -487,9 +487,11 @@ class ClusterBarbell:
         ----------
         ctx : AllocationContext
         barbell_state : ndarray of int (n_envs,), str or sequence of str, optional
-            Explicit barbell states (e.g. ``RegimeModel`` output); default: mapped from
-            ``ctx.regime`` and ``ctx.regime_confidence``.
+            Explicit barbell states; default: ``ctx.barbell`` (the regime model's) when
+            given, else mapped from ``ctx.regime`` and ``ctx.regime_confidence``.
         """
+        if barbell_state is None and ctx.barbell is not None:
+            barbell_state = ctx.barbell
         p = self.params
         r = context_returns(ctx, self.name)
         n_envs, n = ctx.n_envs, ctx.n_assets

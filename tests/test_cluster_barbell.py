@@ -412,3 +412,27 @@ def test_scores_shape_checked_and_nan_scores_rank_last() -> None:
     alloc.allocate(make_ctx(r, scores=s), barbell_state="NORMAL")
     assert alloc.sleeve_clusters_[0] == (10, 9, 8, 7, 6)
     assert alloc.cluster_alpha_[0].argmin() == 11
+
+
+def test_context_barbell_state_drives_the_sleeve_fraction() -> None:
+    """``AllocationContext.barbell`` (the regime model's state) overrides the label mapping."""
+    import dataclasses
+
+    from allocgym.regime import BARBELL_STATES
+
+    rng = np.random.default_rng(7)
+    returns = rng.normal(0.0005, 0.01, (1, 300, 30))
+    base = AllocationContext(
+        returns=returns,
+        current_weights=np.zeros((1, 30)),
+        symbols=tuple(f"S{i}" for i in range(30)),
+        sector_ids=np.zeros(30, dtype=np.int64),
+        regime=np.array([2]),  # high_volatility would map to CRISIS
+        regime_confidence=np.array([1.0]),
+    )
+    quiet = dataclasses.replace(base, barbell=np.array([BARBELL_STATES.index("QUIET")]))
+    alloc = ClusterBarbell()
+    alloc.allocate(quiet)
+    assert alloc.sleeve_fraction_[0] == pytest.approx(0.15, abs=1e-15)
+    alloc.allocate(base)
+    assert alloc.sleeve_fraction_[0] == pytest.approx(0.05, abs=1e-15)

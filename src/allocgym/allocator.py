@@ -36,6 +36,8 @@ class AllocationContext:
     benchmark_returns : ndarray, shape (n_envs, lookback), optional
     t : ndarray of int, shape (n_envs,), optional
         Bar index of each portfolio (for allocators that rebalance on a schedule).
+    barbell : ndarray of int, shape (n_envs,), optional
+        The regime model's barbell state, codes into ``allocgym.regime.BARBELL_STATES``.
     """
 
     returns: np.ndarray
@@ -49,6 +51,7 @@ class AllocationContext:
     costs: np.ndarray | None = None
     benchmark_returns: np.ndarray | None = None
     t: np.ndarray | None = None
+    barbell: np.ndarray | None = None
 
     @property
     def n_envs(self) -> int:
