@@ -805,6 +805,72 @@ class ServingConfig(Section):
     """Defensive allocation when the model fails or the allocator is disabled."""
 
 
+# ----------------------------------------------------------------------------- evaluation
+
+BaselineName = Literal[
+    "all", "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "engine",
+    "min_variance", "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman",
+    "fractional_kelly", "regime_switch", "cluster_barbell",
+]  # fmt: skip
+"""Baselines ``allocgym evaluate`` knows (allocator ``name``s); ``all`` = every one."""
+
+
+class PromotionConfig(Section):
+    """Promotion gates of seed 001 (``allocgym.promotion``): candidate vs incumbent.
+
+    Every comparison is out of sample (the evaluation split) and through the same env,
+    gates and cost model. Ratios are annualised; costs are fractions of equity per year.
+    """
+
+    min_sharpe_improvement: NonNeg = 0.0
+    """The candidate's Sharpe must exceed the incumbent's by more than this."""
+    secondary_metrics: tuple[Literal["sortino", "calmar", "cvar", "max_drawdown"], ...] = (
+        "sortino",
+        "cvar",
+    )
+    """Risk-adjusted metrics that must not get worse than ``secondary_tolerance``."""
+    secondary_tolerance: NonNeg = 0.10
+    """Relative worsening allowed on each secondary metric (0.10 = 10%)."""
+    min_dsr: Frac | None = None
+    """Lowest Deflated Sharpe Ratio the candidate may have; None = not checked."""
+    max_concentration_increase: NonNeg = 0.10
+    """Relative increase allowed in mean HHI concentration (0.10: at most 10% higher)."""
+    max_concentration_abs: Frac | None = None
+    """Absolute cap on the candidate's mean HHI; None = only the relative tolerance."""
+    stress_max_return_drop: NonNeg = 0.02
+    """Largest drop of annualised return allowed at each stress multiplier (decimal)."""
+    stress_max_cost_increase: NonNeg = 0.02
+    """Largest increase of annualised costs (fraction of equity per year) under stress."""
+
+
+class EvaluationConfig(Section):
+    """Out-of-sample evaluation, reports and promotion (``allocgym.evaluation``).
+
+    Every allocator walks the whole split once, deterministically, through the env's
+    gates, execution policy and cost model (no random episodes).
+    """
+
+    split: Literal["train", "validation", "test", "all"] = "test"
+    """Split the backtests walk (``test`` = the walk-forward out-of-sample split)."""
+    baselines: tuple[BaselineName, ...] = ("all",)
+    """Baselines run beside the agent (``all`` = every registered baseline)."""
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0, 1, 2), min_length=1)
+    """Training seeds of the agents (``allocgym quickstart`` trains one run per seed)."""
+    agent_model: Literal["best", "final"] = "best"
+    """Model evaluated from a run: best on validation (falls back to final) or final."""
+    periods_per_year: Pos = 252.0
+    """Bars per year (annualisation)."""
+    cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    """Confidence level of the reported CVaR."""
+    dsr_trials: PosInt | None = None
+    """Trials N of the Deflated Sharpe Ratio; None = the allocators evaluated together."""
+    check_invariants: bool = True
+    """Run ``check_invariants`` on every gate decision (breaches are reported, must be 0)."""
+    stress_multipliers: tuple[Annotated[float, Field(gt=1.0)], ...] = (10.0, 100.0)
+    """Equity multiples of the capacity stress scenario (participation caps bind)."""
+    promotion: PromotionConfig = PromotionConfig()
+
+
 # ----------------------------------------------------------------------------- root
 
 
@@ -821,6 +887,7 @@ class AllocgymConfig(Section):
     train: TrainConfig = TrainConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     serving: ServingConfig = ServingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
 
 def _format_errors(err: ValidationError) -> str:

@@ -1,0 +1,719 @@
+"""Execution policy (seed 002's policy layer): no-trade bands, triggers, lot rounding.
+
+``ExecutionPolicy.apply`` turns the gates' approved weights into the book actually held
+after lot-rounded orders, batched over ``(n_envs, n_assets)`` with no Python loop over
+either axis.
+
+Triggers (per portfolio, ``TriggerFlag`` bits in ``ExecutionResult.trigger_flags``)
+-----------------------------------------------------------------------------------
+- portfolio drift ``sum_i |w_tar,i - w_cur,i| > tau_L1``: rebalance every name;
+- per-name drift ``|w_tar,i - w_cur,i| > tau_i``: trade that name;
+- scheduled window (``Triggers.scheduled``; every bar is a window unless given);
+- risk overrides: volatility spike (``vol_ratio >= vol_spike_ratio``), spread blowout
+  (``spread_ratio >= spread_blowout_ratio``) and the kill switch: rebalance every name
+  now, in or out of a scheduled window.
+
+With ``scheduled_only`` a portfolio trades only in a scheduled window or on a risk
+override. A name whose trade is suppressed carries ``ReasonCode.NO_TRADE_BAND``.
+
+Safety (the book never leaves the hard limits)
+----------------------------------------------
+A portfolio is *forced* when the gates coded ``FORCED_DERISK`` or ``KILL_SWITCH`` anywhere
+in it, or when its current book is outside the hard limits of ``limits``. Then:
+
+- forced portfolios: no band suppresses anything, and lot rounding moves each position
+  toward zero (``|w_final,i| <= |w_approved,i|``, same sign; a position can always be
+  closed out exactly even when it is not a whole number of lots);
+- other portfolios: rounding moves each order toward the current position (an order
+  never exceeds the approved one, so turnover, participation and slippage only shrink),
+  and the final book must stay inside the hard limits (with ``limits``; without them,
+  inside the exposures the gates' inputs already satisfy: at most the larger of the
+  approved and the current book's gross, sector gross, ``|net|`` and ``|beta^T w|``).
+  Each name stays between its current and approved weight. Rounding can still lift gross
+  (a rotation sells a fraction of a lot less and buys a fraction less): exposure-
+  increasing orders are then scaled down (per portfolio and sector) and rounded again
+  (``TriggerFlag.ROUNDING_SCALED``); a book that still fails (net or beta moved) takes the
+  largest passing uniform shrink of the whole trade from a fixed grid;
+- a band is lifted for a whole portfolio when the partly suppressed book fails those
+  checks (``TriggerFlag.BAND_LIFTED``): suppression never takes a book outside;
+- as a last resort the portfolio takes the approved (banded) book unrounded
+  (``TriggerFlag.FALLBACK``; e.g. current and approved books on the same binding beta
+  limit). Holding instead could freeze such a portfolio for good.
+
+A name that is not tradable (or has no valid price) is never traded.
+Quantities are shares: ``q = w * equity / price``. ``target_weights`` are recomputed from
+the final quantities (exactly the current weight where nothing traded, exactly 0 on a
+close-out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from allocgym.config import ExecutionConfig
+from allocgym.errors import ConfigError, InvariantBreach
+from allocgym.risk import GateContext, GateResult, ReasonCode
+
+if TYPE_CHECKING:
+    from allocgym.risk import RiskLimits
+
+_TOL = 1e-12
+"""Absolute slack (weight units) of the post-rounding exposure checks (float dust only)."""
+_GATE_RTOL = 1e-12
+"""Relative tolerance of ``RiskGateChain``'s limit comparisons (mirrored for forced checks)."""
+_SHRINK_GRID = (0.99, 0.95, 0.9, 0.75, 0.5, 0.25)
+"""Uniform trade shrinks tried, largest first, when a rounded book fails a check."""
+_SNAP = 1e-13
+"""Relative distance to a whole number of lots under which a quantity counts as whole."""
+
+_FORCED_MASK = int(ReasonCode.FORCED_DERISK | ReasonCode.KILL_SWITCH)
+_KILL = int(ReasonCode.KILL_SWITCH)
+_BAND = int(ReasonCode.NO_TRADE_BAND)
+
+
+class TriggerFlag(IntFlag):
+    """Why a portfolio traded (or how execution adjusted it); bits of ``trigger_flags``."""
+
+    NONE = 0
+    NAME_DRIFT = 1 << 0
+    """Some name drifted beyond its band tau_i."""
+    PORTFOLIO_DRIFT = 1 << 1
+    """L1 drift beyond tau_L1: every name rebalanced."""
+    SCHEDULED = 1 << 2
+    """The bar is a scheduled trading window."""
+    VOL_SPIKE = 1 << 3
+    """Risk override: short/long volatility ratio at or above ``vol_spike_ratio``."""
+    SPREAD_BLOWOUT = 1 << 4
+    """Risk override: spread over its trailing median at or above ``spread_blowout_ratio``."""
+    KILL_SWITCH = 1 << 5
+    """Risk override: kill switch (config, context or gate code)."""
+    FORCED = 1 << 6
+    """Forced de-risking: gate codes or a current book outside the hard limits."""
+    BAND_LIFTED = 1 << 7
+    """Band suppression undone: the partly suppressed book failed the exposure checks."""
+    ROUNDING_SCALED = 1 << 8
+    """Exposure-increasing orders scaled down so the lot-rounded book stays inside."""
+    FALLBACK = 1 << 9
+    """No lot-rounded book passed the checks: the approved book was taken unrounded."""
+
+
+@dataclass(frozen=True)
+class ExecutionParams:
+    """Typed execution parameters (see ``ExecutionConfig`` for each field).
+
+    ``name_drift_threshold`` and ``lot_size`` may be scalars or arrays of shape
+    ``(n_assets,)`` (per-name bands and lots).
+    """
+
+    name_drift_threshold: float | np.ndarray = 0.005
+    portfolio_drift_threshold: float = 0.01
+    lot_size: float | np.ndarray = 1.0
+    vol_spike_ratio: float = 2.0
+    spread_blowout_ratio: float = 3.0
+    scheduled_only: bool = False
+    schedule_every: int = 1
+    vol_short_window: int = 5
+    vol_long_window: int = 63
+    spread_window: int = 21
+
+    def __post_init__(self) -> None:
+        tau = np.asarray(self.name_drift_threshold, dtype=np.float64)
+        lot = np.asarray(self.lot_size, dtype=np.float64)
+        if not (np.isfinite(tau).all() and (tau >= 0).all()):
+            raise ConfigError(
+                f"ExecutionParams.name_drift_threshold = {self.name_drift_threshold!r}: must be "
+                "finite and >= 0; set execution.name_drift_threshold"
+            )
+        if not (np.isfinite(lot).all() and (lot > 0).all()):
+            raise ConfigError(
+                f"ExecutionParams.lot_size = {self.lot_size!r}: must be finite and > 0; set "
+                "execution.lot_size"
+            )
+        scalars = {
+            "portfolio_drift_threshold": (self.portfolio_drift_threshold, 0.0),
+            "vol_spike_ratio": (self.vol_spike_ratio, 1e-300),
+            "spread_blowout_ratio": (self.spread_blowout_ratio, 1e-300),
+        }
+        for name, (value, low) in scalars.items():
+            if not (np.isfinite(value) and value >= low):
+                raise ConfigError(
+                    f"ExecutionParams.{name} = {value!r}: must be finite and "
+                    f"{'>= 0' if low == 0 else '> 0'}; set execution.{name}"
+                )
+        for name in ("schedule_every", "vol_short_window", "vol_long_window", "spread_window"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"ExecutionParams.{name} = {getattr(self, name)}: must be >= 1")
+        if self.vol_short_window >= self.vol_long_window or self.vol_short_window < 2:
+            raise ConfigError(
+                f"execution.vol_short_window = {self.vol_short_window} must be >= 2 and below "
+                f"vol_long_window = {self.vol_long_window}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: ExecutionConfig) -> ExecutionParams:
+        """Build params from the ``execution`` config section."""
+        return cls(
+            name_drift_threshold=float(cfg.name_drift_threshold),
+            portfolio_drift_threshold=float(cfg.portfolio_drift_threshold),
+            lot_size=float(cfg.lot_size),
+            vol_spike_ratio=float(cfg.vol_spike_ratio),
+            spread_blowout_ratio=float(cfg.spread_blowout_ratio),
+            scheduled_only=bool(cfg.scheduled_only),
+            schedule_every=int(cfg.schedule_every),
+            vol_short_window=int(cfg.vol_short_window),
+            vol_long_window=int(cfg.vol_long_window),
+            spread_window=int(cfg.spread_window),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Triggers:
+    """Trigger inputs of one decision; ``None`` fields never fire.
+
+    Attributes
+    ----------
+    scheduled : ndarray of bool, shape (n_envs,), optional
+        The bar is a scheduled window; ``None`` = every bar is one (daily data).
+    vol_ratio : ndarray, shape (n_envs,) or (n_envs, n_assets), optional
+        Short-window over long-window realized volatility; any entry at or above
+        ``vol_spike_ratio`` fires the vol-spike override.
+    spread_ratio : ndarray, shape (n_envs,) or (n_envs, n_assets), optional
+        Current spread over its trailing median; any entry at or above
+        ``spread_blowout_ratio`` fires the spread-blowout override.
+    kill_switch : ndarray of bool, shape (n_envs,), optional
+        Operator kill switch (OR-ed with the context's, the limits' and the gate codes).
+    """
+
+    scheduled: np.ndarray | None = None
+    vol_ratio: np.ndarray | None = None
+    spread_ratio: np.ndarray | None = None
+    kill_switch: np.ndarray | None = None
+
+
+def trigger_inputs(
+    returns: np.ndarray,
+    spread_bps: np.ndarray,
+    params: ExecutionParams,
+    t: int | np.ndarray | None = None,
+) -> Triggers:
+    """Trigger inputs from trailing windows (data up to and including the decision bar).
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n_envs, L, n_assets)
+        Simple returns, ``L >= vol_long_window``; the vol ratio is that of the
+        equal-weighted mean return (a market-wide spike, not one name's).
+    spread_bps : ndarray, shape (n_envs, L2, n_assets)
+        Quoted spreads, ``L2 >= spread_window``; the ratio is the cross-sectional median of
+        each name's last spread over its trailing ``spread_window`` median.
+    params : ExecutionParams
+    t : int or ndarray of int, shape (n_envs,), optional
+        Bar index; the bar is scheduled when ``t % schedule_every == 0``.
+
+    Returns
+    -------
+    Triggers
+        ``vol_ratio`` and ``spread_ratio`` of shape (n_envs,) (1.0 where undefined).
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    s = np.asarray(spread_bps, dtype=np.float64)
+    if r.ndim != 3 or r.shape[1] < params.vol_long_window:
+        raise ConfigError(
+            f"trigger_inputs: returns {r.shape} must be (n_envs, L, n_assets) with L >= "
+            f"vol_long_window = {params.vol_long_window}"
+        )
+    if s.ndim != 3 or s.shape[1] < params.spread_window:
+        raise ConfigError(
+            f"trigger_inputs: spread_bps {s.shape} must be (n_envs, L, n_assets) with L >= "
+            f"spread_window = {params.spread_window}"
+        )
+    market = r.mean(axis=2)
+    short = market[:, -params.vol_short_window :].std(axis=1, ddof=1)
+    long_ = market[:, -params.vol_long_window :].std(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vol_ratio = np.where(long_ > 0, short / long_, 1.0)
+        med = np.median(s[:, -params.spread_window :], axis=1)
+        per_name = np.where(med > 0, s[:, -1] / med, 1.0)
+    spread_ratio = np.median(per_name, axis=1)
+    scheduled = None
+    if t is not None:
+        tt = np.broadcast_to(np.asarray(t, dtype=np.int64), (r.shape[0],))
+        scheduled = (tt % params.schedule_every) == 0
+    return Triggers(scheduled=scheduled, vol_ratio=vol_ratio, spread_ratio=spread_ratio)
+
+
+@dataclass(frozen=True, eq=False)
+class ExecutionResult:
+    """Output of ``ExecutionPolicy.apply``.
+
+    Attributes
+    ----------
+    target_weights : ndarray, shape (n_envs, n_assets)
+        Book held after the lot-rounded orders (weights recomputed from quantities).
+    delta_qty : ndarray, shape (n_envs, n_assets)
+        Signed order quantity in shares (whole lots, except exact close-outs and the
+        unrounded forced fallback).
+    target_qty : ndarray, shape (n_envs, n_assets)
+        Position in shares after the orders.
+    side : ndarray of int8, shape (n_envs, n_assets)
+        +1 buy, -1 sell, 0 no order.
+    reasons : ndarray of int64, shape (n_envs, n_assets)
+        Gate symbol reasons OR ``NO_TRADE_BAND`` where a band or trigger suppressed a trade.
+    portfolio_reasons : ndarray of int64, shape (n_envs,)
+        Gate portfolio reasons OR ``NO_TRADE_BAND`` when any name was suppressed.
+    traded : ndarray of bool, shape (n_envs,)
+        Some order is non-zero.
+    trigger_flags : ndarray of int64, shape (n_envs,)
+        ``TriggerFlag`` bits.
+    suppressed : ndarray of bool, shape (n_envs, n_assets)
+        A non-zero approved trade was not sent because of a band or a missing trigger.
+    """
+
+    target_weights: np.ndarray
+    delta_qty: np.ndarray
+    target_qty: np.ndarray
+    side: np.ndarray
+    reasons: np.ndarray
+    portfolio_reasons: np.ndarray
+    traded: np.ndarray
+    trigger_flags: np.ndarray
+    suppressed: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class _Refs:
+    """Reference exposures a candidate book must not exceed, per portfolio."""
+
+    lo: np.ndarray  # (n_envs, n_assets)
+    hi: np.ndarray
+    gross: np.ndarray  # (n_envs,)
+    sector: np.ndarray  # (n_envs, n_sectors)
+    net: np.ndarray
+    beta: np.ndarray | None
+
+
+class ExecutionPolicy:
+    """No-trade bands, triggers and lot rounding over a batch of portfolios.
+
+    Parameters
+    ----------
+    params : ExecutionParams
+    limits : RiskLimits, optional
+        Hard limits (``allocgym.risk``) used to detect a current book outside them (a
+        forced portfolio) and the configured kill switch. Without them only the gates'
+        ``FORCED_DERISK`` / ``KILL_SWITCH`` codes mark a portfolio forced.
+    """
+
+    def __init__(self, params: ExecutionParams, limits: RiskLimits | None = None) -> None:
+        self.params = params
+        self.limits = limits
+
+    # ------------------------------------------------------------------ public
+    def apply(
+        self, gate: GateResult, ctx: GateContext, triggers: Triggers | None = None
+    ) -> ExecutionResult:
+        """Map approved weights to lot-rounded orders and the book held after them.
+
+        Parameters
+        ----------
+        gate : GateResult
+            Output of ``RiskGateChain.apply`` (approved weights and reason codes).
+        ctx : GateContext
+            The same context the gates saw (current weights, equity, prices, sectors...).
+        triggers : Triggers, optional
+            Schedule and risk-override inputs; ``None`` = every bar scheduled, no override.
+
+        Returns
+        -------
+        ExecutionResult
+        """
+        p = self.params
+        trig = triggers or Triggers()
+        a = np.asarray(gate.approved, dtype=np.float64)
+        c = np.asarray(ctx.current_weights, dtype=np.float64)
+        n_envs, n_assets = a.shape
+        if c.shape != a.shape:
+            raise InvariantBreach(
+                f"ExecutionPolicy.apply: approved {a.shape} and current {c.shape} differ"
+            )
+        if not (np.isfinite(a).all() and np.isfinite(c).all()):
+            raise InvariantBreach(
+                "ExecutionPolicy.apply: non-finite approved or current weights; the gates "
+                "must have coded and replaced them (INVALID_INPUT)"
+            )
+        sym = np.asarray(gate.symbol_reasons, dtype=np.int64)
+        port = np.asarray(gate.portfolio_reasons, dtype=np.int64)
+        equity = np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs, 1)
+        prices = np.broadcast_to(np.asarray(ctx.prices, dtype=np.float64), a.shape)
+        tradable = np.broadcast_to(np.asarray(ctx.tradable, dtype=bool), a.shape)
+        price_ok = tradable & np.isfinite(prices) & (prices > 0) & (equity > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares_per_w = np.where(price_ok, equity / prices, 0.0)  # shares per unit weight
+        sectors = _Sectors.of(np.asarray(ctx.sector_ids), n_assets)
+        betas = None
+        if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
+            betas = np.nan_to_num(np.broadcast_to(np.asarray(ctx.betas, np.float64), a.shape))
+
+        # ---- triggers
+        d = np.where(price_ok, a - c, 0.0)
+        moving = d != 0.0
+        tau = np.broadcast_to(np.asarray(p.name_drift_threshold, dtype=np.float64), (n_assets,))
+        name_drift = np.abs(d) > tau
+        l1 = np.abs(d).sum(axis=1) > p.portfolio_drift_threshold
+        kill = ((sym & _KILL) != 0).any(axis=1) | ((port & _KILL) != 0)
+        for flag in (ctx.kill_switch, trig.kill_switch):
+            if flag is not None:
+                kill = kill | np.broadcast_to(np.asarray(flag, dtype=bool), (n_envs,))
+        if self.limits is not None and bool(getattr(self.limits, "kill_switch", False)):
+            kill = np.ones(n_envs, dtype=bool)
+        vol_spike = _any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs)
+        spread_blow = _any_at_least(trig.spread_ratio, p.spread_blowout_ratio, n_envs)
+        scheduled = (
+            np.ones(n_envs, dtype=bool)
+            if trig.scheduled is None
+            else np.broadcast_to(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
+        )
+        coded_forced = ((sym & _FORCED_MASK) != 0).any(axis=1) | ((port & _FORCED_MASK) != 0)
+        caps = self._caps(ctx, n_envs)
+        outside = _outside(c, sectors, betas, caps)
+        forced = coded_forced | kill | outside
+        override = vol_spike | spread_blow | kill
+        allowed = (not p.scheduled_only) | scheduled | override
+        full = allowed & (l1 | override)
+        trade_name = forced[:, None] | full[:, None] | (allowed[:, None] & name_drift)
+        suppress = moving & ~trade_name
+
+        refs = _refs(a, c, forced, sectors, betas, caps)
+        mixed = np.where(suppress, c, a)
+        band_ok = _passes(mixed, refs, sectors, betas)
+        lifted = suppress.any(axis=1) & ~band_ok
+        suppress &= band_ok[:, None]
+        target = np.where(suppress, c, a)
+
+        # ---- lot rounding (+ scaling of exposure-increasing orders, see _round_book)
+        lot = np.broadcast_to(np.asarray(p.lot_size, dtype=np.float64), (n_assets,))
+        q_cur = c * shares_per_w
+        change = price_ok & (target != c)
+        rb = (c, forced, change, q_cur, shares_per_w, lot, refs, sectors)
+        q_fin, w_fin, scaled = _round_book(target, *rb)
+        ok = _passes(w_fin, refs, sectors, betas)
+        # Non-forced portfolios still failing (rounding moved net or beta exposure): the
+        # largest uniform shrink of the whole trade, from a fixed grid, that passes.
+        for lam in _SHRINK_GRID if not ok.all() else ():  # a fixed grid, not a batch loop
+            todo = ~ok & ~forced
+            if not todo.any():
+                break
+            q_l, w_l, _ = _round_book(c + lam * (target - c), *rb)
+            ok_l = todo & _passes(w_l, refs, sectors, betas)
+            q_fin = np.where(ok_l[:, None], q_l, q_fin)
+            w_fin = np.where(ok_l[:, None], w_l, w_fin)
+            scaled |= ok_l[:, None] & change
+            ok |= ok_l
+
+        # ---- last resort: the (banded) approved book itself, unrounded. Holding instead
+        # could freeze a portfolio whose current and approved books sit on the same
+        # binding signed limit (net, beta): every rounded step off the segment breaks it.
+        fb = ~ok[:, None] & change
+        w_fin = np.where(fb, target, w_fin)
+        q_fin = np.where(fb, target * shares_per_w, q_fin)
+        delta = np.where(change, q_fin - q_cur, 0.0)
+
+        reasons = sym | np.where(suppress, _BAND, 0)
+        port_out = port | np.where(suppress.any(axis=1), _BAND, 0)
+        flags = (
+            _bit(name_drift.any(axis=1), TriggerFlag.NAME_DRIFT)
+            | _bit(l1, TriggerFlag.PORTFOLIO_DRIFT)
+            | _bit(scheduled, TriggerFlag.SCHEDULED)
+            | _bit(vol_spike, TriggerFlag.VOL_SPIKE)
+            | _bit(spread_blow, TriggerFlag.SPREAD_BLOWOUT)
+            | _bit(kill, TriggerFlag.KILL_SWITCH)
+            | _bit(forced, TriggerFlag.FORCED)
+            | _bit(lifted, TriggerFlag.BAND_LIFTED)
+            | _bit(scaled.any(axis=1) & ok, TriggerFlag.ROUNDING_SCALED)
+            | _bit(~ok, TriggerFlag.FALLBACK)
+        )
+        return ExecutionResult(
+            target_weights=w_fin,
+            delta_qty=delta,
+            target_qty=q_fin,
+            side=np.sign(delta).astype(np.int8),
+            reasons=reasons.astype(np.int64),
+            portfolio_reasons=port_out.astype(np.int64),
+            traded=(delta != 0.0).any(axis=1),
+            trigger_flags=flags,
+            suppressed=suppress,
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _caps(self, ctx: GateContext, n_envs: int) -> _Caps | None:
+        """Hard limits of ``self.limits`` per portfolio, in weight units (``None`` without
+        limits), as ``RiskGateChain`` applies them: the symbol caps (weight and notional)
+        scale with the capacity multiplier, the gross cap with the budget multiplier."""
+        lim = self.limits
+        if lim is None:
+            return None
+        regime = np.broadcast_to(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
+        budget = np.broadcast_to(np.asarray(lim.budget_multiplier(regime), np.float64), (n_envs,))
+        capacity = np.broadcast_to(
+            np.asarray(lim.capacity_multiplier(regime), np.float64), (n_envs,)
+        )
+        equity = np.broadcast_to(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))
+        symbol = lim.max_symbol_weight * capacity
+        if lim.max_symbol_notional is not None:
+            symbol = np.minimum(symbol, lim.max_symbol_notional * capacity / equity)
+        gross = lim.max_gross * budget
+        if lim.max_gross_notional is not None:
+            gross = np.minimum(gross, lim.max_gross_notional / equity)
+        beta = np.inf if lim.beta_tolerance is None else lim.beta_tolerance
+        return _Caps(
+            symbol=symbol,
+            gross=gross,
+            net=np.full(n_envs, float(lim.max_net)),
+            sector=np.full(n_envs, float(lim.max_sector_gross)),
+            beta=np.full(n_envs, float(beta)),
+            long_only=bool(lim.long_only),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Caps:
+    """Hard limits per portfolio (weight units), shape (n_envs,) each."""
+
+    symbol: np.ndarray
+    gross: np.ndarray
+    net: np.ndarray
+    sector: np.ndarray
+    beta: np.ndarray
+    long_only: bool
+
+
+def _refs(
+    a: np.ndarray,
+    c: np.ndarray,
+    forced: np.ndarray,
+    sectors: _Sectors,
+    betas: np.ndarray | None,
+    caps: _Caps | None,
+) -> _Refs:
+    """Exposure ceilings a final book must respect, per portfolio.
+
+    Each name stays between its current and approved weight (forced: between 0 and the
+    approved weight). Portfolio exposures stay at or below the hard limit when limits are
+    known, or below what the gates' inputs already satisfy otherwise: the approved book's
+    in a forced portfolio, the larger of the approved and the current book's elsewhere
+    (both inside the limits). The approved book's own exposure is always allowed (float
+    dust of the gates).
+    """
+    f = forced[:, None]
+    ga, gc = np.abs(a).sum(axis=1), np.abs(c).sum(axis=1)
+    sa, sc = sectors.sum(np.abs(a)), sectors.sum(np.abs(c))
+    na, nc = np.abs(a.sum(axis=1)), np.abs(c.sum(axis=1))
+    gross = np.where(forced, ga, np.maximum(ga, gc))
+    sector = np.where(f, sa, np.maximum(sa, sc))
+    net = np.where(forced, na, np.maximum(na, nc))
+    beta = None
+    if betas is not None:
+        ba, bc = np.abs((betas * a).sum(axis=1)), np.abs((betas * c).sum(axis=1))
+        beta = np.where(forced, ba, np.maximum(ba, bc))
+    if caps is not None:
+        gross = np.maximum(ga, caps.gross)
+        sector = np.maximum(sa, caps.sector[:, None])
+        net = np.maximum(na, caps.net)
+        if beta is not None and betas is not None:
+            beta = np.maximum(np.abs((betas * a).sum(axis=1)), caps.beta)
+    return _Refs(
+        lo=np.where(f, np.minimum(a, 0.0), np.minimum(a, c)),
+        hi=np.where(f, np.maximum(a, 0.0), np.maximum(a, c)),
+        gross=gross,
+        sector=sector,
+        net=net,
+        beta=beta,
+    )
+
+
+def _outside(
+    w: np.ndarray,
+    sectors: _Sectors,
+    betas: np.ndarray | None,
+    caps: _Caps | None,
+) -> np.ndarray:
+    """(n_envs,) bool: the book ``w`` breaks a hard limit (False without limits).
+
+    Same tolerance as ``RiskGateChain``: ``value > limit + 1e-12 (limit + magnitude)``,
+    the magnitude being the sum of absolute terms ``value`` was computed from.
+    """
+    if caps is None:
+        return np.zeros(w.shape[0], dtype=bool)
+
+    def over(value: np.ndarray, limit: np.ndarray, mag: np.ndarray) -> np.ndarray:
+        return ~(value <= limit + _GATE_RTOL * (limit + mag))
+
+    absw = np.abs(w)
+    gross = absw.sum(axis=1)
+    sector = sectors.sum(absw)
+    out = over(absw, caps.symbol[:, None], absw).any(axis=1)
+    out |= over(gross, caps.gross, gross)
+    out |= over(np.abs(w.sum(axis=1)), caps.net, gross)
+    out |= over(sector, caps.sector[:, None], sector).any(axis=1)
+    if caps.long_only:
+        out |= (w < 0).any(axis=1)
+    if betas is not None:
+        bw = betas * w
+        out |= over(np.abs(bw.sum(axis=1)), caps.beta, np.abs(bw).sum(axis=1))
+    return out
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _bit(mask: np.ndarray, flag: TriggerFlag) -> np.ndarray:
+    return np.where(mask, int(flag), 0).astype(np.int64)
+
+
+def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
+    if x is None:
+        return np.zeros(n_envs, dtype=bool)
+    arr = np.asarray(x, dtype=np.float64)
+    hit = np.nan_to_num(arr, nan=0.0) >= threshold  # a missing reading never fires
+    return hit.reshape(n_envs, -1).any(axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class _Sectors:
+    """Sector membership; sums use ``bincount`` (fixed order, no BLAS: the same bits for a
+    portfolio whatever batch it is in)."""
+
+    ids: np.ndarray  # (n_assets,) int64
+    n: int
+
+    @classmethod
+    def of(cls, sector_ids: np.ndarray, n_assets: int) -> _Sectors:
+        ids = np.broadcast_to(np.asarray(sector_ids, dtype=np.int64), (n_assets,))
+        return cls(ids=ids, n=int(ids.max()) + 1 if n_assets else 1)
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """Per-sector sums of ``x`` (n_envs, n_assets) -> (n_envs, n_sectors)."""
+        n_envs = x.shape[0]
+        idx = (np.arange(n_envs)[:, None] * self.n + self.ids[None, :]).ravel()
+        return np.bincount(idx, weights=x.ravel(), minlength=n_envs * self.n).reshape(
+            n_envs, self.n
+        )
+
+    def per_name(self, x: np.ndarray) -> np.ndarray:
+        """Sector values (n_envs, n_sectors) spread to their names (n_envs, n_assets)."""
+        return x[:, self.ids]
+
+
+def _lots(x: np.ndarray, lot: np.ndarray) -> np.ndarray:
+    """Quantity in lots, snapped to the nearest whole number when within float dust."""
+    r = x / lot
+    near = np.rint(r)
+    return np.where(np.abs(r - near) <= _SNAP * np.maximum(1.0, np.abs(r)), near, r)
+
+
+def _round_toward_current(q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray) -> np.ndarray:
+    """Final position: the current one plus the order truncated to whole lots (an order
+    never exceeds the approved one); a zero target closes the position exactly."""
+    q = q_cur + np.trunc(_lots(q_tgt - q_cur, lot)) * lot
+    return np.where(q_tgt == 0.0, 0.0, q)
+
+
+def _round_toward_zero(q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray) -> np.ndarray:
+    """Final position on the lattice ``q_cur + k lot`` in ``[0, q_tgt]`` closest to
+    ``q_tgt`` (so ``|q| <= |q_tgt|`` with the same sign), or 0 (close-out) when none is."""
+    s = np.sign(q_tgt)
+    x = s * q_cur  # current position in target-sign coordinates
+    v = x + np.floor(_lots(np.abs(q_tgt) - x, lot)) * lot
+    return np.where((s == 0.0) | (v < 0.0), 0.0, s * v)
+
+
+def _weights(
+    q_fin: np.ndarray,
+    q_cur: np.ndarray,
+    c: np.ndarray,
+    shares_per_w: np.ndarray,
+    change: np.ndarray,
+) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = q_fin / shares_per_w
+    w = np.where(q_fin == 0.0, 0.0, w)
+    return np.where(change & (q_fin != q_cur), w, c)
+
+
+def _round_book(
+    target: np.ndarray,
+    c: np.ndarray,
+    forced: np.ndarray,
+    change: np.ndarray,
+    q_cur: np.ndarray,
+    shares_per_w: np.ndarray,
+    lot: np.ndarray,
+    refs: _Refs,
+    sectors: _Sectors,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lot-round ``target``: toward zero in forced portfolios, toward the current position
+    elsewhere, where exposure-increasing orders are then scaled down if rounding lifted
+    gross or a sector's gross above its reference. Returns (quantities, weights, scaled)."""
+    f = forced[:, None]
+    q_tgt = target * shares_per_w
+    q = np.where(f, _round_toward_zero(q_cur, q_tgt, lot), _round_toward_current(q_cur, q_tgt, lot))
+    q = np.where(change, q, q_cur)
+    w = _weights(q, q_cur, c, shares_per_w, change)
+    inc = change & ~f & (np.abs(w) > np.abs(c))
+    lam = _increase_scale(w, c, target, inc, refs, sectors, _one_signed(c, target))
+    scaled = inc & (lam < 1.0)
+    if scaled.any():
+        q2 = _round_toward_current(q_cur, (c + lam * (target - c)) * shares_per_w, lot)
+        q = np.where(scaled, q2, q)
+        w = _weights(q, q_cur, c, shares_per_w, change)
+    return q, w, scaled
+
+
+def _increase_scale(
+    w_fin: np.ndarray,
+    c: np.ndarray,
+    target: np.ndarray,
+    inc: np.ndarray,
+    refs: _Refs,
+    sectors: _Sectors,
+    one_signed: np.ndarray,
+) -> np.ndarray:
+    """Per-name scale in [0, 1] on exposure-increasing orders so that gross and every
+    sector's gross stay at or below their references: an increasing name ends at most at
+    ``|c| + lambda (|target| - |c|)`` whatever the rounding, the others at ``|w_fin|``.
+    In a portfolio whose books are all long (or all short), ``|net|`` is the gross, so its
+    reference caps the gross too."""
+    base = np.where(inc, np.abs(c), np.abs(w_fin))
+    need = np.where(inc, np.abs(target) - np.abs(c), 0.0)
+    gross_ref = np.where(one_signed, np.minimum(refs.gross, refs.net), refs.gross)
+    lam_g = _ratio(gross_ref - base.sum(axis=1), need.sum(axis=1))
+    lam_s = _ratio(refs.sector - sectors.sum(base), sectors.sum(need))  # (n_envs, n_sectors)
+    lam = np.minimum(lam_g[:, None], sectors.per_name(lam_s))
+    return np.where(inc, lam, 1.0)
+
+
+def _one_signed(c: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(n_envs,) bool: every current and target weight is >= 0, or every one is <= 0."""
+    return ((c >= 0) & (target >= 0)).all(axis=1) | ((c <= 0) & (target <= 0)).all(axis=1)
+
+
+def _ratio(room: np.ndarray, need: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.where(need > room, np.clip(room / need, 0.0, 1.0), 1.0)
+    return np.where(need > 0.0, lam, 1.0)
+
+
+def _passes(w: np.ndarray, refs: _Refs, sectors: _Sectors, betas: np.ndarray | None) -> np.ndarray:
+    """(n_envs,) bool: ``w`` stays within the reference exposures (float dust allowed)."""
+    ok = ((w >= refs.lo - _TOL) & (w <= refs.hi + _TOL)).all(axis=1)
+    absw = np.abs(w)
+    ok &= absw.sum(axis=1) <= refs.gross + _TOL
+    ok &= (sectors.sum(absw) <= refs.sector + _TOL).all(axis=1)
+    ok &= np.abs(w.sum(axis=1)) <= refs.net + _TOL
+    if betas is not None and refs.beta is not None:
+        ok &= np.abs((betas * w).sum(axis=1)) <= refs.beta + _TOL
+    return ok

@@ -1,0 +1,410 @@
+"""Audit log (hash chain, tamper detection, byte-exact replay) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allocgym.config import config_hash, load_config
+from allocgym.execution import ExecutionParams, ExecutionPolicy
+from allocgym.observability import (
+    GENESIS_HASH,
+    REASON_NAMES,
+    AuditChainError,
+    AuditLog,
+    Metrics,
+    canonical_json,
+    decision_record,
+    from_jsonable,
+    reason_names,
+    replay,
+    sha256_hex,
+    to_jsonable,
+    verify_log,
+)
+from allocgym.regime import REGIME_LABELS
+from allocgym.risk import GateContext, GateResult, ReasonCode, RiskGateChain, RiskLimits
+
+# ----------------------------------------------------------------------------- canonical JSON
+
+
+def _bits(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+def test_canonical_json_is_sorted_compact_ascii() -> None:
+    assert canonical_json({"b": 1, "a": [0.5, None, True], "c": "é"}) == (
+        b'{"a":[0.5,null,true],"b":1,"c":"\\u00e9"}'
+    )
+    assert canonical_json(np.array([[1.0, 2.0]])) == b"[[1.0,2.0]]"
+    assert canonical_json({"n": np.int64(3), "f": np.float32(0.5)}) == b'{"f":0.5,"n":3}'
+    with pytest.raises(TypeError, match="cannot write object"):
+        canonical_json({"x": object()})
+    with pytest.raises(TypeError, match="str keys"):
+        canonical_json({1: 2})
+
+
+def test_floats_round_trip_bit_for_bit() -> None:
+    values = [0.1 + 0.2, 1e308, 5e-324, -0.0, 0.0, 1 / 3, float(np.float32(0.1)), -2.5e-310]
+    back = json.loads(canonical_json(values))
+    assert [_bits(v) for v in back] == [_bits(v) for v in values]
+    special = from_jsonable(json.loads(canonical_json([np.nan, np.inf, -np.inf])))
+    assert np.isnan(special[0]) and special[1] == np.inf and special[2] == -np.inf
+    assert to_jsonable(float("nan")) == {"$float": "nan"}
+
+
+def test_reason_names_and_input_hash() -> None:
+    mask = int(ReasonCode.SYMBOL_CAP | ReasonCode.FORCED_DERISK)
+    assert reason_names(mask) == ["SYMBOL_CAP", "FORCED_DERISK"]
+    assert reason_names(0) == []
+    assert REASON_NAMES[0] == "KILL_SWITCH" and "NONE" not in REASON_NAMES
+    assert sha256_hex({"a": 1}) == hashlib.sha256(b'{"a":1}').hexdigest()
+
+
+# ----------------------------------------------------------------------------- chain
+
+
+def _fill(path: Path, n: int = 5) -> tuple[AuditLog, list[str]]:
+    log = AuditLog(path)
+    hashes = [log.append({"i": i, "w": [0.1 * i, -0.0, 1e-320], "x": np.nan}) for i in range(n)]
+    return log, hashes
+
+
+def test_chain_hashes_are_hand_computable(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log, hashes = _fill(path, 3)
+    entry0 = {
+        "seq": 0,
+        "prev_hash": GENESIS_HASH,
+        "record": {"i": 0, "w": [0.0, -0.0, 1e-320], "x": np.nan},
+    }
+    assert hashes[0] == hashlib.sha256(canonical_json(entry0)).hexdigest()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 3
+    second = json.loads(lines[1])
+    assert second["prev_hash"] == hashes[0] and second["seq"] == 1 and second["hash"] == hashes[1]
+    report = log.verify()
+    assert report.ok and report.n_records == 3 and report.head == hashes[-1] == log.head
+    assert [r["i"] for r in log.records()] == [0, 1, 2]
+    assert np.isnan(next(iter(log.records()))["x"])
+
+
+def test_reopen_continues_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _, hashes = _fill(path, 2)
+    log = AuditLog(path)
+    assert len(log) == 2 and log.head == hashes[-1]
+    log.append({"i": 2})
+    assert log.verify().n_records == 3
+
+
+def _tamper(path: Path, line: int, edit) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[line - 1] = edit(lines[line - 1])
+    path.write_bytes(b"".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("edit", "bad_line", "reason"),
+    [
+        (lambda b: b.replace(b"0.30000000000000004", b"0.3"), 4, "hash does not match"),
+        (lambda b: b.replace(b'"i":2', b'"i": 2'), 3, "canonical"),
+        (lambda b: b"", 2, "seq"),
+        (lambda b: b[:-1], 5, "torn"),
+    ],
+    ids=["float-changed", "whitespace", "line-deleted", "torn-write"],
+)
+def test_tampering_is_detected_at_its_line(
+    tmp_path: Path, edit, bad_line: int, reason: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    _fill(path, 5)
+    _tamper(path, bad_line, edit)
+    with pytest.raises(AuditChainError, match=reason) as err:
+        verify_log(path)
+    assert err.value.line == bad_line
+    report = verify_log(path, raise_error=False)
+    assert not report.ok and report.bad_line == bad_line and report.n_records == bad_line - 1
+
+
+def test_rehashed_edit_still_breaks_the_link(tmp_path: Path) -> None:
+    """An attacker who recomputes the edited record's own hash breaks the next link."""
+    path = tmp_path / "audit.jsonl"
+    _fill(path, 4)
+    lines = path.read_bytes().splitlines(keepends=True)
+    entry = json.loads(lines[1])
+    entry["record"]["i"] = 99
+    body = {k: entry[k] for k in ("seq", "prev_hash", "record")}
+    entry["hash"] = hashlib.sha256(canonical_json(body)).hexdigest()
+    lines[1] = canonical_json(entry) + b"\n"
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(AuditChainError, match="prev_hash") as err:
+        AuditLog(path).verify()
+    assert err.value.line == 3
+
+
+def test_reopening_a_log_with_a_bad_tail_refuses_to_append(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _fill(path, 2)
+    _tamper(path, 2, lambda b: b.replace(b'"i":1', b'"i":7'))
+    with pytest.raises(AuditChainError, match="line 2"):
+        AuditLog(path)
+
+
+# ----------------------------------------------------------------------------- replay
+
+LIMITS = RiskLimits(max_symbol_weight=0.3, max_sector_gross=0.6, max_turnover=0.4)
+
+
+def _ctx(inp: dict) -> GateContext:
+    cur = np.asarray(inp["current"], dtype=np.float64)
+    n, m = cur.shape
+    return GateContext(
+        current_weights=cur,
+        equity=np.asarray(inp["equity"], dtype=np.float64),
+        prices=np.asarray(inp["prices"], dtype=np.float64),
+        adv_notional=np.full((n, m), 5e8),
+        volatility=np.full((n, m), 0.015),
+        spread_bps=np.full((n, m), 3.0),
+        sector_ids=np.asarray(inp["sectors"], dtype=np.int64),
+        regime=np.asarray(inp["regime"], dtype=np.int64),
+        tradable=np.ones((n, m), dtype=bool),
+    )
+
+
+def decide(inp: dict, limits: RiskLimits = LIMITS) -> dict:
+    """A deterministic decision: gates then execution (what production would log)."""
+    ctx = _ctx(inp)
+    gate = RiskGateChain(limits).apply(np.asarray(inp["proposed"], dtype=np.float64), ctx)
+    ex = ExecutionPolicy(ExecutionParams(lot_size=10.0), limits).apply(gate, ctx)
+    return {
+        "approved": gate.approved,
+        "target_weights": ex.target_weights,
+        "delta_qty": ex.delta_qty,
+        "reasons": ex.reasons,
+    }
+
+
+def _write_decisions(path: Path, n: int = 6) -> list[dict]:
+    rng = np.random.default_rng(0)
+    log = AuditLog(path)
+    chash = config_hash(load_config())
+    inputs = []
+    for i in range(n):
+        cur = rng.uniform(0.0, 0.25, (1, 5))
+        prop = cur + rng.normal(0.0, 0.1, (1, 5))
+        if i == 2:
+            prop[0, 1] = np.nan  # an invalid proposal is logged and replayed too
+        inp = {
+            "current": cur,
+            "proposed": prop,
+            "equity": [1e6 * (1 + i)],
+            "prices": rng.uniform(5.0, 300.0, (1, 5)),
+            "sectors": [0, 0, 1, 1, 2],
+            "regime": [i % 4],
+        }
+        out = decide(from_jsonable(json.loads(canonical_json(inp))))
+        gate = RiskGateChain(LIMITS).apply(prop, _ctx(inp))
+        log.append(
+            decision_record(
+                request_id=f"req-{i}",
+                timestamp=f"2024-01-0{i + 1}T16:00:00Z",
+                config_hash=chash,
+                inputs=inp,
+                output=out,
+                gate=gate,
+                regime=REGIME_LABELS[i % 4],
+                regime_score=0.25 * i,
+                symbols=["A", "B", "C", "D", "E"],
+                limits={"max_gross": LIMITS.max_gross},
+            )
+        )
+        inputs.append(inp)
+    return inputs
+
+
+def test_decision_record_fields(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    inputs = _write_decisions(path, 3)
+    records = list(AuditLog(path).records())
+    rec = records[2]
+    assert rec["request_id"] == "req-2" and rec["timestamp"].startswith("2024-01-03")
+    assert rec["config_hash"] == config_hash(load_config())
+    assert rec["input_hash"] == sha256_hex(inputs[2])
+    assert rec["regime"] == {"label": "high_volatility", "score": 0.5}
+    assert "INVALID_INPUT" in rec["active_constraints"]["codes"]
+    assert rec["active_constraints"]["limits"] == {"max_gross": 1.0}
+    assert np.isnan(rec["proposed"][0][1])
+    assert rec["reasons"][0]["B"] == ["INVALID_INPUT"]
+    assert "INVALID_INPUT" in rec["portfolio_reasons"][0]
+    assert set(rec) >= {"approved", "output", "input"}
+
+
+def test_replay_reproduces_every_output_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    _write_decisions(path)
+    report = replay(path, decide)
+    assert report.ok and report.n_records == report.n_reproduced == 6
+    # a different decision function (tighter limits) is caught, record by record
+    tighter = RiskLimits(max_symbol_weight=0.1, max_sector_gross=0.6, max_turnover=0.4)
+    changed = replay(path, lambda inp: decide(inp, tighter))
+    assert not changed.ok and changed.mismatches
+    assert all(line >= 1 and rid.startswith("req-") for line, rid in changed.mismatches)
+
+
+def test_replay_refuses_a_broken_chain(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    _write_decisions(path, 3)
+    _tamper(path, 2, lambda b: b.replace(b'"req-1"', b'"req-X"'))
+    with pytest.raises(AuditChainError) as err:
+        replay(path, decide)
+    assert err.value.line == 2
+
+
+def test_replay_in_another_process(tmp_path: Path) -> None:
+    """Same bytes from a fresh interpreter with a different hash seed."""
+    path = tmp_path / "decisions.jsonl"
+    _write_decisions(path, 3)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_observability import decide
+        from allocgym.observability import replay
+        r = replay({str(path)!r}, decide)
+        print(r.ok, r.n_reproduced)
+        """
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["True", "3"]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _gate() -> tuple[GateResult, GateContext]:
+    sym = np.zeros((2, 3), dtype=np.int64)
+    sym[0, 0] = int(ReasonCode.SYMBOL_CAP)
+    sym[0, 2] = int(ReasonCode.SYMBOL_CAP | ReasonCode.GROSS_CAP)
+    sym[1, 1] = int(ReasonCode.GROSS_CAP)
+    port = np.array(
+        [int(ReasonCode.GROSS_CAP), int(ReasonCode.GROSS_CAP | ReasonCode.TURNOVER_CAP)]
+    )
+    approved = np.array([[0.10, -0.05, 0.10], [0.2, 0.2, 0.2]])
+    gate = GateResult(
+        approved=approved,
+        symbol_reasons=sym,
+        portfolio_reasons=port,
+        clipped={},
+        proposed=approved,
+        strategy_scale=np.array([[1.0, 0.0, 0.5], [1.0, 1.0, 1.0]]),
+    )
+    ctx = GateContext(
+        current_weights=np.array([[0.05, -0.05, 0.0], [0.2, 0.2, 0.2]]),
+        equity=np.array([1e6, 1e6]),
+        prices=np.full((2, 3), 10.0),
+        adv_notional=np.full((2, 3), 1e6),
+        volatility=np.full((2, 3), 0.01),
+        spread_bps=np.full((2, 3), 1.0),
+        sector_ids=np.array([0, 1, 2]),
+        regime=np.array([0, 0]),
+        tradable=np.ones((2, 3), dtype=bool),
+        strategy_weights=np.ones((2, 3, 3)),
+    )
+    return gate, ctx
+
+
+def test_metrics_from_one_decision() -> None:
+    m = Metrics()
+    gate, ctx = _gate()
+    limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
+    m.observe_decision(
+        gate,
+        ctx,
+        latency_s=0.0042,
+        limits=limits,
+        symbols=["AAA", "BBB", "CCC"],
+        strategy_pnl={"trend": 0.001, "defensive": -0.0005},
+    )
+    val = m.registry.get_sample_value
+    # SYMBOL_CAP on 2 symbols; GROSS_CAP on 1 symbol in each portfolio (its portfolio bits
+    # add nothing); TURNOVER_CAP only at portfolio level in portfolio 1 -> counted once
+    assert val("allocator_reject_total", {"reason": "SYMBOL_CAP"}) == 2.0
+    assert val("allocator_reject_total", {"reason": "GROSS_CAP"}) == 2.0
+    assert val("allocator_reject_total", {"reason": "TURNOVER_CAP"}) == 1.0
+    assert val("allocator_reject_total", {"reason": "KILL_SWITCH"}) == 0.0
+    assert val("allocator_gross_exposure") == pytest.approx(0.25)
+    assert val("allocator_net_exposure") == pytest.approx(0.15)
+    assert val("allocator_active_strategies") == 2.0  # strategy 1 scaled to 0
+    assert val("allocator_decision_latency_seconds_count") == 1.0
+    assert val("allocator_decision_latency_seconds_bucket", {"le": "0.005"}) == 1.0
+    assert val("allocator_decision_latency_seconds_bucket", {"le": "0.0025"}) == 0.0
+    # AAA: |w| 0.10 / cap 0.2 = 0.5; trade 0.05 * 1e6 / (0.1 * 1e6) = 0.5 -> 0.5
+    # CCC: |w| 0.5 of the cap; trade 0.1e6 / 1e5 = 1.0 -> 1.0
+    assert val("capacity_utilization_ratio", {"symbol": "AAA"}) == pytest.approx(0.5)
+    assert val("capacity_utilization_ratio", {"symbol": "CCC"}) == pytest.approx(1.0)
+    assert val("strategy_pnl_contribution", {"strategy_id": "trend"}) == 0.001
+    m.observe_decision(gate, ctx, env=1, active_strategies=3)
+    assert val("allocator_reject_total", {"reason": "SYMBOL_CAP"}) == 4.0
+    assert val("allocator_gross_exposure") == pytest.approx(0.6)
+    assert val("allocator_active_strategies") == 3.0
+
+
+def test_metrics_use_the_executed_book_and_band_codes() -> None:
+    m = Metrics()
+    limits = RiskLimits(max_symbol_weight=0.2, max_sector_gross=1.0)
+    ctx = GateContext(
+        current_weights=np.array([[0.10, 0.10, 0.10]]),
+        equity=np.array([1e6]),
+        prices=np.array([[50.0, 100.0, 20.0]]),
+        adv_notional=np.full((1, 3), 1e9),
+        volatility=np.full((1, 3), 0.01),
+        spread_bps=np.full((1, 3), 2.0),
+        sector_ids=np.array([0, 1, 2]),
+        regime=np.array([0]),
+        tradable=np.ones((1, 3), dtype=bool),
+    )
+    gate = RiskGateChain(limits).apply(np.array([[0.103, 0.097, 0.10]]), ctx)
+    ex = ExecutionPolicy(ExecutionParams(), limits).apply(gate, ctx)
+    m.observe_decision(gate, ctx, execution=ex)
+    val = m.registry.get_sample_value
+    assert val("allocator_reject_total", {"reason": "NO_TRADE_BAND"}) == 2.0
+    assert val("allocator_gross_exposure") == pytest.approx(0.30)
+
+
+def test_exposition_names_every_metric_and_reason() -> None:
+    m = Metrics()
+    gate, ctx = _gate()
+    m.observe_decision(
+        gate, ctx, latency_s=1e-3, limits=RiskLimits(), strategy_pnl={"mean_reversion": 0.0}
+    )
+    text = m.exposition().decode()
+    for name in (
+        "allocator_active_strategies",
+        "allocator_gross_exposure",
+        "allocator_net_exposure",
+        "allocator_reject_total",
+        "capacity_utilization_ratio",
+        "strategy_pnl_contribution",
+        "allocator_decision_latency_seconds",
+    ):
+        assert f"# TYPE {name}" in text or f"# TYPE {name.removesuffix('_total')}" in text, name
+    for code in ReasonCode:
+        assert f'allocator_reject_total{{reason="{code.name}"}}' in text
+    assert "unknown" not in text.lower()
+    # a second instance has its own registry: no duplicate-timeseries error
+    other = Metrics()
+    assert other.registry is not m.registry
+    assert other.registry.get_sample_value("allocator_gross_exposure") == 0.0
