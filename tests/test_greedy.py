@@ -1,0 +1,257 @@
+"""Greedy top-K rotation: one hand-built test per rule, tie order, parity with a naive loop,
+speed (slow), and the greedy <-> QP engine switch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allocgym.allocator import AllocationContext, Allocator
+from allocgym.baselines.engine import OptimizationEngine
+from allocgym.baselines.greedy import GreedyCode, GreedyParams, GreedyRotation, greedy_rotation
+from allocgym.baselines.qp import QPAllocator, QPParams
+from allocgym.bench import time_calls
+from allocgym.config import BaselinesConfig
+from allocgym.errors import ConfigError, DataError
+
+# K = 3 names, bought within the top 2, cut below rank 4; target weight 0.9 / 3 = 0.3
+P = GreedyParams(K=3, K_buy=2, K_sell=4, z_keep=0.8, z_cut=0.2, delta_z_min=0.25, budget=0.9)
+H, C, B, R, N0 = GreedyCode.HOLD, GreedyCode.CUT, GreedyCode.BUY, GreedyCode.ROTATE, GreedyCode.NONE
+
+
+def _run(z: list[float], w: list[float], params: GreedyParams = P, cost: float = 0.001):
+    zz, ww = np.array([z]), np.array([w])
+    res = greedy_rotation(zz, ww, np.full(zz.shape, cost), params)
+    return res.weights[0], res.codes[0].tolist(), res.ranks[0].tolist()
+
+
+def test_seed_002_default_thresholds() -> None:
+    p = GreedyParams.from_config(BaselinesConfig().greedy)
+    assert (p.K, p.K_buy, p.K_sell) == (20, 18, 24)
+    assert (p.z_keep, p.z_cut, p.delta_z_min, p.tau_utility) == (0.8, 0.2, 0.25, 0.0)
+    assert p.target_weight == pytest.approx(0.05)
+
+
+def test_cut_low_performer_and_hysteresis_hold() -> None:
+    # ranks 1..6; no candidate has z > z_keep, so only cut/hold apply
+    z = [0.7, 0.6, 0.5, 0.4, 0.2, 0.1]
+    w = [0.0, 0.0, 0.0, 0.3, 0.3, 0.3]
+    weights, codes, ranks = _run(z, w)
+    assert ranks == [1, 2, 3, 4, 5, 6]
+    # symbol 3: rank 4 <= K_sell -> hold; symbol 4: rank 5 > K_sell but z = z_cut (not below)
+    # -> hold; symbol 5: rank 6 > K_sell and z 0.1 < z_cut -> cut
+    assert codes == [N0, N0, N0, H, H, C]
+    assert weights.tolist() == [0.0, 0.0, 0.0, 0.3, 0.3, 0.0]
+
+
+def test_buy_better_names_into_free_slots() -> None:
+    z = [2.0, 1.5, 1.0, 0.9, 0.0]
+    weights, codes, _ = _run(z, [0.0] * 5)
+    # 3 free slots, but only ranks <= K_buy = 2 with z > z_keep qualify
+    assert codes == [B, B, N0, N0, N0]
+    assert weights.tolist() == [0.3, 0.3, 0.0, 0.0, 0.0]
+
+
+def test_buy_needs_z_above_z_keep() -> None:
+    weights, codes, _ = _run([0.8, 0.5, 0.1], [0.0] * 3)
+    assert codes == [N0, N0, N0]  # z = z_keep is not above it
+    assert not weights.any()
+
+
+def test_rotate_green_to_better() -> None:
+    z = [2.0, 1.5, 1.0, 0.9, 0.85, 0.1]
+    w = [0.0, 0.0, 0.3, 0.3, 0.3, 0.0]
+    weights, codes, _ = _run(z, w)
+    # book full (K = 3). best leftover candidate 0 replaces the weakest held 4
+    # (dz = 1.15), candidate 1 replaces 3 (dz = 0.6); 2 is held
+    assert codes == [R, R, H, R, R, N0]
+    assert np.allclose(weights, [0.3, 0.3, 0.3, 0.0, 0.0, 0.0], rtol=0, atol=0)
+
+
+def test_rotation_needs_delta_z_min() -> None:
+    z = [1.0, 0.95, 0.9, 0.85, 0.82, 0.0]
+    w = [0.0, 0.0, 0.3, 0.3, 0.3, 0.0]
+    # pairs (0 in, 4 out): dz = 0.18 < 0.25; (1 in, 3 out): dz = 0.10 -> no rotation
+    weights, codes, _ = _run(z, w)
+    assert codes == [N0, N0, H, H, H, N0]
+    assert weights.tolist() == w
+    # lowering delta_z_min to 0.15 lets the first pair rotate only
+    p = GreedyParams(**{**P.__dict__, "delta_z_min": 0.15})
+    weights, codes, _ = _run(z, w, p)
+    assert codes == [R, N0, H, H, R, N0]
+
+
+def test_rotation_needs_utility_above_tau() -> None:
+    z = [2.0, 1.5, 1.0, 0.9, 0.85, 0.1]
+    w = [0.0, 0.0, 0.3, 0.3, 0.3, 0.0]
+    # utility of (0 in, 4 out) = 0.3 * 2.0 - 0.3 * 0.85 - gamma * (c_in 0.3 + c_out 0.3)
+    u0 = 0.3 * 2.0 - 0.3 * 0.85 - 0.05 * (0.001 * 0.3 + 0.001 * 0.3)
+    u1 = 0.3 * 1.5 - 0.3 * 0.9 - 0.05 * (0.001 * 0.3 + 0.001 * 0.3)
+    p = GreedyParams(**{**P.__dict__, "tau_utility": (u0 + u1) / 2})
+    _, codes, _ = _run(z, w, p)
+    assert codes == [R, N0, H, H, R, N0]
+    # costs enter the utility: huge costs block every rotation
+    _, codes, _ = _run(z, w, P, cost=1e4)
+    assert codes == [N0, N0, H, H, H, N0]
+
+
+def test_ties_are_broken_by_symbol_index() -> None:
+    weights, codes, ranks = _run([1.0, 1.0, 1.0, 1.0], [0.0] * 4)
+    assert weights.tolist() == [0.3, 0.3, 0.0, 0.0]
+    assert ranks == [1, 2, 3, 4]
+    assert codes == [B, B, N0, N0]
+    z = [0.5, 1.2, 1.2, 1.2]
+    _, codes, ranks = _run(z, [0.0] * 4)
+    assert ranks == [4, 1, 2, 3]
+    assert codes == [N0, B, B, N0]
+    # negative zero ties with zero
+    _, _, ranks = _run([0.0, -0.0, 0.0], [0.0] * 3)
+    assert ranks == [1, 2, 3]
+
+
+def test_short_closed_and_nan_never_bought() -> None:
+    weights, codes, ranks = _run([math.nan, 2.0, 1.9, 0.5], [0.0, 0.0, 0.0, -0.1])
+    assert ranks[0] == 4
+    assert codes == [N0, B, B, C]
+    assert weights.tolist() == [0.0, 0.3, 0.3, 0.0]
+
+
+def _naive(
+    z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scalar reference: the rules of the module docstring as a plain loop."""
+    n = z.size
+    zz = [(-math.inf if math.isnan(v) else float(v)) for v in z]
+    order = sorted(range(n), key=lambda i: (-zz[i], i))
+    rank = {i: r + 1 for r, i in enumerate(order)}
+    out, codes = np.zeros(n), np.zeros(n, dtype=np.int64)
+    kept = []
+    for i in range(n):
+        if w[i] < 0 or (w[i] > 0 and rank[i] > p.K_sell and zz[i] < p.z_cut):
+            codes[i] = GreedyCode.CUT
+        elif w[i] > 0:
+            codes[i], out[i] = GreedyCode.HOLD, w[i]
+            kept.append(i)
+    free = max(p.K - len(kept), 0)
+    cands = [i for i in order if w[i] == 0 and rank[i] <= p.K_buy and zz[i] > p.z_keep]
+    wt = p.budget / p.K
+    for i in cands[:free]:
+        codes[i], out[i] = GreedyCode.BUY, wt
+    weak = [i for i in reversed(order) if i in kept]
+    for j_in, j_out in zip(cands[free:], weak, strict=False):
+        util = (
+            zz[j_in] * wt
+            - zz[j_out] * w[j_out]
+            - p.gamma_cost * (c[j_in] * wt + c[j_out] * w[j_out])
+        )
+        if zz[j_in] - zz[j_out] >= p.delta_z_min and util > p.tau_utility:
+            codes[j_in] = codes[j_out] = GreedyCode.ROTATE
+            out[j_in], out[j_out] = wt, 0.0
+    return out, codes
+
+
+@settings(deadline=None, max_examples=80)
+@given(
+    n_envs=st.integers(1, 4),
+    n=st.integers(1, 40),
+    seed=st.integers(0, 2**31 - 1),
+    k=st.integers(1, 8),
+    ties=st.booleans(),
+)
+def test_matches_naive_loop(n_envs: int, n: int, seed: int, k: int, ties: bool) -> None:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.5, 1.0, (n_envs, n))
+    if ties:
+        z = np.round(z * 2) / 2
+    z[rng.random((n_envs, n)) < 0.05] = np.nan
+    w = np.where(rng.random((n_envs, n)) < 0.3, rng.uniform(0.01, 0.1, (n_envs, n)), 0.0)
+    w[rng.random((n_envs, n)) < 0.05] = -0.02
+    c = rng.uniform(0, 0.01, (n_envs, n))
+    p = GreedyParams(K=k, K_buy=max(1, k - 1), K_sell=k + 2, delta_z_min=0.25, budget=1.0)
+    res = greedy_rotation(z, w, c, p)
+    for e in range(n_envs):
+        ref_w, ref_c = _naive(z[e], w[e], c[e], p)
+        assert np.array_equal(res.codes[e], ref_c)
+        assert np.array_equal(res.weights[e], ref_w)
+    held = (res.weights > 0).sum(axis=1)
+    assert np.all(held <= np.maximum(k, (w > 0).sum(axis=1)))
+
+
+def _ctx(z: np.ndarray, w: np.ndarray, n_obs: int = 60) -> AllocationContext:
+    n_envs, n = z.shape
+    rng = np.random.default_rng(0)
+    return AllocationContext(
+        returns=rng.normal(0, 0.01, (n_envs, n_obs, n)),
+        current_weights=w,
+        symbols=tuple(f"S{i}" for i in range(n)),
+        sector_ids=np.arange(n) % 3,
+        regime=np.zeros(n_envs, dtype=int),
+        regime_confidence=np.ones(n_envs),
+        scores=z,
+    )
+
+
+def test_allocator_attributes_and_errors() -> None:
+    z = np.array([[2.0, 1.5, 1.0, 0.9, 0.0]])
+    alloc = GreedyRotation(P)
+    assert isinstance(alloc, Allocator)
+    w = alloc.allocate(_ctx(z, np.zeros((1, 5))))
+    assert w.tolist() == [[0.3, 0.3, 0.0, 0.0, 0.0]]
+    assert alloc.codes_.tolist() == [[B, B, N0, N0, N0]]
+    assert alloc.ranks_.tolist() == [[1, 2, 3, 4, 5]]
+    ctx = _ctx(z, np.zeros((1, 5)))
+    with pytest.raises(DataError, match="scores"):
+        alloc.allocate(AllocationContext(**{**ctx.__dict__, "scores": None}))
+    with pytest.raises(ConfigError, match="K_buy <= K <= K_sell"):
+        GreedyParams(K=10, K_buy=12, K_sell=14)
+    with pytest.raises(ConfigError, match="z_cut"):
+        GreedyParams(z_cut=1.0, z_keep=0.5)
+
+
+def test_engine_switches_and_records_sources() -> None:
+    n = 12
+    z = np.random.default_rng(1).normal(0, 1, (2, n))
+    ctx = _ctx(z, np.zeros((2, n)))
+    engine = OptimizationEngine(GreedyRotation(P), QPAllocator(QPParams(sector_cap=None)))
+    assert isinstance(engine, Allocator)
+    assert engine.active_engine == "greedy"
+    w_greedy = engine.allocate(ctx)
+    assert np.array_equal(w_greedy, GreedyRotation(P).allocate(ctx))
+    engine.switch_engine("qp")
+    w_qp = engine.allocate(ctx)
+    assert np.allclose(w_qp.sum(axis=1), 1.0, atol=1e-7)
+    engine.switch_engine("qp")  # no-op: already active
+    engine.switch_engine("greedy")
+    engine.allocate(ctx)
+    assert [d.engine for d in engine.decisions_] == ["greedy", "qp", "greedy"]
+    assert engine.decisions_[0].sources == ("greedy", "greedy")
+    assert engine.decisions_[1].sources == ("qp:CLARABEL", "qp:CLARABEL")
+    assert engine.switches_ == [(1, "greedy", "qp"), (2, "qp", "greedy")]
+    with pytest.raises(ConfigError, match="unknown"):
+        engine.switch_engine("lp")  # type: ignore[arg-type]
+
+
+def test_engine_from_config_records_qp_fallback() -> None:
+    cfg = BaselinesConfig.model_validate({"engine": "qp", "qp": {"max_net": 0.3}})
+    engine = OptimizationEngine.from_config(cfg)
+    assert engine.active_engine == "qp"
+    z = np.random.default_rng(2).normal(0, 1, (1, 8))
+    engine.allocate(_ctx(z, np.zeros((1, 8))))
+    assert engine.decisions_[0].sources == ("hrp",)
+    assert engine.engines["qp"].fallback_chain_[0][-1] == ("hrp", "ok")
+
+
+@pytest.mark.slow
+def test_under_2ms_at_5000_names() -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    z = rng.normal(0, 1, (1, n))
+    w = np.zeros((1, n))
+    w[0, rng.choice(n, 20, replace=False)] = 0.05
+    c = np.full((1, n), 0.001)
+    p = GreedyParams()
+    assert np.median(time_calls(lambda: greedy_rotation(z, w, c, p), repeat=31)) <= 2e-3
