@@ -1,0 +1,225 @@
+"""``PortfolioVecEnv``: a stable-baselines3 ``VecEnv`` stepping ``n_envs`` portfolios in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from allocgym.config import AllocgymConfig
+from allocgym.data import MarketData
+from allocgym.envs import core
+from allocgym.envs.core import EnvParams, SplitArg
+from allocgym.envs.portfolio_env import build_params, open_audit_log
+from allocgym.errors import ConfigError
+
+
+class PortfolioVecEnv(VecEnv):
+    """``n_envs`` portfolios stepped together by the batched core (SB3 ``VecEnv`` API).
+
+    Same dynamics, spaces, rewards and episode ends as ``PortfolioEnv`` (see its
+    docstring); portfolio ``i`` is exactly ``PortfolioEnv`` reset with seed ``seed + i``
+    (bit-identical observations, rewards and episode boundaries). Finished portfolios are
+    reset automatically (SB3 convention): the returned observation is the new episode's
+    first one and ``infos[i]["terminal_observation"]`` holds the last one.
+
+    Parameters
+    ----------
+    market : MarketData, optional
+        Default ``allocgym.data.load_market(cfg.data)``.
+    cfg : AllocgymConfig or mapping, optional
+        Default ``AllocgymConfig()``.
+    n_envs : int, optional
+        Number of portfolios; default ``cfg.train.n_envs``.
+    split : {"train", "validation", "test", "all"}, Split or (start, stop), optional
+        Default ``cfg.env.split``.
+    seed : int, optional
+        Portfolio ``i`` gets seed ``seed + i``; None draws fresh entropy. ``seed(s)``
+        re-seeds at the next ``reset()`` (SB3 semantics).
+    params : EnvParams, optional
+        Prebuilt parameters (then ``market``, ``cfg`` and ``split`` must be None).
+
+    Attributes
+    ----------
+    last_info : dict of str to ndarray
+        Batched info of the last step (``core.INFO_KEYS``, arrays (n_envs, ...)), plus
+        ``terminated`` and ``truncated`` (n_envs,) bool.
+    last_decision : core.Decision or None
+        Gate context, gate result and execution result of the last step.
+
+    Notes
+    -----
+    Per-env ``infos`` dicts are empty except for portfolios whose episode ended in this
+    step: they get ``terminal_observation``, ``TimeLimit.truncated`` and
+    ``episode_metrics``. A fresh list and fresh dicts for finished portfolios are
+    returned each step; the per-step Python work is proportional to the number of
+    finished portfolios, not to ``n_envs``.
+    """
+
+    def __init__(
+        self,
+        market: MarketData | None = None,
+        cfg: AllocgymConfig | Mapping[str, Any] | None = None,
+        n_envs: int | None = None,
+        *,
+        split: SplitArg = None,
+        seed: int | None = None,
+        params: EnvParams | None = None,
+    ) -> None:
+        if params is None:
+            params = build_params(market, cfg, split)
+        elif market is not None or cfg is not None or split is not None:
+            raise ConfigError("PortfolioVecEnv: pass either params or market/cfg/split, not both")
+        n = int(params.cfg.train.n_envs if n_envs is None else n_envs)
+        if n < 1:
+            raise ConfigError(f"PortfolioVecEnv n_envs = {n}: need at least 1 portfolio")
+        self.params = params
+        self.render_mode = None
+        spec = params.action_spec
+        single_action = spaces.Box(spec.low, spec.high, spec.shape, np.float32)
+        single_obs = spaces.Box(params.obs_low, params.obs_high, (params.obs_dim,), np.float32)
+        super().__init__(n, single_obs, single_action)
+        if seed is None:
+            entropy = np.random.SeedSequence().generate_state(1, np.uint64)[0]
+            base = int(entropy >> np.uint64(2))
+        else:
+            base = int(seed)
+        self._keys = core.seed_keys(np.arange(n, dtype=np.int64) + base)
+        self._episodes = np.zeros(n, dtype=np.uint64)
+        self._fresh = True  # next reset() starts episode 0 of the keys
+        self._state: core.EnvState | None = None
+        self._actions: np.ndarray | None = None
+        self._proposed = False
+        self._empty: list[dict[str, Any]] = [{} for _ in range(n)]
+        self._infos: list[dict[str, Any]] = list(self._empty)
+        self._filled: np.ndarray = np.empty(0, dtype=np.int64)
+        self.last_info: dict[str, np.ndarray] = {}
+        self.last_decision: core.Decision | None = None
+        self.closed = False
+        self._audit = open_audit_log(params)
+        self._n_steps = 0
+
+    # ------------------------------------------------------------------ SB3 API
+    def reset(self) -> np.ndarray:
+        """Reset every portfolio (seeds from ``seed()`` apply once, SB3 semantics)."""
+        seeds = self._seeds
+        explicit = np.array([s is not None for s in seeds])
+        keys = self._keys.copy()
+        episodes = self._episodes.copy() if self._fresh else self._episodes + np.uint64(1)
+        if explicit.any():
+            vals = np.array([s if s is not None else 0 for s in seeds], dtype=np.int64)
+            keys = np.where(explicit, core.seed_keys(np.maximum(vals, 0)), keys)
+            episodes = np.where(explicit, np.uint64(0), episodes)
+        state, obs = core.reset(self.params, keys, episodes)
+        self._state = state
+        self._keys, self._episodes, self._fresh = state.key, state.episode, False
+        self._reset_seeds()
+        self._reset_options()
+        self._infos = list(self._empty)
+        self._filled = np.empty(0, dtype=np.int64)
+        t = state.t
+        self.reset_infos = [{"t": int(t[i])} for i in range(self.num_envs)]
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+        self._proposed = False
+
+    def step_proposed_async(self, proposed: np.ndarray) -> None:
+        """Queue proposed weights (n_envs, n_assets) instead of actions (baselines)."""
+        self._actions = np.asarray(proposed, dtype=np.float64)
+        self._proposed = True
+
+    def step_proposed(self, proposed: np.ndarray) -> VecEnvStepReturn:
+        """Step with proposed weights, bypassing the action map."""
+        self.step_proposed_async(proposed)
+        return self.step_wait()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._state is None:
+            raise ConfigError("PortfolioVecEnv.step called before reset(): call reset() first")
+        if self._actions is None:
+            raise ConfigError("PortfolioVecEnv.step_wait called without step_async(actions)")
+        if self._proposed:
+            res = core.step_proposed(self.params, self._state, self._actions)
+        else:
+            res = core.step(self.params, self._state, self._actions)
+        self._actions = None
+        if self._audit is not None:  # one record per batched step
+            self._audit.append(core.audit_record(self.params, res, self._n_steps))
+        self._n_steps += 1
+        done = res.terminated | res.truncated
+        info = dict(res.info)
+        info["terminated"], info["truncated"] = res.terminated, res.truncated
+        self.last_info = info
+        self.last_decision = res.decision
+        obs = res.obs
+        infos = self._infos
+        if self._filled.size:  # the dicts of last step's finished portfolios go back to empty
+            for i in self._filled:
+                infos[i] = self._empty[i]
+        state = res.state
+        idx = np.flatnonzero(done)
+        if idx.size:
+            metrics = core.episode_metrics(self.params, state, idx)
+            terminal = obs[idx].copy()
+            timeout = res.truncated[idx] & ~res.terminated[idx]
+            state, reset_obs = core.autoreset(self.params, state, done)
+            obs[idx] = reset_obs
+            for j, i in enumerate(idx):
+                infos[i] = {
+                    "terminal_observation": terminal[j],
+                    "TimeLimit.truncated": bool(timeout[j]),
+                    "episode_metrics": metrics[j],
+                }
+        self._filled = idx
+        self._state = state
+        self._keys, self._episodes = state.key, state.episode
+        return obs, res.reward.astype(np.float32), done, list(infos)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The attribute of this (shared) env once per requested index."""
+        value = getattr(self, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set an attribute of the shared env (all portfolios see it)."""
+        setattr(self, attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        """Call a method of the shared env once; its result is repeated per index."""
+        result = getattr(self, method_name)(*method_args, **method_kwargs)
+        return [result for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        """Portfolios are not gymnasium envs, so never wrapped."""
+        return [False for _ in self._get_indices(indices)]
+
+    # ------------------------------------------------------------------ extras
+    @property
+    def state(self) -> core.EnvState | None:
+        """The core state of all portfolios (None before reset)."""
+        return self._state
+
+    def layout(self) -> dict[str, Any]:
+        """Observation / action layout as plain data (``core.check_layout``)."""
+        return core.check_layout(self.params)
+
+    def seeds(self) -> Sequence[int]:
+        """Current per-portfolio keys."""
+        return [int(k) for k in self._keys]
