@@ -1,0 +1,143 @@
+"""Cost model: commission, half-spread and square-root impact against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allocgym.config import CostConfig
+from allocgym.costs import CostModel, cost_terms, expected_cost
+from allocgym.errors import ConfigError
+
+# One symbol: trade 1 % of equity, equity 1e6, ADV 1e8 (participation 1e-4), sigma 2 %,
+# spread 10 bps.
+EQ = np.array([1.0e6])
+ADV = np.array([[1.0e8]])
+VOL = np.array([[0.02]])
+SPREAD = np.array([[10.0]])
+TRADE = np.array([[0.01]])
+COMMISSION = 0.01 * 1.0 / 1e4  # 1 bps on 1 % of equity = 1e-6
+HALF_SPREAD = 0.01 * 10.0 / 2e4  # half of 10 bps on 1 % = 5e-6
+IMPACT = 0.01 * 0.1 * 0.02 * math.sqrt(0.01 * 1e6 / 1e8)  # 0.01 * 0.002 * 0.01 = 2e-7
+
+
+def _cost(model: CostModel, trade=TRADE, eq=EQ, adv=ADV, vol=VOL, spread=SPREAD) -> np.ndarray:
+    return expected_cost(trade, eq, adv, vol, spread, model)
+
+
+def test_commission_alone_by_hand():
+    c = _cost(CostModel(commission_bps=1.0, spread_mult=0.0, impact_k=0.0))
+    assert c.shape == (1, 1)
+    assert c[0, 0] == pytest.approx(1e-6, rel=1e-14)
+    assert c[0, 0] == pytest.approx(COMMISSION, rel=1e-14)
+
+
+def test_half_spread_alone_by_hand():
+    c = _cost(CostModel(commission_bps=0.0, spread_mult=1.0, impact_k=0.0))
+    assert c[0, 0] == pytest.approx(5e-6, rel=1e-14)
+    # spread_mult scales the half-spread linearly
+    c2 = _cost(CostModel(commission_bps=0.0, spread_mult=2.0, impact_k=0.0))
+    assert c2[0, 0] == pytest.approx(1e-5, rel=1e-14)
+
+
+def test_sqrt_impact_alone_by_hand():
+    c = _cost(CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.1))
+    assert c[0, 0] == pytest.approx(2e-7, rel=1e-12)
+    assert c[0, 0] == pytest.approx(IMPACT, rel=1e-12)
+
+
+def test_all_terms_together_by_hand():
+    c = _cost(CostModel(commission_bps=1.0, spread_mult=1.0, impact_k=0.1))
+    assert c[0, 0] == pytest.approx(1e-6 + 5e-6 + 2e-7, rel=1e-12)
+    linear, impact = cost_terms(TRADE, EQ, ADV, VOL, SPREAD, CostModel())
+    assert linear[0, 0] == pytest.approx(6e-6, rel=1e-12)
+    assert impact[0, 0] == pytest.approx(2e-7, rel=1e-12)
+    assert np.array_equal(linear + impact, c)
+
+
+def test_sells_cost_the_same_as_buys():
+    m = CostModel()
+    assert np.array_equal(_cost(m, trade=-TRADE), _cost(m, trade=TRADE))
+
+
+def test_zero_trade_costs_exactly_zero_even_with_degenerate_market_data():
+    m = CostModel()
+    trade = np.array([[0.0, -0.0, 0.0]])
+    c = expected_cost(
+        trade,
+        np.array([1e6]),
+        np.array([[0.0, 1e8, 1e8]]),  # ADV = 0
+        np.array([[0.02, 0.0, 0.02]]),
+        np.array([[10.0, 10.0, np.nan]]),  # unknown spread
+        m,
+    )
+    assert np.array_equal(c, np.zeros((1, 3)))
+
+
+def test_scaling_behaviour():
+    lin_model = CostModel(commission_bps=3.0, spread_mult=1.0, impact_k=0.0)
+    imp_model = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.3)
+    base_lin = _cost(lin_model)[0, 0]
+    base_imp = _cost(imp_model)[0, 0]
+    # 4x the trade: linear part x4, impact part x4^1.5 = x8
+    assert _cost(lin_model, trade=4 * TRADE)[0, 0] == pytest.approx(4 * base_lin, rel=1e-13)
+    assert _cost(imp_model, trade=4 * TRADE)[0, 0] == pytest.approx(8 * base_imp, rel=1e-13)
+    # Equity and ADV scaled together: same participation, same cost
+    same = _cost(imp_model, eq=EQ * 10, adv=ADV * 10)[0, 0]
+    assert same == pytest.approx(base_imp, rel=1e-13)
+    # 4x equity (same weights = 4x the shares): impact x2, linear unchanged
+    assert _cost(imp_model, eq=EQ * 4)[0, 0] == pytest.approx(2 * base_imp, rel=1e-13)
+    assert _cost(lin_model, eq=EQ * 4)[0, 0] == pytest.approx(base_lin, rel=1e-13)
+    # impact proportional to sigma and to k
+    assert _cost(imp_model, vol=VOL * 3)[0, 0] == pytest.approx(3 * base_imp, rel=1e-13)
+
+
+def test_batch_broadcasting_equity_per_portfolio():
+    m = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.1)
+    trade = np.array([[0.01, 0.02], [0.01, 0.0]])
+    eq = np.array([1e6, 4e6])
+    c = expected_cost(trade, eq, np.full((2, 2), 1e8), np.full((2, 2), 0.02), np.zeros((2, 2)), m)
+    assert c.shape == (2, 2)
+    assert c[0, 0] == pytest.approx(2e-7, rel=1e-12)
+    assert c[0, 1] == pytest.approx(2e-7 * 2**1.5, rel=1e-12)
+    assert c[1, 0] == pytest.approx(4e-7, rel=1e-12)  # 4x equity -> 2x impact
+    assert c[1, 1] == 0.0
+
+
+def test_nonzero_trade_against_zero_adv_is_infinite_and_nan_trade_is_nan():
+    m = CostModel()
+    c = expected_cost(np.array([[0.01, np.nan]]), 1e6, np.array([[0.0, 1e8]]), VOL, SPREAD, m)
+    assert c[0, 0] == math.inf
+    assert math.isnan(c[0, 1])
+
+
+def test_from_config_and_validation():
+    m = CostModel.from_config(CostConfig(commission_bps=2.0, spread_mult=0.5, impact_k=0.2))
+    assert m == CostModel(commission_bps=2.0, spread_mult=0.5, impact_k=0.2)
+    with pytest.raises(ConfigError, match="commission_bps"):
+        CostModel(commission_bps=-1.0)
+    with pytest.raises(ConfigError, match="impact_k"):
+        CostModel(impact_k=math.nan)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    a=st.floats(0.0, 2.0),
+    b=st.floats(0.0, 2.0),
+    spread=st.floats(0.0, 100.0),
+    vol=st.floats(0.0, 0.2),
+    adv=st.floats(1e3, 1e10),
+)
+def test_cost_is_monotone_in_trade_size(a, b, spread, vol, adv):
+    m = CostModel(commission_bps=1.0, spread_mult=1.0, impact_k=0.5)
+    small, large = min(a, b), max(a, b)
+    trade = np.array([[small, large]])
+    c = expected_cost(
+        trade, 1e6, np.full((1, 2), adv), np.full((1, 2), vol), np.full((1, 2), spread), m
+    )
+    assert c[0, 0] <= c[0, 1]
+    assert c[0, 0] >= 0.0
