@@ -28,7 +28,9 @@ ConfigOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config key, e.g. --set risk.max_gross=0.8 (repeatable)."),
+    typer.Option(
+        "--set", help="Override a config key, e.g. --set risk.max_gross=0.8 (repeatable)."
+    ),
 ]
 
 
@@ -39,6 +41,658 @@ def _config(config: Path | None, overrides: list[str] | None):
 
 
 # [cli:commands] -- each feature adds its commands below this line.
+
+
+# [cli:evaluation] evaluate, baselines, promote and the quickstart main job (issue 7).
+
+
+class EvalSplit(StrEnum):
+    """Splits ``allocgym evaluate`` can walk."""
+
+    train = "train"
+    validation = "validation"
+    test = "test"
+    all = "all"
+
+
+QUICKSTART_TIMESTEPS = 49_152
+"""PPO steps per seed of ``allocgym quickstart`` (24 rollouts of 16 envs x 128 steps; with
+one torch thread about 5 minutes end to end on 2 CPU cores, evaluation and export
+included); ``--timesteps`` trains longer."""
+
+
+def _progress(description: str):
+    """Context manager yielding a ``progress(done, total)`` callback that drives a rich bar."""
+    import contextlib
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    @contextlib.contextmanager
+    def bar():
+        cols = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*cols, transient=False) as prog:
+            task = prog.add_task(description, total=None)
+
+            def update(done: int, total: int) -> None:
+                prog.update(task, completed=done, total=total)
+
+            yield update
+
+    return bar()
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    from allocgym.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
+
+
+def _write_and_print(result, out: Path) -> dict:
+    from rich.console import Console
+
+    from allocgym.report import print_metrics_table, write_report
+
+    paths = write_report(result, out)
+    print_metrics_table(result)
+    console = Console()
+    breaches = sum(m["invariant_breaches"] for m in result.metrics.values())
+    style = "green" if breaches == 0 else "bold red"
+    console.print(f"invariant breaches (all allocators): {breaches}", style=style)
+    console.print(
+        f"DSR trials: {result.dsr['n_trials']} (expected max Sharpe of skill-less trials "
+        f"{result.dsr['sr0_annual']:.2f} annualised)"
+    )
+    console.print(f"report: {paths['markdown']}  |  {paths['html']}  |  {paths['results']}")
+    return paths
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[
+        Path,
+        typer.Option(
+            "--run", help="Training run, folder of seed_* runs, or frozen policy bundle (export)."
+        ),
+    ],
+    split: Annotated[
+        EvalSplit | None, typer.Option("--split", help="Split to walk (default evaluation.split).")
+    ] = None,
+    baselines: Annotated[
+        str | None,
+        typer.Option(
+            "--baselines",
+            help="'all', 'none' or a comma list (hrp,qp,1/n,min_var,barbell,...); default "
+            "evaluation.baselines.",
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Training seeds to include, e.g. 0,1,2 (default all)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default: the run directory).")
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Backtest the agent(s) and baselines out of sample through the same env; write the report."""
+    from allocgym.evaluation import evaluate_run
+
+    with _progress("evaluating (bars walked)") as progress:
+        result = evaluate_run(
+            run, split=None if split is None else split.value, baselines=baselines,
+            seeds=_int_list(seeds), overrides=list(overrides or []), progress=progress,
+        )  # fmt: skip
+    _write_and_print(result, out or run)
+
+
+@app.command("baselines")
+def baselines_cmd(
+    config: ConfigOpt = None,
+    only: Annotated[
+        str, typer.Option("--only", help="'all' or a comma list of baselines (hrp,qp,1/n,...).")
+    ] = "all",
+    split: Annotated[
+        EvalSplit | None, typer.Option("--split", help="Split to walk (default evaluation.split).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the full report into this folder.")
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Backtest baselines through the env (gates, execution, costs) and print the metrics table."""
+    from allocgym.data import load_market
+    from allocgym.evaluation import baseline_names, build_baselines, evaluate
+    from allocgym.report import print_metrics_table
+
+    cfg = _config(config, overrides)
+    allocs = list(build_baselines(cfg, baseline_names(only)).values())
+    market = load_market(cfg.data)
+    with _progress("backtesting baselines (bars walked)") as progress:
+        result = evaluate(
+            allocs, market, cfg, None if split is None else split.value, progress=progress
+        )
+    if out is not None:
+        _write_and_print(result, out)
+    else:
+        print_metrics_table(result)
+
+
+@app.command("promote")
+def promote_cmd(
+    candidate: Annotated[Path, typer.Option("--candidate", help="Candidate run directory.")],
+    incumbent: Annotated[
+        str,
+        typer.Option("--incumbent", help="Incumbent run directory or baseline name (e.g. hrp)."),
+    ],
+    split: Annotated[
+        EvalSplit | None, typer.Option("--split", help="Split to walk (default evaluation.split).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Decision JSON (default <candidate>/promotion.json)."),
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Promotion gates (seed 001): PROMOTE or REJECT with reasons; exit code 1 on REJECT."""
+    from rich.console import Console
+
+    from allocgym.promotion import promote, write_promotion
+
+    with _progress("promotion backtests (bars walked)") as progress:
+        rep = promote(
+            candidate, incumbent, split=None if split is None else split.value,
+            overrides=list(overrides or []), progress=progress,
+        )  # fmt: skip
+    path = write_promotion(rep, out or candidate / "promotion.json")
+    console = Console()
+    ok = rep.decision.promoted
+    console.print(
+        f"{rep.decision.decision}: {candidate} vs {incumbent} ({rep.meta['split']} split "
+        f"{rep.meta['start']}..{rep.meta['end']})",
+        style="bold green" if ok else "bold red",
+    )
+    for c in rep.decision.checks:
+        console.print(f"  [{'green' if c.passed else 'red'}]{'pass' if c.passed else 'FAIL'}[/] "
+                      f"{c.name}: {c.detail}", highlight=False)  # fmt: skip
+    console.print(f"participation-cap hits under stress: {rep.meta['participation_cap_hits']}")
+    console.print(f"decision written to {path}")
+    if not ok:
+        raise typer.Exit(code=1)
+
+
+def _run_quickstart(
+    config: Path | None,
+    overrides: list[str] | None,
+    timesteps: int | None,
+    seeds: str | None,
+    device: str | None,
+    run_dir: Path | None,
+    baselines: str,
+    export: bool,
+) -> None:
+    """The main job: train PPO on the bundled data, evaluate vs baselines, export, report."""
+    import time
+
+    from rich.console import Console
+
+    from allocgym.agents import train
+    from allocgym.data import walk_forward_splits
+    from allocgym.evaluation import evaluate_run
+
+    console = Console()
+    extra = list(overrides or [])
+    extra.append(f"train.total_timesteps={timesteps or QUICKSTART_TIMESTEPS}")
+    if device is not None:
+        extra.append(f"train.device={device}")
+    cfg = _config(config, extra)
+    if cfg.train.torch_threads is None:
+        # Small policy networks: one intra-op thread is many times faster on 2 busy cores.
+        extra.append("train.torch_threads=1")
+        cfg = _config(config, extra)
+    seed_list = _int_list(seeds) or list(cfg.evaluation.seeds)
+    market, notes = _load_market_with_notes(cfg)
+    _print_market(market, notes)
+    splits = walk_forward_splits(market, cfg.data.splits)
+    console.print("walk-forward splits: " + "; ".join(s.describe(market) for s in splits.values()))
+    root = run_dir or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    t0 = time.perf_counter()
+    for k, seed in enumerate(seed_list):
+        console.rule(
+            f"[bold]training {cfg.train.algo.upper()} seed {seed} ({k + 1}/{len(seed_list)}), "
+            f"{cfg.train.total_timesteps:,} steps"
+        )
+        seed_cfg = _config(config, [*extra, f"train.seed={seed}"])
+        res = train(seed_cfg, root / f"seed_{seed:03d}", market=market, progress=True)
+        console.print(
+            f"seed {seed}: {res.num_timesteps:,} steps on {res.device} in {res.wall_time_s:.0f} s "
+            f"({res.fps:,.0f} fps)"
+        )
+    console.rule("[bold]evaluating against baselines (test split, same env, gates and costs)")
+    with _progress("walking the test split") as progress:
+        result = evaluate_run(root, baselines=baselines, market=market, progress=progress,
+                              overrides=list(overrides or []))  # fmt: skip
+    paths = _write_and_print(result, root)
+    if export:
+        from allocgym.agents.export import export_run
+
+        console.rule(f"[bold]exporting the frozen policy (seed {seed_list[0]})")
+        bundle = root / "frozen"
+        policy = export_run(root / f"seed_{seed_list[0]:03d}", bundle, overwrite=True)
+        par = policy.manifest["parity"]
+        console.print(
+            f"frozen policy {policy.model_id}: {bundle} (sha256 {policy.sha256[:12]}..., parity "
+            f"max |Δ| {par['max_abs_diff_proposal']:.1e} on {par['n_observations']:,} obs)"
+        )
+    console.rule("[bold]done")
+    console.print(f"report:      {paths['html']}  (markdown {paths['markdown']})")
+    console.print(f"results:     {paths['results']}")
+    console.print(f"tensorboard: tensorboard --logdir {root}")
+    console.print(f"total wall time {time.perf_counter() - t0:.0f} s")
+
+
+# [cli:risk] risk reason codes and the gate benchmark (issue 3).
+
+risk_app = typer.Typer(help="Risk gates: reason codes.", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
+
+
+@risk_app.command("codes")
+def risk_codes(
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", help="Write the table to this file (docs/reason_codes.md)."),
+    ] = None,
+) -> None:
+    """Print (or write) the ReasonCode table generated from allocgym.risk."""
+    from allocgym.risk import reason_code_table
+
+    text = reason_code_table()
+    if write is None:
+        typer.echo(text, nl=False)
+    else:
+        write.write_text(text)
+        typer.echo(f"wrote {write}")
+
+
+@bench_app.command("gates")
+def bench_gates(
+    repeat: Annotated[int, typer.Option(help="Timed rounds per batch (medians reported).")] = 7,
+    n_latency: Annotated[int, typer.Option(help="Single decisions timed for p50/p99.")] = 2000,
+    quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,
+) -> None:
+    """RiskGateChain: one-decision latency and batch throughput vs apply() per portfolio."""
+    from allocgym import bench
+    from allocgym.bench.gates import run
+
+    bench.print_table(
+        "RiskGateChain (medians; reference = apply() per portfolio in a loop)",
+        run(repeat=repeat, n_latency=n_latency, quick=quick),
+    )
+
+
+# [cli:serving] export, decide, serve and the serving benchmark (issue 8).
+
+
+class WhichModel(StrEnum):
+    """Model of a run directory to export."""
+
+    best = "best"
+    final = "final"
+    latest = "latest"
+
+
+PolicyOpt = Annotated[
+    Path, typer.Option("--policy", "-p", help="Bundle folder written by `allocgym export`.")
+]
+ServingSetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a serving key, e.g. --set serving.deadline_ms=20."),
+]
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Training run directory (allocgym train).")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (new or empty).")],
+    which: Annotated[
+        WhichModel, typer.Option(help="best (falls back to final), final or latest checkpoint.")
+    ] = WhichModel.best,
+    n_recorded: Annotated[int, typer.Option(help="Parity observations from env rollouts.")] = 5120,
+    n_random: Annotated[int, typer.Option(help="Parity observations drawn at random.")] = 5120,
+    seed: Annotated[int, typer.Option(help="Seed of the parity observations.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --out.")] = False,
+) -> None:
+    """Export a trained policy to model.onnx + manifest.json (parity-checked against SB3)."""
+    from allocgym.agents.export import MIN_PARITY_OBS, export_run
+
+    if n_recorded + n_random < MIN_PARITY_OBS:
+        typer.secho(
+            f"warning: {n_recorded + n_random} parity observations < {MIN_PARITY_OBS}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    policy = export_run(
+        run, out, which=which.value, n_recorded=n_recorded, n_random=n_random, seed=seed,
+        overwrite=overwrite,
+    )  # fmt: skip
+    par = policy.manifest["parity"]
+    typer.echo(
+        f"exported {policy.model_id} to {out}: sha256 {policy.sha256}, "
+        f"{len(policy.symbols)} symbols, {policy.mode} mode; parity on "
+        f"{par['n_observations']:,} observations: max |Δ proposal| "
+        f"{par['max_abs_diff_proposal']:.2e} (tolerance {par['tolerance']:g})"
+    )
+
+
+def _allocator(policy: Path, overrides: list[str] | None, **kwargs):
+    from allocgym.serving import FrozenAllocator, FrozenPolicy
+    from allocgym.serving.allocator import serving_config
+
+    frozen = FrozenPolicy.load(policy)
+    alloc = FrozenAllocator(frozen, serving=serving_config(frozen, overrides or []), **kwargs)
+    if not alloc.enabled:
+        typer.secho(
+            "note: TRADING_ALLOCATOR_ENABLED is not true: decisions use the defensive "
+            "baseline (ALLOCATOR_DISABLED)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    return alloc
+
+
+@app.command("decide")
+def decide_cmd(
+    policy: PolicyOpt,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="DecisionRequest JSON file.")
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="Server clock for the staleness check (ISO 8601); default now."),
+    ] = None,
+    write_example: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-example",
+            help="Write a request for the last bar of the bundle's configured market to this "
+            "file and exit.",
+        ),
+    ] = None,
+    overrides: ServingSetOpt = None,
+) -> None:
+    """Decide one request with a frozen bundle and print the Decision as JSON."""
+    import datetime as dt
+
+    from allocgym.errors import RequestError
+
+    clock = None
+    if now is not None:
+        try:
+            fixed = dt.datetime.fromisoformat(now)
+        except ValueError:
+            raise RequestError(f"--now {now!r} is not an ISO 8601 time") from None
+        fixed = fixed if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
+        clock = lambda: fixed  # noqa: E731
+    alloc = _allocator(policy, overrides, clock=clock)
+    if write_example is not None:
+        import warnings
+
+        from allocgym.data import load_market
+        from allocgym.serving import request_from_market
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            market = load_market(alloc.cfg.data)
+        req = request_from_market(
+            market, market.n_days - 1, history=alloc.history, request_id="example-1"
+        )
+        write_example.write_text(req.model_dump_json(indent=1) + "\n")
+        typer.echo(f"wrote {write_example} (bar {market.n_days - 1}, {req.timestamp.date()})")
+        return
+    if state is None:
+        raise RequestError("pass --state FILE (a DecisionRequest JSON) or --write-example FILE")
+    from pydantic import ValidationError
+
+    from allocgym.serving import DecisionRequest
+
+    try:
+        req = DecisionRequest.model_validate_json(state.read_bytes())
+    except ValidationError as err:
+        raise RequestError(f"{state} is not a valid DecisionRequest: {err}") from None
+    decision = alloc.decide(req)
+    typer.echo(decision.model_dump_json(indent=2))
+    if decision.status == "rejected":
+        raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_cmd(
+    policy: PolicyOpt,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    audit_log: Annotated[
+        Path, typer.Option("--audit-log", help="Hash-chained JSONL audit log (appended).")
+    ] = Path("allocgym-audit.jsonl"),
+    overrides: ServingSetOpt = None,
+) -> None:
+    """Serve a frozen bundle over HTTP: POST /v1/decide, /v1/kill-switch, GET /healthz, /metrics."""
+    from allocgym.serving import DecisionService
+    from allocgym.serving.http import serve
+
+    service = DecisionService(_allocator(policy, overrides), audit_log=audit_log)
+    typer.echo(
+        f"serving {service.allocator.policy.model_id} on http://{host}:{port} "
+        f"(audit log {audit_log})",
+        err=True,
+    )
+    serve(service, host, port)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    n_assets: Annotated[str, typer.Option(help="Comma-separated universe sizes.")] = "20,500",
+    calls: Annotated[int, typer.Option(help="In-process decide calls per size (p50/p99).")] = 2000,
+    http_assets: Annotated[
+        str, typer.Option(help="Universe sizes of the HTTP load test ('' = none).")
+    ] = "20",
+    http_requests: Annotated[int, typer.Option(help="HTTP requests at most.")] = 4000,
+    http_seconds: Annotated[float, typer.Option(help="HTTP load test time limit (s).")] = 20.0,
+    concurrency: Annotated[int, typer.Option(help="HTTP client threads.")] = 4,
+    encoding: Annotated[
+        str, typer.Option(help="HTTP request arrays: 'b64' (exact, compact) or 'json' lists.")
+    ] = "b64",
+) -> None:
+    """Decide latency in-process (and the bare ONNX call) and an HTTP load test on loopback."""
+    from allocgym.bench import print_table
+    from allocgym.bench.serve import run
+
+    def sizes(text: str) -> tuple[int, ...]:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+
+    rows = run(
+        sizes(n_assets), calls=calls, http_assets=sizes(http_assets), http_requests=http_requests,
+        http_seconds=http_seconds, concurrency=concurrency, encoding=encoding,
+    )  # fmt: skip
+    for kind, title in (
+        (
+            "in_process",
+            "FrozenAllocator.decide vs the bare ONNX call, same run (µs; goal p99 <= 250 µs at N = 20)",
+        ),
+        ("http", "HTTP POST /v1/decide on 127.0.0.1 (goal >= 1000 req/s, p99 <= 20 ms, 0 errors)"),
+    ):
+        section = [{k: v for k, v in r.items() if k != "bench"} for r in rows if r["bench"] == kind]
+        if section:
+            print_table(title, section)
+
+
+# [cli:bench-env] environment throughput benchmark (issue 4).
+
+
+@bench_app.command("env")
+def bench_env(
+    n_assets: Annotated[str, typer.Option(help="Comma-separated universe sizes.")] = "20,500",
+    n_envs: Annotated[str, typer.Option(help="Comma-separated PortfolioVecEnv batch sizes.")] = (
+        "1,64,1024"
+    ),
+    steps: Annotated[int, typer.Option(help="Steps per timed round (fewer for big batches).")] = 20,
+    repeat: Annotated[int, typer.Option(help="Timed rounds per row (medians are reported).")] = 5,
+    n_days: Annotated[int, typer.Option(help="Bars of the synthetic market.")] = 1200,
+) -> None:
+    """PortfolioEnv steps/s and PortfolioVecEnv portfolio-steps/s vs a pandas-loop env."""
+    from allocgym.bench import print_table
+    from allocgym.bench.env import run
+
+    def sizes(text: str) -> tuple[int, ...]:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+
+    rows = run(sizes(n_assets), sizes(n_envs), n_days=n_days, steps=steps, repeat=repeat)
+    print_table(
+        "Env throughput with gates, features and CVaR reward (medians; x_pandas = ratio to "
+        "the pandas reference, same run)",
+        rows,
+    )
+
+
+# [cli:train] training runs and their benchmark (issue 6).
+
+
+class Device(StrEnum):
+    """Torch devices of ``allocgym train``."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command("train")
+def train_cmd(
+    config: ConfigOpt = None,
+    device: Annotated[
+        Device | None, typer.Option("--device", help="Torch device (sets train.device).")
+    ] = None,
+    timesteps: Annotated[
+        int | None,
+        typer.Option("--timesteps", help="Total env steps (sets train.total_timesteps)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (sets train.seed).")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Output folder; default runs/<algo>-<timestamp>."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run in --run-dir from its latest checkpoint."),
+    ] = False,
+    overrides: SetOpt = None,
+) -> None:
+    """Train an SB3 agent (PPO, A2C, SAC, RecurrentPPO) on the environment's train split."""
+    import time
+
+    from allocgym.agents import load_run_config, train
+    from allocgym.errors import ConfigError
+
+    extra = list(overrides or [])
+    for key, value in (("device", device), ("total_timesteps", timesteps), ("seed", seed)):
+        if value is not None:
+            extra.append(f"train.{key}={getattr(value, 'value', value)}")
+    if resume and run_dir is None:
+        raise ConfigError("--resume needs --run-dir: the run directory to continue")
+    if resume and config is None and run_dir is not None and (run_dir / "config.yaml").is_file():
+        cfg = load_run_config(run_dir, extra)
+    else:
+        cfg = _config(config, extra)
+    if run_dir is None:
+        run_dir = Path("runs") / f"{cfg.train.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(cfg, run_dir, resume=resume, progress=True)
+    best = (
+        "n/a"
+        if result.best_score is None
+        else f"{result.best_score:.3f} at step {result.best_step:,}"
+    )
+    typer.echo(
+        f"trained {result.algo} for {result.num_timesteps:,} steps on {result.device} in "
+        f"{result.wall_time_s:.1f} s ({result.fps:,.0f} fps); best validation Sharpe {best}\n"
+        f"run directory: {result.run_dir}  (tensorboard --logdir {result.run_dir / 'tb'})"
+    )
+
+
+@bench_app.command("train")
+def bench_train(
+    config: ConfigOpt = None,
+    timesteps: Annotated[int, typer.Option(help="PPO steps per timed run.")] = 8192,
+    repeat: Annotated[int, typer.Option(help="Timed runs per env (medians are reported).")] = 3,
+    n_envs: Annotated[str, typer.Option(help="Comma-separated n_envs values.")] = "16",
+    device: Annotated[Device, typer.Option(help="Torch device.")] = Device.cpu,
+    overrides: SetOpt = None,
+) -> None:
+    """PPO wall fps on PortfolioVecEnv vs a no-op VecEnv with identical spaces (same run)."""
+    from allocgym.bench import print_table
+    from allocgym.bench.train import run
+
+    cfg = _config(config, [*(overrides or []), f"train.device={device.value}"])
+    sizes = tuple(int(s) for s in n_envs.split(",") if s.strip())
+    rows = run(cfg, timesteps=timesteps, repeat=repeat, n_envs=sizes)
+    print_table("PPO training fps: PortfolioVecEnv vs no-op VecEnv (medians)", rows)
+
+
+# [cli:bench-baselines] HRP / QP / greedy benchmark (issue 5).
+
+
+@bench_app.command("baselines")
+def bench_baselines(
+    hrp_sizes: Annotated[
+        str, typer.Option(help="Comma-separated HRP universe sizes.")
+    ] = "20,100,500",
+    qp_sizes: Annotated[
+        str, typer.Option(help="Comma-separated QP universe sizes.")
+    ] = "50,300,1000",
+    greedy_assets: Annotated[
+        int, typer.Option(help="Universe size of the greedy benchmark.")
+    ] = 5000,
+    repeat: Annotated[int, typer.Option(help="Timed rounds (HRP) / re-solves (QP) per size.")] = 7,
+    cvar: Annotated[
+        bool, typer.Option(help="Also time the QP with the CVaR fragility term.")
+    ] = False,
+) -> None:
+    """HRP vs skfolio and PyPortfolioOpt, QP first solve / re-solve, greedy at 5000 names."""
+    from rich.console import Console
+
+    from allocgym.bench import print_table
+    from allocgym.bench.baselines import run
+
+    def sizes(text: str) -> tuple[int, ...]:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+
+    rows = run(sizes(hrp_sizes), sizes(qp_sizes), greedy_assets, repeat=repeat, cvar=cvar)
+    titles = {
+        "hrp": "HRP fit: ours vs skfolio / PyPortfolioOpt (Ward, same covariance; medians)",
+        "qp": "QP (all constraints): first solve and median re-solve vs a fresh reference solve",
+        "greedy": "Greedy top-K rotation (seed 002 thresholds) vs a Python loop (medians)",
+    }
+    for bench, title in titles.items():
+        section = [
+            {k: v for k, v in r.items() if k != "bench"} for r in rows if r["bench"] == bench
+        ]
+        if section:
+            print_table(title, section, console=Console(width=220))
 
 
 # [cli:data] data info and the interim quickstart (issue 2).
@@ -110,22 +764,36 @@ def data_info(
 
 
 @app.command("quickstart")
-def quickstart(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Main job (interim): load the configured market (default: the bundled S&P 500 sample), validate it, print its summary and walk-forward splits."""
-    from allocgym.data import walk_forward_splits
-    from allocgym.errors import DataError
-
-    cfg = _config(config, overrides)
-    market, notes = _load_market_with_notes(cfg)
-    _print_market(market, notes)
-    try:
-        splits = walk_forward_splits(market, cfg.data.splits)
-    except DataError as err:
-        typer.echo(f"splits: {err}")
-        return
-    typer.echo(f"walk-forward splits (embargo {cfg.data.splits.embargo_days} bars):")
-    for split in splits.values():
-        typer.echo(f"  {split.describe(market)}")
+def quickstart(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    timesteps: Annotated[
+        int | None,
+        typer.Option("--timesteps", help="PPO steps per seed (default 49,152: about 5 minutes)."),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Training seeds, e.g. 0,1,2 (default evaluation.seeds)."),
+    ] = None,
+    device: Annotated[
+        Device | None, typer.Option("--device", help="Torch device (default train.device: auto).")
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Output folder; default runs/quickstart-<timestamp>."),
+    ] = None,
+    baselines: Annotated[
+        str, typer.Option("--baselines", help="Baselines to compare ('all' or a comma list).")
+    ] = "all",
+    export: Annotated[
+        bool, typer.Option("--export/--no-export", help="Export seed 0's frozen ONNX policy.")
+    ] = True,
+) -> None:
+    """Main job: train PPO on the bundled S&P 500 sample, evaluate it against every baseline on the test split, export the frozen policy, print the table and the report / TensorBoard paths."""
+    _run_quickstart(
+        config, overrides, timesteps, seeds, None if device is None else device.value, run_dir,
+        baselines, export,
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -339,7 +339,7 @@ class EnvConfig(Section):
     split: Literal["train", "validation", "test", "all"] = "train"
     """Split the episodes are drawn from (``all``: every bar of the data, e.g. synthetic)."""
     episode_length: PosInt = 252
-    """Bars per episode (truncated at the end)."""
+    """Decisions per episode; truncated after this many or at the split's last bar."""
     initial_equity: Pos = 1.0e6
     """Starting equity in currency."""
     cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
@@ -347,7 +347,9 @@ class EnvConfig(Section):
     cvar_window: PosInt = 63
     """Days of asset returns (ex-ante) or portfolio returns (realized) in the CVaR term."""
     cvar_mode: Literal["ex_ante", "realized"] = "ex_ante"
-    """Ex-ante scenario CVaR of the approved book, or realized rolling portfolio CVaR."""
+    """Ex-ante historical CVaR of the approved book over the last ``cvar_window`` days of
+    asset returns, or realized CVaR of the portfolio's last ``cvar_window`` returns (the
+    cash it held before the episode counts as zero returns)."""
     cvar_weight: NonNeg = 0.5
     """Weight of the CVaR penalty."""
     intervention_weight: NonNeg = 0.01
@@ -357,9 +359,12 @@ class EnvConfig(Section):
     drawdown_weight: NonNeg = 0.0
     """Weight of the optional drawdown penalty."""
     drawdown_kill: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
-    """Drawdown that terminates the episode with the kill switch engaged."""
+    """Drawdown (from the episode's equity peak) at which the next decision runs with the
+    kill switch engaged (book flattened) and the episode terminates."""
     logit_scale: Pos = 3.0
     """Action in [-1, 1] times this is a softmax logit (long-only weights and budgets)."""
+    audit_path: str | None = None
+    """JSONL file of hash-chained audit records, one per env step (``None`` = no audit)."""
 
 
 # ----------------------------------------------------------------------------- training
@@ -497,8 +502,10 @@ class TrainConfig(Section):
     """Most recent checkpoints kept on disk."""
     deterministic: bool = False
     """``torch.use_deterministic_algorithms(True)``: bit-reproducible runs, possibly slower."""
-    torch_threads: PosInt | None = None
-    """Torch intra-op threads; None = torch's default."""
+    torch_threads: PosInt | None = 1
+    """Torch intra-op threads during training; None = torch's default (all cores). One thread
+    is fastest for these small networks (intra-op sync dominates on a busy CPU); raise it for
+    wide universes on a dedicated machine."""
     asset_set: AssetSetConfig = AssetSetConfig()
     sac: SACConfig = SACConfig()
     recurrent: RecurrentConfig = RecurrentConfig()
@@ -798,11 +805,29 @@ class ServingConfig(Section):
     """Frozen-policy runtime (``allocgym.serving``)."""
 
     max_staleness_s: Pos = 86_400.0 * 4
-    """Oldest request timestamp accepted, in seconds behind the server clock."""
+    """Oldest request timestamp accepted, in seconds behind the server clock (older:
+    rejected, coded STALE_INPUT)."""
+    max_future_skew_s: NonNeg = 300.0
+    """Request timestamps at most this far ahead of the server clock are accepted (more:
+    rejected, coded INVALID_INPUT)."""
     deadline_ms: Pos = 50.0
     """Model-call deadline; slower calls fall back (MODEL_FALLBACK)."""
     fallback: Literal["hold", "hrp"] = "hold"
-    """Defensive allocation when the model fails or the allocator is disabled."""
+    """Defensive allocation when the model fails or the allocator is disabled: hold the
+    current book, or HRP on the request's return window; either goes through the gates."""
+    regime_source: Literal["model", "request"] = "model"
+    """Regime context of the gates: ``model`` = the FeatureBuilder's RegimeModel (as in
+    training); ``request`` = the request's ``regime`` field, or
+    ``TRADING_ALLOCATOR_DEFAULT_REGIME`` when the request has none. A request's regime
+    overrides the model in both cases."""
+    max_history_bars: PosInt = 4096
+    """Longest price history a request may carry (bounds the work per request)."""
+    idempotency_cache: PosInt = 10_000
+    """Decisions remembered by request id (LRU): a repeated id returns the stored decision."""
+    max_in_flight: PosInt = 64
+    """HTTP decisions queued or running at once; more are shed with 503."""
+    max_queue_ms: Pos = 20.0
+    """An HTTP decision that waited longer than this before starting is shed with 503."""
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -854,8 +879,8 @@ class EvaluationConfig(Section):
     """Split the backtests walk (``test`` = the walk-forward out-of-sample split)."""
     baselines: tuple[BaselineName, ...] = ("all",)
     """Baselines run beside the agent (``all`` = every registered baseline)."""
-    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0, 1, 2), min_length=1)
-    """Training seeds of the agents (``allocgym quickstart`` trains one run per seed)."""
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0,), min_length=1)
+    """Training seeds ``allocgym quickstart`` trains (one run each; several give mean ± std)."""
     agent_model: Literal["best", "final"] = "best"
     """Model evaluated from a run: best on validation (falls back to final) or final."""
     periods_per_year: Pos = 252.0
