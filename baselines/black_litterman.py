@@ -34,12 +34,12 @@ from allocgym.baselines.classic import (
     _MeanVarianceProblem,
     active_mask,
     context_returns,
-    estimate_covariance,
     mean_variance_weights,
     sanitize_covariance,
     weight_bounds,
 )
 from allocgym.errors import ConfigError
+from allocgym.estimates import estimate_covariance
 
 if TYPE_CHECKING:
     from allocgym.config import BaselinesConfig

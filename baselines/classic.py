@@ -25,14 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import cvxpy as cp
 import numpy as np
 
 from allocgym.allocator import AllocationContext
 from allocgym.errors import ConfigError, DataError, Infeasible, SolverFailed
-from allocgym.estimates import ewma_covariance, ledoit_wolf, sample_covariance
+from allocgym.estimates import COVARIANCE_METHODS, CovarianceMethod, estimate_covariance
 from allocgym.regime import REGIME_LABELS
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ __all__ = [
     "RegimeSwitchParams",
     "active_mask",
     "context_returns",
-    "estimate_covariance",
     "inverse_volatility_weights",
     "kelly_weights",
     "max_sharpe_weights",
@@ -64,8 +63,6 @@ __all__ = [
 
 _P = TypeVar("_P")
 
-CovarianceMethod = Literal["sample", "ledoit_wolf", "ewma"]
-_COV_METHODS: tuple[str, ...] = ("sample", "ledoit_wolf", "ewma")
 
 TREND = REGIME_LABELS.index("trend")
 MEAN_REVERSION = REGIME_LABELS.index("mean_reversion")
@@ -74,33 +71,6 @@ UNCERTAIN = REGIME_LABELS.index("uncertain")
 
 
 # ----------------------------------------------------------------------------- estimates
-
-
-def estimate_covariance(
-    returns: np.ndarray, method: CovarianceMethod = "ledoit_wolf", halflife: float = 63.0
-) -> np.ndarray:
-    """Covariance of return windows with the chosen ``allocgym.estimates`` estimator.
-
-    Parameters
-    ----------
-    returns : ndarray, shape (..., lookback, n_assets)
-        Simple per-bar returns, oldest row first.
-    method : {"sample", "ledoit_wolf", "ewma"}
-    halflife : float
-        EWMA half-life in bars (``method="ewma"`` only).
-
-    Returns
-    -------
-    ndarray, shape (..., n_assets, n_assets)
-        Per-bar covariance (squared decimal returns).
-    """
-    if method == "sample":
-        return sample_covariance(returns)
-    if method == "ledoit_wolf":
-        return ledoit_wolf(returns)[0]
-    if method == "ewma":
-        return ewma_covariance(returns, halflife)
-    raise ConfigError(f"covariance method {method!r} is unknown: use one of {_COV_METHODS}")
 
 
 def active_mask(returns: np.ndarray, min_vol: float = 1e-8) -> np.ndarray:
@@ -347,9 +317,9 @@ class ClassicParams:
     solver: str | None = None
 
     def __post_init__(self) -> None:
-        if self.covariance not in _COV_METHODS:
+        if self.covariance not in COVARIANCE_METHODS:
             raise ConfigError(
-                f"ClassicParams.covariance = {self.covariance!r}: use one of {_COV_METHODS}"
+                f"ClassicParams.covariance = {self.covariance!r}: use one of {COVARIANCE_METHODS}"
             )
         if not (self.halflife > 0):
             raise ConfigError(f"ClassicParams.halflife = {self.halflife}: must be > 0")

@@ -68,14 +68,18 @@ from scipy.stats import rankdata
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
     context_returns,
-    estimate_covariance,
     max_linear_over_box_simplex,
     project_box_simplex,
     psd_factor,
     solve_problem,
 )
 from allocgym.errors import ConfigError, DataError
-from allocgym.estimates import correlation_distance, cov_to_corr
+from allocgym.estimates import (
+    CovarianceMethod,
+    correlation_distance,
+    cov_to_corr,
+    estimate_covariance,
+)
 from allocgym.measures import cvar
 from allocgym.regime import BARBELL_STATES, REGIME_LABELS
 
@@ -155,7 +159,7 @@ class BarbellParams:
     alpha_window: int = 126
     lead_window: int = 63
     quiet_min_confidence: float = 0.6
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    covariance: CovarianceMethod = "ledoit_wolf"
     halflife: float = 63.0
     min_vol: float = 1e-8
     solver: str | None = None

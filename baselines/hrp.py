@@ -25,13 +25,13 @@ from scipy.spatial.distance import squareform
 
 from allocgym import estimates
 from allocgym.errors import ConfigError, DataError, Infeasible
+from allocgym.estimates import CovarianceMethod, estimate_covariance
 
 if TYPE_CHECKING:
     from allocgym.allocator import AllocationContext
     from allocgym.config import HRPConfig
 
 LinkageMethod = Literal["single", "ward", "average", "complete"]
-CovarianceKind = Literal["sample", "ledoit_wolf", "ewma"]
 LINKAGE_METHODS: tuple[str, ...] = ("single", "ward", "average", "complete")
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "LINKAGE_METHODS",
     "HRPParams",
     "check_weight_bounds",
-    "estimate_covariance",
     "hrp_tree",
     "leaf_order",
     "recursive_bisection",
@@ -51,7 +50,7 @@ class HRPParams:
     """HRP settings (see :class:`allocgym.config.HRPConfig` for the field docs)."""
 
     linkage_method: LinkageMethod = "ward"
-    covariance: CovarianceKind = "sample"
+    covariance: CovarianceMethod = "sample"
     distance_source: Literal["returns", "covariance"] = "returns"
     halflife: float = 63.0
     min_weight: float = 0.0
@@ -78,33 +77,6 @@ class HRPParams:
             min_weight=cfg.min_weight,
             max_weight=cfg.max_weight,
         )
-
-
-def estimate_covariance(
-    returns: np.ndarray, kind: CovarianceKind, halflife: float = 63.0
-) -> np.ndarray:
-    """Covariance of a return window with the named estimator from :mod:`allocgym.estimates`.
-
-    Parameters
-    ----------
-    returns : ndarray, shape (..., n_obs, n_assets)
-    kind : {"sample", "ledoit_wolf", "ewma"}
-    halflife : float
-        EWMA half-life in bars.
-
-    Returns
-    -------
-    ndarray, shape (..., n_assets, n_assets)
-    """
-    if kind == "sample":
-        return estimates.sample_covariance(returns)
-    if kind == "ledoit_wolf":
-        return estimates.ledoit_wolf(returns)[0]
-    if kind == "ewma":
-        return estimates.ewma_covariance(returns, halflife)
-    raise ConfigError(
-        f"covariance estimator {kind!r} is unknown; use 'sample', 'ledoit_wolf' or 'ewma'."
-    )
 
 
 def hrp_tree(distance: np.ndarray, method: LinkageMethod = "ward") -> tuple[np.ndarray, np.ndarray]:

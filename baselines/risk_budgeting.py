@@ -24,9 +24,9 @@ from allocgym.baselines.classic import (
     ClassicParams,
     active_mask,
     context_returns,
-    estimate_covariance,
 )
 from allocgym.errors import ConfigError, SolverFailed
+from allocgym.estimates import estimate_covariance
 
 if TYPE_CHECKING:
     from allocgym.config import BaselinesConfig

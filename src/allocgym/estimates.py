@@ -13,14 +13,18 @@ NaN policy: inputs must be finite. Callers mask untradable names before estimati
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
-from allocgym.errors import DataError
+from allocgym.errors import ConfigError, DataError
 
 __all__ = [
+    "COVARIANCE_METHODS",
+    "CovarianceMethod",
     "correlation_distance",
     "cov_to_corr",
+    "estimate_covariance",
     "ewma_correlation",
     "ewma_covariance",
     "ewma_weights",
@@ -256,3 +260,34 @@ def correlation_distance(corr: np.ndarray) -> np.ndarray:
     idx = np.arange(rho.shape[-1])
     d[..., idx, idx] = 0.0
     return d
+
+
+CovarianceMethod = Literal["sample", "ledoit_wolf", "ewma"]
+COVARIANCE_METHODS: tuple[str, ...] = ("sample", "ledoit_wolf", "ewma")
+
+
+def estimate_covariance(
+    returns: np.ndarray, method: CovarianceMethod = "ledoit_wolf", halflife: float = 63.0
+) -> np.ndarray:
+    """Covariance of return windows with the named estimator (the one every baseline uses).
+
+    Parameters
+    ----------
+    returns : ndarray, shape (..., n_obs, n_assets)
+        Simple per-bar returns, oldest row first.
+    method : {"sample", "ledoit_wolf", "ewma"}
+    halflife : float
+        EWMA half-life in bars (``method="ewma"`` only).
+
+    Returns
+    -------
+    ndarray, shape (..., n_assets, n_assets)
+        Per-bar covariance (squared decimal returns).
+    """
+    if method == "sample":
+        return sample_covariance(returns)
+    if method == "ledoit_wolf":
+        return ledoit_wolf(returns)[0]
+    if method == "ewma":
+        return ewma_covariance(returns, halflife)
+    raise ConfigError(f"covariance method {method!r} is unknown: use one of {COVARIANCE_METHODS}")
