@@ -1,0 +1,144 @@
+"""Risk and allocation scalars for TensorBoard, from the env's per-episode metrics.
+
+``PortfolioVecEnv`` puts an ``episode_metrics`` mapping into the info dict of every env
+whose episode ends (Sharpe, CVaR, max drawdown, turnover, costs, gate interventions by
+reason, regime mix, mean gross/net, ...). Values are numbers or one level of named numbers
+(``{"SYMBOL_CAP": 3, ...}``). :func:`flatten_metrics` turns one such mapping into
+``name -> float`` (nested names joined by ``/``) and :func:`aggregate` averages a list of
+them, so new metrics of the env appear in TensorBoard without a change here.
+
+Tags: ``risk/<name>`` per rollout (episodes that ended during it), ``eval/<allocator>/<name>``
+for the periodic validation runs of the agent and the baselines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+SCORE_METRIC = "sharpe"
+"""Episode metric whose mean over the validation episodes selects the best model."""
+
+EXCLUDED: frozenset[str] = frozenset({"start", "end"})
+"""Episode-metric keys that are bookkeeping (bar indices), not scalars worth plotting."""
+
+
+def intervention_defaults() -> dict[str, float]:
+    """``interventions/<REASON>`` = 0 for every reason code (episodes list non-zero codes only)."""
+    from allocgym.envs import REASON_NAMES
+
+    return {f"interventions/{name}": 0.0 for name in REASON_NAMES}
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return float(value.reshape(()))
+    return None
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numbers of one metrics mapping, nested keys joined by ``/``.
+
+    Parameters
+    ----------
+    metrics : mapping of str to number, mapping or array
+        One episode's metrics. Nested mappings become ``parent/child``; numeric arrays
+        of size > 1 become ``parent/0``, ``parent/1``, ...; anything else is skipped.
+    prefix : str
+        Prepended to every name.
+
+    Returns
+    -------
+    dict of str to float
+    """
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_metrics(value, prefix=f"{name}/"))
+            continue
+        x = _scalar(value)
+        if x is not None:
+            out[name] = x
+        elif isinstance(value, np.ndarray | list | tuple):
+            arr = np.asarray(value)
+            if arr.dtype.kind in "biuf" and arr.ndim == 1:
+                out.update({f"{name}/{i}": float(v) for i, v in enumerate(arr)})
+    return out
+
+
+def aggregate(
+    episodes: Sequence[Mapping[str, Any]], defaults: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Mean of every metric over episodes (NaN and inf values ignored per metric).
+
+    Parameters
+    ----------
+    episodes : sequence of mappings
+        ``episode_metrics`` of several episodes.
+    defaults : mapping of str to float, optional
+        Flattened names with the value an episode that lacks them counts as (e.g. 0 for
+        reason codes that never fired, see :func:`intervention_defaults`).
+
+    Returns
+    -------
+    dict of str to float
+        Per-metric mean over the episodes that report a finite value; metrics never
+        finite are left out. Empty input gives an empty dict.
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for episode in episodes:
+        flat = {**(defaults or {}), **flatten_metrics(episode)}
+        for key, value in flat.items():
+            if key in EXCLUDED:
+                continue
+            if math.isfinite(value):
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+    return {key: sums[key] / counts[key] for key in sums}
+
+
+def ended_episode_metrics(infos: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The ``episode_metrics`` of the envs whose episode ended in one vector step."""
+    return [info["episode_metrics"] for info in infos if info.get("episode_metrics") is not None]
+
+
+class RiskMetricsCallback(BaseCallback):
+    """Logs ``risk/*`` means of the episodes that ended in each rollout.
+
+    Episodes are collected from the step infos; at the end of the rollout their metrics
+    are averaged and recorded under ``risk/`` (SB3 writes them with its own scalars at the
+    next dump). ``risk/episodes`` counts the episodes behind the means.
+    """
+
+    def __init__(self, prefix: str = "risk") -> None:
+        super().__init__()
+        self.prefix = prefix
+        self._episodes: list[Mapping[str, Any]] = []
+        self._defaults = intervention_defaults()
+        self.latest: dict[str, float] = {}
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos")
+        if infos:
+            self._episodes.extend(ended_episode_metrics(infos))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._episodes:
+            return
+        means = aggregate(self._episodes, self._defaults)
+        for key, value in means.items():
+            self.logger.record(f"{self.prefix}/{key}", value)
+        self.logger.record(f"{self.prefix}/episodes", float(len(self._episodes)))
+        self.latest = means
+        self._episodes = []

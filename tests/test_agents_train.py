@@ -1,0 +1,438 @@
+"""Training runs: every algorithm, run directory, TensorBoard scalars, resume, determinism, device."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
+
+from allocgym.agents import (
+    SB3PolicyAllocator,
+    TrainResult,
+    aggregate,
+    flatten_metrics,
+    latest_checkpoint,
+    list_checkpoints,
+    load_agent,
+    resolve_device,
+    run_episodes,
+    train,
+)
+from allocgym.agents.metrics import intervention_defaults
+from allocgym.baselines.classic import EqualWeight
+from allocgym.bench.train import NoOpVecEnv
+from allocgym.bench.train import run as bench_run
+from allocgym.cli import app
+from allocgym.config import AllocgymConfig, config_from_dict
+from allocgym.data import MarketData, load_market
+from allocgym.envs import PortfolioVecEnv, build_params
+from allocgym.errors import ConfigError
+
+SYNTH = {"n_assets": 6, "n_days": 1000, "seed": 3, "n_sectors": 3, "signal_strength": 1.0}
+SPLITS = {"train_end": "2002-07-01", "validation_end": "2003-02-24", "embargo_days": 5}
+
+
+def tiny_tree(algo: str = "ppo", **train: Any) -> dict[str, Any]:
+    """A config that trains in seconds: 6 synthetic assets, 32-bar episodes, small nets."""
+    t: dict[str, Any] = {
+        "algo": algo,
+        "total_timesteps": 512,
+        "n_envs": 4,
+        "n_steps": 32,
+        "batch_size": 64,
+        "n_epochs": 2,
+        "eval_freq": 256,
+        "eval_episodes": 3,
+        "checkpoint_freq": 256,
+        "net_arch": [16],
+        "torch_threads": 1,
+        "device": "cpu",
+        "asset_set": {"encoder": [16], "global_encoder": [8], "head": [16]},
+        "sac": {"learning_starts": 64, "buffer_size": 2000},
+        "recurrent": {"lstm_hidden_size": 16},
+    }
+    t.update(train)
+    return {
+        "data": {"source": "synthetic", "synthetic": SYNTH, "splits": SPLITS},
+        "env": {"episode_length": 32},
+        "train": t,
+    }
+
+
+def tiny_cfg(algo: str = "ppo", **train: Any) -> AllocgymConfig:
+    return config_from_dict(tiny_tree(algo, **train))
+
+
+@pytest.fixture(scope="module")
+def market() -> MarketData:
+    return load_market(tiny_cfg().data)
+
+
+@pytest.fixture(scope="module")
+def probe_obs(market: MarketData) -> np.ndarray:
+    venv = PortfolioVecEnv(params=build_params(market, tiny_cfg(), "validation"), n_envs=5, seed=11)
+    return venv.reset()
+
+
+class KeepModel(BaseCallback):
+    """Grabs the in-memory model at the end of training."""
+
+    model_at_end: Any = None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        KeepModel.model_at_end = self.model
+
+
+def _params(model: Any) -> dict[str, th.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()}
+
+
+def _same_params(a: dict[str, th.Tensor], b: dict[str, th.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(th.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------ smoke: every algorithm
+
+
+@pytest.mark.parametrize(
+    ("algo", "policy"),
+    [
+        ("ppo", "asset_set"),
+        ("ppo", "mlp"),
+        ("a2c", "asset_set"),
+        ("sac", "asset_set"),
+        ("recurrent_ppo", "asset_set"),
+    ],
+)
+def test_smoke_train_save_reload_predict(
+    tmp_path: Path, market: MarketData, probe_obs: np.ndarray, algo: str, policy: str
+) -> None:
+    cfg = tiny_cfg(
+        algo, policy=policy, normalize_obs=algo == "sac", eval_baselines=["equal_weight"]
+    )
+    keep = KeepModel()
+    result = train(cfg, tmp_path, market=market, callbacks=[keep])
+    assert isinstance(result, TrainResult)
+    assert result.num_timesteps >= 512 and result.algo == algo and result.device == "cpu"
+    live = KeepModel.model_at_end
+    model, vn, run_cfg = load_agent(tmp_path, "final")
+    assert run_cfg == cfg
+    assert (vn is not None) == (algo == "sac")
+    assert _same_params(_params(model), _params(live))
+    spec = build_params(market, cfg, "validation").action_spec
+    live_alloc = SB3PolicyAllocator(live, vn, spec)
+    loaded_alloc = SB3PolicyAllocator(model, vn, spec)
+    a_live, a_loaded = live_alloc.act(probe_obs), loaded_alloc.act(probe_obs)
+    assert a_live.shape == (5, 7) and a_live.dtype == np.float32
+    assert np.array_equal(a_live, a_loaded)
+    loaded_alloc.reset()  # recurrent policies carry their LSTM state between calls
+    assert np.array_equal(loaded_alloc.propose(probe_obs), spec.to_weights(a_loaded))
+    assert ((a_loaded >= -1) & (a_loaded <= 1)).all()
+
+
+# ------------------------------------------------------------------ run directory + TensorBoard
+
+
+@pytest.fixture(scope="module")
+def ppo_run(
+    tmp_path_factory: pytest.TempPathFactory, market: MarketData
+) -> tuple[Path, TrainResult]:
+    run_dir = tmp_path_factory.mktemp("ppo_run")
+    return run_dir, train(
+        tiny_cfg(normalize_obs=True, normalize_reward=True), run_dir, market=market
+    )
+
+
+def test_run_directory_layout(ppo_run: tuple[Path, TrainResult]) -> None:
+    run_dir, _ = ppo_run
+    for name in (
+        "config.yaml",
+        "config_hash.txt",
+        "versions.json",
+        "train_summary.json",
+        "evaluations.jsonl",
+    ):
+        assert (run_dir / name).is_file(), name
+    for sub in ("final", "best"):
+        assert (run_dir / sub / "model.zip").is_file()
+        assert (run_dir / sub / "vecnormalize.pkl").is_file()
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step_000000000256", "step_000000000512"]
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["num_timesteps"] == 512 and summary["device"] == "cpu"
+    assert summary["fps"] > 0 and summary["wall_time_s"] > 0
+    assert summary["config_hash"] == (run_dir / "config_hash.txt").read_text().strip()
+    evals = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [256, 512]
+    assert {"agent", "equal_weight", "hrp"} <= evals[0].keys()
+    best = max(evals, key=lambda e: e["score"])
+    assert (
+        summary["best_score"] == pytest.approx(best["score"])
+        and summary["best_step"] == best["step"]
+    )
+    assert json.loads((run_dir / "best" / "eval.json").read_text())["step"] == best["step"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["algo"] == "ppo"
+
+
+def test_tensorboard_holds_risk_and_eval_scalars(ppo_run: tuple[Path, TrainResult]) -> None:
+    run_dir, _ = ppo_run
+    (tb,) = (run_dir / "tb").iterdir()
+    acc = EventAccumulator(str(tb))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    risk = ["sharpe", "cvar", "max_drawdown", "turnover", "costs", "mean_gross", "mean_net"]
+    regimes = [
+        f"regime_mix/{r}" for r in ("trend", "mean_reversion", "high_volatility", "uncertain")
+    ]
+    reasons = [
+        "interventions/SYMBOL_CAP",
+        "interventions/KILL_SWITCH",
+        "interventions/NO_TRADE_BAND",
+    ]
+    for name in risk + regimes + reasons:
+        assert f"risk/{name}" in tags, name
+        for who in ("agent", "equal_weight", "hrp"):
+            assert f"eval/{who}/{name}" in tags, (who, name)
+    assert {"train/value_loss", "rollout/ep_rew_mean", "time/fps", "eval/score"} <= tags
+    steps = [e.step for e in acc.Scalars("eval/agent/sharpe")]
+    assert steps == [256, 512]
+    # the 1/N curve is constant: the same episodes are replayed at every evaluation
+    ew = [e.value for e in acc.Scalars("eval/equal_weight/sharpe")]
+    assert ew[0] == ew[1]
+    mix = sum(acc.Scalars(f"risk/{r}")[0].value for r in regimes)
+    assert mix == pytest.approx(1.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------ determinism + resume
+
+
+def test_same_seed_same_parameters_on_cpu(tmp_path: Path, market: MarketData) -> None:
+    cfg = tiny_cfg(deterministic=True, eval_freq=0, checkpoint_freq=0, total_timesteps=384)
+    train(cfg, tmp_path / "a", market=market)
+    train(cfg, tmp_path / "b", market=market)
+    other = tiny_cfg(
+        deterministic=True, eval_freq=0, checkpoint_freq=0, total_timesteps=384, seed=1
+    )
+    train(other, tmp_path / "c", market=market)
+    a, b, c = (_params(load_agent(tmp_path / x, "final")[0]) for x in "abc")
+    assert _same_params(a, b)
+    assert not _same_params(a, c)
+    assert not th.are_deterministic_algorithms_enabled()  # restored after the run
+
+
+@pytest.mark.parametrize(
+    "algo",
+    [
+        "ppo",
+        pytest.param("sac", marks=pytest.mark.slow),
+        pytest.param("recurrent_ppo", marks=pytest.mark.slow),
+    ],
+)
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, market: MarketData, algo: str) -> None:
+    full = tiny_cfg(algo, normalize_reward=True, deterministic=True)
+    train(full, tmp_path / "full", market=market)
+    first = train(
+        tiny_cfg(algo, normalize_reward=True, deterministic=True, total_timesteps=256),
+        tmp_path / "r",
+        market=market,
+    )
+    assert first.num_timesteps == 256
+    resumed = train(full, tmp_path / "r", market=market, resume=True)
+    assert resumed.resumed_from == 256 and resumed.num_timesteps == 512
+    a = _params(load_agent(tmp_path / "full", "final")[0])
+    b = _params(load_agent(tmp_path / "r", "final")[0])
+    assert _same_params(a, b)
+    evals = [
+        json.loads(x)["step"]
+        for x in (tmp_path / "r" / "evaluations.jsonl").read_text().splitlines()
+    ]
+    assert evals[-1] == 512
+
+
+def test_run_dir_guards(tmp_path: Path, market: MarketData) -> None:
+    cfg = tiny_cfg(total_timesteps=128, eval_freq=0, checkpoint_freq=0)
+    train(cfg, tmp_path, market=market)
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train(cfg, tmp_path, market=market)
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        train(
+            tiny_cfg(total_timesteps=128, learning_rate=1e-3), tmp_path, market=market, resume=True
+        )
+    assert latest_checkpoint(tmp_path) is not None  # the end state is always resumable
+    assert (tmp_path / "best" / "model.zip").is_file()  # eval_freq 0: one validation at the end
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.yaml").write_text((tmp_path / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match="no validation ran"):
+        load_agent(bare, "best")
+    with pytest.raises(ConfigError, match="which = 'middle'"):
+        load_agent(tmp_path, "middle")
+    with pytest.raises(ConfigError, match="batch_size"):
+        train(tiny_cfg(batch_size=1024), tmp_path / "x", market=market)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from allocgym.cli import main; main()", *args]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_total(tmp_path: Path, market: MarketData) -> None:
+    """A subprocess is killed after its first checkpoint, resumed, and finishes exactly."""
+    tree = tiny_tree(total_timesteps=6144, checkpoint_freq=512, eval_freq=2048, deterministic=True)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tree))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen(
+        _cli("train", "--config", str(cfg_path), "--run-dir", str(run_dir)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while (
+        latest_checkpoint(run_dir) is None and proc.poll() is None and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    killed_at = latest_checkpoint(run_dir)
+    assert killed_at is not None and not (run_dir / "train_summary.json").exists()
+    step = int(killed_at.name.split("_")[1])
+    assert 512 <= step < 6144
+    done = subprocess.run(
+        _cli("train", "--run-dir", str(run_dir), "--resume"),
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["num_timesteps"] == 6144 and summary["resumed_from"] >= step
+    reference = train(config_from_dict(tree), tmp_path / "reference", market=market)
+    assert reference.num_timesteps == 6144
+    resumed = _params(load_agent(run_dir, "final")[0])
+    assert _same_params(resumed, _params(load_agent(tmp_path / "reference", "final")[0]))
+
+
+# ------------------------------------------------------------------ device
+
+
+def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(th.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match=r"train.device = 'cuda'.*--device cpu"):
+        resolve_device("cuda")
+    monkeypatch.setattr(th.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cuda") == "cuda"
+
+
+@pytest.mark.skipif(th.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_cli_refuses_cuda_without_gpu(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_tree()))
+    result = CliRunner().invoke(
+        app,
+        ["train", "--config", str(cfg_path), "--device", "cuda", "--run-dir", str(tmp_path / "r")],
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "no usable GPU" in str(result.exception)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda(tmp_path: Path, market: MarketData) -> None:
+    result = train(tiny_cfg(device="cuda", total_timesteps=256), tmp_path, market=market)
+    assert result.device == "cuda"
+    model, _, _ = load_agent(tmp_path, "final", device="cuda")
+    assert next(model.policy.parameters()).is_cuda
+
+
+# ------------------------------------------------------------------ metrics, validation, bench
+
+
+def test_flatten_and_aggregate_by_hand() -> None:
+    a = {
+        "sharpe": 1.0,
+        "start": 5,
+        "interventions": {"SYMBOL_CAP": 4},
+        "regime_mix": {"trend": 0.25},
+    }
+    b = {"sharpe": float("nan"), "start": 9, "interventions": {}, "regime_mix": {"trend": 0.75}}
+    assert flatten_metrics(a) == {
+        "sharpe": 1.0,
+        "start": 5.0,
+        "interventions/SYMBOL_CAP": 4.0,
+        "regime_mix/trend": 0.25,
+    }
+    means = aggregate([a, b], intervention_defaults())
+    assert means["sharpe"] == 1.0  # NaN ignored
+    assert means["interventions/SYMBOL_CAP"] == 2.0  # missing code counts as 0
+    assert means["interventions/KILL_SWITCH"] == 0.0
+    assert means["regime_mix/trend"] == 0.5
+    assert "start" not in means
+    assert aggregate([]) == {}
+
+
+def test_run_episodes_matches_the_env(market: MarketData) -> None:
+    params = build_params(market, tiny_cfg(), "validation")
+    ew = run_episodes(params, 3, seed=40, allocator=EqualWeight(), rebalance_every=5, lookback=60)
+    again = run_episodes(
+        params, 3, seed=40, allocator=EqualWeight(), rebalance_every=5, lookback=60
+    )
+    assert ew == again and len(ew) == 3
+    assert all(e["n_steps"] == 32 for e in ew)
+    # acting with the actions that map to 1/N every bar equals proposing 1/N every bar
+    cash = -1.0  # softmax(3 * [0, ..., 0, -1]): equal asset weights, a little cash
+    act = run_episodes(
+        params, 3, seed=40, act=lambda obs, _: np.r_[np.zeros(6), cash][None].repeat(len(obs), 0)
+    )
+    w = params.action_spec.to_weights(np.r_[np.zeros(6), cash][None])
+    const = run_episodes(params, 3, seed=40, allocator=_Const(w), rebalance_every=1)
+    assert act == const
+
+
+class _Const:
+    name = "const"
+
+    def __init__(self, w: np.ndarray) -> None:
+        self.w = w
+
+    def allocate(self, ctx: Any) -> np.ndarray:
+        return np.repeat(self.w, ctx.n_envs, axis=0)
+
+
+def test_noop_env_mimics_spaces_and_episode_ends(market: MarketData) -> None:
+    real = PortfolioVecEnv(params=build_params(market, tiny_cfg(), "train"), n_envs=3, seed=0)
+    noop = NoOpVecEnv(real.observation_space, real.action_space, 3, episode_length=4)  # type: ignore[arg-type]
+    obs = noop.reset()
+    assert obs.shape == (3, real.observation_space.shape[0]) and obs.dtype == np.float32
+    assert real.observation_space.contains(obs[0])
+    dones = [noop.step(np.zeros((3, 7), np.float32))[2].all() for _ in range(8)]
+    assert dones == [False, False, False, True] * 2
+
+
+def test_bench_train_reports_the_ratio(market: MarketData) -> None:
+    rows = bench_run(tiny_cfg(), timesteps=128, repeat=1, n_envs=(4,), market=market)
+    (row,) = rows
+    assert row["n_envs"] == 4 and row["n_assets"] == 6
+    assert row["ratio"] == pytest.approx(row["env_fps"] / row["noop_fps"])
+    assert row["env_fps"] > 0 and row["bare_env_sps"] > 0
