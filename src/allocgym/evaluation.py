@@ -1,0 +1,1378 @@
+"""Out-of-sample evaluation: every allocator walks the same split through the same env.
+
+One function, :func:`run_allocators` (and its single-allocator form :func:`run_allocator`),
+backtests agents and baselines through the environment's functional core
+(``allocgym.envs.core``): the same ``RiskGateChain``, ``ExecutionPolicy``, fills at the next
+bar's close and ``allocgym.costs`` cost model as training. ``allocgym evaluate``,
+``allocgym baselines``, ``allocgym promote`` and the capacity stress scenario all call it.
+
+The walk
+--------
+Deterministic, no random episodes: one portfolio per allocator starts all in cash at the
+split's first tradable decision bar (``EnvParams.lo``: the split start, or later when the
+feature / CVaR warm-up needs it) and steps bar by bar to the split's last bar. All
+portfolios of one call are stepped together as one batch (``n_envs`` = number of
+allocators), so the gates, execution and accounting run once per bar for all of them.
+
+- **Agents** (any object with ``act(obs) -> actions``, e.g.
+  :class:`~allocgym.agents.SB3PolicyAllocator`) decide every bar from the env's
+  observation; the action goes through ``ActionSpec`` exactly as in training.
+- **Baselines** (:class:`~allocgym.allocator.Allocator`) see an ``AllocationContext`` built
+  from the env's precomputed arrays at bar ``t`` (:func:`allocation_context`: trailing
+  returns, current book, regime and confidence, alpha scores, betas, linear cost rates,
+  benchmark returns). They re-optimise at the first bar and every
+  ``cfg.baselines.rebalance_every`` bars; in between they propose their *current, drifted*
+  book (buy and hold), so they trade only when the gates force it (e.g. a drifted
+  position above its cap is clipped, coded ``SYMBOL_CAP``/``FORCED_DERISK``). A baseline
+  whose optimiser fails (``OptimizationError``) keeps its book for that rebalance; the
+  failures are counted in ``Backtest.allocator_errors``.
+
+Accounting identity (checked by the tests): with ``w_t`` the held book at bar ``t`` and
+``r_{t+1}`` the price return of each symbol, ``1 + R = (1 + sum_i w_t,i r_t+1,i) (1 - c)``
+where ``c`` is the fill cost as a fraction of pre-trade equity. ``Backtest.asset_pnl`` holds
+``w_t,i r_t+1,i`` and ``Backtest.cost_pnl`` the rest, so their sum is the net return
+exactly. In ``budgets`` action mode each asset's P&L is split over the strategy families in
+proportion to their (STRATEGY_CAP-scaled) contributions at the decision that last traded
+the asset (``Backtest.strategy_pnl``); in ``weights`` mode an allocator is one strategy.
+
+Metrics come from :mod:`allocgym.measures`; the Deflated Sharpe Ratio (Bailey & López de
+Prado, 2014) is defined here (:func:`deflated_sharpe_ratio`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+from scipy import stats
+
+from allocgym import measures
+from allocgym.allocator import AllocationContext, Allocator
+from allocgym.config import AllocgymConfig, BaselinesConfig, EvaluationConfig
+from allocgym.costs import cost_terms
+from allocgym.data import MarketData, load_market
+from allocgym.errors import ConfigError, OptimizationError
+from allocgym.features import alpha_scores
+from allocgym.regime import REGIME_LABELS
+from allocgym.risk import GATE_CODES, ReasonCode, check_invariants
+
+if TYPE_CHECKING:
+    from allocgym.envs.core import EnvParams, EnvState
+
+__all__ = [
+    "BASELINE_ALIASES",
+    "Backtest",
+    "EvaluationResult",
+    "Policy",
+    "allocation_context",
+    "backtest_metrics",
+    "baseline_names",
+    "build_baselines",
+    "dashboard_data",
+    "deflated_sharpe_ratio",
+    "evaluate",
+    "evaluate_run",
+    "evaluation_params",
+    "expected_max_sharpe",
+    "find_agent_runs",
+    "load_policies",
+    "probabilistic_sharpe_ratio",
+    "run_allocator",
+    "run_allocators",
+]
+
+EULER_GAMMA = 0.5772156649015329
+"""Euler–Mascheroni constant (expected maximum of Gaussian trials)."""
+
+GATE_REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in GATE_CODES)
+"""Reason codes emitted by the risk gates (interventions); execution's NO_TRADE_BAND is
+reported beside them but is not a gate intervention."""
+
+_TRADE_LIMITS = int(
+    ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
+)
+"""Portfolio codes of the per-decision trade limits (a target may take several bars)."""
+
+# ----------------------------------------------------------------------------- baselines
+
+BASELINE_ALIASES: dict[str, str] = {
+    "1/n": "equal_weight",
+    "ew": "equal_weight",
+    "inverse_vol": "inverse_volatility",
+    "ivol": "inverse_volatility",
+    "min_var": "min_variance",
+    "minvar": "min_variance",
+    "risk_parity": "risk_budgeting",
+    "erc": "risk_budgeting",
+    "kelly": "fractional_kelly",
+    "bl": "black_litterman",
+    "barbell": "cluster_barbell",
+}
+"""Short names accepted by ``--baselines`` for the registered baseline names."""
+
+
+def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
+    """Registered baselines (imported lazily: the baselines import cvxpy)."""
+    from allocgym.baselines.black_litterman import BlackLitterman
+    from allocgym.baselines.classic import (
+        EqualWeight,
+        FractionalKelly,
+        InverseVolatility,
+        MaximumSharpe,
+        MinimumVariance,
+        RegimeSwitch,
+    )
+    from allocgym.baselines.cluster_barbell import ClusterBarbell
+    from allocgym.baselines.cvar import MinimumCVaR
+    from allocgym.baselines.engine import OptimizationEngine
+    from allocgym.baselines.greedy import GreedyRotation
+    from allocgym.baselines.hrp import HRP
+    from allocgym.baselines.qp import QPAllocator
+    from allocgym.baselines.risk_budgeting import RiskBudgeting
+
+    return {
+        "equal_weight": EqualWeight.from_config,
+        "inverse_volatility": InverseVolatility.from_config,
+        "hrp": lambda b: HRP.from_config(b.hrp),
+        "qp": lambda b: QPAllocator.from_config(b.qp, hrp=HRP.from_config(b.hrp)),
+        "greedy": lambda b: GreedyRotation.from_config(b.greedy),
+        "min_variance": MinimumVariance.from_config,
+        "max_sharpe": MaximumSharpe.from_config,
+        "risk_budgeting": RiskBudgeting.from_config,
+        "min_cvar": MinimumCVaR.from_config,
+        "black_litterman": BlackLitterman.from_config,
+        "fractional_kelly": FractionalKelly.from_config,
+        "regime_switch": RegimeSwitch.from_config,
+        "cluster_barbell": ClusterBarbell.from_config,
+        "engine": OptimizationEngine.from_config,
+    }
+
+
+ALL_BASELINES: tuple[str, ...] = (
+    "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "min_variance",
+    "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman", "fractional_kelly",
+    "regime_switch", "cluster_barbell",
+)  # fmt: skip
+"""What ``all`` expands to (``engine`` is left out: it runs ``greedy`` by default)."""
+
+
+def baseline_names(spec: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Resolve ``"all"``, ``"hrp,qp"``, aliases (``1/n``, ``barbell`` ...) to baseline names.
+
+    Parameters
+    ----------
+    spec : str, iterable of str, or None
+        Comma-separated text or names; ``None`` or ``"none"``/``""`` = no baselines.
+
+    Returns
+    -------
+    tuple of str
+        Registered names, in the order given, without duplicates.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name (the message lists the known ones).
+    """
+    if spec is None:
+        return ()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    known = set(ALL_BASELINES) | {"engine"}
+    out: list[str] = []
+    for raw in items:
+        name = raw.strip().lower()
+        if name in ("", "none"):
+            continue
+        expanded = ALL_BASELINES if name == "all" else (BASELINE_ALIASES.get(name, name),)
+        for n in expanded:
+            if n not in known:
+                raise ConfigError(
+                    f"baseline {raw.strip()!r} is unknown: use 'all' or a comma-separated list "
+                    f"of {', '.join(sorted(known | set(BASELINE_ALIASES)))}"
+                )
+            if n not in out:
+                out.append(n)
+    return tuple(out)
+
+
+def build_baselines(cfg: AllocgymConfig, names: Iterable[str]) -> dict[str, Allocator]:
+    """Baseline allocators built from ``cfg.baselines``, keyed by name (see :func:`baseline_names`)."""
+    builders = _builders()
+    return {n: builders[n](cfg.baselines) for n in baseline_names(list(names))}
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """An agent acting on the env's observation (``SB3PolicyAllocator``, a frozen policy)."""
+
+    name: str
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions in the ``ActionSpec`` Box, shape (n_envs, action_dim), from observations
+        (n_envs, obs_dim)."""
+        ...
+
+
+# ----------------------------------------------------------------------------- params
+
+
+def evaluation_params(market: MarketData, cfg: AllocgymConfig, split: Any = None) -> EnvParams:
+    """``EnvParams`` for a full-split walk (``split`` default ``cfg.evaluation.split``).
+
+    The episode length is set to the split's length so one walk covers every bar; nothing
+    else differs from the training env (features, gates, execution, costs, rewards).
+    """
+    from allocgym.envs.core import EnvParams, resolve_split
+
+    sp = resolve_split(market, cfg, cfg.evaluation.split if split is None else split)
+    env = cfg.env.model_copy(update={"episode_length": max(sp.n_bars, 1)})
+    return EnvParams.from_config(market, cfg.model_copy(update={"env": env}), sp)
+
+
+# ----------------------------------------------------------------------------- backtest
+
+
+@dataclass(frozen=True, eq=False)
+class Backtest:
+    """Per-bar record of one allocator's walk over a split.
+
+    Step ``k`` is the decision at bar ``bars[k]`` and its fill and return over
+    ``(bars[k], bars[k] + 1]``; ``dates[k]`` is the date of bar ``bars[k] + 1``.
+
+    Attributes
+    ----------
+    name : str
+        Row label (``ppo_seed0``, ``hrp`` ...).
+    kind : {"agent", "baseline"}
+    group : str
+        Agents of one configuration trained with several seeds share a group (mean ± std).
+    seed : int or None
+    symbols : tuple of str
+    dates : ndarray of datetime64[ns], shape (n_steps,)
+    bars : ndarray of int64, shape (n_steps,)
+    returns : ndarray, shape (n_steps,)
+        Net simple returns after costs.
+    equity : ndarray, shape (n_steps,)
+        Equity after each fill, currency.
+    weights : ndarray, shape (n_steps, n_assets)
+        Book after each fill (before the next bar's drift).
+    proposed, approved : ndarray, shape (n_steps, n_assets)
+        The allocator's proposal and what the gates approved.
+    symbol_reasons : ndarray of int64, shape (n_steps, n_assets)
+        ``ReasonCode`` bits (gates | execution).
+    portfolio_reasons : ndarray of int64, shape (n_steps,)
+    reason_counts : ndarray of int64, shape (n_steps, len(REASON_NAMES))
+        Symbols carrying each code (``allocgym.envs.core.REASON_NAMES`` order).
+    reason_names : tuple of str
+    side : ndarray of int8, shape (n_steps, n_assets)
+        Sign of the shares traded at the fill (+1 BUY, -1 SELL, 0 none).
+    trades : ndarray, shape (n_steps, n_assets)
+        Signed traded weight at the fill (notional over pre-trade equity).
+    costs, turnover, intervention : ndarray, shape (n_steps,)
+        Fill cost (fraction of pre-trade equity), traded L1 weight, L1 proposed ->
+        approved.
+    regime : ndarray of int8, shape (n_steps,)
+        Regime code at the decision bar (``REGIME_LABELS``).
+    asset_pnl : ndarray, shape (n_steps, n_assets)
+        ``w_t,i * r_t+1,i``: each symbol's contribution to the return.
+    cost_pnl : ndarray, shape (n_steps,)
+        ``returns - asset_pnl.sum(1)``: the (negative) contribution of costs.
+    strategy_pnl : ndarray, shape (n_steps, n_strategies), or None
+        Per-family part of ``asset_pnl.sum(1)`` (``budgets`` mode only).
+    strategy_names : tuple of str
+    invariant_breaches : ndarray of int64, shape (n_steps,)
+        1 where ``check_invariants`` found a breach at that decision (must be all 0).
+    invariant_messages : tuple of str
+        First messages of the breaches (for the report).
+    allocator_errors : int
+        Rebalances where the allocator raised ``OptimizationError`` (book kept).
+    initial_equity : float
+        Starting equity (``cfg.env.initial_equity * equity_scale``), currency.
+    equity_scale : float
+        Multiple of the configured equity (capacity stress scenarios use 10, 100).
+    split : str
+    """
+
+    name: str
+    kind: str
+    group: str
+    seed: int | None
+    symbols: tuple[str, ...]
+    dates: np.ndarray
+    bars: np.ndarray
+    returns: np.ndarray
+    equity: np.ndarray
+    weights: np.ndarray
+    proposed: np.ndarray
+    approved: np.ndarray
+    symbol_reasons: np.ndarray
+    portfolio_reasons: np.ndarray
+    reason_counts: np.ndarray
+    reason_names: tuple[str, ...]
+    side: np.ndarray
+    trades: np.ndarray
+    costs: np.ndarray
+    turnover: np.ndarray
+    intervention: np.ndarray
+    regime: np.ndarray
+    asset_pnl: np.ndarray
+    cost_pnl: np.ndarray
+    strategy_pnl: np.ndarray | None
+    strategy_names: tuple[str, ...]
+    invariant_breaches: np.ndarray
+    invariant_messages: tuple[str, ...]
+    allocator_errors: int
+    initial_equity: float
+    equity_scale: float
+    split: str
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.returns.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-bar arrays keyed ``<field>`` (for ``np.savez``)."""
+        keys = ("dates", "bars", "returns", "equity", "weights", "proposed", "approved",
+                "symbol_reasons", "portfolio_reasons", "reason_counts", "side", "trades", "costs",
+                "turnover", "intervention", "regime", "asset_pnl", "cost_pnl",
+                "invariant_breaches")  # fmt: skip
+        out = {k: getattr(self, k) for k in keys}
+        if self.strategy_pnl is not None:
+            out["strategy_pnl"] = self.strategy_pnl
+        return out
+
+
+def allocation_context(
+    params: EnvParams, state: EnvState, lookback: int, rows: np.ndarray | None = None
+) -> AllocationContext:
+    """Past-only ``AllocationContext`` at each portfolio's decision bar, from env arrays.
+
+    Parameters
+    ----------
+    params : EnvParams
+    state : EnvState
+    lookback : int
+        Trailing bars of returns (clamped to the bars before the earliest ``t``).
+    rows : ndarray of int, optional
+        Portfolios to include (default all).
+
+    Returns
+    -------
+    AllocationContext
+        ``returns`` (n, lookback, n_assets) with bar ``t`` last; ``scores`` from
+        ``allocgym.features.alpha_scores``; ``betas`` the env's betas; ``costs`` the linear
+        cost rate per unit of weight traded (commission + ``spread_mult`` x half-spread,
+        ``allocgym.costs.cost_terms``; the impact part depends on the trade size).
+    """
+    from allocgym.envs import core
+
+    idx = np.arange(state.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
+    t = state.t[idx]
+    n_back = int(min(lookback, int(t.min()) + 1))
+    win = t[:, None] + np.arange(-n_back + 1, 1)[None, :]
+    feats = params.features.take(t)
+    equity = state.equity[idx]
+    linear, _ = cost_terms(
+        np.ones((idx.size, params.n_assets)), equity, feats.adv_notional, feats.volatility,
+        params.spread_bps[t], params.cost_model,
+    )  # fmt: skip
+    return AllocationContext(
+        returns=params.returns[win],
+        current_weights=core.current_weights(params, state)[idx],
+        symbols=params.market.symbols,
+        sector_ids=params.sector_ids,
+        regime=feats.regime.astype(np.int64),
+        regime_confidence=feats.regime_confidence,
+        scores=alpha_scores(feats),
+        betas=feats.betas,
+        costs=linear,
+        benchmark_returns=params.market.benchmark_returns[win],
+        t=t.copy(),
+        barbell=feats.barbell.astype(np.int64),
+    )
+
+
+def _row_context(ctx: AllocationContext, i: int) -> AllocationContext:
+    """Row ``i`` of a batched context as a one-portfolio context."""
+    sl = slice(i, i + 1)
+
+    def take(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else x[sl]
+
+    return AllocationContext(
+        returns=ctx.returns[sl],
+        current_weights=ctx.current_weights[sl],
+        symbols=ctx.symbols,
+        sector_ids=ctx.sector_ids,
+        regime=ctx.regime[sl],
+        regime_confidence=ctx.regime_confidence[sl],
+        scores=take(ctx.scores),
+        betas=take(ctx.betas),
+        costs=take(ctx.costs),
+        benchmark_returns=take(ctx.benchmark_returns),
+        t=take(ctx.t),
+        barbell=take(ctx.barbell),
+    )
+
+
+@dataclass
+class _Member:
+    obj: Any
+    name: str
+    kind: str
+    group: str
+    seed: int | None
+    scale: float
+
+
+def _as_member(obj: Any, scale: float) -> _Member:
+    is_policy = hasattr(obj, "act") and not hasattr(obj, "allocate")
+    if not is_policy and not isinstance(obj, Allocator):
+        raise ConfigError(
+            f"{type(obj).__name__} is neither an Allocator (name, allocate(ctx)) nor a policy "
+            "(name, act(obs)): wrap it in one of them"
+        )
+    name = str(getattr(obj, "name", type(obj).__name__))
+    group = str(getattr(obj, "group", name))
+    seed = getattr(obj, "seed", None)
+    return _Member(obj, name, "agent" if is_policy else "baseline", group,
+                   None if seed is None else int(seed), float(scale))  # fmt: skip
+
+
+def run_allocator(
+    allocator: Allocator | Policy,
+    market: MarketData | None = None,
+    cfg: AllocgymConfig | None = None,
+    split: Any = None,
+    *,
+    params: EnvParams | None = None,
+    equity_scale: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Backtest:
+    """Backtest one allocator over a whole split (see :func:`run_allocators`)."""
+    return run_allocators(
+        [allocator], market, cfg, split, params=params, equity_scales=[equity_scale],
+        progress=progress,
+    )[0]  # fmt: skip
+
+
+def run_allocators(
+    allocators: Sequence[Allocator | Policy],
+    market: MarketData | None = None,
+    cfg: AllocgymConfig | None = None,
+    split: Any = None,
+    *,
+    params: EnvParams | None = None,
+    equity_scales: Sequence[float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Backtest]:
+    """Backtest allocators side by side over a whole split, one portfolio each.
+
+    Parameters
+    ----------
+    allocators : sequence of Allocator or Policy
+        Baselines (``allocate(ctx)``) and agents (``act(obs)``); optional attributes
+        ``group`` and ``seed`` label agent seeds in the report.
+    market : MarketData, optional
+        Default ``load_market(cfg.data)`` (ignored when ``params`` is given).
+    cfg : AllocgymConfig, optional
+        Default ``AllocgymConfig()`` (ignored when ``params`` is given).
+    split : str, Split or (start, stop), optional
+        Default ``cfg.evaluation.split``.
+    params : EnvParams, optional
+        Prebuilt :func:`evaluation_params` (share the feature precomputation).
+    equity_scales : sequence of float, optional
+        Starting equity of each portfolio as a multiple of ``cfg.env.initial_equity``
+        (capacity stress); default 1 for all.
+    progress : callable, optional
+        ``progress(steps_done, steps_total)`` after every bar.
+
+    Returns
+    -------
+    list of Backtest
+        In the order of ``allocators``.
+    """
+    if params is None:
+        cfg = cfg or AllocgymConfig()
+        market = load_market(cfg.data) if market is None else market
+        params = evaluation_params(market, cfg, split)
+    scales = [1.0] * len(allocators) if equity_scales is None else list(equity_scales)
+    if len(scales) != len(allocators):
+        raise ConfigError(
+            f"equity_scales has {len(scales)} entries for {len(allocators)} allocators: give "
+            "one per allocator"
+        )
+    if any(not (math.isfinite(s) and s > 0) for s in scales):
+        raise ConfigError(f"equity_scales {scales}: every multiple must be finite and > 0")
+    members = [_as_member(a, s) for a, s in zip(allocators, scales, strict=True)]
+    if not members:
+        return []
+    budgets = params.action_spec.mode == "budgets"
+    # Budget-mode agents step through ActionSpec + IntentAggregator (core.step); proposals
+    # of baselines carry no strategy contributions, so the two kinds walk separately.
+    groups = [
+        [i for i, m in enumerate(members) if m.kind == "agent"] if budgets else [],
+        [i for i, m in enumerate(members) if not (budgets and m.kind == "agent")],
+    ]
+    out: list[Backtest | None] = [None] * len(members)
+    todo = [g for g in groups if g]
+    total = _n_steps(params) * len(todo)
+    for j, rows in enumerate(todo):
+        offset = j * _n_steps(params)
+
+        def step_progress(k: int, n: int, offset: int = offset) -> None:
+            if progress is not None:
+                progress(offset + k, total)
+
+        with _single_thread_torch(any(members[i].kind == "agent" for i in rows)):
+            results = _walk(params, [members[i] for i in rows], step_progress)
+        for i, bt in zip(rows, results, strict=True):
+            out[i] = bt
+    return [bt for bt in out if bt is not None]
+
+
+@contextlib.contextmanager
+def _single_thread_torch(active: bool) -> Iterator[None]:
+    """One torch thread while policies act on one observation per bar.
+
+    Batch-1 inference gains nothing from intra-op threads, and on a busy machine the
+    thread pool's synchronisation costs 10-30x the forward pass itself.
+    """
+    import sys
+
+    torch = sys.modules.get("torch") if active else None
+    if torch is None:
+        yield
+        return
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _n_steps(params: EnvParams) -> int:
+    return int(params.split.stop - 1 - params.lo)
+
+
+def _walk(
+    params: EnvParams, members: list[_Member], progress: Callable[[int, int], None]
+) -> list[Backtest]:
+    """One batched walk of ``members`` over the split (all agents or all proposers)."""
+    from allocgym.envs import core
+    from allocgym.intents import STRATEGY_FAMILIES
+
+    cfg = params.cfg
+    b, n = len(members), params.n_assets
+    n_steps = _n_steps(params)
+    spec = params.action_spec
+    budgets_walk = spec.mode == "budgets" and all(m.kind == "agent" for m in members)
+    rebalance = int(cfg.baselines.rebalance_every)
+    lookback = int(cfg.baselines.lookback)
+    check = bool(cfg.evaluation.check_invariants)
+    n_codes = len(core.REASON_CODES)
+
+    state, obs = core.reset(params, core.seed_keys(np.arange(b)), start=np.full(b, params.lo))
+    scale = np.array([m.scale for m in members])
+    state = replace(state, cash=state.cash * scale, equity=state.equity * scale,
+                    peak=state.peak * scale)  # fmt: skip
+    for m in members:
+        if m.kind == "agent" and hasattr(m.obj, "reset"):
+            m.obj.reset()  # recurrent policies start a new episode
+
+    rec = {
+        "returns": np.zeros((b, n_steps)),
+        "equity": np.zeros((b, n_steps)),
+        "costs": np.zeros((b, n_steps)),
+        "turnover": np.zeros((b, n_steps)),
+        "intervention": np.zeros((b, n_steps)),
+        "cost_pnl": np.zeros((b, n_steps)),
+        "portfolio_reasons": np.zeros((b, n_steps), np.int64),
+        "invariant_breaches": np.zeros((b, n_steps), np.int64),
+        "weights": np.zeros((b, n_steps, n)),
+        "proposed": np.zeros((b, n_steps, n)),
+        "approved": np.zeros((b, n_steps, n)),
+        "asset_pnl": np.zeros((b, n_steps, n)),
+        "symbol_reasons": np.zeros((b, n_steps, n), np.int64),
+        "side": np.zeros((b, n_steps, n), np.int8),
+        "trades": np.zeros((b, n_steps, n)),
+        "reason_counts": np.zeros((b, n_steps, n_codes), np.int64),
+    }
+    regime = np.zeros(n_steps, np.int8)
+    bars = np.zeros(n_steps, np.int64)
+    n_strat = len(STRATEGY_FAMILIES)
+    strategy_pnl = np.zeros((b, n_steps, n_strat)) if budgets_walk else None
+    last_share = np.zeros((b, n_strat, n))
+    messages: list[list[str]] = [[] for _ in range(b)]
+    errors = np.zeros(b, np.int64)
+    held = np.zeros((b, n))  # last baseline targets (re-optimised on schedule)
+    working = np.zeros(b, dtype=bool)  # rows still trading towards their target
+    policy_rows = [i for i, m in enumerate(members) if m.kind == "agent"]
+    alloc_rows = [i for i, m in enumerate(members) if m.kind == "baseline"]
+    done = n_steps
+
+    for k in range(n_steps):
+        t = int(state.t[0])
+        if budgets_walk:
+            actions = np.concatenate([members[i].obj.act(obs[i : i + 1]) for i in range(b)])
+            res = core.step(params, state, actions)
+        else:
+            proposed = core.current_weights(params, state).copy()
+            for i in policy_rows:
+                proposed[i] = spec.to_weights(members[i].obj.act(obs[i : i + 1]))[0]
+            if alloc_rows and k % rebalance == 0:
+                ctx = allocation_context(params, state, lookback, np.asarray(alloc_rows))
+                for j, i in enumerate(alloc_rows):
+                    try:
+                        w = np.asarray(members[i].obj.allocate(_row_context(ctx, j)), np.float64)
+                        held[i] = w.reshape(n)
+                    except OptimizationError:
+                        errors[i] += 1
+                        held[i] = ctx.current_weights[j]
+                working[alloc_rows] = True
+            proposed[working] = held[working]
+            res = core.step_proposed(params, state, proposed)
+            # A rebalance cut by a trade limit keeps working towards its target.
+            limited = (res.info["portfolio_reasons"] & _TRADE_LIMITS) != 0
+            working &= limited
+        dec, info = res.decision, res.info
+
+        # Attribution: held book at t times each symbol's price return over (t, t+1].
+        p0, p1 = params.prices[t], params.prices[t + 1]
+        r_px = np.divide(p1, p0, out=np.ones_like(p1), where=p0 > 0) - 1.0
+        w_pre = dec.context.current_weights
+        a_pnl = w_pre * r_px[None, :]
+        value_pre = state.cash + state.shares @ p1
+        net = info["equity"] / state.equity - 1.0
+        if strategy_pnl is not None:
+            strategy_pnl[:, k] = np.einsum("bsn,bn->bs", last_share, a_pnl)
+            parts = info["strategy_contributions"] * info["strategy_scale"][:, :, None]
+            tot = parts.sum(axis=1, keepdims=True)
+            share = np.divide(parts, tot, out=np.zeros_like(parts), where=np.abs(tot) > 1e-15)
+            traded = (dec.execution.delta_qty != 0.0)[:, None, :]
+            last_share = np.where(traded, share, last_share)
+
+        if check:
+            rep = check_invariants(dec.gate, dec.context, params.limits, params.cost_model)
+            if rep.n_breaches:
+                rec["invariant_breaches"][:, k] = rep.breached.astype(np.int64)
+                for i in np.flatnonzero(rep.breached):
+                    tag = f"portfolio {i}:"
+                    mine = [m for m in rep.messages if m.startswith(tag)]
+                    if len(messages[i]) < 20:
+                        messages[i].extend(f"bar {t}: {m[len(tag) :].strip()}" for m in mine[:5])
+
+        rec["returns"][:, k] = net
+        rec["equity"][:, k] = info["equity"]
+        rec["costs"][:, k] = info["cost"]
+        rec["turnover"][:, k] = info["turnover"]
+        rec["intervention"][:, k] = info["intervention"]
+        rec["cost_pnl"][:, k] = net - a_pnl.sum(axis=1)
+        rec["portfolio_reasons"][:, k] = info["portfolio_reasons"]
+        rec["weights"][:, k] = info["weights"]
+        rec["proposed"][:, k] = np.where(np.isfinite(dec.proposed), dec.proposed, np.nan)
+        rec["approved"][:, k] = info["approved"]
+        rec["asset_pnl"][:, k] = a_pnl
+        rec["symbol_reasons"][:, k] = info["symbol_reasons"]
+        rec["side"][:, k] = np.sign(info["delta_qty"]).astype(np.int8)
+        pos = value_pre > 0
+        rec["trades"][:, k] = info["delta_qty"] * p1 / np.where(pos, value_pre, 1.0)[:, None]
+        rec["reason_counts"][:, k] = info["reason_counts"]
+        regime[k] = int(info["regime"][0])
+        bars[k] = t
+        state, obs = res.state, res.obs
+        progress(k + 1, n_steps)
+        if (state.equity <= 0.0).any():  # a wiped-out book cannot be marked further
+            done = k + 1
+            warnings.warn(
+                f"evaluation stopped at bar {t + 1}: equity of "
+                f"{[members[i].name for i in np.flatnonzero(state.equity <= 0)]} reached 0",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            break
+
+    dates = params.market.dates[bars[:done] + 1]
+    eq0 = float(cfg.env.initial_equity)
+    out: list[Backtest] = []
+    for i, m in enumerate(members):
+        out.append(
+            Backtest(
+                name=m.name,
+                kind=m.kind,
+                group=m.group,
+                seed=m.seed,
+                symbols=tuple(params.market.symbols),
+                dates=dates,
+                bars=bars[:done].copy(),
+                regime=regime[:done].copy(),
+                reason_names=tuple(core.REASON_NAMES),
+                strategy_pnl=None if strategy_pnl is None else strategy_pnl[i, :done],
+                strategy_names=tuple(STRATEGY_FAMILIES) if strategy_pnl is not None else (),
+                invariant_messages=tuple(messages[i]),
+                allocator_errors=int(errors[i]),
+                initial_equity=eq0 * m.scale,
+                equity_scale=m.scale,
+                split=params.split.name,
+                **{key: arr[i, :done] for key, arr in rec.items()},
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- DSR
+
+
+def _sharpe_moments(returns: np.ndarray) -> tuple[float, float, float, int]:
+    r = np.asarray(returns, dtype=np.float64)
+    n = r.shape[-1]
+    sd = float(np.std(r, ddof=1)) if n > 1 else float("nan")
+    sr = float(np.mean(r)) / sd if sd > 0 else float("nan")
+    skew = float(stats.skew(r, bias=True)) if n > 2 and sd > 0 else 0.0
+    kurt = float(stats.kurtosis(r, fisher=False, bias=True)) if n > 3 and sd > 0 else 3.0
+    return sr, skew, kurt, n
+
+
+def probabilistic_sharpe_ratio(
+    sharpe: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0, benchmark: float = 0.0
+) -> float:
+    """Probabilistic Sharpe Ratio ``P(SR* > benchmark)`` (Bailey & López de Prado, 2012).
+
+    ``Phi((SR - SR_b) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2))`` with per-period
+    (not annualised) Sharpe ratios, skewness ``g3`` and Pearson kurtosis ``g4`` (3 for a
+    normal distribution).
+
+    Parameters
+    ----------
+    sharpe : float
+        Observed per-period Sharpe ratio.
+    n_obs : int
+        Number of return observations.
+    skew, kurtosis : float
+        Of the returns (kurtosis not in excess).
+    benchmark : float
+        Per-period Sharpe ratio to beat.
+
+    Returns
+    -------
+    float
+        Probability in [0, 1]; NaN for fewer than 2 observations or a NaN Sharpe.
+    """
+    if n_obs < 2 or not math.isfinite(sharpe):
+        return float("nan")
+    denom = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    if denom <= 0:
+        return float("nan")
+    z = (sharpe - benchmark) * math.sqrt(n_obs - 1) / math.sqrt(denom)
+    return float(stats.norm.cdf(z))
+
+
+def expected_max_sharpe(trial_sharpes: Sequence[float], n_trials: int) -> float:
+    """Expected maximum per-period Sharpe of ``n_trials`` skill-less trials (DSR's ``SR_0``).
+
+    ``sqrt(V) ((1 - g) Z(1 - 1/N) + g Z(1 - 1/(N e)))``, with ``V`` the variance (ddof=1)
+    of the trials' Sharpe ratios, ``g`` the Euler–Mascheroni constant and ``Z`` the standard
+    normal quantile (Bailey & López de Prado, 2014, eq. 2). 0 for a single trial.
+    """
+    sr = np.asarray([s for s in trial_sharpes if math.isfinite(s)], dtype=np.float64)
+    if n_trials < 2 or sr.size < 2:
+        return 0.0
+    v = float(np.var(sr, ddof=1))
+    z1 = stats.norm.ppf(1.0 - 1.0 / n_trials)
+    z2 = stats.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    return math.sqrt(v) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)
+
+
+def deflated_sharpe_ratio(
+    returns: np.ndarray, trial_sharpes: Sequence[float], n_trials: int | None = None
+) -> tuple[float, float]:
+    """Deflated Sharpe Ratio of a return series (Bailey & López de Prado, 2014).
+
+    The PSR of ``returns`` against ``SR_0 = expected_max_sharpe(trial_sharpes, N)``: the
+    probability that the true Sharpe ratio is positive after correcting for selecting the
+    best of ``N`` trials and for non-normal returns.
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n_steps,)
+        Simple per-period returns.
+    trial_sharpes : sequence of float
+        Per-period Sharpe ratios of all trials (this one included).
+    n_trials : int, optional
+        Number of trials ``N``; default ``len(trial_sharpes)``.
+
+    Returns
+    -------
+    dsr : float
+        In [0, 1].
+    sr0 : float
+        The per-period Sharpe threshold ``SR_0``.
+    """
+    n_tr = len(trial_sharpes) if n_trials is None else int(n_trials)
+    sr0 = expected_max_sharpe(trial_sharpes, n_tr)
+    sr, skew, kurt, n = _sharpe_moments(returns)
+    return probabilistic_sharpe_ratio(sr, n, skew, kurt, sr0), sr0
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _f(x: Any) -> float:
+    return float(np.asarray(x))
+
+
+def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict[str, Any]:
+    """Metrics of one backtest, every risk/return number from :mod:`allocgym.measures`.
+
+    Returns
+    -------
+    dict
+        ``ann_return``, ``ann_volatility``, ``sharpe``, ``sortino``, ``max_drawdown``,
+        ``calmar``, ``cvar`` (at ``ecfg.cvar_alpha``), ``total_return``, ``hit_rate``,
+        ``turnover`` (mean traded L1 per bar x periods per year), ``costs`` (sum of fill
+        costs, fractions of equity), ``costs_annual``, ``hhi`` (mean Herfindahl of the held
+        book over invested bars), ``max_weight`` (largest held |w|), ``mean_gross``,
+        ``interventions`` (reason name -> symbol-bars carrying it, non-zero only),
+        ``gate_interventions`` (sum over gate codes), ``decisions_intervened`` (bars where
+        the gates changed the proposal), ``invariant_breaches`` (bars with a breach),
+        ``allocator_errors``, ``regimes`` (label -> n_bars, fraction, ann_return,
+        ann_volatility, sharpe), ``attribution`` (``assets``: symbol -> summed daily
+        contribution; ``costs``; ``strategies``: family -> summed contribution, or the
+        allocator's name in ``weights`` mode), ``n_bars``, ``start`` / ``end`` dates.
+    """
+    e = ecfg or EvaluationConfig()
+    ppy = float(e.periods_per_year)
+    r = bt.returns
+    n = bt.n_steps
+    invested = np.abs(bt.weights).sum(axis=1) > 0
+    hhi = measures.herfindahl(bt.weights[invested]) if invested.any() else np.array([np.nan])
+    counts = bt.reason_counts.sum(axis=0)
+    interventions = {name: int(c) for name, c in zip(bt.reason_names, counts, strict=True) if c}
+    gate_total = int(sum(v for k, v in interventions.items() if k in GATE_REASON_NAMES))
+    regimes: dict[str, dict[str, float]] = {}
+    for code, label in enumerate(REGIME_LABELS):
+        sel = bt.regime == code
+        k = int(sel.sum())
+        if k == 0:
+            continue
+        rr = r[sel]
+        regimes[label] = {
+            "n_bars": k,
+            "fraction": k / max(n, 1),
+            "ann_return": _f(measures.annualized_return(rr, ppy)),
+            "ann_volatility": _f(measures.annualized_volatility(rr, ppy)),
+            "sharpe": _f(measures.sharpe_ratio(rr, periods_per_year=ppy)),
+        }
+    asset = bt.asset_pnl.sum(axis=0)
+    if bt.strategy_pnl is not None:
+        strategies = {
+            s: float(v) for s, v in zip(bt.strategy_names, bt.strategy_pnl.sum(0), strict=True)
+        }
+        strategies["unattributed"] = float(asset.sum() - bt.strategy_pnl.sum())
+    else:
+        strategies = {bt.name: float(asset.sum())}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: dict[str, Any] = {
+            "name": bt.name,
+            "kind": bt.kind,
+            "group": bt.group,
+            "seed": bt.seed,
+            "equity_scale": bt.equity_scale,
+            "n_bars": n,
+            "start": str(bt.dates[0])[:10] if n else "",
+            "end": str(bt.dates[-1])[:10] if n else "",
+            "ann_return": _f(measures.annualized_return(r, ppy)),
+            "ann_volatility": _f(measures.annualized_volatility(r, ppy)),
+            "sharpe": _f(measures.sharpe_ratio(r, periods_per_year=ppy)),
+            "sortino": _f(measures.sortino_ratio(r, periods_per_year=ppy)),
+            "max_drawdown": _f(measures.max_drawdown(r)),
+            "calmar": _f(measures.calmar_ratio(r, ppy)),
+            "cvar": _f(measures.cvar(r, e.cvar_alpha)),
+            "total_return": float(np.prod(1.0 + r) - 1.0),
+            "hit_rate": _f(measures.hit_rate(r)),
+            "turnover": float(np.mean(bt.turnover) * ppy) if n else float("nan"),
+            "costs": float(np.sum(bt.costs)),
+            "costs_annual": float(np.sum(bt.costs) * ppy / n) if n else float("nan"),
+            "hhi": float(np.nanmean(hhi)) if np.isfinite(hhi).any() else float("nan"),
+            "max_weight": float(np.abs(bt.weights).max()) if n else float("nan"),
+            "mean_gross": float(np.abs(bt.weights).sum(axis=1).mean()) if n else float("nan"),
+            "interventions": interventions,
+            "gate_interventions": gate_total,
+            "decisions_intervened": int((bt.intervention > 1e-9).sum()),
+            "invariant_breaches": int(bt.invariant_breaches.sum()),
+            "allocator_errors": bt.allocator_errors,
+            "regimes": regimes,
+            "attribution": {
+                "assets": {s: float(v) for s, v in zip(bt.symbols, asset, strict=True)},
+                "costs": float(bt.cost_pnl.sum()),
+                "strategies": strategies,
+            },
+        }
+    return out
+
+
+TABLE_METRICS: tuple[str, ...] = (
+    "ann_return", "ann_volatility", "sharpe", "sortino", "max_drawdown", "calmar", "cvar",
+    "turnover", "costs", "gate_interventions", "invariant_breaches", "hhi", "dsr",
+)  # fmt: skip
+"""Columns of the metrics table (``EvaluationResult.table``)."""
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class EvaluationResult:
+    """Backtests of one evaluation, their metrics and the seed aggregates.
+
+    Attributes
+    ----------
+    backtests : list of Backtest
+    metrics : dict of str to dict
+        :func:`backtest_metrics` per backtest name, plus ``dsr``, ``psr``.
+    groups : dict of str to dict
+        Per agent group with several seeds: ``n_seeds``, ``seeds``, and for every table
+        metric ``{"mean": ..., "std": ...}`` (std with ddof=1).
+    dsr : dict
+        ``n_trials``, ``sr0`` (per period), ``sr0_annual``, ``trial_names``.
+    meta : dict
+        Split, dates, config hash, run directory, market name.
+    dashboard : dict
+        :func:`dashboard_data` of the primary allocator.
+    """
+
+    backtests: list[Backtest]
+    metrics: dict[str, dict[str, Any]]
+    groups: dict[str, dict[str, Any]]
+    dsr: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    dashboard: dict[str, Any] = field(default_factory=dict)
+
+    def backtest(self, name: str) -> Backtest:
+        """The backtest called ``name``."""
+        for bt in self.backtests:
+            if bt.name == name:
+                return bt
+        raise KeyError(f"no backtest {name!r}; have {[b.name for b in self.backtests]}")
+
+    @property
+    def primary(self) -> Backtest:
+        """The report's main allocator: the first agent (lowest seed), else the first row."""
+        agents = [b for b in self.backtests if b.kind == "agent"]
+        if agents:
+            return sorted(agents, key=lambda b: (b.group, -1 if b.seed is None else b.seed))[0]
+        return self.backtests[0]
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows of the metrics table: per backtest, then ``<group> (mean ± std)`` rows.
+
+        Group rows hold ``(mean, std)`` tuples; other rows plain floats.
+        """
+        rows: list[dict[str, Any]] = []
+        for bt in self.backtests:
+            m = self.metrics[bt.name]
+            rows.append({"allocator": bt.name, **{k: m.get(k) for k in TABLE_METRICS}})
+        for g, agg in self.groups.items():
+            label = f"{g} (mean ± std, {agg['n_seeds']} seeds)"
+            rows.append(
+                {"allocator": label, **{k: (agg[k]["mean"], agg[k]["std"]) for k in TABLE_METRICS}}
+            )
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable summary (``results.json``), return series included."""
+        return {
+            "meta": self.meta,
+            "metrics": self.metrics,
+            "groups": self.groups,
+            "dsr": self.dsr,
+            "dashboard": self.dashboard,
+            "table_metrics": list(TABLE_METRICS),
+            "series": {
+                bt.name: {
+                    "dates": [str(d)[:10] for d in bt.dates],
+                    "returns": bt.returns.tolist(),
+                    "equity": bt.equity.tolist(),
+                }
+                for bt in self.backtests
+            },
+        }
+
+
+def summarize(
+    backtests: Sequence[Backtest], ecfg: EvaluationConfig | None = None
+) -> EvaluationResult:
+    """Metrics of every backtest, the DSR over all of them and the per-group seed stats.
+
+    Every backtest is a trial of the DSR (``ecfg.dsr_trials`` overrides the count);
+    ``SR_0`` uses the variance of their per-period Sharpe ratios.
+    """
+    e = ecfg or EvaluationConfig()
+    metrics = {bt.name: backtest_metrics(bt, e) for bt in backtests}
+    if len(metrics) != len(backtests):
+        raise ConfigError(
+            f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
+        )
+    trial = [_sharpe_moments(bt.returns)[0] for bt in backtests]
+    n_trials = int(e.dsr_trials) if e.dsr_trials is not None else len(backtests)
+    sr0 = expected_max_sharpe(trial, n_trials)
+    for bt in backtests:
+        sr, skew, kurt, n = _sharpe_moments(bt.returns)
+        metrics[bt.name]["dsr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, sr0)
+        metrics[bt.name]["psr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, 0.0)
+        metrics[bt.name]["dsr_trials"] = n_trials
+    groups: dict[str, dict[str, Any]] = {}
+    by_group: dict[str, list[Backtest]] = {}
+    for bt in backtests:
+        if bt.kind == "agent":
+            by_group.setdefault(bt.group, []).append(bt)
+    for g, members in by_group.items():
+        if len(members) < 2:
+            continue
+        agg: dict[str, Any] = {
+            "n_seeds": len(members),
+            "seeds": [m.seed for m in members],
+            "members": [m.name for m in members],
+        }
+        for key in TABLE_METRICS:
+            vals = np.array([metrics[m.name][key] for m in members], dtype=np.float64)
+            agg[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1))}
+        groups[g] = agg
+    ppy = float(e.periods_per_year)
+    dsr = {
+        "n_trials": n_trials,
+        "sr0": sr0,
+        "sr0_annual": sr0 * math.sqrt(ppy),
+        "trial_names": [bt.name for bt in backtests],
+        "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
+        "of N trials; every allocator evaluated together is a trial",
+    }
+    return EvaluationResult(list(backtests), metrics, groups, dsr)
+
+
+def dashboard_data(bt: Backtest, params: EnvParams) -> dict[str, Any]:
+    """Seed 000's dashboard view of a backtest's final book.
+
+    Clusters are cut, as the cluster barbell does, from the correlation distance of the
+    trailing ``cfg.baselines.lookback`` returns up to the last bar (``barbell`` settings:
+    covariance estimator, linkage, number of clusters); each cluster's *lead asset* is its
+    member with the best cumulative return over ``barbell.lead_window`` bars. The latest
+    rebalancing signals are the trades of the last bar that traded.
+
+    Returns
+    -------
+    dict
+        ``allocator``, ``date``; ``clusters``: list of {id, members, gross, net, lead};
+        ``assets``: list of {symbol, weight, cluster, lead, signal (BUY/SELL/HOLD), trade};
+        ``signal_date``, ``symbol_cap``, ``cluster_cap``, ``lead_window``.
+    """
+    from allocgym.baselines.cluster_barbell import cluster_assets
+    from allocgym.estimates import correlation_distance, cov_to_corr, estimate_covariance
+
+    cfg = params.cfg
+    bb = cfg.baselines.barbell
+    n = params.n_assets
+    symbols = tuple(params.market.symbols)
+    if bt.n_steps == 0:
+        return {"date": "", "clusters": [], "assets": [], "signal_date": ""}
+    end = int(bt.bars[-1]) + 1
+    look = int(min(cfg.baselines.lookback, end + 1))
+    r = params.returns[end - look + 1 : end + 1]
+    active = np.std(r, axis=0, ddof=1) > 1e-8
+    labels = np.full(n, -1, dtype=np.int64)
+    idx = np.flatnonzero(active)
+    if idx.size:
+        cov = estimate_covariance(r[:, idx], bb.covariance, bb.halflife)
+        dist = correlation_distance(cov_to_corr(cov))
+        labels[idx] = cluster_assets(dist, bb.linkage, bb.n_clusters, bb.distance_threshold)
+    lw = int(min(bb.lead_window, look))
+    perf = np.prod(1.0 + r[-lw:], axis=0) - 1.0
+    w = bt.weights[-1]
+    clusters: list[dict[str, Any]] = []
+    lead = np.zeros(n, dtype=bool)
+    for c in range(int(labels.max()) + 1 if idx.size else 0):
+        members = np.flatnonzero(labels == c)
+        best = int(members[np.argmax(perf[members])])
+        lead[best] = True
+        clusters.append(
+            {
+                "id": c,
+                "members": [symbols[i] for i in members],
+                "gross": float(np.abs(w[members]).sum()),
+                "net": float(w[members].sum()),
+                "lead": symbols[best],
+            }
+        )
+    traded = np.flatnonzero(np.abs(bt.trades).sum(axis=1) > 0)
+    k = int(traded[-1]) if traded.size else -1
+    trade = bt.trades[k] if k >= 0 else np.zeros(n)
+    assets = [
+        {
+            "symbol": symbols[i],
+            "weight": float(w[i]),
+            "cluster": int(labels[i]),
+            "lead": bool(lead[i]),
+            "trade": float(trade[i]),
+            "signal": "BUY" if trade[i] > 0 else "SELL" if trade[i] < 0 else "HOLD",
+        }
+        for i in range(n)
+    ]
+    return {
+        "allocator": bt.name,
+        "date": str(params.market.dates[end])[:10],
+        "signal_date": str(bt.dates[k])[:10] if k >= 0 else "",
+        "clusters": clusters,
+        "assets": assets,
+        "symbol_cap": float(cfg.risk.max_symbol_weight),
+        "cluster_cap": float(bb.cluster_cap),
+        "lead_window": lw,
+    }
+
+
+def evaluate(
+    allocators: Sequence[Allocator | Policy],
+    market: MarketData | None = None,
+    cfg: AllocgymConfig | None = None,
+    split: Any = None,
+    *,
+    params: EnvParams | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Backtest ``allocators`` together (:func:`run_allocators`) and summarise them."""
+    cfg = cfg or (params.cfg if params is not None else AllocgymConfig())
+    if params is None:
+        market = load_market(cfg.data) if market is None else market
+        params = evaluation_params(market, cfg, split)
+    bts = run_allocators(allocators, params=params, progress=progress)
+    result = summarize(bts, cfg.evaluation)
+    result.dashboard = dashboard_data(result.primary, params) if bts else {}
+    if bts and bts[0].n_steps:
+        result.meta.update(
+            start=str(bts[0].dates[0])[:10], end=str(bts[0].dates[-1])[:10], n_bars=bts[0].n_steps
+        )
+    sp = params.split
+    from allocgym.config import config_hash
+
+    result.meta.update(
+        split=sp.name,
+        split_bars=[int(sp.start), int(sp.stop)],
+        first_decision_bar=int(params.lo),
+        market=params.market.name,
+        n_assets=params.n_assets,
+        symbols=list(params.market.symbols),
+        config_hash=config_hash(cfg),
+        rebalance_every=int(cfg.baselines.rebalance_every),
+        initial_equity=float(cfg.env.initial_equity),
+        action_mode=params.action_spec.mode,
+        periods_per_year=float(cfg.evaluation.periods_per_year),
+    )
+    return result
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def find_agent_runs(
+    path: str | Path, seeds: Iterable[int] | None = None
+) -> list[tuple[int | None, Path]]:
+    """Training runs under ``path``: the run itself, or its ``seed_<k>`` sub-runs.
+
+    Parameters
+    ----------
+    path : path
+        A run directory (``config.yaml`` and ``best/`` or ``final/``) or a folder of
+        ``seed_*`` runs (``allocgym quickstart --seeds``).
+    seeds : iterable of int, optional
+        Keep only these training seeds.
+
+    Returns
+    -------
+    list of (seed, Path)
+        Sorted by seed.
+
+    Raises
+    ------
+    ConfigError
+        No run found, or a requested seed missing.
+    """
+    root = Path(path)
+
+    def is_run(p: Path) -> bool:
+        return (p / "config.yaml").is_file() and any(
+            (p / w / "model.zip").is_file() for w in ("best", "final")
+        )
+
+    found: list[tuple[int | None, Path]] = []
+    if is_run(root):
+        from allocgym.agents import load_run_config
+
+        found.append((int(load_run_config(root).train.seed), root))
+    else:
+        for sub in sorted(root.glob("seed_*")):
+            if is_run(sub):
+                from allocgym.agents import load_run_config
+
+                found.append((int(load_run_config(sub).train.seed), sub))
+    if not found:
+        raise ConfigError(
+            f"{str(root)!r} holds no trained run (config.yaml with best/ or final/model.zip) "
+            "and no seed_*/ runs: pass a directory written by `allocgym train` or "
+            "`allocgym quickstart`"
+        )
+    if seeds is not None:
+        want = [int(s) for s in seeds]
+        have = {s for s, _ in found}
+        missing = [s for s in want if s not in have]
+        if missing:
+            raise ConfigError(
+                f"seeds {missing} not found under {str(root)!r} (have {sorted(have)}): pass "
+                "--seeds from those"
+            )
+        found = [(s, p) for s, p in found if s in want]
+    return sorted(found, key=lambda sp: -1 if sp[0] is None else sp[0])
+
+
+def load_policies(
+    runs: Sequence[tuple[int | None, Path]], params: EnvParams, which: str = "best"
+) -> list[Policy]:
+    """``SB3PolicyAllocator`` per run, labelled ``<algo>_seed<k>`` in group ``<algo>``.
+
+    ``which = "best"`` falls back to ``final`` for a run without a best model.
+    """
+    from allocgym.agents import SB3PolicyAllocator, load_agent
+
+    out: list[Policy] = []
+    for seed, path in runs:
+        w = which if (path / which / "model.zip").is_file() else "final"
+        model, vn, run_cfg = load_agent(path, w, device="cpu")
+        algo = run_cfg.train.algo
+        pol = SB3PolicyAllocator(model, vn, params.action_spec, name=f"{algo}_seed{seed}")
+        if pol.obs_dim != params.obs_dim:
+            raise ConfigError(
+                f"run {str(path)!r} was trained on observations of size {pol.obs_dim}, the "
+                f"evaluation env has {params.obs_dim}: evaluate it with its own config"
+            )
+        pol.group = algo  # type: ignore[attr-defined]
+        pol.seed = seed  # type: ignore[attr-defined]
+        pol.source = str(path)  # type: ignore[attr-defined]
+        out.append(pol)
+    return out
+
+
+def run_config(
+    runs: Sequence[tuple[int | None, Path]], overrides: Sequence[str] = ()
+) -> AllocgymConfig:
+    """The config the runs were trained with (the first seed's), with overrides.
+
+    Raises ``ConfigError`` when the seeds' configs differ beyond ``train.seed``.
+    """
+    from allocgym.agents import load_run_config
+
+    cfgs = [load_run_config(p, list(overrides)) for _, p in runs]
+    base = cfgs[0]
+
+    def key(c: AllocgymConfig) -> dict[str, Any]:
+        d = c.model_dump(mode="json")
+        d["train"].pop("seed", None)
+        return d
+
+    for (_, p), c in zip(runs[1:], cfgs[1:], strict=True):
+        if key(c) != key(base):
+            raise ConfigError(
+                f"run {str(p)!r} was trained with a different config than {str(runs[0][1])!r} "
+                "(beyond train.seed): evaluate the runs separately"
+            )
+    return base
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    split: str | None = None,
+    baselines: str | Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
+    overrides: Sequence[str] = (),
+    market: MarketData | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate the agent(s) of a run directory against baselines on one split.
+
+    Parameters
+    ----------
+    run_dir : path
+        A training run, a folder of ``seed_*`` runs, or a frozen policy directory
+        (``manifest.json``; evaluated through ``allocgym.serving``).
+    split : str, optional
+        Default ``cfg.evaluation.split`` (``test``).
+    baselines : str or iterable of str, optional
+        Default ``cfg.evaluation.baselines``.
+    seeds : iterable of int, optional
+        Training seeds to include (default every seed found).
+    overrides : sequence of str
+        ``a.b=value`` overrides applied to the run's config (e.g. ``evaluation.*``).
+    market : MarketData, optional
+        Default ``load_market(cfg.data)``.
+    progress : callable, optional
+        ``progress(done, total)`` per bar.
+    """
+    root = Path(run_dir)
+    if (root / "manifest.json").is_file():
+        cfg, policies = _frozen_policies(root, overrides)
+        runs: list[tuple[int | None, Path]] = [(None, root)]
+    else:
+        runs = find_agent_runs(root, seeds)
+        cfg = run_config(runs, overrides)
+        policies = []
+    market = load_market(cfg.data) if market is None else market
+    params = evaluation_params(market, cfg, split)
+    if not policies:
+        policies = load_policies(runs, params, cfg.evaluation.agent_model)
+    names = baseline_names(list(cfg.evaluation.baselines) if baselines is None else baselines)
+    allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
+    result = evaluate(allocs, cfg=cfg, params=params, progress=progress)
+    result.meta.update(
+        run_dir=str(root),
+        runs={str(s): str(p) for s, p in runs},
+        baselines=list(names),
+        agent_model=cfg.evaluation.agent_model,
+    )
+    return result
+
+
+class FrozenAgent:
+    """A frozen ONNX policy (``allocgym.serving``) as an evaluation :class:`Policy`.
+
+    The graph's actor output goes through the env's ``ActionSpec`` like an SB3 agent's
+    action (the export's parity test ties the graph's own action map to it).
+    """
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.name = str(policy.name)
+        self.group = "frozen"
+        self.seed: int | None = None
+        self.obs_dim = int(policy.obs_dim)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions (n_envs, action_dim) of the frozen actor."""
+        return np.asarray(self.policy.actions(obs), dtype=np.float32)
+
+
+def _frozen_policies(root: Path, overrides: Sequence[str]) -> tuple[AllocgymConfig, list[Any]]:
+    """Config (from the manifest) and policy of a frozen policy directory."""
+    from allocgym.config import config_from_dict
+    from allocgym.serving.bundle import FrozenPolicy
+
+    policy = FrozenPolicy.load(root)
+    cfg = config_from_dict(policy.manifest["config"], list(overrides))
+    return cfg, [FrozenAgent(policy)]

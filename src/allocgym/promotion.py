@@ -1,0 +1,382 @@
+"""Promotion gates (seed 001): may a candidate allocator replace the incumbent?
+
+:func:`promotion_decision` is a pure function over metric dicts (the output of
+:func:`allocgym.evaluation.backtest_metrics`); :func:`promote` runs the backtests it needs
+through :func:`allocgym.evaluation.run_allocators` and calls it. The candidate is
+**promoted** only when every check passes; otherwise it is **rejected** with the failing
+checks as reasons. The checks, thresholds from :class:`~allocgym.config.PromotionConfig`:
+
+1. *Risk-adjusted performance, out of sample*: Sharpe above the incumbent's by more than
+   ``min_sharpe_improvement``; each ``secondary_metrics`` entry no worse than the
+   incumbent's by more than ``secondary_tolerance`` (relative; Sortino / Calmar higher is
+   better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``.
+2. *Concentration*: mean HHI at most ``1 + max_concentration_increase`` times the
+   incumbent's (and below ``max_concentration_abs`` when set).
+3. *Invariants*: 0 post-risk invariant breaches.
+4. *Capacity stress*: at each ``stress_multipliers`` equity multiple (10x, 100x: the
+   participation, slippage and notional limits bind harder), 0 invariant breaches, an
+   annualised return at most ``stress_max_return_drop`` below the unstressed run and
+   annualised costs at most ``stress_max_cost_increase`` above it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from allocgym.config import AllocgymConfig, PromotionConfig
+from allocgym.errors import ConfigError
+
+__all__ = [
+    "Check",
+    "PromotionDecision",
+    "PromotionReport",
+    "promote",
+    "promotion_decision",
+]
+
+_HIGHER_BETTER = {"sharpe", "sortino", "calmar"}
+_LOWER_BETTER = {"cvar", "max_drawdown"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One promotion check: its name, the verdict and the numbers behind it."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """``PROMOTE`` when every check passed, else ``REJECT``.
+
+    Attributes
+    ----------
+    decision : {"PROMOTE", "REJECT"}
+    checks : tuple of Check
+        Every check, in evaluation order.
+    """
+
+    decision: Literal["PROMOTE", "REJECT"]
+    checks: tuple[Check, ...]
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "PROMOTE"
+
+    @property
+    def reasons(self) -> list[str]:
+        """Failing checks (``name: detail``), or every check when promoted."""
+        failed = [c for c in self.checks if not c.passed]
+        return [f"{c.name}: {c.detail}" for c in (failed or list(self.checks))]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "checks": [
+                {"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks
+            ],
+        }
+
+
+def _num(m: Mapping[str, Any], key: str) -> float:
+    v = m.get(key)
+    try:
+        return float(v) if v is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _compare(metric: str, cand: float, inc: float, tol: float) -> tuple[bool, str]:
+    """Secondary metric no worse than the incumbent's by more than ``tol`` (relative)."""
+    if not (math.isfinite(cand) and math.isfinite(inc)):
+        if metric in _HIGHER_BETTER and cand == math.inf:
+            return True, f"{metric} {cand} vs incumbent {inc:.4g}"
+        return False, f"{metric} not finite (candidate {cand}, incumbent {inc})"
+    if metric in _HIGHER_BETTER:
+        bound = inc - tol * abs(inc)
+        return cand >= bound, f"{metric} {cand:.4g} vs incumbent {inc:.4g} (floor {bound:.4g})"
+    bound = inc + tol * abs(inc)
+    return cand <= bound, f"{metric} {cand:.4g} vs incumbent {inc:.4g} (ceiling {bound:.4g})"
+
+
+def promotion_decision(
+    candidate: Mapping[str, Any],
+    incumbent: Mapping[str, Any],
+    stress: Mapping[float, Mapping[str, Any]],
+    cfg: PromotionConfig | None = None,
+    multipliers: Sequence[float] = (10.0, 100.0),
+) -> PromotionDecision:
+    """Decide PROMOTE or REJECT from metric dicts (pure; no I/O, no backtests).
+
+    Parameters
+    ----------
+    candidate, incumbent : mapping
+        Out-of-sample metrics (``sharpe``, the ``secondary_metrics``, ``hhi``,
+        ``invariant_breaches``, ``ann_return``, ``costs_annual``, ``dsr``).
+    stress : mapping of float to mapping
+        The candidate's metrics at each equity multiple; a missing multiple fails.
+    cfg : PromotionConfig, optional
+    multipliers : sequence of float
+        Equity multiples the capacity stress must pass.
+
+    Returns
+    -------
+    PromotionDecision
+    """
+    c = cfg or PromotionConfig()
+    checks: list[Check] = []
+
+    cs, is_ = _num(candidate, "sharpe"), _num(incumbent, "sharpe")
+    need = is_ + c.min_sharpe_improvement
+    ok = math.isfinite(cs) and math.isfinite(is_) and cs > need
+    checks.append(
+        Check(
+            "risk_adjusted.sharpe",
+            ok,
+            f"Sharpe {cs:.4g} vs incumbent {is_:.4g}: must exceed {need:.4g} "
+            f"(+{c.min_sharpe_improvement:g})",
+        )
+    )
+    for metric in c.secondary_metrics:
+        passed, detail = _compare(
+            metric, _num(candidate, metric), _num(incumbent, metric), c.secondary_tolerance
+        )
+        checks.append(Check(f"risk_adjusted.{metric}", passed, detail))
+    if c.min_dsr is not None:
+        d = _num(candidate, "dsr")
+        checks.append(
+            Check(
+                "risk_adjusted.dsr",
+                math.isfinite(d) and d >= c.min_dsr,
+                f"Deflated Sharpe {d:.4g} (need >= {c.min_dsr:g}, "
+                f"{candidate.get('dsr_trials', '?')} trials)",
+            )
+        )
+
+    ch, ih = _num(candidate, "hhi"), _num(incumbent, "hhi")
+    ceiling = ih * (1.0 + c.max_concentration_increase)
+    ok = math.isfinite(ch) and math.isfinite(ih) and ch <= ceiling
+    detail = (
+        f"mean HHI {ch:.4g} vs incumbent {ih:.4g}: at most {ceiling:.4g} "
+        f"(+{c.max_concentration_increase:.0%})"
+    )
+    if c.max_concentration_abs is not None:
+        ok = ok and ch <= c.max_concentration_abs
+        detail += f" and at most {c.max_concentration_abs:g}"
+    checks.append(Check("concentration", ok, detail))
+
+    breaches = _num(candidate, "invariant_breaches")
+    checks.append(
+        Check("invariants", breaches == 0, f"{breaches:g} post-risk invariant breaches (need 0)")
+    )
+
+    base_ret, base_cost = _num(candidate, "ann_return"), _num(candidate, "costs_annual")
+    for m in multipliers:
+        tag = f"capacity_stress.{m:g}x"
+        s = _stress_for(stress, m)
+        if s is None:
+            checks.append(Check(tag, False, f"no stress run at {m:g}x equity"))
+            continue
+        b = _num(s, "invariant_breaches")
+        checks.append(Check(f"{tag}.invariants", b == 0, f"{b:g} invariant breaches (need 0)"))
+        drop = base_ret - _num(s, "ann_return")
+        checks.append(
+            Check(
+                f"{tag}.return",
+                math.isfinite(drop) and drop <= c.stress_max_return_drop,
+                f"annualised return {_num(s, 'ann_return'):.4g} vs {base_ret:.4g} unstressed: "
+                f"drop {drop:.4g} (at most {c.stress_max_return_drop:g})",
+            )
+        )
+        rise = _num(s, "costs_annual") - base_cost
+        checks.append(
+            Check(
+                f"{tag}.costs",
+                math.isfinite(rise) and rise <= c.stress_max_cost_increase,
+                f"annual costs {_num(s, 'costs_annual'):.4g} vs {base_cost:.4g} unstressed: "
+                f"increase {rise:.4g} (at most {c.stress_max_cost_increase:g})",
+            )
+        )
+    decision: Literal["PROMOTE", "REJECT"] = (
+        "PROMOTE" if all(ch.passed for ch in checks) else "REJECT"
+    )
+    return PromotionDecision(decision, tuple(checks))
+
+
+def _stress_for(stress: Mapping[Any, Mapping[str, Any]], m: float) -> Mapping[str, Any] | None:
+    for k, v in stress.items():
+        if math.isclose(float(k), float(m)):
+            return v
+    return None
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+@dataclass
+class PromotionReport:
+    """What :func:`promote` decided, and the metrics it decided on.
+
+    Attributes
+    ----------
+    decision : PromotionDecision
+    candidate : dict
+        Candidate metrics (mean over seeds for several seeds; breaches summed).
+    incumbent : dict
+    stress : dict of float to dict
+        Candidate metrics at each equity multiple.
+    meta : dict
+        Candidate / incumbent identity, split, config hash.
+    """
+
+    decision: PromotionDecision
+    candidate: dict[str, Any]
+    incumbent: dict[str, Any]
+    stress: dict[float, dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        keys = ("sharpe", "sortino", "calmar", "cvar", "max_drawdown", "ann_return",
+                "costs_annual", "hhi", "invariant_breaches", "dsr", "gate_interventions")  # fmt: skip
+
+        def pick(m: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: m.get(k) for k in keys if k in m}
+
+        return {
+            **self.decision.to_json(),
+            "candidate": pick(self.candidate),
+            "incumbent": pick(self.incumbent),
+            "stress": {f"{k:g}x": pick(v) for k, v in self.stress.items()},
+            "meta": self.meta,
+        }
+
+
+_SUMMED = ("invariant_breaches", "gate_interventions", "allocator_errors")
+
+
+def _aggregate(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean of numeric metrics over seeds; breaches and counts summed."""
+    if len(metrics) == 1:
+        return dict(metrics[0])
+    out: dict[str, Any] = {"seeds": [m.get("seed") for m in metrics]}
+    for key, value in metrics[0].items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        vals = np.array([float(m[key]) for m in metrics])
+        out[key] = float(vals.sum()) if key in _SUMMED else float(vals.mean())
+    return out
+
+
+def _same_market(a: AllocgymConfig, b: AllocgymConfig) -> None:
+    for section in ("data", "risk", "costs", "execution"):
+        if getattr(a, section) != getattr(b, section):
+            raise ConfigError(
+                f"candidate and incumbent runs differ in their '{section}' config: promotion "
+                "compares allocators on identical data, limits and costs; retrain one of them "
+                "with the other's section or compare against a baseline"
+            )
+
+
+def promote(
+    candidate: str | Path,
+    incumbent: str | Path,
+    *,
+    split: str | None = None,
+    overrides: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> PromotionReport:
+    """Backtest candidate and incumbent out of sample (plus the capacity stress) and decide.
+
+    Parameters
+    ----------
+    candidate : path
+        Run directory of the candidate agent (``seed_*`` runs allowed: metrics are averaged
+        over seeds, breaches summed).
+    incumbent : path or str
+        Run directory of the incumbent agent, or a baseline name (``hrp``, ``1/n`` ...).
+    split : str, optional
+        Default ``cfg.evaluation.split`` of the candidate's config.
+    overrides : sequence of str
+        ``a.b=value`` overrides of the candidate's config (e.g.
+        ``evaluation.promotion.max_concentration_increase=0.2``).
+    progress : callable, optional
+        ``progress(done, total)`` per bar.
+    """
+    from allocgym import evaluation as ev
+    from allocgym.data import load_market
+
+    runs = ev.find_agent_runs(candidate)
+    cfg = ev.run_config(runs, overrides)
+    e = cfg.evaluation
+    market = load_market(cfg.data)
+    params = ev.evaluation_params(market, cfg, split)
+    mults = [1.0, *[float(m) for m in e.stress_multipliers]]
+    allocs: list[Any] = []
+    scales: list[float] = []
+    for m in mults:
+        for pol in ev.load_policies(runs, params, e.agent_model):
+            if m != 1.0:
+                pol.name = f"{pol.name}@{m:g}x"
+            allocs.append(pol)
+            scales.append(m)
+    n_cand = len(runs)
+    inc_path = Path(incumbent)
+    inc_is_run = inc_path.is_dir()
+    if not inc_is_run:
+        names = ev.baseline_names(str(incumbent))
+        if len(names) != 1:
+            raise ConfigError(f"incumbent {incumbent!r}: name one baseline or a run directory")
+        allocs.extend(ev.build_baselines(cfg, names).values())
+        scales.append(1.0)
+    bts = ev.run_allocators(allocs, params=params, equity_scales=scales, progress=progress)
+    base = [bt for bt, s in zip(bts, scales, strict=True) if s == 1.0]
+    if inc_is_run:
+        inc_runs = ev.find_agent_runs(inc_path)
+        inc_cfg = ev.run_config(inc_runs)
+        _same_market(cfg, inc_cfg)
+        inc_params = ev.evaluation_params(market, inc_cfg, params.split)
+        inc_bts = ev.run_allocators(
+            ev.load_policies(inc_runs, inc_params, e.agent_model), params=inc_params
+        )
+        base = base + [replace(bt, name=f"incumbent:{bt.name}") for bt in inc_bts]
+    summary = ev.summarize(base, e)
+    cand_m = _aggregate([summary.metrics[bt.name] for bt in base[:n_cand]])
+    inc_m = _aggregate([summary.metrics[bt.name] for bt in base[n_cand:]])
+    stress: dict[float, dict[str, Any]] = {}
+    hits: dict[str, int] = {}
+    for j, m in enumerate(mults[1:], start=1):
+        chunk = [ev.backtest_metrics(bt, e) for bt in bts[j * n_cand : (j + 1) * n_cand]]
+        stress[m] = _aggregate(chunk)
+        hits[f"{m:g}x"] = sum(int(x["interventions"].get("PARTICIPATION_CAP", 0)) for x in chunk)
+    decision = promotion_decision(cand_m, inc_m, stress, e.promotion, e.stress_multipliers)
+    meta = {
+        "candidate": str(candidate),
+        "incumbent": str(incumbent),
+        "split": params.split.name,
+        "start": str(base[0].dates[0])[:10] if base and base[0].n_steps else "",
+        "end": str(base[0].dates[-1])[:10] if base and base[0].n_steps else "",
+        "stress_multipliers": list(e.stress_multipliers),
+        "dsr_trials": summary.dsr["n_trials"],
+        "participation_cap_hits": hits,
+    }
+    return PromotionReport(decision, cand_m, inc_m, stress, meta)
+
+
+def write_promotion(report: PromotionReport, path: str | Path) -> Path:
+    """Write ``report.to_json()`` (``promotion.json``)."""
+    from allocgym.report import jsonable
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(jsonable(report.to_json()), indent=2, allow_nan=False) + "\n")
+    return p

@@ -1,0 +1,454 @@
+"""Evaluation: the full-split walk through the env core, metrics, DSR, the evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from allocgym import evaluation as ev
+from allocgym import measures
+from allocgym.allocator import AllocationContext
+from allocgym.config import AllocgymConfig, load_config, write_run_metadata
+from allocgym.data import MarketData, load_market
+from allocgym.envs import core
+from allocgym.errors import ConfigError, Infeasible
+
+TINY = [
+    "data.source=synthetic",
+    "data.synthetic.n_assets=6",
+    "data.synthetic.n_days=520",
+    "data.synthetic.n_sectors=3",
+    "data.synthetic.seed=5",
+    "data.splits.train_end=2001-01-31",
+    "data.splits.validation_end=2001-06-29",
+    "baselines.lookback=126",
+    "baselines.rebalance_every=5",
+    "train.n_envs=2",
+    "train.n_steps=32",
+    "train.batch_size=32",
+    "train.policy=mlp",
+    "train.net_arch=[16]",
+]
+"""6 synthetic assets, 520 bars: the test split has 125 bars (124 decisions)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg() -> AllocgymConfig:
+    return load_config(None, TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_market(tiny_cfg: AllocgymConfig) -> MarketData:
+    return load_market(tiny_cfg.data)
+
+
+@pytest.fixture(scope="module")
+def tiny_params(tiny_market: MarketData, tiny_cfg: AllocgymConfig):
+    return ev.evaluation_params(tiny_market, tiny_cfg)
+
+
+def make_untrained_run(run_dir: Path, cfg: AllocgymConfig, market: MarketData) -> Path:
+    """A run directory with an untrained PPO model in final/ (what `train` writes, minus training)."""
+    from allocgym.agents.train import build_model, make_train_env
+    from allocgym.envs import build_params
+
+    params = build_params(market, cfg, "train")
+    _, _, env, _ = make_train_env(cfg, params)
+    model = build_model(cfg, env, params)
+    write_run_metadata(run_dir, cfg)
+    (run_dir / "final").mkdir(parents=True, exist_ok=True)
+    model.save(run_dir / "final" / "model.zip")
+    return run_dir
+
+
+class FixedWeights:
+    """Allocator proposing the same weights every time; counts its calls."""
+
+    def __init__(self, w: np.ndarray, name: str = "fixed") -> None:
+        self.w = np.asarray(w, dtype=np.float64)
+        self.name = name
+        self.calls = 0
+        self.contexts: list[AllocationContext] = []
+
+    def allocate(self, ctx: AllocationContext) -> np.ndarray:
+        self.calls += 1
+        self.contexts.append(ctx)
+        return np.broadcast_to(self.w, (ctx.n_envs, ctx.n_assets)).copy()
+
+
+class Failing:
+    name = "failing"
+
+    def allocate(self, ctx: AllocationContext) -> np.ndarray:
+        raise Infeasible("constraints admit no solution (test)")
+
+
+class ConstantPolicy:
+    """Policy emitting one fixed action (weights action mode)."""
+
+    def __init__(self, action: np.ndarray, name: str = "const_agent") -> None:
+        self.action = np.asarray(action, dtype=np.float32)
+        self.name = name
+        self.group = "const"
+        self.seed = 7
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.action, (obs.shape[0], self.action.size)).copy()
+
+
+# ----------------------------------------------------------------------------- the walk
+
+
+def test_walk_covers_the_split_from_its_first_tradable_bar(tiny_params) -> None:
+    bt = ev.run_allocator(FixedWeights(np.full(6, 1 / 6)), params=tiny_params)
+    sp = tiny_params.split
+    assert bt.bars[0] == tiny_params.lo == sp.start  # the test split starts after the warm-up
+    assert bt.bars[-1] == sp.stop - 2  # last decision fills at the split's last bar
+    assert bt.n_steps == sp.stop - 1 - sp.start == 124
+    assert np.all(np.diff(bt.bars) == 1)
+    assert np.array_equal(bt.dates, tiny_params.market.dates[bt.bars + 1])
+    assert bt.split == "test"
+
+
+def test_accounting_identity_and_equity(tiny_params) -> None:
+    bt = ev.run_allocator(FixedWeights(np.full(6, 1 / 6)), params=tiny_params)
+    # equity compounds the net returns from the starting equity
+    eq0 = tiny_params.cfg.env.initial_equity
+    assert np.allclose(bt.equity, eq0 * np.cumprod(1.0 + bt.returns), rtol=1e-12)
+    # 1 + R = (1 + sum_i w_i r_i)(1 - c): held book times price returns, then the fill cost
+    gross = bt.asset_pnl.sum(axis=1)
+    assert np.allclose(1.0 + bt.returns, (1.0 + gross) * (1.0 - bt.costs), atol=1e-13)
+    assert np.allclose(bt.asset_pnl.sum(axis=1) + bt.cost_pnl, bt.returns, atol=1e-15)
+    assert np.all(bt.cost_pnl <= 1e-15) and bt.costs.sum() > 0
+    assert int(bt.invariant_breaches.sum()) == 0
+
+
+def test_walk_is_the_env_core_bit_for_bit(tiny_params) -> None:
+    """Replaying the recorded proposals through core.step_proposed gives identical returns."""
+    bt = ev.run_allocator(ev.build_baselines(tiny_params.cfg, ["hrp"])["hrp"], params=tiny_params)
+    state, _ = core.reset(tiny_params, core.seed_keys([0]), start=np.array([tiny_params.lo]))
+    rets = []
+    for k in range(bt.n_steps):
+        res = core.step_proposed(tiny_params, state, bt.proposed[k][None, :])
+        rets.append(res.info["equity"][0] / state.equity[0] - 1.0)
+        state = res.state
+    assert np.array_equal(np.array(rets), bt.returns)
+
+
+def test_batched_walk_equals_single_walks(tiny_params) -> None:
+    a = FixedWeights(np.full(6, 1 / 6), "ew")
+    b = FixedWeights(np.array([0.1, 0.0, 0.2, 0.0, 0.1, 0.0]), "tilted")
+    both = ev.run_allocators([a, b], params=tiny_params)
+    alone = ev.run_allocator(FixedWeights(b.w, "tilted"), params=tiny_params)
+    assert [x.name for x in both] == ["ew", "tilted"]
+    assert np.array_equal(both[1].returns, alone.returns)
+    assert np.array_equal(both[1].weights, alone.weights)
+
+
+def test_baselines_rebalance_on_schedule_and_hold_in_between(tiny_params) -> None:
+    alloc = FixedWeights(np.full(6, 1 / 6))
+    bt = ev.run_allocator(alloc, params=tiny_params)
+    every = tiny_params.cfg.baselines.rebalance_every
+    assert alloc.calls == math.ceil(bt.n_steps / every)
+    # between rebalances (once the target is reached) the proposal is the drifted book:
+    # the book after the previous fill, marked at the decision bar
+    k = every + 2
+    assert np.allclose(bt.proposed[k], bt.weights[k - 1], rtol=0, atol=1e-12)
+    assert not np.allclose(bt.proposed[k], bt.proposed[k - 1], rtol=0, atol=1e-9)  # it drifts
+    assert not np.allclose(bt.proposed[k], alloc.w)  # it drifted away from 1/6
+    ctx = alloc.contexts[1]
+    assert ctx.returns.shape == (1, tiny_params.cfg.baselines.lookback, 6)
+    assert ctx.t[0] == bt.bars[every]
+    assert ctx.scores is not None and ctx.costs is not None and ctx.betas is not None
+    assert np.all(ctx.costs > 0)
+    # the last row of the window is the decision bar itself (past-only, nothing later)
+    assert np.array_equal(ctx.returns[0, -1], tiny_params.returns[bt.bars[every]])
+
+
+def test_rebalance_cut_by_turnover_cap_keeps_working(tiny_params) -> None:
+    """From cash, a full investment exceeds the 0.5 turnover ceiling: it completes next bar."""
+    bt = ev.run_allocator(FixedWeights(np.full(6, 0.1)), params=tiny_params)
+    assert bt.turnover[0] == pytest.approx(0.5, abs=0.01)
+    assert bt.turnover[1] > 0.05  # still trading towards the target after the rebalance bar
+    assert np.abs(bt.weights[3] - 0.1).max() < 0.01
+
+
+def test_failing_allocator_holds_its_book_and_is_counted(tiny_params) -> None:
+    bt = ev.run_allocator(Failing(), params=tiny_params)
+    assert bt.allocator_errors == math.ceil(bt.n_steps / tiny_params.cfg.baselines.rebalance_every)
+    assert np.all(bt.weights == 0.0) and np.all(bt.returns == 0.0)
+
+
+def test_policy_actions_go_through_the_action_spec(tiny_params) -> None:
+    spec = tiny_params.action_spec
+    action = np.linspace(-1, 1, spec.shape[0]).astype(np.float32)
+    bt = ev.run_allocator(ConstantPolicy(action), params=tiny_params)
+    expected = spec.to_weights(action[None, :])[0]
+    assert bt.kind == "agent" and bt.group == "const" and bt.seed == 7
+    assert np.allclose(bt.proposed, expected[None, :], atol=0)
+
+
+def test_equity_scale_multiplies_the_starting_equity(tiny_params) -> None:
+    w = np.full(6, 1 / 6)
+    base, big = ev.run_allocators(
+        [FixedWeights(w, "x1"), FixedWeights(w, "x100")], params=tiny_params, equity_scales=[1, 100]
+    )
+    assert big.initial_equity == 100 * base.initial_equity
+    assert big.equity[0] == pytest.approx(100 * base.equity[0], rel=0.01)
+    assert big.costs.sum() > base.costs.sum()  # square-root impact grows with size
+    with pytest.raises(ConfigError, match="equity_scales"):
+        ev.run_allocators([FixedWeights(w)], params=tiny_params, equity_scales=[1, 2])
+    with pytest.raises(ConfigError, match="finite and > 0"):
+        ev.run_allocators([FixedWeights(w)], params=tiny_params, equity_scales=[0.0])
+
+
+def test_not_an_allocator_is_refused(tiny_params) -> None:
+    with pytest.raises(ConfigError, match="neither an Allocator"):
+        ev.run_allocators([object()], params=tiny_params)  # type: ignore[list-item]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_metrics_are_measures_of_the_return_series(tiny_params) -> None:
+    bt = ev.run_allocator(ev.build_baselines(tiny_params.cfg, ["qp"])["qp"], params=tiny_params)
+    m = ev.backtest_metrics(bt)
+    r = bt.returns
+    assert m["ann_return"] == pytest.approx(float(measures.annualized_return(r)), rel=1e-12)
+    assert m["sharpe"] == pytest.approx(float(measures.sharpe_ratio(r)), rel=1e-12)
+    assert m["sortino"] == pytest.approx(float(measures.sortino_ratio(r)), rel=1e-12)
+    assert m["max_drawdown"] == pytest.approx(float(measures.max_drawdown(r)), rel=1e-12)
+    assert m["cvar"] == pytest.approx(float(measures.cvar(r, 0.95)), rel=1e-12)
+    assert m["turnover"] == pytest.approx(bt.turnover.mean() * 252, rel=1e-12)
+    assert m["costs"] == pytest.approx(bt.costs.sum(), rel=1e-12)
+    invested = np.abs(bt.weights).sum(axis=1) > 0
+    assert m["hhi"] == pytest.approx(float(np.mean(measures.herfindahl(bt.weights[invested]))))
+    # interventions: per-code symbol counts from the env's reason_counts
+    total = bt.reason_counts.sum(axis=0)
+    for name, count in m["interventions"].items():
+        assert count == total[list(bt.reason_names).index(name)]
+    # per-regime rows partition the bars
+    assert sum(x["n_bars"] for x in m["regimes"].values()) == bt.n_steps
+    # attribution adds up to the summed daily net returns
+    att = m["attribution"]
+    assert sum(att["assets"].values()) + att["costs"] == pytest.approx(r.sum(), abs=1e-12)
+    assert att["strategies"] == {"qp": pytest.approx(sum(att["assets"].values()))}
+
+
+def test_hand_computed_metrics_of_a_known_series() -> None:
+    """Three bars, hand-computed: returns +10%, -10%, +5%."""
+    n = 3
+    bt = ev.Backtest(
+        name="hand", kind="baseline", group="hand", seed=None, symbols=("A",),
+        dates=np.array(["2020-01-02", "2020-01-03", "2020-01-06"], "datetime64[ns]"),
+        bars=np.arange(n), returns=np.array([0.10, -0.10, 0.05]),
+        equity=np.array([110.0, 99.0, 103.95]), weights=np.ones((n, 1)),
+        proposed=np.ones((n, 1)), approved=np.ones((n, 1)),
+        symbol_reasons=np.zeros((n, 1), np.int64), portfolio_reasons=np.zeros(n, np.int64),
+        reason_counts=np.zeros((n, len(core.REASON_NAMES)), np.int64),
+        reason_names=tuple(core.REASON_NAMES), side=np.zeros((n, 1), np.int8),
+        trades=np.zeros((n, 1)), costs=np.array([0.001, 0.0, 0.0]),
+        turnover=np.array([1.0, 0.0, 0.0]), intervention=np.zeros(n),
+        regime=np.array([0, 0, 2], np.int8), asset_pnl=np.array([[0.10], [-0.10], [0.05]]),
+        cost_pnl=np.zeros(n), strategy_pnl=None, strategy_names=(),
+        invariant_breaches=np.zeros(n, np.int64), invariant_messages=(), allocator_errors=0,
+        initial_equity=100.0, equity_scale=1.0, split="test",
+    )  # fmt: skip
+    m = ev.backtest_metrics(bt)
+    assert m["total_return"] == pytest.approx(1.1 * 0.9 * 1.05 - 1)  # 3.95%
+    assert m["max_drawdown"] == pytest.approx(0.10)  # 110 -> 99
+    assert m["turnover"] == pytest.approx(252 / 3)  # 1.0 traded over 3 bars
+    assert m["costs"] == pytest.approx(0.001)
+    assert m["costs_annual"] == pytest.approx(0.001 * 252 / 3)
+    assert m["hhi"] == pytest.approx(1.0)
+    assert m["regimes"]["trend"]["n_bars"] == 2 and m["regimes"]["high_volatility"]["n_bars"] == 1
+    assert m["regimes"]["trend"]["fraction"] == pytest.approx(2 / 3)
+    mean, sd = np.mean([0.1, -0.1, 0.05]), np.std([0.1, -0.1, 0.05], ddof=1)
+    assert m["sharpe"] == pytest.approx(mean / sd * math.sqrt(252))
+
+
+# ----------------------------------------------------------------------------- DSR
+
+
+def test_dsr_reproduces_bailey_lopez_de_prado_example() -> None:
+    """Their numerical example: SR 2.5 (annual), 1250 days, skew -3, kurtosis 10, N = 100,
+    V[SR] = 1/2 annualised: DSR = 0.9004."""
+    v_daily = 0.5 / 250
+    d = math.sqrt(v_daily / 2)  # two trials at a -/+ d have ddof=1 variance 2 d^2 = V
+    sr0 = ev.expected_max_sharpe([0.0 - d, 0.0 + d], n_trials=100)
+    assert sr0 * math.sqrt(250) == pytest.approx(1.7894, abs=1e-4)
+    dsr = ev.probabilistic_sharpe_ratio(2.5 / math.sqrt(250), 1250, -3.0, 10.0, sr0)
+    assert dsr == pytest.approx(0.9004, abs=1e-4)
+
+
+def test_psr_for_normal_returns_and_single_trial() -> None:
+    sr, n = 0.05, 500
+    expected = 0.5 * (1 + math.erf(sr * math.sqrt(n - 1) / math.sqrt(1 + sr**2 / 2) / math.sqrt(2)))
+    assert ev.probabilistic_sharpe_ratio(sr, n) == pytest.approx(expected, rel=1e-12)
+    assert ev.expected_max_sharpe([0.1], n_trials=1) == 0.0
+    assert math.isnan(ev.probabilistic_sharpe_ratio(float("nan"), 10))
+    rng = np.random.default_rng(0)
+    r = rng.normal(0.001, 0.01, 400)
+    dsr, sr0 = ev.deflated_sharpe_ratio(r, [0.1], n_trials=1)
+    assert sr0 == 0.0
+    assert dsr == pytest.approx(
+        ev.probabilistic_sharpe_ratio(*ev._sharpe_moments(r)[:1], 400, *ev._sharpe_moments(r)[1:3])
+    )
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    st.lists(st.floats(-0.2, 0.2), min_size=2, max_size=20),
+    st.integers(2, 1000),
+    st.integers(2, 1000),
+)
+def test_more_trials_raise_the_bar(sharpes: list[float], n1: int, n2: int) -> None:
+    lo, hi = sorted((n1, n2))
+    assert ev.expected_max_sharpe(sharpes, hi) >= ev.expected_max_sharpe(sharpes, lo) - 1e-15
+
+
+def test_summarize_groups_seeds_and_counts_trials(tiny_params) -> None:
+    pols = [
+        ConstantPolicy(np.full(tiny_params.action_spec.shape[0], a, np.float32), f"p{i}")
+        for i, a in enumerate((0.0, 0.5, -0.5))
+    ]
+    for i, p in enumerate(pols):
+        p.seed = i
+    bts = ev.run_allocators([*pols, FixedWeights(np.full(6, 1 / 6))], params=tiny_params)
+    res = ev.summarize(bts)
+    assert res.dsr["n_trials"] == 4
+    g = res.groups["const"]
+    assert g["n_seeds"] == 3 and g["seeds"] == [0, 1, 2]
+    sharpes = [res.metrics[f"p{i}"]["sharpe"] for i in range(3)]
+    assert g["sharpe"]["mean"] == pytest.approx(np.mean(sharpes))
+    assert g["sharpe"]["std"] == pytest.approx(np.std(sharpes, ddof=1))
+    rows = res.table()
+    assert rows[-1]["allocator"].startswith("const (mean ± std, 3 seeds)")
+    assert rows[-1]["sharpe"] == (g["sharpe"]["mean"], g["sharpe"]["std"])
+    assert res.primary.name == "p0"
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def test_baseline_names_resolve_all_and_aliases() -> None:
+    assert ev.baseline_names("all") == ev.ALL_BASELINES
+    assert ev.baseline_names("1/N, hrp,barbell,min_var,hrp") == (
+        "equal_weight", "hrp", "cluster_barbell", "min_variance",
+    )  # fmt: skip
+    assert ev.baseline_names("none") == ()
+    assert ev.baseline_names(None) == ()
+    with pytest.raises(ConfigError, match="unknown"):
+        ev.baseline_names("hrp,nonsense")
+
+
+def test_every_registered_baseline_builds(tiny_cfg: AllocgymConfig) -> None:
+    built = ev.build_baselines(tiny_cfg, ["all", "engine"])
+    assert set(built) == {*ev.ALL_BASELINES, "engine"}
+    for name, alloc in built.items():
+        assert isinstance(alloc, ev.Allocator), name
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
+    tmp_path: Path, tiny_cfg: AllocgymConfig, tiny_market: MarketData
+) -> None:
+    """Acceptance: `allocgym evaluate` on a tiny synthetic run; the table in results.json
+    equals the metrics recomputed from the return series saved beside it."""
+    from allocgym.cli import app
+
+    run = make_untrained_run(tmp_path / "run", tiny_cfg, tiny_market)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(
+            app, ["evaluate", "--run", str(run), "--baselines", "1/n,hrp,min_var"]
+        )
+    assert res.exit_code == 0, res.output
+    assert "ppo_seed0" in res.output and "equal_weight" in res.output
+    data = json.loads((run / "results.json").read_text())
+    assert set(data["series"]) == {"ppo_seed0", "equal_weight", "hrp", "min_variance"}
+    table = {row["allocator"]: row for row in data["table"]}
+    for name, series in data["series"].items():
+        r = np.asarray(series["returns"])
+        assert len(r) == 124
+        row = table[name]
+        assert row["ann_return"] == pytest.approx(float(measures.annualized_return(r)), rel=1e-9)
+        assert row["ann_volatility"] == pytest.approx(
+            float(measures.annualized_volatility(r)), rel=1e-9
+        )
+        assert row["sharpe"] == pytest.approx(float(measures.sharpe_ratio(r)), rel=1e-9)
+        assert row["sortino"] == pytest.approx(float(measures.sortino_ratio(r)), rel=1e-9)
+        assert row["max_drawdown"] == pytest.approx(float(measures.max_drawdown(r)), rel=1e-9)
+        assert row["calmar"] == pytest.approx(float(measures.calmar_ratio(r)), rel=1e-9)
+        assert row["cvar"] == pytest.approx(float(measures.cvar(r, 0.95)), rel=1e-9)
+        assert row["invariant_breaches"] == 0
+        eq = np.asarray(series["equity"])
+        assert eq == pytest.approx(1e6 * np.cumprod(1 + r), rel=1e-9)
+        assert row["dsr"] == data["metrics"][name]["dsr"]
+    assert data["dsr"]["n_trials"] == 4
+    assert data["meta"]["split"] == "test" and data["meta"]["runs"] == {"0": str(run)}
+    assert (run / "report.html").is_file() and (run / "plots" / "equity.png").is_file()
+
+
+def test_find_agent_runs_seed_folders_and_errors(
+    tmp_path: Path, tiny_cfg: AllocgymConfig, tiny_market: MarketData
+) -> None:
+    for s in (3, 1):
+        cfg = load_config(None, [*TINY, f"train.seed={s}"])
+        make_untrained_run(tmp_path / f"seed_{s:03d}", cfg, tiny_market)
+    runs = ev.find_agent_runs(tmp_path)
+    assert [s for s, _ in runs] == [1, 3]
+    assert [s for s, _ in ev.find_agent_runs(tmp_path, [3])] == [3]
+    with pytest.raises(ConfigError, match="seeds \\[2\\] not found"):
+        ev.find_agent_runs(tmp_path, [2])
+    with pytest.raises(ConfigError, match="no trained run"):
+        ev.find_agent_runs(tmp_path / "nothing")
+    cfg = ev.run_config(runs)
+    assert cfg.train.seed == 1
+
+
+def test_budgets_mode_attributes_pnl_to_strategy_families(
+    tiny_cfg: AllocgymConfig, tiny_market: MarketData
+) -> None:
+    cfg = tiny_cfg.model_copy(
+        update={"env": tiny_cfg.env.model_copy(update={"action_mode": "budgets"})}
+    )
+    params = ev.evaluation_params(tiny_market, cfg)
+    assert params.action_spec.mode == "budgets"
+    pol = ConstantPolicy(np.array([1.0, -1.0, 0.5, -1.0], np.float32), "budget_agent")
+    agent, base = ev.run_allocators([pol, FixedWeights(np.full(6, 0.1))], params=params)
+    assert agent.strategy_names == ("trend", "mean_reversion", "defensive")
+    assert agent.strategy_pnl is not None and agent.strategy_pnl.shape == (agent.n_steps, 3)
+    assert base.strategy_pnl is None  # baselines propose weights: one strategy
+    m = ev.backtest_metrics(agent)
+    strat = m["attribution"]["strategies"]
+    assert set(strat) == {"trend", "mean_reversion", "defensive", "unattributed"}
+    assert sum(strat.values()) == pytest.approx(sum(m["attribution"]["assets"].values()), abs=1e-12)
+    # the first bar holds no book yet, so nothing is attributed there
+    assert np.all(agent.strategy_pnl[0] == 0.0)
+    assert np.abs(agent.strategy_pnl).sum() > 0
+
+
+def test_baselines_cli_prints_the_table(tmp_path: Path) -> None:
+    from allocgym.cli import app
+
+    sets = [x for item in TINY for x in ("--set", item)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(
+            app, ["baselines", "--only", "hrp,1/n", "--out", str(tmp_path), *sets]
+        )
+    assert res.exit_code == 0, res.output
+    assert "hrp" in res.output and "equal_weight" in res.output and "Sharpe" in res.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert list(data["series"]) == ["hrp", "equal_weight"]

@@ -1,0 +1,186 @@
+"""Promotion gates: constructed metric dicts, a property, and the promote() pipeline."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from allocgym.config import PromotionConfig, load_config, write_run_metadata
+from allocgym.data import load_market
+from allocgym.promotion import promote, promotion_decision, write_promotion
+
+INCUMBENT = {
+    "sharpe": 0.80, "sortino": 1.10, "calmar": 0.50, "cvar": 0.020, "max_drawdown": 0.20,
+    "hhi": 0.060, "invariant_breaches": 0, "ann_return": 0.08, "costs_annual": 0.004,
+    "dsr": 0.70,
+}  # fmt: skip
+
+DOMINANT = {
+    "sharpe": 1.10, "sortino": 1.50, "calmar": 0.80, "cvar": 0.018, "max_drawdown": 0.15,
+    "hhi": 0.058, "invariant_breaches": 0, "ann_return": 0.11, "costs_annual": 0.005,
+    "dsr": 0.95,
+}  # fmt: skip
+
+
+def stressed(**changes: float) -> dict[float, dict[str, float]]:
+    """The dominant candidate at 10x and 100x equity, mildly degraded, plus ``changes`` at 100x."""
+    s10 = {**DOMINANT, "ann_return": 0.105, "costs_annual": 0.007}
+    s100 = {**DOMINANT, "ann_return": 0.100, "costs_annual": 0.012, **changes}
+    return {10.0: s10, 100.0: s100}
+
+
+def failed(decision) -> set[str]:
+    return {c.name for c in decision.checks if not c.passed}
+
+
+def test_dominating_candidate_is_promoted() -> None:
+    d = promotion_decision(DOMINANT, INCUMBENT, stressed(), PromotionConfig())
+    assert d.decision == "PROMOTE" and d.promoted
+    assert failed(d) == set()
+    names = [c.name for c in d.checks]
+    assert names[:3] == ["risk_adjusted.sharpe", "risk_adjusted.sortino", "risk_adjusted.cvar"]
+    assert "capacity_stress.100x.costs" in names and "concentration" in names
+    assert len(d.reasons) == len(d.checks)  # a promotion lists every check it passed
+
+
+def test_concentration_breach_is_rejected() -> None:
+    # HHI 0.07 vs 0.06: +16.7% > the 10% tolerance, although every return metric improved
+    cand = {**DOMINANT, "hhi": 0.070}
+    d = promotion_decision(cand, INCUMBENT, stressed(), PromotionConfig())
+    assert d.decision == "REJECT"
+    assert failed(d) == {"concentration"}
+    assert any("mean HHI 0.07 vs incumbent 0.06" in r for r in d.reasons)
+    # inside a looser tolerance it passes; an absolute cap can still reject it
+    assert promotion_decision(cand, INCUMBENT, stressed(),
+                              PromotionConfig(max_concentration_increase=0.2)).promoted  # fmt: skip
+    strict = PromotionConfig(max_concentration_increase=0.2, max_concentration_abs=0.065)
+    assert failed(promotion_decision(cand, INCUMBENT, stressed(), strict)) == {"concentration"}
+
+
+def test_capacity_stress_failures_are_rejected() -> None:
+    cfg = PromotionConfig()
+    # invariant breach at 100x equity
+    d = promotion_decision(DOMINANT, INCUMBENT, stressed(invariant_breaches=3), cfg)
+    assert d.decision == "REJECT" and failed(d) == {"capacity_stress.100x.invariants"}
+    # return collapses under participation caps: 11% -> 5% (drop 0.06 > 0.02)
+    d = promotion_decision(DOMINANT, INCUMBENT, stressed(ann_return=0.05), cfg)
+    assert failed(d) == {"capacity_stress.100x.return"}
+    # impact costs explode: +4.5% a year > 2%
+    d = promotion_decision(DOMINANT, INCUMBENT, stressed(costs_annual=0.05), cfg)
+    assert failed(d) == {"capacity_stress.100x.costs"}
+    # a stress run that never happened cannot pass
+    d = promotion_decision(DOMINANT, INCUMBENT, {10.0: stressed()[10.0]}, cfg)
+    assert failed(d) == {"capacity_stress.100x"}
+
+
+def test_risk_adjusted_checks() -> None:
+    cfg = PromotionConfig()
+    # not better on Sharpe
+    d = promotion_decision({**DOMINANT, "sharpe": 0.80}, INCUMBENT, stressed(), cfg)
+    assert failed(d) == {"risk_adjusted.sharpe"}
+    # an improvement below the configured margin
+    d = promotion_decision(
+        DOMINANT, INCUMBENT, stressed(), PromotionConfig(min_sharpe_improvement=0.5)
+    )
+    assert failed(d) == {"risk_adjusted.sharpe"}
+    # CVaR (lower is better) 15% worse > 10% tolerance; Sortino 5% worse is tolerated
+    cand = {**DOMINANT, "cvar": 0.023, "sortino": 1.045}
+    assert failed(promotion_decision(cand, INCUMBENT, stressed(), cfg)) == {"risk_adjusted.cvar"}
+    # max drawdown as a secondary metric; DSR floor
+    cfg2 = PromotionConfig(secondary_metrics=("max_drawdown", "calmar"), min_dsr=0.99)
+    cand = {**DOMINANT, "max_drawdown": 0.30}
+    assert failed(promotion_decision(cand, INCUMBENT, stressed(), cfg2)) == {
+        "risk_adjusted.max_drawdown",
+        "risk_adjusted.dsr",
+    }
+    # NaN metrics never pass
+    d = promotion_decision({**DOMINANT, "sharpe": float("nan")}, INCUMBENT, stressed(), cfg)
+    assert "risk_adjusted.sharpe" in failed(d)
+    # a breach in the unstressed run
+    d = promotion_decision({**DOMINANT, "invariant_breaches": 1}, INCUMBENT, stressed(), cfg)
+    assert failed(d) == {"invariants"}
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.floats(0.0, 3.0), st.floats(0.0, 1.0), st.floats(0.0, 0.05))
+def test_improving_a_promoted_candidate_keeps_it_promoted(
+    extra_sharpe: float, hhi_cut: float, cost_cut: float
+) -> None:
+    """Monotonicity: more Sharpe, less concentration and cheaper stress never flip PROMOTE."""
+    better = {**DOMINANT, "sharpe": DOMINANT["sharpe"] + extra_sharpe,
+              "hhi": DOMINANT["hhi"] * (1 - hhi_cut)}  # fmt: skip
+    s = stressed()
+    s[100.0] = {**s[100.0], "costs_annual": max(0.0, s[100.0]["costs_annual"] - cost_cut)}
+    assert promotion_decision(better, INCUMBENT, s, PromotionConfig()).promoted
+
+
+def test_decision_json_roundtrip(tmp_path: Path) -> None:
+    d = promotion_decision(DOMINANT, INCUMBENT, stressed(ann_return=0.0), PromotionConfig())
+    js = d.to_json()
+    assert js["decision"] == "REJECT"
+    assert js["reasons"] == [r for r in d.reasons]
+    assert json.loads(json.dumps(js))["checks"][0]["name"] == "risk_adjusted.sharpe"
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+TINY = [
+    "data.source=synthetic",
+    "data.synthetic.n_assets=6",
+    "data.synthetic.n_days=520",
+    "data.synthetic.n_sectors=3",
+    "data.synthetic.seed=5",
+    "data.splits.train_end=2001-01-31",
+    "data.splits.validation_end=2001-06-29",
+    "baselines.lookback=126",
+    "train.n_envs=2",
+    "train.n_steps=32",
+    "train.batch_size=32",
+    "train.policy=mlp",
+    "train.net_arch=[16]",
+]
+
+
+def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
+    """promote(): candidate run vs a baseline, stressed at 10x and 100x, written as JSON."""
+    from allocgym.agents.train import build_model, make_train_env
+    from allocgym.cli import app
+    from allocgym.envs import build_params
+
+    cfg = load_config(None, TINY)
+    market = load_market(cfg.data)
+    run = tmp_path / "cand"
+    params = build_params(market, cfg, "train")
+    _, _, env, _ = make_train_env(cfg, params)
+    write_run_metadata(run, cfg)
+    (run / "final").mkdir(parents=True)
+    build_model(cfg, env, params).save(run / "final" / "model.zip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = promote(run, "1/n")
+    assert set(rep.stress) == {10.0, 100.0}
+    assert rep.candidate["invariant_breaches"] == 0
+    assert rep.stress[100.0]["costs_annual"] > rep.candidate["costs_annual"]
+    assert rep.meta["incumbent"] == "1/n" and rep.meta["dsr_trials"] == 2
+    assert rep.decision.decision in ("PROMOTE", "REJECT")
+    names = {c.name for c in rep.decision.checks}
+    assert {"concentration", "capacity_stress.10x.return", "capacity_stress.100x.costs"} <= names
+    path = write_promotion(rep, tmp_path / "promotion.json")
+    data = json.loads(path.read_text())
+    assert data["decision"] == rep.decision.decision and "100x" in data["stress"]
+    # the CLI: exit code 1 on REJECT (a candidate vs itself-level bar it cannot beat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(
+            app,
+            ["promote", "--candidate", str(run), "--incumbent", "1/n",
+             "--set", "evaluation.promotion.min_sharpe_improvement=100"],
+        )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert "REJECT" in res.output and "risk_adjusted.sharpe" in res.output
+    assert (run / "promotion.json").is_file()
