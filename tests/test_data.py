@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
@@ -541,6 +541,7 @@ def test_splits_are_disjoint_and_embargoed(
         splits = walk_forward_splits(md, cfg)
     except DataError as err:
         assert "split is empty" in str(err)
+        assume(False)  # discarded: too many discards makes hypothesis fail the test
     else:
         tr, va, te = splits["train"], splits["validation"], splits["test"]
         assert dates[tr.stop - 1] <= train_end < dates[tr.stop]

@@ -893,9 +893,10 @@ def synthetic(
             drift = spell_drift[t] if regimes[t] == 0 else np.zeros(n_assets)
         prev = phi[regimes[t]] * prev + noise[t]
         idio[t] = prev + drift
-    rets = loadings[None, :] * f[:, None] + idio
+    # A -95% floor keeps prices positive; the benchmark is built from the same returns.
+    rets = np.clip(loadings[None, :] * f[:, None] + idio, -0.95, None)
     rets[0] = 0.0
-    close = 100.0 * np.exp(np.cumsum(np.log1p(np.clip(rets, -0.95, None)), axis=0))
+    close = 100.0 * np.exp(np.cumsum(np.log1p(rets), axis=0))
 
     base_shares = rng.lognormal(np.log(2e6), 0.5, n_assets)
     volume = (

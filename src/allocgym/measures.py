@@ -276,8 +276,9 @@ def cvar(returns: ArrayLike, alpha: float = 0.95) -> FloatOrArray:
 def turnover(weights: ArrayLike, initial: ArrayLike | None = None) -> FloatOrArray:
     """Mean one-period L1 turnover ``sum_i |w_t,i - w_t-1,i|`` of a weights path.
 
-    The same L1 measure as ``RiskConfig.max_turnover``. Multiply by ``periods_per_year``
-    to annualise.
+    Differences of *held* weights include price drift; pass the pre-trade and post-trade
+    books of each decision to measure traded turnover (what ``RiskConfig.max_turnover``
+    caps). Multiply by ``periods_per_year`` to annualise.
 
     Parameters
     ----------
