@@ -197,3 +197,10 @@ def test_write_run_metadata(tmp_path: Path) -> None:
 
     assert versions["numpy"] == numpy.__version__
     assert {"python", "allocgym", "torch", "skfolio"} <= set(versions)
+
+
+@pytest.mark.parametrize("key", ["env.split", "train.eval_split"])
+def test_reported_split_must_stay_out_of_sample(key: str) -> None:
+    with pytest.raises(ConfigError, match="out of sample"):
+        load_config(overrides=[f"{key}=test"])
+    assert load_config(overrides=[f"{key}=test", "evaluation.split=all"])  # no held-out split

@@ -916,6 +916,22 @@ class AllocgymConfig(Section):
     serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
+    @model_validator(mode="after")
+    def _out_of_sample(self) -> AllocgymConfig:
+        # Training on, or picking the best model on, the reported split is lookahead.
+        held_out = self.evaluation.split
+        if held_out in ("train", "validation", "test"):
+            for key, value in (
+                ("env.split", self.env.split),
+                ("train.eval_split", self.train.eval_split),
+            ):
+                if value == held_out:
+                    raise ValueError(
+                        f"{key} = {value!r} equals evaluation.split: the reported split must "
+                        "stay out of sample (use train / validation for training and selection)"
+                    )
+        return self
+
 
 def _format_errors(err: ValidationError) -> str:
     lines = []
