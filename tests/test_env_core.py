@@ -69,8 +69,8 @@ def test_lo_respects_feature_history_and_cvar_window(market):
 def test_named_splits_come_from_walk_forward_splits(sp500):
     from allocgym.data import walk_forward_splits
 
-    cfg = config_from_dict({"env": {"split": "test"}})
-    p = EnvParams.from_config(sp500, cfg)
+    cfg = config_from_dict({"env": {"split": "validation"}})
+    p = EnvParams.from_config(sp500, cfg, split="test")
     assert p.split == walk_forward_splits(sp500, cfg.data.splits)["test"]
     assert p.lo == p.split.start
 
