@@ -1,0 +1,979 @@
+"""``FrozenAllocator``: the production decision path around a frozen policy.
+
+``FeatureBuilder`` -> ``FrozenPolicy`` -> (``IntentAggregator`` in budgets mode) ->
+``RiskGateChain`` -> ``ExecutionPolicy``, all imported from the core and built from the
+bundle's own config, so a decision is made with exactly the features, gates, costs and
+execution rules the policy was trained with. The steps mirror the environment's
+(``allocgym.envs.core``) at the decision bar ``t``:
+
+- features from the request's trailing windows (``FeatureBuilder.compute``, K = 1:
+  bit-identical to the env's precomputed row);
+- observation from the book: ``w = shares * p_t / equity``, drawdown
+  ``1 - equity / peak``, cash ``cash / equity`` (the env's formulas);
+- ``GateContext`` with ``p_t``, the features' ADV, volatility and betas, ``spread_t``,
+  ``tradable_t`` and the regime code (model, request override or default, see
+  ``ServingConfig.regime_source``);
+- ``RiskGateChain.apply`` then ``ExecutionPolicy.apply`` (no extra triggers, as in the env).
+
+Failure handling (the decision is always a checked allocation or a coded reject):
+
+- bad input -> :class:`~allocgym.serving.schemas.Decision` with ``status = "rejected"``
+  and a ``RejectInfo`` (``INVALID_INPUT`` or ``STALE_INPUT``): no new allocation, every
+  order 0 (or, with the kill switch on, every position closed);
+- model failure (exception, non-finite or mis-shaped output, deadline exceeded) -> the
+  configured defensive allocation (hold the current book, or HRP on the request's
+  returns) through the same gates, coded ``MODEL_FALLBACK``;
+- ``TRADING_ALLOCATOR_ENABLED`` false -> the defensive allocation, coded
+  ``ALLOCATOR_DISABLED`` (the model is not called);
+- kill switch (request flag, operator switch or ``risk.kill_switch``) -> the gates
+  flatten the book, every symbol ``KILL_SWITCH``; the model is not called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allocgym.allocator import AllocationContext
+from allocgym.baselines.hrp import HRP
+from allocgym.config import AllocgymConfig, ServingConfig, config_from_dict, config_hash
+from allocgym.costs import CostModel
+from allocgym.errors import AllocgymError, BundleError, ConfigError, InvariantBreach
+from allocgym.execution import ExecutionParams, ExecutionPolicy, ExecutionResult
+from allocgym.features import FeatureBuilder
+from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
+from allocgym.observability import reason_names
+from allocgym.regime import BARBELL_STATES, REGIME_LABELS, RegimeModel, regime_code
+from allocgym.risk import GateContext, GateResult, ReasonCode, RiskGateChain, RiskLimits
+from allocgym.serving.bundle import FrozenPolicy
+from allocgym.serving.flags import RuntimeFlags
+from allocgym.serving.schemas import (
+    Decision,
+    DecisionRequest,
+    FallbackInfo,
+    Latency,
+    ModelInfo,
+    RegimeInfo,
+    RejectInfo,
+    StrategyBudget,
+)
+
+_FALLBACK = int(ReasonCode.MODEL_FALLBACK)
+_DISABLED = int(ReasonCode.ALLOCATOR_DISABLED)
+_KILL = int(ReasonCode.KILL_SWITCH)
+_REASON_CACHE_MAX = 4096
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    """The server clock (timezone-aware UTC)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(ts: dt.datetime) -> dt.datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
+
+
+class _Reject(Exception):
+    """Internal: a request that cannot be decided on (becomes a coded reject Decision)."""
+
+    def __init__(self, code: str, detail: str, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.code, self.detail, self.field, self.message = code, detail, field, message
+
+
+@dataclass(frozen=True, eq=False)
+class _Inputs:
+    """A validated request in the bundle's symbol order (K = 1 batches)."""
+
+    close: np.ndarray  # (1, L, N)
+    volume: np.ndarray
+    spread: np.ndarray
+    bench: np.ndarray  # (1, L)
+    tradable: np.ndarray  # (1, L, N) bool
+    shares: np.ndarray  # (1, N)
+    equity: float
+    cash: float
+    peak: float
+    intents: np.ndarray | None  # (1, n_strategies, N)
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionTrace:
+    """Everything one decision computed (for metrics, audit and parity tests).
+
+    Attributes
+    ----------
+    decision : Decision
+    now : datetime
+        Server clock used for the staleness check (part of the audit input).
+    model_cause : str or None
+        Why the model's output was not used (``exception``, ``nan``, ``deadline``,
+        ``bad_output``), None when it was used or not called.
+    model_message : str
+        The failure's message ("" when ``model_cause`` is None).
+    observation : ndarray of float32, shape (1, obs_dim), or None
+    context : GateContext or None
+    gate : GateResult or None
+        Gate output with the serving codes OR-ed in.
+    execution : ExecutionResult or None
+    latency_s : float
+    """
+
+    decision: Decision
+    now: dt.datetime
+    model_cause: str | None
+    model_message: str
+    observation: np.ndarray | None
+    context: GateContext | None
+    gate: GateResult | None
+    execution: ExecutionResult | None
+    latency_s: float
+    enabled: bool
+    operator_kill: bool
+
+
+class FrozenAllocator:
+    """Decisions from a frozen policy bundle through the core features, gates and execution.
+
+    Parameters
+    ----------
+    policy : FrozenPolicy
+        A loaded bundle (:meth:`FrozenPolicy.load`).
+    serving : ServingConfig, optional
+        Runtime settings; default the bundle config's ``serving`` section.
+    environ : mapping, optional
+        Where ``TRADING_ALLOCATOR_*`` are read (``os.environ`` when omitted).
+    clock : callable, optional
+        Returns the current time (aware datetime); default UTC now.
+    model : callable, optional
+        Replaces the bundle's ONNX call ``obs (1, obs_dim) float32 -> proposal`` (fault
+        injection in tests; the bundle is still loaded and verified).
+    debug : bool
+        Run ``check_invariants`` inside the gate chain on every decision.
+
+    Raises
+    ------
+    BundleError
+        The bundle's config does not hash to its manifest hash, or this allocgym builds a
+        different feature or action layout than the bundle was trained with.
+    GateConfigError
+        A bad ``TRADING_ALLOCATOR_*`` value.
+    """
+
+    def __init__(
+        self,
+        policy: FrozenPolicy,
+        *,
+        serving: ServingConfig | None = None,
+        environ: Any = None,
+        clock: Clock | None = None,
+        model: Callable[[np.ndarray], np.ndarray] | None = None,
+        debug: bool = False,
+    ) -> None:
+        man = policy.manifest
+        try:
+            cfg = config_from_dict(man["config"])
+        except AllocgymError as err:
+            raise BundleError(f"bundle config does not validate in this allocgym: {err}") from None
+        if config_hash(cfg) != man["config_hash"]:
+            raise BundleError(
+                f"bundle config hashes to {config_hash(cfg)}, the manifest says "
+                f"{man['config_hash']}: the manifest was edited; re-export the bundle"
+            )
+        self.policy = policy
+        self.cfg: AllocgymConfig = cfg
+        self.serving = serving if serving is not None else cfg.serving
+        self.symbols: tuple[str, ...] = tuple(policy.symbols)
+        self.n_assets = len(self.symbols)
+        self._index = {s: i for i, s in enumerate(self.symbols)}
+        self.sector_ids = np.asarray(man["sector_ids"], dtype=np.int64)
+        self.feature_builder = FeatureBuilder(cfg.features, RegimeModel(cfg.regime))
+        layout = json.loads(json.dumps(self.feature_builder.layout(self.n_assets)))
+        if layout != man["features"]:
+            diff = sorted(
+                k
+                for k in layout.keys() | man["features"].keys()
+                if layout.get(k) != man["features"].get(k)
+            )
+            raise BundleError(
+                f"this allocgym builds a different feature layout than the bundle was trained "
+                f"with (keys {diff}): serve it with the allocgym version that exported it, "
+                "or retrain and re-export"
+            )
+        if policy.obs_dim != self.feature_builder.obs_dim(self.n_assets):
+            raise BundleError(
+                f"bundle obs_dim {policy.obs_dim} != FeatureBuilder obs_dim "
+                f"{self.feature_builder.obs_dim(self.n_assets)}"
+            )
+        self.history = int(self.feature_builder.history)
+        self.flags = RuntimeFlags.from_env(cfg.risk, environ)
+        self.limits = RiskLimits.from_config(self.flags.risk)
+        self.cost_model = CostModel.from_config(cfg.costs)
+        self.gates = RiskGateChain(self.limits, self.cost_model, debug=debug)
+        self.execution = ExecutionPolicy(ExecutionParams.from_config(cfg.execution), self.limits)
+        self.mode = policy.mode
+        self.aggregator = (
+            IntentAggregator.from_config(self.flags.risk) if self.mode == "budgets" else None
+        )
+        self.n_strategies = int(man["action"]["n_strategies"])
+        self._clock: Clock = clock or utc_now
+        self._model = model if model is not None else policy
+        self._hrp = HRP.from_config(cfg.baselines.hrp)
+        self._hrp_lookback = int(cfg.baselines.lookback)
+        self._model_info = ModelInfo.model_construct(
+            model_id=policy.model_id,
+            sha256=policy.sha256,
+            config_hash=policy.config_hash,
+            mode=self.mode,
+        )
+        self._reason_cache: dict[int, list[str]] = {}
+        self.operator_kill = False
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> FrozenAllocator:
+        """``FrozenAllocator(FrozenPolicy.load(path), **kwargs)``."""
+        return cls(FrozenPolicy.load(path), **kwargs)
+
+    @property
+    def enabled(self) -> bool:
+        """``TRADING_ALLOCATOR_ENABLED`` as read at construction."""
+        return self.flags.enabled
+
+    # ------------------------------------------------------------------ public
+    def decide(self, request: DecisionRequest) -> Decision:
+        """One decision (see the module docstring); never raises on bad input."""
+        return self.trace(request).decision
+
+    def trace(
+        self,
+        request: DecisionRequest,
+        *,
+        now: dt.datetime | None = None,
+        model_cause: tuple[str, str] | None = None,
+        operator_kill: bool | None = None,
+        enabled: bool | None = None,
+    ) -> DecisionTrace:
+        """Decide and return every intermediate (the service and the tests use this).
+
+        Parameters
+        ----------
+        request : DecisionRequest
+        now : datetime, optional
+            Clock reading to use (default: the allocator's clock).
+        model_cause : (str, str), optional
+            Force the model outcome ``(cause, message)`` (audit replay: reproduce a
+            recorded fallback without calling the model).
+        operator_kill : bool, optional
+            Operator kill switch state (default: ``self.operator_kill``).
+        enabled : bool, optional
+            Override ``TRADING_ALLOCATOR_ENABLED`` (audit replay).
+        """
+        t0 = time.perf_counter()
+        now = _aware(now) if now is not None else self._clock()
+        kill_op = self.operator_kill if operator_kill is None else bool(operator_kill)
+        on = self.flags.enabled if enabled is None else bool(enabled)
+        try:
+            x = self._validate(request, now)
+            t1 = time.perf_counter()
+            return self._decide(request, x, now, t0, t1, kill_op, on, model_cause)
+        except _Reject as rej:
+            return self._rejected(request, rej, now, t0, kill_op, on)
+        except InvariantBreach:
+            raise  # only raised in debug mode: a gate bug must surface in tests
+        except Exception as err:  # the core raised on inputs that passed validation
+            rej = _Reject(
+                "INVALID_INPUT",
+                "internal_error",
+                None,
+                f"{type(err).__name__}: {err}"[:500],
+            )
+            return self._rejected(request, rej, now, t0, kill_op, on)
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, req: DecisionRequest, now: dt.datetime) -> _Inputs:
+        s = self.serving
+        n = self.n_assets
+        # symbols: exactly the bundle's, any order
+        syms = req.symbols
+        if len(set(syms)) != len(syms):
+            dup = sorted({x for x in syms if syms.count(x) > 1})[:5]
+            raise _Reject(
+                "INVALID_INPUT", "duplicate_symbol", "symbols", f"symbols repeated: {dup}"
+            )
+        unknown = [x for x in syms if x not in self._index]
+        if unknown:
+            raise _Reject(
+                "INVALID_INPUT",
+                "unknown_symbol",
+                "symbols",
+                f"symbols {unknown[:5]} are not in the bundle's universe "
+                f"({n} symbols, model {self.policy.model_id}): the policy was trained on "
+                "another universe",
+            )
+        if len(syms) != n:
+            given = set(syms)
+            missing = [x for x in self.symbols if x not in given]
+            raise _Reject(
+                "INVALID_INPUT",
+                "missing_symbol",
+                "symbols",
+                f"symbols {missing[:5]} of the bundle's universe are missing: send all {n}",
+            )
+        # timestamp
+        ts = _aware(req.timestamp)
+        age = (now - ts).total_seconds()
+        if age > s.max_staleness_s:
+            raise _Reject(
+                "STALE_INPUT",
+                "stale",
+                "timestamp",
+                f"timestamp {ts.isoformat()} is {age:.0f} s old, more than "
+                f"serving.max_staleness_s = {s.max_staleness_s:g}",
+            )
+        if -age > s.max_future_skew_s:
+            raise _Reject(
+                "INVALID_INPUT",
+                "future_timestamp",
+                "timestamp",
+                f"timestamp {ts.isoformat()} is {-age:.0f} s ahead of the server clock "
+                f"(limit serving.max_future_skew_s = {s.max_future_skew_s:g}): check the clocks",
+            )
+        # history arrays
+        close = req.close
+        length = int(close.shape[0])
+        if close.shape[1] != n:
+            raise _Reject(
+                "INVALID_INPUT",
+                "shape",
+                "close",
+                f"close has {close.shape[1]} columns, symbols {n}",
+            )
+        if length < self.history:
+            raise _Reject(
+                "INVALID_INPUT",
+                "history_length",
+                "close",
+                f"history holds {length} bars, the bundle's features need {self.history}: "
+                f"send the last {self.history} bars (or more)",
+            )
+        if length > s.max_history_bars:
+            raise _Reject(
+                "INVALID_INPUT",
+                "history_length",
+                "close",
+                f"history holds {length} bars, more than serving.max_history_bars = "
+                f"{s.max_history_bars}: send the last {self.history}",
+            )
+        for name, arr in (
+            ("volume", req.volume),
+            ("spread_bps", req.spread_bps),
+            ("tradable", req.tradable),
+        ):
+            if arr is not None and arr.shape != close.shape:
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "shape",
+                    name,
+                    f"{name} has shape {arr.shape}, close {close.shape}: align them",
+                )
+        if req.benchmark_returns.shape != (length,):
+            raise _Reject(
+                "INVALID_INPUT",
+                "shape",
+                "benchmark_returns",
+                f"benchmark_returns has shape {req.benchmark_returns.shape}, expected ({length},)",
+            )
+        for name, arr in (
+            ("close", close),
+            ("volume", req.volume),
+            ("spread_bps", req.spread_bps),
+            ("benchmark_returns", req.benchmark_returns),
+        ):
+            if not np.isfinite(arr).all():
+                raise _Reject("INVALID_INPUT", "non_finite", name, f"{name} contains NaN or inf")
+        if not (close > 0).all():
+            raise _Reject(
+                "INVALID_INPUT", "non_positive_price", "close", "close prices must be > 0"
+            )
+        if (req.volume < 0).any() or (req.spread_bps < 0).any():
+            field = "volume" if (req.volume < 0).any() else "spread_bps"
+            raise _Reject("INVALID_INPUT", "negative_value", field, f"{field} must be >= 0")
+        if not (req.benchmark_returns > -1.0).all():
+            raise _Reject(
+                "INVALID_INPUT",
+                "negative_value",
+                "benchmark_returns",
+                "benchmark returns must be > -1",
+            )
+        # account
+        equity, cash, bp = req.equity, req.cash, req.buying_power
+        if not (math.isfinite(equity) and equity > 0):
+            raise _Reject(
+                "INVALID_INPUT", "account", "equity", f"equity {equity!r} must be finite and > 0"
+            )
+        if not math.isfinite(cash):
+            raise _Reject("INVALID_INPUT", "account", "cash", f"cash {cash!r} must be finite")
+        if not (math.isfinite(bp) and bp >= 0):
+            raise _Reject(
+                "INVALID_INPUT",
+                "account",
+                "buying_power",
+                f"buying_power {bp!r} must be finite and >= 0",
+            )
+        peak = equity if req.peak_equity is None else req.peak_equity
+        if not (math.isfinite(peak) and peak > 0):
+            raise _Reject(
+                "INVALID_INPUT",
+                "account",
+                "peak_equity",
+                f"peak_equity {peak!r} must be finite and > 0",
+            )
+        # positions
+        shares = np.zeros((1, n))
+        for sym, q in req.positions.items():
+            j = self._index.get(sym)
+            if j is None:
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "unknown_symbol",
+                    "positions",
+                    f"position in {sym!r}, not in the bundle's universe",
+                )
+            if not math.isfinite(q):
+                raise _Reject(
+                    "INVALID_INPUT", "positions", "positions", f"position in {sym!r} is {q!r}"
+                )
+            shares[0, j] = q
+        # regime override
+        if req.regime is not None:
+            c = req.regime.confidence
+            if not (math.isfinite(c) and 0.0 <= c <= 1.0):
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "regime",
+                    "regime.confidence",
+                    f"regime confidence {c!r} not in [0, 1]",
+                )
+        # column order: the bundle's
+        perm = None
+        if tuple(syms) != self.symbols:
+            where = {x: i for i, x in enumerate(syms)}
+            perm = np.array([where[x] for x in self.symbols])
+        intents = None
+        if req.strategy_intents is not None:
+            bad = sorted(set(req.strategy_intents) - set(STRATEGY_FAMILIES))
+            if bad:
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "intents",
+                    "strategy_intents",
+                    f"unknown strategy families {bad}: use {list(STRATEGY_FAMILIES)}",
+                )
+            if self.mode == "budgets":
+                intents = np.zeros((1, self.n_strategies, n))
+                for k, fam in enumerate(STRATEGY_FAMILIES[: self.n_strategies]):
+                    v = req.strategy_intents.get(fam)
+                    if v is None:
+                        continue
+                    if v.shape != (n,) or not np.isfinite(v).all() or (np.abs(v) > 1).any():
+                        raise _Reject(
+                            "INVALID_INPUT",
+                            "intents",
+                            f"strategy_intents.{fam}",
+                            f"intents of {fam!r} must be {n} finite values in [-1, 1]",
+                        )
+                    intents[0, k] = v if perm is None else v[perm]
+        tradable = np.ones(close.shape, dtype=bool) if req.tradable is None else req.tradable
+
+        def cols(a: np.ndarray) -> np.ndarray:
+            return (a if perm is None else a[:, perm])[None]
+
+        return _Inputs(
+            close=cols(close),
+            volume=cols(req.volume),
+            spread=cols(req.spread_bps),
+            bench=req.benchmark_returns[None],
+            tradable=cols(tradable),
+            shares=shares,
+            equity=float(equity),
+            cash=float(cash),
+            peak=float(max(peak, equity)),
+            intents=intents,
+        )
+
+    # ------------------------------------------------------------------ decision
+    def defensive(self, x: _Inputs, w_cur: np.ndarray) -> tuple[np.ndarray, str]:
+        """The configured defensive proposal (1, N) and its kind (``hold`` or ``hrp``).
+
+        HRP runs on the request's simple returns (the last ``baselines.lookback`` of
+        them); if it cannot (e.g. no variance) the current book is held.
+        """
+        if self.serving.fallback == "hrp":
+            c = x.close[0]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = c[1:] / c[:-1] - 1.0
+            r = np.where(np.isfinite(r) & x.tradable[0, 1:] & x.tradable[0, :-1], r, 0.0)
+            r = r[-self._hrp_lookback :]
+            ctx = AllocationContext(
+                returns=r[None],
+                current_weights=w_cur,
+                symbols=self.symbols,
+                sector_ids=self.sector_ids,
+                regime=np.array([-1]),
+                regime_confidence=np.zeros(1),
+            )
+            try:
+                w = self._hrp.allocate(ctx)
+                if np.isfinite(w).all():
+                    return w, "hrp"
+            except AllocgymError:
+                pass
+        return w_cur.copy(), "hold"
+
+    def _call_model(self, obs: np.ndarray) -> tuple[np.ndarray | None, str | None, str]:
+        start = time.perf_counter()
+        try:
+            out = np.asarray(self._model(obs), dtype=np.float64)
+        except Exception as err:  # any model failure falls back; the cause is recorded
+            return None, "exception", f"{type(err).__name__}: {err}"[:300]
+        elapsed_ms = (time.perf_counter() - start) * 1e3
+        if elapsed_ms > self.serving.deadline_ms:
+            # no elapsed time in the message: the audited output must replay byte for byte
+            return (
+                None,
+                "deadline",
+                f"model call exceeded serving.deadline_ms = {self.serving.deadline_ms:g}",
+            )
+        if out.shape != (1, self.policy.n_out):
+            return (
+                None,
+                "bad_output",
+                f"model output shape {out.shape}, expected (1, {self.policy.n_out})",
+            )
+        if not np.isfinite(out).all():
+            return None, "nan", "model output contains NaN or inf"
+        return out, None, ""
+
+    def _decide(
+        self,
+        req: DecisionRequest,
+        x: _Inputs,
+        now: dt.datetime,
+        t0: float,
+        t1: float,
+        kill_op: bool,
+        enabled: bool,
+        forced_cause: tuple[str, str] | None,
+    ) -> DecisionTrace:
+        fb = self.feature_builder
+        feats = fb.compute(x.close, x.bench, x.volume, x.spread, x.tradable)
+        p = x.close[:, -1]
+        equity = np.array([x.equity])
+        w_cur = x.shares * p / equity[:, None]
+        drawdown = 1.0 - equity / x.peak
+        cash = np.array([x.cash]) / equity
+        obs = fb.observation(feats, w_cur, drawdown, cash)
+        regime = self._regime(req, feats)
+        kill = bool(req.kill_switch or kill_op or self.limits.kill_switch)
+        t2 = time.perf_counter()
+
+        cause: str | None = None
+        message = ""
+        budgets = contrib = None
+        kind = None
+        if kill:
+            proposal = w_cur.copy()
+        elif not enabled:
+            proposal, kind = self.defensive(x, w_cur)
+            cause, message = "disabled", "TRADING_ALLOCATOR_ENABLED is false"
+        else:
+            if forced_cause is not None:
+                out, (cause, message) = None, forced_cause
+            else:
+                out, cause, message = self._call_model(obs)
+            if out is None:
+                proposal, kind = self.defensive(x, w_cur)
+            elif self.mode == "weights":
+                proposal = out
+            else:
+                budgets = out
+                intents = feats.intents if x.intents is None else x.intents
+                assert self.aggregator is not None
+                proposal, contrib = self.aggregator.aggregate(budgets, intents)
+        t3 = time.perf_counter()
+
+        ctx = GateContext(
+            current_weights=w_cur,
+            equity=equity,
+            prices=p,
+            adv_notional=feats.adv_notional,
+            volatility=feats.volatility,
+            spread_bps=x.spread[:, -1],
+            sector_ids=self.sector_ids,
+            regime=np.array([regime.code], dtype=np.int64),
+            tradable=x.tradable[:, -1],
+            betas=feats.betas,
+            kill_switch=np.array([kill]),
+            reduce_only=np.array([bool(req.reduce_only)]),
+            strategy_weights=contrib,
+        )
+        gate = self.gates.apply(proposal, ctx)
+        code = 0
+        if not kill and cause is not None:
+            code = _DISABLED if cause == "disabled" else _FALLBACK
+        elif kill and not enabled:
+            code = _DISABLED
+        if code:
+            sym_code = code if not kill else 0
+            gate = dataclasses.replace(
+                gate,
+                symbol_reasons=gate.symbol_reasons | sym_code,
+                portfolio_reasons=gate.portfolio_reasons | code,
+            )
+        t4 = time.perf_counter()
+        ex = self.execution.apply(gate, ctx)
+        t5 = time.perf_counter()
+
+        if kill:
+            status = "killed"
+        elif cause == "disabled":
+            status = "disabled"
+        elif cause is not None:
+            status = "fallback"
+        else:
+            status = "ok"
+        fallback = None
+        if cause is not None and not kill:
+            fallback = FallbackInfo.model_construct(kind=kind, cause=cause, message=message)
+        target = ex.target_weights[0]
+        reasons = ex.reasons[0]
+        latency = Latency.model_construct(
+            total_us=(t5 - t0) * 1e6,
+            validate_us=(t1 - t0) * 1e6,
+            features_us=(t2 - t1) * 1e6,
+            model_us=(t3 - t2) * 1e6,
+            gates_us=(t4 - t3) * 1e6,
+            execution_us=(t5 - t4) * 1e6,
+        )
+        decision = Decision.model_construct(
+            request_id=req.request_id,
+            status=status,
+            timestamp=_aware(req.timestamp).isoformat(),
+            decided_at=now.isoformat(),
+            symbols=list(self.symbols),
+            target_weights=target.tolist(),
+            target_delta_qty=ex.delta_qty[0].tolist(),
+            target_qty=ex.target_qty[0].tolist(),
+            approved_weights=gate.approved[0].tolist(),
+            proposed_weights=np.asarray(proposal[0], dtype=np.float64).tolist(),
+            current_weights=w_cur[0].tolist(),
+            reasons=[self._names(int(m)) for m in reasons.tolist()],
+            reason_mask=reasons.tolist(),
+            portfolio_reasons=self._names(int(ex.portfolio_reasons[0])),
+            budgets=self._budgets(proposal, gate, budgets, contrib, regime.budget_multiplier),
+            regime=regime,
+            model=self._model_info,
+            fallback=fallback,
+            reject=None,
+            gross_exposure=float(np.abs(target).sum()),
+            net_exposure=float(target.sum()),
+            latency=latency,
+            schema_version="allocgym.decision/1",
+        )
+        return DecisionTrace(
+            decision=decision,
+            now=now,
+            model_cause=cause if cause not in (None, "disabled") and not kill else None,
+            model_message=message if cause not in (None, "disabled") and not kill else "",
+            observation=obs,
+            context=ctx,
+            gate=gate,
+            execution=ex,
+            latency_s=t5 - t0,
+            enabled=enabled,
+            operator_kill=kill_op,
+        )
+
+    def _regime(self, req: DecisionRequest, feats: Any) -> RegimeInfo:
+        barbell = BARBELL_STATES[int(feats.barbell[0])]
+        if req.regime is not None:
+            label, conf, source = req.regime.label, float(req.regime.confidence), "request"
+            code = regime_code(label)
+        elif self.serving.regime_source == "model":
+            code = int(feats.regime[0])
+            label, conf, source = REGIME_LABELS[code], float(feats.regime_confidence[0]), "model"
+        else:
+            label = self.limits.default_regime
+            code, conf, source = regime_code(label), 0.0, "default"
+        codes = np.array([code], dtype=np.int64)
+        return RegimeInfo.model_construct(
+            label=label,
+            code=code,
+            confidence=conf,
+            source=source,
+            barbell=barbell,
+            budget_multiplier=float(self.limits.budget_multiplier(codes)[0]),
+            capacity_multiplier=float(self.limits.capacity_multiplier(codes)[0]),
+        )
+
+    def _budgets(
+        self,
+        proposal: np.ndarray,
+        gate: GateResult,
+        budgets: np.ndarray | None,
+        contrib: np.ndarray | None,
+        budget_mult: float,
+    ) -> list[StrategyBudget]:
+        if budgets is None or contrib is None:
+            gross = float(np.abs(gate.approved[0]).sum())
+            cap = self.limits.max_gross * budget_mult
+            return [
+                StrategyBudget.model_construct(
+                    strategy="policy",
+                    budget=float(proposal[0].sum()),
+                    proposed_gross=float(np.abs(proposal[0]).sum()),
+                    approved_gross=gross,
+                    cap=cap,
+                    utilization=gross / cap if cap > 0 else None,
+                )
+            ]
+        cap = self.limits.max_strategy_contribution
+        prop_gross = np.abs(contrib[0]).sum(axis=1)
+        scale = (
+            np.ones(self.n_strategies) if gate.strategy_scale is None else gate.strategy_scale[0]
+        )
+        out = []
+        for k in range(self.n_strategies):
+            approved = float(prop_gross[k] * scale[k])
+            out.append(
+                StrategyBudget.model_construct(
+                    strategy=STRATEGY_FAMILIES[k],
+                    budget=float(budgets[0, k]),
+                    proposed_gross=float(prop_gross[k]),
+                    approved_gross=approved,
+                    cap=cap,
+                    utilization=approved / cap,
+                )
+            )
+        out.append(
+            StrategyBudget.model_construct(
+                strategy="cash",
+                budget=float(budgets[0, -1]),
+                proposed_gross=0.0,
+                approved_gross=0.0,
+                cap=None,
+                utilization=None,
+            )
+        )
+        return out
+
+    def _names(self, mask: int) -> list[str]:
+        names = self._reason_cache.get(mask)
+        if names is None:
+            names = reason_names(mask)
+            if len(self._reason_cache) < _REASON_CACHE_MAX:
+                self._reason_cache[mask] = names
+        return list(names)
+
+    # ------------------------------------------------------------------ rejects
+    def _rejected(
+        self,
+        req: DecisionRequest,
+        rej: _Reject,
+        now: dt.datetime,
+        t0: float,
+        kill_op: bool,
+        enabled: bool,
+    ) -> DecisionTrace:
+        n = self.n_assets
+        kill = bool(req.kill_switch or kill_op or self.limits.kill_switch)
+        shares = self._readable_shares(req)
+        code = int(ReasonCode[rej.code])
+        port = code | (_KILL if kill else 0)
+        if shares is None:
+            delta = target_qty = target_w = None
+            reasons = None
+        elif kill:
+            delta = (-shares).tolist()
+            target_qty = [0.0] * n
+            target_w = [0.0] * n
+            reasons = [port] * n
+        else:
+            delta = [0.0] * n
+            target_qty = shares.tolist()
+            target_w = None
+            reasons = [code] * n
+        total = (time.perf_counter() - t0) * 1e6
+        latency = Latency.model_construct(
+            total_us=total,
+            validate_us=total,
+            features_us=0.0,
+            model_us=0.0,
+            gates_us=0.0,
+            execution_us=0.0,
+        )
+        decision = Decision.model_construct(
+            request_id=req.request_id,
+            status="rejected",
+            timestamp=_aware(req.timestamp).isoformat(),
+            decided_at=now.isoformat(),
+            symbols=list(self.symbols),
+            target_weights=target_w,
+            target_delta_qty=delta,
+            target_qty=target_qty,
+            approved_weights=None,
+            proposed_weights=None,
+            current_weights=None,
+            reasons=None if reasons is None else [self._names(m) for m in reasons],
+            reason_mask=reasons,
+            portfolio_reasons=self._names(port),
+            budgets=[],
+            regime=None,
+            model=self._model_info,
+            fallback=None,
+            reject=RejectInfo.model_construct(
+                code=rej.code, detail=rej.detail, field=rej.field, message=rej.message
+            ),
+            gross_exposure=0.0 if kill and shares is not None else None,
+            net_exposure=0.0 if kill and shares is not None else None,
+            latency=latency,
+            schema_version="allocgym.decision/1",
+        )
+        return DecisionTrace(
+            decision=decision,
+            now=now,
+            model_cause=None,
+            model_message="",
+            observation=None,
+            context=None,
+            gate=None,
+            execution=None,
+            latency_s=total / 1e6,
+            enabled=enabled,
+            operator_kill=kill_op,
+        )
+
+    def _readable_shares(self, req: DecisionRequest) -> np.ndarray | None:
+        """Positions in the bundle's order when every entry is known and finite, else None."""
+        out = np.zeros(self.n_assets)
+        for sym, q in req.positions.items():
+            j = self._index.get(sym)
+            if j is None or not math.isfinite(q):
+                return None
+            out[j] = q
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def describe(self) -> dict[str, Any]:
+        """Model, flags and settings (``/healthz``)."""
+        return {
+            **self.policy.describe(),
+            "enabled": self.enabled,
+            "kill_switch": bool(self.operator_kill or self.limits.kill_switch),
+            "history": self.history,
+            "symbols": list(self.symbols),
+            "fallback": self.serving.fallback,
+            "regime_source": self.serving.regime_source,
+            "flags": dict(self.flags.variables),
+        }
+
+
+def request_from_market(
+    market: Any,
+    t: int,
+    *,
+    history: int,
+    request_id: str,
+    shares: np.ndarray | None = None,
+    cash: float | None = None,
+    equity: float | None = None,
+    peak_equity: float | None = None,
+    buying_power: float | None = None,
+    kill_switch: bool = False,
+    reduce_only: bool = False,
+    timestamp: dt.datetime | None = None,
+) -> DecisionRequest:
+    """A request for bar ``t`` of a ``MarketData`` (the last ``history`` bars up to ``t``).
+
+    Parameters
+    ----------
+    market : MarketData
+    t : int
+        Decision bar (data up to and including ``t``).
+    history : int
+        Bars to send (``FrozenAllocator.history`` or more).
+    request_id : str
+    shares : ndarray, shape (n_assets,), optional
+        Positions in shares (default none).
+    cash, equity, peak_equity, buying_power : float, optional
+        Default: all cash, ``equity = cash + shares . p_t``, peak = equity,
+        buying power = cash.
+    kill_switch, reduce_only : bool
+    timestamp : datetime, optional
+        Default: the bar's date at 00:00 UTC.
+    """
+    lo = int(t) - int(history) + 1
+    if lo < 0:
+        raise ValueError(f"bar {t} has only {t + 1} bars of history, {history} needed")
+    sl = slice(lo, int(t) + 1)
+    n = market.n_assets
+    q = np.zeros(n) if shares is None else np.asarray(shares, dtype=np.float64)
+    p = market.close[int(t)]
+    if cash is None:
+        cash = 1.0e6 if equity is None else float(equity - (q * p).sum())
+    if equity is None:
+        equity = float(cash + (q * p).sum())
+    if timestamp is None:
+        day = np.datetime_as_string(market.dates[int(t)], unit="D")
+        timestamp = dt.datetime.fromisoformat(str(day)).replace(tzinfo=dt.UTC)
+    return DecisionRequest(
+        request_id=request_id,
+        timestamp=timestamp,
+        symbols=list(market.symbols),
+        equity=float(equity),
+        cash=float(cash),
+        buying_power=float(cash if buying_power is None else buying_power),
+        peak_equity=None if peak_equity is None else float(peak_equity),
+        positions={
+            s: float(v) for s, v in zip(market.symbols, q.tolist(), strict=True) if v != 0.0
+        },
+        close=np.ascontiguousarray(market.close[sl]),
+        volume=np.ascontiguousarray(market.volume[sl]),
+        spread_bps=np.ascontiguousarray(market.spread_bps[sl]),
+        benchmark_returns=np.ascontiguousarray(market.benchmark_returns[sl]),
+        tradable=np.ascontiguousarray(market.tradable[sl]),
+        kill_switch=kill_switch,
+        reduce_only=reduce_only,
+    )
+
+
+def serving_config(
+    policy: FrozenPolicy, overrides: list[str] | tuple[str, ...] = ()
+) -> ServingConfig:
+    """The bundle's ``serving`` section with ``serving.key=value`` overrides applied.
+
+    Raises
+    ------
+    ConfigError
+        An override outside ``serving.*`` (the rest of the config is frozen in the
+        bundle; runtime risk changes go through ``TRADING_ALLOCATOR_*``) or a bad value.
+    """
+    bad = [o for o in overrides if not o.strip().startswith("serving.")]
+    if bad:
+        raise ConfigError(
+            f"overrides {bad} are not serving.* keys: the bundle's features, gates and costs "
+            "are frozen (re-export to change them; use TRADING_ALLOCATOR_* for runtime limits)"
+        )
+    base = {"serving": policy.manifest["config"].get("serving", {})}
+    return config_from_dict(base, list(overrides)).serving

@@ -1,0 +1,443 @@
+"""``DecisionService``: a ``FrozenAllocator`` with metrics, audit log, idempotency and kill switch.
+
+The HTTP app (``allocgym.serving.http``) is a shell over this class. Each new decision is
+
+1. decided by :meth:`FrozenAllocator.trace`;
+2. counted in the Prometheus metrics (``allocgym.observability.Metrics``: seed 001's
+   ``allocator_*`` names and the decision-latency histogram, plus the serving counters
+   below);
+3. appended to the hash-chained ``AuditLog`` *before* it is returned: the record's
+   ``input`` holds the request, the server clock, the operator kill switch, the enabled
+   flag and the model outcome, its ``output`` the decision without latency
+   (:meth:`Decision.audit_output`: per-symbol vectors as exact base64 arrays), under the
+   keys of ``observability.decision_record``, so :func:`replay_audit` reproduces it byte
+   for byte. The request's history arrays are
+   stored once each, content-addressed, in ``<log>.arrays/<sha256>.bin`` beside the log
+   (:class:`ArrayStore`; requests of one bar share them) and referenced from the record
+   by dtype, shape and sha256, which the chain covers, so a modified array file is
+   detected at replay; ``inline_arrays=True`` embeds them (base64) in the record instead;
+4. remembered by request id in a bounded LRU: a repeated id returns the stored decision
+   without deciding again (a different body under a known id is refused).
+
+Serving metrics besides ``Metrics``'s: ``allocator_model_info{model_id,sha256,
+config_hash,mode}``, ``allocator_decisions_total{status}``,
+``allocator_fallback_total{cause}``, ``allocator_request_reject_total{code,detail}``,
+``allocator_kill_switch_engaged``, ``allocator_enabled``,
+``allocator_idempotent_replays_total``, ``allocator_shed_total{reason}``,
+``allocator_in_flight``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Info
+
+from allocgym.errors import AllocgymError, RequestError
+from allocgym.observability import (
+    AuditLog,
+    Metrics,
+    ReplayReport,
+    reason_names,
+    replay,
+    sha256_hex,
+)
+from allocgym.risk import ReasonCode
+from allocgym.serving.allocator import DecisionTrace, FrozenAllocator
+from allocgym.serving.schemas import Decision, DecisionRequest, array_from_bytes, encode_array
+
+FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output")
+STATUSES = ("ok", "fallback", "disabled", "killed", "rejected")
+
+
+class ServingMetrics(Metrics):
+    """``observability.Metrics`` plus the serving counters (one registry)."""
+
+    def __init__(self, allocator: FrozenAllocator) -> None:
+        super().__init__()
+        r = self.registry
+        self.model_info = Info("allocator_model", "The frozen policy being served.", registry=r)
+        self.model_info.info(
+            {
+                "model_id": allocator.policy.model_id,
+                "sha256": allocator.policy.sha256,
+                "config_hash": allocator.policy.config_hash,
+                "mode": allocator.mode,
+            }
+        )
+        self.decisions = Counter(
+            "allocator_decisions_total", "Decisions by status.", ["status"], registry=r
+        )
+        self.fallbacks = Counter(
+            "allocator_fallback_total",
+            "Decisions that used the defensive allocation because the model failed.",
+            ["cause"],
+            registry=r,
+        )
+        self.request_rejects = Counter(
+            "allocator_request_reject_total",
+            "Requests rejected before deciding (coded INVALID_INPUT or STALE_INPUT).",
+            ["code", "detail"],
+            registry=r,
+        )
+        self.kill_switch = Gauge(
+            "allocator_kill_switch_engaged",
+            "1 while the operator kill switch is engaged.",
+            registry=r,
+        )
+        self.enabled = Gauge(
+            "allocator_enabled", "TRADING_ALLOCATOR_ENABLED (1 = the policy decides).", registry=r
+        )
+        self.idempotent = Counter(
+            "allocator_idempotent_replays_total",
+            "Repeated request ids answered from the decision cache.",
+            registry=r,
+        )
+        self.shed = Counter(
+            "allocator_shed_total", "HTTP requests shed under overload.", ["reason"], registry=r
+        )
+        self.in_flight = Gauge(
+            "allocator_in_flight", "HTTP decisions queued or running.", registry=r
+        )
+        for s in STATUSES:
+            self.decisions.labels(status=s)
+        for c in FALLBACK_CAUSES:
+            self.fallbacks.labels(cause=c)
+        for reason in ("in_flight", "queue_time"):
+            self.shed.labels(reason=reason)
+        self.enabled.set(1 if allocator.enabled else 0)
+        self.kill_switch.set(1 if allocator.operator_kill else 0)
+
+    def observe_trace(self, tr: DecisionTrace, allocator: FrozenAllocator) -> None:
+        """Count one decision."""
+        d = tr.decision
+        self.decisions.labels(status=d.status).inc()
+        if d.reject is not None:
+            self.request_rejects.labels(code=d.reject.code, detail=d.reject.detail).inc()
+            self.decision_latency.observe(tr.latency_s)
+            return
+        if tr.model_cause is not None:
+            self.fallbacks.labels(cause=tr.model_cause).inc()
+        assert tr.gate is not None and tr.context is not None
+        active = None
+        if allocator.mode == "weights":
+            active = 1 if d.gross_exposure else 0
+        self.observe_decision(
+            tr.gate,
+            tr.context,
+            execution=tr.execution,
+            latency_s=tr.latency_s,
+            limits=allocator.limits,
+            symbols=allocator.symbols,
+            active_strategies=active,
+        )
+
+
+def _mask(names: list[str]) -> int:
+    out = 0
+    for name in names:
+        out |= int(ReasonCode[name])
+    return out
+
+
+class ArrayStoreError(AllocgymError, ValueError):
+    """An audit array file is missing or does not hash to its reference."""
+
+
+_REF_KEYS = frozenset({"dtype", "shape", "sha256"})
+_KNOWN_MAX = 100_000
+
+
+class ArrayStore:
+    """Content-addressed array files beside an audit log (``<folder>/<sha256>.bin``).
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created on the first ``put``.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    @classmethod
+    def beside(cls, log_path: str | Path) -> ArrayStore:
+        """The store of an audit log: ``<log>.arrays``."""
+        p = Path(log_path)
+        return cls(p.with_name(p.name + ".arrays"))
+
+    def put(self, a: np.ndarray) -> dict[str, Any]:
+        """Store ``a`` (float64 or bool) once; returns its reference ``{dtype, shape, sha256}``."""
+        arr = np.ascontiguousarray(a)
+        if arr.dtype != np.bool_:
+            arr = np.ascontiguousarray(arr, dtype="<f8")
+        raw = arr.tobytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest not in self._known:
+            path = self.folder / f"{digest}.bin"
+            if not path.exists():
+                self.folder.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{digest}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(raw)
+                os.replace(tmp, path)
+            self._known[digest] = None
+            if len(self._known) > _KNOWN_MAX:
+                self._known.popitem(last=False)
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "sha256": digest}
+
+    def get(self, ref: Mapping[str, Any]) -> np.ndarray:
+        """The array of a reference, verified against its sha256.
+
+        Raises
+        ------
+        ArrayStoreError
+            Missing file or a content that does not match the reference.
+        """
+        digest = str(ref["sha256"])
+        path = self.folder / f"{digest}.bin"
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise ArrayStoreError(f"audit array reference {digest!r} is not a sha256")
+        if not path.is_file():
+            raise ArrayStoreError(
+                f"audit array {str(path)!r} is missing: copy the log's .arrays folder with it"
+            )
+        raw = path.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise ArrayStoreError(
+                f"audit array {str(path)!r} does not hash to its name: it was modified; "
+                "restore it from a trusted copy"
+            )
+        return array_from_bytes(raw, ref["dtype"], list(ref["shape"]))
+
+    def resolve(self, tree: Any) -> Any:
+        """``tree`` with every array reference replaced by its array."""
+        if isinstance(tree, dict):
+            if set(tree) == _REF_KEYS:
+                return self.get(tree)
+            return {k: self.resolve(v) for k, v in tree.items()}
+        if isinstance(tree, list):
+            return [self.resolve(v) for v in tree]
+        return tree
+
+
+@dataclass(frozen=True)
+class ServiceResult:
+    """What the service answers: the decision's JSON bytes and whether it was cached."""
+
+    body: bytes
+    status: str
+    cached: bool
+    request_id: str
+
+
+class IdempotencyConflict(RequestError):
+    """A request id already decided is reused with a different body."""
+
+
+class DecisionService:
+    """Stateful shell: allocator + metrics + audit log + idempotency cache + kill switch.
+
+    Parameters
+    ----------
+    allocator : FrozenAllocator
+    audit_log : str, Path or AuditLog, optional
+        Where every decision and kill-switch change is appended (None: not audited).
+    cache_size : int, optional
+        Decisions remembered by request id; default ``allocator.serving.idempotency_cache``.
+    inline_arrays : bool
+        Embed the request arrays in each audit record (base64) instead of the
+        content-addressed :class:`ArrayStore` beside the log.
+    """
+
+    def __init__(
+        self,
+        allocator: FrozenAllocator,
+        *,
+        audit_log: str | Path | AuditLog | None = None,
+        cache_size: int | None = None,
+        inline_arrays: bool = False,
+    ) -> None:
+        self.allocator = allocator
+        self.metrics = ServingMetrics(allocator)
+        if audit_log is None or isinstance(audit_log, AuditLog):
+            self.audit = audit_log
+        else:
+            self.audit = AuditLog(audit_log)
+        self._store: Any = encode_array
+        if self.audit is not None and not inline_arrays:
+            self._store = ArrayStore.beside(self.audit.path).put
+        self.cache_size = int(cache_size or allocator.serving.idempotency_cache)
+        self._cache: OrderedDict[str, tuple[str, ServiceResult]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, request: DecisionRequest, body_digest: str | None = None) -> ServiceResult:
+        """Decide (or answer from the cache), count, audit; never raises on bad input.
+
+        Parameters
+        ----------
+        request : DecisionRequest
+        body_digest : str, optional
+            Hash of the request as received (HTTP: of the raw body); default
+            ``request.digest()``. A known request id with another digest raises.
+
+        Raises
+        ------
+        IdempotencyConflict
+            The request id was decided before for a different request.
+        """
+        digest = body_digest or request.digest()
+        with self._lock:
+            hit = self._cache.get(request.request_id)
+            if hit is not None:
+                if hit[0] != digest:
+                    raise IdempotencyConflict(
+                        f"request id {request.request_id!r} was already decided for a different "
+                        "request: use a new request id for a new decision"
+                    )
+                self._cache.move_to_end(request.request_id)
+                self.metrics.idempotent.inc()
+                res = hit[1]
+                return ServiceResult(res.body, res.status, True, res.request_id)
+            tr = self.allocator.trace(request)
+            self.metrics.observe_trace(tr, self.allocator)
+            if self.audit is not None:
+                self.audit.append(self._record(request, tr))
+            body = tr.decision.model_dump_json().encode()
+            res = ServiceResult(body, tr.decision.status, False, request.request_id)
+            self._cache[request.request_id] = (digest, res)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return res
+
+    def _record(self, request: DecisionRequest, tr: DecisionTrace) -> dict[str, Any]:
+        d = tr.decision
+        inputs = {
+            "kind": "decision",
+            "request": request.to_audit(self._store),
+            "now": tr.now.isoformat(),
+            "operator_kill_switch": tr.operator_kill,
+            "enabled": tr.enabled,
+            "model_outcome": None
+            if tr.model_cause is None
+            else {"cause": tr.model_cause, "message": tr.model_message},
+            "model_sha256": self.allocator.policy.sha256,
+        }
+        output = d.audit_output()
+        # The keys of ``observability.decision_record`` (same readers), with the gate's
+        # vectors as exact base64 arrays: the log stays cheap to write at 500 symbols.
+        gate = tr.gate
+        record: dict[str, Any] = {
+            "request_id": d.request_id,
+            "timestamp": d.timestamp,
+            "config_hash": self.allocator.policy.config_hash,
+            "input_hash": sha256_hex(inputs),
+            "input": inputs,
+            "output": output,
+            "regime": None
+            if d.regime is None
+            else {"label": d.regime.label, "score": float(d.regime.confidence)},
+            "active_constraints": {"codes": list(d.portfolio_reasons), "limits": {}},
+            "proposed": None,
+            "approved": None,
+            "reasons": None,
+            "portfolio_reasons": [list(d.portfolio_reasons)],
+        }
+        if gate is not None and d.regime is not None:
+            acting = int(np.bitwise_or.reduce(gate.symbol_reasons[0])) | int(
+                gate.portfolio_reasons[0]
+            )
+            record["active_constraints"] = {
+                "codes": reason_names(acting | _mask(d.portfolio_reasons)),
+                "limits": {
+                    "budget_multiplier": d.regime.budget_multiplier,
+                    "capacity_multiplier": d.regime.capacity_multiplier,
+                },
+            }
+            record["proposed"] = encode_array(gate.proposed)
+            record["approved"] = encode_array(gate.approved)
+            record["reasons"] = output["reason_mask"]
+        return record
+
+    # ------------------------------------------------------------------ kill switch
+    def set_kill_switch(
+        self, engaged: bool, *, reason: str = "", actor: str = ""
+    ) -> dict[str, Any]:
+        """Engage or release the operator kill switch (audited); returns the new state."""
+        with self._lock:
+            now = dt.datetime.now(dt.UTC).isoformat()
+            previous = self.allocator.operator_kill
+            self.allocator.operator_kill = bool(engaged)
+            self.metrics.kill_switch.set(1 if engaged else 0)
+            state = {"kill_switch": bool(engaged), "previous": previous}
+            if self.audit is not None:
+                self.audit.append(
+                    {
+                        "request_id": f"kill-switch-{now}",
+                        "timestamp": now,
+                        "config_hash": self.allocator.policy.config_hash,
+                        "input": {
+                            "kind": "kill_switch",
+                            "engaged": bool(engaged),
+                            "previous": previous,
+                            "reason": reason,
+                            "actor": actor,
+                        },
+                        "output": state,
+                    }
+                )
+        return {**state, "at": now, "reason": reason, "actor": actor}
+
+
+def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> Any:
+    """The decision function ``observability.replay`` calls for this service's records.
+
+    ``store`` resolves array references (records written with an :class:`ArrayStore`).
+    """
+
+    def decide(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        if inputs.get("kind") == "kill_switch":
+            return {"kill_switch": bool(inputs["engaged"]), "previous": bool(inputs["previous"])}
+        data = inputs["request"] if store is None else store.resolve(inputs["request"])
+        request = DecisionRequest.model_validate(data)
+        outcome = inputs.get("model_outcome")
+        tr = allocator.trace(
+            request,
+            now=dt.datetime.fromisoformat(inputs["now"]),
+            model_cause=None if outcome is None else (outcome["cause"], outcome["message"]),
+            operator_kill=bool(inputs["operator_kill_switch"]),
+            enabled=bool(inputs["enabled"]),
+        )
+        return tr.decision.audit_output()
+
+    return decide
+
+
+def replay_audit(path: str | Path, allocator: FrozenAllocator) -> ReplayReport:
+    """Re-decide every record of an audit log and compare the outputs byte for byte.
+
+    Array references are resolved from ``<path>.arrays`` (see :class:`ArrayStore`).
+
+    Raises
+    ------
+    AuditChainError
+        The log's hash chain is broken.
+    ArrayStoreError
+        A referenced array file is missing or was modified.
+    """
+    return replay(path, replay_fn(allocator, ArrayStore.beside(path)))
+
+
+def decision_from_body(body: bytes) -> Decision:
+    """Parse a decision JSON (client side / tests)."""
+    return Decision.model_validate_json(body)

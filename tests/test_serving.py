@@ -1,0 +1,666 @@
+"""Torch-free runtime: bundle verification, FrozenAllocator decisions, env parity, faults, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from test_serving_support import (
+    ENABLED,
+    bar_clock,
+    exported_bundle,
+    fixed_clock,
+    patient,
+    small_market,
+    sp500,
+    untrained_bundle,
+)
+
+import allocgym.serving
+from allocgym.errors import BundleError, ConfigError, GateConfigError
+from allocgym.observability import AuditChainError
+from allocgym.risk import ReasonCode, check_invariants
+from allocgym.serving import (
+    DecisionRequest,
+    DecisionService,
+    FrozenAllocator,
+    FrozenPolicy,
+    decode_array,
+    encode_array,
+    replay_audit,
+    request_from_market,
+)
+from allocgym.serving.allocator import serving_config
+from allocgym.serving.service import ArrayStoreError, IdempotencyConflict
+
+T0 = 6000  # a bar of the S&P sample with a full history
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    return exported_bundle()
+
+
+@pytest.fixture(scope="module")
+def policy(bundle: Path) -> FrozenPolicy:
+    return FrozenPolicy.load(bundle)
+
+
+def make_alloc(
+    policy: FrozenPolicy, t: int = T0, environ: dict | None = None, **kw
+) -> FrozenAllocator:
+    env = ENABLED if environ is None else environ
+    kw.setdefault("serving", patient(policy))
+    return FrozenAllocator(policy, environ=env, clock=fixed_clock(bar_clock(sp500(), t)), **kw)
+
+
+def make_request(alloc: FrozenAllocator, t: int = T0, rid: str = "r1", **kw) -> DecisionRequest:
+    return request_from_market(sp500(), t, history=alloc.history, request_id=rid, **kw)
+
+
+def held_book(alloc: FrozenAllocator, t: int = T0) -> np.ndarray:
+    """Shares of a book at the allocator's own target one bar earlier (a realistic state)."""
+    d = alloc.trace(make_request(alloc, t - 1, "seed"), now=bar_clock(sp500(), t - 1)).decision
+    return np.asarray(d.target_qty)
+
+
+# ----------------------------------------------------------------------------- import hygiene
+
+
+def test_importing_serving_loads_neither_torch_sb3_nor_gymnasium() -> None:
+    code = (
+        "import sys, allocgym.serving, allocgym.serving.http, allocgym.serving.service; "
+        "bad = [m for m in ('torch', 'stable_baselines3', 'sb3_contrib', 'gymnasium') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_serving_source_never_unpickles() -> None:
+    pattern = re.compile(
+        r"\bpickle\b|\bcloudpickle\b|\bdill\b|\bjoblib\b|torch\.load|allow_pickle\s*=\s*True|"
+        r"\bnp\.load\(|\bnumpy\.load\(|^\s*import torch|^\s*from torch|marshal\.loads|shelve",
+        re.MULTILINE,
+    )
+    root = Path(allocgym.serving.__file__).parent
+    files = sorted(root.glob("*.py"))
+    assert len(files) >= 6
+    hits = {f.name: pattern.findall(f.read_text()) for f in files}
+    assert {k: v for k, v in hits.items() if v} == {}
+
+
+# ----------------------------------------------------------------------------- bundle checks
+
+
+def _copy(bundle: Path, dst: Path) -> Path:
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def _edit_manifest(d: Path, fn) -> None:
+    m = json.loads((d / "manifest.json").read_text())
+    fn(m)
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def test_flipped_bit_in_model_is_refused(bundle: Path, tmp_path: Path) -> None:
+    d = _copy(bundle, tmp_path / "b")
+    raw = bytearray((d / "model.onnx").read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    (d / "model.onnx").write_bytes(bytes(raw))
+    with pytest.raises(
+        BundleError, match=r"sha256 .* the manifest says .* corrupted or was replaced"
+    ):
+        FrozenPolicy.load(d)
+
+
+def test_manifest_paths_outside_the_bundle_are_refused(bundle: Path, tmp_path: Path) -> None:
+    d = _copy(bundle, tmp_path / "b")
+    shutil.copy(d / "model.onnx", tmp_path / "outside.onnx")
+    _edit_manifest(d, lambda m: m["model"].__setitem__("file", "../outside.onnx"))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        FrozenPolicy.load(d)
+    _edit_manifest(d, lambda m: m["model"].__setitem__("file", "/etc/passwd"))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        FrozenPolicy.load(d)
+    d2 = _copy(bundle, tmp_path / "c")
+    (d2 / "model.onnx").unlink()
+    (d2 / "model.onnx").symlink_to(tmp_path / "outside.onnx")
+    with pytest.raises(BundleError, match="symbolic link"):
+        FrozenPolicy.load(d2)
+
+
+def test_external_data_is_refused(bundle: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    import onnx
+
+    d = _copy(bundle, tmp_path / "b")
+    model = onnx.load(str(d / "model.onnx"))
+    onnx.save_model(
+        model,
+        str(d / "model.onnx"),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    digest = hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest()
+    _edit_manifest(d, lambda m: m["model"].__setitem__("sha256", digest))
+    with pytest.raises(BundleError, match="external data"):
+        FrozenPolicy.load(d)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m.__setitem__("schema", "allocgym.bundle/0"), "manifest schema"),
+        (lambda m: m["model"].__setitem__("opset", 18), "opset"),
+        (lambda m: m["observation"].__setitem__("obs_dim", 7), "layout disagrees"),
+        (lambda m: m["symbols"].__setitem__(0, m["symbols"][1]), "distinct"),
+        (lambda m: m.pop("features"), "lacks keys"),
+    ],
+)
+def test_manifest_inconsistencies_are_refused(
+    bundle: Path, tmp_path: Path, edit, match: str
+) -> None:
+    d = _copy(bundle, tmp_path / "b")
+    _edit_manifest(d, edit)
+    with pytest.raises(BundleError, match=match):
+        FrozenPolicy.load(d)
+
+
+def test_edited_config_or_feature_layout_is_refused(bundle: Path, tmp_path: Path) -> None:
+    d = _copy(bundle, tmp_path / "b")
+    _edit_manifest(d, lambda m: m["config"]["risk"].__setitem__("max_gross", 3.0))
+    with pytest.raises(BundleError, match="manifest was edited"):
+        FrozenAllocator(FrozenPolicy.load(d), environ=ENABLED)
+    d2 = _copy(bundle, tmp_path / "c")
+    _edit_manifest(d2, lambda m: m["features"].__setitem__("clip", 4.0))
+    with pytest.raises(BundleError, match="different feature layout"):
+        FrozenAllocator(FrozenPolicy.load(d2), environ=ENABLED)
+
+
+def test_frozen_policy_is_deterministic(policy: FrozenPolicy) -> None:
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(64, policy.obs_dim)).astype(np.float32)
+    a, b = policy(obs), policy(obs)
+    assert a.dtype == np.float64 and a.shape == (64, 20)
+    assert a.tobytes() == b.tobytes()
+    assert policy._session.get_session_options().intra_op_num_threads == 1
+
+
+# ----------------------------------------------------------------------------- env parity
+
+
+def _env_parity(
+    policy: FrozenPolicy, market, params_cfg, start: int, n_steps: int, seed: int
+) -> int:
+    """Step the env with the frozen policy's proposals; decide the same states in parallel.
+
+    Weights mode goes through ``PortfolioEnv.step_proposed``; budgets mode through the
+    env core with the env's own ``IntentAggregator`` (``PortfolioEnv`` maps actions, not
+    budgets), exactly what ``core.step`` does after its action map.
+    """
+    from allocgym.envs import PortfolioEnv, build_params, core
+
+    params = build_params(market, params_cfg, "all")
+    env = PortfolioEnv(params=params)
+    obs, _ = env.reset(seed=seed, options={"start": start})
+    state = env.state
+    alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
+    checked = 0
+    for k in range(n_steps):
+        t = int(state.t[0])
+        req = request_from_market(
+            market, t, history=alloc.history, request_id=f"p{k}", shares=state.shares[0],
+            cash=float(state.cash[0]), equity=float(state.equity[0]),
+            peak_equity=float(state.peak[0]), kill_switch=bool(state.kill[0]),
+        )  # fmt: skip
+        tr = alloc.trace(req, now=bar_clock(market, t))
+        assert tr.decision.status in ("ok", "killed"), tr.decision.reject
+        assert np.array_equal(tr.observation[0], obs)  # features + book: same bits
+        proposal = policy(obs[None])
+        if policy.mode == "weights":
+            obs, _, term, trunc, info = env.step_proposed(proposal[0])
+            state = env.state
+        else:
+            w, contrib = params.aggregator.aggregate(proposal, params.features.intents[state.t])
+            res = core.step_proposed(params, state, w, contrib, proposal)
+            obs, state, info = res.obs[0], res.state, {k: v[0] for k, v in res.info.items()}
+            term, trunc = bool(res.terminated[0]), bool(res.truncated[0])
+        d = tr.decision
+        assert np.array_equal(np.asarray(d.approved_weights), info["approved"])
+        assert np.array_equal(np.asarray(d.target_weights), info["target"])
+        assert np.array_equal(np.asarray(d.target_delta_qty), info["delta_qty"])
+        assert np.array_equal(np.asarray(d.reason_mask), info["symbol_reasons"])
+        checked += 1
+        if term or trunc:
+            break
+    return checked
+
+
+def test_env_and_frozen_paths_give_bit_identical_decisions_on_sp500(policy: FrozenPolicy) -> None:
+    from allocgym.config import config_from_dict
+
+    cfg = config_from_dict(policy.manifest["config"])
+    assert _env_parity(policy, sp500(), cfg, start=T0, n_steps=25, seed=1) == 25
+
+
+def test_env_parity_in_budgets_mode() -> None:
+    from allocgym.config import config_from_dict
+
+    policy = FrozenPolicy.load(untrained_bundle("budgets"))
+    cfg = config_from_dict(policy.manifest["config"])
+    market = small_market()
+    assert _env_parity(policy, market, cfg, start=300, n_steps=15, seed=2) == 15
+
+
+def test_budget_trace_in_budgets_mode() -> None:
+    policy = FrozenPolicy.load(untrained_bundle("budgets"))
+    market = small_market()
+    alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
+    req = request_from_market(market, 400, history=alloc.history, request_id="b1")
+    d = alloc.trace(req, now=bar_clock(market, 400)).decision
+    names = [b.strategy for b in d.budgets]
+    assert names == ["trend", "mean_reversion", "defensive", "cash"]
+    assert sum(b.budget for b in d.budgets) == pytest.approx(1.0, abs=1e-12)
+    for b in d.budgets[:3]:
+        assert b.approved_gross <= b.cap + 1e-12
+        assert b.utilization == pytest.approx(b.approved_gross / b.cap)
+
+
+def test_symbol_order_of_the_request_does_not_matter(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy)
+    req = make_request(alloc, shares=held_book(alloc))
+    perm = np.random.default_rng(0).permutation(20)
+    data = {k: getattr(req, k) for k in ("close", "volume", "spread_bps", "tradable")}
+    shuffled = req.model_copy(
+        update={
+            "symbols": [req.symbols[i] for i in perm],
+            **{k: v[:, perm] for k, v in data.items()},
+        }
+    )
+    a, b = alloc.decide(req), alloc.decide(shuffled)
+    assert a.approved_weights == b.approved_weights and a.target_delta_qty == b.target_delta_qty
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _variants(req: DecisionRequest, history: int):
+    close = req.close.copy()
+    close[-1, 3] = np.nan
+    yield "nan_close", {"close": close}, "non_finite"
+    vol = req.volume.copy()
+    vol[5, 0] = np.inf
+    yield "inf_volume", {"volume": vol}, "non_finite"
+    neg = req.close.copy()
+    neg[-2, 7] = 0.0
+    yield "zero_price", {"close": neg}, "non_positive_price"
+    orig = list(req.symbols)
+    syms = [*orig[:4], "ZZZZ", *orig[5:]]
+    yield "unknown_symbol", {"symbols": syms}, "unknown_symbol"
+    yield "missing_symbol", {"symbols": orig[:-1], "close": req.close[:, :-1], "volume": req.volume[:, :-1],
+                             "spread_bps": req.spread_bps[:, :-1], "tradable": req.tradable[:, :-1]}, "missing_symbol"  # fmt: skip
+    yield "duplicate", {"symbols": [*orig[:3], orig[2], *orig[4:]]}, "duplicate_symbol"
+    short = {k: getattr(req, k)[-(history - 1):] for k in ("close", "volume", "spread_bps", "tradable")}  # fmt: skip
+    yield "short_history", {**short, "benchmark_returns": req.benchmark_returns[-(history - 1):]}, "history_length"  # fmt: skip
+    yield "bench_shape", {"benchmark_returns": req.benchmark_returns[1:]}, "shape"
+    yield "nan_equity", {"equity": float("nan")}, "account"
+    yield "zero_equity", {"equity": 0.0}, "account"
+    yield "nan_position", {"positions": {"AAPL": float("nan")}}, "positions"
+    yield "foreign_position", {"positions": {"TSLA": 10.0}}, "unknown_symbol"
+    yield "stale", {"timestamp": req.timestamp - dt.timedelta(days=30)}, "stale"
+    yield "future", {"timestamp": req.timestamp + dt.timedelta(days=2)}, "future_timestamp"
+
+
+def test_bad_inputs_are_coded_rejects_never_crashes(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy)
+    req = make_request(alloc, shares=held_book(alloc))
+    seen = set()
+    for name, update, detail in _variants(req, alloc.history):
+        d = alloc.decide(req.model_copy(update=update))
+        assert d.status == "rejected", name
+        assert d.reject is not None and d.reject.detail == detail, (name, d.reject)
+        code = "STALE_INPUT" if detail == "stale" else "INVALID_INPUT"
+        assert d.reject.code == code and d.portfolio_reasons == [code]
+        assert d.approved_weights is None  # no new (unchecked) allocation
+        if d.target_delta_qty is not None:
+            assert d.target_delta_qty == [0.0] * 20
+        seen.add(detail)
+    assert len(seen) == 11
+
+
+def test_kill_switch_wins_even_on_rejected_input(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy)
+    shares = held_book(alloc)
+    req = make_request(alloc, shares=shares, kill_switch=True)
+    d = alloc.decide(req.model_copy(update={"timestamp": req.timestamp - dt.timedelta(days=30)}))
+    assert d.status == "rejected" and d.reject.code == "STALE_INPUT"
+    assert d.target_delta_qty == (-shares).tolist() and d.target_qty == [0.0] * 20
+    assert "KILL_SWITCH" in d.portfolio_reasons
+
+
+def test_decision_json_validates_against_its_schema(policy: FrozenPolicy) -> None:
+    from allocgym.serving import Decision
+
+    alloc = make_alloc(policy)
+    d = alloc.decide(make_request(alloc, shares=held_book(alloc)))
+    assert d.status == "ok"
+    again = Decision.model_validate_json(d.model_dump_json())
+    assert again == d
+    assert d.model.sha256 == policy.sha256 and d.model.model_id == policy.model_id
+    assert d.regime is not None and d.regime.source == "model"
+    assert d.latency is not None and d.latency.total_us > 0
+    assert len(d.reasons) == 20 and all(isinstance(r, list) for r in d.reasons)
+    assert d.budgets[0].strategy == "policy"
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _raise(obs: np.ndarray) -> np.ndarray:
+    raise Boom("model crashed")
+
+
+def _nan(obs: np.ndarray) -> np.ndarray:
+    return np.full((1, 20), np.nan)
+
+
+def _slow(obs: np.ndarray) -> np.ndarray:
+    time.sleep(0.03)
+    return np.full((1, 20), 0.05)
+
+
+def _wrong_shape(obs: np.ndarray) -> np.ndarray:
+    return np.zeros((1, 3))
+
+
+@pytest.mark.parametrize("fallback", ["hold", "hrp"])
+def test_model_faults_fall_back_inside_the_limits_and_are_counted(
+    policy: FrozenPolicy, fallback: str
+) -> None:
+    faults = {"exception": _raise, "nan": _nan, "deadline": _slow, "bad_output": _wrong_shape}
+    rng = np.random.default_rng(5)
+    total = 0
+    for cause, fn in faults.items():
+        deadline = "10" if cause == "deadline" else "5000"
+        serving = serving_config(
+            policy, [f"serving.fallback={fallback}", f"serving.deadline_ms={deadline}"]
+        )
+        alloc = make_alloc(policy, serving=serving, model=fn)
+        svc = DecisionService(alloc)
+        base = held_book(alloc)
+        for k in range(4):
+            # books inside and (scaled up) outside the hard limits
+            shares = base * rng.uniform(0.5, 4.0)
+            tr = alloc.trace(make_request(alloc, rid=f"{cause}{k}", shares=shares))
+            svc.metrics.observe_trace(tr, alloc)
+            d = tr.decision
+            assert d.status == "fallback" and d.fallback.cause == cause
+            assert d.fallback.kind == fallback
+            assert "MODEL_FALLBACK" in d.portfolio_reasons
+            assert all("MODEL_FALLBACK" in r for r in d.reasons)
+            report = check_invariants(tr.gate, tr.context, alloc.limits, alloc.cost_model)
+            assert report.n_breaches == 0, report.messages
+            total += 1
+        text = svc.metrics.exposition().decode()
+        assert f'allocator_fallback_total{{cause="{cause}"}} 4.0' in text
+        assert 'allocator_decisions_total{status="fallback"} 4.0' in text
+    assert total == 16
+
+
+def test_hold_fallback_proposes_the_current_book(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy, model=_raise)
+    d = alloc.decide(make_request(alloc, shares=held_book(alloc)))
+    assert d.proposed_weights == d.current_weights
+
+
+def test_disabled_allocator_uses_the_defensive_baseline_without_calling_the_model(
+    policy: FrozenPolicy,
+) -> None:
+    alloc = make_alloc(policy, environ={}, model=_raise)  # ENABLED defaults to false
+    assert alloc.enabled is False
+    d = alloc.decide(make_request(alloc, shares=held_book(alloc)))
+    assert d.status == "disabled" and d.fallback.cause == "disabled"
+    assert (
+        "ALLOCATOR_DISABLED" in d.portfolio_reasons and "MODEL_FALLBACK" not in d.portfolio_reasons
+    )
+    assert d.proposed_weights == d.current_weights
+
+
+def test_kill_switch_always_wins(policy: FrozenPolicy) -> None:
+    shares = held_book(make_alloc(policy))
+    assert np.abs(shares).sum() > 0
+    for environ, model in ((ENABLED, None), (ENABLED, _raise), ({}, None)):
+        alloc = make_alloc(policy, environ=environ, model=model)
+        d = alloc.decide(make_request(alloc, shares=shares, kill_switch=True))
+        assert d.status == "killed"
+        assert d.target_weights == [0.0] * 20 and d.target_qty == [0.0] * 20
+        # the execution policy re-derives shares from weights: exact up to float dust
+        assert np.allclose(d.target_delta_qty, -shares, rtol=1e-12, atol=0)
+        assert all("KILL_SWITCH" in r for r in d.reasons)
+    alloc = make_alloc(policy)
+    alloc.operator_kill = True
+    assert alloc.decide(make_request(alloc)).status == "killed"
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+def test_runtime_flags_tighten_the_limits(policy: FrozenPolicy) -> None:
+    env = {**ENABLED, "TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "0.03"}
+    alloc = make_alloc(policy, environ=env)
+    assert alloc.limits.max_symbol_weight == 0.03
+    d = alloc.decide(make_request(alloc))
+    assert max(np.abs(d.approved_weights)) <= 0.03 + 1e-12
+    assert alloc.describe()["flags"]["TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY"] == "0.03"
+
+
+def test_regime_multiplier_flags_with_a_regime_override(policy: FrozenPolicy) -> None:
+    from allocgym.serving import RegimeOverride
+
+    env = {**ENABLED, "TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": '{"high_volatility": 0.25}'}
+    alloc = make_alloc(policy, environ=env)
+    req = make_request(alloc).model_copy(
+        update={"regime": RegimeOverride(label="high_volatility", confidence=0.9)}
+    )
+    d = alloc.decide(req)
+    assert d.regime.source == "request" and d.regime.budget_multiplier == 0.25
+    assert sum(np.abs(d.approved_weights)) <= 0.25 * alloc.limits.max_gross + 1e-12
+
+
+def test_default_regime_flag_when_regime_comes_from_requests(policy: FrozenPolicy) -> None:
+    serving = serving_config(policy, ["serving.regime_source=request"])
+    env = {**ENABLED, "TRADING_ALLOCATOR_DEFAULT_REGIME": "uncertain"}
+    alloc = make_alloc(policy, environ=env, serving=serving)
+    d = alloc.decide(make_request(alloc))
+    assert (d.regime.label, d.regime.code, d.regime.source) == ("uncertain", 3, "default")
+    alloc2 = make_alloc(policy, serving=serving)  # seed 001's default label 'neutral'
+    d2 = alloc2.decide(make_request(alloc2))
+    assert (d2.regime.label, d2.regime.code) == ("neutral", -1)
+
+
+def test_bad_flag_values_fail_at_startup(policy: FrozenPolicy) -> None:
+    with pytest.raises(GateConfigError, match="TRADING_ALLOCATOR_ENABLED"):
+        make_alloc(policy, environ={"TRADING_ALLOCATOR_ENABLED": "maybe"})
+    with pytest.raises(GateConfigError, match="MIN_MULTIPLIER"):
+        make_alloc(
+            policy,
+            environ={
+                "TRADING_ALLOCATOR_MIN_MULTIPLIER": "3",
+                "TRADING_ALLOCATOR_MAX_MULTIPLIER": "1",
+            },
+        )
+
+
+def test_serving_overrides_are_limited_to_the_serving_section(policy: FrozenPolicy) -> None:
+    assert serving_config(policy, ["serving.deadline_ms=5"]).deadline_ms == 5.0
+    with pytest.raises(ConfigError, match="not serving"):
+        serving_config(policy, ["risk.max_gross=2"])
+
+
+def test_reduce_only_never_increases_a_position(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy)
+    shares = held_book(alloc) * 0.5
+    d = alloc.decide(make_request(alloc, shares=shares, reduce_only=True))
+    assert (np.abs(d.target_qty) <= np.abs(shares) + 1e-9).all()
+
+
+# ----------------------------------------------------------------------------- service
+
+
+def test_idempotency_and_conflicts(policy: FrozenPolicy, tmp_path: Path) -> None:
+    alloc = make_alloc(policy)
+    svc = DecisionService(alloc, audit_log=tmp_path / "a.jsonl", cache_size=2)
+    req = make_request(alloc, rid="same")
+    first = svc.decide(req)
+    again = svc.decide(req)
+    assert again.cached and again.body == first.body
+    assert len(svc.audit) == 1  # not decided (nor audited) twice
+    with pytest.raises(IdempotencyConflict, match="different"):
+        svc.decide(req.model_copy(update={"equity": req.equity * 2}))
+    for i in range(3):  # the LRU forgets the oldest id
+        svc.decide(make_request(alloc, rid=f"other{i}"))
+    assert not svc.decide(req).cached
+
+
+def test_audit_log_replays_byte_for_byte_and_detects_tampering(
+    policy: FrozenPolicy, tmp_path: Path
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    alloc = make_alloc(policy, model=None)
+    svc = DecisionService(alloc, audit_log=log)
+    shares = held_book(alloc)
+    svc.decide(make_request(alloc, rid="ok", shares=shares))
+    svc.decide(
+        make_request(alloc, rid="stale").model_copy(
+            update={"timestamp": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
+        )
+    )
+    svc.set_kill_switch(True, reason="test", actor="pytest")
+    svc.decide(make_request(alloc, rid="killed", shares=shares))
+    svc.set_kill_switch(False)
+    slow = make_alloc(
+        policy, model=_slow, serving=serving_config(policy, ["serving.deadline_ms=5"])
+    )
+    svc_slow = DecisionService(slow, audit_log=svc.audit)  # same chain
+    svc_slow.decide(make_request(slow, rid="deadline", shares=shares))
+    assert len(svc.audit) == 6
+    assert svc.audit.verify().ok
+    # another process, later: no clock
+    fresh = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
+    report = replay_audit(log, fresh)
+    assert report.ok and report.n_reproduced == 6, report
+    statuses = [
+        json.loads(line)["record"]["output"].get("status") for line in log.read_text().splitlines()
+    ]
+    assert statuses == ["ok", "rejected", None, "killed", None, "fallback"]
+    arrays = sorted((tmp_path / "audit.jsonl.arrays").glob("*.bin"))
+    assert len(arrays) == 5  # close, volume, spread, benchmark, tradable: shared by all records
+    raw = bytearray(arrays[0].read_bytes())
+    raw[3] ^= 1
+    arrays[0].write_bytes(bytes(raw))
+    with pytest.raises(ArrayStoreError, match="modified"):
+        replay_audit(log, fresh)
+    text = log.read_bytes()
+    log.write_bytes(text.replace(b'"status":"ok"', b'"status":"ko"', 1))
+    with pytest.raises(AuditChainError, match="line 1"):
+        replay_audit(log, fresh)
+
+
+def test_audit_log_with_inline_arrays_replays(policy: FrozenPolicy, tmp_path: Path) -> None:
+    log = tmp_path / "inline.jsonl"
+    alloc = make_alloc(policy)
+    svc = DecisionService(alloc, audit_log=log, inline_arrays=True)
+    svc.decide(make_request(alloc, rid="i1", shares=held_book(alloc)))
+    assert not (tmp_path / "inline.jsonl.arrays").exists()
+    assert '"b64"' in log.read_text()
+    assert replay_audit(log, FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))).ok
+
+
+# ----------------------------------------------------------------------------- schema details
+
+
+@settings(deadline=None, max_examples=50)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(0, 6), st.integers(1, 5)),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    )
+)
+def test_array_encoding_is_exact(a: np.ndarray) -> None:
+    b = decode_array(json.loads(json.dumps(encode_array(a))))
+    assert b.shape == a.shape and b.tobytes() == a.tobytes()
+
+
+def test_array_encoding_rejects_inconsistent_payloads() -> None:
+    enc = encode_array(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(ValueError, match="bytes"):
+        decode_array({**enc, "shape": [2, 4]})
+    with pytest.raises(ValueError, match="dtype"):
+        decode_array({**enc, "dtype": "O"})
+    with pytest.raises(ValueError, match="base64"):
+        decode_array({**enc, "b64": "***"})
+
+
+def test_request_accepts_lists_and_encoded_arrays_identically(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy)
+    req = make_request(alloc)
+    from_lists = DecisionRequest.model_validate_json(req.model_dump_json())
+    from_b64 = DecisionRequest.model_validate(req.to_audit())
+    for name in ("close", "volume", "spread_bps", "benchmark_returns", "tradable"):
+        assert getattr(from_lists, name).tobytes() == getattr(req, name).tobytes()
+        assert getattr(from_b64, name).tobytes() == getattr(req, name).tobytes()
+    with pytest.raises(ValueError, match="rectangular"):
+        DecisionRequest.model_validate(
+            {**json.loads(req.model_dump_json()), "close": [[1.0, 2.0], [3.0]]}
+        )
+
+
+def test_cli_decide_prints_the_decision(bundle: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from allocgym.cli import app
+
+    alloc = make_alloc(FrozenPolicy.load(bundle))
+    state = tmp_path / "state.json"
+    state.write_text(make_request(alloc, rid="cli-1").model_dump_json())
+    now = bar_clock(sp500(), T0).isoformat()
+    res = CliRunner().invoke(
+        app, ["decide", "--policy", str(bundle), "--state", str(state), "--now", now], env=ENABLED
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["request_id"] == "cli-1" and out["status"] == "ok"
+    stale = CliRunner().invoke(
+        app, ["decide", "--policy", str(bundle), "--state", str(state)], env=ENABLED
+    )
+    assert stale.exit_code == 1 and json.loads(stale.stdout)["reject"]["code"] == "STALE_INPUT"
+
+
+def test_reason_codes_used_by_serving_exist() -> None:
+    assert {c.name for c in ReasonCode} >= {
+        "MODEL_FALLBACK",
+        "ALLOCATOR_DISABLED",
+        "STALE_INPUT",
+        "INVALID_INPUT",
+    }
