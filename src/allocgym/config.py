@@ -210,7 +210,10 @@ class RiskConfig(Section):
         for name in ("regime_budget_multipliers", "regime_capacity_multipliers"):
             for label, value in getattr(self, name).items():
                 if not math.isfinite(value) or value < 0:
-                    raise ValueError(f"{name}[{label!r}] = {value}: must be finite and >= 0")
+                    raise ValueError(
+                        f"{name}[{label!r}] = {value}: must be finite and >= 0 "
+                        "(1.0 leaves the limit unchanged, 0.5 halves it)"
+                    )
         return self
 
 
@@ -679,7 +682,10 @@ class BarbellConfig(Section):
             )
         top = max(self.quiet_sleeve, self.normal_sleeve, self.crisis_sleeve)
         if self.cluster_cap < top:
-            raise ValueError(f"cluster_cap {self.cluster_cap} < largest sleeve fraction {top}")
+            raise ValueError(
+                f"cluster_cap {self.cluster_cap} < largest sleeve fraction {top}: raise "
+                "cluster_cap or shrink the sleeve fractions"
+            )
         return self
 
 

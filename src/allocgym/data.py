@@ -286,7 +286,10 @@ def _check_shapes(md: MarketData) -> None:
             "give one symbol and one sector per column"
         )
     if md.regimes is not None and md.regimes.shape != (t,):
-        raise DataError(f"regimes has shape {md.regimes.shape}, expected ({t},)")
+        raise DataError(
+            f"regimes has shape {md.regimes.shape}, expected ({t},): give one regime "
+            "code per bar or regimes=None"
+        )
     if t == 0 or n == 0:
         raise DataError(f"market {md.name!r} is empty (shape {(t, n)}): load at least one row")
 

@@ -167,7 +167,10 @@ def ewma_weights(n_obs: int, halflife: float) -> np.ndarray:
     ndarray, shape (n_obs,)
     """
     if not (math.isfinite(halflife) and halflife > 0):
-        raise DataError(f"EWMA halflife must be a positive number of bars; got {halflife!r}.")
+        raise DataError(
+            f"EWMA halflife must be a positive number of bars; got {halflife!r}: "
+            "pass e.g. halflife=63"
+        )
     age = np.arange(n_obs - 1, -1, -1, dtype=np.float64)
     w = np.exp2(-age / halflife)
     return w / w.sum()
@@ -224,7 +227,10 @@ def cov_to_corr(cov: np.ndarray) -> np.ndarray:
     """
     c = np.asarray(cov, dtype=np.float64)
     if c.ndim < 2 or c.shape[-1] != c.shape[-2]:
-        raise DataError(f"cov must have shape (..., n_assets, n_assets); got {c.shape}.")
+        raise DataError(
+            f"cov must have shape (..., n_assets, n_assets); got {c.shape}: pass a square "
+            "covariance matrix (e.g. from sample_covariance(returns))"
+        )
     var = np.diagonal(c, axis1=-2, axis2=-1)
     if (var < 0).any():
         raise DataError(
