@@ -513,8 +513,13 @@ class Decision:
 
 def current_weights(params: EnvParams, state: EnvState) -> np.ndarray:
     """Book at each portfolio's bar ``t`` as signed fractions of equity, (n_envs, n_assets)."""
-    p = params.prices[state.t]
+    p = _at(params.prices, state.t)
     return state.shares * p / state.equity[:, None]
+
+
+def _at(table: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rows ``t`` of a per-bar table (``take``: the values of ``table[t]``, faster)."""
+    return table.take(t, axis=0)
 
 
 def gate_context(
@@ -523,18 +528,18 @@ def gate_context(
     """``GateContext`` at each portfolio's bar ``t`` (data up to and including ``t``)."""
     t = state.t
     feats = params.features
-    p = params.prices[t]
+    p = _at(params.prices, t)
     return GateContext(
         current_weights=state.shares * p / state.equity[:, None],
         equity=state.equity,
         prices=p,
-        adv_notional=feats.adv_notional[t],
-        volatility=feats.volatility[t],
-        spread_bps=params.spread_bps[t],
+        adv_notional=_at(feats.adv_notional, t),
+        volatility=_at(feats.volatility, t),
+        spread_bps=_at(params.spread_bps, t),
         sector_ids=params.sector_ids,
-        regime=feats.regime[t].astype(np.int64),
-        tradable=params.tradable[t],
-        betas=feats.betas[t],
+        regime=_at(feats.regime, t).astype(np.int64),
+        tradable=_at(params.tradable, t),
+        betas=_at(feats.betas, t),
         kill_switch=state.kill,
         strategy_weights=strategy_weights,
     )
@@ -557,13 +562,13 @@ def propose(
     budgets = spec.to_budgets(action)
     ok = np.isfinite(budgets).all(axis=1)
     if ok.all():
-        w, contrib = params.aggregator.aggregate(budgets, params.features.intents[state.t])
+        w, contrib = params.aggregator.aggregate(budgets, _at(params.features.intents, state.t))
         return w, budgets, contrib
     # A non-finite action becomes a NaN proposal the gates code INVALID_INPUT.
     cash_only = np.zeros_like(budgets)
     cash_only[:, -1] = 1.0
     safe = np.where(ok[:, None], budgets, cash_only)
-    w, contrib = params.aggregator.aggregate(safe, params.features.intents[state.t])
+    w, contrib = params.aggregator.aggregate(safe, _at(params.features.intents, state.t))
     w = np.where(ok[:, None], w, np.nan)
     return w, budgets, contrib
 
@@ -659,7 +664,9 @@ def _spread_table(width: int, per_group: int) -> np.ndarray:
     return out
 
 
-_SPREAD_TABLES: dict[int, tuple[int, int, np.ndarray]] = {}
+_SPREAD_TABLES: dict[int, tuple[int, list[np.ndarray], np.ndarray]] = {}
+_DIRECT_COUNT_MAX = 4096
+"""Up to this many (symbol, code) pairs ``reason_counts`` counts bits directly."""
 
 
 def reason_counts(reasons: np.ndarray) -> np.ndarray:
@@ -676,20 +683,25 @@ def reason_counts(reasons: np.ndarray) -> np.ndarray:
     r = np.asarray(reasons, dtype=np.int64)
     b, n = r.shape
     width = max(1, int(n).bit_length())
-    if width > 32:  # more symbols than any lookup layout fits: count bit by bit
+    # More symbols than any lookup layout fits, or a batch so small that the per-call
+    # overhead of the lookups dominates: count bit by bit (the same exact counts).
+    if width > 32 or r.size * _REASON_BITS.size <= _DIRECT_COUNT_MAX:
         return ((r[:, :, None] >> _REASON_BITS) & 1).sum(axis=1)
     if width not in _SPREAD_TABLES:
         per_group = min(64 // width, 16)
-        _SPREAD_TABLES[width] = (per_group, width, _spread_table(width, per_group))
-    per_group, _, table = _SPREAD_TABLES[width]
+        shifts = [
+            np.arange(min(per_group, _N_BITS - g0), dtype=np.uint64) * np.uint64(width)
+            for g0 in range(0, _N_BITS, per_group)
+        ]
+        _SPREAD_TABLES[width] = (per_group, shifts, _spread_table(width, per_group))
+    per_group, group_shifts, table = _SPREAD_TABLES[width]
     mask = (1 << per_group) - 1
     bits = np.empty((b, _N_BITS), dtype=np.int64)
     fmask = np.uint64((1 << width) - 1)
-    for g0 in range(0, _N_BITS, per_group):  # 2-3 groups: bits, not assets or envs
+    for g0, shifts in zip(range(0, _N_BITS, per_group), group_shifts, strict=True):
+        # 2-3 groups: bits, not assets or envs
         packed = np.add.reduce(np.take(table, (r >> g0) & mask), axis=1)
-        k = min(per_group, _N_BITS - g0)
-        shifts = np.arange(k, dtype=np.uint64) * np.uint64(width)
-        bits[:, g0 : g0 + k] = ((packed[:, None] >> shifts) & fmask).astype(np.int64)
+        bits[:, g0 : g0 + shifts.size] = ((packed[:, None] >> shifts) & fmask).astype(np.int64)
     return bits if _N_BITS == len(REASON_CODES) else bits[:, _REASON_BITS]
 
 
@@ -774,8 +786,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     gate, ex = dec.gate, dec.execution
 
     # ---- fill at p_{t+1} (costs with the fill bar's ADV, volatility and spread)
-    f1 = feats.take(t1)  # bar t+1: cost inputs now, observation below
-    p1 = params.prices[t1]
+    p1 = _at(params.prices, t1)
     value_pre = state.cash + (state.shares * p1).sum(axis=1)
     solvent = value_pre > 0.0
     dq = ex.delta_qty if solvent.all() else np.where(solvent[:, None], ex.delta_qty, 0.0)
@@ -783,7 +794,8 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     eq_pre = np.where(solvent, value_pre, 1.0)
     trade_w = notional / eq_pre[:, None]
     cost_frac = expected_cost(
-        trade_w, eq_pre, f1.adv_notional, f1.volatility, params.spread_bps[t1],
+        trade_w, eq_pre, _at(feats.adv_notional, t1), _at(feats.volatility, t1),
+        _at(params.spread_bps, t1),
         params.cost_model,
     ).sum(axis=1)  # fmt: skip
     shares = state.shares + dq
@@ -802,7 +814,8 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     # ---- reward terms
     approved = gate.approved
     diff = np.abs(approved - dec.proposed).sum(axis=1)
-    intervention = np.where(np.isfinite(diff), diff, np.abs(approved).sum(axis=1))
+    finite = np.isfinite(diff)
+    intervention = diff if finite.all() else np.where(finite, diff, np.abs(approved).sum(axis=1))
     b = state.n_envs
     steps = state.steps
     rows = np.arange(b)
@@ -855,8 +868,10 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         reason_totals=state.reason_totals + counts,
         regime_totals=regime_totals,
     )
-    obs = params.feature_builder.observation(
-        f1, weights, drawdown, np.where(pos, cash / np.where(pos, equity, 1.0), 0.0)
+    # bar t + 1's rows of the precomputed table; the book's gross and net are reused
+    cash_frac = np.where(pos, cash / np.where(pos, equity, 1.0), 0.0)
+    obs = params.feature_builder._observation(
+        feats, weights, drawdown, cash_frac, t1, gross=gross, net=net
     )
     info: dict[str, np.ndarray] = {
         "t": t,

@@ -101,16 +101,45 @@ def cost_terms(
     eq = np.asarray(equity, dtype=np.float64)
     if eq.ndim == 1:
         eq = eq[:, None]
+    adv = np.asarray(adv_notional, dtype=np.float64)
+    vol = np.asarray(volatility, dtype=np.float64)
+    spread = np.asarray(spread_bps, dtype=np.float64)
+    shape = np.broadcast_shapes(trade.shape, eq.shape, adv.shape, vol.shape, spread.shape)
+    if trade.shape != shape:
+        trade = np.broadcast_to(trade, shape)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _cost_terms(trade, eq, adv, vol, spread, model)
+
+
+def _cost_terms(
+    trade: np.ndarray,
+    eq: np.ndarray,
+    adv_notional: np.ndarray,
+    volatility: np.ndarray,
+    spread_bps: np.ndarray,
+    model: CostModel,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cost_terms` on float64 arrays, ``eq`` of shape (n_envs, 1) or a scalar.
+
+    ``trade`` has the broadcast shape of all inputs. For callers that already hold such
+    inputs and ignore floating-point warnings (the risk gates): the same operations,
+    without the conversions and the ``errstate``.
+    """
+    # The formulas of cost_terms evaluated in place (same operations, same order).
     a = np.abs(trade)
     zero = a == 0.0
-    rate = model.commission_bps / 1e4 + model.spread_mult * np.asarray(spread_bps, np.float64) / 2e4
-    linear = np.where(zero, 0.0, a * rate)
-    coef = model.impact_k * np.asarray(volatility, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        participation = a * eq / np.asarray(adv_notional, dtype=np.float64)
-        impact = a * coef * np.sqrt(participation)
+    rate = np.multiply(spread_bps, model.spread_mult)
+    rate /= 2e4
+    rate += model.commission_bps / 1e4
+    linear = a * rate
+    coef = np.multiply(volatility, model.impact_k)
+    impact = a * eq
+    impact /= adv_notional  # the participation
+    np.sqrt(impact, out=impact)
+    impact *= a * coef
     # A zero trade or a zero impact coefficient contributes nothing even where the
     # participation is undefined (0/0) or infinite (ADV = 0).
+    linear = np.where(zero, 0.0, linear)
     impact = np.where(zero | (coef == 0.0), 0.0, impact)
     return linear, impact
 

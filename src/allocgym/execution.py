@@ -56,7 +56,8 @@ import numpy as np
 
 from allocgym.config import ExecutionConfig
 from allocgym.errors import ConfigError, InvariantBreach
-from allocgym.risk import GateContext, GateResult, ReasonCode
+from allocgym.regime import REGIME_LABELS
+from allocgym.risk import GateContext, GateResult, ReasonCode, _rows_all, _rows_any
 
 if TYPE_CHECKING:
     from allocgym.risk import RiskLimits
@@ -286,14 +287,19 @@ class ExecutionResult:
 
 @dataclass(frozen=True, eq=False)
 class _Refs:
-    """Reference exposures a candidate book must not exceed, per portfolio."""
+    """Reference exposures a candidate book must not exceed, per portfolio (``*_tol``:
+    the same plus the float-dust slack ``_TOL``, as the checks compare them)."""
 
-    lo: np.ndarray  # (n_envs, n_assets)
-    hi: np.ndarray
+    lo: np.ndarray  # (n_envs, n_assets), lowest weight minus _TOL
+    hi: np.ndarray  # highest weight plus _TOL
     gross: np.ndarray  # (n_envs,)
     sector: np.ndarray  # (n_envs, n_sectors)
     net: np.ndarray
     beta: np.ndarray | None
+    gross_tol: np.ndarray
+    sector_tol: np.ndarray
+    net_tol: np.ndarray
+    beta_tol: np.ndarray | None
 
 
 class ExecutionPolicy:
@@ -311,6 +317,7 @@ class ExecutionPolicy:
     def __init__(self, params: ExecutionParams, limits: RiskLimits | None = None) -> None:
         self.params = params
         self.limits = limits
+        self._static: tuple[Any, Any, _Static] | None = None
 
     # ------------------------------------------------------------------ public
     def apply(
@@ -331,7 +338,15 @@ class ExecutionPolicy:
         -------
         ExecutionResult
         """
+        # Division by a zero price or share count happens where the result is masked.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._apply(gate, ctx, triggers)
+
+    def _apply(
+        self, gate: GateResult, ctx: GateContext, triggers: Triggers | None
+    ) -> ExecutionResult:
         p = self.params
+        st = self._tables()
         trig = triggers or Triggers()
         a = np.asarray(gate.approved, dtype=np.float64)
         c = np.asarray(ctx.current_weights, dtype=np.float64)
@@ -348,147 +363,278 @@ class ExecutionPolicy:
         sym = np.asarray(gate.symbol_reasons, dtype=np.int64)
         port = np.asarray(gate.portfolio_reasons, dtype=np.int64)
         equity = np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs, 1)
-        prices = np.broadcast_to(np.asarray(ctx.prices, dtype=np.float64), a.shape)
-        tradable = np.broadcast_to(np.asarray(ctx.tradable, dtype=bool), a.shape)
+        prices = _fit(np.asarray(ctx.prices, dtype=np.float64), a.shape)
+        tradable = _fit(np.asarray(ctx.tradable, dtype=bool), a.shape)
         price_ok = tradable & np.isfinite(prices) & (prices > 0) & (equity > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shares_per_w = np.where(price_ok, equity / prices, 0.0)  # shares per unit weight
+        every_ok = bool(price_ok.all())  # the common case skips the masking below
+        shares_per_w = equity / prices  # shares per unit weight (inf/NaN masked below)
+        if not every_ok:
+            shares_per_w = np.where(price_ok, shares_per_w, 0.0)
         sectors = _Sectors.of(np.asarray(ctx.sector_ids), n_assets)
         betas = None
         if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
-            betas = np.nan_to_num(np.broadcast_to(np.asarray(ctx.betas, np.float64), a.shape))
+            raw_betas = _fit(np.asarray(ctx.betas, np.float64), a.shape)
+            betas = raw_betas if np.isfinite(raw_betas).all() else np.nan_to_num(raw_betas)
 
         # ---- triggers
-        d = np.where(price_ok, a - c, 0.0)
+        d = a - c if every_ok else np.where(price_ok, a - c, 0.0)
         moving = d != 0.0
-        tau = np.broadcast_to(np.asarray(p.name_drift_threshold, dtype=np.float64), (n_assets,))
-        name_drift = np.abs(d) > tau
-        l1 = np.abs(d).sum(axis=1) > p.portfolio_drift_threshold
-        kill = ((sym & _KILL) != 0).any(axis=1) | ((port & _KILL) != 0)
+        abs_d = np.abs(d)
+        name_drift = abs_d > _fit(st.tau, (n_assets,))
+        l1 = abs_d.sum(axis=1) > p.portfolio_drift_threshold
+        # One pass over the symbol bits: OR of each row, with the portfolio bits.
+        row_bits = np.bitwise_or.reduce(sym, axis=1) | port
+        kill = (row_bits & _KILL) != 0
         for flag in (ctx.kill_switch, trig.kill_switch):
             if flag is not None:
-                kill = kill | np.broadcast_to(np.asarray(flag, dtype=bool), (n_envs,))
-        if self.limits is not None and bool(getattr(self.limits, "kill_switch", False)):
+                kill = kill | _fit(np.asarray(flag, dtype=bool), (n_envs,))
+        if st.kill:
             kill = np.ones(n_envs, dtype=bool)
         vol_spike = _any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs)
         spread_blow = _any_at_least(trig.spread_ratio, p.spread_blowout_ratio, n_envs)
         scheduled = (
             np.ones(n_envs, dtype=bool)
             if trig.scheduled is None
-            else np.broadcast_to(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
+            else _fit(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
         )
-        coded_forced = ((sym & _FORCED_MASK) != 0).any(axis=1) | ((port & _FORCED_MASK) != 0)
+        coded_forced = (row_bits & _FORCED_MASK) != 0
         caps = self._caps(ctx, n_envs)
+        # With no beta limit the beta checks can only fail on NaN sums; _beta_inert proves
+        # none can arise, and then they are skipped (same outcome, fewer passes).
+        if betas is not None and caps is not None and _beta_inert(caps.beta, betas, a, c):
+            betas = None
         outside = _outside(c, sectors, betas, caps)
         forced = coded_forced | kill | outside
         override = vol_spike | spread_blow | kill
         allowed = (not p.scheduled_only) | scheduled | override
         full = allowed & (l1 | override)
-        trade_name = forced[:, None] | full[:, None] | (allowed[:, None] & name_drift)
-        suppress = moving & ~trade_name
+        # suppress = moving & ~(forced | full | (allowed & name_drift)), row terms last
+        if allowed.all():
+            suppress = moving & ~name_drift
+        else:
+            suppress = moving & ~(allowed[:, None] & name_drift)
+        row_trade = forced | full
+        if row_trade.any():
+            suppress &= ~row_trade[:, None]
 
         refs = _refs(a, c, forced, sectors, betas, caps)
-        mixed = np.where(suppress, c, a)
-        band_ok = _passes(mixed, refs, sectors, betas)
-        lifted = suppress.any(axis=1) & ~band_ok
-        suppress &= band_ok[:, None]
-        target = np.where(suppress, c, a)
+        any_suppress = bool(suppress.any())
+        if any_suppress:
+            target = np.where(suppress, c, a)
+            band_ok = _passes(target, refs, sectors, betas)
+            suppressed_rows = _rows_any(suppress)
+            lifted = suppressed_rows & ~band_ok
+            if lifted.any():
+                suppress &= band_ok[:, None]
+                suppressed_rows &= band_ok
+                target = np.where(suppress, c, a)
+        else:
+            lifted = suppressed_rows = np.zeros(n_envs, dtype=bool)
+            target = a
 
         # ---- lot rounding (+ scaling of exposure-increasing orders, see _round_book)
-        lot = np.broadcast_to(np.asarray(p.lot_size, dtype=np.float64), (n_assets,))
+        lot = _fit(st.lot, (n_assets,))
         q_cur = c * shares_per_w
-        change = price_ok & (target != c)
-        rb = (c, forced, change, q_cur, shares_per_w, lot, refs, sectors)
+        change = target != c
+        if not every_ok:
+            change &= price_ok
+        rb = (c, forced, change, q_cur, shares_per_w, lot, refs, sectors, st.unit_lot)
         q_fin, w_fin, scaled = _round_book(target, *rb)
         ok = _passes(w_fin, refs, sectors, betas)
-        # Non-forced portfolios still failing (rounding moved net or beta exposure): the
-        # largest uniform shrink of the whole trade, from a fixed grid, that passes.
-        for lam in _SHRINK_GRID if not ok.all() else ():  # a fixed grid, not a batch loop
-            todo = ~ok & ~forced
-            if not todo.any():
-                break
-            q_l, w_l, _ = _round_book(c + lam * (target - c), *rb)
-            ok_l = todo & _passes(w_l, refs, sectors, betas)
-            q_fin = np.where(ok_l[:, None], q_l, q_fin)
-            w_fin = np.where(ok_l[:, None], w_l, w_fin)
-            scaled |= ok_l[:, None] & change
-            ok |= ok_l
+        if not ok.all():
+            # Non-forced portfolios still failing (rounding moved net or beta exposure):
+            # the largest uniform shrink of the whole trade, from a fixed grid, that passes.
+            for lam in _SHRINK_GRID:  # a fixed grid, not a batch loop
+                todo = ~ok & ~forced
+                if not todo.any():
+                    break
+                q_l, w_l, _ = _round_book(c + lam * (target - c), *rb)
+                ok_l = todo & _passes(w_l, refs, sectors, betas)
+                q_fin = np.where(ok_l[:, None], q_l, q_fin)
+                w_fin = np.where(ok_l[:, None], w_l, w_fin)
+                scaled |= ok_l[:, None] & change
+                ok |= ok_l
+            # ---- last resort: the (banded) approved book itself, unrounded. Holding
+            # instead could freeze a portfolio whose current and approved books sit on
+            # the same binding signed limit (net, beta): every rounded step off the
+            # segment breaks it.
+            fb = ~ok[:, None] & change
+            w_fin = np.where(fb, target, w_fin)
+            q_fin = np.where(fb, target * shares_per_w, q_fin)
+        delta = q_fin - q_cur
+        if not change.all():
+            delta = np.where(change, delta, 0.0)
 
-        # ---- last resort: the (banded) approved book itself, unrounded. Holding instead
-        # could freeze a portfolio whose current and approved books sit on the same
-        # binding signed limit (net, beta): every rounded step off the segment breaks it.
-        fb = ~ok[:, None] & change
-        w_fin = np.where(fb, target, w_fin)
-        q_fin = np.where(fb, target * shares_per_w, q_fin)
-        delta = np.where(change, q_fin - q_cur, 0.0)
-
-        reasons = sym | np.where(suppress, _BAND, 0)
-        port_out = port | np.where(suppress.any(axis=1), _BAND, 0)
-        flags = (
-            _bit(name_drift.any(axis=1), TriggerFlag.NAME_DRIFT)
-            | _bit(l1, TriggerFlag.PORTFOLIO_DRIFT)
-            | _bit(scheduled, TriggerFlag.SCHEDULED)
-            | _bit(vol_spike, TriggerFlag.VOL_SPIKE)
-            | _bit(spread_blow, TriggerFlag.SPREAD_BLOWOUT)
-            | _bit(kill, TriggerFlag.KILL_SWITCH)
-            | _bit(forced, TriggerFlag.FORCED)
-            | _bit(lifted, TriggerFlag.BAND_LIFTED)
-            | _bit(scaled.any(axis=1) & ok, TriggerFlag.ROUNDING_SCALED)
-            | _bit(~ok, TriggerFlag.FALLBACK)
+        if any_suppress:
+            reasons = sym | np.where(suppress, _BAND, 0)
+            port_out = port | np.where(suppressed_rows, _BAND, 0)
+        else:
+            reasons, port_out = sym.copy(), port.copy()
+        masks = (  # one row per flag, in _FLAG_BITS order
+            _rows_any(name_drift),
+            l1,
+            scheduled,
+            vol_spike,
+            spread_blow,
+            kill,
+            forced,
+            lifted,
+            _rows_any(scaled) & ok,
+            ~ok,
         )
+        flags = _FLAG_BITS @ np.array(masks, dtype=np.int64)  # exact integer sum of bits
         return ExecutionResult(
             target_weights=w_fin,
             delta_qty=delta,
             target_qty=q_fin,
             side=np.sign(delta).astype(np.int8),
-            reasons=reasons.astype(np.int64),
-            portfolio_reasons=port_out.astype(np.int64),
-            traded=(delta != 0.0).any(axis=1),
+            reasons=reasons,
+            portfolio_reasons=port_out,
+            traded=_rows_any(delta != 0.0),
             trigger_flags=flags,
             suppressed=suppress,
         )
 
     # ------------------------------------------------------------------ internals
+    def _tables(self) -> _Static:
+        """Constants of ``params`` and ``limits`` (rebuilt if either is reassigned)."""
+        cached = self._static
+        if cached is None or cached[0] is not self.params or cached[1] is not self.limits:
+            cached = (self.params, self.limits, _Static.build(self.params, self.limits))
+            self._static = cached
+        return cached[2]
+
     def _caps(self, ctx: GateContext, n_envs: int) -> _Caps | None:
         """Hard limits of ``self.limits`` per portfolio, in weight units (``None`` without
         limits), as ``RiskGateChain`` applies them: the symbol caps (weight and notional)
         scale with the capacity multiplier, the gross cap with the budget multiplier."""
-        lim = self.limits
-        if lim is None:
+        t = self._tables().caps
+        if t is None:
             return None
-        regime = np.broadcast_to(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
-        budget = np.broadcast_to(np.asarray(lim.budget_multiplier(regime), np.float64), (n_envs,))
-        capacity = np.broadcast_to(
-            np.asarray(lim.capacity_multiplier(regime), np.float64), (n_envs,)
-        )
-        equity = np.broadcast_to(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))
-        symbol = lim.max_symbol_weight * capacity
-        if lim.max_symbol_notional is not None:
-            symbol = np.minimum(symbol, lim.max_symbol_notional * capacity / equity)
-        gross = lim.max_gross * budget
-        if lim.max_gross_notional is not None:
-            gross = np.minimum(gross, lim.max_gross_notional / equity)
-        beta = np.inf if lim.beta_tolerance is None else lim.beta_tolerance
+        regime = _fit(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
+        slot = np.where((regime >= 0) & (regime < _N_LABELS), regime, _N_LABELS)
+        equity = _fit(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))
+        symbol = t.symbol[slot]
+        if t.symbol_notional is not None:
+            symbol = np.minimum(symbol, t.symbol_notional[slot] / equity)
+        gross = t.gross[slot]
+        if t.gross_notional is not None:
+            gross = np.minimum(gross, t.gross_notional / equity)
         return _Caps(
             symbol=symbol,
             gross=gross,
-            net=np.full(n_envs, float(lim.max_net)),
-            sector=np.full(n_envs, float(lim.max_sector_gross)),
-            beta=np.full(n_envs, float(beta)),
-            long_only=bool(lim.long_only),
+            net=t.net,
+            sector=t.sector,
+            beta=t.beta,
+            long_only=t.long_only,
+        )
+
+
+_N_LABELS = len(REGIME_LABELS)
+
+_FLAG_BITS = np.array(
+    [
+        TriggerFlag.NAME_DRIFT,
+        TriggerFlag.PORTFOLIO_DRIFT,
+        TriggerFlag.SCHEDULED,
+        TriggerFlag.VOL_SPIKE,
+        TriggerFlag.SPREAD_BLOWOUT,
+        TriggerFlag.KILL_SWITCH,
+        TriggerFlag.FORCED,
+        TriggerFlag.BAND_LIFTED,
+        TriggerFlag.ROUNDING_SCALED,
+        TriggerFlag.FALLBACK,
+    ],
+    dtype=np.int64,
+)
+
+
+def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.broadcast_to(arr, shape)``, skipping its overhead when the shape already fits."""
+    return arr if arr.shape == shape else np.broadcast_to(arr, shape)
+
+
+@dataclass(frozen=True, eq=False)
+class _CapTables:
+    """Per regime slot (``REGIME_LABELS`` order, then unknown codes): the products of
+    limits and multipliers that ``_caps`` would otherwise recompute per decision."""
+
+    symbol: np.ndarray  # max_symbol_weight x capacity, (n_labels + 1,)
+    symbol_notional: np.ndarray | None  # max_symbol_notional x capacity (divide by equity)
+    gross: np.ndarray  # max_gross x budget
+    gross_notional: float | None
+    net: float
+    sector: float
+    beta: float  # inf without a beta limit
+    long_only: bool
+
+
+@dataclass(frozen=True, eq=False)
+class _Static:
+    """Constants of one ``(ExecutionParams, RiskLimits)`` pair."""
+
+    tau: np.ndarray
+    lot: np.ndarray
+    unit_lot: bool  # every lot is 1: dividing and multiplying by it is exact, skipped
+    kill: bool
+    caps: _CapTables | None
+
+    @classmethod
+    def build(cls, params: ExecutionParams, limits: Any) -> _Static:
+        lot = np.asarray(params.lot_size, dtype=np.float64)
+        caps = None
+        if limits is not None:
+            # Slot k < n_labels is regime code k; the last slot is every other code.
+            codes = np.append(np.arange(_N_LABELS, dtype=np.int64), -1)
+            budget = np.asarray(limits.budget_multiplier(codes), dtype=np.float64)
+            capacity = np.asarray(limits.capacity_multiplier(codes), dtype=np.float64)
+            notional = limits.max_symbol_notional
+            beta = np.inf if limits.beta_tolerance is None else limits.beta_tolerance
+            caps = _CapTables(
+                symbol=limits.max_symbol_weight * capacity,
+                symbol_notional=None if notional is None else notional * capacity,
+                gross=limits.max_gross * budget,
+                gross_notional=limits.max_gross_notional,
+                net=float(limits.max_net),
+                sector=float(limits.max_sector_gross),
+                beta=float(beta),
+                long_only=bool(limits.long_only),
+            )
+        return cls(
+            tau=np.asarray(params.name_drift_threshold, dtype=np.float64),
+            lot=lot,
+            unit_lot=bool(np.all(lot == 1.0)),
+            kill=limits is not None and bool(getattr(limits, "kill_switch", False)),
+            caps=caps,
         )
 
 
 @dataclass(frozen=True, eq=False)
 class _Caps:
-    """Hard limits per portfolio (weight units), shape (n_envs,) each."""
+    """Hard limits (weight units): per portfolio (n_envs,) or one value for all."""
 
     symbol: np.ndarray
     gross: np.ndarray
-    net: np.ndarray
-    sector: np.ndarray
-    beta: np.ndarray
+    net: float
+    sector: float
+    beta: float
     long_only: bool
+
+
+def _beta_inert(beta_cap: float, betas: np.ndarray, a: np.ndarray, c: np.ndarray) -> bool:
+    """True when every beta check against ``beta_cap`` passes whatever the book.
+
+    Without a beta limit (cap ``inf``) a beta check fails only on a NaN sum, i.e. when
+    ``beta * w`` terms overflow to infinities of both signs. Books this policy looks at
+    stay within a few times ``max(|approved|, |current|)`` per name, so a product bound
+    far below the float range proves no sum can overflow.
+    """
+    if beta_cap != np.inf:
+        return False
+    n_assets = max(1, a.shape[1])
+    b_max = float(np.abs(betas).max(initial=0.0))
+    w_max = max(float(np.abs(a).max(initial=0.0)), float(np.abs(c).max(initial=0.0)))
+    return b_max * w_max * 4.0 * n_assets < 1e300
 
 
 def _refs(
@@ -508,38 +654,43 @@ def _refs(
     (both inside the limits). The approved book's own exposure is always allowed (float
     dust of the gates).
     """
-    f = forced[:, None]
-    ga, gc = np.abs(a).sum(axis=1), np.abs(c).sum(axis=1)
-    sa, sc = sectors.sum(np.abs(a)), sectors.sum(np.abs(c))
-    na, nc = np.abs(a.sum(axis=1)), np.abs(c.sum(axis=1))
-    gross = np.where(forced, ga, np.maximum(ga, gc))
-    sector = np.where(f, sa, np.maximum(sa, sc))
-    net = np.where(forced, na, np.maximum(na, nc))
+    abs_a = np.abs(a)
+    ga, sa, na = abs_a.sum(axis=1), sectors.sum(abs_a), np.abs(a.sum(axis=1))
     beta = None
-    if betas is not None:
-        ba, bc = np.abs((betas * a).sum(axis=1)), np.abs((betas * c).sum(axis=1))
-        beta = np.where(forced, ba, np.maximum(ba, bc))
     if caps is not None:
         gross = np.maximum(ga, caps.gross)
-        sector = np.maximum(sa, caps.sector[:, None])
+        sector = np.maximum(sa, caps.sector)
         net = np.maximum(na, caps.net)
-        if beta is not None and betas is not None:
+        if betas is not None:
             beta = np.maximum(np.abs((betas * a).sum(axis=1)), caps.beta)
+    else:
+        abs_c = np.abs(c)
+        gc, sc, nc = abs_c.sum(axis=1), sectors.sum(abs_c), np.abs(c.sum(axis=1))
+        gross = np.where(forced, ga, np.maximum(ga, gc))
+        sector = np.where(forced[:, None], sa, np.maximum(sa, sc))
+        net = np.where(forced, na, np.maximum(na, nc))
+        if betas is not None:
+            ba, bc = np.abs((betas * a).sum(axis=1)), np.abs((betas * c).sum(axis=1))
+            beta = np.where(forced, ba, np.maximum(ba, bc))
+    # Between the approved weight and the current one (forced: 0), as bounds with slack.
+    other = np.where(forced[:, None], 0.0, c) if forced.any() else c
+    lo, hi = np.minimum(a, other), np.maximum(a, other)
     return _Refs(
-        lo=np.where(f, np.minimum(a, 0.0), np.minimum(a, c)),
-        hi=np.where(f, np.maximum(a, 0.0), np.maximum(a, c)),
+        lo=lo - _TOL,
+        hi=hi + _TOL,
         gross=gross,
         sector=sector,
         net=net,
         beta=beta,
+        gross_tol=gross + _TOL,
+        sector_tol=sector + _TOL,
+        net_tol=net + _TOL,
+        beta_tol=None if beta is None else beta + _TOL,
     )
 
 
 def _outside(
-    w: np.ndarray,
-    sectors: _Sectors,
-    betas: np.ndarray | None,
-    caps: _Caps | None,
+    w: np.ndarray, sectors: _Sectors, betas: np.ndarray | None, caps: _Caps | None
 ) -> np.ndarray:
     """(n_envs,) bool: the book ``w`` breaks a hard limit (False without limits).
 
@@ -549,18 +700,21 @@ def _outside(
     if caps is None:
         return np.zeros(w.shape[0], dtype=bool)
 
-    def over(value: np.ndarray, limit: np.ndarray, mag: np.ndarray) -> np.ndarray:
+    def over(value: np.ndarray, limit: Any, mag: np.ndarray) -> np.ndarray:
         return ~(value <= limit + _GATE_RTOL * (limit + mag))
+
+    def over_any(value: np.ndarray, limit: Any) -> np.ndarray:
+        """Rows where some entry is over (``~all(inside)``: one pass fewer)."""
+        return ~_rows_all(value <= limit + _GATE_RTOL * (limit + value))
 
     absw = np.abs(w)
     gross = absw.sum(axis=1)
-    sector = sectors.sum(absw)
-    out = over(absw, caps.symbol[:, None], absw).any(axis=1)
+    out = over_any(absw, caps.symbol[:, None])
     out |= over(gross, caps.gross, gross)
     out |= over(np.abs(w.sum(axis=1)), caps.net, gross)
-    out |= over(sector, caps.sector[:, None], sector).any(axis=1)
+    out |= over_any(sectors.sum(absw), caps.sector)
     if caps.long_only:
-        out |= (w < 0).any(axis=1)
+        out |= _rows_any(w < 0)
     if betas is not None:
         bw = betas * w
         out |= over(np.abs(bw.sum(axis=1)), caps.beta, np.abs(bw).sum(axis=1))
@@ -570,65 +724,119 @@ def _outside(
 # ---------------------------------------------------------------------------- helpers
 
 
-def _bit(mask: np.ndarray, flag: TriggerFlag) -> np.ndarray:
-    return np.where(mask, int(flag), 0).astype(np.int64)
-
-
 def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
     if x is None:
         return np.zeros(n_envs, dtype=bool)
     arr = np.asarray(x, dtype=np.float64)
-    hit = np.nan_to_num(arr, nan=0.0) >= threshold  # a missing reading never fires
+    if threshold > 0:  # a missing reading (NaN) compares False: it never fires
+        hit = arr >= threshold
+    else:
+        hit = np.nan_to_num(arr, nan=0.0) >= threshold
     return hit.reshape(n_envs, -1).any(axis=1)
 
 
-@dataclass(frozen=True, eq=False)
+_SECTOR_CACHE: dict[bytes, _Sectors] = {}
+_CACHE_SIZE = 64
+
+
 class _Sectors:
     """Sector membership; sums use ``bincount`` (fixed order, no BLAS: the same bits for a
-    portfolio whatever batch it is in)."""
+    portfolio whatever batch it is in). Instances are cached per membership, and each
+    keeps its bincount index arrays per batch size (static across decisions)."""
 
-    ids: np.ndarray  # (n_assets,) int64
-    n: int
+    __slots__ = ("_index", "ids", "n")
+
+    def __init__(self, ids: np.ndarray, n: int) -> None:
+        self.ids = ids  # (n_assets,) int64, read-only
+        self.n = n
+        self._index: dict[int, np.ndarray] = {}
 
     @classmethod
     def of(cls, sector_ids: np.ndarray, n_assets: int) -> _Sectors:
-        ids = np.broadcast_to(np.asarray(sector_ids, dtype=np.int64), (n_assets,))
-        return cls(ids=ids, n=int(ids.max()) + 1 if n_assets else 1)
+        ids = _fit(np.asarray(sector_ids, dtype=np.int64), (n_assets,))
+        key = ids.tobytes()
+        hit = _SECTOR_CACHE.get(key)
+        if hit is None:
+            own = np.array(ids, dtype=np.int64)
+            own.flags.writeable = False
+            hit = cls(own, int(own.max()) + 1 if n_assets else 1)
+            if len(_SECTOR_CACHE) >= _CACHE_SIZE:
+                _SECTOR_CACHE.clear()
+            _SECTOR_CACHE[key] = hit
+        return hit
+
+    def index(self, n_envs: int) -> np.ndarray:
+        """Flat bincount bins of an (n_envs, n_assets) array: row * n_sectors + sector
+        (cached for a few batch sizes)."""
+        idx = self._index.get(n_envs)
+        if idx is None:
+            idx = (np.arange(n_envs)[:, None] * self.n + self.ids[None, :]).ravel()
+            idx.flags.writeable = False
+            if len(self._index) >= 8:
+                self._index.clear()
+            self._index[n_envs] = idx
+        return idx
 
     def sum(self, x: np.ndarray) -> np.ndarray:
         """Per-sector sums of ``x`` (n_envs, n_assets) -> (n_envs, n_sectors)."""
         n_envs = x.shape[0]
-        idx = (np.arange(n_envs)[:, None] * self.n + self.ids[None, :]).ravel()
-        return np.bincount(idx, weights=x.ravel(), minlength=n_envs * self.n).reshape(
-            n_envs, self.n
-        )
+        return np.bincount(
+            self.index(n_envs), weights=x.ravel(), minlength=n_envs * self.n
+        ).reshape(n_envs, self.n)
 
     def per_name(self, x: np.ndarray) -> np.ndarray:
         """Sector values (n_envs, n_sectors) spread to their names (n_envs, n_assets)."""
         return x[:, self.ids]
 
 
-def _lots(x: np.ndarray, lot: np.ndarray) -> np.ndarray:
+def _lots(x: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
     """Quantity in lots, snapped to the nearest whole number when within float dust."""
-    r = x / lot
+    r = x if unit else x / lot
     near = np.rint(r)
-    return np.where(np.abs(r - near) <= _SNAP * np.maximum(1.0, np.abs(r)), near, r)
+    dist = r - near
+    np.abs(dist, out=dist)
+    scale = np.abs(r)
+    np.maximum(scale, 1.0, out=scale)
+    scale *= _SNAP
+    return np.where(dist <= scale, near, r)
 
 
-def _round_toward_current(q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray) -> np.ndarray:
+def _round_toward_current(
+    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, unit: bool
+) -> np.ndarray:
     """Final position: the current one plus the order truncated to whole lots (an order
     never exceeds the approved one); a zero target closes the position exactly."""
-    q = q_cur + np.trunc(_lots(q_tgt - q_cur, lot)) * lot
+    k = np.trunc(_lots(q_tgt - q_cur, lot, unit))
+    q = q_cur + (k if unit else k * lot)
     return np.where(q_tgt == 0.0, 0.0, q)
 
 
-def _round_toward_zero(q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray) -> np.ndarray:
+def _round_toward_zero(
+    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, unit: bool
+) -> np.ndarray:
     """Final position on the lattice ``q_cur + k lot`` in ``[0, q_tgt]`` closest to
     ``q_tgt`` (so ``|q| <= |q_tgt|`` with the same sign), or 0 (close-out) when none is."""
     s = np.sign(q_tgt)
     x = s * q_cur  # current position in target-sign coordinates
-    v = x + np.floor(_lots(np.abs(q_tgt) - x, lot)) * lot
+    k = np.floor(_lots(np.abs(q_tgt) - x, lot, unit))
+    v = x + (k if unit else k * lot)
     return np.where((s == 0.0) | (v < 0.0), 0.0, s * v)
+
+
+def _round_rows(
+    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, forced: np.ndarray, unit: bool
+) -> np.ndarray:
+    """Toward zero in forced rows, toward the current position elsewhere (each row is
+    computed once, by its own rule: elementwise, so the bits are those of either)."""
+    if not forced.any():
+        return _round_toward_current(q_cur, q_tgt, lot, unit)
+    if forced.all():
+        return _round_toward_zero(q_cur, q_tgt, lot, unit)
+    fi, ni = np.flatnonzero(forced), np.flatnonzero(~forced)
+    q = np.empty_like(q_tgt)
+    q[fi] = _round_toward_zero(q_cur[fi], q_tgt[fi], lot, unit)
+    q[ni] = _round_toward_current(q_cur[ni], q_tgt[ni], lot, unit)
+    return q
 
 
 def _weights(
@@ -638,8 +846,7 @@ def _weights(
     shares_per_w: np.ndarray,
     change: np.ndarray,
 ) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = q_fin / shares_per_w
+    w = q_fin / shares_per_w  # 0 / 0 where nothing trades: masked below
     w = np.where(q_fin == 0.0, 0.0, w)
     return np.where(change & (q_fin != q_cur), w, c)
 
@@ -654,28 +861,37 @@ def _round_book(
     lot: np.ndarray,
     refs: _Refs,
     sectors: _Sectors,
+    unit_lot: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lot-round ``target``: toward zero in forced portfolios, toward the current position
     elsewhere, where exposure-increasing orders are then scaled down if rounding lifted
     gross or a sector's gross above its reference. Returns (quantities, weights, scaled)."""
-    f = forced[:, None]
     q_tgt = target * shares_per_w
-    q = np.where(f, _round_toward_zero(q_cur, q_tgt, lot), _round_toward_current(q_cur, q_tgt, lot))
-    q = np.where(change, q, q_cur)
+    q = _round_rows(q_cur, q_tgt, lot, forced, unit_lot)
+    if not change.all():
+        q = np.where(change, q, q_cur)
     w = _weights(q, q_cur, c, shares_per_w, change)
-    inc = change & ~f & (np.abs(w) > np.abs(c))
-    lam = _increase_scale(w, c, target, inc, refs, sectors, _one_signed(c, target))
+    abs_w, abs_c = np.abs(w), np.abs(c)
+    inc = change & (abs_w > abs_c)
+    if forced.any():
+        inc &= ~forced[:, None]
+    if not inc.any():
+        return q, w, inc  # nothing increases: every scale is 1, nothing is scaled
+    one_signed = _one_signed(c, target)
+    lam = _increase_scale(abs_w, abs_c, target, inc, refs, sectors, one_signed)
     scaled = inc & (lam < 1.0)
     if scaled.any():
-        q2 = _round_toward_current(q_cur, (c + lam * (target - c)) * shares_per_w, lot)
-        q = np.where(scaled, q2, q)
-        w = _weights(q, q_cur, c, shares_per_w, change)
+        rows = np.flatnonzero(_rows_any(scaled))  # only these rows change (elementwise)
+        cr, spw, qc, ch = c[rows], shares_per_w[rows], q_cur[rows], change[rows]
+        q2 = _round_toward_current(qc, (cr + lam[rows] * (target[rows] - cr)) * spw, lot, unit_lot)
+        q[rows] = np.where(scaled[rows], q2, q[rows])
+        w[rows] = _weights(q[rows], qc, cr, spw, ch)
     return q, w, scaled
 
 
 def _increase_scale(
-    w_fin: np.ndarray,
-    c: np.ndarray,
+    abs_w: np.ndarray,
+    abs_c: np.ndarray,
     target: np.ndarray,
     inc: np.ndarray,
     refs: _Refs,
@@ -686,9 +902,9 @@ def _increase_scale(
     sector's gross stay at or below their references: an increasing name ends at most at
     ``|c| + lambda (|target| - |c|)`` whatever the rounding, the others at ``|w_fin|``.
     In a portfolio whose books are all long (or all short), ``|net|`` is the gross, so its
-    reference caps the gross too."""
-    base = np.where(inc, np.abs(c), np.abs(w_fin))
-    need = np.where(inc, np.abs(target) - np.abs(c), 0.0)
+    reference caps the gross too. ``abs_w`` and ``abs_c`` are ``|w_fin|`` and ``|c|``."""
+    base = np.where(inc, abs_c, abs_w)
+    need = np.where(inc, np.abs(target) - abs_c, 0.0)
     gross_ref = np.where(one_signed, np.minimum(refs.gross, refs.net), refs.gross)
     lam_g = _ratio(gross_ref - base.sum(axis=1), need.sum(axis=1))
     lam_s = _ratio(refs.sector - sectors.sum(base), sectors.sum(need))  # (n_envs, n_sectors)
@@ -698,22 +914,24 @@ def _increase_scale(
 
 def _one_signed(c: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(n_envs,) bool: every current and target weight is >= 0, or every one is <= 0."""
-    return ((c >= 0) & (target >= 0)).all(axis=1) | ((c <= 0) & (target <= 0)).all(axis=1)
+    long = _rows_all((c >= 0) & (target >= 0))
+    if long.all():
+        return long
+    return long | _rows_all((c <= 0) & (target <= 0))
 
 
 def _ratio(room: np.ndarray, need: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lam = np.where(need > room, np.clip(room / need, 0.0, 1.0), 1.0)
+    lam = np.where(need > room, (room / need).clip(0.0, 1.0), 1.0)
     return np.where(need > 0.0, lam, 1.0)
 
 
 def _passes(w: np.ndarray, refs: _Refs, sectors: _Sectors, betas: np.ndarray | None) -> np.ndarray:
     """(n_envs,) bool: ``w`` stays within the reference exposures (float dust allowed)."""
-    ok = ((w >= refs.lo - _TOL) & (w <= refs.hi + _TOL)).all(axis=1)
+    ok = _rows_all((w >= refs.lo) & (w <= refs.hi))
     absw = np.abs(w)
-    ok &= absw.sum(axis=1) <= refs.gross + _TOL
-    ok &= (sectors.sum(absw) <= refs.sector + _TOL).all(axis=1)
-    ok &= np.abs(w.sum(axis=1)) <= refs.net + _TOL
-    if betas is not None and refs.beta is not None:
-        ok &= np.abs((betas * w).sum(axis=1)) <= refs.beta + _TOL
+    ok &= absw.sum(axis=1) <= refs.gross_tol
+    ok &= _rows_all(sectors.sum(absw) <= refs.sector_tol)
+    ok &= np.abs(w.sum(axis=1)) <= refs.net_tol
+    if betas is not None and refs.beta_tol is not None:
+        ok &= np.abs((betas * w).sum(axis=1)) <= refs.beta_tol
     return ok

@@ -704,11 +704,25 @@ class FeatureBuilder:
         ndarray of float32, shape (n_envs, obs_dim)
             Layout in ``layout``; step-time parts are clipped to their bounds.
         """
+        return self._observation(feats, weights, drawdown, cash, rows)
+
+    def _observation(
+        self,
+        feats: MarketFeatures,
+        weights: np.ndarray,
+        drawdown: np.ndarray,
+        cash: np.ndarray,
+        rows: np.ndarray | None = None,
+        gross: np.ndarray | None = None,
+        net: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``observation``, optionally given the book's ``|w|.sum(axis=1)`` (``gross``)
+        and ``w.sum(axis=1)`` (``net``) when the caller has computed them already."""
         c = float(self.cfg.clip)
         if rows is None:
             out = feats.template.copy()
         else:
-            out = np.take(feats.template, np.asarray(rows, dtype=np.int64), axis=0)
+            out = feats.template.take(np.asarray(rows, dtype=np.int64), axis=0)
         k, n = out.shape[0], feats.n_assets
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (k, n):
@@ -717,8 +731,8 @@ class FeatureBuilder:
         na = n * fa
         out[:, fa - 1 : na : fa] = _clip(w, -c, c)
         g = na + _N_MARKET_GLOBALS
-        out[:, g] = np.minimum(np.abs(w).sum(axis=1), c)
-        out[:, g + 1] = _clip(w.sum(axis=1), -c, c)
+        out[:, g] = np.minimum(np.abs(w).sum(axis=1) if gross is None else gross, c)
+        out[:, g + 1] = _clip(w.sum(axis=1) if net is None else net, -c, c)
         out[:, g + 2] = _clip(np.asarray(drawdown, dtype=np.float64), 0.0, 1.0)
         out[:, g + 3] = _clip(np.asarray(cash, dtype=np.float64), -c, c)
         return out

@@ -54,7 +54,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from allocgym.config import RiskConfig
-from allocgym.costs import CostModel, cost_terms, expected_cost
+from allocgym.costs import CostModel, _cost_terms, expected_cost
 from allocgym.errors import GateConfigError, InvariantBreach, RequestError
 from allocgym.regime import REGIME_LABELS, regime_code
 
@@ -724,39 +724,112 @@ _ATOL = 1e-300  # absolute floor of that tolerance: scaling into subnormals roun
 _BIG = 1e150  # proposal/book entries are clipped to +-_BIG before any sum (no overflow)
 _MAX_ABS_BETA = 1e6  # larger betas are treated as corrupt input
 _BISECT_ITERS = 53  # 2**-53 = half an ulp of 1.0: bisections run to float resolution
+_GRID = 2.0**-_BISECT_ITERS  # spacing of the points a [0, 1] bisection can end on
+# Masks larger than this are OR-ed in by a multiply (ufunc ``where=`` is slow on them).
+_WIDE = 256
+# From this many rows on, row gates compute only the rows they change (else all rows).
+_SUBSET_MIN_ROWS = 64
+
+_GATE_ROW: dict[ReasonCode, int] = {code: i for i, code in enumerate(GATE_CODES)}
 
 
-def _over(value: np.ndarray, limit: Any, mag: Any) -> np.ndarray:
-    """True where ``value`` exceeds ``limit`` beyond the tolerance (NaN counts as over).
+def _inside(value: np.ndarray, limit: Any, mag: Any) -> np.ndarray:
+    """True where ``value`` is at most ``limit`` within the tolerance (NaN is outside).
 
     ``mag`` is the sum of the absolute terms ``value`` was computed from, so the tolerance
     covers the rounding of signed sums (net, beta) as well as of gross-type sums.
+    Evaluated in place (one temporary): ``limit + _RTOL * (limit + mag) + _ATOL``.
     """
-    return ~(value <= limit + _RTOL * (limit + mag) + _ATOL)
+    tol = np.add(limit, mag)
+    tol *= _RTOL
+    tol += limit
+    tol += _ATOL
+    return value <= tol
+
+
+def _over(value: np.ndarray, limit: Any, mag: Any) -> np.ndarray:
+    """True where ``value`` exceeds ``limit`` beyond the tolerance (NaN counts as over)."""
+    return ~_inside(value, limit, mag)
+
+
+def _below(value: np.ndarray, limit: Any) -> bool:
+    """``value <= limit`` everywhere: then every tolerance test of ``value`` passes.
+
+    The tolerance only adds to a nonnegative limit (rounding is monotone), so this plain
+    comparison is an exact shortcut for the common case where nothing is near a limit.
+    """
+    return bool((value <= limit).all())
+
+
+_ONES_U8: dict[int, np.ndarray] = {}
+
+
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    """Number of True per row of a bool (n, k) array, k < 256, as uint8 (an integer
+    matrix-vector product: exact, and several times faster than a row reduction)."""
+    k = mask.shape[1]
+    ones = _ONES_U8.get(k)
+    if ones is None:
+        ones = np.ones(k, dtype=np.uint8)
+        ones.flags.writeable = False
+        _ONES_U8[k] = ones
+    return mask.view(np.uint8) @ ones
+
+
+def _rows_any(mask: np.ndarray) -> np.ndarray:
+    """``mask.any(axis=1)`` for a bool (n, k) array (counted when many short rows)."""
+    if mask.shape[1] <= 64 and mask.shape[0] >= 128:
+        return _row_counts(mask) != 0
+    return mask.any(axis=1)
+
+
+def _rows_all(mask: np.ndarray) -> np.ndarray:
+    """``mask.all(axis=1)`` for a bool (n, k) array (counted when many short rows)."""
+    if mask.shape[1] <= 64 and mask.shape[0] >= 128:
+        return _row_counts(mask) == mask.shape[1]
+    return mask.all(axis=1)
+
+
+def _or_bits(target: np.ndarray, bit: int, mask: np.ndarray) -> None:
+    """``target |= bit`` where ``mask``, in place."""
+    if mask.size > _WIDE:
+        target |= np.multiply(mask, bit, dtype=np.int64)
+    else:
+        np.bitwise_or(target, bit, out=target, where=mask)
 
 
 class _Trace:
-    """Reason bits and L1 clipped per gate, accumulated while the chain runs."""
+    """Reason bits and L1 clipped per gate, accumulated while the chain runs.
+
+    ``clip`` holds one row per code of ``GATE_CODES`` (``clipped`` views them by name);
+    ``touched`` is False until some gate changes some weight.
+    """
+
+    __slots__ = ("clip", "port", "sym", "touched")
 
     def __init__(self, n_envs: int, n_assets: int) -> None:
         self.sym = np.zeros((n_envs, n_assets), dtype=np.int64)
         self.port = np.zeros(n_envs, dtype=np.int64)
-        rows = np.zeros((len(GATE_CODES), n_envs))  # one allocation, one row per gate
-        self.clipped = dict(zip(_GATE_NAMES, rows, strict=True))
+        self.clip = np.zeros((len(GATE_CODES), n_envs))
+        self.touched = False
+
+    @property
+    def clipped(self) -> dict[str, np.ndarray]:
+        return dict(zip(_GATE_NAMES, self.clip, strict=True))
 
     def rows(self, sel: slice) -> _Trace:
         """The trace of a block of rows (views)."""
         out = _Trace.__new__(_Trace)
-        out.sym, out.port = self.sym[sel], self.port[sel]
-        out.clipped = {k: v[sel] for k, v in self.clipped.items()}
+        out.sym, out.port, out.clip = self.sym[sel], self.port[sel], self.clip[:, sel]
+        out.touched = self.touched
         return out
 
     def merge(self, other: _Trace) -> None:
         """OR in the bits and add the clipped amounts of ``other`` (same rows)."""
         self.sym |= other.sym
         self.port |= other.port
-        for k, v in other.clipped.items():
-            self.clipped[k] += v
+        self.clip += other.clip
+        self.touched |= other.touched
 
     def record(
         self,
@@ -766,25 +839,33 @@ class _Trace:
         *,
         portfolio: bool,
         rows: np.ndarray | None = None,
+        changed: np.ndarray | None = None,
     ) -> None:
-        """Code the symbols ``before != after``; ``rows``: the arrays are those rows only."""
-        changed = before != after
-        if not changed.any():
-            return
+        """Code the symbols ``before != after``; ``rows``: the arrays are those rows only.
+
+        ``changed``: that mask when the caller knows it (and something changed).
+        """
+        if changed is None:
+            changed = before != after
+            if not changed.any():
+                return
+        self.touched = True
         bit = int(code)
-        removed = np.abs(before - after).sum(axis=1)
+        diff = before - after
+        removed = np.abs(diff, out=diff).sum(axis=1)
+        i = _GATE_ROW[code]
         if rows is None:
-            np.bitwise_or(self.sym, bit, out=self.sym, where=changed)
+            _or_bits(self.sym, bit, changed)
             if portfolio:
-                np.bitwise_or(self.port, bit, out=self.port, where=changed.any(axis=1))
-            self.clipped[str(code.name)] += removed
+                _or_bits(self.port, bit, _rows_any(changed))
+            self.clip[i] += removed
             return
         block = self.sym[rows]
-        np.bitwise_or(block, bit, out=block, where=changed)
+        _or_bits(block, bit, changed)
         self.sym[rows] = block
         if portfolio:
-            self.port[rows[changed.any(axis=1)]] |= bit
-        self.clipped[str(code.name)][rows] += removed
+            self.port[rows[_rows_any(changed)]] |= bit
+        self.clip[i, rows] += removed
 
 
 def _replace_rows(w: np.ndarray, rows: np.ndarray, block: np.ndarray) -> np.ndarray:
@@ -793,67 +874,105 @@ def _replace_rows(w: np.ndarray, rows: np.ndarray, block: np.ndarray) -> np.ndar
     return out
 
 
-@dataclass(frozen=True, eq=False)
+class _SectorMap:
+    """Validated sector ids of a universe and their bincount bins per batch size (both
+    static across decisions, so cached per membership)."""
+
+    __slots__ = ("_bins", "ids", "n")
+
+    def __init__(self, ids: np.ndarray, n: int) -> None:
+        self.ids = ids  # (n_assets,) int64, read-only
+        self.n = n
+        self._bins: dict[int, np.ndarray] = {}
+
+    def bins(self, n_rows: int) -> np.ndarray:
+        """Flat bins of an (n_rows, n_assets) array: ``row * n_sectors + sector``
+        (cached for a few batch sizes)."""
+        idx = self._bins.get(n_rows)
+        if idx is None:
+            idx = (np.arange(n_rows)[:, None] * self.n + self.ids[None, :]).ravel()
+            idx.flags.writeable = False
+            if len(self._bins) >= _BINS_CACHED:
+                self._bins.clear()
+            self._bins[n_rows] = idx
+        return idx
+
+    def gross(self, aw: np.ndarray) -> np.ndarray:
+        """Per-sector sums of ``aw = |w|``, (n, n_sectors); bincount sums in a fixed order
+        (no BLAS), so a row's bits do not depend on the batch it is in."""
+        n = aw.shape[0]
+        sums = np.bincount(self.bins(n), weights=aw.ravel(), minlength=n * self.n)
+        return sums.reshape(n, self.n)
+
+
+_SECTOR_MAPS: dict[bytes, _SectorMap] = {}
+_BINS_CACHED = 8  # batch sizes whose bins a sector map keeps
+
+
+def _sector_map(sector_ids: Any, n_assets: int) -> _SectorMap:
+    ids = np.asarray(sector_ids)
+    if ids.shape != (n_assets,) or ids.dtype.kind not in "iu":
+        raise RequestError(
+            f"GateContext.sector_ids has shape {ids.shape} dtype {ids.dtype}; "
+            f"expected ({n_assets},) integers"
+        )
+    key = ids.dtype.str.encode() + ids.tobytes()
+    hit = _SECTOR_MAPS.get(key)
+    if hit is None:
+        if n_assets and ids.min() < 0:
+            raise RequestError("GateContext.sector_ids has negative ids: use 0..n_sectors-1")
+        own = ids.astype(np.int64)
+        own.flags.writeable = False
+        hit = _SectorMap(own, int(own.max()) + 1 if own.size else 1)
+        if len(_SECTOR_MAPS) >= 64:
+            _SECTOR_MAPS.clear()
+        _SECTOR_MAPS[key] = hit
+    return hit
+
+
+@dataclass(eq=False, slots=True)  # not frozen: a frozen __init__ is slow, and it is private
 class _Limits:
     """Per-decision limits in weight units (multipliers and equity already applied)."""
 
     cap_pct: np.ndarray  # (n, 1)
     cap_notional: np.ndarray | None  # (n, 1)
     sector_cap: float
-    sector_ids: np.ndarray  # (N,) int64
-    n_sectors: int
+    sectors: _SectorMap
     net_cap: float
     betas: np.ndarray | None  # (n, N)
     beta_tol: float
     gross_cap: np.ndarray  # (n,)
     notional_cap: np.ndarray | None  # (n,)
 
-    def twice(self) -> _Limits:
-        """These limits for a batch stacked twice (rows ``0..n-1`` then again)."""
+    def take(self, rows: np.ndarray | slice) -> _Limits:
+        """These limits for rows ``rows`` (an index array, or a slice: views)."""
 
-        def two(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else np.concatenate([a, a])
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
 
-        return _Limits(
-            cap_pct=two(self.cap_pct),  # type: ignore[arg-type]
-            cap_notional=two(self.cap_notional),
-            sector_cap=self.sector_cap,
-            sector_ids=self.sector_ids,
-            n_sectors=self.n_sectors,
-            net_cap=self.net_cap,
-            betas=two(self.betas),
-            beta_tol=self.beta_tol,
-            gross_cap=two(self.gross_cap),  # type: ignore[arg-type]
-            notional_cap=two(self.notional_cap),
-        )
-
-    def take(self, rows: np.ndarray) -> _Limits:
         return _Limits(
             cap_pct=self.cap_pct[rows],
-            cap_notional=None if self.cap_notional is None else self.cap_notional[rows],
+            cap_notional=part(self.cap_notional),
             sector_cap=self.sector_cap,
-            sector_ids=self.sector_ids,
-            n_sectors=self.n_sectors,
+            sectors=self.sectors,
             net_cap=self.net_cap,
-            betas=None if self.betas is None else self.betas[rows],
+            betas=part(self.betas),
             beta_tol=self.beta_tol,
             gross_cap=self.gross_cap[rows],
-            notional_cap=None if self.notional_cap is None else self.notional_cap[rows],
+            notional_cap=part(self.notional_cap),
         )
 
 
-def _sector_gross(w: np.ndarray, lim: _Limits) -> np.ndarray:
-    """Per-sector gross, shape (n, n_sectors); bincount sums in a fixed order (no BLAS)."""
-    n = w.shape[0]
-    idx = (np.arange(n)[:, None] * lim.n_sectors + lim.sector_ids[None, :]).ravel()
-    sums = np.bincount(idx, weights=np.abs(w).ravel(), minlength=n * lim.n_sectors)
-    return sums.reshape(n, lim.n_sectors)
+def _signed_excess(
+    terms: np.ndarray, cap: float, abs_sum: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """For the signed sums ``sum(terms)`` per row: (the sum, beyond ``+-cap`` + tolerance).
 
-
-def _signed_excess(terms: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray]:
-    """For the signed sums ``sum(terms)`` per row: (the sum, beyond ``+-cap`` + tolerance)."""
+    ``abs_sum``: ``|terms|.sum(axis=1)`` when the caller has it.
+    """
     total = terms.sum(axis=1)
-    tol = (np.abs(terms).sum(axis=1) + cap) * _RTOL + (cap + _ATOL)
+    mag = np.abs(terms).sum(axis=1) if abs_sum is None else abs_sum
+    tol = (mag + cap) * _RTOL + (cap + _ATOL)
     return total, ~(np.abs(total) <= tol)
 
 
@@ -869,15 +988,19 @@ def _coupled_violations(
         return codes is None or code in codes
 
     out = []
+    aw = np.abs(w)
+    gross = None
     if want(ReasonCode.SECTOR_CAP):
-        sg = _sector_gross(w, lim)
-        out.append((ReasonCode.SECTOR_CAP, _over(sg, lim.sector_cap, sg).any(axis=1)))
+        sg = lim.sectors.gross(aw)
+        out.append((ReasonCode.SECTOR_CAP, ~_rows_all(_inside(sg, lim.sector_cap, sg))))
     if want(ReasonCode.NET_CAP):
-        out.append((ReasonCode.NET_CAP, _signed_excess(w, lim.net_cap)[1]))
+        gross = aw.sum(axis=1)
+        out.append((ReasonCode.NET_CAP, _signed_excess(w, lim.net_cap, gross)[1]))
     if lim.betas is not None and want(ReasonCode.BETA_LIMIT):
         out.append((ReasonCode.BETA_LIMIT, _signed_excess(lim.betas * w, lim.beta_tol)[1]))
     if want(ReasonCode.GROSS_CAP) or want(ReasonCode.NOTIONAL_CAP):
-        gross = np.abs(w).sum(axis=1)
+        if gross is None:
+            gross = aw.sum(axis=1)
         if want(ReasonCode.GROSS_CAP):
             out.append((ReasonCode.GROSS_CAP, _over(gross, lim.gross_cap, gross)))
         if lim.notional_cap is not None and want(ReasonCode.NOTIONAL_CAP):
@@ -888,11 +1011,42 @@ def _coupled_violations(
 def _coupled_ok(
     w: np.ndarray, lim: _Limits, codes: frozenset[ReasonCode] | None = None
 ) -> np.ndarray:
-    """Rows satisfying every coupled hard limit (or those in ``codes``)."""
-    ok = np.ones(w.shape[0], dtype=bool)
-    for _, rows in _coupled_violations(w, lim, codes):
-        ok &= ~rows
-    return ok
+    """Rows satisfying every coupled hard limit (or those in ``codes``).
+
+    The complement of :func:`_coupled_violations` (OR of its rows), computed directly as
+    the AND of the limits' inside tests (it runs in every bisection step).
+    """
+
+    def want(code: ReasonCode) -> bool:
+        return codes is None or code in codes
+
+    ok = None
+    aw = gross = None
+    if want(ReasonCode.SECTOR_CAP):
+        aw = np.abs(w)
+        sg = lim.sectors.gross(aw)
+        ok = _rows_all(_inside(sg, lim.sector_cap, sg))
+    if want(ReasonCode.NET_CAP):
+        gross = (np.abs(w) if aw is None else aw).sum(axis=1)
+        tol = (gross + lim.net_cap) * _RTOL + (lim.net_cap + _ATOL)
+        inside = np.abs(w.sum(axis=1)) <= tol
+        ok = inside if ok is None else ok & inside
+    if lim.betas is not None and want(ReasonCode.BETA_LIMIT):
+        terms = lim.betas * w
+        tol = (np.abs(terms).sum(axis=1) + lim.beta_tol) * _RTOL + (lim.beta_tol + _ATOL)
+        inside = np.abs(terms.sum(axis=1)) <= tol
+        ok = inside if ok is None else ok & inside
+    want_notional = lim.notional_cap is not None and want(ReasonCode.NOTIONAL_CAP)
+    if want(ReasonCode.GROSS_CAP) or want_notional:
+        if gross is None:
+            gross = (np.abs(w) if aw is None else aw).sum(axis=1)
+        if want(ReasonCode.GROSS_CAP):
+            inside = _inside(gross, lim.gross_cap, gross)
+            ok = inside if ok is None else ok & inside
+        if want_notional:
+            inside = _inside(gross, lim.notional_cap, gross)
+            ok = inside if ok is None else ok & inside
+    return np.ones(w.shape[0], dtype=bool) if ok is None else ok
 
 
 def _bisect_scale(start: np.ndarray, step: np.ndarray, lim: _Limits) -> np.ndarray:
@@ -915,33 +1069,53 @@ def _bisect_scale(start: np.ndarray, step: np.ndarray, lim: _Limits) -> np.ndarr
     for code, t0, dt, cap in linear:
         if code in broken:
             a, d = t0.sum(axis=1), dt.sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                s_k = np.where(d > 0, (cap - a) / d, np.where(d < 0, (-cap - a) / d, 1.0))
+            s_k = np.where(d > 0, (cap - a) / d, np.where(d < 0, (-cap - a) / d, 1.0))
             hi = np.minimum(hi, np.clip(np.nan_to_num(s_k, nan=0.0), 0.0, 1.0))
     ok_hi = _coupled_ok(start + hi[:, None] * step, lim, broken)
     if ok_hi.all():
         return hi
-    rows = np.flatnonzero(~ok_hi)
-    sub, s0, d0 = lim.take(rows), start[rows], step[rows]
-    lo = np.zeros(rows.size)
-    top = hi[rows]
+    if ok_hi.any():
+        rows = np.flatnonzero(~ok_hi)
+        sub, s0, d0, top = lim.take(rows), start[rows], step[rows], hi[rows]
+    else:
+        rows, sub, s0, d0, top = None, lim, start, step, hi
+    lo = np.zeros(top.shape[0])
     for _ in range(_BISECT_ITERS):
         mid = 0.5 * (lo + top)
-        ok = _coupled_ok(s0 + mid[:, None] * d0, sub, broken)
+        w = mid[:, None] * d0
+        w += s0  # s0 + mid * d0
+        ok = _coupled_ok(w, sub, broken)
         lo = np.where(ok, mid, lo)
         top = np.where(ok, top, mid)
+    if rows is None:
+        return lo
     hi[rows] = lo
     return hi
 
 
-def _clip_abs(w: np.ndarray, cap: np.ndarray, code: ReasonCode, trace: _Trace) -> np.ndarray:
-    a = np.abs(w)
-    over = _over(a, cap, a)
-    if not over.any():
-        return w
-    out = np.where(over, np.copysign(np.broadcast_to(cap, w.shape), w), w)
-    trace.record(code, w, out, portfolio=False)
-    return out
+def _clip_abs(
+    w: np.ndarray, aw: np.ndarray, cap: np.ndarray, code: ReasonCode, trace: _Trace
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip ``|w|`` to ``cap`` (``aw = |w|``); returns the new ``w`` and ``|w|``."""
+    if _below(aw, cap):
+        return w, aw
+    inside = _inside(aw, cap, aw)
+    if inside.all():
+        return w, aw
+    over = ~inside
+    out = np.where(over, np.copysign(cap, w), w)
+    # Exactly the clipped entries change: |w| > cap > |copysign(cap, w)| there.
+    trace.record(code, w, out, portfolio=False, changed=over)
+    return out, np.abs(out)
+
+
+def _subset(over: np.ndarray) -> np.ndarray | None:
+    """Rows to compute a row gate on: ``None`` for all of them (every row is over, or the
+    batch is small enough that gathering rows costs more than it saves), else the indices.
+    Rows are computed elementwise, so both give the same bits."""
+    if over.shape[0] < _SUBSET_MIN_ROWS or over.all():
+        return None
+    return np.flatnonzero(over)
 
 
 def _scale_rows(
@@ -950,7 +1124,13 @@ def _scale_rows(
     """Scale whole rows where ``over`` by ``cap / value`` (uniform: keeps every other limit)."""
     if not over.any():
         return w
-    rows = np.flatnonzero(over)
+    rows = _subset(over)
+    if rows is None:
+        block = w * (cap / value)[:, None]
+        if not over.all():
+            block = np.where(over[:, None], block, w)
+        trace.record(code, w, block, portfolio=True)
+        return block
     limit = cap[rows] if isinstance(cap, np.ndarray) else cap
     block = w[rows] * (limit / value[rows])[:, None]
     trace.record(code, w[rows], block, portfolio=True, rows=rows)
@@ -963,34 +1143,46 @@ def _scale_side(
     cap: float,
     code: ReasonCode,
     trace: _Trace,
+    abs_sum: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bring ``|sum(terms)|`` inside ``cap`` by shrinking only the side carrying the excess.
 
     ``terms`` are the per-symbol contributions (``w`` for net, ``beta * w`` for beta).
     Shrinking symbols toward zero keeps the symbol, sector, gross and notional limits.
-    Only the rows over the limit are computed.
+    Only the rows over the limit change (large batches compute only those).
     """
-    total, over = _signed_excess(terms, cap)
+    total = terms.sum(axis=1)
+    if _below(np.abs(total), cap):  # the tolerance only widens +-cap
+        return w
+    mag = np.abs(terms).sum(axis=1) if abs_sum is None else abs_sum
+    over = ~(np.abs(total) <= (mag + cap) * _RTOL + (cap + _ATOL))
     if not over.any():
         return w
-    rows = np.flatnonzero(over)
-    t, wr = terms[rows], w[rows]
+    rows = _subset(over)
+    t, wr, tot = (terms, w, total) if rows is None else (terms[rows], w[rows], total[rows])
     # Each side summed directly: deriving it from the total would cancel catastrophically.
+    mt = -t
     pos = np.maximum(t, 0.0).sum(axis=1)
-    neg = np.maximum(-t, 0.0).sum(axis=1)
-    high = total[rows] > 0
-    factor = np.where(
-        high, (cap + neg) / np.where(high, pos, 1.0), (cap + pos) / np.where(high, 1.0, neg)
-    )
-    side = np.where(high[:, None], t > 0, t < 0)
+    neg = np.maximum(mt, 0.0).sum(axis=1)
+    high = tot > 0
+    # high: (cap + neg) / pos on the positive side, else (cap + pos) / neg on the negative
+    factor = np.where(high, cap + neg, cap + pos) / np.where(high, pos, neg)
+    side = np.where(high[:, None], t, mt) > 0
+    if rows is None and not over.all():
+        side &= over[:, None]
     block = np.where(side, wr * factor[:, None], wr)
     trace.record(code, wr, block, portfolio=True, rows=rows)
-    return _replace_rows(w, rows, block)
+    return block if rows is None else _replace_rows(w, rows, block)
 
 
-def _signed_gates(w: np.ndarray, lim: _Limits, trace: _Trace) -> np.ndarray:
-    """NET_CAP (dominant side), BETA_LIMIT (excess side), then NET_CAP again uniformly."""
-    w = _scale_side(w, w, lim.net_cap, ReasonCode.NET_CAP, trace)
+def _signed_gates(
+    w: np.ndarray, lim: _Limits, trace: _Trace, gross: np.ndarray | None = None
+) -> np.ndarray:
+    """NET_CAP (dominant side), BETA_LIMIT (excess side), then NET_CAP again uniformly.
+
+    ``gross``: ``|w|.sum(axis=1)`` when the caller has it.
+    """
+    w = _scale_side(w, w, lim.net_cap, ReasonCode.NET_CAP, trace, gross)
     if lim.betas is not None:
         fixed = _scale_side(w, lim.betas * w, lim.beta_tol, ReasonCode.BETA_LIMIT, trace)
         if fixed is not w:
@@ -1002,45 +1194,105 @@ def _signed_gates(w: np.ndarray, lim: _Limits, trace: _Trace) -> np.ndarray:
 
 
 def _hard_gates(w: np.ndarray, lim: _Limits, long_only: bool, trace: _Trace) -> np.ndarray:
-    """Every hard limit, each gate keeping the ones before it (see module docstring)."""
+    """Every hard limit, each gate keeping the ones before it (see module docstring).
+
+    ``|w|`` and the gross are computed once and reused until a gate changes ``w``.
+    """
     if long_only:
         neg = w < 0
         if neg.any():
             out = np.where(neg, 0.0, w)
-            trace.record(ReasonCode.LONG_ONLY, w, out, portfolio=False)
+            trace.record(ReasonCode.LONG_ONLY, w, out, portfolio=False, changed=neg)
             w = out
-    w = _clip_abs(w, lim.cap_pct, ReasonCode.SYMBOL_CAP, trace)
+    aw = np.abs(w)
+    w, aw = _clip_abs(w, aw, lim.cap_pct, ReasonCode.SYMBOL_CAP, trace)
     if lim.cap_notional is not None:
-        w = _clip_abs(w, lim.cap_notional, ReasonCode.SYMBOL_NOTIONAL_CAP, trace)
-    sg = _sector_gross(w, lim)
-    over = _over(sg, lim.sector_cap, sg)
-    if over.any():
-        rows = np.flatnonzero(over.any(axis=1))
-        o, g = over[rows], sg[rows]
+        w, aw = _clip_abs(w, aw, lim.cap_notional, ReasonCode.SYMBOL_NOTIONAL_CAP, trace)
+    sg = lim.sectors.gross(aw)
+    inside = None if _below(sg, lim.sector_cap) else _inside(sg, lim.sector_cap, sg)
+    if inside is not None and not inside.all():
+        over = ~inside
+        rows = _subset(_rows_any(over))
+        # a row without a sector over has scale 1 everywhere: w * 1.0 is w, bit for bit
+        o, g, wr = (over, sg, w) if rows is None else (over[rows], sg[rows], w[rows])
         scale = np.where(o, lim.sector_cap / np.where(o, g, 1.0), 1.0)
-        block = w[rows] * scale[:, lim.sector_ids]
-        trace.record(ReasonCode.SECTOR_CAP, w[rows], block, portfolio=True, rows=rows)
-        w = _replace_rows(w, rows, block)
-    w = _signed_gates(w, lim, trace)
-    gross = np.abs(w).sum(axis=1)
-    w = _scale_rows(
-        w, gross, lim.gross_cap, _over(gross, lim.gross_cap, gross), ReasonCode.GROSS_CAP, trace
-    )
-    if lim.notional_cap is not None:
+        block = wr * scale[:, lim.sectors.ids]
+        trace.record(ReasonCode.SECTOR_CAP, wr, block, portfolio=True, rows=rows)
+        w = block if rows is None else _replace_rows(w, rows, block)
+        aw = np.abs(w)
+    gross = aw.sum(axis=1)
+    signed = _signed_gates(w, lim, trace, gross)
+    if signed is not w:
+        w = signed
         gross = np.abs(w).sum(axis=1)
-        over_n = _over(gross, lim.notional_cap, gross)
-        w = _scale_rows(w, gross, lim.notional_cap, over_n, ReasonCode.NOTIONAL_CAP, trace)
-    return w
+    scaled = w
+    if not _below(gross, lim.gross_cap):
+        over_g = _over(gross, lim.gross_cap, gross)
+        scaled = _scale_rows(w, gross, lim.gross_cap, over_g, ReasonCode.GROSS_CAP, trace)
+    if lim.notional_cap is not None:
+        if scaled is not w:
+            gross = np.abs(scaled).sum(axis=1)
+        if not _below(gross, lim.notional_cap):
+            over_n = _over(gross, lim.notional_cap, gross)
+            scaled = _scale_rows(
+                scaled, gross, lim.notional_cap, over_n, ReasonCode.NOTIONAL_CAP, trace
+            )
+    return scaled
+
+
+def _cost_ok(s: np.ndarray, linear: np.ndarray, impact: np.ndarray, budget: float) -> np.ndarray:
+    """The slippage bisection's test, the same float operations in the same order."""
+    return s * linear + s * np.sqrt(s) * impact <= budget
 
 
 def _solve_cost_scale(linear: np.ndarray, impact: np.ndarray, budget: float) -> np.ndarray:
-    """Largest ``s`` in [0, 1] with ``s * linear + s**1.5 * impact <= budget`` (bisection)."""
+    """Largest ``s`` in [0, 1] with ``s * linear + s**1.5 * impact <= budget``.
+
+    The defining computation is a 53-step bisection of [0, 1]; its midpoints are exact
+    multiples of ``2**-53`` and the test is monotone in ``s`` (every float operation in
+    it is monotone for ``linear, impact >= 0``), so it returns exactly the largest grid
+    point ``s < 1`` that passes (0 if none does). That point is found here from a Newton
+    estimate of the root checked against the same test on the grid; rows the check does
+    not settle in a few grid steps run the bisection itself.
+    """
+    n = linear.shape[0]
+    lo = np.zeros(n)
+    if n == 0:
+        return lo
+    # Newton on u = sqrt(s): impact u^3 + linear u^2 = budget, from an upper bound (each
+    # term alone reaches the budget at or after the root), so it decreases to the root.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        u = np.minimum(np.sqrt(budget / linear), np.cbrt(budget / impact))
+        u = np.nan_to_num(np.minimum(u, 1.0), nan=0.0, posinf=1.0)
+        for _ in range(8):
+            g = (impact * u + linear) * u * u - budget
+            dg = (3.0 * impact * u + 2.0 * linear) * u
+            u = np.where(dg > 0, u - g / np.where(dg > 0, dg, 1.0), u)
+            u = np.nan_to_num(np.clip(u, 0.0, 1.0), nan=0.0)
+        s = np.floor(u * u / _GRID) * _GRID
+        s = np.clip(s, 0.0, 1.0 - _GRID)
+        settled = np.zeros(n, dtype=bool)
+        for _ in range(6):
+            here = (s == 0.0) | _cost_ok(s, linear, impact, budget)
+            nxt = s + _GRID
+            above = (nxt >= 1.0) | ~_cost_ok(nxt, linear, impact, budget)
+            settled = here & above
+            if settled.all():
+                return s
+            s = np.where(here, np.where(above, s, nxt), np.maximum(s - _GRID, 0.0))
+    rest = np.flatnonzero(~settled)
+    s[rest] = _bisect_cost_scale(linear[rest], impact[rest], budget)
+    return s
+
+
+def _bisect_cost_scale(linear: np.ndarray, impact: np.ndarray, budget: float) -> np.ndarray:
+    """The 53-step bisection of [0, 1] that defines :func:`_solve_cost_scale`."""
     lo = np.zeros_like(linear)
     hi = np.ones_like(linear)
     for _ in range(_BISECT_ITERS):
         mid = 0.5 * (lo + hi)
         with np.errstate(invalid="ignore", over="ignore"):
-            ok = mid * linear + mid * np.sqrt(mid) * impact <= budget
+            ok = _cost_ok(mid, linear, impact, budget)
         lo = np.where(ok, mid, lo)
         hi = np.where(ok, hi, mid)
     return lo
@@ -1059,9 +1311,18 @@ def _as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.n
         ) from None
 
 
-@dataclass(frozen=True, eq=False)
+def _flags(name: str, value: Any, default: bool, n: int) -> np.ndarray:
+    """Per-portfolio flag ``value`` (optional) OR the global ``default``, shape (n,)."""
+    if value is None:
+        return np.full(n, default)
+    flag = _as_batch(name, value, (n,), bool)
+    return np.ones(n, dtype=bool) if default else flag
+
+
+@dataclass(eq=False, slots=True)  # not frozen: a frozen __init__ is slow, and it is private
 class _Inputs:
-    """Validated, sanitised views of one decision's inputs."""
+    """Validated, sanitised views of one decision's inputs (``any_*``: whether any row or
+    symbol is flagged, so that the common all-clean decision skips the masking)."""
 
     proposed: np.ndarray
     p: np.ndarray  # proposal, NaN -> 0, +-inf -> +-_BIG, clipped to +-_BIG
@@ -1071,7 +1332,7 @@ class _Inputs:
     vol: np.ndarray
     spread: np.ndarray
     betas: np.ndarray | None
-    sector_ids: np.ndarray
+    sectors: _SectorMap
     regime: np.ndarray
     tradable: np.ndarray  # effective: flag AND finite, sane market data
     bad_row: np.ndarray
@@ -1080,6 +1341,40 @@ class _Inputs:
     reduce: np.ndarray
     strategy: np.ndarray | None  # (n, n_strategies, N), clipped to +-_BIG, 0 in bad rows
     strategy_gross: np.ndarray | None  # (n, n_strategies), from the raw values
+    all_tradable: bool
+    any_bad_row: bool
+    any_bad_proposal: bool
+    any_killed: bool
+    any_reduce: bool
+
+
+@dataclass(frozen=True, eq=False)
+class _Tables:
+    """Per regime slot (``REGIME_LABELS`` order, then unknown codes): multipliers and the
+    limit x multiplier products each decision looks up (same values as computing them)."""
+
+    budget: np.ndarray
+    capacity: np.ndarray
+    cap_pct: np.ndarray  # max_symbol_weight x capacity
+    gross: np.ndarray  # max_gross x budget
+    participation: np.ndarray  # max_participation x capacity
+    symbol_notional: np.ndarray | None  # max_symbol_notional x capacity
+
+    @classmethod
+    def build(cls, limits: RiskLimits) -> _Tables:
+        slots = np.arange(_N_LABELS + 1)
+        codes = np.where(slots < _N_LABELS, slots, -1)
+        budget = limits.budget_multiplier(codes)
+        capacity = limits.capacity_multiplier(codes)
+        notional = limits.max_symbol_notional
+        return cls(
+            budget=budget,
+            capacity=capacity,
+            cap_pct=limits.max_symbol_weight * capacity,
+            gross=limits.max_gross * budget,
+            participation=limits.max_participation * capacity,
+            symbol_notional=None if notional is None else notional * capacity,
+        )
 
 
 class RiskGateChain:
@@ -1112,10 +1407,18 @@ class RiskGateChain:
         self.limits = limits
         self.cost_model = CostModel() if cost_model is None else cost_model
         self.debug = bool(debug)
+        self._tables_of: tuple[RiskLimits, _Tables] = (limits, _Tables.build(limits))
         # Multipliers per regime code slot (labels, then the default), as RiskLimits gives.
-        slots = np.arange(_N_LABELS + 1)
-        self._budget_table = limits.budget_multiplier(np.where(slots < _N_LABELS, slots, -1))
-        self._capacity_table = limits.capacity_multiplier(np.where(slots < _N_LABELS, slots, -1))
+        self._budget_table = self._tables_of[1].budget
+        self._capacity_table = self._tables_of[1].capacity
+
+    def _tables(self) -> _Tables:
+        """Lookup tables of ``self.limits`` (rebuilt if the attribute was reassigned)."""
+        limits, tables = self._tables_of
+        if limits is not self.limits:
+            tables = _Tables.build(self.limits)
+            self._tables_of = (self.limits, tables)
+        return tables
 
     # -------------------------------------------------------------------- inputs
 
@@ -1134,14 +1437,7 @@ class RiskGateChain:
                 f"GateContext.current_weights has shape {cur.shape}; expected {(n, m)} "
                 "like the proposal"
             )
-        sector_ids = np.asarray(ctx.sector_ids)
-        if sector_ids.shape != (m,) or sector_ids.dtype.kind not in "iu":
-            raise RequestError(
-                f"GateContext.sector_ids has shape {sector_ids.shape} dtype {sector_ids.dtype}; "
-                f"expected ({m},) integers"
-            )
-        if m and sector_ids.min() < 0:
-            raise RequestError("GateContext.sector_ids has negative ids: use 0..n_sectors-1")
+        sectors = _sector_map(ctx.sector_ids, m)
         equity = _as_batch("equity", ctx.equity, (n,), np.float64)
         prices = _as_batch("prices", ctx.prices, (n, m), np.float64)
         adv = _as_batch("adv_notional", ctx.adv_notional, (n, m), np.float64)
@@ -1155,37 +1451,41 @@ class RiskGateChain:
                 "(allocgym.regime.regime_code)"
             )
         regime = _as_batch("regime", regime, (n,), np.int64)
-        killed = np.full(n, lim.kill_switch)
-        if ctx.kill_switch is not None:
-            killed = killed | _as_batch("kill_switch", ctx.kill_switch, (n,), bool)
-        reduce = np.full(n, lim.reduce_only)
-        if ctx.reduce_only is not None:
-            reduce = reduce | _as_batch("reduce_only", ctx.reduce_only, (n,), bool)
+        killed = _flags("kill_switch", ctx.kill_switch, lim.kill_switch, n)
+        reduce = _flags("reduce_only", ctx.reduce_only, lim.reduce_only, n)
 
-        with np.errstate(invalid="ignore"):
-            bad_row = ~np.isfinite(cur).all(axis=1) | ~np.isfinite(equity) | ~(equity > 0)
-            betas = None
-            if lim.beta_tolerance is not None:
-                if ctx.betas is None:
-                    raise RequestError(
-                        "beta_tolerance is set but GateContext.betas is None: pass betas "
-                        "(n_envs, n_assets) or set risk.beta_tolerance to null"
-                    )
-                betas = _as_batch("betas", ctx.betas, (n, m), np.float64)
-                bad_row |= ~(np.isfinite(betas) & (np.abs(betas) <= _MAX_ABS_BETA)).all(axis=1)
-                betas = np.where(bad_row[:, None], 0.0, betas)
-            ok_sym = (
-                tradable
-                & np.isfinite(prices)
-                & (prices > 0)
-                & np.isfinite(adv)
-                & (adv >= 0)
-                & np.isfinite(vol)
-                & (vol >= 0)
-                & np.isfinite(spread)
-                & (spread >= 0)
-            )
-        bad_proposal = ~np.isfinite(raw).all(axis=1)
+        # Readable rows: finite positive equity, finite book (and sane betas).
+        good_row = (equity > 0) & (equity < np.inf)
+        finite_cur = np.isfinite(cur)
+        if not finite_cur.all():
+            good_row &= finite_cur.all(axis=1)
+        betas = None
+        if lim.beta_tolerance is not None:
+            if ctx.betas is None:
+                raise RequestError(
+                    "beta_tolerance is set but GateContext.betas is None: pass betas "
+                    "(n_envs, n_assets) or set risk.beta_tolerance to null"
+                )
+            betas = _as_batch("betas", ctx.betas, (n, m), np.float64)
+            sane = np.abs(betas) <= _MAX_ABS_BETA  # False for NaN and +-inf too
+            if not sane.all():
+                good_row &= sane.all(axis=1)
+        any_bad_row = not good_row.all()
+        bad_row = ~good_row
+        if betas is not None and any_bad_row:
+            betas = np.where(bad_row[:, None], 0.0, betas)
+        # Usable symbols: tradable, price finite > 0, ADV / vol / spread finite >= 0
+        # (a NaN anywhere makes the min NaN, which fails >= 0; +inf fails the max test).
+        low = np.minimum(adv, vol)
+        np.minimum(low, spread, out=low)
+        high = np.maximum(adv, vol)
+        np.maximum(high, spread, out=high)
+        ok_sym = tradable & (prices > 0) & (prices < np.inf) & (low >= 0) & (high < np.inf)
+        all_tradable = bool(ok_sym.all())
+
+        finite_p = np.isfinite(raw)
+        any_bad_proposal = not finite_p.all()
+        bad_proposal = ~finite_p.all(axis=1) if any_bad_proposal else np.zeros(n, dtype=bool)
         strategy = strategy_gross = None
         if ctx.strategy_weights is not None:
             sw = np.asarray(ctx.strategy_weights, dtype=np.float64)
@@ -1195,23 +1495,23 @@ class RiskGateChain:
                     f"({n}, n_strategies, {m})"
                 )
             bad_proposal = bad_proposal | ~np.isfinite(sw).all(axis=(1, 2))
+            any_bad_proposal = bool(bad_proposal.any())
             sw = np.where(bad_proposal[:, None, None], 0.0, sw)
-            with np.errstate(over="ignore"):
-                # From the raw values (overflow -> inf -> scale 0), so that the scaled
-                # contributions of even absurd finite inputs stay under the cap.
-                strategy_gross = np.abs(sw).sum(axis=2)
-            strategy = np.clip(sw, -_BIG, _BIG)
+            # From the raw values (overflow -> inf -> scale 0), so that the scaled
+            # contributions of even absurd finite inputs stay under the cap.
+            strategy_gross = np.abs(sw).sum(axis=2)
+            strategy = sw.clip(-_BIG, _BIG)
         # Sanitised copies (the common all-clean case skips the replacements).
         p = raw
-        if bad_proposal.any():
+        if any_bad_proposal:
             p = np.nan_to_num(raw, nan=0.0, posinf=_BIG, neginf=-_BIG)
-        p = np.clip(p, -_BIG, _BIG)
+        p = p.clip(-_BIG, _BIG)
         c = cur
-        if bad_row.any():
+        if any_bad_row:
             c = np.where(bad_row[:, None], 0.0, cur)
             equity = np.where(bad_row, 1.0, equity)
-        c = np.clip(c, -_BIG, _BIG)
-        if not ok_sym.all():
+        c = c.clip(-_BIG, _BIG)
+        if not all_tradable:
             adv = np.where(ok_sym, adv, 1.0)
             vol = np.where(ok_sym, vol, 0.0)
             spread = np.where(ok_sym, spread, 0.0)
@@ -1224,7 +1524,7 @@ class RiskGateChain:
             vol=vol,
             spread=spread,
             betas=betas,
-            sector_ids=sector_ids.astype(np.int64),
+            sectors=sectors,
             regime=regime,
             tradable=ok_sym,
             bad_row=bad_row,
@@ -1233,39 +1533,53 @@ class RiskGateChain:
             reduce=reduce,
             strategy=strategy,
             strategy_gross=strategy_gross,
+            all_tradable=all_tradable,
+            any_bad_row=any_bad_row,
+            any_bad_proposal=any_bad_proposal,
+            any_killed=bool(killed.any()),
+            any_reduce=bool(reduce.any()),
         )
 
-    def _decision_limits(self, x: _Inputs) -> tuple[_Limits, np.ndarray]:
+    def _decision_limits(self, x: _Inputs) -> tuple[_Limits, _Limits, np.ndarray]:
+        """Limits for the current books and the proposals stacked row-wise (rows
+        ``0..n-1`` then again), the same for one batch (views), and the participation cap.
+        """
         lim = self.limits
-        known = (x.regime >= 0) & (x.regime < _N_LABELS)
-        slot = np.where(known, x.regime, _N_LABELS)
-        bm = self._budget_table[slot]
-        cm = self._capacity_table[slot]
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            cap_notional = None
-            if lim.max_symbol_notional is not None:
-                cap_notional = (lim.max_symbol_notional * cm / x.equity)[:, None]
-            notional_cap = None
-            if lim.max_gross_notional is not None:
-                notional_cap = lim.max_gross_notional / x.equity
-            # Zero where nothing may trade (written so that 0 * inf never makes a NaN).
-            can = x.tradable & (x.adv > 0) & (cm > 0)[:, None]
-            per_adv = (lim.max_participation * cm)[:, None] * (x.adv / x.equity[:, None])
-            pcap = np.where(can, per_adv, 0.0)
-        n_sectors = int(x.sector_ids.max()) + 1 if x.sector_ids.size else 1
-        dec = _Limits(
-            cap_pct=(lim.max_symbol_weight * cm)[:, None],
+        tab = self._tables()
+        n = x.regime.shape[0]
+        slot = np.where((x.regime >= 0) & (x.regime < _N_LABELS), x.regime, _N_LABELS)
+        slot2 = np.concatenate([slot, slot])
+        equity2 = None
+        cap_notional = None
+        if tab.symbol_notional is not None:
+            equity2 = np.concatenate([x.equity, x.equity])
+            cap_notional = (tab.symbol_notional[slot2] / equity2)[:, None]
+        notional_cap = None
+        if lim.max_gross_notional is not None:
+            if equity2 is None:
+                equity2 = np.concatenate([x.equity, x.equity])
+            notional_cap = lim.max_gross_notional / equity2
+        stacked = _Limits(
+            cap_pct=tab.cap_pct[slot2][:, None],
             cap_notional=cap_notional,
             sector_cap=lim.max_sector_gross,
-            sector_ids=x.sector_ids,
-            n_sectors=n_sectors,
+            sectors=x.sectors,
             net_cap=lim.max_net,
-            betas=x.betas,
+            betas=None if x.betas is None else np.concatenate([x.betas, x.betas]),
             beta_tol=0.0 if lim.beta_tolerance is None else lim.beta_tolerance,
-            gross_cap=lim.max_gross * bm,
+            gross_cap=tab.gross[slot2],
             notional_cap=notional_cap,
         )
-        return dec, pcap
+        single = stacked.take(slice(0, n))
+        # Zero where nothing may trade (written so that 0 * inf never makes a NaN).
+        cm = tab.capacity[slot]
+        can = (x.adv > 0) & (cm > 0)[:, None]
+        if not x.all_tradable:
+            can &= x.tradable
+        pcap = x.adv / x.equity[:, None]
+        pcap *= tab.participation[slot][:, None]
+        pcap[~can] = 0.0
+        return stacked, single, pcap
 
     # -------------------------------------------------------------------- stages
 
@@ -1277,8 +1591,7 @@ class RiskGateChain:
         cap = self.limits.max_strategy_contribution
         gross = x.strategy_gross
         over = _over(gross, cap, gross) | ~np.isfinite(gross)
-        with np.errstate(divide="ignore"):
-            scale = np.where(over, cap / np.where(over, gross, 1.0), 1.0)
+        scale = np.where(over, cap / np.where(over, gross, 1.0), 1.0)
         if not over.any():
             return p, scale
         out = p + ((scale - 1.0)[:, :, None] * x.strategy).sum(axis=1)
@@ -1297,39 +1610,60 @@ class RiskGateChain:
         lim = self.limits
         d = target - base
         a = np.abs(d)
-        clip = _over(a, pcap, a)
-        d1 = d
-        if clip.any():
+        inside = None if _below(a, pcap) else _inside(a, pcap, a)
+        clipped = inside is not None and not inside.all()
+        clip = d1 = None
+        if clipped:
+            clip = ~inside
             d1 = np.where(clip, np.copysign(pcap, d), d)
-            trace.sym[clip] |= int(ReasonCode.PARTICIPATION_CAP)
-            trace.clipped["PARTICIPATION_CAP"] += np.abs(d - d1).sum(axis=1)
-        moved = d1 != 0
-        l1 = np.abs(d1).sum(axis=1)
+            _or_bits(trace.sym, int(ReasonCode.PARTICIPATION_CAP), clip)
+            trace.clip[_GATE_ROW[ReasonCode.PARTICIPATION_CAP]] += np.abs(d - d1).sum(axis=1)
+            a = np.abs(d1)
+        else:
+            d1 = d
+        moved = None
+        l1 = a.sum(axis=1)
 
-        over_t = _over(l1, lim.max_turnover, l1)
-        s_turn = np.where(over_t, lim.max_turnover / np.where(over_t, l1, 1.0), 1.0)
-        if over_t.any():
+        over_t = None if _below(l1, lim.max_turnover) else _over(l1, lim.max_turnover, l1)
+        turned = over_t is not None and bool(over_t.any())
+        s_turn = None
+        trade = d1
+        if turned:
+            s_turn = np.where(over_t, lim.max_turnover / np.where(over_t, l1, 1.0), 1.0)
+            moved = d1 != 0
             self._mark(trace, ReasonCode.TURNOVER_CAP, over_t, moved, (1.0 - s_turn) * l1)
+            trade = d1 * s_turn[:, None]  # (without the cap the scale is 1: d1 itself)
 
-        linear, impact = cost_terms(
-            d1 * s_turn[:, None], x.equity, x.adv, x.vol, x.spread, self.cost_model
+        linear, impact = _cost_terms(
+            trade, x.equity[:, None], x.adv, x.vol, x.spread, self.cost_model
         )
         cost = (linear + impact).sum(axis=1)
         budget = lim.slippage_budget_bps / 1e4
-        over_s = _over(cost, budget, cost)
-        s_slip = np.ones_like(cost)
-        if over_s.any():
+        over_s = None if _below(cost, budget) else _over(cost, budget, cost)
+        slipped = over_s is not None and bool(over_s.any())
+        s_slip = None
+        if slipped:
+            s_slip = np.ones_like(cost)
             s_slip[over_s] = _solve_cost_scale(
                 linear.sum(axis=1)[over_s], impact.sum(axis=1)[over_s], budget
             )
-            removed = s_turn * (1.0 - s_slip) * l1
+            removed = (1.0 - s_slip) * l1 if s_turn is None else s_turn * (1.0 - s_slip) * l1
+            if moved is None:
+                moved = d1 != 0
             self._mark(trace, ReasonCode.SLIPPAGE_BUDGET, over_s, moved, removed)
-        scale = s_turn * s_slip
+        if not (clipped or turned or slipped):
+            return target  # nothing clipped or scaled: the target passed the hard gates
+        if s_turn is None:
+            scale = np.ones_like(cost) if s_slip is None else s_slip
+        else:
+            scale = s_turn if s_slip is None else s_turn * s_slip
 
         # Untouched symbols of an unscaled trade keep the target bit for bit.
-        keep = ~clip & (scale == 1.0)[:, None]
+        keep = (scale == 1.0)[:, None]
+        if clip is not None:
+            keep = keep & ~clip
         if keep.all():
-            return target  # nothing clipped or scaled: the target passed the hard gates
+            return target
         book = np.where(keep, target, base + scale[:, None] * d1)
 
         violations = _coupled_violations(book, dec)
@@ -1346,10 +1680,11 @@ class RiskGateChain:
         sub = dec.take(idx)
         b0, step = base[idx], scale[idx, None] * d1[idx]
         whole = b0 + _bisect_scale(b0, step, sub)[:, None] * step
-        fixed = np.where(clip[idx], step, 0.0)
+        clip_idx = np.zeros(step.shape, dtype=bool) if clip is None else clip[idx]
+        fixed = np.where(clip_idx, step, 0.0)
         start = b0 + fixed
         free = step - fixed
-        start_ok = _coupled_ok(start, sub) & clip[idx].any(axis=1)
+        start_ok = _coupled_ok(start, sub) & clip_idx.any(axis=1)
         new = whole
         if start_ok.any():
             partial = start + _bisect_scale(start, free, sub)[:, None] * free
@@ -1365,7 +1700,7 @@ class RiskGateChain:
         trace.port[idx] |= first
         removed = np.abs(book[idx] - new).sum(axis=1)
         for code, _ in violations:
-            trace.clipped[str(code.name)][idx] += np.where(first == int(code), removed, 0.0)
+            trace.clip[_GATE_ROW[code], idx] += np.where(first == int(code), removed, 0.0)
         book = book.copy()
         book[idx] = new
         return book
@@ -1376,7 +1711,7 @@ class RiskGateChain:
     ) -> None:
         trace.port[rows] |= int(code)
         trace.sym[rows[:, None] & moved] |= int(code)
-        trace.clipped[str(code.name)] += np.where(rows, removed, 0.0)
+        trace.clip[_GATE_ROW[code]] += np.where(rows, removed, 0.0)
 
     # -------------------------------------------------------------------- apply
 
@@ -1404,32 +1739,56 @@ class RiskGateChain:
         InvariantBreach
             In debug mode, when ``check_invariants`` finds a breach.
         """
+        # NaN/inf inputs are expected (and coded): no floating-point warnings.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            result = self._apply(proposed, ctx)
+        if self.debug:
+            report = check_invariants(result, ctx, self.limits, self.cost_model)
+            if report.n_breaches:
+                raise InvariantBreach(
+                    f"{report.n_breaches} invariant breach(es) after RiskGateChain.apply "
+                    "(a bug in allocgym): " + "; ".join(report.messages[:10])
+                )
+        return result
+
+    def _apply(self, proposed: np.ndarray, ctx: GateContext) -> GateResult:
         x = self._inputs(proposed, ctx)
         n, m = x.p.shape
-        dec, pcap = self._decision_limits(x)
+        stacked, dec, pcap = self._decision_limits(x)
         long_only = self.limits.long_only
         trace = _Trace(n, m)
 
         p, strategy_scale = self._strategy_gate(x.p, x, trace)
-        if x.bad_proposal.any():
+        if x.any_bad_proposal:
             rows = x.bad_proposal
             p = np.where(rows[:, None], x.c, p)
             trace.sym[rows] |= int(ReasonCode.INVALID_INPUT)
             trace.port[rows] |= int(ReasonCode.INVALID_INPUT)
-            trace.clipped["INVALID_INPUT"] += np.where(rows, np.abs(x.p - x.c).sum(axis=1), 0.0)
-        held = np.where(x.tradable, p, x.c)
-        trace.record(ReasonCode.NOT_TRADABLE, p, held, portfolio=False)
+            trace.clip[_GATE_ROW[ReasonCode.INVALID_INPUT]] += np.where(
+                rows, np.abs(x.p - x.c).sum(axis=1), 0.0
+            )
+        held = p
+        if not x.all_tradable:
+            held = np.where(x.tradable, p, x.c)
+            trace.record(ReasonCode.NOT_TRADABLE, p, held, portfolio=False)
 
         # One pass of the hard gates over the current books (the forced de-risk: what
         # they change was outside the limits) and the proposals, stacked row-wise.
         both = _Trace(2 * n, m)
-        gated = _hard_gates(np.concatenate([x.c, held]), dec.twice(), long_only, both)
+        gated = _hard_gates(np.concatenate([x.c, held]), stacked, long_only, both)
         c_in, target = gated[:n], gated[n:]
         derisk = both.rows(slice(0, n))
         trace.merge(both.rows(slice(n, 2 * n)))
-        forced = (c_in != x.c).any(axis=1) & ~x.bad_row
+        if both.touched:
+            moved = c_in != x.c
+            forced = _rows_any(moved)
+            if x.any_bad_row:
+                forced &= ~x.bad_row
+            any_forced = bool(forced.any())
+        else:
+            any_forced = False  # no gate changed anything: c_in is the current book
 
-        if x.reduce.any():
+        if x.any_reduce:
             # Signs, not products: a product of two tiny weights underflows to 0.
             flip = np.sign(target) * np.sign(c_in) < 0
             r = np.where(flip, 0.0, np.where(np.abs(target) > np.abs(c_in), c_in, target))
@@ -1439,29 +1798,34 @@ class RiskGateChain:
 
         approved = self._trade_limits(c_in, target, dec, pcap, x, trace)
 
-        if forced.any():
-            moved = (c_in != x.c) & forced[:, None]
-            trace.sym |= np.where(forced[:, None], derisk.sym, 0)
-            trace.sym[moved] |= int(ReasonCode.FORCED_DERISK)
-            trace.port |= np.where(forced, derisk.port | int(ReasonCode.FORCED_DERISK), 0)
-            trace.clipped["FORCED_DERISK"] += np.where(forced, np.abs(x.c - c_in).sum(axis=1), 0.0)
+        if any_forced:
+            # Only forced rows moved (a bad row's book is 0, which no gate changes), and
+            # every move carries a de-risk bit: the forced-row masks are the plain ones.
+            trace.sym |= derisk.sym
+            _or_bits(trace.sym, int(ReasonCode.FORCED_DERISK), moved)
+            trace.port |= derisk.port
+            _or_bits(trace.port, int(ReasonCode.FORCED_DERISK), forced)
+            trace.clip[_GATE_ROW[ReasonCode.FORCED_DERISK]] += np.abs(x.c - c_in).sum(axis=1)
 
-        flat = x.killed | x.bad_row
-        if flat.any():
+        flat = None
+        if x.any_killed or x.any_bad_row:
+            flat = x.killed | x.bad_row
             approved = np.where(flat[:, None], 0.0, approved)
             invalid = np.where(x.bad_row | x.bad_proposal, int(ReasonCode.INVALID_INPUT), 0)
             code = np.where(x.killed, int(ReasonCode.KILL_SWITCH), 0) | invalid
             trace.sym = np.where(flat[:, None], code[:, None], trace.sym)
             trace.port = np.where(flat, code, trace.port)
             removed = np.abs(x.p).sum(axis=1)
-            for key in trace.clipped:
-                trace.clipped[key] = np.where(flat, 0.0, trace.clipped[key])
-            trace.clipped["KILL_SWITCH"] = np.where(x.killed, removed, 0.0)
-            trace.clipped["INVALID_INPUT"] += np.where(x.bad_row & ~x.killed, removed, 0.0)
+            trace.clip[:, flat] = 0.0
+            trace.clip[_GATE_ROW[ReasonCode.KILL_SWITCH]] = np.where(x.killed, removed, 0.0)
+            trace.clip[_GATE_ROW[ReasonCode.INVALID_INPUT]] += np.where(
+                x.bad_row & ~x.killed, removed, 0.0
+            )
         if strategy_scale is not None:
-            strategy_scale = np.where((flat | x.bad_proposal)[:, None], 0.0, strategy_scale)
+            dead = x.bad_proposal if flat is None else flat | x.bad_proposal
+            strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
 
-        result = GateResult(
+        return GateResult(
             approved=approved + 0.0,  # -0.0 -> +0.0: one byte pattern per value
             symbol_reasons=trace.sym,
             portfolio_reasons=trace.port,
@@ -1469,14 +1833,6 @@ class RiskGateChain:
             proposed=x.proposed.copy(),
             strategy_scale=strategy_scale,
         )
-        if self.debug:
-            report = check_invariants(result, ctx, self.limits, self.cost_model)
-            if report.n_breaches:
-                raise InvariantBreach(
-                    f"{report.n_breaches} invariant breach(es) after RiskGateChain.apply "
-                    "(a bug in allocgym): " + "; ".join(report.messages[:10])
-                )
-        return result
 
 
 # ----------------------------------------------------------------------------- checker
