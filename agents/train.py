@@ -441,7 +441,10 @@ class ValidationCallback(BaseCallback):
     """Every ``eval_freq`` steps: the agent and the baselines on the validation split.
 
     The agent acts deterministically (frozen VecNormalize statistics); the baselines run
-    through the same env and seeds once (they do not learn) and are re-logged at every
+    through the same env and seeds once (they do not learn), on evaluation's contexts and
+    rebalancing rule (``allocgym.envs.context``: re-optimise every
+    ``baselines.rebalance_every`` bars, hold the drifted book in between), so their curves
+    are the strategies of the final evaluation table; they are re-logged at every
     evaluation so their curves overlay the agent's. Scalars go to
     ``eval/<allocator>/<metric>``; the mean episode Sharpe selects ``best/``.
     """

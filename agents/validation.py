@@ -4,9 +4,11 @@
 ``EnvParams`` and returns each portfolio's ``episode_metrics`` (the env computes them, so
 agent and baselines are measured by one implementation). An agent acts through
 :class:`~allocgym.agents.allocator.SB3PolicyAllocator`; a baseline is any
-``allocgym.allocator.Allocator``, asked for weights at the first bar and every
-``rebalance_every`` bars, its weights proposed again in between (the gates and the
-execution bands decide what trades).
+``allocgym.allocator.Allocator`` run by evaluation's rebalancing rule
+(``allocgym.envs.context.Rebalancer``) on the contexts of
+``allocgym.envs.context.allocation_context``: it re-optimises at each episode's first bar
+and every ``rebalance_every`` bars and holds its drifted book in between, so the curves
+logged during training are the strategies of the final evaluation table.
 """
 
 from __future__ import annotations
@@ -16,44 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from allocgym.allocator import AllocationContext, Allocator
-from allocgym.envs import PortfolioVecEnv, core
-from allocgym.envs.core import EnvParams, EnvState
+from allocgym.allocator import Allocator
+from allocgym.envs import PortfolioVecEnv
+from allocgym.envs.context import Rebalancer
+from allocgym.envs.core import EnvParams
 
 EVAL_SEED_BASE = 1_000_003
-"""Seed of the first validation portfolio; fixed so every evaluation sees the same episodes."""
-
-
-def allocation_context(params: EnvParams, state: EnvState, lookback: int) -> AllocationContext:
-    """Past-only ``AllocationContext`` at every portfolio's decision bar.
-
-    Parameters
-    ----------
-    params : EnvParams
-    state : EnvState
-    lookback : int
-        Trailing bars of returns (clamped to the bars available before the earliest ``t``).
-
-    Returns
-    -------
-    AllocationContext
-        ``returns`` of shape (n_envs, lookback, n_assets), the last row being bar t.
-    """
-    t = state.t
-    n_back = int(min(lookback, int(t.min()) + 1))
-    rows = t[:, None] + np.arange(-n_back + 1, 1)[None, :]  # (n_envs, n_back)
-    feats = params.features
-    return AllocationContext(
-        returns=params.returns[rows],
-        current_weights=core.current_weights(params, state),
-        symbols=params.market.symbols,
-        sector_ids=params.sector_ids,
-        regime=feats.regime[t].astype(np.int64),
-        regime_confidence=feats.regime_confidence[t],
-        betas=feats.betas[t],
-        benchmark_returns=params.market.benchmark_returns[rows],
-        t=t.copy(),
-    )
+"""Seed of the validation batch; fixed so every evaluation sees the same episodes."""
 
 
 def run_episodes(
@@ -75,15 +46,17 @@ def run_episodes(
     n_episodes : int
         Portfolios run side by side, one episode each.
     seed : int
-        Portfolio ``i`` is reset with seed ``seed + i`` (``PortfolioVecEnv`` convention),
-        so every call with the same seed plays the same episodes.
+        Seed of the ``PortfolioVecEnv`` (portfolio ``i`` gets the key
+        ``portfolio_keys(seed, n_episodes)[i]``), so every call with the same seed plays
+        the same episodes.
     act : callable, optional
         ``act(obs (n_envs, obs_dim), episode_start (n_envs,) bool) -> actions`` (agents).
     allocator : Allocator, optional
         Baseline proposing weights from an ``AllocationContext`` (exactly one of ``act``
         and ``allocator``).
     rebalance_every : int
-        Bars between allocator calls (the last weights are proposed in between).
+        Bars between re-optimisations (``Rebalancer``: the drifted book is held in between,
+        a target cut by a trade limit keeps being proposed).
     lookback : int
         Return history given to the allocator.
 
@@ -100,19 +73,21 @@ def run_episodes(
     results: list[dict[str, Any] | None] = [None] * n
     pending = np.ones(n, dtype=bool)
     starts = np.ones(n, dtype=bool)
-    target: np.ndarray | None = None
+    rule = (
+        None
+        if allocator is None
+        else Rebalancer([allocator] * n, rebalance_every=rebalance_every, lookback=lookback)
+    )
     max_steps = params.episode_length + 1
-    for k in range(max_steps):
-        if act is not None:
+    for _ in range(max_steps):
+        if rule is None:
+            assert act is not None
             obs, _, dones, infos = venv.step(act(obs, starts))
         else:
-            assert allocator is not None and venv.state is not None
-            if k % rebalance_every == 0 or target is None:
-                target = np.asarray(
-                    allocator.allocate(allocation_context(params, venv.state, lookback)),
-                    dtype=np.float64,
-                )
-            obs, _, dones, infos = venv.step_proposed(target)
+            assert venv.state is not None
+            proposed = rule.propose(params, venv.state, np.zeros((n, params.n_assets)))
+            obs, _, dones, infos = venv.step_proposed(proposed)
+            rule.after_step(venv.last_info["portfolio_reasons"])
         starts = dones
         for i in np.flatnonzero(dones & pending):
             results[i] = infos[i]["episode_metrics"]

@@ -40,12 +40,13 @@ none when ``K == 1``; the rest is the core. So K >= 9: 5 sleeve clusters; K = 6:
 clusters to hold its fraction under the cap (``n_core * cluster_cap < core_fraction``), every
 core cluster is set to the cap and the shortfall stays in cash (``core_cash`` in the audit).
 
-Barbell state from the regime (documented mapping)
----------------------------------------------------
-``high_volatility`` -> CRISIS; ``trend`` or ``mean_reversion`` with confidence >=
-``quiet_min_confidence`` -> QUIET; anything else (low-confidence labels, ``uncertain``,
-unknown) -> NORMAL. ``allocate(ctx, barbell_state=...)`` accepts the regime model's own
-barbell states (``RegimeState.barbell``) instead.
+Barbell state
+-------------
+The regime model's barbell state (``RegimeState.barbell``) sets the sleeve fraction: every
+caller passes it as ``AllocationContext.barbell`` (``allocgym.envs.context`` fills it for
+evaluation walks and training-time validation), or explicitly as
+``allocate(ctx, barbell_state=...)``. A context without it is refused (``DataError``): the
+allocator has no second, label-based notion of the barbell state.
 
 Long-only: gross and net per cluster coincide; both are reported as the seed asks.
 """
@@ -92,16 +93,12 @@ __all__ = [
     "QUIET",
     "BarbellParams",
     "ClusterBarbell",
-    "barbell_state_from_regime",
     "cluster_assets",
     "intra_cluster_weights",
     "n_sleeve_clusters",
 ]
 
 QUIET, NORMAL, CRISIS = (BARBELL_STATES.index(s) for s in ("QUIET", "NORMAL", "CRISIS"))
-_TREND = REGIME_LABELS.index("trend")
-_MEAN_REVERSION = REGIME_LABELS.index("mean_reversion")
-_HIGH_VOL = REGIME_LABELS.index("high_volatility")
 _LINKAGES = ("single", "complete", "average", "ward")
 _TOL = 1e-7  # a cluster within this of a bound counts as an active constraint
 
@@ -135,8 +132,6 @@ class BarbellParams:
         Bars of risk-adjusted momentum used as alpha when ``ctx.scores`` is None.
     lead_window : int
         Bars of cumulative return that pick the lead asset of each cluster.
-    quiet_min_confidence : float
-        Confidence at or above which a trend / mean-reversion label maps to QUIET.
     covariance : {"sample", "ledoit_wolf", "ewma"}
         Estimator for the asset correlations and the cluster covariance.
     halflife : float
@@ -158,7 +153,6 @@ class BarbellParams:
     hybrid_weight: float = 0.5
     alpha_window: int = 126
     lead_window: int = 63
-    quiet_min_confidence: float = 0.6
     covariance: CovarianceMethod = "ledoit_wolf"
     halflife: float = 63.0
     min_vol: float = 1e-8
@@ -203,7 +197,6 @@ class BarbellParams:
             "hybrid_weight": 0 <= self.hybrid_weight <= 1,
             "alpha_window": self.alpha_window >= 2,
             "lead_window": self.lead_window >= 1,
-            "quiet_min_confidence": 0 <= self.quiet_min_confidence <= 1,
             "halflife": self.halflife > 0,
             "min_vol": self.min_vol >= 0,
         }
@@ -233,7 +226,6 @@ class BarbellParams:
             hybrid_weight=c.hybrid_weight,
             alpha_window=c.alpha_window,
             lead_window=c.lead_window,
-            quiet_min_confidence=c.quiet_min_confidence,
             covariance=c.covariance,
             halflife=c.halflife,
             solver=c.solver,
@@ -241,31 +233,6 @@ class BarbellParams:
 
 
 # ----------------------------------------------------------------------------- pure pieces
-
-
-def barbell_state_from_regime(
-    regime: np.ndarray, confidence: np.ndarray, quiet_min_confidence: float = 0.6
-) -> np.ndarray:
-    """Map regime codes and confidences to barbell states (codes into ``BARBELL_STATES``).
-
-    ``high_volatility`` -> CRISIS; ``trend`` / ``mean_reversion`` with confidence >=
-    ``quiet_min_confidence`` -> QUIET; otherwise NORMAL.
-
-    Parameters
-    ----------
-    regime : ndarray of int, shape (n_envs,)
-    confidence : ndarray, shape (n_envs,)
-    quiet_min_confidence : float
-
-    Returns
-    -------
-    ndarray of int8, shape (n_envs,)
-    """
-    regime = np.asarray(regime)
-    conf = np.asarray(confidence, float)
-    calm = ((regime == _TREND) | (regime == _MEAN_REVERSION)) & (conf >= quiet_min_confidence)
-    out = np.where(regime == _HIGH_VOL, CRISIS, np.where(calm, QUIET, NORMAL))
-    return out.astype(np.int8)
 
 
 def cluster_assets(
@@ -459,11 +426,16 @@ class ClusterBarbell:
     def _states(
         self, ctx: AllocationContext, barbell_state: np.ndarray | Sequence[str] | str | None
     ) -> tuple[np.ndarray, bool]:
+        """Barbell state codes (n_envs,) and whether they were passed explicitly."""
+        explicit = barbell_state is not None
         if barbell_state is None:
-            states = barbell_state_from_regime(
-                ctx.regime, ctx.regime_confidence, self.params.quiet_min_confidence
-            )
-            return states, False
+            if ctx.barbell is None:
+                raise DataError(
+                    f"{self.name}: the context has no barbell state (ctx.barbell is None): build "
+                    "it with allocgym.envs.context.allocation_context, which carries the regime "
+                    "model's state, or pass barbell_state= (QUIET, NORMAL, CRISIS or codes)"
+                )
+            barbell_state = ctx.barbell
         if isinstance(barbell_state, str):
             barbell_state = [barbell_state] * ctx.n_envs
         arr = np.asarray(barbell_state)
@@ -477,7 +449,7 @@ class ClusterBarbell:
             raise ConfigError(
                 f"barbell_state codes {np.unique(arr).tolist()}: must index {BARBELL_STATES}"
             )
-        return arr.astype(np.int8), True
+        return arr.astype(np.int8), explicit
 
     def allocate(
         self,
@@ -491,11 +463,13 @@ class ClusterBarbell:
         ----------
         ctx : AllocationContext
         barbell_state : ndarray of int (n_envs,), str or sequence of str, optional
-            Explicit barbell states; default: ``ctx.barbell`` (the regime model's) when
-            given, else mapped from ``ctx.regime`` and ``ctx.regime_confidence``.
+            Explicit barbell states; default ``ctx.barbell`` (the regime model's).
+
+        Raises
+        ------
+        DataError
+            Neither ``barbell_state`` nor ``ctx.barbell`` is given.
         """
-        if barbell_state is None and ctx.barbell is not None:
-            barbell_state = ctx.barbell
         p = self.params
         r = context_returns(ctx, self.name)
         n_envs, n = ctx.n_envs, ctx.n_assets
@@ -571,11 +545,11 @@ class ClusterBarbell:
         audit: dict[str, Any] = {
             "regime": REGIME_LABELS[code] if 0 <= code < len(REGIME_LABELS) else "unknown",
             "regime_confidence": conf,
-            # Score of the regime evidence behind the state: the label's confidence, or 1
-            # for a state given explicitly.
+            # Score of the regime evidence behind the state: the regime model's confidence,
+            # or 1 for a state given explicitly.
             "regime_score": 1.0 if explicit else conf,
             "barbell_state": BARBELL_STATES[state],
-            "state_source": "explicit" if explicit else "regime_mapping",
+            "state_source": "explicit" if explicit else "regime_model",
             "sleeve_fraction_target": sleeve_frac,
             "objective": p.objective,
         }

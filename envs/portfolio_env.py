@@ -157,9 +157,12 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode.
 
-        ``seed`` fixes the portfolio's key and restarts its episode counter; later
-        ``reset()`` calls draw the following episodes of the same key. ``options`` may
-        hold ``{"start": bar}`` for an explicit first decision bar.
+        ``seed`` is the portfolio's episode key (used as is) and restarts its episode
+        counter; later ``reset()`` calls draw the following episodes of the same key.
+        ``PortfolioVecEnv(seed=s)`` hashes ``(s, i)`` into portfolio ``i``'s key
+        (``allocgym.envs.vec_env.portfolio_keys``): reset with that key, this env replays
+        the vectorised portfolio exactly. ``options`` may hold ``{"start": bar}`` for an
+        explicit first decision bar.
         """
         super().reset(seed=seed)
         if seed is not None:

@@ -18,12 +18,34 @@ from allocgym.envs.portfolio_env import build_params, open_audit_log
 from allocgym.errors import ConfigError
 
 
+def portfolio_keys(seed: int, n_envs: int) -> np.ndarray:
+    """Per-portfolio episode keys of a batch seeded with ``seed``, shape (n_envs,) uint64.
+
+    Key ``i`` hashes ``(seed, i)``: the first ``n_envs`` 64-bit words of
+    ``numpy.random.SeedSequence(seed)``, shifted right by one bit so that every key is
+    also a valid ``PortfolioEnv`` seed (< 2**63). Different seeds give unrelated keys, so
+    two training seeds share no episode stream (with ``seed + i`` keys, seed 1's portfolio
+    ``i`` would replay seed 0's portfolio ``i + 1``). A prefix of the keys does not depend
+    on ``n_envs``.
+
+    Raises
+    ------
+    ConfigError
+        A negative seed or ``n_envs < 0``.
+    """
+    s, n = int(seed), int(n_envs)
+    if s < 0 or n < 0:
+        raise ConfigError(f"portfolio_keys(seed={s}, n_envs={n}): the seed and n_envs must be >= 0")
+    return np.random.SeedSequence(s).generate_state(n, np.uint64) >> np.uint64(1)
+
+
 class PortfolioVecEnv(VecEnv):
     """``n_envs`` portfolios stepped together by the batched core (SB3 ``VecEnv`` API).
 
     Same dynamics, spaces, rewards and episode ends as ``PortfolioEnv`` (see its
-    docstring); portfolio ``i`` is exactly ``PortfolioEnv`` reset with seed ``seed + i``
-    (bit-identical observations, rewards and episode boundaries). Finished portfolios are
+    docstring); portfolio ``i`` is exactly ``PortfolioEnv`` reset with seed
+    ``portfolio_keys(seed, n_envs)[i]`` (bit-identical observations, rewards and episode
+    boundaries). Finished portfolios are
     reset automatically (SB3 convention): the returned observation is the new episode's
     first one and ``infos[i]["terminal_observation"]`` holds the last one.
 
@@ -38,8 +60,9 @@ class PortfolioVecEnv(VecEnv):
     split : {"train", "validation", "test", "all"}, Split or (start, stop), optional
         Default ``cfg.env.split``.
     seed : int, optional
-        Portfolio ``i`` gets seed ``seed + i``; None draws fresh entropy. ``seed(s)``
-        re-seeds at the next ``reset()`` (SB3 semantics).
+        Portfolio ``i`` gets the key ``portfolio_keys(seed, n_envs)[i]`` (a hash of
+        ``(seed, i)``); None draws fresh entropy. ``seed(s)`` re-seeds the same way at the
+        next ``reset()`` (SB3 semantics; SB3's own ``seed + i`` is not used).
     params : EnvParams, optional
         Prebuilt parameters (then ``market``, ``cfg`` and ``split`` must be None).
 
@@ -84,11 +107,9 @@ class PortfolioVecEnv(VecEnv):
         single_obs = spaces.Box(params.obs_low, params.obs_high, (params.obs_dim,), np.float32)
         super().__init__(n, single_obs, single_action)
         if seed is None:
-            entropy = np.random.SeedSequence().generate_state(1, np.uint64)[0]
-            base = int(entropy >> np.uint64(2))
+            self._keys = np.random.SeedSequence().generate_state(n, np.uint64) >> np.uint64(1)
         else:
-            base = int(seed)
-        self._keys = core.seed_keys(np.arange(n, dtype=np.int64) + base)
+            self._keys = portfolio_keys(seed, n)
         self._episodes = np.zeros(n, dtype=np.uint64)
         self._fresh = True  # next reset() starts episode 0 of the keys
         self._state: core.EnvState | None = None
@@ -180,6 +201,18 @@ class PortfolioVecEnv(VecEnv):
         self._state = state
         self._keys, self._episodes = state.key, state.episode
         return obs, res.reward.astype(np.float32), done, list(infos)
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Keys ``portfolio_keys(seed, n_envs)`` for the next ``reset()``; returns them.
+
+        Overrides SB3's ``seed + i`` so that seeded runs (``PPO(seed=s)`` calls this) draw
+        independent episode streams per seed. None draws a seed from numpy's global RNG,
+        as SB3 does.
+        """
+        if seed is None:
+            seed = int(np.random.randint(0, np.iinfo(np.uint32).max, dtype=np.uint32))  # noqa: NPY002 (SB3 convention)
+        self._seeds = [int(k) for k in portfolio_keys(seed, self.num_envs)]
+        return self._seeds
 
     def close(self) -> None:
         self.closed = True

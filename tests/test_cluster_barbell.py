@@ -18,7 +18,6 @@ from allocgym.baselines.cluster_barbell import (
     QUIET,
     BarbellParams,
     ClusterBarbell,
-    barbell_state_from_regime,
     cluster_assets,
     intra_cluster_weights,
     n_sleeve_clusters,
@@ -46,6 +45,7 @@ def make_ctx(
     regime: list[int] | None = None,
     confidence: list[float] | None = None,
     scores: np.ndarray | None = None,
+    barbell: list[str] | None = None,
 ) -> AllocationContext:
     r = returns if returns.ndim == 3 else returns[None]
     n_envs, _, n = r.shape
@@ -57,6 +57,7 @@ def make_ctx(
         regime=np.array(regime if regime is not None else [-1] * n_envs),
         regime_confidence=np.array(confidence if confidence is not None else [0.0] * n_envs),
         scores=scores,
+        barbell=None if barbell is None else np.array([BARBELL_STATES.index(b) for b in barbell]),
     )
 
 
@@ -108,25 +109,36 @@ def test_barbell_acceptance_explicit_state(state: str, sleeve_frac: float) -> No
     assert alloc.barbell_state_[0] == BARBELL_STATES.index(state)
 
 
-def test_barbell_regime_mapping_drives_sleeve_fraction() -> None:
-    r = np.stack([planted(1)] * 6)
-    labels = ["trend", "mean_reversion", "trend", "high_volatility", "uncertain", "neutral"]
-    conf = [0.9, 0.6, 0.3, 0.2, 0.99, 1.0]
-    ctx = make_ctx(r, [regime_code(x) for x in labels], conf, scores=cluster_scores(6))
+def test_context_barbell_state_drives_sleeve_fraction() -> None:
+    """The regime model's state (ctx.barbell) sets the sleeve; labels no longer matter."""
+    r = np.stack([planted(1)] * 4)
+    labels = ["trend", "high_volatility", "uncertain", "neutral"]
+    states = ["CRISIS", "QUIET", "NORMAL", "QUIET"]  # deliberately unlike any label mapping
+    ctx = make_ctx(
+        r, [regime_code(x) for x in labels], [0.9, 0.2, 0.5, 1.0], cluster_scores(4), states
+    )
     alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
     w = alloc.allocate(ctx)
     check_invariants(alloc, w)
-    assert alloc.barbell_state_.tolist() == [QUIET, QUIET, NORMAL, CRISIS, NORMAL, NORMAL]
-    assert np.allclose(alloc.sleeve_fraction_, [0.15, 0.15, 0.10, 0.05, 0.10, 0.10], atol=1e-15)
-    assert [a["regime"] for a in alloc.audit_] == [*labels[:5], "unknown"]
+    assert alloc.barbell_state_.tolist() == [CRISIS, QUIET, NORMAL, QUIET]
+    assert np.allclose(alloc.sleeve_fraction_, [0.05, 0.15, 0.10, 0.15], atol=1e-15)
+    assert [a["regime"] for a in alloc.audit_] == [*labels[:3], "unknown"]
+    assert [a["state_source"] for a in alloc.audit_] == ["regime_model"] * 4
+    assert [a["regime_score"] for a in alloc.audit_] == [0.9, 0.2, 0.5, 1.0]
 
 
-def test_barbell_state_from_regime_table() -> None:
-    codes = np.array([0, 0, 1, 1, 2, 2, 3, -1])
-    conf = np.array([0.6, 0.59, 0.7, 0.1, 0.0, 1.0, 1.0, 1.0])
-    out = barbell_state_from_regime(codes, conf, quiet_min_confidence=0.6)
-    assert out.dtype == np.int8
-    assert out.tolist() == [QUIET, NORMAL, QUIET, NORMAL, CRISIS, CRISIS, NORMAL, NORMAL]
+def test_context_without_barbell_state_is_refused() -> None:
+    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    ctx = make_ctx(planted(1), [regime_code("trend")], [0.9], scores=cluster_scores())
+    with pytest.raises(DataError, match=r"ctx.barbell is None.*allocation_context"):
+        alloc.allocate(ctx)
+
+
+def test_retired_quiet_min_confidence_key_is_ignored_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="quiet_min_confidence is retired"):
+        cfg = config_from_dict({"baselines": {"barbell": {"quiet_min_confidence": 0.6}}})
+    assert "quiet_min_confidence" not in cfg.baselines.barbell.model_dump()
+    assert not hasattr(BarbellParams(), "quiet_min_confidence")
 
 
 def test_explicit_state_codes_and_bad_state() -> None:
@@ -338,7 +350,7 @@ def test_momentum_alpha_without_scores_ranks_clusters() -> None:
 
 def test_selection_audit_json(tmp_path: Path) -> None:
     alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
-    ctx = make_ctx(planted(12), [regime_code("trend")], [0.8], scores=cluster_scores())
+    ctx = make_ctx(planted(12), [regime_code("trend")], [0.8], cluster_scores(), ["QUIET"])
     alloc.allocate(ctx)
     path = alloc.write_selection_audit(tmp_path / "selection_audit.json")
     data = json.loads(path.read_text())
@@ -354,12 +366,12 @@ def test_selection_audit_json(tmp_path: Path) -> None:
 
 def test_determinism_and_batch_equals_single() -> None:
     r = np.stack([planted(13), planted(14)])
-    ctx = make_ctx(r, [0, 2], [0.9, 0.9], scores=cluster_scores(2))
+    ctx = make_ctx(r, [0, 2], [0.9, 0.9], cluster_scores(2), ["QUIET", "CRISIS"])
     a = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
     w1, w2 = a.allocate(ctx), a.allocate(ctx)
     assert np.array_equal(w1, w2)
     single = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED)).allocate(
-        make_ctx(r[1], [2], [0.9], scores=cluster_scores(1))
+        make_ctx(r[1], [2], [0.9], cluster_scores(1), ["CRISIS"])
     )
     assert np.array_equal(w1[1], single[0])
 
@@ -414,8 +426,8 @@ def test_scores_shape_checked_and_nan_scores_rank_last() -> None:
     assert alloc.cluster_alpha_[0].argmin() == 11
 
 
-def test_context_barbell_state_drives_the_sleeve_fraction() -> None:
-    """``AllocationContext.barbell`` (the regime model's state) overrides the label mapping."""
+def test_explicit_state_overrides_the_context_barbell_state() -> None:
+    """``AllocationContext.barbell`` sets the state; an explicit ``barbell_state`` wins."""
     import dataclasses
 
     from allocgym.regime import BARBELL_STATES
@@ -434,5 +446,9 @@ def test_context_barbell_state_drives_the_sleeve_fraction() -> None:
     alloc = ClusterBarbell()
     alloc.allocate(quiet)
     assert alloc.sleeve_fraction_[0] == pytest.approx(0.15, abs=1e-15)
-    alloc.allocate(base)
+    assert alloc.audit_[0]["state_source"] == "regime_model"
+    alloc.allocate(quiet, barbell_state="CRISIS")
     assert alloc.sleeve_fraction_[0] == pytest.approx(0.05, abs=1e-15)
+    assert alloc.audit_[0]["state_source"] == "explicit"
+    with pytest.raises(DataError, match="no barbell state"):
+        alloc.allocate(base)

@@ -23,6 +23,8 @@ from allocgym.envs import (
     PortfolioEnv,
     PortfolioVecEnv,
 )
+from allocgym.envs.vec_env import portfolio_keys
+from allocgym.errors import ConfigError
 
 MODES = ("weights", "budgets")
 
@@ -104,14 +106,17 @@ def test_same_seed_same_trajectory(params):
 
 
 def test_vec_env_equals_separate_single_envs(params):
-    """Portfolio i of PortfolioVecEnv(seed=s) is PortfolioEnv reset with seed s + i, exactly."""
+    """Portfolio i of PortfolioVecEnv(seed=s) is PortfolioEnv reset with the key
+    portfolio_keys(s, n)[i], exactly."""
     b, seed, n_steps = 5, 100, 25
     rng = np.random.default_rng(1)
     acts = rng.uniform(-1, 1, (n_steps, b, params.action_spec.action_dim)).astype(np.float32)
     vec = PortfolioVecEnv(params=params, n_envs=b, seed=seed)
+    keys = portfolio_keys(seed, b)
+    assert [int(k) for k in keys] == list(vec.seeds())
     singles = [PortfolioEnv.from_params(params) for _ in range(b)]
     obs = vec.reset()
-    ref = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(singles)])
+    ref = np.stack([e.reset(seed=int(keys[i]))[0] for i, e in enumerate(singles)])
     assert np.array_equal(obs, ref)
     n_done = 0
     for k in range(n_steps):
@@ -134,12 +139,18 @@ def test_vec_env_equals_separate_single_envs(params):
 
 
 def test_vec_env_equals_sb3_dummy_vec_env(params):
+    """SB3's seed(s) on PortfolioVecEnv gives the hashed keys; a DummyVecEnv of PortfolioEnvs
+    reset with those keys then steps identically (autoresets included)."""
     b = 3
     rng = np.random.default_rng(2)
     vec = PortfolioVecEnv(params=params, n_envs=b)
+    keys = vec.seed(42)
+    assert keys == [int(k) for k in portfolio_keys(42, b)]
+    assert keys != [42, 43, 44]  # not SB3's seed + i
     dummy = DummyVecEnv([lambda: PortfolioEnv.from_params(params) for _ in range(b)])
-    assert vec.seed(42) == dummy.seed(42)
-    assert np.array_equal(vec.reset(), dummy.reset())
+    first = np.stack([e.reset(seed=k)[0] for e, k in zip(dummy.envs, keys, strict=True)])
+    assert np.array_equal(vec.reset(), first)
+    assert np.array_equal(PortfolioVecEnv(params=params, n_envs=b, seed=42).reset(), first)
     for _ in range(16):
         a = rng.uniform(-1, 1, (b, params.action_spec.action_dim)).astype(np.float32)
         o1, r1, d1, i1 = vec.step(a)
@@ -149,6 +160,38 @@ def test_vec_env_equals_sb3_dummy_vec_env(params):
             if "terminal_observation" in y:
                 assert np.array_equal(x["terminal_observation"], y["terminal_observation"])
                 assert x["TimeLimit.truncated"] == y["TimeLimit.truncated"]
+
+
+def test_training_seeds_share_no_episode_stream(params):
+    """Seed 1's portfolios draw none of seed 0's start-bar streams (with seed + i keys,
+    seed 1's portfolio i replayed seed 0's portfolio i + 1)."""
+    from allocgym.envs import core
+
+    b, n_episodes = 8, 12
+    assert params.n_starts > 100  # a shared 12-episode stream cannot happen by chance
+
+    def streams(vec: PortfolioVecEnv) -> set[tuple[int, ...]]:
+        keys = np.asarray(vec.seeds(), dtype=np.uint64)
+        ep = np.arange(n_episodes, dtype=np.uint64)
+        out = {tuple(core.start_bars(params, np.full(n_episodes, k), ep).tolist()) for k in keys}
+        assert len(out) == b
+        return out
+
+    v0 = PortfolioVecEnv(params=params, n_envs=b, seed=0)
+    v1 = PortfolioVecEnv(params=params, n_envs=b, seed=1)
+    s0, s1 = streams(v0), streams(v1)
+    assert not s0 & s1
+    # the streams are what reset() and the autoresets draw
+    start0 = v0.reset()
+    assert v0.state is not None
+    firsts = {s[0] for s in s0}
+    assert set(v0.state.start.tolist()) <= firsts and start0.shape[0] == b
+    # SB3's seed() (what PPO(seed=s) calls) derives the same keys
+    sb3 = PortfolioVecEnv(params=params, n_envs=b)
+    assert sb3.seed(1) == list(v1.seeds())
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        portfolio_keys(-1, 2)
+    assert np.array_equal(portfolio_keys(7, 3), portfolio_keys(7, 5)[:3])
 
 
 def test_vec_env_api_and_batched_info(params):

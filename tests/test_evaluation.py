@@ -215,6 +215,85 @@ def test_not_an_allocator_is_refused(tiny_params) -> None:
         ev.run_allocators([object()], params=tiny_params)  # type: ignore[list-item]
 
 
+LEVERAGED = [
+    *TINY,
+    "risk.long_only=false",
+    "risk.max_gross=40",
+    "risk.max_net=40",
+    "risk.max_symbol_weight=20",
+    "risk.max_sector_gross=40",
+    "risk.max_turnover=100",
+    "risk.max_participation=1000000",
+    "risk.slippage_budget_bps=1000000",
+]
+"""Long/short with gates loose enough for 30x gross: a book that can lose all its equity."""
+
+
+class Blowup:
+    """Test-only allocator that peeks ahead: 15x long the next 5 bars' worst symbol and 15x
+    short the best one (it must lose everything quickly)."""
+
+    name = "blowup"
+
+    def __init__(self, returns: np.ndarray) -> None:
+        self.r = returns
+
+    def allocate(self, ctx: AllocationContext) -> np.ndarray:
+        assert ctx.t is not None
+        t = int(ctx.t[0])
+        future = np.prod(1.0 + self.r[t + 1 : t + 6], axis=0)
+        w = np.zeros((1, ctx.n_assets))
+        w[0, np.argmin(future)], w[0, np.argmax(future)] = 15.0, -15.0
+        return w
+
+
+def test_a_wiped_out_book_is_frozen_and_the_others_keep_walking() -> None:
+    cfg = load_config(None, LEVERAGED)
+    market = load_market(cfg.data)
+    params = ev.evaluation_params(market, cfg)
+    with pytest.warns(RuntimeWarning, match=r"\['blowup'\] reached 0.*frozen"):
+        dead, ew = ev.run_allocators(
+            [Blowup(market.returns), FixedWeights(np.full(6, 1 / 6), "ew")], params=params
+        )
+    k = dead.wiped_out_at
+    assert k is not None and 0 < k < dead.n_steps - 10 and ew.wiped_out_at is None
+    # 1/N walks the whole split, bit-identical to walking alone
+    alone = ev.run_allocator(FixedWeights(np.full(6, 1 / 6), "ew"), params=params)
+    assert ew.n_steps == dead.n_steps == 124
+    assert np.array_equal(ew.returns, alone.returns) and np.array_equal(ew.weights, alone.weights)
+    # the dead book: equity <= 0 after fill k, nothing happens afterwards
+    assert dead.equity[k] <= 0.0 < dead.equity[k - 1]
+    assert np.all(dead.equity[k:] == dead.equity[k])
+    after = slice(k + 1, None)
+    assert np.all(dead.returns[after] == 0.0) and np.all(dead.costs[after] == 0.0)
+    assert np.all(dead.trades[after] == 0.0) and np.all(dead.side[after] == 0)
+    assert np.all(dead.weights[k:] == 0.0) and np.all(dead.reason_counts[after] == 0)
+    assert np.all(dead.turnover[after] == 0.0) and np.all(dead.asset_pnl[after] == 0.0)
+    # before the wipe-out the record is the accounting identity as usual
+    live = slice(0, k + 1)
+    assert np.allclose(dead.asset_pnl[live].sum(1) + dead.cost_pnl[live], dead.returns[live])
+    m = ev.backtest_metrics(dead)
+    assert m["wiped_out_at"] == str(dead.dates[k])[:10] and m["n_bars"] == 124
+    assert ev.backtest_metrics(ew)["wiped_out_at"] is None
+
+
+def test_walk_is_not_cut_by_the_training_drawdown_kill(
+    tiny_cfg: AllocgymConfig, tiny_market: MarketData, tiny_params
+) -> None:
+    """A 2% training-time kill would flatten 1/N at its first 2% drawdown and keep it flat
+    (the drawdown is measured against the old peak); evaluation walks ignore it."""
+    env = tiny_cfg.env.model_copy(update={"drawdown_kill": 0.02})
+    params = ev.evaluation_params(tiny_market, tiny_cfg.model_copy(update={"env": env}))
+    assert params.cfg.env.drawdown_kill == ev.WALK_DRAWDOWN_KILL == 1.0
+    assert tiny_params.cfg.env.drawdown_kill == 1.0
+    bt = ev.run_allocator(FixedWeights(np.full(6, 1 / 6)), params=params)
+    assert float(measures.max_drawdown(bt.returns)) > 0.02  # the kill would have fired
+    assert "KILL_SWITCH" not in ev.backtest_metrics(bt)["interventions"]
+    assert np.abs(bt.weights[-20:]).sum(axis=1).min() > 0.2  # invested to the end (a kill: 0)
+    ref = ev.run_allocator(FixedWeights(np.full(6, 1 / 6)), params=tiny_params)
+    assert np.array_equal(bt.returns, ref.returns)
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -315,16 +394,86 @@ def test_more_trials_raise_the_bar(sharpes: list[float], n1: int, n2: int) -> No
     assert ev.expected_max_sharpe(sharpes, hi) >= ev.expected_max_sharpe(sharpes, lo) - 1e-15
 
 
+def test_sharpe_moments_use_the_measures_sharpe() -> None:
+    r = np.random.default_rng(4).normal(0.0005, 0.01, 300)
+    assert ev._sharpe_moments(r)[0] == float(measures.sharpe_ratio(r, periods_per_year=1))
+    flat = np.full(3, 0.5)  # zero volatility, positive mean: +inf as in allocgym.measures
+    assert ev._sharpe_moments(flat)[0] == math.inf
+    assert math.isnan(ev.probabilistic_sharpe_ratio(ev._sharpe_moments(flat)[0], 3))
+
+
+def _invest(params, a: float) -> np.ndarray:
+    """Long-only weights action: equal asset logits ``a``, cash logit ``-a`` (a > 0 invests more)."""
+    n = params.action_spec.shape[0]
+    return np.r_[np.full(n - 1, a), -a].astype(np.float32)
+
+
+def _agents_and_baselines(tiny_params) -> list[ev.Backtest]:
+    pols = []
+    for i, a in enumerate((0.0, 0.5, -0.5)):
+        pol = ConstantPolicy(_invest(tiny_params, a), f"p{i}")
+        pol.seed = i
+        pols.append(pol)
+    tilted = np.array([0.1, 0.0, 0.2, 0.0, 0.1, 0.0])
+    return ev.run_allocators(
+        [*pols, FixedWeights(np.full(6, 1 / 6), "ew"), FixedWeights(tilted, "tilted")],
+        params=tiny_params,
+    )
+
+
+def test_baselines_do_not_move_the_dsr_bar(tiny_params) -> None:
+    bts = _agents_and_baselines(tiny_params)
+    agents_only = ev.summarize(bts[:3])
+    with_baselines = ev.summarize(bts)
+    assert with_baselines.dsr["n_trials"] == agents_only.dsr["n_trials"] == 3
+    assert with_baselines.dsr["sr0"] == agents_only.dsr["sr0"]
+    for name in ("p0", "p1", "p2"):
+        assert with_baselines.metrics[name]["dsr"] == agents_only.metrics[name]["dsr"]
+    assert "ew" not in with_baselines.dsr["trial_names"]
+    # a baseline's DSR is its PSR against the agents' bar
+    sr, skew, kurt, n = ev._sharpe_moments(bts[3].returns)
+    expected = ev.probabilistic_sharpe_ratio(sr, n, skew, kurt, agents_only.dsr["sr0"])
+    assert with_baselines.metrics["ew"]["dsr"] == expected
+    only_baselines = ev.summarize(bts[3:])
+    assert only_baselines.dsr["n_trials"] == 0 and only_baselines.dsr["sr0"] == 0.0
+    assert only_baselines.metrics["ew"]["dsr"] == only_baselines.metrics["ew"]["psr"]
+
+
+def test_explicit_dsr_trials_need_the_agent_seeds_variance(tiny_params) -> None:
+    from allocgym.config import EvaluationConfig
+
+    bts = _agents_and_baselines(tiny_params)
+    e = EvaluationConfig(dsr_trials=50)
+    res = ev.summarize(bts, e)
+    agent_sr = [ev._sharpe_moments(bt.returns)[0] for bt in bts[:3]]
+    assert res.dsr["n_trials"] == 50 and res.metrics["ew"]["dsr_trials"] == 50
+    assert res.dsr["sr0"] == pytest.approx(ev.expected_max_sharpe(agent_sr, 50), rel=1e-12)
+    assert res.dsr["sr0"] > ev.summarize(bts).dsr["sr0"]  # 50 trials raise the bar over 3
+    # one agent seed beside baselines: no trial variance to estimate -> an error, not SR0 = 0
+    with pytest.raises(ConfigError, match=r"dsr_trials = 50 needs the variance.*only 1 of"):
+        ev.summarize([bts[0], *bts[3:]], e)
+    with pytest.raises(ConfigError, match="only 0 of the 0 agent backtests"):
+        ev.summarize(bts[3:], e)
+
+
 def test_summarize_groups_seeds_and_counts_trials(tiny_params) -> None:
     pols = [
-        ConstantPolicy(np.full(tiny_params.action_spec.shape[0], a, np.float32), f"p{i}")
-        for i, a in enumerate((0.0, 0.5, -0.5))
+        ConstantPolicy(_invest(tiny_params, a), f"p{i}") for i, a in enumerate((0.0, 0.5, -0.5))
     ]
     for i, p in enumerate(pols):
         p.seed = i
     bts = ev.run_allocators([*pols, FixedWeights(np.full(6, 1 / 6))], params=tiny_params)
     res = ev.summarize(bts)
-    assert res.dsr["n_trials"] == 4
+    # the trials are the three agent seeds; the 1/N baseline is a benchmark, not a trial
+    assert res.dsr["n_trials"] == 3 and res.dsr["trial_names"] == ["p0", "p1", "p2"]
+    agent_sr = [float(measures.sharpe_ratio(bt.returns, periods_per_year=1)) for bt in bts[:3]]
+    assert res.dsr["sr0"] == pytest.approx(ev.expected_max_sharpe(agent_sr, 3), rel=1e-12)
+    assert res.dsr["sr0"] > 0
+    for bt in bts:
+        sr, skew, kurt, n = ev._sharpe_moments(bt.returns)
+        assert res.metrics[bt.name]["dsr"] == ev.probabilistic_sharpe_ratio(
+            sr, n, skew, kurt, res.dsr["sr0"]
+        )
     g = res.groups["const"]
     assert g["n_seeds"] == 3 and g["seeds"] == [0, 1, 2]
     sharpes = [res.metrics[f"p{i}"]["sharpe"] for i in range(3)]
@@ -395,8 +544,10 @@ def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
         eq = np.asarray(series["equity"])
         assert eq == pytest.approx(1e6 * np.cumprod(1 + r), rel=1e-9)
         assert row["dsr"] == data["metrics"][name]["dsr"]
-    assert data["dsr"]["n_trials"] == 4
+    assert data["dsr"]["n_trials"] == 1  # one agent seed; the three baselines are no trials
+    assert data["dsr"]["trial_names"] == ["ppo_seed0"] and data["dsr"]["sr0"] == 0.0
     assert data["meta"]["split"] == "test" and data["meta"]["runs"] == {"0": str(run)}
+    assert data["meta"]["drawdown_kill"] == 1.0 and data["meta"]["wiped_out"] == {}
     assert (run / "report.html").is_file() and (run / "plots" / "equity.png").is_file()
 
 
@@ -437,6 +588,32 @@ def test_budgets_mode_attributes_pnl_to_strategy_families(
     # the first bar holds no book yet, so nothing is attributed there
     assert np.all(agent.strategy_pnl[0] == 0.0)
     assert np.abs(agent.strategy_pnl).sum() > 0
+    # per-strategy budget trace: softmax(3 * action) budgets, trend capped by STRATEGY_CAP
+    z = np.exp(3.0 * np.array([1.0, -1.0, 0.5, -1.0]))
+    budgets = z / z.sum()  # trend 0.80, mean reversion 0.002, defensive 0.18, cash 0.002
+    trace = agent.strategy_gross
+    assert trace is not None and trace.shape == (agent.n_steps, 3) and base.strategy_gross is None
+    cap = cfg.risk.max_strategy_contribution
+    assert budgets[0] > cap and trace[:, 0].max() <= cap + 1e-12
+    assert np.allclose(trace[trace[:, 0] > 0, 0], cap, rtol=0, atol=1e-12)
+    assert np.allclose(trace[:, 2], budgets[2], rtol=0, atol=1e-12)  # defensive: always long
+    assert m["strategy_gross"] == {
+        s: pytest.approx(float(v)) for s, v in zip(agent.strategy_names, trace.mean(0), strict=True)
+    }
+    assert "strategy_gross" in agent.arrays() and "strategy_gross" not in base.arrays()
+
+
+def test_evaluation_seeds_key_renamed_to_train_seeds() -> None:
+    """The quickstart's training seeds are ``evaluation.train_seeds``; old files say ``seeds``."""
+    from allocgym.config import config_from_dict
+
+    assert config_from_dict({"evaluation": {"train_seeds": [0, 2]}}).evaluation.train_seeds == (
+        0,
+        2,
+    )
+    assert load_config(None, ["evaluation.seeds=[1,3]"]).evaluation.train_seeds == (1, 3)
+    with pytest.raises(ConfigError, match="keep train_seeds"):
+        config_from_dict({"evaluation": {"seeds": [0], "train_seeds": [1]}})
 
 
 def test_baselines_cli_prints_the_table(tmp_path: Path) -> None:

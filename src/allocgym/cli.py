@@ -267,7 +267,7 @@ def _run_quickstart(
         # Small policy networks: one intra-op thread is many times faster on 2 busy cores.
         extra.append("train.torch_threads=1")
         cfg = _config(config, extra)
-    seed_list = _int_list(seeds) or list(cfg.evaluation.seeds)
+    seed_list = _int_list(seeds) or list(cfg.evaluation.train_seeds)
     market, notes = _load_market_with_notes(cfg)
     _print_market(market, notes)
     splits = walk_forward_splits(market, cfg.data.splits)
@@ -773,7 +773,9 @@ def quickstart(
     ] = None,
     seeds: Annotated[
         str | None,
-        typer.Option("--seeds", help="Training seeds, e.g. 0,1,2 (default evaluation.seeds)."),
+        typer.Option(
+            "--seeds", help="Training seeds, e.g. 0,1,2 (default evaluation.train_seeds)."
+        ),
     ] = None,
     device: Annotated[
         Device | None, typer.Option("--device", help="Torch device (default train.device: auto).")

@@ -664,14 +664,29 @@ class BarbellConfig(Section):
     """Bars of risk-adjusted momentum used as alpha when no scores are given."""
     lead_window: PosInt = 63
     """Bars of cumulative return that pick each cluster's lead asset."""
-    quiet_min_confidence: Frac = 0.6
-    """Trend / mean-reversion confidence at or above which the state is QUIET."""
     covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
     """Estimator behind the asset correlations and the cluster covariance."""
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     solver: str | None = None
     """cvxpy solver for layer 1; None = CLARABEL."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        # quiet_min_confidence drove a regime-label -> barbell-state mapping; the barbell now
+        # takes the regime model's state. Old run directories and bundles still carry it.
+        if isinstance(data, Mapping) and "quiet_min_confidence" in data:
+            import warnings
+
+            warnings.warn(
+                "baselines.barbell.quiet_min_confidence is retired and ignored (the barbell "
+                "uses the regime model's barbell state): remove it from the config",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            data = {k: v for k, v in data.items() if k != "quiet_min_confidence"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> BarbellConfig:
@@ -887,8 +902,11 @@ class EvaluationConfig(Section):
     """Split the backtests walk (``test`` = the walk-forward out-of-sample split)."""
     baselines: tuple[BaselineName, ...] = ("all",)
     """Baselines run beside the agent (``all`` = every registered baseline)."""
-    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0,), min_length=1)
-    """Training seeds ``allocgym quickstart`` trains (one run each; several give mean ± std)."""
+    train_seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0,), min_length=1)
+    """Training seeds of a multi-seed experiment: ``allocgym quickstart`` trains one run per
+    seed (``seed_<k>/``; several give mean ± std rows). ``allocgym evaluate`` does not read
+    it: it evaluates every ``seed_*`` run it finds (``--seeds`` picks some). Formerly
+    ``evaluation.seeds``, still accepted in old config files."""
     agent_model: Literal["best", "final"] = "best"
     """Model evaluated from a run: best on validation (falls back to final) or final."""
     periods_per_year: Pos = 252.0
@@ -896,12 +914,27 @@ class EvaluationConfig(Section):
     cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
     """Confidence level of the reported CVaR."""
     dsr_trials: PosInt | None = None
-    """Trials N of the Deflated Sharpe Ratio; None = the allocators evaluated together."""
+    """Trials N of the Deflated Sharpe Ratio; None = the agent backtests evaluated together
+    (seeds x configurations; baselines are never trials). When set, the variance of the
+    trials' Sharpe ratios still comes from the agent seeds evaluated, so at least 2 of them
+    must have a finite Sharpe ratio (otherwise evaluation raises ConfigError)."""
     check_invariants: bool = True
     """Run ``check_invariants`` on every gate decision (breaches are reported, must be 0)."""
     stress_multipliers: tuple[Annotated[float, Field(gt=1.0)], ...] = (10.0, 100.0)
     """Equity multiples of the capacity stress scenario (participation caps bind)."""
     promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        # Run directories and frozen bundles written before the rename say ``seeds``.
+        if isinstance(data, Mapping) and "seeds" in data:
+            if "train_seeds" in data:
+                raise ValueError(
+                    "both seeds and train_seeds are set: keep train_seeds (seeds is its old name)"
+                )
+            data = {("train_seeds" if k == "seeds" else k): v for k, v in data.items()}
+        return data
 
 
 # ----------------------------------------------------------------------------- root

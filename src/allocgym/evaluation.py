@@ -14,18 +14,26 @@ feature / CVaR warm-up needs it) and steps bar by bar to the split's last bar. A
 portfolios of one call are stepped together as one batch (``n_envs`` = number of
 allocators), so the gates, execution and accounting run once per bar for all of them.
 
+Two training-time episode ends do not apply to a walk (:func:`evaluation_params`): the
+episode length is the split's, and the drawdown kill is off (``env.drawdown_kill = 1.0``),
+so a deep drawdown is measured, not cut short. A portfolio whose equity reaches 0 is
+frozen after that fill (no trades, zero returns, ``Backtest.wiped_out_at``) and leaves the
+batch; the others keep walking.
+
 - **Agents** (any object with ``act(obs) -> actions``, e.g.
   :class:`~allocgym.agents.SB3PolicyAllocator`) decide every bar from the env's
   observation; the action goes through ``ActionSpec`` exactly as in training.
 - **Baselines** (:class:`~allocgym.allocator.Allocator`) see an ``AllocationContext`` built
-  from the env's precomputed arrays at bar ``t`` (:func:`allocation_context`: trailing
-  returns, current book, regime and confidence, alpha scores, betas, linear cost rates,
-  benchmark returns). They re-optimise at the first bar and every
-  ``cfg.baselines.rebalance_every`` bars; in between they propose their *current, drifted*
-  book (buy and hold), so they trade only when the gates force it (e.g. a drifted
-  position above its cap is clipped, coded ``SYMBOL_CAP``/``FORCED_DERISK``). A baseline
-  whose optimiser fails (``OptimizationError``) keeps its book for that rebalance; the
-  failures are counted in ``Backtest.allocator_errors``.
+  from the env's precomputed arrays at bar ``t`` (``allocgym.envs.context.allocation_context``:
+  trailing returns, current book, regime, confidence and barbell state, alpha scores,
+  betas, linear cost rates, benchmark returns) and trade by
+  ``allocgym.envs.context.Rebalancer``, the rule the training-time validation uses too:
+  they re-optimise at the first bar and every ``cfg.baselines.rebalance_every`` bars; in
+  between they propose their *current, drifted* book (buy and hold), so they trade only
+  when the gates force it (e.g. a drifted position above its cap is clipped, coded
+  ``SYMBOL_CAP``/``FORCED_DERISK``). A baseline whose optimiser fails
+  (``OptimizationError``) keeps its book for that rebalance; the failures are counted in
+  ``Backtest.allocator_errors``.
 
 Accounting identity (checked by the tests): with ``w_t`` the held book at bar ``t`` and
 ``r_{t+1}`` the price return of each symbol, ``1 + R = (1 + sum_i w_t,i r_t+1,i) (1 - c)``
@@ -36,7 +44,8 @@ proportion to their (STRATEGY_CAP-scaled) contributions at the decision that las
 the asset (``Backtest.strategy_pnl``); in ``weights`` mode an allocator is one strategy.
 
 Metrics come from :mod:`allocgym.measures`; the Deflated Sharpe Ratio (Bailey & López de
-Prado, 2014) is defined here (:func:`deflated_sharpe_ratio`).
+Prado, 2014) is defined here (:func:`deflated_sharpe_ratio`). Its trials are the agent
+seeds / configurations evaluated together, never the baselines (:func:`dsr_trial_set`).
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -53,14 +62,13 @@ import numpy as np
 from scipy import stats
 
 from allocgym import measures
-from allocgym.allocator import AllocationContext, Allocator
+from allocgym.allocator import Allocator
 from allocgym.config import AllocgymConfig, BaselinesConfig, EvaluationConfig
-from allocgym.costs import cost_terms
 from allocgym.data import MarketData, load_market
-from allocgym.errors import ConfigError, OptimizationError
-from allocgym.features import alpha_scores
+from allocgym.envs.context import Rebalancer, allocation_context
+from allocgym.errors import ConfigError
 from allocgym.regime import REGIME_LABELS
-from allocgym.risk import GATE_CODES, ReasonCode, check_invariants
+from allocgym.risk import GATE_CODES, check_invariants
 
 if TYPE_CHECKING:
     from allocgym.envs.core import EnvParams, EnvState
@@ -76,6 +84,7 @@ __all__ = [
     "build_baselines",
     "dashboard_data",
     "deflated_sharpe_ratio",
+    "dsr_trial_set",
     "evaluate",
     "evaluate_run",
     "evaluation_params",
@@ -87,17 +96,15 @@ __all__ = [
     "run_allocators",
 ]
 
+WALK_DRAWDOWN_KILL = 1.0
+"""``env.drawdown_kill`` of evaluation walks: the training-time kill switch is off."""
+
 EULER_GAMMA = 0.5772156649015329
 """Euler–Mascheroni constant (expected maximum of Gaussian trials)."""
 
 GATE_REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in GATE_CODES)
 """Reason codes emitted by the risk gates (interventions); execution's NO_TRADE_BAND is
 reported beside them but is not a gate intervention."""
-
-_TRADE_LIMITS = int(
-    ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
-)
-"""Portfolio codes of the per-decision trade limits (a target may take several bars)."""
 
 # ----------------------------------------------------------------------------- baselines
 
@@ -228,13 +235,19 @@ class Policy(Protocol):
 def evaluation_params(market: MarketData, cfg: AllocgymConfig, split: Any = None) -> EnvParams:
     """``EnvParams`` for a full-split walk (``split`` default ``cfg.evaluation.split``).
 
-    The episode length is set to the split's length so one walk covers every bar; nothing
-    else differs from the training env (features, gates, execution, costs, rewards).
+    Two env settings differ from training, both so that one walk covers every bar of the
+    split: the episode length is the split's length, and the training-time drawdown kill
+    is off (``drawdown_kill = 1.0``: the kill switch engages only once equity is gone).
+    In training the kill ends an episode; in a walk it would flatten the book and, since
+    the drawdown is measured against the old peak, keep it flat for the rest of the split.
+    Features, gates, execution, costs and rewards are the training env's.
     """
     from allocgym.envs.core import EnvParams, resolve_split
 
     sp = resolve_split(market, cfg, cfg.evaluation.split if split is None else split)
-    env = cfg.env.model_copy(update={"episode_length": max(sp.n_bars, 1)})
+    env = cfg.env.model_copy(
+        update={"episode_length": max(sp.n_bars, 1), "drawdown_kill": WALK_DRAWDOWN_KILL}
+    )
     return EnvParams.from_config(market, cfg.model_copy(update={"env": env}), sp)
 
 
@@ -300,6 +313,14 @@ class Backtest:
     equity_scale : float
         Multiple of the configured equity (capacity stress scenarios use 10, 100).
     split : str
+    wiped_out_at : int or None
+        Step whose fill left equity at or below 0 (``dates[wiped_out_at]``), or None. The
+        book is frozen from then on: no trades, zero returns and weights, equity held at
+        its last value; the other allocators of the walk keep going.
+    strategy_gross : ndarray, shape (n_steps, n_strategies), or None
+        Per-family gross exposure of each decision's proposal after the ``STRATEGY_CAP``
+        scaling (``allocgym.intents.strategy_gross``, fractions of equity): the
+        per-strategy budget trace (``budgets`` mode only).
     """
 
     name: str
@@ -334,6 +355,8 @@ class Backtest:
     initial_equity: float
     equity_scale: float
     split: str
+    wiped_out_at: int | None = None
+    strategy_gross: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -348,80 +371,9 @@ class Backtest:
         out = {k: getattr(self, k) for k in keys}
         if self.strategy_pnl is not None:
             out["strategy_pnl"] = self.strategy_pnl
+        if self.strategy_gross is not None:
+            out["strategy_gross"] = self.strategy_gross
         return out
-
-
-def allocation_context(
-    params: EnvParams, state: EnvState, lookback: int, rows: np.ndarray | None = None
-) -> AllocationContext:
-    """Past-only ``AllocationContext`` at each portfolio's decision bar, from env arrays.
-
-    Parameters
-    ----------
-    params : EnvParams
-    state : EnvState
-    lookback : int
-        Trailing bars of returns (clamped to the bars before the earliest ``t``).
-    rows : ndarray of int, optional
-        Portfolios to include (default all).
-
-    Returns
-    -------
-    AllocationContext
-        ``returns`` (n, lookback, n_assets) with bar ``t`` last; ``scores`` from
-        ``allocgym.features.alpha_scores``; ``betas`` the env's betas; ``costs`` the linear
-        cost rate per unit of weight traded (commission + ``spread_mult`` x half-spread,
-        ``allocgym.costs.cost_terms``; the impact part depends on the trade size).
-    """
-    from allocgym.envs import core
-
-    idx = np.arange(state.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
-    t = state.t[idx]
-    n_back = int(min(lookback, int(t.min()) + 1))
-    win = t[:, None] + np.arange(-n_back + 1, 1)[None, :]
-    feats = params.features.take(t)
-    equity = state.equity[idx]
-    linear, _ = cost_terms(
-        np.ones((idx.size, params.n_assets)), equity, feats.adv_notional, feats.volatility,
-        params.spread_bps[t], params.cost_model,
-    )  # fmt: skip
-    return AllocationContext(
-        returns=params.returns[win],
-        current_weights=core.current_weights(params, state)[idx],
-        symbols=params.market.symbols,
-        sector_ids=params.sector_ids,
-        regime=feats.regime.astype(np.int64),
-        regime_confidence=feats.regime_confidence,
-        scores=alpha_scores(feats),
-        betas=feats.betas,
-        costs=linear,
-        benchmark_returns=params.market.benchmark_returns[win],
-        t=t.copy(),
-        barbell=feats.barbell.astype(np.int64),
-    )
-
-
-def _row_context(ctx: AllocationContext, i: int) -> AllocationContext:
-    """Row ``i`` of a batched context as a one-portfolio context."""
-    sl = slice(i, i + 1)
-
-    def take(x: np.ndarray | None) -> np.ndarray | None:
-        return None if x is None else x[sl]
-
-    return AllocationContext(
-        returns=ctx.returns[sl],
-        current_weights=ctx.current_weights[sl],
-        symbols=ctx.symbols,
-        sector_ids=ctx.sector_ids,
-        regime=ctx.regime[sl],
-        regime_confidence=ctx.regime_confidence[sl],
-        scores=take(ctx.scores),
-        betas=take(ctx.betas),
-        costs=take(ctx.costs),
-        benchmark_returns=take(ctx.benchmark_returns),
-        t=take(ctx.t),
-        barbell=take(ctx.barbell),
-    )
 
 
 @dataclass
@@ -524,9 +476,9 @@ def run_allocators(
         [i for i, m in enumerate(members) if not (budgets and m.kind == "agent")],
     ]
     out: list[Backtest | None] = [None] * len(members)
-    todo = [g for g in groups if g]
-    total = _n_steps(params) * len(todo)
-    for j, rows in enumerate(todo):
+    walks = [g for g in groups if g]
+    total = _n_steps(params) * len(walks)
+    for j, rows in enumerate(walks):
         offset = j * _n_steps(params)
 
         def step_progress(k: int, n: int, offset: int = offset) -> None:
@@ -565,20 +517,27 @@ def _n_steps(params: EnvParams) -> int:
     return int(params.split.stop - 1 - params.lo)
 
 
+def _take_rows(state: EnvState, keep: np.ndarray) -> EnvState:
+    """The portfolios ``keep`` (bool mask or indices) of a state, as a new state."""
+    return type(state)(**{f.name: getattr(state, f.name)[keep] for f in fields(state)})
+
+
 def _walk(
     params: EnvParams, members: list[_Member], progress: Callable[[int, int], None]
 ) -> list[Backtest]:
-    """One batched walk of ``members`` over the split (all agents or all proposers)."""
+    """One batched walk of ``members`` over the split (all agents or all proposers).
+
+    A portfolio whose equity reaches 0 leaves the batch after that step: its record is
+    frozen (no trades, zero returns, ``Backtest.wiped_out_at``) while the others walk on.
+    """
     from allocgym.envs import core
-    from allocgym.intents import STRATEGY_FAMILIES
+    from allocgym.intents import STRATEGY_FAMILIES, strategy_gross
 
     cfg = params.cfg
     b, n = len(members), params.n_assets
     n_steps = _n_steps(params)
     spec = params.action_spec
     budgets_walk = spec.mode == "budgets" and all(m.kind == "agent" for m in members)
-    rebalance = int(cfg.baselines.rebalance_every)
-    lookback = int(cfg.baselines.lookback)
     check = bool(cfg.evaluation.check_invariants)
     n_codes = len(core.REASON_CODES)
 
@@ -608,43 +567,39 @@ def _walk(
         "trades": np.zeros((b, n_steps, n)),
         "reason_counts": np.zeros((b, n_steps, n_codes), np.int64),
     }
-    regime = np.zeros(n_steps, np.int8)
-    bars = np.zeros(n_steps, np.int64)
+    bars = params.lo + np.arange(n_steps, dtype=np.int64)
+    regime = params.features.regime[bars].astype(np.int8)
     n_strat = len(STRATEGY_FAMILIES)
     strategy_pnl = np.zeros((b, n_steps, n_strat)) if budgets_walk else None
+    gross_trace = np.zeros((b, n_steps, n_strat)) if budgets_walk else None
     last_share = np.zeros((b, n_strat, n))
     messages: list[list[str]] = [[] for _ in range(b)]
-    errors = np.zeros(b, np.int64)
-    held = np.zeros((b, n))  # last baseline targets (re-optimised on schedule)
-    working = np.zeros(b, dtype=bool)  # rows still trading towards their target
-    policy_rows = [i for i, m in enumerate(members) if m.kind == "agent"]
-    alloc_rows = [i for i, m in enumerate(members) if m.kind == "baseline"]
-    done = n_steps
+    rebalancer = Rebalancer(
+        [m.obj if m.kind == "baseline" else None for m in members],
+        rebalance_every=cfg.baselines.rebalance_every,
+        lookback=cfg.baselines.lookback,
+    )
+    live = np.arange(b)  # batch rows still stepped; ``state`` and ``obs`` hold only these
+    wiped = np.full(b, -1, np.int64)
 
     for k in range(n_steps):
-        t = int(state.t[0])
+        if live.size == 0:
+            progress(k + 1, n_steps)
+            continue
+        t = int(bars[k])
         if budgets_walk:
-            actions = np.concatenate([members[i].obj.act(obs[i : i + 1]) for i in range(b)])
+            actions = np.concatenate(
+                [members[i].obj.act(obs[j : j + 1]) for j, i in enumerate(live)]
+            )
             res = core.step(params, state, actions)
         else:
-            proposed = core.current_weights(params, state).copy()
-            for i in policy_rows:
-                proposed[i] = spec.to_weights(members[i].obj.act(obs[i : i + 1]))[0]
-            if alloc_rows and k % rebalance == 0:
-                ctx = allocation_context(params, state, lookback, np.asarray(alloc_rows))
-                for j, i in enumerate(alloc_rows):
-                    try:
-                        w = np.asarray(members[i].obj.allocate(_row_context(ctx, j)), np.float64)
-                        held[i] = w.reshape(n)
-                    except OptimizationError:
-                        errors[i] += 1
-                        held[i] = ctx.current_weights[j]
-                working[alloc_rows] = True
-            proposed[working] = held[working]
+            proposed = np.zeros((live.size, n))
+            for j, i in enumerate(live):
+                if members[i].kind == "agent":
+                    proposed[j] = spec.to_weights(members[i].obj.act(obs[j : j + 1]))[0]
+            proposed = rebalancer.propose(params, state, proposed, live)
             res = core.step_proposed(params, state, proposed)
-            # A rebalance cut by a trade limit keeps working towards its target.
-            limited = (res.info["portfolio_reasons"] & _TRADE_LIMITS) != 0
-            working &= limited
+            rebalancer.after_step(res.info["portfolio_reasons"], live)
         dec, info = res.decision, res.info
 
         # Attribution: held book at t times each symbol's price return over (t, t+1].
@@ -654,55 +609,63 @@ def _walk(
         a_pnl = w_pre * r_px[None, :]
         value_pre = state.cash + state.shares @ p1
         net = info["equity"] / state.equity - 1.0
-        if strategy_pnl is not None:
-            strategy_pnl[:, k] = np.einsum("bsn,bn->bs", last_share, a_pnl)
+        if strategy_pnl is not None and gross_trace is not None:
+            share_prev = last_share[live]
+            strategy_pnl[live, k] = np.einsum("bsn,bn->bs", share_prev, a_pnl)
             parts = info["strategy_contributions"] * info["strategy_scale"][:, :, None]
+            gross_trace[live, k] = strategy_gross(parts)
             tot = parts.sum(axis=1, keepdims=True)
             share = np.divide(parts, tot, out=np.zeros_like(parts), where=np.abs(tot) > 1e-15)
             traded = (dec.execution.delta_qty != 0.0)[:, None, :]
-            last_share = np.where(traded, share, last_share)
+            last_share[live] = np.where(traded, share, share_prev)
 
         if check:
             rep = check_invariants(dec.gate, dec.context, params.limits, params.cost_model)
             if rep.n_breaches:
-                rec["invariant_breaches"][:, k] = rep.breached.astype(np.int64)
-                for i in np.flatnonzero(rep.breached):
-                    tag = f"portfolio {i}:"
+                rec["invariant_breaches"][live, k] = rep.breached.astype(np.int64)
+                for j in np.flatnonzero(rep.breached):
+                    i = int(live[j])
+                    tag = f"portfolio {j}:"
                     mine = [m for m in rep.messages if m.startswith(tag)]
                     if len(messages[i]) < 20:
                         messages[i].extend(f"bar {t}: {m[len(tag) :].strip()}" for m in mine[:5])
 
-        rec["returns"][:, k] = net
-        rec["equity"][:, k] = info["equity"]
-        rec["costs"][:, k] = info["cost"]
-        rec["turnover"][:, k] = info["turnover"]
-        rec["intervention"][:, k] = info["intervention"]
-        rec["cost_pnl"][:, k] = net - a_pnl.sum(axis=1)
-        rec["portfolio_reasons"][:, k] = info["portfolio_reasons"]
-        rec["weights"][:, k] = info["weights"]
-        rec["proposed"][:, k] = np.where(np.isfinite(dec.proposed), dec.proposed, np.nan)
-        rec["approved"][:, k] = info["approved"]
-        rec["asset_pnl"][:, k] = a_pnl
-        rec["symbol_reasons"][:, k] = info["symbol_reasons"]
-        rec["side"][:, k] = np.sign(info["delta_qty"]).astype(np.int8)
+        rec["returns"][live, k] = net
+        rec["equity"][live, k] = info["equity"]
+        rec["costs"][live, k] = info["cost"]
+        rec["turnover"][live, k] = info["turnover"]
+        rec["intervention"][live, k] = info["intervention"]
+        rec["cost_pnl"][live, k] = net - a_pnl.sum(axis=1)
+        rec["portfolio_reasons"][live, k] = info["portfolio_reasons"]
+        rec["weights"][live, k] = info["weights"]
+        rec["proposed"][live, k] = np.where(np.isfinite(dec.proposed), dec.proposed, np.nan)
+        rec["approved"][live, k] = info["approved"]
+        rec["asset_pnl"][live, k] = a_pnl
+        rec["symbol_reasons"][live, k] = info["symbol_reasons"]
+        rec["side"][live, k] = np.sign(info["delta_qty"]).astype(np.int8)
         pos = value_pre > 0
-        rec["trades"][:, k] = info["delta_qty"] * p1 / np.where(pos, value_pre, 1.0)[:, None]
-        rec["reason_counts"][:, k] = info["reason_counts"]
-        regime[k] = int(info["regime"][0])
-        bars[k] = t
+        rec["trades"][live, k] = info["delta_qty"] * p1 / np.where(pos, value_pre, 1.0)[:, None]
+        rec["reason_counts"][live, k] = info["reason_counts"]
         state, obs = res.state, res.obs
         progress(k + 1, n_steps)
-        if (state.equity <= 0.0).any():  # a wiped-out book cannot be marked further
-            done = k + 1
+        dead = state.equity <= 0.0
+        if dead.any():  # a wiped-out book cannot be marked further: freeze it, walk the rest
+            gone = live[dead]
+            wiped[gone] = k
+            rec["weights"][gone, k] = 0.0  # weights of a book worth <= 0 are undefined
             warnings.warn(
-                f"evaluation stopped at bar {t + 1}: equity of "
-                f"{[members[i].name for i in np.flatnonzero(state.equity <= 0)]} reached 0",
+                f"evaluation: equity of {[members[i].name for i in gone]} reached 0 at bar "
+                f"{t + 1}; frozen from then on (no trades, zero returns), the other "
+                "allocators keep walking",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            break
+            live = live[~dead]
+            state, obs = _take_rows(state, ~dead), obs[~dead]
+    for i in np.flatnonzero(wiped >= 0):
+        rec["equity"][i, wiped[i] + 1 :] = rec["equity"][i, wiped[i]]
 
-    dates = params.market.dates[bars[:done] + 1]
+    dates = params.market.dates[bars + 1]
     eq0 = float(cfg.env.initial_equity)
     out: list[Backtest] = []
     for i, m in enumerate(members):
@@ -714,17 +677,19 @@ def _walk(
                 seed=m.seed,
                 symbols=tuple(params.market.symbols),
                 dates=dates,
-                bars=bars[:done].copy(),
-                regime=regime[:done].copy(),
+                bars=bars.copy(),
+                regime=regime.copy(),
                 reason_names=tuple(core.REASON_NAMES),
-                strategy_pnl=None if strategy_pnl is None else strategy_pnl[i, :done],
+                strategy_pnl=None if strategy_pnl is None else strategy_pnl[i],
                 strategy_names=tuple(STRATEGY_FAMILIES) if strategy_pnl is not None else (),
                 invariant_messages=tuple(messages[i]),
-                allocator_errors=int(errors[i]),
+                allocator_errors=int(rebalancer.errors[i]),
                 initial_equity=eq0 * m.scale,
                 equity_scale=m.scale,
                 split=params.split.name,
-                **{key: arr[i, :done] for key, arr in rec.items()},
+                wiped_out_at=int(wiped[i]) if wiped[i] >= 0 else None,
+                strategy_gross=None if gross_trace is None else gross_trace[i],
+                **{key: arr[i] for key, arr in rec.items()},
             )
         )
     return out
@@ -734,10 +699,16 @@ def _walk(
 
 
 def _sharpe_moments(returns: np.ndarray) -> tuple[float, float, float, int]:
+    """Per-period Sharpe ratio, skewness, Pearson kurtosis and length of a return series.
+
+    The Sharpe ratio is ``allocgym.measures.sharpe_ratio`` with ``periods_per_year = 1``
+    (NaN below 2 returns, +-inf for zero volatility with a non-zero mean; the PSR treats
+    both as undefined). Skewness 0 and kurtosis 3 stand in where they are undefined.
+    """
     r = np.asarray(returns, dtype=np.float64)
     n = r.shape[-1]
     sd = float(np.std(r, ddof=1)) if n > 1 else float("nan")
-    sr = float(np.mean(r)) / sd if sd > 0 else float("nan")
+    sr = float(measures.sharpe_ratio(r, periods_per_year=1))
     skew = float(stats.skew(r, bias=True)) if n > 2 and sd > 0 else 0.0
     kurt = float(stats.kurtosis(r, fisher=False, bias=True)) if n > 3 and sd > 0 else 3.0
     return sr, skew, kurt, n
@@ -848,7 +819,10 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
         ``allocator_errors``, ``regimes`` (label -> n_bars, fraction, ann_return,
         ann_volatility, sharpe), ``attribution`` (``assets``: symbol -> summed daily
         contribution; ``costs``; ``strategies``: family -> summed contribution, or the
-        allocator's name in ``weights`` mode), ``n_bars``, ``start`` / ``end`` dates.
+        allocator's name in ``weights`` mode), ``strategy_gross`` (``budgets`` mode:
+        family -> mean gross exposure per decision after the STRATEGY_CAP scaling),
+        ``wiped_out_at`` (date of the fill that left equity <= 0, or None), ``n_bars``,
+        ``start`` / ``end`` dates.
     """
     e = ecfg or EvaluationConfig()
     ppy = float(e.periods_per_year)
@@ -911,12 +885,20 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
             "decisions_intervened": int((bt.intervention > 1e-9).sum()),
             "invariant_breaches": int(bt.invariant_breaches.sum()),
             "allocator_errors": bt.allocator_errors,
+            "wiped_out_at": None
+            if bt.wiped_out_at is None
+            else str(bt.dates[bt.wiped_out_at])[:10],
             "regimes": regimes,
             "attribution": {
                 "assets": {s: float(v) for s, v in zip(bt.symbols, asset, strict=True)},
                 "costs": float(bt.cost_pnl.sum()),
                 "strategies": strategies,
             },
+        }
+    if bt.strategy_gross is not None and n:
+        out["strategy_gross"] = {
+            s: float(v)
+            for s, v in zip(bt.strategy_names, bt.strategy_gross.mean(axis=0), strict=True)
         }
     return out
 
@@ -1009,13 +991,57 @@ class EvaluationResult:
         }
 
 
+def dsr_trial_set(
+    backtests: Sequence[Backtest], ecfg: EvaluationConfig | None = None
+) -> tuple[int, float, list[Backtest]]:
+    """Trials of the Deflated Sharpe Ratio: the agents, never the baselines.
+
+    The trials are the agent backtests evaluated together (every seed and configuration;
+    baselines are fixed benchmarks, not candidates selected among). ``N`` is their count,
+    or ``ecfg.dsr_trials`` when set (e.g. every configuration tried during development);
+    ``SR_0`` is :func:`expected_max_sharpe` of ``N`` trials with the variance of the
+    agents' per-period Sharpe ratios.
+
+    Returns
+    -------
+    n_trials : int
+    sr0 : float
+        Per-period ``SR_0`` (0 with fewer than 2 trials or 2 finite trial Sharpes).
+    trials : list of Backtest
+        The agent backtests.
+
+    Raises
+    ------
+    ConfigError
+        ``ecfg.dsr_trials`` is set but fewer than 2 agent backtests have a finite Sharpe
+        ratio, so the variance of the trials' Sharpe ratios cannot be estimated.
+    """
+    e = ecfg or EvaluationConfig()
+    trials = [bt for bt in backtests if bt.kind == "agent"]
+    sharpes = [_sharpe_moments(bt.returns)[0] for bt in trials]
+    if e.dsr_trials is not None:
+        finite = [bt.name for bt, s in zip(trials, sharpes, strict=True) if math.isfinite(s)]
+        if len(finite) < 2:
+            raise ConfigError(
+                f"evaluation.dsr_trials = {e.dsr_trials} needs the variance of the trials' "
+                f"Sharpe ratios, estimated from the agent seeds evaluated together, but only "
+                f"{len(finite)} of the {len(trials)} agent backtests ({[bt.name for bt in trials]}) "
+                "have a finite Sharpe ratio: evaluate at least 2 agent seeds that trade, or "
+                "unset evaluation.dsr_trials"
+            )
+        n_trials = int(e.dsr_trials)
+    else:
+        n_trials = len(trials)
+    return n_trials, expected_max_sharpe(sharpes, n_trials), trials
+
+
 def summarize(
     backtests: Sequence[Backtest], ecfg: EvaluationConfig | None = None
 ) -> EvaluationResult:
-    """Metrics of every backtest, the DSR over all of them and the per-group seed stats.
+    """Metrics of every backtest, the DSR of each against the agents' trials, seed stats.
 
-    Every backtest is a trial of the DSR (``ecfg.dsr_trials`` overrides the count);
-    ``SR_0`` uses the variance of their per-period Sharpe ratios.
+    Every row's DSR is its PSR against the same ``SR_0`` of :func:`dsr_trial_set` (the agent
+    backtests, or ``ecfg.dsr_trials`` of them); baselines are no trials.
     """
     e = ecfg or EvaluationConfig()
     metrics = {bt.name: backtest_metrics(bt, e) for bt in backtests}
@@ -1023,9 +1049,7 @@ def summarize(
         raise ConfigError(
             f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
         )
-    trial = [_sharpe_moments(bt.returns)[0] for bt in backtests]
-    n_trials = int(e.dsr_trials) if e.dsr_trials is not None else len(backtests)
-    sr0 = expected_max_sharpe(trial, n_trials)
+    n_trials, sr0, trials = dsr_trial_set(backtests, e)
     for bt in backtests:
         sr, skew, kurt, n = _sharpe_moments(bt.returns)
         metrics[bt.name]["dsr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, sr0)
@@ -1053,9 +1077,11 @@ def summarize(
         "n_trials": n_trials,
         "sr0": sr0,
         "sr0_annual": sr0 * math.sqrt(ppy),
-        "trial_names": [bt.name for bt in backtests],
+        "trial_names": [bt.name for bt in trials],
         "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
-        "of N trials; every allocator evaluated together is a trial",
+        "of N skill-less trials; the trials are the agent seeds/configurations evaluated "
+        "together (or evaluation.dsr_trials of them, with the Sharpe variance of the agent "
+        "seeds); baselines are benchmarks, not trials",
     }
     return EvaluationResult(list(backtests), metrics, groups, dsr)
 
@@ -1172,6 +1198,12 @@ def evaluate(
         symbols=list(params.market.symbols),
         config_hash=config_hash(cfg),
         rebalance_every=int(cfg.baselines.rebalance_every),
+        drawdown_kill=float(params.cfg.env.drawdown_kill),
+        wiped_out={
+            bt.name: str(bt.dates[bt.wiped_out_at])[:10]
+            for bt in bts
+            if bt.wiped_out_at is not None
+        },
         initial_equity=float(cfg.env.initial_equity),
         action_mode=params.action_spec.mode,
         periods_per_year=float(cfg.evaluation.periods_per_year),

@@ -25,7 +25,8 @@ tradable at the bar get intent 0 and confidence 0.
 intent is normalised to unit gross (sum of ``|intent|`` over symbols = 1), so a budget is
 exactly that family's gross exposure, and the symbol weights are the budget-weighted sum.
 The per-family terms (*contributions*) feed the ``STRATEGY_CAP`` gate
-(``GateContext.strategy_weights``) and the per-strategy budget trace.
+(``GateContext.strategy_weights``) and the per-strategy budget trace of evaluation walks
+(:func:`strategy_gross` -> ``allocgym.evaluation.Backtest.strategy_gross``).
 """
 
 from __future__ import annotations
@@ -292,6 +293,9 @@ class IntentAggregator:
 
 def strategy_gross(contributions: np.ndarray) -> np.ndarray:
     """Gross exposure of each family (the per-strategy budget utilisation trace).
+
+    ``allocgym.evaluation`` records it at every decision of a ``budgets``-mode walk, on the
+    contributions after the ``STRATEGY_CAP`` scaling (``Backtest.strategy_gross``).
 
     Parameters
     ----------

@@ -170,9 +170,12 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "index of the held book; gate interventions count symbol-bars carrying a risk-gate "
             "reason code. DSR is the Deflated Sharpe Ratio (Bailey & López de Prado, 2014): "
             f"the probability that the Sharpe ratio is real after selecting among "
-            f"N = {d.get('n_trials')} trials (every allocator evaluated here), i.e. against "
-            f"an expected maximum annualised Sharpe of {d.get('sr0_annual', float('nan')):.2f} "
-            "for skill-less trials, corrected for skewness and kurtosis.",
+            f"N = {d.get('n_trials')} agent trials (seeds / configurations; baselines are "
+            "benchmarks, not trials), i.e. against an expected maximum annualised Sharpe of "
+            f"{d.get('sr0_annual', float('nan')):.2f} for skill-less trials, corrected for "
+            "skewness and kurtosis. Walks run with the training-time drawdown kill off "
+            f"(drawdown_kill = {m.get('drawdown_kill', 1.0):g}); a book wiped out to zero "
+            "equity is frozen from that bar on and flagged.",
         )
     )
     if result.groups:

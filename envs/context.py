@@ -1,0 +1,264 @@
+"""What a baseline sees and when it trades: one context builder, one rebalancing rule.
+
+Evaluation's full-split walks (``allocgym.evaluation``) and the training-time validation
+episodes (``allocgym.agents.validation``) both run baselines through this module, so the
+1/N or HRP curve logged during training is the same strategy as the row of the final
+evaluation table.
+
+- :func:`allocation_context` builds the past-only ``AllocationContext`` of each portfolio
+  at its decision bar ``t`` from the ``EnvParams`` arrays: trailing returns, the current
+  (drifted) book, regime label and confidence, the regime model's barbell state, alpha
+  scores, betas, linear cost rates, benchmark returns and ``t``.
+- :class:`Rebalancer` is the rebalancing rule: a baseline re-optimises at its episode's
+  first decision and every ``rebalance_every`` decisions after it; in between it proposes
+  its current, drifted book (buy and hold), except that a rebalance cut short by a
+  per-decision trade limit (turnover, participation, slippage budget) keeps proposing its
+  target until a decision is no longer limited. An allocator raising ``OptimizationError``
+  keeps its book for that rebalance and the failure is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from allocgym.allocator import AllocationContext, Allocator
+from allocgym.costs import cost_terms
+from allocgym.envs import core
+from allocgym.envs.core import EnvParams, EnvState
+from allocgym.errors import ConfigError, OptimizationError
+from allocgym.features import alpha_scores
+from allocgym.risk import ReasonCode
+
+__all__ = ["TRADE_LIMITS", "Rebalancer", "allocation_context", "take_context"]
+
+TRADE_LIMITS = int(
+    ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
+)
+"""Portfolio reason codes of the per-decision trade limits (a target may take several bars)."""
+
+
+def allocation_context(
+    params: EnvParams, state: EnvState, lookback: int, rows: np.ndarray | None = None
+) -> AllocationContext:
+    """Past-only ``AllocationContext`` at each portfolio's decision bar, from env arrays.
+
+    Parameters
+    ----------
+    params : EnvParams
+    state : EnvState
+        Portfolios at their decision bars ``state.t``.
+    lookback : int
+        Trailing bars of returns (clamped to the bars before the earliest selected ``t``).
+    rows : ndarray of int, optional
+        Portfolios of ``state`` to include (default all), in this order.
+
+    Returns
+    -------
+    AllocationContext
+        ``returns`` (n, lookback, n_assets) with bar ``t`` last; ``current_weights`` the
+        held book marked at ``p_t``; ``regime`` / ``regime_confidence`` / ``barbell`` the
+        regime model's label, confidence and barbell state at ``t``; ``scores`` from
+        ``allocgym.features.alpha_scores``; ``betas`` the env's betas; ``costs`` the linear
+        cost rate per unit of weight traded (commission + ``spread_mult`` x half-spread,
+        ``allocgym.costs.cost_terms``; the impact part depends on the trade size);
+        ``benchmark_returns`` (n, lookback); ``t`` (n,).
+    """
+    idx = np.arange(state.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
+    t = state.t[idx]
+    n_back = int(min(lookback, int(t.min()) + 1))
+    win = t[:, None] + np.arange(-n_back + 1, 1)[None, :]
+    feats = params.features.take(t)
+    equity = state.equity[idx]
+    linear, _ = cost_terms(
+        np.ones((idx.size, params.n_assets)), equity, feats.adv_notional, feats.volatility,
+        params.spread_bps[t], params.cost_model,
+    )  # fmt: skip
+    return AllocationContext(
+        returns=params.returns[win],
+        current_weights=core.current_weights(params, state)[idx],
+        symbols=params.market.symbols,
+        sector_ids=params.sector_ids,
+        regime=feats.regime.astype(np.int64),
+        regime_confidence=feats.regime_confidence,
+        scores=alpha_scores(feats),
+        betas=feats.betas,
+        costs=linear,
+        benchmark_returns=params.market.benchmark_returns[win],
+        t=t.copy(),
+        barbell=feats.barbell.astype(np.int64),
+    )
+
+
+def take_context(ctx: AllocationContext, rows: np.ndarray | Sequence[int]) -> AllocationContext:
+    """Rows ``rows`` of a batched context as a context of ``len(rows)`` portfolios."""
+    sel = np.asarray(rows, dtype=np.int64)
+
+    def take(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else x[sel]
+
+    return AllocationContext(
+        returns=ctx.returns[sel],
+        current_weights=ctx.current_weights[sel],
+        symbols=ctx.symbols,
+        sector_ids=ctx.sector_ids,
+        regime=ctx.regime[sel],
+        regime_confidence=ctx.regime_confidence[sel],
+        scores=take(ctx.scores),
+        betas=take(ctx.betas),
+        costs=take(ctx.costs),
+        benchmark_returns=take(ctx.benchmark_returns),
+        t=take(ctx.t),
+        barbell=take(ctx.barbell),
+    )
+
+
+class Rebalancer:
+    """The baselines' rebalancing rule for the portfolios of one batch.
+
+    Parameters
+    ----------
+    allocators : sequence of Allocator or None, length n_envs
+        The baseline of each portfolio; ``None`` marks a portfolio whose proposal comes
+        from elsewhere (an agent) and is left alone. Portfolios sharing one allocator
+        object are asked together in one ``allocate`` call.
+    rebalance_every : int
+        Decisions between re-optimisations (counted from each episode's first decision,
+        ``EnvState.steps``).
+    lookback : int
+        Trailing bars of returns in the context.
+
+    Attributes
+    ----------
+    held : ndarray, shape (n_envs, n_assets)
+        Last target of each baseline portfolio.
+    working : ndarray of bool, shape (n_envs,)
+        Portfolios still trading towards their target.
+    errors : ndarray of int64, shape (n_envs,)
+        Rebalances where the allocator raised ``OptimizationError`` (the book was kept).
+
+    Notes
+    -----
+    Per decision: call :meth:`propose` before the env step and :meth:`after_step` with the
+    step's ``portfolio_reasons`` after it. A batch call that raises ``OptimizationError``
+    is retried portfolio by portfolio so that only the failing ones keep their book.
+    """
+
+    def __init__(
+        self, allocators: Sequence[Allocator | None], *, rebalance_every: int, lookback: int
+    ) -> None:
+        every, look = int(rebalance_every), int(lookback)
+        if every < 1 or look < 1:
+            raise ConfigError(
+                f"Rebalancer rebalance_every = {every}, lookback = {look}: both must be >= 1"
+            )
+        self.allocators = list(allocators)
+        self.rebalance_every = every
+        self.lookback = look
+        n = len(self.allocators)
+        self._mask = np.array([a is not None for a in self.allocators], dtype=bool)
+        self.held: np.ndarray | None = None
+        self.working = np.zeros(n, dtype=bool)
+        self.errors = np.zeros(n, dtype=np.int64)
+
+    @property
+    def n_envs(self) -> int:
+        return len(self.allocators)
+
+    def _rows(self, state: EnvState, rows: np.ndarray | Sequence[int] | None) -> np.ndarray:
+        idx = np.arange(self.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
+        if idx.shape != (state.n_envs,):
+            raise ConfigError(
+                f"Rebalancer: {state.n_envs} portfolios in the state but rows has shape "
+                f"{idx.shape}: pass the batch row of every portfolio of the state"
+            )
+        return idx
+
+    def propose(
+        self,
+        params: EnvParams,
+        state: EnvState,
+        proposed: np.ndarray,
+        rows: np.ndarray | Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Proposals with the baseline portfolios filled in by the rule.
+
+        Parameters
+        ----------
+        params : EnvParams
+        state : EnvState
+            The portfolios about to be stepped.
+        proposed : ndarray, shape (state.n_envs, n_assets)
+            Proposals of the other (agent) portfolios; baseline rows are overwritten.
+        rows : ndarray of int, shape (state.n_envs,), optional
+            Batch row of each portfolio of ``state`` (default ``0 .. n_envs - 1``): a
+            caller that stops stepping some portfolios passes the rows it still steps.
+
+        Returns
+        -------
+        ndarray, shape (state.n_envs, n_assets)
+            A new array.
+        """
+        idx = self._rows(state, rows)
+        out = np.array(proposed, dtype=np.float64, copy=True)
+        if self.held is None:
+            self.held = np.zeros((self.n_envs, params.n_assets))
+        base = self._mask[idx]
+        if not base.any():
+            return out
+        due = np.flatnonzero(base & (state.steps % self.rebalance_every == 0))
+        if due.size:
+            ctx = allocation_context(params, state, self.lookback, due)
+            groups: dict[int, list[int]] = {}
+            for pos, j in enumerate(due):
+                groups.setdefault(id(self.allocators[idx[j]]), []).append(pos)
+            for pos in groups.values():
+                alloc = self.allocators[idx[due[pos[0]]]]
+                assert alloc is not None
+                self.held[idx[due[pos]]] = self._allocate(alloc, ctx, pos, idx[due[pos]])
+            self.working[idx[due]] = True
+        work = base & self.working[idx]
+        hold = base & ~work
+        out[work] = self.held[idx[work]]
+        if hold.any():
+            out[hold] = core.current_weights(params, state)[hold]
+        return out
+
+    def _allocate(
+        self, alloc: Allocator, ctx: AllocationContext, pos: list[int], batch_rows: np.ndarray
+    ) -> np.ndarray:
+        """Targets of context rows ``pos``; a failing row keeps its current book."""
+        sub = take_context(ctx, pos)
+        n = sub.n_assets
+        try:
+            return np.asarray(alloc.allocate(sub), dtype=np.float64).reshape(len(pos), n)
+        except OptimizationError:
+            if len(pos) == 1:
+                self.errors[batch_rows] += 1
+                return sub.current_weights.copy()
+        out = np.empty((len(pos), n))
+        for k in range(len(pos)):
+            one = take_context(sub, [k])
+            try:
+                out[k] = np.asarray(alloc.allocate(one), dtype=np.float64).reshape(n)
+            except OptimizationError:
+                self.errors[batch_rows[k]] += 1
+                out[k] = one.current_weights[0]
+        return out
+
+    def after_step(
+        self, portfolio_reasons: np.ndarray, rows: np.ndarray | Sequence[int] | None = None
+    ) -> None:
+        """Keep working only where this decision was cut by a trade limit.
+
+        Parameters
+        ----------
+        portfolio_reasons : ndarray of int64, shape (n,)
+            ``info["portfolio_reasons"]`` of the step.
+        rows : ndarray of int, shape (n,), optional
+            Batch rows of the stepped portfolios (as passed to :meth:`propose`).
+        """
+        reasons = np.asarray(portfolio_reasons, dtype=np.int64)
+        idx = np.arange(self.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.working[idx] &= (reasons & TRADE_LIMITS) != 0
