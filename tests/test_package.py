@@ -121,12 +121,17 @@ def test_data_info_csv_path(tmp_path: Path) -> None:
     assert "missing closes: 10 cells" in result.output
 
 
-def test_quickstart_prints_summary_and_splits() -> None:
-    result = runner.invoke(app, ["quickstart"], env=WIDE)
+@pytest.mark.slow
+def test_quickstart_end_to_end_on_the_real_data(tmp_path: Path) -> None:
+    """The main job exactly as ``make demo`` runs it (default budget), into a temp dir."""
+    run = tmp_path / "qs"
+    result = runner.invoke(app, ["quickstart", "--run-dir", str(run)], env=WIDE)
     assert result.exit_code == 0, result.output
     assert "20 symbols, 8313 rows, 1990-01-02..2022-12-28" in result.output
     assert "train: 1990-01-02..2010-12-31" in result.output
     assert "test: 2015-01-09..2022-12-28" in result.output
+    for name in ("report.md", "report.html", "results.json"):
+        assert (run / name).stat().st_size > 1000
 
 
 def test_cli_errors_are_reported_not_raised(monkeypatch, capsys) -> None:
