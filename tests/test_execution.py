@@ -31,6 +31,7 @@ from allocgym.risk import (
 )
 
 BAND = int(ReasonCode.NO_TRADE_BAND)
+FORCED_MASK = int(ReasonCode.FORCED_DERISK | ReasonCode.KILL_SWITCH)
 E = 1e6
 
 
@@ -71,15 +72,16 @@ def run(cur, app, params=None, limits=LOOSE, triggers=None, **ctx_kw) -> Executi
 
 
 def executed_as_gate(ex: ExecutionResult, gate: GateResult) -> GateResult:
-    """The executed book in a GateResult, for ``check_invariants``. Lot rounding moves
-    weights by dust without a reason code, so ``proposed`` is the executed book itself:
-    the checker then verifies the limits, the kill switch and the trade limits."""
+    """The executed book in a GateResult, for ``check_invariants``, against the original
+    proposal: the checker then verifies the limits, the kill switch, the trade limits and
+    that every weight that differs from the proposal carries a reason (a gate code,
+    ``NO_TRADE_BAND`` or ``LOT_ROUNDING``)."""
     return GateResult(
         approved=ex.target_weights,
         symbol_reasons=ex.reasons,
         portfolio_reasons=ex.portfolio_reasons,
         clipped=gate.clipped,
-        proposed=ex.target_weights,
+        proposed=gate.proposed,
         strategy_scale=gate.strategy_scale,
     )
 
@@ -217,6 +219,29 @@ def test_lot_rounding_goes_toward_the_current_position() -> None:
     assert r.side.tolist() == [[1, -1, 0]]
 
 
+def test_lot_rounding_is_coded_where_it_moves_a_weight() -> None:
+    limits = RiskLimits(max_symbol_weight=0.2, max_sector_gross=1.0, max_turnover=2.0)
+    params = ExecutionParams(lot_size=100.0, portfolio_drift_threshold=0.0)
+    ctx = ctx_of([0.0, 0.1037, 0.02], prices=(50.0, 50.0, 20.0))
+    # name 0 buys 0.1037 (2074 shares -> 2000), name 1 sells to 0.05 (1074 kept), name 2
+    # sells 0.02 -> 0.01 at 20: 1000 -> 500 shares, exactly 5 lots: no rounding
+    proposal = np.array([[0.1037, 0.05, 0.01]])
+    gate = RiskGateChain(limits).apply(proposal, ctx)
+    assert gate.approved.tolist() == proposal.tolist()
+    assert (gate.symbol_reasons == 0).all()
+    ex = ExecutionPolicy(params, limits).apply(gate, ctx)
+    lot = int(ReasonCode.LOT_ROUNDING)
+    assert (ex.reasons & lot).tolist() == [[lot, lot, 0]]
+    assert ex.portfolio_reasons[0] & lot
+    assert ex.target_weights[0, 2] == 0.01
+    report = check_invariants(executed_as_gate(ex, gate), ctx, limits)
+    assert report.ok, report.messages
+    # without the code the checker reports the silent change
+    silent = dataclasses.replace(executed_as_gate(ex, gate), symbol_reasons=ex.reasons & ~lot)
+    msgs = check_invariants(silent, ctx, limits).messages
+    assert any("without a reason code" in m for m in msgs)
+
+
 def test_close_out_is_exact_even_off_the_lot_grid() -> None:
     params = ExecutionParams(lot_size=100.0)
     r = run([0.0537, 0.0, 0.0], [0.0, 0.0, 0.0], params, prices=(50.0, 50.0, 20.0))
@@ -251,6 +276,54 @@ def test_forced_derisk_rounds_toward_zero_and_ignores_bands() -> None:
     assert not ex.suppressed.any()
     report = check_invariants(executed_as_gate(ex, gate), ctx, limits)
     assert report.ok, report.messages
+
+
+def test_forced_derisk_of_one_name_keeps_the_other_names_bands() -> None:
+    # Ten names at the 0.10 cap (sectors loose); a price move lifts name 0 by 1e-12 over
+    # the cap and the others drift inside their bands. Only name 0 carries FORCED_DERISK,
+    # so only name 0 trades; the others keep their bands (suppressed, coded, held).
+    limits = RiskLimits(max_symbol_weight=0.10, max_sector_gross=1.0, max_gross=1.0)
+    n = 10
+    cur = np.full((1, n), 0.10)
+    cur[0, 0] += 1e-9
+    cur[0, 1:] -= np.linspace(0.0001, 0.001, n - 1)  # drift 1e-4 .. 1e-3 < tau 0.005
+    proposal = np.full((1, n), 0.10)  # the allocator still wants the capped book
+    prices = np.full(n, 10.0)
+    ctx = ctx_of(cur, prices=prices, sectors=np.arange(n))
+    gate = RiskGateChain(limits).apply(proposal, ctx)
+    coded = (gate.symbol_reasons[0] & FORCED_MASK) != 0
+    assert coded.tolist() == [True] + [False] * (n - 1)
+    params = ExecutionParams(portfolio_drift_threshold=0.05)
+    ex = ExecutionPolicy(params, limits).apply(gate, ctx)
+    # name 0: 10000.0001 shares held, 10000 approved: toward zero on the lattice
+    # 10000.0001 + k -> 9999.0001 shares (sells one share), inside the cap
+    assert ex.side[0].tolist() == [-1] + [0] * (n - 1)
+    assert ex.delta_qty[0, 0] == -1.0
+    assert ex.target_weights[0, 0] == pytest.approx(0.099990001, rel=1e-12)
+    assert ex.target_weights[0, 1:].tobytes() == cur[0, 1:].tobytes()
+    assert ex.suppressed[0].tolist() == [False] + [True] * (n - 1)
+    assert ((ex.reasons[0, 1:] & BAND) != 0).all()
+    assert ex.trigger_flags[0] & TriggerFlag.FORCED
+    assert check_invariants(executed_as_gate(ex, gate), ctx, limits).ok
+
+
+def test_forced_name_still_lifts_a_band_that_would_breach_gross() -> None:
+    # name 0 over its cap is forced; name 1 drifted up inside its band but the gross cap
+    # needs its approved sell: suppressing it would leave gross 0.2501 > 0.25
+    limits = RiskLimits(max_symbol_weight=0.10, max_sector_gross=1.0, max_gross=0.25)
+    cur = np.array([[0.1004, 0.0901, 0.06]])
+    ctx = ctx_of(cur, prices=(10.0, 10.0, 10.0))
+    gate = gate_of(
+        [[0.10, 0.09, 0.06]],
+        sym=np.array([[int(ReasonCode.FORCED_DERISK), 0, 0]], dtype=np.int64),
+        port=np.array([int(ReasonCode.FORCED_DERISK)], dtype=np.int64),
+    )
+    ex = ExecutionPolicy(ExecutionParams(), limits).apply(gate, ctx)
+    # bands alone: name 1 (|d| = 0.0001) and name 2 (no move) would hold; gross of that
+    # book is 0.10 + 0.0901 + 0.06 = 0.2501 > 0.25, so the band is lifted
+    assert ex.trigger_flags[0] & TriggerFlag.BAND_LIFTED
+    assert ex.side[0].tolist() == [-1, -1, 0]
+    assert np.abs(ex.target_weights).sum() <= 0.25 + 1e-12
 
 
 def test_kill_switch_flattens_with_exact_close_outs() -> None:
@@ -367,13 +440,18 @@ def test_execution_never_breaches_the_limits(seed: int) -> None:
 
     a, c, w = gate.approved, ctx.current_weights, ex.target_weights
     forced = (ex.trigger_flags & int(TriggerFlag.FORCED)) != 0
+    killed = (ex.trigger_flags & int(TriggerFlag.KILL_SWITCH)) != 0
     rounded = (ex.trigger_flags & int(TriggerFlag.FALLBACK)) == 0
-    # non-forced: each name between its current and approved weight (never past approved)
-    nf = ~forced[:, None]
+    # forced names: coded FORCED_DERISK / KILL_SWITCH, or every name of a killed portfolio
+    # or of a forced one with no coded name
+    coded = (gate.symbol_reasons & FORCED_MASK) != 0
+    fz = coded | (killed | (forced & ~coded.any(axis=1)))[:, None]
+    # other names: each between its current and approved weight (never past approved)
+    nf = ~fz
     assert ((w >= np.minimum(a, c) - 1e-12) | ~nf).all()
     assert ((w <= np.maximum(a, c) + 1e-12) | ~nf).all()
-    # forced: toward zero, same sign as approved
-    f = forced[:, None] & ctx.tradable
+    # forced names: toward zero, same sign as approved
+    f = fz & ctx.tradable
     assert ((np.abs(w) <= np.abs(a) + 1e-12) | ~f).all()
     assert ((w * a >= 0) | ~f).all()
     # orders: sides match, whole lots except exact close-outs and unrounded fallbacks

@@ -291,6 +291,80 @@ def test_not_tradable_holds_the_current_weight():
     assert res.symbol_reasons[0].tolist() == [0, int(R.NOT_TRADABLE), int(R.NOT_TRADABLE), 0]
 
 
+def _held_sector_ctx(cur):
+    # names 0 and 1 in one sector, name 0 not tradable; names 2, 3 in a second sector
+    return ctx(
+        current_weights=np.array([cur]),
+        tradable=np.array([[False, True, True, True]]),
+        sector_ids=np.array([0, 0, 1, 1]),
+    )
+
+
+def test_forced_derisk_holds_non_tradable_names_and_scales_the_tradable_ones():
+    # sector 0 holds 0.25 (not tradable) + 0.10 = 0.35 > 0.30: only name 1 can sell, down
+    # to 0.30 - 0.25 = 0.05 (a whole-book scale would give [0.214, 0.086], and execution
+    # would keep 0.25: 0.336 in the sector)
+    lim = limits(max_sector_gross=0.30)
+    c = _held_sector_ctx([0.25, 0.10, 0.0, 0.0])
+    res = run(lim, [[0.25, 0.10, 0.0, 0.0]], c)
+    assert res.approved[0, 0] == 0.25
+    # bisected to the chain's tolerance (1e-12 relative)
+    assert res.approved[0, 1] == pytest.approx(0.05, abs=1e-11)
+    assert res.approved[0, :2].sum() <= 0.30 * (1 + 1e-11)
+    assert res.symbol_reasons[0, 1] & R.SECTOR_CAP
+    assert res.portfolio_reasons[0] & R.FORCED_DERISK
+    assert not res.portfolio_reasons[0] & R.NOT_TRADABLE  # the limit could be met
+
+
+def test_proposal_gates_never_move_a_non_tradable_name():
+    # inside the limits; the proposal buys name 1 up to 0.2: the sector gate would scale
+    # both names of sector 0 (0.20 each -> 0.15 each), but only name 1 may move: 0.30 -
+    # 0.20 = 0.10, reached by scaling the whole trade from the current book to the book
+    # with name 0 put back, [0.20, 0.15, 0.30, 0]: name 1 buys 0.10 -> 0.05, lambda = 1/2,
+    # so name 2 buys 0.15 (the trade limits that held on the trade hold on half of it)
+    lim = limits(max_sector_gross=0.30)
+    c = _held_sector_ctx([0.20, 0.05, 0.0, 0.0])
+    res = run(lim, [[0.20, 0.20, 0.3, 0.0]], c)
+    assert res.approved[0, 0] == 0.20
+    assert res.approved[0, 1] == pytest.approx(0.10, abs=1e-11)
+    assert res.approved[0, 2] == pytest.approx(0.15, abs=1e-11)
+    assert res.symbol_reasons[0, 1] & R.SECTOR_CAP
+
+
+def test_held_names_alone_over_a_limit_code_the_portfolio_not_tradable():
+    # 0.35 not tradable alone breaks the 0.30 sector cap: no trade can fix it; the tradable
+    # names are closed (only the held name's excess is left) and the portfolio coded
+    lim = limits(max_sector_gross=0.30)
+    c = _held_sector_ctx([0.35, 0.10, 0.05, 0.0])
+    res = run(lim, [[0.35, 0.10, 0.05, 0.0]], c)
+    assert res.approved[0].tolist() == [0.35, 0.0, 0.0, 0.0]
+    assert res.portfolio_reasons[0] & R.NOT_TRADABLE
+    # the checker accepts the excess only because it is due to the held name and coded
+    uncoded = dataclasses.replace(
+        res, portfolio_reasons=res.portfolio_reasons & ~np.int64(int(R.NOT_TRADABLE))
+    )
+    msgs = check_invariants(uncoded, c, lim, FREE).messages
+    assert any("sector 0 gross breached" in m for m in msgs)
+
+
+def test_kill_switch_codes_held_non_tradable_names():
+    # the kill switch approves flat; execution keeps the non-tradable name: say so
+    c = dataclasses.replace(_held_sector_ctx([0.2, 0.05, 0.0, 0.0]), kill_switch=np.array([True]))
+    res = run(limits(), [[0.2, 0.05, 0.0, 0.0]], c)
+    assert res.approved.tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    nt, kill = int(R.NOT_TRADABLE), int(R.KILL_SWITCH)
+    assert res.symbol_reasons[0].tolist() == [kill | nt, kill, kill, kill]
+
+
+def test_checker_reports_a_moved_non_tradable_weight():
+    lim = limits(max_sector_gross=0.30)
+    c = _held_sector_ctx([0.20, 0.05, 0.0, 0.0])
+    res = run(lim, [[0.20, 0.05, 0.0, 0.0]], c)
+    moved = dataclasses.replace(res, approved=res.approved * np.array([[0.5, 1.0, 1.0, 1.0]]))
+    msgs = check_invariants(moved, c, lim, FREE).messages
+    assert any("non-tradable weight changed" in m for m in msgs)
+
+
 # ----------------------------------------------------------------------------- kill / reduce
 
 
@@ -663,6 +737,8 @@ def test_env_loader_overrides_the_config():
         ("TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS", '{"trend": -1}', "trend"),
         ("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "ten", "MAX_SYMBOL_PCT_EQUITY"),
         ("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "0", "> 0"),
+        ("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "10", r"fraction of equity.*0\.10"),
+        ("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "1.5", "fraction of equity"),
         ("TRADING_ALLOCATOR_MAX_MULTIPLIER", "nan", "MAX_MULTIPLIER"),
         ("TRADING_ALLOCATOR_MIN_MULTIPLIER", "5", "MIN_MULTIPLIER"),  # 5 > max 2
     ],
@@ -680,6 +756,11 @@ def test_allocator_enabled_parsing():
         assert allocator_enabled({"TRADING_ALLOCATOR_ENABLED": raw}) is False
     with pytest.raises(GateConfigError, match="TRADING_ALLOCATOR_ENABLED"):
         allocator_enabled({"TRADING_ALLOCATOR_ENABLED": "maybe"})
+
+
+def test_env_loader_accepts_a_symbol_cap_of_exactly_one():
+    cfg = limits_from_env(RiskConfig(), {"TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "1"})
+    assert cfg.max_symbol_weight == 1.0
 
 
 def test_env_loader_warns_on_unknown_allocator_variables():

@@ -142,8 +142,11 @@ def fixed_clock(when: dt.datetime) -> Any:
 
 
 def patient(policy: Any, *overrides: str) -> Any:
-    """The bundle's serving config with a 5 s model deadline (plus ``overrides``): on a
-    loaded test machine a slow ONNX call must not turn into a deadline fallback."""
+    """The bundle's serving config with a 5 s model deadline and a 5 s queue limit (plus
+    ``overrides``): on a loaded test machine a slow ONNX call or a late thread wake-up
+    must not turn into a deadline fallback or a 503 shed in functional tests."""
     from allocgym.serving.allocator import serving_config
 
-    return serving_config(policy, ["serving.deadline_ms=5000", *overrides])
+    return serving_config(
+        policy, ["serving.deadline_ms=5000", "serving.max_queue_ms=5000", *overrides]
+    )

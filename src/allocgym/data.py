@@ -72,6 +72,29 @@ _VOL_WINDOW = 21  # bars of the spread proxy's trailing volatility
 _SHOW = 5  # offending symbols/dates quoted per error message
 
 
+def simple_returns(close: np.ndarray, tradable: np.ndarray) -> np.ndarray:
+    """Close-to-close simple returns along axis 0, 0 at row 0 and where a symbol is not
+    tradable (or not finite) at either end.
+
+    Parameters
+    ----------
+    close : ndarray, shape (n_days, n_assets)
+    tradable : ndarray of bool, shape (n_days, n_assets)
+
+    Returns
+    -------
+    ndarray, shape (n_days, n_assets)
+        Row t depends on rows t-1 and t only, so a window gives the full series' bits.
+    """
+    c = np.asarray(close, dtype=np.float64)
+    r = np.zeros_like(c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r[1:] = c[1:] / c[:-1] - 1.0
+    r[~np.isfinite(r)] = 0.0
+    r[1:][~(tradable[1:] & tradable[:-1])] = 0.0
+    return r
+
+
 def _frozen(a: Any, dtype: Any) -> np.ndarray:
     out = np.array(a, dtype=dtype, copy=True)
     out.flags.writeable = False
@@ -183,13 +206,7 @@ class MarketData:
     def returns(self) -> np.ndarray:
         """Simple close-to-close returns, shape (n_days, n_assets); 0 where not tradable
         at either end and at row 0."""
-        c = self.close
-        r = np.zeros_like(c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r[1:] = c[1:] / c[:-1] - 1.0
-        r[~np.isfinite(r)] = 0.0
-        r[1:][~(self.tradable[1:] & self.tradable[:-1])] = 0.0
-        return _frozen(r, np.float64)
+        return _frozen(simple_returns(self.close, self.tradable), np.float64)
 
     # ------------------------------------------------------------------ views
     def window(self, t: int) -> MarketData:

@@ -14,17 +14,22 @@ Triggers (per portfolio, ``TriggerFlag`` bits in ``ExecutionResult.trigger_flags
   now, in or out of a scheduled window.
 
 With ``scheduled_only`` a portfolio trades only in a scheduled window or on a risk
-override. A name whose trade is suppressed carries ``ReasonCode.NO_TRADE_BAND``.
+override. A name whose trade is suppressed carries ``ReasonCode.NO_TRADE_BAND``; a name
+whose held weight differs from the approved one after lot rounding carries
+``ReasonCode.LOT_ROUNDING``.
 
 Safety (the book never leaves the hard limits)
 ----------------------------------------------
 A portfolio is *forced* when the gates coded ``FORCED_DERISK`` or ``KILL_SWITCH`` anywhere
-in it, or when its current book is outside the hard limits of ``limits``. Then:
+in it, or when its current book is outside the hard limits of ``limits``. Its *forced
+names* are those coded ``FORCED_DERISK`` / ``KILL_SWITCH`` (every name when killed, or when
+no name is coded; plus, with ``limits``, names over their symbol cap). Then:
 
-- forced portfolios: no band suppresses anything, and lot rounding moves each position
-  toward zero (``|w_final,i| <= |w_approved,i|``, same sign; a position can always be
-  closed out exactly even when it is not a whole number of lots);
-- other portfolios: rounding moves each order toward the current position (an order
+- forced names: no band suppresses them, and lot rounding moves each position toward
+  zero (``|w_final,i| <= |w_approved,i|``, same sign; a position can always be closed out
+  exactly even when it is not a whole number of lots). The other names of a forced
+  portfolio keep their bands (one name drifting over its cap does not trade the book);
+- other names: rounding moves each order toward the current position (an order
   never exceeds the approved one, so turnover, participation and slippage only shrink),
   and the final book must stay inside the hard limits (with ``limits``; without them,
   inside the exposures the gates' inputs already satisfy: at most the larger of the
@@ -74,6 +79,7 @@ _SNAP = 1e-13
 _FORCED_MASK = int(ReasonCode.FORCED_DERISK | ReasonCode.KILL_SWITCH)
 _KILL = int(ReasonCode.KILL_SWITCH)
 _BAND = int(ReasonCode.NO_TRADE_BAND)
+_LOT = int(ReasonCode.LOT_ROUNDING)
 
 
 class TriggerFlag(IntFlag):
@@ -263,9 +269,12 @@ class ExecutionResult:
     side : ndarray of int8, shape (n_envs, n_assets)
         +1 buy, -1 sell, 0 no order.
     reasons : ndarray of int64, shape (n_envs, n_assets)
-        Gate symbol reasons OR ``NO_TRADE_BAND`` where a band or trigger suppressed a trade.
+        Gate symbol reasons OR ``NO_TRADE_BAND`` where a band or trigger suppressed a trade
+        OR ``LOT_ROUNDING`` where the held weight differs from the approved one because
+        the order was lot-rounded (or scaled to keep the rounded book inside).
     portfolio_reasons : ndarray of int64, shape (n_envs,)
-        Gate portfolio reasons OR ``NO_TRADE_BAND`` when any name was suppressed.
+        Gate portfolio reasons OR ``NO_TRADE_BAND`` when any name was suppressed OR
+        ``LOT_ROUNDING`` when any name was rounded off its approved weight.
     traded : ndarray of bool, shape (n_envs,)
         Some order is non-zero.
     trigger_flags : ndarray of int64, shape (n_envs,)
@@ -405,19 +414,24 @@ class ExecutionPolicy:
             betas = None
         outside = _outside(c, sectors, betas, caps)
         forced = coded_forced | kill | outside
+        fz = _forced_names(sym, c, forced, coded_forced, kill, outside, caps)
         override = vol_spike | spread_blow | kill
         allowed = (not p.scheduled_only) | scheduled | override
         full = allowed & (l1 | override)
-        # suppress = moving & ~(forced | full | (allowed & name_drift)), row terms last
+        # suppress = moving & ~(fz | full | (allowed & name_drift)), row terms last. Only
+        # the forced names skip their bands: one name drifting over a cap must not make
+        # the whole book trade (the band check below still lifts a band that would leave
+        # a portfolio limit broken).
         if allowed.all():
             suppress = moving & ~name_drift
         else:
             suppress = moving & ~(allowed[:, None] & name_drift)
-        row_trade = forced | full
-        if row_trade.any():
-            suppress &= ~row_trade[:, None]
+        if full.any():
+            suppress &= ~full[:, None]
+        if fz is not None:
+            suppress &= ~fz
 
-        refs = _refs(a, c, forced, sectors, betas, caps)
+        refs = _refs(a, c, forced, sectors, betas, caps, fz)
         any_suppress = bool(suppress.any())
         if any_suppress:
             target = np.where(suppress, c, a)
@@ -438,7 +452,7 @@ class ExecutionPolicy:
         change = target != c
         if not every_ok:
             change &= price_ok
-        rb = (c, forced, change, q_cur, shares_per_w, lot, refs, sectors, st.unit_lot)
+        rb = (c, fz, change, q_cur, shares_per_w, lot, refs, sectors, st.unit_lot)
         q_fin, w_fin, scaled = _round_book(target, *rb)
         ok = _passes(w_fin, refs, sectors, betas)
         if not ok.all():
@@ -470,6 +484,12 @@ class ExecutionPolicy:
             port_out = port | np.where(suppressed_rows, _BAND, 0)
         else:
             reasons, port_out = sym.copy(), port.copy()
+        # Rounding (and the scaling that keeps a rounded book inside) moved these names
+        # off the approved weight: code them, so no weight changes without a reason.
+        rounded_off = change & (w_fin != target)
+        if rounded_off.any():
+            reasons |= np.where(rounded_off, _LOT, 0)
+            port_out |= np.where(_rows_any(rounded_off), _LOT, 0)
         masks = (  # one row per flag, in _FLAG_BITS order
             _rows_any(name_drift),
             l1,
@@ -644,11 +664,12 @@ def _refs(
     sectors: _Sectors,
     betas: np.ndarray | None,
     caps: _Caps | None,
+    forced_names: np.ndarray | None = None,
 ) -> _Refs:
     """Exposure ceilings a final book must respect, per portfolio.
 
-    Each name stays between its current and approved weight (forced: between 0 and the
-    approved weight). Portfolio exposures stay at or below the hard limit when limits are
+    Each name stays between its current and approved weight (a forced name, see
+    ``_forced_names``: between 0 and the approved weight). Portfolio exposures stay at or below the hard limit when limits are
     known, or below what the gates' inputs already satisfy otherwise: the approved book's
     in a forced portfolio, the larger of the approved and the current book's elsewhere
     (both inside the limits). The approved book's own exposure is always allowed (float
@@ -672,8 +693,8 @@ def _refs(
         if betas is not None:
             ba, bc = np.abs((betas * a).sum(axis=1)), np.abs((betas * c).sum(axis=1))
             beta = np.where(forced, ba, np.maximum(ba, bc))
-    # Between the approved weight and the current one (forced: 0), as bounds with slack.
-    other = np.where(forced[:, None], 0.0, c) if forced.any() else c
+    # Between the approved weight and the current one (forced name: 0), as bounds with slack.
+    other = c if forced_names is None else np.where(forced_names, 0.0, c)
     lo, hi = np.minimum(a, other), np.maximum(a, other)
     return _Refs(
         lo=lo - _TOL,
@@ -687,6 +708,38 @@ def _refs(
         net_tol=net + _TOL,
         beta_tol=None if beta is None else beta + _TOL,
     )
+
+
+def _forced_names(
+    sym: np.ndarray,
+    c: np.ndarray,
+    forced: np.ndarray,
+    coded_forced: np.ndarray,
+    kill: np.ndarray,
+    outside: np.ndarray,
+    caps: _Caps | None,
+) -> np.ndarray | None:
+    """(n_envs, n_assets) bool: names that must trade now, past any band (``None``: none).
+
+    The names the gates coded ``FORCED_DERISK`` or ``KILL_SWITCH``; every name of a killed
+    portfolio; in a portfolio outside the hard limits, the names over their symbol cap
+    (or short under long-only) as well. A forced portfolio with no such name (codes only
+    at portfolio level, or a book outside a portfolio limit that no gate coded) forces all
+    of its names, as it cannot tell which ones bring it back inside.
+    """
+    if not forced.any():
+        return None
+    fz = (sym & _FORCED_MASK) != 0 if coded_forced.any() else np.zeros(c.shape, dtype=bool)
+    if caps is not None and outside.any():
+        absc = np.abs(c)
+        name_out = ~(absc <= caps.symbol[:, None] + _GATE_RTOL * (caps.symbol[:, None] + absc))
+        if caps.long_only:
+            name_out |= c < 0
+        fz |= name_out & outside[:, None]
+    whole = kill | (forced & ~_rows_any(fz))
+    if whole.any():
+        fz |= whole[:, None]
+    return fz
 
 
 def _outside(
@@ -824,18 +877,22 @@ def _round_toward_zero(
 
 
 def _round_rows(
-    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, forced: np.ndarray, unit: bool
+    q_cur: np.ndarray,
+    q_tgt: np.ndarray,
+    lot: np.ndarray,
+    forced: np.ndarray | None,
+    unit: bool,
 ) -> np.ndarray:
-    """Toward zero in forced rows, toward the current position elsewhere (each row is
-    computed once, by its own rule: elementwise, so the bits are those of either)."""
-    if not forced.any():
+    """Toward zero for forced names, toward the current position elsewhere (both rules are
+    elementwise, so each entry has the bits of its own rule whatever the batch)."""
+    if forced is None or not forced.any():
         return _round_toward_current(q_cur, q_tgt, lot, unit)
     if forced.all():
         return _round_toward_zero(q_cur, q_tgt, lot, unit)
-    fi, ni = np.flatnonzero(forced), np.flatnonzero(~forced)
-    q = np.empty_like(q_tgt)
-    q[fi] = _round_toward_zero(q_cur[fi], q_tgt[fi], lot, unit)
-    q[ni] = _round_toward_current(q_cur[ni], q_tgt[ni], lot, unit)
+    q = _round_toward_current(q_cur, q_tgt, lot, unit)
+    rows = np.flatnonzero(_rows_any(forced))  # only rows with a forced name differ
+    qz = _round_toward_zero(q_cur[rows], q_tgt[rows], lot, unit)  # lot: (n_assets,)
+    q[rows] = np.where(forced[rows], qz, q[rows])
     return q
 
 
@@ -854,7 +911,7 @@ def _weights(
 def _round_book(
     target: np.ndarray,
     c: np.ndarray,
-    forced: np.ndarray,
+    forced: np.ndarray | None,
     change: np.ndarray,
     q_cur: np.ndarray,
     shares_per_w: np.ndarray,
@@ -863,8 +920,8 @@ def _round_book(
     sectors: _Sectors,
     unit_lot: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lot-round ``target``: toward zero in forced portfolios, toward the current position
-    elsewhere, where exposure-increasing orders are then scaled down if rounding lifted
+    """Lot-round ``target``: toward zero for forced names (``forced``, (n_envs, n_assets)
+    or ``None``), toward the current position elsewhere, where exposure-increasing orders are then scaled down if rounding lifted
     gross or a sector's gross above its reference. Returns (quantities, weights, scaled)."""
     q_tgt = target * shares_per_w
     q = _round_rows(q_cur, q_tgt, lot, forced, unit_lot)
@@ -873,8 +930,8 @@ def _round_book(
     w = _weights(q, q_cur, c, shares_per_w, change)
     abs_w, abs_c = np.abs(w), np.abs(c)
     inc = change & (abs_w > abs_c)
-    if forced.any():
-        inc &= ~forced[:, None]
+    if forced is not None:
+        inc &= ~forced
     if not inc.any():
         return q, w, inc  # nothing increases: every scale is 1, nothing is scaled
     one_signed = _one_signed(c, target)

@@ -33,6 +33,11 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    the clipped trades and scaling the others. Both scales are found in closed form (net,
    beta) or by bisection (sector, gross, notional): the limits are convex and the
    starting book is feasible. The binding limit's code is recorded.
+8. **Held names.** A non-tradable weight is never moved (execution could not move it):
+   where a gate moved one, it is put back (``NOT_TRADABLE``) and the portfolio limits are
+   met by the tradable names alone (``_pin_untradable``). When the held names alone break
+   a limit, the portfolio is coded ``NOT_TRADABLE`` and its tradable names are closed. Kill
+   switch and unreadable books are still approved flat.
 
 Limits are compared with a relative float tolerance of 1e-12 (a value within it counts as
 at the limit), so the chain is idempotent: its own output, fed back with the current book
@@ -84,13 +89,14 @@ class ReasonCode(IntFlag):
     MODEL_FALLBACK = 1 << 18
     ALLOCATOR_DISABLED = 1 << 19
     STALE_INPUT = 1 << 20
+    LOT_ROUNDING = 1 << 21
 
 
 REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.KILL_SWITCH: "Kill switch engaged: target is flat; supersedes every other rule.",
     ReasonCode.REDUCE_ONLY: "Reduce-only mode: an increase of |w| or a sign flip was refused.",
     ReasonCode.INVALID_INPUT: "Proposal or context was NaN/inf or otherwise invalid; the current (or flat) book is kept.",
-    ReasonCode.NOT_TRADABLE: "Symbol is not tradable at this bar; its weight is held.",
+    ReasonCode.NOT_TRADABLE: "Symbol is not tradable at this bar; its weight is held. On a portfolio: the held names alone break a hard limit that no trade can fix.",
     ReasonCode.LONG_ONLY: "Negative weight clipped to 0 under the long-only limit.",
     ReasonCode.SYMBOL_CAP: "|w_i| clipped to the per-symbol cap (pct equity x capacity multiplier).",
     ReasonCode.SYMBOL_NOTIONAL_CAP: "|w_i| x equity clipped to the per-symbol notional cap.",
@@ -108,6 +114,7 @@ REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.MODEL_FALLBACK: "Model failed (error, NaN, deadline): the defensive fallback allocation was used.",
     ReasonCode.ALLOCATOR_DISABLED: "TRADING_ALLOCATOR_ENABLED is false: the defensive baseline was used.",
     ReasonCode.STALE_INPUT: "Request timestamp older than max_staleness: request rejected, book held.",
+    ReasonCode.LOT_ROUNDING: "Execution: the order was rounded to whole lots (or scaled so the rounded book stays inside the limits); the held weight differs from the approved one.",
 }
 
 
@@ -219,6 +226,7 @@ _REASON_SOURCE: dict[ReasonCode, str] = {
     ReasonCode.MODEL_FALLBACK: "serving, portfolio",
     ReasonCode.ALLOCATOR_DISABLED: "serving, portfolio",
     ReasonCode.STALE_INPUT: "serving, portfolio",
+    ReasonCode.LOT_ROUNDING: "execution policy, per symbol",
 }
 
 #: Codes the risk gates themselves emit; ``GateResult.clipped`` has one entry per code.
@@ -649,7 +657,8 @@ def limits_from_env(cfg: RiskConfig, environ: Mapping[str, str] | None = None) -
     - ``TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS`` -> ``regime_capacity_multipliers``
       (JSON object)
     - ``TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY`` -> ``max_symbol_weight`` (a fraction of
-      equity, > 0, as in seed 001's deployments: ``0.10`` = 10 %)
+      equity in (0, 1], as in seed 001's deployments: ``0.10`` = 10 %; a value above 1,
+      such as ``10`` meant as 10 %, is rejected)
     - ``TRADING_ALLOCATOR_MAX_SYMBOL_NOTIONAL`` -> ``max_symbol_notional`` (currency, > 0;
       ``none`` disables it)
     - ``TRADING_ALLOCATOR_DEFAULT_BUDGET_MULTIPLIER`` -> ``default_budget_multiplier``
@@ -696,7 +705,14 @@ def limits_from_env(cfg: RiskConfig, environ: Mapping[str, str] | None = None) -
             updates[name] = None
         else:
             positive = name in ("max_symbol_weight", "max_symbol_notional")
-            updates[name] = _env_number(var, raw, positive=positive)
+            value = _env_number(var, raw, positive=positive)
+            if name == "max_symbol_weight" and value > 1.0:
+                # A percentage typed as a number (10 for 10 %) would be a 1000 % cap.
+                raise GateConfigError(
+                    f"{var}={raw!r} is above 1: it is a fraction of equity, not a "
+                    "percentage (10% is 0.10); fix or unset the variable"
+                )
+            updates[name] = value
     unknown = sorted(k for k in env if k.startswith(_ENV_PREFIX) and k not in ENV_VARS)
     if unknown:
         warnings.warn(
@@ -1091,6 +1107,42 @@ def _bisect_scale(start: np.ndarray, step: np.ndarray, lim: _Limits) -> np.ndarr
         return lo
     hi[rows] = lo
     return hi
+
+
+def _pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: _Limits) -> np.ndarray:
+    """Per-name factors in [0, 1] for the tradable part ``T`` of ``w`` (the rest, ``F``,
+    held) so that ``F + factor * T`` meets the coupled limits, in closed form: each
+    sector's tradable names by the largest factor that fits the sector cap, then all of
+    them by the largest common factor that fits gross, notional, net and beta (a signed
+    limit ``|f + s d| <= cap`` bounds ``s`` by its larger root). Where ``F`` alone breaks
+    a limit no factor fits, and the bound clipped to [0, 1] gives the closest book found
+    (a sector over its cap sells all of its tradable names). Shape of ``w``.
+    """
+    held = np.where(tradable, 0.0, w)
+    free = np.where(tradable, w, 0.0)
+
+    def upper(room: np.ndarray, need: np.ndarray) -> np.ndarray:
+        fit = room / np.where(need > 0, need, 1.0)
+        return np.clip(np.where(need > 0, fit, np.where(room >= 0, 1.0, 0.0)), 0.0, 1.0)
+
+    fs, ts = lim.sectors.gross(np.abs(held)), lim.sectors.gross(np.abs(free))
+    per_name = upper(lim.sector_cap - fs, ts)[:, lim.sectors.ids]
+    free = free * per_name
+    fg, tg = np.abs(held).sum(axis=1), np.abs(free).sum(axis=1)
+    hi = upper(lim.gross_cap - fg, tg)
+    if lim.notional_cap is not None:
+        hi = np.minimum(hi, upper(lim.notional_cap - fg, tg))
+    signed = [(held.sum(axis=1), free.sum(axis=1), lim.net_cap)]
+    if lim.betas is not None:
+        signed.append(
+            ((lim.betas * held).sum(axis=1), (lim.betas * free).sum(axis=1), lim.beta_tol)
+        )
+    for f, d, cap in signed:
+        safe = np.where(d != 0, d, 1.0)
+        up = np.maximum((cap - f) / safe, (-cap - f) / safe)
+        hi = np.minimum(hi, np.where(d != 0, up, np.where(np.abs(f) <= cap, 1.0, 0.0)))
+    hi = np.clip(np.nan_to_num(hi, nan=0.0), 0.0, 1.0)
+    return np.nan_to_num(per_name, nan=0.0) * hi[:, None]
 
 
 def _clip_abs(
@@ -1705,6 +1757,102 @@ class RiskGateChain:
         book[idx] = new
         return book
 
+    def _hard_ok(self, w: np.ndarray, lim: _Limits) -> np.ndarray:
+        """(rows,) bool: ``w`` satisfies every hard limit (symbol caps and long-only too)."""
+        aw = np.abs(w)
+        ok = _coupled_ok(w, lim) & _rows_all(_inside(aw, lim.cap_pct, aw))
+        if lim.cap_notional is not None:
+            ok &= _rows_all(_inside(aw, lim.cap_notional, aw))
+        if self.limits.long_only:
+            ok &= _rows_all(w >= 0)
+        return ok
+
+    def _pin_untradable(
+        self,
+        approved: np.ndarray,
+        c_in: np.ndarray,
+        x: _Inputs,
+        dec: _Limits,
+        trace: _Trace,
+    ) -> np.ndarray:
+        """Hold every non-tradable weight at the current one; fit the tradable names.
+
+        The hard gates scale whole books (sectors, gross, net, beta), non-tradable names
+        included, but execution cannot move those. In a portfolio where they moved, they
+        are put back (``NOT_TRADABLE``) and the portfolio limits are met by the tradable
+        names alone: from a base book inside the limits (the de-risked current book with
+        the held names put back; else the current book with its tradable names clipped to
+        their caps and shrunk per sector, then by a common factor: ``_pinned_shrink``) toward the pinned approved book, as far as the
+        limits allow (``_bisect_scale``; the trade only shrinks, so the trade limits hold).
+        The changed tradable names carry the first limit the pinned book broke. When no
+        base is inside (the held names alone break a limit), the portfolio is coded
+        ``NOT_TRADABLE`` and its tradable names are closed.
+        """
+        moved = ~x.tradable & (approved != x.c)
+        rows = _rows_any(moved)
+        if x.any_killed or x.any_bad_row:
+            rows &= ~(x.killed | x.bad_row)  # flattened (and coded) by the caller
+        if not rows.any():
+            return approved
+        idx = np.flatnonzero(rows)
+        sub = dec.take(idx)
+        c, t, a = x.c[idx], x.tradable[idx], approved[idx]
+        pinned = np.where(t, a, c)
+        base = np.where(t, c_in[idx], c)
+        ok = self._hard_ok(base, sub)
+        if not ok.all():
+            # The current book, its tradable names clipped to their caps, then shrunk
+            # (reduce-only; a factor within float dust of 1 is 1, so a
+            # portfolio that cannot get inside keeps its book: the chain stays idempotent).
+            cap = (
+                sub.cap_pct
+                if sub.cap_notional is None
+                else np.minimum(sub.cap_pct, sub.cap_notional)
+            )
+            low = 0.0 if self.limits.long_only else -cap
+            clipped = np.where(t, np.clip(c, low, cap), c)
+            f = _pinned_shrink(clipped, t, sub)
+            f = np.where(f >= 1.0 - 1e-12, 1.0, f)
+            shrunk = np.where(t, f * clipped, clipped)
+            base = np.where(ok[:, None], base, shrunk)
+            ok = self._hard_ok(base, sub)
+        lam = np.zeros(idx.size)
+        if ok.any():
+            r = np.flatnonzero(ok)
+            lam[r] = _bisect_scale(base[r], pinned[r] - base[r], sub.take(r))
+        new = np.where((lam == 1.0)[:, None], pinned, base + lam[:, None] * (pinned - base))
+        if not ok.all():
+            # No book fits (the held names alone break a limit; the current book is then
+            # outside too, so this is a forced, reduce-only move): the tradable names
+            # are closed, which leaves only the excess the held names make, and is a
+            # fixed point (the chain stays idempotent).
+            new = np.where(ok[:, None] | ~t, new, 0.0)
+
+        nt_bit = int(ReasonCode.NOT_TRADABLE)
+        sym, port = trace.sym[idx], trace.port[idx]
+        _or_bits(sym, nt_bit, moved[idx])
+        trace.clip[_GATE_ROW[ReasonCode.NOT_TRADABLE], idx] += np.abs(np.where(t, 0.0, a - c)).sum(
+            axis=1
+        )
+        changed = t & (new != a)
+        first = np.zeros(idx.size, dtype=np.int64)
+        # The book the bisection saw at its end (float dust apart from ``pinned``); a move
+        # with no limit broken beyond dust is put down to the held names.
+        violations = _coupled_violations(base + (pinned - base), sub)
+        for code, broke in violations:
+            first = np.where((first == 0) & broke, int(code), first)
+        first = np.where(ok & (first != 0), first, first | nt_bit)
+        sym |= np.where(changed, first[:, None], 0)
+        port |= np.where(_rows_any(changed), first, 0)
+        port |= np.where(ok, 0, nt_bit)
+        removed = np.abs(np.where(changed, a - new, 0.0)).sum(axis=1)
+        for code, _ in violations:
+            trace.clip[_GATE_ROW[code], idx] += np.where(first & int(code), removed, 0.0)
+        trace.sym[idx], trace.port[idx] = sym, port
+        out = approved.copy()
+        out[idx] = new
+        return out
+
     @staticmethod
     def _mark(
         trace: _Trace, code: ReasonCode, rows: np.ndarray, moved: np.ndarray, removed: np.ndarray
@@ -1807,6 +1955,9 @@ class RiskGateChain:
             _or_bits(trace.port, int(ReasonCode.FORCED_DERISK), forced)
             trace.clip[_GATE_ROW[ReasonCode.FORCED_DERISK]] += np.abs(x.c - c_in).sum(axis=1)
 
+        if not x.all_tradable:
+            approved = self._pin_untradable(approved, c_in, x, dec, trace)
+
         flat = None
         if x.any_killed or x.any_bad_row:
             flat = x.killed | x.bad_row
@@ -1814,6 +1965,9 @@ class RiskGateChain:
             invalid = np.where(x.bad_row | x.bad_proposal, int(ReasonCode.INVALID_INPUT), 0)
             code = np.where(x.killed, int(ReasonCode.KILL_SWITCH), 0) | invalid
             trace.sym = np.where(flat[:, None], code[:, None], trace.sym)
+            if not x.all_tradable:
+                # approved flat, but execution cannot move these: it keeps them
+                _or_bits(trace.sym, int(ReasonCode.NOT_TRADABLE), flat[:, None] & ~x.tradable)
             trace.port = np.where(flat, code, trace.port)
             removed = np.abs(x.p).sum(axis=1)
             trace.clip[:, flat] = 0.0
@@ -1880,7 +2034,10 @@ def check_invariants(
     multiplier); sector gross; ``|beta^T w|``; gross (x budget multiplier); ``|net|``;
     gross notional; strategy contributions (``strategy_scale x strategy_weights``);
     reduce-only (no ``|w_i|`` increase, no sign flip); every changed weight carries a
-    reason. Trade limits (turnover, participation vs ADV with non-tradable symbols at 0,
+    reason; a non-tradable weight equals the current one (entries clipped to +-1e150) and
+    a hard-limit excess is accepted only where the held (non-tradable) names alone break
+    that limit and the portfolio is coded ``NOT_TRADABLE``. Trade limits (turnover,
+    participation vs ADV with non-tradable symbols at 0,
     slippage via :func:`~allocgym.costs.expected_cost`) must hold on the whole trade when
     the current book is inside the hard limits. When it is outside, the portfolio must
     carry ``FORCED_DERISK`` and the trade limits must hold on the risk-increasing part of
@@ -2037,9 +2194,34 @@ def check_invariants(
             )
         return out
 
+    # Non-tradable weights are held (execution cannot move them), so an excess entirely
+    # due to them (the held names alone break the limit) is accepted where the portfolio
+    # is coded NOT_TRADABLE.
+    with np.errstate(invalid="ignore"):
+        usable_now = (
+            tradable
+            & np.isfinite(price)
+            & (price > 0)
+            & np.isfinite(adv)
+            & (adv >= 0)
+            & np.isfinite(vol)
+            & (vol >= 0)
+            & np.isfinite(spread)
+            & (spread >= 0)
+        )
+    held_cur = np.clip(cur, -_BIG, _BIG)  # the chain reads a book's entries clipped so
+    fail(
+        live & (~usable_now & (a != held_cur)).any(axis=1),
+        "a non-tradable weight changed (approved != current)",
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        held_only = hard(np.where(usable_now, 0.0, held_cur))
+    coded_nt = (port & int(ReasonCode.NOT_TRADABLE)) != 0
     for name, (value, limit, mag) in hard(a).items():
         ok = within(value, limit, mag)
-        fail(live & ~ok, f"{name} breached: value - limit", value - limit)
+        h_value, h_limit, h_mag = held_only[name]
+        excused = coded_nt & ~within(h_value, h_limit, h_mag)
+        fail(live & ~ok & ~excused, f"{name} breached: value - limit", value - limit)
 
     if sw is not None:
         scale = result.strategy_scale

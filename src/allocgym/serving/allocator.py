@@ -47,8 +47,9 @@ from allocgym.allocator import AllocationContext
 from allocgym.baselines.hrp import HRP
 from allocgym.config import AllocgymConfig, ServingConfig, config_from_dict, config_hash
 from allocgym.costs import CostModel
+from allocgym.data import simple_returns
 from allocgym.errors import AllocgymError, BundleError, ConfigError, InvariantBreach
-from allocgym.execution import ExecutionParams, ExecutionPolicy, ExecutionResult
+from allocgym.execution import ExecutionParams, ExecutionPolicy, ExecutionResult, trigger_inputs
 from allocgym.features import FeatureBuilder
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.observability import reason_names
@@ -642,7 +643,12 @@ class FrozenAllocator:
                 portfolio_reasons=gate.portfolio_reasons | code,
             )
         t4 = time.perf_counter()
-        ex = self.execution.apply(gate, ctx)
+        ep = self.execution.params
+        # The env's vol-spike / spread-blowout triggers, from the request's windows; a
+        # production request is a scheduled decision window by construction.
+        returns = simple_returns(x.close[0], x.tradable[0])[None, -ep.vol_long_window :]
+        triggers = trigger_inputs(returns, x.spread[:, -ep.spread_window :], ep)
+        ex = self.execution.apply(gate, ctx, triggers)
         t5 = time.perf_counter()
 
         if kill:
