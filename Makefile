@@ -24,8 +24,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check src envs agents baselines tests
+	$(BIN)/ruff format --check src envs agents baselines tests
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info runs

@@ -587,4 +587,3 @@ def test_split_refusals(small_synth: MarketData) -> None:
     with pytest.raises(DataError, match=r"empty or negative"):
         Split("x", 5, 5)
     assert len(Split("x", 2, 7)) == 5
-

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 
-def time_calls(fn: Callable[[], Any], *, repeat: int = 7, number: int = 1, warmup: int = 1) -> np.ndarray:
+def time_calls(
+    fn: Callable[[], Any], *, repeat: int = 7, number: int = 1, warmup: int = 1
+) -> np.ndarray:
     """Seconds per call for each of ``repeat`` rounds of ``number`` calls (after warm-up)."""
     for _ in range(warmup):
         fn()
