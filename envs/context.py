@@ -26,17 +26,11 @@ import numpy as np
 from allocgym.allocator import AllocationContext, Allocator
 from allocgym.costs import cost_terms
 from allocgym.envs import core
-from allocgym.envs.core import EnvParams, EnvState
+from allocgym.envs.core import TRADE_LIMITS, EnvParams, EnvState, hold_rule, next_working
 from allocgym.errors import ConfigError, OptimizationError
 from allocgym.features import alpha_scores
-from allocgym.risk import ReasonCode
 
 __all__ = ["TRADE_LIMITS", "Rebalancer", "allocation_context", "take_context"]
-
-TRADE_LIMITS = int(
-    ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
-)
-"""Portfolio reason codes of the per-decision trade limits (a target may take several bars)."""
 
 
 def allocation_context(
@@ -207,7 +201,9 @@ class Rebalancer:
         base = self._mask[idx]
         if not base.any():
             return out
-        due = np.flatnonzero(base & (state.steps % self.rebalance_every == 0))
+        is_due = base & (state.steps % self.rebalance_every == 0)
+        due = np.flatnonzero(is_due)
+        fresh = self.held[idx]
         if due.size:
             ctx = allocation_context(params, state, self.lookback, due)
             groups: dict[int, list[int]] = {}
@@ -216,13 +212,13 @@ class Rebalancer:
             for pos in groups.values():
                 alloc = self.allocators[idx[due[pos[0]]]]
                 assert alloc is not None
-                self.held[idx[due[pos]]] = self._allocate(alloc, ctx, pos, idx[due[pos]])
-            self.working[idx[due]] = True
-        work = base & self.working[idx]
-        hold = base & ~work
-        out[work] = self.held[idx[work]]
-        if hold.any():
-            out[hold] = core.current_weights(params, state)[hold]
+                fresh[due[pos]] = self._allocate(alloc, ctx, pos, idx[due[pos]])
+        rule = hold_rule(
+            is_due, fresh, fresh, self.working[idx], core.current_weights(params, state)
+        )
+        self.held[idx[base]] = fresh[base]
+        self.working[idx[due]] = True
+        out[base] = rule[base]
         return out
 
     def _allocate(
@@ -259,6 +255,5 @@ class Rebalancer:
         rows : ndarray of int, shape (n,), optional
             Batch rows of the stepped portfolios (as passed to :meth:`propose`).
         """
-        reasons = np.asarray(portfolio_reasons, dtype=np.int64)
         idx = np.arange(self.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
-        self.working[idx] &= (reasons & TRADE_LIMITS) != 0
+        self.working[idx] &= next_working(None, self.working[idx], portfolio_reasons)

@@ -37,7 +37,7 @@ buffers with the old one (they are written in place), so step a state once, or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,11 @@ REASON_CODES: tuple[ReasonCode, ...] = tuple(sorted((c for c in ReasonCode if c)
 
 _REASON_BITS = np.array([int(c).bit_length() - 1 for c in REASON_CODES], dtype=np.int64)
 _N_BITS = int(_REASON_BITS.max()) + 1
+
+TRADE_LIMITS = int(
+    ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
+)
+"""Portfolio reason codes of the per-decision trade limits (a target may take several bars)."""
 
 REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in REASON_CODES)
 """Names of ``REASON_CODES`` (``info["reason_counts"][:, k]`` counts ``REASON_NAMES[k]``)."""
@@ -118,6 +123,10 @@ class EnvParams:
     triggers : Triggers
         ``execution.trigger_inputs`` at every bar: ``scheduled``, ``vol_ratio`` and
         ``spread_ratio``, shape (n_days,).
+    prior_weights : ndarray, shape (n_days, n_assets), or None
+        ``tilt`` mode: the prior allocator's proposal at every decision bar of the split
+        (``env.tilt_prior`` on the past-only ``AllocationContext`` of an all-cash book at
+        that bar; zeros outside the split). None in the other modes.
     """
 
     market: MarketData
@@ -142,6 +151,7 @@ class EnvParams:
     obs_high: np.ndarray = field(repr=False)
     triggers: Triggers = field(repr=False)
     _return_windows: np.ndarray = field(repr=False)
+    prior_weights: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(
@@ -188,7 +198,7 @@ class EnvParams:
         windows = np.lib.stride_tricks.sliding_window_view(
             market.returns, env.cvar_window, axis=0
         ).transpose(0, 2, 1)
-        return cls(
+        params = cls(
             market=market,
             cfg=cfg,
             action_spec=ActionSpec.from_config(cfg, market.n_assets, len(STRATEGY_FAMILIES)),
@@ -212,6 +222,9 @@ class EnvParams:
             triggers=_trigger_path(market.returns, spread, exec_params),
             _return_windows=windows,
         )
+        if env.action_mode != "tilt":
+            return params
+        return replace(params, prior_weights=_readonly(prior_table(params)))
 
     @property
     def n_assets(self) -> int:
@@ -228,6 +241,37 @@ class EnvParams:
     @property
     def episode_length(self) -> int:
         return int(self.cfg.env.episode_length)
+
+    @property
+    def decision_interval(self) -> int:
+        return int(self.cfg.env.decision_interval)
+
+
+_PRIOR_CHUNK = 512
+"""Decision bars per ``allocate`` call when the tilt prior's table is built."""
+
+
+def prior_table(params: EnvParams) -> np.ndarray:
+    """The ``tilt`` prior's proposal at every decision bar of the split, (n_days, n_assets).
+
+    Each row is ``env.tilt_prior``'s ``allocate`` on the ``AllocationContext`` of an
+    all-cash book at that bar with ``baselines.lookback`` bars of history, exactly what
+    the baselines' rebalancing rule asks it at a rebalance (the named priors do not read
+    the current book). Bars outside ``lo .. split.stop - 2`` are zeros.
+    """
+    from allocgym.baselines.registry import build_baselines
+    from allocgym.envs.context import allocation_context
+
+    cfg = params.cfg
+    prior = build_baselines(cfg, [cfg.env.tilt_prior])[cfg.env.tilt_prior]
+    table = np.zeros((params.market.n_days, params.n_assets))
+    bars = np.arange(params.lo, params.split.stop - 1, dtype=np.int64)
+    for c0 in range(0, bars.size, _PRIOR_CHUNK):
+        chunk = bars[c0 : c0 + _PRIOR_CHUNK]
+        state, _ = reset(params, seed_keys(np.zeros(chunk.size, np.int64)), start=chunk)
+        ctx = allocation_context(params, state, cfg.baselines.lookback)
+        table[chunk] = np.asarray(prior.allocate(ctx), dtype=np.float64)
+    return table
 
 
 def _trigger_path(
@@ -340,6 +384,12 @@ class EnvState:
         Episode sums of ``info["reason_counts"]``.
     regime_totals : ndarray of int64, shape (n_envs, len(REGIME_LABELS))
         Steps spent in each regime.
+    held : ndarray, shape (n_envs, n_assets)
+        Target of the last decision (``env.decision_interval``: proposed again on the
+        bars in between while ``working``).
+    working : ndarray of bool, shape (n_envs,)
+        The last target was cut short by a per-decision trade limit and is still being
+        traded towards.
     """
 
     t: np.ndarray
@@ -357,6 +407,8 @@ class EnvState:
     totals: np.ndarray
     reason_totals: np.ndarray
     regime_totals: np.ndarray
+    held: np.ndarray
+    working: np.ndarray
 
     @property
     def n_envs(self) -> int:
@@ -365,6 +417,29 @@ class EnvState:
     def copy(self) -> EnvState:
         """Deep copy (to branch a trajectory)."""
         return EnvState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+    def take(self, rows: np.ndarray) -> EnvState:
+        """The portfolios ``rows`` (bool mask or indices) as a new state with own buffers."""
+        return EnvState(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def put(self, rows: np.ndarray, part: EnvState) -> EnvState:
+        """This state with the portfolios ``rows`` replaced by ``part`` (a stepped ``take``).
+
+        The shared episode buffers (``returns``, ``realized``) are written in place, as a
+        step writes them; every other array is new.
+        """
+        new = {}
+        for f in fields(self):
+            arr = getattr(self, f.name)
+            if f.name not in _SHARED:
+                arr = arr.copy()
+            arr[rows] = getattr(part, f.name)
+            new[f.name] = arr
+        return EnvState(**new)
+
+
+_SHARED = ("returns", "realized")
+"""``EnvState`` buffers shared by successive states and written in place by ``step``."""
 
 
 _TOTALS = ("cost", "turnover", "gross", "net", "intervention", "log_growth", "reward")
@@ -453,6 +528,8 @@ def reset(
         totals=np.zeros((b, len(_TOTALS))),
         reason_totals=np.zeros((b, len(REASON_CODES)), np.int64),
         regime_totals=np.zeros((b, len(REGIME_LABELS)), np.int64),
+        held=np.zeros((b, n)),
+        working=np.zeros(b, bool),
     )
     obs = params.feature_builder.observation(
         params.features.take(t0), np.zeros((b, n)), np.zeros(b), np.ones(b)
@@ -501,6 +578,9 @@ class Decision:
         Strategy budgets (``budgets`` mode).
     contributions : ndarray, shape (n_envs, n_strategies, n_assets), or None
         Per-family contributions to the proposal (``budgets`` mode).
+    due : ndarray of bool, shape (n_envs,), or None
+        Portfolios whose proposal is a new decision (None: all of them); the others
+        proposed their held book or their unfinished target (:func:`hold_rule`).
     """
 
     proposed: np.ndarray
@@ -509,6 +589,7 @@ class Decision:
     execution: ExecutionResult
     budgets: np.ndarray | None = None
     contributions: np.ndarray | None = None
+    due: np.ndarray | None = None
 
 
 def current_weights(params: EnvParams, state: EnvState) -> np.ndarray:
@@ -545,6 +626,67 @@ def gate_context(
     )
 
 
+def hold_rule(
+    due: np.ndarray,
+    fresh: np.ndarray,
+    held: np.ndarray,
+    working: np.ndarray,
+    current: np.ndarray,
+) -> np.ndarray:
+    """The rebalancing rule shared by agents (``env.decision_interval``) and baselines.
+
+    A portfolio due for a decision proposes its fresh target; one that is not keeps
+    proposing its last target while a trade limit still cuts it short (``working``), and
+    otherwise proposes its current, drifted book (buy and hold: no trade).
+
+    Parameters
+    ----------
+    due, working : ndarray of bool, shape (n_envs,)
+    fresh, held, current : ndarray, shape (n_envs, n_assets)
+
+    Returns
+    -------
+    ndarray, shape (n_envs, n_assets)
+    """
+    keep = np.where(working[:, None], held, current)
+    return np.where(due[:, None], fresh, keep)
+
+
+def next_working(
+    due: np.ndarray | None, working: np.ndarray, portfolio_reasons: np.ndarray
+) -> np.ndarray:
+    """Whether each portfolio still trades towards its target after a decision.
+
+    ``(due | working) & cut``, where ``cut`` says a per-decision trade limit
+    (``TRADE_LIMITS``) bound this decision; ``due=None`` means every portfolio decided.
+    """
+    cut = (np.asarray(portfolio_reasons, dtype=np.int64) & TRADE_LIMITS) != 0
+    return cut if due is None else (due | working) & cut
+
+
+def action_weights(params: EnvParams, t: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """Proposed weights of ``weights``- or ``tilt``-mode actions at decision bars ``t``.
+
+    Parameters
+    ----------
+    t : ndarray of int, shape (n_envs,)
+    action : array_like, shape (n_envs, action_dim)
+
+    Returns
+    -------
+    ndarray, shape (n_envs, n_assets)
+    """
+    spec = params.action_spec
+    if spec.mode == "weights":
+        return spec.to_weights(action)
+    if spec.mode == "tilt":
+        assert params.prior_weights is not None  # built by EnvParams.from_config in tilt mode
+        return spec.to_tilted(action, _at(params.prior_weights, np.asarray(t)))
+    raise ConfigError(
+        "action_weights: budgets-mode actions are netted from strategy intents: use propose"
+    )
+
+
 def propose(
     params: EnvParams, state: EnvState, action: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -557,8 +699,8 @@ def propose(
     contributions : ndarray, shape (n_envs, n_strategies, n_assets), or None
     """
     spec = params.action_spec
-    if spec.mode == "weights":
-        return spec.to_weights(action), None, None
+    if spec.mode != "budgets":
+        return action_weights(params, state.t, action), None, None
     budgets = spec.to_budgets(action)
     ok = np.isfinite(budgets).all(axis=1)
     if ok.all():
@@ -579,6 +721,7 @@ def decide(
     proposed: np.ndarray,
     contributions: np.ndarray | None = None,
     budgets: np.ndarray | None = None,
+    due: np.ndarray | None = None,
 ) -> Decision:
     """Run the gates and the execution policy on a proposal at each portfolio's bar ``t``."""
     ctx = gate_context(params, state, contributions)
@@ -589,7 +732,7 @@ def decide(
         scheduled=trig.scheduled[t], vol_ratio=trig.vol_ratio[t], spread_ratio=trig.spread_ratio[t]
     )
     ex = params.execution.apply(gate, ctx, at_t)
-    return Decision(proposed, ctx, gate, ex, budgets, contributions)
+    return Decision(proposed, ctx, gate, ex, budgets, contributions, due)
 
 
 # ------------------------------------------------------------------------------- step
@@ -714,13 +857,74 @@ def step(params: EnvParams, state: EnvState, action: np.ndarray) -> StepResult:
     state : EnvState
         No portfolio may be past the end of its episode (``autoreset`` first).
     action : array_like, shape (n_envs, action_dim)
+        Read only for the portfolios due for a decision (``steps`` a multiple of
+        ``env.decision_interval``); the others follow :func:`hold_rule`.
 
     Returns
     -------
     StepResult
     """
-    proposed, budgets, contrib = propose(params, state, action)
-    return step_proposed(params, state, proposed, contrib, budgets)
+    fresh, budgets, contrib = propose(params, state, action)
+    every = params.decision_interval
+    if every == 1:
+        return step_proposed(params, state, fresh, contrib, budgets)
+    due = state.steps % every == 0
+    proposed = hold_rule(due, fresh, state.held, state.working, current_weights(params, state))
+    return step_proposed(params, state, proposed, contrib, budgets, due=due)
+
+
+def due_for_decision(params: EnvParams, state: EnvState) -> np.ndarray:
+    """Portfolios whose next step reads the agent's action, shape (n_envs,) bool."""
+    return state.steps % params.decision_interval == 0
+
+
+def finish_interval(params: EnvParams, first: StepResult) -> StepResult:
+    """Step the held bars after a decision until each portfolio is due again or done.
+
+    With ``env.decision_interval = k`` an agent acts every k bars; the training shells
+    give it one transition per decision: the observation at the next decision bar and
+    the sum of the per-bar rewards in between (the bars follow :func:`hold_rule`).
+
+    Parameters
+    ----------
+    first : StepResult
+        The step at the decision bar (:func:`step` with the agent's actions).
+
+    Returns
+    -------
+    StepResult
+        Final state, observation and episode flags; ``reward`` and ``info["reward"]``
+        summed over the bars; ``info["bars"]`` (n_envs,) int64 bars stepped; every other
+        info key and ``decision`` are those of the decision bar.
+    """
+    if params.decision_interval == 1:
+        return first
+    state = first.state
+    obs = first.obs.copy()
+    reward = first.reward.copy()
+    terminated, truncated = first.terminated.copy(), first.truncated.copy()
+    bars = np.ones(state.n_envs, np.int64)
+    idle = np.zeros((state.n_envs, params.action_spec.action_dim))  # read by no due portfolio
+    while True:
+        pending = ~(terminated | truncated) & ~due_for_decision(params, state)
+        if not pending.any():
+            break
+        if pending.all():
+            res = step(params, state, idle)
+            state = res.state
+        else:
+            rows = np.flatnonzero(pending)
+            res = step(params, state.take(rows), idle[rows])
+            state = state.put(rows, res.state)
+        obs[pending] = res.obs
+        reward[pending] += res.reward
+        terminated[pending] = res.terminated
+        truncated[pending] = res.truncated
+        bars[pending] += 1
+    info = dict(first.info)
+    info["reward"] = reward
+    info["bars"] = bars
+    return StepResult(state, obs, reward, terminated, truncated, info, first.decision)
 
 
 def step_proposed(
@@ -729,6 +933,7 @@ def step_proposed(
     proposed: np.ndarray,
     contributions: np.ndarray | None = None,
     budgets: np.ndarray | None = None,
+    due: np.ndarray | None = None,
 ) -> StepResult:
     """Advance every portfolio by one bar with proposed weights (bypassing ``ActionSpec``).
 
@@ -742,9 +947,12 @@ def step_proposed(
         Per-family parts of the proposal (STRATEGY_CAP gate).
     budgets : ndarray, shape (n_envs, n_strategies + 1), optional
         Reported in info only.
+    due : ndarray of bool, shape (n_envs,), optional
+        Portfolios whose proposal is a new decision (default all): the others keep their
+        held target in the state (:func:`hold_rule`).
     """
     proposed = np.asarray(proposed, dtype=np.float64)
-    dec = decide(params, state, proposed, contributions, budgets)
+    dec = decide(params, state, proposed, contributions, budgets, due)
     return _advance(params, state, dec)
 
 
@@ -867,6 +1075,8 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         totals=totals,
         reason_totals=state.reason_totals + counts,
         regime_totals=regime_totals,
+        held=dec.proposed if dec.due is None else np.where(dec.due[:, None], dec.proposed, state.held),
+        working=next_working(dec.due, state.working, gate.portfolio_reasons),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
     cash_frac = np.where(pos, cash / np.where(pos, equity, 1.0), 0.0)

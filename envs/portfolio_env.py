@@ -65,7 +65,15 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     - ``weights`` long/short: ``n_assets`` values, ``a * max_symbol_weight`` scaled down to
       ``sum |w| <= max_gross``;
     - ``budgets``: ``n_strategies + 1`` logits (trend, mean_reversion, defensive, cash),
-      softmax budgets netted by ``IntentAggregator`` into symbol weights.
+      softmax budgets netted by ``IntentAggregator`` into symbol weights;
+    - ``tilt``: ``n_assets + 1`` values tilting the ``env.tilt_prior`` allocator's book
+      (``w_i ∝ prior_i exp(tilt_scale a_i)``) and its gross (last value); a zero action
+      is the prior's book.
+
+    With ``env.decision_interval = k > 1`` one step is one decision: the action sets the
+    target at the decision bar and the env holds the book for the next ``k - 1`` bars
+    (keeping a target that a trade limit cut short), so the observation is that of the
+    next decision bar and the reward sums the bars in between.
 
     Observation Space
     -----------------
@@ -101,7 +109,8 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Version History
     ---------------
-    * v0: initial version.
+    * v0: initial version; ``tilt`` action mode and ``env.decision_interval`` added
+      (the defaults, ``weights`` and 1, keep the original dynamics).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
@@ -192,7 +201,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._state is None or self._done:
             raise ResetNeeded("PortfolioEnv.step called before reset() or after the episode ended")
         res = core.step(self.params, self._state, np.asarray(action)[None, :])
-        return self._finish(res)
+        return self._finish(core.finish_interval(self.params, res))
 
     def step_proposed(
         self, proposed: np.ndarray

@@ -167,8 +167,10 @@ class PortfolioVecEnv(VecEnv):
             raise ConfigError("PortfolioVecEnv.step_wait called without step_async(actions)")
         if self._proposed:
             res = core.step_proposed(self.params, self._state, self._actions)
-        else:
-            res = core.step(self.params, self._state, self._actions)
+        else:  # one transition per agent decision (env.decision_interval bars)
+            res = core.finish_interval(
+                self.params, core.step(self.params, self._state, self._actions)
+            )
         self._actions = None
         if self._audit is not None:  # one record per batched step
             self._audit.append(core.audit_record(self.params, res, self._n_steps))

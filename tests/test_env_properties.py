@@ -182,12 +182,16 @@ _ALT = {
     "logit_scale": 0.5,
     "action_mode": "budgets",
     "audit_path": "audit.jsonl",
+    "decision_interval": 3,
 }
+_TILT = {"action_mode": "tilt"}
+"""The tilt knobs are compared between two tilt-mode envs."""
+_ALT_TILT = {"tilt_prior": "inverse_volatility", "tilt_scale": 2.0, "tilt_gross_scale": 0.2}
 
 
 @pytest.mark.parametrize("field", sorted(EnvConfig.model_fields))
 def test_every_env_knob_changes_the_rollout(market, field, tmp_path, monkeypatch):
-    assert field in _ALT, f"EnvConfig.{field} has no knob test: add an alternative value"
+    assert field in {**_ALT, **_ALT_TILT}, f"EnvConfig.{field} has no knob test: add one"
     if field == "audit_path":  # a shell option: the env writes the file
         from allocgym.envs import PortfolioEnv
 
@@ -199,8 +203,12 @@ def test_every_env_knob_changes_the_rollout(market, field, tmp_path, monkeypatch
         return
     base_env = {"cvar_weight": 0.5, "turnover_weight": 0.1, "drawdown_weight": 0.1}
     tree = {"data": {"splits": {"train_end": "2002-01-31", "validation_end": "2002-04-30"}}}
+    if field in _ALT_TILT:
+        base_env, value = {**base_env, **_TILT}, _ALT_TILT[field]
+    else:
+        value = _ALT[field]
     base = EnvParams.from_config(market, _cfg(tree, **base_env))
-    alt = EnvParams.from_config(market, _cfg(tree, **{**base_env, field: _ALT[field]}))
+    alt = EnvParams.from_config(market, _cfg(tree, **{**base_env, field: value}))
     if field == "action_mode":
         assert alt.action_spec.shape != base.action_spec.shape
         return

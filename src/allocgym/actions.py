@@ -12,6 +12,11 @@ actions into what the risk gates receive:
 - ``budgets`` mode: ``softmax(clip(a, -1, 1) * logit_scale)`` over ``n_strategies + 1``
   entries (the last one is cash): one budget per strategy family, netted by
   ``allocgym.intents.IntentAggregator`` into symbol exposures.
+- ``tilt`` mode: ``n_assets + 1`` entries tilt a prior allocator's book ``p`` (the last
+  one is the gross head): ``u_i = p_i exp(tilt_scale a_i)``, target gross
+  ``G = min(G_p exp(tilt_gross_scale a_g), max(G_p, max_gross))`` with ``G_p = sum |p|``,
+  and ``w = u * G / sum |u|``. A zero action gives ``w = p`` bit for bit (every factor is
+  exactly 1), so the agent starts from the prior and learns deviations from it.
 
 The maps use only clip / multiply / max / exp / sum / divide / abs so that the ONNX export
 can re-implement them op for op (``allocgym.agents`` holds the torch twin and its parity
@@ -28,7 +33,7 @@ import numpy as np
 from allocgym.config import AllocgymConfig
 from allocgym.errors import ConfigError
 
-ActionMode = Literal["weights", "budgets"]
+ActionMode = Literal["weights", "budgets", "tilt"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,7 +59,7 @@ class ActionSpec:
 
     Parameters
     ----------
-    mode : {"weights", "budgets"}
+    mode : {"weights", "budgets", "tilt"}
         Action mode (``EnvConfig.action_mode``).
     n_assets : int
         Symbols in the universe.
@@ -67,7 +72,9 @@ class ActionSpec:
     max_symbol_weight : float
         Per-symbol bound of the long/short map (fraction of equity).
     max_gross : float
-        Gross bound of the long/short map (fraction of equity).
+        Gross bound of the long/short map and of the tilt map's gross head.
+    tilt_scale, tilt_gross_scale : float
+        ``tilt`` mode: log-tilt per unit action of each weight and of the gross.
 
     Attributes
     ----------
@@ -84,13 +91,17 @@ class ActionSpec:
     logit_scale: float
     max_symbol_weight: float
     max_gross: float
+    tilt_scale: float = 1.0
+    tilt_gross_scale: float = 0.5
     shape: tuple[int, ...] = field(init=False)
     low: np.ndarray = field(init=False, repr=False)
     high: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("weights", "budgets"):
-            raise ConfigError(f"ActionSpec.mode = {self.mode!r}: use 'weights' or 'budgets'")
+        if self.mode not in ("weights", "budgets", "tilt"):
+            raise ConfigError(
+                f"ActionSpec.mode = {self.mode!r}: use 'weights', 'budgets' or 'tilt'"
+            )
         if self.n_assets < 1:
             raise ConfigError(f"ActionSpec.n_assets = {self.n_assets}: need at least 1 symbol")
         if self.mode == "budgets" and self.n_strategies < 1:
@@ -98,13 +109,14 @@ class ActionSpec:
                 f"ActionSpec.n_strategies = {self.n_strategies} in budgets mode: need at least "
                 "one strategy family (or set env.action_mode=weights)"
             )
-        for name in ("logit_scale", "max_symbol_weight", "max_gross"):
+        for name in ("logit_scale", "max_symbol_weight", "max_gross", "tilt_scale",
+                     "tilt_gross_scale"):  # fmt: skip
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"ActionSpec.{name} = {value}: must be finite and > 0")
         if self.mode == "budgets":
             dim = self.n_strategies + 1
-        elif self.long_only:
+        elif self.mode == "tilt" or self.long_only:
             dim = self.n_assets + 1
         else:
             dim = self.n_assets
@@ -135,6 +147,8 @@ class ActionSpec:
             logit_scale=float(cfg.env.logit_scale),
             max_symbol_weight=float(cfg.risk.max_symbol_weight),
             max_gross=float(cfg.risk.max_gross),
+            tilt_scale=float(cfg.env.tilt_scale),
+            tilt_gross_scale=float(cfg.env.tilt_gross_scale),
         )
 
     @property
@@ -144,9 +158,9 @@ class ActionSpec:
 
     def _check(self, action: np.ndarray, expected: ActionMode) -> np.ndarray:
         if self.mode != expected:
+            method = {"weights": "to_weights", "budgets": "to_budgets", "tilt": "to_tilted"}
             raise ConfigError(
-                f"ActionSpec is in {self.mode!r} mode: call "
-                f"{'to_weights' if self.mode == 'weights' else 'to_budgets'} instead"
+                f"ActionSpec is in {self.mode!r} mode: call {method[self.mode]} instead"
             )
         a = np.asarray(action, dtype=np.float64)
         if a.ndim != 2 or a.shape[1] != self.action_dim:
@@ -192,6 +206,38 @@ class ActionSpec:
         a = self._check(action, "budgets")
         return softmax(a * self.logit_scale)
 
+    def to_tilted(self, action: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """Proposed weights from ``tilt``-mode actions and the prior's books.
+
+        Parameters
+        ----------
+        action : array_like, shape (n_envs, n_assets + 1)
+            Per-symbol tilts, then the gross head; clipped to ``[-1, 1]``.
+        prior : ndarray, shape (n_envs, n_assets)
+            The prior allocator's proposal at the decision bar (signed fractions).
+
+        Returns
+        -------
+        ndarray, shape (n_envs, n_assets), float64
+            ``prior`` itself (same bits) where the action is zero; all zeros where the
+            prior is all cash.
+        """
+        a = self._check(action, "tilt")
+        p = np.asarray(prior, dtype=np.float64)
+        if p.shape != (a.shape[0], self.n_assets):
+            raise ValueError(
+                f"prior has shape {p.shape}, expected ({a.shape[0]}, {self.n_assets}): one "
+                "prior book per action row"
+            )
+        tilted = p * np.exp(a[:, : self.n_assets] * self.tilt_scale)
+        prior_gross = np.abs(p).sum(axis=1)
+        tilted_gross = np.abs(tilted).sum(axis=1)
+        gross = prior_gross * np.exp(a[:, self.n_assets] * self.tilt_gross_scale)
+        gross = np.minimum(gross, np.maximum(prior_gross, self.max_gross))
+        ok = tilted_gross > 0.0
+        scale = np.divide(gross, tilted_gross, out=np.zeros_like(gross), where=ok)
+        return tilted * scale[:, None]
+
     def layout(self) -> dict[str, Any]:
         """The mapping's parameters as plain data (for the export manifest)."""
         return {
@@ -203,6 +249,8 @@ class ActionSpec:
             "logit_scale": self.logit_scale,
             "max_symbol_weight": self.max_symbol_weight,
             "max_gross": self.max_gross,
+            "tilt_scale": self.tilt_scale,
+            "tilt_gross_scale": self.tilt_gross_scale,
             "low": -1.0,
             "high": 1.0,
         }

@@ -337,8 +337,26 @@ class FeatureConfig(Section):
 class EnvConfig(Section):
     """Environment dynamics and reward terms (``allocgym.envs``)."""
 
-    action_mode: Literal["weights", "budgets"] = "weights"
-    """``weights``: per-symbol targets; ``budgets``: one budget per strategy family."""
+    action_mode: Literal["weights", "budgets", "tilt"] = "weights"
+    """``weights``: per-symbol targets; ``budgets``: one budget per strategy family;
+    ``tilt``: multiplicative tilts of a prior allocator's book plus a gross head (a zero
+    action reproduces the prior exactly)."""
+    decision_interval: PosInt = 1
+    """Bars between the agent's decisions. On the bars in between the env holds the book
+    (drifting with prices), or keeps proposing a target that a per-decision trade limit
+    cut short: the rule the baselines rebalance by. The training env steps one decision
+    at a time (the reward sums the bars in between)."""
+    tilt_prior: Literal["equal_weight", "inverse_volatility", "hrp", "risk_budgeting"] = (
+        "equal_weight"
+    )
+    """Prior allocator of the ``tilt`` action mode (built from the ``baselines`` section,
+    re-optimised at every decision bar from data up to that bar)."""
+    tilt_scale: Pos = 1.0
+    """``tilt`` mode: weight i is ``prior_i * exp(tilt_scale * a_i)`` before renormalising
+    to the target gross (so an action of 1 multiplies a weight by e^tilt_scale)."""
+    tilt_gross_scale: Pos = 0.5
+    """``tilt`` mode: target gross ``prior_gross * exp(tilt_gross_scale * a_gross)``, at
+    most ``max(prior_gross, risk.max_gross)``."""
     split: Literal["train", "validation", "test", "all"] = "train"
     """Split the episodes are drawn from (``all``: every bar of the data, e.g. synthetic)."""
     episode_length: PosInt = 252
@@ -370,6 +388,16 @@ class EnvConfig(Section):
     """Action in [-1, 1] times this is a softmax logit (long-only weights and budgets)."""
     audit_path: str | None = None
     """JSONL file of hash-chained audit records, one per env step (``None`` = no audit)."""
+
+    @model_validator(mode="after")
+    def _interval_mode(self) -> EnvConfig:
+        if self.decision_interval > 1 and self.action_mode == "budgets":
+            raise ValueError(
+                f"env.decision_interval = {self.decision_interval} needs action_mode weights "
+                "or tilt (budgets are re-netted from every bar's intents): set "
+                "env.decision_interval=1 or change env.action_mode"
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------- training

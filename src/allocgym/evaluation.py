@@ -54,7 +54,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -63,7 +63,13 @@ from scipy import stats
 
 from allocgym import measures
 from allocgym.allocator import Allocator
-from allocgym.config import AllocgymConfig, BaselinesConfig, EvaluationConfig
+from allocgym.baselines.registry import (
+    ALL_BASELINES,
+    BASELINE_ALIASES,
+    baseline_names,
+    build_baselines,
+)
+from allocgym.config import AllocgymConfig, EvaluationConfig
 from allocgym.data import MarketData, load_market
 from allocgym.envs.context import Rebalancer, allocation_context
 from allocgym.errors import ConfigError
@@ -71,9 +77,10 @@ from allocgym.regime import REGIME_LABELS
 from allocgym.risk import GATE_CODES, check_invariants
 
 if TYPE_CHECKING:
-    from allocgym.envs.core import EnvParams, EnvState
+    from allocgym.envs.core import EnvParams
 
 __all__ = [
+    "ALL_BASELINES",
     "BASELINE_ALIASES",
     "Backtest",
     "EvaluationResult",
@@ -105,114 +112,6 @@ EULER_GAMMA = 0.5772156649015329
 GATE_REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in GATE_CODES)
 """Reason codes emitted by the risk gates (interventions); execution's NO_TRADE_BAND is
 reported beside them but is not a gate intervention."""
-
-# ----------------------------------------------------------------------------- baselines
-
-BASELINE_ALIASES: dict[str, str] = {
-    "1/n": "equal_weight",
-    "ew": "equal_weight",
-    "inverse_vol": "inverse_volatility",
-    "ivol": "inverse_volatility",
-    "min_var": "min_variance",
-    "minvar": "min_variance",
-    "risk_parity": "risk_budgeting",
-    "erc": "risk_budgeting",
-    "kelly": "fractional_kelly",
-    "bl": "black_litterman",
-    "barbell": "cluster_barbell",
-}
-"""Short names accepted by ``--baselines`` for the registered baseline names."""
-
-
-def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
-    """Registered baselines (imported lazily: the baselines import cvxpy)."""
-    from allocgym.baselines.black_litterman import BlackLitterman
-    from allocgym.baselines.classic import (
-        EqualWeight,
-        FractionalKelly,
-        InverseVolatility,
-        MaximumSharpe,
-        MinimumVariance,
-        RegimeSwitch,
-    )
-    from allocgym.baselines.cluster_barbell import ClusterBarbell
-    from allocgym.baselines.cvar import MinimumCVaR
-    from allocgym.baselines.engine import OptimizationEngine
-    from allocgym.baselines.greedy import GreedyRotation
-    from allocgym.baselines.hrp import HRP
-    from allocgym.baselines.qp import QPAllocator
-    from allocgym.baselines.risk_budgeting import RiskBudgeting
-
-    return {
-        "equal_weight": EqualWeight.from_config,
-        "inverse_volatility": InverseVolatility.from_config,
-        "hrp": lambda b: HRP.from_config(b.hrp),
-        "qp": lambda b: QPAllocator.from_config(b.qp, hrp=HRP.from_config(b.hrp)),
-        "greedy": lambda b: GreedyRotation.from_config(b.greedy),
-        "min_variance": MinimumVariance.from_config,
-        "max_sharpe": MaximumSharpe.from_config,
-        "risk_budgeting": RiskBudgeting.from_config,
-        "min_cvar": MinimumCVaR.from_config,
-        "black_litterman": BlackLitterman.from_config,
-        "fractional_kelly": FractionalKelly.from_config,
-        "regime_switch": RegimeSwitch.from_config,
-        "cluster_barbell": ClusterBarbell.from_config,
-        "engine": OptimizationEngine.from_config,
-    }
-
-
-ALL_BASELINES: tuple[str, ...] = (
-    "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "min_variance",
-    "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman", "fractional_kelly",
-    "regime_switch", "cluster_barbell",
-)  # fmt: skip
-"""What ``all`` expands to (``engine`` is left out: it runs ``greedy`` by default)."""
-
-
-def baseline_names(spec: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Resolve ``"all"``, ``"hrp,qp"``, aliases (``1/n``, ``barbell`` ...) to baseline names.
-
-    Parameters
-    ----------
-    spec : str, iterable of str, or None
-        Comma-separated text or names; ``None`` or ``"none"``/``""`` = no baselines.
-
-    Returns
-    -------
-    tuple of str
-        Registered names, in the order given, without duplicates.
-
-    Raises
-    ------
-    ConfigError
-        An unknown name (the message lists the known ones).
-    """
-    if spec is None:
-        return ()
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    known = set(ALL_BASELINES) | {"engine"}
-    out: list[str] = []
-    for raw in items:
-        name = raw.strip().lower()
-        if name in ("", "none"):
-            continue
-        expanded = ALL_BASELINES if name == "all" else (BASELINE_ALIASES.get(name, name),)
-        for n in expanded:
-            if n not in known:
-                raise ConfigError(
-                    f"baseline {raw.strip()!r} is unknown: use 'all' or a comma-separated list "
-                    f"of {', '.join(sorted(known | set(BASELINE_ALIASES)))}"
-                )
-            if n not in out:
-                out.append(n)
-    return tuple(out)
-
-
-def build_baselines(cfg: AllocgymConfig, names: Iterable[str]) -> dict[str, Allocator]:
-    """Baseline allocators built from ``cfg.baselines``, keyed by name (see :func:`baseline_names`)."""
-    builders = _builders()
-    return {n: builders[n](cfg.baselines) for n in baseline_names(list(names))}
-
 
 # ----------------------------------------------------------------------------- policies
 
@@ -517,11 +416,6 @@ def _n_steps(params: EnvParams) -> int:
     return int(params.split.stop - 1 - params.lo)
 
 
-def _take_rows(state: EnvState, keep: np.ndarray) -> EnvState:
-    """The portfolios ``keep`` (bool mask or indices) of a state, as a new state."""
-    return type(state)(**{f.name: getattr(state, f.name)[keep] for f in fields(state)})
-
-
 def _walk(
     params: EnvParams, members: list[_Member], progress: Callable[[int, int], None]
 ) -> list[Backtest]:
@@ -579,6 +473,7 @@ def _walk(
         rebalance_every=cfg.baselines.rebalance_every,
         lookback=cfg.baselines.lookback,
     )
+    is_agent = np.array([m.kind == "agent" for m in members])
     live = np.arange(b)  # batch rows still stepped; ``state`` and ``obs`` hold only these
     wiped = np.full(b, -1, np.int64)
 
@@ -593,12 +488,20 @@ def _walk(
             )
             res = core.step(params, state, actions)
         else:
-            proposed = np.zeros((live.size, n))
+            # Agents decide every env.decision_interval bars and follow the hold rule in
+            # between (as in training); baselines follow the rebalancer.
+            agent = is_agent[live]
+            due = ~agent | (state.steps % params.decision_interval == 0)
+            fresh = np.zeros((live.size, n))
             for j, i in enumerate(live):
-                if members[i].kind == "agent":
-                    proposed[j] = spec.to_weights(members[i].obj.act(obs[j : j + 1]))[0]
-            proposed = rebalancer.propose(params, state, proposed, live)
-            res = core.step_proposed(params, state, proposed)
+                if agent[j] and due[j]:
+                    act = members[i].obj.act(obs[j : j + 1])
+                    fresh[j] = core.action_weights(params, state.t[j : j + 1], act)[0]
+            held = core.hold_rule(
+                due, fresh, state.held, state.working, core.current_weights(params, state)
+            )
+            proposed = rebalancer.propose(params, state, np.where(agent[:, None], held, 0.0), live)
+            res = core.step_proposed(params, state, proposed, due=due)
             rebalancer.after_step(res.info["portfolio_reasons"], live)
         dec, info = res.decision, res.info
 
@@ -661,7 +564,7 @@ def _walk(
                 stacklevel=3,
             )
             live = live[~dead]
-            state, obs = _take_rows(state, ~dead), obs[~dead]
+            state, obs = state.take(~dead), obs[~dead]
     for i in np.flatnonzero(wiped >= 0):
         rec["equity"][i, wiped[i] + 1 :] = rec["equity"][i, wiped[i]]
 
