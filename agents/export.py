@@ -155,7 +155,10 @@ class TorchActionMap(nn.Module):
       subtracted first, as numpy does), cash column dropped;
     - ``weights`` long/short: ``w = a * max_symbol_weight``, ``w * max_gross /
       max(sum |w|, max_gross)``;
-    - ``budgets``: ``softmax(a * logit_scale)`` over ``n_strategies + 1``.
+    - ``budgets``: ``softmax(a * logit_scale)`` over ``n_strategies + 1``;
+    - ``tilt``: the clipped action itself (the tilt of a prior book needs the prior
+      allocator's weights at decision time, which the torch-free runtime computes and
+      combines with :meth:`allocgym.actions.ActionSpec.to_tilted`, the env's own map).
     """
 
     def __init__(self, spec: ActionSpec) -> None:
@@ -175,6 +178,8 @@ class TorchActionMap(nn.Module):
 
     def forward(self, action: th.Tensor) -> th.Tensor:
         a = th.clamp(action.double(), -1.0, 1.0)
+        if self.mode == "tilt":
+            return a
         if self.mode == "budgets":
             return self._softmax(a * self.logit_scale)
         if self.long_only:
@@ -279,6 +284,8 @@ def parity_observations(
 def _sb3_proposal(agent: SB3PolicyAllocator, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spec = agent._spec()
     act = agent.act(obs)
+    if spec.mode == "tilt":
+        return act, np.clip(act.astype(np.float64), -1.0, 1.0)
     prop = spec.to_weights(act) if spec.mode == "weights" else spec.to_budgets(act)
     return act, prop
 
@@ -504,7 +511,7 @@ def _export(
     digest = sha256_file_bytes(data)
     algo = cfg.train.algo
     fb = params.feature_builder
-    n_out = spec.n_assets if spec.mode == "weights" else spec.n_strategies + 1
+    n_out = proposal_dim(spec)
     norm = graph.norm
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
@@ -543,10 +550,14 @@ def _export(
         "proposal": {
             "kind": spec.mode,
             "dim": n_out,
-            "columns": list(market.symbols)
-            if spec.mode == "weights"
-            else [*STRATEGY_FAMILIES[: spec.n_strategies], "cash"],
+            "columns": proposal_columns(spec, market.symbols),
         },
+        "tilt": (
+            {"prior": cfg.env.tilt_prior, "lookback": int(cfg.baselines.lookback)}
+            if spec.mode == "tilt"
+            else None
+        ),
+        "decision_interval": int(cfg.env.decision_interval),
         "risk_limits": RiskLimits.from_config(cfg.risk).to_dict(),
         "cost_model": asdict(CostModel.from_config(cfg.costs)),
         "execution": {
@@ -573,6 +584,21 @@ def _export(
     tmp_manifest.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
     os.replace(tmp_manifest, out / MANIFEST_FILE)
     return FrozenPolicy.load(out)
+
+
+def proposal_dim(spec: ActionSpec) -> int:
+    """Columns of the graph's ``proposal`` output for an action mode."""
+    return {"weights": spec.n_assets, "budgets": spec.n_strategies + 1,
+            "tilt": spec.n_assets + 1}[spec.mode]  # fmt: skip
+
+
+def proposal_columns(spec: ActionSpec, symbols: Any) -> list[str]:
+    """Names of the ``proposal`` columns (symbols, strategy budgets, or tilts + gross)."""
+    if spec.mode == "weights":
+        return list(symbols)
+    if spec.mode == "tilt":
+        return [*symbols, "gross"]
+    return [*STRATEGY_FAMILIES[: spec.n_strategies], "cash"]
 
 
 def _plain(v: Any) -> Any:

@@ -302,11 +302,12 @@ def action_layout_for(mode: str, long_only: bool) -> ActionLayout:
     """Head structure for an ``ActionSpec`` mode.
 
     Long-only ``weights``: ``asset_cash`` (N asset logits, then the cash logit, as in
-    ``ActionSpec``); long/short ``weights``: ``asset``; ``budgets``: ``context``.
+    ``ActionSpec``); long/short ``weights``: ``asset``; ``budgets``: ``context``;
+    ``tilt``: ``asset_cash`` (N per-asset tilts, then the gross head).
     """
     if mode == "budgets":
         return "context"
-    return "asset_cash" if long_only else "asset"
+    return "asset_cash" if long_only or mode == "tilt" else "asset"
 
 
 class AssetSetActorCriticPolicy(ActorCriticPolicy):

@@ -793,8 +793,14 @@ def train(
     market: MarketData | None = None,
     progress: bool = False,
     callbacks: list[BaseCallback] | None = None,
+    ledger: str | Path | None = None,
 ) -> TrainResult:
     """Train ``cfg.train.algo`` on the train split and write a run directory.
+
+    Every call that gets past the config checks is a trial: it appends one line to the
+    trials ledger (default ``trials.jsonl`` in the folder that holds ``run_dir``, so runs
+    that share a quickstart directory share one ledger, which the Deflated Sharpe reads),
+    ``completed`` with its best validation Sharpe, or ``failed`` with the error.
 
     Parameters
     ----------
@@ -811,6 +817,8 @@ def train(
         Show the rich progress bar.
     callbacks : list of BaseCallback, optional
         Extra SB3 callbacks (run after the built-in ones).
+    ledger : path, optional
+        The trials ledger to append to (a study passes its own).
 
     Returns
     -------
@@ -823,6 +831,49 @@ def train(
         the run's when resuming; ``device: cuda`` without a GPU; inconsistent
         hyperparameters.
     """
+    from allocgym.ledger import LEDGER_FILENAME, TrialsLedger
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ledger_file = Path(run_dir).parent / LEDGER_FILENAME if ledger is None else Path(ledger)
+    trials = TrialsLedger(ledger_file)
+    digest = config_hash(cfg)
+    try:
+        result = _train(cfg, Path(run_dir), resume=resume, market=market, progress=progress,
+                        callbacks=callbacks)  # fmt: skip
+    except ConfigError:
+        raise  # refused before training: not a trial
+    except BaseException as exc:
+        trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
+                       "run_dir": str(run_dir), "status": "failed", "started_at": started,
+                       "note": f"{type(exc).__name__}: {exc}"[:500]})  # fmt: skip
+        raise
+    trials.append(
+        {
+            "config_hash": digest,
+            "seed": int(cfg.train.seed),
+            "run_dir": str(run_dir),
+            "status": "completed",
+            "metrics": {
+                "val_sharpe": result.best_score,
+                "best_step": result.best_step,
+                "num_timesteps": result.num_timesteps,
+            },
+            "started_at": started,
+        }
+    )
+    return result
+
+
+def _train(
+    cfg: AllocgymConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    market: MarketData | None,
+    progress: bool,
+    callbacks: list[BaseCallback] | None,
+) -> TrainResult:
+    """The body of :func:`train` (without the ledger)."""
     run_dir = Path(run_dir)
     t = cfg.train
     device = resolve_device(t.device)

@@ -1075,7 +1075,9 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         totals=totals,
         reason_totals=state.reason_totals + counts,
         regime_totals=regime_totals,
-        held=dec.proposed if dec.due is None else np.where(dec.due[:, None], dec.proposed, state.held),
+        held=dec.proposed
+        if dec.due is None
+        else np.where(dec.due[:, None], dec.proposed, state.held),
         working=next_working(dec.due, state.working, gate.portfolio_reasons),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused

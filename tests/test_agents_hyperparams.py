@@ -16,10 +16,10 @@ from allocgym.envs import build_params
 TINY = [
     "data.source=synthetic",
     "data.synthetic.n_assets=4",
-    "data.synthetic.n_days=520",
+    "data.synthetic.n_days=720",
     "data.synthetic.n_sectors=2",
-    "data.splits.train_end=2001-01-31",
-    "data.splits.validation_end=2001-06-29",
+    "data.splits.train_end=2001-06-29",
+    "data.splits.validation_end=2001-12-31",
     "train.n_envs=2",
     "train.n_steps=16",
     "train.batch_size=16",

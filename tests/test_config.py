@@ -83,7 +83,7 @@ def test_unknown_key_in_yaml_file(tmp_path: Path) -> None:
         ("risk.max_gross=.inf", r"risk.max_gross = inf rejected: .*finite number"),
         ("env.cvar_alpha=1.0", r"env.cvar_alpha = 1.0 rejected: .*less than 1"),
         ("risk.min_multiplier=3", r"min_multiplier 3.0 > max_multiplier 2.0"),
-        ("regime.quiet_percentile=0.95", r"quiet_percentile 0.95 > crisis_percentile 0.9"),
+        ("regime.quiet_stress=0.95", r"quiet_stress 0.95 > crisis_stress 0.75"),
         ("data.spread_floor_bps=60", r"spread_floor_bps 60.0 > spread_cap_bps 50.0"),
         (
             "data.splits.train_end=2020-01-01",

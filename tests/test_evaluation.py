@@ -1,4 +1,5 @@
-"""Evaluation: the full-split walk through the env core, metrics, DSR, the evaluate CLI."""
+"""Evaluation: the full-split walk through the env core, metrics, DSR trials (ledger or seeds),
+paired Sharpe tests, regime risk diagnostics, the evaluate CLI."""
 
 from __future__ import annotations
 
@@ -9,26 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from allocgym import evaluation as ev
 from allocgym import measures
+from allocgym import stats as sst
 from allocgym.allocator import AllocationContext
-from allocgym.config import AllocgymConfig, load_config, write_run_metadata
+from allocgym.config import AllocgymConfig, EvaluationConfig, load_config, write_run_metadata
 from allocgym.data import MarketData, load_market
 from allocgym.envs import core
-from allocgym.errors import ConfigError, Infeasible
+from allocgym.errors import ConfigError, DataError, Infeasible
+from allocgym.ledger import TrialsLedger
 
 TINY = [
     "data.source=synthetic",
     "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=520",
+    "data.synthetic.n_days=720",
     "data.synthetic.n_sectors=3",
     "data.synthetic.seed=5",
-    "data.splits.train_end=2001-01-31",
-    "data.splits.validation_end=2001-06-29",
+    "data.splits.train_end=2001-06-29",
+    "data.splits.validation_end=2001-12-31",
     "baselines.lookback=126",
     "baselines.rebalance_every=5",
     "train.n_envs=2",
@@ -37,7 +38,7 @@ TINY = [
     "train.policy=mlp",
     "train.net_arch=[16]",
 ]
-"""6 synthetic assets, 520 bars: the test split has 125 bars (124 decisions)."""
+"""6 synthetic assets, 720 bars: the test split has 194 bars (193 decisions)."""
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_walk_covers_the_split_from_its_first_tradable_bar(tiny_params) -> None:
     sp = tiny_params.split
     assert bt.bars[0] == tiny_params.lo == sp.start  # the test split starts after the warm-up
     assert bt.bars[-1] == sp.stop - 2  # last decision fills at the split's last bar
-    assert bt.n_steps == sp.stop - 1 - sp.start == 124
+    assert bt.n_steps == sp.stop - 1 - sp.start == 193
     assert np.all(np.diff(bt.bars) == 1)
     assert np.array_equal(bt.dates, tiny_params.market.dates[bt.bars + 1])
     assert bt.split == "test"
@@ -259,7 +260,7 @@ def test_a_wiped_out_book_is_frozen_and_the_others_keep_walking() -> None:
     assert k is not None and 0 < k < dead.n_steps - 10 and ew.wiped_out_at is None
     # 1/N walks the whole split, bit-identical to walking alone
     alone = ev.run_allocator(FixedWeights(np.full(6, 1 / 6), "ew"), params=params)
-    assert ew.n_steps == dead.n_steps == 124
+    assert ew.n_steps == dead.n_steps == 193
     assert np.array_equal(ew.returns, alone.returns) and np.array_equal(ew.weights, alone.weights)
     # the dead book: equity <= 0 after fill k, nothing happens afterwards
     assert dead.equity[k] <= 0.0 < dead.equity[k - 1]
@@ -273,7 +274,7 @@ def test_a_wiped_out_book_is_frozen_and_the_others_keep_walking() -> None:
     live = slice(0, k + 1)
     assert np.allclose(dead.asset_pnl[live].sum(1) + dead.cost_pnl[live], dead.returns[live])
     m = ev.backtest_metrics(dead)
-    assert m["wiped_out_at"] == str(dead.dates[k])[:10] and m["n_bars"] == 124
+    assert m["wiped_out_at"] == str(dead.dates[k])[:10] and m["n_bars"] == 193
     assert ev.backtest_metrics(ew)["wiped_out_at"] is None
 
 
@@ -357,51 +358,6 @@ def test_hand_computed_metrics_of_a_known_series() -> None:
 # ----------------------------------------------------------------------------- DSR
 
 
-def test_dsr_reproduces_bailey_lopez_de_prado_example() -> None:
-    """Their numerical example: SR 2.5 (annual), 1250 days, skew -3, kurtosis 10, N = 100,
-    V[SR] = 1/2 annualised: DSR = 0.9004."""
-    v_daily = 0.5 / 250
-    d = math.sqrt(v_daily / 2)  # two trials at a -/+ d have ddof=1 variance 2 d^2 = V
-    sr0 = ev.expected_max_sharpe([0.0 - d, 0.0 + d], n_trials=100)
-    assert sr0 * math.sqrt(250) == pytest.approx(1.7894, abs=1e-4)
-    dsr = ev.probabilistic_sharpe_ratio(2.5 / math.sqrt(250), 1250, -3.0, 10.0, sr0)
-    assert dsr == pytest.approx(0.9004, abs=1e-4)
-
-
-def test_psr_for_normal_returns_and_single_trial() -> None:
-    sr, n = 0.05, 500
-    expected = 0.5 * (1 + math.erf(sr * math.sqrt(n - 1) / math.sqrt(1 + sr**2 / 2) / math.sqrt(2)))
-    assert ev.probabilistic_sharpe_ratio(sr, n) == pytest.approx(expected, rel=1e-12)
-    assert ev.expected_max_sharpe([0.1], n_trials=1) == 0.0
-    assert math.isnan(ev.probabilistic_sharpe_ratio(float("nan"), 10))
-    rng = np.random.default_rng(0)
-    r = rng.normal(0.001, 0.01, 400)
-    dsr, sr0 = ev.deflated_sharpe_ratio(r, [0.1], n_trials=1)
-    assert sr0 == 0.0
-    assert dsr == pytest.approx(
-        ev.probabilistic_sharpe_ratio(*ev._sharpe_moments(r)[:1], 400, *ev._sharpe_moments(r)[1:3])
-    )
-
-
-@settings(deadline=None, max_examples=30)
-@given(
-    st.lists(st.floats(-0.2, 0.2), min_size=2, max_size=20),
-    st.integers(2, 1000),
-    st.integers(2, 1000),
-)
-def test_more_trials_raise_the_bar(sharpes: list[float], n1: int, n2: int) -> None:
-    lo, hi = sorted((n1, n2))
-    assert ev.expected_max_sharpe(sharpes, hi) >= ev.expected_max_sharpe(sharpes, lo) - 1e-15
-
-
-def test_sharpe_moments_use_the_measures_sharpe() -> None:
-    r = np.random.default_rng(4).normal(0.0005, 0.01, 300)
-    assert ev._sharpe_moments(r)[0] == float(measures.sharpe_ratio(r, periods_per_year=1))
-    flat = np.full(3, 0.5)  # zero volatility, positive mean: +inf as in allocgym.measures
-    assert ev._sharpe_moments(flat)[0] == math.inf
-    assert math.isnan(ev.probabilistic_sharpe_ratio(ev._sharpe_moments(flat)[0], 3))
-
-
 def _invest(params, a: float) -> np.ndarray:
     """Long-only weights action: equal asset logits ``a``, cash logit ``-a`` (a > 0 invests more)."""
     n = params.action_spec.shape[0]
@@ -431,23 +387,22 @@ def test_baselines_do_not_move_the_dsr_bar(tiny_params) -> None:
         assert with_baselines.metrics[name]["dsr"] == agents_only.metrics[name]["dsr"]
     assert "ew" not in with_baselines.dsr["trial_names"]
     # a baseline's DSR is its PSR against the agents' bar
-    sr, skew, kurt, n = ev._sharpe_moments(bts[3].returns)
-    expected = ev.probabilistic_sharpe_ratio(sr, n, skew, kurt, agents_only.dsr["sr0"])
+    sr, skew, kurt, n = sst.sharpe_moments(bts[3].returns)
+    expected = sst.probabilistic_sharpe_ratio(sr, n, skew, kurt, agents_only.dsr["sr0"])
     assert with_baselines.metrics["ew"]["dsr"] == expected
     only_baselines = ev.summarize(bts[3:])
     assert only_baselines.dsr["n_trials"] == 0 and only_baselines.dsr["sr0"] == 0.0
+    assert only_baselines.dsr["source"] == "none"
     assert only_baselines.metrics["ew"]["dsr"] == only_baselines.metrics["ew"]["psr"]
 
 
 def test_explicit_dsr_trials_need_the_agent_seeds_variance(tiny_params) -> None:
-    from allocgym.config import EvaluationConfig
-
     bts = _agents_and_baselines(tiny_params)
     e = EvaluationConfig(dsr_trials=50)
     res = ev.summarize(bts, e)
-    agent_sr = [ev._sharpe_moments(bt.returns)[0] for bt in bts[:3]]
+    agent_sr = [sst.sharpe_moments(bt.returns)[0] for bt in bts[:3]]
     assert res.dsr["n_trials"] == 50 and res.metrics["ew"]["dsr_trials"] == 50
-    assert res.dsr["sr0"] == pytest.approx(ev.expected_max_sharpe(agent_sr, 50), rel=1e-12)
+    assert res.dsr["sr0"] == pytest.approx(sst.expected_max_sharpe(agent_sr, 50), rel=1e-12)
     assert res.dsr["sr0"] > ev.summarize(bts).dsr["sr0"]  # 50 trials raise the bar over 3
     # one agent seed beside baselines: no trial variance to estimate -> an error, not SR0 = 0
     with pytest.raises(ConfigError, match=r"dsr_trials = 50 needs the variance.*only 1 of"):
@@ -466,12 +421,15 @@ def test_summarize_groups_seeds_and_counts_trials(tiny_params) -> None:
     res = ev.summarize(bts)
     # the trials are the three agent seeds; the 1/N baseline is a benchmark, not a trial
     assert res.dsr["n_trials"] == 3 and res.dsr["trial_names"] == ["p0", "p1", "p2"]
+    # no ledger: the seeds stand in, flagged as weak
+    assert res.dsr["source"] == "agent seeds" and res.dsr["weak"] and res.dsr["ledger"] is None
+    assert res.metrics["p0"]["dsr_source"] == "agent seeds"
     agent_sr = [float(measures.sharpe_ratio(bt.returns, periods_per_year=1)) for bt in bts[:3]]
-    assert res.dsr["sr0"] == pytest.approx(ev.expected_max_sharpe(agent_sr, 3), rel=1e-12)
+    assert res.dsr["sr0"] == pytest.approx(sst.expected_max_sharpe(agent_sr, 3), rel=1e-12)
     assert res.dsr["sr0"] > 0
     for bt in bts:
-        sr, skew, kurt, n = ev._sharpe_moments(bt.returns)
-        assert res.metrics[bt.name]["dsr"] == ev.probabilistic_sharpe_ratio(
+        sr, skew, kurt, n = sst.sharpe_moments(bt.returns)
+        assert res.metrics[bt.name]["dsr"] == sst.probabilistic_sharpe_ratio(
             sr, n, skew, kurt, res.dsr["sr0"]
         )
     g = res.groups["const"]
@@ -483,6 +441,220 @@ def test_summarize_groups_seeds_and_counts_trials(tiny_params) -> None:
     assert rows[-1]["allocator"].startswith("const (mean ± std, 3 seeds)")
     assert rows[-1]["sharpe"] == (g["sharpe"]["mean"], g["sharpe"]["std"])
     assert res.primary.name == "p0"
+
+
+# ----------------------------------------------------------------------------- DSR ledger
+
+Z_08 = 0.8416212335729143
+"""Standard normal quantile at 1 - 1/5."""
+Z_1_5E = 1.4496656592240222
+"""Standard normal quantile at 1 - 1/(5 e)."""
+
+
+def _write_study_ledger(path: Path) -> TrialsLedger:
+    """4 completed trials (annualised val Sharpe 0.5, 1.0, 1.5, 2.0), 1 stopped, 1 failed."""
+    led = TrialsLedger(path)
+    for seed, sharpe in enumerate((0.5, 1.0, 1.5, 2.0)):
+        led.append({"config_hash": f"cfg{seed}", "seed": seed, "run_dir": f"r{seed}",
+                    "status": "completed", "metrics": {"val_sharpe": sharpe}})  # fmt: skip
+    led.append({"config_hash": "cfg4", "seed": 4, "run_dir": "r4", "status": "stopped"})
+    led.append({"config_hash": "cfg5", "seed": 5, "run_dir": "r5", "status": "failed"})
+    return led
+
+
+def test_dsr_reads_trials_and_sharpe_variance_from_a_ledger(tiny_params, tmp_path: Path) -> None:
+    """N = completed + stopped = 5; V from the completed Sharpes, in per-period units.
+
+    Annualised Sharpes 0.5, 1.0, 1.5, 2.0: mean 1.25, squared deviations 0.5625, 0.0625,
+    0.0625, 0.5625, sum 1.25, ddof=1 variance 1.25 / 3; per period (daily) / 252.
+    SR_0 = sqrt(V) ((1 - g) Z(1 - 1/5) + g Z(1 - 1/(5 e))).
+    """
+    _write_study_ledger(tmp_path / "trials.jsonl")
+    bts = _agents_and_baselines(tiny_params)
+    res = ev.summarize(bts, ledger=tmp_path / "trials.jsonl")
+    v_daily = 1.25 / 3 / 252
+    g = sst.EULER_GAMMA
+    sr0 = math.sqrt(v_daily) * ((1 - g) * Z_08 + g * Z_1_5E)
+    d = res.dsr
+    assert d["source"] == "ledger" and not d["weak"] and d["n_trials"] == 5
+    assert d["ledger"] == str(tmp_path / "trials.jsonl") and d["note"] == ""
+    assert d["n_trial_sharpes"] == 4
+    assert d["sharpe_variance"] == pytest.approx(v_daily, rel=1e-12)
+    assert d["sharpe_variance_annual"] == pytest.approx(1.25 / 3, rel=1e-12)
+    assert d["sr0"] == pytest.approx(sr0, rel=1e-12)
+    assert d["sr0_annual"] == pytest.approx(sr0 * math.sqrt(252), rel=1e-12)
+    for bt in bts:
+        sr, skew, kurt, n = sst.sharpe_moments(bt.returns)
+        m = res.metrics[bt.name]
+        assert m["dsr"] == sst.probabilistic_sharpe_ratio(sr, n, skew, kurt, sr0)
+        assert m["dsr_trials"] == 5 and m["dsr_source"] == "ledger"
+    # the ledger's 5 trials set a higher bar than the 3 near-identical seeds
+    assert d["sr0"] > ev.summarize(bts).dsr["sr0"]
+    # evaluation.dsr_trials still overrides N, with the ledger's variance, and says so
+    over = ev.summarize(bts, EvaluationConfig(dsr_trials=50), ledger=tmp_path)
+    assert over.dsr["n_trials"] == 50 and over.dsr["source"] == "ledger"
+    assert over.dsr["sr0"] == pytest.approx(
+        sst.expected_max_sharpe(TrialsLedger(tmp_path).trial_sharpes(per_period=True), 50)
+    )
+    assert "N = 50 from evaluation.dsr_trials (ledger: 5)" in over.dsr["note"]
+
+
+def test_a_ledger_too_small_for_a_variance_falls_back_to_the_seeds(
+    tiny_params, tmp_path: Path
+) -> None:
+    led = TrialsLedger(tmp_path / "trials.jsonl")
+    led.append({"config_hash": "c", "seed": 0, "run_dir": "r", "status": "completed",
+                "metrics": {"val_sharpe": 1.0}})  # fmt: skip
+    bts = _agents_and_baselines(tiny_params)
+    res = ev.summarize(bts, ledger=led)
+    seeds_only = ev.summarize(bts)
+    assert res.dsr["source"] == "agent seeds" and res.dsr["weak"]
+    assert res.dsr["sr0"] == seeds_only.dsr["sr0"] and res.dsr["n_trials"] == 3
+    assert "holds 1 completed trial(s)" in res.dsr["note"] and "seeds stand in" in res.dsr["note"]
+
+
+def test_a_ledger_listing_fewer_trials_than_agents_evaluated_is_raised_to_them(
+    tiny_params, tmp_path: Path
+) -> None:
+    led = TrialsLedger(tmp_path / "trials.jsonl")
+    for s, sharpe in enumerate((0.4, 0.9)):
+        led.append({"config_hash": "c", "seed": s, "run_dir": f"r{s}", "status": "completed",
+                    "metrics": {"val_sharpe": sharpe}})  # fmt: skip
+    res = ev.summarize(_agents_and_baselines(tiny_params), ledger=led)
+    assert res.dsr["source"] == "ledger" and res.dsr["n_trials"] == 3  # 3 agents evaluated
+    assert "the ledger lists 2 trials but 3 agents were evaluated" in res.dsr["note"]
+
+
+# ----------------------------------------------------------------------------- paired tests
+
+
+def test_summary_pairs_every_allocator_with_1n_hrp_and_the_best_baseline(tiny_params) -> None:
+    from dataclasses import replace
+
+    bts = _agents_and_baselines(tiny_params)
+    # rename the two fixed books so that they play 1/N and HRP
+    bts = [*bts[:3], replace(bts[3], name="equal_weight"), replace(bts[4], name="hrp")]
+    e = EvaluationConfig(bootstrap={"n_boot": 300, "mean_block": 10, "alpha": 0.2, "seed": 3})
+    res = ev.summarize(bts, e)
+    pt = res.paired
+    assert (pt["n_boot"], pt["mean_block"], pt["alpha"], pt["seed"]) == (300, 10.0, 0.2, 3)
+    assert pt["level"] == pytest.approx(0.8)
+
+    def single(a: np.ndarray, b: np.ndarray) -> dict:
+        return sst.paired_sharpe_difference(
+            a, b, mean_block=10, n_boot=300, alpha=0.2, seed=3
+        ).to_dict()
+
+    by_name = {bt.name: bt for bt in bts}
+    sharpe = {n: res.metrics[n]["sharpe"] for n in ("equal_weight", "hrp")}
+    best, second = sorted(sharpe, key=lambda n: -sharpe[n])
+    assert pt["best_baseline"] == best
+    for name in ("p0", "p1", "p2", "equal_weight", "hrp"):
+        row = pt["rows"][name]
+        for key, ref in (("equal_weight", "equal_weight"), ("hrp", "hrp")):
+            if name == ref:  # never against itself
+                assert key not in row
+            else:
+                assert row[key] == {
+                    "reference": ref,
+                    **single(by_name[name].returns, by_name[ref].returns),
+                }
+        # the best baseline other than the row itself
+        want = second if name == best else best
+        assert row["best_baseline"]["reference"] == want
+    # the seed group's pooled portfolio: the seeds' returns averaged bar by bar
+    label = "const (pooled, 3 seeds)"
+    assert pt["pooled"] == {label: ["p0", "p1", "p2"]}
+    pooled = np.mean([bt.returns for bt in bts[:3]], axis=0)
+    assert pt["rows"][label]["equal_weight"] == {
+        "reference": "equal_weight",
+        **single(pooled, by_name["equal_weight"].returns),
+    }
+    assert pt["skipped"] == {}
+    # results.json carries them
+    assert res.to_json()["paired_tests"] is pt
+
+
+def test_paired_tests_skip_series_over_other_bars(tiny_params) -> None:
+    from dataclasses import replace
+
+    bts = _agents_and_baselines(tiny_params)
+    short = replace(bts[1], name="short", dates=bts[1].dates[1:], returns=bts[1].returns[1:])
+    res = ev.paired_tests([bts[0], replace(bts[3], name="equal_weight"), short])
+    assert res["skipped"] == {"short": "walked other bars than 'p0'"}
+    assert set(res["rows"]) == {"p0"} and res["rows"]["p0"]["equal_weight"]["n_obs"] == 193
+
+
+# ----------------------------------------------------------------------------- regime risk
+
+
+def _hand_backtest(proposed: np.ndarray, weights: np.ndarray, bars: np.ndarray,
+                   regime: np.ndarray) -> ev.Backtest:  # fmt: skip
+    n, a = weights.shape
+    return ev.Backtest(
+        name="hand", kind="agent", group="hand", seed=0, symbols=tuple(f"S{i}" for i in range(a)),
+        dates=np.arange(n).astype("datetime64[D]").astype("datetime64[ns]"), bars=bars,
+        returns=np.zeros(n), equity=np.ones(n), weights=weights, proposed=proposed,
+        approved=weights, symbol_reasons=np.zeros((n, a), np.int64),
+        portfolio_reasons=np.zeros(n, np.int64),
+        reason_counts=np.zeros((n, len(core.REASON_NAMES)), np.int64),
+        reason_names=tuple(core.REASON_NAMES), side=np.zeros((n, a), np.int8),
+        trades=np.zeros((n, a)), costs=np.zeros(n), turnover=np.zeros(n), intervention=np.zeros(n),
+        regime=regime.astype(np.int8), asset_pnl=np.zeros((n, a)), cost_pnl=np.zeros(n),
+        strategy_pnl=None, strategy_names=(), invariant_breaches=np.zeros(n, np.int64),
+        invariant_messages=(), allocator_errors=0, initial_equity=1.0, equity_scale=1.0,
+        split="test",
+    )  # fmt: skip
+
+
+def test_regime_diagnostics_hand_computed() -> None:
+    """Two assets, window 2, decisions at bars 1, 2, 3 (regimes trend, trend, high_volatility).
+
+    Asset returns: bar 0 (0, 0), bar 1 (+1 %, -2 %), bar 2 (+3 %, +1 %), bar 3 (-1 %, +2 %).
+    Step 0, bar 1, scenarios bars 0..1: proposed (1, 0) -> (0, +1 %); held (.5, 0) -> (0, .5 %).
+    Step 1, bar 2, bars 1..2: both (.5, .5) -> (-.5 %, +2 %).
+    Step 2, bar 3, bars 2..3: proposal NaN (skipped); held (0, 1) -> (+1 %, +2 %).
+    sd of two scenarios = |x1 - x0| / sqrt(2); CVaR95 of two = minus the worse one.
+    """
+    returns = np.array([[0.0, 0.0], [0.01, -0.02], [0.03, 0.01], [-0.01, 0.02]])
+    proposed = np.array([[1.0, 0.0], [0.5, 0.5], [np.nan, 0.0]])
+    held = np.array([[0.5, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    bt = _hand_backtest(proposed, held, np.array([1, 2, 3]), np.array([0, 0, 2]))
+    out = ev.regime_diagnostics(bt, returns, 2)
+    assert list(out) == ["trend", "high_volatility"]
+    ann = math.sqrt(252) / math.sqrt(2)
+    trend, hv = out["trend"], out["high_volatility"]
+    assert trend["n_bars"] == 2 and trend["fraction"] == pytest.approx(2 / 3)
+    assert trend["proposed_gross"] == pytest.approx(1.0)
+    assert trend["held_gross"] == pytest.approx(0.75)
+    assert trend["proposed_volatility"] == pytest.approx((0.01 + 0.025) / 2 * ann)
+    assert trend["held_volatility"] == pytest.approx((0.005 + 0.025) / 2 * ann)
+    assert trend["proposed_cvar"] == pytest.approx((0.0 + 0.005) / 2)
+    assert trend["held_cvar"] == pytest.approx((0.0 + 0.005) / 2)
+    assert trend["nan_proposals"] == 0
+    assert hv["n_bars"] == 1 and hv["nan_proposals"] == 1
+    assert math.isnan(hv["proposed_gross"]) and math.isnan(hv["proposed_cvar"])
+    assert hv["held_gross"] == pytest.approx(1.0)
+    assert hv["held_volatility"] == pytest.approx(0.01 * ann)
+    assert hv["held_cvar"] == pytest.approx(-0.01)  # both scenarios gain
+    with pytest.raises(DataError, match=r"needs bars 4\.\.3"):
+        ev.regime_diagnostics(bt, returns, 5)
+    with pytest.raises(DataError, match=r"shape \(4, 3\) for 'hand' with 2 assets"):
+        ev.regime_diagnostics(bt, np.zeros((4, 3)), 2)
+    with pytest.raises(ConfigError, match="window = 1"):
+        ev.regime_diagnostics(bt, returns, 1)
+
+
+def test_evaluate_reports_regime_risk_over_the_env_cvar_window(tiny_params) -> None:
+    res = ev.evaluate([FixedWeights(np.full(6, 1 / 6), "equal_weight")], params=tiny_params)
+    bt = res.backtests[0]
+    window = tiny_params.cfg.env.cvar_window
+    assert res.meta["risk_window"] == window
+    assert res.regime_risk["equal_weight"] == ev.regime_diagnostics(
+        bt, tiny_params.returns, window, alpha=0.95
+    )
+    assert sum(x["fraction"] for x in res.regime_risk["equal_weight"].values()) == pytest.approx(1)
+    assert res.to_json()["regime_risk"] is res.regime_risk
 
 
 # ----------------------------------------------------------------------------- names
@@ -529,7 +701,7 @@ def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
     table = {row["allocator"]: row for row in data["table"]}
     for name, series in data["series"].items():
         r = np.asarray(series["returns"])
-        assert len(r) == 124
+        assert len(r) == 193
         row = table[name]
         assert row["ann_return"] == pytest.approx(float(measures.annualized_return(r)), rel=1e-9)
         assert row["ann_volatility"] == pytest.approx(
@@ -546,9 +718,37 @@ def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
         assert row["dsr"] == data["metrics"][name]["dsr"]
     assert data["dsr"]["n_trials"] == 1  # one agent seed; the three baselines are no trials
     assert data["dsr"]["trial_names"] == ["ppo_seed0"] and data["dsr"]["sr0"] == 0.0
+    assert data["dsr"]["source"] == "agent seeds" and data["dsr"]["weak"] is True
+    tests = data["paired_tests"]["rows"]["ppo_seed0"]
+    assert tests["equal_weight"]["reference"] == "equal_weight" and "p_value" in tests["hrp"]
+    assert set(data["regime_risk"]) == set(data["series"])
     assert data["meta"]["split"] == "test" and data["meta"]["runs"] == {"0": str(run)}
     assert data["meta"]["drawdown_kill"] == 1.0 and data["meta"]["wiped_out"] == {}
     assert (run / "report.html").is_file() and (run / "plots" / "equity.png").is_file()
+
+
+def test_evaluate_run_takes_the_dsr_trials_from_the_study_ledger(
+    tmp_path: Path, tiny_cfg: AllocgymConfig, tiny_market: MarketData
+) -> None:
+    """trials.jsonl in the run's parent (the study directory) is found; a configured one wins."""
+    run = make_untrained_run(tmp_path / "study" / "run", tiny_cfg, tiny_market)
+    _write_study_ledger(tmp_path / "study" / "trials.jsonl")
+    other = TrialsLedger(tmp_path / "elsewhere.jsonl")
+    for s, sharpe in enumerate((0.1, 0.3, 0.2)):
+        other.append({"config_hash": "c", "seed": s, "run_dir": f"r{s}", "status": "completed",
+                      "metrics": {"val_sharpe": sharpe}})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = ev.evaluate_run(run, baselines="1/n", market=tiny_market)
+        configured = ev.evaluate_run(
+            run, baselines="1/n", market=tiny_market,
+            overrides=[f"evaluation.trials_ledger={other.path}"],
+        )  # fmt: skip
+    assert found.dsr["source"] == "ledger" and found.dsr["n_trials"] == 5
+    assert found.meta["trials_ledger"] == str(tmp_path / "study" / "trials.jsonl")
+    assert configured.dsr["n_trials"] == 3
+    assert configured.dsr["sharpe_variance_annual"] == pytest.approx(0.01)  # var(.1, .3, .2)
+    assert configured.meta["trials_ledger"] == str(other.path)
 
 
 def test_find_agent_runs_seed_folders_and_errors(

@@ -137,6 +137,7 @@ def test_exported_graph_matches_sb3_on_fresh_observations() -> None:
     ("mode", "long_only", "algo"),
     [
         ("budgets", True, "ppo"),
+        ("tilt", True, "ppo"),
         ("weights", False, "ppo"),
         ("weights", True, "sac"),
         ("weights", True, "a2c"),
@@ -154,6 +155,9 @@ def test_other_modes_and_algorithms_export_within_tolerance(
     if mode == "budgets":
         assert out.shape == (3, 4)
         assert np.allclose(out.sum(axis=1), 1.0, atol=1e-12)
+    elif mode == "tilt":  # the clipped action: tilts per symbol, then the gross head
+        assert out.shape == (3, 7) and np.all(np.abs(out) <= 1.0)
+        assert np.array_equal(out, np.clip(frozen.actions(obs).astype(np.float64), -1, 1))
     elif not long_only:
         assert (np.abs(out).sum(axis=1) <= 1.0 + 1e-12).all()  # max_gross of the config
 

@@ -159,8 +159,8 @@ def test_layout_n20(builder: FeatureBuilder) -> None:
     assert builder.n_global_features == 9
     lay = builder.layout(20)
     assert lay["obs_dim"] == 20 * 36 + 9 == 729 == builder.obs_dim(20)
-    assert lay["history"] == builder.history == 273  # 272 regime returns + 1 close
-    assert lay["windows"]["regime_returns"] == 272
+    assert lay["history"] == builder.history == 301  # 300 regime returns + 1 close
+    assert lay["windows"]["regime_returns"] == 300
     assert lay["asset_feature_names"] == expected_asset
     assert lay["strategy_families"] == list(STRATEGY_FAMILIES)
     assert lay["regime_labels"] == list(REGIME_LABELS)
@@ -182,17 +182,18 @@ def test_history_config(sp500: MarketData) -> None:
     assert long_b.history == 400
     ts = [5000, 6000]
     a = long_b.compute(*_windows(sp500, ts, 400))
-    b = short_b.compute(*_windows(sp500, ts, 273))
+    b = short_b.compute(*_windows(sp500, ts, 301))
     for name in ALL_FIELDS:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     # A regime model with a longer look-back raises the minimum history.
     long_regime = RegimeModel(RegimeConfig(vol_lookback=504))
-    assert FeatureBuilder(FeatureConfig(), long_regime).history == 504 + 21 - 1 + 1
+    # vol windows + the hysteresis memory (29 bars: 28 before the decision bar) + 1 close
+    assert FeatureBuilder(FeatureConfig(), long_regime).history == 504 + 21 - 1 + 28 + 1
 
 
 def test_compute_rejects_bad_windows(builder: FeatureBuilder, sp500: MarketData) -> None:
-    close, bench, vol, spread, tr = _windows(sp500, [4000], 273)
-    with pytest.raises(DataError, match="history = 273"):
+    close, bench, vol, spread, tr = _windows(sp500, [4000], 301)
+    with pytest.raises(DataError, match="history = 301"):
         builder.compute(close[:, 1:], bench[:, 1:], vol[:, 1:], spread[:, 1:], tr[:, 1:])
     with pytest.raises(DataError, match="spread_window"):
         builder.compute(close, bench, vol, spread[:, :, :5], tr)
@@ -326,7 +327,7 @@ def test_late_listing_and_halts() -> None:
     f = b.precompute(md)
     col = {name: i for i, name in enumerate(b.market_asset_feature_names)}
     # before listing: no valid return -> cross-sectional median of the others' vols
-    for t in (272, 300, 320):
+    for t in (300, 310, 320):
         others = np.delete(f.volatility[t], 2)
         assert f.volatility[t, 2] == np.median(others)
         assert f.tradable[t, 2] == (t >= 320)
@@ -336,9 +337,9 @@ def test_late_listing_and_halts() -> None:
     assert f.asset[430, 4, col["tradable"]] == 0.0
     assert f.asset[430, 0, col["tradable"]] == 1.0
     # halted asset: returns into halted bars are excluded, so its vol is unaffected by them
-    assert np.isfinite(f.volatility[272:]).all()
-    assert (f.volatility[272:] > 0).all()
-    for t in (272, 321, 330, 405, 471, 472, 699):
+    assert np.isfinite(f.volatility[300:]).all()
+    assert (f.volatility[300:] > 0).all()
+    for t in (300, 321, 330, 405, 471, 472, 699):
         g = b.compute(*_windows(md, [t], b.history))
         _assert_rows_equal(g, f, np.array([t]))
 
@@ -418,7 +419,7 @@ def test_bit_identity_synthetic(builder: FeatureBuilder, n_assets: int, seed: in
 @given(
     seed=st.integers(0, 10_000),
     n_assets=st.integers(1, 6),
-    picks=st.lists(st.integers(272, 399), min_size=1, max_size=6),
+    picks=st.lists(st.integers(300, 399), min_size=1, max_size=6),
 )
 def test_bit_identity_property(seed: int, n_assets: int, picks: list[int]) -> None:
     b = FeatureBuilder(

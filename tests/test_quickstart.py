@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from allocgym.cli import QUICKSTART_TIMESTEPS, app
+from allocgym.cli import QUICKSTART_CONFIG, app
 
 TINY = [
     "data.source=synthetic",
     "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=520",
+    "data.synthetic.n_days=720",
     "data.synthetic.n_sectors=3",
     "data.synthetic.seed=5",
-    "data.splits.train_end=2001-01-31",
-    "data.splits.validation_end=2001-06-29",
+    "data.splits.train_end=2001-06-29",
+    "data.splits.validation_end=2001-12-31",
     "baselines.lookback=126",
     "train.n_envs=2",
     "train.n_steps=32",
@@ -60,7 +60,9 @@ def test_quickstart_trains_evaluates_and_reports(tmp_path: Path) -> None:
         assert text in out, text
     assert (run / "report.html").is_file() and (run / "plots" / "dashboard.png").is_file()
     assert not (run / "frozen").exists()
-    assert QUICKSTART_TIMESTEPS >= 2048
+    # one source of truth: the README's train config, with the command line on top
+    assert f"config: {QUICKSTART_CONFIG}" in out
+    assert "action_mode: tilt" in cfg_text and "decision_interval: 5" in cfg_text
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -15,7 +16,7 @@ from allocgym import evaluation as ev
 from allocgym.allocator import AllocationContext
 from allocgym.config import load_config
 from allocgym.data import load_market
-from allocgym.report import format_value, jsonable, metrics_table, write_report
+from allocgym.report import format_interval, format_value, jsonable, metrics_table, write_report
 
 TINY = [
     "data.source=synthetic",
@@ -64,7 +65,7 @@ def written(
     allocs = [
         Policy(dim, 0),
         Policy(dim, 1),
-        Fixed(np.full(6, 1 / 6), "equal"),
+        Fixed(np.full(6, 1 / 6), "equal_weight"),  # plays 1/N in the paired tests
         *ev.build_baselines(cfg, ["hrp"]).values(),
     ]
     result = ev.evaluate(allocs, params=params)
@@ -113,7 +114,9 @@ def test_markdown_has_every_section_and_the_table(written) -> None:
     md = paths["markdown"].read_text()
     for section in ("## Metrics", "## Agent seeds", "## Risk-gate interventions by reason code",
                     "## Invariant breaches", "## Per-regime breakdown", "## Performance attribution",
-                    "## Dashboard", "## Figures"):  # fmt: skip
+                    "## Dashboard", "## Figures",
+                    "## Statistical tests: Sharpe differences against 1/N, HRP and the best baseline",
+                    "## Risk by regime: proposed vs held book"):  # fmt: skip
         assert section in md, section
     header, rows = metrics_table(result)
     assert "| " + " | ".join(header) + " |" in md
@@ -164,3 +167,71 @@ def test_format_and_jsonable() -> None:
         "b": 3,
         "c": [True],
     }
+
+
+def test_report_shows_paired_tests_psr_and_the_dsr_source(written) -> None:
+    result, paths = written
+    md = paths["markdown"].read_text()
+    header, rows = metrics_table(result)
+    # the DSR column names its trial count and source; the seeds alone are flagged weak
+    assert "DSR (N=2, seeds, weak)" in header and "PSR" in header
+    assert "ΔSharpe vs 1/N [90% CI]" in header and "p vs 1/N" in header
+    tests = result.paired["rows"]
+    for row in rows:
+        if row[0] == "equal_weight":  # never tested against itself
+            assert row[-2:] == ["n/a", "n/a"]
+    seed0 = tests["toy_seed0"]["equal_weight"]
+    assert rows[0][-2:] == [format_interval(seed0), f"{seed0['p_value']:.3f}"]
+    # a seed group's row carries its pooled portfolio's test
+    pooled = tests["toy (pooled, 2 seeds)"]["equal_weight"]
+    assert rows[-1][0].startswith("toy (mean ± std") and rows[-1][-2] == format_interval(pooled)
+    # every agent (and the pooled group) gets a sentence with its verdict against 1/N
+    words = {
+        "better": "**beats 1/N**",
+        "worse": "is **worse than 1/N**",
+        "indistinguishable": "is **not distinguishable from 1/N**",
+    }
+    for name in ("toy_seed0", "toy_seed1", "toy (pooled, 2 seeds)"):
+        entry = tests[name]["equal_weight"]
+        assert f"`{name}` {words[entry['verdict']]}" in md
+    assert "DSR trials: N = 2, from the agent seeds evaluated together: **weak**" in md
+    data = json.loads(paths["results"].read_text())
+    assert data["paired_tests"]["rows"]["toy_seed0"]["equal_weight"]["p_value"] == pytest.approx(
+        seed0["p_value"]
+    )
+    assert data["dsr"]["source"] == "agent seeds" and data["dsr"]["weak"] is True
+    assert set(data["regime_risk"]) == {bt.name for bt in result.backtests}
+
+
+def test_verdicts_in_words(written, tmp_path: Path) -> None:
+    """Hand-set intervals: one containing 0, one below 0, one above 0."""
+    result, _ = written
+
+    def entry(diff: float, lo: float, hi: float, verdict: str) -> dict:
+        return {"reference": "equal_weight", "diff": diff, "ci_low": lo, "ci_high": hi,
+                "p_value": 0.5, "verdict": verdict, "sharpe_a": 0.1}  # fmt: skip
+
+    rows = {
+        "toy_seed0": {"equal_weight": entry(0.1, -0.2, 0.4, "indistinguishable")},
+        "toy_seed1": {"equal_weight": entry(-0.6, -0.9, -0.3, "worse")},
+        "toy (pooled, 2 seeds)": {"equal_weight": entry(0.5, 0.2, 0.8, "better")},
+    }
+    paired = {**result.paired, "rows": rows}
+    md = write_report(replace(result, paired=paired), tmp_path)["markdown"].read_text()
+    assert (
+        "`toy_seed0` is **not distinguishable from 1/N**: the interval contains 0 "
+        "(ΔSharpe +0.10 [-0.20, +0.40], p = 0.500)."
+    ) in md
+    assert "`toy_seed1` is **worse than 1/N**: the interval lies below 0" in md
+    assert "`toy (pooled, 2 seeds)` **beats 1/N**: the interval lies above 0" in md
+
+
+def test_regime_risk_table_lists_agents_and_references(written) -> None:
+    result, paths = written
+    md = paths["markdown"].read_text()
+    section = md.split("## Risk by regime: proposed vs held book")[1].split("## ")[0]
+    for name in ("toy_seed0", "toy_seed1", "equal_weight", "hrp"):
+        for label, x in result.regime_risk[name].items():
+            assert f"| {name} | {label} | {x['fraction']:.0%} | " in section
+    assert "Proposed CVaR95" in section and "NaN proposals" in section
+    assert f"the {result.meta['risk_window']} bars up to the decision bar" in section

@@ -236,6 +236,9 @@ def _env_parity(
         if policy.mode == "weights":
             obs, _, term, trunc, info = env.step_proposed(proposal[0])
             state = env.state
+        elif policy.mode == "tilt":  # the graph returns the clipped action; the env tilts
+            obs, _, term, trunc, info = env.step(proposal[0])
+            state = env.state
         else:
             w, contrib = params.aggregator.aggregate(proposal, params.features.intents[state.t])
             res = core.step_proposed(params, state, w, contrib, proposal)
@@ -266,6 +269,36 @@ def test_env_parity_in_budgets_mode() -> None:
     cfg = config_from_dict(policy.manifest["config"])
     market = small_market()
     assert _env_parity(policy, market, cfg, start=300, n_steps=15, seed=2) == 15
+
+
+def test_env_parity_in_tilt_mode() -> None:
+    """The runtime tilts the prior's book computed from the request's history exactly as
+    the env tilts its precomputed prior table: bit-identical decisions."""
+    from allocgym.config import config_from_dict
+
+    policy = FrozenPolicy.load(untrained_bundle("tilt"))
+    assert policy.manifest["tilt"] == {"prior": "equal_weight", "lookback": 252}
+    assert policy.manifest["proposal"]["columns"][-1] == "gross"
+    cfg = config_from_dict(policy.manifest["config"])
+    market = small_market()
+    assert _env_parity(policy, market, cfg, start=350, n_steps=15, seed=2) == 15
+
+
+def test_tilt_prior_failure_falls_back_with_its_cause(monkeypatch) -> None:
+    from allocgym.errors import OptimizationError
+
+    policy = FrozenPolicy.load(untrained_bundle("tilt"))
+    market = small_market()
+    alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
+
+    def broken(ctx):
+        raise OptimizationError("no prior today")
+
+    monkeypatch.setattr(alloc._prior, "allocate", broken)
+    req = request_from_market(market, 400, history=alloc.history, request_id="t1")
+    d = alloc.trace(req, now=bar_clock(market, 400)).decision
+    assert d.fallback is not None and d.fallback.cause == "prior"
+    assert "MODEL_FALLBACK" in d.portfolio_reasons
 
 
 def test_budget_trace_in_budgets_mode() -> None:

@@ -55,10 +55,10 @@ class EvalSplit(StrEnum):
     all = "all"
 
 
-QUICKSTART_TIMESTEPS = 98_304
-"""PPO steps per seed of ``allocgym quickstart`` (48 rollouts of 16 envs x 128 steps; with
-one torch thread about 5 minutes end to end on 2 busy CPU cores, evaluation and export
-included: measured 409 fps training, 21 s evaluation); ``--timesteps`` trains longer."""
+QUICKSTART_CONFIG = Path("configs/train/ppo.yaml")
+"""Config of ``allocgym quickstart`` when ``--config`` is not given (relative to the
+repository root, where ``make demo`` runs): the same file as the README's train command,
+so both train the same agent."""
 
 
 def _progress(description: str):
@@ -255,11 +255,21 @@ def _run_quickstart(
 
     from allocgym.agents import train
     from allocgym.data import walk_forward_splits
+    from allocgym.errors import ConfigError
     from allocgym.evaluation import evaluate_run
 
     console = Console()
+    if config is None:  # one source of truth: the README's train command uses this file too
+        config = QUICKSTART_CONFIG
+        if not config.is_file():
+            raise ConfigError(
+                f"quickstart's default config {str(config)!r} is missing: run it from the "
+                "repository root or pass --config FILE"
+            )
+    console.print(f"config: {config}")
     extra = list(overrides or [])
-    extra.append(f"train.total_timesteps={timesteps or QUICKSTART_TIMESTEPS}")
+    if timesteps is not None:
+        extra.append(f"train.total_timesteps={timesteps}")
     if device is not None:
         extra.append(f"train.device={device}")
     cfg = _config(config, extra)
@@ -763,13 +773,68 @@ def data_info(
     _print_market(market, notes)
 
 
+class RegimeSplit(StrEnum):
+    """Bar ranges ``allocgym regime`` can describe (``all``: every bar of the data)."""
+
+    all = "all"
+    train = "train"
+    validation = "validation"
+    test = "test"
+
+
+@app.command("regime")
+def regime_cmd(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    source: Annotated[
+        DataSource | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="Data source (sets data.source; csv/parquet also need --set data.path=FILE); "
+            "default: the config's.",
+        ),
+    ] = None,
+    split: Annotated[
+        RegimeSplit,
+        typer.Option(
+            "--split", help="Bars to describe: a walk-forward split of data.splits, or all."
+        ),
+    ] = RegimeSplit.all,
+) -> None:
+    """Run the regime model over a market; print per calendar year the share of each label and barbell state and the label changes, then flips per year and the median run length."""
+    from rich.console import Console
+
+    from allocgym.data import walk_forward_splits
+    from allocgym.regime import RegimeModel, render_summary
+
+    extra = list(overrides or [])
+    if source is not None:
+        extra.append(f"data.source={source.value}")
+    cfg = _config(config, extra)
+    market, notes = _load_market_with_notes(cfg)
+    # The model runs over the whole market, so a split's first bars have their history.
+    model = RegimeModel(cfg.regime)
+    state = model.path(market)
+    start, stop = 0, market.n_days
+    if split is not RegimeSplit.all:
+        chosen = walk_forward_splits(market, cfg.data.splits)[split.value]
+        start, stop = chosen.start, chosen.stop
+    console = Console()
+    console.print(render_summary(model.summarize(state, market.dates, start, stop)))
+    for note in notes:
+        console.print(f"note: {note}", style="yellow", markup=False)
+
+
 @app.command("quickstart")
 def quickstart(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     timesteps: Annotated[
         int | None,
-        typer.Option("--timesteps", help="PPO steps per seed (default 98,304: about 5 minutes)."),
+        typer.Option(
+            "--timesteps", help="PPO steps per seed (default: train.total_timesteps of the config)."
+        ),
     ] = None,
     seeds: Annotated[
         str | None,
@@ -791,11 +856,83 @@ def quickstart(
         bool, typer.Option("--export/--no-export", help="Export seed 0's frozen ONNX policy.")
     ] = True,
 ) -> None:
-    """Main job: train PPO on the bundled S&P 500 sample, evaluate it against every baseline on the test split, export the frozen policy, print the table and the report / TensorBoard paths."""
+    """Main job: train PPO on the bundled S&P 500 sample with configs/train/ppo.yaml (default --config), evaluate it against every baseline on the test split, export the frozen policy, print the table and the report / TensorBoard paths."""
     _run_quickstart(
         config, overrides, timesteps, seeds, None if device is None else device.value, run_dir,
         baselines, export,
     )  # fmt: skip
+
+
+@app.command("study")
+def study_cmd(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", help="Test the last K complete calendar years (default 4)."),
+    ] = None,
+    test_years: Annotated[
+        str | None,
+        typer.Option("--test-years", help="Test years instead of --folds, e.g. 2011..2022."),
+    ] = None,
+    validation_years: Annotated[
+        int,
+        typer.Option(
+            "--validation-years",
+            help="Calendar years just before each test year used for model selection.",
+        ),
+    ] = 2,
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="Training seeds per fold, e.g. 0,1,2,3,4.")
+    ] = "0,1,2",
+    timesteps: Annotated[
+        int | None,
+        typer.Option(
+            "--timesteps", help="Training steps per (fold, seed) (sets train.total_timesteps)."
+        ),
+    ] = None,
+    baselines: Annotated[
+        str, typer.Option("--baselines", help="Baselines to compare ('all' or a comma list).")
+    ] = "all",
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Study folder; default runs/study-<timestamp>."),
+    ] = None,
+) -> None:
+    """Walk-forward study: per yearly fold, train the agent on the past (validation = the years just before the test year), test it and every baseline on the same bars, stitch the out-of-sample returns, and write study.md / study.html / study.json with paired bootstrap intervals against 1/N and HRP."""
+    import time
+
+    from rich.console import Console
+
+    from allocgym.study import parse_years, plan_folds, run_study
+
+    console = Console()
+    extra = list(overrides or [])
+    if timesteps is not None:
+        extra.append(f"train.total_timesteps={timesteps}")
+    cfg = _config(config, extra)
+    market, notes = _load_market_with_notes(cfg)
+    _print_market(market, notes)
+    years = None if test_years is None else parse_years(test_years)
+    plan = plan_folds(market, test_years=years, n_folds=folds, validation_years=validation_years)
+    seed_list = _int_list(seeds) or [0]
+    root = run_dir or Path("runs") / f"study-{time.strftime('%Y%m%d-%H%M%S')}"
+    console.print(
+        f"{len(plan)} folds (test years {plan[0].test_year}..{plan[-1].test_year}) x "
+        f"{len(seed_list)} seeds, {cfg.train.total_timesteps:,} steps each -> {root}"
+    )
+    result = run_study(cfg, market, plan, seed_list, root, baselines=baselines,
+                       config_overrides=extra, base_config=config,
+                       progress=lambda msg: console.print(msg))  # fmt: skip
+    for name, won in result.pooled["agent_beats_equal_weight"].items():
+        pe = result.pooled[name]["paired"]["equal_weight"]
+        console.print(
+            f"{name}: pooled Sharpe {result.pooled[name]['sharpe']:.2f} vs 1/N "
+            f"{result.pooled['equal_weight']['sharpe']:.2f}, ΔSharpe {pe['diff']:+.2f} "
+            f"[{pe['ci_low']:+.2f}, {pe['ci_high']:+.2f}] (90%), p = {pe['p_value']:.3f}; "
+            f"beat 1/N in {won['folds_won']}/{won['folds']} folds"
+        )
+    console.print(f"study: {root / 'study.html'}  |  {root / 'study.md'}  |  {root / 'study.json'}")
 
 
 def main() -> None:

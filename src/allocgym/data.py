@@ -1026,7 +1026,8 @@ def walk_forward_splits(market: MarketData, cfg: SplitConfig | None = None) -> d
     """Train / validation / test bar ranges by date, with an embargo before each later split.
 
     ``train`` holds bars dated on or before ``cfg.train_end``; ``validation`` the bars
-    after it up to ``cfg.validation_end``; ``test`` the rest. The first
+    after it up to ``cfg.validation_end``; ``test`` the rest (up to ``cfg.test_end``
+    when set). The first
     ``cfg.embargo_days`` bars of validation and of test are dropped, so a split never
     starts right after the previous one ends. With the defaults on the S&P 500 sample:
     train 1990-01-02..2010-12-31, validation 2011 (after 5 embargo bars)..2014-12-31,
@@ -1045,11 +1046,12 @@ def walk_forward_splits(market: MarketData, cfg: SplitConfig | None = None) -> d
     cfg = cfg or SplitConfig()
     t_end = _bar_after(market, cfg.train_end, "train_end")
     v_end = _bar_after(market, cfg.validation_end, "validation_end")
+    end = market.n_days if cfg.test_end is None else _bar_after(market, cfg.test_end, "test_end")
     emb = cfg.embargo_days
     return {
         "train": _make_split(market, "train", 0, t_end, cfg),
         "validation": _make_split(market, "validation", t_end + emb, v_end, cfg),
-        "test": _make_split(market, "test", v_end + emb, market.n_days, cfg),
+        "test": _make_split(market, "test", v_end + emb, end, cfg),
     }
 
 

@@ -43,9 +43,13 @@ exactly. In ``budgets`` action mode each asset's P&L is split over the strategy 
 proportion to their (STRATEGY_CAP-scaled) contributions at the decision that last traded
 the asset (``Backtest.strategy_pnl``); in ``weights`` mode an allocator is one strategy.
 
-Metrics come from :mod:`allocgym.measures`; the Deflated Sharpe Ratio (Bailey & López de
-Prado, 2014) is defined here (:func:`deflated_sharpe_ratio`). Its trials are the agent
-seeds / configurations evaluated together, never the baselines (:func:`dsr_trial_set`).
+Metrics come from :mod:`allocgym.measures`, the statistics from :mod:`allocgym.stats`:
+the PSR and the Deflated Sharpe Ratio (Bailey & López de Prado, 2012/2014), whose trials
+are read from the study's trials ledger (:mod:`allocgym.ledger`) when there is one, else
+the agent seeds evaluated together (a weak stand-in), never the baselines
+(:func:`dsr_trial_set`); and paired stationary-bootstrap Sharpe tests of every allocator
+against 1/N, HRP and the best baseline (:func:`paired_tests`). :func:`regime_diagnostics`
+sets the ex-ante risk of the proposed book beside the held one, per regime.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-from scipy import stats
+from numpy.lib.stride_tricks import sliding_window_view
 
 from allocgym import measures
 from allocgym.allocator import Allocator
@@ -69,12 +73,19 @@ from allocgym.baselines.registry import (
     baseline_names,
     build_baselines,
 )
-from allocgym.config import AllocgymConfig, EvaluationConfig
+from allocgym.config import AllocgymConfig, EnvConfig, EvaluationConfig
 from allocgym.data import MarketData, load_market
 from allocgym.envs.context import Rebalancer, allocation_context
-from allocgym.errors import ConfigError
+from allocgym.errors import ConfigError, DataError
+from allocgym.ledger import TrialsLedger, find_ledger
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk import GATE_CODES, check_invariants
+from allocgym.stats import (
+    expected_max_sharpe,
+    paired_sharpe_differences,
+    probabilistic_sharpe_ratio,
+    sharpe_moments,
+)
 
 if TYPE_CHECKING:
     from allocgym.envs.core import EnvParams
@@ -82,7 +93,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_BASELINES",
     "BASELINE_ALIASES",
+    "PAIRED_REFERENCES",
     "Backtest",
+    "DSRTrials",
     "EvaluationResult",
     "Policy",
     "allocation_context",
@@ -90,24 +103,20 @@ __all__ = [
     "baseline_names",
     "build_baselines",
     "dashboard_data",
-    "deflated_sharpe_ratio",
     "dsr_trial_set",
     "evaluate",
     "evaluate_run",
     "evaluation_params",
-    "expected_max_sharpe",
     "find_agent_runs",
     "load_policies",
-    "probabilistic_sharpe_ratio",
+    "paired_tests",
+    "regime_diagnostics",
     "run_allocator",
     "run_allocators",
 ]
 
 WALK_DRAWDOWN_KILL = 1.0
 """``env.drawdown_kill`` of evaluation walks: the training-time kill switch is off."""
-
-EULER_GAMMA = 0.5772156649015329
-"""Euler–Mascheroni constant (expected maximum of Gaussian trials)."""
 
 GATE_REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in GATE_CODES)
 """Reason codes emitted by the risk gates (interventions); execution's NO_TRADE_BAND is
@@ -598,106 +607,6 @@ def _walk(
     return out
 
 
-# ----------------------------------------------------------------------------- DSR
-
-
-def _sharpe_moments(returns: np.ndarray) -> tuple[float, float, float, int]:
-    """Per-period Sharpe ratio, skewness, Pearson kurtosis and length of a return series.
-
-    The Sharpe ratio is ``allocgym.measures.sharpe_ratio`` with ``periods_per_year = 1``
-    (NaN below 2 returns, +-inf for zero volatility with a non-zero mean; the PSR treats
-    both as undefined). Skewness 0 and kurtosis 3 stand in where they are undefined.
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    n = r.shape[-1]
-    sd = float(np.std(r, ddof=1)) if n > 1 else float("nan")
-    sr = float(measures.sharpe_ratio(r, periods_per_year=1))
-    skew = float(stats.skew(r, bias=True)) if n > 2 and sd > 0 else 0.0
-    kurt = float(stats.kurtosis(r, fisher=False, bias=True)) if n > 3 and sd > 0 else 3.0
-    return sr, skew, kurt, n
-
-
-def probabilistic_sharpe_ratio(
-    sharpe: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0, benchmark: float = 0.0
-) -> float:
-    """Probabilistic Sharpe Ratio ``P(SR* > benchmark)`` (Bailey & López de Prado, 2012).
-
-    ``Phi((SR - SR_b) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2))`` with per-period
-    (not annualised) Sharpe ratios, skewness ``g3`` and Pearson kurtosis ``g4`` (3 for a
-    normal distribution).
-
-    Parameters
-    ----------
-    sharpe : float
-        Observed per-period Sharpe ratio.
-    n_obs : int
-        Number of return observations.
-    skew, kurtosis : float
-        Of the returns (kurtosis not in excess).
-    benchmark : float
-        Per-period Sharpe ratio to beat.
-
-    Returns
-    -------
-    float
-        Probability in [0, 1]; NaN for fewer than 2 observations or a NaN Sharpe.
-    """
-    if n_obs < 2 or not math.isfinite(sharpe):
-        return float("nan")
-    denom = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
-    if denom <= 0:
-        return float("nan")
-    z = (sharpe - benchmark) * math.sqrt(n_obs - 1) / math.sqrt(denom)
-    return float(stats.norm.cdf(z))
-
-
-def expected_max_sharpe(trial_sharpes: Sequence[float], n_trials: int) -> float:
-    """Expected maximum per-period Sharpe of ``n_trials`` skill-less trials (DSR's ``SR_0``).
-
-    ``sqrt(V) ((1 - g) Z(1 - 1/N) + g Z(1 - 1/(N e)))``, with ``V`` the variance (ddof=1)
-    of the trials' Sharpe ratios, ``g`` the Euler–Mascheroni constant and ``Z`` the standard
-    normal quantile (Bailey & López de Prado, 2014, eq. 2). 0 for a single trial.
-    """
-    sr = np.asarray([s for s in trial_sharpes if math.isfinite(s)], dtype=np.float64)
-    if n_trials < 2 or sr.size < 2:
-        return 0.0
-    v = float(np.var(sr, ddof=1))
-    z1 = stats.norm.ppf(1.0 - 1.0 / n_trials)
-    z2 = stats.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
-    return math.sqrt(v) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)
-
-
-def deflated_sharpe_ratio(
-    returns: np.ndarray, trial_sharpes: Sequence[float], n_trials: int | None = None
-) -> tuple[float, float]:
-    """Deflated Sharpe Ratio of a return series (Bailey & López de Prado, 2014).
-
-    The PSR of ``returns`` against ``SR_0 = expected_max_sharpe(trial_sharpes, N)``: the
-    probability that the true Sharpe ratio is positive after correcting for selecting the
-    best of ``N`` trials and for non-normal returns.
-
-    Parameters
-    ----------
-    returns : ndarray, shape (n_steps,)
-        Simple per-period returns.
-    trial_sharpes : sequence of float
-        Per-period Sharpe ratios of all trials (this one included).
-    n_trials : int, optional
-        Number of trials ``N``; default ``len(trial_sharpes)``.
-
-    Returns
-    -------
-    dsr : float
-        In [0, 1].
-    sr0 : float
-        The per-period Sharpe threshold ``SR_0``.
-    """
-    n_tr = len(trial_sharpes) if n_trials is None else int(n_trials)
-    sr0 = expected_max_sharpe(trial_sharpes, n_tr)
-    sr, skew, kurt, n = _sharpe_moments(returns)
-    return probabilistic_sharpe_ratio(sr, n, skew, kurt, sr0), sr0
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -808,9 +717,223 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
 
 TABLE_METRICS: tuple[str, ...] = (
     "ann_return", "ann_volatility", "sharpe", "sortino", "max_drawdown", "calmar", "cvar",
-    "turnover", "costs", "gate_interventions", "invariant_breaches", "hhi", "dsr",
+    "turnover", "costs", "gate_interventions", "invariant_breaches", "hhi", "psr", "dsr",
 )  # fmt: skip
 """Columns of the metrics table (``EvaluationResult.table``)."""
+
+_CHUNK_STEPS = 256
+"""Decision bars whose scenario windows are gathered at once in :func:`regime_diagnostics`."""
+
+
+def regime_diagnostics(
+    bt: Backtest,
+    returns: np.ndarray,
+    window: int,
+    *,
+    periods_per_year: float = 252.0,
+    alpha: float = 0.95,
+) -> dict[str, dict[str, Any]]:
+    """Ex-ante risk of the proposed and of the held book, per regime.
+
+    At each step ``k`` both books are priced on the same scenarios: the asset returns of
+    the ``window`` bars ending at the decision bar ``t = bt.bars[k]`` (rows
+    ``t - window + 1 .. t``, known at ``t``; the env's ex-ante CVaR uses the same rows).
+    A proposal holding a NaN (rare: a policy's output) is left out of the proposed-book
+    means and counted.
+
+    Parameters
+    ----------
+    bt : Backtest
+        Its ``proposed``, ``weights`` (held book after the fill), ``bars`` and ``regime``.
+    returns : ndarray, shape (n_days, n_assets)
+        Decimal simple asset returns; row ``t`` is the return over ``(t - 1, t]``
+        (``MarketData.returns``).
+    window : int
+        Scenario bars (>= 2), e.g. ``cfg.env.cvar_window``.
+    periods_per_year : float
+        Annualisation of the volatility.
+    alpha : float
+        CVaR confidence level (``allocgym.measures.cvar``).
+
+    Returns
+    -------
+    dict of str to dict
+        Per regime label present in ``bt.regime`` (``REGIME_LABELS`` order): ``n_bars``,
+        ``fraction`` (share of the walk's bars), ``proposed_gross`` / ``held_gross`` (mean
+        sum of |w|), ``proposed_volatility`` / ``held_volatility`` (mean annualised
+        ex-ante volatility), ``proposed_cvar`` / ``held_cvar`` (mean ex-ante one-bar CVaR
+        at ``alpha``, a positive loss fraction), ``nan_proposals`` (steps left out of the
+        proposed means). A proposed mean over no step is NaN.
+
+    Raises
+    ------
+    DataError
+        ``returns`` is not (n_days, n_assets) for the backtest's assets, or a decision bar
+        has fewer than ``window`` bars of history or lies past the data.
+    ConfigError
+        ``window < 2``.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    n_assets = len(bt.symbols)
+    if r.ndim != 2 or r.shape[1] != n_assets:
+        raise DataError(
+            f"returns have shape {r.shape} for {bt.name!r} with {n_assets} assets: pass "
+            "the market's (n_days, n_assets) returns"
+        )
+    if int(window) != window or window < 2:
+        raise ConfigError(f"window = {window!r}: ex-ante risk needs at least 2 scenario bars")
+    window = int(window)
+    bars = np.asarray(bt.bars, dtype=np.int64)
+    if bars.size and (bars.min() < window - 1 or bars.max() >= r.shape[0]):
+        raise DataError(
+            f"{bt.name!r} decides at bars {int(bars.min())}..{int(bars.max())}, but a "
+            f"{window}-bar window needs bars {window - 1}..{r.shape[0] - 1}: pass a smaller "
+            "window or the returns of the market the walk ran on"
+        )
+    ok = np.isfinite(bt.proposed).all(axis=1)
+    proposed = np.where(ok[:, None], bt.proposed, 0.0)
+    views = sliding_window_view(r, window, axis=0)  # row j: bars j .. j + window - 1
+    n = bars.size
+    risk = {key: np.full(n, np.nan) for key in ("p_vol", "p_cvar", "h_vol", "h_cvar")}
+    for lo in range(0, n, _CHUNK_STEPS):
+        sl = slice(lo, min(lo + _CHUNK_STEPS, n))
+        scenarios = views[bars[sl] - window + 1]  # (k, n_assets, window)
+        for tag, book in (("p", proposed[sl]), ("h", bt.weights[sl])):
+            pnl = np.einsum("knw,kn->kw", scenarios, book)
+            risk[f"{tag}_vol"][sl] = measures.annualized_volatility(pnl, periods_per_year)
+            risk[f"{tag}_cvar"][sl] = measures.cvar(pnl, alpha)
+
+    def mean(x: np.ndarray) -> float:
+        return float(np.mean(x)) if x.size else float("nan")
+
+    gross_p = np.abs(proposed).sum(axis=1)
+    gross_h = np.abs(bt.weights).sum(axis=1)
+    out: dict[str, dict[str, Any]] = {}
+    for code, label in enumerate(REGIME_LABELS):
+        sel = bt.regime == code
+        k = int(sel.sum())
+        if k == 0:
+            continue
+        good = sel & ok
+        out[label] = {
+            "n_bars": k,
+            "fraction": k / max(n, 1),
+            "proposed_gross": mean(gross_p[good]),
+            "held_gross": mean(gross_h[sel]),
+            "proposed_volatility": mean(risk["p_vol"][good]),
+            "held_volatility": mean(risk["h_vol"][sel]),
+            "proposed_cvar": mean(risk["p_cvar"][good]),
+            "held_cvar": mean(risk["h_cvar"][sel]),
+            "nan_proposals": int((sel & ~ok).sum()),
+        }
+    return out
+
+
+PAIRED_REFERENCES: tuple[str, ...] = ("equal_weight", "hrp")
+"""Baselines every allocator is tested against (besides the best baseline by Sharpe)."""
+
+
+def _agent_groups(backtests: Sequence[Backtest]) -> dict[str, list[Backtest]]:
+    """Agent backtests by group, in order of appearance."""
+    by_group: dict[str, list[Backtest]] = {}
+    for bt in backtests:
+        if bt.kind == "agent":
+            by_group.setdefault(bt.group, []).append(bt)
+    return by_group
+
+
+def pooled_label(group: str, n_seeds: int) -> str:
+    """Row label of a seed group's pooled portfolio in the paired tests."""
+    return f"{group} (pooled, {n_seeds} seeds)"
+
+
+def paired_tests(
+    backtests: Sequence[Backtest], ecfg: EvaluationConfig | None = None
+) -> dict[str, Any]:
+    """Paired bootstrap Sharpe tests of every allocator against 1/N, HRP and the best baseline.
+
+    Rows are the backtests and, per agent group with several seeds, the pooled portfolio
+    (the seeds' returns averaged bar by bar: capital split equally over the seeds). Each
+    row is tested against ``equal_weight`` and ``hrp`` when they were walked, and against
+    the baseline with the highest Sharpe ratio other than itself, by
+    :func:`allocgym.stats.paired_sharpe_differences` with ``ecfg.bootstrap`` (one set of
+    resampled indices for all series). Series over other bars than the first backtest's,
+    or holding a non-finite return, are not tested and listed in ``skipped``.
+
+    Returns
+    -------
+    dict
+        ``method``, ``mean_block``, ``n_boot``, ``alpha``, ``level``, ``seed``,
+        ``periods_per_year``; ``best_baseline`` (name or None); ``rows``: label ->
+        {``equal_weight`` | ``hrp`` | ``best_baseline``: ``SharpeDifference.to_dict()`` plus
+        ``reference`` (baseline name)}; ``pooled``: label -> member names; ``skipped``:
+        label -> reason.
+    """
+    e = ecfg or EvaluationConfig()
+    b = e.bootstrap
+    ppy = float(e.periods_per_year)
+    out: dict[str, Any] = {
+        "method": "paired stationary bootstrap (Politis & Romano, 1994) of the annualised "
+        "Sharpe difference: both series resampled with the same blocks of geometric length; "
+        "percentile interval; one-sided p-value of H0 diff <= 0 with the +1 correction",
+        "mean_block": float(b.mean_block),
+        "n_boot": int(b.n_boot),
+        "alpha": float(b.alpha),
+        "level": 1.0 - float(b.alpha),
+        "seed": int(b.seed),
+        "periods_per_year": ppy,
+        "best_baseline": None,
+        "rows": {},
+        "pooled": {},
+        "skipped": {},
+    }
+    if not backtests:
+        return out
+    dates = backtests[0].dates
+    labels: list[str] = []
+    series: list[np.ndarray] = []
+    for bt in backtests:
+        if bt.n_steps != len(dates) or not np.array_equal(bt.dates, dates):
+            out["skipped"][bt.name] = f"walked other bars than {backtests[0].name!r}"
+        elif not np.isfinite(bt.returns).all():
+            out["skipped"][bt.name] = "non-finite returns"
+        else:
+            labels.append(bt.name)
+            series.append(bt.returns)
+    for g, members in _agent_groups(backtests).items():
+        kept = [m for m in members if m.name in labels]
+        if len(members) >= 2 and len(kept) == len(members):
+            label = pooled_label(g, len(members))
+            labels.append(label)
+            series.append(np.mean([m.returns for m in members], axis=0))
+            out["pooled"][label] = [m.name for m in members]
+    if len(dates) < 2:
+        out["skipped"].update({label: "fewer than 2 bars" for label in labels})
+        return out
+    row = {label: i for i, label in enumerate(labels)}
+    baselines = [bt.name for bt in backtests if bt.kind == "baseline" and bt.name in row]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpe = {n: float(measures.sharpe_ratio(series[row[n]], periods_per_year=ppy))
+                  for n in baselines}  # fmt: skip
+    ranked = sorted((n for n in baselines if math.isfinite(sharpe[n])), key=lambda n: -sharpe[n])
+    out["best_baseline"] = ranked[0] if ranked else None
+    jobs: list[tuple[str, str, str]] = []  # (row label, column key, reference name)
+    for label in labels:
+        for ref in PAIRED_REFERENCES:
+            if ref in row and ref != label:
+                jobs.append((label, ref, ref))
+        best = next((n for n in ranked if n != label), None)
+        if best is not None:
+            jobs.append((label, "best_baseline", best))
+    if not jobs:
+        return out
+    results = paired_sharpe_differences(
+        np.stack(series), [(row[a], row[ref]) for a, _, ref in jobs], mean_block=b.mean_block,
+        n_boot=b.n_boot, alpha=b.alpha, seed=b.seed, periods_per_year=ppy, names=labels,
+    )  # fmt: skip
+    for (label, key, ref), res in zip(jobs, results, strict=True):
+        out["rows"].setdefault(label, {})[key] = {"reference": ref, **res.to_dict()}
+    return out
 
 
 # ----------------------------------------------------------------------------- results
@@ -829,11 +952,19 @@ class EvaluationResult:
         Per agent group with several seeds: ``n_seeds``, ``seeds``, and for every table
         metric ``{"mean": ..., "std": ...}`` (std with ddof=1).
     dsr : dict
-        ``n_trials``, ``sr0`` (per period), ``sr0_annual``, ``trial_names``.
+        ``n_trials``, ``sr0`` (per period), ``sr0_annual``, ``trial_names`` (the agents
+        evaluated), ``source`` (``ledger``, ``agent seeds`` or ``none``), ``weak``,
+        ``sharpe_variance`` (per period) and ``sharpe_variance_annual`` of the trials'
+        Sharpe ratios, ``n_trial_sharpes``, ``ledger`` (path or None), ``note``.
     meta : dict
         Split, dates, config hash, run directory, market name.
     dashboard : dict
         :func:`dashboard_data` of the primary allocator.
+    paired : dict
+        :func:`paired_tests`: bootstrap Sharpe differences against 1/N, HRP and the best
+        baseline.
+    regime_risk : dict of str to dict
+        :func:`regime_diagnostics` per backtest name (empty without the asset returns).
     """
 
     backtests: list[Backtest]
@@ -842,6 +973,8 @@ class EvaluationResult:
     dsr: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     dashboard: dict[str, Any] = field(default_factory=dict)
+    paired: dict[str, Any] = field(default_factory=dict)
+    regime_risk: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def backtest(self, name: str) -> Backtest:
         """The backtest called ``name``."""
@@ -881,6 +1014,8 @@ class EvaluationResult:
             "metrics": self.metrics,
             "groups": self.groups,
             "dsr": self.dsr,
+            "paired_tests": self.paired,
+            "regime_risk": self.regime_risk,
             "dashboard": self.dashboard,
             "table_metrics": list(TABLE_METRICS),
             "series": {
@@ -894,57 +1029,150 @@ class EvaluationResult:
         }
 
 
-def dsr_trial_set(
-    backtests: Sequence[Backtest], ecfg: EvaluationConfig | None = None
-) -> tuple[int, float, list[Backtest]]:
-    """Trials of the Deflated Sharpe Ratio: the agents, never the baselines.
+@dataclass(frozen=True, eq=False)
+class DSRTrials:
+    """The trials a Deflated Sharpe Ratio deflates by (:func:`dsr_trial_set`).
 
-    The trials are the agent backtests evaluated together (every seed and configuration;
-    baselines are fixed benchmarks, not candidates selected among). ``N`` is their count,
-    or ``ecfg.dsr_trials`` when set (e.g. every configuration tried during development);
-    ``SR_0`` is :func:`expected_max_sharpe` of ``N`` trials with the variance of the
-    agents' per-period Sharpe ratios.
+    Attributes
+    ----------
+    n_trials : int
+        ``N``.
+    sr0 : float
+        Per-period ``SR_0``: expected maximum Sharpe ratio of ``N`` skill-less trials.
+    sharpe_variance : float
+        Variance (ddof=1) of the trials' per-period Sharpe ratios (NaN below 2).
+    n_sharpes : int
+        Finite trial Sharpe ratios behind ``sharpe_variance``.
+    source : {"ledger", "agent seeds", "none"}
+    weak : bool
+        True unless the ledger was used: seeds of one configuration differ by training
+        noise only and leave out every configuration tried before, so ``SR_0`` is too low.
+    trials : list of Backtest
+        The agent backtests of this evaluation.
+    ledger : str or None
+        The ledger file read.
+    note : str
+        Why the ledger was not used, or ``N`` was overridden ('' when neither).
+    """
+
+    n_trials: int
+    sr0: float
+    sharpe_variance: float
+    n_sharpes: int
+    source: str
+    weak: bool
+    trials: list[Backtest]
+    ledger: str | None
+    note: str
+
+
+def dsr_trial_set(
+    backtests: Sequence[Backtest],
+    ecfg: EvaluationConfig | None = None,
+    ledger: TrialsLedger | str | Path | None = None,
+) -> DSRTrials:
+    """Trials of the Deflated Sharpe Ratio: the study's ledger, else the agent seeds.
+
+    With a ledger (:class:`allocgym.ledger.TrialsLedger`) holding at least 2 completed
+    trials with a finite validation Sharpe ratio, ``N`` is its ``n_trials`` (at least the
+    number of agents evaluated) and ``V`` the variance of its trials' Sharpe ratios,
+    converted to per-period units (``SR_annual / sqrt(periods_per_year)``) like the Sharpe
+    ratio being deflated. Otherwise the agent backtests evaluated together stand in (every
+    seed and configuration; baselines are benchmarks, never trials), flagged as weak.
+    ``ecfg.dsr_trials``, when set, overrides ``N`` whatever the source.
+
+    Parameters
+    ----------
+    backtests : sequence of Backtest
+    ecfg : EvaluationConfig, optional
+    ledger : TrialsLedger, path or None
+        The study's ``trials.jsonl`` (or its directory).
 
     Returns
     -------
-    n_trials : int
-    sr0 : float
-        Per-period ``SR_0`` (0 with fewer than 2 trials or 2 finite trial Sharpes).
-    trials : list of Backtest
-        The agent backtests.
+    DSRTrials
 
     Raises
     ------
     ConfigError
-        ``ecfg.dsr_trials`` is set but fewer than 2 agent backtests have a finite Sharpe
-        ratio, so the variance of the trials' Sharpe ratios cannot be estimated.
+        ``ecfg.dsr_trials`` is set but no ledger supplies the trials' Sharpe ratios and
+        fewer than 2 agent backtests have a finite one, so their variance is unknown.
+    DataError
+        A corrupt ledger line.
     """
     e = ecfg or EvaluationConfig()
     trials = [bt for bt in backtests if bt.kind == "agent"]
-    sharpes = [_sharpe_moments(bt.returns)[0] for bt in trials]
+    sharpes = [sharpe_moments(bt.returns)[0] for bt in trials]
+    n_trials, source, notes = len(trials), "agent seeds" if trials else "none", []
+    led = TrialsLedger(ledger) if isinstance(ledger, str | Path) else ledger
+    if led is not None:
+        ledger_sharpes = led.trial_sharpes(per_period=True)
+        if ledger_sharpes.size >= 2:
+            sharpes, source = ledger_sharpes.tolist(), "ledger"
+            n_trials = led.n_trials
+            if n_trials < len(trials):
+                notes.append(
+                    f"the ledger lists {n_trials} trials but {len(trials)} agents were "
+                    f"evaluated: N = {len(trials)} (record every run in the ledger)"
+                )
+                n_trials = len(trials)
+        else:
+            notes.append(
+                f"ledger {str(led.path)!r} holds {ledger_sharpes.size} completed trial(s) with "
+                "a finite val_sharpe, 2 are needed for their variance: the agent seeds "
+                "stand in"
+            )
+    finite = [s for s in sharpes if math.isfinite(s)]
     if e.dsr_trials is not None:
-        finite = [bt.name for bt, s in zip(trials, sharpes, strict=True) if math.isfinite(s)]
         if len(finite) < 2:
             raise ConfigError(
                 f"evaluation.dsr_trials = {e.dsr_trials} needs the variance of the trials' "
                 f"Sharpe ratios, estimated from the agent seeds evaluated together, but only "
                 f"{len(finite)} of the {len(trials)} agent backtests ({[bt.name for bt in trials]}) "
-                "have a finite Sharpe ratio: evaluate at least 2 agent seeds that trade, or "
-                "unset evaluation.dsr_trials"
+                "have a finite Sharpe ratio: evaluate at least 2 agent seeds that trade, "
+                "record the study's trials in a trials.jsonl ledger, or unset "
+                "evaluation.dsr_trials"
             )
+        notes.append(f"N = {e.dsr_trials} from evaluation.dsr_trials ({source}: {n_trials})")
         n_trials = int(e.dsr_trials)
-    else:
-        n_trials = len(trials)
-    return n_trials, expected_max_sharpe(sharpes, n_trials), trials
+    return DSRTrials(
+        n_trials=n_trials,
+        sr0=expected_max_sharpe(sharpes, n_trials),
+        sharpe_variance=float(np.var(finite, ddof=1)) if len(finite) >= 2 else float("nan"),
+        n_sharpes=len(finite),
+        source=source,
+        weak=source != "ledger",
+        trials=trials,
+        ledger=None if led is None else str(led.path),
+        note="; ".join(notes),
+    )
 
 
 def summarize(
-    backtests: Sequence[Backtest], ecfg: EvaluationConfig | None = None
+    backtests: Sequence[Backtest],
+    ecfg: EvaluationConfig | None = None,
+    *,
+    ledger: TrialsLedger | str | Path | None = None,
+    asset_returns: np.ndarray | None = None,
+    risk_window: int | None = None,
 ) -> EvaluationResult:
-    """Metrics of every backtest, the DSR of each against the agents' trials, seed stats.
+    """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk.
 
-    Every row's DSR is its PSR against the same ``SR_0`` of :func:`dsr_trial_set` (the agent
-    backtests, or ``ecfg.dsr_trials`` of them); baselines are no trials.
+    Every row's DSR is its PSR against the same ``SR_0`` of :func:`dsr_trial_set` (the
+    ledger's trials, else the agent backtests; baselines are no trials). The paired
+    bootstrap tests are :func:`paired_tests`.
+
+    Parameters
+    ----------
+    backtests : sequence of Backtest
+        Unique names.
+    ecfg : EvaluationConfig, optional
+    ledger : TrialsLedger, path or None
+        The study's trials ledger (the DSR's trials).
+    asset_returns : ndarray, shape (n_days, n_assets), optional
+        The walk's market returns: :func:`regime_diagnostics` per backtest when given.
+    risk_window : int, optional
+        Scenario bars of the regime diagnostics (default ``EnvConfig().cvar_window``).
     """
     e = ecfg or EvaluationConfig()
     metrics = {bt.name: backtest_metrics(bt, e) for bt in backtests}
@@ -952,18 +1180,15 @@ def summarize(
         raise ConfigError(
             f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
         )
-    n_trials, sr0, trials = dsr_trial_set(backtests, e)
+    ts = dsr_trial_set(backtests, e, ledger)
     for bt in backtests:
-        sr, skew, kurt, n = _sharpe_moments(bt.returns)
-        metrics[bt.name]["dsr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, sr0)
+        sr, skew, kurt, n = sharpe_moments(bt.returns)
+        metrics[bt.name]["dsr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, ts.sr0)
         metrics[bt.name]["psr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, 0.0)
-        metrics[bt.name]["dsr_trials"] = n_trials
+        metrics[bt.name]["dsr_trials"] = ts.n_trials
+        metrics[bt.name]["dsr_source"] = ts.source
     groups: dict[str, dict[str, Any]] = {}
-    by_group: dict[str, list[Backtest]] = {}
-    for bt in backtests:
-        if bt.kind == "agent":
-            by_group.setdefault(bt.group, []).append(bt)
-    for g, members in by_group.items():
+    for g, members in _agent_groups(backtests).items():
         if len(members) < 2:
             continue
         agg: dict[str, Any] = {
@@ -977,16 +1202,40 @@ def summarize(
         groups[g] = agg
     ppy = float(e.periods_per_year)
     dsr = {
-        "n_trials": n_trials,
-        "sr0": sr0,
-        "sr0_annual": sr0 * math.sqrt(ppy),
-        "trial_names": [bt.name for bt in trials],
+        "n_trials": ts.n_trials,
+        "sr0": ts.sr0,
+        "sr0_annual": ts.sr0 * math.sqrt(ppy),
+        "trial_names": [bt.name for bt in ts.trials],
+        "source": ts.source,
+        "weak": ts.weak,
+        "sharpe_variance": ts.sharpe_variance,
+        "sharpe_variance_annual": ts.sharpe_variance * ppy,
+        "n_trial_sharpes": ts.n_sharpes,
+        "ledger": ts.ledger,
+        "note": ts.note,
         "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
-        "of N skill-less trials; the trials are the agent seeds/configurations evaluated "
-        "together (or evaluation.dsr_trials of them, with the Sharpe variance of the agent "
-        "seeds); baselines are benchmarks, not trials",
+        "of N skill-less trials, with per-period Sharpe ratios throughout; the trials are "
+        "every configuration trained in the study (trials ledger: N = completed and stopped "
+        "trials, variance of the completed trials' validation Sharpe ratios), or, without a "
+        "ledger, the agent seeds evaluated together (weak: it misses the configurations "
+        "tried before); evaluation.dsr_trials overrides N; baselines are benchmarks, not "
+        "trials",
     }
-    return EvaluationResult(list(backtests), metrics, groups, dsr)
+    regime_risk: dict[str, dict[str, Any]] = {}
+    meta: dict[str, Any] = {}
+    if asset_returns is not None:
+        window = EnvConfig().cvar_window if risk_window is None else int(risk_window)
+        regime_risk = {
+            bt.name: regime_diagnostics(
+                bt, asset_returns, window, periods_per_year=ppy, alpha=e.cvar_alpha
+            )
+            for bt in backtests
+        }
+        meta.update(risk_window=window, cvar_alpha=float(e.cvar_alpha))
+    return EvaluationResult(
+        list(backtests), metrics, groups, dsr, meta=meta, paired=paired_tests(backtests, e),
+        regime_risk=regime_risk,
+    )  # fmt: skip
 
 
 def dashboard_data(bt: Backtest, params: EnvParams) -> dict[str, Any]:
@@ -1076,14 +1325,23 @@ def evaluate(
     *,
     params: EnvParams | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ledger: TrialsLedger | str | Path | None = None,
 ) -> EvaluationResult:
-    """Backtest ``allocators`` together (:func:`run_allocators`) and summarise them."""
+    """Backtest ``allocators`` together (:func:`run_allocators`) and summarise them.
+
+    ``ledger`` (default ``cfg.evaluation.trials_ledger``) is the study's trials ledger
+    the DSR reads its trials from (:func:`dsr_trial_set`).
+    """
     cfg = cfg or (params.cfg if params is not None else AllocgymConfig())
     if params is None:
         market = load_market(cfg.data) if market is None else market
         params = evaluation_params(market, cfg, split)
     bts = run_allocators(allocators, params=params, progress=progress)
-    result = summarize(bts, cfg.evaluation)
+    ledger = cfg.evaluation.trials_ledger if ledger is None else ledger
+    result = summarize(
+        bts, cfg.evaluation, ledger=ledger, asset_returns=params.returns,
+        risk_window=cfg.env.cvar_window,
+    )  # fmt: skip
     result.dashboard = dashboard_data(result.primary, params) if bts else {}
     if bts and bts[0].n_steps:
         result.meta.update(
@@ -1239,6 +1497,7 @@ def evaluate_run(
     overrides: Sequence[str] = (),
     market: MarketData | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ledger: TrialsLedger | str | Path | None = None,
 ) -> EvaluationResult:
     """Evaluate the agent(s) of a run directory against baselines on one split.
 
@@ -1259,6 +1518,10 @@ def evaluate_run(
         Default ``load_market(cfg.data)``.
     progress : callable, optional
         ``progress(done, total)`` per bar.
+    ledger : TrialsLedger or path, optional
+        The study's trials ledger for the DSR; default ``cfg.evaluation.trials_ledger``,
+        else ``trials.jsonl`` in ``run_dir`` or its parent (:func:`allocgym.ledger.find_ledger`),
+        else none (the agent seeds stand in).
     """
     root = Path(run_dir)
     if (root / "manifest.json").is_file():
@@ -1274,9 +1537,12 @@ def evaluate_run(
         policies = load_policies(runs, params, cfg.evaluation.agent_model)
     names = baseline_names(list(cfg.evaluation.baselines) if baselines is None else baselines)
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
-    result = evaluate(allocs, cfg=cfg, params=params, progress=progress)
+    if ledger is None:
+        ledger = cfg.evaluation.trials_ledger or find_ledger(root)
+    result = evaluate(allocs, cfg=cfg, params=params, progress=progress, ledger=ledger)
     result.meta.update(
         run_dir=str(root),
+        trials_ledger=result.dsr["ledger"],
         runs={str(s): str(p) for s, p in runs},
         baselines=list(names),
         agent_model=cfg.evaluation.agent_model,

@@ -2,10 +2,13 @@
 
 :func:`write_report` turns an :class:`~allocgym.evaluation.EvaluationResult` into a folder::
 
-    report.md        metrics table, seeds (mean ± std), DSR, interventions by reason,
-                     invariant breaches, per-regime breakdown, attribution, dashboard
+    report.md        metrics table, seeds (mean ± std), paired Sharpe tests against 1/N,
+                     HRP and the best baseline, PSR and DSR (trials and their source),
+                     interventions by reason, invariant breaches, per-regime breakdown,
+                     risk of the proposed vs held book per regime, attribution, dashboard
     report.html      the same content with every image embedded (base64): one file
-    results.json     metrics, seed aggregates, DSR, dashboard and every return series
+    results.json     metrics, seed aggregates, DSR, paired tests, regime risk, dashboard
+                     and every return series
     backtests.npz    per-bar arrays of every backtest (``<name>/<field>`` keys)
     plots/*.png      equity, drawdowns, weights (regime shaded), interventions, dashboard
 
@@ -27,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from allocgym.evaluation import TABLE_METRICS, EvaluationResult
+from allocgym.evaluation import TABLE_METRICS, EvaluationResult, pooled_label
 from allocgym.regime import REGIME_LABELS
 
 __all__ = [
     "COLUMN_LABELS",
+    "format_interval",
     "format_value",
     "jsonable",
     "metrics_table",
@@ -52,6 +56,7 @@ COLUMN_LABELS: dict[str, str] = {
     "gate_interventions": "Gate interv.",
     "invariant_breaches": "Breaches",
     "hhi": "HHI",
+    "psr": "PSR",
     "dsr": "DSR",
 }
 """Header of each table metric."""
@@ -81,13 +86,56 @@ def format_value(key: str, value: Any) -> str:
     return f"{v:.2f}"
 
 
+def format_interval(entry: dict[str, Any] | None) -> str:
+    """A paired test's ``diff [ci_low, ci_high]`` (annualised Sharpe), ``n/a`` without one."""
+    if not entry or entry.get("diff") is None or not math.isfinite(float(entry["diff"])):
+        return "n/a"
+    lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{entry['diff']:+.2f} [n/a]"
+    return f"{entry['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _format_p(entry: dict[str, Any] | None) -> str:
+    p = None if not entry else entry.get("p_value")
+    return "n/a" if p is None or not math.isfinite(p) else f"{p:.3f}"
+
+
+def _dsr_label(dsr: dict[str, Any]) -> str:
+    """``DSR (N=12, ledger)``: the DSR column with its trial count and source."""
+    source = dsr.get("source", "agent seeds")
+    tags = {"ledger": "ledger", "agent seeds": "seeds, weak", "none": "no trials"}
+    tag = tags.get(source, source)
+    return f"DSR (N={dsr.get('n_trials')}, {tag})"
+
+
 def metrics_table(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows of the metrics table (per allocator, then seed groups)."""
-    header = ["Allocator", *[COLUMN_LABELS[k] for k in TABLE_METRICS]]
-    rows = [
-        [str(r["allocator"]), *[format_value(k, r[k]) for k in TABLE_METRICS]]
-        for r in result.table()
+    """Header and formatted rows of the metrics table (per allocator, then seed groups).
+
+    The DSR header carries its trial count and source; when 1/N (``equal_weight``) was
+    walked, two columns give each row's paired Sharpe test against it (a seed group's row:
+    its pooled portfolio's).
+    """
+    header = [
+        "Allocator",
+        *[_dsr_label(result.dsr) if k == "dsr" else COLUMN_LABELS[k] for k in TABLE_METRICS],
     ]
+    # table() lists the backtests, then one row per seed group
+    keys = [bt.name for bt in result.backtests] + [
+        pooled_label(g, agg["n_seeds"]) for g, agg in result.groups.items()
+    ]
+    tests = result.paired.get("rows", {})
+    vs_1n = any("equal_weight" in row for row in tests.values())
+    if vs_1n:
+        level = result.paired.get("level", 0.9)
+        header += [f"ΔSharpe vs 1/N [{level:.0%} CI]", "p vs 1/N"]
+    rows = []
+    for key, r in zip(keys, result.table(), strict=True):
+        cells = [str(r["allocator"]), *[format_value(k, r[k]) for k in TABLE_METRICS]]
+        if vs_1n:
+            entry = tests.get(key, {}).get("equal_weight")
+            cells += [format_interval(entry), _format_p(entry)]
+        rows.append(cells)
     return header, rows
 
 
@@ -168,9 +216,10 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             f"Turnover is the traded L1 weight per bar times {m.get('periods_per_year', 252):g}; "
             "costs are the summed fill costs (fraction of equity); HHI is the mean Herfindahl "
             "index of the held book; gate interventions count symbol-bars carrying a risk-gate "
-            "reason code. DSR is the Deflated Sharpe Ratio (Bailey & López de Prado, 2014): "
-            f"the probability that the Sharpe ratio is real after selecting among "
-            f"N = {d.get('n_trials')} agent trials (seeds / configurations; baselines are "
+            "reason code. PSR is the Probabilistic Sharpe Ratio (the probability that the true "
+            "Sharpe ratio is above 0); DSR is the Deflated Sharpe Ratio (Bailey & López de "
+            "Prado, 2014): the probability that the Sharpe ratio is real after selecting among "
+            f"N = {d.get('n_trials')} trials ({_dsr_source_words(d)}; baselines are "
             "benchmarks, not trials), i.e. against an expected maximum annualised Sharpe of "
             f"{d.get('sr0_annual', float('nan')):.2f} for skill-less trials, corrected for "
             "skewness and kurtosis. Walks run with the training-time drawdown kill off "
@@ -188,6 +237,7 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
                     "`(mean ± std)` aggregates them (std with ddof = 1).",
                 )
             )
+    out += _paired_blocks(result)
     # interventions
     out.append(_Block("h2", "Risk-gate interventions by reason code"))
     reasons = sorted({r for mm in result.metrics.values() for r in mm["interventions"]})
@@ -260,6 +310,7 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "(causal, decided at each bar) assigned to each label.",
         )
     )
+    out += _regime_risk_blocks(result)
     # attribution
     prim = result.primary
     att = result.metrics[prim.name]["attribution"]
@@ -345,6 +396,165 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
     for key, rel in images.items():
         out.append(_Block("img", captions.get(key, key), path=rel))
     return out
+
+
+def _dsr_source_words(d: dict[str, Any]) -> str:
+    """Where the DSR's trials came from, in words."""
+    source = d.get("source")
+    if source == "ledger":
+        return (
+            f"every configuration trained in the study, from the trials ledger "
+            f"`{d.get('ledger')}`; Sharpe variance of its {d.get('n_trial_sharpes')} "
+            "completed trials' validation Sharpe ratios"
+        )
+    if source == "none":
+        return "no agent was evaluated and no trials ledger was found"
+    return (
+        "the agent seeds evaluated together: **weak**, since they leave out every "
+        "configuration tried before; record the study's runs in a trials.jsonl ledger"
+    )
+
+
+_VERDICT_WORDS = {
+    "better": "**beats {ref}**: the interval lies above 0",
+    "worse": "is **worse than {ref}**: the interval lies below 0",
+    "indistinguishable": "is **not distinguishable from {ref}**: the interval contains 0",
+}
+
+
+def _paired_blocks(result: EvaluationResult) -> list[_Block]:
+    """Paired Sharpe tests table, verdicts against 1/N, and the DSR's trials."""
+    pt = result.paired
+    tests = pt.get("rows", {})
+    if not tests:
+        return []
+    level = float(pt.get("level", 0.9))
+    ci = f"[{level:.0%} CI]"
+    title = "Statistical tests: Sharpe differences against 1/N, HRP and the best baseline"
+    out = [_Block("h2", title)]
+    names = [bt.name for bt in result.backtests] + list(pt.get("pooled", {}))
+    rows = []
+    for name in names:
+        row = tests.get(name, {})
+        m = result.metrics.get(name, {})  # a pooled row has no metrics: its Sharpe from a test
+        sharpe = m.get("sharpe", next((e["sharpe_a"] for e in row.values()), None))
+        best = row.get("best_baseline")
+        rows.append(
+            [
+                name,
+                format_value("sharpe", sharpe),
+                format_value("psr", m.get("psr")),
+                format_value("dsr", m.get("dsr")),
+                format_interval(row.get("equal_weight")),
+                _format_p(row.get("equal_weight")),
+                format_interval(row.get("hrp")),
+                _format_p(row.get("hrp")),
+                best["reference"] if best else "n/a",
+                format_interval(best),
+                _format_p(best),
+            ]
+        )
+    header = ["Allocator", "Sharpe", "PSR", _dsr_label(result.dsr), f"ΔSharpe vs 1/N {ci}",
+              "p", f"ΔSharpe vs HRP {ci}", "p", "Best other baseline", f"ΔSharpe vs best {ci}",
+              "p"]  # fmt: skip
+    out.append(_table(header, rows))
+    out.append(
+        _Block(
+            "p",
+            "ΔSharpe is the annualised Sharpe ratio of the row minus the reference's over the "
+            f"same bars, with a {level:.0%} percentile interval from a paired stationary "
+            f"bootstrap ({pt.get('n_boot')} resamples, blocks of mean length "
+            f"{pt.get('mean_block', 0):g} bars, seed {pt.get('seed')}: both series resampled "
+            "with the same blocks, so common market moves cancel); p is the one-sided "
+            "p-value of 'no better than the reference'. A pooled row is the seeds' returns "
+            "averaged bar by bar (capital split equally over the seeds); in the metrics "
+            "table a seed group's 1/N columns are its pooled row's.",
+        )
+    )
+    words = []
+    for name in names:
+        if name in result.metrics and result.metrics[name]["kind"] != "agent":
+            continue
+        entry = tests.get(name, {}).get("equal_weight")
+        if entry is None:
+            continue
+        verdict = _VERDICT_WORDS.get(entry["verdict"])
+        if verdict is None:
+            words.append(f"`{name}`: no Sharpe difference against 1/N can be estimated.")
+            continue
+        words.append(
+            f"`{name}` {verdict.format(ref='1/N')} (ΔSharpe {format_interval(entry)}, "
+            f"p = {_format_p(entry)})."
+        )
+    if words:
+        out.append(_Block("p", " ".join(words)))
+    elif not any("equal_weight" in row for row in tests.values()):
+        text = "1/N (`equal_weight`) was not walked: add it to the baselines to test against it."
+        out.append(_Block("p", text))
+    d = result.dsr
+    note = f" {d['note']}." if d.get("note") else ""
+    out.append(
+        _Block(
+            "p",
+            f"DSR trials: N = {d.get('n_trials')}, from {_dsr_source_words(d)}; expected "
+            f"maximum annualised Sharpe of skill-less trials {d.get('sr0_annual', float('nan')):.2f}."
+            + note,
+        )
+    )
+    return out
+
+
+def _regime_risk_blocks(result: EvaluationResult) -> list[_Block]:
+    """Ex-ante risk of the proposed vs the held book per regime (agents and references)."""
+    rr = result.regime_risk
+    if not rr:
+        return []
+    shown = [
+        bt.name
+        for bt in result.backtests
+        if bt.name in rr and (bt.kind == "agent" or bt.name in ("equal_weight", "hrp"))
+    ]
+    if not shown:
+        return []
+    cvar = f"CVaR{100 * float(result.meta.get('cvar_alpha', 0.95)):g}"
+
+    def gross(v: float) -> str:
+        return f"{100 * v:.1f}%" if math.isfinite(v) else "n/a"
+
+    rows = []
+    for name in shown:
+        for label, x in rr[name].items():
+            rows.append(
+                [
+                    name,
+                    label,
+                    f"{x['fraction']:.0%}",
+                    gross(x["proposed_gross"]),
+                    gross(x["held_gross"]),
+                    format_value("ann_volatility", x["proposed_volatility"]),
+                    format_value("ann_volatility", x["held_volatility"]),
+                    format_value("cvar", x["proposed_cvar"]),
+                    format_value("cvar", x["held_cvar"]),
+                    str(x["nan_proposals"]),
+                ]
+            )
+    nan_total = sum(x["nan_proposals"] for name in shown for x in rr[name].values())
+    header = ["Allocator", "Regime", "Share of bars", "Proposed gross", "Held gross",
+              "Proposed vol", "Held vol", f"Proposed {cvar}", f"Held {cvar}",
+              "NaN proposals"]  # fmt: skip
+    return [
+        _Block("h2", "Risk by regime: proposed vs held book"),
+        _table(header, rows),
+        _Block(
+            "p",
+            "Means over the bars of each regime. Both books are priced on the same scenarios: "
+            f"the asset returns of the {result.meta.get('risk_window', '')} bars up to the "
+            "decision bar (ex-ante; volatility annualised, CVaR a one-bar loss). The proposed "
+            "book is the allocator's wish, the held book what the gates approved and the fill "
+            "executed: the gap is what the risk gates took off. Proposals holding a NaN are "
+            f"left out of the proposed means and counted ({nan_total} here).",
+        ),
+    ]
 
 
 def _md(blocks: list[_Block]) -> str:

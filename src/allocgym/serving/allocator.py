@@ -43,8 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from allocgym.actions import ActionSpec
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.hrp import HRP
+from allocgym.baselines.registry import build_baselines
 from allocgym.config import AllocgymConfig, ServingConfig, config_from_dict, config_hash
 from allocgym.costs import CostModel
 from allocgym.data import simple_returns
@@ -228,6 +230,13 @@ class FrozenAllocator:
             IntentAggregator.from_config(self.flags.risk) if self.mode == "budgets" else None
         )
         self.n_strategies = int(man["action"]["n_strategies"])
+        # tilt mode: the env's own map applied to the prior allocator's book at the request
+        self.action_spec = ActionSpec.from_config(cfg, self.n_assets, self.n_strategies)
+        self._prior = (
+            build_baselines(cfg, [cfg.env.tilt_prior])[cfg.env.tilt_prior]
+            if self.mode == "tilt"
+            else None
+        )
         self._clock: Clock = clock or utc_now
         self._model = model if model is not None else policy
         self._hrp = HRP.from_config(cfg.baselines.hrp)
@@ -521,26 +530,41 @@ class FrozenAllocator:
         them); if it cannot (e.g. no variance) the current book is held.
         """
         if self.serving.fallback == "hrp":
-            c = x.close[0]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = c[1:] / c[:-1] - 1.0
-            r = np.where(np.isfinite(r) & x.tradable[0, 1:] & x.tradable[0, :-1], r, 0.0)
-            r = r[-self._hrp_lookback :]
-            ctx = AllocationContext(
-                returns=r[None],
-                current_weights=w_cur,
-                symbols=self.symbols,
-                sector_ids=self.sector_ids,
-                regime=np.array([-1]),
-                regime_confidence=np.zeros(1),
-            )
             try:
-                w = self._hrp.allocate(ctx)
+                w = self._hrp.allocate(self._context(x, w_cur))
                 if np.isfinite(w).all():
                     return w, "hrp"
             except AllocgymError:
                 pass
         return w_cur.copy(), "hold"
+
+    def _context(self, x: _Inputs, w_cur: np.ndarray) -> AllocationContext:
+        """Past-only context of the request: the last ``baselines.lookback`` simple returns
+        (0 where a symbol was not tradable, as ``MarketData.returns``) and the book."""
+        c = x.close[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = c[1:] / c[:-1] - 1.0
+        r = np.where(np.isfinite(r) & x.tradable[0, 1:] & x.tradable[0, :-1], r, 0.0)
+        return AllocationContext(
+            returns=r[-self._hrp_lookback :][None],
+            current_weights=w_cur,
+            symbols=self.symbols,
+            sector_ids=self.sector_ids,
+            regime=np.array([-1]),
+            regime_confidence=np.zeros(1),
+        )
+
+    def _tilted(self, out: np.ndarray, x: _Inputs, w_cur: np.ndarray) -> np.ndarray | None:
+        """Tilt-mode proposal: the model's tilts applied to the prior's book (None when
+        the prior fails, which the caller answers with the defensive allocation)."""
+        assert self._prior is not None
+        try:
+            prior = np.asarray(self._prior.allocate(self._context(x, w_cur)), dtype=np.float64)
+        except AllocgymError:
+            return None
+        if not np.isfinite(prior).all():
+            return None
+        return self.action_spec.to_tilted(out, prior)
 
     def _call_model(self, obs: np.ndarray) -> tuple[np.ndarray | None, str | None, str]:
         start = time.perf_counter()
@@ -603,8 +627,13 @@ class FrozenAllocator:
                 out, (cause, message) = None, forced_cause
             else:
                 out, cause, message = self._call_model(obs)
+            tilted = None if out is None or self.mode != "tilt" else self._tilted(out, x, w_cur)
+            if out is not None and self.mode == "tilt" and tilted is None:
+                out, cause, message = None, "prior", "the tilt prior allocator failed"
             if out is None:
                 proposal, kind = self.defensive(x, w_cur)
+            elif tilted is not None:
+                proposal = tilted
             elif self.mode == "weights":
                 proposal = out
             else:

@@ -236,7 +236,10 @@ def check_manifest(manifest: Mapping[str, Any]) -> None:
         raise BundleError(
             f"manifest action mode {action.get('mode')!r} != proposal kind {proposal.get('kind')!r}"
         )
-    want = n if proposal.get("kind") == "weights" else int(action["n_strategies"]) + 1
+    kind = proposal.get("kind")
+    want = {"weights": n, "tilt": n + 1}.get(str(kind), int(action["n_strategies"]) + 1)
+    if kind == "tilt" and not isinstance(manifest.get("tilt"), Mapping):
+        raise BundleError("manifest of a tilt-mode policy lacks its 'tilt' prior: re-export")
     if int(proposal["dim"]) != want:
         raise BundleError(f"manifest proposal dim {proposal['dim']} != expected {want}")
 

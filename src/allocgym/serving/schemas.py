@@ -329,7 +329,7 @@ class FallbackInfo(BaseModel):
 
     kind: Literal["hold", "hrp"]
     """Defensive allocation that was proposed to the gates."""
-    cause: Literal["exception", "nan", "deadline", "bad_output", "disabled"]
+    cause: Literal["exception", "nan", "deadline", "bad_output", "prior", "disabled"]
     message: str
 
 

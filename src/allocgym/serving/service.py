@@ -55,7 +55,7 @@ from allocgym.risk import ReasonCode
 from allocgym.serving.allocator import DecisionTrace, FrozenAllocator
 from allocgym.serving.schemas import Decision, DecisionRequest, array_from_bytes, encode_array
 
-FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output")
+FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output", "prior")
 STATUSES = ("ok", "fallback", "disabled", "killed", "rejected")
 
 

@@ -1,0 +1,262 @@
+"""The trials ledger: every configuration trained, for the Deflated Sharpe Ratio.
+
+A *trial* is one configuration trained and scored on the validation split: each run of a
+sweep or study, each seed of ``allocgym train`` / ``quickstart``, every run that shares a
+study directory. All of them are recorded when they end (``completed``, ``failed`` or
+``stopped`` early by a pruner), whichever turned out best, and never selected after the
+fact: the Deflated Sharpe Ratio deflates the chosen run's Sharpe ratio by how many
+candidates it was chosen from (``N``) and how much their Sharpe ratios varied (``V``), so
+a ledger that lists only the winners makes the DSR meaningless.
+
+The ledger is a ``trials.jsonl`` file, one JSON object per line (:class:`TrialRecord`).
+Each append is one ``write`` on a file opened with ``O_APPEND`` under an exclusive
+``flock``, so concurrent writers (sweep workers on one machine) never interleave lines.
+
+Which trials count
+------------------
+``n_trials`` (``N``) counts ``completed`` and ``stopped`` trials: a stopped trial was a
+candidate rejected on its validation score, which is selection. ``failed`` trials (an
+exception before any score) were never candidates. The Sharpe ratios whose variance
+gives ``V`` are the ``val_sharpe`` of the completed trials (:meth:`TrialsLedger.trial_sharpes`):
+annualised with each record's ``periods_per_year``, as the training-time validation
+reports them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allocgym.errors import ConfigError, DataError
+
+try:  # POSIX; elsewhere O_APPEND alone keeps each single write whole on local disks
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "LEDGER_FILENAME",
+    "TRIAL_STATUSES",
+    "TrialRecord",
+    "TrialsLedger",
+    "find_ledger",
+]
+
+LEDGER_FILENAME = "trials.jsonl"
+"""File name of a study's ledger (in the study directory, beside or above its runs)."""
+
+TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "stopped")
+"""Allowed ``TrialRecord.status`` values."""
+
+SHARPE_KEY = "val_sharpe"
+"""Metric holding a trial's annualised validation Sharpe ratio."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trained configuration (one line of ``trials.jsonl``).
+
+    Attributes
+    ----------
+    config_hash : str
+        ``allocgym.config.config_hash`` of the run's resolved config.
+    seed : int
+        Training seed.
+    run_dir : str
+        The run directory.
+    status : {"completed", "failed", "stopped"}
+    metrics : dict of str to float or None
+        Validation metrics; ``val_sharpe`` (annualised validation Sharpe ratio) is required
+        for a completed trial. None stands for a non-finite value.
+    periods_per_year : float
+        Annualisation of ``val_sharpe`` (252 for daily bars).
+    started_at, finished_at : str
+        ISO 8601 timestamps of the training ('' when unknown).
+    recorded_at : str
+        ISO 8601 time of the append (set by :meth:`TrialsLedger.append` when empty).
+    note : str
+        Free text, e.g. the exception of a failed trial.
+    """
+
+    config_hash: str
+    seed: int
+    run_dir: str
+    status: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    periods_per_year: float = 252.0
+    started_at: str = ""
+    finished_at: str = ""
+    recorded_at: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in TRIAL_STATUSES:
+            raise ConfigError(
+                f"trial status {self.status!r} is unknown: use one of {list(TRIAL_STATUSES)}"
+            )
+        if not (isinstance(self.config_hash, str) and self.config_hash):
+            raise ConfigError(
+                f"trial config_hash {self.config_hash!r}: pass allocgym.config.config_hash(cfg)"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"trial seed {self.seed!r} must be an int")
+        if not (math.isfinite(self.periods_per_year) and self.periods_per_year > 0):
+            raise ConfigError(
+                f"trial periods_per_year = {self.periods_per_year!r} must be finite and > 0 "
+                "(252 for daily bars)"
+            )
+        clean: dict[str, float | None] = {}
+        for key, value in dict(self.metrics or {}).items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float | np.number)
+            ):
+                raise ConfigError(f"trial metric {key} = {value!r} must be a number or None")
+            v = None if value is None else float(value)
+            clean[str(key)] = v if v is None or math.isfinite(v) else None
+        object.__setattr__(self, "metrics", clean)
+        if self.status == "completed" and SHARPE_KEY not in clean:
+            raise ConfigError(
+                f"completed trial {self.run_dir!r} has no metrics[{SHARPE_KEY!r}]: record its "
+                "annualised validation Sharpe ratio (None if it is not finite)"
+            )
+
+    @property
+    def val_sharpe(self) -> float:
+        """Annualised validation Sharpe ratio, NaN when missing or non-finite."""
+        v = self.metrics.get(SHARPE_KEY)
+        return float("nan") if v is None else float(v)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        """A record from one parsed line; unknown keys are rejected."""
+        known = {f for f in cls.__dataclass_fields__}
+        extra = sorted(set(data) - known)
+        if extra:
+            raise ConfigError(f"unknown keys {extra}: a trial record has {sorted(known)}")
+        missing = sorted({"config_hash", "seed", "run_dir", "status"} - set(data))
+        if missing:
+            raise ConfigError(f"missing keys {missing}")
+        return cls(**dict(data))
+
+
+class TrialsLedger:
+    """Append-only ``trials.jsonl`` of a study (see the module docstring).
+
+    Parameters
+    ----------
+    path : path
+        The ledger file, or a directory holding ``trials.jsonl``. Created on the first
+        :meth:`append`; a missing file reads as an empty ledger.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        p = Path(path)
+        self.path = p / LEDGER_FILENAME if p.is_dir() else p
+
+    def __repr__(self) -> str:
+        return f"TrialsLedger({str(self.path)!r})"
+
+    def append(self, record: TrialRecord | Mapping[str, Any]) -> TrialRecord:
+        """Append one record as one line; safe with concurrent writers.
+
+        Returns
+        -------
+        TrialRecord
+            The record written (``recorded_at`` filled in when it was empty).
+        """
+        rec = record if isinstance(record, TrialRecord) else TrialRecord.from_dict(record)
+        if not rec.recorded_at:
+            rec = TrialRecord(**{**asdict(rec), "recorded_at": _now()})
+        line = (json.dumps(asdict(rec), sort_keys=True, allow_nan=False) + "\n").encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(line)
+            while view:  # a regular file takes it in one write; loop in case it does not
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)  # closing releases the lock
+        return rec
+
+    def read(self) -> list[TrialRecord]:
+        """Every record, in file order ([] when the file does not exist).
+
+        Raises
+        ------
+        DataError
+            A line that is not a valid record (the message gives the file and line number).
+        """
+        if not self.path.is_file():
+            return []
+        out: list[TrialRecord] = []
+        with self.path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    if not isinstance(data, dict):
+                        raise ConfigError(f"a JSON {type(data).__name__}, not an object")
+                    out.append(TrialRecord.from_dict(data))
+                except (ValueError, TypeError) as err:  # JSONDecodeError, ConfigError too
+                    raise DataError(
+                        f"{self.path}:{lineno}: not a valid trial record ({err}); repair or "
+                        "delete that line (the other lines are kept)"
+                    ) from None
+        return out
+
+    def trial_sharpes(self, per_period: bool = False) -> np.ndarray:
+        """Validation Sharpe ratios of the completed trials with a finite one.
+
+        Parameters
+        ----------
+        per_period : bool
+            Divide each by ``sqrt(periods_per_year)`` of its record: per-period Sharpe
+            ratios, the unit of the Deflated Sharpe Ratio.
+
+        Returns
+        -------
+        ndarray, shape (n_completed_finite,)
+            Annualised (default) or per-period.
+        """
+        vals = [
+            r.val_sharpe / (math.sqrt(r.periods_per_year) if per_period else 1.0)
+            for r in self.read()
+            if r.status == "completed"
+        ]
+        arr = np.asarray(vals, dtype=np.float64)
+        return arr[np.isfinite(arr)]
+
+    @property
+    def n_trials(self) -> int:
+        """Trials ``N``: completed and stopped records (failed ones were never candidates)."""
+        return sum(r.status in ("completed", "stopped") for r in self.read())
+
+    def counts(self) -> dict[str, int]:
+        """Records per status (every status present, 0 included)."""
+        recs = self.read()
+        return {s: sum(r.status == s for r in recs) for s in TRIAL_STATUSES}
+
+
+def find_ledger(run_dir: str | Path) -> Path | None:
+    """``trials.jsonl`` in ``run_dir`` or its parent (the study directory), else None."""
+    root = Path(run_dir)
+    for folder in (root, root.parent):
+        candidate = folder / LEDGER_FILENAME
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,540 @@
+"""Walk-forward study: retrain the agent per fold, test every allocator on the same bars.
+
+Each fold tests one calendar year. Its agent trains on every bar before the validation
+years (expanding window), selects its checkpoint on the ``validation_years`` calendar
+years just before the test year (an embargo of ``data.splits.embargo_days`` bars opens
+validation and test), and never sees the test year. The agent's seeds and every baseline
+then walk the test year through the same env, gates and costs
+(:func:`allocgym.evaluation.evaluate_run`). The folds' out-of-sample returns are stitched
+in time order into one series per allocator, on which the pooled statistics are computed:
+the paired block-bootstrap Sharpe difference against 1/N and HRP, and the Deflated Sharpe
+whose trials are every configuration the study trained (the trials ledger,
+``trials.jsonl`` in the study folder).
+
+Layout of a study folder::
+
+    study.json  study.md  study.html  study_equity.png  study_folds.png  trials.jsonl
+    fold_2015/seed_000/ ...   (ordinary training runs; results.json and report.* per fold)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allocgym import measures
+from allocgym.config import AllocgymConfig, config_hash
+from allocgym.data import MarketData, walk_forward_splits
+from allocgym.errors import ConfigError
+from allocgym.evaluation import EvaluationResult
+from allocgym.ledger import LEDGER_FILENAME, TrialsLedger
+from allocgym.stats import deflated_sharpe_ratio, paired_sharpe_difference
+
+__all__ = ["Fold", "StudyResult", "plan_folds", "run_study", "stitch"]
+
+REFERENCES: tuple[str, ...] = ("equal_weight", "hrp")
+"""Baselines every allocator is paired against in the pooled statistics."""
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold: the split dates of its config.
+
+    Attributes
+    ----------
+    name : str
+        ``fold_<test year>``.
+    test_year : int
+    train_end, validation_end, test_end : str
+        ISO dates (inclusive) for ``data.splits``.
+    """
+
+    name: str
+    test_year: int
+    train_end: str
+    validation_end: str
+    test_end: str
+
+    def overrides(self) -> list[str]:
+        """``--set`` overrides that give a config this fold's splits."""
+        return [
+            f"data.splits.train_end={self.train_end}",
+            f"data.splits.validation_end={self.validation_end}",
+            f"data.splits.test_end={self.test_end}",
+        ]
+
+
+def parse_years(text: str) -> list[int]:
+    """``"2011..2022"`` or ``"2015,2018,2020"`` -> sorted list of years."""
+    years: set[int] = set()
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if ".." in part:
+                lo, hi = (int(x) for x in part.split(".."))
+                if hi < lo:
+                    raise ValueError
+                years.update(range(lo, hi + 1))
+            elif part:
+                years.add(int(part))
+    except ValueError:
+        raise ConfigError(
+            f"test years {text!r}: use a range like 2011..2022 or a list like 2015,2018"
+        ) from None
+    if not years:
+        raise ConfigError(f"test years {text!r} name no year: use e.g. 2011..2022")
+    return sorted(years)
+
+
+def plan_folds(
+    market: MarketData,
+    *,
+    test_years: Sequence[int] | None = None,
+    n_folds: int | None = None,
+    validation_years: int = 2,
+    min_train_years: int = 3,
+) -> list[Fold]:
+    """Yearly expanding-window folds that fit the data.
+
+    Parameters
+    ----------
+    market : MarketData
+    test_years : sequence of int, optional
+        Calendar years to test; default the last ``n_folds`` complete years of the data.
+    n_folds : int, optional
+        Number of folds when ``test_years`` is not given (default 4).
+    validation_years : int
+        Calendar years of validation just before each test year.
+    min_train_years : int
+        Calendar years of training data the first fold needs at least.
+
+    Raises
+    ------
+    ConfigError
+        A test year outside the data or without ``min_train_years + validation_years``
+        years before it; both or neither of ``test_years`` / ``n_folds`` misuse.
+    """
+    years = market.dates.astype("datetime64[Y]").astype(int) + 1970
+    first, last = int(years[0]), int(years[-1])
+    complete_last = last if market.dates[-1] >= np.datetime64(f"{last}-12-20") else last - 1
+    if validation_years < 1:
+        raise ConfigError(f"validation_years = {validation_years}: need at least 1")
+    if test_years is None:
+        k = 4 if n_folds is None else int(n_folds)
+        if k < 1:
+            raise ConfigError(f"--folds {k}: need at least 1 fold")
+        test_years = list(range(complete_last - k + 1, complete_last + 1))
+    elif n_folds is not None:
+        raise ConfigError("pass either --folds or --test-years, not both")
+    earliest = first + min_train_years + validation_years
+    bad = [y for y in test_years if y < earliest or y > last]
+    if bad:
+        raise ConfigError(
+            f"test years {bad} do not fit {market.name!r} ({first}..{last}): each needs "
+            f"{min_train_years} training and {validation_years} validation years before it, "
+            f"so use years in {earliest}..{last}"
+        )
+    return [
+        Fold(
+            name=f"fold_{y}",
+            test_year=int(y),
+            train_end=f"{y - validation_years - 1}-12-31",
+            validation_end=f"{y - 1}-12-31",
+            test_end=f"{y}-12-31",
+        )
+        for y in test_years
+    ]
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What :func:`run_study` returns (and writes as ``study.json``).
+
+    Attributes
+    ----------
+    folder : Path
+    folds : list of dict
+        Per fold: test year, bars, and per allocator Sharpe, annual return, volatility,
+        max drawdown, turnover per year (agents: each seed and the seed mean).
+    pooled : dict
+        Per allocator on the stitched out-of-sample returns: the same metrics, the paired
+        tests against ``REFERENCES``, PSR and DSR; plus ``agent_beats_equal_weight``
+        (folds where the seed-mean agent Sharpe beats 1/N's).
+    trials : dict
+        The ledger the DSR read: path, trial count, Sharpe variance.
+    """
+
+    folder: Path
+    folds: list[dict[str, Any]]
+    pooled: dict[str, Any]
+    trials: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "folds": self.folds, "pooled": self.pooled,
+                "trials": self.trials}  # fmt: skip
+
+
+def _metrics(r: np.ndarray, turnover: np.ndarray | None) -> dict[str, float]:
+    out = {
+        "sharpe": float(measures.sharpe_ratio(r)),
+        "ann_return": float(measures.annualized_return(r)),
+        "volatility": float(measures.annualized_volatility(r)),
+        "max_drawdown": float(measures.max_drawdown(r)),
+        "cvar95": float(measures.cvar(r, 0.95)),
+    }
+    if turnover is not None:
+        out["turnover_per_year"] = float(turnover.mean() * 252)
+    return out
+
+
+def stitch(per_fold: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate each allocator's returns over the folds (allocators in every fold)."""
+    names = [n for n in per_fold[0] if all(n in f for f in per_fold)]
+    return {n: np.concatenate([f[n] for f in per_fold]) for n in names}
+
+
+def run_study(
+    cfg: AllocgymConfig,
+    market: MarketData,
+    folds: Sequence[Fold],
+    seeds: Sequence[int],
+    folder: str | Path,
+    *,
+    baselines: str | Sequence[str] | None = None,
+    config_overrides: Sequence[str] = (),
+    base_config: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    train_many: Callable[[list[tuple[AllocgymConfig, Path]], MarketData, Path], None] | None = None,
+) -> StudyResult:
+    """Train, evaluate and stitch every fold; write ``study.json`` / ``.md`` / ``.html``.
+
+    Parameters
+    ----------
+    cfg : AllocgymConfig
+        The study's config (its ``data.splits`` dates are replaced per fold).
+    market : MarketData
+    folds : sequence of Fold
+    seeds : sequence of int
+        Training seeds per fold.
+    folder : path
+        Study folder (must not hold a finished study).
+    baselines : str or sequence of str, optional
+        Default ``cfg.evaluation.baselines``.
+    config_overrides : sequence of str
+        The ``--set`` overrides behind ``cfg`` (re-applied per fold).
+    base_config : Path, optional
+        The ``--config`` file behind ``cfg``.
+    progress : callable, optional
+        ``progress(message)`` per training and evaluation.
+    train_many : callable, optional
+        ``train_many(jobs, market, ledger)`` trains ``[(cfg, run_dir), ...]`` and records
+        each in the ledger file (e.g. on Ray); default one after another with
+        ``allocgym.agents.train``.
+    """
+    from allocgym.config import load_config
+    from allocgym.evaluation import evaluate_run
+
+    root = Path(folder)
+    if (root / "study.json").exists():
+        raise ConfigError(f"{str(root)!r} already holds a study: pick a new --run-dir")
+    root.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda _msg: None)
+    if not seeds:
+        raise ConfigError("a study needs at least one seed: pass --seeds 0,1,2")
+
+    ledger = TrialsLedger(root / LEDGER_FILENAME)
+    jobs: list[tuple[AllocgymConfig, Path]] = []
+    fold_cfgs: dict[str, AllocgymConfig] = {}
+    for fold in folds:
+        fold_cfg = load_config(base_config, [*config_overrides, *fold.overrides()])
+        walk_forward_splits(market, fold_cfg.data.splits)  # refuse empty splits up front
+        fold_cfgs[fold.name] = fold_cfg
+        for seed in seeds:
+            seed_cfg = load_config(
+                base_config, [*config_overrides, *fold.overrides(), f"train.seed={seed}"]
+            )
+            run_dir = root / fold.name / f"seed_{seed:03d}"
+            if not (run_dir / "train_summary.json").is_file():
+                jobs.append((seed_cfg, run_dir))
+    if train_many is None:
+        from allocgym.agents import train
+
+        for k, (job_cfg, run_dir) in enumerate(jobs):
+            say(f"training {run_dir.parent.name}/{run_dir.name} ({k + 1}/{len(jobs)})")
+            train(job_cfg, run_dir, market=market, ledger=ledger.path)
+    else:
+        train_many(jobs, market, ledger.path)
+
+    per_fold_returns: list[dict[str, np.ndarray]] = []
+    per_fold_turnover: list[dict[str, np.ndarray]] = []
+    fold_rows: list[dict[str, Any]] = []
+    group_members: dict[str, list[str]] = {}
+    fold_dates: list[np.ndarray] = []
+    for fold in folds:
+        say(f"evaluating {fold.name} (test {fold.test_year})")
+        res = evaluate_run(root / fold.name, baselines=baselines, market=market, ledger=ledger.path,
+                           overrides=[*config_overrides, *fold.overrides()])  # fmt: skip
+        _write_fold(res, root / fold.name)
+        rets = {bt.name: bt.returns for bt in res.backtests}
+        fold_dates.append(res.backtests[0].dates)
+        turns = {bt.name: bt.turnover for bt in res.backtests}
+        for bt in res.backtests:
+            if bt.kind == "agent":
+                group_members.setdefault(bt.group, [])
+                if bt.name not in group_members[bt.group]:
+                    group_members[bt.group].append(bt.name)
+        for group, names in group_members.items():  # the seed-averaged portfolio
+            rets[f"{group} (seed mean)"] = np.mean([rets[n] for n in names], axis=0)
+            turns[f"{group} (seed mean)"] = np.mean([turns[n] for n in names], axis=0)
+        per_fold_returns.append(rets)
+        per_fold_turnover.append(turns)
+        fold_rows.append(
+            {
+                "fold": fold.name,
+                "test_year": fold.test_year,
+                "train_end": fold.train_end,
+                "validation_end": fold.validation_end,
+                "n_bars": int(res.backtests[0].n_steps),
+                "metrics": {n: _metrics(rets[n], turns[n]) for n in rets},
+            }
+        )
+
+    stitched = stitch(per_fold_returns)
+    stitched_turn = stitch(per_fold_turnover)
+    sharpes = ledger.trial_sharpes(per_period=True)
+    trial_var = float(np.var(sharpes, ddof=1)) if sharpes.size > 1 else 0.0
+    pooled: dict[str, Any] = {}
+    for name, r in stitched.items():
+        entry: dict[str, Any] = _metrics(r, stitched_turn.get(name))
+        entry["paired"] = {
+            ref: paired_sharpe_difference(r, stitched[ref]).to_dict()
+            for ref in REFERENCES
+            if ref in stitched and ref != name
+        }
+        # every trained configuration is a trial (the ledger), baselines included as rows
+        entry["dsr"] = float(deflated_sharpe_ratio(r, sharpes)[0]) if sharpes.size > 1 else None
+        pooled[name] = entry
+    means = [n for n in stitched if n.endswith("(seed mean)")]
+    wins = {}
+    for name in means:
+        won = [
+            row["metrics"][name]["sharpe"] > row["metrics"]["equal_weight"]["sharpe"]
+            for row in fold_rows
+            if "equal_weight" in row["metrics"]
+        ]
+        wins[name] = {"folds_won": int(sum(won)), "folds": len(won)}
+    pooled["agent_beats_equal_weight"] = wins
+    trials = {"ledger": str(ledger.path), "n_trials": int(sharpes.size),
+              "sharpe_variance_per_period": trial_var, "counts": ledger.counts()}  # fmt: skip
+    result = StudyResult(root, fold_rows, pooled, trials)
+    meta = {
+        "agents": sorted({n for names in group_members.values() for n in names}),
+        "config_hash": config_hash(cfg),
+        "seeds": list(seeds),
+        "folds": [f.__dict__ for f in folds],
+        "overrides": list(config_overrides),
+        "config": str(base_config) if base_config else None,
+    }
+    write_study(result, stitched, np.concatenate(fold_dates), meta)
+    return result
+
+
+def _write_fold(res: EvaluationResult, folder: Path) -> None:
+    from allocgym.report import write_report
+
+    write_report(res, folder)
+
+
+def fmt(x: float | None, spec: str = ".2f") -> str:
+    """A number for a table; '-' for None or NaN."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, spec)
+
+
+def load_study(folder: str | Path) -> dict[str, Any]:
+    """``study.json`` of a study folder as plain data."""
+    path = Path(folder) / "study.json"
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r} does not exist: run allocgym study first")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+# ----------------------------------------------------------------------------- report
+
+_KEY_ROWS = ("equal_weight", "hrp", "qp")
+
+
+def _ordered_names(stitched: dict[str, np.ndarray], agents: set[str]) -> list[str]:
+    """Seed means, then the agents' seeds, then 1/N, HRP, QP, then the other baselines."""
+    means = [n for n in stitched if n.endswith("(seed mean)")]
+    seeds = [n for n in stitched if n in agents]
+    key = [n for n in _KEY_ROWS if n in stitched]
+    rest = [n for n in stitched if n not in means and n not in key and n not in seeds]
+    return [*means, *seeds, *key, *rest]
+
+
+def _tables(
+    result: StudyResult, names: list[str]
+) -> tuple[list[str], list[list[str]], list[list[str]], list[str]]:
+    header = ["allocator", "Sharpe", "ann. return", "vol", "max DD", "CVaR95", "turnover/yr",
+              "ΔSharpe vs 1/N [90% CI]", "p", "DSR"]  # fmt: skip
+    rows = []
+    for n in names:
+        m = result.pooled[n]
+        pe = m["paired"].get("equal_weight")
+        ci = "-" if pe is None else f"{pe['diff']:+.2f} [{pe['ci_low']:+.2f}, {pe['ci_high']:+.2f}]"
+        rows.append([n, fmt(m["sharpe"]), fmt(100 * m["ann_return"], ".1f") + "%",
+                     fmt(100 * m["volatility"], ".1f") + "%",
+                     fmt(100 * m["max_drawdown"], ".1f") + "%", fmt(100 * m["cvar95"], ".2f") + "%",
+                     fmt(m.get("turnover_per_year"), ".1f"), ci,
+                     "-" if pe is None else fmt(pe["p_value"], ".3f"), fmt(m["dsr"])])  # fmt: skip
+    fold_header = ["test year", *names]
+    fold_rows = [
+        [str(f["test_year"]), *(fmt(f["metrics"][n]["sharpe"]) for n in names)]
+        for f in result.folds
+    ]
+    words = []
+    for n in names:
+        if not n.endswith("(seed mean)"):
+            continue
+        pe = result.pooled[n]["paired"].get("equal_weight")
+        won = result.pooled["agent_beats_equal_weight"].get(n, {})
+        if pe is not None:
+            verdict = {
+                "better": "beats 1/N (the 90% interval of the Sharpe difference is above 0)",
+                "worse": "is worse than 1/N (the 90% interval is below 0)",
+                "indistinguishable": "is not distinguishable from 1/N (the 90% interval "
+                "contains 0)",
+                "undefined": "cannot be compared with 1/N (no finite interval)",
+            }[pe["verdict"]]
+            words.append(
+                f"{n} {verdict}: ΔSharpe {pe['diff']:+.2f}, p = {pe['p_value']:.3f}; it beat "
+                f"1/N in {won.get('folds_won', 0)} of {won.get('folds', 0)} yearly folds."
+            )
+    return header, rows, [fold_header, *fold_rows], words
+
+
+def write_study(
+    result: StudyResult, stitched: dict[str, np.ndarray], dates: np.ndarray, meta: dict[str, Any]
+) -> None:
+    """``study.json``, ``study.md``, ``study.html`` and two PNG plots in the study folder."""
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from allocgym.report import jsonable
+
+    root = result.folder
+    names = _ordered_names(stitched, set(meta["agents"]))
+    (root / "study.json").write_text(
+        json.dumps(jsonable({**result.to_json(), "meta": meta}), indent=2) + "\n"
+    )
+    show = [n for n in names if n.endswith("(seed mean)") or n in _KEY_ROWS]
+    colors = {"equal_weight": "tab:orange", "hrp": "tab:green", "qp": "tab:purple"}
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for n in names:
+        if n not in show:
+            ax.plot(dates, np.cumprod(1.0 + stitched[n]), color="0.82", lw=0.7)
+    for n in show:
+        agent = "seed mean" in n
+        ax.plot(dates, np.cumprod(1.0 + stitched[n]), label=n, lw=2.2 if agent else 1.2,
+                color="tab:blue" if agent else colors.get(n), ls="-" if agent else "--")  # fmt: skip
+    for f in result.folds[1:]:
+        ax.axvline(np.datetime64(f"{f['test_year']}-01-01"), color="0.6", ls=":", lw=0.8)
+    ax.set_title("Stitched out-of-sample equity (one test year per fold; grey: other baselines)")
+    ax.set_xlabel("date")
+    ax.set_ylabel("growth of 1")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(root / "study_equity.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    years = [f["test_year"] for f in result.folds]
+    width = 0.8 / max(len(show), 1)
+    for k, n in enumerate(show):
+        ax.bar(np.arange(len(years)) + k * width, [f["metrics"][n]["sharpe"] for f in result.folds],
+               width, label=n)  # fmt: skip
+    ax.set_xticks(np.arange(len(years)) + 0.4 - width / 2, [str(y) for y in years])
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_title("Sharpe ratio per test year")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(root / "study_folds.png", dpi=110)
+    plt.close(fig)
+
+    header, rows, folds_table, words = _tables(result, names)
+    trials = result.trials
+    intro = (
+        f"Walk-forward study: {len(result.folds)} yearly folds "
+        f"({result.folds[0]['test_year']}..{result.folds[-1]['test_year']}), seeds "
+        f"{meta['seeds']}; each fold trains on the past, selects on the validation years just "
+        "before its test year and never sees it. Out-of-sample returns are stitched across "
+        f"folds. DSR trials: {trials['n_trials']} completed trainings in the trials ledger."
+    )
+
+    def md_table(h: list[str], body: list[list[str]]) -> str:
+        lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+
+    md = [
+        "# Walk-forward study",
+        "",
+        intro,
+        "",
+        *[f"- {w}" for w in words],
+        "",
+        "## Pooled out-of-sample (stitched folds)",
+        "",
+        md_table(header, rows),
+        "",
+        "## Sharpe per test year",
+        "",
+        md_table(folds_table[0], folds_table[1:]),
+        "",
+        "![equity](study_equity.png)",
+        "",
+        "![folds](study_folds.png)",
+        "",
+    ]
+    (root / "study.md").write_text("\n".join(md))
+
+    def html_table(h: list[str], body: list[list[str]]) -> str:
+        head = "".join(f"<th>{c}</th>" for c in h)
+        trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>"
+
+    def img(name: str) -> str:
+        data = base64.b64encode((root / name).read_bytes()).decode()
+        return f'<img alt="{name}" src="data:image/png;base64,{data}">'
+
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    )
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Walk-forward study</title>"
+        f"<style>{style}</style></head><body><h1>Walk-forward study</h1><p>{intro}</p><ul>"
+        + "".join(f"<li>{w}</li>" for w in words)
+        + "</ul><h2>Pooled out-of-sample (stitched folds)</h2>"
+        + html_table(header, rows)
+        + "<h2>Sharpe per test year</h2>"
+        + html_table(folds_table[0], folds_table[1:])
+        + img("study_equity.png")
+        + img("study_folds.png")
+        + "</body></html>"
+    )
+    (root / "study.html").write_text(html)

@@ -1,0 +1,142 @@
+"""Trials ledger: records, counts, Sharpe units, concurrent appends, corrupt lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allocgym.errors import ConfigError, DataError
+from allocgym.ledger import LEDGER_FILENAME, TrialRecord, TrialsLedger, find_ledger
+
+
+def _record(seed: int, status: str = "completed", sharpe: float | None = 1.0, **kw) -> dict:
+    metrics = {} if status != "completed" and sharpe is None else {"val_sharpe": sharpe}
+    return {
+        "config_hash": "abc123",
+        "seed": seed,
+        "run_dir": f"study/run_{seed}",
+        "status": status,
+        "metrics": metrics,
+        **kw,
+    }
+
+
+def test_append_and_read_round_trip(tmp_path: Path) -> None:
+    led = TrialsLedger(tmp_path / LEDGER_FILENAME)
+    assert led.read() == [] and led.n_trials == 0  # no file yet: an empty study
+    written = led.append(_record(0, sharpe=1.5, started_at="2026-01-01T00:00:00+00:00"))
+    assert written.recorded_at  # filled in on append
+    led.append(TrialRecord("abc123", 1, "study/run_1", "failed", note="CUDA out of memory"))
+    recs = led.read()
+    assert recs == [written, recs[1]]
+    assert recs[0].metrics == {"val_sharpe": 1.5} and recs[0].periods_per_year == 252.0
+    assert recs[1].status == "failed" and recs[1].note == "CUDA out of memory"
+    # one JSON object per line, sorted keys
+    lines = (tmp_path / LEDGER_FILENAME).read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["seed"] == 0
+    # a directory means its trials.jsonl
+    assert TrialsLedger(tmp_path).path == tmp_path / LEDGER_FILENAME
+
+
+def test_counts_and_sharpes_by_status(tmp_path: Path) -> None:
+    """4 completed (one with a non-finite Sharpe), 1 stopped, 1 failed.
+
+    N counts completed + stopped = 5; the Sharpe ratios are the 3 finite completed ones,
+    per period = annual / sqrt(252) (or / sqrt(52) for the weekly record).
+    """
+    led = TrialsLedger(tmp_path / LEDGER_FILENAME)
+    led.append(_record(0, sharpe=0.5))
+    led.append(_record(1, sharpe=1.0))
+    led.append(_record(2, sharpe=float("nan")))  # stored as null, left out of the Sharpes
+    led.append(_record(3, sharpe=2.0, periods_per_year=52.0))
+    led.append(_record(4, status="stopped", sharpe=None))
+    led.append(_record(5, status="failed", sharpe=None))
+    assert led.n_trials == 5
+    assert led.counts() == {"completed": 4, "failed": 1, "stopped": 1}
+    assert led.trial_sharpes().tolist() == [0.5, 1.0, 2.0]
+    per_period = led.trial_sharpes(per_period=True)
+    assert per_period == pytest.approx(
+        [0.5 / math.sqrt(252), 1.0 / math.sqrt(252), 2.0 / math.sqrt(52)]
+    )
+    assert '"val_sharpe": null' in (tmp_path / LEDGER_FILENAME).read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"status": "running"}, "trial status 'running' is unknown"),
+        ({"metrics": {}}, "has no metrics\\['val_sharpe'\\]"),
+        ({"seed": "0"}, "trial seed '0' must be an int"),
+        ({"config_hash": ""}, "config_hash ''"),
+        ({"periods_per_year": 0.0}, "periods_per_year = 0.0"),
+        ({"metrics": {"val_sharpe": "high"}}, "val_sharpe = 'high' must be a number"),
+        ({"colour": "blue"}, "unknown keys \\['colour'\\]"),
+    ],
+)
+def test_invalid_records_are_refused(tmp_path: Path, change: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TrialsLedger(tmp_path / LEDGER_FILENAME).append({**_record(0), **change})
+    assert not (tmp_path / LEDGER_FILENAME).exists()  # nothing half-written
+
+
+def test_corrupt_line_is_refused_with_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / LEDGER_FILENAME
+    led = TrialsLedger(path)
+    led.append(_record(0))
+    led.append(_record(1))
+    with path.open("a") as fh:
+        fh.write('{"config_hash": "abc123", "seed": 2, "run_d\n')  # a torn write
+    led.append(_record(3))
+    with pytest.raises(DataError, match=rf"{LEDGER_FILENAME}:3: not a valid trial record"):
+        led.read()
+    # a valid JSON line that is not a record is refused the same way
+    path.write_text(json.dumps(_record(0)) + "\n[1, 2]\n")
+    with pytest.raises(DataError, match=r":2: not a valid trial record \(a JSON list"):
+        led.read()
+
+
+_WRITER = """
+import sys
+from allocgym.ledger import TrialsLedger
+led = TrialsLedger(sys.argv[1])
+tag = sys.argv[2]
+for i in range(200):
+    # ~6 KB lines: above the 4 KB a pipe writes atomically, so torn lines would show
+    led.append({"config_hash": tag, "seed": i, "run_dir": tag * 3000, "status": "completed",
+                "metrics": {"val_sharpe": i / 100}})
+"""
+
+
+def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / LEDGER_FILENAME
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag]) for tag in ("a", "b")
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    recs = TrialsLedger(path).read()  # every line parses: none torn or interleaved
+    assert len(recs) == 400
+    for tag in ("a", "b"):
+        mine = [r for r in recs if r.config_hash == tag]
+        assert [r.seed for r in mine] == list(range(200))  # each writer's order is kept
+        assert all(r.run_dir == tag * 3000 for r in mine)
+    assert np.array_equal(
+        np.sort(TrialsLedger(path).trial_sharpes()), np.repeat(np.arange(200) / 100, 2)
+    )
+
+
+def test_find_ledger_in_the_run_or_its_parent(tmp_path: Path) -> None:
+    run = tmp_path / "study" / "ppo"
+    (run / "seed_000").mkdir(parents=True)
+    assert find_ledger(run) is None
+    TrialsLedger(tmp_path / "study").append(_record(0))
+    assert find_ledger(run) == tmp_path / "study" / LEDGER_FILENAME  # the parent's
+    TrialsLedger(run).append(_record(1))
+    assert find_ledger(run) == run / LEDGER_FILENAME  # the run's own comes first
+    assert find_ledger(run / "seed_000") == run / LEDGER_FILENAME

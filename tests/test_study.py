@@ -1,0 +1,119 @@
+"""Walk-forward study: fold planning by hand, and the whole command end to end on a tiny
+synthetic market (train per fold, test every allocator on the same bars, stitch, ledger)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from allocgym.cli import app
+from allocgym.config import load_config
+from allocgym.data import synthetic, walk_forward_splits
+from allocgym.errors import ConfigError
+from allocgym.ledger import TrialsLedger
+from allocgym.study import parse_years, plan_folds, stitch
+
+TINY = [
+    "data.source=synthetic",
+    "data.synthetic.n_assets=5",
+    "data.synthetic.n_days=1520",
+    "data.synthetic.n_sectors=5",
+    "data.synthetic.seed=2",
+    "env.episode_length=32",
+    "env.action_mode=tilt",
+    "env.decision_interval=5",
+    "train.total_timesteps=256",
+    "train.n_envs=4",
+    "train.n_steps=32",
+    "train.batch_size=64",
+    "train.n_epochs=1",
+    "train.eval_freq=128",
+    "train.eval_episodes=2",
+    "train.checkpoint_freq=0",
+    "train.device=cpu",
+    "train.asset_set.encoder=[8]",
+    "train.asset_set.global_encoder=[8]",
+    "train.asset_set.head=[8]",
+]
+
+
+def test_parse_years() -> None:
+    assert parse_years("2011..2013") == [2011, 2012, 2013]
+    assert parse_years("2018, 2015,2015") == [2015, 2018]
+    for bad in ("2013..2011", "twenty", ""):
+        with pytest.raises(ConfigError, match=r"2011\.\.2022"):
+            parse_years(bad)
+
+
+def test_plan_folds_by_hand() -> None:
+    market = synthetic(n_assets=3, n_days=1520, seed=0)  # 2000-01-03 .. 2005-10
+    assert str(market.dates[-1])[:4] == "2005"
+    folds = plan_folds(market, test_years=[2004, 2005], validation_years=1)
+    assert [f.name for f in folds] == ["fold_2004", "fold_2005"]
+    f = folds[0]
+    assert (f.train_end, f.validation_end, f.test_end) == ("2002-12-31", "2003-12-31", "2004-12-31")
+    cfg = load_config(None, [f"{o}" for o in f.overrides()])
+    sp = walk_forward_splits(market, cfg.data.splits)
+    test_dates = market.dates[sp["test"].start : sp["test"].stop]
+    assert str(test_dates[0])[:4] == "2004" and str(test_dates[-1])[:4] == "2004"
+    assert sp["test"].start == sp["validation"].stop + cfg.data.splits.embargo_days
+    # the default: the last complete years (2005 is incomplete here)
+    assert [f.test_year for f in plan_folds(market, n_folds=1, validation_years=1)] == [2004]
+    with pytest.raises(ConfigError, match="do not fit"):
+        plan_folds(market, test_years=[2003], validation_years=1)
+    with pytest.raises(ConfigError, match="not both"):
+        plan_folds(market, test_years=[2004], n_folds=2)
+
+
+def test_stitch_keeps_time_order_and_common_allocators() -> None:
+    a = {"x": np.array([1.0, 2.0]), "y": np.array([0.0, 0.0])}
+    b = {"x": np.array([3.0]), "z": np.array([9.0])}
+    out = stitch([a, b])
+    assert list(out) == ["x"] and out["x"].tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.slow
+def test_study_end_to_end(tmp_path) -> None:
+    """Two yearly folds x two seeds: four trainings in the ledger, every allocator tested on
+    the same bars, the stitched series the concatenation of the folds', paired tests."""
+    root = tmp_path / "study"
+    args = ["study", "--test-years", "2004..2005", "--validation-years", "1", "--seeds", "0,1",
+            "--baselines", "equal_weight,hrp", "--run-dir", str(root)]  # fmt: skip
+    for o in TINY:
+        args += ["--set", o]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "beat 1/N in" in res.output
+    ledger = TrialsLedger(root / "trials.jsonl")
+    recs = ledger.read()
+    assert len(recs) == 4 and {r.status for r in recs} == {"completed"}
+    assert sorted((r.run_dir.split("/")[-2], r.seed) for r in recs) == [
+        ("fold_2004", 0), ("fold_2004", 1), ("fold_2005", 0), ("fold_2005", 1)
+    ]  # fmt: skip
+    data = json.loads((root / "study.json").read_text())
+    assert [f["test_year"] for f in data["folds"]] == [2004, 2005]
+    mean = "ppo (seed mean)"
+    pooled = data["pooled"]
+    assert {mean, "equal_weight", "hrp"} <= set(pooled)
+    assert pooled[mean]["paired"]["equal_weight"]["n_obs"] == sum(
+        f["n_bars"] for f in data["folds"]
+    )
+    assert data["trials"]["n_trials"] == 4 and pooled[mean]["dsr"] is not None
+    # each fold's results.json holds its own walk; the stitched 1/N is their concatenation
+    for f in data["folds"]:
+        meta = json.loads((root / f["fold"] / "results.json").read_text())["meta"]
+        assert meta["start"][:4] == meta["end"][:4] == str(f["test_year"])  # the test year only
+        assert meta["n_bars"] == f["n_bars"]
+        assert meta["trials_ledger"] == str(root / "trials.jsonl")
+    for name in ("study.md", "study.html", "study_equity.png", "study_folds.png"):
+        assert (root / name).stat().st_size > 500
+    assert (
+        "not distinguishable" in (root / "study.md").read_text()
+        or "1/N" in (root / "study.md").read_text()
+    )
+    # a finished study is not overwritten
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "already holds a study" in str(again.exception)
