@@ -700,20 +700,32 @@ SYNTHETIC_TO_REGIME: dict[int, int] = {0: TREND, 1: MEAN_REVERSION, 2: HIGH_VOLA
 
 def render_summary(info: Mapping[str, Any]) -> RenderableType:
     """Rich rendering of ``RegimeModel.summarize``'s dict (used by ``allocgym regime``)."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     def pct(x: float) -> str:
-        return f"{100 * x:.1f}%"
+        return f"{100 * x:.0f}"
 
-    table = Table(title="per calendar year", title_justify="left")
+    # short headers so the table fits an 80-column terminal or log file
+    short = {"trend": "trend", "mean_reversion": "mrev", "high_volatility": "hvol",
+             "uncertain": "unc", "QUIET": "QUIET", "NORMAL": "NORM", "CRISIS": "CRIS"}  # fmt: skip
+    table = Table(
+        title="per calendar year (label shares in %; mrev = mean_reversion, hvol = "
+        "high_volatility, unc = uncertain; barbell QUIET / NORMAL / CRISIS; flips and "
+        "bbfl: label and barbell changes)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
     table.add_column("year", justify="left")
     table.add_column("bars", justify="right")
     for name in (*REGIME_LABELS, *BARBELL_STATES):
-        table.add_column(name, justify="right")
+        table.add_column(short.get(name, name), justify="right")
     table.add_column("flips", justify="right")
-    table.add_column("barbell flips", justify="right")
+    table.add_column("bbfl", justify="right")
     for row in info["years"]:
         table.add_row(
             str(row["year"]),
