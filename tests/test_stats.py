@@ -258,3 +258,13 @@ def test_sharpe_moments_use_the_measures_sharpe() -> None:
     assert sst.sharpe_moments(flat)[0] == math.inf
     assert sst.sharpe_moments(flat)[1:3] == (0.0, 3.0)
     assert math.isnan(sst.probabilistic_sharpe_ratio(sst.sharpe_moments(flat)[0], 3))
+
+
+def test_bench_stats_smoke() -> None:
+    """``allocgym bench stats --quick``: both rows time ours and the reference."""
+    from allocgym.bench.stats import run
+
+    rows = run(quick=True)
+    assert [r["case"] for r in rows] == ["paired bootstrap", "regime, per bar"]
+    for r in rows:
+        assert r["ours_wall"] > 0 and r["ref_wall"] > 0 and r["speedup_cpu"] > 0

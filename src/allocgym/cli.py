@@ -24,20 +24,45 @@ app.add_typer(bench_app, name="bench")
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config file; omitted = embedded defaults."),
+    typer.Option(
+        "--config",
+        "-c",
+        exists=True,
+        dir_okay=False,
+        help="YAML config file; omitted = embedded defaults.",
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", help="Override a config key, e.g. --set risk.max_gross=0.8 (repeatable)."
+        "--set",
+        help="Override a config key, e.g. --set risk.max_gross=0.8 (repeatable). The value "
+        "is YAML, so lists and mappings work too: --set 'features.momentum_horizons=[5,21]', "
+        "--set 'risk.regime_budget_multipliers={high_volatility: 0.5}' (a mapping replaces "
+        "the whole map).",
+    ),
+]
+SectorsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sectors",
+        exists=True,
+        dir_okay=False,
+        help="Sector of each symbol: a CSV file with columns symbol,sector or a YAML mapping "
+        "(sets data.sectors). Without sectors the sector cap does not apply.",
     ),
 ]
 
 
-def _config(config: Path | None, overrides: list[str] | None):
+def _config(config: Path | None, overrides: list[str] | None, sectors: Path | None = None):
     from allocgym.config import load_config
 
-    return load_config(config, overrides or [])
+    extra = list(overrides or [])
+    if sectors is not None:
+        import json
+
+        extra.append(f"data.sectors={json.dumps(str(sectors))}")
+    return load_config(config, extra)
 
 
 # [cli:commands] -- each feature adds its commands below this line.
@@ -340,6 +365,18 @@ def risk_codes(
     else:
         write.write_text(text)
         typer.echo(f"wrote {write}")
+
+
+@bench_app.command("stats")
+def bench_stats(
+    repeat: Annotated[int, typer.Option(help="Timed rounds, interleaved (medians reported).")] = 7,
+    quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,
+) -> None:
+    """Paired Sharpe bootstrap vs arch's StationaryBootstrap, and the regime path vs a per-bar classify loop (wall and process CPU time)."""
+    from allocgym.bench import print_table
+    from allocgym.bench.stats import run
+
+    print_table("allocgym bench stats (medians)", run(repeat=repeat, quick=quick))
 
 
 @bench_app.command("gates")
