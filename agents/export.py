@@ -32,7 +32,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -409,6 +409,7 @@ def export_model(
     metrics: dict[str, Any] | None = None,
     run_info: dict[str, Any] | None = None,
     overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> FrozenPolicy:
     """Export ``model`` into a bundle folder and return it loaded by the runtime.
 
@@ -434,6 +435,10 @@ def export_model(
         Training / evaluation metrics and run identifiers for the manifest.
     overwrite : bool
         Replace an existing bundle in ``out_dir``.
+    progress : callable, optional
+        ``progress(stage)`` with a short description as each stage starts (the market
+        and features, the ONNX graph, the parity observations, the parity check, the
+        bundle).
 
     Raises
     ------
@@ -448,6 +453,8 @@ def export_model(
         raise ConfigError(
             f"export folder {str(out)!r} is not empty: choose a new --out or pass overwrite"
         )
+    say = progress or (lambda _stage: None)
+    say("loading the market and precomputing features")
     if market is None:
         market = load_market(cfg.data)
     params = build_params(market, cfg, "all")
@@ -459,7 +466,7 @@ def export_model(
     with _one_torch_thread():
         return _export(
             model, vecnormalize, cfg, out, market, params, n_recorded, n_random, seed, metrics,
-            run_info,
+            run_info, say,
         )  # fmt: skip
 
 
@@ -487,8 +494,10 @@ def _export(
     seed: int,
     metrics: dict[str, Any] | None,
     run_info: dict[str, Any] | None,
+    say: Callable[[str], None],
 ) -> FrozenPolicy:
     spec = params.action_spec
+    say("tracing the ONNX graph")
     agent = SB3PolicyAllocator(model, vecnormalize, spec)
     actor = actor_module(model).to("cpu").eval()
     graph = ExportGraph(actor, TorchActionMap(spec), _normalizer(vecnormalize)).eval()
@@ -497,7 +506,9 @@ def _export(
     proto = onnx.load_model_from_string(data)
     onnx.checker.check_model(proto, full_check=True)
 
+    say(f"recording {n_recorded:,} parity observations from env rollouts (+{n_random:,} random)")
     obs = parity_observations(params, agent, n_recorded=n_recorded, n_random=n_random, seed=seed)
+    say(f"checking ONNX against SB3 on {len(obs):,} observations")
     parity = _check_parity(_session(data), agent, obs, chunk=1024)
     parity.update(n_recorded=int(n_recorded), n_random=int(n_random), seed=int(seed))
     if not parity["max_abs_diff_proposal"] <= PARITY_TOL:
@@ -576,6 +587,7 @@ def _export(
         "run": run_info or {},
         "versions": package_versions(),
     }
+    say(f"writing the bundle to {out}")
     out.mkdir(parents=True, exist_ok=True)
     tmp_model = out / f".{MODEL_FILE}.tmp"
     tmp_model.write_bytes(data)
@@ -618,11 +630,12 @@ def export_run(
     n_random: int = 5_120,
     seed: int = 0,
     overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> FrozenPolicy:
     """``allocgym export``: load a training run (``load_agent``) and export it.
 
     ``which = "best"`` falls back to ``"final"`` when the run has no best model yet.
-    See :func:`export_model` for the rest.
+    See :func:`export_model` for the rest (``progress(stage)`` as each stage starts).
     """
     from allocgym.agents.train import load_agent
 
@@ -642,4 +655,5 @@ def export_run(
         metrics=run_metrics(run),
         run_info={"run_dir": str(run.resolve()), "which": chosen},
         overwrite=overwrite,
+        progress=progress,
     )

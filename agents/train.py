@@ -106,6 +106,15 @@ _STATE = "state.pkl"
 # ------------------------------------------------------------------------------ small parts
 
 
+class StopTraining(Exception):
+    """Raised by a callback to end a run on an outside decision (a sweep's early stopping).
+
+    :func:`train` lets it through without a ledger line: whoever stopped the run records it
+    as a ``stopped`` trial (the sweep does, from its scheduler's decision), so a run that is
+    torn down while it unwinds is still recorded exactly once.
+    """
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What :func:`train` returns (also written to ``train_summary.json``).
@@ -642,9 +651,22 @@ class CheckpointCallback(BaseCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """Rich progress bar: steps, fps of this process and the latest validation line."""
+    """Rich progress bar: steps, fps of this process and the latest validation line.
 
-    def __init__(self, total: int, validation: ValidationCallback, refresh_s: float = 0.25) -> None:
+    When the output is not a terminal (a log file, a pipe), a live bar would write nothing
+    readable: one plain line per validation evaluation is printed instead (steps, fps,
+    elapsed time and the validation Sharpe ratios), plus one at the end.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        validation: ValidationCallback,
+        refresh_s: float = 0.25,
+        *,
+        live: bool | None = None,
+        write: Any = None,
+    ) -> None:
         super().__init__()
         self.total = int(total)
         self.validation = validation
@@ -654,8 +676,28 @@ class ProgressCallback(BaseCallback):
         self._last = 0.0
         self._t0 = 0.0
         self._n0 = 0
+        if live is None:
+            from rich.console import Console
+
+            live = Console().is_terminal
+        self.live = bool(live)
+        self._write = write or (lambda line: print(line, flush=True))
+        self._logged_eval = -1
+
+    def _line(self) -> str:
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        fps = (self.num_timesteps - self._n0) / elapsed
+        return (
+            f"train: {self.num_timesteps:,}/{self.total:,} steps, {fps:,.0f} fps, "
+            f"{elapsed:,.0f} s; {self.validation.summary_text()}"
+        )
 
     def _on_training_start(self) -> None:
+        self._n0 = int(self.num_timesteps)
+        self._t0 = time.perf_counter()
+        self._logged_eval = self.validation.last_eval
+        if not self.live:
+            return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -666,8 +708,6 @@ class ProgressCallback(BaseCallback):
             TextColumn("{task.fields[val]}"),
         )
         self._progress.start()
-        self._n0 = int(self.num_timesteps)
-        self._t0 = time.perf_counter()
         self._task = self._progress.add_task(
             "train",
             total=self.total,
@@ -685,6 +725,11 @@ class ProgressCallback(BaseCallback):
         )
 
     def _on_step(self) -> bool:
+        if not self.live:
+            if self.validation.last_eval != self._logged_eval:
+                self._logged_eval = self.validation.last_eval
+                self._write(self._line())
+            return True
         now = time.perf_counter()
         if now - self._last >= self.refresh_s:
             self._last = now
@@ -695,6 +740,8 @@ class ProgressCallback(BaseCallback):
         if self._progress is not None:
             self._refresh()
             self._progress.stop()
+        elif not self.live:
+            self._write(self._line() + " (done)")
 
 
 # ------------------------------------------------------------------------------ run dir
@@ -800,7 +847,8 @@ def train(
     Every call that gets past the config checks is a trial: it appends one line to the
     trials ledger (default ``trials.jsonl`` in the folder that holds ``run_dir``, so runs
     that share a quickstart directory share one ledger, which the Deflated Sharpe reads),
-    ``completed`` with its best validation Sharpe, or ``failed`` with the error.
+    ``completed`` with its best validation Sharpe, or ``failed`` with the error (a run a
+    callback ends with :class:`StopTraining` is recorded by whoever stopped it).
 
     Parameters
     ----------
@@ -842,6 +890,8 @@ def train(
                         callbacks=callbacks)  # fmt: skip
     except ConfigError:
         raise  # refused before training: not a trial
+    except StopTraining:
+        raise  # stopped from outside: the stopper records the trial
     except BaseException as exc:
         trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
                        "run_dir": str(run_dir), "status": "failed", "started_at": started,

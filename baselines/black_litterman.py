@@ -278,7 +278,7 @@ class BlackLitterman:
         cov_d = scaled * scale[:, None, None]
         prior = self._prior(ctx.symbols, active)
         P, Q, om = bl.matrices(ctx.symbols) if bl.views else (None, None, None)
-        lo, hi = weight_bounds(active, p.long_only, p.max_weight)
+        lo, hi = weight_bounds(active, p.long_only, p.max_weight, 1.0)
         unc = (not p.long_only) and p.max_weight is None
         n_envs, n = ctx.n_envs, ctx.n_assets
         self.pi_ = np.zeros((n_envs, n))

@@ -138,7 +138,10 @@ def sanitize_covariance(cov: np.ndarray, active: np.ndarray) -> tuple[np.ndarray
 
 
 def weight_bounds(
-    active: np.ndarray, long_only: bool = True, max_weight: float | None = None
+    active: np.ndarray,
+    long_only: bool = True,
+    max_weight: float | None = None,
+    total: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-asset bounds ``lower <= w <= upper``; inactive assets are pinned to 0.
 
@@ -148,13 +151,21 @@ def weight_bounds(
     long_only : bool
     max_weight : float or None
         Bound on ``|w_i|``; ``None`` means 1 when long-only, unbounded otherwise.
+    total : float or None
+        Budget ``sum(w)`` of a fully invested long-only allocator: where fewer than
+        ``total / max_weight`` names are active, the bound is raised to
+        ``total / n_active`` so that the budget stays reachable (the risk gates then cap
+        the book). None: no budget.
 
     Returns
     -------
     lower, upper : ndarray, shape (..., n_assets)
     """
     cap = math.inf if max_weight is None else float(max_weight)
-    hi = 1.0 if (long_only and max_weight is None) else cap
+    hi: float | np.ndarray = 1.0 if (long_only and max_weight is None) else cap
+    if total is not None and long_only and max_weight is not None:
+        n_active = np.maximum(np.asarray(active).sum(axis=-1, keepdims=True), 1)
+        hi = np.maximum(cap, float(total) / n_active)
     lo = 0.0 if long_only else -cap
     return np.where(active, lo, 0.0), np.where(active, hi, 0.0)
 
@@ -332,13 +343,18 @@ class ClassicParams:
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> ClassicParams:
-        """Build from ``cfg.baselines`` (its ``classic`` sub-section)."""
+        """Build from ``cfg.baselines`` (its ``classic`` sub-section), resolved by
+        ``BaselinesConfig.within(cfg.risk)`` as the baseline registry does; limits left
+        unset (None) take the default ``risk`` values."""
+        from allocgym.config import RiskConfig
+
         c = section.classic
+        risk = RiskConfig()
         return cls(
             covariance=c.covariance,
             halflife=c.halflife,
-            long_only=c.long_only,
-            max_weight=c.max_weight,
+            long_only=risk.long_only if c.long_only is None else c.long_only,
+            max_weight=risk.max_symbol_weight if c.max_weight is None else c.max_weight,
             risk_free_rate=c.risk_free_rate / c.periods_per_year,
             solver=c.solver,
         )
@@ -549,7 +565,7 @@ class MinimumVariance(_CovAllocator):
         if _unconstrained(p.long_only, p.max_weight):
             w = _closed_min_variance(scaled, active)
         else:
-            lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight))
+            lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight, 1.0))
             prob = self._problem(("mv", ctx.n_assets), _MinVarProblem)
             w = np.zeros((ctx.n_envs, ctx.n_assets))
             for b in np.flatnonzero(active.any(axis=-1)):
@@ -650,9 +666,12 @@ class MaximumSharpe(_CovAllocator):
         Mean excess return per bar.
     cov_, active_, weights_ : see :class:`MinimumVariance`
     fallback_ : ndarray of bool, shape (n_envs,)
+    source_ : list of str
+        Per portfolio, ``"max_sharpe"`` or ``"min_variance"`` (the fallback).
     """
 
     name = "max_sharpe"
+    primary_source = "max_sharpe"
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Maximum-Sharpe weights, shape (n_envs, n_assets), rows summing to 1."""
@@ -664,7 +683,7 @@ class MaximumSharpe(_CovAllocator):
         out = np.zeros((ctx.n_envs, ctx.n_assets))
         fallback = np.zeros(ctx.n_envs, dtype=bool)
         unc = _unconstrained(p.long_only, p.max_weight)
-        lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight))
+        lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight, 1.0))
         for b in np.flatnonzero(active.any(axis=-1)):
             if unc:
                 w = max_sharpe_weights(mu[b], scaled[b])
@@ -680,6 +699,7 @@ class MaximumSharpe(_CovAllocator):
                     w = mvp.solve(scaled[b], lo[b], hi[b], p.solver)
             out[b] = w
         self.fallback_ = fallback
+        self.source_ = ["min_variance" if f else "max_sharpe" for f in fallback]
         self.weights_ = out
         return out
 
@@ -893,11 +913,16 @@ class FractionalKelly(_CovAllocator):
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> FractionalKelly:
-        """Build from ``cfg.baselines`` (``classic`` and ``kelly`` sub-sections)."""
-        k = section.kelly
+        """Build from ``cfg.baselines`` (``classic`` and ``kelly`` sub-sections; caps
+        left unset take the default ``risk`` values, see :meth:`ClassicParams.from_config`)."""
+        from allocgym.config import RiskConfig
+
+        k, risk = section.kelly, RiskConfig()
+        cap = risk.max_symbol_weight if k.max_weight is None else k.max_weight
+        gross = risk.max_gross if k.max_gross is None else k.max_gross
         return cls(
             ClassicParams.from_config(section),
-            KellyParams(fraction=k.fraction, max_weight=k.max_weight, max_gross=k.max_gross),
+            KellyParams(fraction=k.fraction, max_weight=cap, max_gross=gross),
         )
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:

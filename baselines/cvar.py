@@ -169,7 +169,7 @@ class MinimumCVaR:
             r = r[:, -self.cvar.window :, :]
         p = self.params
         active = active_mask(r, p.min_vol)
-        lo, hi = weight_bounds(active, p.long_only, p.max_weight)
+        lo, hi = weight_bounds(active, p.long_only, p.max_weight, 1.0)
         lo, hi = np.clip(lo, -10.0, 10.0), np.clip(hi, -10.0, 10.0)
         key = (r.shape[1], r.shape[2])
         if key not in self._problems:

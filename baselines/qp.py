@@ -43,7 +43,7 @@ from allocgym.measures import cvar
 
 if TYPE_CHECKING:
     from allocgym.allocator import AllocationContext
-    from allocgym.config import QPConfig
+    from allocgym.config import QPConfig, RiskConfig
 
 SolverName = Literal["CLARABEL", "OSQP", "SCS", "ECOS", "HIGHS"]
 
@@ -149,7 +149,20 @@ class QPParams:
             )
 
     @classmethod
-    def from_config(cls, cfg: QPConfig) -> QPParams:
+    def from_config(cls, cfg: QPConfig, risk: RiskConfig | None = None) -> QPParams:
+        """From ``baselines.qp``; limits left unset (None) take the ``risk`` value (default
+        ``RiskConfig()``) as in ``BaselinesConfig.within``.
+
+        Raises
+        ------
+        ConfigError
+            A limit set looser than the ``risk`` one.
+        """
+        from allocgym.config import BaselinesConfig, RiskConfig
+
+        shared = ("per_name_cap", "long_only", "max_gross", "max_net", "sector_cap")
+        if risk is not None or any(getattr(cfg, k) is None for k in shared):
+            cfg = BaselinesConfig(qp=cfg).within(risk or RiskConfig()).qp
         return cls(**cfg.model_dump())
 
     def limits(self) -> dict[str, str]:
@@ -371,8 +384,9 @@ def qp_violations(
         out["turnover_per_name"] = max(0.0, float(trade.max()) - params.max_turnover_per_name)
     if params.beta_tolerance is not None and inputs.betas is not None:
         out["beta"] = max(0.0, abs(float(inputs.betas @ w)) - params.beta_tolerance)
-    if params.sector_cap is not None:
-        sector_gross = np.bincount(sector_ids, weights=np.abs(w))
+    has_sector = sector_ids >= 0  # NO_SECTOR names are in no sector
+    if params.sector_cap is not None and has_sector.any():
+        sector_gross = np.bincount(sector_ids[has_sector], weights=np.abs(w[has_sector]))
         out["sector"] = max(0.0, float(sector_gross.max()) - params.sector_cap)
     if inputs.frozen is not None and inputs.frozen.any():
         out["frozen"] = float(trade[inputs.frozen].max())
@@ -383,9 +397,11 @@ def qp_violations(
 
 
 def _sector_matrix(sector_ids: np.ndarray) -> sps.csr_matrix:
+    """(n_sectors, n_assets) membership; names with ``NO_SECTOR`` (-1) are in no row."""
     n = sector_ids.size
-    n_sectors = int(sector_ids.max()) + 1 if n else 0
-    return sps.csr_matrix((np.ones(n), (sector_ids, np.arange(n))), shape=(n_sectors, n))
+    cols = np.flatnonzero(sector_ids >= 0)
+    n_sectors = int(sector_ids[cols].max()) + 1 if cols.size else 0
+    return sps.csr_matrix((np.ones(cols.size), (sector_ids[cols], cols)), shape=(n_sectors, n))
 
 
 def _constraints(
@@ -436,7 +452,7 @@ def _constraints(
     if "beta" in groups and params.beta_tolerance is not None:
         exposure = betas @ w
         cons += [exposure <= params.beta_tolerance, exposure >= -params.beta_tolerance]
-    if "sector" in groups and params.sector_cap is not None:
+    if "sector" in groups and params.sector_cap is not None and (sector_ids >= 0).any():
         cons.append(_sector_matrix(sector_ids) @ absw <= params.sector_cap)
     return cons
 
@@ -701,8 +717,17 @@ class QPAllocator:
         self._cache = _Cache()
 
     @classmethod
-    def from_config(cls, cfg: QPConfig, hrp: HRP | None = None) -> QPAllocator:
-        return cls(QPParams.from_config(cfg), hrp=hrp)
+    def from_config(
+        cls, cfg: QPConfig, hrp: HRP | None = None, risk: RiskConfig | None = None
+    ) -> QPAllocator:
+        """From ``baselines.qp``; with ``risk`` its unset limits come from ``cfg.risk``
+        (:meth:`QPParams.from_config`)."""
+        return cls(QPParams.from_config(cfg, risk), hrp=hrp)
+
+    @property
+    def primary_source(self) -> str:
+        """``source_`` of an ordinary solve (every other value is a fallback stage)."""
+        return f"qp:{self.params.solver}"
 
     # -- problem cache --------------------------------------------------------------
 

@@ -117,6 +117,11 @@ def baseline_names(spec: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 def build_baselines(cfg: AllocgymConfig, names: Iterable[str]) -> dict[str, Allocator]:
-    """Baseline allocators built from ``cfg.baselines``, keyed by name (see :func:`baseline_names`)."""
+    """Baseline allocators built from ``cfg.baselines``, keyed by name (see :func:`baseline_names`).
+
+    The limits a baseline shares with the risk gates come from ``cfg.risk``
+    (``BaselinesConfig.within``): a baseline optimises inside the limits it is gated by.
+    """
     builders = _builders()
-    return {n: builders[n](cfg.baselines) for n in baseline_names(list(names))}
+    section = cfg.baselines.within(cfg.risk)
+    return {n: builders[n](section) for n in baseline_names(list(names))}

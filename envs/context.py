@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from allocgym.allocator import AllocationContext, Allocator
+from allocgym.allocator import BOOK_KEPT, AllocationContext, Allocator, source_of
 from allocgym.costs import cost_terms
 from allocgym.envs import core
 from allocgym.envs.core import TRADE_LIMITS, EnvParams, EnvState, hold_rule, next_working
@@ -131,6 +131,10 @@ class Rebalancer:
         Portfolios still trading towards their target.
     errors : ndarray of int64, shape (n_envs,)
         Rebalances where the allocator raised ``OptimizationError`` (the book was kept).
+    sources : list of dict of str to int, length n_envs
+        Per portfolio, rebalances by the stage that produced the weights: the allocator's
+        ``source_`` entry when it has a fallback chain (``allocgym.allocator.source_of``),
+        its name otherwise, and ``BOOK_KEPT`` where it raised.
 
     Notes
     -----
@@ -155,6 +159,10 @@ class Rebalancer:
         self.held: np.ndarray | None = None
         self.working = np.zeros(n, dtype=bool)
         self.errors = np.zeros(n, dtype=np.int64)
+        self.sources: list[dict[str, int]] = [{} for _ in range(n)]
+
+    def _count(self, row: int, source: str) -> None:
+        self.sources[row][source] = self.sources[row].get(source, 0) + 1
 
     @property
     def n_envs(self) -> int:
@@ -228,11 +236,16 @@ class Rebalancer:
         sub = take_context(ctx, pos)
         n = sub.n_assets
         try:
-            return np.asarray(alloc.allocate(sub), dtype=np.float64).reshape(len(pos), n)
+            out = np.asarray(alloc.allocate(sub), dtype=np.float64).reshape(len(pos), n)
         except OptimizationError:
             if len(pos) == 1:
                 self.errors[batch_rows] += 1
+                self._count(int(batch_rows[0]), BOOK_KEPT)
                 return sub.current_weights.copy()
+        else:
+            for k, row in enumerate(batch_rows):
+                self._count(int(row), source_of(alloc, k))
+            return out
         out = np.empty((len(pos), n))
         for k in range(len(pos)):
             one = take_context(sub, [k])
@@ -240,7 +253,10 @@ class Rebalancer:
                 out[k] = np.asarray(alloc.allocate(one), dtype=np.float64).reshape(n)
             except OptimizationError:
                 self.errors[batch_rows[k]] += 1
+                self._count(int(batch_rows[k]), BOOK_KEPT)
                 out[k] = one.current_weights[0]
+            else:
+                self._count(int(batch_rows[k]), source_of(alloc, 0))
         return out
 
     def after_step(

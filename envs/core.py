@@ -127,6 +127,10 @@ class EnvParams:
         ``tilt`` mode: the prior allocator's proposal at every decision bar of the split
         (``env.tilt_prior`` on the past-only ``AllocationContext`` of an all-cash book at
         that bar; zeros outside the split). None in the other modes.
+    delisted : ndarray of bool, shape (n_days, n_assets), or None
+        ``market.delisted``: bars after a symbol's last price. A position still held there
+        is closed at the last price (its shares become cash at the mark, no cost) after
+        the fill of the first such bar. None when no symbol is delisted.
     """
 
     market: MarketData
@@ -152,6 +156,7 @@ class EnvParams:
     triggers: Triggers = field(repr=False)
     _return_windows: np.ndarray = field(repr=False)
     prior_weights: np.ndarray | None = field(default=None, repr=False)
+    delisted: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(
@@ -221,6 +226,7 @@ class EnvParams:
             obs_high=high,
             triggers=_trigger_path(market.returns, spread, exec_params),
             _return_windows=windows,
+            delisted=market.delisted if market.delisted.any() else None,
         )
         if env.action_mode != "tilt":
             return params
@@ -1008,6 +1014,12 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     ).sum(axis=1)  # fmt: skip
     shares = state.shares + dq
     cash = state.cash - notional.sum(axis=1) - cost_frac * eq_pre
+    if params.delisted is not None:
+        # A symbol without prices from t + 1 on: its position becomes cash at the last price.
+        gone = _at(params.delisted, t1) & (shares != 0.0)
+        if gone.any():
+            cash = cash + np.where(gone, shares * p1, 0.0).sum(axis=1)
+            shares = np.where(gone, 0.0, shares)
     held = shares * p1
     equity = cash + held.sum(axis=1)
     peak = np.maximum(state.peak, equity)

@@ -30,6 +30,7 @@ from allocgym.baselines.classic import (
     mean_variance_weights,
     min_variance_weights,
     project_box_simplex,
+    weight_bounds,
 )
 from allocgym.baselines.cvar import MinimumCVaR, MinimumCVaRParams, min_cvar_weights
 from allocgym.baselines.risk_budgeting import (
@@ -188,8 +189,20 @@ def test_min_variance_max_weight_and_infeasible() -> None:
     r = random_returns(4, n_assets=5)
     w = MinimumVariance(ClassicParams(max_weight=0.3)).allocate(make_ctx(r))
     assert w.max() <= 0.3 + 1e-12 and abs(w.sum() - 1) < 1e-12
-    with pytest.raises(Infeasible, match="infeasible"):
-        MinimumVariance(ClassicParams(max_weight=0.1)).allocate(make_ctx(r))
+    # 5 names x 0.1 < 1: the bound is raised to 1/5, the only fully invested book is 1/N
+    w = MinimumVariance(ClassicParams(max_weight=0.1)).allocate(make_ctx(r))
+    assert np.allclose(w, 0.2, rtol=0, atol=1e-9)
+    with pytest.raises(Infeasible, match="cannot sum to the budget"):
+        project_box_simplex(np.zeros(5), np.zeros(5), np.full(5, 0.1))
+
+
+def test_weight_bounds_raise_the_cap_only_for_a_fully_invested_budget() -> None:
+    active = np.array([[True, True, True, False], [True, True, True, True]])
+    lo, hi = weight_bounds(active, True, 0.3)
+    assert np.array_equal(hi, [[0.3, 0.3, 0.3, 0.0], [0.3, 0.3, 0.3, 0.3]]) and (lo == 0).all()
+    _, hi = weight_bounds(active, True, 0.3, total=1.0)
+    # 3 active x 0.3 < 1: raised to 1/3; 4 active x 0.3 >= 1: kept
+    assert np.allclose(hi, [[1 / 3, 1 / 3, 1 / 3, 0.0], [0.3, 0.3, 0.3, 0.3]], rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- max Sharpe
@@ -389,15 +402,16 @@ def test_black_litterman_view_tilts_and_config_units() -> None:
     base = BlackLitterman(ClassicParams(covariance="sample")).allocate(make_ctx(r, symbols=syms))
     cfg = config_from_dict(
         {
+            "risk": {"max_symbol_weight": 1.0, "max_sector_gross": 1.0},
             "baselines": {
                 "classic": {"covariance": "sample"},
                 "black_litterman": {
                     "views": [{"assets": {"C": 1.0}, "expected_return": 0.252, "variance": 0.0}]
                 },
-            }
+            },
         }
     )
-    alloc = BlackLitterman.from_config(cfg.baselines)
+    alloc = BlackLitterman.from_config(cfg.baselines.within(cfg.risk))
     assert alloc.bl.views[0].expected_return == pytest.approx(0.001, rel=1e-14)
     tilted = alloc.allocate(make_ctx(r, symbols=syms))
     assert alloc.mu_[0, 2] == pytest.approx(0.001, abs=1e-15)  # a certain view is met
@@ -439,9 +453,17 @@ def test_kelly_hand_values() -> None:
 
 def test_kelly_allocator_caps_and_config() -> None:
     r = random_returns(14, n_assets=5) + 0.002
-    cfg = config_from_dict({"baselines": {"kelly": {"fraction": 0.25, "max_weight": 0.15}}})
-    alloc = FractionalKelly.from_config(cfg.baselines)
+    cfg = config_from_dict(
+        {
+            "risk": {"max_symbol_weight": 0.2},
+            "baselines": {"kelly": {"fraction": 0.25, "max_weight": 0.15}},
+        }
+    )
+    alloc = FractionalKelly.from_config(cfg.baselines.within(cfg.risk))
     assert alloc.kelly == KellyParams(fraction=0.25, max_weight=0.15, max_gross=1.0)
+    assert alloc.params.max_weight == 0.2  # the classic cap is inherited from risk
+    with pytest.raises(ConfigError, match=r"kelly.max_weight = 0.15 is looser than risk"):
+        config_from_dict({"baselines": {"kelly": {"max_weight": 0.15}}})
     w = alloc.allocate(make_ctx(r))[0]
     assert w.max() <= 0.15 + 1e-12 and np.abs(w).sum() <= 1 + 1e-12
     loose = FractionalKelly(ClassicParams(long_only=False), KellyParams(0.001, 1.0, 10.0))

@@ -26,6 +26,7 @@ from allocgym.data import (
     load_sp500,
     render_summary,
     rolling_folds,
+    split_note,
     summary,
     synthetic,
     synthetic_from_config,
@@ -166,7 +167,7 @@ def test_refuses_nan_after_listing() -> None:
     df.iloc[3, 2] = np.nan  # gap: refused
     df.iloc[4, 2] = np.nan
     with pytest.raises(
-        DataError, match=r"NaN close after the first price: C at 2020-01-06, 2020-01-07.*ffill"
+        DataError, match=r"NaN close between two prices: C at 2020-01-06, 2020-01-07.*ffill"
     ):
         from_prices(df, cfg=LOOSE)
 
@@ -310,7 +311,7 @@ def test_long_refusals() -> None:
     with pytest.raises(DataError, match=r"lacks columns \['date'\]"):
         from_prices(rows.drop(columns="date"), cfg=LOOSE)
     gap = rows[~((rows["symbol"] == "A") & (rows["date"] == pd.Timestamp("2020-01-03")))]
-    with pytest.raises(DataError, match=r"NaN close after the first price: A at 2020-01-03"):
+    with pytest.raises(DataError, match=r"NaN close between two prices: A at 2020-01-03"):
         from_prices(gap, cfg=LOOSE)
 
 
@@ -538,16 +539,20 @@ def test_splits_are_disjoint_and_embargoed(
         embargo_days=embargo, n_folds=n_folds,
     )  # fmt: skip
     try:
-        splits = walk_forward_splits(md, cfg)
+        splits = walk_forward_splits(md, cfg.model_copy(update={"min_split_bars": 1}))
     except DataError as err:
         assert "split is empty" in str(err)
         assume(False)  # discarded: too many discards makes hypothesis fail the test
     else:
         tr, va, te = splits["train"], splits["validation"], splits["test"]
-        assert dates[tr.stop - 1] <= train_end < dates[tr.stop]
         assert va.start == tr.stop + embargo and te.start == va.stop + embargo
-        assert dates[va.stop - 1] <= val_end
         assert tr.stop <= va.start and va.stop <= te.start  # no bar in two splits
+        if tr.basis == "dates":
+            assert dates[tr.stop - 1] <= train_end < dates[tr.stop]
+            assert dates[va.stop - 1] <= val_end
+        else:  # the dates leave a split empty: 60/15/25 of the bars
+            assert tr.basis == va.basis == te.basis == "fractions"
+            assert (tr.stop, va.stop) == (720, 900)
     for include_test in (False, True):
         try:
             folds = rolling_folds(md, cfg, include_test=include_test)
@@ -560,11 +565,12 @@ def test_splits_are_disjoint_and_embargoed(
             if k:
                 assert train.stop > folds[k - 1][0].stop  # expanding
                 assert test.start >= folds[k - 1][1].stop  # test blocks do not overlap
-        end = (
-            md.n_days
-            if include_test
-            else int(np.searchsorted(md.dates, np.datetime64(val_end), "right"))
-        )
+        if include_test:
+            end = md.n_days
+        elif splits["train"].basis == "dates":
+            end = int(np.searchsorted(md.dates, np.datetime64(val_end), "right"))
+        else:
+            end = splits["validation"].stop
         assert folds[-1][1].stop == end
 
 
@@ -580,8 +586,28 @@ def test_rolling_folds_hand_example(sp500: MarketData) -> None:
 
 
 def test_split_refusals(small_synth: MarketData) -> None:
+    # 500 bars ending in 2001: the default dates do not fit, fractions give 300/75/125 bars
+    # less the embargo: validation 70 bars, test 120 bars.
+    splits = walk_forward_splits(small_synth, SplitConfig())
+    assert [(s.start, s.stop, s.basis) for s in splits.values()] == [
+        (0, 300, "fractions"), (305, 375, "fractions"), (380, 500, "fractions"),
+    ]  # fmt: skip
+    note = split_note(small_synth, SplitConfig())
+    assert note is not None and "do not fit the data" in note and "60/15/25 %" in note
+    assert (
+        split_note(small_synth, SplitConfig(train_end="2000-06-30", validation_end="2000-12-29"))
+        is None
+    )
+    # too short: refused with the numbers
+    with pytest.raises(
+        DataError, match=r"validation 70 bars of .*500 bars.* < data.splits.min_split_bars=100"
+    ):
+        walk_forward_splits(small_synth, SplitConfig(min_split_bars=100))
+    # the walk-forward study sets test_end: dates outside the data are refused, not replaced
     with pytest.raises(DataError, match=r"validation split is empty for .*data.splits.train_end"):
-        walk_forward_splits(small_synth, SplitConfig())  # synthetic data ends in 2001
+        walk_forward_splits(
+            small_synth, SplitConfig(validation_end="2013-12-31", test_end="2014-12-31")
+        )
     with pytest.raises(DataError, match=r"not more than embargo_days=200"):
         rolling_folds(small_synth, SplitConfig(embargo_days=200), include_test=True)
     with pytest.raises(DataError, match=r"empty or negative"):

@@ -202,7 +202,15 @@ def test_every_env_knob_changes_the_rollout(market, field, tmp_path, monkeypatch
         assert len((tmp_path / _ALT[field]).read_text().splitlines()) == 1
         return
     base_env = {"cvar_weight": 0.5, "turnover_weight": 0.1, "drawdown_weight": 0.1}
-    tree = {"data": {"splits": {"train_end": "2002-01-31", "validation_end": "2002-04-30"}}}
+    tree = {
+        "data": {
+            "splits": {
+                "train_end": "2002-01-31",
+                "validation_end": "2002-04-30",
+                "min_split_bars": 21,
+            }
+        }
+    }
     if field in _ALT_TILT:
         base_env, value = {**base_env, **_TILT}, _ALT_TILT[field]
     else:

@@ -474,3 +474,38 @@ def test_execution_never_breaches_the_limits_slow(seed: int) -> None:
     ex = ExecutionPolicy(params, limits).apply(gate, ctx, triggers)
     report = check_invariants(executed_as_gate(ex, gate), ctx, limits)
     assert report.ok, report.messages[:5]
+
+
+def test_orders_from_a_whole_lot_book_are_exact_whole_lots() -> None:
+    # 365 shares at 113.29 in a 941,565.18 book: read back from the weight, 365.00000000000006
+    price, equity, held = 113.29, 941_565.18, 365.0
+    c = held * price / equity
+    assert c * (equity / price) != held  # the float dust this test is about
+    ctx = GateContext(
+        current_weights=np.array([[c, 0.0]]), equity=np.array([equity]),
+        prices=np.array([[price, 50.0]]), adv_notional=np.full((1, 2), 1e12),
+        volatility=np.full((1, 2), 0.01), spread_bps=np.ones((1, 2)),
+        sector_ids=np.array([0, 1]), regime=np.array([-1]), tradable=np.ones((1, 2), bool),
+    )  # fmt: skip
+    limits = RiskLimits(max_symbol_weight=1.0, max_sector_gross=1.0, max_turnover=2.0,
+                        slippage_budget_bps=1e6, max_participation=1.0)  # fmt: skip
+    policy = ExecutionPolicy(ExecutionParams(), limits)
+    chain = RiskGateChain(limits)
+    # a close-out is exactly minus the held quantity
+    ex = policy.apply(chain.apply(np.array([[0.0, 0.0]]), ctx), ctx, Triggers())
+    assert ex.delta_qty[0, 0] == -365.0 and ex.target_qty[0, 0] == 0.0
+    # a lot-rounded order is an exact whole number of shares (here 57 more)
+    w = (held + 57.4) * price / equity
+    ex = policy.apply(chain.apply(np.array([[w, 0.0]]), ctx), ctx, Triggers())
+    assert ex.delta_qty[0, 0] == 57.0 and ex.target_qty[0, 0] == 422.0
+    # kill switch: flat, exactly
+    killed = GateContext(**{**ctx.__dict__, "kill_switch": np.array([True])})
+    ex = policy.apply(chain.apply(np.array([[w, 0.0]]), killed), killed, Triggers())
+    assert ex.delta_qty[0, 0] == -365.0 and ex.target_qty[0, 0] == 0.0
+    # lots of 100 shares: 300 held, 420 wanted (1.2 lots more): one lot, exactly 100
+    lot_policy = ExecutionPolicy(ExecutionParams(lot_size=100.0), limits)
+    c3 = 300.0 * price / equity
+    ctx3 = GateContext(**{**ctx.__dict__, "current_weights": np.array([[c3, 0.0]])})
+    w3 = 420.0 * price / equity
+    ex = lot_policy.apply(chain.apply(np.array([[w3, 0.0]]), ctx3), ctx3, Triggers())
+    assert ex.delta_qty[0, 0] == 100.0 and ex.target_qty[0, 0] == 400.0

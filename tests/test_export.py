@@ -247,5 +247,10 @@ def test_cli_export(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "parity on 256 observations" in res.output
+    # progress: each stage on its own line with the seconds since the start
+    for stage in ("loading the market", "tracing the ONNX graph", "recording 128 parity",
+                  "checking ONNX against SB3 on 256 observations", "writing the bundle"):  # fmt: skip
+        assert stage in res.output, res.output
+    assert "] loading the market and precomputing features" in res.output
     policy = FrozenPolicy.load(out)
     assert policy.sha256 in res.output

@@ -236,7 +236,8 @@ def test_engine_switches_and_records_sources() -> None:
 
 
 def test_engine_from_config_records_qp_fallback() -> None:
-    cfg = BaselinesConfig.model_validate({"engine": "qp", "qp": {"max_net": 0.3}})
+    # 8 names x 0.05 < a budget of 1: infeasible, HRP serves the rebalance
+    cfg = BaselinesConfig.model_validate({"engine": "qp", "qp": {"per_name_cap": 0.05}})
     engine = OptimizationEngine.from_config(cfg)
     assert engine.active_engine == "qp"
     z = np.random.default_rng(2).normal(0, 1, (1, 8))

@@ -9,7 +9,9 @@ inputs, kill / reduce-only flags, strategy contributions, lot sizes and triggers
 env rollouts in both action modes: an optimisation that moves a single bit fails here.
 The ``env/`` and ``obs/`` digests were re-recorded after the regime model gained its
 hysteresis (an intended change of the regime path); every gate, execution and cost digest
-came out unchanged.
+came out unchanged. The ``env/`` digests were re-recorded again when execution began to
+snap a held whole-lot position read back from the weights to its exact value (orders
+exact whole lots; equity moved by at most 4e-16 relative); the other digests held.
 
 The env digests also depend on the modules the env calls (actions, intents, features,
 regime, measures, config defaults). After an intended change that moves bits, check it
@@ -705,30 +707,30 @@ DIGESTS: dict[str, str] = {
     "obs/b1": "c343b2659d93865bb0b797f5cf8560207a6486d229ab530001b6280b5bdad9c8",
     "obs/b7": "54309be627afb179c2860c747ad23549fa797a4c7798b200292e28e0f0f16fab",
     "obs/b64": "23beba93dbf27231a5f763ab3522925ce9e407d399dbc7b119aa8a03c5ca5740",
-    "env/weights/base/b1/m1": "e7e479947ded132f61209020b410bf55a68bfb5df4097d7e799cfe6587f04bc4",
-    "env/weights/base/b7/m1": "9830d61a966dd61aaec7cd387268c29d919b8b71203561b5d547ac5744775dc8",
-    "env/weights/base/b64/m1": "d60556fa51461625bd67d87f9ee1531436b0324e2b9c52a9cc929d637bcdde74",
-    "env/weights/base/b1/m20": "6e7f67f82da8afc160f568788c07264ef7a2dfdad85d416ff77b0681b5061d07",
-    "env/weights/base/b7/m20": "cfedb63ecc0cd1003c250cc0c50ec1fee53b727fbed633e44881e178d0828e66",
-    "env/weights/base/b64/m20": "b3a89d94118628bc933d3e41b803a65fa87bee50d454fbf2358c4a1fb80f1ed6",
-    "env/weights/base/b1/m53": "e2fa57774c7a8c34af575eb3bf0af8b76bf396b53efc0469456aefc90805ac4b",
-    "env/weights/base/b7/m53": "901dd840d3b8a0cc82eb383a9fe0dd62819078e288f038270279ca8293131917",
-    "env/weights/base/b64/m53": "217ae98c8ecb098560a3fc9c2473b8b76617c514ebf236fb335aaaf5001e63ba",
-    "env/weights/longshort/b7/m20": "34b7653aff20ae62bb410981be6721f4d155ff68e72c08a8e3baedb1549d219f",
-    "env/weights/kill_lots/b7/m20": "c49c123ed8cc6e6252b550620ddcaae8ab558013069cea5280c1df435159c1cd",
-    "env/weights/base/b7/m90": "4e57e38f6c556519d66f87bf94730a63fc8b478836de9abd9bc220768425f771",
-    "env/budgets/base/b1/m1": "c63a8468b8f43128be8e8d312fca4a74f610a350f3feac200bccc9bf49dea2e1",
-    "env/budgets/base/b7/m1": "4798099736eb2e3105df05d4bbbfaf1adb7475b35e3773112e2acf9af2fc9f65",
-    "env/budgets/base/b64/m1": "0ccf174c8c37c44bb564f79bfcff4778c294ed1e7fe86f1fa0f9f14b9ecb2cf9",
-    "env/budgets/base/b1/m20": "82821e542183dd7837c4b95609b07e90b5b772664e28b268ac032eaa0ada53aa",
-    "env/budgets/base/b7/m20": "1798a26505b72182583fe79dc78085daa3c6c8f5d4b12c47c0f2a86fbd8524ac",
-    "env/budgets/base/b64/m20": "504bd5c7031d085b7950973c68d1f31a634ca5f4f47b246715b918ad25e342d7",
-    "env/budgets/base/b1/m53": "e66e2a17bd3c8e7f17c71e1cc4f95e108eff866404b5ed66a850c5e951f8b06d",
-    "env/budgets/base/b7/m53": "8413beaf26322a04a8fbe25af30060f75df8290a3296b16d7eef6e2781de8f5b",
-    "env/budgets/base/b64/m53": "8e77157fc49ee55b281cc4e947387f81af47c6cf5492c9cc1dbef9c7acac0862",
-    "env/budgets/longshort/b7/m20": "64170d0c21c1384a732714026b2bc50d99c98f4127c9c87073d52b2359b72b27",
-    "env/budgets/kill_lots/b7/m20": "7b9985d419444bf3359ebf71cfba9d78f1fae4eae5249b00f8d3a46964eaf448",
-    "env/budgets/base/b7/m90": "a6755de3570203c448639ef24880ef9652890314c455045165dc9a9f9063835e",
+    "env/weights/base/b1/m1": "c500939a838711554ffbba326fa7bfc35ab0208193a68b9d8dfc402f0d3e1bda",
+    "env/weights/base/b7/m1": "3fdd9ef483dc2ac724d5e89b674502120dfe84989dd5f7b33f8683a61a41368a",
+    "env/weights/base/b64/m1": "9f593da3243f8ab4390b5c6a1aefedd6424a38751151dbc60153f440a66246f4",
+    "env/weights/base/b1/m20": "75b335911b71c4e85fe8849fc9579a54587cf2f2b8c2e9fb652c8c5636cb9a3d",
+    "env/weights/base/b7/m20": "898ae0e4c1cdac054e3bf9ea3ae014163de6dd2b2d9f155f7329086fa45ed000",
+    "env/weights/base/b64/m20": "2ab16e65b9b6b1fb10bc9fc777752887b577e092e11420af59cde63e176929c6",
+    "env/weights/base/b1/m53": "a0b1a08ecf4b7f3f95b1bc882059767f79684cfda4a78447383d0fbc5f4228f3",
+    "env/weights/base/b7/m53": "28258cf60eada80b0e0bc4493fbe00454a2e8505d4fce90fac00358d7b73359e",
+    "env/weights/base/b64/m53": "f064c53ad2e925c5daad0ff846274e0d2fe3e749b9e0485d3d598c3e4d50c1c2",
+    "env/weights/longshort/b7/m20": "eb4e5ace50bfface0a752408d8e4a20c27e72c56fe6a20c83b65547fbb3c0bea",
+    "env/weights/kill_lots/b7/m20": "57d214b7554640729be92d6ca2d0141c25f868e6df72f0200a5438f3f801c809",
+    "env/weights/base/b7/m90": "775c22bbf9a40359d41f0e32ed16b50d62c2b0399a876541006c09cd88cc6545",
+    "env/budgets/base/b1/m1": "7b71dfcbb355973a6ba4e7bf4b37fd124ceaed8a70b2ac8a6348a50a94e40897",
+    "env/budgets/base/b7/m1": "c45e3b6abc82bf5d3e3927a18a79c69c3fb1ffabef1dbd3cea04b3f7aea011c3",
+    "env/budgets/base/b64/m1": "46280002aa4db5f6e6c779b7d1d747a3d1d1635271f0e3f03c3423dda94c6e9c",
+    "env/budgets/base/b1/m20": "75724adc8338855bf3412e36bdcb362c366e17dfcaf8d1f7d26fe91d9a323a3c",
+    "env/budgets/base/b7/m20": "96d71e71fa638f506e11b27b09bfcb5b323f0b4426840f57bc9c27d857c01cea",
+    "env/budgets/base/b64/m20": "4398b98ac8809831c21bec80969b2cc343da0afe18aae2ce6af553f5c81e60a3",
+    "env/budgets/base/b1/m53": "2d7fc9d525f5093e3b7577f45cb6477113e4ea380dd1d9505ffdaf52b014fc75",
+    "env/budgets/base/b7/m53": "eb61db5e6a05e31a226ad28f5f6862e3eb13e45809db3c460e5a1b251261f895",
+    "env/budgets/base/b64/m53": "186de201cb4bd75ae88639b258ae8573565af8e65ba7bed0ea9b4c31cf0798f0",
+    "env/budgets/longshort/b7/m20": "f3c575bbc710c0e53554e060234a529f7c389f6c88512bb23c35bac3d68df14f",
+    "env/budgets/kill_lots/b7/m20": "e7ffa013cf80beef4b5c8c6c3f24fe5a3e8897f02c7397e1ccedddd5acf95054",
+    "env/budgets/base/b7/m90": "cd7efc11dba0703a3daaa391c78a7f0c325abe5ed5c1f1aa6ab980052de25f51",
 }
 
 

@@ -22,7 +22,6 @@ from allocgym.baselines.qp import (
     qp_violations,
     risk_sqrt,
 )
-from allocgym.config import QPConfig
 from allocgym.errors import Infeasible, SolverFailed
 
 TOL = 1e-7
@@ -240,7 +239,8 @@ def test_allocate_solves_each_portfolio() -> None:
 
 def test_fallback_chain_infeasible_goes_to_hrp() -> None:
     ctx = _ctx(1, 12, 2)
-    alloc = QPAllocator.from_config(QPConfig(max_net=0.3))
+    # QPParams as given (from_config would lower the budget to the net cap: feasible)
+    alloc = QPAllocator(QPParams(max_net=0.3))
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == ["qp:CLARABEL", "qp:CLARABEL:accurate", "qp:SCS", "hrp"]

@@ -509,9 +509,10 @@ def test_regime_cli_on_synthetic() -> None:
     m = RegimeModel(cfg.regime)
     info = m.summarize(m.path(market), market.dates)
     assert f"label flips per year: {info['flips_per_year']:.2f}" in out
-    # a split outside the synthetic dates is refused with the fix
-    bad = CliRunner().invoke(app, [*args, "--split", "test"], env=wide)
-    assert bad.exit_code != 0 and "data.splits" in str(bad.exception)
+    # the default split dates lie outside the synthetic dates: fractions of the data, said
+    frac = CliRunner().invoke(app, [*args, "--split", "test"], env=wide)
+    assert frac.exit_code == 0, frac.output
+    assert "do not fit the data" in frac.output and "60/15/25 %" in frac.output
 
 
 # ----------------------------------------------------------------------------- accuracy

@@ -481,18 +481,33 @@ def test_disabled_allocator_uses_the_defensive_baseline_without_calling_the_mode
 
 def test_kill_switch_always_wins(policy: FrozenPolicy) -> None:
     shares = held_book(make_alloc(policy))
-    assert np.abs(shares).sum() > 0
+    assert np.abs(shares).sum() > 0 and np.array_equal(shares, np.rint(shares))
     for environ, model in ((ENABLED, None), (ENABLED, _raise), ({}, None)):
         alloc = make_alloc(policy, environ=environ, model=model)
         d = alloc.decide(make_request(alloc, shares=shares, kill_switch=True))
         assert d.status == "killed"
-        assert d.target_weights == [0.0] * 20 and d.target_qty == [0.0] * 20
-        # the execution policy re-derives shares from weights: exact up to float dust
-        assert np.allclose(d.target_delta_qty, -shares, rtol=1e-12, atol=0)
+        assert d.target_weights == [0.0] * 20 and d.target_qty == [0] * 20
+        # the close-out is exactly minus the held quantity, whole shares as JSON integers
+        assert d.target_delta_qty == [-int(q) for q in shares]
+        assert all(type(q) is int for q in d.target_delta_qty)
+        assert '"target_delta_qty":[' + ",".join(str(-int(q)) for q in shares) in (
+            d.model_dump_json()
+        )
         assert all("KILL_SWITCH" in r for r in d.reasons)
     alloc = make_alloc(policy)
     alloc.operator_kill = True
     assert alloc.decide(make_request(alloc)).status == "killed"
+
+
+def test_orders_are_exact_whole_lots(policy: FrozenPolicy) -> None:
+    alloc = make_alloc(policy)
+    shares = held_book(alloc)
+    d = alloc.decide(make_request(alloc, shares=shares))
+    assert d.status == "ok"
+    delta, target = np.asarray(d.target_delta_qty), np.asarray(d.target_qty)
+    assert np.array_equal(delta, np.rint(delta)) and np.array_equal(target, np.rint(target))
+    assert np.array_equal(target, shares + delta)  # exact, no float dust
+    assert all(type(q) is int for q in (*d.target_delta_qty, *d.target_qty))
 
 
 # ----------------------------------------------------------------------------- flags
@@ -688,6 +703,25 @@ def test_cli_decide_prints_the_decision(bundle: Path, tmp_path: Path) -> None:
         app, ["decide", "--policy", str(bundle), "--state", str(state)], env=ENABLED
     )
     assert stale.exit_code == 1 and json.loads(stale.stdout)["reject"]["code"] == "STALE_INPUT"
+
+
+def test_cli_write_example_prints_the_now_that_decides_it(bundle: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from allocgym.cli import app
+
+    state = tmp_path / "example.json"
+    res = CliRunner().invoke(
+        app, ["decide", "--policy", str(bundle), "--write-example", str(state)]
+    )
+    assert res.exit_code == 0, res.output
+    command = res.output.strip().splitlines()[-1].split()
+    assert command[:2] == ["allocgym", "decide"] and "--now" in command
+    now = command[command.index("--now") + 1]
+    ok = CliRunner().invoke(app, command[1:], env=ENABLED)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["status"] == "ok"
+    assert now == json.loads(state.read_text())["timestamp"].replace("Z", "+00:00")
 
 
 def test_reason_codes_used_by_serving_exist() -> None:

@@ -71,3 +71,28 @@ class Allocator(Protocol):
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Proposed weights, shape (ctx.n_envs, ctx.n_assets), float64."""
         ...
+
+
+BOOK_KEPT = "book kept (error)"
+"""Fallback stage of a rebalance where the allocator raised ``OptimizationError``: the
+evaluation keeps the current book."""
+
+
+def source_of(allocator: object, row: int) -> str:
+    """The stage that produced row ``row`` of an allocator's last ``allocate`` call.
+
+    An allocator with a fallback chain records, per portfolio of its last call, the stage
+    that produced the weights in ``source_`` (a list of str) and names its ordinary stage
+    in ``primary_source`` (e.g. the QP: ``"qp:CLARABEL"``, then ``"qp:CLARABEL:accurate"``,
+    ``"qp:SCS"``, ``"hrp"``, ``"current_book"``). Any other allocator has one stage: its
+    ``name``.
+    """
+    sources = getattr(allocator, "source_", None)
+    if isinstance(sources, list | tuple) and 0 <= row < len(sources):
+        return str(sources[row])
+    return str(getattr(allocator, "primary_source", getattr(allocator, "name", "allocate")))
+
+
+def primary_source_of(allocator: object) -> str:
+    """The stage of an allocator's ordinary (non-fallback) call (see :func:`source_of`)."""
+    return str(getattr(allocator, "primary_source", getattr(allocator, "name", "allocate")))

@@ -145,6 +145,23 @@ def _write_and_print(result, out: Path) -> dict:
         f"DSR trials: {result.dsr['n_trials']} (expected max Sharpe of skill-less trials "
         f"{result.dsr['sr0_annual']:.2f} annualised)"
     )
+    b = result.benchmark
+    if b:
+        console.print(
+            f"benchmark ({b['name']}): ann. return {100 * b['ann_return']:.2f}%, Sharpe "
+            f"{b['sharpe']:.2f}; the report lists each allocator's active return, tracking "
+            "error and information ratio",
+            markup=False,
+        )
+    for name, m in result.metrics.items():
+        if m.get("fallback_flag"):
+            stages = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["fallback"].items())
+            console.print(
+                f"warning: {name} was served by a fallback on {100 * m['fallback_share']:.0f}% "
+                f"of its rebalances ({stages})",
+                style="yellow",
+                markup=False,
+            )
     console.print(f"report: {paths['markdown']}  |  {paths['html']}  |  {paths['results']}")
     return paths
 
@@ -152,9 +169,12 @@ def _write_and_print(result, out: Path) -> dict:
 @app.command("evaluate")
 def evaluate_cmd(
     run: Annotated[
-        Path,
+        list[str],
         typer.Option(
-            "--run", help="Training run, folder of seed_* runs, or frozen policy bundle (export)."
+            "--run",
+            help="Training run, folder of seed_* runs, or frozen policy bundle (export). "
+            "Repeat it, or give a quoted glob ('runs/ppo-seed*'), to evaluate separately "
+            "trained seeds of one configuration together.",
         ),
     ],
     split: Annotated[
@@ -178,14 +198,24 @@ def evaluate_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Backtest the agent(s) and baselines out of sample through the same env; write the report."""
-    from allocgym.evaluation import evaluate_run
+    import os
 
+    from allocgym.evaluation import evaluate_run, expand_run_paths, prepare_run
+
+    seed_list = _int_list(seeds)
+    # Every run directory is checked (and the market loaded, its notes printed) before
+    # the progress bar starts.
+    cfg, _, _ = prepare_run(run, seeds=seed_list, overrides=list(overrides or []))
+    market, notes = _load_market_with_notes(cfg)
+    _print_notes(notes)
+    roots = expand_run_paths(run)
+    default_out = roots[0] if len(roots) == 1 else Path(os.path.commonpath(roots))
     with _progress("evaluating (bars walked)") as progress:
         result = evaluate_run(
             run, split=None if split is None else split.value, baselines=baselines,
-            seeds=_int_list(seeds), overrides=list(overrides or []), progress=progress,
+            seeds=seed_list, overrides=list(overrides or []), progress=progress, market=market,
         )  # fmt: skip
-    _write_and_print(result, out or run)
+    _write_and_print(result, out or default_out)
 
 
 @app.command("baselines")
@@ -200,16 +230,17 @@ def baselines_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the full report into this folder.")
     ] = None,
+    sectors: SectorsOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Backtest baselines through the env (gates, execution, costs) and print the metrics table."""
-    from allocgym.data import load_market
     from allocgym.evaluation import baseline_names, build_baselines, evaluate
     from allocgym.report import print_metrics_table
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, overrides, sectors)
     allocs = list(build_baselines(cfg, baseline_names(only)).values())
-    market = load_market(cfg.data)
+    market, notes = _load_market_with_notes(cfg)
+    _print_notes(notes)
     with _progress("backtesting baselines (bars walked)") as progress:
         result = evaluate(
             allocs, market, cfg, None if split is None else split.value, progress=progress
@@ -272,6 +303,7 @@ def _run_quickstart(
     run_dir: Path | None,
     baselines: str,
     export: bool,
+    sectors: Path | None = None,
 ) -> None:
     """The main job: train PPO on the bundled data, evaluate vs baselines, export, report."""
     import time
@@ -297,6 +329,10 @@ def _run_quickstart(
         extra.append(f"train.total_timesteps={timesteps}")
     if device is not None:
         extra.append(f"train.device={device}")
+    if sectors is not None:
+        import json
+
+        extra.append(f"data.sectors={json.dumps(str(sectors))}")
     cfg = _config(config, extra)
     if cfg.train.torch_threads is None:
         # Small policy networks: one intra-op thread is many times faster on 2 busy cores.
@@ -304,7 +340,7 @@ def _run_quickstart(
         cfg = _config(config, extra)
     seed_list = _int_list(seeds) or list(cfg.evaluation.train_seeds)
     market, notes = _load_market_with_notes(cfg)
-    _print_market(market, notes)
+    _print_market(market, notes, cfg)
     splits = walk_forward_splits(market, cfg.data.splits)
     console.print("walk-forward splits: " + "; ".join(s.describe(market) for s in splits.values()))
     root = run_dir or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -330,7 +366,9 @@ def _run_quickstart(
 
         console.rule(f"[bold]exporting the frozen policy (seed {seed_list[0]})")
         bundle = root / "frozen"
-        policy = export_run(root / f"seed_{seed_list[0]:03d}", bundle, overwrite=True)
+        policy = export_run(
+            root / f"seed_{seed_list[0]:03d}", bundle, overwrite=True, progress=_stage_printer()
+        )
         par = policy.manifest["parity"]
         console.print(
             f"frozen policy {policy.model_id}: {bundle} (sha256 {policy.sha256[:12]}..., parity "
@@ -407,7 +445,14 @@ class WhichModel(StrEnum):
 
 
 PolicyOpt = Annotated[
-    Path, typer.Option("--policy", "-p", help="Bundle folder written by `allocgym export`.")
+    Path,
+    typer.Option(
+        "--policy",
+        "-p",
+        exists=True,
+        file_okay=False,
+        help="Bundle folder written by `allocgym export`.",
+    ),
 ]
 ServingSetOpt = Annotated[
     list[str] | None,
@@ -417,7 +462,12 @@ ServingSetOpt = Annotated[
 
 @app.command("export")
 def export_cmd(
-    run: Annotated[Path, typer.Option("--run", help="Training run directory (allocgym train).")],
+    run: Annotated[
+        Path,
+        typer.Option(
+            "--run", exists=True, file_okay=False, help="Training run directory (allocgym train)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (new or empty).")],
     which: Annotated[
         WhichModel, typer.Option(help="best (falls back to final), final or latest checkpoint.")
@@ -438,7 +488,7 @@ def export_cmd(
         )
     policy = export_run(
         run, out, which=which.value, n_recorded=n_recorded, n_random=n_random, seed=seed,
-        overwrite=overwrite,
+        overwrite=overwrite, progress=_stage_printer(),
     )  # fmt: skip
     par = policy.manifest["parity"]
     typer.echo(
@@ -447,6 +497,19 @@ def export_cmd(
         f"{par['n_observations']:,} observations: max |Δ proposal| "
         f"{par['max_abs_diff_proposal']:.2e} (tolerance {par['tolerance']:g})"
     )
+
+
+def _stage_printer():
+    """``progress(stage)`` callback printing each stage with the seconds since the start
+    (long exports show where they are, in a terminal or a log file alike)."""
+    import time
+
+    t0 = time.perf_counter()
+
+    def say(stage: str) -> None:
+        typer.echo(f"[{time.perf_counter() - t0:6.1f} s] {stage}", err=True)
+
+    return say
 
 
 def _allocator(policy: Path, overrides: list[str] | None, **kwargs):
@@ -469,7 +532,8 @@ def _allocator(policy: Path, overrides: list[str] | None, **kwargs):
 def decide_cmd(
     policy: PolicyOpt,
     state: Annotated[
-        Path | None, typer.Option("--state", help="DecisionRequest JSON file.")
+        Path | None,
+        typer.Option("--state", exists=True, dir_okay=False, help="DecisionRequest JSON file."),
     ] = None,
     now: Annotated[
         str | None,
@@ -480,7 +544,8 @@ def decide_cmd(
         typer.Option(
             "--write-example",
             help="Write a request for the last bar of the bundle's configured market to this "
-            "file and exit.",
+            "file and exit. The request is dated at that bar: decide it with the --now the "
+            "command prints (without it, an old bar is rejected as stale).",
         ),
     ] = None,
     overrides: ServingSetOpt = None,
@@ -512,7 +577,12 @@ def decide_cmd(
             market, market.n_days - 1, history=alloc.history, request_id="example-1"
         )
         write_example.write_text(req.model_dump_json(indent=1) + "\n")
-        typer.echo(f"wrote {write_example} (bar {market.n_days - 1}, {req.timestamp.date()})")
+        stamp = req.timestamp.isoformat()
+        typer.echo(
+            f"wrote {write_example} (bar {market.n_days - 1}, {req.timestamp.date()}); the "
+            f"request is dated {stamp}, so decide it with that clock:\n"
+            f"  allocgym decide --policy {policy} --state {write_example} --now {stamp}"
+        )
         return
     if state is None:
         raise RequestError("pass --state FILE (a DecisionRequest JSON) or --write-example FILE")
@@ -523,7 +593,12 @@ def decide_cmd(
     try:
         req = DecisionRequest.model_validate_json(state.read_bytes())
     except ValidationError as err:
-        raise RequestError(f"{state} is not a valid DecisionRequest: {err}") from None
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": str(err)}
+        where = ".".join(str(p) for p in first["loc"]) or "the request"
+        raise RequestError(
+            f"{state} is not a valid DecisionRequest ({err.error_count()} error(s); first: "
+            f"{where}: {first['msg']}): write one with --write-example FILE"
+        ) from None
     decision = alloc.decide(req)
     typer.echo(decision.model_dump_json(indent=2))
     if decision.status == "rejected":
@@ -648,27 +723,40 @@ def train_cmd(
         bool,
         typer.Option("--resume", help="Continue the run in --run-dir from its latest checkpoint."),
     ] = False,
+    sectors: SectorsOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Train an SB3 agent (PPO, A2C, SAC, RecurrentPPO) on the environment's train split."""
+    import json
     import time
 
     from allocgym.agents import load_run_config, train
+    from allocgym.agents.train import latest_checkpoint
     from allocgym.errors import ConfigError
 
     extra = list(overrides or [])
+    if sectors is not None:
+        extra.append(f"data.sectors={json.dumps(str(sectors))}")
     for key, value in (("device", device), ("total_timesteps", timesteps), ("seed", seed)):
         if value is not None:
             extra.append(f"train.{key}={getattr(value, 'value', value)}")
     if resume and run_dir is None:
         raise ConfigError("--resume needs --run-dir: the run directory to continue")
+    if resume and run_dir is not None and latest_checkpoint(run_dir) is None:
+        raise ConfigError(
+            f"--resume: {str(run_dir)!r} holds no checkpoint to continue (check the path; "
+            "checkpoints are written every train.checkpoint_freq steps): drop --resume to "
+            "start a new run there"
+        )
     if resume and config is None and run_dir is not None and (run_dir / "config.yaml").is_file():
         cfg = load_run_config(run_dir, extra)
     else:
         cfg = _config(config, extra)
     if run_dir is None:
         run_dir = Path("runs") / f"{cfg.train.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(cfg, run_dir, resume=resume, progress=True)
+    market, notes = _load_market_with_notes(cfg)
+    _print_notes(notes)
+    result = train(cfg, run_dir, resume=resume, progress=True, market=market)
     best = (
         "n/a"
         if result.best_score is None
@@ -755,33 +843,53 @@ class DataSource(StrEnum):
 
 
 def _load_market_with_notes(cfg):
-    """Load ``cfg.data``; the loader's default-fill warnings come back as notes."""
+    """Load ``cfg.data``; the loader's warnings (defaulted fields, no sectors, large moves)
+    come back as notes, each once, with a note when the splits come from fractions."""
     import warnings
 
-    from allocgym.data import load_market
+    from allocgym.data import load_market, split_note
+    from allocgym.errors import DataError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         market = load_market(cfg.data)
-    return market, [str(w.message) for w in caught]
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
+    try:
+        note = split_note(market, cfg.data.splits)
+    except DataError:
+        note = None  # a refused split is reported by the command that needs it
+    if note:
+        notes.append(note)
+    return market, notes
 
 
-def _print_market(market, notes: list[str]) -> None:
+def _print_notes(notes: list[str]) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    for note in notes:
+        console.print(f"note: {note}", style="yellow", markup=False, highlight=False)
+
+
+def _print_market(market, notes: list[str], cfg=None) -> None:
     from rich.console import Console
 
     from allocgym.data import render_summary, summary
 
     console = Console()
-    console.print(render_summary(summary(market)))
-    for note in notes:
-        console.print(f"note: {note}", style="yellow", markup=False)
+    console.print(render_summary(summary(market, None if cfg is None else cfg.data.splits)))
+    _print_notes(notes)
 
 
 @data_app.command("info")
 def data_info(
     path: Annotated[
         Path | None,
-        typer.Argument(help="CSV or Parquet file for --source csv|parquet (sets data.path)."),
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="CSV or Parquet file for --source csv|parquet (sets data.path).",
+        ),
     ] = None,
     source: Annotated[
         DataSource | None,
@@ -793,9 +901,10 @@ def data_info(
         ),
     ] = None,
     config: ConfigOpt = None,
+    sectors: SectorsOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Load and validate a market; print symbols, date range, rows, missing data and defaulted fields."""
+    """Load and validate a market; print symbols, date range, rows, missing data, defaulted fields, sectors (and whether the sector cap applies) and the walk-forward splits."""
     import json
 
     extra = list(overrides or [])
@@ -806,8 +915,9 @@ def data_info(
         extra.append(f"data.source={source.value}")
     if path is not None:
         extra.append(f"data.path={json.dumps(str(path))}")
-    market, notes = _load_market_with_notes(_config(config, extra))
-    _print_market(market, notes)
+    cfg = _config(config, extra, sectors)
+    market, notes = _load_market_with_notes(cfg)
+    _print_market(market, notes, cfg)
 
 
 class RegimeSplit(StrEnum):
@@ -838,6 +948,7 @@ def regime_cmd(
             "--split", help="Bars to describe: a walk-forward split of data.splits, or all."
         ),
     ] = RegimeSplit.all,
+    sectors: SectorsOpt = None,
 ) -> None:
     """Run the regime model over a market; print per calendar year the share of each label and barbell state and the label changes, then flips per year and the median run length."""
     from rich.console import Console
@@ -848,7 +959,7 @@ def regime_cmd(
     extra = list(overrides or [])
     if source is not None:
         extra.append(f"data.source={source.value}")
-    cfg = _config(config, extra)
+    cfg = _config(config, extra, sectors)
     market, notes = _load_market_with_notes(cfg)
     # The model runs over the whole market, so a split's first bars have their history.
     model = RegimeModel(cfg.regime)
@@ -859,8 +970,7 @@ def regime_cmd(
         start, stop = chosen.start, chosen.stop
     console = Console()
     console.print(render_summary(model.summarize(state, market.dates, start, stop)))
-    for note in notes:
-        console.print(f"note: {note}", style="yellow", markup=False)
+    _print_notes(notes)
 
 
 @app.command("quickstart")
@@ -892,11 +1002,12 @@ def quickstart(
     export: Annotated[
         bool, typer.Option("--export/--no-export", help="Export seed 0's frozen ONNX policy.")
     ] = True,
+    sectors: SectorsOpt = None,
 ) -> None:
     """Main job: train PPO on the bundled S&P 500 sample with configs/train/ppo.yaml (default --config), evaluate it against every baseline on the test split, export the frozen policy, print the table and the report / TensorBoard paths."""
     _run_quickstart(
         config, overrides, timesteps, seeds, None if device is None else device.value, run_dir,
-        baselines, export,
+        baselines, export, sectors,
     )  # fmt: skip
 
 
@@ -935,6 +1046,8 @@ def study_cmd(
         Path | None,
         typer.Option("--run-dir", help="Study folder; default runs/study-<timestamp>."),
     ] = None,
+    address: AddressOpt = None,
+    resources: ResourcesOpt = None,
 ) -> None:
     """Walk-forward study: per yearly fold, train the agent on the past (validation = the years just before the test year), test it and every baseline on the same bars, stitch the out-of-sample returns, and write study.md / study.html / study.json with paired bootstrap intervals against 1/N and HRP."""
     import time
@@ -944,12 +1057,16 @@ def study_cmd(
     from allocgym.study import parse_years, plan_folds, run_study
 
     console = Console()
+    if address is not None:  # a malformed address fails before anything loads
+        from allocgym.distributed import parse_address
+
+        parse_address(address)
     extra = list(overrides or [])
     if timesteps is not None:
         extra.append(f"train.total_timesteps={timesteps}")
     cfg = _config(config, extra)
     market, notes = _load_market_with_notes(cfg)
-    _print_market(market, notes)
+    _print_market(market, notes, cfg)
     years = None if test_years is None else parse_years(test_years)
     plan = plan_folds(market, test_years=years, n_folds=folds, validation_years=validation_years)
     seed_list = _int_list(seeds) or [0]
@@ -958,9 +1075,10 @@ def study_cmd(
         f"{len(plan)} folds (test years {plan[0].test_year}..{plan[-1].test_year}) x "
         f"{len(seed_list)} seeds, {cfg.train.total_timesteps:,} steps each -> {root}"
     )
-    result = run_study(cfg, market, plan, seed_list, root, baselines=baselines,
-                       config_overrides=extra, base_config=config,
-                       progress=lambda msg: console.print(msg))  # fmt: skip
+    with _ray_train_many(address, resources, cfg, console.print) as train_many:
+        result = run_study(cfg, market, plan, seed_list, root, baselines=baselines,
+                           config_overrides=extra, base_config=config,
+                           progress=lambda msg: console.print(msg), train_many=train_many)  # fmt: skip
     for name, won in result.pooled["agent_beats_equal_weight"].items():
         pe = result.pooled[name]["paired"]["equal_weight"]
         console.print(
@@ -972,12 +1090,290 @@ def study_cmd(
     console.print(f"study: {root / 'study.html'}  |  {root / 'study.md'}  |  {root / 'study.json'}")
 
 
-def main() -> None:
-    """Console-script entry point."""
+# [cli:distributed] Ray: sweeps, studies on a cluster and the sweep benchmark (issue 12).
+
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Where to run on Ray: local (start Ray on this machine, sized to it), auto (the "
+        "Ray cluster running on this machine) or HOST:PORT of a Ray head (docs/cluster.md).",
+    ),
+]
+ResourcesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resources",
+        help="Ray resources per training job, e.g. cpu=1,gpu=0.25 (default cpu=1; gpu 0.25 "
+        "with --device cuda, else 0).",
+    ),
+]
+
+
+def _ray_train_many(address: str | None, resources: str | None, cfg, echo):
+    """Context: None (train in this process) without an address, else Ray's train_many."""
+    import contextlib
+
+    if address is None:
+        if resources is not None:
+            from allocgym.errors import ConfigError
+
+            raise ConfigError(
+                "--resources applies to Ray jobs: pass --address local (or a cluster)"
+            )
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def runner():
+        from allocgym.distributed import RayTrainMany, parse_resources, ray_runtime
+
+        res = parse_resources(resources, cfg.train.device)
+        with ray_runtime(address) as rt:
+            rt.check_fits(res)
+            echo(rt.describe())
+            yield RayTrainMany(res, progress=echo)
+
+    return runner()
+
+
+class SearchAlgo(StrEnum):
+    """Search algorithms of ``allocgym sweep``."""
+
+    optuna = "optuna"
+    random = "random"
+
+
+class SchedulerName(StrEnum):
+    """Trial schedulers of ``allocgym sweep``."""
+
+    asha = "asha"
+    none = "none"
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: ConfigOpt = None,
+    space: Annotated[
+        Path | None,
+        typer.Option("--space", help="Search space YAML (e.g. configs/sweep/ppo.yaml)."),
+    ] = None,
+    overrides: SetOpt = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="Trials (default 16).")] = None,
+    search: Annotated[
+        SearchAlgo | None,
+        typer.Option("--search", help="optuna (TPE, default) or random draws."),
+    ] = None,
+    scheduler: Annotated[
+        SchedulerName | None,
+        typer.Option(
+            "--scheduler", help="asha (stop weak trials at validation rungs, default) or none."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the search (default 0).")
+    ] = None,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option("--max-concurrent", help="Trials at once (default: as resources allow)."),
+    ] = None,
+    address: AddressOpt = None,
+    resources: ResourcesOpt = None,
+    device: Annotated[
+        Device | None, typer.Option("--device", help="Torch device (sets train.device).")
+    ] = None,
+    timesteps: Annotated[
+        int | None,
+        typer.Option("--timesteps", help="Steps per trial (sets train.total_timesteps)."),
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Sweep folder; default runs/sweep-<timestamp>."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the interrupted sweep in --run-dir."),
+    ] = False,
+) -> None:
+    """Hyperparameter sweep on Ray Tune: Optuna search over a space of config keys, ASHA early stopping on the validation runs, every trial an ordinary run directory and a line of the sweep's trials ledger; writes results.md / results.csv and best_config.yaml (train it with --config)."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from allocgym.distributed import parse_address, parse_resources, require_tune
+    from allocgym.errors import ConfigError
+
+    console = Console()
+    parse_address(address or "local")  # a malformed address fails before anything loads
+    require_tune()
+    extra = list(overrides or [])
+    for key, value in (("device", device), ("total_timesteps", timesteps)):
+        if value is not None:
+            extra.append(f"train.{key}={getattr(value, 'value', value)}")
+    given = {"--trials": trials, "--search": search, "--scheduler": scheduler, "--seed": seed,
+             "--max-concurrent": max_concurrent, "--resources": resources}  # fmt: skip
+    cfg = space_obj = options = None
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs --run-dir: the sweep folder to continue")
+        fixed = [k for k, v in given.items() if v is not None]
+        if fixed:
+            raise ConfigError(
+                f"--resume continues a sweep with the options it started with: drop {fixed[0]}"
+            )
+    else:
+        if space is None:
+            raise ConfigError(
+                "--space is required: a search space YAML, e.g. configs/sweep/ppo.yaml"
+            )
+    if config is not None or extra:
+        cfg = _config(config, extra)
+    if space is not None:
+        from allocgym.search_space import load_space
+
+        space_obj = load_space(space)
+    if not resume:
+        from allocgym.sweep import SweepOptions
+
+        cfg = cfg or _config(None, [])
+        options = SweepOptions(
+            trials=16 if trials is None else trials,
+            search=(search or SearchAlgo.optuna).value,
+            scheduler=(scheduler or SchedulerName.asha).value,
+            seed=0 if seed is None else seed,
+            resources=parse_resources(resources, cfg.train.device),
+            max_concurrent=max_concurrent,
+        )
+    folder = run_dir or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    from allocgym.sweep import OBJECTIVE, run_sweep
+
+    result = run_sweep(cfg, space_obj, folder, options=options, address=address or "local",
+                       resume=resume, echo=lambda msg: console.print(msg, markup=False,
+                                                                     highlight=False))  # fmt: skip
+    from allocgym.sweep import format_cell
+
+    hidden = ("run_dir", "note", "cpu_s")  # in results.csv
+    shown = [k for k in (result.rows[0] if result.rows else {}) if k not in hidden]
+    table = Table(title=f"sweep: {len(result.rows)} trials, best first (top 10)")
+    for key in shown:
+        table.add_column(key, justify="right")
+    for row in result.rows[:10]:
+        table.add_row(*(format_cell(row.get(k)) for k in shown))
+    console.print(table)
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts.items())
+    console.print(f"trials ledger: {result.folder / 'trials.jsonl'} ({counts})")
+    console.print(f"results: {result.folder / 'results.md'}  |  {result.folder / 'results.csv'}")
+    if result.abandoned:
+        console.print(
+            f"{len(result.abandoned)} trial folder(s) abandoned by an interruption (not trials): "
+            + ", ".join(result.abandoned),
+            style="yellow",
+        )
+    if result.best_config is not None:
+        best = result.best
+        assert best is not None
+        console.print(
+            f"best: trial {best['trial']} ({best[OBJECTIVE]:.4g}); train it with "
+            f"allocgym train --config {result.best_config}"
+        )
+    if not result.finished:
+        console.print(
+            f"the sweep was interrupted: resume it with allocgym sweep --run-dir {result.folder} "
+            "--resume",
+            style="yellow",
+        )
+        raise typer.Exit(code=130)
+
+
+@bench_app.command("sweep")
+def bench_sweep(
+    trials: Annotated[int, typer.Option(help="Trials per timed sweep.")] = 4,
+    timesteps: Annotated[int, typer.Option(help="PPO steps per trial.")] = 8192,
+    repeat: Annotated[int, typer.Option(help="Timed rounds (medians are reported).")] = 3,
+    num_cpus: Annotated[int, typer.Option(help="CPUs of the local Ray.")] = 2,
+    quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,
+) -> None:
+    """Sweep trials per hour: the same trials one after another in this process vs a sweep on a local Ray with --num-cpus CPUs (and with 1 CPU: Ray's overhead per trial), interleaved rounds, medians, CPU time beside wall time."""
+    from allocgym.bench import print_table
+    from allocgym.bench.sweep import run
+    from allocgym.distributed import require_tune
+
+    require_tune()
+    if quick:
+        trials, timesteps, repeat = 2, 256, 1
+    rows, notes = run(trials=trials, timesteps=timesteps, repeat=repeat, num_cpus=num_cpus)
+    print_table(f"sweep of {trials} PPO trials x {timesteps:,} steps (medians of {repeat})", rows)
+    for note in notes:
+        typer.echo(note)
+
+
+def _plain_warnings() -> None:
+    """Show warnings as one plain line each, once per message: ``note: ...`` for data
+    caveats (``DataWarning``), ``warning: ...`` otherwise (no source path)."""
+    import sys
+    import warnings
+
+    from allocgym.errors import DataWarning
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text in seen:
+            return
+        seen.add(text)
+        label = "note" if issubclass(category, DataWarning) else "warning"
+        print(f"{label}: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one line a user sees for an error ``main`` handles (None: not one of them).
+
+    The project's own errors carry their fix; the common ones from outside (a YAML syntax
+    error, a missing or unreadable file, a file that is not UTF-8, a rejected value) get
+    one here.
+    """
+    import yaml
+    from pydantic import ValidationError
+
     from allocgym.errors import AllocgymError
 
+    if isinstance(err, AllocgymError):
+        return f"error: {err}"
+    if isinstance(err, yaml.YAMLError):
+        return f"error: invalid YAML ({' '.join(str(err).split())}): fix the file's syntax"
+    if isinstance(err, UnicodeDecodeError):
+        return (
+            f"error: a file is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8"
+        )
+    if isinstance(err, FileNotFoundError):
+        return f"error: {err.filename or err}: no such file or directory: check the path"
+    if isinstance(err, PermissionError):
+        return f"error: {err.filename or err}: permission denied: check the file's permissions"
+    if isinstance(err, IsADirectoryError | NotADirectoryError):
+        return f"error: {err.filename or err}: {err.strerror}: pass a file, not a folder"
+    if isinstance(err, OSError):
+        return f"error: {err.filename or ''} {err.strerror or err}: check the path".strip()
+    if isinstance(err, ValidationError):
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": str(err)}
+        where = ".".join(str(p) for p in first["loc"]) or "input"
+        return f"error: {where}: {first['msg']} ({err.error_count()} error(s)): fix the value"
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: no traceback reaches the user for the errors above;
+    each prints one line naming the fix and exits with status 2 (130 when interrupted)."""
+    _plain_warnings()
     try:
-        app()
-    except AllocgymError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise SystemExit(2) from None
+        app(args=argv)
+    except (Exception, KeyboardInterrupt) as err:
+        line = error_line(err)
+        if line is None:
+            raise
+        typer.secho(line, fg=typer.colors.RED, err=True)
+        raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else 2) from None

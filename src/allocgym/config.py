@@ -67,6 +67,12 @@ class SplitConfig(Section):
     """Bars dropped at the start of validation and test so no window straddles a split."""
     n_folds: PosInt = 4
     """Number of rolling walk-forward folds for ``rolling_folds``."""
+    fractions: tuple[Frac, Frac, Frac] = (0.60, 0.15, 0.25)
+    """Train / validation / test shares of the bars used when the dates above do not fall
+    inside the data (a split would be empty); the embargo is taken from the later splits.
+    Not used when ``test_end`` is set (the walk-forward study's dates are refused instead)."""
+    min_split_bars: PosInt = 63
+    """Fewest bars each of train, validation and test may have (shorter: refused)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +101,11 @@ class SplitConfig(Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> SplitConfig:
+        if not math.isclose(sum(self.fractions), 1.0, abs_tol=1e-9) or 0.0 in self.fractions:
+            raise ValueError(
+                f"fractions {list(self.fractions)} must be three shares > 0 that sum to 1 "
+                "(train, validation, test), e.g. [0.6, 0.15, 0.25]"
+            )
         if self.train_end >= self.validation_end:
             raise ValueError(
                 f"train_end {self.train_end!r} must be before validation_end "
@@ -125,6 +136,15 @@ class DataConfig(Section):
     """Lower clamp of the spread proxy, in bps."""
     spread_cap_bps: Pos = 50.0
     """Upper clamp of the spread proxy, in bps."""
+    sectors: str | dict[str, str] | None = None
+    """Sector of each symbol, for any source: a CSV file with columns ``symbol,sector``,
+    a YAML file holding a ``SYMBOL: sector`` mapping, or the mapping itself; it replaces
+    the source's sectors (GICS for sp500, the long format's ``sector`` column). None = the
+    source's. Symbols without a sector are exempt from ``risk.max_sector_gross`` (a note
+    says so); ``--sectors FILE`` sets it."""
+    max_abs_return: Pos | None = None
+    """Refuse data with a one-bar |simple return| above this (decimal, 0.5 = 50 %); None =
+    list such moves beyond 50 % (and level jumps that revert) as a warning and keep them."""
     splits: SplitConfig = SplitConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
@@ -639,10 +659,13 @@ class HRPConfig(Section):
 class QPConfig(Section):
     """Seed 002's QP: maximize z'w - lambda w'Sigma w - gamma ||C (w - w_cur)||_1.
 
-    Thresholds follow seed 002 where they are consistent with each other. Seed 002 also
-    lists a net cap of 0.3, a turnover cap of 0.2 (0.05 per name) and a beta tolerance of
-    0.05: together with ``sum w = 1`` and a book starting in cash those are infeasible,
-    so here they are opt-in (``None`` disables a constraint).
+    The hard limits it shares with the risk gates (per-name cap, long-only, gross, net,
+    beta, sector cap) come from the ``risk`` section when left unset (None): the QP
+    optimises inside the limits the gates enforce, so they never cut its book silently. A
+    value set here may only tighten the ``risk`` limit (a looser one is refused). Seed 002
+    also lists a net cap of 0.3, a turnover cap of 0.2 (0.05 per name) and a beta
+    tolerance of 0.05: together with ``sum w = 1`` and a book starting in cash those are
+    infeasible, so here the turnover caps are opt-in (``None`` disables them).
     """
 
     lambda_risk: NonNeg = 0.1
@@ -656,25 +679,29 @@ class QPConfig(Section):
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     budget: float = 1.0
-    """Target of sum w (seed 002: 1)."""
+    """Target of sum w (seed 002: 1); lowered to the gross and net caps when they are
+    smaller."""
     budget_equality: bool = True
     """True: sum w == budget; False: sum w <= budget (the rest stays in cash)."""
-    per_name_cap: Pos = 0.10
-    """Cap on |w_i| (seed 002)."""
-    long_only: bool = True
-    """Add w >= 0 (the risk gates are long-only by default)."""
-    max_gross: Pos | None = 1.5
-    """Cap on sum |w_i| (seed 002); ``None`` disables it."""
-    max_net: NonNeg | None = 1.0
-    """Cap on |sum w_i|; seed 002 lists 0.3, which contradicts ``budget = 1``."""
+    per_name_cap: Pos | None = None
+    """Cap on |w_i|; None = ``risk.max_symbol_weight`` (seed 002: 0.10)."""
+    long_only: bool | None = None
+    """Add w >= 0; None = ``risk.long_only``."""
+    max_gross: Pos | None = None
+    """Cap on sum |w_i|; None = ``risk.max_gross`` (seed 002: 1.5)."""
+    max_net: NonNeg | None = None
+    """Cap on |sum w_i|; None = ``risk.max_net`` (seed 002 lists 0.3, which contradicts
+    ``budget = 1``)."""
     max_turnover: Pos | None = None
     """Cap on sum |w_i - w_cur,i| per rebalance (seed 002: 0.2)."""
     max_turnover_per_name: Pos | None = None
     """Cap on |w_i - w_cur,i| (seed 002: 0.05)."""
     beta_tolerance: NonNeg | None = None
-    """Cap on |beta'w| (seed 002: 0.05); betas from the context or the benchmark."""
-    sector_cap: Pos | None = 0.30
-    """Per-sector cap on sum |w_i| over the sector (seed 002)."""
+    """Cap on |beta'w| (seed 002: 0.05); None = ``risk.beta_tolerance`` (None there too:
+    no beta constraint); betas from the context or the benchmark."""
+    sector_cap: Pos | None = None
+    """Per-sector cap on sum |w_i| over the sector; None = ``risk.max_sector_gross`` (seed
+    002: 0.30). Symbols without a sector are in no sector."""
     cvar_weight: NonNeg = 0.0
     """Weight kappa of the CVaR fragility term (Rockafellar-Uryasev); 0 leaves it out."""
     cvar_beta: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
@@ -811,10 +838,12 @@ class ClassicConfig(Section):
     """Covariance estimator (``allocgym.estimates``)."""
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
-    long_only: bool = True
-    """Refuse short positions."""
+    long_only: bool | None = None
+    """Refuse short positions; None = ``risk.long_only``."""
     max_weight: Pos | None = None
-    """Bound on |w_i|; None = 1 when long-only, unbounded (closed forms) otherwise."""
+    """Bound on |w_i|; None = ``risk.max_symbol_weight``. A value set here may only tighten
+    it. Where fewer than 1 / max_weight names are active, a fully invested allocator's
+    bound is raised to 1 / n_active for that window (the gates then cap the book)."""
     risk_free_rate: float = 0.0
     """Annualised risk-free rate subtracted from mean returns (decimal)."""
     periods_per_year: Pos = 252.0
@@ -868,10 +897,10 @@ class KellyConfig(Section):
 
     fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     """Kelly fraction (0.5 = half Kelly)."""
-    max_weight: Pos = 0.25
-    """Cap on |w_i|."""
-    max_gross: Pos = 1.0
-    """Cap on sum |w_i| (the rest is cash)."""
+    max_weight: Pos | None = None
+    """Cap on |w_i|; None = ``risk.max_symbol_weight`` (a value may only tighten it)."""
+    max_gross: Pos | None = None
+    """Cap on sum |w_i| (the rest is cash); None = ``risk.max_gross``."""
 
 
 class RegimeSwitchConfig(Section):
@@ -918,6 +947,88 @@ class BaselinesConfig(Section):
     """Capped fractional Kelly."""
     regime_switch: RegimeSwitchConfig = RegimeSwitchConfig()
     """Seed 001's regime-switch heuristic."""
+
+    def within(self, risk: RiskConfig) -> BaselinesConfig:
+        """This section with every limit it shares with the risk gates resolved: unset
+        (None) limits of ``qp``, ``classic`` and ``kelly`` take the ``risk`` value, the QP
+        budget is lowered to its gross and net caps. The baselines are built from it, so
+        ``risk`` is the one source of these limits.
+
+        Raises
+        ------
+        ConfigError
+            A limit set here is looser than the ``risk`` one (:func:`looser_baseline_limits`).
+        """
+        bad = looser_baseline_limits(self, risk)
+        if bad:
+            raise ConfigError("; ".join(bad))
+
+        def tighter(own: float | None, shared: float | None) -> float | None:
+            if own is None:
+                return shared
+            return own if shared is None else min(own, shared)
+
+        q = self.qp
+        gross = tighter(q.max_gross, risk.max_gross)
+        net = tighter(q.max_net, risk.max_net)
+        budget = min(q.budget, *(c for c in (gross, net) if c is not None))
+        qp = q.model_copy(
+            update={
+                "per_name_cap": tighter(q.per_name_cap, risk.max_symbol_weight),
+                "long_only": risk.long_only if q.long_only is None else q.long_only,
+                "max_gross": gross,
+                "max_net": net,
+                "beta_tolerance": tighter(q.beta_tolerance, risk.beta_tolerance),
+                "sector_cap": tighter(q.sector_cap, risk.max_sector_gross),
+                "budget": budget,
+            }
+        )
+        c = self.classic
+        classic = c.model_copy(
+            update={
+                "long_only": risk.long_only if c.long_only is None else c.long_only,
+                "max_weight": tighter(c.max_weight, risk.max_symbol_weight),
+            }
+        )
+        k = self.kelly
+        kelly = k.model_copy(
+            update={
+                "max_weight": tighter(k.max_weight, risk.max_symbol_weight),
+                "max_gross": tighter(k.max_gross, risk.max_gross),
+            }
+        )
+        return self.model_copy(update={"qp": qp, "classic": classic, "kelly": kelly})
+
+
+def looser_baseline_limits(section: BaselinesConfig, risk: RiskConfig) -> list[str]:
+    """Messages for each baseline limit set looser than the ``risk`` limit it shadows."""
+    out: list[str] = []
+    pairs = (
+        ("qp.per_name_cap", section.qp.per_name_cap, "max_symbol_weight"),
+        ("qp.max_gross", section.qp.max_gross, "max_gross"),
+        ("qp.max_net", section.qp.max_net, "max_net"),
+        ("qp.beta_tolerance", section.qp.beta_tolerance, "beta_tolerance"),
+        ("qp.sector_cap", section.qp.sector_cap, "max_sector_gross"),
+        ("classic.max_weight", section.classic.max_weight, "max_symbol_weight"),
+        ("kelly.max_weight", section.kelly.max_weight, "max_symbol_weight"),
+        ("kelly.max_gross", section.kelly.max_gross, "max_gross"),
+    )
+    for key, own, shared in pairs:
+        limit = getattr(risk, shared)
+        if own is not None and limit is not None and own > limit:
+            out.append(
+                f"baselines.{key} = {own:g} is looser than risk.{shared} = {limit:g}: a "
+                f"baseline may only tighten a risk limit; unset it (null: inherit) or set "
+                f"it <= {limit:g}"
+            )
+    for key, own in (("qp.long_only", section.qp.long_only),
+                     ("classic.long_only", section.classic.long_only)):  # fmt: skip
+        if own is False and risk.long_only:
+            out.append(
+                f"baselines.{key} = false while risk.long_only = true: the gates refuse "
+                "shorts; unset it (null: inherit) or set risk.long_only=false"
+            )
+    return out
 
 
 # ----------------------------------------------------------------------------- serving
@@ -1072,6 +1183,30 @@ class AllocgymConfig(Section):
     serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_baseline_defaults(cls, data: Any) -> Any:
+        # Run directories and bundles written before the baselines inherited the risk
+        # limits carry the old defaults qp.max_gross 1.5 and kelly.max_weight 0.25, looser
+        # than the default risk limits: read them as "inherit", as they now default to.
+        if not isinstance(data, Mapping) or not isinstance(data.get("baselines"), Mapping):
+            return data
+        base = dict(data["baselines"])
+        changed = False
+        for sub, key, old in (("qp", "max_gross", 1.5), ("kelly", "max_weight", 0.25)):
+            section = base.get(sub)
+            if isinstance(section, Mapping) and section.get(key) == old:
+                base[sub] = {**section, key: None}
+                changed = True
+        return {**data, "baselines": base} if changed else data
+
+    @model_validator(mode="after")
+    def _baselines_inside_risk(self) -> AllocgymConfig:
+        bad = looser_baseline_limits(self.baselines, self.risk)
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
+
     @model_validator(mode="after")
     def _out_of_sample(self) -> AllocgymConfig:
         # Training on, or picking the best model on, the reported split is lookahead.
@@ -1095,6 +1230,10 @@ def _format_errors(err: ValidationError) -> str:
         path = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown key '{path}': remove it or check its spelling")
+        elif e["type"] == "value_error" and isinstance(e.get("input"), Mapping):
+            # a rule across keys of a section: the message names them, the input is noise
+            where = "" if path == "<root>" else f"{path}: "
+            lines.append(f"{where}{str(e['msg']).removeprefix('Value error, ')}")
         else:
             lines.append(f"{path} = {e.get('input')!r} rejected: {e['msg']}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
@@ -1136,7 +1275,24 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist: pass an existing YAML")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"config file {str(p)!r} is not UTF-8 text ({err.reason} at byte {err.start}): "
+                "save it as UTF-8"
+            ) from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"config file {str(p)!r} is not valid YAML{at} ({problem}): fix its syntax"
+            ) from None
+        except OSError as err:
+            raise ConfigError(
+                f"config file {str(p)!r} could not be read ({err.strerror})"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
         tree = loaded

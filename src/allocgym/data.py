@@ -20,6 +20,7 @@ listed in ``MarketData.defaulted``:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from allocgym.config import DataConfig, SplitConfig, SyntheticConfig
-from allocgym.errors import DataError
+from allocgym.errors import DataError, DataWarning
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -67,6 +68,14 @@ SYNTHETIC_REGIMES: tuple[str, ...] = ("calm_trend", "mean_reverting", "high_vol_
 
 UNKNOWN_SECTOR = "unknown"
 """Sector label of symbols whose source gives none."""
+
+NO_SECTOR = -1
+"""``MarketData.sector_ids`` value of a symbol without a sector (label ``UNKNOWN_SECTOR``):
+the per-sector gross cap does not apply to it (a missing sector is not one big sector)."""
+
+DEFAULT_MOVE_BOUND = 0.5
+"""|simple return| in one bar above which a move is listed as suspicious (``DataWarning``)
+unless ``data.max_abs_return`` sets the bound (then such moves are refused)."""
 
 _VOL_WINDOW = 21  # bars of the spread proxy's trailing volatility
 _SHOW = 5  # offending symbols/dates quoted per error message
@@ -120,13 +129,15 @@ class MarketData:
         Strictly increasing bar dates.
     symbols : tuple of str, length n_assets
     close : ndarray, shape (n_days, n_assets)
-        Close prices (> 0); NaN only in a leading not-yet-listed stretch.
+        Close prices (> 0); NaN only in a leading not-yet-listed stretch and a trailing
+        delisted stretch (after the symbol's last price: not tradable, a position is
+        closed at the last price, see ``delisted``).
     volume : ndarray, shape (n_days, n_assets)
         Shares traded per bar (>= 0).
     spread_bps : ndarray, shape (n_days, n_assets)
         Quoted bid-ask spread in bps of price (>= 0).
     sectors : tuple of str, length n_assets
-        Sector label per symbol.
+        Sector label per symbol; ``UNKNOWN_SECTOR`` = none (no sector cap applies).
     benchmark_returns : ndarray, shape (n_days,)
         Simple returns of the benchmark; row 0 is 0.
     tradable : ndarray of bool, shape (n_days, n_assets)
@@ -193,14 +204,38 @@ class MarketData:
 
     @cached_property
     def sector_names(self) -> tuple[str, ...]:
-        """Distinct sector labels in sorted order (``sector_ids`` index into it)."""
-        return tuple(sorted(set(self.sectors)))
+        """Distinct sector labels in sorted order (``sector_ids`` index into it), without
+        ``UNKNOWN_SECTOR``."""
+        return tuple(sorted(set(self.sectors) - {UNKNOWN_SECTOR}))
 
     @cached_property
     def sector_ids(self) -> np.ndarray:
-        """Integer sector id per symbol, shape (n_assets,)."""
+        """Integer sector id per symbol, shape (n_assets,); ``NO_SECTOR`` (-1) for a symbol
+        without a sector (``UNKNOWN_SECTOR``), which no sector cap applies to."""
         lookup = {s: i for i, s in enumerate(self.sector_names)}
-        return _frozen(np.array([lookup[s] for s in self.sectors], dtype=np.int64), np.int64)
+        ids = [lookup.get(s, NO_SECTOR) for s in self.sectors]
+        return _frozen(np.array(ids, dtype=np.int64), np.int64)
+
+    @property
+    def unsectored(self) -> tuple[str, ...]:
+        """Symbols without a sector (the sector cap does not apply to them)."""
+        return tuple(s for s, sec in zip(self.symbols, self.sectors, strict=True)
+                     if sec == UNKNOWN_SECTOR)  # fmt: skip
+
+    @cached_property
+    def last_price(self) -> np.ndarray:
+        """Bar of each symbol's last price, shape (n_assets,) int64 (``n_days - 1`` for a
+        symbol priced to the end; a smaller value: the symbol was delisted after it)."""
+        finite = np.isfinite(self.close)
+        last = self.n_days - 1 - np.argmax(finite[::-1], axis=0)
+        return _frozen(np.where(finite.any(axis=0), last, -1), np.int64)
+
+    @cached_property
+    def delisted(self) -> np.ndarray:
+        """(n_days, n_assets) bool: True on the bars after a symbol's last price (it is
+        not tradable there, and a position in it is closed at its last price)."""
+        rows = np.arange(self.n_days)[:, None]
+        return _frozen((rows > self.last_price[None, :]) & (self.last_price >= 0), bool)
 
     @cached_property
     def returns(self) -> np.ndarray:
@@ -348,12 +383,14 @@ def _check_content(md: MarketData) -> None:
             "correct or drop these rows"
         )
     listed = np.logical_or.accumulate(finite, axis=0)
-    gaps = listed & ~finite
+    # A trailing stretch after the last price is a delisting (accepted); a hole is not.
+    priced_later = np.logical_or.accumulate(finite[::-1], axis=0)[::-1]
+    gaps = listed & ~finite & priced_later
     if gaps.any():
         raise DataError(
-            f"NaN close after the first price: {_cells(md, gaps)}: only a leading "
-            "not-yet-listed stretch may be NaN; forward-fill the gaps (df.ffill()) "
-            "or drop those dates"
+            f"NaN close between two prices: {_cells(md, gaps)}: only a leading "
+            "not-yet-listed stretch and a trailing delisted stretch may be NaN; "
+            "forward-fill the gaps (df.ffill()) or drop those dates"
         )
     for name in ("volume", "spread_bps"):
         a = getattr(md, name)
@@ -387,7 +424,8 @@ def validate(md: MarketData, min_history: int = 2) -> None:
     """Check a market completely and refuse bad data with a ``DataError``.
 
     Checks shapes, strictly increasing dates, unique symbols, prices (finite and > 0, NaN
-    only in a leading not-yet-listed stretch), volume and spread (>= 0, finite where a
+    only in a leading not-yet-listed stretch or after the last price: a delisting),
+    volume and spread (>= 0, finite where a
     price exists), the tradable mask, the benchmark, that every symbol has at least one
     price, and that there are at least ``min_history`` rows. Messages name the offending
     dates/symbols and the fix.
@@ -497,7 +535,7 @@ def _assemble(
         warnings.warn(
             f"{source} has no {', '.join(defaulted)}: using documented defaults "
             f"({_describe_defaults(defaulted, cfg)})",
-            UserWarning,
+            DataWarning,
             stacklevel=3,
         )
     md = MarketData(
@@ -513,20 +551,218 @@ def _assemble(
         name=name,
     )
     validate(md, min_history)
+    check_moves(md, cfg)
     return md
+
+
+# ---------------------------------------------------------------------------- sanity
+
+
+@dataclass(frozen=True)
+class Move:
+    """A one-bar close-to-close move beyond the bound (:func:`large_moves`).
+
+    Attributes
+    ----------
+    symbol, date : str
+        The symbol and the ISO date of the bar the move ends on.
+    ret : float
+        Simple return of the bar (decimal: 999.0 = x1000).
+    reverts_on : str or None
+        Date of a later bar (within ``_REVERT_BARS``) whose price is back within 10 % of
+        the price before the move: a spike or a level jump that reverts (a data error
+        more often than a market move).
+    """
+
+    symbol: str
+    date: str
+    ret: float
+    reverts_on: str | None
+
+    def describe(self) -> str:
+        what = f"reverts on {self.reverts_on}" if self.reverts_on else "does not revert"
+        return f"{self.symbol} {self.date} {self.ret:+.1%} ({what})"
+
+
+_REVERT_BARS = 63  # bars after a large move searched for the price's return
+
+
+def large_moves(md: MarketData, bound: float = DEFAULT_MOVE_BOUND) -> list[Move]:
+    """One-bar moves with ``|r| > bound`` (simple close-to-close returns while listed),
+    in date then symbol order, each flagged when the price comes back (``Move.reverts_on``).
+
+    Parameters
+    ----------
+    md : MarketData
+    bound : float
+        Decimal return bound (0.5 = 50 % in one bar).
+    """
+    r = md.returns
+    hits = np.argwhere(np.abs(r) > bound)
+    out: list[Move] = []
+    for t, j in hits[np.lexsort((hits[:, 1], hits[:, 0]))]:
+        before = md.close[t - 1, j]
+        later = md.close[t + 1 : t + 1 + _REVERT_BARS, j]
+        back = np.flatnonzero(np.isfinite(later) & (np.abs(later / before - 1.0) <= 0.1))
+        # A return that undoes an earlier listed move is that move's reversal, not a new one.
+        if out and any(m.symbol == md.symbols[j] and m.reverts_on == _day(md.dates[t])
+                       for m in out):  # fmt: skip
+            continue
+        out.append(
+            Move(
+                symbol=md.symbols[j],
+                date=_day(md.dates[t]),
+                ret=float(r[t, j]),
+                reverts_on=_day(md.dates[t + 1 + back[0]]) if back.size else None,
+            )
+        )
+    return out
+
+
+def check_moves(md: MarketData, cfg: DataConfig | None = None) -> list[Move]:
+    """List one-bar moves beyond the bound as a ``DataWarning``, or refuse them.
+
+    The bound is ``cfg.max_abs_return`` when set (moves beyond it raise ``DataError``),
+    else ``DEFAULT_MOVE_BOUND`` (moves beyond it are listed in a warning and kept).
+
+    Returns
+    -------
+    list of Move
+        The moves found (empty when none).
+    """
+    strict = cfg is not None and cfg.max_abs_return is not None
+    bound = float(cfg.max_abs_return) if strict else DEFAULT_MOVE_BOUND  # type: ignore[union-attr]
+    moves = large_moves(md, bound)
+    if not moves:
+        return moves
+    shown = "; ".join(m.describe() for m in moves[:10])
+    more = f" (+{len(moves) - 10} more)" if len(moves) > 10 else ""
+    if strict:
+        raise DataError(
+            f"{len(moves)} one-bar move(s) beyond data.max_abs_return = {bound:g} in "
+            f"{md.name!r}: {shown}{more}: correct the prices (a split or a unit change), "
+            "or raise data.max_abs_return"
+        )
+    warnings.warn(
+        f"{len(moves)} one-bar move(s) beyond {bound:.0%} in {md.name!r}: {shown}{more}; "
+        "check the prices, or set data.max_abs_return to refuse such data",
+        DataWarning,
+        stacklevel=3,
+    )
+    return moves
+
+
+def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
+    """Read a symbol -> sector map: a CSV file with columns ``symbol,sector``, a YAML file
+    holding a mapping, or a mapping.
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, wrong columns, a symbol listed twice with different
+        sectors, or an empty sector.
+    """
+    if isinstance(source, Mapping):
+        pairs = [(str(k), v) for k, v in source.items()]
+        where = "data.sectors"
+    else:
+        p = Path(source)
+        where = f"sector file {str(p)!r}"
+        if not p.is_file():
+            raise DataError(
+                f"{where} does not exist: pass an existing CSV (symbol,sector) or YAML "
+                "mapping (--sectors FILE or data.sectors)"
+            )
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{where} could not be read ({err}): save it as UTF-8 text") from None
+        if p.suffix.lower() in (".yaml", ".yml", ".json"):
+            import yaml
+
+            try:
+                loaded = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise DataError(f"{where} is not valid YAML ({err})") from None
+            if not isinstance(loaded, Mapping):
+                raise DataError(
+                    f"{where} must hold a mapping 'SYMBOL: sector' at the top level, "
+                    f"got {type(loaded).__name__}"
+                )
+            pairs = [(str(k), v) for k, v in loaded.items()]
+        else:
+            import io
+
+            try:
+                df = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True)
+            except (ValueError, pd.errors.ParserError) as err:
+                raise DataError(f"{where} could not be read as CSV ({err})") from None
+            cols = {str(c).strip().lower(): c for c in df.columns}
+            if "symbol" not in cols or "sector" not in cols:
+                raise DataError(
+                    f"{where} has columns {list(df.columns)}: give a header 'symbol,sector' "
+                    "and one row per symbol"
+                )
+            pairs = list(
+                zip(df[cols["symbol"]].astype(str).str.strip(), df[cols["sector"]], strict=True)
+            )
+    out: dict[str, str] = {}
+    for sym, sec in pairs:
+        if sec is None or (isinstance(sec, float) and math.isnan(sec)) or not str(sec).strip():
+            raise DataError(f"{where}: symbol {sym!r} has an empty sector: give it one")
+        label = str(sec).strip()
+        if out.get(sym, label) != label:
+            raise DataError(
+                f"{where}: symbol {sym!r} is listed with sectors {out[sym]!r} and {label!r}: "
+                "keep one row per symbol"
+            )
+        out[sym] = label
+    return out
+
+
+def with_sectors(md: MarketData, sectors: Mapping[str, str]) -> MarketData:
+    """``md`` with its sectors replaced from a symbol -> sector map (symbols missing from
+    it get ``UNKNOWN_SECTOR``: no sector cap applies to them; extra symbols are ignored)."""
+    labels = tuple(str(sectors.get(s, UNKNOWN_SECTOR)) for s in md.symbols)
+    defaulted = tuple(f for f in md.defaulted if f != "sectors")
+    if all(label == UNKNOWN_SECTOR for label in labels):
+        defaulted = (*defaulted, "sectors")
+    return MarketData(
+        dates=md.dates, symbols=md.symbols, close=md.close, volume=md.volume,
+        spread_bps=md.spread_bps, sectors=labels, benchmark_returns=md.benchmark_returns,
+        tradable=md.tradable, defaulted=defaulted, regimes=md.regimes, name=md.name,
+    )  # fmt: skip
+
+
+def sector_cap_note(md: MarketData) -> str | None:
+    """The line that says the sector cap does not apply to some symbols (None: it applies
+    to all). Shown by ``data info`` and at the start of every run."""
+    missing = md.unsectored
+    if not missing:
+        return None
+    shown = ", ".join(missing[:8]) + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else "")
+    scope = "all" if len(missing) == md.n_assets else f"{len(missing)} of {md.n_assets}"
+    return (
+        f"sector cap inactive for {scope} symbols ({shown}): the data gives them no sector, "
+        "so risk.max_sector_gross does not apply to them; pass --sectors FILE (CSV "
+        "symbol,sector or a YAML mapping) or set data.sectors to enforce it"
+    )
 
 
 # ---------------------------------------------------------------------------- loaders
 
 
-def load_sp500(cfg: DataConfig | None = None) -> MarketData:
+def load_sp500(
+    cfg: DataConfig | None = None, *, sectors: Mapping[str, str] | None = None
+) -> MarketData:
     """The real S&P 500 sample bundled with skfolio: 20 stocks, daily 1990-01-02..2022-12-28.
 
     The benchmark is the S&P 500 index. The sample has no volume or spread: volume is
     ``cfg.default_adv_notional / close`` (constant traded notional) and the spread is
     ``cfg.default_spread_vol_mult`` times trailing 21-day volatility, clamped to
     ``[spread_floor_bps, spread_cap_bps]``. A ``UserWarning`` says so, and
-    ``MarketData.defaulted`` lists both fields. Sectors are GICS (``SP500_SECTORS``).
+    ``MarketData.defaulted`` lists both fields. Sectors are GICS (``SP500_SECTORS``)
+    unless ``sectors`` (symbol -> sector) replaces them.
     """
     from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
@@ -545,7 +781,7 @@ def load_sp500(cfg: DataConfig | None = None) -> MarketData:
         close=prices.to_numpy(dtype=np.float64),
         volume=None,
         spread_bps=None,
-        sectors=SP500_SECTORS,
+        sectors=SP500_SECTORS if sectors is None else sectors,
         benchmark_returns=bench_ret,
         cfg=cfg,
         min_history=cfg.min_history,
@@ -809,12 +1045,30 @@ def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
         if _is_long(head):
             df = pd.read_csv(p)
         else:
+            _refuse_duplicate_columns(p)
             df = pd.read_csv(p, index_col=0)
+    except DataError:
+        raise
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(
             f"CSV file {str(p)!r} could not be read ({err}): check its format"
         ) from None
     return from_prices(df, **kwargs)
+
+
+def _refuse_duplicate_columns(p: Path) -> None:
+    """pandas renames a repeated column ``AAA`` to ``AAA.1``: refuse the file instead."""
+    import csv
+
+    with p.open(newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    names = [h.strip() for h in header[1:]]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(
+            f"CSV file {str(p)!r} has duplicate symbol columns {dup[:_SHOW]}: give each "
+            "symbol one column (drop or rename the repeats)"
+        )
 
 
 def from_parquet(path: str | Path, **kwargs: Any) -> MarketData:
@@ -842,17 +1096,26 @@ def from_parquet(path: str | Path, **kwargs: Any) -> MarketData:
 def load_market(cfg: DataConfig | None = None) -> MarketData:
     """Load and validate the market ``cfg.source`` names (sp500, csv, parquet, synthetic).
 
-    Every source is checked against ``cfg.min_history``.
+    Every source is checked against ``cfg.min_history``; ``cfg.sectors`` (a file or a
+    mapping) replaces the source's sectors. A ``DataWarning`` names the symbols without a
+    sector (the sector cap does not apply to them).
     """
     cfg = cfg or DataConfig()
+    sectors = None if cfg.sectors is None else load_sectors(cfg.sectors)
     if cfg.source == "sp500":
-        return load_sp500(cfg)
-    if cfg.source in ("csv", "parquet"):
+        md = load_sp500(cfg, sectors=sectors)
+    elif cfg.source in ("csv", "parquet"):
         assert cfg.path is not None  # DataConfig refuses csv/parquet without a path
         loader = from_csv if cfg.source == "csv" else from_parquet
-        return loader(cfg.path, cfg=cfg)
-    md = synthetic_from_config(cfg.synthetic)
-    validate(md, cfg.min_history)
+        md = loader(cfg.path, cfg=cfg, sectors=sectors)
+    else:
+        md = synthetic_from_config(cfg.synthetic)
+        if sectors is not None:
+            md = with_sectors(md, sectors)
+        validate(md, cfg.min_history)
+    note = sector_cap_note(md)
+    if note:
+        warnings.warn(note, DataWarning, stacklevel=2)
     return md
 
 
@@ -970,6 +1233,9 @@ class Split:
     name: str
     start: int
     stop: int
+    basis: str = "dates"
+    """``dates`` (``data.splits`` dates), ``fractions`` (``data.splits.fractions``, the
+    dates did not fit the data) or ``custom``."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.start < self.stop:
@@ -1023,6 +1289,90 @@ def _make_split(market: MarketData, name: str, start: int, stop: int, cfg: Split
 
 
 def walk_forward_splits(market: MarketData, cfg: SplitConfig | None = None) -> dict[str, Split]:
+    """Train / validation / test bar ranges that fit the data, with an embargo before each
+    later split.
+
+    By date (:func:`date_splits`) when ``cfg``'s dates leave every split non-empty, or
+    ``cfg.test_end`` is set (the walk-forward study); otherwise by ``cfg.fractions`` of
+    the bars (:func:`fraction_splits`, ``Split.basis == "fractions"``;
+    :func:`split_note` says so). Every split must have at least ``cfg.min_split_bars`` bars.
+
+    Raises
+    ------
+    DataError
+        A split shorter than ``cfg.min_split_bars`` (the message gives the numbers), or
+        empty dates with ``cfg.test_end`` set.
+    """
+    cfg = cfg or SplitConfig()
+    try:
+        splits = date_splits(market, cfg)
+    except DataError:
+        if cfg.test_end is not None:
+            raise
+        splits = fraction_splits(market, cfg)
+    short = {k: sp.n_bars for k, sp in splits.items() if sp.n_bars < cfg.min_split_bars}
+    if short:
+        how = (
+            f"train_end={cfg.train_end}, validation_end={cfg.validation_end}"
+            if splits["train"].basis == "dates"
+            else f"fractions {list(cfg.fractions)}"
+        )
+        shown = ", ".join(f"{k} {n} bars" for k, n in short.items())
+        raise DataError(
+            f"{shown} of {market.name!r} ({market.n_days} bars, {_day(market.dates[0])}.."
+            f"{_day(market.dates[-1])}; {how}, embargo_days={cfg.embargo_days}) "
+            f"< data.splits.min_split_bars={cfg.min_split_bars}: use more data, move "
+            "data.splits.train_end / validation_end, or lower data.splits.min_split_bars"
+        )
+    return splits
+
+
+def fraction_splits(market: MarketData, cfg: SplitConfig | None = None) -> dict[str, Split]:
+    """Train / validation / test from ``cfg.fractions`` of the bars (rounded to whole bars),
+    less ``cfg.embargo_days`` bars at the start of validation and of test.
+
+    Example: 1000 bars, (0.6, 0.15, 0.25), embargo 5: train 0..599, validation 605..749,
+    test 755..999.
+
+    Raises
+    ------
+    DataError
+        When a split would be empty.
+    """
+    cfg = cfg or SplitConfig()
+    n = market.n_days
+    t_end = round(cfg.fractions[0] * n)
+    v_end = round((cfg.fractions[0] + cfg.fractions[1]) * n)
+    emb = cfg.embargo_days
+    bounds = {"train": (0, t_end), "validation": (t_end + emb, v_end), "test": (v_end + emb, n)}
+    for name, (a, b) in bounds.items():
+        if a >= b:
+            raise DataError(
+                f"{name} split is empty for {market.name!r} ({n} bars) with fractions "
+                f"{list(cfg.fractions)} and embargo_days={emb}: use more data or a smaller "
+                "embargo"
+            )
+    return {k: Split(k, a, b, "fractions") for k, (a, b) in bounds.items()}
+
+
+def split_note(market: MarketData, cfg: SplitConfig | None = None) -> str | None:
+    """A line saying the splits come from fractions because the dates do not fit the data
+    (None when the dates are used). Shown by ``data info`` and at the start of a run."""
+    cfg = cfg or SplitConfig()
+    splits = walk_forward_splits(market, cfg)
+    if splits["train"].basis != "fractions":
+        return None
+    shares = "/".join(f"{100 * f:g}" for f in cfg.fractions)
+    return (
+        f"data.splits dates (train_end {cfg.train_end}, validation_end {cfg.validation_end}) "
+        f"do not fit the data ({_day(market.dates[0])}..{_day(market.dates[-1])}): splits "
+        f"are {shares} % of the bars with a {cfg.embargo_days}-bar embargo ("
+        + "; ".join(sp.describe(market) for sp in splits.values())
+        + "); set data.splits.train_end / validation_end to choose dates"
+    )
+
+
+def date_splits(market: MarketData, cfg: SplitConfig | None = None) -> dict[str, Split]:
     """Train / validation / test bar ranges by date, with an embargo before each later split.
 
     ``train`` holds bars dated on or before ``cfg.train_end``; ``validation`` the bars
@@ -1060,7 +1410,8 @@ def rolling_folds(
 ) -> list[tuple[Split, Split]]:
     """Expanding-window walk-forward folds: ``[(train_k, test_k), ...]``, ``cfg.n_folds`` of them.
 
-    The bars up to ``cfg.validation_end`` (all bars with ``include_test=True``) are cut
+    The bars up to the end of the validation split (all bars with ``include_test=True``;
+    the fractions' validation split when the dates do not fit the data) are cut
     into ``n_folds + 1`` equal blocks. Fold k (1-based) trains on blocks ``0..k-1`` and
     tests on block k (the last fold's test runs to the end), less ``cfg.embargo_days``
     bars at its start: ``test.start == train.stop + embargo_days``. By default the test
@@ -1072,9 +1423,15 @@ def rolling_folds(
         When a block is not longer than the embargo.
     """
     cfg = cfg or SplitConfig()
-    end = (
-        market.n_days if include_test else _bar_after(market, cfg.validation_end, "validation_end")
-    )
+    if include_test:
+        end = market.n_days
+    else:
+        try:
+            end = date_splits(market, cfg)["validation"].stop
+        except DataError:
+            if cfg.test_end is not None:
+                raise
+            end = fraction_splits(market, cfg)["validation"].stop
     n = cfg.n_folds
     block = end // (n + 1)
     if block <= cfg.embargo_days:
@@ -1096,14 +1453,20 @@ def rolling_folds(
 # ---------------------------------------------------------------------------- summary
 
 
-def summary(md: MarketData) -> dict[str, Any]:
+def summary(md: MarketData, splits: SplitConfig | None = None) -> dict[str, Any]:
     """Plain-data description of a market (JSON-serialisable).
+
+    With ``splits`` (``data.splits``) it also holds ``splits`` (the walk-forward splits'
+    descriptions, or the reason they are refused) and ``split_basis`` (``dates`` or
+    ``fractions``).
 
     Keys: ``name``, ``n_symbols``, ``symbols``, ``rows``, ``start``, ``end`` (ISO dates),
     ``defaulted`` (fields filled with defaults), ``sectors`` (symbol -> sector),
     ``sector_counts``, ``missing_cells`` / ``missing_fraction`` (NaN closes),
     ``missing`` (symbol -> ``first_date``, ``leading_nan`` rows, ``untradable`` rows) and
-    ``regimes`` (regime -> bars, synthetic data only, else None).
+    ``regimes`` (regime -> bars, synthetic data only, else None), ``delisted`` (symbol ->
+    date of its last price, for symbols whose prices stop before the last bar) and
+    ``unsectored`` (symbols without a sector: the sector cap does not apply to them).
     """
     finite = np.isfinite(md.close)
     first = np.argmax(finite, axis=0)  # leading NaN rows = index of the first price
@@ -1128,6 +1491,21 @@ def summary(md: MarketData) -> dict[str, Any]:
             for i, c in enumerate(codes)
         }
     n_missing = int((~finite).sum())
+    last = md.last_price
+    delisted = {
+        s: _day(md.dates[last[j]]) for j, s in enumerate(md.symbols) if 0 <= last[j] < md.n_days - 1
+    }
+    split_info: dict[str, Any] = {}
+    if splits is not None:
+        try:
+            sp = walk_forward_splits(md, splits)
+        except DataError as err:
+            split_info = {"splits": [f"refused: {err}"], "split_basis": None}
+        else:
+            split_info = {
+                "splits": [x.describe(md) for x in sp.values()],
+                "split_basis": sp["train"].basis,
+            }
     return {
         "name": md.name,
         "n_symbols": md.n_assets,
@@ -1142,6 +1520,9 @@ def summary(md: MarketData) -> dict[str, Any]:
         "missing_fraction": n_missing / finite.size,
         "missing": missing,
         "regimes": regimes,
+        "delisted": delisted,
+        "unsectored": list(md.unsectored),
+        **split_info,
     }
 
 
@@ -1162,6 +1543,29 @@ def render_summary(info: Mapping[str, Any]) -> RenderableType:
         ),
         Text("sectors: " + ", ".join(f"{k} ({v})" for k, v in info["sector_counts"].items())),
     ]
+    if info.get("unsectored"):
+        n_un = len(info["unsectored"])
+        scope = "all symbols" if n_un == info["n_symbols"] else f"{n_un} symbols"
+        lines.append(
+            Text(
+                f"sector cap: inactive for {scope} without a sector (pass --sectors FILE: "
+                "CSV symbol,sector or a YAML mapping, or set data.sectors)",
+                style="yellow",
+            )
+        )
+    if info.get("delisted"):
+        lines.append(
+            Text(
+                "delisted (not tradable after their last price, positions closed at it): "
+                + ", ".join(f"{k} {v}" for k, v in info["delisted"].items())
+            )
+        )
+    if info.get("splits"):
+        basis = info.get("split_basis")
+        how = {"dates": "by data.splits dates", "fractions": "by data.splits.fractions "
+               "(the dates do not fit the data)"}.get(basis or "", "")  # fmt: skip
+        lines.append(Text(f"walk-forward splits {how}:".replace("  ", " ")))
+        lines.extend(Text(f"  {line}") for line in info["splits"])
     if info.get("regimes"):
         lines.append(
             Text(

@@ -43,5 +43,15 @@ class BundleError(AllocgymError):
     """A frozen-policy bundle failed verification (hash, layout, opset, paths)."""
 
 
+class ClusterError(AllocgymError, RuntimeError):
+    """A Ray cluster could not be reached or could not run the work (message names the fix)."""
+
+
 class RequestError(AllocgymError, ValueError):
     """A production decision request is malformed (message names the field and the fix)."""
+
+
+class DataWarning(UserWarning):
+    """Data loaded with a caveat: a field filled with its documented default, a limit the
+    data cannot support (no sectors), or suspicious moves. The CLI prints these once as a
+    plain ``note:`` line."""

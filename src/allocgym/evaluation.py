@@ -56,9 +56,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -66,7 +67,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from allocgym import measures
-from allocgym.allocator import Allocator
+from allocgym.allocator import Allocator, primary_source_of
 from allocgym.baselines.registry import (
     ALL_BASELINES,
     BASELINE_ALIASES,
@@ -216,6 +217,19 @@ class Backtest:
         First messages of the breaches (for the report).
     allocator_errors : int
         Rebalances where the allocator raised ``OptimizationError`` (book kept).
+    rebalance_sources : dict of str to int
+        Baselines: rebalances by the stage that produced the weights
+        (``allocgym.allocator.source_of``; ``BOOK_KEPT`` where the allocator raised).
+        Empty for agents.
+    primary_source : str or None
+        The stage of an ordinary rebalance (every other stage is a fallback); None for
+        agents.
+    allocator_cut, overlay_cut : ndarray, shape (n_steps,), or None
+        The gates' intervention split in two (L1 weights): ``allocator_cut`` = what the
+        gates take off the proposal at the default regime multipliers (the proposal
+        breaks a limit by itself), ``overlay_cut`` = what the regime multipliers take off
+        on top (``max(0, intervention - allocator_cut)``: the regime overlay cutting
+        gross or capacity in high-volatility / uncertain regimes).
     initial_equity : float
         Starting equity (``cfg.env.initial_equity * equity_scale``), currency.
     equity_scale : float
@@ -265,6 +279,10 @@ class Backtest:
     split: str
     wiped_out_at: int | None = None
     strategy_gross: np.ndarray | None = None
+    rebalance_sources: dict[str, int] = field(default_factory=dict)
+    primary_source: str | None = None
+    allocator_cut: np.ndarray | None = None
+    overlay_cut: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -275,8 +293,8 @@ class Backtest:
         keys = ("dates", "bars", "returns", "equity", "weights", "proposed", "approved",
                 "symbol_reasons", "portfolio_reasons", "reason_counts", "side", "trades", "costs",
                 "turnover", "intervention", "regime", "asset_pnl", "cost_pnl",
-                "invariant_breaches")  # fmt: skip
-        out = {k: getattr(self, k) for k in keys}
+                "invariant_breaches", "allocator_cut", "overlay_cut")  # fmt: skip
+        out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
         if self.strategy_pnl is not None:
             out["strategy_pnl"] = self.strategy_pnl
         if self.strategy_gross is not None:
@@ -458,6 +476,8 @@ def _walk(
         "costs": np.zeros((b, n_steps)),
         "turnover": np.zeros((b, n_steps)),
         "intervention": np.zeros((b, n_steps)),
+        "allocator_cut": np.zeros((b, n_steps)),
+        "overlay_cut": np.zeros((b, n_steps)),
         "cost_pnl": np.zeros((b, n_steps)),
         "portfolio_reasons": np.zeros((b, n_steps), np.int64),
         "invariant_breaches": np.zeros((b, n_steps), np.int64),
@@ -547,6 +567,10 @@ def _walk(
         rec["costs"][live, k] = info["cost"]
         rec["turnover"][live, k] = info["turnover"]
         rec["intervention"][live, k] = info["intervention"]
+        base = _default_regime_approved(params, dec)
+        own = _l1_cut(base, dec.proposed, info["intervention"])
+        rec["allocator_cut"][live, k] = own
+        rec["overlay_cut"][live, k] = np.maximum(info["intervention"] - own, 0.0)
         rec["cost_pnl"][live, k] = net - a_pnl.sum(axis=1)
         rec["portfolio_reasons"][live, k] = info["portfolio_reasons"]
         rec["weights"][live, k] = info["weights"]
@@ -596,6 +620,8 @@ def _walk(
                 strategy_names=tuple(STRATEGY_FAMILIES) if strategy_pnl is not None else (),
                 invariant_messages=tuple(messages[i]),
                 allocator_errors=int(rebalancer.errors[i]),
+                rebalance_sources=dict(rebalancer.sources[i]),
+                primary_source=primary_source_of(m.obj) if m.kind == "baseline" else None,
                 initial_equity=eq0 * m.scale,
                 equity_scale=m.scale,
                 split=params.split.name,
@@ -605,6 +631,43 @@ def _walk(
             )
         )
     return out
+
+
+def _default_regime_approved(params: EnvParams, dec: Any) -> np.ndarray:
+    """The gates' approved book at the default regime multipliers (code -1), for the
+    rows whose regime has other multipliers; the approved book elsewhere. Shape (n, N).
+
+    The difference to the approved book is what the regime overlay took off.
+    """
+    ctx = dec.context
+    lim = params.limits
+    codes = np.asarray(ctx.regime, dtype=np.int64)
+    other = (lim.budget_multiplier(codes) != lim.default_budget_multiplier) | (
+        lim.capacity_multiplier(codes) != lim.default_capacity_multiplier
+    )
+    approved = dec.gate.approved
+    if not other.any():
+        return approved
+    rows = np.flatnonzero(other)
+    n = codes.shape[0]
+
+    def take(name: str, value: Any) -> Any:
+        if name == "sector_ids" or value is None:
+            return value
+        arr = np.asarray(value)
+        return arr[rows] if arr.ndim and arr.shape[0] == n else value
+
+    sub = replace(ctx, **{f.name: take(f.name, getattr(ctx, f.name)) for f in fields(ctx)})
+    sub = replace(sub, regime=np.full(rows.size, -1, dtype=np.int64))
+    out = approved.copy()
+    out[rows] = params.gates.apply(dec.proposed[rows], sub).approved
+    return out
+
+
+def _l1_cut(approved: np.ndarray, proposed: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``|approved - proposed|_1`` per row; a non-finite proposal counts as ``total``."""
+    diff = np.abs(approved - proposed).sum(axis=1)
+    return np.where(np.isfinite(diff), diff, total)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -628,7 +691,13 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
         ``interventions`` (reason name -> symbol-bars carrying it, non-zero only),
         ``gate_interventions`` (sum over gate codes), ``decisions_intervened`` (bars where
         the gates changed the proposal), ``invariant_breaches`` (bars with a breach),
-        ``allocator_errors``, ``regimes`` (label -> n_bars, fraction, ann_return,
+        ``allocator_errors``, ``allocator_bars`` / ``overlay_bars`` (share of decisions
+        where the gates cut the proposal at the default regime multipliers / where the
+        regime overlay cut it further) and ``allocator_l1`` / ``overlay_l1`` (mean L1 cut
+        per decision), ``rebalances`` (baseline re-optimisations), ``sources`` (stage ->
+        rebalances), ``fallback`` (fallback stage -> share of rebalances),
+        ``fallback_share`` (all fallback stages), ``fallback_flag`` (share > 0.5),
+        ``regimes`` (label -> n_bars, fraction, ann_return,
         ann_volatility, sharpe), ``attribution`` (``assets``: symbol -> summed daily
         contribution; ``costs``; ``strategies``: family -> summed contribution, or the
         allocator's name in ``weights`` mode), ``strategy_gross`` (``budgets`` mode:
@@ -697,6 +766,8 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
             "decisions_intervened": int((bt.intervention > 1e-9).sum()),
             "invariant_breaches": int(bt.invariant_breaches.sum()),
             "allocator_errors": bt.allocator_errors,
+            **_gate_split(bt),
+            **fallback_shares(bt.rebalance_sources, bt.primary_source),
             "wiped_out_at": None
             if bt.wiped_out_at is None
             else str(bt.dates[bt.wiped_out_at])[:10],
@@ -715,9 +786,67 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
     return out
 
 
+FALLBACK_FLAG_SHARE = 0.5
+"""An allocator served by fallback stages on more than this share of its rebalances is
+flagged in the report (its row is mostly another allocator's book)."""
+
+
+def fallback_shares(sources: dict[str, int], primary: str | None) -> dict[str, Any]:
+    """Share of rebalances served by each fallback stage.
+
+    Parameters
+    ----------
+    sources : dict of str to int
+        Rebalances by the stage that produced the weights (``Backtest.rebalance_sources``).
+    primary : str or None
+        The ordinary stage; every other stage is a fallback.
+
+    Returns
+    -------
+    dict
+        ``rebalances`` (total), ``sources`` (a copy), ``fallback`` (stage -> share of
+        rebalances, fallback stages only), ``fallback_share`` (their sum, 0 without
+        rebalances) and ``fallback_flag`` (``fallback_share > FALLBACK_FLAG_SHARE``).
+
+    Examples
+    --------
+    >>> fallback_shares({"qp:CLARABEL": 1, "hrp": 3}, "qp:CLARABEL")["fallback"]
+    {'hrp': 0.75}
+    """
+    total = int(sum(sources.values()))
+    fb = {k: v / total for k, v in sorted(sources.items()) if k != primary and total}
+    share = float(sum(fb.values()))
+    return {
+        "rebalances": total,
+        "sources": dict(sources),
+        "fallback": fb,
+        "fallback_share": share,
+        "fallback_flag": share > FALLBACK_FLAG_SHARE,
+    }
+
+
+def _gate_split(bt: Backtest) -> dict[str, float]:
+    """Shares of decisions (and mean L1 cuts) by the allocator and by the regime overlay."""
+    n = bt.n_steps
+    if not n or bt.allocator_cut is None or bt.overlay_cut is None:
+        nan = float("nan")
+        return {"allocator_bars": nan, "overlay_bars": nan, "allocator_l1": nan,
+                "overlay_l1": nan}  # fmt: skip
+    return {
+        "allocator_bars": float(np.mean(bt.allocator_cut > _CUT_EPS)),
+        "overlay_bars": float(np.mean(bt.overlay_cut > _CUT_EPS)),
+        "allocator_l1": float(np.mean(bt.allocator_cut)),
+        "overlay_l1": float(np.mean(bt.overlay_cut)),
+    }
+
+
+_CUT_EPS = 1e-9
+"""L1 weight below which a gate cut is float dust, not an intervention."""
+
 TABLE_METRICS: tuple[str, ...] = (
     "ann_return", "ann_volatility", "sharpe", "sortino", "max_drawdown", "calmar", "cvar",
-    "turnover", "costs", "gate_interventions", "invariant_breaches", "hhi", "psr", "dsr",
+    "turnover", "costs", "allocator_bars", "overlay_bars", "invariant_breaches", "hhi",
+    "psr", "dsr",
 )  # fmt: skip
 """Columns of the metrics table (``EvaluationResult.table``)."""
 
@@ -965,6 +1094,10 @@ class EvaluationResult:
         baseline.
     regime_risk : dict of str to dict
         :func:`regime_diagnostics` per backtest name (empty without the asset returns).
+    benchmark : dict
+        :func:`benchmark_summary`: the benchmark's own metrics and return series (empty
+        without benchmark returns); every backtest's ``active_return``,
+        ``tracking_error`` and ``information_ratio`` are in ``metrics``.
     """
 
     backtests: list[Backtest]
@@ -975,6 +1108,7 @@ class EvaluationResult:
     dashboard: dict[str, Any] = field(default_factory=dict)
     paired: dict[str, Any] = field(default_factory=dict)
     regime_risk: dict[str, dict[str, Any]] = field(default_factory=dict)
+    benchmark: dict[str, Any] = field(default_factory=dict)
 
     def backtest(self, name: str) -> Backtest:
         """The backtest called ``name``."""
@@ -1016,6 +1150,7 @@ class EvaluationResult:
             "dsr": self.dsr,
             "paired_tests": self.paired,
             "regime_risk": self.regime_risk,
+            "benchmark": self.benchmark,
             "dashboard": self.dashboard,
             "table_metrics": list(TABLE_METRICS),
             "series": {
@@ -1155,8 +1290,11 @@ def summarize(
     ledger: TrialsLedger | str | Path | None = None,
     asset_returns: np.ndarray | None = None,
     risk_window: int | None = None,
+    benchmark_returns: np.ndarray | None = None,
+    benchmark_name: str = "benchmark",
 ) -> EvaluationResult:
-    """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk.
+    """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk and
+    the comparison with the benchmark.
 
     Every row's DSR is its PSR against the same ``SR_0`` of :func:`dsr_trial_set` (the
     ledger's trials, else the agent backtests; baselines are no trials). The paired
@@ -1173,9 +1311,22 @@ def summarize(
         The walk's market returns: :func:`regime_diagnostics` per backtest when given.
     risk_window : int, optional
         Scenario bars of the regime diagnostics (default ``EnvConfig().cvar_window``).
+    benchmark_returns : ndarray, shape (n_steps,), optional
+        The benchmark's simple return over each step of the walk (bar ``bars[k] + 1``:
+        ``MarketData.benchmark_returns[bt.bars + 1]``): :func:`active_metrics` per
+        backtest and :func:`benchmark_summary`.
+    benchmark_name : str
+        Label of the benchmark in the report.
     """
     e = ecfg or EvaluationConfig()
     metrics = {bt.name: backtest_metrics(bt, e) for bt in backtests}
+    bench: dict[str, Any] = {}
+    if benchmark_returns is not None and backtests:
+        b = np.asarray(benchmark_returns, dtype=np.float64)
+        bench = benchmark_summary(b, backtests[0].dates, e, benchmark_name)
+        for bt in backtests:
+            if bt.n_steps == b.shape[0]:
+                metrics[bt.name].update(active_metrics(bt.returns, b, e.periods_per_year))
     if len(metrics) != len(backtests):
         raise ConfigError(
             f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
@@ -1234,8 +1385,60 @@ def summarize(
         meta.update(risk_window=window, cvar_alpha=float(e.cvar_alpha))
     return EvaluationResult(
         list(backtests), metrics, groups, dsr, meta=meta, paired=paired_tests(backtests, e),
-        regime_risk=regime_risk,
+        regime_risk=regime_risk, benchmark=bench,
     )  # fmt: skip
+
+
+def active_metrics(
+    returns: np.ndarray, benchmark: np.ndarray, periods_per_year: float = 252.0
+) -> dict[str, float]:
+    """Performance against a benchmark over the same bars.
+
+    Parameters
+    ----------
+    returns, benchmark : ndarray, shape (n_steps,)
+        Simple decimal returns per bar of the portfolio and of the benchmark.
+    periods_per_year : float
+
+    Returns
+    -------
+    dict
+        ``active_return``: annualised return minus the benchmark's (geometric, decimal);
+        ``tracking_error``: ``std(r - b, ddof=1) * sqrt(periods_per_year)``;
+        ``information_ratio``: ``mean(r - b) / std(r - b, ddof=1) * sqrt(periods_per_year)``
+        (NaN with fewer than 2 bars or a zero tracking error).
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    b = np.asarray(benchmark, dtype=np.float64)
+    active = r - b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "active_return": _f(measures.annualized_return(r, periods_per_year))
+            - _f(measures.annualized_return(b, periods_per_year)),
+            "tracking_error": _f(measures.annualized_volatility(active, periods_per_year)),
+            "information_ratio": _f(
+                measures.sharpe_ratio(active, periods_per_year=periods_per_year)
+            ),
+        }
+
+
+def benchmark_summary(
+    returns: np.ndarray, dates: np.ndarray, ecfg: EvaluationConfig, name: str
+) -> dict[str, Any]:
+    """The benchmark's metrics over the walk and its return series (for the report)."""
+    ppy = float(ecfg.periods_per_year)
+    r = np.asarray(returns, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "name": name,
+            "ann_return": _f(measures.annualized_return(r, ppy)),
+            "ann_volatility": _f(measures.annualized_volatility(r, ppy)),
+            "sharpe": _f(measures.sharpe_ratio(r, periods_per_year=ppy)),
+            "max_drawdown": _f(measures.max_drawdown(r)),
+            "total_return": float(np.prod(1.0 + r) - 1.0),
+            "dates": [str(d)[:10] for d in dates],
+            "returns": r.tolist(),
+        }
 
 
 def dashboard_data(bt: Backtest, params: EnvParams) -> dict[str, Any]:
@@ -1338,9 +1541,12 @@ def evaluate(
         params = evaluation_params(market, cfg, split)
     bts = run_allocators(allocators, params=params, progress=progress)
     ledger = cfg.evaluation.trials_ledger if ledger is None else ledger
+    market = params.market
+    bench = market.benchmark_returns[bts[0].bars + 1] if bts else None
     result = summarize(
         bts, cfg.evaluation, ledger=ledger, asset_returns=params.returns,
-        risk_window=cfg.env.cvar_window,
+        risk_window=cfg.env.cvar_window, benchmark_returns=bench,
+        benchmark_name=benchmark_label(market),
     )  # fmt: skip
     result.dashboard = dashboard_data(result.primary, params) if bts else {}
     if bts and bts[0].n_steps:
@@ -1368,8 +1574,34 @@ def evaluate(
         initial_equity=float(cfg.env.initial_equity),
         action_mode=params.action_spec.mode,
         periods_per_year=float(cfg.evaluation.periods_per_year),
+        data_notes=data_notes(market, cfg),
     )
     return result
+
+
+def benchmark_label(market: MarketData) -> str:
+    """The benchmark's name in the report: the S&P 500 index for the bundled sample, the
+    equal-weighted mean of the asset returns when the source had none."""
+    if "benchmark_returns" in market.defaulted:
+        return "equal-weighted mean of the assets (the data has no benchmark)"
+    if market.name == "sp500":
+        return "S&P 500 index"
+    if market.regimes is not None:  # the synthetic generator's benchmark
+        return "equal-weighted mean of the assets (synthetic data)"
+    return "benchmark"
+
+
+def data_notes(market: MarketData, cfg: AllocgymConfig) -> list[str]:
+    """What the run's results rest on that the user did not choose: limits that do not
+    apply (no sectors), splits from fractions, defaulted fields (shown in the report)."""
+    from allocgym.data import sector_cap_note, split_note
+
+    notes = [sector_cap_note(market)]
+    with contextlib.suppress(DataError):
+        notes.append(split_note(market, cfg.data.splits))
+    if market.defaulted:
+        notes.append("fields filled with documented defaults: " + ", ".join(market.defaulted))
+    return [n for n in notes if n]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -1447,6 +1679,7 @@ def load_policies(
     out: list[Policy] = []
     for seed, path in runs:
         w = which if (path / which / "model.zip").is_file() else "final"
+        step = checkpoint_step(path, w)
         model, vn, run_cfg = load_agent(path, w, device="cpu")
         algo = run_cfg.train.algo
         pol = SB3PolicyAllocator(model, vn, params.action_spec, name=f"{algo}_seed{seed}")
@@ -1458,8 +1691,85 @@ def load_policies(
         pol.group = algo  # type: ignore[attr-defined]
         pol.seed = seed  # type: ignore[attr-defined]
         pol.source = str(path)  # type: ignore[attr-defined]
+        pol.checkpoint = w  # type: ignore[attr-defined]
+        pol.checkpoint_step = step  # type: ignore[attr-defined]
         out.append(pol)
     return out
+
+
+def checkpoint_step(run: str | Path, which: str) -> int | None:
+    """Training step of a run's ``best`` or ``final`` model, from ``train_summary.json``
+    (``best_step`` / ``num_timesteps``); None when the run has no summary."""
+    import json
+
+    path = Path(run) / "train_summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    value = summary.get("best_step" if which == "best" else "num_timesteps")
+    return None if value is None else int(value)
+
+
+def expand_run_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Run directories from paths and glob patterns (``runs/ppo-*``), in order, unique.
+
+    Raises
+    ------
+    ConfigError
+        A path that does not exist, or a pattern that matches nothing.
+    """
+    import glob
+
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        text = str(item)
+        if any(ch in text for ch in "*?["):
+            found = [Path(p) for p in sorted(glob.glob(text)) if Path(p).is_dir()]
+            if not found:
+                raise ConfigError(f"--run {text!r} matches no directory: check the pattern")
+        else:
+            if not Path(text).is_dir():
+                raise ConfigError(
+                    f"run directory {text!r} does not exist: pass a directory written by "
+                    "`allocgym train`, `allocgym quickstart` or `allocgym export`"
+                )
+            found = [Path(text)]
+        out += [p for p in found if p not in out]
+    if not out:
+        raise ConfigError("no run directory given: pass --run DIR (repeatable, or a glob)")
+    return out
+
+
+def find_runs(
+    paths: str | Path | Sequence[str | Path], seeds: Iterable[int] | None = None
+) -> list[tuple[int | None, Path]]:
+    """:func:`find_agent_runs` over several run directories (or glob patterns): the
+    separately trained seeds of one configuration. Two runs with one seed are refused."""
+    roots = expand_run_paths(paths)
+    found: list[tuple[int | None, Path]] = []
+    for root in roots:
+        found += find_agent_runs(root)
+    wanted = None if seeds is None else {int(s) for s in seeds}
+    seen: dict[int | None, Path] = {}
+    for seed, path in found:
+        if seed in seen and (wanted is None or seed in wanted):
+            raise ConfigError(
+                f"runs {str(seen[seed])!r} and {str(path)!r} were both trained with seed "
+                f"{seed}: evaluate them separately, or pick other seeds with --seeds"
+            )
+        seen[seed] = path
+    if seeds is not None:
+        want = [int(s) for s in seeds]
+        missing = [s for s in want if s not in seen]
+        if missing:
+            raise ConfigError(
+                f"seeds {missing} not found under {[str(r) for r in roots]} (have "
+                f"{sorted(s for s in seen if s is not None)}): pass --seeds from those"
+            )
+        found = [(s, p) for s, p in found if s in want]
+    return sorted(found, key=lambda sp: -1 if sp[0] is None else sp[0])
 
 
 def run_config(
@@ -1488,8 +1798,24 @@ def run_config(
     return base
 
 
+def prepare_run(
+    run_dir: str | Path | Sequence[str | Path],
+    *,
+    seeds: Iterable[int] | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[AllocgymConfig, list[tuple[int | None, Path]], list[Any]]:
+    """The config, the runs and (frozen bundle only) the policies :func:`evaluate_run`
+    evaluates; raises before any backtest when a directory holds no run."""
+    roots = expand_run_paths(run_dir)
+    if len(roots) == 1 and (roots[0] / "manifest.json").is_file():
+        cfg, policies = _frozen_policies(roots[0], overrides)
+        return cfg, [(None, roots[0])], policies
+    runs = find_runs(roots, seeds)
+    return run_config(runs, overrides), runs, []
+
+
 def evaluate_run(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     *,
     split: str | None = None,
     baselines: str | Iterable[str] | None = None,
@@ -1503,9 +1829,10 @@ def evaluate_run(
 
     Parameters
     ----------
-    run_dir : path
-        A training run, a folder of ``seed_*`` runs, or a frozen policy directory
-        (``manifest.json``; evaluated through ``allocgym.serving``).
+    run_dir : path, or sequence of paths and glob patterns
+        A training run, a folder of ``seed_*`` runs, several of them (separately trained
+        seeds of one configuration), or a frozen policy directory (``manifest.json``;
+        evaluated through ``allocgym.serving``).
     split : str, optional
         Default ``cfg.evaluation.split`` (``test``).
     baselines : str or iterable of str, optional
@@ -1523,14 +1850,9 @@ def evaluate_run(
         else ``trials.jsonl`` in ``run_dir`` or its parent (:func:`allocgym.ledger.find_ledger`),
         else none (the agent seeds stand in).
     """
-    root = Path(run_dir)
-    if (root / "manifest.json").is_file():
-        cfg, policies = _frozen_policies(root, overrides)
-        runs: list[tuple[int | None, Path]] = [(None, root)]
-    else:
-        runs = find_agent_runs(root, seeds)
-        cfg = run_config(runs, overrides)
-        policies = []
+    cfg, runs, policies = prepare_run(run_dir, seeds=seeds, overrides=overrides)
+    roots = expand_run_paths(run_dir)
+    root = roots[0] if len(roots) == 1 else Path(os.path.commonpath([str(r) for r in roots]))
     market = load_market(cfg.data) if market is None else market
     params = evaluation_params(market, cfg, split)
     if not policies:
@@ -1546,6 +1868,14 @@ def evaluate_run(
         runs={str(s): str(p) for s, p in runs},
         baselines=list(names),
         agent_model=cfg.evaluation.agent_model,
+        checkpoints={
+            str(p.name): {
+                "run": str(getattr(p, "source", root)),
+                "model": getattr(p, "checkpoint", "frozen"),
+                "step": getattr(p, "checkpoint_step", None),
+            }
+            for p in policies
+        },
     )
     return result
 

@@ -262,8 +262,10 @@ class ExecutionResult:
     target_weights : ndarray, shape (n_envs, n_assets)
         Book held after the lot-rounded orders (weights recomputed from quantities).
     delta_qty : ndarray, shape (n_envs, n_assets)
-        Signed order quantity in shares (whole lots, except exact close-outs and the
-        unrounded forced fallback).
+        Signed order quantity in shares: exact whole lots when the held position is a
+        whole number of lots (it is read back from the weights and snapped when within
+        float dust), so a close-out is exactly minus the held quantity; not whole only for
+        a fractional held position's close-out and the unrounded forced fallback.
     target_qty : ndarray, shape (n_envs, n_assets)
         Position in shares after the orders.
     side : ndarray of int8, shape (n_envs, n_assets)
@@ -448,7 +450,10 @@ class ExecutionPolicy:
 
         # ---- lot rounding (+ scaling of exposure-increasing orders, see _round_book)
         lot = _fit(st.lot, (n_assets,))
-        q_cur = c * shares_per_w
+        # The book arrives as weights: a whole-lot position read back from them is off by
+        # float dust (100.00000000000001). Snapped, orders are exact whole lots and a
+        # close-out is exactly minus the held quantity.
+        q_cur = _snap_whole_lots(c * shares_per_w, lot, st.unit_lot)
         change = target != c
         if not every_ok:
             change &= price_ok
@@ -797,11 +802,15 @@ class _Sectors:
     portfolio whatever batch it is in). Instances are cached per membership, and each
     keeps its bincount index arrays per batch size (static across decisions)."""
 
-    __slots__ = ("_index", "ids", "n")
+    __slots__ = ("_index", "_slot", "exempt", "ids", "n", "width")
 
     def __init__(self, ids: np.ndarray, n: int) -> None:
-        self.ids = ids  # (n_assets,) int64, read-only
+        self.ids = ids  # (n_assets,) int64, read-only; NO_SECTOR (-1): no sector
         self.n = n
+        # Names without a sector are summed into one extra bin that no limit reads.
+        self.exempt = bool(ids.size and ids.min() < 0)
+        self.width = n + 1 if self.exempt else n
+        self._slot = np.where(ids < 0, n, ids) if self.exempt else ids
         self._index: dict[int, np.ndarray] = {}
 
     @classmethod
@@ -812,7 +821,7 @@ class _Sectors:
         if hit is None:
             own = np.array(ids, dtype=np.int64)
             own.flags.writeable = False
-            hit = cls(own, int(own.max()) + 1 if n_assets else 1)
+            hit = cls(own, max(int(own.max()) + 1, 0) if n_assets else 1)
             if len(_SECTOR_CACHE) >= _CACHE_SIZE:
                 _SECTOR_CACHE.clear()
             _SECTOR_CACHE[key] = hit
@@ -823,7 +832,7 @@ class _Sectors:
         (cached for a few batch sizes)."""
         idx = self._index.get(n_envs)
         if idx is None:
-            idx = (np.arange(n_envs)[:, None] * self.n + self.ids[None, :]).ravel()
+            idx = (np.arange(n_envs)[:, None] * self.width + self._slot[None, :]).ravel()
             idx.flags.writeable = False
             if len(self._index) >= 8:
                 self._index.clear()
@@ -833,13 +842,18 @@ class _Sectors:
     def sum(self, x: np.ndarray) -> np.ndarray:
         """Per-sector sums of ``x`` (n_envs, n_assets) -> (n_envs, n_sectors)."""
         n_envs = x.shape[0]
-        return np.bincount(
-            self.index(n_envs), weights=x.ravel(), minlength=n_envs * self.n
-        ).reshape(n_envs, self.n)
+        sums = np.bincount(
+            self.index(n_envs), weights=x.ravel(), minlength=n_envs * self.width
+        ).reshape(n_envs, self.width)
+        return sums[:, : self.n] if self.exempt else sums
 
-    def per_name(self, x: np.ndarray) -> np.ndarray:
-        """Sector values (n_envs, n_sectors) spread to their names (n_envs, n_assets)."""
-        return x[:, self.ids]
+    def per_name(self, x: np.ndarray, fill: float = 1.0) -> np.ndarray:
+        """Sector values (n_envs, n_sectors) spread to their names (n_envs, n_assets);
+        names without a sector get ``fill``."""
+        if not self.exempt:
+            return x[:, self.ids]
+        padded = np.concatenate([x, np.full((x.shape[0], 1), fill)], axis=1)
+        return padded[:, self._slot]
 
 
 def _lots(x: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
@@ -852,6 +866,16 @@ def _lots(x: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
     np.maximum(scale, 1.0, out=scale)
     scale *= _SNAP
     return np.where(dist <= scale, near, r)
+
+
+def _snap_whole_lots(q: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
+    """``q`` with entries within float dust of a whole number of lots set to it exactly
+    (the others unchanged, bit for bit)."""
+    r = _lots(q, lot, unit)
+    whole = r == np.rint(r)
+    if unit:
+        return np.where(whole, r, q)
+    return np.where(whole, r * lot, q)
 
 
 def _round_toward_current(

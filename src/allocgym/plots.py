@@ -2,8 +2,9 @@
 
 Every function draws from an :class:`~allocgym.evaluation.EvaluationResult` (or one of its
 backtests) and writes one PNG; none computes a metric of its own (drawdowns come from
-:func:`allocgym.measures.drawdowns`). Agents are drawn thick and first in the legend,
-baselines thin.
+:func:`allocgym.measures.drawdowns`). Agents are drawn thick and first in the legend;
+1/N, HRP and QP in their own strong colours; the benchmark as a dashed black line; every
+other baseline thin and faded, so the few lines a reader compares stand out.
 """
 
 from __future__ import annotations
@@ -68,19 +69,51 @@ def _ordered(result: EvaluationResult) -> list[Backtest]:
     return agents + [b for b in result.backtests if b.kind != "agent"]
 
 
+KEY_BASELINE_COLORS: dict[str, str] = {
+    "equal_weight": "#1f77b4",  # blue
+    "hrp": "#2ca02c",  # green
+    "qp": "#9467bd",  # purple
+}
+"""Baselines drawn in strong colours (the references every agent is tested against)."""
+
+AGENT_COLORS: tuple[str, ...] = ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22")
+"""Agents: warm, saturated colours (red first), thick lines."""
+
+BENCHMARK_STYLE: dict[str, Any] = {
+    "color": "black", "linewidth": 1.6, "linestyle": "--", "zorder": 9,
+}  # fmt: skip
+"""The benchmark: dashed black."""
+
+_FADED = ("#8c8c8c", "#a6a6a6", "#7a8a99", "#99897a", "#8a997a", "#9a7a99")
+
+
 def _styles(result: EvaluationResult) -> dict[str, dict[str, Any]]:
-    """Line style per backtest: agents in warm colours and thick, baselines thin."""
+    """Line style per backtest: agents warm and thick, the key baselines (1/N, HRP, QP) in
+    strong colours, every other baseline thin, grey and faded."""
     agents = [b for b in result.backtests if b.kind == "agent"]
     base = [b for b in result.backtests if b.kind != "agent"]
-    warm = plt.get_cmap("autumn")
-    cool = plt.get_cmap("tab10" if len(base) <= 10 else "tab20")
     out: dict[str, dict[str, Any]] = {}
     for i, b in enumerate(agents):
-        c = "black" if i == 0 else warm(0.15 + 0.6 * i / max(len(agents), 1))
-        out[b.name] = {"color": c, "linewidth": 2.2 if i == 0 else 1.4, "zorder": 10 - i}
-    for i, b in enumerate(base):
-        out[b.name] = {"color": cool(i % cool.N), "linewidth": 1.1, "alpha": 0.9, "zorder": 2}
+        c = AGENT_COLORS[i % len(AGENT_COLORS)]
+        out[b.name] = {"color": c, "linewidth": 2.4 if i == 0 else 1.8, "zorder": 20 - i}
+    faded = 0
+    for b in base:
+        if b.name in KEY_BASELINE_COLORS:
+            out[b.name] = {"color": KEY_BASELINE_COLORS[b.name], "linewidth": 1.7, "zorder": 8}
+        else:
+            out[b.name] = {"color": _FADED[faded % len(_FADED)], "linewidth": 0.9,
+                           "alpha": 0.45, "zorder": 2}  # fmt: skip
+            faded += 1
     return out
+
+
+def _benchmark(result: EvaluationResult) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(dates, returns, label) of the benchmark series, or None."""
+    b = result.benchmark
+    if not b or not b.get("returns"):
+        return None
+    dates = np.array(b["dates"], dtype="datetime64[ns]")
+    return dates, np.asarray(b["returns"], dtype=np.float64), f"{b['name']} (benchmark)"
 
 
 def plot_equity(result: EvaluationResult, path: str | Path) -> Path:
@@ -93,6 +126,12 @@ def plot_equity(result: EvaluationResult, path: str | Path) -> Path:
         growth = np.concatenate([[1.0], bt.equity / bt.initial_equity])
         dates = np.concatenate([[bt.dates[0] - np.timedelta64(1, "D")], bt.dates])
         ax.plot(dates, growth, label=bt.name, **styles[bt.name])
+    bench = _benchmark(result)
+    if bench is not None:
+        b_dates, b_ret, b_label = bench
+        growth = np.concatenate([[1.0], np.cumprod(1.0 + b_ret)])
+        dates = np.concatenate([[b_dates[0] - np.timedelta64(1, "D")], b_dates])
+        ax.plot(dates, growth, label=b_label, **BENCHMARK_STYLE)
     lo, hi = ax.get_ylim()
     if hi / max(lo, 1e-12) > 4.0:  # log scale only pays off over a wide range
         ax.set_yscale("log")
@@ -118,6 +157,10 @@ def plot_drawdowns(result: EvaluationResult, path: str | Path) -> Path:
         if bt.n_steps == 0:
             continue
         ax.plot(bt.dates, -100.0 * measures.drawdowns(bt.returns), label=bt.name, **styles[bt.name])
+    bench = _benchmark(result)
+    if bench is not None:
+        b_dates, b_ret, b_label = bench
+        ax.plot(b_dates, -100.0 * measures.drawdowns(b_ret), label=b_label, **BENCHMARK_STYLE)
     _date_axis(ax)
     ax.set_ylabel("drawdown (%)")
     ax.set_title(_title(result, "Drawdowns"))

@@ -53,6 +53,8 @@ COLUMN_LABELS: dict[str, str] = {
     "cvar": "CVaR95",
     "turnover": "Turnover/yr",
     "costs": "Costs",
+    "allocator_bars": "Gate cut: allocator-caused",
+    "overlay_bars": "Gate cut: regime overlay",
     "gate_interventions": "Gate interv.",
     "invariant_breaches": "Breaches",
     "hhi": "HHI",
@@ -62,6 +64,7 @@ COLUMN_LABELS: dict[str, str] = {
 """Header of each table metric."""
 
 _PERCENT = {"ann_return", "ann_volatility", "max_drawdown", "cvar", "costs"}
+_SHARE = {"allocator_bars", "overlay_bars"}
 _INT = {"gate_interventions", "invariant_breaches"}
 
 
@@ -79,6 +82,8 @@ def format_value(key: str, value: Any) -> str:
         return "inf" if v > 0 else "-inf" if v < 0 else "n/a"
     if key in _PERCENT:
         return f"{100 * v:.2f}%"
+    if key in _SHARE:
+        return f"{100 * v:.0f}% of bars"
     if key in _INT:
         return f"{v:.0f}" if v == round(v) else f"{v:.1f}"
     if key == "hhi":
@@ -206,6 +211,24 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "net of costs; metrics come from `allocgym.measures`.",
         )
     )
+    notes = list(m.get("data_notes") or [])
+    if notes:
+        out.append(_Block("p", "**Data notes:** " + " ".join(f"{n}." for n in notes)))
+    ckpts = m.get("checkpoints") or {}
+    if ckpts:
+        out.append(
+            _Block(
+                "p",
+                "Evaluated checkpoints: "
+                + "; ".join(
+                    f"`{name}`: {c.get('model')} model"
+                    + (f" at step {c['step']:,}" if c.get("step") is not None else "")
+                    + f" of `{c.get('run')}`"
+                    for name, c in ckpts.items()
+                )
+                + ".",
+            )
+        )
     out.append(_Block("h2", "Metrics"))
     header, rows = metrics_table(result)
     out.append(_table(header, rows))
@@ -215,8 +238,12 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "p",
             f"Turnover is the traded L1 weight per bar times {m.get('periods_per_year', 252):g}; "
             "costs are the summed fill costs (fraction of equity); HHI is the mean Herfindahl "
-            "index of the held book; gate interventions count symbol-bars carrying a risk-gate "
-            "reason code. PSR is the Probabilistic Sharpe Ratio (the probability that the true "
+            "index of the held book. 'Gate cut: allocator-caused' is the share of decisions "
+            "where the risk gates changed the proposal at the default regime multipliers (the "
+            "allocator proposed a book outside a limit, or a trade limit bound); 'Gate cut: "
+            "regime overlay' the share where the regime multipliers (smaller gross and "
+            "capacity in high-volatility and uncertain regimes) cut the book further. PSR is "
+            "the Probabilistic Sharpe Ratio (the probability that the true "
             "Sharpe ratio is above 0); DSR is the Deflated Sharpe Ratio (Bailey & López de "
             "Prado, 2014): the probability that the Sharpe ratio is real after selecting among "
             f"N = {d.get('n_trials')} trials ({_dsr_source_words(d)}; baselines are "
@@ -237,6 +264,8 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
                     "`(mean ± std)` aggregates them (std with ddof = 1).",
                 )
             )
+    out += _benchmark_blocks(result)
+    out += _fallback_blocks(result)
     out += _paired_blocks(result)
     # interventions
     out.append(_Block("h2", "Risk-gate interventions by reason code"))
@@ -395,6 +424,94 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
     }
     for key, rel in images.items():
         out.append(_Block("img", captions.get(key, key), path=rel))
+    return out
+
+
+def _benchmark_blocks(result: EvaluationResult) -> list[_Block]:
+    """The benchmark's own metrics, and each allocator's active return, tracking error
+    and information ratio against it."""
+    b = result.benchmark
+    if not b:
+        return []
+    rows = [
+        [
+            f"{b['name']} (benchmark)",
+            format_value("ann_return", b["ann_return"]),
+            format_value("ann_volatility", b["ann_volatility"]),
+            format_value("sharpe", b["sharpe"]),
+            format_value("max_drawdown", b["max_drawdown"]),
+            "", "", "",
+        ]
+    ]  # fmt: skip
+    for bt in result.backtests:
+        x = result.metrics[bt.name]
+        if "tracking_error" not in x:
+            continue
+        rows.append(
+            [
+                bt.name,
+                format_value("ann_return", x["ann_return"]),
+                format_value("ann_volatility", x["ann_volatility"]),
+                format_value("sharpe", x["sharpe"]),
+                format_value("max_drawdown", x["max_drawdown"]),
+                f"{100 * x['active_return']:+.2f}%",
+                format_value("ann_volatility", x["tracking_error"]),
+                format_value("sharpe", x["information_ratio"]),
+            ]
+        )
+    header = ["Allocator", "Ann. return", "Ann. vol", "Sharpe", "Max DD", "Active return",
+              "Tracking error", "Information ratio"]  # fmt: skip
+    return [
+        _Block("h2", f"Against the benchmark: {b['name']}"),
+        _table(header, rows),
+        _Block(
+            "p",
+            "Active return is the annualised return minus the benchmark's over the same bars; "
+            "tracking error the annualised standard deviation of the daily return "
+            "differences; the information ratio their annualised mean over that standard "
+            "deviation. The benchmark is drawn as a dashed black line in the figures.",
+        ),
+    ]
+
+
+def _fallback_blocks(result: EvaluationResult) -> list[_Block]:
+    """Per baseline: rebalances by the stage that produced the weights, flagged when a
+    fallback served more than half of them."""
+    rows, flags = [], []
+    for bt in result.backtests:
+        x = result.metrics[bt.name]
+        if bt.kind != "baseline" or not x.get("rebalances"):
+            continue
+        fb = x.get("fallback") or {}
+        stages = ", ".join(f"{k} {100 * v:.0f}%" for k, v in fb.items()) or "none"
+        flag = "**yes**" if x.get("fallback_flag") else ""
+        rows.append(
+            [bt.name, str(x["rebalances"]), str(bt.primary_source), stages,
+             f"{100 * x['fallback_share']:.0f}%", flag]
+        )  # fmt: skip
+        if x.get("fallback_flag"):
+            flags.append(
+                f"`{bt.name}` was served by a fallback on {100 * x['fallback_share']:.0f}% of "
+                f"its rebalances ({stages}): its row mostly shows the fallback's book, not "
+                f"{bt.name}'s"
+            )
+    if not rows:
+        return []
+    header = ["Allocator", "Rebalances", "Primary stage", "Fallback stages (share)",
+              "Served by fallback", "Flag (> 50%)"]  # fmt: skip
+    out = [
+        _Block("h2", "Fallbacks"),
+        _table(header, rows),
+        _Block(
+            "p",
+            "An allocator with a fallback chain (the QP: a second solver setting, a second "
+            "solver, HRP, the current book; max-Sharpe: minimum variance) records which stage "
+            "produced each rebalance; 'book kept (error)' is a rebalance where the allocator "
+            "raised and the book was held.",
+        ),
+    ]
+    if flags:
+        out.append(_Block("p", "**Flagged:** " + "; ".join(flags) + "."))
     return out
 
 

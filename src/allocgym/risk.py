@@ -60,6 +60,7 @@ from pydantic import ValidationError
 
 from allocgym.config import RiskConfig
 from allocgym.costs import CostModel, _cost_terms, expected_cost
+from allocgym.data import NO_SECTOR
 from allocgym.errors import GateConfigError, InvariantBreach, RequestError
 from allocgym.regime import REGIME_LABELS, regime_code
 
@@ -138,6 +139,8 @@ class GateContext:
     spread_bps : ndarray, shape (n_envs, n_assets)
         Quoted spread in bps.
     sector_ids : ndarray of int, shape (n_assets,)
+        Sector of each name, ``0..n_sectors-1``; ``NO_SECTOR`` (-1) = the data has no
+        sector for the name, and the sector cap does not apply to it.
     regime : ndarray of int, shape (n_envs,)
         Codes into ``REGIME_LABELS``; -1 = unknown label (default multipliers).
     tradable : ndarray of bool, shape (n_envs, n_assets)
@@ -892,21 +895,28 @@ def _replace_rows(w: np.ndarray, rows: np.ndarray, block: np.ndarray) -> np.ndar
 
 class _SectorMap:
     """Validated sector ids of a universe and their bincount bins per batch size (both
-    static across decisions, so cached per membership)."""
+    static across decisions, so cached per membership).
 
-    __slots__ = ("_bins", "ids", "n")
+    Names with the id ``NO_SECTOR`` (-1: the data has no sector for them) are summed into
+    one extra bin that no limit reads, so the sector cap does not apply to them.
+    """
+
+    __slots__ = ("_bins", "_slot", "exempt", "ids", "n", "width")
 
     def __init__(self, ids: np.ndarray, n: int) -> None:
-        self.ids = ids  # (n_assets,) int64, read-only
+        self.ids = ids  # (n_assets,) int64, read-only; NO_SECTOR for names without one
         self.n = n
+        self.exempt = bool(ids.size and ids.min() < 0)
+        self.width = n + 1 if self.exempt else n  # bins per row (the last: no sector)
+        self._slot = np.where(ids < 0, n, ids) if self.exempt else ids
         self._bins: dict[int, np.ndarray] = {}
 
     def bins(self, n_rows: int) -> np.ndarray:
-        """Flat bins of an (n_rows, n_assets) array: ``row * n_sectors + sector``
+        """Flat bins of an (n_rows, n_assets) array: ``row * width + sector``
         (cached for a few batch sizes)."""
         idx = self._bins.get(n_rows)
         if idx is None:
-            idx = (np.arange(n_rows)[:, None] * self.n + self.ids[None, :]).ravel()
+            idx = (np.arange(n_rows)[:, None] * self.width + self._slot[None, :]).ravel()
             idx.flags.writeable = False
             if len(self._bins) >= _BINS_CACHED:
                 self._bins.clear()
@@ -915,10 +925,20 @@ class _SectorMap:
 
     def gross(self, aw: np.ndarray) -> np.ndarray:
         """Per-sector sums of ``aw = |w|``, (n, n_sectors); bincount sums in a fixed order
-        (no BLAS), so a row's bits do not depend on the batch it is in."""
+        (no BLAS), so a row's bits do not depend on the batch it is in. Names without a
+        sector are in no column."""
         n = aw.shape[0]
-        sums = np.bincount(self.bins(n), weights=aw.ravel(), minlength=n * self.n)
-        return sums.reshape(n, self.n)
+        sums = np.bincount(self.bins(n), weights=aw.ravel(), minlength=n * self.width)
+        sums = sums.reshape(n, self.width)
+        return sums[:, : self.n] if self.exempt else sums
+
+    def spread(self, values: np.ndarray, fill: float = 1.0) -> np.ndarray:
+        """Per-sector ``values`` (n, n_sectors) spread to their names (n, n_assets); names
+        without a sector get ``fill``."""
+        if not self.exempt:
+            return values[:, self.ids]
+        padded = np.concatenate([values, np.full((values.shape[0], 1), fill)], axis=1)
+        return padded[:, self._slot]
 
 
 _SECTOR_MAPS: dict[bytes, _SectorMap] = {}
@@ -935,11 +955,14 @@ def _sector_map(sector_ids: Any, n_assets: int) -> _SectorMap:
     key = ids.dtype.str.encode() + ids.tobytes()
     hit = _SECTOR_MAPS.get(key)
     if hit is None:
-        if n_assets and ids.min() < 0:
-            raise RequestError("GateContext.sector_ids has negative ids: use 0..n_sectors-1")
+        if n_assets and ids.min() < NO_SECTOR:
+            raise RequestError(
+                f"GateContext.sector_ids has ids below {NO_SECTOR}: use 0..n_sectors-1, or "
+                f"{NO_SECTOR} (NO_SECTOR) for a name without a sector"
+            )
         own = ids.astype(np.int64)
         own.flags.writeable = False
-        hit = _SectorMap(own, int(own.max()) + 1 if own.size else 1)
+        hit = _SectorMap(own, max(int(own.max()) + 1, 0) if own.size else 1)
         if len(_SECTOR_MAPS) >= 64:
             _SECTOR_MAPS.clear()
         _SECTOR_MAPS[key] = hit
@@ -1126,7 +1149,7 @@ def _pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: _Limits) -> np.ndar
         return np.clip(np.where(need > 0, fit, np.where(room >= 0, 1.0, 0.0)), 0.0, 1.0)
 
     fs, ts = lim.sectors.gross(np.abs(held)), lim.sectors.gross(np.abs(free))
-    per_name = upper(lim.sector_cap - fs, ts)[:, lim.sectors.ids]
+    per_name = lim.sectors.spread(upper(lim.sector_cap - fs, ts))
     free = free * per_name
     fg, tg = np.abs(held).sum(axis=1), np.abs(free).sum(axis=1)
     hi = upper(lim.gross_cap - fg, tg)
@@ -1268,7 +1291,7 @@ def _hard_gates(w: np.ndarray, lim: _Limits, long_only: bool, trace: _Trace) -> 
         # a row without a sector over has scale 1 everywhere: w * 1.0 is w, bit for bit
         o, g, wr = (over, sg, w) if rows is None else (over[rows], sg[rows], w[rows])
         scale = np.where(o, lim.sector_cap / np.where(o, g, 1.0), 1.0)
-        block = wr * scale[:, lim.sectors.ids]
+        block = wr * lim.sectors.spread(scale)
         trace.record(ReasonCode.SECTOR_CAP, wr, block, portfolio=True, rows=rows)
         w = block if rows is None else _replace_rows(w, rows, block)
         aw = np.abs(w)
@@ -2182,7 +2205,7 @@ def check_invariants(
                 np.full(n, limits.max_gross_notional),
                 gross * eq,
             )
-        for s in np.unique(sectors):
+        for s in np.unique(sectors[sectors != NO_SECTOR]):
             g = aw[:, sectors == s].sum(axis=1)
             out[f"sector {s} gross"] = (g, np.full(n, limits.max_sector_gross), g)
         if betas is not None:

@@ -83,6 +83,14 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def quantities(q: np.ndarray) -> list[int | float]:
+    """Share quantities for the JSON response: whole numbers as ``int`` (exact; an order
+    of whole lots reads ``57``, not ``57.000000000000014``), anything else as ``float``."""
+    arr = np.asarray(q, dtype=np.float64)
+    whole = np.isfinite(arr) & (arr == np.rint(arr)) & (np.abs(arr) < 2.0**53)
+    return [int(v) if w else float(v) for v, w in zip(arr.tolist(), whole.tolist(), strict=True)]
+
+
 def _aware(ts: dt.datetime) -> dt.datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
 
@@ -708,8 +716,8 @@ class FrozenAllocator:
             decided_at=now.isoformat(),
             symbols=list(self.symbols),
             target_weights=target.tolist(),
-            target_delta_qty=ex.delta_qty[0].tolist(),
-            target_qty=ex.target_qty[0].tolist(),
+            target_delta_qty=quantities(ex.delta_qty[0]),
+            target_qty=quantities(ex.target_qty[0]),
             approved_weights=gate.approved[0].tolist(),
             proposed_weights=np.asarray(proposal[0], dtype=np.float64).tolist(),
             current_weights=w_cur[0].tolist(),
@@ -840,13 +848,13 @@ class FrozenAllocator:
             delta = target_qty = target_w = None
             reasons = None
         elif kill:
-            delta = (-shares).tolist()
-            target_qty = [0.0] * n
+            delta = quantities(-shares)
+            target_qty = [0] * n
             target_w = [0.0] * n
             reasons = [port] * n
         else:
-            delta = [0.0] * n
-            target_qty = shares.tolist()
+            delta = [0] * n
+            target_qty = quantities(shares)
             target_w = None
             reasons = [code] * n
         total = (time.perf_counter() - t0) * 1e6

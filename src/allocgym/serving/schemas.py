@@ -9,10 +9,15 @@ History arrays are rows oldest to newest, the last row being the decision bar, c
 the order of ``symbols``. Each may be sent as nested JSON lists or, exactly and compactly,
 as ``{"dtype": "<f8", "shape": [L, N], "b64": <base64 of the little-endian bytes>}``
 (``"|b1"`` for the boolean ``tradable``); the audit log stores them that way so a
-replay sees identical bits. Type errors (not numbers, ragged rows, wrong rank) fail
-validation (HTTP 422); values that parse but cannot be traded on (NaN, non-positive
-prices, unknown or missing symbols, short history, stale timestamps) are answered by a
-coded reject :class:`Decision`.
+replay sees identical bits. Types are strict (a boolean is ``true``/``false`` only, a
+number is a JSON number, never a string or a boolean). Type and shape errors (not numbers,
+ragged rows, wrong rank, a malformed symbol) fail validation (HTTP 422 naming the field);
+values that parse but cannot be traded on (NaN, non-positive prices, a non-positive
+equity, unknown, missing or repeated symbols, short history, stale timestamps) are
+answered by a coded reject :class:`Decision`. :func:`served_request_model` is the
+request the HTTP service parses: the same fields with the served bundle's shapes (``N``
+columns, at most ``serving.max_history_bars`` rows), so its JSON Schema states every
+constraint that validation enforces.
 """
 
 from __future__ import annotations
@@ -23,18 +28,28 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
+    create_model,
 )
+
+from allocgym.errors import BundleError
 
 DECISION_SCHEMA = "allocgym.decision/1"
 """Version tag of :class:`Decision`."""
@@ -107,7 +122,43 @@ def array_from_bytes(raw: bytes, dtype: Any, shape: Any) -> np.ndarray:
     return np.frombuffer(raw, dtype=dt_).reshape(shape)
 
 
-def _array_validator(ndim: int, kind: Literal["f", "b"]) -> Callable[[Any], np.ndarray]:
+SYMBOL_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/^=+-]*$"
+"""What a symbol looks like on the wire: an ASCII ticker (``AAPL``, ``BRK.B``, ``BF-B``,
+``^GSPC``, ``EUR/USD``, ``ES=F``), no whitespace."""
+SYMBOL_MAX_LENGTH = 32
+
+Symbol = Annotated[
+    str, StringConstraints(min_length=1, max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_PATTERN)
+]
+"""One symbol (:data:`SYMBOL_PATTERN`, at most :data:`SYMBOL_MAX_LENGTH` characters)."""
+
+_ROW_CHECKS: dict[tuple[int, str], TypeAdapter[Any]] = {
+    (1, "f"): TypeAdapter(list[StrictFloat]),
+    (2, "f"): TypeAdapter(list[list[StrictFloat]]),
+    (2, "b"): TypeAdapter(list[list[StrictBool]]),
+}
+"""Element types of the nested-list form, checked strictly (a JSON ``true`` is not 1.0, a
+string ``"1.5"`` is not a number, ``null`` is not NaN)."""
+
+
+def _strict_elements(value: Any, ndim: int, kind: str) -> Any:
+    try:
+        return _ROW_CHECKS[ndim, kind].validate_python(value)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = "".join(f"[{p}]" for p in first["loc"])
+        raise ValueError(f"element {where}: {first['msg']}") from None
+
+
+def _array_validator(
+    ndim: int,
+    kind: Literal["f", "b"],
+    rows: tuple[int, int] | None = None,
+    cols: int | None = None,
+) -> Callable[[Any], np.ndarray]:
+    """Validator of an array field: nested lists (strict element types), the encoded
+    form (:func:`decode_array`) or an ndarray; ``rows`` bounds the first axis, ``cols``
+    fixes the last one."""
     dims = "(L, n_symbols)" if ndim == 2 else "(L,)" if ndim == 1 else f"{ndim}-d"
 
     def validate(value: Any) -> np.ndarray:
@@ -116,10 +167,11 @@ def _array_validator(ndim: int, kind: Literal["f", "b"]) -> Callable[[Any], np.n
         elif isinstance(value, np.ndarray):
             a = value
         elif isinstance(value, list | tuple):
+            rows_ = _strict_elements(value, ndim, kind)
             try:
-                a = np.asarray(value, dtype=np.float64) if kind == "f" else np.asarray(value)
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"not a rectangular array of numbers ({err})") from None
+                a = np.asarray(rows_, dtype=np.float64 if kind == "f" else np.bool_)
+            except (ValueError, TypeError):
+                raise ValueError("rows of different lengths: send a rectangular array") from None
         else:
             raise ValueError(f"expected an array {dims}, got {type(value).__name__}")
         if kind == "f":
@@ -130,97 +182,175 @@ def _array_validator(ndim: int, kind: Literal["f", "b"]) -> Callable[[Any], np.n
             raise ValueError(f"expected booleans (true/false), got dtype {a.dtype}")
         if a.ndim != ndim:
             raise ValueError(f"expected shape {dims}, got {a.shape}")
+        if rows is not None and not rows[0] <= a.shape[0] <= rows[1]:
+            raise ValueError(f"expected {rows[0]} to {rows[1]} rows, got {a.shape[0]}")
+        if cols is not None and a.shape[-1] != cols:
+            what = "columns (one per symbol)" if ndim == 2 else "values (one per symbol)"
+            raise ValueError(f"expected {cols} {what}, got {a.shape[-1]}")
         return a
 
     return validate
 
 
-def _array_json_schema(ndim: int, item: str) -> dict[str, Any]:
+def _array_json_schema(
+    ndim: int, item: str, rows: tuple[int, int] | None = None, cols: int | None = None
+) -> dict[str, Any]:
+    """JSON Schema of the nested-list form; the encoded form (exact, but its byte count
+    cannot be tied to its shape in JSON Schema) is described under ``x-encoded-array``."""
+    lo, hi = rows if rows is not None else (1, None)
     inner: dict[str, Any] = {"type": item}
-    for _ in range(ndim):
+    for depth in range(ndim):
         inner = {"type": "array", "items": inner}
-    encoded = {
+        if depth == 0 and cols is not None:
+            inner |= {"minItems": cols, "maxItems": cols}
+        elif depth == ndim - 1:
+            inner |= {"minItems": lo} | ({} if hi is None else {"maxItems": hi})
+        else:
+            inner |= {"minItems": 1}
+    codes = ["<f8", "<i8"] if item == "number" else ["|b1"]
+    inner["x-encoded-array"] = {
+        "description": "Also accepted: the exact form {dtype, shape, b64}, b64 = base64 of the "
+        "little-endian bytes of an array of that dtype and this shape.",
         "type": "object",
         "properties": {
-            "dtype": {"type": "string", "enum": ["<f8" if item == "number" else "|b1"]},
-            "shape": {"type": "array", "items": {"type": "integer"}},
+            "dtype": {"type": "string", "enum": codes},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "b64": {"type": "string", "contentEncoding": "base64"},
         },
         "required": ["dtype", "shape", "b64"],
+        "additionalProperties": False,
     }
-    return {"anyOf": [inner, encoded]}
+    return inner
 
 
 def _to_list(a: np.ndarray) -> list[Any]:
     return a.tolist()
 
 
-FloatMatrix = Annotated[
-    np.ndarray,
-    PlainValidator(_array_validator(2, "f")),
-    PlainSerializer(_to_list, return_type=list),
-    WithJsonSchema(_array_json_schema(2, "number")),
+def array_type(
+    ndim: int,
+    kind: Literal["f", "b"],
+    rows: tuple[int, int] | None = None,
+    cols: int | None = None,
+) -> Any:
+    """An ndarray field type: validator, list serializer and JSON Schema from one spec."""
+    return Annotated[
+        np.ndarray,
+        PlainValidator(_array_validator(ndim, kind, rows, cols)),
+        PlainSerializer(_to_list, return_type=list),
+        WithJsonSchema(
+            _array_json_schema(ndim, "number" if kind == "f" else "boolean", rows, cols)
+        ),
+    ]
+
+
+FloatMatrix = array_type(2, "f")
+FloatVector = array_type(1, "f")
+BoolMatrix = array_type(2, "b")
+
+_ISO_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?"
+)
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt](?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)(?:\.\d+)?"
+    r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
+
+
+def _datetime_text(pattern: re.Pattern[str], what: str) -> Callable[[Any], Any]:
+    """Admit datetimes and strings of ``pattern`` only: no Unix-time numbers or digit
+    strings read as seconds since 1970."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, dt.datetime) or (isinstance(value, str) and pattern.fullmatch(value)):
+            return value
+        raise ValueError(f"expected {what}, got {value!r:.80}")
+
+    return check
+
+
+Timestamp = Annotated[
+    dt.datetime,
+    BeforeValidator(
+        _datetime_text(_ISO_DATETIME, "an ISO 8601 date-time such as 2024-05-01T20:00:00Z")
+    ),
 ]
-FloatVector = Annotated[
-    np.ndarray,
-    PlainValidator(_array_validator(1, "f")),
-    PlainSerializer(_to_list, return_type=list),
-    WithJsonSchema(_array_json_schema(1, "number")),
+RFC3339Timestamp = Annotated[
+    dt.datetime,
+    BeforeValidator(
+        _datetime_text(_RFC3339, "an RFC 3339 date-time with an offset, e.g. 2024-05-01T20:00:00Z")
+    ),
 ]
-BoolMatrix = Annotated[
-    np.ndarray,
-    PlainValidator(_array_validator(2, "b")),
-    PlainSerializer(_to_list, return_type=list),
-    WithJsonSchema(_array_json_schema(2, "boolean")),
+
+Positions = Annotated[
+    dict[Symbol, StrictFloat],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": SYMBOL_MAX_LENGTH,
+                "pattern": SYMBOL_PATTERN,
+            },
+            "additionalProperties": {"type": "number"},
+        }
+    ),
 ]
 
 
 class RegimeOverride(BaseModel):
     """A regime context supplied by the caller (seed 001's regime label and confidence)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     label: str = Field(min_length=1, max_length=64)
     """Regime label; ``REGIME_LABELS`` get their multipliers, any other label (e.g.
     seed 001's ``neutral``) gets the default multipliers."""
-    confidence: float = 1.0
-    """Confidence in [0, 1] (reported; the gates use the label)."""
+    confidence: StrictFloat = 1.0
+    """Confidence in [0, 1] (reported; the gates use the label); outside: a coded
+    INVALID_INPUT reject."""
 
 
 class DecisionRequest(BaseModel):
     """One allocation request (seed 001's allocation inputs).
 
     Shapes: ``L`` bars of history (``L >= FeatureBuilder.history`` of the bundle, at most
-    ``serving.max_history_bars``), ``N`` = number of ``symbols``.
+    ``serving.max_history_bars``), ``N`` = number of ``symbols``. Types are strict: no
+    boolean, string or null is read as a number, no number or string as a boolean.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, use_attribute_docstrings=True
+    )
 
     request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     """Caller's id; a repeated id gets the stored decision back (idempotency)."""
-    timestamp: dt.datetime
-    """Time of the decision bar's data (ISO 8601; naive = UTC); older than
-    ``serving.max_staleness_s`` is rejected (STALE_INPUT)."""
-    symbols: list[str] = Field(min_length=1)
-    """Column order of every history array; must be exactly the bundle's symbols (any order)."""
-    equity: float
-    """Account equity in currency (> 0)."""
-    cash: float
+    timestamp: Timestamp
+    """Time of the decision bar's data (ISO 8601; naive = UTC; over HTTP RFC 3339 with an
+    offset); older than ``serving.max_staleness_s`` is rejected (STALE_INPUT)."""
+    symbols: list[Symbol] = Field(min_length=1)
+    """Column order of every history array; must be exactly the bundle's symbols (any
+    order; unknown, missing or repeated symbols: a coded INVALID_INPUT reject)."""
+    equity: StrictFloat
+    """Account equity in currency (> 0, else a coded INVALID_INPUT reject)."""
+    cash: StrictFloat
     """Cash in currency (may be negative on margin)."""
-    buying_power: float
-    """Buying power in currency (>= 0; validated and recorded)."""
-    peak_equity: float | None = None
-    """Running peak of equity for the drawdown feature; default = equity (no drawdown)."""
-    positions: dict[str, float] = Field(default_factory=dict)
+    buying_power: StrictFloat
+    """Buying power in currency (>= 0, else a coded INVALID_INPUT reject; recorded)."""
+    peak_equity: StrictFloat | None = None
+    """Running peak of equity for the drawdown feature (> 0); default = equity (no
+    drawdown)."""
+    positions: Positions = Field(default_factory=dict)
     """Shares held per symbol (signed); symbols not listed hold 0."""
     close: FloatMatrix
-    """Close prices (L, N), > 0."""
+    """Close prices (L, N), finite and > 0 (else a coded INVALID_INPUT reject)."""
     volume: FloatMatrix
-    """Shares traded per bar (L, N), >= 0."""
+    """Shares traded per bar (L, N), finite and >= 0."""
     spread_bps: FloatMatrix
-    """Quoted spread in bps (L, N), >= 0."""
+    """Quoted spread in bps (L, N), finite and >= 0."""
     benchmark_returns: FloatVector
-    """Benchmark simple returns (L,), row-aligned with ``close`` (row 0 may be 0)."""
+    """Benchmark simple returns (L,), row-aligned with ``close`` (row 0 may be 0), > -1."""
     tradable: BoolMatrix | None = None
     """Tradable flags (L, N); default all true."""
     regime: RegimeOverride | None = None
@@ -228,9 +358,9 @@ class DecisionRequest(BaseModel):
     strategy_intents: dict[str, FloatVector] | None = None
     """Per strategy family (``STRATEGY_FAMILIES``), intents (N,) in [-1, 1] replacing the
     FeatureBuilder's in the budgets-mode aggregation (ignored in weights mode)."""
-    kill_switch: bool = False
+    kill_switch: StrictBool = False
     """Flatten everything now (always wins)."""
-    reduce_only: bool = False
+    reduce_only: StrictBool = False
     """Only reduce positions in this decision."""
 
     def digest(self) -> str:
@@ -282,6 +412,61 @@ class DecisionRequest(BaseModel):
             else {k: store(v) for k, v in self.strategy_intents.items()}
         )
         return out
+
+
+def served_request_model(symbols: Sequence[str], max_history_bars: int) -> type[DecisionRequest]:
+    """The :class:`DecisionRequest` that the HTTP service parses for one bundle.
+
+    The same fields with the bundle's shapes: exactly ``N = len(symbols)`` symbols, every
+    matrix ``N`` columns wide and 1 to ``max_history_bars`` rows long, intent vectors of
+    length ``N``, and a timestamp in RFC 3339 with an offset. Its JSON Schema therefore
+    states every rule validation enforces; what it cannot state (arrays of different
+    lengths, too short a history, unknown symbols, values out of range) is decided by the
+    allocator as a coded reject.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        The bundle's symbols.
+    max_history_bars : int
+        ``serving.max_history_bars``.
+
+    Raises
+    ------
+    BundleError
+        A bundle symbol does not match :data:`SYMBOL_PATTERN` (no request could name it).
+    """
+    pattern = re.compile(SYMBOL_PATTERN)
+    odd = [s for s in symbols if not (pattern.match(s) and len(s) <= SYMBOL_MAX_LENGTH)]
+    if odd:
+        raise BundleError(
+            f"bundle symbols {odd[:5]} do not match {SYMBOL_PATTERN} (at most "
+            f"{SYMBOL_MAX_LENGTH} characters): rename them in the data and re-export"
+        )
+    n = len(symbols)
+    rows = (1, int(max_history_bars))
+    base = DecisionRequest.model_fields
+
+    def described(name: str, **kw: Any) -> Any:
+        return Field(description=base[name].description, **kw)
+
+    return create_model(
+        "DecisionRequest",
+        __base__=DecisionRequest,
+        __doc__=DecisionRequest.__doc__,
+        __module__=__name__,
+        timestamp=(RFC3339Timestamp, described("timestamp")),
+        symbols=(list[Symbol], described("symbols", min_length=n, max_length=n)),
+        close=(array_type(2, "f", rows, n), described("close")),
+        volume=(array_type(2, "f", rows, n), described("volume")),
+        spread_bps=(array_type(2, "f", rows, n), described("spread_bps")),
+        benchmark_returns=(array_type(1, "f", rows), described("benchmark_returns")),
+        tradable=(array_type(2, "b", rows, n) | None, described("tradable", default=None)),
+        strategy_intents=(
+            dict[str, array_type(1, "f", cols=n)] | None,  # type: ignore[valid-type]
+            described("strategy_intents", default=None),
+        ),
+    )
 
 
 class StrategyBudget(BaseModel):
@@ -380,10 +565,11 @@ class Decision(BaseModel):
     symbols: list[str]
     target_weights: list[float] | None
     """Book held after the lot-rounded orders, fractions of equity."""
-    target_delta_qty: list[float] | None
-    """Signed order quantity in shares (whole lots, except exact close-outs)."""
-    target_qty: list[float] | None
-    """Position in shares after the orders."""
+    target_delta_qty: list[int | float] | None
+    """Signed order quantity in shares: exact whole lots (JSON integers when the lot size
+    is a whole number of shares); a close-out is exactly minus the held quantity."""
+    target_qty: list[int | float] | None
+    """Position in shares after the orders (integers when whole)."""
     approved_weights: list[float] | None
     """Weights approved by the risk gates (before execution bands and lots)."""
     proposed_weights: list[float] | None

@@ -1,0 +1,380 @@
+"""A user's own data: sectors for any source, limits that need missing metadata not applied,
+splits that fit the data, sanity checks, delistings, and honest baseline rows.
+
+The acceptance test writes real S&P 500 closes (skfolio's sample) as a wide CSV without
+sectors, volume or benchmark, as a new user would, and checks 1/N against an equal-weight
+book computed independently from the same file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from allocgym.cli import app
+from allocgym.config import DataConfig, RiskConfig, SplitConfig, config_from_dict
+from allocgym.data import (
+    NO_SECTOR,
+    UNKNOWN_SECTOR,
+    MarketData,
+    from_csv,
+    from_prices,
+    large_moves,
+    load_market,
+    load_sectors,
+    sector_cap_note,
+    summary,
+    synthetic,
+    walk_forward_splits,
+)
+from allocgym.errors import ConfigError, DataError, DataWarning
+from allocgym.execution import ExecutionParams, ExecutionPolicy, Triggers
+from allocgym.risk import GateContext, ReasonCode, RiskGateChain, RiskLimits, check_invariants
+
+LOOSE = DataConfig(min_history=2)
+
+
+def _wide(n_days: int = 300, n_assets: int = 4, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    r = rng.normal(0.0003, 0.01, (n_days, n_assets))
+    px = 50.0 * np.exp(np.cumsum(r, axis=0))
+    idx = pd.bdate_range("2016-01-04", periods=n_days)
+    return pd.DataFrame(px, index=idx, columns=[f"S{i}" for i in range(n_assets)])
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return fn(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------- sectors
+
+
+def test_symbols_without_sector_have_no_sector_id() -> None:
+    md = _quiet(from_prices, _wide(), cfg=LOOSE, sectors={"S0": "Tech", "S2": "Energy"})
+    assert md.sectors == ("Tech", UNKNOWN_SECTOR, "Energy", UNKNOWN_SECTOR)
+    assert md.sector_names == ("Energy", "Tech")
+    assert md.sector_ids.tolist() == [1, NO_SECTOR, 0, NO_SECTOR]
+    assert md.unsectored == ("S1", "S3")
+    note = sector_cap_note(md)
+    assert note is not None and "2 of 4 symbols (S1, S3)" in note and "--sectors" in note
+    full = _quiet(from_prices, _wide(), cfg=LOOSE, sectors=dict.fromkeys(_wide().columns, "X"))
+    assert sector_cap_note(full) is None and full.sector_ids.tolist() == [0, 0, 0, 0]
+
+
+def _ctx(w_cur: np.ndarray, sector_ids: list[int]) -> GateContext:
+    n = w_cur.shape[1]
+    ones = np.ones((1, n))
+    return GateContext(
+        current_weights=w_cur, equity=np.array([1e6]), prices=100 * ones,
+        adv_notional=1e12 * ones, volatility=0.01 * ones, spread_bps=ones,
+        sector_ids=np.array(sector_ids), regime=np.array([-1]), tradable=ones > 0,
+    )  # fmt: skip
+
+
+def test_gates_and_execution_leave_names_without_sector_out_of_the_sector_cap() -> None:
+    limits = RiskLimits(max_symbol_weight=0.25, max_sector_gross=0.3, max_turnover=5.0,
+                        slippage_budget_bps=1e6)  # fmt: skip
+    chain = RiskGateChain(limits)
+    proposed = np.array([[0.2, 0.2, 0.2, 0.2]])
+    ctx = _ctx(np.zeros((1, 4)), [NO_SECTOR, NO_SECTOR, 0, 0])
+    res = chain.apply(proposed, ctx)
+    # sector 0 holds 0.4 > 0.3: both names scaled by 0.3 / 0.4; the unsectored ones stay
+    assert np.allclose(res.approved, [[0.2, 0.2, 0.15, 0.15]], rtol=0, atol=1e-15)
+    assert res.symbol_reasons[0, 0] & ReasonCode.SECTOR_CAP == 0
+    assert res.symbol_reasons[0, 2] & ReasonCode.SECTOR_CAP
+    assert check_invariants(res, ctx, limits).n_breaches == 0
+    # no name has a sector: no sector cap at all (gross 0.8 passes)
+    none = chain.apply(proposed, _ctx(np.zeros((1, 4)), [NO_SECTOR] * 4))
+    assert np.array_equal(none.approved, proposed)
+    ex = ExecutionPolicy(ExecutionParams(), limits).apply(none, _ctx(np.zeros((1, 4)), [-1] * 4),
+                                                          Triggers())  # fmt: skip
+    assert np.allclose(ex.target_weights, proposed, atol=1e-4)
+    # before, every name in one 'unknown' sector capped the whole book at 0.3
+    one = chain.apply(proposed, _ctx(np.zeros((1, 4)), [0] * 4))
+    assert np.abs(one.approved).sum() == pytest.approx(0.3, abs=1e-15)
+
+
+def test_load_sectors_csv_yaml_mapping_and_refusals(tmp_path: Path) -> None:
+    csv = tmp_path / "sectors.csv"
+    csv.write_text("symbol,sector\nS0,Tech\n S1 , Energy\nS0,Tech\n")
+    assert load_sectors(csv) == {"S0": "Tech", "S1": "Energy"}
+    yml = tmp_path / "sectors.yaml"
+    yml.write_text("S0: Tech\nS3: Health Care\n")
+    assert load_sectors(yml) == {"S0": "Tech", "S3": "Health Care"}
+    assert load_sectors({"S1": "X"}) == {"S1": "X"}
+    with pytest.raises(DataError, match=r"does not exist: pass an existing CSV"):
+        load_sectors(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ticker,industry\nS0,Tech\n")
+    with pytest.raises(DataError, match=r"header 'symbol,sector'"):
+        load_sectors(bad)
+    clash = tmp_path / "clash.csv"
+    clash.write_text("symbol,sector\nS0,Tech\nS0,Energy\n")
+    with pytest.raises(DataError, match=r"'S0' is listed with sectors 'Tech' and 'Energy'"):
+        load_sectors(clash)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- S0\n- S1\n")
+    with pytest.raises(DataError, match=r"must hold a mapping"):
+        load_sectors(lst)
+
+
+def test_data_sectors_applies_to_every_source(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    _wide().to_csv(path)
+    sec = tmp_path / "sec.csv"
+    sec.write_text("symbol,sector\nS0,A\nS1,A\nS2,B\nS3,B\n")
+    md = _quiet(load_market, DataConfig(source="csv", path=str(path), sectors=str(sec)))
+    assert md.sectors == ("A", "A", "B", "B") and "sectors" not in md.defaulted
+    synth = load_market(
+        DataConfig(
+            source="synthetic", sectors={"S000": "Only"}, synthetic={"n_assets": 3, "n_days": 300}
+        )
+    )
+    assert synth.sectors == ("Only", UNKNOWN_SECTOR, UNKNOWN_SECTOR)
+    sp = _quiet(load_market, DataConfig(sectors={"AAPL": "Tech"}))
+    assert sp.sectors[sp.symbols.index("AAPL")] == "Tech"
+    assert sp.sectors[sp.symbols.index("XOM")] == UNKNOWN_SECTOR
+    # without a sector file a wide CSV has none, and load_market says so
+    with pytest.warns(DataWarning, match=r"sector cap inactive for all symbols"):
+        plain = load_market(DataConfig(source="csv", path=str(path)))
+    assert plain.sector_ids.tolist() == [NO_SECTOR] * 4
+
+
+def test_data_info_says_the_sector_cap_is_inactive_and_prints_the_splits(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    _wide(n_days=800).to_csv(path)  # 2016-01-04 .. 2019-01: the default dates do not fit
+    res = CliRunner().invoke(app, ["data", "info", str(path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "sector cap: inactive for all symbols without a sector (pass --sectors FILE" in out
+    assert "walk-forward splits by data.splits.fractions" in out
+    assert "train: 2016-01-04..2017-11-03 (480 bars)" in out
+    assert "do not fit the data" in out  # the note
+    sec = tmp_path / "sec.yaml"
+    sec.write_text("S0: A\nS1: A\nS2: B\nS3: B\n")
+    res = CliRunner().invoke(app, ["data", "info", str(path), "--sectors", str(sec)])
+    assert res.exit_code == 0, res.output
+    assert "sector cap: inactive" not in res.output and "A (2), B (2)" in res.output
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_splits_by_fractions_when_the_dates_do_not_fit() -> None:
+    # a file starting in 2014 with the default 2010/2014 dates: the old code refused it
+    md = _quiet(from_prices, _wide(n_days=1000).set_axis(
+        pd.bdate_range("2014-06-02", periods=1000)), cfg=LOOSE)  # fmt: skip
+    sp = walk_forward_splits(md, SplitConfig())
+    # 1000 bars, 60/15/25, embargo 5: train 0..599, validation 605..749, test 755..999
+    assert [(s.start, s.stop) for s in sp.values()] == [(0, 600), (605, 750), (755, 1000)]
+    assert {s.basis for s in sp.values()} == {"fractions"}
+    info = summary(md, SplitConfig())
+    assert info["split_basis"] == "fractions" and info["splits"][0].startswith("train: 2014-06-02")
+    with pytest.raises(DataError, match=r"validation 145 bars .* < data.splits.min_split_bars=200"):
+        walk_forward_splits(md, SplitConfig(min_split_bars=200))
+    with pytest.raises(ConfigError, match=r"sum to 1"):
+        config_from_dict({"data": {"splits": {"fractions": [0.5, 0.2, 0.2]}}})
+
+
+# ----------------------------------------------------------------------------- sanity
+
+
+def test_duplicate_symbol_columns_are_refused_with_their_names(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    df = _wide()
+    df.insert(2, "S0", df["S0"], allow_duplicates=True)
+    df.to_csv(path)
+    with pytest.raises(DataError, match=r"duplicate symbol columns \['S0'\]"):
+        from_csv(path, cfg=LOOSE)
+
+
+def test_large_moves_are_listed_with_dates_and_refused_when_bounded() -> None:
+    df = _wide(n_days=200)
+    day = df.index[50]
+    df.loc[day, "S1"] *= 1000.0  # a one-bar spike: reverts the next bar
+    df.loc[df.index[120] :, "S3"] *= 1000.0  # a level jump that stays
+    with pytest.warns(DataWarning) as caught:
+        md = from_prices(df, cfg=LOOSE)
+    text = " ".join(str(w.message) for w in caught)
+    r = df.pct_change()
+    r1, r3 = r.loc[day, "S1"], r.iloc[120]["S3"]  # x1000 times the day's own move
+    assert 900 < r1 < 1100 and 900 < r3 < 1100
+    assert f"S1 {day:%Y-%m-%d} {r1:+.1%} (reverts on {df.index[51]:%Y-%m-%d})" in text
+    assert f"S3 {df.index[120]:%Y-%m-%d} {r3:+.1%} (does not revert)" in text
+    assert "2 one-bar move(s) beyond 50%" in text
+    moves = large_moves(md)
+    assert [(m.symbol, m.date) for m in moves] == [
+        ("S1", f"{day:%Y-%m-%d}"), ("S3", f"{df.index[120]:%Y-%m-%d}"),
+    ]  # fmt: skip
+    strict = DataConfig(min_history=2, max_abs_return=0.5)
+    with pytest.raises(DataError, match=r"2 one-bar move\(s\) beyond data.max_abs_return = 0.5"):
+        _quiet(from_prices, df, cfg=strict)
+    assert _quiet(from_prices, _wide(n_days=200), cfg=strict).n_days == 200
+
+
+def test_trailing_nan_is_a_delisting(tmp_path: Path) -> None:
+    df = _wide(n_days=300)
+    df.iloc[200:, 2] = np.nan  # S2 delisted after bar 199
+    md = _quiet(from_prices, df, cfg=LOOSE)
+    assert md.last_price.tolist() == [299, 299, 199, 299]
+    assert not md.tradable[200:, 2].any() and md.tradable[:200, 2].all()
+    assert md.delisted[200:, 2].all() and not md.delisted[:200].any()
+    assert summary(md)["delisted"] == {"S2": f"{df.index[199]:%Y-%m-%d}"}
+    df.iloc[100, 1] = np.nan  # a hole is still refused
+    with pytest.raises(DataError, match=r"NaN close between two prices: S1"):
+        _quiet(from_prices, df, cfg=LOOSE)
+
+
+def test_a_delisted_position_is_closed_at_its_last_price() -> None:
+    from allocgym.envs import core
+
+    base = synthetic(n_assets=4, n_days=700, seed=3)
+    close = base.close.copy()
+    close[600:, 1] = np.nan
+    md = MarketData(
+        dates=base.dates, symbols=base.symbols, close=close, volume=base.volume,
+        spread_bps=base.spread_bps, sectors=base.sectors, benchmark_returns=base.benchmark_returns,
+        tradable=np.isfinite(close), name="delisting",
+    )  # fmt: skip
+    cfg = config_from_dict({"env": {"split": "all", "episode_length": 200}})
+    params = core.EnvParams.from_config(md, cfg)
+    state, _ = core.reset(params, core.seed_keys(np.zeros(1, np.int64)), start=np.array([590]))
+    eq = 0.25  # equal weight every bar
+    for _ in range(9):  # decisions at 590..598: fills up to bar 599, the last price
+        res = core.step_proposed(params, state, np.full((1, 4), eq))
+        state = res.state
+    held = state.shares[0, 1]
+    assert held > 0 and held == np.rint(held)
+    cash_before, equity_before = state.cash[0], state.equity[0]
+    res = core.step_proposed(params, state, np.full((1, 4), eq))  # decision 599, fill at 600
+    after = res.state
+    assert after.shares[0, 1] == 0.0  # closed
+    # ... at its last price: the cash gained is held x close[599], less the other trades
+    others = res.info["delta_qty"][0] * params.prices[600]
+    cost = res.info["cost"][0] * (state.cash[0] + state.shares[0] @ params.prices[600])
+    expected = (
+        cash_before - others.sum() - cost + (held + res.info["delta_qty"][0, 1]) * close[599, 1]
+    )
+    assert after.cash[0] == pytest.approx(expected, rel=1e-12)
+    marked = after.cash[0] + after.shares[0] @ params.prices[600]
+    assert np.isfinite(after.equity[0]) and after.equity[0] == pytest.approx(marked, rel=1e-12)
+    assert after.equity[0] == pytest.approx(equity_before, rel=0.05)  # no jump: one bar's move
+    assert not params.tradable[600:, 1].any()
+    res = core.step_proposed(params, after, np.full((1, 4), eq))  # later: never bought again
+    assert res.state.shares[0, 1] == 0.0 and res.info["delta_qty"][0, 1] == 0.0
+
+
+# ----------------------------------------------------------------------------- acceptance
+
+
+@pytest.fixture(scope="module")
+def user_csv(tmp_path_factory: pytest.TempPathFactory, sp500: MarketData) -> Path:
+    """Real S&P 500 closes 2010-2022 as a user's wide CSV: no sectors, volume, benchmark."""
+    keep = sp500.dates >= np.datetime64("2010-01-01")
+    df = pd.DataFrame(sp500.close[keep], index=pd.DatetimeIndex(sp500.dates[keep]),
+                      columns=list(sp500.symbols))  # fmt: skip
+    df.index.name = "date"
+    path = tmp_path_factory.mktemp("user") / "my_prices.csv"
+    df.to_csv(path, float_format="%.6f")
+    return path
+
+
+def test_wide_csv_without_sectors_equal_weight_holds_full_gross(user_csv: Path) -> None:
+    from allocgym.evaluation import build_baselines, evaluate
+
+    # The regime overlay (a smaller gross in high-volatility regimes) is switched off, so
+    # that "full gross" is the whole book on every bar; the overlay has its own test.
+    cfg = config_from_dict(
+        {
+            "data": {"source": "csv", "path": str(user_csv)},
+            "risk": {"regime_budget_multipliers": {}, "regime_capacity_multipliers": {}},
+        }
+    )
+    market = _quiet(load_market, cfg.data)
+    assert market.sector_ids.tolist() == [NO_SECTOR] * 20
+    allocs = list(build_baselines(cfg, ["equal_weight", "hrp", "qp"]).values())
+    result = evaluate(allocs, market, cfg, "test")
+    ew = result.metrics["equal_weight"]
+    assert ew["mean_gross"] > 0.98  # was 0.30: the 'unknown' sector capped the whole book
+    assert ew["interventions"].get("SECTOR_CAP", 0) == 0
+    # an equal-weight book computed independently from the same file, rebalanced daily
+    px = pd.read_csv(user_csv, index_col=0, parse_dates=True)
+    book = px.pct_change().mean(axis=1)
+    bt = result.backtest("equal_weight")
+    independent = book.loc[pd.DatetimeIndex(bt.dates)].std(ddof=1) * np.sqrt(252)
+    assert ew["ann_volatility"] == pytest.approx(independent, rel=0.03)
+    # QP optimises inside the same limits (no sector cap to make it infeasible): its own book
+    qp = result.metrics["qp"]
+    assert qp["fallback_share"] < 0.5 and not qp["fallback_flag"]
+    assert qp["rebalances"] > 50 and qp["sources"].get("qp:CLARABEL", 0) > 0
+    assert not np.allclose(bt.returns, 0.0)
+    assert not np.allclose(result.backtest("qp").returns, result.backtest("hrp").returns)
+    assert any("sector cap inactive for all symbols" in n for n in result.meta["data_notes"])
+
+
+def test_regime_overlay_cuts_are_not_blamed_on_the_allocator(user_csv: Path) -> None:
+    from allocgym.evaluation import build_baselines, evaluate
+
+    cfg = config_from_dict({"data": {"source": "csv", "path": str(user_csv)}})
+    market = _quiet(load_market, cfg.data)
+    alloc = build_baselines(cfg, ["equal_weight"])["equal_weight"]
+    result = evaluate([alloc], market, cfg, "test")
+    m = result.metrics["equal_weight"]
+    # 1/N at 5% per name breaks no per-name or gross limit by itself. At the default
+    # multipliers the gates cut it only where its own book does: the first decisions
+    # from cash (buying the whole book exceeds the turnover ceiling) and a fully invested
+    # book whose costs pushed cash below 0 (net above 1: a sliver sold). The large cuts
+    # are the high-volatility overlay's.
+    bt = result.backtest("equal_weight")
+    own = np.flatnonzero(bt.allocator_cut > 1e-9)
+    allowed = ReasonCode.TURNOVER_CAP | ReasonCode.NET_CAP | ReasonCode.FORCED_DERISK
+    assert all(bt.portfolio_reasons[k] & ~allowed == 0 for k in own)
+    assert bt.allocator_cut[0] == pytest.approx(0.5)  # 1.0 wanted, turnover ceiling 0.5
+    assert bt.allocator_cut[2:].max() < 0.005
+    assert m["allocator_bars"] == own.size / bt.n_steps < 0.02
+    assert 0.05 < m["overlay_bars"] < 1.0 and m["overlay_l1"] > 10 * m["allocator_l1"]
+    assert np.allclose(bt.allocator_cut + bt.overlay_cut, bt.intervention, atol=1e-12)
+    assert RiskConfig().regime_budget_multipliers["high_volatility"] == 0.6
+
+
+def test_no_sector_names_random_books_keep_every_invariant() -> None:
+    rng = np.random.default_rng(7)
+    limits = RiskLimits(max_symbol_weight=0.3, max_sector_gross=0.35, long_only=False,
+                        max_turnover=5.0, slippage_budget_bps=1e6)  # fmt: skip
+    chain = RiskGateChain(limits)
+    policy = ExecutionPolicy(ExecutionParams(), limits)
+    for _ in range(50):
+        n, b = int(rng.integers(2, 9)), int(rng.integers(1, 6))
+        ids = rng.integers(-1, 3, n)
+        ones = np.ones((b, n))
+        ctx = GateContext(
+            current_weights=rng.normal(0, 0.1, (b, n)), equity=np.full(b, 1e6),
+            prices=50 * ones, adv_notional=1e12 * ones, volatility=0.01 * ones,
+            spread_bps=ones, sector_ids=ids, regime=rng.integers(-1, 4, b),
+            tradable=rng.random((b, n)) > 0.1,
+        )  # fmt: skip
+        proposed = rng.normal(0, 0.3, (b, n))
+        res = chain.apply(proposed, ctx)
+        assert check_invariants(res, ctx, limits).n_breaches == 0
+        # From cash with every name tradable, only the sector gate can code SECTOR_CAP (the
+        # repairs of a held or untradable book code every name they move with the first
+        # limit broken), and it never touches a name without a sector.
+        fresh = replace(ctx, current_weights=np.zeros((b, n)), tradable=ones > 0)
+        direct = chain.apply(proposed, fresh)
+        assert not (direct.symbol_reasons[:, ids < 0] & ReasonCode.SECTOR_CAP).any()
+        ex = policy.apply(res, ctx, Triggers())
+        sector_gross = np.array(
+            [[np.abs(ex.target_weights[i, ids == s]).sum() for s in range(3)] for i in range(b)]
+        )
+        cur = np.array(
+            [[np.abs(ctx.current_weights[i, ids == s]).sum() for s in range(3)] for i in range(b)]
+        )
+        assert (sector_gross <= np.maximum(0.35, cur) + 1e-9).all()
