@@ -21,10 +21,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/allocgym quickstart
 
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: $(STAMP)
+test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: $(STAMP)

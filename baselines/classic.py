@@ -303,7 +303,7 @@ class ClassicParams:
 
     Attributes
     ----------
-    covariance : {"sample", "ledoit_wolf", "ewma"}
+    covariance : {"sample", "ledoit_wolf", "ewma", "dcc_garch"}
         Covariance estimator (``allocgym.estimates``).
     halflife : float
         EWMA half-life in bars.

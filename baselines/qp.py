@@ -39,6 +39,7 @@ import scipy.sparse as sps
 from allocgym import estimates
 from allocgym.baselines.hrp import HRP
 from allocgym.errors import ConfigError, DataError, Infeasible, OptimizationError, SolverFailed
+from allocgym.estimates import CovarianceMethod
 from allocgym.measures import cvar
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class QPParams:
     lambda_risk: float = 0.1
     gamma_cost: float = 0.05
     risk_model: Literal["correlation", "covariance"] = "correlation"
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    covariance: CovarianceMethod = "ledoit_wolf"
     halflife: float = 63.0
     budget: float = 1.0
     budget_equality: bool = True
@@ -219,10 +220,15 @@ def _sqrt_data(x: np.ndarray, params: QPParams) -> tuple[np.ndarray, np.ndarray]
     """``A`` (n_obs, n_assets) and diagonal ``s`` (n_assets,) with ``Sigma = A'A + diag(s)``.
 
     Uses :mod:`allocgym.estimates` for the shrinkage intensity and the EWMA weights, so the
-    matrix equals ``estimates.sample_covariance`` / ``ledoit_wolf`` / ``ewma_covariance``.
+    matrix equals ``estimates.sample_covariance`` / ``ledoit_wolf`` / ``ewma_covariance``;
+    for ``dcc_garch`` ``A`` is a square root (``A'A = Sigma``) of the DCC-GARCH forecast.
     """
     n_obs, n_assets = x.shape
-    if params.covariance == "sample":
+    if params.covariance == "dcc_garch":
+        cov = estimates.estimate_covariance(x, "dcc_garch")
+        vals, vecs = np.linalg.eigh(cov)
+        a, s = (vecs * np.sqrt(np.clip(vals, 0.0, None))).T, np.zeros(n_assets)
+    elif params.covariance == "sample":
         xc = x - x.mean(axis=0)
         a, s = xc / np.sqrt(n_obs - 1), np.zeros(n_assets)
     elif params.covariance == "ledoit_wolf":
@@ -268,6 +274,7 @@ def risk_sqrt(returns: np.ndarray, params: QPParams, factor_form: bool | None = 
     if factor_form is None:
         factor_form = n_assets >= params.factor_min_assets
     a, s = _sqrt_data(x, params)
+    n_obs = a.shape[0]  # rows of A: n_assets for the DCC-GARCH factor
     if factor_form:
         k = min(params.n_factors, n_assets, n_obs)
         # Only the top k eigenpairs are needed (LAPACK evr subset: ~2x faster than a full

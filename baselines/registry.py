@@ -48,6 +48,7 @@ def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
     from allocgym.baselines.engine import OptimizationEngine
     from allocgym.baselines.greedy import GreedyRotation
     from allocgym.baselines.hrp import HRP
+    from allocgym.baselines.pareto import ParetoAllocator
     from allocgym.baselines.qp import QPAllocator
     from allocgym.baselines.risk_budgeting import RiskBudgeting
 
@@ -65,6 +66,7 @@ def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
         "fractional_kelly": FractionalKelly.from_config,
         "regime_switch": RegimeSwitch.from_config,
         "cluster_barbell": ClusterBarbell.from_config,
+        "pareto": ParetoAllocator.from_config,
         "engine": OptimizationEngine.from_config,
     }
 
@@ -72,7 +74,7 @@ def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
 ALL_BASELINES: tuple[str, ...] = (
     "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "min_variance",
     "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman", "fractional_kelly",
-    "regime_switch", "cluster_barbell",
+    "regime_switch", "cluster_barbell", "pareto",
 )  # fmt: skip
 """What ``all`` expands to (``engine`` is left out: it runs ``greedy`` by default)."""
 

@@ -150,6 +150,7 @@ def _cli(args: list[str], timeout: float = 60.0) -> tuple[subprocess.CompletedPr
     return proc, time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_bad_addresses_fail_within_10s_with_one_line(tmp_path: Path) -> None:
     """Malformed, refused, and open-but-not-Ray addresses: exit 2, one stderr line naming
     the fix, no traceback, well within 10 s (CLI start included), and nothing written."""

@@ -338,3 +338,18 @@ def test_killed_sweep_resumes(tmp_path: Path) -> None:
     rows = (folder / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and (folder / "best_config.yaml").is_file()
     assert len(list((folder / "trials").glob("*"))) == 2  # nothing abandoned
+
+
+@pytest.mark.slow
+def test_bench_sweep_reports_throughput_and_overhead() -> None:
+    from allocgym.bench.sweep import run
+
+    rows, notes = run(trials=2, timesteps=256, repeat=1, num_cpus=2)
+    assert [r["way"] for r in rows] == ["serial", "ray 2 cpu", "ray 1 cpu"]
+    for row in rows:
+        assert row["wall s"] > 0 and row["trials/hour"] == pytest.approx(2 / row["wall s"] * 3600)
+        assert row["trial CPU s"] > 0 and row["driver CPU s"] > 0
+    assert rows[0]["x serial"] == 1.0
+    # the serial way's CPU time is this process's; on Ray the driver only waits
+    assert rows[1]["driver CPU s"] < rows[1]["trial CPU s"]
+    assert notes[0].startswith("Ray overhead per trial: ") and "load average" in notes[1]

@@ -806,8 +806,13 @@ def bench_baselines(
     cvar: Annotated[
         bool, typer.Option(help="Also time the QP with the CVaR fragility term.")
     ] = False,
+    risk_models: Annotated[
+        bool,
+        typer.Option(help="Also time the DCC-GARCH fit and update and the Pareto front (N=100)."),
+    ] = True,
 ) -> None:
-    """HRP vs skfolio and PyPortfolioOpt, QP first solve / re-solve, greedy at 5000 names."""
+    """HRP vs skfolio and PyPortfolioOpt, QP first solve / re-solve, greedy at 5000 names,
+    DCC-GARCH and the Pareto front against their goals."""
     from rich.console import Console
 
     from allocgym.bench import print_table
@@ -817,10 +822,15 @@ def bench_baselines(
         return tuple(int(s) for s in text.split(",") if s.strip())
 
     rows = run(sizes(hrp_sizes), sizes(qp_sizes), greedy_assets, repeat=repeat, cvar=cvar)
+    if risk_models:
+        from allocgym.bench import risk_models as rm
+
+        rows += rm.run(repeat=max(3, min(repeat, 7)))
     titles = {
         "hrp": "HRP fit: ours vs skfolio / PyPortfolioOpt (Ward, same covariance; medians)",
         "qp": "QP (all constraints): first solve and median re-solve vs a fresh reference solve",
         "greedy": "Greedy top-K rotation (seed 002 thresholds) vs a Python loop (medians)",
+        "risk_models": "DCC-GARCH and the Pareto front: medians (wall, process CPU) vs goals",
     }
     for bench, title in titles.items():
         section = [
@@ -1288,7 +1298,7 @@ def sweep_cmd(
 @bench_app.command("sweep")
 def bench_sweep(
     trials: Annotated[int, typer.Option(help="Trials per timed sweep.")] = 4,
-    timesteps: Annotated[int, typer.Option(help="PPO steps per trial.")] = 8192,
+    timesteps: Annotated[int, typer.Option(help="PPO steps per trial.")] = 32768,
     repeat: Annotated[int, typer.Option(help="Timed rounds (medians are reported).")] = 3,
     num_cpus: Annotated[int, typer.Option(help="CPUs of the local Ray.")] = 2,
     quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from allocgym.errors import ConfigError
+from allocgym.estimates import CovarianceMethod
 
 NonNeg = Annotated[float, Field(ge=0.0)]
 Pos = Annotated[float, Field(gt=0.0)]
@@ -643,7 +644,7 @@ class HRPConfig(Section):
 
     linkage_method: Literal["single", "ward", "average", "complete"] = "ward"
     """scipy linkage method of the correlation-distance tree (seed 003: Ward)."""
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "sample"
+    covariance: CovarianceMethod = "sample"
     """Covariance estimator for the bisection risks (``allocgym.estimates``)."""
     distance_source: Literal["returns", "covariance"] = "returns"
     """Correlation behind the distance: Pearson of the returns (skfolio's convention) or of
@@ -674,7 +675,7 @@ class QPConfig(Section):
     """Cost aversion gamma on the L1 trade cost (seed 002)."""
     risk_model: Literal["correlation", "covariance"] = "correlation"
     """Sigma in the objective: seed 002 uses the shrunk correlation matrix (z is risk-scaled)."""
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    covariance: CovarianceMethod = "ledoit_wolf"
     """Estimator behind Sigma (``allocgym.estimates``)."""
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
@@ -790,7 +791,7 @@ class BarbellConfig(Section):
     """Bars of risk-adjusted momentum used as alpha when no scores are given."""
     lead_window: PosInt = 63
     """Bars of cumulative return that pick each cluster's lead asset."""
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    covariance: CovarianceMethod = "ledoit_wolf"
     """Estimator behind the asset correlations and the cluster covariance."""
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
@@ -834,7 +835,7 @@ class ClassicConfig(Section):
     """Settings shared by the classic allocators (min-variance, max-Sharpe, risk budgeting,
     min-CVaR, Black-Litterman, Kelly)."""
 
-    covariance: Literal["sample", "ledoit_wolf", "ewma"] = "ledoit_wolf"
+    covariance: CovarianceMethod = "ledoit_wolf"
     """Covariance estimator (``allocgym.estimates``)."""
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
@@ -866,6 +867,32 @@ class MinCVaRConfig(Section):
     """CVaR confidence level."""
     window: Annotated[int, Field(ge=2)] | None = None
     """Trailing bars used as scenarios; None = the whole lookback."""
+
+
+class ParetoConfig(Section):
+    """Multi-objective Pareto allocator (``baselines.pareto``): the front over expected
+    return, CVaR, a drawdown proxy and expected liquidity cost, traced by ε-constraints;
+    it trades the highest-return point whose CVaR is at most ``cvar_target``. Weight bounds
+    come from ``classic``."""
+
+    n_points: Annotated[int, Field(ge=2)] = 20
+    """Points traced per front (the minimum-CVaR and maximum-return ends included)."""
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    """CVaR confidence level."""
+    window: Annotated[int, Field(ge=2)] | None = None
+    """Trailing bars used as scenarios and for the mean return; None = the whole lookback."""
+    cvar_target: Pos | None = None
+    """CVaR (one-bar loss, decimal) the traded point may not exceed; None = the CVaR of the
+    equal-weight book on the same scenarios. When no point meets it the minimum-CVaR point
+    is traded (a fallback counted in the report)."""
+    max_drawdown: Pos | None = None
+    """Cap on the drawdown proxy (largest fall of the summed scenario P&L path, decimal);
+    None = uncapped (the drawdown is then only a secondary objective)."""
+    max_cost: Pos | None = None
+    """Cap on the expected liquidity cost of the rebalance (fraction of equity); None =
+    uncapped."""
+    default_cost: NonNeg = 0.001
+    """Cost per unit of weight traded when the context carries no costs (decimal)."""
 
 
 class BLViewConfig(Section):
@@ -941,6 +968,8 @@ class BaselinesConfig(Section):
     """Risk budgeting / equal risk contribution."""
     min_cvar: MinCVaRConfig = MinCVaRConfig()
     """Minimum CVaR (Rockafellar-Uryasev)."""
+    pareto: ParetoConfig = ParetoConfig()
+    """Multi-objective Pareto front (return, CVaR, drawdown, liquidity cost)."""
     black_litterman: BlackLittermanConfig = BlackLittermanConfig()
     """Black-Litterman with user views."""
     kelly: KellyConfig = KellyConfig()
@@ -1068,7 +1097,7 @@ class ServingConfig(Section):
 BaselineName = Literal[
     "all", "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "engine",
     "min_variance", "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman",
-    "fractional_kelly", "regime_switch", "cluster_barbell",
+    "fractional_kelly", "regime_switch", "cluster_barbell", "pareto",
 ]  # fmt: skip
 """Baselines ``allocgym evaluate`` knows (allocator ``name``s); ``all`` = every one."""
 
@@ -1136,6 +1165,12 @@ class EvaluationConfig(Section):
     """Bars per year (annualisation)."""
     cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
     """Confidence level of the reported CVaR."""
+    var_alpha: Annotated[float, Field(gt=0.9, lt=1.0)] = 0.99
+    """Confidence level of the report's VaR backtest (historical, Gaussian and EVT VaR of
+    the held book, Kupiec and Christoffersen tests)."""
+    var_window: Annotated[int, Field(ge=100)] = 500
+    """Bars of asset-return scenarios behind each VaR forecast of that backtest (the EVT
+    tail is the worst 10% of them, so at least 100)."""
     dsr_trials: PosInt | None = None
     """Trials N of the Deflated Sharpe Ratio; None = the agent backtests evaluated together
     (seeds x configurations; baselines are never trials). When set, the variance of the

@@ -234,7 +234,8 @@ class RayRuntime:
     nodes : int
         Alive nodes.
     started_here : bool
-        True when this process started the Ray (``local``) and shuts it down.
+        True when this process started Ray (``local``); the block's end shuts it down (or,
+        for a cluster, disconnects from it).
     start_s : float
         Seconds it took to start or join Ray.
     """
@@ -325,26 +326,32 @@ def _init_within(kwargs: dict[str, Any], timeout_s: float, address: Address) -> 
     import ray
 
     box: dict[str, BaseException | None] = {}
-    gave_up = threading.Event()
+    lock = threading.Lock()
+    gave_up = False
 
     def connect() -> None:
         try:
             ray.init(**kwargs)
         except BaseException as exc:  # reported to the caller below
-            box["error"] = exc
+            with lock:
+                box["error"] = exc
             return
-        box["error"] = None
-        if gave_up.is_set():  # joined after the caller gave up: leave nothing behind
+        with lock:
+            box["error"] = None
+            late = gave_up
+        if late:  # joined after the caller gave up: leave nothing behind
             ray.shutdown()
 
     worker = threading.Thread(target=connect, name="allocgym-ray-init", daemon=True)
     with _stderr_held() as held:
         worker.start()
         worker.join(timeout_s)
-        if box.get("error", 0) is None:
+        with lock:
+            answered = "error" in box
+            gave_up = not answered
+        if answered and box["error"] is None:
             held.release()  # joined: whatever Ray printed is for the user
-    if "error" not in box:
-        gave_up.set()
+    if not answered:
         raise ClusterError(
             f"{address} accepts connections but no Ray cluster answered within {timeout_s:.0f} s: "
             f"check it is the head's GCS port ('ray status --address {address}'); a cluster "
@@ -461,7 +468,7 @@ def ray_runtime(
         _init_within({"address": str(addr) if addr.kind == "remote" else "auto", **quiet},
                      remaining, addr)  # fmt: skip
     try:
-        yield _describe(addr, started_here=True, start=start)
+        yield _describe(addr, started_here=addr.kind == "local", start=start)
     finally:
         ray.shutdown()
 

@@ -268,8 +268,9 @@ def correlation_distance(corr: np.ndarray) -> np.ndarray:
     return d
 
 
-CovarianceMethod = Literal["sample", "ledoit_wolf", "ewma"]
-COVARIANCE_METHODS: tuple[str, ...] = ("sample", "ledoit_wolf", "ewma")
+CovarianceMethod = Literal["sample", "ledoit_wolf", "ewma", "dcc_garch"]
+"""Covariance estimators by name: the config's ``covariance`` fields take these."""
+COVARIANCE_METHODS: tuple[str, ...] = ("sample", "ledoit_wolf", "ewma", "dcc_garch")
 
 
 def estimate_covariance(
@@ -281,7 +282,10 @@ def estimate_covariance(
     ----------
     returns : ndarray, shape (..., n_obs, n_assets)
         Simple per-bar returns, oldest row first.
-    method : {"sample", "ledoit_wolf", "ewma"}
+    method : {"sample", "ledoit_wolf", "ewma", "dcc_garch"}
+        ``dcc_garch`` is the one-step-ahead DCC-GARCH(1,1) forecast of the bar after the
+        window (:func:`allocgym.dcc.dcc_garch_covariance`; needs ``n_obs >= 30``; a
+        constant column gets zero variance and covariance).
     halflife : float
         EWMA half-life in bars (``method="ewma"`` only).
 
@@ -296,4 +300,8 @@ def estimate_covariance(
         return ledoit_wolf(returns)[0]
     if method == "ewma":
         return ewma_covariance(returns, halflife)
+    if method == "dcc_garch":
+        from allocgym.dcc import dcc_garch_covariance
+
+        return dcc_garch_covariance(_check_returns(returns))
     raise ConfigError(f"covariance method {method!r} is unknown: use one of {COVARIANCE_METHODS}")

@@ -87,6 +87,7 @@ from allocgym.stats import (
     probabilistic_sharpe_ratio,
     sharpe_moments,
 )
+from allocgym.var_backtest import backtest_var
 
 if TYPE_CHECKING:
     from allocgym.envs.core import EnvParams
@@ -1098,6 +1099,13 @@ class EvaluationResult:
         :func:`benchmark_summary`: the benchmark's own metrics and return series (empty
         without benchmark returns); every backtest's ``active_return``,
         ``tracking_error`` and ``information_ratio`` are in ``metrics``.
+    var_backtest : dict of str to dict
+        :func:`allocgym.var_backtest.backtest_var` per backtest name: out-of-sample
+        breaches of the held book's historical, Gaussian and EVT VaR with Kupiec and
+        Christoffersen tests (empty without the asset returns).
+    pareto_fronts : dict of str to dict
+        Per allocator that traces one (``pareto``): the front of its last rebalance, as
+        its ``front_`` attribute (objectives per point and the chosen point).
     """
 
     backtests: list[Backtest]
@@ -1109,6 +1117,8 @@ class EvaluationResult:
     paired: dict[str, Any] = field(default_factory=dict)
     regime_risk: dict[str, dict[str, Any]] = field(default_factory=dict)
     benchmark: dict[str, Any] = field(default_factory=dict)
+    var_backtest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pareto_fronts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def backtest(self, name: str) -> Backtest:
         """The backtest called ``name``."""
@@ -1151,6 +1161,8 @@ class EvaluationResult:
             "paired_tests": self.paired,
             "regime_risk": self.regime_risk,
             "benchmark": self.benchmark,
+            "var_backtest": self.var_backtest,
+            "pareto_fronts": self.pareto_fronts,
             "dashboard": self.dashboard,
             "table_metrics": list(TABLE_METRICS),
             "series": {
@@ -1293,8 +1305,9 @@ def summarize(
     benchmark_returns: np.ndarray | None = None,
     benchmark_name: str = "benchmark",
 ) -> EvaluationResult:
-    """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk and
-    the comparison with the benchmark.
+    """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk, the
+    VaR backtest (``ecfg.var_alpha``, ``ecfg.var_window``) and the comparison with the
+    benchmark.
 
     Every row's DSR is its PSR against the same ``SR_0`` of :func:`dsr_trial_set` (the
     ledger's trials, else the agent backtests; baselines are no trials). The paired
@@ -1308,7 +1321,8 @@ def summarize(
     ledger : TrialsLedger, path or None
         The study's trials ledger (the DSR's trials).
     asset_returns : ndarray, shape (n_days, n_assets), optional
-        The walk's market returns: :func:`regime_diagnostics` per backtest when given.
+        The walk's market returns: :func:`regime_diagnostics` and
+        :func:`allocgym.var_backtest.backtest_var` per backtest when given.
     risk_window : int, optional
         Scenario bars of the regime diagnostics (default ``EnvConfig().cvar_window``).
     benchmark_returns : ndarray, shape (n_steps,), optional
@@ -1373,6 +1387,7 @@ def summarize(
         "trials",
     }
     regime_risk: dict[str, dict[str, Any]] = {}
+    var_bt: dict[str, dict[str, Any]] = {}
     meta: dict[str, Any] = {}
     if asset_returns is not None:
         window = EnvConfig().cvar_window if risk_window is None else int(risk_window)
@@ -1383,9 +1398,12 @@ def summarize(
             for bt in backtests
         }
         meta.update(risk_window=window, cvar_alpha=float(e.cvar_alpha))
+        var_bt = {
+            bt.name: backtest_var(bt, asset_returns, e.var_window, e.var_alpha) for bt in backtests
+        }
     return EvaluationResult(
         list(backtests), metrics, groups, dsr, meta=meta, paired=paired_tests(backtests, e),
-        regime_risk=regime_risk, benchmark=bench,
+        regime_risk=regime_risk, benchmark=bench, var_backtest=var_bt,
     )  # fmt: skip
 
 
@@ -1549,6 +1567,13 @@ def evaluate(
         benchmark_name=benchmark_label(market),
     )  # fmt: skip
     result.dashboard = dashboard_data(result.primary, params) if bts else {}
+    for a, bt in zip(allocators, bts, strict=True):
+        front = getattr(a, "front_", None)
+        if isinstance(front, dict):
+            front = dict(front)
+            if "bar" in front:
+                front["date"] = str(params.market.dates[front["bar"]])[:10]
+            result.pareto_fronts[bt.name] = front
     if bts and bts[0].n_steps:
         result.meta.update(
             start=str(bts[0].dates[0])[:10], end=str(bts[0].dates[-1])[:10], n_bars=bts[0].n_steps

@@ -35,6 +35,7 @@ __all__ = [
     "plot_drawdowns",
     "plot_equity",
     "plot_interventions",
+    "plot_pareto_front",
     "plot_weights",
     "write_plots",
 ]
@@ -329,6 +330,29 @@ def plot_dashboard(dashboard: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
+def plot_pareto_front(name: str, front: dict[str, Any], path: str | Path) -> Path:
+    """The Pareto allocator's last front: annualised expected return against CVaR, coloured
+    by the drawdown proxy, the chosen point and the CVaR target marked."""
+    pts = np.asarray(front["points"], dtype=np.float64)  # columns: return, CVaR, DD, cost
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    order = np.argsort(pts[:, 1])
+    ax.plot(100 * pts[order, 1], 100 * 252 * pts[order, 0], color="#bbbbbb", lw=1, zorder=1)
+    sc = ax.scatter(100 * pts[:, 1], 100 * 252 * pts[:, 0], c=100 * pts[:, 2], cmap="viridis",
+                    s=30 + 4e4 * pts[:, 3], zorder=2, edgecolors="black", linewidths=0.4)  # fmt: skip
+    k = int(front["chosen"])
+    ax.scatter([100 * pts[k, 1]], [100 * 252 * pts[k, 0]], marker="*", s=320, color="#d62728",
+               edgecolors="black", zorder=3, label="chosen point")  # fmt: skip
+    ax.axvline(100 * float(front["cvar_target"]), color="#d62728", ls="--", lw=1,
+               label="CVaR target")  # fmt: skip
+    fig.colorbar(sc, ax=ax, label="drawdown proxy (%)")
+    ax.set_xlabel(f"CVaR{100 * float(front.get('alpha', 0.95)):g}, one bar (%)")
+    ax.set_ylabel("expected return (% per year, x252)")
+    when = f" at {front['date']}" if front.get("date") else ""
+    ax.set_title(f"{name}: Pareto front of the last rebalance{when}")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, Path(path))
+
+
 def _title(result: EvaluationResult, what: str) -> str:
     m = result.meta
     return f"{what}: {m.get('market', '')}, {m.get('split', '')} split, net of costs"
@@ -346,4 +370,6 @@ def write_plots(result: EvaluationResult, folder: str | Path) -> dict[str, Path]
     }
     if result.dashboard:
         out["dashboard"] = plot_dashboard(result.dashboard, d / "dashboard.png")
+    for name, front in result.pareto_fronts.items():
+        out[f"pareto_front_{name}"] = plot_pareto_front(name, front, d / f"pareto_{name}.png")
     return out

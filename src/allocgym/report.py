@@ -5,7 +5,8 @@
     report.md        metrics table, seeds (mean ± std), paired Sharpe tests against 1/N,
                      HRP and the best baseline, PSR and DSR (trials and their source),
                      interventions by reason, invariant breaches, per-regime breakdown,
-                     risk of the proposed vs held book per regime, attribution, dashboard
+                     risk of the proposed vs held book per regime, the 99% VaR backtest
+                     (historical, Gaussian, EVT), Pareto fronts, attribution, dashboard
     report.html      the same content with every image embedded (base64): one file
     results.json     metrics, seed aggregates, DSR, paired tests, regime risk, dashboard
                      and every return series
@@ -340,6 +341,8 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
         )
     )
     out += _regime_risk_blocks(result)
+    out += _var_backtest_blocks(result)
+    out += _pareto_blocks(result)
     # attribution
     prim = result.primary
     att = result.metrics[prim.name]["attribution"]
@@ -421,6 +424,11 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
         "weights": f"{prim.name}: weights over time with the regime shaded",
         "interventions": f"{prim.name}: risk-gate interventions by reason code per month",
         "dashboard": "Dashboard: concentration per cluster and asset, latest BUY/SELL signals",
+        **{
+            f"pareto_front_{name}": f"{name}: Pareto front of the last rebalance (return vs "
+            "CVaR, colour: drawdown proxy, size: liquidity cost; ★ the traded point)"
+            for name in result.pareto_fronts
+        },
     }
     for key, rel in images.items():
         out.append(_Block("img", captions.get(key, key), path=rel))
@@ -672,6 +680,104 @@ def _regime_risk_blocks(result: EvaluationResult) -> list[_Block]:
             f"left out of the proposed means and counted ({nan_total} here).",
         ),
     ]
+
+
+_VAR_LABELS = {"historical": "Hist.", "gaussian": "Gauss.", "evt": "EVT"}
+
+
+def _var_backtest_blocks(result: EvaluationResult) -> list[_Block]:
+    """Out-of-sample VaR breaches of the held book with Kupiec and Christoffersen tests."""
+    vb = result.var_backtest
+    if not vb:
+        return []
+    first = next(iter(vb.values()))
+    level = f"{100 * float(first['alpha']):g}%"
+
+    def p(x: float) -> str:
+        return f"{x:.3f}" if math.isfinite(x) else "n/a"
+
+    header = ["Allocator", "Forecasts", "Expected breaches"]
+    for m in ("historical", "gaussian", "evt"):
+        header += [f"{_VAR_LABELS[m]} breaches", f"{_VAR_LABELS[m]} p (Kupiec / Christ.)"]
+    rows = []
+    for bt in result.backtests:
+        x = vb.get(bt.name)
+        if x is None:
+            continue
+        h = x["historical"]
+        row = [bt.name, str(h["n_obs"]), f"{h['expected']:.1f}"]
+        for m in ("historical", "gaussian", "evt"):
+            t = x[m]
+            row += [str(t["n_breaches"]), f"{p(t['kupiec_p'])} / {p(t['christoffersen_p'])}"]
+        rows.append(row)
+    left_out = sum(x["n_flat"] + x["n_short_history"] for x in vb.values())
+    return [
+        _Block("h2", f"VaR backtest ({level}, out of sample)"),
+        _table(header, rows),
+        _Block(
+            "p",
+            f"At each bar the {level} one-bar VaR of the book just approved is forecast from the "
+            f"asset returns of the {first['window']} bars up to the decision (nothing later) "
+            "in three ways: historical (empirical quantile of the scenario P&L), Gaussian "
+            "(normal with the scenarios' mean and volatility) and EVT (a generalised Pareto "
+            "tail fitted to the worst 10% of the scenarios, peaks over threshold). A breach "
+            "is a realized market return of that book over the next bar (before fill costs) "
+            "below minus the VaR. Kupiec's test asks whether the breach rate equals "
+            f"{100 - 100 * float(first['alpha']):g}%, Christoffersen's whether breaches "
+            "cluster (a first-order Markov chain against independence); a p-value below 0.05 "
+            f"rejects the model. All-cash bars are left out ({left_out} allocator-bars here).",
+        ),
+    ]
+
+
+def _pareto_blocks(result: EvaluationResult) -> list[_Block]:
+    """The Pareto allocator's last front as a table, with the choice rule and fallbacks."""
+    out: list[_Block] = []
+    for name, front in result.pareto_fronts.items():
+        pts = front["points"]
+        chosen = int(front["chosen"])
+        rows = [
+            [
+                f"{i + 1}" + (" ★" if i == chosen else ""),
+                f"{100 * 252 * r:.1f}%",
+                f"{100 * c:.2f}%",
+                f"{100 * d:.1f}%",
+                f"{100 * k:.3f}%",
+            ]
+            for i, (r, c, d, k) in enumerate(pts)
+        ]
+        when = f" ({front['date']})" if front.get("date") else ""
+        sources = result.backtest(name).rebalance_sources
+        missed = int(sources.get("pareto:min_cvar", 0))
+        out += [
+            _Block("h2", f"Pareto front: {name}, last rebalance{when}"),
+            _table(
+                [
+                    "Point",
+                    "Exp. return (x252)",
+                    f"CVaR{100 * float(front['alpha']):g}",
+                    "Drawdown proxy",
+                    "Liquidity cost",
+                ],
+                rows,
+            ),
+            _Block(
+                "p",
+                f"{len(pts)} non-dominated points of {front['n_solved']} traced by "
+                "ε-constraints (maximum expected return under evenly spaced CVaR caps, from "
+                "the minimum-CVaR book to the maximum-return book; drawdown and cost as "
+                "secondary objectives), all on the trailing window's scenarios. ★ is the "
+                "point traded: the highest expected return with CVaR at most "
+                f"{100 * float(front['cvar_target']):.2f}%"
+                + (
+                    ""
+                    if front.get("target_met", True)
+                    else " (no point met it: the minimum-CVaR point was traded)"
+                )
+                + f". Rebalances where no point met the target: {missed}.",
+            ),
+        ]
+    return out
 
 
 def _md(blocks: list[_Block]) -> str:

@@ -12,7 +12,8 @@ Every wall time includes what a user waits for: starting Ray, the trials and sto
 Trials per hour and the speed-up over ``serial`` come from the N-CPU sweep; Ray's overhead
 per trial is ``(wall of ray 1 cpu - wall of serial) / trials``: starting and stopping Ray,
 the trial actors, shipping the market and reporting, with the parallelism held equal.
-CPU time is this process's (the driver's) beside the trials' own (measured in the workers).
+CPU time is this process's (the driver's) beside the trials' own (measured in the workers);
+``cores busy`` (trial CPU / wall) shows how much parallelism the machine actually gave.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def run(
     for arm in arms:
         tph = trials / med[arm]["wall"] * 3600
         rows.append({"way": arm, "wall s": med[arm]["wall"], "driver CPU s": med[arm]["driver_cpu"],
-                     "trial CPU s": med[arm]["trial_cpu"], "trials/hour": tph,
-                     "x serial": tph / base_tph})  # fmt: skip
+                     "trial CPU s": med[arm]["trial_cpu"],
+                     "cores busy": med[arm]["trial_cpu"] / med[arm]["wall"],
+                     "trials/hour": tph, "x serial": tph / base_tph})  # fmt: skip
     overhead = [(one["wall"] - ser["wall"]) / trials
                 for one, ser in zip(runs["ray 1 cpu"], runs["serial"], strict=True)]  # fmt: skip
     ray_n = f"ray {num_cpus} cpu"
