@@ -141,3 +141,18 @@ def test_cost_is_monotone_in_trade_size(a, b, spread, vol, adv):
     )
     assert c[0, 0] <= c[0, 1]
     assert c[0, 0] >= 0.0
+
+
+@pytest.mark.parametrize(
+    ("impact_k", "vol"), [(0.0, 0.02), (0.1, 0.0), (0.0, 0.0)], ids=["no_k", "no_vol", "both"]
+)
+def test_zero_impact_with_zero_adv_is_the_linear_cost_by_hand(impact_k: float, vol: float) -> None:
+    """With no impact coefficient (k = 0 or sigma = 0) the participation |dw| V / ADV is
+    undefined at ADV = 0, yet the cost is finite: commission + half spread, by hand."""
+    model = CostModel(commission_bps=2.0, spread_mult=1.0, impact_k=impact_k)
+    trade = np.array([[0.1, -0.05, 0.0]])
+    adv = np.zeros((1, 3))
+    cost = expected_cost(trade, 1e6, adv, np.full((1, 3), vol), np.full((1, 3), 10.0), model)
+    per_unit = 2.0 / 1e4 + 10.0 / 2e4  # 7 bps
+    assert np.all(np.isfinite(cost))
+    np.testing.assert_allclose(cost, [[0.1 * per_unit, 0.05 * per_unit, 0.0]], rtol=1e-15)

@@ -127,6 +127,21 @@ def test_flipped_bit_in_model_is_refused(bundle: Path, tmp_path: Path) -> None:
         FrozenPolicy.load(d)
 
 
+@pytest.mark.parametrize("declared", [None, "", "abc123", "0" * 64])
+def test_a_missing_or_malformed_model_hash_is_refused(
+    bundle: Path, tmp_path: Path, declared: str | None
+) -> None:
+    """No hash, an empty one, one of the wrong length, or a well-formed wrong one: the
+    model file is never trusted without the digest the manifest declares."""
+    d = _copy(bundle, tmp_path / "b")
+    if declared is None:
+        _edit_manifest(d, lambda m: m["model"].pop("sha256"))
+    else:
+        _edit_manifest(d, lambda m: m["model"].__setitem__("sha256", declared))
+    with pytest.raises(BundleError, match=r"has sha256 [0-9a-f]{64}, the manifest says"):
+        FrozenPolicy.load(d)
+
+
 def test_manifest_paths_outside_the_bundle_are_refused(bundle: Path, tmp_path: Path) -> None:
     d = _copy(bundle, tmp_path / "b")
     shutil.copy(d / "model.onnx", tmp_path / "outside.onnx")
