@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -171,7 +173,12 @@ def test_config_is_frozen() -> None:
 
 def test_hash_stable_and_value_sensitive() -> None:
     base = config_hash(AllocgymConfig())
-    assert len(base) == 64 and int(base, 16) >= 0
+    # a lowercase sha256 hex digest of the canonical JSON (sorted keys, no spaces)
+    assert re.fullmatch(r"[0-9a-f]{64}", base), base
+    blob = json.dumps(
+        AllocgymConfig().model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    )
+    assert base == hashlib.sha256(blob.encode()).hexdigest()
     assert config_hash(load_config(None)) == base
     assert config_hash(load_config(DEFAULT_YAML)) == base
     assert config_hash(load_config(None, ["risk.max_gross=1.0"])) == base  # same value, same hash

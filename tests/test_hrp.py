@@ -100,14 +100,28 @@ def test_four_assets_hand_computed() -> None:
 
 
 def test_odd_split_puts_smaller_half_left() -> None:
-    # n = 3: left half is order[:1], right half order[1:] (n // 2, like skfolio)
-    w = recursive_bisection(np.eye(3), np.array([1, 2, 0]))
-    # left {1}: var 1; right {2, 0}: ivp 0.5/0.5 -> var 0.5 -> alpha = 1 - 1/1.5 = 1/3
-    assert np.allclose(w, [1 / 3, 1 / 3, 1 / 3], rtol=0, atol=1e-15)
-    w2 = recursive_bisection(np.diag([1.0, 1.0, 4.0]), np.array([2, 0, 1]))
-    # left {2}: var 4; right {0,1}: var 0.5 -> alpha = 1 - 4 / 4.5
-    a = 1 - 4 / 4.5
-    assert np.allclose(w2, [(1 - a) / 2, (1 - a) / 2, a], rtol=0, atol=1e-15)
+    # n = 3: left half is order[:1], right half order[1:] (n // 2, like skfolio). With a
+    # diagonal covariance HRP is inverse-variance whatever the split, so the pair {1, 2}
+    # is correlated: the split then decides which half the correlated pair sits in.
+    cov = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.5, 1.0]])
+    w = recursive_bisection(cov, np.array([0, 1, 2]))
+    # left {0}: var 1; right {1, 2}: ivp 1/2, 1/2 -> var (1 + 1 + 2 * 0.5) / 4 = 3/4
+    # alpha = 1 - 1 / (1 + 3/4) = 3/7; the right 4/7 splits evenly between 1 and 2.
+    # (The larger half left, {0, 1} | {2}, gives var 1/2 vs 1 and 1/3 each instead.)
+    assert np.allclose(w, [3 / 7, 2 / 7, 2 / 7], rtol=0, atol=1e-15)
+    # n = 5, order [4, 3, 2, 1, 0]: left {4, 3}, right {2, 1, 0} -> {2} | {1, 0}
+    cov5 = np.diag([1.0, 1.0, 2.0, 1.0, 1.0])
+    cov5[0, 1] = cov5[1, 0] = 0.5
+    w5 = recursive_bisection(cov5, np.array([4, 3, 2, 1, 0]))
+    # top: left {4, 3} var 1/2; right {2, 1, 0}: ivp (1/2, 1, 1) / (5/2) = (1/5, 2/5, 2/5),
+    # var 1/25 * 2 + 4/25 * (1 + 1 + 2 * 0.5) = 2/25 + 12/25 = 14/25;
+    # alpha = 1 - (1/2) / (1/2 + 14/25) = 28/53 to the left, 25/53 to the right.
+    # left {4} | {3}: equal variances -> 14/53 each.
+    # right {2} var 2 | {1, 0} var 3/4: alpha = 1 - 2 / (11/4) = 3/11 -> w2 = 25/53 * 3/11,
+    # w1 = w0 = 25/53 * 8/11 / 2.
+    a = 25 / 53
+    expected = [a * 4 / 11, a * 4 / 11, a * 3 / 11, 14 / 53, 14 / 53]
+    assert np.allclose(w5, expected, rtol=0, atol=1e-15)
 
 
 @settings(deadline=None, max_examples=60)

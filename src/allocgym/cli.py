@@ -196,13 +196,27 @@ def evaluate_cmd(
         Path | None, typer.Option("--out", help="Report folder (default: the run directory).")
     ] = None,
     overrides: SetOpt = None,
+    address: AddressOpt = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            help="Ray resources per evaluation task, e.g. cpu=1,gpu=0 (default cpu=1); with "
+            "--address only.",
+        ),
+    ] = None,
 ) -> None:
-    """Backtest the agent(s) and baselines out of sample through the same env; write the report."""
+    """Backtest the agent(s) and baselines out of sample through the same env; write the report.
+
+    With --address the agents and baselines are split into chunks walked in parallel as Ray
+    tasks on the same market, config and split; the report is the serial one, bit for bit.
+    """
     import os
 
     from allocgym.evaluation import evaluate_run, expand_run_paths, prepare_run
 
     seed_list = _int_list(seeds)
+    runner_cm = _ray_run_allocators(address, resources, typer.echo)  # bad input fails here
     # Every run directory is checked (and the market loaded, its notes printed) before
     # the progress bar starts.
     cfg, _, _ = prepare_run(run, seeds=seed_list, overrides=list(overrides or []))
@@ -210,10 +224,12 @@ def evaluate_cmd(
     _print_notes(notes)
     roots = expand_run_paths(run)
     default_out = roots[0] if len(roots) == 1 else Path(os.path.commonpath(roots))
-    with _progress("evaluating (bars walked)") as progress:
+    label = "evaluating (bars walked)" if address is None else "evaluating (Ray tasks done)"
+    with runner_cm as runner, _progress(label) as progress:
         result = evaluate_run(
             run, split=None if split is None else split.value, baselines=baselines,
             seeds=seed_list, overrides=list(overrides or []), progress=progress, market=market,
+            runner=runner,
         )  # fmt: skip
     _write_and_print(result, out or default_out)
 
@@ -1142,6 +1158,35 @@ def _ray_train_many(address: str | None, resources: str | None, cfg, echo):
             rt.check_fits(res)
             echo(rt.describe())
             yield RayTrainMany(res, progress=echo)
+
+    return runner()
+
+
+def _ray_run_allocators(address: str | None, resources: str | None, echo):
+    """Context: None (walk in this process) without an address, else Ray's evaluation
+    runner. A malformed address or resources string is refused on the call, before the
+    context is entered; an unreachable address when it is entered."""
+    import contextlib
+
+    if address is None:
+        if resources is not None:
+            from allocgym.errors import ConfigError
+
+            raise ConfigError(
+                "--resources applies to Ray tasks: pass --address local (or a cluster)"
+            )
+        return contextlib.nullcontext(None)
+    from allocgym.distributed import RayRunAllocators, parse_address, parse_resources, ray_runtime
+
+    addr = parse_address(address)
+    res = parse_resources(resources, "auto")  # evaluation loads agents on the CPU
+
+    @contextlib.contextmanager
+    def runner():
+        with ray_runtime(addr) as rt:
+            rt.check_fits(res)
+            echo(rt.describe())
+            yield RayRunAllocators(res, progress=echo)
 
     return runner()
 

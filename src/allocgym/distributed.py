@@ -1,8 +1,9 @@
 """Ray for allocgym: a local Ray by default, an existing cluster by address.
 
 Everything that runs on Ray goes through this module: ``allocgym sweep`` (Ray Tune, see
-:mod:`allocgym.sweep`) and ``allocgym study --address`` (folds x seeds as Ray tasks,
-:class:`RayTrainMany`). Nothing here computes anything: it starts or joins Ray, sizes the
+:mod:`allocgym.sweep`), ``allocgym study --address`` (folds x seeds as Ray tasks,
+:class:`RayTrainMany`) and ``allocgym evaluate --address`` (chunks of allocators walked as
+Ray tasks, :class:`RayRunAllocators`). Nothing here computes anything: it starts or joins Ray, sizes the
 work units and moves jobs to workers and results back.
 
 Addresses
@@ -28,6 +29,9 @@ A job trained as a Ray task runs :func:`allocgym.agents.train` with the job's co
 worker whose working directory is the driver's, so relative run directories resolve the
 same and the ledger records the same paths; training is a function of its config (one
 torch thread, ``train.torch_threads``), so a study on Ray gives the serial results.
+An evaluation walk on Ray is :func:`allocgym.evaluation.run_allocators` over a chunk of the
+allocators with the driver's ``EnvParams``; every portfolio of a walk is stepped on its own
+row, so a chunk's backtests equal the same allocators' rows in the serial batch bit for bit.
 """
 
 from __future__ import annotations
@@ -50,11 +54,14 @@ from allocgym.errors import ClusterError, ConfigError
 if TYPE_CHECKING:
     from allocgym.config import AllocgymConfig
     from allocgym.data import MarketData
+    from allocgym.envs.core import EnvParams
+    from allocgym.evaluation import Backtest
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "RAY_TEMP_DIR",
     "Address",
+    "RayRunAllocators",
     "RayRuntime",
     "RayTrainMany",
     "TrialResources",
@@ -583,6 +590,94 @@ class RayTrainMany:
         TrialsLedger(ledger).append({"config_hash": config_hash(cfg), "seed": int(cfg.train.seed),
                                      "run_dir": str(run_dir), "status": "failed",
                                      "note": f"Ray worker lost: {_first_line(exc)}"[:500]})  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- evaluation walks
+
+
+def _walk_job(allocators: list[Any], params: EnvParams) -> tuple[list[Backtest], list[Any]]:
+    """One chunk on a worker: its backtests and each allocator's ``front_`` (or None)."""
+    from allocgym.evaluation import run_allocators
+
+    backtests = run_allocators(allocators, params=params)
+    return backtests, [getattr(a, "front_", None) for a in allocators]
+
+
+class RayRunAllocators:
+    """``runner(allocators, params, progress)`` of :func:`allocgym.evaluation.evaluate` on Ray.
+
+    The allocators (agents and baselines) are dealt round-robin into chunks, each chunk
+    walked by :func:`~allocgym.evaluation.run_allocators` as one Ray task on the driver's
+    ``EnvParams`` (put in Ray's object store once); the backtests come back in the order of
+    ``allocators``, and what a walk left on an allocator (``front_``, the last Pareto front)
+    is copied onto the driver's object.
+
+    Parameters
+    ----------
+    resources : TrialResources
+        Reserved per task.
+    chunks : int, optional
+        Number of tasks; default as many as the cluster runs at once (its CPUs over
+        ``resources.cpu``), at most one per allocator.
+    progress : callable, optional
+        ``progress(message)`` per finished chunk.
+    """
+
+    def __init__(
+        self,
+        resources: TrialResources | None = None,
+        chunks: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if chunks is not None and chunks < 1:
+            raise ConfigError(f"chunks={chunks}: give at least 1 task")
+        self.resources = resources or TrialResources()
+        self.chunks = chunks
+        self.progress = progress or (lambda _msg: None)
+
+    def __call__(
+        self,
+        allocators: Sequence[Any],
+        params: EnvParams,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Backtest]:
+        import ray
+
+        if not allocators:
+            return []
+        if not ray.is_initialized():
+            raise ClusterError("RayRunAllocators runs inside `with ray_runtime(address):` only")
+        slots = self.chunks or max(
+            1, int(ray.cluster_resources().get("CPU", 1.0) // self.resources.cpu)
+        )
+        n_chunks = min(len(allocators), slots)
+        rows = [list(range(k, len(allocators), n_chunks)) for k in range(n_chunks)]
+        task = ray.remote(_walk_job).options(
+            num_cpus=self.resources.cpu, num_gpus=self.resources.gpu, max_retries=0
+        )
+        params_ref = ray.put(params)
+        pending = {task.remote([allocators[i] for i in chunk], params_ref): chunk
+                   for chunk in rows}  # fmt: skip
+        self.progress(f"{len(allocators)} allocators in {n_chunks} evaluation tasks on Ray")
+        out: list[Backtest | None] = [None] * len(allocators)
+        finished = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            chunk = pending.pop(ready[0])
+            try:
+                backtests, fronts = ray.get(ready[0])
+            except Exception as exc:
+                for ref in pending:
+                    ray.cancel(ref)
+                raise _cause(exc) from None
+            for i, bt, front in zip(chunk, backtests, fronts, strict=True):
+                out[i] = bt
+                if front is not None:
+                    allocators[i].front_ = front
+            finished += 1
+            if progress is not None:
+                progress(finished, n_chunks)
+        return [bt for bt in out if bt is not None]
 
 
 def _first_line(exc: BaseException) -> str:

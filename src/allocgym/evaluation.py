@@ -1547,17 +1547,24 @@ def evaluate(
     params: EnvParams | None = None,
     progress: Callable[[int, int], None] | None = None,
     ledger: TrialsLedger | str | Path | None = None,
+    runner: Callable[..., list[Backtest]] | None = None,
 ) -> EvaluationResult:
     """Backtest ``allocators`` together (:func:`run_allocators`) and summarise them.
 
     ``ledger`` (default ``cfg.evaluation.trials_ledger``) is the study's trials ledger
-    the DSR reads its trials from (:func:`dsr_trial_set`).
+    the DSR reads its trials from (:func:`dsr_trial_set`). ``runner(allocators, params,
+    progress)`` walks them instead of :func:`run_allocators` in this process (e.g.
+    :class:`allocgym.distributed.RayRunAllocators`: chunks of them as Ray tasks); it
+    returns the backtests in the order of ``allocators``.
     """
     cfg = cfg or (params.cfg if params is not None else AllocgymConfig())
     if params is None:
         market = load_market(cfg.data) if market is None else market
         params = evaluation_params(market, cfg, split)
-    bts = run_allocators(allocators, params=params, progress=progress)
+    if runner is None:
+        bts = run_allocators(allocators, params=params, progress=progress)
+    else:
+        bts = runner(allocators, params, progress)
     ledger = cfg.evaluation.trials_ledger if ledger is None else ledger
     market = params.market
     bench = market.benchmark_returns[bts[0].bars + 1] if bts else None
@@ -1849,6 +1856,7 @@ def evaluate_run(
     market: MarketData | None = None,
     progress: Callable[[int, int], None] | None = None,
     ledger: TrialsLedger | str | Path | None = None,
+    runner: Callable[..., list[Backtest]] | None = None,
 ) -> EvaluationResult:
     """Evaluate the agent(s) of a run directory against baselines on one split.
 
@@ -1874,6 +1882,8 @@ def evaluate_run(
         The study's trials ledger for the DSR; default ``cfg.evaluation.trials_ledger``,
         else ``trials.jsonl`` in ``run_dir`` or its parent (:func:`allocgym.ledger.find_ledger`),
         else none (the agent seeds stand in).
+    runner : callable, optional
+        Walks the allocators instead of this process (see :func:`evaluate`).
     """
     cfg, runs, policies = prepare_run(run_dir, seeds=seeds, overrides=overrides)
     roots = expand_run_paths(run_dir)
@@ -1886,7 +1896,9 @@ def evaluate_run(
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
     if ledger is None:
         ledger = cfg.evaluation.trials_ledger or find_ledger(root)
-    result = evaluate(allocs, cfg=cfg, params=params, progress=progress, ledger=ledger)
+    result = evaluate(
+        allocs, cfg=cfg, params=params, progress=progress, ledger=ledger, runner=runner
+    )
     result.meta.update(
         run_dir=str(root),
         trials_ledger=result.dsr["ledger"],
@@ -1922,6 +1934,16 @@ class FrozenAgent:
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions (n_envs, action_dim) of the frozen actor."""
         return np.asarray(self.policy.actions(obs), dtype=np.float32)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An ONNX session does not pickle: a Ray worker reloads the bundle from its folder.
+        return (_load_frozen_agent, (str(self.policy.path),))
+
+
+def _load_frozen_agent(path: str) -> FrozenAgent:
+    from allocgym.serving.bundle import FrozenPolicy
+
+    return FrozenAgent(FrozenPolicy.load(path))
 
 
 def _frozen_policies(root: Path, overrides: Sequence[str]) -> tuple[AllocgymConfig, list[Any]]:
