@@ -359,7 +359,8 @@ def gpd_fit(excesses: ArrayLike) -> tuple[FloatOrArray, FloatOrArray]:
     bad = np.isnan(y2).any(axis=-1)
     ymax = np.max(np.where(bad[:, None], 1.0, y2), axis=-1)
     flat = ymax <= 0
-    y2 = np.where((bad | flat)[:, None], 1.0, y2)  # placeholder rows, overwritten below
+    # stand-in rows keep the fit finite; their results are overwritten below
+    y2 = np.where((bad | flat)[:, None], 1.0, y2)
     ymax = np.where(bad | flat, 1.0, ymax)
     rows = np.arange(y2.shape[0])
     grid = np.stack([_gpd_profile(y2, ymax, np.full(y2.shape[0], g))[0] for g in _GPD_GRID])
