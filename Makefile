@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench mutation clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,9 +27,13 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
+# Mutation score per module (one mutmut worker; MODULES="costs measures" picks some).
+mutation: $(STAMP)
+	$(BIN)/python tools/mutation.py --max-children 1 $(MODULES)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src envs agents baselines tests
-	$(BIN)/ruff format --check src envs agents baselines tests
+	$(BIN)/ruff check src envs agents baselines tests tools
+	$(BIN)/ruff format --check src envs agents baselines tests tools
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info runs

@@ -2,8 +2,10 @@
 
 The policy sees the env's observation (``FeatureBuilder`` layout), optionally normalised
 with the frozen ``VecNormalize`` statistics saved beside the model, and returns an action
-in the ``ActionSpec`` Box; ``ActionSpec.to_weights`` / ``to_budgets`` (the same map the env
-applies) turns it into proposed weights or strategy budgets for the risk gates.
+in the ``ActionSpec`` Box; the env's action map turns it into proposed weights for the
+risk gates. As an :class:`~allocgym.allocator.Allocator` (``allocate(ctx)``) it acts on
+the context's observation like any other allocator; :meth:`SB3PolicyAllocator.act`,
+``propose`` and ``budgets`` work on raw observations (training callbacks, export parity).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from allocgym.actions import ActionSpec
+from allocgym.allocator import PolicyAllocator
 from allocgym.errors import ConfigError
 
 
-class SB3PolicyAllocator:
+class SB3PolicyAllocator(PolicyAllocator):
     """Deterministic proposals from a trained SB3 model.
 
     Parameters
@@ -28,7 +31,8 @@ class SB3PolicyAllocator:
     vecnormalize : VecNormalize, optional
         Observation statistics of training (used read-only; never updated here).
     action_spec : ActionSpec, optional
-        The env's action map; needed by :meth:`propose` and :meth:`budgets`.
+        The env's action map; needed by :meth:`allocate`, :meth:`propose` and
+        :meth:`budgets`.
     name : str, optional
         Label in reports; default ``"agent"``.
 

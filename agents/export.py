@@ -19,6 +19,13 @@ observation box) through the SB3 path (``SB3PolicyAllocator``) and through onnxr
 and raises :class:`~allocgym.errors.ExportParityError` when the proposals differ by more
 than ``1e-5``.
 
+The model carries producer ``allocgym``, a doc string on every input and output and
+``metadata_props`` (layout, exporter, and last the ``model_id``). The bundle is sealed
+whole (:func:`allocgym.serving.bundle.compute_seal`: one digest over the canonical
+manifest and the model, from which ``model_id`` derives) and, with ``sign_key``, signed
+(Ed25519, ``seal.sig``). ``proposal`` stays float64: see the bundle module for why a
+float32 output would trip the gates on its caps.
+
 RecurrentPPO is refused: its LSTM state would have to travel between production
 decisions, and the frozen runtime is stateless by design.
 """
@@ -35,7 +42,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -47,6 +54,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
+from allocgym import __version__
 from allocgym.actions import ActionSpec
 from allocgym.agents.allocator import SB3PolicyAllocator
 from allocgym.agents.policies import DeterministicActor
@@ -67,9 +75,18 @@ from allocgym.serving.bundle import (
     MODEL_FILE,
     ONNX_OPSET,
     PROPOSAL_OUTPUT,
+    SIGNATURE_FILE,
     FrozenPolicy,
+    compute_seal,
+    derive_model_id,
+    load_signing_key,
     sha256_file_bytes,
+    sign_bundle,
+    stamp_model_id,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PARITY_TOL = 1e-5
 """Largest |proposal difference| (weights or budgets) accepted between SB3 and ONNX."""
@@ -345,6 +362,49 @@ def _onnx_bytes(graph: ExportGraph, obs_dim: int) -> bytes:
     return buf.getvalue()
 
 
+def _annotate(
+    model: onnx.ModelProto, spec: ActionSpec, params: EnvParams, columns: list[str]
+) -> str:
+    """Name allocgym as the producer, document the inputs and outputs and add the layout
+    to ``metadata_props`` (in place); returns the torch exporter's producer string."""
+    exporter = f"{model.producer_name} {model.producer_version}".strip()
+    model.producer_name = "allocgym"
+    model.producer_version = __version__
+    model.doc_string = (
+        "allocgym frozen policy: raw observations -> frozen observation normalisation -> "
+        "deterministic actor -> action map; manifest.json beside it holds the layout, "
+        "limits and seal"
+    )
+    docs = {
+        INPUT_NAME: (
+            f"raw observations, float32 (batch, {params.obs_dim}), in the FeatureBuilder "
+            "layout (manifest observation.names); normalised inside the graph"
+        ),
+        ACTION_OUTPUT: (
+            f"the deterministic actor's action, float32 (batch, {spec.action_dim}), "
+            "before the action map"
+        ),
+        PROPOSAL_OUTPUT: (
+            f"{spec.mode} proposal, float64 (batch, {len(columns)}), columns in manifest "
+            "proposal.columns; float64 so that a book on a cap stays exactly on it"
+        ),
+    }
+    for value in (*model.graph.input, *model.graph.output):
+        value.doc_string = docs.get(value.name, value.doc_string)
+    onnx.helper.set_model_props(
+        model,
+        {
+            "manifest_schema": MANIFEST_SCHEMA,
+            "exporter": exporter,
+            "action_mode": spec.mode,
+            "n_assets": str(spec.n_assets),
+            "obs_dim": str(params.obs_dim),
+            "proposal_columns": json.dumps(columns),
+        },
+    )
+    return exporter
+
+
 def _session(data: bytes) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -410,6 +470,7 @@ def export_model(
     run_info: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    sign_key: str | Path | None = None,
 ) -> FrozenPolicy:
     """Export ``model`` into a bundle folder and return it loaded by the runtime.
 
@@ -439,6 +500,9 @@ def export_model(
         ``progress(stage)`` with a short description as each stage starts (the market
         and features, the ONNX graph, the parity observations, the parity check, the
         bundle).
+    sign_key : path, optional
+        PEM file of an Ed25519 private key (``allocgym keygen``): the bundle gets a
+        ``seal.sig`` over its seal digest. Read before any work starts.
 
     Raises
     ------
@@ -446,8 +510,9 @@ def export_model(
         ONNX and SB3 proposals differ by more than ``PARITY_TOL`` on some observation.
     ConfigError
         Unsupported policy (RecurrentPPO), a model trained on another universe or action
-        mode, or a non-empty ``out_dir``.
+        mode, a non-empty ``out_dir``, or a ``sign_key`` that is not an Ed25519 private key.
     """
+    signing_key = None if sign_key is None else load_signing_key(sign_key)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(
@@ -466,7 +531,7 @@ def export_model(
     with _one_torch_thread():
         return _export(
             model, vecnormalize, cfg, out, market, params, n_recorded, n_random, seed, metrics,
-            run_info, say,
+            run_info, say, signing_key,
         )  # fmt: skip
 
 
@@ -495,6 +560,7 @@ def _export(
     metrics: dict[str, Any] | None,
     run_info: dict[str, Any] | None,
     say: Callable[[str], None],
+    sign_key: Ed25519PrivateKey | None,
 ) -> FrozenPolicy:
     spec = params.action_spec
     say("tracing the ONNX graph")
@@ -502,14 +568,19 @@ def _export(
     actor = actor_module(model).to("cpu").eval()
     graph = ExportGraph(actor, TorchActionMap(spec), _normalizer(vecnormalize)).eval()
     with th.no_grad():
-        data = _onnx_bytes(graph, params.obs_dim)
-    proto = onnx.load_model_from_string(data)
+        traced = _onnx_bytes(graph, params.obs_dim)
+    proto = onnx.load_model_from_string(traced)
     onnx.checker.check_model(proto, full_check=True)
+    columns = proposal_columns(spec, market.symbols)
+    exporter = _annotate(proto, spec, params, columns)
+    # The model's bytes before the model id is stamped in: what the parity check runs
+    # and the seal covers.
+    core = proto.SerializeToString(deterministic=True)
 
     say(f"recording {n_recorded:,} parity observations from env rollouts (+{n_random:,} random)")
     obs = parity_observations(params, agent, n_recorded=n_recorded, n_random=n_random, seed=seed)
     say(f"checking ONNX against SB3 on {len(obs):,} observations")
-    parity = _check_parity(_session(data), agent, obs, chunk=1024)
+    parity = _check_parity(_session(core), agent, obs, chunk=1024)
     parity.update(n_recorded=int(n_recorded), n_random=int(n_random), seed=int(seed))
     if not parity["max_abs_diff_proposal"] <= PARITY_TOL:
         raise ExportParityError(
@@ -519,24 +590,21 @@ def _export(
             "the policy uses an op the export does not reproduce; nothing was written"
         )
 
-    digest = sha256_file_bytes(data)
     algo = cfg.train.algo
     fb = params.feature_builder
     n_out = proposal_dim(spec)
     norm = graph.norm
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
-        "model_id": f"{algo}-{digest[:12]}",
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "algo": algo,
         "policy": {"class": type(model.policy).__name__, "train_policy": cfg.train.policy},
         "model": {
             "file": MODEL_FILE,
-            "sha256": digest,
-            "bytes": len(data),
             "opset": ONNX_OPSET,
             "ir_version": int(proto.ir_version),
-            "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "producer": f"{proto.producer_name} {proto.producer_version}",
+            "exporter": exporter,
             "inputs": {INPUT_NAME: {"dtype": "float32", "shape": ["batch", params.obs_dim]}},
             "outputs": {
                 ACTION_OUTPUT: {"dtype": "float32", "shape": ["batch", spec.action_dim]},
@@ -561,7 +629,7 @@ def _export(
         "proposal": {
             "kind": spec.mode,
             "dim": n_out,
-            "columns": proposal_columns(spec, market.symbols),
+            "columns": columns,
         },
         "tilt": (
             {"prior": cfg.env.tilt_prior, "lookback": int(cfg.baselines.lookback)}
@@ -587,15 +655,29 @@ def _export(
         "run": run_info or {},
         "versions": package_versions(),
     }
+    # Sealed as it will read back from disk (tuples become lists, no numpy scalars).
+    manifest = json.loads(json.dumps(manifest, allow_nan=False))
+    seal = compute_seal(manifest, core)
+    model_id = derive_model_id(algo, seal["digest"])
+    data = stamp_model_id(proto, model_id)
+    manifest["model_id"] = model_id
+    manifest["model"].update(sha256=sha256_file_bytes(data), bytes=len(data))
+    manifest["seal"] = seal
     say(f"writing the bundle to {out}")
     out.mkdir(parents=True, exist_ok=True)
+    # A signature from an earlier export into this folder signs another seal.
+    (out / SIGNATURE_FILE).unlink(missing_ok=True)
     tmp_model = out / f".{MODEL_FILE}.tmp"
     tmp_model.write_bytes(data)
     os.replace(tmp_model, out / MODEL_FILE)
     tmp_manifest = out / f".{MANIFEST_FILE}.tmp"
     tmp_manifest.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
     os.replace(tmp_manifest, out / MANIFEST_FILE)
-    return FrozenPolicy.load(out)
+    if sign_key is None:
+        return FrozenPolicy.load(out)
+    sign_bundle(out, seal["digest"], sign_key)
+    # Loaded back with the signature required: a bundle that ships signed verifies.
+    return FrozenPolicy.load(out, public_key=sign_key.public_key())
 
 
 def proposal_dim(spec: ActionSpec) -> int:
@@ -631,11 +713,13 @@ def export_run(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    sign_key: str | Path | None = None,
 ) -> FrozenPolicy:
     """``allocgym export``: load a training run (``load_agent``) and export it.
 
     ``which = "best"`` falls back to ``"final"`` when the run has no best model yet.
-    See :func:`export_model` for the rest (``progress(stage)`` as each stage starts).
+    See :func:`export_model` for the rest (``progress(stage)`` as each stage starts,
+    ``sign_key`` for a signed bundle).
     """
     from allocgym.agents.train import load_agent
 
@@ -656,4 +740,5 @@ def export_run(
         run_info={"run_dir": str(run.resolve()), "which": chosen},
         overwrite=overwrite,
         progress=progress,
+        sign_key=sign_key,
     )

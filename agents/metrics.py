@@ -8,7 +8,11 @@ reason, regime mix, mean gross/net, ...). Values are numbers or one level of nam
 them, so new metrics of the env appear in TensorBoard without a change here.
 
 Tags: ``risk/<name>`` per rollout (episodes that ended during it), ``eval/<allocator>/<name>``
-for the periodic validation runs of the agent and the baselines.
+for the periodic validation runs of the agent and the baselines. Intervention series exist
+for the reason codes the env can set; the serving layer's own codes
+(:data:`SERVING_ONLY_REASONS`) never fire in an env and get no series.
+:class:`HyperparameterCallback` writes the run's hyperparameters to TensorBoard's hparams
+plugin at training start, against :data:`HPARAM_METRICS`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HParam
 
 SCORE_METRIC = "sharpe"
 """Episode metric whose mean over the validation episodes selects the best model."""
@@ -27,11 +32,35 @@ EXCLUDED: frozenset[str] = frozenset({"start", "end"})
 """Episode-metric keys that are bookkeeping (bar indices), not scalars worth plotting."""
 
 
+SERVING_ONLY_REASONS: frozenset[str] = frozenset(
+    {"MODEL_FALLBACK", "ALLOCATOR_DISABLED", "STALE_INPUT"}
+)
+"""Reason codes only the serving layer sets (a failed model call, the disabled allocator, a
+stale request): always 0 in an env, so they get no training or validation series."""
+
+HPARAM_METRICS: tuple[str, ...] = (
+    "eval/score",
+    "eval/agent/sharpe",
+    "eval/agent/cvar",
+    "eval/agent/max_drawdown",
+    "eval/agent/turnover",
+    "risk/sharpe",
+    "rollout/ep_rew_mean",
+)
+"""Scalar tags the hparams plugin shows beside each run's hyperparameters."""
+
+
 def intervention_defaults() -> dict[str, float]:
-    """``interventions/<REASON>`` = 0 for every reason code (episodes list non-zero codes only)."""
+    """``interventions/<REASON>`` = 0 for every reason code an env can set.
+
+    Episodes list their non-zero codes only; the defaults make a code that never fired count
+    as 0 in the means. Serving-only codes (:data:`SERVING_ONLY_REASONS`) are left out.
+    """
     from allocgym.envs import REASON_NAMES
 
-    return {f"interventions/{name}": 0.0 for name in REASON_NAMES}
+    return {
+        f"interventions/{name}": 0.0 for name in REASON_NAMES if name not in SERVING_ONLY_REASONS
+    }
 
 
 def _scalar(value: Any) -> float | None:
@@ -142,3 +171,33 @@ class RiskMetricsCallback(BaseCallback):
         self.logger.record(f"{self.prefix}/episodes", float(len(self._episodes)))
         self.latest = means
         self._episodes = []
+
+
+class HyperparameterCallback(BaseCallback):
+    """Writes the run's hyperparameters to TensorBoard's hparams plugin at training start.
+
+    Parameters
+    ----------
+    hparams : mapping of str to bool, int, float or str
+        Hyperparameter name -> value (see :func:`allocgym.agents.train.run_hparams`).
+    metrics : sequence of str
+        Scalar tags the plugin relates to the hyperparameters (default
+        :data:`HPARAM_METRICS`).
+    """
+
+    def __init__(
+        self,
+        hparams: Mapping[str, bool | int | float | str],
+        metrics: Sequence[str] = HPARAM_METRICS,
+    ) -> None:
+        super().__init__()
+        self.hparams = dict(hparams)
+        self.metrics = tuple(metrics)
+
+    def _on_training_start(self) -> None:
+        # SB3 wants a value per metric tag; the plugin reads the real ones from the scalars.
+        hparam = HParam(self.hparams, {tag: 0.0 for tag in self.metrics})
+        self.logger.record("hparams", hparam, exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        return True

@@ -2,15 +2,18 @@
 
 ``train(cfg, run_dir)`` builds the train-split env (``VecMonitor`` for SB3's episode
 scalars, optional ``VecNormalize``), the algorithm chosen by ``cfg.train.algo`` with the
-MLP or asset-set policy, and runs it with four callbacks: risk scalars per rollout
+MLP or asset-set policy, and runs it with five callbacks: the hyperparameters for
+TensorBoard's hparams plugin (:class:`~allocgym.agents.metrics.HyperparameterCallback`,
+from :func:`run_hparams`), risk scalars per rollout
 (:class:`~allocgym.agents.metrics.RiskMetricsCallback`), periodic validation of the agent
 and the baselines with best-model selection (:class:`ValidationCallback`), resumable
-checkpoints (:class:`CheckpointCallback`) and an optional rich progress bar.
+checkpoints (:class:`ResumableCheckpointCallback`) and an optional rich progress bar.
 
 Run directory::
 
     config.yaml, config_hash.txt, versions.json   resolved config, hash, package versions
-    tb/<ALGO>_1/events.out.tfevents.*             TensorBoard (SB3 + risk/ + eval/ scalars)
+    tb/<ALGO>_1/events.out.tfevents.*             TensorBoard (SB3 + risk/ + eval/ scalars,
+                                                  hparams)
     checkpoints/step_<N>/                         model.zip (incl. optimizer), state.pkl
                                                   (step, RNG states, env state, callback
                                                   state), vecnormalize.pkl, replay_buffer.pkl
@@ -57,6 +60,7 @@ from allocgym.actions import ActionSpec
 from allocgym.agents.allocator import SB3PolicyAllocator
 from allocgym.agents.metrics import (
     SCORE_METRIC,
+    HyperparameterCallback,
     RiskMetricsCallback,
     aggregate,
     intervention_defaults,
@@ -563,7 +567,7 @@ class ValidationCallback(BaseCallback):
         return "val sharpe " + " | ".join(parts)
 
 
-class CheckpointCallback(BaseCallback):
+class ResumableCheckpointCallback(BaseCallback):
     """Resumable checkpoints every ``freq`` steps at the next rollout boundary.
 
     Each checkpoint holds the model with its optimizer, the VecNormalize statistics, the
@@ -770,6 +774,20 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def run_hparams(cfg: AllocgymConfig, digest: str) -> dict[str, bool | int | float | str]:
+    """Hyperparameters of a run for TensorBoard's hparams plugin.
+
+    Every field of the ``train`` and ``env`` sections (dotted names, e.g.
+    ``train.learning_rate``, ``env.cvar_weight``) and the config hash. The plugin takes
+    bool, int, float and str only: None and lists are written as their text.
+    """
+    tree = {"train": cfg.train.model_dump(mode="json"), "env": cfg.env.model_dump(mode="json")}
+    hparams: dict[str, bool | int | float | str] = {"config_hash": digest}
+    for name, value in _flat(tree).items():
+        hparams[name] = value if isinstance(value, bool | int | float | str) else str(value)
+    return hparams
 
 
 def load_run_config(
@@ -990,7 +1008,7 @@ def _train(
             _trim_evaluations(run_dir, int(state["num_timesteps"]))
 
         validation = ValidationCallback(cfg, eval_params, run_dir, vn)
-        checkpoint = CheckpointCallback(
+        checkpoint = ResumableCheckpointCallback(
             cfg,
             run_dir,
             (raw, monitor, vn),
@@ -1000,7 +1018,12 @@ def _train(
         if state is not None:
             validation.load_state_dict(state["validation"])
             checkpoint.load_state_dict(state["checkpoint"])
-        cbs: list[BaseCallback] = [RiskMetricsCallback(), validation, checkpoint]
+        cbs: list[BaseCallback] = [
+            HyperparameterCallback(run_hparams(cfg, digest)),
+            RiskMetricsCallback(),
+            validation,
+            checkpoint,
+        ]
         if progress:
             cbs.append(ProgressCallback(t.total_timesteps, validation))
         cbs.extend(callbacks or [])
@@ -1095,8 +1118,3 @@ def load_agent(
         vn.training = False
         vn.norm_reward = False
     return model, vn, cfg
-
-
-def run_hash(run_dir: str | Path) -> str:
-    """Config hash of a run directory (recomputed from its config.yaml)."""
-    return config_hash(load_run_config(run_dir))

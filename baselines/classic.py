@@ -1,5 +1,5 @@
 """Classic allocators: 1/N, inverse volatility, minimum variance, maximum Sharpe,
-fractional Kelly and seed 001's regime-switch heuristic, plus the helpers every
+fractional Kelly and the regime-switch heuristic, plus the helpers every
 optimisation-based baseline shares (covariance estimate, active mask, PSD factor, exact
 projection onto a box-constrained simplex, cvxpy status mapping).
 
@@ -948,7 +948,7 @@ class FractionalKelly(_CovAllocator):
 
 @dataclass(frozen=True)
 class RegimeSwitchParams:
-    """Seed 001's regime heuristic on top of a defensive inverse-volatility baseline.
+    """Regime heuristic on top of a defensive inverse-volatility baseline.
 
     Attributes
     ----------
@@ -991,7 +991,7 @@ def regime_switch_weights(
     confidence: np.ndarray,
     params: RegimeSwitchParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seed 001's regime rules applied to inverse-volatility base weights (vectorised).
+    """Regime rules applied to inverse-volatility base weights (vectorised).
 
     * ``trend``: ``w ∝ base * (1 + c * tilt * s)`` with ``s`` the centred momentum rank in
       [-1, 1] (best = +1) and ``c`` the regime confidence: favour trend/momentum names.
@@ -1040,7 +1040,7 @@ def regime_switch_weights(
 
 
 class RegimeSwitch:
-    """Regime-switch heuristic (seed 001) from ``ctx.regime`` and ``ctx.regime_confidence``.
+    """Regime-switch heuristic from ``ctx.regime`` and ``ctx.regime_confidence``.
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Cluster-aware barbell allocator (seed 000, "Optimization Engine V2").
+"""Cluster-aware barbell allocator.
 
 Per portfolio, from the trailing return window only:
 
@@ -105,7 +105,7 @@ _TOL = 1e-7  # a cluster within this of a bound counts as an active constraint
 
 @dataclass(frozen=True)
 class BarbellParams:
-    """Cluster barbell settings (seed 000 defaults).
+    """Cluster barbell settings.
 
     Attributes
     ----------
@@ -383,7 +383,7 @@ def _layer1(
 
 
 class ClusterBarbell:
-    """Seed 000's two-layer cluster-aware barbell allocator (long-only).
+    """Two-layer cluster-aware barbell allocator (long-only).
 
     Attributes
     ----------
@@ -647,7 +647,7 @@ class ClusterBarbell:
         self.audit_.append(audit)
 
     def selection_audit(self) -> dict[str, Any]:
-        """Seed 000's selection audit of the last ``allocate`` call (JSON-serialisable)."""
+        """Selection audit of the last ``allocate`` call (JSON-serialisable)."""
         return {
             "allocator": self.name,
             "params": asdict(self.params),

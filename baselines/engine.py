@@ -1,4 +1,4 @@
-"""Seed 002's integration layer: one allocator that delegates to the greedy or the QP engine.
+"""Engine switching: one allocator that delegates to the greedy or the QP engine.
 
 ``switch_engine('qp' | 'greedy')`` changes the engine used from the next decision on, and
 every decision records which engine (and, for the QP, which step of its fallback chain)

@@ -1,4 +1,4 @@
-"""Seed 002's greedy top-K rotation with hysteresis ("cut low performer / buy better /
+"""Greedy top-K rotation with hysteresis ("cut low performer / buy better /
 rotate green to better"), vectorised over portfolios.
 
 Rules, applied to a long-only top-K book (per portfolio, ``rank`` is 1-based in the order
@@ -13,7 +13,7 @@ of a stable sort by ``(-z, symbol index)``, so ties go to the lower symbol index
 4. **ROTATE**: the remaining candidates, best first, are paired with the held names,
    weakest first (worst rank first). Pair ``(out, in)`` rotates when
    ``z_in - z_out >= delta_z_min`` and its utility exceeds ``tau_utility``, where the
-   utility is the change of seed 002's objective ``z'w - gamma ||C (w - w_cur)||_1``
+   utility is the change of the QP's objective ``z'w - gamma ||C (w - w_cur)||_1``
    from the swap: ``z_in w_t - z_out w_out - gamma (C_in w_t + C_out w_out)``. Both
    names are coded ROTATE (the outgoing one ends at 0, the incoming one at ``w_t``).
 
@@ -54,7 +54,7 @@ class GreedyCode(IntFlag):
 
 @dataclass(frozen=True)
 class GreedyParams:
-    """Seed 002's thresholds; field meanings in :class:`allocgym.config.GreedyConfig`."""
+    """Rotation thresholds; field meanings in :class:`allocgym.config.GreedyConfig`."""
 
     K: int = 20
     K_buy: int = 18
@@ -203,7 +203,7 @@ def greedy_rotation(
 
 
 class GreedyRotation:
-    """Seed 002's ``GreedyRotationEngine`` as an :class:`~allocgym.allocator.Allocator`.
+    """The greedy rotation engine as an :class:`~allocgym.allocator.Allocator`.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Hierarchical Risk Parity (López de Prado, 2016), seed 003.
+"""Hierarchical Risk Parity (López de Prado, 2016).
 
 Three steps: a linkage tree over the correlation distance ``sqrt(0.5 (1 - rho))``
 (scipy: single, ward, average, complete), quasi-diagonalisation (the dendrogram's

@@ -1,4 +1,4 @@
-"""Seed 002's QP allocator: a cvxpy problem built once, re-solved by setting parameters.
+"""Mean-variance QP allocator with an L1 trade cost: a cvxpy problem built once, re-solved by setting parameters.
 
 Objective (one portfolio, weights ``w`` as fractions of equity)::
 
@@ -687,7 +687,7 @@ class _Cache:
 
 
 class QPAllocator:
-    """Seed 002's QP as an :class:`~allocgym.allocator.Allocator`.
+    """The QP as an :class:`~allocgym.allocator.Allocator`.
 
     Parameters
     ----------

@@ -1,20 +1,24 @@
-"""What a baseline sees and when it trades: one context builder, one rebalancing rule.
+"""What an allocator sees and when it trades: one context builder, one rebalancing rule.
 
-Evaluation's full-split walks (``allocgym.evaluation``) and the training-time validation
-episodes (``allocgym.agents.validation``) both run baselines through this module, so the
-1/N or HRP curve logged during training is the same strategy as the row of the final
-evaluation table.
+Evaluation's full-split walks (``allocgym.evaluation``) run every allocator, agents and
+baselines alike, through this module, and the training-time validation episodes
+(``allocgym.agents.validation``) run baselines through it, so the 1/N or HRP curve logged
+during training is the same strategy as the row of the final evaluation table.
 
 - :func:`allocation_context` builds the past-only ``AllocationContext`` of each portfolio
   at its decision bar ``t`` from the ``EnvParams`` arrays: trailing returns, the current
   (drifted) book, regime label and confidence, the regime model's barbell state, alpha
-  scores, betas, linear cost rates, benchmark returns and ``t``.
-- :class:`Rebalancer` is the rebalancing rule: a baseline re-optimises at its episode's
-  first decision and every ``rebalance_every`` decisions after it; in between it proposes
-  its current, drifted book (buy and hold), except that a rebalance cut short by a
-  per-decision trade limit (turnover, participation, slippage budget) keeps proposing its
-  target until a decision is no longer limited. An allocator raising ``OptimizationError``
-  keeps its book for that rebalance and the failure is counted.
+  scores, betas, linear cost rates, benchmark returns and ``t``; and, for agents, the
+  env's observation, the tilt prior's book (``tilt`` mode) and the strategy intents
+  (``budgets`` mode).
+- :class:`Rebalancer` is the rebalancing rule: an allocator re-optimises at its episode's
+  first decision and every ``rebalance_every`` decisions after it (an agent: every
+  ``env.decision_interval`` bars); in between it proposes its current, drifted book (buy
+  and hold), except that a rebalance cut short by a per-decision trade limit (turnover,
+  participation, slippage budget) keeps proposing its target until a decision is no
+  longer limited. This is the env's own rule for agents (``allocgym.envs.core.hold_rule``
+  and ``next_working``). An allocator raising ``OptimizationError`` keeps its book for
+  that rebalance and the failure is counted.
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ __all__ = ["TRADE_LIMITS", "Rebalancer", "allocation_context", "take_context"]
 
 
 def allocation_context(
-    params: EnvParams, state: EnvState, lookback: int, rows: np.ndarray | None = None
+    params: EnvParams,
+    state: EnvState,
+    lookback: int,
+    rows: np.ndarray | None = None,
+    observation: np.ndarray | None = None,
 ) -> AllocationContext:
     """Past-only ``AllocationContext`` at each portfolio's decision bar, from env arrays.
 
@@ -47,6 +55,9 @@ def allocation_context(
         Trailing bars of returns (clamped to the bars before the earliest selected ``t``).
     rows : ndarray of int, optional
         Portfolios of ``state`` to include (default all), in this order.
+    observation : ndarray of float32, shape (state.n_envs, obs_dim), optional
+        The env's observation of every portfolio of ``state`` (what ``core.reset`` /
+        ``core.step`` returned with it); the context carries the selected rows.
 
     Returns
     -------
@@ -57,7 +68,9 @@ def allocation_context(
         ``allocgym.features.alpha_scores``; ``betas`` the env's betas; ``costs`` the linear
         cost rate per unit of weight traded (commission + ``spread_mult`` x half-spread,
         ``allocgym.costs.cost_terms``; the impact part depends on the trade size);
-        ``benchmark_returns`` (n, lookback); ``t`` (n,).
+        ``benchmark_returns`` (n, lookback); ``t`` (n,); ``observation`` (n, obs_dim)
+        when given; ``prior_weights`` the tilt prior's book at ``t`` (``tilt`` mode) and
+        ``intents`` the strategy intents at ``t`` (``budgets`` mode), else None.
     """
     idx = np.arange(state.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
     t = state.t[idx]
@@ -82,6 +95,9 @@ def allocation_context(
         benchmark_returns=params.market.benchmark_returns[win],
         t=t.copy(),
         barbell=feats.barbell.astype(np.int64),
+        observation=None if observation is None else np.asarray(observation)[idx],
+        prior_weights=None if params.prior_weights is None else params.prior_weights[t],
+        intents=feats.intents if params.action_spec.mode == "budgets" else None,
     )
 
 
@@ -105,6 +121,9 @@ def take_context(ctx: AllocationContext, rows: np.ndarray | Sequence[int]) -> Al
         benchmark_returns=take(ctx.benchmark_returns),
         t=take(ctx.t),
         barbell=take(ctx.barbell),
+        observation=take(ctx.observation),
+        prior_weights=take(ctx.prior_weights),
+        intents=take(ctx.intents),
     )
 
 
@@ -114,19 +133,21 @@ class Rebalancer:
     Parameters
     ----------
     allocators : sequence of Allocator or None, length n_envs
-        The baseline of each portfolio; ``None`` marks a portfolio whose proposal comes
-        from elsewhere (an agent) and is left alone. Portfolios sharing one allocator
-        object are asked together in one ``allocate`` call.
-    rebalance_every : int
+        The allocator of each portfolio; ``None`` marks a portfolio whose proposal comes
+        from elsewhere (the training-time validation's agent) and is left alone.
+        Portfolios sharing one allocator object are asked together in one ``allocate``
+        call.
+    rebalance_every : int or sequence of int (length n_envs)
         Decisions between re-optimisations (counted from each episode's first decision,
-        ``EnvState.steps``).
+        ``EnvState.steps``), for all portfolios or per portfolio.
     lookback : int
         Trailing bars of returns in the context.
 
     Attributes
     ----------
+    rebalance_every : ndarray of int64, shape (n_envs,)
     held : ndarray, shape (n_envs, n_assets)
-        Last target of each baseline portfolio.
+        Last target of each allocator portfolio.
     working : ndarray of bool, shape (n_envs,)
         Portfolios still trading towards their target.
     errors : ndarray of int64, shape (n_envs,)
@@ -135,6 +156,11 @@ class Rebalancer:
         Per portfolio, rebalances by the stage that produced the weights: the allocator's
         ``source_`` entry when it has a fallback chain (``allocgym.allocator.source_of``),
         its name otherwise, and ``BOOK_KEPT`` where it raised.
+    contributions, budgets : ndarray or None
+        ``budgets``-mode agents (``PolicyAllocator.contributions_`` / ``budgets_``): the
+        per-family contributions ``(n_envs, n_strategies, n_assets)`` and budgets
+        ``(n_envs, n_strategies + 1)`` of each portfolio's last target; None until an
+        allocator reports them.
 
     Notes
     -----
@@ -144,22 +170,30 @@ class Rebalancer:
     """
 
     def __init__(
-        self, allocators: Sequence[Allocator | None], *, rebalance_every: int, lookback: int
+        self,
+        allocators: Sequence[Allocator | None],
+        *,
+        rebalance_every: int | Sequence[int],
+        lookback: int,
     ) -> None:
-        every, look = int(rebalance_every), int(lookback)
-        if every < 1 or look < 1:
-            raise ConfigError(
-                f"Rebalancer rebalance_every = {every}, lookback = {look}: both must be >= 1"
-            )
         self.allocators = list(allocators)
+        n = len(self.allocators)
+        every = np.broadcast_to(np.asarray(rebalance_every, dtype=np.int64), (n,)).copy()
+        look = int(lookback)
+        if (every < 1).any() or look < 1:
+            raise ConfigError(
+                f"Rebalancer rebalance_every = {every.tolist()}, lookback = {look}: both must "
+                "be >= 1"
+            )
         self.rebalance_every = every
         self.lookback = look
-        n = len(self.allocators)
         self._mask = np.array([a is not None for a in self.allocators], dtype=bool)
         self.held: np.ndarray | None = None
         self.working = np.zeros(n, dtype=bool)
         self.errors = np.zeros(n, dtype=np.int64)
         self.sources: list[dict[str, int]] = [{} for _ in range(n)]
+        self.contributions: np.ndarray | None = None
+        self.budgets: np.ndarray | None = None
 
     def _count(self, row: int, source: str) -> None:
         self.sources[row][source] = self.sources[row].get(source, 0) + 1
@@ -183,8 +217,9 @@ class Rebalancer:
         state: EnvState,
         proposed: np.ndarray,
         rows: np.ndarray | Sequence[int] | None = None,
+        observation: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Proposals with the baseline portfolios filled in by the rule.
+        """Proposals with the allocator portfolios filled in by the rule.
 
         Parameters
         ----------
@@ -196,6 +231,8 @@ class Rebalancer:
         rows : ndarray of int, shape (state.n_envs,), optional
             Batch row of each portfolio of ``state`` (default ``0 .. n_envs - 1``): a
             caller that stops stepping some portfolios passes the rows it still steps.
+        observation : ndarray of float32, shape (state.n_envs, obs_dim), optional
+            The env's observation of each portfolio of ``state`` (needed by agents).
 
         Returns
         -------
@@ -209,11 +246,11 @@ class Rebalancer:
         base = self._mask[idx]
         if not base.any():
             return out
-        is_due = base & (state.steps % self.rebalance_every == 0)
+        is_due = base & (state.steps % self.rebalance_every[idx] == 0)
         due = np.flatnonzero(is_due)
         fresh = self.held[idx]
         if due.size:
-            ctx = allocation_context(params, state, self.lookback, due)
+            ctx = allocation_context(params, state, self.lookback, due, observation)
             groups: dict[int, list[int]] = {}
             for pos, j in enumerate(due):
                 groups.setdefault(id(self.allocators[idx[j]]), []).append(pos)
@@ -245,6 +282,7 @@ class Rebalancer:
         else:
             for k, row in enumerate(batch_rows):
                 self._count(int(row), source_of(alloc, k))
+            self._keep_strategy_parts(alloc, batch_rows)
             return out
         out = np.empty((len(pos), n))
         for k in range(len(pos)):
@@ -257,7 +295,20 @@ class Rebalancer:
                 out[k] = one.current_weights[0]
             else:
                 self._count(int(batch_rows[k]), source_of(alloc, 0))
+                self._keep_strategy_parts(alloc, batch_rows[k : k + 1])
         return out
+
+    def _keep_strategy_parts(self, alloc: Allocator, batch_rows: np.ndarray) -> None:
+        """Keep the budgets and contributions a budgets-mode agent reported for its rows."""
+        contributions = getattr(alloc, "contributions_", None)
+        budgets = getattr(alloc, "budgets_", None)
+        if contributions is None or budgets is None:
+            return
+        if self.contributions is None or self.budgets is None:
+            self.contributions = np.zeros((self.n_envs, *contributions.shape[1:]))
+            self.budgets = np.zeros((self.n_envs, budgets.shape[1]))
+        self.contributions[batch_rows] = contributions
+        self.budgets[batch_rows] = budgets
 
     def after_step(
         self, portfolio_reasons: np.ndarray, rows: np.ndarray | Sequence[int] | None = None

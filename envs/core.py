@@ -58,7 +58,14 @@ from allocgym.execution import (
 from allocgym.features import FeatureBuilder, MarketFeatures
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.regime import REGIME_LABELS, RegimeModel
-from allocgym.risk import GateContext, GateResult, ReasonCode, RiskGateChain, RiskLimits
+from allocgym.risk import (
+    GateContext,
+    GateResult,
+    ReasonCode,
+    RiskGateChain,
+    RiskLimits,
+    bar_gate_context,
+)
 
 REASON_CODES: tuple[ReasonCode, ...] = tuple(sorted((c for c in ReasonCode if c), key=int))
 """Every single-bit ``ReasonCode`` in bit order: the columns of ``info["reason_counts"]``."""
@@ -614,19 +621,15 @@ def gate_context(
 ) -> GateContext:
     """``GateContext`` at each portfolio's bar ``t`` (data up to and including ``t``)."""
     t = state.t
-    feats = params.features
-    p = _at(params.prices, t)
-    return GateContext(
-        current_weights=state.shares * p / state.equity[:, None],
-        equity=state.equity,
-        prices=p,
-        adv_notional=_at(feats.adv_notional, t),
-        volatility=_at(feats.volatility, t),
-        spread_bps=_at(params.spread_bps, t),
-        sector_ids=params.sector_ids,
-        regime=_at(feats.regime, t).astype(np.int64),
-        tradable=_at(params.tradable, t),
-        betas=_at(feats.betas, t),
+    return bar_gate_context(
+        state.shares,
+        state.equity,
+        _at(params.prices, t),
+        _at(params.spread_bps, t),
+        _at(params.tradable, t),
+        params.features,
+        params.sector_ids,
+        rows=t,
         kill_switch=state.kill,
         strategy_weights=strategy_weights,
     )

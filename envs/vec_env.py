@@ -39,6 +39,88 @@ def portfolio_keys(seed: int, n_envs: int) -> np.ndarray:
     return np.random.SeedSequence(s).generate_state(n, np.uint64) >> np.uint64(1)
 
 
+_BATCH_ONLY = frozenset(
+    {
+        "last_decision",
+        "reset",
+        "step",
+        "step_async",
+        "step_wait",
+        "step_proposed",
+        "step_proposed_async",
+        "seed",
+        "seeds",
+        "close",
+        "get_attr",
+        "set_attr",
+        "env_method",
+        "portfolio",
+    }
+)
+"""Names that hold or act on every portfolio at once: a single portfolio has none of them."""
+
+
+class PortfolioView:
+    """Portfolio ``index`` of a :class:`PortfolioVecEnv`: the sub-env that ``get_attr``,
+    ``env_method`` and ``set_attr`` address (SB3's contract: one value per index).
+
+    ``state``, ``key``, ``episode``, ``last_info`` and ``current_weights()`` are this
+    portfolio's own. Any other name resolves on the shared env: ``params``, the spaces,
+    ``render_mode`` and ``layout()`` are the same for every portfolio. Names in
+    ``_BATCH_ONLY`` (``reset``, ``step``, ``seed``, ``last_decision``, ...) act on or hold
+    the whole batch and raise ``AttributeError`` here: call them on the vector env.
+    """
+
+    __slots__ = ("_vec", "index")
+
+    def __init__(self, vec: PortfolioVecEnv, index: int) -> None:
+        self._vec = vec
+        self.index = int(index)
+
+    @property
+    def state(self) -> core.EnvState | None:
+        """This portfolio's core state (``n_envs = 1``, as ``PortfolioEnv.state``); None
+        before the first ``reset()``."""
+        batch = self._vec.state
+        return None if batch is None else batch.take(np.array([self.index]))
+
+    @property
+    def key(self) -> int:
+        """Episode key of this portfolio (``PortfolioVecEnv.seeds()[index]``)."""
+        return int(self._vec._keys[self.index])
+
+    @property
+    def episode(self) -> int:
+        """Episode counter of this portfolio under its key."""
+        return int(self._vec._episodes[self.index])
+
+    @property
+    def last_info(self) -> dict[str, Any]:
+        """This portfolio's row of ``PortfolioVecEnv.last_info`` (empty before a step)."""
+        return {name: batch[self.index] for name, batch in self._vec.last_info.items()}
+
+    def current_weights(self) -> np.ndarray:
+        """Signed weights of this portfolio's book at its bar ``t``, shape (n_assets,).
+
+        Raises
+        ------
+        ConfigError
+            Called before ``reset()``.
+        """
+        state = self.state
+        if state is None:
+            raise ConfigError("PortfolioView.current_weights before reset(): call reset() first")
+        return core.current_weights(self._vec.params, state)[0]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _BATCH_ONLY:
+            raise AttributeError(
+                f"a single portfolio has no {name!r}: it holds or acts on all portfolios at "
+                f"once, use PortfolioVecEnv.{name} directly"
+            )
+        return getattr(self._vec, name)
+
+
 class PortfolioVecEnv(VecEnv):
     """``n_envs`` portfolios stepped together by the batched core (SB3 ``VecEnv`` API).
 
@@ -219,13 +301,47 @@ class PortfolioVecEnv(VecEnv):
     def close(self) -> None:
         self.closed = True
 
+    def portfolio(self, index: int) -> PortfolioView:
+        """Portfolio ``index`` as a sub-env (see :class:`PortfolioView`)."""
+        i = int(index)
+        if not 0 <= i < self.num_envs:
+            raise ConfigError(
+                f"portfolio index {i} is out of range: this env has {self.num_envs} portfolios "
+                f"(0 .. {self.num_envs - 1})"
+            )
+        return PortfolioView(self, i)
+
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """The attribute of this (shared) env once per requested index."""
-        value = getattr(self, attr_name)
-        return [value for _ in self._get_indices(indices)]
+        """The attribute of each requested portfolio, a list of ``len(indices)`` values.
+
+        Per-portfolio state (``state``, ``key``, ``episode``, ``last_info``) gives each
+        portfolio's own value; shared attributes (``params``, ``render_mode``, ...) give
+        the same object for every index.
+        """
+        return [getattr(self.portfolio(i), attr_name) for i in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Set an attribute of the shared env (all portfolios see it)."""
+        """Set a shared attribute; all portfolios see it, so ``indices`` must cover them all.
+
+        Raises
+        ------
+        ConfigError
+            ``attr_name`` is per-portfolio state (read-only: ``reset()`` and ``seed()``
+            change it) or belongs to the whole batch, or ``indices`` name only some
+            portfolios.
+        """
+        if hasattr(PortfolioView, attr_name) or attr_name in _BATCH_ONLY:
+            raise ConfigError(
+                f"PortfolioVecEnv.set_attr({attr_name!r}): per-portfolio and batch state is "
+                "read-only; reset() and seed() change it"
+            )
+        rows = sorted(set(self._get_indices(indices)))
+        if rows != list(range(self.num_envs)):
+            raise ConfigError(
+                f"PortfolioVecEnv.set_attr({attr_name!r}, indices={indices!r}): the attribute "
+                "is shared by all portfolios, so it cannot differ between them; pass "
+                "indices=None"
+            )
         setattr(self, attr_name, value)
 
     def env_method(
@@ -235,9 +351,15 @@ class PortfolioVecEnv(VecEnv):
         indices: VecEnvIndices = None,
         **method_kwargs: Any,
     ) -> list[Any]:
-        """Call a method of the shared env once; its result is repeated per index."""
-        result = getattr(self, method_name)(*method_args, **method_kwargs)
-        return [result for _ in self._get_indices(indices)]
+        """Call the method on each requested portfolio; a list of ``len(indices)`` results.
+
+        Per-portfolio methods (``current_weights``) answer for their portfolio; shared
+        ones (``layout``) are called once per index, as SB3 calls each sub-env.
+        """
+        return [
+            getattr(self.portfolio(i), method_name)(*method_args, **method_kwargs)
+            for i in self._get_indices(indices)
+        ]
 
     def env_is_wrapped(
         self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None

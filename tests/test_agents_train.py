@@ -17,6 +17,7 @@ import torch as th
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from typer.testing import CliRunner
 
 from allocgym.agents import (
@@ -31,15 +32,17 @@ from allocgym.agents import (
     run_episodes,
     train,
 )
-from allocgym.agents.metrics import intervention_defaults
+from allocgym.agents.metrics import HPARAM_METRICS, SERVING_ONLY_REASONS, intervention_defaults
+from allocgym.agents.train import run_hparams
 from allocgym.baselines.classic import EqualWeight
 from allocgym.bench.train import NoOpVecEnv
 from allocgym.bench.train import run as bench_run
 from allocgym.cli import app
 from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, load_market
-from allocgym.envs import PortfolioVecEnv, build_params
+from allocgym.envs import REASON_NAMES, PortfolioVecEnv, build_params
 from allocgym.errors import ConfigError
+from allocgym.risk import reason_code_table
 
 SYNTH = {"n_assets": 6, "n_days": 1000, "seed": 3, "n_sectors": 3, "signal_strength": 1.0}
 SPLITS = {"train_end": "2002-07-01", "validation_end": "2003-02-24", "embargo_days": 5}
@@ -216,6 +219,30 @@ def test_tensorboard_holds_risk_and_eval_scalars(ppo_run: tuple[Path, TrainResul
     assert ew[0] == ew[1]
     mix = sum(acc.Scalars(f"risk/{r}")[0].value for r in regimes)
     assert mix == pytest.approx(1.0, abs=1e-6)
+    # Serving-only reason codes never fire in an env: no always-zero series for them.
+    for code in ("MODEL_FALLBACK", "ALLOCATOR_DISABLED", "STALE_INPUT"):
+        assert not any(tag.endswith(f"interventions/{code}") for tag in tags), code
+
+
+def test_tensorboard_holds_the_hyperparameters(ppo_run: tuple[Path, TrainResult]) -> None:
+    run_dir, result = ppo_run
+    (tb,) = (run_dir / "tb").iterdir()
+    acc = EventAccumulator(str(tb))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == list(HPARAM_METRICS)
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    logged = start.session_start_info.hparams
+    cfg = tiny_cfg(normalize_obs=True, normalize_reward=True)
+    assert logged["config_hash"].string_value == result.config_hash
+    assert logged["train.algo"].string_value == "ppo"
+    assert logged["train.learning_rate"].number_value == pytest.approx(cfg.train.learning_rate)
+    assert logged["train.n_steps"].number_value == cfg.train.n_steps
+    assert logged["train.normalize_obs"].number_value == 1  # torch's writer stores bools as 0/1
+    assert logged["train.net_arch"].string_value == str(list(cfg.train.net_arch))
+    assert logged["env.cvar_weight"].number_value == pytest.approx(cfg.env.cvar_weight)
+    assert set(logged) == set(run_hparams(cfg, result.config_hash))
 
 
 # ------------------------------------------------------------------ determinism + resume
@@ -387,9 +414,20 @@ def test_flatten_and_aggregate_by_hand() -> None:
     assert means["sharpe"] == 1.0  # NaN ignored
     assert means["interventions/SYMBOL_CAP"] == 2.0  # missing code counts as 0
     assert means["interventions/KILL_SWITCH"] == 0.0
+    assert "interventions/MODEL_FALLBACK" not in means  # serving-only: no series
     assert means["regime_mix/trend"] == 0.5
     assert "start" not in means
     assert aggregate([]) == {}
+
+
+def test_serving_only_reasons_are_the_codes_the_serving_layer_sets() -> None:
+    # The reason-code table's "set by" column is the one declaration of who sets a code.
+    rows = [line.split("|") for line in reason_code_table().splitlines() if line.startswith("| ")]
+    serving = {
+        cells[3].strip().strip("`") for cells in rows if cells[4].strip().startswith("serving")
+    }
+    assert serving == SERVING_ONLY_REASONS
+    assert SERVING_ONLY_REASONS < set(REASON_NAMES)
 
 
 def test_run_episodes_matches_the_env(market: MarketData) -> None:
@@ -430,9 +468,27 @@ def test_noop_env_mimics_spaces_and_episode_ends(market: MarketData) -> None:
     assert dones == [False, False, False, True] * 2
 
 
-def test_bench_train_reports_the_ratio(market: MarketData) -> None:
-    rows = bench_run(tiny_cfg(), timesteps=128, repeat=1, n_envs=(4,), market=market)
-    (row,) = rows
-    assert row["n_envs"] == 4 and row["n_assets"] == 6
-    assert row["ratio"] == pytest.approx(row["env_fps"] / row["noop_fps"])
-    assert row["env_fps"] > 0 and row["bare_env_sps"] > 0
+def test_bench_train_reports_median_fps_and_the_ratio(
+    market: MarketData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripted run times: 128 PPO steps per run (one rollout of 32 steps x 4 envs), runs
+    interleaved env, no-op, env, ...; the row holds the median fps of each and their ratio."""
+    from scripted_clock import ScriptedClock
+
+    import allocgym.bench
+    import allocgym.bench.train
+
+    # env 0.64, 0.32, 0.16 s -> 200, 400, 800 fps; no-op 0.128, 0.256, 0.064 -> 1000, 500, 2000
+    runs = ScriptedClock([0.64, 0.128, 0.32, 0.256, 0.16, 0.064])
+    # 7 rounds of 50 bare steps: per step 1, 2, 0.4, 4, 0.8, 1.6, 0.2 ms (median 1 ms)
+    steps = ScriptedClock([0.05, 0.1, 0.02, 0.2, 0.04, 0.08, 0.01])
+    monkeypatch.setattr(allocgym.bench.train, "time", runs)
+    monkeypatch.setattr(allocgym.bench, "time", steps)
+    (row,) = bench_run(tiny_cfg(), timesteps=128, repeat=3, n_envs=(4,), market=market)
+    assert runs.unused == steps.unused == 0
+    assert list(row) == [
+        "n_envs", "n_assets", "device", "env_fps", "noop_fps", "ratio", "bare_env_sps"
+    ]  # fmt: skip
+    assert (row["n_envs"], row["n_assets"], row["device"]) == (4, 6, "cpu")
+    got = [row[k] for k in ("env_fps", "noop_fps", "ratio", "bare_env_sps")]
+    assert got == pytest.approx([400.0, 1000.0, 0.4, 4000.0], rel=1e-12)

@@ -1,4 +1,4 @@
-"""Cluster barbell (seed 000): barbell isolation, caps, regime scaling, layers, audit."""
+"""Cluster barbell: barbell isolation, caps, regime scaling, layers, audit."""
 
 from __future__ import annotations
 
@@ -134,10 +134,12 @@ def test_context_without_barbell_state_is_refused() -> None:
         alloc.allocate(ctx)
 
 
-def test_retired_quiet_min_confidence_key_is_ignored_with_a_warning() -> None:
-    with pytest.warns(DeprecationWarning, match="quiet_min_confidence is retired"):
-        cfg = config_from_dict({"baselines": {"barbell": {"quiet_min_confidence": 0.6}}})
-    assert "quiet_min_confidence" not in cfg.baselines.barbell.model_dump()
+def test_label_to_state_confidence_key_is_refused() -> None:
+    # The barbell takes the regime model's barbell state; no label -> state threshold exists.
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'baselines\.barbell\.quiet_min_confidence'"
+    ):
+        config_from_dict({"baselines": {"barbell": {"quiet_min_confidence": 0.6}}})
     assert not hasattr(BarbellParams(), "quiet_min_confidence")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -156,3 +157,56 @@ def test_zero_impact_with_zero_adv_is_the_linear_cost_by_hand(impact_k: float, v
     per_unit = 2.0 / 1e4 + 10.0 / 2e4  # 7 bps
     assert np.all(np.isfinite(cost))
     np.testing.assert_allclose(cost, [[0.1 * per_unit, 0.05 * per_unit, 0.0]], rtol=1e-15)
+
+
+def test_float32_inputs_are_priced_in_float64():
+    """The inputs are converted to float64 before any arithmetic: float32 market data gives
+    exactly the cost of the same (exactly upcast) values in float64, not a float32 rounding."""
+    model = CostModel(commission_bps=1.0, spread_mult=1.0, impact_k=0.1)
+    args32 = [np.asarray(x, dtype=np.float32) for x in (TRADE, EQ, ADV, VOL, SPREAD)]
+    args64 = [x.astype(np.float64) for x in args32]
+    linear32, impact32 = cost_terms(*args32, model)
+    linear64, impact64 = cost_terms(*args64, model)
+    assert linear32.dtype == impact32.dtype == np.float64
+    assert np.array_equal(linear32, linear64)
+    assert np.array_equal(impact32, impact64)
+
+
+@pytest.mark.parametrize("full", ["trade", "equity", "adv", "vol", "spread"])
+def test_one_batched_input_broadcasts_both_terms_to_n_envs_by_n_assets(full: str) -> None:
+    """Any one input may carry the (n_envs, n_assets) shape while the others are a single
+    row (or a scalar equity): both halves come back at full shape with per-cell hand values."""
+    model = CostModel(commission_bps=1.0, spread_mult=1.0, impact_k=0.1)
+    args = {"trade": TRADE, "equity": 1.0e6, "adv": ADV, "vol": VOL, "spread": SPREAD}
+    if full == "equity":
+        args["equity"] = np.full(3, 1.0e6)
+    else:
+        args[full] = np.repeat(args[full], 3, axis=0)
+    linear, impact = cost_terms(
+        args["trade"], args["equity"], args["adv"], args["vol"], args["spread"], model
+    )
+    assert linear.shape == impact.shape == (3, 1)
+    np.testing.assert_allclose(linear, np.full((3, 1), COMMISSION + HALF_SPREAD), rtol=1e-15)
+    np.testing.assert_allclose(impact, np.full((3, 1), IMPACT), rtol=1e-15)
+
+
+def test_degenerate_market_data_raises_no_floating_point_warning():
+    """ADV = 0 (x/0 and 0/0) and a tiny ADV (overflow) are priced without a RuntimeWarning:
+    a nonzero trade costs +inf, a zero trade exactly 0."""
+    model = CostModel(commission_bps=1.0, spread_mult=1.0, impact_k=0.1)
+    trade = np.array([[0.01, 0.0, 1.0]])
+    adv = np.array([[0.0, 0.0, 1e-303]])  # 1e6 / 1e-303 overflows to inf
+    with warnings.catch_warnings(), np.errstate(all="warn"):
+        warnings.simplefilter("error")
+        cost = expected_cost(trade, 1e6, adv, np.full((1, 3), 0.02), np.full((1, 3), 10.0), model)
+    assert cost[0, 0] == math.inf
+    assert cost[0, 1] == 0.0
+    assert cost[0, 2] == math.inf
+
+
+@pytest.mark.parametrize("bad", [True, "1.0", None])
+def test_non_numeric_parameter_is_refused_with_the_fix(bad: object) -> None:
+    with pytest.raises(
+        ConfigError, match=r"CostModel\.impact_k = .*must be a number; set costs\.impact_k"
+    ):
+        CostModel(impact_k=bad)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from allocgym.config import DataConfig, SplitConfig, SyntheticConfig
 from allocgym.data import (
+    SOURCES,
     SP500_SECTORS,
     SYNTHETIC_REGIMES,
     MarketData,
@@ -33,7 +34,7 @@ from allocgym.data import (
     validate,
     walk_forward_splits,
 )
-from allocgym.errors import DataError
+from allocgym.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*documented defaults:UserWarning")
 
@@ -496,6 +497,15 @@ def test_load_market_dispatch() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         assert load_market(DataConfig()).name == "sp500"
+
+
+def test_load_market_refuses_an_unknown_source() -> None:
+    # Validation rejects it at load time; a copy with update= skips validation, and the
+    # loader must not hand back the synthetic market in its place.
+    assert SOURCES == ("sp500", "csv", "parquet", "synthetic")
+    cfg = DataConfig().model_copy(update={"source": "yahoo"})
+    with pytest.raises(ConfigError, match=r"data.source = 'yahoo'.*sp500, csv, parquet, synthetic"):
+        load_market(cfg)
 
 
 # ----------------------------------------------------------------------------- splits

@@ -23,6 +23,7 @@ from allocgym.envs import (
     PortfolioEnv,
     PortfolioVecEnv,
 )
+from allocgym.envs.core import current_weights
 from allocgym.envs.vec_env import portfolio_keys
 from allocgym.errors import ConfigError
 
@@ -223,6 +224,56 @@ def test_vec_env_api_and_batched_info(params):
     assert vec.closed
 
 
+def test_vec_env_per_portfolio_attributes_follow_the_sb3_contract(params):
+    """get_attr / env_method give one value per index; per-portfolio state is each
+    portfolio's own and equals the matching ``PortfolioEnv`` stepped alongside."""
+    vec = PortfolioVecEnv(params=params, n_envs=4, seed=3)
+    assert vec.get_attr("state") == [None] * 4
+    vec.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (4, params.action_spec.action_dim)).astype(np.float32)
+    vec.step(actions)
+    keys = vec.seeds()
+    assert vec.get_attr("key") == keys and len(set(keys)) == 4
+    assert vec.get_attr("episode", indices=[2]) == [0]
+    rows = [3, 0, 3]
+    states = vec.get_attr("state", indices=rows)
+    weights = vec.env_method("current_weights", indices=rows)
+    infos = vec.get_attr("last_info", indices=rows)
+    assert len(states) == len(weights) == len(infos) == len(rows)
+    batch_weights = current_weights(params, vec.state)
+    for i, state, w, info in zip(rows, states, weights, infos, strict=True):
+        single = PortfolioEnv.from_params(params)
+        single.reset(seed=keys[i])
+        single.step(actions[i])
+        assert state.n_envs == 1
+        for name in ("t", "equity", "cash", "shares", "key", "episode"):
+            assert np.array_equal(getattr(state, name), getattr(single.state, name)), name
+            assert np.array_equal(getattr(state, name)[0], getattr(vec.state, name)[i]), name
+        assert np.array_equal(w, batch_weights[i])
+        assert np.array_equal(info["reward"], vec.last_info["reward"][i])
+    # portfolios differ, so a repeated shared value would fail here
+    assert not np.array_equal(weights[0], weights[1])
+    # shared attributes: the same object for every index, called per index for methods
+    assert vec.get_attr("params", indices=[0, 1]) == [params, params]
+    layouts = vec.env_method("layout", indices=[1, 2])
+    assert layouts[0] == layouts[1] and layouts[0] is not layouts[1]
+    # batch-wide names have no per-portfolio meaning
+    with pytest.raises(AttributeError, match=r"use PortfolioVecEnv\.last_decision directly"):
+        vec.get_attr("last_decision")
+    with pytest.raises(AttributeError, match=r"use PortfolioVecEnv\.reset directly"):
+        vec.env_method("reset", indices=[0])
+    assert not vec.has_attr("last_decision")
+    with pytest.raises(ConfigError, match="read-only"):
+        vec.set_attr("state", None)
+    with pytest.raises(ConfigError, match=r"shared by all portfolios.*indices=None"):
+        vec.set_attr("note", "x", indices=[0, 1])
+    vec.set_attr("note", "x", indices=[0, 1, 2, 3])
+    assert vec.get_attr("note", indices=2) == ["x"]
+    with pytest.raises(ConfigError, match="portfolio index 4 is out of range"):
+        vec.get_attr("key", indices=[4])
+
+
 def test_vec_env_step_proposed_and_wrappers(market):
     params = EnvParams.from_config(market, _cfg("weights"))
     vec = VecNormalize(VecMonitor(PortfolioVecEnv(params=params, n_envs=3, seed=0)))
@@ -323,21 +374,36 @@ def test_batch_rows_equal_single_portfolio_steps_at_larger_batch():
         batch = rb.state
 
 
-def test_bench_env_runs_and_reports_ratios():
+def test_bench_env_reports_medians_and_ratios(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted round times (3 rounds of 2 steps each; medians differ from the means):
+    every cell follows by hand from the median round, the steps per round and the
+    reference's rate."""
+    from scripted_clock import ScriptedClock
+
+    import allocgym.bench
     from allocgym.bench.env import run
 
-    rows = run(n_assets=(5,), n_envs=(1, 4), n_days=400, steps=2, repeat=1, ref_steps=2)
-    assert [r["env"] for r in rows] == [
-        "pandas reference",
-        "PortfolioEnv",
-        "PortfolioVecEnv",
-        "PortfolioVecEnv",
-    ]
-    assert rows[0]["x_pandas"] == 1.0
-    for r in rows:
-        assert r["portfolio_steps_per_s"] > 0 and r["ms_per_step"] > 0
-    vec4 = rows[3]
-    assert vec4["portfolio_steps_per_s"] == pytest.approx(4e3 / vec4["ms_per_step"])
-    assert vec4["x_pandas"] == pytest.approx(
-        vec4["portfolio_steps_per_s"] / rows[0]["portfolio_steps_per_s"]
+    clock = ScriptedClock(
+        [
+            *(0.010, 0.040, 0.020),  # pandas reference: median 0.020 s per 2 steps
+            *(0.004, 0.002, 0.009),  # PortfolioEnv: 0.004
+            *(0.001, 0.006, 0.002),  # PortfolioVecEnv, 1 env: 0.002
+            *(0.012, 0.004, 0.006),  # PortfolioVecEnv, 4 envs: 0.006
+        ]
     )
+    monkeypatch.setattr(allocgym.bench, "time", clock)
+    rows = run(n_assets=(5,), n_envs=(1, 4), n_days=400, steps=2, repeat=3, ref_steps=2)
+    assert clock.unused == 0
+    want = [  # env, n_envs, ms per step, portfolio-steps/s, x pandas
+        ("pandas reference", 1, 10.0, 100.0, 1.0),
+        ("PortfolioEnv", 1, 2.0, 500.0, 5.0),
+        ("PortfolioVecEnv", 1, 1.0, 1000.0, 10.0),
+        ("PortfolioVecEnv", 4, 3.0, 4000 / 3, 40 / 3),
+    ]
+    assert [list(r) for r in rows] == [
+        ["n_assets", "env", "n_envs", "ms_per_step", "portfolio_steps_per_s", "x_pandas"]
+    ] * 4
+    for row, (env, n_envs, ms, rate, ratio) in zip(rows, want, strict=True):
+        assert (row["n_assets"], row["env"], row["n_envs"]) == (5, env, n_envs)
+        got = (row["ms_per_step"], row["portfolio_steps_per_s"], row["x_pandas"])
+        assert got == pytest.approx((ms, rate, ratio), rel=1e-12)

@@ -239,6 +239,118 @@ def test_not_an_allocator_is_refused(tiny_params) -> None:
         ev.run_allocators([object()], params=tiny_params)  # type: ignore[list-item]
 
 
+def _count_allocate(alloc, calls: list[AllocationContext]) -> None:
+    """Record every context ``alloc.allocate`` is called with (an instance attribute)."""
+    inner = alloc.allocate
+
+    def allocate(ctx: AllocationContext) -> np.ndarray:
+        calls.append(ctx)
+        return inner(ctx)
+
+    alloc.allocate = allocate
+
+
+def test_baseline_sb3_agent_and_frozen_policy_walk_one_path(
+    tiny_cfg: AllocgymConfig, tiny_market: MarketData, tiny_params, tmp_path: Path
+) -> None:
+    """One walk, one protocol: each is an Allocator whose allocate(ctx) the walk calls on
+    its schedule; the agents read the env's own observation from the context."""
+    from allocgym.agents import SB3PolicyAllocator
+    from allocgym.agents.export import export_model
+    from allocgym.agents.train import build_model, make_train_env
+    from allocgym.allocator import Allocator, PolicyAllocator
+    from allocgym.envs import build_params
+    from allocgym.serving.bundle import FrozenPolicy
+
+    train_params = build_params(tiny_market, tiny_cfg, "train")
+    _, _, env, vn = make_train_env(tiny_cfg, train_params)
+    model = build_model(tiny_cfg, env, train_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle = export_model(
+            model, vn, tiny_cfg, tmp_path / "bundle", market=tiny_market, n_recorded=64,
+            n_random=64,
+        )  # fmt: skip
+    spec = tiny_params.action_spec
+    baseline = ev.build_baselines(tiny_cfg, ["equal_weight"])["equal_weight"]
+    agent = SB3PolicyAllocator(model, vn, spec, name="sb3")
+    frozen = ev.FrozenAgent(FrozenPolicy.load(bundle.path), spec)
+    for alloc in (baseline, agent, frozen):
+        assert isinstance(alloc, Allocator)
+    assert isinstance(agent, PolicyAllocator) and isinstance(frozen, PolicyAllocator)
+    assert not isinstance(baseline, PolicyAllocator)
+    seen: dict[str, list[AllocationContext]] = {"baseline": [], "sb3": [], "frozen": []}
+    for key, alloc in zip(seen, (baseline, agent, frozen), strict=True):
+        _count_allocate(alloc, seen[key])
+
+    bts = ev.run_allocators([baseline, agent, frozen], params=tiny_params)
+    assert [bt.kind for bt in bts] == ["baseline", "agent", "agent"]
+    n_steps = bts[0].n_steps
+    every = tiny_cfg.baselines.rebalance_every
+    assert len(seen["baseline"]) == math.ceil(n_steps / every)
+    assert len(seen["sb3"]) == len(seen["frozen"]) == n_steps  # env.decision_interval = 1
+    # the first context holds the env's reset observation, bit for bit
+    _, obs0 = core.reset(tiny_params, core.seed_keys([0]), start=np.array([tiny_params.lo]))
+    first = seen["sb3"][0]
+    assert first.observation is not None and np.array_equal(first.observation, obs0)
+    assert seen["baseline"][0].observation is not None  # every context carries it
+    # the SB3 policy and its ONNX export propose the same books (float32 graph tolerance)
+    assert np.allclose(bts[1].proposed, bts[2].proposed, atol=1e-5)
+    assert np.abs(bts[1].proposed - bts[0].proposed).max() > 1e-3  # not the baseline's book
+
+
+def test_an_agent_refuses_a_context_without_observation(tiny_params) -> None:
+    from allocgym.envs.context import allocation_context
+
+    state, obs = core.reset(tiny_params, core.seed_keys([0]), start=np.array([tiny_params.lo]))
+    spec = tiny_params.action_spec
+    action = np.linspace(-1, 1, spec.action_dim).astype(np.float32)
+    agent = ev.BoundPolicy(ConstantPolicy(action), spec)
+    with pytest.raises(ConfigError, match="context has none"):
+        agent.allocate(allocation_context(tiny_params, state, 5))
+    w = agent.allocate(allocation_context(tiny_params, state, 5, observation=obs))
+    assert np.array_equal(w, spec.to_weights(action[None, :]))
+
+
+def test_an_agent_with_another_action_map_is_refused(tiny_params) -> None:
+    from dataclasses import replace
+
+    spec = tiny_params.action_spec
+    other = replace(spec, logit_scale=2 * spec.logit_scale)
+    agent = ev.BoundPolicy(ConstantPolicy(np.zeros(spec.action_dim, np.float32)), other)
+    with pytest.raises(ConfigError, match="maps actions with"):
+        ev.run_allocators([agent], params=tiny_params)
+    assert ev.run_allocator(ev.BoundPolicy(agent.policy, spec), params=tiny_params).n_steps > 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["risk.long_only=false"], ["env.action_mode=tilt"], ["env.action_mode=budgets"]],
+    ids=["weights", "long_short", "tilt", "budgets"],
+)
+def test_action_proposal_is_the_env_action_map(tiny_market: MarketData, extra) -> None:
+    """``action_proposal`` on a context gives the bits of ``core.propose`` on the state,
+    a non-finite action row included."""
+    from allocgym.allocator import action_proposal
+    from allocgym.envs.context import allocation_context
+
+    cfg = load_config(None, [*TINY, *extra])
+    params = ev.evaluation_params(tiny_market, cfg)
+    starts = params.lo + np.array([0, 17, 40])
+    state, obs = core.reset(params, core.seed_keys([0, 1, 2]), start=starts)
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(-1.5, 1.5, (3, params.action_spec.action_dim)).astype(np.float32)
+    actions[1, 0] = np.nan
+    ctx = allocation_context(params, state, 5, observation=obs)
+    got = action_proposal(params.action_spec, actions, ctx)
+    want = core.propose(params, state, actions)
+    for mine, env_map in zip(got, want, strict=True):
+        assert (mine is None) == (env_map is None)
+        if mine is not None:
+            assert np.array_equal(mine, env_map, equal_nan=True)
+    assert np.isnan(got[0][1]).any() and np.isfinite(got[0][[0, 2]]).all()
+
+
 LEVERAGED = [
     *TINY,
     "risk.long_only=false",
@@ -857,17 +969,17 @@ def test_budgets_mode_attributes_pnl_to_strategy_families(
     assert "strategy_gross" in agent.arrays() and "strategy_gross" not in base.arrays()
 
 
-def test_evaluation_seeds_key_renamed_to_train_seeds() -> None:
-    """The quickstart's training seeds are ``evaluation.train_seeds``; old files say ``seeds``."""
+def test_evaluation_train_seeds_key() -> None:
+    """The quickstart's training seeds are ``evaluation.train_seeds``; ``seeds`` is unknown."""
     from allocgym.config import config_from_dict
 
     assert config_from_dict({"evaluation": {"train_seeds": [0, 2]}}).evaluation.train_seeds == (
         0,
         2,
     )
-    assert load_config(None, ["evaluation.seeds=[1,3]"]).evaluation.train_seeds == (1, 3)
-    with pytest.raises(ConfigError, match="keep train_seeds"):
-        config_from_dict({"evaluation": {"seeds": [0], "train_seeds": [1]}})
+    assert load_config(None, ["evaluation.train_seeds=[1,3]"]).evaluation.train_seeds == (1, 3)
+    with pytest.raises(ConfigError, match=r"unknown key 'evaluation\.seeds'"):
+        config_from_dict({"evaluation": {"seeds": [0]}})
 
 
 def test_baselines_cli_prints_the_table(tmp_path: Path) -> None:

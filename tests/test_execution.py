@@ -134,7 +134,7 @@ def test_per_name_bands_and_band_thresholds_are_used() -> None:
 
 
 def test_band_lifted_when_suppression_would_breach_gross() -> None:
-    limits = dataclasses.replace(LOOSE, max_gross=0.26)
+    limits = LOOSE.replace(max_gross=0.26)
     params = ExecutionParams(portfolio_drift_threshold=0.02)
     # name 0 buys 0.0055 (> tau); suppressing the small sells would leave gross 0.2655
     r = run([0.10, 0.10, 0.06], [0.1055, 0.0975, 0.057], params, limits)
@@ -250,7 +250,7 @@ def test_close_out_is_exact_even_off_the_lot_grid() -> None:
 
 
 def test_rounding_scales_buys_when_a_rotation_would_lift_gross() -> None:
-    limits = dataclasses.replace(LOOSE, max_gross=0.3)
+    limits = LOOSE.replace(max_gross=0.3)
     params = ExecutionParams(lot_size=100.0)
     # sell 0.15 -> 0.10 at 30: 5000 -> 3333.3 shares, sends -1600 (keeps 3400 = 0.102);
     # buy 0.05 at 10 = 5000 shares would give gross 0.302 -> buys scaled by
@@ -410,8 +410,8 @@ def _random_case(seed: int, n_envs: int = 48):
         cur = np.abs(cur)
     # most books start inside the hard limits (as they would after a previous decision),
     # the others outside (a market move or a tightened regime multiplier)
-    no_trade_limits = dataclasses.replace(
-        limits, max_turnover=1e9, max_participation=1e9, slippage_budget_bps=1e9
+    no_trade_limits = limits.replace(
+        max_turnover=1e9, max_participation=1e9, slippage_budget_bps=1e9
     )
     inside = RiskGateChain(no_trade_limits).apply(cur, base).approved
     cur = np.where((rng.random(n_envs) < 0.6)[:, None], inside, cur)

@@ -114,6 +114,69 @@ def test_export_run_writes_a_verified_bundle_with_full_parity() -> None:
     assert manifest["run"]["which"] == "best"
 
 
+def test_the_model_carries_its_metadata_and_documented_dtypes() -> None:
+    import onnxruntime as ort
+
+    from allocgym import __version__
+
+    policy = FrozenPolicy.load(exported_bundle())
+    model = onnx.load_model_from_string((policy.path / "model.onnx").read_bytes())
+    assert (model.producer_name, model.producer_version) == ("allocgym", __version__)
+    assert model.doc_string
+    props = {p.key: p.value for p in model.metadata_props}
+    assert model.metadata_props[-1].key == "model_id" and props["model_id"] == policy.model_id
+    assert props["manifest_schema"] == policy.manifest["schema"]
+    assert props["action_mode"] == "weights" and props["n_assets"] == "20"
+    assert props["obs_dim"] == str(policy.obs_dim)
+    assert json.loads(props["proposal_columns"]) == policy.manifest["proposal"]["columns"]
+    assert props["exporter"].startswith("pytorch ")
+    for value in (*model.graph.input, *model.graph.output):
+        assert value.doc_string, value.name
+    # onnxruntime reports and returns the dtypes the manifest documents
+    session = ort.InferenceSession(
+        (policy.path / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"]
+    )
+    declared = policy.manifest["model"]["outputs"]
+    ort_types = {"float32": "tensor(float)", "float64": "tensor(double)"}
+    assert {o.name: o.type for o in session.get_outputs()} == {
+        name: ort_types[spec["dtype"]] for name, spec in declared.items()
+    }
+    assert declared["proposal"]["dtype"] == "float64" and declared["action"]["dtype"] == "float32"
+    obs = np.zeros((3, policy.obs_dim), dtype=np.float32)
+    action, proposal = session.run(["action", "proposal"], {"obs": obs})
+    assert (action.dtype, proposal.dtype) == (np.float32, np.float64)
+
+
+def test_proposals_stay_float64_because_they_land_exactly_on_the_caps() -> None:
+    """A saturated long/short action maps to exactly max_symbol_weight, which the gates
+    approve untouched; its float32 rounding (0.30000001) would be clipped and coded
+    SYMBOL_CAP, an intervention training never saw."""
+    from allocgym.costs import CostModel
+    from allocgym.risk import GateContext, ReasonCode, RiskGateChain, RiskLimits
+
+    spec = SPECS["long_short"]
+    action = np.array([[1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    proposal = TorchActionMap(spec)(th.as_tensor(action)).numpy()
+    assert proposal[0, :3].tolist() == [0.3, -0.3, 0.3]
+    n = spec.n_assets
+    limits = RiskLimits(
+        max_symbol_weight=0.3, max_gross=1.2, long_only=False, max_sector_gross=1.0,
+        max_turnover=10.0, max_participation=10.0, slippage_budget_bps=1e6,
+    )  # fmt: skip
+    ctx = GateContext(
+        current_weights=np.zeros((1, n)), equity=np.full(1, 1e6), prices=np.ones((1, n)),
+        adv_notional=np.full((1, n), 1e12), volatility=np.full((1, n), 0.01),
+        spread_bps=np.ones((1, n)), sector_ids=np.arange(n), regime=np.zeros(1, dtype=int),
+        tradable=np.ones((1, n), dtype=bool),
+    )  # fmt: skip
+    chain = RiskGateChain(limits, CostModel())
+    exact = chain.apply(proposal, ctx)
+    assert np.array_equal(exact.approved, proposal)
+    assert not exact.symbol_reasons.any()
+    rounded = chain.apply(proposal.astype(np.float32).astype(np.float64), ctx)
+    assert (rounded.symbol_reasons[0, :3] & ReasonCode.SYMBOL_CAP).all()
+
+
 def test_exported_graph_matches_sb3_on_fresh_observations() -> None:
     from test_serving_support import sp500
 
@@ -254,3 +317,33 @@ def test_cli_export(tmp_path: Path) -> None:
     assert "] loading the market and precomputing features" in res.output
     policy = FrozenPolicy.load(out)
     assert policy.sha256 in res.output
+
+
+def test_cli_keygen_export_sign_and_serve_require_signature(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from allocgym.cli import app
+
+    runner = CliRunner()
+    key = tmp_path / "signer.pem"
+    res = runner.invoke(app, ["keygen", "--out", str(key)])
+    assert res.exit_code == 0, res.output
+    assert key.is_file() and (tmp_path / "signer.pem.pub").is_file()
+    out = tmp_path / "signed"
+    args = ["export", "--run", str(trained_run()), "--out", str(out), "--n-recorded", "64",
+            "--n-random", "64", "--sign", str(key)]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    policy = FrozenPolicy.load(out, public_key=tmp_path / "signer.pem.pub")
+    assert f"signed the seal {policy.seal} with key {policy.signed_by}" in res.output
+    # serve refuses an unsigned bundle before it binds anything
+    res = runner.invoke(
+        app,
+        ["serve", "--policy", str(untrained_bundle()), "--require-signature",
+         str(tmp_path / "signer.pem.pub"), "--port", "1"],
+    )  # fmt: skip
+    assert res.exit_code != 0
+    assert "unsigned" in str(res.exception) + res.output
+    # a key file that is not an Ed25519 private key stops the export before any work
+    res = runner.invoke(app, [*args[:4], str(tmp_path / "x"), *args[5:9], "--sign", f"{key}.pub"])
+    assert res.exit_code != 0 and not (tmp_path / "x").exists()

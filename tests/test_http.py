@@ -11,7 +11,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from test_serving_support import ENABLED, bar_clock, exported_bundle, fixed_clock, patient, sp500
+from test_observability import prometheus_naming_problems
+from test_serving_support import (
+    ENABLED,
+    bar_clock,
+    exported_bundle,
+    fixed_clock,
+    patient,
+    small_market,
+    sp500,
+    untrained_bundle,
+)
 
 from allocgym.serving import (
     DecisionService,
@@ -139,10 +149,12 @@ def test_metrics_expose_the_named_series(server: tuple[str, DecisionService]) ->
         text = c.get("/metrics").text
     for name in (
         "allocator_active_strategies",
-        "allocator_gross_exposure",
-        "allocator_net_exposure",
+        "allocator_gross_exposure_ratio",
+        "allocator_net_exposure_ratio",
         'allocator_reject_total{reason="KILL_SWITCH"}',
-        "capacity_utilization_ratio{symbol=",
+        "allocator_capacity_utilization_ratio{symbol=",
+        'allocator_strategy_pnl_contribution_currency{strategy_id="policy"}',
+        'allocator_strategy_pnl_contribution_currency{strategy_id="unattributed"}',
         "allocator_decision_latency_seconds_bucket",
         "allocator_model_info{",
         'allocator_fallback_total{cause="deadline"}',
@@ -153,6 +165,7 @@ def test_metrics_expose_the_named_series(server: tuple[str, DecisionService]) ->
     ):
         assert name in text, name
     assert f'sha256="{FrozenPolicy.load(exported_bundle()).sha256}"' in text
+    assert prometheus_naming_problems(text) == []
 
 
 def test_audit_log_written_while_serving_replays_byte_for_byte(
@@ -173,7 +186,12 @@ def test_overload_is_shed_with_503(policy: FrozenPolicy, tmp_path: Path) -> None
         time.sleep(0.2)
         return policy(obs)
 
-    serving = serving_config(policy, ["serving.max_in_flight=1", "serving.deadline_ms=5000"])
+    # A long queue limit: on a busy machine the one admitted request must not be shed for
+    # queue time too; only the in-flight limit sheds here.
+    serving = serving_config(
+        policy,
+        ["serving.max_in_flight=1", "serving.deadline_ms=5000", "serving.max_queue_ms=5000"],
+    )
     alloc = FrozenAllocator(
         policy,
         environ=ENABLED,
@@ -205,3 +223,49 @@ def test_overload_is_shed_with_503(policy: FrozenPolicy, tmp_path: Path) -> None
         assert r.headers["retry-after"] == "1"
         assert ErrorResponse.model_validate_json(r.content).error == "overloaded"
     assert 'allocator_shed_total{reason="in_flight"} 0.0' not in text
+
+
+def test_strategy_pnl_is_attributed_per_account_by_hand() -> None:
+    """Two decisions of one account in budgets mode. Trend's intents name only symbol 0 and
+    mean reversion's only symbol 1, so each strategy owns its symbol whole, and the P&L
+    between the decisions is, per symbol, the shares held times the change of the close."""
+    policy = FrozenPolicy.load(untrained_bundle("budgets"))
+    market = small_market()
+    t1, t2 = 400, 405
+    now = {"at": bar_clock(market, t1)}
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=lambda: now["at"]
+    )
+    service = DecisionService(alloc)
+    intents = {"trend": np.eye(6)[0], "mean_reversion": np.eye(6)[1]}
+
+    def request(t: int, rid: str, account: str, **kw: object) -> bytes:
+        req = request_from_market(market, t, history=alloc.history, request_id=rid, **kw)
+        update = {"strategy_intents": intents, "account_id": account}
+        return req.model_copy(update=update).model_dump_json().encode()
+
+    metric = "allocator_strategy_pnl_contribution_currency"
+    with ServerThread(create_app(service)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        first = post(c, request(t1, "p-1", "acct-1")).json()
+        assert first["status"] == "ok"
+        bought = np.array(first["target_qty"], dtype=np.float64)
+        assert bought[0] > 0 and bought[1] > 0 and not bought[2:].any()
+        held = bought + np.array([0.0, 0.0, 7.0, 0.0, 0.0, 0.0])  # 7 bought elsewhere
+        now["at"] = bar_clock(market, t2)
+        bad = post(c, request(t2, "p-r", "acct-1", shares=held, equity=-1.0)).json()
+        assert bad["status"] == "rejected"  # changes nothing
+        assert post(c, request(t2, "p-o", "acct-2", shares=held)).json()["status"] == "ok"
+        assert post(c, request(t2, "p-2", "acct-1", shares=held)).json()["status"] == "ok"
+        text = c.get("/metrics").text
+    p1, p2 = market.close[t1], market.close[t2]
+    expected = {
+        "trend": held[0] * (p2[0] - p1[0]),
+        "mean_reversion": held[1] * (p2[1] - p1[1]),
+        "defensive": 0.0,
+        "unattributed": 7.0 * (p2[2] - p1[2]),
+    }
+    assert all(v != 0.0 for k, v in expected.items() if k != "defensive")
+    for strategy, pnl in expected.items():
+        assert f'{metric}{{strategy_id="{strategy}"}}' in text
+        got = service.metrics.registry.get_sample_value(metric, {"strategy_id": strategy})
+        assert got == pytest.approx(pnl, rel=1e-12, abs=1e-9), strategy

@@ -36,9 +36,13 @@ from allocgym.serving.http import (
 
 T0 = 6100
 SCHEMATHESIS_SEED = 20
-"""Fixed: a failure reproduces with ``st run URL/openapi.json --checks all --seed 20``."""
+"""Fixed: a failure reproduces with ``st run URL/openapi.json --checks all --seed 20``
+(plus ``-H "Authorization: Bearer <ADMIN_TOKEN>"``)."""
 SCHEMATHESIS_EXAMPLES = 50
 """Per operation and phase: every operation is covered, the run stays well under a minute."""
+ADMIN_TOKEN = "contract-admin-" + "a" * 24
+"""The served contract is the production one: the kill switch needs this bearer token."""
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +61,7 @@ def served(
     # otherwise meet the 409 conflict check far more often than the allocator.
     audit = tmp_path_factory.mktemp("contract") / "audit.jsonl"
     service = DecisionService(alloc, audit_log=audit, cache_size=1)
-    with ServerThread(create_app(service)) as srv:
+    with ServerThread(create_app(service, admin_token=ADMIN_TOKEN)) as srv:
         yield srv.url, service
 
 
@@ -76,7 +80,7 @@ def _error_of(r: httpx.Response, status: int) -> ErrorResponse:
 
 def test_kill_switch_refuses_coerced_booleans(served: tuple[str, DecisionService]) -> None:
     url, service = served
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30, headers=ADMIN_AUTH) as c:
         assert c.post("/v1/kill-switch", json={"engaged": False}).status_code == 200
         n_audit = len(service.audit)
         for bad in (0, 1, "false", "true", "", None, [], {}, 0.0):
@@ -104,7 +108,7 @@ def test_decide_refuses_coerced_types(served: tuple[str, DecisionService]) -> No
     url, service = served
     good = _body(service.allocator.history, "t-0")
     n_decided = len(service.audit)
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30, headers=ADMIN_AUTH) as c:
         for field, bad in (
             ("kill_switch", 0),
             ("reduce_only", "true"),
@@ -136,7 +140,7 @@ def test_decide_refuses_coerced_types(served: tuple[str, DecisionService]) -> No
 def test_every_error_has_the_documented_shape(served: tuple[str, DecisionService]) -> None:
     url, service = served
     h = service.allocator.history
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30, headers=ADMIN_AUTH) as c:
         for path in ("/v1/decide", "/v1/kill-switch"):
             _error_of(c.post(path, content=b'{"engaged": ', headers=_json()), 400)
             _error_of(c.post(path, content=b"\xff\xfe", headers=_json()), 400)
@@ -167,7 +171,7 @@ def test_a_valid_request_that_cannot_be_decided_is_a_coded_200(
     stale = {**_body(h, "c-1"), "timestamp": "2001-01-02T00:00:00Z"}
     short = _body(h - 1, "c-2")
     unknown = {**_body(h, "c-3"), "symbols": ["ZZZZ", *_body(h, "c-3")["symbols"][1:]]}
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30, headers=ADMIN_AUTH) as c:
         for body, code, detail in (
             (stale, "STALE_INPUT", "stale"),
             (short, "INVALID_INPUT", "history_length"),
@@ -184,7 +188,7 @@ def test_a_valid_request_that_cannot_be_decided_is_a_coded_200(
 def test_openapi_states_the_served_contract(served: tuple[str, DecisionService]) -> None:
     url, service = served
     alloc = service.allocator
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30, headers=ADMIN_AUTH) as c:
         spec = c.get("/openapi.json").json()
         health = c.get("/healthz").json()
     schemas = spec["components"]["schemas"]
@@ -192,10 +196,10 @@ def test_openapi_states_the_served_contract(served: tuple[str, DecisionService])
     assert schemas["ErrorResponse"]["properties"]["error"]["enum"] == list(get_args(ErrorCode))
     ref = {"$ref": "#/components/schemas/ErrorResponse"}
     statuses = {
-        ("/v1/decide", "post"): {"200", "400", "409", "413", "415", "422", "503"},
-        ("/v1/kill-switch", "post"): {"200", "400", "413", "415", "422"},
-        ("/healthz", "get"): {"200"},
-        ("/metrics", "get"): {"200"},
+        ("/v1/decide", "post"): {"200", "400", "409", "413", "415", "422", "500", "503"},
+        ("/v1/kill-switch", "post"): {"200", "400", "401", "403", "413", "415", "422", "500"},
+        ("/healthz", "get"): {"200", "500"},
+        ("/metrics", "get"): {"200", "500"},
     }
     for (path, method), expected in statuses.items():
         responses = spec["paths"][path][method]["responses"]
@@ -238,6 +242,7 @@ def test_schemathesis_finds_no_contract_failure(
     cmd = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
         "--checks", "all", "--seed", str(SCHEMATHESIS_SEED),
+        "--header", f"Authorization: {ADMIN_AUTH['Authorization']}",
         "--max-examples", str(SCHEMATHESIS_EXAMPLES), "--generation-database", "none",
         "--workers", "1", "--no-color", "--report", "json", "--report-json-path", str(report),
     ]  # fmt: skip
@@ -265,3 +270,71 @@ def test_schemathesis_finds_no_contract_failure(
 
 def _json() -> dict[str, str]:
     return {"content-type": "application/json"}
+
+
+def _documented(spec: dict, path: str, method: str, status: int) -> object:
+    """A validator of the JSON schema the spec documents for one response."""
+    content = spec["paths"][path][method]["responses"][str(status)]["content"]
+    return jsonschema_rs.validator_for(
+        {**content["application/json"]["schema"], "components": spec["components"]}
+    )
+
+
+def test_every_answer_matches_its_documented_schema(served: tuple[str, DecisionService]) -> None:
+    """Decisions (a rejection included) and every error status, each validated against
+    the schema the OpenAPI document gives for that operation and status."""
+    url, service = served
+    h = service.allocator.history
+    big = json.dumps({"engaged": False, "reason": "x" * MAX_CONTROL_BYTES}).encode()
+    stale = "2001-01-02T00:00:00Z"
+    with httpx.Client(base_url=url, timeout=30, headers=ADMIN_AUTH) as c:
+        spec = c.get("/openapi.json").json()
+        answers = [
+            ("/v1/decide", c.post("/v1/decide", json=_body(h, "v-1")), 200),
+            # right after v-1: the fixture's idempotency cache holds one request id
+            ("/v1/decide", c.post("/v1/decide", json={**_body(h, "v-1"), "cash": 1.0}), 409),
+            ("/v1/decide", c.post("/v1/decide", json={**_body(h, "v-2"), "timestamp": stale}), 200),
+            ("/v1/decide", c.post("/v1/decide", content=b"{", headers=_json()), 400),
+            ("/v1/decide", c.post("/v1/decide", content=b"{}"), 415),
+            ("/v1/decide", c.post("/v1/decide", json={"equity": "x"}), 422),
+            ("/v1/kill-switch", c.post("/v1/kill-switch", json={"engaged": False}), 200),
+            ("/v1/kill-switch", c.post("/v1/kill-switch", content=big, headers=_json()), 413),
+            ("/v1/kill-switch", c.post("/v1/kill-switch", json={"engaged": 0}), 422),
+        ]
+        health = c.get("/healthz")
+    assert answers[2][1].json()["status"] == "rejected"  # a business rejection is a 200
+    for path, r, status in answers:
+        assert r.status_code == status, (path, r.status_code, r.text)
+        validator = _documented(spec, path, "post", status)
+        assert validator.is_valid(r.json()), (path, status, r.text)
+    assert _documented(spec, "/healthz", "get", 200).is_valid(health.json())
+    # the validators are not vacuous: a decision is not an error and vice versa
+    assert not _documented(spec, "/v1/decide", "post", 200).is_valid(answers[5][1].json())
+    assert not _documented(spec, "/v1/decide", "post", 422).is_valid(answers[0][1].json())
+
+
+def test_an_unexpected_failure_is_a_documented_500(
+    policy: FrozenPolicy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision whose audit record cannot be written is answered 500 ``internal_error``
+    in the error shape and is not remembered: the same request id decides afresh."""
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(sp500(), T0))
+    )
+    service = DecisionService(alloc, audit_log=tmp_path / "audit.jsonl")
+    body = _body(alloc.history, "f-1")
+
+    def disk_full(record: object) -> None:
+        raise OSError("No space left on device")
+
+    with ServerThread(create_app(service)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        spec = c.get("/openapi.json").json()
+        with monkeypatch.context() as patch:
+            patch.setattr(service.audit, "append", disk_full)
+            failed = c.post("/v1/decide", json=body)
+        err = _error_of(failed, 500)
+        assert "OSError" in err.message and err.details == []
+        assert _documented(spec, "/v1/decide", "post", 500).is_valid(failed.json())
+        retried = c.post("/v1/decide", json=body)
+    assert retried.status_code == 200 and "idempotent-replay" not in retried.headers
+    assert len(service.audit) == 1

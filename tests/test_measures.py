@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -176,7 +177,8 @@ def test_cvar_properties(r: np.ndarray, alpha: float, shift: float, scale: float
     perm = np.random.default_rng(0).permutation(r.shape[-1])
     np.testing.assert_allclose(m.cvar(r[:, perm], alpha), c, atol=1e-15)
     dd = m.max_drawdown(r)
-    assert np.all((dd >= 0.0) & (dd < 1.0))
+    # wealth stays > 0 for returns > -1, but 1 - W rounds to 1.0 once W < eps / 2
+    assert np.all((dd >= 0.0) & (dd <= 1.0))
 
 
 # ----------------------------------------------------------------------------- skfolio
@@ -224,3 +226,125 @@ def test_sharpe_equals_skfolio_on_sp500(sp_returns: np.ndarray) -> None:
     assert m.annualized_volatility(port.returns) == pytest.approx(
         port.annualized_standard_deviation, rel=1e-13
     )
+
+
+# ------------------------------------------------------------- edges found by mutation testing
+
+
+def test_two_steps_are_enough_for_the_dispersion_measures() -> None:
+    r = [0.01, 0.03]  # mean 0.02; deviations +-0.01, sample variance 0.0002 / 1
+    sd = math.sqrt(0.0002)
+    assert m.annualized_volatility(r) == pytest.approx(sd * math.sqrt(252), rel=1e-13)
+    assert m.sharpe_ratio(r) == pytest.approx(0.02 / sd * math.sqrt(252), rel=1e-13)
+    z01 = -2.3263478740408408  # the 1 % quantile of the standard normal
+    assert m.gaussian_var(r, 0.99) == pytest.approx(-(0.02 + sd * z01), rel=1e-13)
+
+
+def test_one_step_is_enough_for_hit_rate_and_sortino() -> None:
+    assert m.hit_rate([0.01]) == 1.0
+    assert m.hit_rate([-0.01]) == 0.0
+    # mean excess -1 %, downside deviation sqrt(0.01 ** 2) = 1 %
+    assert m.sortino_ratio([-0.01]) == pytest.approx(-math.sqrt(252), rel=1e-14)
+
+
+def test_turnover_of_a_single_trade_step_by_hand() -> None:
+    # |0.5 - 0.2| + |0.1 - 0.3| = 0.5; one period alone has no trade step
+    assert m.turnover([[0.2, 0.3], [0.5, 0.1]]) == pytest.approx(0.5, abs=1e-15)
+    assert np.isnan(m.turnover([[0.2, 0.3]]))
+
+
+def test_defaults_are_daily_bars_and_a_99_percent_gaussian_var() -> None:
+    # R: final wealth 0.9880893 over 5 steps; worst drawdown 1 - 0.95931 / 1.1
+    annual = 0.9880893 ** (252 / 5) - 1.0
+    assert m.calmar_ratio(R) == pytest.approx(annual / (1.0 - 0.95931 / 1.1), rel=1e-12)
+    sd = math.sqrt(0.0238 / 4)  # mean exactly 0
+    assert m.gaussian_var(R) == pytest.approx(sd * 2.3263478740408408, rel=1e-13)
+
+
+_ROW_MEASURES = {
+    "annualized_return": m.annualized_return,
+    "annualized_volatility": m.annualized_volatility,
+    "sharpe_ratio": m.sharpe_ratio,
+    "sortino_ratio": m.sortino_ratio,
+    "max_drawdown": m.max_drawdown,
+    "calmar_ratio": m.calmar_ratio,
+    "hit_rate": m.hit_rate,
+    "var_worst": lambda r: m.var(r, 1.0),
+    "var_80": lambda r: m.var(r, 0.8),
+    "cvar_worst": lambda r: m.cvar(r, 1.0),
+    "cvar_80": lambda r: m.cvar(r, 0.8),
+    "gaussian_var": lambda r: m.gaussian_var(r, 0.99),
+}
+
+
+@pytest.mark.parametrize("name", list(_ROW_MEASURES))
+def test_each_row_of_a_batch_is_measured_on_its_own(name: str) -> None:
+    measure = _ROW_MEASURES[name]
+    batch = np.stack([R, -R, 0.5 * R + 0.01])  # different means, spreads and worst losses
+    out = measure(batch)
+    assert out.shape == (3,)
+    for i in range(3):
+        assert out[i] == pytest.approx(float(measure(batch[i])), rel=1e-14, abs=1e-16)
+    assert len({float(v) for v in out}) > 1  # the rows really differ
+
+
+def test_batched_herfindahl_and_turnover_by_hand() -> None:
+    w = np.array([[0.5, 0.5, 0.0], [0.2, -0.3, 0.5], [0.0, 0.0, 0.0]])
+    # (0.25 + 0.25) / 1 ** 2 and (0.04 + 0.09 + 0.25) / 1 ** 2; an all-cash book is NaN
+    h = m.herfindahl(w)
+    assert h.shape == (3,)
+    np.testing.assert_allclose(h[:2], [0.5, 0.38], rtol=1e-15)
+    assert np.isnan(h[2])
+    path = np.array([[[0.2, 0.3], [0.5, 0.1]], [[0.1, 0.1], [0.1, 0.1]]])
+    # from cash: row 0 trades 0.5 then 0.5, row 1 trades 0.2 then 0
+    np.testing.assert_allclose(m.turnover(path, initial=np.zeros(2)), [0.5, 0.1], rtol=1e-15)
+    # a per-row initial book: row 0 starts at its first weights (0 then 0.5)
+    start = np.array([[0.2, 0.3], [0.0, 0.0]])
+    np.testing.assert_allclose(m.turnover(path, initial=start), [0.25, 0.1], rtol=1e-15)
+    np.testing.assert_allclose(m.turnover(path), [0.5, 0.0], rtol=1e-15)
+    one_period = m.turnover(path[:, :1])
+    assert one_period.shape == (2,) and np.isnan(one_period).all()
+
+
+def test_an_empty_time_axis_gives_one_nan_per_row() -> None:
+    for measure in (m.annualized_return, m.max_drawdown, m.hit_rate, m.var, m.cvar):
+        out = measure(np.zeros((3, 0)))
+        assert out.shape == (3,) and np.isnan(out).all()
+
+
+def test_degenerate_inputs_give_ieee_answers_without_floating_point_warnings() -> None:
+    flat_up = [0.25, 0.25, 0.25]  # zero volatility, positive mean, no loss, no drawdown
+    zero = [0.0, 0.0, 0.0]
+    with warnings.catch_warnings(), np.errstate(all="warn"):
+        warnings.simplefilter("error")
+        assert m.sharpe_ratio(flat_up) == math.inf  # 0.25 / 0
+        assert math.isnan(m.sharpe_ratio(zero))  # 0 / 0
+        assert m.sortino_ratio(flat_up) == math.inf
+        assert math.isnan(m.sortino_ratio(zero))
+        assert m.calmar_ratio(flat_up) == math.inf
+        assert math.isnan(m.calmar_ratio(zero))
+        assert math.isnan(m.herfindahl([0.0, 0.0]))
+
+
+def test_float32_input_is_measured_in_float64() -> None:
+    r32 = R.astype(np.float32)
+    for measure in (m.annualized_return, m.sharpe_ratio, m.max_drawdown, m.cvar, m.var):
+        out = measure(r32)
+        assert out.dtype == np.float64
+        assert out == measure(r32.astype(np.float64))
+    w32 = np.array([[0.2, 0.3], [0.5, 0.1], [0.1, 0.7]], dtype=np.float32)
+    assert m.turnover(w32).dtype == np.float64
+    assert m.turnover(w32) == m.turnover(w32.astype(np.float64))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 1.5])
+def test_gaussian_var_refuses_alpha_outside_the_open_unit_interval(alpha: float) -> None:
+    with pytest.raises(ValueError, match=r"^alpha = .* must lie in \(0, 1\) \(e\.g\. 0\.99\)$"):
+        m.gaussian_var(R, alpha)
+
+
+def test_a_scalar_has_no_time_axis() -> None:
+    with pytest.raises(
+        ValueError, match=r"^returns must have a time axis: pass shape \(\.\.\., n_steps\)$"
+    ):
+        m.sharpe_ratio(0.01)

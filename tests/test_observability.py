@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -18,16 +19,20 @@ from allocgym.config import config_hash, load_config
 from allocgym.execution import ExecutionParams, ExecutionPolicy
 from allocgym.observability import (
     GENESIS_HASH,
+    METRIC_RENAMES,
     REASON_NAMES,
+    UNATTRIBUTED,
     AuditChainError,
     AuditLog,
     Metrics,
+    StrategyPnL,
     canonical_json,
     decision_record,
     from_jsonable,
     reason_names,
     replay,
     sha256_hex,
+    strategy_shares,
     to_jsonable,
     verify_log,
 )
@@ -148,8 +153,10 @@ def test_rehashed_edit_still_breaks_the_link(tmp_path: Path) -> None:
     lines[1] = canonical_json(entry) + b"\n"
     path.write_bytes(b"".join(lines))
     with pytest.raises(AuditChainError, match="prev_hash") as err:
-        AuditLog(path).verify()
+        verify_log(path)
     assert err.value.line == 3
+    with pytest.raises(AuditChainError, match=r"anchored record .* not intact"):
+        AuditLog(path)  # reopening checks the anchored record: it moved by one byte
 
 
 def test_reopening_a_log_with_a_bad_tail_refuses_to_append(tmp_path: Path) -> None:
@@ -345,20 +352,23 @@ def test_metrics_from_one_decision() -> None:
     assert val("allocator_reject_total", {"reason": "GROSS_CAP"}) == 2.0
     assert val("allocator_reject_total", {"reason": "TURNOVER_CAP"}) == 1.0
     assert val("allocator_reject_total", {"reason": "KILL_SWITCH"}) == 0.0
-    assert val("allocator_gross_exposure") == pytest.approx(0.25)
-    assert val("allocator_net_exposure") == pytest.approx(0.15)
+    assert val("allocator_gross_exposure_ratio") == pytest.approx(0.25)
+    assert val("allocator_net_exposure_ratio") == pytest.approx(0.15)
     assert val("allocator_active_strategies") == 2.0  # strategy 1 scaled to 0
     assert val("allocator_decision_latency_seconds_count") == 1.0
     assert val("allocator_decision_latency_seconds_bucket", {"le": "0.005"}) == 1.0
     assert val("allocator_decision_latency_seconds_bucket", {"le": "0.0025"}) == 0.0
     # AAA: |w| 0.10 / cap 0.2 = 0.5; trade 0.05 * 1e6 / (0.1 * 1e6) = 0.5 -> 0.5
     # CCC: |w| 0.5 of the cap; trade 0.1e6 / 1e5 = 1.0 -> 1.0
-    assert val("capacity_utilization_ratio", {"symbol": "AAA"}) == pytest.approx(0.5)
-    assert val("capacity_utilization_ratio", {"symbol": "CCC"}) == pytest.approx(1.0)
-    assert val("strategy_pnl_contribution", {"strategy_id": "trend"}) == 0.001
-    m.observe_decision(gate, ctx, env=1, active_strategies=3)
+    assert val("allocator_capacity_utilization_ratio", {"symbol": "AAA"}) == pytest.approx(0.5)
+    assert val("allocator_capacity_utilization_ratio", {"symbol": "CCC"}) == pytest.approx(1.0)
+    pnl = "allocator_strategy_pnl_contribution_currency"
+    assert val(pnl, {"strategy_id": "trend"}) == 0.001
+    m.observe_decision(gate, ctx, env=1, active_strategies=3, strategy_pnl={"trend": 0.002})
+    assert val(pnl, {"strategy_id": "trend"}) == pytest.approx(0.003)  # P&L adds up
+    assert val(pnl, {"strategy_id": "defensive"}) == -0.0005
     assert val("allocator_reject_total", {"reason": "SYMBOL_CAP"}) == 4.0
-    assert val("allocator_gross_exposure") == pytest.approx(0.6)
+    assert val("allocator_gross_exposure_ratio") == pytest.approx(0.6)
     assert val("allocator_active_strategies") == 3.0
 
 
@@ -381,7 +391,7 @@ def test_metrics_use_the_executed_book_and_band_codes() -> None:
     m.observe_decision(gate, ctx, execution=ex)
     val = m.registry.get_sample_value
     assert val("allocator_reject_total", {"reason": "NO_TRADE_BAND"}) == 2.0
-    assert val("allocator_gross_exposure") == pytest.approx(0.30)
+    assert val("allocator_gross_exposure_ratio") == pytest.approx(0.30)
 
 
 def test_exposition_names_every_metric_and_reason() -> None:
@@ -393,11 +403,11 @@ def test_exposition_names_every_metric_and_reason() -> None:
     text = m.exposition().decode()
     for name in (
         "allocator_active_strategies",
-        "allocator_gross_exposure",
-        "allocator_net_exposure",
+        "allocator_gross_exposure_ratio",
+        "allocator_net_exposure_ratio",
         "allocator_reject_total",
-        "capacity_utilization_ratio",
-        "strategy_pnl_contribution",
+        "allocator_capacity_utilization_ratio",
+        "allocator_strategy_pnl_contribution_currency",
         "allocator_decision_latency_seconds",
     ):
         assert f"# TYPE {name}" in text or f"# TYPE {name.removesuffix('_total')}" in text, name
@@ -407,4 +417,110 @@ def test_exposition_names_every_metric_and_reason() -> None:
     # a second instance has its own registry: no duplicate-timeseries error
     other = Metrics()
     assert other.registry is not m.registry
-    assert other.registry.get_sample_value("allocator_gross_exposure") == 0.0
+    assert other.registry.get_sample_value("allocator_gross_exposure_ratio") == 0.0
+
+
+def prometheus_naming_problems(exposition: str) -> list[str]:
+    """What breaks Prometheus' naming conventions in a text exposition: a metric without
+    the ``allocator_`` prefix, a counter not ending in ``_total``, a histogram without a
+    unit, a fraction of equity without ``_ratio``, or a name of the first release."""
+    kinds = dict(
+        line.split()[2:4] for line in exposition.splitlines() if line.startswith("# TYPE ")
+    )
+    helps = {
+        line.split(" ", 3)[2]: line.split(" ", 3)[3]
+        for line in exposition.splitlines()
+        if line.startswith("# HELP ")
+    }
+    problems = []
+    for name, kind in kinds.items():
+        if not name.startswith("allocator_"):
+            problems.append(f"{name}: no allocator_ prefix")
+        if kind == "counter" and not name.endswith("_total"):
+            problems.append(f"{name}: a counter not ending in _total")
+        if kind == "histogram" and not name.endswith(("_seconds", "_bytes")):
+            problems.append(f"{name}: a histogram without its unit")
+        created = kind == "gauge" and name.endswith("_created")  # the client's start times
+        if not created and "fraction" in helps[name] and not name.endswith("_ratio"):
+            problems.append(f"{name}: a fraction not ending in _ratio")
+        if name in METRIC_RENAMES:
+            problems.append(f"{name}: renamed to {METRIC_RENAMES[name]}")
+    return problems
+
+
+def test_metric_names_follow_prometheus_conventions() -> None:
+    m = Metrics()
+    gate, ctx = _gate()
+    m.observe_decision(gate, ctx, latency_s=1e-3, limits=RiskLimits(), strategy_pnl={"a": 1.0})
+    text = m.exposition().decode()
+    assert prometheus_naming_problems(text) == []
+    assert set(METRIC_RENAMES.values()) <= {
+        line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")
+    }
+    # the checker itself catches each kind of problem
+    assert len(prometheus_naming_problems(text.replace("allocator_", "alloc_"))) > 5
+    bad = "# HELP allocator_gross_exposure Gross (fraction of equity).\n"
+    bad += "# TYPE allocator_gross_exposure gauge\n"
+    assert len(prometheus_naming_problems(bad)) == 2  # no _ratio, and a first-release name
+
+
+def test_readme_migration_note_lists_every_renamed_metric() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for old, new in METRIC_RENAMES.items():
+        assert f"| `{old}` | `{new}` |" in readme, old
+
+
+def test_strategy_shares_split_each_symbol_over_its_strategies() -> None:
+    parts = np.array([[0.3, 0.10, 0.0, 1e-17], [0.1, -0.05, 0.0, 0.0]])
+    # 0.3 / 0.4; a strategy offsetting another gets a negative share; no owner below 1e-15
+    expected = np.array([[0.75, 2.0, 0.0, 0.0], [0.25, -1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(strategy_shares(parts), expected, rtol=1e-15)
+
+
+def test_strategy_pnl_attributes_each_account_by_hand() -> None:
+    day = [dt.datetime(2024, 5, d, 20, tzinfo=dt.UTC) for d in range(1, 5)]
+    pnl = StrategyPnL(("a", "b"))
+    # decision 1: symbols 0 and 1 traded, 0 owned 75/25 by a/b, 1 all b; 2 not traded,
+    # so its owners here do not apply
+    owners = np.array([[0.75, 0.0, 0.5], [0.25, 1.0, 0.5]])
+    traded = np.array([True, True, False])
+    assert pnl.update("x", day[0], np.array([10.0, 20.0, 50.0]), np.zeros(3), traded, owners) == {}
+    # decision 2: 100 / 50 / 10 shares held; prices +1, -1, +5 -> P&L 100, -50, 50.
+    # a = 0.75 * 100 = 75; b = 0.25 * 100 + 1.0 * -50 = -25; symbol 2 has no owner = 50.
+    # A trade by no strategy (a fallback) takes symbol 1 from b.
+    held = np.array([100.0, 50.0, 10.0])
+    got = pnl.update(
+        "x", day[1], np.array([11.0, 19.0, 55.0]), held, np.array([False, True, False]), None
+    )
+    assert got == {"a": 75.0, "b": -25.0, UNATTRIBUTED: 50.0}
+    # another account has its own state: its first decision attributes nothing
+    assert pnl.update("y", day[1], np.array([11.0, 19.0, 55.0]), held, traded, owners) == {}
+    # an earlier bar is ignored; decision 3: prices +1, +2, 0 -> P&L 100, 100, 0:
+    # a = 75, b = 25 (symbol 0 still theirs), symbol 1 now unowned = 100
+    stale = pnl.update("x", day[0], np.array([1.0, 1.0, 1.0]), held, traded, owners)
+    assert stale == {}
+    got = pnl.update("x", day[2], np.array([12.0, 21.0, 55.0]), held, np.zeros(3, bool), None)
+    assert got == {"a": 75.0, "b": 25.0, UNATTRIBUTED: 100.0}
+    assert sum(got.values()) == float(held @ np.array([1.0, 2.0, 0.0]))
+    # the same bar again attributes nothing
+    assert pnl.update("x", day[2], np.array([12.0, 21.0, 55.0]), held, traded, None) == {}
+
+
+def test_strategy_pnl_memory_is_bounded_and_inputs_checked() -> None:
+    day = [dt.datetime(2024, 5, d, 20, tzinfo=dt.UTC) for d in range(1, 4)]
+    pnl = StrategyPnL(("a",), max_accounts=2)
+    args = (np.ones(2), np.ones(2), np.ones(2, bool), np.ones((1, 2)))
+    for account in ("x", "y", "x", "z"):  # z evicts y, the account decided least recently
+        pnl.update(account, day[0] if account != "z" else day[1], *args)
+    assert len(pnl) == 2
+    prices = (np.full(2, 2.0), *args[1:])
+    assert pnl.update("x", day[2], *prices) == {"a": 2.0, UNATTRIBUTED: 0.0}
+    assert pnl.update("y", day[2], *prices) == {}  # forgotten: starts afresh
+    with pytest.raises(ValueError, match="max_accounts=0"):
+        StrategyPnL(("a",), max_accounts=0)
+    with pytest.raises(ValueError, match="unattributed"):
+        StrategyPnL(("a", UNATTRIBUTED))
+    with pytest.raises(ValueError, match=r"held_shares \(3,\)"):
+        pnl.update("x", day[2], np.ones(2), np.ones(3), np.ones(2, bool), None)
+    with pytest.raises(ValueError, match=r"owners \(2, 2\)"):
+        pnl.update("x", day[2], np.ones(2), np.ones(2), np.ones(2, bool), np.ones((2, 2)))

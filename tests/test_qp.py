@@ -191,7 +191,7 @@ def test_risk_aversion_and_cost_knobs_are_used() -> None:
 def test_infeasible_names_the_constraint_groups() -> None:
     n = 20
     sector_ids = np.arange(n) % 4
-    # seed 002's net cap 0.3 contradicts sum w = 1
+    # a net cap of 0.3 contradicts sum w = 1
     params = QPParams(max_net=0.3)
     with pytest.raises(Infeasible) as err:
         QPAllocator(params).solve(_inputs(params, n, 0), sector_ids)

@@ -5,8 +5,6 @@ generator's true regimes; the ``allocgym regime`` command."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -384,9 +382,9 @@ def test_deterministic_and_errors(model: RegimeModel, market) -> None:
         config_from_dict({"regime": {"min_dwell": 50}})
     with pytest.raises(ConfigError, match=r"vol_level_low 0\.4 >= vol_level_high 0\.35"):
         config_from_dict({"regime": {"vol_level_low": 0.4}})
-    with pytest.warns(DeprecationWarning, match=r"regime\.high_vol_percentile is retired"):
-        old = config_from_dict({"regime": {"high_vol_percentile": 0.8, "vol_window": 20}})
-    assert old.regime == RegimeConfig(vol_window=20)
+    # The percentile thresholds of the first release are gone: the stress thresholds replace them.
+    with pytest.raises(ConfigError, match=r"unknown key 'regime\.high_vol_percentile'"):
+        config_from_dict({"regime": {"high_vol_percentile": 0.8, "vol_window": 20}})
     # 100 + 10 - 1 statistics bars, then memory - 1 = 28 more
     assert RegimeModel(RegimeConfig(vol_lookback=100, vol_window=10)).required_history == 137
     assert RegimeModel(RegimeConfig(memory=5, min_dwell=5)).required_history == 276
@@ -545,13 +543,3 @@ def test_balanced_accuracy_floor_on_synthetic(synthetic_accuracy: dict, seed: in
 def test_balanced_accuracy_mean_on_synthetic(synthetic_accuracy: dict) -> None:
     mean = float(np.mean(list(synthetic_accuracy.values())))
     assert mean >= BA_MEAN_FLOOR, f"mean balanced accuracy {mean:.3f} over seeds 0-9"
-
-
-def test_retired_percentile_keys_warn_once_each() -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        RegimeConfig.model_validate({"crisis_percentile": 0.9, "quiet_percentile": 0.4})
-    messages = sorted(str(w.message) for w in caught if w.category is DeprecationWarning)
-    assert len(messages) == 2
-    assert "regime.crisis_percentile" in messages[0] and "regime.crisis_stress" in messages[0]
-    assert "regime.quiet_percentile" in messages[1] and "regime.quiet_stress" in messages[1]

@@ -118,12 +118,70 @@ def test_markdown_has_every_section_and_the_table(written) -> None:
                     "## Statistical tests: Sharpe differences against 1/N, HRP and the best baseline",
                     "## Risk by regime: proposed vs held book"):  # fmt: skip
         assert section in md, section
-    header, rows = metrics_table(result)
-    assert "| " + " | ".join(header) + " |" in md
-    for row in rows:
-        assert "| " + " | ".join(row) + " |" in md
+    assert f"| {' | '.join(HEADER)} |" in md
+    for bt in result.backtests:
+        assert f"\n| {bt.name} | " in md
+    assert "\n| toy (mean ± std, 2 seeds) | " in md
     assert "**0 breaches**" in md
     assert "(plots/weights.png)" in md
+
+
+HEADER = [
+    "Allocator", "Ann. return", "Ann. vol", "Sharpe", "Sortino", "Max DD", "Calmar", "CVaR95",
+    "Turnover/yr", "Costs", "Gate cut: allocator-caused", "Gate cut: regime overlay",
+    "Breaches", "HHI", "PSR", "DSR (N=2, seeds, weak)", "ΔSharpe vs 1/N [90% CI]", "p vs 1/N",
+]  # fmt: skip
+"""The metrics table's header for the fixture: two agent seeds and 1/N walked."""
+
+
+def test_metrics_table_rows_written_out_by_hand(written, tmp_path: Path) -> None:
+    """A small fixed result (one seed, 1/N and the seed group, table metrics and paired
+    tests set by hand): every cell as a reader sees it, in the table and the markdown."""
+    result, _ = written
+    agent = dict(ann_return=0.1234, ann_volatility=0.2, sharpe=0.617, sortino=0.9,
+                 max_drawdown=0.15, calmar=0.8227, cvar=0.031, turnover=4.5, costs=0.0012,
+                 allocator_bars=0.26, overlay_bars=0.0, invariant_breaches=0, hhi=0.25,
+                 psr=0.9312, dsr=0.5)  # fmt: skip
+    one_n = dict(ann_return=-0.02, ann_volatility=0.1, sharpe=-0.2, sortino=float("nan"),
+                 max_drawdown=0.3, calmar=-0.0667, cvar=0.0251, turnover=0.25, costs=4e-5,
+                 allocator_bars=0.0, overlay_bars=0.1, invariant_breaches=0, hhi=1 / 6,
+                 psr=0.3, dsr=None)  # fmt: skip
+    group = {k: {"mean": v, "std": 0.5 * v} for k, v in agent.items()}
+
+    def vs_1n(diff: float, lo: float, hi: float, p: float, verdict: str) -> dict:
+        return {"equal_weight": {"reference": "equal_weight", "diff": diff, "ci_low": lo,
+                                 "ci_high": hi, "p_value": p, "verdict": verdict,
+                                 "sharpe_a": 0.6}}  # fmt: skip
+
+    small = replace(
+        result,
+        backtests=[result.backtest("toy_seed0"), result.backtest("equal_weight")],
+        metrics={
+            "toy_seed0": {**result.metrics["toy_seed0"], **agent},
+            "equal_weight": {**result.metrics["equal_weight"], **one_n},
+        },
+        groups={"toy": {**result.groups["toy"], **group}},
+        dsr={**result.dsr, "n_trials": 2, "source": "agent seeds"},
+        paired={**result.paired, "level": 0.9, "rows": {
+            "toy_seed0": vs_1n(0.1, -0.2, 0.4, 0.5, "indistinguishable"),
+            "toy (pooled, 2 seeds)": vs_1n(0.5, 0.2, 0.8, 0.0123, "better"),
+        }},
+    )  # fmt: skip
+    rows = [
+        ["toy_seed0", "12.34%", "20.00%", "0.62", "0.90", "15.00%", "0.82", "3.10%", "4.50",
+         "0.12%", "26% of bars", "0% of bars", "0", "0.250", "0.93", "0.50",
+         "+0.10 [-0.20, +0.40]", "0.500"],
+        ["equal_weight", "-2.00%", "10.00%", "-0.20", "n/a", "30.00%", "-0.07", "2.51%", "0.25",
+         "0.00%", "0% of bars", "10% of bars", "0", "0.167", "0.30", "n/a", "n/a", "n/a"],
+        ["toy (mean ± std, 2 seeds)", "12.34% ± 6.17%", "20.00% ± 10.00%", "0.62 ± 0.31",
+         "0.90 ± 0.45", "15.00% ± 7.50%", "0.82 ± 0.41", "3.10% ± 1.55%", "4.50 ± 2.25",
+         "0.12% ± 0.06%", "26% of bars ± 13% of bars", "0% of bars ± 0% of bars", "0 ± 0",
+         "0.250 ± 0.125", "0.93 ± 0.47", "0.50 ± 0.25", "+0.50 [+0.20, +0.80]", "0.012"],
+    ]  # fmt: skip
+    assert metrics_table(small) == (HEADER, rows)
+    md = write_report(small, tmp_path)["markdown"].read_text()
+    for cells in (HEADER, *rows):
+        assert f"| {' | '.join(cells)} |" in md
 
 
 def test_results_json_is_strict_json_with_series(written) -> None:

@@ -1,11 +1,13 @@
-"""RiskGateChain: boundary table per limit, kill switch, reduce-only, forced de-risk,
-determinism, permutation equivariance, idempotence, regime multipliers, env loader."""
+"""RiskGateChain: slippage, long-only and strategy boundaries, kill switch, reduce-only,
+forced de-risk, determinism, permutation equivariance, idempotence, regime multipliers,
+the runtime-flag loader."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from allocgym.config import RiskConfig
-from allocgym.costs import CostModel, expected_cost
+from allocgym.costs import CostModel
 from allocgym.errors import GateConfigError, InvariantBreach, RequestError
 from allocgym.regime import REGIME_LABELS, UNKNOWN_REGIME, regime_code
 from allocgym.risk import (
@@ -24,12 +26,11 @@ from allocgym.risk import (
     ReasonCode,
     RiskGateChain,
     RiskLimits,
-    allocator_enabled,
     check_invariants,
     decode_reasons,
-    limits_from_env,
     reason_code_table,
 )
+from allocgym.serving.flags import allocator_enabled, limits_from_env
 
 R = ReasonCode
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,164 +79,9 @@ def run(lim: RiskLimits, p, c: GateContext, cost: CostModel = FREE):
     return res
 
 
-# ----------------------------------------------------------------------------- boundary table
-# Each case: limits, context, proposal as a function of a factor f (f = 1 puts the
-# constrained quantity exactly at its limit), the code expected above the limit, the
-# symbols the gate must change above the limit, and the constrained quantity.
+# ----------------------------------------------------------------------------- boundaries
+# The boundary table (one row per registry limit) is in tests/test_risk_registry.py.
 EPS = 1e-9
-
-
-def _sector_ctx():
-    return ctx(sector_ids=np.array([0, 0, 1, 1]))
-
-
-CASES = {
-    "SYMBOL_CAP": (
-        limits(max_symbol_weight=0.25),
-        ctx(),
-        lambda f: [0.25 * f, 0.1, -0.2, 0.0],
-        R.SYMBOL_CAP,
-        [0],
-        lambda w, c: abs(w[0]),
-        0.25,
-    ),
-    "SYMBOL_CAP_short": (
-        limits(max_symbol_weight=0.25),
-        ctx(),
-        lambda f: [0.1, -0.25 * f, 0.0, 0.0],
-        R.SYMBOL_CAP,
-        [1],
-        lambda w, c: -w[1],  # signed: the clipped short must stay a short of 0.25
-        0.25,
-    ),
-    "SYMBOL_NOTIONAL_CAP": (
-        limits(max_symbol_notional=250_000.0),
-        ctx(),
-        lambda f: [0.1, 0.25 * f, 0.0, 0.0],
-        R.SYMBOL_NOTIONAL_CAP,
-        [1],
-        lambda w, c: abs(w[1]) * 1e6,
-        250_000.0,
-    ),
-    "SECTOR_CAP": (
-        limits(max_sector_gross=0.5),
-        _sector_ctx(),
-        lambda f: [0.25 * f, -0.25 * f, 0.125, 0.0],
-        R.SECTOR_CAP,
-        [0, 1],
-        lambda w, c: abs(w[0]) + abs(w[1]),
-        0.5,
-    ),
-    "GROSS_CAP": (
-        limits(max_gross=1.0),
-        ctx(),
-        lambda f: [0.25 * f, 0.25 * f, -0.25 * f, 0.25 * f],
-        R.GROSS_CAP,
-        [0, 1, 2, 3],
-        lambda w, c: np.abs(w).sum(),
-        1.0,
-    ),
-    "NET_CAP": (
-        limits(max_net=0.5),
-        ctx(),
-        lambda f: [0.5 * f, 0.5 * f, 0.25 * f, -0.75 * f],
-        R.NET_CAP,
-        [0, 1, 2],  # only the long (dominant) side is scaled
-        lambda w, c: abs(w.sum()),
-        0.5,
-    ),
-    "BETA_LIMIT": (
-        limits(beta_tolerance=0.5),
-        ctx(betas=np.array([[2.0, 1.0, 0.5, 0.0]])),
-        lambda f: [0.125 * f, 0.25 * f, 0.0, 0.5],
-        R.BETA_LIMIT,
-        [0, 1],  # zero-beta symbol 3 is untouched
-        lambda w, c: abs(np.dot([2.0, 1.0, 0.5, 0.0], w)),
-        0.5,
-    ),
-    "NOTIONAL_CAP": (
-        limits(max_gross_notional=500_000.0),
-        ctx(),
-        lambda f: [0.25 * f, 0.125 * f, -0.125 * f, 0.0],
-        R.NOTIONAL_CAP,
-        [0, 1, 2],
-        lambda w, c: np.abs(w).sum() * 1e6,
-        500_000.0,
-    ),
-    "TURNOVER_CAP": (
-        limits(max_turnover=0.5),
-        ctx(current_weights=np.array([[0.25, 0.0, 0.0, 0.0]])),
-        lambda f: [0.25 + 0.125 * f, 0.125 * f, -0.125 * f, 0.125 * f],
-        R.TURNOVER_CAP,
-        [0, 1, 2, 3],
-        lambda w, c: np.abs(w - c).sum(),
-        0.5,
-    ),
-    "PARTICIPATION_CAP": (
-        limits(max_participation=0.1),
-        ctx(adv_notional=np.full((1, 4), 1.0e6)),  # cap = 0.1 * 1e6 / 1e6 = 0.1 weight
-        lambda f: [0.1 * f, 0.05, 0.0, 0.0],
-        R.PARTICIPATION_CAP,
-        [0],
-        lambda w, c: abs(w[0]) * 1e6 / 1e6,
-        0.1,
-    ),
-}
-
-
-def _slippage_case():
-    # Commission only: cost = 1e-4 * L1 traded; budget 1 bps -> L1 of exactly 1.
-    model = CostModel(commission_bps=1.0, spread_mult=0.0, impact_k=0.0)
-    lim = limits(slippage_budget_bps=1.0)
-    c = ctx()
-    return lim, c, model
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_boundary_table(name):
-    lim, c, prop, code, touched, measure, limit = CASES[name]
-    cur = c.current_weights[0]
-    at = np.array([prop(1.0)])
-    res = run(lim, at, c)
-    assert np.array_equal(res.approved, at), "exactly at the limit must pass unchanged"
-    assert not res.symbol_reasons.any() and not res.portfolio_reasons.any()
-
-    below = np.array([prop(1.0 - EPS)])
-    res = run(lim, below, c)
-    assert np.array_equal(res.approved, below), "just below the limit must pass unchanged"
-    assert not res.symbol_reasons.any()
-
-    above = np.array([prop(1.0 + EPS)])
-    res = run(lim, above, c)
-    w = res.approved[0]
-    assert measure(w, cur) <= limit * (1 + 1e-12)
-    assert measure(w, cur) == pytest.approx(limit, rel=1e-11)
-    for i in range(4):
-        has = bool(res.symbol_reasons[0, i] & int(code))
-        assert has == (i in touched), (i, decode_reasons(res.symbol_reasons[0, i]))
-        if i not in touched:
-            assert w[i] == above[0, i]
-    portfolio_level = code not in (R.SYMBOL_CAP, R.SYMBOL_NOTIONAL_CAP, R.PARTICIPATION_CAP)
-    assert bool(res.portfolio_reasons[0] & int(code)) == portfolio_level
-    assert res.clipped[code.name][0] == pytest.approx(np.abs(above - w).sum(), rel=1e-9)
-
-
-def test_boundary_slippage_budget():
-    lim, c, model = _slippage_case()
-    for f, clipped in ((1.0, False), (1.0 - EPS, False), (1.0 + EPS, True)):
-        p = np.array([[0.25 * f, -0.25 * f, 0.25 * f, 0.25 * f]])
-        res = run(lim, p, c, model)
-        cost = expected_cost(
-            res.approved, c.equity, c.adv_notional, c.volatility, c.spread_bps, model
-        )
-        assert cost.sum() <= 1e-4 * (1 + 1e-12)
-        if clipped:
-            assert cost.sum() == pytest.approx(1e-4, rel=1e-11)
-            assert res.portfolio_reasons[0] == int(R.SLIPPAGE_BUDGET)
-            assert (res.symbol_reasons[0] == int(R.SLIPPAGE_BUDGET)).all()
-        else:
-            assert np.array_equal(res.approved, p)
-            assert res.portfolio_reasons[0] == 0
 
 
 def test_slippage_scale_solves_the_concave_cost_curve():
@@ -386,7 +232,7 @@ def test_kill_switch_flat_and_every_symbol_coded():
     ref = RiskGateChain(lim, FREE).apply(p, ctx(6, 5, current_weights=cur))
     assert np.array_equal(res.approved[~kill], ref.approved[~kill])
     # The global flag kills every portfolio.
-    all_killed = run(dataclasses.replace(lim, kill_switch=True), p, ctx(6, 5, current_weights=cur))
+    all_killed = run(lim.replace(kill_switch=True), p, ctx(6, 5, current_weights=cur))
     assert not all_killed.approved.any()
     assert (all_killed.symbol_reasons & int(R.KILL_SWITCH)).all()
 
@@ -617,9 +463,9 @@ def test_checker_catches_tampered_results():
 
 
 def test_debug_mode_raises_on_a_breach(monkeypatch):
-    import allocgym.risk as risk
+    import allocgym.risk.chain as chain
 
-    monkeypatch.setattr(risk, "_hard_gates", lambda w, lim, long_only, trace: w)
+    monkeypatch.setattr(chain, "hard_gates", lambda w, bounds, trace: w)
     with pytest.raises(InvariantBreach, match="breach"):
         RiskGateChain(RiskLimits(), debug=True).apply(np.array([[0.9, 0.9, 0.0, 0.0]]), ctx())
 
@@ -679,6 +525,29 @@ def test_limits_defaults_mirror_the_config_and_reject_bad_values():
     assert d["regime_budget_multipliers"] == dict(
         zip(REGIME_LABELS, (1.0, 1.0, 0.6, 0.8), strict=True)
     )
+
+
+def test_limits_are_a_read_only_view_of_the_config():
+    cfg = RiskConfig(max_gross=1.5, default_budget_multiplier=5.0)
+    lim = RiskLimits.from_config(cfg)
+    assert lim.config is cfg and lim.max_gross == 1.5
+    assert lim.default_budget_multiplier == 2.0  # clamped to max_multiplier
+    with pytest.raises(AttributeError, match="read-only"):
+        lim.max_gross = 2.0
+    assert pickle.loads(pickle.dumps(lim)) == lim
+    assert lim.replace(max_gross=2.0).max_gross == 2.0 and lim.max_gross == 1.5
+    with pytest.raises(GateConfigError, match="max_gross"):
+        lim.replace(max_gross=-1.0)
+    with pytest.raises(GateConfigError, match="one multiplier per regime label"):
+        RiskLimits(regime_budget_multipliers=(1.0, 0.5))
+
+
+def test_context_rows_select_portfolios():
+    c = ctx(3, 4, current_weights=np.arange(12.0).reshape(3, 4) / 100, equity=np.array([1.0, 2, 3]))
+    sub = c.rows(np.array([2, 0]), regime=np.array([-1, -1]))
+    assert np.array_equal(sub.current_weights, c.current_weights[[2, 0]])
+    assert sub.equity.tolist() == [3.0, 1.0] and sub.regime.tolist() == [-1, -1]
+    assert sub.sector_ids is c.sector_ids and sub.betas is None
 
 
 # ----------------------------------------------------------------------------- env loader

@@ -22,6 +22,7 @@ from test_serving_support import (
     exported_bundle,
     fixed_clock,
     patient,
+    reseal_bundle,
     small_market,
     sp500,
     untrained_bundle,
@@ -203,7 +204,8 @@ def test_edited_config_or_feature_layout_is_refused(bundle: Path, tmp_path: Path
     with pytest.raises(BundleError, match="manifest was edited"):
         FrozenAllocator(FrozenPolicy.load(d), environ=ENABLED)
     d2 = _copy(bundle, tmp_path / "c")
-    _edit_manifest(d2, lambda m: m["features"].__setitem__("clip", 4.0))
+    # re-sealed, as a bundle written by another allocgym version would be
+    reseal_bundle(d2, lambda m: m["features"].__setitem__("clip", 4.0))
     with pytest.raises(BundleError, match="different feature layout"):
         FrozenAllocator(FrozenPolicy.load(d2), environ=ENABLED)
 
@@ -459,8 +461,9 @@ def test_model_faults_fall_back_inside_the_limits_and_are_counted(
         for k in range(4):
             # books inside and (scaled up) outside the hard limits
             shares = base * rng.uniform(0.5, 4.0)
-            tr = alloc.trace(make_request(alloc, rid=f"{cause}{k}", shares=shares))
-            svc.metrics.observe_trace(tr, alloc)
+            req = make_request(alloc, rid=f"{cause}{k}", shares=shares)
+            tr = alloc.trace(req)
+            svc.metrics.observe_trace(tr, alloc, req)
             d = tr.decision
             assert d.status == "fallback" and d.fallback.cause == cause
             assert d.fallback.kind == fallback
@@ -556,7 +559,7 @@ def test_default_regime_flag_when_regime_comes_from_requests(policy: FrozenPolic
     alloc = make_alloc(policy, environ=env, serving=serving)
     d = alloc.decide(make_request(alloc))
     assert (d.regime.label, d.regime.code, d.regime.source) == ("uncertain", 3, "default")
-    alloc2 = make_alloc(policy, serving=serving)  # seed 001's default label 'neutral'
+    alloc2 = make_alloc(policy, serving=serving)  # the trading allocator's default label 'neutral'
     d2 = alloc2.decide(make_request(alloc2))
     assert (d2.regime.label, d2.regime.code) == ("neutral", -1)
 

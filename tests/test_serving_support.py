@@ -124,6 +124,39 @@ def _untrained_bundle(mode: str, long_only: bool, algo: str) -> Path:
     return out
 
 
+def reseal_bundle(folder: Path, edit: Any = None) -> str:
+    """Apply ``edit(manifest)`` to a bundle copy and recompute its seal, model id and model
+    hash as an export would (what someone who edits a bundle and re-seals it can do);
+    returns the new model id. Without a signature requirement such a bundle loads."""
+    import hashlib
+    import json
+
+    import onnx
+
+    from allocgym.serving.bundle import (
+        compute_seal,
+        derive_model_id,
+        model_core_bytes,
+        stamp_model_id,
+    )
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if edit is not None:
+        edit(manifest)
+    model = onnx.load_model_from_string((folder / "model.onnx").read_bytes())
+    core = model_core_bytes(model)
+    seal = compute_seal(manifest, core)
+    model_id = derive_model_id(manifest["algo"], seal["digest"])
+    del model.metadata_props[-1]
+    data = stamp_model_id(model, model_id)
+    (folder / "model.onnx").write_bytes(data)
+    manifest["model_id"] = model_id
+    manifest["model"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest["seal"] = seal
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return model_id
+
+
 @cache
 def small_market() -> Any:
     from allocgym.data import synthetic

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from allocgym import measures
 from allocgym import stats as sst
+from allocgym.data import MarketData
 from allocgym.errors import ConfigError, DataError
 
 
@@ -260,11 +261,40 @@ def test_sharpe_moments_use_the_measures_sharpe() -> None:
     assert math.isnan(sst.probabilistic_sharpe_ratio(sst.sharpe_moments(flat)[0], 3))
 
 
-def test_bench_stats_smoke() -> None:
-    """``allocgym bench stats --quick``: both rows time ours and the reference."""
-    from allocgym.bench.stats import run
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the bundled sample's data notes
+def test_bench_stats_reports_interleaved_medians(
+    monkeypatch: pytest.MonkeyPatch, sp500: MarketData
+) -> None:
+    """``allocgym bench stats --quick`` on scripted call times: rounds alternate which side
+    goes first (ours, ref | ref, ours | ours, ref), each row reports the medians in its
+    unit and the reference / ours ratios."""
+    from scripted_clock import ScriptedClock
 
-    rows = run(quick=True)
-    assert [r["case"] for r in rows] == ["paired bootstrap", "regime, per bar"]
-    for r in rows:
-        assert r["ours_wall"] > 0 and r["ref_wall"] > 0 and r["speedup_cpu"] > 0
+    import allocgym.bench.stats
+
+    n_days = sp500.n_days
+    # ours 3, 1, 1.5 (median 1.5, mean 1.83); ref 8, 4, 5 (median 5): wall, in call order
+    wall = [3.0, 8.0, 4.0, 1.0, 1.5, 5.0]
+    cpu = [1.0, 2.0, 2.0, 1.0, 1.0, 2.0]
+    clock = ScriptedClock([w * 1e-3 for w in wall] * 2, [c * 1e-3 for c in cpu] * 2)
+    monkeypatch.setattr(allocgym.bench.stats, "time", clock)
+    rows = allocgym.bench.stats.run(quick=True)
+    assert clock.unused == 0
+    boot, regime = rows
+    assert list(boot) == ["case", "size", "unit", "ours_wall", "ours_cpu", "ref_wall",
+                          "ref_cpu", "speedup_wall", "speedup_cpu"]  # fmt: skip
+    assert (boot["case"], boot["size"], boot["unit"]) == (
+        "paired bootstrap", "300 bars x 100 resamples", "ms"
+    )  # fmt: skip
+    got = [boot[k] for k in ("ours_wall", "ref_wall", "speedup_wall", "ours_cpu", "ref_cpu")]
+    assert got == pytest.approx([1.5, 5.0, 5.0 / 1.5, 1.0, 2.0], rel=1e-12)
+    assert boot["speedup_cpu"] == pytest.approx(2.0, rel=1e-12)
+    # the regime row is per bar: the path covers every bar of the sample, the reference 20
+    assert (regime["case"], regime["size"], regime["unit"]) == (
+        "regime, per bar", f"S&P {n_days} bars", "us"
+    )  # fmt: skip
+    ours, ref = 1.5e3 / n_days, 5.0e3 / 20
+    assert regime["ours_wall"] == pytest.approx(ours, rel=1e-12)
+    assert regime["ref_wall"] == pytest.approx(ref, rel=1e-12)
+    assert regime["speedup_wall"] == pytest.approx(ref / ours, rel=1e-12)
+    assert regime["speedup_cpu"] == pytest.approx((2e3 / 20) / (1e3 / n_days), rel=1e-12)

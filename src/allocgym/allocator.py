@@ -1,15 +1,23 @@
-"""The ``Allocator`` protocol: every baseline, the SB3 policy wrapper and ``FrozenPolicy``
+"""The ``Allocator`` protocol: every baseline, the SB3 policy wrapper and the frozen policy
 turn a past-only ``AllocationContext`` into proposed weights ``(n_envs, n_assets)``.
 
-Evaluation runs any Allocator through the same environment, gates and costs.
+Evaluation runs any Allocator through the same environment, gates and costs. Agents are
+allocators too: a :class:`PolicyAllocator` reads the env's observation from the context,
+asks its policy for actions and maps them to weights with the env's ``ActionSpec``
+(:func:`action_proposal`, the map ``allocgym.envs.core.propose`` applies in training).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from allocgym.actions import ActionSpec
+from allocgym.errors import ConfigError
+from allocgym.intents import IntentAggregator
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,15 @@ class AllocationContext:
         Bar index of each portfolio (for allocators that rebalance on a schedule).
     barbell : ndarray of int, shape (n_envs,), optional
         The regime model's barbell state, codes into ``allocgym.regime.BARBELL_STATES``.
+    observation : ndarray of float32, shape (n_envs, obs_dim), optional
+        The env's observation at bar t (``FeatureBuilder`` layout: features, book,
+        drawdown, cash), exactly what the env feeds an agent; what a
+        :class:`PolicyAllocator` acts on.
+    prior_weights : ndarray, shape (n_envs, n_assets), optional
+        The tilt prior's book at bar t (``tilt`` action mode: an agent's tilts apply to it).
+    intents : ndarray, shape (n_envs, n_strategies, n_assets), optional
+        Strategy-family intents at bar t (``budgets`` action mode: an agent's budgets are
+        netted over them).
     """
 
     returns: np.ndarray
@@ -52,6 +69,9 @@ class AllocationContext:
     benchmark_returns: np.ndarray | None = None
     t: np.ndarray | None = None
     barbell: np.ndarray | None = None
+    observation: np.ndarray | None = None
+    prior_weights: np.ndarray | None = None
+    intents: np.ndarray | None = None
 
     @property
     def n_envs(self) -> int:
@@ -71,6 +91,102 @@ class Allocator(Protocol):
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Proposed weights, shape (ctx.n_envs, ctx.n_assets), float64."""
         ...
+
+
+def action_proposal(
+    spec: ActionSpec, actions: np.ndarray, ctx: AllocationContext
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Proposed weights of a batch of actions at the context's bars: the env's action map.
+
+    ``weights`` mode: ``spec.to_weights``; ``tilt``: ``spec.to_tilted`` on
+    ``ctx.prior_weights``; ``budgets``: ``spec.to_budgets`` netted over ``ctx.intents`` by
+    the ``IntentAggregator`` (a row with a non-finite budget becomes a NaN proposal, which
+    the gates code INVALID_INPUT, with the contributions of an all-cash budget).
+
+    Parameters
+    ----------
+    spec : ActionSpec
+    actions : ndarray, shape (ctx.n_envs, spec.action_dim)
+    ctx : AllocationContext
+
+    Returns
+    -------
+    weights : ndarray, shape (ctx.n_envs, ctx.n_assets)
+    budgets : ndarray, shape (ctx.n_envs, n_strategies + 1), or None
+        ``budgets`` mode only.
+    contributions : ndarray, shape (ctx.n_envs, n_strategies, n_assets), or None
+        Each family's part of the weights (``budgets`` mode only; the STRATEGY_CAP input).
+    """
+    if spec.mode == "weights":
+        return spec.to_weights(actions), None, None
+    if spec.mode == "tilt":
+        if ctx.prior_weights is None:
+            raise ConfigError(
+                "tilt-mode actions need the prior's book: build the context with "
+                "allocgym.envs.context.allocation_context (it sets prior_weights)"
+            )
+        return spec.to_tilted(actions, ctx.prior_weights), None, None
+    if ctx.intents is None:
+        raise ConfigError(
+            "budgets-mode actions need the strategy intents: build the context with "
+            "allocgym.envs.context.allocation_context (it sets intents)"
+        )
+    aggregator = IntentAggregator(long_only=spec.long_only, n_strategies=spec.n_strategies)
+    budgets = spec.to_budgets(actions)
+    finite = np.isfinite(budgets).all(axis=1)
+    if finite.all():
+        weights, contributions = aggregator.aggregate(budgets, ctx.intents)
+        return weights, budgets, contributions
+    cash_only = np.zeros_like(budgets)
+    cash_only[:, -1] = 1.0
+    safe = np.where(finite[:, None], budgets, cash_only)
+    weights, contributions = aggregator.aggregate(safe, ctx.intents)
+    return np.where(finite[:, None], weights, np.nan), budgets, contributions
+
+
+class PolicyAllocator(ABC):
+    """An agent as an :class:`Allocator`: a policy acting on the env's observation.
+
+    :meth:`allocate` asks :meth:`act` for actions on ``ctx.observation`` and maps them
+    with ``action_spec`` (:func:`action_proposal`), so an agent walked by evaluation
+    proposes exactly what the training env would make of its actions. Subclasses set
+    ``name`` and ``action_spec`` and implement :meth:`act`.
+
+    Attributes
+    ----------
+    budgets_, contributions_ : ndarray or None
+        ``budgets`` mode: the strategy budgets ``(n, n_strategies + 1)`` and per-family
+        contributions ``(n, n_strategies, n_assets)`` of the last :meth:`allocate` call
+        (evaluation passes them to the STRATEGY_CAP gate); None in the other modes.
+    """
+
+    name: str
+    action_spec: ActionSpec | None
+    budgets_: np.ndarray | None = None
+    contributions_: np.ndarray | None = None
+
+    @abstractmethod
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions in the ``ActionSpec`` Box, shape (n_envs, action_dim), from raw
+        observations (n_envs, obs_dim)."""
+
+    def allocate(self, ctx: AllocationContext) -> np.ndarray:
+        """Proposed weights, shape (ctx.n_envs, ctx.n_assets), float64."""
+        if self.action_spec is None:
+            raise ConfigError(
+                f"{type(self).__name__} {self.name!r} has no ActionSpec: pass "
+                "action_spec=params.action_spec (the env's action map)"
+            )
+        if ctx.observation is None:
+            raise ConfigError(
+                f"{type(self).__name__} {self.name!r} acts on the env's observation but the "
+                "context has none: build it with allocgym.envs.context.allocation_context("
+                "..., observation=obs)"
+            )
+        weights, self.budgets_, self.contributions_ = action_proposal(
+            self.action_spec, self.act(ctx.observation), ctx
+        )
+        return weights
 
 
 BOOK_KEPT = "book kept (error)"

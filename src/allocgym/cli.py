@@ -68,7 +68,7 @@ def _config(config: Path | None, overrides: list[str] | None, sectors: Path | No
 # [cli:commands] -- each feature adds its commands below this line.
 
 
-# [cli:evaluation] evaluate, baselines, promote and the quickstart main job (issue 7).
+# [cli:evaluation] evaluate, baselines, promote and the quickstart main job.
 
 
 class EvalSplit(StrEnum):
@@ -283,7 +283,7 @@ def promote_cmd(
     ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Promotion gates (seed 001): PROMOTE or REJECT with reasons; exit code 1 on REJECT."""
+    """Promotion gates: PROMOTE or REJECT with reasons; exit code 1 on REJECT."""
     from rich.console import Console
 
     from allocgym.promotion import promote, write_promotion
@@ -397,7 +397,7 @@ def _run_quickstart(
     console.print(f"total wall time {time.perf_counter() - t0:.0f} s")
 
 
-# [cli:risk] risk reason codes and the gate benchmark (issue 3).
+# [cli:risk] risk reason codes and the gate benchmark.
 
 risk_app = typer.Typer(help="Risk gates: reason codes.", no_args_is_help=True)
 app.add_typer(risk_app, name="risk")
@@ -449,7 +449,7 @@ def bench_gates(
     )
 
 
-# [cli:serving] export, decide, serve and the serving benchmark (issue 8).
+# [cli:serving] export, decide, serve and the serving benchmark.
 
 
 class WhichModel(StrEnum):
@@ -492,8 +492,18 @@ def export_cmd(
     n_random: Annotated[int, typer.Option(help="Parity observations drawn at random.")] = 5120,
     seed: Annotated[int, typer.Option(help="Seed of the parity observations.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --out.")] = False,
+    sign: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign",
+            metavar="KEYFILE",
+            help="Ed25519 private key (PEM, from `allocgym keygen`): write seal.sig, a "
+            "signature over the bundle's seal that `serve --require-signature` checks.",
+        ),
+    ] = None,
 ) -> None:
-    """Export a trained policy to model.onnx + manifest.json (parity-checked against SB3)."""
+    """Export a trained policy to model.onnx + manifest.json (parity-checked against SB3,
+    sealed whole, optionally signed)."""
     from allocgym.agents.export import MIN_PARITY_OBS, export_run
 
     if n_recorded + n_random < MIN_PARITY_OBS:
@@ -504,7 +514,7 @@ def export_cmd(
         )
     policy = export_run(
         run, out, which=which.value, n_recorded=n_recorded, n_random=n_random, seed=seed,
-        overwrite=overwrite, progress=_stage_printer(),
+        overwrite=overwrite, progress=_stage_printer(), sign_key=sign,
     )  # fmt: skip
     par = policy.manifest["parity"]
     typer.echo(
@@ -512,6 +522,29 @@ def export_cmd(
         f"{len(policy.symbols)} symbols, {policy.mode} mode; parity on "
         f"{par['n_observations']:,} observations: max |Δ proposal| "
         f"{par['max_abs_diff_proposal']:.2e} (tolerance {par['tolerance']:g})"
+    )
+    if policy.signed_by is not None:
+        typer.echo(f"signed the seal {policy.seal} with key {policy.signed_by}")
+
+
+@app.command("keygen")
+def keygen_cmd(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Private key file to write (PEM, owner-only); the public key goes to OUT.pub.",
+        ),
+    ],
+) -> None:
+    """Create an Ed25519 key pair for signing bundles (export --sign, serve --require-signature)."""
+    from allocgym.serving.bundle import generate_signing_key
+
+    public = out.with_name(out.name + ".pub")
+    fingerprint = generate_signing_key(out, public)
+    typer.echo(
+        f"wrote {out} (private: keep it where exports run) and {public} (public: give it to "
+        f"serve --require-signature); key {fingerprint}"
     )
 
 
@@ -528,11 +561,11 @@ def _stage_printer():
     return say
 
 
-def _allocator(policy: Path, overrides: list[str] | None, **kwargs):
+def _allocator(policy: Path, overrides: list[str] | None, public_key: Path | None = None, **kwargs):
     from allocgym.serving import FrozenAllocator, FrozenPolicy
     from allocgym.serving.allocator import serving_config
 
-    frozen = FrozenPolicy.load(policy)
+    frozen = FrozenPolicy.load(policy, public_key=public_key)
     alloc = FrozenAllocator(frozen, serving=serving_config(frozen, overrides or []), **kwargs)
     if not alloc.enabled:
         typer.secho(
@@ -630,18 +663,140 @@ def serve_cmd(
         Path, typer.Option("--audit-log", help="Hash-chained JSONL audit log (appended).")
     ] = Path("allocgym-audit.jsonl"),
     overrides: ServingSetOpt = None,
+    require_signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--require-signature",
+            metavar="PUBKEYFILE",
+            help="Ed25519 public key (PEM): refuse a bundle that is unsigned or not signed "
+            "by its private key (see export --sign).",
+        ),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-token-file",
+            help="File holding the bearer token of the kill switch (or set "
+            "ALLOCGYM_ADMIN_TOKEN). Required to bind a non-loopback host.",
+        ),
+    ] = None,
+    decide_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--decide-token-file",
+            help="File holding a bearer token that POST /v1/decide then requires (or set "
+            "ALLOCGYM_DECIDE_TOKEN).",
+        ),
+    ] = None,
+    anchor_every: Annotated[
+        int,
+        typer.Option(
+            "--anchor-every",
+            min=1,
+            help="Audit records between two anchors of the chain head (<log>.head; also "
+            "written at start and shutdown).",
+        ),
+    ] = 100,
+    audit_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-key-file",
+            help="File holding an HMAC key that signs the audit anchor (or set "
+            "ALLOCGYM_AUDIT_KEY); verify with `allocgym audit verify --key-file`.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a frozen bundle over HTTP: POST /v1/decide, /v1/kill-switch, GET /healthz, /metrics."""
+    from allocgym.observability import AUDIT_KEY_ENV, AuditLog
     from allocgym.serving import DecisionService
-    from allocgym.serving.http import serve
+    from allocgym.serving.http import (
+        ADMIN_TOKEN_ENV,
+        DECIDE_TOKEN_ENV,
+        check_bind,
+        read_token,
+        serve,
+    )
 
-    service = DecisionService(_allocator(policy, overrides), audit_log=audit_log)
+    admin_token = read_token(ADMIN_TOKEN_ENV, admin_token_file)
+    decide_token = read_token(DECIDE_TOKEN_ENV, decide_token_file)
+    audit_key = read_token(AUDIT_KEY_ENV, audit_key_file)
+    check_bind(host, admin_token)  # before anything is loaded or locked
+    allocator = _allocator(policy, overrides, public_key=require_signature)
+    if allocator.policy.signed_by is not None:
+        typer.echo(f"bundle signature verified (key {allocator.policy.signed_by})", err=True)
+    log = AuditLog(
+        audit_log,
+        anchor_every=anchor_every,
+        key=None if audit_key is None else audit_key.encode(),
+    )
+    service = DecisionService(allocator, audit_log=log)
     typer.echo(
         f"serving {service.allocator.policy.model_id} on http://{host}:{port} "
-        f"(audit log {audit_log})",
+        f"(audit log {audit_log}, {len(log)} records; kill switch "
+        f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
+        f"{'needs the decide token' if decide_token else 'open'})",
         err=True,
     )
-    serve(service, host, port)
+    try:
+        serve(service, host, port, admin_token=admin_token, decide_token=decide_token)
+    finally:
+        log.close()
+
+
+# [cli:audit] verify an audit log against its chain and anchor.
+
+audit_app = typer.Typer(help="Audit logs: verify the chain and its anchor.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Annotated[Path, typer.Argument(help="The JSONL audit log (serve --audit-log).")],
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="File holding the anchor's HMAC key (or set ALLOCGYM_AUDIT_KEY): the anchor "
+            "must be signed with it.",
+        ),
+    ] = None,
+    chain_only: Annotated[
+        bool,
+        typer.Option(
+            "--chain-only",
+            help="Check the hash chain without the anchor (<log>.head); by default a missing "
+            "anchor is a failure.",
+        ),
+    ] = False,
+) -> None:
+    """Verify an audit log: every link of the hash chain, then truncation, deleted records
+    and a recomputed chain against its anchored head. Exits 1 when it was tampered with."""
+    from allocgym.observability import AUDIT_KEY_ENV, verify_log
+    from allocgym.serving.http import read_token
+
+    key = read_token(AUDIT_KEY_ENV, key_file)
+    report = verify_log(
+        log,
+        raise_error=False,
+        anchor=not chain_only,
+        key=None if key is None else key.encode(),
+    )
+    if not report.ok:
+        typer.secho(
+            f"FAILED {log} line {report.bad_line}: {report.reason} ({report.n_records} "
+            "records verified before it)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
+    anchor = report.anchor
+    covered = "no anchor checked"
+    if anchor is not None:
+        signature = "unsigned"
+        if anchor.signed:
+            signature = "HMAC verified" if key is not None else "signed, key not given"
+        covered = f"anchor covers {anchor.n_records} (written {anchor.anchored_at}, {signature})"
+    typer.echo(f"ok {log}: {report.n_records} records, head {report.head}; {covered}")
 
 
 @bench_app.command("serve")
@@ -681,7 +836,7 @@ def bench_serve(
             print_table(title, section)
 
 
-# [cli:bench-env] environment throughput benchmark (issue 4).
+# [cli:bench-env] environment throughput benchmark.
 
 
 @bench_app.command("env")
@@ -709,7 +864,7 @@ def bench_env(
     )
 
 
-# [cli:train] training runs and their benchmark (issue 6).
+# [cli:train] training runs and their benchmark.
 
 
 class Device(StrEnum):
@@ -804,7 +959,7 @@ def bench_train(
     print_table("PPO training fps: PortfolioVecEnv vs no-op VecEnv (medians)", rows)
 
 
-# [cli:bench-baselines] HRP / QP / greedy benchmark (issue 5).
+# [cli:bench-baselines] HRP / QP / greedy benchmark.
 
 
 @bench_app.command("baselines")
@@ -845,7 +1000,7 @@ def bench_baselines(
     titles = {
         "hrp": "HRP fit: ours vs skfolio / PyPortfolioOpt (Ward, same covariance; medians)",
         "qp": "QP (all constraints): first solve and median re-solve vs a fresh reference solve",
-        "greedy": "Greedy top-K rotation (seed 002 thresholds) vs a Python loop (medians)",
+        "greedy": "Greedy top-K rotation (default thresholds) vs a Python loop (medians)",
         "risk_models": "DCC-GARCH and the Pareto front: medians (wall, process CPU) vs goals",
     }
     for bench, title in titles.items():
@@ -856,7 +1011,7 @@ def bench_baselines(
             print_table(title, section, console=Console(width=220))
 
 
-# [cli:data] data info and the interim quickstart (issue 2).
+# [cli:data] data info and the interim quickstart.
 
 
 class DataSource(StrEnum):
@@ -1116,7 +1271,7 @@ def study_cmd(
     console.print(f"study: {root / 'study.html'}  |  {root / 'study.md'}  |  {root / 'study.json'}")
 
 
-# [cli:distributed] Ray: sweeps, studies on a cluster and the sweep benchmark (issue 12).
+# [cli:distributed] Ray: sweeps, studies on a cluster and the sweep benchmark.
 
 AddressOpt = Annotated[
     str | None,

@@ -180,13 +180,15 @@ class CostConfig(Section):
 class RiskConfig(Section):
     """Hard limits and trade limits enforced by ``RiskGateChain`` (units: fractions of equity).
 
-    The regime multiplier maps follow seed 001's ``TRADING_ALLOCATOR_*`` semantics: a label
+    The gates read it through ``allocgym.risk.RiskLimits``, a view that adds the clamped
+    regime multipliers and the registry's bound tables without validating anything again.
+    The regime multiplier maps follow the ``TRADING_ALLOCATOR_*`` runtime flags' semantics: a label
     missing from a map uses the default multiplier, and every multiplier is clamped to
     ``[min_multiplier, max_multiplier]``.
     """
 
     max_symbol_weight: Pos = 0.10
-    """Per-symbol cap on |w_i| as a fraction of equity (seed 002 ``per_name_cap``)."""
+    """Per-symbol cap on |w_i| as a fraction of equity (the QP's ``per_name_cap``)."""
     max_symbol_notional: Pos | None = None
     """Per-symbol cap on |w_i| * equity in currency; ``None`` disables it."""
     max_gross: Pos = 1.0
@@ -196,7 +198,7 @@ class RiskConfig(Section):
     max_gross_notional: Pos | None = None
     """Global cap on gross notional sum |w_i| * equity in currency; ``None`` disables it."""
     max_sector_gross: Pos = 0.30
-    """Per-sector cap on sum |w_i| over the sector (seed 002 ``sector_cap``)."""
+    """Per-sector cap on sum |w_i| over the sector (the QP's ``sector_cap``)."""
     beta_tolerance: NonNeg | None = None
     """Cap on |beta^T w|; ``None`` disables the beta gate."""
     long_only: bool = True
@@ -204,7 +206,9 @@ class RiskConfig(Section):
     max_strategy_contribution: Pos = 0.60
     """Cap on each strategy family's gross contribution (budgets action mode)."""
     max_turnover: Pos = 0.50
-    """Turnover ceiling per decision, sum |w_new - w_cur| (L1)."""
+    """Turnover ceiling per decision, sum |w_new - w_cur| (L1) at the decision bar's prices
+    (the capped turnover; the realised one, lot-rounded at the fill's prices, can sit
+    slightly above it)."""
     max_participation: Pos = 0.10
     """Trade size cap per symbol as a fraction of ADV notional, per decision."""
     slippage_budget_bps: Pos = 25.0
@@ -306,29 +310,6 @@ class RegimeConfig(Section):
     quiet_stress: Frac = 0.35
     """Volatility stress below which the barbell state QUIET enters (NORMAL in between)."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _retired_keys(cls, data: Any) -> Any:
-        # The percentile thresholds became stress thresholds; old run directories and
-        # bundles still carry them.
-        retired = {
-            "high_vol_percentile": "high_vol_stress",
-            "crisis_percentile": "crisis_stress",
-            "quiet_percentile": "quiet_stress",
-        }
-        if isinstance(data, Mapping) and retired.keys() & data.keys():
-            import warnings
-
-            for key in sorted(retired.keys() & data.keys()):
-                warnings.warn(
-                    f"regime.{key} is retired and ignored (the regime model thresholds the "
-                    f"volatility stress now): remove it, or set regime.{retired[key]}",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
-            data = {k: v for k, v in data.items() if k not in retired}
-        return data
-
     @model_validator(mode="after")
     def _check(self) -> RegimeConfig:
         if self.vol_level_low >= self.vol_level_high:
@@ -354,7 +335,7 @@ class RegimeConfig(Section):
 
 
 class ExecutionConfig(Section):
-    """No-trade bands, triggers and lot rounding (seed 002; ``allocgym.execution``).
+    """No-trade bands, triggers and lot rounding (``allocgym.execution``).
 
     Weights are fractions of equity. A portfolio whose L1 drift exceeds tau_L1 rebalances
     every name; otherwise only names beyond their own band tau_i trade. Risk overrides
@@ -640,10 +621,10 @@ class TrainConfig(Section):
 
 
 class HRPConfig(Section):
-    """Hierarchical Risk Parity (``allocgym.baselines.hrp.HRP``, seed 003)."""
+    """Hierarchical Risk Parity (``allocgym.baselines.hrp.HRP``)."""
 
     linkage_method: Literal["single", "ward", "average", "complete"] = "ward"
-    """scipy linkage method of the correlation-distance tree (seed 003: Ward)."""
+    """scipy linkage method of the correlation-distance tree (Ward by default)."""
     covariance: CovarianceMethod = "sample"
     """Covariance estimator for the bisection risks (``allocgym.estimates``)."""
     distance_source: Literal["returns", "covariance"] = "returns"
@@ -658,47 +639,49 @@ class HRPConfig(Section):
 
 
 class QPConfig(Section):
-    """Seed 002's QP: maximize z'w - lambda w'Sigma w - gamma ||C (w - w_cur)||_1.
+    """Mean-variance QP with an L1 trade cost.
+
+    It maximizes z'w - lambda w'Sigma w - gamma ||C (w - w_cur)||_1.
 
     The hard limits it shares with the risk gates (per-name cap, long-only, gross, net,
     beta, sector cap) come from the ``risk`` section when left unset (None): the QP
     optimises inside the limits the gates enforce, so they never cut its book silently. A
-    value set here may only tighten the ``risk`` limit (a looser one is refused). Seed 002
-    also lists a net cap of 0.3, a turnover cap of 0.2 (0.05 per name) and a beta
-    tolerance of 0.05: together with ``sum w = 1`` and a book starting in cash those are
-    infeasible, so here the turnover caps are opt-in (``None`` disables them).
+    value set here may only tighten the ``risk`` limit (a looser one is refused). The limits
+    the QP was first specified with (a net cap of 0.3, a turnover cap of 0.2, 0.05 per
+    name, and a beta tolerance of 0.05) are infeasible together with ``sum w = 1`` and a
+    book starting in cash, so here the turnover caps are opt-in (``None`` disables them).
     """
 
     lambda_risk: NonNeg = 0.1
-    """Risk aversion lambda (seed 002)."""
+    """Risk aversion lambda."""
     gamma_cost: NonNeg = 0.05
-    """Cost aversion gamma on the L1 trade cost (seed 002)."""
+    """Cost aversion gamma on the L1 trade cost."""
     risk_model: Literal["correlation", "covariance"] = "correlation"
-    """Sigma in the objective: seed 002 uses the shrunk correlation matrix (z is risk-scaled)."""
+    """Sigma in the objective: by default the shrunk correlation matrix (z is risk-scaled)."""
     covariance: CovarianceMethod = "ledoit_wolf"
     """Estimator behind Sigma (``allocgym.estimates``)."""
     halflife: Pos = 63.0
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     budget: float = 1.0
-    """Target of sum w (seed 002: 1); lowered to the gross and net caps when they are
+    """Target of sum w (fully invested: 1); lowered to the gross and net caps when they are
     smaller."""
     budget_equality: bool = True
     """True: sum w == budget; False: sum w <= budget (the rest stays in cash)."""
     per_name_cap: Pos | None = None
-    """Cap on |w_i|; None = ``risk.max_symbol_weight`` (seed 002: 0.10)."""
+    """Cap on |w_i|; None = ``risk.max_symbol_weight``."""
     long_only: bool | None = None
     """Add w >= 0; None = ``risk.long_only``."""
     max_gross: Pos | None = None
-    """Cap on sum |w_i|; None = ``risk.max_gross`` (seed 002: 1.5)."""
+    """Cap on sum |w_i|; None = ``risk.max_gross``."""
     max_net: NonNeg | None = None
-    """Cap on |sum w_i|; None = ``risk.max_net`` (seed 002 lists 0.3, which contradicts
-    ``budget = 1``)."""
+    """Cap on |sum w_i|; None = ``risk.max_net`` (a cap below ``budget``
+    is infeasible when ``budget_equality`` holds)."""
     max_turnover: Pos | None = None
-    """Cap on sum |w_i - w_cur,i| per rebalance (seed 002: 0.2)."""
+    """Cap on sum |w_i - w_cur,i| per rebalance."""
     max_turnover_per_name: Pos | None = None
-    """Cap on |w_i - w_cur,i| (seed 002: 0.05)."""
+    """Cap on |w_i - w_cur,i|."""
     beta_tolerance: NonNeg | None = None
-    """Cap on |beta'w| (seed 002: 0.05); None = ``risk.beta_tolerance`` (None there too:
+    """Cap on |beta'w|; None = ``risk.beta_tolerance`` (None there too:
     no beta constraint); betas from the context or the benchmark."""
     sector_cap: Pos | None = None
     """Per-sector cap on sum |w_i| over the sector; None = ``risk.max_sector_gross`` (seed
@@ -722,7 +705,7 @@ class QPConfig(Section):
 
 
 class GreedyConfig(Section):
-    """Seed 002's greedy top-K rotation with hysteresis (its default thresholds)."""
+    """Greedy top-K rotation with hysteresis: cut a low performer, buy a better name."""
 
     K: PosInt = 20
     """Names held at most (top-K book)."""
@@ -739,7 +722,7 @@ class GreedyConfig(Section):
     tau_utility: float = 0.0
     """A rotation needs utility w_t (z_in - z_out - gamma (C_in + C_out)) > tau_utility."""
     gamma_cost: NonNeg = 0.05
-    """Cost aversion in the rotation utility (seed 002)."""
+    """Cost aversion in the rotation utility."""
     budget: Pos = 1.0
     """Target weight of a bought name is budget / K."""
     default_cost: NonNeg = 0.001
@@ -760,7 +743,7 @@ class GreedyConfig(Section):
 
 
 class BarbellConfig(Section):
-    """Seed 000's cluster-aware barbell (``allocgym.baselines.cluster_barbell``)."""
+    """Cluster-aware barbell (``allocgym.baselines.cluster_barbell``)."""
 
     n_clusters: PosInt | None = 10
     """Clusters cut from the correlation-distance tree; set exactly one of this and
@@ -770,9 +753,9 @@ class BarbellConfig(Section):
     linkage: Literal["single", "complete", "average", "ward"] = "ward"
     """scipy linkage method."""
     cluster_cap: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
-    """Cap on each cluster's total weight, fraction of equity (seed 000: 25%)."""
+    """Cap on each cluster's total weight, fraction of equity."""
     sleeve_size: PosInt = 5
-    """Aggressor-sleeve clusters: the top ones by alpha rank (seed 000: 5)."""
+    """Aggressor-sleeve clusters: the top ones by alpha rank."""
     quiet_sleeve: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.15
     """Sleeve fraction of equity in the QUIET state (core gets the rest)."""
     normal_sleeve: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.10
@@ -797,23 +780,6 @@ class BarbellConfig(Section):
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     solver: str | None = None
     """cvxpy solver for layer 1; None = CLARABEL."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _retired_keys(cls, data: Any) -> Any:
-        # quiet_min_confidence drove a regime-label -> barbell-state mapping; the barbell now
-        # takes the regime model's state. Old run directories and bundles still carry it.
-        if isinstance(data, Mapping) and "quiet_min_confidence" in data:
-            import warnings
-
-            warnings.warn(
-                "baselines.barbell.quiet_min_confidence is retired and ignored (the barbell "
-                "uses the regime model's barbell state): remove it from the config",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            data = {k: v for k, v in data.items() if k != "quiet_min_confidence"}
-        return data
 
     @model_validator(mode="after")
     def _check(self) -> BarbellConfig:
@@ -931,7 +897,7 @@ class KellyConfig(Section):
 
 
 class RegimeSwitchConfig(Section):
-    """Seed 001's regime-switch heuristic (``baselines.classic.RegimeSwitch``)."""
+    """Regime-switch heuristic (``baselines.classic.RegimeSwitch``)."""
 
     momentum_window: PosInt = 63
     """Bars of trailing log growth that rank the trend/momentum names."""
@@ -954,14 +920,14 @@ class BaselinesConfig(Section):
     hrp: HRPConfig = HRPConfig()
     """Hierarchical Risk Parity."""
     qp: QPConfig = QPConfig()
-    """Seed 002's QP engine."""
+    """Mean-variance QP engine."""
     greedy: GreedyConfig = GreedyConfig()
-    """Seed 002's greedy top-K rotation engine."""
+    """Greedy top-K rotation engine."""
     engine: Literal["greedy", "qp"] = "greedy"
-    """Engine the switching allocator starts with (seed 002's integration layer)."""
+    """Engine the switching allocator starts with (``baselines.engine``)."""
     # [baselines:barbell-classics] (barbell/classics helper adds its sub-configs here)
     barbell: BarbellConfig = BarbellConfig()
-    """Seed 000's cluster-aware barbell."""
+    """Cluster-aware barbell."""
     classic: ClassicConfig = ClassicConfig()
     """Shared settings of the classic allocators."""
     risk_budget: RiskBudgetConfig = RiskBudgetConfig()
@@ -975,7 +941,7 @@ class BaselinesConfig(Section):
     kelly: KellyConfig = KellyConfig()
     """Capped fractional Kelly."""
     regime_switch: RegimeSwitchConfig = RegimeSwitchConfig()
-    """Seed 001's regime-switch heuristic."""
+    """Regime-switch heuristic."""
 
     def within(self, risk: RiskConfig) -> BaselinesConfig:
         """This section with every limit it shares with the risk gates resolved: unset
@@ -1103,7 +1069,7 @@ BaselineName = Literal[
 
 
 class PromotionConfig(Section):
-    """Promotion gates of seed 001 (``allocgym.promotion``): candidate vs incumbent.
+    """Promotion gates (``allocgym.promotion``): candidate vs incumbent.
 
     Every comparison is out of sample (the evaluation split) and through the same env,
     gates and cost model. Ratios are annualised; costs are fractions of equity per year.
@@ -1157,8 +1123,7 @@ class EvaluationConfig(Section):
     train_seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0,), min_length=1)
     """Training seeds of a multi-seed experiment: ``allocgym quickstart`` trains one run per
     seed (``seed_<k>/``; several give mean ± std rows). ``allocgym evaluate`` does not read
-    it: it evaluates every ``seed_*`` run it finds (``--seeds`` picks some). Formerly
-    ``evaluation.seeds``, still accepted in old config files."""
+    it: it evaluates every ``seed_*`` run it finds (``--seeds`` picks some)."""
     agent_model: Literal["best", "final"] = "best"
     """Model evaluated from a run: best on validation (falls back to final) or final."""
     periods_per_year: Pos = 252.0
@@ -1186,18 +1151,6 @@ class EvaluationConfig(Section):
     stress_multipliers: tuple[Annotated[float, Field(gt=1.0)], ...] = (10.0, 100.0)
     """Equity multiples of the capacity stress scenario (participation caps bind)."""
     promotion: PromotionConfig = PromotionConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed_keys(cls, data: Any) -> Any:
-        # Run directories and frozen bundles written before the rename say ``seeds``.
-        if isinstance(data, Mapping) and "seeds" in data:
-            if "train_seeds" in data:
-                raise ValueError(
-                    "both seeds and train_seeds are set: keep train_seeds (seeds is its old name)"
-                )
-            data = {("train_seeds" if k == "seeds" else k): v for k, v in data.items()}
-        return data
 
 
 # ----------------------------------------------------------------------------- root

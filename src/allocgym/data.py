@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import pandas as pd
 
 from allocgym.config import DataConfig, SplitConfig, SyntheticConfig
-from allocgym.errors import DataError, DataWarning
+from allocgym.errors import ConfigError, DataError, DataWarning
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -1093,12 +1093,22 @@ def from_parquet(path: str | Path, **kwargs: Any) -> MarketData:
     return from_prices(df, **kwargs)
 
 
+SOURCES: tuple[str, ...] = get_args(DataConfig.model_fields["source"].annotation)
+"""Market sources ``load_market`` knows (the values ``DataConfig.source`` accepts)."""
+
+
 def load_market(cfg: DataConfig | None = None) -> MarketData:
-    """Load and validate the market ``cfg.source`` names (sp500, csv, parquet, synthetic).
+    """Load and validate the market ``cfg.source`` names (one of :data:`SOURCES`).
 
     Every source is checked against ``cfg.min_history``; ``cfg.sectors`` (a file or a
     mapping) replaces the source's sectors. A ``DataWarning`` names the symbols without a
     sector (the sector cap does not apply to them).
+
+    Raises
+    ------
+    ConfigError
+        ``cfg.source`` is not one of :data:`SOURCES` (a config built without validation,
+        e.g. by ``model_copy(update=...)``).
     """
     cfg = cfg or DataConfig()
     sectors = None if cfg.sectors is None else load_sectors(cfg.sectors)
@@ -1108,11 +1118,16 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
         assert cfg.path is not None  # DataConfig refuses csv/parquet without a path
         loader = from_csv if cfg.source == "csv" else from_parquet
         md = loader(cfg.path, cfg=cfg, sectors=sectors)
-    else:
+    elif cfg.source == "synthetic":
         md = synthetic_from_config(cfg.synthetic)
         if sectors is not None:
             md = with_sectors(md, sectors)
         validate(md, cfg.min_history)
+    else:
+        raise ConfigError(
+            f"data.source = {cfg.source!r} is not a known market source: set it to one of "
+            f"{', '.join(SOURCES)}"
+        )
     note = sector_cap_note(md)
     if note:
         warnings.warn(note, DataWarning, stacklevel=2)

@@ -177,7 +177,7 @@ def ewma_weights(n_obs: int, halflife: float) -> np.ndarray:
 
 
 def ewma_covariance(returns: np.ndarray, halflife: float, demean: bool = True) -> np.ndarray:
-    """Exponentially weighted covariance (RiskMetrics style, seed 003's dynamic correlation).
+    """Exponentially weighted covariance (RiskMetrics style: a dynamic correlation).
 
     ``cov = sum_t w_t (r_t - m)(r_t - m)'`` with ``w`` from :func:`ewma_weights` and ``m``
     the EWMA mean (or 0 when ``demean`` is False, the RiskMetrics convention). No bias

@@ -20,18 +20,24 @@ so a deep drawdown is measured, not cut short. A portfolio whose equity reaches 
 frozen after that fill (no trades, zero returns, ``Backtest.wiped_out_at``) and leaves the
 batch; the others keep walking.
 
-- **Agents** (any object with ``act(obs) -> actions``, e.g.
-  :class:`~allocgym.agents.SB3PolicyAllocator`) decide every bar from the env's
-  observation; the action goes through ``ActionSpec`` exactly as in training.
-- **Baselines** (:class:`~allocgym.allocator.Allocator`) see an ``AllocationContext`` built
-  from the env's precomputed arrays at bar ``t`` (``allocgym.envs.context.allocation_context``:
-  trailing returns, current book, regime, confidence and barbell state, alpha scores,
-  betas, linear cost rates, benchmark returns) and trade by
-  ``allocgym.envs.context.Rebalancer``, the rule the training-time validation uses too:
-  they re-optimise at the first bar and every ``cfg.baselines.rebalance_every`` bars; in
-  between they propose their *current, drifted* book (buy and hold), so they trade only
-  when the gates force it (e.g. a drifted position above its cap is clipped, coded
-  ``SYMBOL_CAP``/``FORCED_DERISK``). A baseline whose optimiser fails
+Every allocator, agent or baseline, goes through one path: at each decision bar it sees
+an ``AllocationContext`` built from the env's arrays at bar ``t``
+(``allocgym.envs.context.allocation_context``: trailing returns, current book, regime,
+confidence and barbell state, alpha scores, betas, linear cost rates, benchmark returns,
+and the env's observation) and answers ``allocate(ctx)``; ``allocgym.envs.context.Rebalancer``
+applies the rebalancing rule, the one the training-time validation uses too. An
+allocator re-optimises at the first bar and every ``rebalance_every`` bars; in between it
+proposes its *current, drifted* book (buy and hold), so it trades only when the gates
+force it (e.g. a drifted position above its cap is clipped, coded
+``SYMBOL_CAP``/``FORCED_DERISK``).
+
+- **Agents** (:class:`~allocgym.allocator.PolicyAllocator`, e.g.
+  :class:`~allocgym.agents.SB3PolicyAllocator` or a frozen policy) act on the context's
+  observation every ``env.decision_interval`` bars; the action goes through the env's
+  ``ActionSpec`` exactly as in training (``allocgym.allocator.action_proposal``). A bare
+  policy (any object with ``name`` and ``act(obs) -> actions``) is wrapped in one.
+- **Baselines** (any other :class:`~allocgym.allocator.Allocator`) re-optimise every
+  ``cfg.baselines.rebalance_every`` bars. A baseline whose optimiser fails
   (``OptimizationError``) keeps its book for that rebalance; the failures are counted in
   ``Backtest.allocator_errors``.
 
@@ -59,7 +65,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -67,7 +73,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from allocgym import measures
-from allocgym.allocator import Allocator, primary_source_of
+from allocgym.actions import ActionSpec
+from allocgym.allocator import Allocator, PolicyAllocator, primary_source_of
 from allocgym.baselines.registry import (
     ALL_BASELINES,
     BASELINE_ALIASES,
@@ -90,13 +97,14 @@ from allocgym.stats import (
 from allocgym.var_backtest import backtest_var
 
 if TYPE_CHECKING:
-    from allocgym.envs.core import EnvParams
+    from allocgym.envs.core import EnvParams, EnvState, StepResult
 
 __all__ = [
     "ALL_BASELINES",
     "BASELINE_ALIASES",
     "PAIRED_REFERENCES",
     "Backtest",
+    "BoundPolicy",
     "DSRTrials",
     "EvaluationResult",
     "Policy",
@@ -129,7 +137,8 @@ reported beside them but is not a gate intervention."""
 
 @runtime_checkable
 class Policy(Protocol):
-    """An agent acting on the env's observation (``SB3PolicyAllocator``, a frozen policy)."""
+    """A bare policy acting on the env's observation; evaluation walks it as a
+    :class:`BoundPolicy` (the env's action map around its actions)."""
 
     name: str
 
@@ -137,6 +146,33 @@ class Policy(Protocol):
         """Actions in the ``ActionSpec`` Box, shape (n_envs, action_dim), from observations
         (n_envs, obs_dim)."""
         ...
+
+
+class BoundPolicy(PolicyAllocator):
+    """A bare :class:`Policy` as an agent allocator, with the env's action map.
+
+    Parameters
+    ----------
+    policy : Policy
+        Answers ``act(obs)``; its ``name``, ``group``, ``seed`` and ``reset`` (recurrent
+        policies) are used as they are.
+    action_spec : ActionSpec
+        The env's action map (``EnvParams.action_spec``).
+    """
+
+    def __init__(self, policy: Policy, action_spec: ActionSpec) -> None:
+        self.policy = policy
+        self.name = str(getattr(policy, "name", type(policy).__name__))
+        self.action_spec = action_spec
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.policy.act(obs))
+
+    def reset(self) -> None:
+        """Start a new episode: a recurrent policy forgets its state."""
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
 
 
 # ----------------------------------------------------------------------------- params
@@ -201,8 +237,9 @@ class Backtest:
     trades : ndarray, shape (n_steps, n_assets)
         Signed traded weight at the fill (notional over pre-trade equity).
     costs, turnover, intervention : ndarray, shape (n_steps,)
-        Fill cost (fraction of pre-trade equity), traded L1 weight, L1 proposed ->
-        approved.
+        Fill cost (fraction of pre-trade equity), realised turnover (traded L1 weight at
+        the fill's prices, lot-rounded: it can sit slightly above ``risk.max_turnover``,
+        which caps the L1 at the decision bar's prices), L1 proposed -> approved.
     regime : ndarray of int8, shape (n_steps,)
         Regime code at the decision bar (``REGIME_LABELS``).
     asset_pnl : ndarray, shape (n_steps, n_assets)
@@ -305,7 +342,7 @@ class Backtest:
 
 @dataclass
 class _Member:
-    obj: Any
+    obj: Allocator
     name: str
     kind: str
     group: str
@@ -313,17 +350,30 @@ class _Member:
     scale: float
 
 
-def _as_member(obj: Any, scale: float) -> _Member:
-    is_policy = hasattr(obj, "act") and not hasattr(obj, "allocate")
-    if not is_policy and not isinstance(obj, Allocator):
+def _as_member(obj: Any, scale: float, action_spec: ActionSpec) -> _Member:
+    """The walk's view of one allocator: a bare policy is bound to the env's action map."""
+    allocator = obj
+    if not isinstance(obj, Allocator):
+        if not hasattr(obj, "act"):
+            raise ConfigError(
+                f"{type(obj).__name__} is neither an Allocator (name, allocate(ctx)) nor a "
+                "policy (name, act(obs)): wrap it in one of them"
+            )
+        allocator = BoundPolicy(obj, action_spec)
+    is_agent = isinstance(allocator, PolicyAllocator)
+    if is_agent and (
+        allocator.action_spec is None or allocator.action_spec.layout() != action_spec.layout()
+    ):
         raise ConfigError(
-            f"{type(obj).__name__} is neither an Allocator (name, allocate(ctx)) nor a policy "
-            "(name, act(obs)): wrap it in one of them"
+            f"agent {allocator.name!r} maps actions with "
+            f"{None if allocator.action_spec is None else allocator.action_spec.layout()}, the "
+            f"evaluation env with {action_spec.layout()}: pass action_spec=params.action_spec "
+            "(or evaluate the agent with its own config)"
         )
     name = str(getattr(obj, "name", type(obj).__name__))
     group = str(getattr(obj, "group", name))
     seed = getattr(obj, "seed", None)
-    return _Member(obj, name, "agent" if is_policy else "baseline", group,
+    return _Member(allocator, name, "agent" if is_agent else "baseline", group,
                    None if seed is None else int(seed), float(scale))  # fmt: skip
 
 
@@ -359,8 +409,9 @@ def run_allocators(
     Parameters
     ----------
     allocators : sequence of Allocator or Policy
-        Baselines (``allocate(ctx)``) and agents (``act(obs)``); optional attributes
-        ``group`` and ``seed`` label agent seeds in the report.
+        Baselines and agents (``allocate(ctx)``; a bare policy's ``act(obs)`` is bound to
+        the env's action map); optional attributes ``group`` and ``seed`` label agent seeds
+        in the report.
     market : MarketData, optional
         Default ``load_market(cfg.data)`` (ignored when ``params`` is given).
     cfg : AllocgymConfig, optional
@@ -392,12 +443,14 @@ def run_allocators(
         )
     if any(not (math.isfinite(s) and s > 0) for s in scales):
         raise ConfigError(f"equity_scales {scales}: every multiple must be finite and > 0")
-    members = [_as_member(a, s) for a, s in zip(allocators, scales, strict=True)]
+    members = [
+        _as_member(a, s, params.action_spec) for a, s in zip(allocators, scales, strict=True)
+    ]
     if not members:
         return []
     budgets = params.action_spec.mode == "budgets"
-    # Budget-mode agents step through ActionSpec + IntentAggregator (core.step); proposals
-    # of baselines carry no strategy contributions, so the two kinds walk separately.
+    # Budget-mode agents' proposals carry per-family contributions (the STRATEGY_CAP
+    # input) that baselines' proposals lack, so the two kinds walk separately.
     groups = [
         [i for i, m in enumerate(members) if m.kind == "agent"] if budgets else [],
         [i for i, m in enumerate(members) if not (budgets and m.kind == "agent")],
@@ -453,115 +506,114 @@ def _walk(
     frozen (no trades, zero returns, ``Backtest.wiped_out_at``) while the others walk on.
     """
     from allocgym.envs import core
-    from allocgym.intents import STRATEGY_FAMILIES, strategy_gross
 
     cfg = params.cfg
     b, n = len(members), params.n_assets
     n_steps = _n_steps(params)
-    spec = params.action_spec
-    budgets_walk = spec.mode == "budgets" and all(m.kind == "agent" for m in members)
-    check = bool(cfg.evaluation.check_invariants)
-    n_codes = len(core.REASON_CODES)
+    budgets_walk = params.action_spec.mode == "budgets" and all(m.kind == "agent" for m in members)
+    record = _WalkRecord(params, b, n_steps, strategies=budgets_walk)
 
     state, obs = core.reset(params, core.seed_keys(np.arange(b)), start=np.full(b, params.lo))
     scale = np.array([m.scale for m in members])
     state = replace(state, cash=state.cash * scale, equity=state.equity * scale,
                     peak=state.peak * scale)  # fmt: skip
     for m in members:
-        if m.kind == "agent" and hasattr(m.obj, "reset"):
-            m.obj.reset()  # recurrent policies start a new episode
-
-    rec = {
-        "returns": np.zeros((b, n_steps)),
-        "equity": np.zeros((b, n_steps)),
-        "costs": np.zeros((b, n_steps)),
-        "turnover": np.zeros((b, n_steps)),
-        "intervention": np.zeros((b, n_steps)),
-        "allocator_cut": np.zeros((b, n_steps)),
-        "overlay_cut": np.zeros((b, n_steps)),
-        "cost_pnl": np.zeros((b, n_steps)),
-        "portfolio_reasons": np.zeros((b, n_steps), np.int64),
-        "invariant_breaches": np.zeros((b, n_steps), np.int64),
-        "weights": np.zeros((b, n_steps, n)),
-        "proposed": np.zeros((b, n_steps, n)),
-        "approved": np.zeros((b, n_steps, n)),
-        "asset_pnl": np.zeros((b, n_steps, n)),
-        "symbol_reasons": np.zeros((b, n_steps, n), np.int64),
-        "side": np.zeros((b, n_steps, n), np.int8),
-        "trades": np.zeros((b, n_steps, n)),
-        "reason_counts": np.zeros((b, n_steps, n_codes), np.int64),
-    }
-    bars = params.lo + np.arange(n_steps, dtype=np.int64)
-    regime = params.features.regime[bars].astype(np.int8)
-    n_strat = len(STRATEGY_FAMILIES)
-    strategy_pnl = np.zeros((b, n_steps, n_strat)) if budgets_walk else None
-    gross_trace = np.zeros((b, n_steps, n_strat)) if budgets_walk else None
-    last_share = np.zeros((b, n_strat, n))
-    messages: list[list[str]] = [[] for _ in range(b)]
+        reset = getattr(m.obj, "reset", None) if m.kind == "agent" else None
+        if callable(reset):
+            reset()  # recurrent policies start a new episode
+    # Agents decide every env.decision_interval bars (as in training), baselines every
+    # baselines.rebalance_every bars; both hold their book in between.
     rebalancer = Rebalancer(
-        [m.obj if m.kind == "baseline" else None for m in members],
-        rebalance_every=cfg.baselines.rebalance_every,
+        [m.obj for m in members],
+        rebalance_every=[
+            params.decision_interval if m.kind == "agent" else cfg.baselines.rebalance_every
+            for m in members
+        ],
         lookback=cfg.baselines.lookback,
     )
-    is_agent = np.array([m.kind == "agent" for m in members])
     live = np.arange(b)  # batch rows still stepped; ``state`` and ``obs`` hold only these
-    wiped = np.full(b, -1, np.int64)
 
     for k in range(n_steps):
         if live.size == 0:
             progress(k + 1, n_steps)
             continue
-        t = int(bars[k])
-        if budgets_walk:
-            actions = np.concatenate(
-                [members[i].obj.act(obs[j : j + 1]) for j, i in enumerate(live)]
+        proposed = rebalancer.propose(params, state, np.zeros((live.size, n)), live, obs)
+        contributions = budgets = None
+        if rebalancer.contributions is not None and rebalancer.budgets is not None:
+            contributions, budgets = rebalancer.contributions[live], rebalancer.budgets[live]
+        res = core.step_proposed(params, state, proposed, contributions, budgets)
+        rebalancer.after_step(res.info["portfolio_reasons"], live)
+        record.step(k, live, state, res)
+        state, obs = res.state, res.obs
+        progress(k + 1, n_steps)
+        dead = state.equity <= 0.0
+        if dead.any():  # a wiped-out book cannot be marked further: freeze it, walk the rest
+            gone = live[dead]
+            record.wipe_out(k, gone)
+            warnings.warn(
+                f"evaluation: equity of {[members[i].name for i in gone]} reached 0 at bar "
+                f"{int(record.bars[k]) + 1}; frozen from then on (no trades, zero returns), "
+                "the other allocators keep walking",
+                RuntimeWarning,
+                stacklevel=3,
             )
-            res = core.step(params, state, actions)
-        else:
-            # Agents decide every env.decision_interval bars and follow the hold rule in
-            # between (as in training); baselines follow the rebalancer.
-            agent = is_agent[live]
-            due = ~agent | (state.steps % params.decision_interval == 0)
-            fresh = np.zeros((live.size, n))
-            for j, i in enumerate(live):
-                if agent[j] and due[j]:
-                    act = members[i].obj.act(obs[j : j + 1])
-                    fresh[j] = core.action_weights(params, state.t[j : j + 1], act)[0]
-            held = core.hold_rule(
-                due, fresh, state.held, state.working, core.current_weights(params, state)
-            )
-            proposed = rebalancer.propose(params, state, np.where(agent[:, None], held, 0.0), live)
-            res = core.step_proposed(params, state, proposed, due=due)
-            rebalancer.after_step(res.info["portfolio_reasons"], live)
-        dec, info = res.decision, res.info
+            live = live[~dead]
+            state, obs = state.take(~dead), obs[~dead]
+    return record.backtests(members, rebalancer)
 
+
+class _WalkRecord:
+    """The per-bar arrays of one batched walk, filled as it steps (rows = portfolios)."""
+
+    def __init__(self, params: EnvParams, b: int, n_steps: int, *, strategies: bool) -> None:
+        from allocgym.envs import core
+        from allocgym.intents import STRATEGY_FAMILIES
+
+        n, n_codes, n_strat = params.n_assets, len(core.REASON_CODES), len(STRATEGY_FAMILIES)
+        self.params = params
+        self.check = bool(params.cfg.evaluation.check_invariants)
+        self.arrays = {
+            "returns": np.zeros((b, n_steps)),
+            "equity": np.zeros((b, n_steps)),
+            "costs": np.zeros((b, n_steps)),
+            "turnover": np.zeros((b, n_steps)),
+            "intervention": np.zeros((b, n_steps)),
+            "allocator_cut": np.zeros((b, n_steps)),
+            "overlay_cut": np.zeros((b, n_steps)),
+            "cost_pnl": np.zeros((b, n_steps)),
+            "portfolio_reasons": np.zeros((b, n_steps), np.int64),
+            "invariant_breaches": np.zeros((b, n_steps), np.int64),
+            "weights": np.zeros((b, n_steps, n)),
+            "proposed": np.zeros((b, n_steps, n)),
+            "approved": np.zeros((b, n_steps, n)),
+            "asset_pnl": np.zeros((b, n_steps, n)),
+            "symbol_reasons": np.zeros((b, n_steps, n), np.int64),
+            "side": np.zeros((b, n_steps, n), np.int8),
+            "trades": np.zeros((b, n_steps, n)),
+            "reason_counts": np.zeros((b, n_steps, n_codes), np.int64),
+        }
+        self.bars = params.lo + np.arange(n_steps, dtype=np.int64)
+        self.strategy_pnl = np.zeros((b, n_steps, n_strat)) if strategies else None
+        self.strategy_gross = np.zeros((b, n_steps, n_strat)) if strategies else None
+        self.last_share = np.zeros((b, n_strat, n))
+        self.messages: list[list[str]] = [[] for _ in range(b)]
+        self.wiped = np.full(b, -1, np.int64)
+
+    def step(self, k: int, live: np.ndarray, state: EnvState, res: StepResult) -> None:
+        """Record step ``k`` of the portfolios ``live`` (``state`` before it, ``res`` its
+        result)."""
+        params, rec = self.params, self.arrays
+        dec, info = res.decision, res.info
+        t = int(self.bars[k])
         # Attribution: held book at t times each symbol's price return over (t, t+1].
         p0, p1 = params.prices[t], params.prices[t + 1]
         r_px = np.divide(p1, p0, out=np.ones_like(p1), where=p0 > 0) - 1.0
-        w_pre = dec.context.current_weights
-        a_pnl = w_pre * r_px[None, :]
+        a_pnl = dec.context.current_weights * r_px[None, :]
         value_pre = state.cash + state.shares @ p1
         net = info["equity"] / state.equity - 1.0
-        if strategy_pnl is not None and gross_trace is not None:
-            share_prev = last_share[live]
-            strategy_pnl[live, k] = np.einsum("bsn,bn->bs", share_prev, a_pnl)
-            parts = info["strategy_contributions"] * info["strategy_scale"][:, :, None]
-            gross_trace[live, k] = strategy_gross(parts)
-            tot = parts.sum(axis=1, keepdims=True)
-            share = np.divide(parts, tot, out=np.zeros_like(parts), where=np.abs(tot) > 1e-15)
-            traded = (dec.execution.delta_qty != 0.0)[:, None, :]
-            last_share[live] = np.where(traded, share, share_prev)
-
-        if check:
-            rep = check_invariants(dec.gate, dec.context, params.limits, params.cost_model)
-            if rep.n_breaches:
-                rec["invariant_breaches"][live, k] = rep.breached.astype(np.int64)
-                for j in np.flatnonzero(rep.breached):
-                    i = int(live[j])
-                    tag = f"portfolio {j}:"
-                    mine = [m for m in rep.messages if m.startswith(tag)]
-                    if len(messages[i]) < 20:
-                        messages[i].extend(f"bar {t}: {m[len(tag) :].strip()}" for m in mine[:5])
+        self._strategy_step(k, live, res, a_pnl)
+        if self.check:
+            self._invariants_step(k, live, res)
 
         rec["returns"][live, k] = net
         rec["equity"][live, k] = info["equity"]
@@ -583,55 +635,86 @@ def _walk(
         pos = value_pre > 0
         rec["trades"][live, k] = info["delta_qty"] * p1 / np.where(pos, value_pre, 1.0)[:, None]
         rec["reason_counts"][live, k] = info["reason_counts"]
-        state, obs = res.state, res.obs
-        progress(k + 1, n_steps)
-        dead = state.equity <= 0.0
-        if dead.any():  # a wiped-out book cannot be marked further: freeze it, walk the rest
-            gone = live[dead]
-            wiped[gone] = k
-            rec["weights"][gone, k] = 0.0  # weights of a book worth <= 0 are undefined
-            warnings.warn(
-                f"evaluation: equity of {[members[i].name for i in gone]} reached 0 at bar "
-                f"{t + 1}; frozen from then on (no trades, zero returns), the other "
-                "allocators keep walking",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            live = live[~dead]
-            state, obs = state.take(~dead), obs[~dead]
-    for i in np.flatnonzero(wiped >= 0):
-        rec["equity"][i, wiped[i] + 1 :] = rec["equity"][i, wiped[i]]
 
-    dates = params.market.dates[bars + 1]
-    eq0 = float(cfg.env.initial_equity)
-    out: list[Backtest] = []
-    for i, m in enumerate(members):
-        out.append(
-            Backtest(
-                name=m.name,
-                kind=m.kind,
-                group=m.group,
-                seed=m.seed,
-                symbols=tuple(params.market.symbols),
-                dates=dates,
-                bars=bars.copy(),
-                regime=regime.copy(),
-                reason_names=tuple(core.REASON_NAMES),
-                strategy_pnl=None if strategy_pnl is None else strategy_pnl[i],
-                strategy_names=tuple(STRATEGY_FAMILIES) if strategy_pnl is not None else (),
-                invariant_messages=tuple(messages[i]),
-                allocator_errors=int(rebalancer.errors[i]),
-                rebalance_sources=dict(rebalancer.sources[i]),
-                primary_source=primary_source_of(m.obj) if m.kind == "baseline" else None,
-                initial_equity=eq0 * m.scale,
-                equity_scale=m.scale,
-                split=params.split.name,
-                wiped_out_at=int(wiped[i]) if wiped[i] >= 0 else None,
-                strategy_gross=None if gross_trace is None else gross_trace[i],
-                **{key: arr[i] for key, arr in rec.items()},
+    def _strategy_step(
+        self, k: int, live: np.ndarray, res: StepResult, asset_pnl: np.ndarray
+    ) -> None:
+        """Budgets mode: split each asset's P&L over the families in proportion to their
+        contributions at the decision that last traded it; record the budget trace."""
+        from allocgym.intents import strategy_gross
+
+        if self.strategy_pnl is None or self.strategy_gross is None:
+            return
+        info = res.info
+        share_prev = self.last_share[live]
+        self.strategy_pnl[live, k] = np.einsum("bsn,bn->bs", share_prev, asset_pnl)
+        parts = info["strategy_contributions"] * info["strategy_scale"][:, :, None]
+        self.strategy_gross[live, k] = strategy_gross(parts)
+        tot = parts.sum(axis=1, keepdims=True)
+        share = np.divide(parts, tot, out=np.zeros_like(parts), where=np.abs(tot) > 1e-15)
+        traded = (res.decision.execution.delta_qty != 0.0)[:, None, :]
+        self.last_share[live] = np.where(traded, share, share_prev)
+
+    def _invariants_step(self, k: int, live: np.ndarray, res: StepResult) -> None:
+        """Count the decisions ``check_invariants`` finds in breach; keep a few messages."""
+        dec, params = res.decision, self.params
+        report = check_invariants(dec.gate, dec.context, params.limits, params.cost_model)
+        if not report.n_breaches:
+            return
+        self.arrays["invariant_breaches"][live, k] = report.breached.astype(np.int64)
+        for j in np.flatnonzero(report.breached):
+            messages = self.messages[int(live[j])]
+            tag = f"portfolio {j}:"
+            mine = [m for m in report.messages if m.startswith(tag)]
+            if len(messages) < 20:
+                bar = int(self.bars[k])
+                messages.extend(f"bar {bar}: {m[len(tag) :].strip()}" for m in mine[:5])
+
+    def wipe_out(self, k: int, gone: np.ndarray) -> None:
+        """The portfolios ``gone`` reached zero equity at step ``k``: freeze their books."""
+        self.wiped[gone] = k
+        self.arrays["weights"][gone, k] = 0.0  # weights of a book worth <= 0 are undefined
+
+    def backtests(self, members: list[_Member], rebalancer: Rebalancer) -> list[Backtest]:
+        """One :class:`Backtest` per member, in order."""
+        from allocgym.envs import core
+        from allocgym.intents import STRATEGY_FAMILIES
+
+        params, rec, wiped = self.params, self.arrays, self.wiped
+        for i in np.flatnonzero(wiped >= 0):
+            rec["equity"][i, wiped[i] + 1 :] = rec["equity"][i, wiped[i]]
+        dates = params.market.dates[self.bars + 1]
+        regime = params.features.regime[self.bars].astype(np.int8)
+        eq0 = float(params.cfg.env.initial_equity)
+        strategy_pnl, gross_trace = self.strategy_pnl, self.strategy_gross
+        out: list[Backtest] = []
+        for i, m in enumerate(members):
+            out.append(
+                Backtest(
+                    name=m.name,
+                    kind=m.kind,
+                    group=m.group,
+                    seed=m.seed,
+                    symbols=tuple(params.market.symbols),
+                    dates=dates,
+                    bars=self.bars.copy(),
+                    regime=regime.copy(),
+                    reason_names=tuple(core.REASON_NAMES),
+                    strategy_pnl=None if strategy_pnl is None else strategy_pnl[i],
+                    strategy_names=tuple(STRATEGY_FAMILIES) if strategy_pnl is not None else (),
+                    invariant_messages=tuple(self.messages[i]),
+                    allocator_errors=int(rebalancer.errors[i]),
+                    rebalance_sources=dict(rebalancer.sources[i]) if m.kind == "baseline" else {},
+                    primary_source=primary_source_of(m.obj) if m.kind == "baseline" else None,
+                    initial_equity=eq0 * m.scale,
+                    equity_scale=m.scale,
+                    split=params.split.name,
+                    wiped_out_at=int(wiped[i]) if wiped[i] >= 0 else None,
+                    strategy_gross=None if gross_trace is None else gross_trace[i],
+                    **{key: arr[i] for key, arr in rec.items()},
+                )
             )
-        )
-    return out
+        return out
 
 
 def _default_regime_approved(params: EnvParams, dec: Any) -> np.ndarray:
@@ -650,16 +733,7 @@ def _default_regime_approved(params: EnvParams, dec: Any) -> np.ndarray:
     if not other.any():
         return approved
     rows = np.flatnonzero(other)
-    n = codes.shape[0]
-
-    def take(name: str, value: Any) -> Any:
-        if name == "sector_ids" or value is None:
-            return value
-        arr = np.asarray(value)
-        return arr[rows] if arr.ndim and arr.shape[0] == n else value
-
-    sub = replace(ctx, **{f.name: take(f.name, getattr(ctx, f.name)) for f in fields(ctx)})
-    sub = replace(sub, regime=np.full(rows.size, -1, dtype=np.int64))
+    sub = ctx.rows(rows, regime=np.full(rows.size, -1, dtype=np.int64))
     out = approved.copy()
     out[rows] = params.gates.apply(dec.proposed[rows], sub).approved
     return out
@@ -1460,7 +1534,7 @@ def benchmark_summary(
 
 
 def dashboard_data(bt: Backtest, params: EnvParams) -> dict[str, Any]:
-    """Seed 000's dashboard view of a backtest's final book.
+    """The cluster dashboard's view of a backtest's final book.
 
     Clusters are cut, as the cluster barbell does, from the correlation distance of the
     trailing ``cfg.baselines.lookback`` returns up to the last bar (``barbell`` settings:
@@ -1701,14 +1775,14 @@ def find_agent_runs(
 
 def load_policies(
     runs: Sequence[tuple[int | None, Path]], params: EnvParams, which: str = "best"
-) -> list[Policy]:
+) -> list[PolicyAllocator]:
     """``SB3PolicyAllocator`` per run, labelled ``<algo>_seed<k>`` in group ``<algo>``.
 
     ``which = "best"`` falls back to ``final`` for a run without a best model.
     """
     from allocgym.agents import SB3PolicyAllocator, load_agent
 
-    out: list[Policy] = []
+    out: list[PolicyAllocator] = []
     for seed, path in runs:
         w = which if (path / which / "model.zip").is_file() else "final"
         step = checkpoint_step(path, w)
@@ -1917,15 +1991,23 @@ def evaluate_run(
     return result
 
 
-class FrozenAgent:
-    """A frozen ONNX policy (``allocgym.serving``) as an evaluation :class:`Policy`.
+class FrozenAgent(PolicyAllocator):
+    """A frozen ONNX policy (``allocgym.serving``) as an agent :class:`Allocator`.
 
     The graph's actor output goes through the env's ``ActionSpec`` like an SB3 agent's
     action (the export's parity test ties the graph's own action map to it).
+
+    Parameters
+    ----------
+    policy : FrozenPolicy
+        A loaded bundle.
+    action_spec : ActionSpec
+        The env's action map for the bundle's config (``EnvParams.action_spec``).
     """
 
-    def __init__(self, policy: Any) -> None:
+    def __init__(self, policy: Any, action_spec: ActionSpec) -> None:
         self.policy = policy
+        self.action_spec = action_spec
         self.name = str(policy.name)
         self.group = "frozen"
         self.seed: int | None = None
@@ -1937,20 +2019,22 @@ class FrozenAgent:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # An ONNX session does not pickle: a Ray worker reloads the bundle from its folder.
-        return (_load_frozen_agent, (str(self.policy.path),))
+        return (_load_frozen_agent, (str(self.policy.path), self.action_spec))
 
 
-def _load_frozen_agent(path: str) -> FrozenAgent:
+def _load_frozen_agent(path: str, action_spec: ActionSpec) -> FrozenAgent:
     from allocgym.serving.bundle import FrozenPolicy
 
-    return FrozenAgent(FrozenPolicy.load(path))
+    return FrozenAgent(FrozenPolicy.load(path), action_spec)
 
 
 def _frozen_policies(root: Path, overrides: Sequence[str]) -> tuple[AllocgymConfig, list[Any]]:
     """Config (from the manifest) and policy of a frozen policy directory."""
     from allocgym.config import config_from_dict
+    from allocgym.intents import STRATEGY_FAMILIES
     from allocgym.serving.bundle import FrozenPolicy
 
     policy = FrozenPolicy.load(root)
     cfg = config_from_dict(policy.manifest["config"], list(overrides))
-    return cfg, [FrozenAgent(policy)]
+    spec = ActionSpec.from_config(cfg, len(policy.symbols), len(STRATEGY_FAMILIES))
+    return cfg, [FrozenAgent(policy, spec)]

@@ -1,4 +1,4 @@
-"""Execution policy (seed 002's policy layer): no-trade bands, triggers, lot rounding.
+"""Execution policy: no-trade bands, triggers, lot rounding.
 
 ``ExecutionPolicy.apply`` turns the gates' approved weights into the book actually held
 after lot-rounded orders, batched over ``(n_envs, n_assets)`` with no Python loop over
@@ -61,16 +61,20 @@ import numpy as np
 
 from allocgym.config import ExecutionConfig
 from allocgym.errors import ConfigError, InvariantBreach
-from allocgym.regime import REGIME_LABELS
-from allocgym.risk import GateContext, GateResult, ReasonCode, _rows_all, _rows_any
+from allocgym.risk import GateContext, GateResult, ReasonCode
+from allocgym.risk.context import Bounds, SectorMap, sector_map
+from allocgym.risk.gates.registry import (
+    hard_ok,
+    names_outside,
+    portfolio_bounds,
+)
+from allocgym.risk.kernels import rows_all, rows_any
 
 if TYPE_CHECKING:
     from allocgym.risk import RiskLimits
 
 _TOL = 1e-12
 """Absolute slack (weight units) of the post-rounding exposure checks (float dust only)."""
-_GATE_RTOL = 1e-12
-"""Relative tolerance of ``RiskGateChain``'s limit comparisons (mirrored for forced checks)."""
 _SHRINK_GRID = (0.99, 0.95, 0.9, 0.75, 0.5, 0.25)
 """Uniform trade shrinks tried, largest first, when a rounded book fails a check."""
 _SNAP = 1e-13
@@ -381,7 +385,7 @@ class ExecutionPolicy:
         shares_per_w = equity / prices  # shares per unit weight (inf/NaN masked below)
         if not every_ok:
             shares_per_w = np.where(price_ok, shares_per_w, 0.0)
-        sectors = _Sectors.of(np.asarray(ctx.sector_ids), n_assets)
+        sectors = sector_map(ctx.sector_ids, n_assets)
         betas = None
         if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
             raw_betas = _fit(np.asarray(ctx.betas, np.float64), a.shape)
@@ -409,14 +413,18 @@ class ExecutionPolicy:
             else _fit(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
         )
         coded_forced = (row_bits & _FORCED_MASK) != 0
-        caps = self._caps(ctx, n_envs)
+        bounds = self._bounds(ctx, n_envs, sectors, betas)
+        beta_cap = np.inf if bounds is None or bounds.betas is None else bounds.beta_tol
         # With no beta limit the beta checks can only fail on NaN sums; _beta_inert proves
         # none can arise, and then they are skipped (same outcome, fewer passes).
-        if betas is not None and caps is not None and _beta_inert(caps.beta, betas, a, c):
+        if betas is not None and bounds is not None and _beta_inert(beta_cap, betas, a, c):
             betas = None
-        outside = _outside(c, sectors, betas, caps)
+        if bounds is None:
+            outside = np.zeros(n_envs, dtype=bool)
+        else:
+            outside = ~hard_ok(c, bounds)
         forced = coded_forced | kill | outside
-        fz = _forced_names(sym, c, forced, coded_forced, kill, outside, caps)
+        fz = _forced_names(sym, c, forced, coded_forced, kill, outside, bounds)
         override = vol_spike | spread_blow | kill
         allowed = (not p.scheduled_only) | scheduled | override
         full = allowed & (l1 | override)
@@ -433,12 +441,12 @@ class ExecutionPolicy:
         if fz is not None:
             suppress &= ~fz
 
-        refs = _refs(a, c, forced, sectors, betas, caps, fz)
+        refs = _refs(a, c, forced, sectors, betas, bounds, beta_cap, fz)
         any_suppress = bool(suppress.any())
         if any_suppress:
             target = np.where(suppress, c, a)
             band_ok = _passes(target, refs, sectors, betas)
-            suppressed_rows = _rows_any(suppress)
+            suppressed_rows = rows_any(suppress)
             lifted = suppressed_rows & ~band_ok
             if lifted.any():
                 suppress &= band_ok[:, None]
@@ -494,9 +502,9 @@ class ExecutionPolicy:
         rounded_off = change & (w_fin != target)
         if rounded_off.any():
             reasons |= np.where(rounded_off, _LOT, 0)
-            port_out |= np.where(_rows_any(rounded_off), _LOT, 0)
+            port_out |= np.where(rows_any(rounded_off), _LOT, 0)
         masks = (  # one row per flag, in _FLAG_BITS order
-            _rows_any(name_drift),
+            rows_any(name_drift),
             l1,
             scheduled,
             vol_spike,
@@ -504,7 +512,7 @@ class ExecutionPolicy:
             kill,
             forced,
             lifted,
-            _rows_any(scaled) & ok,
+            rows_any(scaled) & ok,
             ~ok,
         )
         flags = _FLAG_BITS @ np.array(masks, dtype=np.int64)  # exact integer sum of bits
@@ -515,7 +523,7 @@ class ExecutionPolicy:
             side=np.sign(delta).astype(np.int8),
             reasons=reasons,
             portfolio_reasons=port_out,
-            traded=_rows_any(delta != 0.0),
+            traded=rows_any(delta != 0.0),
             trigger_flags=flags,
             suppressed=suppress,
         )
@@ -529,33 +537,19 @@ class ExecutionPolicy:
             self._static = cached
         return cached[2]
 
-    def _caps(self, ctx: GateContext, n_envs: int) -> _Caps | None:
-        """Hard limits of ``self.limits`` per portfolio, in weight units (``None`` without
-        limits), as ``RiskGateChain`` applies them: the symbol caps (weight and notional)
-        scale with the capacity multiplier, the gross cap with the budget multiplier."""
-        t = self._tables().caps
-        if t is None:
+    def _bounds(
+        self, ctx: GateContext, n_envs: int, sectors: SectorMap, betas: np.ndarray | None
+    ) -> Bounds | None:
+        """The hard limits of ``self.limits`` per portfolio, as the gates apply them (the
+        registry's bounds; ``None`` without limits)."""
+        limits = self.limits
+        if limits is None:
             return None
         regime = _fit(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
-        slot = np.where((regime >= 0) & (regime < _N_LABELS), regime, _N_LABELS)
         equity = _fit(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))
-        symbol = t.symbol[slot]
-        if t.symbol_notional is not None:
-            symbol = np.minimum(symbol, t.symbol_notional[slot] / equity)
-        gross = t.gross[slot]
-        if t.gross_notional is not None:
-            gross = np.minimum(gross, t.gross_notional / equity)
-        return _Caps(
-            symbol=symbol,
-            gross=gross,
-            net=t.net,
-            sector=t.sector,
-            beta=t.beta,
-            long_only=t.long_only,
-        )
+        slot = limits.tables.slot(regime)
+        return portfolio_bounds(limits, slot, equity, sectors, betas)
 
-
-_N_LABELS = len(REGIME_LABELS)
 
 _FLAG_BITS = np.array(
     [
@@ -580,21 +574,6 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class _CapTables:
-    """Per regime slot (``REGIME_LABELS`` order, then unknown codes): the products of
-    limits and multipliers that ``_caps`` would otherwise recompute per decision."""
-
-    symbol: np.ndarray  # max_symbol_weight x capacity, (n_labels + 1,)
-    symbol_notional: np.ndarray | None  # max_symbol_notional x capacity (divide by equity)
-    gross: np.ndarray  # max_gross x budget
-    gross_notional: float | None
-    net: float
-    sector: float
-    beta: float  # inf without a beta limit
-    long_only: bool
-
-
-@dataclass(frozen=True, eq=False)
 class _Static:
     """Constants of one ``(ExecutionParams, RiskLimits)`` pair."""
 
@@ -602,48 +581,16 @@ class _Static:
     lot: np.ndarray
     unit_lot: bool  # every lot is 1: dividing and multiplying by it is exact, skipped
     kill: bool
-    caps: _CapTables | None
 
     @classmethod
-    def build(cls, params: ExecutionParams, limits: Any) -> _Static:
+    def build(cls, params: ExecutionParams, limits: RiskLimits | None) -> _Static:
         lot = np.asarray(params.lot_size, dtype=np.float64)
-        caps = None
-        if limits is not None:
-            # Slot k < n_labels is regime code k; the last slot is every other code.
-            codes = np.append(np.arange(_N_LABELS, dtype=np.int64), -1)
-            budget = np.asarray(limits.budget_multiplier(codes), dtype=np.float64)
-            capacity = np.asarray(limits.capacity_multiplier(codes), dtype=np.float64)
-            notional = limits.max_symbol_notional
-            beta = np.inf if limits.beta_tolerance is None else limits.beta_tolerance
-            caps = _CapTables(
-                symbol=limits.max_symbol_weight * capacity,
-                symbol_notional=None if notional is None else notional * capacity,
-                gross=limits.max_gross * budget,
-                gross_notional=limits.max_gross_notional,
-                net=float(limits.max_net),
-                sector=float(limits.max_sector_gross),
-                beta=float(beta),
-                long_only=bool(limits.long_only),
-            )
         return cls(
             tau=np.asarray(params.name_drift_threshold, dtype=np.float64),
             lot=lot,
             unit_lot=bool(np.all(lot == 1.0)),
-            kill=limits is not None and bool(getattr(limits, "kill_switch", False)),
-            caps=caps,
+            kill=limits is not None and limits.kill_switch,
         )
-
-
-@dataclass(frozen=True, eq=False)
-class _Caps:
-    """Hard limits (weight units): per portfolio (n_envs,) or one value for all."""
-
-    symbol: np.ndarray
-    gross: np.ndarray
-    net: float
-    sector: float
-    beta: float
-    long_only: bool
 
 
 def _beta_inert(beta_cap: float, betas: np.ndarray, a: np.ndarray, c: np.ndarray) -> bool:
@@ -666,9 +613,10 @@ def _refs(
     a: np.ndarray,
     c: np.ndarray,
     forced: np.ndarray,
-    sectors: _Sectors,
+    sectors: SectorMap,
     betas: np.ndarray | None,
-    caps: _Caps | None,
+    bounds: Bounds | None,
+    beta_cap: float,
     forced_names: np.ndarray | None = None,
 ) -> _Refs:
     """Exposure ceilings a final book must respect, per portfolio.
@@ -681,17 +629,17 @@ def _refs(
     dust of the gates).
     """
     abs_a = np.abs(a)
-    ga, sa, na = abs_a.sum(axis=1), sectors.sum(abs_a), np.abs(a.sum(axis=1))
+    ga, sa, na = abs_a.sum(axis=1), sectors.sums(abs_a), np.abs(a.sum(axis=1))
     beta = None
-    if caps is not None:
-        gross = np.maximum(ga, caps.gross)
-        sector = np.maximum(sa, caps.sector)
-        net = np.maximum(na, caps.net)
+    if bounds is not None:
+        gross = np.maximum(ga, bounds.gross_limit())
+        sector = np.maximum(sa, bounds.sector_cap)
+        net = np.maximum(na, bounds.net_cap)
         if betas is not None:
-            beta = np.maximum(np.abs((betas * a).sum(axis=1)), caps.beta)
+            beta = np.maximum(np.abs((betas * a).sum(axis=1)), beta_cap)
     else:
         abs_c = np.abs(c)
-        gc, sc, nc = abs_c.sum(axis=1), sectors.sum(abs_c), np.abs(c.sum(axis=1))
+        gc, sc, nc = abs_c.sum(axis=1), sectors.sums(abs_c), np.abs(c.sum(axis=1))
         gross = np.where(forced, ga, np.maximum(ga, gc))
         sector = np.where(forced[:, None], sa, np.maximum(sa, sc))
         net = np.where(forced, na, np.maximum(na, nc))
@@ -722,7 +670,7 @@ def _forced_names(
     coded_forced: np.ndarray,
     kill: np.ndarray,
     outside: np.ndarray,
-    caps: _Caps | None,
+    bounds: Bounds | None,
 ) -> np.ndarray | None:
     """(n_envs, n_assets) bool: names that must trade now, past any band (``None``: none).
 
@@ -735,48 +683,12 @@ def _forced_names(
     if not forced.any():
         return None
     fz = (sym & _FORCED_MASK) != 0 if coded_forced.any() else np.zeros(c.shape, dtype=bool)
-    if caps is not None and outside.any():
-        absc = np.abs(c)
-        name_out = ~(absc <= caps.symbol[:, None] + _GATE_RTOL * (caps.symbol[:, None] + absc))
-        if caps.long_only:
-            name_out |= c < 0
-        fz |= name_out & outside[:, None]
-    whole = kill | (forced & ~_rows_any(fz))
+    if bounds is not None and outside.any():
+        fz |= names_outside(c, bounds) & outside[:, None]
+    whole = kill | (forced & ~rows_any(fz))
     if whole.any():
         fz |= whole[:, None]
     return fz
-
-
-def _outside(
-    w: np.ndarray, sectors: _Sectors, betas: np.ndarray | None, caps: _Caps | None
-) -> np.ndarray:
-    """(n_envs,) bool: the book ``w`` breaks a hard limit (False without limits).
-
-    Same tolerance as ``RiskGateChain``: ``value > limit + 1e-12 (limit + magnitude)``,
-    the magnitude being the sum of absolute terms ``value`` was computed from.
-    """
-    if caps is None:
-        return np.zeros(w.shape[0], dtype=bool)
-
-    def over(value: np.ndarray, limit: Any, mag: np.ndarray) -> np.ndarray:
-        return ~(value <= limit + _GATE_RTOL * (limit + mag))
-
-    def over_any(value: np.ndarray, limit: Any) -> np.ndarray:
-        """Rows where some entry is over (``~all(inside)``: one pass fewer)."""
-        return ~_rows_all(value <= limit + _GATE_RTOL * (limit + value))
-
-    absw = np.abs(w)
-    gross = absw.sum(axis=1)
-    out = over_any(absw, caps.symbol[:, None])
-    out |= over(gross, caps.gross, gross)
-    out |= over(np.abs(w.sum(axis=1)), caps.net, gross)
-    out |= over_any(sectors.sum(absw), caps.sector)
-    if caps.long_only:
-        out |= _rows_any(w < 0)
-    if betas is not None:
-        bw = betas * w
-        out |= over(np.abs(bw.sum(axis=1)), caps.beta, np.abs(bw).sum(axis=1))
-    return out
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -791,69 +703,6 @@ def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
     else:
         hit = np.nan_to_num(arr, nan=0.0) >= threshold
     return hit.reshape(n_envs, -1).any(axis=1)
-
-
-_SECTOR_CACHE: dict[bytes, _Sectors] = {}
-_CACHE_SIZE = 64
-
-
-class _Sectors:
-    """Sector membership; sums use ``bincount`` (fixed order, no BLAS: the same bits for a
-    portfolio whatever batch it is in). Instances are cached per membership, and each
-    keeps its bincount index arrays per batch size (static across decisions)."""
-
-    __slots__ = ("_index", "_slot", "exempt", "ids", "n", "width")
-
-    def __init__(self, ids: np.ndarray, n: int) -> None:
-        self.ids = ids  # (n_assets,) int64, read-only; NO_SECTOR (-1): no sector
-        self.n = n
-        # Names without a sector are summed into one extra bin that no limit reads.
-        self.exempt = bool(ids.size and ids.min() < 0)
-        self.width = n + 1 if self.exempt else n
-        self._slot = np.where(ids < 0, n, ids) if self.exempt else ids
-        self._index: dict[int, np.ndarray] = {}
-
-    @classmethod
-    def of(cls, sector_ids: np.ndarray, n_assets: int) -> _Sectors:
-        ids = _fit(np.asarray(sector_ids, dtype=np.int64), (n_assets,))
-        key = ids.tobytes()
-        hit = _SECTOR_CACHE.get(key)
-        if hit is None:
-            own = np.array(ids, dtype=np.int64)
-            own.flags.writeable = False
-            hit = cls(own, max(int(own.max()) + 1, 0) if n_assets else 1)
-            if len(_SECTOR_CACHE) >= _CACHE_SIZE:
-                _SECTOR_CACHE.clear()
-            _SECTOR_CACHE[key] = hit
-        return hit
-
-    def index(self, n_envs: int) -> np.ndarray:
-        """Flat bincount bins of an (n_envs, n_assets) array: row * n_sectors + sector
-        (cached for a few batch sizes)."""
-        idx = self._index.get(n_envs)
-        if idx is None:
-            idx = (np.arange(n_envs)[:, None] * self.width + self._slot[None, :]).ravel()
-            idx.flags.writeable = False
-            if len(self._index) >= 8:
-                self._index.clear()
-            self._index[n_envs] = idx
-        return idx
-
-    def sum(self, x: np.ndarray) -> np.ndarray:
-        """Per-sector sums of ``x`` (n_envs, n_assets) -> (n_envs, n_sectors)."""
-        n_envs = x.shape[0]
-        sums = np.bincount(
-            self.index(n_envs), weights=x.ravel(), minlength=n_envs * self.width
-        ).reshape(n_envs, self.width)
-        return sums[:, : self.n] if self.exempt else sums
-
-    def per_name(self, x: np.ndarray, fill: float = 1.0) -> np.ndarray:
-        """Sector values (n_envs, n_sectors) spread to their names (n_envs, n_assets);
-        names without a sector get ``fill``."""
-        if not self.exempt:
-            return x[:, self.ids]
-        padded = np.concatenate([x, np.full((x.shape[0], 1), fill)], axis=1)
-        return padded[:, self._slot]
 
 
 def _lots(x: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
@@ -914,7 +763,7 @@ def _round_rows(
     if forced.all():
         return _round_toward_zero(q_cur, q_tgt, lot, unit)
     q = _round_toward_current(q_cur, q_tgt, lot, unit)
-    rows = np.flatnonzero(_rows_any(forced))  # only rows with a forced name differ
+    rows = np.flatnonzero(rows_any(forced))  # only rows with a forced name differ
     qz = _round_toward_zero(q_cur[rows], q_tgt[rows], lot, unit)  # lot: (n_assets,)
     q[rows] = np.where(forced[rows], qz, q[rows])
     return q
@@ -941,7 +790,7 @@ def _round_book(
     shares_per_w: np.ndarray,
     lot: np.ndarray,
     refs: _Refs,
-    sectors: _Sectors,
+    sectors: SectorMap,
     unit_lot: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lot-round ``target``: toward zero for forced names (``forced``, (n_envs, n_assets)
@@ -962,7 +811,7 @@ def _round_book(
     lam = _increase_scale(abs_w, abs_c, target, inc, refs, sectors, one_signed)
     scaled = inc & (lam < 1.0)
     if scaled.any():
-        rows = np.flatnonzero(_rows_any(scaled))  # only these rows change (elementwise)
+        rows = np.flatnonzero(rows_any(scaled))  # only these rows change (elementwise)
         cr, spw, qc, ch = c[rows], shares_per_w[rows], q_cur[rows], change[rows]
         q2 = _round_toward_current(qc, (cr + lam[rows] * (target[rows] - cr)) * spw, lot, unit_lot)
         q[rows] = np.where(scaled[rows], q2, q[rows])
@@ -976,7 +825,7 @@ def _increase_scale(
     target: np.ndarray,
     inc: np.ndarray,
     refs: _Refs,
-    sectors: _Sectors,
+    sectors: SectorMap,
     one_signed: np.ndarray,
 ) -> np.ndarray:
     """Per-name scale in [0, 1] on exposure-increasing orders so that gross and every
@@ -988,17 +837,17 @@ def _increase_scale(
     need = np.where(inc, np.abs(target) - abs_c, 0.0)
     gross_ref = np.where(one_signed, np.minimum(refs.gross, refs.net), refs.gross)
     lam_g = _ratio(gross_ref - base.sum(axis=1), need.sum(axis=1))
-    lam_s = _ratio(refs.sector - sectors.sum(base), sectors.sum(need))  # (n_envs, n_sectors)
-    lam = np.minimum(lam_g[:, None], sectors.per_name(lam_s))
+    lam_s = _ratio(refs.sector - sectors.sums(base), sectors.sums(need))  # (n_envs, n_sectors)
+    lam = np.minimum(lam_g[:, None], sectors.spread(lam_s))
     return np.where(inc, lam, 1.0)
 
 
 def _one_signed(c: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(n_envs,) bool: every current and target weight is >= 0, or every one is <= 0."""
-    long = _rows_all((c >= 0) & (target >= 0))
+    long = rows_all((c >= 0) & (target >= 0))
     if long.all():
         return long
-    return long | _rows_all((c <= 0) & (target <= 0))
+    return long | rows_all((c <= 0) & (target <= 0))
 
 
 def _ratio(room: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -1006,12 +855,12 @@ def _ratio(room: np.ndarray, need: np.ndarray) -> np.ndarray:
     return np.where(need > 0.0, lam, 1.0)
 
 
-def _passes(w: np.ndarray, refs: _Refs, sectors: _Sectors, betas: np.ndarray | None) -> np.ndarray:
+def _passes(w: np.ndarray, refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> np.ndarray:
     """(n_envs,) bool: ``w`` stays within the reference exposures (float dust allowed)."""
-    ok = _rows_all((w >= refs.lo) & (w <= refs.hi))
+    ok = rows_all((w >= refs.lo) & (w <= refs.hi))
     absw = np.abs(w)
     ok &= absw.sum(axis=1) <= refs.gross_tol
-    ok &= _rows_all(sectors.sum(absw) <= refs.sector_tol)
+    ok &= rows_all(sectors.sums(absw) <= refs.sector_tol)
     ok &= np.abs(w.sum(axis=1)) <= refs.net_tol
     if betas is not None and refs.beta_tol is not None:
         ok &= np.abs((betas * w).sum(axis=1)) <= refs.beta_tol

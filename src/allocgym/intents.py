@@ -1,4 +1,4 @@
-"""Strategy families and the ``IntentAggregator`` (seed 001's allocation stack, step 1).
+"""Strategy families and the ``IntentAggregator`` (the first step of the allocation stack).
 
 Three strategy families read the same trailing-window statistics as the observation
 (``allocgym.features`` computes them and calls the functions here) and each emits, per
@@ -204,7 +204,7 @@ def strategy_intents(
 
 
 class IntentAggregator:
-    """Nets budgeted strategy intents into symbol weights (seed 001 ``IntentAggregator``).
+    """Nets budgeted strategy intents into symbol weights.
 
     Parameters
     ----------

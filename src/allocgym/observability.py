@@ -2,17 +2,21 @@
 
 Audit log
 ---------
-``AuditLog`` is an append-only JSONL file, one line per decision (seed 000's
-``selection_audit.json`` made tamper-evident). Each line is the canonical JSON (sorted keys,
+``AuditLog`` is an append-only JSONL file, one line per decision (the cluster
+barbell's selection audit made tamper-evident). Each line is the canonical JSON (sorted keys,
 no whitespace, ASCII) of::
 
     {"seq": n, "prev_hash": <hash of line n-1>, "record": {...}, "hash": <sha256>}
 
 where ``hash`` is the sha256 (hex) of the canonical JSON of the same object without
 ``hash``, and line 0's ``prev_hash`` is 64 zeros. Changing, inserting, deleting or
-reordering any line breaks the chain at that line; ``verify`` names it. (Dropping lines
-from the *end* leaves a valid shorter chain: keep ``AuditLog.head`` elsewhere to detect
-that.)
+reordering any line breaks the chain at that line; ``verify`` names it. Dropping lines
+from the *end*, or deleting one and recomputing the chain, leaves a valid chain: the
+anchor catches those. One writer holds the log (``<log>.lock``; a second process is
+refused) and anchors the chain head in ``<log>.head`` (record count, last hash, byte
+offset; optionally HMAC-signed), atomically, at open, every ``anchor_every`` records and
+at close; ``verify_log`` checks the log against it, and reopening verifies the log from
+the anchored record on.
 
 Floats are written with Python's shortest round-trip ``repr`` (so ``json.loads`` gives the
 identical bits back, ``-0.0`` and subnormals included); NaN and infinities, which JSON
@@ -27,21 +31,30 @@ the output that ``replay`` checks.
 
 Metrics
 -------
-``Metrics`` owns a dedicated ``CollectorRegistry`` with seed 001's metric names
-(``allocator_active_strategies``, ``allocator_gross_exposure``, ``allocator_net_exposure``,
-``allocator_reject_total{reason}``, ``capacity_utilization_ratio{symbol}``,
-``strategy_pnl_contribution{strategy_id}``) and ``allocator_decision_latency_seconds``.
-``observe_decision`` updates all of them from one decision. Reason labels are
-``ReasonCode`` names, pre-registered at 0, so no rejection is ever ``unknown``.
+``Metrics`` owns a dedicated ``CollectorRegistry`` with the trading allocator's metrics
+(``allocator_active_strategies``, ``allocator_gross_exposure_ratio``,
+``allocator_net_exposure_ratio``, ``allocator_reject_total{reason}``,
+``allocator_capacity_utilization_ratio{symbol}``,
+``allocator_strategy_pnl_contribution_currency{strategy_id}``) and
+``allocator_decision_latency_seconds``, named by Prometheus' conventions: the
+``allocator_`` prefix, fractions end in ``_ratio``, the unit last, counters in ``_total``
+(:data:`METRIC_RENAMES` maps the first release's names to these). ``observe_decision``
+updates all of them from one decision. Reason labels are ``ReasonCode`` names,
+pre-registered at 0, so no rejection is ever ``unknown``. :class:`StrategyPnL` keeps the
+per-account state that attributes realised P&L to strategies.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import hashlib
+import hmac
 import json
 import math
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +69,10 @@ from allocgym.risk import GateContext, GateResult, ReasonCode
 if TYPE_CHECKING:
     from allocgym.execution import ExecutionResult
     from allocgym.risk import RiskLimits
+
+AUDIT_KEY_ENV = "ALLOCGYM_AUDIT_KEY"
+"""Environment variable holding the HMAC key of audit anchors (``allocgym serve``,
+``allocgym audit verify``)."""
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record of every chain."""
@@ -173,8 +190,11 @@ class ChainReport:
     head : str
         Hash of the last good record (``GENESIS_HASH`` for an empty log).
     bad_line : int or None
-        1-based number of the first bad line.
+        1-based number of the first bad line (the first missing one when records were
+        cut from the end).
     reason : str
+    anchor : Anchor or None
+        The head file the log was checked against (None: not checked or none).
     """
 
     ok: bool
@@ -182,6 +202,7 @@ class ChainReport:
     head: str
     bad_line: int | None = None
     reason: str = ""
+    anchor: Anchor | None = None
 
 
 @dataclass(frozen=True)
@@ -206,47 +227,314 @@ class ReplayReport:
         return not self.mismatches and self.n_reproduced == self.n_records
 
 
+class AuditLogLockedError(AllocgymError, RuntimeError):
+    """Another process is writing the audit log (one writer per file)."""
+
+
+def anchor_path(path: str | Path) -> Path:
+    """The head file that anchors an audit log: ``<log>.head``."""
+    p = Path(path)
+    return p.with_name(p.name + ".head")
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The anchored chain head: ``n_records`` records, the last with hash ``head``, ending
+    at byte ``offset`` of the log.
+
+    Attributes
+    ----------
+    n_records : int
+    head : str
+        Hash of record ``n_records - 1`` (``GENESIS_HASH`` when 0).
+    offset : int
+        Size in bytes of the log's first ``n_records`` lines.
+    anchored_at : str
+        UTC time the head file was written (ISO 8601).
+    signed : bool
+        The head file carries an HMAC-SHA256 (checked when a key is given).
+    """
+
+    n_records: int
+    head: str
+    offset: int
+    anchored_at: str
+    signed: bool = False
+
+
+def _anchor_mac(body: Mapping[str, Any], key: bytes) -> str:
+    return hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
+
+
+def write_anchor(path: str | Path, anchor: Anchor, key: bytes | None = None) -> None:
+    """Write the head file of the log at ``path`` atomically (temp file, fsync, rename).
+
+    With ``key``, the head file carries an HMAC-SHA256 of its content: whoever rewrites the
+    log and recomputes the chain cannot write a matching anchor without the key.
+    """
+    target = anchor_path(path)
+    body: dict[str, Any] = {
+        "version": 1,
+        "n_records": anchor.n_records,
+        "head": anchor.head,
+        "offset": anchor.offset,
+        "anchored_at": anchor.anchored_at,
+    }
+    if key is not None:
+        body["hmac"] = _anchor_mac(body, key)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(canonical_json(body) + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a crash
+    finally:
+        os.close(dir_fd)
+
+
+def read_anchor(path: str | Path, key: bytes | None = None) -> Anchor | None:
+    """The anchor of the log at ``path`` (None when it has no head file).
+
+    Raises
+    ------
+    AuditChainError
+        The head file is malformed, or ``key`` is given and its HMAC is missing or wrong.
+    """
+    log_path = Path(path)
+    target = anchor_path(log_path)
+    if not target.exists():
+        return None
+
+    def bad(reason: str) -> AuditChainError:
+        return AuditChainError(log_path, 0, f"head file {str(target)!r}: {reason}")
+
+    try:
+        body = json.loads(target.read_bytes())
+        fields = {k: body[k] for k in ("version", "n_records", "head", "offset", "anchored_at")}
+        n, offset, head = int(fields["n_records"]), int(fields["offset"]), str(fields["head"])
+    except (ValueError, KeyError, TypeError):
+        raise bad("not an anchor (keys version, n_records, head, offset, anchored_at)") from None
+    if fields["version"] != 1 or n < 0 or offset < 0 or set(body) - {*fields, "hmac"}:
+        raise bad("not a version 1 anchor")
+    mac = body.get("hmac")
+    if key is not None:
+        if mac is None:
+            raise bad("not signed, but a key was given: it was replaced by an unsigned one")
+        if not hmac.compare_digest(str(mac), _anchor_mac(fields, key)):
+            raise bad("HMAC does not match: it was forged or the key is wrong")
+    return Anchor(n, head, offset, str(fields["anchored_at"]), signed=mac is not None)
+
+
+class _Writer:
+    """The one writer of a log file in this process (shared by its ``AuditLog`` handles)."""
+
+    def __init__(self, path: Path, fsync: bool, anchor_every: int, key: bytes | None) -> None:
+        self.path, self.fsync, self.anchor_every, self.key = path, fsync, anchor_every, key
+        self.mutex = threading.Lock()
+        self.handles = 0
+        self.closed = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(self._lock_fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(self._lock_fd)
+            raise AuditLogLockedError(
+                f"audit log {str(path)!r} is being written by another process "
+                f"(pid {owner or 'unknown'}, lock {str(_lock_path(path))!r}): one writer per "
+                "log; stop that process or give this one its own --audit-log"
+            ) from None
+        try:
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+            self.head, self.n, self.size = _open_chain(path, key)
+        except BaseException:
+            os.close(self._lock_fd)  # releases the lock
+            raise
+        self._fh = open(path, "ab")  # held open for the writer's lifetime
+        self.anchored = -1
+        try:
+            self.write_anchor()
+        except BaseException:
+            self._fh.close()
+            os.close(self._lock_fd)
+            raise
+
+    def append(self, payload: Any) -> str:
+        with self.mutex:
+            if self.closed:
+                raise ValueError(f"audit log {str(self.path)!r} is closed: open a new AuditLog")
+            entry = {"seq": self.n, "prev_hash": self.head, "record": payload}
+            digest = hashlib.sha256(canonical_json(entry)).hexdigest()
+            line = canonical_json({**entry, "hash": digest}) + b"\n"
+            self._fh.write(line)
+            self._fh.flush()
+            if self.fsync:
+                os.fsync(self._fh.fileno())
+            self.head, self.n, self.size = digest, self.n + 1, self.size + len(line)
+            if self.n - self.anchored >= self.anchor_every:
+                self._anchor_locked()
+        return digest
+
+    def write_anchor(self) -> None:
+        with self.mutex:
+            if not self.closed:
+                self._anchor_locked()
+
+    def _anchor_locked(self) -> None:
+        if self.anchored == self.n:
+            return
+        if not self.fsync:
+            os.fsync(self._fh.fileno())  # the anchored records are on disk before the anchor
+        now = dt.datetime.now(dt.UTC).isoformat()
+        write_anchor(self.path, Anchor(self.n, self.head, self.size, now), self.key)
+        self.anchored = self.n
+
+    def release(self) -> None:
+        # under the registry lock: a new writer of this file cannot start while it closes
+        with _WRITERS_LOCK, self.mutex:
+            self.handles -= 1
+            if self.handles > 0 or self.closed:
+                return
+            if _WRITERS.get(self.path) is self:
+                del _WRITERS[self.path]
+            try:
+                self._anchor_locked()
+            finally:
+                self.closed = True
+                self._fh.close()
+                os.close(self._lock_fd)
+
+
+_WRITERS: dict[Path, _Writer] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _open_chain(path: Path, key: bytes | None) -> tuple[str, int, int]:
+    """Head hash, record count and byte size of an existing log, verified from its anchor
+    (the whole file when it has none)."""
+    anchor = read_anchor(path, key)
+    size = path.stat().st_size if path.exists() else 0
+    if anchor is None:
+        report = verify_log(path, anchor=False)
+        return report.head, report.n_records, size
+    if size < anchor.offset:
+        raise AuditChainError(
+            path,
+            anchor.n_records,
+            f"the log holds {size} bytes, its anchor covers {anchor.offset} ({anchor.n_records} "
+            "records): it was truncated or deleted",
+        )
+    if not path.exists():  # an anchor of 0 records: nothing was lost
+        return GENESIS_HASH, 0, 0
+    with open(path, "rb") as fh:
+        prev = GENESIS_HASH
+        if anchor.n_records:
+            last = _last_line(path, end=anchor.offset)
+            reason = _check_line(last, anchor.n_records - 1, None)
+            if not reason and json.loads(last)["hash"] != anchor.head:
+                reason = "hash differs from the anchored head (records rewritten)"
+            if reason:
+                raise AuditChainError(
+                    path,
+                    anchor.n_records,
+                    f"the anchored record (ending at byte {anchor.offset}) is not intact "
+                    f"({reason}): lines up to it were changed",
+                )
+            prev = anchor.head
+        fh.seek(anchor.offset)
+        n = anchor.n_records
+        for i, raw in enumerate(fh, start=anchor.n_records + 1):
+            reason = _check_line(raw, n, prev)
+            if reason:
+                raise AuditChainError(path, i, reason)
+            prev, n = json.loads(raw)["hash"], n + 1
+    return prev, n, size
+
+
 class AuditLog:
-    """Append-only, hash-chained JSONL audit log (one line per decision).
+    """Append-only, hash-chained JSONL audit log (one line per decision) with one writer
+    and an anchored head.
+
+    Opening takes the log's writer lock (``<log>.lock``, ``fcntl.flock``): a second
+    process is refused with :class:`AuditLogLockedError`; within one process every
+    ``AuditLog`` of a file shares one writer, so their appends chain. An existing log is
+    verified from its anchor on (the whole file when it has none). The anchor, the head
+    file ``<log>.head`` (record count, last hash, byte offset; HMAC-signed with ``key``),
+    is written atomically at open, every ``anchor_every`` records and at :meth:`close`
+    (or interpreter exit): ``verify_log`` then detects truncation, deleted records and a
+    recomputed chain up to the last anchor.
 
     Parameters
     ----------
     path : str or Path
-        The JSONL file (created on the first append; an existing file is continued after
-        checking its last line).
+        The JSONL file (created at open).
     fsync : bool
-        ``os.fsync`` after every append (durable across power loss, slower).
+        ``os.fsync`` after every append (durable across power loss, slower); the log is
+        synced before every anchor in any case.
+    anchor_every : int
+        Records between two anchors (>= 1): records written after the last anchor are not
+        covered until the next one or the close.
+    key : bytes, optional
+        HMAC key of the anchor.
     """
 
-    def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fsync: bool = False,
+        anchor_every: int = 100,
+        key: bytes | None = None,
+    ) -> None:
+        if isinstance(anchor_every, bool) or not isinstance(anchor_every, int) or anchor_every < 1:
+            raise ValueError(f"anchor_every = {anchor_every!r}: use an integer >= 1")
         self.path = Path(path)
-        self.fsync = fsync
-        self._lock = threading.Lock()
-        self._head, self._n = self._read_tail()
+        real = Path(os.path.realpath(self.path))
+        with _WRITERS_LOCK:
+            writer = _WRITERS.get(real)
+            if writer is None:
+                writer = _Writer(real, fsync, anchor_every, key)
+                _WRITERS[real] = writer
+            writer.handles += 1
+        self._writer = writer
+        self._release = weakref.finalize(self, writer.release)
 
     @property
     def head(self) -> str:
         """Hash of the last record (``GENESIS_HASH`` when empty)."""
-        return self._head
+        return self._writer.head
 
     def __len__(self) -> int:
-        return self._n
+        return self._writer.n
 
     def append(self, record: Mapping[str, Any]) -> str:
         """Append one record; returns its hash (the new ``head``)."""
-        payload = to_jsonable(record)
-        with self._lock:
-            entry = {"seq": self._n, "prev_hash": self._head, "record": payload}
-            digest = hashlib.sha256(canonical_json(entry)).hexdigest()
-            line = canonical_json({**entry, "hash": digest}) + b"\n"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "ab") as fh:
-                fh.write(line)
-                fh.flush()
-                if self.fsync:
-                    os.fsync(fh.fileno())
-            self._head, self._n = digest, self._n + 1
-        return digest
+        if not self._release.alive:
+            raise ValueError(f"audit log {str(self.path)!r} was closed: open a new AuditLog")
+        return self._writer.append(to_jsonable(record))
+
+    def anchor(self) -> None:
+        """Write the head file now (e.g. at a service's shutdown)."""
+        self._writer.write_anchor()
+
+    def close(self) -> None:
+        """Release this handle; the last one anchors the head and drops the writer lock."""
+        self._release()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def entries(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """Parsed lines ``(line_number, entry)``, unchecked (use ``verify`` first)."""
@@ -262,43 +550,56 @@ class AuditLog:
             yield from_jsonable(entry["record"])
 
     def verify(self, *, raise_error: bool = True) -> ChainReport:
-        """Check the whole file (see ``verify_log``)."""
-        return verify_log(self.path, raise_error=raise_error)
-
-    def _read_tail(self) -> tuple[str, int]:
-        """Head hash and record count of an existing log (its last line is checked)."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return GENESIS_HASH, 0
-        last = _last_line(self.path)
-        try:
-            entry = json.loads(last)
-            seq, digest = int(entry["seq"]), str(entry["hash"])
-            body = {k: entry[k] for k in ("seq", "prev_hash", "record")}
-        except (ValueError, KeyError, TypeError):
-            raise AuditChainError(self.path, -1, "last line is not a chain entry") from None
-        if not last.endswith(b"\n") or hashlib.sha256(canonical_json(body)).hexdigest() != digest:
-            raise AuditChainError(self.path, seq + 1, "last line is torn or its hash is wrong")
-        return digest, seq + 1
+        """Check the whole file against its anchor (see ``verify_log``)."""
+        return verify_log(self.path, raise_error=raise_error, key=self._writer.key)
 
 
-def verify_log(path: str | Path, *, raise_error: bool = True) -> ChainReport:
-    """Check every line of an audit log: canonical encoding, sequence number, link to the
-    previous record's hash and its own hash.
+def verify_log(
+    path: str | Path,
+    *,
+    raise_error: bool = True,
+    anchor: bool | None = None,
+    key: bytes | None = None,
+) -> ChainReport:
+    """Check every line of an audit log (canonical encoding, sequence number, link to the
+    previous record's hash, its own hash), then the log against its anchor.
+
+    The chain alone cannot show records cut from the end, nor a deletion whose chain was
+    recomputed; the anchor (``<log>.head``) can, up to the records it covers: the log
+    must hold at least ``n_records`` records and record ``n_records`` must hash to the
+    anchored head.
 
     Parameters
     ----------
     path : str or Path
-        The JSONL file (a missing file is an empty, valid chain).
+        The JSONL file (a missing file is an empty chain).
     raise_error : bool
-        Raise at the first bad line (default) or return a report saying where it broke.
+        Raise at the first problem (default) or return a report saying where it is.
+    anchor : bool, optional
+        None (default): check the head file when there is one; True: it must exist (a
+        deleted head file is a problem); False: the chain only.
+    key : bytes, optional
+        HMAC key: the head file must be signed with it.
 
     Raises
     ------
     AuditChainError
-        At the first bad line (its 1-based number in ``.line``), when ``raise_error``.
+        At the first bad line (its 1-based number in ``.line``), when ``raise_error``;
+        also for a malformed, unsigned (with ``key``) or forged head file.
     """
     path = Path(path)
+    anc = None if anchor is False else read_anchor(path, key)
+    if anchor is True and anc is None:
+        problem = (
+            1,
+            f"head file {str(anchor_path(path))!r} is missing: the anchor was deleted, or "
+            "the log was not written by an AuditLog (verify the chain alone with anchor=False)",
+        )
+        if raise_error:
+            raise AuditChainError(path, *problem)
+        return ChainReport(False, 0, GENESIS_HASH, *problem)
     prev, n = GENESIS_HASH, 0
+    anchored_hash = None
     if path.exists():
         with open(path, "rb") as fh:
             for i, raw in enumerate(fh, start=1):
@@ -308,11 +609,32 @@ def verify_log(path: str | Path, *, raise_error: bool = True) -> ChainReport:
                         raise AuditChainError(path, i, reason)
                     return ChainReport(False, n, prev, i, reason)
                 prev, n = json.loads(raw)["hash"], n + 1
-    return ChainReport(True, n, prev)
+                if anc is not None and n == anc.n_records:
+                    anchored_hash = prev
+    reason, line = "", 0
+    if anc is not None and n < anc.n_records:
+        line = n + 1
+        reason = (
+            f"the log holds {n} records, its anchor {anc.n_records} (anchored "
+            f"{anc.anchored_at}): records were cut from the end or deleted and the chain "
+            "recomputed"
+        )
+    elif anc is not None and anc.n_records and anchored_hash != anc.head:
+        line = anc.n_records
+        reason = (
+            f"record {anc.n_records} does not hash to the anchored head: records up to it "
+            "were deleted, inserted or rewritten and the chain recomputed"
+        )
+    if reason:
+        if raise_error:
+            raise AuditChainError(path, line, reason)
+        return ChainReport(False, n, prev, line, reason, anc)
+    return ChainReport(True, n, prev, anchor=anc)
 
 
-def _check_line(raw: bytes, seq: int, prev: str) -> str:
-    """Why ``raw`` is not entry ``seq`` chained to ``prev`` ('' when it is)."""
+def _check_line(raw: bytes, seq: int, prev: str | None) -> str:
+    """Why ``raw`` is not entry ``seq`` chained to ``prev`` ('' when it is; ``prev`` None:
+    the link is not checked)."""
     if not raw.endswith(b"\n"):
         return "line is not terminated (torn write)"
     try:
@@ -325,7 +647,7 @@ def _check_line(raw: bytes, seq: int, prev: str) -> str:
         return "bytes differ from the canonical encoding"
     if entry["seq"] != seq:
         return f"seq {entry['seq']!r}, expected {seq} (line inserted, deleted or moved)"
-    if entry["prev_hash"] != prev:
+    if prev is not None and entry["prev_hash"] != prev:
         return "prev_hash does not match the previous record's hash (chain broken)"
     body = {k: entry[k] for k in ("seq", "prev_hash", "record")}
     if hashlib.sha256(canonical_json(body)).hexdigest() != entry["hash"]:
@@ -333,11 +655,13 @@ def _check_line(raw: bytes, seq: int, prev: str) -> str:
     return ""
 
 
-def _last_line(path: Path, block: int = 1 << 16) -> bytes:
-    """Last line of a file (with its newline, if any), reading backwards in blocks."""
+def _last_line(path: Path, end: int | None = None, block: int = 1 << 16) -> bytes:
+    """Last line of a file's first ``end`` bytes (all of it by default), with its newline
+    if any, reading backwards in blocks."""
     with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        end = fh.tell()
+        if end is None:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
         pos, buf = end, b""
         while pos > 0:
             step = min(block, pos)
@@ -469,12 +793,12 @@ class Metrics:
             "allocator_active_strategies", "Strategy families with a non-zero budget.", registry=r
         )
         self.gross_exposure = Gauge(
-            "allocator_gross_exposure",
+            "allocator_gross_exposure_ratio",
             "Gross exposure sum |w| of the book (fraction of equity).",
             registry=r,
         )
         self.net_exposure = Gauge(
-            "allocator_net_exposure",
+            "allocator_net_exposure_ratio",
             "Net exposure sum w of the book (fraction of equity).",
             registry=r,
         )
@@ -485,14 +809,15 @@ class Metrics:
             registry=r,
         )
         self.capacity_utilization = Gauge(
-            "capacity_utilization_ratio",
+            "allocator_capacity_utilization_ratio",
             "Per-symbol use of capacity: max(|w| / symbol cap, trade / participation cap).",
             ["symbol"],
             registry=r,
         )
         self.strategy_pnl = Gauge(
-            "strategy_pnl_contribution",
-            "Per-strategy PnL contribution of the last bar (fraction of equity).",
+            "allocator_strategy_pnl_contribution_currency",
+            "Realised P&L attributed to each strategy since the service started, summed over "
+            "accounts, in the accounts' currency (see StrategyPnL for the rule).",
             ["strategy_id"],
             registry=r,
         )
@@ -532,12 +857,13 @@ class Metrics:
         latency_s : float, optional
             Decision wall time in seconds.
         limits : RiskLimits, optional
-            Needed for ``capacity_utilization_ratio`` (symbol cap and participation cap,
-            both times the regime capacity multiplier).
+            Needed for ``allocator_capacity_utilization_ratio`` (symbol cap and
+            participation cap, both times the regime capacity multiplier).
         symbols : sequence of str, optional
             Symbol label values (asset indices otherwise).
         strategy_pnl : mapping of str to float, optional
-            PnL contribution per strategy id.
+            P&L per strategy id in currency (:meth:`StrategyPnL.update`), added to
+            ``allocator_strategy_pnl_contribution_currency``.
         active_strategies : int, optional
             Overrides the count derived from ``ctx.strategy_weights``.
         env : int
@@ -572,7 +898,7 @@ class Metrics:
         if latency_s is not None:
             self.decision_latency.observe(float(latency_s))
         for sid, pnl in (strategy_pnl or {}).items():
-            self.strategy_pnl.labels(strategy_id=str(sid)).set(float(pnl))
+            self.strategy_pnl.labels(strategy_id=str(sid)).inc(float(pnl))
         if limits is not None:
             names = list(symbols) if symbols is not None else [str(i) for i in range(w.shape[0])]
             util = capacity_utilization(gate, ctx, limits, book=book)[env]
@@ -606,3 +932,161 @@ def capacity_utilization(
         u_w = np.where(sym_cap > 0, np.abs(w) / sym_cap, np.where(w == 0, 0.0, np.inf))
         u_p = np.where(part_cap > 0, trade / part_cap, np.where(trade == 0, 0.0, np.inf))
     return np.maximum(u_w, u_p)
+
+
+METRIC_RENAMES: dict[str, str] = {
+    "allocator_gross_exposure": "allocator_gross_exposure_ratio",
+    "allocator_net_exposure": "allocator_net_exposure_ratio",
+    "capacity_utilization_ratio": "allocator_capacity_utilization_ratio",
+    "strategy_pnl_contribution": "allocator_strategy_pnl_contribution_currency",
+}
+"""Metric names of the first release and the names that replaced them (Prometheus naming:
+the ``allocator_`` prefix on every metric, ``_ratio`` on fractions, the unit last)."""
+
+UNATTRIBUTED = "unattributed"
+"""Strategy id of the P&L that no strategy owns (see :class:`StrategyPnL`)."""
+
+MAX_PNL_ACCOUNTS = 10_000
+"""Accounts whose last decision :class:`StrategyPnL` remembers by default."""
+
+_OWNER_EPS = 1e-15
+"""A symbol whose strategy contributions sum to less than this (in absolute value) has no
+owner: dividing by such a total would turn rounding noise into shares."""
+
+
+def strategy_shares(parts: np.ndarray) -> np.ndarray:
+    """Each strategy's share of each symbol's weight.
+
+    Parameters
+    ----------
+    parts : ndarray, shape (n_strategies, n_assets)
+        Each strategy's (STRATEGY_CAP-scaled) contribution to each symbol's weight.
+
+    Returns
+    -------
+    ndarray, shape (n_strategies, n_assets)
+        ``parts`` over their sum across strategies: every column sums to 1 (a share is
+        negative where a strategy offsets the others), or is all 0 where the symbol's total
+        is below 1e-15 in absolute value.
+    """
+    parts = np.asarray(parts, dtype=np.float64)
+    total = parts.sum(axis=0, keepdims=True)
+    return np.divide(parts, total, out=np.zeros_like(parts), where=np.abs(total) > _OWNER_EPS)
+
+
+@dataclass
+class _AccountMark:
+    timestamp: Any  # datetime of the decision bar
+    prices: np.ndarray  # (n_assets,) closes at that bar
+    owners: np.ndarray  # (n_strategies, n_assets) share of each symbol per strategy
+
+
+class StrategyPnL:
+    """Realised P&L of each account attributed to strategies, from per-account state.
+
+    The rule. At each decision of an account, the P&L of symbol ``i`` since the account's
+    previous decision is ``q_i (p_i - p_prev,i)``: the shares it holds now (the previous
+    orders, once filled, are in them) times the change of the decision-bar close. Each
+    symbol's P&L goes to the strategies that own it, in proportion to their contributions
+    to the symbol's weight (:func:`strategy_shares`) at the last decision that traded the
+    symbol; a symbol never traded by a strategy decision (held before the first
+    decision, or last traded by a fallback, disabled or kill-switch decision) goes to
+    :data:`UNATTRIBUTED`. The per-strategy sums plus :data:`UNATTRIBUTED` equal the
+    account's mark-to-market P&L. This is the backtest's attribution
+    (``Backtest.strategy_pnl``) with the account's reported positions as the book held.
+
+    Memory is bounded: one mark per account (decision time, ``n_assets`` closes and the
+    ``(n_strategies, n_assets)`` owners), at most ``max_accounts`` of them; the account
+    decided least recently is forgotten first, and its next decision starts afresh.
+
+    Parameters
+    ----------
+    strategies : sequence of str
+        Strategy ids, in the order of the owners' first axis.
+    max_accounts : int
+        Accounts remembered (>= 1).
+    """
+
+    def __init__(self, strategies: Sequence[str], max_accounts: int = MAX_PNL_ACCOUNTS) -> None:
+        if int(max_accounts) < 1:
+            raise ValueError(
+                f"StrategyPnL max_accounts={max_accounts!r}: remember at least 1 account"
+            )
+        if UNATTRIBUTED in strategies or len(set(strategies)) != len(strategies):
+            raise ValueError(
+                f"StrategyPnL strategies {list(strategies)!r}: distinct ids, none named "
+                f"{UNATTRIBUTED!r}"
+            )
+        self.strategies = tuple(str(s) for s in strategies)
+        self.max_accounts = int(max_accounts)
+        self._marks: dict[str, _AccountMark] = {}
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+    def update(
+        self,
+        account: str,
+        timestamp: Any,
+        prices: np.ndarray,
+        held_shares: np.ndarray,
+        traded: np.ndarray,
+        owners: np.ndarray | None,
+    ) -> dict[str, float]:
+        """Attribute the P&L since ``account``'s previous decision, then mark this one.
+
+        Parameters
+        ----------
+        account : str
+            Account id.
+        timestamp : datetime
+            Time of this decision's bar. A bar before the account's last one is ignored
+            (nothing attributed, nothing marked); the same bar attributes nothing and
+            replaces the mark.
+        prices : ndarray, shape (n_assets,)
+            Closes of this decision's bar.
+        held_shares : ndarray, shape (n_assets,)
+            Shares the account holds now (signed).
+        traded : ndarray of bool, shape (n_assets,)
+            Symbols this decision orders a trade in (their owners change).
+        owners : ndarray, shape (n_strategies, n_assets), or None
+            Each strategy's share of each symbol at this decision (:func:`strategy_shares`);
+            None when no strategy decided (its trades leave the symbols unowned).
+
+        Returns
+        -------
+        dict of str to float
+            P&L in currency per strategy id and :data:`UNATTRIBUTED` (every key present);
+            empty at an account's first decision and when nothing is attributed.
+        """
+        prices = np.asarray(prices, dtype=np.float64)
+        n_assets = prices.shape[0]
+        shape = (len(self.strategies), n_assets)
+        held = np.asarray(held_shares, dtype=np.float64)
+        moved = np.asarray(traded, dtype=bool)
+        if prices.ndim != 1 or held.shape != (n_assets,) or moved.shape != (n_assets,):
+            raise ValueError(
+                f"StrategyPnL.update: prices {prices.shape}, held_shares {held.shape} and "
+                f"traded {moved.shape} must all be ({n_assets},)"
+            )
+        if owners is not None and np.shape(owners) != shape:
+            raise ValueError(f"StrategyPnL.update: owners {np.shape(owners)}, expected {shape}")
+        previous = self._marks.get(account)
+        if previous is not None and timestamp < previous.timestamp:
+            return {}
+        attributed: dict[str, float] = {}
+        held_owners = np.zeros(shape) if previous is None else previous.owners
+        if previous is not None and timestamp > previous.timestamp:
+            pnl = held * (prices - previous.prices)
+            by_strategy = held_owners @ pnl
+            unowned = float((1.0 - held_owners.sum(axis=0)) @ pnl)
+            attributed = dict(zip(self.strategies, by_strategy.tolist(), strict=True))
+            attributed[UNATTRIBUTED] = unowned
+        new_owners = np.zeros(shape) if owners is None else np.asarray(owners, np.float64)
+        self._marks.pop(account, None)  # re-inserted last: the dict's order is recency
+        self._marks[account] = _AccountMark(
+            timestamp, prices.copy(), np.where(moved, new_owners, held_owners)
+        )
+        while len(self._marks) > self.max_accounts:
+            del self._marks[next(iter(self._marks))]
+        return attributed

@@ -260,7 +260,7 @@ def plot_interventions(bt: Backtest, path: str | Path) -> Path:
 
 
 def plot_dashboard(dashboard: dict[str, Any], path: str | Path) -> Path:
-    """Seed 000's dashboard: concentration bars per cluster and per asset, latest signals.
+    """Cluster dashboard: concentration bars per cluster and per asset, latest signals.
 
     Lead assets (best cumulative return of their cluster) are marked with a star.
     """

@@ -1,4 +1,4 @@
-"""Promotion gates (seed 001): may a candidate allocator replace the incumbent?
+"""Promotion gates: may a candidate allocator replace the incumbent?
 
 :func:`promotion_decision` is a pure function over metric dicts (the output of
 :func:`allocgym.evaluation.backtest_metrics`); :func:`promote` runs the backtests it needs

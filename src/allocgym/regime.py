@@ -1,7 +1,7 @@
 """Causal regime model: ``(label, confidence)`` per bar from data up to and including t.
 
 Labels are integer codes into ``REGIME_LABELS``; ``UNKNOWN_REGIME`` (-1) stands for a label
-the runtime does not know (seed 001's default regime ``neutral`` among them), which the
+the runtime does not know (the trading allocator's default label ``neutral`` among them), which the
 risk gates map to the default multipliers.
 
 Statistics
@@ -73,8 +73,8 @@ Confidence, in ``[0, 1]``, from the statistics at ``t``: ``high_volatility`` sco
 is only held. ``uncertain`` scores ``0.5 (1 - max(z_trend, z_mr))``, at most 0.5. All are
 clipped to ``[0, 1]``; 0 in the warm-up.
 
-Barbell state (seed 000)
-------------------------
+Barbell state
+-------------
 The same machine (same ``memory``, ``min_dwell`` and ``confirm_bars``, starting in
 ``NORMAL``) on the stress alone: ``CRISIS`` enters at ``stress >= crisis_stress`` and is
 held while ``stress >= crisis_stress - stress_band``; ``QUIET`` enters at

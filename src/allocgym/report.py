@@ -367,8 +367,9 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "Contributions are sums of daily `w_t,i · r_t+1,i` (held book times price return); "
             "with costs they add up to the sum of daily net returns. Strategy families are "
             "attributed in `budgets` action mode (the families' shares of each traded asset); in "
-            "`weights` mode the allocator is one strategy. These feed "
-            "`strategy_pnl_contribution{strategy_id}`.",
+            "`weights` mode the allocator is one strategy. The served allocator's metric "
+            "`allocator_strategy_pnl_contribution_currency{strategy_id}` attributes the same "
+            "way, in currency.",
         )
     )
     # dashboard

@@ -248,7 +248,7 @@ def _naive_greedy(z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyParams) 
 
 
 def bench_greedy(n_assets: int = 5000, repeat: int = 51) -> list[dict[str, Any]]:
-    """Greedy top-K at ``n_assets`` names (seed 002 thresholds) vs a Python loop."""
+    """Greedy top-K at ``n_assets`` names (default thresholds) vs a Python loop."""
     rng = np.random.default_rng(0)
     z = rng.normal(0, 1, (1, n_assets))
     w = np.zeros((1, n_assets))

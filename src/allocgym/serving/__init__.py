@@ -6,7 +6,7 @@
 - :mod:`allocgym.serving.allocator`: ``FrozenAllocator`` = FeatureBuilder + FrozenPolicy
   + RiskGateChain + ExecutionPolicy (+ IntentAggregator), with coded rejects and the
   MODEL_FALLBACK / ALLOCATOR_DISABLED defensive allocation;
-- :mod:`allocgym.serving.flags`: seed 001's ``TRADING_ALLOCATOR_*`` runtime flags;
+- :mod:`allocgym.serving.flags`: the ``TRADING_ALLOCATOR_*`` runtime flags;
 - :mod:`allocgym.serving.service`: metrics, audit log, idempotency, kill switch, replay;
 - :mod:`allocgym.serving.http`: the FastAPI app behind ``allocgym serve`` (imported on
   demand: ``import allocgym.serving.http``).

@@ -50,13 +50,27 @@ from allocgym.baselines.registry import build_baselines
 from allocgym.config import AllocgymConfig, ServingConfig, config_from_dict, config_hash
 from allocgym.costs import CostModel
 from allocgym.data import simple_returns
-from allocgym.errors import AllocgymError, BundleError, ConfigError, InvariantBreach
+from allocgym.errors import (
+    AllocgymError,
+    BundleError,
+    ConfigError,
+    GateConfigError,
+    InvariantBreach,
+)
 from allocgym.execution import ExecutionParams, ExecutionPolicy, ExecutionResult, trigger_inputs
 from allocgym.features import FeatureBuilder
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.observability import reason_names
+from allocgym.ranges import PhysicalRangeError, check_physical
 from allocgym.regime import BARBELL_STATES, REGIME_LABELS, RegimeModel, regime_code
-from allocgym.risk import GateContext, GateResult, ReasonCode, RiskGateChain, RiskLimits
+from allocgym.risk import (
+    GateContext,
+    GateResult,
+    ReasonCode,
+    RiskGateChain,
+    RiskLimits,
+    bar_gate_context,
+)
 from allocgym.serving.bundle import FrozenPolicy
 from allocgym.serving.flags import RuntimeFlags
 from allocgym.serving.schemas import (
@@ -103,6 +117,27 @@ class _Reject(Exception):
         self.code, self.detail, self.field, self.message = code, detail, field, message
 
 
+def _check_range(detail: str | None, range_name: str, values: Any, label: str, field: str) -> None:
+    """``ranges.check_physical`` as a coded INVALID_INPUT reject of request ``field``.
+
+    ``detail`` None: named after the failed rule (``non_finite``, ``non_positive_price``,
+    ``negative_value`` or ``out_of_range``).
+    """
+    try:
+        check_physical(range_name, values, label)
+    except PhysicalRangeError as err:
+        if detail is None:
+            if not math.isfinite(err.value):
+                detail = "non_finite"
+            elif err.value <= 0 < err.range.low:
+                detail = "non_positive_price"
+            elif err.value < 0:
+                detail = "negative_value"
+            else:
+                detail = "out_of_range"
+        raise _Reject("INVALID_INPUT", detail, field, str(err)) from None
+
+
 @dataclass(frozen=True, eq=False)
 class _Inputs:
     """A validated request in the bundle's symbol order (K = 1 batches)."""
@@ -139,6 +174,9 @@ class DecisionTrace:
         Gate output with the serving codes OR-ed in.
     execution : ExecutionResult or None
     latency_s : float
+    raw_action : ndarray, shape (1, action_dim), or None
+        The model's output before it became a proposal (None when the model was not
+        called or failed).
     """
 
     decision: Decision
@@ -152,6 +190,7 @@ class DecisionTrace:
     latency_s: float
     enabled: bool
     operator_kill: bool
+    raw_action: np.ndarray | None = None
 
 
 class FrozenAllocator:
@@ -179,7 +218,8 @@ class FrozenAllocator:
         The bundle's config does not hash to its manifest hash, or this allocgym builds a
         different feature or action layout than the bundle was trained with.
     GateConfigError
-        A bad ``TRADING_ALLOCATOR_*`` value.
+        A bad ``TRADING_ALLOCATOR_*`` value, or a notional cap outside its physical range
+        (``allocgym.ranges``).
     """
 
     def __init__(
@@ -228,9 +268,18 @@ class FrozenAllocator:
                 f"{self.feature_builder.obs_dim(self.n_assets)}"
             )
         self.history = int(self.feature_builder.history)
-        self.flags = RuntimeFlags.from_env(cfg.risk, environ)
+        # The gates enforce the sealed manifest's limits and cost model (checked at load to
+        # be what the config derives), with the runtime flags on top.
+        self.flags = RuntimeFlags.from_env(policy.risk_config, environ)
         self.limits = RiskLimits.from_config(self.flags.risk)
-        self.cost_model = CostModel.from_config(cfg.costs)
+        for cap_name in ("max_symbol_notional", "max_gross_notional"):
+            cap = getattr(self.limits, cap_name)
+            if cap is not None:
+                try:
+                    check_physical("notional_cap", cap, f"risk.{cap_name}")
+                except PhysicalRangeError as err:
+                    raise GateConfigError(str(err)) from None
+        self.cost_model = CostModel.from_config(policy.cost_config)
         self.gates = RiskGateChain(self.limits, self.cost_model, debug=debug)
         self.execution = ExecutionPolicy(ExecutionParams.from_config(cfg.execution), self.limits)
         self.mode = policy.mode
@@ -412,51 +461,40 @@ class FrozenAllocator:
                 "benchmark_returns",
                 f"benchmark_returns has shape {req.benchmark_returns.shape}, expected ({length},)",
             )
-        for name, arr in (
-            ("close", close),
-            ("volume", req.volume),
-            ("spread_bps", req.spread_bps),
-            ("benchmark_returns", req.benchmark_returns),
+        # Every value finite and inside its physical range (the gates' float tolerances
+        # assume physical magnitudes); min and max per array keep this cheap.
+        for range_name, field, arr in (
+            ("price", "close", close),
+            ("volume", "volume", req.volume),
+            ("spread_bps", "spread_bps", req.spread_bps),
         ):
-            if not np.isfinite(arr).all():
-                raise _Reject("INVALID_INPUT", "non_finite", name, f"{name} contains NaN or inf")
-        if not (close > 0).all():
+            _check_range(None, range_name, arr, field, field)
+        bench = req.benchmark_returns
+        if not np.isfinite(bench).all():
             raise _Reject(
-                "INVALID_INPUT", "non_positive_price", "close", "close prices must be > 0"
+                "INVALID_INPUT",
+                "non_finite",
+                "benchmark_returns",
+                "benchmark_returns contains NaN or inf",
             )
-        if (req.volume < 0).any() or (req.spread_bps < 0).any():
-            field = "volume" if (req.volume < 0).any() else "spread_bps"
-            raise _Reject("INVALID_INPUT", "negative_value", field, f"{field} must be >= 0")
-        if not (req.benchmark_returns > -1.0).all():
+        if not (bench > -1.0).all():
             raise _Reject(
                 "INVALID_INPUT",
                 "negative_value",
                 "benchmark_returns",
                 "benchmark returns must be > -1",
             )
+        _check_range(None, "adv_notional", req.volume * close, "volume x close", "volume")
         # account
         equity, cash, bp = req.equity, req.cash, req.buying_power
-        if not (math.isfinite(equity) and equity > 0):
-            raise _Reject(
-                "INVALID_INPUT", "account", "equity", f"equity {equity!r} must be finite and > 0"
-            )
-        if not math.isfinite(cash):
-            raise _Reject("INVALID_INPUT", "account", "cash", f"cash {cash!r} must be finite")
-        if not (math.isfinite(bp) and bp >= 0):
-            raise _Reject(
-                "INVALID_INPUT",
-                "account",
-                "buying_power",
-                f"buying_power {bp!r} must be finite and >= 0",
-            )
         peak = equity if req.peak_equity is None else req.peak_equity
-        if not (math.isfinite(peak) and peak > 0):
-            raise _Reject(
-                "INVALID_INPUT",
-                "account",
-                "peak_equity",
-                f"peak_equity {peak!r} must be finite and > 0",
-            )
+        for field, value in (
+            ("equity", equity),
+            ("cash", cash),
+            ("buying_power", bp),
+            ("peak_equity", peak),
+        ):
+            _check_range("account", field, value, field, field)
         # positions
         shares = np.zeros((1, n))
         for sym, q in req.positions.items():
@@ -468,10 +506,7 @@ class FrozenAllocator:
                     "positions",
                     f"position in {sym!r}, not in the bundle's universe",
                 )
-            if not math.isfinite(q):
-                raise _Reject(
-                    "INVALID_INPUT", "positions", "positions", f"position in {sym!r} is {q!r}"
-                )
+            _check_range("positions", "position", q, f"positions.{sym}", "positions")
             shares[0, j] = q
         # regime override
         if req.regime is not None:
@@ -625,6 +660,7 @@ class FrozenAllocator:
         message = ""
         budgets = contrib = None
         kind = None
+        raw_action = None
         if kill:
             proposal = w_cur.copy()
         elif not enabled:
@@ -635,6 +671,7 @@ class FrozenAllocator:
                 out, (cause, message) = None, forced_cause
             else:
                 out, cause, message = self._call_model(obs)
+            raw_action = out
             tilted = None if out is None or self.mode != "tilt" else self._tilted(out, x, w_cur)
             if out is not None and self.mode == "tilt" and tilted is None:
                 out, cause, message = None, "prior", "the tilt prior allocator failed"
@@ -651,17 +688,15 @@ class FrozenAllocator:
                 proposal, contrib = self.aggregator.aggregate(budgets, intents)
         t3 = time.perf_counter()
 
-        ctx = GateContext(
-            current_weights=w_cur,
-            equity=equity,
-            prices=p,
-            adv_notional=feats.adv_notional,
-            volatility=feats.volatility,
-            spread_bps=x.spread[:, -1],
-            sector_ids=self.sector_ids,
+        ctx = bar_gate_context(
+            x.shares,
+            equity,
+            p,
+            x.spread[:, -1],
+            x.tradable[:, -1],
+            feats,
+            self.sector_ids,
             regime=np.array([regime.code], dtype=np.int64),
-            tradable=x.tradable[:, -1],
-            betas=feats.betas,
             kill_switch=np.array([kill]),
             reduce_only=np.array([bool(req.reduce_only)]),
             strategy_weights=contrib,
@@ -746,6 +781,7 @@ class FrozenAllocator:
             latency_s=t5 - t0,
             enabled=enabled,
             operator_kill=kill_op,
+            raw_action=raw_action,
         )
 
     def _regime(self, req: DecisionRequest, feats: Any) -> RegimeInfo:

@@ -1,26 +1,199 @@
-"""Runtime flags of the production allocator: seed 001's ``TRADING_ALLOCATOR_*`` variables.
+"""Runtime flags of the production allocator: the ``TRADING_ALLOCATOR_*`` variables.
 
-Read once when a :class:`~allocgym.serving.allocator.FrozenAllocator` is built, through
-the risk module's loaders (one parser for the whole package):
+Read once when a :class:`~allocgym.serving.allocator.FrozenAllocator` is built:
 
-- ``TRADING_ALLOCATOR_ENABLED`` (default ``false``): ``allocgym.risk.allocator_enabled``.
-  When false the allocator passes the defensive baseline through the gates, coded
+- ``TRADING_ALLOCATOR_ENABLED`` (default ``false``): :func:`allocator_enabled`. When false
+  the allocator passes the defensive baseline through the gates, coded
   ``ALLOCATOR_DISABLED``; the model is not called.
 - ``TRADING_ALLOCATOR_DEFAULT_REGIME``, ``_REGIME_BUDGET_MULTIPLIERS``,
   ``_REGIME_CAPACITY_MULTIPLIERS``, ``_MAX_SYMBOL_PCT_EQUITY``, ``_MAX_SYMBOL_NOTIONAL``,
   ``_DEFAULT_BUDGET_MULTIPLIER``, ``_DEFAULT_CAPACITY_MULTIPLIER``, ``_MIN_MULTIPLIER``,
-  ``_MAX_MULTIPLIER``: ``allocgym.risk.limits_from_env`` overrides the bundle's risk
-  section with them (documented defaults and clamps live there).
+  ``_MAX_MULTIPLIER``: :func:`limits_from_env` overrides the bundle's risk section with
+  them (the regime multipliers are clamped by ``allocgym.risk.RiskLimits``).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
 
 from allocgym.config import RiskConfig
-from allocgym.risk import ENV_VARS, allocator_enabled, limits_from_env
+from allocgym.errors import GateConfigError
+from allocgym.regime import REGIME_LABELS
+
+_MAPS = ("regime_budget_multipliers", "regime_capacity_multipliers")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+ENV_ENABLED = "TRADING_ALLOCATOR_ENABLED"
+_ENV_PREFIX = "TRADING_ALLOCATOR_"
+_ENV_FIELDS: dict[str, str] = {
+    "TRADING_ALLOCATOR_DEFAULT_REGIME": "default_regime",
+    "TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": "regime_budget_multipliers",
+    "TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS": "regime_capacity_multipliers",
+    "TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "max_symbol_weight",
+    "TRADING_ALLOCATOR_MAX_SYMBOL_NOTIONAL": "max_symbol_notional",
+    "TRADING_ALLOCATOR_DEFAULT_BUDGET_MULTIPLIER": "default_budget_multiplier",
+    "TRADING_ALLOCATOR_DEFAULT_CAPACITY_MULTIPLIER": "default_capacity_multiplier",
+    "TRADING_ALLOCATOR_MIN_MULTIPLIER": "min_multiplier",
+    "TRADING_ALLOCATOR_MAX_MULTIPLIER": "max_multiplier",
+}
+#: Every ``TRADING_ALLOCATOR_*`` variable this package reads.
+ENV_VARS: tuple[str, ...] = (ENV_ENABLED, *_ENV_FIELDS)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def allocator_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Parse ``TRADING_ALLOCATOR_ENABLED`` (default ``false``) for the serving layer.
+
+    Accepts ``1/true/yes/on`` and ``0/false/no/off`` (any case); unset or empty = false.
+
+    Raises
+    ------
+    GateConfigError
+        For any other value.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_ENABLED, "").strip().lower()
+    if raw == "" or raw in _FALSE:
+        return False
+    if raw in _TRUE:
+        return True
+    raise GateConfigError(
+        f"{ENV_ENABLED}={env.get(ENV_ENABLED)!r} is not a boolean: set it to true or false"
+    )
+
+
+def _env_number(var: str, raw: str, *, positive: bool) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        rule = "a finite number > 0" if positive else "a finite number >= 0"
+        raise GateConfigError(f"{var}={raw!r} is not {rule}: fix or unset the variable")
+    return value
+
+
+def _env_map(var: str, raw: str) -> dict[str, float]:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise GateConfigError(
+            f"{var}={raw!r} is not valid JSON ({err.msg}): use a JSON object such as "
+            '{"high_volatility": 0.5}'
+        ) from None
+    if not isinstance(data, dict):
+        raise GateConfigError(
+            f'{var}={raw!r} must be a JSON object label -> multiplier, e.g. {{"trend": 1.2}}'
+        )
+    out: dict[str, float] = {}
+    for label, value in data.items():
+        if label not in REGIME_LABELS:
+            raise GateConfigError(
+                f"{var} has label {label!r}, not a regime label: use one of "
+                f"{list(REGIME_LABELS)}; other labels get the DEFAULT_*_MULTIPLIER"
+            )
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise GateConfigError(f"{var}[{label!r}] = {value!r}: must be a finite number >= 0")
+        out[label] = float(value)
+    return out
+
+
+def limits_from_env(cfg: RiskConfig, environ: Mapping[str, str] | None = None) -> RiskConfig:
+    """Override ``cfg`` with the ``TRADING_ALLOCATOR_*`` runtime flags.
+
+    - ``TRADING_ALLOCATOR_DEFAULT_REGIME`` -> ``default_regime`` (a label)
+    - ``TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS`` -> ``regime_budget_multipliers`` (JSON
+      object ``label -> multiplier``)
+    - ``TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS`` -> ``regime_capacity_multipliers``
+      (JSON object)
+    - ``TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY`` -> ``max_symbol_weight`` (a fraction of
+      equity in (0, 1], as the deployed allocators read it: ``0.10`` = 10 %; a value above 1,
+      such as ``10`` meant as 10 %, is rejected)
+    - ``TRADING_ALLOCATOR_MAX_SYMBOL_NOTIONAL`` -> ``max_symbol_notional`` (currency, > 0;
+      ``none`` disables it)
+    - ``TRADING_ALLOCATOR_DEFAULT_BUDGET_MULTIPLIER`` -> ``default_budget_multiplier``
+    - ``TRADING_ALLOCATOR_DEFAULT_CAPACITY_MULTIPLIER`` -> ``default_capacity_multiplier``
+    - ``TRADING_ALLOCATOR_MIN_MULTIPLIER`` / ``_MAX_MULTIPLIER`` -> ``min_multiplier`` /
+      ``max_multiplier`` (the clamp of every regime multiplier)
+
+    A JSON map replaces the config map (labels must be ``REGIME_LABELS``). Unset or empty
+    variables leave the config value. ``TRADING_ALLOCATOR_ENABLED`` is read by
+    :func:`allocator_enabled`. Other ``TRADING_ALLOCATOR_*`` names are ignored with a
+    warning (they are usually typos).
+
+    Parameters
+    ----------
+    cfg : RiskConfig
+        The configured limits.
+    environ : mapping of str to str, optional
+        Environment to read; ``os.environ`` when omitted.
+
+    Returns
+    -------
+    RiskConfig
+        A validated copy with the overrides applied.
+
+    Raises
+    ------
+    GateConfigError
+        Naming the variable, the bad value and the fix.
+    """
+    env = os.environ if environ is None else environ
+    updates: dict[str, Any] = {}
+    used: list[str] = []
+    for var, name in _ENV_FIELDS.items():
+        raw = env.get(var)
+        if raw is None or not raw.strip():
+            continue
+        raw = raw.strip()
+        used.append(var)
+        if name == "default_regime":
+            updates[name] = raw
+        elif name in _MAPS:
+            updates[name] = _env_map(var, raw)
+        elif name == "max_symbol_notional" and raw.lower() in ("none", "null", "off"):
+            updates[name] = None
+        else:
+            positive = name in ("max_symbol_weight", "max_symbol_notional")
+            value = _env_number(var, raw, positive=positive)
+            if name == "max_symbol_weight" and value > 1.0:
+                # A percentage typed as a number (10 for 10 %) would be a 1000 % cap.
+                raise GateConfigError(
+                    f"{var}={raw!r} is above 1: it is a fraction of equity, not a "
+                    "percentage (10% is 0.10); fix or unset the variable"
+                )
+            updates[name] = value
+    unknown = sorted(k for k in env if k.startswith(_ENV_PREFIX) and k not in ENV_VARS)
+    if unknown:
+        warnings.warn(
+            f"ignoring unknown environment variable(s) {unknown}; allocgym reads {list(ENV_VARS)}",
+            stacklevel=2,
+        )
+    if not updates:
+        return cfg
+    data = cfg.model_dump()
+    data.update(updates)
+    try:
+        return RiskConfig.model_validate(data)
+    except ValidationError as err:
+        msgs = "; ".join(e["msg"] for e in err.errors())
+        raise GateConfigError(
+            f"TRADING_ALLOCATOR_* overrides {used} give invalid risk limits ({msgs}): "
+            "fix the variables (e.g. MIN_MULTIPLIER <= MAX_MULTIPLIER)"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Request and response schemas of the production allocator (pydantic, OpenAPI-ready).
 
-``DecisionRequest`` carries seed 001's allocation inputs: account (equity, cash, buying
+``DecisionRequest`` carries the allocation inputs: account (equity, cash, buying
 power, peak equity), positions in shares, the recent market history of every symbol
 (closes, volumes, spreads, tradable flags; benchmark returns), optional regime and
-strategy-intent overrides, kill / reduce-only flags, a request id and a timestamp.
+strategy-intent overrides, kill / reduce-only flags, a request id, an optional account
+id and a timestamp.
 
 History arrays are rows oldest to newest, the last row being the decision bar, columns in
 the order of ``symbols``. Each may be sent as nested JSON lists or, exactly and compactly,
@@ -13,8 +14,9 @@ replay sees identical bits. Types are strict (a boolean is ``true``/``false`` on
 number is a JSON number, never a string or a boolean). Type and shape errors (not numbers,
 ragged rows, wrong rank, a malformed symbol) fail validation (HTTP 422 naming the field);
 values that parse but cannot be traded on (NaN, non-positive prices, a non-positive
-equity, unknown, missing or repeated symbols, short history, stale timestamps) are
-answered by a coded reject :class:`Decision`. :func:`served_request_model` is the
+equity, magnitudes outside the physical ranges of ``allocgym.ranges``, unknown, missing
+or repeated symbols, short history, stale timestamps) are answered by a coded reject
+:class:`Decision`. :func:`served_request_model` is the
 request the HTTP service parses: the same fields with the served bundle's shapes (``N``
 columns, at most ``serving.max_history_bars`` rows), so its JSON Schema states every
 constraint that validation enforces.
@@ -300,20 +302,20 @@ Positions = Annotated[
 
 
 class RegimeOverride(BaseModel):
-    """A regime context supplied by the caller (seed 001's regime label and confidence)."""
+    """A regime context supplied by the caller (a regime label and its confidence)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     label: str = Field(min_length=1, max_length=64)
     """Regime label; ``REGIME_LABELS`` get their multipliers, any other label (e.g.
-    seed 001's ``neutral``) gets the default multipliers."""
+    ``neutral``) gets the default multipliers."""
     confidence: StrictFloat = 1.0
     """Confidence in [0, 1] (reported; the gates use the label); outside: a coded
     INVALID_INPUT reject."""
 
 
 class DecisionRequest(BaseModel):
-    """One allocation request (seed 001's allocation inputs).
+    """One allocation request: account, positions, market history and overrides.
 
     Shapes: ``L`` bars of history (``L >= FeatureBuilder.history`` of the bundle, at most
     ``serving.max_history_bars``), ``N`` = number of ``symbols``. Types are strict: no
@@ -326,6 +328,12 @@ class DecisionRequest(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     """Caller's id; a repeated id gets the stored decision back (idempotency)."""
+    account_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$"
+    )
+    """The account decided for; the per-strategy P&L metric attributes each account's P&L
+    since its own previous decision. Requests without one are one unnamed account: set it
+    when one service decides for several accounts."""
     timestamp: Timestamp
     """Time of the decision bar's data (ISO 8601; naive = UTC; over HTTP RFC 3339 with an
     offset); older than ``serving.max_staleness_s`` is rejected (STALE_INPUT)."""
@@ -333,22 +341,23 @@ class DecisionRequest(BaseModel):
     """Column order of every history array; must be exactly the bundle's symbols (any
     order; unknown, missing or repeated symbols: a coded INVALID_INPUT reject)."""
     equity: StrictFloat
-    """Account equity in currency (> 0, else a coded INVALID_INPUT reject)."""
+    """Account equity in currency, in [1e-6, 1e15] (else a coded INVALID_INPUT reject)."""
     cash: StrictFloat
-    """Cash in currency (may be negative on margin)."""
+    """Cash in currency (may be negative on margin), in [-1e15, 1e15]."""
     buying_power: StrictFloat
-    """Buying power in currency (>= 0, else a coded INVALID_INPUT reject; recorded)."""
+    """Buying power in currency, in [0, 1e15] (else a coded INVALID_INPUT reject;
+    recorded)."""
     peak_equity: StrictFloat | None = None
-    """Running peak of equity for the drawdown feature (> 0); default = equity (no
-    drawdown)."""
+    """Running peak of equity for the drawdown feature, in [1e-6, 1e15]; default = equity
+    (no drawdown)."""
     positions: Positions = Field(default_factory=dict)
-    """Shares held per symbol (signed); symbols not listed hold 0."""
+    """Shares held per symbol (signed, magnitude at most 1e15); symbols not listed hold 0."""
     close: FloatMatrix
-    """Close prices (L, N), finite and > 0 (else a coded INVALID_INPUT reject)."""
+    """Close prices (L, N), in [1e-8, 1e15] (else a coded INVALID_INPUT reject)."""
     volume: FloatMatrix
-    """Shares traded per bar (L, N), finite and >= 0."""
+    """Shares traded per bar (L, N), in [0, 1e15], with volume x close at most 1e15."""
     spread_bps: FloatMatrix
-    """Quoted spread in bps (L, N), finite and >= 0."""
+    """Quoted spread in bps (L, N), in [0, 1e4]."""
     benchmark_returns: FloatVector
     """Benchmark simple returns (L,), row-aligned with ``close`` (row 0 may be 0), > -1."""
     tradable: BoolMatrix | None = None
@@ -525,8 +534,8 @@ class RejectInfo(BaseModel):
     """``ReasonCode`` name."""
     detail: str
     """Machine-readable cause: unknown_symbol, missing_symbol, duplicate_symbol,
-    history_length, shape, non_finite, non_positive_price, negative_value, stale,
-    future_timestamp, account, positions, regime, intents, internal_error."""
+    history_length, shape, non_finite, non_positive_price, negative_value, out_of_range,
+    stale, future_timestamp, account, positions, regime, intents, internal_error."""
     field: str | None
     message: str
 

@@ -3,9 +3,10 @@
 The HTTP app (``allocgym.serving.http``) is a shell over this class. Each new decision is
 
 1. decided by :meth:`FrozenAllocator.trace`;
-2. counted in the Prometheus metrics (``allocgym.observability.Metrics``: seed 001's
+2. counted in the Prometheus metrics (``allocgym.observability.Metrics``: the
    ``allocator_*`` names and the decision-latency histogram, plus the serving counters
-   below);
+   below), the account's P&L since its previous decision attributed to the strategies
+   that own its symbols (``observability.StrategyPnL``, one mark per ``account_id``);
 3. appended to the hash-chained ``AuditLog`` *before* it is returned: the record's
    ``input`` holds the request, the server clock, the operator kill switch, the enabled
    flag and the model outcome, its ``output`` the decision without latency
@@ -15,7 +16,10 @@ The HTTP app (``allocgym.serving.http``) is a shell over this class. Each new de
    stored once each, content-addressed, in ``<log>.arrays/<sha256>.bin`` beside the log
    (:class:`ArrayStore`; requests of one bar share them) and referenced from the record
    by dtype, shape and sha256, which the chain covers, so a modified array file is
-   detected at replay; ``inline_arrays=True`` embeds them (base64) in the record instead;
+   detected at replay; ``inline_arrays=True`` embeds them (base64) in the record instead.
+   Beside them the record keeps the model's raw action, the proposed and approved
+   weights, the approved book's ex-ante CVaR (:func:`ex_ante_cvar`), the kill state
+   (request, operator, configured) and the reason codes;
 4. remembered by request id in a bounded LRU: a repeated id returns the stored decision
    without deciding again (a different body under a known id is refused).
 
@@ -42,18 +46,24 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Info
 
+from allocgym.data import simple_returns
 from allocgym.errors import AllocgymError, RequestError
+from allocgym.intents import STRATEGY_FAMILIES
+from allocgym.measures import cvar
 from allocgym.observability import (
+    UNATTRIBUTED,
     AuditLog,
     Metrics,
     ReplayReport,
+    StrategyPnL,
     reason_names,
     replay,
     sha256_hex,
+    strategy_shares,
 )
 from allocgym.risk import ReasonCode
 from allocgym.serving.allocator import DecisionTrace, FrozenAllocator
-from allocgym.serving.schemas import Decision, DecisionRequest, array_from_bytes, encode_array
+from allocgym.serving.schemas import DecisionRequest, array_from_bytes, encode_array
 
 FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output", "prior")
 STATUSES = ("ok", "fallback", "disabled", "killed", "rejected")
@@ -116,9 +126,21 @@ class ServingMetrics(Metrics):
             self.shed.labels(reason=reason)
         self.enabled.set(1 if allocator.enabled else 0)
         self.kill_switch.set(1 if allocator.operator_kill else 0)
+        # In weights and tilt mode the policy's whole book is one strategy, as in the
+        # decision's budget trace.
+        owners = (
+            STRATEGY_FAMILIES[: allocator.n_strategies]
+            if allocator.mode == "budgets"
+            else ("policy",)
+        )
+        self.pnl = StrategyPnL(owners)
+        for sid in (*owners, UNATTRIBUTED):
+            self.strategy_pnl.labels(strategy_id=sid)
 
-    def observe_trace(self, tr: DecisionTrace, allocator: FrozenAllocator) -> None:
-        """Count one decision."""
+    def observe_trace(
+        self, tr: DecisionTrace, allocator: FrozenAllocator, request: DecisionRequest
+    ) -> None:
+        """Count one decision and attribute the account's P&L since its previous one."""
         d = tr.decision
         self.decisions.labels(status=d.status).inc()
         if d.reject is not None:
@@ -138,7 +160,32 @@ class ServingMetrics(Metrics):
             latency_s=tr.latency_s,
             limits=allocator.limits,
             symbols=allocator.symbols,
+            strategy_pnl=self._attribute(tr, allocator, request),
             active_strategies=active,
+        )
+
+    def _attribute(
+        self, tr: DecisionTrace, allocator: FrozenAllocator, request: DecisionRequest
+    ) -> dict[str, float]:
+        """:meth:`StrategyPnL.update` for a decided (not rejected) request."""
+        assert tr.gate is not None and tr.context is not None and tr.execution is not None
+        n_assets = len(allocator.symbols)
+        owners = None
+        if tr.context.strategy_weights is not None:  # budgets mode, the policy's budgets
+            parts = np.asarray(tr.context.strategy_weights, np.float64)[0]
+            if tr.gate.strategy_scale is not None:
+                parts = parts * np.asarray(tr.gate.strategy_scale, np.float64)[0][:, None]
+            owners = strategy_shares(parts)
+        elif allocator.mode != "budgets" and tr.decision.status == "ok":
+            owners = np.ones((1, n_assets))
+        held = np.array([request.positions.get(sym, 0.0) for sym in allocator.symbols])
+        return self.pnl.update(
+            request.account_id or "",
+            dt.datetime.fromisoformat(tr.decision.timestamp),
+            np.asarray(tr.context.prices, np.float64).reshape(n_assets),
+            held,
+            np.asarray(tr.execution.delta_qty, np.float64)[0] != 0.0,
+            owners,
         )
 
 
@@ -310,7 +357,7 @@ class DecisionService:
                 res = hit[1]
                 return ServiceResult(res.body, res.status, True, res.request_id)
             tr = self.allocator.trace(request)
-            self.metrics.observe_trace(tr, self.allocator)
+            self.metrics.observe_trace(tr, self.allocator, request)
             if self.audit is not None:
                 self.audit.append(self._record(request, tr))
             body = tr.decision.model_dump_json().encode()
@@ -350,6 +397,14 @@ class DecisionService:
             "active_constraints": {"codes": list(d.portfolio_reasons), "limits": {}},
             "proposed": None,
             "approved": None,
+            "raw_action": None if tr.raw_action is None else encode_array(tr.raw_action),
+            "cvar": None,
+            "kill": {
+                "engaged": d.status == "killed",
+                "request": request.kill_switch,
+                "operator": tr.operator_kill,
+                "configured": self.allocator.limits.kill_switch,
+            },
             "reasons": None,
             "portfolio_reasons": [list(d.portfolio_reasons)],
         }
@@ -366,6 +421,7 @@ class DecisionService:
             }
             record["proposed"] = encode_array(gate.proposed)
             record["approved"] = encode_array(gate.approved)
+            record["cvar"] = ex_ante_cvar(self.allocator, request, gate.approved[0])
             record["reasons"] = output["reason_mask"]
         return record
 
@@ -397,6 +453,33 @@ class DecisionService:
                     }
                 )
         return {**state, "at": now, "reason": reason, "actor": actor}
+
+
+def ex_ante_cvar(
+    allocator: FrozenAllocator, request: DecisionRequest, weights: np.ndarray
+) -> dict[str, Any]:
+    """Ex-ante scenario CVaR of a book, as the environment's ``cvar_mode = ex_ante``.
+
+    The scenarios are the request's last ``env.cvar_window`` close-to-close returns
+    applied to ``weights``; the CVaR (``measures.cvar`` at ``env.cvar_alpha``) is a
+    positive loss in fractions of equity.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (n_assets,)
+        A book in the bundle's symbol order.
+    """
+    env = allocator.cfg.env
+    where = {sym: i for i, sym in enumerate(request.symbols)}
+    cols = [where[sym] for sym in allocator.symbols]
+    close = request.close[:, cols]
+    tradable = np.ones(close.shape, bool) if request.tradable is None else request.tradable[:, cols]
+    returns = simple_returns(close, tradable)[-env.cvar_window :]
+    return {
+        "value": float(cvar(returns @ weights, env.cvar_alpha)),
+        "alpha": float(env.cvar_alpha),
+        "window": int(returns.shape[0]),
+    }
 
 
 def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> Any:
@@ -436,8 +519,3 @@ def replay_audit(path: str | Path, allocator: FrozenAllocator) -> ReplayReport:
         A referenced array file is missing or was modified.
     """
     return replay(path, replay_fn(allocator, ArrayStore.beside(path)))
-
-
-def decision_from_body(body: bytes) -> Decision:
-    """Parse a decision JSON (client side / tests)."""
-    return Decision.model_validate_json(body)

@@ -1,0 +1,90 @@
+"""Deterministic risk gates: ``RiskLimits``, ``ReasonCode``, ``RiskGateChain``, invariants.
+
+``RiskGateChain.apply(proposed, ctx)`` turns proposed weights ``(n_envs, n_assets)`` into
+approved weights that satisfy every hard limit, in one vectorised pass (no Python loop
+over portfolios or symbols). Per portfolio, in this fixed order:
+
+1. **Validity.** A portfolio whose current book, equity (or betas, with the beta gate on)
+   is not finite is approved flat (``INVALID_INPUT``): the gates never trade from a book
+   they cannot read. A symbol whose price, ADV, volatility or spread is non-finite or
+   negative (price <= 0) is treated as not tradable. A proposal (or strategy
+   contribution) with any non-finite entry is replaced by the current book
+   (``INVALID_INPUT``); NaN/inf never pass through.
+2. **Kill switch** (config flag OR per-portfolio flag): flat, every symbol ``KILL_SWITCH``;
+   supersedes everything else.
+3. **Forced de-risk.** The hard-limit gates are applied to the *current* book. If they
+   change it (a market move or a tighter regime multiplier left it outside the limits),
+   the reduce-only move back inside is exempt from the trade limits and coded
+   ``FORCED_DERISK``; the rest of the decision trades from the de-risked book.
+4. **Proposal gates:** ``STRATEGY_CAP`` (scales strategy contributions), ``NOT_TRADABLE``
+   (hold), then the hard-limit gates ``LONG_ONLY``, ``SYMBOL_CAP``, ``SYMBOL_NOTIONAL_CAP``
+   (both x capacity multiplier), ``SECTOR_CAP``, ``NET_CAP`` (scales the dominant side),
+   ``BETA_LIMIT`` (scales the side carrying the excess beta), ``GROSS_CAP`` (x budget
+   multiplier) and ``NOTIONAL_CAP``. Every later gate only shrinks weights toward zero in
+   a way that keeps the earlier limits, so the target is inside all of them.
+5. ``REDUCE_ONLY``: no ``|w_i|`` increase, no sign flip (net/beta re-checked after).
+6. **Trade limits** on the trade from the (de-risked) current book: ``PARTICIPATION_CAP``
+   (per-symbol clip to ``max_participation x ADV x capacity multiplier``), then
+   ``TURNOVER_CAP`` and ``SLIPPAGE_BUDGET`` (common trade scale; the slippage scale solves
+   the concave cost curve of :func:`allocgym.costs.expected_cost` by bisection).
+7. **Re-feasibility.** Clipping single symbols moves the book off the segment between two
+   feasible books, so sector/net/beta/gross/notional are re-checked and, where broken,
+   repaired by the better (closer to the target) of: scaling the whole trade, or keeping
+   the clipped trades and scaling the others. Both scales are found in closed form (net,
+   beta) or by bisection (sector, gross, notional): the limits are convex and the
+   starting book is feasible. The binding limit's code is recorded.
+8. **Held names.** A non-tradable weight is never moved (execution could not move it):
+   where a gate moved one, it is put back (``NOT_TRADABLE``) and the portfolio limits are
+   met by the tradable names alone (``pin_untradable``). When the held names alone break
+   a limit, the portfolio is coded ``NOT_TRADABLE`` and its tradable names are closed. Kill
+   switch and unreadable books are still approved flat.
+
+Limits are compared with a relative float tolerance of 1e-12 (a value within it counts as
+at the limit), so the chain is idempotent: its own output, fed back with the current book
+equal to it, is approved unchanged. ``check_invariants`` is an independent checker.
+
+Layout: every limit is declared once in ``gates.registry.LIMITS`` (code, config field,
+bound per portfolio with its regime multiplier, measure, repair); ``limits`` holds
+``RiskLimits`` (a view of ``RiskConfig`` with the registry's bound tables); ``context``
+the context, result, bounds and the one ``GateContext`` builder; ``inputs`` the input
+validation; ``gates.symbol``, ``gates.portfolio``, ``gates.strategy`` and ``gates.trade``
+the gates by level; ``refeasible`` the repairs back inside; ``chain`` the fixed order;
+``invariants`` the checker; ``kernels`` the shared tolerance and row reductions; ``codes``
+the reason codes. The ``TRADING_ALLOCATOR_*`` runtime flags are read by
+``allocgym.serving.flags``.
+"""
+
+from allocgym.risk.chain import RiskGateChain
+from allocgym.risk.codes import (
+    GATE_CODES,
+    REASON_DOCS,
+    ReasonCode,
+    decode_reasons,
+    reason_code_table,
+)
+from allocgym.risk.context import GateContext, GateResult, bar_gate_context
+from allocgym.risk.invariants import InvariantReport, check_invariants
+
+# The hot-path regression tests pin these kernels under their earlier private names.
+from allocgym.risk.kernels import all_below as _below  # noqa: F401
+from allocgym.risk.kernels import bisect_cost_scale as _bisect_cost_scale  # noqa: F401
+from allocgym.risk.kernels import is_inside as _inside  # noqa: F401
+from allocgym.risk.kernels import rows_all as _rows_all  # noqa: F401
+from allocgym.risk.kernels import rows_any as _rows_any  # noqa: F401
+from allocgym.risk.kernels import solve_cost_scale as _solve_cost_scale  # noqa: F401
+from allocgym.risk.limits import RiskLimits
+
+__all__ = [
+    "GATE_CODES",
+    "REASON_DOCS",
+    "GateContext",
+    "GateResult",
+    "InvariantReport",
+    "ReasonCode",
+    "RiskGateChain",
+    "RiskLimits",
+    "bar_gate_context",
+    "check_invariants",
+    "decode_reasons",
+    "reason_code_table",
+]

@@ -1,0 +1,203 @@
+"""``RiskGateChain``: the fixed order in which the gates run (see the package docstring)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from allocgym.costs import CostModel
+from allocgym.errors import GateConfigError, InvariantBreach
+from allocgym.risk.codes import ReasonCode
+from allocgym.risk.context import Bounds, GateContext, GateResult
+from allocgym.risk.gates.registry import LimitTables, hard_gates, portfolio_bounds, signed_gates
+from allocgym.risk.gates.strategy import strategy_gate
+from allocgym.risk.gates.trade import trade_limits
+from allocgym.risk.inputs import Inputs, read_inputs
+from allocgym.risk.invariants import check_invariants
+from allocgym.risk.kernels import GATE_ROW, Trace, or_bits, rows_any
+from allocgym.risk.limits import RiskLimits
+from allocgym.risk.refeasible import pin_untradable
+
+
+class RiskGateChain:
+    """The deterministic gate chain every allocator's proposal passes through.
+
+    Parameters
+    ----------
+    limits : RiskLimits
+    cost_model : CostModel, optional
+        The cost model of the slippage-budget gate (defaults: ``CostModel()``).
+    debug : bool
+        Run :func:`check_invariants` after every ``apply`` and raise
+        ``allocgym.errors.InvariantBreach`` on any breach.
+
+    Notes
+    -----
+    ``apply`` is pure and deterministic (bit-identical output for identical input, no
+    BLAS, no hashing), vectorised over portfolios and symbols, and permutation-equivariant
+    in symbols up to float rounding. See the module docstring for the gate order.
+    """
+
+    def __init__(
+        self, limits: RiskLimits, cost_model: CostModel | None = None, debug: bool = False
+    ) -> None:
+        if not isinstance(limits, RiskLimits):
+            raise GateConfigError(
+                f"RiskGateChain needs RiskLimits, got {type(limits).__name__}: "
+                "build one with RiskLimits.from_config(cfg.risk)"
+            )
+        self.limits = limits
+        self.cost_model = CostModel() if cost_model is None else cost_model
+        self.debug = bool(debug)
+
+    # -------------------------------------------------------------------- apply
+
+    def apply(self, proposed: np.ndarray, ctx: GateContext) -> GateResult:
+        """Gate proposed weights.
+
+        Parameters
+        ----------
+        proposed : ndarray, shape (n_envs, n_assets)
+            Proposed weights (signed fractions of equity); NaN/inf allowed (rejected).
+        ctx : GateContext
+            Current book, equity, market data, regime codes and flags.
+
+        Returns
+        -------
+        GateResult
+            ``approved`` satisfies every hard limit (and the trade limits unless the
+            current book was outside the hard limits: ``FORCED_DERISK``); reason bitmasks;
+            ``clipped`` has an entry (n_envs,) for every code in ``GATE_CODES``.
+
+        Raises
+        ------
+        RequestError
+            Shapes or dtypes that do not fit together (a caller bug).
+        InvariantBreach
+            In debug mode, when ``check_invariants`` finds a breach.
+        """
+        # NaN/inf inputs are expected (and coded): no floating-point warnings.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            result = self._apply(proposed, ctx)
+        if self.debug:
+            report = check_invariants(result, ctx, self.limits, self.cost_model)
+            if report.n_breaches:
+                raise InvariantBreach(
+                    f"{report.n_breaches} invariant breach(es) after RiskGateChain.apply "
+                    "(a bug in allocgym): " + "; ".join(report.messages[:10])
+                )
+        return result
+
+    def _apply(self, proposed: np.ndarray, ctx: GateContext) -> GateResult:
+        x = read_inputs(proposed, ctx, self.limits)
+        n, m = x.p.shape
+        tables = self.limits.tables
+        stacked, dec, pcap = decision_bounds(x, self.limits, tables)
+        trace = Trace(n, m)
+
+        strategy_cap = tables.bound[ReasonCode.STRATEGY_CAP]
+        p, strategy_scale = strategy_gate(x.p, x, strategy_cap, trace)
+        if x.any_bad_proposal:
+            rows = x.bad_proposal
+            p = np.where(rows[:, None], x.c, p)
+            trace.sym[rows] |= int(ReasonCode.INVALID_INPUT)
+            trace.port[rows] |= int(ReasonCode.INVALID_INPUT)
+            trace.clip[GATE_ROW[ReasonCode.INVALID_INPUT]] += np.where(
+                rows, np.abs(x.p - x.c).sum(axis=1), 0.0
+            )
+        held = p
+        if not x.all_tradable:
+            held = np.where(x.tradable, p, x.c)
+            trace.record(ReasonCode.NOT_TRADABLE, p, held, portfolio=False)
+
+        # One pass of the hard gates over the current books (the forced de-risk: what
+        # they change was outside the limits) and the proposals, stacked row-wise.
+        both = Trace(2 * n, m)
+        gated = hard_gates(np.concatenate([x.c, held]), stacked, both)
+        c_in, target = gated[:n], gated[n:]
+        derisk = both.rows(slice(0, n))
+        trace.merge(both.rows(slice(n, 2 * n)))
+        if both.touched:
+            moved = c_in != x.c
+            forced = rows_any(moved)
+            if x.any_bad_row:
+                forced &= ~x.bad_row
+            any_forced = bool(forced.any())
+        else:
+            any_forced = False  # no gate changed anything: c_in is the current book
+
+        if x.any_reduce:
+            # Signs, not products: a product of two tiny weights underflows to 0.
+            flip = np.sign(target) * np.sign(c_in) < 0
+            r = np.where(flip, 0.0, np.where(np.abs(target) > np.abs(c_in), c_in, target))
+            r = np.where(x.reduce[:, None], r, target)
+            trace.record(ReasonCode.REDUCE_ONLY, target, r, portfolio=False)
+            target = signed_gates(r, dec, trace)
+
+        approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model)
+
+        if any_forced:
+            # Only forced rows moved (a bad row's book is 0, which no gate changes), and
+            # every move carries a de-risk bit: the forced-row masks are the plain ones.
+            trace.sym |= derisk.sym
+            or_bits(trace.sym, int(ReasonCode.FORCED_DERISK), moved)
+            trace.port |= derisk.port
+            or_bits(trace.port, int(ReasonCode.FORCED_DERISK), forced)
+            trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK]] += np.abs(x.c - c_in).sum(axis=1)
+
+        if not x.all_tradable:
+            approved = pin_untradable(approved, c_in, x, dec, trace)
+
+        flat = None
+        if x.any_killed or x.any_bad_row:
+            flat = x.killed | x.bad_row
+            approved = np.where(flat[:, None], 0.0, approved)
+            invalid = np.where(x.bad_row | x.bad_proposal, int(ReasonCode.INVALID_INPUT), 0)
+            code = np.where(x.killed, int(ReasonCode.KILL_SWITCH), 0) | invalid
+            trace.sym = np.where(flat[:, None], code[:, None], trace.sym)
+            if not x.all_tradable:
+                # approved flat, but execution cannot move these: it keeps them
+                or_bits(trace.sym, int(ReasonCode.NOT_TRADABLE), flat[:, None] & ~x.tradable)
+            trace.port = np.where(flat, code, trace.port)
+            removed = np.abs(x.p).sum(axis=1)
+            trace.clip[:, flat] = 0.0
+            trace.clip[GATE_ROW[ReasonCode.KILL_SWITCH]] = np.where(x.killed, removed, 0.0)
+            trace.clip[GATE_ROW[ReasonCode.INVALID_INPUT]] += np.where(
+                x.bad_row & ~x.killed, removed, 0.0
+            )
+        if strategy_scale is not None:
+            dead = x.bad_proposal if flat is None else flat | x.bad_proposal
+            strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
+
+        return GateResult(
+            approved=approved + 0.0,  # -0.0 -> +0.0: one byte pattern per value
+            symbol_reasons=trace.sym,
+            portfolio_reasons=trace.port,
+            clipped=trace.clipped,
+            proposed=x.proposed.copy(),
+            strategy_scale=strategy_scale,
+        )
+
+
+def decision_bounds(
+    x: Inputs, limits: RiskLimits, tables: LimitTables
+) -> tuple[Bounds, Bounds, np.ndarray]:
+    """Bounds for the current books and the proposals stacked row-wise (rows ``0..n-1``
+    then again), the same for one batch (views), and the participation cap (n, N)."""
+    n = x.regime.shape[0]
+    slot = tables.slot(x.regime)
+    stacked = portfolio_bounds(
+        limits,
+        np.concatenate([slot, slot]),
+        np.concatenate([x.equity, x.equity]),
+        x.sectors,
+        None if x.betas is None else np.concatenate([x.betas, x.betas]),
+    )
+    single = stacked.take(slice(0, n))
+    # Zero where nothing may trade (written so that 0 * inf never makes a NaN).
+    can = (x.adv > 0) & (tables.capacity[slot] > 0)[:, None]
+    if not x.all_tradable:
+        can &= x.tradable
+    pcap = x.adv / x.equity[:, None]
+    pcap *= tables.bound[ReasonCode.PARTICIPATION_CAP][slot][:, None]
+    pcap[~can] = 0.0
+    return stacked, single, pcap

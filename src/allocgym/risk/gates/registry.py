@@ -1,0 +1,404 @@
+"""The registry of limits: each limit the gates enforce, declared once.
+
+An entry (``LimitSpec``) names the limit's reason code, its ``RiskConfig`` field, how its
+bound is formed per portfolio (unit, regime multiplier), what is measured against it, and
+how a breach is repaired. ``LIMITS`` is in the chain's fixed order. Everything else reads
+the registry:
+
+- ``LimitTables.build`` turns the configured values into one bound per regime slot
+  (``REGIME_LABELS`` order, then unknown codes), so a decision only looks bounds up;
+- ``portfolio_bounds`` gives the ``Bounds`` of a batch (used by the chain and by the
+  execution policy, which checks the same limits after lot rounding);
+- ``hard_gates`` runs the hard limits' gates in registry order; ``coupled_ok``,
+  ``coupled_violations``, ``hard_ok`` and ``names_outside`` evaluate their measures;
+- ``check_invariants`` walks the registry with its own, independent measure code.
+
+The trade limits share one trade scale and are applied together
+(``gates.trade.trade_limits``); the strategy cap runs before everything else
+(``gates.strategy.strategy_gate``). Their entries carry the bound and the documentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from allocgym.regime import REGIME_LABELS
+from allocgym.risk.codes import ReasonCode
+from allocgym.risk.context import Book, Bounds, SectorMap
+from allocgym.risk.gates import portfolio, symbol
+from allocgym.risk.kernels import Trace, rows_all
+
+if TYPE_CHECKING:
+    from allocgym.risk.limits import RiskLimits
+
+N_LABELS = len(REGIME_LABELS)
+
+Stage = Literal["strategy", "hard", "trade"]
+Unit = Literal["flag", "weight", "currency", "bps"]
+Multiplier = Literal["budget", "capacity"] | None
+#: A measure: which names (n, N) or portfolios (n,) are inside; ``None`` when off.
+Measure = Callable[[Book, Bounds], "np.ndarray | None"]
+Gate = Callable[[Book, Bounds, Trace], None]
+
+
+@dataclass(frozen=True)
+class LimitSpec:
+    """One limit, declared once.
+
+    Attributes
+    ----------
+    code : ReasonCode
+        The code the gate records where it acts.
+    field : str
+        The ``RiskConfig`` / ``RiskLimits`` field holding the bound (``None`` = off).
+    stage : {"strategy", "hard", "trade"}
+        Where the chain applies it: on strategy contributions, on the book, on the trade.
+    level : {"symbol", "sector", "portfolio", "strategy"}
+        What one measured value covers.
+    unit : {"flag", "weight", "currency", "bps"}
+        Unit of the configured value: a currency bound is divided by equity per
+        portfolio, a bps bound by 1e4.
+    multiplier : {"budget", "capacity"} or None
+        The regime multiplier the bound is scaled by.
+    measure : str
+        What is compared with the bound.
+    repair : str
+        How the gate brings a breach back inside.
+    names_inside, inside : callable, optional
+        The chain's measure of a hard limit: per name (symbol level) or per portfolio.
+    gate : callable, optional
+        The hard limit's gate, run by ``hard_gates`` in registry order.
+    """
+
+    code: ReasonCode
+    field: str
+    stage: Stage
+    level: Literal["symbol", "sector", "portfolio", "strategy"]
+    unit: Unit
+    multiplier: Multiplier
+    measure: str
+    repair: str
+    names_inside: Measure | None = None
+    inside: Measure | None = None
+    gate: Gate | None = None
+
+
+LIMITS: tuple[LimitSpec, ...] = (
+    LimitSpec(
+        code=ReasonCode.STRATEGY_CAP,
+        field="max_strategy_contribution",
+        stage="strategy",
+        level="strategy",
+        unit="weight",
+        multiplier=None,
+        measure="gross contribution sum_i |s_k w_k,i| of each strategy family k",
+        repair="scale the family's contribution",
+    ),
+    LimitSpec(
+        code=ReasonCode.LONG_ONLY,
+        field="long_only",
+        stage="hard",
+        level="symbol",
+        unit="flag",
+        multiplier=None,
+        measure="short weight max(-w_i, 0)",
+        repair="clip to 0",
+        names_inside=symbol.long_only_names_inside,
+        gate=symbol.long_only_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.SYMBOL_CAP,
+        field="max_symbol_weight",
+        stage="hard",
+        level="symbol",
+        unit="weight",
+        multiplier="capacity",
+        measure="|w_i|",
+        repair="clip to the cap",
+        names_inside=symbol.symbol_cap_names_inside,
+        gate=symbol.symbol_cap_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.SYMBOL_NOTIONAL_CAP,
+        field="max_symbol_notional",
+        stage="hard",
+        level="symbol",
+        unit="currency",
+        multiplier="capacity",
+        measure="|w_i| x equity",
+        repair="clip to the cap",
+        names_inside=symbol.symbol_notional_names_inside,
+        gate=symbol.symbol_notional_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.SECTOR_CAP,
+        field="max_sector_gross",
+        stage="hard",
+        level="sector",
+        unit="weight",
+        multiplier=None,
+        measure="sum |w_i| over each sector",
+        repair="scale the sector",
+        inside=portfolio.sector_inside,
+        gate=portfolio.sector_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.NET_CAP,
+        field="max_net",
+        stage="hard",
+        level="portfolio",
+        unit="weight",
+        multiplier=None,
+        measure="|sum w_i|",
+        repair="scale the dominant side",
+        inside=portfolio.net_inside,
+        gate=portfolio.net_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.BETA_LIMIT,
+        field="beta_tolerance",
+        stage="hard",
+        level="portfolio",
+        unit="weight",
+        multiplier=None,
+        measure="|beta^T w|",
+        repair="scale the side carrying the excess beta, then the net uniformly",
+        inside=portfolio.beta_inside,
+        gate=portfolio.beta_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.GROSS_CAP,
+        field="max_gross",
+        stage="hard",
+        level="portfolio",
+        unit="weight",
+        multiplier="budget",
+        measure="sum |w_i|",
+        repair="scale the book",
+        inside=portfolio.gross_inside,
+        gate=portfolio.gross_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.NOTIONAL_CAP,
+        field="max_gross_notional",
+        stage="hard",
+        level="portfolio",
+        unit="currency",
+        multiplier=None,
+        measure="sum |w_i| x equity",
+        repair="scale the book",
+        inside=portfolio.notional_inside,
+        gate=portfolio.notional_gate,
+    ),
+    LimitSpec(
+        code=ReasonCode.PARTICIPATION_CAP,
+        field="max_participation",
+        stage="trade",
+        level="symbol",
+        unit="weight",
+        multiplier="capacity",
+        measure="|dw_i| x equity / ADV_i",
+        repair="clip the trade in the symbol",
+    ),
+    LimitSpec(
+        code=ReasonCode.TURNOVER_CAP,
+        field="max_turnover",
+        stage="trade",
+        level="portfolio",
+        unit="weight",
+        multiplier=None,
+        measure="sum |dw_i|",
+        repair="scale the trade",
+    ),
+    LimitSpec(
+        code=ReasonCode.SLIPPAGE_BUDGET,
+        field="slippage_budget_bps",
+        stage="trade",
+        level="portfolio",
+        unit="bps",
+        multiplier=None,
+        measure="expected cost of the trade / equity",
+        repair="scale the trade (concave cost curve)",
+    ),
+)
+
+#: The hard limits, in gate order.
+HARD_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in LIMITS if s.stage == "hard")
+#: The hard limits that couple symbols (a portfolio-level measure).
+COUPLED_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in HARD_LIMITS if s.inside is not None)
+#: The symbol-level hard limits (a per-name measure).
+SYMBOL_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in HARD_LIMITS if s.names_inside is not None)
+
+
+def spec(code: ReasonCode) -> LimitSpec:
+    """The registry entry of ``code``."""
+    for entry in LIMITS:
+        if entry.code == code:
+            return entry
+    raise KeyError(f"{code!r} is not a limit in the registry")
+
+
+# ----------------------------------------------------------------------------- bounds
+
+
+@dataclass(frozen=True, eq=False)
+class LimitTables:
+    """Every registry bound per regime slot (``REGIME_LABELS`` order, then the slot of
+    every other code): the limit x multiplier products a decision looks up.
+
+    ``bound[code]`` is an array (n_labels + 1,) for a bound with a regime multiplier, a
+    float for one without, ``None`` for a limit that is off (flags: ``None``); currency
+    bounds are still in currency (divided by equity per portfolio), bps bounds are
+    fractions of equity.
+    """
+
+    budget: np.ndarray
+    capacity: np.ndarray
+    bound: Mapping[ReasonCode, Any]  # per-slot array, float, or None (see above)
+
+    @classmethod
+    def build(cls, limits: RiskLimits) -> LimitTables:
+        """Tables of ``limits``, one entry per registry limit."""
+        slots = np.arange(N_LABELS + 1)
+        codes = np.where(slots < N_LABELS, slots, -1)
+        mult = {
+            "budget": limits.budget_multiplier(codes),
+            "capacity": limits.capacity_multiplier(codes),
+        }
+        bound: dict[ReasonCode, np.ndarray | float | None] = {}
+        for entry in LIMITS:
+            value = getattr(limits, entry.field)
+            if entry.unit == "flag" or value is None:
+                bound[entry.code] = None
+                continue
+            if entry.unit == "bps":
+                value = value / 1e4
+            bound[entry.code] = (
+                value if entry.multiplier is None else value * mult[entry.multiplier]
+            )
+        return cls(budget=mult["budget"], capacity=mult["capacity"], bound=bound)
+
+    def slot(self, regime: np.ndarray) -> np.ndarray:
+        """Table slot of each regime code (unknown codes share the last slot)."""
+        return np.where((regime >= 0) & (regime < N_LABELS), regime, N_LABELS)
+
+
+def portfolio_bounds(
+    limits: RiskLimits,
+    slot: np.ndarray,
+    equity: np.ndarray,
+    sectors: SectorMap,
+    betas: np.ndarray | None,
+) -> Bounds:
+    """The hard limits of a batch in weight units.
+
+    Parameters
+    ----------
+    limits : RiskLimits
+        The limits; their ``tables`` give the bounds.
+    slot : ndarray of int, shape (n,)
+        Table slot of each portfolio's regime (``LimitTables.slot``).
+    equity : ndarray, shape (n,)
+        Equity in currency (currency bounds are divided by it).
+    sectors : SectorMap
+    betas : ndarray, shape (n, n_assets), optional
+        Betas; ignored (``Bounds.betas`` is ``None``) without a beta limit.
+    """
+    b = limits.tables.bound
+    symbol_notional = b[ReasonCode.SYMBOL_NOTIONAL_CAP]
+    gross_notional = b[ReasonCode.NOTIONAL_CAP]
+    beta_tol = b[ReasonCode.BETA_LIMIT]
+    return Bounds(
+        cap_pct=b[ReasonCode.SYMBOL_CAP][slot][:, None],
+        cap_notional=(
+            None if symbol_notional is None else (symbol_notional[slot] / equity)[:, None]
+        ),
+        sector_cap=b[ReasonCode.SECTOR_CAP],
+        sectors=sectors,
+        net_cap=b[ReasonCode.NET_CAP],
+        betas=None if beta_tol is None else betas,
+        beta_tol=0.0 if beta_tol is None else beta_tol,
+        gross_cap=b[ReasonCode.GROSS_CAP][slot],
+        notional_cap=None if gross_notional is None else gross_notional / equity,
+        long_only=limits.long_only,
+    )
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def coupled_violations(
+    w: np.ndarray, b: Bounds, codes: frozenset[ReasonCode] | None = None
+) -> list[tuple[ReasonCode, np.ndarray]]:
+    """Rows breaking each coupled (multi-symbol) hard limit that is on, in registry order.
+
+    ``codes`` restricts the check to those limits (all when ``None``).
+    """
+    book = Book(w)
+    out = []
+    for entry in COUPLED_LIMITS:
+        if codes is None or entry.code in codes:
+            inside = entry.inside(book, b)
+            if inside is not None:
+                out.append((entry.code, ~inside))
+    return out
+
+
+def coupled_ok(w: np.ndarray, b: Bounds, codes: frozenset[ReasonCode] | None = None) -> np.ndarray:
+    """Rows satisfying every coupled hard limit (or those in ``codes``): the complement of
+    the OR of :func:`coupled_violations` (it runs in every bisection step)."""
+    book = Book(w)
+    ok = None
+    for entry in COUPLED_LIMITS:
+        if codes is None or entry.code in codes:
+            inside = entry.inside(book, b)
+            if inside is not None:
+                ok = inside if ok is None else ok & inside
+    return np.ones(w.shape[0], dtype=bool) if ok is None else ok
+
+
+def hard_ok(w: np.ndarray, b: Bounds) -> np.ndarray:
+    """(n,) bool: ``w`` satisfies every hard limit."""
+    book = Book(w)
+    ok = np.ones(w.shape[0], dtype=bool)
+    for entry in HARD_LIMITS:
+        if entry.inside is not None:
+            inside = entry.inside(book, b)
+        else:
+            names = entry.names_inside(book, b)
+            inside = None if names is None else rows_all(names)
+        if inside is not None:
+            ok &= inside
+    return ok
+
+
+def names_outside(w: np.ndarray, b: Bounds) -> np.ndarray:
+    """(n, N) bool: the names breaking a symbol-level hard limit."""
+    book = Book(w)
+    out = np.zeros(w.shape, dtype=bool)
+    for entry in SYMBOL_LIMITS:
+        inside = entry.names_inside(book, b)
+        if inside is not None:
+            out |= ~inside
+    return out
+
+
+def hard_gates(w: np.ndarray, b: Bounds, trace: Trace) -> np.ndarray:
+    """Every hard limit's gate in registry order; each keeps the limits before it, so the
+    result is inside all of them."""
+    book = Book(w)
+    for entry in HARD_LIMITS:
+        entry.gate(book, b, trace)
+    return book.w
+
+
+def signed_gates(w: np.ndarray, b: Bounds, trace: Trace) -> np.ndarray:
+    """The signed limits' gates alone (NET_CAP, BETA_LIMIT): they keep the others."""
+    book = Book(w)
+    for code in (ReasonCode.NET_CAP, ReasonCode.BETA_LIMIT):
+        spec(code).gate(book, b, trace)
+    return book.w

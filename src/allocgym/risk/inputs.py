@@ -1,0 +1,185 @@
+"""Validation of a decision's inputs: ``read_inputs`` turns a ``GateContext`` and a
+proposal into sanitised arrays (``Inputs``) the gates can compute on without checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from allocgym.errors import RequestError
+from allocgym.risk.context import GateContext, SectorMap, sector_map
+from allocgym.risk.kernels import BIG, MAX_ABS_BETA
+
+if TYPE_CHECKING:
+    from allocgym.risk.limits import RiskLimits
+
+
+def as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    arr = np.asarray(value, dtype=dtype)
+    if arr.shape == shape:
+        return arr
+    try:
+        return np.broadcast_to(arr, shape)
+    except ValueError:
+        raise RequestError(
+            f"GateContext.{name} has shape {arr.shape}; expected {shape} "
+            "(or an array broadcastable to it)"
+        ) from None
+
+
+def flag_batch(name: str, value: Any, default: bool, n: int) -> np.ndarray:
+    """Per-portfolio flag ``value`` (optional) OR the global ``default``, shape (n,)."""
+    if value is None:
+        return np.full(n, default)
+    flag = as_batch(name, value, (n,), bool)
+    return np.ones(n, dtype=bool) if default else flag
+
+
+@dataclass(eq=False, slots=True)  # not frozen: a frozen __init__ is slow
+class Inputs:
+    """Validated, sanitised views of one decision's inputs (``any_*``: whether any row or
+    symbol is flagged, so that the common all-clean decision skips the masking)."""
+
+    proposed: np.ndarray
+    p: np.ndarray  # proposal, NaN -> 0, +-inf -> +-BIG, clipped to +-BIG
+    c: np.ndarray  # current book (0 in bad rows), clipped to +-BIG
+    equity: np.ndarray
+    adv: np.ndarray
+    vol: np.ndarray
+    spread: np.ndarray
+    betas: np.ndarray | None
+    sectors: SectorMap
+    regime: np.ndarray
+    tradable: np.ndarray  # effective: flag AND finite, sane market data
+    bad_row: np.ndarray
+    bad_proposal: np.ndarray
+    killed: np.ndarray
+    reduce: np.ndarray
+    strategy: np.ndarray | None  # (n, n_strategies, N), clipped to +-BIG, 0 in bad rows
+    strategy_gross: np.ndarray | None  # (n, n_strategies), from the raw values
+    all_tradable: bool
+    any_bad_row: bool
+    any_bad_proposal: bool
+    any_killed: bool
+    any_reduce: bool
+
+
+def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inputs:
+    """Validate and sanitise one decision's inputs (see ``GateContext`` for the rules)."""
+    raw = np.asarray(proposed, dtype=np.float64)
+    if raw.ndim != 2:
+        raise RequestError(
+            f"proposed weights have shape {raw.shape}; expected (n_envs, n_assets) "
+            "(use w[None, :] for one portfolio)"
+        )
+    n, m = raw.shape
+    cur = np.asarray(ctx.current_weights, dtype=np.float64)
+    if cur.shape != (n, m):
+        raise RequestError(
+            f"GateContext.current_weights has shape {cur.shape}; expected {(n, m)} "
+            "like the proposal"
+        )
+    sectors = sector_map(ctx.sector_ids, m)
+    equity = as_batch("equity", ctx.equity, (n,), np.float64)
+    prices = as_batch("prices", ctx.prices, (n, m), np.float64)
+    adv = as_batch("adv_notional", ctx.adv_notional, (n, m), np.float64)
+    vol = as_batch("volatility", ctx.volatility, (n, m), np.float64)
+    spread = as_batch("spread_bps", ctx.spread_bps, (n, m), np.float64)
+    tradable = as_batch("tradable", ctx.tradable, (n, m), bool)
+    regime = np.asarray(ctx.regime)
+    if regime.dtype.kind not in "iu":
+        raise RequestError(
+            f"GateContext.regime has dtype {regime.dtype}; pass integer codes "
+            "(allocgym.regime.regime_code)"
+        )
+    regime = as_batch("regime", regime, (n,), np.int64)
+    killed = flag_batch("kill_switch", ctx.kill_switch, lim.kill_switch, n)
+    reduce = flag_batch("reduce_only", ctx.reduce_only, lim.reduce_only, n)
+
+    # Readable rows: finite positive equity, finite book (and sane betas).
+    good_row = (equity > 0) & (equity < np.inf)
+    finite_cur = np.isfinite(cur)
+    if not finite_cur.all():
+        good_row &= finite_cur.all(axis=1)
+    betas = None
+    if lim.beta_tolerance is not None:
+        if ctx.betas is None:
+            raise RequestError(
+                "beta_tolerance is set but GateContext.betas is None: pass betas "
+                "(n_envs, n_assets) or set risk.beta_tolerance to null"
+            )
+        betas = as_batch("betas", ctx.betas, (n, m), np.float64)
+        sane = np.abs(betas) <= MAX_ABS_BETA  # False for NaN and +-inf too
+        if not sane.all():
+            good_row &= sane.all(axis=1)
+    any_bad_row = not good_row.all()
+    bad_row = ~good_row
+    if betas is not None and any_bad_row:
+        betas = np.where(bad_row[:, None], 0.0, betas)
+    # Usable symbols: tradable, price finite > 0, ADV / vol / spread finite >= 0
+    # (a NaN anywhere makes the min NaN, which fails >= 0; +inf fails the max test).
+    low = np.minimum(adv, vol)
+    np.minimum(low, spread, out=low)
+    high = np.maximum(adv, vol)
+    np.maximum(high, spread, out=high)
+    ok_sym = tradable & (prices > 0) & (prices < np.inf) & (low >= 0) & (high < np.inf)
+    all_tradable = bool(ok_sym.all())
+
+    finite_p = np.isfinite(raw)
+    any_bad_proposal = not finite_p.all()
+    bad_proposal = ~finite_p.all(axis=1) if any_bad_proposal else np.zeros(n, dtype=bool)
+    strategy = strategy_gross = None
+    if ctx.strategy_weights is not None:
+        sw = np.asarray(ctx.strategy_weights, dtype=np.float64)
+        if sw.ndim != 3 or sw.shape[0] != n or sw.shape[2] != m:
+            raise RequestError(
+                f"GateContext.strategy_weights has shape {sw.shape}; expected "
+                f"({n}, n_strategies, {m})"
+            )
+        bad_proposal = bad_proposal | ~np.isfinite(sw).all(axis=(1, 2))
+        any_bad_proposal = bool(bad_proposal.any())
+        sw = np.where(bad_proposal[:, None, None], 0.0, sw)
+        # From the raw values (overflow -> inf -> scale 0), so that the scaled
+        # contributions of even absurd finite inputs stay under the cap.
+        strategy_gross = np.abs(sw).sum(axis=2)
+        strategy = sw.clip(-BIG, BIG)
+    # Sanitised copies (the common all-clean case skips the replacements).
+    p = raw
+    if any_bad_proposal:
+        p = np.nan_to_num(raw, nan=0.0, posinf=BIG, neginf=-BIG)
+    p = p.clip(-BIG, BIG)
+    c = cur
+    if any_bad_row:
+        c = np.where(bad_row[:, None], 0.0, cur)
+        equity = np.where(bad_row, 1.0, equity)
+    c = c.clip(-BIG, BIG)
+    if not all_tradable:
+        adv = np.where(ok_sym, adv, 1.0)
+        vol = np.where(ok_sym, vol, 0.0)
+        spread = np.where(ok_sym, spread, 0.0)
+    return Inputs(
+        proposed=raw,
+        p=p,
+        c=c,
+        equity=equity,
+        adv=adv,
+        vol=vol,
+        spread=spread,
+        betas=betas,
+        sectors=sectors,
+        regime=regime,
+        tradable=ok_sym,
+        bad_row=bad_row,
+        bad_proposal=bad_proposal,
+        killed=killed,
+        reduce=reduce,
+        strategy=strategy,
+        strategy_gross=strategy_gross,
+        all_tradable=all_tradable,
+        any_bad_row=any_bad_row,
+        any_bad_proposal=any_bad_proposal,
+        any_killed=bool(killed.any()),
+        any_reduce=bool(reduce.any()),
+    )

@@ -1,0 +1,180 @@
+"""Re-feasibility: bisection back inside the coupled limits, and holding non-tradable names."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from allocgym.risk.codes import ReasonCode
+from allocgym.risk.context import Bounds
+from allocgym.risk.gates.registry import coupled_ok, coupled_violations, hard_ok
+from allocgym.risk.inputs import Inputs
+from allocgym.risk.kernels import (
+    BISECT_ITERS,
+    GATE_ROW,
+    Trace,
+    or_bits,
+    rows_any,
+)
+
+
+def bisect_scale(start: np.ndarray, step: np.ndarray, lim: Bounds) -> np.ndarray:
+    """Largest ``s`` in [0, 1] (to float resolution) with ``start + s * step`` feasible.
+
+    ``start`` must be feasible. Along a segment the feasible set of each convex limit is
+    an interval ``[0, s_k]`` and ``s = min_k s_k``; a limit holding at both ends holds all
+    along. Linear limits (net, beta) have ``s_k`` in closed form; the piecewise-linear
+    ones (sector, gross, notional) are bisected below that bound where they bind.
+    """
+    n = start.shape[0]
+    end = coupled_violations(start + step, lim)
+    broken = frozenset(code for code, rows in end if rows.any())
+    if not broken:
+        return np.ones(n)
+    hi = np.ones(n)
+    linear = [(ReasonCode.NET_CAP, start, step, lim.net_cap)]
+    if lim.betas is not None:
+        linear.append((ReasonCode.BETA_LIMIT, lim.betas * start, lim.betas * step, lim.beta_tol))
+    for code, t0, dt, cap in linear:
+        if code in broken:
+            a, d = t0.sum(axis=1), dt.sum(axis=1)
+            s_k = np.where(d > 0, (cap - a) / d, np.where(d < 0, (-cap - a) / d, 1.0))
+            hi = np.minimum(hi, np.clip(np.nan_to_num(s_k, nan=0.0), 0.0, 1.0))
+    ok_hi = coupled_ok(start + hi[:, None] * step, lim, broken)
+    if ok_hi.all():
+        return hi
+    if ok_hi.any():
+        rows = np.flatnonzero(~ok_hi)
+        sub, s0, d0, top = lim.take(rows), start[rows], step[rows], hi[rows]
+    else:
+        rows, sub, s0, d0, top = None, lim, start, step, hi
+    lo = np.zeros(top.shape[0])
+    for _ in range(BISECT_ITERS):
+        mid = 0.5 * (lo + top)
+        w = mid[:, None] * d0
+        w += s0  # s0 + mid * d0
+        ok = coupled_ok(w, sub, broken)
+        lo = np.where(ok, mid, lo)
+        top = np.where(ok, top, mid)
+    if rows is None:
+        return lo
+    hi[rows] = lo
+    return hi
+
+
+def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarray:
+    """Per-name factors in [0, 1] for the tradable part ``T`` of ``w`` (the rest, ``F``,
+    held) so that ``F + factor * T`` meets the coupled limits, in closed form: each
+    sector's tradable names by the largest factor that fits the sector cap, then all of
+    them by the largest common factor that fits gross, notional, net and beta (a signed
+    limit ``|f + s d| <= cap`` bounds ``s`` by its larger root). Where ``F`` alone breaks
+    a limit no factor fits, and the bound clipped to [0, 1] gives the closest book found
+    (a sector over its cap sells all of its tradable names). Shape of ``w``.
+    """
+    held = np.where(tradable, 0.0, w)
+    free = np.where(tradable, w, 0.0)
+
+    def upper(room: np.ndarray, need: np.ndarray) -> np.ndarray:
+        fit = room / np.where(need > 0, need, 1.0)
+        return np.clip(np.where(need > 0, fit, np.where(room >= 0, 1.0, 0.0)), 0.0, 1.0)
+
+    fs, ts = lim.sectors.sums(np.abs(held)), lim.sectors.sums(np.abs(free))
+    per_name = lim.sectors.spread(upper(lim.sector_cap - fs, ts))
+    free = free * per_name
+    fg, tg = np.abs(held).sum(axis=1), np.abs(free).sum(axis=1)
+    hi = upper(lim.gross_cap - fg, tg)
+    if lim.notional_cap is not None:
+        hi = np.minimum(hi, upper(lim.notional_cap - fg, tg))
+    signed = [(held.sum(axis=1), free.sum(axis=1), lim.net_cap)]
+    if lim.betas is not None:
+        signed.append(
+            ((lim.betas * held).sum(axis=1), (lim.betas * free).sum(axis=1), lim.beta_tol)
+        )
+    for f, d, cap in signed:
+        safe = np.where(d != 0, d, 1.0)
+        up = np.maximum((cap - f) / safe, (-cap - f) / safe)
+        hi = np.minimum(hi, np.where(d != 0, up, np.where(np.abs(f) <= cap, 1.0, 0.0)))
+    hi = np.clip(np.nan_to_num(hi, nan=0.0), 0.0, 1.0)
+    return np.nan_to_num(per_name, nan=0.0) * hi[:, None]
+
+
+def pin_untradable(
+    approved: np.ndarray,
+    c_in: np.ndarray,
+    x: Inputs,
+    dec: Bounds,
+    trace: Trace,
+) -> np.ndarray:
+    """Hold every non-tradable weight at the current one; fit the tradable names.
+
+    The hard gates scale whole books (sectors, gross, net, beta), non-tradable names
+    included, but execution cannot move those. In a portfolio where they moved, they
+    are put back (``NOT_TRADABLE``) and the portfolio limits are met by the tradable
+    names alone: from a base book inside the limits (the de-risked current book with
+    the held names put back; else the current book with its tradable names clipped to
+    their caps and shrunk per sector, then by a common factor: ``pinned_shrink``) toward
+    the pinned approved book, as far as the limits allow (``bisect_scale``; the trade only
+    shrinks, so the trade limits hold).
+    The changed tradable names carry the first limit the pinned book broke. When no
+    base is inside (the held names alone break a limit), the portfolio is coded
+    ``NOT_TRADABLE`` and its tradable names are closed.
+    """
+    moved = ~x.tradable & (approved != x.c)
+    rows = rows_any(moved)
+    if x.any_killed or x.any_bad_row:
+        rows &= ~(x.killed | x.bad_row)  # flattened (and coded) by the caller
+    if not rows.any():
+        return approved
+    idx = np.flatnonzero(rows)
+    sub = dec.take(idx)
+    c, t, a = x.c[idx], x.tradable[idx], approved[idx]
+    pinned = np.where(t, a, c)
+    base = np.where(t, c_in[idx], c)
+    ok = hard_ok(base, sub)
+    if not ok.all():
+        # The current book, its tradable names clipped to their caps, then shrunk
+        # (reduce-only; a factor within float dust of 1 is 1, so a
+        # portfolio that cannot get inside keeps its book: the chain stays idempotent).
+        cap = sub.cap_pct if sub.cap_notional is None else np.minimum(sub.cap_pct, sub.cap_notional)
+        low = 0.0 if sub.long_only else -cap
+        clipped = np.where(t, np.clip(c, low, cap), c)
+        f = pinned_shrink(clipped, t, sub)
+        f = np.where(f >= 1.0 - 1e-12, 1.0, f)
+        shrunk = np.where(t, f * clipped, clipped)
+        base = np.where(ok[:, None], base, shrunk)
+        ok = hard_ok(base, sub)
+    lam = np.zeros(idx.size)
+    if ok.any():
+        r = np.flatnonzero(ok)
+        lam[r] = bisect_scale(base[r], pinned[r] - base[r], sub.take(r))
+    new = np.where((lam == 1.0)[:, None], pinned, base + lam[:, None] * (pinned - base))
+    if not ok.all():
+        # No book fits (the held names alone break a limit; the current book is then
+        # outside too, so this is a forced, reduce-only move): the tradable names
+        # are closed, which leaves only the excess the held names make, and is a
+        # fixed point (the chain stays idempotent).
+        new = np.where(ok[:, None] | ~t, new, 0.0)
+
+    nt_bit = int(ReasonCode.NOT_TRADABLE)
+    sym, port = trace.sym[idx], trace.port[idx]
+    or_bits(sym, nt_bit, moved[idx])
+    trace.clip[GATE_ROW[ReasonCode.NOT_TRADABLE], idx] += np.abs(np.where(t, 0.0, a - c)).sum(
+        axis=1
+    )
+    changed = t & (new != a)
+    first = np.zeros(idx.size, dtype=np.int64)
+    # The book the bisection saw at its end (float dust apart from ``pinned``); a move
+    # with no limit broken beyond dust is put down to the held names.
+    violations = coupled_violations(base + (pinned - base), sub)
+    for code, broke in violations:
+        first = np.where((first == 0) & broke, int(code), first)
+    first = np.where(ok & (first != 0), first, first | nt_bit)
+    sym |= np.where(changed, first[:, None], 0)
+    port |= np.where(rows_any(changed), first, 0)
+    port |= np.where(ok, 0, nt_bit)
+    removed = np.abs(np.where(changed, a - new, 0.0)).sum(axis=1)
+    for code, _ in violations:
+        trace.clip[GATE_ROW[code], idx] += np.where(first & int(code), removed, 0.0)
+    trace.sym[idx], trace.port[idx] = sym, port
+    out = approved.copy()
+    out[idx] = new
+    return out

@@ -1,0 +1,449 @@
+"""The audit log's single writer and anchored head: truncation, deletion and re-chaining
+are detected given the anchor, a second writer is refused, reopening verifies from the
+anchor, and the service's records carry what a reviewer needs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_serving_support import (
+    ENABLED,
+    bar_clock,
+    fixed_clock,
+    patient,
+    small_market,
+    untrained_bundle,
+)
+
+from allocgym.cli import main
+from allocgym.observability import (
+    GENESIS_HASH,
+    AuditChainError,
+    AuditLog,
+    AuditLogLockedError,
+    anchor_path,
+    canonical_json,
+    read_anchor,
+    verify_log,
+)
+from allocgym.serving import DecisionService, FrozenAllocator, FrozenPolicy, request_from_market
+from allocgym.serving.schemas import decode_array
+
+KEY = b"k" * 32
+
+
+def _write(path: Path, n: int, **kw) -> list[str]:
+    with AuditLog(path, **kw) as log:
+        return [log.append({"i": i, "w": [0.1 * i, -0.0]}) for i in range(n)]
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _rechain(records: list[dict]) -> bytes:
+    """A valid chain of ``records``: what an attacker writes after deleting one."""
+    out, prev = [], GENESIS_HASH
+    for seq, record in enumerate(records):
+        entry = {"seq": seq, "prev_hash": prev, "record": record}
+        prev = hashlib.sha256(canonical_json(entry)).hexdigest()
+        out.append(canonical_json({**entry, "hash": prev}) + b"\n")
+    return b"".join(out)
+
+
+def _crash_after(path: Path, n: int, anchor_every: int) -> None:
+    """Append ``n`` records in a process that dies without closing the log."""
+    code = (
+        "import os, sys; from allocgym.observability import AuditLog; "
+        f"log = AuditLog(sys.argv[1], anchor_every={anchor_every}); "
+        f"[log.append({{'i': i}}) for i in range({n})]; os._exit(0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(raw)["record"] for raw in _lines(path)]
+
+
+# ----------------------------------------------------------------------------- the anchor
+
+
+def test_anchor_is_written_at_open_every_k_records_and_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path, anchor_every=3)
+    anchor = read_anchor(path)
+    assert anchor is not None and (anchor.n_records, anchor.head, anchor.offset) == (
+        0,
+        GENESIS_HASH,
+        0,
+    )
+    hashes = [log.append({"i": i}) for i in range(4)]
+    anchor = read_anchor(path)
+    assert anchor is not None and anchor.n_records == 3 and anchor.head == hashes[2]
+    assert anchor.offset == sum(len(line) for line in _lines(path)[:3])
+    log.close()
+    anchor = read_anchor(path)
+    assert anchor is not None and anchor.n_records == 4 and anchor.head == hashes[3]
+    assert anchor.offset == path.stat().st_size and not anchor.signed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "a.jsonl.head", "a.jsonl.lock"]
+    with pytest.raises(ValueError, match="closed"):
+        log.append({"i": 9})
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_anchor_every_must_be_a_positive_integer(tmp_path: Path, bad) -> None:
+    with pytest.raises(ValueError, match=f"anchor_every = {bad!r}"):
+        AuditLog(tmp_path / "a.jsonl", anchor_every=bad)
+
+
+def test_an_intact_log_verifies_against_its_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    hashes = _write(path, 5)
+    report = verify_log(path, anchor=True)
+    assert report.ok and report.n_records == 5 and report.head == hashes[-1]
+    assert report.anchor is not None and report.anchor.n_records == 5
+
+
+# ----------------------------------------------------------------------------- tampering
+
+
+def test_truncation_to_an_empty_file_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 5)
+    path.write_bytes(b"")
+    assert verify_log(path, anchor=False).ok  # the chain alone cannot see it
+    with pytest.raises(AuditChainError, match="holds 0 records, its anchor 5") as err:
+        verify_log(path)
+    assert err.value.line == 1
+
+
+def test_dropping_the_last_records_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 5)
+    path.write_bytes(b"".join(_lines(path)[:3]))
+    report = verify_log(path, raise_error=False)
+    assert not report.ok and report.bad_line == 4 and report.n_records == 3
+    assert "cut from the end" in report.reason
+
+
+def test_a_deleted_log_file_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 2)
+    path.unlink()
+    with pytest.raises(AuditChainError, match="holds 0 records, its anchor 2"):
+        verify_log(path)
+    with pytest.raises(AuditChainError, match="truncated or deleted"):
+        AuditLog(path)  # and no writer starts a fresh chain over it
+
+
+def test_an_empty_anchored_log_may_be_removed(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 0)
+    path.unlink()
+    with AuditLog(path) as log:
+        assert len(log) == 0 and log.head == GENESIS_HASH
+        log.append({"i": 0})
+    assert verify_log(path, anchor=True).n_records == 1
+
+
+def test_deleting_a_record_breaks_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 5)
+    lines = _lines(path)
+    path.write_bytes(b"".join(lines[:2] + lines[3:]))
+    with pytest.raises(AuditChainError, match="seq 3, expected 2") as err:
+        verify_log(path)
+    assert err.value.line == 3
+
+
+def test_deleting_a_record_and_rechaining_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 5)
+    records = _records(path)
+    path.write_bytes(_rechain(records[:2] + records[3:]))
+    assert verify_log(path, anchor=False).ok  # a valid chain of 4
+    with pytest.raises(AuditChainError, match="holds 4 records, its anchor 5"):
+        verify_log(path)
+
+
+def test_rechaining_below_the_anchor_with_records_after_it_is_detected(tmp_path: Path) -> None:
+    """The anchor covers 4 records and 2 follow; one of the first 4 is deleted, the chain
+    recomputed and a record appended to keep the count: record 4 no longer hashes to the
+    anchored head."""
+    path = tmp_path / "a.jsonl"
+    _crash_after(path, 6, anchor_every=4)
+    anchor = read_anchor(path)
+    assert anchor is not None and anchor.n_records == 4
+    records = _records(path)
+    path.write_bytes(_rechain([*records[:1], *records[2:], {"i": 99}]))
+    report = verify_log(path, raise_error=False)
+    assert not report.ok and report.bad_line == 4 and "anchored head" in report.reason
+    with pytest.raises(AuditChainError, match="not intact"):
+        AuditLog(path)
+
+
+def test_a_deleted_anchor_fails_when_the_anchor_is_required(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    anchor_path(path).unlink()
+    assert verify_log(path).ok  # optional by default (logs written before anchors existed)
+    report = verify_log(path, anchor=True, raise_error=False)
+    assert not report.ok and "head file" in report.reason and "missing" in report.reason
+
+
+def test_a_signed_anchor_cannot_be_forged_without_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 4, key=KEY)
+    anchor = read_anchor(path, KEY)
+    assert anchor is not None and anchor.signed and anchor.n_records == 4
+    assert verify_log(path, key=KEY).ok
+    # delete a record, recompute the chain and write a matching anchor, unsigned ...
+    records = _records(path)
+    path.write_bytes(_rechain(records[1:]))
+    body = {
+        "version": 1,
+        "n_records": 3,
+        "head": json.loads(_lines(path)[-1])["hash"],
+        "offset": path.stat().st_size,
+        "anchored_at": anchor.anchored_at,
+    }
+    anchor_path(path).write_bytes(canonical_json(body) + b"\n")
+    assert verify_log(path).ok  # without the key the forgery passes ...
+    with pytest.raises(AuditChainError, match="not signed, but a key was given"):
+        verify_log(path, key=KEY)
+    # ... and signed with another key
+    import hmac
+
+    body["hmac"] = hmac.new(b"x" * 32, canonical_json(body), hashlib.sha256).hexdigest()
+    anchor_path(path).write_bytes(canonical_json(body) + b"\n")
+    with pytest.raises(AuditChainError, match="HMAC does not match"):
+        verify_log(path, key=KEY)
+    with pytest.raises(AuditChainError, match="HMAC does not match"):
+        AuditLog(path, key=KEY)
+
+
+def test_a_malformed_anchor_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 1)
+    anchor_path(path).write_text('{"n_records": "many"}')
+    with pytest.raises(AuditChainError, match="not an anchor"):
+        verify_log(path)
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+_SECOND_WRITER = textwrap.dedent(
+    """
+    import sys
+    from allocgym.observability import AuditLog, AuditLogLockedError
+    try:
+        AuditLog(sys.argv[1])
+    except AuditLogLockedError as err:
+        print(err)
+        sys.exit(3)
+    print("opened")
+    """
+)
+
+
+def _second_writer(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _SECOND_WRITER, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_second_writer_process_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    log.append({"i": 0})
+    res = _second_writer(path)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"pid {os.getpid()}" in res.stdout and "one writer per log" in res.stdout
+    log.append({"i": 1})  # the first writer is unaffected
+    log.close()
+    res = _second_writer(path)
+    assert res.returncode == 0 and "opened" in res.stdout, res.stdout + res.stderr
+    assert verify_log(path, anchor=True).n_records == 2
+
+
+def test_handles_in_one_process_share_one_writer(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    first, second = AuditLog(path), AuditLog(tmp_path / "." / "a.jsonl")
+    first.append({"i": 0})
+    second.append({"i": 1})
+    first.append({"i": 2})
+    assert len(first) == len(second) == 3 and first.head == second.head
+    first.close()
+    second.append({"i": 3})  # the writer lives while a handle does
+    second.close()
+    assert verify_log(path, anchor=True).n_records == 4
+    assert isinstance(AuditLogLockedError("x"), RuntimeError)
+
+
+# ----------------------------------------------------------------------------- reopen
+
+
+def test_reopen_verifies_from_the_anchor_on(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _crash_after(path, 6, anchor_every=4)
+    assert read_anchor(path).n_records == 4
+    # a record after the anchor is modified: reopening refuses to continue the chain
+    lines = _lines(path)
+    lines[5] = lines[5].replace(b'"i":5', b'"i":7')
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(AuditChainError, match="line 6: hash does not match"):
+        AuditLog(path)
+    # a record before the anchor is modified: reopening trusts the anchored prefix (it
+    # checks the anchored record only) and verify finds it
+    _write(tmp_path / "b.jsonl", 4)
+    lines = _lines(tmp_path / "b.jsonl")
+    lines[1] = lines[1].replace(b'"i":1', b'"i":8')
+    (tmp_path / "b.jsonl").write_bytes(b"".join(lines))
+    with AuditLog(tmp_path / "b.jsonl") as log:
+        assert len(log) == 4
+    with pytest.raises(AuditChainError, match="line 2: hash does not match"):
+        verify_log(tmp_path / "b.jsonl")
+
+
+def test_reopen_continues_the_chain_and_anchors_it(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    hashes = _write(path, 3)
+    with AuditLog(path) as log:
+        assert (len(log), log.head) == (3, hashes[-1])
+        log.append({"i": 3})
+    report = verify_log(path, anchor=True)
+    assert report.ok and report.n_records == 4 and report.anchor.n_records == 4
+
+
+def test_a_log_without_anchor_is_verified_whole_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    anchor_path(path).unlink()
+    lines = _lines(path)
+    lines[0] = lines[0].replace(b'"i":0', b'"i":5')
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(AuditChainError, match="line 1"):
+        AuditLog(path)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def _cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return int(exit_.value.code or 0)
+
+
+def test_cli_verify_reports_ok_and_tampering(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "a.jsonl"
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY.decode())
+    key_file.chmod(0o600)
+    monkeypatch.delenv("ALLOCGYM_AUDIT_KEY", raising=False)
+    _write(path, 3, key=KEY)
+    assert _cli("audit", "verify", str(path), "--key-file", str(key_file)) == 0
+    out = capsys.readouterr().out
+    assert f"ok {path}: 3 records" in out and "anchor covers 3" in out and "HMAC verified" in out
+    path.write_bytes(b"".join(_lines(path)[:1]))
+    assert _cli("audit", "verify", str(path)) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "line 2" in err and "holds 1 records, its anchor 3" in err
+    assert _cli("audit", "verify", str(path), "--chain-only") == 0
+    assert "1 records" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def test_service_records_carry_action_weights_cvar_kill_state_and_reasons(tmp_path: Path) -> None:
+    policy = FrozenPolicy.load(untrained_bundle())
+    market, t = small_market(), 400
+    alloc = FrozenAllocator(
+        policy,
+        environ=ENABLED,
+        serving=patient(policy),
+        clock=fixed_clock(bar_clock(market, t)),
+    )
+    path = tmp_path / "audit.jsonl"
+    service = DecisionService(alloc, audit_log=path)
+    req = request_from_market(market, t, history=alloc.history, request_id="r1")
+    decision = json.loads(service.decide(req).body)
+    service.set_kill_switch(True, reason="drill", actor="test")
+    service.decide(req.model_copy(update={"request_id": "r2"}))
+    service.audit.close()
+    first, _, killed = [json.loads(raw)["record"] for raw in _lines(path)]
+
+    raw = decode_array(first["raw_action"])
+    assert raw.shape == (1, policy.n_out) and np.isfinite(raw).all()
+    approved = decode_array(first["approved"])[0]
+    assert decode_array(first["proposed"]).shape == (1, len(alloc.symbols))
+    assert first["kill"] == {
+        "engaged": False,
+        "request": False,
+        "operator": False,
+        "configured": False,
+    }
+    assert decode_array(first["reasons"]).tolist() == decision["reason_mask"]
+    assert first["portfolio_reasons"] == [decision["portfolio_reasons"]]
+    # CVaR by hand: the worst 5% of 63 scenario returns of the approved book, the 4th
+    # worst with weight 0.15 (k = 3.15)
+    cols = [list(market.symbols).index(s) for s in alloc.symbols]
+    close = market.close[t - 63 : t + 1][:, cols]
+    tradable = market.tradable[t - 63 : t + 1][:, cols]
+    returns = np.where(tradable[1:] & tradable[:-1], close[1:] / close[:-1] - 1.0, 0.0)
+    scen = np.sort(returns @ approved)
+    expected = -(scen[:3].sum() + 0.15 * scen[3]) / 3.15
+    assert first["cvar"]["alpha"] == 0.95 and first["cvar"]["window"] == 63
+    assert first["cvar"]["value"] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert killed["kill"] == {
+        "engaged": True,
+        "request": False,
+        "operator": True,
+        "configured": False,
+    }
+    assert "KILL_SWITCH" in killed["portfolio_reasons"][0]
+    assert verify_log(path, anchor=True).n_records == 3
+
+
+def test_the_http_service_anchors_the_head_at_shutdown(tmp_path: Path) -> None:
+    import httpx
+
+    from allocgym.serving.http import ServerThread, create_app
+
+    policy = FrozenPolicy.load(untrained_bundle())
+    market, t = small_market(), 400
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, t))
+    )
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, anchor_every=1000)
+    service = DecisionService(alloc, audit_log=log)
+    with ServerThread(create_app(service)) as srv:
+        for rid in ("h1", "h2", "h3"):
+            req = request_from_market(market, t, history=alloc.history, request_id=rid)
+            r = httpx.post(
+                f"{srv.url}/v1/decide",
+                content=req.model_dump_json(),
+                headers={"content-type": "application/json"},
+                timeout=60,
+            )
+            assert r.status_code == 200
+        assert read_anchor(path).n_records == 0  # anchored at open only, so far
+    anchor = read_anchor(path)
+    assert anchor is not None and anchor.n_records == 3 and anchor.head == log.head
+    log.close()

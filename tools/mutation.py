@@ -1,0 +1,208 @@
+"""Mutation score per module: ``make mutation`` (or ``python tools/mutation.py [MODULE ...]``).
+
+For each module mutmut mutates one small thing at a time and runs the fast tests that cover
+the mutated function; a mutant the tests do not notice "survives". The run happens in a
+staging copy under ``build/mutation/<module>/``, never in the source tree, and that copy
+lays the package out as one tree (``envs/``, ``agents/`` and ``baselines/`` placed under
+``src/allocgym/``, as the installed package sees them) so the module paths mutmut derives
+from file paths are the import paths the tests use.
+
+The shared mutmut settings live in ``[tool.mutmut]`` of pyproject.toml; this script adds,
+per module, the file(s) to mutate and the tests that judge them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGING = ROOT / "build" / "mutation"
+# Top-level folders that the package maps into ``allocgym`` (pyproject's package-dir).
+MAPPED_PACKAGES = ("envs", "agents", "baselines")
+# Besides the code and the tests, what the tests read from the checkout.
+ALSO_COPY = ("configs", "docs", "README.md", "constraints.txt")
+
+
+@dataclass(frozen=True)
+class Module:
+    """One module under mutation: the files mutmut changes and the tests that judge them."""
+
+    name: str
+    sources: tuple[str, ...]  # paths (files or package folders) in the staged layout
+    tests: tuple[str, ...]
+
+
+def _risk_sources() -> tuple[str, ...]:
+    # The risk gates are either one module or a package of modules.
+    return (
+        ("src/allocgym/risk",)
+        if (ROOT / "src/allocgym/risk").is_dir()
+        else ("src/allocgym/risk.py",)
+    )
+
+
+def modules() -> dict[str, Module]:
+    """The modules ``make mutation`` scores, in the order it runs them."""
+    table = [
+        Module("costs", ("src/allocgym/costs.py",), ("tests/test_costs.py",)),
+        Module(
+            "measures",
+            ("src/allocgym/measures.py",),
+            ("tests/test_measures.py", "tests/test_measures_evt.py"),
+        ),
+        Module(
+            "serving/bundle",
+            ("src/allocgym/serving/bundle.py",),
+            ("tests/test_bundle.py", "tests/test_bundle_seal.py", "tests/test_serving.py"),
+        ),
+        Module("risk", _risk_sources(), ("tests/test_risk.py",)),
+        Module("execution", ("src/allocgym/execution.py",), ("tests/test_execution.py",)),
+        Module(
+            "envs/core",
+            ("src/allocgym/envs/core.py",),
+            ("tests/test_env_core.py", "tests/test_env_accounting.py"),
+        ),
+    ]
+    return {module.name: module for module in table}
+
+
+def stage(module: Module) -> Path:
+    """Lay out a fresh staging copy for ``module`` and return its folder."""
+    where = STAGING / module.name.replace("/", "_")
+    if where.exists():
+        shutil.rmtree(where)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "src" / "allocgym", where / "src" / "allocgym", ignore=ignore)
+    for package in MAPPED_PACKAGES:
+        shutil.copytree(ROOT / package, where / "src" / "allocgym" / package, ignore=ignore)
+    shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+    for name in ALSO_COPY:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, where / name, ignore=ignore)
+        elif source.is_file():
+            shutil.copy2(source, where / name)
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    settings = pyproject["tool"]["mutmut"]
+    pytest_ini = pyproject["tool"]["pytest"]["ini_options"]
+    only_mutate = [s if s.endswith(".py") else s.rstrip("/") + "/*" for s in module.sources]
+    missing = [t for t in module.tests if not (ROOT / t).is_file()]
+    if missing:
+        raise SystemExit(
+            f"mutation: the tests of {module.name} {missing} do not exist: update modules() "
+            "in tools/mutation.py"
+        )
+    # The staged pyproject holds only what pytest and mutmut read. JSON's strings, lists and
+    # booleans are valid TOML.
+    lines = ["[tool.pytest.ini_options]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in pytest_ini.items()]
+    lines += [
+        "",
+        "[tool.mutmut]",
+        'source_paths = ["src"]',
+        f"only_mutate = {json.dumps(only_mutate)}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(list(module.tests))}",
+        f"also_copy = {json.dumps(list(ALSO_COPY))}",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    (where / "pyproject.toml").write_text("\n".join(lines) + "\n", "utf-8")
+    return where
+
+
+@dataclass
+class Score:
+    """The outcome of one module: mutants the tests detected, and the ones they missed."""
+
+    module: str
+    killed: int
+    total: int
+    survivors: list[tuple[str, str, str]]  # (mutant name, status, changed lines)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.killed / self.total if self.total else 0.0
+
+
+def score(module: Module, where: Path) -> Score:
+    """Read mutmut's result files in ``where`` (one ``.meta`` per mutated source file)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    killed, total, survivors = 0, 0, []
+    mutants = where / "mutants"
+    with contextlib.chdir(where):
+        for meta in sorted(mutants.rglob("*.py.meta")):
+            source = meta.relative_to(mutants).with_suffix("")  # src/allocgym/x.py
+            data = json.loads(meta.read_text("utf-8"))
+            for name, exit_code in sorted(data["exit_code_by_key"].items()):
+                status = status_by_exit_code[exit_code]
+                total += 1
+                # A mutant that hangs the tests is detected as well.
+                if status in ("killed", "timeout"):
+                    killed += 1
+                    continue
+                diff = get_diff_for_mutant(name, path=source).splitlines()
+                changed = [
+                    line[1:].strip()
+                    for line in diff
+                    if line[:1] in "+-" and not line.startswith(("+++", "---"))
+                ]
+                survivors.append((name, status, "  ->  ".join(changed)))
+    return Score(module.name, killed, total, survivors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    table = modules()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "modules", nargs="*", metavar="MODULE", help=f"any of {', '.join(table)} (default: all)"
+    )
+    parser.add_argument(
+        "--max-children", type=int, default=1, help="mutmut worker processes (default 1)"
+    )
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.modules if name not in table]
+    if unknown:
+        parser.error(f"unknown module {unknown}: choose from {', '.join(table)}")
+    if args.max_children < 1:
+        parser.error(f"--max-children {args.max_children}: must be >= 1")
+
+    scores, failed = [], []
+    for name in args.modules or list(table):
+        module = table[name]
+        where = stage(module)
+        print(f"== {name}: mutmut in {where.relative_to(ROOT)}", flush=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
+            cwd=where,
+            check=False,
+        )
+        if run.returncode != 0:
+            # e.g. the unmutated tests fail: no score is better than a wrong one
+            print(f"mutmut stopped on {name} (exit {run.returncode}): see its output above")
+            failed.append(name)
+            continue
+        result = score(module, where)
+        scores.append(result)
+        for mutant, status, change in result.survivors:
+            print(f"  {status:>9}  {mutant}: {change}", flush=True)
+
+    print("\nmodule            killed / total   score")
+    for result in scores:
+        print(f"{result.module:<17} {result.killed:>6} / {result.total:<5}  {result.percent:5.1f}%")
+    for name in failed:
+        print(f"{name:<17} not scored: mutmut stopped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
