@@ -547,36 +547,27 @@ def _one_torch_thread() -> Iterator[None]:
         th.set_num_threads(prev)
 
 
-def _export(
-    model: BaseAlgorithm,
-    vecnormalize: VecNormalize | None,
-    cfg: AllocgymConfig,
-    out: Path,
-    market: MarketData,
+def _checked_parity(
+    core: bytes,
+    agent: SB3PolicyAllocator,
     params: EnvParams,
     n_recorded: int,
     n_random: int,
     seed: int,
-    metrics: dict[str, Any] | None,
-    run_info: dict[str, Any] | None,
     say: Callable[[str], None],
-    sign_key: Ed25519PrivateKey | None,
-) -> FrozenPolicy:
-    spec = params.action_spec
-    say("tracing the ONNX graph")
-    agent = SB3PolicyAllocator(model, vecnormalize, spec)
-    actor = actor_module(model).to("cpu").eval()
-    graph = ExportGraph(actor, TorchActionMap(spec), _normalizer(vecnormalize)).eval()
-    with th.no_grad():
-        traced = _onnx_bytes(graph, params.obs_dim)
-    proto = onnx.load_model_from_string(traced)
-    onnx.checker.check_model(proto, full_check=True)
-    columns = proposal_columns(spec, market.symbols)
-    exporter = _annotate(proto, spec, params, columns)
-    # The model's bytes before the model id is stamped in: what the parity check runs
-    # and the seal covers.
-    core = proto.SerializeToString(deterministic=True)
+) -> dict[str, Any]:
+    """Run the ONNX model ``core`` and the SB3 policy on recorded and random observations.
 
+    Returns
+    -------
+    dict
+        The parity record of the manifest.
+
+    Raises
+    ------
+    ExportParityError
+        The proposals differ by more than ``PARITY_TOL``.
+    """
     say(f"recording {n_recorded:,} parity observations from env rollouts (+{n_random:,} random)")
     obs = parity_observations(params, agent, n_recorded=n_recorded, n_random=n_random, seed=seed)
     say(f"checking ONNX against SB3 on {len(obs):,} observations")
@@ -589,12 +580,32 @@ def _export(
             f"{parity['n_observations']} (actions differ by {parity['max_abs_diff_action']:.3g}): "
             "the policy uses an op the export does not reproduce; nothing was written"
         )
+    return parity
 
+
+def _manifest(
+    model: BaseAlgorithm,
+    vecnormalize: VecNormalize | None,
+    cfg: AllocgymConfig,
+    market: MarketData,
+    params: EnvParams,
+    proto: onnx.ModelProto,
+    graph: ExportGraph,
+    exporter: str,
+    columns: list[str],
+    parity: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    run_info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The bundle manifest before sealing: the model's interface, the observation,
+    action and proposal layouts, the risk, cost and execution settings, the config, the
+    market span, metrics, parity and versions."""
+    spec = params.action_spec
     algo = cfg.train.algo
     fb = params.feature_builder
     n_out = proposal_dim(spec)
     norm = graph.norm
-    manifest: dict[str, Any] = {
+    return {
         "schema": MANIFEST_SCHEMA,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "algo": algo,
@@ -655,14 +666,12 @@ def _export(
         "run": run_info or {},
         "versions": package_versions(),
     }
-    # Sealed as it will read back from disk (tuples become lists, no numpy scalars).
-    manifest = json.loads(json.dumps(manifest, allow_nan=False))
-    seal = compute_seal(manifest, core)
-    model_id = derive_model_id(algo, seal["digest"])
-    data = stamp_model_id(proto, model_id)
-    manifest["model_id"] = model_id
-    manifest["model"].update(sha256=sha256_file_bytes(data), bytes=len(data))
-    manifest["seal"] = seal
+
+
+def _write_bundle(
+    out: Path, data: bytes, manifest: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    """Write the model and manifest into ``out``, each replaced atomically."""
     say(f"writing the bundle to {out}")
     out.mkdir(parents=True, exist_ok=True)
     # A signature from an earlier export into this folder signs another seal.
@@ -673,6 +682,64 @@ def _export(
     tmp_manifest = out / f".{MANIFEST_FILE}.tmp"
     tmp_manifest.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
     os.replace(tmp_manifest, out / MANIFEST_FILE)
+
+
+def _export(
+    model: BaseAlgorithm,
+    vecnormalize: VecNormalize | None,
+    cfg: AllocgymConfig,
+    out: Path,
+    market: MarketData,
+    params: EnvParams,
+    n_recorded: int,
+    n_random: int,
+    seed: int,
+    metrics: dict[str, Any] | None,
+    run_info: dict[str, Any] | None,
+    say: Callable[[str], None],
+    sign_key: Ed25519PrivateKey | None,
+) -> FrozenPolicy:
+    """Trace, check, seal and write the bundle (see :func:`export_model`); its policy
+    loaded back."""
+    spec = params.action_spec
+    say("tracing the ONNX graph")
+    agent = SB3PolicyAllocator(model, vecnormalize, spec)
+    actor = actor_module(model).to("cpu").eval()
+    graph = ExportGraph(actor, TorchActionMap(spec), _normalizer(vecnormalize)).eval()
+    with th.no_grad():
+        traced = _onnx_bytes(graph, params.obs_dim)
+    proto = onnx.load_model_from_string(traced)
+    onnx.checker.check_model(proto, full_check=True)
+    columns = proposal_columns(spec, market.symbols)
+    exporter = _annotate(proto, spec, params, columns)
+    # The model's bytes before the model id is stamped in: what the parity check runs
+    # and the seal covers.
+    core = proto.SerializeToString(deterministic=True)
+
+    parity = _checked_parity(core, agent, params, n_recorded, n_random, seed, say)
+    manifest = _manifest(
+        model,
+        vecnormalize,
+        cfg,
+        market,
+        params,
+        proto,
+        graph,
+        exporter,
+        columns,
+        parity,
+        metrics,
+        run_info,
+    )
+    # Sealed as it will read back from disk (tuples become lists, no numpy scalars).
+    manifest = json.loads(json.dumps(manifest, allow_nan=False))
+    seal = compute_seal(manifest, core)
+    model_id = derive_model_id(cfg.train.algo, seal["digest"])
+    data = stamp_model_id(proto, model_id)
+    manifest["model_id"] = model_id
+    manifest["model"].update(sha256=sha256_file_bytes(data), bytes=len(data))
+    manifest["seal"] = seal
+    _write_bundle(out, data, manifest, say)
     if sign_key is None:
         return FrozenPolicy.load(out)
     sign_bundle(out, seal["digest"], sign_key)

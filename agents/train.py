@@ -932,6 +932,83 @@ def train(
     return result
 
 
+def _resume_point(run_dir: Path, cfg: AllocgymConfig, resume: bool) -> Path | None:
+    """The checkpoint a run continues from (None: a fresh start, whose partial outputs are
+    dropped).
+
+    Raises
+    ------
+    ConfigError
+        ``run_dir`` holds a run and ``resume`` is False, or its config cannot resume.
+    """
+    ckpt: Path | None = None
+    if resume:
+        if (run_dir / "config.yaml").is_file():
+            _check_resumable(run_dir, cfg)
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None and (run_dir / "config.yaml").is_file():
+            warnings.warn(
+                f"{run_dir}: no checkpoint to resume from, training from scratch",
+                UserWarning,
+                stacklevel=3,  # the line in train()
+            )
+    elif latest_checkpoint(run_dir) is not None or (run_dir / "final" / _MODEL).is_file():
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} already holds a training run: pass --resume to "
+            "continue it or choose a new --run-dir"
+        )
+    if ckpt is None:
+        # a fresh start drops partial outputs of a run killed before its first checkpoint
+        (run_dir / "evaluations.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+        shutil.rmtree(run_dir / "best", ignore_errors=True)
+    return ckpt
+
+
+def _restore_run(
+    cfg: AllocgymConfig,
+    ckpt: Path,
+    run_dir: Path,
+    envs: tuple[PortfolioVecEnv, VecMonitor, VecEnv, VecNormalize | None],
+    device: str,
+    tb_dir: Path,
+) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """The model, envs and random streams of checkpoint ``ckpt``; later evaluations dropped.
+
+    Returns
+    -------
+    tuple
+        The model on ``envs`` and the checkpoint's saved state.
+    """
+    raw, monitor, env, vn = envs
+    with (ckpt / _STATE).open("rb") as fh:
+        state = pickle.load(fh)
+    model = ALGOS[cfg.train.algo].load(
+        ckpt / _MODEL,
+        env=env,
+        device=device,
+        force_reset=False,
+        tensorboard_log=str(tb_dir),
+    )
+    if isinstance(model, OffPolicyAlgorithm):
+        if (ckpt / _REPLAY).is_file():
+            model.load_replay_buffer(ckpt / _REPLAY)
+        else:
+            warnings.warn(
+                f"checkpoint {ckpt.name} has no replay buffer: SAC continues with an "
+                "empty one (set train.sac.save_replay_buffer=true for exact resumes)",
+                UserWarning,
+                stacklevel=3,  # the line in train()
+            )
+    restore_env(raw, monitor, vn, state["env"])
+    if state["lstm_states"] is not None:
+        model._last_lstm_states = state["lstm_states"]
+    model.action_space.np_random.bit_generator.state = state["action_space_rng"]
+    set_rng_state(state["rng"])
+    _trim_evaluations(run_dir, int(state["num_timesteps"]))
+    return model, state
+
+
 def _train(
     cfg: AllocgymConfig,
     run_dir: Path,
@@ -943,37 +1020,20 @@ def _train(
 ) -> TrainResult:
     """The body of :func:`train` (without the ledger)."""
     run_dir = Path(run_dir)
-    t = cfg.train
-    device = resolve_device(t.device)
-    ckpt: Path | None = None
-    if resume:
-        if (run_dir / "config.yaml").is_file():
-            _check_resumable(run_dir, cfg)
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None and (run_dir / "config.yaml").is_file():
-            warnings.warn(
-                f"{run_dir}: no checkpoint to resume from, training from scratch",
-                UserWarning,
-                stacklevel=2,
-            )
-    elif latest_checkpoint(run_dir) is not None or (run_dir / "final" / _MODEL).is_file():
-        raise ConfigError(
-            f"run directory {str(run_dir)!r} already holds a training run: pass --resume to "
-            "continue it or choose a new --run-dir"
-        )
-    if (
-        ckpt is None
-    ):  # a fresh start drops partial outputs of a run killed before its first checkpoint
-        (run_dir / "evaluations.jsonl").unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tb", ignore_errors=True)
-        shutil.rmtree(run_dir / "best", ignore_errors=True)
+    train_cfg = cfg.train
+    device = resolve_device(train_cfg.device)
+    ckpt = _resume_point(run_dir, cfg, resume)
     digest = write_run_metadata(run_dir, cfg)
 
-    with torch_settings(t.deterministic, t.torch_threads):
+    with torch_settings(train_cfg.deterministic, train_cfg.torch_threads):
         if market is None:
             market = load_market(cfg.data)
         params = build_params(market, cfg, "train")
-        eval_params = params if t.eval_split == "train" else build_params(market, cfg, t.eval_split)
+        eval_params = (
+            params
+            if train_cfg.eval_split == "train"
+            else build_params(market, cfg, train_cfg.eval_split)
+        )
         tb_dir = run_dir / "tb"
         vn_path = ckpt / _VECNORM if ckpt is not None and (ckpt / _VECNORM).is_file() else None
         raw, monitor, env, vn = make_train_env(cfg, params, vn_path)
@@ -981,32 +1041,7 @@ def _train(
         if ckpt is None:
             model = build_model(cfg, env, params, device=device, tensorboard_log=tb_dir)
         else:
-            with (ckpt / _STATE).open("rb") as fh:
-                state = pickle.load(fh)
-            model = ALGOS[t.algo].load(
-                ckpt / _MODEL,
-                env=env,
-                device=device,
-                force_reset=False,
-                tensorboard_log=str(tb_dir),
-            )
-            if isinstance(model, OffPolicyAlgorithm):
-                if (ckpt / _REPLAY).is_file():
-                    model.load_replay_buffer(ckpt / _REPLAY)
-                else:
-                    warnings.warn(
-                        f"checkpoint {ckpt.name} has no replay buffer: SAC continues with an "
-                        "empty one (set train.sac.save_replay_buffer=true for exact resumes)",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-            restore_env(raw, monitor, vn, state["env"])
-            if state["lstm_states"] is not None:
-                model._last_lstm_states = state["lstm_states"]
-            model.action_space.np_random.bit_generator.state = state["action_space_rng"]
-            set_rng_state(state["rng"])
-            _trim_evaluations(run_dir, int(state["num_timesteps"]))
-
+            model, state = _restore_run(cfg, ckpt, run_dir, (raw, monitor, env, vn), device, tb_dir)
         validation = ValidationCallback(cfg, eval_params, run_dir, vn)
         checkpoint = ResumableCheckpointCallback(
             cfg,
@@ -1018,25 +1053,25 @@ def _train(
         if state is not None:
             validation.load_state_dict(state["validation"])
             checkpoint.load_state_dict(state["checkpoint"])
-        cbs: list[BaseCallback] = [
+        all_callbacks: list[BaseCallback] = [
             HyperparameterCallback(run_hparams(cfg, digest)),
             RiskMetricsCallback(),
             validation,
             checkpoint,
         ]
         if progress:
-            cbs.append(ProgressCallback(t.total_timesteps, validation))
-        cbs.extend(callbacks or [])
+            all_callbacks.append(ProgressCallback(train_cfg.total_timesteps, validation))
+        all_callbacks.extend(callbacks or [])
 
-        n0 = int(model.num_timesteps)
+        start_steps = int(model.num_timesteps)
         start = time.perf_counter()
-        remaining = t.total_timesteps - n0
+        remaining = train_cfg.total_timesteps - start_steps
         if remaining > 0:
             model.learn(
                 remaining,
-                callback=CallbackList(cbs),
+                callback=CallbackList(all_callbacks),
                 reset_num_timesteps=ckpt is None,
-                tb_log_name=TB_NAMES[t.algo],
+                tb_log_name=TB_NAMES[train_cfg.algo],
                 log_interval=1,
             )
         wall = time.perf_counter() - start
@@ -1048,11 +1083,11 @@ def _train(
     steps = int(model.num_timesteps)
     result = TrainResult(
         run_dir=run_dir,
-        algo=t.algo,
+        algo=train_cfg.algo,
         num_timesteps=steps,
-        total_timesteps=t.total_timesteps,
+        total_timesteps=train_cfg.total_timesteps,
         wall_time_s=wall,
-        fps=(steps - n0) / wall if wall > 0 else 0.0,
+        fps=(steps - start_steps) / wall if wall > 0 else 0.0,
         total_wall_time_s=checkpoint.wall_time_before + wall,
         device=device,
         best_score=(

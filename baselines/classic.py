@@ -31,6 +31,7 @@ import cvxpy as cp
 import numpy as np
 
 from allocgym.allocator import AllocationContext
+from allocgym.config import KellyConfig, RegimeSwitchConfig, RiskConfig
 from allocgym.errors import ConfigError, DataError, Infeasible, SolverFailed
 from allocgym.estimates import COVARIANCE_METHODS, CovarianceMethod, estimate_covariance
 from allocgym.regime import REGIME_LABELS
@@ -43,11 +44,9 @@ __all__ = [
     "EqualWeight",
     "FractionalKelly",
     "InverseVolatility",
-    "KellyParams",
     "MaximumSharpe",
     "MinimumVariance",
     "RegimeSwitch",
-    "RegimeSwitchParams",
     "active_mask",
     "context_returns",
     "inverse_volatility_weights",
@@ -868,36 +867,16 @@ def kelly_weights(
     return w
 
 
-@dataclass(frozen=True)
-class KellyParams:
-    """Fractional Kelly settings.
-
-    Attributes
-    ----------
-    fraction : float
-        Kelly fraction f in (0, 1] (0.5 = half Kelly).
-    max_weight : float
-        Cap on ``|w_i|``.
-    max_gross : float
-        Cap on ``sum|w_i|``.
-    """
-
-    fraction: float = 0.5
-    max_weight: float = 0.25
-    max_gross: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.fraction <= 1):
-            raise ConfigError(f"KellyParams.fraction = {self.fraction}: must be in (0, 1]")
-        if not (self.max_weight > 0 and self.max_gross > 0):
-            raise ConfigError(
-                f"KellyParams caps max_weight = {self.max_weight}, max_gross = "
-                f"{self.max_gross}: both must be > 0"
-            )
-
-
 class FractionalKelly(_CovAllocator):
     """Capped fractional Kelly on historical mean excess returns (may hold cash).
+
+    Parameters
+    ----------
+    params : ClassicParams, optional
+        Covariance estimator, long-only flag, risk-free rate and solver.
+    kelly : KellyConfig, optional
+        Kelly fraction and caps; a cap left unset (None) takes the default ``risk``
+        limit it shadows (``max_symbol_weight``, ``max_gross``), as in the config.
 
     Attributes
     ----------
@@ -907,23 +886,19 @@ class FractionalKelly(_CovAllocator):
 
     name = "fractional_kelly"
 
-    def __init__(self, params: ClassicParams | None = None, kelly: KellyParams | None = None):
+    def __init__(self, params: ClassicParams | None = None, kelly: KellyConfig | None = None):
         super().__init__(params)
-        self.kelly = kelly or KellyParams()
+        kelly, risk = kelly or KellyConfig(), RiskConfig()
+        # Unset caps resolved once here, so allocate() reads plain numbers.
+        cap = risk.max_symbol_weight if kelly.max_weight is None else kelly.max_weight
+        gross = risk.max_gross if kelly.max_gross is None else kelly.max_gross
+        self.kelly = kelly.model_copy(update={"max_weight": cap, "max_gross": gross})
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> FractionalKelly:
         """Build from ``cfg.baselines`` (``classic`` and ``kelly`` sub-sections; caps
         left unset take the default ``risk`` values, see :meth:`ClassicParams.from_config`)."""
-        from allocgym.config import RiskConfig
-
-        k, risk = section.kelly, RiskConfig()
-        cap = risk.max_symbol_weight if k.max_weight is None else k.max_weight
-        gross = risk.max_gross if k.max_gross is None else k.max_gross
-        return cls(
-            ClassicParams.from_config(section),
-            KellyParams(fraction=k.fraction, max_weight=cap, max_gross=gross),
-        )
+        return cls(ClassicParams.from_config(section), section.kelly)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Kelly weights, shape (n_envs, n_assets); ``1 - sum(w)`` is cash."""
@@ -946,41 +921,8 @@ class FractionalKelly(_CovAllocator):
 # ----------------------------------------------------------------------------- regime switch
 
 
-@dataclass(frozen=True)
-class RegimeSwitchParams:
-    """Regime heuristic on top of a defensive inverse-volatility baseline.
-
-    Attributes
-    ----------
-    momentum_window : int
-        Bars of trailing log growth that rank the trend/momentum names.
-    tilt : float
-        Tilt strength in [0, 1] at full regime confidence (keeps weights >= 0).
-    high_vol_gross : float
-        Gross exposure in ``high_volatility`` (the rest is cash).
-    uncertain_gross : float
-        Gross exposure in ``uncertain`` / unknown regimes.
-    min_vol : float
-        Per-bar volatility at or below which an asset is inactive.
-    """
-
-    momentum_window: int = 63
-    tilt: float = 0.5
-    high_vol_gross: float = 0.5
-    uncertain_gross: float = 1.0
-    min_vol: float = 1e-8
-
-    def __post_init__(self) -> None:
-        if self.momentum_window < 1:
-            raise ConfigError(
-                f"RegimeSwitchParams.momentum_window = {self.momentum_window}: must be >= 1"
-            )
-        if not (0 <= self.tilt <= 1):
-            raise ConfigError(f"RegimeSwitchParams.tilt = {self.tilt}: must be in [0, 1]")
-        for f in ("high_vol_gross", "uncertain_gross"):
-            v = getattr(self, f)
-            if not (0 <= v <= 1):
-                raise ConfigError(f"RegimeSwitchParams.{f} = {v}: must be in [0, 1]")
+REGIME_SWITCH_MIN_VOL = 1e-8
+"""Per-bar volatility at or below which the regime switch treats an asset as inactive."""
 
 
 def regime_switch_weights(
@@ -989,7 +931,7 @@ def regime_switch_weights(
     active: np.ndarray,
     regime: np.ndarray,
     confidence: np.ndarray,
-    params: RegimeSwitchParams,
+    params: RegimeSwitchConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regime rules applied to inverse-volatility base weights (vectorised).
 
@@ -1007,7 +949,7 @@ def regime_switch_weights(
         Codes into ``REGIME_LABELS`` (-1 unknown).
     confidence : ndarray, shape (n_envs,)
         Regime confidence, clipped to [0, 1].
-    params : RegimeSwitchParams
+    params : RegimeSwitchConfig
 
     Returns
     -------
@@ -1042,6 +984,11 @@ def regime_switch_weights(
 class RegimeSwitch:
     """Regime-switch heuristic from ``ctx.regime`` and ``ctx.regime_confidence``.
 
+    Parameters
+    ----------
+    params : RegimeSwitchConfig, optional
+        Momentum window, tilt and regime grosses; the defaults when omitted.
+
     Attributes
     ----------
     direction_ : ndarray of int, shape (n_envs,)
@@ -1052,28 +999,20 @@ class RegimeSwitch:
 
     name = "regime_switch"
 
-    def __init__(self, params: RegimeSwitchParams | None = None) -> None:
-        self.params = params or RegimeSwitchParams()
+    def __init__(self, params: RegimeSwitchConfig | None = None) -> None:
+        self.params = params or RegimeSwitchConfig()
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> RegimeSwitch:
         """Build from ``cfg.baselines`` (its ``regime_switch`` sub-section)."""
-        c = section.regime_switch
-        return cls(
-            RegimeSwitchParams(
-                momentum_window=c.momentum_window,
-                tilt=c.tilt,
-                high_vol_gross=c.high_vol_gross,
-                uncertain_gross=c.uncertain_gross,
-            )
-        )
+        return cls(section.regime_switch)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Regime-tilted weights, shape (n_envs, n_assets); ``1 - sum(w)`` is cash."""
         r = context_returns(ctx, self.name)
         p = self.params
         self.vol_ = np.std(r, axis=1, ddof=1)
-        active = self.vol_ > p.min_vol
+        active = self.vol_ > REGIME_SWITCH_MIN_VOL
         win = r[:, -min(p.momentum_window, r.shape[1]) :, :]
         self.momentum_ = np.log1p(np.maximum(win, -1.0 + 1e-12)).sum(axis=1)
         w, self.direction_, self.gross_ = regime_switch_weights(

@@ -27,8 +27,9 @@ Per portfolio, from the trailing return window only:
      ``min_var`` and the audit records it.
 
 5. **Reporting.** Gross and net exposure per cluster, a lead asset per cluster (best
-   cumulative return over ``lead_window``), and a selection audit per portfolio (seed
-   000's ``selection_audit.json``: regime score, barbell state, active constraints).
+   cumulative return over ``lead_window``), and a selection audit per portfolio (regime
+   score, barbell state, active constraints, clusters, sleeve, lead assets): evaluation
+   writes one record per rebalance into the run's ``selection_audit.json``.
 
 Few clusters (documented behaviour)
 -----------------------------------
@@ -616,6 +617,7 @@ class ClusterBarbell:
             core_cash=max(core_frac - invested, 0.0),
             active_constraints=constraints,
             lead_assets=[ctx.symbols[i] for i in leads],
+            clusters=[[ctx.symbols[i] for i in m] for m in members],
             **info,
         )
         self._record(b, labels, sleeve, core, leads, w, audit, members)
@@ -653,6 +655,12 @@ class ClusterBarbell:
             "params": asdict(self.params),
             "portfolios": self.audit_,
         }
+
+    def selection_records(self) -> list[dict[str, Any]]:
+        """Per portfolio of the last ``allocate`` call, its selection-audit record (regime
+        score, barbell state, active constraints, clusters, sleeve and core clusters, lead
+        assets); evaluation writes one per rebalance into ``selection_audit.json``."""
+        return [dict(a) for a in self.audit_]
 
     def write_selection_audit(self, path: str | Path) -> Path:
         """Write :meth:`selection_audit` as JSON (``selection_audit.json`` by convention)."""

@@ -14,7 +14,6 @@ under the same bounds has a lower scenario CVaR. The LP is built once per shape 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cvxpy as cp
@@ -29,13 +28,14 @@ from allocgym.baselines.classic import (
     solve_problem,
     weight_bounds,
 )
+from allocgym.config import MinCVaRConfig
 from allocgym.errors import ConfigError
 from allocgym.measures import cvar
 
 if TYPE_CHECKING:
     from allocgym.config import BaselinesConfig
 
-__all__ = ["MinimumCVaR", "MinimumCVaRParams", "min_cvar_weights"]
+__all__ = ["MinimumCVaR", "min_cvar_weights"]
 
 
 class _MinCVaRProblem:
@@ -112,30 +112,15 @@ def min_cvar_weights(
     return prob.solve(r, lo, hi, _lp_solver(solver))
 
 
-@dataclass(frozen=True)
-class MinimumCVaRParams:
-    """Minimum-CVaR settings.
-
-    Attributes
-    ----------
-    alpha : float
-        CVaR confidence level in (0, 1) (0.95: mean of the worst 5% of scenarios).
-    window : int or None
-        Most recent bars used as scenarios; ``None`` uses the whole lookback.
-    """
-
-    alpha: float = 0.95
-    window: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (0 < self.alpha < 1):
-            raise ConfigError(f"MinimumCVaRParams.alpha = {self.alpha}: must be in (0, 1)")
-        if self.window is not None and self.window < 2:
-            raise ConfigError(f"MinimumCVaRParams.window = {self.window}: must be >= 2")
-
-
 class MinimumCVaR:
     """Minimum historical CVaR over the trailing return window (one LP per portfolio).
+
+    Parameters
+    ----------
+    params : ClassicParams, optional
+        Covariance-free settings shared with the classic allocators (bounds, solver).
+    cvar : MinCVaRConfig, optional
+        CVaR confidence level and scenario window; the defaults when omitted.
 
     Attributes
     ----------
@@ -148,19 +133,16 @@ class MinimumCVaR:
     name = "min_cvar"
 
     def __init__(
-        self, params: ClassicParams | None = None, cvar: MinimumCVaRParams | None = None
+        self, params: ClassicParams | None = None, cvar: MinCVaRConfig | None = None
     ) -> None:
         self.params = params or ClassicParams()
-        self.cvar = cvar or MinimumCVaRParams()
+        self.cvar = cvar or MinCVaRConfig()
         self._problems: dict[tuple[int, int], _MinCVaRProblem] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> MinimumCVaR:
         """Build from ``cfg.baselines`` (``classic`` and ``min_cvar`` sub-sections)."""
-        c = section.min_cvar
-        return cls(
-            ClassicParams.from_config(section), MinimumCVaRParams(alpha=c.alpha, window=c.window)
-        )
+        return cls(ClassicParams.from_config(section), section.min_cvar)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Minimum-CVaR weights, shape (n_envs, n_assets), rows summing to 1."""

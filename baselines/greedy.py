@@ -18,23 +18,54 @@ of a stable sort by ``(-z, symbol index)``, so ties go to the lower symbol index
    names are coded ROTATE (the outgoing one ends at 0, the incoming one at ``w_t``).
 
 Cost: one stable argsort per portfolio, O(N log N); everything else is O(N).
+
+Before these rules :class:`GreedyRotation` applies, per decision:
+
+- **Scores**: risk-scaled z-scores merged across horizons. For each horizon ``h`` of
+  ``score_horizons`` the momentum ``sum(log(1 + r))`` over the last ``h`` bars is divided
+  by ``sigma sqrt(h)`` (``sigma`` the daily volatility over ``vol_window`` bars) and
+  standardised across the names with a full window; the merged score is the
+  ``horizon_weights``-weighted mean of the horizons' z-scores, standardised again (so the
+  ``z_keep`` / ``z_cut`` thresholds keep their unit). With no horizons the context's
+  ``scores`` are used as given.
+- **Exits** (held names, forced out before the rules; never bought back in the same
+  decision): the ATR exit (:data:`GreedyCode.ATR_EXIT`) cuts a name whose price has fallen
+  from its highest close since entry by at least ``atr_multiple`` ATRs; the dead-money
+  timeout (:data:`GreedyCode.DEAD_MONEY`) cuts a name held ``dead_money_bars`` bars or
+  more whose return since entry is at or below ``dead_money_min_return`` (no progress).
+  The ATR is the mean absolute close-to-close return over ``atr_window`` bars (the bars
+  carry closes only), scaled by ``sqrt(dt)`` to the allocator's decision interval ``dt``
+  (bars since its previous decision): the exit is checked once per decision.
+- **Liquidity filter** (:data:`GreedyCode.ILLIQUID`): a name whose average daily traded
+  notional is below ``min_adv_notional`` or whose quoted spread is above
+  ``max_spread_bps`` is never bought (a held one is kept: selling it is a trade too).
+- **Correlation cap** (:data:`GreedyCode.CORRELATED`): with ``max_pair_correlation`` set,
+  candidates are screened in rank order; one whose return correlation (``corr_window``
+  bars) with a kept name or an already admitted candidate exceeds the cap is not bought.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntFlag
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from allocgym.errors import ConfigError, DataError
+from allocgym.config import GreedyConfig
+from allocgym.errors import DataError
 
 if TYPE_CHECKING:
     from allocgym.allocator import AllocationContext
-    from allocgym.config import GreedyConfig
 
-__all__ = ["GreedyCode", "GreedyParams", "GreedyResult", "GreedyRotation", "greedy_rotation"]
+__all__ = [
+    "EXIT_REASONS",
+    "GreedyCode",
+    "GreedyResult",
+    "GreedyRotation",
+    "greedy_rotation",
+    "merged_zscores",
+]
 
 
 class GreedyCode(IntFlag):
@@ -50,48 +81,23 @@ class GreedyCode(IntFlag):
     """Bought into a free slot at budget / K."""
     ROTATE = 8
     """Part of a rotation: sold to 0 (weight 0) or bought at budget / K."""
+    ATR_EXIT = 16
+    """Held and cut by the ATR exit (fell ``atr_multiple`` ATRs from its high since entry)."""
+    DEAD_MONEY = 32
+    """Held and cut by the dead-money timeout (held too long without progress)."""
+    ILLIQUID = 64
+    """Not bought: ADV below ``min_adv_notional`` or spread above ``max_spread_bps``."""
+    CORRELATED = 128
+    """Not bought: correlation with a held or admitted name above ``max_pair_correlation``."""
 
 
-@dataclass(frozen=True)
-class GreedyParams:
-    """Rotation thresholds; field meanings in :class:`allocgym.config.GreedyConfig`."""
-
-    K: int = 20
-    K_buy: int = 18
-    K_sell: int = 24
-    z_keep: float = 0.8
-    z_cut: float = 0.2
-    delta_z_min: float = 0.25
-    tau_utility: float = 0.0
-    gamma_cost: float = 0.05
-    budget: float = 1.0
-    default_cost: float = 0.001
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.K_buy <= self.K <= self.K_sell:
-            raise ConfigError(
-                f"greedy needs 1 <= K_buy <= K <= K_sell; got K_buy={self.K_buy}, K={self.K}, "
-                f"K_sell={self.K_sell}. Set baselines.greedy.K_* accordingly."
-            )
-        if self.z_cut > self.z_keep:
-            raise ConfigError(
-                f"greedy z_cut={self.z_cut} > z_keep={self.z_keep} inverts the hysteresis band; "
-                "set baselines.greedy.z_cut <= z_keep."
-            )
-        if not (self.budget > 0 and self.delta_z_min >= 0 and self.gamma_cost >= 0):
-            raise ConfigError(
-                f"greedy budget must be > 0, delta_z_min and gamma_cost >= 0; got {self.budget}, "
-                f"{self.delta_z_min}, {self.gamma_cost}."
-            )
-
-    @property
-    def target_weight(self) -> float:
-        """Weight of a bought name, ``budget / K``."""
-        return self.budget / self.K
-
-    @classmethod
-    def from_config(cls, cfg: GreedyConfig) -> GreedyParams:
-        return cls(**cfg.model_dump())
+EXIT_REASONS: dict[int, str] = {
+    GreedyCode.CUT: "cut",
+    GreedyCode.ROTATE: "rotated_out",
+    GreedyCode.ATR_EXIT: "atr_exit",
+    GreedyCode.DEAD_MONEY: "dead_money",
+}
+"""Exit reason written to the selection audit for each code of a name sold to 0."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,12 @@ class GreedyResult:
 
 
 def greedy_rotation(
-    z: np.ndarray, w_cur: np.ndarray, costs: np.ndarray, params: GreedyParams
+    z: np.ndarray,
+    w_cur: np.ndarray,
+    costs: np.ndarray,
+    params: GreedyConfig,
+    exits: np.ndarray | None = None,
+    blocked: np.ndarray | None = None,
 ) -> GreedyResult:
     """Apply the greedy top-K rules to a batch of books.
 
@@ -125,7 +136,13 @@ def greedy_rotation(
         Current weights (fractions of equity).
     costs : ndarray, shape (n_envs, n_assets)
         Cost per unit of weight traded (decimal).
-    params : GreedyParams
+    params : GreedyConfig
+    exits : ndarray of int64, shape (n_envs, n_assets), optional
+        Forced exits: a held name with a non-zero entry (its :class:`GreedyCode`, e.g.
+        ``ATR_EXIT``) is cut to 0 with that code before the rules and is not bought back.
+    blocked : ndarray of int64, shape (n_envs, n_assets), optional
+        Names that may not be bought (non-zero entry: ``ILLIQUID`` / ``CORRELATED``); an
+        unheld blocked name keeps that code, a held one is left to the rules.
 
     Returns
     -------
@@ -149,12 +166,15 @@ def greedy_rotation(
 
     held = w_cur > 0
     short = w_cur < 0
+    forced = np.zeros((n_envs, n), dtype=np.int64) if exits is None else np.asarray(exits)
+    no_buy = np.zeros((n_envs, n), dtype=np.int64) if blocked is None else np.asarray(blocked)
+    exited = held & (forced != 0)
     cut = (held & (ranks > params.K_sell) & (zz < params.z_cut)) | short
-    kept = held & ~cut
+    kept = held & ~cut & ~exited
     n_kept = kept.sum(axis=1)
     free = np.maximum(params.K - n_kept, 0)
 
-    cand = ~held & ~short & (ranks <= params.K_buy) & (zz > params.z_keep)
+    cand = ~held & ~short & (no_buy == 0) & (ranks <= params.K_buy) & (zz > params.z_keep)
     cand_sorted = cand[rows, order]
     cand_num = np.cumsum(cand_sorted, axis=1)
     buy_sorted = cand_sorted & (cand_num <= free[:, None])
@@ -173,7 +193,7 @@ def greedy_rotation(
     kb, kp = np.nonzero(kept_rev)
     out_sym[kb, kept_num[kb, kp] - 1] = order_rev[kb, kp]
 
-    w_t = params.target_weight
+    w_t = params.budget / params.K
     pair_ok = np.arange(in_sym.shape[1])[None, :] < n_pairs[:, None]
     pb, pm = np.nonzero(pair_ok)
     j_in, j_out = in_sym[pb, pm], out_sym[pb, pm]
@@ -190,7 +210,10 @@ def greedy_rotation(
     weights = np.where(kept, w_cur, 0.0)
     codes = np.zeros((n_envs, n), dtype=np.int64)
     codes[kept] = GreedyCode.HOLD
-    codes[cut] = GreedyCode.CUT
+    codes[cut & ~exited] = GreedyCode.CUT
+    codes[exited] = forced[exited]
+    unheld_blocked = ~held & ~short & (no_buy != 0)
+    codes[unheld_blocked] = no_buy[unheld_blocked]
     bb, bp = np.nonzero(buy_sorted)
     buy_sym = order[bb, bp]
     weights[bb, buy_sym] = w_t
@@ -202,12 +225,73 @@ def greedy_rotation(
     return GreedyResult(weights=weights, codes=codes, ranks=ranks)
 
 
-class GreedyRotation:
-    """The greedy rotation engine as an :class:`~allocgym.allocator.Allocator`.
+def merged_zscores(returns: np.ndarray, params: GreedyConfig) -> np.ndarray:
+    """Risk-scaled momentum z-scores merged across ``params.score_horizons``.
 
     Parameters
     ----------
-    params : GreedyParams, optional
+    returns : ndarray, shape (n_envs, lookback, n_assets)
+        Simple returns, the last row being the decision bar; NaN = no price.
+    params : GreedyConfig
+
+    Returns
+    -------
+    ndarray, shape (n_envs, n_assets)
+        The ``horizon_weights``-weighted mean of each horizon's cross-sectional z-score of
+        ``sum(log(1 + r)) / (sigma sqrt(h))``, standardised again; NaN for a name without a
+        full window of every horizon (never bought, ranked last).
+
+    Raises
+    ------
+    DataError
+        The returns are shorter than the longest horizon or ``vol_window``.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    need = max(*params.score_horizons, params.vol_window)
+    if r.ndim != 3 or r.shape[1] < need:
+        raise DataError(
+            f"greedy scores need {need} bars of returns (score_horizons "
+            f"{list(params.score_horizons)}, vol_window {params.vol_window}); the context "
+            f"has {r.shape[1] if r.ndim == 3 else r.shape}: raise baselines.lookback or "
+            "shorten the horizons."
+        )
+    with np.errstate(invalid="ignore"):
+        logr = np.log1p(r)
+    sigma = np.std(logr[:, -params.vol_window :], axis=1, ddof=1)
+    sigma = np.where(sigma > 0, sigma, np.nan)
+    weights = np.asarray(params.horizon_weights, dtype=np.float64)
+    merged = np.zeros(r.shape[::2])
+    for h, wt in zip(params.score_horizons, weights / weights.sum(), strict=True):
+        mom = logr[:, -h:].sum(axis=1) / (sigma * np.sqrt(h))
+        merged = merged + wt * _standardise(mom)
+    return _standardise(merged)
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    """Cross-sectional z-score over the finite entries of each row (NaN stays NaN)."""
+    ok = np.isfinite(x)
+    n = np.maximum(ok.sum(axis=1, keepdims=True), 1)
+    mean = np.where(ok, x, 0.0).sum(axis=1, keepdims=True) / n
+    dev = np.where(ok, x - mean, 0.0)
+    sd = np.sqrt((dev * dev).sum(axis=1, keepdims=True) / n)
+    z = np.divide(dev, sd, out=np.zeros_like(dev), where=sd > 0)
+    return np.where(ok, z, np.nan)
+
+
+class GreedyRotation:
+    """The greedy rotation engine as an :class:`~allocgym.allocator.Allocator`.
+
+    The ATR exit and the dead-money timeout need each held name's entry bar, its return
+    since entry and its high since entry; the engine keeps them per portfolio row between
+    calls, updated from the returns of the bars since its previous decision. Names it
+    finds held without an entry (the first decision, or a fill it did not propose) enter
+    at the current bar. The state restarts when the batch size or the symbols change, or a
+    decision bar is not after the previous one (a new walk); call :meth:`reset` to restart
+    it explicitly.
+
+    Parameters
+    ----------
+    params : GreedyConfig, optional
 
     Attributes
     ----------
@@ -216,34 +300,231 @@ class GreedyRotation:
     codes_ : ndarray of int64, shape (n_envs, n_assets)
         :class:`GreedyCode` bits of the last call.
     ranks_ : ndarray of int64, shape (n_envs, n_assets)
+    scores_ : ndarray, shape (n_envs, n_assets)
+        The z-scores the last call ranked on.
     """
 
     name = "greedy"
 
-    def __init__(self, params: GreedyParams | None = None) -> None:
-        self.params = params or GreedyParams()
+    def __init__(self, params: GreedyConfig | None = None) -> None:
+        self.params = params or GreedyConfig()
+        self.reset()
 
     @classmethod
     def from_config(cls, cfg: GreedyConfig) -> GreedyRotation:
-        return cls(GreedyParams.from_config(cfg))
+        return cls(cfg)
+
+    def reset(self) -> None:
+        """Forget every entry (the next decision starts a new walk)."""
+        self._last_t: np.ndarray | None = None
+        self._symbols: tuple[str, ...] = ()
+        self._entry_t = np.zeros((0, 0), dtype=np.int64)
+        self._since_entry = np.zeros((0, 0))  # log return since entry
+        self._high = np.zeros((0, 0))  # highest log return since entry
+        self._symbols_seen: tuple[str, ...] = ()
+        self._held_before = np.zeros((0, 0), dtype=bool)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
-        """Greedy top-K weights from ``ctx.scores``, ``ctx.current_weights``, ``ctx.costs``.
+        """Greedy top-K weights from the context's returns (or ``ctx.scores`` when
+        ``score_horizons`` is empty), ``ctx.current_weights`` and ``ctx.costs``.
 
         Returns
         -------
         ndarray, shape (ctx.n_envs, ctx.n_assets)
         """
-        if ctx.scores is None:
+        p = self.params
+        if p.score_horizons:
+            z = merged_zscores(ctx.returns, p)
+        elif ctx.scores is None:
             raise DataError(
-                "greedy rotation needs ctx.scores (alpha z-scores); build the context with "
-                "scores from allocgym.features.alpha_scores."
+                "greedy rotation with no score_horizons needs ctx.scores (alpha z-scores); "
+                "build the context with scores from allocgym.features.alpha_scores or set "
+                "baselines.greedy.score_horizons."
             )
+        else:
+            z = np.asarray(ctx.scores, dtype=np.float64)
         costs = (
             ctx.costs
             if ctx.costs is not None
-            else np.full(ctx.current_weights.shape, self.params.default_cost)
+            else np.full(ctx.current_weights.shape, p.default_cost)
         )
-        res = greedy_rotation(ctx.scores, ctx.current_weights, costs, self.params)
-        self.weights_, self.codes_, self.ranks_ = res.weights, res.codes, res.ranks
+        w_cur = np.asarray(ctx.current_weights, dtype=np.float64)
+        exits = self._exits(ctx, w_cur > 0)
+        blocked = self._illiquid(ctx)
+        if p.max_pair_correlation is not None:
+            blocked = blocked | self._correlated(ctx, z, w_cur, exits, blocked)
+        res = greedy_rotation(z, w_cur, costs, p, exits=exits, blocked=blocked)
+        self._enter(ctx, res.weights > 0)
+        self.weights_, self.codes_, self.ranks_, self.scores_ = (
+            res.weights, res.codes, res.ranks, z,
+        )  # fmt: skip
+        self._symbols_seen = ctx.symbols
+        self._held_before = w_cur > 0
         return res.weights
+
+    def _bars(self, ctx: AllocationContext) -> np.ndarray:
+        if ctx.t is not None:
+            return np.asarray(ctx.t, dtype=np.int64)
+        # Without bar indices each call counts as the next bar.
+        last = -1 if self._last_t is None else int(self._last_t.max())
+        return np.full(ctx.n_envs, last + 1, dtype=np.int64)
+
+    def _exits(self, ctx: AllocationContext, held: np.ndarray) -> np.ndarray:
+        """ATR and dead-money exit codes of the held names, after updating their paths."""
+        p = self.params
+        t = self._bars(ctx)
+        n_envs, n = held.shape
+        fresh = (
+            self._last_t is None
+            or self._last_t.shape != (n_envs,)
+            or self._symbols != tuple(ctx.symbols)
+            or bool((t <= self._last_t).any())
+        )
+        if fresh:
+            self._entry_t = np.full((n_envs, n), -1, dtype=np.int64)
+            self._since_entry = np.zeros((n_envs, n))
+            self._high = np.zeros((n_envs, n))
+            dt = np.ones(n_envs, dtype=np.int64)
+        else:
+            assert self._last_t is not None
+            dt = t - self._last_t
+            self._advance(np.asarray(ctx.returns, dtype=np.float64), dt)
+        self._symbols = tuple(ctx.symbols)
+        self._last_t = t.copy()
+        # Held names without an entry enter now; names no longer held are forgotten.
+        new = held & (self._entry_t < 0)
+        self._entry_t[new] = np.broadcast_to(t[:, None], held.shape)[new]
+        gone = ~held
+        self._entry_t[gone] = -1
+        self._since_entry[gone | new] = 0.0
+        self._high[gone | new] = 0.0
+
+        exits = np.zeros((n_envs, n), dtype=np.int64)
+        if p.dead_money_bars is not None:
+            age = t[:, None] - self._entry_t
+            stale = held & (age >= p.dead_money_bars)
+            no_progress = np.expm1(self._since_entry) <= p.dead_money_min_return
+            exits[stale & no_progress] = GreedyCode.DEAD_MONEY
+        if p.atr_multiple is not None:
+            r = np.abs(np.asarray(ctx.returns, dtype=np.float64)[:, -p.atr_window :])
+            seen = np.isfinite(r)
+            n_seen = np.maximum(seen.sum(axis=1), 1)
+            atr = np.where(seen, r, 0.0).sum(axis=1) / n_seen * np.sqrt(dt)[:, None]
+            with np.errstate(invalid="ignore"):
+                stop = np.log1p(-np.minimum(p.atr_multiple * atr, 1.0 - 1e-12))
+                hit = held & (self._since_entry - self._high <= stop)
+            exits[hit] = GreedyCode.ATR_EXIT
+        return exits
+
+    def _advance(self, returns: np.ndarray, dt: np.ndarray) -> None:
+        """Add the bars since the previous decision to every entry's path."""
+        lookback = returns.shape[1]
+        if int(dt.max()) > lookback:
+            raise DataError(
+                f"greedy: {int(dt.max())} bars since the previous decision but the context "
+                f"carries {lookback}: raise baselines.lookback to at least "
+                "baselines.rebalance_every."
+            )
+        with np.errstate(invalid="ignore"):
+            logr = np.nan_to_num(np.log1p(returns), nan=0.0)
+        for row, k in enumerate(dt):
+            path = self._since_entry[row] + np.cumsum(logr[row, lookback - int(k) :], axis=0)
+            self._high[row] = np.maximum(self._high[row], path.max(axis=0))
+            self._since_entry[row] = path[-1]
+
+    def _enter(self, ctx: AllocationContext, target: np.ndarray) -> None:
+        """Names bought now enter at this bar; names sold leave."""
+        assert self._last_t is not None  # set by _exits earlier in the same call
+        t = self._last_t
+        new = target & (self._entry_t < 0)
+        self._entry_t[new] = np.broadcast_to(t[:, None], target.shape)[new]
+        self._entry_t[~target] = -1
+        self._since_entry[new | ~target] = 0.0
+        self._high[new | ~target] = 0.0
+
+    def _illiquid(self, ctx: AllocationContext) -> np.ndarray:
+        """ILLIQUID codes: ADV below the floor or spread above the cap."""
+        p = self.params
+        out = np.zeros(ctx.current_weights.shape, dtype=np.int64)
+        checks = (
+            ("adv_notional", p.min_adv_notional > 0, "min_adv_notional"),
+            ("spread_bps", p.max_spread_bps is not None, "max_spread_bps"),
+        )
+        for attr, active, key in checks:
+            if active and getattr(ctx, attr) is None:
+                raise DataError(
+                    f"greedy liquidity filter: baselines.greedy.{key} is set but the "
+                    f"context has no {attr}; build it with "
+                    f"allocgym.envs.context.allocation_context or disable the filter "
+                    f"({key}: {'0' if key == 'min_adv_notional' else 'null'})."
+                )
+        if p.min_adv_notional > 0:
+            adv = np.asarray(ctx.adv_notional, dtype=np.float64)
+            out[~(adv >= p.min_adv_notional)] = GreedyCode.ILLIQUID
+        if p.max_spread_bps is not None:
+            spread = np.asarray(ctx.spread_bps, dtype=np.float64)
+            out[~(spread <= p.max_spread_bps)] = GreedyCode.ILLIQUID
+        return out
+
+    def _correlated(
+        self,
+        ctx: AllocationContext,
+        z: np.ndarray,
+        w_cur: np.ndarray,
+        exits: np.ndarray,
+        blocked: np.ndarray,
+    ) -> np.ndarray:
+        """CORRELATED codes: candidates screened in rank order against the book."""
+        p = self.params
+        assert p.max_pair_correlation is not None
+        r = np.asarray(ctx.returns, dtype=np.float64)[:, -p.corr_window :]
+        out = np.zeros(w_cur.shape, dtype=np.int64)
+        zz = np.where(np.isfinite(z), z, -np.inf)
+        for row in range(w_cur.shape[0]):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = np.corrcoef(np.nan_to_num(r[row]), rowvar=False)
+            corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
+            book = list(np.flatnonzero((w_cur[row] > 0) & (exits[row] == 0)))
+            order = np.argsort(-zz[row], kind="stable")[: p.K_buy]
+            for j in order:
+                if w_cur[row, j] != 0 or blocked[row, j] or not zz[row, j] > p.z_keep:
+                    continue
+                if book and corr[j, book].max() > p.max_pair_correlation:
+                    out[row, j] = GreedyCode.CORRELATED
+                elif len(book) < p.K:
+                    book.append(j)
+        return out
+
+    def selection_records(self) -> list[dict[str, Any]]:
+        """Per portfolio of the last :meth:`allocate` call, the names selected and exited.
+
+        Each record: ``selected`` (names bought or rotated in), ``exited`` (name ->
+        reason: ``cut``, ``rotated_out``, ``atr_exit``, ``dead_money``), ``blocked``
+        (name -> ``illiquid`` / ``correlated``, candidates the filters kept out) and
+        ``held`` (the names of the new book).
+        """
+        records = []
+        syms = self._symbols_seen
+        for row in range(self.codes_.shape[0]):
+            codes, w, before = self.codes_[row], self.weights_[row], self._held_before[row]
+            selected = [syms[j] for j in np.flatnonzero((w > 0) & ~before)]
+            exited = {
+                syms[j]: EXIT_REASONS.get(int(codes[j]), "cut")
+                for j in np.flatnonzero(before & (w == 0))
+            }
+            blocked = {
+                syms[j]: "illiquid" if codes[j] == GreedyCode.ILLIQUID else "correlated"
+                for j in np.flatnonzero(
+                    ~before & ((codes == GreedyCode.ILLIQUID) | (codes == GreedyCode.CORRELATED))
+                )
+                if self.ranks_[row, j] <= self.params.K_buy
+            }
+            records.append(
+                {
+                    "selected": selected,
+                    "exited": exited,
+                    "blocked": blocked,
+                    "held": [syms[j] for j in np.flatnonzero(w > 0)],
+                }
+            )
+        return records

@@ -15,7 +15,6 @@ Python loop over clusters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -24,12 +23,12 @@ import scipy.cluster.hierarchy as sch
 from scipy.spatial.distance import squareform
 
 from allocgym import estimates
-from allocgym.errors import ConfigError, DataError, Infeasible
-from allocgym.estimates import CovarianceMethod, estimate_covariance
+from allocgym.config import HRPConfig
+from allocgym.errors import DataError, Infeasible
+from allocgym.estimates import estimate_covariance
 
 if TYPE_CHECKING:
     from allocgym.allocator import AllocationContext
-    from allocgym.config import HRPConfig
 
 LinkageMethod = Literal["single", "ward", "average", "complete"]
 LINKAGE_METHODS: tuple[str, ...] = ("single", "ward", "average", "complete")
@@ -37,46 +36,11 @@ LINKAGE_METHODS: tuple[str, ...] = ("single", "ward", "average", "complete")
 __all__ = [
     "HRP",
     "LINKAGE_METHODS",
-    "HRPParams",
     "check_weight_bounds",
     "hrp_tree",
     "leaf_order",
     "recursive_bisection",
 ]
-
-
-@dataclass(frozen=True)
-class HRPParams:
-    """HRP settings (see :class:`allocgym.config.HRPConfig` for the field docs)."""
-
-    linkage_method: LinkageMethod = "ward"
-    covariance: CovarianceMethod = "sample"
-    distance_source: Literal["returns", "covariance"] = "returns"
-    halflife: float = 63.0
-    min_weight: float = 0.0
-    max_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.linkage_method not in LINKAGE_METHODS:
-            raise ConfigError(
-                f"HRP linkage_method {self.linkage_method!r} is not supported; use one of {LINKAGE_METHODS}."
-            )
-        if not 0.0 <= self.min_weight <= self.max_weight <= 1.0:
-            raise ConfigError(
-                f"HRP bounds need 0 <= min_weight <= max_weight <= 1; got min_weight="
-                f"{self.min_weight}, max_weight={self.max_weight}."
-            )
-
-    @classmethod
-    def from_config(cls, cfg: HRPConfig) -> HRPParams:
-        return cls(
-            linkage_method=cfg.linkage_method,
-            covariance=cfg.covariance,
-            distance_source=cfg.distance_source,
-            halflife=cfg.halflife,
-            min_weight=cfg.min_weight,
-            max_weight=cfg.max_weight,
-        )
 
 
 def hrp_tree(distance: np.ndarray, method: LinkageMethod = "ward") -> tuple[np.ndarray, np.ndarray]:
@@ -269,8 +233,9 @@ class HRP:
 
     Parameters
     ----------
-    params : HRPParams, optional
-        Linkage method, covariance estimator and weight bounds.
+    params : HRPConfig, optional
+        Linkage method, covariance estimator and weight bounds (validated by the
+        section); the defaults when omitted.
 
     Attributes
     ----------
@@ -290,12 +255,12 @@ class HRP:
 
     name = "hrp"
 
-    def __init__(self, params: HRPParams | None = None) -> None:
-        self.params = params or HRPParams()
+    def __init__(self, params: HRPConfig | None = None) -> None:
+        self.params = params or HRPConfig()
 
     @classmethod
     def from_config(cls, cfg: HRPConfig) -> HRP:
-        return cls(HRPParams.from_config(cfg))
+        return cls(cfg)
 
     def fit(self, returns: np.ndarray) -> HRP:
         """Fit on one return window.

@@ -52,7 +52,8 @@ from allocgym.baselines.classic import (
     solve_problem,
     weight_bounds,
 )
-from allocgym.errors import ConfigError, Infeasible, SolverFailed
+from allocgym.config import ParetoConfig
+from allocgym.errors import Infeasible, SolverFailed
 from allocgym.measures import cvar
 
 if TYPE_CHECKING:
@@ -63,7 +64,6 @@ __all__ = [
     "TIE_BREAK",
     "ParetoAllocator",
     "ParetoFront",
-    "ParetoParams",
     "ParetoProblem",
     "drawdown_proxy",
     "pareto_front",
@@ -263,33 +263,6 @@ class _HighsSession:
         return np.asarray(self.h.getSolution().col_value, dtype=np.float64)[self._w_cols]
 
 
-@dataclass(frozen=True)
-class ParetoParams:
-    """Settings of the Pareto allocator (field meanings in ``allocgym.config.ParetoConfig``)."""
-
-    n_points: int = 20
-    alpha: float = 0.95
-    window: int | None = None
-    cvar_target: float | None = None
-    max_drawdown: float | None = None
-    max_cost: float | None = None
-    default_cost: float = 0.001
-
-    def __post_init__(self) -> None:
-        if self.n_points < 2:
-            raise ConfigError(f"ParetoParams.n_points = {self.n_points}: must be >= 2")
-        if not 0.0 < self.alpha < 1.0:
-            raise ConfigError(f"ParetoParams.alpha = {self.alpha}: must be in (0, 1)")
-        if self.window is not None and self.window < 2:
-            raise ConfigError(f"ParetoParams.window = {self.window}: must be >= 2 (or None)")
-        for name in ("cvar_target", "max_drawdown", "max_cost"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"ParetoParams.{name} = {value}: must be > 0 (or None)")
-        if not self.default_cost >= 0:
-            raise ConfigError(f"ParetoParams.default_cost = {self.default_cost}: must be >= 0")
-
-
 def _solver(solver: str | None) -> str | None:
     # The front is a sequence of LPs: HiGHS returns vertex solutions, fast and exact.
     if solver is None and "HIGHS" in cp.installed_solvers():
@@ -333,7 +306,7 @@ def pareto_front(
     scenarios: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    params: ParetoParams | None = None,
+    params: ParetoConfig | None = None,
     *,
     w_cur: np.ndarray | None = None,
     costs: np.ndarray | None = None,
@@ -349,7 +322,8 @@ def pareto_front(
         Scenario returns in time order (the window's rows); their mean is ``mu``.
     lower, upper : ndarray, shape (n_assets,)
         Weight bounds (``sum(w) = 1``).
-    params : ParetoParams, optional
+    params : ParetoConfig, optional
+        Front settings; the defaults when omitted.
     w_cur : ndarray, shape (n_assets,), optional
         Current book (default cash: zeros).
     costs : ndarray, shape (n_assets,), optional
@@ -373,7 +347,7 @@ def pareto_front(
         The bounds and caps admit no book (e.g. ``max_cost`` below the cost of reaching a
         fully invested book).
     """
-    p = params or ParetoParams()
+    p = params or ParetoConfig()
     r = np.asarray(scenarios, dtype=np.float64)
     n_scen, n = r.shape
     lo, hi = np.asarray(lower, float), np.asarray(upper, float)
@@ -438,6 +412,13 @@ def pareto_front(
 class ParetoAllocator:
     """The multi-objective Pareto allocator (see the module doc), one front per portfolio.
 
+    Parameters
+    ----------
+    params : ClassicParams, optional
+        Weight bounds and solver shared with the classic allocators.
+    pareto : ParetoConfig, optional
+        Front resolution, CVaR level and target, caps; the defaults when omitted.
+
     Attributes
     ----------
     active_ : ndarray of bool, shape (n_envs, n_assets)
@@ -455,28 +436,16 @@ class ParetoAllocator:
     primary_source = "pareto"
 
     def __init__(
-        self, params: ClassicParams | None = None, pareto: ParetoParams | None = None
+        self, params: ClassicParams | None = None, pareto: ParetoConfig | None = None
     ) -> None:
         self.params = params or ClassicParams()
-        self.pareto = pareto or ParetoParams()
+        self.pareto = pareto or ParetoConfig()
         self._problems: dict[tuple[int, int], ParetoProblem] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> ParetoAllocator:
         """Build from ``cfg.baselines`` (``classic`` bounds and the ``pareto`` sub-section)."""
-        c = section.pareto
-        return cls(
-            ClassicParams.from_config(section),
-            ParetoParams(
-                n_points=c.n_points,
-                alpha=c.alpha,
-                window=c.window,
-                cvar_target=c.cvar_target,
-                max_drawdown=c.max_drawdown,
-                max_cost=c.max_cost,
-                default_cost=c.default_cost,
-            ),
-        )
+        return cls(ClassicParams.from_config(section), section.pareto)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Weights of each portfolio's chosen front point, shape (n_envs, n_assets)."""

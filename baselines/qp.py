@@ -99,6 +99,7 @@ __all__ = [
     "QPProblem",
     "RiskSqrt",
     "diagnose_infeasible",
+    "pair_correlations",
     "qp_objective",
     "qp_violations",
     "risk_sqrt",
@@ -133,6 +134,7 @@ class QPParams:
     default_cost: float = 0.001
     factor_min_assets: int = 250
     n_factors: int = 20
+    max_pair_correlation: float | None = None
     solver: SolverName = "CLARABEL"
     fallback_solver: SolverName | None = "SCS"
 
@@ -147,6 +149,11 @@ class QPParams:
             raise ConfigError(
                 "QPParams.n_factors, cvar_scenarios and factor_min_assets must be >= 1; got "
                 f"{self.n_factors}, {self.cvar_scenarios}, {self.factor_min_assets}."
+            )
+        c = self.max_pair_correlation
+        if c is not None and not -1.0 < c < 1.0:
+            raise ConfigError(
+                f"QPParams.max_pair_correlation = {c!r}: must lie in (-1, 1) (or None: off)."
             )
 
     @classmethod
@@ -323,6 +330,8 @@ class QPInputs:
         Return scenarios for the CVaR term.
     frozen : ndarray of bool, shape (n_assets,), optional
         Names that may not trade (their weight stays ``w_cur``).
+    excluded : ndarray of bool, shape (n_assets,), optional
+        Names pinned to weight 0 (the pairwise-correlation cap's exclusions).
     """
 
     z: np.ndarray
@@ -332,6 +341,7 @@ class QPInputs:
     betas: np.ndarray | None = None
     scenarios: np.ndarray | None = None
     frozen: np.ndarray | None = None
+    excluded: np.ndarray | None = None
 
     def bounds(self, params: QPParams) -> tuple[np.ndarray, np.ndarray]:
         """Per-asset bounds ``(lower, upper)`` implied by the cap, long-only, per-name
@@ -346,6 +356,9 @@ class QPInputs:
             # pinned at w_cur, still inside the cap: a frozen name outside it is infeasible
             lower = np.where(self.frozen, np.maximum(lower, self.w_cur), lower)
             upper = np.where(self.frozen, np.minimum(upper, self.w_cur), upper)
+        if self.excluded is not None:
+            lower = np.where(self.excluded, 0.0, lower)
+            upper = np.where(self.excluded, 0.0, upper)
         return lower, upper
 
 
@@ -832,37 +845,97 @@ class QPAllocator:
             steps.append((f"qp:{p.solver}:accurate", p.solver, _ACCURATE_OPTS[p.solver]))
         if p.fallback_solver and p.fallback_solver != p.solver:
             steps.append((f"qp:{p.fallback_solver}", p.fallback_solver, None))
+        self.excluded_ = np.zeros((n_envs, n), dtype=bool)
         for e in range(n_envs):
             chain: list[tuple[str, str]] = []
             inputs = self.inputs_from(ctx, e)
+            solved = self._solve_chain(inputs, sector_ids, steps, chain)
+            if solved is not None and p.max_pair_correlation is not None:
+                inputs, solved = self._correlation_cap(
+                    ctx.returns[e], inputs, solved, sector_ids, steps, chain
+                )
             self.inputs_.append(inputs)
-            w = None
-            infeasible = False
-            for label, solver, opts in steps:
-                if infeasible:
-                    chain.append((label, "skipped: infeasible (another solver cannot help)"))
-                    continue
-                problem = self.problem_for(sector_ids, inputs, label.removeprefix("qp:"))
-                try:
-                    w, info = problem.solve(inputs, solver, opts)
-                except Infeasible as err:
-                    infeasible = True
-                    chain.append((label, f"infeasible: {err}"))
-                    continue
-                except (SolverFailed, DataError) as err:
-                    chain.append((label, f"failed: {err}"))
-                    continue
-                chain.append((label, str(info["status"])))
+            if solved is None:
+                w = self._fallback(ctx, e, chain)
+            else:
+                w, label, info = solved
                 self.source_.append(label)
                 self.objective_[e] = info["objective"]
                 self.solve_time_[e] = info["solve_time"]
-                break
-            if w is None:
-                w = self._fallback(ctx, e, chain)
+                if inputs.excluded is not None:
+                    self.excluded_[e] = inputs.excluded
             out[e] = w
             self.fallback_chain_.append(chain)
         self.weights_ = out
         return out
+
+    def _solve_chain(
+        self,
+        inputs: QPInputs,
+        sector_ids: np.ndarray,
+        steps: list[tuple[str, str, dict[str, Any] | None]],
+        chain: list[tuple[str, str]],
+    ) -> tuple[np.ndarray, str, dict[str, Any]] | None:
+        infeasible = False
+        for label, solver, opts in steps:
+            if infeasible:
+                chain.append((label, "skipped: infeasible (another solver cannot help)"))
+                continue
+            problem = self.problem_for(sector_ids, inputs, label.removeprefix("qp:"))
+            try:
+                w, info = problem.solve(inputs, solver, opts)
+            except Infeasible as err:
+                infeasible = True
+                chain.append((label, f"infeasible: {err}"))
+                continue
+            except (SolverFailed, DataError) as err:
+                chain.append((label, f"failed: {err}"))
+                continue
+            chain.append((label, str(info["status"])))
+            return w, label, info
+        return None
+
+    def _correlation_cap(
+        self,
+        returns: np.ndarray,
+        inputs: QPInputs,
+        solved: tuple[np.ndarray, str, dict[str, Any]],
+        sector_ids: np.ndarray,
+        steps: list[tuple[str, str, dict[str, Any] | None]],
+        chain: list[tuple[str, str]],
+    ) -> tuple[QPInputs, tuple[np.ndarray, str, dict[str, Any]]]:
+        """Iterative exclusion: while two held names correlate above the cap, pin the one
+        with the smaller |weight| (the later one when they are within 1e-6) to 0 and
+        re-solve. A re-solve
+        that fails keeps the last solution and is recorded in the chain."""
+        cap = self.params.max_pair_correlation
+        assert cap is not None
+        corr = pair_correlations(np.asarray(returns, dtype=np.float64))
+        excluded = np.zeros(corr.shape[0], dtype=bool)
+        while True:
+            w = solved[0]
+            held = np.abs(w) > _HELD
+            pairs = np.where(held[:, None] & held[None, :], corr, -np.inf)
+            np.fill_diagonal(pairs, -np.inf)
+            i, j = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
+            if not pairs[i, j] > cap:
+                return inputs, solved
+            wi, wj = abs(w[i]), abs(w[j])
+            if abs(wi - wj) <= _HELD:  # a tie (e.g. both at the cap): the later name
+                drop = int(max(i, j))
+            else:
+                drop = int(i) if wi < wj else int(j)
+            excluded[drop] = True
+            trial = QPInputs(**{**inputs.__dict__, "excluded": excluded.copy()})
+            sub: list[tuple[str, str]] = []
+            again = self._solve_chain(trial, sector_ids, steps, sub)
+            what = f"exclude name {drop} (correlation {pairs[i, j]:.3f} > {cap:g})"
+            if again is None:
+                chain.append(("correlation_cap", f"failed: {what}; kept the previous book"))
+                return inputs, solved
+            chain.append(("correlation_cap", what))
+            chain.extend(sub)
+            inputs, solved = trial, again
 
     def _fallback(
         self, ctx: AllocationContext, env: int, chain: list[tuple[str, str]]
@@ -882,6 +955,19 @@ class QPAllocator:
         chain.append(("current_book", "ok"))
         self.source_.append("current_book")
         return np.asarray(ctx.current_weights[env], dtype=np.float64).copy()
+
+
+_HELD = 1e-6
+"""|weight| above which a name counts as held (the correlation cap's scope)."""
+
+
+def pair_correlations(returns: np.ndarray) -> np.ndarray:
+    """Pearson correlations of a window's columns, shape (n_assets, n_assets); 0 for a
+    column without variance (it is never held anyway)."""
+    x = returns - returns.mean(axis=0)
+    sd = np.sqrt((x**2).sum(axis=0))
+    z = np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)
+    return z.T @ z
 
 
 def _betas(returns: np.ndarray, bench: np.ndarray) -> np.ndarray:

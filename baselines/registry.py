@@ -28,6 +28,7 @@ BASELINE_ALIASES: dict[str, str] = {
     "kelly": "fractional_kelly",
     "bl": "black_litterman",
     "barbell": "cluster_barbell",
+    "frp": "factor_risk_parity",
 }
 """Short names accepted by ``--baselines`` for the registered baseline names."""
 
@@ -46,6 +47,7 @@ def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
     from allocgym.baselines.cluster_barbell import ClusterBarbell
     from allocgym.baselines.cvar import MinimumCVaR
     from allocgym.baselines.engine import OptimizationEngine
+    from allocgym.baselines.factor_risk_parity import FactorRiskParity
     from allocgym.baselines.greedy import GreedyRotation
     from allocgym.baselines.hrp import HRP
     from allocgym.baselines.pareto import ParetoAllocator
@@ -67,6 +69,7 @@ def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
         "regime_switch": RegimeSwitch.from_config,
         "cluster_barbell": ClusterBarbell.from_config,
         "pareto": ParetoAllocator.from_config,
+        "factor_risk_parity": FactorRiskParity.from_config,
         "engine": OptimizationEngine.from_config,
     }
 
@@ -74,7 +77,7 @@ def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
 ALL_BASELINES: tuple[str, ...] = (
     "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "min_variance",
     "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman", "fractional_kelly",
-    "regime_switch", "cluster_barbell", "pareto",
+    "regime_switch", "cluster_barbell", "pareto", "factor_risk_parity",
 )  # fmt: skip
 """What ``all`` expands to (``engine`` is left out: it runs ``greedy`` by default)."""
 

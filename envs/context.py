@@ -18,14 +18,19 @@ during training is the same strategy as the row of the final evaluation table.
   participation, slippage budget) keeps proposing its target until a decision is no
   longer limited. This is the env's own rule for agents (``allocgym.envs.core.hold_rule``
   and ``next_working``). An allocator raising ``OptimizationError`` keeps its book for
-  that rebalance and the failure is counted.
+  that rebalance and the failure is counted. With clock-time windows
+  (:func:`window_bars`, ``schedule.windows``) an allocator re-optimises only at the bars
+  inside a window instead.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from allocgym.allocator import BOOK_KEPT, AllocationContext, Allocator, source_of
 from allocgym.costs import cost_terms
@@ -34,7 +39,65 @@ from allocgym.envs.core import TRADE_LIMITS, EnvParams, EnvState, hold_rule, nex
 from allocgym.errors import ConfigError, OptimizationError
 from allocgym.features import alpha_scores
 
-__all__ = ["TRADE_LIMITS", "Rebalancer", "allocation_context", "take_context"]
+if TYPE_CHECKING:
+    from allocgym.config import ScheduleConfig
+
+__all__ = ["TRADE_LIMITS", "Rebalancer", "allocation_context", "take_context", "window_bars"]
+
+
+def _minutes(clock: str) -> int:
+    hh, mm = clock.strip().split(":")
+    return 60 * int(hh) + int(mm)
+
+
+def window_bars(dates: np.ndarray, schedule: ScheduleConfig) -> np.ndarray | None:
+    """Bars inside the clock-time trading windows, or None where windows do not apply.
+
+    A window ``"HH:MM"`` marks the first bar of each exchange day at or after that time; a
+    window ``"HH:MM-HH:MM"`` marks every bar from its start (inclusive) to its end
+    (exclusive). Times are in ``schedule.exchange_timezone``; naive bar timestamps are read
+    in ``schedule.bar_timezone``.
+
+    Parameters
+    ----------
+    dates : ndarray of datetime64, shape (n_days,)
+        Bar timestamps (``MarketData.dates``).
+    schedule : ScheduleConfig
+
+    Returns
+    -------
+    ndarray of bool, shape (n_days,), or None
+        None when no windows are configured, or when every bar is at midnight (daily
+        bars carry no time of day: the windows are ignored with a warning).
+    """
+    if not schedule.windows:
+        return None
+    stamps = pd.DatetimeIndex(np.asarray(dates, dtype="datetime64[ns]"))
+    if (stamps == stamps.normalize()).all():
+        warnings.warn(
+            f"schedule.windows {list(schedule.windows)} ignored: the bars are daily (no time "
+            "of day), so every decision keeps the baselines.rebalance_every rule; clock "
+            "windows apply to intraday bars",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    local = stamps.tz_localize(schedule.bar_timezone).tz_convert(schedule.exchange_timezone)
+    minute = np.asarray(local.hour * 60 + local.minute)
+    day = np.asarray(local.normalize().asi8)
+    out = np.zeros(len(stamps), dtype=bool)
+    for w in schedule.windows:
+        if "-" in w:
+            start, end = (_minutes(x) for x in w.split("-"))
+            out |= (minute >= start) & (minute < end)
+            continue
+        at = minute >= _minutes(w)
+        # First bar of each day at or after the time: at, and not at on the previous bar
+        # of the same day.
+        prev_same_day = np.r_[False, day[1:] == day[:-1]]
+        prev_at = np.r_[False, at[:-1]]
+        out |= at & ~(prev_same_day & prev_at)
+    return out
 
 
 def allocation_context(
@@ -68,7 +131,8 @@ def allocation_context(
         ``allocgym.features.alpha_scores``; ``betas`` the env's betas; ``costs`` the linear
         cost rate per unit of weight traded (commission + ``spread_mult`` x half-spread,
         ``allocgym.costs.cost_terms``; the impact part depends on the trade size);
-        ``benchmark_returns`` (n, lookback); ``t`` (n,); ``observation`` (n, obs_dim)
+        ``benchmark_returns`` (n, lookback); ``t`` (n,); ``adv_notional`` and
+        ``spread_bps`` (n, n_assets) at ``t``; ``observation`` (n, obs_dim)
         when given; ``prior_weights`` the tilt prior's book at ``t`` (``tilt`` mode) and
         ``intents`` the strategy intents at ``t`` (``budgets`` mode), else None.
     """
@@ -98,6 +162,8 @@ def allocation_context(
         observation=None if observation is None else np.asarray(observation)[idx],
         prior_weights=None if params.prior_weights is None else params.prior_weights[t],
         intents=feats.intents if params.action_spec.mode == "budgets" else None,
+        adv_notional=feats.adv_notional,
+        spread_bps=params.spread_bps[t],
     )
 
 
@@ -124,6 +190,8 @@ def take_context(ctx: AllocationContext, rows: np.ndarray | Sequence[int]) -> Al
         observation=take(ctx.observation),
         prior_weights=take(ctx.prior_weights),
         intents=take(ctx.intents),
+        adv_notional=take(ctx.adv_notional),
+        spread_bps=take(ctx.spread_bps),
     )
 
 
@@ -142,6 +210,10 @@ class Rebalancer:
         ``EnvState.steps``), for all portfolios or per portfolio.
     lookback : int
         Trailing bars of returns in the context.
+    windows : ndarray of bool, shape (n_days,), optional
+        Clock-time trading windows per bar (:func:`window_bars`): when given, a portfolio
+        re-optimises exactly at the bars inside a window and ``rebalance_every`` is not
+        used.
 
     Attributes
     ----------
@@ -161,6 +233,10 @@ class Rebalancer:
         per-family contributions ``(n_envs, n_strategies, n_assets)`` and budgets
         ``(n_envs, n_strategies + 1)`` of each portfolio's last target; None until an
         allocator reports them.
+    selections : list of list of dict, length n_envs
+        Per portfolio, one selection-audit record per rebalance of an allocator that
+        selects names (one with a ``selection_records()`` method: the cluster barbell,
+        greedy rotation): ``bar``, ``date`` and the allocator's record for that portfolio.
 
     Notes
     -----
@@ -175,6 +251,7 @@ class Rebalancer:
         *,
         rebalance_every: int | Sequence[int],
         lookback: int,
+        windows: np.ndarray | None = None,
     ) -> None:
         self.allocators = list(allocators)
         n = len(self.allocators)
@@ -187,6 +264,7 @@ class Rebalancer:
             )
         self.rebalance_every = every
         self.lookback = look
+        self.windows = None if windows is None else np.asarray(windows, dtype=bool)
         self._mask = np.array([a is not None for a in self.allocators], dtype=bool)
         self.held: np.ndarray | None = None
         self.working = np.zeros(n, dtype=bool)
@@ -194,6 +272,8 @@ class Rebalancer:
         self.sources: list[dict[str, int]] = [{} for _ in range(n)]
         self.contributions: np.ndarray | None = None
         self.budgets: np.ndarray | None = None
+        self.selections: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        self._dates: np.ndarray | None = None
 
     def _count(self, row: int, source: str) -> None:
         self.sources[row][source] = self.sources[row].get(source, 0) + 1
@@ -243,10 +323,14 @@ class Rebalancer:
         out = np.array(proposed, dtype=np.float64, copy=True)
         if self.held is None:
             self.held = np.zeros((self.n_envs, params.n_assets))
+        self._dates = params.market.dates
         base = self._mask[idx]
         if not base.any():
             return out
-        is_due = base & (state.steps % self.rebalance_every[idx] == 0)
+        if self.windows is None:
+            is_due = base & (state.steps % self.rebalance_every[idx] == 0)
+        else:
+            is_due = base & self.windows[state.t]
         due = np.flatnonzero(is_due)
         fresh = self.held[idx]
         if due.size:
@@ -283,6 +367,7 @@ class Rebalancer:
             for k, row in enumerate(batch_rows):
                 self._count(int(row), source_of(alloc, k))
             self._keep_strategy_parts(alloc, batch_rows)
+            self._keep_selections(alloc, sub, batch_rows)
             return out
         out = np.empty((len(pos), n))
         for k in range(len(pos)):
@@ -296,7 +381,21 @@ class Rebalancer:
             else:
                 self._count(int(batch_rows[k]), source_of(alloc, 0))
                 self._keep_strategy_parts(alloc, batch_rows[k : k + 1])
+                self._keep_selections(alloc, one, batch_rows[k : k + 1])
         return out
+
+    def _keep_selections(
+        self, alloc: Allocator, ctx: AllocationContext, batch_rows: np.ndarray
+    ) -> None:
+        """Append the selection-audit record of each row of a successful rebalance."""
+        records = getattr(alloc, "selection_records", None)
+        if not callable(records):
+            return
+        assert ctx.t is not None  # allocation_context always sets t
+        for k, (row, rec) in enumerate(zip(batch_rows, records(), strict=True)):
+            bar = int(ctx.t[k])
+            date = None if self._dates is None else str(self._dates[bar])[:19]
+            self.selections[int(row)].append({"bar": bar, "date": date, **rec})
 
     def _keep_strategy_parts(self, alloc: Allocator, batch_rows: np.ndarray) -> None:
         """Keep the budgets and contributions a budgets-mode agent reported for its rows."""

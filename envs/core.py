@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from allocgym import measures
+from allocgym import compiled, measures
 from allocgym.actions import ActionSpec
 from allocgym.config import AllocgymConfig
-from allocgym.costs import CostModel, expected_cost
+from allocgym.costs import CostModel, fill_cost
 from allocgym.data import MarketData, Split, walk_forward_splits
 from allocgym.errors import ConfigError, DataError
 from allocgym.execution import (
@@ -55,7 +55,7 @@ from allocgym.execution import (
     Triggers,
     trigger_inputs,
 )
-from allocgym.features import FeatureBuilder, MarketFeatures
+from allocgym.features import FeatureBuilder, MarketFeatures, factor_loading_table
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.regime import REGIME_LABELS, RegimeModel
 from allocgym.risk import (
@@ -68,10 +68,10 @@ from allocgym.risk import (
 )
 
 REASON_CODES: tuple[ReasonCode, ...] = tuple(sorted((c for c in ReasonCode if c), key=int))
-"""Every single-bit ``ReasonCode`` in bit order: the columns of ``info["reason_counts"]``."""
+"""Every single-bit ``ReasonCode`` in bit order: the columns of ``info["reason_counts"]``
+(the same layout with every optional gate on or off)."""
 
 _REASON_BITS = np.array([int(c).bit_length() - 1 for c in REASON_CODES], dtype=np.int64)
-_N_BITS = int(_REASON_BITS.max()) + 1
 
 TRADE_LIMITS = int(
     ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
@@ -138,6 +138,11 @@ class EnvParams:
         ``market.delisted``: bars after a symbol's last price. A position still held there
         is closed at the last price (its shares become cash at the mark, no cost) after
         the fill of the first such bar. None when no symbol is delisted.
+    factor_loadings : ndarray, shape (n_days, n_assets, n_factors), or None
+        With ``risk.max_factor_exposure`` set: the PCA loadings of the trailing
+        ``baselines.factor_model`` window at every bar (``features.factor_loading_table``, fitted
+        once here, never per step), the ``GateContext.factor_loadings`` of the factor
+        gate. None when the limit is off.
     """
 
     market: MarketData
@@ -164,6 +169,7 @@ class EnvParams:
     _return_windows: np.ndarray = field(repr=False)
     prior_weights: np.ndarray | None = field(default=None, repr=False)
     delisted: np.ndarray | None = field(default=None, repr=False)
+    factor_loadings: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(
@@ -234,6 +240,7 @@ class EnvParams:
             triggers=_trigger_path(market.returns, spread, exec_params),
             _return_windows=windows,
             delisted=market.delisted if market.delisted.any() else None,
+            factor_loadings=_factor_loadings(market, cfg),
         )
         if env.action_mode != "tilt":
             return params
@@ -318,6 +325,33 @@ def _trigger_path(
         vol_ratio=_readonly(vol_ratio),
         spread_ratio=_readonly(spread_ratio),
     )
+
+
+def _factor_loadings(market: MarketData, cfg: AllocgymConfig) -> np.ndarray | None:
+    """The factor loadings at every bar for the factor gate and the exposure features
+    (None while both are off)."""
+    observed = cfg.features.factor_exposures
+    if cfg.risk.max_factor_exposure is None and not observed:
+        return None
+    fm = cfg.baselines.factor_model
+    window = cfg.baselines.lookback if fm.window is None else fm.window
+    table = factor_loading_table(market.returns, window, fm.variance_threshold, fm.max_factors)
+    if observed > table.shape[2]:
+        raise ConfigError(
+            f"features.factor_exposures = {observed} but the factor model keeps at most "
+            f"{table.shape[2]} factors (baselines.factor_model.max_factors = "
+            f"{fm.max_factors}, {market.n_assets} assets): lower it or raise max_factors"
+        )
+    return table
+
+
+def book_exposures(params: EnvParams, t: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """The books' factor exposures ``B_t^T w``, (n_envs, n_factors), for the observation
+    (None when ``features.factor_exposures`` is 0)."""
+    if not params.feature_builder.n_exposures:
+        return None
+    loadings = _at(params.factor_loadings, t)
+    return (loadings * weights[:, :, None]).sum(axis=1)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -544,8 +578,13 @@ def reset(
         held=np.zeros((b, n)),
         working=np.zeros(b, bool),
     )
+    flat = np.zeros((b, n))
     obs = params.feature_builder.observation(
-        params.features.take(t0), np.zeros((b, n)), np.zeros(b), np.ones(b)
+        params.features.take(t0),
+        flat,
+        np.zeros(b),
+        np.ones(b),
+        exposures=book_exposures(params, t0, flat),
     )
     return state, obs
 
@@ -632,6 +671,7 @@ def gate_context(
         rows=t,
         kill_switch=state.kill,
         strategy_weights=strategy_weights,
+        factor_loadings=params.factor_loadings,
     )
 
 
@@ -807,54 +847,14 @@ INFO_KEYS: dict[str, str] = {
 """Keys of ``StepResult.info`` with their shapes."""
 
 
-def _spread_table(width: int, per_group: int) -> np.ndarray:
-    """Lookup: a ``per_group``-bit value -> its bits moved into ``width``-bit fields (uint64)."""
-    v = np.arange(1 << per_group, dtype=np.uint64)
-    out = np.zeros_like(v)
-    for j in range(per_group):
-        out |= ((v >> np.uint64(j)) & np.uint64(1)) << np.uint64(j * width)
-    return out
-
-
-_SPREAD_TABLES: dict[int, tuple[int, list[np.ndarray], np.ndarray]] = {}
-_DIRECT_COUNT_MAX = 4096
-"""Up to this many (symbol, code) pairs ``reason_counts`` counts bits directly."""
-
-
 def reason_counts(reasons: np.ndarray) -> np.ndarray:
     """Number of symbols carrying each ``REASON_CODES`` bit, shape (n_envs, n_codes).
-
-    Each group of reason bits is spread into fields wide enough to hold ``n_assets``
-    (a table lookup), summed over the assets in one integer reduction, and the fields
-    read back: exact, and a few passes over (n_envs, n_assets) instead of one per code.
 
     Parameters
     ----------
     reasons : ndarray of int64, shape (n_envs, n_assets)
     """
-    r = np.asarray(reasons, dtype=np.int64)
-    b, n = r.shape
-    width = max(1, int(n).bit_length())
-    # More symbols than any lookup layout fits, or a batch so small that the per-call
-    # overhead of the lookups dominates: count bit by bit (the same exact counts).
-    if width > 32 or r.size * _REASON_BITS.size <= _DIRECT_COUNT_MAX:
-        return ((r[:, :, None] >> _REASON_BITS) & 1).sum(axis=1)
-    if width not in _SPREAD_TABLES:
-        per_group = min(64 // width, 16)
-        shifts = [
-            np.arange(min(per_group, _N_BITS - g0), dtype=np.uint64) * np.uint64(width)
-            for g0 in range(0, _N_BITS, per_group)
-        ]
-        _SPREAD_TABLES[width] = (per_group, shifts, _spread_table(width, per_group))
-    per_group, group_shifts, table = _SPREAD_TABLES[width]
-    mask = (1 << per_group) - 1
-    bits = np.empty((b, _N_BITS), dtype=np.int64)
-    fmask = np.uint64((1 << width) - 1)
-    for g0, shifts in zip(range(0, _N_BITS, per_group), group_shifts, strict=True):
-        # 2-3 groups: bits, not assets or envs
-        packed = np.add.reduce(np.take(table, (r >> g0) & mask), axis=1)
-        bits[:, g0 : g0 + shifts.size] = ((packed[:, None] >> shifts) & fmask).astype(np.int64)
-    return bits if _N_BITS == len(REASON_CODES) else bits[:, _REASON_BITS]
+    return compiled.count_bits(np.asarray(reasons, dtype=np.int64), _REASON_BITS)
 
 
 def step(params: EnvParams, state: EnvState, action: np.ndarray) -> StepResult:
@@ -1010,11 +1010,10 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     notional = dq * p1
     eq_pre = np.where(solvent, value_pre, 1.0)
     trade_w = notional / eq_pre[:, None]
-    cost_frac = expected_cost(
-        trade_w, eq_pre, _at(feats.adv_notional, t1), _at(feats.volatility, t1),
-        _at(params.spread_bps, t1),
+    cost_frac = fill_cost(
+        trade_w, eq_pre, feats.adv_notional, feats.volatility, params.spread_bps, t1,
         params.cost_model,
-    ).sum(axis=1)  # fmt: skip
+    )  # fmt: skip
     shares = state.shares + dq
     cash = state.cash - notional.sum(axis=1) - cost_frac * eq_pre
     if params.delisted is not None:
@@ -1045,8 +1044,10 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     state.returns[rows, steps] = net_ret
     if env.cvar_mode == "ex_ante":
         # scenarios: returns of the last cvar_window bars up to t, applied to the approved book
-        scen = scenario_returns(params, t, approved)
-        cvar = measures.cvar(scen, env.cvar_alpha)
+        first = t - env.cvar_window + 1
+        cvar = compiled.scenario_cvar(
+            params.returns, first, approved, env.cvar_window, env.cvar_alpha
+        )
     else:
         state.realized[rows, steps % env.cvar_window] = net_ret
         cvar = measures.cvar(state.realized, env.cvar_alpha)
@@ -1098,7 +1099,14 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
     cash_frac = np.where(pos, cash / np.where(pos, equity, 1.0), 0.0)
     obs = params.feature_builder._observation(
-        feats, weights, drawdown, cash_frac, t1, gross=gross, net=net
+        feats,
+        weights,
+        drawdown,
+        cash_frac,
+        t1,
+        gross=gross,
+        net=net,
+        exposures=book_exposures(params, t1, weights),
     )
     info: dict[str, np.ndarray] = {
         "t": t,

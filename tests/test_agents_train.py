@@ -178,7 +178,10 @@ def test_run_directory_layout(ppo_run: tuple[Path, TrainResult]) -> None:
     assert [p.name for p in list_checkpoints(run_dir)] == ["step_000000000256", "step_000000000512"]
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["num_timesteps"] == 512 and summary["device"] == "cpu"
-    assert summary["fps"] > 0 and summary["wall_time_s"] > 0
+    # fps is this run's steps over its own wall time (a fresh run: no steps before it)
+    assert summary["wall_time_s"] > 0
+    assert summary["fps"] == pytest.approx(512 / summary["wall_time_s"], rel=1e-12)
+    assert summary["total_wall_time_s"] == summary["wall_time_s"]
     assert summary["config_hash"] == (run_dir / "config_hash.txt").read_text().strip()
     evals = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [256, 512]

@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from test_serving_support import untrained_bundle
 
@@ -72,6 +74,15 @@ def test_a_loaded_policy_reports_the_bundle_it_came_from(bundle: Path) -> None:
         "opset": 17,
         "algo": "ppo",
     }
+    # the actor's raw actions are the graph's "action" output, float32 (n_envs, action_dim)
+    obs = np.random.default_rng(0).normal(size=(2, 225))
+    reference = ort.InferenceSession(
+        (bundle / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"]
+    )
+    expected = reference.run(["action"], {"obs": obs.astype(np.float32)})[0]
+    actions = policy.actions(obs)
+    assert actions.dtype == np.float32 and actions.shape == (2, 7)
+    np.testing.assert_array_equal(actions, expected)
     # one intra-op and one inter-op thread, in sequence: deterministic runs
     options = policy._session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)

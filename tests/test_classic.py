@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from allocgym.allocator import AllocationContext, Allocator
 from allocgym.baselines.black_litterman import (
@@ -19,11 +20,9 @@ from allocgym.baselines.classic import (
     EqualWeight,
     FractionalKelly,
     InverseVolatility,
-    KellyParams,
     MaximumSharpe,
     MinimumVariance,
     RegimeSwitch,
-    RegimeSwitchParams,
     estimate_covariance,
     kelly_weights,
     max_sharpe_weights,
@@ -32,14 +31,14 @@ from allocgym.baselines.classic import (
     project_box_simplex,
     weight_bounds,
 )
-from allocgym.baselines.cvar import MinimumCVaR, MinimumCVaRParams, min_cvar_weights
+from allocgym.baselines.cvar import MinimumCVaR, min_cvar_weights
 from allocgym.baselines.risk_budgeting import (
     RiskBudgeting,
     RiskBudgetParams,
     risk_budget_weights,
     risk_contributions,
 )
-from allocgym.config import config_from_dict
+from allocgym.config import KellyConfig, MinCVaRConfig, RegimeSwitchConfig, config_from_dict
 from allocgym.errors import ConfigError, Infeasible
 from allocgym.measures import cvar
 from allocgym.regime import regime_code
@@ -334,14 +333,14 @@ def test_min_cvar_beats_min_variance_on_its_scenarios(seed: int, n: int) -> None
 
 def test_min_cvar_lp_value_and_window_knob() -> None:
     r = random_returns(11, n_obs=300, n_assets=4, df=3.0)
-    alloc = MinimumCVaR(ClassicParams(), MinimumCVaRParams(alpha=0.9, window=200))
+    alloc = MinimumCVaR(ClassicParams(), MinCVaRConfig(alpha=0.9, window=200))
     w = alloc.allocate(make_ctx(r))[0]
     assert alloc.cvar_[0] == pytest.approx(cvar(r[-200:] @ w, 0.9), abs=1e-15)
     # Optimal on the last 200 bars at alpha 0.9, not on the whole window.
     w_full = min_cvar_weights(r, alpha=0.9)
     assert cvar(r[-200:] @ w, 0.9) <= cvar(r[-200:] @ w_full, 0.9) + 1e-9
     cfg = config_from_dict({"baselines": {"min_cvar": {"alpha": 0.9, "window": 200}}})
-    assert MinimumCVaR.from_config(cfg.baselines).cvar == MinimumCVaRParams(0.9, 200)
+    assert MinimumCVaR.from_config(cfg.baselines).cvar == MinCVaRConfig(alpha=0.9, window=200)
 
 
 # ----------------------------------------------------------------------------- Black–Litterman
@@ -460,13 +459,15 @@ def test_kelly_allocator_caps_and_config() -> None:
         }
     )
     alloc = FractionalKelly.from_config(cfg.baselines.within(cfg.risk))
-    assert alloc.kelly == KellyParams(fraction=0.25, max_weight=0.15, max_gross=1.0)
+    assert alloc.kelly == KellyConfig(fraction=0.25, max_weight=0.15, max_gross=1.0)
     assert alloc.params.max_weight == 0.2  # the classic cap is inherited from risk
     with pytest.raises(ConfigError, match=r"kelly.max_weight = 0.15 is looser than risk"):
         config_from_dict({"baselines": {"kelly": {"max_weight": 0.15}}})
     w = alloc.allocate(make_ctx(r))[0]
     assert w.max() <= 0.15 + 1e-12 and np.abs(w).sum() <= 1 + 1e-12
-    loose = FractionalKelly(ClassicParams(long_only=False), KellyParams(0.001, 1.0, 10.0))
+    loose = FractionalKelly(
+        ClassicParams(long_only=False), KellyConfig(fraction=0.001, max_weight=1.0, max_gross=10.0)
+    )
     wl = loose.allocate(make_ctx(r))[0]
     # Nothing binds at 0.1% Kelly with shorts allowed: w = f Sigma^-1 mu on the estimate.
     mu, cov = loose.mu_[0], loose.cov_[0]
@@ -494,7 +495,7 @@ def test_regime_switch_hand_values(label: str, conf: float, expected: list[float
     # trend: base * (1.5, 0.5) = (1, 1/6) -> (6/7, 1/7); reversal: (1/3, 1/2) -> (0.4, 0.6).
     r = alternating([0.01, 0.02], drift=[0.001, -0.001])
     ctx = make_ctx(r, regime=np.array([regime_code(label)]), confidence=np.array([conf]))
-    alloc = RegimeSwitch(RegimeSwitchParams(tilt=0.5, high_vol_gross=0.5))
+    alloc = RegimeSwitch(RegimeSwitchConfig(tilt=0.5, high_vol_gross=0.5))
     w = alloc.allocate(ctx)[0]
     assert np.allclose(w, expected, atol=1e-12)
 
@@ -539,11 +540,11 @@ def test_estimate_covariance_methods_and_bad_method() -> None:
 def test_param_validation_messages() -> None:
     with pytest.raises(ConfigError, match="max_weight"):
         ClassicParams(max_weight=-1.0)
-    with pytest.raises(ConfigError, match="fraction"):
-        KellyParams(fraction=1.5)
-    with pytest.raises(ConfigError, match="tilt"):
-        RegimeSwitchParams(tilt=2.0)
-    with pytest.raises(ConfigError, match="alpha"):
-        MinimumCVaRParams(alpha=1.0)
+    with pytest.raises(ValidationError, match="fraction"):
+        KellyConfig(fraction=1.5)
+    with pytest.raises(ValidationError, match="tilt"):
+        RegimeSwitchConfig(tilt=2.0)
+    with pytest.raises(ValidationError, match="alpha"):
+        MinCVaRConfig(alpha=1.0)
     with pytest.raises(ConfigError, match="budget"):
         RiskBudgetParams(budgets={"A": -1.0})

@@ -129,7 +129,7 @@ def test_reason_counts_by_hand():
     assert counts[0, k["SYMBOL_CAP"]] == 1 and counts[0, k["GROSS_CAP"]] == 2
     assert counts[1, k["NO_TRADE_BAND"]] == 2 and counts[1, k["SYMBOL_CAP"]] == 1
     assert counts.sum() == 6
-    assert REASON_NAMES[-1] == "LOT_ROUNDING"
+    assert REASON_NAMES[-2:] == ("LOT_ROUNDING", "FACTOR_CAP")
 
 
 def test_step_accounting_identities(params):

@@ -9,31 +9,47 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from allocgym.allocator import AllocationContext, Allocator
 from allocgym.baselines.engine import OptimizationEngine
-from allocgym.baselines.greedy import GreedyCode, GreedyParams, GreedyRotation, greedy_rotation
+from allocgym.baselines.greedy import (
+    GreedyCode,
+    GreedyRotation,
+    greedy_rotation,
+    merged_zscores,
+)
 from allocgym.baselines.qp import QPAllocator, QPParams
 from allocgym.bench import time_calls
-from allocgym.config import BaselinesConfig
+from allocgym.config import BaselinesConfig, GreedyConfig
 from allocgym.errors import ConfigError, DataError
 
 # K = 3 names, bought within the top 2, cut below rank 4; target weight 0.9 / 3 = 0.3
-P = GreedyParams(K=3, K_buy=2, K_sell=4, z_keep=0.8, z_cut=0.2, delta_z_min=0.25, budget=0.9)
+# The rules alone: ranked on the context's scores, no exits, no liquidity filter.
+P = GreedyConfig(K=3, K_buy=2, K_sell=4, z_keep=0.8, z_cut=0.2, delta_z_min=0.25, budget=0.9,
+                 score_horizons=(), horizon_weights=(), atr_multiple=None,
+                 dead_money_bars=None, min_adv_notional=0.0, max_spread_bps=None)  # fmt: skip
+
+
+def _with(params: GreedyConfig, **changes: object) -> GreedyConfig:
+    """``params`` with ``changes``, validated like a loaded config."""
+    return GreedyConfig(**{**params.model_dump(), **changes})
+
+
 H, C, B, R, N0 = GreedyCode.HOLD, GreedyCode.CUT, GreedyCode.BUY, GreedyCode.ROTATE, GreedyCode.NONE
 
 
-def _run(z: list[float], w: list[float], params: GreedyParams = P, cost: float = 0.001):
+def _run(z: list[float], w: list[float], params: GreedyConfig = P, cost: float = 0.001):
     zz, ww = np.array([z]), np.array([w])
     res = greedy_rotation(zz, ww, np.full(zz.shape, cost), params)
     return res.weights[0], res.codes[0].tolist(), res.ranks[0].tolist()
 
 
-def test_seed_002_default_thresholds() -> None:
-    p = GreedyParams.from_config(BaselinesConfig().greedy)
+def test_design_default_thresholds() -> None:
+    p = BaselinesConfig().greedy
     assert (p.K, p.K_buy, p.K_sell) == (20, 18, 24)
     assert (p.z_keep, p.z_cut, p.delta_z_min, p.tau_utility) == (0.8, 0.2, 0.25, 0.0)
-    assert p.target_weight == pytest.approx(0.05)
+    assert p.budget / p.K == pytest.approx(0.05)  # target weight of a bought name
 
 
 def test_cut_low_performer_and_hysteresis_hold() -> None:
@@ -80,7 +96,7 @@ def test_rotation_needs_delta_z_min() -> None:
     assert codes == [N0, N0, H, H, H, N0]
     assert weights.tolist() == w
     # lowering delta_z_min to 0.15 lets the first pair rotate only
-    p = GreedyParams(**{**P.__dict__, "delta_z_min": 0.15})
+    p = _with(P, delta_z_min=0.15)
     weights, codes, _ = _run(z, w, p)
     assert codes == [R, N0, H, H, R, N0]
 
@@ -91,7 +107,7 @@ def test_rotation_needs_utility_above_tau() -> None:
     # utility of (0 in, 4 out) = 0.3 * 2.0 - 0.3 * 0.85 - gamma * (c_in 0.3 + c_out 0.3)
     u0 = 0.3 * 2.0 - 0.3 * 0.85 - 0.05 * (0.001 * 0.3 + 0.001 * 0.3)
     u1 = 0.3 * 1.5 - 0.3 * 0.9 - 0.05 * (0.001 * 0.3 + 0.001 * 0.3)
-    p = GreedyParams(**{**P.__dict__, "tau_utility": (u0 + u1) / 2})
+    p = _with(P, tau_utility=(u0 + u1) / 2)
     _, codes, _ = _run(z, w, p)
     assert codes == [R, N0, H, H, R, N0]
     # costs enter the utility: huge costs block every rotation
@@ -121,7 +137,7 @@ def test_short_closed_and_nan_never_bought() -> None:
 
 
 def _naive(
-    z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyParams
+    z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scalar reference: the rules of the module docstring as a plain loop."""
     n = z.size
@@ -171,7 +187,7 @@ def test_matches_naive_loop(n_envs: int, n: int, seed: int, k: int, ties: bool) 
     w = np.where(rng.random((n_envs, n)) < 0.3, rng.uniform(0.01, 0.1, (n_envs, n)), 0.0)
     w[rng.random((n_envs, n)) < 0.05] = -0.02
     c = rng.uniform(0, 0.01, (n_envs, n))
-    p = GreedyParams(K=k, K_buy=max(1, k - 1), K_sell=k + 2, delta_z_min=0.25, budget=1.0)
+    p = GreedyConfig(K=k, K_buy=max(1, k - 1), K_sell=k + 2, delta_z_min=0.25, budget=1.0)
     res = greedy_rotation(z, w, c, p)
     for e in range(n_envs):
         ref_w, ref_c = _naive(z[e], w[e], c[e], p)
@@ -206,10 +222,10 @@ def test_allocator_attributes_and_errors() -> None:
     ctx = _ctx(z, np.zeros((1, 5)))
     with pytest.raises(DataError, match="scores"):
         alloc.allocate(AllocationContext(**{**ctx.__dict__, "scores": None}))
-    with pytest.raises(ConfigError, match="K_buy <= K <= K_sell"):
-        GreedyParams(K=10, K_buy=12, K_sell=14)
-    with pytest.raises(ConfigError, match="z_cut"):
-        GreedyParams(z_cut=1.0, z_keep=0.5)
+    with pytest.raises(ValidationError, match="K_buy <= K <= K_sell"):
+        GreedyConfig(K=10, K_buy=12, K_sell=14)
+    with pytest.raises(ValidationError, match="z_cut"):
+        GreedyConfig(z_cut=1.0, z_keep=0.5)
 
 
 def test_engine_switches_and_records_sources() -> None:
@@ -254,5 +270,142 @@ def test_under_2ms_at_5000_names() -> None:
     w = np.zeros((1, n))
     w[0, rng.choice(n, 20, replace=False)] = 0.05
     c = np.full((1, n), 0.001)
-    p = GreedyParams()
+    p = GreedyConfig()
     assert np.median(time_calls(lambda: greedy_rotation(z, w, c, p), repeat=31)) <= 2e-3
+
+
+# ------------------------------------------------------------- exits, filters, merged scores
+
+
+def _ctx_at(
+    t: int, returns: np.ndarray, w: np.ndarray, z: np.ndarray, **extra: np.ndarray
+) -> AllocationContext:
+    n = w.shape[1]
+    return AllocationContext(
+        returns=returns[None],
+        current_weights=w,
+        symbols=tuple(f"S{i}" for i in range(n)),
+        sector_ids=np.zeros(n, dtype=int),
+        regime=np.zeros(1, dtype=int),
+        regime_confidence=np.ones(1),
+        scores=z,
+        t=np.array([t]),
+        **extra,
+    )
+
+
+def test_design_defaults_for_exits() -> None:
+    """The optimisation design's defaults: "k_ATR=1.2, Tmax_min=120  # Risk and time
+    limits" (the timeout counted in bars: 120 one-minute bars)."""
+    cfg = BaselinesConfig().greedy
+    assert cfg.atr_multiple == 1.2 and cfg.dead_money_bars == 120
+
+
+@pytest.mark.parametrize(("k_atr", "exits"), [(1.2, True), (2.0, False)])
+def test_atr_exit_by_hand(k_atr: float, exits: bool) -> None:
+    """ "k_ATR=1.2 ... # Risk and time limits": a held name that fell k_ATR ATRs from its
+    high since entry is cut and not bought back in the same decision.
+
+    ATR over 10 bars = (9 x 0.01 + 0.02) / 10 = 0.011 (one bar since the last decision);
+    S0 fell 2 %: the stop is 1.2 x 1.1 % = 1.32 % (hit) or 2.0 x 1.1 % = 2.2 % (not hit).
+    """
+    p = _with(P, atr_multiple=k_atr, atr_window=10)
+    alloc = GreedyRotation(p)
+    r = np.tile([[0.01, 0.01, 0.01], [-0.01, -0.01, -0.01]], (5, 1))
+    w = np.array([[0.3, 0.3, 0.0]])
+    z = np.array([[2.0, 1.0, 0.0]])
+    alloc.allocate(_ctx_at(0, r, w, z))
+    assert alloc.codes_[0].tolist() == [H, H, N0]
+    r2 = np.vstack([r[1:], [[-0.02, -0.005, 0.0]]])
+    out = alloc.allocate(_ctx_at(1, r2, w, z))
+    if exits:
+        assert alloc.codes_[0, 0] == GreedyCode.ATR_EXIT and out[0, 0] == 0.0
+        assert alloc.selection_records()[0]["exited"] == {"S0": "atr_exit"}
+    else:
+        assert alloc.codes_[0].tolist() == [H, H, N0] and out[0, 0] == 0.3
+    assert alloc.codes_[0, 1] == H
+
+
+def test_dead_money_timeout_by_hand() -> None:
+    """ "**Time-aware**: Cuts dead money after timeout": a name held dead_money_bars bars or
+    more whose return since entry is at or below dead_money_min_return is cut.
+
+    S0 is flat since entry (return 0 <= 0: no progress), S1 gained 0.1 % a bar. At bar 2
+    (held 2 bars < 3) both are kept; at bar 3 (held 3 bars) S0 is cut, S1 kept."""
+    p = _with(P, dead_money_bars=3)
+    alloc = GreedyRotation(p)
+    r = np.tile([[0.0, 0.001, 0.0]], (10, 1))
+    w = np.array([[0.3, 0.3, 0.0]])
+    z = np.array([[2.0, 1.0, 0.0]])
+    alloc.allocate(_ctx_at(0, r, w, z))
+    alloc.allocate(_ctx_at(2, r, w, z))
+    assert alloc.codes_[0].tolist() == [H, H, N0]
+    out = alloc.allocate(_ctx_at(3, r, w, z))
+    assert alloc.codes_[0].tolist() == [GreedyCode.DEAD_MONEY, H, N0]
+    assert out[0].tolist() == [0.0, 0.3, 0.0]
+    assert alloc.selection_records()[0]["exited"] == {"S0": "dead_money"}
+    # A new walk (bar not after the previous decision) restarts the clock.
+    alloc.allocate(_ctx_at(0, r, w, z))
+    assert alloc.codes_[0].tolist() == [H, H, N0]
+
+
+def test_liquidity_filter_blocks_illiquid_names() -> None:
+    """ "**Liquidity-aware**: Blocks trading in illiquid names": ADV below min_adv_notional
+    or spread above max_spread_bps is never bought; a held illiquid name is kept."""
+    p = _with(P, K_buy=3, min_adv_notional=1e6, max_spread_bps=50.0)
+    z = np.array([[3.0, 2.5, 2.0, 1.5, 1.0]])
+    w = np.array([[0.0, 0.0, 0.0, 0.0, 0.3]])
+    adv = np.array([[5e5, 2e6, 2e6, 2e6, 1e5]])
+    spread = np.array([[5.0, 80.0, 50.0, 5.0, 5.0]])
+    alloc = GreedyRotation(p)
+    r = np.zeros((5, 5))
+    out = alloc.allocate(_ctx_at(0, r, w, z, adv_notional=adv, spread_bps=spread))
+    I = GreedyCode.ILLIQUID  # noqa: E741
+    # Blocked names keep their rank: only S2 (rank 3 <= K_buy) is bought.
+    assert alloc.codes_[0].tolist() == [I, I, B, N0, H]
+    assert out[0].tolist() == [0.0, 0.0, 0.3, 0.0, 0.3]
+    assert alloc.selection_records()[0]["blocked"] == {"S0": "illiquid", "S1": "illiquid"}
+    with pytest.raises(DataError, match="min_adv_notional"):
+        GreedyRotation(p).allocate(_ctx_at(0, r, w, z))
+
+
+def test_merged_zscores_by_hand() -> None:
+    """ "**Outputs**: Risk-scaled z-scores" of "get_model_scores(symbols, horizons)":
+    per horizon sum(log(1 + r)) / (sigma sqrt(h)), standardised across names, merged with
+    the horizon weights and standardised again."""
+    rng = np.random.default_rng(3)
+    r = rng.normal(0.0, 0.01, (1, 8, 4))
+    p = GreedyConfig(score_horizons=(2, 6), horizon_weights=(3.0, 1.0), vol_window=8)
+    got = merged_zscores(r, p)
+    logr = np.log1p(r[0])
+    sigma = logr.std(axis=0, ddof=1)
+
+    def zs(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / x.std()
+
+    m2 = zs(logr[-2:].sum(axis=0) / (sigma * math.sqrt(2)))
+    m6 = zs(logr[-6:].sum(axis=0) / (sigma * math.sqrt(6)))
+    assert np.allclose(got[0], zs(0.75 * m2 + 0.25 * m6), atol=1e-12)
+    other = merged_zscores(r, _with(p, horizon_weights=(0.0, 1.0)))
+    assert np.allclose(other[0], m6, atol=1e-12)
+    with pytest.raises(DataError, match="lookback"):
+        merged_zscores(r[:, :5], p)
+    with pytest.raises(ValidationError, match="give one per horizon"):
+        _with(p, horizon_weights=(1.0,))
+
+
+def test_correlation_cap_skips_a_candidate_twin() -> None:
+    """The optional cap on pairwise correlation among held names: S1 moves with the held
+    S0 (correlation 1 > 0.9) and is skipped; S2 (uncorrelated) is bought instead."""
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(0, 0.01, (3, 40))
+    r = np.stack([a, 2 * a, b, c], axis=1)
+    p = _with(P, max_pair_correlation=0.9, corr_window=40)
+    z = np.array([[1.0, 3.0, 2.0, 0.0]])
+    w = np.array([[0.3, 0.0, 0.0, 0.0]])
+    alloc = GreedyRotation(p)
+    out = alloc.allocate(_ctx_at(0, r, w, z))
+    assert alloc.codes_[0].tolist() == [H, GreedyCode.CORRELATED, B, N0]
+    assert out[0].tolist() == [0.3, 0.0, 0.3, 0.0]
+    free = GreedyRotation(_with(P, corr_window=40)).allocate(_ctx_at(0, r, w, z))
+    assert free[0].tolist() == [0.3, 0.3, 0.3, 0.0]

@@ -11,16 +11,17 @@ import pytest
 import scipy.cluster.hierarchy as sch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from scipy.spatial.distance import pdist
 from skfolio.cluster import HierarchicalClustering, LinkageMethod
 from skfolio.optimization import HierarchicalRiskParity
 from skfolio.seriation import HierarchicalSeriation
 
 from allocgym.allocator import AllocationContext, Allocator
-from allocgym.baselines.hrp import HRP, LINKAGE_METHODS, HRPParams, leaf_order, recursive_bisection
+from allocgym.baselines.hrp import HRP, LINKAGE_METHODS, leaf_order, recursive_bisection
 from allocgym.config import HRPConfig
 from allocgym.data import load_sp500
-from allocgym.errors import ConfigError, DataError, Infeasible
+from allocgym.errors import DataError, Infeasible
 
 
 def _skfolio(method: str, min_w: float = 0.0, max_w: float = 1.0) -> HierarchicalRiskParity:
@@ -57,7 +58,7 @@ def _random_returns(n_obs: int, n_assets: int, seed: int) -> np.ndarray:
 def test_matches_skfolio_on_sp500(sp500_returns: np.ndarray, method: str) -> None:
     for x in (sp500_returns, sp500_returns[-756:]):
         ref = _skfolio(method).fit(x).weights_
-        ours = HRP(HRPParams(linkage_method=method)).fit(x).weights_
+        ours = HRP(HRPConfig(linkage_method=method)).fit(x).weights_
         assert np.max(np.abs(ours - ref)) <= 1e-12
 
 
@@ -66,7 +67,7 @@ def test_matches_skfolio_on_sp500(sp500_returns: np.ndarray, method: str) -> Non
 def test_matches_skfolio_on_random_data(method: str, n_obs: int, n_assets: int, seed: int) -> None:
     x = _random_returns(n_obs, n_assets, seed)
     ref = _skfolio(method).fit(x).weights_
-    ours = HRP(HRPParams(linkage_method=method)).fit(x).weights_
+    ours = HRP(HRPConfig(linkage_method=method)).fit(x).weights_
     assert np.max(np.abs(ours - ref)) <= 1e-12
 
 
@@ -74,7 +75,7 @@ def test_matches_skfolio_on_random_data(method: str, n_obs: int, n_assets: int, 
 def test_bounds_match_skfolio(sp500_returns: np.ndarray, min_w: float, max_w: float) -> None:
     x = sp500_returns[-1000:]
     ref = _skfolio("ward", min_w, max_w).fit(x).weights_
-    ours = HRP(HRPParams(min_weight=min_w, max_weight=max_w)).fit(x).weights_
+    ours = HRP(HRPConfig(min_weight=min_w, max_weight=max_w)).fit(x).weights_
     assert np.max(np.abs(ours - ref)) <= 1e-12
     assert ours.min() >= min_w - 1e-12 and ours.max() <= max_w + 1e-12
     assert abs(ours.sum() - 1.0) <= 1e-12
@@ -154,9 +155,9 @@ def test_bounded_weights_are_valid(n: int, seed: int, lo: float, hi: float) -> N
     x = _random_returns(80, n, seed)
     if n * lo > 1 or n * hi < 1:
         with pytest.raises(Infeasible):
-            HRP(HRPParams(min_weight=lo, max_weight=hi)).fit(x)
+            HRP(HRPConfig(min_weight=lo, max_weight=hi)).fit(x)
         return
-    w = HRP(HRPParams(min_weight=lo, max_weight=hi)).fit(x).weights_
+    w = HRP(HRPConfig(min_weight=lo, max_weight=hi)).fit(x).weights_
     assert abs(w.sum() - 1.0) <= 1e-12
     assert w.min() >= lo - 1e-12
     assert w.max() <= hi + 1e-12
@@ -176,13 +177,13 @@ def test_fitted_attributes_and_config() -> None:
         model.distance_, np.sqrt(np.clip(0.5 * (1 - np.corrcoef(x.T)), 0, 1)) * (1 - np.eye(10))
     )
     # the covariance estimator is used by the bisection: different weights than sample
-    sample = HRP(HRPParams(linkage_method="average")).fit(x).weights_
+    sample = HRP(HRPConfig(linkage_method="average")).fit(x).weights_
     assert np.max(np.abs(sample - model.weights_)) > 1e-6
 
 
 def test_covariance_distance_source() -> None:
     x = _random_returns(200, 10, 8)
-    model = HRP(HRPParams(covariance="ewma", halflife=20.0, distance_source="covariance")).fit(x)
+    model = HRP(HRPConfig(covariance="ewma", halflife=20.0, distance_source="covariance")).fit(x)
     from allocgym import estimates
 
     corr = estimates.ewma_correlation(x, 20.0)
@@ -214,10 +215,10 @@ def test_allocate_batch_and_zero_variance_assets() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(ConfigError, match="linkage_method"):
-        HRPParams(linkage_method="centroid")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="min_weight"):
-        HRPParams(min_weight=0.5, max_weight=0.2)
+    with pytest.raises(ValidationError, match="linkage_method"):
+        HRPConfig(linkage_method="centroid")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="min_weight <= max_weight"):
+        HRPConfig(min_weight=0.5, max_weight=0.2)
     x = _random_returns(50, 4, 11)
     x[:, 1] = 0.0
     with pytest.raises(DataError, match=r"assets \[1\]"):

@@ -114,7 +114,10 @@ def test_decide_status_codes_and_idempotency(server: tuple[str, DecisionService]
             spec["components"]["schemas"]
         )
         ref = spec["paths"]["/v1/decide"]["post"]["requestBody"]["content"]["application/json"]
-        assert ref["schema"]["$ref"] == "#/components/schemas/DecisionRequest"
+        assert ref["schema"]["oneOf"] == [
+            {"$ref": "#/components/schemas/AccountRequest"},
+            {"$ref": "#/components/schemas/DecisionRequest"},
+        ]
 
 
 def test_kill_switch_engage_and_release(server: tuple[str, DecisionService]) -> None:
@@ -269,3 +272,222 @@ def test_strategy_pnl_is_attributed_per_account_by_hand() -> None:
         assert f'{metric}{{strategy_id="{strategy}"}}' in text
         got = service.metrics.registry.get_sample_value(metric, {"strategy_id": strategy})
         assert got == pytest.approx(pnl, rel=1e-12, abs=1e-9), strategy
+
+
+def _bar_body(t: int, **change: object) -> dict[str, object]:
+    m = sp500()
+
+    def day(i: int) -> str:
+        return str(np.datetime_as_string(m.dates[i], unit="D")) + "T00:00:00Z"
+
+    return {
+        "timestamp": day(t),
+        "previous": day(t - 1),
+        "symbols": list(m.symbols),
+        "close": m.close[t].tolist(),
+        "volume": m.volume[t].tolist(),
+        "spread_bps": m.spread_bps[t].tolist(),
+        "tradable": m.tradable[t].tolist(),
+        "benchmark_return": float(m.benchmark_returns[t]),
+    } | change
+
+
+def test_bars_then_account_decisions_over_http(policy: FrozenPolicy, tmp_path: Path) -> None:
+    """Bars streamed to ``/v1/bars`` (replays and refusals coded), then a small account
+    request decides on the latest bar exactly as the stateless request on the same window;
+    the audit log of both replays."""
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(sp500(), T0))
+    )
+    service = DecisionService(alloc, audit_log=tmp_path / "audit.jsonl")
+    first = T0 - service.market.window_bars + 1
+    with ServerThread(create_app(service)) as srv, httpx.Client(base_url=srv.url) as c:
+        for t in range(first, T0 + 1):
+            r = c.post("/v1/bars", json=_bar_body(t) | ({"previous": None} if t == first else {}))
+            assert r.status_code == 200 and r.json()["status"] == "applied", r.text
+        ack = r.json()
+        assert ack["ready"] and ack["bars_held"] == ack["window_bars"] == service.market.window_bars
+        again = c.post("/v1/bars", json=_bar_body(T0)).json()
+        assert (again["status"], again["code"]) == ("replay", None)
+        for change, code in (
+            ({"close": [c_ * 1.01 for c_ in sp500().close[T0].tolist()]}, "bar_conflict"),
+            (_bar_body(T0 + 2), "bar_gap"),
+            (_bar_body(T0 - service.market.window_bars - 5), "bar_out_of_order"),
+            ({"benchmark_return": -2.0}, "bar_invalid"),
+        ):
+            refused = c.post("/v1/bars", json=_bar_body(T0) | change).json()
+            assert (refused["status"], refused["code"]) == ("refused", code), refused
+            assert refused["window_sha256"] == ack["window_sha256"]
+        assert c.post("/v1/bars", json={"close": "x"}).status_code == 422
+        account = {
+            "request_id": "acct-1",
+            "bar": ack["latest"].replace("+00:00", "Z"),
+            "equity": 1.0e6,
+            "cash": 1.0e6,
+            "buying_power": 1.0e6,
+        }
+        raw = json.dumps(account).encode()
+        assert len(raw) < 4096
+        streamed = post(c, raw)
+        stateless = post(c, body(service.market.window_bars, "full-1"))
+        assert streamed.status_code == stateless.status_code == 200, streamed.text
+        a, b = streamed.json(), stateless.json()
+        for d in (a, b):
+            del d["latency"], d["request_id"]
+        assert a == b and a["status"] == "ok"
+        assert post(c, raw).headers["idempotent-replay"] == "true"
+        old = post(
+            c,
+            json.dumps(
+                {**account, "request_id": "acct-2", "bar": _bar_body(T0 - 1)["timestamp"]}
+            ).encode(),
+        )
+        assert old.json()["reject"]["detail"] == "bar_not_latest"
+        unknown = post(c, json.dumps({**account, "bar": "x", "request_id": "acct-3"}).encode())
+        assert unknown.status_code == 422 and "bar" in unknown.json()["message"]
+        text = c.get("/metrics").text
+    assert 'allocator_bars_total{code="bar_gap",status="refused"} 1.0' in text
+    report = replay_audit(tmp_path / "audit.jsonl", FrozenAllocator(policy, environ=ENABLED))
+    assert report.ok and report.n_records == 3, report.mismatches
+
+
+def test_body_limit_holds_while_streaming_without_content_length(
+    server: tuple[str, DecisionService],
+) -> None:
+    """A chunked body (no Content-Length) is cut off at the limit while it streams in."""
+    from allocgym.serving import http as http_module
+
+    url, _ = server
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"close": ['
+        for _ in range(70):
+            yield b"1.0," * 16_384
+
+    limit = http_module.MAX_BAR_BYTES
+    with httpx.Client(base_url=url, timeout=30) as c:
+        r = c.post("/v1/bars", content=chunks(), headers={"content-type": "application/json"})
+    assert 70 * 4 * 16_384 > limit
+    assert r.status_code == 413 and ErrorResponse.model_validate_json(r.content).error == (
+        "body_too_large"
+    )
+
+
+def test_overload_sheds_before_reading_the_body(policy: FrozenPolicy, tmp_path: Path) -> None:
+    """With the one admitted decision held in the model, a request whose body is not even
+    JSON is answered 503 with Retry-After: it was shed before its body was read."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held(obs: np.ndarray) -> np.ndarray:
+        entered.set()
+        release.wait(30)
+        return policy(obs)
+
+    serving = serving_config(
+        policy,
+        ["serving.max_in_flight=1", "serving.deadline_ms=60000", "serving.max_queue_ms=5000"],
+    )
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=serving, model=held,
+        clock=fixed_clock(bar_clock(sp500(), T0)),
+    )  # fmt: skip
+    service = DecisionService(alloc)
+    answers: list[httpx.Response] = []
+    with ServerThread(create_app(service)) as srv, httpx.Client(base_url=srv.url) as c:
+
+        def held_request() -> None:
+            with httpx.Client(base_url=srv.url, timeout=60) as held_client:
+                answers.append(post(held_client, body(alloc.history, "held")))
+
+        first = threading.Thread(target=held_request)
+        first.start()
+        assert entered.wait(30)
+        shed = post(c, b"{this is not json")
+        release.set()
+        first.join(30)
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+    assert ErrorResponse.model_validate_json(shed.content).error == "overloaded"
+    assert [r.status_code for r in answers] == [200]
+
+
+def test_short_load_of_account_requests_is_served_without_errors(
+    policy: FrozenPolicy, tmp_path: Path
+) -> None:
+    """A short load test: 8 clients post 200 account requests on the streamed window; every
+    one is decided (no 503 with a patient queue limit), each exactly once, and the log
+    replays."""
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(sp500(), T0))
+    )
+    service = DecisionService(alloc, audit_log=tmp_path / "audit.jsonl")
+    first = T0 - service.market.window_bars + 1
+    codes: list[int] = []
+    lock = threading.Lock()
+    with ServerThread(create_app(service)) as srv:
+        with httpx.Client(base_url=srv.url) as c:
+            for t in range(first, T0 + 1):
+                c.post("/v1/bars", json=_bar_body(t) | ({"previous": None} if t == first else {}))
+
+        def client(k: int) -> None:
+            with httpx.Client(base_url=srv.url, timeout=60) as c:
+                for i in range(25):
+                    account = {
+                        "request_id": f"load-{k}-{i}", "bar": _bar_body(T0)["timestamp"],
+                        "equity": 1.0e6, "cash": 1.0e6, "buying_power": 1.0e6,
+                    }  # fmt: skip
+                    r = post(c, json.dumps(account).encode())
+                    with lock:
+                        codes.append(r.status_code)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert codes == [200] * 200
+    ok = service.metrics.registry.get_sample_value("allocator_decisions_total", {"status": "ok"})
+    assert ok == 200
+    report = replay_audit(tmp_path / "audit.jsonl", FrozenAllocator(policy, environ=ENABLED))
+    assert report.ok and report.n_records == 200, report.mismatches
+
+
+def test_the_bar_feed_needs_the_admin_token(policy: FrozenPolicy) -> None:
+    """Every decision reads the bars, so posting one is an admin operation: 401 without a
+    bearer token, 403 with a wrong one (the decide token included), applied with the
+    admin token."""
+    admin, decide = "bars-admin-" + "a" * 20, "bars-decide-" + "d" * 20
+    service = DecisionService(FrozenAllocator(policy, environ=ENABLED, serving=patient(policy)))
+    app = create_app(service, admin_token=admin, decide_token=decide)
+    bar = _bar_body(T0) | {"previous": None}
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
+        missing = c.post("/v1/bars", json=bar)
+        wrong = c.post("/v1/bars", json=bar, headers={"Authorization": f"Bearer {decide}"})
+        assert service.market.bars_held == 0
+        ok = c.post("/v1/bars", json=bar, headers={"Authorization": f"Bearer {admin}"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert wrong.status_code == 403
+    assert ok.status_code == 200 and ok.json()["status"] == "applied"
+    assert service.market.bars_held == 1
+
+
+@pytest.mark.slow
+def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
+    """``allocgym bench serve`` end to end at a small size: the served process is fed its
+    window through ``POST /v1/bars``, then loaded with account requests and a burst."""
+    from allocgym.bench.serve import run
+
+    rows = run(
+        (20,), calls=20, http_assets=(20,), http_requests=60, http_seconds=20, concurrency=2,
+        burst_connections=40,
+    )  # fmt: skip
+    kinds = {r["bench"]: r for r in rows}
+    assert set(kinds) == {"in_process", "streaming", "http", "burst"}
+    assert kinds["streaming"]["window_bars"] == 301
+    assert kinds["streaming"]["decide_p50_us"] > 0
+    http = kinds["http"]
+    assert http["encoding"] == "account" and http["body_kb"] < 4
+    assert http["requests"] == 60 and set(http["codes"].split(",")) <= {
+        f"{code}:{n}" for code in ("200", "503") for n in range(61)
+    }
+    burst = kinds["burst"]
+    assert burst["served"] + burst["shed_503"] == 40 and burst["other"] == 0

@@ -14,6 +14,7 @@ from typing import get_args
 
 import httpx
 import jsonschema_rs
+import numpy as np
 import pytest
 from test_serving_support import ENABLED, bar_clock, exported_bundle, fixed_clock, patient, sp500
 
@@ -33,6 +34,7 @@ from allocgym.serving.http import (
     ServerThread,
     create_app,
 )
+from allocgym.serving.market import BAR_CODES
 
 T0 = 6100
 SCHEMATHESIS_SEED = 20
@@ -198,6 +200,7 @@ def test_openapi_states_the_served_contract(served: tuple[str, DecisionService])
     statuses = {
         ("/v1/decide", "post"): {"200", "400", "409", "413", "415", "422", "500", "503"},
         ("/v1/kill-switch", "post"): {"200", "400", "401", "403", "413", "415", "422", "500"},
+        ("/v1/bars", "post"): {"200", "400", "401", "403", "413", "415", "422", "500"},
         ("/healthz", "get"): {"200", "500"},
         ("/metrics", "get"): {"200", "500"},
     }
@@ -216,6 +219,13 @@ def test_openapi_states_the_served_contract(served: tuple[str, DecisionService])
         "title": "Engaged",
         "description": "True engages (flatten everything), False releases.",
     }
+    bar_codes = schemas["BarAck"]["properties"]["code"]["anyOf"][0]["enum"]
+    assert tuple(bar_codes) == BAR_CODES
+    account = schemas["AccountRequest"]
+    assert account["additionalProperties"] is False and "bar" in account["required"]
+    assert "close" not in account["properties"] and "equity" in account["properties"]
+    bar = schemas["Bar"]
+    assert bar["properties"]["close"]["minItems"] == bar["properties"]["close"]["maxItems"]
     req = schemas["DecisionRequest"]
     assert req["additionalProperties"] is False
     n, max_bars = alloc.n_assets, alloc.serving.max_history_bars
@@ -253,7 +263,7 @@ def test_schemathesis_finds_no_contract_failure(
     assert run["failures"] == [] and run["errors"] == [], run
     # a warning means part of the spec went untested (e.g. an unresolvable $ref)
     assert not any(run["warnings"].values()), run["warnings"]
-    assert run["operations"]["tested"] == run["operations"]["total"] == 4
+    assert run["operations"]["tested"] == run["operations"]["total"] == 5
     phases = {name: p["status"] for name, p in run["phases"].items()}
     assert phases == {
         "examples": "skip", "coverage": "success", "fuzzing": "success", "stateful": "success",
@@ -266,6 +276,18 @@ def test_schemathesis_finds_no_contract_failure(
         service.audit.path, FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
     )
     assert replayed.ok, replayed.mismatches
+
+
+def _bar(t: int) -> dict:
+    m = sp500()
+    return {
+        "timestamp": str(np.datetime_as_string(m.dates[t], unit="D")) + "T00:00:00Z",
+        "symbols": list(m.symbols),
+        "close": m.close[t].tolist(),
+        "volume": m.volume[t].tolist(),
+        "spread_bps": m.spread_bps[t].tolist(),
+        "benchmark_return": float(m.benchmark_returns[t]),
+    }
 
 
 def _json() -> dict[str, str]:
@@ -298,6 +320,8 @@ def test_every_answer_matches_its_documented_schema(served: tuple[str, DecisionS
             ("/v1/decide", c.post("/v1/decide", content=b"{}"), 415),
             ("/v1/decide", c.post("/v1/decide", json={"equity": "x"}), 422),
             ("/v1/kill-switch", c.post("/v1/kill-switch", json={"engaged": False}), 200),
+            ("/v1/bars", c.post("/v1/bars", json=_bar(T0)), 200),
+            ("/v1/bars", c.post("/v1/bars", json={**_bar(T0), "close": "x"}), 422),
             ("/v1/kill-switch", c.post("/v1/kill-switch", content=big, headers=_json()), 413),
             ("/v1/kill-switch", c.post("/v1/kill-switch", json={"engaged": 0}), 422),
         ]

@@ -171,3 +171,65 @@ def test_aggregate_invariants(raw: np.ndarray, intents: np.ndarray, long_only: b
     w0, c0 = IntentAggregator(long_only=long_only).aggregate(budgets[1:2], intents[1:2])
     assert np.array_equal(w0, w[1:2])
     assert np.array_equal(c0, contrib[1:2])
+
+
+# ------------------------------------------------------------ confidence and horizon
+
+
+def test_aggregate_weights_intents_by_confidence() -> None:
+    """ "strategy intents with confidence and horizon": inside a family an intent counts
+    in proportion to intent x confidence; the budget stays the family's gross.
+
+    Family 0: intents (0.5, 0.5), confidences (1.0, 0.25) -> (0.5, 0.125) / 0.625 =
+    (0.8, 0.2) of budget 0.5 -> (0.4, 0.1). Family 1 has confidence 0: its budget stays
+    in cash."""
+    agg = IntentAggregator(long_only=True, n_strategies=2)
+    b = np.array([[0.5, 0.3, 0.2]])
+    x = np.array([[[0.5, 0.5], [1.0, 0.0]]])
+    c = np.array([[[1.0, 0.25], [0.0, 0.0]]])
+    w, contrib = agg.aggregate(b, x, confidence=c)
+    assert np.allclose(w, [[0.4, 0.1]])
+    assert np.allclose(contrib[0, 1], 0.0)
+    plain, _ = agg.aggregate(b, x)
+    assert np.allclose(plain, [[0.25 + 0.3, 0.25]])
+    with pytest.raises(RequestError, match=r"in \[0, 1\]"):
+        agg.aggregate(b, x, confidence=c * 5)
+
+
+@pytest.mark.parametrize(
+    ("rule", "factor"),
+    [("drop", 0.0), ("decay", 0.5 ** (10 / 20))],
+)
+def test_aggregate_drops_or_decays_intents_past_their_horizon(rule: str, factor: float) -> None:
+    """ "strategy intents with confidence and horizon": an intent no older than its
+    family's horizon counts in full; past it, ``drop`` gives it weight 0 and ``decay``
+    0.5 ** ((age - horizon) / horizon). The stale share stays in cash.
+
+    Horizons (20, 5); ages (30, 5): family 0 is 10 bars past its horizon (factor
+    0.5 ** 0.5 under decay), family 1 is exactly at its horizon (full weight)."""
+    agg = IntentAggregator(long_only=True, n_strategies=2, stale_rule=rule)  # type: ignore[arg-type]
+    b = np.array([[0.6, 0.4, 0.0]])
+    x = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    w, contrib = agg.aggregate(b, x, age=np.array([[30, 5]]), horizons=np.array([20, 5]))
+    assert np.allclose(w, [[0.6 * factor, 0.4]])
+    assert np.allclose(strategy_gross(contrib), [[0.6 * factor, 0.4]])
+    assert w.sum() <= 1.0 - 0.0 + 1e-12
+    # Per-intent ages: only the stale symbol loses weight.
+    x2 = np.array([[[0.5, 0.5], [0.0, 1.0]]])
+    age2 = np.array([[[30, 0], [0, 0]]])
+    w2, _ = agg.aggregate(b, x2, age=age2, horizons=np.array([20, 5]))
+    assert np.allclose(w2, [[0.3 * factor, 0.3 + 0.4]])
+    with pytest.raises(RequestError, match="come together"):
+        agg.aggregate(b, x, age=np.array([[1, 1]]))
+    with pytest.raises(RequestError, match="horizons"):
+        agg.aggregate(b, x, age=np.array([[1, 1]]), horizons=np.array([0, 5]))
+
+
+def test_stale_rule_from_config() -> None:
+    from allocgym.config import IntentConfig
+
+    assert IntentAggregator.from_config(RiskConfig()).stale_rule == "decay"
+    agg = IntentAggregator.from_config(RiskConfig(), IntentConfig(stale_rule="drop"))
+    assert agg.stale_rule == "drop"
+    with pytest.raises(RequestError, match="stale_rule"):
+        IntentAggregator(stale_rule="forget")  # type: ignore[arg-type]

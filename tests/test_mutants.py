@@ -2,10 +2,11 @@
 
 Each case writes one small, plausible bug into a copy of the package in a temporary folder
 and runs, in a subprocess against that copy, the tests that should notice it; the case
-fails if those tests pass, i.e. when the suite stops catching the bug. The copy is checked
-once unmutated (it imports from itself and its tests pass), so a kill is the mutation's
-doing. The source tree itself is only read. The full run is ``make mutation`` (README,
-"Mutation testing").
+fails if those tests pass, i.e. when the suite stops catching the bug, and then puts the
+file back. The copy is checked once unmutated (it imports from itself and its tests pass),
+so a kill is the mutation's doing. The source tree itself is only read. Textual mutation
+also reaches the compiled (numba) kernels, which mutmut cannot. The full run is
+``make mutation`` (README, "Mutation testing").
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Mutant:
 
 
 COSTS = "src/allocgym/costs.py"
+KERNELS = "src/allocgym/compiled.py"
 MEASURES = "src/allocgym/measures.py"
 BUNDLE = "src/allocgym/serving/bundle.py"
 COST_TESTS = "tests/test_costs.py::"
@@ -51,13 +53,13 @@ MUTANTS = {
     ),
     # Without the guard, k = 0 (or sigma = 0) against ADV = 0 prices 0 * inf = NaN.
     "costs_drops_the_zero_impact_guard": Mutant(
-        COSTS,
-        "impact = np.where(zero | (coef == 0.0), 0.0, impact)",
-        "impact = np.where(zero, 0.0, impact)",
+        KERNELS,
+        "    if coef == 0.0:\n        return a * rate, 0.0\n",
+        "",
         (COST_TESTS + "test_zero_impact_with_zero_adv_is_the_linear_cost_by_hand",),
     ),
     "costs_charges_the_full_spread": Mutant(
-        COSTS, "rate /= 2e4", "rate /= 1e4", (COST_TESTS + "test_half_spread_alone_by_hand",)
+        KERNELS, "rate /= 2e4", "rate /= 1e4", (COST_TESTS + "test_half_spread_alone_by_hand",)
     ),
     "costs_keeps_float32_volatility": Mutant(
         COSTS,
@@ -128,9 +130,10 @@ def _pytest(copy: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess[s
 
 
 @pytest.fixture(scope="module")
-def clean_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An unmutated copy that imports from itself and passes the fast sample's tests."""
-    copy = _copy_package(tmp_path_factory.mktemp("clean"))
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy for every case (numba's cache beside it is reused): it imports from itself
+    and, unmutated, passes the fast sample's tests."""
+    copy = _copy_package(tmp_path_factory.mktemp("workspace"))
     code = "import allocgym, allocgym.envs; print(allocgym.__file__); print(allocgym.envs.__file__)"
     where = _run(copy, ["-c", code])
     assert where.returncode == 0, where.stderr
@@ -146,19 +149,24 @@ def clean_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MUTANTS],
 )
-def test_the_suite_kills_the_mutant(name: str, clean_copy: Path, tmp_path: Path) -> None:
+def test_the_suite_kills_the_mutant(name: str, workspace: Path) -> None:
     mutant = MUTANTS[name]
     if name in SLOW:  # its tests are not in the shared unmutated run
-        baseline = _pytest(clean_copy, mutant.tests)
+        baseline = _pytest(workspace, mutant.tests)
         assert baseline.returncode == 0, baseline.stdout[-3000:]
     real = (ROOT / mutant.path).read_text("utf-8")
     assert real.count(mutant.original) == 1, (
         f"{mutant.path} no longer holds {mutant.original!r} exactly once: update this sample"
     )
-    copy = _copy_package(tmp_path / "mutant")
-    target = copy / mutant.path
+    target = workspace / mutant.path
+    kept = target.stat()
     target.write_text(real.replace(mutant.original, mutant.mutated), "utf-8")
-    result = _pytest(copy, mutant.tests)
+    try:
+        result = _pytest(workspace, mutant.tests)
+    finally:
+        # The same text and time stamp: numba's cache of the file stays valid.
+        target.write_text(real, "utf-8")
+        os.utime(target, ns=(kept.st_atime_ns, kept.st_mtime_ns))
     # Exit status 1: tests ran and failed (not a collection or usage error).
     assert result.returncode == 1, (
         f"the mutant {name} survived {list(mutant.tests)}:\n" + result.stdout[-3000:]

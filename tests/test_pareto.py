@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from allocgym import evaluation as ev
 from allocgym.allocator import AllocationContext
@@ -16,12 +17,11 @@ from allocgym.baselines.classic import max_linear_over_box_simplex, weight_bound
 from allocgym.baselines.cvar import min_cvar_weights
 from allocgym.baselines.pareto import (
     ParetoAllocator,
-    ParetoParams,
     ParetoProblem,
     drawdown_proxy,
     pareto_front,
 )
-from allocgym.config import config_from_dict, load_config
+from allocgym.config import ParetoConfig, config_from_dict, load_config
 from allocgym.data import load_market
 from allocgym.errors import ConfigError, Infeasible
 from allocgym.measures import cvar
@@ -64,7 +64,7 @@ def test_front_ends_match_min_cvar_and_max_return(scenarios: np.ndarray) -> None
 
 
 def test_every_front_point_is_non_dominated(scenarios: np.ndarray) -> None:
-    front = pareto_front(scenarios, LO, HI, ParetoParams(n_points=12))
+    front = pareto_front(scenarios, LO, HI, ParetoConfig(n_points=12))
     assert front.n_solved == 12
     obj = front.objectives * np.array([-1.0, 1.0, 1.0, 1.0])  # all minimised
     for i in range(len(obj)):
@@ -101,12 +101,12 @@ def test_choice_rule_and_its_fallback(scenarios: np.ndarray) -> None:
     equal = np.full(N, 1.0 / N)
     assert front.target == pytest.approx(float(cvar(scenarios @ equal, 0.95)))
     mid = float(np.median(obj[:, 1]))
-    chosen = pareto_front(scenarios, LO, HI, ParetoParams(cvar_target=mid))
+    chosen = pareto_front(scenarios, LO, HI, ParetoConfig(cvar_target=mid))
     ok = chosen.objectives[:, 1] <= mid
     assert chosen.target_met
     assert chosen.objectives[chosen.chosen, 1] <= mid
     assert chosen.objectives[chosen.chosen, 0] == chosen.objectives[ok, 0].max()
-    low = pareto_front(scenarios, LO, HI, ParetoParams(cvar_target=0.5 * obj[:, 1].min()))
+    low = pareto_front(scenarios, LO, HI, ParetoConfig(cvar_target=0.5 * obj[:, 1].min()))
     assert not low.target_met
     assert low.chosen == int(np.argmin(low.objectives[:, 1]))
 
@@ -114,7 +114,7 @@ def test_choice_rule_and_its_fallback(scenarios: np.ndarray) -> None:
 def test_caps_bind_and_cost_defaults(scenarios: np.ndarray) -> None:
     free = pareto_front(scenarios, LO, HI)
     cap = float(np.median(free.objectives[:, 2]))
-    capped = pareto_front(scenarios, LO, HI, ParetoParams(max_drawdown=cap))
+    capped = pareto_front(scenarios, LO, HI, ParetoConfig(max_drawdown=cap))
     assert capped.objectives[:, 2].max() <= cap + 1e-9 < free.objectives[:, 2].max()
     w_cur = np.full(N, 1.0 / N)
     costs = np.linspace(0.001, 0.004, N)
@@ -122,18 +122,18 @@ def test_caps_bind_and_cost_defaults(scenarios: np.ndarray) -> None:
     assert np.allclose(free_c.objectives[:, 3], np.abs(free_c.weights - w_cur) @ costs)
     cost_cap = 0.25 * float(free_c.objectives[:, 3].max())
     capped_c = pareto_front(
-        scenarios, LO, HI, ParetoParams(max_cost=cost_cap), w_cur=w_cur, costs=costs
+        scenarios, LO, HI, ParetoConfig(max_cost=cost_cap), w_cur=w_cur, costs=costs
     )
     assert capped_c.objectives[:, 3].max() <= cost_cap + 1e-9
     # no costs in the context: default_cost per unit of weight traded
-    dflt = pareto_front(scenarios, LO, HI, ParetoParams(default_cost=0.002), w_cur=w_cur)
+    dflt = pareto_front(scenarios, LO, HI, ParetoConfig(default_cost=0.002), w_cur=w_cur)
     assert np.allclose(dflt.objectives[:, 3], 0.002 * np.abs(dflt.weights - w_cur).sum(axis=1))
     with pytest.raises(Infeasible):  # a fully invested book cannot be reached from cash
-        pareto_front(scenarios, LO, HI, ParetoParams(max_cost=1e-6), costs=costs)
+        pareto_front(scenarios, LO, HI, ParetoConfig(max_cost=1e-6), costs=costs)
 
 
 def test_alpha_sets_the_cvar_level(scenarios: np.ndarray) -> None:
-    front = pareto_front(scenarios, LO, HI, ParetoParams(alpha=0.9))
+    front = pareto_front(scenarios, LO, HI, ParetoConfig(alpha=0.9))
     assert np.allclose(front.objectives[:, 1], cvar(front.weights @ scenarios.T, 0.9), atol=1e-15)
 
 
@@ -166,8 +166,8 @@ def test_allocator_window_sources_and_config(scenarios: np.ndarray) -> None:
     lo, hi = weight_bounds(active, alloc.params.long_only, alloc.params.max_weight, 1.0)
     ref = pareto_front(scenarios[-40:], lo[0], hi[0], alloc.pareto)
     assert np.allclose(w[0], ref.weights[ref.chosen], rtol=0, atol=1e-12)
-    with pytest.raises(ConfigError):
-        ParetoParams(n_points=1)
+    with pytest.raises(ValidationError, match="n_points"):
+        ParetoConfig(n_points=1)
     with pytest.raises(ConfigError):
         config_from_dict({"baselines": {"pareto": {"alpha": 1.5}}})
 

@@ -13,7 +13,7 @@ import pytest
 from allocgym import estimates
 from allocgym.allocator import AllocationContext
 from allocgym.baselines import qp as qp_mod
-from allocgym.baselines.hrp import HRP, HRPParams
+from allocgym.baselines.hrp import HRP
 from allocgym.baselines.qp import (
     QPAllocator,
     QPInputs,
@@ -22,6 +22,7 @@ from allocgym.baselines.qp import (
     qp_violations,
     risk_sqrt,
 )
+from allocgym.config import HRPConfig
 from allocgym.errors import Infeasible, SolverFailed
 
 TOL = 1e-7
@@ -254,7 +255,7 @@ def test_fallback_chain_infeasible_goes_to_hrp() -> None:
 
 def test_fallback_chain_ends_with_current_book() -> None:
     ctx = _ctx(1, 12, 3)
-    hrp = HRP(HRPParams(max_weight=0.05))  # 12 * 0.05 < 1: HRP is infeasible too
+    hrp = HRP(HRPConfig(max_weight=0.05))  # 12 * 0.05 < 1: HRP is infeasible too
     alloc = QPAllocator(QPParams(max_net=0.3), hrp=hrp)
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]

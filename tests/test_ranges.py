@@ -207,3 +207,66 @@ def test_no_in_range_input_breaches_the_gross_notional_cap(
     gross_notional = np.abs(res.approved).sum(axis=1) * equity
     assert (gross_notional <= cap * (1 + 1e-9)).all(), (gross_notional.max() - cap, equity, cap)
     assert check_invariants(res, ctx, lim, cost).n_breaches == 0
+
+
+# ----------------------------------------------------------------------------- gate layer
+
+
+def _one_row_ctx(m: int = 3, **kw: object) -> GateContext:
+    base: dict[str, object] = dict(
+        current_weights=np.zeros((1, m)),
+        equity=np.full(1, 1.0e6),
+        prices=np.full((1, m), 100.0),
+        adv_notional=np.full((1, m), 1.0e9),
+        volatility=np.full((1, m), 0.02),
+        spread_bps=np.full((1, m), 5.0),
+        sector_ids=np.arange(m),
+        regime=np.zeros(1, dtype=np.int64),
+        tradable=np.ones((1, m), dtype=bool),
+    )
+    base.update(kw)
+    return GateContext(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("equity", [1e300, 2e15, 1e-7, 0.0, -1.0, math.nan, math.inf])
+def test_the_gates_treat_equity_outside_its_range_as_unreadable(equity: float) -> None:
+    """In-process callers reach the gates without the service's checks: an equity outside
+    [1e-6, 1e15] makes the portfolio unreadable (approved flat, ``INVALID_INPUT``) like a
+    NaN one, instead of being half-handled (at 1e300 the gross-notional cap leaked one unit)."""
+    from allocgym.risk import ReasonCode
+
+    lim = RiskLimits(max_symbol_weight=0.5, max_gross_notional=1e6)
+    ctx = _one_row_ctx(equity=np.array([equity]))
+    res = RiskGateChain(lim, CostModel()).apply(np.full((1, 3), 0.3), ctx)
+    assert np.array_equal(res.approved, np.zeros((1, 3)))
+    assert res.portfolio_reasons[0] & int(ReasonCode.INVALID_INPUT)
+    assert check_invariants(res, ctx, lim, CostModel()).n_breaches == 0
+
+
+def test_the_gates_do_not_trade_a_symbol_whose_price_adv_or_spread_is_out_of_range() -> None:
+    """A price above 1e15 (or below 1e-8), an ADV notional above 1e15 or a spread above
+    1e4 bps makes that symbol unusable: its weight stays where it is (here 0)."""
+    lim = RiskLimits(max_symbol_weight=0.5)
+    ctx = _one_row_ctx(
+        m=4,
+        prices=np.array([[100.0, 1e16, 1e-9, 100.0]]),
+        adv_notional=np.array([[1e9, 1e9, 1e9, 2e15]]),
+    )
+    res = RiskGateChain(lim, CostModel()).apply(np.full((1, 4), 0.2), ctx)
+    assert res.approved[0, 0] == 0.2
+    assert np.array_equal(res.approved[0, 1:], np.zeros(3))
+    spread = _one_row_ctx(spread_bps=np.array([[5.0, 2e4, 5.0]]))
+    res = RiskGateChain(lim, CostModel()).apply(np.full((1, 3), 0.2), spread)
+    assert res.approved[0, 1] == 0.0 and res.approved[0, 0] == 0.2
+    assert check_invariants(res, spread, lim, CostModel()).n_breaches == 0
+
+
+@pytest.mark.parametrize("cap", ["max_symbol_notional", "max_gross_notional"])
+def test_a_configured_notional_cap_outside_its_range_is_refused(cap: str) -> None:
+    """The config refuses a notional cap above 1e15 (the runtime flags already did)."""
+    from allocgym.config import config_from_dict
+    from allocgym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"risk\.{cap} = 1e\+300"):
+        config_from_dict({"risk": {cap: 1e300}})
+    assert getattr(config_from_dict({"risk": {cap: 1e15}}).risk, cap) == 1e15

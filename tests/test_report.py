@@ -293,3 +293,61 @@ def test_regime_risk_table_lists_agents_and_references(written) -> None:
             assert f"| {name} | {label} | {x['fraction']:.0%} | " in section
     assert "Proposed CVaR95" in section and "NaN proposals" in section
     assert f"the {result.meta['risk_window']} bars up to the decision bar" in section
+
+
+def test_factor_attribution_and_risk_diagnostics_sections(written) -> None:
+    """Every allocator's factor row ends in its net return (factors + specific + costs),
+    and the diagnostics row shows its gross budget use and 1 - breach rate as coverage."""
+    result, paths = written
+    md = paths["markdown"].read_text()
+    section = md.split("## Factor attribution")[1].split("\n## ")[0]
+    diag = md.split("## Risk diagnostics")[1].split("\n## ")[0]
+    for bt in result.backtests:
+        fa = result.factor_attribution[bt.name]
+        np.testing.assert_allclose(
+            fa["per_period"].sum(axis=1) + fa["specific"], bt.asset_pnl.sum(axis=1), atol=1e-15
+        )
+        row = next(line for line in section.splitlines() if line.startswith(f"| {bt.name} |"))
+        assert row.endswith(f"| {100 * bt.returns.sum():+.2f}% |")
+        d = result.diagnostics[bt.name]
+        used = np.abs(bt.weights).sum(axis=1)  # risk.max_gross is 1 in the fixture
+        line = next(x for x in diag.splitlines() if x.startswith(f"| {bt.name} |"))
+        assert f"| {100 * used.mean():.1f}% / {100 * used.max():.1f}% |" in line
+        hist = result.var_backtest[bt.name]["historical"]
+        assert d["var_coverage"]["historical"] == pytest.approx(1.0 - hist["rate"])
+        assert f"{100 * (1.0 - hist['rate']):.1f}%" in line
+    assert "principal components of the trailing window" in section
+    assert result.meta["factor_source"] == "pca"
+
+
+def test_user_factors_from_the_cli_drive_the_attribution(tmp_path: Path) -> None:
+    """``allocgym baselines --factors FILE``: the report's attribution uses the file's
+    factors (the benchmark and one equal-weighted portfolio per sector)."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from allocgym.cli import app
+
+    cfg = load_config(None, TINY)
+    market = load_market(cfg.data)
+    sectors = np.array(market.sectors)
+    cols = {"bench": market.benchmark_returns}
+    for s in sorted(set(sectors)):
+        cols[f"sector_{s}"] = market.returns[:, sectors == s].mean(axis=1)
+    frame = pd.DataFrame(cols)
+    frame.insert(0, "date", [str(d)[:10] for d in market.dates])
+    path = tmp_path / "factors.csv"
+    frame.to_csv(path, index=False)
+    args = ["baselines", "--only", "equal_weight", "--factors", str(path), "--out",
+            str(tmp_path / "out")]  # fmt: skip
+    for item in TINY:
+        args += ["--set", item]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["meta"]["factor_source"] == "user"
+    fa = saved["factor_attribution"]["equal_weight"]
+    assert fa["factors"] == list(cols)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "user factors given with --factors" in md
+    assert "| Allocator | bench | sector_" in md

@@ -28,11 +28,13 @@ def _opt(strategy):
 
 
 @st.composite
-def limits_strategy(draw) -> RiskLimits:
+def limits_strategy(draw, factor: bool = False) -> RiskLimits:
+    """Random limits; ``factor``: with a factor-exposure cap (drawn last, so the other
+    limits are drawn as without it)."""
     lo = draw(st.floats(0.0, 1.0))
     hi = draw(st.floats(lo, 3.0))
     mult = st.floats(0.0, 3.0)
-    return RiskLimits(
+    fields = dict(
         max_symbol_weight=draw(st.floats(1e-4, 1.0)),
         max_symbol_notional=draw(_opt(st.floats(1e3, 1e7))),
         max_gross=draw(st.floats(1e-3, 3.0)),
@@ -54,6 +56,9 @@ def limits_strategy(draw) -> RiskLimits:
         kill_switch=draw(st.sampled_from([False] * 19 + [True])),
         reduce_only=draw(st.sampled_from([False] * 9 + [True])),
     )
+    if factor:
+        fields["max_factor_exposure"] = draw(st.sampled_from([0.0]) | st.floats(0.0, 1.0))
+    return RiskLimits(**fields)
 
 
 def _sprinkle(rng: np.random.Generator, x: np.ndarray, p: float, values: np.ndarray) -> np.ndarray:
@@ -111,6 +116,13 @@ def make_case(
         spread_mult=float(rng.uniform(0, 2)),
         impact_k=float(rng.uniform(0, 1)),
     )
+    if lim.max_factor_exposure is not None:
+        # Loadings of 1-4 factors, per portfolio or one matrix for all, a few corrupt.
+        k = int(rng.integers(1, 5))
+        shape = (n, m, k) if rng.random() < 0.7 else (m, k)
+        loadings = rng.normal(0.0, 1.0 / np.sqrt(m), shape)
+        loadings = _sprinkle(rng, loadings, 0.0005, np.array([np.nan, np.inf, 1e9]))
+        ctx = dataclasses.replace(ctx, factor_loadings=loadings)
     return proposed, ctx, cost
 
 
@@ -150,6 +162,18 @@ def test_no_breach_over_100k_random_portfolios(lim, seed):
     _check_batch(seed, lim)
 
 
+@settings(
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
+@given(lim=limits_strategy(factor=True), seed=st.integers(0, 2**32 - 1))
+def test_no_breach_over_100k_random_portfolios_with_a_factor_cap(lim, seed):
+    assert lim.max_factor_exposure is not None
+    _check_batch(seed, lim)
+
+
 @pytest.mark.slow
 @settings(
     deadline=None,
@@ -166,3 +190,40 @@ def test_example_counts_reach_100k_and_1e6_cases():
     slow = test_no_breach_over_1e6_random_portfolios._hypothesis_internal_use_settings
     assert fast.max_examples * BATCH >= 100_000
     assert slow.max_examples * BATCH >= 1_000_000
+
+
+_SUBNORMAL = dict(
+    max_symbol_weight=1.0,
+    max_gross=1.0,
+    max_net=0.0,
+    max_sector_gross=1.0,
+    max_strategy_contribution=1.0,
+    max_turnover=1.0,
+    max_participation=0.5,
+    slippage_budget_bps=1.0,
+    regime_budget_multipliers=(0.0, 0.0, 0.0, 0.0),
+    default_budget_multiplier=0.0,
+    default_capacity_multiplier=0.0,
+    max_multiplier=1.0,
+)
+
+
+@pytest.mark.parametrize(
+    ("seed", "capacity", "min_multiplier", "long_only"),
+    [
+        (87768, (0.0, 0.0, 5e-324, 0.0), 0.0, True),
+        (22232, (0.0, 0.0, 0.0, 5e-324), 0.0, True),
+        (1, (0.0, 0.0, 0.0, 0.0), 5e-324, False),
+    ],
+)
+def test_subnormal_multipliers_read_as_zero(seed, capacity, min_multiplier, long_only):
+    """Cases the 1e6 fuzz found: a capacity multiplier of 5e-324 (given, or the clamp floor)
+    made the participation bound subnormal and the approved weights NaN."""
+    lim = RiskLimits(
+        **_SUBNORMAL,
+        regime_capacity_multipliers=capacity,
+        min_multiplier=min_multiplier,
+        long_only=long_only,
+    )
+    assert lim.regime_capacity_multipliers == (0.0, 0.0, 0.0, 0.0)
+    _check_batch(seed, lim)

@@ -89,6 +89,7 @@ def fixed(c: GateContext, prop: Callable[[float], list[float]]) -> Callable:
 
 SECTORS = ctx(sector_ids=np.array([0, 0, 1, 1]))
 BETAS = [2.0, 1.0, 0.5, 0.0]
+LOADINGS = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0], [0.0, 1.0]])  # (n_assets, n_factors)
 BOUNDARY: dict[str, Row] = {
     "STRATEGY_CAP": Row(
         limits(max_strategy_contribution=0.5), _strategy_setup, R.STRATEGY_CAP, [0, 1],
@@ -131,6 +132,11 @@ BOUNDARY: dict[str, Row] = {
         limits(max_gross_notional=500_000.0),
         fixed(ctx(), lambda f: [0.25 * f, 0.125 * f, -0.125 * f, 0.0]),
         R.NOTIONAL_CAP, [0, 1, 2], lambda w, c: np.abs(w).sum() * 1e6, 500_000.0,
+    ),
+    "FACTOR_CAP": Row(  # factor 0 binds (0.25 + 0.5 x 0.5); factor 1 (0.125) stays inside
+        limits(max_factor_exposure=0.5),
+        fixed(ctx(factor_loadings=LOADINGS[None]), lambda f: [0.25 * f, 0.5 * f, 0.125, 0.0]),
+        R.FACTOR_CAP, [0, 1, 2], lambda w, c: np.abs(LOADINGS.T @ w).max(), 0.5,
     ),
     "PARTICIPATION_CAP": Row(  # cap = 0.1 x ADV 1e6 / equity 1e6 = 0.1 weight
         limits(max_participation=0.1),
@@ -228,6 +234,7 @@ def test_bound_tables_by_hand():
     assert b[R.PARTICIPATION_CAP].tolist() == [0.1, 0.1, 0.05, 0.1, 0.025]
     assert b[R.NET_CAP] == 0.4 and b[R.SLIPPAGE_BUDGET] == 0.0025
     assert b[R.NOTIONAL_CAP] is None and b[R.BETA_LIMIT] is None and b[R.LONG_ONLY] is None
+    assert b[R.FACTOR_CAP] is None
 
 
 def test_execution_reads_the_registry_bounds():

@@ -414,7 +414,11 @@ def test_decision_json_validates_against_its_schema(policy: FrozenPolicy) -> Non
     assert again == d
     assert d.model.sha256 == policy.sha256 and d.model.model_id == policy.model_id
     assert d.regime is not None and d.regime.source == "model"
-    assert d.latency is not None and d.latency.total_us > 0
+    lat = d.latency
+    assert lat is not None
+    stages = (lat.validate_us, lat.features_us, lat.model_us, lat.gates_us, lat.execution_us)
+    # the stages are disjoint parts of the decision: each was timed and none exceeds the whole
+    assert min(stages) > 0 and sum(stages) <= lat.total_us
     assert len(d.reasons) == 20 and all(isinstance(r, list) for r in d.reasons)
     assert d.budgets[0].strategy == "policy"
 

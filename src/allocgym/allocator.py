@@ -55,6 +55,10 @@ class AllocationContext:
     intents : ndarray, shape (n_envs, n_strategies, n_assets), optional
         Strategy-family intents at bar t (``budgets`` action mode: an agent's budgets are
         netted over them).
+    adv_notional : ndarray, shape (n_envs, n_assets), optional
+        Average daily traded notional at bar t (currency; the liquidity filters).
+    spread_bps : ndarray, shape (n_envs, n_assets), optional
+        Quoted spread at bar t in bps.
     """
 
     returns: np.ndarray
@@ -72,6 +76,8 @@ class AllocationContext:
     observation: np.ndarray | None = None
     prior_weights: np.ndarray | None = None
     intents: np.ndarray | None = None
+    adv_notional: np.ndarray | None = None
+    spread_bps: np.ndarray | None = None
 
     @property
     def n_envs(self) -> int:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from allocgym.sweep import SweepResult
 
 app = typer.Typer(
     help="allocgym: RL allocation environment with deterministic risk gates, baselines, "
@@ -52,6 +57,23 @@ SectorsOpt = Annotated[
         "(sets data.sectors). Without sectors the sector cap does not apply.",
     ),
 ]
+FactorsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--factors",
+        exists=True,
+        dir_okay=False,
+        help="Factor returns for the report's factor attribution: a CSV date,factor1,... of "
+        "decimal per-bar returns with a row for every market date (sets data.factors). "
+        "Without it the factors are the principal components of the trailing window.",
+    ),
+]
+
+
+def _factors_override(factors: Path | None) -> list[str]:
+    import json
+
+    return [] if factors is None else [f"data.factors={json.dumps(str(factors))}"]
 
 
 def _config(config: Path | None, overrides: list[str] | None, sectors: Path | None = None):
@@ -205,6 +227,7 @@ def evaluate_cmd(
             "--address only.",
         ),
     ] = None,
+    factors: FactorsOpt = None,
 ) -> None:
     """Backtest the agent(s) and baselines out of sample through the same env; write the report.
 
@@ -216,6 +239,7 @@ def evaluate_cmd(
     from allocgym.evaluation import evaluate_run, expand_run_paths, prepare_run
 
     seed_list = _int_list(seeds)
+    overrides = [*(overrides or []), *_factors_override(factors)]
     runner_cm = _ray_run_allocators(address, resources, typer.echo)  # bad input fails here
     # Every run directory is checked (and the market loaded, its notes printed) before
     # the progress bar starts.
@@ -247,13 +271,14 @@ def baselines_cmd(
         Path | None, typer.Option("--out", help="Also write the full report into this folder.")
     ] = None,
     sectors: SectorsOpt = None,
+    factors: FactorsOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Backtest baselines through the env (gates, execution, costs) and print the metrics table."""
     from allocgym.evaluation import baseline_names, build_baselines, evaluate
     from allocgym.report import print_metrics_table
 
-    cfg = _config(config, overrides, sectors)
+    cfg = _config(config, [*(overrides or []), *_factors_override(factors)], sectors)
     allocs = list(build_baselines(cfg, baseline_names(only)).values())
     market, notes = _load_market_with_notes(cfg)
     _print_notes(notes)
@@ -444,7 +469,8 @@ def bench_gates(
     from allocgym.bench.gates import run
 
     bench.print_table(
-        "RiskGateChain (medians; reference = apply() per portfolio in a loop)",
+        "RiskGateChain (medians; reference = apply() per portfolio in a loop; compile_s = "
+        "compiling or loading the step kernels, before any timing)",
         run(repeat=repeat, n_latency=n_latency, quick=quick),
     )
 
@@ -808,10 +834,17 @@ def bench_serve(
     ] = "20",
     http_requests: Annotated[int, typer.Option(help="HTTP requests at most.")] = 4000,
     http_seconds: Annotated[float, typer.Option(help="HTTP load test time limit (s).")] = 20.0,
-    concurrency: Annotated[int, typer.Option(help="HTTP client threads.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="HTTP client threads.")] = 8,
     encoding: Annotated[
-        str, typer.Option(help="HTTP request arrays: 'b64' (exact, compact) or 'json' lists.")
-    ] = "b64",
+        str,
+        typer.Option(
+            help="HTTP requests: 'account' (bars streamed first, then account requests), or "
+            "the stateless request with its history as 'b64' (exact, compact) or 'json' lists."
+        ),
+    ] = "account",
+    burst: Annotated[
+        int, typer.Option(help="Connections of the HTTP burst, opened at once (0 = none).")
+    ] = 1000,
 ) -> None:
     """Decide latency in-process (and the bare ONNX call) and an HTTP load test on loopback."""
     from allocgym.bench import print_table
@@ -823,13 +856,13 @@ def bench_serve(
     rows = run(
         sizes(n_assets), calls=calls, http_assets=sizes(http_assets), http_requests=http_requests,
         http_seconds=http_seconds, concurrency=concurrency, encoding=encoding,
+        burst_connections=burst,
     )  # fmt: skip
     for kind, title in (
-        (
-            "in_process",
-            "FrozenAllocator.decide vs the bare ONNX call, same run (µs; goal p99 <= 250 µs at N = 20)",
-        ),
+        ("in_process", "FrozenAllocator.decide (stateless request) vs the bare ONNX call (µs)"),
+        ("streaming", "Streaming market state: bar update, account decide (µs; goal p99 <= 250)"),
         ("http", "HTTP POST /v1/decide on 127.0.0.1 (goal >= 1000 req/s, p99 <= 20 ms, 0 errors)"),
+        ("burst", "HTTP burst: connections opened at once (goal: not 0 served)"),
     ):
         section = [{k: v for k, v in r.items() if k != "bench"} for r in rows if r["bench"] == kind]
         if section:
@@ -856,10 +889,19 @@ def bench_env(
     def sizes(text: str) -> tuple[int, ...]:
         return tuple(int(s) for s in text.split(",") if s.strip())
 
-    rows = run(sizes(n_assets), sizes(n_envs), n_days=n_days, steps=steps, repeat=repeat)
+    rows = run(
+        sizes(n_assets),
+        sizes(n_envs),
+        n_days=n_days,
+        steps=steps,
+        repeat=repeat,
+        cpu_time=True,
+        bare=True,
+    )
     print_table(
-        "Env throughput with gates, features and CVaR reward (medians; x_pandas = ratio to "
-        "the pandas reference, same run)",
+        "Env throughput with gates, features and CVaR reward (medians; rates per CPU second; "
+        "x_pandas / x_bare = ratio to the pandas reference / the bare numpy env, same run; "
+        "compile_s = compiling or loading the step kernels, before any timing)",
         rows,
     )
 
@@ -1408,10 +1450,8 @@ def sweep_cmd(
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
     from allocgym.distributed import parse_address, parse_resources, require_tune
-    from allocgym.errors import ConfigError
 
     console = Console()
     parse_address(address or "local")  # a malformed address fails before anything loads
@@ -1422,20 +1462,8 @@ def sweep_cmd(
             extra.append(f"train.{key}={getattr(value, 'value', value)}")
     given = {"--trials": trials, "--search": search, "--scheduler": scheduler, "--seed": seed,
              "--max-concurrent": max_concurrent, "--resources": resources}  # fmt: skip
+    _check_sweep_flags(resume, run_dir, space, given)
     cfg = space_obj = options = None
-    if resume:
-        if run_dir is None:
-            raise ConfigError("--resume needs --run-dir: the sweep folder to continue")
-        fixed = [k for k, v in given.items() if v is not None]
-        if fixed:
-            raise ConfigError(
-                f"--resume continues a sweep with the options it started with: drop {fixed[0]}"
-            )
-    else:
-        if space is None:
-            raise ConfigError(
-                "--space is required: a search space YAML, e.g. configs/sweep/ppo.yaml"
-            )
     if config is not None or extra:
         cfg = _config(config, extra)
     if space is not None:
@@ -1455,12 +1483,47 @@ def sweep_cmd(
             max_concurrent=max_concurrent,
         )
     folder = run_dir or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    from allocgym.sweep import OBJECTIVE, run_sweep
+    from allocgym.sweep import run_sweep
 
     result = run_sweep(cfg, space_obj, folder, options=options, address=address or "local",
                        resume=resume, echo=lambda msg: console.print(msg, markup=False,
                                                                      highlight=False))  # fmt: skip
-    from allocgym.sweep import format_cell
+    _print_sweep(console, result)
+    if not result.finished:
+        raise typer.Exit(code=130)
+
+
+def _check_sweep_flags(
+    resume: bool, run_dir: Path | None, space: Path | None, given: dict[str, object]
+) -> None:
+    """Refuse ``sweep`` flags that do not fit together (``given``: the sweep options passed).
+
+    Raises
+    ------
+    ConfigError
+        ``--resume`` without ``--run-dir`` or with a sweep option; a new sweep without
+        ``--space``.
+    """
+    from allocgym.errors import ConfigError
+
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs --run-dir: the sweep folder to continue")
+        fixed = [k for k, v in given.items() if v is not None]
+        if fixed:
+            raise ConfigError(
+                f"--resume continues a sweep with the options it started with: drop {fixed[0]}"
+            )
+    elif space is None:
+        raise ConfigError("--space is required: a search space YAML, e.g. configs/sweep/ppo.yaml")
+
+
+def _print_sweep(console: Console, result: SweepResult) -> None:
+    """Print a finished or interrupted sweep: its top 10 trials, where its ledger and
+    results are, abandoned trial folders, the best config and how to resume it."""
+    from rich.table import Table
+
+    from allocgym.sweep import OBJECTIVE, format_cell
 
     hidden = ("run_dir", "note", "cpu_s")  # in results.csv
     shown = [k for k in (result.rows[0] if result.rows else {}) if k not in hidden]
@@ -1492,7 +1555,6 @@ def sweep_cmd(
             "--resume",
             style="yellow",
         )
-        raise typer.Exit(code=130)
 
 
 @bench_app.command("sweep")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -146,6 +147,10 @@ class DataConfig(Section):
     max_abs_return: Pos | None = None
     """Refuse data with a one-bar |simple return| above this (decimal, 0.5 = 50 %); None =
     list such moves beyond 50 % (and level jumps that revert) as a warning and keep them."""
+    factors: str | None = None
+    """CSV of user factor returns (``date,factor1,...``: simple per-bar returns, one row per
+    market date) for the evaluation's factor attribution; None = statistical (PCA)
+    factors. ``--factors FILE`` sets it."""
     splits: SplitConfig = SplitConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
@@ -201,6 +206,13 @@ class RiskConfig(Section):
     """Per-sector cap on sum |w_i| over the sector (the QP's ``sector_cap``)."""
     beta_tolerance: NonNeg | None = None
     """Cap on |beta^T w|; ``None`` disables the beta gate."""
+    max_factor_exposure: NonNeg | None = None
+    """Cap on the book's exposure to every factor, ``|(B^T w)_k| <= max_factor_exposure``
+    for each column ``k`` of the loadings ``B`` (n_assets, n_factors); ``None`` disables
+    the factor gate. The env's factors are the principal components of the trailing
+    ``baselines.factor_model`` window (unit-norm loadings: an equal-weight, fully invested book of
+    N names has a first-factor exposure near ``1 / sqrt(N)``). A book over the cap is
+    scaled as a whole until its largest factor exposure equals the cap."""
     long_only: bool = True
     """Refuse short positions."""
     max_strategy_contribution: Pos = 0.60
@@ -238,6 +250,11 @@ class RiskConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> RiskConfig:
+        from allocgym.ranges import check_physical
+
+        for cap in ("max_symbol_notional", "max_gross_notional"):
+            if getattr(self, cap) is not None:  # a physical magnitude (allocgym.ranges)
+                check_physical("notional_cap", getattr(self, cap), f"risk.{cap}")
         if self.min_multiplier > self.max_multiplier:
             raise ValueError(
                 f"min_multiplier {self.min_multiplier} > max_multiplier {self.max_multiplier}"
@@ -402,6 +419,72 @@ class FeatureConfig(Section):
     """Bars of history every feature and the regime model are computed from; ``None``
     (default) = the minimum they need (``FeatureBuilder.history``); a smaller value is
     refused by ``FeatureBuilder``. Longer windows give identical features."""
+    mean_correlation: bool = False
+    """Add the global feature ``mean_correlation``: the mean pairwise EWMA correlation of
+    the universe over ``ewma_window`` (half-life ``ewma_halflife``), after the step-time
+    globals. Off: the observation is unchanged."""
+    factor_exposures: Annotated[int, Field(ge=0)] = 0
+    """Observe the current book's exposures ``B^T w`` to the first ``k`` PCA factors of the
+    bar (``k`` global slots at the end, clipped to [-clip, clip]; loadings of the trailing
+    ``baselines.factor_model`` window, at most its ``max_factors``); 0 = off (the
+    observation is unchanged). The env only: serving refuses a bundle with it set."""
+
+
+class IntentConfig(Section):
+    """Strategy intents netted by the ``IntentAggregator`` (``allocgym.intents``).
+
+    Intents are weighted by their confidence inside each family; an intent older than its
+    family's horizon (bars) counts by ``stale_rule``.
+    """
+
+    stale_rule: Literal["drop", "decay"] = "decay"
+    """Past its horizon an intent is dropped (weight 0) or decays, halving every further
+    horizon (``0.5 ** ((age - horizon) / horizon)``); the stale share stays in cash."""
+
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class ScheduleConfig(Section):
+    """Clock-time trading windows for intraday bars (``allocgym.envs.context``).
+
+    With windows set, an allocator re-optimises only at bars inside a window (and every
+    ``baselines.rebalance_every``-th decision rule no longer applies); between them it holds
+    its book. Daily bars carry no time of day: the windows are ignored there with a
+    warning.
+    """
+
+    windows: tuple[str, ...] = ()
+    """Windows in the exchange's time zone: ``"HH:MM"`` (the first bar at or after that
+    time each day) or ``"HH:MM-HH:MM"`` (every bar from the start, inclusive, to the end,
+    exclusive). Empty = no clock windows."""
+    exchange_timezone: str = "America/New_York"
+    """IANA time zone the windows are written in."""
+    bar_timezone: str = "UTC"
+    """IANA time zone of the bar timestamps (naive timestamps are read in it)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ScheduleConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        for w in self.windows:
+            parts = w.split("-")
+            if len(parts) > 2 or not all(_CLOCK.match(x.strip()) for x in parts):
+                raise ValueError(
+                    f"schedule window {w!r}: write HH:MM (e.g. 09:35) or HH:MM-HH:MM (e.g. "
+                    "09:30-10:00), 24-hour clock"
+                )
+            if len(parts) == 2 and parts[0].strip() >= parts[1].strip():
+                raise ValueError(f"schedule window {w!r}: the end must be after the start")
+        for key in ("exchange_timezone", "bar_timezone"):
+            try:
+                ZoneInfo(getattr(self, key))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"schedule.{key} {getattr(self, key)!r} is not an IANA time zone: use "
+                    "e.g. America/New_York or UTC"
+                ) from None
+        return self
 
 
 # ----------------------------------------------------------------------------- env
@@ -637,6 +720,15 @@ class HRPConfig(Section):
     max_weight: Frac = 1.0
     """Per-asset upper weight bound (n_assets * max_weight must be >= 1)."""
 
+    @model_validator(mode="after")
+    def _check(self) -> HRPConfig:
+        if self.min_weight > self.max_weight:
+            raise ValueError(
+                f"HRP bounds need min_weight <= max_weight; got min_weight={self.min_weight}, "
+                f"max_weight={self.max_weight}: lower min_weight or raise max_weight"
+            )
+        return self
+
 
 class QPConfig(Section):
     """Mean-variance QP with an L1 trade cost.
@@ -698,6 +790,10 @@ class QPConfig(Section):
     """From this many assets on, Sigma enters as a factor model B F B' + D."""
     n_factors: PosInt = 20
     """Statistical (PCA) factors of the factor form."""
+    max_pair_correlation: Annotated[float, Field(gt=-1.0, lt=1.0)] | None = None
+    """Cap on the window correlation between any two held names; None = off. Enforced by
+    iterative exclusion: while two held names correlate above it, the one with the smaller
+    weight is pinned to 0 and the QP re-solved."""
     solver: Literal["CLARABEL", "OSQP", "SCS", "ECOS"] = "CLARABEL"
     """Primary solver."""
     fallback_solver: Literal["CLARABEL", "OSQP", "SCS", "ECOS"] | None = "SCS"
@@ -727,9 +823,47 @@ class GreedyConfig(Section):
     """Target weight of a bought name is budget / K."""
     default_cost: NonNeg = 0.001
     """Cost per unit of weight traded when the context carries no costs (decimal)."""
+    atr_multiple: Pos | None = 1.2
+    """ATR exit: a held name is cut once it has fallen this many ATRs from its highest
+    close since entry (the ATR scaled to the decision interval); null disables it."""
+    atr_window: PosInt = 14
+    """Bars of the ATR (mean absolute close-to-close return)."""
+    dead_money_bars: PosInt | None = 120
+    """Dead-money timeout: a name held this many bars or more without progress (return
+    since entry at or below dead_money_min_return) is cut; null disables it. The design's
+    120-minute timeout is 120 one-minute bars; on daily bars it is about six months."""
+    dead_money_min_return: float = 0.0
+    """Return since entry (decimal) a name must exceed to count as progress."""
+    min_adv_notional: NonNeg = 1.0e6
+    """Liquidity filter: names whose average daily traded notional (currency) is below it
+    are not bought; 0 disables the floor."""
+    max_spread_bps: Pos | None = 50.0
+    """Liquidity filter: names whose quoted spread (bps) is above it are not bought; null
+    disables the cap."""
+    score_horizons: tuple[PosInt, ...] = (5, 21, 63)
+    """Momentum horizons (bars) of the risk-scaled z-scores; empty = rank on the context's
+    alpha scores (``allocgym.features.alpha_scores``)."""
+    horizon_weights: tuple[NonNeg, ...] = (1.0, 1.0, 1.0)
+    """Weight of each horizon's z-score in the merged score (normalised to sum 1)."""
+    vol_window: Annotated[int, Field(ge=2)] = 63
+    """Bars of the daily volatility that risk-scales the momentum."""
+    max_pair_correlation: Annotated[float, Field(gt=-1.0, le=1.0)] | None = None
+    """Correlation cap: a candidate whose return correlation with a held or already
+    admitted name exceeds it is not bought; null disables it."""
+    corr_window: Annotated[int, Field(ge=2)] = 63
+    """Bars of the return correlations of the cap."""
 
     @model_validator(mode="after")
     def _check(self) -> GreedyConfig:
+        if len(self.horizon_weights) != len(self.score_horizons):
+            raise ValueError(
+                f"horizon_weights {list(self.horizon_weights)} has {len(self.horizon_weights)} "
+                f"entries for score_horizons {list(self.score_horizons)}: give one per horizon"
+            )
+        if self.score_horizons and sum(self.horizon_weights) <= 0:
+            raise ValueError(
+                f"horizon_weights {list(self.horizon_weights)} sum to 0: give a positive weight"
+            )
         if not self.K_buy <= self.K <= self.K_sell:
             raise ValueError(
                 f"need K_buy <= K <= K_sell for hysteresis; got K_buy={self.K_buy}, "
@@ -861,6 +995,25 @@ class ParetoConfig(Section):
     """Cost per unit of weight traded when the context carries no costs (decimal)."""
 
 
+class FactorModelConfig(Section):
+    """Factor model (``allocgym.factors``) of the factor risk parity allocator
+    (``baselines.factor_risk_parity``) and of the evaluation's factor attribution.
+
+    Statistical factors are the principal components of the trailing window's covariance:
+    the smallest number explaining ``variance_threshold`` of the variance, at most
+    ``max_factors``. With ``data.factors`` set, the attribution uses those factor returns
+    (exposures by time-series regression on the window) instead."""
+
+    window: Annotated[int, Field(ge=3)] | None = None
+    """Trailing bars of each fit; None = the baselines' lookback."""
+    variance_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    """Share of the window's variance the kept principal components must explain."""
+    max_factors: PosInt = 5
+    """Most principal components kept."""
+    refit_every: PosInt = 21
+    """Steps between refits of the attribution's factor model (held in between)."""
+
+
 class BLViewConfig(Section):
     """One Black-Litterman view: sum_i assets[i] * mu_i = expected_return."""
 
@@ -936,6 +1089,8 @@ class BaselinesConfig(Section):
     """Minimum CVaR (Rockafellar-Uryasev)."""
     pareto: ParetoConfig = ParetoConfig()
     """Multi-objective Pareto front (return, CVaR, drawdown, liquidity cost)."""
+    factor_model: FactorModelConfig = FactorModelConfig()
+    """Statistical factors of factor risk parity and of the factor attribution."""
     black_litterman: BlackLittermanConfig = BlackLittermanConfig()
     """Black-Litterman with user views."""
     kelly: KellyConfig = KellyConfig()
@@ -1063,7 +1218,7 @@ class ServingConfig(Section):
 BaselineName = Literal[
     "all", "equal_weight", "inverse_volatility", "hrp", "qp", "greedy", "engine",
     "min_variance", "max_sharpe", "risk_budgeting", "min_cvar", "black_litterman",
-    "fractional_kelly", "regime_switch", "cluster_barbell", "pareto",
+    "fractional_kelly", "regime_switch", "cluster_barbell", "pareto", "factor_risk_parity",
 ]  # fmt: skip
 """Baselines ``allocgym evaluate`` knows (allocator ``name``s); ``all`` = every one."""
 
@@ -1165,6 +1320,8 @@ class AllocgymConfig(Section):
     regime: RegimeConfig = RegimeConfig()
     execution: ExecutionConfig = ExecutionConfig()
     features: FeatureConfig = FeatureConfig()
+    intents: IntentConfig = IntentConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     env: EnvConfig = EnvConfig()
     train: TrainConfig = TrainConfig()
     baselines: BaselinesConfig = BaselinesConfig()

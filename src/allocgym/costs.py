@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from allocgym import compiled
 from allocgym.config import CostConfig
 from allocgym.errors import ConfigError
 
@@ -104,11 +105,7 @@ def cost_terms(
     adv = np.asarray(adv_notional, dtype=np.float64)
     vol = np.asarray(volatility, dtype=np.float64)
     spread = np.asarray(spread_bps, dtype=np.float64)
-    shape = np.broadcast_shapes(trade.shape, eq.shape, adv.shape, vol.shape, spread.shape)
-    if trade.shape != shape:
-        trade = np.broadcast_to(trade, shape)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _cost_terms(trade, eq, adv, vol, spread, model)
+    return _cost_terms(trade, eq, adv, vol, spread, model)
 
 
 def _cost_terms(
@@ -122,26 +119,18 @@ def _cost_terms(
     """:func:`cost_terms` on float64 arrays, ``eq`` of shape (n_envs, 1) or a scalar.
 
     ``trade`` has the broadcast shape of all inputs. For callers that already hold such
-    inputs and ignore floating-point warnings (the risk gates): the same operations,
-    without the conversions and the ``errstate``.
+    inputs (the risk gates): the compiled kernel without the conversions.
     """
-    # The formulas of cost_terms evaluated in place (same operations, same order).
-    a = np.abs(trade)
-    zero = a == 0.0
-    rate = np.multiply(spread_bps, model.spread_mult)
-    rate /= 2e4
-    rate += model.commission_bps / 1e4
-    linear = a * rate
-    coef = np.multiply(volatility, model.impact_k)
-    impact = a * eq
-    impact /= adv_notional  # the participation
-    np.sqrt(impact, out=impact)
-    impact *= a * coef
-    # A zero trade or a zero impact coefficient contributes nothing even where the
-    # participation is undefined (0/0) or infinite (ADV = 0).
-    linear = np.where(zero, 0.0, linear)
-    impact = np.where(zero | (coef == 0.0), 0.0, impact)
-    return linear, impact
+    return compiled.cost_terms(
+        trade,
+        np.asarray(eq, dtype=np.float64),
+        adv_notional,
+        volatility,
+        spread_bps,
+        model.spread_mult,
+        model.commission_bps,
+        model.impact_k,
+    )
 
 
 def expected_cost(
@@ -177,3 +166,46 @@ def expected_cost(
     """
     linear, impact = cost_terms(trade, equity, adv_notional, volatility, spread_bps, model)
     return linear + impact
+
+
+def fill_cost(
+    trade: np.ndarray,
+    equity: np.ndarray,
+    adv_notional: np.ndarray,
+    volatility: np.ndarray,
+    spread_bps: np.ndarray,
+    rows: np.ndarray,
+    model: CostModel,
+) -> np.ndarray:
+    """Expected cost of each portfolio's trade, summed over its symbols, reading the
+    market inputs from per-bar tables: ``expected_cost(trade, equity, adv_notional[rows],
+    volatility[rows], spread_bps[rows], model).sum(axis=1)``, bit for bit.
+
+    Parameters
+    ----------
+    trade : ndarray, shape (n_envs, n_assets)
+        Signed weight change (fraction of equity).
+    equity : ndarray, shape (n_envs,)
+        Equity in currency.
+    adv_notional, volatility, spread_bps : ndarray, shape (n_bars, n_assets)
+        Per-bar tables (see :func:`expected_cost`).
+    rows : ndarray of int, shape (n_envs,)
+        Bar of each portfolio's market inputs.
+    model : CostModel
+
+    Returns
+    -------
+    ndarray, shape (n_envs,)
+        Cost as a fraction of equity.
+    """
+    return compiled.fill_cost(
+        np.asarray(trade, dtype=np.float64),
+        np.asarray(equity, dtype=np.float64),
+        np.asarray(adv_notional, dtype=np.float64),
+        np.asarray(volatility, dtype=np.float64),
+        np.asarray(spread_bps, dtype=np.float64),
+        rows,
+        model.spread_mult,
+        model.commission_bps,
+        model.impact_k,
+    )

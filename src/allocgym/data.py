@@ -37,6 +37,8 @@ from allocgym.errors import ConfigError, DataError, DataWarning
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from allocgym.factors import FactorReturns
+
 # GICS sectors of the 20 symbols in skfolio's S&P 500 sample. Source: S&P Dow Jones
 # Indices' GICS classification as listed for S&P 500 constituents (Dec 2022); RRC (Range
 # Resources) left the index in 2016 and keeps its GICS sector, Energy.
@@ -747,6 +749,91 @@ def sector_cap_note(md: MarketData) -> str | None:
         "so risk.max_sector_gross does not apply to them; pass --sectors FILE (CSV "
         "symbol,sector or a YAML mapping) or set data.sectors to enforce it"
     )
+
+
+def load_factor_returns(path: str | Path, market: MarketData) -> FactorReturns:
+    """Read user factor returns (``--factors FILE``) and align them to ``market``'s dates.
+
+    The CSV has a ``date`` column and one column per factor of simple per-bar returns in
+    decimals (0.01 = 1 %), each row the return over the bar ending at that date. Every
+    market date from the second on needs a row; rows for other dates are ignored. Row 0
+    of the result is 0, like ``MarketData.returns``.
+
+    Raises
+    ------
+    DataError
+        Missing file, no ``date`` or no factor column, an unparsable date, a duplicated
+        date, a non-numeric or non-finite value, a value that looks like a percentage
+        (|x| >= 1), or a market date without a row; the message names the value and the
+        fix.
+    """
+    from allocgym.factors import FactorReturns
+
+    p = Path(path)
+    where = f"factor file {str(p)!r}"
+    if not p.is_file():
+        raise DataError(
+            f"{where} does not exist: pass an existing CSV (date,factor1,...) with --factors"
+        )
+    try:
+        df = pd.read_csv(p, dtype=str, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{where} could not be read as CSV ({err})") from None
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    if "date" not in cols:
+        raise DataError(
+            f"{where} has columns {list(df.columns)}: give a header 'date,<factor>,...'"
+        )
+    names = tuple(str(c).strip() for c in df.columns if c != cols["date"])
+    if not names:
+        raise DataError(f"{where} has no factor column: add at least one after 'date'")
+    raw_dates = df[cols["date"]].astype(str).str.strip()
+    dates = pd.to_datetime(raw_dates, errors="coerce", format="mixed")
+    if dates.isna().any():
+        i = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DataError(
+            f"{where}: row {i + 2} has date {raw_dates.iloc[i]!r}, which is not a date: "
+            "write dates as YYYY-MM-DD"
+        )
+    day = dates.dt.normalize()
+    dup = day.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(
+            f"{where}: date {_day(day.iloc[i])} appears more than once: keep one row per date"
+        )
+    values = np.empty((len(df), len(names)))
+    for j, c in enumerate(c for c in df.columns if c != cols["date"]):
+        col = pd.to_numeric(df[c].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(col)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{where}: factor {names[j]!r} on {_day(day.iloc[i])} is {df[c].iloc[i]!r}, "
+                "not a finite number: fill it with the factor's return (0 if it did not "
+                "trade)"
+            )
+        big = np.abs(col) >= 1.0
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise DataError(
+                f"{where}: factor {names[j]!r} on {_day(day.iloc[i])} is {col[i]:g}, a "
+                "one-bar return of 100 % or more: give decimal returns (divide percentages "
+                "by 100)"
+            )
+        values[:, j] = col
+    frame = pd.DataFrame(values, index=pd.DatetimeIndex(day), columns=list(names))
+    wanted = pd.DatetimeIndex(pd.to_datetime(market.dates)).normalize()
+    missing = wanted[1:].difference(frame.index)
+    if len(missing):
+        raise DataError(
+            f"{where} has no row for {len(missing)} market date(s), first {_day(missing[0])} "
+            f"(the market runs {_day(wanted[0])}..{_day(wanted[-1])}): add those rows or "
+            "trim the market to the factors' dates (data.splits)"
+        )
+    aligned = np.array(frame.reindex(wanted).to_numpy(dtype=np.float64))
+    aligned[0] = 0.0
+    return FactorReturns(names, aligned)
 
 
 # ---------------------------------------------------------------------------- loaders

@@ -81,10 +81,17 @@ from allocgym.baselines.registry import (
     baseline_names,
     build_baselines,
 )
-from allocgym.config import AllocgymConfig, EnvConfig, EvaluationConfig
+from allocgym.config import (
+    AllocgymConfig,
+    EnvConfig,
+    EvaluationConfig,
+    FactorModelConfig,
+    RiskConfig,
+)
 from allocgym.data import MarketData, load_market
-from allocgym.envs.context import Rebalancer, allocation_context
+from allocgym.envs.context import Rebalancer, allocation_context, window_bars
 from allocgym.errors import ConfigError, DataError
+from allocgym.factors import FactorReturns, factor_attribution, factor_models
 from allocgym.ledger import TrialsLedger, find_ledger
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk import GATE_CODES, check_invariants
@@ -121,6 +128,7 @@ __all__ = [
     "load_policies",
     "paired_tests",
     "regime_diagnostics",
+    "risk_budget_utilisation",
     "run_allocator",
     "run_allocators",
 ]
@@ -268,6 +276,10 @@ class Backtest:
         breaks a limit by itself), ``overlay_cut`` = what the regime multipliers take off
         on top (``max(0, intervention - allocator_cut)``: the regime overlay cutting
         gross or capacity in high-volatility / uncertain regimes).
+    selection_audit : list of dict
+        Allocators that select names (cluster barbell, greedy rotation): one record per
+        rebalance (``Rebalancer.selections``), written to ``selection_audit.json``; empty
+        for the others.
     initial_equity : float
         Starting equity (``cfg.env.initial_equity * equity_scale``), currency.
     equity_scale : float
@@ -321,6 +333,7 @@ class Backtest:
     primary_source: str | None = None
     allocator_cut: np.ndarray | None = None
     overlay_cut: np.ndarray | None = None
+    selection_audit: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_steps(self) -> int:
@@ -530,6 +543,7 @@ def _walk(
             for m in members
         ],
         lookback=cfg.baselines.lookback,
+        windows=window_bars(params.market.dates, cfg.schedule),
     )
     live = np.arange(b)  # batch rows still stepped; ``state`` and ``obs`` hold only these
 
@@ -706,6 +720,7 @@ class _WalkRecord:
                     allocator_errors=int(rebalancer.errors[i]),
                     rebalance_sources=dict(rebalancer.sources[i]) if m.kind == "baseline" else {},
                     primary_source=primary_source_of(m.obj) if m.kind == "baseline" else None,
+                    selection_audit=list(rebalancer.selections[i]),
                     initial_equity=eq0 * m.scale,
                     equity_scale=m.scale,
                     split=params.split.name,
@@ -752,6 +767,44 @@ def _f(x: Any) -> float:
     return float(np.asarray(x))
 
 
+def _regime_metrics(bt: Backtest, ppy: float) -> dict[str, dict[str, float]]:
+    """Per regime label seen in ``bt``: bars, share of bars, annualised return, volatility
+    and Sharpe over those bars (``ppy``: periods per year)."""
+    regimes: dict[str, dict[str, float]] = {}
+    for code, label in enumerate(REGIME_LABELS):
+        in_regime = bt.regime == code
+        n_bars = int(in_regime.sum())
+        if n_bars == 0:
+            continue
+        regime_returns = bt.returns[in_regime]
+        regimes[label] = {
+            "n_bars": n_bars,
+            "fraction": n_bars / max(bt.n_steps, 1),
+            "ann_return": _f(measures.annualized_return(regime_returns, ppy)),
+            "ann_volatility": _f(measures.annualized_volatility(regime_returns, ppy)),
+            "sharpe": _f(measures.sharpe_ratio(regime_returns, periods_per_year=ppy)),
+        }
+    return regimes
+
+
+def _attribution(bt: Backtest) -> dict[str, Any]:
+    """Summed daily return contributions: per asset, of the costs, and per strategy family
+    (the remainder ``unattributed``; in ``weights`` mode the allocator is one strategy)."""
+    asset = bt.asset_pnl.sum(axis=0)
+    if bt.strategy_pnl is not None:
+        strategies = {
+            s: float(v) for s, v in zip(bt.strategy_names, bt.strategy_pnl.sum(0), strict=True)
+        }
+        strategies["unattributed"] = float(asset.sum() - bt.strategy_pnl.sum())
+    else:
+        strategies = {bt.name: float(asset.sum())}
+    return {
+        "assets": {s: float(v) for s, v in zip(bt.symbols, asset, strict=True)},
+        "costs": float(bt.cost_pnl.sum()),
+        "strategies": strategies,
+    }
+
+
 def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict[str, Any]:
     """Metrics of one backtest, every risk/return number from :mod:`allocgym.measures`.
 
@@ -784,33 +837,13 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
     ppy = float(e.periods_per_year)
     r = bt.returns
     n = bt.n_steps
+    regimes = _regime_metrics(bt, ppy)
+    attribution = _attribution(bt)
     invested = np.abs(bt.weights).sum(axis=1) > 0
     hhi = measures.herfindahl(bt.weights[invested]) if invested.any() else np.array([np.nan])
     counts = bt.reason_counts.sum(axis=0)
     interventions = {name: int(c) for name, c in zip(bt.reason_names, counts, strict=True) if c}
     gate_total = int(sum(v for k, v in interventions.items() if k in GATE_REASON_NAMES))
-    regimes: dict[str, dict[str, float]] = {}
-    for code, label in enumerate(REGIME_LABELS):
-        sel = bt.regime == code
-        k = int(sel.sum())
-        if k == 0:
-            continue
-        rr = r[sel]
-        regimes[label] = {
-            "n_bars": k,
-            "fraction": k / max(n, 1),
-            "ann_return": _f(measures.annualized_return(rr, ppy)),
-            "ann_volatility": _f(measures.annualized_volatility(rr, ppy)),
-            "sharpe": _f(measures.sharpe_ratio(rr, periods_per_year=ppy)),
-        }
-    asset = bt.asset_pnl.sum(axis=0)
-    if bt.strategy_pnl is not None:
-        strategies = {
-            s: float(v) for s, v in zip(bt.strategy_names, bt.strategy_pnl.sum(0), strict=True)
-        }
-        strategies["unattributed"] = float(asset.sum() - bt.strategy_pnl.sum())
-    else:
-        strategies = {bt.name: float(asset.sum())}
     with np.errstate(divide="ignore", invalid="ignore"):
         out: dict[str, Any] = {
             "name": bt.name,
@@ -847,11 +880,7 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
             if bt.wiped_out_at is None
             else str(bt.dates[bt.wiped_out_at])[:10],
             "regimes": regimes,
-            "attribution": {
-                "assets": {s: float(v) for s, v in zip(bt.symbols, asset, strict=True)},
-                "costs": float(bt.cost_pnl.sum()),
-                "strategies": strategies,
-            },
+            "attribution": attribution,
         }
     if bt.strategy_gross is not None and n:
         out["strategy_gross"] = {
@@ -994,18 +1023,9 @@ def regime_diagnostics(
             f"{window}-bar window needs bars {window - 1}..{r.shape[0] - 1}: pass a smaller "
             "window or the returns of the market the walk ran on"
         )
-    ok = np.isfinite(bt.proposed).all(axis=1)
-    proposed = np.where(ok[:, None], bt.proposed, 0.0)
-    views = sliding_window_view(r, window, axis=0)  # row j: bars j .. j + window - 1
-    n = bars.size
-    risk = {key: np.full(n, np.nan) for key in ("p_vol", "p_cvar", "h_vol", "h_cvar")}
-    for lo in range(0, n, _CHUNK_STEPS):
-        sl = slice(lo, min(lo + _CHUNK_STEPS, n))
-        scenarios = views[bars[sl] - window + 1]  # (k, n_assets, window)
-        for tag, book in (("p", proposed[sl]), ("h", bt.weights[sl])):
-            pnl = np.einsum("knw,kn->kw", scenarios, book)
-            risk[f"{tag}_vol"][sl] = measures.annualized_volatility(pnl, periods_per_year)
-            risk[f"{tag}_cvar"][sl] = measures.cvar(pnl, alpha)
+    finite_proposal = np.isfinite(bt.proposed).all(axis=1)
+    proposed = np.where(finite_proposal[:, None], bt.proposed, 0.0)
+    risk = _ex_ante_risk(r, bars, window, proposed, bt.weights, periods_per_year, alpha)
 
     def mean(x: np.ndarray) -> float:
         return float(np.mean(x)) if x.size else float("nan")
@@ -1018,19 +1038,60 @@ def regime_diagnostics(
         k = int(sel.sum())
         if k == 0:
             continue
-        good = sel & ok
+        good = sel & finite_proposal
         out[label] = {
             "n_bars": k,
-            "fraction": k / max(n, 1),
+            "fraction": k / max(bars.size, 1),
             "proposed_gross": mean(gross_p[good]),
             "held_gross": mean(gross_h[sel]),
             "proposed_volatility": mean(risk["p_vol"][good]),
             "held_volatility": mean(risk["h_vol"][sel]),
             "proposed_cvar": mean(risk["p_cvar"][good]),
             "held_cvar": mean(risk["h_cvar"][sel]),
-            "nan_proposals": int((sel & ~ok).sum()),
+            "nan_proposals": int((sel & ~finite_proposal).sum()),
         }
     return out
+
+
+def _ex_ante_risk(
+    returns: np.ndarray,
+    bars: np.ndarray,
+    window: int,
+    proposed: np.ndarray,
+    held: np.ndarray,
+    periods_per_year: float,
+    alpha: float,
+) -> dict[str, np.ndarray]:
+    """Ex-ante volatility and CVaR of two books per step, on the same scenarios.
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n_days, n_assets)
+    bars : ndarray of int, shape (n_steps,)
+        Decision bars, each ``>= window - 1``.
+    window : int
+        Scenario bars ending at each decision bar.
+    proposed, held : ndarray, shape (n_steps, n_assets)
+        Finite books.
+    periods_per_year : float
+    alpha : float
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n_steps,)
+        ``p_vol``, ``p_cvar`` (proposed) and ``h_vol``, ``h_cvar`` (held).
+    """
+    views = sliding_window_view(returns, window, axis=0)  # row j: bars j .. j + window - 1
+    n_steps = bars.size
+    risk = {key: np.full(n_steps, np.nan) for key in ("p_vol", "p_cvar", "h_vol", "h_cvar")}
+    for lo in range(0, n_steps, _CHUNK_STEPS):
+        sl = slice(lo, min(lo + _CHUNK_STEPS, n_steps))
+        scenarios = views[bars[sl] - window + 1]  # (k, n_assets, window)
+        for tag, book in (("p", proposed[sl]), ("h", held[sl])):
+            pnl = np.einsum("knw,kn->kw", scenarios, book)
+            risk[f"{tag}_vol"][sl] = measures.annualized_volatility(pnl, periods_per_year)
+            risk[f"{tag}_cvar"][sl] = measures.cvar(pnl, alpha)
+    return risk
 
 
 PAIRED_REFERENCES: tuple[str, ...] = ("equal_weight", "hrp")
@@ -1180,6 +1241,15 @@ class EvaluationResult:
     pareto_fronts : dict of str to dict
         Per allocator that traces one (``pareto``): the front of its last rebalance, as
         its ``front_`` attribute (objectives per point and the chosen point).
+    factor_attribution : dict of str to dict
+        :func:`allocgym.factors.factor_attribution` per backtest name: its market return
+        split into factor contributions and a specific part, per step and in total
+        (empty without the asset returns).
+    diagnostics : dict of str to dict
+        Per backtest name: ``risk_budget`` (:func:`risk_budget_utilisation`),
+        ``effective_factors`` (the book's mean effective number of principal-component
+        factors, its diversification score) and ``var_coverage`` (VaR method -> share of
+        forecasts not breached, from ``var_backtest``).
     """
 
     backtests: list[Backtest]
@@ -1193,6 +1263,8 @@ class EvaluationResult:
     benchmark: dict[str, Any] = field(default_factory=dict)
     var_backtest: dict[str, dict[str, Any]] = field(default_factory=dict)
     pareto_fronts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    factor_attribution: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def backtest(self, name: str) -> Backtest:
         """The backtest called ``name``."""
@@ -1237,6 +1309,19 @@ class EvaluationResult:
             "benchmark": self.benchmark,
             "var_backtest": self.var_backtest,
             "pareto_fronts": self.pareto_fronts,
+            "factor_attribution": {
+                name: {
+                    **{
+                        k: v
+                        for k, v in fa.items()
+                        if k not in ("per_period", "specific", "market_return")
+                    },
+                    "per_period": np.asarray(fa["per_period"]).tolist(),
+                    "specific": np.asarray(fa["specific"]).tolist(),
+                }
+                for name, fa in self.factor_attribution.items()
+            },
+            "diagnostics": self.diagnostics,
             "dashboard": self.dashboard,
             "table_metrics": list(TABLE_METRICS),
             "series": {
@@ -1369,6 +1454,83 @@ def dsr_trial_set(
     )
 
 
+def _seed_groups(
+    backtests: Sequence[Backtest], metrics: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per agent group of at least two seeds: its seeds and members, and the mean and
+    std (ddof = 1) over the seeds of every ``TABLE_METRICS`` column."""
+    groups: dict[str, dict[str, Any]] = {}
+    for g, members in _agent_groups(backtests).items():
+        if len(members) < 2:
+            continue
+        agg: dict[str, Any] = {
+            "n_seeds": len(members),
+            "seeds": [m.seed for m in members],
+            "members": [m.name for m in members],
+        }
+        for key in TABLE_METRICS:
+            vals = np.array([metrics[m.name][key] for m in members], dtype=np.float64)
+            agg[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1))}
+        groups[g] = agg
+    return groups
+
+
+def _dsr_summary(ts: DSRTrials, ppy: float) -> dict[str, Any]:
+    """The DSR's trial set for the report: N, ``SR_0`` (per period and annualised with
+    ``ppy``), where the trials came from and the method in words."""
+    return {
+        "n_trials": ts.n_trials,
+        "sr0": ts.sr0,
+        "sr0_annual": ts.sr0 * math.sqrt(ppy),
+        "trial_names": [bt.name for bt in ts.trials],
+        "source": ts.source,
+        "weak": ts.weak,
+        "sharpe_variance": ts.sharpe_variance,
+        "sharpe_variance_annual": ts.sharpe_variance * ppy,
+        "n_trial_sharpes": ts.n_sharpes,
+        "ledger": ts.ledger,
+        "note": ts.note,
+        "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
+        "of N skill-less trials, with per-period Sharpe ratios throughout; the trials are "
+        "every configuration trained in the study (trials ledger: N = completed and stopped "
+        "trials, variance of the completed trials' validation Sharpe ratios), or, without a "
+        "ledger, the agent seeds evaluated together (weak: it misses the configurations "
+        "tried before); evaluation.dsr_trials overrides N; baselines are benchmarks, not "
+        "trials",
+    }
+
+
+def _market_risk(
+    backtests: Sequence[Backtest],
+    asset_returns: np.ndarray | None,
+    risk_window: int | None,
+    e: EvaluationConfig,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+    """Regime diagnostics and VaR backtest of every backtest on the walk's market returns
+    (none without them), and the meta entries they add."""
+    regime_risk: dict[str, dict[str, Any]] = {}
+    var_bt: dict[str, dict[str, Any]] = {}
+    meta: dict[str, Any] = {}
+    if asset_returns is None:
+        return regime_risk, var_bt, meta
+    window = EnvConfig().cvar_window if risk_window is None else int(risk_window)
+    regime_risk = {
+        bt.name: regime_diagnostics(
+            bt,
+            asset_returns,
+            window,
+            periods_per_year=float(e.periods_per_year),
+            alpha=e.cvar_alpha,
+        )
+        for bt in backtests
+    }
+    meta.update(risk_window=window, cvar_alpha=float(e.cvar_alpha))
+    var_bt = {
+        bt.name: backtest_var(bt, asset_returns, e.var_window, e.var_alpha) for bt in backtests
+    }
+    return regime_risk, var_bt, meta
+
+
 def summarize(
     backtests: Sequence[Backtest],
     ecfg: EvaluationConfig | None = None,
@@ -1378,10 +1540,14 @@ def summarize(
     risk_window: int | None = None,
     benchmark_returns: np.ndarray | None = None,
     benchmark_name: str = "benchmark",
+    factors: FactorReturns | None = None,
+    factor_model: FactorModelConfig | None = None,
+    factor_window: int = 252,
+    risk: RiskConfig | None = None,
 ) -> EvaluationResult:
     """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk, the
-    VaR backtest (``ecfg.var_alpha``, ``ecfg.var_window``) and the comparison with the
-    benchmark.
+    VaR backtest (``ecfg.var_alpha``, ``ecfg.var_window``), the factor attribution, the
+    risk diagnostics and the comparison with the benchmark.
 
     Every row's DSR is its PSR against the same ``SR_0`` of :func:`dsr_trial_set` (the
     ledger's trials, else the agent backtests; baselines are no trials). The paired
@@ -1405,6 +1571,16 @@ def summarize(
         backtest and :func:`benchmark_summary`.
     benchmark_name : str
         Label of the benchmark in the report.
+    factors : FactorReturns, optional
+        User factor returns aligned to the market (``allocgym.data.load_factor_returns``);
+        None = statistical (PCA) factors.
+    factor_model : FactorModelConfig, optional
+        PCA rule and refit interval of the attribution (default settings).
+    factor_window : int
+        Trailing bars of each factor fit (``factor_model.window`` overrides it).
+    risk : RiskConfig, optional
+        The gates' limits: the budgets of :func:`risk_budget_utilisation` (default
+        ``RiskConfig()``).
     """
     e = ecfg or EvaluationConfig()
     metrics = {bt.name: backtest_metrics(bt, e) for bt in backtests}
@@ -1426,59 +1602,92 @@ def summarize(
         metrics[bt.name]["psr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, 0.0)
         metrics[bt.name]["dsr_trials"] = ts.n_trials
         metrics[bt.name]["dsr_source"] = ts.source
-    groups: dict[str, dict[str, Any]] = {}
-    for g, members in _agent_groups(backtests).items():
-        if len(members) < 2:
-            continue
-        agg: dict[str, Any] = {
-            "n_seeds": len(members),
-            "seeds": [m.seed for m in members],
-            "members": [m.name for m in members],
-        }
-        for key in TABLE_METRICS:
-            vals = np.array([metrics[m.name][key] for m in members], dtype=np.float64)
-            agg[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1))}
-        groups[g] = agg
+    groups = _seed_groups(backtests, metrics)
     ppy = float(e.periods_per_year)
-    dsr = {
-        "n_trials": ts.n_trials,
-        "sr0": ts.sr0,
-        "sr0_annual": ts.sr0 * math.sqrt(ppy),
-        "trial_names": [bt.name for bt in ts.trials],
-        "source": ts.source,
-        "weak": ts.weak,
-        "sharpe_variance": ts.sharpe_variance,
-        "sharpe_variance_annual": ts.sharpe_variance * ppy,
-        "n_trial_sharpes": ts.n_sharpes,
-        "ledger": ts.ledger,
-        "note": ts.note,
-        "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
-        "of N skill-less trials, with per-period Sharpe ratios throughout; the trials are "
-        "every configuration trained in the study (trials ledger: N = completed and stopped "
-        "trials, variance of the completed trials' validation Sharpe ratios), or, without a "
-        "ledger, the agent seeds evaluated together (weak: it misses the configurations "
-        "tried before); evaluation.dsr_trials overrides N; baselines are benchmarks, not "
-        "trials",
-    }
-    regime_risk: dict[str, dict[str, Any]] = {}
-    var_bt: dict[str, dict[str, Any]] = {}
-    meta: dict[str, Any] = {}
-    if asset_returns is not None:
-        window = EnvConfig().cvar_window if risk_window is None else int(risk_window)
-        regime_risk = {
-            bt.name: regime_diagnostics(
-                bt, asset_returns, window, periods_per_year=ppy, alpha=e.cvar_alpha
-            )
-            for bt in backtests
-        }
-        meta.update(risk_window=window, cvar_alpha=float(e.cvar_alpha))
-        var_bt = {
-            bt.name: backtest_var(bt, asset_returns, e.var_window, e.var_alpha) for bt in backtests
-        }
+    dsr = _dsr_summary(ts, ppy)
+    regime_risk, var_bt, meta = _market_risk(backtests, asset_returns, risk_window, e)
+    attribution, diagnostics = _factor_diagnostics(
+        backtests, asset_returns, factors, factor_model or FactorModelConfig(), factor_window,
+        risk or RiskConfig(), var_bt, meta,
+    )  # fmt: skip
     return EvaluationResult(
         list(backtests), metrics, groups, dsr, meta=meta, paired=paired_tests(backtests, e),
         regime_risk=regime_risk, benchmark=bench, var_backtest=var_bt,
+        factor_attribution=attribution, diagnostics=diagnostics,
     )  # fmt: skip
+
+
+def risk_budget_utilisation(bt: Backtest, risk: RiskConfig) -> dict[str, Any]:
+    """Used risk over its budget, per strategy family and in total (mean and peak).
+
+    The budgets the gates enforce are gross-exposure budgets, so risk is measured in the
+    same unit: in total the held book's gross ``sum |w|`` over ``risk.max_gross`` (the
+    budget before the regime multiplier, so a regime cut shows as utilisation below 1);
+    per strategy family (``budgets`` action mode only) its gross contribution after the
+    STRATEGY_CAP scaling over ``risk.max_strategy_contribution``.
+
+    Returns
+    -------
+    dict
+        ``total``: ``{"mean", "max"}``; ``families``: family -> ``{"mean", "max"}`` (empty
+        outside ``budgets`` mode).
+    """
+    gross = np.abs(bt.weights).sum(axis=1) / float(risk.max_gross)
+    out: dict[str, Any] = {
+        "total": {
+            "mean": float(gross.mean()) if bt.n_steps else float("nan"),
+            "max": float(gross.max()) if bt.n_steps else float("nan"),
+        },
+        "families": {},
+    }
+    if bt.strategy_gross is not None and bt.n_steps:
+        used = bt.strategy_gross / float(risk.max_strategy_contribution)
+        out["families"] = {
+            name: {"mean": float(u.mean()), "max": float(u.max())}
+            for name, u in zip(bt.strategy_names, used.T, strict=True)
+        }
+    return out
+
+
+def _factor_diagnostics(
+    backtests: Sequence[Backtest], asset_returns: np.ndarray | None,
+    factors: FactorReturns | None, fm: FactorModelConfig, window: int, risk: RiskConfig,
+    var_bt: dict[str, dict[str, Any]], meta: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:  # fmt: skip
+    attribution: dict[str, dict[str, Any]] = {}
+    diagnostics: dict[str, dict[str, Any]] = {}
+    window = int(fm.window or window)
+    models: dict[bytes, Any] = {}
+    for bt in backtests:
+        entry: dict[str, Any] = {"risk_budget": risk_budget_utilisation(bt, risk)}
+        vb = var_bt.get(bt.name)
+        if vb is not None:
+            entry["var_coverage"] = {
+                m: 1.0 - float(vb[m]["rate"]) if vb[m]["n_obs"] else float("nan")
+                for m in ("historical", "gaussian", "evt")
+            }
+            entry["var_alpha"] = float(vb["alpha"])
+        if asset_returns is not None and bt.n_steps:
+            key = np.asarray(bt.bars, dtype=np.int64).tobytes()
+            if key not in models:
+                models[key] = factor_models(
+                    asset_returns, bt.bars, window, factors=factors,
+                    variance_threshold=fm.variance_threshold, max_factors=fm.max_factors,
+                    refit_every=fm.refit_every,
+                )  # fmt: skip
+            fa = factor_attribution(bt.weights, bt.asset_pnl, models[key])
+            fa["costs"] = float(bt.cost_pnl.sum())
+            attribution[bt.name] = fa
+            entry["effective_factors"] = fa["effective_factors"]
+        diagnostics[bt.name] = entry
+    if models:
+        first = next(iter(models.values()))
+        meta.update(
+            factor_source="user" if factors is not None else "pca",
+            factor_window=window,
+            universe_effective_factors=float(np.nanmean(first.universe_effective)),
+        )
+    return attribution, diagnostics
 
 
 def active_metrics(
@@ -1642,10 +1851,17 @@ def evaluate(
     ledger = cfg.evaluation.trials_ledger if ledger is None else ledger
     market = params.market
     bench = market.benchmark_returns[bts[0].bars + 1] if bts else None
+    factors = None
+    if cfg.data.factors is not None:
+        from allocgym.data import load_factor_returns
+
+        factors = load_factor_returns(cfg.data.factors, market)
     result = summarize(
         bts, cfg.evaluation, ledger=ledger, asset_returns=params.returns,
         risk_window=cfg.env.cvar_window, benchmark_returns=bench,
-        benchmark_name=benchmark_label(market),
+        benchmark_name=benchmark_label(market), factors=factors,
+        factor_model=cfg.baselines.factor_model, factor_window=cfg.baselines.lookback,
+        risk=cfg.risk,
     )  # fmt: skip
     result.dashboard = dashboard_data(result.primary, params) if bts else {}
     for a, bt in zip(allocators, bts, strict=True):

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from allocgym import compiled
 from allocgym.config import ExecutionConfig
 from allocgym.errors import ConfigError, InvariantBreach
 from allocgym.risk import GateContext, GateResult, ReasonCode
@@ -77,8 +78,6 @@ _TOL = 1e-12
 """Absolute slack (weight units) of the post-rounding exposure checks (float dust only)."""
 _SHRINK_GRID = (0.99, 0.95, 0.9, 0.75, 0.5, 0.25)
 """Uniform trade shrinks tried, largest first, when a rounded book fails a check."""
-_SNAP = 1e-13
-"""Relative distance to a whole number of lots under which a quantity counts as whole."""
 
 _FORCED_MASK = int(ReasonCode.FORCED_DERISK | ReasonCode.KILL_SWITCH)
 _KILL = int(ReasonCode.KILL_SWITCH)
@@ -315,6 +314,8 @@ class _Refs:
     sector_tol: np.ndarray
     net_tol: np.ndarray
     beta_tol: np.ndarray | None
+    loadings: np.ndarray | None = None  # (n_envs, n_assets, n_factors) with a factor cap
+    factor_tol: np.ndarray | None = None  # (n_envs, n_factors)
 
 
 class ExecutionPolicy:
@@ -461,7 +462,7 @@ class ExecutionPolicy:
         # The book arrives as weights: a whole-lot position read back from them is off by
         # float dust (100.00000000000001). Snapped, orders are exact whole lots and a
         # close-out is exactly minus the held quantity.
-        q_cur = _snap_whole_lots(c * shares_per_w, lot, st.unit_lot)
+        q_cur = compiled.snap_whole_lots(c * shares_per_w, lot, st.unit_lot)
         change = target != c
         if not every_ok:
             change &= price_ok
@@ -548,7 +549,12 @@ class ExecutionPolicy:
         regime = _fit(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
         equity = _fit(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))
         slot = limits.tables.slot(regime)
-        return portfolio_bounds(limits, slot, equity, sectors, betas)
+        loadings = None
+        if limits.max_factor_exposure is not None and ctx.factor_loadings is not None:
+            raw = np.asarray(ctx.factor_loadings, dtype=np.float64)
+            # one (n_assets, n_factors) matrix is shared; a non-finite loading adds nothing
+            loadings = np.nan_to_num(np.broadcast_to(raw, (n_envs, *raw.shape[-2:])))
+        return portfolio_bounds(limits, slot, equity, sectors, betas, loadings)
 
 
 _FLAG_BITS = np.array(
@@ -646,6 +652,13 @@ def _refs(
         if betas is not None:
             ba, bc = np.abs((betas * a).sum(axis=1)), np.abs((betas * c).sum(axis=1))
             beta = np.where(forced, ba, np.maximum(ba, bc))
+    loadings = factor_tol = None
+    if bounds is not None and bounds.loadings is not None:
+        # Lot rounding must not lift a factor exposure over the cap (or over the approved
+        # book's own exposure, float dust of the gates).
+        loadings = bounds.loadings
+        factor = np.maximum(np.abs(np.einsum("nmk,nm->nk", loadings, a)), bounds.factor_cap)
+        factor_tol = factor + _TOL
     # Between the approved weight and the current one (forced name: 0), as bounds with slack.
     other = c if forced_names is None else np.where(forced_names, 0.0, c)
     lo, hi = np.minimum(a, other), np.maximum(a, other)
@@ -660,6 +673,8 @@ def _refs(
         sector_tol=sector + _TOL,
         net_tol=net + _TOL,
         beta_tol=None if beta is None else beta + _TOL,
+        loadings=loadings,
+        factor_tol=factor_tol,
     )
 
 
@@ -705,82 +720,6 @@ def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
     return hit.reshape(n_envs, -1).any(axis=1)
 
 
-def _lots(x: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
-    """Quantity in lots, snapped to the nearest whole number when within float dust."""
-    r = x if unit else x / lot
-    near = np.rint(r)
-    dist = r - near
-    np.abs(dist, out=dist)
-    scale = np.abs(r)
-    np.maximum(scale, 1.0, out=scale)
-    scale *= _SNAP
-    return np.where(dist <= scale, near, r)
-
-
-def _snap_whole_lots(q: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
-    """``q`` with entries within float dust of a whole number of lots set to it exactly
-    (the others unchanged, bit for bit)."""
-    r = _lots(q, lot, unit)
-    whole = r == np.rint(r)
-    if unit:
-        return np.where(whole, r, q)
-    return np.where(whole, r * lot, q)
-
-
-def _round_toward_current(
-    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, unit: bool
-) -> np.ndarray:
-    """Final position: the current one plus the order truncated to whole lots (an order
-    never exceeds the approved one); a zero target closes the position exactly."""
-    k = np.trunc(_lots(q_tgt - q_cur, lot, unit))
-    q = q_cur + (k if unit else k * lot)
-    return np.where(q_tgt == 0.0, 0.0, q)
-
-
-def _round_toward_zero(
-    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, unit: bool
-) -> np.ndarray:
-    """Final position on the lattice ``q_cur + k lot`` in ``[0, q_tgt]`` closest to
-    ``q_tgt`` (so ``|q| <= |q_tgt|`` with the same sign), or 0 (close-out) when none is."""
-    s = np.sign(q_tgt)
-    x = s * q_cur  # current position in target-sign coordinates
-    k = np.floor(_lots(np.abs(q_tgt) - x, lot, unit))
-    v = x + (k if unit else k * lot)
-    return np.where((s == 0.0) | (v < 0.0), 0.0, s * v)
-
-
-def _round_rows(
-    q_cur: np.ndarray,
-    q_tgt: np.ndarray,
-    lot: np.ndarray,
-    forced: np.ndarray | None,
-    unit: bool,
-) -> np.ndarray:
-    """Toward zero for forced names, toward the current position elsewhere (both rules are
-    elementwise, so each entry has the bits of its own rule whatever the batch)."""
-    if forced is None or not forced.any():
-        return _round_toward_current(q_cur, q_tgt, lot, unit)
-    if forced.all():
-        return _round_toward_zero(q_cur, q_tgt, lot, unit)
-    q = _round_toward_current(q_cur, q_tgt, lot, unit)
-    rows = np.flatnonzero(rows_any(forced))  # only rows with a forced name differ
-    qz = _round_toward_zero(q_cur[rows], q_tgt[rows], lot, unit)  # lot: (n_assets,)
-    q[rows] = np.where(forced[rows], qz, q[rows])
-    return q
-
-
-def _weights(
-    q_fin: np.ndarray,
-    q_cur: np.ndarray,
-    c: np.ndarray,
-    shares_per_w: np.ndarray,
-    change: np.ndarray,
-) -> np.ndarray:
-    w = q_fin / shares_per_w  # 0 / 0 where nothing trades: masked below
-    w = np.where(q_fin == 0.0, 0.0, w)
-    return np.where(change & (q_fin != q_cur), w, c)
-
-
 def _round_book(
     target: np.ndarray,
     c: np.ndarray,
@@ -797,10 +736,10 @@ def _round_book(
     or ``None``), toward the current position elsewhere, where exposure-increasing orders are then scaled down if rounding lifted
     gross or a sector's gross above its reference. Returns (quantities, weights, scaled)."""
     q_tgt = target * shares_per_w
-    q = _round_rows(q_cur, q_tgt, lot, forced, unit_lot)
+    q = compiled.round_lots(q_cur, q_tgt, lot, forced, unit_lot)
     if not change.all():
         q = np.where(change, q, q_cur)
-    w = _weights(q, q_cur, c, shares_per_w, change)
+    w = compiled.lot_weights(q, q_cur, c, shares_per_w, change)
     abs_w, abs_c = np.abs(w), np.abs(c)
     inc = change & (abs_w > abs_c)
     if forced is not None:
@@ -813,9 +752,11 @@ def _round_book(
     if scaled.any():
         rows = np.flatnonzero(rows_any(scaled))  # only these rows change (elementwise)
         cr, spw, qc, ch = c[rows], shares_per_w[rows], q_cur[rows], change[rows]
-        q2 = _round_toward_current(qc, (cr + lam[rows] * (target[rows] - cr)) * spw, lot, unit_lot)
+        q2 = compiled.round_lots(
+            qc, (cr + lam[rows] * (target[rows] - cr)) * spw, lot, None, unit_lot
+        )
         q[rows] = np.where(scaled[rows], q2, q[rows])
-        w[rows] = _weights(q[rows], qc, cr, spw, ch)
+        w[rows] = compiled.lot_weights(q[rows], qc, cr, spw, ch)
     return q, w, scaled
 
 
@@ -864,4 +805,6 @@ def _passes(w: np.ndarray, refs: _Refs, sectors: SectorMap, betas: np.ndarray | 
     ok &= np.abs(w.sum(axis=1)) <= refs.net_tol
     if betas is not None and refs.beta_tol is not None:
         ok &= np.abs((betas * w).sum(axis=1)) <= refs.beta_tol
+    if refs.loadings is not None and refs.factor_tol is not None:
+        ok &= rows_all(np.abs(np.einsum("nmk,nm->nk", refs.loadings, w)) <= refs.factor_tol)
     return ok

@@ -57,6 +57,14 @@ Global features: ``regime_trend``, ``regime_mean_reversion``, ``regime_high_vola
 ``regime_uncertain`` (one-hot of ``RegimeModel.classify`` on the same window), then
 ``regime_confidence`` [0, 1], and at step time ``gross`` [0, c], ``net`` [-c, c],
 ``drawdown`` [0, 1] (positive fraction below the running peak) and ``cash`` [-c, c].
+With ``features.mean_correlation`` on (off by default; the observation is then unchanged),
+one more global follows them: ``mean_correlation`` [-1, 1], the mean pairwise EWMA
+correlation of the universe on the same window as ``ewma_vol`` (see
+``FeatureBuilder._mean_correlation``); it costs O(ewma_window x n_assets) per bar. With
+``features.factor_exposures = k > 0`` (0 by default), ``k`` step-time globals come last:
+``factor_exposure_1..k`` [-c, c], the current book's exposures ``B^T w`` to the first ``k``
+PCA factors of the bar (the env's per-bar loadings, ``factor_loading_table``; passed to
+``observation`` as ``exposures``).
 
 Normalisation uses only the window: returns and momentum are scaled by the symbol's own
 trailing EWMA volatility (floored at ``vol_floor``), ADV by the same bar's cross-sectional
@@ -80,7 +88,7 @@ from allocgym.regime import REGIME_LABELS
 
 if TYPE_CHECKING:
     from allocgym.data import MarketData
-    from allocgym.regime import RegimeModel
+    from allocgym.regime import RegimeModel, RegimeState
 
 PERIODS_PER_YEAR = 252
 """Bars per year used to annualise the volatility feature."""
@@ -176,7 +184,7 @@ class MarketFeatures:
     @property
     def market_globals(self) -> np.ndarray:
         """Regime one-hot (4) and regime confidence, float32 view of shape (K, 5)."""
-        start = self.template.shape[1] - len(STEP_GLOBAL_FEATURES) - _N_MARKET_GLOBALS
+        start = self.n_assets * (self.n_market_asset_features + len(STEP_ASSET_FEATURES))
         return self.template[:, start : start + _N_MARKET_GLOBALS]
 
     def take(self, rows: np.ndarray | int) -> MarketFeatures:
@@ -227,6 +235,23 @@ def _pair_returns(
         ratio = c_next / c_prev
     valid = np.isfinite(ratio) & t_prev & t_next
     return np.where(valid, ratio - 1.0, 0.0), valid
+
+
+def bar_series(
+    close_prev: np.ndarray,
+    close_t: np.ndarray,
+    tradable_prev: np.ndarray,
+    tradable_t: np.ndarray,
+    volume_t: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One bar's simple return, its validity and its traded notional, shape (n_assets,).
+
+    What ``precompute`` forms over a whole series and ``FeatureBuilder.compute_bar``
+    reads from the streaming market state, elementwise and exactly rounded, so a bar's
+    values do not depend on the series around it.
+    """
+    r, valid = _pair_returns(close_prev, close_t, tradable_prev, tradable_t)
+    return r, valid, _finite_or_zero(volume_t * close_t)
 
 
 def _masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -321,7 +346,16 @@ class FeatureBuilder:
             "regime_confidence",
         )
         self.asset_feature_names = self.market_asset_feature_names + STEP_ASSET_FEATURES
-        self.global_feature_names = self.market_global_feature_names + STEP_GLOBAL_FEATURES
+        # The optional globals go after the step-time ones: every other slot keeps its
+        # place whether they are on or off.
+        optional = ("mean_correlation",) if cfg.mean_correlation else ()
+        self.n_exposures = int(cfg.factor_exposures)
+        exposures = tuple(f"factor_exposure_{j + 1}" for j in range(self.n_exposures))
+        self.global_feature_names = (
+            self.market_global_feature_names + STEP_GLOBAL_FEATURES + optional + exposures
+        )
+        # slot of mean_correlation from the end of the observation
+        self._mean_corr_back = 1 + self.n_exposures
         self.n_asset_features = len(self.asset_feature_names)
         self.n_global_features = len(self.global_feature_names)
 
@@ -333,6 +367,9 @@ class FeatureBuilder:
         bounds.update(intent_trend=sunit, intent_mean_reversion=sunit)
         gbounds: dict[str, tuple[float, float]] = dict.fromkeys(self.global_feature_names, unit)
         gbounds.update(gross=pos, net=sym, cash=sym)
+        if cfg.mean_correlation:
+            gbounds.update(mean_correlation=sunit)
+        gbounds.update(dict.fromkeys(exposures, sym))
         self._asset_bounds = np.array([bounds[n] for n in self.asset_feature_names]).T
         self._global_bounds = np.array([gbounds[n] for n in self.global_feature_names]).T
         self._bounds = {**bounds, **gbounds}
@@ -476,6 +513,63 @@ class FeatureBuilder:
             _finite_or_zero(volume[:, -a:] * close[:, -a:]),
             spread[:, -1],
             tradable[:, -1],
+        )
+
+    @property
+    def n_feature_returns(self) -> int:
+        """Trailing returns the market features read (the regime model reads its own)."""
+        return self._n_feat_returns
+
+    def compute_bar(
+        self,
+        returns: np.ndarray,
+        valid: np.ndarray,
+        bench: np.ndarray,
+        close: np.ndarray,
+        notional: np.ndarray,
+        spread_t: np.ndarray,
+        tradable_t: np.ndarray,
+        regime: RegimeState,
+    ) -> MarketFeatures:
+        """Features at one bar from per-bar series already formed (the streaming state).
+
+        The streaming market state forms each bar's simple return, its validity and its
+        traded notional once, when the bar arrives, and keeps the regime model's state
+        (``RegimeStream``); this applies the window reductions to the trailing rows, the
+        arithmetic of ``precompute``, so the result has its bits at the same bar.
+
+        Parameters
+        ----------
+        returns, valid : ndarray, shape (L, n_assets)
+            Simple returns into each bar (0 where not valid) and their validity, as
+            ``MarketData.returns``; ``L >= n_feature_returns``.
+        bench : ndarray, shape (L,)
+            Benchmark simple returns of the same bars.
+        close : ndarray, shape (L_z, n_assets)
+            Closes, ``L_z >= zscore_window``.
+        notional : ndarray, shape (L_a, n_assets)
+            ``volume * close`` with non-finite values as 0, ``L_a >= adv_window``.
+        spread_t : ndarray, shape (n_assets,)
+            Spread in bps at the bar.
+        tradable_t : ndarray of bool, shape (n_assets,)
+        regime : RegimeState
+            The regime at the bar, fields of shape (1,).
+
+        Returns
+        -------
+        MarketFeatures
+            Leading axis 1.
+        """
+        m, a, z = self._n_feat_returns, self.cfg.adv_window, self.cfg.zscore_window
+        return self._core(
+            np.ascontiguousarray(returns[-m:], dtype=np.float64)[None],
+            np.ascontiguousarray(valid[-m:], dtype=bool)[None],
+            np.ascontiguousarray(bench[-m:], dtype=np.float64)[None],
+            np.ascontiguousarray(close[-z:], dtype=np.float64)[None],
+            np.ascontiguousarray(notional[-a:], dtype=np.float64)[None],
+            np.ascontiguousarray(spread_t, dtype=np.float64)[None],
+            np.ascontiguousarray(tradable_t, dtype=bool)[None],
+            (regime.labels, regime.confidence, regime.barbell),
         )
 
     def precompute(self, market: MarketData, *, chunk_bytes: int = _CHUNK_BYTES) -> MarketFeatures:
@@ -655,6 +749,8 @@ class FeatureBuilder:
 
         template[:, n * fa : n * fa + len(REGIME_LABELS)] = labels[:, None] == self._label_codes
         template[:, n * fa + len(REGIME_LABELS)] = rconf
+        if cfg.mean_correlation:
+            template[:, -self._mean_corr_back] = self._mean_correlation(xe, inv_sigma, have)
         return MarketFeatures(
             template=template,
             n_market_asset_features=len(self.market_asset_feature_names),
@@ -672,6 +768,36 @@ class FeatureBuilder:
             valid=np.ones(k, dtype=bool),
         )
 
+    def _mean_correlation(
+        self, xe: np.ndarray, inv_sigma: np.ndarray, have: np.ndarray
+    ) -> np.ndarray:
+        """Mean pairwise EWMA correlation of the names with an EWMA volatility, (K,).
+
+        With ``z = x / sigma`` (log returns over the EWMA window, scaled by each name's
+        EWMA volatility) and ``zbar_t`` their cross-sectional mean over the ``n`` names,
+        the EWMA variance ``V`` of ``zbar`` is ``(1 + (n - 1) rho) / n``, so
+        ``rho = (n V - 1) / (n - 1)``: O(ewma_window x n_assets), no N x N matrix. It is
+        the mean off-diagonal entry of the EWMA correlation matrix exactly when every name
+        traded through the window above the volatility floor; clipped to [-1, 1], 0 with
+        fewer than 2 names. Sums run in a fixed order (a loop over names, then over
+        bars), so a bar's value does not depend on its batch.
+        """
+        k, e, n = xe.shape
+        z = xe * (inv_sigma * have)[:, None, :]
+        zsum = np.zeros((k, e))
+        for i in range(n):
+            zsum += z[:, :, i]
+        count = have.sum(axis=1)
+        zbar = zsum / np.maximum(count, 1)[:, None]
+        weights = self._ewma_w[0, :, 0]
+        acc = np.zeros(k)
+        for t in range(e):
+            acc += weights[t] * zbar[:, t] * zbar[:, t]
+        var = acc / weights.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = (count * var - 1.0) / (count - 1.0)
+        return np.where(count >= 2, _clip(rho, -1.0, 1.0), 0.0)
+
     # ------------------------------------------------------------------ observation
     def observation(
         self,
@@ -680,6 +806,7 @@ class FeatureBuilder:
         drawdown: np.ndarray,
         cash: np.ndarray,
         rows: np.ndarray | None = None,
+        exposures: np.ndarray | None = None,
     ) -> np.ndarray:
         """The float32 observation: market features at t plus the portfolio state.
 
@@ -698,13 +825,16 @@ class FeatureBuilder:
             Row of ``feats`` for each portfolio (its bar index for a precomputed table);
             same result as ``observation(feats.take(rows), ...)`` without gathering the
             fields the observation does not use.
+        exposures : ndarray, shape (n_envs, n_factors), optional
+            The book's factor exposures ``B^T w`` (needed, and only read, with
+            ``features.factor_exposures = k > 0``: its first ``k`` columns, zero-padded).
 
         Returns
         -------
         ndarray of float32, shape (n_envs, obs_dim)
             Layout in ``layout``; step-time parts are clipped to their bounds.
         """
-        return self._observation(feats, weights, drawdown, cash, rows)
+        return self._observation(feats, weights, drawdown, cash, rows, exposures=exposures)
 
     def _observation(
         self,
@@ -715,6 +845,7 @@ class FeatureBuilder:
         rows: np.ndarray | None = None,
         gross: np.ndarray | None = None,
         net: np.ndarray | None = None,
+        exposures: np.ndarray | None = None,
     ) -> np.ndarray:
         """``observation``, optionally given the book's ``|w|.sum(axis=1)`` (``gross``)
         and ``w.sum(axis=1)`` (``net``) when the caller has computed them already."""
@@ -735,4 +866,60 @@ class FeatureBuilder:
         out[:, g + 1] = _clip(w.sum(axis=1) if net is None else net, -c, c)
         out[:, g + 2] = _clip(np.asarray(drawdown, dtype=np.float64), 0.0, 1.0)
         out[:, g + 3] = _clip(np.asarray(cash, dtype=np.float64), -c, c)
+        if self.n_exposures:
+            if exposures is None:
+                raise DataError(
+                    f"features.factor_exposures = {self.n_exposures} but no exposures were "
+                    "passed: give observation the book's B^T w, or set it to 0"
+                )
+            e = np.asarray(exposures, dtype=np.float64)[:, : self.n_exposures]
+            out[
+                :, out.shape[1] - self.n_exposures : out.shape[1] - self.n_exposures + e.shape[1]
+            ] = _clip(e, -c, c)
         return out
+
+
+def factor_loading_table(
+    returns: np.ndarray,
+    window: int,
+    variance_threshold: float = 0.6,
+    max_factors: int = 5,
+) -> np.ndarray:
+    """Point-in-time PCA factor loadings at every bar: the ``GateContext.factor_loadings``
+    of the env's factor-exposure limit.
+
+    Row ``t`` holds the loadings of :func:`allocgym.factors.pca_factors` fitted on the
+    returns of rows ``max(1, t - window + 1) .. t`` (row 0 is no return), the number of
+    factors chosen by its variance rule; columns beyond a bar's count are 0 (no exposure,
+    so no limit there), as are the bars with fewer than 3 returns. One eigendecomposition
+    of an (n_assets, n_assets) covariance per bar, computed once per market: about
+    ``n_days x (window x n_assets^2 + n_assets^3)`` flops (about 1 s of CPU for the 20-name,
+    8,313-bar S&P sample with a 252-bar window).
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n_days, n_assets)
+        Simple returns, 0 where not tradable (``MarketData.returns``).
+    window : int
+        Trailing bars of each fit (>= 3).
+    variance_threshold, max_factors : float, int
+        The rule of :func:`allocgym.factors.select_n_factors`.
+
+    Returns
+    -------
+    ndarray, shape (n_days, n_assets, max_factors)
+        Read-only.
+    """
+    from allocgym.factors import pca_factors
+
+    if window < 3:
+        raise ConfigError(f"factor window = {window}: needs at least 3 bars")
+    r = np.asarray(returns, dtype=np.float64)
+    n_days, n_assets = r.shape
+    k_max = min(int(max_factors), n_assets)
+    out = np.zeros((n_days, n_assets, k_max))
+    for t in range(3, n_days):
+        model = pca_factors(r[max(1, t - window + 1) : t + 1], variance_threshold, k_max)
+        out[t, :, : model.n_factors] = model.loadings
+    out.flags.writeable = False
+    return out

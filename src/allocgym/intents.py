@@ -27,21 +27,39 @@ exactly that family's gross exposure, and the symbol weights are the budget-weig
 The per-family terms (*contributions*) feed the ``STRATEGY_CAP`` gate
 (``GateContext.strategy_weights``) and the per-strategy budget trace of evaluation walks
 (:func:`strategy_gross` -> ``allocgym.evaluation.Backtest.strategy_gross``).
+
+Confidence and horizon. ``aggregate`` optionally takes each intent's confidence and its
+age against its family's horizon:
+
+- **confidence** ``c`` in ``[0, 1]`` weights the intents *before* the unit-gross
+  normalisation (``x_s c_s / sum_i |x_s,i c_s,i|``): inside a family a confident intent
+  gets more of the budget than a doubtful one, and an intent with confidence 0 gets none;
+  the budget stays the family's gross.
+- **horizon**: an intent whose age (bars since it was issued) is at most its family's
+  horizon counts in full. Past it, the ``stale_rule`` decides: ``drop`` (factor 0) or
+  ``decay`` (factor ``0.5 ** ((age - horizon) / horizon)``: it halves every further
+  horizon). The factor multiplies the family's normalised intents *after* the
+  normalisation, so the stale part of its budget stays in cash instead of being
+  re-spread over the fresh intents.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from allocgym.config import FeatureConfig, RiskConfig
+from allocgym.config import FeatureConfig, IntentConfig, RiskConfig
 from allocgym.errors import RequestError
 
 STRATEGY_FAMILIES: tuple[str, ...] = ("trend", "mean_reversion", "defensive")
 """Strategy family names, in the order of the strategy axis everywhere."""
 
 N_STRATEGIES: int = len(STRATEGY_FAMILIES)
+
+StaleRule = Literal["drop", "decay"]
+STALE_RULES: tuple[str, ...] = ("drop", "decay")
 
 _BUDGET_SUM_TOL = 1e-6
 """Budgets must sum to 1 within this (float32 policy outputs are accepted)."""
@@ -203,6 +221,34 @@ def strategy_intents(
     return StrategyIntents(intents=intents, confidence=confidence, horizons=params.horizons)
 
 
+def horizon_factor(age: np.ndarray, horizons: np.ndarray, rule: StaleRule) -> np.ndarray:
+    """Weight of intents by age against their horizon (1 within it).
+
+    Parameters
+    ----------
+    age : ndarray
+        Bars since each intent was issued (>= 0), broadcastable against ``horizons``.
+    horizons : ndarray
+        Horizon in bars (>= 1) of each intent's family.
+    rule : {"drop", "decay"}
+        Past the horizon: ``drop`` gives 0, ``decay`` gives
+        ``0.5 ** ((age - horizon) / horizon)``.
+
+    Returns
+    -------
+    ndarray
+        In ``[0, 1]``, the broadcast shape of ``age`` and ``horizons``.
+    """
+    a = np.asarray(age, dtype=np.float64)
+    h = np.asarray(horizons, dtype=np.float64)
+    past = np.maximum(a - h, 0.0)
+    if rule == "drop":
+        return np.where(past > 0.0, 0.0, 1.0)
+    if rule == "decay":
+        return np.exp2(-past / h)
+    raise RequestError(f"stale_rule {rule!r} is unknown: use one of {STALE_RULES}")
+
+
 class IntentAggregator:
     """Nets budgeted strategy intents into symbol weights.
 
@@ -214,6 +260,8 @@ class IntentAggregator:
         family's whole budget goes to its long side. When False intents keep their sign.
     n_strategies : int
         Number of families (the strategy axis of ``intents``).
+    stale_rule : {"drop", "decay"}
+        What happens to an intent past its family's horizon (:func:`horizon_factor`).
 
     Notes
     -----
@@ -221,21 +269,43 @@ class IntentAggregator:
     ``u_s = x_s / sum_i |x_s,i|`` (``u_s = 0`` when family ``s`` has no non-zero intent, its
     budget then stays in cash), ``contribution_s = b_s * u_s`` and
     ``weights = sum_s contribution_s``. Hence ``sum_i |contribution_s,i| = b_s`` whenever
-    family ``s`` has an intent, and ``sum_i |weights_i| <= 1 - b_cash``.
+    family ``s`` has an intent, and ``sum_i |weights_i| <= 1 - b_cash``. With confidences
+    ``c`` and horizon factors ``f`` (module docstring):
+    ``u_s = x_s c_s / sum_i |x_s,i c_s,i|`` and ``contribution_s = b_s f_s u_s``.
     """
 
-    def __init__(self, *, long_only: bool = True, n_strategies: int = N_STRATEGIES) -> None:
+    def __init__(
+        self,
+        *,
+        long_only: bool = True,
+        n_strategies: int = N_STRATEGIES,
+        stale_rule: StaleRule = "decay",
+    ) -> None:
         if n_strategies < 1:
             raise RequestError(f"IntentAggregator n_strategies={n_strategies}: must be >= 1")
+        if stale_rule not in STALE_RULES:
+            raise RequestError(
+                f"IntentAggregator stale_rule={stale_rule!r}: use one of {STALE_RULES}"
+            )
         self.long_only = bool(long_only)
         self.n_strategies = int(n_strategies)
+        self.stale_rule: StaleRule = stale_rule
 
     @classmethod
-    def from_config(cls, risk: RiskConfig) -> IntentAggregator:
-        """Long-only handling taken from ``RiskConfig.long_only``."""
-        return cls(long_only=risk.long_only)
+    def from_config(cls, risk: RiskConfig, intents: IntentConfig | None = None) -> IntentAggregator:
+        """Long-only handling from ``RiskConfig.long_only``, the stale-intent rule from
+        ``IntentConfig.stale_rule`` (default ``decay``)."""
+        rule: StaleRule = "decay" if intents is None else intents.stale_rule
+        return cls(long_only=risk.long_only, stale_rule=rule)
 
-    def aggregate(self, budgets: np.ndarray, intents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def aggregate(
+        self,
+        budgets: np.ndarray,
+        intents: np.ndarray,
+        confidence: np.ndarray | None = None,
+        age: np.ndarray | None = None,
+        horizons: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Symbol weights and per-family contributions.
 
         Parameters
@@ -245,6 +315,12 @@ class IntentAggregator:
             is cash.
         intents : ndarray, shape (n_envs, n_strategies, n_assets)
             Signed per-symbol intents of each family (``StrategyIntents.intents``).
+        confidence : ndarray, shape (n_envs, n_strategies, n_assets), optional
+            Confidence of each intent in ``[0, 1]`` (default 1: unweighted).
+        age : ndarray, shape (n_envs, n_strategies) or (n_envs, n_strategies, n_assets), optional
+            Bars since each intent was issued (>= 0; default 0: fresh). Needs ``horizons``.
+        horizons : ndarray, shape (n_strategies,), optional
+            Horizon of each family in bars (>= 1; ``StrategyIntents.horizons``).
 
         Returns
         -------
@@ -257,7 +333,9 @@ class IntentAggregator:
         Raises
         ------
         RequestError
-            Wrong shapes, non-finite values, negative budgets or budgets not summing to 1.
+            Wrong shapes, non-finite values, negative budgets or budgets not summing to 1,
+            a confidence outside ``[0, 1]``, a negative age, a horizon below 1, or an age
+            without horizons.
         """
         b = np.asarray(budgets, dtype=np.float64)
         x = np.asarray(intents, dtype=np.float64)
@@ -285,10 +363,50 @@ class IntentAggregator:
             )
         if self.long_only:
             x = np.maximum(x, 0.0)
+        if confidence is not None:
+            x = x * self._confidence(confidence, x.shape)
         gross = np.abs(x).sum(axis=2, keepdims=True)
         unit = np.divide(x, gross, out=np.zeros_like(x), where=gross > 0.0)
+        if age is not None or horizons is not None:
+            unit = unit * self._freshness(age, horizons, x.shape)
         contributions = b[:, :s, None] * unit
         return contributions.sum(axis=1), contributions
+
+    @staticmethod
+    def _confidence(confidence: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        c = np.asarray(confidence, dtype=np.float64)
+        if c.shape != shape:
+            raise RequestError(f"confidence shape {c.shape}: expected {shape}, one per intent")
+        if not (np.isfinite(c).all() and (c >= 0.0).all() and (c <= 1.0).all()):
+            raise RequestError(
+                f"confidence must be finite and in [0, 1]; got min {np.nanmin(c):.3g}, max "
+                f"{np.nanmax(c):.3g}: clip it (1 = full weight, 0 = ignore the intent)"
+            )
+        return c
+
+    def _freshness(
+        self, age: np.ndarray | None, horizons: np.ndarray | None, shape: tuple[int, ...]
+    ) -> np.ndarray:
+        if age is None or horizons is None:
+            raise RequestError(
+                "intent age and horizons come together: pass both (age in bars since each "
+                "intent was issued, horizons in bars per family) or neither"
+            )
+        a = np.asarray(age, dtype=np.float64)
+        h = np.asarray(horizons, dtype=np.float64)
+        if h.shape != (shape[1],):
+            raise RequestError(f"horizons shape {h.shape}: expected ({shape[1]},), one per family")
+        if a.shape == shape[:2]:
+            a = a[:, :, None]
+        if a.shape != (*shape[:2], 1) and a.shape != shape:
+            raise RequestError(
+                f"age shape {a.shape}: expected {shape[:2]} (per family) or {shape} (per intent)"
+            )
+        if not (np.isfinite(a).all() and (a >= 0).all()):
+            raise RequestError("intent age must be finite and >= 0 bars")
+        if not (np.isfinite(h).all() and (h >= 1).all()):
+            raise RequestError(f"horizons {h.tolist()} must be finite and >= 1 bar")
+        return horizon_factor(a, h[None, :, None], self.stale_rule)
 
 
 def strategy_gross(contributions: np.ndarray) -> np.ndarray:

@@ -133,84 +133,113 @@ def promotion_decision(
     -------
     PromotionDecision
     """
-    c = cfg or PromotionConfig()
-    checks: list[Check] = []
+    rules = cfg or PromotionConfig()
+    breaches = _num(candidate, "invariant_breaches")
+    checks = [
+        *_risk_adjusted_checks(candidate, incumbent, rules),
+        _concentration_check(candidate, incumbent, rules),
+        Check("invariants", breaches == 0, f"{breaches:g} post-risk invariant breaches (need 0)"),
+        *_capacity_checks(candidate, stress, multipliers, rules),
+    ]
+    decision: Literal["PROMOTE", "REJECT"] = (
+        "PROMOTE" if all(check.passed for check in checks) else "REJECT"
+    )
+    return PromotionDecision(decision, tuple(checks))
 
-    cs, is_ = _num(candidate, "sharpe"), _num(incumbent, "sharpe")
-    need = is_ + c.min_sharpe_improvement
-    ok = math.isfinite(cs) and math.isfinite(is_) and cs > need
-    checks.append(
+
+def _risk_adjusted_checks(
+    candidate: Mapping[str, Any], incumbent: Mapping[str, Any], rules: PromotionConfig
+) -> list[Check]:
+    """Sharpe must beat the incumbent's by ``min_sharpe_improvement``; each secondary
+    metric must not be worse beyond ``secondary_tolerance``; the DSR must reach
+    ``min_dsr`` when set."""
+    cand_sharpe, inc_sharpe = _num(candidate, "sharpe"), _num(incumbent, "sharpe")
+    need = inc_sharpe + rules.min_sharpe_improvement
+    ok = math.isfinite(cand_sharpe) and math.isfinite(inc_sharpe) and cand_sharpe > need
+    checks = [
         Check(
             "risk_adjusted.sharpe",
             ok,
-            f"Sharpe {cs:.4g} vs incumbent {is_:.4g}: must exceed {need:.4g} "
-            f"(+{c.min_sharpe_improvement:g})",
+            f"Sharpe {cand_sharpe:.4g} vs incumbent {inc_sharpe:.4g}: must exceed {need:.4g} "
+            f"(+{rules.min_sharpe_improvement:g})",
         )
-    )
-    for metric in c.secondary_metrics:
+    ]
+    for metric in rules.secondary_metrics:
         passed, detail = _compare(
-            metric, _num(candidate, metric), _num(incumbent, metric), c.secondary_tolerance
+            metric, _num(candidate, metric), _num(incumbent, metric), rules.secondary_tolerance
         )
         checks.append(Check(f"risk_adjusted.{metric}", passed, detail))
-    if c.min_dsr is not None:
-        d = _num(candidate, "dsr")
+    if rules.min_dsr is not None:
+        dsr = _num(candidate, "dsr")
         checks.append(
             Check(
                 "risk_adjusted.dsr",
-                math.isfinite(d) and d >= c.min_dsr,
-                f"Deflated Sharpe {d:.4g} (need >= {c.min_dsr:g}, "
+                math.isfinite(dsr) and dsr >= rules.min_dsr,
+                f"Deflated Sharpe {dsr:.4g} (need >= {rules.min_dsr:g}, "
                 f"{candidate.get('dsr_trials', '?')} trials)",
             )
         )
+    return checks
 
-    ch, ih = _num(candidate, "hhi"), _num(incumbent, "hhi")
-    ceiling = ih * (1.0 + c.max_concentration_increase)
-    ok = math.isfinite(ch) and math.isfinite(ih) and ch <= ceiling
+
+def _concentration_check(
+    candidate: Mapping[str, Any], incumbent: Mapping[str, Any], rules: PromotionConfig
+) -> Check:
+    """Mean HHI at most ``max_concentration_increase`` above the incumbent's (and at most
+    ``max_concentration_abs`` when set)."""
+    cand_hhi, inc_hhi = _num(candidate, "hhi"), _num(incumbent, "hhi")
+    ceiling = inc_hhi * (1.0 + rules.max_concentration_increase)
+    ok = math.isfinite(cand_hhi) and math.isfinite(inc_hhi) and cand_hhi <= ceiling
     detail = (
-        f"mean HHI {ch:.4g} vs incumbent {ih:.4g}: at most {ceiling:.4g} "
-        f"(+{c.max_concentration_increase:.0%})"
+        f"mean HHI {cand_hhi:.4g} vs incumbent {inc_hhi:.4g}: at most {ceiling:.4g} "
+        f"(+{rules.max_concentration_increase:.0%})"
     )
-    if c.max_concentration_abs is not None:
-        ok = ok and ch <= c.max_concentration_abs
-        detail += f" and at most {c.max_concentration_abs:g}"
-    checks.append(Check("concentration", ok, detail))
+    if rules.max_concentration_abs is not None:
+        ok = ok and cand_hhi <= rules.max_concentration_abs
+        detail += f" and at most {rules.max_concentration_abs:g}"
+    return Check("concentration", ok, detail)
 
-    breaches = _num(candidate, "invariant_breaches")
-    checks.append(
-        Check("invariants", breaches == 0, f"{breaches:g} post-risk invariant breaches (need 0)")
-    )
 
+def _capacity_checks(
+    candidate: Mapping[str, Any],
+    stress: Mapping[float, Mapping[str, Any]],
+    multipliers: Sequence[float],
+    rules: PromotionConfig,
+) -> list[Check]:
+    """Per equity multiple: a stress run exists, has no invariant breach, and loses at
+    most ``stress_max_return_drop`` of return and adds at most ``stress_max_cost_increase``
+    of annual costs against the unstressed candidate."""
     base_ret, base_cost = _num(candidate, "ann_return"), _num(candidate, "costs_annual")
+    checks: list[Check] = []
     for m in multipliers:
         tag = f"capacity_stress.{m:g}x"
-        s = _stress_for(stress, m)
-        if s is None:
+        stressed = _stress_for(stress, m)
+        if stressed is None:
             checks.append(Check(tag, False, f"no stress run at {m:g}x equity"))
             continue
-        b = _num(s, "invariant_breaches")
-        checks.append(Check(f"{tag}.invariants", b == 0, f"{b:g} invariant breaches (need 0)"))
-        drop = base_ret - _num(s, "ann_return")
+        breaches = _num(stressed, "invariant_breaches")
+        checks.append(
+            Check(f"{tag}.invariants", breaches == 0, f"{breaches:g} invariant breaches (need 0)")
+        )
+        drop = base_ret - _num(stressed, "ann_return")
         checks.append(
             Check(
                 f"{tag}.return",
-                math.isfinite(drop) and drop <= c.stress_max_return_drop,
-                f"annualised return {_num(s, 'ann_return'):.4g} vs {base_ret:.4g} unstressed: "
-                f"drop {drop:.4g} (at most {c.stress_max_return_drop:g})",
+                math.isfinite(drop) and drop <= rules.stress_max_return_drop,
+                f"annualised return {_num(stressed, 'ann_return'):.4g} vs {base_ret:.4g} "
+                f"unstressed: drop {drop:.4g} (at most {rules.stress_max_return_drop:g})",
             )
         )
-        rise = _num(s, "costs_annual") - base_cost
+        rise = _num(stressed, "costs_annual") - base_cost
         checks.append(
             Check(
                 f"{tag}.costs",
-                math.isfinite(rise) and rise <= c.stress_max_cost_increase,
-                f"annual costs {_num(s, 'costs_annual'):.4g} vs {base_cost:.4g} unstressed: "
-                f"increase {rise:.4g} (at most {c.stress_max_cost_increase:g})",
+                math.isfinite(rise) and rise <= rules.stress_max_cost_increase,
+                f"annual costs {_num(stressed, 'costs_annual'):.4g} vs {base_cost:.4g} "
+                f"unstressed: increase {rise:.4g} (at most {rules.stress_max_cost_increase:g})",
             )
         )
-    decision: Literal["PROMOTE", "REJECT"] = (
-        "PROMOTE" if all(ch.passed for ch in checks) else "REJECT"
-    )
-    return PromotionDecision(decision, tuple(checks))
+    return checks
 
 
 def _stress_for(stress: Mapping[Any, Mapping[str, Any]], m: float) -> Mapping[str, Any] | None:

@@ -666,6 +666,93 @@ class RegimeModel:
         )
 
 
+class RegimeStream:
+    """The regime model bar by bar: each update computes the new bar's statistics once.
+
+    ``path`` and ``classify`` recompute the statistics of the last ``memory`` bars on
+    every call; a stream keeps them (the last ``vol_lookback`` volatilities and the last
+    ``memory`` rows of percentile, volatility, trend and mean reversion) and adds one row
+    per bar: the volatility and trend over the trailing benchmark windows and the mean
+    residual autocorrelation over ``mr_window`` bars of every asset, O(mr_window *
+    n_assets) per bar, then the hysteresis over the held ``memory`` rows. Every statistic
+    is the same per-window reduction ``path`` applies, so the state after bar t has the
+    bits of ``path`` at t (and of ``classify`` on the window ending at t).
+
+    Parameters
+    ----------
+    model : RegimeModel
+    """
+
+    def __init__(self, model: RegimeModel) -> None:
+        self.model = model
+        p = model.params
+        self._vols: list[float] = []
+        self._rows: list[tuple[float, float, float, float]] = []  # (pct, vol, trend, mr)
+        self._bench_needed = max(p.vol_window, p.trend_window, p.mr_window)
+        self.state: RegimeState = _warmup_state()
+
+    @property
+    def returns_needed(self) -> int:
+        """Trailing rows ``update`` reads: ``max(vol_window, trend_window, mr_window)``."""
+        return self._bench_needed
+
+    def update(self, asset_returns: np.ndarray, bench_returns: np.ndarray) -> RegimeState:
+        """Add the bar that ends the given windows; returns the regime at that bar.
+
+        Parameters
+        ----------
+        asset_returns : ndarray, shape (L, n_assets)
+            Simple returns of the held bars, the last row being the new bar (0 where not
+            tradable, as ``MarketData.returns``).
+        bench_returns : ndarray, shape (L,)
+            Benchmark simple returns of the same bars. Until ``L`` reaches a statistic's
+            window that statistic is not formed (the bars of ``path``'s warm-up).
+
+        Returns
+        -------
+        RegimeState
+            Fields of shape (1,); the warm-up state until ``memory`` rows of statistics
+            are held (bar ``required_history - 1`` of a stream begun at a series' start).
+        """
+        p = self.model.params
+        b = np.asarray(bench_returns, dtype=np.float64)
+        a = np.asarray(asset_returns, dtype=np.float64)
+        length = b.shape[0]
+        if length >= p.vol_window:
+            self._vols.append(
+                float(_realized_vol(_windows(b[None, -p.vol_window :], p.vol_window))[0, 0])
+            )
+            del self._vols[: -p.vol_lookback]
+        if len(self._vols) < p.vol_lookback or length < max(p.trend_window, p.mr_window):
+            return self.state
+        pct = _percentile(np.array(self._vols)[None])[0]
+        trend = _tstat(_windows(b[None, -p.trend_window :], p.trend_window))[0, 0]
+        tail = slice(length - p.mr_window, None)
+        resid = np.ascontiguousarray((a[tail] - b[tail, None]).T)[None]
+        raw = np.ascontiguousarray(a[tail].T)[None]
+        mr = _mean_autocorr(resid, raw)[0]
+        self._rows.append((float(pct), self._vols[-1], float(trend), float(mr)))
+        del self._rows[: -p.memory]
+        if len(self._rows) == p.memory:
+            cols = np.array(self._rows).T  # (4, memory), oldest first
+            self.state = self.model._decide(*(np.ascontiguousarray(c)[None] for c in cols))
+        return self.state
+
+
+def _warmup_state() -> RegimeState:
+    """The state of a bar before ``required_history - 1`` (as ``path``'s first bars)."""
+    return RegimeState(
+        labels=np.full(1, UNCERTAIN, dtype=np.int8),
+        confidence=np.zeros(1),
+        barbell=np.full(1, NORMAL, dtype=np.int8),
+        raw_labels=np.full(1, UNCERTAIN, dtype=np.int8),
+        vol_percentile=np.full(1, 0.5),
+        vol_stress=np.full(1, 0.5),
+        trend_tstat=np.zeros(1),
+        mr_autocorr=np.zeros(1),
+    )
+
+
 # ---------------------------------------------------------------------------- summaries
 
 

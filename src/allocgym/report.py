@@ -11,6 +11,8 @@
     results.json     metrics, seed aggregates, DSR, paired tests, regime risk, dashboard
                      and every return series
     backtests.npz    per-bar arrays of every backtest (``<name>/<field>`` keys)
+    selection_audit.json  one record per rebalance of each allocator that selects names
+                     (cluster barbell, greedy rotation); linked from the report
     plots/*.png      equity, drawdowns, weights (regime shaded), interventions, dashboard
 
 The report is built once as a list of blocks (headings, paragraphs, tables, images) and
@@ -173,7 +175,7 @@ def print_metrics_table(result: EvaluationResult, title: str | None = None) -> N
 
 @dataclass(frozen=True)
 class _Block:
-    kind: str  # "h1", "h2", "p", "table", "img", "pre"
+    kind: str  # "h1", "h2", "p", "table", "img", "pre", "link"
     text: str = ""
     header: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
@@ -185,17 +187,42 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> _Block:
 
 
 def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
-    m = result.meta
+    """The report's sections in reading order, format-free (``_md`` and ``_html`` render them)."""
+    return [
+        *_overview_blocks(result),
+        *_metrics_blocks(result),
+        *_seed_blocks(result),
+        *_benchmark_blocks(result),
+        *_fallback_blocks(result),
+        *_paired_blocks(result),
+        *_intervention_blocks(result),
+        *_invariant_blocks(result),
+        *_regime_breakdown_blocks(result),
+        *_regime_risk_blocks(result),
+        *_var_backtest_blocks(result),
+        *_pareto_blocks(result),
+        *_factor_attribution_blocks(result),
+        *_diagnostics_blocks(result),
+        *_performance_attribution_blocks(result),
+        *_dashboard_blocks(result),
+        *_figure_blocks(result, images),
+    ]
+
+
+def _overview_blocks(result: EvaluationResult) -> list[_Block]:
+    """Title, the run's market and split, how every allocator was walked, data notes and
+    the evaluated checkpoints."""
+    meta = result.meta
     out: list[_Block] = [_Block("h1", "allocgym evaluation report")]
     out.append(
         _Block(
             "p",
-            f"Market **{m.get('market', '')}** ({m.get('n_assets', '')} assets), "
-            f"**{m.get('split', '')}** split {m.get('start', '')}..{m.get('end', '')} "
-            f"({m.get('n_bars', '')} bars, out of sample), starting equity "
-            f"{m.get('initial_equity', 0):,.0f}, action mode `{m.get('action_mode', '')}`, "
-            f"config hash `{str(m.get('config_hash', ''))[:12]}`"
-            + (f", run `{m['run_dir']}`" if m.get("run_dir") else "")
+            f"Market **{meta.get('market', '')}** ({meta.get('n_assets', '')} assets), "
+            f"**{meta.get('split', '')}** split {meta.get('start', '')}..{meta.get('end', '')} "
+            f"({meta.get('n_bars', '')} bars, out of sample), starting equity "
+            f"{meta.get('initial_equity', 0):,.0f}, action mode `{meta.get('action_mode', '')}`, "
+            f"config hash `{str(meta.get('config_hash', ''))[:12]}`"
+            + (f", run `{meta['run_dir']}`" if meta.get("run_dir") else "")
             + ".",
         )
     )
@@ -207,16 +234,16 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "(`RiskGateChain`), execution policy (no-trade bands, lot rounding), fills at the "
             "next bar's close and the `allocgym.costs` cost model. Agents decide every bar "
             "from the env observation; baselines re-optimise every "
-            f"{m.get('rebalance_every', '')} bars and hold their drifted book in between "
+            f"{meta.get('rebalance_every', '')} bars and hold their drifted book in between "
             "(a rebalance cut by a trade limit keeps trading towards its target). Returns are "
             "net of costs; metrics come from `allocgym.measures`.",
         )
     )
-    notes = list(m.get("data_notes") or [])
+    notes = list(meta.get("data_notes") or [])
     if notes:
         out.append(_Block("p", "**Data notes:** " + " ".join(f"{n}." for n in notes)))
-    ckpts = m.get("checkpoints") or {}
-    if ckpts:
+    checkpoints = meta.get("checkpoints") or {}
+    if checkpoints:
         out.append(
             _Block(
                 "p",
@@ -225,19 +252,24 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
                     f"`{name}`: {c.get('model')} model"
                     + (f" at step {c['step']:,}" if c.get("step") is not None else "")
                     + f" of `{c.get('run')}`"
-                    for name, c in ckpts.items()
+                    for name, c in checkpoints.items()
                 )
                 + ".",
             )
         )
-    out.append(_Block("h2", "Metrics"))
+    return out
+
+
+def _metrics_blocks(result: EvaluationResult) -> list[_Block]:
+    """The metrics table and what its columns measure."""
+    meta, dsr = result.meta, result.dsr
+    out: list[_Block] = [_Block("h2", "Metrics")]
     header, rows = metrics_table(result)
     out.append(_table(header, rows))
-    d = result.dsr
     out.append(
         _Block(
             "p",
-            f"Turnover is the traded L1 weight per bar times {m.get('periods_per_year', 252):g}; "
+            f"Turnover is the traded L1 weight per bar times {meta.get('periods_per_year', 252):g}; "
             "costs are the summed fill costs (fraction of equity); HHI is the mean Herfindahl "
             "index of the held book. 'Gate cut: allocator-caused' is the share of decisions "
             "where the risk gates changed the proposal at the default regime multipliers (the "
@@ -247,37 +279,44 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "the Probabilistic Sharpe Ratio (the probability that the true "
             "Sharpe ratio is above 0); DSR is the Deflated Sharpe Ratio (Bailey & López de "
             "Prado, 2014): the probability that the Sharpe ratio is real after selecting among "
-            f"N = {d.get('n_trials')} trials ({_dsr_source_words(d)}; baselines are "
+            f"N = {dsr.get('n_trials')} trials ({_dsr_source_words(dsr)}; baselines are "
             "benchmarks, not trials), i.e. against an expected maximum annualised Sharpe of "
-            f"{d.get('sr0_annual', float('nan')):.2f} for skill-less trials, corrected for "
+            f"{dsr.get('sr0_annual', float('nan')):.2f} for skill-less trials, corrected for "
             "skewness and kurtosis. Walks run with the training-time drawdown kill off "
-            f"(drawdown_kill = {m.get('drawdown_kill', 1.0):g}); a book wiped out to zero "
+            f"(drawdown_kill = {meta.get('drawdown_kill', 1.0):g}); a book wiped out to zero "
             "equity is frozen from that bar on and flagged.",
         )
     )
-    if result.groups:
-        out.append(_Block("h2", "Agent seeds"))
-        for g, agg in result.groups.items():
-            out.append(
-                _Block(
-                    "p",
-                    f"`{g}`: {agg['n_seeds']} training seeds {agg['seeds']}; the table row "
-                    "`(mean ± std)` aggregates them (std with ddof = 1).",
-                )
+    return out
+
+
+def _seed_blocks(result: EvaluationResult) -> list[_Block]:
+    """Each agent seed group: its training seeds and how its table row aggregates them."""
+    if not result.groups:
+        return []
+    out = [_Block("h2", "Agent seeds")]
+    for group, agg in result.groups.items():
+        out.append(
+            _Block(
+                "p",
+                f"`{group}`: {agg['n_seeds']} training seeds {agg['seeds']}; the table row "
+                "`(mean ± std)` aggregates them (std with ddof = 1).",
             )
-    out += _benchmark_blocks(result)
-    out += _fallback_blocks(result)
-    out += _paired_blocks(result)
-    # interventions
-    out.append(_Block("h2", "Risk-gate interventions by reason code"))
-    reasons = sorted({r for mm in result.metrics.values() for r in mm["interventions"]})
+        )
+    return out
+
+
+def _intervention_blocks(result: EvaluationResult) -> list[_Block]:
+    """Risk-gate interventions per allocator by reason code."""
+    out = [_Block("h2", "Risk-gate interventions by reason code")]
+    reasons = sorted({code for x in result.metrics.values() for code in x["interventions"]})
     out.append(
         _table(
             ["Allocator", *reasons, "Decisions changed"],
             [
                 [
                     bt.name,
-                    *[result.metrics[bt.name]["interventions"].get(r, 0) for r in reasons],
+                    *[result.metrics[bt.name]["interventions"].get(code, 0) for code in reasons],
                     result.metrics[bt.name]["decisions_intervened"],
                 ]
                 for bt in result.backtests
@@ -292,9 +331,14 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "where the approved book differs from the proposal.",
         )
     )
+    return out
+
+
+def _invariant_blocks(result: EvaluationResult) -> list[_Block]:
+    """The invariant check of every gate decision: none, or the breaches found."""
     breaches = {bt.name: result.metrics[bt.name]["invariant_breaches"] for bt in result.backtests}
-    out.append(_Block("h2", "Invariant breaches"))
-    if all(v == 0 for v in breaches.values()):
+    out = [_Block("h2", "Invariant breaches")]
+    if all(count == 0 for count in breaches.values()):
         out.append(
             _Block(
                 "p",
@@ -308,29 +352,40 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             f"{bt.name}: {msg}" for bt in result.backtests for msg in bt.invariant_messages[:10]
         ]
         out.append(_Block("pre", "\n".join(lines)))
-    # regimes
-    out.append(_Block("h2", "Per-regime breakdown"))
-    labels = [r for r in REGIME_LABELS if any(r in mm["regimes"] for mm in result.metrics.values())]
-    rows_r = []
+    return out
+
+
+def _regime_breakdown_blocks(result: EvaluationResult) -> list[_Block]:
+    """Sharpe and return per allocator over the bars of each regime label."""
+    out = [_Block("h2", "Per-regime breakdown")]
+    labels = [
+        label
+        for label in REGIME_LABELS
+        if any(label in x["regimes"] for x in result.metrics.values())
+    ]
+    rows = []
     for bt in result.backtests:
-        reg = result.metrics[bt.name]["regimes"]
+        by_regime = result.metrics[bt.name]["regimes"]
         cells = []
-        for r in labels:
-            x = reg.get(r)
+        for label in labels:
+            stats = by_regime.get(label)
             cells.append(
                 "n/a"
-                if x is None
-                else f"{format_value('sharpe', x['sharpe'])} / {100 * x['ann_return']:.1f}%"
+                if stats is None
+                else f"{format_value('sharpe', stats['sharpe'])} / {100 * stats['ann_return']:.1f}%"
             )
-        rows_r.append([bt.name, *cells])
-    first = result.metrics[result.backtests[0].name]["regimes"]
+        rows.append([bt.name, *cells])
+    first_regimes = result.metrics[result.backtests[0].name]["regimes"]
     out.append(
         _table(
             [
                 "Allocator",
-                *[f"{r} ({first.get(r, {}).get('fraction', 0):.0%} of bars)" for r in labels],
+                *[
+                    f"{label} ({first_regimes.get(label, {}).get('fraction', 0):.0%} of bars)"
+                    for label in labels
+                ],
             ],
-            rows_r,
+            rows,
         )
     )
     out.append(
@@ -340,25 +395,26 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "(causal, decided at each bar) assigned to each label.",
         )
     )
-    out += _regime_risk_blocks(result)
-    out += _var_backtest_blocks(result)
-    out += _pareto_blocks(result)
-    # attribution
-    prim = result.primary
-    att = result.metrics[prim.name]["attribution"]
-    out.append(_Block("h2", f"Performance attribution ({prim.name})"))
-    assets = sorted(att["assets"].items(), key=lambda kv: -abs(kv[1]))
+    return out
+
+
+def _performance_attribution_blocks(result: EvaluationResult) -> list[_Block]:
+    """The primary allocator's return split by asset (with costs) and by strategy."""
+    primary = result.primary
+    attribution = result.metrics[primary.name]["attribution"]
+    out = [_Block("h2", f"Performance attribution ({primary.name})")]
+    assets = sorted(attribution["assets"].items(), key=lambda kv: -abs(kv[1]))
     out.append(
         _table(
             ["Asset", "Return contribution"],
             [[s, f"{100 * v:+.2f}%"] for s, v in assets]
-            + [["costs", f"{100 * att['costs']:+.2f}%"]],
+            + [["costs", f"{100 * attribution['costs']:+.2f}%"]],
         )
     )
     out.append(
         _table(
             ["Strategy", "Return contribution"],
-            [[s, f"{100 * v:+.2f}%"] for s, v in att["strategies"].items()],
+            [[s, f"{100 * v:+.2f}%"] for s, v in attribution["strategies"].items()],
         )
     )
     out.append(
@@ -372,58 +428,67 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
             "way, in currency.",
         )
     )
-    # dashboard
+    return out
+
+
+def _dashboard_blocks(result: EvaluationResult) -> list[_Block]:
+    """Cluster concentration and the latest rebalancing signals, when a dashboard was built."""
     db = result.dashboard
-    if db:
-        out.append(
-            _Block("h2", f"Dashboard ({db.get('allocator', '')}, book at {db.get('date', '')})")
-        )
-        out.append(
-            _table(
-                ["Cluster", "Members", "Gross", "Net", "Lead asset"],
+    if not db:
+        return []
+    out = [_Block("h2", f"Dashboard ({db.get('allocator', '')}, book at {db.get('date', '')})")]
+    out.append(
+        _table(
+            ["Cluster", "Members", "Gross", "Net", "Lead asset"],
+            [
                 [
-                    [
-                        f"C{c['id']}",
-                        ", ".join(c["members"]),
-                        f"{100 * c['gross']:.1f}%",
-                        f"{100 * c['net']:.1f}%",
-                        f"★ {c['lead']}",
-                    ]
-                    for c in db["clusters"]
-                ],
-            )
+                    f"C{c['id']}",
+                    ", ".join(c["members"]),
+                    f"{100 * c['gross']:.1f}%",
+                    f"{100 * c['net']:.1f}%",
+                    f"★ {c['lead']}",
+                ]
+                for c in db["clusters"]
+            ],
         )
-        signals = [a for a in db["assets"] if a["signal"] != "HOLD"]
-        out.append(
-            _Block(
-                "p",
-                f"Latest rebalancing signals ({db.get('signal_date', '') or 'no trade'}); "
-                "★ marks each cluster's lead asset (best cumulative return over "
-                f"{db.get('lead_window', '')} bars), flagged for primary implementation.",
-            )
+    )
+    signals = [a for a in db["assets"] if a["signal"] != "HOLD"]
+    out.append(
+        _Block(
+            "p",
+            f"Latest rebalancing signals ({db.get('signal_date', '') or 'no trade'}); "
+            "★ marks each cluster's lead asset (best cumulative return over "
+            f"{db.get('lead_window', '')} bars), flagged for primary implementation.",
         )
-        out.append(
-            _table(
-                ["Asset", "Signal", "Traded weight", "Weight after", "Cluster", "Lead"],
+    )
+    out.append(
+        _table(
+            ["Asset", "Signal", "Traded weight", "Weight after", "Cluster", "Lead"],
+            [
                 [
-                    [
-                        a["symbol"],
-                        a["signal"],
-                        f"{100 * a['trade']:+.2f}%",
-                        f"{100 * a['weight']:.2f}%",
-                        f"C{a['cluster']}",
-                        "★" if a["lead"] else "",
-                    ]
-                    for a in (signals or db["assets"])
-                ],
-            )
+                    a["symbol"],
+                    a["signal"],
+                    f"{100 * a['trade']:+.2f}%",
+                    f"{100 * a['weight']:.2f}%",
+                    f"C{a['cluster']}",
+                    "★" if a["lead"] else "",
+                ]
+                for a in (signals or db["assets"])
+            ],
         )
-    out.append(_Block("h2", "Figures"))
+    )
+    return out
+
+
+def _figure_blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
+    """The figures with their captions (``images``: figure key to relative path)."""
+    primary = result.primary
+    out = [_Block("h2", "Figures")]
     captions = {
         "equity": "Equity curves (growth of 1, net of costs)",
         "drawdowns": "Drawdowns",
-        "weights": f"{prim.name}: weights over time with the regime shaded",
-        "interventions": f"{prim.name}: risk-gate interventions by reason code per month",
+        "weights": f"{primary.name}: weights over time with the regime shaded",
+        "interventions": f"{primary.name}: risk-gate interventions by reason code per month",
         "dashboard": "Dashboard: concentration per cluster and asset, latest BUY/SELL signals",
         **{
             f"pareto_front_{name}": f"{name}: Pareto front of the last rebalance (return vs "
@@ -781,6 +846,134 @@ def _pareto_blocks(result: EvaluationResult) -> list[_Block]:
     return out
 
 
+def _factor_attribution_blocks(result: EvaluationResult) -> list[_Block]:
+    """Each allocator's market return split into factor contributions and a specific part."""
+    fa = result.factor_attribution
+    if not fa:
+        return []
+    names = next(iter(fa.values()))["factors"]
+    header = ["Allocator", *names, "Specific", "Market return", "Costs", "Net return"]
+    rows = []
+    for bt in result.backtests:
+        x = fa.get(bt.name)
+        if x is None:
+            continue
+        tot = x["total"]
+        market = sum(tot[n] for n in names) + tot["specific"]
+        rows.append(
+            [bt.name]
+            + [f"{100 * tot[n]:+.2f}%" for n in names]
+            + [f"{100 * tot['specific']:+.2f}%", f"{100 * market:+.2f}%"]
+            + [f"{100 * x['costs']:+.2f}%", f"{100 * (market + x['costs']):+.2f}%"]
+        )
+    m = result.meta
+    if m.get("factor_source") == "user":
+        how = (
+            "the user factors given with --factors (data.factors); each asset's exposures "
+            "are the slopes of a time-series regression, with intercept, of its returns on "
+            "the factor returns"
+        )
+    else:
+        how = (
+            "the principal components of the trailing window's covariance (the fewest "
+            "explaining the configured share of variance, baselines.factor_model), signs "
+            "fixed so each component's loadings sum to a positive number; PCj columns are 0 "
+            "on bars where fewer components were kept"
+        )
+    exposures = [
+        [bt.name, *(f"{fa[bt.name]['mean_exposure'].get(n, 0.0):+.3f}" for n in names)]
+        for bt in result.backtests
+        if bt.name in fa
+    ]
+    return [
+        _Block("h2", "Factor attribution"),
+        _table(header, rows),
+        _Block(
+            "p",
+            "Summed per-bar contributions (simple returns, not compounded). At each bar the "
+            "factor model is fitted on the "
+            f"{m.get('factor_window', '')} bars up to the decision (nothing later) with "
+            f"{how}. A factor's contribution is the held book's exposure to it times the "
+            "factor's return over the next bar; the specific part is the rest of the book's "
+            "market return, so factors + specific = market return exactly, and market "
+            "return + costs = the net return. The per-bar split is in results.json "
+            "(factor_attribution).",
+        ),
+        _Block("p", "Mean factor exposure of the held book (B'w):"),
+        _table(["Allocator", *names], exposures),
+    ]
+
+
+def _diagnostics_blocks(result: EvaluationResult) -> list[_Block]:
+    """Risk-budget utilisation, the effective number of factors and the VaR coverage."""
+    dg = result.diagnostics
+    if not dg:
+        return []
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}%" if math.isfinite(x) else "n/a"
+
+    alpha = next((d["var_alpha"] for d in dg.values() if "var_alpha" in d), None)
+    header = ["Allocator", "Gross budget used (mean / max)", "Effective factors"]
+    if alpha is not None:
+        header += [f"{100 * alpha:g}% VaR coverage ({_VAR_LABELS[v]})" for v in _VAR_LABELS]
+    rows = []
+    families: list[list[str]] = []
+    for bt in result.backtests:
+        d = dg.get(bt.name)
+        if d is None:
+            continue
+        total = d["risk_budget"]["total"]
+        enf = float(d.get("effective_factors", float("nan")))
+        row = [
+            bt.name,
+            f"{pct(total['mean'])} / {pct(total['max'])}",
+            f"{enf:.2f}" if math.isfinite(enf) else "n/a",
+        ]
+        if alpha is not None:
+            cov = d.get("var_coverage", {})
+            row += [pct(float(cov.get(v, float("nan")))) for v in _VAR_LABELS]
+        rows.append(row)
+        for fam, u in d["risk_budget"]["families"].items():
+            families.append([bt.name, fam, f"{pct(u['mean'])} / {pct(u['max'])}"])
+    universe = result.meta.get("universe_effective_factors")
+    uni = (
+        f" The universe itself has {universe:.2f} effective factors (the same entropy over "
+        "the normalised eigenvalues of the window covariance, mean over bars)."
+        if isinstance(universe, float) and math.isfinite(universe)
+        else ""
+    )
+    out = [
+        _Block("h2", "Risk diagnostics"),
+        _table(header, rows),
+        _Block(
+            "p",
+            "Gross budget used: the held book's gross exposure over the gross cap "
+            "(risk.max_gross, before the regime multiplier), mean and peak over the bars "
+            "(the cap binds at the decision bar's prices and the book is measured at the "
+            "fill's, so the peak can sit slightly above 100%). "
+            "Effective factors: a diversification score, exp of the entropy of the book's "
+            "variance shares over the principal components of the trailing window (1 = one "
+            "factor carries all the risk, N = spread evenly over N), mean over invested bars."
+            + uni
+            + (
+                f" VaR coverage: the share of out-of-sample bars whose loss stayed within the "
+                f"forecast {100 * alpha:g}% VaR (ideal {100 * alpha:g}%; the breach tests are "
+                "in the VaR backtest section)."
+                if alpha is not None
+                else ""
+            ),
+        ),
+    ]
+    if families:
+        out += [
+            _Block("p", "Strategy-family budgets used (gross contribution over the family cap "
+                   "risk.max_strategy_contribution, mean / max):"),
+            _table(["Allocator", "Family", "Budget used"], families),
+        ]  # fmt: skip
+    return out
+
+
 def _md(blocks: list[_Block]) -> str:
     lines: list[str] = []
     for b in blocks:
@@ -801,6 +994,8 @@ def _md(blocks: list[_Block]) -> str:
             lines.append("")
         elif b.kind == "img":
             lines += [f"![{b.text}]({b.path})", ""]
+        elif b.kind == "link":
+            lines += [f"[{b.text}]({b.path})", ""]
     return "\n".join(lines)
 
 
@@ -841,6 +1036,8 @@ def _html(blocks: list[_Block], folder: Path) -> str:
                 "<tr>" + "".join(f"<td>{_inline_md(c)}</td>" for c in r) + "</tr>" for r in b.rows
             )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif b.kind == "link":
+            body.append(f'<p><a href="{html.escape(b.path)}">{html.escape(b.text)}</a></p>')
         elif b.kind == "img":
             data = base64.b64encode((folder / b.path).read_bytes()).decode("ascii")
             body.append(
@@ -876,11 +1073,28 @@ def jsonable(x: Any) -> Any:
     return x
 
 
+def _selection_blocks(audit: dict[str, list[dict[str, Any]]]) -> list[_Block]:
+    """The report's section linking ``selection_audit.json``."""
+    counts = ", ".join(f"`{name}` {len(recs)}" for name, recs in audit.items())
+    return [
+        _Block("h2", "Selection audit"),
+        _Block(
+            "p",
+            "One record per rebalance of each allocator that selects names: the cluster "
+            "barbell's regime score, barbell state, active constraints, clusters, sleeve and "
+            "lead assets; greedy rotation's selected and exited names with the exit reason. "
+            f"Rebalances recorded: {counts}.",
+        ),
+        _Block("link", "selection_audit.json", path="selection_audit.json"),
+    ]
+
+
 def write_report(result: EvaluationResult, folder: str | Path) -> dict[str, Path]:
     """Write the report files into ``folder`` (created); returns name -> path.
 
-    Keys: ``markdown``, ``html``, ``results``, ``arrays`` and one per figure
-    (``equity``, ``drawdowns``, ``weights``, ``interventions``, ``dashboard``).
+    Keys: ``markdown``, ``html``, ``results``, ``arrays``, ``selection_audit`` (when an
+    allocator selects names) and one per figure (``equity``, ``drawdowns``, ``weights``,
+    ``interventions``, ``dashboard``).
     """
     from allocgym.plots import write_plots
 
@@ -895,6 +1109,11 @@ def write_report(result: EvaluationResult, folder: str | Path) -> dict[str, Path
     images = {k: str(p.relative_to(d)) for k, p in plots.items()}
     blocks = _blocks(result, images)
     paths: dict[str, Path] = {}
+    audit = {bt.name: bt.selection_audit for bt in result.backtests if bt.selection_audit}
+    if audit:
+        paths["selection_audit"] = d / "selection_audit.json"
+        paths["selection_audit"].write_text(json.dumps(jsonable(audit), indent=1) + "\n")
+        blocks += _selection_blocks(audit)
     paths["markdown"] = d / "report.md"
     paths["markdown"].write_text(_md(blocks))
     paths["html"] = d / "report.html"

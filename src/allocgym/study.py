@@ -199,6 +199,138 @@ def stitch(per_fold: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {n: np.concatenate([f[n] for f in per_fold]) for n in names}
 
 
+def _train_folds(
+    market: MarketData,
+    folds: Sequence[Fold],
+    seeds: Sequence[int],
+    root: Path,
+    ledger: TrialsLedger,
+    config_overrides: Sequence[str],
+    base_config: Path | None,
+    say: Callable[[str], None],
+    train_many: Callable[[list[tuple[AllocgymConfig, Path]], MarketData, Path], None] | None,
+) -> None:
+    """Train every (fold, seed) run not yet trained under ``root``, recording each in the
+    ledger; refuses a fold with an empty split before any training starts."""
+    from allocgym.config import load_config
+
+    jobs: list[tuple[AllocgymConfig, Path]] = []
+    for fold in folds:
+        fold_cfg = load_config(base_config, [*config_overrides, *fold.overrides()])
+        walk_forward_splits(market, fold_cfg.data.splits)  # refuse empty splits up front
+        for seed in seeds:
+            seed_cfg = load_config(
+                base_config, [*config_overrides, *fold.overrides(), f"train.seed={seed}"]
+            )
+            run_dir = root / fold.name / f"seed_{seed:03d}"
+            if not (run_dir / "train_summary.json").is_file():
+                jobs.append((seed_cfg, run_dir))
+    if train_many is None:
+        from allocgym.agents import train
+
+        for k, (job_cfg, run_dir) in enumerate(jobs):
+            say(f"training {run_dir.parent.name}/{run_dir.name} ({k + 1}/{len(jobs)})")
+            train(job_cfg, run_dir, market=market, ledger=ledger.path)
+    else:
+        train_many(jobs, market, ledger.path)
+
+
+@dataclass
+class _FoldOutcomes:
+    """Out-of-sample series and metrics of every evaluated fold, in fold order.
+
+    ``returns`` and ``turnover`` map each allocator (and each agent group's
+    ``"<group> (seed mean)"`` portfolio) to its per-bar series; ``group_members`` lists the
+    seed runs of each agent group.
+    """
+
+    returns: list[dict[str, np.ndarray]]
+    turnover: list[dict[str, np.ndarray]]
+    rows: list[dict[str, Any]]
+    dates: list[np.ndarray]
+    group_members: dict[str, list[str]]
+
+
+def _evaluate_folds(
+    market: MarketData,
+    folds: Sequence[Fold],
+    root: Path,
+    ledger: TrialsLedger,
+    baselines: str | Sequence[str] | None,
+    config_overrides: Sequence[str],
+    say: Callable[[str], None],
+) -> _FoldOutcomes:
+    """Evaluate each fold's trained seeds and baselines on its test year; writes each
+    fold's report in its folder."""
+    from allocgym.evaluation import evaluate_run
+
+    outcomes = _FoldOutcomes([], [], [], [], {})
+    group_members = outcomes.group_members
+    for fold in folds:
+        say(f"evaluating {fold.name} (test {fold.test_year})")
+        res = evaluate_run(root / fold.name, baselines=baselines, market=market, ledger=ledger.path,
+                           overrides=[*config_overrides, *fold.overrides()])  # fmt: skip
+        _write_fold(res, root / fold.name)
+        rets = {bt.name: bt.returns for bt in res.backtests}
+        outcomes.dates.append(res.backtests[0].dates)
+        turns = {bt.name: bt.turnover for bt in res.backtests}
+        for bt in res.backtests:
+            if bt.kind == "agent":
+                group_members.setdefault(bt.group, [])
+                if bt.name not in group_members[bt.group]:
+                    group_members[bt.group].append(bt.name)
+        for group, names in group_members.items():  # the seed-averaged portfolio
+            rets[f"{group} (seed mean)"] = np.mean([rets[n] for n in names], axis=0)
+            turns[f"{group} (seed mean)"] = np.mean([turns[n] for n in names], axis=0)
+        outcomes.returns.append(rets)
+        outcomes.turnover.append(turns)
+        outcomes.rows.append(
+            {
+                "fold": fold.name,
+                "test_year": fold.test_year,
+                "train_end": fold.train_end,
+                "validation_end": fold.validation_end,
+                "n_bars": int(res.backtests[0].n_steps),
+                "metrics": {n: _metrics(rets[n], turns[n]) for n in rets},
+            }
+        )
+    return outcomes
+
+
+def _pool(
+    stitched: dict[str, np.ndarray],
+    stitched_turnover: dict[str, np.ndarray],
+    fold_rows: list[dict[str, Any]],
+    trial_sharpes: np.ndarray,
+) -> dict[str, Any]:
+    """Per allocator on the stitched returns: metrics, paired tests against ``REFERENCES``
+    and DSR; plus the folds where each seed-mean agent beat 1/N."""
+    pooled: dict[str, Any] = {}
+    for name, r in stitched.items():
+        entry: dict[str, Any] = _metrics(r, stitched_turnover.get(name))
+        entry["paired"] = {
+            ref: paired_sharpe_difference(r, stitched[ref]).to_dict()
+            for ref in REFERENCES
+            if ref in stitched and ref != name
+        }
+        # every trained configuration is a trial (the ledger), baselines included as rows
+        entry["dsr"] = (
+            float(deflated_sharpe_ratio(r, trial_sharpes)[0]) if trial_sharpes.size > 1 else None
+        )
+        pooled[name] = entry
+    seed_means = [n for n in stitched if n.endswith("(seed mean)")]
+    wins = {}
+    for name in seed_means:
+        won = [
+            row["metrics"][name]["sharpe"] > row["metrics"]["equal_weight"]["sharpe"]
+            for row in fold_rows
+            if "equal_weight" in row["metrics"]
+        ]
+        wins[name] = {"folds_won": int(sum(won)), "folds": len(won)}
+    pooled["agent_beats_equal_weight"] = wins
+    return pooled
+
+
 def run_study(
     cfg: AllocgymConfig,
     market: MarketData,
@@ -237,8 +369,6 @@ def run_study(
         each in the ledger file (e.g. on Ray); default one after another with
         ``allocgym.agents.train``.
     """
-    from allocgym.config import load_config
-    from allocgym.evaluation import evaluate_run
 
     root = Path(folder)
     if (root / "study.json").exists():
@@ -249,99 +379,25 @@ def run_study(
         raise ConfigError("a study needs at least one seed: pass --seeds 0,1,2")
 
     ledger = TrialsLedger(root / LEDGER_FILENAME)
-    jobs: list[tuple[AllocgymConfig, Path]] = []
-    fold_cfgs: dict[str, AllocgymConfig] = {}
-    for fold in folds:
-        fold_cfg = load_config(base_config, [*config_overrides, *fold.overrides()])
-        walk_forward_splits(market, fold_cfg.data.splits)  # refuse empty splits up front
-        fold_cfgs[fold.name] = fold_cfg
-        for seed in seeds:
-            seed_cfg = load_config(
-                base_config, [*config_overrides, *fold.overrides(), f"train.seed={seed}"]
-            )
-            run_dir = root / fold.name / f"seed_{seed:03d}"
-            if not (run_dir / "train_summary.json").is_file():
-                jobs.append((seed_cfg, run_dir))
-    if train_many is None:
-        from allocgym.agents import train
+    _train_folds(market, folds, seeds, root, ledger, config_overrides, base_config, say, train_many)
+    outcomes = _evaluate_folds(market, folds, root, ledger, baselines, config_overrides, say)
 
-        for k, (job_cfg, run_dir) in enumerate(jobs):
-            say(f"training {run_dir.parent.name}/{run_dir.name} ({k + 1}/{len(jobs)})")
-            train(job_cfg, run_dir, market=market, ledger=ledger.path)
-    else:
-        train_many(jobs, market, ledger.path)
-
-    per_fold_returns: list[dict[str, np.ndarray]] = []
-    per_fold_turnover: list[dict[str, np.ndarray]] = []
-    fold_rows: list[dict[str, Any]] = []
-    group_members: dict[str, list[str]] = {}
-    fold_dates: list[np.ndarray] = []
-    for fold in folds:
-        say(f"evaluating {fold.name} (test {fold.test_year})")
-        res = evaluate_run(root / fold.name, baselines=baselines, market=market, ledger=ledger.path,
-                           overrides=[*config_overrides, *fold.overrides()])  # fmt: skip
-        _write_fold(res, root / fold.name)
-        rets = {bt.name: bt.returns for bt in res.backtests}
-        fold_dates.append(res.backtests[0].dates)
-        turns = {bt.name: bt.turnover for bt in res.backtests}
-        for bt in res.backtests:
-            if bt.kind == "agent":
-                group_members.setdefault(bt.group, [])
-                if bt.name not in group_members[bt.group]:
-                    group_members[bt.group].append(bt.name)
-        for group, names in group_members.items():  # the seed-averaged portfolio
-            rets[f"{group} (seed mean)"] = np.mean([rets[n] for n in names], axis=0)
-            turns[f"{group} (seed mean)"] = np.mean([turns[n] for n in names], axis=0)
-        per_fold_returns.append(rets)
-        per_fold_turnover.append(turns)
-        fold_rows.append(
-            {
-                "fold": fold.name,
-                "test_year": fold.test_year,
-                "train_end": fold.train_end,
-                "validation_end": fold.validation_end,
-                "n_bars": int(res.backtests[0].n_steps),
-                "metrics": {n: _metrics(rets[n], turns[n]) for n in rets},
-            }
-        )
-
-    stitched = stitch(per_fold_returns)
-    stitched_turn = stitch(per_fold_turnover)
+    stitched = stitch(outcomes.returns)
     sharpes = ledger.trial_sharpes(per_period=True)
     trial_var = float(np.var(sharpes, ddof=1)) if sharpes.size > 1 else 0.0
-    pooled: dict[str, Any] = {}
-    for name, r in stitched.items():
-        entry: dict[str, Any] = _metrics(r, stitched_turn.get(name))
-        entry["paired"] = {
-            ref: paired_sharpe_difference(r, stitched[ref]).to_dict()
-            for ref in REFERENCES
-            if ref in stitched and ref != name
-        }
-        # every trained configuration is a trial (the ledger), baselines included as rows
-        entry["dsr"] = float(deflated_sharpe_ratio(r, sharpes)[0]) if sharpes.size > 1 else None
-        pooled[name] = entry
-    means = [n for n in stitched if n.endswith("(seed mean)")]
-    wins = {}
-    for name in means:
-        won = [
-            row["metrics"][name]["sharpe"] > row["metrics"]["equal_weight"]["sharpe"]
-            for row in fold_rows
-            if "equal_weight" in row["metrics"]
-        ]
-        wins[name] = {"folds_won": int(sum(won)), "folds": len(won)}
-    pooled["agent_beats_equal_weight"] = wins
+    pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, sharpes)
     trials = {"ledger": str(ledger.path), "n_trials": int(sharpes.size),
               "sharpe_variance_per_period": trial_var, "counts": ledger.counts()}  # fmt: skip
-    result = StudyResult(root, fold_rows, pooled, trials)
+    result = StudyResult(root, outcomes.rows, pooled, trials)
     meta = {
-        "agents": sorted({n for names in group_members.values() for n in names}),
+        "agents": sorted({n for names in outcomes.group_members.values() for n in names}),
         "config_hash": config_hash(cfg),
         "seeds": list(seeds),
         "folds": [f.__dict__ for f in folds],
         "overrides": list(config_overrides),
         "config": str(base_config) if base_config else None,
     }
-    write_study(result, stitched, np.concatenate(fold_dates), meta)
+    write_study(result, stitched, np.concatenate(outcomes.dates), meta)
     return result
 
 
@@ -422,24 +478,17 @@ def _tables(
     return header, rows, [fold_header, *fold_rows], words
 
 
-def write_study(
-    result: StudyResult, stitched: dict[str, np.ndarray], dates: np.ndarray, meta: dict[str, Any]
+def _plot_study(
+    result: StudyResult, stitched: dict[str, np.ndarray], dates: np.ndarray, names: list[str]
 ) -> None:
-    """``study.json``, ``study.md``, ``study.html`` and two PNG plots in the study folder."""
-    import base64
-
+    """``study_equity.png`` (stitched equity, fold boundaries) and ``study_folds.png``
+    (Sharpe per test year) of the seed means and the key baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from allocgym.report import jsonable
-
     root = result.folder
-    names = _ordered_names(stitched, set(meta["agents"]))
-    (root / "study.json").write_text(
-        json.dumps(jsonable({**result.to_json(), "meta": meta}), indent=2) + "\n"
-    )
     show = [n for n in names if n.endswith("(seed mean)") or n in _KEY_ROWS]
     colors = {"equal_weight": "tab:orange", "hrp": "tab:green", "qp": "tab:purple"}
     fig, ax = plt.subplots(figsize=(10, 4.5))
@@ -473,21 +522,25 @@ def write_study(
     fig.savefig(root / "study_folds.png", dpi=110)
     plt.close(fig)
 
-    header, rows, folds_table, words = _tables(result, names)
-    trials = result.trials
-    intro = (
-        f"Walk-forward study: {len(result.folds)} yearly folds "
-        f"({result.folds[0]['test_year']}..{result.folds[-1]['test_year']}), seeds "
-        f"{meta['seeds']}; each fold trains on the past, selects on the validation years just "
-        "before its test year and never sees it. Out-of-sample returns are stitched across "
-        f"folds. DSR trials: {trials['n_trials']} completed trainings in the trials ledger."
-    )
 
-    def md_table(h: list[str], body: list[list[str]]) -> str:
-        lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines)
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
 
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    """An HTML table."""
+    head = "".join(f"<th>{c}</th>" for c in header)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def _study_markdown(
+    intro: str, words: list[str], pooled_table: list[list[str]], folds_table: list[list[str]]
+) -> str:
+    """``study.md``: the intro, the verdicts, both tables (header row first) and the plots."""
     md = [
         "# Walk-forward study",
         "",
@@ -497,23 +550,30 @@ def write_study(
         "",
         "## Pooled out-of-sample (stitched folds)",
         "",
-        md_table(header, rows),
+        _md_table(pooled_table[0], pooled_table[1:]),
         "",
         "## Sharpe per test year",
         "",
-        md_table(folds_table[0], folds_table[1:]),
+        _md_table(folds_table[0], folds_table[1:]),
         "",
         "![equity](study_equity.png)",
         "",
         "![folds](study_folds.png)",
         "",
     ]
-    (root / "study.md").write_text("\n".join(md))
+    return "\n".join(md)
 
-    def html_table(h: list[str], body: list[list[str]]) -> str:
-        head = "".join(f"<th>{c}</th>" for c in h)
-        trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>"
+
+def _study_html(
+    root: Path,
+    intro: str,
+    words: list[str],
+    pooled_table: list[list[str]],
+    folds_table: list[list[str]],
+) -> str:
+    """``study.html``: :func:`_study_markdown`'s content, self-contained (the PNGs in
+    ``root`` inlined)."""
+    import base64
 
     def img(name: str) -> str:
         data = base64.b64encode((root / name).read_bytes()).decode()
@@ -525,16 +585,41 @@ def write_study(
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
     )
-    html = (
+    return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Walk-forward study</title>"
         f"<style>{style}</style></head><body><h1>Walk-forward study</h1><p>{intro}</p><ul>"
         + "".join(f"<li>{w}</li>" for w in words)
         + "</ul><h2>Pooled out-of-sample (stitched folds)</h2>"
-        + html_table(header, rows)
+        + _html_table(pooled_table[0], pooled_table[1:])
         + "<h2>Sharpe per test year</h2>"
-        + html_table(folds_table[0], folds_table[1:])
+        + _html_table(folds_table[0], folds_table[1:])
         + img("study_equity.png")
         + img("study_folds.png")
         + "</body></html>"
     )
-    (root / "study.html").write_text(html)
+
+
+def write_study(
+    result: StudyResult, stitched: dict[str, np.ndarray], dates: np.ndarray, meta: dict[str, Any]
+) -> None:
+    """``study.json``, ``study.md``, ``study.html`` and two PNG plots in the study folder."""
+    from allocgym.report import jsonable
+
+    root = result.folder
+    names = _ordered_names(stitched, set(meta["agents"]))
+    (root / "study.json").write_text(
+        json.dumps(jsonable({**result.to_json(), "meta": meta}), indent=2) + "\n"
+    )
+    _plot_study(result, stitched, dates, names)
+    header, rows, folds_table, words = _tables(result, names)
+    trials = result.trials
+    intro = (
+        f"Walk-forward study: {len(result.folds)} yearly folds "
+        f"({result.folds[0]['test_year']}..{result.folds[-1]['test_year']}), seeds "
+        f"{meta['seeds']}; each fold trains on the past, selects on the validation years just "
+        "before its test year and never sees it. Out-of-sample returns are stitched across "
+        f"folds. DSR trials: {trials['n_trials']} completed trainings in the trials ledger."
+    )
+    pooled_table = [header, *rows]
+    (root / "study.md").write_text(_study_markdown(intro, words, pooled_table, folds_table))
+    (root / "study.html").write_text(_study_html(root, intro, words, pooled_table, folds_table))

@@ -552,6 +552,64 @@ def _resume_spec(
     return saved_cfg, saved_space, saved_options
 
 
+def _quiet_tune() -> None:
+    """Process settings of a sweep: progress from :class:`SweepProgress` only, frequent
+    saves of the trial list, and no Optuna chatter."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress comes from SweepProgress only
+    # Tune saves which trials exist every 10 s by default; a trial started and killed in
+    # between is not restored by --resume (its folder is reported as abandoned). Save often.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A restored Optuna searcher sees a resumed trial's reports again; it keeps the first.
+    warnings.filterwarnings("ignore", message="The reported value is ignored because")
+
+
+def _tuner(
+    trainable: Any,
+    spec: TrialSpec,
+    cfg: AllocgymConfig,
+    space: SearchSpace,
+    options: SweepOptions,
+    *,
+    resume: bool,
+    say: Callable[[str], None],
+) -> tune.Tuner:
+    """The Tuner of the sweep in ``spec.folder``: restored (unfinished trials continue)
+    when resuming one Tune saved, else a new one."""
+    folder = Path(spec.folder)
+    tune_path = folder / "tune"
+    if resume and tune.Tuner.can_restore(str(tune_path)):
+        say(f"resuming the sweep in {folder}")
+        tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False,
+                                   param_space=space.param_space())  # fmt: skip
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.param_space(),
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode=space.mode,
+                search_alg=_searcher(space, options),
+                scheduler=_scheduler(space, options, cfg),
+                num_samples=options.trials,
+                max_concurrent_trials=options.max_concurrent,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(folder),
+                verbose=0,
+                callbacks=[SweepProgress(spec, options.trials, say)],
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+    return tuner
+
+
 def run_sweep(
     cfg: AllocgymConfig | None,
     space: SearchSpace | None,
@@ -609,15 +667,7 @@ def run_sweep(
         options = options or SweepOptions()
         _check_new(folder, cfg, space, options)
     spec = TrialSpec(cfg.model_dump(mode="json"), space, str(folder))
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress comes from SweepProgress only
-    # Tune saves which trials exist every 10 s by default; a trial started and killed in
-    # between is not restored by --resume (its folder is reported as abandoned). Save often.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # A restored Optuna searcher sees a resumed trial's reports again; it keeps the first.
-    warnings.filterwarnings("ignore", message="The reported value is ignored because")
+    _quiet_tune()
     with ray_runtime(address, num_cpus=num_cpus) as rt:
         rt.check_fits(options.resources)
         if not resume:
@@ -631,34 +681,7 @@ def run_sweep(
             tune.with_parameters(run_trial, spec=spec, market=market),
             options.resources.as_dict(),
         )
-        tune_path = folder / "tune"
-        if resume and tune.Tuner.can_restore(str(tune_path)):
-            say(f"resuming the sweep in {folder}")
-            tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False,
-                                       param_space=space.param_space())  # fmt: skip
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=space.param_space(),
-                tune_config=tune.TuneConfig(
-                    metric=OBJECTIVE,
-                    mode=space.mode,
-                    search_alg=_searcher(space, options),
-                    scheduler=_scheduler(space, options, cfg),
-                    num_samples=options.trials,
-                    max_concurrent_trials=options.max_concurrent,
-                    reuse_actors=True,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name="tune",
-                    storage_path=str(folder),
-                    verbose=0,
-                    callbacks=[SweepProgress(spec, options.trials, say)],
-                    failure_config=tune.FailureConfig(max_failures=0),
-                ),
-            )
+        tuner = _tuner(trainable, spec, cfg, space, options, resume=resume, say=say)
         say(
             f"sweep: {options.trials} trials ({options.search} search, scheduler "
             f"{options.scheduler}, {options.resources.cpu:g} CPU / {options.resources.gpu:g} GPU "

@@ -22,8 +22,8 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-from allocgym.baselines.greedy import GreedyCode, GreedyParams, greedy_rotation
-from allocgym.baselines.hrp import HRP, HRPParams
+from allocgym.baselines.greedy import GreedyCode, greedy_rotation
+from allocgym.baselines.hrp import HRP
 from allocgym.baselines.qp import (
     QPAllocator,
     QPInputs,
@@ -33,6 +33,7 @@ from allocgym.baselines.qp import (
     risk_sqrt,
 )
 from allocgym.bench import time_calls
+from allocgym.config import GreedyConfig, HRPConfig
 
 __all__ = ["bench_greedy", "bench_hrp", "bench_qp", "run"]
 
@@ -63,7 +64,7 @@ def bench_hrp(
         frame = pd.DataFrame(x, columns=[f"A{i:04d}" for i in range(n)])
 
         def ours(x: np.ndarray = x) -> np.ndarray:
-            return HRP(HRPParams(linkage_method="ward")).fit(x).weights_
+            return HRP(HRPConfig(linkage_method="ward")).fit(x).weights_
 
         def skfolio(x: np.ndarray = x) -> np.ndarray:
             seriation = HierarchicalSeriation(
@@ -216,7 +217,7 @@ def bench_qp(
     return rows
 
 
-def _naive_greedy(z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyParams) -> np.ndarray:
+def _naive_greedy(z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyConfig) -> np.ndarray:
     """The greedy rules as a plain Python loop (reference for timing and agreement)."""
     n = z.size
     zz = [(-math.inf if math.isnan(v) else float(v)) for v in z]
@@ -232,7 +233,7 @@ def _naive_greedy(z: np.ndarray, w: np.ndarray, c: np.ndarray, p: GreedyParams) 
             kept.add(i)
     free = max(p.K - len(kept), 0)
     cands = [i for i in order if w[i] == 0 and rank[i] <= p.K_buy and zz[i] > p.z_keep]
-    wt = p.target_weight
+    wt = p.budget / p.K
     for i in cands[:free]:
         codes[i] = GreedyCode.BUY
     weak = [i for i in reversed(order) if i in kept]
@@ -254,7 +255,7 @@ def bench_greedy(n_assets: int = 5000, repeat: int = 51) -> list[dict[str, Any]]
     w = np.zeros((1, n_assets))
     w[0, rng.choice(n_assets, 20, replace=False)] = 0.05
     c = np.full((1, n_assets), 0.001)
-    p = GreedyParams()
+    p = GreedyConfig()
     ours = time_calls(lambda: greedy_rotation(z, w, c, p), repeat=repeat)
     ref = time_calls(lambda: _naive_greedy(z[0], w[0], c[0], p), repeat=max(3, repeat // 10))
     same = bool(

@@ -8,21 +8,28 @@ Times, in one run and on the same synthetic market:
   (the FinRL style: ``.loc`` on dates, pandas rolling statistics, a Python loop over
   portfolios), doing comparable work per portfolio-step: a trailing feature window,
   symbol / sector / gross caps, the cost model's linear and impact terms, an ex-ante
-  historical CVaR of the book and a fill at the next bar.
+  historical CVaR of the book and a fill at the next bar;
+- ``BareVecEnv`` at each ``n_envs``: the floor of a batched numpy env: softmax weights,
+  a linear cost, the fill and an observation of the same size, no gates, no features.
 
 Risk gates, execution, features and the CVaR reward are on in our envs (the defaults).
-Medians over ``repeat`` rounds; ``x_pandas`` is our portfolio-steps/s over the
-reference's, measured in the same run.
+Medians over ``repeat`` rounds of wall time, and of process CPU time with ``cpu_time``
+(rates are then per CPU second). ``x_pandas`` and ``x_bare`` are our portfolio-steps/s
+over the references', same run. The compiled step kernels are compiled (or loaded from
+their disk cache) before any timing; ``compile_s`` is the seconds that took in this
+process.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from allocgym import compiled
 from allocgym.bench import time_calls
 from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, synthetic
@@ -95,6 +102,62 @@ class PandasReferenceEnv:
         return self._observation(nxt), float(reward)
 
 
+class BareVecEnv:
+    """The least a batched numpy env does per step, with the observation size of ours.
+
+    Softmax weights with cash, the portfolio return of the next bar, a linear cost on the
+    traded weight and an observation of a precomputed feature row plus the weights; no
+    gates, execution, impact cost or CVaR.
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n_bars, n_assets)
+    obs_dim : int
+        Observation size (at least ``n_assets``).
+    n_envs : int
+    cost_rate : float
+        Cost per unit of traded weight.
+    seed : int
+    """
+
+    def __init__(
+        self, returns: np.ndarray, obs_dim: int, n_envs: int, cost_rate: float, seed: int = 0
+    ) -> None:
+        n_bars, n_assets = returns.shape
+        rng = np.random.default_rng(seed)
+        self.returns = returns
+        self.features = rng.normal(size=(n_bars, obs_dim - n_assets)).astype(np.float32)
+        self.cost_rate = cost_rate
+        self.start = rng.integers(1, n_bars // 2, n_envs)
+        self.t = self.start.copy()
+        self.weights = np.zeros((n_envs, n_assets))
+        self.equity = np.ones(n_envs)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits = action - action.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        w = e[:, :-1] / e.sum(axis=1, keepdims=True)
+        cost = self.cost_rate * np.abs(w - self.weights).sum(axis=1)
+        t1 = self.t + 1
+        growth = 1.0 + (w * self.returns[t1]).sum(axis=1) - cost
+        self.equity *= growth
+        self.weights = w
+        self.t = np.where(t1 >= self.returns.shape[0] - 1, self.start, t1)
+        obs = np.concatenate([self.features[self.t], w.astype(np.float32)], axis=1)
+        return obs, np.log(growth)
+
+
+def _time_rounds(fn: Any, repeat: int) -> tuple[float, float]:
+    """Median wall and process CPU seconds of ``repeat`` calls (after one warm-up call)."""
+    fn()
+    wall, cpu = np.empty(repeat), np.empty(repeat)
+    for r in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall[r], cpu[r] = time.perf_counter() - w0, time.process_time() - c0
+    return float(np.median(wall)), float(np.median(cpu))
+
+
 def _bench_cfg() -> AllocgymConfig:
     return config_from_dict({"env": {"split": "all"}})
 
@@ -108,6 +171,8 @@ def run(
     repeat: int = 5,
     ref_steps: int = 20,
     seed: int = 0,
+    cpu_time: bool = False,
+    bare: bool = False,
 ) -> list[dict[str, Any]]:
     """Throughput rows: one per (n_assets, env, n_envs).
 
@@ -126,14 +191,36 @@ def run(
     ref_steps : int
         Steps per timed round of the pandas reference.
     seed : int
+    cpu_time : bool
+        Also time process CPU time (rates are then per CPU second) and report the
+        kernels' compile time.
+    bare : bool
+        Also time ``BareVecEnv`` at each ``n_envs``, in rounds interleaved with ours.
 
     Returns
     -------
     list of dict
-        ``n_assets``, ``env``, ``n_envs``, ``ms_per_step`` (per call), ``portfolio_steps_per_s``
-        and ``x_pandas`` (ratio to the reference's portfolio-steps/s, same run).
+        ``n_assets``, ``env``, ``n_envs``, ``ms_per_step`` (wall, per call),
+        ``portfolio_steps_per_s`` and ``x_pandas`` (ratio to the reference's
+        portfolio-steps/s, same run); with ``cpu_time`` also ``cpu_ms_per_step`` and
+        ``compile_s``; with ``bare`` also ``x_bare`` (ratio to the bare env at the same
+        ``n_envs``).
     """
     from allocgym.envs import EnvParams, PortfolioEnv, PortfolioVecEnv
+
+    compiled.warm_up()
+    extra: dict[str, Any] = {}
+    if cpu_time:
+        extra["compile_s"] = compiled.compile_seconds()
+
+    def timed(fn: Any, per_round: int) -> tuple[float, float | None]:
+        if cpu_time:
+            wall, cpu = _time_rounds(fn, repeat)
+            return wall / per_round, cpu / per_round
+        return float(np.median(time_calls(fn, repeat=repeat))) / per_round, None
+
+    def row(n: int, env: str, b: int, t: tuple[float, float | None], **ratios: Any) -> None:
+        rows.append(_row(n, env, b, *t, cpu_time=cpu_time, bare=bare, **ratios, **extra))
 
     rows: list[dict[str, Any]] = []
     cfg = _bench_cfg()
@@ -153,9 +240,9 @@ def run(
             for _ in range(ref_steps):
                 ref.step(a)
 
-        t_ref = float(np.median(time_calls(ref_round, repeat=repeat))) / ref_steps
-        ref_rate = 1.0 / t_ref
-        rows.append(_row(n, "pandas reference", 1, t_ref, ref_rate))
+        t_ref = timed(ref_round, ref_steps)
+        ref_rate = 1.0 / (t_ref[1] or t_ref[0])
+        row(n, "pandas reference", 1, t_ref)
 
         env = PortfolioEnv.from_params(params)
         env.reset(seed=seed)
@@ -167,9 +254,9 @@ def run(
                 if term or trunc:
                     env.reset()
 
-        t_env = float(np.median(time_calls(env_round, repeat=repeat))) / steps
-        rows.append(_row(n, "PortfolioEnv", 1, t_env, 1.0 / t_env, ref_rate))
+        row(n, "PortfolioEnv", 1, timed(env_round, steps), ref_rate=ref_rate)
 
+        cost_rate = cfg.costs.commission_bps / 1e4
         for b in n_envs:
             vec = PortfolioVecEnv(params=params, n_envs=int(b), seed=seed)
             vec.reset()
@@ -180,19 +267,60 @@ def run(
                 for _ in range(k):
                     vec.step(a)
 
-            t_vec = float(np.median(time_calls(vec_round, repeat=repeat))) / k
-            rows.append(_row(n, "PortfolioVecEnv", int(b), t_vec, int(b) / t_vec, ref_rate))
+            if not bare:
+                row(n, "PortfolioVecEnv", int(b), timed(vec_round, k), ref_rate=ref_rate)
+                continue
+            floor = BareVecEnv(market.returns, params.obs_dim, int(b), cost_rate, seed=seed)
+            floor_actions = rng.uniform(-1, 1, (int(b), int(n) + 1))
+
+            def bare_round(
+                env: BareVecEnv = floor, a: np.ndarray = floor_actions, k: int = k
+            ) -> None:
+                for _ in range(k):
+                    env.step(a)
+
+            # interleaved rounds: the machine's load falls on both alike
+            pairs = [
+                (_time_rounds(bare_round, 1), _time_rounds(vec_round, 1)) for _ in range(repeat)
+            ]
+            t_bare, t_vec = (
+                (float(np.median(walls)) / k, float(np.median(cpus)) / k if cpu_time else None)
+                for walls, cpus in (
+                    zip(*rounds, strict=True) for rounds in zip(*pairs, strict=True)
+                )
+            )
+            bare_rate = int(b) / (t_bare[1] or t_bare[0])
+            row(n, "bare numpy env", int(b), t_bare, ref_rate=ref_rate, bare_rate=bare_rate)
+            row(n, "PortfolioVecEnv", int(b), t_vec, ref_rate=ref_rate, bare_rate=bare_rate)
     return rows
 
 
 def _row(
-    n_assets: int, env: str, n_envs: int, t_call: float, rate: float, ref_rate: float | None = None
+    n_assets: int,
+    env: str,
+    n_envs: int,
+    wall: float,
+    cpu: float | None,
+    *,
+    cpu_time: bool,
+    bare: bool,
+    ref_rate: float | None = None,
+    bare_rate: float | None = None,
+    compile_s: float | None = None,
 ) -> dict[str, Any]:
-    return {
+    rate = n_envs / (cpu if cpu is not None else wall)
+    out: dict[str, Any] = {
         "n_assets": int(n_assets),
         "env": env,
         "n_envs": int(n_envs),
-        "ms_per_step": 1e3 * t_call,
-        "portfolio_steps_per_s": rate,
-        "x_pandas": 1.0 if ref_rate is None else rate / ref_rate,
+        "ms_per_step": 1e3 * wall,
     }
+    if cpu_time:
+        out["cpu_ms_per_step"] = 1e3 * float(cpu if cpu is not None else np.nan)
+    out["portfolio_steps_per_s"] = rate
+    out["x_pandas"] = 1.0 if ref_rate is None else rate / ref_rate
+    if bare:
+        out["x_bare"] = float("nan") if bare_rate is None else rate / bare_rate
+    if cpu_time:
+        out["compile_s"] = float("nan") if compile_s is None else compile_s
+    return out

@@ -10,6 +10,9 @@ Rows (medians; the machine is noisy):
   ``apply`` called once per portfolio in a Python loop (``ref_decisions_per_s``, what a
   non-vectorised caller pays); ``speedup`` is the ratio.
 
+``compile_s`` (every row): seconds this process spent compiling the step kernels, or
+loading them from their disk cache, before any timing.
+
 The batch is realistic and makes every stage work: books at and near the limits (half of
 them the chain's own output), proposals that break symbol, sector, gross, turnover,
 participation and slippage limits, illiquid names, untradable names, a few NaN
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from allocgym import compiled
 from allocgym.bench import latencies, time_calls
 from allocgym.costs import CostModel
 from allocgym.risk import GateContext, RiskGateChain, RiskLimits
@@ -74,9 +78,11 @@ def make_batch(
 
 def _row(case: str, n_envs: int, n_assets: int, **values: Any) -> dict[str, Any]:
     keys = ("p50_us", "p99_us", "decisions_per_s", "ref_decisions_per_s", "speedup")
-    return {"case": case, "n_envs": n_envs, "n_assets": n_assets} | {
-        k: values.get(k, "") for k in keys
-    }
+    return (
+        {"case": case, "n_envs": n_envs, "n_assets": n_assets}
+        | {k: values.get(k, "") for k in keys}
+        | {"compile_s": compiled.compile_seconds()}
+    )
 
 
 def run(repeat: int = 7, n_latency: int = 2000, quick: bool = False) -> list[dict[str, Any]]:
@@ -95,6 +101,7 @@ def run(repeat: int = 7, n_latency: int = 2000, quick: bool = False) -> list[dic
     sizes = (20, 50) if quick else (20, 500)
     if quick:
         repeat, n_latency = 2, 20
+    compiled.warm_up()  # compile time is reported apart, never inside a timed call
     rows: list[dict[str, Any]] = []
 
     proposed, ctx, limits, cost = make_batch(1, 20, seed=1)

@@ -136,7 +136,8 @@ def bench_pareto(
     """The Pareto front (medians) against point-by-point cvxpy solves of the same problem."""
     import cvxpy as cp
 
-    from allocgym.baselines.pareto import ParetoParams, ParetoProblem, pareto_front
+    from allocgym.baselines.pareto import ParetoProblem, pareto_front
+    from allocgym.config import ParetoConfig
 
     rng = np.random.default_rng(n_assets)
     market = rng.normal(0.0003, 0.01, (n_scenarios, 1))
@@ -145,7 +146,7 @@ def bench_pareto(
     )
     lo, hi = np.zeros(n_assets), np.full(n_assets, 0.05)
     costs = rng.uniform(0.0005, 0.003, n_assets)
-    params = ParetoParams(n_points=n_points)
+    params = ParetoConfig(n_points=n_points)
     prob = ParetoProblem(n_scenarios, n_assets, params.alpha)
     ref_prob = ParetoProblem(n_scenarios, n_assets, params.alpha)
     ours_w, ours_c, ref_w, ref_c = [], [], [], []

@@ -4,8 +4,8 @@
 approved weights that satisfy every hard limit, in one vectorised pass (no Python loop
 over portfolios or symbols). Per portfolio, in this fixed order:
 
-1. **Validity.** A portfolio whose current book, equity (or betas, with the beta gate on)
-   is not finite is approved flat (``INVALID_INPUT``): the gates never trade from a book
+1. **Validity.** A portfolio whose current book, equity (or betas, with the beta gate on;
+   or factor loadings, with the factor gate on) is not finite is approved flat (``INVALID_INPUT``): the gates never trade from a book
    they cannot read. A symbol whose price, ADV, volatility or spread is non-finite or
    negative (price <= 0) is treated as not tradable. A proposal (or strategy
    contribution) with any non-finite entry is replaced by the current book
@@ -20,18 +20,19 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    (hold), then the hard-limit gates ``LONG_ONLY``, ``SYMBOL_CAP``, ``SYMBOL_NOTIONAL_CAP``
    (both x capacity multiplier), ``SECTOR_CAP``, ``NET_CAP`` (scales the dominant side),
    ``BETA_LIMIT`` (scales the side carrying the excess beta), ``GROSS_CAP`` (x budget
-   multiplier) and ``NOTIONAL_CAP``. Every later gate only shrinks weights toward zero in
+   multiplier), ``NOTIONAL_CAP`` and ``FACTOR_CAP`` (``|(B^T w)_k|`` per factor: scales the
+   whole book, optional). Every later gate only shrinks weights toward zero in
    a way that keeps the earlier limits, so the target is inside all of them.
-5. ``REDUCE_ONLY``: no ``|w_i|`` increase, no sign flip (net/beta re-checked after).
+5. ``REDUCE_ONLY``: no ``|w_i|`` increase, no sign flip (net/beta/factor re-checked after).
 6. **Trade limits** on the trade from the (de-risked) current book: ``PARTICIPATION_CAP``
    (per-symbol clip to ``max_participation x ADV x capacity multiplier``), then
    ``TURNOVER_CAP`` and ``SLIPPAGE_BUDGET`` (common trade scale; the slippage scale solves
    the concave cost curve of :func:`allocgym.costs.expected_cost` by bisection).
 7. **Re-feasibility.** Clipping single symbols moves the book off the segment between two
-   feasible books, so sector/net/beta/gross/notional are re-checked and, where broken,
-   repaired by the better (closer to the target) of: scaling the whole trade, or keeping
-   the clipped trades and scaling the others. Both scales are found in closed form (net,
-   beta) or by bisection (sector, gross, notional): the limits are convex and the
+   feasible books, so sector/net/beta/gross/notional/factor are re-checked and, where
+   broken, repaired by the better (closer to the target) of: scaling the whole trade, or
+   keeping the clipped trades and scaling the others. Both scales are found in closed form
+   (net, beta, factor exposures) or by bisection (sector, gross, notional): the limits are convex and the
    starting book is feasible. The binding limit's code is recorded.
 8. **Held names.** A non-tradable weight is never moved (execution could not move it):
    where a gate moved one, it is put back (``NOT_TRADABLE``) and the portfolio limits are

@@ -66,7 +66,8 @@ class RiskGateChain:
         GateResult
             ``approved`` satisfies every hard limit (and the trade limits unless the
             current book was outside the hard limits: ``FORCED_DERISK``); reason bitmasks;
-            ``clipped`` has an entry (n_envs,) for every code in ``GATE_CODES``.
+            ``clipped`` has an entry (n_envs,) for every code in ``GATE_CODES`` (the
+            ``FACTOR_CAP`` entry only while ``max_factor_exposure`` is set).
 
         Raises
         ------
@@ -168,11 +169,14 @@ class RiskGateChain:
             dead = x.bad_proposal if flat is None else flat | x.bad_proposal
             strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
 
+        clipped = trace.clipped
+        if x.loadings is None:
+            del clipped[ReasonCode.FACTOR_CAP.name]  # the factor limit is off
         return GateResult(
             approved=approved + 0.0,  # -0.0 -> +0.0: one byte pattern per value
             symbol_reasons=trace.sym,
             portfolio_reasons=trace.port,
-            clipped=trace.clipped,
+            clipped=clipped,
             proposed=x.proposed.copy(),
             strategy_scale=strategy_scale,
         )
@@ -191,6 +195,7 @@ def decision_bounds(
         np.concatenate([x.equity, x.equity]),
         x.sectors,
         None if x.betas is None else np.concatenate([x.betas, x.betas]),
+        None if x.loadings is None else np.concatenate([x.loadings, x.loadings]),
     )
     single = stacked.take(slice(0, n))
     # Zero where nothing may trade (written so that 0 * inf never makes a NaN).

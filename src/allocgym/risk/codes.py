@@ -36,6 +36,7 @@ class ReasonCode(IntFlag):
     ALLOCATOR_DISABLED = 1 << 19
     STALE_INPUT = 1 << 20
     LOT_ROUNDING = 1 << 21
+    FACTOR_CAP = 1 << 22
 
 
 REASON_DOCS: dict[ReasonCode, str] = {
@@ -60,6 +61,7 @@ REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.MODEL_FALLBACK: "Model failed (error, NaN, deadline): the defensive fallback allocation was used.",
     ReasonCode.ALLOCATOR_DISABLED: "TRADING_ALLOCATOR_ENABLED is false: the defensive baseline was used.",
     ReasonCode.STALE_INPUT: "Request timestamp older than max_staleness: request rejected, book held.",
+    ReasonCode.FACTOR_CAP: "|B^T w|_k of some factor k above risk.max_factor_exposure: the whole book scaled until the largest factor exposure equals the cap.",
     ReasonCode.LOT_ROUNDING: "Execution: the order was rounded to whole lots (or scaled so the rounded book stays inside the limits); the held weight differs from the approved one.",
 }
 
@@ -90,6 +92,7 @@ _REASON_SOURCE: dict[ReasonCode, str] = {
     ReasonCode.ALLOCATOR_DISABLED: "serving, portfolio",
     ReasonCode.STALE_INPUT: "serving, portfolio",
     ReasonCode.LOT_ROUNDING: "execution policy, per symbol",
+    ReasonCode.FACTOR_CAP: _GATE_PORTFOLIO,
 }
 
 #: Codes the risk gates themselves emit; ``GateResult.clipped`` has one entry per code.
@@ -111,6 +114,9 @@ GATE_CODES: tuple[ReasonCode, ...] = (
     ReasonCode.TURNOVER_CAP,
     ReasonCode.SLIPPAGE_BUDGET,
     ReasonCode.FORCED_DERISK,
+    # Last, so that a result without the (optional) factor limit keeps the other entries'
+    # order: ``GateResult.clipped`` has a FACTOR_CAP entry only while the limit is on.
+    ReasonCode.FACTOR_CAP,
 )
 
 

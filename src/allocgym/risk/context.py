@@ -5,7 +5,7 @@ per-decision ``Bounds`` of the hard limits with the ``Book`` the gates reshape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import InitVar, dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -54,6 +54,11 @@ class GateContext:
     strategy_weights : ndarray, shape (n_envs, n_strategies, n_assets), optional
         Each strategy family's contribution to the proposal (budgets mode); the
         STRATEGY_CAP gate scales families whose gross contribution exceeds the cap.
+    factor_loadings : ndarray, shape (n_envs, n_assets, n_factors), optional
+        Factor loadings ``B`` of each portfolio's universe (one (n_assets, n_factors)
+        matrix is broadcast to every portfolio); needed when the factor gate is on
+        (``risk.max_factor_exposure``), ignored otherwise. A non-finite loading or one
+        above 1e6 in magnitude makes the portfolio unreadable: approved flat.
     """
 
     current_weights: np.ndarray
@@ -69,23 +74,32 @@ class GateContext:
     kill_switch: np.ndarray | None = None
     reduce_only: np.ndarray | None = None
     strategy_weights: np.ndarray | None = None
+    # Init-only and kept as a plain attribute, not a field: the field list (what audit
+    # records and the hot-path digests walk) stays the same for decisions without it.
+    factor_loadings: InitVar[np.ndarray | None] = None
+
+    def __post_init__(self, factor_loadings: np.ndarray | None) -> None:
+        object.__setattr__(self, "factor_loadings", factor_loadings)
 
     def rows(self, idx: np.ndarray, regime: np.ndarray | None = None) -> GateContext:
         """The context of portfolios ``idx`` only (fields given for the whole batch are
         selected, broadcast ones kept); ``regime``: other regime codes for them."""
         n = np.asarray(self.current_weights).shape[0]
 
-        def take(value: Any) -> Any:
+        def take(value: Any, batch_ndim: int = 1) -> Any:
             if value is None:
                 return None
             arr = np.asarray(value)
-            return arr[idx] if arr.ndim and arr.shape[0] == n else value
+            batched = arr.ndim >= batch_ndim and arr.shape[0] == n
+            return arr[idx] if arr.ndim and batched else value
 
         picked = {
             f.name: take(getattr(self, f.name))
             for f in fields(self)
             if f.name not in ("sector_ids", "regime")
         }
+        # one (n_assets, n_factors) matrix is shared, even when n_assets == n_envs
+        picked["factor_loadings"] = take(self.factor_loadings, batch_ndim=3)
         codes = take(self.regime) if regime is None else regime
         return GateContext(sector_ids=self.sector_ids, regime=codes, **picked)
 
@@ -114,6 +128,7 @@ def bar_gate_context(
     kill_switch: np.ndarray | None = None,
     reduce_only: np.ndarray | None = None,
     strategy_weights: np.ndarray | None = None,
+    factor_loadings: np.ndarray | None = None,
 ) -> GateContext:
     """The ``GateContext`` of decisions at one bar: the one builder of the environment,
     the baselines' backtests and the serving path, so the gates see the same inputs in
@@ -136,6 +151,9 @@ def bar_gate_context(
         Regime codes to gate with (an override); ``None``: the features' codes.
     kill_switch, reduce_only, strategy_weights : optional
         As in ``GateContext``.
+    factor_loadings : ndarray, shape (n_rows, n_assets, n_factors), optional
+        Loadings per feature row (taken at ``rows`` like the features); ``None`` when the
+        factor gate is off.
     """
 
     def at(table: np.ndarray) -> np.ndarray:
@@ -156,6 +174,7 @@ def bar_gate_context(
         kill_switch=kill_switch,
         reduce_only=reduce_only,
         strategy_weights=strategy_weights,
+        factor_loadings=None if factor_loadings is None else at(factor_loadings),
     )
 
 
@@ -173,7 +192,8 @@ class GateResult:
         ``ReasonCode`` bitmask per portfolio (OR of portfolio-level gates that acted).
     clipped : dict of str to ndarray, shape (n_envs,)
         L1 weight removed by each gate, keyed by the gate's ``ReasonCode`` name (one
-        entry per code in ``GATE_CODES``, zeros where the gate did not act). Entries
+        entry per code in ``GATE_CODES``, zeros where the gate did not act; the
+        ``FACTOR_CAP`` entry only while the factor limit is on). Entries
         beyond +-1e150 count as 1e150 and NaN as 0; ``FORCED_DERISK`` holds the L1 of the
         move that brought the current book back inside the hard limits.
     proposed : ndarray, shape (n_envs, n_assets)
@@ -278,7 +298,8 @@ class Bounds:
     """The hard limits of one batch of decisions in weight units (regime multipliers and
     equity applied), built from the registry's tables (``gates.registry.portfolio_bounds``).
 
-    A bound that is off is ``None`` (``betas`` is ``None`` without a beta limit).
+    A bound that is off is ``None`` (``betas`` is ``None`` without a beta limit,
+    ``loadings`` without a factor limit).
     """
 
     cap_pct: np.ndarray  # (n, 1): max_symbol_weight x capacity
@@ -291,6 +312,8 @@ class Bounds:
     gross_cap: np.ndarray  # (n,): max_gross x budget
     notional_cap: np.ndarray | None  # (n,): max_gross_notional / equity
     long_only: bool
+    loadings: np.ndarray | None = None  # (n, N, k): factor loadings B
+    factor_cap: float = 0.0  # max_factor_exposure, applied to every factor
 
     def take(self, rows: np.ndarray | slice) -> Bounds:
         """These limits for rows ``rows`` (an index array, or a slice: views)."""
@@ -309,7 +332,15 @@ class Bounds:
             gross_cap=self.gross_cap[rows],
             notional_cap=part(self.notional_cap),
             long_only=self.long_only,
+            loadings=part(self.loadings),
+            factor_cap=self.factor_cap,
         )
+
+    def exposures(self, w: np.ndarray) -> np.ndarray:
+        """(n, k) factor exposures ``B^T w`` per portfolio (elementwise products summed over
+        the names: no BLAS, so a row's bits do not depend on its batch)."""
+        assert self.loadings is not None
+        return (self.loadings * w[:, :, None]).sum(axis=1)
 
     def gross_limit(self) -> np.ndarray:
         """(n,) the tighter of the gross cap and the gross notional cap per portfolio."""

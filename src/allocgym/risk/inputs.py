@@ -9,11 +9,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from allocgym.errors import RequestError
+from allocgym.ranges import RANGES
 from allocgym.risk.context import GateContext, SectorMap, sector_map
-from allocgym.risk.kernels import BIG, MAX_ABS_BETA
+from allocgym.risk.kernels import BIG, MAX_ABS_BETA, MAX_ABS_LOADING
 
 if TYPE_CHECKING:
     from allocgym.risk.limits import RiskLimits
+
+
+# Physical ranges (``allocgym.ranges``): a row whose equity, or a symbol whose price, ADV or
+# spread, lies outside is unreadable / unusable like a NaN one, so no representable input
+# reaches the float arithmetic of the gates (e.g. an equity of 1e300).
+_EQUITY, _PRICE, _ADV, _SPREAD = (
+    RANGES[name] for name in ("equity", "price", "adv_notional", "spread_bps")
+)
 
 
 def as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -50,6 +59,7 @@ class Inputs:
     vol: np.ndarray
     spread: np.ndarray
     betas: np.ndarray | None
+    loadings: np.ndarray | None  # (n, N, k) factor loadings, 0 in bad rows; None: gate off
     sectors: SectorMap
     regime: np.ndarray
     tradable: np.ndarray  # effective: flag AND finite, sane market data
@@ -64,6 +74,22 @@ class Inputs:
     any_bad_proposal: bool
     any_killed: bool
     any_reduce: bool
+
+
+def _loadings(value: Any, n: int, m: int) -> np.ndarray:
+    """The factor loadings of a decision as (n, m, k) (one (m, k) matrix broadcast)."""
+    if value is None:
+        raise RequestError(
+            "max_factor_exposure is set but GateContext.factor_loadings is None: pass the "
+            "loadings (n_envs, n_assets, n_factors) or set risk.max_factor_exposure to null"
+        )
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim not in (2, 3) or arr.shape[-1] < 1 or arr.shape[-2] != m:
+        raise RequestError(
+            f"GateContext.factor_loadings has shape {arr.shape}; expected (n_envs, {m}, "
+            f"n_factors) or ({m}, n_factors) with n_factors >= 1"
+        )
+    return as_batch("factor_loadings", arr, (n, m, arr.shape[-1]), np.float64)
 
 
 def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inputs:
@@ -98,8 +124,8 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
     killed = flag_batch("kill_switch", ctx.kill_switch, lim.kill_switch, n)
     reduce = flag_batch("reduce_only", ctx.reduce_only, lim.reduce_only, n)
 
-    # Readable rows: finite positive equity, finite book (and sane betas).
-    good_row = (equity > 0) & (equity < np.inf)
+    # Readable rows: equity inside its physical range, finite book (and sane betas).
+    good_row = (equity >= _EQUITY.low) & (equity <= _EQUITY.high)
     finite_cur = np.isfinite(cur)
     if not finite_cur.all():
         good_row &= finite_cur.all(axis=1)
@@ -114,17 +140,26 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
         sane = np.abs(betas) <= MAX_ABS_BETA  # False for NaN and +-inf too
         if not sane.all():
             good_row &= sane.all(axis=1)
+    loadings = None
+    if lim.max_factor_exposure is not None:
+        loadings = _loadings(ctx.factor_loadings, n, m)
+        sane = np.abs(loadings) <= MAX_ABS_LOADING  # False for NaN and +-inf too
+        if not sane.all():
+            good_row &= sane.all(axis=(1, 2))
     any_bad_row = not good_row.all()
     bad_row = ~good_row
     if betas is not None and any_bad_row:
         betas = np.where(bad_row[:, None], 0.0, betas)
+    if loadings is not None and any_bad_row:
+        loadings = np.where(bad_row[:, None, None], 0.0, loadings)
     # Usable symbols: tradable, price finite > 0, ADV / vol / spread finite >= 0
     # (a NaN anywhere makes the min NaN, which fails >= 0; +inf fails the max test).
     low = np.minimum(adv, vol)
     np.minimum(low, spread, out=low)
     high = np.maximum(adv, vol)
     np.maximum(high, spread, out=high)
-    ok_sym = tradable & (prices > 0) & (prices < np.inf) & (low >= 0) & (high < np.inf)
+    ok_sym = tradable & (prices >= _PRICE.low) & (prices <= _PRICE.high) & (low >= 0)
+    ok_sym &= (high < np.inf) & (adv <= _ADV.high) & (spread <= _SPREAD.high)
     all_tradable = bool(ok_sym.all())
 
     finite_p = np.isfinite(raw)
@@ -168,6 +203,7 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
         vol=vol,
         spread=spread,
         betas=betas,
+        loadings=loadings,
         sectors=sectors,
         regime=regime,
         tradable=ok_sym,

@@ -15,12 +15,14 @@ import numpy as np
 
 from allocgym.costs import CostModel, expected_cost
 from allocgym.data import NO_SECTOR
+from allocgym.errors import RequestError
+from allocgym.ranges import RANGES
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import GateContext, GateResult
 from allocgym.risk.gates.registry import LIMITS
-from allocgym.risk.kernels import BIG, MAX_ABS_BETA
-from allocgym.risk.limits import RiskLimits
+from allocgym.risk.kernels import BIG, MAX_ABS_BETA, MAX_ABS_LOADING
+from allocgym.risk.limits import MIN_MULTIPLIER, RiskLimits
 
 _CHECK_RTOL = 1e-9  # tolerance of the checker's limit comparisons (relative)
 _CHECK_ATOL = 1e-290  # absolute floor: differences this small are float underflow
@@ -89,6 +91,7 @@ class _Env:
     usable: np.ndarray  # tradable with finite, sane market data
     sectors: np.ndarray
     betas: np.ndarray | None
+    loadings: np.ndarray | None  # (n, m, k) with the factor limit on, 0 in unreadable rows
     budget_m: np.ndarray  # regime multipliers, straight from the limits
     capacity_m: np.ndarray
     live: np.ndarray  # neither killed nor unreadable
@@ -97,24 +100,27 @@ class _Env:
 def _multiplier(
     limits: RiskLimits, regime: np.ndarray, table: tuple[float, ...], default: float
 ) -> np.ndarray:
-    """Known label -> its entry, else the default; clamped."""
+    """Known label -> its entry, else the default; clamped, and 0 below ``MIN_MULTIPLIER``."""
     known = (regime >= 0) & (regime < len(REGIME_LABELS))
     raw = np.where(known, np.asarray(table)[np.where(known, regime, 0)], default)
-    return np.minimum(np.maximum(raw, limits.min_multiplier), limits.max_multiplier)
+    clamped = np.minimum(np.maximum(raw, limits.min_multiplier), limits.max_multiplier)
+    return np.where(clamped < MIN_MULTIPLIER, 0.0, clamped)
+
+
+def _inside(name: str, x: np.ndarray) -> np.ndarray:
+    """``x`` finite and inside the physical range ``name`` (``allocgym.ranges``)."""
+    return ~RANGES[name].outside(x)
 
 
 def _usable(tradable, price, adv, vol, spread) -> np.ndarray:  # type: ignore[no-untyped-def]
     with np.errstate(invalid="ignore"):
         return (
             tradable
-            & np.isfinite(price)
-            & (price > 0)
-            & np.isfinite(adv)
-            & (adv >= 0)
+            & _inside("price", price)
+            & _inside("adv_notional", adv)
             & np.isfinite(vol)
             & (vol >= 0)
-            & np.isfinite(spread)
-            & (spread >= 0)
+            & _inside("spread_bps", spread)
         )
 
 
@@ -178,6 +184,17 @@ def _gross_notional(w: np.ndarray, e: _Env) -> Measured:
     return [("gross notional cap", notional, np.full(e.n, e.limits.max_gross_notional), notional)]
 
 
+def _factor(w: np.ndarray, e: _Env) -> Measured:
+    if e.loadings is None or e.limits.max_factor_exposure is None:
+        return []
+    cap = np.full(e.n, e.limits.max_factor_exposure)
+    out = []
+    for k in range(e.loadings.shape[2]):
+        bw = e.loadings[:, :, k] * w
+        out.append((f"factor {k} exposure", np.abs(bw.sum(axis=1)), cap, np.abs(bw).sum(axis=1)))
+    return out
+
+
 HARD_CHECKS: dict[ReasonCode, Callable[[np.ndarray, _Env], Measured]] = {
     ReasonCode.LONG_ONLY: _long_only,
     ReasonCode.SYMBOL_CAP: _symbol_cap,
@@ -187,6 +204,7 @@ HARD_CHECKS: dict[ReasonCode, Callable[[np.ndarray, _Env], Measured]] = {
     ReasonCode.BETA_LIMIT: _beta,
     ReasonCode.GROSS_CAP: _gross,
     ReasonCode.NOTIONAL_CAP: _gross_notional,
+    ReasonCode.FACTOR_CAP: _factor,
 }
 
 
@@ -294,10 +312,22 @@ def _read_context(
     betas = None
     if limits.beta_tolerance is not None:
         betas = np.broadcast_to(np.asarray(ctx.betas, dtype=np.float64), (n, m))
+    loadings = None
+    if limits.max_factor_exposure is not None:
+        if ctx.factor_loadings is None:
+            raise RequestError(
+                "check_invariants: risk.max_factor_exposure is set but "
+                "GateContext.factor_loadings is None (the chain refuses such a context too)"
+            )
+        raw = np.asarray(ctx.factor_loadings, dtype=np.float64)
+        loadings = np.broadcast_to(raw, (n, m, raw.shape[-1]))
     with np.errstate(invalid="ignore"):
-        unreadable = ~np.isfinite(cur).all(axis=1) | ~(np.isfinite(eq) & (eq > 0))
+        unreadable = ~np.isfinite(cur).all(axis=1) | ~_inside("equity", eq)
         if betas is not None:
             unreadable |= ~(np.isfinite(betas) & (np.abs(betas) <= MAX_ABS_BETA)).all(axis=1)
+        if loadings is not None:
+            sane = np.isfinite(loadings) & (np.abs(loadings) <= MAX_ABS_LOADING)
+            unreadable |= ~sane.all(axis=(1, 2))
     usable = _usable(tradable, price, adv, vol, spread)
     env = _Env(
         limits=limits,
@@ -311,6 +341,7 @@ def _read_context(
         usable=usable,
         sectors=np.asarray(ctx.sector_ids, dtype=np.int64),
         betas=betas,
+        loadings=None if loadings is None else np.where(unreadable[:, None, None], 0.0, loadings),
         budget_m=_multiplier(
             limits, regime, limits.regime_budget_multipliers, limits.default_budget_multiplier
         ),
@@ -413,7 +444,8 @@ def check_invariants(
     and ``INVALID_INPUT``; any non-finite proposal entry -> ``INVALID_INPUT`` on the
     portfolio and that symbol; every limit of the registry: long-only; ``|w_i|`` and
     ``|w_i| x equity`` caps (x capacity multiplier); sector gross; ``|net|``;
-    ``|beta^T w|``; gross (x budget multiplier); gross notional; strategy contributions
+    ``|beta^T w|``; gross (x budget multiplier); gross notional; ``|(B^T w)_k|`` per
+    factor; strategy contributions
     (``strategy_scale x strategy_weights``); reduce-only (no ``|w_i|`` increase, no sign
     flip); every changed weight carries a reason; a non-tradable weight equals the current
     one (entries clipped to +-1e150) and a hard-limit excess is accepted only where the

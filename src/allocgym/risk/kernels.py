@@ -17,6 +17,7 @@ RTOL = 1e-12  # relative float tolerance of every limit comparison inside the ch
 ATOL = 1e-300  # absolute floor of that tolerance: scaling into subnormals rounds arbitrarily
 BIG = 1e150  # proposal/book entries are clipped to +-BIG before any sum (no overflow)
 MAX_ABS_BETA = 1e6  # larger betas are treated as corrupt input
+MAX_ABS_LOADING = 1e6  # larger factor loadings are treated as corrupt input
 BISECT_ITERS = 53  # 2**-53 = half an ulp of 1.0: bisections run to float resolution
 _GRID = 2.0**-BISECT_ITERS  # spacing of the points a [0, 1] bisection can end on
 # Masks larger than this are OR-ed in by a multiply (ufunc ``where=`` is slow on them).

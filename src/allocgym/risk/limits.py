@@ -35,8 +35,15 @@ class _ConfigField(Generic[T]):
         return getattr(obj.config, self.name)  # type: ignore[no-any-return]
 
 
+MIN_MULTIPLIER = 1e-12
+"""A clamped regime multiplier below this is 0: a limit scaled that small allows nothing
+real, and subnormal bounds (e.g. a multiplier of 5e-324) turn the gates' scale ratios into
+NaN."""
+
+
 def _clamp(value: float, lo: float, hi: float) -> float:
-    return float(min(max(value, lo), hi))
+    clamped = float(min(max(value, lo), hi))
+    return 0.0 if clamped < MIN_MULTIPLIER else clamped
 
 
 def _config(fields: Mapping[str, Any]) -> RiskConfig:
@@ -68,32 +75,33 @@ def _config(fields: Mapping[str, Any]) -> RiskConfig:
 class RiskLimits:
     """Hard limits and trade limits enforced by ``RiskGateChain`` (weights: fractions of equity).
 
-    Build one with :meth:`from_config` (the ``risk`` config section, used as is) or from
-    ``RiskConfig`` fields as keywords (``RiskLimits(max_gross=1.5)``: validated by
-    ``RiskConfig``, defaults for the rest; a regime map may be a tuple over
-    ``REGIME_LABELS``). Every ``RiskConfig`` field reads through (see its documentation),
-    except that the regime maps read as tuples over ``REGIME_LABELS`` (labels missing
-    from the config map get the default multiplier) and every regime multiplier, the
-    defaults included, is clamped to ``[min_multiplier, max_multiplier]``: the semantics
-    of the ``TRADING_ALLOCATOR_*`` runtime flags. A regime code outside
-    ``REGIME_LABELS`` (``UNKNOWN_REGIME`` = -1) gets the default multiplier.
+        Build one with :meth:`from_config` (the ``risk`` config section, used as is) or from
+        ``RiskConfig`` fields as keywords (``RiskLimits(max_gross=1.5)``: validated by
+        ``RiskConfig``, defaults for the rest; a regime map may be a tuple over
+        ``REGIME_LABELS``). Every ``RiskConfig`` field reads through (see its documentation),
+        except that the regime maps read as tuples over ``REGIME_LABELS`` (labels missing
+        from the config map get the default multiplier) and every regime multiplier, the
+        defaults included, is clamped to ``[min_multiplier, max_multiplier]`` (and read as 0
+    below ``MIN_MULTIPLIER``): the semantics
+        of the ``TRADING_ALLOCATOR_*`` runtime flags. A regime code outside
+        ``REGIME_LABELS`` (``UNKNOWN_REGIME`` = -1) gets the default multiplier.
 
-    Attributes
-    ----------
-    config : RiskConfig
-        The limits as configured.
-    tables : LimitTables
-        The registry's bounds per regime slot (``allocgym.risk.gates.registry``).
-    regime_budget_multipliers, regime_capacity_multipliers : tuple of float
-        One clamped multiplier per ``REGIME_LABELS`` entry.
-    default_budget_multiplier, default_capacity_multiplier : float
-        Clamped multipliers for unknown regime codes.
+        Attributes
+        ----------
+        config : RiskConfig
+            The limits as configured.
+        tables : LimitTables
+            The registry's bounds per regime slot (``allocgym.risk.gates.registry``).
+        regime_budget_multipliers, regime_capacity_multipliers : tuple of float
+            One clamped multiplier per ``REGIME_LABELS`` entry.
+        default_budget_multiplier, default_capacity_multiplier : float
+            Clamped multipliers for unknown regime codes.
 
-    Raises
-    ------
-    GateConfigError
-        Fields ``RiskConfig`` rejects, or a regime map naming a label outside
-        ``REGIME_LABELS`` (it could never apply: regimes travel as codes into them).
+        Raises
+        ------
+        GateConfigError
+            Fields ``RiskConfig`` rejects, or a regime map naming a label outside
+            ``REGIME_LABELS`` (it could never apply: regimes travel as codes into them).
     """
 
     __slots__ = (
@@ -112,6 +120,7 @@ class RiskLimits:
     max_gross_notional: _ConfigField[float | None] = _ConfigField()
     max_sector_gross: _ConfigField[float] = _ConfigField()
     beta_tolerance: _ConfigField[float | None] = _ConfigField()
+    max_factor_exposure: _ConfigField[float | None] = _ConfigField()
     long_only: _ConfigField[bool] = _ConfigField()
     max_strategy_contribution: _ConfigField[float] = _ConfigField()
     max_turnover: _ConfigField[float] = _ConfigField()

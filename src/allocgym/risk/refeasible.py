@@ -22,8 +22,9 @@ def bisect_scale(start: np.ndarray, step: np.ndarray, lim: Bounds) -> np.ndarray
 
     ``start`` must be feasible. Along a segment the feasible set of each convex limit is
     an interval ``[0, s_k]`` and ``s = min_k s_k``; a limit holding at both ends holds all
-    along. Linear limits (net, beta) have ``s_k`` in closed form; the piecewise-linear
-    ones (sector, gross, notional) are bisected below that bound where they bind.
+    along. Linear limits (net, beta, each factor exposure) have ``s_k`` in closed form;
+    the piecewise-linear ones (sector, gross, notional) are bisected below that bound
+    where they bind.
     """
     n = start.shape[0]
     end = coupled_violations(start + step, lim)
@@ -34,11 +35,22 @@ def bisect_scale(start: np.ndarray, step: np.ndarray, lim: Bounds) -> np.ndarray
     linear = [(ReasonCode.NET_CAP, start, step, lim.net_cap)]
     if lim.betas is not None:
         linear.append((ReasonCode.BETA_LIMIT, lim.betas * start, lim.betas * step, lim.beta_tol))
+    if lim.loadings is not None:
+        # one signed sum per factor: (n, N, k) terms summed over the names
+        linear.append(
+            (
+                ReasonCode.FACTOR_CAP,
+                lim.loadings * start[:, :, None],
+                lim.loadings * step[:, :, None],
+                lim.factor_cap,
+            )
+        )
     for code, t0, dt, cap in linear:
         if code in broken:
             a, d = t0.sum(axis=1), dt.sum(axis=1)
             s_k = np.where(d > 0, (cap - a) / d, np.where(d < 0, (-cap - a) / d, 1.0))
-            hi = np.minimum(hi, np.clip(np.nan_to_num(s_k, nan=0.0), 0.0, 1.0))
+            s_k = np.clip(np.nan_to_num(s_k, nan=0.0), 0.0, 1.0)
+            hi = np.minimum(hi, s_k if s_k.ndim == 1 else s_k.min(axis=1))
     ok_hi = coupled_ok(start + hi[:, None] * step, lim, broken)
     if ok_hi.all():
         return hi
@@ -65,8 +77,9 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
     """Per-name factors in [0, 1] for the tradable part ``T`` of ``w`` (the rest, ``F``,
     held) so that ``F + factor * T`` meets the coupled limits, in closed form: each
     sector's tradable names by the largest factor that fits the sector cap, then all of
-    them by the largest common factor that fits gross, notional, net and beta (a signed
-    limit ``|f + s d| <= cap`` bounds ``s`` by its larger root). Where ``F`` alone breaks
+    them by the largest common factor that fits gross, notional, net, beta and every
+    factor exposure (a signed limit ``|f + s d| <= cap`` bounds ``s`` by its larger
+    root). Where ``F`` alone breaks
     a limit no factor fits, and the bound clipped to [0, 1] gives the closest book found
     (a sector over its cap sells all of its tradable names). Shape of ``w``.
     """
@@ -89,10 +102,19 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
         signed.append(
             ((lim.betas * held).sum(axis=1), (lim.betas * free).sum(axis=1), lim.beta_tol)
         )
+    if lim.loadings is not None:
+        signed.append(
+            (
+                (lim.loadings * held[:, :, None]).sum(axis=1),
+                (lim.loadings * free[:, :, None]).sum(axis=1),
+                lim.factor_cap,
+            )
+        )
     for f, d, cap in signed:
         safe = np.where(d != 0, d, 1.0)
         up = np.maximum((cap - f) / safe, (-cap - f) / safe)
-        hi = np.minimum(hi, np.where(d != 0, up, np.where(np.abs(f) <= cap, 1.0, 0.0)))
+        bound = np.where(d != 0, up, np.where(np.abs(f) <= cap, 1.0, 0.0))
+        hi = np.minimum(hi, bound if bound.ndim == 1 else bound.min(axis=1))
     hi = np.clip(np.nan_to_num(hi, nan=0.0), 0.0, 1.0)
     return np.nan_to_num(per_name, nan=0.0) * hi[:, None]
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from allocgym import compiled
 from allocgym.actions import ActionSpec
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.hrp import HRP
@@ -57,8 +58,14 @@ from allocgym.errors import (
     GateConfigError,
     InvariantBreach,
 )
-from allocgym.execution import ExecutionParams, ExecutionPolicy, ExecutionResult, trigger_inputs
-from allocgym.features import FeatureBuilder
+from allocgym.execution import (
+    ExecutionParams,
+    ExecutionPolicy,
+    ExecutionResult,
+    Triggers,
+    trigger_inputs,
+)
+from allocgym.features import FeatureBuilder, MarketFeatures
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.observability import reason_names
 from allocgym.ranges import PhysicalRangeError, check_physical
@@ -152,6 +159,25 @@ class _Inputs:
     cash: float
     peak: float
     intents: np.ndarray | None  # (1, n_strategies, N)
+    intent_confidence: np.ndarray | None = None  # (1, n_strategies, N)
+    intent_age: np.ndarray | None = None  # (1, n_strategies) bars
+    intent_horizons: np.ndarray | None = None  # (n_strategies,) bars, 0 = the bundle's
+
+
+@dataclass(frozen=True, eq=False)
+class HeldBar:
+    """What the streaming market state forms once per bar for every decision on it.
+
+    Attributes
+    ----------
+    features : MarketFeatures
+        Features at the bar (leading axis 1).
+    triggers : Triggers
+        Execution trigger inputs of the held window (:meth:`FrozenAllocator.triggers`).
+    """
+
+    features: MarketFeatures
+    triggers: Triggers
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,11 +241,13 @@ class FrozenAllocator:
     Raises
     ------
     BundleError
-        The bundle's config does not hash to its manifest hash, or this allocgym builds a
-        different feature or action layout than the bundle was trained with.
+        The bundle's config does not hash to its manifest hash, this allocgym builds a
+        different feature or action layout than the bundle was trained with, or the bundle
+        observes factor exposures (``features.factor_exposures``).
     GateConfigError
-        A bad ``TRADING_ALLOCATOR_*`` value, or a notional cap outside its physical range
-        (``allocgym.ranges``).
+        A bad ``TRADING_ALLOCATOR_*`` value, a notional cap outside its physical range
+        (``allocgym.ranges``), or a factor-exposure limit (``risk.max_factor_exposure``:
+        serving has no factor loadings to enforce it with).
     """
 
     def __init__(
@@ -262,6 +290,13 @@ class FrozenAllocator:
                 f"with (keys {diff}): serve it with the allocgym version that exported it, "
                 "or retrain and re-export"
             )
+        if cfg.features.factor_exposures:
+            raise BundleError(
+                f"the bundle observes factor exposures (features.factor_exposures = "
+                f"{cfg.features.factor_exposures}), which need the env's per-bar factor "
+                "loadings; the serving path fits no factor model: retrain with "
+                "features.factor_exposures = 0 to serve"
+            )
         if policy.obs_dim != self.feature_builder.obs_dim(self.n_assets):
             raise BundleError(
                 f"bundle obs_dim {policy.obs_dim} != FeatureBuilder obs_dim "
@@ -272,6 +307,14 @@ class FrozenAllocator:
         # be what the config derives), with the runtime flags on top.
         self.flags = RuntimeFlags.from_env(policy.risk_config, environ)
         self.limits = RiskLimits.from_config(self.flags.risk)
+        if self.limits.max_factor_exposure is not None:
+            # The env fits its factor loadings per bar in its precompute; the serving path
+            # fits no factor model, so the limit could not apply: refuse, never skip it.
+            raise GateConfigError(
+                f"risk.max_factor_exposure = {self.limits.max_factor_exposure} is set in the "
+                "bundle, but the serving path has no factor loadings to enforce it: export "
+                "the bundle with risk.max_factor_exposure null to serve it"
+            )
         for cap_name in ("max_symbol_notional", "max_gross_notional"):
             cap = getattr(self.limits, cap_name)
             if cap is not None:
@@ -284,7 +327,9 @@ class FrozenAllocator:
         self.execution = ExecutionPolicy(ExecutionParams.from_config(cfg.execution), self.limits)
         self.mode = policy.mode
         self.aggregator = (
-            IntentAggregator.from_config(self.flags.risk) if self.mode == "budgets" else None
+            IntentAggregator.from_config(self.flags.risk, cfg.intents)
+            if self.mode == "budgets"
+            else None
         )
         self.n_strategies = int(man["action"]["n_strategies"])
         # tilt mode: the env's own map applied to the prior allocator's book at the request
@@ -306,6 +351,8 @@ class FrozenAllocator:
         )
         self._reason_cache: dict[int, list[str]] = {}
         self.operator_kill = False
+        # Compile (or load from the disk cache) the step kernels now, not in the first decision.
+        compiled.warm_up()
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> FrozenAllocator:
@@ -330,6 +377,8 @@ class FrozenAllocator:
         model_cause: tuple[str, str] | None = None,
         operator_kill: bool | None = None,
         enabled: bool | None = None,
+        bar: dt.datetime | None = None,
+        held: HeldBar | None = None,
     ) -> DecisionTrace:
         """Decide and return every intermediate (the service and the tests use this).
 
@@ -345,15 +394,26 @@ class FrozenAllocator:
             Operator kill switch state (default: ``self.operator_kill``).
         enabled : bool, optional
             Override ``TRADING_ALLOCATOR_ENABLED`` (audit replay).
+        bar : datetime, optional
+            The bar an account request on the streaming market state names; ``request``
+            then holds the service's window, ending at its latest bar. A different bar is
+            a coded reject: STALE_INPUT ``bar_not_latest`` (older) or INVALID_INPUT
+            ``bar_not_held`` (not received).
+        held : HeldBar, optional
+            What the streaming market state formed once for ``request``'s window (its
+            features and execution trigger inputs, bit-identical to what this decision
+            would form); its arrays were range-checked when the bars arrived.
         """
         t0 = time.perf_counter()
         now = _aware(now) if now is not None else self._clock()
         kill_op = self.operator_kill if operator_kill is None else bool(operator_kill)
         on = self.flags.enabled if enabled is None else bool(enabled)
         try:
-            x = self._validate(request, now)
+            if bar is not None:
+                self._check_bar(request, _aware(bar))
+            x = self._validate(request, now, market_checked=held is not None)
             t1 = time.perf_counter()
-            return self._decide(request, x, now, t0, t1, kill_op, on, model_cause)
+            return self._decide(request, x, now, t0, t1, kill_op, on, model_cause, held)
         except _Reject as rej:
             return self._rejected(request, rej, now, t0, kill_op, on)
         except InvariantBreach:
@@ -367,8 +427,73 @@ class FrozenAllocator:
             )
             return self._rejected(request, rej, now, t0, kill_op, on)
 
+    def triggers(self, close: np.ndarray, tradable: np.ndarray, spread: np.ndarray) -> Triggers:
+        """Execution trigger inputs of windows ``(1, L, N)`` ending at the decision bar."""
+        ep = self.execution.params
+        returns = simple_returns(close[0], tradable[0])[None, -ep.vol_long_window :]
+        return trigger_inputs(returns, spread[:, -ep.spread_window :], ep)
+
     # ------------------------------------------------------------------ validation
-    def _validate(self, req: DecisionRequest, now: dt.datetime) -> _Inputs:
+    def _check_bar(self, req: DecisionRequest, bar: dt.datetime) -> None:
+        """The named bar must be the held window's last bar, and the window long enough."""
+        held = int(req.close.shape[0])
+        latest = _aware(req.timestamp)
+        if held and bar < latest:
+            raise _Reject(
+                "STALE_INPUT",
+                "bar_not_latest",
+                "bar",
+                f"bar {bar.isoformat()} is not the latest bar held ({latest.isoformat()}): "
+                "decide on the latest bar",
+            )
+        if not held or bar > latest:
+            last = latest.isoformat() if held else "none"
+            raise _Reject(
+                "INVALID_INPUT",
+                "bar_not_held",
+                "bar",
+                f"bar {bar.isoformat()} has not been received (latest held: {last}): "
+                "POST it to /v1/bars first",
+            )
+        if held < self.history:
+            raise _Reject(
+                "INVALID_INPUT",
+                "history_length",
+                "bar",
+                f"the service holds {held} bars, decisions need {self.history}: POST the "
+                f"{self.history - held} bars before the first to /v1/bars",
+            )
+
+    @staticmethod
+    def _check_market(req: DecisionRequest) -> None:
+        """The history arrays' physical ranges (min and max per array keep this cheap)."""
+        close = req.close
+        for range_name, field, arr in (
+            ("price", "close", close),
+            ("volume", "volume", req.volume),
+            ("spread_bps", "spread_bps", req.spread_bps),
+        ):
+            _check_range(None, range_name, arr, field, field)
+        bench = req.benchmark_returns
+        if not np.isfinite(bench).all():
+            raise _Reject(
+                "INVALID_INPUT",
+                "non_finite",
+                "benchmark_returns",
+                "benchmark_returns contains NaN or inf",
+            )
+        if not (bench > -1.0).all():
+            raise _Reject(
+                "INVALID_INPUT",
+                "negative_value",
+                "benchmark_returns",
+                "benchmark returns must be > -1",
+            )
+        _check_range(None, "adv_notional", req.volume * close, "volume x close", "volume")
+
+    def _validate(
+        self, req: DecisionRequest, now: dt.datetime, market_checked: bool = False
+    ) -> _Inputs:
         s = self.serving
         n = self.n_assets
         # symbols: exactly the bundle's, any order
@@ -462,29 +587,10 @@ class FrozenAllocator:
                 f"benchmark_returns has shape {req.benchmark_returns.shape}, expected ({length},)",
             )
         # Every value finite and inside its physical range (the gates' float tolerances
-        # assume physical magnitudes); min and max per array keep this cheap.
-        for range_name, field, arr in (
-            ("price", "close", close),
-            ("volume", "volume", req.volume),
-            ("spread_bps", "spread_bps", req.spread_bps),
-        ):
-            _check_range(None, range_name, arr, field, field)
-        bench = req.benchmark_returns
-        if not np.isfinite(bench).all():
-            raise _Reject(
-                "INVALID_INPUT",
-                "non_finite",
-                "benchmark_returns",
-                "benchmark_returns contains NaN or inf",
-            )
-        if not (bench > -1.0).all():
-            raise _Reject(
-                "INVALID_INPUT",
-                "negative_value",
-                "benchmark_returns",
-                "benchmark returns must be > -1",
-            )
-        _check_range(None, "adv_notional", req.volume * close, "volume x close", "volume")
+        # assume physical magnitudes). A held window's bars passed the same checks when
+        # they arrived.
+        if not market_checked:
+            self._check_market(req)
         # account
         equity, cash, bp = req.equity, req.cash, req.buying_power
         peak = equity if req.peak_equity is None else req.peak_equity
@@ -547,6 +653,7 @@ class FrozenAllocator:
                             f"intents of {fam!r} must be {n} finite values in [-1, 1]",
                         )
                     intents[0, k] = v if perm is None else v[perm]
+        confidence, age, horizons = self._intent_terms(req, n, perm)
         tradable = np.ones(close.shape, dtype=bool) if req.tradable is None else req.tradable
 
         def cols(a: np.ndarray) -> np.ndarray:
@@ -563,7 +670,61 @@ class FrozenAllocator:
             cash=float(cash),
             peak=float(max(peak, equity)),
             intents=intents,
+            intent_confidence=confidence,
+            intent_age=age,
+            intent_horizons=horizons,
         )
+
+    def _intent_terms(
+        self, req: DecisionRequest, n: int, perm: np.ndarray | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Validated confidence (1, S, N), age (1, S) and horizons (S,) of the request's
+        intents (None where not given; budgets mode only)."""
+        given = set(req.strategy_intents or {})
+        for field in ("strategy_confidence", "strategy_horizons", "strategy_intent_age"):
+            bad = sorted(set(getattr(req, field) or {}) - given)
+            if bad:
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "intents",
+                    field,
+                    f"{field} for families {bad} without strategy_intents: give their intents too",
+                )
+        if self.mode != "budgets" or not given:
+            return None, None, None
+        families = STRATEGY_FAMILIES[: self.n_strategies]
+        confidence = age = horizons = None
+        if req.strategy_confidence:
+            confidence = np.ones((1, self.n_strategies, n))
+            for k, fam in enumerate(families):
+                c = req.strategy_confidence.get(fam)
+                if c is None:
+                    continue
+                if c.shape != (n,) or not (
+                    np.isfinite(c).all() and (c >= 0).all() and (c <= 1).all()
+                ):
+                    raise _Reject(
+                        "INVALID_INPUT",
+                        "intents",
+                        f"strategy_confidence.{fam}",
+                        f"confidence of {fam!r} must be {n} finite values in [0, 1]",
+                    )
+                confidence[0, k] = c if perm is None else c[perm]
+        if req.strategy_intent_age or req.strategy_horizons:
+            age = np.zeros((1, self.n_strategies))
+            horizons = np.zeros(self.n_strategies)
+            for k, fam in enumerate(families):
+                a = (req.strategy_intent_age or {}).get(fam, 0)
+                h = (req.strategy_horizons or {}).get(fam, 0)
+                if a < 0 or (fam in (req.strategy_horizons or {}) and h < 1):
+                    raise _Reject(
+                        "INVALID_INPUT",
+                        "intents",
+                        "strategy_intent_age" if a < 0 else "strategy_horizons",
+                        f"{fam!r}: intent age {a} must be >= 0 bars and its horizon {h} >= 1",
+                    )
+                age[0, k], horizons[k] = a, h
+        return confidence, age, horizons
 
     # ------------------------------------------------------------------ decision
     def defensive(self, x: _Inputs, w_cur: np.ndarray) -> tuple[np.ndarray, str]:
@@ -643,9 +804,13 @@ class FrozenAllocator:
         kill_op: bool,
         enabled: bool,
         forced_cause: tuple[str, str] | None,
+        held: HeldBar | None = None,
     ) -> DecisionTrace:
         fb = self.feature_builder
-        feats = fb.compute(x.close, x.bench, x.volume, x.spread, x.tradable)
+        if held is not None:
+            feats = held.features
+        else:
+            feats = fb.compute(x.close, x.bench, x.volume, x.spread, x.tradable)
         p = x.close[:, -1]
         equity = np.array([x.equity])
         w_cur = x.shares * p / equity[:, None]
@@ -685,7 +850,12 @@ class FrozenAllocator:
                 budgets = out
                 intents = feats.intents if x.intents is None else x.intents
                 assert self.aggregator is not None
-                proposal, contrib = self.aggregator.aggregate(budgets, intents)
+                horizons = None
+                if x.intent_horizons is not None:  # 0 = the bundle's horizon of the family
+                    horizons = np.where(x.intent_horizons > 0, x.intent_horizons, feats.horizons)
+                proposal, contrib = self.aggregator.aggregate(
+                    budgets, intents, x.intent_confidence, x.intent_age, horizons
+                )
         t3 = time.perf_counter()
 
         ctx = bar_gate_context(
@@ -715,11 +885,11 @@ class FrozenAllocator:
                 portfolio_reasons=gate.portfolio_reasons | code,
             )
         t4 = time.perf_counter()
-        ep = self.execution.params
         # The env's vol-spike / spread-blowout triggers, from the request's windows; a
         # production request is a scheduled decision window by construction.
-        returns = simple_returns(x.close[0], x.tradable[0])[None, -ep.vol_long_window :]
-        triggers = trigger_inputs(returns, x.spread[:, -ep.spread_window :], ep)
+        triggers = (
+            held.triggers if held is not None else self.triggers(x.close, x.tradable, x.spread)
+        )
         ex = self.execution.apply(gate, ctx, triggers)
         t5 = time.perf_counter()
 

@@ -2,14 +2,27 @@
 
 Endpoints
 ---------
+``POST /v1/bars``
+    Body: one :class:`~allocgym.serving.schemas.Bar` (every symbol's close, volume,
+    spread and tradable flag, the benchmark return, its timestamp and the ``previous``
+    bar it follows), applied to the service's streaming market state
+    (:class:`~allocgym.serving.market.MarketState`). 200 with a
+    :class:`~allocgym.serving.schemas.BarAck`: ``applied``, ``replay`` (the same bar
+    again: idempotent by timestamp) or ``refused`` with a code (``bar_out_of_order``,
+    ``bar_gap``, ``bar_conflict``, ``bar_invalid``), never silently applied.
 ``POST /v1/decide``
-    Body: the bundle's :func:`~allocgym.serving.schemas.served_request_model` (JSON). 200
+    Body: an :class:`~allocgym.serving.schemas.AccountRequest` (the account and the
+    ``bar`` it decides on, which must be the latest bar held: under 4 KB at 20 symbols)
+    or, for replay and audit, the stateless
+    :func:`~allocgym.serving.schemas.served_request_model` carrying the history. The
+    two decide identically on the same window. 200
     with a :class:`~allocgym.serving.schemas.Decision`, also when the request is valid but
     cannot be decided on: ``status = "rejected"`` with a coded ``reject``
     (``INVALID_INPUT`` / ``STALE_INPUT``), audited like every decision. 409 when a known
     request id comes with a different body; 503 when overloaded (more than
-    ``serving.max_in_flight`` decisions queued, or one waited longer than
-    ``serving.max_queue_ms``: shed rather than served late). A repeated request id with
+    ``serving.max_in_flight`` decisions admitted, the decisions ahead would take longer
+    than ``serving.max_queue_ms`` at the recent time per decision, or one waited longer
+    than that in the worker's queue: shed rather than served late). A repeated request id with
     the same body returns the stored decision (header ``Idempotent-Replay: true``)
     without deciding again.
 
@@ -31,8 +44,8 @@ Endpoints
 
 Authentication
 --------------
-``POST /v1/kill-switch`` (every admin endpoint) needs ``Authorization: Bearer <token>``
-with the admin token (``serve --admin-token-file`` or ``ALLOCGYM_ADMIN_TOKEN``); with
+``POST /v1/kill-switch`` and ``POST /v1/bars`` (every admin endpoint: a bar feed decides
+what every decision reads) need ``Authorization: Bearer <token>`` with the admin token (``serve --admin-token-file`` or ``ALLOCGYM_ADMIN_TOKEN``); with
 ``serve --decide-token-file`` or ``ALLOCGYM_DECIDE_TOKEN``, ``POST /v1/decide`` needs the
 decide token. Tokens are compared in constant time (``hmac.compare_digest``). 401
 ``unauthorized`` (with ``WWW-Authenticate: Bearer``): no bearer token; 403 ``forbidden``:
@@ -50,6 +63,13 @@ log could not be written), 503 ``overloaded`` (with ``Retry-After``), 404 ``not_
 405 ``method_not_allowed``. The OpenAPI document lists, per operation, the statuses it can
 return with their schemas (404 and 405 belong to no operation).
 
+Fast path: an overloaded service sheds (503 with ``Retry-After``) before it reads the
+body; the size limit is enforced from ``Content-Length`` and again while the body streams
+in, so an oversized body is never held; pydantic-core parses the body in one pass from
+bytes to the validated model (no intermediate Python objects, which is what orjson or
+msgspec would add as a first pass). Bars are applied on the decision worker, in order
+with the decisions.
+
 Decisions run one at a time on a dedicated worker thread (the numpy core holds the GIL
 for most of a decision; one worker keeps the decision order equal to the audit order),
 so the event loop stays free to answer health checks and to shed load.
@@ -61,6 +81,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -68,9 +89,9 @@ import string
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,7 +105,15 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from allocgym.errors import ConfigError
-from allocgym.serving.schemas import Decision, DecisionRequest, served_request_model
+from allocgym.serving.schemas import (
+    AccountRequest,
+    BarAck,
+    Decision,
+    DecisionRequest,
+    served_account_model,
+    served_bar_model,
+    served_request_model,
+)
 from allocgym.serving.service import DecisionService, IdempotencyConflict, ServiceResult
 
 _log = logging.getLogger(__name__)
@@ -93,6 +122,10 @@ MAX_BODY_BYTES = 256 * 2**20
 """Largest decision request body accepted (413 above)."""
 MAX_CONTROL_BYTES = 64 * 2**10
 """Largest kill-switch body accepted (413 above)."""
+MAX_ACCOUNT_BYTES = 256 * 2**10
+"""Largest decide body read as an account request (larger ones are stateless requests)."""
+MAX_BAR_BYTES = 4 * 2**20
+"""Largest bar body accepted (413 above)."""
 
 _JSON = "application/json"
 
@@ -217,28 +250,64 @@ def _validation_error(err: ValidationError | RequestValidationError) -> JSONResp
     return _error(422, f"{where}: {first['msg']}", details=problems)
 
 
-async def parse_json_body(
-    request: Request, model: type[BaseModel], max_bytes: int
-) -> tuple[Any, bytes] | JSONResponse:
-    """``(model instance, raw body)`` or the error answer: 415 unless the body is declared
-    ``application/json``, 413 above ``max_bytes``, 400 if it is not JSON, 422 if it does
-    not match ``model`` (strictly)."""
+async def read_body(request: Request, max_bytes: int) -> bytes | JSONResponse:
+    """The raw body or the error answer: 415 unless it is declared ``application/json``,
+    413 when ``Content-Length`` says more than ``max_bytes`` (nothing read) or when more
+    arrives while streaming (reading stops there: an oversized body is never held)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != _JSON:
         return _error(415, f"send the body as {_JSON} (got {media or 'no Content-Type'})")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         return _error(413, f"request body over {max_bytes} bytes")
-    body = await request.body()
-    if len(body) > max_bytes:
-        return _error(413, f"request body over {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            return _error(413, f"request body over {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def validate_body(body: bytes, model: type[BaseModel]) -> BaseModel | JSONResponse:
+    """``model`` parsed from JSON ``body`` (pydantic-core: one pass from bytes to the
+    validated model) or the error answer: 400 if it is not JSON, 422 if it does not match
+    ``model`` (strictly)."""
     try:
-        return model.model_validate_json(body), body
+        return model.model_validate_json(body)
     except ValidationError as err:
         bad_json = [d for d in err.errors() if d["type"] == "json_invalid"]
         if bad_json:
             return _error(400, f"the body is not JSON: {bad_json[0]['msg']}")
         return _validation_error(err)
+
+
+async def parse_json_body(
+    request: Request, model: type[BaseModel], max_bytes: int
+) -> tuple[Any, bytes] | JSONResponse:
+    """``(model instance, raw body)`` or the error answer of :func:`read_body` or
+    :func:`validate_body`."""
+    body = await read_body(request, max_bytes)
+    if isinstance(body, JSONResponse):
+        return body
+    parsed = validate_body(body, model)
+    if isinstance(parsed, JSONResponse):
+        return parsed
+    return parsed, body
+
+
+def is_account_body(body: bytes) -> bool:
+    """Whether a decide body is an account request (it names a ``bar``) rather than a
+    stateless request with the market history. Account requests are small: only a body
+    of at most ``MAX_ACCOUNT_BYTES`` that mentions ``"bar"`` is parsed to look."""
+    if len(body) > MAX_ACCOUNT_BYTES or b'"bar"' not in body:
+        return False
+    try:
+        top = json.loads(body)
+    except ValueError:
+        return False  # answered 400 by the parse that follows
+    return isinstance(top, dict) and "bar" in top
 
 
 ADMIN_TOKEN_ENV = "ALLOCGYM_ADMIN_TOKEN"
@@ -388,25 +457,120 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def create_app(
-    service: DecisionService, *, admin_token: str | None = None, decide_token: str | None = None
-) -> FastAPI:
-    """The FastAPI app over a :class:`DecisionService`.
+class _InternalErrors:
+    """ASGI middleware: an unexpected exception becomes a logged 500 ``internal_error``
+    (in the error shape) when no response has started."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Mapping[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise
+            _log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            answer = _error(
+                500, f"internal server error ({type(exc).__name__}): see the server log"
+            )
+            await answer(scope, receive, send)
+
+
+class _Admission:
+    """Load shedding in front of the single decide worker.
+
+    ``in_flight``: decisions admitted and not answered (at most ``max_in_flight``).
+    ``admitted``, ``unqueued`` (answered before reaching the worker, e.g. a 422) and
+    ``started`` (begun by the worker) only grow, each with one writer, so
+    ``admitted - unqueued - started`` counts the decisions ahead of a new one without a
+    lock, those still being read included (counting only the worker's queue would admit a
+    whole burst before any of it is queued). ``decide_s``: moving average of one
+    decision's time on the worker. Admission sheds what would wait longer than
+    ``max_queue_ms`` behind them.
 
     Parameters
     ----------
     service : DecisionService
-    admin_token : str, optional
-        Bearer token of the admin endpoints (the kill switch); None: they answer loopback
-        clients only.
-    decide_token : str, optional
-        Bearer token ``POST /v1/decide`` requires; None: decide is open.
+        Its serving config gives the limits; its metrics count the shed requests.
     """
-    serving = service.allocator.serving
-    max_in_flight = int(serving.max_in_flight)
-    max_queue_s = float(serving.max_queue_ms) / 1e3
-    state = {"in_flight": 0}
-    executor: dict[str, ThreadPoolExecutor] = {}
+
+    def __init__(self, service: DecisionService) -> None:
+        serving = service.allocator.serving
+        self.service = service
+        self.max_in_flight = int(serving.max_in_flight)
+        self.max_queue_ms = float(serving.max_queue_ms)
+        self.max_queue_s = self.max_queue_ms / 1e3
+        self.in_flight = 0
+        self.admitted = 0
+        self.unqueued = 0
+        self.started = 0
+        self.decide_s = 0.0
+
+    def shed(self, reason: str, message: str) -> JSONResponse:
+        """Count a shed request and answer it 503 with ``Retry-After``."""
+        self.service.metrics.shed.labels(reason=reason).inc()
+        return _error(503, message, headers={"Retry-After": "1"})
+
+    def refusal(self) -> JSONResponse | None:
+        """The 503 for a request arriving now, or None when it is admitted."""
+        if self.in_flight >= self.max_in_flight:
+            return self.shed("in_flight", f"{self.max_in_flight} decisions in flight: retry later")
+        ahead = self.admitted - self.unqueued - self.started
+        if ahead * self.decide_s > self.max_queue_s:
+            return self.shed(
+                "queue_time",
+                f"the decisions ahead would take longer than {self.max_queue_ms:g} ms: retry later",
+            )
+        return None
+
+    def set_in_flight(self, change: int) -> None:
+        """Move the in-flight count by ``change`` and publish it."""
+        self.in_flight += change
+        self.service.metrics.in_flight.set(self.in_flight)
+
+    def run_decision(
+        self, req: DecisionRequest | AccountRequest, digest: str, queued: float
+    ) -> tuple[ServiceResult | None, float, float]:
+        """Decide on the worker thread, or skip a request queued past ``max_queue_ms``.
+
+        Returns
+        -------
+        tuple
+            ``(result, started, done)`` perf-counter times; ``result`` is None when skipped.
+        """
+        start = time.perf_counter()
+        self.started += 1
+        if start - queued > self.max_queue_s:
+            return None, start, start
+        if isinstance(req, DecisionRequest):
+            res = self.service.decide(req, digest)
+        else:
+            res = self.service.decide_account(req, digest)
+        done = time.perf_counter()
+        self.decide_s += 0.1 * ((done - start) - self.decide_s)
+        return res, start, done
+
+
+def _security(token: str | None) -> dict[str, Any]:
+    """The OpenAPI ``security`` of a route guarded by ``token`` (none when it is None)."""
+    return {"security": [{"bearerAuth": []}]} if token is not None else {}
+
+
+def _lifespan(
+    service: DecisionService, executor: dict[str, ThreadPoolExecutor]
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app lifespan: starts the decide worker, stops it and anchors the audit chain."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -418,14 +582,11 @@ def create_app(
             if service.audit is not None:
                 service.audit.anchor()  # the chain head is anchored at every shutdown
 
-    app = FastAPI(
-        title="allocgym frozen allocator",
-        version="1",
-        description="Decisions of a frozen RL policy through the production risk gates.",
-        lifespan=lifespan,
-    )
+    return lifespan
 
-    request_model = served_request_model(service.allocator.symbols, int(serving.max_history_bars))
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Answer HTTP errors, invalid requests and unexpected exceptions in the error shape."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -435,104 +596,119 @@ def create_app(
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_error(exc)
 
-    @app.middleware("http")
-    async def internal_error(request: Request, call_next: Any) -> Response:
-        # A middleware, not an exception handler: Starlette re-raises after a handler's
-        # answer and the server may reset the connection before the 500 reaches the client.
-        try:
-            return await call_next(request)
-        except Exception as exc:
-            _log.exception("%s %s failed", request.method, request.url.path)
-            return _error(500, f"internal server error ({type(exc).__name__}): see the server log")
+    # A middleware, not an exception handler: Starlette re-raises after a handler's answer
+    # and the server may reset the connection before the 500 reaches the client. Plain
+    # ASGI rather than ``@app.middleware``: no per-request task and stream copies.
+    app.add_middleware(_InternalErrors)
 
-    def run_decision(
-        req: DecisionRequest, digest: str, arrived: float
-    ) -> tuple[ServiceResult | None, float, float]:
-        start = time.perf_counter()
-        if start - arrived > max_queue_s:
-            return None, start, start
-        return service.decide(req, digest), start, time.perf_counter()
 
-    @app.post(
-        "/v1/decide",
-        operation_id="decide",
-        responses={
-            200: {
-                "model": Decision,
-                "description": "The decision; a valid request that cannot be decided on is "
-                "answered with status `rejected` and a coded `reject` (INVALID_INPUT or "
-                "STALE_INPUT): holding the book is a decision, audited and replayable like "
-                "any other, not an error. 422 means only that the body does not match the "
-                "request schema.",
-                "headers": {
-                    "Idempotent-Replay": {
-                        "description": "`true` when the stored decision of this request id "
-                        "is returned without deciding again.",
-                        "schema": {"type": "string", "enum": ["true"]},
-                    },
-                    "Server-Timing": {
-                        "description": "parse, queue, decide and total durations (ms).",
-                        "schema": {"type": "string"},
-                    },
-                },
-                "links": {
-                    "SameRequestId": {
-                        "operationId": "decide",
-                        "requestBody": {"request_id": "$response.body#/request_id"},
-                        "description": "A decided request id again: the stored decision "
-                        "(same body, Idempotent-Replay) or 409 (another body).",
-                    }
-                },
+def _decide_openapi(decide_token: str | None) -> dict[str, Any]:
+    """The ``responses`` and ``openapi_extra`` of ``POST /v1/decide``."""
+    ok = {
+        "model": Decision,
+        "description": "The decision; a valid request that cannot be decided on is "
+        "answered with status `rejected` and a coded `reject` (INVALID_INPUT or "
+        "STALE_INPUT): holding the book is a decision, audited and replayable like "
+        "any other, not an error. 422 means only that the body does not match the "
+        "request schema.",
+        "headers": {
+            "Idempotent-Replay": {
+                "description": "`true` when the stored decision of this request id "
+                "is returned without deciding again.",
+                "schema": {"type": "string", "enum": ["true"]},
             },
+            "Server-Timing": {
+                "description": "parse, queue, decide and total durations (ms).",
+                "schema": {"type": "string"},
+            },
+        },
+        "links": {
+            "SameRequestId": {
+                "operationId": "decide",
+                "requestBody": {"request_id": "$response.body#/request_id"},
+                "description": "A decided request id again: the stored decision "
+                "(same body, Idempotent-Replay) or 409 (another body).",
+            }
+        },
+    }
+    either_request = {
+        "oneOf": [
+            {"$ref": "#/components/schemas/AccountRequest"},
+            {"$ref": "#/components/schemas/DecisionRequest"},
+        ]
+    }
+    return {
+        "responses": {
+            200: ok,
             **_errors(400, 409, 413, 415, 422, 500, 503),
             **(_errors(401, 403) if decide_token is not None else {}),
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/DecisionRequest"}}},
-            },
-            **({"security": [{"bearerAuth": []}]} if decide_token is not None else {}),
+        "openapi_extra": {
+            "requestBody": {"required": True, "content": {_JSON: {"schema": either_request}}},
+            **_security(decide_token),
         },
-    )
+    }
+
+
+def _add_decide_route(
+    app: FastAPI,
+    service: DecisionService,
+    executor: dict[str, ThreadPoolExecutor],
+    request_model: type[BaseModel],
+    account_model: type[BaseModel],
+    decide_token: str | None,
+) -> _Admission:
+    """Add ``POST /v1/decide`` behind load shedding; returns its admission state."""
+    admission = _Admission(service)
+
+    @app.post("/v1/decide", operation_id="decide", **_decide_openapi(decide_token))
     async def decide(request: Request) -> Response:
-        """Decide one allocation request."""
+        """Decide one allocation request: an account request on the held market state
+        (``AccountRequest``, names the bar) or a stateless one carrying the history
+        (``DecisionRequest``, for replay and audit)."""
         arrived = time.perf_counter()
         if decide_token is not None:
             denied = _bearer_denied(request, decide_token)
             if denied is not None:
                 return denied
-        parsed_body = await parse_json_body(request, request_model, MAX_BODY_BYTES)
-        if isinstance(parsed_body, JSONResponse):
-            return parsed_body
-        req, body = parsed_body
-        parsed = time.perf_counter()
-        if state["in_flight"] >= max_in_flight:
-            service.metrics.shed.labels(reason="in_flight").inc()
-            return _error(
-                503,
-                f"{max_in_flight} decisions in flight: retry later",
-                headers={"Retry-After": "1"},
-            )
-        state["in_flight"] += 1
-        service.metrics.in_flight.set(state["in_flight"])
+        # Shed before reading or parsing: an overloaded service spends nothing on a
+        # request it will not decide.
+        refused = admission.refusal()
+        if refused is not None:
+            return refused
+        admission.admitted += 1
+        admission.set_in_flight(+1)
+        ticket = {"queued": False}
+        try:
+            return await decide_admitted(request, arrived, ticket)
+        finally:
+            if not ticket["queued"]:
+                admission.unqueued += 1
+            admission.set_in_flight(-1)
+
+    async def decide_admitted(
+        request: Request, arrived: float, ticket: dict[str, bool]
+    ) -> Response:
+        body = await read_body(request, MAX_BODY_BYTES)
+        if isinstance(body, JSONResponse):
+            return body
+        model = account_model if is_account_body(body) else request_model
+        req = validate_body(body, model)
+        if isinstance(req, JSONResponse):
+            return req
         digest = hashlib.sha256(body).hexdigest()
+        parsed = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
+            ticket["queued"] = True
             res, started, done = await loop.run_in_executor(
-                executor["pool"], run_decision, req, digest, arrived
+                executor["pool"], admission.run_decision, req, digest, parsed
             )
         except IdempotencyConflict as err:
             return _error(409, str(err))
-        finally:
-            state["in_flight"] -= 1
-            service.metrics.in_flight.set(state["in_flight"])
         if res is None:
-            service.metrics.shed.labels(reason="queue_time").inc()
-            return _error(
-                503,
-                f"queued longer than {serving.max_queue_ms:g} ms: retry later",
-                headers={"Retry-After": "1"},
+            return admission.shed(
+                "queue_time", f"queued longer than {admission.max_queue_ms:g} ms: retry later"
             )
         end = time.perf_counter()
         headers = {
@@ -543,6 +719,17 @@ def create_app(
         if res.cached:
             headers["Idempotent-Replay"] = "true"
         return Response(res.body, status_code=200, media_type=_JSON, headers=headers)
+
+    return admission
+
+
+def _add_kill_switch_route(
+    app: FastAPI,
+    service: DecisionService,
+    executor: dict[str, ThreadPoolExecutor],
+    admin_token: str | None,
+) -> None:
+    """Add ``POST /v1/kill-switch`` (admin token)."""
 
     @app.post(
         "/v1/kill-switch",
@@ -572,7 +759,7 @@ def create_app(
             },
             # Without an admin token no bearer token is asked for (loopback clients only):
             # stating one then would misdescribe the served contract.
-            **({"security": [{"bearerAuth": []}]} if admin_token is not None else {}),
+            **_security(admin_token),
         },
     )
     async def kill_switch(request: Request) -> Response:
@@ -593,10 +780,64 @@ def create_app(
         )
         return JSONResponse(KillSwitchState(**out).model_dump(mode="json"))
 
+
+def _add_bar_route(
+    app: FastAPI,
+    service: DecisionService,
+    executor: dict[str, ThreadPoolExecutor],
+    bar_model: type[BaseModel],
+    admin_token: str | None,
+) -> None:
+    """Add ``POST /v1/bars`` (admin token): the streaming market state's input."""
+
+    @app.post(
+        "/v1/bars",
+        operation_id="postBar",
+        responses={
+            200: {
+                "model": BarAck,
+                "description": "Applied, a replay of a held bar, or refused with a code "
+                "(out of order, a gap, a conflict, invalid values): a refused bar changes "
+                "nothing.",
+                "links": {
+                    "DecideOnIt": {
+                        "operationId": "decide",
+                        "requestBody": {"bar": "$response.body#/latest"},
+                        "description": "A decision on the latest bar held.",
+                    }
+                },
+            },
+            **_errors(400, 401, 403, 413, 415, 422, 500),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Bar"}}},
+            },
+            **_security(admin_token),
+        },
+    )
+    async def post_bar(request: Request) -> Response:
+        """Apply one new bar (every symbol) to the streaming market state (needs the
+        admin token: every decision reads the bars)."""
+        denied = _bearer_denied(request, admin_token)
+        if denied is not None:
+            return denied
+        parsed_body = await parse_json_body(request, bar_model, MAX_BAR_BYTES)
+        if isinstance(parsed_body, JSONResponse):
+            return parsed_body
+        loop = asyncio.get_running_loop()
+        ack = await loop.run_in_executor(executor["pool"], service.apply_bar, parsed_body[0])
+        return Response(ack.model_dump_json().encode(), media_type=_JSON)
+
+
+def _add_status_routes(app: FastAPI, service: DecisionService, admission: _Admission) -> None:
+    """Add the read-only routes: ``GET /healthz`` and ``GET /metrics``."""
+
     @app.get("/healthz", operation_id="health", response_model=Health, responses=_errors(500))
     async def healthz() -> Health:
         """Liveness and what is being served."""
-        return Health(status="ok", **service.allocator.describe(), in_flight=state["in_flight"])
+        return Health(status="ok", **service.allocator.describe(), in_flight=admission.in_flight)
 
     @app.get(
         "/metrics",
@@ -614,13 +855,18 @@ def create_app(
         """Prometheus metrics."""
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+
+def _use_served_schemas(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
+    """Publish the served request models (bounded to the served symbols and history) as
+    the OpenAPI component schemas, with the bearer security scheme."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             _, defs = models_json_schema(
-                [(request_model, "validation"), (KillSwitchRequest, "validation")],
+                [(model, "validation") for model in body_models],
                 ref_template="#/components/schemas/{model}",
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
@@ -631,6 +877,43 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(
+    service: DecisionService, *, admin_token: str | None = None, decide_token: str | None = None
+) -> FastAPI:
+    """The FastAPI app over a :class:`DecisionService`.
+
+    Parameters
+    ----------
+    service : DecisionService
+    admin_token : str, optional
+        Bearer token of the admin endpoints (the kill switch); None: they answer loopback
+        clients only.
+    decide_token : str, optional
+        Bearer token ``POST /v1/decide`` requires; None: decide is open.
+    """
+    executor: dict[str, ThreadPoolExecutor] = {}  # the decide worker, set by the lifespan
+    app = FastAPI(
+        title="allocgym frozen allocator",
+        version="1",
+        description="Decisions of a frozen RL policy through the production risk gates.",
+        lifespan=_lifespan(service, executor),
+    )
+    symbols = service.allocator.symbols
+    max_history_bars = int(service.allocator.serving.max_history_bars)
+    request_model = served_request_model(symbols, max_history_bars)
+    account_model = served_account_model(symbols, max_history_bars)
+    bar_model = served_bar_model(symbols)
+
+    _add_error_handlers(app)
+    admission = _add_decide_route(
+        app, service, executor, request_model, account_model, decide_token
+    )
+    _add_kill_switch_route(app, service, executor, admin_token)
+    _add_bar_route(app, service, executor, bar_model, admin_token)
+    _add_status_routes(app, service, admission)
+    _use_served_schemas(app, [request_model, account_model, bar_model, KillSwitchRequest])
     return app
 
 

@@ -44,6 +44,7 @@ from pydantic import (
     PlainValidator,
     StrictBool,
     StrictFloat,
+    StrictInt,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -138,6 +139,7 @@ _ROW_CHECKS: dict[tuple[int, str], TypeAdapter[Any]] = {
     (1, "f"): TypeAdapter(list[StrictFloat]),
     (2, "f"): TypeAdapter(list[list[StrictFloat]]),
     (2, "b"): TypeAdapter(list[list[StrictBool]]),
+    (1, "b"): TypeAdapter(list[StrictBool]),
 }
 """Element types of the nested-list form, checked strictly (a JSON ``true`` is not 1.0, a
 string ``"1.5"`` is not a number, ``null`` is not NaN)."""
@@ -314,6 +316,19 @@ class RegimeOverride(BaseModel):
     INVALID_INPUT reject."""
 
 
+INTENT_VECTOR_FIELDS: tuple[str, ...] = ("strategy_intents", "strategy_confidence")
+"""Request fields holding one (N,) vector per strategy family."""
+
+
+def _hash_intent_vectors(h: Any, request: BaseModel) -> None:
+    """Feed every per-family vector of ``request`` to ``h`` by its exact bytes."""
+    for name in INTENT_VECTOR_FIELDS:
+        tag = "intent" if name == "strategy_intents" else name
+        for fam, v in sorted((getattr(request, name, None) or {}).items()):
+            h.update(f"|{tag}:{fam}:{v.dtype.str}:{v.shape}".encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+
+
 class DecisionRequest(BaseModel):
     """One allocation request: account, positions, market history and overrides.
 
@@ -367,6 +382,19 @@ class DecisionRequest(BaseModel):
     strategy_intents: dict[str, FloatVector] | None = None
     """Per strategy family (``STRATEGY_FAMILIES``), intents (N,) in [-1, 1] replacing the
     FeatureBuilder's in the budgets-mode aggregation (ignored in weights mode)."""
+    strategy_confidence: dict[str, FloatVector] | None = None
+    """Per strategy family, the confidence (N,) in [0, 1] of each of its intents: the
+    aggregator weights a family's intents by it before normalising them to the family's
+    budget (a confidence of 0 ignores the intent). Default 1 (unweighted); only for
+    families given in ``strategy_intents``."""
+    strategy_horizons: dict[str, StrictInt] | None = None
+    """Per strategy family, its horizon in bars (>= 1); default the bundle's horizon of
+    that family (the look-back its FeatureBuilder signal is built for)."""
+    strategy_intent_age: dict[str, StrictInt] | None = None
+    """Per strategy family, bars since its intents were issued (>= 0, default 0). An intent
+    older than its horizon is dropped or decays, halving every further horizon
+    (``intents.stale_rule`` of the bundle's configuration); its share of the family's
+    budget stays in cash."""
     kill_switch: StrictBool = False
     """Flatten everything now (always wins)."""
     reduce_only: StrictBool = False
@@ -382,6 +410,7 @@ class DecisionRequest(BaseModel):
             "benchmark_returns",
             "tradable",
             "strategy_intents",
+            "strategy_confidence",
         )
         scalars = self.model_dump(mode="json", exclude=set(arrays))
         h.update(json.dumps(scalars, sort_keys=True, separators=(",", ":")).encode())
@@ -390,9 +419,7 @@ class DecisionRequest(BaseModel):
             h.update(f"|{name}:{None if a is None else (a.dtype.str, a.shape)}".encode())
             if a is not None:
                 h.update(np.ascontiguousarray(a).tobytes())
-        for fam, v in sorted((self.strategy_intents or {}).items()):
-            h.update(f"|intent:{fam}:{v.dtype.str}:{v.shape}".encode())
-            h.update(np.ascontiguousarray(v).tobytes())
+        _hash_intent_vectors(h, self)
         return h.hexdigest()
 
     ARRAY_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -409,17 +436,16 @@ class DecisionRequest(BaseModel):
         the audit log and returns a reference instead.
         """
         out = self.model_dump(
-            mode="json", exclude={*self.ARRAY_FIELDS, "strategy_intents", "timestamp"}
+            mode="json",
+            exclude={*self.ARRAY_FIELDS, *INTENT_VECTOR_FIELDS, "timestamp"},
         )
         out["timestamp"] = self.timestamp.isoformat()
         for name in self.ARRAY_FIELDS:
             a = getattr(self, name)
             out[name] = None if a is None else store(a)
-        out["strategy_intents"] = (
-            None
-            if self.strategy_intents is None
-            else {k: store(v) for k, v in self.strategy_intents.items()}
-        )
+        for name in INTENT_VECTOR_FIELDS:
+            vectors = getattr(self, name)
+            out[name] = None if vectors is None else {k: store(v) for k, v in vectors.items()}
         return out
 
 
@@ -475,6 +501,165 @@ def served_request_model(symbols: Sequence[str], max_history_bars: int) -> type[
             dict[str, array_type(1, "f", cols=n)] | None,  # type: ignore[valid-type]
             described("strategy_intents", default=None),
         ),
+        strategy_confidence=(
+            dict[str, array_type(1, "f", cols=n)] | None,  # type: ignore[valid-type]
+            described("strategy_confidence", default=None),
+        ),
+    )
+
+
+MARKET_FIELDS: tuple[str, ...] = ("timestamp", "symbols", *DecisionRequest.ARRAY_FIELDS)
+"""The :class:`DecisionRequest` fields the streaming market state supplies; every other
+field is the account's and travels in :class:`AccountRequest`."""
+
+
+BarCode = Literal["bar_out_of_order", "bar_gap", "bar_conflict", "bar_invalid"]
+"""Why a bar is refused (:class:`BarAck`)."""
+
+
+class Bar(BaseModel):
+    """One new bar for every symbol of the served universe (``POST /v1/bars``).
+
+    ``previous`` names the bar this one follows, so a missing bar is seen without a
+    trading calendar: a bar whose ``previous`` is not the latest held bar is refused as a
+    gap. A bar with a held timestamp is a replay when identical, a conflict otherwise; an
+    older one is refused as out of order. Values are checked against the physical ranges
+    of ``allocgym.ranges`` before the bar is applied.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, use_attribute_docstrings=True
+    )
+
+    timestamp: Timestamp
+    """Time of the bar (ISO 8601; naive = UTC; over HTTP RFC 3339 with an offset)."""
+    previous: Timestamp | None = None
+    """Timestamp of the bar this one follows; required once the service holds a bar."""
+    symbols: list[Symbol] = Field(min_length=1)
+    """Order of the per-symbol vectors; exactly the bundle's symbols, any order."""
+    close: FloatVector
+    """Close price per symbol, in [1e-8, 1e15]."""
+    volume: FloatVector
+    """Shares traded in the bar, in [0, 1e15]."""
+    spread_bps: FloatVector
+    """Quoted spread in bps, in [0, 1e4]."""
+    tradable: array_type(1, "b") | None = None  # type: ignore[valid-type]
+    """Tradable flag per symbol; default all true."""
+    benchmark_return: StrictFloat
+    """Benchmark simple return into this bar, > -1."""
+
+
+class BarAck(BaseModel):
+    """The answer to a bar: applied, a replay of a bar already held, or refused with a code.
+
+    A refusal is a 200 like a coded reject decision: the bar was understood and the
+    service's answer is not to apply it.
+    """
+
+    status: Literal["applied", "replay", "refused"]
+    """``replay``: the same bar was applied before; ``refused``: see ``code`` (nothing
+    changed in either case)."""
+    code: BarCode | None
+    """Why a bar was refused: older than the latest held bar and not held, its
+    ``previous`` is not the latest held bar, another bar under a held timestamp, or values
+    outside their physical ranges (None unless refused)."""
+    message: str
+    """What was wrong and the fix ("" unless refused)."""
+    timestamp: str
+    """The bar's timestamp (ISO 8601)."""
+    latest: str | None
+    """The latest bar held (ISO 8601; None before the first); decisions name it."""
+    bars_held: int
+    """Bars in the rolling window (at most ``window_bars``)."""
+    window_bars: int
+    """The window's bound."""
+    ready: bool
+    """Whether enough bars are held to decide (``bars_held >= history``)."""
+    window_sha256: str
+    """sha256 of the held window's arrays (what a decision on the latest bar reads)."""
+
+
+def _account_fields(base: type[DecisionRequest]) -> dict[str, Any]:
+    return {
+        name: (info.annotation, info)
+        for name, info in base.model_fields.items()
+        if name not in MARKET_FIELDS
+    }
+
+
+class _AccountBase(BaseModel):
+    """A decision on the held market state: the account only, and the bar it decides on.
+
+    The fields besides ``bar`` are :class:`DecisionRequest`'s account fields, unchanged
+    (built from them, so the two never drift); the market history comes from the
+    service's rolling window, which must end at ``bar``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, use_attribute_docstrings=True
+    )
+
+    bar: Timestamp
+    """Timestamp of the bar decided on: the latest bar the service holds (else a coded
+    reject: STALE_INPUT ``bar_not_latest`` for an older bar, INVALID_INPUT
+    ``bar_not_held`` for one the service has not received)."""
+
+    def digest(self) -> str:
+        """sha256 of the request's content (intent vectors by their exact bytes)."""
+        scalars = self.model_dump(mode="json", exclude={*INTENT_VECTOR_FIELDS, "bar"})
+        scalars["bar"] = self.bar.isoformat()
+        h = hashlib.sha256(json.dumps(scalars, sort_keys=True, separators=(",", ":")).encode())
+        _hash_intent_vectors(h, self)
+        return h.hexdigest()
+
+
+def _with_account_fields(
+    name: str, base: type[DecisionRequest], bar_type: Any
+) -> type[_AccountBase]:
+    return create_model(
+        name,
+        __base__=_AccountBase,
+        __doc__=_AccountBase.__doc__,
+        __module__=__name__,
+        bar=(bar_type, Field(description=_AccountBase.model_fields["bar"].description)),
+        **_account_fields(base),
+    )
+
+
+AccountRequest = _with_account_fields("AccountRequest", DecisionRequest, Timestamp)
+"""A decision on the held market state: ``bar`` and the account fields of
+:class:`DecisionRequest` (the docstring above)."""
+
+
+def served_account_model(symbols: Sequence[str], max_history_bars: int) -> type[_AccountBase]:
+    """The :class:`AccountRequest` the HTTP service parses: the account fields of
+    :func:`served_request_model` (intent vectors of length ``N``), ``bar`` in RFC 3339."""
+    return _with_account_fields(
+        "AccountRequest", served_request_model(symbols, max_history_bars), RFC3339Timestamp
+    )
+
+
+def served_bar_model(symbols: Sequence[str]) -> type[Bar]:
+    """The :class:`Bar` the HTTP service parses: vectors of ``N = len(symbols)`` values,
+    timestamps in RFC 3339."""
+    n = len(symbols)
+    base = Bar.model_fields
+
+    def described(name: str, **kw: Any) -> Any:
+        return Field(description=base[name].description, **kw)
+
+    return create_model(
+        "Bar",
+        __base__=Bar,
+        __doc__=Bar.__doc__,
+        __module__=__name__,
+        timestamp=(RFC3339Timestamp, described("timestamp")),
+        previous=(RFC3339Timestamp | None, described("previous", default=None)),
+        symbols=(list[Symbol], described("symbols", min_length=n, max_length=n)),
+        close=(array_type(1, "f", cols=n), described("close")),
+        volume=(array_type(1, "f", cols=n), described("volume")),
+        spread_bps=(array_type(1, "f", cols=n), described("spread_bps")),
+        tradable=(array_type(1, "b", cols=n) | None, described("tradable", default=None)),
     )
 
 

@@ -23,12 +23,24 @@ The HTTP app (``allocgym.serving.http``) is a shell over this class. Each new de
 4. remembered by request id in a bounded LRU: a repeated id returns the stored decision
    without deciding again (a different body under a known id is refused).
 
+Streaming market state: :meth:`DecisionService.apply_bar` feeds the service's
+:class:`~allocgym.serving.market.MarketState` (``POST /v1/bars``) and
+:meth:`DecisionService.decide_account` decides an :class:`AccountRequest` (the account and
+the bar it names) on it. Such a decision is the stateless request over the held window
+(:meth:`MarketState.request`), decided with the incrementally formed features, so it is
+audited as that request: the record's ``input.request`` references the window's arrays
+(stored once per bar in the array store, shared by every decision on that bar; inline
+with ``inline_arrays``), ``input.bar`` names the bar the account asked for and
+``input.window_sha256`` is the digest of the window, and :func:`replay_audit` re-decides
+it statelessly. A 301 x 20 window is about 150 KB of array files per bar; a
+digest alone would not let a replay rebuild the decision, so the window is kept.
+
 Serving metrics besides ``Metrics``'s: ``allocator_model_info{model_id,sha256,
 config_hash,mode}``, ``allocator_decisions_total{status}``,
 ``allocator_fallback_total{cause}``, ``allocator_request_reject_total{code,detail}``,
 ``allocator_kill_switch_engaged``, ``allocator_enabled``,
 ``allocator_idempotent_replays_total``, ``allocator_shed_total{reason}``,
-``allocator_in_flight``.
+``allocator_in_flight``, ``allocator_bars_total{status,code}``.
 """
 
 from __future__ import annotations
@@ -63,7 +75,15 @@ from allocgym.observability import (
 )
 from allocgym.risk import ReasonCode
 from allocgym.serving.allocator import DecisionTrace, FrozenAllocator
-from allocgym.serving.schemas import DecisionRequest, array_from_bytes, encode_array
+from allocgym.serving.market import MarketState
+from allocgym.serving.schemas import (
+    AccountRequest,
+    Bar,
+    BarAck,
+    DecisionRequest,
+    array_from_bytes,
+    encode_array,
+)
 
 FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output", "prior")
 STATUSES = ("ok", "fallback", "disabled", "killed", "rejected")
@@ -114,6 +134,12 @@ class ServingMetrics(Metrics):
         )
         self.shed = Counter(
             "allocator_shed_total", "HTTP requests shed under overload.", ["reason"], registry=r
+        )
+        self.bars = Counter(
+            "allocator_bars_total",
+            "Bars posted to the streaming market state, by outcome (code: why refused).",
+            ["status", "code"],
+            registry=r,
         )
         self.in_flight = Gauge(
             "allocator_in_flight", "HTTP decisions queued or running.", registry=r
@@ -304,6 +330,8 @@ class DecisionService:
     inline_arrays : bool
         Embed the request arrays in each audit record (base64) instead of the
         content-addressed :class:`ArrayStore` beside the log.
+    window_bars : int, optional
+        Rows of the streaming market state (default: the longest window a decision reads).
     """
 
     def __init__(
@@ -313,8 +341,11 @@ class DecisionService:
         audit_log: str | Path | AuditLog | None = None,
         cache_size: int | None = None,
         inline_arrays: bool = False,
+        window_bars: int | None = None,
     ) -> None:
         self.allocator = allocator
+        self.market = MarketState(allocator, window_bars)
+        self._window_refs: tuple[str, dict[int, dict[str, Any]]] = ("", {})
         self.metrics = ServingMetrics(allocator)
         if audit_log is None or isinstance(audit_log, AuditLog):
             self.audit = audit_log
@@ -343,7 +374,33 @@ class DecisionService:
         IdempotencyConflict
             The request id was decided before for a different request.
         """
-        digest = body_digest or request.digest()
+        return self._decide(request, body_digest or request.digest())
+
+    def decide_account(
+        self, account: AccountRequest, body_digest: str | None = None
+    ) -> ServiceResult:
+        """Decide an account request on the held market state (see the module docstring).
+
+        The named bar must be the latest bar held (else a coded reject); everything else
+        as :meth:`decide`.
+
+        Raises
+        ------
+        IdempotencyConflict
+            The request id was decided before for a different request.
+        """
+        return self._decide(account, body_digest or account.digest())
+
+    def apply_bar(self, bar: Bar) -> BarAck:
+        """Apply one bar to the streaming market state (serialised with the decisions);
+        a bar out of order, after a gap, in conflict with a held one or with invalid
+        values is answered ``refused`` with its code and changes nothing."""
+        with self._lock:
+            ack = self.market.ack(bar)
+        self.metrics.bars.labels(status=ack.status, code=ack.code or "").inc()
+        return ack
+
+    def _decide(self, request: DecisionRequest | AccountRequest, digest: str) -> ServiceResult:
         with self._lock:
             hit = self._cache.get(request.request_id)
             if hit is not None:
@@ -356,10 +413,16 @@ class DecisionService:
                 self.metrics.idempotent.inc()
                 res = hit[1]
                 return ServiceResult(res.body, res.status, True, res.request_id)
-            tr = self.allocator.trace(request)
+            bar = None
+            if isinstance(request, DecisionRequest):
+                tr = self.allocator.trace(request)
+            else:
+                bar = request.bar
+                request = self.market.request(request)
+                tr = self.allocator.trace(request, bar=bar, held=self.market.held)
             self.metrics.observe_trace(tr, self.allocator, request)
             if self.audit is not None:
-                self.audit.append(self._record(request, tr))
+                self.audit.append(self._record(request, tr, bar))
             body = tr.decision.model_dump_json().encode()
             res = ServiceResult(body, tr.decision.status, False, request.request_id)
             self._cache[request.request_id] = (digest, res)
@@ -367,11 +430,30 @@ class DecisionService:
                 self._cache.popitem(last=False)
         return res
 
-    def _record(self, request: DecisionRequest, tr: DecisionTrace) -> dict[str, Any]:
+    def _window_store(self) -> Any:
+        """``self._store`` that stores the held window's arrays once per bar."""
+        if self._store is encode_array:
+            return self._store
+        digest = self.market.window_sha256
+        if self._window_refs[0] != digest:
+            refs = {id(a): self._store(a) for a in self.market.frozen_window().values()}
+            self._window_refs = (digest, refs)
+        known = self._window_refs[1]
+
+        def store(a: np.ndarray) -> dict[str, Any]:
+            ref = known.get(id(a))
+            return ref if ref is not None else self._store(a)
+
+        return store
+
+    def _record(
+        self, request: DecisionRequest, tr: DecisionTrace, bar: dt.datetime | None = None
+    ) -> dict[str, Any]:
         d = tr.decision
+        store = self._store if bar is None else self._window_store()
         inputs = {
             "kind": "decision",
-            "request": request.to_audit(self._store),
+            "request": request.to_audit(store),
             "now": tr.now.isoformat(),
             "operator_kill_switch": tr.operator_kill,
             "enabled": tr.enabled,
@@ -380,6 +462,9 @@ class DecisionService:
             else {"cause": tr.model_cause, "message": tr.model_message},
             "model_sha256": self.allocator.policy.sha256,
         }
+        if bar is not None:
+            inputs["bar"] = bar.isoformat()
+            inputs["window_sha256"] = self.market.window_sha256
         output = d.audit_output()
         # The keys of ``observability.decision_record`` (same readers), with the gate's
         # vectors as exact base64 arrays: the log stays cheap to write at 500 symbols.
@@ -500,6 +585,7 @@ def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> An
             model_cause=None if outcome is None else (outcome["cause"], outcome["message"]),
             operator_kill=bool(inputs["operator_kill_switch"]),
             enabled=bool(inputs["enabled"]),
+            bar=None if inputs.get("bar") is None else dt.datetime.fromisoformat(inputs["bar"]),
         )
         return tr.decision.audit_output()
 

@@ -1,9 +1,10 @@
-"""Portfolio-level hard limits: sector gross, net, beta, gross and gross notional.
+"""Portfolio-level hard limits: sector gross, net, beta, gross, gross notional and factor
+exposure.
 
 Each limit has a measure (``*_inside``: which portfolios are inside, (n,) bool, ``None``
 when the limit is off) and a gate that scales the portfolios outside back to the bound in
 a way that keeps every limit before it in the registry: a sector, the dominant side (net),
-the side carrying the excess beta, or the whole book (gross, notional).
+the side carrying the excess beta, or the whole book (gross, notional, factor exposure).
 """
 
 from __future__ import annotations
@@ -122,6 +123,20 @@ def notional_inside(book: Book, b: Bounds) -> np.ndarray | None:
     return is_inside(book.gross, b.notional_cap, book.gross)
 
 
+def factor_exposure(book: Book, b: Bounds) -> tuple[np.ndarray, np.ndarray]:
+    """``|B^T w|`` per factor and the sum of its absolute terms (its tolerance), (n, k)."""
+    terms = b.loadings * book.w[:, :, None]
+    return np.abs(terms.sum(axis=1)), np.abs(terms).sum(axis=1)
+
+
+def factor_inside(book: Book, b: Bounds) -> np.ndarray | None:
+    """Portfolios with every ``|(B^T w)_k|`` within ``max_factor_exposure`` (``None``: off)."""
+    if b.loadings is None:
+        return None
+    exposure, mag = factor_exposure(book, b)
+    return rows_all(is_inside(exposure, b.factor_cap, mag))
+
+
 # ----------------------------------------------------------------------------- gates
 
 
@@ -179,3 +194,17 @@ def notional_gate(book: Book, b: Bounds, trace: Trace) -> None:
         over = is_over(gross, b.notional_cap, gross)
         code = ReasonCode.NOTIONAL_CAP
         book.update(scale_rows(book.w, gross, b.notional_cap, over, code, trace))
+
+
+def factor_gate(book: Book, b: Bounds, trace: Trace) -> None:
+    """FACTOR_CAP: scale the whole book by ``cap / max_k |(B^T w)_k|``, so the largest
+    factor exposure equals the cap. Exposures are linear in ``w``, so the uniform scale
+    fits every factor at once and, shrinking every name, keeps every limit before it."""
+    if b.loadings is None:
+        return
+    exposure, mag = factor_exposure(book, b)
+    if all_below(exposure, b.factor_cap):
+        return
+    over = rows_any(is_over(exposure, b.factor_cap, mag))
+    largest = exposure.max(axis=1)
+    book.update(scale_rows(book.w, largest, b.factor_cap, over, ReasonCode.FACTOR_CAP, trace))

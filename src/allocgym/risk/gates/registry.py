@@ -195,6 +195,18 @@ LIMITS: tuple[LimitSpec, ...] = (
         gate=portfolio.notional_gate,
     ),
     LimitSpec(
+        code=ReasonCode.FACTOR_CAP,
+        field="max_factor_exposure",
+        stage="hard",
+        level="portfolio",
+        unit="weight",
+        multiplier=None,
+        measure="|(B^T w)_k| for every factor k (loadings B from GateContext.factor_loadings)",
+        repair="scale the book by cap / max_k |(B^T w)_k| (the largest exposure ends at the cap)",
+        inside=portfolio.factor_inside,
+        gate=portfolio.factor_gate,
+    ),
+    LimitSpec(
         code=ReasonCode.PARTICIPATION_CAP,
         field="max_participation",
         stage="trade",
@@ -293,6 +305,7 @@ def portfolio_bounds(
     equity: np.ndarray,
     sectors: SectorMap,
     betas: np.ndarray | None,
+    loadings: np.ndarray | None = None,
 ) -> Bounds:
     """The hard limits of a batch in weight units.
 
@@ -307,11 +320,14 @@ def portfolio_bounds(
     sectors : SectorMap
     betas : ndarray, shape (n, n_assets), optional
         Betas; ignored (``Bounds.betas`` is ``None``) without a beta limit.
+    loadings : ndarray, shape (n, n_assets, n_factors), optional
+        Factor loadings; ignored (``Bounds.loadings`` is ``None``) without a factor limit.
     """
     b = limits.tables.bound
     symbol_notional = b[ReasonCode.SYMBOL_NOTIONAL_CAP]
     gross_notional = b[ReasonCode.NOTIONAL_CAP]
     beta_tol = b[ReasonCode.BETA_LIMIT]
+    factor_cap = b[ReasonCode.FACTOR_CAP]
     return Bounds(
         cap_pct=b[ReasonCode.SYMBOL_CAP][slot][:, None],
         cap_notional=(
@@ -325,6 +341,8 @@ def portfolio_bounds(
         gross_cap=b[ReasonCode.GROSS_CAP][slot],
         notional_cap=None if gross_notional is None else gross_notional / equity,
         long_only=limits.long_only,
+        loadings=None if factor_cap is None else loadings,
+        factor_cap=0.0 if factor_cap is None else factor_cap,
     )
 
 
@@ -397,8 +415,9 @@ def hard_gates(w: np.ndarray, b: Bounds, trace: Trace) -> np.ndarray:
 
 
 def signed_gates(w: np.ndarray, b: Bounds, trace: Trace) -> np.ndarray:
-    """The signed limits' gates alone (NET_CAP, BETA_LIMIT): they keep the others."""
+    """The signed limits' gates alone (NET_CAP, BETA_LIMIT, FACTOR_CAP): they keep the
+    others."""
     book = Book(w)
-    for code in (ReasonCode.NET_CAP, ReasonCode.BETA_LIMIT):
+    for code in (ReasonCode.NET_CAP, ReasonCode.BETA_LIMIT, ReasonCode.FACTOR_CAP):
         spec(code).gate(book, b, trace)
     return book.w

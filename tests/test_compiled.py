@@ -1,0 +1,220 @@
+"""Compiled step kernels: against the numpy definitions, one signature each, warm serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_serving_support import untrained_bundle
+
+from allocgym import compiled, measures
+from allocgym.costs import CostModel, expected_cost, fill_cost
+
+RTOL = 1e-12
+
+
+def _windows(returns: np.ndarray, first: np.ndarray, window: int) -> np.ndarray:
+    return returns[first[:, None] + np.arange(window)]
+
+
+@pytest.mark.parametrize("n_assets", [1, 20, 90])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.95, 0.99, 1.0])
+def test_scenario_cvar_is_measures_cvar_of_the_scenarios(n_assets: int, alpha: float) -> None:
+    rng = np.random.default_rng(n_assets)
+    returns = rng.normal(0.0, 0.02, (300, n_assets))
+    window = 63
+    first = rng.integers(0, 300 - window, 200)
+    w = rng.uniform(-0.3, 0.3, (200, n_assets))
+    scen = np.einsum("bwn,bn->bw", _windows(returns, first, window), w)
+    want = measures.cvar(scen, alpha)
+    got = compiled.scenario_cvar(returns, first, w, window, alpha)
+    # only the summation order differs: bounded by the magnitude of the summed terms
+    mag = np.einsum("bwn,bn->bw", np.abs(_windows(returns, first, window)), np.abs(w))
+    assert np.all(np.abs(got - want) <= RTOL * mag.max(axis=1))
+
+
+def test_scenario_cvar_rows_do_not_depend_on_the_batch_and_nan_is_kept() -> None:
+    rng = np.random.default_rng(1)
+    returns = rng.normal(0.0, 0.02, (200, 20))
+    first = rng.integers(0, 100, 30)
+    w = rng.uniform(-0.2, 0.2, (30, 20))
+    w[4, 3] = np.nan
+    batch = compiled.scenario_cvar(returns, first, w, 63, 0.95)
+    single = [
+        compiled.scenario_cvar(returns, first[i : i + 1], w[i : i + 1], 63, 0.95)[0]
+        for i in range(30)
+    ]
+    assert np.array_equal(batch, np.array(single), equal_nan=True)
+    assert np.isnan(batch[4]) and np.isfinite(np.delete(batch, 4)).all()
+
+
+def test_scenario_cvar_by_hand() -> None:
+    # window 4, alpha 0.5: k = 2, i = 1; CVaR = -(worst + 1 * second worst) / 2
+    returns = np.array([[0.01], [-0.03], [0.02], [-0.01]])
+    got = compiled.scenario_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 0.5)
+    assert got[0] == pytest.approx((0.06 + 0.02) / 2, rel=1e-15)
+    assert compiled.scenario_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 1.0)[0] == 0.06
+
+
+@pytest.mark.parametrize("window, alpha", [(0, 0.95), (63, 1.5), (63, -0.1)])
+def test_scenario_cvar_refuses_bad_settings(window: int, alpha: float) -> None:
+    with pytest.raises(ValueError, match="scenario_cvar"):
+        compiled.scenario_cvar(np.zeros((70, 2)), np.array([0]), np.zeros((1, 2)), window, alpha)
+
+
+def _lots_ref(x, lot, unit):
+    r = x if unit else x / lot
+    near = np.rint(r)
+    return np.where(np.abs(r - near) <= np.maximum(np.abs(r), 1.0) * 1e-13, near, r)
+
+
+def _round_ref(q_cur, q_tgt, lot, forced, unit):
+    """The numpy formulas the lot kernel replaced (naive reference)."""
+    k = np.trunc(_lots_ref(q_tgt - q_cur, lot, unit))
+    toward_cur = np.where(q_tgt == 0.0, 0.0, q_cur + (k if unit else k * lot))
+    s = np.sign(q_tgt)
+    x = s * q_cur
+    k = np.floor(_lots_ref(np.abs(q_tgt) - x, lot, unit))
+    v = x + (k if unit else k * lot)
+    toward_zero = np.where((s == 0.0) | (v < 0.0), 0.0, s * v)
+    return np.where(forced, toward_zero, toward_cur)
+
+
+@pytest.mark.parametrize("unit", [False, True])
+def test_lot_rounding_matches_its_definition_bit_for_bit(unit: bool) -> None:
+    rng = np.random.default_rng(7)
+    b, n = 64, 12
+    lot = np.ones(n) if unit else rng.choice([1.0, 10.0, 100.0, 0.5], n)
+    q_cur = np.round(rng.normal(0, 500, (b, n)) / lot) * lot
+    q_tgt = rng.normal(0, 500, (b, n))
+    q_tgt[:, 0] = 0.0
+    q_tgt[:, 1] = q_cur[:, 1] + 3 * lot[1] * (1 + 1e-15)  # float dust on a whole order
+    q_tgt[2, 2] = np.nan
+    forced = rng.random((b, n)) < 0.3
+    for f in (forced, None):
+        got = compiled.round_lots(q_cur, q_tgt, lot, f, unit)
+        want = _round_ref(q_cur, q_tgt, lot, np.zeros((b, n), bool) if f is None else f, unit)
+        assert np.array_equal(got, want, equal_nan=True)
+    snapped = compiled.snap_whole_lots(q_tgt, lot, unit)
+    r = _lots_ref(q_tgt, lot, unit)
+    whole = r == np.rint(r)
+    assert np.array_equal(snapped, np.where(whole, r if unit else r * lot, q_tgt), equal_nan=True)
+    assert np.array_equal(snapped[:, 1], q_cur[:, 1] + 3 * lot[1])
+
+
+def test_lot_weights_keep_untraded_names_and_close_exactly() -> None:
+    q_cur = np.array([[100.0, 50.0, 20.0]])
+    q_fin = np.array([[200.0, 0.0, 20.0]])
+    c = np.array([[0.1, 0.05, 0.02]])
+    spw = np.array([[1000.0, 1000.0, 1000.0]])
+    change = np.array([[True, True, True]])
+    assert compiled.lot_weights(q_fin, q_cur, c, spw, change).tolist() == [[0.2, 0.0, 0.02]]
+    assert compiled.lot_weights(q_fin, q_cur, c, spw, ~change).tolist() == c.tolist()
+
+
+def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
+    compiled.warm_up()
+    rng = np.random.default_rng(3)
+    big = rng.uniform(-1, 1, (8, 10))
+    ro = big.copy()
+    ro.flags.writeable = False
+    for trade in (big, big[:, ::2], ro, np.broadcast_to(big[0], (8, 10))):
+        compiled.cost_terms(
+            trade, np.ones(1), np.full(1, 1e7), np.full(1, 0.01), np.ones(1), 1.0, 1.0, 0.1
+        )
+        compiled.round_lots(trade, trade * 2, np.ones(trade.shape[1]), trade > 0, False)
+    for kernel, _ in compiled._KERNELS:
+        assert len(kernel.signatures) == 1, kernel
+
+
+def test_cost_terms_broadcasts_any_shape() -> None:
+    trade = np.array([0.1, -0.2, 0.0])
+    linear, impact = compiled.cost_terms(
+        trade,
+        np.array(1e6),
+        np.array([1e8]),
+        np.array(0.02),
+        np.array([10.0, 20.0, 5.0]),
+        1.0,
+        1.0,
+        0.1,
+    )
+    assert linear.shape == impact.shape == (3,)
+    assert linear[1] == 0.2 * (20.0 * 1.0 / 2e4 + 1.0 / 1e4)
+    assert impact[2] == 0.0 and linear[2] == 0.0
+
+
+_FIRST_DECISION = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+from test_serving_support import ENABLED, bar_clock, fixed_clock, small_market
+from allocgym.serving import FrozenAllocator, FrozenPolicy, request_from_market
+policy = FrozenPolicy.load({bundle!r})
+market = small_market()
+t = 400
+alloc = FrozenAllocator(policy, environ=ENABLED, clock=fixed_clock(bar_clock(market, t)))
+times = []
+for i in range(21):
+    req = request_from_market(market, t, history=alloc.history, request_id=f"r{{i}}")
+    start = time.perf_counter()
+    alloc.decide(req)
+    times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+
+def test_first_served_decision_is_as_fast_as_the_rest(tmp_path: Path) -> None:
+    """A fresh process: the kernels load at allocator construction, not in decision one."""
+    bundle = untrained_bundle()
+    code = _FIRST_DECISION.format(tests=str(Path(__file__).parent), bundle=str(bundle))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    times = json.loads(out.stdout.strip().splitlines()[-1])
+    first, rest = times[0], float(np.median(times[1:]))
+    # loading the kernels alone takes hundreds of ms; a decision takes a few ms
+    assert first <= 5.0 * rest + 0.05, (first, rest)
+
+
+@pytest.mark.parametrize("n_assets", [1, 7, 8, 20, 129, 500])
+def test_fill_cost_is_the_summed_expected_cost_bit_for_bit(n_assets: int) -> None:
+    rng = np.random.default_rng(n_assets)
+    n_bars, b = 40, 33
+    adv = rng.uniform(1e5, 1e9, (n_bars, n_assets))
+    adv[3, 0] = 0.0  # an illiquid bar: +inf impact for a nonzero trade
+    vol = rng.uniform(0.0, 0.05, (n_bars, n_assets))
+    spread = rng.uniform(0.0, 30.0, (n_bars, n_assets))
+    rows = rng.integers(0, n_bars, b)
+    rows[0] = 3
+    trade = rng.normal(0.0, 0.05, (b, n_assets)) * (rng.random((b, n_assets)) < 0.7)
+    equity = rng.uniform(1e5, 1e8, b)
+    model = CostModel(commission_bps=0.7, spread_mult=1.3, impact_k=0.2)
+    want = expected_cost(trade, equity, adv[rows], vol[rows], spread[rows], model).sum(axis=1)
+    got = fill_cost(trade, equity, adv, vol, spread, rows, model)
+    assert np.array_equal(got, want)
+
+
+def test_bench_env_reports_compile_time_and_the_bare_env_ratio() -> None:
+    from allocgym.bench.env import BareVecEnv, run
+
+    rows = run((5,), (4,), n_days=400, steps=2, repeat=1, ref_steps=2, cpu_time=True, bare=True)
+    assert [r["env"] for r in rows] == [
+        "pandas reference", "PortfolioEnv", "bare numpy env", "PortfolioVecEnv",
+    ]  # fmt: skip
+    bare, ours = rows[2], rows[3]
+    assert ours["x_bare"] == pytest.approx(
+        ours["portfolio_steps_per_s"] / bare["portfolio_steps_per_s"], rel=1e-12
+    )
+    assert ours["portfolio_steps_per_s"] == pytest.approx(4e3 / ours["cpu_ms_per_step"])
+    assert {r["compile_s"] for r in rows} == {compiled.compile_seconds()}
+
+    # the bare env: softmax book with cash, linear cost on the traded weight, log growth
+    returns = np.array([[0.0, 0.0], [0.01, -0.02], [0.03, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    env = BareVecEnv(returns, obs_dim=5, n_envs=1, cost_rate=1e-3)
+    env.start[:] = env.t[:] = 0
+    obs, reward = env.step(np.array([[0.0, 0.0, 0.0]]))
+    growth = 1.0 + (0.01 - 0.02) / 3.0 - 1e-3 * 2.0 / 3.0
+    assert reward[0] == pytest.approx(np.log(growth), rel=1e-12)
+    assert obs.shape == (1, 5) and np.allclose(obs[0, 3:], 1.0 / 3.0)

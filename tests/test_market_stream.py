@@ -1,0 +1,251 @@
+"""Streaming market state: bars one at a time, features and regime updated incrementally
+and equal to the batch ``FeatureBuilder`` bit for bit, account-only decisions equal to the
+stateless request on the same window, bar idempotency and refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_serving_support import ENABLED, exported_bundle, patient, sp500
+
+from allocgym.regime import RegimeModel, RegimeStream
+from allocgym.serving import DecisionService, FrozenAllocator, FrozenPolicy, replay_audit
+from allocgym.serving.market import MarketState
+from allocgym.serving.schemas import AccountRequest, Bar, Decision
+from allocgym.serving.service import ex_ante_cvar
+
+MARKET_FIELDS_COMPARED = (
+    "template", "volatility", "betas", "adv_notional", "momentum", "intents",
+    "intent_confidence", "regime", "regime_confidence", "barbell", "tradable",
+)  # fmt: skip
+
+
+def _ts(market: object, t: int) -> dt.datetime:
+    day = str(np.datetime_as_string(market.dates[t], unit="D"))  # type: ignore[attr-defined]
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+
+
+def _bar(market: object, t: int, **change: object) -> Bar:
+    m = market
+    fields = {
+        "timestamp": _ts(m, t),
+        "previous": None if t == 0 else _ts(m, t - 1),
+        "symbols": list(m.symbols),  # type: ignore[attr-defined]
+        "close": m.close[t],  # type: ignore[attr-defined]
+        "volume": m.volume[t],  # type: ignore[attr-defined]
+        "spread_bps": m.spread_bps[t],  # type: ignore[attr-defined]
+        "tradable": m.tradable[t],  # type: ignore[attr-defined]
+        "benchmark_return": float(m.benchmark_returns[t]),  # type: ignore[attr-defined]
+    }
+    return Bar.model_validate(fields | change)
+
+
+@cache
+def _policy() -> FrozenPolicy:
+    return FrozenPolicy.load(exported_bundle())
+
+
+class _Clock:
+    """A server clock the test moves to each bar (requests at that bar are fresh)."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def _allocator(clock: _Clock | None = None) -> FrozenAllocator:
+    pol = _policy()
+    return FrozenAllocator(pol, environ=ENABLED, serving=patient(pol), clock=clock)
+
+
+def test_regime_stream_equals_the_batch_path_at_every_bar() -> None:
+    market = sp500()
+    model = RegimeModel()
+    path = model.path(market)
+    stream = RegimeStream(model)
+    r, b = market.returns, market.benchmark_returns
+    need = stream.returns_needed
+    for t in range(market.n_days):
+        lo = max(0, t + 1 - need)
+        got = stream.update(r[lo : t + 1], b[lo : t + 1])
+        for name in ("labels", "confidence", "barbell", "raw_labels", "vol_stress"):
+            assert getattr(got, name)[0].tobytes() == getattr(path, name)[t].tobytes(), (t, name)
+    assert len(set(path.labels[model.required_history :].tolist())) > 1  # not one label
+
+
+def test_incremental_features_equal_the_batch_feature_builder_on_the_whole_sample() -> None:
+    """Every bar of the S&P 500 sample streamed one at a time: the features at each bar
+    (the observation template, the gates' inputs, intents and regime) have the bits of
+    ``FeatureBuilder.precompute``; the window stays bounded."""
+    market = sp500()
+    alloc = _allocator()
+    batch = alloc.feature_builder.precompute(market)
+    state = MarketState(alloc)
+    for t in range(market.n_days):
+        assert state.apply(_bar(market, t)) == "applied"
+        assert state.ready == (t + 1 >= alloc.history)
+        if not state.ready:
+            assert state.held is None
+            continue
+        assert state.held is not None
+        for name in MARKET_FIELDS_COMPARED:
+            got, want = getattr(state.held.features, name)[0], getattr(batch, name)[t]
+            assert got.tobytes() == want.tobytes(), (t, name)
+    assert state.bars_held == state.window_bars < market.n_days
+    window = state.window()
+    assert np.array_equal(window["close"], market.close[-state.window_bars :])
+    assert np.array_equal(window["tradable"], market.tradable[-state.window_bars :])
+
+
+def test_streaming_decisions_equal_the_stateless_path_and_replay(tmp_path: Path) -> None:
+    """Account requests on the streamed S&P 500 sample decide exactly as the stateless
+    request over the same window (every field but latency and the clock reading), with a
+    book that follows the decisions; the audit log replays byte for byte."""
+    market = sp500()
+    clock = _Clock()
+    service = DecisionService(_allocator(clock), audit_log=tmp_path / "audit.jsonl")
+    stateless = _allocator(clock)
+    state = service.market
+    shares = np.zeros(market.n_assets)
+    compared = 0
+    cvars: list[dict] = []
+    for t in range(market.n_days):
+        assert service.apply_bar(_bar(market, t)).status == "applied"
+        if not state.ready or t % 97:
+            continue
+        clock.now = _ts(market, t) + dt.timedelta(hours=1)
+        account = AccountRequest(
+            request_id=f"s-{t}",
+            bar=_ts(market, t),
+            equity=1.0e6,
+            cash=1.0e6 - float(shares @ market.close[t]),
+            buying_power=1.0e6,
+            positions={s: float(q) for s, q in zip(market.symbols, shares, strict=True) if q},
+        )
+        streamed = Decision.model_validate_json(service.decide_account(account).body)
+        full = state.request(account)
+        assert full.close.shape[0] == state.window_bars
+        direct = stateless.trace(full).decision
+        cvars.append(ex_ante_cvar(stateless, full, np.asarray(direct.approved_weights)))
+        assert streamed.model_dump(exclude={"latency"}) == direct.model_dump(exclude={"latency"})
+        assert streamed.status == "ok"
+        shares = np.asarray(streamed.target_qty, dtype=np.float64)
+        compared += 1
+        decided_window = state.window_sha256
+    assert compared > 50
+    assert service.audit is not None
+    records = list(service.audit.records())
+    assert [r["cvar"] for r in records] == cvars  # the held scenarios are the window's
+    assert records[-1]["input"]["window_sha256"] == decided_window != state.window_sha256
+    assert records[-1]["input"]["bar"] == _ts(market, t - t % 97).isoformat()
+    report = replay_audit(tmp_path / "audit.jsonl", _allocator())
+    assert report.ok and report.n_reproduced == report.n_records == compared, report.mismatches
+
+
+def test_bars_are_idempotent_and_refused_out_of_order_gapped_or_conflicting() -> None:
+    market = sp500()
+    state = MarketState(_allocator())
+    for t in range(5):
+        state.apply(_bar(market, t))
+    before = state.window_sha256
+
+    def refused(bar: Bar, code: str) -> None:
+        ack = state.ack(bar)
+        assert (ack.status, ack.code) == ("refused", code), ack
+        assert state.window_sha256 == before and state.bars_held == 5
+        assert ack.message
+
+    again = state.ack(_bar(market, 4))
+    assert (again.status, again.code, again.bars_held) == ("replay", None, 5)
+    assert state.ack(_bar(market, 2)).status == "replay"  # any held bar, not only the last
+    refused(_bar(market, 4, close=market.close[4] * 1.01), "bar_conflict")
+    refused(_bar(market, 6), "bar_gap")  # bar 5 is missing
+    refused(_bar(market, 5, previous=None), "bar_gap")
+    early = _ts(market, 0) - dt.timedelta(days=3)
+    refused(_bar(market, 0, timestamp=early, previous=None), "bar_out_of_order")
+    refused(
+        _bar(market, 5, close=np.where(np.arange(20) == 3, -1.0, market.close[5])), "bar_invalid"
+    )
+    refused(_bar(market, 5, spread_bps=market.spread_bps[5] + np.nan), "bar_invalid")
+    refused(_bar(market, 5, benchmark_return=-1.0), "bar_invalid")
+    refused(_bar(market, 5, symbols=["ZZZZ", *market.symbols[1:]]), "bar_invalid")
+    assert state.ack(_bar(market, 5)).status == "applied"
+    assert state.bars_held == 6 and state.latest == _ts(market, 5)
+    # the symbols may come in any order: the state keeps the bundle's
+    order = np.arange(20)[::-1]
+    shuffled = _bar(
+        market, 6, symbols=[market.symbols[i] for i in order], close=market.close[6][order],
+        volume=market.volume[6][order], spread_bps=market.spread_bps[6][order],
+        tradable=market.tradable[6][order],
+    )  # fmt: skip
+    assert state.ack(shuffled).status == "applied"
+    assert np.array_equal(state.window()["close"][-1], market.close[6])
+
+
+def test_an_account_request_must_name_the_latest_bar_held() -> None:
+    market = sp500()
+    clock = _Clock()
+    service = DecisionService(_allocator(clock))
+    h = service.allocator.history
+    account = {"equity": 1.0e6, "cash": 1.0e6, "buying_power": 1.0e6}
+
+    def reject(rid: str, bar: dt.datetime) -> tuple[str, str]:
+        d = Decision.model_validate_json(
+            service.decide_account(AccountRequest(request_id=rid, bar=bar, **account)).body
+        )
+        assert d.status == "rejected" and d.reject is not None
+        return d.reject.code, d.reject.detail
+
+    assert reject("none", _ts(market, 0)) == ("INVALID_INPUT", "bar_not_held")
+    for t in range(h - 1):
+        service.apply_bar(_bar(market, t))
+    clock.now = _ts(market, h - 2) + dt.timedelta(hours=1)
+    assert reject("short", _ts(market, h - 2)) == ("INVALID_INPUT", "history_length")
+    service.apply_bar(_bar(market, h - 1))
+    service.apply_bar(_bar(market, h))
+    clock.now = _ts(market, h) + dt.timedelta(hours=1)
+    assert reject("old", _ts(market, h - 1)) == ("STALE_INPUT", "bar_not_latest")
+    assert reject("future", _ts(market, h + 1)) == ("INVALID_INPUT", "bar_not_held")
+    ok = service.decide_account(AccountRequest(request_id="ok", bar=_ts(market, h), **account))
+    assert ok.status == "ok"
+
+
+def test_an_account_request_at_20_symbols_is_under_4_kb() -> None:
+    """The whole account: every symbol held (full float precision), a regime override,
+    intents of every strategy family, the flags and ids at their longest."""
+    market = sp500()
+    rng = np.random.default_rng(0)
+    body = {
+        "request_id": "r" * 128,
+        "account_id": "a" * 128,
+        "bar": "2024-05-01T20:00:00+00:00",
+        "equity": 1234567.8912345678,
+        "cash": -23456.789012345678,
+        "buying_power": 987654.32109876543,
+        "peak_equity": 1300000.1234567891,
+        "positions": {s: float(rng.normal() * 1e4) for s in market.symbols},
+        "regime": {"label": "high_volatility", "confidence": 0.8765432109876543},
+        "strategy_intents": {
+            fam: np.round(rng.uniform(-1, 1, 20), 4).tolist()
+            for fam in ("trend", "mean_reversion", "defensive")
+        },
+        "kill_switch": False,
+        "reduce_only": True,
+    }
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    AccountRequest.model_validate_json(raw)
+    assert len(raw) <= 4096, len(raw)
+
+
+def test_window_bars_below_what_a_decision_reads_is_refused() -> None:
+    alloc = _allocator()
+    with pytest.raises(ValueError, match="window_bars = 10 is below"):
+        MarketState(alloc, window_bars=10)
+    assert MarketState(alloc, window_bars=400).window_bars == 400
