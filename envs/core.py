@@ -55,7 +55,12 @@ from allocgym.execution import (
     Triggers,
     trigger_inputs,
 )
-from allocgym.features import FeatureBuilder, MarketFeatures, factor_loading_table
+from allocgym.features import (
+    FeatureBuilder,
+    MarketFeatures,
+    dcc_mean_correlation,
+    factor_loading_table,
+)
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.regime import REGIME_LABELS, RegimeModel
 from allocgym.risk import (
@@ -197,6 +202,11 @@ class EnvParams:
         fb = FeatureBuilder(cfg.features, regime)
         feats = fb.precompute(market)
         lo = max(sp.start, fb.history - 1, env.cvar_window)
+        if cfg.features.mean_correlation and cfg.features.correlation_model == "dcc_garch":
+            # fitted on the bars before this split's first decision bar, filtered forward
+            fb.set_mean_correlation(
+                feats, dcc_mean_correlation(market.returns, lo, cfg.features.dcc_fit_bars)
+            )
         last = sp.stop - 1  # last bar a fill can happen at
         if last - lo < 1:
             raise ConfigError(

@@ -420,9 +420,19 @@ class FeatureConfig(Section):
     (default) = the minimum they need (``FeatureBuilder.history``); a smaller value is
     refused by ``FeatureBuilder``. Longer windows give identical features."""
     mean_correlation: bool = False
-    """Add the global feature ``mean_correlation``: the mean pairwise EWMA correlation of
-    the universe over ``ewma_window`` (half-life ``ewma_halflife``), after the step-time
-    globals. Off: the observation is unchanged."""
+    """Add the global feature ``mean_correlation``: the mean pairwise correlation of the
+    universe (estimator: ``correlation_model``), after the step-time globals. Off: the
+    observation is unchanged."""
+    correlation_model: Literal["ewma", "dcc_garch"] = "ewma"
+    """Estimator of ``mean_correlation``. ``ewma``: the EWMA correlation over
+    ``ewma_window`` (half-life ``ewma_halflife``), computed per bar (served too).
+    ``dcc_garch``: a DCC-GARCH(1,1) (``allocgym.dcc``) fitted once on the
+    ``dcc_fit_bars`` bars before the env split's first decision bar, then filtered forward
+    one bar at a time (point in time, O(n_assets^2) per bar); the env only: serving refuses
+    such a bundle, as it holds no filter state."""
+    dcc_fit_bars: Annotated[int, Field(ge=250)] = 1000
+    """Most bars the ``dcc_garch`` correlation model is fitted on (at least 250 must precede
+    the first decision bar)."""
     factor_exposures: Annotated[int, Field(ge=0)] = 0
     """Observe the current book's exposures ``B^T w`` to the first ``k`` PCA factors of the
     bar (``k`` global slots at the end, clipped to [-clip, clip]; loadings of the trailing

@@ -768,6 +768,13 @@ class FeatureBuilder:
             valid=np.ones(k, dtype=bool),
         )
 
+    def set_mean_correlation(self, feats: MarketFeatures, values: np.ndarray) -> None:
+        """Write ``values`` (K,) into the ``mean_correlation`` slot of ``feats.template``
+        (the env's ``dcc_garch`` estimator replaces the EWMA one this way)."""
+        if not self.cfg.mean_correlation:
+            raise ConfigError("features.mean_correlation is off: there is no slot to set")
+        feats.template[:, -self._mean_corr_back] = values
+
     def _mean_correlation(
         self, xe: np.ndarray, inv_sigma: np.ndarray, have: np.ndarray
     ) -> np.ndarray:
@@ -922,4 +929,42 @@ def factor_loading_table(
         model = pca_factors(r[max(1, t - window + 1) : t + 1], variance_threshold, k_max)
         out[t, :, : model.n_factors] = model.loadings
     out.flags.writeable = False
+    return out
+
+
+def dcc_mean_correlation(returns: np.ndarray, first_bar: int, fit_bars: int) -> np.ndarray:
+    """Mean pairwise DCC-GARCH correlation at every bar from ``first_bar`` on, shape (n_days,).
+
+    The model (``allocgym.dcc``) is fitted once on the at most ``fit_bars`` bars before
+    ``first_bar`` (bar 0, whose return is undefined, left out), then filtered forward one
+    bar at a time: the value at bar ``t`` is the mean off-diagonal entry of the correlation
+    forecast for bar ``t + 1`` given the returns up to bar ``t``, what a decision at bar
+    ``t`` knows. Bars before ``first_bar`` are 0 (no decision reads them). A missing
+    (non-finite) return counts as 0. Reproducible to about 1e-10, not bit for bit: the
+    fit's matrix products can round differently for the same numbers at another memory
+    address, and the likelihood optimiser carries that into the parameters.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than 250 bars precede ``first_bar``, or fewer than 2 assets.
+    """
+    from allocgym.dcc import DCCGarch, dcc_update
+
+    r = np.nan_to_num(np.asarray(returns, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    n_days, n = r.shape
+    start = max(1, first_bar - fit_bars)
+    if first_bar - start < 250 or n < 2:
+        raise ConfigError(
+            f"features.correlation_model = 'dcc_garch' needs at least 250 bars before the "
+            f"first decision bar {first_bar} and 2 assets (got {first_bar - start} bars, "
+            f"{n} assets): use a later split or correlation_model = 'ewma'"
+        )
+    model = DCCGarch().fit(r[start:first_bar])
+    params, state = model.params_, model.state_
+    out = np.zeros(n_days)
+    for t in range(first_bar, n_days):
+        state = dcc_update(state, params, r[t])
+        corr = state.correlation()
+        out[t] = (corr.sum() - n) / (n * (n - 1))
     return out

@@ -277,6 +277,13 @@ class FrozenAllocator:
         self.n_assets = len(self.symbols)
         self._index = {s: i for i, s in enumerate(self.symbols)}
         self.sector_ids = np.asarray(man["sector_ids"], dtype=np.int64)
+        if cfg.features.mean_correlation and cfg.features.correlation_model == "dcc_garch":
+            raise BundleError(
+                "the bundle observes the DCC-GARCH mean correlation (features."
+                "correlation_model = 'dcc_garch'), which the env filters forward from its fit; "
+                "the serving path holds no filter state: retrain with correlation_model = "
+                "'ewma' to serve"
+            )
         self.feature_builder = FeatureBuilder(cfg.features, RegimeModel(cfg.regime))
         layout = json.loads(json.dumps(self.feature_builder.layout(self.n_assets)))
         if layout != man["features"]:
