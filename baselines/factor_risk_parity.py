@@ -41,9 +41,9 @@ from allocgym.baselines.classic import (
     project_box_simplex,
     weight_bounds,
 )
-from allocgym.baselines.risk_budgeting import risk_budget_weights
+from allocgym.baselines.risk_budgeting import risk_budget_weights, risk_contributions
 from allocgym.errors import ConfigError
-from allocgym.factors import factor_risk_contributions, pca_factors, portfolio_exposures
+from allocgym.factors import pca_factors, portfolio_exposures
 
 if TYPE_CHECKING:
     from allocgym.config import BaselinesConfig
@@ -123,7 +123,7 @@ def _nearest(
     start = project_box_simplex(np.where(active, 1.0, 0.0) / max(int(active.sum()), 1), lo, hi)
 
     def gap(w: np.ndarray) -> float:
-        rc = factor_risk_contributions(loadings.T @ w, factor_cov)
+        rc = risk_contributions(loadings.T @ w, factor_cov)
         return float(((rc - 1.0 / k) ** 2).sum())
 
     res = minimize(
@@ -175,7 +175,7 @@ def factor_risk_parity_weights(
         w = _nearest(b, f, lo, hi)
     else:
         w = project_box_simplex(w, lo, hi)
-    rc = factor_risk_contributions(portfolio_exposures(b, w), f)
+    rc = risk_contributions(portfolio_exposures(b, w), f)
     return FactorRiskParityResult(w, target, rc, exact)
 
 

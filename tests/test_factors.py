@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allocgym.baselines.risk_budgeting import risk_contributions
 from allocgym.data import load_factor_returns, load_sp500
 from allocgym.errors import ConfigError, DataError
 from allocgym.factors import (
@@ -19,7 +20,6 @@ from allocgym.factors import (
     factor_attribution,
     factor_exposures,
     factor_models,
-    factor_risk_contributions,
     pca_factors,
     portfolio_exposures,
     select_n_factors,
@@ -96,9 +96,9 @@ def test_exposures_and_factor_risk_contributions_by_hand() -> None:
     y = np.array([0.5, 1.0])
     fy = f @ y  # [0.03, 0.095]
     expected = y * fy / (y @ fy)
-    np.testing.assert_allclose(factor_risk_contributions(y, f), expected)
-    assert factor_risk_contributions(y, f).sum() == pytest.approx(1.0)
-    np.testing.assert_array_equal(factor_risk_contributions(np.zeros(2), f), 0.0)
+    np.testing.assert_allclose(risk_contributions(y, f), expected)
+    assert risk_contributions(y, f).sum() == pytest.approx(1.0)
+    np.testing.assert_array_equal(risk_contributions(np.zeros(2), f), 0.0)
 
 
 def test_effective_number_of_factors() -> None:

@@ -52,7 +52,6 @@ __all__ = [
     "factor_attribution",
     "factor_exposures",
     "factor_models",
-    "factor_risk_contributions",
     "pca_factors",
     "portfolio_exposures",
     "select_n_factors",
@@ -259,26 +258,6 @@ def portfolio_exposures(loadings: np.ndarray, weights: np.ndarray) -> np.ndarray
     b = np.asarray(loadings, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     return np.einsum("...ik,...i->...k", b, w)
-
-
-def factor_risk_contributions(exposures: np.ndarray, factor_cov: np.ndarray) -> np.ndarray:
-    """Relative factor risk contributions ``y_j (F y)_j / (y' F y)`` (they sum to 1).
-
-    Parameters
-    ----------
-    exposures : ndarray, shape (..., n_factors)
-    factor_cov : ndarray, shape (..., n_factors, n_factors)
-
-    Returns
-    -------
-    ndarray, shape (..., n_factors)
-        Zero rows where the factor variance is 0. The specific risk is not a line.
-    """
-    y = np.asarray(exposures, dtype=np.float64)
-    fy = (np.asarray(factor_cov, dtype=np.float64) @ y[..., None])[..., 0]
-    rc = y * fy
-    var = rc.sum(axis=-1, keepdims=True)
-    return np.divide(rc, var, out=np.zeros_like(rc), where=var > 0)
 
 
 def effective_number(shares: np.ndarray) -> np.ndarray:
