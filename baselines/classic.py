@@ -57,6 +57,7 @@ __all__ = [
     "project_box_simplex",
     "psd_factor",
     "regime_switch_weights",
+    "scenario_inputs",
     "weight_bounds",
 ]
 
@@ -357,6 +358,23 @@ class ClassicParams:
             risk_free_rate=c.risk_free_rate / c.periods_per_year,
             solver=c.solver,
         )
+
+
+def scenario_inputs(
+    ctx: AllocationContext, who: str, params: ClassicParams, window: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs of the scenario-based allocators (minimum CVaR, the Pareto front).
+
+    Returns ``(r, active, lo, hi)``: the returns of the last ``window`` bars (all when
+    ``None``) as scenarios (n_envs, n_bars, n_assets), the active names, and the weight
+    bounds made finite for cvxpy (``_finite_bounds``).
+    """
+    r = context_returns(ctx, who)
+    if window is not None:
+        r = r[:, -window:, :]
+    active = active_mask(r, params.min_vol)
+    lo, hi = weight_bounds(active, params.long_only, params.max_weight, 1.0)
+    return (r, active, *_finite_bounds(lo, hi))
 
 
 class _CovAllocator:

@@ -22,11 +22,9 @@ import numpy as np
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
     ClassicParams,
-    active_mask,
-    context_returns,
     project_box_simplex,
+    scenario_inputs,
     solve_problem,
-    weight_bounds,
 )
 from allocgym.config import MinCVaRConfig
 from allocgym.errors import ConfigError
@@ -146,13 +144,8 @@ class MinimumCVaR:
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Minimum-CVaR weights, shape (n_envs, n_assets), rows summing to 1."""
-        r = context_returns(ctx, self.name)
-        if self.cvar.window is not None:
-            r = r[:, -self.cvar.window :, :]
         p = self.params
-        active = active_mask(r, p.min_vol)
-        lo, hi = weight_bounds(active, p.long_only, p.max_weight, 1.0)
-        lo, hi = np.clip(lo, -10.0, 10.0), np.clip(hi, -10.0, 10.0)
+        r, active, lo, hi = scenario_inputs(ctx, self.name, p, self.cvar.window)
         key = (r.shape[1], r.shape[2])
         if key not in self._problems:
             self._problems[key] = _MinCVaRProblem(*key, self.cvar.alpha)

@@ -46,11 +46,9 @@ import numpy as np
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
     ClassicParams,
-    active_mask,
-    context_returns,
     project_box_simplex,
+    scenario_inputs,
     solve_problem,
-    weight_bounds,
 )
 from allocgym.config import ParetoConfig
 from allocgym.errors import Infeasible, SolverFailed
@@ -449,13 +447,8 @@ class ParetoAllocator:
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Weights of each portfolio's chosen front point, shape (n_envs, n_assets)."""
-        r = context_returns(ctx, self.name)
-        if self.pareto.window is not None:
-            r = r[:, -self.pareto.window :, :]
         p = self.params
-        active = active_mask(r, p.min_vol)
-        lo, hi = weight_bounds(active, p.long_only, p.max_weight, 1.0)
-        lo, hi = np.clip(lo, -10.0, 10.0), np.clip(hi, -10.0, 10.0)
+        r, active, lo, hi = scenario_inputs(ctx, self.name, p, self.pareto.window)
         key = (r.shape[1], r.shape[2])
         if key not in self._problems:
             self._problems[key] = ParetoProblem(*key, self.pareto.alpha)
