@@ -15,22 +15,21 @@ neither ``Σ⁻¹`` nor ``Ω⁻¹`` (certain views, ``Ω = 0``, are allowed). Th
 is He–Litterman's ``diag(P τΣ P')``. Weights then maximise
 ``mu_BL'w - (delta/2) w'Σ_BL w`` subject to ``sum(w) = 1`` and the usual bounds.
 
-Units: per-bar decimal returns throughout. ``BlackLitterman.from_config`` converts the
+Units: per-bar decimal returns throughout. :func:`view_matrices` converts the
 configuration's annualised view returns (``/ periods_per_year``) and view variances
 (``/ periods_per_year²``, the variance of an annualised mean) to per-bar units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
-    ClassicParams,
+    MIN_VOL,
     _MeanVarianceProblem,
     active_mask,
     context_returns,
@@ -38,6 +37,7 @@ from allocgym.baselines.classic import (
     sanitize_covariance,
     weight_bounds,
 )
+from allocgym.config import BlackLittermanConfig, BLViewConfig, ClassicConfig
 from allocgym.errors import ConfigError
 from allocgym.estimates import estimate_covariance
 
@@ -46,10 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BlackLitterman",
-    "BlackLittermanParams",
-    "View",
     "black_litterman_posterior",
     "implied_returns",
+    "view_matrices",
 ]
 
 
@@ -136,80 +135,60 @@ def black_litterman_posterior(
     return pi, mu, cov_post
 
 
-@dataclass(frozen=True)
-class View:
-    """One Black–Litterman view ``sum_i assets[i] * mu_i = expected_return``.
+def view_matrices(
+    views: Sequence[BLViewConfig], symbols: tuple[str, ...], periods_per_year: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The views in per-bar units: ``P``, ``Q`` and the diagonal of ``Omega``.
 
-    Attributes
+    Parameters
     ----------
-    assets : mapping of str to float
-        Symbol -> coefficient (e.g. ``{"AAPL": 1, "MSFT": -1}`` for a relative view).
-    expected_return : float
-        Per-bar decimal return of the view portfolio.
-    variance : float or None
-        Per-bar² uncertainty of the view; ``None`` uses He–Litterman's default.
+    views : sequence of BLViewConfig
+        ``baselines.black_litterman.views`` (annualised returns and variances).
+    symbols : tuple of str
+    periods_per_year : float
+        Bars per year: a view return is divided by it, a view variance (the variance of
+        an annualised mean) by its square.
+
+    Returns
+    -------
+    P : ndarray, shape (n_views, n_assets)
+    Q : ndarray, shape (n_views,)
+    omega : ndarray, shape (n_views,), or None
+        None when no view gives a variance; NaN for a view without one (both take
+        He–Litterman's default).
+
+    Raises
+    ------
+    ConfigError
+        A view names a symbol outside the universe.
     """
-
-    assets: Mapping[str, float]
-    expected_return: float
-    variance: float | None = None
-
-
-@dataclass(frozen=True)
-class BlackLittermanParams:
-    """Black–Litterman settings (per-bar units).
-
-    Attributes
-    ----------
-    views : sequence of View
-    tau : float
-        Uncertainty scale of the prior mean.
-    risk_aversion : float
-        delta of the prior and of the mean-variance step.
-    prior_weights : mapping of str to float, optional
-        Symbol -> prior (market) weight; ``None`` means equal weight. Renormalised over
-        the active assets; unlisted symbols get 0.
-    """
-
-    views: Sequence[View] = field(default_factory=tuple)
-    tau: float = 0.05
-    risk_aversion: float = 2.5
-    prior_weights: Mapping[str, float] | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.tau > 0 and self.risk_aversion > 0):
-            raise ConfigError(
-                f"BlackLittermanParams tau = {self.tau}, risk_aversion = "
-                f"{self.risk_aversion}: both must be > 0"
-            )
-        for i, v in enumerate(self.views):
-            if not v.assets:
-                raise ConfigError(f"Black–Litterman view {i} names no assets: give assets")
-            if v.variance is not None and not v.variance >= 0:
-                raise ConfigError(f"Black–Litterman view {i} variance {v.variance}: must be >= 0")
-
-    def matrices(
-        self, symbols: tuple[str, ...]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``P`` (n_views, n_assets), ``Q`` (n_views,) and ``Omega`` diagonal or ``None``."""
-        index = {s: i for i, s in enumerate(symbols)}
-        P = np.zeros((len(self.views), len(symbols)))
-        for k, v in enumerate(self.views):
-            for sym, coef in v.assets.items():
-                if sym not in index:
-                    raise ConfigError(
-                        f"Black–Litterman view {k} names symbol {sym!r}, which is not in the "
-                        "universe; fix the symbol or drop the view"
-                    )
-                P[k, index[sym]] = coef
-        Q = np.array([v.expected_return for v in self.views], float)
-        if all(v.variance is None for v in self.views):
-            return P, Q, None
-        return P, Q, np.array([np.nan if v.variance is None else v.variance for v in self.views])
+    index = {s: i for i, s in enumerate(symbols)}
+    P = np.zeros((len(views), len(symbols)))
+    for k, v in enumerate(views):
+        for sym, coef in v.assets.items():
+            if sym not in index:
+                raise ConfigError(
+                    f"Black–Litterman view {k} names symbol {sym!r}, which is not in the "
+                    "universe; fix the symbol or drop the view"
+                )
+            P[k, index[sym]] = coef
+    Q = np.array([v.expected_return / periods_per_year for v in views], float)
+    if all(v.variance is None for v in views):
+        return P, Q, None
+    per_bar = [np.nan if v.variance is None else v.variance / periods_per_year**2 for v in views]
+    return P, Q, np.array(per_bar)
 
 
 class BlackLitterman:
     """Black–Litterman posterior returns and covariance, then a mean-variance step.
+
+    Parameters
+    ----------
+    params : ClassicConfig, optional
+        Covariance estimator, bounds, solver and ``periods_per_year`` (limits left unset
+        take the default ``risk`` values).
+    bl : BlackLittermanConfig, optional
+        Views, tau, risk aversion and prior weights; no views (the prior) when omitted.
 
     Attributes
     ----------
@@ -225,32 +204,16 @@ class BlackLitterman:
     name = "black_litterman"
 
     def __init__(
-        self, params: ClassicParams | None = None, bl: BlackLittermanParams | None = None
+        self, params: ClassicConfig | None = None, bl: BlackLittermanConfig | None = None
     ) -> None:
-        self.params = params or ClassicParams()
-        self.bl = bl or BlackLittermanParams()
+        self.params = (params or ClassicConfig()).resolved()
+        self.bl = bl or BlackLittermanConfig()
         self._problems: dict[int, _MeanVarianceProblem] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> BlackLitterman:
         """Build from ``cfg.baselines`` (``classic`` and ``black_litterman`` sub-sections)."""
-        c = section.black_litterman
-        ppy = section.classic.periods_per_year
-        views = tuple(
-            View(
-                assets=dict(v.assets),
-                expected_return=v.expected_return / ppy,
-                variance=None if v.variance is None else v.variance / ppy**2,
-            )
-            for v in c.views
-        )
-        prior = None if c.prior_weights is None else dict(c.prior_weights)
-        return cls(
-            ClassicParams.from_config(section),
-            BlackLittermanParams(
-                views=views, tau=c.tau, risk_aversion=c.risk_aversion, prior_weights=prior
-            ),
-        )
+        return cls(section.classic, section.black_litterman)
 
     def _prior(self, symbols: tuple[str, ...], active: np.ndarray) -> np.ndarray:
         if self.bl.prior_weights is None:
@@ -272,14 +235,14 @@ class BlackLitterman:
         """Black–Litterman mean-variance weights, shape (n_envs, n_assets), rows sum to 1."""
         r = context_returns(ctx, self.name)
         p, bl = self.params, self.bl
-        active = active_mask(r, p.min_vol)
+        active = active_mask(r, MIN_VOL)
         cov = estimate_covariance(r, p.covariance, p.halflife)
         scaled, scale = sanitize_covariance(cov, active)
         cov_d = scaled * scale[:, None, None]
         prior = self._prior(ctx.symbols, active)
-        P, Q, om = bl.matrices(ctx.symbols) if bl.views else (None, None, None)
+        views = view_matrices(bl.views, ctx.symbols, p.periods_per_year) if bl.views else None
+        P, Q, om = views or (None, None, None)
         lo, hi = weight_bounds(active, p.long_only, p.max_weight, 1.0)
-        unc = (not p.long_only) and p.max_weight is None
         n_envs, n = ctx.n_envs, ctx.n_assets
         self.pi_ = np.zeros((n_envs, n))
         self.mu_ = np.zeros((n_envs, n))
@@ -296,26 +259,12 @@ class BlackLitterman:
             )
             self.pi_[b], self.mu_[b], self.cov_post_[b] = pi, mu, cov_post
             mu_a = np.where(active[b], mu, 0.0)
-            if unc:
-                w = _masked_mean_variance(mu_a, cov_post, bl.risk_aversion, active[b])
-            else:
-                if n not in self._problems:
-                    self._problems[n] = _MeanVarianceProblem(n)
-                w = mean_variance_weights(
-                    mu_a, cov_post, bl.risk_aversion, lo[b], hi[b], p.solver,
-                    _problem=self._problems[n],
-                )  # fmt: skip
-            out[b] = w
+            if n not in self._problems:
+                self._problems[n] = _MeanVarianceProblem(n)
+            out[b] = mean_variance_weights(
+                mu_a, cov_post, bl.risk_aversion, lo[b], hi[b], p.solver,
+                _problem=self._problems[n],
+            )  # fmt: skip
         self.active_ = active
         self.weights_ = out
         return out
-
-
-def _masked_mean_variance(
-    mu: np.ndarray, cov: np.ndarray, risk_aversion: float, active: np.ndarray
-) -> np.ndarray:
-    # Closed form on the active block only; inactive assets keep weight 0.
-    idx = np.flatnonzero(active)
-    w = np.zeros(mu.shape[0])
-    w[idx] = mean_variance_weights(mu[idx], cov[np.ix_(idx, idx)], risk_aversion)
-    return w

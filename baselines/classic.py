@@ -11,11 +11,13 @@ the allocator classes only estimate inputs from ``ctx.returns`` and call them.
 Conventions
 -----------
 * Returns are simple decimal per-bar returns; every estimate is per bar (no annualising).
-* An asset is *active* in a window when its return volatility exceeds ``min_vol``
+* An asset is *active* in a window when its return volatility exceeds ``MIN_VOL``
   (``MarketData.returns`` is 0 where untradable, so a name untradable for the whole window
   has zero volatility). Inactive assets always get weight 0.
-* Long-only by default. ``max_weight`` bounds ``|w_i|``; with ``long_only=False`` and no
-  ``max_weight`` the unconstrained closed forms are used.
+* The allocators read the ``baselines.classic`` section (``allocgym.config.ClassicConfig``);
+  its ``long_only`` and ``max_weight`` (a bound on ``|w_i|``) come from the ``risk``
+  section when left unset. The pure functions also run without bounds (the unconstrained
+  closed forms).
 * Weights of the fully-invested allocators sum to 1; Kelly and the regime heuristic may
   hold cash (``1 - sum(w)``).
 """
@@ -24,23 +26,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import cvxpy as cp
 import numpy as np
 
 from allocgym.allocator import AllocationContext
-from allocgym.config import KellyConfig, RegimeSwitchConfig, RiskConfig
+from allocgym.config import ClassicConfig, KellyConfig, RegimeSwitchConfig
 from allocgym.errors import ConfigError, DataError, Infeasible, SolverFailed
-from allocgym.estimates import COVARIANCE_METHODS, CovarianceMethod, estimate_covariance
+from allocgym.estimates import estimate_covariance
 from allocgym.regime import REGIME_LABELS
 
 if TYPE_CHECKING:
     from allocgym.config import BaselinesConfig
 
 __all__ = [
-    "ClassicParams",
+    "MIN_VOL",
     "EqualWeight",
     "FractionalKelly",
     "InverseVolatility",
@@ -69,11 +70,15 @@ MEAN_REVERSION = REGIME_LABELS.index("mean_reversion")
 HIGH_VOLATILITY = REGIME_LABELS.index("high_volatility")
 UNCERTAIN = REGIME_LABELS.index("uncertain")
 
+MIN_VOL = 1e-8
+"""Per-bar volatility at or below which an asset is inactive in the window (a numerical
+floor of the methods, not a setting)."""
+
 
 # ----------------------------------------------------------------------------- estimates
 
 
-def active_mask(returns: np.ndarray, min_vol: float = 1e-8) -> np.ndarray:
+def active_mask(returns: np.ndarray, min_vol: float = MIN_VOL) -> np.ndarray:
     """Assets whose per-bar return volatility over the window exceeds ``min_vol``.
 
     Parameters
@@ -275,10 +280,6 @@ def max_linear_over_box_simplex(
     return float(mu @ w)
 
 
-def _unconstrained(long_only: bool, max_weight: float | None) -> bool:
-    return (not long_only) and max_weight is None
-
-
 def context_returns(ctx: AllocationContext, who: str) -> np.ndarray:
     """``ctx.returns`` as float64 after checking shape (n_envs, lookback >= 2, n_assets)."""
     r = np.asarray(ctx.returns, dtype=np.float64)
@@ -294,74 +295,8 @@ def context_returns(ctx: AllocationContext, who: str) -> np.ndarray:
     return r
 
 
-# ----------------------------------------------------------------------------- params
-
-
-@dataclass(frozen=True)
-class ClassicParams:
-    """Settings shared by the covariance-based classic allocators.
-
-    Attributes
-    ----------
-    covariance : {"sample", "ledoit_wolf", "ewma", "dcc_garch"}
-        Covariance estimator (``allocgym.estimates``).
-    halflife : float
-        EWMA half-life in bars.
-    long_only : bool
-        Refuse short positions.
-    max_weight : float or None
-        Bound on ``|w_i|`` (fraction of equity); ``None``: 1 when long-only, else none.
-    risk_free_rate : float
-        Per-bar risk-free rate subtracted from mean returns (decimal).
-    min_vol : float
-        Per-bar volatility at or below which an asset is inactive.
-    solver : str or None
-        cvxpy solver; ``None``: CLARABEL (HiGHS for the min-CVaR LP).
-    """
-
-    covariance: CovarianceMethod = "ledoit_wolf"
-    halflife: float = 63.0
-    long_only: bool = True
-    max_weight: float | None = None
-    risk_free_rate: float = 0.0
-    min_vol: float = 1e-8
-    solver: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.covariance not in COVARIANCE_METHODS:
-            raise ConfigError(
-                f"ClassicParams.covariance = {self.covariance!r}: use one of {COVARIANCE_METHODS}"
-            )
-        if not (self.halflife > 0):
-            raise ConfigError(f"ClassicParams.halflife = {self.halflife}: must be > 0")
-        if self.max_weight is not None and not (0 < self.max_weight):
-            raise ConfigError(
-                f"ClassicParams.max_weight = {self.max_weight}: must be > 0 (or None)"
-            )
-        if not (self.min_vol >= 0):
-            raise ConfigError(f"ClassicParams.min_vol = {self.min_vol}: must be >= 0")
-
-    @classmethod
-    def from_config(cls, section: BaselinesConfig) -> ClassicParams:
-        """Build from ``cfg.baselines`` (its ``classic`` sub-section), resolved by
-        ``BaselinesConfig.within(cfg.risk)`` as the baseline registry does; limits left
-        unset (None) take the default ``risk`` values."""
-        from allocgym.config import RiskConfig
-
-        c = section.classic
-        risk = RiskConfig()
-        return cls(
-            covariance=c.covariance,
-            halflife=c.halflife,
-            long_only=risk.long_only if c.long_only is None else c.long_only,
-            max_weight=risk.max_symbol_weight if c.max_weight is None else c.max_weight,
-            risk_free_rate=c.risk_free_rate / c.periods_per_year,
-            solver=c.solver,
-        )
-
-
 def scenario_inputs(
-    ctx: AllocationContext, who: str, params: ClassicParams, window: int | None
+    ctx: AllocationContext, who: str, params: ClassicConfig, window: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Inputs of the scenario-based allocators (minimum CVaR, the Pareto front).
 
@@ -372,7 +307,7 @@ def scenario_inputs(
     r = context_returns(ctx, who)
     if window is not None:
         r = r[:, -window:, :]
-    active = active_mask(r, params.min_vol)
+    active = active_mask(r, MIN_VOL)
     lo, hi = weight_bounds(active, params.long_only, params.max_weight, 1.0)
     return (r, active, *_finite_bounds(lo, hi))
 
@@ -382,18 +317,18 @@ class _CovAllocator:
 
     name: str = "classic"
 
-    def __init__(self, params: ClassicParams | None = None) -> None:
-        self.params = params or ClassicParams()
+    def __init__(self, params: ClassicConfig | None = None) -> None:
+        self.params = (params or ClassicConfig()).resolved()
         self._problems: dict[tuple[str, int], object] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> _CovAllocator:
-        """Build from ``cfg.baselines``."""
-        return cls(ClassicParams.from_config(section))
+        """Build from ``cfg.baselines`` (its ``classic`` sub-section)."""
+        return cls(section.classic)
 
     def _estimate(self, ctx: AllocationContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = context_returns(ctx, self.name)
-        active = active_mask(r, self.params.min_vol)
+        active = active_mask(r, MIN_VOL)
         cov = estimate_covariance(r, self.params.covariance, self.params.halflife)
         self.active_ = active
         self.cov_ = cov
@@ -438,7 +373,7 @@ class EqualWeight:
 
     name = "equal_weight"
 
-    def __init__(self, min_vol: float = 1e-8) -> None:
+    def __init__(self, min_vol: float = MIN_VOL) -> None:
         self.min_vol = float(min_vol)
 
     @classmethod
@@ -467,7 +402,7 @@ class InverseVolatility:
 
     name = "inverse_volatility"
 
-    def __init__(self, min_vol: float = 1e-8) -> None:
+    def __init__(self, min_vol: float = MIN_VOL) -> None:
         self.min_vol = float(min_vol)
 
     @classmethod
@@ -508,14 +443,6 @@ class _MinVarProblem:
         self.hi.value = hi
         solve_problem(self.problem, solver, "min-variance (budget, bounds)")
         return project_box_simplex(np.asarray(self.w.value, float), lo, hi)
-
-
-def _closed_min_variance(scaled: np.ndarray, active: np.ndarray) -> np.ndarray:
-    # Inactive rows of ``scaled`` are identity rows and their right-hand side is 0, so
-    # their weight is exactly 0; rows with no active asset stay all-zero (all cash).
-    x = np.linalg.solve(scaled, active.astype(float)[..., None])[..., 0]
-    s = x.sum(axis=-1, keepdims=True)
-    return np.divide(x, s, out=np.zeros_like(x), where=s != 0)
 
 
 def _finite_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -562,8 +489,8 @@ def min_variance_weights(
 class MinimumVariance(_CovAllocator):
     """Minimum-variance portfolio, ``min w'Σw`` s.t. ``sum(w) = 1`` and bounds.
 
-    Closed form (batched) when ``long_only=False`` and ``max_weight is None``; otherwise a
-    cached cvxpy QP per portfolio.
+    A cached cvxpy QP per portfolio inside the configured weight bounds (the unbounded
+    closed form is :func:`min_variance_weights` without bounds).
 
     Attributes
     ----------
@@ -579,14 +506,11 @@ class MinimumVariance(_CovAllocator):
         _, active, cov = self._estimate(ctx)
         p = self.params
         scaled, _ = sanitize_covariance(cov, active)
-        if _unconstrained(p.long_only, p.max_weight):
-            w = _closed_min_variance(scaled, active)
-        else:
-            lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight, 1.0))
-            prob = self._problem(("mv", ctx.n_assets), _MinVarProblem)
-            w = np.zeros((ctx.n_envs, ctx.n_assets))
-            for b in np.flatnonzero(active.any(axis=-1)):
-                w[b] = prob.solve(scaled[b], lo[b], hi[b], p.solver)
+        lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight, 1.0))
+        prob = self._problem(("mv", ctx.n_assets), _MinVarProblem)
+        w = np.zeros((ctx.n_envs, ctx.n_assets))
+        for b in np.flatnonzero(active.any(axis=-1)):
+            w[b] = prob.solve(scaled[b], lo[b], hi[b], p.solver)
         self.weights_ = w
         return w
 
@@ -694,26 +618,19 @@ class MaximumSharpe(_CovAllocator):
         """Maximum-Sharpe weights, shape (n_envs, n_assets), rows summing to 1."""
         r, active, cov = self._estimate(ctx)
         p = self.params
-        mu = np.where(active, r.mean(axis=1) - p.risk_free_rate, 0.0)
+        mu = np.where(active, r.mean(axis=1) - p.risk_free_per_bar, 0.0)
         self.mu_ = mu
         scaled, _ = sanitize_covariance(cov, active)
         out = np.zeros((ctx.n_envs, ctx.n_assets))
         fallback = np.zeros(ctx.n_envs, dtype=bool)
-        unc = _unconstrained(p.long_only, p.max_weight)
         lo, hi = _finite_bounds(*weight_bounds(active, p.long_only, p.max_weight, 1.0))
         for b in np.flatnonzero(active.any(axis=-1)):
-            if unc:
-                w = max_sharpe_weights(mu[b], scaled[b])
-            else:
-                prob = self._problem(("ms", ctx.n_assets), _MaxSharpeProblem)
-                w = max_sharpe_weights(mu[b], scaled[b], lo[b], hi[b], p.solver, _problem=prob)
+            prob = self._problem(("ms", ctx.n_assets), _MaxSharpeProblem)
+            w = max_sharpe_weights(mu[b], scaled[b], lo[b], hi[b], p.solver, _problem=prob)
             if w is None:
                 fallback[b] = True
-                if unc:
-                    w = _closed_min_variance(scaled[b], active[b])
-                else:
-                    mvp = self._problem(("mv", ctx.n_assets), _MinVarProblem)
-                    w = mvp.solve(scaled[b], lo[b], hi[b], p.solver)
+                mvp = self._problem(("mv", ctx.n_assets), _MinVarProblem)
+                w = mvp.solve(scaled[b], lo[b], hi[b], p.solver)
             out[b] = w
         self.fallback_ = fallback
         self.source_ = ["min_variance" if f else "max_sharpe" for f in fallback]
@@ -890,8 +807,9 @@ class FractionalKelly(_CovAllocator):
 
     Parameters
     ----------
-    params : ClassicParams, optional
-        Covariance estimator, long-only flag, risk-free rate and solver.
+    params : ClassicConfig, optional
+        Covariance estimator, long-only flag, risk-free rate and solver (limits left unset
+        take the default ``risk`` values, :meth:`ClassicConfig.resolved`).
     kelly : KellyConfig, optional
         Kelly fraction and caps; a cap left unset (None) takes the default ``risk``
         limit it shadows (``max_symbol_weight``, ``max_gross``), as in the config.
@@ -904,25 +822,21 @@ class FractionalKelly(_CovAllocator):
 
     name = "fractional_kelly"
 
-    def __init__(self, params: ClassicParams | None = None, kelly: KellyConfig | None = None):
+    def __init__(self, params: ClassicConfig | None = None, kelly: KellyConfig | None = None):
         super().__init__(params)
-        kelly, risk = kelly or KellyConfig(), RiskConfig()
-        # Unset caps resolved once here, so allocate() reads plain numbers.
-        cap = risk.max_symbol_weight if kelly.max_weight is None else kelly.max_weight
-        gross = risk.max_gross if kelly.max_gross is None else kelly.max_gross
-        self.kelly = kelly.model_copy(update={"max_weight": cap, "max_gross": gross})
+        self.kelly = (kelly or KellyConfig()).resolved()
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> FractionalKelly:
         """Build from ``cfg.baselines`` (``classic`` and ``kelly`` sub-sections; caps
-        left unset take the default ``risk`` values, see :meth:`ClassicParams.from_config`)."""
-        return cls(ClassicParams.from_config(section), section.kelly)
+        left unset take the default ``risk`` values)."""
+        return cls(section.classic, section.kelly)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Kelly weights, shape (n_envs, n_assets); ``1 - sum(w)`` is cash."""
         r, active, cov = self._estimate(ctx)
         p, k = self.params, self.kelly
-        mu = np.where(active, r.mean(axis=1) - p.risk_free_rate, 0.0)
+        mu = np.where(active, r.mean(axis=1) - p.risk_free_per_bar, 0.0)
         self.mu_ = mu
         prob = self._problem(("kelly", ctx.n_assets), _KellyProblem)
         scaled, scale = sanitize_covariance(cov, active)
@@ -937,10 +851,6 @@ class FractionalKelly(_CovAllocator):
 
 
 # ----------------------------------------------------------------------------- regime switch
-
-
-REGIME_SWITCH_MIN_VOL = 1e-8
-"""Per-bar volatility at or below which the regime switch treats an asset as inactive."""
 
 
 def regime_switch_weights(
@@ -1030,7 +940,7 @@ class RegimeSwitch:
         r = context_returns(ctx, self.name)
         p = self.params
         self.vol_ = np.std(r, axis=1, ddof=1)
-        active = self.vol_ > REGIME_SWITCH_MIN_VOL
+        active = self.vol_ > MIN_VOL
         win = r[:, -min(p.momentum_window, r.shape[1]) :, :]
         self.momentum_ = np.log1p(np.maximum(win, -1.0 + 1e-12)).sum(axis=1)
         w, self.direction_, self.gross_ = regime_switch_weights(

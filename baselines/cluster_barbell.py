@@ -57,9 +57,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
@@ -69,15 +68,16 @@ from scipy.stats import rankdata
 
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
+    MIN_VOL,
     context_returns,
     max_linear_over_box_simplex,
     project_box_simplex,
     psd_factor,
     solve_problem,
 )
+from allocgym.config import BarbellConfig
 from allocgym.errors import ConfigError, DataError
 from allocgym.estimates import (
-    CovarianceMethod,
     correlation_distance,
     cov_to_corr,
     estimate_covariance,
@@ -92,7 +92,6 @@ __all__ = [
     "CRISIS",
     "NORMAL",
     "QUIET",
-    "BarbellParams",
     "ClusterBarbell",
     "cluster_assets",
     "intra_cluster_weights",
@@ -100,137 +99,7 @@ __all__ = [
 ]
 
 QUIET, NORMAL, CRISIS = (BARBELL_STATES.index(s) for s in ("QUIET", "NORMAL", "CRISIS"))
-_LINKAGES = ("single", "complete", "average", "ward")
 _TOL = 1e-7  # a cluster within this of a bound counts as an active constraint
-
-
-@dataclass(frozen=True)
-class BarbellParams:
-    """Cluster barbell settings.
-
-    Attributes
-    ----------
-    n_clusters : int or None
-        Number of clusters (``maxclust`` cut); exactly one of it and ``distance_threshold``.
-    distance_threshold : float or None
-        Cut height in correlation-distance units (``distance`` criterion).
-    linkage : {"single", "complete", "average", "ward"}
-    cluster_cap : float
-        Cap on each cluster's total weight, fraction of equity (0.25).
-    sleeve_size : int
-        Clusters in the aggressor sleeve (5).
-    sleeve_fractions : tuple of 3 floats
-        Sleeve fraction of equity in QUIET, NORMAL, CRISIS (0.15, 0.10, 0.05).
-    objective : {"min_var", "max_sharpe"}
-        Layer-1 objective.
-    fragility_weight : float
-        lambda of the CVaR fragility term (0 disables it).
-    cvar_alpha : float
-        Confidence level of the cluster CVaRs.
-    hybrid_weight : float
-        h, the inverse-volatility share of the layer-2 hybrid (0.5).
-    alpha_window : int
-        Bars of risk-adjusted momentum used as alpha when ``ctx.scores`` is None.
-    lead_window : int
-        Bars of cumulative return that pick the lead asset of each cluster.
-    covariance : {"sample", "ledoit_wolf", "ewma"}
-        Estimator for the asset correlations and the cluster covariance.
-    halflife : float
-    min_vol : float
-        Per-bar volatility at or below which an asset is inactive (weight 0).
-    solver : str or None
-        cvxpy solver for layer 1 (``None``: CLARABEL).
-    """
-
-    n_clusters: int | None = 10
-    distance_threshold: float | None = None
-    linkage: Literal["single", "complete", "average", "ward"] = "ward"
-    cluster_cap: float = 0.25
-    sleeve_size: int = 5
-    sleeve_fractions: tuple[float, float, float] = (0.15, 0.10, 0.05)
-    objective: Literal["min_var", "max_sharpe"] = "min_var"
-    fragility_weight: float = 0.5
-    cvar_alpha: float = 0.95
-    hybrid_weight: float = 0.5
-    alpha_window: int = 126
-    lead_window: int = 63
-    covariance: CovarianceMethod = "ledoit_wolf"
-    halflife: float = 63.0
-    min_vol: float = 1e-8
-    solver: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.n_clusters is None) == (self.distance_threshold is None):
-            raise ConfigError(
-                f"BarbellParams: n_clusters = {self.n_clusters}, distance_threshold = "
-                f"{self.distance_threshold}: set exactly one of them"
-            )
-        if self.n_clusters is not None and self.n_clusters < 1:
-            raise ConfigError(f"BarbellParams.n_clusters = {self.n_clusters}: must be >= 1")
-        if self.distance_threshold is not None and not (0 < self.distance_threshold):
-            raise ConfigError(
-                f"BarbellParams.distance_threshold = {self.distance_threshold}: must be > 0"
-            )
-        if self.linkage not in _LINKAGES:
-            raise ConfigError(f"BarbellParams.linkage = {self.linkage!r}: use one of {_LINKAGES}")
-        if self.objective not in ("min_var", "max_sharpe"):
-            raise ConfigError(
-                f"BarbellParams.objective = {self.objective!r}: use 'min_var' or 'max_sharpe'"
-            )
-        if len(self.sleeve_fractions) != 3 or not all(0 <= f < 1 for f in self.sleeve_fractions):
-            raise ConfigError(
-                f"BarbellParams.sleeve_fractions = {self.sleeve_fractions}: need three "
-                "fractions in [0, 1) for QUIET, NORMAL, CRISIS"
-            )
-        if not (0 < self.cluster_cap <= 1):
-            raise ConfigError(f"BarbellParams.cluster_cap = {self.cluster_cap}: must be in (0, 1]")
-        if self.cluster_cap < max(self.sleeve_fractions):
-            raise ConfigError(
-                f"BarbellParams.cluster_cap = {self.cluster_cap} is below the largest sleeve "
-                f"fraction {max(self.sleeve_fractions)}: a one-cluster sleeve would break the "
-                "cap; raise cluster_cap or lower sleeve_fractions"
-            )
-        if self.sleeve_size < 1:
-            raise ConfigError(f"BarbellParams.sleeve_size = {self.sleeve_size}: must be >= 1")
-        checks = {
-            "fragility_weight": self.fragility_weight >= 0,
-            "cvar_alpha": 0 < self.cvar_alpha < 1,
-            "hybrid_weight": 0 <= self.hybrid_weight <= 1,
-            "alpha_window": self.alpha_window >= 2,
-            "lead_window": self.lead_window >= 1,
-            "halflife": self.halflife > 0,
-            "min_vol": self.min_vol >= 0,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"BarbellParams.{key} = {getattr(self, key)} is out of range")
-
-    @property
-    def min_core(self) -> int:
-        """Fewest core clusters that can hold the largest core fraction under the cap."""
-        return math.ceil(max(1.0 - f for f in self.sleeve_fractions) / self.cluster_cap - 1e-9)
-
-    @classmethod
-    def from_config(cls, section: BaselinesConfig) -> BarbellParams:
-        """Build from ``cfg.baselines`` (its ``barbell`` sub-section)."""
-        c = section.barbell
-        return cls(
-            n_clusters=c.n_clusters,
-            distance_threshold=c.distance_threshold,
-            linkage=c.linkage,
-            cluster_cap=c.cluster_cap,
-            sleeve_size=c.sleeve_size,
-            sleeve_fractions=(c.quiet_sleeve, c.normal_sleeve, c.crisis_sleeve),
-            objective=c.objective,
-            fragility_weight=c.fragility_weight,
-            cvar_alpha=c.cvar_alpha,
-            hybrid_weight=c.hybrid_weight,
-            alpha_window=c.alpha_window,
-            lead_window=c.lead_window,
-            covariance=c.covariance,
-            halflife=c.halflife,
-            solver=c.solver,
-        )
 
 
 # ----------------------------------------------------------------------------- pure pieces
@@ -339,7 +208,7 @@ class _Layer1Problem:
 def _layer1(
     cluster_returns: np.ndarray,
     cap_rel: float,
-    params: BarbellParams,
+    params: BarbellConfig,
     cache: dict[tuple[str, int], _Layer1Problem],
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Core cluster weights (fractions of the core, summing to 1) and audit facts."""
@@ -386,6 +255,11 @@ def _layer1(
 class ClusterBarbell:
     """Two-layer cluster-aware barbell allocator (long-only).
 
+    Parameters
+    ----------
+    params : BarbellConfig, optional
+        The ``baselines.barbell`` section; the defaults when omitted.
+
     Attributes
     ----------
     clusters_ : ndarray of int, shape (n_envs, n_assets)
@@ -415,14 +289,14 @@ class ClusterBarbell:
 
     name = "cluster_barbell"
 
-    def __init__(self, params: BarbellParams | None = None) -> None:
-        self.params = params or BarbellParams()
+    def __init__(self, params: BarbellConfig | None = None) -> None:
+        self.params = params or BarbellConfig()
         self._cache: dict[tuple[str, int], _Layer1Problem] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> ClusterBarbell:
         """Build from ``cfg.baselines``."""
-        return cls(BarbellParams.from_config(section))
+        return cls(section.barbell)
 
     def _states(
         self, ctx: AllocationContext, barbell_state: np.ndarray | Sequence[str] | str | None
@@ -476,7 +350,7 @@ class ClusterBarbell:
         n_envs, n = ctx.n_envs, ctx.n_assets
         states, explicit = self._states(ctx, barbell_state)
         vol = np.std(r, axis=1, ddof=1)
-        active = vol > p.min_vol
+        active = vol > MIN_VOL
         cov = estimate_covariance(r, p.covariance, p.halflife)
         dist = correlation_distance(cov_to_corr(cov))
         alpha = self._alpha(ctx, r, vol)
@@ -652,7 +526,7 @@ class ClusterBarbell:
         """Selection audit of the last ``allocate`` call (JSON-serialisable)."""
         return {
             "allocator": self.name,
-            "params": asdict(self.params),
+            "params": self.params.model_dump(mode="json"),
             "portfolios": self.audit_,
         }
 

@@ -21,12 +21,11 @@ import numpy as np
 
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
-    ClassicParams,
     project_box_simplex,
     scenario_inputs,
     solve_problem,
 )
-from allocgym.config import MinCVaRConfig
+from allocgym.config import ClassicConfig, MinCVaRConfig
 from allocgym.errors import ConfigError
 from allocgym.measures import cvar
 
@@ -115,8 +114,9 @@ class MinimumCVaR:
 
     Parameters
     ----------
-    params : ClassicParams, optional
-        Covariance-free settings shared with the classic allocators (bounds, solver).
+    params : ClassicConfig, optional
+        Covariance-free settings shared with the classic allocators (bounds, solver;
+        limits left unset take the default ``risk`` values).
     cvar : MinCVaRConfig, optional
         CVaR confidence level and scenario window; the defaults when omitted.
 
@@ -131,16 +131,16 @@ class MinimumCVaR:
     name = "min_cvar"
 
     def __init__(
-        self, params: ClassicParams | None = None, cvar: MinCVaRConfig | None = None
+        self, params: ClassicConfig | None = None, cvar: MinCVaRConfig | None = None
     ) -> None:
-        self.params = params or ClassicParams()
+        self.params = (params or ClassicConfig()).resolved()
         self.cvar = cvar or MinCVaRConfig()
         self._problems: dict[tuple[int, int], _MinCVaRProblem] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> MinimumCVaR:
         """Build from ``cfg.baselines`` (``classic`` and ``min_cvar`` sub-sections)."""
-        return cls(ClassicParams.from_config(section), section.min_cvar)
+        return cls(section.classic, section.min_cvar)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Minimum-CVaR weights, shape (n_envs, n_assets), rows summing to 1."""

@@ -35,14 +35,14 @@ from scipy.optimize import minimize
 
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
-    ClassicParams,
+    MIN_VOL,
     active_mask,
     context_returns,
     project_box_simplex,
     weight_bounds,
 )
 from allocgym.baselines.risk_budgeting import risk_budget_weights, risk_contributions
-from allocgym.errors import ConfigError
+from allocgym.config import ClassicConfig, FactorModelConfig
 from allocgym.factors import pca_factors, portfolio_exposures
 
 if TYPE_CHECKING:
@@ -50,27 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FactorRiskParity",
-    "FactorRiskParityParams",
     "FactorRiskParityResult",
     "factor_risk_parity_weights",
 ]
-
-
-@dataclass(frozen=True)
-class FactorRiskParityParams:
-    """Settings (field meanings in ``allocgym.config.FactorModelConfig``)."""
-
-    window: int | None = None
-    variance_threshold: float = 0.6
-    max_factors: int = 5
-
-    def __post_init__(self) -> None:
-        if self.window is not None and self.window < 3:
-            raise ConfigError(f"factor window = {self.window}: must be >= 3 (or None)")
-        if not 0.0 < self.variance_threshold <= 1.0:
-            raise ConfigError(f"variance_threshold = {self.variance_threshold}: must be in (0, 1]")
-        if self.max_factors < 1:
-            raise ConfigError(f"max_factors = {self.max_factors}: must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -182,6 +164,14 @@ def factor_risk_parity_weights(
 class FactorRiskParity:
     """The factor risk parity allocator (module doc), one solve per portfolio.
 
+    Parameters
+    ----------
+    params : ClassicConfig, optional
+        Weight bounds and solver shared with the classic allocators (limits left unset
+        take the default ``risk`` values).
+    factors : FactorModelConfig, optional
+        The factor rule: trailing window, variance share and most factors kept.
+
     Attributes
     ----------
     active_ : ndarray of bool, shape (n_envs, n_assets)
@@ -196,22 +186,16 @@ class FactorRiskParity:
 
     def __init__(
         self,
-        params: ClassicParams | None = None,
-        factors: FactorRiskParityParams | None = None,
+        params: ClassicConfig | None = None,
+        factors: FactorModelConfig | None = None,
     ) -> None:
-        self.params = params or ClassicParams()
-        self.factors = factors or FactorRiskParityParams()
+        self.params = (params or ClassicConfig()).resolved()
+        self.factors = factors or FactorModelConfig()
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> FactorRiskParity:
         """Build from ``cfg.baselines`` (``classic`` bounds, ``factor_model`` rule)."""
-        c = section.factor_model
-        return cls(
-            ClassicParams.from_config(section),
-            FactorRiskParityParams(
-                window=c.window, variance_threshold=c.variance_threshold, max_factors=c.max_factors
-            ),
-        )
+        return cls(section.classic, section.factor_model)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Factor-risk-parity weights, shape (n_envs, n_assets), rows summing to 1."""
@@ -219,7 +203,7 @@ class FactorRiskParity:
         if self.factors.window is not None:
             r = r[:, -self.factors.window :, :]
         p = self.params
-        active = active_mask(r, p.min_vol)
+        active = active_mask(r, MIN_VOL)
         lo, hi = weight_bounds(active, p.long_only, p.max_weight, 1.0)
         lo, hi = np.clip(lo, -10.0, 10.0), np.clip(hi, -10.0, 10.0)
         out = np.zeros((ctx.n_envs, ctx.n_assets))

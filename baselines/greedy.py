@@ -158,54 +158,32 @@ def greedy_rotation(
         empty = np.zeros((n_envs, 0), dtype=np.int64)
         return GreedyResult(weights=np.zeros((n_envs, 0)), codes=empty, ranks=empty.copy())
     rows = np.arange(n_envs)[:, None]
-    zz = np.where(np.isnan(z), -np.inf, z)
+    score = np.where(np.isnan(z), -np.inf, z)  # no score ranks last
     # Stable sort of -z: equal scores keep symbol-index order.
-    order = np.argsort(-zz, axis=1, kind="stable")
+    order = np.argsort(-score, axis=1, kind="stable")
     ranks = np.empty((n_envs, n), dtype=np.int64)
     ranks[rows, order] = np.arange(1, n + 1)
 
+    # Rules 1 and 2: forced exits and cuts; every other held name is kept.
     held = w_cur > 0
     short = w_cur < 0
     forced = np.zeros((n_envs, n), dtype=np.int64) if exits is None else np.asarray(exits)
     no_buy = np.zeros((n_envs, n), dtype=np.int64) if blocked is None else np.asarray(blocked)
     exited = held & (forced != 0)
-    cut = (held & (ranks > params.K_sell) & (zz < params.z_cut)) | short
+    cut = (held & (ranks > params.K_sell) & (score < params.z_cut)) | short
     kept = held & ~cut & ~exited
-    n_kept = kept.sum(axis=1)
-    free = np.maximum(params.K - n_kept, 0)
+    free = np.maximum(params.K - kept.sum(axis=1), 0)
 
-    cand = ~held & ~short & (no_buy == 0) & (ranks <= params.K_buy) & (zz > params.z_keep)
-    cand_sorted = cand[rows, order]
-    cand_num = np.cumsum(cand_sorted, axis=1)
-    buy_sorted = cand_sorted & (cand_num <= free[:, None])
-    rot_sorted = cand_sorted & ~buy_sorted
-
-    # Rotation pairs: m-th leftover candidate (best first) with m-th weakest kept name.
-    order_rev = order[:, ::-1]
-    kept_rev = kept[rows, order_rev]
-    kept_num = np.cumsum(kept_rev, axis=1)
-    n_cand = cand_num[:, -1]
-    n_pairs = np.minimum(n_cand - np.minimum(n_cand, free), n_kept)
-    in_sym = np.full((n_envs, n), -1, dtype=np.intp)
-    out_sym = np.full((n_envs, n), -1, dtype=np.intp)
-    rb, rp = np.nonzero(rot_sorted)
-    in_sym[rb, cand_num[rb, rp] - free[rb] - 1] = order[rb, rp]
-    kb, kp = np.nonzero(kept_rev)
-    out_sym[kb, kept_num[kb, kp] - 1] = order_rev[kb, kp]
-
+    # Rule 3: candidates fill the free slots in rank order; the rest may rotate in.
+    candidate = ~held & ~short & (no_buy == 0) & (ranks <= params.K_buy) & (score > params.z_keep)
+    candidate_sorted = candidate[rows, order]
+    candidate_num = np.cumsum(candidate_sorted, axis=1)
+    buy_sorted = candidate_sorted & (candidate_num <= free[:, None])
     w_t = params.budget / params.K
-    pair_ok = np.arange(in_sym.shape[1])[None, :] < n_pairs[:, None]
-    pb, pm = np.nonzero(pair_ok)
-    j_in, j_out = in_sym[pb, pm], out_sym[pb, pm]
-    z_in, z_out = zz[pb, j_in], zz[pb, j_out]
-    w_out = w_cur[pb, j_out]
-    utility = (
-        z_in * w_t
-        - z_out * w_out
-        - params.gamma_cost * (costs[pb, j_in] * w_t + costs[pb, j_out] * w_out)
+    leftover_sorted = candidate_sorted & ~buy_sorted
+    rotation = _rotations(
+        score, w_cur, costs, params, order, kept, leftover_sorted, candidate_num, free
     )
-    rotate = (z_in - z_out >= params.delta_z_min) & (utility > params.tau_utility)
-    rb2, j_in, j_out = pb[rotate], j_in[rotate], j_out[rotate]
 
     weights = np.where(kept, w_cur, 0.0)
     codes = np.zeros((n_envs, n), dtype=np.int64)
@@ -214,15 +192,63 @@ def greedy_rotation(
     codes[exited] = forced[exited]
     unheld_blocked = ~held & ~short & (no_buy != 0)
     codes[unheld_blocked] = no_buy[unheld_blocked]
-    bb, bp = np.nonzero(buy_sorted)
-    buy_sym = order[bb, bp]
-    weights[bb, buy_sym] = w_t
-    codes[bb, buy_sym] = GreedyCode.BUY
-    weights[rb2, j_out] = 0.0
-    weights[rb2, j_in] = w_t
-    codes[rb2, j_out] = GreedyCode.ROTATE
-    codes[rb2, j_in] = GreedyCode.ROTATE
+    buy_env, buy_pos = np.nonzero(buy_sorted)
+    buy_sym = order[buy_env, buy_pos]
+    weights[buy_env, buy_sym] = w_t
+    codes[buy_env, buy_sym] = GreedyCode.BUY
+    rot_env, sym_in, sym_out = rotation
+    weights[rot_env, sym_out] = 0.0
+    weights[rot_env, sym_in] = w_t
+    codes[rot_env, sym_out] = GreedyCode.ROTATE
+    codes[rot_env, sym_in] = GreedyCode.ROTATE
     return GreedyResult(weights=weights, codes=codes, ranks=ranks)
+
+
+def _rotations(
+    score: np.ndarray,
+    w_cur: np.ndarray,
+    costs: np.ndarray,
+    params: GreedyConfig,
+    order: np.ndarray,
+    kept: np.ndarray,
+    leftover_sorted: np.ndarray,
+    candidate_num: np.ndarray,
+    free: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule 4: the rotations that pass the score-gap and utility tests.
+
+    The m-th leftover candidate (``leftover_sorted``, in rank order: best first; the
+    ``free`` candidates numbered before it by ``candidate_num`` were bought) is paired
+    with the m-th weakest kept name. Returns the portfolio row, the incoming and the
+    outgoing symbol of each rotation, each shape (n_rotations,).
+    """
+    n_envs, n = score.shape
+    rows = np.arange(n_envs)[:, None]
+    order_rev = order[:, ::-1]
+    kept_rev = kept[rows, order_rev]
+    kept_num = np.cumsum(kept_rev, axis=1)
+    n_candidates = candidate_num[:, -1]
+    n_pairs = np.minimum(n_candidates - np.minimum(n_candidates, free), kept_num[:, -1])
+    in_sym = np.full((n_envs, n), -1, dtype=np.intp)
+    out_sym = np.full((n_envs, n), -1, dtype=np.intp)
+    env, pos = np.nonzero(leftover_sorted)
+    in_sym[env, candidate_num[env, pos] - free[env] - 1] = order[env, pos]
+    env, pos = np.nonzero(kept_rev)
+    out_sym[env, kept_num[env, pos] - 1] = order_rev[env, pos]
+
+    w_t = params.budget / params.K
+    pair_ok = np.arange(n)[None, :] < n_pairs[:, None]
+    env, pair = np.nonzero(pair_ok)
+    j_in, j_out = in_sym[env, pair], out_sym[env, pair]
+    z_in, z_out = score[env, j_in], score[env, j_out]
+    w_out = w_cur[env, j_out]
+    utility = (
+        z_in * w_t
+        - z_out * w_out
+        - params.gamma_cost * (costs[env, j_in] * w_t + costs[env, j_out] * w_out)
+    )
+    rotate = (z_in - z_out >= params.delta_z_min) & (utility > params.tau_utility)
+    return env[rotate], j_in[rotate], j_out[rotate]
 
 
 def merged_zscores(returns: np.ndarray, params: GreedyConfig) -> np.ndarray:
@@ -261,9 +287,9 @@ def merged_zscores(returns: np.ndarray, params: GreedyConfig) -> np.ndarray:
     sigma = np.where(sigma > 0, sigma, np.nan)
     weights = np.asarray(params.horizon_weights, dtype=np.float64)
     merged = np.zeros(r.shape[::2])
-    for h, wt in zip(params.score_horizons, weights / weights.sum(), strict=True):
-        mom = logr[:, -h:].sum(axis=1) / (sigma * np.sqrt(h))
-        merged = merged + wt * _standardise(mom)
+    for h, weight in zip(params.score_horizons, weights / weights.sum(), strict=True):
+        momentum = logr[:, -h:].sum(axis=1) / (sigma * np.sqrt(h))
+        merged = merged + weight * _standardise(momentum)
     return _standardise(merged)
 
 
@@ -353,14 +379,14 @@ class GreedyRotation:
         blocked = self._illiquid(ctx)
         if p.max_pair_correlation is not None:
             blocked = blocked | self._correlated(ctx, z, w_cur, exits, blocked)
-        res = greedy_rotation(z, w_cur, costs, p, exits=exits, blocked=blocked)
-        self._enter(ctx, res.weights > 0)
+        result = greedy_rotation(z, w_cur, costs, p, exits=exits, blocked=blocked)
+        self._enter(ctx, result.weights > 0)
         self.weights_, self.codes_, self.ranks_, self.scores_ = (
-            res.weights, res.codes, res.ranks, z,
+            result.weights, result.codes, result.ranks, z,
         )  # fmt: skip
         self._symbols_seen = ctx.symbols
         self._held_before = w_cur > 0
-        return res.weights
+        return result.weights
 
     def _bars(self, ctx: AllocationContext) -> np.ndarray:
         if ctx.t is not None:
@@ -406,10 +432,10 @@ class GreedyRotation:
             no_progress = np.expm1(self._since_entry) <= p.dead_money_min_return
             exits[stale & no_progress] = GreedyCode.DEAD_MONEY
         if p.atr_multiple is not None:
-            r = np.abs(np.asarray(ctx.returns, dtype=np.float64)[:, -p.atr_window :])
-            seen = np.isfinite(r)
+            moves = np.abs(np.asarray(ctx.returns, dtype=np.float64)[:, -p.atr_window :])
+            seen = np.isfinite(moves)
             n_seen = np.maximum(seen.sum(axis=1), 1)
-            atr = np.where(seen, r, 0.0).sum(axis=1) / n_seen * np.sqrt(dt)[:, None]
+            atr = np.where(seen, moves, 0.0).sum(axis=1) / n_seen * np.sqrt(dt)[:, None]
             with np.errstate(invalid="ignore"):
                 stop = np.log1p(-np.minimum(p.atr_multiple * atr, 1.0 - 1e-12))
                 hit = held & (self._since_entry - self._high <= stop)
@@ -477,17 +503,17 @@ class GreedyRotation:
         """CORRELATED codes: candidates screened in rank order against the book."""
         p = self.params
         assert p.max_pair_correlation is not None
-        r = np.asarray(ctx.returns, dtype=np.float64)[:, -p.corr_window :]
+        returns = np.asarray(ctx.returns, dtype=np.float64)[:, -p.corr_window :]
         out = np.zeros(w_cur.shape, dtype=np.int64)
-        zz = np.where(np.isfinite(z), z, -np.inf)
+        score = np.where(np.isfinite(z), z, -np.inf)
         for row in range(w_cur.shape[0]):
             with np.errstate(invalid="ignore", divide="ignore"):
-                corr = np.corrcoef(np.nan_to_num(r[row]), rowvar=False)
+                corr = np.corrcoef(np.nan_to_num(returns[row]), rowvar=False)
             corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
             book = list(np.flatnonzero((w_cur[row] > 0) & (exits[row] == 0)))
-            order = np.argsort(-zz[row], kind="stable")[: p.K_buy]
+            order = np.argsort(-score[row], kind="stable")[: p.K_buy]
             for j in order:
-                if w_cur[row, j] != 0 or blocked[row, j] or not zz[row, j] > p.z_keep:
+                if w_cur[row, j] != 0 or blocked[row, j] or not score[row, j] > p.z_keep:
                     continue
                 if book and corr[j, book].max() > p.max_pair_correlation:
                     out[row, j] = GreedyCode.CORRELATED
@@ -504,16 +530,16 @@ class GreedyRotation:
         ``held`` (the names of the new book).
         """
         records = []
-        syms = self._symbols_seen
+        symbols = self._symbols_seen
         for row in range(self.codes_.shape[0]):
             codes, w, before = self.codes_[row], self.weights_[row], self._held_before[row]
-            selected = [syms[j] for j in np.flatnonzero((w > 0) & ~before)]
+            selected = [symbols[j] for j in np.flatnonzero((w > 0) & ~before)]
             exited = {
-                syms[j]: EXIT_REASONS.get(int(codes[j]), "cut")
+                symbols[j]: EXIT_REASONS.get(int(codes[j]), "cut")
                 for j in np.flatnonzero(before & (w == 0))
             }
             blocked = {
-                syms[j]: "illiquid" if codes[j] == GreedyCode.ILLIQUID else "correlated"
+                symbols[j]: "illiquid" if codes[j] == GreedyCode.ILLIQUID else "correlated"
                 for j in np.flatnonzero(
                     ~before & ((codes == GreedyCode.ILLIQUID) | (codes == GreedyCode.CORRELATED))
                 )
@@ -524,7 +550,7 @@ class GreedyRotation:
                     "selected": selected,
                     "exited": exited,
                     "blocked": blocked,
-                    "held": [syms[j] for j in np.flatnonzero(w > 0)],
+                    "held": [symbols[j] for j in np.flatnonzero(w > 0)],
                 }
             )
         return records

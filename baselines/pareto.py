@@ -45,12 +45,11 @@ import numpy as np
 
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
-    ClassicParams,
     project_box_simplex,
     scenario_inputs,
     solve_problem,
 )
-from allocgym.config import ParetoConfig
+from allocgym.config import ClassicConfig, ParetoConfig
 from allocgym.errors import Infeasible, SolverFailed
 from allocgym.measures import cvar
 
@@ -351,60 +350,94 @@ def pareto_front(
     lo, hi = np.asarray(lower, float), np.asarray(upper, float)
     cur = np.zeros(n) if w_cur is None else np.asarray(w_cur, float)
     c = np.full(n, p.default_cost) if costs is None else np.asarray(costs, float)
-    mu = r.mean(axis=0)
     prob = problem or ParetoProblem(n_scen, n, p.alpha)
-    active = hi > lo
-    equal = np.where(active, 1.0, 0.0) / max(int(active.sum()), 1)
-    ref = _objectives(equal[None], r, mu, c, cur, p.alpha)[0]
-    s_ret = max(float(np.max(np.abs(mu))), 1e-12)
-    s_cvar = max(abs(float(ref[1])), 1e-12)
-    s_dd = max(float(ref[2]), 1e-12)
-    s_cost = max(float(np.max(c)), 1e-12)
-    prob.R.value = r
-    prob.cost.value = c
-    prob.w_cur.value = cur
-    prob.lo.value = lo
-    prob.hi.value = hi
-    caps = [_NO_CAP if x is None else float(x) for x in (p.max_drawdown, p.max_cost)]
-
-    def solve(primary_return: bool, cvar_cap: float) -> np.ndarray:
-        rho_r, rho_c = (1.0, TIE_BREAK) if primary_return else (TIE_BREAK, 1.0)
-        prob.mu_obj.value = rho_r * mu / s_ret
-        prob.rho.value = np.array([rho_c / s_cvar, TIE_BREAK / s_dd])
-        prob.cost_obj.value = TIE_BREAK * c / s_cost
-        prob.eps.value = np.array([cvar_cap, *caps])
-        what = "pareto (ε-constraint LP)"
-        if session is not None:
-            w = session.solve(what)
-        else:
-            solve_problem(prob.problem, _solver(solver), what)
-            w = np.asarray(prob.w.value, float)
-        return project_box_simplex(w, lo, hi)
-
-    session = _HighsSession(prob) if hot_start and _solver(solver) == "HIGHS" else None
-
-    w_min = solve(False, _NO_CAP)
-    w_max = solve(True, _NO_CAP)
-    anchors = _objectives(np.stack([w_min, w_max]), r, mu, c, cur, p.alpha)
-    c_lo, c_hi = float(anchors[0, 1]), float(anchors[1, 1])
-    weights = [w_min]
-    # a front with no CVaR range is its two ends (the interior caps would all coincide)
-    spread = c_hi - c_lo > 1e-9 * max(1.0, abs(c_lo))
-    for j in range(1, p.n_points - 1 if spread else 1):
-        level = c_lo + (c_hi - c_lo) * j / (p.n_points - 1)
-        weights.append(solve(True, max(level, c_lo) + 1e-12))
-    weights.append(w_max)
-    w_all = np.stack(weights)
-    obj_all = _objectives(w_all, r, mu, c, cur, p.alpha)
+    front = _FrontSolver(prob, r, lo, hi, cur, c, p, solver, hot_start)
+    w_all = front.trace(p.n_points)
+    obj_all = front.objectives(w_all)
     keep = _non_dominated(obj_all)
     w_kept, obj = w_all[keep], obj_all[keep]
-    target = float(ref[1]) if p.cvar_target is None else float(p.cvar_target)
-    ok = obj[:, 1] <= target * (1.0 + 1e-9)
+    target = float(front.reference[1]) if p.cvar_target is None else float(p.cvar_target)
+    chosen, met = _choose(obj, target)
+    return ParetoFront(w_kept, obj, chosen, target, met, w_all.shape[0], p.alpha)
+
+
+class _FrontSolver:
+    """One portfolio's ε-constraint LP with its data set: solves points of the front.
+
+    Each objective is scaled to unit size for the solver: the return by ``max |mu|``, CVaR,
+    drawdown and cost by their equal-weight values (``reference``) and the largest cost.
+    """
+
+    def __init__(
+        self, prob: ParetoProblem, scenarios: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+        w_cur: np.ndarray, costs: np.ndarray, params: ParetoConfig, solver: str | None,
+        hot_start: bool,
+    ) -> None:  # fmt: skip
+        self.prob, self.scenarios, self.lo, self.hi = prob, scenarios, lo, hi
+        self.w_cur, self.costs, self.alpha, self.solver = w_cur, costs, params.alpha, solver
+        self.mu = scenarios.mean(axis=0)
+        active = hi > lo
+        equal = np.where(active, 1.0, 0.0) / max(int(active.sum()), 1)
+        self.reference = self.objectives(equal[None])[0]
+        self.scale_return = max(float(np.max(np.abs(self.mu))), 1e-12)
+        self.scale_cvar = max(abs(float(self.reference[1])), 1e-12)
+        self.scale_drawdown = max(float(self.reference[2]), 1e-12)
+        self.scale_cost = max(float(np.max(costs)), 1e-12)
+        prob.R.value = scenarios
+        prob.cost.value = costs
+        prob.w_cur.value = w_cur
+        prob.lo.value = lo
+        prob.hi.value = hi
+        self.caps = [
+            _NO_CAP if x is None else float(x) for x in (params.max_drawdown, params.max_cost)
+        ]
+        # HiGHS reads the problem data set above when it builds its model
+        self.session = _HighsSession(prob) if hot_start and _solver(solver) == "HIGHS" else None
+
+    def objectives(self, w: np.ndarray) -> np.ndarray:
+        """The four objectives of each row of ``w`` on the scenarios, shape (k, 4)."""
+        return _objectives(w, self.scenarios, self.mu, self.costs, self.w_cur, self.alpha)
+
+    def point(self, primary_return: bool, cvar_cap: float) -> np.ndarray:
+        """The book maximising return (or minimising CVaR) with CVaR at most ``cvar_cap``."""
+        prob = self.prob
+        rho_r, rho_c = (1.0, TIE_BREAK) if primary_return else (TIE_BREAK, 1.0)
+        prob.mu_obj.value = rho_r * self.mu / self.scale_return
+        prob.rho.value = np.array([rho_c / self.scale_cvar, TIE_BREAK / self.scale_drawdown])
+        prob.cost_obj.value = TIE_BREAK * self.costs / self.scale_cost
+        prob.eps.value = np.array([cvar_cap, *self.caps])
+        what = "pareto (ε-constraint LP)"
+        if self.session is not None:
+            w = self.session.solve(what)
+        else:
+            solve_problem(prob.problem, _solver(self.solver), what)
+            w = np.asarray(prob.w.value, float)
+        return project_box_simplex(w, self.lo, self.hi)
+
+    def trace(self, n_points: int) -> np.ndarray:
+        """The minimum-CVaR end, ``n_points - 2`` CVaR levels evenly between the two ends
+        and the maximum-return end, shape (n_points, n_assets); just the two ends when the
+        front has no CVaR range (the interior caps would all coincide)."""
+        w_min = self.point(False, _NO_CAP)
+        w_max = self.point(True, _NO_CAP)
+        anchors = self.objectives(np.stack([w_min, w_max]))
+        c_lo, c_hi = float(anchors[0, 1]), float(anchors[1, 1])
+        weights = [w_min]
+        spread = c_hi - c_lo > 1e-9 * max(1.0, abs(c_lo))
+        for j in range(1, n_points - 1 if spread else 1):
+            level = c_lo + (c_hi - c_lo) * j / (n_points - 1)
+            weights.append(self.point(True, max(level, c_lo) + 1e-12))
+        weights.append(w_max)
+        return np.stack(weights)
+
+
+def _choose(objectives: np.ndarray, target: float) -> tuple[int, bool]:
+    """The choice rule: the highest-return point with CVaR at most ``target`` (and True),
+    else the minimum-CVaR point (and False)."""
+    ok = objectives[:, 1] <= target * (1.0 + 1e-9)
     if ok.any():
-        chosen = int(np.flatnonzero(ok)[np.argmax(obj[ok, 0])])
-    else:
-        chosen = int(np.argmin(obj[:, 1]))
-    return ParetoFront(w_kept, obj, chosen, target, bool(ok.any()), w_all.shape[0], p.alpha)
+        return int(np.flatnonzero(ok)[np.argmax(objectives[ok, 0])]), True
+    return int(np.argmin(objectives[:, 1])), False
 
 
 class ParetoAllocator:
@@ -412,8 +445,9 @@ class ParetoAllocator:
 
     Parameters
     ----------
-    params : ClassicParams, optional
-        Weight bounds and solver shared with the classic allocators.
+    params : ClassicConfig, optional
+        Weight bounds and solver shared with the classic allocators (limits left unset
+        take the default ``risk`` values).
     pareto : ParetoConfig, optional
         Front resolution, CVaR level and target, caps; the defaults when omitted.
 
@@ -434,16 +468,16 @@ class ParetoAllocator:
     primary_source = "pareto"
 
     def __init__(
-        self, params: ClassicParams | None = None, pareto: ParetoConfig | None = None
+        self, params: ClassicConfig | None = None, pareto: ParetoConfig | None = None
     ) -> None:
-        self.params = params or ClassicParams()
+        self.params = (params or ClassicConfig()).resolved()
         self.pareto = pareto or ParetoConfig()
         self._problems: dict[tuple[int, int], ParetoProblem] = {}
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> ParetoAllocator:
         """Build from ``cfg.baselines`` (``classic`` bounds and the ``pareto`` sub-section)."""
-        return cls(ClassicParams.from_config(section), section.pareto)
+        return cls(section.classic, section.pareto)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Weights of each portfolio's chosen front point, shape (n_envs, n_assets)."""

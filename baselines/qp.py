@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
@@ -38,15 +38,13 @@ import scipy.sparse as sps
 
 from allocgym import estimates
 from allocgym.baselines.hrp import HRP
-from allocgym.errors import ConfigError, DataError, Infeasible, OptimizationError, SolverFailed
-from allocgym.estimates import CovarianceMethod
+from allocgym.config import QPConfig
+from allocgym.errors import DataError, Infeasible, OptimizationError, SolverFailed
 from allocgym.measures import cvar
 
 if TYPE_CHECKING:
     from allocgym.allocator import AllocationContext
-    from allocgym.config import QPConfig, RiskConfig
-
-SolverName = Literal["CLARABEL", "OSQP", "SCS", "ECOS", "HIGHS"]
+    from allocgym.config import RiskConfig
 
 CONSTRAINT_GROUPS: tuple[str, ...] = (
     "budget",
@@ -95,9 +93,9 @@ __all__ = [
     "CONSTRAINT_GROUPS",
     "QPAllocator",
     "QPInputs",
-    "QPParams",
     "QPProblem",
     "RiskSqrt",
+    "constraint_limits",
     "diagnose_infeasible",
     "pair_correlations",
     "qp_objective",
@@ -106,95 +104,34 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------- params
+# ----------------------------------------------------------------------------- limits
 
 
-@dataclass(frozen=True)
-class QPParams:
-    """QP settings; field meanings in :class:`allocgym.config.QPConfig`."""
+def constraint_limits(params: QPConfig) -> dict[str, str]:
+    """Human-readable limit of each enabled constraint group (for error messages).
 
-    lambda_risk: float = 0.1
-    gamma_cost: float = 0.05
-    risk_model: Literal["correlation", "covariance"] = "correlation"
-    covariance: CovarianceMethod = "ledoit_wolf"
-    halflife: float = 63.0
-    budget: float = 1.0
-    budget_equality: bool = True
-    per_name_cap: float = 0.10
-    long_only: bool = True
-    max_gross: float | None = 1.5
-    max_net: float | None = 1.0
-    max_turnover: float | None = None
-    max_turnover_per_name: float | None = None
-    beta_tolerance: float | None = None
-    sector_cap: float | None = 0.30
-    cvar_weight: float = 0.0
-    cvar_beta: float = 0.95
-    cvar_scenarios: int = 252
-    default_cost: float = 0.001
-    factor_min_assets: int = 250
-    n_factors: int = 20
-    max_pair_correlation: float | None = None
-    solver: SolverName = "CLARABEL"
-    fallback_solver: SolverName | None = "SCS"
-
-    def __post_init__(self) -> None:
-        for name in ("lambda_risk", "gamma_cost", "cvar_weight", "default_cost"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                raise ConfigError(f"QPParams.{name} = {value!r}: must be finite and >= 0.")
-        if not 0.0 < self.cvar_beta < 1.0:
-            raise ConfigError(f"QPParams.cvar_beta = {self.cvar_beta!r}: must lie in (0, 1).")
-        if self.n_factors < 1 or self.cvar_scenarios < 1 or self.factor_min_assets < 1:
-            raise ConfigError(
-                "QPParams.n_factors, cvar_scenarios and factor_min_assets must be >= 1; got "
-                f"{self.n_factors}, {self.cvar_scenarios}, {self.factor_min_assets}."
-            )
-        c = self.max_pair_correlation
-        if c is not None and not -1.0 < c < 1.0:
-            raise ConfigError(
-                f"QPParams.max_pair_correlation = {c!r}: must lie in (-1, 1) (or None: off)."
-            )
-
-    @classmethod
-    def from_config(cls, cfg: QPConfig, risk: RiskConfig | None = None) -> QPParams:
-        """From ``baselines.qp``; limits left unset (None) take the ``risk`` value (default
-        ``RiskConfig()``) as in ``BaselinesConfig.within``.
-
-        Raises
-        ------
-        ConfigError
-            A limit set looser than the ``risk`` one.
-        """
-        from allocgym.config import BaselinesConfig, RiskConfig
-
-        shared = ("per_name_cap", "long_only", "max_gross", "max_net", "sector_cap")
-        if risk is not None or any(getattr(cfg, k) is None for k in shared):
-            cfg = BaselinesConfig(qp=cfg).within(risk or RiskConfig()).qp
-        return cls(**cfg.model_dump())
-
-    def limits(self) -> dict[str, str]:
-        """Human-readable limit of each enabled constraint group (for error messages)."""
-        rel = "==" if self.budget_equality else "<="
-        out = {
-            "budget": f"sum w {rel} {self.budget:g}",
-            "per_name_cap": f"|w_i| <= {self.per_name_cap:g}",
-        }
-        if self.long_only:
-            out["long_only"] = "w_i >= 0"
-        if self.max_gross is not None:
-            out["gross"] = f"sum |w_i| <= {self.max_gross:g}"
-        if self.max_net is not None:
-            out["net"] = f"|sum w_i| <= {self.max_net:g}"
-        if self.max_turnover is not None:
-            out["turnover"] = f"sum |w_i - w_cur,i| <= {self.max_turnover:g}"
-        if self.max_turnover_per_name is not None:
-            out["turnover_per_name"] = f"|w_i - w_cur,i| <= {self.max_turnover_per_name:g}"
-        if self.beta_tolerance is not None:
-            out["beta"] = f"|beta'w| <= {self.beta_tolerance:g}"
-        if self.sector_cap is not None:
-            out["sector"] = f"sum_(i in sector) |w_i| <= {self.sector_cap:g}"
-        return out
+    Parameters
+    ----------
+    params : QPConfig
+        A section with its limits resolved (:meth:`QPConfig.resolved`).
+    """
+    rel = "==" if params.budget_equality else "<="
+    out = {
+        "budget": f"sum w {rel} {params.budget:g}",
+        "per_name_cap": f"|w_i| <= {params.per_name_cap:g}",
+    }
+    if params.long_only:
+        out["long_only"] = "w_i >= 0"
+    optional = {  # group -> (its limit, None when disabled; the constraint's text)
+        "gross": (params.max_gross, "sum |w_i| <= {:g}"),
+        "net": (params.max_net, "|sum w_i| <= {:g}"),
+        "turnover": (params.max_turnover, "sum |w_i - w_cur,i| <= {:g}"),
+        "turnover_per_name": (params.max_turnover_per_name, "|w_i - w_cur,i| <= {:g}"),
+        "beta": (params.beta_tolerance, "|beta'w| <= {:g}"),
+        "sector": (params.sector_cap, "sum_(i in sector) |w_i| <= {:g}"),
+    }
+    out.update({group: text.format(v) for group, (v, text) in optional.items() if v is not None})
+    return out
 
 
 # ----------------------------------------------------------------------------- risk model
@@ -223,7 +160,7 @@ class RiskSqrt:
         return self.factors.T @ self.factors + np.diag(self.resid)
 
 
-def _sqrt_data(x: np.ndarray, params: QPParams) -> tuple[np.ndarray, np.ndarray]:
+def _sqrt_data(x: np.ndarray, params: QPConfig) -> tuple[np.ndarray, np.ndarray]:
     """``A`` (n_obs, n_assets) and diagonal ``s`` (n_assets,) with ``Sigma = A'A + diag(s)``.
 
     Uses :mod:`allocgym.estimates` for the shrinkage intensity and the EWMA weights, so the
@@ -254,13 +191,13 @@ def _sqrt_data(x: np.ndarray, params: QPParams) -> tuple[np.ndarray, np.ndarray]
     return a, s
 
 
-def risk_sqrt(returns: np.ndarray, params: QPParams, factor_form: bool | None = None) -> RiskSqrt:
+def risk_sqrt(returns: np.ndarray, params: QPConfig, factor_form: bool | None = None) -> RiskSqrt:
     """Square-root risk model of one return window.
 
     Parameters
     ----------
     returns : ndarray, shape (n_obs, n_assets)
-    params : QPParams
+    params : QPConfig
         ``covariance``, ``risk_model``, ``n_factors`` and ``factor_min_assets`` are used.
     factor_form : bool, optional
         Force the factor (True) or dense (False) form; default: factor form from
@@ -343,7 +280,7 @@ class QPInputs:
     frozen: np.ndarray | None = None
     excluded: np.ndarray | None = None
 
-    def bounds(self, params: QPParams) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, params: QPConfig) -> tuple[np.ndarray, np.ndarray]:
         """Per-asset bounds ``(lower, upper)`` implied by the cap, long-only, per-name
         turnover and frozen names, shape (n_assets,) each (lower > upper = infeasible)."""
         n = self.w_cur.size
@@ -362,7 +299,7 @@ class QPInputs:
         return lower, upper
 
 
-def qp_objective(w: np.ndarray, inputs: QPInputs, params: QPParams) -> float:
+def qp_objective(w: np.ndarray, inputs: QPInputs, params: QPConfig) -> float:
     """Objective value of ``w`` (numpy, independent of cvxpy)."""
     g, d = inputs.risk.factors, inputs.risk.resid
     gw = g @ w
@@ -376,7 +313,7 @@ def qp_objective(w: np.ndarray, inputs: QPInputs, params: QPParams) -> float:
 
 
 def qp_violations(
-    w: np.ndarray, inputs: QPInputs, params: QPParams, sector_ids: np.ndarray
+    w: np.ndarray, inputs: QPInputs, params: QPConfig, sector_ids: np.ndarray
 ) -> dict[str, float]:
     """Largest violation of each enabled constraint group (0 when satisfied).
 
@@ -425,7 +362,7 @@ def _sector_matrix(sector_ids: np.ndarray) -> sps.csr_matrix:
 
 
 def _constraints(
-    params: QPParams,
+    params: QPConfig,
     groups: tuple[str, ...],
     w: cp.Variable,
     w_cur: Any,
@@ -482,7 +419,7 @@ class QPProblem:
 
     Parameters
     ----------
-    params : QPParams
+    params : QPConfig
     sector_ids : ndarray of int, shape (n_assets,)
     n_factors : int
         Rows of ``G``: ``n_assets`` for the dense (Cholesky) form.
@@ -494,7 +431,7 @@ class QPProblem:
 
     def __init__(
         self,
-        params: QPParams,
+        params: QPConfig,
         sector_ids: np.ndarray,
         n_factors: int,
         factor_form: bool,
@@ -618,7 +555,7 @@ class QPProblem:
         if viol[worst] > 1e-6:
             raise SolverFailed(
                 f"QP solver {solver} returned {status!r} but constraint group {worst!r} "
-                f"({self.params.limits().get(worst, '')}) is violated by {viol[worst]:.3g}; "
+                f"({constraint_limits(self.params).get(worst, '')}) is violated by {viol[worst]:.3g}; "
                 "try another baselines.qp.solver."
             )
         info = {
@@ -630,8 +567,11 @@ class QPProblem:
         return w, info
 
 
-def _infeasible_message(params: QPParams, groups: list[str], n_assets: int) -> str:
-    limits = {**params.limits(), "frozen": "w_i == w_cur,i for names with zero return variance"}
+def _infeasible_message(params: QPConfig, groups: list[str], n_assets: int) -> str:
+    limits = {
+        **constraint_limits(params),
+        "frozen": "w_i == w_cur,i for names with zero return variance",
+    }
     parts = "; ".join(f"{g} ({limits.get(g, '')})" for g in groups)
     keys = ", ".join(_CONFIG_KEY[g] for g in groups)
     return (
@@ -641,7 +581,7 @@ def _infeasible_message(params: QPParams, groups: list[str], n_assets: int) -> s
 
 
 def _probe_feasible(
-    params: QPParams, groups: tuple[str, ...], inputs: QPInputs, sector_ids: np.ndarray
+    params: QPConfig, groups: tuple[str, ...], inputs: QPInputs, sector_ids: np.ndarray
 ) -> bool:
     w = cp.Variable(inputs.z.size)
     cons = _constraints(
@@ -662,7 +602,7 @@ def _probe_feasible(
     return True
 
 
-def diagnose_infeasible(params: QPParams, inputs: QPInputs, sector_ids: np.ndarray) -> list[str]:
+def diagnose_infeasible(params: QPConfig, inputs: QPInputs, sector_ids: np.ndarray) -> list[str]:
     """An irreducible infeasible set of constraint groups (deletion filter over LP probes).
 
     Starting from every enabled group, each group is dropped in turn and kept out when the
@@ -674,7 +614,7 @@ def diagnose_infeasible(params: QPParams, inputs: QPInputs, sector_ids: np.ndarr
     list of str
         Group names from :data:`CONSTRAINT_GROUPS`.
     """
-    enabled = [g for g in CONSTRAINT_GROUPS if g in params.limits()]
+    enabled = [g for g in CONSTRAINT_GROUPS if g in constraint_limits(params)]
     if params.beta_tolerance is not None and inputs.betas is None:
         enabled.remove("beta")
     if inputs.frozen is not None and inputs.frozen.any():
@@ -704,7 +644,9 @@ class QPAllocator:
 
     Parameters
     ----------
-    params : QPParams, optional
+    params : QPConfig, optional
+        The ``baselines.qp`` section; limits left unset (None) take the default ``risk``
+        section's values (:meth:`QPConfig.resolved`).
     hrp : HRP, optional
         The HRP fallback (default settings when omitted).
 
@@ -731,8 +673,8 @@ class QPAllocator:
 
     name = "qp"
 
-    def __init__(self, params: QPParams | None = None, hrp: HRP | None = None) -> None:
-        self.params = params or QPParams()
+    def __init__(self, params: QPConfig | None = None, hrp: HRP | None = None) -> None:
+        self.params = (params or QPConfig()).resolved()
         self.hrp = hrp or HRP()
         self._cache = _Cache()
 
@@ -740,9 +682,15 @@ class QPAllocator:
     def from_config(
         cls, cfg: QPConfig, hrp: HRP | None = None, risk: RiskConfig | None = None
     ) -> QPAllocator:
-        """From ``baselines.qp``; with ``risk`` its unset limits come from ``cfg.risk``
-        (:meth:`QPParams.from_config`)."""
-        return cls(QPParams.from_config(cfg, risk), hrp=hrp)
+        """From ``baselines.qp``; with ``risk`` its unset limits come from that section
+        (:meth:`QPConfig.within`), else from the default one.
+
+        Raises
+        ------
+        ConfigError
+            A limit set looser than the ``risk`` one.
+        """
+        return cls(cfg if risk is None else cfg.within(risk), hrp=hrp)
 
     @property
     def primary_source(self) -> str:

@@ -14,24 +14,24 @@ batched over portfolios (one ``(n_envs, n, n)`` linear solve per iteration, no l
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from allocgym.allocator import AllocationContext
 from allocgym.baselines.classic import (
-    ClassicParams,
+    MIN_VOL,
     active_mask,
     context_returns,
 )
+from allocgym.config import ClassicConfig, RiskBudgetConfig
 from allocgym.errors import ConfigError, SolverFailed
 from allocgym.estimates import estimate_covariance
 
 if TYPE_CHECKING:
     from allocgym.config import BaselinesConfig
 
-__all__ = ["RiskBudgetParams", "RiskBudgeting", "risk_budget_weights", "risk_contributions"]
+__all__ = ["RiskBudgeting", "budget_vector", "risk_budget_weights", "risk_contributions"]
 
 
 def risk_contributions(weights: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -149,48 +149,42 @@ def risk_budget_weights(
     return w.reshape((*lead, n))
 
 
-@dataclass(frozen=True)
-class RiskBudgetParams:
-    """Risk-budgeting settings.
+def budget_vector(
+    budgets: Mapping[str, float] | None, symbols: tuple[str, ...]
+) -> np.ndarray | None:
+    """Risk budgets aligned to ``symbols``, shape (n_assets,); ``None`` (equal risk) stays None.
 
-    Attributes
+    Parameters
     ----------
     budgets : mapping of str to float, optional
-        Symbol -> risk budget; symbols not listed get budget 0 (weight 0); ``None`` means
-        equal risk contribution over the active assets. Renormalised to sum to 1.
-    tol : float
-        Tolerance on every relative risk contribution.
+        Symbol -> risk budget (``baselines.risk_budget.budgets``); unlisted symbols get 0.
+    symbols : tuple of str
+
+    Raises
+    ------
+    ConfigError
+        A budget names a symbol outside the universe.
     """
-
-    budgets: Mapping[str, float] | None = None
-    tol: float = 1e-10
-
-    def __post_init__(self) -> None:
-        if self.budgets is not None:
-            bad = {k: v for k, v in self.budgets.items() if not (np.isfinite(v) and v >= 0)}
-            if bad or not any(v > 0 for v in self.budgets.values()):
-                raise ConfigError(
-                    f"RiskBudgetParams.budgets {dict(self.budgets)}: every budget must be "
-                    f"finite and >= 0 (bad: {bad}) with at least one > 0"
-                )
-        if not (0 < self.tol < 1e-3):
-            raise ConfigError(f"RiskBudgetParams.tol = {self.tol}: must be in (0, 1e-3)")
-
-    def vector(self, symbols: tuple[str, ...]) -> np.ndarray | None:
-        """Budgets aligned to ``symbols`` (shape (n_assets,)), or ``None`` for equal."""
-        if self.budgets is None:
-            return None
-        unknown = sorted(set(self.budgets) - set(symbols))
-        if unknown:
-            raise ConfigError(
-                f"risk budgets name symbols {unknown} that are not in the universe; "
-                "remove them or fix their spelling"
-            )
-        return np.array([float(self.budgets.get(s, 0.0)) for s in symbols])
+    if budgets is None:
+        return None
+    unknown = sorted(set(budgets) - set(symbols))
+    if unknown:
+        raise ConfigError(
+            f"risk budgets name symbols {unknown} that are not in the universe; "
+            "remove them or fix their spelling"
+        )
+    return np.array([float(budgets.get(s, 0.0)) for s in symbols])
 
 
 class RiskBudgeting:
     """Risk parity (equal risk contribution) or user risk budgets, long-only.
+
+    Parameters
+    ----------
+    params : ClassicConfig, optional
+        Covariance estimator (limits left unset take the default ``risk`` values).
+    budget : RiskBudgetConfig, optional
+        The risk budgets; equal risk contribution when omitted.
 
     Attributes
     ----------
@@ -204,26 +198,24 @@ class RiskBudgeting:
     name = "risk_budgeting"
 
     def __init__(
-        self, params: ClassicParams | None = None, budget: RiskBudgetParams | None = None
+        self, params: ClassicConfig | None = None, budget: RiskBudgetConfig | None = None
     ) -> None:
-        self.params = params or ClassicParams()
-        self.budget = budget or RiskBudgetParams()
+        self.params = (params or ClassicConfig()).resolved()
+        self.budget = budget or RiskBudgetConfig()
 
     @classmethod
     def from_config(cls, section: BaselinesConfig) -> RiskBudgeting:
         """Build from ``cfg.baselines`` (``classic`` and ``risk_budget`` sub-sections)."""
-        rb = section.risk_budget
-        budgets = None if rb.budgets is None else dict(rb.budgets)
-        return cls(ClassicParams.from_config(section), RiskBudgetParams(budgets=budgets))
+        return cls(section.classic, section.risk_budget)
 
     def allocate(self, ctx: AllocationContext) -> np.ndarray:
         """Risk-budget weights, shape (n_envs, n_assets), rows summing to 1."""
         r = context_returns(ctx, self.name)
         p = self.params
-        self.active_ = active_mask(r, p.min_vol)
+        self.active_ = active_mask(r, MIN_VOL)
         self.cov_ = estimate_covariance(r, p.covariance, p.halflife)
         w = risk_budget_weights(
-            self.cov_, self.budget.vector(ctx.symbols), self.active_, tol=self.budget.tol
+            self.cov_, budget_vector(self.budget.budgets, ctx.symbols), self.active_
         )
         self.weights_ = w
         self.risk_contributions_ = risk_contributions(w, self.cov_)

@@ -1006,13 +1006,22 @@ def scenario_returns(params: EnvParams, t: np.ndarray, weights: np.ndarray) -> n
     return out
 
 
-def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
-    env = params.cfg.env
-    feats = params.features
-    t, t1 = state.t, state.t + 1
-    gate, ex = dec.gate, dec.execution
+@dataclass(frozen=True, eq=False)
+class _Fill:
+    """The book after the orders fill at ``p_{t+1}`` (and delisted positions become cash)."""
 
-    # ---- fill at p_{t+1} (costs with the fill bar's ADV, volatility and spread)
+    p1: np.ndarray  # (n_envs, n_assets) marks at t + 1
+    delta_qty: np.ndarray  # shares traded (0 for insolvent portfolios)
+    trade_weights: np.ndarray  # traded notional over pre-trade equity
+    cost_frac: np.ndarray  # fill cost as a fraction of pre-trade equity
+    shares: np.ndarray
+    cash: np.ndarray
+
+
+def _fill(params: EnvParams, state: EnvState, ex: ExecutionResult, t1: np.ndarray) -> _Fill:
+    """Fill the lot-rounded orders at ``p_{t+1}``, costed with the fill bar's ADV,
+    volatility and spread; a portfolio worth nothing before the trade trades nothing."""
+    feats = params.features
     p1 = _at(params.prices, t1)
     value_pre = state.cash + (state.shares * p1).sum(axis=1)
     solvent = value_pre > 0.0
@@ -1032,7 +1041,113 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         if gone.any():
             cash = cash + np.where(gone, shares * p1, 0.0).sum(axis=1)
             shares = np.where(gone, 0.0, shares)
-    held = shares * p1
+    return _Fill(p1, dq, trade_w, cost_frac, shares, cash)
+
+
+def _penalised_reward(
+    params: EnvParams,
+    state: EnvState,
+    approved: np.ndarray,
+    net_ret: np.ndarray,
+    terms: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The reward: log growth less the CVaR, intervention, turnover and drawdown penalties.
+
+    ``terms`` holds ``log_growth``, ``intervention``, ``turnover`` and ``drawdown``; the
+    step's net return goes into the episode's return buffer (and the realized-CVaR window)
+    in place. Returns ``cvar``, the four penalties and ``reward``.
+    """
+    env = params.cfg.env
+    b = state.n_envs
+    rows = np.arange(b)
+    steps = state.steps
+    state.returns[rows, steps] = net_ret
+    if env.cvar_mode == "ex_ante":
+        # scenarios: returns of the last cvar_window bars up to t, applied to the approved book
+        first = state.t - env.cvar_window + 1
+        cvar = compiled.scenario_cvar(
+            params.returns, first, approved, env.cvar_window, env.cvar_alpha
+        )
+    else:
+        state.realized[rows, steps % env.cvar_window] = net_ret
+        cvar = measures.cvar(state.realized, env.cvar_alpha)
+    cvar = np.asarray(cvar, dtype=np.float64).reshape(b)
+    out = {
+        "cvar": cvar,
+        "cvar_penalty": env.cvar_weight * cvar,
+        "intervention_penalty": env.intervention_weight * terms["intervention"],
+        "turnover_penalty": env.turnover_weight * terms["turnover"],
+        "drawdown_penalty": env.drawdown_weight * terms["drawdown"],
+    }
+    out["reward"] = (
+        terms["log_growth"]
+        - out["cvar_penalty"]
+        - out["intervention_penalty"]
+        - out["turnover_penalty"]
+        - out["drawdown_penalty"]
+    )
+    return out
+
+
+def _step_info(
+    params: EnvParams,
+    state: EnvState,
+    dec: Decision,
+    fill: _Fill,
+    book: dict[str, np.ndarray],
+    scored: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """``StepResult.info`` (``INFO_KEYS``) from the decision, the fill, the marked ``book``
+    and the ``scored`` reward terms."""
+    t = state.t
+    info: dict[str, np.ndarray] = {
+        "t": t,
+        "proposed": dec.proposed,
+        "approved": dec.gate.approved,
+        "target": dec.execution.target_weights,
+        "weights": book["weights"],
+        "delta_qty": fill.delta_qty,
+        "symbol_reasons": dec.execution.reasons,
+        "portfolio_reasons": dec.gate.portfolio_reasons,
+        "reason_counts": book["reason_counts"],
+        "cost": fill.cost_frac,
+        "turnover": book["turnover"],
+        "equity": book["equity"],
+        "drawdown": book["drawdown"],
+        "gross": book["gross"],
+        "net": book["net"],
+        "regime": params.features.regime[t],
+        "regime_confidence": params.features.regime_confidence[t],
+        "kill_switch": state.kill,
+        "log_growth": book["log_growth"],
+        "cvar": scored["cvar"],
+        "intervention": book["intervention"],
+        "cvar_penalty": scored["cvar_penalty"],
+        "intervention_penalty": scored["intervention_penalty"],
+        "turnover_penalty": scored["turnover_penalty"],
+        "drawdown_penalty": scored["drawdown_penalty"],
+        "reward": scored["reward"],
+    }
+    if dec.budgets is not None:
+        info["budgets"] = dec.budgets
+        info["strategy_contributions"] = dec.contributions
+        scale = dec.gate.strategy_scale
+        info["strategy_scale"] = (
+            np.ones((state.n_envs, params.n_strategies)) if scale is None else scale
+        )
+    return info
+
+
+def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
+    """Fill the decision at ``t + 1``, mark the book, score the step and end episodes."""
+    env = params.cfg.env
+    feats = params.features
+    t, t1 = state.t, state.t + 1
+    gate, ex = dec.gate, dec.execution
+
+    fill = _fill(params, state, ex, t1)
+    shares, cash = fill.shares, fill.cash
+    held = shares * fill.p1
     equity = cash + held.sum(axis=1)
     peak = np.maximum(state.peak, equity)
     growth = equity / state.equity
@@ -1041,37 +1156,26 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     pos = equity > 0.0
     weights = held / np.where(pos, equity, 1.0)[:, None]
     drawdown = np.where(pos, 1.0 - equity / peak, 1.0)
-    turnover = np.abs(trade_w).sum(axis=1)
+    turnover = np.abs(fill.trade_weights).sum(axis=1)
 
     # ---- reward terms
     approved = gate.approved
     diff = np.abs(approved - dec.proposed).sum(axis=1)
     finite = np.isfinite(diff)
     intervention = diff if finite.all() else np.where(finite, diff, np.abs(approved).sum(axis=1))
-    b = state.n_envs
-    steps = state.steps
-    rows = np.arange(b)
-    state.returns[rows, steps] = net_ret
-    if env.cvar_mode == "ex_ante":
-        # scenarios: returns of the last cvar_window bars up to t, applied to the approved book
-        first = t - env.cvar_window + 1
-        cvar = compiled.scenario_cvar(
-            params.returns, first, approved, env.cvar_window, env.cvar_alpha
-        )
-    else:
-        state.realized[rows, steps % env.cvar_window] = net_ret
-        cvar = measures.cvar(state.realized, env.cvar_alpha)
-    cvar = np.asarray(cvar, dtype=np.float64).reshape(b)
-    pen_cvar = env.cvar_weight * cvar
-    pen_int = env.intervention_weight * intervention
-    pen_to = env.turnover_weight * turnover
-    pen_dd = env.drawdown_weight * drawdown
-    reward = log_growth - pen_cvar - pen_int - pen_to - pen_dd
+    terms = {
+        "log_growth": log_growth,
+        "intervention": intervention,
+        "turnover": turnover,
+        "drawdown": drawdown,
+    }
+    scored = _penalised_reward(params, state, approved, net_ret, terms)
+    reward = scored["reward"]
 
     # ---- episode end
     killed = state.kill
     terminated = killed | ~pos
-    steps1 = steps + 1
+    steps1 = state.steps + 1
     truncated = ~terminated & ((steps1 >= env.episode_length) | (t1 >= params.split.stop - 1))
     kill_next = drawdown >= env.drawdown_kill
 
@@ -1081,10 +1185,10 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     net = weights.sum(axis=1)
     regime = feats.regime[t]
     totals = state.totals + np.stack(
-        [cost_frac, turnover, gross, net, intervention, log_growth, reward], axis=1
+        [fill.cost_frac, turnover, gross, net, intervention, log_growth, reward], axis=1
     )
     regime_totals = state.regime_totals.copy()
-    regime_totals[rows, regime] += 1
+    regime_totals[np.arange(state.n_envs), regime] += 1
     new_state = EnvState(
         t=t1,
         start=state.start,
@@ -1118,39 +1222,18 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         net=net,
         exposures=book_exposures(params, t1, weights),
     )
-    info: dict[str, np.ndarray] = {
-        "t": t,
-        "proposed": dec.proposed,
-        "approved": approved,
-        "target": ex.target_weights,
+    book = {
         "weights": weights,
-        "delta_qty": dq,
-        "symbol_reasons": reasons,
-        "portfolio_reasons": gate.portfolio_reasons,
-        "reason_counts": counts,
-        "cost": cost_frac,
-        "turnover": turnover,
         "equity": equity,
         "drawdown": drawdown,
         "gross": gross,
         "net": net,
-        "regime": regime,
-        "regime_confidence": feats.regime_confidence[t],
-        "kill_switch": killed,
-        "log_growth": log_growth,
-        "cvar": cvar,
+        "turnover": turnover,
         "intervention": intervention,
-        "cvar_penalty": pen_cvar,
-        "intervention_penalty": pen_int,
-        "turnover_penalty": pen_to,
-        "drawdown_penalty": pen_dd,
-        "reward": reward,
+        "log_growth": log_growth,
+        "reason_counts": counts,
     }
-    if dec.budgets is not None:
-        info["budgets"] = dec.budgets
-        info["strategy_contributions"] = dec.contributions
-        scale = gate.strategy_scale
-        info["strategy_scale"] = np.ones((b, params.n_strategies)) if scale is None else scale
+    info = _step_info(params, state, dec, fill, book, scored)
     return StepResult(new_state, obs, reward, terminated, truncated, info, dec)
 
 

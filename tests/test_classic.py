@@ -11,12 +11,10 @@ from pydantic import ValidationError
 from allocgym.allocator import AllocationContext, Allocator
 from allocgym.baselines.black_litterman import (
     BlackLitterman,
-    BlackLittermanParams,
-    View,
     black_litterman_posterior,
+    view_matrices,
 )
 from allocgym.baselines.classic import (
-    ClassicParams,
     EqualWeight,
     FractionalKelly,
     InverseVolatility,
@@ -34,16 +32,34 @@ from allocgym.baselines.classic import (
 from allocgym.baselines.cvar import MinimumCVaR, min_cvar_weights
 from allocgym.baselines.risk_budgeting import (
     RiskBudgeting,
-    RiskBudgetParams,
     risk_budget_weights,
     risk_contributions,
 )
-from allocgym.config import KellyConfig, MinCVaRConfig, RegimeSwitchConfig, config_from_dict
+from allocgym.config import (
+    BlackLittermanConfig,
+    BLViewConfig,
+    ClassicConfig,
+    KellyConfig,
+    MinCVaRConfig,
+    RegimeSwitchConfig,
+    RiskBudgetConfig,
+    config_from_dict,
+)
 from allocgym.errors import ConfigError, Infeasible
 from allocgym.measures import cvar
 from allocgym.regime import regime_code
 
 SLOW_SETTINGS = settings(deadline=None, max_examples=20)
+
+NO_BOUND = 10.0
+"""A long/short ``max_weight`` that never binds a fully invested book of these tests: the
+cvxpy paths then reach the unconstrained closed forms' optimum."""
+
+
+def _classic(**kw: object) -> ClassicConfig:
+    """The ``classic`` section with every limit set (used as given): long-only and a
+    ``max_weight`` of 1 (no bound below the budget) unless ``kw`` says otherwise."""
+    return ClassicConfig(**{"long_only": True, "max_weight": 1.0, **kw})
 
 
 def make_ctx(
@@ -171,10 +187,11 @@ def test_min_variance_allocator_matches_closed_form_on_sample_cov() -> None:
     r = random_returns(3, n_assets=5)
     cov = np.cov(r.T)
     ctx = make_ctx(r)
-    unc = MinimumVariance(ClassicParams(covariance="sample", long_only=False)).allocate(ctx)
+    long_short = _classic(covariance="sample", long_only=False, max_weight=NO_BOUND)
+    unc = MinimumVariance(long_short).allocate(ctx)
     x = np.linalg.solve(cov, np.ones(5))
-    assert np.allclose(unc[0], x / x.sum(), atol=1e-12)
-    lo = MinimumVariance(ClassicParams(covariance="sample")).allocate(ctx)[0]
+    assert np.allclose(unc[0], x / x.sum(), atol=1e-7)
+    lo = MinimumVariance(_classic(covariance="sample")).allocate(ctx)[0]
     ref = min_variance_weights(cov, np.zeros(5), np.ones(5))
     assert np.allclose(lo, ref, atol=1e-6)
     assert (lo >= 0).all() and abs(lo.sum() - 1) < 1e-12
@@ -186,10 +203,10 @@ def test_min_variance_allocator_matches_closed_form_on_sample_cov() -> None:
 
 def test_min_variance_max_weight_and_infeasible() -> None:
     r = random_returns(4, n_assets=5)
-    w = MinimumVariance(ClassicParams(max_weight=0.3)).allocate(make_ctx(r))
+    w = MinimumVariance(_classic(max_weight=0.3)).allocate(make_ctx(r))
     assert w.max() <= 0.3 + 1e-12 and abs(w.sum() - 1) < 1e-12
     # 5 names x 0.1 < 1: the bound is raised to 1/5, the only fully invested book is 1/N
-    w = MinimumVariance(ClassicParams(max_weight=0.1)).allocate(make_ctx(r))
+    w = MinimumVariance(_classic(max_weight=0.1)).allocate(make_ctx(r))
     assert np.allclose(w, 0.2, rtol=0, atol=1e-9)
     with pytest.raises(Infeasible, match="cannot sum to the budget"):
         project_box_simplex(np.zeros(5), np.zeros(5), np.full(5, 0.1))
@@ -223,7 +240,7 @@ def test_max_sharpe_closed_form_unconstrained() -> None:
 def test_max_sharpe_allocator_is_optimal_and_falls_back() -> None:
     r = random_returns(5, n_assets=5) + 0.0005
     ctx = make_ctx(r)
-    alloc = MaximumSharpe(ClassicParams(covariance="sample"))
+    alloc = MaximumSharpe(_classic(covariance="sample"))
     w = alloc.allocate(ctx)[0]
     mu, cov = r.mean(axis=0), np.cov(r.T)
     sharpe = (mu @ w) / np.sqrt(w @ cov @ w)
@@ -235,17 +252,16 @@ def test_max_sharpe_allocator_is_optimal_and_falls_back() -> None:
     neg = make_ctx(r - 0.01)
     wf = alloc.allocate(neg)
     assert alloc.fallback_[0]
-    ref = MinimumVariance(ClassicParams(covariance="sample")).allocate(neg)
+    ref = MinimumVariance(_classic(covariance="sample")).allocate(neg)
     assert np.allclose(wf, ref, atol=1e-8)
 
 
 def test_risk_free_rate_from_config_is_per_bar() -> None:
     cfg = config_from_dict({"baselines": {"classic": {"risk_free_rate": 0.0504}}})
-    p = ClassicParams.from_config(cfg.baselines)
-    assert p.risk_free_rate == pytest.approx(0.0504 / 252, rel=1e-15)
+    assert cfg.baselines.classic.risk_free_per_bar == pytest.approx(2e-4, rel=1e-15)
     r = random_returns(6, n_assets=4)
-    a0 = MaximumSharpe(ClassicParams(covariance="sample", long_only=False))
-    a1 = MaximumSharpe(ClassicParams(covariance="sample", long_only=False, risk_free_rate=2e-4))
+    a0 = MaximumSharpe(_classic(covariance="sample"))
+    a1 = MaximumSharpe(_classic(covariance="sample", risk_free_rate=0.0504))
     ctx = make_ctx(r)
     a0.allocate(ctx)
     a1.allocate(ctx)
@@ -291,7 +307,7 @@ def test_risk_budgeting_allocator_with_user_budgets() -> None:
     r[:, 4] = 0.0  # inactive asset
     syms = ("A", "B", "C", "D", "E")
     alloc = RiskBudgeting(
-        ClassicParams(covariance="sample"), RiskBudgetParams(budgets={"A": 2, "B": 1, "C": 1})
+        _classic(covariance="sample"), RiskBudgetConfig(budgets={"A": 2, "B": 1, "C": 1})
     )
     w = alloc.allocate(make_ctx(r, symbols=syms))[0]
     assert w[3] == 0.0 and w[4] == 0.0  # D unlisted -> budget 0; E inactive
@@ -299,7 +315,7 @@ def test_risk_budgeting_allocator_with_user_budgets() -> None:
     assert np.abs(rc - [0.5, 0.25, 0.25, 0, 0]).max() <= 1e-6
     assert np.allclose(alloc.risk_contributions_[0], rc, atol=1e-12)
     with pytest.raises(ConfigError, match="ZZZ"):
-        RiskBudgeting(budget=RiskBudgetParams(budgets={"ZZZ": 1})).allocate(
+        RiskBudgeting(budget=RiskBudgetConfig(budgets={"ZZZ": 1})).allocate(
             make_ctx(r, symbols=syms)
         )
 
@@ -321,8 +337,8 @@ def test_risk_budget_config_knob() -> None:
 def test_min_cvar_beats_min_variance_on_its_scenarios(seed: int, n: int) -> None:
     r = random_returns(seed, n_obs=250, n_assets=n, df=3.0)
     ctx = make_ctx(r)
-    wc = MinimumCVaR(ClassicParams(covariance="sample")).allocate(ctx)[0]
-    wv = MinimumVariance(ClassicParams(covariance="sample")).allocate(ctx)[0]
+    wc = MinimumCVaR(_classic(covariance="sample")).allocate(ctx)[0]
+    wv = MinimumVariance(_classic(covariance="sample")).allocate(ctx)[0]
     we = np.full(n, 1 / n)
     c = cvar(r @ wc, 0.95)
     assert c <= cvar(r @ wv, 0.95) + 1e-9
@@ -333,7 +349,7 @@ def test_min_cvar_beats_min_variance_on_its_scenarios(seed: int, n: int) -> None
 
 def test_min_cvar_lp_value_and_window_knob() -> None:
     r = random_returns(11, n_obs=300, n_assets=4, df=3.0)
-    alloc = MinimumCVaR(ClassicParams(), MinCVaRConfig(alpha=0.9, window=200))
+    alloc = MinimumCVaR(_classic(), MinCVaRConfig(alpha=0.9, window=200))
     w = alloc.allocate(make_ctx(r))[0]
     assert alloc.cvar_[0] == pytest.approx(cvar(r[-200:] @ w, 0.9), abs=1e-15)
     # Optimal on the last 200 bars at alpha 0.9, not on the whole window.
@@ -384,21 +400,22 @@ def test_black_litterman_no_views_blends_prior_and_min_variance() -> None:
     r = random_returns(12, n_assets=4)
     tau = 0.05
     alloc = BlackLitterman(
-        ClassicParams(covariance="sample", long_only=False), BlackLittermanParams(tau=tau)
+        _classic(covariance="sample", long_only=False, max_weight=NO_BOUND),
+        BlackLittermanConfig(tau=tau),
     )
     w = alloc.allocate(make_ctx(r))[0]
     cov = np.cov(r.T)
     wmv = np.linalg.solve(cov, np.ones(4))
     wmv /= wmv.sum()
     expected = np.full(4, 0.25) / (1 + tau) + tau / (1 + tau) * wmv
-    assert np.allclose(w, expected, atol=1e-12)
+    assert np.allclose(w, expected, atol=1e-7)
     assert np.allclose(alloc.mu_[0], alloc.pi_[0], atol=0)
 
 
 def test_black_litterman_view_tilts_and_config_units() -> None:
     r = random_returns(13, n_assets=4)
     syms = ("A", "B", "C", "D")
-    base = BlackLitterman(ClassicParams(covariance="sample")).allocate(make_ctx(r, symbols=syms))
+    base = BlackLitterman(_classic(covariance="sample")).allocate(make_ctx(r, symbols=syms))
     cfg = config_from_dict(
         {
             "risk": {"max_symbol_weight": 1.0, "max_sector_gross": 1.0},
@@ -411,15 +428,15 @@ def test_black_litterman_view_tilts_and_config_units() -> None:
         }
     )
     alloc = BlackLitterman.from_config(cfg.baselines.within(cfg.risk))
-    assert alloc.bl.views[0].expected_return == pytest.approx(0.001, rel=1e-14)
+    _, q, omega = view_matrices(alloc.bl.views, syms, alloc.params.periods_per_year)
+    assert q[0] == pytest.approx(0.001, rel=1e-14) and omega is not None and omega[0] == 0.0
     tilted = alloc.allocate(make_ctx(r, symbols=syms))
     assert alloc.mu_[0, 2] == pytest.approx(0.001, abs=1e-15)  # a certain view is met
     assert tilted[0, 2] > base[0, 2] + 0.05
     assert abs(tilted.sum() - 1) < 1e-12 and (tilted >= 0).all()
     with pytest.raises(ConfigError, match="'X'"):
-        BlackLitterman(bl=BlackLittermanParams(views=(View({"X": 1.0}, 0.0),))).allocate(
-            make_ctx(r, symbols=syms)
-        )
+        view = BLViewConfig(assets={"X": 1.0}, expected_return=0.0)
+        BlackLitterman(bl=BlackLittermanConfig(views=(view,))).allocate(make_ctx(r, symbols=syms))
 
 
 def test_mean_variance_bounded_matches_closed_form_when_interior() -> None:
@@ -466,7 +483,7 @@ def test_kelly_allocator_caps_and_config() -> None:
     w = alloc.allocate(make_ctx(r))[0]
     assert w.max() <= 0.15 + 1e-12 and np.abs(w).sum() <= 1 + 1e-12
     loose = FractionalKelly(
-        ClassicParams(long_only=False), KellyConfig(fraction=0.001, max_weight=1.0, max_gross=10.0)
+        _classic(long_only=False), KellyConfig(fraction=0.001, max_weight=1.0, max_gross=10.0)
     )
     wl = loose.allocate(make_ctx(r))[0]
     # Nothing binds at 0.1% Kelly with shorts allowed: w = f Sigma^-1 mu on the estimate.
@@ -538,13 +555,28 @@ def test_estimate_covariance_methods_and_bad_method() -> None:
 
 
 def test_param_validation_messages() -> None:
-    with pytest.raises(ConfigError, match="max_weight"):
-        ClassicParams(max_weight=-1.0)
+    with pytest.raises(ValidationError, match="max_weight"):
+        ClassicConfig(max_weight=-1.0)
     with pytest.raises(ValidationError, match="fraction"):
         KellyConfig(fraction=1.5)
     with pytest.raises(ValidationError, match="tilt"):
         RegimeSwitchConfig(tilt=2.0)
     with pytest.raises(ValidationError, match="alpha"):
         MinCVaRConfig(alpha=1.0)
-    with pytest.raises(ConfigError, match="budget"):
-        RiskBudgetParams(budgets={"A": -1.0})
+    with pytest.raises(ValidationError, match="budgets"):
+        RiskBudgetConfig(budgets={"A": -1.0})
+    with pytest.raises(ValidationError, match="at least one budget > 0"):
+        RiskBudgetConfig(budgets={"A": 0.0, "B": 0.0})
+    with pytest.raises(ValidationError, match="assets"):
+        BLViewConfig(assets={}, expected_return=0.01)
+
+
+def test_unset_limits_take_the_default_risk_section() -> None:
+    """``long_only`` and ``max_weight`` left unset take the ``risk`` values ("None =
+    risk.max_symbol_weight"), the default section when the allocator is built directly; a
+    long/short book the default (long-only) risk section forbids is refused."""
+    p = MinimumVariance(ClassicConfig(covariance="sample")).params
+    assert (p.long_only, p.max_weight, p.covariance) == (True, 0.10, "sample")
+    assert FractionalKelly().kelly == KellyConfig(max_weight=0.10, max_gross=1.0)
+    with pytest.raises(ConfigError, match=r"classic.long_only = false while risk.long_only"):
+        MinimumVariance(ClassicConfig(long_only=False))

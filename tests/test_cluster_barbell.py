@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from allocgym.allocator import AllocationContext, Allocator
 from allocgym.baselines.cluster_barbell import (
     CRISIS,
     NORMAL,
     QUIET,
-    BarbellParams,
     ClusterBarbell,
     cluster_assets,
     intra_cluster_weights,
     n_sleeve_clusters,
 )
-from allocgym.config import config_from_dict
+from allocgym.config import BarbellConfig, config_from_dict
 from allocgym.errors import ConfigError, DataError
 from allocgym.estimates import ledoit_wolf
 from allocgym.measures import cvar
@@ -89,7 +89,7 @@ def check_invariants(alloc: ClusterBarbell, w: np.ndarray, cap: float = 0.25) ->
     ("state", "sleeve_frac"), [("QUIET", 0.15), ("NORMAL", 0.10), ("CRISIS", 0.05)]
 )
 def test_barbell_acceptance_explicit_state(state: str, sleeve_frac: float) -> None:
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     assert isinstance(alloc, Allocator)
     ctx = make_ctx(planted(), scores=cluster_scores())
     w = alloc.allocate(ctx, barbell_state=state)
@@ -117,7 +117,7 @@ def test_context_barbell_state_drives_sleeve_fraction() -> None:
     ctx = make_ctx(
         r, [regime_code(x) for x in labels], [0.9, 0.2, 0.5, 1.0], cluster_scores(4), states
     )
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     w = alloc.allocate(ctx)
     check_invariants(alloc, w)
     assert alloc.barbell_state_.tolist() == [CRISIS, QUIET, NORMAL, QUIET]
@@ -128,7 +128,7 @@ def test_context_barbell_state_drives_sleeve_fraction() -> None:
 
 
 def test_context_without_barbell_state_is_refused() -> None:
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     ctx = make_ctx(planted(1), [regime_code("trend")], [0.9], scores=cluster_scores())
     with pytest.raises(DataError, match=r"ctx.barbell is None.*allocation_context"):
         alloc.allocate(ctx)
@@ -140,11 +140,11 @@ def test_label_to_state_confidence_key_is_refused() -> None:
         ConfigError, match=r"unknown key 'baselines\.barbell\.quiet_min_confidence'"
     ):
         config_from_dict({"baselines": {"barbell": {"quiet_min_confidence": 0.6}}})
-    assert not hasattr(BarbellParams(), "quiet_min_confidence")
+    assert not hasattr(BarbellConfig(), "quiet_min_confidence")
 
 
 def test_explicit_state_codes_and_bad_state() -> None:
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     r = np.stack([planted(2)] * 2)
     alloc.allocate(make_ctx(r, scores=cluster_scores(2)), barbell_state=np.array([2, 0]))
     assert np.allclose(alloc.sleeve_fraction_, [0.05, 0.15], atol=1e-15)
@@ -173,7 +173,7 @@ def test_intra_cluster_hybrid_hand_values() -> None:
 
 
 def test_weights_within_clusters_follow_layer2() -> None:
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     w = alloc.allocate(make_ctx(planted(3), scores=cluster_scores()), barbell_state="NORMAL")
     labels = alloc.clusters_[0]
     for c in range(K_PLANTED):
@@ -186,7 +186,7 @@ def test_weights_within_clusters_follow_layer2() -> None:
 def test_layer1_min_var_is_optimal_under_cap() -> None:
     # lambda = 0: the core mix minimises cluster-portfolio variance on the capped simplex.
     r = planted(4)
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED, fragility_weight=0.0))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED, fragility_weight=0.0))
     alloc.allocate(make_ctx(r, scores=cluster_scores()), barbell_state="QUIET")
     core = list(alloc.core_clusters_[0])
     x = np.asarray(alloc.audit_[0]["core_weights"]) / 0.85
@@ -208,8 +208,8 @@ def test_fragility_penalty_moves_weight_off_high_cvar_clusters() -> None:
     # Give core cluster 2 a fat left tail: a few crash days.
     r[[20, 90, 160, 230], 6:9] -= 0.06
     ctx = make_ctx(r, scores=cluster_scores())
-    lam0 = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED, fragility_weight=0.0))
-    lam5 = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED, fragility_weight=5.0))
+    lam0 = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED, fragility_weight=0.0))
+    lam5 = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED, fragility_weight=5.0))
     lam0.allocate(ctx, barbell_state="NORMAL")
     lam5.allocate(ctx, barbell_state="NORMAL")
     c_var = np.asarray(lam5.audit_[0]["cluster_cvar"])
@@ -228,7 +228,7 @@ def test_fragility_penalty_moves_weight_off_high_cvar_clusters() -> None:
 def test_max_sharpe_objective_and_fallback() -> None:
     r = planted(6)
     r[:, :9] += 0.001  # three core clusters with a clear positive mean
-    params = BarbellParams(n_clusters=K_PLANTED, objective="max_sharpe", fragility_weight=0.0)
+    params = BarbellConfig(n_clusters=K_PLANTED, objective="max_sharpe", fragility_weight=0.0)
     alloc = ClusterBarbell(params)
     w = alloc.allocate(make_ctx(r, scores=cluster_scores()), barbell_state="NORMAL")
     check_invariants(alloc, w)
@@ -259,7 +259,7 @@ def test_max_sharpe_objective_and_fallback() -> None:
     ("k", "expected"), [(1, 0), (2, 1), (4, 1), (5, 1), (6, 2), (8, 4), (9, 5), (10, 5), (40, 5)]
 )
 def test_n_sleeve_clusters_rule(k: int, expected: int) -> None:
-    assert BarbellParams().min_core == 4  # ceil(0.95 / 0.25)
+    assert BarbellConfig().min_core == 4  # ceil(0.95 / 0.25)
     assert n_sleeve_clusters(k, 5, 4) == expected
 
 
@@ -267,7 +267,7 @@ def test_few_clusters_cap_bound_core_holds_cash() -> None:
     # 3 clusters: 1 sleeve cluster, 2 core clusters that can hold only 2 x 25%.
     r = planted(7, k=3)
     scores = np.repeat(np.arange(3.0), PER)[None]
-    alloc = ClusterBarbell(BarbellParams(n_clusters=3))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=3))
     w = alloc.allocate(make_ctx(r, scores=scores), barbell_state="QUIET")
     check_invariants(alloc, w)
     assert alloc.sleeve_clusters_[0] == (2,) and alloc.core_clusters_[0] == (0, 1)
@@ -279,7 +279,7 @@ def test_few_clusters_cap_bound_core_holds_cash() -> None:
 
 def test_single_cluster_has_no_sleeve() -> None:
     r = planted(8, k=1, per=4)
-    alloc = ClusterBarbell(BarbellParams(n_clusters=1))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=1))
     w = alloc.allocate(make_ctx(r), barbell_state="QUIET")
     assert alloc.sleeve_clusters_[0] == () and alloc.core_clusters_[0] == (0,)
     assert w.sum() == pytest.approx(0.25, abs=1e-15)  # the cap holds; the rest is cash
@@ -288,7 +288,7 @@ def test_single_cluster_has_no_sleeve() -> None:
 def test_distance_threshold_cut_and_inactive_asset() -> None:
     r = planted(9)
     r[:, 5] = 0.0  # untradable all window
-    alloc = ClusterBarbell(BarbellParams(n_clusters=None, distance_threshold=0.5))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=None, distance_threshold=0.5))
     w = alloc.allocate(make_ctx(r, scores=cluster_scores()), barbell_state="NORMAL")
     check_invariants(alloc, w)
     assert alloc.clusters_[0, 5] == -1 and w[0, 5] == 0.0
@@ -308,12 +308,12 @@ def test_barbell_invariants_on_random_data(
     rng = np.random.default_rng(seed)
     r = rng.standard_t(4, size=(200, 15)) * rng.uniform(0.005, 0.03, 15)
     r += rng.normal(size=(200, 1)) * 0.01 * rng.uniform(0, 1, 15)
-    alloc = ClusterBarbell(BarbellParams(n_clusters=n_clusters, objective=objective))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=n_clusters, objective=objective))
     w = alloc.allocate(make_ctx(r), barbell_state=state)
     check_invariants(alloc, w)
     k = int(alloc.n_clusters_[0])
     assert k <= n_clusters
-    frac = BarbellParams().sleeve_fractions[BARBELL_STATES.index(state)]
+    frac = BarbellConfig().sleeve_fractions[BARBELL_STATES.index(state)]
     if k >= 2:
         sleeve = np.isin(alloc.clusters_[0], alloc.sleeve_clusters_[0])
         assert abs(w[0, sleeve].sum() - frac) <= 1e-14
@@ -329,7 +329,7 @@ def test_lead_asset_is_best_trailing_performer() -> None:
     r = planted(10)
     r[-20:, 4] += 0.03  # cluster 1 (assets 3..5): asset 4 leads over the last 63 bars
     r[-20:, 30] += 0.03  # cluster 10 (assets 30..32): asset 30 leads
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     alloc.allocate(make_ctx(r, scores=cluster_scores()), barbell_state="NORMAL")
     leads = alloc.lead_assets_[0]
     assert len(leads) == K_PLANTED and leads[1] == 4 and leads[10] == 30
@@ -344,14 +344,14 @@ def test_lead_asset_is_best_trailing_performer() -> None:
 def test_momentum_alpha_without_scores_ranks_clusters() -> None:
     r = planted(11)
     r[:, 0:3] += 0.004  # cluster 0 has by far the best momentum
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     alloc.allocate(make_ctx(r), barbell_state="NORMAL")
     assert alloc.sleeve_clusters_[0][0] == 0
     assert 0 not in alloc.core_clusters_[0]
 
 
 def test_selection_audit_json(tmp_path: Path) -> None:
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     ctx = make_ctx(planted(12), [regime_code("trend")], [0.8], cluster_scores(), ["QUIET"])
     alloc.allocate(ctx)
     path = alloc.write_selection_audit(tmp_path / "selection_audit.json")
@@ -369,10 +369,10 @@ def test_selection_audit_json(tmp_path: Path) -> None:
 def test_determinism_and_batch_equals_single() -> None:
     r = np.stack([planted(13), planted(14)])
     ctx = make_ctx(r, [0, 2], [0.9, 0.9], cluster_scores(2), ["QUIET", "CRISIS"])
-    a = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    a = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     w1, w2 = a.allocate(ctx), a.allocate(ctx)
     assert np.array_equal(w1, w2)
-    single = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED)).allocate(
+    single = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED)).allocate(
         make_ctx(r[1], [2], [0.9], cluster_scores(1), ["CRISIS"])
     )
     assert np.array_equal(w1[1], single[0])
@@ -401,12 +401,12 @@ def test_from_config_and_validation() -> None:
     assert p.min_core == 4  # ceil(0.95 / 0.3)
     with pytest.raises(ConfigError, match="exactly one"):
         config_from_dict({"baselines": {"barbell": {"distance_threshold": 0.5}}})
-    with pytest.raises(ConfigError, match="exactly one"):
-        BarbellParams(n_clusters=None)
-    with pytest.raises(ConfigError, match="cluster_cap"):
-        BarbellParams(cluster_cap=0.1, sleeve_fractions=(0.15, 0.1, 0.05))
-    with pytest.raises(ConfigError, match="linkage"):
-        BarbellParams(linkage="median")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="exactly one"):
+        BarbellConfig(n_clusters=None)
+    with pytest.raises(ValidationError, match="cluster_cap"):
+        BarbellConfig(cluster_cap=0.1, quiet_sleeve=0.15, normal_sleeve=0.1, crisis_sleeve=0.05)
+    with pytest.raises(ValidationError, match="linkage"):
+        BarbellConfig(linkage="median")  # type: ignore[arg-type]
 
 
 def test_cluster_assets_labels_by_first_member() -> None:
@@ -417,7 +417,7 @@ def test_cluster_assets_labels_by_first_member() -> None:
 
 
 def test_scores_shape_checked_and_nan_scores_rank_last() -> None:
-    alloc = ClusterBarbell(BarbellParams(n_clusters=K_PLANTED))
+    alloc = ClusterBarbell(BarbellConfig(n_clusters=K_PLANTED))
     r = planted(15)
     with pytest.raises(DataError, match="scores"):
         alloc.allocate(make_ctx(r, scores=np.zeros((1, 5))), barbell_state="NORMAL")

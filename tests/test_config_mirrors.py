@@ -1,7 +1,8 @@
 """Every runtime parameter object mirrors its configuration section field by field.
 
-The frozen pydantic sections are the one declaration of each setting; the ``*Params``
-dataclasses are typed runtime views built by ``from_config``. For each view this checks
+The frozen pydantic sections are the one declaration of each setting; the code reads them
+directly except on the hot path, where a few ``*Params`` dataclasses (execution, costs,
+regime, intents) are typed runtime views built by ``from_config``. For each view this checks
 that (1) every field is accounted for: it has a same-named field in its section or is
 listed in ``DERIVED`` with the section field(s) it comes from, (2) the view built from the
 default configuration equals the view's own defaults (the two declarations of a default
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from allocgym.baselines.registry import baseline_names, build_baselines
 from allocgym.config import AllocgymConfig
 from allocgym.costs import CostModel
 from allocgym.errors import AllocgymError
@@ -25,32 +27,8 @@ from allocgym.execution import ExecutionParams
 from allocgym.intents import IntentParams
 from allocgym.regime import RegimeParams
 
-from allocgym.baselines import (  # isort: skip
-    black_litterman,
-    classic,
-    cluster_barbell,
-    qp,
-    risk_budgeting,
-)
-
-
-def _resolved(c: AllocgymConfig) -> AllocgymConfig:
-    """``c`` with the baselines' limits resolved against ``risk`` as the registry builds them
-    (``BaselinesConfig.within``: an unset limit takes the risk gates' value)."""
-    return c.model_copy(update={"baselines": c.baselines.within(c.risk)})
-
-
-def _bl(c: AllocgymConfig) -> Any:
-    return black_litterman.BlackLitterman.from_config(c.baselines).bl
-
-
 # name -> (view class, section of the config, build the view from the whole config)
 MIRRORS: dict[str, tuple[type, Callable[[AllocgymConfig], BaseModel], Callable[..., Any]]] = {
-    "qp": (qp.QPParams, lambda c: c.baselines.qp, lambda c: qp.QPParams.from_config(c.baselines.qp, c.risk)),
-    "classic": (classic.ClassicParams, lambda c: c.baselines.classic, lambda c: classic.ClassicParams.from_config(c.baselines)),
-    "barbell": (cluster_barbell.BarbellParams, lambda c: c.baselines.barbell, lambda c: cluster_barbell.BarbellParams.from_config(c.baselines)),
-    "risk_budget": (risk_budgeting.RiskBudgetParams, lambda c: c.baselines.risk_budget, lambda c: risk_budgeting.RiskBudgeting.from_config(c.baselines).budget),
-    "black_litterman": (black_litterman.BlackLittermanParams, lambda c: c.baselines.black_litterman, _bl),
     "execution": (ExecutionParams, lambda c: c.execution, lambda c: ExecutionParams.from_config(c.execution)),
     "intents": (IntentParams, lambda c: c.features, lambda c: IntentParams.from_config(c.features)),
     "regime": (RegimeParams, lambda c: c.regime, lambda c: RegimeParams.from_config(c.regime)),
@@ -60,13 +38,6 @@ MIRRORS: dict[str, tuple[type, Callable[[AllocgymConfig], BaseModel], Callable[.
 _CONSTANT = "a numerical constant of the method, not a setting"
 DERIVED: dict[str, dict[str, str]] = {
     # view field -> where it comes from, when it is not the same-named section field as is
-    "barbell": {
-        "sleeve_fractions": "quiet_sleeve, normal_sleeve, crisis_sleeve",
-        "min_vol": _CONSTANT,
-    },
-    "black_litterman": {"views": "views, in per-period units"},
-    "classic": {"risk_free_rate": "risk_free_rate / periods_per_year", "min_vol": _CONSTANT},
-    "risk_budget": {"tol": _CONSTANT},
     "intents": {
         "trend_horizon": _CONSTANT,
         "mean_reversion_horizon": _CONSTANT,
@@ -90,7 +61,7 @@ def _same(a: Any, b: Any) -> bool:
 @pytest.mark.parametrize("name", sorted(MIRRORS))
 def test_every_view_field_has_its_section_field(name: str) -> None:
     view, section, _ = MIRRORS[name]
-    fields = section(AllocgymConfig()).model_fields
+    fields = type(section(AllocgymConfig())).model_fields
     derived = DERIVED.get(name, {})
     missing = [f for f in _fields(view) if f not in fields and f not in derived]
     assert not missing, f"{view.__name__} fields without a config field: {missing}"
@@ -99,11 +70,10 @@ def test_every_view_field_has_its_section_field(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(MIRRORS))
 def test_default_view_equals_the_default_section(name: str) -> None:
     view, section, build = MIRRORS[name]
-    raw = AllocgymConfig()
-    cfg = _resolved(raw)
+    cfg = AllocgymConfig()
     built, sec = build(cfg), section(cfg)
     derived = DERIVED.get(name, {})
-    shared = [f for f in _fields(view) if f in sec.model_fields and f not in derived]
+    shared = [f for f in _fields(view) if f in type(sec).model_fields and f not in derived]
     for field in shared:
         assert _same(getattr(built, field), getattr(sec, field)), (name, field)
     own_defaults = all(
@@ -111,10 +81,9 @@ def test_default_view_equals_the_default_section(name: str) -> None:
         for f in dataclasses.fields(view)
         if f.init
     )
-    if own_defaults:  # the view's own defaults are the section's, except inherited limits
-        inherited = {f for f in shared if not _same(getattr(section(raw), f), getattr(sec, f))}
+    if own_defaults:  # the view's own defaults are the section's
         bare = view()
-        for field in set(_fields(view)) - inherited:
+        for field in _fields(view):
             assert _same(getattr(bare, field), getattr(built, field)), (
                 f"{view.__name__}().{field} = {getattr(bare, field)!r} but the default "
                 f"config gives {getattr(built, field)!r}"
@@ -134,12 +103,12 @@ def _perturbed(value: Any) -> list[Any]:
 @pytest.mark.parametrize("name", sorted(MIRRORS))
 def test_each_numeric_section_field_reaches_the_view(name: str) -> None:
     view, section, build = MIRRORS[name]
-    cfg = _resolved(AllocgymConfig())
+    cfg = AllocgymConfig()
     sec = section(cfg)
     checked = 0
     derived = DERIVED.get(name, {})
     for field in _fields(view):
-        if field not in sec.model_fields or field in derived:
+        if field not in type(sec).model_fields or field in derived:
             continue
         for value in _perturbed(getattr(sec, field)):
             try:  # through validation, so the perturbed value is a legal setting
@@ -172,3 +141,37 @@ def _replace_section(
                 if getattr(top, sub_name) is target:
                     return cfg.model_copy(update={top_name: top.model_copy(update={sub_name: new})})
     raise AssertionError(f"section {type(target).__name__} not found in the config")
+
+
+def test_the_baselines_read_their_config_sections_themselves() -> None:
+    """No runtime view between a baseline and its configuration: every allocator the
+    registry builds holds its ``baselines`` sub-sections, limits resolved against ``risk``."""
+    cfg = AllocgymConfig()
+    b = cfg.baselines.within(cfg.risk)
+    allocs = build_baselines(cfg, baseline_names("all"))
+    held = {
+        ("qp", "params"): b.qp,
+        ("min_variance", "params"): b.classic,
+        ("max_sharpe", "params"): b.classic,
+        ("min_cvar", "params"): b.classic,
+        ("min_cvar", "cvar"): b.min_cvar,
+        ("pareto", "params"): b.classic,
+        ("pareto", "pareto"): b.pareto,
+        ("risk_budgeting", "params"): b.classic,
+        ("risk_budgeting", "budget"): b.risk_budget,
+        ("black_litterman", "params"): b.classic,
+        ("black_litterman", "bl"): b.black_litterman,
+        ("fractional_kelly", "params"): b.classic,
+        ("fractional_kelly", "kelly"): b.kelly,
+        ("factor_risk_parity", "params"): b.classic,
+        ("factor_risk_parity", "factors"): b.factor_model,
+        ("cluster_barbell", "params"): b.barbell,
+        ("regime_switch", "params"): b.regime_switch,
+    }
+    for (name, attr), section in held.items():
+        got = getattr(allocs[name], attr)
+        assert type(got) is type(section) and got == section, (name, attr, got)
+    # the limits they run with are the risk section's (nothing left unset)
+    assert (b.qp.per_name_cap, b.classic.max_weight, b.kelly.max_gross) == (
+        cfg.risk.max_symbol_weight, cfg.risk.max_symbol_weight, cfg.risk.max_gross,
+    )  # fmt: skip

@@ -11,9 +11,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from allocgym import dcc
-from allocgym.baselines.classic import ClassicParams
-from allocgym.baselines.qp import QPParams, risk_sqrt
-from allocgym.config import config_from_dict
+from allocgym.baselines.qp import risk_sqrt
+from allocgym.config import ClassicConfig, QPConfig, config_from_dict
 from allocgym.errors import ConfigError, DataError
 from allocgym.estimates import COVARIANCE_METHODS, estimate_covariance
 
@@ -192,8 +191,8 @@ def test_selectable_wherever_a_covariance_is(simulated: np.ndarray) -> None:
     assert cfg.baselines.hrp.covariance == "dcc_garch"
     with pytest.raises(ConfigError):
         config_from_dict({"baselines": {"classic": {"covariance": "dcc"}}})
-    assert ClassicParams(covariance="dcc_garch").covariance == "dcc_garch"
+    assert ClassicConfig(covariance="dcc_garch").covariance == "dcc_garch"
     x = simulated[:250]
-    params = QPParams(covariance="dcc_garch", risk_model="covariance")
+    params = QPConfig(covariance="dcc_garch", risk_model="covariance")
     sigma = risk_sqrt(x, params).matrix()
     assert np.allclose(sigma, estimate_covariance(x, "dcc_garch"), rtol=1e-9, atol=1e-15)

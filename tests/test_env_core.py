@@ -53,6 +53,48 @@ def test_start_bars_inside_split_and_batch_equals_singles(params):
     assert np.unique(one).size > 25
 
 
+def _splitmix64(x: int) -> int:
+    """The splitmix64 finaliser on Python integers, written out from its definition."""
+    mask = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_start_bars_are_splitmix_of_key_then_episode(params):
+    """start = lo + mix(mix(key) + episode) mod n_starts, in wrap-around uint64 arithmetic
+    (keys near 2**64 included): the draw a seed gets never depends on numpy's integer
+    promotion."""
+    keys = [0, 1, 12345, 2**63 - 1]
+    episodes = [0, 1, 7, 2**64 - 1]
+    got = core.start_bars(params, core.seed_keys(keys), np.array(episodes, np.uint64))
+    mask = (1 << 64) - 1
+    expected = [
+        params.lo + _splitmix64((_splitmix64(k) + e) & mask) % params.n_starts
+        for k, e in zip(keys, episodes, strict=True)
+    ]
+    assert got.tolist() == expected and got.dtype == np.int64
+    # plain Python ints for the episode counters give the same draws
+    assert core.start_bars(params, core.seed_keys(keys), episodes).tolist() == expected
+
+
+def test_seed_keys_refuse_negative_seeds_naming_them():
+    keys = core.seed_keys([0, 5, 2**63 - 1])
+    assert keys.dtype == np.uint64 and keys.tolist() == [0, 5, 2**63 - 1]
+    with pytest.raises(ConfigError, match=r"seeds must be >= 0, got \[-1, -2, -3\]$"):
+        core.seed_keys([4, -1, 0, -2, -3, -4])
+
+
+def test_marks_forward_fill_and_are_zero_before_the_first_price():
+    nan = np.nan
+    close = np.array([[nan, 10.0], [2.0, nan], [nan, nan], [3.0, 11.0], [nan, 12.0]])
+    marks = core._marks(close)
+    assert marks.tolist() == [[0.0, 10.0], [2.0, 10.0], [2.0, 10.0], [3.0, 11.0], [3.0, 12.0]]
+    assert marks.dtype == np.float64 and not marks.flags.writeable
+    assert core._marks(np.array([[1, 2], [3, 4]])).dtype == np.float64
+
+
 def test_lo_respects_feature_history_and_cvar_window(market):
     p = EnvParams.from_config(market, _cfg(cvar_window=400))
     assert p.lo == 400
@@ -111,8 +153,32 @@ def test_reset_observation_equals_the_serving_compute_path(params, market):
 
 
 def test_explicit_start_is_checked(params):
-    with pytest.raises(ConfigError, match="outside"):
-        core.reset(params, core.seed_keys([0]), start=np.array([params.lo - 1]))
+    last = params.split.stop - 2  # the last bar an episode can start at (one step left)
+    for bad in (params.lo - 1, last + 1):
+        with pytest.raises(ConfigError, match=rf"\[{bad}\] outside {params.lo}\.\.{last} "):
+            core.reset(params, core.seed_keys([0]), start=np.array([bad]))
+    state, _ = core.reset(params, core.seed_keys([0, 1]), start=np.array([params.lo, last]))
+    assert state.t.tolist() == [params.lo, last] and state.start.tolist() == [params.lo, last]
+    with pytest.raises(ConfigError) as err:
+        core.reset(params, core.seed_keys(np.arange(5)), start=np.full(5, last + 1))
+    assert f"[{last + 1}, {last + 1}, {last + 1}] outside" in str(err.value)  # first three
+
+
+def test_reset_takes_plain_ints_and_scalars_like_uint64_arrays(params):
+    """Keys are uint64 (the splitmix arithmetic wraps): Python ints and scalars are read
+    as uint64, a scalar as a batch of one."""
+    ref, ref_obs = core.reset(params, np.array([7, 8], np.uint64))
+    state, obs = core.reset(params, [7, 8])
+    assert state.key.dtype == np.uint64 and state.episode.dtype == np.uint64
+    assert np.array_equal(state.t, ref.t) and np.array_equal(obs, ref_obs)
+    one, _ = core.reset(params, 7, start=params.lo + 3)
+    assert one.t.tolist() == [params.lo + 3] and one.key.tolist() == [7]
+    again, _ = core.reset(params, [7, 8], episode=[0, 0])
+    assert again.episode.dtype == np.uint64 and np.array_equal(again.t, ref.t)
+    state, _ = core.reset(params, [7], start=[params.lo + 1])
+    assert state.t.dtype == np.int64
+    assert state.reason_totals.dtype == np.int64 and state.regime_totals.dtype == np.int64
+    assert state.working.dtype == bool and state.realized.shape == (1, 0)  # ex-ante CVaR
 
 
 # ------------------------------------------------------------------------------ step
@@ -129,7 +195,12 @@ def test_reason_counts_by_hand():
     assert counts[0, k["SYMBOL_CAP"]] == 1 and counts[0, k["GROSS_CAP"]] == 2
     assert counts[1, k["NO_TRADE_BAND"]] == 2 and counts[1, k["SYMBOL_CAP"]] == 1
     assert counts.sum() == 6
-    assert REASON_NAMES[-2:] == ("LOT_ROUNDING", "FACTOR_CAP")
+    assert REASON_NAMES[-4:] == (
+        "LOT_ROUNDING",
+        "FACTOR_CAP",
+        "SYMBOL_TURNOVER_CAP",
+        "SYMBOL_SLIPPAGE_BUDGET",
+    )
 
 
 def test_step_accounting_identities(params):
@@ -162,6 +233,21 @@ def test_step_accounting_identities(params):
         assert np.allclose(np.exp(info["log_growth"]), new.equity / state.equity, rtol=1e-12)
         assert np.all(new.peak >= new.equity)
         assert res.obs.shape == (16, params.obs_dim) and res.obs.dtype == np.float32
+        # the next observation: the book marked at t + 1, its drawdown and cash fraction
+        weights = new.shares * p1 / new.equity[:, None]
+        assert np.allclose(info["weights"], weights, rtol=1e-12, atol=1e-15)
+        assert np.array_equal(info["gross"], np.abs(info["weights"]).sum(1))
+        assert np.array_equal(info["net"], info["weights"].sum(1))
+        expected_obs = params.feature_builder.observation(
+            params.features.take(t + 1),
+            info["weights"],
+            1.0 - new.equity / new.peak,
+            new.cash / new.equity,
+        )
+        assert np.allclose(res.obs, expected_obs, rtol=1e-6, atol=1e-7)
+        assert np.array_equal(info["regime"], params.features.regime[t])
+        assert np.array_equal(info["regime_confidence"], params.features.regime_confidence[t])
+        assert np.array_equal(info["target"], res.decision.execution.target_weights)
         done = res.terminated | res.truncated
         state, _ = core.autoreset(params, new, done)
 
@@ -254,6 +340,24 @@ def test_autoreset_touches_only_done_rows(params):
     assert np.array_equal(new.steps[done], [0, 0])
     assert np.array_equal(new.t[done], core.start_bars(params, new.key[done], new.episode[done]))
     assert not new.shares[done].any()
+    # the per-episode return buffers restart at zero for the done rows only
+    assert not new.returns[done].any()
+    assert np.array_equal(new.returns[~done], before.returns[~done])
+    assert before.returns[done].any()
+    same, none = core.autoreset(params, new, np.zeros(4, bool))
+    assert same is new and none.shape == (0, params.obs_dim) and none.dtype == np.float32
+
+
+def test_autoreset_clears_the_realized_cvar_window(market):
+    p = EnvParams.from_config(market, _cfg(cvar_mode="realized", cvar_window=20))
+    rng = np.random.default_rng(9)
+    state, _ = core.reset(p, core.seed_keys(np.arange(2)))
+    assert state.realized.shape == (2, 20)
+    for _ in range(3):
+        state = core.step(p, state, _random_actions(rng, p, 2)).state
+    assert state.realized[:, :3].all()
+    new, _ = core.autoreset(p, state, np.array([True, False]))
+    assert not new.realized[0].any() and np.array_equal(new.realized[1], state.realized[1])
 
 
 def _crash_market(crash: float, n_warm: int = 320) -> MarketData:
@@ -350,6 +454,128 @@ def test_episode_metrics_use_the_measures(params):
     assert sum(m[0]["regime_mix"].values()) == pytest.approx(1.0)
     assert m[0]["total_return"] == pytest.approx(np.prod(1 + r[0]) - 1, rel=1e-9)
     assert set(m[0]) >= {"turnover", "costs", "interventions", "mean_gross", "mean_net"}
+
+
+def test_episode_metrics_equal_the_step_infos_by_hand(params):
+    """Every episode summary is the per-step info accumulated: sums, means per step, the
+    reason-code counts and the fraction of steps in each regime."""
+    rng = np.random.default_rng(8)
+    state, _ = core.reset(params, core.seed_keys(np.arange(3)))
+    start = state.t.copy()
+    infos = []
+    for _ in range(7):
+        res = core.step(params, state, _random_actions(rng, params, 3))
+        infos.append(res.info)
+        state = res.state
+    # row 1 restarts: its episode has 0 steps, the others 7 (two length groups, 0 first)
+    state, _ = core.autoreset(params, state, np.array([False, True, False]))
+    metrics = core.episode_metrics(params, state, np.array([2, 1, 0]))
+    assert [m["n_steps"] for m in metrics] == [7, 0, 7]
+
+    def total(key: str, row: int) -> float:
+        acc = 0.0
+        for info in infos:
+            acc = acc + info[key][row]
+        return acc
+
+    for m, row in ((metrics[0], 2), (metrics[2], 0)):
+        assert m["start"] == start[row] and m["end"] == start[row] + 7
+        assert m["costs"] == total("cost", row)
+        assert m["turnover"] == total("turnover", row) / 7
+        assert m["mean_gross"] == total("gross", row) / 7
+        assert m["mean_net"] == total("net", row) / 7
+        assert m["mean_intervention"] == total("intervention", row) / 7
+        assert m["reward"] == total("reward", row)
+        assert np.isfinite(m["sharpe"]) and np.isfinite(m["cvar"])
+        counts = sum(info["reason_counts"][row] for info in infos)
+        assert m["interventions"] == {
+            core.REASON_NAMES[k]: int(c) for k, c in enumerate(counts) if c
+        }
+        regimes = [int(info["regime"][row]) for info in infos]
+        assert m["regime_mix"] == {
+            label: regimes.count(k) / 7 for k, label in enumerate(core.REGIME_LABELS)
+        }
+        assert m["total_return"] == state.equity[row] / params.cfg.env.initial_equity - 1.0
+    fresh = metrics[1]
+    assert fresh["start"] == fresh["end"] == state.t[1]
+    assert np.isnan(fresh["sharpe"]) and np.isnan(fresh["cvar"])
+    assert fresh["turnover"] == fresh["costs"] == fresh["reward"] == 0.0
+    assert fresh["total_return"] == 0.0 and fresh["interventions"] == {}
+    assert core.episode_metrics(params, state, np.array([], np.int64)) == []
+
+
+def test_audit_record_holds_what_a_replay_needs(params):
+    """One audit record per batched step: the decision bar and date of every portfolio,
+    the book the gates saw, the orders and rewards, and one regime label (or ``mixed``)."""
+    from allocgym.config import config_hash
+    from allocgym.observability import sha256_hex, to_jsonable
+
+    rng = np.random.default_rng(12)
+    state, _ = core.reset(params, core.seed_keys([0, 1]))
+    state = core.step(params, state, _random_actions(rng, params, 2)).state
+    res = core.step(params, state, _random_actions(rng, params, 2))
+    rec = core.audit_record(params, res, 5)
+    t = res.info["t"]
+    dates = [str(np.datetime_as_string(params.market.dates[b], unit="D")) for b in t]
+    assert rec["request_id"] == "env-step-5" and rec["timestamp"] == dates[0]
+    assert rec["config_hash"] == config_hash(params.cfg)
+    inputs = rec["input"]
+    assert inputs["t"] == t.tolist() and inputs["dates"] == dates
+    assert inputs["equity"] == state.equity.tolist()
+    assert inputs["current_weights"] == to_jsonable(res.decision.context.current_weights)
+    assert inputs["proposed"] == to_jsonable(res.info["proposed"])
+    assert inputs["regime"] == res.info["regime"].tolist()
+    assert rec["input_hash"] == sha256_hex(
+        {
+            "t": t,
+            "dates": dates,
+            "equity": res.decision.context.equity,
+            "current_weights": res.decision.context.current_weights,
+            "proposed": res.info["proposed"],
+            "regime": res.info["regime"],
+        }
+    )
+    out = rec["output"]
+    for key in ("delta_qty", "cost", "reward"):
+        assert out[key] == to_jsonable(res.info[key])
+    assert out["terminated"] == res.terminated.tolist()
+    assert out["truncated"] == res.truncated.tolist()
+    labels = np.unique(res.info["regime"])
+    label = core.REGIME_LABELS[int(labels[0])] if labels.size == 1 else "mixed"
+    assert rec["regime"] == {
+        "label": label,
+        "score": float(np.mean(res.info["regime_confidence"])),
+    }
+    assert rec["approved"] == to_jsonable(res.decision.gate.approved)
+    assert len(rec["reasons"]) == 2  # one entry per portfolio, keyed by symbol
+    for row, reasons in zip(res.decision.gate.symbol_reasons, rec["reasons"], strict=True):
+        assert set(reasons) == {params.market.symbols[j] for j in np.flatnonzero(row)}
+
+
+def test_audit_record_regime_is_mixed_across_regimes(market):
+    p = EnvParams.from_config(market, _cfg())
+    regime = p.features.regime
+    # two start bars whose decision bars carry different regime codes
+    bars = np.arange(p.lo, p.split.stop - 2)
+    first = bars[0]
+    other = bars[regime[bars] != regime[first]][0]
+    state, _ = core.reset(p, core.seed_keys([0, 1]), start=np.array([first, other]))
+    res = core.step(p, state, np.zeros((2, p.action_spec.action_dim), np.float32))
+    assert core.audit_record(p, res, 0)["regime"]["label"] == "mixed"
+    state, _ = core.reset(p, core.seed_keys([0, 1]), start=np.array([first, first]))
+    res = core.step(p, state, np.zeros((2, p.action_spec.action_dim), np.float32))
+    label = core.audit_record(p, res, 0)["regime"]["label"]
+    assert label == core.REGIME_LABELS[int(regime[first])]
+
+
+def test_layout_names_the_observation_action_and_codes(params, market):
+    layout = core.check_layout(params)
+    assert layout["observation"] == params.feature_builder.layout(params.n_assets)
+    assert layout["action"] == params.action_spec.layout()
+    assert layout["symbols"] == list(market.symbols)
+    assert layout["reason_names"] == list(REASON_NAMES)
+    assert layout["regime_labels"] == list(core.REGIME_LABELS)
+    assert layout["strategy_families"] == ["trend", "mean_reversion", "defensive"]
 
 
 def test_scenario_returns_paths_agree_bit_for_bit(params, monkeypatch, market):

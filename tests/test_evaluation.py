@@ -959,10 +959,14 @@ def test_budgets_mode_attributes_pnl_to_strategy_families(
     budgets = z / z.sum()  # trend 0.80, mean reversion 0.002, defensive 0.18, cash 0.002
     trace = agent.strategy_gross
     assert trace is not None and trace.shape == (agent.n_steps, 3) and base.strategy_gross is None
-    cap = cfg.risk.max_strategy_contribution
-    assert budgets[0] > cap and trace[:, 0].max() <= cap + 1e-12
-    assert np.allclose(trace[trace[:, 0] > 0, 0], cap, rtol=0, atol=1e-12)
-    assert np.allclose(trace[:, 2], budgets[2], rtol=0, atol=1e-12)  # defensive: always long
+    steps = agent.strategy_budget
+    assert steps is not None and steps.shape == (agent.n_steps, 3, 3)
+    assert np.all(steps[:, :, 0] == cfg.risk.max_strategy_contribution)  # base budgets
+    assert np.array_equal(steps[:, :, 2], steps[:, :, 1])  # no capacity references set
+    assert budgets[0] > steps[:, 0, 2].max()  # trend always above its budget: scaled
+    assert np.all(trace[:, 0] <= steps[:, 0, 2] + 1e-12)
+    # the family lines are the approved book's gross, split over the families
+    assert np.allclose(trace.sum(1), np.abs(agent.approved).sum(1), rtol=1e-12, atol=1e-15)
     assert m["strategy_gross"] == {
         s: pytest.approx(float(v)) for s, v in zip(agent.strategy_names, trace.mean(0), strict=True)
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gate_books import calm_context
 
 from allocgym.config import config_from_dict
 from allocgym.costs import CostModel
@@ -33,19 +34,7 @@ LOOSE = dict(
 
 
 def ctx(m: int, **kw: Any) -> GateContext:
-    base = dict(
-        current_weights=np.zeros((1, m)),
-        equity=np.full(1, 1.0e6),
-        prices=np.full((1, m), 100.0),
-        adv_notional=np.full((1, m), 1.0e9),
-        volatility=np.full((1, m), 0.02),
-        spread_bps=np.full((1, m), 5.0),
-        sector_ids=np.arange(m),
-        regime=np.zeros(1, dtype=np.int64),
-        tradable=np.ones((1, m), dtype=bool),
-    )
-    base.update(kw)
-    return GateContext(**base)
+    return calm_context(1, m, **kw)
 
 
 def run(cap: float | None, proposed: Any, c: GateContext, **kw: Any):

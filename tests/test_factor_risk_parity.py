@@ -10,21 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from allocgym import evaluation as ev
 from allocgym.allocator import AllocationContext
-from allocgym.baselines.classic import ClassicParams
 from allocgym.baselines.factor_risk_parity import (
     FactorRiskParity,
-    FactorRiskParityParams,
     factor_risk_parity_weights,
 )
-from allocgym.baselines.qp import QPAllocator, QPParams, pair_correlations
+from allocgym.baselines.qp import QPAllocator, pair_correlations
 from allocgym.baselines.registry import baseline_names
 from allocgym.baselines.risk_budgeting import risk_contributions
-from allocgym.config import config_from_dict, load_config
+from allocgym.config import (
+    ClassicConfig,
+    FactorModelConfig,
+    QPConfig,
+    config_from_dict,
+    load_config,
+)
 from allocgym.data import load_market
-from allocgym.errors import ConfigError
 from allocgym.report import write_report
 
 
@@ -89,22 +93,23 @@ def test_allocator_bounds_window_sources_and_config() -> None:
     market = rng.normal(0.0, 0.01, (2, 200, 1))
     r = market * rng.uniform(0.5, 1.5, 8) + rng.normal(0.0, 0.01, (2, 200, 8))
     r[1, :, 5] = 0.0  # untradable in portfolio 1
-    alloc = FactorRiskParity(factors=FactorRiskParityParams(window=120, max_factors=3))
+    uncapped = ClassicConfig(long_only=True, max_weight=1.0)  # every limit set: as given
+    alloc = FactorRiskParity(uncapped, FactorModelConfig(window=120, max_factors=3))
     w = alloc.allocate(_ctx(r))
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
     assert (w >= -1e-12).all() and w[1, 5] == 0.0
-    capped = FactorRiskParity(ClassicParams(max_weight=0.2))
+    capped = FactorRiskParity(ClassicConfig(long_only=True, max_weight=0.2))
     assert (capped.allocate(_ctx(r)) <= 0.2 + 1e-9).all()
     assert all(s in ("factor_risk_parity", "factor_risk_parity:nearest") for s in alloc.source_)
     for res, src in zip(alloc.results_, alloc.source_, strict=True):
         assert res is not None and res.exact == (src == "factor_risk_parity")
     # the window is used: a different window gives a different book
-    other = FactorRiskParity(factors=FactorRiskParityParams(window=60, max_factors=3))
+    other = FactorRiskParity(uncapped, FactorModelConfig(window=60, max_factors=3))
     assert not np.allclose(other.allocate(_ctx(r)), w)
-    with pytest.raises(ConfigError):
-        FactorRiskParityParams(window=2)
-    with pytest.raises(ConfigError):
-        FactorRiskParityParams(variance_threshold=1.5)
+    with pytest.raises(ValidationError, match="window"):
+        FactorModelConfig(window=2)
+    with pytest.raises(ValidationError, match="variance_threshold"):
+        FactorModelConfig(variance_threshold=1.5)
     with pytest.raises(ValueError, match="variance_threshold"):
         config_from_dict({"baselines": {"factor_model": {"variance_threshold": 0}}})
     cfg = config_from_dict({"baselines": {"factor_model": {"max_factors": 2, "window": 90}}})
@@ -161,10 +166,12 @@ def test_qp_pairwise_correlation_cap_excludes_the_smaller_twin() -> None:
         regime_confidence=np.ones(1),
         scores=np.array([[2.0, 1.9, 0.5, 0.4, 0.3, 0.2]]),
     )
-    common = {"per_name_cap": 0.4, "sector_cap": None, "max_gross": 1.0, "max_net": 1.0}
-    free = QPAllocator(QPParams(**common)).allocate(ctx)[0]
+    # every limit set (used as given); one name per sector: a sector cap of 1 cannot bind
+    common = {"per_name_cap": 0.4, "long_only": True, "sector_cap": 1.0, "max_gross": 1.0,
+              "max_net": 1.0}  # fmt: skip
+    free = QPAllocator(QPConfig(**common)).allocate(ctx)[0]
     assert free[0] > 1e-3 and free[1] > 1e-3
-    capped_qp = QPAllocator(QPParams(**common, max_pair_correlation=0.9))
+    capped_qp = QPAllocator(QPConfig(**common, max_pair_correlation=0.9))
     w = capped_qp.allocate(ctx)[0]
     corr = pair_correlations(base)
     assert corr[0, 1] > 0.9
@@ -175,5 +182,5 @@ def test_qp_pairwise_correlation_cap_excludes_the_smaller_twin() -> None:
     assert w[1] == pytest.approx(0.0, abs=1e-9) and w.sum() == pytest.approx(1.0, abs=1e-6)
     steps = [step for step, _ in capped_qp.fallback_chain_[0]]
     assert "correlation_cap" in steps and capped_qp.source_ == ["qp:CLARABEL"]
-    with pytest.raises(ConfigError, match="max_pair_correlation"):
-        QPParams(max_pair_correlation=1.0)
+    with pytest.raises(ValidationError, match="max_pair_correlation"):
+        QPConfig(max_pair_correlation=1.0)

@@ -19,9 +19,9 @@ from allocgym.baselines.greedy import (
     greedy_rotation,
     merged_zscores,
 )
-from allocgym.baselines.qp import QPAllocator, QPParams
+from allocgym.baselines.qp import QPAllocator
 from allocgym.bench import time_calls
-from allocgym.config import BaselinesConfig, GreedyConfig
+from allocgym.config import BaselinesConfig, GreedyConfig, QPConfig, RiskConfig
 from allocgym.errors import ConfigError, DataError
 
 # K = 3 names, bought within the top 2, cut below rank 4; target weight 0.9 / 3 = 0.3
@@ -232,7 +232,9 @@ def test_engine_switches_and_records_sources() -> None:
     n = 12
     z = np.random.default_rng(1).normal(0, 1, (2, n))
     ctx = _ctx(z, np.zeros((2, n)))
-    engine = OptimizationEngine(GreedyRotation(P), QPAllocator(QPParams(sector_cap=None)))
+    # a sector cap of 1 cannot bind the fully invested long-only book
+    qp = QPAllocator.from_config(QPConfig(), risk=RiskConfig(max_sector_gross=1.0))
+    engine = OptimizationEngine(GreedyRotation(P), qp)
     assert isinstance(engine, Allocator)
     assert engine.active_engine == "greedy"
     w_greedy = engine.allocate(ctx)

@@ -17,15 +17,30 @@ from allocgym.baselines.hrp import HRP
 from allocgym.baselines.qp import (
     QPAllocator,
     QPInputs,
-    QPParams,
     qp_objective,
     qp_violations,
     risk_sqrt,
 )
-from allocgym.config import HRPConfig
-from allocgym.errors import Infeasible, SolverFailed
+from allocgym.config import HRPConfig, QPConfig, RiskConfig
+from allocgym.errors import ConfigError, Infeasible, SolverFailed
 
 TOL = 1e-7
+
+LIMITS = {
+    "per_name_cap": 0.10,
+    "long_only": True,
+    "max_gross": 1.5,
+    "max_net": 1.0,
+    "sector_cap": 0.30,
+}
+"""Every limit the QP shares with the risk gates, set: the section is used as given."""
+
+NO_SECTOR_CAP = 1.5
+"""A sector cap that cannot bind: a sector's gross is at most the 1.5 gross cap."""
+
+
+def _qp(**kw: object) -> QPConfig:
+    return QPConfig(**{**LIMITS, **kw})
 
 
 def _returns(n_obs: int, n_assets: int, seed: int) -> np.ndarray:
@@ -35,7 +50,7 @@ def _returns(n_obs: int, n_assets: int, seed: int) -> np.ndarray:
 
 
 def _inputs(
-    params: QPParams, n_assets: int, seed: int, w_cur: np.ndarray | None = None
+    params: QPConfig, n_assets: int, seed: int, w_cur: np.ndarray | None = None
 ) -> QPInputs:
     rng = np.random.default_rng(seed + 100)
     x = _returns(252, n_assets, seed)
@@ -51,7 +66,7 @@ def _inputs(
     )
 
 
-def _reference(params: QPParams, inputs: QPInputs, sector_ids: np.ndarray) -> float:
+def _reference(params: QPConfig, inputs: QPInputs, sector_ids: np.ndarray) -> float:
     """The same QP written plainly: full Sigma via quad_form, cp.abs everywhere, fresh build."""
     n = inputs.z.size
     sigma = inputs.risk.matrix()
@@ -100,14 +115,14 @@ ALL_ON = {
 }
 
 CASES = {
-    "dense_long_only": (QPParams(**ALL_ON), 30),
+    "dense_long_only": (_qp(**ALL_ON), 30),
     "dense_long_short": (
-        QPParams(**{**ALL_ON, "long_only": False, "max_gross": 1.4, "beta_tolerance": 0.9}),
+        _qp(**{**ALL_ON, "long_only": False, "max_gross": 1.4, "beta_tolerance": 0.9}),
         30,
     ),
-    "factor_long_only": (QPParams(**ALL_ON, factor_min_assets=20, n_factors=5), 40),
+    "factor_long_only": (_qp(**ALL_ON, factor_min_assets=20, n_factors=5), 40),
     "factor_cvar_covariance": (
-        QPParams(
+        _qp(
             **{**ALL_ON, "max_turnover": 1.2},
             factor_min_assets=20,
             n_factors=5,
@@ -119,10 +134,30 @@ CASES = {
         40,
     ),
     "dense_cvar_budget_le": (
-        QPParams(**ALL_ON, cvar_weight=2.0, cvar_scenarios=120, budget=0.8, budget_equality=False),
+        _qp(**ALL_ON, cvar_weight=2.0, cvar_scenarios=120, budget=0.8, budget_equality=False),
         25,
     ),
 }
+
+
+def test_unset_limits_take_the_default_risk_section() -> None:
+    """A limit left unset (None) takes the ``risk`` value ("None = risk.max_symbol_weight"),
+    and the budget is lowered to the gross and net caps; a section with every limit set is
+    used as given; a limit looser than the risk one is refused."""
+    p = QPAllocator(QPConfig(max_net=0.5)).params
+    assert (p.per_name_cap, p.long_only, p.max_gross, p.max_net, p.sector_cap) == (
+        0.10, True, 1.0, 0.5, 0.30,
+    )  # fmt: skip
+    assert p.beta_tolerance is None and p.budget == 0.5  # min(1, gross 1.0, net 0.5)
+    given = _qp(max_net=0.3)
+    assert QPAllocator(given).params is given and given.budget == 1.0
+    with pytest.raises(ConfigError, match=r"baselines.qp.max_gross = 1.5 is looser"):
+        QPAllocator(QPConfig(max_gross=1.5))
+    risk = RiskConfig(max_symbol_weight=0.2, max_gross=1.5, long_only=False)
+    r = QPAllocator.from_config(QPConfig(), risk=risk).params
+    assert (r.per_name_cap, r.long_only, r.max_gross, r.max_net, r.budget) == (
+        0.2, False, 1.5, 1.0, 1.0,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -149,7 +184,7 @@ def test_matches_reference_and_satisfies_constraints(case: str) -> None:
 
 
 def test_factor_form_used_automatically_above_threshold() -> None:
-    params = QPParams(factor_min_assets=30, n_factors=4)
+    params = _qp(factor_min_assets=30, n_factors=4)
     small, large = risk_sqrt(_returns(100, 29, 0), params), risk_sqrt(_returns(100, 30, 0), params)
     assert small.factors.shape == (29, 29) and not small.resid.any()
     assert large.factors.shape == (4, 30)
@@ -161,7 +196,7 @@ def test_factor_form_used_automatically_above_threshold() -> None:
 @pytest.mark.parametrize("risk_model", ["correlation", "covariance"])
 def test_dense_risk_model_equals_estimates(cov_kind: str, risk_model: str) -> None:
     x = _returns(120, 15, 3)
-    params = QPParams(covariance=cov_kind, risk_model=risk_model, halflife=30.0)  # type: ignore[arg-type]
+    params = _qp(covariance=cov_kind, risk_model=risk_model, halflife=30.0)  # type: ignore[arg-type]
     sigma = risk_sqrt(x, params).matrix()
     if cov_kind == "sample":
         expected = estimates.sample_covariance(x)
@@ -177,15 +212,17 @@ def test_dense_risk_model_equals_estimates(cov_kind: str, risk_model: str) -> No
 def test_risk_aversion_and_cost_knobs_are_used() -> None:
     n = 20
     sector_ids = np.arange(n) % 4
-    base = QPParams(sector_cap=None)
+    base = _qp(sector_cap=NO_SECTOR_CAP)
     inputs = _inputs(base, n, 5)
     w0, _ = QPAllocator(base).solve(inputs, sector_ids)
-    w_risk, _ = QPAllocator(dataclasses.replace(base, lambda_risk=100.0)).solve(inputs, sector_ids)
+    w_risk, _ = QPAllocator(base.model_copy(update={"lambda_risk": 100.0})).solve(
+        inputs, sector_ids
+    )
     sigma = inputs.risk.matrix()
     assert w_risk @ sigma @ w_risk < w0 @ sigma @ w0 - 1e-6
     # huge cost aversion: the feasible current book is kept
     w_cur = np.full(n, 1.0 / n)
-    w_cost, _ = QPAllocator(dataclasses.replace(base, gamma_cost=1e6)).solve(inputs, sector_ids)
+    w_cost, _ = QPAllocator(base.model_copy(update={"gamma_cost": 1e6})).solve(inputs, sector_ids)
     assert np.max(np.abs(w_cost - w_cur)) <= 1e-6
 
 
@@ -193,18 +230,18 @@ def test_infeasible_names_the_constraint_groups() -> None:
     n = 20
     sector_ids = np.arange(n) % 4
     # a net cap of 0.3 contradicts sum w = 1
-    params = QPParams(max_net=0.3)
+    params = _qp(max_net=0.3)
     with pytest.raises(Infeasible) as err:
         QPAllocator(params).solve(_inputs(params, n, 0), sector_ids)
     msg = str(err.value)
     assert "[budget, net]" in msg
     assert "baselines.qp.max_net" in msg and "sum w == 1" in msg
     # a turnover cap from a cash book cannot reach the budget
-    params = QPParams(max_turnover=0.2)
+    params = _qp(max_turnover=0.2)
     with pytest.raises(Infeasible, match=r"\[budget, turnover\]"):
         QPAllocator(params).solve(_inputs(params, n, 0, w_cur=np.zeros(n)), sector_ids)
     # four sectors capped at 0.2 hold at most 0.8 < 1
-    params = QPParams(sector_cap=0.2)
+    params = _qp(sector_cap=0.2)
     with pytest.raises(Infeasible, match=r"\[budget, sector\]"):
         QPAllocator(params).solve(_inputs(params, n, 0), sector_ids)
 
@@ -224,13 +261,13 @@ def _ctx(n_envs: int, n: int, seed: int) -> AllocationContext:
 
 def test_allocate_solves_each_portfolio() -> None:
     ctx = _ctx(2, 15, 1)
-    alloc = QPAllocator(QPParams())
+    alloc = QPAllocator(_qp())
     w = alloc.allocate(ctx)
     assert w.shape == (2, 15)
     assert alloc.source_ == ["qp:CLARABEL", "qp:CLARABEL"]
     assert alloc.fallback_chain_ == [[("qp:CLARABEL", "optimal")]] * 2
     for e in range(2):
-        w_e, info = QPAllocator(QPParams()).solve(alloc.inputs_[e], ctx.sector_ids)
+        w_e, info = QPAllocator(_qp()).solve(alloc.inputs_[e], ctx.sector_ids)
         assert abs(alloc.objective_[e] - info["objective"]) <= 1e-8 * abs(info["objective"])
         assert np.allclose(w[e], w_e, rtol=0, atol=1e-6)
         assert (
@@ -240,8 +277,8 @@ def test_allocate_solves_each_portfolio() -> None:
 
 def test_fallback_chain_infeasible_goes_to_hrp() -> None:
     ctx = _ctx(1, 12, 2)
-    # QPParams as given (from_config would lower the budget to the net cap: feasible)
-    alloc = QPAllocator(QPParams(max_net=0.3))
+    # every limit set: used as given (resolving would lower the budget to the net cap)
+    alloc = QPAllocator(_qp(max_net=0.3))
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == ["qp:CLARABEL", "qp:CLARABEL:accurate", "qp:SCS", "hrp"]
@@ -256,7 +293,7 @@ def test_fallback_chain_infeasible_goes_to_hrp() -> None:
 def test_fallback_chain_ends_with_current_book() -> None:
     ctx = _ctx(1, 12, 3)
     hrp = HRP(HRPConfig(max_weight=0.05))  # 12 * 0.05 < 1: HRP is infeasible too
-    alloc = QPAllocator(QPParams(max_net=0.3), hrp=hrp)
+    alloc = QPAllocator(_qp(max_net=0.3), hrp=hrp)
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == [
@@ -274,7 +311,7 @@ def test_fallback_chain_ends_with_current_book() -> None:
 def test_solver_failure_retries_accurate_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(qp_mod._SOLVER_OPTS, "CLARABEL", {"max_iter": 1})
     ctx = _ctx(1, 12, 4)
-    alloc = QPAllocator(QPParams())
+    alloc = QPAllocator(_qp())
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert chain[0][0] == "qp:CLARABEL" and chain[0][1].startswith("failed:")
@@ -287,7 +324,7 @@ def test_solver_failure_falls_back_to_second_solver(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(qp_mod._SOLVER_OPTS, "CLARABEL", {"max_iter": 1})
     monkeypatch.setitem(qp_mod._ACCURATE_OPTS, "CLARABEL", {"max_iter": 1})
     ctx = _ctx(1, 12, 4)
-    alloc = QPAllocator(QPParams())
+    alloc = QPAllocator(_qp())
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert chain[0][0] == "qp:CLARABEL" and chain[0][1].startswith("failed:")
@@ -301,7 +338,7 @@ def test_solver_failure_falls_back_to_second_solver(monkeypatch: pytest.MonkeyPa
 
 def test_solve_raises_solver_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(qp_mod._SOLVER_OPTS, "CLARABEL", {"max_iter": 1})
-    params = QPParams()
+    params = _qp()
     with pytest.raises(SolverFailed, match="CLARABEL"):
         QPAllocator(params).solve(_inputs(params, 10, 0), np.zeros(10, dtype=int))
 
@@ -310,7 +347,7 @@ def test_betas_from_benchmark_when_context_has_none() -> None:
     ctx = _ctx(1, 10, 6)
     bench = ctx.returns[0].mean(axis=1)
     ctx = dataclasses.replace(ctx, benchmark_returns=bench[None, :])
-    alloc = QPAllocator(QPParams(beta_tolerance=1.0, sector_cap=None))
+    alloc = QPAllocator(_qp(beta_tolerance=1.0, sector_cap=NO_SECTOR_CAP))
     alloc.allocate(ctx)
     betas = alloc.inputs_[0].betas
     x = ctx.returns[0]
@@ -322,7 +359,7 @@ def test_betas_from_benchmark_when_context_has_none() -> None:
 @pytest.mark.parametrize(("n_obs", "n_assets"), [(30, 50), (80, 20)])
 def test_full_rank_factor_form_is_exact(n_obs: int, n_assets: int) -> None:
     x = _returns(n_obs, n_assets, 9)
-    params = QPParams(n_factors=min(n_obs, n_assets))
+    params = _qp(n_factors=min(n_obs, n_assets))
     dense = risk_sqrt(x, params, factor_form=False).matrix()
     factor = risk_sqrt(x, params, factor_form=True)
     assert factor.factor_form and factor.factors.shape == (min(n_obs, n_assets), n_assets)
@@ -336,7 +373,7 @@ def test_names_without_variance_are_frozen() -> None:
     w_cur = np.full((1, 12), 0.05)
     w_cur[0, 3] = 0.0
     ctx = dataclasses.replace(ctx, returns=returns, current_weights=w_cur)
-    params = QPParams(risk_model="covariance", sector_cap=None)
+    params = _qp(risk_model="covariance", sector_cap=NO_SECTOR_CAP)
     alloc = QPAllocator(params)
     w = alloc.allocate(ctx)
     assert alloc.source_ == ["qp:CLARABEL"]
@@ -350,7 +387,7 @@ def test_names_without_variance_are_frozen() -> None:
 
 def test_frozen_name_above_cap_is_reported() -> None:
     n = 10
-    params = QPParams(sector_cap=None)
+    params = _qp(sector_cap=NO_SECTOR_CAP)
     base = _inputs(params, n, 1, w_cur=np.r_[0.3, np.full(n - 1, 0.7 / (n - 1))])
     inputs = dataclasses.replace(base, frozen=np.r_[True, np.zeros(n - 1, dtype=bool)])
     with pytest.raises(Infeasible, match=r"\[per_name_cap, frozen\]"):
@@ -379,7 +416,7 @@ def test_sp500_window_solves_within_constraints() -> None:
         scores=((mom - mom.mean()) / mom.std())[None],
         benchmark_returns=md.benchmark_returns[t - lookback + 1 : t + 1][None],
     )
-    alloc = QPAllocator(QPParams(beta_tolerance=1.5))
+    alloc = QPAllocator(_qp(beta_tolerance=1.5))
     assert isinstance(alloc, Allocator)
     w = alloc.allocate(ctx)
     assert alloc.source_ == ["qp:CLARABEL"]

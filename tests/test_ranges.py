@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from gate_books import calm_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_serving_support import (
@@ -213,19 +214,7 @@ def test_no_in_range_input_breaches_the_gross_notional_cap(
 
 
 def _one_row_ctx(m: int = 3, **kw: object) -> GateContext:
-    base: dict[str, object] = dict(
-        current_weights=np.zeros((1, m)),
-        equity=np.full(1, 1.0e6),
-        prices=np.full((1, m), 100.0),
-        adv_notional=np.full((1, m), 1.0e9),
-        volatility=np.full((1, m), 0.02),
-        spread_bps=np.full((1, m), 5.0),
-        sector_ids=np.arange(m),
-        regime=np.zeros(1, dtype=np.int64),
-        tradable=np.ones((1, m), dtype=bool),
-    )
-    base.update(kw)
-    return GateContext(**base)  # type: ignore[arg-type]
+    return calm_context(1, m, **kw)
 
 
 @pytest.mark.parametrize("equity", [1e300, 2e15, 1e-7, 0.0, -1.0, math.nan, math.inf])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gate_books import calm_context
 
 from allocgym.config import RiskConfig
 from allocgym.costs import CostModel
@@ -57,19 +58,7 @@ def limits(**kw) -> RiskLimits:
 
 
 def ctx(n_envs=1, n_assets=4, **kw) -> GateContext:
-    base = dict(
-        current_weights=np.zeros((n_envs, n_assets)),
-        equity=np.full(n_envs, 1.0e6),
-        prices=np.full((n_envs, n_assets), 100.0),
-        adv_notional=np.full((n_envs, n_assets), 1.0e9),
-        volatility=np.full((n_envs, n_assets), 0.02),
-        spread_bps=np.full((n_envs, n_assets), 5.0),
-        sector_ids=np.arange(n_assets),
-        regime=np.zeros(n_envs, dtype=np.int64),
-        tradable=np.ones((n_envs, n_assets), dtype=bool),
-    )
-    base.update(kw)
-    return GateContext(**base)
+    return calm_context(n_envs, n_assets, **kw)
 
 
 def run(lim: RiskLimits, p, c: GateContext, cost: CostModel = FREE):
@@ -645,8 +634,9 @@ def test_every_reason_code_is_documented_and_gate_codes_are_known():
         assert REASON_DOCS.get(code)
     assert set(GATE_CODES) <= set(REASON_DOCS)
     res = run(RiskLimits(), [[0.5, 0.0, 0.0, 0.0]], ctx())
-    # the factor limit is off by default: its entry is absent, every other one present
-    assert set(res.clipped) == {c.name for c in GATE_CODES} - {"FACTOR_CAP"}
+    # the optional limits are off by default: their entries are absent, every other present
+    optional = {"FACTOR_CAP", "SYMBOL_TURNOVER_CAP", "SYMBOL_SLIPPAGE_BUDGET"}
+    assert set(res.clipped) == {c.name for c in GATE_CODES} - optional
     assert decode_reasons(int(R.SYMBOL_CAP | R.KILL_SWITCH)) == ("KILL_SWITCH", "SYMBOL_CAP")
     assert decode_reasons(0) == ()
 
@@ -703,7 +693,7 @@ def _assert_reason_code_document(text: str) -> None:
         "cap (pct equity x capacity multiplier). |"
     ) in lines
     rows = [ln.split(" | ") for ln in lines if ln.startswith("| ") and "`" in ln]
-    assert len(rows) == 23
+    assert len(rows) == 25
     bits = [int(r[0].lstrip("| ")) for r in rows]
-    assert bits == list(range(23))  # one row per bit, in order, none skipped
+    assert bits == list(range(25))  # one row per bit, in order, none skipped
     assert [int(r[1]) for r in rows] == [1 << b for b in bits]

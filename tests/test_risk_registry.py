@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gate_books import calm_context
 
 from allocgym.config import RiskConfig
 from allocgym.costs import CostModel
@@ -42,19 +43,7 @@ def limits(**kw: Any) -> RiskLimits:
 
 
 def ctx(**kw: Any) -> GateContext:
-    base = dict(
-        current_weights=np.zeros((1, 4)),
-        equity=np.full(1, 1.0e6),
-        prices=np.full((1, 4), 100.0),
-        adv_notional=np.full((1, 4), 1.0e9),
-        volatility=np.full((1, 4), 0.02),
-        spread_bps=np.full((1, 4), 5.0),
-        sector_ids=np.arange(4),
-        regime=np.zeros(1, dtype=np.int64),
-        tradable=np.ones((1, 4), dtype=bool),
-    )
-    base.update(kw)
-    return GateContext(**base)
+    return calm_context(1, 4, **kw)
 
 
 def run(lim: RiskLimits, p: Any, c: GateContext, cost: CostModel = FREE):
@@ -142,6 +131,20 @@ BOUNDARY: dict[str, Row] = {
         limits(max_participation=0.1),
         fixed(ctx(adv_notional=np.full((1, 4), 1.0e6)), lambda f: [0.1 * f, 0.05, 0.0, 0.0]),
         R.PARTICIPATION_CAP, [0], lambda w, c: abs(w[0]), 0.1,
+    ),
+    "SYMBOL_TURNOVER_CAP": Row(  # per symbol, from a held position: |w_0 - 0.25| <= 0.125
+        limits(max_symbol_turnover=0.125),
+        fixed(
+            ctx(current_weights=np.array([[0.25, 0.0, 0.0, 0.0]])),
+            lambda f: [0.25 + 0.125 * f, 0.0625, -0.0625, 0.0],
+        ),
+        R.SYMBOL_TURNOVER_CAP, [0], lambda w, c: abs(w[0] - c[0]), 0.125,
+    ),
+    "SYMBOL_SLIPPAGE_BUDGET": Row(  # commission only: cost_i = 1e-4 x |dw_i|, 0.25 bps each
+        limits(symbol_slippage_budget_bps=0.25),
+        fixed(ctx(), lambda f: [0.25 * f, 0.125, -0.125, 0.0]),
+        R.SYMBOL_SLIPPAGE_BUDGET, [0], lambda w, c: 1e-4 * abs(w[0] - c[0]), 0.25e-4,
+        COMMISSION,
     ),
     "TURNOVER_CAP": Row(
         limits(max_turnover=0.5),

@@ -330,6 +330,10 @@ def test_budget_trace_in_budgets_mode() -> None:
     for b in d.budgets[:3]:
         assert b.approved_gross <= b.cap + 1e-12
         assert b.utilization == pytest.approx(b.approved_gross / b.cap)
+        assert b.cap <= b.regime_cap <= b.base_cap  # capacity and regime only tighten
+    # the family lines are the approved book, family by family
+    book_gross = sum(abs(w) for w in d.approved_weights)
+    assert sum(b.approved_gross for b in d.budgets[:3]) == pytest.approx(book_gross, abs=1e-12)
 
 
 def test_symbol_order_of_the_request_does_not_matter(policy: FrozenPolicy) -> None:

@@ -68,7 +68,13 @@ def modules() -> dict[str, Module]:
         Module(
             "envs/core",
             ("src/allocgym/envs/core.py",),
-            ("tests/test_env_core.py", "tests/test_env_accounting.py"),
+            (
+                "tests/test_env_core.py",
+                "tests/test_env_accounting.py",
+                "tests/test_env_context.py",
+                "tests/test_env_tilt.py",
+                "tests/test_user_data.py",
+            ),
         ),
     ]
     return {module.name: module for module in table}

@@ -3,8 +3,9 @@
 Every section is a pydantic model that rejects unknown keys and non-finite numbers.
 ``load_config`` reads an optional YAML file, applies ``--set a.b=value`` overrides and
 returns an :class:`AllocgymConfig`; errors are :class:`~allocgym.errors.ConfigError` with
-the dotted path of the key, the bad value and the rule it broke. Each section's owner
-module turns it into the typed params it runs with (``RiskLimits.from_config`` ...).
+the dotted path of the key, the bad value and the rule it broke. The code reads the
+sections themselves; a few hot-path modules turn theirs into typed runtime params
+(``RiskLimits.from_config``, ``ExecutionParams.from_config`` ...).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -216,15 +217,54 @@ class RiskConfig(Section):
     long_only: bool = True
     """Refuse short positions."""
     max_strategy_contribution: Pos = 0.60
-    """Cap on each strategy family's gross contribution (budgets action mode)."""
+    """Base budget of every strategy family missing from ``strategy_budgets``: the cap on
+    its gross contribution before the regime and capacity multipliers (budgets action
+    mode)."""
+    strategy_budgets: Mapping[str, float] = Field(default_factory=dict)
+    """Strategy family (``trend``, ``mean_reversion``, ``defensive``) -> base budget, the
+    cap on the family's gross contribution before the multipliers. The budget the
+    ``STRATEGY_CAP`` gate enforces is ``base x regime budget multiplier x regime tilt x
+    capacity factor`` (``allocgym.risk.gates.strategy``)."""
+    regime_strategy_tilts: Mapping[str, Mapping[str, float]] = Field(
+        default_factory=lambda: {
+            "trend": {"mean_reversion": 0.5},
+            "mean_reversion": {"trend": 0.5},
+            "uncertain": {"trend": 0.75, "mean_reversion": 0.75},
+        }
+    )
+    """Regime label -> strategy family -> multiplier on the family's budget: a trend regime
+    favours the trend family by halving mean reversion's budget, a mean-reversion regime the
+    reverse, an uncertain one leaves the defensive family the largest share. A missing label
+    or family gets 1.0; every tilt is clamped to ``[min_multiplier, max_multiplier]``."""
+    strategy_capacity_spread_bps: Pos | None = None
+    """Reference spread (bps) of the family capacity factor: a family whose names trade at
+    twice it gets half its budget. ``None`` leaves spread out of the factor."""
+    strategy_capacity_volatility: Pos | None = None
+    """Reference daily volatility (decimal) of the family capacity factor (as the spread);
+    ``None`` leaves volatility out."""
+    strategy_capacity_adv_to_equity: Pos | None = None
+    """Reference liquidity, ADV notional over equity, of the family capacity factor: a family
+    whose names trade half of it per day gets half its budget. ``None`` leaves liquidity
+    out."""
     max_turnover: Pos = 0.50
     """Turnover ceiling per decision, sum |w_new - w_cur| (L1) at the decision bar's prices
     (the capped turnover; the realised one, lot-rounded at the fill's prices, can sit
-    slightly above it)."""
+    slightly above it). Fills already executed in the bar (``recent_fills``) count
+    against it."""
     max_participation: Pos = 0.10
-    """Trade size cap per symbol as a fraction of ADV notional, per decision."""
+    """Trade size cap per symbol as a fraction of ADV notional, per decision (times the
+    regime capacity multiplier); fills already executed in the bar count against it."""
     slippage_budget_bps: Pos = 25.0
     """Expected-slippage budget per decision, in bps of equity."""
+    max_symbol_turnover: Pos | None = None
+    """Turnover ceiling per symbol per decision, ``|w_new,i - w_cur,i|`` (times the regime
+    capacity multiplier, like the participation cap); a symbol over it has its trade
+    clipped (``SYMBOL_TURNOVER_CAP``). Fills already executed in the bar count against
+    it. ``None`` disables it."""
+    symbol_slippage_budget_bps: Pos | None = None
+    """Expected-slippage budget per symbol per decision, in bps of equity (times the regime
+    capacity multiplier); a symbol over it has its trade scaled down
+    (``SYMBOL_SLIPPAGE_BUDGET``). ``None`` disables it."""
     default_regime: str = "neutral"
     """Regime label used when no regime context is provided."""
     regime_budget_multipliers: Mapping[str, float] = Field(
@@ -234,7 +274,8 @@ class RiskConfig(Section):
     regime_capacity_multipliers: Mapping[str, float] = Field(
         default_factory=lambda: {"high_volatility": 0.5}
     )
-    """Regime label -> multiplier on per-symbol capacity (symbol caps, participation)."""
+    """Regime label -> multiplier on per-symbol capacity (symbol caps, participation, the
+    per-symbol turnover ceiling and slippage budget)."""
     default_budget_multiplier: NonNeg = 1.0
     """Budget multiplier for labels missing from the map."""
     default_capacity_multiplier: NonNeg = 1.0
@@ -265,6 +306,19 @@ class RiskConfig(Section):
                     raise ValueError(
                         f"{name}[{label!r}] = {value}: must be finite and >= 0 "
                         "(1.0 leaves the limit unchanged, 0.5 halves it)"
+                    )
+        for family, value in self.strategy_budgets.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"strategy_budgets[{family!r}] = {value}: a base budget is a gross "
+                    "fraction of equity, finite and >= 0 (0 switches the family off)"
+                )
+        for label, tilts in self.regime_strategy_tilts.items():
+            for family, value in tilts.items():
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(
+                        f"regime_strategy_tilts[{label!r}][{family!r}] = {value}: must be "
+                        "finite and >= 0 (1.0 leaves the family's budget unchanged)"
                     )
         return self
 
@@ -713,6 +767,61 @@ class TrainConfig(Section):
 # ----------------------------------------------------------------------------- baselines
 
 
+class _ShadowsRiskLimits(Section):
+    """A baselines sub-section whose limits shadow limits of the ``risk`` section: one left
+    unset (None) takes the ``risk`` value, one set may only tighten it."""
+
+    _key: ClassVar[str]
+    """The sub-section's name under ``baselines`` (quoted in messages)."""
+    _shadows: ClassVar[tuple[tuple[str, str], ...]]
+    """(limit of this section, the ``risk`` limit it shadows)."""
+
+    def looser_limits(self, risk: RiskConfig) -> list[str]:
+        """Messages for each limit set here looser than the ``risk`` limit it shadows."""
+        out: list[str] = []
+        for own_name, shared in self._shadows:
+            own, limit = getattr(self, own_name), getattr(risk, shared)
+            key = f"baselines.{self._key}.{own_name}"
+            if isinstance(own, bool):
+                if own is False and limit:
+                    out.append(
+                        f"{key} = false while risk.{shared} = true: the gates refuse shorts; "
+                        f"unset it (null: inherit) or set risk.{shared}=false"
+                    )
+            elif own is not None and limit is not None and own > limit:
+                out.append(
+                    f"{key} = {own:g} is looser than risk.{shared} = {limit:g}: a baseline may "
+                    f"only tighten a risk limit; unset it (null: inherit) or set it <= {limit:g}"
+                )
+        return out
+
+    def within(self, risk: RiskConfig) -> Self:
+        """This section with every limit left unset (None) taken from ``risk``.
+
+        Raises
+        ------
+        ConfigError
+            A limit set here is looser than the ``risk`` one.
+        """
+        bad = self.looser_limits(risk)
+        if bad:
+            raise ConfigError("; ".join(bad))
+        unset = [(own, shared) for own, shared in self._shadows if getattr(self, own) is None]
+        return self.model_copy(update={own: getattr(risk, shared) for own, shared in unset})
+
+    def resolved(self) -> Self:
+        """The section an allocator runs with: as given when every limit the ``risk``
+        section always sets is set here too, else :meth:`within` the default ``risk``
+        section. (A limit that is optional in ``risk``, like the beta tolerance, may stay
+        None: no constraint.)"""
+        required = RiskConfig.model_fields
+        unset = any(
+            getattr(self, own) is None and required[shared].default is not None
+            for own, shared in self._shadows
+        )
+        return self.within(RiskConfig()) if unset else self
+
+
 class HRPConfig(Section):
     """Hierarchical Risk Parity (``allocgym.baselines.hrp.HRP``)."""
 
@@ -740,7 +849,7 @@ class HRPConfig(Section):
         return self
 
 
-class QPConfig(Section):
+class QPConfig(_ShadowsRiskLimits):
     """Mean-variance QP with an L1 trade cost.
 
     It maximizes z'w - lambda w'Sigma w - gamma ||C (w - w_cur)||_1.
@@ -786,8 +895,8 @@ class QPConfig(Section):
     """Cap on |beta'w|; None = ``risk.beta_tolerance`` (None there too:
     no beta constraint); betas from the context or the benchmark."""
     sector_cap: Pos | None = None
-    """Per-sector cap on sum |w_i| over the sector; None = ``risk.max_sector_gross`` (seed
-    002: 0.30). Symbols without a sector are in no sector."""
+    """Per-sector cap on sum |w_i| over the sector; None = ``risk.max_sector_gross`` (default
+    0.30). Symbols without a sector are in no sector."""
     cvar_weight: NonNeg = 0.0
     """Weight kappa of the CVaR fragility term (Rockafellar-Uryasev); 0 leaves it out."""
     cvar_beta: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
@@ -808,6 +917,29 @@ class QPConfig(Section):
     """Primary solver."""
     fallback_solver: Literal["CLARABEL", "OSQP", "SCS", "ECOS"] | None = "SCS"
     """Second solver of the fallback chain (then HRP, then the current book)."""
+
+    _key: ClassVar[str] = "qp"
+    _shadows: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("per_name_cap", "max_symbol_weight"),
+        ("long_only", "long_only"),
+        ("max_gross", "max_gross"),
+        ("max_net", "max_net"),
+        ("beta_tolerance", "beta_tolerance"),
+        ("sector_cap", "max_sector_gross"),
+    )
+
+    def within(self, risk: RiskConfig) -> Self:
+        """This section with every limit left unset (None) taken from ``risk`` and the
+        budget lowered to the gross and net caps.
+
+        Raises
+        ------
+        ConfigError
+            A limit set here is looser than the ``risk`` one.
+        """
+        limits = super().within(risk)
+        caps = (c for c in (limits.max_gross, limits.max_net) if c is not None)
+        return limits.model_copy(update={"budget": min(limits.budget, *caps)})
 
 
 class GreedyConfig(Section):
@@ -940,8 +1072,19 @@ class BarbellConfig(Section):
             )
         return self
 
+    @property
+    def sleeve_fractions(self) -> tuple[float, float, float]:
+        """Sleeve fraction of equity in the QUIET, NORMAL and CRISIS states (the order of
+        ``allocgym.regime.BARBELL_STATES``)."""
+        return (self.quiet_sleeve, self.normal_sleeve, self.crisis_sleeve)
 
-class ClassicConfig(Section):
+    @property
+    def min_core(self) -> int:
+        """Fewest core clusters that can hold the largest core fraction under the cap."""
+        return math.ceil(max(1.0 - f for f in self.sleeve_fractions) / self.cluster_cap - 1e-9)
+
+
+class ClassicConfig(_ShadowsRiskLimits):
     """Settings shared by the classic allocators (min-variance, max-Sharpe, risk budgeting,
     min-CVaR, Black-Litterman, Kelly)."""
 
@@ -962,12 +1105,31 @@ class ClassicConfig(Section):
     solver: str | None = None
     """cvxpy solver; None = CLARABEL (HiGHS for the min-CVaR LP)."""
 
+    _key: ClassVar[str] = "classic"
+    _shadows: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("max_weight", "max_symbol_weight"),
+        ("long_only", "long_only"),
+    )
+
+    @property
+    def risk_free_per_bar(self) -> float:
+        """``risk_free_rate`` in per-bar units (decimal)."""
+        return self.risk_free_rate / self.periods_per_year
+
 
 class RiskBudgetConfig(Section):
     """Risk budgeting / equal risk contribution (``baselines.risk_budgeting``)."""
 
     budgets: Mapping[str, NonNeg] | None = None
     """Symbol -> risk budget (renormalised; unlisted symbols get 0); None = equal risk."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RiskBudgetConfig:
+        if self.budgets is not None and not any(v > 0 for v in self.budgets.values()):
+            raise ValueError(
+                f"budgets {dict(self.budgets)}: give at least one budget > 0 (or null: equal risk)"
+            )
+        return self
 
 
 class MinCVaRConfig(Section):
@@ -1027,7 +1189,7 @@ class FactorModelConfig(Section):
 class BLViewConfig(Section):
     """One Black-Litterman view: sum_i assets[i] * mu_i = expected_return."""
 
-    assets: Mapping[str, float]
+    assets: Annotated[Mapping[str, float], Field(min_length=1)]
     """Symbol -> coefficient (e.g. {AAPL: 1, MSFT: -1} for a relative view)."""
     expected_return: float
     """Annualised decimal return of the view portfolio."""
@@ -1048,7 +1210,7 @@ class BlackLittermanConfig(Section):
     """User views (none = the prior)."""
 
 
-class KellyConfig(Section):
+class KellyConfig(_ShadowsRiskLimits):
     """Capped fractional Kelly (``baselines.classic.FractionalKelly``)."""
 
     fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
@@ -1057,6 +1219,12 @@ class KellyConfig(Section):
     """Cap on |w_i|; None = ``risk.max_symbol_weight`` (a value may only tighten it)."""
     max_gross: Pos | None = None
     """Cap on sum |w_i| (the rest is cash); None = ``risk.max_gross``."""
+
+    _key: ClassVar[str] = "kelly"
+    _shadows: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("max_weight", "max_symbol_weight"),
+        ("max_gross", "max_gross"),
+    )
 
 
 class RegimeSwitchConfig(Section):
@@ -1122,73 +1290,20 @@ class BaselinesConfig(Section):
         bad = looser_baseline_limits(self, risk)
         if bad:
             raise ConfigError("; ".join(bad))
+        return self.model_copy(
+            update={name: getattr(self, name).within(risk) for name in _SHADOWING_SECTIONS}
+        )
 
-        def tighter(own: float | None, shared: float | None) -> float | None:
-            if own is None:
-                return shared
-            return own if shared is None else min(own, shared)
 
-        q = self.qp
-        gross = tighter(q.max_gross, risk.max_gross)
-        net = tighter(q.max_net, risk.max_net)
-        budget = min(q.budget, *(c for c in (gross, net) if c is not None))
-        qp = q.model_copy(
-            update={
-                "per_name_cap": tighter(q.per_name_cap, risk.max_symbol_weight),
-                "long_only": risk.long_only if q.long_only is None else q.long_only,
-                "max_gross": gross,
-                "max_net": net,
-                "beta_tolerance": tighter(q.beta_tolerance, risk.beta_tolerance),
-                "sector_cap": tighter(q.sector_cap, risk.max_sector_gross),
-                "budget": budget,
-            }
-        )
-        c = self.classic
-        classic = c.model_copy(
-            update={
-                "long_only": risk.long_only if c.long_only is None else c.long_only,
-                "max_weight": tighter(c.max_weight, risk.max_symbol_weight),
-            }
-        )
-        k = self.kelly
-        kelly = k.model_copy(
-            update={
-                "max_weight": tighter(k.max_weight, risk.max_symbol_weight),
-                "max_gross": tighter(k.max_gross, risk.max_gross),
-            }
-        )
-        return self.model_copy(update={"qp": qp, "classic": classic, "kelly": kelly})
+_SHADOWING_SECTIONS = ("qp", "classic", "kelly")
+"""The ``baselines`` sub-sections whose limits shadow the ``risk`` section's."""
 
 
 def looser_baseline_limits(section: BaselinesConfig, risk: RiskConfig) -> list[str]:
     """Messages for each baseline limit set looser than the ``risk`` limit it shadows."""
-    out: list[str] = []
-    pairs = (
-        ("qp.per_name_cap", section.qp.per_name_cap, "max_symbol_weight"),
-        ("qp.max_gross", section.qp.max_gross, "max_gross"),
-        ("qp.max_net", section.qp.max_net, "max_net"),
-        ("qp.beta_tolerance", section.qp.beta_tolerance, "beta_tolerance"),
-        ("qp.sector_cap", section.qp.sector_cap, "max_sector_gross"),
-        ("classic.max_weight", section.classic.max_weight, "max_symbol_weight"),
-        ("kelly.max_weight", section.kelly.max_weight, "max_symbol_weight"),
-        ("kelly.max_gross", section.kelly.max_gross, "max_gross"),
-    )
-    for key, own, shared in pairs:
-        limit = getattr(risk, shared)
-        if own is not None and limit is not None and own > limit:
-            out.append(
-                f"baselines.{key} = {own:g} is looser than risk.{shared} = {limit:g}: a "
-                f"baseline may only tighten a risk limit; unset it (null: inherit) or set "
-                f"it <= {limit:g}"
-            )
-    for key, own in (("qp.long_only", section.qp.long_only),
-                     ("classic.long_only", section.classic.long_only)):  # fmt: skip
-        if own is False and risk.long_only:
-            out.append(
-                f"baselines.{key} = false while risk.long_only = true: the gates refuse "
-                "shorts; unset it (null: inherit) or set risk.long_only=false"
-            )
-    return out
+    return [
+        msg for name in _SHADOWING_SECTIONS for msg in getattr(section, name).looser_limits(risk)
+    ]
 
 
 # ----------------------------------------------------------------------------- serving

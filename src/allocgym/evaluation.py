@@ -290,9 +290,15 @@ class Backtest:
         book is frozen from then on: no trades, zero returns and weights, equity held at
         its last value; the other allocators of the walk keep going.
     strategy_gross : ndarray, shape (n_steps, n_strategies), or None
-        Per-family gross exposure of each decision's proposal after the ``STRATEGY_CAP``
-        scaling (``allocgym.intents.strategy_gross``, fractions of equity): the
-        per-strategy budget trace (``budgets`` mode only).
+        Per-family gross of each decision's approved book (``budgets`` mode only,
+        fractions of equity): the ``approved`` line of the gates' per-strategy budget
+        trace (``GateResult.strategy_budget``), each name's ``|w_i|`` split over the
+        families in proportion to their contributions after ``STRATEGY_CAP``, so the
+        lines sum to the approved book's gross.
+    strategy_budget : ndarray, shape (n_steps, n_strategies, 3), or None
+        Each family's budget at each decision, step by step (``STRATEGY_BUDGET_STEPS``:
+        base, x regime multiplier and tilt, x capacity factor = the budget
+        ``STRATEGY_CAP`` enforced); ``budgets`` mode only.
     """
 
     name: str
@@ -329,6 +335,7 @@ class Backtest:
     split: str
     wiped_out_at: int | None = None
     strategy_gross: np.ndarray | None = None
+    strategy_budget: np.ndarray | None = None
     rebalance_sources: dict[str, int] = field(default_factory=dict)
     primary_source: str | None = None
     allocator_cut: np.ndarray | None = None
@@ -350,7 +357,14 @@ class Backtest:
             out["strategy_pnl"] = self.strategy_pnl
         if self.strategy_gross is not None:
             out["strategy_gross"] = self.strategy_gross
+        if self.strategy_budget is not None:
+            out["strategy_budget"] = self.strategy_budget
         return out
+
+
+STRATEGY_BUDGET_STEPS: tuple[str, ...] = ("base", "regime", "capacity")
+"""The steps of ``Backtest.strategy_budget`` (last axis): the base budget, x the regime
+budget multiplier and tilt, x the capacity factor (the budget ``STRATEGY_CAP`` enforced)."""
 
 
 @dataclass
@@ -609,6 +623,8 @@ class _WalkRecord:
         self.bars = params.lo + np.arange(n_steps, dtype=np.int64)
         self.strategy_pnl = np.zeros((b, n_steps, n_strat)) if strategies else None
         self.strategy_gross = np.zeros((b, n_steps, n_strat)) if strategies else None
+        n_budget = len(STRATEGY_BUDGET_STEPS)
+        self.strategy_budget = np.zeros((b, n_steps, n_strat, n_budget)) if strategies else None
         self.last_share = np.zeros((b, n_strat, n))
         self.messages: list[list[str]] = [[] for _ in range(b)]
         self.wiped = np.full(b, -1, np.int64)
@@ -655,15 +671,17 @@ class _WalkRecord:
     ) -> None:
         """Budgets mode: split each asset's P&L over the families in proportion to their
         contributions at the decision that last traded it; record the budget trace."""
-        from allocgym.intents import strategy_gross
-
-        if self.strategy_pnl is None or self.strategy_gross is None:
+        if self.strategy_pnl is None or self.strategy_gross is None or self.strategy_budget is None:
             return
         info = res.info
         share_prev = self.last_share[live]
         self.strategy_pnl[live, k] = np.einsum("bsn,bn->bs", share_prev, asset_pnl)
         parts = info["strategy_contributions"] * info["strategy_scale"][:, :, None]
-        self.strategy_gross[live, k] = strategy_gross(parts)
+        budget = res.decision.gate.strategy_budget
+        self.strategy_gross[live, k] = budget.approved
+        self.strategy_budget[live, k] = np.stack(
+            [budget.base, budget.regime, budget.capacity], axis=-1
+        )
         tot = parts.sum(axis=1, keepdims=True)
         share = np.divide(parts, tot, out=np.zeros_like(parts), where=np.abs(tot) > 1e-15)
         traded = (res.decision.execution.delta_qty != 0.0)[:, None, :]
@@ -701,6 +719,7 @@ class _WalkRecord:
         regime = params.features.regime[self.bars].astype(np.int8)
         eq0 = float(params.cfg.env.initial_equity)
         strategy_pnl, gross_trace = self.strategy_pnl, self.strategy_gross
+        budget_trace = self.strategy_budget
         out: list[Backtest] = []
         for i, m in enumerate(members):
             out.append(
@@ -726,6 +745,7 @@ class _WalkRecord:
                     split=params.split.name,
                     wiped_out_at=int(wiped[i]) if wiped[i] >= 0 else None,
                     strategy_gross=None if gross_trace is None else gross_trace[i],
+                    strategy_budget=None if budget_trace is None else budget_trace[i],
                     **{key: arr[i] for key, arr in rec.items()},
                 )
             )
@@ -829,7 +849,9 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
         ann_volatility, sharpe), ``attribution`` (``assets``: symbol -> summed daily
         contribution; ``costs``; ``strategies``: family -> summed contribution, or the
         allocator's name in ``weights`` mode), ``strategy_gross`` (``budgets`` mode:
-        family -> mean gross exposure per decision after the STRATEGY_CAP scaling),
+        family -> mean gross of the approved book attributed to it per decision),
+        ``strategy_budget`` (``budgets`` mode: family -> mean ``base``, ``regime`` and
+        ``capacity`` budget and ``approved`` gross per decision),
         ``wiped_out_at`` (date of the fill that left equity <= 0, or None), ``n_bars``,
         ``start`` / ``end`` dates.
     """
@@ -886,6 +908,16 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
         out["strategy_gross"] = {
             s: float(v)
             for s, v in zip(bt.strategy_names, bt.strategy_gross.mean(axis=0), strict=True)
+        }
+    if bt.strategy_budget is not None and bt.strategy_gross is not None and n:
+        steps = bt.strategy_budget.mean(axis=0)
+        approved = bt.strategy_gross.mean(axis=0)
+        out["strategy_budget"] = {
+            s: {
+                **{step: float(v) for step, v in zip(STRATEGY_BUDGET_STEPS, steps[j], strict=True)},
+                "approved": float(approved[j]),
+            }
+            for j, s in enumerate(bt.strategy_names)
         }
     return out
 
@@ -1623,8 +1655,10 @@ def risk_budget_utilisation(bt: Backtest, risk: RiskConfig) -> dict[str, Any]:
     The budgets the gates enforce are gross-exposure budgets, so risk is measured in the
     same unit: in total the held book's gross ``sum |w|`` over ``risk.max_gross`` (the
     budget before the regime multiplier, so a regime cut shows as utilisation below 1);
-    per strategy family (``budgets`` action mode only) its gross contribution after the
-    STRATEGY_CAP scaling over ``risk.max_strategy_contribution``.
+    per strategy family (``budgets`` action mode only) its share of the approved book
+    (``Backtest.strategy_gross``) over the budget ``STRATEGY_CAP`` enforced at that
+    decision (base x regime multiplier x tilt x capacity factor; decisions with a zero
+    budget left out).
 
     Returns
     -------
@@ -1640,12 +1674,15 @@ def risk_budget_utilisation(bt: Backtest, risk: RiskConfig) -> dict[str, Any]:
         },
         "families": {},
     }
-    if bt.strategy_gross is not None and bt.n_steps:
-        used = bt.strategy_gross / float(risk.max_strategy_contribution)
-        out["families"] = {
-            name: {"mean": float(u.mean()), "max": float(u.max())}
-            for name, u in zip(bt.strategy_names, used.T, strict=True)
-        }
+    if bt.strategy_gross is not None and bt.strategy_budget is not None and bt.n_steps:
+        budget = bt.strategy_budget[:, :, STRATEGY_BUDGET_STEPS.index("capacity")]
+        for j, name in enumerate(bt.strategy_names):
+            live = budget[:, j] > 0.0
+            used = bt.strategy_gross[live, j] / budget[live, j]
+            out["families"][name] = {
+                "mean": float(used.mean()) if used.size else float("nan"),
+                "max": float(used.max()) if used.size else float("nan"),
+            }
     return out
 
 

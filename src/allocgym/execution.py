@@ -361,60 +361,48 @@ class ExecutionPolicy:
     def _apply(
         self, gate: GateResult, ctx: GateContext, triggers: Triggers | None
     ) -> ExecutionResult:
-        p = self.params
         st = self._tables()
-        trig = triggers or Triggers()
-        a = np.asarray(gate.approved, dtype=np.float64)
-        c = np.asarray(ctx.current_weights, dtype=np.float64)
-        n_envs, n_assets = a.shape
-        if c.shape != a.shape:
-            raise InvariantBreach(
-                f"ExecutionPolicy.apply: approved {a.shape} and current {c.shape} differ"
-            )
-        if not (np.isfinite(a).all() and np.isfinite(c).all()):
-            raise InvariantBreach(
-                "ExecutionPolicy.apply: non-finite approved or current weights; the gates "
-                "must have coded and replaced them (INVALID_INPUT)"
-            )
-        sym = np.asarray(gate.symbol_reasons, dtype=np.int64)
-        port = np.asarray(gate.portfolio_reasons, dtype=np.int64)
-        equity = np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs, 1)
-        prices = _fit(np.asarray(ctx.prices, dtype=np.float64), a.shape)
-        tradable = _fit(np.asarray(ctx.tradable, dtype=bool), a.shape)
-        price_ok = tradable & np.isfinite(prices) & (prices > 0) & (equity > 0)
-        every_ok = bool(price_ok.all())  # the common case skips the masking below
-        shares_per_w = equity / prices  # shares per unit weight (inf/NaN masked below)
-        if not every_ok:
-            shares_per_w = np.where(price_ok, shares_per_w, 0.0)
-        sectors = sector_map(ctx.sector_ids, n_assets)
-        betas = None
-        if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
-            raw_betas = _fit(np.asarray(ctx.betas, np.float64), a.shape)
-            betas = raw_betas if np.isfinite(raw_betas).all() else np.nan_to_num(raw_betas)
+        book = _read_book(gate, ctx)
+        fired = self._fire(book, ctx, triggers or Triggers(), st)
+        plan = self._plan(book, ctx, fired)
+        held = _round_plan(book, plan, st)
+        return _result(book, fired, plan, held)
 
-        # ---- triggers
-        d = a - c if every_ok else np.where(price_ok, a - c, 0.0)
-        moving = d != 0.0
+    def _fire(self, book: _Book, ctx: GateContext, trig: Triggers, st: _Static) -> _Fired:
+        """Which names drifted past their band, and which triggers fired, per portfolio."""
+        p = self.params
+        a, c, n_envs = book.a, book.c, book.a.shape[0]
+        d = a - c if book.every_ok else np.where(book.price_ok, a - c, 0.0)
         abs_d = np.abs(d)
-        name_drift = abs_d > _fit(st.tau, (n_assets,))
-        l1 = abs_d.sum(axis=1) > p.portfolio_drift_threshold
         # One pass over the symbol bits: OR of each row, with the portfolio bits.
-        row_bits = np.bitwise_or.reduce(sym, axis=1) | port
+        row_bits = np.bitwise_or.reduce(book.sym, axis=1) | book.port
         kill = (row_bits & _KILL) != 0
         for flag in (ctx.kill_switch, trig.kill_switch):
             if flag is not None:
                 kill = kill | _fit(np.asarray(flag, dtype=bool), (n_envs,))
         if st.kill:
             kill = np.ones(n_envs, dtype=bool)
-        vol_spike = _any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs)
-        spread_blow = _any_at_least(trig.spread_ratio, p.spread_blowout_ratio, n_envs)
-        scheduled = (
-            np.ones(n_envs, dtype=bool)
-            if trig.scheduled is None
-            else _fit(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
+        return _Fired(
+            moving=d != 0.0,
+            name_drift=abs_d > _fit(st.tau, (a.shape[1],)),
+            l1=abs_d.sum(axis=1) > p.portfolio_drift_threshold,
+            kill=kill,
+            vol_spike=_any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs),
+            spread_blow=_any_at_least(trig.spread_ratio, p.spread_blowout_ratio, n_envs),
+            scheduled=(
+                np.ones(n_envs, dtype=bool)
+                if trig.scheduled is None
+                else _fit(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
+            ),
+            coded_forced=(row_bits & _FORCED_MASK) != 0,
         )
-        coded_forced = (row_bits & _FORCED_MASK) != 0
-        bounds = self._bounds(ctx, n_envs, sectors, betas)
+
+    def _plan(self, book: _Book, ctx: GateContext, fired: _Fired) -> _Plan:
+        """Forced names, band suppression and the exposure references: the banded target
+        that lot rounding then works on."""
+        a, c, n_envs = book.a, book.c, book.a.shape[0]
+        betas = book.betas
+        bounds = self._bounds(ctx, n_envs, book.sectors, betas)
         beta_cap = np.inf if bounds is None or bounds.betas is None else bounds.beta_tol
         # With no beta limit the beta checks can only fail on NaN sums; _beta_inert proves
         # none can arise, and then they are skipped (same outcome, fewer passes).
@@ -424,29 +412,30 @@ class ExecutionPolicy:
             outside = np.zeros(n_envs, dtype=bool)
         else:
             outside = ~hard_ok(c, bounds)
-        forced = coded_forced | kill | outside
-        fz = _forced_names(sym, c, forced, coded_forced, kill, outside, bounds)
-        override = vol_spike | spread_blow | kill
-        allowed = (not p.scheduled_only) | scheduled | override
-        full = allowed & (l1 | override)
+        kill = fired.kill
+        forced = fired.coded_forced | kill | outside
+        fz = _forced_names(book.sym, c, forced, fired.coded_forced, kill, outside, bounds)
+        override = fired.vol_spike | fired.spread_blow | kill
+        allowed = (not self.params.scheduled_only) | fired.scheduled | override
+        full = allowed & (fired.l1 | override)
         # suppress = moving & ~(fz | full | (allowed & name_drift)), row terms last. Only
         # the forced names skip their bands: one name drifting over a cap must not make
         # the whole book trade (the band check below still lifts a band that would leave
         # a portfolio limit broken).
         if allowed.all():
-            suppress = moving & ~name_drift
+            suppress = fired.moving & ~fired.name_drift
         else:
-            suppress = moving & ~(allowed[:, None] & name_drift)
+            suppress = fired.moving & ~(allowed[:, None] & fired.name_drift)
         if full.any():
             suppress &= ~full[:, None]
         if fz is not None:
             suppress &= ~fz
 
-        refs = _refs(a, c, forced, sectors, betas, bounds, beta_cap, fz)
+        refs = _refs(a, c, forced, book.sectors, betas, bounds, beta_cap, fz)
         any_suppress = bool(suppress.any())
         if any_suppress:
             target = np.where(suppress, c, a)
-            band_ok = _passes(target, refs, sectors, betas)
+            band_ok = _passes(target, refs, book.sectors, betas)
             suppressed_rows = rows_any(suppress)
             lifted = suppressed_rows & ~band_ok
             if lifted.any():
@@ -456,77 +445,8 @@ class ExecutionPolicy:
         else:
             lifted = suppressed_rows = np.zeros(n_envs, dtype=bool)
             target = a
-
-        # ---- lot rounding (+ scaling of exposure-increasing orders, see _round_book)
-        lot = _fit(st.lot, (n_assets,))
-        # The book arrives as weights: a whole-lot position read back from them is off by
-        # float dust (100.00000000000001). Snapped, orders are exact whole lots and a
-        # close-out is exactly minus the held quantity.
-        q_cur = compiled.snap_whole_lots(c * shares_per_w, lot, st.unit_lot)
-        change = target != c
-        if not every_ok:
-            change &= price_ok
-        rb = (c, fz, change, q_cur, shares_per_w, lot, refs, sectors, st.unit_lot)
-        q_fin, w_fin, scaled = _round_book(target, *rb)
-        ok = _passes(w_fin, refs, sectors, betas)
-        if not ok.all():
-            # Non-forced portfolios still failing (rounding moved net or beta exposure):
-            # the largest uniform shrink of the whole trade, from a fixed grid, that passes.
-            for lam in _SHRINK_GRID:  # a fixed grid, not a batch loop
-                todo = ~ok & ~forced
-                if not todo.any():
-                    break
-                q_l, w_l, _ = _round_book(c + lam * (target - c), *rb)
-                ok_l = todo & _passes(w_l, refs, sectors, betas)
-                q_fin = np.where(ok_l[:, None], q_l, q_fin)
-                w_fin = np.where(ok_l[:, None], w_l, w_fin)
-                scaled |= ok_l[:, None] & change
-                ok |= ok_l
-            # ---- last resort: the (banded) approved book itself, unrounded. Holding
-            # instead could freeze a portfolio whose current and approved books sit on
-            # the same binding signed limit (net, beta): every rounded step off the
-            # segment breaks it.
-            fb = ~ok[:, None] & change
-            w_fin = np.where(fb, target, w_fin)
-            q_fin = np.where(fb, target * shares_per_w, q_fin)
-        delta = q_fin - q_cur
-        if not change.all():
-            delta = np.where(change, delta, 0.0)
-
-        if any_suppress:
-            reasons = sym | np.where(suppress, _BAND, 0)
-            port_out = port | np.where(suppressed_rows, _BAND, 0)
-        else:
-            reasons, port_out = sym.copy(), port.copy()
-        # Rounding (and the scaling that keeps a rounded book inside) moved these names
-        # off the approved weight: code them, so no weight changes without a reason.
-        rounded_off = change & (w_fin != target)
-        if rounded_off.any():
-            reasons |= np.where(rounded_off, _LOT, 0)
-            port_out |= np.where(rows_any(rounded_off), _LOT, 0)
-        masks = (  # one row per flag, in _FLAG_BITS order
-            rows_any(name_drift),
-            l1,
-            scheduled,
-            vol_spike,
-            spread_blow,
-            kill,
-            forced,
-            lifted,
-            rows_any(scaled) & ok,
-            ~ok,
-        )
-        flags = _FLAG_BITS @ np.array(masks, dtype=np.int64)  # exact integer sum of bits
-        return ExecutionResult(
-            target_weights=w_fin,
-            delta_qty=delta,
-            target_qty=q_fin,
-            side=np.sign(delta).astype(np.int8),
-            reasons=reasons,
-            portfolio_reasons=port_out,
-            traded=rows_any(delta != 0.0),
-            trigger_flags=flags,
-            suppressed=suppress,
+        return _Plan(
+            betas, forced, fz, refs, suppress, any_suppress, suppressed_rows, lifted, target
         )
 
     # ------------------------------------------------------------------ internals
@@ -704,6 +624,191 @@ def _forced_names(
     if whole.any():
         fz |= whole[:, None]
     return fz
+
+
+@dataclass(eq=False, slots=True)  # not frozen: a frozen __init__ is slow
+class _Book:
+    """One decision's books and market inputs as execution reads them."""
+
+    a: np.ndarray  # approved weights (n_envs, n_assets)
+    c: np.ndarray  # current weights
+    sym: np.ndarray  # gate symbol reasons
+    port: np.ndarray  # gate portfolio reasons
+    price_ok: np.ndarray  # tradable with a valid price (and equity)
+    every_ok: bool  # price_ok everywhere: the common case skips the masking
+    shares_per_w: np.ndarray  # shares per unit weight, 0 where no valid price
+    sectors: SectorMap
+    betas: np.ndarray | None  # a missing beta (NaN) is 0
+
+
+def _read_book(gate: GateResult, ctx: GateContext) -> _Book:
+    """The approved and current books with the market inputs execution needs.
+
+    Raises
+    ------
+    InvariantBreach
+        Approved and current books of different shapes, or a non-finite weight (the
+        gates code and replace those).
+    """
+    a = np.asarray(gate.approved, dtype=np.float64)
+    c = np.asarray(ctx.current_weights, dtype=np.float64)
+    if c.shape != a.shape:
+        raise InvariantBreach(
+            f"ExecutionPolicy.apply: approved {a.shape} and current {c.shape} differ"
+        )
+    if not (np.isfinite(a).all() and np.isfinite(c).all()):
+        raise InvariantBreach(
+            "ExecutionPolicy.apply: non-finite approved or current weights; the gates "
+            "must have coded and replaced them (INVALID_INPUT)"
+        )
+    n_envs, n_assets = a.shape
+    equity = np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs, 1)
+    prices = _fit(np.asarray(ctx.prices, dtype=np.float64), a.shape)
+    tradable = _fit(np.asarray(ctx.tradable, dtype=bool), a.shape)
+    price_ok = tradable & np.isfinite(prices) & (prices > 0) & (equity > 0)
+    every_ok = bool(price_ok.all())
+    shares_per_w = equity / prices  # shares per unit weight (inf/NaN masked below)
+    if not every_ok:
+        shares_per_w = np.where(price_ok, shares_per_w, 0.0)
+    betas = None
+    if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
+        raw_betas = _fit(np.asarray(ctx.betas, np.float64), a.shape)
+        betas = raw_betas if np.isfinite(raw_betas).all() else np.nan_to_num(raw_betas)
+    return _Book(
+        a=a,
+        c=c,
+        sym=np.asarray(gate.symbol_reasons, dtype=np.int64),
+        port=np.asarray(gate.portfolio_reasons, dtype=np.int64),
+        price_ok=price_ok,
+        every_ok=every_ok,
+        shares_per_w=shares_per_w,
+        sectors=sector_map(ctx.sector_ids, n_assets),
+        betas=betas,
+    )
+
+
+@dataclass(eq=False, slots=True)
+class _Fired:
+    """Drift and trigger masks of one decision (names (n_envs, n_assets), rows (n_envs,))."""
+
+    moving: np.ndarray  # names whose approved weight differs from the current one
+    name_drift: np.ndarray  # names past their band tau_i
+    l1: np.ndarray  # rows past the L1 drift threshold
+    kill: np.ndarray
+    vol_spike: np.ndarray
+    spread_blow: np.ndarray
+    scheduled: np.ndarray
+    coded_forced: np.ndarray  # rows the gates coded FORCED_DERISK or KILL_SWITCH
+
+
+@dataclass(eq=False, slots=True)
+class _Plan:
+    """The banded target of one decision and what lot rounding must respect."""
+
+    betas: np.ndarray | None  # None where the beta checks are inert
+    forced: np.ndarray  # (n_envs,) forced portfolios
+    fz: np.ndarray | None  # forced names (None: none)
+    refs: _Refs
+    suppress: np.ndarray  # names whose trade a band suppressed
+    any_suppress: bool
+    suppressed_rows: np.ndarray
+    lifted: np.ndarray  # rows whose band was lifted
+    target: np.ndarray  # approved weights, current ones where suppressed
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    """The lot-rounded book of one decision."""
+
+    q_fin: np.ndarray  # position in shares after the orders
+    w_fin: np.ndarray  # weights recomputed from them
+    delta: np.ndarray  # orders in shares
+    change: np.ndarray  # names with an order to place
+    scaled: np.ndarray  # names whose order was scaled to keep the book inside
+    ok: np.ndarray  # (n_envs,) a rounded book passed (else the unrounded fallback)
+
+
+def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
+    """Lot-round the banded target (+ scaling of exposure-increasing orders, see
+    ``_round_book``); a book still failing the checks takes the largest passing uniform
+    shrink of its trade, else the unrounded banded target."""
+    c, target, shares_per_w = book.c, plan.target, book.shares_per_w
+    forced, refs, sectors, betas = plan.forced, plan.refs, book.sectors, plan.betas
+    lot = _fit(st.lot, (c.shape[1],))
+    # The book arrives as weights: a whole-lot position read back from them is off by
+    # float dust (100.00000000000001). Snapped, orders are exact whole lots and a
+    # close-out is exactly minus the held quantity.
+    q_cur = compiled.snap_whole_lots(c * shares_per_w, lot, st.unit_lot)
+    change = target != c
+    if not book.every_ok:
+        change &= book.price_ok
+    rb = (c, plan.fz, change, q_cur, shares_per_w, lot, refs, sectors, st.unit_lot)
+    q_fin, w_fin, scaled = _round_book(target, *rb)
+    ok = _passes(w_fin, refs, sectors, betas)
+    if not ok.all():
+        # Non-forced portfolios still failing (rounding moved net or beta exposure):
+        # the largest uniform shrink of the whole trade, from a fixed grid, that passes.
+        for lam in _SHRINK_GRID:  # a fixed grid, not a batch loop
+            todo = ~ok & ~forced
+            if not todo.any():
+                break
+            q_l, w_l, _ = _round_book(c + lam * (target - c), *rb)
+            ok_l = todo & _passes(w_l, refs, sectors, betas)
+            q_fin = np.where(ok_l[:, None], q_l, q_fin)
+            w_fin = np.where(ok_l[:, None], w_l, w_fin)
+            scaled |= ok_l[:, None] & change
+            ok |= ok_l
+        # ---- last resort: the (banded) approved book itself, unrounded. Holding
+        # instead could freeze a portfolio whose current and approved books sit on
+        # the same binding signed limit (net, beta): every rounded step off the
+        # segment breaks it.
+        fb = ~ok[:, None] & change
+        w_fin = np.where(fb, target, w_fin)
+        q_fin = np.where(fb, target * shares_per_w, q_fin)
+    delta = q_fin - q_cur
+    if not change.all():
+        delta = np.where(change, delta, 0.0)
+    return _Held(q_fin, w_fin, delta, change, scaled, ok)
+
+
+def _result(book: _Book, fired: _Fired, plan: _Plan, held: _Held) -> ExecutionResult:
+    """The orders, the held book and their reason codes and trigger flags."""
+    sym, port, suppress = book.sym, book.port, plan.suppress
+    if plan.any_suppress:
+        reasons = sym | np.where(suppress, _BAND, 0)
+        port_out = port | np.where(plan.suppressed_rows, _BAND, 0)
+    else:
+        reasons, port_out = sym.copy(), port.copy()
+    # Rounding (and the scaling that keeps a rounded book inside) moved these names
+    # off the approved weight: code them, so no weight changes without a reason.
+    rounded_off = held.change & (held.w_fin != plan.target)
+    if rounded_off.any():
+        reasons |= np.where(rounded_off, _LOT, 0)
+        port_out |= np.where(rows_any(rounded_off), _LOT, 0)
+    masks = (  # one row per flag, in _FLAG_BITS order
+        rows_any(fired.name_drift),
+        fired.l1,
+        fired.scheduled,
+        fired.vol_spike,
+        fired.spread_blow,
+        fired.kill,
+        plan.forced,
+        plan.lifted,
+        rows_any(held.scaled) & held.ok,
+        ~held.ok,
+    )
+    flags = _FLAG_BITS @ np.array(masks, dtype=np.int64)  # exact integer sum of bits
+    return ExecutionResult(
+        target_weights=held.w_fin,
+        delta_qty=held.delta,
+        target_qty=held.q_fin,
+        side=np.sign(held.delta).astype(np.int8),
+        reasons=reasons,
+        portfolio_reasons=port_out,
+        traded=rows_any(held.delta != 0.0),
+        trigger_flags=flags,
+        suppressed=suppress,
+    )
 
 
 # ---------------------------------------------------------------------------- helpers

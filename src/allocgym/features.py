@@ -178,8 +178,9 @@ class MarketFeatures:
         """Per-asset market features, float32 view of shape (K, n_assets,
         n_market_asset_features) (observation order, step-time ``weight`` excluded)."""
         k, n = self.n_rows, self.n_assets
-        fa = self.n_market_asset_features + len(STEP_ASSET_FEATURES)
-        return self.template[:, : n * fa].reshape(k, n, fa)[:, :, : self.n_market_asset_features]
+        n_feats = self.n_market_asset_features + len(STEP_ASSET_FEATURES)
+        asset_block = self.template[:, : n * n_feats].reshape(k, n, n_feats)
+        return asset_block[:, :, : self.n_market_asset_features]
 
     @property
     def market_globals(self) -> np.ndarray:
@@ -214,12 +215,12 @@ def alpha_scores(feats: MarketFeatures) -> np.ndarray:
     -------
     ndarray, shape (n_envs, n_assets)
     """
-    m = feats.tradable
-    x = np.where(m, feats.momentum, 0.0)
-    n = np.maximum(m.sum(axis=-1), 1)[:, None]
-    mean = x.sum(axis=-1, keepdims=True) / n
-    dev = np.where(m, x - mean, 0.0)
-    sd = np.sqrt((dev * dev).sum(axis=-1, keepdims=True) / n)
+    tradable = feats.tradable
+    momentum = np.where(tradable, feats.momentum, 0.0)
+    count = np.maximum(tradable.sum(axis=-1), 1)[:, None]
+    mean = momentum.sum(axis=-1, keepdims=True) / count
+    dev = np.where(tradable, momentum - mean, 0.0)
+    sd = np.sqrt((dev * dev).sum(axis=-1, keepdims=True) / count)
     return np.divide(dev, sd, out=np.zeros_like(dev), where=sd > 0.0)
 
 
@@ -257,11 +258,12 @@ def bar_series(
 def _masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Median of ``x`` over ``mask`` along the last axis of (K, N), shape (K,); NaN where empty."""
     k, n = x.shape
-    s = np.sort(np.where(mask, x, np.inf), axis=-1)
-    cnt = np.count_nonzero(mask, axis=-1)
+    ascending = np.sort(np.where(mask, x, np.inf), axis=-1)  # masked out last
+    count = np.count_nonzero(mask, axis=-1)
     rows = np.arange(k)
-    med = 0.5 * (s[rows, np.maximum(cnt - 1, 0) // 2] + s[rows, np.minimum(cnt // 2, n - 1)])
-    return np.where(cnt > 0, med, np.nan)
+    lower = ascending[rows, np.maximum(count - 1, 0) // 2]
+    upper = ascending[rows, np.minimum(count // 2, n - 1)]
+    return np.where(count > 0, 0.5 * (lower + upper), np.nan)
 
 
 def _finite_or_zero(x: np.ndarray) -> np.ndarray:
@@ -272,6 +274,17 @@ def _finite_or_zero(x: np.ndarray) -> np.ndarray:
 def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """``np.clip`` without its Python-level dispatch (it dominates at K = 1)."""
     return np.minimum(np.maximum(x, lo), hi)
+
+
+def _beta(r: np.ndarray, rb: np.ndarray, window: int) -> np.ndarray:
+    """Beta (K, N) of the simple returns ``r`` (K, m, N) to the benchmark's ``rb`` (K, m)
+    over the last ``window`` bars (0 when the benchmark has no variance)."""
+    m = r.shape[1]
+    r_win, rb_win = r[:, m - window :], rb[:, m - window :]
+    bench_dev = rb_win - (rb_win.sum(axis=1) / window)[:, None]
+    cov = ((r_win - (r_win.sum(axis=1) / window)[:, None, :]) * bench_dev[:, :, None]).sum(axis=1)
+    var = (bench_dev * bench_dev).sum(axis=1)[:, None]
+    return np.divide(cov, var, out=np.zeros_like(cov), where=var > 0.0)
 
 
 class FeatureBuilder:
@@ -319,9 +332,9 @@ class FeatureBuilder:
             )
         self.history = int(cfg.history if cfg.history is not None else needed)
 
-        lam = 0.5 ** (1.0 / cfg.ewma_halflife)
+        decay = 0.5 ** (1.0 / cfg.ewma_halflife)
         # EWMA weights oldest first, so they line up with the time axis of a window.
-        self._ewma_w = (lam ** np.arange(cfg.ewma_window - 1, -1, -1, dtype=np.float64))[
+        self._ewma_w = (decay ** np.arange(cfg.ewma_window - 1, -1, -1, dtype=np.float64))[
             None, :, None
         ]
         self._inv_sqrt_h = (1.0 / np.sqrt(np.array(self._horizons, dtype=np.float64)))[
@@ -359,20 +372,25 @@ class FeatureBuilder:
         self.n_asset_features = len(self.asset_feature_names)
         self.n_global_features = len(self.global_feature_names)
 
-        c = float(cfg.clip)
-        sym, pos, unit, sunit = (-c, c), (0.0, c), (0.0, 1.0), (-1.0, 1.0)
-        bounds: dict[str, tuple[float, float]] = dict.fromkeys(self.asset_feature_names, sym)
-        bounds.update(ewma_vol=pos, spread=pos, tradable=unit, intent_defensive=unit)
+        clip = float(cfg.clip)
+        symmetric, positive = (-clip, clip), (0.0, clip)
+        unit, signed_unit = (0.0, 1.0), (-1.0, 1.0)
+        bounds: dict[str, tuple[float, float]] = dict.fromkeys(self.asset_feature_names, symmetric)
+        bounds.update(ewma_vol=positive, spread=positive, tradable=unit, intent_defensive=unit)
         bounds.update({f"conf_{s}": unit for s in STRATEGY_FAMILIES})
-        bounds.update(intent_trend=sunit, intent_mean_reversion=sunit)
-        gbounds: dict[str, tuple[float, float]] = dict.fromkeys(self.global_feature_names, unit)
-        gbounds.update(gross=pos, net=sym, cash=sym)
+        bounds.update(intent_trend=signed_unit, intent_mean_reversion=signed_unit)
+        global_bounds: dict[str, tuple[float, float]] = dict.fromkeys(
+            self.global_feature_names, unit
+        )
+        global_bounds.update(gross=positive, net=symmetric, cash=symmetric)
         if cfg.mean_correlation:
-            gbounds.update(mean_correlation=sunit)
-        gbounds.update(dict.fromkeys(exposures, sym))
-        self._asset_bounds = np.array([bounds[n] for n in self.asset_feature_names]).T
-        self._global_bounds = np.array([gbounds[n] for n in self.global_feature_names]).T
-        self._bounds = {**bounds, **gbounds}
+            global_bounds.update(mean_correlation=signed_unit)
+        global_bounds.update(dict.fromkeys(exposures, symmetric))
+        self._asset_bounds = np.array([bounds[name] for name in self.asset_feature_names]).T
+        self._global_bounds = np.array(
+            [global_bounds[name] for name in self.global_feature_names]
+        ).T
+        self._bounds = {**bounds, **global_bounds}
 
     # ------------------------------------------------------------------ layout
     def obs_dim(self, n_assets: int) -> int:
@@ -504,13 +522,13 @@ class FeatureBuilder:
         r, valid = _pair_returns(
             close[:, -m - 1 : -1], close[:, -m:], tradable[:, -m - 1 : -1], tradable[:, -m:]
         )
-        a, z = self.cfg.adv_window, self.cfg.zscore_window
+        adv_window, zscore_window = self.cfg.adv_window, self.cfg.zscore_window
         return self._core(
             r,
             valid,
             np.ascontiguousarray(bench[:, -m:]),
-            np.ascontiguousarray(close[:, -z:]),
-            _finite_or_zero(volume[:, -a:] * close[:, -a:]),
+            np.ascontiguousarray(close[:, -zscore_window:]),
+            _finite_or_zero(volume[:, -adv_window:] * close[:, -adv_window:]),
             spread[:, -1],
             tradable[:, -1],
         )
@@ -560,13 +578,14 @@ class FeatureBuilder:
         MarketFeatures
             Leading axis 1.
         """
-        m, a, z = self._n_feat_returns, self.cfg.adv_window, self.cfg.zscore_window
+        m = self._n_feat_returns
+        adv_window, zscore_window = self.cfg.adv_window, self.cfg.zscore_window
         return self._core(
             np.ascontiguousarray(returns[-m:], dtype=np.float64)[None],
             np.ascontiguousarray(valid[-m:], dtype=bool)[None],
             np.ascontiguousarray(bench[-m:], dtype=np.float64)[None],
-            np.ascontiguousarray(close[-z:], dtype=np.float64)[None],
-            np.ascontiguousarray(notional[-a:], dtype=np.float64)[None],
+            np.ascontiguousarray(close[-zscore_window:], dtype=np.float64)[None],
+            np.ascontiguousarray(notional[-adv_window:], dtype=np.float64)[None],
             np.ascontiguousarray(spread_t, dtype=np.float64)[None],
             np.ascontiguousarray(tradable_t, dtype=bool)[None],
             (regime.labels, regime.confidence, regime.barbell),
@@ -583,7 +602,7 @@ class FeatureBuilder:
         tradable = np.ascontiguousarray(market.tradable)
         bench = np.ascontiguousarray(market.benchmark_returns)
         n_days, n_assets = close.shape
-        a, z = self.cfg.adv_window, self.cfg.zscore_window
+        adv_window, zscore_window = self.cfg.adv_window, self.cfg.zscore_window
         r_full = np.zeros_like(close)
         valid_full = np.zeros(close.shape, dtype=bool)
         r_full[1:], valid_full[1:] = _pair_returns(
@@ -600,39 +619,48 @@ class FeatureBuilder:
         regime = self.regime.path_from_returns(r_full, bench)
         # Only the feature returns are windowed here; window for bar t is index t - m + 1.
         m = self._n_feat_returns
-        sw = np.lib.stride_tricks.sliding_window_view
-        r_sw, v_sw, b_sw = sw(r_full, m, axis=0), sw(valid_full, m, axis=0), sw(bench, m)
-        c_sw, n_sw = sw(close, z, axis=0), sw(notional, a, axis=0)
+        windows = np.lib.stride_tricks.sliding_window_view
+        r_win, valid_win = windows(r_full, m, axis=0), windows(valid_full, m, axis=0)
+        bench_win = windows(bench, m)
+        close_win = windows(close, zscore_window, axis=0)
+        notional_win = windows(notional, adv_window, axis=0)
         step = max(1, int(chunk_bytes) // (m * n_assets * 8))
-        for t0 in range(first, n_days, step):
-            t1 = min(n_days, t0 + step)
+        for start in range(first, n_days, step):
+            stop = min(n_days, start + step)
+            returns_rows = slice(start - m + 1, stop - m + 1)
+            close_rows = slice(start - zscore_window + 1, stop - zscore_window + 1)
+            adv_rows = slice(start - adv_window + 1, stop - adv_window + 1)
             part = self._core(
-                np.ascontiguousarray(r_sw[t0 - m + 1 : t1 - m + 1].transpose(0, 2, 1)),
-                np.ascontiguousarray(v_sw[t0 - m + 1 : t1 - m + 1].transpose(0, 2, 1)),
-                np.ascontiguousarray(b_sw[t0 - m + 1 : t1 - m + 1]),
-                np.ascontiguousarray(c_sw[t0 - z + 1 : t1 - z + 1].transpose(0, 2, 1)),
-                np.ascontiguousarray(n_sw[t0 - a + 1 : t1 - a + 1].transpose(0, 2, 1)),
-                np.ascontiguousarray(market.spread_bps[t0:t1]),
-                tradable[t0:t1],
-                (regime.labels[t0:t1], regime.confidence[t0:t1], regime.barbell[t0:t1]),
+                np.ascontiguousarray(r_win[returns_rows].transpose(0, 2, 1)),
+                np.ascontiguousarray(valid_win[returns_rows].transpose(0, 2, 1)),
+                np.ascontiguousarray(bench_win[returns_rows]),
+                np.ascontiguousarray(close_win[close_rows].transpose(0, 2, 1)),
+                np.ascontiguousarray(notional_win[adv_rows].transpose(0, 2, 1)),
+                np.ascontiguousarray(market.spread_bps[start:stop]),
+                tradable[start:stop],
+                (
+                    regime.labels[start:stop],
+                    regime.confidence[start:stop],
+                    regime.barbell[start:stop],
+                ),
             )
             for f in fields(out):
                 if f.name not in _ROW_FREE:
-                    getattr(out, f.name)[t0:t1] = getattr(part, f.name)
+                    getattr(out, f.name)[start:stop] = getattr(part, f.name)
         return out
 
     def _empty(self, n_rows: int, n_assets: int) -> MarketFeatures:
-        s, n = len(STRATEGY_FAMILIES), n_assets
-        nan2 = np.full((n_rows, n), np.nan)
+        n_families, n = len(STRATEGY_FAMILIES), n_assets
+        per_asset = np.full((n_rows, n), np.nan)
         return MarketFeatures(
             template=np.full((n_rows, self.obs_dim(n)), np.nan, np.float32),
             n_market_asset_features=len(self.market_asset_feature_names),
-            volatility=nan2,
-            betas=nan2.copy(),
-            adv_notional=nan2.copy(),
-            momentum=nan2.copy(),
-            intents=np.full((n_rows, s, n), np.nan),
-            intent_confidence=np.full((n_rows, s, n), np.nan),
+            volatility=per_asset,
+            betas=per_asset.copy(),
+            adv_notional=per_asset.copy(),
+            momentum=per_asset.copy(),
+            intents=np.full((n_rows, n_families, n), np.nan),
+            intent_confidence=np.full((n_rows, n_families, n), np.nan),
             horizons=self.intent_params.horizons,
             regime=np.full(n_rows, _UNCERTAIN, np.int8),
             regime_confidence=np.zeros(n_rows),
@@ -661,112 +689,143 @@ class FeatureBuilder:
         ``required_history`` rows of ``r``/``rb`` when not given.
         """
         cfg = self.cfg
-        c, floor = float(cfg.clip), float(cfg.vol_floor)
+        clip, floor = float(cfg.clip), float(cfg.vol_floor)
         k, m, n = r.shape
-        nf = self._n_feat_returns
-        x = np.log1p(r[:, m - nf :])  # log returns, (K, nf, N)
-
-        # EWMA volatility over valid returns; fallbacks: cross-sectional median, floor.
-        e = cfg.ewma_window
-        xe = x[:, nf - e :]
-        wv = self._ewma_w * valid[:, m - e :]
-        den = wv.sum(axis=1)
-        have = den > 0.0
-        if have.all():
-            sigma = np.sqrt((wv * xe * xe).sum(axis=1) / den)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                sigma = np.sqrt((wv * xe * xe).sum(axis=1) / den)
-            med = _masked_median(sigma, have)
-            sigma = np.where(have, sigma, np.where(np.isfinite(med), med, floor)[:, None])
-        sigma = np.maximum(sigma, floor)
+        x = np.log1p(r[:, m - self._n_feat_returns :])  # log returns, (K, n_feat_returns, N)
+        sigma, x_ewma, has_vol = self._ewma_volatility(x, valid)
         inv_sigma = 1.0 / sigma
-
-        w, nh = cfg.window, len(self._horizons)
-        lags = _clip(x[:, nf - w :][:, ::-1] * inv_sigma[:, None, :], -c, c)  # newest first
-        mom = np.empty((k, nh, n))
-        for i, h in enumerate(self._horizons):
-            mom[:, i] = x[:, nf - h :].sum(axis=1)
-        mom = _clip(mom * inv_sigma[:, None, :] * self._inv_sqrt_h, -c, c)
-        momentum = mom.sum(axis=1) / nh
-
-        # Mean reversion: log-price z-score and lag-1 autocorrelation over zscore_window.
-        zw = cfg.zscore_window
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lp = np.log(close_z)
-            dev = lp - (lp.sum(axis=1) / zw)[:, None, :]
-            zs = dev[:, -1] / np.sqrt((dev * dev).sum(axis=1) / zw)
-        zs = _clip(np.where(np.isfinite(zs), zs, 0.0), -c, c)
-        xz, xz1 = x[:, nf - zw :], x[:, nf - zw - 1 : nf - 1]
-        ss = (xz * xz).sum(axis=1)
-        ac = np.divide((xz * xz1).sum(axis=1), ss, out=np.zeros_like(ss), where=ss > 0.0)
-        ac = _clip(ac, -1.0, 1.0)
-
-        # Beta of simple returns to the benchmark.
-        bw = cfg.beta_window
-        rr, bb = r[:, m - bw :], rb[:, m - bw :]
-        db = bb - (bb.sum(axis=1) / bw)[:, None]
-        cov = ((rr - (rr.sum(axis=1) / bw)[:, None, :]) * db[:, :, None]).sum(axis=1)
-        var = (db * db).sum(axis=1)[:, None]
-        beta = np.divide(cov, var, out=np.zeros_like(cov), where=var > 0.0)
-
-        # Capacity: ADV relative to the tradable cross-section, spread in bps / 100.
-        adv = notional.sum(axis=1) / cfg.adv_window
-        adv_ok = tradable_t & (adv > 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = np.log(adv / _masked_median(adv, adv_ok)[:, None])
-        rel = np.where(adv_ok, _clip(rel, -c, c), np.where(adv > 0.0, 0.0, -c))
-        spread = spread_t / 100.0
-        spread = _clip(np.where(np.isfinite(spread), spread, c), 0.0, c)
-
+        lags, mom = self._scaled_returns(x, inv_sigma)
+        zscore, autocorr = self._mean_reversion(x, close_z)
+        beta = _beta(r, rb, cfg.beta_window)
+        adv, rel_adv, spread = self._capacity(notional, spread_t, tradable_t)
         med_vol = _masked_median(sigma, tradable_t)
         med_vol = np.where(np.isfinite(med_vol), med_vol, floor)
-        si = strategy_intents(mom, zs, ac, sigma, med_vol, tradable_t, self.intent_params)
-
+        strategy = strategy_intents(
+            mom, zscore, autocorr, sigma, med_vol, tradable_t, self.intent_params
+        )
         if regime is None:
-            rh = m - self._n_regime_returns
-            st = self.regime.classify(r[:, rh:], rb[:, rh:])
-            regime = (st.labels, st.confidence, st.barbell)
+            first = m - self._n_regime_returns
+            state = self.regime.classify(r[:, first:], rb[:, first:])
+            regime = (state.labels, state.confidence, state.barbell)
         labels = np.asarray(regime[0], dtype=np.int8)
-        rconf = np.asarray(regime[1], dtype=np.float64)
+        regime_confidence = np.asarray(regime[1], dtype=np.float64)
 
-        fa = self.n_asset_features
-        template = np.zeros((k, n * fa + self.n_global_features), dtype=np.float32)
-        asset = np.reshape(template[:, : n * fa], (k, n, fa), copy=False)
+        # The observation template: per-asset blocks in ``market_asset_feature_names``
+        # order, then the regime one-hot and confidence (step-time slots stay 0).
+        n_feats = self.n_asset_features
+        template = np.zeros((k, n * n_feats + self.n_global_features), dtype=np.float32)
+        asset = np.reshape(template[:, : n * n_feats], (k, n, n_feats), copy=False)
+        w, n_horizons = cfg.window, len(self._horizons)
         asset[:, :, :w] = lags.transpose(0, 2, 1)
-        asset[:, :, w] = np.minimum(sigma * np.sqrt(PERIODS_PER_YEAR), c)
-        asset[:, :, w + 1 : w + 1 + nh] = mom.transpose(0, 2, 1)
-        j = w + 1 + nh
-        asset[:, :, j] = zs
-        ns = len(STRATEGY_FAMILIES)
-        asset[:, :, j + 1 : j + 1 + 2 * ns : 2] = si.intents.transpose(0, 2, 1)
-        asset[:, :, j + 2 : j + 2 + 2 * ns : 2] = si.confidence.transpose(0, 2, 1)
-        j += 1 + 2 * ns
-        asset[:, :, j] = _clip(beta, -c, c)
-        asset[:, :, j + 1] = rel
-        asset[:, :, j + 2] = spread
-        asset[:, :, j + 3] = tradable_t
-
-        template[:, n * fa : n * fa + len(REGIME_LABELS)] = labels[:, None] == self._label_codes
-        template[:, n * fa + len(REGIME_LABELS)] = rconf
+        asset[:, :, w] = np.minimum(sigma * np.sqrt(PERIODS_PER_YEAR), clip)
+        asset[:, :, w + 1 : w + 1 + n_horizons] = mom.transpose(0, 2, 1)
+        col = w + 1 + n_horizons
+        asset[:, :, col] = zscore
+        n_families = len(STRATEGY_FAMILIES)
+        asset[:, :, col + 1 : col + 1 + 2 * n_families : 2] = strategy.intents.transpose(0, 2, 1)
+        asset[:, :, col + 2 : col + 2 + 2 * n_families : 2] = strategy.confidence.transpose(0, 2, 1)
+        col += 1 + 2 * n_families
+        asset[:, :, col] = _clip(beta, -clip, clip)
+        asset[:, :, col + 1] = rel_adv
+        asset[:, :, col + 2] = spread
+        asset[:, :, col + 3] = tradable_t
+        template[:, n * n_feats : n * n_feats + len(REGIME_LABELS)] = (
+            labels[:, None] == self._label_codes
+        )
+        template[:, n * n_feats + len(REGIME_LABELS)] = regime_confidence
         if cfg.mean_correlation:
-            template[:, -self._mean_corr_back] = self._mean_correlation(xe, inv_sigma, have)
+            template[:, -self._mean_corr_back] = self._mean_correlation(x_ewma, inv_sigma, has_vol)
         return MarketFeatures(
             template=template,
             n_market_asset_features=len(self.market_asset_feature_names),
             volatility=sigma,
             betas=beta,
             adv_notional=adv,
-            momentum=momentum,
-            intents=si.intents,
-            intent_confidence=si.confidence,
-            horizons=si.horizons,
+            momentum=mom.sum(axis=1) / n_horizons,
+            intents=strategy.intents,
+            intent_confidence=strategy.confidence,
+            horizons=strategy.horizons,
             regime=labels,
-            regime_confidence=rconf,
+            regime_confidence=regime_confidence,
             barbell=np.asarray(regime[2], dtype=np.int8),
             tradable=np.array(tradable_t, dtype=bool),
             valid=np.ones(k, dtype=bool),
         )
+
+    def _ewma_volatility(
+        self, x: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """EWMA volatility (K, N) of each name's valid log returns ``x`` over
+        ``ewma_window``; a name without one takes the cross-sectional median (else
+        ``vol_floor``), and every value is floored at ``vol_floor``.
+
+        Returns the volatility, the window's log returns (K, ewma_window, N) and which
+        names had valid returns in it (K, N).
+        """
+        floor = float(self.cfg.vol_floor)
+        window = self.cfg.ewma_window
+        x_ewma = x[:, x.shape[1] - window :]
+        weights = self._ewma_w * valid[:, valid.shape[1] - window :]
+        weight_sum = weights.sum(axis=1)
+        has_vol = weight_sum > 0.0
+        if has_vol.all():
+            sigma = np.sqrt((weights * x_ewma * x_ewma).sum(axis=1) / weight_sum)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sigma = np.sqrt((weights * x_ewma * x_ewma).sum(axis=1) / weight_sum)
+            median = _masked_median(sigma, has_vol)
+            sigma = np.where(has_vol, sigma, np.where(np.isfinite(median), median, floor)[:, None])
+        return np.maximum(sigma, floor), x_ewma, has_vol
+
+    def _scaled_returns(
+        self, x: np.ndarray, inv_sigma: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Volatility-scaled, clipped lagged returns (K, window, N), newest first, and
+        momentum per horizon (K, n_horizons, N): the horizon's log return over
+        ``sigma sqrt(h)``."""
+        clip = float(self.cfg.clip)
+        n_feat = x.shape[1]
+        k, _, n = x.shape
+        lags = _clip(x[:, n_feat - self.cfg.window :][:, ::-1] * inv_sigma[:, None, :], -clip, clip)
+        mom = np.empty((k, len(self._horizons), n))
+        for i, h in enumerate(self._horizons):
+            mom[:, i] = x[:, n_feat - h :].sum(axis=1)
+        return lags, _clip(mom * inv_sigma[:, None, :] * self._inv_sqrt_h, -clip, clip)
+
+    def _mean_reversion(self, x: np.ndarray, close_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean-reversion signals over ``zscore_window``, each (K, N): the clipped z-score
+        of the last log price (0 where undefined) and the lag-1 autocorrelation of the
+        log returns ``x`` (0 without variance)."""
+        clip = float(self.cfg.clip)
+        window = self.cfg.zscore_window
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_price = np.log(close_z)
+            dev = log_price - (log_price.sum(axis=1) / window)[:, None, :]
+            zscore = dev[:, -1] / np.sqrt((dev * dev).sum(axis=1) / window)
+        zscore = _clip(np.where(np.isfinite(zscore), zscore, 0.0), -clip, clip)
+        n_feat = x.shape[1]
+        x_now, x_prev = x[:, n_feat - window :], x[:, n_feat - window - 1 : n_feat - 1]
+        sum_sq = (x_now * x_now).sum(axis=1)
+        autocorr = np.divide(
+            (x_now * x_prev).sum(axis=1), sum_sq, out=np.zeros_like(sum_sq), where=sum_sq > 0.0
+        )
+        return zscore, _clip(autocorr, -1.0, 1.0)
+
+    def _capacity(
+        self, notional: np.ndarray, spread_t: np.ndarray, tradable_t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Capacity features, each (K, N): the average daily traded notional over
+        ``adv_window``, its clipped log ratio to the tradable cross-section's median
+        (``-clip`` with no volume), and the spread in bps / 100 clipped to [0, clip]."""
+        clip = float(self.cfg.clip)
+        adv = notional.sum(axis=1) / self.cfg.adv_window
+        adv_ok = tradable_t & (adv > 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel_adv = np.log(adv / _masked_median(adv, adv_ok)[:, None])
+        rel_adv = np.where(adv_ok, _clip(rel_adv, -clip, clip), np.where(adv > 0.0, 0.0, -clip))
+        spread = spread_t / 100.0
+        spread = _clip(np.where(np.isfinite(spread), spread, clip), 0.0, clip)
+        return adv, rel_adv, spread
 
     def set_mean_correlation(self, feats: MarketFeatures, values: np.ndarray) -> None:
         """Write ``values`` (K,) into the ``mean_correlation`` slot of ``feats.template``
@@ -856,7 +915,7 @@ class FeatureBuilder:
     ) -> np.ndarray:
         """``observation``, optionally given the book's ``|w|.sum(axis=1)`` (``gross``)
         and ``w.sum(axis=1)`` (``net``) when the caller has computed them already."""
-        c = float(self.cfg.clip)
+        clip = float(self.cfg.clip)
         if rows is None:
             out = feats.template.copy()
         else:
@@ -865,24 +924,24 @@ class FeatureBuilder:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (k, n):
             raise DataError(f"weights have shape {w.shape}, features {(k, n)}: align them")
-        fa = self.n_asset_features
-        na = n * fa
-        out[:, fa - 1 : na : fa] = _clip(w, -c, c)
-        g = na + _N_MARKET_GLOBALS
-        out[:, g] = np.minimum(np.abs(w).sum(axis=1) if gross is None else gross, c)
-        out[:, g + 1] = _clip(w.sum(axis=1) if net is None else net, -c, c)
-        out[:, g + 2] = _clip(np.asarray(drawdown, dtype=np.float64), 0.0, 1.0)
-        out[:, g + 3] = _clip(np.asarray(cash, dtype=np.float64), -c, c)
+        n_feats = self.n_asset_features
+        asset_end = n * n_feats
+        # each asset block ends with its weight slot
+        out[:, n_feats - 1 : asset_end : n_feats] = _clip(w, -clip, clip)
+        step_globals = asset_end + _N_MARKET_GLOBALS
+        out[:, step_globals] = np.minimum(np.abs(w).sum(axis=1) if gross is None else gross, clip)
+        out[:, step_globals + 1] = _clip(w.sum(axis=1) if net is None else net, -clip, clip)
+        out[:, step_globals + 2] = _clip(np.asarray(drawdown, dtype=np.float64), 0.0, 1.0)
+        out[:, step_globals + 3] = _clip(np.asarray(cash, dtype=np.float64), -clip, clip)
         if self.n_exposures:
             if exposures is None:
                 raise DataError(
                     f"features.factor_exposures = {self.n_exposures} but no exposures were "
                     "passed: give observation the book's B^T w, or set it to 0"
                 )
-            e = np.asarray(exposures, dtype=np.float64)[:, : self.n_exposures]
-            out[
-                :, out.shape[1] - self.n_exposures : out.shape[1] - self.n_exposures + e.shape[1]
-            ] = _clip(e, -c, c)
+            book_exposures = np.asarray(exposures, dtype=np.float64)[:, : self.n_exposures]
+            first = out.shape[1] - self.n_exposures
+            out[:, first : first + book_exposures.shape[1]] = _clip(book_exposures, -clip, clip)
         return out
 
 

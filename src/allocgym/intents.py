@@ -25,8 +25,10 @@ tradable at the bar get intent 0 and confidence 0.
 intent is normalised to unit gross (sum of ``|intent|`` over symbols = 1), so a budget is
 exactly that family's gross exposure, and the symbol weights are the budget-weighted sum.
 The per-family terms (*contributions*) feed the ``STRATEGY_CAP`` gate
-(``GateContext.strategy_weights``) and the per-strategy budget trace of evaluation walks
-(:func:`strategy_gross` -> ``allocgym.evaluation.Backtest.strategy_gross``).
+(``GateContext.strategy_weights``), which holds each family's gross under its budget
+(base budget x regime budget multiplier x regime tilt x capacity factor:
+``allocgym.risk.gates.strategy``) and records the per-strategy budget trace
+(``GateResult.strategy_budget`` -> ``allocgym.evaluation.Backtest.strategy_gross``).
 
 Confidence and horizon. ``aggregate`` optionally takes each intent's confidence and its
 age against its family's horizon:
@@ -410,10 +412,9 @@ class IntentAggregator:
 
 
 def strategy_gross(contributions: np.ndarray) -> np.ndarray:
-    """Gross exposure of each family (the per-strategy budget utilisation trace).
-
-    ``allocgym.evaluation`` records it at every decision of a ``budgets``-mode walk, on the
-    contributions after the ``STRATEGY_CAP`` scaling (``Backtest.strategy_gross``).
+    """Gross exposure of each family's contributions (the measure of ``STRATEGY_CAP``:
+    on the proposal's contributions it is the ``proposed`` line of the gates' budget
+    trace, ``GateResult.strategy_budget``).
 
     Parameters
     ----------

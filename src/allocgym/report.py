@@ -967,8 +967,9 @@ def _diagnostics_blocks(result: EvaluationResult) -> list[_Block]:
     ]
     if families:
         out += [
-            _Block("p", "Strategy-family budgets used (gross contribution over the family cap "
-                   "risk.max_strategy_contribution, mean / max):"),
+            _Block("p", "Strategy-family budgets used (the family's share of the approved book "
+                   "over its budget: base x regime multiplier x tilt x capacity factor, "
+                   "mean / max):"),
             _table(["Allocator", "Family", "Budget used"], families),
         ]  # fmt: skip
     return out

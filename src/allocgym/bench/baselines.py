@@ -27,13 +27,12 @@ from allocgym.baselines.hrp import HRP
 from allocgym.baselines.qp import (
     QPAllocator,
     QPInputs,
-    QPParams,
     qp_objective,
     qp_violations,
     risk_sqrt,
 )
 from allocgym.bench import time_calls
-from allocgym.config import GreedyConfig, HRPConfig
+from allocgym.config import GreedyConfig, HRPConfig, QPConfig
 
 __all__ = ["bench_greedy", "bench_hrp", "bench_qp", "run"]
 
@@ -104,8 +103,10 @@ def bench_hrp(
     return rows
 
 
-def _qp_params(cvar: bool) -> QPParams:
-    return QPParams(
+def _qp_params(cvar: bool) -> QPConfig:
+    return QPConfig(
+        per_name_cap=0.10,
+        long_only=True,
         max_turnover=0.5,
         max_turnover_per_name=0.05,
         beta_tolerance=1.0,
@@ -117,7 +118,7 @@ def _qp_params(cvar: bool) -> QPParams:
     )
 
 
-def _reference_solve(params: QPParams, inputs: QPInputs, sector_ids: np.ndarray) -> float:
+def _reference_solve(params: QPConfig, inputs: QPInputs, sector_ids: np.ndarray) -> float:
     """A fresh constant cvxpy problem of the same model (no Parameters), solved from scratch."""
     n = inputs.z.size
     w = cp.Variable(n)

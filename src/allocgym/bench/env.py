@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -158,8 +159,85 @@ def _time_rounds(fn: Any, repeat: int) -> tuple[float, float]:
     return float(np.median(wall)), float(np.median(cpu))
 
 
+def _timed(fn: Any, per_round: int, *, repeat: int, cpu_time: bool) -> tuple[float, float | None]:
+    """Median wall seconds per step of ``repeat`` rounds of ``fn`` (``per_round`` steps
+    each), and with ``cpu_time`` the median process CPU seconds per step (else None)."""
+    if cpu_time:
+        wall, cpu = _time_rounds(fn, repeat)
+        return wall / per_round, cpu / per_round
+    return float(np.median(time_calls(fn, repeat=repeat))) / per_round, None
+
+
 def _bench_cfg() -> AllocgymConfig:
     return config_from_dict({"env": {"split": "all"}})
+
+
+def _pandas_round(env: PandasReferenceEnv, action: np.ndarray, start: int, n_steps: int) -> None:
+    """One timed round of the pandas reference: a reset at ``start``, then ``n_steps``."""
+    env.reset(start)
+    for _ in range(n_steps):
+        env.step(action)
+
+
+def _episode_round(env: Any, action: np.ndarray, n_steps: int) -> None:
+    """One timed round of a gymnasium env: ``n_steps`` steps, resetting at episode end."""
+    for _ in range(n_steps):
+        _, _, term, trunc, _ = env.step(action)
+        if term or trunc:
+            env.reset()
+
+
+def _batch_round(env: Any, actions: np.ndarray, n_steps: int) -> None:
+    """One timed round of a batched env (ours or the bare one): ``n_steps`` steps."""
+    for _ in range(n_steps):
+        env.step(actions)
+
+
+def _vec_steps(steps: int, n_envs: int, n_assets: int) -> int:
+    """Steps per timed round of a batch: ``steps`` scaled down for large batches and
+    universes, so that every round takes a comparable time, and at least 2."""
+    return max(2, min(steps, int(steps * 64 // max(n_envs, 64) * 20 // max(n_assets, 20))))
+
+
+def _interleaved(
+    bare_round: Any, vec_round: Any, repeat: int, n_steps: int, cpu_time: bool
+) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
+    """Median (wall, CPU or None) seconds per step of the bare and our batched env, each
+    timed in ``repeat`` rounds interleaved with the other's, so the machine's load falls
+    on both alike."""
+    pairs = [(_time_rounds(bare_round, 1), _time_rounds(vec_round, 1)) for _ in range(repeat)]
+    bare_times, vec_times = (
+        (
+            float(np.median(walls)) / n_steps,
+            float(np.median(cpus)) / n_steps if cpu_time else None,
+        )
+        for walls, cpus in (zip(*rounds, strict=True) for rounds in zip(*pairs, strict=True))
+    )
+    return bare_times, vec_times
+
+
+def _single_portfolio_times(
+    market: MarketData,
+    cfg: AllocgymConfig,
+    params: Any,
+    rng: np.random.Generator,
+    seed: int,
+    steps: int,
+    ref_steps: int,
+    timed: Any,
+) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
+    """Per-step times (wall, CPU or None) of the pandas reference and of ``PortfolioEnv``,
+    each on one random action drawn from ``rng`` (in that order)."""
+    from allocgym.envs import PortfolioEnv
+
+    dim = params.action_spec.action_dim
+    reference = PandasReferenceEnv(market, cfg)
+    ref_action = rng.uniform(-1, 1, dim)
+    t_ref = timed(partial(_pandas_round, reference, ref_action, params.lo, ref_steps), ref_steps)
+    env = PortfolioEnv.from_params(params)
+    env.reset(seed=seed)
+    single_action = rng.uniform(-1, 1, dim).astype(np.float32)
+    return t_ref, timed(partial(_episode_round, env, single_action, steps), steps)
 
 
 def run(
@@ -206,92 +284,50 @@ def run(
         ``compile_s``; with ``bare`` also ``x_bare`` (ratio to the bare env at the same
         ``n_envs``).
     """
-    from allocgym.envs import EnvParams, PortfolioEnv, PortfolioVecEnv
+    from allocgym.envs import EnvParams, PortfolioVecEnv
 
     compiled.warm_up()
     extra: dict[str, Any] = {}
     if cpu_time:
         extra["compile_s"] = compiled.compile_seconds()
 
-    def timed(fn: Any, per_round: int) -> tuple[float, float | None]:
-        if cpu_time:
-            wall, cpu = _time_rounds(fn, repeat)
-            return wall / per_round, cpu / per_round
-        return float(np.median(time_calls(fn, repeat=repeat))) / per_round, None
+    timed = partial(_timed, repeat=repeat, cpu_time=cpu_time)
 
-    def row(n: int, env: str, b: int, t: tuple[float, float | None], **ratios: Any) -> None:
-        rows.append(_row(n, env, b, *t, cpu_time=cpu_time, bare=bare, **ratios, **extra))
+    def row(n: int, env: str, batch: int, times: tuple[float, float | None], **ratios: Any) -> None:
+        rows.append(_row(n, env, batch, *times, cpu_time=cpu_time, bare=bare, **ratios, **extra))
 
     rows: list[dict[str, Any]] = []
     cfg = _bench_cfg()
+    cost_rate = cfg.costs.commission_bps / 1e4
     for n in n_assets:
         market = synthetic(n_assets=int(n), n_days=n_days, seed=seed)
         params = EnvParams.from_config(market, cfg)
         rng = np.random.default_rng(seed)
         dim = params.action_spec.action_dim
-
-        ref = PandasReferenceEnv(market, cfg)
-        ref_action = rng.uniform(-1, 1, dim)
-
-        def ref_round(
-            ref: PandasReferenceEnv = ref, a: np.ndarray = ref_action, start: int = params.lo
-        ) -> None:
-            ref.reset(start)
-            for _ in range(ref_steps):
-                ref.step(a)
-
-        t_ref = timed(ref_round, ref_steps)
+        t_ref, t_env = _single_portfolio_times(
+            market, cfg, params, rng, seed, steps, ref_steps, timed
+        )
         ref_rate = 1.0 / (t_ref[1] or t_ref[0])
         row(n, "pandas reference", 1, t_ref)
+        row(n, "PortfolioEnv", 1, t_env, ref_rate=ref_rate)
 
-        env = PortfolioEnv.from_params(params)
-        env.reset(seed=seed)
-        single_action = rng.uniform(-1, 1, dim).astype(np.float32)
-
-        def env_round(env: PortfolioEnv = env, a: np.ndarray = single_action) -> None:
-            for _ in range(steps):
-                _, _, term, trunc, _ = env.step(a)
-                if term or trunc:
-                    env.reset()
-
-        row(n, "PortfolioEnv", 1, timed(env_round, steps), ref_rate=ref_rate)
-
-        cost_rate = cfg.costs.commission_bps / 1e4
-        for b in n_envs:
-            vec = PortfolioVecEnv(params=params, n_envs=int(b), seed=seed)
+        for batch in map(int, n_envs):
+            vec = PortfolioVecEnv(params=params, n_envs=batch, seed=seed)
             vec.reset()
-            actions = rng.uniform(-1, 1, (int(b), dim)).astype(np.float32)
-            k = max(2, min(steps, int(steps * 64 // max(int(b), 64) * 20 // max(int(n), 20))))
-
-            def vec_round(vec: PortfolioVecEnv = vec, a: np.ndarray = actions, k: int = k) -> None:
-                for _ in range(k):
-                    vec.step(a)
-
+            actions = rng.uniform(-1, 1, (batch, dim)).astype(np.float32)
+            round_steps = _vec_steps(steps, batch, int(n))
+            vec_round = partial(_batch_round, vec, actions, round_steps)
             if not bare:
-                row(n, "PortfolioVecEnv", int(b), timed(vec_round, k), ref_rate=ref_rate)
+                t_vec = timed(vec_round, round_steps)
+                row(n, "PortfolioVecEnv", batch, t_vec, ref_rate=ref_rate)
                 continue
-            floor = BareVecEnv(market.returns, params.obs_dim, int(b), cost_rate, seed=seed)
-            floor_actions = rng.uniform(-1, 1, (int(b), int(n) + 1))
-
-            def bare_round(
-                env: BareVecEnv = floor, a: np.ndarray = floor_actions, k: int = k
-            ) -> None:
-                for _ in range(k):
-                    env.step(a)
-
-            # interleaved rounds: the machine's load falls on both alike
-            pairs = [
-                (_time_rounds(bare_round, 1), _time_rounds(vec_round, 1)) for _ in range(repeat)
-            ]
-            t_bare, t_vec = (
-                (float(np.median(walls)) / k, float(np.median(cpus)) / k if cpu_time else None)
-                for walls, cpus in (
-                    zip(*rounds, strict=True) for rounds in zip(*pairs, strict=True)
-                )
-            )
-            bare_rate = int(b) / (t_bare[1] or t_bare[0])
-            row(n, "bare numpy env", int(b), t_bare, ref_rate=ref_rate, bare_rate=bare_rate)
-            row(n, "PortfolioVecEnv", int(b), t_vec, ref_rate=ref_rate, bare_rate=bare_rate)
+            floor = BareVecEnv(market.returns, params.obs_dim, batch, cost_rate, seed=seed)
+            floor_actions = rng.uniform(-1, 1, (batch, int(n) + 1))
+            bare_round = partial(_batch_round, floor, floor_actions, round_steps)
+            t_bare, t_vec = _interleaved(bare_round, vec_round, repeat, round_steps, cpu_time)
+            bare_rate = batch / (t_bare[1] or t_bare[0])
+            row(n, "bare numpy env", batch, t_bare, ref_rate=ref_rate, bare_rate=bare_rate)
+            row(n, "PortfolioVecEnv", batch, t_vec, ref_rate=ref_rate, bare_rate=bare_rate)
     return rows
 
 

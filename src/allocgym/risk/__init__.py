@@ -24,10 +24,14 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    whole book, optional). Every later gate only shrinks weights toward zero in
    a way that keeps the earlier limits, so the target is inside all of them.
 5. ``REDUCE_ONLY``: no ``|w_i|`` increase, no sign flip (net/beta/factor re-checked after).
-6. **Trade limits** on the trade from the (de-risked) current book: ``PARTICIPATION_CAP``
-   (per-symbol clip to ``max_participation x ADV x capacity multiplier``), then
-   ``TURNOVER_CAP`` and ``SLIPPAGE_BUDGET`` (common trade scale; the slippage scale solves
-   the concave cost curve of :func:`allocgym.costs.expected_cost` by bisection).
+6. **Trade limits** on the trade from the (de-risked) current book, per symbol first:
+   ``PARTICIPATION_CAP`` (clip to ``max_participation x ADV x capacity multiplier``),
+   ``SYMBOL_TURNOVER_CAP`` and ``SYMBOL_SLIPPAGE_BUDGET`` (optional, both x capacity
+   multiplier: the failing symbol's trade is clipped, the others are untouched), then
+   ``TURNOVER_CAP`` and ``SLIPPAGE_BUDGET`` (common trade scale; the slippage scales solve
+   the concave cost curve of :func:`allocgym.costs.expected_cost` by bisection). Fills
+   already executed in the bar (``GateContext.recent_fills``) use up participation and
+   turnover room, portfolio-wide and per symbol.
 7. **Re-feasibility.** Clipping single symbols moves the book off the segment between two
    feasible books, so sector/net/beta/gross/notional/factor are re-checked and, where
    broken, repaired by the better (closer to the target) of: scaling the whole trade, or
@@ -63,7 +67,7 @@ from allocgym.risk.codes import (
     decode_reasons,
     reason_code_table,
 )
-from allocgym.risk.context import GateContext, GateResult, bar_gate_context
+from allocgym.risk.context import Fill, GateContext, GateResult, bar_gate_context, fill_notional
 from allocgym.risk.invariants import InvariantReport, check_invariants
 
 # The hot-path regression tests pin these kernels under their earlier private names.
@@ -78,6 +82,7 @@ from allocgym.risk.limits import RiskLimits
 __all__ = [
     "GATE_CODES",
     "REASON_DOCS",
+    "Fill",
     "GateContext",
     "GateResult",
     "InvariantReport",
@@ -87,5 +92,6 @@ __all__ = [
     "bar_gate_context",
     "check_invariants",
     "decode_reasons",
+    "fill_notional",
     "reason_code_table",
 ]

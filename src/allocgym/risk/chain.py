@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from allocgym.costs import CostModel
@@ -9,8 +11,8 @@ from allocgym.errors import GateConfigError, InvariantBreach
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Bounds, GateContext, GateResult
 from allocgym.risk.gates.registry import LimitTables, hard_gates, portfolio_bounds, signed_gates
-from allocgym.risk.gates.strategy import strategy_gate
-from allocgym.risk.gates.trade import trade_limits
+from allocgym.risk.gates.strategy import attribute_approved, strategy_gate
+from allocgym.risk.gates.trade import filled_weights, trade_limits
 from allocgym.risk.inputs import Inputs, read_inputs
 from allocgym.risk.invariants import check_invariants
 from allocgym.risk.kernels import GATE_ROW, Trace, or_bits, rows_any
@@ -95,8 +97,9 @@ class RiskGateChain:
         stacked, dec, pcap = decision_bounds(x, self.limits, tables)
         trace = Trace(n, m)
 
-        strategy_cap = tables.bound[ReasonCode.STRATEGY_CAP]
-        p, strategy_scale = strategy_gate(x.p, x, strategy_cap, trace)
+        p, strategy_scale, strategy_budget = strategy_gate(
+            x.p, x, self.limits, tables.slot(x.regime), trace
+        )
         if x.any_bad_proposal:
             rows = x.bad_proposal
             p = np.where(rows[:, None], x.c, p)
@@ -134,7 +137,8 @@ class RiskGateChain:
             trace.record(ReasonCode.REDUCE_ONLY, target, r, portfolio=False)
             target = signed_gates(r, dec, trace)
 
-        approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model)
+        filled = filled_weights(ctx.recent_fills, x)
+        approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model, filled)
 
         if any_forced:
             # Only forced rows moved (a bad row's book is 0, which no gate changes), and
@@ -168,10 +172,17 @@ class RiskGateChain:
         if strategy_scale is not None:
             dead = x.bad_proposal if flat is None else flat | x.bad_proposal
             strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
+            if strategy_budget is not None and x.strategy is not None:
+                # The later gates reshape the whole book: the family lines follow the final one.
+                held = attribute_approved(approved, x.strategy, strategy_scale)
+                strategy_budget = dataclasses.replace(strategy_budget, approved=held)
 
         clipped = trace.clipped
         if x.loadings is None:
             del clipped[ReasonCode.FACTOR_CAP.name]  # the factor limit is off
+        for code in (ReasonCode.SYMBOL_TURNOVER_CAP, ReasonCode.SYMBOL_SLIPPAGE_BUDGET):
+            if tables.bound[code] is None:
+                del clipped[code.name]  # an optional per-symbol limit that is off
         return GateResult(
             approved=approved + 0.0,  # -0.0 -> +0.0: one byte pattern per value
             symbol_reasons=trace.sym,
@@ -179,6 +190,7 @@ class RiskGateChain:
             clipped=clipped,
             proposed=x.proposed.copy(),
             strategy_scale=strategy_scale,
+            strategy_budget=strategy_budget,
         )
 
 

@@ -37,6 +37,8 @@ class ReasonCode(IntFlag):
     STALE_INPUT = 1 << 20
     LOT_ROUNDING = 1 << 21
     FACTOR_CAP = 1 << 22
+    SYMBOL_TURNOVER_CAP = 1 << 23
+    SYMBOL_SLIPPAGE_BUDGET = 1 << 24
 
 
 REASON_DOCS: dict[ReasonCode, str] = {
@@ -48,13 +50,13 @@ REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.SYMBOL_CAP: "|w_i| clipped to the per-symbol cap (pct equity x capacity multiplier).",
     ReasonCode.SYMBOL_NOTIONAL_CAP: "|w_i| x equity clipped to the per-symbol notional cap.",
     ReasonCode.SECTOR_CAP: "Sector gross scaled down to the per-sector cap.",
-    ReasonCode.STRATEGY_CAP: "A strategy family's contribution scaled down to its cap.",
+    ReasonCode.STRATEGY_CAP: "A strategy family's gross contribution scaled down to its budget: base budget x regime budget multiplier x regime tilt x capacity factor (spread, volatility, liquidity).",
     ReasonCode.BETA_LIMIT: "|beta^T w| brought inside the beta tolerance.",
     ReasonCode.GROSS_CAP: "Gross exposure scaled to max_gross x regime budget multiplier.",
     ReasonCode.NET_CAP: "|sum w| brought inside the net cap.",
     ReasonCode.NOTIONAL_CAP: "Gross notional scaled to the global notional cap.",
-    ReasonCode.TURNOVER_CAP: "Trade scaled to the per-decision turnover ceiling.",
-    ReasonCode.PARTICIPATION_CAP: "Trade in a symbol clipped to the participation cap (fraction of ADV).",
+    ReasonCode.TURNOVER_CAP: "Trade scaled to the per-decision turnover ceiling, less what the bar's recent fills already traded.",
+    ReasonCode.PARTICIPATION_CAP: "Trade in a symbol clipped to the participation cap (fraction of ADV x capacity multiplier), less what the bar's recent fills already traded in it.",
     ReasonCode.SLIPPAGE_BUDGET: "Trade scaled so expected slippage fits the per-decision budget.",
     ReasonCode.FORCED_DERISK: "Current book was outside hard limits: a reduce-only trade back inside was allowed past trade limits.",
     ReasonCode.NO_TRADE_BAND: "Execution: drift within the no-trade band, trade suppressed.",
@@ -63,6 +65,8 @@ REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.STALE_INPUT: "Request timestamp older than max_staleness: request rejected, book held.",
     ReasonCode.FACTOR_CAP: "|B^T w|_k of some factor k above risk.max_factor_exposure: the whole book scaled until the largest factor exposure equals the cap.",
     ReasonCode.LOT_ROUNDING: "Execution: the order was rounded to whole lots (or scaled so the rounded book stays inside the limits); the held weight differs from the approved one.",
+    ReasonCode.SYMBOL_TURNOVER_CAP: "Trade in a symbol clipped to the per-symbol turnover ceiling risk.max_symbol_turnover (x capacity multiplier), less what the bar's recent fills already traded in it.",
+    ReasonCode.SYMBOL_SLIPPAGE_BUDGET: "Trade in a symbol scaled so its expected slippage fits the per-symbol budget risk.symbol_slippage_budget_bps (x capacity multiplier).",
 }
 
 
@@ -93,6 +97,8 @@ _REASON_SOURCE: dict[ReasonCode, str] = {
     ReasonCode.STALE_INPUT: "serving, portfolio",
     ReasonCode.LOT_ROUNDING: "execution policy, per symbol",
     ReasonCode.FACTOR_CAP: _GATE_PORTFOLIO,
+    ReasonCode.SYMBOL_TURNOVER_CAP: _GATE_SYMBOL,
+    ReasonCode.SYMBOL_SLIPPAGE_BUDGET: _GATE_SYMBOL,
 }
 
 #: Codes the risk gates themselves emit; ``GateResult.clipped`` has one entry per code.
@@ -114,9 +120,11 @@ GATE_CODES: tuple[ReasonCode, ...] = (
     ReasonCode.TURNOVER_CAP,
     ReasonCode.SLIPPAGE_BUDGET,
     ReasonCode.FORCED_DERISK,
-    # Last, so that a result without the (optional) factor limit keeps the other entries'
-    # order: ``GateResult.clipped`` has a FACTOR_CAP entry only while the limit is on.
+    # Last, so that a result without the optional limits keeps the other entries' order:
+    # ``GateResult.clipped`` has an entry for each of these only while its limit is on.
     ReasonCode.FACTOR_CAP,
+    ReasonCode.SYMBOL_TURNOVER_CAP,
+    ReasonCode.SYMBOL_SLIPPAGE_BUDGET,
 )
 
 

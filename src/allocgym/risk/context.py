@@ -5,13 +5,16 @@ per-decision ``Bounds`` of the hard limits with the ``Book`` the gates reshape.
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from allocgym.data import NO_SECTOR
 from allocgym.errors import RequestError
+from allocgym.ranges import RANGES
 
 if TYPE_CHECKING:
     pass
@@ -59,6 +62,13 @@ class GateContext:
         matrix is broadcast to every portfolio); needed when the factor gate is on
         (``risk.max_factor_exposure``), ignored otherwise. A non-finite loading or one
         above 1e6 in magnitude makes the portfolio unreadable: approved flat.
+    recent_fills : ndarray, shape (n_envs, n_assets), optional
+        Notional (currency, >= 0) already traded in each symbol in the current bar, before
+        this decision: ``sum |qty x price|`` of the bar's fills (:func:`fill_notional`
+        builds it from ``Fill`` records). The current book already holds these fills;
+        they count against the bar's participation and turnover limits (portfolio-wide
+        and per symbol), so the room left for the new trade shrinks by what traded.
+        ``None``: nothing traded yet.
     """
 
     current_weights: np.ndarray
@@ -74,12 +84,8 @@ class GateContext:
     kill_switch: np.ndarray | None = None
     reduce_only: np.ndarray | None = None
     strategy_weights: np.ndarray | None = None
-    # Init-only and kept as a plain attribute, not a field: the field list (what audit
-    # records and the hot-path digests walk) stays the same for decisions without it.
-    factor_loadings: InitVar[np.ndarray | None] = None
-
-    def __post_init__(self, factor_loadings: np.ndarray | None) -> None:
-        object.__setattr__(self, "factor_loadings", factor_loadings)
+    factor_loadings: np.ndarray | None = None
+    recent_fills: np.ndarray | None = None
 
     def rows(self, idx: np.ndarray, regime: np.ndarray | None = None) -> GateContext:
         """The context of portfolios ``idx`` only (fields given for the whole batch are
@@ -96,10 +102,11 @@ class GateContext:
         picked = {
             f.name: take(getattr(self, f.name))
             for f in fields(self)
-            if f.name not in ("sector_ids", "regime")
+            if f.name not in ("sector_ids", "regime", "factor_loadings", "recent_fills")
         }
         # one (n_assets, n_factors) matrix is shared, even when n_assets == n_envs
         picked["factor_loadings"] = take(self.factor_loadings, batch_ndim=3)
+        picked["recent_fills"] = take(self.recent_fills, batch_ndim=2)
         codes = take(self.regime) if regime is None else regime
         return GateContext(sector_ids=self.sector_ids, regime=codes, **picked)
 
@@ -129,6 +136,7 @@ def bar_gate_context(
     reduce_only: np.ndarray | None = None,
     strategy_weights: np.ndarray | None = None,
     factor_loadings: np.ndarray | None = None,
+    recent_fills: np.ndarray | None = None,
 ) -> GateContext:
     """The ``GateContext`` of decisions at one bar: the one builder of the environment,
     the baselines' backtests and the serving path, so the gates see the same inputs in
@@ -154,6 +162,8 @@ def bar_gate_context(
     factor_loadings : ndarray, shape (n_rows, n_assets, n_factors), optional
         Loadings per feature row (taken at ``rows`` like the features); ``None`` when the
         factor gate is off.
+    recent_fills : ndarray, shape (n_envs, n_assets), optional
+        Notional already traded per symbol in the bar (``GateContext.recent_fills``).
     """
 
     def at(table: np.ndarray) -> np.ndarray:
@@ -175,7 +185,89 @@ def bar_gate_context(
         reduce_only=reduce_only,
         strategy_weights=strategy_weights,
         factor_loadings=None if factor_loadings is None else at(factor_loadings),
+        recent_fills=recent_fills,
     )
+
+
+class Fill(NamedTuple):
+    """One fill already executed in the current bar (an input of ``fill_notional``)."""
+
+    symbol: str
+    qty: float
+    """Signed quantity in shares (a buy > 0, a sell < 0)."""
+    price: float
+    """Fill price per share (currency)."""
+    time: dt.datetime
+    """When it executed (naive = UTC)."""
+
+
+def _utc(ts: dt.datetime) -> dt.datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
+
+
+def fill_notional(
+    fills: Sequence[Fill],
+    symbols: Sequence[str],
+    bar_start: dt.datetime,
+    bar_end: dt.datetime | None = None,
+) -> np.ndarray:
+    """Notional already traded per symbol in the current bar: ``sum |qty x price|`` over
+    each symbol's fills (a buy and a sell both use up the bar's volume), the
+    ``GateContext.recent_fills`` row of one portfolio.
+
+    Parameters
+    ----------
+    fills : sequence of Fill
+    symbols : sequence of str
+        The universe, in column order.
+    bar_start : datetime
+        Start of the current bar (the decision bar's timestamp; naive = UTC): an earlier
+        fill belongs to another bar.
+    bar_end : datetime, optional
+        Latest time a fill of the bar can have (e.g. the decision's clock); ``None``: no
+        upper bound.
+
+    Returns
+    -------
+    ndarray, shape (n_assets,)
+        Currency; 0 for symbols without fills.
+
+    Raises
+    ------
+    RequestError
+        A fill of a symbol outside ``symbols``, a non-finite quantity or one beyond the
+        physical position range, a price that is non-finite or outside the price range,
+        or a time outside ``[bar_start, bar_end]``; the message names the fill and value.
+    """
+    column = {s: j for j, s in enumerate(symbols)}
+    start = _utc(bar_start)
+    end = None if bar_end is None else _utc(bar_end)
+    notional = np.zeros(len(column))
+    for k, fill in enumerate(fills):
+        where = f"recent_fills[{k}] ({fill.symbol!r})"
+        j = column.get(fill.symbol)
+        if j is None:
+            raise RequestError(
+                f"{where}: symbol {fill.symbol!r} is not in the universe: send fills of "
+                f"{list(symbols)[:5]}{'...' if len(column) > 5 else ''} only"
+            )
+        if RANGES["position"].outside(fill.qty):
+            raise RequestError(
+                f"{where}: qty = {fill.qty!r} must be finite shares in {RANGES['position']}"
+            )
+        if RANGES["price"].outside(fill.price):
+            raise RequestError(
+                f"{where}: price = {fill.price!r} must be a finite price in {RANGES['price']}"
+            )
+        when = _utc(fill.time)
+        if when < start or (end is not None and when > end):
+            bound = f"[{start.isoformat()}, {'...' if end is None else end.isoformat()}]"
+            raise RequestError(
+                f"{where}: time {when.isoformat()} is outside the current bar {bound}: send "
+                "only fills executed in the bar being decided"
+            )
+        notional[j] += abs(fill.qty * fill.price)
+    return notional
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,6 +292,9 @@ class GateResult:
         The proposal as received (NaN/inf included), for audit.
     strategy_scale : ndarray, shape (n_envs, n_strategies), optional
         Scale applied to each strategy family by STRATEGY_CAP (budgets mode).
+    strategy_budget : StrategyBudgetTrace, optional
+        Each family's budget, step by step, and its share of the approved book (budgets
+        mode; ``None`` without strategy contributions).
     """
 
     approved: np.ndarray
@@ -208,6 +303,40 @@ class GateResult:
     clipped: dict[str, np.ndarray]
     proposed: np.ndarray
     strategy_scale: np.ndarray | None = None
+    strategy_budget: StrategyBudgetTrace | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class StrategyBudgetTrace:
+    """The per-strategy budget trace of a batch of decisions (budgets mode): each family's
+    budget as the design builds it, base -> regime -> capacity, then what the approved
+    book holds of it. Every array has shape (n_envs, n_strategies), fractions of equity.
+
+    Attributes
+    ----------
+    base : ndarray
+        The configured base budget (``risk.strategy_budgets``).
+    regime : ndarray
+        ``base x regime budget multiplier x regime tilt`` of the decision's regime.
+    capacity : ndarray
+        ``regime x capacity factor`` (spread, volatility, liquidity of the family's names):
+        the budget ``STRATEGY_CAP`` enforces on the family's gross contribution.
+    proposed : ndarray
+        The family's gross contribution as proposed.
+    approved : ndarray
+        The approved (final) book attributed to the families: each name's ``|w_i|`` split
+        in proportion to the families' ``|contribution|`` in it after ``STRATEGY_CAP``;
+        a name no family holds (a position the trade limits kept) is split in proportion
+        to the families' gross. The lines sum to the approved book's gross, except where
+        no family holds anything (a rejected proposal, every budget in cash): the book
+        is then attributed to no family and the lines are 0.
+    """
+
+    base: np.ndarray
+    regime: np.ndarray
+    capacity: np.ndarray
+    proposed: np.ndarray
+    approved: np.ndarray
 
 
 class SectorMap:

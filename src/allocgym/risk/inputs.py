@@ -94,19 +94,8 @@ def _loadings(value: Any, n: int, m: int) -> np.ndarray:
 
 def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inputs:
     """Validate and sanitise one decision's inputs (see ``GateContext`` for the rules)."""
-    raw = np.asarray(proposed, dtype=np.float64)
-    if raw.ndim != 2:
-        raise RequestError(
-            f"proposed weights have shape {raw.shape}; expected (n_envs, n_assets) "
-            "(use w[None, :] for one portfolio)"
-        )
+    raw, book = _proposal_and_book(proposed, ctx)
     n, m = raw.shape
-    cur = np.asarray(ctx.current_weights, dtype=np.float64)
-    if cur.shape != (n, m):
-        raise RequestError(
-            f"GateContext.current_weights has shape {cur.shape}; expected {(n, m)} "
-            "like the proposal"
-        )
     sectors = sector_map(ctx.sector_ids, m)
     equity = as_batch("equity", ctx.equity, (n,), np.float64)
     prices = as_batch("prices", ctx.prices, (n, m), np.float64)
@@ -114,21 +103,108 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
     vol = as_batch("volatility", ctx.volatility, (n, m), np.float64)
     spread = as_batch("spread_bps", ctx.spread_bps, (n, m), np.float64)
     tradable = as_batch("tradable", ctx.tradable, (n, m), bool)
-    regime = np.asarray(ctx.regime)
+    regime = _regime_codes(ctx.regime, n)
+    killed = flag_batch("kill_switch", ctx.kill_switch, lim.kill_switch, n)
+    reduce = flag_batch("reduce_only", ctx.reduce_only, lim.reduce_only, n)
+
+    good_row, betas, loadings = _readable_rows(ctx, lim, equity, book)
+    any_bad_row = not good_row.all()
+    bad_row = ~good_row
+    if betas is not None and any_bad_row:
+        betas = np.where(bad_row[:, None], 0.0, betas)
+    if loadings is not None and any_bad_row:
+        loadings = np.where(bad_row[:, None, None], 0.0, loadings)
+    usable = _usable_symbols(tradable, prices, adv, vol, spread)
+    all_tradable = bool(usable.all())
+
+    finite_proposal = np.isfinite(raw)
+    any_bad_proposal = not finite_proposal.all()
+    bad_proposal = ~finite_proposal.all(axis=1) if any_bad_proposal else np.zeros(n, dtype=bool)
+    strategy = strategy_gross = None
+    if ctx.strategy_weights is not None:
+        bad_proposal, strategy, strategy_gross = _strategy_weights(
+            ctx.strategy_weights, bad_proposal, m
+        )
+        any_bad_proposal = bool(bad_proposal.any())
+    # Sanitised copies (the common all-clean case skips the replacements).
+    proposal = raw
+    if any_bad_proposal:
+        proposal = np.nan_to_num(raw, nan=0.0, posinf=BIG, neginf=-BIG)
+    proposal = proposal.clip(-BIG, BIG)
+    if any_bad_row:
+        book = np.where(bad_row[:, None], 0.0, book)
+        equity = np.where(bad_row, 1.0, equity)
+    book = book.clip(-BIG, BIG)
+    if not all_tradable:
+        adv = np.where(usable, adv, 1.0)
+        vol = np.where(usable, vol, 0.0)
+        spread = np.where(usable, spread, 0.0)
+    return Inputs(
+        proposed=raw,
+        p=proposal,
+        c=book,
+        equity=equity,
+        adv=adv,
+        vol=vol,
+        spread=spread,
+        betas=betas,
+        loadings=loadings,
+        sectors=sectors,
+        regime=regime,
+        tradable=usable,
+        bad_row=bad_row,
+        bad_proposal=bad_proposal,
+        killed=killed,
+        reduce=reduce,
+        strategy=strategy,
+        strategy_gross=strategy_gross,
+        all_tradable=all_tradable,
+        any_bad_row=any_bad_row,
+        any_bad_proposal=any_bad_proposal,
+        any_killed=bool(killed.any()),
+        any_reduce=bool(reduce.any()),
+    )
+
+
+def _proposal_and_book(proposed: np.ndarray, ctx: GateContext) -> tuple[np.ndarray, np.ndarray]:
+    """The proposal and the current book as float64 (n_envs, n_assets), shapes checked."""
+    raw = np.asarray(proposed, dtype=np.float64)
+    if raw.ndim != 2:
+        raise RequestError(
+            f"proposed weights have shape {raw.shape}; expected (n_envs, n_assets) "
+            "(use w[None, :] for one portfolio)"
+        )
+    book = np.asarray(ctx.current_weights, dtype=np.float64)
+    if book.shape != raw.shape:
+        raise RequestError(
+            f"GateContext.current_weights has shape {book.shape}; expected {raw.shape} "
+            "like the proposal"
+        )
+    return raw, book
+
+
+def _regime_codes(value: Any, n: int) -> np.ndarray:
+    """The regime codes as int64 (n,); floats or labels are refused, not cast."""
+    regime = np.asarray(value)
     if regime.dtype.kind not in "iu":
         raise RequestError(
             f"GateContext.regime has dtype {regime.dtype}; pass integer codes "
             "(allocgym.regime.regime_code)"
         )
-    regime = as_batch("regime", regime, (n,), np.int64)
-    killed = flag_batch("kill_switch", ctx.kill_switch, lim.kill_switch, n)
-    reduce = flag_batch("reduce_only", ctx.reduce_only, lim.reduce_only, n)
+    return as_batch("regime", regime, (n,), np.int64)
 
-    # Readable rows: equity inside its physical range, finite book (and sane betas).
+
+def _readable_rows(
+    ctx: GateContext, lim: RiskLimits, equity: np.ndarray, book: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Which rows are readable (n,): equity inside its physical range, a finite book and,
+    where their gates are on, sane betas and factor loadings; with the betas (n, N) and
+    loadings (n, N, k) those gates read (None when off)."""
+    n, m = book.shape
     good_row = (equity >= _EQUITY.low) & (equity <= _EQUITY.high)
-    finite_cur = np.isfinite(cur)
-    if not finite_cur.all():
-        good_row &= finite_cur.all(axis=1)
+    finite_book = np.isfinite(book)
+    if not finite_book.all():
+        good_row &= finite_book.all(axis=1)
     betas = None
     if lim.beta_tolerance is not None:
         if ctx.betas is None:
@@ -146,76 +222,44 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
         sane = np.abs(loadings) <= MAX_ABS_LOADING  # False for NaN and +-inf too
         if not sane.all():
             good_row &= sane.all(axis=(1, 2))
-    any_bad_row = not good_row.all()
-    bad_row = ~good_row
-    if betas is not None and any_bad_row:
-        betas = np.where(bad_row[:, None], 0.0, betas)
-    if loadings is not None and any_bad_row:
-        loadings = np.where(bad_row[:, None, None], 0.0, loadings)
-    # Usable symbols: tradable, price finite > 0, ADV / vol / spread finite >= 0
-    # (a NaN anywhere makes the min NaN, which fails >= 0; +inf fails the max test).
+    return good_row, betas, loadings
+
+
+def _usable_symbols(
+    tradable: np.ndarray,
+    prices: np.ndarray,
+    adv: np.ndarray,
+    vol: np.ndarray,
+    spread: np.ndarray,
+) -> np.ndarray:
+    """Usable symbols (n, N): tradable, price inside its physical range, ADV / vol /
+    spread finite >= 0 and ADV and spread inside theirs."""
+    # A NaN anywhere makes the min NaN, which fails >= 0; +inf fails the max test.
     low = np.minimum(adv, vol)
     np.minimum(low, spread, out=low)
     high = np.maximum(adv, vol)
     np.maximum(high, spread, out=high)
-    ok_sym = tradable & (prices >= _PRICE.low) & (prices <= _PRICE.high) & (low >= 0)
-    ok_sym &= (high < np.inf) & (adv <= _ADV.high) & (spread <= _SPREAD.high)
-    all_tradable = bool(ok_sym.all())
+    usable = tradable & (prices >= _PRICE.low) & (prices <= _PRICE.high) & (low >= 0)
+    usable &= (high < np.inf) & (adv <= _ADV.high) & (spread <= _SPREAD.high)
+    return usable
 
-    finite_p = np.isfinite(raw)
-    any_bad_proposal = not finite_p.all()
-    bad_proposal = ~finite_p.all(axis=1) if any_bad_proposal else np.zeros(n, dtype=bool)
-    strategy = strategy_gross = None
-    if ctx.strategy_weights is not None:
-        sw = np.asarray(ctx.strategy_weights, dtype=np.float64)
-        if sw.ndim != 3 or sw.shape[0] != n or sw.shape[2] != m:
-            raise RequestError(
-                f"GateContext.strategy_weights has shape {sw.shape}; expected "
-                f"({n}, n_strategies, {m})"
-            )
-        bad_proposal = bad_proposal | ~np.isfinite(sw).all(axis=(1, 2))
-        any_bad_proposal = bool(bad_proposal.any())
-        sw = np.where(bad_proposal[:, None, None], 0.0, sw)
-        # From the raw values (overflow -> inf -> scale 0), so that the scaled
-        # contributions of even absurd finite inputs stay under the cap.
-        strategy_gross = np.abs(sw).sum(axis=2)
-        strategy = sw.clip(-BIG, BIG)
-    # Sanitised copies (the common all-clean case skips the replacements).
-    p = raw
-    if any_bad_proposal:
-        p = np.nan_to_num(raw, nan=0.0, posinf=BIG, neginf=-BIG)
-    p = p.clip(-BIG, BIG)
-    c = cur
-    if any_bad_row:
-        c = np.where(bad_row[:, None], 0.0, cur)
-        equity = np.where(bad_row, 1.0, equity)
-    c = c.clip(-BIG, BIG)
-    if not all_tradable:
-        adv = np.where(ok_sym, adv, 1.0)
-        vol = np.where(ok_sym, vol, 0.0)
-        spread = np.where(ok_sym, spread, 0.0)
-    return Inputs(
-        proposed=raw,
-        p=p,
-        c=c,
-        equity=equity,
-        adv=adv,
-        vol=vol,
-        spread=spread,
-        betas=betas,
-        loadings=loadings,
-        sectors=sectors,
-        regime=regime,
-        tradable=ok_sym,
-        bad_row=bad_row,
-        bad_proposal=bad_proposal,
-        killed=killed,
-        reduce=reduce,
-        strategy=strategy,
-        strategy_gross=strategy_gross,
-        all_tradable=all_tradable,
-        any_bad_row=any_bad_row,
-        any_bad_proposal=any_bad_proposal,
-        any_killed=bool(killed.any()),
-        any_reduce=bool(reduce.any()),
-    )
+
+def _strategy_weights(
+    value: Any, bad_proposal: np.ndarray, n_assets: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-strategy contributions ``value`` (n, n_strategies, N) checked: the bad-proposal
+    rows (n,) with those whose contributions are not finite added, the contributions
+    (0 in those rows) clipped to +-BIG, and their gross (n, n_strategies)."""
+    n = bad_proposal.shape[0]
+    weights = np.asarray(value, dtype=np.float64)
+    if weights.ndim != 3 or weights.shape[0] != n or weights.shape[2] != n_assets:
+        raise RequestError(
+            f"GateContext.strategy_weights has shape {weights.shape}; expected "
+            f"({n}, n_strategies, {n_assets})"
+        )
+    bad_proposal = bad_proposal | ~np.isfinite(weights).all(axis=(1, 2))
+    weights = np.where(bad_proposal[:, None, None], 0.0, weights)
+    # From the raw values (overflow -> inf -> scale 0), so that the scaled
+    # contributions of even absurd finite inputs stay under the cap.
+    strategy_gross = np.abs(weights).sum(axis=2)
+    return bad_proposal, weights.clip(-BIG, BIG), strategy_gross

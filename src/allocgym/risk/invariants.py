@@ -94,7 +94,9 @@ class _Env:
     loadings: np.ndarray | None  # (n, m, k) with the factor limit on, 0 in unreadable rows
     budget_m: np.ndarray  # regime multipliers, straight from the limits
     capacity_m: np.ndarray
+    tilt: np.ndarray  # (n, n_families) regime tilt of each strategy family
     live: np.ndarray  # neither killed nor unreadable
+    filled: np.ndarray  # (n, m) notional the bar's fills traded / equity, 0 without fills
 
 
 def _multiplier(
@@ -208,17 +210,39 @@ HARD_CHECKS: dict[ReasonCode, Callable[[np.ndarray, _Env], Measured]] = {
 }
 
 
-# Trade limits: rows whose nonnegative trade size per symbol ``t`` is inside.
+# Trade limits: rows whose nonnegative trade size per symbol ``t`` is inside. What the
+# bar's fills already traded (``e.filled``) is taken off the participation and turnover
+# limits first: the trade may use the room left, none once the fills used it all.
+def _left(limit: np.ndarray, used: np.ndarray) -> np.ndarray:
+    return np.maximum(limit - used, 0.0)
+
+
 def _participation(t: np.ndarray, e: _Env) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         cap = e.limits.max_participation * e.capacity_m[:, None] * (e.adv / e.eq[:, None])
     cap = np.where(e.usable & (e.adv > 0) & (e.capacity_m > 0)[:, None], cap, 0.0)
-    return _within(t, cap, t).all(axis=1)
+    return _within(t, _left(cap, e.filled), t).all(axis=1)
+
+
+def _symbol_turnover(t: np.ndarray, e: _Env) -> np.ndarray:
+    if e.limits.max_symbol_turnover is None:
+        return np.ones(e.n, dtype=bool)
+    cap = e.limits.max_symbol_turnover * e.capacity_m[:, None]
+    return _within(t, _left(cap, e.filled), t).all(axis=1)
+
+
+def _symbol_slippage(t: np.ndarray, e: _Env) -> np.ndarray:
+    if e.limits.symbol_slippage_budget_bps is None:
+        return np.ones(e.n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        cost = expected_cost(t, e.eq, e.adv, e.vol, e.spread, e.cost_model)
+    budget = e.limits.symbol_slippage_budget_bps / 1e4 * e.capacity_m[:, None]
+    return _within(cost, budget, cost).all(axis=1)
 
 
 def _turnover(t: np.ndarray, e: _Env) -> np.ndarray:
     turnover = t.sum(axis=1)
-    return _within(turnover, e.limits.max_turnover, turnover)
+    return _within(turnover, _left(e.limits.max_turnover, e.filled.sum(axis=1)), turnover)
 
 
 def _slippage(t: np.ndarray, e: _Env) -> np.ndarray:
@@ -229,20 +253,58 @@ def _slippage(t: np.ndarray, e: _Env) -> np.ndarray:
 
 TRADE_CHECKS: dict[ReasonCode, Callable[[np.ndarray, _Env], np.ndarray]] = {
     ReasonCode.PARTICIPATION_CAP: _participation,
+    ReasonCode.SYMBOL_TURNOVER_CAP: _symbol_turnover,
+    ReasonCode.SYMBOL_SLIPPAGE_BUDGET: _symbol_slippage,
     ReasonCode.TURNOVER_CAP: _turnover,
     ReasonCode.SLIPPAGE_BUDGET: _slippage,
 }
 
 
+def _family_capacity(sw: np.ndarray, e: _Env) -> np.ndarray:
+    """(n, k) capacity factor of each family: the clamped product of the clamped ratios
+    of the references to its |contribution|-weighted spread, volatility and ADV / equity
+    over its usable names (1 without references or usable names)."""
+    lim = e.limits
+    factor = np.ones(sw.shape[:2])
+    refs = {
+        "spread": lim.strategy_capacity_spread_bps,
+        "vol": lim.strategy_capacity_volatility,
+        "liq": lim.strategy_capacity_adv_to_equity,
+    }
+    if all(v is None for v in refs.values()):
+        return factor
+
+    def clamp(v: np.ndarray) -> np.ndarray:
+        c = np.minimum(np.maximum(v, lim.min_multiplier), lim.max_multiplier)
+        return np.where(c < MIN_MULTIPLIER, 0.0, c)
+
+    weight = np.abs(np.clip(sw, -BIG, BIG)) * e.usable[:, None, :]
+    held = weight.sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mean = {
+            "spread": (weight * e.spread[:, None, :]).sum(axis=2) / held,
+            "vol": (weight * e.vol[:, None, :]).sum(axis=2) / held,
+            "liq": (weight * (e.adv / e.eq[:, None])[:, None, :]).sum(axis=2) / held,
+        }
+        for name, ref in refs.items():
+            if ref is not None:
+                ratio = mean[name] / ref if name == "liq" else ref / mean[name]
+                factor = factor * clamp(ratio)
+    return np.where(held > 0, clamp(factor), 1.0)
+
+
 def _strategy(result: GateResult, sw: np.ndarray, e: _Env, out: _Failures) -> np.ndarray:
-    """Rows whose scaled strategy contributions are within the cap."""
+    """Rows whose scaled strategy contributions are within each family's budget:
+    base x regime budget multiplier x regime tilt x capacity factor."""
     scale = result.strategy_scale
-    if scale is None or np.shape(scale) != sw.shape[:2]:
+    k = sw.shape[1]
+    if scale is None or np.shape(scale) != sw.shape[:2] or k > e.tilt.shape[1]:
         out.fail(e.live, "strategy_weights given but strategy_scale missing or misshaped")
         return np.ones(e.n, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
         contrib = np.abs(np.asarray(scale)[:, :, None] * sw).sum(axis=2)
-    cap = e.limits.max_strategy_contribution
+    base = np.asarray(e.limits.strategy_budgets)[:k]
+    cap = base * e.budget_m[:, None] * e.tilt[:, :k] * _family_capacity(sw, e)
     return _within(contrib, cap, contrib).all(axis=1)
 
 
@@ -329,12 +391,17 @@ def _read_context(
             sane = np.isfinite(loadings) & (np.abs(loadings) <= MAX_ABS_LOADING)
             unreadable |= ~sane.all(axis=(1, 2))
     usable = _usable(tradable, price, adv, vol, spread)
+    eq_read = np.where(unreadable, 1.0, eq)
+    filled = np.zeros((n, m))
+    if ctx.recent_fills is not None:
+        notional = np.broadcast_to(np.asarray(ctx.recent_fills, dtype=np.float64), (n, m))
+        filled = np.where(unreadable[:, None], 0.0, notional / eq_read[:, None])
     env = _Env(
         limits=limits,
         cost_model=cost_model,
         n=n,
         cur=np.where(unreadable[:, None], 0.0, cur),
-        eq=np.where(unreadable, 1.0, eq),
+        eq=eq_read,
         adv=np.where(usable, adv, 1.0),
         vol=np.where(usable, vol, 0.0),
         spread=np.where(usable, spread, 0.0),
@@ -348,7 +415,15 @@ def _read_context(
         capacity_m=_multiplier(
             limits, regime, limits.regime_capacity_multipliers, limits.default_capacity_multiplier
         ),
+        tilt=np.stack(
+            [
+                _multiplier(limits, regime, column, 1.0)
+                for column in zip(*limits.regime_strategy_tilts, strict=True)
+            ],
+            axis=1,
+        ),
         live=~kill & ~unreadable,
+        filled=filled,
     )
     return env, kill, reduce, unreadable
 
@@ -446,12 +521,15 @@ def check_invariants(
     ``|w_i| x equity`` caps (x capacity multiplier); sector gross; ``|net|``;
     ``|beta^T w|``; gross (x budget multiplier); gross notional; ``|(B^T w)_k|`` per
     factor; strategy contributions
-    (``strategy_scale x strategy_weights``); reduce-only (no ``|w_i|`` increase, no sign
+    (``strategy_scale x strategy_weights``) against each family's budget (base x regime
+    budget multiplier x regime tilt x capacity factor); reduce-only (no ``|w_i|`` increase, no sign
     flip); every changed weight carries a reason; a non-tradable weight equals the current
     one (entries clipped to +-1e150) and a hard-limit excess is accepted only where the
     held (non-tradable) names alone break that limit and the portfolio is coded
     ``NOT_TRADABLE``. Trade limits (participation vs ADV with non-tradable symbols at 0,
-    turnover, slippage via :func:`~allocgym.costs.expected_cost`) must hold on the whole
+    turnover, slippage via :func:`~allocgym.costs.expected_cost`, and the optional
+    per-symbol turnover and slippage budgets, x capacity multiplier; participation and
+    both turnovers less what ``ctx.recent_fills`` already traded) must hold on the whole
     trade when the current book is inside the hard limits. When it is outside, the
     portfolio must carry ``FORCED_DERISK`` and the trade limits must hold on the
     risk-increasing part of the trade (``max(|w_new| - |w_cur|, 0)``, or ``|w_new|`` on a

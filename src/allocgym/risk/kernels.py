@@ -191,13 +191,18 @@ def subset_rows(over: np.ndarray) -> np.ndarray | None:
     return np.flatnonzero(over)
 
 
-def _cost_ok(s: np.ndarray, linear: np.ndarray, impact: np.ndarray, budget: float) -> np.ndarray:
+def _cost_ok(
+    s: np.ndarray, linear: np.ndarray, impact: np.ndarray, budget: float | np.ndarray
+) -> np.ndarray:
     """The slippage bisection's test, the same float operations in the same order."""
     return s * linear + s * np.sqrt(s) * impact <= budget
 
 
-def solve_cost_scale(linear: np.ndarray, impact: np.ndarray, budget: float) -> np.ndarray:
-    """Largest ``s`` in [0, 1] with ``s * linear + s**1.5 * impact <= budget``.
+def solve_cost_scale(
+    linear: np.ndarray, impact: np.ndarray, budget: float | np.ndarray
+) -> np.ndarray:
+    """Largest ``s`` in [0, 1] with ``s * linear + s**1.5 * impact <= budget`` (one budget,
+    or one per entry: an array shaped like ``linear``).
 
     The defining computation is a 53-step bisection of [0, 1]; its midpoints are exact
     multiples of ``2**-53`` and the test is monotone in ``s`` (every float operation in
@@ -232,11 +237,15 @@ def solve_cost_scale(linear: np.ndarray, impact: np.ndarray, budget: float) -> n
                 return s
             s = np.where(here, np.where(above, s, nxt), np.maximum(s - _GRID, 0.0))
     rest = np.flatnonzero(~settled)
-    s[rest] = bisect_cost_scale(linear[rest], impact[rest], budget)
+    s[rest] = bisect_cost_scale(
+        linear[rest], impact[rest], budget if np.ndim(budget) == 0 else budget[rest]
+    )
     return s
 
 
-def bisect_cost_scale(linear: np.ndarray, impact: np.ndarray, budget: float) -> np.ndarray:
+def bisect_cost_scale(
+    linear: np.ndarray, impact: np.ndarray, budget: float | np.ndarray
+) -> np.ndarray:
     """The 53-step bisection of [0, 1] that defines :func:`solve_cost_scale`."""
     lo = np.zeros_like(linear)
     hi = np.ones_like(linear)

@@ -1,8 +1,9 @@
 """``RiskLimits``: the configured limits as the gates read them.
 
 A ``RiskLimits`` is a view of the frozen, validated ``RiskConfig`` (nothing is checked
-twice) plus what the gates derive from it once: the regime multipliers per label,
-clamped to ``[min_multiplier, max_multiplier]``, and the registry's bound tables
+twice) plus what the gates derive from it once: the regime multipliers per label and the
+regime tilts per label and strategy family, clamped to ``[min_multiplier,
+max_multiplier]``, the base budget per strategy family, and the registry's bound tables
 (``tables``, one bound per limit and regime slot).
 """
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from allocgym.config import RiskConfig
 from allocgym.errors import GateConfigError, RequestError
+from allocgym.intents import STRATEGY_FAMILIES
 from allocgym.regime import REGIME_LABELS, regime_code
 from allocgym.risk.gates.registry import N_LABELS, LimitTables
 
@@ -72,6 +74,28 @@ def _config(fields: Mapping[str, Any]) -> RiskConfig:
         ) from None
 
 
+def _check_families(cfg: RiskConfig) -> None:
+    """Refuse tilt labels outside ``REGIME_LABELS`` and families outside
+    ``STRATEGY_FAMILIES`` (the strategy axis follows that order: other names never apply)."""
+    labels = sorted(set(cfg.regime_strategy_tilts) - set(REGIME_LABELS))
+    if labels:
+        raise GateConfigError(
+            f"risk.regime_strategy_tilts has label(s) {labels} that are not regime labels: "
+            f"use {list(REGIME_LABELS)} (any other label leaves the budgets untilted)"
+        )
+    named = [("strategy_budgets", set(cfg.strategy_budgets))] + [
+        (f"regime_strategy_tilts[{label!r}]", set(tilts))
+        for label, tilts in cfg.regime_strategy_tilts.items()
+    ]
+    for where, families in named:
+        unknown = sorted(families - set(STRATEGY_FAMILIES))
+        if unknown:
+            raise GateConfigError(
+                f"risk.{where} names {unknown}, not strategy families: use "
+                f"{list(STRATEGY_FAMILIES)}"
+            )
+
+
 class RiskLimits:
     """Hard limits and trade limits enforced by ``RiskGateChain`` (weights: fractions of equity).
 
@@ -96,12 +120,20 @@ class RiskLimits:
             One clamped multiplier per ``REGIME_LABELS`` entry.
         default_budget_multiplier, default_capacity_multiplier : float
             Clamped multipliers for unknown regime codes.
+        strategy_budgets : tuple of float
+            Base budget per ``STRATEGY_FAMILIES`` entry (``max_strategy_contribution`` for
+            a family missing from the config map).
+        regime_strategy_tilts : tuple of tuple of float
+            One row per ``REGIME_LABELS`` entry, one clamped tilt per family (1.0 where the
+            config map has none); unknown regime codes get 1.0, clamped
+            (:meth:`strategy_tilt`).
 
         Raises
         ------
         GateConfigError
-            Fields ``RiskConfig`` rejects, or a regime map naming a label outside
-            ``REGIME_LABELS`` (it could never apply: regimes travel as codes into them).
+            Fields ``RiskConfig`` rejects, a regime map or the tilt table naming a label
+            outside ``REGIME_LABELS`` (it could never apply: regimes travel as codes into
+            them), or a family outside ``STRATEGY_FAMILIES``.
     """
 
     __slots__ = (
@@ -110,6 +142,8 @@ class RiskLimits:
         "default_capacity_multiplier",
         "regime_budget_multipliers",
         "regime_capacity_multipliers",
+        "regime_strategy_tilts",
+        "strategy_budgets",
         "tables",
     )
 
@@ -123,9 +157,14 @@ class RiskLimits:
     max_factor_exposure: _ConfigField[float | None] = _ConfigField()
     long_only: _ConfigField[bool] = _ConfigField()
     max_strategy_contribution: _ConfigField[float] = _ConfigField()
+    strategy_capacity_spread_bps: _ConfigField[float | None] = _ConfigField()
+    strategy_capacity_volatility: _ConfigField[float | None] = _ConfigField()
+    strategy_capacity_adv_to_equity: _ConfigField[float | None] = _ConfigField()
     max_turnover: _ConfigField[float] = _ConfigField()
     max_participation: _ConfigField[float] = _ConfigField()
     slippage_budget_bps: _ConfigField[float] = _ConfigField()
+    max_symbol_turnover: _ConfigField[float | None] = _ConfigField()
+    symbol_slippage_budget_bps: _ConfigField[float | None] = _ConfigField()
     default_regime: _ConfigField[str] = _ConfigField()
     min_multiplier: _ConfigField[float] = _ConfigField()
     max_multiplier: _ConfigField[float] = _ConfigField()
@@ -138,6 +177,8 @@ class RiskLimits:
     regime_capacity_multipliers: tuple[float, ...]
     default_budget_multiplier: float
     default_capacity_multiplier: float
+    strategy_budgets: tuple[float, ...]
+    regime_strategy_tilts: tuple[tuple[float, ...], ...]
 
     def __init__(self, config: RiskConfig | None = None, **fields: Any) -> None:
         if config is not None and fields:
@@ -153,6 +194,7 @@ class RiskLimits:
                     f"{list(REGIME_LABELS)}; any other label gets "
                     f"risk.default_{name.split('_')[1]}_multiplier"
                 )
+        _check_families(cfg)
         lo, hi = cfg.min_multiplier, cfg.max_multiplier
         set_ = object.__setattr__
         set_(self, "config", cfg)
@@ -162,6 +204,15 @@ class RiskLimits:
             values = (float(per_label.get(label, default)) for label in REGIME_LABELS)
             set_(self, f"regime_{kind}_multipliers", tuple(_clamp(v, lo, hi) for v in values))
             set_(self, f"default_{kind}_multiplier", _clamp(default, lo, hi))
+        base = cfg.max_strategy_contribution
+        set_(self, "strategy_budgets", tuple(
+            float(cfg.strategy_budgets.get(family, base)) for family in STRATEGY_FAMILIES
+        ))  # fmt: skip
+        tilts = cfg.regime_strategy_tilts
+        set_(self, "regime_strategy_tilts", tuple(
+            tuple(_clamp(tilts.get(label, {}).get(f, 1.0), lo, hi) for f in STRATEGY_FAMILIES)
+            for label in REGIME_LABELS
+        ))  # fmt: skip
         set_(self, "tables", LimitTables.build(self))
 
     @classmethod
@@ -216,6 +267,23 @@ class RiskLimits:
             self.regime_capacity_multipliers, self.default_capacity_multiplier, regime
         )
 
+    def strategy_tilt(self, regime: np.ndarray) -> np.ndarray:
+        """Clamped regime tilt of every strategy family per portfolio.
+
+        Parameters
+        ----------
+        regime : ndarray of int, shape (n_envs,)
+            Codes into ``REGIME_LABELS``; any other value gets no tilt (1.0, clamped).
+
+        Returns
+        -------
+        ndarray, shape (n_envs, len(STRATEGY_FAMILIES))
+        """
+        lo, hi = self.min_multiplier, self.max_multiplier
+        columns = zip(*self.regime_strategy_tilts, strict=True)
+        default = _clamp(1.0, lo, hi)
+        return np.stack([self._lookup(col, default, regime) for col in columns], axis=1)
+
     @property
     def default_regime_code(self) -> int:
         """Code of ``default_regime`` (``UNKNOWN_REGIME`` when it is not a known label)."""
@@ -234,10 +302,16 @@ class RiskLimits:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the effective limits, in ``RiskConfig`` field order (maps as
-        ``label -> clamped multiplier``, default multipliers clamped)."""
+        ``label -> clamped multiplier``, default multipliers clamped, base budgets as
+        ``family -> budget``, tilts as ``label -> family -> clamped tilt``)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in RiskConfig.model_fields}
         for name in _MAPS:
             out[name] = dict(zip(REGIME_LABELS, getattr(self, name), strict=True))
+        out["strategy_budgets"] = dict(zip(STRATEGY_FAMILIES, self.strategy_budgets, strict=True))
+        out["regime_strategy_tilts"] = {
+            label: dict(zip(STRATEGY_FAMILIES, row, strict=True))
+            for label, row in zip(REGIME_LABELS, self.regime_strategy_tilts, strict=True)
+        }
         return out
 
     def replace(self, **changes: Any) -> RiskLimits:

@@ -57,6 +57,7 @@ from allocgym.errors import (
     ConfigError,
     GateConfigError,
     InvariantBreach,
+    RequestError,
 )
 from allocgym.execution import (
     ExecutionParams,
@@ -77,6 +78,7 @@ from allocgym.risk import (
     RiskGateChain,
     RiskLimits,
     bar_gate_context,
+    fill_notional,
 )
 from allocgym.serving.bundle import FrozenPolicy
 from allocgym.serving.flags import RuntimeFlags
@@ -107,9 +109,12 @@ def utc_now() -> dt.datetime:
 def quantities(q: np.ndarray) -> list[int | float]:
     """Share quantities for the JSON response: whole numbers as ``int`` (exact; an order
     of whole lots reads ``57``, not ``57.000000000000014``), anything else as ``float``."""
-    arr = np.asarray(q, dtype=np.float64)
-    whole = np.isfinite(arr) & (arr == np.rint(arr)) & (np.abs(arr) < 2.0**53)
-    return [int(v) if w else float(v) for v, w in zip(arr.tolist(), whole.tolist(), strict=True)]
+    qty = np.asarray(q, dtype=np.float64)
+    whole = np.isfinite(qty) & (qty == np.rint(qty)) & (np.abs(qty) < 2.0**53)
+    return [
+        int(value) if is_whole else float(value)
+        for value, is_whole in zip(qty.tolist(), whole.tolist(), strict=True)
+    ]
 
 
 def _aware(ts: dt.datetime) -> dt.datetime:
@@ -162,6 +167,7 @@ class _Inputs:
     intent_confidence: np.ndarray | None = None  # (1, n_strategies, N)
     intent_age: np.ndarray | None = None  # (1, n_strategies) bars
     intent_horizons: np.ndarray | None = None  # (n_strategies,) bars, 0 = the bundle's
+    recent_fills: np.ndarray | None = None  # (1, N) notional the bar's fills traded
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,6 +225,120 @@ class DecisionTrace:
     raw_action: np.ndarray | None = None
 
 
+def _bundle_config(manifest: dict[str, Any]) -> AllocgymConfig:
+    """The bundle's config, validated by this allocgym and checked against its sealed hash."""
+    try:
+        cfg = config_from_dict(manifest["config"])
+    except AllocgymError as err:
+        raise BundleError(f"bundle config does not validate in this allocgym: {err}") from None
+    if config_hash(cfg) != manifest["config_hash"]:
+        raise BundleError(
+            f"bundle config hashes to {config_hash(cfg)}, the manifest says "
+            f"{manifest['config_hash']}: the manifest was edited; re-export the bundle"
+        )
+    return cfg
+
+
+def _bundle_features(policy: FrozenPolicy, cfg: AllocgymConfig, n_assets: int) -> FeatureBuilder:
+    """The bundle's ``FeatureBuilder``, once its features are known to be servable: no
+    filter or factor-model state the serving path lacks, and the layout and observation
+    size the bundle was trained with."""
+    if cfg.features.mean_correlation and cfg.features.correlation_model == "dcc_garch":
+        raise BundleError(
+            "the bundle observes the DCC-GARCH mean correlation (features."
+            "correlation_model = 'dcc_garch'), which the env filters forward from its fit; "
+            "the serving path holds no filter state: retrain with correlation_model = "
+            "'ewma' to serve"
+        )
+    builder = FeatureBuilder(cfg.features, RegimeModel(cfg.regime))
+    trained = policy.manifest["features"]
+    layout = json.loads(json.dumps(builder.layout(n_assets)))
+    if layout != trained:
+        diff = sorted(k for k in layout.keys() | trained.keys() if layout.get(k) != trained.get(k))
+        raise BundleError(
+            f"this allocgym builds a different feature layout than the bundle was trained "
+            f"with (keys {diff}): serve it with the allocgym version that exported it, "
+            "or retrain and re-export"
+        )
+    if cfg.features.factor_exposures:
+        raise BundleError(
+            f"the bundle observes factor exposures (features.factor_exposures = "
+            f"{cfg.features.factor_exposures}), which need the env's per-bar factor "
+            "loadings; the serving path fits no factor model: retrain with "
+            "features.factor_exposures = 0 to serve"
+        )
+    if policy.obs_dim != builder.obs_dim(n_assets):
+        raise BundleError(
+            f"bundle obs_dim {policy.obs_dim} != FeatureBuilder obs_dim {builder.obs_dim(n_assets)}"
+        )
+    return builder
+
+
+def _check_servable_limits(limits: RiskLimits) -> None:
+    """Refuse limits the serving path cannot enforce or whose notional caps are unphysical."""
+    if limits.max_factor_exposure is not None:
+        # The env fits its factor loadings per bar in its precompute; the serving path
+        # fits no factor model, so the limit could not apply: refuse, never skip it.
+        raise GateConfigError(
+            f"risk.max_factor_exposure = {limits.max_factor_exposure} is set in the "
+            "bundle, but the serving path has no factor loadings to enforce it: export "
+            "the bundle with risk.max_factor_exposure null to serve it"
+        )
+    for cap_name in ("max_symbol_notional", "max_gross_notional"):
+        cap = getattr(limits, cap_name)
+        if cap is not None:
+            try:
+                check_physical("notional_cap", cap, f"risk.{cap_name}")
+            except PhysicalRangeError as err:
+                raise GateConfigError(str(err)) from None
+
+
+def _with_serving_codes(
+    gate: GateResult, kill: bool, enabled: bool, cause: str | None
+) -> GateResult:
+    """``gate`` with the serving reason OR-ed in: ``ALLOCATOR_DISABLED`` (allocator off)
+    or ``MODEL_FALLBACK`` (model output not used) on every symbol and the portfolio;
+    under the kill switch, ``ALLOCATOR_DISABLED`` on the portfolio alone when the
+    allocator is off too."""
+    code = 0
+    if not kill and cause is not None:
+        code = _DISABLED if cause == "disabled" else _FALLBACK
+    elif kill and not enabled:
+        code = _DISABLED
+    if not code:
+        return gate
+    symbol_code = code if not kill else 0
+    return dataclasses.replace(
+        gate,
+        symbol_reasons=gate.symbol_reasons | symbol_code,
+        portfolio_reasons=gate.portfolio_reasons | code,
+    )
+
+
+def _latency(t0: float, t1: float, t2: float, t3: float, t4: float, t5: float) -> Latency:
+    """Stage latencies (µs) from the clock readings at the start, after validation,
+    features, model, gates and execution."""
+    return Latency.model_construct(
+        total_us=(t5 - t0) * 1e6,
+        validate_us=(t1 - t0) * 1e6,
+        features_us=(t2 - t1) * 1e6,
+        model_us=(t3 - t2) * 1e6,
+        gates_us=(t4 - t3) * 1e6,
+        execution_us=(t5 - t4) * 1e6,
+    )
+
+
+def _status(kill: bool, cause: str | None) -> str:
+    """A decided request's status: ``killed``, ``disabled``, ``fallback`` or ``ok``."""
+    if kill:
+        return "killed"
+    if cause == "disabled":
+        return "disabled"
+    if cause is not None:
+        return "fallback"
+    return "ok"
+
+
 class FrozenAllocator:
     """Decisions from a frozen policy bundle through the core features, gates and execution.
 
@@ -260,75 +380,22 @@ class FrozenAllocator:
         model: Callable[[np.ndarray], np.ndarray] | None = None,
         debug: bool = False,
     ) -> None:
-        man = policy.manifest
-        try:
-            cfg = config_from_dict(man["config"])
-        except AllocgymError as err:
-            raise BundleError(f"bundle config does not validate in this allocgym: {err}") from None
-        if config_hash(cfg) != man["config_hash"]:
-            raise BundleError(
-                f"bundle config hashes to {config_hash(cfg)}, the manifest says "
-                f"{man['config_hash']}: the manifest was edited; re-export the bundle"
-            )
+        manifest = policy.manifest
+        cfg = _bundle_config(manifest)
         self.policy = policy
         self.cfg: AllocgymConfig = cfg
         self.serving = serving if serving is not None else cfg.serving
         self.symbols: tuple[str, ...] = tuple(policy.symbols)
         self.n_assets = len(self.symbols)
         self._index = {s: i for i, s in enumerate(self.symbols)}
-        self.sector_ids = np.asarray(man["sector_ids"], dtype=np.int64)
-        if cfg.features.mean_correlation and cfg.features.correlation_model == "dcc_garch":
-            raise BundleError(
-                "the bundle observes the DCC-GARCH mean correlation (features."
-                "correlation_model = 'dcc_garch'), which the env filters forward from its fit; "
-                "the serving path holds no filter state: retrain with correlation_model = "
-                "'ewma' to serve"
-            )
-        self.feature_builder = FeatureBuilder(cfg.features, RegimeModel(cfg.regime))
-        layout = json.loads(json.dumps(self.feature_builder.layout(self.n_assets)))
-        if layout != man["features"]:
-            diff = sorted(
-                k
-                for k in layout.keys() | man["features"].keys()
-                if layout.get(k) != man["features"].get(k)
-            )
-            raise BundleError(
-                f"this allocgym builds a different feature layout than the bundle was trained "
-                f"with (keys {diff}): serve it with the allocgym version that exported it, "
-                "or retrain and re-export"
-            )
-        if cfg.features.factor_exposures:
-            raise BundleError(
-                f"the bundle observes factor exposures (features.factor_exposures = "
-                f"{cfg.features.factor_exposures}), which need the env's per-bar factor "
-                "loadings; the serving path fits no factor model: retrain with "
-                "features.factor_exposures = 0 to serve"
-            )
-        if policy.obs_dim != self.feature_builder.obs_dim(self.n_assets):
-            raise BundleError(
-                f"bundle obs_dim {policy.obs_dim} != FeatureBuilder obs_dim "
-                f"{self.feature_builder.obs_dim(self.n_assets)}"
-            )
+        self.sector_ids = np.asarray(manifest["sector_ids"], dtype=np.int64)
+        self.feature_builder = _bundle_features(policy, cfg, self.n_assets)
         self.history = int(self.feature_builder.history)
         # The gates enforce the sealed manifest's limits and cost model (checked at load to
         # be what the config derives), with the runtime flags on top.
         self.flags = RuntimeFlags.from_env(policy.risk_config, environ)
         self.limits = RiskLimits.from_config(self.flags.risk)
-        if self.limits.max_factor_exposure is not None:
-            # The env fits its factor loadings per bar in its precompute; the serving path
-            # fits no factor model, so the limit could not apply: refuse, never skip it.
-            raise GateConfigError(
-                f"risk.max_factor_exposure = {self.limits.max_factor_exposure} is set in the "
-                "bundle, but the serving path has no factor loadings to enforce it: export "
-                "the bundle with risk.max_factor_exposure null to serve it"
-            )
-        for cap_name in ("max_symbol_notional", "max_gross_notional"):
-            cap = getattr(self.limits, cap_name)
-            if cap is not None:
-                try:
-                    check_physical("notional_cap", cap, f"risk.{cap_name}")
-                except PhysicalRangeError as err:
-                    raise GateConfigError(str(err)) from None
+        _check_servable_limits(self.limits)
         self.cost_model = CostModel.from_config(policy.cost_config)
         self.gates = RiskGateChain(self.limits, self.cost_model, debug=debug)
         self.execution = ExecutionPolicy(ExecutionParams.from_config(cfg.execution), self.limits)
@@ -338,7 +405,7 @@ class FrozenAllocator:
             if self.mode == "budgets"
             else None
         )
-        self.n_strategies = int(man["action"]["n_strategies"])
+        self.n_strategies = int(manifest["action"]["n_strategies"])
         # tilt mode: the env's own map applied to the prior allocator's book at the request
         self.action_spec = ActionSpec.from_config(cfg, self.n_assets, self.n_strategies)
         self._prior = (
@@ -414,15 +481,17 @@ class FrozenAllocator:
         t0 = time.perf_counter()
         now = _aware(now) if now is not None else self._clock()
         kill_op = self.operator_kill if operator_kill is None else bool(operator_kill)
-        on = self.flags.enabled if enabled is None else bool(enabled)
+        allocator_on = self.flags.enabled if enabled is None else bool(enabled)
         try:
             if bar is not None:
                 self._check_bar(request, _aware(bar))
-            x = self._validate(request, now, market_checked=held is not None)
+            inputs = self._validate(request, now, market_checked=held is not None)
             t1 = time.perf_counter()
-            return self._decide(request, x, now, t0, t1, kill_op, on, model_cause, held)
+            return self._decide(
+                request, inputs, now, t0, t1, kill_op, allocator_on, model_cause, held
+            )
         except _Reject as rej:
-            return self._rejected(request, rej, now, t0, kill_op, on)
+            return self._rejected(request, rej, now, t0, kill_op, allocator_on)
         except InvariantBreach:
             raise  # only raised in debug mode: a gate bug must surface in tests
         except Exception as err:  # the core raised on inputs that passed validation
@@ -432,13 +501,13 @@ class FrozenAllocator:
                 None,
                 f"{type(err).__name__}: {err}"[:500],
             )
-            return self._rejected(request, rej, now, t0, kill_op, on)
+            return self._rejected(request, rej, now, t0, kill_op, allocator_on)
 
     def triggers(self, close: np.ndarray, tradable: np.ndarray, spread: np.ndarray) -> Triggers:
         """Execution trigger inputs of windows ``(1, L, N)`` ending at the decision bar."""
-        ep = self.execution.params
-        returns = simple_returns(close[0], tradable[0])[None, -ep.vol_long_window :]
-        return trigger_inputs(returns, spread[:, -ep.spread_window :], ep)
+        params = self.execution.params
+        returns = simple_returns(close[0], tradable[0])[None, -params.vol_long_window :]
+        return trigger_inputs(returns, spread[:, -params.spread_window :], params)
 
     # ------------------------------------------------------------------ validation
     def _check_bar(self, req: DecisionRequest, bar: dt.datetime) -> None:
@@ -501,62 +570,114 @@ class FrozenAllocator:
     def _validate(
         self, req: DecisionRequest, now: dt.datetime, market_checked: bool = False
     ) -> _Inputs:
-        s = self.serving
-        n = self.n_assets
-        # symbols: exactly the bundle's, any order
-        syms = req.symbols
-        if len(set(syms)) != len(syms):
-            dup = sorted({x for x in syms if syms.count(x) > 1})[:5]
+        """The request checked field by field and put in the bundle's symbol order.
+
+        Raises ``_Reject`` at the first failed check. ``market_checked``: the history
+        arrays are a held window, whose bars passed the range checks when they arrived.
+        """
+        order = self._symbol_order(req.symbols)
+        self._check_timestamp(req, now)
+        self._check_shapes(req)
+        # Every value finite and inside its physical range (the gates' float tolerances
+        # assume physical magnitudes).
+        if not market_checked:
+            self._check_market(req)
+        peak = self._check_account(req)
+        shares = self._positions(req)
+        fills = self._recent_fills(req, now)
+        self._check_regime(req)
+        intents = self._intents(req, order)
+        confidence, age, horizons = self._intent_terms(req, self.n_assets, order)
+        close = req.close
+        tradable = np.ones(close.shape, dtype=bool) if req.tradable is None else req.tradable
+
+        def columns(a: np.ndarray) -> np.ndarray:
+            return (a if order is None else a[:, order])[None]
+
+        return _Inputs(
+            close=columns(close),
+            volume=columns(req.volume),
+            spread=columns(req.spread_bps),
+            bench=req.benchmark_returns[None],
+            tradable=columns(tradable),
+            shares=shares,
+            equity=float(req.equity),
+            cash=float(req.cash),
+            peak=float(max(peak, req.equity)),
+            intents=intents,
+            intent_confidence=confidence,
+            intent_age=age,
+            intent_horizons=horizons,
+            recent_fills=fills,
+        )
+
+    def _symbol_order(self, symbols: list[str]) -> np.ndarray | None:
+        """Check the request names exactly the bundle's symbols, in any order; the index
+        that puts request columns in the bundle's order (None when they already are)."""
+        n_assets = self.n_assets
+        if len(set(symbols)) != len(symbols):
+            repeated = sorted({sym for sym in symbols if symbols.count(sym) > 1})[:5]
             raise _Reject(
-                "INVALID_INPUT", "duplicate_symbol", "symbols", f"symbols repeated: {dup}"
+                "INVALID_INPUT", "duplicate_symbol", "symbols", f"symbols repeated: {repeated}"
             )
-        unknown = [x for x in syms if x not in self._index]
+        unknown = [sym for sym in symbols if sym not in self._index]
         if unknown:
             raise _Reject(
                 "INVALID_INPUT",
                 "unknown_symbol",
                 "symbols",
                 f"symbols {unknown[:5]} are not in the bundle's universe "
-                f"({n} symbols, model {self.policy.model_id}): the policy was trained on "
+                f"({n_assets} symbols, model {self.policy.model_id}): the policy was trained on "
                 "another universe",
             )
-        if len(syms) != n:
-            given = set(syms)
-            missing = [x for x in self.symbols if x not in given]
+        if len(symbols) != n_assets:
+            given = set(symbols)
+            missing = [sym for sym in self.symbols if sym not in given]
             raise _Reject(
                 "INVALID_INPUT",
                 "missing_symbol",
                 "symbols",
-                f"symbols {missing[:5]} of the bundle's universe are missing: send all {n}",
+                f"symbols {missing[:5]} of the bundle's universe are missing: send all {n_assets}",
             )
-        # timestamp
-        ts = _aware(req.timestamp)
-        age = (now - ts).total_seconds()
-        if age > s.max_staleness_s:
+        if tuple(symbols) == self.symbols:
+            return None
+        column = {sym: i for i, sym in enumerate(symbols)}
+        return np.array([column[sym] for sym in self.symbols])
+
+    def _check_timestamp(self, req: DecisionRequest, now: dt.datetime) -> None:
+        """The request's timestamp is neither stale nor ahead of the server clock ``now``."""
+        serving = self.serving
+        timestamp = _aware(req.timestamp)
+        age = (now - timestamp).total_seconds()
+        if age > serving.max_staleness_s:
             raise _Reject(
                 "STALE_INPUT",
                 "stale",
                 "timestamp",
-                f"timestamp {ts.isoformat()} is {age:.0f} s old, more than "
-                f"serving.max_staleness_s = {s.max_staleness_s:g}",
+                f"timestamp {timestamp.isoformat()} is {age:.0f} s old, more than "
+                f"serving.max_staleness_s = {serving.max_staleness_s:g}",
             )
-        if -age > s.max_future_skew_s:
+        if -age > serving.max_future_skew_s:
             raise _Reject(
                 "INVALID_INPUT",
                 "future_timestamp",
                 "timestamp",
-                f"timestamp {ts.isoformat()} is {-age:.0f} s ahead of the server clock "
-                f"(limit serving.max_future_skew_s = {s.max_future_skew_s:g}): check the clocks",
+                f"timestamp {timestamp.isoformat()} is {-age:.0f} s ahead of the server clock "
+                f"(limit serving.max_future_skew_s = {serving.max_future_skew_s:g}): "
+                "check the clocks",
             )
-        # history arrays
+
+    def _check_shapes(self, req: DecisionRequest) -> None:
+        """The history arrays are aligned ``(L, N)`` windows (and ``(L,)`` benchmark
+        returns) of a length between the features' history and ``serving.max_history_bars``."""
         close = req.close
         length = int(close.shape[0])
-        if close.shape[1] != n:
+        if close.shape[1] != self.n_assets:
             raise _Reject(
                 "INVALID_INPUT",
                 "shape",
                 "close",
-                f"close has {close.shape[1]} columns, symbols {n}",
+                f"close has {close.shape[1]} columns, symbols {self.n_assets}",
             )
         if length < self.history:
             raise _Reject(
@@ -566,13 +687,13 @@ class FrozenAllocator:
                 f"history holds {length} bars, the bundle's features need {self.history}: "
                 f"send the last {self.history} bars (or more)",
             )
-        if length > s.max_history_bars:
+        if length > self.serving.max_history_bars:
             raise _Reject(
                 "INVALID_INPUT",
                 "history_length",
                 "close",
                 f"history holds {length} bars, more than serving.max_history_bars = "
-                f"{s.max_history_bars}: send the last {self.history}",
+                f"{self.serving.max_history_bars}: send the last {self.history}",
             )
         for name, arr in (
             ("volume", req.volume),
@@ -593,24 +714,24 @@ class FrozenAllocator:
                 "benchmark_returns",
                 f"benchmark_returns has shape {req.benchmark_returns.shape}, expected ({length},)",
             )
-        # Every value finite and inside its physical range (the gates' float tolerances
-        # assume physical magnitudes). A held window's bars passed the same checks when
-        # they arrived.
-        if not market_checked:
-            self._check_market(req)
-        # account
-        equity, cash, bp = req.equity, req.cash, req.buying_power
-        peak = equity if req.peak_equity is None else req.peak_equity
+
+    @staticmethod
+    def _check_account(req: DecisionRequest) -> float:
+        """The account values' physical ranges; the peak equity (the equity when not given)."""
+        peak = req.equity if req.peak_equity is None else req.peak_equity
         for field, value in (
-            ("equity", equity),
-            ("cash", cash),
-            ("buying_power", bp),
+            ("equity", req.equity),
+            ("cash", req.cash),
+            ("buying_power", req.buying_power),
             ("peak_equity", peak),
         ):
             _check_range("account", field, value, field, field)
-        # positions
-        shares = np.zeros((1, n))
-        for sym, q in req.positions.items():
+        return peak
+
+    def _positions(self, req: DecisionRequest) -> np.ndarray:
+        """Shares held, shape (1, n_assets) in the bundle's order, each position checked."""
+        shares = np.zeros((1, self.n_assets))
+        for sym, qty in req.positions.items():
             j = self._index.get(sym)
             if j is None:
                 raise _Reject(
@@ -619,118 +740,128 @@ class FrozenAllocator:
                     "positions",
                     f"position in {sym!r}, not in the bundle's universe",
                 )
-            _check_range("positions", "position", q, f"positions.{sym}", "positions")
-            shares[0, j] = q
-        # regime override
+            _check_range("positions", "position", qty, f"positions.{sym}", "positions")
+            shares[0, j] = qty
+        return shares
+
+    @staticmethod
+    def _check_regime(req: DecisionRequest) -> None:
+        """A regime override's confidence lies in [0, 1]."""
         if req.regime is not None:
-            c = req.regime.confidence
-            if not (math.isfinite(c) and 0.0 <= c <= 1.0):
+            confidence = req.regime.confidence
+            if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
                 raise _Reject(
                     "INVALID_INPUT",
                     "regime",
                     "regime.confidence",
-                    f"regime confidence {c!r} not in [0, 1]",
+                    f"regime confidence {confidence!r} not in [0, 1]",
                 )
-        # column order: the bundle's
-        perm = None
-        if tuple(syms) != self.symbols:
-            where = {x: i for i, x in enumerate(syms)}
-            perm = np.array([where[x] for x in self.symbols])
-        intents = None
-        if req.strategy_intents is not None:
-            bad = sorted(set(req.strategy_intents) - set(STRATEGY_FAMILIES))
-            if bad:
+
+    def _intents(self, req: DecisionRequest, order: np.ndarray | None) -> np.ndarray | None:
+        """Validated strategy intents (1, n_strategies, N) in the bundle's order (budgets
+        mode; None when not given or not in budgets mode, whose families are still checked)."""
+        if req.strategy_intents is None:
+            return None
+        unknown = sorted(set(req.strategy_intents) - set(STRATEGY_FAMILIES))
+        if unknown:
+            raise _Reject(
+                "INVALID_INPUT",
+                "intents",
+                "strategy_intents",
+                f"unknown strategy families {unknown}: use {list(STRATEGY_FAMILIES)}",
+            )
+        if self.mode != "budgets":
+            return None
+        n_assets = self.n_assets
+        intents = np.zeros((1, self.n_strategies, n_assets))
+        for k, family in enumerate(STRATEGY_FAMILIES[: self.n_strategies]):
+            given = req.strategy_intents.get(family)
+            if given is None:
+                continue
+            if (
+                given.shape != (n_assets,)
+                or not np.isfinite(given).all()
+                or (np.abs(given) > 1).any()
+            ):
                 raise _Reject(
                     "INVALID_INPUT",
                     "intents",
-                    "strategy_intents",
-                    f"unknown strategy families {bad}: use {list(STRATEGY_FAMILIES)}",
+                    f"strategy_intents.{family}",
+                    f"intents of {family!r} must be {n_assets} finite values in [-1, 1]",
                 )
-            if self.mode == "budgets":
-                intents = np.zeros((1, self.n_strategies, n))
-                for k, fam in enumerate(STRATEGY_FAMILIES[: self.n_strategies]):
-                    v = req.strategy_intents.get(fam)
-                    if v is None:
-                        continue
-                    if v.shape != (n,) or not np.isfinite(v).all() or (np.abs(v) > 1).any():
-                        raise _Reject(
-                            "INVALID_INPUT",
-                            "intents",
-                            f"strategy_intents.{fam}",
-                            f"intents of {fam!r} must be {n} finite values in [-1, 1]",
-                        )
-                    intents[0, k] = v if perm is None else v[perm]
-        confidence, age, horizons = self._intent_terms(req, n, perm)
-        tradable = np.ones(close.shape, dtype=bool) if req.tradable is None else req.tradable
+            intents[0, k] = given if order is None else given[order]
+        return intents
 
-        def cols(a: np.ndarray) -> np.ndarray:
-            return (a if perm is None else a[:, perm])[None]
-
-        return _Inputs(
-            close=cols(close),
-            volume=cols(req.volume),
-            spread=cols(req.spread_bps),
-            bench=req.benchmark_returns[None],
-            tradable=cols(tradable),
-            shares=shares,
-            equity=float(equity),
-            cash=float(cash),
-            peak=float(max(peak, equity)),
-            intents=intents,
-            intent_confidence=confidence,
-            intent_age=age,
-            intent_horizons=horizons,
-        )
+    def _recent_fills(self, req: DecisionRequest, now: dt.datetime) -> np.ndarray | None:
+        """Notional the request's fills already traded per bundle symbol, (1, N); ``None``
+        without fills. A fill of a symbol outside the bundle or outside the bar (before the
+        request's timestamp, or after the clock plus ``serving.max_future_skew_s``) is a
+        coded INVALID_INPUT reject naming the fill and the value."""
+        if not req.recent_fills:
+            return None
+        latest = now + dt.timedelta(seconds=self.serving.max_future_skew_s)
+        fills = [fill.record() for fill in req.recent_fills]
+        try:
+            notional = fill_notional(fills, self.symbols, _aware(req.timestamp), latest)
+        except RequestError as err:
+            raise _Reject("INVALID_INPUT", "recent_fills", "recent_fills", str(err)) from None
+        return notional[None]
 
     def _intent_terms(
-        self, req: DecisionRequest, n: int, perm: np.ndarray | None
+        self, req: DecisionRequest, n_assets: int, order: np.ndarray | None
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Validated confidence (1, S, N), age (1, S) and horizons (S,) of the request's
         intents (None where not given; budgets mode only)."""
         given = set(req.strategy_intents or {})
         for field in ("strategy_confidence", "strategy_horizons", "strategy_intent_age"):
-            bad = sorted(set(getattr(req, field) or {}) - given)
-            if bad:
+            orphans = sorted(set(getattr(req, field) or {}) - given)
+            if orphans:
                 raise _Reject(
                     "INVALID_INPUT",
                     "intents",
                     field,
-                    f"{field} for families {bad} without strategy_intents: give their intents too",
+                    f"{field} for families {orphans} without strategy_intents: "
+                    "give their intents too",
                 )
         if self.mode != "budgets" or not given:
             return None, None, None
         families = STRATEGY_FAMILIES[: self.n_strategies]
         confidence = age = horizons = None
         if req.strategy_confidence:
-            confidence = np.ones((1, self.n_strategies, n))
-            for k, fam in enumerate(families):
-                c = req.strategy_confidence.get(fam)
-                if c is None:
+            confidence = np.ones((1, self.n_strategies, n_assets))
+            for k, family in enumerate(families):
+                family_confidence = req.strategy_confidence.get(family)
+                if family_confidence is None:
                     continue
-                if c.shape != (n,) or not (
-                    np.isfinite(c).all() and (c >= 0).all() and (c <= 1).all()
+                if family_confidence.shape != (n_assets,) or not (
+                    np.isfinite(family_confidence).all()
+                    and (family_confidence >= 0).all()
+                    and (family_confidence <= 1).all()
                 ):
                     raise _Reject(
                         "INVALID_INPUT",
                         "intents",
-                        f"strategy_confidence.{fam}",
-                        f"confidence of {fam!r} must be {n} finite values in [0, 1]",
+                        f"strategy_confidence.{family}",
+                        f"confidence of {family!r} must be {n_assets} finite values in [0, 1]",
                     )
-                confidence[0, k] = c if perm is None else c[perm]
+                confidence[0, k] = family_confidence if order is None else family_confidence[order]
         if req.strategy_intent_age or req.strategy_horizons:
+            given_ages = req.strategy_intent_age or {}
+            given_horizons = req.strategy_horizons or {}
             age = np.zeros((1, self.n_strategies))
             horizons = np.zeros(self.n_strategies)
-            for k, fam in enumerate(families):
-                a = (req.strategy_intent_age or {}).get(fam, 0)
-                h = (req.strategy_horizons or {}).get(fam, 0)
-                if a < 0 or (fam in (req.strategy_horizons or {}) and h < 1):
+            for k, family in enumerate(families):
+                age_bars = given_ages.get(family, 0)
+                horizon = given_horizons.get(family, 0)
+                if age_bars < 0 or (family in given_horizons and horizon < 1):
                     raise _Reject(
                         "INVALID_INPUT",
                         "intents",
-                        "strategy_intent_age" if a < 0 else "strategy_horizons",
-                        f"{fam!r}: intent age {a} must be >= 0 bars and its horizon {h} >= 1",
+                        "strategy_intent_age" if age_bars < 0 else "strategy_horizons",
+                        f"{family!r}: intent age {age_bars} must be >= 0 bars and its "
+                        f"horizon {horizon} >= 1",
                     )
-                age[0, k], horizons[k] = a, h
+                age[0, k], horizons[k] = age_bars, horizon
         return confidence, age, horizons
 
     # ------------------------------------------------------------------ decision
@@ -742,9 +873,9 @@ class FrozenAllocator:
         """
         if self.serving.fallback == "hrp":
             try:
-                w = self._hrp.allocate(self._context(x, w_cur))
-                if np.isfinite(w).all():
-                    return w, "hrp"
+                weights = self._hrp.allocate(self._context(x, w_cur))
+                if np.isfinite(weights).all():
+                    return weights, "hrp"
             except AllocgymError:
                 pass
         return w_cur.copy(), "hold"
@@ -752,12 +883,9 @@ class FrozenAllocator:
     def _context(self, x: _Inputs, w_cur: np.ndarray) -> AllocationContext:
         """Past-only context of the request: the last ``baselines.lookback`` simple returns
         (0 where a symbol was not tradable, as ``MarketData.returns``) and the book."""
-        c = x.close[0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = c[1:] / c[:-1] - 1.0
-        r = np.where(np.isfinite(r) & x.tradable[0, 1:] & x.tradable[0, :-1], r, 0.0)
+        returns = simple_returns(x.close[0], x.tradable[0])[1:]
         return AllocationContext(
-            returns=r[-self._hrp_lookback :][None],
+            returns=returns[-self._hrp_lookback :][None],
             current_weights=w_cur,
             symbols=self.symbols,
             sector_ids=self.sector_ids,
@@ -813,62 +941,35 @@ class FrozenAllocator:
         forced_cause: tuple[str, str] | None,
         held: HeldBar | None = None,
     ) -> DecisionTrace:
-        fb = self.feature_builder
+        """Features, proposal, gates and execution on the validated request ``x``.
+
+        ``t0`` and ``t1`` are the clock readings at the start and after validation; the
+        stages between the later readings are timed here.
+        """
+        builder = self.feature_builder
         if held is not None:
             feats = held.features
         else:
-            feats = fb.compute(x.close, x.bench, x.volume, x.spread, x.tradable)
-        p = x.close[:, -1]
+            feats = builder.compute(x.close, x.bench, x.volume, x.spread, x.tradable)
+        prices = x.close[:, -1]
         equity = np.array([x.equity])
-        w_cur = x.shares * p / equity[:, None]
+        w_cur = x.shares * prices / equity[:, None]
         drawdown = 1.0 - equity / x.peak
         cash = np.array([x.cash]) / equity
-        obs = fb.observation(feats, w_cur, drawdown, cash)
+        obs = builder.observation(feats, w_cur, drawdown, cash)
         regime = self._regime(req, feats)
         kill = bool(req.kill_switch or kill_op or self.limits.kill_switch)
         t2 = time.perf_counter()
 
-        cause: str | None = None
-        message = ""
-        budgets = contrib = None
-        kind = None
-        raw_action = None
-        if kill:
-            proposal = w_cur.copy()
-        elif not enabled:
-            proposal, kind = self.defensive(x, w_cur)
-            cause, message = "disabled", "TRADING_ALLOCATOR_ENABLED is false"
-        else:
-            if forced_cause is not None:
-                out, (cause, message) = None, forced_cause
-            else:
-                out, cause, message = self._call_model(obs)
-            raw_action = out
-            tilted = None if out is None or self.mode != "tilt" else self._tilted(out, x, w_cur)
-            if out is not None and self.mode == "tilt" and tilted is None:
-                out, cause, message = None, "prior", "the tilt prior allocator failed"
-            if out is None:
-                proposal, kind = self.defensive(x, w_cur)
-            elif tilted is not None:
-                proposal = tilted
-            elif self.mode == "weights":
-                proposal = out
-            else:
-                budgets = out
-                intents = feats.intents if x.intents is None else x.intents
-                assert self.aggregator is not None
-                horizons = None
-                if x.intent_horizons is not None:  # 0 = the bundle's horizon of the family
-                    horizons = np.where(x.intent_horizons > 0, x.intent_horizons, feats.horizons)
-                proposal, contrib = self.aggregator.aggregate(
-                    budgets, intents, x.intent_confidence, x.intent_age, horizons
-                )
+        proposal, budgets, contrib, raw_action, kind, cause, message = self._propose(
+            x, feats, obs, w_cur, kill, enabled, forced_cause
+        )
         t3 = time.perf_counter()
 
         ctx = bar_gate_context(
             x.shares,
             equity,
-            p,
+            prices,
             x.spread[:, -1],
             x.tradable[:, -1],
             feats,
@@ -877,20 +978,9 @@ class FrozenAllocator:
             kill_switch=np.array([kill]),
             reduce_only=np.array([bool(req.reduce_only)]),
             strategy_weights=contrib,
+            recent_fills=x.recent_fills,
         )
-        gate = self.gates.apply(proposal, ctx)
-        code = 0
-        if not kill and cause is not None:
-            code = _DISABLED if cause == "disabled" else _FALLBACK
-        elif kill and not enabled:
-            code = _DISABLED
-        if code:
-            sym_code = code if not kill else 0
-            gate = dataclasses.replace(
-                gate,
-                symbol_reasons=gate.symbol_reasons | sym_code,
-                portfolio_reasons=gate.portfolio_reasons | code,
-            )
+        gate = _with_serving_codes(self.gates.apply(proposal, ctx), kill, enabled, cause)
         t4 = time.perf_counter()
         # The env's vol-spike / spread-blowout triggers, from the request's windows; a
         # production request is a scheduled decision window by construction.
@@ -900,28 +990,136 @@ class FrozenAllocator:
         ex = self.execution.apply(gate, ctx, triggers)
         t5 = time.perf_counter()
 
-        if kill:
-            status = "killed"
-        elif cause == "disabled":
-            status = "disabled"
-        elif cause is not None:
-            status = "fallback"
-        else:
-            status = "ok"
         fallback = None
         if cause is not None and not kill:
             fallback = FallbackInfo.model_construct(kind=kind, cause=cause, message=message)
+        decision = self._decision(
+            req,
+            now,
+            status=_status(kill, cause),
+            proposal=proposal,
+            w_cur=w_cur,
+            gate=gate,
+            ex=ex,
+            budgets=self._budgets(proposal, gate, budgets, contrib, regime.budget_multiplier),
+            regime=regime,
+            fallback=fallback,
+            latency=_latency(t0, t1, t2, t3, t4, t5),
+        )
+        model_failed = cause not in (None, "disabled") and not kill
+        return DecisionTrace(
+            decision=decision,
+            now=now,
+            model_cause=cause if model_failed else None,
+            model_message=message if model_failed else "",
+            observation=obs,
+            context=ctx,
+            gate=gate,
+            execution=ex,
+            latency_s=t5 - t0,
+            enabled=enabled,
+            operator_kill=kill_op,
+            raw_action=raw_action,
+        )
+
+    def _propose(
+        self,
+        x: _Inputs,
+        feats: MarketFeatures,
+        obs: np.ndarray,
+        w_cur: np.ndarray,
+        kill: bool,
+        enabled: bool,
+        forced_cause: tuple[str, str] | None,
+    ) -> tuple[
+        np.ndarray,
+        np.ndarray | None,
+        np.ndarray | None,
+        np.ndarray | None,
+        str | None,
+        str | None,
+        str,
+    ]:
+        """The proposal (1, N) for the gates and how it was formed.
+
+        The current book under the kill switch (the gates flatten it); the defensive
+        allocation when the allocator is disabled, the model fails (or ``forced_cause``
+        says it did) or the tilt prior fails; else the model's weights, tilts on the
+        prior's book, or budgets aggregated over the strategy intents.
+
+        Returns
+        -------
+        proposal : ndarray, shape (1, N)
+        budgets : ndarray, shape (1, n_strategies + 1), or None
+            The model's strategy and cash budgets (budgets mode).
+        contrib : ndarray, shape (1, n_strategies, N), or None
+            Each strategy's weights in the proposal (budgets mode).
+        raw_action : ndarray, shape (1, action_dim), or None
+            The model's output (None when it was not called or failed).
+        kind : str or None
+            The defensive allocation's kind (``hold`` or ``hrp``) when one was used.
+        cause, message : str or None, str
+            Why the model's output was not used (``disabled``, ``prior`` or a model
+            failure cause) and its message; None and "" when it was used or under the
+            kill switch.
+        """
+        if kill:
+            return w_cur.copy(), None, None, None, None, None, ""
+        if not enabled:
+            proposal, kind = self.defensive(x, w_cur)
+            return (
+                proposal,
+                None,
+                None,
+                None,
+                kind,
+                "disabled",
+                "TRADING_ALLOCATOR_ENABLED is false",
+            )
+        if forced_cause is not None:
+            out, (cause, message) = None, forced_cause
+        else:
+            out, cause, message = self._call_model(obs)
+        raw_action = out
+        tilted = None if out is None or self.mode != "tilt" else self._tilted(out, x, w_cur)
+        if out is not None and self.mode == "tilt" and tilted is None:
+            out, cause, message = None, "prior", "the tilt prior allocator failed"
+        if out is None:
+            proposal, kind = self.defensive(x, w_cur)
+            return proposal, None, None, raw_action, kind, cause, message
+        if tilted is not None:
+            return tilted, None, None, raw_action, None, cause, message
+        if self.mode == "weights":
+            return out, None, None, raw_action, None, cause, message
+        intents = feats.intents if x.intents is None else x.intents
+        assert self.aggregator is not None
+        horizons = None
+        if x.intent_horizons is not None:  # 0 = the bundle's horizon of the family
+            horizons = np.where(x.intent_horizons > 0, x.intent_horizons, feats.horizons)
+        proposal, contrib = self.aggregator.aggregate(
+            out, intents, x.intent_confidence, x.intent_age, horizons
+        )
+        return proposal, out, contrib, raw_action, None, cause, message
+
+    def _decision(
+        self,
+        req: DecisionRequest,
+        now: dt.datetime,
+        *,
+        status: str,
+        proposal: np.ndarray,
+        w_cur: np.ndarray,
+        gate: GateResult,
+        ex: ExecutionResult,
+        budgets: list[StrategyBudget],
+        regime: RegimeInfo,
+        fallback: FallbackInfo | None,
+        latency: Latency,
+    ) -> Decision:
+        """The response of a decided (not rejected) request."""
         target = ex.target_weights[0]
         reasons = ex.reasons[0]
-        latency = Latency.model_construct(
-            total_us=(t5 - t0) * 1e6,
-            validate_us=(t1 - t0) * 1e6,
-            features_us=(t2 - t1) * 1e6,
-            model_us=(t3 - t2) * 1e6,
-            gates_us=(t4 - t3) * 1e6,
-            execution_us=(t5 - t4) * 1e6,
-        )
-        decision = Decision.model_construct(
+        return Decision.model_construct(
             request_id=req.request_id,
             status=status,
             timestamp=_aware(req.timestamp).isoformat(),
@@ -936,7 +1134,7 @@ class FrozenAllocator:
             reasons=[self._names(int(m)) for m in reasons.tolist()],
             reason_mask=reasons.tolist(),
             portfolio_reasons=self._names(int(ex.portfolio_reasons[0])),
-            budgets=self._budgets(proposal, gate, budgets, contrib, regime.budget_multiplier),
+            budgets=budgets,
             regime=regime,
             model=self._model_info,
             fallback=fallback,
@@ -946,37 +1144,26 @@ class FrozenAllocator:
             latency=latency,
             schema_version="allocgym.decision/1",
         )
-        return DecisionTrace(
-            decision=decision,
-            now=now,
-            model_cause=cause if cause not in (None, "disabled") and not kill else None,
-            model_message=message if cause not in (None, "disabled") and not kill else "",
-            observation=obs,
-            context=ctx,
-            gate=gate,
-            execution=ex,
-            latency_s=t5 - t0,
-            enabled=enabled,
-            operator_kill=kill_op,
-            raw_action=raw_action,
-        )
 
     def _regime(self, req: DecisionRequest, feats: Any) -> RegimeInfo:
+        """The decision's regime: the request's override, the model's or the default
+        (``serving.regime_source``), with its budget and capacity multipliers."""
         barbell = BARBELL_STATES[int(feats.barbell[0])]
         if req.regime is not None:
-            label, conf, source = req.regime.label, float(req.regime.confidence), "request"
+            label, confidence, source = req.regime.label, float(req.regime.confidence), "request"
             code = regime_code(label)
         elif self.serving.regime_source == "model":
             code = int(feats.regime[0])
-            label, conf, source = REGIME_LABELS[code], float(feats.regime_confidence[0]), "model"
+            label, confidence = REGIME_LABELS[code], float(feats.regime_confidence[0])
+            source = "model"
         else:
             label = self.limits.default_regime
-            code, conf, source = regime_code(label), 0.0, "default"
+            code, confidence, source = regime_code(label), 0.0, "default"
         codes = np.array([code], dtype=np.int64)
         return RegimeInfo.model_construct(
             label=label,
             code=code,
-            confidence=conf,
+            confidence=confidence,
             source=source,
             barbell=barbell,
             budget_multiplier=float(self.limits.budget_multiplier(codes)[0]),
@@ -1004,22 +1191,24 @@ class FrozenAllocator:
                     utilization=gross / cap if cap > 0 else None,
                 )
             ]
-        cap = self.limits.max_strategy_contribution
-        prop_gross = np.abs(contrib[0]).sum(axis=1)
-        scale = (
-            np.ones(self.n_strategies) if gate.strategy_scale is None else gate.strategy_scale[0]
-        )
+        # budgets mode: each family's budget as the gates built it (base -> regime ->
+        # capacity) and the share of the approved book attributed to it
+        trace = gate.strategy_budget
+        assert trace is not None  # the strategy stage runs whenever contributions are given
         out = []
         for k in range(self.n_strategies):
-            approved = float(prop_gross[k] * scale[k])
+            cap = float(trace.capacity[0, k])
+            approved = float(trace.approved[0, k])
             out.append(
                 StrategyBudget.model_construct(
                     strategy=STRATEGY_FAMILIES[k],
                     budget=float(budgets[0, k]),
-                    proposed_gross=float(prop_gross[k]),
+                    proposed_gross=float(trace.proposed[0, k]),
                     approved_gross=approved,
+                    base_cap=float(trace.base[0, k]),
+                    regime_cap=float(trace.regime[0, k]),
                     cap=cap,
-                    utilization=approved / cap,
+                    utilization=approved / cap if cap > 0 else None,
                 )
             )
         out.append(
@@ -1052,24 +1241,24 @@ class FrozenAllocator:
         kill_op: bool,
         enabled: bool,
     ) -> DecisionTrace:
-        n = self.n_assets
+        n_assets = self.n_assets
         kill = bool(req.kill_switch or kill_op or self.limits.kill_switch)
         shares = self._readable_shares(req)
         code = int(ReasonCode[rej.code])
-        port = code | (_KILL if kill else 0)
+        portfolio_code = code | (_KILL if kill else 0)
         if shares is None:
             delta = target_qty = target_w = None
             reasons = None
         elif kill:
             delta = quantities(-shares)
-            target_qty = [0] * n
-            target_w = [0.0] * n
-            reasons = [port] * n
+            target_qty = [0] * n_assets
+            target_w = [0.0] * n_assets
+            reasons = [portfolio_code] * n_assets
         else:
-            delta = [0] * n
+            delta = [0] * n_assets
             target_qty = quantities(shares)
             target_w = None
-            reasons = [code] * n
+            reasons = [code] * n_assets
         total = (time.perf_counter() - t0) * 1e6
         latency = Latency.model_construct(
             total_us=total,
@@ -1093,7 +1282,7 @@ class FrozenAllocator:
             current_weights=None,
             reasons=None if reasons is None else [self._names(m) for m in reasons],
             reason_mask=reasons,
-            portfolio_reasons=self._names(port),
+            portfolio_reasons=self._names(portfolio_code),
             budgets=[],
             regime=None,
             model=self._model_info,
@@ -1122,13 +1311,13 @@ class FrozenAllocator:
 
     def _readable_shares(self, req: DecisionRequest) -> np.ndarray | None:
         """Positions in the bundle's order when every entry is known and finite, else None."""
-        out = np.zeros(self.n_assets)
-        for sym, q in req.positions.items():
+        shares = np.zeros(self.n_assets)
+        for sym, qty in req.positions.items():
             j = self._index.get(sym)
-            if j is None or not math.isfinite(q):
+            if j is None or not math.isfinite(qty):
                 return None
-            out[j] = q
-        return out
+            shares[j] = qty
+        return shares
 
     # ------------------------------------------------------------------ helpers
     def describe(self) -> dict[str, Any]:
@@ -1179,17 +1368,16 @@ def request_from_market(
     timestamp : datetime, optional
         Default: the bar's date at 00:00 UTC.
     """
-    lo = int(t) - int(history) + 1
-    if lo < 0:
+    first = int(t) - int(history) + 1
+    if first < 0:
         raise ValueError(f"bar {t} has only {t + 1} bars of history, {history} needed")
-    sl = slice(lo, int(t) + 1)
-    n = market.n_assets
-    q = np.zeros(n) if shares is None else np.asarray(shares, dtype=np.float64)
+    window = slice(first, int(t) + 1)
+    qty = np.zeros(market.n_assets) if shares is None else np.asarray(shares, dtype=np.float64)
     p = market.close[int(t)]
     if cash is None:
-        cash = 1.0e6 if equity is None else float(equity - (q * p).sum())
+        cash = 1.0e6 if equity is None else float(equity - (qty * p).sum())
     if equity is None:
-        equity = float(cash + (q * p).sum())
+        equity = float(cash + (qty * p).sum())
     if timestamp is None:
         day = np.datetime_as_string(market.dates[int(t)], unit="D")
         timestamp = dt.datetime.fromisoformat(str(day)).replace(tzinfo=dt.UTC)
@@ -1202,13 +1390,15 @@ def request_from_market(
         buying_power=float(cash if buying_power is None else buying_power),
         peak_equity=None if peak_equity is None else float(peak_equity),
         positions={
-            s: float(v) for s, v in zip(market.symbols, q.tolist(), strict=True) if v != 0.0
+            sym: float(position)
+            for sym, position in zip(market.symbols, qty.tolist(), strict=True)
+            if position != 0.0
         },
-        close=np.ascontiguousarray(market.close[sl]),
-        volume=np.ascontiguousarray(market.volume[sl]),
-        spread_bps=np.ascontiguousarray(market.spread_bps[sl]),
-        benchmark_returns=np.ascontiguousarray(market.benchmark_returns[sl]),
-        tradable=np.ascontiguousarray(market.tradable[sl]),
+        close=np.ascontiguousarray(market.close[window]),
+        volume=np.ascontiguousarray(market.volume[window]),
+        spread_bps=np.ascontiguousarray(market.spread_bps[window]),
+        benchmark_returns=np.ascontiguousarray(market.benchmark_returns[window]),
+        tradable=np.ascontiguousarray(market.tradable[window]),
         kill_switch=kill_switch,
         reduce_only=reduce_only,
     )

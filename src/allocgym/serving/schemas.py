@@ -53,6 +53,8 @@ from pydantic import (
 )
 
 from allocgym.errors import BundleError
+from allocgym.ranges import RANGES
+from allocgym.risk.context import Fill
 
 DECISION_SCHEMA = "allocgym.decision/1"
 """Version tag of :class:`Decision`."""
@@ -316,6 +318,48 @@ class RegimeOverride(BaseModel):
     INVALID_INPUT reject."""
 
 
+def _physical(name: str) -> Any:
+    """A finite ``StrictFloat`` inside the physical range ``name`` (``allocgym.ranges``)."""
+    rng = RANGES[name]
+    return Field(allow_inf_nan=False, ge=rng.low, le=rng.high)
+
+
+class RecentFill(BaseModel):
+    """A fill already executed in the current bar: it has used up part of the bar's
+    capacity (participation and turnover, per symbol and portfolio-wide)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    symbol: Symbol
+    """The symbol traded (one of the bundle's)."""
+    qty: StrictFloat = _physical("position")
+    """Signed quantity in shares (a buy > 0, a sell < 0), finite, magnitude at most 1e15."""
+    price: StrictFloat = _physical("price")
+    """Fill price per share, finite, in [1e-8, 1e15]."""
+    time: Timestamp
+    """When it executed (ISO 8601; naive = UTC; over HTTP RFC 3339 with an offset): in the
+    bar being decided, at or after the decision bar's timestamp and not after the
+    decision."""
+
+    def record(self) -> Fill:
+        """The fill as the gates' ``allocgym.risk.Fill``."""
+        return Fill(self.symbol, self.qty, self.price, self.time)
+
+
+def served_fill_model(symbols: Sequence[str]) -> type[RecentFill]:
+    """The :class:`RecentFill` the HTTP service parses: ``symbol`` one of the bundle's
+    ``symbols`` (an enum in its JSON Schema), ``time`` in RFC 3339."""
+    base = RecentFill.model_fields
+    return create_model(
+        "RecentFill",
+        __base__=RecentFill,
+        __doc__=RecentFill.__doc__,
+        __module__=__name__,
+        symbol=(Literal[tuple(symbols)], Field(description=base["symbol"].description)),
+        time=(RFC3339Timestamp, Field(description=base["time"].description)),
+    )
+
+
 INTENT_VECTOR_FIELDS: tuple[str, ...] = ("strategy_intents", "strategy_confidence")
 """Request fields holding one (N,) vector per strategy family."""
 
@@ -395,6 +439,16 @@ class DecisionRequest(BaseModel):
     older than its horizon is dropped or decays, halving every further horizon
     (``intents.stale_rule`` of the bundle's configuration); its share of the family's
     budget stays in cash."""
+    recent_fills: list[RecentFill] | None = None
+    """Fills already executed in the bar being decided (``positions`` already include
+    them). Their notional, ``|qty x price|`` per fill, counts against the bar's capacity:
+    the participation cap and the per-symbol turnover ceiling of each symbol and the
+    portfolio's turnover ceiling leave the new trade only the room the fills did not use.
+    Over HTTP a fill of a symbol outside the bundle or a non-finite or out-of-range
+    quantity or price does not match the schema (422 naming the fill's field); a fill
+    whose time lies outside the bar (before the decision bar's timestamp, or after the
+    decision beyond ``serving.max_future_skew_s``) is a coded INVALID_INPUT reject naming
+    the fill and the value (in-process, so is an unknown symbol)."""
     kill_switch: StrictBool = False
     """Flatten everything now (always wins)."""
     reduce_only: StrictBool = False
@@ -504,6 +558,10 @@ def served_request_model(symbols: Sequence[str], max_history_bars: int) -> type[
         strategy_confidence=(
             dict[str, array_type(1, "f", cols=n)] | None,  # type: ignore[valid-type]
             described("strategy_confidence", default=None),
+        ),
+        recent_fills=(
+            list[served_fill_model(symbols)] | None,  # type: ignore[misc]
+            described("recent_fills", default=None),
         ),
     )
 
@@ -673,9 +731,17 @@ class StrategyBudget(BaseModel):
     proposed_gross: float
     """Gross exposure it proposed."""
     approved_gross: float
-    """Gross exposure after STRATEGY_CAP (weights mode: after every gate)."""
+    """Gross exposure of the approved book held for it (each name's ``|w_i|`` split over
+    the families in proportion to their contributions after STRATEGY_CAP; the family lines
+    sum to the approved book's gross; weights mode: the whole approved book)."""
+    base_cap: float | None = None
+    """Budgets mode: its configured base budget (``risk.strategy_budgets``)."""
+    regime_cap: float | None = None
+    """Budgets mode: ``base_cap`` x the regime budget multiplier x the regime's tilt."""
     cap: float | None
-    """Its cap (max_strategy_contribution; weights mode: max_gross x budget multiplier)."""
+    """The cap it was held to. Budgets mode: ``regime_cap`` x the capacity factor (spread,
+    volatility, liquidity), the budget STRATEGY_CAP enforces; weights mode: max_gross x the
+    regime budget multiplier."""
     utilization: float | None
     """approved_gross / cap."""
 
@@ -720,7 +786,8 @@ class RejectInfo(BaseModel):
     detail: str
     """Machine-readable cause: unknown_symbol, missing_symbol, duplicate_symbol,
     history_length, shape, non_finite, non_positive_price, negative_value, out_of_range,
-    stale, future_timestamp, account, positions, regime, intents, internal_error."""
+    stale, future_timestamp, account, positions, regime, intents, recent_fills,
+    internal_error."""
     field: str | None
     message: str
 

@@ -13,9 +13,12 @@ the registry:
   ``coupled_violations``, ``hard_ok`` and ``names_outside`` evaluate their measures;
 - ``check_invariants`` walks the registry with its own, independent measure code.
 
-The trade limits share one trade scale and are applied together
-(``gates.trade.trade_limits``); the strategy cap runs before everything else
+The trade limits are applied together (``gates.trade.trade_limits``): the per-symbol ones
+clip each symbol's trade, then the portfolio ones share one trade scale; the strategy cap runs before everything else
 (``gates.strategy.strategy_gate``). Their entries carry the bound and the documentation.
+The strategy cap's bound is per family: ``LimitTables`` holds the base budgets times the
+regime budget multiplier and the regime tilt per slot, and the gate multiplies in each
+family's capacity factor at the decision.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class LimitSpec:
     code : ReasonCode
         The code the gate records where it acts.
     field : str
-        The ``RiskConfig`` / ``RiskLimits`` field holding the bound (``None`` = off).
+        The ``RiskConfig`` / ``RiskLimits`` field holding the bound (``None`` = off; a
+        strategy-level bound is a tuple, one entry per strategy family).
     stage : {"strategy", "hard", "trade"}
         Where the chain applies it: on strategy contributions, on the book, on the trade.
     level : {"symbol", "sector", "portfolio", "strategy"}
@@ -90,12 +94,13 @@ class LimitSpec:
 LIMITS: tuple[LimitSpec, ...] = (
     LimitSpec(
         code=ReasonCode.STRATEGY_CAP,
-        field="max_strategy_contribution",
+        field="strategy_budgets",
         stage="strategy",
         level="strategy",
         unit="weight",
-        multiplier=None,
-        measure="gross contribution sum_i |s_k w_k,i| of each strategy family k",
+        multiplier="budget",
+        measure="gross contribution sum_i |s_k w_k,i| of each strategy family k, against its "
+        "base budget x regime budget multiplier x regime tilt x capacity factor",
         repair="scale the family's contribution",
     ),
     LimitSpec(
@@ -213,8 +218,28 @@ LIMITS: tuple[LimitSpec, ...] = (
         level="symbol",
         unit="weight",
         multiplier="capacity",
-        measure="|dw_i| x equity / ADV_i",
+        measure="(|dw_i| x equity + notional of the bar's recent fills in i) / ADV_i",
         repair="clip the trade in the symbol",
+    ),
+    LimitSpec(
+        code=ReasonCode.SYMBOL_TURNOVER_CAP,
+        field="max_symbol_turnover",
+        stage="trade",
+        level="symbol",
+        unit="weight",
+        multiplier="capacity",
+        measure="|dw_i| + notional of the bar's recent fills in i / equity",
+        repair="clip the trade in the symbol",
+    ),
+    LimitSpec(
+        code=ReasonCode.SYMBOL_SLIPPAGE_BUDGET,
+        field="symbol_slippage_budget_bps",
+        stage="trade",
+        level="symbol",
+        unit="bps",
+        multiplier="capacity",
+        measure="expected cost of the trade in symbol i / equity",
+        repair="scale the trade in the symbol (concave cost curve)",
     ),
     LimitSpec(
         code=ReasonCode.TURNOVER_CAP,
@@ -223,7 +248,7 @@ LIMITS: tuple[LimitSpec, ...] = (
         level="portfolio",
         unit="weight",
         multiplier=None,
-        measure="sum |dw_i|",
+        measure="sum |dw_i| + notional of the bar's recent fills / equity",
         repair="scale the trade",
     ),
     LimitSpec(
@@ -265,7 +290,8 @@ class LimitTables:
     ``bound[code]`` is an array (n_labels + 1,) for a bound with a regime multiplier, a
     float for one without, ``None`` for a limit that is off (flags: ``None``); currency
     bounds are still in currency (divided by equity per portfolio), bps bounds are
-    fractions of equity.
+    fractions of equity. A strategy-level bound is an array (n_labels + 1,
+    n_families): base budget x regime multiplier x regime tilt.
     """
 
     budget: np.ndarray
@@ -289,6 +315,11 @@ class LimitTables:
                 continue
             if entry.unit == "bps":
                 value = value / 1e4
+            if entry.level == "strategy":
+                m = np.ones(N_LABELS + 1) if entry.multiplier is None else mult[entry.multiplier]
+                tilt = limits.strategy_tilt(codes)
+                bound[entry.code] = np.asarray(value)[None, :] * m[:, None] * tilt
+                continue
             bound[entry.code] = (
                 value if entry.multiplier is None else value * mult[entry.multiplier]
             )

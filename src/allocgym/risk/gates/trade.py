@@ -1,15 +1,28 @@
-"""Trade limits on the move from the (de-risked) current book: participation, turnover,
-slippage budget, then the re-feasibility repair."""
+"""Trade limits on the move from the (de-risked) current book.
+
+Per symbol first: ``PARTICIPATION_CAP``, ``SYMBOL_TURNOVER_CAP`` and
+``SYMBOL_SLIPPAGE_BUDGET`` clip the trade of each symbol that fails them, with that
+limit's own code, and leave every other symbol's trade as it is. Then the portfolio-wide
+``TURNOVER_CAP`` and ``SLIPPAGE_BUDGET`` scale the whole (clipped) trade by one common
+factor, and the re-feasibility repair restores the coupled hard limits a per-symbol clip
+broke. Fills already executed in the bar (``GateContext.recent_fills``) count against the
+participation and turnover limits: the room left for the new trade is the limit less what
+traded, never below zero.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from allocgym.costs import CostModel, _cost_terms
+from allocgym.errors import RequestError
+from allocgym.ranges import RANGES
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Bounds
 from allocgym.risk.gates.registry import LimitTables, coupled_ok, coupled_violations
-from allocgym.risk.inputs import Inputs
+from allocgym.risk.inputs import Inputs, as_batch
 from allocgym.risk.kernels import (
     GATE_ROW,
     Trace,
@@ -22,6 +35,34 @@ from allocgym.risk.kernels import (
 from allocgym.risk.refeasible import bisect_scale
 
 
+def filled_weights(recent_fills: Any, x: Inputs) -> np.ndarray | None:
+    """The bar's recent fills (``GateContext.recent_fills``, currency) as weights (n, N):
+    notional over equity, 0 in unreadable rows; ``None`` without fills.
+
+    Raises
+    ------
+    RequestError
+        A shape that does not broadcast to (n_envs, n_assets), or a notional that is not
+        finite or lies outside ``[0, 1e15]``.
+    """
+    if recent_fills is None:
+        return None
+    notional = as_batch("recent_fills", recent_fills, x.p.shape, np.float64)
+    bad = RANGES["adv_notional"].outside(notional)
+    if bad.any():
+        raise RequestError(
+            f"GateContext.recent_fills has {notional[bad][0]!r} at {np.argwhere(bad)[0].tolist()}: "
+            f"pass the notional traded per symbol in the bar, in {RANGES['adv_notional']}"
+        )
+    filled = notional / x.equity[:, None]
+    return np.where(x.bad_row[:, None], 0.0, filled) if x.any_bad_row else filled
+
+
+def _room(cap: Any, used: np.ndarray | None) -> Any:
+    """What the bar's fills ``used`` leave of ``cap`` (never below 0)."""
+    return cap if used is None else np.maximum(cap - used, 0.0)
+
+
 def _mark(
     trace: Trace, code: ReasonCode, rows: np.ndarray, moved: np.ndarray, removed: np.ndarray
 ) -> None:
@@ -29,6 +70,115 @@ def _mark(
     trace.port[rows] |= int(code)
     trace.sym[rows[:, None] & moved] |= int(code)
     trace.clip[GATE_ROW[code]] += np.where(rows, removed, 0.0)
+
+
+def _code_symbols(
+    trace: Trace, code: ReasonCode, over: np.ndarray, before: np.ndarray, after: np.ndarray
+) -> None:
+    """Code the symbols ``over`` whose trade went ``before -> after`` and count the L1."""
+    or_bits(trace.sym, int(code), over)
+    trace.clip[GATE_ROW[code]] += np.abs(before - after).sum(axis=1)
+
+
+def _clip_symbols(
+    d: np.ndarray, cap: Any, code: ReasonCode, trace: Trace
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Clip each symbol's trade to ``|d_i| <= cap_i``: (the trade, the symbols clipped or
+    ``None``)."""
+    a = np.abs(d)
+    if all_below(a, cap):
+        return d, None
+    over = ~is_inside(a, cap, a)
+    if not over.any():
+        return d, None
+    clipped = np.where(over, np.copysign(cap, d), d)
+    _code_symbols(trace, code, over, d, clipped)
+    return clipped, over
+
+
+def _scale_symbols(
+    d: np.ndarray, budget: np.ndarray, x: Inputs, trace: Trace, cost_model: CostModel
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scale each symbol's trade so its expected cost fits ``budget`` (n, 1): (the trade,
+    the symbols scaled or ``None``)."""
+    linear, impact = _cost_terms(d, x.equity[:, None], x.adv, x.vol, x.spread, cost_model)
+    cost = linear + impact
+    if all_below(cost, budget):
+        return d, None
+    budgets = np.broadcast_to(budget, cost.shape)
+    over = is_over(cost, budgets, cost)
+    if not over.any():
+        return d, None
+    scale = np.ones_like(cost)
+    scale[over] = solve_cost_scale(linear[over], impact[over], budgets[over])
+    scaled = d * scale
+    _code_symbols(trace, ReasonCode.SYMBOL_SLIPPAGE_BUDGET, over, d, scaled)
+    return scaled, over
+
+
+def symbol_limits(
+    d: np.ndarray,
+    pcap: np.ndarray,
+    x: Inputs,
+    trace: Trace,
+    tables: LimitTables,
+    cost_model: CostModel,
+    filled: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """PARTICIPATION_CAP, SYMBOL_TURNOVER_CAP, SYMBOL_SLIPPAGE_BUDGET on the trade ``d``
+    (n, N), in that order: (the clipped trade, the symbols any of them clipped or
+    ``None``). A symbol inside every limit keeps its trade bit for bit."""
+    d, clip = _clip_symbols(d, _room(pcap, filled), ReasonCode.PARTICIPATION_CAP, trace)
+    turnover = tables.bound[ReasonCode.SYMBOL_TURNOVER_CAP]
+    if turnover is not None:
+        cap = _room(turnover[tables.slot(x.regime)][:, None], filled)
+        d, over = _clip_symbols(d, cap, ReasonCode.SYMBOL_TURNOVER_CAP, trace)
+        clip = over if clip is None else clip if over is None else clip | over
+    budget = tables.bound[ReasonCode.SYMBOL_SLIPPAGE_BUDGET]
+    if budget is not None:
+        d, over = _scale_symbols(d, budget[tables.slot(x.regime)][:, None], x, trace, cost_model)
+        clip = over if clip is None else clip if over is None else clip | over
+    return d, clip
+
+
+def portfolio_scale(
+    d1: np.ndarray,
+    x: Inputs,
+    trace: Trace,
+    tables: LimitTables,
+    cost_model: CostModel,
+    filled: np.ndarray | None,
+) -> np.ndarray | None:
+    """TURNOVER_CAP then SLIPPAGE_BUDGET on the (per-symbol clipped) trade ``d1``: the
+    common scale of each portfolio's trade, (n,), or ``None`` when neither acts."""
+    l1 = np.abs(d1).sum(axis=1)
+    moved = None
+    bound = tables.bound[ReasonCode.TURNOVER_CAP]
+    turnover = bound if filled is None else _room(bound, filled.sum(axis=1))
+    over_t = None if all_below(l1, turnover) else is_over(l1, turnover, l1)
+    s_turn = None
+    trade = d1
+    if over_t is not None and over_t.any():
+        s_turn = np.where(over_t, turnover / np.where(over_t, l1, 1.0), 1.0)
+        moved = d1 != 0
+        _mark(trace, ReasonCode.TURNOVER_CAP, over_t, moved, (1.0 - s_turn) * l1)
+        trade = d1 * s_turn[:, None]  # (without the cap the scale is 1: d1 itself)
+
+    linear, impact = _cost_terms(trade, x.equity[:, None], x.adv, x.vol, x.spread, cost_model)
+    cost = (linear + impact).sum(axis=1)
+    budget = tables.bound[ReasonCode.SLIPPAGE_BUDGET]
+    over_s = None if all_below(cost, budget) else is_over(cost, budget, cost)
+    if over_s is None or not over_s.any():
+        return s_turn
+    s_slip = np.ones_like(cost)
+    s_slip[over_s] = solve_cost_scale(
+        linear.sum(axis=1)[over_s], impact.sum(axis=1)[over_s], budget
+    )
+    removed = (1.0 - s_slip) * l1 if s_turn is None else s_turn * (1.0 - s_slip) * l1
+    if moved is None:
+        moved = d1 != 0
+    _mark(trace, ReasonCode.SLIPPAGE_BUDGET, over_s, moved, removed)
+    return s_slip if s_turn is None else s_turn * s_slip
 
 
 def trade_limits(
@@ -40,57 +190,21 @@ def trade_limits(
     trace: Trace,
     tables: LimitTables,
     cost_model: CostModel,
+    filled: np.ndarray | None = None,
 ) -> np.ndarray:
-    """PARTICIPATION_CAP, TURNOVER_CAP and SLIPPAGE_BUDGET on the trade ``base -> target``,
-    then the re-feasibility repair of the coupled limits the per-symbol clips broke."""
+    """Every trade limit on the trade ``base -> target``, then the re-feasibility repair
+    of the coupled limits the per-symbol clips broke.
+
+    ``pcap`` (n, N) is the participation cap in weights; ``filled`` (n, N) what the bar's
+    fills already traded, in weights (:func:`filled_weights`), or ``None``.
+    """
     d = target - base
-    a = np.abs(d)
-    inside = None if all_below(a, pcap) else is_inside(a, pcap, a)
-    clipped = inside is not None and not inside.all()
-    clip = d1 = None
-    if clipped:
-        clip = ~inside
-        d1 = np.where(clip, np.copysign(pcap, d), d)
-        or_bits(trace.sym, int(ReasonCode.PARTICIPATION_CAP), clip)
-        trace.clip[GATE_ROW[ReasonCode.PARTICIPATION_CAP]] += np.abs(d - d1).sum(axis=1)
-        a = np.abs(d1)
-    else:
-        d1 = d
-    moved = None
-    l1 = a.sum(axis=1)
-
-    turnover = tables.bound[ReasonCode.TURNOVER_CAP]
-    over_t = None if all_below(l1, turnover) else is_over(l1, turnover, l1)
-    turned = over_t is not None and bool(over_t.any())
-    s_turn = None
-    trade = d1
-    if turned:
-        s_turn = np.where(over_t, turnover / np.where(over_t, l1, 1.0), 1.0)
-        moved = d1 != 0
-        _mark(trace, ReasonCode.TURNOVER_CAP, over_t, moved, (1.0 - s_turn) * l1)
-        trade = d1 * s_turn[:, None]  # (without the cap the scale is 1: d1 itself)
-
-    linear, impact = _cost_terms(trade, x.equity[:, None], x.adv, x.vol, x.spread, cost_model)
-    cost = (linear + impact).sum(axis=1)
-    budget = tables.bound[ReasonCode.SLIPPAGE_BUDGET]
-    over_s = None if all_below(cost, budget) else is_over(cost, budget, cost)
-    slipped = over_s is not None and bool(over_s.any())
-    s_slip = None
-    if slipped:
-        s_slip = np.ones_like(cost)
-        s_slip[over_s] = solve_cost_scale(
-            linear.sum(axis=1)[over_s], impact.sum(axis=1)[over_s], budget
-        )
-        removed = (1.0 - s_slip) * l1 if s_turn is None else s_turn * (1.0 - s_slip) * l1
-        if moved is None:
-            moved = d1 != 0
-        _mark(trace, ReasonCode.SLIPPAGE_BUDGET, over_s, moved, removed)
-    if not (clipped or turned or slipped):
-        return target  # nothing clipped or scaled: the target passed the hard gates
-    if s_turn is None:
-        scale = np.ones_like(cost) if s_slip is None else s_slip
-    else:
-        scale = s_turn if s_slip is None else s_turn * s_slip
+    d1, clip = symbol_limits(d, pcap, x, trace, tables, cost_model, filled)
+    scale = portfolio_scale(d1, x, trace, tables, cost_model, filled)
+    if scale is None:
+        if clip is None:
+            return target  # nothing clipped or scaled: the target passed the hard gates
+        scale = np.ones(d.shape[0])
 
     # Untouched symbols of an unscaled trade keep the target bit for bit.
     keep = (scale == 1.0)[:, None]
@@ -99,17 +213,32 @@ def trade_limits(
     if keep.all():
         return target
     book = np.where(keep, target, base + scale[:, None] * d1)
+    return _refeasible(book, base, target, scale, d1, clip, dec, trace)
 
+
+def _refeasible(
+    book: np.ndarray,
+    base: np.ndarray,
+    target: np.ndarray,
+    scale: np.ndarray,
+    d1: np.ndarray,
+    clip: np.ndarray | None,
+    dec: Bounds,
+    trace: Trace,
+) -> np.ndarray:
+    """Repair the coupled hard limits ``book`` (the clipped and scaled trade) breaks.
+
+    Per-symbol clipping left the segment base -> target, and a coupled limit broke. Two
+    feasible repairs, the one closer to the target wins: (a) keep the clipped trades and
+    scale the free ones (when the clipped trades alone are feasible), (b) scale the whole
+    trade (always feasible: base is, and the limits are convex).
+    """
     violations = coupled_violations(book, dec)
     broken = np.zeros(book.shape[0], dtype=bool)
     for _, rows in violations:
         broken |= rows
     if not broken.any():
         return book
-    # Per-symbol clipping left the segment base -> target, and a coupled limit broke.
-    # Two feasible repairs, the one closer to the target wins: (a) keep the clipped
-    # trades and scale the free ones (when the clipped trades alone are feasible),
-    # (b) scale the whole trade (always feasible: base is, and the limits are convex).
     idx = np.flatnonzero(broken)
     sub = dec.take(idx)
     b0, step = base[idx], scale[idx, None] * d1[idx]
