@@ -141,13 +141,7 @@ class RiskGateChain:
         approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model, filled)
 
         if any_forced:
-            # Only forced rows moved (a bad row's book is 0, which no gate changes), and
-            # every move carries a de-risk bit: the forced-row masks are the plain ones.
-            trace.sym |= derisk.sym
-            or_bits(trace.sym, int(ReasonCode.FORCED_DERISK), moved)
-            trace.port |= derisk.port
-            or_bits(trace.port, int(ReasonCode.FORCED_DERISK), forced)
-            trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK]] += np.abs(x.c - c_in).sum(axis=1)
+            _mark_forced(trace, derisk, moved, forced, np.abs(x.c - c_in).sum(axis=1))
 
         if not x.all_tradable:
             approved = pin_untradable(approved, c_in, x, dec, trace)
@@ -155,20 +149,7 @@ class RiskGateChain:
         flat = None
         if x.any_killed or x.any_bad_row:
             flat = x.killed | x.bad_row
-            approved = np.where(flat[:, None], 0.0, approved)
-            invalid = np.where(x.bad_row | x.bad_proposal, int(ReasonCode.INVALID_INPUT), 0)
-            code = np.where(x.killed, int(ReasonCode.KILL_SWITCH), 0) | invalid
-            trace.sym = np.where(flat[:, None], code[:, None], trace.sym)
-            if not x.all_tradable:
-                # approved flat, but execution cannot move these: it keeps them
-                or_bits(trace.sym, int(ReasonCode.NOT_TRADABLE), flat[:, None] & ~x.tradable)
-            trace.port = np.where(flat, code, trace.port)
-            removed = np.abs(x.p).sum(axis=1)
-            trace.clip[:, flat] = 0.0
-            trace.clip[GATE_ROW[ReasonCode.KILL_SWITCH]] = np.where(x.killed, removed, 0.0)
-            trace.clip[GATE_ROW[ReasonCode.INVALID_INPUT]] += np.where(
-                x.bad_row & ~x.killed, removed, 0.0
-            )
+            approved = _flatten(approved, flat, x, trace)
         if strategy_scale is not None:
             dead = x.bad_proposal if flat is None else flat | x.bad_proposal
             strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
@@ -192,6 +173,38 @@ class RiskGateChain:
             strategy_scale=strategy_scale,
             strategy_budget=strategy_budget,
         )
+
+
+def _mark_forced(
+    trace: Trace, derisk: Trace, moved: np.ndarray, forced: np.ndarray, removed: np.ndarray
+) -> None:
+    """FORCED_DERISK: the current books the hard gates moved back inside the limits.
+
+    Only forced rows moved (a bad row's book is 0, which no gate changes), and every move
+    carries a de-risk bit: the forced-row masks are the plain ones."""
+    trace.sym |= derisk.sym
+    or_bits(trace.sym, int(ReasonCode.FORCED_DERISK), moved)
+    trace.port |= derisk.port
+    or_bits(trace.port, int(ReasonCode.FORCED_DERISK), forced)
+    trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK]] += removed
+
+
+def _flatten(approved: np.ndarray, flat: np.ndarray, x: Inputs, trace: Trace) -> np.ndarray:
+    """Approve an empty book for the ``flat`` rows (kill switch, unreadable input), with
+    KILL_SWITCH / INVALID_INPUT as their only reasons and the whole proposal as clipped."""
+    approved = np.where(flat[:, None], 0.0, approved)
+    invalid = np.where(x.bad_row | x.bad_proposal, int(ReasonCode.INVALID_INPUT), 0)
+    code = np.where(x.killed, int(ReasonCode.KILL_SWITCH), 0) | invalid
+    trace.sym = np.where(flat[:, None], code[:, None], trace.sym)
+    if not x.all_tradable:
+        # approved flat, but execution cannot move these: it keeps them
+        or_bits(trace.sym, int(ReasonCode.NOT_TRADABLE), flat[:, None] & ~x.tradable)
+    trace.port = np.where(flat, code, trace.port)
+    removed = np.abs(x.p).sum(axis=1)
+    trace.clip[:, flat] = 0.0
+    trace.clip[GATE_ROW[ReasonCode.KILL_SWITCH]] = np.where(x.killed, removed, 0.0)
+    trace.clip[GATE_ROW[ReasonCode.INVALID_INPUT]] += np.where(x.bad_row & ~x.killed, removed, 0.0)
+    return approved
 
 
 def decision_bounds(
