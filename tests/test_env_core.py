@@ -108,6 +108,60 @@ def test_lo_respects_feature_history_and_cvar_window(market):
         EnvParams.from_config(market, _cfg(), split="nope")
 
 
+def test_params_wire_the_configured_parts_together(market):
+    """A fresh build (not the shared fixture): the gates and execution read the params'
+    own limits and cost model, the bar tables are the market's, and the episode windows
+    are counted by hand."""
+    md = market
+    p = EnvParams.from_config(md, _cfg())
+    assert p.gates.limits is p.limits and p.gates.cost_model is p.cost_model
+    assert p.execution.limits is p.limits
+    assert np.array_equal(p.spread_bps, market.spread_bps)
+    w = p.cfg.env.cvar_window
+    assert np.array_equal(p._return_windows[37], market.returns[37 : 37 + w])
+    assert p.delisted is None and p.factor_loadings is None
+    # bars lo .. stop - 1: an episode of 40 steps fits at starts lo .. stop - 41
+    assert p.n_starts == (market.n_days - 1) - p.lo - 40 + 1
+    assert core.resolve_split(md, p.cfg) == Split("all", 0, market.n_days)
+    one_step = EnvParams.from_config(md, _cfg(), split=(500, 502))
+    assert (one_step.lo, one_step.n_starts) == (500, 1)
+    with pytest.raises(ConfigError, match="use a longer split or shorter windows$"):
+        EnvParams.from_config(md, _cfg(), split=(500, 501))
+
+
+def test_factor_exposures_in_the_observation_are_the_books_loadings(market):
+    """``features.factor_exposures = k``: the observation carries ``B_t^T w`` for the first
+    k factors of the trailing factor model, at reset (flat: zeros) and after each step."""
+    cfg = config_from_dict(
+        {"env": {"split": "all", "episode_length": 40}, "features": {"factor_exposures": 2}}
+    )
+    p = EnvParams.from_config(market, cfg)
+    assert p.factor_loadings is not None and p.feature_builder.n_exposures == 2
+    rng = np.random.default_rng(13)
+    t = np.array([p.lo + 5, p.lo + 90])
+    w = rng.uniform(0.0, 0.2, (2, p.n_assets))
+    got = core.book_exposures(p, t, w)
+    by_hand = np.stack([p.factor_loadings[t[b]].T @ w[b] for b in range(2)])
+    assert np.allclose(got, by_hand, rtol=1e-12, atol=1e-15)
+    state, obs = core.reset(p, core.seed_keys([0, 1]), start=t)
+    flat = np.zeros((2, p.n_assets))
+    expected = p.feature_builder.observation(
+        p.features.take(t), flat, np.zeros(2), np.ones(2), exposures=np.zeros((2, 2))
+    )
+    assert np.array_equal(obs, expected)
+    res = core.step(p, state, _random_actions(rng, p, 2))
+    exposures = core.book_exposures(p, t + 1, res.info["weights"])
+    assert np.abs(exposures).sum() > 0
+    expected = p.feature_builder.observation(
+        p.features.take(t + 1),
+        res.info["weights"],
+        res.info["drawdown"],
+        res.state.cash / res.state.equity,
+        exposures=exposures,
+    )
+    assert np.allclose(res.obs, expected, rtol=1e-6, atol=1e-7)
+
+
 def test_named_splits_come_from_walk_forward_splits(sp500):
     from allocgym.data import walk_forward_splits
 
@@ -391,6 +445,46 @@ _LOOSE = {
     "regime_budget_multipliers": {},
     "regime_capacity_multipliers": {},
 }
+
+
+def test_an_insolvent_portfolio_trades_nothing(params):
+    """A book worth nothing before the trade (cash below minus the held value) places no
+    order and pays no cost; the solvent rows of the batch trade as usual."""
+    import dataclasses
+
+    rng = np.random.default_rng(14)
+    state, _ = core.reset(params, core.seed_keys([0, 1]))
+    broke = dataclasses.replace(state, cash=np.array([-1.0, state.cash[1]]))
+    res = core.step(params, broke, _random_actions(rng, params, 2))
+    assert not res.info["delta_qty"][0].any() and res.info["cost"][0] == 0.0
+    assert res.info["delta_qty"][1].any() and res.info["cost"][1] > 0.0
+    assert res.terminated[0] and not res.terminated[1]
+    assert res.info["drawdown"][0] == 1.0 and not res.info["weights"][0].any()
+
+
+def test_finish_interval_of_a_batch_equals_each_portfolio_alone(market):
+    """With ``decision_interval = 3`` one portfolio truncates at the split's end in the
+    middle of an interval while the other holds on: the batch's transition (observation,
+    summed reward, bars stepped, state) equals each portfolio's own."""
+    p = EnvParams.from_config(market, _cfg(decision_interval=3, episode_length=30))
+    last = p.split.stop - 2
+    starts = np.array([last - 1, p.lo + 10])  # row 0 has two bars left, row 1 plenty
+    rng = np.random.default_rng(15)
+    action = _random_actions(rng, p, 2)
+    state, _ = core.reset(p, core.seed_keys([4, 5]), start=starts)
+    batch = core.finish_interval(p, core.step(p, state, action))
+    assert batch.info["bars"].dtype == np.int64 and batch.info["bars"].tolist() == [2, 3]
+    assert batch.truncated.tolist() == [True, False]
+    assert batch.decision is not None and batch.info["reward"] is batch.reward
+    for row in (0, 1):
+        alone, _ = core.reset(p, core.seed_keys([4 + row]), start=starts[row : row + 1])
+        one = core.finish_interval(p, core.step(p, alone, action[row : row + 1]))
+        assert np.array_equal(batch.obs[row], one.obs[0])
+        assert batch.reward[row] == one.reward[0]
+        assert batch.info["bars"][row] == one.info["bars"][0]
+        assert batch.terminated[row] == one.terminated[0]
+        for name in ("t", "steps", "shares", "cash", "equity", "held"):
+            assert np.array_equal(getattr(batch.state, name)[row], getattr(one.state, name)[0])
 
 
 def test_drawdown_kill_flattens_then_terminates():
