@@ -125,7 +125,7 @@ def test_params_wire_the_configured_parts_together(market):
     assert core.resolve_split(md, p.cfg) == Split("all", 0, market.n_days)
     one_step = EnvParams.from_config(md, _cfg(), split=(500, 502))
     assert (one_step.lo, one_step.n_starts) == (500, 1)
-    with pytest.raises(ConfigError, match="use a longer split or shorter windows$"):
+    with pytest.raises(ConfigError, match=r"use a longer split or shorter windows$"):
         EnvParams.from_config(md, _cfg(), split=(500, 501))
 
 
