@@ -87,7 +87,8 @@ def run_episodes(
             assert venv.state is not None
             proposed = rule.propose(params, venv.state, np.zeros((n, params.n_assets)))
             obs, _, dones, infos = venv.step_proposed(proposed)
-            rule.after_step(venv.last_info["portfolio_reasons"])
+            info = venv.last_info
+            rule.after_step(info["portfolio_reasons"], info["symbol_reasons"])
         starts = dones
         for i in np.flatnonzero(dones & pending):
             results[i] = infos[i]["episode_metrics"]

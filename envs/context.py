@@ -410,7 +410,10 @@ class Rebalancer:
         self.budgets[batch_rows] = budgets
 
     def after_step(
-        self, portfolio_reasons: np.ndarray, rows: np.ndarray | Sequence[int] | None = None
+        self,
+        portfolio_reasons: np.ndarray,
+        symbol_reasons: np.ndarray,
+        rows: np.ndarray | Sequence[int] | None = None,
     ) -> None:
         """Keep working only where this decision was cut by a trade limit.
 
@@ -418,8 +421,12 @@ class Rebalancer:
         ----------
         portfolio_reasons : ndarray of int64, shape (n,)
             ``info["portfolio_reasons"]`` of the step.
+        symbol_reasons : ndarray of int64, shape (n, n_assets)
+            ``info["symbol_reasons"]`` of the step (per-symbol trade limits).
         rows : ndarray of int, shape (n,), optional
             Batch rows of the stepped portfolios (as passed to :meth:`propose`).
         """
         idx = np.arange(self.n_envs) if rows is None else np.asarray(rows, dtype=np.int64)
-        self.working[idx] &= next_working(None, self.working[idx], portfolio_reasons)
+        self.working[idx] &= next_working(
+            None, self.working[idx], portfolio_reasons, symbol_reasons
+        )

@@ -79,9 +79,14 @@ REASON_CODES: tuple[ReasonCode, ...] = tuple(sorted((c for c in ReasonCode if c)
 _REASON_BITS = np.array([int(c).bit_length() - 1 for c in REASON_CODES], dtype=np.int64)
 
 TRADE_LIMITS = int(
-    ReasonCode.TURNOVER_CAP | ReasonCode.PARTICIPATION_CAP | ReasonCode.SLIPPAGE_BUDGET
+    ReasonCode.TURNOVER_CAP
+    | ReasonCode.PARTICIPATION_CAP
+    | ReasonCode.SLIPPAGE_BUDGET
+    | ReasonCode.SYMBOL_TURNOVER_CAP
+    | ReasonCode.SYMBOL_SLIPPAGE_BUDGET
 )
-"""Portfolio reason codes of the per-decision trade limits (a target may take several bars)."""
+"""Reason codes of the per-decision trade limits (a target may take several bars): the
+portfolio-wide ones on the portfolio, the per-symbol ones on the symbols they clipped."""
 
 REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in REASON_CODES)
 """Names of ``REASON_CODES`` (``info["reason_counts"][:, k]`` counts ``REASON_NAMES[k]``)."""
@@ -712,14 +717,21 @@ def hold_rule(
 
 
 def next_working(
-    due: np.ndarray | None, working: np.ndarray, portfolio_reasons: np.ndarray
+    due: np.ndarray | None,
+    working: np.ndarray,
+    portfolio_reasons: np.ndarray,
+    symbol_reasons: np.ndarray,
 ) -> np.ndarray:
     """Whether each portfolio still trades towards its target after a decision.
 
     ``(due | working) & cut``, where ``cut`` says a per-decision trade limit
-    (``TRADE_LIMITS``) bound this decision; ``due=None`` means every portfolio decided.
+    (``TRADE_LIMITS``) bound this decision, on the portfolio (turnover, slippage budget)
+    or on any of its symbols (participation, per-symbol turnover and slippage);
+    ``due=None`` means every portfolio decided.
     """
-    cut = (np.asarray(portfolio_reasons, dtype=np.int64) & TRADE_LIMITS) != 0
+    on_book = (np.asarray(portfolio_reasons, dtype=np.int64) & TRADE_LIMITS) != 0
+    on_names = ((np.asarray(symbol_reasons, dtype=np.int64) & TRADE_LIMITS) != 0).any(axis=1)
+    cut = on_book | on_names
     return cut if due is None else (due | working) & cut
 
 
@@ -1208,7 +1220,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         held=dec.proposed
         if dec.due is None
         else np.where(dec.due[:, None], dec.proposed, state.held),
-        working=next_working(dec.due, state.working, gate.portfolio_reasons),
+        working=next_working(dec.due, state.working, gate.portfolio_reasons, ex.reasons),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
     cash_frac = np.where(pos, cash / np.where(pos, equity, 1.0), 0.0)

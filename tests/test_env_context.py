@@ -153,7 +153,7 @@ def test_rebalancer_schedule_hold_and_drift(params: EnvParams) -> None:
             assert not np.array_equal(proposed[0], target)
         res = core.step_proposed(params, state, proposed)
         assert res.info["portfolio_reasons"][0] & TRADE_LIMITS == 0
-        rule.after_step(res.info["portfolio_reasons"])
+        rule.after_step(res.info["portfolio_reasons"], res.info["symbol_reasons"])
         state = res.state
     assert [c.t[0] for c in alloc.contexts] == [params.lo, params.lo + 5, params.lo + 10]  # type: ignore[index]
     assert all(c.n_envs == 1 for c in alloc.contexts)
@@ -165,10 +165,18 @@ def test_rebalancer_keeps_working_while_a_trade_limit_binds(params: EnvParams) -
     state, _ = core.reset(params, core.seed_keys([0]), start=np.array([params.lo]))
     rule.propose(params, state, np.zeros((1, 6)))
     assert rule.working.tolist() == [True]
-    rule.after_step(np.array([int(ReasonCode.TURNOVER_CAP)]))
+    quiet = np.zeros((1, 6), np.int64)
+    rule.after_step(np.array([int(ReasonCode.TURNOVER_CAP)]), quiet)
     assert rule.working.tolist() == [True]
     assert rule.propose(params, state, np.zeros((1, 6)))[0].tolist() == [0.1] * 6
-    rule.after_step(np.array([int(ReasonCode.SYMBOL_CAP)]))  # not a per-decision trade limit
+    # a per-symbol trade limit on one name keeps the portfolio working too
+    for code in ("PARTICIPATION_CAP", "SYMBOL_TURNOVER_CAP", "SYMBOL_SLIPPAGE_BUDGET"):
+        one_name = quiet.copy()
+        one_name[0, 3] = int(ReasonCode[code])
+        rule.after_step(np.zeros(1, np.int64), one_name)
+        assert rule.working.tolist() == [True], code
+    symbol_cap = np.full((1, 6), int(ReasonCode.SYMBOL_CAP))
+    rule.after_step(np.array([int(ReasonCode.SYMBOL_CAP)]), symbol_cap)  # not a trade limit
     assert rule.working.tolist() == [False]
     assert TRADE_LIMITS & int(ReasonCode.SYMBOL_CAP) == 0
 

@@ -153,6 +153,30 @@ def test_a_held_target_cut_by_a_trade_limit_keeps_being_proposed(market) -> None
     assert np.array_equal(res.info["proposed"], target)
 
 
+@pytest.mark.parametrize(
+    "limit",
+    [
+        "risk.max_participation=1e-4",  # per symbol: the bits are on the names only
+        "risk.max_symbol_turnover=0.02",
+    ],
+)
+def test_a_target_cut_by_a_per_symbol_trade_limit_keeps_being_proposed(market, limit) -> None:
+    """A per-symbol trade limit (participation, per-symbol turnover) clips single names,
+    not the portfolio, and still leaves the target for the next bars to reach."""
+    cfg = _cfg("env.decision_interval=10", "risk.max_turnover=5.0", limit)
+    params = build_params(market, cfg, "train")
+    state, _ = core.reset(params, core.seed_keys([0]))
+    a = np.zeros((1, params.action_spec.action_dim))
+    res = core.step(params, state, a)
+    target = res.info["proposed"].copy()
+    assert res.info["portfolio_reasons"][0] & core.TRADE_LIMITS == 0
+    assert (res.info["symbol_reasons"][0] & core.TRADE_LIMITS).any()
+    assert res.state.working.tolist() == [True]
+    res = core.step(params, res.state, np.ones_like(a))  # not due: the action is not read
+    assert np.array_equal(res.info["proposed"], target)
+    assert np.abs(res.info["delta_qty"]).sum() > 0  # still trading towards it
+
+
 def test_vec_env_steps_one_decision_at_a_time(market) -> None:
     """One VecEnv step = decision_interval bars; the reward is the sum of the bars'
     rewards of the same portfolio stepped bar by bar."""

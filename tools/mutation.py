@@ -63,8 +63,29 @@ def modules() -> dict[str, Module]:
             ("src/allocgym/serving/bundle.py",),
             ("tests/test_bundle.py", "tests/test_bundle_seal.py", "tests/test_serving.py"),
         ),
-        Module("risk", _risk_sources(), ("tests/test_risk.py",)),
-        Module("execution", ("src/allocgym/execution.py",), ("tests/test_execution.py",)),
+        Module(
+            "risk",
+            _risk_sources(),
+            (
+                "tests/test_risk.py",
+                "tests/test_risk_registry.py",
+                "tests/test_family_budgets.py",
+                "tests/test_symbol_capacity.py",
+                "tests/test_factor_cap.py",
+                "tests/test_ranges.py",
+                "tests/test_hotpath_regression.py",
+            ),
+        ),
+        Module(
+            "execution",
+            ("src/allocgym/execution.py",),
+            (
+                "tests/test_execution.py",
+                "tests/test_symbol_capacity.py",
+                "tests/test_factor_cap.py",
+                "tests/test_hotpath_regression.py",
+            ),
+        ),
         Module(
             "envs/core",
             ("src/allocgym/envs/core.py",),

@@ -570,7 +570,7 @@ def _walk(
         if rebalancer.contributions is not None and rebalancer.budgets is not None:
             contributions, budgets = rebalancer.contributions[live], rebalancer.budgets[live]
         res = core.step_proposed(params, state, proposed, contributions, budgets)
-        rebalancer.after_step(res.info["portfolio_reasons"], live)
+        rebalancer.after_step(res.info["portfolio_reasons"], res.info["symbol_reasons"], live)
         record.step(k, live, state, res)
         state, obs = res.state, res.obs
         progress(k + 1, n_steps)
