@@ -447,6 +447,23 @@ _LOOSE = {
 }
 
 
+def test_take_and_put_leave_the_original_state_alone(params):
+    """``put`` returns new arrays for the per-portfolio state and writes only the shared
+    episode buffers (``returns``, ``realized``) in place, as a step does."""
+    rng = np.random.default_rng(17)
+    state, _ = core.reset(params, core.seed_keys([0, 1, 2]))
+    state = core.step(params, state, _random_actions(rng, params, 3)).state
+    before = state.copy()
+    rows = np.array([0, 2])
+    part = core.step(params, state.take(rows), _random_actions(rng, params, 2)).state
+    merged = state.put(rows, part)
+    for name in ("t", "steps", "shares", "cash", "equity", "totals", "held"):
+        assert np.array_equal(getattr(state, name), getattr(before, name)), name
+        assert np.array_equal(getattr(merged, name)[rows], getattr(part, name)), name
+        assert np.array_equal(getattr(merged, name)[1], getattr(before, name)[1]), name
+    assert merged.returns is state.returns  # the shared buffer itself
+
+
 def test_an_insolvent_portfolio_trades_nothing(params):
     """A book worth nothing before the trade (cash below minus the held value) places no
     order and pays no cost; the solvent rows of the batch trade as usual."""
