@@ -464,6 +464,46 @@ def test_take_and_put_leave_the_original_state_alone(params):
     assert merged.returns is state.returns  # the shared buffer itself
 
 
+def test_a_non_finite_budgets_action_is_invalid_input_for_its_row_only(market):
+    """A NaN in one portfolio's budgets action: that row proposes NaN (the gates code it
+    INVALID_INPUT and keep its book), the other rows are netted from their budgets as usual."""
+    from allocgym.risk import ReasonCode
+
+    p = EnvParams.from_config(market, _cfg(action_mode="budgets"))
+    rng = np.random.default_rng(18)
+    state, _ = core.reset(p, core.seed_keys([0, 1]))
+    action = _random_actions(rng, p, 2)
+    clean_w, clean_budgets, clean_contrib = core.propose(p, state, action)
+    action[0, 0] = np.nan
+    w, budgets, contrib = core.propose(p, state, action)
+    assert np.isnan(w[0]).all() and np.array_equal(w[1], clean_w[1])
+    assert np.array_equal(contrib[1], clean_contrib[1])
+    assert np.isnan(budgets[0]).any() and np.array_equal(budgets[1], clean_budgets[1])
+    # the bad row's contributions are the all-cash ones: nothing
+    assert not contrib[0].any()
+    res = core.step(p, state, action)
+    assert res.info["portfolio_reasons"][0] & int(ReasonCode.INVALID_INPUT)
+    assert not res.info["portfolio_reasons"][1] & int(ReasonCode.INVALID_INPUT)
+
+
+def test_drawdown_at_exactly_the_kill_level_engages_the_kill_switch(params):
+    """``drawdown >= env.drawdown_kill`` engages the switch for the next decision: at the
+    level itself, not only beyond it."""
+    import dataclasses
+
+    state, _ = core.reset(params, core.seed_keys([0, 1]))
+    kill = params.cfg.env.drawdown_kill
+    # all cash (nothing moves with the market), the peak set so the drawdown is exactly
+    # the kill level in row 0 and just under it in row 1
+    eq = state.equity.copy()
+    peak = np.array([eq[0] / (1.0 - kill), eq[1] / (1.0 - (kill - 1e-9))])
+    state = dataclasses.replace(state, peak=peak)
+    res = core.step_proposed(params, state, np.zeros((2, params.n_assets)))  # stay in cash
+    assert not res.info["delta_qty"].any()
+    assert res.info["drawdown"][0] == kill > res.info["drawdown"][1]
+    assert res.state.kill.tolist() == [True, False]
+
+
 def test_an_insolvent_portfolio_trades_nothing(params):
     """A book worth nothing before the trade (cash below minus the held value) places no
     order and pays no cost; the solvent rows of the batch trade as usual."""
