@@ -333,6 +333,28 @@ def _gate() -> tuple[GateResult, GateContext]:
     return gate, ctx
 
 
+def test_capacity_use_counts_the_bars_fills_and_the_per_symbol_turnover_cap() -> None:
+    """Fills already done in the bar use participation room, and the per-symbol turnover
+    cap is one more limit the gauge measures against (hand-computed)."""
+    import dataclasses
+
+    from allocgym.observability import capacity_utilization
+
+    gate, ctx = _gate()
+    limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
+    base = capacity_utilization(gate, ctx, limits)
+    fills = np.zeros((2, 3))
+    fills[0, 0] = 50_000.0  # AAA: trade 0.05e6 + 0.05e6 = 1e5 over the 1e5 cap
+    with_fills = capacity_utilization(gate, dataclasses.replace(ctx, recent_fills=fills), limits)
+    assert base[0, 0] == pytest.approx(0.5) and with_fills[0, 0] == pytest.approx(1.0)
+    assert np.array_equal(with_fills[:, 1:], base[:, 1:]) and np.array_equal(with_fills[1], base[1])
+    tight = RiskLimits(
+        max_symbol_weight=0.2, max_participation=0.1, long_only=False, max_symbol_turnover=0.025
+    )
+    # AAA trades 0.05 of equity against a 0.025 cap: 2.0
+    assert capacity_utilization(gate, ctx, tight)[0, 0] == pytest.approx(2.0)
+
+
 def test_metrics_from_one_decision() -> None:
     m = Metrics()
     gate, ctx = _gate()

@@ -913,25 +913,37 @@ class Metrics:
 def capacity_utilization(
     gate: GateResult, ctx: GateContext, limits: RiskLimits, *, book: np.ndarray | None = None
 ) -> np.ndarray:
-    """Per-symbol capacity use, shape (n_envs, n_assets): the larger of ``|w_i|`` over the
-    symbol cap and ``|w_i - w_cur,i| * equity`` over the participation cap (fraction of
-    ADV), both caps times the regime capacity multiplier. 1.0 = at the limit."""
+    """Per-symbol capacity use, shape (n_envs, n_assets), 1.0 = at the limit: the largest of
+    ``|w_i|`` over the symbol cap, the bar's traded notional (``|w_i - w_cur,i| * equity``
+    plus ``ctx.recent_fills``, the fills already done in the bar) over the participation
+    cap (fraction of ADV) and, when ``risk.max_symbol_turnover`` is set, the bar's traded
+    weight over it; every cap times the regime capacity multiplier, as the gates apply
+    them. The per-symbol slippage budget is not in it (it needs the cost model)."""
     w = np.asarray(gate.approved if book is None else book, dtype=np.float64)
     n_envs = w.shape[0]
     regime = np.broadcast_to(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
     capacity = np.broadcast_to(
         np.asarray(limits.capacity_multiplier(regime), np.float64), (n_envs,)
-    )
+    )[:, None]
     equity = np.broadcast_to(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))[:, None]
-    sym_cap = limits.max_symbol_weight * capacity[:, None]
-    trade = np.abs(w - np.asarray(ctx.current_weights, dtype=np.float64)) * equity
-    part_cap = (
-        limits.max_participation * capacity[:, None] * np.asarray(ctx.adv_notional, np.float64)
-    )
+    filled = 0.0 if ctx.recent_fills is None else np.asarray(ctx.recent_fills, np.float64)
+    trade = np.abs(w - np.asarray(ctx.current_weights, dtype=np.float64)) * equity + filled
+    caps = {
+        "symbol": (np.abs(w), limits.max_symbol_weight * capacity),
+        "participation": (
+            trade,
+            limits.max_participation * capacity * np.asarray(ctx.adv_notional, np.float64),
+        ),
+    }
+    if limits.max_symbol_turnover is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            caps["turnover"] = (trade / equity, limits.max_symbol_turnover * capacity)
+    used = np.zeros_like(w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        u_w = np.where(sym_cap > 0, np.abs(w) / sym_cap, np.where(w == 0, 0.0, np.inf))
-        u_p = np.where(part_cap > 0, trade / part_cap, np.where(trade == 0, 0.0, np.inf))
-    return np.maximum(u_w, u_p)
+        for amount, cap in caps.values():
+            ratio = np.where(cap > 0, amount / cap, np.where(amount == 0, 0.0, np.inf))
+            used = np.maximum(used, ratio)
+    return used
 
 
 METRIC_RENAMES: dict[str, str] = {
