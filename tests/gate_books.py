@@ -1,4 +1,5 @@
-"""One builder of the small, calm ``GateContext`` the gate tests start from.
+"""The small, calm ``GateContext`` the gate tests start from, and limits and costs loose
+enough that only the limit under test binds.
 
 Every test of the risk gates needs a context in which nothing but the limit under test
 binds: equity 1e6, prices 100, ADV notional 1e9 (participation never binds), volatility
@@ -12,7 +13,25 @@ from typing import Any
 
 import numpy as np
 
+from allocgym.costs import CostModel
 from allocgym.risk import GateContext
+
+# Limits loose enough that only the limit under test can bind (RiskLimits keywords).
+LOOSE = dict(
+    max_symbol_weight=1.0,
+    max_gross=10.0,
+    max_net=10.0,
+    max_sector_gross=10.0,
+    long_only=False,
+    max_strategy_contribution=10.0,
+    max_turnover=100.0,
+    max_participation=1e6,
+    slippage_budget_bps=1e6,
+    regime_budget_multipliers=(1.0, 1.0, 1.0, 1.0),
+    regime_capacity_multipliers=(1.0, 1.0, 1.0, 1.0),
+)
+FREE = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.0)
+"""No commission, spread or impact: costs never bind."""
 
 
 def calm_context(n_envs: int = 1, n_assets: int = 4, **overrides: Any) -> GateContext:

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gate_books import calm_context
+from gate_books import FREE, LOOSE, calm_context
 
 from allocgym.config import config_from_dict
-from allocgym.costs import CostModel
 from allocgym.data import MarketData
 from allocgym.envs import EnvParams, core
 from allocgym.errors import GateConfigError, RequestError
@@ -20,17 +19,6 @@ from allocgym.features import factor_loading_table
 from allocgym.risk import GateContext, ReasonCode, RiskGateChain, RiskLimits, check_invariants
 
 R = ReasonCode
-FREE = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.0)
-LOOSE = dict(
-    max_symbol_weight=1.0,
-    max_gross=10.0,
-    max_net=10.0,
-    max_sector_gross=10.0,
-    long_only=False,
-    max_turnover=100.0,
-    max_participation=1e6,
-    slippage_budget_bps=1e6,
-)
 
 
 def ctx(m: int, **kw: Any) -> GateContext:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gate_books import calm_context
+from gate_books import FREE, LOOSE, calm_context
 
 from allocgym.config import RiskConfig
 from allocgym.costs import CostModel
@@ -35,22 +35,6 @@ from allocgym.serving.flags import allocator_enabled, limits_from_env
 
 R = ReasonCode
 ROOT = Path(__file__).resolve().parents[1]
-
-# Limits loose enough that only the limit under test can bind.
-LOOSE = dict(
-    max_symbol_weight=1.0,
-    max_gross=10.0,
-    max_net=10.0,
-    max_sector_gross=10.0,
-    long_only=False,
-    max_strategy_contribution=10.0,
-    max_turnover=100.0,
-    max_participation=1e6,
-    slippage_budget_bps=1e6,
-    regime_budget_multipliers=(1.0, 1.0, 1.0, 1.0),
-    regime_capacity_multipliers=(1.0, 1.0, 1.0, 1.0),
-)
-FREE = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.0)
 
 
 def limits(**kw) -> RiskLimits:

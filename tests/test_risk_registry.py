@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gate_books import calm_context
+from gate_books import FREE, LOOSE, calm_context
 
 from allocgym.config import RiskConfig
 from allocgym.costs import CostModel
@@ -20,21 +20,6 @@ from allocgym.risk.invariants import HARD_CHECKS, STRATEGY_CHECKS, TRADE_CHECKS
 
 R = ReasonCode
 EPS = 1e-9
-# Limits loose enough that only the limit under test can bind.
-LOOSE = dict(
-    max_symbol_weight=1.0,
-    max_gross=10.0,
-    max_net=10.0,
-    max_sector_gross=10.0,
-    long_only=False,
-    max_strategy_contribution=10.0,
-    max_turnover=100.0,
-    max_participation=1e6,
-    slippage_budget_bps=1e6,
-    regime_budget_multipliers=(1.0, 1.0, 1.0, 1.0),
-    regime_capacity_multipliers=(1.0, 1.0, 1.0, 1.0),
-)
-FREE = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.0)
 COMMISSION = CostModel(commission_bps=1.0, spread_mult=0.0, impact_k=0.0)
 
 
