@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gate_books import FREE, calm_context
 from gate_books import LOOSE as REGISTRY_LOOSE
-from gate_books import calm_context
 from test_execution import executed_as_gate
-from test_risk_registry import COMMISSION, FREE
+from test_risk_registry import COMMISSION
 
 from allocgym.costs import CostModel, expected_cost
 from allocgym.errors import RequestError

@@ -43,9 +43,15 @@ real, and subnormal bounds (e.g. a multiplier of 5e-324) turn the gates' scale r
 NaN."""
 
 
+def clamp_multiplier(value: Any, lo: float, hi: float) -> Any:
+    """A multiplier clamped to ``[lo, hi]``, read as 0 below ``MIN_MULTIPLIER`` (a
+    subnormal multiplier would scale a limit to dust); elementwise on arrays."""
+    clamped = np.minimum(np.maximum(value, lo), hi)
+    return np.where(clamped < MIN_MULTIPLIER, 0.0, clamped)
+
+
 def _clamp(value: float, lo: float, hi: float) -> float:
-    clamped = float(min(max(value, lo), hi))
-    return 0.0 if clamped < MIN_MULTIPLIER else clamped
+    return float(clamp_multiplier(value, lo, hi))
 
 
 def _config(fields: Mapping[str, Any]) -> RiskConfig:

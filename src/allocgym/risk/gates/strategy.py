@@ -30,18 +30,13 @@ from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import StrategyBudgetTrace
 from allocgym.risk.inputs import Inputs
 from allocgym.risk.kernels import Trace, is_over
-from allocgym.risk.limits import MIN_MULTIPLIER
+from allocgym.risk.limits import clamp_multiplier
 
 if TYPE_CHECKING:
     from allocgym.risk.limits import RiskLimits
 
 
 _TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64
-
-
-def _clamp(value: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    clamped = np.minimum(np.maximum(value, lo), hi)
-    return np.where(clamped < MIN_MULTIPLIER, 0.0, clamped)
 
 
 def capacity_factor(strategy: np.ndarray, x: Inputs, limits: RiskLimits) -> np.ndarray:
@@ -83,12 +78,12 @@ def capacity_factor(strategy: np.ndarray, x: Inputs, limits: RiskLimits) -> np.n
     # Each ratio is clamped before the product, so a zero spread (ratio inf) and a zero
     # ADV (ratio 0) give a number, not inf x 0.
     if spread_ref is not None:
-        factor *= _clamp(spread_ref / average(x.spread), lo, hi)
+        factor *= clamp_multiplier(spread_ref / average(x.spread), lo, hi)
     if vol_ref is not None:
-        factor *= _clamp(vol_ref / average(x.vol), lo, hi)
+        factor *= clamp_multiplier(vol_ref / average(x.vol), lo, hi)
     if liq_ref is not None:
-        factor *= _clamp(average(x.adv) / x.equity[:, None] / liq_ref, lo, hi)
-    return np.where(some, _clamp(factor, lo, hi), 1.0)
+        factor *= clamp_multiplier(average(x.adv) / x.equity[:, None] / liq_ref, lo, hi)
+    return np.where(some, clamp_multiplier(factor, lo, hi), 1.0)
 
 
 def strategy_gate(
