@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -145,34 +146,67 @@ def stage(module: Module) -> Path:
     return where
 
 
+# A systematic sample keeps the mutants whose number ends in one of the first k digits of this
+# fixed order; mutmut numbers each function's mutants in source order, so the sample spreads
+# over every function.
+SAMPLE_DIGITS = "3705918264"
+
+
+def sample_patterns(percent: int) -> list[str]:
+    """mutmut name patterns selecting ``percent`` % of the mutants (a multiple of 10)."""
+    return [f"*__mutmut_*{digit}" for digit in SAMPLE_DIGITS[: percent // 10]]
+
+
+def in_sample(name: str, percent: int) -> bool:
+    return name[-1] in SAMPLE_DIGITS[: percent // 10]
+
+
 @dataclass
 class Score:
     """The outcome of one module: mutants the tests detected, and the ones they missed."""
 
     module: str
     killed: int
-    total: int
+    judged: int  # mutants the tests ran against (killed + survived + no covering test)
+    generated: int  # every mutant of the module, judged or not
     survivors: list[tuple[str, str, str]]  # (mutant name, status, changed lines)
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.killed / self.total if self.total else 0.0
+        return 100.0 * self.killed / self.judged if self.judged else 0.0
+
+    def interval(self) -> tuple[float, float]:
+        """Wilson 95% interval of the score, for a sample of the mutants."""
+        n, z = self.judged, 1.96
+        if n == 0:
+            return (0.0, 100.0)
+        p = self.killed / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return (100.0 * (centre - half), 100.0 * (centre + half))
 
 
 def score(module: Module, where: Path) -> Score:
-    """Read mutmut's result files in ``where`` (one ``.meta`` per mutated source file)."""
+    """Read mutmut's result files in ``where`` (one ``.meta`` per mutated source file).
+
+    A mutant not yet run (a sample, or a stopped run) counts in ``generated`` only: it is
+    neither killed nor survived.
+    """
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
 
-    killed, total, survivors = 0, 0, []
+    killed, judged, generated, survivors = 0, 0, 0, []
     mutants = where / "mutants"
     with contextlib.chdir(where):
         for meta in sorted(mutants.rglob("*.py.meta")):
             source = meta.relative_to(mutants).with_suffix("")  # src/allocgym/x.py
             data = json.loads(meta.read_text("utf-8"))
             for name, exit_code in sorted(data["exit_code_by_key"].items()):
+                generated += 1
+                if exit_code is None:
+                    continue
                 status = status_by_exit_code[exit_code]
-                total += 1
+                judged += 1
                 # A mutant that hangs the tests is detected as well.
                 if status in ("killed", "timeout"):
                     killed += 1
@@ -184,7 +218,20 @@ def score(module: Module, where: Path) -> Score:
                     if line[:1] in "+-" and not line.startswith(("+++", "---"))
                 ]
                 survivors.append((name, status, "  ->  ".join(changed)))
-    return Score(module.name, killed, total, survivors)
+    return Score(module.name, killed, judged, generated, survivors)
+
+
+def unjudged(where: Path, percent: int) -> list[str]:
+    """Mutants of an earlier run in ``where`` that are in the sample and not yet judged."""
+    names = []
+    for meta in sorted((where / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text("utf-8"))
+        names += [
+            name
+            for name, exit_code in data["exit_code_by_key"].items()
+            if exit_code is None and in_sample(name, percent)
+        ]
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,36 +243,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-children", type=int, default=1, help="mutmut worker processes (default 1)"
     )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=100,
+        metavar="PERCENT",
+        help="judge a systematic sample of PERCENT %% of the mutants (10, 20, ..., 100; "
+        "default 100: all): those whose number ends in one of PERCENT/10 fixed digits; the "
+        "score then carries a 95%% interval",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the staging copy of an earlier (stopped) run and judge only the mutants "
+        "it left unjudged",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.modules if name not in table]
     if unknown:
         parser.error(f"unknown module {unknown}: choose from {', '.join(table)}")
     if args.max_children < 1:
         parser.error(f"--max-children {args.max_children}: must be >= 1")
+    if args.sample not in range(10, 101, 10):
+        parser.error(f"--sample {args.sample}: must be one of 10, 20, ..., 100")
 
     scores, failed = [], []
     for name in args.modules or list(table):
         module = table[name]
-        where = stage(module)
-        print(f"== {name}: mutmut in {where.relative_to(ROOT)}", flush=True)
-        run = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
-            cwd=where,
-            check=False,
-        )
-        if run.returncode != 0:
-            # e.g. the unmutated tests fail: no score is better than a wrong one
-            print(f"mutmut stopped on {name} (exit {run.returncode}): see its output above")
-            failed.append(name)
-            continue
+        where = STAGING / module.name.replace("/", "_")
+        if args.resume and (where / "mutants").is_dir():
+            selection = unjudged(where, args.sample)
+            if not selection:
+                print(f"== {name}: nothing left to judge in {where.relative_to(ROOT)}")
+        else:
+            where = stage(module)
+            selection = [] if args.sample == 100 else sample_patterns(args.sample)
+        if not args.resume or selection:
+            print(f"== {name}: mutmut in {where.relative_to(ROOT)}", flush=True)
+            run = subprocess.run(
+                [
+                    sys.executable, "-m", "mutmut", "run",
+                    "--max-children", str(args.max_children), *selection,
+                ],
+                cwd=where,
+                check=False,
+            )  # fmt: skip
+            if run.returncode != 0:
+                # e.g. the unmutated tests fail: no score is better than a wrong one
+                print(f"mutmut stopped on {name} (exit {run.returncode}): see its output above")
+                failed.append(name)
+                continue
         result = score(module, where)
         scores.append(result)
         for mutant, status, change in result.survivors:
             print(f"  {status:>9}  {mutant}: {change}", flush=True)
 
-    print("\nmodule            killed / total   score")
+    print("\nmodule            killed / judged  score   95% interval   judged of generated")
     for result in scores:
-        print(f"{result.module:<17} {result.killed:>6} / {result.total:<5}  {result.percent:5.1f}%")
+        low, high = result.interval()
+        print(
+            f"{result.module:<17} {result.killed:>6} / {result.judged:<6} {result.percent:5.1f}%"
+            f"  {low:5.1f}-{high:5.1f}%   {result.judged} of {result.generated}"
+        )
     for name in failed:
         print(f"{name:<17} not scored: mutmut stopped")
     return 1 if failed else 0
