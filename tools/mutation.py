@@ -186,11 +186,12 @@ class Score:
         return (100.0 * (centre - half), 100.0 * (centre + half))
 
 
-def score(module: Module, where: Path) -> Score:
+def score(module: Module, where: Path, percent: int = 100) -> Score:
     """Read mutmut's result files in ``where`` (one ``.meta`` per mutated source file).
 
-    A mutant not yet run (a sample, or a stopped run) counts in ``generated`` only: it is
-    neither killed nor survived.
+    Only the ``percent`` sample counts (a mutant judged outside it, e.g. by an earlier full
+    run, would bias the score towards the fast mutants mutmut runs first). A mutant not yet
+    run (a stopped run) counts in ``generated`` only: it is neither killed nor survived.
     """
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
@@ -203,7 +204,7 @@ def score(module: Module, where: Path) -> Score:
             data = json.loads(meta.read_text("utf-8"))
             for name, exit_code in sorted(data["exit_code_by_key"].items()):
                 generated += 1
-                if exit_code is None:
+                if exit_code is None or not in_sample(name, percent):
                     continue
                 status = status_by_exit_code[exit_code]
                 judged += 1
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"mutmut stopped on {name} (exit {run.returncode}): see its output above")
                 failed.append(name)
                 continue
-        result = score(module, where)
+        result = score(module, where, args.sample)
         scores.append(result)
         for mutant, status, change in result.survivors:
             print(f"  {status:>9}  {mutant}: {change}", flush=True)
