@@ -640,13 +640,35 @@ def test_reason_code_doc_is_fresh():
 
 
 def test_bench_gates_quick_rows():
+    """``allocgym bench gates``: each row's figures agree with one another (a throughput is
+    the inverse of its median latency, the speedup the ratio of the two throughputs), and the
+    per-portfolio reference loop decides exactly what the batch decides, so the ratio
+    compares the same work."""
+    from allocgym.bench.gates import _slice, make_batch
     from allocgym.bench.gates import run as bench_run
 
     rows = bench_run(quick=True)
-    assert [r["case"] for r in rows] == ["single", "single+debug", "batch", "batch"]
-    assert rows[0]["p50_us"] > 0 and rows[0]["p99_us"] >= rows[0]["p50_us"]
-    assert all(r["decisions_per_s"] > 0 for r in rows)
-    assert rows[2]["speedup"] > 0 and rows[2]["ref_decisions_per_s"] > 0
+    assert [(r["case"], r["n_envs"], r["n_assets"]) for r in rows] == [
+        ("single", 1, 20),
+        ("single+debug", 1, 20),
+        ("batch", 16, 20),
+        ("batch", 16, 50),
+    ]
+    for row in rows[:2]:
+        assert 0 < row["p50_us"] <= row["p99_us"]
+        assert row["decisions_per_s"] == pytest.approx(1e6 / row["p50_us"], rel=1e-12)
+    for row in rows[2:]:
+        assert row["speedup"] == pytest.approx(
+            row["decisions_per_s"] / row["ref_decisions_per_s"], rel=1e-12
+        )
+    proposed, ctx, limits, cost = make_batch(16, 20, seed=2)
+    chain = RiskGateChain(limits, cost)
+    batch = chain.apply(proposed, ctx)
+    for i in (0, 7, 15):
+        one = chain.apply(proposed[i : i + 1], _slice(ctx, i))
+        np.testing.assert_array_equal(one.approved[0], batch.approved[i])
+        np.testing.assert_array_equal(one.symbol_reasons[0], batch.symbol_reasons[i])
+        assert one.portfolio_reasons[0] == batch.portfolio_reasons[i]
 
 
 def test_cli_risk_codes_prints_and_writes_the_table(tmp_path):
