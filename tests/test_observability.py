@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from allocgym.config import config_hash, load_config
 from allocgym.execution import ExecutionParams, ExecutionPolicy
@@ -56,6 +58,48 @@ def test_canonical_json_is_sorted_compact_ascii() -> None:
         canonical_json({"x": object()})
     with pytest.raises(TypeError, match="str keys"):
         canonical_json({1: 2})
+
+
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.floats(width=32).map(np.float32),
+    st.floats().map(np.float64),
+    st.integers(-(2**62), 2**62).map(np.int64),
+    st.booleans().map(np.bool_),
+    st.lists(st.floats(), max_size=4).map(np.array),
+)
+_TREES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tree=_TREES)
+def test_canonical_json_is_the_full_conversion_dumped(tree: object) -> None:
+    """The C-encoder fast path writes exactly what converting every value first writes
+    (numpy scalars and arrays, non-finite floats, tuples, ints beyond 64 bits), so the
+    hashes of logs written before it still verify."""
+    reference = json.dumps(
+        to_jsonable(tree), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+        allow_nan=False,
+    ).encode("ascii")  # fmt: skip
+    assert canonical_json(tree) == reference
+
+
+def test_canonical_json_refuses_a_non_str_key_deep_inside() -> None:
+    """json's encoder would write the int key as "1"; the audit format refuses it."""
+    with pytest.raises(TypeError, match="key 1 is int: use str keys"):
+        canonical_json({"a": [{"b": (0.5, {1: 2})}]})
 
 
 def test_floats_round_trip_bit_for_bit() -> None:

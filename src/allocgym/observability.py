@@ -157,11 +157,39 @@ def from_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _check_keys(obj: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> None:
+    """Raise ``to_jsonable``'s TypeError for a non-str key in ``obj``'s dicts (json's
+    encoder would write an int or float key as a string without a word; other mappings
+    go through ``to_jsonable``, which checks their keys itself)."""
+    is_dict = isinstance(obj, dict)
+    for key, value in obj.items() if is_dict else enumerate(obj):
+        if is_dict and not isinstance(key, str):
+            raise TypeError(f"audit record key {key!r} is {type(key).__name__}: use str keys")
+        if isinstance(value, dict | list | tuple):  # concrete types: no ABC check per value
+            _check_keys(value)
+
+
+# json's C encoder writes str, int, float, bool, None, lists, tuples and dicts itself and
+# hands everything else (numpy arrays and scalars, other mappings) to ``to_jsonable``.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=to_jsonable
+)
+
+
 def canonical_json(obj: Any) -> bytes:
-    """Canonical bytes: sorted keys, no whitespace, ASCII, shortest round-trip floats."""
-    return json.dumps(
-        to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    """Canonical bytes: sorted keys, no whitespace, ASCII, shortest round-trip floats.
+
+    Byte for byte ``json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"),
+    allow_nan=False)``, without converting the plain values one by one first (that walk
+    was most of an audit append's cost).
+    """
+    if isinstance(obj, dict | list | tuple):
+        _check_keys(obj)
+    try:
+        text = _ENCODER.encode(obj)
+    except ValueError:  # a non-finite float: the full conversion writes {"$float": ...}
+        text = _ENCODER.encode(to_jsonable(obj))
+    return text.encode("ascii")
 
 
 def sha256_hex(obj: Any) -> str:
@@ -372,9 +400,11 @@ class _Writer:
         with self.mutex:
             if self.closed:
                 raise ValueError(f"audit log {str(self.path)!r} is closed: open a new AuditLog")
-            entry = {"seq": self.n, "prev_hash": self.head, "record": payload}
-            digest = hashlib.sha256(canonical_json(entry)).hexdigest()
-            line = canonical_json({**entry, "hash": digest}) + b"\n"
+            entry = canonical_json({"seq": self.n, "prev_hash": self.head, "record": payload})
+            digest = hashlib.sha256(entry).hexdigest()
+            # The line is the entry with its hash added; "hash" sorts before the entry's
+            # keys, so it goes first and the rest is the hashed bytes unchanged.
+            line = b'{"hash":"' + digest.encode("ascii") + b'",' + entry[1:] + b"\n"
             self._fh.write(line)
             self._fh.flush()
             if self.fsync:
@@ -520,7 +550,7 @@ class AuditLog:
         """Append one record; returns its hash (the new ``head``)."""
         if not self._release.alive:
             raise ValueError(f"audit log {str(self.path)!r} was closed: open a new AuditLog")
-        return self._writer.append(to_jsonable(record))
+        return self._writer.append(record)
 
     def anchor(self) -> None:
         """Write the head file now (e.g. at a service's shutdown)."""
