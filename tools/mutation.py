@@ -74,6 +74,8 @@ def modules() -> dict[str, Module]:
                 "tests/test_symbol_capacity.py",
                 "tests/test_factor_cap.py",
                 "tests/test_ranges.py",
+                "tests/test_risk_kernels.py",
+                "tests/test_refeasible.py",
                 "tests/test_hotpath_regression.py",
             ),
         ),

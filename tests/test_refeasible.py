@@ -1,0 +1,286 @@
+"""Re-feasibility (``allocgym.risk.refeasible``) on tiny hand-built books: the bisection
+back inside the coupled limits (``bisect_scale``), the closed-form shrink of the tradable
+names around held ones (``pinned_shrink``) and holding non-tradable names at the current
+book (``pin_untradable``), each against answers worked out by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from gate_books import LOOSE, calm_context
+
+from allocgym.risk import ReasonCode, RiskLimits
+from allocgym.risk.context import Bounds, sector_map
+from allocgym.risk.gates.registry import coupled_ok, hard_ok
+from allocgym.risk.inputs import Inputs, read_inputs
+from allocgym.risk.kernels import Trace
+from allocgym.risk.refeasible import bisect_scale, pin_untradable, pinned_shrink
+
+R = ReasonCode
+NT, GROSS = int(R.NOT_TRADABLE), int(R.GROSS_CAP)
+
+
+def bounds(
+    n: int,
+    m: int,
+    *,
+    gross: float = 10.0,
+    net: float = 10.0,
+    sector: float = 10.0,
+    sector_ids: Any = None,
+    cap: float = 1.0,
+    long_only: bool = False,
+    loadings: np.ndarray | None = None,
+    factor_cap: float = 0.0,
+) -> Bounds:
+    """Limits of ``n`` portfolios over ``m`` names, loose except those named (one sector
+    per name unless ``sector_ids``; no notional, beta or factor limit unless given)."""
+    ids = np.arange(m) if sector_ids is None else np.asarray(sector_ids)
+    return Bounds(
+        cap_pct=np.full((n, 1), cap),
+        cap_notional=None,
+        sector_cap=sector,
+        sectors=sector_map(ids, m),
+        net_cap=net,
+        betas=None,
+        beta_tol=0.0,
+        gross_cap=np.full(n, gross),
+        notional_cap=None,
+        long_only=long_only,
+        loadings=loadings,
+        factor_cap=factor_cap,
+    )
+
+
+def inputs(c: Any, tradable: Any, **ctx: Any) -> Inputs:
+    """The validated inputs of current books ``c`` with the ``tradable`` mask."""
+    c = np.asarray(c, dtype=float)
+    n, m = c.shape
+    context = calm_context(
+        n, m, current_weights=c, tradable=np.asarray(tradable, dtype=bool), **ctx
+    )
+    return read_inputs(c, context, RiskLimits(**LOOSE))
+
+
+def scale(start: np.ndarray, step: np.ndarray, lim: Bounds) -> np.ndarray:
+    """``bisect_scale`` under the float error state the chain runs it in (a limit the
+    step does not move divides by zero there)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return bisect_scale(start, step, lim)
+
+
+def gross(w: np.ndarray) -> np.ndarray:
+    return np.abs(w).sum(axis=1)
+
+
+# ----------------------------------------------------------------------------- bisect_scale
+
+
+def test_bisect_scale_feasible_end_is_the_whole_step() -> None:
+    """When ``start + step`` meets every limit the scale is exactly 1 in every row."""
+    start = np.array([[0.1, 0.2], [0.0, 0.0]])
+    step = np.array([[0.3, -0.1], [0.5, 0.5]])
+    assert bisect_scale(start, step, bounds(2, 2, gross=1.0, net=1.0)).tolist() == [1.0, 1.0]
+
+
+def test_bisect_scale_net_closed_form_and_a_row_with_no_net_change() -> None:
+    """Net is linear along the segment: s = (cap - net(start)) / net(step). A row whose
+    step leaves its net unchanged keeps the whole step, even with its net at the cap."""
+    start = np.array([[0.5, 0.0], [0.6, 0.0]])
+    step = np.array([[0.5, 0.0], [0.25, -0.25]])  # row 1: net 0.6 before and after
+    lim = bounds(2, 2, net=0.6)
+    s = scale(start, step, lim)
+    assert s[0] == pytest.approx(0.2, abs=1e-15)  # 0.5 + 0.5 s = 0.6
+    assert s[1] == 1.0
+    assert coupled_ok(start + s[:, None] * step, lim).all()
+
+
+def test_bisect_scale_factor_at_its_cap_with_no_change_does_not_bind() -> None:
+    """Each factor exposure is its own linear limit. Factor 0 goes from 0 to 0.5 against
+    a cap of 0.25 (s = 0.5); factor 1 sits at the cap and the step does not move it, so
+    it does not bind."""
+    loadings = np.array([[[1.0, 1.0], [1.0, -1.0]]])  # factor 0: w0 + w1, factor 1: w0 - w1
+    start = np.array([[0.125, -0.125]])  # exposures (0, 0.25)
+    step = np.array([[0.25, 0.25]])  # exposures change by (0.5, 0)
+    lim = bounds(1, 2, loadings=loadings, factor_cap=0.25)
+    s = scale(start, step, lim)
+    assert s[0] == pytest.approx(0.5, abs=1e-15)
+
+
+def test_bisect_scale_piecewise_limits_are_bisected_per_row() -> None:
+    """Gross and sector gross are piecewise linear along a segment and found by bisection
+    to float resolution. Row 0: gross |0.2 + 0.2 s| + |-0.2 + 0.4 s| falls as 0.4 - 0.2 s
+    up to s = 0.5, then is 0.6 s, so a cap of 0.45 gives s = 0.75. Row 1: sector 0
+    (names 0, 1) grows as 0.2 + 0.4 s against 0.4, so s = 0.5. Row 2 stays inside."""
+    start = np.array([[0.2, 0.0, -0.2], [0.1, 0.1, 0.0], [0.0, 0.0, 0.0]])
+    step = np.array([[0.2, 0.0, 0.4], [0.2, 0.2, 0.5], [0.1, 0.1, 0.1]])
+    lim = bounds(3, 3, gross=0.45, sector=0.4, sector_ids=[0, 0, 1])
+    lim.gross_cap[1:] = 10.0  # only row 0 has the tight gross cap
+    s = scale(start, step, lim)
+    assert s[0] == pytest.approx(0.75, abs=1e-11)
+    assert s[1] == pytest.approx(0.5, abs=1e-11)
+    assert s[2] == 1.0
+    assert coupled_ok(start + s[:, None] * step, lim).all()
+    beyond = start[:2] + (s[:2, None] + 1e-9) * step[:2]
+    assert not coupled_ok(beyond, lim.take(slice(0, 2))).any()
+
+
+# ----------------------------------------------------------------------------- pinned_shrink
+
+
+def test_pinned_shrink_is_one_when_everything_fits() -> None:
+    """Loose limits: every tradable name keeps its whole weight (factor exactly 1)."""
+    w = np.array([[0.3, 0.2, -0.1]])
+    tradable = np.array([[False, True, True]])
+    f = pinned_shrink(w, tradable, bounds(1, 3, gross=1.0, net=1.0, sector=1.0))
+    assert f[tradable].tolist() == [1.0, 1.0]
+
+
+def test_pinned_shrink_sector_then_gross() -> None:
+    """Sector first, then one common factor for gross. Names 0 (held, 0.3) and 1
+    (0.5) share sector 0, name 2 (0.6) is alone; sector cap 0.5: name 1 gets
+    (0.5 - 0.3) / 0.5 = 0.4 and name 2 0.5 / 0.6. Their weights are then 0.2 and 0.5,
+    and the gross cap 0.8 leaves (0.8 - 0.3) / 0.7 for both."""
+    w = np.array([[0.3, 0.5, 0.6]])
+    tradable = np.array([[False, True, True]])
+    lim = bounds(1, 3, gross=0.8, sector=0.5, sector_ids=[0, 0, 1])
+    f = pinned_shrink(w, tradable, lim)
+    common = 0.5 / 0.7
+    assert f[0, 1:] == pytest.approx([0.4 * common, 0.5 / 0.6 * common], rel=1e-14)
+    book = np.where(tradable, f * w, w)
+    assert gross(book)[0] == pytest.approx(0.8, rel=1e-14)
+    assert hard_ok(book, lim).all()
+
+
+def test_pinned_shrink_net_with_the_held_net_per_row() -> None:
+    """The net bound counts each row's own held net. Row 0 holds +0.4, so the tradable
+    +0.5 fits a net cap of 0.5 by (0.5 - 0.4) / 0.5 = 0.2; row 1 holds -0.4, so the
+    tradable +0.5 leaves net 0.1 and fits whole."""
+    w = np.array([[0.4, 0.5], [-0.4, 0.5]])
+    tradable = np.array([[False, True], [False, True]])
+    f = pinned_shrink(w, tradable, bounds(2, 2, net=0.5))
+    assert f[:, 1] == pytest.approx([0.2, 1.0], rel=1e-14)
+
+
+def test_pinned_shrink_each_factor_with_its_own_held_exposure() -> None:
+    """The held name (0.4, loadings (1, -1)) has exposures (0.4, -0.4); the tradable one
+    (0.5, loadings (1, 1)) adds 0.5 to both. Cap 0.5: factor 0 allows (0.5 - 0.4) / 0.5
+    = 0.2; factor 1 goes from -0.4 toward +0.1 and allows all. The factor is 0.2."""
+    loadings = np.array([[[1.0, -1.0], [1.0, 1.0]]])
+    w = np.array([[0.4, 0.5]])
+    tradable = np.array([[False, True]])
+    f = pinned_shrink(w, tradable, bounds(1, 2, loadings=loadings, factor_cap=0.5))
+    assert f[0, 1] == pytest.approx(0.2, rel=1e-14)
+
+
+def test_pinned_shrink_held_names_over_a_limit_sell_what_they_can() -> None:
+    """Held names alone over a limit: no factor fits and the bound clips to 0. A sector
+    over its cap sells its tradable names (the other sector's name keeps its weight);
+    held gross over the cap sells every tradable name."""
+    w = np.array([[0.6, 0.2, 0.1], [0.9, 0.2, 0.1]])
+    tradable = np.array([[False, True, True], [False, True, True]])
+    sector_over = bounds(2, 3, sector=0.5, sector_ids=[0, 0, 1])
+    assert pinned_shrink(w[:1], tradable[:1], sector_over.take(slice(0, 1)))[0, 1:].tolist() == [
+        0.0,
+        1.0,
+    ]
+    gross_over = bounds(2, 3, gross=0.8)
+    assert pinned_shrink(w[1:], tradable[1:], gross_over.take(slice(1, 2)))[0, 1:].tolist() == [
+        0.0,
+        0.0,
+    ]
+
+
+# ----------------------------------------------------------------------------- pin_untradable
+
+
+def test_pin_untradable_pinned_book_inside_keeps_the_approved_weights() -> None:
+    """A held name the gates moved is put back; when the pinned book is inside the limits
+    the tradable names keep their approved weights bit for bit and carry no code."""
+    c = np.array([[0.2, 0.7]])
+    x = inputs(c, [[False, True]])
+    approved = np.array([[0.1, 0.1]])
+    trace = Trace(1, 2)
+    out = pin_untradable(approved, c, x, bounds(1, 2, gross=1.0), trace)
+    assert out.tolist() == [[0.2, 0.1]]
+    assert trace.sym.tolist() == [[NT, 0]]
+    assert trace.port.tolist() == [0]
+    assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.1])
+    assert trace.clipped["GROSS_CAP"].tolist() == [0.0]
+
+
+def test_pin_untradable_tradable_names_shrink_to_fit_per_portfolio() -> None:
+    """Putting the held name back breaks gross 1.0; the tradable name goes from its current
+    weight toward its approved one as far as gross allows. Row 0: 0.6 held + 0.2 -> 0.5
+    stops at 0.4 (0.1 clipped); row 1: 0.3 held + 0.3 -> 0.9 stops at 0.7 (0.2 clipped).
+    Each row's clipped amount is its own."""
+    c = np.array([[0.6, 0.2], [0.3, 0.3]])
+    x = inputs(c, [[False, True], [False, True]])
+    approved = np.array([[0.5, 0.5], [0.2, 0.9]])
+    trace = Trace(2, 2)
+    out = pin_untradable(approved, c, x, bounds(2, 2, gross=1.0), trace)
+    assert out == pytest.approx(np.array([[0.6, 0.4], [0.3, 0.7]]), abs=1e-10)
+    assert trace.sym.tolist() == [[NT, GROSS], [NT, GROSS]]
+    assert trace.port.tolist() == [GROSS, GROSS]
+    assert trace.clipped["GROSS_CAP"] == pytest.approx([0.1, 0.2], abs=1e-10)
+    assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.1, 0.1])
+
+
+def test_pin_untradable_long_only_base_drops_short_tradable_names() -> None:
+    """Long-only, gross 1.0: the current book (0.8 held, 0.5, -0.2) was de-risked to
+    (0.8, 0.5, 0) / 1.3, which with 0.8 put back is over gross. The base is then the
+    current book with its tradable names clipped to [0, cap] -- the short one to 0 --
+    and shrunk to fit: name 1 to (1.0 - 0.8) = 0.2. From there the approved 0.4 does not
+    fit, so the book is (0.8, 0.2, 0)."""
+    c = np.array([[0.8, 0.5, -0.2]])
+    x = inputs(c, [[False, True, True]])
+    c_in = np.array([[0.8, 0.5, 0.0]]) / 1.3
+    approved = np.array([[0.6, 0.4, 0.0]])
+    lim = bounds(1, 3, gross=1.0, long_only=True)
+    trace = Trace(1, 3)
+    out = pin_untradable(approved, c_in, x, lim, trace)
+    assert out == pytest.approx(np.array([[0.8, 0.2, 0.0]]), abs=1e-10)
+    assert hard_ok(out, lim).all()
+    assert trace.sym.tolist() == [[NT, GROSS, 0]]
+    assert trace.port.tolist() == [GROSS]
+
+
+def test_pin_untradable_held_names_alone_over_a_limit_close_the_tradable_ones() -> None:
+    """The held 0.9 alone is over gross 0.8: no book fits, the tradable name is closed,
+    the portfolio is coded NOT_TRADABLE and the name carries the broken limit too."""
+    c = np.array([[0.9, 0.3]])
+    x = inputs(c, [[False, True]])
+    c_in = c * (0.8 / 1.2)  # the de-risked current book (0.6, 0.2)
+    trace = Trace(1, 2)
+    out = pin_untradable(c_in.copy(), c_in, x, bounds(1, 2, gross=0.8), trace)
+    assert out.tolist() == [[0.9, 0.0]]
+    assert trace.sym.tolist() == [[NT, GROSS | NT]]
+    assert trace.port.tolist() == [GROSS | NT]
+    assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.3])
+    assert trace.clipped["GROSS_CAP"] == pytest.approx([0.2])
+
+
+def test_pin_untradable_leaves_killed_rows_to_the_caller() -> None:
+    """A killed portfolio is flattened and coded by the chain after this step: here its
+    approved row and its trace are left as they are; the other row is pinned."""
+    c = np.array([[0.3, 0.1], [0.3, 0.1]])
+    x = inputs(c, [[False, True], [False, True]], kill_switch=np.array([True, False]))
+    approved = np.array([[0.2, 0.1], [0.2, 0.1]])
+    trace = Trace(2, 2)
+    out = pin_untradable(approved, c, x, bounds(2, 2), trace)
+    assert out.tolist() == [[0.2, 0.1], [0.3, 0.1]]
+    assert trace.sym.tolist() == [[0, 0], [NT, 0]]
+    assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.0, 0.1])
+
+
+def test_pin_untradable_nothing_held_moved_returns_approved() -> None:
+    """No non-tradable name moved: the approved book is returned as is, nothing coded."""
+    c = np.array([[0.3, 0.1]])
+    x = inputs(c, [[False, True]])
+    approved = np.array([[0.3, 0.9]])
+    trace = Trace(1, 2)
+    out = pin_untradable(approved, c, x, bounds(1, 2, gross=0.5), trace)
+    assert out is approved
+    assert not trace.sym.any() and not trace.clip.any()
