@@ -76,6 +76,8 @@ def modules() -> dict[str, Module]:
                 "tests/test_ranges.py",
                 "tests/test_risk_kernels.py",
                 "tests/test_refeasible.py",
+                "tests/test_invariants_checker.py",
+                "tests/test_risk_inputs.py",
                 "tests/test_hotpath_regression.py",
             ),
         ),

@@ -73,7 +73,12 @@ class _Failures:
 
 
 def _within(value: Any, limit: Any, mag: Any) -> np.ndarray:
-    return np.asarray(value <= limit + _CHECK_RTOL * (limit + mag) + _CHECK_ATOL)
+    """``value <= limit`` within a tolerance relative to ``limit + mag``. A measure that
+    overflowed to +inf is within an infinite limit only: its magnitude is inf too, and
+    the tolerance with it."""
+    value = np.asarray(value)
+    inside = value <= limit + _CHECK_RTOL * (limit + mag) + _CHECK_ATOL
+    return np.asarray(inside & ((value != np.inf) | np.isinf(limit)))
 
 
 @dataclass(eq=False)
