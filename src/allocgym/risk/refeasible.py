@@ -105,8 +105,8 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
     if lim.loadings is not None:
         signed.append(
             (
-                (lim.loadings * held[:, :, None]).sum(axis=1),
-                (lim.loadings * free[:, :, None]).sum(axis=1),
+                lim.exposures(held),
+                lim.exposures(free),
                 lim.factor_cap,
             )
         )
