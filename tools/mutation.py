@@ -78,6 +78,7 @@ def modules() -> dict[str, Module]:
                 "tests/test_refeasible.py",
                 "tests/test_invariants_checker.py",
                 "tests/test_risk_inputs.py",
+                "tests/test_gate_edges.py",
                 "tests/test_hotpath_regression.py",
             ),
         ),

@@ -51,7 +51,7 @@ def filled_weights(recent_fills: Any, x: Inputs) -> np.ndarray | None:
     bad = RANGES["adv_notional"].outside(notional)
     if bad.any():
         raise RequestError(
-            f"GateContext.recent_fills has {notional[bad][0]!r} at {np.argwhere(bad)[0].tolist()}: "
+            f"GateContext.recent_fills has {float(notional[bad][0])!r} at {np.argwhere(bad)[0].tolist()}: "
             f"pass the notional traded per symbol in the bar, in {RANGES['adv_notional']}"
         )
     filled = notional / x.equity[:, None]
