@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGING = ROOT / "build" / "mutation"
@@ -107,11 +107,27 @@ def modules() -> dict[str, Module]:
     return {module.name: module for module in table}
 
 
-def stage(module: Module) -> Path:
-    """Lay out a fresh staging copy for ``module`` and return its folder."""
+def stage(module: Module, keep_results: bool = False) -> Path:
+    """Lay out a staging copy of the current code and tests for ``module`` and return its
+    folder: a fresh one, or with ``keep_results`` over an earlier run's, keeping mutmut's
+    folder (its results; mutmut itself forgets those of the functions that changed)."""
     where = STAGING / module.name.replace("/", "_")
-    if where.exists():
-        shutil.rmtree(where)
+    for old in [where] if not keep_results else [where / "src", where / "tests"]:
+        if old.exists():
+            shutil.rmtree(old)
+    if keep_results:
+        # mutmut copies a file it does not mutate only when its copy is missing: drop them
+        # so it copies the current ones (it regenerates a mutated file whose source is newer).
+        mutated = [PurePosixPath(source) for source in module.sources]
+        for copy in (where / "mutants" / "src").rglob("*"):
+            # a mutated file x.py keeps its mutants and mutmut's x.py.meta beside it
+            relative = copy.relative_to(where / "mutants").as_posix()
+            source = PurePosixPath(relative.split(".py", 1)[0] + ".py")
+            keep = "__pycache__" not in relative and any(
+                source == m or source.is_relative_to(m) for m in mutated
+            )
+            if copy.is_file() and not keep:
+                copy.unlink()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "src" / "allocgym", where / "src" / "allocgym", ignore=ignore)
     for package in MAPPED_PACKAGES:
@@ -120,7 +136,7 @@ def stage(module: Module) -> Path:
     for name in ALSO_COPY:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, where / name, ignore=ignore)
+            shutil.copytree(source, where / name, ignore=ignore, dirs_exist_ok=True)
         elif source.is_file():
             shutil.copy2(source, where / name)
 
@@ -227,15 +243,16 @@ def score(module: Module, where: Path, percent: int = 100) -> Score:
     return Score(module.name, killed, judged, generated, survivors)
 
 
-def unjudged(where: Path, percent: int) -> list[str]:
-    """Mutants of an earlier run in ``where`` that are in the sample and not yet judged."""
+def pending(where: Path, percent: int, exit_codes: tuple[int | None, ...] = (None,)) -> list[str]:
+    """Mutants of an earlier run in ``where`` in the sample whose mutmut exit code is one of
+    ``exit_codes`` (None: not judged yet; 0: survived; 33: no test covered it)."""
     names = []
     for meta in sorted((where / "mutants").rglob("*.py.meta")):
         data = json.loads(meta.read_text("utf-8"))
         names += [
             name
             for name, exit_code in data["exit_code_by_key"].items()
-            if exit_code is None and in_sample(name, percent)
+            if exit_code in exit_codes and in_sample(name, percent)
         ]
     return names
 
@@ -264,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the staging copy of an earlier (stopped) run and judge only the mutants "
         "it left unjudged",
     )
+    parser.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="after writing tests for the survivors: copy the current code and tests over an "
+        "earlier run's staging copy (results of unchanged functions kept), judge its "
+        "survivors again, then whatever is left unjudged",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.modules if name not in table]
     if unknown:
@@ -272,33 +296,47 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-children {args.max_children}: must be >= 1")
     if args.sample not in range(10, 101, 10):
         parser.error(f"--sample {args.sample}: must be one of 10, 20, ..., 100")
+    if args.resume and args.rejudge:
+        parser.error("--resume and --rejudge: choose one (--rejudge resumes as well)")
+
+    def mutmut(where: Path, names: list[str]) -> int:
+        command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+        return subprocess.run([*command, *names], cwd=where, check=False).returncode
 
     scores, failed = [], []
     for name in args.modules or list(table):
         module = table[name]
         where = STAGING / module.name.replace("/", "_")
-        if args.resume and (where / "mutants").is_dir():
-            selection = unjudged(where, args.sample)
-            if not selection:
-                print(f"== {name}: nothing left to judge in {where.relative_to(ROOT)}")
+        earlier = (where / "mutants").is_dir()
+        if (args.resume or args.rejudge) and not earlier:
+            parser.error(f"--resume/--rejudge {name}: no earlier run in {where}")
+        if args.rejudge:
+            # Before refreshing: afterwards mutmut has forgotten the changed functions'.
+            survivors = pending(where, args.sample, (0, 33))
+            stage(module, keep_results=True)
+            rounds = [survivors, None]  # None: what is unjudged once those are done
+        elif args.resume:
+            rounds = [None]
         else:
             where = stage(module)
-            selection = [] if args.sample == 100 else sample_patterns(args.sample)
-        if not args.resume or selection:
-            print(f"== {name}: mutmut in {where.relative_to(ROOT)}", flush=True)
-            run = subprocess.run(
-                [
-                    sys.executable, "-m", "mutmut", "run",
-                    "--max-children", str(args.max_children), *selection,
-                ],
-                cwd=where,
-                check=False,
-            )  # fmt: skip
-            if run.returncode != 0:
-                # e.g. the unmutated tests fail: no score is better than a wrong one
-                print(f"mutmut stopped on {name} (exit {run.returncode}): see its output above")
-                failed.append(name)
+            rounds = [[] if args.sample == 100 else sample_patterns(args.sample)]
+        print(f"== {name}: mutmut in {where.relative_to(ROOT)}", flush=True)
+        code = 0
+        for names in rounds:
+            if names is None:
+                names = pending(where, args.sample)
+                if not names:
+                    continue
+            elif not names and (args.rejudge or args.resume):
                 continue
+            code = mutmut(where, names)
+            if code != 0:
+                break
+        if code != 0:
+            # e.g. the unmutated tests fail: no score is better than a wrong one
+            print(f"mutmut stopped on {name} (exit {code}): see its output above")
+            failed.append(name)
+            continue
         result = score(module, where, args.sample)
         scores.append(result)
         for mutant, status, change in result.survivors:
