@@ -87,6 +87,7 @@ def modules() -> dict[str, Module]:
             ("src/allocgym/execution.py",),
             (
                 "tests/test_execution.py",
+                "tests/test_execution_edges.py",
                 "tests/test_symbol_capacity.py",
                 "tests/test_factor_cap.py",
                 "tests/test_hotpath_regression.py",
