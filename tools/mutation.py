@@ -102,6 +102,8 @@ def modules() -> dict[str, Module]:
                 "tests/test_env_context.py",
                 "tests/test_env_tilt.py",
                 "tests/test_user_data.py",
+                "tests/test_dcc_feature.py",
+                "tests/test_factor_cap.py",
             ),
         ),
     ]
