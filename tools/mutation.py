@@ -98,6 +98,7 @@ def modules() -> dict[str, Module]:
             ("src/allocgym/envs/core.py",),
             (
                 "tests/test_env_core.py",
+                "tests/test_env_core_edges.py",
                 "tests/test_env_accounting.py",
                 "tests/test_env_context.py",
                 "tests/test_env_tilt.py",
