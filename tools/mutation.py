@@ -261,6 +261,36 @@ def pending(where: Path, percent: int, exit_codes: tuple[int | None, ...] = (Non
     return names
 
 
+def verdicts(where: Path) -> dict[str, tuple[int | None, str | None]]:
+    """Every mutant's exit code in ``where`` with the hash of its function's source."""
+    out = {}
+    for meta in sorted((where / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text("utf-8"))
+        hashes = data["hash_by_function_name"]
+        for name, exit_code in data["exit_code_by_key"].items():
+            function = name.partition("__mutmut_")[0].rpartition(".")[2]
+            out[name] = (exit_code, hashes.get(function))
+    return out
+
+
+def restore(where: Path, before: dict[str, tuple[int | None, str | None]]) -> int:
+    """Put back the earlier verdicts that mutmut dropped when the test list changed, for
+    the mutants whose function is unchanged; returns how many. Sound when tests were only
+    added: a mutant the earlier tests killed is still killed."""
+    restored = 0
+    for meta in sorted((where / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text("utf-8"))
+        hashes = data["hash_by_function_name"]
+        for name, exit_code in data["exit_code_by_key"].items():
+            old_code, old_hash = before.get(name, (None, None))
+            function = name.partition("__mutmut_")[0].rpartition(".")[2]
+            if exit_code is None and old_code is not None and hashes.get(function) == old_hash:
+                data["exit_code_by_key"][name] = old_code
+                restored += 1
+        meta.write_text(json.dumps(data, indent=4), "utf-8")
+    return restored
+
+
 def main(argv: list[str] | None = None) -> int:
     table = modules()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -317,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rejudge:
             # Before refreshing: afterwards mutmut has forgotten the changed functions'.
             survivors = pending(where, args.sample, (0, 33))
+            before = verdicts(where)
             stage(module, keep_results=True)
             rounds = [survivors, None]  # None: what is unjudged once those are done
         elif args.resume:
@@ -336,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             code = mutmut(where, names)
             if code != 0:
                 break
+            if args.rejudge:
+                # mutmut forgets every verdict when the list of tests changes
+                print(f"   {restore(where, before)} earlier verdicts kept", flush=True)
         if code != 0:
             # e.g. the unmutated tests fail: no score is better than a wrong one
             print(f"mutmut stopped on {name} (exit {code}): see its output above")
