@@ -73,12 +73,9 @@ class _Failures:
 
 
 def _within(value: Any, limit: Any, mag: Any) -> np.ndarray:
-    """``value <= limit`` within a tolerance relative to ``limit + mag``. A measure that
-    overflowed to +inf is within an infinite limit only: its magnitude is inf too, and
-    the tolerance with it."""
-    value = np.asarray(value)
-    inside = value <= limit + _CHECK_RTOL * (limit + mag) + _CHECK_ATOL
-    return np.asarray(inside & ((value != np.inf) | np.isinf(limit)))
+    """``value <= limit`` within a tolerance relative to ``limit + mag``: a measure must not
+    overflow to inf (its magnitude, and the tolerance with it, would be inf too)."""
+    return np.asarray(value <= limit + _CHECK_RTOL * (limit + mag) + _CHECK_ATOL)
 
 
 @dataclass(eq=False)
@@ -306,8 +303,8 @@ def _strategy(result: GateResult, sw: np.ndarray, e: _Env, out: _Failures) -> np
     if scale is None or np.shape(scale) != sw.shape[:2] or k > e.tilt.shape[1]:
         out.fail(e.live, "strategy_weights given but strategy_scale missing or misshaped")
         return np.ones(e.n, dtype=bool)
-    with np.errstate(invalid="ignore", over="ignore"):
-        contrib = np.abs(np.asarray(scale)[:, :, None] * sw).sum(axis=2)
+    # Entries clipped as the chain reads them, so no contribution overflows to inf.
+    contrib = np.abs(np.asarray(scale)[:, :, None] * np.clip(sw, -BIG, BIG)).sum(axis=2)
     base = np.asarray(e.limits.strategy_budgets)[:k]
     cap = base * e.budget_m[:, None] * e.tilt[:, :k] * _family_capacity(sw, e)
     return _within(contrib, cap, contrib).all(axis=1)
