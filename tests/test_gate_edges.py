@@ -1231,3 +1231,19 @@ def test_repair_codes_the_first_limit_in_gate_order():
     assert res.portfolio_reasons.tolist() == [int(R.SECTOR_CAP)]
     close(res.clipped["SECTOR_CAP"], [0.1])
     close(res.clipped["NET_CAP"], [0.0])
+
+
+def test_names_without_a_sector_are_exempt_from_the_sector_cap():
+    """NO_SECTOR (-1) names sit in a bin no limit reads: sector 0 (0.25 + 0.25 = 0.5) is
+    scaled to its 0.3 cap, while the two names without a sector (0.2 + 0.2 = 0.4, above
+    the cap too) are left alone and carry no code."""
+    ids = np.array([0, 0, -1, -1])
+    sectors = sector_map(ids, 4)
+    assert sectors.sums(np.array([[0.25, 0.25, 0.2, 0.2]])).tolist() == [[0.5]]
+    assert sectors.spread(np.array([[0.7]]), fill=1.0).tolist() == [[0.7, 0.7, 1.0, 1.0]]
+    chain = RiskGateChain(limits(max_sector_gross=0.3), FREE)
+    res = chain.apply(np.array([[0.25, 0.25, 0.2, 0.2]]), ctx(1, 4, sector_ids=ids))
+    np.testing.assert_allclose(res.approved, [[0.15, 0.15, 0.2, 0.2]], rtol=0, atol=1e-12)
+    sector = int(ReasonCode.SECTOR_CAP)
+    assert [(int(b) & sector) != 0 for b in res.symbol_reasons[0]] == [True, True, False, False]
+    assert check_invariants(res, ctx(1, 4, sector_ids=ids), limits(max_sector_gross=0.3), FREE).ok
