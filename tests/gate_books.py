@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from allocgym.costs import CostModel
-from allocgym.risk import GateContext
+from allocgym.risk import GateContext, GateResult
 
 # Limits loose enough that only the limit under test can bind (RiskLimits keywords).
 LOOSE = dict(
@@ -32,6 +32,32 @@ LOOSE = dict(
 )
 FREE = CostModel(commission_bps=0.0, spread_mult=0.0, impact_k=0.0)
 """No commission, spread or impact: costs never bind."""
+
+# The env tests' ``risk`` config section: loose enough that no gate binds unless a test
+# tightens one (RiskConfig keys).
+ENV_RISK = {
+    "max_symbol_weight": 1.0,
+    "max_gross": 1.0,
+    "max_sector_gross": 1.0,
+    "max_turnover": 2.0,
+    "max_participation": 1.0,
+    "slippage_budget_bps": 1000.0,
+    "regime_budget_multipliers": {},
+    "regime_capacity_multipliers": {},
+}
+
+
+def gate_result(weights: Any, sym: Any = None, port: Any = None) -> GateResult:
+    """The gates' output for ``weights`` (approved as proposed), with optional codes: what
+    the execution tests hand to ``ExecutionPolicy``."""
+    a = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    return GateResult(
+        approved=a,
+        symbol_reasons=np.zeros(a.shape, np.int64) if sym is None else np.atleast_2d(sym),
+        portfolio_reasons=np.zeros(a.shape[0], np.int64) if port is None else np.asarray(port),
+        clipped={},
+        proposed=a.copy(),
+    )
 
 
 def calm_context(n_envs: int = 1, n_assets: int = 4, **overrides: Any) -> GateContext:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from gate_books import ENV_RISK
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -435,18 +436,6 @@ def _crash_market(crash: float, n_warm: int = 320) -> MarketData:
     )
 
 
-_LOOSE = {
-    "max_symbol_weight": 1.0,
-    "max_gross": 1.0,
-    "max_sector_gross": 1.0,
-    "max_turnover": 2.0,
-    "max_participation": 1.0,
-    "slippage_budget_bps": 1000.0,
-    "regime_budget_multipliers": {},
-    "regime_capacity_multipliers": {},
-}
-
-
 def test_take_and_put_leave_the_original_state_alone(params):
     """``put`` returns new arrays for the per-portfolio state and writes only the shared
     episode buffers (``returns``, ``realized``) in place, as a step does."""
@@ -547,7 +536,7 @@ def test_finish_interval_of_a_batch_equals_each_portfolio_alone(market):
 def test_drawdown_kill_flattens_then_terminates():
     market = _crash_market(-0.4)
     cfg = config_from_dict(
-        {"risk": _LOOSE, "env": {"split": "all", "episode_length": 8, "drawdown_kill": 0.2}}
+        {"risk": ENV_RISK, "env": {"split": "all", "episode_length": 8, "drawdown_kill": 0.2}}
     )
     p = EnvParams.from_config(market, cfg)
     start = market.n_days - 10
@@ -570,7 +559,7 @@ def test_equity_at_or_below_zero_terminates():
     market = _crash_market(3.0)  # A quadruples: a 100% short loses 300%
     cfg = config_from_dict(
         {
-            "risk": {**_LOOSE, "long_only": False, "max_net": 1.0},
+            "risk": {**ENV_RISK, "long_only": False, "max_net": 1.0},
             "env": {"split": "all", "episode_length": 8, "drawdown_kill": 1.0},
         }
     )

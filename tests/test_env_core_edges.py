@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from gate_books import ENV_RISK
 
 from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, synthetic
@@ -25,24 +26,12 @@ from allocgym.features import FeatureBuilder, dcc_mean_correlation
 from allocgym.regime import RegimeModel
 from allocgym.risk import ReasonCode
 
-# Limits loose enough that no gate binds unless a test tightens one (RiskConfig keys).
-_LOOSE = {
-    "max_symbol_weight": 1.0,
-    "max_gross": 1.0,
-    "max_sector_gross": 1.0,
-    "max_turnover": 2.0,
-    "max_participation": 1.0,
-    "slippage_budget_bps": 1000.0,
-    "regime_budget_multipliers": {},
-    "regime_capacity_multipliers": {},
-}
-
 
 def _cfg(risk: dict | None = None, execution: dict | None = None, **env) -> AllocgymConfig:
     return config_from_dict(
         {
             "env": {"split": "all", "episode_length": 10, **env},
-            "risk": {**_LOOSE, **(risk or {})},
+            "risk": {**ENV_RISK, **(risk or {})},
             "execution": execution or {},
         }
     )

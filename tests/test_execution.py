@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from gate_books import gate_result as gate_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,17 +50,6 @@ def ctx_of(cur, prices=(50.0, 100.0, 20.0), *, sectors=(0, 1, 2), **kw) -> GateC
         regime=np.zeros(n, dtype=np.int64),
         tradable=np.ones((n, m), dtype=bool),
         **kw,
-    )
-
-
-def gate_of(approved, sym=None, port=None) -> GateResult:
-    a = np.atleast_2d(np.asarray(approved, dtype=np.float64))
-    return GateResult(
-        approved=a,
-        symbol_reasons=np.zeros(a.shape, np.int64) if sym is None else np.atleast_2d(sym),
-        portfolio_reasons=np.zeros(a.shape[0], np.int64) if port is None else np.asarray(port),
-        clipped={},
-        proposed=a.copy(),
     )
 
 

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from gate_books import gate_result as approved
 
 from allocgym.config import ExecutionConfig
 from allocgym.errors import ConfigError, InvariantBreach
@@ -22,7 +23,7 @@ from allocgym.execution import (
     Triggers,
     trigger_inputs,
 )
-from allocgym.risk import GateContext, GateResult, ReasonCode, RiskLimits
+from allocgym.risk import GateContext, ReasonCode, RiskLimits
 
 LOT = int(ReasonCode.LOT_ROUNDING)
 EQUITY = 1e4
@@ -50,18 +51,6 @@ def context(cur, prices=PRICES, **kw) -> GateContext:
         regime=np.zeros(n_envs, dtype=np.int64),
         tradable=np.ones(cur.shape, dtype=bool),
         **kw,
-    )
-
-
-def approved(weights, sym=None, port=None) -> GateResult:
-    """The gates' output for ``weights`` (approved as proposed), with optional codes."""
-    a = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    return GateResult(
-        approved=a,
-        symbol_reasons=np.zeros(a.shape, np.int64) if sym is None else np.atleast_2d(sym),
-        portfolio_reasons=np.zeros(a.shape[0], np.int64) if port is None else np.asarray(port),
-        clipped={},
-        proposed=a.copy(),
     )
 
 
