@@ -249,3 +249,47 @@ def test_window_bars_below_what_a_decision_reads_is_refused() -> None:
     with pytest.raises(ValueError, match="window_bars = 10 is below"):
         MarketState(alloc, window_bars=10)
     assert MarketState(alloc, window_bars=400).window_bars == 400
+
+
+@pytest.mark.parametrize("history", [None, 40])
+def test_ex_ante_cvar_is_the_last_window_of_the_full_history_returns(
+    history: int | None,
+) -> None:
+    """The audit record's CVaR: the book applied to the last ``cvar_window`` close-to-close
+    returns of the whole history (a return where either end is not tradable is 0), with
+    the request's columns put in the bundle's symbol order; a history shorter than the
+    window uses all of it (row 0 is a 0 return)."""
+    from allocgym.measures import cvar
+    from allocgym.serving import request_from_market
+
+    market = sp500()
+    alloc = _allocator()
+    t = market.n_days - 5
+    req = request_from_market(
+        market, t, history=history or alloc.history, request_id="cvar", timestamp=_ts(market, t)
+    )
+    perm = np.arange(market.n_assets)[::-1]
+    permuted = req.model_copy(
+        update={
+            "symbols": [req.symbols[i] for i in perm],
+            "close": req.close[:, perm],
+            "tradable": req.tradable[:, perm],
+        }
+    )
+    tradable = req.tradable.copy()
+    tradable[-3, 0] = False  # one symbol halted two bars before the decision
+    halted = req.model_copy(update={"tradable": tradable})
+    weights = np.linspace(0.01, 0.05, market.n_assets)
+    w = alloc.cfg.env.cvar_window
+    for request, mask in ((req, req.tradable), (permuted, req.tradable), (halted, tradable)):
+        c = req.close
+        r = np.zeros_like(c)
+        r[1:] = np.where(mask[1:] & mask[:-1], c[1:] / c[:-1] - 1.0, 0.0)
+        window = r[-w:]
+        got = ex_ante_cvar(alloc, request, weights)
+        assert got["window"] == min(w, c.shape[0]) == window.shape[0]
+        # to 1e-12, not bit for bit: BLAS may sum a row in another order for another
+        # memory alignment of the same numbers
+        want = float(cvar(window @ weights, alloc.cfg.env.cvar_alpha))
+        assert got["value"] == pytest.approx(want, rel=1e-12, abs=0.0)
+        assert got["alpha"] == alloc.cfg.env.cvar_alpha

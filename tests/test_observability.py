@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import json
@@ -100,6 +101,67 @@ def test_canonical_json_refuses_a_non_str_key_deep_inside() -> None:
     """json's encoder would write the int key as "1"; the audit format refuses it."""
     with pytest.raises(TypeError, match="key 1 is int: use str keys"):
         canonical_json({"a": [{"b": (0.5, {1: 2})}]})
+
+
+@pytest.mark.parametrize(
+    ("tree", "key"),
+    [
+        ({"a": collections.OrderedDict({1: 2})}, "1"),  # a dict subclass
+        ([{"b": {True: 1}}], "True"),
+        (({"c": 0}, {None: 0}), "None"),
+        # an int beyond 64 bits stops orjson's walk: the Python walk finds the key
+        ({"big": 2**70, "d": {1.5: 0}}, "1.5"),
+    ],
+)
+def test_canonical_json_refuses_every_non_str_key(tree: object, key: str) -> None:
+    """Whichever walk finds it (orjson's, or the Python one where orjson stops early),
+    a non-str key anywhere in plain dicts, lists and tuples is refused by name."""
+    with pytest.raises(TypeError, match=f"key {key} is .*: use str keys"):
+        canonical_json(tree)
+
+
+_MIXED_KEY_TREES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(
+            st.one_of(st.text(max_size=2), st.integers(-3, 3), st.booleans(), st.none()),
+            inner,
+            max_size=3,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+def _has_non_str_key(tree: object) -> bool:
+    if isinstance(tree, dict):
+        return any(not isinstance(k, str) or _has_non_str_key(v) for k, v in tree.items())
+    if isinstance(tree, list | tuple):
+        return any(_has_non_str_key(v) for v in tree)
+    return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(tree=_MIXED_KEY_TREES)
+def test_canonical_json_refuses_exactly_the_trees_with_a_non_str_key(tree: object) -> None:
+    """Refused iff some dict in the tree has a non-str key; otherwise the bytes are the
+    full conversion's."""
+    if _has_non_str_key(tree):
+        with pytest.raises(TypeError, match="use str keys"):
+            canonical_json(tree)
+    else:
+        reference = json.dumps(
+            to_jsonable(tree), sort_keys=True, separators=(",", ":"), allow_nan=False
+        ).encode("ascii")
+        assert canonical_json(tree) == reference
+
+
+def test_canonical_json_writes_what_orjson_cannot() -> None:
+    """An int beyond 64 bits and a str-keyed dict subclass are valid: no refusal."""
+    tree = {"big": -(2**70), "od": collections.OrderedDict({"k": 1})}
+    assert canonical_json(tree) == b'{"big":-1180591620717411303424,"od":{"k":1}}'
 
 
 def test_floats_round_trip_bit_for_bit() -> None:

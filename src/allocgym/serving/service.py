@@ -555,10 +555,17 @@ def ex_ante_cvar(
         A book in the bundle's symbol order.
     """
     env = allocator.cfg.env
-    where = {sym: i for i, sym in enumerate(request.symbols)}
-    cols = [where[sym] for sym in allocator.symbols]
-    close = request.close[:, cols]
-    tradable = np.ones(close.shape, bool) if request.tradable is None else request.tradable[:, cols]
+    # A return reads two rows only (``simple_returns``), so the last window + 1 rows give
+    # the window's returns bit for bit without differencing the whole history.
+    rows = slice(-(env.cvar_window + 1), None)
+    cols: Any = slice(None)
+    if list(request.symbols) != list(allocator.symbols):
+        where = {sym: i for i, sym in enumerate(request.symbols)}
+        cols = [where[sym] for sym in allocator.symbols]
+    close = request.close[rows, cols]
+    tradable = (
+        np.ones(close.shape, bool) if request.tradable is None else request.tradable[rows, cols]
+    )
     returns = simple_returns(close, tradable)[-env.cvar_window :]
     return {
         "value": float(cvar(returns @ weights, env.cvar_alpha)),
