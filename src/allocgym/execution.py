@@ -69,7 +69,7 @@ from allocgym.risk.gates.registry import (
     names_outside,
     portfolio_bounds,
 )
-from allocgym.risk.kernels import rows_all, rows_any
+from allocgym.risk.kernels import or_bits, rows_all, rows_any
 
 if TYPE_CHECKING:
     from allocgym.risk import RiskLimits
@@ -299,7 +299,7 @@ class ExecutionResult:
     suppressed: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)  # not frozen: a frozen __init__ is slow
 class _Refs:
     """Reference exposures a candidate book must not exceed, per portfolio (``*_tol``:
     the same plus the float-dust slack ``_TOL``, as the checks compare them)."""
@@ -309,7 +309,6 @@ class _Refs:
     gross: np.ndarray  # (n_envs,)
     sector: np.ndarray  # (n_envs, n_sectors)
     net: np.ndarray
-    beta: np.ndarray | None
     gross_tol: np.ndarray
     sector_tol: np.ndarray
     net_tol: np.ndarray
@@ -384,7 +383,7 @@ class ExecutionPolicy:
             kill = np.ones(n_envs, dtype=bool)
         return _Fired(
             moving=d != 0.0,
-            name_drift=abs_d > _fit(st.tau, (a.shape[1],)),
+            name_drift=abs_d > st.bands(a.shape[1]),
             l1=abs_d.sum(axis=1) > p.portfolio_drift_threshold,
             kill=kill,
             vol_spike=_any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs),
@@ -416,20 +415,25 @@ class ExecutionPolicy:
         forced = fired.coded_forced | kill | outside
         fz = _forced_names(book.sym, c, forced, fired.coded_forced, kill, outside, bounds)
         override = fired.vol_spike | fired.spread_blow | kill
-        allowed = (not self.params.scheduled_only) | fired.scheduled | override
-        full = allowed & (fired.l1 | override)
+        full = fired.l1 | override
         # suppress = moving & ~(fz | full | (allowed & name_drift)), row terms last. Only
         # the forced names skip their bands: one name drifting over a cap must not make
         # the whole book trade (the band check below still lifts a band that would leave
         # a portfolio limit broken).
-        if allowed.all():
-            suppress = fired.moving & ~fired.name_drift
+        allowed = fired.scheduled | override if self.params.scheduled_only else None
+        if allowed is not None:
+            full &= allowed
+        if full.all():  # every portfolio rebalances every name
+            suppress = np.zeros(a.shape, dtype=bool)
         else:
-            suppress = fired.moving & ~(allowed[:, None] & fired.name_drift)
-        if full.any():
-            suppress &= ~full[:, None]
-        if fz is not None:
-            suppress &= ~fz
+            if allowed is None or allowed.all():
+                suppress = fired.moving & ~fired.name_drift
+            else:
+                suppress = fired.moving & ~(allowed[:, None] & fired.name_drift)
+            if full.any():
+                suppress &= ~full[:, None]
+            if fz is not None:
+                suppress &= ~fz
 
         refs = _refs(a, c, forced, book.sectors, betas, bounds, beta_cap, fz)
         any_suppress = bool(suppress.any())
@@ -503,20 +507,34 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 class _Static:
     """Constants of one ``(ExecutionParams, RiskLimits)`` pair."""
 
-    tau: np.ndarray
+    tau: float | np.ndarray  # a float when one band fits every name (no broadcast per call)
     lot: np.ndarray
     unit_lot: bool  # every lot is 1: dividing and multiplying by it is exact, skipped
     kill: bool
+    lot_rows: dict[int, np.ndarray]  # ``lot`` broadcast to (n_assets,), per n_assets seen
 
     @classmethod
     def build(cls, params: ExecutionParams, limits: RiskLimits | None) -> _Static:
         lot = np.asarray(params.lot_size, dtype=np.float64)
+        tau = np.asarray(params.name_drift_threshold, dtype=np.float64)
         return cls(
-            tau=np.asarray(params.name_drift_threshold, dtype=np.float64),
+            tau=float(tau) if tau.ndim == 0 else tau,
             lot=lot,
             unit_lot=bool(np.all(lot == 1.0)),
             kill=limits is not None and limits.kill_switch,
+            lot_rows={},
         )
+
+    def bands(self, n_assets: int) -> float | np.ndarray:
+        """The name drift threshold tau_i, comparable with (n_envs, n_assets) drifts."""
+        return self.tau if isinstance(self.tau, float) else _fit(self.tau, (n_assets,))
+
+    def lots(self, n_assets: int) -> np.ndarray:
+        """The lot sizes, shape (n_assets,)."""
+        row = self.lot_rows.get(n_assets)
+        if row is None:
+            row = self.lot_rows[n_assets] = _fit(self.lot, (n_assets,))
+        return row
 
 
 def _beta_inert(beta_cap: float, betas: np.ndarray, a: np.ndarray, c: np.ndarray) -> bool:
@@ -588,7 +606,6 @@ def _refs(
         gross=gross,
         sector=sector,
         net=net,
-        beta=beta,
         gross_tol=gross + _TOL,
         sector_tol=sector + _TOL,
         net_tol=net + _TOL,
@@ -734,7 +751,7 @@ def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
     shrink of its trade, else the unrounded banded target."""
     c, target, shares_per_w = book.c, plan.target, book.shares_per_w
     forced, refs, sectors, betas = plan.forced, plan.refs, book.sectors, plan.betas
-    lot = _fit(st.lot, (c.shape[1],))
+    lot = st.lots(c.shape[1])
     # The book arrives as weights: a whole-lot position read back from them is off by
     # float dust (100.00000000000001). Snapped, orders are exact whole lots and a
     # close-out is exactly minus the held quantity.
@@ -773,18 +790,17 @@ def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
 
 def _result(book: _Book, fired: _Fired, plan: _Plan, held: _Held) -> ExecutionResult:
     """The orders, the held book and their reason codes and trigger flags."""
-    sym, port, suppress = book.sym, book.port, plan.suppress
+    suppress = plan.suppress
+    reasons, port_out = book.sym.copy(), book.port.copy()
     if plan.any_suppress:
-        reasons = sym | np.where(suppress, _BAND, 0)
-        port_out = port | np.where(plan.suppressed_rows, _BAND, 0)
-    else:
-        reasons, port_out = sym.copy(), port.copy()
+        or_bits(reasons, _BAND, suppress)
+        or_bits(port_out, _BAND, plan.suppressed_rows)
     # Rounding (and the scaling that keeps a rounded book inside) moved these names
     # off the approved weight: code them, so no weight changes without a reason.
     rounded_off = held.change & (held.w_fin != plan.target)
     if rounded_off.any():
-        reasons |= np.where(rounded_off, _LOT, 0)
-        port_out |= np.where(rows_any(rounded_off), _LOT, 0)
+        or_bits(reasons, _LOT, rounded_off)
+        or_bits(port_out, _LOT, rows_any(rounded_off))
     masks = (  # one row per flag, in _FLAG_BITS order
         rows_any(fired.name_drift),
         fired.l1,
@@ -822,7 +838,7 @@ def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
         hit = arr >= threshold
     else:
         hit = np.nan_to_num(arr, nan=0.0) >= threshold
-    return hit.reshape(n_envs, -1).any(axis=1)
+    return hit if hit.shape == (n_envs,) else hit.reshape(n_envs, -1).any(axis=1)
 
 
 def _round_book(
@@ -851,8 +867,9 @@ def _round_book(
         inc &= ~forced
     if not inc.any():
         return q, w, inc  # nothing increases: every scale is 1, nothing is scaled
-    one_signed = _one_signed(c, target)
-    lam = _increase_scale(abs_w, abs_c, target, inc, refs, sectors, one_signed)
+    lam = _increase_scale(abs_w, abs_c, c, target, inc, refs, sectors)
+    if lam is None:
+        return q, w, np.zeros(inc.shape, dtype=bool)
     scaled = inc & (lam < 1.0)
     if scaled.any():
         rows = np.flatnonzero(rows_any(scaled))  # only these rows change (elementwise)
@@ -868,24 +885,32 @@ def _round_book(
 def _increase_scale(
     abs_w: np.ndarray,
     abs_c: np.ndarray,
+    c: np.ndarray,
     target: np.ndarray,
     inc: np.ndarray,
     refs: _Refs,
     sectors: SectorMap,
-    one_signed: np.ndarray,
-) -> np.ndarray:
-    """Per-name scale in [0, 1] on exposure-increasing orders so that gross and every
-    sector's gross stay at or below their references: an increasing name ends at most at
-    ``|c| + lambda (|target| - |c|)`` whatever the rounding, the others at ``|w_fin|``.
-    In a portfolio whose books are all long (or all short), ``|net|`` is the gross, so its
-    reference caps the gross too. ``abs_w`` and ``abs_c`` are ``|w_fin|`` and ``|c|``."""
+) -> np.ndarray | None:
+    """Per-name scale in [0, 1] on exposure-increasing orders (``inc``; only those names'
+    entries are meant) so that gross and every sector's gross stay at or below their
+    references: an increasing name ends at most at ``|c| + lambda (|target| - |c|)``
+    whatever the rounding, the others at ``|w_fin|``. In a portfolio whose books are all
+    long (or all short), ``|net|`` is the gross, so its reference caps the gross too.
+    ``abs_w`` and ``abs_c`` are ``|w_fin|`` and ``|c|``. ``None`` when every scale is 1
+    (no need exceeds its room: the common case)."""
     base = np.where(inc, abs_c, abs_w)
     need = np.where(inc, np.abs(target) - abs_c, 0.0)
-    gross_ref = np.where(one_signed, np.minimum(refs.gross, refs.net), refs.gross)
-    lam_g = _ratio(gross_ref - base.sum(axis=1), need.sum(axis=1))
-    lam_s = _ratio(refs.sector - sectors.sums(base), sectors.sums(need))  # (n_envs, n_sectors)
-    lam = np.minimum(lam_g[:, None], sectors.spread(lam_s))
-    return np.where(inc, lam, 1.0)
+    base_g, need_g = base.sum(axis=1), need.sum(axis=1)
+    room_s, need_s = refs.sector - sectors.sums(base), sectors.sums(need)  # (n_envs, n_sectors)
+    over_s = need_s > room_s
+    tight_ref = np.minimum(refs.gross, refs.net)
+    # Every need within the room left under the tighter reference: within either one.
+    if not (over_s.any() or (need_g > tight_ref - base_g).any()):
+        return None
+    room_g = np.where(_one_signed(c, target), tight_ref, refs.gross) - base_g
+    over_g = need_g > room_g
+    lam_g, lam_s = _ratio(room_g, need_g, over_g), _ratio(room_s, need_s, over_s)
+    return np.minimum(lam_g[:, None], sectors.spread(lam_s))
 
 
 def _one_signed(c: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -896,8 +921,9 @@ def _one_signed(c: np.ndarray, target: np.ndarray) -> np.ndarray:
     return long | rows_all((c <= 0) & (target <= 0))
 
 
-def _ratio(room: np.ndarray, need: np.ndarray) -> np.ndarray:
-    lam = np.where(need > room, (room / need).clip(0.0, 1.0), 1.0)
+def _ratio(room: np.ndarray, need: np.ndarray, over: np.ndarray) -> np.ndarray:
+    """``room / need`` in [0, 1] where ``over`` (``need > room``) and ``need > 0``, else 1."""
+    lam = np.where(over, (room / need).clip(0.0, 1.0), 1.0)
     return np.where(need > 0.0, lam, 1.0)
 
 
