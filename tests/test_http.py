@@ -451,6 +451,61 @@ def test_short_load_of_account_requests_is_served_without_errors(
     assert report.ok and report.n_records == 200, report.mismatches
 
 
+def test_sustained_overload_resends_at_once_and_the_counts_add_up(policy: FrozenPolicy) -> None:
+    """The bench's overload test for 2 × 1 s against a real server whose model takes 5 ms:
+    16 clients resend every shed request at once, after settling requests and capacity
+    windows of 2 clients. Some are served and some shed, every 503 carries Retry-After,
+    the client's counts match the server's own (decisions, sheds), and the rates and the
+    ratio come from them."""
+    from allocgym.bench.serve import overload
+
+    def slow(obs: np.ndarray) -> np.ndarray:
+        time.sleep(0.005)
+        return policy(obs)
+
+    # The default 20 ms queue limit sheds; a long model deadline keeps the decisions "ok".
+    serving = serving_config(policy, ["serving.deadline_ms=5000"])
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=serving, model=slow,
+        clock=fixed_clock(bar_clock(sp500(), T0)),
+    )  # fmt: skip
+    service = DecisionService(alloc)
+    first = T0 - service.market.window_bars + 1
+    account = {
+        "request_id": "__RID__", "bar": _bar_body(T0)["timestamp"],
+        "equity": 1.0e6, "cash": 1.0e6, "buying_power": 1.0e6,
+    }  # fmt: skip
+    with ServerThread(create_app(service)) as srv:
+        with httpx.Client(base_url=srv.url) as c:
+            for t in range(first, T0 + 1):
+                c.post("/v1/bars", json=_bar_body(t) | ({"previous": None} if t == first else {}))
+        row = overload(
+            srv.url, json.dumps(account).encode(), clients=16, concurrency=2, seconds=2.0,
+            rounds=2, settle=10,
+        )  # fmt: skip
+    served, shed = row["served"], row["shed_503"]
+    assert served > 0 and shed > 0 and row["other"] == 0 and row["cap_served"] > 0
+    assert row["no_retry_after"] == 0
+    metric = service.metrics.registry.get_sample_value
+    decided = metric("allocator_decisions_total", {"status": "ok"})
+    server_shed = sum(
+        metric("allocator_shed_total", {"reason": r}) or 0.0 for r in ("in_flight", "queue_time")
+    )
+    # Every request was decided or shed once (a shed one was never decided); the 2 × 10
+    # settling requests are in neither window.
+    assert decided >= row["cap_served"] + served and server_shed >= row["cap_shed"] + shed
+    assert decided + server_shed == row["cap_served"] + row["cap_shed"] + served + shed + 20
+    assert row["wall_s"] >= 2.0
+    assert row["served_per_s"] == served / row["wall_s"]
+    assert row["shed_per_s"] == shed / row["wall_s"]
+    assert row["served/capacity"] == row["served_per_s"] / row["capacity_per_s"]
+    assert row["ratio_min"] <= row["ratio_max"]
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert 0 < row["loadgen_cpu/wall"] <= 1
+    with pytest.raises(ValueError, match="clients=0"):
+        overload(srv.url, b"{}", clients=0, concurrency=2, seconds=1.0)
+
+
 def test_the_bar_feed_needs_the_admin_token(policy: FrozenPolicy) -> None:
     """Every decision reads the bars, so posting one is an admin operation: 401 without a
     bearer token, 403 with a wrong one (the decide token included), applied with the
@@ -473,15 +528,16 @@ def test_the_bar_feed_needs_the_admin_token(policy: FrozenPolicy) -> None:
 @pytest.mark.slow
 def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     """``allocgym bench serve`` end to end at a small size: the served process is fed its
-    window through ``POST /v1/bars``, then loaded with account requests and a burst."""
+    window through ``POST /v1/bars``, then loaded with account requests, overloaded and
+    hit with a burst."""
     from allocgym.bench.serve import run
 
     rows = run(
         (20,), calls=20, http_assets=(20,), http_requests=60, http_seconds=20, concurrency=2,
-        burst_connections=40,
+        overload_clients=8, overload_seconds=1.0, burst_connections=40,
     )  # fmt: skip
     kinds = {r["bench"]: r for r in rows}
-    assert set(kinds) == {"in_process", "streaming", "http", "burst"}
+    assert set(kinds) == {"in_process", "streaming", "http", "overload", "burst"}
     assert kinds["streaming"]["window_bars"] == 301
     assert kinds["streaming"]["decide_p50_us"] > 0
     http = kinds["http"]
@@ -489,5 +545,8 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     assert http["requests"] == 60 and set(http["codes"].split(",")) <= {
         f"{code}:{n}" for code in ("200", "503") for n in range(61)
     }
+    over = kinds["overload"]
+    assert over["clients"] == 8 and over["served"] > 0 and over["no_retry_after"] == 0
+    assert over["capacity_per_s"] > 0 and over["other"] == 0
     burst = kinds["burst"]
     assert burst["served"] + burst["shed_503"] == 40 and burst["other"] == 0

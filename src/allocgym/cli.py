@@ -834,7 +834,9 @@ def bench_serve(
     ] = "20",
     http_requests: Annotated[int, typer.Option(help="HTTP requests at most.")] = 4000,
     http_seconds: Annotated[float, typer.Option(help="HTTP load test time limit (s).")] = 20.0,
-    concurrency: Annotated[int, typer.Option(help="HTTP client threads.")] = 8,
+    concurrency: Annotated[
+        int, typer.Option(help="HTTP load test client connections (its served/s: the capacity).")
+    ] = 8,
     encoding: Annotated[
         str,
         typer.Option(
@@ -842,11 +844,24 @@ def bench_serve(
             "the stateless request with its history as 'b64' (exact, compact) or 'json' lists."
         ),
     ] = "account",
+    overload_clients: Annotated[
+        int,
+        typer.Option(
+            help="Client connections of the sustained overload test, each resending a shed "
+            "request at once without waiting Retry-After (0 = none); its windows alternate "
+            "with capacity windows at --concurrency."
+        ),
+    ] = 64,
+    overload_seconds: Annotated[
+        float,
+        typer.Option(help="Sustained overload test: seconds of overload (as many of capacity)."),
+    ] = 10.0,
     burst: Annotated[
         int, typer.Option(help="Connections of the HTTP burst, opened at once (0 = none).")
     ] = 1000,
 ) -> None:
-    """Decide latency in-process (and the bare ONNX call) and an HTTP load test on loopback."""
+    """Decide latency in-process (and the bare ONNX call), then HTTP on loopback: a load
+    test, sustained overload and a burst."""
     from allocgym.bench import print_table
     from allocgym.bench.serve import run
 
@@ -856,12 +871,18 @@ def bench_serve(
     rows = run(
         sizes(n_assets), calls=calls, http_assets=sizes(http_assets), http_requests=http_requests,
         http_seconds=http_seconds, concurrency=concurrency, encoding=encoding,
+        overload_clients=overload_clients, overload_seconds=overload_seconds,
         burst_connections=burst,
     )  # fmt: skip
     for kind, title in (
         ("in_process", "FrozenAllocator.decide (stateless request) vs the bare ONNX call (µs)"),
         ("streaming", "Streaming market state: bar update, account decide (µs; goal p99 <= 250)"),
         ("http", "HTTP POST /v1/decide on 127.0.0.1 (goal >= 1000 req/s, p99 <= 20 ms, 0 errors)"),
+        (
+            "overload",
+            "HTTP sustained overload: a 503 is resent at once (goal: served/capacity >= 0.8, "
+            "every 503 with Retry-After)",
+        ),
         ("burst", "HTTP burst: connections opened at once (goal: not 0 served)"),
     ):
         section = [{k: v for k, v in r.items() if k != "bench"} for r in rows if r["bench"] == kind]
