@@ -228,6 +228,55 @@ def test_overload_is_shed_with_503(policy: FrozenPolicy, tmp_path: Path) -> None
     assert 'allocator_shed_total{reason="in_flight"} 0.0' not in text
 
 
+def test_a_shed_request_is_answered_after_the_shed_delay(
+    policy: FrozenPolicy, tmp_path: Path
+) -> None:
+    """With one decision in flight (the limit), a second request is shed: its 503 comes
+    after ``serving.shed_delay_ms`` (so a client resending at once cannot flood the event
+    loop) and well before the running decision ends (the delay holds only the shed one)."""
+
+    def slow(obs: np.ndarray) -> np.ndarray:
+        time.sleep(2.0)
+        return policy(obs)
+
+    serving = serving_config(
+        policy,
+        [
+            "serving.max_in_flight=1",
+            "serving.deadline_ms=60000",
+            "serving.max_queue_ms=60000",
+            "serving.shed_delay_ms=300",
+        ],
+    )
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=serving, model=slow,
+        clock=fixed_clock(bar_clock(sp500(), T0)),
+    )  # fmt: skip
+    service = DecisionService(alloc)
+    first: list[int] = []
+    with ServerThread(create_app(service)) as srv:
+
+        def decide_first() -> None:
+            with httpx.Client(base_url=srv.url, timeout=30) as c:
+                first.append(post(c, body(alloc.history, "d-1")).status_code)
+
+        runner = threading.Thread(target=decide_first)
+        runner.start()
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{srv.url}/healthz").json()["in_flight"] < 1:
+            assert time.monotonic() < deadline, "the first request was never admitted"
+            time.sleep(0.01)
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            t0 = time.monotonic()
+            shed = post(c, body(alloc.history, "d-2"))
+            waited = time.monotonic() - t0
+        runner.join()
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+    assert ErrorResponse.model_validate_json(shed.content).error == "overloaded"
+    assert 0.3 <= waited < 1.8, waited
+    assert first == [200]
+
+
 def test_strategy_pnl_is_attributed_per_account_by_hand() -> None:
     """Two decisions of one account in budgets mode. Trend's intents name only symbol 0 and
     mean reversion's only symbol 1, so each strategy owns its symbol whole, and the P&L

@@ -497,7 +497,7 @@ class _Admission:
     lock, those still being read included (counting only the worker's queue would admit a
     whole burst before any of it is queued). ``decide_s``: moving average of one
     decision's time on the worker. Admission sheds what would wait longer than
-    ``max_queue_ms`` behind them.
+    ``max_queue_ms`` behind them. :class:`_AdmissionFront` applies it before routing.
 
     Parameters
     ----------
@@ -516,6 +516,23 @@ class _Admission:
         self.unqueued = 0
         self.started = 0
         self.decide_s = 0.0
+        self.shed_delay_s = float(serving.shed_delay_ms) / 1e3
+        # The two refusals of a new request, built once: shedding is the overloaded
+        # service's commonest answer, so it must cost next to nothing.
+        self._refused = {
+            reason: (
+                service.metrics.shed.labels(reason=reason),
+                _error(503, message, headers={"Retry-After": "1"}),
+            )
+            for reason, message in (
+                ("in_flight", f"{self.max_in_flight} decisions in flight: retry later"),
+                (
+                    "queue_time",
+                    f"the decisions ahead would take longer than {self.max_queue_ms:g} ms: "
+                    "retry later",
+                ),
+            )
+        }
 
     def shed(self, reason: str, message: str) -> JSONResponse:
         """Count a shed request and answer it 503 with ``Retry-After``."""
@@ -523,16 +540,16 @@ class _Admission:
         return _error(503, message, headers={"Retry-After": "1"})
 
     def refusal(self) -> JSONResponse | None:
-        """The 503 for a request arriving now, or None when it is admitted."""
+        """The (counted) 503 for a request arriving now, or None when it is admitted."""
         if self.in_flight >= self.max_in_flight:
-            return self.shed("in_flight", f"{self.max_in_flight} decisions in flight: retry later")
-        ahead = self.admitted - self.unqueued - self.started
-        if ahead * self.decide_s > self.max_queue_s:
-            return self.shed(
-                "queue_time",
-                f"the decisions ahead would take longer than {self.max_queue_ms:g} ms: retry later",
-            )
-        return None
+            reason = "in_flight"
+        elif (self.admitted - self.unqueued - self.started) * self.decide_s > self.max_queue_s:
+            reason = "queue_time"
+        else:
+            return None
+        counter, answer = self._refused[reason]
+        counter.inc()
+        return answer
 
     def set_in_flight(self, change: int) -> None:
         """Move the in-flight count by ``change`` and publish it."""
@@ -560,6 +577,54 @@ class _Admission:
         done = time.perf_counter()
         self.decide_s += 0.1 * ((done - start) - self.decide_s)
         return res, start, done
+
+
+_TICKET = "allocgym.admission"
+"""Scope key of an admitted decide request's ticket: ``arrived`` (perf counter) and
+``queued`` (whether it reached the worker)."""
+
+
+class _AdmissionFront:
+    """ASGI middleware, outermost of the app's own: admits or sheds ``POST /v1/decide``
+    before FastAPI routes it or anyone reads its body, so an overloaded service spends
+    almost nothing on a request it will not decide (a shed request through the routing
+    and a fresh error response cost several times more, and under a retry storm that time
+    was taken from the decisions). Checks the decide token first (401/403 as before),
+    then :meth:`_Admission.refusal`; an admitted request carries its ticket in the scope.
+    """
+
+    def __init__(self, app: Any, admission: _Admission, decide_token: str | None) -> None:
+        self.app = app
+        self.admission = admission
+        self.decide_token = decide_token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/decide" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        arrived = time.perf_counter()
+        if self.decide_token is not None:
+            denied = _bearer_denied(Request(scope), self.decide_token)
+            if denied is not None:
+                await denied(scope, receive, send)
+                return
+        admission = self.admission
+        refused = admission.refusal()
+        if refused is not None:
+            if admission.shed_delay_s > 0.0:
+                await asyncio.sleep(admission.shed_delay_s)
+            await refused(scope, receive, send)
+            return
+        admission.admitted += 1
+        admission.set_in_flight(+1)
+        ticket = {"arrived": arrived, "queued": False}
+        scope[_TICKET] = ticket
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if not ticket["queued"]:
+                admission.unqueued += 1
+            admission.set_in_flight(-1)
 
 
 def _security(token: str | None) -> dict[str, Any]:
@@ -660,35 +725,16 @@ def _add_decide_route(
 ) -> _Admission:
     """Add ``POST /v1/decide`` behind load shedding; returns its admission state."""
     admission = _Admission(service)
+    app.add_middleware(_AdmissionFront, admission=admission, decide_token=decide_token)
 
     @app.post("/v1/decide", operation_id="decide", **_decide_openapi(decide_token))
     async def decide(request: Request) -> Response:
         """Decide one allocation request: an account request on the held market state
         (``AccountRequest``, names the bar) or a stateless one carrying the history
         (``DecisionRequest``, for replay and audit)."""
-        arrived = time.perf_counter()
-        if decide_token is not None:
-            denied = _bearer_denied(request, decide_token)
-            if denied is not None:
-                return denied
-        # Shed before reading or parsing: an overloaded service spends nothing on a
-        # request it will not decide.
-        refused = admission.refusal()
-        if refused is not None:
-            return refused
-        admission.admitted += 1
-        admission.set_in_flight(+1)
-        ticket = {"queued": False}
-        try:
-            return await decide_admitted(request, arrived, ticket)
-        finally:
-            if not ticket["queued"]:
-                admission.unqueued += 1
-            admission.set_in_flight(-1)
-
-    async def decide_admitted(
-        request: Request, arrived: float, ticket: dict[str, bool]
-    ) -> Response:
+        # Token, shedding and the in-flight count were done by ``_AdmissionFront``.
+        ticket = request.scope[_TICKET]
+        arrived = ticket["arrived"]
         body = await read_body(request, MAX_BODY_BYTES)
         if isinstance(body, JSONResponse):
             return body
