@@ -362,3 +362,34 @@ def test_key_files_are_checked(keys: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exists"):
         generate_signing_key(keys["signer"], tmp_path / "x.pub")
     assert keys["signer"].stat().st_mode & 0o077 == 0  # the private key is owner-only
+
+
+def test_a_bundle_from_before_a_new_config_field_loads_with_its_default(bundle: Path) -> None:
+    """A bundle exported before ``serving.shed_delay_ms`` existed (its stored config lacks
+    it, sealed and hashed as stored) loads, with the field at its default; the config hash
+    is of the stored config, so an edit without recomputing it is still refused."""
+
+    def older(m: dict) -> None:
+        del m["config"]["serving"]["shed_delay_ms"]
+        m["config_hash"] = config_hash(m["config"])
+
+    reseal_bundle(bundle, older)
+    policy = FrozenPolicy.load(bundle)
+    alloc = FrozenAllocator(policy, environ=ENABLED)
+    assert alloc.serving.shed_delay_ms == 50.0
+    assert _manifest(bundle)["config_hash"] != config_hash(
+        config_from_dict(_manifest(bundle)["config"])
+    )
+
+    def edited(m: dict) -> None:
+        m["config"]["serving"]["max_queue_ms"] = 1000.0  # hash not recomputed
+
+    reseal_bundle(bundle, edited)
+    with pytest.raises(BundleError, match="the manifest was edited; re-export the bundle"):
+        FrozenAllocator(FrozenPolicy.load(bundle), environ=ENABLED)
+
+
+def test_config_hash_of_a_dump_equals_the_config_hash() -> None:
+    cfg = config_from_dict({"serving": {"max_queue_ms": 7.5}})
+    assert config_hash(cfg.model_dump(mode="json")) == config_hash(cfg)
+    assert config_hash(cfg) != config_hash(config_from_dict({}))

@@ -1574,9 +1574,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return config_from_dict(tree, overrides)
 
 
-def config_hash(cfg: BaseModel) -> str:
-    """sha256 of the canonical JSON of a config (sorted keys): equal configs, equal hash."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def config_hash(cfg: BaseModel | Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a config (sorted keys): equal configs, equal hash.
+
+    A mapping is hashed as it stands: ``config_hash(cfg.model_dump(mode="json"))`` equals
+    ``config_hash(cfg)``, and a stored dump keeps the hash it was written with when later
+    versions add fields with defaults."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

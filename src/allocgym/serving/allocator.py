@@ -226,17 +226,21 @@ class DecisionTrace:
 
 
 def _bundle_config(manifest: dict[str, Any]) -> AllocgymConfig:
-    """The bundle's config, validated by this allocgym and checked against its sealed hash."""
-    try:
-        cfg = config_from_dict(manifest["config"])
-    except AllocgymError as err:
-        raise BundleError(f"bundle config does not validate in this allocgym: {err}") from None
-    if config_hash(cfg) != manifest["config_hash"]:
+    """The bundle's config, checked against its sealed hash and validated by this allocgym.
+
+    The hash is of the config as the manifest stores it, so a bundle exported by an
+    earlier allocgym loads with the fields added since at their defaults (for a runtime
+    setting like ``serving.shed_delay_ms``, or a limit that was off by construction)."""
+    stored = config_hash(manifest["config"])
+    if stored != manifest["config_hash"]:
         raise BundleError(
-            f"bundle config hashes to {config_hash(cfg)}, the manifest says "
+            f"bundle config hashes to {stored}, the manifest says "
             f"{manifest['config_hash']}: the manifest was edited; re-export the bundle"
         )
-    return cfg
+    try:
+        return config_from_dict(manifest["config"])
+    except AllocgymError as err:
+        raise BundleError(f"bundle config does not validate in this allocgym: {err}") from None
 
 
 def _bundle_features(policy: FrozenPolicy, cfg: AllocgymConfig, n_assets: int) -> FeatureBuilder:
