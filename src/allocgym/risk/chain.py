@@ -94,12 +94,14 @@ class RiskGateChain:
         x = read_inputs(proposed, ctx, self.limits)
         n, m = x.p.shape
         tables = self.limits.tables
-        stacked, dec, pcap = decision_bounds(x, self.limits, tables)
-        trace = Trace(n, m)
+        stacked, pcap = decision_bounds(x, self.limits, tables)
+        # One trace over the stacked hard-gate pass below: the current books' rows (what a
+        # forced de-risk removed), then the decisions' rows, which every gate codes. The
+        # gates before that pass code ``trace``: ``both.touched`` is the hard gates' own.
+        both = Trace(2 * n, m)
+        trace = both.rows(slice(n, 2 * n))
 
-        p, strategy_scale, strategy_budget = strategy_gate(
-            x.p, x, self.limits, tables.slot(x.regime), trace
-        )
+        p, strategy_scale, strategy_budget = strategy_gate(x.p, x, self.limits, x.slot, trace)
         if x.any_bad_proposal:
             rows = x.bad_proposal
             p = np.where(rows[:, None], x.c, p)
@@ -115,19 +117,16 @@ class RiskGateChain:
 
         # One pass of the hard gates over the current books (the forced de-risk: what
         # they change was outside the limits) and the proposals, stacked row-wise.
-        both = Trace(2 * n, m)
         gated = hard_gates(np.concatenate([x.c, held]), stacked, both)
         c_in, target = gated[:n], gated[n:]
-        derisk = both.rows(slice(0, n))
-        trace.merge(both.rows(slice(n, 2 * n)))
+        any_forced = False  # no gate changed anything: c_in is the current book
         if both.touched:
             moved = c_in != x.c
             forced = rows_any(moved)
             if x.any_bad_row:
                 forced &= ~x.bad_row
             any_forced = bool(forced.any())
-        else:
-            any_forced = False  # no gate changed anything: c_in is the current book
+        dec = stacked.take(slice(0, n))
 
         if x.any_reduce:
             # Signs, not products: a product of two tiny weights underflows to 0.
@@ -141,6 +140,7 @@ class RiskGateChain:
         approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model, filled)
 
         if any_forced:
+            derisk = both.rows(slice(0, n))
             _mark_forced(trace, derisk, moved, forced, np.abs(x.c - c_in).sum(axis=1))
 
         if not x.all_tradable:
@@ -158,17 +158,12 @@ class RiskGateChain:
                 held = attribute_approved(approved, x.strategy, strategy_scale)
                 strategy_budget = dataclasses.replace(strategy_budget, approved=held)
 
-        clipped = trace.clipped
-        if x.loadings is None:
-            del clipped[ReasonCode.FACTOR_CAP.name]  # the factor limit is off
-        for code in (ReasonCode.SYMBOL_TURNOVER_CAP, ReasonCode.SYMBOL_SLIPPAGE_BUDGET):
-            if tables.bound[code] is None:
-                del clipped[code.name]  # an optional per-symbol limit that is off
+        clip = trace.clip
         return GateResult(
             approved=approved + 0.0,  # -0.0 -> +0.0: one byte pattern per value
             symbol_reasons=trace.sym,
             portfolio_reasons=trace.port,
-            clipped=clipped,
+            clipped={name: clip[row] for name, row in tables.clipped_rows},
             proposed=x.proposed.copy(),
             strategy_scale=strategy_scale,
             strategy_budget=strategy_budget,
@@ -209,11 +204,10 @@ def _flatten(approved: np.ndarray, flat: np.ndarray, x: Inputs, trace: Trace) ->
 
 def decision_bounds(
     x: Inputs, limits: RiskLimits, tables: LimitTables
-) -> tuple[Bounds, Bounds, np.ndarray]:
+) -> tuple[Bounds, np.ndarray]:
     """Bounds for the current books and the proposals stacked row-wise (rows ``0..n-1``
-    then again), the same for one batch (views), and the participation cap (n, N)."""
-    n = x.regime.shape[0]
-    slot = tables.slot(x.regime)
+    then again; ``take(slice(0, n))`` gives one batch's) and the participation cap (n, N)."""
+    slot = x.slot
     stacked = portfolio_bounds(
         limits,
         np.concatenate([slot, slot]),
@@ -222,12 +216,13 @@ def decision_bounds(
         None if x.betas is None else np.concatenate([x.betas, x.betas]),
         None if x.loadings is None else np.concatenate([x.loadings, x.loadings]),
     )
-    single = stacked.take(slice(0, n))
     # Zero where nothing may trade (written so that 0 * inf never makes a NaN).
-    can = (x.adv > 0) & (tables.capacity[slot] > 0)[:, None]
+    can = x.adv > 0
+    if not tables.capacity_everywhere:
+        can &= (tables.capacity[slot] > 0)[:, None]
     if not x.all_tradable:
         can &= x.tradable
     pcap = x.adv / x.equity[:, None]
     pcap *= tables.bound[ReasonCode.PARTICIPATION_CAP][slot][:, None]
     pcap[~can] = 0.0
-    return stacked, single, pcap
+    return stacked, pcap

@@ -446,22 +446,20 @@ class Bounds:
 
     def take(self, rows: np.ndarray | slice) -> Bounds:
         """These limits for rows ``rows`` (an index array, or a slice: views)."""
-
-        def part(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[rows]
-
+        cap_notional, betas = self.cap_notional, self.betas
+        notional_cap, loadings = self.notional_cap, self.loadings
         return Bounds(
             cap_pct=self.cap_pct[rows],
-            cap_notional=part(self.cap_notional),
+            cap_notional=None if cap_notional is None else cap_notional[rows],
             sector_cap=self.sector_cap,
             sectors=self.sectors,
             net_cap=self.net_cap,
-            betas=part(self.betas),
+            betas=None if betas is None else betas[rows],
             beta_tol=self.beta_tol,
             gross_cap=self.gross_cap[rows],
-            notional_cap=part(self.notional_cap),
+            notional_cap=None if notional_cap is None else notional_cap[rows],
             long_only=self.long_only,
-            loadings=part(self.loadings),
+            loadings=None if loadings is None else loadings[rows],
             factor_cap=self.factor_cap,
         )
 

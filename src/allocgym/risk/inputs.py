@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 _EQUITY, _PRICE, _ADV, _SPREAD = (
     RANGES[name] for name in ("equity", "price", "adv_notional", "spread_bps")
 )
+# Price, ADV, volatility, spread: their lowest and highest usable values (a volatility:
+# any finite one), shaped to compare with the four fields stacked (4, n, N).
+_FINITE_MAX = float(np.finfo(np.float64).max)
+_MARKET_LOW = np.array([_PRICE.low, _ADV.low, 0.0, _SPREAD.low]).reshape(4, 1, 1)
+_MARKET_HIGH = np.array([_PRICE.high, _ADV.high, _FINITE_MAX, _SPREAD.high]).reshape(4, 1, 1)
 
 
 def as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -41,7 +46,7 @@ def as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.nd
 def flag_batch(name: str, value: Any, default: bool, n: int) -> np.ndarray:
     """Per-portfolio flag ``value`` (optional) OR the global ``default``, shape (n,)."""
     if value is None:
-        return np.full(n, default)
+        return np.ones(n, dtype=bool) if default else np.zeros(n, dtype=bool)
     flag = as_batch(name, value, (n,), bool)
     return np.ones(n, dtype=bool) if default else flag
 
@@ -62,6 +67,7 @@ class Inputs:
     loadings: np.ndarray | None  # (n, N, k) factor loadings, 0 in bad rows; None: gate off
     sectors: SectorMap
     regime: np.ndarray
+    slot: np.ndarray  # the regime's slot in the limit tables (``LimitTables.slot``)
     tradable: np.ndarray  # effective: flag AND finite, sane market data
     bad_row: np.ndarray
     bad_proposal: np.ndarray
@@ -151,6 +157,7 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
         loadings=loadings,
         sectors=sectors,
         regime=regime,
+        slot=lim.tables.slot(regime),
         tradable=usable,
         bad_row=bad_row,
         bad_proposal=bad_proposal,
@@ -234,14 +241,12 @@ def _usable_symbols(
 ) -> np.ndarray:
     """Usable symbols (n, N): tradable, price inside its physical range, ADV / vol /
     spread finite >= 0 and ADV and spread inside theirs."""
-    # A NaN anywhere makes the min NaN, which fails >= 0; +inf fails the max test.
-    low = np.minimum(adv, vol)
-    np.minimum(low, spread, out=low)
-    high = np.maximum(adv, vol)
-    np.maximum(high, spread, out=high)
-    usable = tradable & (prices >= _PRICE.low) & (prices <= _PRICE.high) & (low >= 0)
-    usable &= (high < np.inf) & (adv <= _ADV.high) & (spread <= _SPREAD.high)
-    return usable
+    n, m = tradable.shape
+    # One comparison per bound over the four fields together (NaN fails both).
+    values = np.concatenate([prices, adv, vol, spread]).reshape(4, n, m)
+    inside = values >= _MARKET_LOW
+    inside &= values <= _MARKET_HIGH
+    return tradable & inside.all(axis=0)
 
 
 def _strategy_weights(

@@ -27,6 +27,10 @@ _SUBSET_MIN_ROWS = 64
 
 GATE_ROW: dict[ReasonCode, int] = {code: i for i, code in enumerate(GATE_CODES)}
 
+# ``ndarray.all`` / ``any`` without their Python wrapper (a frame per call on tiny arrays).
+_all = np.logical_and.reduce
+_any = np.logical_or.reduce
+
 
 def is_inside(value: np.ndarray, limit: Any, mag: Any) -> np.ndarray:
     """True where ``value`` is at most ``limit`` within the tolerance (NaN is outside).
@@ -47,13 +51,27 @@ def is_over(value: np.ndarray, limit: Any, mag: Any) -> np.ndarray:
     return ~is_inside(value, limit, mag)
 
 
+def all_of(mask: np.ndarray) -> bool:
+    """``mask.all()``."""
+    return bool(_all(mask, axis=None))
+
+
+def within(value: np.ndarray, limit: Any) -> np.ndarray:
+    """:func:`is_inside` of a gross-type measure (its own tolerance magnitude), from the
+    plain comparison when that holds everywhere (:func:`all_below`'s shortcut)."""
+    below = value <= limit
+    if _all(below, axis=None):
+        return below
+    return is_inside(value, limit, value)
+
+
 def all_below(value: np.ndarray, limit: Any) -> bool:
     """``value <= limit`` everywhere: then every tolerance test of ``value`` passes.
 
     The tolerance only adds to a nonnegative limit (rounding is monotone), so this plain
     comparison is an exact shortcut for the common case where nothing is near a limit.
     """
-    return bool((value <= limit).all())
+    return bool(_all(value <= limit, axis=None))
 
 
 _ONES_U8: dict[int, np.ndarray] = {}
@@ -75,14 +93,14 @@ def rows_any(mask: np.ndarray) -> np.ndarray:
     """``mask.any(axis=1)`` for a bool (n, k) array (counted when many short rows)."""
     if mask.shape[1] <= 64 and mask.shape[0] >= 128:
         return _row_counts(mask) != 0
-    return mask.any(axis=1)
+    return _any(mask, axis=1)
 
 
 def rows_all(mask: np.ndarray) -> np.ndarray:
     """``mask.all(axis=1)`` for a bool (n, k) array (counted when many short rows)."""
     if mask.shape[1] <= 64 and mask.shape[0] >= 128:
         return _row_counts(mask) == mask.shape[1]
-    return mask.all(axis=1)
+    return _all(mask, axis=1)
 
 
 def or_bits(target: np.ndarray, bit: int, mask: np.ndarray) -> None:
@@ -113,18 +131,12 @@ class Trace:
         return dict(zip(GATE_NAMES, self.clip, strict=True))
 
     def rows(self, sel: slice) -> Trace:
-        """The trace of a block of rows (views)."""
+        """The trace of a block of rows: views of its bits and amounts (``touched`` is the
+        block's own from here on)."""
         out = Trace.__new__(Trace)
         out.sym, out.port, out.clip = self.sym[sel], self.port[sel], self.clip[:, sel]
         out.touched = self.touched
         return out
-
-    def merge(self, other: Trace) -> None:
-        """OR in the bits and add the clipped amounts of ``other`` (same rows)."""
-        self.sym |= other.sym
-        self.port |= other.port
-        self.clip += other.clip
-        self.touched |= other.touched
 
     def record(
         self,
@@ -177,9 +189,13 @@ def signed_excess(
     ``abs_sum``: ``|terms|.sum(axis=1)`` when the caller has it.
     """
     total = terms.sum(axis=1)
+    size = np.abs(total)
+    below = size <= cap
+    if all_of(below):  # the tolerance only widens +-cap
+        return total, ~below
     mag = np.abs(terms).sum(axis=1) if abs_sum is None else abs_sum
     tol = (mag + cap) * RTOL + (cap + ATOL)
-    return total, ~(np.abs(total) <= tol)
+    return total, ~(size <= tol)
 
 
 def subset_rows(over: np.ndarray) -> np.ndarray | None:

@@ -20,6 +20,7 @@ from allocgym.risk.kernels import (
     RTOL,
     Trace,
     all_below,
+    all_of,
     is_inside,
     is_over,
     replace_rows,
@@ -27,6 +28,7 @@ from allocgym.risk.kernels import (
     rows_any,
     signed_excess,
     subset_rows,
+    within,
 )
 
 
@@ -64,10 +66,11 @@ def scale_side(
     Only the rows over the limit change (large batches compute only those).
     """
     total = terms.sum(axis=1)
-    if all_below(np.abs(total), cap):  # the tolerance only widens +-cap
+    size = np.abs(total)
+    if all_below(size, cap):  # the tolerance only widens +-cap
         return w
     mag = np.abs(terms).sum(axis=1) if abs_sum is None else abs_sum
-    over = ~(np.abs(total) <= (mag + cap) * RTOL + (cap + ATOL))
+    over = ~(size <= (mag + cap) * RTOL + (cap + ATOL))
     if not over.any():
         return w
     rows = subset_rows(over)
@@ -78,7 +81,7 @@ def scale_side(
     neg = np.maximum(mt, 0.0).sum(axis=1)
     high = tot > 0
     # high: (cap + neg) / pos on the positive side, else (cap + pos) / neg on the negative
-    factor = np.where(high, cap + neg, cap + pos) / np.where(high, pos, neg)
+    factor = (cap + np.where(high, neg, pos)) / np.where(high, pos, neg)
     side = np.where(high[:, None], t, mt) > 0
     if rows is None and not over.all():
         side &= over[:, None]
@@ -93,13 +96,16 @@ def scale_side(
 def sector_inside(book: Book, b: Bounds) -> np.ndarray:
     """Portfolios whose every sector's gross is within ``max_sector_gross``."""
     sg = b.sectors.sums(book.aw)
-    return rows_all(is_inside(sg, b.sector_cap, sg))
+    return rows_all(within(sg, b.sector_cap))
 
 
 def net_inside(book: Book, b: Bounds) -> np.ndarray:
     """Portfolios with ``|sum w|`` within ``max_net`` (tolerance on the gross)."""
-    tol = (book.gross + b.net_cap) * RTOL + (b.net_cap + ATOL)
-    return np.abs(book.w.sum(axis=1)) <= tol
+    net = np.abs(book.w.sum(axis=1))
+    below = net <= b.net_cap  # the tolerance only widens the cap
+    if all_of(below):
+        return below
+    return net <= (book.gross + b.net_cap) * RTOL + (b.net_cap + ATOL)
 
 
 def beta_inside(book: Book, b: Bounds) -> np.ndarray | None:
@@ -107,34 +113,41 @@ def beta_inside(book: Book, b: Bounds) -> np.ndarray | None:
     if b.betas is None:
         return None
     terms = b.betas * book.w
-    tol = (np.abs(terms).sum(axis=1) + b.beta_tol) * RTOL + (b.beta_tol + ATOL)
-    return np.abs(terms.sum(axis=1)) <= tol
+    beta = np.abs(terms.sum(axis=1))
+    below = beta <= b.beta_tol
+    if all_of(below):
+        return below
+    return beta <= (np.abs(terms).sum(axis=1) + b.beta_tol) * RTOL + (b.beta_tol + ATOL)
 
 
 def gross_inside(book: Book, b: Bounds) -> np.ndarray:
     """Portfolios with ``sum |w|`` within ``max_gross x budget``."""
-    return is_inside(book.gross, b.gross_cap, book.gross)
+    return within(book.gross, b.gross_cap)
 
 
 def notional_inside(book: Book, b: Bounds) -> np.ndarray | None:
     """Portfolios with ``sum |w| x equity`` within ``max_gross_notional`` (``None``: off)."""
     if b.notional_cap is None:
         return None
-    return is_inside(book.gross, b.notional_cap, book.gross)
+    return within(book.gross, b.notional_cap)
 
 
 def factor_exposure(book: Book, b: Bounds) -> tuple[np.ndarray, np.ndarray]:
-    """``|B^T w|`` per factor and the sum of its absolute terms (its tolerance), (n, k)."""
+    """The terms ``B_ik w_i`` (n, N, k) and ``|B^T w|`` per factor (n, k); the sum of the
+    absolute terms over the names is the exposure's tolerance."""
     terms = b.loadings * book.w[:, :, None]
-    return np.abs(terms.sum(axis=1)), np.abs(terms).sum(axis=1)
+    return terms, np.abs(terms.sum(axis=1))
 
 
 def factor_inside(book: Book, b: Bounds) -> np.ndarray | None:
     """Portfolios with every ``|(B^T w)_k|`` within ``max_factor_exposure`` (``None``: off)."""
     if b.loadings is None:
         return None
-    exposure, mag = factor_exposure(book, b)
-    return rows_all(is_inside(exposure, b.factor_cap, mag))
+    terms, exposure = factor_exposure(book, b)
+    below = exposure <= b.factor_cap
+    if not all_of(below):
+        below = is_inside(exposure, b.factor_cap, np.abs(terms).sum(axis=1))
+    return rows_all(below)
 
 
 # ----------------------------------------------------------------------------- gates
@@ -202,9 +215,9 @@ def factor_gate(book: Book, b: Bounds, trace: Trace) -> None:
     fits every factor at once and, shrinking every name, keeps every limit before it."""
     if b.loadings is None:
         return
-    exposure, mag = factor_exposure(book, b)
+    terms, exposure = factor_exposure(book, b)
     if all_below(exposure, b.factor_cap):
         return
-    over = rows_any(is_over(exposure, b.factor_cap, mag))
+    over = rows_any(is_over(exposure, b.factor_cap, np.abs(terms).sum(axis=1)))
     largest = exposure.max(axis=1)
     book.update(scale_rows(book.w, largest, b.factor_cap, over, ReasonCode.FACTOR_CAP, trace))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from allocgym.regime import REGIME_LABELS
-from allocgym.risk.codes import ReasonCode
+from allocgym.risk.codes import GATE_CODES, ReasonCode
 from allocgym.risk.context import Book, Bounds, SectorMap
 from allocgym.risk.gates import portfolio, symbol
 from allocgym.risk.kernels import Trace, rows_all
@@ -297,6 +297,11 @@ class LimitTables:
     budget: np.ndarray
     capacity: np.ndarray
     bound: Mapping[ReasonCode, Any]  # per-slot array, float, or None (see above)
+    #: ``GateResult.clipped``'s entries: (name, ``Trace.clip`` row) of each gate code,
+    #: without the optional limits that are off.
+    clipped_rows: tuple[tuple[str, int], ...]
+    #: Every slot's capacity multiplier is > 0 (no regime closes trading).
+    capacity_everywhere: bool
 
     @classmethod
     def build(cls, limits: RiskLimits) -> LimitTables:
@@ -323,11 +328,29 @@ class LimitTables:
             bound[entry.code] = (
                 value if entry.multiplier is None else value * mult[entry.multiplier]
             )
-        return cls(budget=mult["budget"], capacity=mult["capacity"], bound=bound)
+        optional = (
+            ReasonCode.FACTOR_CAP,
+            ReasonCode.SYMBOL_TURNOVER_CAP,
+            ReasonCode.SYMBOL_SLIPPAGE_BUDGET,
+        )
+        clipped_rows = tuple(
+            (str(code.name), row)
+            for row, code in enumerate(GATE_CODES)
+            if code not in optional or bound[code] is not None
+        )
+        return cls(
+            budget=mult["budget"],
+            capacity=mult["capacity"],
+            bound=bound,
+            clipped_rows=clipped_rows,
+            capacity_everywhere=bool((mult["capacity"] > 0).all()),
+        )
 
     def slot(self, regime: np.ndarray) -> np.ndarray:
         """Table slot of each regime code (unknown codes share the last slot)."""
-        return np.where((regime >= 0) & (regime < N_LABELS), regime, N_LABELS)
+        # Unsigned, a negative code is huge: one minimum sends it, and every code past the
+        # labels, to the last slot.
+        return np.minimum(regime.astype(np.uint64), N_LABELS).astype(np.int64)
 
 
 def portfolio_bounds(

@@ -10,7 +10,7 @@ import numpy as np
 
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Book, Bounds
-from allocgym.risk.kernels import Trace, all_below, is_inside
+from allocgym.risk.kernels import Trace, all_below, is_inside, within
 
 
 def clip_abs(
@@ -39,14 +39,14 @@ def long_only_names_inside(book: Book, b: Bounds) -> np.ndarray | None:
 
 def symbol_cap_names_inside(book: Book, b: Bounds) -> np.ndarray:
     """Names with ``|w_i|`` within ``max_symbol_weight x capacity``."""
-    return is_inside(book.aw, b.cap_pct, book.aw)
+    return within(book.aw, b.cap_pct)
 
 
 def symbol_notional_names_inside(book: Book, b: Bounds) -> np.ndarray | None:
     """Names with ``|w_i| x equity`` within ``max_symbol_notional x capacity``."""
     if b.cap_notional is None:
         return None
-    return is_inside(book.aw, b.cap_notional, book.aw)
+    return within(book.aw, b.cap_notional)
 
 
 # ----------------------------------------------------------------------------- gates

@@ -67,8 +67,9 @@ def _mark(
     trace: Trace, code: ReasonCode, rows: np.ndarray, moved: np.ndarray, removed: np.ndarray
 ) -> None:
     """Code a trade scale: the portfolios ``rows``, their traded names, the L1 removed."""
-    trace.port[rows] |= int(code)
-    trace.sym[rows[:, None] & moved] |= int(code)
+    bit = int(code)
+    or_bits(trace.port, bit, rows)
+    or_bits(trace.sym, bit, rows[:, None] & moved)
     trace.clip[GATE_ROW[code]] += np.where(rows, removed, 0.0)
 
 
@@ -131,12 +132,12 @@ def symbol_limits(
     d, clip = _clip_symbols(d, _room(pcap, filled), ReasonCode.PARTICIPATION_CAP, trace)
     turnover = tables.bound[ReasonCode.SYMBOL_TURNOVER_CAP]
     if turnover is not None:
-        cap = _room(turnover[tables.slot(x.regime)][:, None], filled)
+        cap = _room(turnover[x.slot][:, None], filled)
         d, over = _clip_symbols(d, cap, ReasonCode.SYMBOL_TURNOVER_CAP, trace)
         clip = over if clip is None else clip if over is None else clip | over
     budget = tables.bound[ReasonCode.SYMBOL_SLIPPAGE_BUDGET]
     if budget is not None:
-        d, over = _scale_symbols(d, budget[tables.slot(x.regime)][:, None], x, trace, cost_model)
+        d, over = _scale_symbols(d, budget[x.slot][:, None], x, trace, cost_model)
         clip = over if clip is None else clip if over is None else clip | over
     return d, clip
 
