@@ -144,6 +144,34 @@ def test_position_outside_its_range_is_invalid_input(alloc: FrozenAllocator) -> 
     assert f"positions.{sym} = -2000000000000000.0" in d.reject.message
 
 
+def test_positions_are_placed_by_symbol_and_the_first_bad_one_is_named(
+    alloc: FrozenAllocator,
+) -> None:
+    """A valid book lands in the bundle's symbol order whatever the key order (its weights
+    are shares x close / equity, by hand); the first bad entry after valid ones is named:
+    a symbol outside the universe, then a value."""
+    s = alloc.symbols
+    req = request_from_market(small_market(), T, history=alloc.history, request_id="x")
+    book = {s[2]: 30.0, s[0]: -10.0}
+    d = alloc.trace(
+        req.model_copy(update={"positions": book}), now=bar_clock(small_market(), T)
+    ).decision
+    assert d.status == "ok"
+    close = req.close[-1]
+    want = [0.0] * len(s)
+    want[0], want[2] = -10.0 * close[0] / req.equity, 30.0 * close[2] / req.equity
+    assert d.current_weights == want
+    d = _decide(alloc, positions={s[0]: 1.0, "NOT_A_SYMBOL": 2.0})
+    assert d.reject is not None and (d.reject.detail, d.reject.field) == (
+        "unknown_symbol",
+        "positions",
+    )
+    assert "'NOT_A_SYMBOL'" in d.reject.message
+    d = _decide(alloc, positions={s[0]: 1.0, s[1]: float("nan"), s[2]: 2e15})
+    assert d.reject is not None and d.reject.field == "positions"
+    assert f"positions.{s[1]}" in d.reject.message
+
+
 def test_service_answers_equity_1e300_as_invalid_input() -> None:
     policy = FrozenPolicy.load(untrained_bundle())
     clock = fixed_clock(bar_clock(small_market(), T))

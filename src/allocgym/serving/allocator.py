@@ -69,7 +69,7 @@ from allocgym.execution import (
 from allocgym.features import FeatureBuilder, MarketFeatures
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.observability import reason_names
-from allocgym.ranges import PhysicalRangeError, check_physical
+from allocgym.ranges import RANGES, PhysicalRangeError, check_physical
 from allocgym.regime import BARBELL_STATES, REGIME_LABELS, RegimeModel, regime_code
 from allocgym.risk import (
     GateContext,
@@ -735,6 +735,14 @@ class FrozenAllocator:
     def _positions(self, req: DecisionRequest) -> np.ndarray:
         """Shares held, shape (1, n_assets) in the bundle's order, each position checked."""
         shares = np.zeros((1, self.n_assets))
+        # One array comparison for the usual, valid book; the per-position walk below
+        # runs only to name the first bad entry.
+        columns = [self._index.get(sym) for sym in req.positions]
+        qty = np.fromiter(req.positions.values(), np.float64, len(columns))
+        bounds = RANGES["position"]
+        if None not in columns and ((qty >= bounds.low) & (qty <= bounds.high)).all():
+            shares[0, columns] = qty
+            return shares
         for sym, qty in req.positions.items():
             j = self._index.get(sym)
             if j is None:
