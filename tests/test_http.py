@@ -555,6 +555,66 @@ def test_sustained_overload_resends_at_once_and_the_counts_add_up(policy: Frozen
         overload(srv.url, b"{}", clients=0, concurrency=2, seconds=1.0)
 
 
+def test_one_server_against_two_spreads_the_clients_and_the_counts_add_up(
+    policy: FrozenPolicy,
+) -> None:
+    """The bench's workers test for 2 × 1 s of each kind against two real servers, each
+    with its own service, fed the same bars, whose model takes 10 ms (a sleep, so the two
+    decide side by side in one process). Both serve in the spread windows, each service's
+    own decision count matches the client's counts (settling included), the rates and the
+    ratio come from them, and two servers serve more than one."""
+    from allocgym.bench.serve import _seed, scale_out
+
+    def slow(obs: np.ndarray) -> np.ndarray:
+        time.sleep(0.01)
+        return policy(obs)
+
+    def service() -> DecisionService:
+        alloc = FrozenAllocator(
+            policy, environ=ENABLED, serving=patient(policy), model=slow,
+            clock=fixed_clock(bar_clock(sp500(), T0)),
+        )  # fmt: skip
+        return DecisionService(alloc)
+
+    services = [service(), service()]
+    first = T0 - services[0].market.window_bars + 1
+    bars = [_bar_body(t) | ({"previous": None} if t == first else {}) for t in range(first, T0 + 1)]
+    account = {
+        "request_id": "__RID__", "bar": _bar_body(T0)["timestamp"],
+        "equity": 1.0e6, "cash": 1.0e6, "buying_power": 1.0e6,
+    }  # fmt: skip
+    with ServerThread(create_app(services[0])) as one, ServerThread(create_app(services[1])) as two:
+        assert _seed([one.url, two.url], bars) == bars[-1]["timestamp"]
+        row = scale_out(
+            [one.url, two.url], json.dumps(account).encode(), concurrency=4, seconds=2.0,
+            rounds=2, settle=5,
+        )  # fmt: skip
+        with pytest.raises(ValueError, match="concurrency=1"):
+            scale_out([one.url, two.url], b"{}", concurrency=1, seconds=1.0)
+        with pytest.raises(ValueError, match="1 servers"):
+            scale_out([one.url], b"{}", concurrency=2, seconds=1.0)
+    assert [s.market.bars_held for s in services] == [services[0].market.window_bars] * 2
+    decided = [
+        s.metrics.registry.get_sample_value("allocator_decisions_total", {"status": "ok"})
+        for s in services
+    ]
+    by_server = [int(n) for n in row["served_by_server"].split(",")]
+    assert row["workers"] == 2 and row["clients"] == 4
+    assert row["shed_1"] == row["shed_k"] == row["other"] == 0
+    assert min(by_server) > 0 and sum(by_server) == row["served_k"]
+    # The first server is settled (5 requests) before both kinds of window, the second
+    # before the spread ones only; a patient service decides every request.
+    assert decided == [row["served_1"] + by_server[0] + 2 * 2 * 5, by_server[1] + 2 * 5]
+    assert row["wall_s_1"] >= 2.0 and row["wall_s_k"] >= 2.0
+    assert row["served_per_s_1"] == row["served_1"] / row["wall_s_1"]
+    assert row["served_per_s_k"] == row["served_k"] / row["wall_s_k"]
+    assert row["served_k/1"] == row["served_per_s_k"] / row["served_per_s_1"]
+    assert row["ratio_min"] <= row["served_k/1"] <= row["ratio_max"]
+    assert row["served_k/1"] > 1.2
+    assert 0 < row["p99_ms_1"] and 0 < row["p99_ms_k"]
+    assert 0 < row["loadgen_cpu/wall"] <= 1
+
+
 def test_the_bar_feed_needs_the_admin_token(policy: FrozenPolicy) -> None:
     """Every decision reads the bars, so posting one is an admin operation: 401 without a
     bearer token, 403 with a wrong one (the decide token included), applied with the
@@ -576,17 +636,17 @@ def test_the_bar_feed_needs_the_admin_token(policy: FrozenPolicy) -> None:
 
 @pytest.mark.slow
 def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
-    """``allocgym bench serve`` end to end at a small size: the served process is fed its
-    window through ``POST /v1/bars``, then loaded with account requests, overloaded and
-    hit with a burst."""
+    """``allocgym bench serve`` end to end at a small size: the served processes are fed
+    their window through ``POST /v1/bars``, then the first is loaded with account
+    requests, compared with two loaded together, overloaded and hit with a burst."""
     from allocgym.bench.serve import run
 
     rows = run(
         (20,), calls=20, http_assets=(20,), http_requests=60, http_seconds=20, concurrency=2,
-        overload_clients=8, overload_seconds=1.0, burst_connections=40,
+        overload_clients=8, overload_seconds=1.0, burst_connections=40, workers=2,
     )  # fmt: skip
     kinds = {r["bench"]: r for r in rows}
-    assert set(kinds) == {"in_process", "streaming", "http", "overload", "burst"}
+    assert set(kinds) == {"in_process", "streaming", "http", "workers", "overload", "burst"}
     assert kinds["streaming"]["window_bars"] == 301
     assert kinds["streaming"]["decide_p50_us"] > 0
     http = kinds["http"]
@@ -599,3 +659,9 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     assert over["capacity_per_s"] > 0 and over["other"] == 0
     burst = kinds["burst"]
     assert burst["served"] + burst["shed_503"] == 40 and burst["other"] == 0
+    workers = kinds["workers"]
+    assert workers["workers"] == 2 and workers["clients"] == 2 and workers["other"] == 0
+    by_server = [int(n) for n in workers["served_by_server"].split(",")]
+    assert min(by_server) > 0 and sum(by_server) == workers["served_k"]
+    assert workers["served_1"] > 0 and workers["wall_s_1"] >= 20 and workers["wall_s_k"] >= 20
+    assert workers["served_k/1"] == workers["served_per_s_k"] / workers["served_per_s_1"]

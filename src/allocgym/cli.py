@@ -859,9 +859,18 @@ def bench_serve(
     burst: Annotated[
         int, typer.Option(help="Connections of the HTTP burst, opened at once (0 = none).")
     ] = 1000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes fed the same bars, compared with one: the --concurrency "
+            "connections load one server, then all of them, in alternating windows "
+            "(--http-seconds of each; 1 = no comparison).",
+        ),
+    ] = 2,
 ) -> None:
     """Decide latency in-process (and the bare ONNX call), then HTTP on loopback: a load
-    test, sustained overload and a burst."""
+    test, one server against several, sustained overload and a burst."""
     from allocgym.bench import print_table
     from allocgym.bench.serve import run
 
@@ -872,12 +881,17 @@ def bench_serve(
         sizes(n_assets), calls=calls, http_assets=sizes(http_assets), http_requests=http_requests,
         http_seconds=http_seconds, concurrency=concurrency, encoding=encoding,
         overload_clients=overload_clients, overload_seconds=overload_seconds,
-        burst_connections=burst,
+        burst_connections=burst, workers=workers,
     )  # fmt: skip
     for kind, title in (
         ("in_process", "FrozenAllocator.decide (stateless request) vs the bare ONNX call (µs)"),
         ("streaming", "Streaming market state: bar update, account decide (µs; goal p99 <= 250)"),
         ("http", "HTTP POST /v1/decide on 127.0.0.1 (goal >= 1000 req/s, p99 <= 20 ms, 0 errors)"),
+        (
+            "workers",
+            "HTTP one server process (_1) against several fed the same bars (_k), the same "
+            "clients spread over them: served_k/1 is what more processes would give",
+        ),
         (
             "overload",
             "HTTP sustained overload: a 503 is resent at once (goal: served/capacity >= 0.8, "

@@ -23,6 +23,14 @@ the same run:
   default) the server is first fed the window's bars through ``POST /v1/bars`` and each
   request is an account request on the latest bar; ``b64`` and ``json`` send the
   stateless request with the whole history;
+- one server process against several (``workers``): as many ``allocgym serve`` processes,
+  each on its own port with its own audit log (a log has one writer) and fed the same
+  bars, so one account request is valid on all; the same ``concurrency`` connections
+  load the first server alone, then all of them (connection i to server i mod K), in
+  alternating windows (three of each kind, ``http_seconds`` of each kind in all, each
+  after requests one at a time to settle the admission estimate); served/s of K servers
+  over one's (with its lowest and highest round), each server's share, p99 and 503s.
+  The other HTTP rows load the first server alone;
 - sustained overload, interleaved with the capacity it is judged against: five times 30
   requests one at a time (the server's estimate of its decision time settles), a capacity
   window (``concurrency`` connections, as the load test), then an overload window
@@ -59,7 +67,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +78,7 @@ import numpy as np
 
 from allocgym.bench import latencies
 
-__all__ = ["build_bundle", "burst", "http_load", "overload", "run"]
+__all__ = ["build_bundle", "burst", "http_load", "overload", "run", "scale_out"]
 
 
 def build_bundle(n_assets: int, out_dir: Path, *, seed: int = 0) -> Path:
@@ -271,18 +279,22 @@ def _server(bundle: Path, audit: Path) -> Iterator[str]:
             proc.wait()
 
 
-def _seed(url: str, market: Any, n_bars: int) -> str:
-    """Post the last ``n_bars`` bars to ``url``; the latest bar's timestamp."""
+def _seed(urls: Sequence[str], bars: list[dict[str, Any]]) -> str:
+    """Post ``bars`` to every server in ``urls``; the latest bar's timestamp.
+
+    The same list goes to each (``_bars`` stamps its bars with the time of the call), so
+    every server holds the same window and one account request is valid on all of them.
+    """
     import httpx
 
-    bars = _bars(market, n_bars)
-    with httpx.Client(base_url=url, timeout=30.0) as c:
-        for b in bars:
-            ack = c.post("/v1/bars", json=b).json()
-            if ack["status"] != "applied":
-                raise RuntimeError(f"bar {b['timestamp']} not applied: {ack}")
-    if not ack["ready"]:
-        raise RuntimeError(f"the server is not ready after {n_bars} bars: {ack}")
+    for url in urls:
+        with httpx.Client(base_url=url, timeout=30.0) as c:
+            for b in bars:
+                ack = c.post("/v1/bars", json=b).json()
+                if ack["status"] != "applied":
+                    raise RuntimeError(f"bar {b['timestamp']} not applied on {url}: {ack}")
+        if not ack["ready"]:
+            raise RuntimeError(f"{url} is not ready after {len(bars)} bars: {ack}")
     return str(bars[-1]["timestamp"])
 
 
@@ -384,27 +396,31 @@ def _bodies(template: bytes, kind: str) -> Iterator[bytes]:
 class _Tally:
     """What the clients of one or more load windows got back.
 
-    ``cpu_s`` is the CPU time of the thread running the clients: the load generator's whole
-    cost (an in-process server runs on other threads).
+    ``served_by`` counts the 200 answers of each server (by url). ``cpu_s`` is the CPU
+    time of the thread running the clients: the load generator's whole cost (an
+    in-process server runs on other threads).
     """
 
     codes: Counter[str] = field(default_factory=Counter)
+    served_by: Counter[str] = field(default_factory=Counter)
     latency_s: list[float] = field(default_factory=list)
     served_s: list[float] = field(default_factory=list)
     no_retry_after: int = 0
     wall_s: float = 0.0
     cpu_s: float = 0.0
 
-    def add(self, code: str, latency: float, retry_after: bool) -> None:
+    def add(self, url: str, code: str, latency: float, retry_after: bool) -> None:
         self.codes[code] += 1
         self.latency_s.append(latency)
         if code == "200":
+            self.served_by[url] += 1
             self.served_s.append(latency)
         elif code == "503" and not retry_after:
             self.no_retry_after += 1
 
     def merge(self, other: _Tally) -> None:
         self.codes.update(other.codes)
+        self.served_by.update(other.served_by)
         self.latency_s += other.latency_s
         self.served_s += other.served_s
         self.no_retry_after += other.no_retry_after
@@ -428,7 +444,7 @@ def _ms(latency_s: list[float], q: float) -> float:
 
 
 def _window(
-    url: str,
+    urls: str | Sequence[str],
     bodies: Iterator[bytes],
     *,
     clients: int,
@@ -438,12 +454,14 @@ def _window(
 ) -> _Tally:
     """``clients`` keep-alive connections on one event loop in this thread, each posting
     one request after the other until ``seconds`` have passed or ``requests`` were sent in
-    all; with ``resend`` a shed request (503) is sent again at once, under the same id."""
+    all; with ``resend`` a shed request (503) is sent again at once, under the same id.
+    Given several ``urls``, client ``i`` posts to ``urls[i % len(urls)]``."""
+    servers = [urls] if isinstance(urls, str) else list(urls)
     tally = _Tally()
     budget = itertools.count()
     limit = sys.maxsize if requests is None else requests
 
-    async def client(stop: float) -> None:
+    async def client(url: str, stop: float) -> None:
         conn = _Connection(url)
         body = None
         while time.perf_counter() < stop:
@@ -453,14 +471,14 @@ def _window(
                 body = next(bodies)
             t0 = time.perf_counter()
             code, retry_after = await conn.post(body)
-            tally.add(code, time.perf_counter() - t0, retry_after)
+            tally.add(url, code, time.perf_counter() - t0, retry_after)
             if not (resend and code == "503"):
                 body = None
         conn.close()
 
     async def together() -> None:
         stop = time.perf_counter() + seconds
-        await asyncio.gather(*(client(stop) for _ in range(clients)))
+        await asyncio.gather(*(client(servers[i % len(servers)], stop) for i in range(clients)))
 
     cpu, start = time.thread_time(), time.perf_counter()
     asyncio.run(together())
@@ -566,6 +584,87 @@ def overload(
     }
 
 
+def scale_out(
+    urls: Sequence[str],
+    template: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    rounds: int = 3,
+    settle: int = 30,
+) -> dict[str, Any]:
+    """Capacity of one server against ``len(urls)`` servers that hold the same state,
+    interleaved.
+
+    ``rounds`` times: ``settle`` requests one at a time to the first server, a window of
+    ``concurrency`` connections to it alone, ``settle`` requests one at a time to each
+    server, then a window of as many connections spread over all of them (connection
+    ``i`` to ``urls[i % len(urls)]``), each window ``seconds / rounds`` long. The clients
+    are the same in both kinds of window, so the difference is the servers'; alternating
+    lets a change in the machine's load hit both alike, and the settling requests bring
+    each server's admission estimate down after the window before (as in
+    :func:`overload`).
+
+    Returns
+    -------
+    dict
+        ``workers`` (the servers) and ``clients``; per kind of window (``_1``: the first
+        server alone, ``_k``: all of them) the wall time in all, the served (200) and shed
+        (503) requests, served/s and p99 of the served requests (ms); ``served_k/1``:
+        served/s of all the servers over one's, with its lowest and highest round (of those
+        whose one-server window served); ``served_by_server``: each server's 200 answers in
+        the ``_k`` windows; ``other``: answers neither 200 nor 503 and transport errors,
+        settling included; the load generator's CPU share in the ``_k`` windows, the busier
+        kind (near 1: the generator, not the servers, sets the rate).
+    """
+    n_servers = len(urls)
+    if n_servers < 2 or concurrency < n_servers or rounds < 1 or settle < 0 or not seconds > 0:
+        raise ValueError(
+            f"scale_out over {n_servers} servers with concurrency={concurrency}, "
+            f"rounds={rounds}, settle={settle}, seconds={seconds}: use at least 2 servers, a "
+            "client per server, 1 round, settle >= 0 and a positive time"
+        )
+    settle_bodies, window_bodies = _bodies(template, "s"), _bodies(template, "w")
+    settling, alone, spread = _Tally(), _Tally(), _Tally()
+    ratios = []
+
+    def settled_window(targets: Sequence[str]) -> _Tally:
+        for url in targets:
+            settling.merge(
+                _window(url, settle_bodies, clients=1, seconds=math.inf, requests=settle)
+            )
+        return _window(targets, window_bodies, clients=concurrency, seconds=seconds / rounds)
+
+    for _ in range(rounds):
+        one, several = settled_window(urls[:1]), settled_window(urls)
+        if one.codes["200"]:
+            ratios.append(several.per_s("200") / one.per_s("200"))
+        alone.merge(one)
+        spread.merge(several)
+    answers = settling.codes + alone.codes + spread.codes
+    served_per_s_1, served_per_s_k = alone.per_s("200"), spread.per_s("200")
+    return {
+        "workers": n_servers,
+        "clients": concurrency,
+        "wall_s_1": alone.wall_s,
+        "wall_s_k": spread.wall_s,
+        "served_1": alone.codes["200"],
+        "served_k": spread.codes["200"],
+        "served_per_s_1": served_per_s_1,
+        "served_per_s_k": served_per_s_k,
+        "served_k/1": served_per_s_k / served_per_s_1 if served_per_s_1 else math.nan,
+        "ratio_min": min(ratios, default=math.nan),
+        "ratio_max": max(ratios, default=math.nan),
+        "served_by_server": ",".join(str(spread.served_by[url]) for url in urls),
+        "shed_1": alone.codes["503"],
+        "shed_k": spread.codes["503"],
+        "other": answers.total() - answers["200"] - answers["503"],
+        "p99_ms_1": _ms(alone.served_s, 99),
+        "p99_ms_k": _ms(spread.served_s, 99),
+        "loadgen_cpu/wall": spread.loadgen()["loadgen_cpu/wall"],
+    }
+
+
 def burst(url: str, template: bytes, connections: int) -> dict[str, Any]:
     """``connections`` requests sent at once, each on its own connection."""
     # Every client takes its one request before the first await, so none takes two.
@@ -597,16 +696,22 @@ def _http_rows(
     overload_clients: int,
     overload_seconds: float,
     burst_connections: int,
+    workers: int,
 ) -> list[dict[str, Any]]:
-    """The ``http``, ``overload`` and ``burst`` rows against one served bundle."""
+    """The ``http``, ``workers`` (``workers`` > 1), ``overload`` and ``burst`` rows against
+    one served bundle: ``workers`` server processes, each with its own audit log (one
+    writer per log), fed the same bars; all rows but ``workers`` load the first alone."""
     from allocgym.serving import FrozenAllocator
 
     alloc = FrozenAllocator.load(bundle, environ={"TRADING_ALLOCATOR_ENABLED": "true"})
-    with _server(bundle, audit) as url:
+    audits = [audit] + [audit.with_stem(f"{audit.stem}-{i}") for i in range(1, workers)]
+    with contextlib.ExitStack() as servers:
+        urls = [servers.enter_context(_server(bundle, log)) for log in audits]
+        url = urls[0]
         if encoding == "account":
             from allocgym.serving.market import MarketState
 
-            latest = _seed(url, market, MarketState(alloc).window_bars)
+            latest = _seed(urls, _bars(market, MarketState(alloc).window_bars))
             account = _account(alloc, market, latest)
             template = json.dumps(account, separators=(",", ":")).encode()
         else:
@@ -614,6 +719,9 @@ def _http_rows(
         label = {"n_assets": market.n_assets, "encoding": encoding}
         load = http_load(url, template, requests=requests, seconds=seconds, concurrency=concurrency)
         rows = [{"bench": "http", **label, "clients": concurrency, **load}]
+        if workers > 1:
+            several = scale_out(urls, template, concurrency=concurrency, seconds=seconds)
+            rows.append({"bench": "workers", **label, **several})
         if overload_clients:
             overloaded = overload(
                 url, template, clients=overload_clients, concurrency=concurrency,
@@ -637,10 +745,14 @@ def run(
     overload_clients: int = 64,
     overload_seconds: float = 10.0,
     burst_connections: int = 1000,
+    workers: int = 2,
 ) -> list[dict[str, Any]]:
     """Benchmark rows: ``bench`` = ``in_process`` and ``streaming`` (one per size), then
-    per HTTP size ``http``, ``overload`` (``overload_clients`` 0: none) and ``burst``
-    (``burst_connections`` 0: none)."""
+    per HTTP size ``http``, ``workers`` (one server against ``workers`` of them, each kind
+    of window ``http_seconds`` in all; ``workers`` 1: none), ``overload``
+    (``overload_clients`` 0: none) and ``burst`` (``burst_connections`` 0: none)."""
+    if workers < 1:
+        raise ValueError(f"workers={workers}: use 1 (one server) or more")
     from allocgym.data import synthetic
 
     rows: list[dict[str, Any]] = []
@@ -657,6 +769,6 @@ def run(
                     bundle, market, Path(tmp) / f"audit-{n}.jsonl", encoding=encoding,
                     requests=http_requests, seconds=http_seconds, concurrency=concurrency,
                     overload_clients=overload_clients, overload_seconds=overload_seconds,
-                    burst_connections=burst_connections,
+                    burst_connections=burst_connections, workers=workers,
                 )  # fmt: skip
     return rows
