@@ -70,7 +70,13 @@ from allocgym.features import FeatureBuilder, MarketFeatures
 from allocgym.intents import STRATEGY_FAMILIES, IntentAggregator
 from allocgym.observability import reason_names
 from allocgym.ranges import RANGES, PhysicalRangeError, check_physical
-from allocgym.regime import BARBELL_STATES, REGIME_LABELS, RegimeModel, regime_code
+from allocgym.regime import (
+    BARBELL_STATES,
+    REGIME_LABELS,
+    UNKNOWN_REGIME,
+    RegimeModel,
+    regime_code,
+)
 from allocgym.risk import (
     GateContext,
     GateResult,
@@ -110,9 +116,11 @@ def quantities(q: np.ndarray) -> list[int | float]:
     """Share quantities for the JSON response: whole numbers as ``int`` (exact; an order
     of whole lots reads ``57``, not ``57.000000000000014``), anything else as ``float``."""
     qty = np.asarray(q, dtype=np.float64)
-    whole = np.isfinite(qty) & (qty == np.rint(qty)) & (np.abs(qty) < 2.0**53)
+    whole = (np.abs(qty) < 2.0**53) & (qty == np.rint(qty))  # NaN and inf fail the bound
+    if whole.all():
+        return qty.astype(np.int64).tolist()
     return [
-        int(value) if is_whole else float(value)
+        int(value) if is_whole else value
         for value, is_whole in zip(qty.tolist(), whole.tolist(), strict=True)
     ]
 
@@ -400,6 +408,20 @@ class FrozenAllocator:
         self.flags = RuntimeFlags.from_env(policy.risk_config, environ)
         self.limits = RiskLimits.from_config(self.flags.risk)
         _check_servable_limits(self.limits)
+        # The limits' (budget, capacity) multipliers by regime code, read once: a code
+        # outside the labels takes the unknown regime's, as in the limits' own lookup.
+        codes = np.arange(UNKNOWN_REGIME, len(REGIME_LABELS))
+        self._regime_multipliers: dict[int, tuple[float, float]] = dict(
+            zip(
+                codes.tolist(),
+                zip(
+                    self.limits.budget_multiplier(codes).tolist(),
+                    self.limits.capacity_multiplier(codes).tolist(),
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
         self.cost_model = CostModel.from_config(policy.cost_config)
         self.gates = RiskGateChain(self.limits, self.cost_model, debug=debug)
         self.execution = ExecutionPolicy(ExecutionParams.from_config(cfg.execution), self.limits)
@@ -618,6 +640,8 @@ class FrozenAllocator:
     def _symbol_order(self, symbols: list[str]) -> np.ndarray | None:
         """Check the request names exactly the bundle's symbols, in any order; the index
         that puts request columns in the bundle's order (None when they already are)."""
+        if tuple(symbols) == self.symbols:
+            return None
         n_assets = self.n_assets
         if len(set(symbols)) != len(symbols):
             repeated = sorted({sym for sym in symbols if symbols.count(sym) > 1})[:5]
@@ -643,8 +667,6 @@ class FrozenAllocator:
                 "symbols",
                 f"symbols {missing[:5]} of the bundle's universe are missing: send all {n_assets}",
             )
-        if tuple(symbols) == self.symbols:
-            return None
         column = {sym: i for i, sym in enumerate(symbols)}
         return np.array([column[sym] for sym in self.symbols])
 
@@ -737,11 +759,11 @@ class FrozenAllocator:
         shares = np.zeros((1, self.n_assets))
         # One array comparison for the usual, valid book; the per-position walk below
         # runs only to name the first bad entry.
-        columns = [self._index.get(sym) for sym in req.positions]
+        columns = list(map(self._index.get, req.positions))
         qty = np.fromiter(req.positions.values(), np.float64, len(columns))
         bounds = RANGES["position"]
         if None not in columns and ((qty >= bounds.low) & (qty <= bounds.high)).all():
-            shares[0, columns] = qty
+            shares[0].put(columns, qty)  # cheaper than fancy indexing with a list
             return shares
         for sym, qty in req.positions.items():
             j = self._index.get(sym)
@@ -824,6 +846,8 @@ class FrozenAllocator:
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Validated confidence (1, S, N), age (1, S) and horizons (S,) of the request's
         intents (None where not given; budgets mode only)."""
+        if not (req.strategy_confidence or req.strategy_horizons or req.strategy_intent_age):
+            return None, None, None
         given = set(req.strategy_intents or {})
         for field in ("strategy_confidence", "strategy_horizons", "strategy_intent_age"):
             orphans = sorted(set(getattr(req, field) or {}) - given)
@@ -965,9 +989,10 @@ class FrozenAllocator:
             feats = builder.compute(x.close, x.bench, x.volume, x.spread, x.tradable)
         prices = x.close[:, -1]
         equity = np.array([x.equity])
-        w_cur = x.shares * prices / equity[:, None]
-        drawdown = 1.0 - equity / x.peak
-        cash = np.array([x.cash]) / equity
+        # float arithmetic on the account scalars: the same IEEE results as on arrays
+        w_cur = x.shares * prices / x.equity
+        drawdown = np.array([1.0 - x.equity / x.peak])
+        cash = np.array([x.cash / x.equity])
         obs = builder.observation(feats, w_cur, drawdown, cash)
         regime = self._regime(req, feats)
         kill = bool(req.kill_switch or kill_op or self.limits.kill_switch)
@@ -1129,8 +1154,11 @@ class FrozenAllocator:
         latency: Latency,
     ) -> Decision:
         """The response of a decided (not rejected) request."""
+        n_assets = self.n_assets
         target = ex.target_weights[0]
-        reasons = ex.reasons[0]
+        masks = ex.reasons[0].tolist()
+        # the orders and the quantities held after them, converted in one pass
+        qty = quantities(np.concatenate((ex.delta_qty[0], ex.target_qty[0])))
         return Decision.model_construct(
             request_id=req.request_id,
             status=status,
@@ -1138,13 +1166,13 @@ class FrozenAllocator:
             decided_at=now.isoformat(),
             symbols=list(self.symbols),
             target_weights=target.tolist(),
-            target_delta_qty=quantities(ex.delta_qty[0]),
-            target_qty=quantities(ex.target_qty[0]),
+            target_delta_qty=qty[:n_assets],
+            target_qty=qty[n_assets:],
             approved_weights=gate.approved[0].tolist(),
             proposed_weights=np.asarray(proposal[0], dtype=np.float64).tolist(),
             current_weights=w_cur[0].tolist(),
-            reasons=[self._names(int(m)) for m in reasons.tolist()],
-            reason_mask=reasons.tolist(),
+            reasons=list(map(self._names, masks)),
+            reason_mask=masks,
             portfolio_reasons=self._names(int(ex.portfolio_reasons[0])),
             budgets=budgets,
             regime=regime,
@@ -1171,15 +1199,16 @@ class FrozenAllocator:
         else:
             label = self.limits.default_regime
             code, confidence, source = regime_code(label), 0.0, "default"
-        codes = np.array([code], dtype=np.int64)
+        multipliers = self._regime_multipliers
+        budget_mult, capacity_mult = multipliers.get(code, multipliers[UNKNOWN_REGIME])
         return RegimeInfo.model_construct(
             label=label,
             code=code,
             confidence=confidence,
             source=source,
             barbell=barbell,
-            budget_multiplier=float(self.limits.budget_multiplier(codes)[0]),
-            capacity_multiplier=float(self.limits.capacity_multiplier(codes)[0]),
+            budget_multiplier=budget_mult,
+            capacity_multiplier=capacity_mult,
         )
 
     def _budgets(
@@ -1199,6 +1228,8 @@ class FrozenAllocator:
                     budget=float(proposal[0].sum()),
                     proposed_gross=float(np.abs(proposal[0]).sum()),
                     approved_gross=gross,
+                    base_cap=None,
+                    regime_cap=None,
                     cap=cap,
                     utilization=gross / cap if cap > 0 else None,
                 )
