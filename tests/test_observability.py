@@ -27,6 +27,7 @@ from allocgym.observability import (
     UNATTRIBUTED,
     AuditChainError,
     AuditLog,
+    Canonical,
     Metrics,
     StrategyPnL,
     canonical_json,
@@ -95,6 +96,20 @@ def test_canonical_json_is_the_full_conversion_dumped(tree: object) -> None:
         allow_nan=False,
     ).encode("ascii")  # fmt: skip
     assert canonical_json(tree) == reference
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tree=st.dictionaries(st.text(max_size=3), st.one_of(_TREES, _TREES.map(Canonical)), max_size=8)
+)
+def test_canonical_values_are_written_as_their_value(tree: dict) -> None:
+    """A ``Canonical`` (a value with its bytes computed once: a decision's input, hashed
+    and logged) is written exactly as its value would be, wherever it sits."""
+    reference = json.dumps(
+        to_jsonable(tree), sort_keys=True, separators=(",", ":"), allow_nan=False
+    ).encode("ascii")
+    assert canonical_json(tree) == reference
+    assert canonical_json([tree]) == b"[" + reference + b"]"
 
 
 def test_canonical_json_refuses_a_non_str_key_deep_inside() -> None:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
@@ -122,6 +123,8 @@ def to_jsonable(obj: Any) -> Any:
     """
     if obj is None or isinstance(obj, bool | str):
         return obj
+    if isinstance(obj, Canonical):
+        return to_jsonable(obj.value)
     if isinstance(obj, int):
         return int(obj)
     if isinstance(obj, float):
@@ -197,20 +200,66 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+class Canonical:
+    """``value`` with its canonical JSON ``raw`` computed once; ``value`` must not change
+    afterwards.
+
+    ``canonical_json`` writes ``raw`` where it meets one as a value of the top-level dict
+    (and as the whole object) instead of encoding ``value`` again: a decision's input is
+    encoded for its hash and logged with the same bytes, and a log entry embeds its
+    record's bytes. Anywhere else it stands for ``value``. (Not a dataclass: orjson would
+    walk its value again when checking the keys of a tree that holds it.)
+    """
+
+    __slots__ = ("raw", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.raw = canonical_json(value)
+
+
 def canonical_json(obj: Any) -> bytes:
     """Canonical bytes: sorted keys, no whitespace, ASCII, shortest round-trip floats.
 
     Byte for byte ``json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"),
     allow_nan=False)``, without converting the plain values one by one first (that walk
-    was most of an audit append's cost).
+    was most of an audit append's cost); :class:`Canonical` values of a dict's top level
+    are written from their bytes.
     """
+    if type(obj) is Canonical:
+        return obj.raw
     if isinstance(obj, dict | list | tuple):
         _check_keys(obj)
+    if type(obj) is dict and any(type(v) is Canonical for v in obj.values()):
+        return _spliced(obj)
+    return _encoded(obj)
+
+
+def _encoded(obj: Any) -> bytes:
     try:
         text = _ENCODER.encode(obj)
     except ValueError:  # a non-finite float: the full conversion writes {"$float": ...}
         text = _ENCODER.encode(to_jsonable(obj))
     return text.encode("ascii")
+
+
+def _spliced(obj: dict[str, Any]) -> bytes:
+    """``obj`` (str keys, checked) in sorted key order: each run of plain values encoded
+    as one dict, each ``Canonical`` value written from its bytes."""
+    parts: list[bytes] = []
+    run: dict[str, Any] = {}
+    for key in sorted(obj):
+        value = obj[key]
+        if type(value) is Canonical:
+            if run:
+                parts.append(_encoded(run)[1:-1])
+                run = {}
+            parts.append(_ENCODER.encode(key).encode("ascii") + b":" + value.raw)
+        else:
+            run[key] = value
+    if run:
+        parts.append(_encoded(run)[1:-1])
+    return b"{" + b",".join(parts) + b"}"
 
 
 def sha256_hex(obj: Any) -> str:
@@ -421,7 +470,20 @@ class _Writer:
         with self.mutex:
             if self.closed:
                 raise ValueError(f"audit log {str(self.path)!r} is closed: open a new AuditLog")
-            entry = canonical_json({"seq": self.n, "prev_hash": self.head, "record": payload})
+            # canonical_json({"seq": n, "prev_hash": head, "record": payload}), its three
+            # keys written in sorted order around the record's bytes (cheaper than
+            # splicing a Canonical record)
+            entry = b"".join(
+                (
+                    b'{"prev_hash":',
+                    _ENCODER.encode(self.head).encode("ascii"),
+                    b',"record":',
+                    canonical_json(payload),
+                    b',"seq":',
+                    str(self.n).encode("ascii"),
+                    b"}",
+                )
+            )
             digest = hashlib.sha256(entry).hexdigest()
             # The line is the entry with its hash added; "hash" sorts before the entry's
             # keys, so it goes first and the rest is the hashed bytes unchanged.
@@ -881,7 +943,9 @@ class Metrics:
         # every reason visible at 0: nothing is 'unknown'. The children are kept: a
         # ``labels`` call per count and per symbol was a fifth of a decision's metrics cost.
         self._rejects = [self.reject_total.labels(reason=name) for name in REASON_NAMES]
-        self._capacity: tuple[tuple[str, ...], list[Any]] = ((), [])
+        # (symbols, their last utilisations): each symbol's child reads its slot when
+        # scraped, so a decision stores one list instead of setting n_assets gauges
+        self._capacity: tuple[tuple[str, ...], list[float]] = ((), [])
 
     def observe_decision(
         self,
@@ -955,11 +1019,15 @@ class Metrics:
         if limits is not None:
             names = tuple(symbols) if symbols is not None else tuple(map(str, range(w.shape[0])))
             if self._capacity[0] != names:
-                children = [self.capacity_utilization.labels(symbol=n) for n in names]
-                self._capacity = (names, children)
-            util = capacity_utilization(gate, ctx, limits, book=book)[env]
-            for child, u in zip(self._capacity[1], util.tolist(), strict=True):
-                child.set(u)
+                values = [0.0] * len(names)
+                for i, name in enumerate(names):
+                    child = self.capacity_utilization.labels(symbol=name)
+                    child.set_function(functools.partial(values.__getitem__, i))
+                self._capacity = (names, values)
+            util = capacity_utilization(gate, ctx, limits, book=book)[env].tolist()
+            if len(util) != len(names):
+                raise ValueError(f"{len(names)} symbol labels for {len(util)} assets")
+            self._capacity[1][:] = util
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (what ``/metrics`` serves)."""
@@ -976,28 +1044,26 @@ def capacity_utilization(
     weight over it; every cap times the regime capacity multiplier, as the gates apply
     them. The per-symbol slippage budget is not in it (it needs the cost model)."""
     w = np.asarray(gate.approved if book is None else book, dtype=np.float64)
-    n_envs = w.shape[0]
-    regime = np.broadcast_to(np.asarray(ctx.regime, dtype=np.int64), (n_envs,))
-    capacity = np.broadcast_to(
-        np.asarray(limits.capacity_multiplier(regime), np.float64), (n_envs,)
-    )[:, None]
-    equity = np.broadcast_to(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))[:, None]
+    # per-portfolio values as a column, (n_envs, 1) or (1, 1) from a scalar: either
+    # broadcasts over w (np.broadcast_to was a tenth of the call)
+    regime = np.asarray(ctx.regime, dtype=np.int64).reshape(-1)
+    capacity = np.asarray(limits.capacity_multiplier(regime), np.float64).reshape(-1, 1)
+    equity = np.asarray(ctx.equity, dtype=np.float64).reshape(-1, 1)
     filled = 0.0 if ctx.recent_fills is None else np.asarray(ctx.recent_fills, np.float64)
     trade = np.abs(w - np.asarray(ctx.current_weights, dtype=np.float64)) * equity + filled
-    caps = {
-        "symbol": (np.abs(w), limits.max_symbol_weight * capacity),
-        "participation": (
-            trade,
-            limits.max_participation * capacity * np.asarray(ctx.adv_notional, np.float64),
-        ),
-    }
-    if limits.max_symbol_turnover is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            caps["turnover"] = (trade / equity, limits.max_symbol_turnover * capacity)
     used = np.zeros_like(w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for amount, cap in caps.values():
-            ratio = np.where(cap > 0, amount / cap, np.where(amount == 0, 0.0, np.inf))
+        caps = [
+            (np.abs(w), limits.max_symbol_weight * capacity),
+            (trade, limits.max_participation * capacity * np.asarray(ctx.adv_notional, np.float64)),
+        ]
+        if limits.max_symbol_turnover is not None:
+            caps.append((trade / equity, limits.max_symbol_turnover * capacity))
+        for amount, cap in caps:
+            positive = cap > 0
+            ratio = amount / cap
+            if not positive.all():  # a cap <= 0 (or NaN): any amount is over it, 0 is not
+                ratio = np.where(positive, ratio, np.where(amount == 0, 0.0, np.inf))
             used = np.maximum(used, ratio)
     return used
 

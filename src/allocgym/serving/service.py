@@ -65,6 +65,7 @@ from allocgym.measures import cvar
 from allocgym.observability import (
     UNATTRIBUTED,
     AuditLog,
+    Canonical,
     Metrics,
     ReplayReport,
     StrategyPnL,
@@ -144,8 +145,8 @@ class ServingMetrics(Metrics):
         self.in_flight = Gauge(
             "allocator_in_flight", "HTTP decisions queued or running.", registry=r
         )
-        for s in STATUSES:
-            self.decisions.labels(status=s)
+        # every status visible at 0; the children are kept (a ``labels`` call per decision)
+        self._decisions = {s: self.decisions.labels(status=s) for s in STATUSES}
         for c in FALLBACK_CAUSES:
             self.fallbacks.labels(cause=c)
         for reason in ("in_flight", "queue_time"):
@@ -168,7 +169,7 @@ class ServingMetrics(Metrics):
     ) -> None:
         """Count one decision and attribute the account's P&L since its previous one."""
         d = tr.decision
-        self.decisions.labels(status=d.status).inc()
+        self._decisions[d.status].inc()
         if d.reject is not None:
             self.request_rejects.labels(code=d.reject.code, detail=d.reject.detail).inc()
             self.decision_latency.observe(tr.latency_s)
@@ -346,6 +347,7 @@ class DecisionService:
         self.allocator = allocator
         self.market = MarketState(allocator, window_bars)
         self._window_refs: tuple[str, dict[int, dict[str, Any]]] = ("", {})
+        self._scenarios: tuple[str, np.ndarray] = ("", np.empty((0, 0)))
         self.metrics = ServingMetrics(allocator)
         if audit_log is None or isinstance(audit_log, AuditLog):
             self.audit = audit_log
@@ -446,6 +448,13 @@ class DecisionService:
 
         return store
 
+    def _window_scenarios(self, request: DecisionRequest) -> np.ndarray:
+        """:func:`cvar_scenarios` of a request over the held window, once per bar."""
+        digest = self.market.window_sha256
+        if self._scenarios[0] != digest:
+            self._scenarios = (digest, cvar_scenarios(self.allocator, request))
+        return self._scenarios[1]
+
     def _record(
         self, request: DecisionRequest, tr: DecisionTrace, bar: dt.datetime | None = None
     ) -> dict[str, Any]:
@@ -465,6 +474,7 @@ class DecisionService:
         if bar is not None:
             inputs["bar"] = bar.isoformat()
             inputs["window_sha256"] = self.market.window_sha256
+        encoded_inputs = Canonical(inputs)  # hashed and logged with the same bytes
         output = d.audit_output()
         # The keys of ``observability.decision_record`` (same readers), with the gate's
         # vectors as exact base64 arrays: the log stays cheap to write at 500 symbols.
@@ -473,8 +483,8 @@ class DecisionService:
             "request_id": d.request_id,
             "timestamp": d.timestamp,
             "config_hash": self.allocator.policy.config_hash,
-            "input_hash": sha256_hex(inputs),
-            "input": inputs,
+            "input_hash": sha256_hex(encoded_inputs),
+            "input": encoded_inputs,
             "output": output,
             "regime": None
             if d.regime is None
@@ -506,7 +516,10 @@ class DecisionService:
             }
             record["proposed"] = encode_array(gate.proposed)
             record["approved"] = encode_array(gate.approved)
-            record["cvar"] = ex_ante_cvar(self.allocator, request, gate.approved[0])
+            scenarios = None if bar is None else self._window_scenarios(request)
+            record["cvar"] = ex_ante_cvar(
+                self.allocator, request, gate.approved[0], scenarios=scenarios
+            )
             record["reasons"] = output["reason_mask"]
         return record
 
@@ -541,7 +554,11 @@ class DecisionService:
 
 
 def ex_ante_cvar(
-    allocator: FrozenAllocator, request: DecisionRequest, weights: np.ndarray
+    allocator: FrozenAllocator,
+    request: DecisionRequest,
+    weights: np.ndarray,
+    *,
+    scenarios: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Ex-ante scenario CVaR of a book, as the environment's ``cvar_mode = ex_ante``.
 
@@ -553,7 +570,22 @@ def ex_ante_cvar(
     ----------
     weights : ndarray, shape (n_assets,)
         A book in the bundle's symbol order.
+    scenarios : ndarray, shape (n_scenarios, n_assets), optional
+        ``cvar_scenarios(allocator, request)`` when already at hand (the service keeps
+        those of the held window, one set per bar).
     """
+    env = allocator.cfg.env
+    returns = cvar_scenarios(allocator, request) if scenarios is None else scenarios
+    return {
+        "value": float(cvar(returns @ weights, env.cvar_alpha)),
+        "alpha": float(env.cvar_alpha),
+        "window": int(returns.shape[0]),
+    }
+
+
+def cvar_scenarios(allocator: FrozenAllocator, request: DecisionRequest) -> np.ndarray:
+    """The request's last ``env.cvar_window`` close-to-close returns in the bundle's
+    symbol order, shape (n_scenarios, n_assets): the scenarios of :func:`ex_ante_cvar`."""
     env = allocator.cfg.env
     # A return reads two rows only (``simple_returns``), so the last window + 1 rows give
     # the window's returns bit for bit without differencing the whole history.
@@ -566,12 +598,7 @@ def ex_ante_cvar(
     tradable = (
         np.ones(close.shape, bool) if request.tradable is None else request.tradable[rows, cols]
     )
-    returns = simple_returns(close, tradable)[-env.cvar_window :]
-    return {
-        "value": float(cvar(returns @ weights, env.cvar_alpha)),
-        "alpha": float(env.cvar_alpha),
-        "window": int(returns.shape[0]),
-    }
+    return simple_returns(close, tradable)[-env.cvar_window :]
 
 
 def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> Any:
