@@ -506,6 +506,9 @@ _SHARED = ("returns", "realized")
 
 _TOTALS = ("cost", "turnover", "gross", "net", "intervention", "log_growth", "reward")
 
+_REGIME_CODES = np.arange(len(REGIME_LABELS))
+"""Columns of ``EnvState.regime_totals``: a step adds ``regime[:, None] == _REGIME_CODES``."""
+
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser, elementwise on uint64 (wrap-around arithmetic)."""
@@ -729,9 +732,8 @@ def next_working(
     or on any of its symbols (participation, per-symbol turnover and slippage);
     ``due=None`` means every portfolio decided.
     """
-    on_book = (np.asarray(portfolio_reasons, dtype=np.int64) & TRADE_LIMITS) != 0
-    on_names = ((np.asarray(symbol_reasons, dtype=np.int64) & TRADE_LIMITS) != 0).any(axis=1)
-    cut = on_book | on_names
+    symbols = np.bitwise_or.reduce(np.asarray(symbol_reasons, dtype=np.int64), axis=1)
+    cut = ((np.asarray(portfolio_reasons, dtype=np.int64) | symbols) & TRADE_LIMITS) != 0
     return cut if due is None else (due | working) & cut
 
 
@@ -1037,9 +1039,12 @@ def _fill(params: EnvParams, state: EnvState, ex: ExecutionResult, t1: np.ndarra
     p1 = _at(params.prices, t1)
     value_pre = state.cash + (state.shares * p1).sum(axis=1)
     solvent = value_pre > 0.0
-    dq = ex.delta_qty if solvent.all() else np.where(solvent[:, None], ex.delta_qty, 0.0)
+    if solvent.all():  # the usual case: nothing to mask
+        dq, eq_pre = ex.delta_qty, value_pre
+    else:
+        dq = np.where(solvent[:, None], ex.delta_qty, 0.0)
+        eq_pre = np.where(solvent, value_pre, 1.0)
     notional = dq * p1
-    eq_pre = np.where(solvent, value_pre, 1.0)
     trade_w = notional / eq_pre[:, None]
     cost_frac = fill_cost(
         trade_w, eq_pre, feats.adv_notional, feats.volatility, params.spread_bps, t1,
@@ -1059,31 +1064,31 @@ def _fill(params: EnvParams, state: EnvState, ex: ExecutionResult, t1: np.ndarra
 def _penalised_reward(
     params: EnvParams,
     state: EnvState,
+    rows: np.ndarray,
     approved: np.ndarray,
     net_ret: np.ndarray,
     terms: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """The reward: log growth less the CVaR, intervention, turnover and drawdown penalties.
 
-    ``terms`` holds ``log_growth``, ``intervention``, ``turnover`` and ``drawdown``; the
-    step's net return goes into the episode's return buffer (and the realized-CVaR window)
-    in place. Returns ``cvar``, the four penalties and ``reward``.
+    ``rows`` is ``arange(n_envs)``; ``terms`` holds ``log_growth``, ``intervention``,
+    ``turnover`` and ``drawdown``; the step's net return goes into the episode's return
+    buffer (and the realized-CVaR window) in place. Returns ``cvar``, the four penalties
+    and ``reward``.
     """
     env = params.cfg.env
-    b = state.n_envs
-    rows = np.arange(b)
     steps = state.steps
     state.returns[rows, steps] = net_ret
     if env.cvar_mode == "ex_ante":
         # scenarios: returns of the last cvar_window bars up to t, applied to the approved book
-        first = state.t - env.cvar_window + 1
+        first = state.t - (env.cvar_window - 1)
         cvar = compiled.scenario_cvar(
             params.returns, first, approved, env.cvar_window, env.cvar_alpha
         )
     else:
         state.realized[rows, steps % env.cvar_window] = net_ret
         cvar = measures.cvar(state.realized, env.cvar_alpha)
-    cvar = np.asarray(cvar, dtype=np.float64).reshape(b)
+    cvar = np.asarray(cvar, dtype=np.float64).reshape(rows.shape)
     out = {
         "cvar": cvar,
         "cvar_penalty": env.cvar_weight * cvar,
@@ -1110,10 +1115,9 @@ def _step_info(
     scored: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """``StepResult.info`` (``INFO_KEYS``) from the decision, the fill, the marked ``book``
-    and the ``scored`` reward terms."""
-    t = state.t
+    (with the ``regime`` at ``t``) and the ``scored`` reward terms."""
     info: dict[str, np.ndarray] = {
-        "t": t,
+        "t": state.t,
         "proposed": dec.proposed,
         "approved": dec.gate.approved,
         "target": dec.execution.target_weights,
@@ -1128,8 +1132,8 @@ def _step_info(
         "drawdown": book["drawdown"],
         "gross": book["gross"],
         "net": book["net"],
-        "regime": params.features.regime[t],
-        "regime_confidence": params.features.regime_confidence[t],
+        "regime": book["regime"],
+        "regime_confidence": params.features.regime_confidence[state.t],
         "kill_switch": state.kill,
         "log_growth": book["log_growth"],
         "cvar": scored["cvar"],
@@ -1156,6 +1160,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     feats = params.features
     t, t1 = state.t, state.t + 1
     gate, ex = dec.gate, dec.execution
+    rows = np.arange(state.n_envs)
 
     fill = _fill(params, state, ex, t1)
     shares, cash = fill.shares, fill.cash
@@ -1166,8 +1171,14 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     net_ret = growth - 1.0
     log_growth = np.log(np.maximum(growth, _MIN_GROWTH))
     pos = equity > 0.0
-    weights = held / np.where(pos, equity, 1.0)[:, None]
-    drawdown = np.where(pos, 1.0 - equity / peak, 1.0)
+    drawdown = 1.0 - equity / peak
+    if pos.all():  # the usual case: nothing to mask
+        marked, cash_frac = equity, cash / equity
+    else:  # a book worth nothing has no weights, no cash fraction and is fully drawn down
+        marked = np.where(pos, equity, 1.0)
+        cash_frac = np.where(pos, cash / marked, 0.0)
+        drawdown = np.where(pos, drawdown, 1.0)
+    weights = held / marked[:, None]
     turnover = np.abs(fill.trade_weights).sum(axis=1)
 
     # ---- reward terms
@@ -1181,7 +1192,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         "turnover": turnover,
         "drawdown": drawdown,
     }
-    scored = _penalised_reward(params, state, approved, net_ret, terms)
+    scored = _penalised_reward(params, state, rows, approved, net_ret, terms)
     reward = scored["reward"]
 
     # ---- episode end
@@ -1196,11 +1207,11 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     gross = np.abs(weights).sum(axis=1)
     net = weights.sum(axis=1)
     regime = feats.regime[t]
-    totals = state.totals + np.stack(
-        [fill.cost_frac, turnover, gross, net, intervention, log_growth, reward], axis=1
+    # the step's _TOTALS as columns (np.array + .T: a fraction of np.stack's overhead)
+    totals = (
+        state.totals
+        + np.array([fill.cost_frac, turnover, gross, net, intervention, log_growth, reward]).T
     )
-    regime_totals = state.regime_totals.copy()
-    regime_totals[np.arange(state.n_envs), regime] += 1
     new_state = EnvState(
         t=t1,
         start=state.start,
@@ -1216,14 +1227,13 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         realized=state.realized,
         totals=totals,
         reason_totals=state.reason_totals + counts,
-        regime_totals=regime_totals,
+        regime_totals=state.regime_totals + (regime[:, None] == _REGIME_CODES),
         held=dec.proposed
         if dec.due is None
         else np.where(dec.due[:, None], dec.proposed, state.held),
         working=next_working(dec.due, state.working, gate.portfolio_reasons, ex.reasons),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
-    cash_frac = np.where(pos, cash / np.where(pos, equity, 1.0), 0.0)
     obs = params.feature_builder._observation(
         feats,
         weights,
@@ -1240,6 +1250,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         "drawdown": drawdown,
         "gross": gross,
         "net": net,
+        "regime": regime,
         "turnover": turnover,
         "intervention": intervention,
         "log_growth": log_growth,

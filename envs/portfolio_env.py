@@ -256,7 +256,4 @@ def open_audit_log(params: EnvParams) -> Any:
 
 def _row(v: np.ndarray) -> Any:
     """Row 0 of a batched info array: a Python scalar or a fresh (...) array."""
-    r = v[0]
-    if isinstance(r, np.ndarray):
-        return r.copy()
-    return r.item()
+    return v.item(0) if v.ndim == 1 else v[0].copy()

@@ -268,7 +268,7 @@ class PortfolioVecEnv(VecEnv):
             for i in self._filled:
                 infos[i] = self._empty[i]
         state = res.state
-        idx = np.flatnonzero(done)
+        idx = done.nonzero()[0]
         if idx.size:
             metrics = core.episode_metrics(self.params, state, idx)
             terminal = obs[idx].copy()

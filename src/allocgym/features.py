@@ -929,10 +929,19 @@ class FeatureBuilder:
         # each asset block ends with its weight slot
         out[:, n_feats - 1 : asset_end : n_feats] = _clip(w, -clip, clip)
         step_globals = asset_end + _N_MARKET_GLOBALS
-        out[:, step_globals] = np.minimum(np.abs(w).sum(axis=1) if gross is None else gross, clip)
-        out[:, step_globals + 1] = _clip(w.sum(axis=1) if net is None else net, -clip, clip)
-        out[:, step_globals + 2] = _clip(np.asarray(drawdown, dtype=np.float64), 0.0, 1.0)
-        out[:, step_globals + 3] = _clip(np.asarray(cash, dtype=np.float64), -clip, clip)
+        # gross, net, drawdown and cash clipped as one (k, 4) block (few calls at small k);
+        # gross >= 0, so its lower bound changes nothing
+        book = np.array(
+            [
+                np.abs(w).sum(axis=1) if gross is None else gross,
+                w.sum(axis=1) if net is None else net,
+                drawdown,
+                cash,
+            ],
+            dtype=np.float64,
+        ).T
+        bounds = np.array([[-clip, -clip, 0.0, -clip], [clip, clip, 1.0, clip]])
+        out[:, step_globals : step_globals + 4] = np.minimum(np.maximum(book, bounds[0]), bounds[1])
         if self.n_exposures:
             if exposures is None:
                 raise DataError(
