@@ -371,10 +371,10 @@ class ExecutionPolicy:
         """Which names drifted past their band, and which triggers fired, per portfolio."""
         p = self.params
         a, c, n_envs = book.a, book.c, book.a.shape[0]
-        d = a - c if book.every_ok else np.where(book.price_ok, a - c, 0.0)
-        abs_d = np.abs(d)
-        # One pass over the symbol bits: OR of each row, with the portfolio bits.
-        row_bits = np.bitwise_or.reduce(book.sym, axis=1) | book.port
+        moving, name_drift, l1, row_bits = compiled.drift_masks(
+            a, c, book.price_ok, book.every_ok, st.bands(a.shape[1]),
+            p.portfolio_drift_threshold, book.sym, book.port,
+        )  # fmt: skip
         kill = (row_bits & _KILL) != 0
         for flag in (ctx.kill_switch, trig.kill_switch):
             if flag is not None:
@@ -382,9 +382,9 @@ class ExecutionPolicy:
         if st.kill:
             kill = np.ones(n_envs, dtype=bool)
         return _Fired(
-            moving=d != 0.0,
-            name_drift=abs_d > st.bands(a.shape[1]),
-            l1=abs_d.sum(axis=1) > p.portfolio_drift_threshold,
+            moving=moving,
+            name_drift=name_drift,
+            l1=l1,
             kill=kill,
             vol_spike=_any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs),
             spread_blow=_any_at_least(trig.spread_ratio, p.spread_blowout_ratio, n_envs),
@@ -507,33 +507,35 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 class _Static:
     """Constants of one ``(ExecutionParams, RiskLimits)`` pair."""
 
-    tau: float | np.ndarray  # a float when one band fits every name (no broadcast per call)
+    tau: np.ndarray
     lot: np.ndarray
     unit_lot: bool  # every lot is 1: dividing and multiplying by it is exact, skipped
     kill: bool
-    lot_rows: dict[int, np.ndarray]  # ``lot`` broadcast to (n_assets,), per n_assets seen
+    rows: dict[int, tuple[np.ndarray, np.ndarray]]  # (tau, lot) as (n_assets,), per n_assets
 
     @classmethod
     def build(cls, params: ExecutionParams, limits: RiskLimits | None) -> _Static:
         lot = np.asarray(params.lot_size, dtype=np.float64)
-        tau = np.asarray(params.name_drift_threshold, dtype=np.float64)
         return cls(
-            tau=float(tau) if tau.ndim == 0 else tau,
+            tau=np.asarray(params.name_drift_threshold, dtype=np.float64),
             lot=lot,
             unit_lot=bool(np.all(lot == 1.0)),
             kill=limits is not None and limits.kill_switch,
-            lot_rows={},
+            rows={},
         )
 
-    def bands(self, n_assets: int) -> float | np.ndarray:
-        """The name drift threshold tau_i, comparable with (n_envs, n_assets) drifts."""
-        return self.tau if isinstance(self.tau, float) else _fit(self.tau, (n_assets,))
+    def bands(self, n_assets: int) -> np.ndarray:
+        """The name drift thresholds tau_i, shape (n_assets,)."""
+        return self._rows(n_assets)[0]
 
     def lots(self, n_assets: int) -> np.ndarray:
         """The lot sizes, shape (n_assets,)."""
-        row = self.lot_rows.get(n_assets)
+        return self._rows(n_assets)[1]
+
+    def _rows(self, n_assets: int) -> tuple[np.ndarray, np.ndarray]:
+        row = self.rows.get(n_assets)
         if row is None:
-            row = self.lot_rows[n_assets] = _fit(self.lot, (n_assets,))
+            row = self.rows[n_assets] = (_fit(self.tau, (n_assets,)), _fit(self.lot, (n_assets,)))
         return row
 
 
@@ -572,24 +574,12 @@ def _refs(
     (both inside the limits). The approved book's own exposure is always allowed (float
     dust of the gates).
     """
-    abs_a = np.abs(a)
-    ga, sa, na = abs_a.sum(axis=1), sectors.sums(abs_a), np.abs(a.sum(axis=1))
-    beta = None
+    limits = None
     if bounds is not None:
-        gross = np.maximum(ga, bounds.gross_limit())
-        sector = np.maximum(sa, bounds.sector_cap)
-        net = np.maximum(na, bounds.net_cap)
-        if betas is not None:
-            beta = np.maximum(np.abs((betas * a).sum(axis=1)), beta_cap)
-    else:
-        abs_c = np.abs(c)
-        gc, sc, nc = abs_c.sum(axis=1), sectors.sums(abs_c), np.abs(c.sum(axis=1))
-        gross = np.where(forced, ga, np.maximum(ga, gc))
-        sector = np.where(forced[:, None], sa, np.maximum(sa, sc))
-        net = np.where(forced, na, np.maximum(na, nc))
-        if betas is not None:
-            ba, bc = np.abs((betas * a).sum(axis=1)), np.abs((betas * c).sum(axis=1))
-            beta = np.where(forced, ba, np.maximum(ba, bc))
+        limits = (bounds.gross_limit(), bounds.sector_cap, bounds.net_cap, beta_cap)
+    lo, hi, gross, sector, net, gross_tol, sector_tol, net_tol, beta_tol = compiled.exposure_refs(
+        a, c, forced, forced_names, betas, sectors.ids, sectors.n, limits, _TOL
+    )
     loadings = factor_tol = None
     if bounds is not None and bounds.loadings is not None:
         # Lot rounding must not lift a factor exposure over the cap (or over the approved
@@ -597,19 +587,16 @@ def _refs(
         loadings = bounds.loadings
         factor = np.maximum(np.abs(np.einsum("nmk,nm->nk", loadings, a)), bounds.factor_cap)
         factor_tol = factor + _TOL
-    # Between the approved weight and the current one (forced name: 0), as bounds with slack.
-    other = c if forced_names is None else np.where(forced_names, 0.0, c)
-    lo, hi = np.minimum(a, other), np.maximum(a, other)
     return _Refs(
-        lo=lo - _TOL,
-        hi=hi + _TOL,
+        lo=lo,
+        hi=hi,
         gross=gross,
         sector=sector,
         net=net,
-        gross_tol=gross + _TOL,
-        sector_tol=sector + _TOL,
-        net_tol=net + _TOL,
-        beta_tol=None if beta is None else beta + _TOL,
+        gross_tol=gross_tol,
+        sector_tol=sector_tol,
+        net_tol=net_tol,
+        beta_tol=beta_tol,
         loadings=loadings,
         factor_tol=factor_tol,
     )
@@ -747,8 +734,8 @@ class _Held:
 
 def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
     """Lot-round the banded target (+ scaling of exposure-increasing orders, see
-    ``_round_book``); a book still failing the checks takes the largest passing uniform
-    shrink of its trade, else the unrounded banded target."""
+    ``compiled.round_and_check``); a book still failing the checks takes the largest
+    passing uniform shrink of its trade, else the unrounded banded target."""
     c, target, shares_per_w = book.c, plan.target, book.shares_per_w
     forced, refs, sectors, betas = plan.forced, plan.refs, book.sectors, plan.betas
     lot = st.lots(c.shape[1])
@@ -759,9 +746,8 @@ def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
     change = target != c
     if not book.every_ok:
         change &= book.price_ok
-    rb = (c, plan.fz, change, q_cur, shares_per_w, lot, refs, sectors, st.unit_lot)
-    q_fin, w_fin, scaled = _round_book(target, *rb)
-    ok = _passes(w_fin, refs, sectors, betas)
+    rb = (c, plan.fz, change, q_cur, shares_per_w, lot, st.unit_lot, refs, sectors, betas)
+    q_fin, w_fin, scaled, ok = _round_and_check(target, *rb)
     if not ok.all():
         # Non-forced portfolios still failing (rounding moved net or beta exposure):
         # the largest uniform shrink of the whole trade, from a fixed grid, that passes.
@@ -769,8 +755,8 @@ def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
             todo = ~ok & ~forced
             if not todo.any():
                 break
-            q_l, w_l, _ = _round_book(c + lam * (target - c), *rb)
-            ok_l = todo & _passes(w_l, refs, sectors, betas)
+            q_l, w_l, _, ok_l = _round_and_check(c + lam * (target - c), *rb)
+            ok_l &= todo
             q_fin = np.where(ok_l[:, None], q_l, q_fin)
             w_fin = np.where(ok_l[:, None], w_l, w_fin)
             scaled |= ok_l[:, None] & change
@@ -841,7 +827,7 @@ def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
     return hit if hit.shape == (n_envs,) else hit.reshape(n_envs, -1).any(axis=1)
 
 
-def _round_book(
+def _round_and_check(
     target: np.ndarray,
     c: np.ndarray,
     forced: np.ndarray | None,
@@ -849,93 +835,40 @@ def _round_book(
     q_cur: np.ndarray,
     shares_per_w: np.ndarray,
     lot: np.ndarray,
+    unit_lot: bool,
     refs: _Refs,
     sectors: SectorMap,
-    unit_lot: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    betas: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lot-round ``target``: toward zero for forced names (``forced``, (n_envs, n_assets)
-    or ``None``), toward the current position elsewhere, where exposure-increasing orders are then scaled down if rounding lifted
-    gross or a sector's gross above its reference. Returns (quantities, weights, scaled)."""
-    q_tgt = target * shares_per_w
-    q = compiled.round_lots(q_cur, q_tgt, lot, forced, unit_lot)
-    if not change.all():
-        q = np.where(change, q, q_cur)
-    w = compiled.lot_weights(q, q_cur, c, shares_per_w, change)
-    abs_w, abs_c = np.abs(w), np.abs(c)
-    inc = change & (abs_w > abs_c)
-    if forced is not None:
-        inc &= ~forced
-    if not inc.any():
-        return q, w, inc  # nothing increases: every scale is 1, nothing is scaled
-    lam = _increase_scale(abs_w, abs_c, c, target, inc, refs, sectors)
-    if lam is None:
-        return q, w, np.zeros(inc.shape, dtype=bool)
-    scaled = inc & (lam < 1.0)
-    if scaled.any():
-        rows = np.flatnonzero(rows_any(scaled))  # only these rows change (elementwise)
-        cr, spw, qc, ch = c[rows], shares_per_w[rows], q_cur[rows], change[rows]
-        q2 = compiled.round_lots(
-            qc, (cr + lam[rows] * (target[rows] - cr)) * spw, lot, None, unit_lot
-        )
-        q[rows] = np.where(scaled[rows], q2, q[rows])
-        w[rows] = compiled.lot_weights(q[rows], qc, cr, spw, ch)
-    return q, w, scaled
-
-
-def _increase_scale(
-    abs_w: np.ndarray,
-    abs_c: np.ndarray,
-    c: np.ndarray,
-    target: np.ndarray,
-    inc: np.ndarray,
-    refs: _Refs,
-    sectors: SectorMap,
-) -> np.ndarray | None:
-    """Per-name scale in [0, 1] on exposure-increasing orders (``inc``; only those names'
-    entries are meant) so that gross and every sector's gross stay at or below their
-    references: an increasing name ends at most at ``|c| + lambda (|target| - |c|)``
-    whatever the rounding, the others at ``|w_fin|``. In a portfolio whose books are all
-    long (or all short), ``|net|`` is the gross, so its reference caps the gross too.
-    ``abs_w`` and ``abs_c`` are ``|w_fin|`` and ``|c|``. ``None`` when every scale is 1
-    (no need exceeds its room: the common case)."""
-    base = np.where(inc, abs_c, abs_w)
-    need = np.where(inc, np.abs(target) - abs_c, 0.0)
-    base_g, need_g = base.sum(axis=1), need.sum(axis=1)
-    room_s, need_s = refs.sector - sectors.sums(base), sectors.sums(need)  # (n_envs, n_sectors)
-    over_s = need_s > room_s
-    tight_ref = np.minimum(refs.gross, refs.net)
-    # Every need within the room left under the tighter reference: within either one.
-    if not (over_s.any() or (need_g > tight_ref - base_g).any()):
-        return None
-    room_g = np.where(_one_signed(c, target), tight_ref, refs.gross) - base_g
-    over_g = need_g > room_g
-    lam_g, lam_s = _ratio(room_g, need_g, over_g), _ratio(room_s, need_s, over_s)
-    return np.minimum(lam_g[:, None], sectors.spread(lam_s))
-
-
-def _one_signed(c: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(n_envs,) bool: every current and target weight is >= 0, or every one is <= 0."""
-    long = rows_all((c >= 0) & (target >= 0))
-    if long.all():
-        return long
-    return long | rows_all((c <= 0) & (target <= 0))
-
-
-def _ratio(room: np.ndarray, need: np.ndarray, over: np.ndarray) -> np.ndarray:
-    """``room / need`` in [0, 1] where ``over`` (``need > room``) and ``need > 0``, else 1."""
-    lam = np.where(over, (room / need).clip(0.0, 1.0), 1.0)
-    return np.where(need > 0.0, lam, 1.0)
+    or ``None``), toward the current position elsewhere, where exposure-increasing orders
+    are then scaled down if rounding lifted gross or a sector's gross above its reference
+    (``compiled.round_and_check``). Returns (quantities, weights, scaled, passes): the
+    last as ``_passes``."""
+    q, w, scaled, ok = compiled.round_and_check(
+        target, c, forced, change, q_cur, shares_per_w, lot, unit_lot,
+        refs.gross, refs.sector, refs.net, *_check_args(refs, sectors, betas),
+    )  # fmt: skip
+    return q, w, scaled, _factors_pass(ok, w, refs)
 
 
 def _passes(w: np.ndarray, refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> np.ndarray:
     """(n_envs,) bool: ``w`` stays within the reference exposures (float dust allowed)."""
-    ok = rows_all((w >= refs.lo) & (w <= refs.hi))
-    absw = np.abs(w)
-    ok &= absw.sum(axis=1) <= refs.gross_tol
-    ok &= rows_all(sectors.sums(absw) <= refs.sector_tol)
-    ok &= np.abs(w.sum(axis=1)) <= refs.net_tol
-    if betas is not None and refs.beta_tol is not None:
-        ok &= np.abs((betas * w).sum(axis=1)) <= refs.beta_tol
+    ok = compiled.check_books(w, *_check_args(refs, sectors, betas))
+    return _factors_pass(ok, w, refs)
+
+
+def _check_args(refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> tuple[Any, ...]:
+    """The exposure checks of ``compiled.check_books``: name bounds, gross, net, beta
+    (``None``: unchecked) and sector gross."""
+    return (
+        refs.lo, refs.hi, refs.gross_tol, refs.sector_tol, refs.net_tol, betas, refs.beta_tol,
+        sectors.ids,
+    )  # fmt: skip
+
+
+def _factors_pass(ok: np.ndarray, w: np.ndarray, refs: _Refs) -> np.ndarray:
+    """``ok`` and, with a factor cap, every factor exposure of ``w`` within its reference."""
     if refs.loadings is not None and refs.factor_tol is not None:
         ok &= rows_all(np.abs(np.einsum("nmk,nm->nk", refs.loadings, w)) <= refs.factor_tol)
     return ok
