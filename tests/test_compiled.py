@@ -84,6 +84,21 @@ def _round_ref(q_cur, q_tgt, lot, forced, unit):
     return np.where(forced, toward_zero, toward_cur)
 
 
+def _round_open(q_cur, q_tgt, lot, forced, unit):
+    """``compiled.round_and_check`` with one share per weight unit and limits far away
+    (nothing is scaled): its positions are the lot rounding alone."""
+    b, n = q_cur.shape
+    far = np.full(b, 1e300)
+    q, w, scaled, _ = compiled.round_and_check(
+        q_tgt, q_cur, forced, np.ones((b, n), bool), q_cur, np.ones((b, n)), lot, unit,
+        far, np.full((b, 1), 1e300), far, np.full((b, n), -1e300), np.full((b, n), 1e300),
+        far, np.full((b, 1), 1e300), far, None, None, np.zeros(n, np.int64),
+    )  # fmt: skip
+    assert not scaled.any()
+    assert np.array_equal(w, q)  # one share per unit of weight: the weight is q
+    return q
+
+
 @pytest.mark.parametrize("unit", [False, True])
 def test_lot_rounding_matches_its_definition_bit_for_bit(unit: bool) -> None:
     rng = np.random.default_rng(7)
@@ -93,27 +108,17 @@ def test_lot_rounding_matches_its_definition_bit_for_bit(unit: bool) -> None:
     q_tgt = rng.normal(0, 500, (b, n))
     q_tgt[:, 0] = 0.0
     q_tgt[:, 1] = q_cur[:, 1] + 3 * lot[1] * (1 + 1e-15)  # float dust on a whole order
-    q_tgt[2, 2] = np.nan
     forced = rng.random((b, n)) < 0.3
     for f in (forced, None):
-        got = compiled.round_lots(q_cur, q_tgt, lot, f, unit)
+        got = _round_open(q_cur, q_tgt, lot, f, unit)
         want = _round_ref(q_cur, q_tgt, lot, np.zeros((b, n), bool) if f is None else f, unit)
-        assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(got, want)
+    q_tgt[2, 2] = np.nan
     snapped = compiled.snap_whole_lots(q_tgt, lot, unit)
     r = _lots_ref(q_tgt, lot, unit)
     whole = r == np.rint(r)
     assert np.array_equal(snapped, np.where(whole, r if unit else r * lot, q_tgt), equal_nan=True)
     assert np.array_equal(snapped[:, 1], q_cur[:, 1] + 3 * lot[1])
-
-
-def test_lot_weights_keep_untraded_names_and_close_exactly() -> None:
-    q_cur = np.array([[100.0, 50.0, 20.0]])
-    q_fin = np.array([[200.0, 0.0, 20.0]])
-    c = np.array([[0.1, 0.05, 0.02]])
-    spw = np.array([[1000.0, 1000.0, 1000.0]])
-    change = np.array([[True, True, True]])
-    assert compiled.lot_weights(q_fin, q_cur, c, spw, change).tolist() == [[0.2, 0.0, 0.02]]
-    assert compiled.lot_weights(q_fin, q_cur, c, spw, ~change).tolist() == c.tolist()
 
 
 def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
@@ -126,7 +131,7 @@ def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
         compiled.cost_terms(
             trade, np.ones(1), np.full(1, 1e7), np.full(1, 0.01), np.ones(1), 1.0, 1.0, 0.1
         )
-        compiled.round_lots(trade, trade * 2, np.ones(trade.shape[1]), trade > 0, False)
+        compiled.snap_whole_lots(trade, np.ones(trade.shape[1]), False)
     for kernel, _ in compiled._KERNELS:
         assert len(kernel.signatures) == 1, kernel
 

@@ -380,7 +380,11 @@ def _in_lots(x, lot, unit):  # pragma: no cover
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _round_lot(cur, tgt, lot, forced, unit):  # pragma: no cover
-    """Final position of one order from ``cur`` toward ``tgt`` (see :func:`round_lots`)."""
+    """Final position of one order from ``cur`` toward ``tgt``: unless ``forced``, the
+    current position plus the order truncated to whole lots (an order never exceeds the
+    approved one; a zero target closes exactly); where ``forced`` (a reduce-only trade),
+    the lattice point ``cur + k lot`` in ``[0, tgt]`` closest to ``tgt``, or 0 when there
+    is none. ``unit``: every lot is 1 (no division)."""
     if forced:
         # toward zero: the lattice point cur + k lot in [0, tgt] closest to tgt
         s = np.sign(tgt)
@@ -395,31 +399,11 @@ def _round_lot(cur, tgt, lot, forced, unit):  # pragma: no cover
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _lot_weight(q, q_cur, current, shares_per_w, change):  # pragma: no cover
-    """Weight of one final position (see :func:`lot_weights`)."""
+    """Weight of one final position: ``q / shares_per_w`` where the name trades
+    (``change`` and a new quantity; exactly 0 when closed), the current weight elsewhere."""
     if change and q != q_cur:
         return 0.0 if q == 0.0 else q / shares_per_w
     return current
-
-
-@_kernel(_F2, _F2, _F1, _B2, types.boolean, types.boolean)
-def _round_lots(q_cur, q_tgt, lot, forced, has_forced, unit):  # pragma: no cover
-    out = np.empty(q_cur.shape)
-    for r in range(q_cur.shape[0]):
-        for c in range(q_cur.shape[1]):
-            fz = has_forced and forced[r, c]
-            out[r, c] = _round_lot(q_cur[r, c], q_tgt[r, c], lot[c], fz, unit)
-    return out
-
-
-@_kernel(_F2, _F2, _F2, _F2, _B2)
-def _lot_weights(q_fin, q_cur, current, shares_per_w, change):  # pragma: no cover
-    out = np.empty(q_fin.shape)
-    for r in range(q_fin.shape[0]):
-        for c in range(q_fin.shape[1]):
-            out[r, c] = _lot_weight(
-                q_fin[r, c], q_cur[r, c], current[r, c], shares_per_w[r, c], change[r, c]
-            )
-    return out
 
 
 _NO_FORCED = np.zeros((1, 1), dtype=bool)
@@ -430,37 +414,6 @@ def snap_whole_lots(q: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
     (``lot``, (n_assets,)) set to it exactly; the others unchanged, bit for bit."""
     _ready()
     return _snap_lots(q, lot, bool(unit))
-
-
-def round_lots(
-    q_cur: np.ndarray, q_tgt: np.ndarray, lot: np.ndarray, forced: np.ndarray | None, unit: bool
-) -> np.ndarray:
-    """Final positions (n_envs, n_assets) of orders from ``q_cur`` towards ``q_tgt``.
-
-    Elsewhere than ``forced``: the current position plus the order truncated to whole
-    lots (an order never exceeds the approved one); a zero target closes the position
-    exactly. Where ``forced`` (a reduce-only trade): the position on the lattice
-    ``q_cur + k lot`` in ``[0, q_tgt]`` closest to ``q_tgt`` (so ``|q| <= |q_tgt|`` with
-    the same sign), or 0 when there is none. ``lot``: (n_assets,); ``unit``: every lot
-    is 1 (whole shares; no division).
-    """
-    _ready()
-    if forced is None:
-        return _round_lots(q_cur, q_tgt, lot, _NO_FORCED, False, bool(unit))
-    return _round_lots(q_cur, q_tgt, lot, forced, True, bool(unit))
-
-
-def lot_weights(
-    q_fin: np.ndarray,
-    q_cur: np.ndarray,
-    current: np.ndarray,
-    shares_per_w: np.ndarray,
-    change: np.ndarray,
-) -> np.ndarray:
-    """Weights of the final positions: ``q_fin / shares_per_w`` where a name trades
-    (``change`` and a new quantity; exactly 0 when closed), the current weight elsewhere."""
-    _ready()
-    return _lot_weights(q_fin, q_cur, current, shares_per_w, change)
 
 
 # --------------------------------------------------------------------- execution
@@ -823,9 +776,9 @@ def round_and_check(
     """Lot-round the books ``target`` and check them: (q, w, scaled, ok).
 
     Where ``change`` (n_envs, n_assets) the position ``q_cur`` moves toward
-    ``target * shares_per_w`` as :func:`round_lots` rounds it (toward zero where
+    ``target * shares_per_w`` rounded to whole lots (``_round_lot``: toward zero where
     ``forced``; ``None``: nowhere), elsewhere it stays; ``w`` is its weight
-    (:func:`lot_weights`). An *increasing* order (``|w| > |current|``, not forced) is
+    (``_lot_weight``). An *increasing* order (``|w| > |current|``, not forced) is
     then scaled so that gross and each sector's gross stay at or below ``gross`` and
     ``sector`` (``min(gross, net)`` for gross in a row whose current and target weights
     are all >= 0 or all <= 0): the name ends at most at ``|c| + lam (|target| - |c|)``,
