@@ -223,3 +223,22 @@ def test_bench_env_reports_compile_time_and_the_bare_env_ratio() -> None:
     growth = 1.0 + (0.01 - 0.02) / 3.0 - 1e-3 * 2.0 / 3.0
     assert reward[0] == pytest.approx(np.log(growth), rel=1e-12)
     assert obs.shape == (1, 5) and np.allclose(obs[0, 3:], 1.0 / 3.0)
+
+
+def test_cost_terms_of_a_batch_are_those_of_its_full_arrays() -> None:
+    """The batched (2-D) call reads per-portfolio and per-symbol inputs as views; it gives
+    the bits of the same call on full, copied arrays and of the general (3-D) path."""
+    rng = np.random.default_rng(11)
+    trade = rng.normal(0.0, 0.02, (3, 4))
+    equity = np.array([[1e6], [2e6], [5e5]])
+    adv = rng.uniform(1e6, 1e8, 4)
+    vol = np.array([[0.02]])
+    spread = rng.uniform(1.0, 9.0, (3, 4))
+    args = (trade, equity, adv, vol, spread)
+    got = compiled.cost_terms(*args, 1.5, 2.0, 0.1)
+    full = [np.broadcast_to(x, trade.shape).copy() for x in args]
+    stacked = compiled.cost_terms(*(x[None] for x in full), 1.5, 2.0, 0.1)
+    for kind in range(2):
+        assert got[kind].shape == (3, 4)
+        assert np.array_equal(got[kind], compiled.cost_terms(*full, 1.5, 2.0, 0.1)[kind])
+        assert np.array_equal(got[kind], stacked[kind][0])

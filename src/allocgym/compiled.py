@@ -342,12 +342,15 @@ def cost_terms(
     NaN participation gives NaN).
     """
     _ready()
-    shape = np.broadcast_shapes(trade.shape, equity.shape, adv.shape, vol.shape, spread.shape)
+    parts = (trade, equity, adv, vol, spread)
+    shape = np.broadcast_shapes(*(x.shape for x in parts))
+    scalars = (float(spread_mult), float(commission_bps) / 1e4, float(impact_k))
+    if len(shape) == 2:  # the gates' and the fill's call: views only, nothing reshaped
+        args = [x if x.shape == shape else np.broadcast_to(x, shape) for x in parts]
+        return _cost_terms(*args, *scalars)
     flat = (math.prod(shape[:-1]), shape[-1]) if shape else (1, 1)
-    args = [np.broadcast_to(x, shape).reshape(flat) for x in (trade, equity, adv, vol, spread)]
-    linear, impact = _cost_terms(
-        *args, float(spread_mult), float(commission_bps) / 1e4, float(impact_k)
-    )
+    args = [np.broadcast_to(x, shape).reshape(flat) for x in parts]
+    linear, impact = _cost_terms(*args, *scalars)
     return linear.reshape(shape), impact.reshape(shape)
 
 
