@@ -528,6 +528,21 @@ def test_exposure_refs_by_hand() -> None:
     assert out[4].tolist() == [0.375, 0.375] and out[8].tolist() == [0.75 + 1e-12] * 2
 
 
+def test_a_nan_limit_or_weight_gives_nan_references_as_numpy_would() -> None:
+    """A NaN gross limit (a notional cap over a NaN equity) or a NaN current weight makes
+    the reference NaN, as ``np.maximum`` / ``np.minimum`` did: the book then fails its
+    checks instead of passing against the other operand (Python's max/min would keep it)."""
+    a = np.array([[0.5, -0.25]])
+    c = np.array([[0.25, np.nan]])
+    ids = np.array([0, -1], dtype=np.int64)
+    out = compiled.exposure_refs(
+        a, c, np.array([False]), None, None, ids, 1, (np.array([np.nan]), 1.0, 1.0, 1.0), 0.0
+    )
+    assert np.isnan(out[2][0])  # gross: max(0.75, NaN)
+    assert np.isnan(out[0][0, 1]) and np.isnan(out[1][0, 1])  # lo/hi of (-0.25, NaN)
+    assert out[0][0, 0] == 0.25 and out[1][0, 0] == 0.5
+
+
 @pytest.mark.parametrize("n_assets", [1, 20, 130])
 @pytest.mark.parametrize("bounded", [False, True])
 def test_exposure_refs_are_the_reference_bit_for_bit(n_assets: int, bounded: bool) -> None:

@@ -478,6 +478,19 @@ def _sector_sums(x, ids, out):  # pragma: no cover
             out[ids[a]] += x[a]
 
 
+@njit(cache=True, inline="always")
+def _maximum(x, y):  # pragma: no cover
+    """``np.maximum`` of two floats, its operation exactly: NaN when either is (Python's
+    ``max`` keeps the first argument against a NaN second)."""
+    return x if (x >= y or x != x) else y
+
+
+@njit(cache=True, inline="always")
+def _minimum(x, y):  # pragma: no cover
+    """``np.minimum`` of two floats, its operation exactly: NaN when either is."""
+    return x if (x <= y or x != x) else y
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _room_ratio(room, need, over):  # pragma: no cover
     """``room / need`` clipped to [0, 1] where ``over`` and ``need > 0``, else 1."""
@@ -587,7 +600,7 @@ def _round_and_check(
                 over = need_s[s] > room
                 lam_s[s] = _room_ratio(room, need_s[s], over)
                 over_any |= over
-            tight_ref = min(gross[b], net[b])
+            tight_ref = _minimum(gross[b], net[b])
             if over_any or need_g > tight_ref - base_g:
                 # all long (or all short): |net| is the gross, its reference caps it too
                 long_only = short_only = True
@@ -600,7 +613,7 @@ def _round_and_check(
                 for a in range(n_assets):
                     if not inc[a]:
                         continue
-                    lam = lam_g if ids[a] < 0 else min(lam_g, lam_s[ids[a]])
+                    lam = lam_g if ids[a] < 0 else _minimum(lam_g, lam_s[ids[a]])
                     if lam < 1.0:
                         # scaled down and rounded again (toward the current position)
                         scaled[b, a] = True
@@ -633,29 +646,29 @@ def _exposure_refs(
     _exposure_rows(approved, betas, has_beta, ids, gross, sector, net, beta)
     if bounded:
         for b in range(n_envs):
-            gross[b] = max(gross[b], gross_limit[b])
-            net[b] = max(net[b], net_cap)
-            beta[b] = max(beta[b], beta_cap)
+            gross[b] = _maximum(gross[b], gross_limit[b])
+            net[b] = _maximum(net[b], net_cap)
+            beta[b] = _maximum(beta[b], beta_cap)
             for s in range(n_sectors):
-                sector[b, s] = max(sector[b, s], sector_cap)
+                sector[b, s] = _maximum(sector[b, s], sector_cap)
     elif not forced.all():  # the current book's exposures count where not forced
         own_g, own_n, own_b = np.empty(n_envs), np.empty(n_envs), np.empty(n_envs)
         own_s = np.empty((n_envs, n_sectors))
         _exposure_rows(current, betas, has_beta, ids, own_g, own_s, own_n, own_b)
         for b in range(n_envs):
             if not forced[b]:
-                gross[b] = max(gross[b], own_g[b])
-                net[b] = max(net[b], own_n[b])
-                beta[b] = max(beta[b], own_b[b])
+                gross[b] = _maximum(gross[b], own_g[b])
+                net[b] = _maximum(net[b], own_n[b])
+                beta[b] = _maximum(beta[b], own_b[b])
                 for s in range(n_sectors):
-                    sector[b, s] = max(sector[b, s], own_s[b, s])
+                    sector[b, s] = _maximum(sector[b, s], own_s[b, s])
     for b in range(n_envs):
         for a in range(n_assets):
             w, other = approved[b, a], current[b, a]
             if has_forced_names and forced_names[b, a]:
                 other = 0.0
-            lo[b, a] = min(w, other) - tol
-            hi[b, a] = max(w, other) + tol
+            lo[b, a] = _minimum(w, other) - tol
+            hi[b, a] = _maximum(w, other) + tol
     return lo, hi, gross, sector, net, gross + tol, sector + tol, net + tol, beta + tol
 
 
