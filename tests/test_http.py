@@ -609,8 +609,9 @@ def test_one_server_against_two_spreads_the_clients_and_the_counts_add_up(
     assert row["served_per_s_1"] == row["served_1"] / row["wall_s_1"]
     assert row["served_per_s_k"] == row["served_k"] / row["wall_s_k"]
     assert row["served_k/1"] == row["served_per_s_k"] / row["served_per_s_1"]
-    assert row["ratio_min"] <= row["served_k/1"] <= row["ratio_max"]
-    assert row["served_k/1"] > 1.2
+    # the whole-run ratio weights the rounds by their wall times: near, not inside, their range
+    assert 0.95 * row["ratio_min"] <= row["served_k/1"] <= 1.05 * row["ratio_max"]
+    assert row["served_k/1"] > 1.1  # two 10 ms sleeps side by side: about 2 (1.9-2.1 seen)
     assert 0 < row["p99_ms_1"] and 0 < row["p99_ms_k"]
     assert 0 < row["loadgen_cpu/wall"] <= 1
 
@@ -665,3 +666,24 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     assert min(by_server) > 0 and sum(by_server) == workers["served_k"]
     assert workers["served_1"] > 0 and workers["wall_s_1"] >= 20 and workers["wall_s_k"] >= 20
     assert workers["served_k/1"] == workers["served_per_s_k"] / workers["served_per_s_1"]
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_decide_behind_a_root_path_is_admitted(policy: FrozenPolicy) -> None:
+    """Served under a root path (a proxy prefix: the server puts it in front of every
+    path), ``/api/v1/decide`` still passes the admission front and is decided."""
+    from starlette.testclient import TestClient
+
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy),
+        clock=fixed_clock(bar_clock(sp500(), T0)),
+    )  # fmt: skip
+    app = create_app(DecisionService(alloc))
+    with TestClient(app, root_path="/api") as c:
+        r = c.post(
+            "/api/v1/decide",
+            content=body(alloc.history, "root-1"),
+            headers={"content-type": "application/json"},
+        )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "ok"

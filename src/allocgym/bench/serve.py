@@ -753,6 +753,11 @@ def run(
     (``overload_clients`` 0: none) and ``burst`` (``burst_connections`` 0: none)."""
     if workers < 1:
         raise ValueError(f"workers={workers}: use 1 (one server) or more")
+    if workers > 1 and concurrency < workers:  # refused now, not after the other rows ran
+        raise ValueError(
+            f"workers={workers} needs concurrency >= {workers} (got {concurrency}): one "
+            "client connection per server at least"
+        )
     from allocgym.data import synthetic
 
     rows: list[dict[str, Any]] = []

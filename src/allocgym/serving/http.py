@@ -579,6 +579,16 @@ class _Admission:
         return res, start, done
 
 
+_DECIDE = "/v1/decide"
+
+
+def _route_path(scope: Mapping[str, Any]) -> str:
+    """The path the router matches: ``scope["path"]`` without a leading ``root_path``
+    (a server started with a root path includes it in the path)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 _TICKET = "allocgym.admission"
 """Scope key of an admitted decide request's ticket: ``arrived`` (perf counter) and
 ``queued`` (whether it reached the worker)."""
@@ -599,7 +609,7 @@ class _AdmissionFront:
         self.decide_token = decide_token
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/decide" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != _DECIDE:
             await self.app(scope, receive, send)
             return
         arrived = time.perf_counter()
@@ -727,13 +737,18 @@ def _add_decide_route(
     admission = _Admission(service)
     app.add_middleware(_AdmissionFront, admission=admission, decide_token=decide_token)
 
-    @app.post("/v1/decide", operation_id="decide", **_decide_openapi(decide_token))
+    @app.post(_DECIDE, operation_id="decide", **_decide_openapi(decide_token))
     async def decide(request: Request) -> Response:
         """Decide one allocation request: an account request on the held market state
         (``AccountRequest``, names the bar) or a stateless one carrying the history
         (``DecisionRequest``, for replay and audit)."""
         # Token, shedding and the in-flight count were done by ``_AdmissionFront``.
-        ticket = request.scope[_TICKET]
+        ticket = request.scope.get(_TICKET)
+        if ticket is None:
+            raise RuntimeError(
+                f"{_DECIDE} was routed without passing _AdmissionFront (is the app mounted "
+                "under another path?): serve the app create_app returns as it is"
+            )
         arrived = ticket["arrived"]
         body = await read_body(request, MAX_BODY_BYTES)
         if isinstance(body, JSONResponse):
