@@ -736,8 +736,8 @@ def _check_args(
     beta_tol: np.ndarray | None,
     sector_ids: np.ndarray,
 ) -> tuple[Any, ...]:
-    """The check arguments of the kernels (placeholders and ``has_beta`` False without
-    betas)."""
+    """The check arguments of the kernels (unused stand-in arrays and ``has_beta`` False
+    without betas)."""
     if betas is None or beta_tol is None:
         return lo, hi, gross_tol, sector_tol, net_tol, _NO_BETAS, _NO_BETA_TOL, False, sector_ids
     return lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, True, sector_ids
