@@ -132,7 +132,7 @@ def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
             trade, np.ones(1), np.full(1, 1e7), np.full(1, 0.01), np.ones(1), 1.0, 1.0, 0.1
         )
         compiled.snap_whole_lots(trade, np.ones(trade.shape[1]), False)
-    for kernel, _ in compiled._KERNELS:
+    for kernel, _ in compiled.KERNELS:
         assert len(kernel.signatures) == 1, kernel
 
 

@@ -36,7 +36,7 @@ class Mutant:
 
 
 COSTS = "src/allocgym/costs.py"
-KERNELS = "src/allocgym/compiled.py"
+KERNELS = "src/allocgym/compiled/cost.py"
 MEASURES = "src/allocgym/measures.py"
 BUNDLE = "src/allocgym/serving/bundle.py"
 COST_TESTS = "tests/test_costs.py::"

@@ -1,0 +1,44 @@
+"""Compiled (numba) kernels of the step: the ex-ante CVaR, the cost model (per symbol,
+and summed per portfolio at the fill), execution's drift masks, lot rounding and exposure
+checks, and the reason-bit counts.
+
+Each kernel is the only implementation of its computation; the numpy modules call it
+through a thin wrapper that converts the inputs. Every kernel is compiled for one
+signature of read-only, any-layout arrays (a C-contiguous, a strided and a broadcast
+input all use it), so the set of machine code is fixed and :func:`warm_up` compiles all
+of it. Compiled code is cached on disk beside this module (``cache=True``): later
+processes load it instead of compiling it (``allocgym bench env`` reports the seconds).
+
+Elementwise kernels use the same float operations in the same order as the numpy
+formulas they replaced, row sums (the fill cost, execution's drift and exposures) follow
+numpy's pairwise order and sector sums ``np.bincount``'s, so their results are
+bit-identical; the CVaR kernel sums in a fixed sequential order (documented on
+:func:`scenario_cvar`).
+"""
+
+from allocgym.compiled._base import KERNELS, compile_seconds, warm_up
+from allocgym.compiled.bits import count_bits
+from allocgym.compiled.cost import cost_terms, fill_cost
+from allocgym.compiled.cvar import scenario_cvar
+from allocgym.compiled.execution import (
+    check_books,
+    drift_masks,
+    exposure_refs,
+    round_and_check,
+    snap_whole_lots,
+)
+
+__all__ = [
+    "KERNELS",
+    "check_books",
+    "compile_seconds",
+    "cost_terms",
+    "count_bits",
+    "drift_masks",
+    "exposure_refs",
+    "fill_cost",
+    "round_and_check",
+    "scenario_cvar",
+    "snap_whole_lots",
+    "warm_up",
+]

@@ -1,0 +1,461 @@
+"""Execution: lot rounding, drift masks, the exposure references of rounded books and
+their limit checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+
+from allocgym.compiled._base import (
+    B1,
+    B2,
+    F1,
+    F2,
+    I1,
+    L2,
+    kernel,
+    maximum,
+    minimum,
+    pairwise_sum,
+    ready,
+    sector_sums,
+)
+
+_SNAP = 1e-13
+"""Relative distance to a whole number of lots below which a quantity is that number."""
+
+
+@kernel(F2, F1, types.boolean)
+def _snap_lots(q, lot, unit):  # pragma: no cover
+    out = np.empty(q.shape)
+    for r in range(q.shape[0]):
+        for c in range(q.shape[1]):
+            x = q[r, c]
+            lots = _in_lots(x, lot[c], unit)
+            if lots == np.rint(lots):
+                out[r, c] = lots if unit else lots * lot[c]
+            else:
+                out[r, c] = x
+    return out
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _in_lots(x, lot, unit):  # pragma: no cover
+    """Quantity in lots, snapped to the nearest whole number when within float dust."""
+    r = x if unit else x / lot
+    near = np.rint(r)
+    if abs(r - near) <= max(abs(r), 1.0) * _SNAP:
+        return near
+    return r
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _round_lot(cur, tgt, lot, forced, unit):  # pragma: no cover
+    """Final position of one order from ``cur`` toward ``tgt``: unless ``forced``, the
+    current position plus the order truncated to whole lots (an order never exceeds the
+    approved one; a zero target closes exactly); where ``forced`` (a reduce-only trade),
+    the lattice point ``cur + k lot`` in ``[0, tgt]`` closest to ``tgt``, or 0 when there
+    is none. ``unit``: every lot is 1 (no division)."""
+    if forced:
+        # toward zero: the lattice point cur + k lot in [0, tgt] closest to tgt
+        s = np.sign(tgt)
+        x = s * cur
+        k = np.floor(_in_lots(abs(tgt) - x, lot, unit))
+        v = x + (k if unit else k * lot)
+        return 0.0 if (s == 0.0 or v < 0.0) else s * v
+    # toward the current position: the order truncated to whole lots
+    k = np.trunc(_in_lots(tgt - cur, lot, unit))
+    return 0.0 if tgt == 0.0 else cur + (k if unit else k * lot)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _lot_weight(q, q_cur, current, shares_per_w, change):  # pragma: no cover
+    """Weight of one final position: ``q / shares_per_w`` where the name trades
+    (``change`` and a new quantity; exactly 0 when closed), the current weight elsewhere."""
+    if change and q != q_cur:
+        return 0.0 if q == 0.0 else q / shares_per_w
+    return current
+
+
+_NO_FORCED = np.zeros((1, 1), dtype=bool)
+
+
+def snap_whole_lots(q: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
+    """``q`` (n_envs, n_assets) with entries within float dust of a whole number of lots
+    (``lot``, (n_assets,)) set to it exactly; the others unchanged, bit for bit."""
+    ready()
+    return _snap_lots(q, lot, bool(unit))
+
+
+# --------------------------------------------------------------------- execution
+
+
+@kernel(F2, F2, B2, types.boolean, F1, types.float64, L2, I1)
+def _drift_masks(
+    approved, current, price_ok, every_ok, bands, l1_threshold, sym, port
+):  # pragma: no cover
+    n_envs, n_assets = approved.shape
+    moving = np.empty((n_envs, n_assets), dtype=np.bool_)
+    name_drift = np.empty((n_envs, n_assets), dtype=np.bool_)
+    l1 = np.empty(n_envs, dtype=np.bool_)
+    row_bits = np.empty(n_envs, dtype=np.int64)
+    abs_d = np.empty(n_assets)
+    for b in range(n_envs):
+        bits = port[b]
+        for a in range(n_assets):
+            d = approved[b, a] - current[b, a] if every_ok or price_ok[b, a] else 0.0
+            moving[b, a] = d != 0.0
+            abs_d[a] = abs(d)
+            name_drift[b, a] = abs_d[a] > bands[a]
+            bits |= sym[b, a]
+        l1[b] = 0.0 + pairwise_sum(abs_d, 0, n_assets) > l1_threshold
+        row_bits[b] = bits
+    return moving, name_drift, l1, row_bits
+
+
+def drift_masks(
+    approved: np.ndarray,
+    current: np.ndarray,
+    price_ok: np.ndarray,
+    every_ok: bool,
+    bands: np.ndarray,
+    l1_threshold: float,
+    sym: np.ndarray,
+    port: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Drift of ``approved`` from ``current`` (n_envs, n_assets; 0 where not ``price_ok``,
+    unread when ``every_ok``): (moving, name_drift, l1, row_bits).
+
+    ``moving``: a non-zero drift; ``name_drift``: ``|drift| > bands`` (n_assets,);
+    ``l1`` (n_envs,): ``sum |drift| > l1_threshold``, summed as numpy sums a row;
+    ``row_bits`` (n_envs,) int64: the OR of each row of ``sym`` and of ``port``.
+    """
+    ready()
+    return _drift_masks(
+        approved, current, price_ok, bool(every_ok), bands, float(l1_threshold), sym, port
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _room_ratio(room, need, over):  # pragma: no cover
+    """``room / need`` clipped to [0, 1] where ``over`` and ``need > 0``, else 1."""
+    if not (over and need > 0.0):
+        return 1.0
+    x = room / need
+    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
+
+
+@njit(cache=True, error_model="numpy")
+def _passes_rows(
+    w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids, ok
+):  # pragma: no cover
+    """``ok[b]``: row ``b`` of ``w`` passes the checks of :func:`check_books`. One call
+    for all rows: a call per row would pay its array arguments' reference counts."""
+    n_envs, n_assets = w.shape
+    buf = np.empty(n_assets)
+    sums = np.empty(sector_tol.shape[1])
+    for b in range(n_envs):
+        ok[b] = False
+        for a in range(n_assets):
+            if not (w[b, a] >= lo[b, a] and w[b, a] <= hi[b, a]):
+                break
+        else:
+            for a in range(n_assets):
+                buf[a] = abs(w[b, a])
+            if not (0.0 + pairwise_sum(buf, 0, n_assets) <= gross_tol[b]):
+                continue
+            sector_sums(buf, ids, sums)
+            sectors_ok = True
+            for k in range(sums.size):
+                sectors_ok &= sums[k] <= sector_tol[b, k]
+            if not sectors_ok:
+                continue
+            for a in range(n_assets):
+                buf[a] = w[b, a]
+            if not (abs(0.0 + pairwise_sum(buf, 0, n_assets)) <= net_tol[b]):
+                continue
+            if has_beta:
+                for a in range(n_assets):
+                    buf[a] = betas[b, a] * w[b, a]
+                if not (abs(0.0 + pairwise_sum(buf, 0, n_assets)) <= beta_tol[b]):
+                    continue
+            ok[b] = True
+
+
+_CHECKS = (F2, F2, F1, F2, F1, F2, F1, types.boolean, I1)
+"""Signature of the check arguments: lo, hi, gross_tol, sector_tol, net_tol, betas,
+beta_tol, has_beta, sector ids."""
+
+
+@kernel(F2, *_CHECKS)
+def _check_books(
+    w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids
+):  # pragma: no cover
+    ok = np.empty(w.shape[0], dtype=np.bool_)
+    _passes_rows(w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids, ok)
+    return ok
+
+
+@kernel(F2, F2, B2, types.boolean, B2, F2, F2, F1, types.boolean, F1, F2, F1, *_CHECKS)
+def _round_and_check(
+    target, current, forced, has_forced, change, q_cur, shares_per_w, lot, unit,
+    gross, sector, net, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids,
+):  # fmt: skip  # pragma: no cover
+    n_envs, n_assets = target.shape
+    n_sectors = sector.shape[1]
+    q = np.empty((n_envs, n_assets))
+    w = np.empty((n_envs, n_assets))
+    scaled = np.zeros((n_envs, n_assets), dtype=np.bool_)
+    ok = np.empty(n_envs, dtype=np.bool_)
+    inc = np.empty(n_assets, dtype=np.bool_)
+    base = np.empty(n_assets)
+    need = np.empty(n_assets)
+    base_s = np.empty(n_sectors)
+    need_s = np.empty(n_sectors)
+    lam_s = np.empty(n_sectors)
+    for b in range(n_envs):
+        any_inc = False
+        for a in range(n_assets):
+            cur, c, trades = q_cur[b, a], current[b, a], change[b, a]
+            fz = has_forced and forced[b, a]
+            qa = cur
+            if trades:
+                qa = _round_lot(cur, target[b, a] * shares_per_w[b, a], lot[a], fz, unit)
+            wa = _lot_weight(qa, cur, c, shares_per_w[b, a], trades)
+            q[b, a], w[b, a] = qa, wa
+            # an exposure-increasing order (a forced name only ever shrinks)
+            inc[a] = trades and abs(wa) > abs(c) and not fz
+            any_inc |= inc[a]
+        if any_inc:
+            # The room left under gross and each sector's gross, and the need of the
+            # increasing orders (|c| -> |target|); the others count at |w|.
+            for a in range(n_assets):
+                abs_c = abs(current[b, a])
+                if inc[a]:
+                    base[a], need[a] = abs_c, abs(target[b, a]) - abs_c
+                else:
+                    base[a], need[a] = abs(w[b, a]), 0.0
+            base_g = 0.0 + pairwise_sum(base, 0, n_assets)
+            need_g = 0.0 + pairwise_sum(need, 0, n_assets)
+            sector_sums(base, ids, base_s)
+            sector_sums(need, ids, need_s)
+            over_any = False
+            for s in range(n_sectors):
+                room = sector[b, s] - base_s[s]
+                over = need_s[s] > room
+                lam_s[s] = _room_ratio(room, need_s[s], over)
+                over_any |= over
+            tight_ref = minimum(gross[b], net[b])
+            if over_any or need_g > tight_ref - base_g:
+                # all long (or all short): |net| is the gross, its reference caps it too
+                long_only = short_only = True
+                for a in range(n_assets):
+                    c, t = current[b, a], target[b, a]
+                    long_only &= c >= 0.0 and t >= 0.0
+                    short_only &= c <= 0.0 and t <= 0.0
+                room_g = (tight_ref if long_only or short_only else gross[b]) - base_g
+                lam_g = _room_ratio(room_g, need_g, need_g > room_g)
+                for a in range(n_assets):
+                    if not inc[a]:
+                        continue
+                    lam = lam_g if ids[a] < 0 else minimum(lam_g, lam_s[ids[a]])
+                    if lam < 1.0:
+                        # scaled down and rounded again (toward the current position)
+                        scaled[b, a] = True
+                        cur, c, spw = q_cur[b, a], current[b, a], shares_per_w[b, a]
+                        q_tgt = (c + lam * (target[b, a] - c)) * spw
+                        qa = _round_lot(cur, q_tgt, lot[a], False, unit)
+                        q[b, a] = qa
+                        w[b, a] = _lot_weight(qa, cur, c, spw, True)
+    _passes_rows(w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids, ok)
+    return q, w, scaled, ok
+
+
+_NO_BETAS = np.zeros((1, 1))
+_NO_BETA_TOL = np.zeros(1)
+
+
+@kernel(
+    F2, F2, B1, B2, types.boolean, F2, types.boolean, I1, types.int64, types.boolean,
+    F1, types.float64, types.float64, types.float64, types.float64,
+)  # fmt: skip
+def _exposure_refs(
+    approved, current, forced, forced_names, has_forced_names, betas, has_beta, ids,
+    n_sectors, bounded, gross_limit, sector_cap, net_cap, beta_cap, tol,
+):  # fmt: skip  # pragma: no cover
+    n_envs, n_assets = approved.shape
+    lo = np.empty((n_envs, n_assets))
+    hi = np.empty((n_envs, n_assets))
+    gross, net, beta = np.empty(n_envs), np.empty(n_envs), np.empty(n_envs)
+    sector = np.empty((n_envs, n_sectors))
+    _exposure_rows(approved, betas, has_beta, ids, gross, sector, net, beta)
+    if bounded:
+        for b in range(n_envs):
+            gross[b] = maximum(gross[b], gross_limit[b])
+            net[b] = maximum(net[b], net_cap)
+            beta[b] = maximum(beta[b], beta_cap)
+            for s in range(n_sectors):
+                sector[b, s] = maximum(sector[b, s], sector_cap)
+    elif not forced.all():  # the current book's exposures count where not forced
+        own_g, own_n, own_b = np.empty(n_envs), np.empty(n_envs), np.empty(n_envs)
+        own_s = np.empty((n_envs, n_sectors))
+        _exposure_rows(current, betas, has_beta, ids, own_g, own_s, own_n, own_b)
+        for b in range(n_envs):
+            if not forced[b]:
+                gross[b] = maximum(gross[b], own_g[b])
+                net[b] = maximum(net[b], own_n[b])
+                beta[b] = maximum(beta[b], own_b[b])
+                for s in range(n_sectors):
+                    sector[b, s] = maximum(sector[b, s], own_s[b, s])
+    for b in range(n_envs):
+        for a in range(n_assets):
+            w, other = approved[b, a], current[b, a]
+            if has_forced_names and forced_names[b, a]:
+                other = 0.0
+            lo[b, a] = minimum(w, other) - tol
+            hi[b, a] = maximum(w, other) + tol
+    return lo, hi, gross, sector, net, gross + tol, sector + tol, net + tol, beta + tol
+
+
+@njit(cache=True, error_model="numpy")
+def _exposure_rows(w, betas, has_beta, ids, gross, sector, net, beta):  # pragma: no cover
+    """Per row of ``w``: gross, sector gross, ``|net|`` and ``|beta^T w|`` (0.0 without
+    betas) into the output arrays (all rows in one call, as :func:`_passes_rows`)."""
+    n_envs, n_assets = w.shape
+    buf = np.empty(n_assets)
+    for b in range(n_envs):
+        for a in range(n_assets):
+            buf[a] = abs(w[b, a])
+        gross[b] = 0.0 + pairwise_sum(buf, 0, n_assets)
+        sector_sums(buf, ids, sector[b])
+        for a in range(n_assets):
+            buf[a] = w[b, a]
+        net[b] = abs(0.0 + pairwise_sum(buf, 0, n_assets))
+        beta[b] = 0.0
+        if has_beta:
+            for a in range(n_assets):
+                buf[a] = betas[b, a] * w[b, a]
+            beta[b] = abs(0.0 + pairwise_sum(buf, 0, n_assets))
+
+
+def exposure_refs(
+    approved: np.ndarray,
+    current: np.ndarray,
+    forced: np.ndarray,
+    forced_names: np.ndarray | None,
+    betas: np.ndarray | None,
+    sector_ids: np.ndarray,
+    n_sectors: int,
+    limits: tuple[np.ndarray, float, float, float] | None,
+    tol: float,
+) -> tuple[np.ndarray, ...]:
+    """Exposure references of lot-rounded books (execution's ``_Refs``):
+    (lo, hi, gross, sector, net, gross_tol, sector_tol, net_tol, beta_tol).
+
+    ``lo``/``hi`` (n_envs, n_assets): the lower/higher of ``approved`` and ``current``
+    (0 for ``forced_names``), minus/plus ``tol``. Gross, sector gross (n_envs, n_sectors;
+    ``sector_ids`` as in :func:`check_books`), ``|net|`` and ``|beta^T w|`` (``None``
+    without ``betas``) of ``approved``, raised to ``limits`` = (gross limit (n_envs,),
+    sector cap, net cap, beta cap) when given, else to the current book's exposures
+    except in ``forced`` (n_envs,) rows. ``*_tol``: the same plus ``tol``.
+    """
+    ready()
+    bounded = limits is not None
+    gross_limit, sector_cap, net_cap, beta_cap = limits if bounded else (_NO_BETA_TOL, 0, 0, 0)
+    out = _exposure_refs(
+        approved, current, forced, _NO_FORCED if forced_names is None else forced_names,
+        forced_names is not None, _NO_BETAS if betas is None else betas, betas is not None,
+        sector_ids, int(n_sectors), bounded, gross_limit, float(sector_cap), float(net_cap),
+        float(beta_cap), float(tol),
+    )  # fmt: skip
+    return out if betas is not None else (*out[:-1], None)
+
+
+def _check_args(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    gross_tol: np.ndarray,
+    sector_tol: np.ndarray,
+    net_tol: np.ndarray,
+    betas: np.ndarray | None,
+    beta_tol: np.ndarray | None,
+    sector_ids: np.ndarray,
+) -> tuple[Any, ...]:
+    """The check arguments of the kernels (unused stand-in arrays and ``has_beta`` False
+    without betas)."""
+    if betas is None or beta_tol is None:
+        return lo, hi, gross_tol, sector_tol, net_tol, _NO_BETAS, _NO_BETA_TOL, False, sector_ids
+    return lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, True, sector_ids
+
+
+def check_books(
+    w: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    gross_tol: np.ndarray,
+    sector_tol: np.ndarray,
+    net_tol: np.ndarray,
+    betas: np.ndarray | None,
+    beta_tol: np.ndarray | None,
+    sector_ids: np.ndarray,
+) -> np.ndarray:
+    """(n_envs,) bool: each book ``w`` (n_envs, n_assets) stays inside its references.
+
+    ``lo <= w <= hi`` name by name (n_envs, n_assets); ``sum |w| <= gross_tol``,
+    ``|sum w| <= net_tol`` and, unless ``betas`` or ``beta_tol`` is ``None``,
+    ``|sum betas w| <= beta_tol`` (each (n_envs,)); the sum of ``|w|`` over the names of
+    each sector ``<= sector_tol`` (n_envs, n_sectors). ``sector_ids`` (n_assets,) int64
+    in ``[0, n_sectors)``, or negative for a name in no sector. Row sums are numpy's
+    (pairwise) sums of a C-ordered row and sector sums ``np.bincount``'s, bit for bit.
+    """
+    ready()
+    args = _check_args(lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, sector_ids)
+    return _check_books(w, *args)
+
+
+def round_and_check(
+    target: np.ndarray,
+    current: np.ndarray,
+    forced: np.ndarray | None,
+    change: np.ndarray,
+    q_cur: np.ndarray,
+    shares_per_w: np.ndarray,
+    lot: np.ndarray,
+    unit: bool,
+    gross: np.ndarray,
+    sector: np.ndarray,
+    net: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    gross_tol: np.ndarray,
+    sector_tol: np.ndarray,
+    net_tol: np.ndarray,
+    betas: np.ndarray | None,
+    beta_tol: np.ndarray | None,
+    sector_ids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lot-round the books ``target`` and check them: (q, w, scaled, ok).
+
+    Where ``change`` (n_envs, n_assets) the position ``q_cur`` moves toward
+    ``target * shares_per_w`` rounded to whole lots (``_round_lot``: toward zero where
+    ``forced``; ``None``: nowhere), elsewhere it stays; ``w`` is its weight
+    (``_lot_weight``). An *increasing* order (``|w| > |current|``, not forced) is
+    then scaled so that gross and each sector's gross stay at or below ``gross`` and
+    ``sector`` (``min(gross, net)`` for gross in a row whose current and target weights
+    are all >= 0 or all <= 0): the name ends at most at ``|c| + lam (|target| - |c|)``,
+    ``lam`` the smaller of the room/need ratios of gross and of its sector, each in
+    [0, 1] (1 where nothing is over), with the others at ``|w|``. A name with
+    ``lam < 1`` is ``scaled`` and rounded again from ``c + lam (target - c)``.
+    ``ok`` (n_envs,): :func:`check_books` of ``w`` with the remaining arguments.
+    ``gross``, ``net`` (n_envs,), ``sector`` (n_envs, n_sectors); the sums are numpy's
+    pairwise and bincount sums, bit for bit.
+    """
+    ready()
+    has_forced = forced is not None
+    args = _check_args(lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, sector_ids)
+    return _round_and_check(
+        target, current, forced if has_forced else _NO_FORCED, has_forced, change, q_cur,
+        shares_per_w, lot, bool(unit), gross, sector, net, *args,
+    )  # fmt: skip
