@@ -3,8 +3,9 @@
 ``EnvParams`` holds everything that does not change during a run: the market, the
 precomputed per-bar arrays (features, regime, volatility, ADV, betas, strategy intents)
 and the gate / execution / cost objects. ``EnvState`` holds the books of ``n_envs``
-portfolios. ``reset`` and ``step`` advance all of them with one set of numpy calls; there
-is no Python loop over portfolios or assets.
+portfolios. ``reset`` and ``step`` advance all of them with one set of calls (numpy, and
+the compiled kernels of ``allocgym.compiled`` for the fill, marking and scoring); there is
+no Python loop over portfolios or assets.
 
 One step, for every portfolio at its own decision bar ``t``:
 
@@ -44,8 +45,9 @@ import numpy as np
 
 from allocgym import compiled, measures
 from allocgym.actions import ActionSpec
+from allocgym.compiled import step as compiled_step
 from allocgym.config import AllocgymConfig
-from allocgym.costs import CostModel, fill_cost
+from allocgym.costs import CostModel
 from allocgym.data import MarketData, Split, walk_forward_splits
 from allocgym.errors import ConfigError, DataError
 from allocgym.execution import (
@@ -506,8 +508,7 @@ _SHARED = ("returns", "realized")
 
 _TOTALS = ("cost", "turnover", "gross", "net", "intervention", "log_growth", "reward")
 
-_REGIME_CODES = np.arange(len(REGIME_LABELS))
-"""Columns of ``EnvState.regime_totals``: a step adds ``regime[:, None] == _REGIME_CODES``."""
+_NET_RETURN = compiled_step.BOOK_ROWS.index("net_return")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -1020,113 +1021,64 @@ def scenario_returns(params: EnvParams, t: np.ndarray, weights: np.ndarray) -> n
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class _Fill:
-    """The book after the orders fill at ``p_{t+1}`` (and delisted positions become cash)."""
-
-    p1: np.ndarray  # (n_envs, n_assets) marks at t + 1
-    delta_qty: np.ndarray  # shares traded (0 for insolvent portfolios)
-    trade_weights: np.ndarray  # traded notional over pre-trade equity
-    cost_frac: np.ndarray  # fill cost as a fraction of pre-trade equity
-    shares: np.ndarray
-    cash: np.ndarray
-
-
-def _fill(params: EnvParams, state: EnvState, ex: ExecutionResult, t1: np.ndarray) -> _Fill:
-    """Fill the lot-rounded orders at ``p_{t+1}``, costed with the fill bar's ADV,
-    volatility and spread; a portfolio worth nothing before the trade trades nothing."""
-    feats = params.features
-    p1 = _at(params.prices, t1)
-    value_pre = state.cash + (state.shares * p1).sum(axis=1)
-    solvent = value_pre > 0.0
-    if solvent.all():  # the usual case: nothing to mask
-        dq, eq_pre = ex.delta_qty, value_pre
-    else:
-        dq = np.where(solvent[:, None], ex.delta_qty, 0.0)
-        eq_pre = np.where(solvent, value_pre, 1.0)
-    notional = dq * p1
-    trade_w = notional / eq_pre[:, None]
-    cost_frac = fill_cost(
-        trade_w, eq_pre, feats.adv_notional, feats.volatility, params.spread_bps, t1,
-        params.cost_model,
-    )  # fmt: skip
-    shares = state.shares + dq
-    cash = state.cash - notional.sum(axis=1) - cost_frac * eq_pre
-    if params.delisted is not None:
-        # A symbol without prices from t + 1 on: its position becomes cash at the last price.
-        gone = _at(params.delisted, t1) & (shares != 0.0)
-        if gone.any():
-            cash = cash + np.where(gone, shares * p1, 0.0).sum(axis=1)
-            shares = np.where(gone, 0.0, shares)
-    return _Fill(p1, dq, trade_w, cost_frac, shares, cash)
-
-
 def _penalised_reward(
     params: EnvParams,
     state: EnvState,
-    rows: np.ndarray,
-    approved: np.ndarray,
-    net_ret: np.ndarray,
-    terms: dict[str, np.ndarray],
-) -> dict[str, np.ndarray]:
-    """The reward: log growth less the CVaR, intervention, turnover and drawdown penalties.
+    t1: np.ndarray,
+    book: np.ndarray,
+    cvar: np.ndarray,
+    log_growth: np.ndarray,
+    counts: np.ndarray,
+    regime: np.ndarray,
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """The reward: log growth less the CVaR, intervention, turnover and drawdown penalties;
+    with it the episode's sums and end (:func:`allocgym.compiled.step.score`).
 
-    ``rows`` is ``arange(n_envs)``; ``terms`` holds ``log_growth``, ``intervention``,
-    ``turnover`` and ``drawdown``; the step's net return goes into the episode's return
-    buffer (and the realized-CVaR window) in place. Returns ``cvar``, the four penalties
-    and ``reward``.
+    ``book`` is :func:`~allocgym.compiled.step.fill_and_mark`'s, ``cvar`` its ex-ante
+    CVaR row; the step's net return goes into the episode's return buffer (and the
+    realized-CVaR window) in place. Returns ``cvar``, the four penalties and ``reward``;
+    the ``totals``, ``reason_totals`` and ``regime_totals`` after the step; ``steps + 1``;
+    the ``END_ROWS`` flags.
     """
     env = params.cfg.env
-    steps = state.steps
-    state.returns[rows, steps] = net_ret
-    if env.cvar_mode == "ex_ante":
-        # scenarios: returns of the last cvar_window bars up to t, applied to the approved book
-        first = state.t - (env.cvar_window - 1)
-        cvar = compiled.scenario_cvar(
-            params.returns, first, approved, env.cvar_window, env.cvar_alpha
-        )
-    else:
-        state.realized[rows, steps % env.cvar_window] = net_ret
-        cvar = measures.cvar(state.realized, env.cvar_alpha)
-    cvar = np.asarray(cvar, dtype=np.float64).reshape(rows.shape)
-    out = {
-        "cvar": cvar,
-        "cvar_penalty": env.cvar_weight * cvar,
-        "intervention_penalty": env.intervention_weight * terms["intervention"],
-        "turnover_penalty": env.turnover_weight * terms["turnover"],
-        "drawdown_penalty": env.drawdown_weight * terms["drawdown"],
-    }
-    out["reward"] = (
-        terms["log_growth"]
-        - out["cvar_penalty"]
-        - out["intervention_penalty"]
-        - out["turnover_penalty"]
-        - out["drawdown_penalty"]
-    )
-    return out
+    if env.cvar_mode == "realized":
+        rows, net_ret = np.arange(state.n_envs), book[_NET_RETURN]
+        state.realized[rows, state.steps % env.cvar_window] = net_ret
+        cvar = np.asarray(measures.cvar(state.realized, env.cvar_alpha), dtype=np.float64)
+        cvar = cvar.reshape(rows.shape)
+    penalty_weights = (
+        env.cvar_weight, env.intervention_weight, env.turnover_weight, env.drawdown_weight
+    )  # fmt: skip
+    scored, totals, steps1, ends = compiled_step.score(
+        book, log_growth, cvar, state.returns, state.kill, state.steps, t1,
+        (state.totals, state.reason_totals, state.regime_totals), counts, regime,
+        penalty_weights, env.episode_length, params.split.stop - 1, env.drawdown_kill,
+    )  # fmt: skip
+    out = dict(zip(compiled_step.SCORE_ROWS, scored, strict=True))
+    out["cvar"] = cvar
+    return out, totals, steps1, ends
 
 
 def _step_info(
     params: EnvParams,
     state: EnvState,
     dec: Decision,
-    fill: _Fill,
     book: dict[str, np.ndarray],
     scored: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """``StepResult.info`` (``INFO_KEYS``) from the decision, the fill, the marked ``book``
-    (with the ``regime`` at ``t``) and the ``scored`` reward terms."""
+    """``StepResult.info`` (``INFO_KEYS``) from the decision, the filled and marked
+    ``book`` (with the ``regime`` at ``t``) and the ``scored`` reward terms."""
     info: dict[str, np.ndarray] = {
         "t": state.t,
         "proposed": dec.proposed,
         "approved": dec.gate.approved,
         "target": dec.execution.target_weights,
         "weights": book["weights"],
-        "delta_qty": fill.delta_qty,
+        "delta_qty": book["delta_qty"],
         "symbol_reasons": dec.execution.reasons,
         "portfolio_reasons": dec.gate.portfolio_reasons,
         "reason_counts": book["reason_counts"],
-        "cost": fill.cost_frac,
+        "cost": book["cost"],
         "turnover": book["turnover"],
         "equity": book["equity"],
         "drawdown": book["drawdown"],
@@ -1155,63 +1107,35 @@ def _step_info(
 
 
 def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
-    """Fill the decision at ``t + 1``, mark the book, score the step and end episodes."""
+    """Fill the decision at ``t + 1``, mark the book, score the step and end episodes.
+
+    The fill, the mark and the reward terms run as compiled kernels
+    (``allocgym.compiled.step``); only the log of the growth stays with numpy (its SIMD
+    log rounds differently from the C library's).
+    """
     env = params.cfg.env
     feats = params.features
+    model = params.cost_model
     t, t1 = state.t, state.t + 1
     gate, ex = dec.gate, dec.execution
-    rows = np.arange(state.n_envs)
-
-    fill = _fill(params, state, ex, t1)
-    shares, cash = fill.shares, fill.cash
-    held = shares * fill.p1
-    equity = cash + held.sum(axis=1)
-    peak = np.maximum(state.peak, equity)
-    growth = equity / state.equity
-    net_ret = growth - 1.0
-    log_growth = np.log(np.maximum(growth, _MIN_GROWTH))
-    pos = equity > 0.0
-    drawdown = 1.0 - equity / peak
-    if pos.all():  # the usual case: nothing to mask
-        marked, cash_frac = equity, cash / equity
-    else:  # a book worth nothing has no weights, no cash fraction and is fully drawn down
-        marked = np.where(pos, equity, 1.0)
-        cash_frac = np.where(pos, cash / marked, 0.0)
-        drawdown = np.where(pos, drawdown, 1.0)
-    weights = held / marked[:, None]
-    turnover = np.abs(fill.trade_weights).sum(axis=1)
-
-    # ---- reward terms
-    approved = gate.approved
-    diff = np.abs(approved - dec.proposed).sum(axis=1)
-    finite = np.isfinite(diff)
-    intervention = diff if finite.all() else np.where(finite, diff, np.abs(approved).sum(axis=1))
-    terms = {
-        "log_growth": log_growth,
-        "intervention": intervention,
-        "turnover": turnover,
-        "drawdown": drawdown,
-    }
-    scored = _penalised_reward(params, state, rows, approved, net_ret, terms)
+    delta_qty, shares, weights, book = compiled_step.fill_and_mark(
+        params.prices, t1, state.shares, state.cash, ex.delta_qty,
+        feats.adv_notional, feats.volatility, params.spread_bps,
+        (model.spread_mult, model.commission_bps, model.impact_k), params.delisted,
+        state.equity, state.peak, gate.approved, dec.proposed, _MIN_GROWTH, params.returns,
+        (env.cvar_window, env.cvar_alpha) if env.cvar_mode == "ex_ante" else None,
+    )  # fmt: skip
+    (cost, cash, equity, peak, growth, _, drawdown, cash_frac, turnover, intervention,
+     gross, net, cvar) = book  # fmt: skip
+    log_growth = np.log(growth)
+    counts = reason_counts(ex.reasons)
+    regime = feats.regime[t]
+    scored, (totals, reason_totals, regime_totals), steps1, ends = _penalised_reward(
+        params, state, t1, book, cvar, log_growth, counts, regime
+    )
+    terminated, truncated, kill_next = ends
     reward = scored["reward"]
 
-    # ---- episode end
-    killed = state.kill
-    terminated = killed | ~pos
-    steps1 = state.steps + 1
-    truncated = ~terminated & ((steps1 >= env.episode_length) | (t1 >= params.split.stop - 1))
-    kill_next = drawdown >= env.drawdown_kill
-
-    reasons = ex.reasons
-    counts = reason_counts(reasons)
-    gross = np.abs(weights).sum(axis=1)
-    net = weights.sum(axis=1)
-    regime = feats.regime[t]
-    # the step's _TOTALS as columns (np.array + .T: a fraction of np.stack's overhead)
-    totals = (
-        state.totals
-        + np.array([fill.cost_frac, turnover, gross, net, intervention, log_growth, reward]).T
-    )
     new_state = EnvState(
         t=t1,
         start=state.start,
@@ -1226,8 +1150,8 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         returns=state.returns,
         realized=state.realized,
         totals=totals,
-        reason_totals=state.reason_totals + counts,
-        regime_totals=state.regime_totals + (regime[:, None] == _REGIME_CODES),
+        reason_totals=reason_totals,
+        regime_totals=regime_totals,
         held=dec.proposed
         if dec.due is None
         else np.where(dec.due[:, None], dec.proposed, state.held),
@@ -1244,8 +1168,10 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         net=net,
         exposures=book_exposures(params, t1, weights),
     )
-    book = {
+    marked = {
         "weights": weights,
+        "delta_qty": delta_qty,
+        "cost": cost,
         "equity": equity,
         "drawdown": drawdown,
         "gross": gross,
@@ -1256,7 +1182,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         "log_growth": log_growth,
         "reason_counts": counts,
     }
-    info = _step_info(params, state, dec, fill, book, scored)
+    info = _step_info(params, state, dec, marked, scored)
     return StepResult(new_state, obs, reward, terminated, truncated, info, dec)
 
 

@@ -12,7 +12,6 @@ import pytest
 from test_serving_support import untrained_bundle
 
 from allocgym import compiled, measures
-from allocgym.costs import CostModel, expected_cost, fill_cost
 
 RTOL = 1e-12
 
@@ -181,24 +180,6 @@ def test_first_served_decision_is_as_fast_as_the_rest(tmp_path: Path) -> None:
     first, rest = times[0], float(np.median(times[1:]))
     # loading the kernels alone takes hundreds of ms; a decision takes a few ms
     assert first <= 5.0 * rest + 0.05, (first, rest)
-
-
-@pytest.mark.parametrize("n_assets", [1, 7, 8, 20, 129, 500])
-def test_fill_cost_is_the_summed_expected_cost_bit_for_bit(n_assets: int) -> None:
-    rng = np.random.default_rng(n_assets)
-    n_bars, b = 40, 33
-    adv = rng.uniform(1e5, 1e9, (n_bars, n_assets))
-    adv[3, 0] = 0.0  # an illiquid bar: +inf impact for a nonzero trade
-    vol = rng.uniform(0.0, 0.05, (n_bars, n_assets))
-    spread = rng.uniform(0.0, 30.0, (n_bars, n_assets))
-    rows = rng.integers(0, n_bars, b)
-    rows[0] = 3
-    trade = rng.normal(0.0, 0.05, (b, n_assets)) * (rng.random((b, n_assets)) < 0.7)
-    equity = rng.uniform(1e5, 1e8, b)
-    model = CostModel(commission_bps=0.7, spread_mult=1.3, impact_k=0.2)
-    want = expected_cost(trade, equity, adv[rows], vol[rows], spread[rows], model).sum(axis=1)
-    got = fill_cost(trade, equity, adv, vol, spread, rows, model)
-    assert np.array_equal(got, want)
 
 
 def test_bench_env_reports_compile_time_and_the_bare_env_ratio() -> None:

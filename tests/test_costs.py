@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from allocgym.config import CostConfig
-from allocgym.costs import CostModel, cost_terms, expected_cost, fill_cost
+from allocgym.costs import CostModel, cost_terms, expected_cost
 from allocgym.errors import ConfigError
 
 # One symbol: trade 1 % of equity, equity 1e6, ADV 1e8 (participation 1e-4), sigma 2 %,
@@ -210,34 +210,3 @@ def test_non_numeric_parameter_is_refused_with_the_fix(bad: object) -> None:
         ConfigError, match=r"CostModel\.impact_k = .*must be a number; set costs\.impact_k"
     ):
         CostModel(impact_k=bad)  # type: ignore[arg-type]
-
-
-def test_fill_cost_prices_each_portfolio_at_its_own_bar_and_sums_the_symbols() -> None:
-    model = CostModel(commission_bps=1.0, spread_mult=1.0, impact_k=0.1)
-    # two bars of per-symbol tables; bar 1 is deeper, calmer and wider
-    adv = np.array([[1.0e8, 1.0e8], [4.0e8, 4.0e8]])
-    vol = np.array([[0.02, 0.02], [0.01, 0.01]])
-    spread = np.array([[10.0, 10.0], [20.0, 20.0]])
-    trade = np.array([[0.01, 0.0], [0.01, -0.02]])
-    equity = np.array([1.0e6, 1.0e6])
-    rows = np.array([0, 1])
-    out = fill_cost(trade, equity, adv, vol, spread, rows, model)
-    assert out.shape == (2,)
-    # portfolio 0 at bar 0 is the one-symbol case of the module constants
-    assert out[0] == pytest.approx(COMMISSION + HALF_SPREAD + IMPACT, rel=1e-12)
-
-    def by_hand(dw: float) -> float:  # one symbol at bar 1
-        return dw * (1.0 / 1e4 + 20.0 / 2e4 + 0.1 * 0.01 * math.sqrt(dw * 1e6 / 4e8))
-
-    assert out[1] == pytest.approx(by_hand(0.01) + by_hand(0.02), rel=1e-12)
-    gathered = expected_cost(trade, equity, adv[rows], vol[rows], spread[rows], model)
-    assert np.array_equal(out, gathered.sum(axis=1))
-    # the rows pick the bar: both portfolios at bar 1
-    assert fill_cost(trade, equity, adv, vol, spread, np.array([1, 1]), model)[0] == pytest.approx(
-        by_hand(0.01), rel=1e-12
-    )
-    # float32 tables and trades are priced in float64, like expected_cost
-    as32 = [x.astype(np.float32) for x in (trade, equity, adv, vol, spread)]
-    out32 = fill_cost(*as32, rows, model)
-    assert out32.dtype == np.float64
-    assert np.array_equal(out32, fill_cost(*(x.astype(np.float64) for x in as32), rows, model))

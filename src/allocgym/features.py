@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from allocgym.compiled.step import write_book
 from allocgym.config import FeatureConfig
 from allocgym.errors import ConfigError, DataError
 from allocgym.intents import STRATEGY_FAMILIES, IntentParams, strategy_intents
@@ -925,23 +926,17 @@ class FeatureBuilder:
         if w.shape != (k, n):
             raise DataError(f"weights have shape {w.shape}, features {(k, n)}: align them")
         n_feats = self.n_asset_features
-        asset_end = n * n_feats
-        # each asset block ends with its weight slot
-        out[:, n_feats - 1 : asset_end : n_feats] = _clip(w, -clip, clip)
-        step_globals = asset_end + _N_MARKET_GLOBALS
-        # gross, net, drawdown and cash clipped as one (k, 4) block (few calls at small k);
-        # gross >= 0, so its lower bound changes nothing
-        book = np.array(
-            [
-                np.abs(w).sum(axis=1) if gross is None else gross,
-                w.sum(axis=1) if net is None else net,
-                drawdown,
-                cash,
-            ],
-            dtype=np.float64,
-        ).T
-        bounds = np.array([[-clip, -clip, 0.0, -clip], [clip, clip, 1.0, clip]])
-        out[:, step_globals : step_globals + 4] = np.minimum(np.maximum(book, bounds[0]), bounds[1])
+        write_book(
+            out,
+            w,
+            np.abs(w).sum(axis=1) if gross is None else gross,
+            w.sum(axis=1) if net is None else net,
+            np.asarray(drawdown, dtype=np.float64),
+            np.asarray(cash, dtype=np.float64),
+            clip,
+            n_feats,
+            n * n_feats + _N_MARKET_GLOBALS,
+        )
         if self.n_exposures:
             if exposures is None:
                 raise DataError(

@@ -18,7 +18,7 @@ bit-identical; the CVaR kernel sums in a fixed sequential order (documented on
 
 from allocgym.compiled._base import KERNELS, compile_seconds, warm_up
 from allocgym.compiled.bits import count_bits
-from allocgym.compiled.cost import cost_terms, fill_cost
+from allocgym.compiled.cost import cost_terms
 from allocgym.compiled.cvar import scenario_cvar
 from allocgym.compiled.execution import (
     check_books,
@@ -27,6 +27,7 @@ from allocgym.compiled.execution import (
     round_and_check,
     snap_whole_lots,
 )
+from allocgym.compiled.step import fill_and_mark, score, write_book
 
 __all__ = [
     "KERNELS",
@@ -36,9 +37,11 @@ __all__ = [
     "count_bits",
     "drift_masks",
     "exposure_refs",
-    "fill_cost",
+    "fill_and_mark",
     "round_and_check",
     "scenario_cvar",
+    "score",
     "snap_whole_lots",
     "warm_up",
+    "write_book",
 ]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit, types
 
-from allocgym.compiled._base import F1, F2, I1, kernel, pairwise_sum, ready
+from allocgym.compiled._base import F2, kernel, ready
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -43,25 +43,6 @@ def _cost_terms(
     return linear, impact
 
 
-@kernel(F2, F1, F2, F2, F2, I1, types.float64, types.float64, types.float64)
-def _fill_cost(
-    trade, equity, adv, vol, spread, rows, spread_mult, commission, impact_k
-):  # pragma: no cover
-    n_envs, n_assets = trade.shape
-    out = np.empty(n_envs)
-    per_name = np.empty(n_assets)
-    for b in range(n_envs):
-        t = rows[b]
-        for a in range(n_assets):
-            linear, impact = _cost_pair(
-                trade[b, a], equity[b], adv[t, a], vol[t, a], spread[t, a],
-                spread_mult, commission, impact_k,
-            )  # fmt: skip
-            per_name[a] = linear + impact
-        out[b] = 0.0 + pairwise_sum(per_name, 0, n_assets)
-    return out
-
-
 def cost_terms(
     trade: np.ndarray,
     equity: np.ndarray,
@@ -89,25 +70,3 @@ def cost_terms(
     args = [np.broadcast_to(x, shape).reshape(flat) for x in parts]
     linear, impact = _cost_terms(*args, *scalars)
     return linear.reshape(shape), impact.reshape(shape)
-
-
-def fill_cost(
-    trade: np.ndarray,
-    equity: np.ndarray,
-    adv: np.ndarray,
-    vol: np.ndarray,
-    spread: np.ndarray,
-    rows: np.ndarray,
-    spread_mult: float,
-    commission_bps: float,
-    impact_k: float,
-) -> np.ndarray:
-    """Total cost per portfolio of ``trade`` (n_envs, n_assets) at equity (n_envs,), with
-    each portfolio's market row ``rows[b]`` of the per-bar tables ``adv``, ``vol`` and
-    ``spread`` (n_bars, n_assets): ``expected_cost(...).sum(axis=1)`` with the same bits,
-    without gathering the rows."""
-    ready()
-    return _fill_cost(
-        trade, equity, adv, vol, spread, np.asarray(rows, dtype=np.int64),
-        float(spread_mult), float(commission_bps) / 1e4, float(impact_k),
-    )  # fmt: skip

@@ -2,72 +2,88 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import types
+from numba import njit, types
 
 from allocgym.compiled._base import F2, I1, kernel, ready
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def row_cvar(returns, row0, weights, b, window, alpha, k, i, smallest, scen):  # pragma: no cover
+    """CVaR of book ``weights[b]`` over ``returns[row0 : row0 + window]`` (see
+    :func:`scenario_cvar`); ``smallest`` (i + 1,) and ``scen`` (window,) are scratch."""
+    n_assets = weights.shape[1]
+    # Every scenario sums over the assets in order. Four scenarios advance together
+    # (independent sums: no wait on one long chain of additions; same bits).
+    j = 0
+    while j + 4 <= window:
+        s0 = s1 = s2 = s3 = 0.0
+        for a in range(n_assets):
+            w = weights[b, a]
+            s0 += returns[row0 + j, a] * w
+            s1 += returns[row0 + j + 1, a] * w
+            s2 += returns[row0 + j + 2, a] * w
+            s3 += returns[row0 + j + 3, a] * w
+        scen[j], scen[j + 1], scen[j + 2], scen[j + 3] = s0, s1, s2, s3
+        j += 4
+    while j < window:
+        s0 = 0.0
+        for a in range(n_assets):
+            s0 += returns[row0 + j, a] * weights[b, a]
+        scen[j] = s0
+        j += 1
+    found = 0
+    worst = np.inf
+    for j in range(window):
+        s = scen[j]
+        if s != s:
+            return np.nan
+        if alpha == 1.0:
+            worst = min(worst, s)
+            continue
+        # keep the i + 1 smallest scenarios sorted ascending (insertion)
+        if found <= i:
+            pos = found
+            found += 1
+        elif s < smallest[i]:
+            pos = i
+        else:
+            continue
+        while pos > 0 and smallest[pos - 1] > s:
+            smallest[pos] = smallest[pos - 1]
+            pos -= 1
+        smallest[pos] = s
+    if alpha == 1.0:
+        return -worst
+    tail = 0.0
+    for m in range(i):
+        tail += smallest[m]
+    return -tail / k + smallest[i] * (i / k - 1.0)
+
+
 @kernel(F2, I1, F2, types.int64, types.float64, types.float64, types.int64)
 def _scenario_cvar(returns, first, weights, window, alpha, k, i):  # pragma: no cover
-    n_envs, n_assets = weights.shape
+    n_envs = weights.shape[0]
     out = np.empty(n_envs)
     smallest = np.empty(i + 1)
     scen = np.empty(window)
     for b in range(n_envs):
-        row0 = first[b]
-        # Every scenario sums over the assets in order. Four scenarios advance together
-        # (independent sums: no wait on one long chain of additions; same bits).
-        j = 0
-        while j + 4 <= window:
-            s0 = s1 = s2 = s3 = 0.0
-            for a in range(n_assets):
-                w = weights[b, a]
-                s0 += returns[row0 + j, a] * w
-                s1 += returns[row0 + j + 1, a] * w
-                s2 += returns[row0 + j + 2, a] * w
-                s3 += returns[row0 + j + 3, a] * w
-            scen[j], scen[j + 1], scen[j + 2], scen[j + 3] = s0, s1, s2, s3
-            j += 4
-        while j < window:
-            s0 = 0.0
-            for a in range(n_assets):
-                s0 += returns[row0 + j, a] * weights[b, a]
-            scen[j] = s0
-            j += 1
-        found = 0
-        has_nan = False
-        worst = np.inf
-        for j in range(window):
-            s = scen[j]
-            if s != s:
-                has_nan = True
-                break
-            if alpha == 1.0:
-                worst = min(worst, s)
-                continue
-            # keep the i + 1 smallest scenarios sorted ascending (insertion)
-            if found <= i:
-                pos = found
-                found += 1
-            elif s < smallest[i]:
-                pos = i
-            else:
-                continue
-            while pos > 0 and smallest[pos - 1] > s:
-                smallest[pos] = smallest[pos - 1]
-                pos -= 1
-            smallest[pos] = s
-        if has_nan:
-            out[b] = np.nan
-        elif alpha == 1.0:
-            out[b] = -worst
-        else:
-            tail = 0.0
-            for m in range(i):
-                tail += smallest[m]
-            out[b] = -tail / k + smallest[i] * (i / k - 1.0)
+        out[b] = row_cvar(returns, first[b], weights, b, window, alpha, k, i, smallest, scen)
     return out
+
+
+def cvar_order(window: int, alpha: float) -> tuple[float, int]:
+    """``(k, i)`` of :func:`scenario_cvar`: ``k = (1 - alpha) * window`` scenarios in the
+    tail, the ``i`` worst counted whole (0 when ``alpha = 1``); checks both inputs."""
+    if window < 1:
+        raise ValueError(f"scenario_cvar: window = {window}; use at least one scenario bar")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"scenario_cvar: alpha = {alpha!r}; use a confidence level in [0, 1]")
+    k = (1.0 - alpha) * window
+    i = 0 if alpha == 1.0 else max(0, math.ceil(k) - 1)
+    return float(k), i
 
 
 def scenario_cvar(
@@ -100,19 +116,14 @@ def scenario_cvar(
     ndarray, shape (n_envs,)
         CVaR as a positive loss.
     """
-    if window < 1:
-        raise ValueError(f"scenario_cvar: window = {window}; use at least one scenario bar")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"scenario_cvar: alpha = {alpha!r}; use a confidence level in [0, 1]")
+    k, i = cvar_order(window, alpha)
     ready()
-    k = (1.0 - alpha) * window
-    i = 0 if alpha == 1.0 else max(0, int(np.ceil(k) - 1))
     return _scenario_cvar(
         np.asarray(returns, dtype=np.float64),
         np.asarray(first, dtype=np.int64),
         np.asarray(weights, dtype=np.float64),
         int(window),
         float(alpha),
-        float(k),
+        k,
         i,
     )
