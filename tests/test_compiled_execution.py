@@ -561,3 +561,183 @@ def test_exposure_refs_are_the_reference_bit_for_bit(n_assets: int, bounded: boo
         got, want = compiled.exposure_refs(*args), _refs_ref(*args)
         for g, x in zip(got, want, strict=True):
             assert (g is None and x is None) or (g.dtype == x.dtype and np.array_equal(g, x))
+
+
+# ---------------------------------------------------------------- one decision
+
+_KILL, _FORCED_CODES = 1 << 3, (1 << 2) | (1 << 3)
+_PLAN_BITS = np.array([_KILL, _FORCED_CODES, *(1 << k for k in range(20, 27))], dtype=np.int64)
+_RESULT_BITS = np.array([1 << 30, 1 << 31, 1 << 40, 1 << 41, 1 << 42], dtype=np.int64)
+
+
+def _plan_ref(k: dict) -> tuple:
+    """``plan_orders`` composed of the building-block kernels and numpy."""
+    a, c, n_envs = k["approved"], k["current"], k["approved"].shape[0]
+    kill_rows, kill_all, scheduled, vol, vol_at, spread, spread_at, sched_only = k["triggers"]
+    price_ok = (
+        k["tradable"] & np.isfinite(k["prices"]) & (k["prices"] > 0) & (k["equity"][:, None] > 0)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spw = np.where(price_ok, k["equity"][:, None] / k["prices"], 0.0)
+    moving, name_drift, l1, row_bits = compiled.drift_masks(
+        a, c, price_ok, False, k["bands"], k["l1"], k["sym"], k["port"]
+    )
+    none = np.zeros(n_envs, dtype=bool)
+    kill = ((row_bits & _KILL) != 0) | (none if kill_rows is None else kill_rows) | kill_all
+    window = np.ones(n_envs, dtype=bool) if scheduled is None else scheduled
+
+    def fires(x, at):
+        return none if x is None else (np.nan_to_num(x, nan=0.0) >= at).any(axis=1)
+
+    vol_spike, spread_blow = fires(vol, vol_at), fires(spread, spread_at)
+    outside = ~k["inside"]
+    forced = ((row_bits & _FORCED_CODES) != 0) | kill | outside
+    fz = (k["sym"] & _FORCED_CODES) != 0
+    if k["names_out"] is not None:
+        fz |= k["names_out"] & outside[:, None]
+    fz |= (kill | (forced & ~fz.any(axis=1)))[:, None]
+    override = vol_spike | spread_blow | kill
+    allowed = window | override if sched_only else np.ones(n_envs, dtype=bool)
+    full = (l1 | override) & allowed
+    suppress = moving & ~(allowed[:, None] & name_drift) & ~full[:, None] & ~fz
+    betas = k["betas"]
+    if betas is not None and k["limits"] is not None and k["limits"][3] == np.inf:
+        w_max = max(np.abs(a).max(initial=0.0), np.abs(c).max(initial=0.0))
+        if np.abs(betas).max(initial=0.0) * w_max * 4.0 * max(1, a.shape[1]) < 1e300:
+            betas = None
+    refs = compiled.exposure_refs(
+        a, c, forced, fz, betas, k["ids"], k["n_sectors"], k["limits"], k["tol"]
+    )
+    lo, hi, gross, sector, net, gross_tol, sector_tol, net_tol, beta_tol = refs
+    target = np.where(suppress, c, a)
+    checks = (lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, k["ids"])
+    band_ok = compiled.check_books(target, *checks) | ~suppress.any(axis=1)
+    q_cur = compiled.snap_whole_lots(c * spw, k["lot"], k["unit"])
+    change = (target != c) & price_ok
+    held = compiled.round_and_check(
+        target, c, fz, change, q_cur, spw, k["lot"], k["unit"], gross, sector, net, *checks
+    )
+    fired = (name_drift.any(axis=1), l1, window, vol_spike, spread_blow, kill, forced)
+    flags = sum(np.where(f, bit, 0) for f, bit in zip(fired, _PLAN_BITS[2:], strict=True))
+    settled = bool(band_ok.all() and held[3].all())
+    finite = bool(np.isfinite(a).all() and np.isfinite(c).all())
+    return (finite, betas is not None, settled, flags, fz, spw, q_cur, suppress, band_ok,
+            target, change, *held)  # fmt: skip
+
+
+def _random_decision(seed: int, n_envs: int, n_assets: int) -> dict:
+    rng = np.random.default_rng(seed)
+    shape = (n_envs, n_assets)
+    c = rng.normal(0.0, 0.05, shape)
+    a = np.where(rng.random(shape) < 0.3, c, c + rng.normal(0.0, 0.01, shape))
+    prices = rng.uniform(5.0, 500.0, shape)
+    prices[rng.random(shape) < 0.05] = np.nan
+    equity = rng.uniform(1e5, 1e7, n_envs)
+    equity[0] = 0.0  # no valid price in row 0
+    n_sectors = 3
+    sym = rng.choice([0, 1, 1 << 2, 1 << 3], shape, p=[0.85, 0.05, 0.05, 0.05]).astype(np.int64)
+    sym[1:5] = 0  # rows 1-4 not coded
+    opt = seed % 3
+    # caps around the approved book: rounding and bands bind in some rows
+    limits = (np.abs(a).sum(axis=1) * 1.01, 0.4, 0.05, np.inf if seed % 3 else 0.1)
+    return {
+        "approved": a,
+        "current": c,
+        "prices": prices,
+        "tradable": rng.random(shape) < 0.95,
+        "equity": equity,
+        "bands": rng.uniform(0.0, 0.01, n_assets),
+        "l1": 0.05 if seed % 2 else 1.0,
+        "sym": sym,
+        "port": rng.choice([0, 1, 1 << 3], n_envs, p=[0.8, 0.1, 0.1]).astype(np.int64),
+        "triggers": (
+            None if opt == 0 else rng.random(n_envs) < 0.1,
+            seed == 5,
+            None if opt == 1 else rng.random(n_envs) < 0.5,
+            None if opt == 2 else np.where(rng.random((n_envs, 2)) < 0.1, np.nan, 1.0),
+            1.5 if seed % 4 else 0.0,  # a threshold of 0 fires on a NaN reading
+            rng.uniform(0.0, 4.0, (n_envs, 1)),
+            3.0,
+            seed % 2 == 1,
+        ),
+        "inside": rng.random(n_envs) < 0.8,
+        "names_out": rng.random(shape) < 0.1 if opt else None,
+        "betas": rng.uniform(0.0, 2.0, shape) if seed % 4 < 2 else None,
+        "ids": rng.integers(-1, n_sectors, n_assets).astype(np.int64),
+        "n_sectors": n_sectors,
+        "limits": limits if seed % 2 == 0 else None,
+        "tol": 1e-12,
+        "lot": rng.choice([1.0, 10.0], n_assets) if seed % 3 else np.ones(n_assets),
+        "unit": seed % 3 == 0,
+    }
+
+
+def _plan_call(k: dict) -> tuple:
+    return compiled.execution.plan_orders(
+        k["approved"], k["current"], k["prices"], k["tradable"], k["equity"], k["bands"],
+        k["l1"], k["sym"], k["port"], k["triggers"], k["inside"], k["names_out"], k["betas"],
+        k["ids"], k["n_sectors"], k["limits"], k["tol"], k["lot"], k["unit"], _PLAN_BITS,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("n_assets", [1, 20, 130])
+@pytest.mark.parametrize("seed", range(8))
+def test_plan_orders_is_its_building_blocks_bit_for_bit(seed: int, n_assets: int) -> None:
+    k = _random_decision(seed, 30, n_assets)
+    got, want = _plan_call(k), _plan_ref(k)
+    for i, (g, x) in enumerate(zip(got, want, strict=True)):
+        if isinstance(x, bool):
+            assert g is x or g == x, i
+        else:
+            assert np.asarray(g).dtype == np.asarray(x).dtype and np.array_equal(g, x), i
+
+
+def test_the_random_decisions_reach_every_branch() -> None:
+    seen = dict.fromkeys(("suppress", "lifted", "scaled", "failed", "beta_dropped"), False)
+    flags = 0
+    for seed in range(8):
+        out = _plan_call(_random_decision(seed, 30, 20))
+        flags |= int(np.bitwise_or.reduce(out[3]))
+        seen["suppress"] |= bool(out[7].any())
+        seen["lifted"] |= not out[8].all()
+        seen["scaled"] |= bool(out[13].any())
+        seen["failed"] |= not out[14].all()
+        seen["beta_dropped"] |= seed % 4 < 2 and not out[1]
+    assert all(seen.values()), seen
+    assert flags == int(np.bitwise_or.reduce(_PLAN_BITS[2:]))
+
+
+def test_plan_orders_flags_non_finite_books() -> None:
+    k = _random_decision(2, 4, 5)
+    k["current"] = k["current"].copy()
+    k["current"][1, 2] = np.inf
+    assert _plan_call(k)[0] is False
+
+
+def test_order_result_by_hand() -> None:
+    """Row 0: name 0 suppressed, name 1 bought 3 shares and rounded off its target, name 2
+    sold to close, the row failing its checks. Row 1: its band lifted and a name scaled in
+    a passing row, no order."""
+    sym = np.array([[1, 0, 0], [0, 2, 0]], dtype=np.int64)
+    port = np.array([4, 0], dtype=np.int64)
+    suppress = np.array([[True, False, False], [False, False, False]])
+    band_ok = np.array([True, False])
+    flags = np.array([8, 0], dtype=np.int64)
+    change = np.array([[False, True, True], [False, True, False]])
+    target = np.array([[0.1, 0.2, 0.0], [0.0, 0.5, 0.0]])
+    w = np.array([[0.1, 0.19, 0.0], [0.0, 0.5, 0.0]])
+    q = np.array([[10.0, 13.0, 0.0], [0.0, 7.0, 0.0]])
+    q_cur = np.array([[10.0, 10.0, 4.0], [0.0, 7.0, 0.0]])
+    scaled = np.array([[False, False, False], [False, True, False]])
+    ok = np.array([False, True])
+    delta, side, reasons, port_out, traded, flags_out = compiled.execution.order_result(
+        sym, port, flags, suppress, band_ok, target, change, q_cur, q, w, scaled, ok,
+        _RESULT_BITS,
+    )  # fmt: skip
+    band, lot, lifted, scaled_bit, fallback = (int(x) for x in _RESULT_BITS)
+    assert delta.tolist() == [[0.0, 3.0, -4.0], [0.0, 0.0, 0.0]]
+    assert side.dtype == np.int8 and side.tolist() == [[0, 1, -1], [0, 0, 0]]
+    assert reasons.tolist() == [[1 | band, lot, 0], [0, 2, 0]]
+    assert port_out.tolist() == [4 | band | lot, 0]
+    assert traded.tolist() == [True, False]
+    assert flags_out.tolist() == [8 | fallback, lifted | scaled_bit]

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from allocgym import compiled
+from allocgym.compiled.execution import order_result, plan_orders
 from allocgym.config import ExecutionConfig
 from allocgym.errors import ConfigError, InvariantBreach
 from allocgym.risk import GateContext, GateResult, ReasonCode
@@ -69,7 +70,7 @@ from allocgym.risk.gates.registry import (
     names_outside,
     portfolio_bounds,
 )
-from allocgym.risk.kernels import or_bits, rows_all, rows_any
+from allocgym.risk.kernels import rows_all, rows_any
 
 if TYPE_CHECKING:
     from allocgym.risk import RiskLimits
@@ -78,11 +79,6 @@ _TOL = 1e-12
 """Absolute slack (weight units) of the post-rounding exposure checks (float dust only)."""
 _SHRINK_GRID = (0.99, 0.95, 0.9, 0.75, 0.5, 0.25)
 """Uniform trade shrinks tried, largest first, when a rounded book fails a check."""
-
-_FORCED_MASK = int(ReasonCode.FORCED_DERISK | ReasonCode.KILL_SWITCH)
-_KILL = int(ReasonCode.KILL_SWITCH)
-_BAND = int(ReasonCode.NO_TRADE_BAND)
-_LOT = int(ReasonCode.LOT_ROUNDING)
 
 
 class TriggerFlag(IntFlag):
@@ -353,105 +349,91 @@ class ExecutionPolicy:
         -------
         ExecutionResult
         """
-        # Division by a zero price or share count happens where the result is masked.
+        # The limits and the settling path compute on entries that are masked afterwards
+        # (a zero price or equity).
         with np.errstate(divide="ignore", invalid="ignore"):
             return self._apply(gate, ctx, triggers)
 
     def _apply(
         self, gate: GateResult, ctx: GateContext, triggers: Triggers | None
     ) -> ExecutionResult:
-        st = self._tables()
-        book = _read_book(gate, ctx)
-        fired = self._fire(book, ctx, triggers or Triggers(), st)
-        plan = self._plan(book, ctx, fired)
-        held = _round_plan(book, plan, st)
-        return _result(book, fired, plan, held)
-
-    def _fire(self, book: _Book, ctx: GateContext, trig: Triggers, st: _Static) -> _Fired:
-        """Which names drifted past their band, and which triggers fired, per portfolio."""
-        p = self.params
-        a, c, n_envs = book.a, book.c, book.a.shape[0]
-        moving, name_drift, l1, row_bits = compiled.drift_masks(
-            a, c, book.price_ok, book.every_ok, st.bands(a.shape[1]),
-            p.portfolio_drift_threshold, book.sym, book.port,
+        st, p = self._tables(), self.params
+        a = np.asarray(gate.approved, dtype=np.float64)
+        c = np.asarray(ctx.current_weights, dtype=np.float64)
+        if c.shape != a.shape:
+            raise InvariantBreach(
+                f"ExecutionPolicy.apply: approved {a.shape} and current {c.shape} differ"
+            )
+        n_envs, n_assets = a.shape
+        sectors = sector_map(ctx.sector_ids, n_assets)
+        betas = None
+        if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
+            raw_betas = _fit(np.asarray(ctx.betas, np.float64), a.shape)
+            betas = raw_betas if np.isfinite(raw_betas).all() else np.nan_to_num(raw_betas)
+        bounds = self._bounds(ctx, n_envs, sectors, betas)
+        inside, names_out, limits = _hard_limits(c, bounds, n_envs)
+        sym = np.asarray(gate.symbol_reasons, dtype=np.int64)
+        port = np.asarray(gate.portfolio_reasons, dtype=np.int64)
+        lot = st.lots(n_assets)
+        out = plan_orders(
+            a, c, _fit(np.asarray(ctx.prices, dtype=np.float64), a.shape),
+            _fit(np.asarray(ctx.tradable, dtype=bool), a.shape),
+            np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs), st.bands(n_assets),
+            p.portfolio_drift_threshold, sym, port,
+            self._trigger_inputs(ctx, triggers or _NO_TRIGGERS, st, n_envs), inside,
+            names_out, betas, sectors.ids, sectors.n, limits, _TOL, lot, st.unit_lot,
+            _PLAN_BITS,
         )  # fmt: skip
-        kill = (row_bits & _KILL) != 0
+        finite, has_beta, settled, flags, forced_names, shares_per_w, q_cur = out[:7]
+        banded, held = out[7:11], out[11:]
+        if not finite:
+            raise InvariantBreach(
+                "ExecutionPolicy.apply: non-finite approved or current weights; the gates "
+                "must have coded and replaced them (INVALID_INPUT)"
+            )
+        if not settled or (bounds is not None and bounds.loadings is not None):
+            # Rare: a band to lift or a rounded book failing its checks; or a factor cap,
+            # checked in numpy (its einsum sums are not reproduced in the kernel).
+            checked_betas = betas if has_beta else None
+            rb = (c, forced_names, shares_per_w, q_cur, lot, st.unit_lot, sectors, checked_betas)
+            refs = _refs(a, flags, rb, limits, bounds)
+            banded, held = _settle(a, flags, banded, held, refs, rb)
+        delta, side, reasons, port_out, traded, flags = order_result(
+            sym, port, flags, *banded, q_cur, *held, _RESULT_BITS
+        )
+        return ExecutionResult(
+            target_weights=held[1],
+            delta_qty=delta,
+            target_qty=held[0],
+            side=side,
+            reasons=reasons,
+            portfolio_reasons=port_out,
+            traded=traded,
+            trigger_flags=flags,
+            suppressed=banded[0],
+        )
+
+    def _trigger_inputs(
+        self, ctx: GateContext, trig: Triggers, st: _Static, n_envs: int
+    ) -> tuple[Any, ...]:
+        """The trigger inputs of ``compiled.plan_orders``: the kill switches of the
+        context and ``trig`` (the limits' as kill_all; the gate codes are the kernel's),
+        the schedule and the risk-override ratios with their thresholds."""
+        p = self.params
+        kill = None
         for flag in (ctx.kill_switch, trig.kill_switch):
             if flag is not None:
-                kill = kill | _fit(np.asarray(flag, dtype=bool), (n_envs,))
-        if st.kill:
-            kill = np.ones(n_envs, dtype=bool)
-        return _Fired(
-            moving=moving,
-            name_drift=name_drift,
-            l1=l1,
-            kill=kill,
-            vol_spike=_any_at_least(trig.vol_ratio, p.vol_spike_ratio, n_envs),
-            spread_blow=_any_at_least(trig.spread_ratio, p.spread_blowout_ratio, n_envs),
-            scheduled=(
-                np.ones(n_envs, dtype=bool)
-                if trig.scheduled is None
-                else _fit(np.asarray(trig.scheduled, dtype=bool), (n_envs,))
-            ),
-            coded_forced=(row_bits & _FORCED_MASK) != 0,
-        )
-
-    def _plan(self, book: _Book, ctx: GateContext, fired: _Fired) -> _Plan:
-        """Forced names, band suppression and the exposure references: the banded target
-        that lot rounding then works on."""
-        a, c, n_envs = book.a, book.c, book.a.shape[0]
-        betas = book.betas
-        bounds = self._bounds(ctx, n_envs, book.sectors, betas)
-        beta_cap = np.inf if bounds is None or bounds.betas is None else bounds.beta_tol
-        # With no beta limit the beta checks can only fail on NaN sums; _beta_inert proves
-        # none can arise, and then they are skipped (same outcome, fewer passes).
-        if betas is not None and bounds is not None and _beta_inert(beta_cap, betas, a, c):
-            betas = None
-        if bounds is None:
-            outside = np.zeros(n_envs, dtype=bool)
-        else:
-            outside = ~hard_ok(c, bounds)
-        kill = fired.kill
-        forced = fired.coded_forced | kill | outside
-        fz = _forced_names(book.sym, c, forced, fired.coded_forced, kill, outside, bounds)
-        override = fired.vol_spike | fired.spread_blow | kill
-        full = fired.l1 | override
-        # suppress = moving & ~(fz | full | (allowed & name_drift)), row terms last. Only
-        # the forced names skip their bands: one name drifting over a cap must not make
-        # the whole book trade (the band check below still lifts a band that would leave
-        # a portfolio limit broken).
-        allowed = fired.scheduled | override if self.params.scheduled_only else None
-        if allowed is not None:
-            full &= allowed
-        if full.all():  # every portfolio rebalances every name
-            suppress = np.zeros(a.shape, dtype=bool)
-        else:
-            if allowed is None or allowed.all():
-                suppress = fired.moving & ~fired.name_drift
-            else:
-                suppress = fired.moving & ~(allowed[:, None] & fired.name_drift)
-            if full.any():
-                suppress &= ~full[:, None]
-            if fz is not None:
-                suppress &= ~fz
-
-        refs = _refs(a, c, forced, book.sectors, betas, bounds, beta_cap, fz)
-        any_suppress = bool(suppress.any())
-        if any_suppress:
-            target = np.where(suppress, c, a)
-            band_ok = _passes(target, refs, book.sectors, betas)
-            suppressed_rows = rows_any(suppress)
-            lifted = suppressed_rows & ~band_ok
-            if lifted.any():
-                suppress &= band_ok[:, None]
-                suppressed_rows &= band_ok
-                target = np.where(suppress, c, a)
-        else:
-            lifted = suppressed_rows = np.zeros(n_envs, dtype=bool)
-            target = a
-        return _Plan(
-            betas, forced, fz, refs, suppress, any_suppress, suppressed_rows, lifted, target
-        )
+                rows = _fit(np.asarray(flag, dtype=bool), (n_envs,))
+                kill = rows if kill is None else kill | rows
+        scheduled = trig.scheduled
+        if scheduled is not None:
+            scheduled = _fit(np.asarray(scheduled, dtype=bool), (n_envs,))
+        return (
+            kill, st.kill, scheduled,
+            _ratios(trig.vol_ratio, n_envs), p.vol_spike_ratio,
+            _ratios(trig.spread_ratio, n_envs), p.spread_blowout_ratio,
+            p.scheduled_only,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ internals
     def _tables(self) -> _Static:
@@ -481,8 +463,10 @@ class ExecutionPolicy:
         return portfolio_bounds(limits, slot, equity, sectors, betas, loadings)
 
 
-_FLAG_BITS = np.array(
+_PLAN_BITS = np.array(
     [
+        ReasonCode.KILL_SWITCH,
+        ReasonCode.FORCED_DERISK | ReasonCode.KILL_SWITCH,  # the forced codes
         TriggerFlag.NAME_DRIFT,
         TriggerFlag.PORTFOLIO_DRIFT,
         TriggerFlag.SCHEDULED,
@@ -490,12 +474,22 @@ _FLAG_BITS = np.array(
         TriggerFlag.SPREAD_BLOWOUT,
         TriggerFlag.KILL_SWITCH,
         TriggerFlag.FORCED,
+    ],
+    dtype=np.int64,
+)
+"""The reason codes and trigger flags ``compiled.plan_orders`` reads, in its order."""
+_RESULT_BITS = np.array(
+    [
+        ReasonCode.NO_TRADE_BAND,
+        ReasonCode.LOT_ROUNDING,
         TriggerFlag.BAND_LIFTED,
         TriggerFlag.ROUNDING_SCALED,
         TriggerFlag.FALLBACK,
     ],
     dtype=np.int64,
 )
+"""The reason codes and trigger flags ``compiled.order_result`` sets, in its order."""
+_NO_TRIGGERS = Triggers()
 
 
 def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -539,323 +533,121 @@ class _Static:
         return row
 
 
-def _beta_inert(beta_cap: float, betas: np.ndarray, a: np.ndarray, c: np.ndarray) -> bool:
-    """True when every beta check against ``beta_cap`` passes whatever the book.
-
-    Without a beta limit (cap ``inf``) a beta check fails only on a NaN sum, i.e. when
-    ``beta * w`` terms overflow to infinities of both signs. Books this policy looks at
-    stay within a few times ``max(|approved|, |current|)`` per name, so a product bound
-    far below the float range proves no sum can overflow.
-    """
-    if beta_cap != np.inf:
-        return False
-    n_assets = max(1, a.shape[1])
-    b_max = float(np.abs(betas).max(initial=0.0))
-    w_max = max(float(np.abs(a).max(initial=0.0)), float(np.abs(c).max(initial=0.0)))
-    return b_max * w_max * 4.0 * n_assets < 1e300
+def _hard_limits(
+    c: np.ndarray, bounds: Bounds | None, n_envs: int
+) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, float, float, float] | None]:
+    """(inside, names_out, limits) of ``compiled.plan_orders``: the current book inside
+    the hard limits, its names outside their caps (``None`` when inside everywhere) and
+    the portfolio limits (``None`` without limits)."""
+    if bounds is None:
+        return np.ones(n_envs, dtype=bool), None, None
+    inside = hard_ok(c, bounds)
+    names_out = None if inside.all() else names_outside(c, bounds)
+    beta_cap = np.inf if bounds.betas is None else bounds.beta_tol
+    return inside, names_out, (bounds.gross_limit(), bounds.sector_cap, bounds.net_cap, beta_cap)
 
 
 def _refs(
     a: np.ndarray,
-    c: np.ndarray,
-    forced: np.ndarray,
-    sectors: SectorMap,
-    betas: np.ndarray | None,
+    flags: np.ndarray,
+    rb: tuple[Any, ...],
+    limits: tuple[np.ndarray, float, float, float] | None,
     bounds: Bounds | None,
-    beta_cap: float,
-    forced_names: np.ndarray | None = None,
 ) -> _Refs:
-    """Exposure ceilings a final book must respect, per portfolio.
-
-    Each name stays between its current and approved weight (a forced name, see
-    ``_forced_names``: between 0 and the approved weight). Portfolio exposures stay at or below the hard limit when limits are
-    known, or below what the gates' inputs already satisfy otherwise: the approved book's
-    in a forced portfolio, the larger of the approved and the current book's elsewhere
-    (both inside the limits). The approved book's own exposure is always allowed (float
-    dust of the gates).
-    """
-    limits = None
-    if bounds is not None:
-        limits = (bounds.gross_limit(), bounds.sector_cap, bounds.net_cap, beta_cap)
-    lo, hi, gross, sector, net, gross_tol, sector_tol, net_tol, beta_tol = compiled.exposure_refs(
-        a, c, forced, forced_names, betas, sectors.ids, sectors.n, limits, _TOL
+    """The exposure references ``compiled.plan_orders`` checked against (see
+    ``compiled.exposure_refs``), and with a factor cap its factor references (``rb`` as
+    in ``_settle``)."""
+    c, forced_names, *_, sectors, betas = rb
+    forced = (flags & int(TriggerFlag.FORCED)) != 0
+    refs = _Refs(
+        *compiled.exposure_refs(
+            a, c, forced, forced_names, betas, sectors.ids, sectors.n, limits, _TOL
+        )
     )
-    loadings = factor_tol = None
     if bounds is not None and bounds.loadings is not None:
         # Lot rounding must not lift a factor exposure over the cap (or over the approved
         # book's own exposure, float dust of the gates).
-        loadings = bounds.loadings
-        factor = np.maximum(np.abs(np.einsum("nmk,nm->nk", loadings, a)), bounds.factor_cap)
-        factor_tol = factor + _TOL
-    return _Refs(
-        lo=lo,
-        hi=hi,
-        gross=gross,
-        sector=sector,
-        net=net,
-        gross_tol=gross_tol,
-        sector_tol=sector_tol,
-        net_tol=net_tol,
-        beta_tol=beta_tol,
-        loadings=loadings,
-        factor_tol=factor_tol,
-    )
+        refs.loadings = bounds.loadings
+        factor = np.abs(np.einsum("nmk,nm->nk", bounds.loadings, a))
+        refs.factor_tol = np.maximum(factor, bounds.factor_cap) + _TOL
+    return refs
 
 
-def _forced_names(
-    sym: np.ndarray,
-    c: np.ndarray,
-    forced: np.ndarray,
-    coded_forced: np.ndarray,
-    kill: np.ndarray,
-    outside: np.ndarray,
-    bounds: Bounds | None,
-) -> np.ndarray | None:
-    """(n_envs, n_assets) bool: names that must trade now, past any band (``None``: none).
+def _settle(
+    a: np.ndarray,
+    flags: np.ndarray,
+    banded: tuple[np.ndarray, ...],
+    held: tuple[np.ndarray, ...],
+    refs: _Refs,
+    rb: tuple[Any, ...],
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The banded target and the rounded book of ``compiled.plan_orders`` once the factor
+    caps are checked, a failing band lifted and a failing rounded book shrunk.
 
-    The names the gates coded ``FORCED_DERISK`` or ``KILL_SWITCH``; every name of a killed
-    portfolio; in a portfolio outside the hard limits, the names over their symbol cap
-    (or short under long-only) as well. A forced portfolio with no such name (codes only
-    at portfolio level, or a book outside a portfolio limit that no gate coded) forces all
-    of its names, as it cannot tell which ones bring it back inside.
+    ``banded`` = (suppress, band_ok, target, change) and ``held`` = (quantities, weights,
+    scaled, ok), both returned updated; ``rb`` = (current, forced_names, shares_per_w,
+    q_cur, lot, unit_lot, sectors, betas), the rounding inputs. A band is lifted where the
+    partly suppressed book fails the checks (with the factor caps), and the book rounded
+    again. A non-forced book still failing (rounding moved net or beta exposure) takes
+    the largest passing uniform shrink of its whole trade from a fixed grid, else the
+    banded target unrounded.
     """
-    if not forced.any():
-        return None
-    fz = (sym & _FORCED_MASK) != 0 if coded_forced.any() else np.zeros(c.shape, dtype=bool)
-    if bounds is not None and outside.any():
-        fz |= names_outside(c, bounds) & outside[:, None]
-    whole = kill | (forced & ~rows_any(fz))
-    if whole.any():
-        fz |= whole[:, None]
-    return fz
-
-
-@dataclass(eq=False, slots=True)  # not frozen: a frozen __init__ is slow
-class _Book:
-    """One decision's books and market inputs as execution reads them."""
-
-    a: np.ndarray  # approved weights (n_envs, n_assets)
-    c: np.ndarray  # current weights
-    sym: np.ndarray  # gate symbol reasons
-    port: np.ndarray  # gate portfolio reasons
-    price_ok: np.ndarray  # tradable with a valid price (and equity)
-    every_ok: bool  # price_ok everywhere: the common case skips the masking
-    shares_per_w: np.ndarray  # shares per unit weight, 0 where no valid price
-    sectors: SectorMap
-    betas: np.ndarray | None  # a missing beta (NaN) is 0
-
-
-def _read_book(gate: GateResult, ctx: GateContext) -> _Book:
-    """The approved and current books with the market inputs execution needs.
-
-    Raises
-    ------
-    InvariantBreach
-        Approved and current books of different shapes, or a non-finite weight (the
-        gates code and replace those).
-    """
-    a = np.asarray(gate.approved, dtype=np.float64)
-    c = np.asarray(ctx.current_weights, dtype=np.float64)
-    if c.shape != a.shape:
-        raise InvariantBreach(
-            f"ExecutionPolicy.apply: approved {a.shape} and current {c.shape} differ"
-        )
-    if not (np.isfinite(a).all() and np.isfinite(c).all()):
-        raise InvariantBreach(
-            "ExecutionPolicy.apply: non-finite approved or current weights; the gates "
-            "must have coded and replaced them (INVALID_INPUT)"
-        )
-    n_envs, n_assets = a.shape
-    equity = np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs, 1)
-    prices = _fit(np.asarray(ctx.prices, dtype=np.float64), a.shape)
-    tradable = _fit(np.asarray(ctx.tradable, dtype=bool), a.shape)
-    price_ok = tradable & np.isfinite(prices) & (prices > 0) & (equity > 0)
-    every_ok = bool(price_ok.all())
-    shares_per_w = equity / prices  # shares per unit weight (inf/NaN masked below)
-    if not every_ok:
-        shares_per_w = np.where(price_ok, shares_per_w, 0.0)
-    betas = None
-    if ctx.betas is not None:  # a missing beta (NaN) contributes nothing
-        raw_betas = _fit(np.asarray(ctx.betas, np.float64), a.shape)
-        betas = raw_betas if np.isfinite(raw_betas).all() else np.nan_to_num(raw_betas)
-    return _Book(
-        a=a,
-        c=c,
-        sym=np.asarray(gate.symbol_reasons, dtype=np.int64),
-        port=np.asarray(gate.portfolio_reasons, dtype=np.int64),
-        price_ok=price_ok,
-        every_ok=every_ok,
-        shares_per_w=shares_per_w,
-        sectors=sector_map(ctx.sector_ids, n_assets),
-        betas=betas,
-    )
-
-
-@dataclass(eq=False, slots=True)
-class _Fired:
-    """Drift and trigger masks of one decision (names (n_envs, n_assets), rows (n_envs,))."""
-
-    moving: np.ndarray  # names whose approved weight differs from the current one
-    name_drift: np.ndarray  # names past their band tau_i
-    l1: np.ndarray  # rows past the L1 drift threshold
-    kill: np.ndarray
-    vol_spike: np.ndarray
-    spread_blow: np.ndarray
-    scheduled: np.ndarray
-    coded_forced: np.ndarray  # rows the gates coded FORCED_DERISK or KILL_SWITCH
-
-
-@dataclass(eq=False, slots=True)
-class _Plan:
-    """The banded target of one decision and what lot rounding must respect."""
-
-    betas: np.ndarray | None  # None where the beta checks are inert
-    forced: np.ndarray  # (n_envs,) forced portfolios
-    fz: np.ndarray | None  # forced names (None: none)
-    refs: _Refs
-    suppress: np.ndarray  # names whose trade a band suppressed
-    any_suppress: bool
-    suppressed_rows: np.ndarray
-    lifted: np.ndarray  # rows whose band was lifted
-    target: np.ndarray  # approved weights, current ones where suppressed
-
-
-@dataclass(eq=False, slots=True)
-class _Held:
-    """The lot-rounded book of one decision."""
-
-    q_fin: np.ndarray  # position in shares after the orders
-    w_fin: np.ndarray  # weights recomputed from them
-    delta: np.ndarray  # orders in shares
-    change: np.ndarray  # names with an order to place
-    scaled: np.ndarray  # names whose order was scaled to keep the book inside
-    ok: np.ndarray  # (n_envs,) a rounded book passed (else the unrounded fallback)
-
-
-def _round_plan(book: _Book, plan: _Plan, st: _Static) -> _Held:
-    """Lot-round the banded target (+ scaling of exposure-increasing orders, see
-    ``compiled.round_and_check``); a book still failing the checks takes the largest
-    passing uniform shrink of its trade, else the unrounded banded target."""
-    c, target, shares_per_w = book.c, plan.target, book.shares_per_w
-    forced, refs, sectors, betas = plan.forced, plan.refs, book.sectors, plan.betas
-    lot = st.lots(c.shape[1])
-    # The book arrives as weights: a whole-lot position read back from them is off by
-    # float dust (100.00000000000001). Snapped, orders are exact whole lots and a
-    # close-out is exactly minus the held quantity.
-    q_cur = compiled.snap_whole_lots(c * shares_per_w, lot, st.unit_lot)
-    change = target != c
-    if not book.every_ok:
-        change &= book.price_ok
-    rb = (c, plan.fz, change, q_cur, shares_per_w, lot, st.unit_lot, refs, sectors, betas)
-    q_fin, w_fin, scaled, ok = _round_and_check(target, *rb)
+    suppress, band_ok, target, change = banded
+    q_fin, w_fin, scaled, ok = held
+    if refs.loadings is not None:
+        band_ok = _factors_pass(band_ok, target, refs) | ~rows_any(suppress)
+    if not band_ok.all():
+        # A lifted name was moving at a valid price: it now trades.
+        lifted = suppress & ~band_ok[:, None]
+        suppress = suppress & ~lifted
+        target = np.where(lifted, a, target)
+        change = change | lifted
+        q_fin, w_fin, scaled, ok = _round_and_check(target, change, refs, rb)
+    elif refs.loadings is not None:
+        ok = _factors_pass(ok, w_fin, refs)
     if not ok.all():
-        # Non-forced portfolios still failing (rounding moved net or beta exposure):
-        # the largest uniform shrink of the whole trade, from a fixed grid, that passes.
+        c = rb[0]
+        forced = (flags & int(TriggerFlag.FORCED)) != 0
         for lam in _SHRINK_GRID:  # a fixed grid, not a batch loop
             todo = ~ok & ~forced
             if not todo.any():
                 break
-            q_l, w_l, _, ok_l = _round_and_check(c + lam * (target - c), *rb)
+            q_l, w_l, _, ok_l = _round_and_check(c + lam * (target - c), change, refs, rb)
             ok_l &= todo
             q_fin = np.where(ok_l[:, None], q_l, q_fin)
             w_fin = np.where(ok_l[:, None], w_l, w_fin)
             scaled |= ok_l[:, None] & change
             ok |= ok_l
         # ---- last resort: the (banded) approved book itself, unrounded. Holding
-        # instead could freeze a portfolio whose current and approved books sit on
-        # the same binding signed limit (net, beta): every rounded step off the
-        # segment breaks it.
+        # instead could freeze a portfolio whose current and approved books sit on the
+        # same binding signed limit (net, beta): every rounded step off the segment
+        # breaks it.
         fb = ~ok[:, None] & change
         w_fin = np.where(fb, target, w_fin)
-        q_fin = np.where(fb, target * shares_per_w, q_fin)
-    delta = q_fin - q_cur
-    if not change.all():
-        delta = np.where(change, delta, 0.0)
-    return _Held(q_fin, w_fin, delta, change, scaled, ok)
-
-
-def _result(book: _Book, fired: _Fired, plan: _Plan, held: _Held) -> ExecutionResult:
-    """The orders, the held book and their reason codes and trigger flags."""
-    suppress = plan.suppress
-    reasons, port_out = book.sym.copy(), book.port.copy()
-    if plan.any_suppress:
-        or_bits(reasons, _BAND, suppress)
-        or_bits(port_out, _BAND, plan.suppressed_rows)
-    # Rounding (and the scaling that keeps a rounded book inside) moved these names
-    # off the approved weight: code them, so no weight changes without a reason.
-    rounded_off = held.change & (held.w_fin != plan.target)
-    if rounded_off.any():
-        or_bits(reasons, _LOT, rounded_off)
-        or_bits(port_out, _LOT, rows_any(rounded_off))
-    masks = (  # one row per flag, in _FLAG_BITS order
-        rows_any(fired.name_drift),
-        fired.l1,
-        fired.scheduled,
-        fired.vol_spike,
-        fired.spread_blow,
-        fired.kill,
-        plan.forced,
-        plan.lifted,
-        rows_any(held.scaled) & held.ok,
-        ~held.ok,
-    )
-    flags = _FLAG_BITS @ np.array(masks, dtype=np.int64)  # exact integer sum of bits
-    return ExecutionResult(
-        target_weights=held.w_fin,
-        delta_qty=held.delta,
-        target_qty=held.q_fin,
-        side=np.sign(held.delta).astype(np.int8),
-        reasons=reasons,
-        portfolio_reasons=port_out,
-        traded=rows_any(held.delta != 0.0),
-        trigger_flags=flags,
-        suppressed=suppress,
-    )
+        q_fin = np.where(fb, target * rb[2], q_fin)
+    return (suppress, band_ok, target, change), (q_fin, w_fin, scaled, ok)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def _any_at_least(x: Any, threshold: float, n_envs: int) -> np.ndarray:
-    if x is None:
-        return np.zeros(n_envs, dtype=bool)
-    arr = np.asarray(x, dtype=np.float64)
-    if threshold > 0:  # a missing reading (NaN) compares False: it never fires
-        hit = arr >= threshold
-    else:
-        hit = np.nan_to_num(arr, nan=0.0) >= threshold
-    return hit if hit.shape == (n_envs,) else hit.reshape(n_envs, -1).any(axis=1)
+def _ratios(x: Any, n_envs: int) -> np.ndarray | None:
+    """A risk-override ratio as (n_envs, k) floats (``None`` stays ``None``)."""
+    return None if x is None else np.asarray(x, dtype=np.float64).reshape(n_envs, -1)
 
 
 def _round_and_check(
-    target: np.ndarray,
-    c: np.ndarray,
-    forced: np.ndarray | None,
-    change: np.ndarray,
-    q_cur: np.ndarray,
-    shares_per_w: np.ndarray,
-    lot: np.ndarray,
-    unit_lot: bool,
-    refs: _Refs,
-    sectors: SectorMap,
-    betas: np.ndarray | None,
+    target: np.ndarray, change: np.ndarray, refs: _Refs, rb: tuple[Any, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Lot-round ``target``: toward zero for forced names (``forced``, (n_envs, n_assets)
-    or ``None``), toward the current position elsewhere, where exposure-increasing orders
-    are then scaled down if rounding lifted gross or a sector's gross above its reference
-    (``compiled.round_and_check``). Returns (quantities, weights, scaled, passes): the
-    last as ``_passes``."""
+    """``compiled.round_and_check`` of ``target`` as ``compiled.plan_orders`` rounds the
+    banded target (``rb`` as in ``_settle``), with the factor caps checked.
+    Returns (quantities, weights, scaled, passes)."""
+    c, forced_names, shares_per_w, q_cur, lot, unit_lot, sectors, betas = rb
     q, w, scaled, ok = compiled.round_and_check(
-        target, c, forced, change, q_cur, shares_per_w, lot, unit_lot,
+        target, c, forced_names, change, q_cur, shares_per_w, lot, unit_lot,
         refs.gross, refs.sector, refs.net, *_check_args(refs, sectors, betas),
     )  # fmt: skip
     return q, w, scaled, _factors_pass(ok, w, refs)
-
-
-def _passes(w: np.ndarray, refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> np.ndarray:
-    """(n_envs,) bool: ``w`` stays within the reference exposures (float dust allowed)."""
-    ok = compiled.check_books(w, *_check_args(refs, sectors, betas))
-    return _factors_pass(ok, w, refs)
 
 
 def _check_args(refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> tuple[Any, ...]:

@@ -1,6 +1,6 @@
-"""Compiled (numba) kernels of the step: the ex-ante CVaR, the cost model (per symbol,
-and summed per portfolio at the fill), execution's drift masks, lot rounding and exposure
-checks, and the reason-bit counts.
+"""Compiled (numba) kernels of the step: the ex-ante CVaR, the cost model, execution's
+order planning (drift, triggers, lot rounding and exposure checks) and its result, the
+fill, marking and scoring of the env step, and the reason-bit counts.
 
 Each kernel is the only implementation of its computation; the numpy modules call it
 through a thin wrapper that converts the inputs. Every kernel is compiled for one
@@ -24,6 +24,8 @@ from allocgym.compiled.execution import (
     check_books,
     drift_masks,
     exposure_refs,
+    order_result,
+    plan_orders,
     round_and_check,
     snap_whole_lots,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "drift_masks",
     "exposure_refs",
     "fill_and_mark",
+    "order_result",
+    "plan_orders",
     "round_and_check",
     "scenario_cvar",
     "score",
