@@ -22,7 +22,6 @@ from allocgym.risk.kernels import (
     or_bits,
     rows_all,
     rows_any,
-    signed_excess,
     solve_cost_scale,
     subset_rows,
 )
@@ -216,24 +215,6 @@ def test_all_below_is_the_plain_comparison() -> None:
     assert not all_below(np.array([0.1, np.nextafter(1.0, 2.0)]), 1.0)
     assert not all_below(np.array([np.nan]), 1.0)
     assert all_below(np.array([0.1, 0.4]), np.array([0.1, 0.5]))
-
-
-def test_signed_excess_sum_and_over_flags() -> None:
-    """The signed row sums, and which are beyond ``+-cap`` past the tolerance
-    ``(|terms|.sum + cap) * RTOL + cap + ATOL`` (from either side)."""
-    terms = np.array([[0.3, 0.3], [-0.4, -0.3], [0.5, -0.5], [0.6, 0.0]])
-    total, over = signed_excess(terms, 0.6)
-    assert total.tolist() == pytest.approx([0.6, -0.7, 0.0, 0.6])
-    assert over.tolist() == [False, True, False, False]
-    # a caller-given |terms| sum widens the tolerance: 0.6 + 1e-12 * (1e12 + 0.6) > 0.7
-    _, over = signed_excess(terms, 0.6, abs_sum=np.array([0.0, 1e12, 0.0, 0.0]))
-    assert over.tolist() == [False, False, False, False]
-    # each row's tolerance comes from its own terms: row 0's large offsetting terms do
-    # not widen row 1's (0.6 + 1e-9 is over 0.6 by far more than 1e-12 * 1.2)
-    _, over = signed_excess(np.array([[1e12, -1e12], [0.6 + 1e-9, 0.0]]), 0.6)
-    assert over.tolist() == [False, True]
-    _, nan_over = signed_excess(np.array([[np.nan, 0.0]]), 1.0)
-    assert nan_over.tolist() == [True]
 
 
 # ----------------------------------------------------------------------------- reductions

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from gate_books import FREE, LOOSE, calm_context
 
+from allocgym.compiled.gates import GATES
 from allocgym.config import RiskConfig
 from allocgym.costs import CostModel
 from allocgym.execution import ExecutionParams, ExecutionPolicy, TriggerFlag
@@ -188,9 +189,13 @@ def test_every_registry_entry_has_an_invariant_check_and_a_boundary_row():
         assert entry.code in rows, f"{entry.code.name}: no boundary-table row"
         assert entry.field in RiskConfig.model_fields, entry.field
     assert set().union(*checks.values()) == set(codes), "a check without a registry entry"
-    for entry in HARD_LIMITS:  # the chain's own measure and gate
-        assert entry.gate is not None
-        assert (entry.inside is None) != (entry.names_inside is None), entry.code.name
+    compiled = [ReasonCode[name] for name in GATES]
+    for entry in HARD_LIMITS:  # the chain's own measure and gate: compiled, or in Python
+        in_python = (entry.gate is not None, entry.inside is not None)
+        assert in_python == ((entry.code not in compiled),) * 2, entry.code.name
+    # the kernel runs first: its gates, in its order, are the registry's first hard limits
+    python = [s.code for s in HARD_LIMITS if s.gate is not None]
+    assert [s.code for s in HARD_LIMITS] == compiled + python
 
 
 def test_registry_order_is_the_gate_order():

@@ -1,6 +1,7 @@
 """Compiled (numba) kernels of the step: the ex-ante CVaR, the cost model, execution's
 order planning (drift, triggers, lot rounding and exposure checks) and its result, the
-fill, marking and scoring of the env step, and the reason-bit counts.
+hard risk gates and their measures, the fill, marking and scoring of the env step, and
+the reason-bit counts.
 
 Each kernel is the only implementation of its computation; the numpy modules call it
 through a thin wrapper that converts the inputs. Every kernel is compiled for one
@@ -29,9 +30,11 @@ from allocgym.compiled.execution import (
     round_and_check,
     snap_whole_lots,
 )
+from allocgym.compiled.gates import GATES, hard_gates, measures
 from allocgym.compiled.step import fill_and_mark, score, write_book
 
 __all__ = [
+    "GATES",
     "KERNELS",
     "check_books",
     "compile_seconds",
@@ -40,6 +43,8 @@ __all__ = [
     "drift_masks",
     "exposure_refs",
     "fill_and_mark",
+    "hard_gates",
+    "measures",
     "order_result",
     "plan_orders",
     "round_and_check",

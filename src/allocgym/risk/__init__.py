@@ -52,8 +52,9 @@ Layout: every limit is declared once in ``gates.registry.LIMITS`` (code, config 
 bound per portfolio with its regime multiplier, measure, repair); ``limits`` holds
 ``RiskLimits`` (a view of ``RiskConfig`` with the registry's bound tables); ``context``
 the context, result, bounds and the one ``GateContext`` builder; ``inputs`` the input
-validation; ``gates.symbol``, ``gates.portfolio``, ``gates.strategy`` and ``gates.trade``
-the gates by level; ``refeasible`` the repairs back inside; ``chain`` the fixed order;
+validation; ``allocgym.compiled.gates`` the hard gates and their measures (one kernel),
+``gates.portfolio`` the factor cap, ``gates.strategy`` and ``gates.trade`` the strategy and
+trade limits; ``refeasible`` the repairs back inside; ``chain`` the fixed order;
 ``invariants`` the checker; ``kernels`` the shared tolerance and row reductions; ``codes``
 the reason codes. The ``TRADING_ALLOCATOR_*`` runtime flags are read by
 ``allocgym.serving.flags``.

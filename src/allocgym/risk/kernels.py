@@ -56,15 +56,6 @@ def all_of(mask: np.ndarray) -> bool:
     return bool(_all(mask, axis=None))
 
 
-def within(value: np.ndarray, limit: Any) -> np.ndarray:
-    """:func:`is_inside` of a gross-type measure (its own tolerance magnitude), from the
-    plain comparison when that holds everywhere (:func:`all_below`'s shortcut)."""
-    below = value <= limit
-    if _all(below, axis=None):
-        return below
-    return is_inside(value, limit, value)
-
-
 def all_below(value: np.ndarray, limit: Any) -> bool:
     """``value <= limit`` everywhere: then every tolerance test of ``value`` passes.
 
@@ -179,23 +170,6 @@ def replace_rows(w: np.ndarray, rows: np.ndarray, block: np.ndarray) -> np.ndarr
     out = w.copy()
     out[rows] = block
     return out
-
-
-def signed_excess(
-    terms: np.ndarray, cap: float, abs_sum: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """For the signed sums ``sum(terms)`` per row: (the sum, beyond ``+-cap`` + tolerance).
-
-    ``abs_sum``: ``|terms|.sum(axis=1)`` when the caller has it.
-    """
-    total = terms.sum(axis=1)
-    size = np.abs(total)
-    below = size <= cap
-    if all_of(below):  # the tolerance only widens +-cap
-        return total, ~below
-    mag = np.abs(terms).sum(axis=1) if abs_sum is None else abs_sum
-    tol = (mag + cap) * RTOL + (cap + ATOL)
-    return total, ~(size <= tol)
 
 
 def subset_rows(over: np.ndarray) -> np.ndarray | None:

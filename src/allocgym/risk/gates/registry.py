@@ -9,8 +9,11 @@ the registry:
   (``REGIME_LABELS`` order, then unknown codes), so a decision only looks bounds up;
 - ``portfolio_bounds`` gives the ``Bounds`` of a batch (used by the chain and by the
   execution policy, which checks the same limits after lot rounding);
-- ``hard_gates`` runs the hard limits' gates in registry order; ``coupled_ok``,
-  ``coupled_violations``, ``hard_ok`` and ``names_outside`` evaluate their measures;
+- ``hard_gates`` runs the hard limits' gates in registry order: one compiled kernel
+  (``allocgym.compiled.gates``) runs those its ``GATES`` lists, row by row, then the gates
+  an entry holds as a callable (the factor cap's) run; ``coupled_ok``,
+  ``coupled_violations``, ``hard_ok`` and ``names_outside`` evaluate their measures, the
+  same way (the kernel's ``measures``, then the entries' ``inside``);
 - ``check_invariants`` walks the registry with its own, independent measure code.
 
 The trade limits are applied together (``gates.trade.trade_limits``): the per-symbol ones
@@ -29,11 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from allocgym.compiled import gates as compiled_gates
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk.codes import GATE_CODES, ReasonCode
 from allocgym.risk.context import Book, Bounds, SectorMap
-from allocgym.risk.gates import portfolio, symbol
-from allocgym.risk.kernels import Trace, rows_all
+from allocgym.risk.gates import portfolio
+from allocgym.risk.kernels import ATOL, GATE_ROW, RTOL, Trace
 
 if TYPE_CHECKING:
     from allocgym.risk.limits import RiskLimits
@@ -72,10 +76,11 @@ class LimitSpec:
         What is compared with the bound.
     repair : str
         How the gate brings a breach back inside.
-    names_inside, inside : callable, optional
-        The chain's measure of a hard limit: per name (symbol level) or per portfolio.
-    gate : callable, optional
-        The hard limit's gate, run by ``hard_gates`` in registry order.
+    inside, gate : callable, optional
+        A hard limit's measure (which portfolios are inside, ``None`` when the limit is
+        off) and gate when they run in Python, after the compiled kernel; ``None`` for a
+        limit the kernel measures and gates (``allocgym.compiled.gates.GATES`` names
+        those, in registry order). Every hard limit has the one or the other.
     """
 
     code: ReasonCode
@@ -86,7 +91,6 @@ class LimitSpec:
     multiplier: Multiplier
     measure: str
     repair: str
-    names_inside: Measure | None = None
     inside: Measure | None = None
     gate: Gate | None = None
 
@@ -112,8 +116,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier=None,
         measure="short weight max(-w_i, 0)",
         repair="clip to 0",
-        names_inside=symbol.long_only_names_inside,
-        gate=symbol.long_only_gate,
     ),
     LimitSpec(
         code=ReasonCode.SYMBOL_CAP,
@@ -124,8 +126,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier="capacity",
         measure="|w_i|",
         repair="clip to the cap",
-        names_inside=symbol.symbol_cap_names_inside,
-        gate=symbol.symbol_cap_gate,
     ),
     LimitSpec(
         code=ReasonCode.SYMBOL_NOTIONAL_CAP,
@@ -136,8 +136,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier="capacity",
         measure="|w_i| x equity",
         repair="clip to the cap",
-        names_inside=symbol.symbol_notional_names_inside,
-        gate=symbol.symbol_notional_gate,
     ),
     LimitSpec(
         code=ReasonCode.SECTOR_CAP,
@@ -148,8 +146,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier=None,
         measure="sum |w_i| over each sector",
         repair="scale the sector",
-        inside=portfolio.sector_inside,
-        gate=portfolio.sector_gate,
     ),
     LimitSpec(
         code=ReasonCode.NET_CAP,
@@ -160,8 +156,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier=None,
         measure="|sum w_i|",
         repair="scale the dominant side",
-        inside=portfolio.net_inside,
-        gate=portfolio.net_gate,
     ),
     LimitSpec(
         code=ReasonCode.BETA_LIMIT,
@@ -172,8 +166,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier=None,
         measure="|beta^T w|",
         repair="scale the side carrying the excess beta, then the net uniformly",
-        inside=portfolio.beta_inside,
-        gate=portfolio.beta_gate,
     ),
     LimitSpec(
         code=ReasonCode.GROSS_CAP,
@@ -184,8 +176,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier="budget",
         measure="sum |w_i|",
         repair="scale the book",
-        inside=portfolio.gross_inside,
-        gate=portfolio.gross_gate,
     ),
     LimitSpec(
         code=ReasonCode.NOTIONAL_CAP,
@@ -196,8 +186,6 @@ LIMITS: tuple[LimitSpec, ...] = (
         multiplier=None,
         measure="sum |w_i| x equity",
         repair="scale the book",
-        inside=portfolio.notional_inside,
-        gate=portfolio.notional_gate,
     ),
     LimitSpec(
         code=ReasonCode.FACTOR_CAP,
@@ -266,9 +254,7 @@ LIMITS: tuple[LimitSpec, ...] = (
 #: The hard limits, in gate order.
 HARD_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in LIMITS if s.stage == "hard")
 #: The hard limits that couple symbols (a portfolio-level measure).
-COUPLED_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in HARD_LIMITS if s.inside is not None)
-#: The symbol-level hard limits (a per-name measure).
-SYMBOL_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in HARD_LIMITS if s.names_inside is not None)
+COUPLED_LIMITS: tuple[LimitSpec, ...] = tuple(s for s in HARD_LIMITS if s.level != "symbol")
 
 
 def spec(code: ReasonCode) -> LimitSpec:
@@ -410,68 +396,139 @@ def coupled_violations(
 
     ``codes`` restricts the check to those limits (all when ``None``).
     """
+    wanted = [e for e in COUPLED_LIMITS if codes is None or e.code in codes]
+    run = _switched(b, sum(_kernel_bit(e.code) for e in wanted if e.inside is None))
+    _, inside, _ = _measures(w, b, run)
     book = Book(w)
     out = []
-    for entry in COUPLED_LIMITS:
-        if codes is None or entry.code in codes:
-            inside = entry.inside(book, b)
-            if inside is not None:
-                out.append((entry.code, ~inside))
+    for entry in wanted:
+        if entry.inside is None:
+            if run & _kernel_bit(entry.code):
+                out.append((entry.code, ~inside[:, _KERNEL_CODES.index(entry.code)]))
+        else:
+            rows = entry.inside(book, b)
+            if rows is not None:
+                out.append((entry.code, ~rows))
     return out
 
 
 def coupled_ok(w: np.ndarray, b: Bounds, codes: frozenset[ReasonCode] | None = None) -> np.ndarray:
     """Rows satisfying every coupled hard limit (or those in ``codes``): the complement of
     the OR of :func:`coupled_violations` (it runs in every bisection step)."""
-    book = Book(w)
-    ok = None
-    for entry in COUPLED_LIMITS:
-        if codes is None or entry.code in codes:
-            inside = entry.inside(book, b)
-            if inside is not None:
-                ok = inside if ok is None else ok & inside
-    return np.ones(w.shape[0], dtype=bool) if ok is None else ok
+    if codes is None:
+        return _all_ok(w, b, _COUPLED_RUN, _COUPLED_AFTER)
+    wanted = [e for e in COUPLED_LIMITS if e.code in codes]
+    run = sum(_kernel_bit(e.code) for e in wanted if e.inside is None)
+    return _all_ok(w, b, run, tuple(e.inside for e in wanted if e.inside is not None))
 
 
 def hard_ok(w: np.ndarray, b: Bounds) -> np.ndarray:
     """(n,) bool: ``w`` satisfies every hard limit."""
-    book = Book(w)
-    ok = np.ones(w.shape[0], dtype=bool)
-    for entry in HARD_LIMITS:
-        if entry.inside is not None:
-            inside = entry.inside(book, b)
-        else:
-            names = entry.names_inside(book, b)
-            inside = None if names is None else rows_all(names)
-        if inside is not None:
-            ok &= inside
-    return ok
+    return _all_ok(w, b, _HARD_RUN, _HARD_MEASURES_AFTER)
 
 
 def names_outside(w: np.ndarray, b: Bounds) -> np.ndarray:
     """(n, N) bool: the names breaking a symbol-level hard limit."""
-    book = Book(w)
-    out = np.zeros(w.shape, dtype=bool)
-    for entry in SYMBOL_LIMITS:
-        inside = entry.names_inside(book, b)
-        if inside is not None:
-            out |= ~inside
-    return out
+    return _measures(w, b, _switched(b, _SYMBOL_RUN))[2]
 
 
 def hard_gates(w: np.ndarray, b: Bounds, trace: Trace) -> np.ndarray:
     """Every hard limit's gate in registry order; each keeps the limits before it, so the
     result is inside all of them."""
-    book = Book(w)
-    for entry in HARD_LIMITS:
-        entry.gate(book, b, trace)
-    return book.w
+    return _run_gates(w, b, trace, _HARD_RUN, _HARD_AFTER)
 
 
 def signed_gates(w: np.ndarray, b: Bounds, trace: Trace) -> np.ndarray:
     """The signed limits' gates alone (NET_CAP, BETA_LIMIT, FACTOR_CAP): they keep the
     others."""
-    book = Book(w)
-    for code in (ReasonCode.NET_CAP, ReasonCode.BETA_LIMIT, ReasonCode.FACTOR_CAP):
-        spec(code).gate(book, b, trace)
-    return book.w
+    return _run_gates(w, b, trace, _SIGNED_RUN, _SIGNED_AFTER)
+
+
+def _kernel_bit(code: ReasonCode) -> int:
+    """The bit of ``run`` that turns the kernel's gate of ``code`` on."""
+    return 1 << compiled_gates.GATES.index(code.name)
+
+
+_KERNEL_CODES = tuple(ReasonCode[name] for name in compiled_gates.GATES)
+_BITS = np.array([int(code) for code in _KERNEL_CODES], dtype=np.int64)
+_ROWS = np.array([GATE_ROW[code] for code in _KERNEL_CODES], dtype=np.int64)
+_BITS.flags.writeable = _ROWS.flags.writeable = False
+_SIGNED = (ReasonCode.NET_CAP, ReasonCode.BETA_LIMIT, ReasonCode.FACTOR_CAP)
+_HARD_RUN = sum(_kernel_bit(entry.code) for entry in HARD_LIMITS if entry.gate is None)
+_HARD_AFTER = tuple(entry.gate for entry in HARD_LIMITS if entry.gate is not None)
+_HARD_MEASURES_AFTER = tuple(e.inside for e in HARD_LIMITS if e.inside is not None)
+_COUPLED_RUN = sum(_kernel_bit(e.code) for e in COUPLED_LIMITS if e.inside is None)
+_COUPLED_AFTER = tuple(e.inside for e in COUPLED_LIMITS if e.inside is not None)
+_SYMBOL_RUN = sum(_kernel_bit(e.code) for e in HARD_LIMITS if e.level == "symbol")
+_SIGNED_RUN = sum(_kernel_bit(code) for code in _SIGNED if spec(code).gate is None)
+_SIGNED_AFTER = tuple(spec(code).gate for code in _SIGNED if spec(code).gate is not None)
+_LONG_ONLY = _kernel_bit(ReasonCode.LONG_ONLY)
+_SYMBOL_NOTIONAL = _kernel_bit(ReasonCode.SYMBOL_NOTIONAL_CAP)
+_BETA = _kernel_bit(ReasonCode.BETA_LIMIT)
+_NOTIONAL = _kernel_bit(ReasonCode.NOTIONAL_CAP)
+
+
+def _switched(b: Bounds, run: int) -> int:
+    """``run`` without the kernel gates whose limit is off in ``b``."""
+    if not b.long_only:
+        run &= ~_LONG_ONLY
+    if b.cap_notional is None:
+        run &= ~_SYMBOL_NOTIONAL
+    if b.betas is None:
+        run &= ~_BETA
+    if b.notional_cap is None:
+        run &= ~_NOTIONAL
+    return run
+
+
+def _bound_arrays(w: np.ndarray, b: Bounds) -> tuple[Any, ...]:
+    """The kernel's bound arguments (a limit that is off: a stand-in, never read)."""
+    cap_pct = b.cap_pct[:, 0]
+    cap_notional, betas, notional_cap = b.cap_notional, b.betas, b.notional_cap
+    return (
+        cap_pct,
+        cap_pct if cap_notional is None else cap_notional[:, 0],
+        float(b.sector_cap),
+        b.sectors.ids,
+        b.sectors.n,
+        float(b.net_cap),
+        w if betas is None else betas,
+        float(b.beta_tol),
+        b.gross_cap,
+        b.gross_cap if notional_cap is None else notional_cap,
+    )
+
+
+def _measures(w: np.ndarray, b: Bounds, run: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``compiled.gates.measures`` of the kernel gates ``run`` (already switched)."""
+    return compiled_gates.measures(w, run, *_bound_arrays(w, b), RTOL, ATOL)
+
+
+def _all_ok(w: np.ndarray, b: Bounds, run: int, after: tuple[Measure, ...]) -> np.ndarray:
+    """Rows inside the kernel limits of ``run`` that are on and the Python measures
+    ``after``."""
+    ok = _measures(w, b, _switched(b, run))[0]
+    if after:
+        book = Book(w)
+        for measure in after:
+            inside = measure(book, b)
+            if inside is not None:
+                ok &= inside
+    return ok
+
+
+def _run_gates(
+    w: np.ndarray, b: Bounds, trace: Trace, run: int, after: tuple[Gate, ...]
+) -> np.ndarray:
+    """The kernel's gates of ``run`` that are on in ``b``, then the Python gates ``after``."""
+    out, touched = compiled_gates.hard_gates(
+        w, _switched(b, run), _BITS, _ROWS, *_bound_arrays(w, b), RTOL, ATOL, trace.sym,
+        trace.port, trace.clip,
+    )  # fmt: skip
+    trace.touched |= touched
+    if after:
+        book = Book(out)
+        for gate in after:
+            gate(book, b, trace)
+        out = book.w
+    return out
