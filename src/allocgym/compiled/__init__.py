@@ -1,7 +1,7 @@
 """Compiled (numba) kernels of the step: the ex-ante CVaR, the cost model, execution's
 order planning (drift, triggers, lot rounding and exposure checks) and its result, the
-hard risk gates and their measures, the fill, marking and scoring of the env step, and
-the reason-bit counts.
+risk chain (input scan, hard gates and their measures, trade limits), the fill, marking
+and scoring of the env step, and the reason-bit counts.
 
 Each kernel is the only implementation of its computation; the numpy modules call it
 through a thin wrapper that converts the inputs. Every kernel is compiled for one
@@ -32,6 +32,13 @@ from allocgym.compiled.execution import (
 )
 from allocgym.compiled.gates import GATES, hard_gates, measures
 from allocgym.compiled.step import fill_and_mark, score, write_book
+from allocgym.compiled.trade import (
+    forced_derisk,
+    participation_cap,
+    scan_inputs,
+    strategy_scale,
+    trade_measures,
+)
 
 __all__ = [
     "GATES",
@@ -43,14 +50,19 @@ __all__ = [
     "drift_masks",
     "exposure_refs",
     "fill_and_mark",
+    "forced_derisk",
     "hard_gates",
     "measures",
     "order_result",
+    "participation_cap",
     "plan_orders",
     "round_and_check",
+    "scan_inputs",
     "scenario_cvar",
     "score",
     "snap_whole_lots",
+    "strategy_scale",
+    "trade_measures",
     "warm_up",
     "write_book",
 ]

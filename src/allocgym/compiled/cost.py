@@ -11,7 +11,7 @@ from allocgym.compiled._base import F2, kernel, ready
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _cost_pair(
+def cost_pair(
     trade, equity, adv, vol, spread, spread_mult, commission, impact_k
 ):  # pragma: no cover
     """(linear, impact) cost of one trade: the formula of ``allocgym.costs.cost_terms``."""
@@ -36,7 +36,7 @@ def _cost_terms(
     impact = np.empty((n_rows, n_cols))
     for r in range(n_rows):
         for c in range(n_cols):
-            linear[r, c], impact[r, c] = _cost_pair(
+            linear[r, c], impact[r, c] = cost_pair(
                 trade[r, c], equity[r, c], adv[r, c], vol[r, c], spread[r, c],
                 spread_mult, commission, impact_k,
             )  # fmt: skip

@@ -28,7 +28,7 @@ from allocgym.compiled._base import (
     pairwise_sum,
     ready,
 )
-from allocgym.compiled.cost import _cost_pair
+from allocgym.compiled.cost import cost_pair
 from allocgym.compiled.cvar import cvar_order, row_cvar
 
 BOOK_ROWS = (
@@ -128,7 +128,7 @@ def _fill_and_mark(
             notional[a] = q * prices[t, a]
             trade_w = notional[a] / eq_pre
             traded[a] = abs(trade_w)
-            linear, impact = _cost_pair(
+            linear, impact = cost_pair(
                 trade_w, eq_pre, adv[t, a], vol[t, a], spread[t, a],
                 spread_mult, commission, impact_k,
             )  # fmt: skip

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from allocgym.compiled.trade import forced_derisk, participation_cap
 from allocgym.costs import CostModel
 from allocgym.errors import GateConfigError, InvariantBreach
 from allocgym.risk.codes import ReasonCode
@@ -15,7 +16,7 @@ from allocgym.risk.gates.strategy import attribute_approved, strategy_gate
 from allocgym.risk.gates.trade import filled_weights, trade_limits
 from allocgym.risk.inputs import Inputs, read_inputs
 from allocgym.risk.invariants import check_invariants
-from allocgym.risk.kernels import GATE_ROW, Trace, or_bits, rows_any
+from allocgym.risk.kernels import GATE_ROW, Trace, or_bits
 from allocgym.risk.limits import RiskLimits
 from allocgym.risk.refeasible import pin_untradable
 
@@ -119,13 +120,16 @@ class RiskGateChain:
         # they change was outside the limits) and the proposals, stacked row-wise.
         gated = hard_gates(np.concatenate([x.c, held]), stacked, both)
         c_in, target = gated[:n], gated[n:]
-        any_forced = False  # no gate changed anything: c_in is the current book
         if both.touched:
-            moved = c_in != x.c
-            forced = rows_any(moved)
-            if x.any_bad_row:
-                forced &= ~x.bad_row
-            any_forced = bool(forced.any())
+            # FORCED_DERISK: the current books the hard gates moved back inside the limits
+            # (a bad row's book is 0, which no gate changes). Coded now: the later gates
+            # only OR bits in (and _flatten overwrites its rows after this).
+            any_forced, sym, port, removed = forced_derisk(
+                x.c, c_in, x.bad_row, both.sym, both.port, int(ReasonCode.FORCED_DERISK)
+            )
+            if any_forced:
+                trace.sym, trace.port = sym, port
+                trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK]] += removed
         dec = stacked.take(slice(0, n))
 
         if x.any_reduce:
@@ -139,10 +143,6 @@ class RiskGateChain:
         filled = filled_weights(ctx.recent_fills, x)
         approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model, filled)
 
-        if any_forced:
-            derisk = both.rows(slice(0, n))
-            _mark_forced(trace, derisk, moved, forced, np.abs(x.c - c_in).sum(axis=1))
-
         if not x.all_tradable:
             approved = pin_untradable(approved, c_in, x, dec, trace)
 
@@ -151,8 +151,9 @@ class RiskGateChain:
             flat = x.killed | x.bad_row
             approved = _flatten(approved, flat, x, trace)
         if strategy_scale is not None:
-            dead = x.bad_proposal if flat is None else flat | x.bad_proposal
-            strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
+            if flat is not None or x.any_bad_proposal:
+                dead = x.bad_proposal if flat is None else flat | x.bad_proposal
+                strategy_scale = np.where(dead[:, None], 0.0, strategy_scale)
             if strategy_budget is not None and x.strategy is not None:
                 # The later gates reshape the whole book: the family lines follow the final one.
                 held = attribute_approved(approved, x.strategy, strategy_scale)
@@ -168,20 +169,6 @@ class RiskGateChain:
             strategy_scale=strategy_scale,
             strategy_budget=strategy_budget,
         )
-
-
-def _mark_forced(
-    trace: Trace, derisk: Trace, moved: np.ndarray, forced: np.ndarray, removed: np.ndarray
-) -> None:
-    """FORCED_DERISK: the current books the hard gates moved back inside the limits.
-
-    Only forced rows moved (a bad row's book is 0, which no gate changes), and every move
-    carries a de-risk bit: the forced-row masks are the plain ones."""
-    trace.sym |= derisk.sym
-    or_bits(trace.sym, int(ReasonCode.FORCED_DERISK), moved)
-    trace.port |= derisk.port
-    or_bits(trace.port, int(ReasonCode.FORCED_DERISK), forced)
-    trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK]] += removed
 
 
 def _flatten(approved: np.ndarray, flat: np.ndarray, x: Inputs, trace: Trace) -> np.ndarray:
@@ -216,13 +203,13 @@ def decision_bounds(
         None if x.betas is None else np.concatenate([x.betas, x.betas]),
         None if x.loadings is None else np.concatenate([x.loadings, x.loadings]),
     )
-    # Zero where nothing may trade (written so that 0 * inf never makes a NaN).
-    can = x.adv > 0
-    if not tables.capacity_everywhere:
-        can &= (tables.capacity[slot] > 0)[:, None]
-    if not x.all_tradable:
-        can &= x.tradable
-    pcap = x.adv / x.equity[:, None]
-    pcap *= tables.bound[ReasonCode.PARTICIPATION_CAP][slot][:, None]
-    pcap[~can] = 0.0
+    pcap = participation_cap(
+        x.adv,
+        x.equity,
+        tables.bound[ReasonCode.PARTICIPATION_CAP],
+        tables.capacity,
+        slot,
+        x.tradable,
+        x.all_tradable,
+    )
     return stacked, pcap

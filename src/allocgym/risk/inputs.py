@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from allocgym.compiled.trade import scan_inputs
 from allocgym.errors import RequestError
 from allocgym.ranges import RANGES
 from allocgym.risk.context import GateContext, SectorMap, sector_map
@@ -23,11 +24,12 @@ if TYPE_CHECKING:
 _EQUITY, _PRICE, _ADV, _SPREAD = (
     RANGES[name] for name in ("equity", "price", "adv_notional", "spread_bps")
 )
-# Price, ADV, volatility, spread: their lowest and highest usable values (a volatility:
-# any finite one), shaped to compare with the four fields stacked (4, n, N).
+# Equity, price, ADV, volatility, spread: their lowest and highest usable values (a
+# volatility: any finite one), in ``scan_inputs``' order.
 _FINITE_MAX = float(np.finfo(np.float64).max)
-_MARKET_LOW = np.array([_PRICE.low, _ADV.low, 0.0, _SPREAD.low]).reshape(4, 1, 1)
-_MARKET_HIGH = np.array([_PRICE.high, _ADV.high, _FINITE_MAX, _SPREAD.high]).reshape(4, 1, 1)
+_LOW = np.array([_EQUITY.low, _PRICE.low, _ADV.low, 0.0, _SPREAD.low])
+_HIGH = np.array([_EQUITY.high, _PRICE.high, _ADV.high, _FINITE_MAX, _SPREAD.high])
+_any = np.logical_or.reduce  # ``ndarray.any`` without its Python wrapper
 
 
 def as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -113,34 +115,22 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
     killed = flag_batch("kill_switch", ctx.kill_switch, lim.kill_switch, n)
     reduce = flag_batch("reduce_only", ctx.reduce_only, lim.reduce_only, n)
 
-    good_row, betas, loadings = _readable_rows(ctx, lim, equity, book)
-    any_bad_row = not good_row.all()
-    bad_row = ~good_row
+    rows_ok, betas, loadings = _sane_factors(ctx, lim, n, m)
+    scan = scan_inputs(
+        raw, book, equity, prices, adv, vol, spread, tradable, rows_ok, _LOW, _HIGH, BIG
+    )
+    proposal, book, equity, bad_proposal, bad_row, usable = scan[:6]
+    any_bad_proposal, any_bad_row, all_tradable = scan[6:]
     if betas is not None and any_bad_row:
         betas = np.where(bad_row[:, None], 0.0, betas)
     if loadings is not None and any_bad_row:
         loadings = np.where(bad_row[:, None, None], 0.0, loadings)
-    usable = _usable_symbols(tradable, prices, adv, vol, spread)
-    all_tradable = bool(usable.all())
-
-    finite_proposal = np.isfinite(raw)
-    any_bad_proposal = not finite_proposal.all()
-    bad_proposal = ~finite_proposal.all(axis=1) if any_bad_proposal else np.zeros(n, dtype=bool)
     strategy = strategy_gross = None
     if ctx.strategy_weights is not None:
         bad_proposal, strategy, strategy_gross = _strategy_weights(
             ctx.strategy_weights, bad_proposal, m
         )
         any_bad_proposal = bool(bad_proposal.any())
-    # Sanitised copies (the common all-clean case skips the replacements).
-    proposal = raw
-    if any_bad_proposal:
-        proposal = np.nan_to_num(raw, nan=0.0, posinf=BIG, neginf=-BIG)
-    proposal = proposal.clip(-BIG, BIG)
-    if any_bad_row:
-        book = np.where(bad_row[:, None], 0.0, book)
-        equity = np.where(bad_row, 1.0, equity)
-    book = book.clip(-BIG, BIG)
     if not all_tradable:
         adv = np.where(usable, adv, 1.0)
         vol = np.where(usable, vol, 0.0)
@@ -168,8 +158,8 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
         all_tradable=all_tradable,
         any_bad_row=any_bad_row,
         any_bad_proposal=any_bad_proposal,
-        any_killed=bool(killed.any()),
-        any_reduce=bool(reduce.any()),
+        any_killed=bool(_any(killed)),
+        any_reduce=bool(_any(reduce)),
     )
 
 
@@ -201,17 +191,12 @@ def _regime_codes(value: Any, n: int) -> np.ndarray:
     return as_batch("regime", regime, (n,), np.int64)
 
 
-def _readable_rows(
-    ctx: GateContext, lim: RiskLimits, equity: np.ndarray, book: np.ndarray
+def _sane_factors(
+    ctx: GateContext, lim: RiskLimits, n: int, m: int
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Which rows are readable (n,): equity inside its physical range, a finite book and,
-    where their gates are on, sane betas and factor loadings; with the betas (n, N) and
-    loadings (n, N, k) those gates read (None when off)."""
-    n, m = book.shape
-    good_row = (equity >= _EQUITY.low) & (equity <= _EQUITY.high)
-    finite_book = np.isfinite(book)
-    if not finite_book.all():
-        good_row &= finite_book.all(axis=1)
+    """The rows (n,) whose betas and factor loadings are sane where their gates are on,
+    with the betas (n, N) and loadings (n, N, k) those gates read (None when off)."""
+    rows_ok = np.ones(n, dtype=bool)
     betas = None
     if lim.beta_tolerance is not None:
         if ctx.betas is None:
@@ -222,31 +207,14 @@ def _readable_rows(
         betas = as_batch("betas", ctx.betas, (n, m), np.float64)
         sane = np.abs(betas) <= MAX_ABS_BETA  # False for NaN and +-inf too
         if not sane.all():
-            good_row &= sane.all(axis=1)
+            rows_ok &= sane.all(axis=1)
     loadings = None
     if lim.max_factor_exposure is not None:
         loadings = _loadings(ctx.factor_loadings, n, m)
         sane = np.abs(loadings) <= MAX_ABS_LOADING  # False for NaN and +-inf too
         if not sane.all():
-            good_row &= sane.all(axis=(1, 2))
-    return good_row, betas, loadings
-
-
-def _usable_symbols(
-    tradable: np.ndarray,
-    prices: np.ndarray,
-    adv: np.ndarray,
-    vol: np.ndarray,
-    spread: np.ndarray,
-) -> np.ndarray:
-    """Usable symbols (n, N): tradable, price inside its physical range, ADV / vol /
-    spread finite >= 0 and ADV and spread inside theirs."""
-    n, m = tradable.shape
-    # One comparison per bound over the four fields together (NaN fails both).
-    values = np.concatenate([prices, adv, vol, spread]).reshape(4, n, m)
-    inside = values >= _MARKET_LOW
-    inside &= values <= _MARKET_HIGH
-    return tradable & inside.all(axis=0)
+            rows_ok &= sane.all(axis=(1, 2))
+    return rows_ok, betas, loadings
 
 
 def _strategy_weights(

@@ -286,8 +286,6 @@ class LimitTables:
     #: ``GateResult.clipped``'s entries: (name, ``Trace.clip`` row) of each gate code,
     #: without the optional limits that are off.
     clipped_rows: tuple[tuple[str, int], ...]
-    #: Every slot's capacity multiplier is > 0 (no regime closes trading).
-    capacity_everywhere: bool
 
     @classmethod
     def build(cls, limits: RiskLimits) -> LimitTables:
@@ -329,7 +327,6 @@ class LimitTables:
             capacity=mult["capacity"],
             bound=bound,
             clipped_rows=clipped_rows,
-            capacity_everywhere=bool((mult["capacity"] > 0).all()),
         )
 
     def slot(self, regime: np.ndarray) -> np.ndarray:

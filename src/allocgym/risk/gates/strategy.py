@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from allocgym.compiled.trade import strategy_scale
 from allocgym.errors import RequestError
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import StrategyBudgetTrace
 from allocgym.risk.inputs import Inputs
-from allocgym.risk.kernels import Trace, is_over
+from allocgym.risk.kernels import ATOL, RTOL, Trace
 from allocgym.risk.limits import clamp_multiplier
 
 if TYPE_CHECKING:
@@ -129,19 +130,19 @@ def strategy_gate(
         )
     regime = limits.tables.bound[ReasonCode.STRATEGY_CAP][slot, :n_families]
     budget = regime * capacity_factor(x.strategy, x, limits)
-    over = is_over(gross, budget, gross) | ~np.isfinite(gross)
-    scale = np.where(over, budget / np.where(over, gross, 1.0), 1.0)
     # A subnormal scale (a gross near the float maximum over a small budget) has lost the
     # precision that keeps the scaled family under its budget: such a family gets 0.
-    scale[scale < _TINY] = 0.0
+    scale, any_over = strategy_scale(gross, budget, RTOL, ATOL, _TINY)
+    base_line = np.empty(gross.shape)
+    base_line[:] = base[:n_families]
     record = StrategyBudgetTrace(
-        base=np.broadcast_to(base[:n_families], gross.shape).copy(),
+        base=base_line,
         regime=regime,
         capacity=budget,
         proposed=gross,
-        approved=np.zeros_like(gross),
+        approved=np.zeros(gross.shape),
     )
-    if not over.any():
+    if not any_over:
         return p, scale, record
     out = p + ((scale - 1.0)[:, :, None] * x.strategy).sum(axis=1)
     trace.record(ReasonCode.STRATEGY_CAP, p, out, portfolio=True)

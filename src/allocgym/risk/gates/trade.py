@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from allocgym.compiled.trade import trade_measures
 from allocgym.costs import CostModel, _cost_terms
 from allocgym.errors import RequestError
 from allocgym.ranges import RANGES
@@ -24,7 +25,9 @@ from allocgym.risk.context import Bounds
 from allocgym.risk.gates.registry import LimitTables, coupled_ok, coupled_violations
 from allocgym.risk.inputs import Inputs, as_batch
 from allocgym.risk.kernels import (
+    ATOL,
     GATE_ROW,
+    RTOL,
     Trace,
     all_below,
     is_inside,
@@ -152,34 +155,29 @@ def portfolio_scale(
 ) -> np.ndarray | None:
     """TURNOVER_CAP then SLIPPAGE_BUDGET on the (per-symbol clipped) trade ``d1``: the
     common scale of each portfolio's trade, (n,), or ``None`` when neither acts."""
-    l1 = np.abs(d1).sum(axis=1)
-    moved = None
+    n = d1.shape[0]
     bound = tables.bound[ReasonCode.TURNOVER_CAP]
-    turnover = bound if filled is None else _room(bound, filled.sum(axis=1))
-    over_t = None if all_below(l1, turnover) else is_over(l1, turnover, l1)
-    s_turn = None
-    trade = d1
-    if over_t is not None and over_t.any():
-        s_turn = np.where(over_t, turnover / np.where(over_t, l1, 1.0), 1.0)
+    turnover = np.full(n, bound) if filled is None else _room(bound, filled.sum(axis=1))
+    budget = tables.bound[ReasonCode.SLIPPAGE_BUDGET]
+    l1, s_turn, over_t, linear, impact, over_s, turned, slipped = trade_measures(
+        d1, turnover, budget, x.equity, x.adv, x.vol, x.spread,
+        cost_model.spread_mult, cost_model.commission_bps, cost_model.impact_k, RTOL, ATOL,
+    )  # fmt: skip
+    if not slipped:
+        if not turned:
+            return None
         moved = d1 != 0
         _mark(trace, ReasonCode.TURNOVER_CAP, over_t, moved, (1.0 - s_turn) * l1)
-        trade = d1 * s_turn[:, None]  # (without the cap the scale is 1: d1 itself)
-
-    linear, impact = _cost_terms(trade, x.equity[:, None], x.adv, x.vol, x.spread, cost_model)
-    cost = (linear + impact).sum(axis=1)
-    budget = tables.bound[ReasonCode.SLIPPAGE_BUDGET]
-    over_s = None if all_below(cost, budget) else is_over(cost, budget, cost)
-    if over_s is None or not over_s.any():
         return s_turn
-    s_slip = np.ones_like(cost)
-    s_slip[over_s] = solve_cost_scale(
-        linear.sum(axis=1)[over_s], impact.sum(axis=1)[over_s], budget
-    )
-    removed = (1.0 - s_slip) * l1 if s_turn is None else s_turn * (1.0 - s_slip) * l1
-    if moved is None:
-        moved = d1 != 0
-    _mark(trace, ReasonCode.SLIPPAGE_BUDGET, over_s, moved, removed)
-    return s_slip if s_turn is None else s_turn * s_slip
+    s_slip = np.ones(n)
+    s_slip[over_s] = solve_cost_scale(linear[over_s], impact[over_s], budget)
+    moved = d1 != 0
+    if not turned:
+        _mark(trace, ReasonCode.SLIPPAGE_BUDGET, over_s, moved, (1.0 - s_slip) * l1)
+        return s_slip
+    _mark(trace, ReasonCode.TURNOVER_CAP, over_t, moved, (1.0 - s_turn) * l1)
+    _mark(trace, ReasonCode.SLIPPAGE_BUDGET, over_s, moved, s_turn * (1.0 - s_slip) * l1)
+    return s_turn * s_slip
 
 
 def trade_limits(
