@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from allocgym import compiled, measures
+from allocgym import measures
 from allocgym.actions import ActionSpec
 from allocgym.compiled import step as compiled_step
+from allocgym.compiled.env import reason_summary
 from allocgym.config import AllocgymConfig
 from allocgym.costs import CostModel
 from allocgym.data import MarketData, Split, walk_forward_splits
@@ -733,9 +734,22 @@ def next_working(
     or on any of its symbols (participation, per-symbol turnover and slippage);
     ``due=None`` means every portfolio decided.
     """
-    symbols = np.bitwise_or.reduce(np.asarray(symbol_reasons, dtype=np.int64), axis=1)
-    cut = ((np.asarray(portfolio_reasons, dtype=np.int64) | symbols) & TRADE_LIMITS) != 0
+    _, cut = reason_summary(
+        np.asarray(symbol_reasons, dtype=np.int64),
+        np.asarray(portfolio_reasons, dtype=np.int64),
+        _NO_BITS,
+        TRADE_LIMITS,
+    )
+    return _still_working(due, working, cut)
+
+
+def _still_working(due: np.ndarray | None, working: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """:func:`next_working` from ``cut`` (a trade limit bound the decision)."""
     return cut if due is None else (due | working) & cut
+
+
+_NO_BITS = np.zeros(0, dtype=np.int64)
+"""No reason columns: :func:`~allocgym.compiled.env.reason_summary` for ``cut`` only."""
 
 
 def action_weights(params: EnvParams, t: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -803,7 +817,9 @@ def decide(
     trig = params.triggers
     t = state.t
     at_t = Triggers(
-        scheduled=trig.scheduled[t], vol_ratio=trig.vol_ratio[t], spread_ratio=trig.spread_ratio[t]
+        scheduled=_at(trig.scheduled, t),
+        vol_ratio=_at(trig.vol_ratio, t),
+        spread_ratio=_at(trig.spread_ratio, t),
     )
     ex = params.execution.apply(gate, ctx, at_t)
     return Decision(proposed, ctx, gate, ex, budgets, contributions, due)
@@ -879,7 +895,9 @@ def reason_counts(reasons: np.ndarray) -> np.ndarray:
     ----------
     reasons : ndarray of int64, shape (n_envs, n_assets)
     """
-    return compiled.count_bits(np.asarray(reasons, dtype=np.int64), _REASON_BITS)
+    reasons = np.asarray(reasons, dtype=np.int64)
+    no_portfolio_reasons = np.zeros(reasons.shape[0], dtype=np.int64)
+    return reason_summary(reasons, no_portfolio_reasons, _REASON_BITS, 0)[0]
 
 
 def step(params: EnvParams, state: EnvState, action: np.ndarray) -> StepResult:
@@ -1030,15 +1048,15 @@ def _penalised_reward(
     log_growth: np.ndarray,
     counts: np.ndarray,
     regime: np.ndarray,
-) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
     """The reward: log growth less the CVaR, intervention, turnover and drawdown penalties;
     with it the episode's sums and end (:func:`allocgym.compiled.step.score`).
 
     ``book`` is :func:`~allocgym.compiled.step.fill_and_mark`'s, ``cvar`` its ex-ante
     CVaR row; the step's net return goes into the episode's return buffer (and the
-    realized-CVaR window) in place. Returns ``cvar``, the four penalties and ``reward``;
-    the ``totals``, ``reason_totals`` and ``regime_totals`` after the step; ``steps + 1``;
-    the ``END_ROWS`` flags.
+    realized-CVaR window) in place. Returns the ``SCORE_ROWS`` array (the four penalties
+    and ``reward``) and ``cvar``; the ``totals``, ``reason_totals`` and ``regime_totals``
+    after the step; ``steps + 1``; the ``END_ROWS`` flags.
     """
     env = params.cfg.env
     if env.cvar_mode == "realized":
@@ -1054,47 +1072,42 @@ def _penalised_reward(
         (state.totals, state.reason_totals, state.regime_totals), counts, regime,
         penalty_weights, env.episode_length, params.split.stop - 1, env.drawdown_kill,
     )  # fmt: skip
-    out = dict(zip(compiled_step.SCORE_ROWS, scored, strict=True))
-    out["cvar"] = cvar
-    return out, totals, steps1, ends
+    return scored, cvar, totals, steps1, ends
 
 
 def _step_info(
-    params: EnvParams,
-    state: EnvState,
-    dec: Decision,
-    book: dict[str, np.ndarray],
-    scored: dict[str, np.ndarray],
+    params: EnvParams, state: EnvState, dec: Decision, marked: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """``StepResult.info`` (``INFO_KEYS``) from the decision, the filled and marked
-    ``book`` (with the ``regime`` at ``t``) and the ``scored`` reward terms."""
+    """``StepResult.info`` (``INFO_KEYS``) from the decision and the ``marked`` step: the
+    filled and marked book, the ``regime`` at ``t``, the reason counts and the reward
+    terms, under their info keys."""
     info: dict[str, np.ndarray] = {
         "t": state.t,
         "proposed": dec.proposed,
         "approved": dec.gate.approved,
         "target": dec.execution.target_weights,
-        "weights": book["weights"],
-        "delta_qty": book["delta_qty"],
+        "weights": marked["weights"],
+        "delta_qty": marked["delta_qty"],
         "symbol_reasons": dec.execution.reasons,
         "portfolio_reasons": dec.gate.portfolio_reasons,
-        "reason_counts": book["reason_counts"],
-        "cost": book["cost"],
-        "turnover": book["turnover"],
-        "equity": book["equity"],
-        "drawdown": book["drawdown"],
-        "gross": book["gross"],
-        "net": book["net"],
-        "regime": book["regime"],
-        "regime_confidence": params.features.regime_confidence[state.t],
+        "reason_counts": marked["reason_counts"],
+        "cost": marked["cost"],
+        "turnover": marked["turnover"],
+        "equity": marked["equity"],
+        "drawdown": marked["drawdown"],
+        "gross": marked["gross"],
+        "net": marked["net"],
+        "regime": marked["regime"],
+        "regime_confidence": _at(params.features.regime_confidence, state.t),
         "kill_switch": state.kill,
-        "log_growth": book["log_growth"],
-        "cvar": scored["cvar"],
-        "intervention": book["intervention"],
-        "cvar_penalty": scored["cvar_penalty"],
-        "intervention_penalty": scored["intervention_penalty"],
-        "turnover_penalty": scored["turnover_penalty"],
-        "drawdown_penalty": scored["drawdown_penalty"],
-        "reward": scored["reward"],
+        "log_growth": marked["log_growth"],
+        "cvar": marked["cvar"],
+        "intervention": marked["intervention"],
+        "cvar_penalty": marked["cvar_penalty"],
+        "intervention_penalty": marked["intervention_penalty"],
+        "turnover_penalty": marked["turnover_penalty"],
+        "drawdown_penalty": marked["drawdown_penalty"],
+        "reward": marked["reward"],
     }
     if dec.budgets is not None:
         info["budgets"] = dec.budgets
@@ -1128,13 +1141,19 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     (cost, cash, equity, peak, growth, _, drawdown, cash_frac, turnover, intervention,
      gross, net, cvar) = book  # fmt: skip
     log_growth = np.log(growth)
-    counts = reason_counts(ex.reasons)
-    regime = feats.regime[t]
-    scored, (totals, reason_totals, regime_totals), steps1, ends = _penalised_reward(
+    # the reason counts of info and whether a trade limit cut the decision short, one pass
+    counts, cut = reason_summary(
+        np.asarray(ex.reasons, dtype=np.int64),
+        np.asarray(gate.portfolio_reasons, dtype=np.int64),
+        _REASON_BITS,
+        TRADE_LIMITS,
+    )
+    regime = _at(feats.regime, t)
+    scored, cvar, (totals, reason_totals, regime_totals), steps1, ends = _penalised_reward(
         params, state, t1, book, cvar, log_growth, counts, regime
     )
+    cvar_penalty, intervention_penalty, turnover_penalty, drawdown_penalty, reward = scored
     terminated, truncated, kill_next = ends
-    reward = scored["reward"]
 
     new_state = EnvState(
         t=t1,
@@ -1155,7 +1174,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         held=dec.proposed
         if dec.due is None
         else np.where(dec.due[:, None], dec.proposed, state.held),
-        working=next_working(dec.due, state.working, gate.portfolio_reasons, ex.reasons),
+        working=_still_working(dec.due, state.working, cut),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
     obs = params.feature_builder._observation(
@@ -1181,8 +1200,14 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         "intervention": intervention,
         "log_growth": log_growth,
         "reason_counts": counts,
+        "cvar": cvar,
+        "cvar_penalty": cvar_penalty,
+        "intervention_penalty": intervention_penalty,
+        "turnover_penalty": turnover_penalty,
+        "drawdown_penalty": drawdown_penalty,
+        "reward": reward,
     }
-    info = _step_info(params, state, dec, marked, scored)
+    info = _step_info(params, state, dec, marked)
     return StepResult(new_state, obs, reward, terminated, truncated, info, dec)
 
 

@@ -215,17 +215,20 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     def _finish(
         self, res: core.StepResult
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        terminated, truncated = bool(res.terminated[0]), bool(res.truncated[0])
+        terminated, truncated = res.terminated.item(0), res.truncated.item(0)
         if self._audit is not None:
             self._audit.append(core.audit_record(self.params, res, self._n_steps))
         self._n_steps += 1
-        info: dict[str, Any] = {k: _row(v) for k, v in res.info.items()}
+        # row 0 of each batched info array: a Python scalar or a fresh (...) array
+        info: dict[str, Any] = {
+            k: v.item(0) if v.ndim == 1 else v[0].copy() for k, v in res.info.items()
+        }
         if terminated or truncated:
             info["episode_metrics"] = core.episode_metrics(self.params, res.state, np.array([0]))[0]
         self._state = res.state
         self._done = terminated or truncated
         self._last = info
-        return res.obs[0], float(res.reward[0]), terminated, truncated, info
+        return res.obs[0], res.reward.item(0), terminated, truncated, info
 
     def render(self) -> str | None:  # type: ignore[override]
         """Text line: bar, date, equity, drawdown, regime and the largest positions."""
@@ -252,8 +255,3 @@ def open_audit_log(params: EnvParams) -> Any:
     from allocgym.observability import AuditLog
 
     return AuditLog(path)
-
-
-def _row(v: np.ndarray) -> Any:
-    """Row 0 of a batched info array: a Python scalar or a fresh (...) array."""
-    return v.item(0) if v.ndim == 1 else v[0].copy()

@@ -258,7 +258,7 @@ class PortfolioVecEnv(VecEnv):
             self._audit.append(core.audit_record(self.params, res, self._n_steps))
         self._n_steps += 1
         done = res.terminated | res.truncated
-        info = dict(res.info)
+        info = res.info  # the step's own dict: no one else holds it
         info["terminated"], info["truncated"] = res.terminated, res.truncated
         self.last_info = info
         self.last_decision = res.decision

@@ -1,7 +1,7 @@
 """Compiled (numba) kernels of the step: the ex-ante CVaR, the cost model, execution's
 order planning (drift, triggers, lot rounding and exposure checks) and its result, the
 risk chain (input scan, hard gates and their measures, trade limits), the fill, marking
-and scoring of the env step, and the reason-bit counts.
+and scoring of the env step, and its reason summary.
 
 Each kernel is the only implementation of its computation; the numpy modules call it
 through a thin wrapper that converts the inputs. Every kernel is compiled for one
@@ -18,9 +18,9 @@ bit-identical; the CVaR kernel sums in a fixed sequential order (documented on
 """
 
 from allocgym.compiled._base import KERNELS, compile_seconds, warm_up
-from allocgym.compiled.bits import count_bits
 from allocgym.compiled.cost import cost_terms
 from allocgym.compiled.cvar import scenario_cvar
+from allocgym.compiled.env import reason_summary
 from allocgym.compiled.execution import (
     check_books,
     drift_masks,
@@ -46,7 +46,6 @@ __all__ = [
     "check_books",
     "compile_seconds",
     "cost_terms",
-    "count_bits",
     "drift_masks",
     "exposure_refs",
     "fill_and_mark",
@@ -56,6 +55,7 @@ __all__ = [
     "order_result",
     "participation_cap",
     "plan_orders",
+    "reason_summary",
     "round_and_check",
     "scan_inputs",
     "scenario_cvar",
