@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -43,6 +44,7 @@ from allocgym.serving import (
     request_from_market,
 )
 from allocgym.serving.allocator import serving_config
+from allocgym.serving.schemas import StrategyBudget, trusted
 from allocgym.serving.service import ArrayStoreError, IdempotencyConflict
 
 T0 = 6000  # a bar of the S&P sample with a full history
@@ -694,6 +696,41 @@ def test_array_encoding_rejects_inconsistent_payloads() -> None:
         decode_array({**enc, "dtype": "O"})
     with pytest.raises(ValueError, match="base64"):
         decode_array({**enc, "b64": "***"})
+
+
+def test_array_encoding_codes_and_bytes() -> None:
+    """Booleans stay |b1, any integer becomes <i8, anything else <f8, whatever the byte
+    order or layout; b64 is standard base64 of the little-endian C-order bytes."""
+    cases = [
+        (np.array([[True, False], [False, True]]).T, "|b1", np.bool_),
+        (np.arange(6, dtype=">i4").reshape(2, 3)[:, ::2], "<i8", "<i8"),
+        (np.arange(4, dtype=np.uint16), "<i8", "<i8"),
+        (np.linspace(-1, 1, 6, dtype=">f8").reshape(3, 2).T, "<f8", "<f8"),
+        (np.array([0.1, 2.5], dtype=np.float32), "<f8", "<f8"),
+    ]
+    for a, code, dtype in cases:
+        enc = encode_array(a)
+        want = np.ascontiguousarray(a, dtype=dtype).tobytes()
+        assert enc == {
+            "dtype": code,
+            "shape": list(a.shape),
+            "b64": base64.b64encode(want).decode(),
+        }
+
+
+def test_trusted_builds_what_model_construct_builds() -> None:
+    values = dict(
+        strategy="cash", budget=0.25, proposed_gross=0.0, approved_gross=0.0,
+        base_cap=None, regime_cap=None, cap=None, utilization=None,
+    )  # fmt: skip
+    built, constructed = trusted(StrategyBudget, **values), StrategyBudget.model_construct(**values)
+    assert built == constructed and list(vars(built)) == list(vars(constructed))
+    assert built.model_fields_set == constructed.model_fields_set == set(values)
+    assert built.model_dump_json() == constructed.model_dump_json()
+    with pytest.raises(KeyError, match="regime_cap"):
+        trusted(StrategyBudget, **{k: v for k, v in values.items() if k != "regime_cap"})
+    with pytest.raises(KeyError, match="utilisation"):  # a misspelt field is not dropped
+        trusted(StrategyBudget, **values, utilisation=0.5)
 
 
 def test_request_accepts_lists_and_encoded_arrays_identically(policy: FrozenPolicy) -> None:

@@ -994,11 +994,11 @@ class Metrics:
             gate.approved if execution is None else execution.target_weights, np.float64
         )
         # one count per (portfolio, symbol) carrying a bit; portfolio-level bits that no
-        # symbol of the portfolio carries count once per portfolio
-        sym_bits = (sym[..., None] & _REASON_BITS) != 0  # (n_envs, n_assets, n_codes)
-        per_symbol = sym_bits.sum(axis=(0, 1))
-        port_only = (((port[:, None] & _REASON_BITS) != 0) & ~sym_bits.any(axis=1)).sum(axis=0)
-        for child, count in zip(self._rejects, (per_symbol + port_only).tolist(), strict=True):
+        # symbol of the portfolio carries count once per portfolio: both as one mask list
+        port_only = port & ~np.bitwise_or.reduce(sym, axis=1)
+        masks = np.concatenate((sym.reshape(-1), port_only))
+        counts = ((masks[:, None] & _REASON_BITS) != 0).sum(axis=0)
+        for child, count in zip(self._rejects, counts.tolist(), strict=True):
             if count:
                 child.inc(count)
 

@@ -97,6 +97,7 @@ from allocgym.serving.schemas import (
     RegimeInfo,
     RejectInfo,
     StrategyBudget,
+    trusted,
 )
 
 _FALLBACK = int(ReasonCode.MODEL_FALLBACK)
@@ -330,7 +331,8 @@ def _with_serving_codes(
 def _latency(t0: float, t1: float, t2: float, t3: float, t4: float, t5: float) -> Latency:
     """Stage latencies (µs) from the clock readings at the start, after validation,
     features, model, gates and execution."""
-    return Latency.model_construct(
+    return trusted(
+        Latency,
         total_us=(t5 - t0) * 1e6,
         validate_us=(t1 - t0) * 1e6,
         features_us=(t2 - t1) * 1e6,
@@ -443,7 +445,8 @@ class FrozenAllocator:
         self._model = model if model is not None else policy
         self._hrp = HRP.from_config(cfg.baselines.hrp)
         self._hrp_lookback = int(cfg.baselines.lookback)
-        self._model_info = ModelInfo.model_construct(
+        self._model_info = trusted(
+            ModelInfo,
             model_id=policy.model_id,
             sha256=policy.sha256,
             config_hash=policy.config_hash,
@@ -1029,7 +1032,7 @@ class FrozenAllocator:
 
         fallback = None
         if cause is not None and not kill:
-            fallback = FallbackInfo.model_construct(kind=kind, cause=cause, message=message)
+            fallback = trusted(FallbackInfo, kind=kind, cause=cause, message=message)
         decision = self._decision(
             req,
             now,
@@ -1159,7 +1162,8 @@ class FrozenAllocator:
         masks = ex.reasons[0].tolist()
         # the orders and the quantities held after them, converted in one pass
         qty = quantities(np.concatenate((ex.delta_qty[0], ex.target_qty[0])))
-        return Decision.model_construct(
+        return trusted(
+            Decision,
             request_id=req.request_id,
             status=status,
             timestamp=_aware(req.timestamp).isoformat(),
@@ -1201,7 +1205,8 @@ class FrozenAllocator:
             code, confidence, source = regime_code(label), 0.0, "default"
         multipliers = self._regime_multipliers
         budget_mult, capacity_mult = multipliers.get(code, multipliers[UNKNOWN_REGIME])
-        return RegimeInfo.model_construct(
+        return trusted(
+            RegimeInfo,
             label=label,
             code=code,
             confidence=confidence,
@@ -1223,7 +1228,8 @@ class FrozenAllocator:
             gross = float(np.abs(gate.approved[0]).sum())
             cap = self.limits.max_gross * budget_mult
             return [
-                StrategyBudget.model_construct(
+                trusted(
+                    StrategyBudget,
                     strategy="policy",
                     budget=float(proposal[0].sum()),
                     proposed_gross=float(np.abs(proposal[0]).sum()),
@@ -1243,7 +1249,8 @@ class FrozenAllocator:
             cap = float(trace.capacity[0, k])
             approved = float(trace.approved[0, k])
             out.append(
-                StrategyBudget.model_construct(
+                trusted(
+                    StrategyBudget,
                     strategy=STRATEGY_FAMILIES[k],
                     budget=float(budgets[0, k]),
                     proposed_gross=float(trace.proposed[0, k]),
@@ -1255,11 +1262,14 @@ class FrozenAllocator:
                 )
             )
         out.append(
-            StrategyBudget.model_construct(
+            trusted(
+                StrategyBudget,
                 strategy="cash",
                 budget=float(budgets[0, -1]),
                 proposed_gross=0.0,
                 approved_gross=0.0,
+                base_cap=None,
+                regime_cap=None,
                 cap=None,
                 utilization=None,
             )
@@ -1303,7 +1313,8 @@ class FrozenAllocator:
             target_w = None
             reasons = [code] * n_assets
         total = (time.perf_counter() - t0) * 1e6
-        latency = Latency.model_construct(
+        latency = trusted(
+            Latency,
             total_us=total,
             validate_us=total,
             features_us=0.0,
@@ -1311,7 +1322,8 @@ class FrozenAllocator:
             gates_us=0.0,
             execution_us=0.0,
         )
-        decision = Decision.model_construct(
+        decision = trusted(
+            Decision,
             request_id=req.request_id,
             status="rejected",
             timestamp=_aware(req.timestamp).isoformat(),
@@ -1330,8 +1342,8 @@ class FrozenAllocator:
             regime=None,
             model=self._model_info,
             fallback=None,
-            reject=RejectInfo.model_construct(
-                code=rej.code, detail=rej.detail, field=rej.field, message=rej.message
+            reject=trusted(
+                RejectInfo, code=rej.code, detail=rej.detail, field=rej.field, message=rej.message
             ),
             gross_exposure=0.0 if kill and shares is not None else None,
             net_exposure=0.0 if kill and shares is not None else None,

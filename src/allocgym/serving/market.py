@@ -42,7 +42,14 @@ from allocgym.features import bar_series
 from allocgym.ranges import PhysicalRangeError, check_physical
 from allocgym.regime import RegimeStream
 from allocgym.serving.allocator import FrozenAllocator, HeldBar
-from allocgym.serving.schemas import MARKET_FIELDS, Bar, BarAck, BarCode, DecisionRequest
+from allocgym.serving.schemas import (
+    MARKET_FIELDS,
+    Bar,
+    BarAck,
+    BarCode,
+    DecisionRequest,
+    trusted,
+)
 
 BAR_CODES: tuple[str, ...] = get_args(BarCode)
 """Why a bar is refused: older than the latest held bar, a gap before it, another bar
@@ -332,18 +339,21 @@ class MarketState:
     def request(self, account: Any) -> DecisionRequest:
         """The stateless request an account request stands for: its account fields over
         the held window, timestamped with the latest bar (the named bar is checked by
-        ``FrozenAllocator.trace(bar=...)``)."""
+        ``FrozenAllocator.trace(bar=...)``).
+
+        Built without validating again: the account fields are the account request's,
+        validated as :class:`DecisionRequest`'s own, and the window's arrays passed its
+        checks as their bars arrived."""
         fields = {
             name: getattr(account, name)
             for name in DecisionRequest.model_fields
             if name not in MARKET_FIELDS
         }
         latest = self.latest if self.latest is not None else _aware(account.bar)
-        return DecisionRequest.model_validate(
-            {
-                **fields,
-                "timestamp": latest,
-                "symbols": list(self.symbols),
-                **self.frozen_window(),
-            }
+        return trusted(
+            DecisionRequest,
+            **fields,
+            timestamp=latest,
+            symbols=list(self.symbols),
+            **self.frozen_window(),
         )

@@ -463,7 +463,7 @@ class DecisionService:
         inputs = {
             "kind": "decision",
             "request": request.to_audit(store),
-            "now": tr.now.isoformat(),
+            "now": d.decided_at,  # tr.now.isoformat(), as the decision wrote it
             "operator_kill_switch": tr.operator_kill,
             "enabled": tr.enabled,
             "model_outcome": None
