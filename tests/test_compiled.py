@@ -223,3 +223,30 @@ def test_cost_terms_of_a_batch_are_those_of_its_full_arrays() -> None:
         assert got[kind].shape == (3, 4)
         assert np.array_equal(got[kind], compiled.cost_terms(*full, 1.5, 2.0, 0.1)[kind])
         assert np.array_equal(got[kind], stacked[kind][0])
+
+
+@pytest.mark.parametrize("own_root", [False, True])
+def test_an_edit_anywhere_in_the_kernels_package_drops_their_cache(
+    tmp_path: Path, own_root: bool
+) -> None:
+    """numba revalidates a cached kernel against its own file only; an edit to a helper
+    in another module of the package must still drop every cached kernel."""
+    from allocgym.compiled._base import drop_stale_cache
+
+    pkg = tmp_path / "compiled"
+    pkg.mkdir()
+    (pkg / "helpers.py").write_text("def h():\n    return 1\n")
+    (pkg / "kernels.py").write_text("from helpers import h\n")
+    root = tmp_path / "numba_cache" if own_root else None
+    cache = root / "compiled_1a2b" if root else pkg / "__pycache__"
+    cache.mkdir(parents=True)
+    stale = cache / "kernels.k-3.py311.nbi"
+    stale.write_bytes(b"old")
+    other = cache / "unrelated.f-1.py311.nbi"  # another module's cache: kept
+    other.write_bytes(b"x")
+    args = (pkg, str(root) if root else "")
+    assert drop_stale_cache(*args) and not stale.exists() and other.exists()
+    stale.write_bytes(b"compiled against this source")
+    assert not drop_stale_cache(*args) and stale.exists()  # nothing changed
+    (pkg / "helpers.py").write_text("def h():\n    return 2\n")
+    assert drop_stale_cache(*args) and not stale.exists()

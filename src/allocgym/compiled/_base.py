@@ -4,12 +4,14 @@ sums and numpy's NaN-propagating maximum / minimum, each bit for bit."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit, types
+from numba import config, njit, types
 
 F1 = types.Array(types.float64, 1, "A", readonly=True)
 F2 = types.Array(types.float64, 2, "A", readonly=True)
@@ -20,6 +22,47 @@ L2 = types.Array(types.int64, 2, "A", readonly=True)
 
 KERNELS: list[tuple[Any, tuple[Any, ...]]] = []
 _compile_seconds: float | None = None
+
+
+def drop_stale_cache(package: Path, cache_root: str = "") -> bool:
+    """Delete the disk-cached machine code of the kernels in ``package`` when any of its
+    sources changed since that code was compiled; True when it did.
+
+    numba checks a cached kernel against its own file only, and the kernels here inline
+    helpers from the package's other modules (``cost_pair``, the row sums): an edit there
+    would leave the kernels that inline it running the old code. A SHA-256 of all the
+    package's sources, stored beside the cache, detects any edit. ``cache_root``:
+    numba's ``NUMBA_CACHE_DIR`` when set (the cache then lives in its subfolders).
+    (A read-only install without it caches in numba's user folder, not covered here:
+    its sources cannot be edited in place.)
+    """
+    sources = sorted(package.glob("*.py"))
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
+    if cache_root:
+        root = Path(cache_root)
+        stamp = root / f"{package.parent.name}.{package.name}.sha256"
+        folders = [p for p in root.glob("*") if p.is_dir()]
+    else:
+        stamp = package / "__pycache__" / "kernels.sha256"
+        folders = [stamp.parent]
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    for folder in folders:
+        for f in sources:
+            for cached in folder.glob(f"{f.stem}.*.nb[ic]"):
+                cached.unlink(missing_ok=True)
+    try:  # a folder we cannot write holds no cache of ours either
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:
+        pass
+    return True
+
+
+drop_stale_cache(Path(__file__).parent, config.CACHE_DIR)
 
 
 def kernel(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
