@@ -63,12 +63,14 @@ log could not be written), 503 ``overloaded`` (with ``Retry-After``), 404 ``not_
 405 ``method_not_allowed``. The OpenAPI document lists, per operation, the statuses it can
 return with their schemas (404 and 405 belong to no operation).
 
-Fast path: an overloaded service sheds (503 with ``Retry-After``) before it reads the
-body; the size limit is enforced from ``Content-Length`` and again while the body streams
-in, so an oversized body is never held; pydantic-core parses the body in one pass from
-bytes to the validated model (no intermediate Python objects, which is what orjson or
-msgspec would add as a first pass). Bars are applied on the decision worker, in order
-with the decisions.
+Fast path: ``POST /v1/decide`` is answered in front of FastAPI's middleware stack and
+router (the route calls the same handler and documents the contract); an overloaded
+service sheds (503 with ``Retry-After``) before it reads the body; the size limit is
+enforced from ``Content-Length`` and again while the body streams in, so an oversized
+body is never held; pydantic-core parses the body in one pass from bytes to the
+validated model (no intermediate Python objects, which is what orjson or msgspec would
+add as a first pass). Bars are applied on the decision worker, in order with the
+decisions.
 
 Decisions run one at a time on a dedicated worker thread (the numpy core holds the GIL
 for most of a decision; one worker keeps the decision order equal to the audit order),
@@ -480,11 +482,13 @@ class _InternalErrors:
         except Exception as exc:
             if started:
                 raise
-            _log.exception("%s %s failed", scope.get("method"), scope.get("path"))
-            answer = _error(
-                500, f"internal server error ({type(exc).__name__}): see the server log"
-            )
-            await answer(scope, receive, send)
+            await _internal_error(scope, exc)(scope, receive, send)
+
+
+def _internal_error(scope: Mapping[str, Any], exc: Exception) -> JSONResponse:
+    """Log an unexpected failure of a request; its 500 ``internal_error`` answer."""
+    _log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
+    return _error(500, f"internal server error ({type(exc).__name__}): see the server log")
 
 
 class _Admission:
@@ -497,7 +501,7 @@ class _Admission:
     lock, those still being read included (counting only the worker's queue would admit a
     whole burst before any of it is queued). ``decide_s``: moving average of one
     decision's time on the worker. Admission sheds what would wait longer than
-    ``max_queue_ms`` behind them. :class:`_AdmissionFront` applies it before routing.
+    ``max_queue_ms`` behind them. :meth:`_Decide.answer` applies it before reading the body.
 
     Parameters
     ----------
@@ -589,52 +593,104 @@ def _route_path(scope: Mapping[str, Any]) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-_TICKET = "allocgym.admission"
-"""Scope key of an admitted decide request's ticket: ``arrived`` (perf counter) and
-``queued`` (whether it reached the worker)."""
+class _Decide:
+    """``POST /v1/decide``: the one implementation, called by :meth:`_App.__call__`
+    (every decide request in practice) and by the FastAPI route (the documented contract,
+    and the same answers if it is reached).
 
-
-class _AdmissionFront:
-    """ASGI middleware, outermost of the app's own: admits or sheds ``POST /v1/decide``
-    before FastAPI routes it or anyone reads its body, so an overloaded service spends
-    almost nothing on a request it will not decide (a shed request through the routing
-    and a fresh error response cost several times more, and under a retry storm that time
-    was taken from the decisions). Checks the decide token first (401/403 as before),
-    then :meth:`_Admission.refusal`; an admitted request carries its ticket in the scope.
+    Checks the decide token (401/403), then :meth:`_Admission.refusal` before anyone
+    reads the body (503 with ``Retry-After``), then reads and validates the body (415,
+    413, 400, 422), decides on the worker (409 for a reused request id) and answers the
+    :class:`Decision` with ``Server-Timing`` (and ``Idempotent-Replay``).
     """
 
-    def __init__(self, app: Any, admission: _Admission, decide_token: str | None) -> None:
-        self.app = app
-        self.admission = admission
+    def __init__(
+        self,
+        service: DecisionService,
+        executor: dict[str, ThreadPoolExecutor],
+        request_model: type[BaseModel],
+        account_model: type[BaseModel],
+        decide_token: str | None,
+    ) -> None:
+        self.admission = _Admission(service)
+        self.executor = executor
+        self.request_model = request_model
+        self.account_model = account_model
         self.decide_token = decide_token
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != _DECIDE:
-            await self.app(scope, receive, send)
-            return
+    async def answer(self, scope: Any, receive: Any) -> Response:
+        """The response to the decide request ``scope`` whose body ``receive`` yields."""
         arrived = time.perf_counter()
         if self.decide_token is not None:
             denied = _bearer_denied(Request(scope), self.decide_token)
             if denied is not None:
-                await denied(scope, receive, send)
-                return
+                return denied
         admission = self.admission
         refused = admission.refusal()
         if refused is not None:
             if admission.shed_delay_s > 0.0:
                 await asyncio.sleep(admission.shed_delay_s)
-            await refused(scope, receive, send)
-            return
+            return refused
+        request = Request(scope, receive)
         admission.admitted += 1
         admission.set_in_flight(+1)
-        ticket = {"arrived": arrived, "queued": False}
-        scope[_TICKET] = ticket
+        queued = False
         try:
-            await self.app(scope, receive, send)
+            body = await read_body(request, MAX_BODY_BYTES)
+            if isinstance(body, JSONResponse):
+                return body
+            model = self.account_model if is_account_body(body) else self.request_model
+            req = validate_body(body, model)
+            if isinstance(req, JSONResponse):
+                return req
+            digest = hashlib.sha256(body).hexdigest()
+            parsed = time.perf_counter()
+            queued = True
+            try:
+                res, started, done = await asyncio.get_running_loop().run_in_executor(
+                    self.executor["pool"], admission.run_decision, req, digest, parsed
+                )
+            except IdempotencyConflict as err:
+                return _error(409, str(err))
         finally:
-            if not ticket["queued"]:
+            if not queued:
                 admission.unqueued += 1
             admission.set_in_flight(-1)
+        if res is None:
+            return admission.shed(
+                "queue_time", f"queued longer than {admission.max_queue_ms:g} ms: retry later"
+            )
+        end = time.perf_counter()
+        headers = {
+            "Server-Timing": f"parse;dur={(parsed - arrived) * 1e3:.3f}, "
+            f"queue;dur={(started - parsed) * 1e3:.3f}, decide;dur={(done - started) * 1e3:.3f}, "
+            f"total;dur={(end - arrived) * 1e3:.3f}"
+        }
+        if res.cached:
+            headers["Idempotent-Replay"] = "true"
+        return Response(res.body, status_code=200, media_type=_JSON, headers=headers)
+
+
+class _App(FastAPI):
+    """The FastAPI app, answering ``POST /v1/decide`` itself (:meth:`_Decide.answer`) in
+    front of FastAPI's middleware stack, routing and endpoint wrappers, which cost the
+    event loop more than the decide's own body read, parse and answer (and a shed request,
+    the overloaded service's commonest answer, next to nothing). Everything else goes to
+    FastAPI; an unexpected failure of a decide is answered 500 as :class:`_InternalErrors`
+    answers the rest."""
+
+    decide: _Decide
+    """Set by :func:`_add_decide_route`."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != _DECIDE:
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.decide.answer(scope, receive)
+        except Exception as exc:
+            response = _internal_error(scope, exc)
+        await response(scope, receive, send)
 
 
 def _security(token: str | None) -> dict[str, Any]:
@@ -726,62 +782,26 @@ def _decide_openapi(decide_token: str | None) -> dict[str, Any]:
 
 
 def _add_decide_route(
-    app: FastAPI,
+    app: _App,
     service: DecisionService,
     executor: dict[str, ThreadPoolExecutor],
     request_model: type[BaseModel],
     account_model: type[BaseModel],
     decide_token: str | None,
 ) -> _Admission:
-    """Add ``POST /v1/decide`` behind load shedding; returns its admission state."""
-    admission = _Admission(service)
-    app.add_middleware(_AdmissionFront, admission=admission, decide_token=decide_token)
+    """Add ``POST /v1/decide`` (answered in front of the routing by :class:`_App`);
+    returns its admission state."""
+    handler = _Decide(service, executor, request_model, account_model, decide_token)
+    app.decide = handler
 
     @app.post(_DECIDE, operation_id="decide", **_decide_openapi(decide_token))
     async def decide(request: Request) -> Response:
         """Decide one allocation request: an account request on the held market state
         (``AccountRequest``, names the bar) or a stateless one carrying the history
         (``DecisionRequest``, for replay and audit)."""
-        # Token, shedding and the in-flight count were done by ``_AdmissionFront``.
-        ticket = request.scope.get(_TICKET)
-        if ticket is None:
-            raise RuntimeError(
-                f"{_DECIDE} was routed without passing _AdmissionFront (is the app mounted "
-                "under another path?): serve the app create_app returns as it is"
-            )
-        arrived = ticket["arrived"]
-        body = await read_body(request, MAX_BODY_BYTES)
-        if isinstance(body, JSONResponse):
-            return body
-        model = account_model if is_account_body(body) else request_model
-        req = validate_body(body, model)
-        if isinstance(req, JSONResponse):
-            return req
-        digest = hashlib.sha256(body).hexdigest()
-        parsed = time.perf_counter()
-        try:
-            loop = asyncio.get_running_loop()
-            ticket["queued"] = True
-            res, started, done = await loop.run_in_executor(
-                executor["pool"], admission.run_decision, req, digest, parsed
-            )
-        except IdempotencyConflict as err:
-            return _error(409, str(err))
-        if res is None:
-            return admission.shed(
-                "queue_time", f"queued longer than {admission.max_queue_ms:g} ms: retry later"
-            )
-        end = time.perf_counter()
-        headers = {
-            "Server-Timing": f"parse;dur={(parsed - arrived) * 1e3:.3f}, "
-            f"queue;dur={(started - parsed) * 1e3:.3f}, decide;dur={(done - started) * 1e3:.3f}, "
-            f"total;dur={(end - arrived) * 1e3:.3f}"
-        }
-        if res.cached:
-            headers["Idempotent-Replay"] = "true"
-        return Response(res.body, status_code=200, media_type=_JSON, headers=headers)
+        return await handler.answer(request.scope, request.receive)
 
-    return admission
+    return handler.admission
 
 
 def _add_kill_switch_route(
@@ -955,7 +975,7 @@ def create_app(
         Bearer token ``POST /v1/decide`` requires; None: decide is open.
     """
     executor: dict[str, ThreadPoolExecutor] = {}  # the decide worker, set by the lifespan
-    app = FastAPI(
+    app = _App(
         title="allocgym frozen allocator",
         version="1",
         description="Decisions of a frozen RL policy through the production risk gates.",
