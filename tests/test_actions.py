@@ -130,3 +130,9 @@ def test_softmax_sums_to_one(x):
     p = softmax(x)
     assert np.allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-12)
     assert np.all(p >= 0)
+
+
+def test_softmax_of_integer_logits_is_the_float_softmax() -> None:
+    got = softmax(np.array([[1, 2, 3]]))
+    assert got.dtype == np.float64
+    assert np.array_equal(got, softmax(np.array([[1.0, 2.0, 3.0]])))

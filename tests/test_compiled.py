@@ -230,23 +230,36 @@ def test_an_edit_anywhere_in_the_kernels_package_drops_their_cache(
     tmp_path: Path, own_root: bool
 ) -> None:
     """numba revalidates a cached kernel against its own file only; an edit to a helper
-    in another module of the package must still drop every cached kernel."""
+    in another module of the package must still drop every cached kernel of the package,
+    and nothing else (another folder's cache under a shared NUMBA_CACHE_DIR is kept)."""
+    import hashlib
+    import os
+
     from allocgym.compiled._base import drop_stale_cache
 
     pkg = tmp_path / "compiled"
     pkg.mkdir()
     (pkg / "helpers.py").write_text("def h():\n    return 1\n")
     (pkg / "kernels.py").write_text("from helpers import h\n")
-    root = tmp_path / "numba_cache" if own_root else None
-    cache = root / "compiled_1a2b" if root else pkg / "__pycache__"
+    root = tmp_path / "numba_cache"
+    if own_root:  # numba's folder of a source folder: name_sha1(abspath)
+        hashed = hashlib.sha1(os.path.abspath(pkg).encode()).hexdigest()
+        cache = root / f"compiled_{hashed}"
+    else:
+        cache = pkg / "__pycache__"
     cache.mkdir(parents=True)
     stale = cache / "kernels.k-3.py311.nbi"
     stale.write_bytes(b"old")
-    other = cache / "unrelated.f-1.py311.nbi"  # another module's cache: kept
+    other = cache / "unrelated.f-1.py311.nbi"  # not one of the package's modules: kept
     other.write_bytes(b"x")
-    args = (pkg, str(root) if root else "")
+    elsewhere = root / "otherproj_0123" / "kernels.k-3.py311.nbi"  # another project's
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(b"theirs")
+    args = (pkg, str(root) if own_root else "")
     assert drop_stale_cache(*args) and not stale.exists() and other.exists()
     stale.write_bytes(b"compiled against this source")
     assert not drop_stale_cache(*args) and stale.exists()  # nothing changed
     (pkg / "helpers.py").write_text("def h():\n    return 2\n")
     assert drop_stale_cache(*args) and not stale.exists()
+    assert elsewhere.read_bytes() == b"theirs"
+    assert [f.name for f in cache.glob("kernels.sha256*")] == ["kernels.sha256"]

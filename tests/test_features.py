@@ -464,6 +464,19 @@ def test_no_lookahead_sp500(
 # ---------------------------------------------------------------------------- observation
 
 
+def test_observation_refuses_book_values_that_do_not_match_the_books(
+    builder: FeatureBuilder, sp500: MarketData, sp500_feats: MarketFeatures
+) -> None:
+    """One drawdown and one cash fraction per book: anything else is refused, never read
+    past its end."""
+    f = sp500_feats.take(np.full(4, builder.history))
+    w = np.zeros((4, sp500.n_assets))
+    with pytest.raises(DataError, match=r"drawdown has shape \(1,\).*shape \(4,\)"):
+        builder.observation(f, w, np.array([0.5]), np.zeros(4))
+    with pytest.raises(DataError, match=r"cash has shape \(\).*shape \(4,\)"):
+        builder.observation(f, w, np.zeros(4), 0.2)
+
+
 def test_observation_layout_and_bounds(
     builder: FeatureBuilder, sp500: MarketData, sp500_feats: MarketFeatures
 ) -> None:

@@ -51,6 +51,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     # the ufuncs' reduce (what ``max`` / ``sum`` call) and in-place exp and divide on the
     # one fresh array: the same bits with fewer calls and allocations
     z = logits - np.maximum.reduce(logits, axis=-1, keepdims=True)
+    if z.dtype.kind != "f":  # integer logits: exp's float64, as np.exp(z) gives
+        z = z.astype(np.float64)
     np.exp(z, out=z)
     z /= np.add.reduce(z, axis=-1, keepdims=True)
     return z

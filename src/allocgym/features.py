@@ -926,13 +926,25 @@ class FeatureBuilder:
         if w.shape != (k, n):
             raise DataError(f"weights have shape {w.shape}, features {(k, n)}: align them")
         n_feats = self.n_asset_features
+        book = {
+            "drawdown": np.asarray(drawdown, dtype=np.float64),
+            "cash": np.asarray(cash, dtype=np.float64),
+            "gross": np.abs(w).sum(axis=1) if gross is None else gross,
+            "net": w.sum(axis=1) if net is None else net,
+        }
+        for name, values in book.items():  # the kernel reads one value per book
+            if values.shape != (k,):
+                raise DataError(
+                    f"{name} has shape {values.shape}, the weights {(k, n)}: give one "
+                    f"{name} per book, shape ({k},)"
+                )
         write_book(
             out,
             w,
-            np.abs(w).sum(axis=1) if gross is None else gross,
-            w.sum(axis=1) if net is None else net,
-            np.asarray(drawdown, dtype=np.float64),
-            np.asarray(cash, dtype=np.float64),
+            book["gross"],
+            book["net"],
+            book["drawdown"],
+            book["cash"],
             clip,
             n_feats,
             n * n_feats + _N_MARKET_GLOBALS,

@@ -5,6 +5,7 @@ sums and numpy's NaN-propagating maximum / minimum, each bit for bit."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,31 +33,32 @@ def drop_stale_cache(package: Path, cache_root: str = "") -> bool:
     helpers from the package's other modules (``cost_pair``, the row sums): an edit there
     would leave the kernels that inline it running the old code. A SHA-256 of all the
     package's sources, stored beside the cache, detects any edit. ``cache_root``:
-    numba's ``NUMBA_CACHE_DIR`` when set (the cache then lives in its subfolders).
-    (A read-only install without it caches in numba's user folder, not covered here:
-    its sources cannot be edited in place.)
+    numba's ``NUMBA_CACHE_DIR`` when set; the package's cache is then the one folder
+    numba names after the package's path (no other cache under it is touched). A
+    read-only install without it caches in numba's user folder, not covered here: its
+    sources cannot be edited in place.
     """
     sources = sorted(package.glob("*.py"))
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
-    if cache_root:
-        root = Path(cache_root)
-        stamp = root / f"{package.parent.name}.{package.name}.sha256"
-        folders = [p for p in root.glob("*") if p.is_dir()]
+    if cache_root:  # numba's folder for this source folder (_CacheLocator's naming)
+        here = os.path.abspath(package)
+        folder = Path(cache_root) / f"{package.name}_{hashlib.sha1(here.encode()).hexdigest()}"
     else:
-        stamp = package / "__pycache__" / "kernels.sha256"
-        folders = [stamp.parent]
+        folder = package / "__pycache__"
+    stamp = folder / "kernels.sha256"
     try:
         if stamp.read_text() == digest:
             return False
     except OSError:
         pass
-    for folder in folders:
-        for f in sources:
-            for cached in folder.glob(f"{f.stem}.*.nb[ic]"):
-                cached.unlink(missing_ok=True)
+    for f in sources:
+        for cached in folder.glob(f"{f.stem}.*.nb[ic]"):
+            cached.unlink(missing_ok=True)
     try:  # a folder we cannot write holds no cache of ours either
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(digest)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"kernels.sha256.{os.getpid()}"
+        partial.write_text(digest)
+        os.replace(partial, stamp)  # whole or absent: a reader never sees half a digest
     except OSError:
         pass
     return True

@@ -72,9 +72,9 @@ validated model (no intermediate Python objects, which is what orjson or msgspec
 add as a first pass). Bars are applied on the decision worker, in order with the
 decisions.
 
-Decisions run one at a time on a dedicated worker thread (the numpy core holds the GIL
-for most of a decision; one worker keeps the decision order equal to the audit order),
-so the event loop stays free to answer health checks and to shed load.
+Decisions run one at a time on a dedicated worker thread (one worker keeps the decision
+order equal to the audit order), so the event loop stays free to answer health checks
+and to shed load even while a decision is slow.
 """
 
 from __future__ import annotations

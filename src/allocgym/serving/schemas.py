@@ -731,9 +731,14 @@ def trusted(cls: type[_Model], /, **values: Any) -> _Model:
     KeyError
         A field of ``cls`` is missing from ``values``, or a value names no field.
     """
-    fields = {name: values[name] for name in cls.__pydantic_fields__}
-    if len(fields) != len(values):
-        raise KeyError(f"{cls.__name__} has no field {sorted(set(values) - set(fields))}")
+    names = cls.model_fields
+    if len(names) != len(values) or not names.keys() <= values.keys():
+        missing, unknown = sorted(names.keys() - values.keys()), sorted(values.keys() - names)
+        raise KeyError(
+            f"trusted({cls.__name__}): missing fields {missing}, unknown fields {unknown}: "
+            "give every field by name (or build it with model_validate)"
+        )
+    fields = {name: values[name] for name in names}
     m = cls.__new__(cls)
     _setattr(m, "__dict__", fields)
     _setattr(m, "__pydantic_fields_set__", set(fields))
