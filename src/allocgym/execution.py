@@ -651,7 +651,7 @@ def _round_and_check(
 
 
 def _check_args(refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> tuple[Any, ...]:
-    """The exposure checks of ``compiled.check_books``: name bounds, gross, net, beta
+    """The exposure checks of ``compiled.round_and_check``: name bounds, gross, net, beta
     (``None``: unchecked) and sector gross."""
     return (
         refs.lo, refs.hi, refs.gross_tol, refs.sector_tol, refs.net_tol, betas, refs.beta_tol,

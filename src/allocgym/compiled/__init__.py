@@ -22,7 +22,6 @@ from allocgym.compiled.cost import cost_terms
 from allocgym.compiled.cvar import scenario_cvar
 from allocgym.compiled.env import reason_summary
 from allocgym.compiled.execution import (
-    check_books,
     drift_masks,
     exposure_refs,
     order_result,
@@ -43,7 +42,6 @@ from allocgym.compiled.trade import (
 __all__ = [
     "GATES",
     "KERNELS",
-    "check_books",
     "compile_seconds",
     "cost_terms",
     "drift_masks",

@@ -169,7 +169,7 @@ def _room_ratio(room, need, over):  # pragma: no cover
 def _passes_rows(
     w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids, ok
 ):  # pragma: no cover
-    """``ok[b]``: row ``b`` of ``w`` passes the checks of :func:`check_books`. One call
+    """``ok[b]``: row ``b`` of ``w`` passes the exposure checks (:func:`round_and_check`'s ``ok``). One call
     for all rows: a call per row would pay its array arguments' reference counts."""
     buf = np.empty(w.shape[1])
     sums = np.empty(sector_tol.shape[1])
@@ -183,7 +183,7 @@ def _passes_rows(
 def _passes_row(
     w, b, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids, buf, sums
 ):  # pragma: no cover
-    """Row ``b`` of ``w`` passes the checks of :func:`check_books` (``buf``, ``sums``:
+    """Row ``b`` of ``w`` passes the exposure checks (``buf``, ``sums``:
     scratch of n_assets and n_sectors)."""
     n_assets = w.shape[1]
     for a in range(n_assets):
@@ -214,15 +214,6 @@ def _passes_row(
 _CHECKS = (F2, F2, F1, F2, F1, F2, F1, types.boolean, I1)
 """Signature of the check arguments: lo, hi, gross_tol, sector_tol, net_tol, betas,
 beta_tol, has_beta, sector ids."""
-
-
-@kernel(F2, *_CHECKS)
-def _check_books(
-    w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids
-):  # pragma: no cover
-    ok = np.empty(w.shape[0], dtype=np.bool_)
-    _passes_rows(w, lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, has_beta, ids, ok)
-    return ok
 
 
 @kernel(F2, F2, B2, types.boolean, B2, F2, F2, F1, types.boolean, F1, F2, F1, *_CHECKS)
@@ -414,7 +405,7 @@ def exposure_refs(
 
     ``lo``/``hi`` (n_envs, n_assets): the lower/higher of ``approved`` and ``current``
     (0 for ``forced_names``), minus/plus ``tol``. Gross, sector gross (n_envs, n_sectors;
-    ``sector_ids`` as in :func:`check_books`), ``|net|`` and ``|beta^T w|`` (``None``
+    ``sector_ids`` as in :func:`round_and_check`), ``|net|`` and ``|beta^T w|`` (``None``
     without ``betas``) of ``approved``, raised to ``limits`` = (gross limit (n_envs,),
     sector cap, net cap, beta cap) when given, else to the current book's exposures
     except in ``forced`` (n_envs,) rows. ``*_tol``: the same plus ``tol``.
@@ -446,31 +437,6 @@ def _check_args(
     if betas is None or beta_tol is None:
         return lo, hi, gross_tol, sector_tol, net_tol, _NO_BETAS, _NO_BETA_TOL, False, sector_ids
     return lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, True, sector_ids
-
-
-def check_books(
-    w: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    gross_tol: np.ndarray,
-    sector_tol: np.ndarray,
-    net_tol: np.ndarray,
-    betas: np.ndarray | None,
-    beta_tol: np.ndarray | None,
-    sector_ids: np.ndarray,
-) -> np.ndarray:
-    """(n_envs,) bool: each book ``w`` (n_envs, n_assets) stays inside its references.
-
-    ``lo <= w <= hi`` name by name (n_envs, n_assets); ``sum |w| <= gross_tol``,
-    ``|sum w| <= net_tol`` and, unless ``betas`` or ``beta_tol`` is ``None``,
-    ``|sum betas w| <= beta_tol`` (each (n_envs,)); the sum of ``|w|`` over the names of
-    each sector ``<= sector_tol`` (n_envs, n_sectors). ``sector_ids`` (n_assets,) int64
-    in ``[0, n_sectors)``, or negative for a name in no sector. Row sums are numpy's
-    (pairwise) sums of a C-ordered row and sector sums ``np.bincount``'s, bit for bit.
-    """
-    ready()
-    args = _check_args(lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, sector_ids)
-    return _check_books(w, *args)
 
 
 def round_and_check(
@@ -506,7 +472,11 @@ def round_and_check(
     ``lam`` the smaller of the room/need ratios of gross and of its sector, each in
     [0, 1] (1 where nothing is over), with the others at ``|w|``. A name with
     ``lam < 1`` is ``scaled`` and rounded again from ``c + lam (target - c)``.
-    ``ok`` (n_envs,): :func:`check_books` of ``w`` with the remaining arguments.
+    ``ok`` (n_envs,): each book ``w`` stays inside its references: ``lo <= w <= hi``
+    name by name; ``sum |w| <= gross_tol``, ``|sum w| <= net_tol`` and, unless ``betas``
+    or ``beta_tol`` is ``None``, ``|sum betas w| <= beta_tol``; each sector's gross
+    ``<= sector_tol``. ``sector_ids`` (n_assets,) in ``[0, n_sectors)``, or negative for a
+    name in no sector.
     ``gross``, ``net`` (n_envs,), ``sector`` (n_envs, n_sectors); the sums are numpy's
     pairwise and bincount sums, bit for bit.
     """
@@ -759,7 +729,7 @@ def plan_orders(
     equity / price (0 where no valid price); ``q_cur`` the current position snapped to
     whole lots; ``target`` the current weight where suppressed, else the approved;
     ``band_ok`` (n_envs,) False where a suppressed row's target fails the checks of
-    :func:`check_books` against the references of :func:`exposure_refs` (with the forced
+    the exposure checks of :func:`round_and_check` against the references of :func:`exposure_refs` (with the forced
     rows and names); ``change`` the target differs from the current weight at a valid
     price; (q, w, scaled, ok) :func:`round_and_check` of ``target`` toward zero for the
     forced names, against the same references.
