@@ -1312,8 +1312,6 @@ def study_cmd(
 
     from rich.console import Console
 
-    from allocgym.study import parse_years, plan_folds, run_study
-
     console = Console()
     if address is not None:  # a malformed address fails before anything loads
         from allocgym.distributed import parse_address
@@ -1323,17 +1321,22 @@ def study_cmd(
     if timesteps is not None:
         extra.append(f"train.total_timesteps={timesteps}")
     cfg = _config(config, extra)
-    market, notes = _load_market_with_notes(cfg)
-    _print_market(market, notes, cfg)
-    years = None if test_years is None else parse_years(test_years)
-    plan = plan_folds(market, test_years=years, n_folds=folds, validation_years=validation_years)
-    seed_list = _int_list(seeds) or [0]
-    root = run_dir or Path("runs") / f"study-{time.strftime('%Y%m%d-%H%M%S')}"
-    console.print(
-        f"{len(plan)} folds (test years {plan[0].test_year}..{plan[-1].test_year}) x "
-        f"{len(seed_list)} seeds, {cfg.train.total_timesteps:,} steps each -> {root}"
-    )
+    # Ray first: an unreachable cluster is refused in seconds, before the data loads
     with _ray_train_many(address, resources, cfg, console.print) as train_many:
+        from allocgym.study import parse_years, plan_folds, run_study
+
+        market, notes = _load_market_with_notes(cfg)
+        _print_market(market, notes, cfg)
+        years = None if test_years is None else parse_years(test_years)
+        plan = plan_folds(
+            market, test_years=years, n_folds=folds, validation_years=validation_years
+        )
+        seed_list = _int_list(seeds) or [0]
+        root = run_dir or Path("runs") / f"study-{time.strftime('%Y%m%d-%H%M%S')}"
+        console.print(
+            f"{len(plan)} folds (test years {plan[0].test_year}..{plan[-1].test_year}) x "
+            f"{len(seed_list)} seeds, {cfg.train.total_timesteps:,} steps each -> {root}"
+        )
         result = run_study(cfg, market, plan, seed_list, root, baselines=baselines,
                            config_overrides=extra, base_config=config,
                            progress=lambda msg: console.print(msg), train_many=train_many)  # fmt: skip
