@@ -151,3 +151,24 @@ def test_an_unexpected_failure_in_front_is_a_500(
         "details": [],
     }
     assert decide.admission.in_flight == 0
+
+
+def test_a_refused_submission_leaves_nothing_counted_as_queued(policy: FrozenPolicy) -> None:
+    """The decide pool refuses the job (shut down): 500, and the request is counted as
+    answered before the worker, so the queue estimate (admitted - unqueued - started)
+    that later requests are shed by goes back to 0."""
+    from starlette.testclient import TestClient
+
+    app = _app(policy)
+    decide: Any = app.decide  # type: ignore[attr-defined]
+    admission = decide.admission
+    with TestClient(app) as c:
+        decide.executor["pool"].shutdown()
+        r = c.post(
+            "/v1/decide",
+            content=_decide_body(admission.service.allocator.history, "refused-1"),
+            headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"},
+        )
+    assert r.status_code == 500
+    assert (admission.admitted, admission.unqueued, admission.started) == (1, 1, 0)
+    assert admission.in_flight == 0

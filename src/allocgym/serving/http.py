@@ -645,11 +645,12 @@ class _Decide:
                 return req
             digest = hashlib.sha256(body).hexdigest()
             parsed = time.perf_counter()
-            queued = True
+            pending = asyncio.get_running_loop().run_in_executor(
+                self.executor["pool"], admission.run_decision, req, digest, parsed
+            )
+            queued = True  # only once submitted: a refused submission is answered unqueued
             try:
-                res, started, done = await asyncio.get_running_loop().run_in_executor(
-                    self.executor["pool"], admission.run_decision, req, digest, parsed
-                )
+                res, started, done = await pending
             except IdempotencyConflict as err:
                 return _error(409, str(err))
         finally:
