@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_configs import TINY_DATA
 
 from allocgym.allocator import BOOK_KEPT, source_of
 from allocgym.baselines.registry import build_baselines
@@ -16,12 +17,7 @@ from allocgym.data import load_market
 from allocgym.errors import ConfigError
 from allocgym.evaluation import evaluate, fallback_shares
 
-TINY = [
-    "data.source=synthetic", "data.synthetic.n_assets=6", "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3", "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29", "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126", "baselines.rebalance_every=5",
-]  # fmt: skip
+TINY = [*TINY_DATA, "baselines.rebalance_every=5"]
 
 
 def test_qp_and_classics_inherit_the_risk_limits() -> None:

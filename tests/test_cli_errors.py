@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_configs import TINY_DATA, TINY_PPO
 from typer.testing import CliRunner
 
 from allocgym.cli import app, main
@@ -233,13 +234,7 @@ def _tiny_run(run_dir: Path, seed: int) -> Path:
     return run_dir
 
 
-TINY = [
-    "data.source=synthetic", "data.synthetic.n_assets=6", "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3", "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29", "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126", "baselines.rebalance_every=5", "train.n_envs=2",
-    "train.n_steps=32", "train.batch_size=32", "train.policy=mlp", "train.net_arch=[16]",
-]  # fmt: skip
+TINY = [*TINY_DATA, "baselines.rebalance_every=5", *TINY_PPO]
 
 
 def test_evaluate_takes_several_run_directories_or_a_glob(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from tiny_configs import TINY_DATA
 
 from allocgym import evaluation as ev
 from allocgym.actions import ActionSpec
@@ -17,14 +18,7 @@ from allocgym.envs import PortfolioEnv, PortfolioVecEnv, build_params, core
 from allocgym.errors import ConfigError
 
 TINY = [
-    "data.source=synthetic",
-    "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3",
-    "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29",
-    "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126",
+    *TINY_DATA,
     "baselines.rebalance_every=5",
     "env.episode_length=40",
     "risk.max_sector_gross=1.0",

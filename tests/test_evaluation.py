@@ -11,6 +11,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from tiny_configs import TINY_DATA, TINY_PPO
 from typer.testing import CliRunner
 
 from allocgym import evaluation as ev
@@ -23,22 +24,7 @@ from allocgym.envs import core
 from allocgym.errors import ConfigError, DataError, Infeasible
 from allocgym.ledger import TrialsLedger
 
-TINY = [
-    "data.source=synthetic",
-    "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3",
-    "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29",
-    "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126",
-    "baselines.rebalance_every=5",
-    "train.n_envs=2",
-    "train.n_steps=32",
-    "train.batch_size=32",
-    "train.policy=mlp",
-    "train.net_arch=[16]",
-]
+TINY = [*TINY_DATA, "baselines.rebalance_every=5", *TINY_PPO]
 """6 synthetic assets, 720 bars: the test split has 194 bars (193 decisions)."""
 
 

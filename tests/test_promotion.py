@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_configs import TINY_DATA, TINY_PPO
 from typer.testing import CliRunner
 
 from allocgym.config import PromotionConfig, load_config, write_run_metadata
@@ -129,21 +130,7 @@ def test_decision_json_roundtrip(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- pipeline
 
-TINY = [
-    "data.source=synthetic",
-    "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3",
-    "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29",
-    "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126",
-    "train.n_envs=2",
-    "train.n_steps=32",
-    "train.batch_size=32",
-    "train.policy=mlp",
-    "train.net_arch=[16]",
-]
+TINY = [*TINY_DATA, *TINY_PPO]
 
 
 # Every check but the Sharpe comparison relaxed: the decision then follows from the two

@@ -7,27 +7,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from tiny_configs import TINY_DATA, TINY_PPO
 from typer.testing import CliRunner
 
 from allocgym.cli import QUICKSTART_CONFIG, app
 
-TINY = [
-    "data.source=synthetic",
-    "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3",
-    "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29",
-    "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126",
-    "train.n_envs=2",
-    "train.n_steps=32",
-    "train.batch_size=32",
-    "train.policy=mlp",
-    "train.net_arch=[16]",
-    "train.eval_freq=0",
-    "train.checkpoint_freq=0",
-]
+TINY = [*TINY_DATA, *TINY_PPO, "train.eval_freq=0", "train.checkpoint_freq=0"]
 
 
 def run_quickstart(run_dir: Path, *args: str) -> str:

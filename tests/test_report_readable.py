@@ -12,18 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_configs import TINY_DATA
 
 from allocgym.baselines.registry import build_baselines
 from allocgym.config import load_config
 from allocgym.data import load_market
 from allocgym.evaluation import active_metrics, evaluate
 
-TINY = [
-    "data.source=synthetic", "data.synthetic.n_assets=6", "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3", "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29", "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126", "baselines.rebalance_every=5",
-]  # fmt: skip
+TINY = [*TINY_DATA, "baselines.rebalance_every=5"]
 
 
 def test_active_metrics_by_hand() -> None:

@@ -8,19 +8,10 @@ import math
 import warnings
 from pathlib import Path
 
+from tiny_configs import TINY_DATA
 from typer.testing import CliRunner
 
-TINY = [
-    "data.source=synthetic",
-    "data.synthetic.n_assets=6",
-    "data.synthetic.n_days=720",
-    "data.synthetic.n_sectors=3",
-    "data.synthetic.seed=5",
-    "data.splits.train_end=2001-06-29",
-    "data.splits.validation_end=2001-12-31",
-    "baselines.lookback=126",
-    "baselines.rebalance_every=5",
-]
+TINY = [*TINY_DATA, "baselines.rebalance_every=5"]
 
 
 def test_baselines_cli_writes_one_record_per_rebalance(tmp_path: Path) -> None:
