@@ -11,58 +11,7 @@ import numpy as np
 import pytest
 from test_serving_support import untrained_bundle
 
-from allocgym import compiled, measures
-
-RTOL = 1e-12
-
-
-def _windows(returns: np.ndarray, first: np.ndarray, window: int) -> np.ndarray:
-    return returns[first[:, None] + np.arange(window)]
-
-
-@pytest.mark.parametrize("n_assets", [1, 20, 90])
-@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.95, 0.99, 1.0])
-def test_scenario_cvar_is_measures_cvar_of_the_scenarios(n_assets: int, alpha: float) -> None:
-    rng = np.random.default_rng(n_assets)
-    returns = rng.normal(0.0, 0.02, (300, n_assets))
-    window = 63
-    first = rng.integers(0, 300 - window, 200)
-    w = rng.uniform(-0.3, 0.3, (200, n_assets))
-    scen = np.einsum("bwn,bn->bw", _windows(returns, first, window), w)
-    want = measures.cvar(scen, alpha)
-    got = compiled.scenario_cvar(returns, first, w, window, alpha)
-    # only the summation order differs: bounded by the magnitude of the summed terms
-    mag = np.einsum("bwn,bn->bw", np.abs(_windows(returns, first, window)), np.abs(w))
-    assert np.all(np.abs(got - want) <= RTOL * mag.max(axis=1))
-
-
-def test_scenario_cvar_rows_do_not_depend_on_the_batch_and_nan_is_kept() -> None:
-    rng = np.random.default_rng(1)
-    returns = rng.normal(0.0, 0.02, (200, 20))
-    first = rng.integers(0, 100, 30)
-    w = rng.uniform(-0.2, 0.2, (30, 20))
-    w[4, 3] = np.nan
-    batch = compiled.scenario_cvar(returns, first, w, 63, 0.95)
-    single = [
-        compiled.scenario_cvar(returns, first[i : i + 1], w[i : i + 1], 63, 0.95)[0]
-        for i in range(30)
-    ]
-    assert np.array_equal(batch, np.array(single), equal_nan=True)
-    assert np.isnan(batch[4]) and np.isfinite(np.delete(batch, 4)).all()
-
-
-def test_scenario_cvar_by_hand() -> None:
-    # window 4, alpha 0.5: k = 2, i = 1; CVaR = -(worst + 1 * second worst) / 2
-    returns = np.array([[0.01], [-0.03], [0.02], [-0.01]])
-    got = compiled.scenario_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 0.5)
-    assert got[0] == pytest.approx((0.06 + 0.02) / 2, rel=1e-15)
-    assert compiled.scenario_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 1.0)[0] == 0.06
-
-
-@pytest.mark.parametrize("window, alpha", [(0, 0.95), (63, 1.5), (63, -0.1)])
-def test_scenario_cvar_refuses_bad_settings(window: int, alpha: float) -> None:
-    with pytest.raises(ValueError, match="scenario_cvar"):
-        compiled.scenario_cvar(np.zeros((70, 2)), np.array([0]), np.zeros((1, 2)), window, alpha)
+from allocgym import compiled
 
 
 def _lots_ref(x, lot, unit):
@@ -112,12 +61,6 @@ def test_lot_rounding_matches_its_definition_bit_for_bit(unit: bool) -> None:
         got = _round_open(q_cur, q_tgt, lot, f, unit)
         want = _round_ref(q_cur, q_tgt, lot, np.zeros((b, n), bool) if f is None else f, unit)
         assert np.array_equal(got, want)
-    q_tgt[2, 2] = np.nan
-    snapped = compiled.snap_whole_lots(q_tgt, lot, unit)
-    r = _lots_ref(q_tgt, lot, unit)
-    whole = r == np.rint(r)
-    assert np.array_equal(snapped, np.where(whole, r if unit else r * lot, q_tgt), equal_nan=True)
-    assert np.array_equal(snapped[:, 1], q_cur[:, 1] + 3 * lot[1])
 
 
 def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
@@ -130,7 +73,10 @@ def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
         compiled.cost_terms(
             trade, np.ones(1), np.full(1, 1e7), np.full(1, 0.01), np.ones(1), 1.0, 1.0, 0.1
         )
-        compiled.snap_whole_lots(trade, np.ones(trade.shape[1]), False)
+        n_assets = trade.shape[1]
+        compiled.exposure_refs(
+            trade, trade, np.zeros(8, bool), None, None, np.zeros(n_assets, np.int64), 1, None, 0.0
+        )
     for kernel, _ in compiled.KERNELS:
         assert len(kernel.signatures) == 1, kernel
 

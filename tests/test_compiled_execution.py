@@ -33,6 +33,32 @@ def _in_lots(x: float, lot: float, unit: bool) -> float:
     return near if abs(r - near) <= max(abs(r), 1.0) * 1e-13 else r
 
 
+def _snap_ref(x: float, lot: float, unit: bool) -> float:
+    """``x`` set to its whole number of lots when within float dust of it, else ``x``."""
+    lots = _in_lots(x, lot, unit)
+    if lots == float(np.rint(lots)):
+        return lots if unit else lots * lot
+    return x
+
+
+def _drift_ref(a, c, price_ok, bands, threshold, sym, port) -> tuple[np.ndarray, ...]:
+    n_envs, n_assets = a.shape
+    moving = np.zeros((n_envs, n_assets), dtype=bool)
+    name_drift = np.zeros((n_envs, n_assets), dtype=bool)
+    l1 = np.zeros(n_envs, dtype=bool)
+    row_bits = np.zeros(n_envs, dtype=np.int64)
+    for b in range(n_envs):
+        drift = [float(a[b, i] - c[b, i]) if price_ok[b, i] else 0.0 for i in range(n_assets)]
+        moving[b] = [d != 0.0 for d in drift]
+        name_drift[b] = [abs(d) > bands[i] for i, d in enumerate(drift)]
+        l1[b] = _row_sum([abs(d) for d in drift]) > threshold
+        bits = int(port[b])
+        for i in range(n_assets):
+            bits |= int(sym[b, i])
+        row_bits[b] = bits
+    return moving, name_drift, l1, row_bits
+
+
 def _round_one(cur: float, tgt: float, lot: float, forced: bool, unit: bool) -> float:
     if forced:  # toward zero, on the lattice cur + k lot
         s = 0.0 if tgt == 0.0 else math.copysign(1.0, tgt)
@@ -401,74 +427,6 @@ def test_any_input_layout_uses_the_one_signature() -> None:
         assert np.array_equal(g, x)
 
 
-# ---------------------------------------------------------------- drift masks
-
-
-def _drift_ref(a, c, price_ok, bands, threshold, sym, port) -> tuple[np.ndarray, ...]:
-    n_envs, n_assets = a.shape
-    moving = np.zeros((n_envs, n_assets), dtype=bool)
-    name_drift = np.zeros((n_envs, n_assets), dtype=bool)
-    l1 = np.zeros(n_envs, dtype=bool)
-    row_bits = np.zeros(n_envs, dtype=np.int64)
-    for b in range(n_envs):
-        drift = [float(a[b, i] - c[b, i]) if price_ok[b, i] else 0.0 for i in range(n_assets)]
-        moving[b] = [d != 0.0 for d in drift]
-        name_drift[b] = [abs(d) > bands[i] for i, d in enumerate(drift)]
-        l1[b] = _row_sum([abs(d) for d in drift]) > threshold
-        bits = int(port[b])
-        for i in range(n_assets):
-            bits |= int(sym[b, i])
-        row_bits[b] = bits
-    return moving, name_drift, l1, row_bits
-
-
-def test_drift_masks_by_hand() -> None:
-    """Drifts 0.25, 0 and -0.125 (name 2 has no price: no drift), bands 0.25 and 0.0625:
-    name 0 moves but is not past its band (0.25 is not above 0.25), nor is the L1 drift
-    0.25 above a threshold of 0.25."""
-    a = np.array([[0.5, 0.25, 0.0]])
-    c = np.array([[0.25, 0.25, 0.125]])
-    price_ok = np.array([[True, True, False]])
-    bands = np.array([0.25, 0.0625, 0.0625])
-    sym, port = np.array([[1, 4, 0]], dtype=np.int64), np.array([8], dtype=np.int64)
-    moving, name_drift, l1, bits = compiled.drift_masks(
-        a, c, price_ok, False, bands, 0.25, sym, port
-    )
-    assert moving.tolist() == [[True, False, False]]
-    assert name_drift.tolist() == [[False, False, False]]
-    assert l1.tolist() == [False] and bits.tolist() == [13]
-    # every price valid: name 2 drifts too, past its band, and L1 0.375 is above 0.25
-    moving, name_drift, l1, _ = compiled.drift_masks(a, c, price_ok, True, bands, 0.25, sym, port)
-    assert moving.tolist() == [[True, False, True]]
-    assert name_drift.tolist() == [[False, False, True]] and l1.tolist() == [True]
-
-
-@pytest.mark.parametrize("n_assets", [1, 20, 130])
-def test_drift_masks_are_the_reference_bit_for_bit(n_assets: int) -> None:
-    rng = np.random.default_rng(n_assets)
-    n_envs = 30
-    c = rng.normal(0.0, 0.1, (n_envs, n_assets))
-    a = np.where(rng.random(c.shape) < 0.3, c, c + rng.normal(0.0, 0.01, c.shape))
-    a[0] = c[0] + 0.01  # row 0 drifts in every name
-    price_ok = rng.random(c.shape) < 0.9
-    bands = rng.uniform(0.0, 0.01, n_assets)
-    sym = rng.integers(0, 1 << 40, c.shape) * (rng.random(c.shape) < 0.2)
-    port = rng.integers(0, 1 << 40, n_envs)
-    every = np.ones(c.shape, dtype=bool)
-    # L1 thresholds exactly at numpy's sums: not above them
-    l1_sums = np.abs(a - c).sum(axis=1)
-    for ok_mask, every_ok in ((price_ok, False), (every, True)):
-        for threshold in (0.05, l1_sums[0], np.nextafter(l1_sums[0], 0.0)):
-            got = compiled.drift_masks(a, c, ok_mask, every_ok, bands, threshold, sym, port)
-            want = _drift_ref(a, c, ok_mask, bands, threshold, sym, port)
-            for g, x in zip(got, want, strict=True):
-                assert g.dtype == x.dtype and np.array_equal(g, x)
-    got = compiled.drift_masks(a, c, every, True, bands, l1_sums[0], sym, port)[2]
-    assert not got[0]
-    got = compiled.drift_masks(a, c, every, True, bands, np.nextafter(l1_sums[0], 0.0), sym, port)
-    assert got[2][0]
-
-
 # ---------------------------------------------------------------- exposure references
 
 
@@ -583,7 +541,8 @@ _RESULT_BITS = np.array([1 << 30, 1 << 31, 1 << 40, 1 << 41, 1 << 42], dtype=np.
 
 
 def _plan_ref(k: dict) -> tuple:
-    """``plan_orders`` composed of the building-block kernels and numpy."""
+    """``plan_orders`` composed of the drift and snap references, the exposure kernels and
+    numpy."""
     a, c, n_envs = k["approved"], k["current"], k["approved"].shape[0]
     kill_rows, kill_all, scheduled, vol, vol_at, spread, spread_at, sched_only = k["triggers"]
     price_ok = (
@@ -591,8 +550,8 @@ def _plan_ref(k: dict) -> tuple:
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         spw = np.where(price_ok, k["equity"][:, None] / k["prices"], 0.0)
-    moving, name_drift, l1, row_bits = compiled.drift_masks(
-        a, c, price_ok, False, k["bands"], k["l1"], k["sym"], k["port"]
+    moving, name_drift, l1, row_bits = _drift_ref(
+        a, c, price_ok, k["bands"], k["l1"], k["sym"], k["port"]
     )
     none = np.zeros(n_envs, dtype=bool)
     kill = ((row_bits & _KILL) != 0) | (none if kill_rows is None else kill_rows) | kill_all
@@ -624,7 +583,7 @@ def _plan_ref(k: dict) -> tuple:
     target = np.where(suppress, c, a)
     checks = (lo, hi, gross_tol, sector_tol, net_tol, betas, beta_tol, k["ids"])
     band_ok = _passes(target, *checks) | ~suppress.any(axis=1)
-    q_cur = compiled.snap_whole_lots(c * spw, k["lot"], k["unit"])
+    q_cur = np.vectorize(_snap_ref)(c * spw, k["lot"], k["unit"])
     change = (target != c) & price_ok
     held = compiled.round_and_check(
         target, c, fz, change, q_cur, spw, k["lot"], k["unit"], gross, sector, net, *checks
@@ -724,6 +683,109 @@ def test_plan_orders_flags_non_finite_books() -> None:
     k["current"] = k["current"].copy()
     k["current"][1, 2] = np.inf
     assert _plan_call(k)[0] is False
+
+
+_NAME_DRIFT, _L1_DRIFT, _WINDOW, _, _, _KILLED, _FORCED_ROW = (int(x) for x in _PLAN_BITS[2:])
+
+
+def _plain_decision(a, c, tradable, bands, l1, sym, port) -> dict:
+    """A decision with one share per unit of weight, no trigger but drift and the codes,
+    no limits and unit lots."""
+    n_envs, n_assets = a.shape
+    return {
+        "approved": a,
+        "current": c,
+        "prices": np.ones(a.shape),
+        "tradable": tradable,
+        "equity": np.ones(n_envs),
+        "bands": bands,
+        "l1": l1,
+        "sym": sym,
+        "port": port,
+        "triggers": (None, False, None, None, 0.0, None, 0.0, False),
+        "inside": np.ones(n_envs, dtype=bool),
+        "names_out": None,
+        "betas": None,
+        "ids": np.full(n_assets, -1, dtype=np.int64),
+        "n_sectors": 1,
+        "limits": None,
+        "tol": 0.0,
+        "lot": np.ones(n_assets),
+        "unit": True,
+    }
+
+
+def test_drift_and_codes_by_hand() -> None:
+    """Drifts 0.25, 0 and -0.125 (name 2 has no price: no drift), bands 0.25 and 0.0625:
+    name 0 moves but is not past its band (0.25 is not above 0.25), nor is the L1 drift
+    0.25 above a threshold of 0.25, so it is suppressed. The same book in three rows whose
+    codes differ: row 1's portfolio code is a kill switch, row 2's name 1 a forced code;
+    each reaches its row's flags."""
+    a = np.array([[0.5, 0.25, 0.0]] * 3)
+    c = np.array([[0.25, 0.25, 0.125]] * 3)
+    tradable = np.array([[True, True, False]] * 3)
+    bands = np.array([0.25, 0.0625, 0.0625])
+    sym = np.array([[1, 0, 0], [1, 0, 0], [1, 1 << 2, 0]], dtype=np.int64)
+    port = np.array([0, _KILL, 0], dtype=np.int64)
+    out = _plan_call(_plain_decision(a, c, tradable, bands, 0.25, sym, port))
+    flags, forced_names, suppress = out[3], out[4], out[7]
+    assert flags.tolist() == [_WINDOW, _WINDOW | _KILLED | _FORCED_ROW, _WINDOW | _FORCED_ROW]
+    assert forced_names.tolist() == [[False] * 3, [True] * 3, [False, True, False]]
+    # a killed row trades every name; a forced name skips its band
+    assert suppress.tolist() == [[True, False, False], [False] * 3, [True, False, False]]
+    # every price valid: name 2 drifts too, past its band, and L1 0.375 is above 0.25
+    out = _plan_call(
+        _plain_decision(a[:1], c[:1], np.ones((1, 3), bool), bands, 0.25, sym[:1], port[:1])
+    )
+    assert out[3].tolist() == [_NAME_DRIFT | _L1_DRIFT | _WINDOW]
+    assert out[7].tolist() == [[False] * 3]
+    # under an L1 band of 0.5 only name 2, past its own band, escapes suppression
+    out = _plan_call(
+        _plain_decision(a[:1], c[:1], np.ones((1, 3), bool), bands, 0.5, sym[:1], port[:1])
+    )
+    assert out[3].tolist() == [_NAME_DRIFT | _WINDOW]
+    assert out[7].tolist() == [[True, False, False]]
+
+
+@pytest.mark.parametrize("n_assets", [1, 20, 130])
+def test_the_l1_band_sums_the_drift_as_numpy_does(n_assets: int) -> None:
+    """An L1 band exactly at a row's numpy (pairwise) sum of |drift| does not fire, one ulp
+    below it does; a name without a valid price drifts by 0."""
+    rng = np.random.default_rng(n_assets)
+    n_envs = 30
+    c = rng.normal(0.0, 0.1, (n_envs, n_assets))
+    a = c + rng.normal(0.0, 0.01, c.shape)
+    tradable = rng.random(c.shape) < 0.9
+    bands = rng.uniform(0.0, 0.01, n_assets)
+    zeros = np.zeros(c.shape, dtype=np.int64)
+    l1_sums = np.abs(np.where(tradable, a - c, 0.0)).sum(axis=1)
+    for b in range(n_envs):
+        for threshold in (l1_sums[b], np.nextafter(l1_sums[b], 0.0)):
+            k = _plain_decision(a, c, tradable, bands, threshold, zeros, zeros[:, 0])
+            fired = (_plan_call(k)[3] & _L1_DRIFT) != 0
+            assert np.array_equal(fired, l1_sums > threshold), (b, threshold)
+
+
+@pytest.mark.parametrize("unit", [False, True])
+def test_plan_orders_snaps_float_dust_on_current_positions_to_whole_lots(unit: bool) -> None:
+    """One share per unit of weight: ``q_cur`` is the current book, each position within
+    float dust (relative 1e-13) of a whole number of lots set to it exactly, the others
+    (one 1e-12 off, a NaN) unchanged."""
+    rng = np.random.default_rng(7)
+    b, n = 64, 12
+    lot = np.ones(n) if unit else rng.choice([1.0, 10.0, 100.0, 0.5], n)
+    whole = np.round(rng.normal(0, 500, (b, n)) / lot) * lot + 3 * lot
+    c = rng.normal(0, 500, (b, n))
+    c[:, 1] = whole[:, 1] * (1 + 1e-14)  # float dust on a whole position
+    c[:, 2] = whole[:, 2] * (1 + 1e-12)  # more than dust
+    c[3, 3] = np.nan
+    zeros = np.zeros((b, n), dtype=np.int64)
+    k = _plain_decision(c, c, np.ones((b, n), bool), np.zeros(n), 1.0, zeros, zeros[:, 0])
+    k["lot"], k["unit"] = lot, unit
+    q_cur = _plan_call(k)[6]
+    assert np.array_equal(q_cur[:, 1], whole[:, 1]) and not np.array_equal(c[:, 1], whole[:, 1])
+    assert np.array_equal(q_cur[:, 2:], c[:, 2:], equal_nan=True)
+    assert np.array_equal(q_cur, np.vectorize(_snap_ref)(c, lot, unit), equal_nan=True)
 
 
 def test_order_result_by_hand() -> None:

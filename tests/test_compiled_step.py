@@ -4,10 +4,13 @@ the numpy statement of the same formulas."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from allocgym.compiled.cvar import scenario_cvar
+from allocgym import measures
+from allocgym.compiled.cvar import cvar_order
 from allocgym.compiled.step import (
     BOOK_ROWS,
     END_ROWS,
@@ -35,6 +38,7 @@ def _run(
     approved: np.ndarray | None = None,
     proposed: np.ndarray | None = None,
     tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    returns: np.ndarray | None = None,
     cvar: tuple[int, float] | None = None,
 ) -> dict[str, np.ndarray]:
     n_envs = shares.shape[0]
@@ -44,9 +48,10 @@ def _run(
     peak = equity if peak is None else peak
     approved = np.zeros_like(shares) if approved is None else approved
     proposed = approved if proposed is None else proposed
+    returns = prices * 0.0 + 0.01 if returns is None else returns
     dq, new_shares, weights, book = fill_and_mark(
         prices, t1, shares, cash, delta_qty, adv, vol, spread, cost, delisted, equity,
-        peak, approved, proposed, 1e-12, prices * 0.0 + 0.01, cvar,
+        peak, approved, proposed, 1e-12, returns, cvar,
     )  # fmt: skip
     out = dict(zip(BOOK_ROWS, book, strict=True))
     out.update(delta_qty=dq, shares=new_shares, weights=weights)
@@ -136,6 +141,99 @@ def test_a_delisted_position_becomes_cash_at_its_last_price() -> None:
     np.testing.assert_array_equal(out["weights"], [[0.0, 20.0 / 180.0], [0.0, 20.0 / 120.0]])
 
 
+def _ex_ante_cvar(
+    returns: np.ndarray, first: np.ndarray, approved: np.ndarray, window: int, alpha: float
+) -> np.ndarray:
+    """The step's ex-ante CVaR of ``approved`` over ``returns[first : first + window]``:
+    a step that trades nothing, filled at bar ``first + window``."""
+    n_envs, n_assets = approved.shape
+    prices = np.ones((returns.shape[0] + 1, n_assets))
+    none = np.zeros((n_envs, n_assets))
+    out = _run(
+        prices, first + window, none, np.full(n_envs, 1000.0), none, approved=approved,
+        returns=returns, cvar=(window, alpha),
+    )  # fmt: skip
+    return out["cvar"]
+
+
+def _cvar_ref(
+    returns: np.ndarray, first: np.ndarray, weights: np.ndarray, window: int, alpha: float
+) -> np.ndarray:
+    """The ex-ante CVaR one Python float at a time: each scenario summed over the assets in
+    order, then the tail of :func:`allocgym.measures.cvar` (``k = (1 - alpha) window``
+    scenarios, the ``i`` worst whole, summed from the worst up, and the next at weight
+    ``k - i``)."""
+    k = (1.0 - alpha) * window
+    i = max(0, math.ceil(k) - 1)
+    out = []
+    for b, row0 in enumerate(first):
+        scen = []
+        for j in range(window):
+            s = 0.0
+            for r, w in zip(returns[row0 + j], weights[b], strict=True):
+                s += float(r) * float(w)
+            scen.append(s)
+        worst = sorted(scen)
+        if any(math.isnan(s) for s in scen):
+            out.append(math.nan)
+        elif alpha == 1.0:
+            out.append(-worst[0])
+        else:
+            tail = 0.0
+            for s in worst[:i]:
+                tail += s
+            out.append(-tail / k + worst[i] * (i / k - 1.0))
+    return np.array(out)
+
+
+def _windows(returns: np.ndarray, first: np.ndarray, window: int) -> np.ndarray:
+    return returns[first[:, None] + np.arange(window)]
+
+
+@pytest.mark.parametrize("n_assets", [1, 20, 90])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.95, 0.99, 1.0])
+def test_ex_ante_cvar_is_measures_cvar_of_the_scenarios(n_assets: int, alpha: float) -> None:
+    rng = np.random.default_rng(n_assets)
+    returns = rng.normal(0.0, 0.02, (300, n_assets))
+    window = 63
+    first = rng.integers(0, 300 - window, 200)
+    w = rng.uniform(-0.3, 0.3, (200, n_assets))
+    scen = np.einsum("bwn,bn->bw", _windows(returns, first, window), w)
+    want = measures.cvar(scen, alpha)
+    got = _ex_ante_cvar(returns, first, w, window, alpha)
+    # only the summation order differs: bounded by the magnitude of the summed terms
+    mag = np.einsum("bwn,bn->bw", np.abs(_windows(returns, first, window)), np.abs(w))
+    assert np.all(np.abs(got - want) <= 1e-12 * mag.max(axis=1))
+
+
+def test_ex_ante_cvar_rows_do_not_depend_on_the_batch_and_nan_is_kept() -> None:
+    rng = np.random.default_rng(1)
+    returns = rng.normal(0.0, 0.02, (200, 20))
+    first = rng.integers(0, 100, 30)
+    w = rng.uniform(-0.2, 0.2, (30, 20))
+    w[4, 3] = np.nan
+    batch = _ex_ante_cvar(returns, first, w, 63, 0.95)
+    single = [
+        _ex_ante_cvar(returns, first[i : i + 1], w[i : i + 1], 63, 0.95)[0] for i in range(30)
+    ]
+    assert np.array_equal(batch, np.array(single), equal_nan=True)
+    assert np.isnan(batch[4]) and np.isfinite(np.delete(batch, 4)).all()
+
+
+def test_ex_ante_cvar_by_hand() -> None:
+    # window 4, alpha 0.5: k = 2, i = 1; CVaR = -(worst + 1 * second worst) / 2
+    returns = np.array([[0.01], [-0.03], [0.02], [-0.01]])
+    got = _ex_ante_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 0.5)
+    assert got[0] == pytest.approx((0.06 + 0.02) / 2, rel=1e-15)
+    assert _ex_ante_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 1.0)[0] == 0.06
+
+
+@pytest.mark.parametrize("window, alpha", [(0, 0.95), (63, 1.5), (63, -0.1)])
+def test_ex_ante_cvar_refuses_bad_settings(window: int, alpha: float) -> None:
+    with pytest.raises(ValueError, match="ex-ante CVaR"):
+        cvar_order(window, alpha)
+
+
 def _numpy_step(args: dict, model: CostModel) -> dict[str, np.ndarray]:
     """The same formulas as numpy statements over the batch."""
     p1 = args["prices"][args["t1"]]
@@ -180,7 +278,7 @@ def _numpy_step(args: dict, model: CostModel) -> dict[str, np.ndarray]:
         "intervention": np.where(np.isfinite(diff), diff, np.abs(args["approved"]).sum(axis=1)),
         "gross": np.abs(weights).sum(axis=1),
         "net": weights.sum(axis=1),
-        "cvar": scenario_cvar(args["returns"], rows - window, args["approved"], window, alpha),
+        "cvar": _cvar_ref(args["returns"], rows - window, args["approved"], window, alpha),
     }
 
 

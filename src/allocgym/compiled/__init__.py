@@ -13,21 +13,18 @@ processes load it instead of compiling it (``allocgym bench env`` reports the se
 Elementwise kernels use the same float operations in the same order as the numpy
 formulas they replaced, row sums (the fill cost, execution's drift and exposures) follow
 numpy's pairwise order and sector sums ``np.bincount``'s, so their results are
-bit-identical; the CVaR kernel sums in a fixed sequential order (documented on
-:func:`scenario_cvar`).
+bit-identical; the step's ex-ante CVaR sums in a fixed sequential order (documented on
+:func:`allocgym.compiled.cvar.row_cvar`).
 """
 
 from allocgym.compiled._base import KERNELS, compile_seconds, warm_up
 from allocgym.compiled.cost import cost_terms
-from allocgym.compiled.cvar import scenario_cvar
 from allocgym.compiled.env import reason_summary
 from allocgym.compiled.execution import (
-    drift_masks,
     exposure_refs,
     order_result,
     plan_orders,
     round_and_check,
-    snap_whole_lots,
 )
 from allocgym.compiled.gates import GATES, hard_gates, measures
 from allocgym.compiled.step import fill_and_mark, score, write_book
@@ -44,7 +41,6 @@ __all__ = [
     "KERNELS",
     "compile_seconds",
     "cost_terms",
-    "drift_masks",
     "exposure_refs",
     "fill_and_mark",
     "forced_derisk",
@@ -56,9 +52,7 @@ __all__ = [
     "reason_summary",
     "round_and_check",
     "scan_inputs",
-    "scenario_cvar",
     "score",
-    "snap_whole_lots",
     "strategy_scale",
     "trade_measures",
     "warm_up",

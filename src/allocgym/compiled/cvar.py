@@ -1,19 +1,27 @@
-"""The ex-ante historical CVaR of a batch of books over their own windows of past returns."""
+"""The ex-ante historical CVaR of one book over a window of past returns, as the env step
+kernel computes it."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit, types
-
-from allocgym.compiled._base import F2, I1, kernel, ready
+from numba import njit
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def row_cvar(returns, row0, weights, b, window, alpha, k, i, smallest, scen):  # pragma: no cover
-    """CVaR of book ``weights[b]`` over ``returns[row0 : row0 + window]`` (see
-    :func:`scenario_cvar`); ``smallest`` (i + 1,) and ``scen`` (window,) are scratch."""
+    """Ex-ante historical CVaR of book ``weights[b]`` over ``returns[row0 : row0 + window]``,
+    as a positive loss; ``(k, i)`` from :func:`cvar_order`, ``smallest`` (i + 1,) and
+    ``scen`` (window,) scratch.
+
+    ``scen[j] = sum_a returns[row0 + j, a] * weights[b, a]`` for ``j < window``, and the
+    CVaR of ``scen`` at level ``alpha`` as :func:`allocgym.measures.cvar` defines it
+    (fractional weight on the boundary scenario; NaN when a scenario is NaN). The sums run
+    sequentially (assets in order; the ``i`` worst scenarios from the worst up), so a
+    book's result does not depend on the batch it is in; they may differ from numpy's
+    pairwise / SIMD sums in the last bits (a few ulp of the sum of the absolute terms).
+    """
     n_assets = weights.shape[1]
     # Every scenario sums over the assets in order. Four scenarios advance together
     # (independent sums: no wait on one long chain of additions; same bits).
@@ -63,67 +71,13 @@ def row_cvar(returns, row0, weights, b, window, alpha, k, i, smallest, scen):  #
     return -tail / k + smallest[i] * (i / k - 1.0)
 
 
-@kernel(F2, I1, F2, types.int64, types.float64, types.float64, types.int64)
-def _scenario_cvar(returns, first, weights, window, alpha, k, i):  # pragma: no cover
-    n_envs = weights.shape[0]
-    out = np.empty(n_envs)
-    smallest = np.empty(i + 1)
-    scen = np.empty(window)
-    for b in range(n_envs):
-        out[b] = row_cvar(returns, first[b], weights, b, window, alpha, k, i, smallest, scen)
-    return out
-
-
 def cvar_order(window: int, alpha: float) -> tuple[float, int]:
-    """``(k, i)`` of :func:`scenario_cvar`: ``k = (1 - alpha) * window`` scenarios in the
-    tail, the ``i`` worst counted whole (0 when ``alpha = 1``); checks both inputs."""
+    """``(k, i)`` of :func:`row_cvar`: ``k = (1 - alpha) * window`` scenarios in the tail,
+    the ``i`` worst counted whole (0 when ``alpha = 1``); checks both inputs."""
     if window < 1:
-        raise ValueError(f"scenario_cvar: window = {window}; use at least one scenario bar")
+        raise ValueError(f"ex-ante CVaR: window = {window}; use at least one scenario bar")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"scenario_cvar: alpha = {alpha!r}; use a confidence level in [0, 1]")
+        raise ValueError(f"ex-ante CVaR: alpha = {alpha!r}; use a confidence level in [0, 1]")
     k = (1.0 - alpha) * window
     i = 0 if alpha == 1.0 else max(0, math.ceil(k) - 1)
     return float(k), i
-
-
-def scenario_cvar(
-    returns: np.ndarray, first: np.ndarray, weights: np.ndarray, window: int, alpha: float
-) -> np.ndarray:
-    """Ex-ante historical CVaR of each book over its own window of past returns.
-
-    ``scen[b, j] = sum_a returns[first[b] + j, a] * weights[b, a]`` for ``j < window``,
-    and the CVaR of each row of ``scen`` as :func:`allocgym.measures.cvar` defines it
-    (fractional weight on the boundary scenario; NaN when a scenario is NaN). The sums
-    run sequentially (assets in order; the ``i`` worst scenarios from the worst up), so
-    a row's result does not depend on the batch it is in; they may differ from numpy's
-    pairwise / SIMD sums in the last bits (a few ulp of the sum of the absolute terms).
-
-    Parameters
-    ----------
-    returns : ndarray, shape (n_bars, n_assets)
-        Simple returns per bar.
-    first : ndarray of int, shape (n_envs,)
-        First bar of each window (``t - window + 1``); the caller keeps the window inside
-        ``returns``.
-    weights : ndarray, shape (n_envs, n_assets)
-    window : int
-        Scenarios per book (>= 1).
-    alpha : float
-        Confidence level in [0, 1].
-
-    Returns
-    -------
-    ndarray, shape (n_envs,)
-        CVaR as a positive loss.
-    """
-    k, i = cvar_order(window, alpha)
-    ready()
-    return _scenario_cvar(
-        np.asarray(returns, dtype=np.float64),
-        np.asarray(first, dtype=np.int64),
-        np.asarray(weights, dtype=np.float64),
-        int(window),
-        float(alpha),
-        k,
-        i,
-    )

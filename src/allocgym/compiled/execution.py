@@ -1,6 +1,7 @@
-"""Execution: lot rounding, drift masks, the exposure references of rounded books and
-their limit checks, and one decision's plan (:func:`plan_orders`: drift, triggers,
-bands, references, rounding and checks in one call) and orders (:func:`order_result`)."""
+"""Execution: the exposure references of lot-rounded books (:func:`exposure_refs`), their
+rounding and limit checks (:func:`round_and_check`), and one decision's plan
+(:func:`plan_orders`: drift, triggers, bands, references, rounding and checks in one call)
+and orders (:func:`order_result`)."""
 
 from __future__ import annotations
 
@@ -26,15 +27,6 @@ from allocgym.compiled._base import (
 
 _SNAP = 1e-13
 """Relative distance to a whole number of lots below which a quantity is that number."""
-
-
-@kernel(F2, F1, types.boolean)
-def _snap_lots(q, lot, unit):  # pragma: no cover
-    out = np.empty(q.shape)
-    for r in range(q.shape[0]):
-        for c in range(q.shape[1]):
-            out[r, c] = _snap_one(q[r, c], lot[c], unit)
-    return out
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -87,73 +79,30 @@ def _lot_weight(q, q_cur, current, shares_per_w, change):  # pragma: no cover
 _NO_FORCED = np.zeros((1, 1), dtype=bool)
 
 
-def snap_whole_lots(q: np.ndarray, lot: np.ndarray, unit: bool) -> np.ndarray:
-    """``q`` (n_envs, n_assets) with entries within float dust of a whole number of lots
-    (``lot``, (n_assets,)) set to it exactly; the others unchanged, bit for bit."""
-    ready()
-    return _snap_lots(q, lot, bool(unit))
-
-
 # --------------------------------------------------------------------- execution
-
-
-@kernel(F2, F2, B2, types.boolean, F1, types.float64, L2, I1)
-def _drift_masks(
-    approved, current, price_ok, every_ok, bands, l1_threshold, sym, port
-):  # pragma: no cover
-    n_envs, n_assets = approved.shape
-    moving = np.empty((n_envs, n_assets), dtype=np.bool_)
-    name_drift = np.empty((n_envs, n_assets), dtype=np.bool_)
-    l1 = np.empty(n_envs, dtype=np.bool_)
-    row_bits = np.empty(n_envs, dtype=np.int64)
-    _drift_rows(
-        approved, current, price_ok, every_ok, bands, l1_threshold, sym, port,
-        moving, name_drift, l1, row_bits,
-    )  # fmt: skip
-    return moving, name_drift, l1, row_bits
 
 
 @njit(cache=True, error_model="numpy")
 def _drift_rows(
-    approved, current, price_ok, every_ok, bands, l1_threshold, sym, port,
+    approved, current, price_ok, bands, l1_threshold, sym, port,
     moving, name_drift, l1, row_bits,
 ):  # fmt: skip  # pragma: no cover
-    """The outputs of :func:`drift_masks`, written into ``moving`` ... ``row_bits``."""
+    """The drift of ``approved`` from ``current`` (0 where not ``price_ok``), written:
+    ``moving`` a non-zero drift; ``name_drift`` ``|drift| > bands`` (n_assets,); ``l1``
+    (n_envs,) ``sum |drift| > l1_threshold``, summed as numpy sums a row; ``row_bits``
+    (n_envs,) the OR of each row of ``sym`` and of ``port``."""
     n_envs, n_assets = approved.shape
     abs_d = np.empty(n_assets)
     for b in range(n_envs):
         bits = port[b]
         for a in range(n_assets):
-            d = approved[b, a] - current[b, a] if every_ok or price_ok[b, a] else 0.0
+            d = approved[b, a] - current[b, a] if price_ok[b, a] else 0.0
             moving[b, a] = d != 0.0
             abs_d[a] = abs(d)
             name_drift[b, a] = abs_d[a] > bands[a]
             bits |= sym[b, a]
         l1[b] = 0.0 + pairwise_sum(abs_d, 0, n_assets) > l1_threshold
         row_bits[b] = bits
-
-
-def drift_masks(
-    approved: np.ndarray,
-    current: np.ndarray,
-    price_ok: np.ndarray,
-    every_ok: bool,
-    bands: np.ndarray,
-    l1_threshold: float,
-    sym: np.ndarray,
-    port: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Drift of ``approved`` from ``current`` (n_envs, n_assets; 0 where not ``price_ok``,
-    unread when ``every_ok``): (moving, name_drift, l1, row_bits).
-
-    ``moving``: a non-zero drift; ``name_drift``: ``|drift| > bands`` (n_assets,);
-    ``l1`` (n_envs,): ``sum |drift| > l1_threshold``, summed as numpy sums a row;
-    ``row_bits`` (n_envs,) int64: the OR of each row of ``sym`` and of ``port``.
-    """
-    ready()
-    return _drift_masks(
-        approved, current, price_ok, bool(every_ok), bands, float(l1_threshold), sym, port
-    )
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -598,9 +547,8 @@ def _plan_orders(
     name_drift = np.empty((n_envs, n_assets), dtype=np.bool_)
     l1 = np.empty(n_envs, dtype=np.bool_)
     row_bits = np.empty(n_envs, dtype=np.int64)
-    # every_ok False: price_ok is all True when every name has a valid price
     _drift_rows(
-        approved, current, price_ok, False, bands, l1_threshold, sym, port,
+        approved, current, price_ok, bands, l1_threshold, sym, port,
         moving, name_drift, l1, row_bits,
     )  # fmt: skip
     flags = np.empty(n_envs, dtype=np.int64)
@@ -707,12 +655,14 @@ def plan_orders(
     (n_envs,): the current book is inside the hard limits, ``names_out`` its names over
     their caps (read in rows not ``inside``; ``None``: none); ``betas`` (``None``: no beta
     checks); ``sector_ids``/``n_sectors``, ``limits`` and ``tol`` as in
-    :func:`exposure_refs`; ``lot``/``unit`` as in :func:`snap_whole_lots`; ``bits``
+    :func:`exposure_refs`; ``lot`` (n_assets,) the lot sizes (``unit``: all 1); ``bits``
     int64: the KILL_SWITCH and the forced reason codes, then the trigger flags
     NAME_DRIFT, PORTFOLIO_DRIFT, SCHEDULED, VOL_SPIKE, SPREAD_BLOWOUT, KILL_SWITCH, FORCED.
 
     A name has a valid price where tradable with a finite positive price and equity; its
-    drift is that of :func:`drift_masks`. A row is killed by a kill switch or a
+    drift is ``approved - current`` there, 0 elsewhere; it moves where that is non-zero
+    and is past its band where ``|drift| > bands``; a row is past the L1 band where
+    ``sum |drift| > l1_threshold`` (numpy's row sum). A row is killed by a kill switch or a
     KILL_SWITCH code, forced when killed, coded forced or not ``inside``; its forced names
     are the coded ones and ``names_out``, all of them when killed or when none is. An
     override is a killed row or a ratio at or above its threshold (a NaN counts as 0). A
@@ -726,11 +676,12 @@ def plan_orders(
     suppress, band_ok, target, change, q, w, scaled, ok): ``finite`` every approved and
     current weight is finite; ``has_beta`` the beta checks apply; ``settled`` every
     ``band_ok`` and ``ok``; ``flags`` (n_envs,) the trigger flags; ``shares_per_w``
-    equity / price (0 where no valid price); ``q_cur`` the current position snapped to
-    whole lots; ``target`` the current weight where suppressed, else the approved;
-    ``band_ok`` (n_envs,) False where a suppressed row's target fails the checks of
-    the exposure checks of :func:`round_and_check` against the references of :func:`exposure_refs` (with the forced
-    rows and names); ``change`` the target differs from the current weight at a valid
+    equity / price (0 where no valid price); ``q_cur`` the current position
+    ``current * shares_per_w``, set to its whole number of lots where within float dust
+    (relative 1e-13) of it; ``target`` the current weight where suppressed, else the
+    approved; ``band_ok`` (n_envs,) False where a suppressed row's target fails the
+    exposure checks of :func:`round_and_check` against the references of
+    :func:`exposure_refs` (with the forced rows and names); ``change`` the target differs from the current weight at a valid
     price; (q, w, scaled, ok) :func:`round_and_check` of ``target`` toward zero for the
     forced names, against the same references.
     """

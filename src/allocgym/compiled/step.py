@@ -3,9 +3,9 @@ marked book and the reward terms (:func:`fill_and_mark`); the reward, the episod
 and its end (:func:`score`); the book's slots of the observation (:func:`write_book`).
 
 Row sums follow numpy's pairwise order and every float operation that of the numpy
-statement of the formula, so results equal it bit for bit (the ex-ante CVaR sums as
-:func:`allocgym.compiled.cvar.scenario_cvar` does). The log of the growth is left to the
-caller: numpy's SIMD log rounds differently from the C library's.
+statement of the formula, so results equal it bit for bit (the ex-ante CVaR sums in the
+sequential order :func:`allocgym.compiled.cvar.row_cvar` documents). The log of the growth
+is left to the caller: numpy's SIMD log rounds differently from the C library's.
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ def fill_and_mark(
         Simple returns, for the ex-ante CVaR.
     cvar : (window, alpha) or None
         The ex-ante CVaR of the approved book over the ``window`` bars up to ``t1 - 1``
-        (:func:`allocgym.compiled.scenario_cvar`); None: the row of NaN.
+        at level ``alpha`` (:func:`allocgym.compiled.cvar.row_cvar`); None: the row of NaN.
 
     Returns
     -------
