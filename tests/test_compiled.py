@@ -14,55 +14,6 @@ from test_serving_support import untrained_bundle
 from allocgym import compiled
 
 
-def _lots_ref(x, lot, unit):
-    r = x if unit else x / lot
-    near = np.rint(r)
-    return np.where(np.abs(r - near) <= np.maximum(np.abs(r), 1.0) * 1e-13, near, r)
-
-
-def _round_ref(q_cur, q_tgt, lot, forced, unit):
-    """The numpy formulas the lot kernel replaced (naive reference)."""
-    k = np.trunc(_lots_ref(q_tgt - q_cur, lot, unit))
-    toward_cur = np.where(q_tgt == 0.0, 0.0, q_cur + (k if unit else k * lot))
-    s = np.sign(q_tgt)
-    x = s * q_cur
-    k = np.floor(_lots_ref(np.abs(q_tgt) - x, lot, unit))
-    v = x + (k if unit else k * lot)
-    toward_zero = np.where((s == 0.0) | (v < 0.0), 0.0, s * v)
-    return np.where(forced, toward_zero, toward_cur)
-
-
-def _round_open(q_cur, q_tgt, lot, forced, unit):
-    """``compiled.round_and_check`` with one share per weight unit and limits far away
-    (nothing is scaled): its positions are the lot rounding alone."""
-    b, n = q_cur.shape
-    far = np.full(b, 1e300)
-    q, w, scaled, _ = compiled.round_and_check(
-        q_tgt, q_cur, forced, np.ones((b, n), bool), q_cur, np.ones((b, n)), lot, unit,
-        far, np.full((b, 1), 1e300), far, np.full((b, n), -1e300), np.full((b, n), 1e300),
-        far, np.full((b, 1), 1e300), far, None, None, np.zeros(n, np.int64),
-    )  # fmt: skip
-    assert not scaled.any()
-    assert np.array_equal(w, q)  # one share per unit of weight: the weight is q
-    return q
-
-
-@pytest.mark.parametrize("unit", [False, True])
-def test_lot_rounding_matches_its_definition_bit_for_bit(unit: bool) -> None:
-    rng = np.random.default_rng(7)
-    b, n = 64, 12
-    lot = np.ones(n) if unit else rng.choice([1.0, 10.0, 100.0, 0.5], n)
-    q_cur = np.round(rng.normal(0, 500, (b, n)) / lot) * lot
-    q_tgt = rng.normal(0, 500, (b, n))
-    q_tgt[:, 0] = 0.0
-    q_tgt[:, 1] = q_cur[:, 1] + 3 * lot[1] * (1 + 1e-15)  # float dust on a whole order
-    forced = rng.random((b, n)) < 0.3
-    for f in (forced, None):
-        got = _round_open(q_cur, q_tgt, lot, f, unit)
-        want = _round_ref(q_cur, q_tgt, lot, np.zeros((b, n), bool) if f is None else f, unit)
-        assert np.array_equal(got, want)
-
-
 def test_each_kernel_has_one_signature_whatever_the_input_layout() -> None:
     compiled.warm_up()
     rng = np.random.default_rng(3)

@@ -70,6 +70,38 @@ def _round_one(cur: float, tgt: float, lot: float, forced: bool, unit: bool) -> 
     return 0.0 if tgt == 0.0 else cur + (k if unit else k * lot)
 
 
+def _round_open(q_cur, q_tgt, lot, forced, unit):
+    """``compiled.round_and_check`` with one share per weight unit and limits far away
+    (nothing is scaled): its positions are the lot rounding alone."""
+    b, n = q_cur.shape
+    far = np.full(b, 1e300)
+    q, w, scaled, _ = compiled.round_and_check(
+        q_tgt, q_cur, forced, np.ones((b, n), bool), q_cur, np.ones((b, n)), lot, unit,
+        far, np.full((b, 1), 1e300), far, np.full((b, n), -1e300), np.full((b, n), 1e300),
+        far, np.full((b, 1), 1e300), far, None, None, np.zeros(n, np.int64),
+    )  # fmt: skip
+    assert not scaled.any()
+    assert np.array_equal(w, q)  # one share per unit of weight: the weight is q
+    return q
+
+
+@pytest.mark.parametrize("unit", [False, True])
+def test_lot_rounding_matches_its_definition_bit_for_bit(unit: bool) -> None:
+    rng = np.random.default_rng(7)
+    b, n = 64, 12
+    lot = np.ones(n) if unit else rng.choice([1.0, 10.0, 100.0, 0.5], n)
+    q_cur = np.round(rng.normal(0, 500, (b, n)) / lot) * lot
+    q_tgt = rng.normal(0, 500, (b, n))
+    q_tgt[:, 0] = 0.0
+    q_tgt[:, 1] = q_cur[:, 1] + 3 * lot[1] * (1 + 1e-15)  # float dust on a whole order
+    forced = rng.random((b, n)) < 0.3
+    for f in (forced, None):
+        got = _round_open(q_cur, q_tgt, lot, f, unit)
+        fz = np.zeros((b, n), bool) if f is None else f
+        want = np.vectorize(_round_one)(q_cur, q_tgt, lot, fz, unit)
+        assert np.array_equal(got, want)
+
+
 def _weight_one(q: float, q_cur: float, c: float, spw: float, change: bool) -> float:
     if change and q != q_cur:
         return 0.0 if q == 0.0 else q / spw
