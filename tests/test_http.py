@@ -650,6 +650,7 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     assert set(kinds) == {"in_process", "streaming", "http", "workers", "overload", "burst"}
     assert kinds["streaming"]["window_bars"] == 301
     assert kinds["streaming"]["decide_p50_us"] > 0
+    assert kinds["streaming"]["service_p50_us"] > kinds["streaming"]["decide_p50_us"]
     http = kinds["http"]
     assert http["encoding"] == "account" and http["body_kb"] < 4
     assert http["requests"] == 60 and set(http["codes"].split(",")) <= {

@@ -14,7 +14,8 @@ the same run:
   the request and decision), a new request id each call;
 - the streaming path: one bar applied to the ``MarketState`` (incremental features and
   regime) and an account decision on it (``FrozenAllocator.trace`` with the held
-  window's features), p50/p99;
+  window's features), p50/p99, alone and through ``DecisionService.decide_account``
+  (the request built from the held state, metrics, P&L attribution, audit append);
 - an HTTP load test: ``allocgym serve`` in a subprocess on 127.0.0.1 (free port,
   ``TRADING_ALLOCATOR_ENABLED=true``, audit log in a temporary folder) and ``concurrency``
   keep-alive client connections in this process posting distinct requests until
@@ -165,8 +166,9 @@ def _account(alloc: Any, market: Any, bar: str) -> dict[str, Any]:
 
 
 def streaming(bundle: Path, market: Any, calls: int) -> dict[str, Any]:
-    """Bar update and account-decision latencies (µs) on the streaming market state."""
-    from allocgym.serving import FrozenAllocator
+    """Bar update and account-decision latencies (µs) on the streaming market state, the
+    decision alone (``FrozenAllocator.trace``) and served (``DecisionService``)."""
+    from allocgym.serving import DecisionService, FrozenAllocator
     from allocgym.serving.market import MarketState
     from allocgym.serving.schemas import AccountRequest, Bar
 
@@ -184,6 +186,23 @@ def streaming(bundle: Path, market: Any, calls: int) -> dict[str, Any]:
     tr = alloc.trace(req, bar=bar, held=held)
     assert tr.decision.status == "ok", tr.decision
     dec = latencies(lambda: alloc.trace(req, bar=bar, held=held), n=calls, warmup=50) * 1e6
+    # What a served account decision costs in process: the same decision through
+    # DecisionService (held-state request, metrics, P&L attribution, audit append)
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = DecisionService(alloc, audit_log=Path(tmp) / "audit.jsonl", cache_size=16)
+        for b in bars[-state.window_bars :]:
+            svc.apply_bar(b)
+        first = svc.decide_account(account.model_copy(update={"request_id": "svc-check"}))
+        assert first.status == "ok", first.status
+        accounts = [
+            account.model_copy(update={"request_id": f"svc-{i}"}) for i in range(calls + 50)
+        ]
+        counter = itertools.count()
+        svc_lat = (
+            latencies(lambda: svc.decide_account(accounts[next(counter)]), n=calls, warmup=50) * 1e6
+        )
+        assert svc.audit is not None
+        svc.audit.close()  # anchors the head while the folder exists
     return {
         "bench": "streaming",
         "n_assets": market.n_assets,
@@ -191,6 +210,8 @@ def streaming(bundle: Path, market: Any, calls: int) -> dict[str, Any]:
         "bar_update_p99_us": _pct(bar_lat, 99),
         "decide_p50_us": _pct(dec, 50),
         "decide_p99_us": _pct(dec, 99),
+        "service_p50_us": _pct(svc_lat, 50),
+        "service_p99_us": _pct(svc_lat, 99),
         "window_bars": state.window_bars,
     }
 
