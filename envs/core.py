@@ -179,7 +179,6 @@ class EnvParams:
     obs_low: np.ndarray = field(repr=False)
     obs_high: np.ndarray = field(repr=False)
     triggers: Triggers = field(repr=False)
-    _return_windows: np.ndarray = field(repr=False)
     prior_weights: np.ndarray | None = field(default=None, repr=False)
     delisted: np.ndarray | None = field(default=None, repr=False)
     factor_loadings: np.ndarray | None = field(default=None, repr=False)
@@ -230,10 +229,6 @@ class EnvParams:
         prices = _marks(market.close)
         spread = np.where(np.isfinite(market.spread_bps), market.spread_bps, 0.0)
         low, high = fb.observation_bounds(market.n_assets)
-        # (n_days - W + 1, W, n_assets) view: row k is the contiguous block of bars k..k+W-1
-        windows = np.lib.stride_tricks.sliding_window_view(
-            market.returns, env.cvar_window, axis=0
-        ).transpose(0, 2, 1)
         params = cls(
             market=market,
             cfg=cfg,
@@ -256,7 +251,6 @@ class EnvParams:
             obs_low=low,
             obs_high=high,
             triggers=_trigger_path(market.returns, spread, exec_params),
-            _return_windows=windows,
             delisted=market.delisted if market.delisted.any() else None,
             factor_loadings=_factor_loadings(market, cfg),
         )
@@ -888,18 +882,6 @@ INFO_KEYS: dict[str, str] = {
 """Keys of ``StepResult.info`` with their shapes."""
 
 
-def reason_counts(reasons: np.ndarray) -> np.ndarray:
-    """Number of symbols carrying each ``REASON_CODES`` bit, shape (n_envs, n_codes).
-
-    Parameters
-    ----------
-    reasons : ndarray of int64, shape (n_envs, n_assets)
-    """
-    reasons = np.asarray(reasons, dtype=np.int64)
-    no_portfolio_reasons = np.zeros(reasons.shape[0], dtype=np.int64)
-    return reason_summary(reasons, no_portfolio_reasons, _REASON_BITS, 0)[0]
-
-
 def step(params: EnvParams, state: EnvState, action: np.ndarray) -> StepResult:
     """Advance every portfolio by one bar with a batch of agent actions.
 
@@ -1006,37 +988,6 @@ def step_proposed(
     proposed = np.asarray(proposed, dtype=np.float64)
     dec = decide(params, state, proposed, contributions, budgets, due)
     return _advance(params, state, dec)
-
-
-_GATHER_MAX_ASSETS = 64
-"""Up to this many assets the scenario windows are gathered in one block; above, row by row."""
-
-
-def scenario_returns(params: EnvParams, t: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Ex-ante scenario returns of ``weights`` over the last ``cvar_window`` bars up to ``t``.
-
-    ``scen[b, j] = sum_i r[t_b - W + 1 + j, i] * w[b, i]`` with the simple returns of
-    ``market.returns``. Both code paths sum over the contiguous asset axis per row, so a
-    row's bits do not depend on the batch it is in.
-
-    Parameters
-    ----------
-    t : ndarray of int, shape (n_envs,)
-    weights : ndarray, shape (n_envs, n_assets)
-
-    Returns
-    -------
-    ndarray, shape (n_envs, cvar_window)
-    """
-    w_len = params.cfg.env.cvar_window
-    first = t - w_len + 1
-    if params.n_assets <= _GATHER_MAX_ASSETS:
-        return np.einsum("bwn,bn->bw", params._return_windows[first], weights)
-    # Large universes: one (n_envs, n_assets) row gather per window bar stays in cache.
-    out = np.empty((t.shape[0], w_len))
-    for j in range(w_len):
-        out[:, j] = np.einsum("bn,bn->b", params.returns[first + j], weights)
-    return out
 
 
 def _penalised_reward(

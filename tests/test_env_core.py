@@ -9,6 +9,7 @@ from gate_books import ENV_RISK
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from allocgym.compiled.env import reason_summary
 from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.costs import expected_cost
 from allocgym.data import MarketData, Split, synthetic
@@ -118,8 +119,6 @@ def test_params_wire_the_configured_parts_together(market):
     assert p.gates.limits is p.limits and p.gates.cost_model is p.cost_model
     assert p.execution.limits is p.limits
     assert np.array_equal(p.spread_bps, market.spread_bps)
-    w = p.cfg.env.cvar_window
-    assert np.array_equal(p._return_windows[37], market.returns[37 : 37 + w])
     assert p.delisted is None and p.factor_loadings is None
     # bars lo .. stop - 1: an episode of 40 steps fits at starts lo .. stop - 41
     assert p.n_starts == (market.n_days - 1) - p.lo - 40 + 1
@@ -239,12 +238,19 @@ def test_reset_takes_plain_ints_and_scalars_like_uint64_arrays(params):
 # ------------------------------------------------------------------------------ step
 
 
+def _symbol_counts(reasons: np.ndarray) -> np.ndarray:
+    """The env's per-code symbol counts (``info["reason_counts"]``) of symbol reasons alone."""
+    reasons = np.asarray(reasons, dtype=np.int64)
+    bits = np.array([int(c).bit_length() - 1 for c in REASON_CODES], dtype=np.int64)
+    return reason_summary(reasons, np.zeros(reasons.shape[0], np.int64), bits, 0)[0]
+
+
 def test_reason_counts_by_hand():
     sym = int(ReasonCode.SYMBOL_CAP)
     gross = int(ReasonCode.GROSS_CAP)
     band = int(ReasonCode.NO_TRADE_BAND)
     reasons = np.array([[sym | gross, gross, 0], [band, 0, sym | band]], dtype=np.int64)
-    counts = core.reason_counts(reasons)
+    counts = _symbol_counts(reasons)
     k = {n: i for i, n in enumerate(REASON_NAMES)}
     assert counts.shape == (2, len(REASON_CODES))
     assert counts[0, k["SYMBOL_CAP"]] == 1 and counts[0, k["GROSS_CAP"]] == 2
@@ -718,23 +724,6 @@ def test_layout_names_the_observation_action_and_codes(params, market):
     assert layout["strategy_families"] == ["trend", "mean_reversion", "defensive"]
 
 
-def test_scenario_returns_paths_agree_bit_for_bit(params, monkeypatch, market):
-    rng = np.random.default_rng(6)
-    t = rng.integers(params.lo, params.split.stop - 1, 50)
-    w = rng.uniform(0, 0.2, (50, params.n_assets))
-    block = core.scenario_returns(params, t, w)
-    monkeypatch.setattr(core, "_GATHER_MAX_ASSETS", 0)
-    rows = core.scenario_returns(params, t, w)
-    assert np.array_equal(block, rows)
-    single = np.concatenate(
-        [core.scenario_returns(params, t[i : i + 1], w[i : i + 1]) for i in range(50)]
-    )
-    assert np.array_equal(single, rows)
-    wl = params.cfg.env.cvar_window
-    by_hand = market.returns[t[3] - wl + 1 : t[3] + 1] @ w[3]
-    assert np.allclose(rows[3], by_hand, rtol=1e-12, atol=1e-17)
-
-
 @settings(deadline=None, max_examples=40)
 @given(st.integers(1, 600), st.integers(1, 8), st.integers(0, 2**31))
 def test_reason_counts_match_a_bit_loop(n_assets, n_envs, seed):
@@ -743,7 +732,7 @@ def test_reason_counts_match_a_bit_loop(n_assets, n_envs, seed):
     r = rng.integers(0, top, (n_envs, n_assets)) * (rng.random((n_envs, n_assets)) < 0.6)
     bits = np.array([int(c).bit_length() - 1 for c in REASON_CODES])
     ref = ((r[:, :, None] >> bits) & 1).sum(axis=1)
-    assert np.array_equal(core.reason_counts(r), ref)
+    assert np.array_equal(_symbol_counts(r), ref)
 
 
 def test_trigger_inputs_are_the_execution_modules_on_trailing_windows(params, market):

@@ -1280,15 +1280,16 @@ def test_cost_scale_solver_equals_its_bisection() -> None:
 
 def test_reason_counts_paths_agree() -> None:
     """The compiled bit counts equal a naive count, small batches and large."""
+    from allocgym.compiled.env import reason_summary
     from allocgym.envs import REASON_CODES
-    from allocgym.envs.core import reason_counts
 
     rng = np.random.default_rng(12)
     bits = np.array([int(c) for c in REASON_CODES], dtype=np.int64)
     for b, m in ((1, 20), (7, 20), (64, 20), (300, 53), (50, 1)):
         r = (rng.random((b, m, bits.size)) < 0.2) @ bits
         naive = np.stack([((r & bit) != 0).sum(axis=1) for bit in bits], axis=1)
-        got = reason_counts(r)
+        index = np.array([int(bit).bit_length() - 1 for bit in bits], dtype=np.int64)
+        got = reason_summary(r, np.zeros(b, np.int64), index, 0)[0]
         assert got.dtype == np.int64
         assert np.array_equal(got, naive)
 
