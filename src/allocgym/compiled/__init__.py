@@ -19,6 +19,7 @@ bit-identical; the step's ex-ante CVaR sums in a fixed sequential order (documen
 
 from allocgym.compiled._base import KERNELS, compile_seconds, warm_up
 from allocgym.compiled.cost import cost_terms
+from allocgym.compiled.cvar import book_cvar
 from allocgym.compiled.env import reason_summary
 from allocgym.compiled.execution import (
     exposure_refs,
@@ -39,6 +40,7 @@ from allocgym.compiled.trade import (
 __all__ = [
     "GATES",
     "KERNELS",
+    "book_cvar",
     "compile_seconds",
     "cost_terms",
     "exposure_refs",

@@ -1,12 +1,15 @@
-"""The ex-ante historical CVaR of one book over a window of past returns, as the env step
-kernel computes it."""
+"""The ex-ante historical CVaR of one book over a window of past returns: the env step
+kernel inlines :func:`row_cvar`, and :func:`book_cvar` runs it for one book (the serving
+audit), so both compute it with the same operations."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+
+from allocgym.compiled._base import F2, kernel, ready
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -81,3 +84,25 @@ def cvar_order(window: int, alpha: float) -> tuple[float, int]:
     k = (1.0 - alpha) * window
     i = 0 if alpha == 1.0 else max(0, math.ceil(k) - 1)
     return float(k), i
+
+
+@kernel(F2, F2, types.float64, types.float64, types.int64)
+def _book_cvar(returns, weights, alpha, k, i):  # pragma: no cover
+    window = returns.shape[0]
+    return row_cvar(returns, 0, weights, 0, window, alpha, k, i, np.empty(i + 1), np.empty(window))
+
+
+def book_cvar(returns: np.ndarray, weights: np.ndarray, alpha: float) -> float:
+    """Ex-ante historical CVaR (a positive loss) of the book ``weights`` (n_assets,) over
+    every row of ``returns`` (n_scenarios, n_assets) at level ``alpha``: the env step's
+    value for the same scenarios and book, bit for bit (:func:`row_cvar`)."""
+    r = np.asarray(returns, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if r.ndim != 2 or w.shape != (r.shape[1],):
+        raise ValueError(
+            f"ex-ante CVaR: returns of shape {r.shape} and weights of shape {w.shape}; "
+            "give returns as (n_scenarios, n_assets) and one weight per asset"
+        )
+    k, i = cvar_order(r.shape[0], float(alpha))
+    ready()
+    return float(_book_cvar(r, w.reshape(1, -1), float(alpha), k, i))

@@ -58,10 +58,10 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Info
 
+from allocgym.compiled import book_cvar
 from allocgym.data import simple_returns
 from allocgym.errors import AllocgymError, RequestError
 from allocgym.intents import STRATEGY_FAMILIES
-from allocgym.measures import cvar
 from allocgym.observability import (
     UNATTRIBUTED,
     AuditLog,
@@ -563,8 +563,10 @@ def ex_ante_cvar(
     """Ex-ante scenario CVaR of a book, as the environment's ``cvar_mode = ex_ante``.
 
     The scenarios are the request's last ``env.cvar_window`` close-to-close returns
-    applied to ``weights``; the CVaR (``measures.cvar`` at ``env.cvar_alpha``) is a
-    positive loss in fractions of equity.
+    applied to ``weights``; the CVaR at ``env.cvar_alpha`` is a positive loss in fractions
+    of equity, computed by the env step's kernel (:func:`allocgym.compiled.book_cvar`), so
+    the env's ``info["cvar"]`` and the audit's value agree bit for bit on the same book
+    and window.
 
     Parameters
     ----------
@@ -577,7 +579,7 @@ def ex_ante_cvar(
     env = allocator.cfg.env
     returns = cvar_scenarios(allocator, request) if scenarios is None else scenarios
     return {
-        "value": float(cvar(returns @ weights, env.cvar_alpha)),
+        "value": book_cvar(returns, weights, env.cvar_alpha),
         "alpha": float(env.cvar_alpha),
         "window": int(returns.shape[0]),
     }
