@@ -1128,7 +1128,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         working=_still_working(dec.due, state.working, cut),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
-    obs = params.feature_builder._observation(
+    obs = params.feature_builder.observation(
         feats,
         weights,
         drawdown,

@@ -518,6 +518,14 @@ def test_observation_layout_and_bounds(
     assert np.array_equal(one, obs[5:6])
     # gathering rows inside observation is the same as take() first
     assert np.array_equal(builder.observation(sp500_feats, w, dd, cash, rows=ts), obs)
+    # the book's sums given by the caller (the env step) are the ones it would compute...
+    sums = {"gross": np.abs(w).sum(axis=1), "net": w.sum(axis=1)}
+    assert np.array_equal(builder.observation(f, w, dd, cash, **sums), obs)
+    # ... and they are what it writes: not recomputed from the weights
+    given = builder.observation(f, w, dd, cash, gross=np.full(64, 0.5), net=np.full(64, -0.25))
+    assert (given[:, n * fa + 5] == 0.5).all() and (given[:, n * fa + 6] == -0.25).all()
+    book_sums = [n * fa + 5, n * fa + 6]
+    assert np.array_equal(np.delete(given, book_sums, axis=1), np.delete(obs, book_sums, axis=1))
     # step-time slots are clipped into their bounds
     big = builder.observation(f, np.full((64, n), 0.9), np.full(64, 2.0), np.full(64, -17.0))
     assert (big[:, fa - 1 : n * fa : fa] == np.float32(0.9)).all()

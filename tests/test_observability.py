@@ -515,6 +515,85 @@ def test_metrics_from_one_decision() -> None:
     assert val("allocator_active_strategies") == 3.0
 
 
+def _flat_context(n_envs: int, n_assets: int) -> GateContext:
+    """A context of empty books: what ``allocator_reject_total`` ignores."""
+    return GateContext(
+        current_weights=np.zeros((n_envs, n_assets)),
+        equity=np.full(n_envs, 1e6),
+        prices=np.full((n_envs, n_assets), 10.0),
+        adv_notional=np.full((n_envs, n_assets), 1e6),
+        volatility=np.full((n_envs, n_assets), 0.01),
+        spread_bps=np.full((n_envs, n_assets), 1.0),
+        sector_ids=np.arange(n_assets),
+        regime=np.zeros(n_envs, dtype=np.int64),
+        tradable=np.ones((n_envs, n_assets), dtype=bool),
+    )
+
+
+def _reject_counts(m: Metrics) -> dict[str, float]:
+    val = m.registry.get_sample_value
+    return {code.name: val("allocator_reject_total", {"reason": code.name}) for code in ReasonCode}
+
+
+def test_reject_counts_by_hand() -> None:
+    """One count per (portfolio, symbol) carrying a bit; a portfolio bit that none of the
+    portfolio's symbols carries counts once for the portfolio, one they carry adds nothing."""
+    rc = ReasonCode
+    sym = np.array(
+        [
+            [int(rc.SYMBOL_CAP | rc.PARTICIPATION_CAP), int(rc.SYMBOL_CAP), 0, 0],
+            [0, int(rc.PARTICIPATION_CAP), int(rc.PARTICIPATION_CAP), 0],
+            [0, 0, 0, 0],
+        ],
+        dtype=np.int64,
+    )
+    port = np.array(
+        [
+            int(rc.SYMBOL_CAP | rc.TURNOVER_CAP | rc.SLIPPAGE_BUDGET),  # 2 portfolio-only bits
+            int(rc.TURNOVER_CAP | rc.PARTICIPATION_CAP),  # PARTICIPATION_CAP on 2 symbols
+            int(rc.TURNOVER_CAP),  # no symbol codes at all
+        ],
+        dtype=np.int64,
+    )
+    approved = np.zeros((3, 4))
+    gate = GateResult(approved, sym, port, {}, approved)
+    ctx = _flat_context(3, 4)
+    m = Metrics()
+    m.observe_decision(gate, ctx)
+    expected = dict.fromkeys(REASON_NAMES, 0.0)
+    expected |= {
+        "SYMBOL_CAP": 2.0,  # 2 symbols of portfolio 0; its portfolio bit adds nothing
+        "PARTICIPATION_CAP": 3.0,  # 1 + 2 symbols; portfolio 1's bit adds nothing
+        "TURNOVER_CAP": 3.0,  # portfolio-only in all three portfolios
+        "SLIPPAGE_BUDGET": 1.0,  # portfolio-only in portfolio 0
+    }
+    assert _reject_counts(m) == expected
+    m.observe_decision(gate, ctx)  # counters add up
+    assert _reject_counts(m) == {name: 2 * count for name, count in expected.items()}
+
+
+def test_reject_counts_equal_a_naive_loop() -> None:
+    rng = np.random.default_rng(7)
+    bits = [int(code) for code in ReasonCode]
+    for _ in range(20):
+        n_envs, n_assets = rng.integers(1, 5), rng.integers(1, 6)
+        pick = rng.random((n_envs, n_assets + 1, len(bits))) < 0.15
+        masks = (pick * np.array(bits)).sum(axis=2)
+        sym, port = masks[:, :n_assets], masks[:, n_assets]
+        expected = dict.fromkeys(REASON_NAMES, 0.0)
+        for b in range(n_envs):
+            for name, bit in zip(REASON_NAMES, bits, strict=True):
+                on_symbols = sum(1 for a in range(n_assets) if sym[b, a] & bit)
+                expected[name] += on_symbols or float((port[b] & bit) != 0)
+        approved = np.zeros((n_envs, n_assets))
+        m = Metrics()
+        m.observe_decision(
+            GateResult(approved, sym, port, {}, approved),
+            _flat_context(n_envs, n_assets),
+        )
+        assert _reject_counts(m) == expected
+
+
 def test_metrics_use_the_executed_book_and_band_codes() -> None:
     m = Metrics()
     limits = RiskLimits(max_symbol_weight=0.2, max_sector_gross=1.0)

@@ -105,31 +105,8 @@ def cost_terms(
     adv = np.asarray(adv_notional, dtype=np.float64)
     vol = np.asarray(volatility, dtype=np.float64)
     spread = np.asarray(spread_bps, dtype=np.float64)
-    return _cost_terms(trade, eq, adv, vol, spread, model)
-
-
-def _cost_terms(
-    trade: np.ndarray,
-    eq: np.ndarray,
-    adv_notional: np.ndarray,
-    volatility: np.ndarray,
-    spread_bps: np.ndarray,
-    model: CostModel,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`cost_terms` on float64 arrays, ``eq`` of shape (n_envs, 1) or a scalar.
-
-    ``trade`` has the broadcast shape of all inputs. For callers that already hold such
-    inputs (the risk gates): the compiled kernel without the conversions.
-    """
     return compiled.cost_terms(
-        trade,
-        np.asarray(eq, dtype=np.float64),
-        adv_notional,
-        volatility,
-        spread_bps,
-        model.spread_mult,
-        model.commission_bps,
-        model.impact_k,
+        trade, eq, adv, vol, spread, model.spread_mult, model.commission_bps, model.impact_k
     )
 
 

@@ -874,6 +874,9 @@ class FeatureBuilder:
         cash: np.ndarray,
         rows: np.ndarray | None = None,
         exposures: np.ndarray | None = None,
+        *,
+        gross: np.ndarray | None = None,
+        net: np.ndarray | None = None,
     ) -> np.ndarray:
         """The float32 observation: market features at t plus the portfolio state.
 
@@ -895,27 +898,16 @@ class FeatureBuilder:
         exposures : ndarray, shape (n_envs, n_factors), optional
             The book's factor exposures ``B^T w`` (needed, and only read, with
             ``features.factor_exposures = k > 0``: its first ``k`` columns, zero-padded).
+        gross, net : ndarray of float64, shape (n_envs,), optional
+            The book's ``|w|.sum(axis=1)`` and ``w.sum(axis=1)`` when the caller holds
+            them already (the env step); computed from ``weights`` otherwise. They must
+            equal those sums bit for bit, or the observation differs from the served one.
 
         Returns
         -------
         ndarray of float32, shape (n_envs, obs_dim)
             Layout in ``layout``; step-time parts are clipped to their bounds.
         """
-        return self._observation(feats, weights, drawdown, cash, rows, exposures=exposures)
-
-    def _observation(
-        self,
-        feats: MarketFeatures,
-        weights: np.ndarray,
-        drawdown: np.ndarray,
-        cash: np.ndarray,
-        rows: np.ndarray | None = None,
-        gross: np.ndarray | None = None,
-        net: np.ndarray | None = None,
-        exposures: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """``observation``, optionally given the book's ``|w|.sum(axis=1)`` (``gross``)
-        and ``w.sum(axis=1)`` (``net``) when the caller has computed them already."""
         clip = float(self.cfg.clip)
         if rows is None:
             out = feats.template.copy()

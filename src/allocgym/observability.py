@@ -65,6 +65,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from allocgym.compiled.env import reason_summary
 from allocgym.errors import AllocgymError
 from allocgym.risk import GateContext, GateResult, ReasonCode
 
@@ -894,6 +895,10 @@ class Metrics:
         Histogram buckets of ``allocator_decision_latency_seconds`` (seconds).
     """
 
+    _REASON_POSITIONS = np.array([int(code).bit_length() - 1 for code in ReasonCode], np.int64)
+    """Bit position of each ``ReasonCode``, in ``REASON_NAMES`` order (``reason_summary``'s
+    columns)."""
+
     def __init__(
         self,
         registry: CollectorRegistry | None = None,
@@ -993,11 +998,12 @@ class Metrics:
         book = np.asarray(
             gate.approved if execution is None else execution.target_weights, np.float64
         )
-        # one count per (portfolio, symbol) carrying a bit; portfolio-level bits that no
-        # symbol of the portfolio carries count once per portfolio: both as one mask list
-        port_only = port & ~np.bitwise_or.reduce(sym, axis=1)
-        masks = np.concatenate((sym.reshape(-1), port_only))
-        counts = ((masks[:, None] & _REASON_BITS) != 0).sum(axis=0)
+        # one count per (portfolio, symbol) carrying a bit; a portfolio-level bit that no
+        # symbol of the portfolio carries counts once for the portfolio: the larger of the
+        # two per portfolio, summed
+        per_portfolio, _ = reason_summary(sym, port, self._REASON_POSITIONS, 0)
+        port_bits = (port[:, None] & _REASON_BITS) != 0
+        counts = np.maximum(per_portfolio, port_bits).sum(axis=0)
         for child, count in zip(self._rejects, counts.tolist(), strict=True):
             if count:
                 child.inc(count)

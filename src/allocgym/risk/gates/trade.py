@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from allocgym.compiled.trade import trade_measures
-from allocgym.costs import CostModel, _cost_terms
+from allocgym.costs import CostModel, cost_terms
 from allocgym.errors import RequestError
 from allocgym.ranges import RANGES
 from allocgym.risk.codes import ReasonCode
@@ -105,7 +105,7 @@ def _scale_symbols(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Scale each symbol's trade so its expected cost fits ``budget`` (n, 1): (the trade,
     the symbols scaled or ``None``)."""
-    linear, impact = _cost_terms(d, x.equity[:, None], x.adv, x.vol, x.spread, cost_model)
+    linear, impact = cost_terms(d, x.equity, x.adv, x.vol, x.spread, cost_model)
     cost = linear + impact
     if all_below(cost, budget):
         return d, None
