@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from allocgym import measures
-from allocgym.compiled.cvar import cvar_order
+from allocgym.compiled.cvar import book_cvar, cvar_order
 from allocgym.compiled.step import (
     BOOK_ROWS,
     END_ROWS,
@@ -226,6 +226,24 @@ def test_ex_ante_cvar_by_hand() -> None:
     got = _ex_ante_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 0.5)
     assert got[0] == pytest.approx((0.06 + 0.02) / 2, rel=1e-15)
     assert _ex_ante_cvar(returns, np.array([0]), np.array([[2.0]]), 4, 1.0)[0] == 0.06
+
+
+def test_book_cvar_is_the_step_cvar_of_one_book() -> None:
+    """``book_cvar`` (the audit's CVaR) has the step's bits for every book and window."""
+    rng = np.random.default_rng(7)
+    returns = rng.normal(0.0, 0.02, (200, 20))
+    first = rng.integers(0, 137, 40)
+    w = rng.uniform(-0.2, 0.3, (40, 20))
+    for alpha in (0.5, 0.95, 1.0):
+        step = _ex_ante_cvar(returns, first, w, 63, alpha)
+        one = [book_cvar(returns[r : r + 63], w[b], alpha) for b, r in enumerate(first)]
+        assert np.array_equal(step, np.array(one))
+
+
+@pytest.mark.parametrize("shape", [(63,), (63, 19), (1, 63, 20)])
+def test_book_cvar_refuses_mismatched_shapes(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"ex-ante CVaR: returns of shape .* one weight per"):
+        book_cvar(np.zeros(shape), np.zeros(20), 0.95)
 
 
 @pytest.mark.parametrize("window, alpha", [(0, 0.95), (63, 1.5), (63, -0.1)])
