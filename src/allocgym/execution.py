@@ -309,7 +309,7 @@ class _Refs:
     sector_tol: np.ndarray
     net_tol: np.ndarray
     beta_tol: np.ndarray | None
-    loadings: np.ndarray | None = None  # (n_envs, n_assets, n_factors) with a factor cap
+    factors: Bounds | None = None  # the gates' bounds, with a factor cap (their loadings)
     factor_tol: np.ndarray | None = None  # (n_envs, n_factors)
 
 
@@ -393,7 +393,7 @@ class ExecutionPolicy:
             )
         if not settled or (bounds is not None and bounds.loadings is not None):
             # Rare: a band to lift or a rounded book failing its checks; or a factor cap,
-            # checked in numpy (its einsum sums are not reproduced in the kernel).
+            # measured as the gates measure it (``Bounds.exposures``), in numpy.
             checked_betas = betas if has_beta else None
             rb = (c, forced_names, shares_per_w, q_cur, lot, st.unit_lot, sectors, checked_betas)
             refs = _refs(a, flags, rb, limits, bounds)
@@ -567,8 +567,8 @@ def _refs(
     if bounds is not None and bounds.loadings is not None:
         # Lot rounding must not lift a factor exposure over the cap (or over the approved
         # book's own exposure, float dust of the gates).
-        refs.loadings = bounds.loadings
-        factor = np.abs(np.einsum("nmk,nm->nk", bounds.loadings, a))
+        refs.factors = bounds
+        factor = np.abs(bounds.exposures(a))
         refs.factor_tol = np.maximum(factor, bounds.factor_cap) + _TOL
     return refs
 
@@ -594,7 +594,7 @@ def _settle(
     """
     suppress, band_ok, target, change = banded
     q_fin, w_fin, scaled, ok = held
-    if refs.loadings is not None:
+    if refs.factors is not None:
         band_ok = _factors_pass(band_ok, target, refs) | ~rows_any(suppress)
     if not band_ok.all():
         # A lifted name was moving at a valid price: it now trades.
@@ -603,7 +603,7 @@ def _settle(
         target = np.where(lifted, a, target)
         change = change | lifted
         q_fin, w_fin, scaled, ok = _round_and_check(target, change, refs, rb)
-    elif refs.loadings is not None:
+    elif refs.factors is not None:
         ok = _factors_pass(ok, w_fin, refs)
     if not ok.all():
         c = rb[0]
@@ -661,6 +661,6 @@ def _check_args(refs: _Refs, sectors: SectorMap, betas: np.ndarray | None) -> tu
 
 def _factors_pass(ok: np.ndarray, w: np.ndarray, refs: _Refs) -> np.ndarray:
     """``ok`` and, with a factor cap, every factor exposure of ``w`` within its reference."""
-    if refs.loadings is not None and refs.factor_tol is not None:
-        ok &= rows_all(np.abs(np.einsum("nmk,nm->nk", refs.loadings, w)) <= refs.factor_tol)
+    if refs.factors is not None and refs.factor_tol is not None:
+        ok &= rows_all(np.abs(refs.factors.exposures(w)) <= refs.factor_tol)
     return ok
