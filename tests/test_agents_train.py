@@ -471,18 +471,25 @@ def test_noop_env_mimics_spaces_and_episode_ends(market: MarketData) -> None:
     assert dones == [False, False, False, True] * 2
 
 
-def test_bench_train_reports_median_fps_and_the_ratio(
+def test_bench_train_reports_median_fps_the_ratios_and_their_spread(
     market: MarketData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Scripted run times: 128 PPO steps per run (one rollout of 32 steps x 4 envs), runs
-    interleaved env, no-op, env, ...; the row holds the median fps of each and their ratio."""
+    """Scripted run times: 128 PPO steps per run (one rollout of 32 steps x 4 envs); runs
+    go env, no-op | no-op, env | env, no-op (the first of a pair alternates); the row holds
+    the median wall and CPU fps of each, the ratios of the medians and the extremes of the
+    per-repeat ratios."""
     from scripted_clock import ScriptedClock
 
     import allocgym.bench
     import allocgym.bench.train
 
-    # env 0.64, 0.32, 0.16 s -> 200, 400, 800 fps; no-op 0.128, 0.256, 0.064 -> 1000, 500, 2000
-    runs = ScriptedClock([0.64, 0.128, 0.32, 0.256, 0.16, 0.064])
+    # wall: env 0.64, 0.32, 0.16 s -> 200, 400, 800 fps; no-op 0.128, 0.256, 0.064 s ->
+    # 1000, 500, 2000 fps; paired ratios 0.2, 0.8, 0.4
+    # CPU: env 0.32, 0.16, 1.28 s -> 400, 800, 100 fps; no-op 0.128, 0.256, 0.16 s ->
+    # 1000, 500, 800 fps; paired ratios 0.4, 1.6, 0.125
+    runs = ScriptedClock(
+        wall=[0.64, 0.128, 0.256, 0.32, 0.16, 0.064], cpu=[0.32, 0.128, 0.256, 0.16, 1.28, 0.16]
+    )
     # 7 rounds of 50 bare steps: per step 1, 2, 0.4, 4, 0.8, 1.6, 0.2 ms (median 1 ms)
     steps = ScriptedClock([0.05, 0.1, 0.02, 0.2, 0.04, 0.08, 0.01])
     monkeypatch.setattr(allocgym.bench.train, "time", runs)
@@ -490,8 +497,18 @@ def test_bench_train_reports_median_fps_and_the_ratio(
     (row,) = bench_run(tiny_cfg(), timesteps=128, repeat=3, n_envs=(4,), market=market)
     assert runs.unused == steps.unused == 0
     assert list(row) == [
-        "n_envs", "n_assets", "device", "env_fps", "noop_fps", "ratio", "bare_env_sps"
+        "n_envs", "n_assets", "device",
+        "env_fps", "noop_fps", "ratio", "ratio_min", "ratio_max",
+        "env_cpu_fps", "noop_cpu_fps", "cpu_ratio", "cpu_ratio_min", "cpu_ratio_max",
+        "bare_env_sps",
     ]  # fmt: skip
     assert (row["n_envs"], row["n_assets"], row["device"]) == (4, 6, "cpu")
-    got = [row[k] for k in ("env_fps", "noop_fps", "ratio", "bare_env_sps")]
-    assert got == pytest.approx([400.0, 1000.0, 0.4, 4000.0], rel=1e-12)
+    wall = [row[k] for k in ("env_fps", "noop_fps", "ratio", "ratio_min", "ratio_max")]
+    assert wall == pytest.approx([400.0, 1000.0, 0.4, 0.2, 0.8], rel=1e-12)
+    cpu = [row[k] for k in ("env_cpu_fps", "noop_cpu_fps", "cpu_ratio")]
+    assert cpu == pytest.approx([400.0, 800.0, 0.5], rel=1e-12)
+    assert [row["cpu_ratio_min"], row["cpu_ratio_max"]] == pytest.approx([0.125, 1.6], rel=1e-12)
+    assert row["bare_env_sps"] == pytest.approx(4000.0, rel=1e-12)
+    for prefix, env, noop in (("", "env_fps", "noop_fps"), ("cpu_", "env_cpu_fps", "noop_cpu_fps")):
+        assert row[f"{prefix}ratio"] == pytest.approx(row[env] / row[noop], rel=1e-12)
+        assert row[f"{prefix}ratio_min"] <= row[f"{prefix}ratio"] <= row[f"{prefix}ratio_max"]

@@ -137,6 +137,26 @@ def test_space_refusals_name_the_dotted_key(space: dict, needle: str) -> None:
     assert needle in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "values", "fixed"),
+    [
+        ("data.splits.validation_end", ["2014-12-31", "2016-12-31"], "data"),
+        ("data.splits.embargo_days", [0, 5], "data"),
+        ("data.default_adv_notional", [1e8, 5e8], "data"),
+        ("env.split", ["train", "validation"], "env.split"),
+        ("train.eval_split", ["validation", "train"], "train.eval_split"),
+        ("evaluation.split", ["validation", "test"], "evaluation"),
+    ],
+)
+def test_space_cannot_vary_the_data_the_splits_or_the_evaluation(
+    key: str, values: list, fixed: str
+) -> None:
+    """A trial scored on other dates than its peers could select on their test split."""
+    with pytest.raises(ConfigError) as info:
+        space_from_dict({"space": {key: {"choice": values}}})
+    assert f"search space key {key!r} cannot vary: {fixed} sets" in str(info.value)
+
+
 def test_space_values_the_config_rejects_are_refused_up_front() -> None:
     base = load_config().model_dump(mode="json")
     bad = space_from_dict({"space": {"train.n_steps": {"choice": [64, 0]}}})

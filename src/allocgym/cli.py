@@ -1026,14 +1026,18 @@ def bench_train(
     device: Annotated[Device, typer.Option(help="Torch device.")] = Device.cpu,
     overrides: SetOpt = None,
 ) -> None:
-    """PPO wall fps on PortfolioVecEnv vs a no-op VecEnv with identical spaces (same run)."""
+    """PPO fps on PortfolioVecEnv vs a no-op VecEnv with identical spaces, interleaved in one
+    run, in wall time and in process CPU time (steadier on a busy machine; set
+    OMP_NUM_THREADS=1). *_min / *_max: the spread of the per-repeat env / no-op ratios."""
     from allocgym.bench import print_table
     from allocgym.bench.train import run
 
     cfg = _config(config, [*(overrides or []), f"train.device={device.value}"])
     sizes = tuple(int(s) for s in n_envs.split(",") if s.strip())
     rows = run(cfg, timesteps=timesteps, repeat=repeat, n_envs=sizes)
-    print_table("PPO training fps: PortfolioVecEnv vs no-op VecEnv (medians)", rows)
+    print_table(
+        "PPO training fps, wall and process CPU: PortfolioVecEnv vs no-op VecEnv (medians)", rows
+    )
 
 
 # [cli:bench-baselines] HRP / QP / greedy benchmark.

@@ -43,6 +43,7 @@ from allocgym.errors import ConfigError
 __all__ = [
     "ASHA_CLOCK_KEYS",
     "DISTRIBUTIONS",
+    "FIXED_KEYS",
     "VALIDATION_METRICS",
     "Param",
     "SearchSpace",
@@ -68,13 +69,30 @@ DISTRIBUTIONS: tuple[str, ...] = ("uniform", "loguniform", "int", "logint", "cho
 ASHA_CLOCK_KEYS: tuple[str, ...] = ("train.total_timesteps", "train.eval_freq")
 """Config keys ASHA's rungs are measured in: not searchable with ``--scheduler asha``."""
 
+FIXED_KEYS: dict[str, str] = {
+    "data": "the market and its train/validation/test dates",
+    "env.split": "the bars the agent trains on",
+    "train.eval_split": "the bars its trials are scored on",
+    "evaluation": "how the chosen agent is tested, not how it is trained",
+}
+"""Config keys (and sections) a search space cannot vary, with what they set: trials that
+trained or were scored on different data or dates would be ranked against each other, and
+one trial could select on bars that are another's test split."""
+
 _SPACE_KEYS = ("metric", "space", "points", "asha")
 _ASHA_KEYS = ("grace_period", "reduction_factor")
 
 
 def _check_key(key: str) -> None:
-    """Refuse a dotted key that is not a config value (the message names the key)."""
+    """Refuse a dotted key that is not a config value, or one of :data:`FIXED_KEYS` (the
+    message names the key)."""
     parts = key.split(".")
+    for fixed, what in FIXED_KEYS.items():
+        if key == fixed or key.startswith(fixed + "."):
+            raise ConfigError(
+                f"search space key {key!r} cannot vary: {fixed} sets {what}, which every "
+                "trial of a sweep must share; set it in the base config (--config / --set)"
+            )
     model: type[BaseModel] = AllocgymConfig
     for depth, part in enumerate(parts):
         fields = model.model_fields
