@@ -407,3 +407,29 @@ def test_bench_env_reports_medians_and_ratios(monkeypatch: pytest.MonkeyPatch) -
         assert (row["n_assets"], row["env"], row["n_envs"]) == (5, env, n_envs)
         got = (row["ms_per_step"], row["portfolio_steps_per_s"], row["x_pandas"])
         assert got == pytest.approx((ms, rate, ratio), rel=1e-12)
+
+
+def test_bench_env_rounds_take_a_new_action_each_step() -> None:
+    """Timed rounds cycle through the pool of actions (a fixed action lets the book settle
+    and the step trade little), the gymnasium round resetting at an episode's end."""
+    from allocgym.bench.env import ACTION_POOL, _batch_round, _episode_round
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.seen: list[list[float]] = []
+            self.resets = 0
+
+        def step(self, action: np.ndarray) -> tuple[None, float, bool, bool, dict]:
+            self.seen.append(action.tolist())
+            return None, 0.0, len(self.seen) == 3, False, {}
+
+        def reset(self) -> None:
+            self.resets += 1
+
+    actions = np.arange(ACTION_POOL * 2.0).reshape(ACTION_POOL, 2)
+    n = 2 * ACTION_POOL + 1
+    for round_fn in (_batch_round, _episode_round):
+        env = Recorder()
+        round_fn(env, actions, n)
+        assert env.seen == [actions[i % ACTION_POOL].tolist() for i in range(n)]
+    assert env.resets == 1

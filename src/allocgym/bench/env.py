@@ -13,6 +13,8 @@ Times, in one run and on the same synthetic market:
   a linear cost, the fill and an observation of the same size, no gates, no features.
 
 Risk gates, execution, features and the CVaR reward are on in our envs (the defaults).
+Every env steps through the same kind of random actions, a new one each step
+(``ACTION_POOL``).
 Medians over ``repeat`` rounds of wall time, and of process CPU time with ``cpu_time``
 (rates are then per CPU second). ``x_pandas`` and ``x_bare`` are our portfolio-steps/s
 over the references', same run. The compiled step kernels are compiled (or loaded from
@@ -172,25 +174,32 @@ def _bench_cfg() -> AllocgymConfig:
     return config_from_dict({"env": {"split": "all"}})
 
 
-def _pandas_round(env: PandasReferenceEnv, action: np.ndarray, start: int, n_steps: int) -> None:
+ACTION_POOL = 8
+"""Every timed env steps through a cycle of this many random actions (leading axis of its
+``actions``): a new action each step, as in training. One fixed action let a book settle
+on its target, so later steps traded little and the step looked cheaper than it is under
+a learning policy."""
+
+
+def _pandas_round(env: PandasReferenceEnv, actions: np.ndarray, start: int, n_steps: int) -> None:
     """One timed round of the pandas reference: a reset at ``start``, then ``n_steps``."""
     env.reset(start)
-    for _ in range(n_steps):
-        env.step(action)
+    for i in range(n_steps):
+        env.step(actions[i % ACTION_POOL])
 
 
-def _episode_round(env: Any, action: np.ndarray, n_steps: int) -> None:
+def _episode_round(env: Any, actions: np.ndarray, n_steps: int) -> None:
     """One timed round of a gymnasium env: ``n_steps`` steps, resetting at episode end."""
-    for _ in range(n_steps):
-        _, _, term, trunc, _ = env.step(action)
+    for i in range(n_steps):
+        _, _, term, trunc, _ = env.step(actions[i % ACTION_POOL])
         if term or trunc:
             env.reset()
 
 
 def _batch_round(env: Any, actions: np.ndarray, n_steps: int) -> None:
     """One timed round of a batched env (ours or the bare one): ``n_steps`` steps."""
-    for _ in range(n_steps):
-        env.step(actions)
+    for i in range(n_steps):
+        env.step(actions[i % ACTION_POOL])
 
 
 def _vec_steps(steps: int, n_envs: int, n_assets: int) -> int:
@@ -227,17 +236,17 @@ def _single_portfolio_times(
     timed: Any,
 ) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
     """Per-step times (wall, CPU or None) of the pandas reference and of ``PortfolioEnv``,
-    each on one random action drawn from ``rng`` (in that order)."""
+    each on a cycle of ``ACTION_POOL`` random actions drawn from ``rng`` (in that order)."""
     from allocgym.envs import PortfolioEnv
 
     dim = params.action_spec.action_dim
     reference = PandasReferenceEnv(market, cfg)
-    ref_action = rng.uniform(-1, 1, dim)
-    t_ref = timed(partial(_pandas_round, reference, ref_action, params.lo, ref_steps), ref_steps)
+    ref_actions = rng.uniform(-1, 1, (ACTION_POOL, dim))
+    t_ref = timed(partial(_pandas_round, reference, ref_actions, params.lo, ref_steps), ref_steps)
     env = PortfolioEnv.from_params(params)
     env.reset(seed=seed)
-    single_action = rng.uniform(-1, 1, dim).astype(np.float32)
-    return t_ref, timed(partial(_episode_round, env, single_action, steps), steps)
+    single_actions = rng.uniform(-1, 1, (ACTION_POOL, dim)).astype(np.float32)
+    return t_ref, timed(partial(_episode_round, env, single_actions, steps), steps)
 
 
 def run(
@@ -314,7 +323,7 @@ def run(
         for batch in map(int, n_envs):
             vec = PortfolioVecEnv(params=params, n_envs=batch, seed=seed)
             vec.reset()
-            actions = rng.uniform(-1, 1, (batch, dim)).astype(np.float32)
+            actions = rng.uniform(-1, 1, (ACTION_POOL, batch, dim)).astype(np.float32)
             round_steps = _vec_steps(steps, batch, int(n))
             vec_round = partial(_batch_round, vec, actions, round_steps)
             if not bare:
@@ -322,7 +331,7 @@ def run(
                 row(n, "PortfolioVecEnv", batch, t_vec, ref_rate=ref_rate)
                 continue
             floor = BareVecEnv(market.returns, params.obs_dim, batch, cost_rate, seed=seed)
-            floor_actions = rng.uniform(-1, 1, (batch, int(n) + 1))
+            floor_actions = rng.uniform(-1, 1, (ACTION_POOL, batch, int(n) + 1))
             bare_round = partial(_batch_round, floor, floor_actions, round_steps)
             t_bare, t_vec = _interleaved(bare_round, vec_round, repeat, round_steps, cpu_time)
             bare_rate = batch / (t_bare[1] or t_bare[0])
