@@ -107,7 +107,9 @@ def simple_returns(close: np.ndarray, tradable: np.ndarray) -> np.ndarray:
 
 
 def _frozen(a: Any, dtype: Any) -> np.ndarray:
-    out = np.array(a, dtype=dtype, copy=True)
+    # C order whatever the source (pandas hands over column-major arrays): every reader
+    # gathers bars (rows), and numpy's ``take`` copies a whole non-C table to gather.
+    out = np.array(a, dtype=dtype, copy=True, order="C")
     out.flags.writeable = False
     return out
 
