@@ -5,7 +5,9 @@ whose episode ends (Sharpe, CVaR, max drawdown, turnover, costs, gate interventi
 reason, regime mix, mean gross/net, ...). Values are numbers or one level of named numbers
 (``{"SYMBOL_CAP": 3, ...}``). :func:`flatten_metrics` turns one such mapping into
 ``name -> float`` (nested names joined by ``/``) and :func:`aggregate` averages a list of
-them, so new metrics of the env appear in TensorBoard without a change here.
+them, so new metrics of the env appear in TensorBoard without a change here. Every episode
+counts: a non-finite value makes its metric's mean non-finite instead of being dropped, and
+an episode's Sharpe ratio is :func:`episode_sharpe` (0 for an episode held flat in cash).
 
 Tags: ``risk/<name>`` per rollout (episodes that ended during it), ``eval/<allocator>/<name>``
 for the periodic validation runs of the agent and the baselines. Intervention series exist
@@ -104,10 +106,52 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
     return out
 
 
+def episode_sharpe(metrics: Mapping[str, Any]) -> float:
+    """The Sharpe ratio an episode is scored with: its ``sharpe``, 0 when it was flat.
+
+    A flat episode has every step return exactly 0 (a book held in cash throughout, e.g.
+    a small book whose lots all round to zero): no gain and no risk, so no risk-adjusted
+    skill, and it scores 0. Skipping it instead would score a policy that idles for whole
+    episodes on its invested episodes only. ``allocgym.measures.sharpe_ratio`` gives such
+    an episode 0 / 0 = NaN while its ``total_return`` is exactly 0; a NaN step return
+    would make ``total_return`` NaN as well, which is what tells a flat episode from a
+    broken one.
+
+    Any other non-finite Sharpe ratio gives NaN: a broken episode, one too short for a
+    Sharpe ratio, or a constant non-zero return (zero volatility: +-inf in the measures'
+    convention). The env pays no cash yield, so a riskless non-zero return is no market
+    outcome but a defect to look at, and one infinite term would rank its run above every
+    finite score.
+
+    Parameters
+    ----------
+    metrics : mapping
+        One episode's ``episode_metrics`` (or their :func:`flatten_metrics`).
+
+    Returns
+    -------
+    float
+        Finite, or NaN when the episode has no Sharpe ratio to score (missing included).
+    """
+    sharpe = _scalar(metrics.get(SCORE_METRIC))
+    if sharpe is None:
+        return math.nan
+    if math.isfinite(sharpe):
+        return sharpe
+    flat = math.isnan(sharpe) and _scalar(metrics.get("total_return")) == 0.0
+    return 0.0 if flat else math.nan
+
+
 def aggregate(
     episodes: Sequence[Mapping[str, Any]], defaults: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Mean of every metric over episodes (NaN and inf values ignored per metric).
+    """Mean of every metric over the episodes that report it; non-finite values count.
+
+    A NaN or infinite value is not dropped: it makes its metric's mean NaN or infinite,
+    so an average never describes a subset of the episodes while it claims all of them
+    (a validation score that skipped episodes would select checkpoints on the rest). The
+    Sharpe ratio (:data:`SCORE_METRIC`) of each episode is :func:`episode_sharpe`: a flat
+    episode counts as 0, any other non-finite one makes the mean NaN.
 
     Parameters
     ----------
@@ -120,19 +164,21 @@ def aggregate(
     Returns
     -------
     dict of str to float
-        Per-metric mean over the episodes that report a finite value; metrics never
-        finite are left out. Empty input gives an empty dict.
+        Per-metric mean over the episodes that report the metric (a name an episode lacks
+        and ``defaults`` does not give is not counted for it). Empty input gives an empty
+        dict.
     """
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     for episode in episodes:
         flat = {**(defaults or {}), **flatten_metrics(episode)}
+        if SCORE_METRIC in flat:
+            flat[SCORE_METRIC] = episode_sharpe(flat)
         for key, value in flat.items():
             if key in EXCLUDED:
                 continue
-            if math.isfinite(value):
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
     return {key: sums[key] / counts[key] for key in sums}
 
 

@@ -63,6 +63,7 @@ from allocgym.agents.metrics import (
     HyperparameterCallback,
     RiskMetricsCallback,
     aggregate,
+    episode_sharpe,
     intervention_defaults,
 )
 from allocgym.agents.policies import (
@@ -459,7 +460,10 @@ class ValidationCallback(BaseCallback):
     ``baselines.rebalance_every`` bars, hold the drifted book in between), so their curves
     are the strategies of the final evaluation table; they are re-logged at every
     evaluation so their curves overlay the agent's. Scalars go to
-    ``eval/<allocator>/<metric>``; the mean episode Sharpe selects ``best/``.
+    ``eval/<allocator>/<metric>``; the agent's mean episode Sharpe, ``eval/score``, selects
+    ``best/``. Every episode is scored (:func:`~allocgym.agents.metrics.episode_sharpe`: a
+    flat episode counts as 0); one without a Sharpe ratio makes the score NaN, which never
+    becomes the best. ``eval/n_scored`` counts the episodes with a Sharpe ratio.
     """
 
     def __init__(
@@ -542,13 +546,15 @@ class ValidationCallback(BaseCallback):
             for key, value in metrics.items():
                 self.logger.record(f"eval/{who}/{key}", value)
         score = results["agent"].get(SCORE_METRIC, float("nan"))
+        n_scored = int(np.isfinite([episode_sharpe(e) for e in episodes]).sum())
         self.logger.record("eval/score", score)
+        self.logger.record("eval/n_scored", n_scored)
         self.logger.dump(step)
-        record = {"step": step, "score": score, **results}
+        record = {"step": step, "score": score, "n_scored": n_scored, **results}
         with (self.run_dir / "evaluations.jsonl").open("a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
         finite = bool(np.isfinite(score))
-        # The first evaluation always seeds best/ (an all-cash agent has no finite Sharpe).
+        # The first evaluation always seeds best/, even with a NaN score (a broken episode).
         if (finite and score > self.best_score) or self.best_step is None:
             self.best_score = float(score) if finite else -np.inf
             self.best_step = step
@@ -862,11 +868,13 @@ def train(
 ) -> TrainResult:
     """Train ``cfg.train.algo`` on the train split and write a run directory.
 
-    Every call that gets past the config checks is a trial: it appends one line to the
-    trials ledger (default ``trials.jsonl`` in the folder that holds ``run_dir``, so runs
-    that share a quickstart directory share one ledger, which the Deflated Sharpe reads),
-    ``completed`` with its best validation Sharpe, or ``failed`` with the error (a run a
-    callback ends with :class:`StopTraining` is recorded by whoever stopped it).
+    Every call that gets past the config checks appends one line to the trials ledger
+    (default ``trials.jsonl`` in the folder that holds ``run_dir``, so runs that share a
+    quickstart directory share one ledger, which the Deflated Sharpe reads), ``completed``
+    with its best validation Sharpe, or ``failed`` with the error (a run a callback ends
+    with :class:`StopTraining` is recorded by whoever stopped it). The ledger counts a run
+    directory as one trial: resuming or extending a run updates its record instead of
+    adding a trial (:meth:`allocgym.ledger.TrialsLedger.read`).
 
     Parameters
     ----------

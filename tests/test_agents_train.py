@@ -32,7 +32,12 @@ from allocgym.agents import (
     run_episodes,
     train,
 )
-from allocgym.agents.metrics import HPARAM_METRICS, SERVING_ONLY_REASONS, intervention_defaults
+from allocgym.agents.metrics import (
+    HPARAM_METRICS,
+    SERVING_ONLY_REASONS,
+    episode_sharpe,
+    intervention_defaults,
+)
 from allocgym.agents.train import run_hparams
 from allocgym.baselines.classic import EqualWeight
 from allocgym.bench.train import NoOpVecEnv
@@ -42,6 +47,7 @@ from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, load_market
 from allocgym.envs import REASON_NAMES, PortfolioVecEnv, build_params
 from allocgym.errors import ConfigError
+from allocgym.ledger import TrialsLedger
 from allocgym.risk import reason_code_table
 
 SYNTH = {"n_assets": 6, "n_days": 1000, "seed": 3, "n_sectors": 3, "signal_strength": 1.0}
@@ -215,6 +221,7 @@ def test_tensorboard_holds_risk_and_eval_scalars(ppo_run: tuple[Path, TrainResul
         for who in ("agent", "equal_weight", "hrp"):
             assert f"eval/{who}/{name}" in tags, (who, name)
     assert {"train/value_loss", "rollout/ep_rew_mean", "time/fps", "eval/score"} <= tags
+    assert [e.value for e in acc.Scalars("eval/n_scored")] == [3, 3]
     steps = [e.step for e in acc.Scalars("eval/agent/sharpe")]
     assert steps == [256, 512]
     # the 1/N curve is constant: the same episodes are replayed at every evaluation
@@ -414,13 +421,88 @@ def test_flatten_and_aggregate_by_hand() -> None:
         "regime_mix/trend": 0.25,
     }
     means = aggregate([a, b], intervention_defaults())
-    assert means["sharpe"] == 1.0  # NaN ignored
+    assert np.isnan(means["sharpe"])  # b has no Sharpe ratio: not dropped
     assert means["interventions/SYMBOL_CAP"] == 2.0  # missing code counts as 0
     assert means["interventions/KILL_SWITCH"] == 0.0
     assert "interventions/MODEL_FALLBACK" not in means  # serving-only: no series
     assert means["regime_mix/trend"] == 0.5
     assert "start" not in means
     assert aggregate([]) == {}
+
+
+def test_flat_episodes_score_zero_and_a_broken_one_makes_the_score_nan(
+    market: MarketData,
+) -> None:
+    """Every episode is scored: 7 flat episodes and one at 2.0 score 2 / 8 = 0.25."""
+    flat = {"sharpe": float("nan"), "total_return": 0.0, "max_drawdown": 0.0}
+    idle = [flat] * 7 + [{"sharpe": 2.0, "total_return": 0.05, "max_drawdown": 0.01}]
+    assert aggregate(idle)["sharpe"] == 0.25
+    assert aggregate([{"sharpe": 0.9, "total_return": 0.1}] * 8)["sharpe"] == pytest.approx(0.9)
+    assert episode_sharpe(flat) == 0.0 and episode_sharpe({"sharpe": -1.5}) == -1.5
+    broken = [
+        {"sharpe": float("nan"), "total_return": float("nan")},  # a NaN step return
+        {"sharpe": float("nan"), "total_return": 0.01},  # too short for a Sharpe ratio
+        {"sharpe": float("inf"), "total_return": 0.01},  # a constant non-zero return
+        {"sharpe": float("nan")},
+    ]
+    for episode in broken:
+        assert np.isnan(episode_sharpe(episode)), episode
+        assert np.isnan(aggregate([*idle, episode])["sharpe"]), episode
+    # other metrics count every episode too: a non-finite value is not dropped
+    means = aggregate([{"cvar": 0.02}, {"cvar": float("nan")}, {"cvar": 0.04, "costs": 0.5}])
+    assert np.isnan(means["cvar"]) and means["costs"] == 0.5
+    # the env's all-cash episode is the flat one: Sharpe 0 / 0, total return exactly 0
+    params = build_params(market, tiny_cfg(), "validation")
+    cash = run_episodes(params, 3, allocator=_Const(np.zeros((1, 6))), rebalance_every=1)
+    assert all(np.isnan(e["sharpe"]) and e["total_return"] == 0.0 for e in cash)
+    assert aggregate(cash)["sharpe"] == 0.0
+
+
+def test_a_nan_validation_score_never_becomes_the_best(
+    tmp_path: Path, market: MarketData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation at 256 scores 0.5; at 512 one episode has no Sharpe ratio and the other
+    two 3.0: the score is NaN (not 3.0), logged with n_scored 2, and best/ stays at 256."""
+    good = {"sharpe": 0.5, "total_return": 0.01}
+    one_broken = [{"sharpe": float("nan"), "total_return": 0.02}]
+    agent_runs = iter([[good] * 3, one_broken + [{"sharpe": 3.0, "total_return": 0.1}] * 2])
+
+    def fake_run_episodes(params: Any, n_episodes: int, **kw: Any) -> list[dict[str, Any]]:
+        return next(agent_runs) if kw.get("act") is not None else [good] * n_episodes
+
+    # the module (allocgym.agents.train, the attribute, is the function)
+    monkeypatch.setattr(sys.modules["allocgym.agents.train"], "run_episodes", fake_run_episodes)
+    result = train(tiny_cfg(checkpoint_freq=0), tmp_path / "run", market=market)
+    evals = [
+        json.loads(ln) for ln in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()
+    ]
+    assert [e["step"] for e in evals] == [256, 512]
+    assert evals[0]["score"] == 0.5 and np.isnan(evals[1]["score"])
+    assert [e["n_scored"] for e in evals] == [3, 2]
+    assert result.best_score == 0.5 and result.best_step == 256
+    assert json.loads((tmp_path / "run" / "best" / "eval.json").read_text())["step"] == 256
+    assert TrialsLedger(tmp_path).trial_sharpes().tolist() == [0.5]
+
+
+def test_a_resumed_and_extended_run_is_one_trial(tmp_path: Path, market: MarketData) -> None:
+    """Train, resume with nothing left, extend: three ledger lines, one trial whose Sharpe
+    is the last record's; another run is a second trial."""
+    run = tmp_path / "seed_0"
+    train(tiny_cfg(total_timesteps=256, eval_freq=128, checkpoint_freq=0), run, market=market)
+    train(tiny_cfg(total_timesteps=256, eval_freq=128, checkpoint_freq=0), run, market=market,
+          resume=True)  # fmt: skip
+    extended = train(tiny_cfg(total_timesteps=384, eval_freq=128, checkpoint_freq=0), run,
+                     market=market, resume=True)  # fmt: skip
+    ledger = TrialsLedger(tmp_path)
+    assert len(ledger.history()) == 3
+    (trial,) = ledger.read()
+    assert trial.metrics["num_timesteps"] == 384 and extended.best_score is not None
+    assert ledger.n_trials == 1
+    assert ledger.trial_sharpes().tolist() == [extended.best_score]
+    other = train(tiny_cfg(total_timesteps=256, eval_freq=128, checkpoint_freq=0, seed=1),
+                  tmp_path / "seed_1", market=market)  # fmt: skip
+    assert ledger.n_trials == 2
+    assert ledger.trial_sharpes().tolist() == [extended.best_score, other.best_score]
 
 
 def test_serving_only_reasons_are_the_codes_the_serving_layer_sets() -> None:

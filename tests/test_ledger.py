@@ -108,8 +108,8 @@ led = TrialsLedger(sys.argv[1])
 tag = sys.argv[2]
 for i in range(200):
     # ~6 KB lines: above the 4 KB a pipe writes atomically, so torn lines would show
-    led.append({"config_hash": tag, "seed": i, "run_dir": tag * 3000, "status": "completed",
-                "metrics": {"val_sharpe": i / 100}})
+    led.append({"config_hash": tag, "seed": i, "run_dir": f"{tag * 3000}/{i}",
+                "status": "completed", "metrics": {"val_sharpe": i / 100}})
 """
 
 
@@ -125,7 +125,7 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     for tag in ("a", "b"):
         mine = [r for r in recs if r.config_hash == tag]
         assert [r.seed for r in mine] == list(range(200))  # each writer's order is kept
-        assert all(r.run_dir == tag * 3000 for r in mine)
+        assert all(r.run_dir.endswith(f"/{tag * 3000}/{r.seed}") for r in mine)
     assert np.array_equal(
         np.sort(TrialsLedger(path).trial_sharpes()), np.repeat(np.arange(200) / 100, 2)
     )
@@ -140,3 +140,37 @@ def test_find_ledger_in_the_run_or_its_parent(tmp_path: Path) -> None:
     TrialsLedger(run).append(_record(1))
     assert find_ledger(run) == run / LEDGER_FILENAME  # the run's own comes first
     assert find_ledger(run / "seed_000") == run / LEDGER_FILENAME
+
+
+def test_a_run_recorded_again_counts_once_with_its_last_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trained, resumed with nothing left, extended: three lines, one trial (the last).
+
+    Spellings of one directory are one run; a failure after a scored record keeps the
+    scored one, a completion after a failure replaces it; the file keeps every line.
+    """
+    monkeypatch.chdir(tmp_path)
+    led = TrialsLedger(tmp_path / LEDGER_FILENAME)
+    led.append(_record(0, sharpe=0.5))
+    led.append(_record(0, sharpe=0.5, run_dir="./study/run_0"))  # resumed, 0 steps left
+    led.append(_record(0, sharpe=0.8, run_dir=str(tmp_path / "study" / "run_0")))  # extended
+    assert led.n_trials == 1 and led.trial_sharpes().tolist() == [0.8]
+    (only,) = led.read()
+    assert only.metrics == {"val_sharpe": 0.8} and only.run_dir == str(tmp_path / "study/run_0")
+    assert len(led.history()) == 3
+    assert len((tmp_path / LEDGER_FILENAME).read_text().splitlines()) == 3
+
+    led.append(_record(1, sharpe=1.2))  # another run
+    assert led.n_trials == 2 and led.trial_sharpes().tolist() == [0.8, 1.2]
+    led.append(_record(0, status="failed", sharpe=None, note="killed while extending"))
+    led.append(_record(2, status="failed", sharpe=None))
+    led.append(_record(2, sharpe=0.3))  # the failed run, resumed to completion
+    led.append(_record(3, status="stopped", sharpe=None))
+    led.append(_record(3, status="failed", sharpe=None))
+    assert [(r.seed, r.status) for r in led.read()] == [
+        (0, "completed"), (1, "completed"), (2, "completed"), (3, "stopped")
+    ]  # fmt: skip
+    assert led.n_trials == 4 and led.counts() == {"completed": 3, "failed": 0, "stopped": 1}
+    assert led.trial_sharpes().tolist() == [0.8, 1.2, 0.3]
+    assert len(led.history()) == 9

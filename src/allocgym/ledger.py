@@ -12,9 +12,19 @@ The ledger is a ``trials.jsonl`` file, one JSON object per line (:class:`TrialRe
 Each append is one ``write`` on a file opened with ``O_APPEND`` under an exclusive
 ``flock``, so concurrent writers (sweep workers on one machine) never interleave lines.
 
+One run, one trial
+------------------
+A run is identified by its directory (``run_dir``, made absolute on append). A run can be
+recorded more than once: training it again with ``resume`` (to extend it, or with nothing
+left to train) appends another line, and so does a failed attempt that a later one
+completes. The file keeps every line (:meth:`TrialsLedger.history`); every count and
+statistic reads one record per run (:meth:`TrialsLedger.read`), the run's last, except
+that a ``failed`` record does not replace a ``completed`` or ``stopped`` one: a resumed
+run that crashes still has the validation score it was a candidate with.
+
 Which trials count
 ------------------
-``n_trials`` (``N``) counts ``completed`` and ``stopped`` trials: a stopped trial was a
+``n_trials`` (``N``) counts ``completed`` and ``stopped`` runs: a stopped trial was a
 candidate rejected on its validation score, which is selection. ``failed`` trials (an
 exception before any score) were never candidates. The Sharpe ratios whose variance
 gives ``V`` are the ``val_sharpe`` of the completed trials (:meth:`TrialsLedger.trial_sharpes`):
@@ -75,7 +85,8 @@ class TrialRecord:
     seed : int
         Training seed.
     run_dir : str
-        The run directory.
+        The run directory, the run's identity in the ledger (made absolute by
+        :meth:`TrialsLedger.append`).
     status : {"completed", "failed", "stopped"}
     metrics : dict of str to float or None
         Validation metrics; ``val_sharpe`` (annualised validation Sharpe ratio) is required
@@ -174,11 +185,14 @@ class TrialsLedger:
         Returns
         -------
         TrialRecord
-            The record written (``recorded_at`` filled in when it was empty).
+            The record written: ``run_dir`` absolute, ``recorded_at`` filled in when it
+            was empty.
         """
         rec = record if isinstance(record, TrialRecord) else TrialRecord.from_dict(record)
-        if not rec.recorded_at:
-            rec = TrialRecord(**{**asdict(rec), "recorded_at": _now()})
+        # one spelling per directory ("runs/x", "./runs/x", "/home/u/runs/x"), so that
+        # the run counts once in read()
+        rec = TrialRecord(**{**asdict(rec), "run_dir": os.path.abspath(rec.run_dir),
+                             "recorded_at": rec.recorded_at or _now()})  # fmt: skip
         line = (json.dumps(asdict(rec), sort_keys=True, allow_nan=False) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -193,7 +207,26 @@ class TrialsLedger:
         return rec
 
     def read(self) -> list[TrialRecord]:
-        """Every record, in file order ([] when the file does not exist).
+        """One record per run: its last, unless that failed after a scored one.
+
+        A ``failed`` record does not replace a ``completed`` or ``stopped`` record of the
+        same ``run_dir`` (see the module docstring). Runs come in the order of their first
+        line; [] when the file does not exist.
+
+        Raises
+        ------
+        DataError
+            A line that is not a valid record (the message gives the file and line number).
+        """
+        runs: dict[str, TrialRecord] = {}  # a replaced value keeps the key's first position
+        for rec in self.history():
+            prior = runs.get(rec.run_dir)
+            if rec.status != "failed" or prior is None or prior.status == "failed":
+                runs[rec.run_dir] = rec
+        return list(runs.values())
+
+    def history(self) -> list[TrialRecord]:
+        """Every line, in file order: a run recorded again appears again.
 
         Raises
         ------
@@ -220,7 +253,7 @@ class TrialsLedger:
         return out
 
     def trial_sharpes(self, per_period: bool = False) -> np.ndarray:
-        """Validation Sharpe ratios of the completed trials with a finite one.
+        """Validation Sharpe ratios of the completed runs with a finite one (one per run).
 
         Parameters
         ----------
@@ -243,11 +276,11 @@ class TrialsLedger:
 
     @property
     def n_trials(self) -> int:
-        """Trials ``N``: completed and stopped records (failed ones were never candidates)."""
+        """Trials ``N``: completed and stopped runs (failed ones were never candidates)."""
         return sum(r.status in ("completed", "stopped") for r in self.read())
 
     def counts(self) -> dict[str, int]:
-        """Records per status (every status present, 0 included)."""
+        """Runs per status, as :meth:`read` gives them (every status present, 0 included)."""
         recs = self.read()
         return {s: sum(r.status == s for r in recs) for s in TRIAL_STATUSES}
 
