@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from tiny_configs import TINY_DATA, TINY_PPO
 from typer.testing import CliRunner
 
-from allocgym.config import PromotionConfig, load_config, write_run_metadata
+from allocgym.config import AllocgymConfig, PromotionConfig, load_config, write_run_metadata
 from allocgym.data import load_market
+from allocgym.ledger import TrialsLedger
 from allocgym.promotion import promote, promotion_decision, write_promotion
 
 INCUMBENT = {
@@ -143,28 +144,32 @@ ONLY_SHARPE = [
 ]
 
 
-def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
-    """promote(): candidate run vs a baseline, stressed at 10x and 100x, written as JSON;
-    the decision is the one the Sharpe ratios and the margin call for."""
+def _untrained_run(run: Path, cfg: AllocgymConfig) -> Path:
+    """A run directory with an untrained PPO model in final/."""
     from allocgym.agents.train import build_model, make_train_env
-    from allocgym.cli import app
     from allocgym.envs import build_params
 
-    cfg = load_config(None, TINY)
-    market = load_market(cfg.data)
-    run = tmp_path / "cand"
-    params = build_params(market, cfg, "train")
+    params = build_params(load_market(cfg.data), cfg, "train")
     _, _, env, _ = make_train_env(cfg, params)
     write_run_metadata(run, cfg)
     (run / "final").mkdir(parents=True)
     build_model(cfg, env, params).save(run / "final" / "model.zip")
+    return run
+
+
+def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
+    """promote(): candidate run vs a baseline, stressed at 10x and 100x, written as JSON;
+    the decision is the one the Sharpe ratios and the margin call for."""
+    from allocgym.cli import app
+
+    run = _untrained_run(tmp_path / "cand", load_config(None, TINY))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rep = promote(run, "greedy", overrides=ONLY_SHARPE)
     assert set(rep.stress) == {10.0, 100.0}
     assert rep.candidate["invariant_breaches"] == 0
     assert rep.stress[100.0]["costs_annual"] > rep.candidate["costs_annual"]
-    assert rep.meta["incumbent"] == "greedy" and rep.meta["dsr_trials"] == 1  # agents only
+    assert rep.meta["incumbent"] == "greedy" and rep.meta["dsr"]["n_trials"] == 1  # agents only
     # The untrained candidate holds close to 1/N (Sharpe 0.48 on this market); the greedy
     # rotation loses money here (-0.83): with margin 0 the candidate is promoted.
     assert rep.candidate["sharpe"] > rep.incumbent["sharpe"] + 1.0
@@ -187,3 +192,42 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
     written = json.loads((run / "promotion.json").read_text())
     assert written["decision"] == "REJECT"
     assert {c["name"] for c in written["checks"] if not c["passed"]} == {"risk_adjusted.sharpe"}
+
+
+def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
+    """min_dsr is checked against the DSR deflated by the study's trials.jsonl (found in the
+    candidate's parent, as `allocgym evaluate` finds it); without one the candidate's seeds
+    stand in (N = 1, weak) and an incumbent run is no trial."""
+    cand = _untrained_run(tmp_path / "study" / "cand", load_config(None, TINY))
+    incumbent = _untrained_run(tmp_path / "inc", load_config(None, [*TINY, "train.seed=1"]))
+    sets = [*ONLY_SHARPE, "evaluation.promotion.min_dsr=0.5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = promote(cand, "greedy", overrides=sets)
+        against_run = promote(cand, incumbent, overrides=sets)
+    # Untrained, the candidate's PSR on the test split is about 0.66: it passes 0.5.
+    assert alone.decision.promoted and alone.candidate["dsr"] == alone.candidate["psr"]
+    assert alone.meta["dsr"]["n_trials"] == 1 and alone.meta["dsr"]["source"] == "agent seeds"
+    assert alone.meta["dsr"]["weak"] and alone.meta["dsr"]["ledger"] is None
+    detail = next(c.detail for c in alone.decision.checks if c.name == "risk_adjusted.dsr")
+    assert "N = 1 trials (agent seeds, weak" in detail
+    assert against_run.meta["dsr"]["n_trials"] == 1  # the incumbent's seed is no trial
+    assert against_run.candidate["dsr"] == alone.candidate["dsr"]
+    # 40 configurations tried, validation Sharpe 0.5 .. 2.45: SR_0 is 1.28 annualised.
+    ledger = TrialsLedger(tmp_path / "study" / "trials.jsonl")
+    for k in range(40):
+        ledger.append({"config_hash": f"h{k}", "seed": 0, "run_dir": f"t{k}",
+                       "status": "completed", "metrics": {"val_sharpe": 0.5 + 0.05 * k}})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deflated = promote(cand, "greedy", overrides=sets)
+    assert deflated.meta["dsr"]["n_trials"] == 40 and deflated.meta["dsr"]["source"] == "ledger"
+    assert not deflated.meta["dsr"]["weak"] and deflated.meta["dsr"]["ledger"] == str(ledger.path)
+    assert deflated.meta["dsr"]["sr0_annual"] > 1.0 and deflated.candidate["dsr"] < 0.5
+    assert deflated.candidate["sharpe"] == alone.candidate["sharpe"]  # same walk
+    assert deflated.decision.decision == "REJECT"
+    assert failed(deflated.decision) == {"risk_adjusted.dsr"}
+    assert deflated.decision.reasons == [
+        f"risk_adjusted.dsr: Deflated Sharpe {deflated.candidate['dsr']:.4g} (need >= 0.5): "
+        "N = 40 trials (ledger)"
+    ]

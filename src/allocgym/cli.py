@@ -200,7 +200,12 @@ def evaluate_cmd(
         ),
     ],
     split: Annotated[
-        EvalSplit | None, typer.Option("--split", help="Split to walk (default evaluation.split).")
+        EvalSplit | None,
+        typer.Option(
+            "--split",
+            help="Split to walk (default evaluation.split); out of sample for the agents: not "
+            "env.split, train.eval_split or all.",
+        ),
     ] = None,
     baselines: Annotated[
         str | None,
@@ -300,7 +305,12 @@ def promote_cmd(
         typer.Option("--incumbent", help="Incumbent run directory or baseline name (e.g. hrp)."),
     ],
     split: Annotated[
-        EvalSplit | None, typer.Option("--split", help="Split to walk (default evaluation.split).")
+        EvalSplit | None,
+        typer.Option(
+            "--split",
+            help="Split to walk (default evaluation.split); out of sample for the agents: not "
+            "env.split, train.eval_split or all.",
+        ),
     ] = None,
     out: Annotated[
         Path | None,

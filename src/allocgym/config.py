@@ -1484,19 +1484,65 @@ class AllocgymConfig(Section):
 
     @model_validator(mode="after")
     def _out_of_sample(self) -> AllocgymConfig:
-        # Training on, or picking the best model on, the reported split is lookahead.
-        held_out = self.evaluation.split
-        if held_out in ("train", "validation", "test"):
-            for key, value in (
-                ("env.split", self.env.split),
-                ("train.eval_split", self.train.eval_split),
-            ):
-                if value == held_out:
-                    raise ValueError(
-                        f"{key} = {value!r} equals evaluation.split: the reported split must "
-                        "stay out of sample (use train / validation for training and selection)"
-                    )
+        # 'all' passes here: a config may serve baselines only; agents evaluated on it are
+        # refused at run time (check_out_of_sample).
+        reason = in_sample_reason(self, self.evaluation.split, agents=False)
+        if reason is not None:
+            raise ValueError(
+                f"evaluation.split: {reason}: the reported split must stay out of sample "
+                "(use train / validation for training and selection, test for the report)"
+            )
         return self
+
+
+def in_sample_reason(cfg: AllocgymConfig, split: str, *, agents: bool = True) -> str | None:
+    """Why a walk over ``split`` would not be out of sample for agents trained with ``cfg``.
+
+    The reported split must differ from ``env.split`` (training) and ``train.eval_split``
+    (model selection). ``'all'``, as ``split`` or as ``env.split``, covers every bar, so it
+    overlaps both; with ``agents=False`` (a config on its own, which may serve baselines or
+    benchmarks over every bar) only an equal split name counts. A bar range given through
+    the API (``'custom'``) is not checked.
+
+    Parameters
+    ----------
+    cfg : AllocgymConfig
+        The agents' training config.
+    split : str
+        Name of the split walked (``train``, ``validation``, ``test``, ``all``).
+    agents : bool
+        Whether trained agents are evaluated.
+
+    Returns
+    -------
+    str or None
+        The overlap in words (split and config key), None when out of sample.
+    """
+    for key, value, role in (
+        ("env.split", cfg.env.split, "training"),
+        ("train.eval_split", cfg.train.eval_split, "model selection"),
+    ):
+        if value == split or (agents and "all" in (value, split)):
+            return f"split {split!r} overlaps {key} = {value!r} ({role})"
+    return None
+
+
+def check_out_of_sample(cfg: AllocgymConfig, split: str) -> None:
+    """Refuse to evaluate agents trained with ``cfg`` on ``split`` unless it is out of sample
+    (:func:`in_sample_reason`).
+
+    Raises
+    ------
+    ConfigError
+        Naming the split, the config key it overlaps and the fix.
+    """
+    reason = in_sample_reason(cfg, split)
+    if reason is not None:
+        raise ConfigError(
+            f"{reason}: trained agents must be scored on bars they were neither trained nor "
+            f"selected on: use --split test (evaluation.split = test), or evaluate baselines "
+            f"only (allocgym baselines --split {split})"
+        )
 
 
 def _format_errors(err: ValidationError) -> str:

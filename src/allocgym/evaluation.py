@@ -87,6 +87,8 @@ from allocgym.config import (
     EvaluationConfig,
     FactorModelConfig,
     RiskConfig,
+    check_out_of_sample,
+    in_sample_reason,
 )
 from allocgym.data import MarketData, load_market
 from allocgym.envs.context import Rebalancer, allocation_context, window_bars
@@ -131,6 +133,7 @@ __all__ = [
     "risk_budget_utilisation",
     "run_allocator",
     "run_allocators",
+    "study_ledger",
 ]
 
 WALK_DRAWDOWN_KILL = 1.0
@@ -377,6 +380,11 @@ class _Member:
     scale: float
 
 
+def _is_agent(obj: Any) -> bool:
+    """A :class:`PolicyAllocator` or a bare policy (walked as a :class:`BoundPolicy`)."""
+    return isinstance(obj, PolicyAllocator) or not isinstance(obj, Allocator)
+
+
 def _as_member(obj: Any, scale: float, action_spec: ActionSpec) -> _Member:
     """The walk's view of one allocator: a bare policy is bound to the env's action map."""
     allocator = obj
@@ -387,7 +395,7 @@ def _as_member(obj: Any, scale: float, action_spec: ActionSpec) -> _Member:
                 "policy (name, act(obs)): wrap it in one of them"
             )
         allocator = BoundPolicy(obj, action_spec)
-    is_agent = isinstance(allocator, PolicyAllocator)
+    is_agent = _is_agent(obj)
     if is_agent and (
         allocator.action_spec is None or allocator.action_spec.layout() != action_spec.layout()
     ):
@@ -1876,11 +1884,18 @@ def evaluate(
     progress)`` walks them instead of :func:`run_allocators` in this process (e.g.
     :class:`allocgym.distributed.RayRunAllocators`: chunks of them as Ray tasks); it
     returns the backtests in the order of ``allocators``.
+
+    Agents (trained with ``cfg``) are walked only on a split out of sample for them
+    (:func:`allocgym.config.check_out_of_sample`, ``ConfigError`` otherwise); baselines
+    walk any split, and ``meta["in_sample"]`` says when it overlaps the config's training
+    or model-selection split (None when out of sample).
     """
     cfg = cfg or (params.cfg if params is not None else AllocgymConfig())
     if params is None:
         market = load_market(cfg.data) if market is None else market
         params = evaluation_params(market, cfg, split)
+    if any(_is_agent(a) for a in allocators):
+        check_out_of_sample(cfg, params.split.name)
     if runner is None:
         bts = run_allocators(allocators, params=params, progress=progress)
     else:
@@ -1917,6 +1932,7 @@ def evaluate(
 
     result.meta.update(
         split=sp.name,
+        in_sample=in_sample_reason(cfg, sp.name),
         split_bars=[int(sp.start), int(sp.stop)],
         first_decision_bar=int(params.lo),
         market=params.market.name,
@@ -2173,6 +2189,13 @@ def prepare_run(
     return run_config(runs, overrides), runs, []
 
 
+def study_ledger(cfg: AllocgymConfig, run_dir: str | Path) -> str | Path | None:
+    """The trials ledger of a run's DSR: ``cfg.evaluation.trials_ledger``, else
+    ``trials.jsonl`` in ``run_dir`` or its parent (:func:`allocgym.ledger.find_ledger`),
+    else None (the agent seeds stand in)."""
+    return cfg.evaluation.trials_ledger or find_ledger(run_dir)
+
+
 def evaluate_run(
     run_dir: str | Path | Sequence[str | Path],
     *,
@@ -2194,7 +2217,8 @@ def evaluate_run(
         seeds of one configuration), or a frozen policy directory (``manifest.json``;
         evaluated through ``allocgym.serving``).
     split : str, optional
-        Default ``cfg.evaluation.split`` (``test``).
+        Default ``cfg.evaluation.split`` (``test``); it must be out of sample for the
+        agents (:func:`allocgym.config.check_out_of_sample`).
     baselines : str or iterable of str, optional
         Default ``cfg.evaluation.baselines``.
     seeds : iterable of int, optional
@@ -2222,7 +2246,7 @@ def evaluate_run(
     names = baseline_names(list(cfg.evaluation.baselines) if baselines is None else baselines)
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
     if ledger is None:
-        ledger = cfg.evaluation.trials_ledger or find_ledger(root)
+        ledger = study_ledger(cfg, root)
     result = evaluate(
         allocs, cfg=cfg, params=params, progress=progress, ledger=ledger, runner=runner
     )

@@ -9,7 +9,9 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
 1. *Risk-adjusted performance, out of sample*: Sharpe above the incumbent's by more than
    ``min_sharpe_improvement``; each ``secondary_metrics`` entry no worse than the
    incumbent's by more than ``secondary_tolerance`` (relative; Sortino / Calmar higher is
-   better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``.
+   better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``, deflated by
+   the study's trials ledger (else by the candidate's seeds, flagged weak; the incumbent
+   is never a trial).
 2. *Concentration*: mean HHI at most ``1 + max_concentration_increase`` times the
    incumbent's (and below ``max_concentration_abs`` when set).
 3. *Invariants*: 0 post-risk invariant breaches.
@@ -24,14 +26,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from allocgym.config import AllocgymConfig, PromotionConfig
+from allocgym.config import AllocgymConfig, PromotionConfig, check_out_of_sample
 from allocgym.errors import ConfigError
+from allocgym.ledger import TrialsLedger
 
 __all__ = [
     "Check",
@@ -171,12 +174,14 @@ def _risk_adjusted_checks(
         checks.append(Check(f"risk_adjusted.{metric}", passed, detail))
     if rules.min_dsr is not None:
         dsr = _num(candidate, "dsr")
+        weak = ", weak: the configurations tried before are not counted"
         checks.append(
             Check(
                 "risk_adjusted.dsr",
                 math.isfinite(dsr) and dsr >= rules.min_dsr,
-                f"Deflated Sharpe {dsr:.4g} (need >= {rules.min_dsr:g}, "
-                f"{candidate.get('dsr_trials', '?')} trials)",
+                f"Deflated Sharpe {dsr:.4g} (need >= {rules.min_dsr:g}): N = "
+                f"{candidate.get('dsr_trials', '?')} trials ({candidate.get('dsr_source', '?')}"
+                f"{weak if candidate.get('dsr_weak') else ''})",
             )
         )
     return checks
@@ -265,7 +270,9 @@ class PromotionReport:
     stress : dict of float to dict
         Candidate metrics at each equity multiple.
     meta : dict
-        Candidate / incumbent identity, split, config hash.
+        Candidate / incumbent identity, split, dates, stress multiples and ``dsr``: the
+        candidate's DSR trial set (``n_trials``, ``source`` ledger or agent seeds, ``weak``,
+        ``sr0_annual``, ``ledger``, ``note``).
     """
 
     decision: PromotionDecision
@@ -323,6 +330,7 @@ def promote(
     split: str | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    ledger: TrialsLedger | str | Path | None = None,
 ) -> PromotionReport:
     """Backtest candidate and incumbent out of sample (plus the capacity stress) and decide.
 
@@ -334,12 +342,23 @@ def promote(
     incumbent : path or str
         Run directory of the incumbent agent, or a baseline name (``hrp``, ``1/n`` ...).
     split : str, optional
-        Default ``cfg.evaluation.split`` of the candidate's config.
+        Default ``cfg.evaluation.split`` of the candidate's config; it must be out of
+        sample for both agents (:func:`allocgym.config.check_out_of_sample`).
     overrides : sequence of str
         ``a.b=value`` overrides of the candidate's config (e.g.
         ``evaluation.promotion.max_concentration_increase=0.2``).
     progress : callable, optional
         ``progress(done, total)`` per bar.
+    ledger : TrialsLedger or path, optional
+        The study's trials ledger the candidate's DSR is deflated by; default as
+        :func:`allocgym.evaluation.evaluate_run` (:func:`allocgym.evaluation.study_ledger`).
+        The incumbent is no trial of the candidate's.
+
+    Raises
+    ------
+    ConfigError
+        An in-sample split, an incumbent trained on other data, limits or costs, or an
+        incumbent that is neither a run directory nor one baseline.
     """
     from allocgym import evaluation as ev
     from allocgym.data import load_market
@@ -347,8 +366,11 @@ def promote(
     runs = ev.find_agent_runs(candidate)
     cfg = ev.run_config(runs, overrides)
     e = cfg.evaluation
+    split_name = e.split if split is None else split
+    check_out_of_sample(cfg, split_name)
+    inc_runs, inc_cfg, inc_baseline = _incumbent(cfg, incumbent, split_name)
     market = load_market(cfg.data)
-    params = ev.evaluation_params(market, cfg, split)
+    params = ev.evaluation_params(market, cfg, split_name)
     mults = [1.0, *[float(m) for m in e.stress_multipliers]]
     allocs: list[Any] = []
     scales: list[float] = []
@@ -358,29 +380,25 @@ def promote(
                 pol.name = f"{pol.name}@{m:g}x"
             allocs.append(pol)
             scales.append(m)
-    n_cand = len(runs)
-    inc_path = Path(incumbent)
-    inc_is_run = inc_path.is_dir()
-    if not inc_is_run:
-        names = ev.baseline_names(str(incumbent))
-        if len(names) != 1:
-            raise ConfigError(f"incumbent {incumbent!r}: name one baseline or a run directory")
-        allocs.extend(ev.build_baselines(cfg, names).values())
-        scales.append(1.0)
+    allocs.extend(ev.build_baselines(cfg, inc_baseline).values())
+    scales.extend([1.0] * len(inc_baseline))
     bts = ev.run_allocators(allocs, params=params, equity_scales=scales, progress=progress)
-    base = [bt for bt, s in zip(bts, scales, strict=True) if s == 1.0]
-    if inc_is_run:
-        inc_runs = ev.find_agent_runs(inc_path)
-        inc_cfg = ev.run_config(inc_runs)
-        _same_market(cfg, inc_cfg)
+    n_cand = len(runs)
+    cand_bts, inc_bts = bts[:n_cand], bts[len(mults) * n_cand :]
+    if inc_cfg is not None:
         inc_params = ev.evaluation_params(market, inc_cfg, params.split)
         inc_bts = ev.run_allocators(
             ev.load_policies(inc_runs, inc_params, e.agent_model), params=inc_params
         )
-        base = base + [replace(bt, name=f"incumbent:{bt.name}") for bt in inc_bts]
-    summary = ev.summarize(base, e)
-    cand_m = _aggregate([summary.metrics[bt.name] for bt in base[:n_cand]])
-    inc_m = _aggregate([summary.metrics[bt.name] for bt in base[n_cand:]])
+    # The candidate's backtests alone: an incumbent agent is no trial of the candidate's.
+    summary = ev.summarize(
+        cand_bts, e, ledger=ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger
+    )
+    dsr = {k: summary.dsr[k] for k in ("n_trials", "source", "weak", "sr0_annual", "ledger",
+                                       "note")}  # fmt: skip
+    cand_m = _aggregate([summary.metrics[bt.name] for bt in cand_bts])
+    cand_m.update(dsr_trials=dsr["n_trials"], dsr_source=dsr["source"], dsr_weak=dsr["weak"])
+    inc_m = _aggregate([ev.backtest_metrics(bt, e) for bt in inc_bts])
     stress: dict[float, dict[str, Any]] = {}
     hits: dict[str, int] = {}
     for j, m in enumerate(mults[1:], start=1):
@@ -388,17 +406,38 @@ def promote(
         stress[m] = _aggregate(chunk)
         hits[f"{m:g}x"] = sum(int(x["interventions"].get("PARTICIPATION_CAP", 0)) for x in chunk)
     decision = promotion_decision(cand_m, inc_m, stress, e.promotion, e.stress_multipliers)
+    first = cand_bts[0]
     meta = {
         "candidate": str(candidate),
         "incumbent": str(incumbent),
         "split": params.split.name,
-        "start": str(base[0].dates[0])[:10] if base and base[0].n_steps else "",
-        "end": str(base[0].dates[-1])[:10] if base and base[0].n_steps else "",
+        "start": str(first.dates[0])[:10] if first.n_steps else "",
+        "end": str(first.dates[-1])[:10] if first.n_steps else "",
         "stress_multipliers": list(e.stress_multipliers),
-        "dsr_trials": summary.dsr["n_trials"],
+        "dsr": dsr,
         "participation_cap_hits": hits,
     }
     return PromotionReport(decision, cand_m, inc_m, stress, meta)
+
+
+def _incumbent(
+    cfg: AllocgymConfig, incumbent: str | Path, split: str
+) -> tuple[list[tuple[int | None, Path]], AllocgymConfig | None, tuple[str, ...]]:
+    """The incumbent as ``(runs, config, ())`` for a run directory, checked against the
+    candidate's market and ``split`` before any backtest, or ``([], None, (name,))`` for a
+    baseline."""
+    from allocgym import evaluation as ev
+
+    if not Path(incumbent).is_dir():
+        names = ev.baseline_names(str(incumbent))
+        if len(names) != 1:
+            raise ConfigError(f"incumbent {incumbent!r}: name one baseline or a run directory")
+        return [], None, names
+    inc_runs = ev.find_agent_runs(incumbent)
+    inc_cfg = ev.run_config(inc_runs)
+    _same_market(cfg, inc_cfg)
+    check_out_of_sample(inc_cfg, split)
+    return inc_runs, inc_cfg, ()
 
 
 def write_promotion(report: PromotionReport, path: str | Path) -> Path:

@@ -156,7 +156,8 @@ def print_metrics_table(result: EvaluationResult, title: str | None = None) -> N
     m = result.meta
     table = Table(
         title=title
-        or f"Out-of-sample metrics: {m.get('market', '')}, {m.get('split', '')} split "
+        or f"{'In' if m.get('in_sample') else 'Out-of'}-sample metrics: {m.get('market', '')}, "
+        f"{m.get('split', '')} split "
         f"({m.get('start', '')}..{m.get('end', '')}), net of costs",
         header_style="bold",
     )
@@ -209,6 +210,12 @@ def _blocks(result: EvaluationResult, images: dict[str, str]) -> list[_Block]:
     ]
 
 
+def _sample_note(meta: dict[str, Any]) -> str:
+    """Out of sample, or in sample and why (baselines may walk the training splits)."""
+    reason = meta.get("in_sample")
+    return f"in sample: {reason}" if reason else "out of sample"
+
+
 def _overview_blocks(result: EvaluationResult) -> list[_Block]:
     """Title, the run's market and split, how every allocator was walked, data notes and
     the evaluated checkpoints."""
@@ -219,7 +226,7 @@ def _overview_blocks(result: EvaluationResult) -> list[_Block]:
             "p",
             f"Market **{meta.get('market', '')}** ({meta.get('n_assets', '')} assets), "
             f"**{meta.get('split', '')}** split {meta.get('start', '')}..{meta.get('end', '')} "
-            f"({meta.get('n_bars', '')} bars, out of sample), starting equity "
+            f"({meta.get('n_bars', '')} bars, {_sample_note(meta)}), starting equity "
             f"{meta.get('initial_equity', 0):,.0f}, action mode `{meta.get('action_mode', '')}`, "
             f"config hash `{str(meta.get('config_hash', ''))[:12]}`"
             + (f", run `{meta['run_dir']}`" if meta.get("run_dir") else "")
