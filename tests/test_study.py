@@ -78,11 +78,14 @@ def test_stitch_keeps_time_order_and_common_allocators() -> None:
 @pytest.mark.slow
 def test_study_end_to_end(tmp_path) -> None:
     """Two yearly folds x two seeds: four trainings in the ledger, every allocator tested on
-    the same bars, the stitched series the concatenation of the folds', paired tests."""
+    the same bars, the stitched series the concatenation of the folds', paired tests; with
+    weekly annualisation and an 80% interval, study.json and the folds' results.json agree."""
     root = tmp_path / "study"
     args = ["study", "--test-years", "2004..2005", "--validation-years", "1", "--seeds", "0,1",
             "--baselines", "equal_weight,hrp", "--run-dir", str(root)]  # fmt: skip
-    for o in TINY:
+    settings = ["evaluation.periods_per_year=52", "evaluation.cvar_alpha=0.9",
+                "evaluation.bootstrap.alpha=0.2"]  # fmt: skip
+    for o in [*TINY, *settings]:
         args += ["--set", o]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -102,14 +105,21 @@ def test_study_end_to_end(tmp_path) -> None:
         f["n_bars"] for f in data["folds"]
     )
     assert data["trials"]["n_trials"] == 4 and pooled[mean]["dsr"] is not None
+    assert pooled[mean]["paired"]["equal_weight"]["level"] == pytest.approx(0.8)
+    assert data["settings"]["periods_per_year"] == 52 and data["settings"]["cvar_alpha"] == 0.9
     # each fold's results.json holds its own walk; the stitched 1/N is their concatenation
     for f in data["folds"]:
-        meta = json.loads((root / f["fold"] / "results.json").read_text())["meta"]
+        fold = json.loads((root / f["fold"] / "results.json").read_text())
+        meta = fold["meta"]
         assert meta["start"][:4] == meta["end"][:4] == str(f["test_year"])  # the test year only
         assert meta["n_bars"] == f["n_bars"]
         assert meta["trials_ledger"] == str(root / "trials.jsonl")
+        for name in ("equal_weight", "hrp", *data["meta"]["agents"]):
+            mine, theirs = f["metrics"][name], fold["metrics"][name]
+            assert (mine["sharpe"], mine["cvar"]) == (theirs["sharpe"], theirs["cvar"])
     for name in ("study.md", "study.html", "study_equity.png", "study_folds.png"):
         assert (root / name).stat().st_size > 500
+    assert "[80% CI]" in (root / "study.md").read_text()
     assert (
         "not distinguishable" in (root / "study.md").read_text()
         or "1/N" in (root / "study.md").read_text()

@@ -9,7 +9,9 @@ then walk the test year through the same env, gates and costs
 in time order into one series per allocator, on which the pooled statistics are computed:
 the paired block-bootstrap Sharpe difference against 1/N and HRP, and the Deflated Sharpe
 whose trials are every configuration the study trained (the trials ledger,
-``trials.jsonl`` in the study folder).
+``trials.jsonl`` in the study folder). Every metric, test and the DSR's trial set follow
+``cfg.evaluation`` with the functions the per-fold evaluation uses, so ``study.json`` and the
+folds' ``results.json`` agree on the same series.
 
 Layout of a study folder::
 
@@ -29,17 +31,14 @@ from typing import Any
 import numpy as np
 
 from allocgym import measures
-from allocgym.config import AllocgymConfig, config_hash
+from allocgym.config import AllocgymConfig, EvaluationConfig, config_hash
 from allocgym.data import MarketData, walk_forward_splits
 from allocgym.errors import ConfigError
-from allocgym.evaluation import EvaluationResult
+from allocgym.evaluation import PAIRED_REFERENCES, Backtest, EvaluationResult, dsr_trial_set
 from allocgym.ledger import LEDGER_FILENAME, TrialsLedger
-from allocgym.stats import deflated_sharpe_ratio, paired_sharpe_difference
+from allocgym.stats import paired_sharpe_differences, probabilistic_sharpe_ratio, sharpe_moments
 
 __all__ = ["Fold", "StudyResult", "plan_folds", "run_study", "stitch"]
-
-REFERENCES: tuple[str, ...] = ("equal_weight", "hrp")
-"""Baselines every allocator is paired against in the pooled statistics."""
 
 
 @dataclass(frozen=True)
@@ -161,35 +160,46 @@ class StudyResult:
     folder : Path
     folds : list of dict
         Per fold: test year, bars, and per allocator Sharpe, annual return, volatility,
-        max drawdown, turnover per year (agents: each seed and the seed mean).
+        max drawdown, CVaR, turnover per year (agents: each seed and the seed mean).
     pooled : dict
         Per allocator on the stitched out-of-sample returns: the same metrics, the paired
-        tests against ``REFERENCES``, PSR and DSR; plus ``agent_beats_equal_weight``
+        tests against ``PAIRED_REFERENCES`` and the DSR; plus ``agent_beats_equal_weight``
         (folds where the seed-mean agent Sharpe beats 1/N's).
     trials : dict
-        The ledger the DSR read: path, trial count, Sharpe variance.
+        The DSR's trial set (:func:`allocgym.evaluation.dsr_trial_set`): ledger path,
+        ``n_trials`` (N), ``sr0`` (per period), ``source``, ``weak``, ``note``, the
+        trials' Sharpe variance (per period) and the ledger's runs per status.
+    settings : dict
+        The ``evaluation`` settings behind every number: ``periods_per_year``,
+        ``cvar_alpha`` and ``bootstrap`` (``mean_block``, ``n_boot``, ``alpha``, ``seed``).
     """
 
     folder: Path
     folds: list[dict[str, Any]]
     pooled: dict[str, Any]
     trials: dict[str, Any]
+    settings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "folds": self.folds, "pooled": self.pooled,
-                "trials": self.trials}  # fmt: skip
+                "trials": self.trials, "settings": self.settings}  # fmt: skip
 
 
-def _metrics(r: np.ndarray, turnover: np.ndarray | None) -> dict[str, float]:
+def _metrics(
+    r: np.ndarray, turnover: np.ndarray | None, ecfg: EvaluationConfig
+) -> dict[str, float]:
+    """The study's columns of :func:`allocgym.evaluation.backtest_metrics`, computed the
+    same way (``ecfg.periods_per_year``, ``ecfg.cvar_alpha``) on a bare return series."""
+    ppy = float(ecfg.periods_per_year)
     out = {
-        "sharpe": float(measures.sharpe_ratio(r)),
-        "ann_return": float(measures.annualized_return(r)),
-        "volatility": float(measures.annualized_volatility(r)),
+        "sharpe": float(measures.sharpe_ratio(r, periods_per_year=ppy)),
+        "ann_return": float(measures.annualized_return(r, ppy)),
+        "volatility": float(measures.annualized_volatility(r, ppy)),
         "max_drawdown": float(measures.max_drawdown(r)),
-        "cvar95": float(measures.cvar(r, 0.95)),
+        "cvar": float(measures.cvar(r, ecfg.cvar_alpha)),
     }
     if turnover is not None:
-        out["turnover_per_year"] = float(turnover.mean() * 252)
+        out["turnover_per_year"] = float(turnover.mean() * ppy)
     return out
 
 
@@ -241,7 +251,8 @@ class _FoldOutcomes:
 
     ``returns`` and ``turnover`` map each allocator (and each agent group's
     ``"<group> (seed mean)"`` portfolio) to its per-bar series; ``group_members`` lists the
-    seed runs of each agent group.
+    seed runs of each agent group; ``agents`` holds every fold's agent backtests (the
+    trained runs the DSR's trial set counts).
     """
 
     returns: list[dict[str, np.ndarray]]
@@ -249,6 +260,7 @@ class _FoldOutcomes:
     rows: list[dict[str, Any]]
     dates: list[np.ndarray]
     group_members: dict[str, list[str]]
+    agents: list[Backtest]
 
 
 def _evaluate_folds(
@@ -258,13 +270,14 @@ def _evaluate_folds(
     ledger: TrialsLedger,
     baselines: str | Sequence[str] | None,
     config_overrides: Sequence[str],
+    ecfg: EvaluationConfig,
     say: Callable[[str], None],
 ) -> _FoldOutcomes:
     """Evaluate each fold's trained seeds and baselines on its test year; writes each
     fold's report in its folder."""
     from allocgym.evaluation import evaluate_run
 
-    outcomes = _FoldOutcomes([], [], [], [], {})
+    outcomes = _FoldOutcomes([], [], [], [], {}, [])
     group_members = outcomes.group_members
     for fold in folds:
         say(f"evaluating {fold.name} (test {fold.test_year})")
@@ -276,6 +289,7 @@ def _evaluate_folds(
         turns = {bt.name: bt.turnover for bt in res.backtests}
         for bt in res.backtests:
             if bt.kind == "agent":
+                outcomes.agents.append(bt)
                 group_members.setdefault(bt.group, [])
                 if bt.name not in group_members[bt.group]:
                     group_members[bt.group].append(bt.name)
@@ -291,7 +305,7 @@ def _evaluate_folds(
                 "train_end": fold.train_end,
                 "validation_end": fold.validation_end,
                 "n_bars": int(res.backtests[0].n_steps),
-                "metrics": {n: _metrics(rets[n], turns[n]) for n in rets},
+                "metrics": {n: _metrics(rets[n], turns[n], ecfg) for n in rets},
             }
         )
     return outcomes
@@ -301,22 +315,34 @@ def _pool(
     stitched: dict[str, np.ndarray],
     stitched_turnover: dict[str, np.ndarray],
     fold_rows: list[dict[str, Any]],
-    trial_sharpes: np.ndarray,
+    sr0: float,
+    ecfg: EvaluationConfig,
 ) -> dict[str, Any]:
-    """Per allocator on the stitched returns: metrics, paired tests against ``REFERENCES``
-    and DSR; plus the folds where each seed-mean agent beat 1/N."""
+    """Per allocator on the stitched returns: metrics, paired tests against
+    ``PAIRED_REFERENCES`` and DSR; plus the folds where each seed-mean agent beat 1/N.
+
+    The paired tests are :func:`allocgym.stats.paired_sharpe_differences` with
+    ``ecfg.bootstrap`` (one set of resampled indices for every series) and each DSR the PSR
+    against the trials' ``sr0`` (per period), as in :func:`allocgym.evaluation.summarize`.
+    """
+    index = {name: i for i, name in enumerate(stitched)}
+    pairs = [(a, ref) for a in index for ref in PAIRED_REFERENCES if ref in index and ref != a]
+    tests = []
+    if pairs:
+        b = ecfg.bootstrap
+        tests = paired_sharpe_differences(
+            np.stack(list(stitched.values())), [(index[a], index[ref]) for a, ref in pairs],
+            mean_block=b.mean_block, n_boot=b.n_boot, alpha=b.alpha, seed=b.seed,
+            periods_per_year=float(ecfg.periods_per_year), names=list(index),
+        )  # fmt: skip
     pooled: dict[str, Any] = {}
     for name, r in stitched.items():
-        entry: dict[str, Any] = _metrics(r, stitched_turnover.get(name))
+        entry: dict[str, Any] = _metrics(r, stitched_turnover.get(name), ecfg)
         entry["paired"] = {
-            ref: paired_sharpe_difference(r, stitched[ref]).to_dict()
-            for ref in REFERENCES
-            if ref in stitched and ref != name
+            ref: res.to_dict() for (a, ref), res in zip(pairs, tests, strict=True) if a == name
         }
-        # every trained configuration is a trial (the ledger), baselines included as rows
-        entry["dsr"] = (
-            float(deflated_sharpe_ratio(r, trial_sharpes)[0]) if trial_sharpes.size > 1 else None
-        )
+        sr, skew, kurt, n_obs = sharpe_moments(r)
+        entry["dsr"] = probabilistic_sharpe_ratio(sr, n_obs, skew, kurt, sr0)
         pooled[name] = entry
     seed_means = [n for n in stitched if n.endswith("(seed mean)")]
     wins = {}
@@ -329,6 +355,35 @@ def _pool(
         wins[name] = {"folds_won": int(sum(won)), "folds": len(won)}
     pooled["agent_beats_equal_weight"] = wins
     return pooled
+
+
+def _summarize(
+    outcomes: _FoldOutcomes, ledger: TrialsLedger, ecfg: EvaluationConfig
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+    """The stitched returns, ``StudyResult.pooled`` and ``StudyResult.trials``.
+
+    The DSR's trials are :func:`allocgym.evaluation.dsr_trial_set` of the ledger and every
+    fold's agents, the rule the folds' evaluations use. The stitched series spans every
+    fold, so it counts every trial of the study's ledger (no selection key), where a fold's
+    evaluation counts the trials of its own fold's splits.
+    """
+    stitched = stitch(outcomes.returns)
+    ts = dsr_trial_set(outcomes.agents, ecfg, ledger)
+    pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, ts.sr0, ecfg)
+    trials = {"ledger": str(ledger.path), "n_trials": ts.n_trials, "sr0": ts.sr0,
+              "source": ts.source, "weak": ts.weak, "note": ts.note,
+              "sharpe_variance_per_period": ts.sharpe_variance, "n_trial_sharpes": ts.n_sharpes,
+              "counts": ledger.counts()}  # fmt: skip
+    return stitched, pooled, trials
+
+
+def _settings(ecfg: EvaluationConfig) -> dict[str, Any]:
+    """``StudyResult.settings``: the evaluation settings behind the study's numbers."""
+    return {
+        "periods_per_year": float(ecfg.periods_per_year),
+        "cvar_alpha": float(ecfg.cvar_alpha),
+        "bootstrap": ecfg.bootstrap.model_dump(),
+    }
 
 
 def run_study(
@@ -349,7 +404,9 @@ def run_study(
     Parameters
     ----------
     cfg : AllocgymConfig
-        The study's config (its ``data.splits`` dates are replaced per fold).
+        The study's config (its ``data.splits`` dates are replaced per fold); its
+        ``evaluation`` section (periods per year, CVaR level, bootstrap, ``dsr_trials``)
+        gives the pooled numbers as it gives the folds' evaluations.
     market : MarketData
     folds : sequence of Fold
     seeds : sequence of int
@@ -378,17 +435,13 @@ def run_study(
     if not seeds:
         raise ConfigError("a study needs at least one seed: pass --seeds 0,1,2")
 
+    ecfg = cfg.evaluation
     ledger = TrialsLedger(root / LEDGER_FILENAME)
     _train_folds(market, folds, seeds, root, ledger, config_overrides, base_config, say, train_many)
-    outcomes = _evaluate_folds(market, folds, root, ledger, baselines, config_overrides, say)
+    outcomes = _evaluate_folds(market, folds, root, ledger, baselines, config_overrides, ecfg, say)
 
-    stitched = stitch(outcomes.returns)
-    sharpes = ledger.trial_sharpes(per_period=True)
-    trial_var = float(np.var(sharpes, ddof=1)) if sharpes.size > 1 else 0.0
-    pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, sharpes)
-    trials = {"ledger": str(ledger.path), "n_trials": int(sharpes.size),
-              "sharpe_variance_per_period": trial_var, "counts": ledger.counts()}  # fmt: skip
-    result = StudyResult(root, outcomes.rows, pooled, trials)
+    stitched, pooled, trials = _summarize(outcomes, ledger, ecfg)
+    result = StudyResult(root, outcomes.rows, pooled, trials, _settings(ecfg))
     meta = {
         "agents": sorted({n for names in outcomes.group_members.values() for n in names}),
         "config_hash": config_hash(cfg),
@@ -440,8 +493,11 @@ def _ordered_names(stitched: dict[str, np.ndarray], agents: set[str]) -> list[st
 def _tables(
     result: StudyResult, names: list[str]
 ) -> tuple[list[str], list[list[str]], list[list[str]], list[str]]:
-    header = ["allocator", "Sharpe", "ann. return", "vol", "max DD", "CVaR95", "turnover/yr",
-              "ΔSharpe vs 1/N [90% CI]", "p", "DSR"]  # fmt: skip
+    settings = result.settings
+    level = f"{100 * (1.0 - settings['bootstrap']['alpha']):g}%"
+    header = ["allocator", "Sharpe", "ann. return", "vol", "max DD",
+              f"CVaR{100 * settings['cvar_alpha']:g}", "turnover/yr",
+              f"ΔSharpe vs 1/N [{level} CI]", "p", "DSR"]  # fmt: skip
     rows = []
     for n in names:
         m = result.pooled[n]
@@ -449,7 +505,7 @@ def _tables(
         ci = "-" if pe is None else f"{pe['diff']:+.2f} [{pe['ci_low']:+.2f}, {pe['ci_high']:+.2f}]"
         rows.append([n, fmt(m["sharpe"]), fmt(100 * m["ann_return"], ".1f") + "%",
                      fmt(100 * m["volatility"], ".1f") + "%",
-                     fmt(100 * m["max_drawdown"], ".1f") + "%", fmt(100 * m["cvar95"], ".2f") + "%",
+                     fmt(100 * m["max_drawdown"], ".1f") + "%", fmt(100 * m["cvar"], ".2f") + "%",
                      fmt(m.get("turnover_per_year"), ".1f"), ci,
                      "-" if pe is None else fmt(pe["p_value"], ".3f"), fmt(m["dsr"])])  # fmt: skip
     fold_header = ["test year", *names]
@@ -465,9 +521,9 @@ def _tables(
         won = result.pooled["agent_beats_equal_weight"].get(n, {})
         if pe is not None:
             verdict = {
-                "better": "beats 1/N (the 90% interval of the Sharpe difference is above 0)",
-                "worse": "is worse than 1/N (the 90% interval is below 0)",
-                "indistinguishable": "is not distinguishable from 1/N (the 90% interval "
+                "better": f"beats 1/N (the {level} interval of the Sharpe difference is above 0)",
+                "worse": f"is worse than 1/N (the {level} interval is below 0)",
+                "indistinguishable": f"is not distinguishable from 1/N (the {level} interval "
                 "contains 0)",
                 "undefined": "cannot be compared with 1/N (no finite interval)",
             }[pe["verdict"]]
@@ -613,12 +669,19 @@ def write_study(
     _plot_study(result, stitched, dates, names)
     header, rows, folds_table, words = _tables(result, names)
     trials = result.trials
+    source = {
+        "ledger": "the trials ledger (completed and stopped trainings)",
+        "agent seeds": "the agent seeds evaluated (weak: they miss the configurations "
+        "tried before)",
+        "none": "no trained agent",
+    }[trials["source"]]
+    note = f" ({trials['note']})" if trials["note"] else ""
     intro = (
         f"Walk-forward study: {len(result.folds)} yearly folds "
         f"({result.folds[0]['test_year']}..{result.folds[-1]['test_year']}), seeds "
         f"{meta['seeds']}; each fold trains on the past, selects on the validation years just "
         "before its test year and never sees it. Out-of-sample returns are stitched across "
-        f"folds. DSR trials: {trials['n_trials']} completed trainings in the trials ledger."
+        f"folds. DSR trials: N = {trials['n_trials']} from {source}{note}."
     )
     pooled_table = [header, *rows]
     (root / "study.md").write_text(_study_markdown(intro, words, pooled_table, folds_table))
