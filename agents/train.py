@@ -16,7 +16,8 @@ Run directory::
                                                   hparams)
     checkpoints/step_<N>/                         model.zip (incl. optimizer), state.pkl
                                                   (step, RNG states, env state, callback
-                                                  state), vecnormalize.pkl, replay_buffer.pkl
+                                                  state), vecnormalize.pkl, replay_buffer.pkl,
+                                                  best/ (best/ at that step)
     best/model.zip, best/vecnormalize.pkl, best/eval.json   best validation score
     final/model.zip, final/vecnormalize.pkl       model at the end of training
     evaluations.jsonl                             every validation run, agent and baselines
@@ -27,7 +28,8 @@ temporary folder and renamed, so a killed process leaves either a whole checkpoi
 none. ``train(cfg, run_dir, resume=True)`` restores the latest one exactly (model and
 optimizer, VecNormalize, env state, step counter, Python/numpy/torch RNG states) and
 continues to ``cfg.train.total_timesteps``: a resumed run ends with the parameters of an
-uninterrupted one.
+uninterrupted one. It also restores ``best/``, which the killed attempt may have replaced
+after the checkpoint, so ``best/`` always holds the model of the restored best step.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ _CKPT_PREFIX = "step_"
 _MODEL = "model.zip"
 _VECNORM = "vecnormalize.pkl"
 _REPLAY = "replay_buffer.pkl"
+_BEST = "best"
 _STATE = "state.pkl"
 
 
@@ -558,7 +561,7 @@ class ValidationCallback(BaseCallback):
         if (finite and score > self.best_score) or self.best_step is None:
             self.best_score = float(score) if finite else -np.inf
             self.best_step = step
-            _save_model_files(self.model, self.vecnormalize, self.run_dir / "best", extra=record)
+            _save_model_files(self.model, self.vecnormalize, self.run_dir / _BEST, extra=record)
         self.latest = results
         self.last_eval = step
         return results
@@ -579,7 +582,8 @@ class ResumableCheckpointCallback(BaseCallback):
     Each checkpoint holds the model with its optimizer, the VecNormalize statistics, the
     replay buffer (SAC, newest checkpoint only), and ``state.pkl``: step counter, RNG
     states, action-space RNG, env state, LSTM states (RecurrentPPO), callback state and
-    accumulated wall time. Only the ``keep`` newest are kept.
+    accumulated wall time, and ``best/`` as it stands (a resume restores it: a killed
+    attempt may have replaced it after the checkpoint). Only the ``keep`` newest are kept.
     """
 
     def __init__(
@@ -596,6 +600,7 @@ class ResumableCheckpointCallback(BaseCallback):
         self.keep = int(t.keep_checkpoints)
         self.save_replay = bool(t.sac.save_replay_buffer)
         self.dir = run_dir / "checkpoints"
+        self.best_dir = run_dir / _BEST
         self.env_stack = env_stack
         self.validation = validation
         self.next_ckpt = self.freq
@@ -636,6 +641,8 @@ class ResumableCheckpointCallback(BaseCallback):
             vn.save(str(tmp / _VECNORM))
         if isinstance(model, OffPolicyAlgorithm) and self.save_replay:
             model.save_replay_buffer(tmp / _REPLAY)
+        if self.best_dir.is_dir():  # what best/ holds now, for a resume from this step
+            shutil.copytree(self.best_dir, tmp / _BEST, ignore=shutil.ignore_patterns(".*"))
         state = {
             "num_timesteps": step,
             "rng": rng_state(),
@@ -874,7 +881,9 @@ def train(
     with its best validation Sharpe, or ``failed`` with the error (a run a callback ends
     with :class:`StopTraining` is recorded by whoever stopped it). The ledger counts a run
     directory as one trial: resuming or extending a run updates its record instead of
-    adding a trial (:meth:`allocgym.ledger.TrialsLedger.read`).
+    adding a trial (:meth:`allocgym.ledger.TrialsLedger.read`). Each record carries the
+    run's :func:`allocgym.ledger.selection_key` (market data, splits, validation split):
+    the Deflated Sharpe of a run counts only the trials of its own key.
 
     Parameters
     ----------
@@ -905,13 +914,16 @@ def train(
         the run's when resuming; ``device: cuda`` without a GPU; inconsistent
         hyperparameters.
     """
-    from allocgym.ledger import LEDGER_FILENAME, TrialsLedger
+    from allocgym.ledger import LEDGER_FILENAME, TrialsLedger, market_fingerprint, selection_key
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ledger_file = Path(run_dir).parent / LEDGER_FILENAME if ledger is None else Path(ledger)
     trials = TrialsLedger(ledger_file)
     digest = config_hash(cfg)
+    key = ""  # unknown when loading the market fails (a failed trial is never counted)
     try:
+        market = load_market(cfg.data) if market is None else market
+        key = selection_key(cfg, market_fingerprint(market))
         result = _train(cfg, Path(run_dir), resume=resume, market=market, progress=progress,
                         callbacks=callbacks)  # fmt: skip
     except ConfigError:
@@ -921,7 +933,8 @@ def train(
     except BaseException as exc:
         trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
                        "run_dir": str(run_dir), "status": "failed", "started_at": started,
-                       "note": f"{type(exc).__name__}: {exc}"[:500]})  # fmt: skip
+                       "note": f"{type(exc).__name__}: {exc}"[:500],
+                       "selection_key": key})  # fmt: skip
         raise
     trials.append(
         {
@@ -935,6 +948,7 @@ def train(
                 "num_timesteps": result.num_timesteps,
             },
             "started_at": started,
+            "selection_key": key,
         }
     )
     return result
@@ -969,7 +983,7 @@ def _resume_point(run_dir: Path, cfg: AllocgymConfig, resume: bool) -> Path | No
         # a fresh start drops partial outputs of a run killed before its first checkpoint
         (run_dir / "evaluations.jsonl").unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
-        shutil.rmtree(run_dir / "best", ignore_errors=True)
+        shutil.rmtree(run_dir / _BEST, ignore_errors=True)
     return ckpt
 
 
@@ -1014,7 +1028,43 @@ def _restore_run(
     model.action_space.np_random.bit_generator.state = state["action_space_rng"]
     set_rng_state(state["rng"])
     _trim_evaluations(run_dir, int(state["num_timesteps"]))
+    _restore_best(run_dir, ckpt, state["validation"])
     return model, state
+
+
+def _best_step(folder: Path) -> int | None:
+    path = folder / "eval.json"
+    return int(json.loads(path.read_text())["step"]) if path.is_file() else None
+
+
+def _restore_best(run_dir: Path, ckpt: Path, validation: dict[str, Any]) -> None:
+    """``best/`` as it was at checkpoint ``ckpt``, matching the restored best step.
+
+    A killed attempt may have written a better model to ``best/`` after the checkpoint;
+    its evaluation record is trimmed away, so unless the resumed run beat the restored
+    score again ``best/`` would hold a model no record describes. A checkpoint keeps a copy
+    of ``best/``; one without it (no validation before it, or written by an older version)
+    drops a ``best/`` of another step and forgets the best score in ``validation`` (the
+    checkpoint's validation state, updated in place), so the next evaluation seeds it.
+    """
+    best, saved = run_dir / _BEST, ckpt / _BEST
+    if saved.is_dir():
+        shutil.rmtree(best, ignore_errors=True)
+        shutil.copytree(saved, best)
+        return
+    step = _best_step(best)
+    if step == validation["best_step"]:
+        return
+    shutil.rmtree(best, ignore_errors=True)
+    if validation["best_step"] is not None:
+        warnings.warn(
+            f"checkpoint {ckpt.name} keeps no copy of best/ and best/ holds step {step}, not "
+            f"the checkpoint's best step {validation['best_step']}: best/ is dropped and "
+            "chosen again from the validations after the checkpoint",
+            UserWarning,
+            stacklevel=4,  # the line in train()
+        )
+    validation.update(best_score=-np.inf, best_step=None)
 
 
 def _train(
@@ -1022,7 +1072,7 @@ def _train(
     run_dir: Path,
     *,
     resume: bool,
-    market: MarketData | None,
+    market: MarketData,
     progress: bool,
     callbacks: list[BaseCallback] | None,
 ) -> TrainResult:
@@ -1034,8 +1084,6 @@ def _train(
     digest = write_run_metadata(run_dir, cfg)
 
     with torch_settings(train_cfg.deterministic, train_cfg.torch_threads):
-        if market is None:
-            market = load_market(cfg.data)
         params = build_params(market, cfg, "train")
         eval_params = (
             params

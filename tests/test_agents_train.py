@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -503,6 +505,83 @@ def test_a_resumed_and_extended_run_is_one_trial(tmp_path: Path, market: MarketD
                   tmp_path / "seed_1", market=market)  # fmt: skip
     assert ledger.n_trials == 2
     assert ledger.trial_sharpes().tolist() == [extended.best_score, other.best_score]
+
+
+def test_runs_of_another_validation_split_are_no_trials_of_the_dsr(
+    tmp_path: Path, market: MarketData
+) -> None:
+    """Two seeds selected on the validation split and a run selected on the training split
+    share one ledger: each record carries its run's selection key, and the DSR of a seed
+    counts the two seeds only, naming the other run as left out."""
+    from allocgym.evaluation import evaluate_run
+    from allocgym.ledger import market_fingerprint, selection_key
+
+    quick = {"total_timesteps": 128, "eval_freq": 0, "checkpoint_freq": 0}
+    for seed in (0, 1):
+        train(tiny_cfg(seed=seed, **quick), tmp_path / f"seed_{seed}", market=market)
+    train(tiny_cfg(eval_split="train", **quick), tmp_path / "in_sample", market=market)
+    keys = [r.selection_key for r in TrialsLedger(tmp_path).read()]
+    fingerprint = market_fingerprint(market)
+    assert keys == [selection_key(tiny_cfg(**quick), fingerprint)] * 2 + [
+        selection_key(tiny_cfg(eval_split="train", **quick), fingerprint)
+    ]
+    assert keys[0] != keys[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny market's data notes
+        res = evaluate_run(tmp_path / "seed_0", baselines="1/n", market=market)
+    dsr = res.dsr
+    assert dsr["source"] == "ledger" and dsr["n_trials"] == 2 and dsr["n_trial_sharpes"] == 2
+    assert dsr["ledger_left_out"] == 1 and dsr["ledger_unkeyed"] == 0
+    assert "1 trial(s) of the ledger left out" in dsr["note"]
+
+
+def _scripted_validation(monkeypatch: pytest.MonkeyPatch, agent_scores: list[float]) -> None:
+    """The agent's validation scores, in order (the baselines score 0)."""
+    scores = iter(agent_scores)
+
+    def fake_run_episodes(params: Any, n_episodes: int, **kw: Any) -> list[dict[str, Any]]:
+        sharpe = next(scores) if kw.get("act") is not None else 0.0
+        return [{"sharpe": sharpe, "total_return": 0.01}] * n_episodes
+
+    monkeypatch.setattr(sys.modules["allocgym.agents.train"], "run_episodes", fake_run_episodes)
+
+
+@pytest.mark.parametrize("checkpoint_copy", [True, False])
+def test_a_resume_restores_best_to_the_checkpoints_best(
+    tmp_path: Path, market: MarketData, monkeypatch: pytest.MonkeyPatch, checkpoint_copy: bool
+) -> None:
+    """A killed attempt wrote best/ at step 384 after the checkpoint at 256 (best: 256).
+
+    Validations score 1.0, 2.0, 0.5, 0.4 at steps 128, 256, 384, 512; the resumed run
+    scores 0.5, 0.4 again, beating nothing. Its best/ is the checkpoint's (step 256, the
+    model it held then), which best_step and the ledger's val_sharpe describe. A checkpoint
+    without a copy of best/ (an older version's) drops the stray best/ and selects again
+    from the validations after it (384), with a warning.
+    """
+    run = tmp_path / "run"
+    cfg = tiny_cfg(eval_freq=128, checkpoint_freq=256)
+    _scripted_validation(monkeypatch, [1.0, 2.0, 0.5, 0.4, 0.5, 0.4])
+    first = train(cfg, run, market=market)
+    assert first.best_step == 256 and first.best_score == 2.0
+    best_at_256 = (run / "best" / "model.zip").read_bytes()
+    # the kill: the end checkpoint was never written, best/ was replaced at step 384
+    shutil.rmtree(run / "checkpoints" / "step_000000000512")
+    (run / "best" / "model.zip").write_bytes((run / "final" / "model.zip").read_bytes())
+    (run / "best" / "eval.json").write_text(json.dumps({"step": 384, "score": 3.0}))
+    if not checkpoint_copy:
+        shutil.rmtree(run / "checkpoints" / "step_000000000256" / "best")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = train(cfg, run, market=market, resume=True)
+    best = json.loads((run / "best" / "eval.json").read_text())
+    assert resumed.resumed_from == 256 and best["step"] == resumed.best_step
+    assert TrialsLedger(tmp_path).read()[-1].val_sharpe == best["score"] == resumed.best_score
+    dropped = [w for w in caught if "keeps no copy of best/" in str(w.message)]
+    if checkpoint_copy:
+        assert resumed.best_step == 256 and resumed.best_score == 2.0 and not dropped
+        assert (run / "best" / "model.zip").read_bytes() == best_at_256
+    else:
+        assert resumed.best_step == 384 and resumed.best_score == 0.5 and len(dropped) == 1
 
 
 def test_serving_only_reasons_are_the_codes_the_serving_layer_sets() -> None:

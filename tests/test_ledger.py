@@ -10,9 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_configs import TINY_DATA
 
+from allocgym.config import load_config
+from allocgym.data import load_market
 from allocgym.errors import ConfigError, DataError
-from allocgym.ledger import LEDGER_FILENAME, TrialRecord, TrialsLedger, find_ledger
+from allocgym.evaluation import dsr_trial_set
+from allocgym.ledger import (
+    LEDGER_FILENAME,
+    TrialRecord,
+    TrialsLedger,
+    find_ledger,
+    market_fingerprint,
+    selection_key,
+)
 
 
 def _record(seed: int, status: str = "completed", sharpe: float | None = 1.0, **kw) -> dict:
@@ -174,3 +185,80 @@ def test_a_run_recorded_again_counts_once_with_its_last_record(
     assert led.n_trials == 4 and led.counts() == {"completed": 3, "failed": 0, "stopped": 1}
     assert led.trial_sharpes().tolist() == [0.8, 1.2, 0.3]
     assert len(led.history()) == 9
+
+
+# ----------------------------------------------------------------------------- selection keys
+
+
+def _keyed_ledger(path: Path) -> TrialsLedger:
+    """Key A: completed 0.5, 1.0, 1.5, 2.0 and one stopped; key B (another market or
+    split): completed 5.0, 9.0 and one failed."""
+    led = TrialsLedger(path)
+    for seed, sharpe in enumerate((0.5, 1.0, 1.5, 2.0)):
+        led.append(_record(seed, sharpe=sharpe, selection_key="A"))
+    led.append(_record(4, status="stopped", sharpe=None, selection_key="A"))
+    led.append(_record(5, sharpe=5.0, selection_key="B"))
+    led.append(_record(6, sharpe=9.0, selection_key="B"))
+    led.append(_record(7, status="failed", sharpe=None, selection_key="B"))
+    return led
+
+
+def test_a_selection_key_reads_only_the_runs_of_that_key(tmp_path: Path) -> None:
+    _keyed_ledger(tmp_path / LEDGER_FILENAME)
+    led = TrialsLedger(tmp_path, selection_key="A")
+    assert [r.seed for r in led.read()] == [0, 1, 2, 3, 4]
+    assert led.n_trials == 5 and led.trial_sharpes().tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert led.counts() == {"completed": 4, "failed": 0, "stopped": 1}
+    assert led.selection_counts() == {"left_out": 2, "unkeyed": 0}  # B's failed run is no trial
+    # without a key every run counts; a record without a key counts under any key
+    whole = TrialsLedger(tmp_path)
+    assert whole.n_trials == 7 and whole.selection_counts() == {"left_out": 0, "unkeyed": 0}
+    whole.append(_record(8, sharpe=0.0))
+    assert TrialsLedger(tmp_path, "B").trial_sharpes().tolist() == [5.0, 9.0, 0.0]
+    assert TrialsLedger(tmp_path, "B").selection_counts() == {"left_out": 5, "unkeyed": 1}
+    assert TrialRecord.from_dict(_record(9)).selection_key == ""  # a line written before keys
+    with pytest.raises(ConfigError, match="selection_key"):
+        TrialRecord.from_dict(_record(9, selection_key=3))
+
+
+def test_the_dsr_counts_only_the_trials_of_the_evaluated_runs_key(tmp_path: Path) -> None:
+    """Key A alone: N = 5, V = var(0.5, 1.0, 1.5, 2.0) = 1.25 / 3 annualised, per period
+    / 252; key B's two trials (Sharpe 5 and 9) would raise both and are named as left out."""
+    _keyed_ledger(tmp_path / LEDGER_FILENAME)
+    ts = dsr_trial_set([], None, tmp_path, selection_key="A")
+    assert ts.source == "ledger" and ts.n_trials == 5 and ts.n_sharpes == 4
+    assert ts.sharpe_variance == pytest.approx(1.25 / 3 / 252, rel=1e-12)
+    assert ts.ledger_left_out == 2 and ts.ledger_unkeyed == 0
+    assert ts.note == (
+        "2 trial(s) of the ledger left out: another market, split or validation split "
+        "(selection_key)"
+    )
+    mixed = dsr_trial_set([], None, tmp_path)  # no key: every trial, as before keys existed
+    assert mixed.n_trials == 7 and mixed.ledger_left_out == 0 and mixed.note == ""
+    assert mixed.sharpe_variance > ts.sharpe_variance
+    # a trial recorded without a key is counted, and the note says so
+    TrialsLedger(tmp_path).append(_record(8, sharpe=1.25))
+    with_unkeyed = dsr_trial_set([], None, TrialsLedger(tmp_path, "A"))
+    assert with_unkeyed.n_trials == 6 and with_unkeyed.ledger_unkeyed == 1
+    assert "1 trial(s) of the ledger carry no selection_key and are counted" in with_unkeyed.note
+
+
+def test_the_selection_key_follows_the_market_and_the_splits_not_the_hyperparameters() -> None:
+    def key(*overrides: str) -> str:
+        cfg = load_config(None, [*TINY_DATA, *overrides])
+        return selection_key(cfg, market_fingerprint(load_market(cfg.data)))
+
+    base = key()
+    assert len(base) == 16
+    # trials of one selection: other hyperparameters, another evaluation setting
+    assert key("train.learning_rate=0.001", "env.cvar_weight=0.1") == base
+    assert key("evaluation.periods_per_year=52", "train.seed=3") == base
+    # another selection problem: the market's data, the splits, the training or validation split
+    others = [
+        key("data.synthetic.seed=6"),
+        key("data.synthetic.n_days=760"),
+        key("data.splits.validation_end=2002-03-29"),
+        key("env.split=all"),
+        key("train.eval_split=train"),
+    ]
+    assert len({base, *others}) == 6

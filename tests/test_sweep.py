@@ -261,6 +261,12 @@ def test_four_trial_sweep_on_local_ray(tmp_path: Path) -> None:
     assert counts["completed"] + counts["stopped"] == 4
     stopped = [r for r in recs if r.status == "stopped"]
     assert all(r.metrics["num_timesteps"] < 512 and "ASHA" in r.note for r in stopped)
+    # every trial, stopped ones included, is one selection on one market and split
+    from allocgym.data import load_market
+    from allocgym.ledger import market_fingerprint, selection_key
+
+    key = selection_key(cfg, market_fingerprint(load_market(cfg.data)))
+    assert {r.selection_key for r in recs} == {key}
     eq = next(row for row in res.rows if row["env.tilt_prior"] == "equal_weight")
     assert eq["status"] == "stopped"
     for rec in recs:  # every trial is an ordinary run directory

@@ -94,7 +94,8 @@ from allocgym.data import MarketData, load_market
 from allocgym.envs.context import Rebalancer, allocation_context, window_bars
 from allocgym.errors import ConfigError, DataError
 from allocgym.factors import FactorReturns, factor_attribution, factor_models
-from allocgym.ledger import TrialsLedger, find_ledger
+from allocgym.ledger import TrialsLedger, find_ledger, market_fingerprint
+from allocgym.ledger import selection_key as run_selection_key
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk import GATE_CODES, check_invariants
 from allocgym.stats import (
@@ -1260,7 +1261,9 @@ class EvaluationResult:
         ``n_trials``, ``sr0`` (per period), ``sr0_annual``, ``trial_names`` (the agents
         evaluated), ``source`` (``ledger``, ``agent seeds`` or ``none``), ``weak``,
         ``sharpe_variance`` (per period) and ``sharpe_variance_annual`` of the trials'
-        Sharpe ratios, ``n_trial_sharpes``, ``ledger`` (path or None), ``note``.
+        Sharpe ratios, ``n_trial_sharpes``, ``ledger`` (path or None), ``ledger_left_out``
+        and ``ledger_unkeyed`` (its trials of another selection key, left out, and without
+        a key, counted), ``note``.
     meta : dict
         Split, dates, config hash, run directory, market name.
     dashboard : dict
@@ -1398,7 +1401,12 @@ class DSRTrials:
     ledger : str or None
         The ledger file read.
     note : str
-        Why the ledger was not used, or ``N`` was overridden ('' when neither).
+        Why the ledger was not used, which of its trials were left out or counted without
+        a selection key, or that ``N`` was overridden ('' when none of these).
+    ledger_left_out : int
+        Trials of the ledger left out: another market, split or validation split.
+    ledger_unkeyed : int
+        Trials of the ledger recorded without a selection key, counted.
     """
 
     n_trials: int
@@ -1410,21 +1418,27 @@ class DSRTrials:
     trials: list[Backtest]
     ledger: str | None
     note: str
+    ledger_left_out: int = 0
+    ledger_unkeyed: int = 0
 
 
 def dsr_trial_set(
     backtests: Sequence[Backtest],
     ecfg: EvaluationConfig | None = None,
     ledger: TrialsLedger | str | Path | None = None,
+    selection_key: str | None = None,
 ) -> DSRTrials:
     """Trials of the Deflated Sharpe Ratio: the study's ledger, else the agent seeds.
 
-    With a ledger (:class:`allocgym.ledger.TrialsLedger`) holding at least 2 completed
-    trials with a finite validation Sharpe ratio, ``N`` is its ``n_trials`` (at least the
-    number of agents evaluated) and ``V`` the variance of its trials' Sharpe ratios,
-    converted to per-period units (``SR_annual / sqrt(periods_per_year)``) like the Sharpe
-    ratio being deflated. Otherwise the agent backtests evaluated together stand in (every
-    seed and configuration; baselines are benchmarks, never trials), flagged as weak.
+    The ledger's trials are those of the evaluated runs' ``selection_key``
+    (:func:`allocgym.ledger.selection_key`: same market, splits and validation split);
+    the note says how many others it holds (left out) and how many were recorded without
+    a key (counted). With at least 2 such completed trials with a finite validation Sharpe
+    ratio, ``N`` is their ``n_trials`` (at least the number of agents evaluated) and ``V``
+    the variance of their Sharpe ratios, converted to per-period units
+    (``SR_annual / sqrt(periods_per_year)``) like the Sharpe ratio being deflated.
+    Otherwise the agent backtests evaluated together stand in (every seed and
+    configuration; baselines are benchmarks, never trials), flagged as weak.
     ``ecfg.dsr_trials``, when set, overrides ``N`` whatever the source.
 
     Parameters
@@ -1433,6 +1447,8 @@ def dsr_trial_set(
     ecfg : EvaluationConfig, optional
     ledger : TrialsLedger, path or None
         The study's ``trials.jsonl`` (or its directory).
+    selection_key : str, optional
+        The evaluated runs' selection key; None counts every trial of the ledger.
 
     Returns
     -------
@@ -1450,8 +1466,24 @@ def dsr_trial_set(
     trials = [bt for bt in backtests if bt.kind == "agent"]
     sharpes = [sharpe_moments(bt.returns)[0] for bt in trials]
     n_trials, source, notes = len(trials), "agent seeds" if trials else "none", []
-    led = TrialsLedger(ledger) if isinstance(ledger, str | Path) else ledger
+    led = None
+    scope = {"left_out": 0, "unkeyed": 0}
+    if isinstance(ledger, TrialsLedger):
+        led = ledger if selection_key is None else TrialsLedger(ledger.path, selection_key)
+    elif ledger is not None:
+        led = TrialsLedger(ledger, selection_key)
     if led is not None:
+        scope = led.selection_counts()
+        if scope["left_out"]:
+            notes.append(
+                f"{scope['left_out']} trial(s) of the ledger left out: another market, split "
+                "or validation split (selection_key)"
+            )
+        if scope["unkeyed"]:
+            notes.append(
+                f"{scope['unkeyed']} trial(s) of the ledger carry no selection_key and are "
+                "counted: remove their lines if they belong to another market or split"
+            )
         ledger_sharpes = led.trial_sharpes(per_period=True)
         if ledger_sharpes.size >= 2:
             sharpes, source = ledger_sharpes.tolist(), "ledger"
@@ -1464,9 +1496,9 @@ def dsr_trial_set(
                 n_trials = len(trials)
         else:
             notes.append(
-                f"ledger {str(led.path)!r} holds {ledger_sharpes.size} completed trial(s) with "
-                "a finite val_sharpe, 2 are needed for their variance: the agent seeds "
-                "stand in"
+                f"ledger {str(led.path)!r} holds {ledger_sharpes.size} completed trial(s)"
+                f"{'' if led.selection_key is None else ' of this market and split'} with a "
+                "finite val_sharpe, 2 are needed for their variance: the agent seeds stand in"
             )
     finite = [s for s in sharpes if math.isfinite(s)]
     if e.dsr_trials is not None:
@@ -1491,6 +1523,8 @@ def dsr_trial_set(
         trials=trials,
         ledger=None if led is None else str(led.path),
         note="; ".join(notes),
+        ledger_left_out=scope["left_out"],
+        ledger_unkeyed=scope["unkeyed"],
     )
 
 
@@ -1529,10 +1563,13 @@ def _dsr_summary(ts: DSRTrials, ppy: float) -> dict[str, Any]:
         "sharpe_variance_annual": ts.sharpe_variance * ppy,
         "n_trial_sharpes": ts.n_sharpes,
         "ledger": ts.ledger,
+        "ledger_left_out": ts.ledger_left_out,
+        "ledger_unkeyed": ts.ledger_unkeyed,
         "note": ts.note,
         "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
         "of N skill-less trials, with per-period Sharpe ratios throughout; the trials are "
-        "every configuration trained in the study (trials ledger: N = completed and stopped "
+        "every configuration trained in the study on the same market, splits and validation "
+        "split (trials ledger: N = completed and stopped "
         "trials, variance of the completed trials' validation Sharpe ratios), or, without a "
         "ledger, the agent seeds evaluated together (weak: it misses the configurations "
         "tried before); evaluation.dsr_trials overrides N; baselines are benchmarks, not "
@@ -1584,6 +1621,7 @@ def summarize(
     factor_model: FactorModelConfig | None = None,
     factor_window: int = 252,
     risk: RiskConfig | None = None,
+    selection_key: str | None = None,
 ) -> EvaluationResult:
     """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk, the
     VaR backtest (``ecfg.var_alpha``, ``ecfg.var_window``), the factor attribution, the
@@ -1600,6 +1638,9 @@ def summarize(
     ecfg : EvaluationConfig, optional
     ledger : TrialsLedger, path or None
         The study's trials ledger (the DSR's trials).
+    selection_key : str, optional
+        The evaluated runs' :func:`allocgym.ledger.selection_key`: the ledger's trials of
+        another one are left out of the DSR (None counts them all).
     asset_returns : ndarray, shape (n_days, n_assets), optional
         The walk's market returns: :func:`regime_diagnostics` and
         :func:`allocgym.var_backtest.backtest_var` per backtest when given.
@@ -1635,7 +1676,7 @@ def summarize(
         raise ConfigError(
             f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
         )
-    ts = dsr_trial_set(backtests, e, ledger)
+    ts = dsr_trial_set(backtests, e, ledger, selection_key)
     for bt in backtests:
         sr, skew, kurt, n = sharpe_moments(bt.returns)
         metrics[bt.name]["dsr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, ts.sr0)
@@ -1880,10 +1921,11 @@ def evaluate(
     """Backtest ``allocators`` together (:func:`run_allocators`) and summarise them.
 
     ``ledger`` (default ``cfg.evaluation.trials_ledger``) is the study's trials ledger
-    the DSR reads its trials from (:func:`dsr_trial_set`). ``runner(allocators, params,
-    progress)`` walks them instead of :func:`run_allocators` in this process (e.g.
-    :class:`allocgym.distributed.RayRunAllocators`: chunks of them as Ray tasks); it
-    returns the backtests in the order of ``allocators``.
+    the DSR reads its trials from (:func:`dsr_trial_set`): those of the selection key of
+    ``cfg`` on this market (:func:`allocgym.ledger.selection_key`).
+    ``runner(allocators, params, progress)`` walks them instead of :func:`run_allocators`
+    in this process (e.g. :class:`allocgym.distributed.RayRunAllocators`: chunks of them
+    as Ray tasks); it returns the backtests in the order of ``allocators``.
 
     Agents (trained with ``cfg``) are walked only on a split out of sample for them
     (:func:`allocgym.config.check_out_of_sample`, ``ConfigError`` otherwise); baselines
@@ -1902,6 +1944,7 @@ def evaluate(
         bts = runner(allocators, params, progress)
     ledger = cfg.evaluation.trials_ledger if ledger is None else ledger
     market = params.market
+    key = None if ledger is None else run_selection_key(cfg, market_fingerprint(market))
     bench = market.benchmark_returns[bts[0].bars + 1] if bts else None
     factors = None
     if cfg.data.factors is not None:
@@ -1913,7 +1956,7 @@ def evaluate(
         risk_window=cfg.env.cvar_window, benchmark_returns=bench,
         benchmark_name=benchmark_label(market), factors=factors,
         factor_model=cfg.baselines.factor_model, factor_window=cfg.baselines.lookback,
-        risk=cfg.risk,
+        risk=cfg.risk, selection_key=key,
     )  # fmt: skip
     result.dashboard = dashboard_data(result.primary, params) if bts else {}
     for a, bt in zip(allocators, bts, strict=True):
@@ -1933,6 +1976,7 @@ def evaluate(
     result.meta.update(
         split=sp.name,
         in_sample=in_sample_reason(cfg, sp.name),
+        cvar_alpha=float(cfg.evaluation.cvar_alpha),  # the report's CVaR column label
         split_bars=[int(sp.start), int(sp.stop)],
         first_decision_bar=int(params.lo),
         market=params.market.name,

@@ -30,22 +30,41 @@ exception before any score) were never candidates. The Sharpe ratios whose varia
 gives ``V`` are the ``val_sharpe`` of the completed trials (:meth:`TrialsLedger.trial_sharpes`):
 annualised with each record's ``periods_per_year``, as the training-time validation
 reports them.
+
+Comparable trials
+-----------------
+One ledger can hold runs of several selection problems: ``allocgym train`` records every
+``--run-dir runs/X`` in ``runs/trials.jsonl``, whatever market or split it trained on.
+Validation Sharpe ratios measured on different data are no candidates of one choice, so
+each record carries a :func:`selection_key`: a digest of the market's data, the date
+splits, the training split and the validation split (the validation Sharpe is annualised
+with the fixed 252 of the env's episode metrics, which ``periods_per_year`` records, so
+no evaluation setting enters it). A ledger opened with a ``selection_key`` reads only the
+runs of that key (:meth:`TrialsLedger.read`) and counts the others it leaves out
+(:meth:`TrialsLedger.selection_counts`). Records written before keys existed have none
+(``''``): they still count, and the counts name them, since they usually are the
+evaluated run's own older trials.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from allocgym.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from allocgym.config import AllocgymConfig
+    from allocgym.data import MarketData
 
 try:  # POSIX; elsewhere O_APPEND alone keeps each single write whole on local disks
     import fcntl
@@ -58,6 +77,8 @@ __all__ = [
     "TrialRecord",
     "TrialsLedger",
     "find_ledger",
+    "market_fingerprint",
+    "selection_key",
 ]
 
 LEDGER_FILENAME = "trials.jsonl"
@@ -99,6 +120,9 @@ class TrialRecord:
         ISO 8601 time of the append (set by :meth:`TrialsLedger.append` when empty).
     note : str
         Free text, e.g. the exception of a failed trial.
+    selection_key : str
+        :func:`selection_key` of the run: only trials of one key are compared ('' in
+        records written before keys existed).
     """
 
     config_hash: str
@@ -111,6 +135,7 @@ class TrialRecord:
     finished_at: str = ""
     recorded_at: str = ""
     note: str = ""
+    selection_key: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in TRIAL_STATUSES:
@@ -120,6 +145,11 @@ class TrialRecord:
         if not (isinstance(self.config_hash, str) and self.config_hash):
             raise ConfigError(
                 f"trial config_hash {self.config_hash!r}: pass allocgym.config.config_hash(cfg)"
+            )
+        if not isinstance(self.selection_key, str):
+            raise ConfigError(
+                f"trial selection_key {self.selection_key!r}: pass "
+                "allocgym.ledger.selection_key(cfg, market_fingerprint(market))"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"trial seed {self.seed!r} must be an int")
@@ -170,14 +200,19 @@ class TrialsLedger:
     path : path
         The ledger file, or a directory holding ``trials.jsonl``. Created on the first
         :meth:`append`; a missing file reads as an empty ledger.
+    selection_key : str, optional
+        Read only the runs of this :func:`selection_key` (and those recorded without
+        one); None reads every run.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, selection_key: str | None = None) -> None:
         p = Path(path)
         self.path = p / LEDGER_FILENAME if p.is_dir() else p
+        self.selection_key = selection_key
 
     def __repr__(self) -> str:
-        return f"TrialsLedger({str(self.path)!r})"
+        key = "" if self.selection_key is None else f", selection_key={self.selection_key!r}"
+        return f"TrialsLedger({str(self.path)!r}{key})"
 
     def append(self, record: TrialRecord | Mapping[str, Any]) -> TrialRecord:
         """Append one record as one line; safe with concurrent writers.
@@ -210,20 +245,45 @@ class TrialsLedger:
         """One record per run: its last, unless that failed after a scored one.
 
         A ``failed`` record does not replace a ``completed`` or ``stopped`` record of the
-        same ``run_dir`` (see the module docstring). Runs come in the order of their first
-        line; [] when the file does not exist.
+        same ``run_dir`` (see the module docstring). With a ``selection_key``, only the runs
+        of that key or of none. Runs come in the order of their first line; [] when the
+        file does not exist.
 
         Raises
         ------
         DataError
             A line that is not a valid record (the message gives the file and line number).
         """
+        return [r for r in self._runs() if self._selects(r)]
+
+    def _runs(self) -> list[TrialRecord]:
         runs: dict[str, TrialRecord] = {}  # a replaced value keeps the key's first position
         for rec in self.history():
             prior = runs.get(rec.run_dir)
             if rec.status != "failed" or prior is None or prior.status == "failed":
                 runs[rec.run_dir] = rec
         return list(runs.values())
+
+    def _selects(self, rec: TrialRecord) -> bool:
+        return self.selection_key is None or rec.selection_key in ("", self.selection_key)
+
+    def selection_counts(self) -> dict[str, int]:
+        """Trials (completed and stopped runs) by how :meth:`read` treats their key.
+
+        Returns
+        -------
+        dict of str to int
+            ``left_out``: trials of another selection key, which :meth:`read` skips;
+            ``unkeyed``: trials recorded without a key, which it counts (both 0 without a
+            ``selection_key``: every trial counts).
+        """
+        if self.selection_key is None:
+            return {"left_out": 0, "unkeyed": 0}
+        trials = [r for r in self._runs() if r.status in ("completed", "stopped")]
+        return {
+            "left_out": sum(not self._selects(r) for r in trials),
+            "unkeyed": sum(r.selection_key == "" for r in trials),
+        }
 
     def history(self) -> list[TrialRecord]:
         """Every line, in file order: a run recorded again appears again.
@@ -283,6 +343,46 @@ class TrialsLedger:
         """Runs per status, as :meth:`read` gives them (every status present, 0 included)."""
         recs = self.read()
         return {s: sum(r.status == s for r in recs) for s in TRIAL_STATUSES}
+
+
+def market_fingerprint(market: MarketData) -> str:
+    """sha256 of a market's symbols, bar dates and close prices.
+
+    The data a validation Sharpe ratio is measured on, whatever file or path it was
+    loaded from (a run evaluated from another working directory keeps its key).
+    """
+    digest = hashlib.sha256(json.dumps(list(market.symbols)).encode())
+    digest.update(np.ascontiguousarray(market.dates).tobytes())
+    digest.update(np.ascontiguousarray(market.close).tobytes())
+    return digest.hexdigest()
+
+
+def selection_key(cfg: AllocgymConfig, market_id: str) -> str:
+    """What makes the validation Sharpe ratios of two runs comparable, as a short digest.
+
+    Runs of one key were scored on the same data and validation split, so choosing
+    among them is one selection, the one the Deflated Sharpe Ratio deflates.
+
+    Parameters
+    ----------
+    cfg : AllocgymConfig
+        The run's config: ``data.splits``, ``env.split`` and ``train.eval_split`` enter.
+    market_id : str
+        :func:`market_fingerprint` of the market the run trained on.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    payload = {
+        "market": market_id,
+        "splits": cfg.data.splits.model_dump(mode="json"),
+        "env_split": cfg.env.split,
+        "eval_split": cfg.train.eval_split,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def find_ledger(run_dir: str | Path) -> Path | None:

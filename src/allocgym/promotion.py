@@ -34,7 +34,7 @@ import numpy as np
 
 from allocgym.config import AllocgymConfig, PromotionConfig, check_out_of_sample
 from allocgym.errors import ConfigError
-from allocgym.ledger import TrialsLedger
+from allocgym.ledger import TrialsLedger, market_fingerprint, selection_key
 
 __all__ = [
     "Check",
@@ -392,7 +392,10 @@ def promote(
         )
     # The candidate's backtests alone: an incumbent agent is no trial of the candidate's.
     summary = ev.summarize(
-        cand_bts, e, ledger=ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger
+        cand_bts,
+        e,
+        ledger=ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger,
+        selection_key=selection_key(cfg, market_fingerprint(market)),
     )
     dsr = {k: summary.dsr[k] for k in ("n_trials", "source", "weak", "sr0_annual", "ledger",
                                        "note")}  # fmt: skip

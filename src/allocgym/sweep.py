@@ -47,7 +47,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from allocgym.config import AllocgymConfig, config_from_dict, config_hash
 from allocgym.distributed import TrialResources, ray_runtime
 from allocgym.errors import ConfigError
-from allocgym.ledger import LEDGER_FILENAME, SHARPE_KEY, TrialsLedger
+from allocgym.ledger import (
+    LEDGER_FILENAME,
+    SHARPE_KEY,
+    TrialsLedger,
+    market_fingerprint,
+    selection_key,
+)
 from allocgym.search_space import VALIDATION_METRICS, SearchSpace, space_from_dict
 
 __all__ = [
@@ -178,11 +184,15 @@ class TrialSpec:
     space : SearchSpace
     folder : str
         Absolute sweep folder.
+    market_id : str
+        :func:`allocgym.ledger.market_fingerprint` of the market every trial trains on
+        (with a trial's config, its ledger record's ``selection_key``).
     """
 
     base: dict[str, Any]
     space: SearchSpace
     folder: str
+    market_id: str
 
     @property
     def ledger(self) -> Path:
@@ -234,6 +244,7 @@ def run_trial(sample: dict[str, Any], spec: TrialSpec, market: Any) -> None:
                 "run_dir": str(run_dir),
                 "status": "completed",
                 "note": "recorded when the sweep resumed",
+                "selection_key": selection_key(cfg, spec.market_id),
                 "metrics": {
                     SHARPE_KEY: summary["best_score"],
                     "best_step": summary["best_step"],
@@ -319,11 +330,14 @@ class SweepProgress(tune.Callback):
         try:
             cfg = self.spec.space.apply(self.spec.base, trial.config)
             digest, seed = config_hash(cfg), int(cfg.train.seed)
+            key = selection_key(cfg, self.spec.market_id)
         except ConfigError:
             digest, seed = "invalid-config", int(self.spec.base.get("train", {}).get("seed", 0))
+            key = ""
         TrialsLedger(self.spec.ledger).append({"config_hash": digest, "seed": seed,
                                                "run_dir": str(run_dir), "status": status,
-                                               "metrics": metrics, "note": note[:500]})  # fmt: skip
+                                               "metrics": metrics, "note": note[:500],
+                                               "selection_key": key})  # fmt: skip
 
     def _write_progress(self, trials: list) -> None:
         counts = {s: 0 for s in ("pending", "running", "completed", "stopped", "failed")}
@@ -666,7 +680,6 @@ def run_sweep(
             raise ConfigError("a new sweep needs a config and a search space (--space FILE)")
         options = options or SweepOptions()
         _check_new(folder, cfg, space, options)
-    spec = TrialSpec(cfg.model_dump(mode="json"), space, str(folder))
     _quiet_tune()
     with ray_runtime(address, num_cpus=num_cpus) as rt:
         rt.check_fits(options.resources)
@@ -677,6 +690,9 @@ def run_sweep(
             from allocgym.data import load_market
 
             market = load_market(cfg.data)
+        spec = TrialSpec(
+            cfg.model_dump(mode="json"), space, str(folder), market_fingerprint(market)
+        )
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec=spec, market=market),
             options.resources.as_dict(),
