@@ -351,3 +351,17 @@ def test_user_factors_from_the_cli_drive_the_attribution(tmp_path: Path) -> None
     md = (tmp_path / "out" / "report.md").read_text()
     assert "user factors given with --factors" in md
     assert "| Allocator | bench | sector_" in md
+
+
+def test_metrics_table_headers_follow_the_configured_levels(written) -> None:
+    """The CVaR column and the paired interval carry the levels in force (97.5% CVaR, an
+    80% interval), written exactly, not rounded to whole percents."""
+    result, _ = written
+    other = replace(
+        result,
+        meta={**result.meta, "cvar_alpha": 0.975},
+        paired={**result.paired, "level": 0.8},
+    )
+    header, _ = metrics_table(other)
+    assert "CVaR97.5" in header and "ΔSharpe vs 1/N [80% CI]" in header
+    assert "CVaR95" not in header and "[90% CI]" not in " ".join(header)

@@ -53,7 +53,7 @@ COLUMN_LABELS: dict[str, str] = {
     "sortino": "Sortino",
     "max_drawdown": "Max DD",
     "calmar": "Calmar",
-    "cvar": "CVaR95",
+    "cvar": "CVaR",
     "turnover": "Turnover/yr",
     "costs": "Costs",
     "allocator_bars": "Gate cut: allocator-caused",
@@ -64,7 +64,13 @@ COLUMN_LABELS: dict[str, str] = {
     "psr": "PSR",
     "dsr": "DSR",
 }
-"""Header of each table metric."""
+"""Header of each table metric (``cvar`` gets its level: :func:`_cvar_label`)."""
+
+
+def _cvar_label(result: EvaluationResult) -> str:
+    """``CVaR95`` at ``evaluation.cvar_alpha = 0.95`` (``CVaR97.5`` at 0.975)."""
+    return f"CVaR{100 * float(result.meta.get('cvar_alpha', 0.95)):g}"
+
 
 _PERCENT = {"ann_return", "ann_volatility", "max_drawdown", "cvar", "costs"}
 _SHARE = {"allocator_bars", "overlay_bars"}
@@ -126,7 +132,14 @@ def metrics_table(result: EvaluationResult) -> tuple[list[str], list[list[str]]]
     """
     header = [
         "Allocator",
-        *[_dsr_label(result.dsr) if k == "dsr" else COLUMN_LABELS[k] for k in TABLE_METRICS],
+        *[
+            _dsr_label(result.dsr)
+            if k == "dsr"
+            else _cvar_label(result)
+            if k == "cvar"
+            else COLUMN_LABELS[k]
+            for k in TABLE_METRICS
+        ],
     ]
     # table() lists the backtests, then one row per seed group
     keys = [bt.name for bt in result.backtests] + [
@@ -136,7 +149,7 @@ def metrics_table(result: EvaluationResult) -> tuple[list[str], list[list[str]]]
     vs_1n = any("equal_weight" in row for row in tests.values())
     if vs_1n:
         level = result.paired.get("level", 0.9)
-        header += [f"ΔSharpe vs 1/N [{level:.0%} CI]", "p vs 1/N"]
+        header += [f"ΔSharpe vs 1/N [{100 * level:g}% CI]", "p vs 1/N"]
     rows = []
     for key, r in zip(keys, result.table(), strict=True):
         cells = [str(r["allocator"]), *[format_value(k, r[k]) for k in TABLE_METRICS]]
@@ -627,7 +640,7 @@ def _paired_blocks(result: EvaluationResult) -> list[_Block]:
     if not tests:
         return []
     level = float(pt.get("level", 0.9))
-    ci = f"[{level:.0%} CI]"
+    ci = f"[{100 * level:g}% CI]"
     title = "Statistical tests: Sharpe differences against 1/N, HRP and the best baseline"
     out = [_Block("h2", title)]
     names = [bt.name for bt in result.backtests] + list(pt.get("pooled", {}))
@@ -660,7 +673,7 @@ def _paired_blocks(result: EvaluationResult) -> list[_Block]:
         _Block(
             "p",
             "ΔSharpe is the annualised Sharpe ratio of the row minus the reference's over the "
-            f"same bars, with a {level:.0%} percentile interval from a paired stationary "
+            f"same bars, with a {100 * level:g}% percentile interval from a paired stationary "
             f"bootstrap ({pt.get('n_boot')} resamples, blocks of mean length "
             f"{pt.get('mean_block', 0):g} bars, seed {pt.get('seed')}: both series resampled "
             "with the same blocks, so common market moves cancel); p is the one-sided "
@@ -714,7 +727,7 @@ def _regime_risk_blocks(result: EvaluationResult) -> list[_Block]:
     ]
     if not shown:
         return []
-    cvar = f"CVaR{100 * float(result.meta.get('cvar_alpha', 0.95)):g}"
+    cvar = _cvar_label(result)
 
     def gross(v: float) -> str:
         return f"{100 * v:.1f}%" if math.isfinite(v) else "n/a"
