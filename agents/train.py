@@ -83,6 +83,7 @@ from allocgym.data import MarketData, load_market
 from allocgym.envs import PortfolioVecEnv, build_params
 from allocgym.envs.core import EnvParams
 from allocgym.errors import ConfigError
+from allocgym.ledger import new_run_id
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO,
@@ -914,7 +915,13 @@ def train(
         the run's when resuming; ``device: cuda`` without a GPU; inconsistent
         hyperparameters.
     """
-    from allocgym.ledger import LEDGER_FILENAME, TrialsLedger, market_fingerprint, selection_key
+    from allocgym.ledger import (
+        LEDGER_FILENAME,
+        TrialsLedger,
+        market_fingerprint,
+        run_id_of,
+        selection_key,
+    )
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ledger_file = Path(run_dir).parent / LEDGER_FILENAME if ledger is None else Path(ledger)
@@ -934,7 +941,7 @@ def train(
         trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
                        "run_dir": str(run_dir), "status": "failed", "started_at": started,
                        "note": f"{type(exc).__name__}: {exc}"[:500],
-                       "selection_key": key})  # fmt: skip
+                       "selection_key": key, "run_id": run_id_of(run_dir)})  # fmt: skip
         raise
     trials.append(
         {
@@ -949,6 +956,7 @@ def train(
             },
             "started_at": started,
             "selection_key": key,
+            "run_id": run_id_of(run_dir),
         }
     )
     return result
@@ -984,6 +992,7 @@ def _resume_point(run_dir: Path, cfg: AllocgymConfig, resume: bool) -> Path | No
         (run_dir / "evaluations.jsonl").unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
         shutil.rmtree(run_dir / _BEST, ignore_errors=True)
+        new_run_id(run_dir)  # a new trial in the ledger, even in a reused directory
     return ckpt
 
 

@@ -49,7 +49,7 @@ from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, load_market
 from allocgym.envs import REASON_NAMES, PortfolioVecEnv, build_params
 from allocgym.errors import ConfigError
-from allocgym.ledger import TrialsLedger
+from allocgym.ledger import TrialsLedger, run_id_of
 from allocgym.risk import reason_code_table
 
 SYNTH = {"n_assets": 6, "n_days": 1000, "seed": 3, "n_sectors": 3, "signal_strength": 1.0}
@@ -501,6 +501,8 @@ def test_a_resumed_and_extended_run_is_one_trial(tmp_path: Path, market: MarketD
     assert trial.metrics["num_timesteps"] == 384 and extended.best_score is not None
     assert ledger.n_trials == 1
     assert ledger.trial_sharpes().tolist() == [extended.best_score]
+    # the fresh start's run_id, kept by both resumes, is on every line
+    assert {r.run_id for r in ledger.history()} == {run_id_of(tmp_path / "seed_0")} != {""}
     other = train(tiny_cfg(total_timesteps=256, eval_freq=128, checkpoint_freq=0, seed=1),
                   tmp_path / "seed_1", market=market)  # fmt: skip
     assert ledger.n_trials == 2

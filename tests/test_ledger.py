@@ -187,6 +187,38 @@ def test_a_run_recorded_again_counts_once_with_its_last_record(
     assert len(led.history()) == 9
 
 
+def test_a_directory_trained_afresh_is_a_new_trial_and_old_relative_lines_join_their_run(
+    tmp_path: Path,
+) -> None:
+    """A run is its directory and its run_id: a directory emptied and trained again (a
+    new run_id) adds a trial, a resume (the same run_id) does not; a line written before
+    run directories were stored absolute (relative, no run_id) is the run whose absolute
+    path ends with it."""
+    led = TrialsLedger(tmp_path / LEDGER_FILENAME)
+    led.append(_record(0, sharpe=0.5, run_id="aa"))
+    led.append(_record(0, sharpe=0.7, run_id="aa"))  # resumed
+    led.append(_record(0, sharpe=1.5, run_id="bb"))  # the same directory, trained afresh
+    assert led.n_trials == 2 and led.trial_sharpes().tolist() == [0.7, 1.5]
+
+    old = tmp_path / "old.jsonl"
+    line = {**_record(3, sharpe=0.2), "run_dir": "study/run_3", "recorded_at": "x"}
+    old.write_text(json.dumps(line) + "\n")  # as an older version wrote it: relative
+    legacy = TrialsLedger(old)
+    legacy.append(_record(3, sharpe=0.9, run_dir=str(tmp_path / "study" / "run_3")))
+    legacy.append(_record(4, sharpe=0.4, run_dir=str(tmp_path / "other" / "run_3x")))
+    assert [r.metrics["val_sharpe"] for r in legacy.read()] == [0.9, 0.4]
+
+
+def test_a_fresh_start_writes_a_run_id_that_a_resume_keeps(tmp_path: Path) -> None:
+    from allocgym.ledger import new_run_id, run_id_of
+
+    run = tmp_path / "runs" / "x"
+    assert run_id_of(run) == ""
+    first = new_run_id(run)
+    assert run_id_of(run) == first and len(first) == 16
+    assert new_run_id(run) != first  # a second fresh start: another trial
+
+
 # ----------------------------------------------------------------------------- selection keys
 
 

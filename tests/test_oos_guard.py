@@ -13,7 +13,7 @@ from test_evaluation import TINY, make_untrained_run
 from typer.testing import CliRunner
 
 from allocgym import evaluation as ev
-from allocgym.config import AllocgymConfig, in_sample_reason, load_config
+from allocgym.config import AllocgymConfig, check_out_of_sample, in_sample_reason, load_config
 from allocgym.data import MarketData, load_market
 from allocgym.errors import ConfigError
 from allocgym.promotion import promote
@@ -68,6 +68,18 @@ def test_in_sample_reason_names_the_overlapping_key(tiny_cfg: AllocgymConfig) ->
     # A config on its own (it may serve baselines over every bar): exact names only.
     assert in_sample_reason(every_bar, "test", agents=False) is None
     assert in_sample_reason(tiny_cfg, "all", agents=False) is None
+
+
+def test_the_refusal_gives_a_fix_that_works(tiny_cfg: AllocgymConfig) -> None:
+    """Another split where one is out of sample; retraining where none is (env.split = all
+    overlaps every split, the test split too)."""
+    with pytest.raises(ConfigError, match=r"use --split test \(evaluation.split = test\)"):
+        check_out_of_sample(tiny_cfg, "validation")
+    every_bar = load_config(None, [*TINY, "env.split=all"])
+    with pytest.raises(ConfigError) as info:
+        check_out_of_sample(every_bar, "test")
+    assert "train with env.split = train" in str(info.value)
+    assert "use --split test" not in str(info.value)
 
 
 @pytest.mark.parametrize(

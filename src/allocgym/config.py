@@ -1537,12 +1537,17 @@ def check_out_of_sample(cfg: AllocgymConfig, split: str) -> None:
         Naming the split, the config key it overlaps and the fix.
     """
     reason = in_sample_reason(cfg, split)
-    if reason is not None:
-        raise ConfigError(
-            f"{reason}: trained agents must be scored on bars they were neither trained nor "
-            f"selected on: use --split test (evaluation.split = test), or evaluate baselines "
-            f"only (allocgym baselines --split {split})"
-        )
+    if reason is None:
+        return
+    fix = (
+        "train with env.split = train (env.split = all leaves no bar out of sample)"
+        if cfg.env.split == "all"
+        else "use --split test (evaluation.split = test)"
+    )
+    raise ConfigError(
+        f"{reason}: trained agents must be scored on bars they were neither trained nor "
+        f"selected on: {fix}, or evaluate baselines only (allocgym baselines --split {split})"
+    )
 
 
 def _format_errors(err: ValidationError) -> str:

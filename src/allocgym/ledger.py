@@ -14,8 +14,12 @@ Each append is one ``write`` on a file opened with ``O_APPEND`` under an exclusi
 
 One run, one trial
 ------------------
-A run is identified by its directory (``run_dir``, made absolute on append). A run can be
-recorded more than once: training it again with ``resume`` (to extend it, or with nothing
+A run is identified by its directory (``run_dir``, made absolute on append) and its
+``run_id``, a random id a fresh start writes into the directory (:func:`new_run_id`) and
+resumes keep: a directory emptied and trained again is a new trial. A line written before
+run directories were stored absolute names its run relative to where training ran; an
+absolute ``run_dir`` that ends with it is the same run. A run can be recorded more than
+once: training it again with ``resume`` (to extend it, or with nothing
 left to train) appends another line, and so does a failed attempt that a later one
 completes. The file keeps every line (:meth:`TrialsLedger.history`); every count and
 statistic reads one record per run (:meth:`TrialsLedger.read`), the run's last, except
@@ -78,11 +82,16 @@ __all__ = [
     "TrialsLedger",
     "find_ledger",
     "market_fingerprint",
+    "new_run_id",
+    "run_id_of",
     "selection_key",
 ]
 
 LEDGER_FILENAME = "trials.jsonl"
 """File name of a study's ledger (in the study directory, beside or above its runs)."""
+
+RUN_ID_FILENAME = "run_id.txt"
+"""The file in a run directory that holds its ``run_id``."""
 
 TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "stopped")
 """Allowed ``TrialRecord.status`` values."""
@@ -123,6 +132,9 @@ class TrialRecord:
     selection_key : str
         :func:`selection_key` of the run: only trials of one key are compared ('' in
         records written before keys existed).
+    run_id : str
+        :func:`run_id_of` the run directory: with ``run_dir``, the run's identity ('' in
+        records written before run ids existed, and for runs that never started).
     """
 
     config_hash: str
@@ -136,6 +148,7 @@ class TrialRecord:
     recorded_at: str = ""
     note: str = ""
     selection_key: str = ""
+    run_id: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in TRIAL_STATUSES:
@@ -257,11 +270,13 @@ class TrialsLedger:
         return [r for r in self._runs() if self._selects(r)]
 
     def _runs(self) -> list[TrialRecord]:
-        runs: dict[str, TrialRecord] = {}  # a replaced value keeps the key's first position
+        # a replaced value keeps the key's first position
+        runs: dict[tuple[str, str], TrialRecord] = {}
         for rec in self.history():
-            prior = runs.get(rec.run_dir)
+            key = _run_key(rec, runs)
+            prior = runs.get(key)
             if rec.status != "failed" or prior is None or prior.status == "failed":
-                runs[rec.run_dir] = rec
+                runs[key] = rec
         return list(runs.values())
 
     def _selects(self, rec: TrialRecord) -> bool:
@@ -343,6 +358,39 @@ class TrialsLedger:
         """Runs per status, as :meth:`read` gives them (every status present, 0 included)."""
         recs = self.read()
         return {s: sum(r.status == s for r in recs) for s in TRIAL_STATUSES}
+
+
+def _run_key(rec: TrialRecord, runs: Mapping[tuple[str, str], Any]) -> tuple[str, str]:
+    """``(run_dir, run_id)`` of ``rec``, or the key of an earlier line that named the same
+    run by a relative path (written before run directories were stored absolute)."""
+    key = (rec.run_dir, rec.run_id)
+    if key in runs or not os.path.isabs(rec.run_dir):
+        return key
+    for old_dir, old_id in runs:
+        if (
+            old_id == rec.run_id
+            and not os.path.isabs(old_dir)
+            and rec.run_dir.endswith(os.sep + os.path.normpath(old_dir))
+        ):
+            return old_dir, old_id
+    return key
+
+
+def new_run_id(run_dir: str | Path) -> str:
+    """Write a fresh random ``run_id`` into ``run_dir`` (a training run's fresh start)."""
+    run_id = os.urandom(8).hex()
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_ID_FILENAME).write_text(run_id + "\n")
+    return run_id
+
+
+def run_id_of(run_dir: str | Path) -> str:
+    """The ``run_id`` a fresh start wrote into ``run_dir`` ('' when there is none)."""
+    try:
+        return (Path(run_dir) / RUN_ID_FILENAME).read_text().strip()
+    except OSError:
+        return ""
 
 
 def market_fingerprint(market: MarketData) -> str:

@@ -52,6 +52,7 @@ from allocgym.ledger import (
     SHARPE_KEY,
     TrialsLedger,
     market_fingerprint,
+    run_id_of,
     selection_key,
 )
 from allocgym.search_space import VALIDATION_METRICS, SearchSpace, space_from_dict
@@ -245,6 +246,7 @@ def run_trial(sample: dict[str, Any], spec: TrialSpec, market: Any) -> None:
                 "status": "completed",
                 "note": "recorded when the sweep resumed",
                 "selection_key": selection_key(cfg, spec.market_id),
+                "run_id": run_id_of(run_dir),
                 "metrics": {
                     SHARPE_KEY: summary["best_score"],
                     "best_step": summary["best_step"],
@@ -330,14 +332,17 @@ class SweepProgress(tune.Callback):
         try:
             cfg = self.spec.space.apply(self.spec.base, trial.config)
             digest, seed = config_hash(cfg), int(cfg.train.seed)
-            key = selection_key(cfg, self.spec.market_id)
+            # a sweep started by an older version resumes with its pickled spec, unkeyed
+            market_id = getattr(self.spec, "market_id", None)
+            key = "" if market_id is None else selection_key(cfg, market_id)
         except ConfigError:
             digest, seed = "invalid-config", int(self.spec.base.get("train", {}).get("seed", 0))
             key = ""
         TrialsLedger(self.spec.ledger).append({"config_hash": digest, "seed": seed,
                                                "run_dir": str(run_dir), "status": status,
                                                "metrics": metrics, "note": note[:500],
-                                               "selection_key": key})  # fmt: skip
+                                               "selection_key": key,
+                                               "run_id": run_id_of(run_dir)})  # fmt: skip
 
     def _write_progress(self, trials: list) -> None:
         counts = {s: 0 for s in ("pending", "running", "completed", "stopped", "failed")}

@@ -11,6 +11,7 @@ rate (random actions, no learner) is reported beside it.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from allocgym import compiled
+from allocgym.bench.env import ACTION_POOL
 from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, load_market
 
@@ -189,9 +191,10 @@ def run(
             real = PortfolioVecEnv(params=params, n_envs=n, seed=c.train.seed)
             real.reset()
             rng = np.random.default_rng(0)
-            actions = rng.uniform(-1, 1, (n, *real.action_space.shape)).astype(np.float32)
+            shape = (ACTION_POOL, n, *real.action_space.shape)
+            pool = itertools.cycle(rng.uniform(-1, 1, shape).astype(np.float32))
             per_call = time_calls(
-                lambda real=real, actions=actions: real.step(actions), repeat=7, number=50
+                lambda real=real, pool=pool: real.step(next(pool)), repeat=7, number=50
             )
         env_fps, env_cpu_fps = np.median(fps["env"], axis=0)
         noop_fps, noop_cpu_fps = np.median(fps["noop"], axis=0)
