@@ -98,6 +98,7 @@ def test_cli_evaluate_refuses_an_in_sample_split(run: Path, split: str, key: str
     assert msg.startswith(f"split {split!r} overlaps {key}") and "use --split test" in msg
     assert "evaluate baselines only" in msg
     assert not (run / "report.md").exists()
+    assert "evaluating" not in res.output  # refused before the progress bar starts
 
 
 def test_evaluation_split_all_is_refused_with_agents(run: Path, tiny_market: MarketData) -> None:

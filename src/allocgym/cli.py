@@ -241,6 +241,7 @@ def evaluate_cmd(
     """
     import os
 
+    from allocgym.config import check_out_of_sample
     from allocgym.evaluation import evaluate_run, expand_run_paths, prepare_run
 
     seed_list = _int_list(seeds)
@@ -249,6 +250,7 @@ def evaluate_cmd(
     # Every run directory is checked (and the market loaded, its notes printed) before
     # the progress bar starts.
     cfg, _, _ = prepare_run(run, seeds=seed_list, overrides=list(overrides or []))
+    check_out_of_sample(cfg, cfg.evaluation.split if split is None else split.value)
     market, notes = _load_market_with_notes(cfg)
     _print_notes(notes)
     roots = expand_run_paths(run)
