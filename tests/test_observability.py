@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gate_books import calm_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -515,21 +516,6 @@ def test_metrics_from_one_decision() -> None:
     assert val("allocator_active_strategies") == 3.0
 
 
-def _flat_context(n_envs: int, n_assets: int) -> GateContext:
-    """A context of empty books: what ``allocator_reject_total`` ignores."""
-    return GateContext(
-        current_weights=np.zeros((n_envs, n_assets)),
-        equity=np.full(n_envs, 1e6),
-        prices=np.full((n_envs, n_assets), 10.0),
-        adv_notional=np.full((n_envs, n_assets), 1e6),
-        volatility=np.full((n_envs, n_assets), 0.01),
-        spread_bps=np.full((n_envs, n_assets), 1.0),
-        sector_ids=np.arange(n_assets),
-        regime=np.zeros(n_envs, dtype=np.int64),
-        tradable=np.ones((n_envs, n_assets), dtype=bool),
-    )
-
-
 def _reject_counts(m: Metrics) -> dict[str, float]:
     val = m.registry.get_sample_value
     return {code.name: val("allocator_reject_total", {"reason": code.name}) for code in ReasonCode}
@@ -557,7 +543,7 @@ def test_reject_counts_by_hand() -> None:
     )
     approved = np.zeros((3, 4))
     gate = GateResult(approved, sym, port, {}, approved)
-    ctx = _flat_context(3, 4)
+    ctx = calm_context(3, 4)
     m = Metrics()
     m.observe_decision(gate, ctx)
     expected = dict.fromkeys(REASON_NAMES, 0.0)
@@ -589,7 +575,7 @@ def test_reject_counts_equal_a_naive_loop() -> None:
         m = Metrics()
         m.observe_decision(
             GateResult(approved, sym, port, {}, approved),
-            _flat_context(n_envs, n_assets),
+            calm_context(n_envs, n_assets),
         )
         assert _reject_counts(m) == expected
 
