@@ -24,6 +24,7 @@ from allocgym.ledger import (
     market_fingerprint,
     selection_key,
 )
+from allocgym.stats import expected_max_sharpe
 
 
 def _record(seed: int, status: str = "completed", sharpe: float | None = 1.0, **kw) -> dict:
@@ -265,14 +266,38 @@ def test_the_dsr_counts_only_the_trials_of_the_evaluated_runs_key(tmp_path: Path
         "2 trial(s) of the ledger left out: another market, split or validation split "
         "(selection_key)"
     )
-    mixed = dsr_trial_set([], None, tmp_path)  # no key: every trial, as before keys existed
-    assert mixed.n_trials == 7 and mixed.ledger_left_out == 0 and mixed.note == ""
-    assert mixed.sharpe_variance > ts.sharpe_variance
+    # No key (a walk-forward study, whose folds are selections of their own): N is the
+    # most trials of one selection (A's 5), V pooled within each: (SS_A + SS_B) / (3 + 1)
+    # = (1.25 + 8) / 4 annualised, not the variance of all six (market differences).
+    mixed = dsr_trial_set([], None, tmp_path)
+    assert mixed.n_trials == 5 and mixed.n_selections == 2 and mixed.ledger_left_out == 0
+    assert mixed.sharpe_variance == pytest.approx(9.25 / 4 / 252, rel=1e-12)
+    assert mixed.sr0 == pytest.approx(expected_max_sharpe([0.0, math.sqrt(2 * 9.25 / 4 / 252)], 5))
+    assert mixed.note == (
+        "2 selections in the ledger (selection_key): N = the most trials of one, "
+        "V = the variance of the trials' Sharpe ratios within each"
+    )
+    assert ts.n_selections == 1  # a keyed read is one selection
     # a trial recorded without a key is counted, and the note says so
     TrialsLedger(tmp_path).append(_record(8, sharpe=1.25))
     with_unkeyed = dsr_trial_set([], None, TrialsLedger(tmp_path, "A"))
     assert with_unkeyed.n_trials == 6 and with_unkeyed.ledger_unkeyed == 1
     assert "1 trial(s) of the ledger carry no selection_key and are counted" in with_unkeyed.note
+
+
+def test_selections_of_one_scored_trial_each_fall_back_to_the_variance_across_them(
+    tmp_path: Path,
+) -> None:
+    """Three folds of one seed each: no selection has a spread of its own, so N and V come
+    from all three (0.5, 1.0, 3.0: V = 1.75 annualised), and the note says it is conservative."""
+    led = TrialsLedger(tmp_path)
+    for seed, (key, sharpe) in enumerate((("F1", 0.5), ("F2", 1.0), ("F3", 3.0))):
+        led.append(_record(seed, sharpe=sharpe, selection_key=key))
+    ts = dsr_trial_set([], None, tmp_path)
+    assert ts.source == "ledger" and ts.n_trials == 3 and ts.n_selections == 1
+    assert ts.sharpe_variance == pytest.approx(1.75 / 252, rel=1e-12)
+    assert ts.note.startswith("3 selections in the ledger (selection_key), none with 2 scored")
+    assert "SR_0 is conservative" in ts.note
 
 
 def test_the_selection_key_follows_the_market_and_the_splits_not_the_hyperparameters() -> None:

@@ -241,6 +241,22 @@ def test_single_trial_dsr_is_the_psr() -> None:
     assert dsr == sst.probabilistic_sharpe_ratio(sr, n, skew, kurt)
 
 
+def test_the_trial_variance_pools_within_selections() -> None:
+    """By hand: groups a (1, 3) and b (10, 14) give SS 2 + 8 over 1 + 1 degrees of freedom
+    = 5; c's single trial and the NaN add nothing; one group is numpy's ddof=1 variance."""
+    sharpes = [1.0, 3.0, 10.0, 14.0, 100.0, float("nan")]
+    groups = ["a", "a", "b", "b", "c", "a"]
+    assert sst.trial_sharpe_variance(sharpes, groups) == 5.0
+    assert sst.trial_sharpe_variance(sharpes[:4]) == float(np.var(sharpes[:4], ddof=1))
+    assert math.isnan(sst.trial_sharpe_variance([1.0, 2.0], ["a", "b"]))
+    assert sst.expected_max_sharpe([1.0, 2.0], 10, ["a", "b"]) == 0.0  # V unknown
+    # the grouped SR_0 is the ungrouped one of any two values whose variance is 5
+    grouped = sst.expected_max_sharpe(sharpes, 8, groups)
+    assert grouped == pytest.approx(sst.expected_max_sharpe([0.0, math.sqrt(10.0)], 8), rel=1e-14)
+    with pytest.raises(ValueError, match="2 group labels for 3"):
+        sst.trial_sharpe_variance([1.0, 2.0, 3.0], ["a", "b"])
+
+
 @settings(deadline=None, max_examples=30)
 @given(
     st.lists(st.floats(-0.2, 0.2), min_size=2, max_size=20),

@@ -4,6 +4,7 @@ synthetic market (train per fold, test every allocator on the same bars, stitch,
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -104,7 +105,17 @@ def test_study_end_to_end(tmp_path) -> None:
     assert pooled[mean]["paired"]["equal_weight"]["n_obs"] == sum(
         f["n_bars"] for f in data["folds"]
     )
-    assert data["trials"]["n_trials"] == 4 and pooled[mean]["dsr"] is not None
+    # each fold selects on its own validation year: two selections of two trials, V the
+    # pooled within-fold variance of the per-period validation Sharpe ratios
+    folds: dict[str, list[float]] = {}
+    for r in recs:
+        folds.setdefault(r.selection_key, []).append(r.val_sharpe / math.sqrt(r.periods_per_year))
+    assert len(folds) == 2 and all(len(v) == 2 for v in folds.values())
+    pooled_v = sum((a - b) ** 2 / 2 for a, b in folds.values()) / 2
+    trials = data["trials"]
+    assert trials["n_trials"] == 2 and trials["n_selections"] == 2
+    assert trials["sharpe_variance_per_period"] == pytest.approx(pooled_v, rel=1e-12)
+    assert pooled[mean]["dsr"] is not None
     assert pooled[mean]["paired"]["equal_weight"]["level"] == pytest.approx(0.8)
     assert data["settings"]["periods_per_year"] == 52 and data["settings"]["cvar_alpha"] == 0.9
     # each fold's results.json holds its own walk; the stitched 1/N is their concatenation

@@ -103,6 +103,7 @@ from allocgym.stats import (
     paired_sharpe_differences,
     probabilistic_sharpe_ratio,
     sharpe_moments,
+    trial_sharpe_variance,
 )
 from allocgym.var_backtest import backtest_var
 
@@ -1407,6 +1408,10 @@ class DSRTrials:
         Trials of the ledger left out: another market, split or validation split.
     ledger_unkeyed : int
         Trials of the ledger recorded without a selection key, counted.
+    n_selections : int
+        Selection problems the trials come from: more than 1 only for a ledger read
+        without a selection key that holds several (a walk-forward study's folds), where
+        ``N`` is the most trials of one and ``V`` the pooled variance within each.
     """
 
     n_trials: int
@@ -1420,6 +1425,7 @@ class DSRTrials:
     note: str
     ledger_left_out: int = 0
     ledger_unkeyed: int = 0
+    n_selections: int = 1
 
 
 def dsr_trial_set(
@@ -1468,6 +1474,8 @@ def dsr_trial_set(
     n_trials, source, notes = len(trials), "agent seeds" if trials else "none", []
     led = None
     scope = {"left_out": 0, "unkeyed": 0}
+    groups: list[str] | None = None  # the ledger's selection of each Sharpe ratio
+    selections = 1
     if isinstance(ledger, TrialsLedger):
         led = ledger if selection_key is None else TrialsLedger(ledger.path, selection_key)
     elif ledger is not None:
@@ -1484,11 +1492,29 @@ def dsr_trial_set(
                 f"{scope['unkeyed']} trial(s) of the ledger carry no selection_key and are "
                 "counted: remove their lines if they belong to another market or split"
             )
-        ledger_sharpes = led.trial_sharpes(per_period=True)
+        ledger_sharpes, keys = led.scored_trials(per_period=True)
+        per_key = led.trials_per_key()
+        if led.selection_key is None and len(per_key) > 1:
+            # Several selection problems (a walk-forward study's folds): each chose among
+            # its own trials on its own data, so N is the most trials of one, and V the
+            # spread within each, not the differences between their data.
+            if trial_sharpe_variance(ledger_sharpes, keys) >= 0.0:
+                selections, groups = len(per_key), keys
+            else:
+                notes.append(
+                    f"{len(per_key)} selections in the ledger (selection_key), none with 2 "
+                    "scored trials: N and V across all of them (V then includes the "
+                    "differences between their data: SR_0 is conservative)"
+                )
         if ledger_sharpes.size >= 2:
             sharpes, source = ledger_sharpes.tolist(), "ledger"
-            n_trials = led.n_trials
-            if n_trials < len(trials):
+            n_trials = led.n_trials if groups is None else max(per_key.values())
+            if groups is not None:
+                notes.append(
+                    f"{selections} selections in the ledger (selection_key): N = the most "
+                    "trials of one, V = the variance of the trials' Sharpe ratios within each"
+                )
+            elif n_trials < len(trials):
                 notes.append(
                     f"the ledger lists {n_trials} trials but {len(trials)} agents were "
                     f"evaluated: N = {len(trials)} (record every run in the ledger)"
@@ -1515,8 +1541,8 @@ def dsr_trial_set(
         n_trials = int(e.dsr_trials)
     return DSRTrials(
         n_trials=n_trials,
-        sr0=expected_max_sharpe(sharpes, n_trials),
-        sharpe_variance=float(np.var(finite, ddof=1)) if len(finite) >= 2 else float("nan"),
+        sr0=expected_max_sharpe(sharpes, n_trials, groups),
+        sharpe_variance=trial_sharpe_variance(sharpes, groups),
         n_sharpes=len(finite),
         source=source,
         weak=source != "ledger",
@@ -1525,6 +1551,7 @@ def dsr_trial_set(
         note="; ".join(notes),
         ledger_left_out=scope["left_out"],
         ledger_unkeyed=scope["unkeyed"],
+        n_selections=selections,
     )
 
 

@@ -341,13 +341,26 @@ class TrialsLedger:
         ndarray, shape (n_completed_finite,)
             Annualised (default) or per-period.
         """
-        vals = [
-            r.val_sharpe / (math.sqrt(r.periods_per_year) if per_period else 1.0)
+        return self.scored_trials(per_period)[0]
+
+    def scored_trials(self, per_period: bool = False) -> tuple[np.ndarray, list[str]]:
+        """:meth:`trial_sharpes` and, for each, its run's ``selection_key`` ('' = none)."""
+        scored = [
+            (r.val_sharpe / (math.sqrt(r.periods_per_year) if per_period else 1.0), r.selection_key)
             for r in self.read()
             if r.status == "completed"
         ]
-        arr = np.asarray(vals, dtype=np.float64)
-        return arr[np.isfinite(arr)]
+        keep = [(s, k) for s, k in scored if math.isfinite(s)]
+        return np.asarray([s for s, _ in keep], dtype=np.float64), [k for _, k in keep]
+
+    def trials_per_key(self) -> dict[str, int]:
+        """Trials (completed and stopped runs) per ``selection_key`` read ('' = none), in
+        the order of each key's first run."""
+        out: dict[str, int] = {}
+        for r in self.read():
+            if r.status in ("completed", "stopped"):
+                out[r.selection_key] = out.get(r.selection_key, 0) + 1
+        return out
 
     @property
     def n_trials(self) -> int:

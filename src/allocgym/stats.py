@@ -48,6 +48,7 @@ __all__ = [
     "probabilistic_sharpe_ratio",
     "sharpe_moments",
     "stationary_bootstrap_indices",
+    "trial_sharpe_variance",
 ]
 
 EULER_GAMMA = 0.5772156649015329
@@ -428,13 +429,57 @@ def probabilistic_sharpe_ratio(
     return float(sps.norm.cdf(z))
 
 
-def expected_max_sharpe(trial_sharpes: Sequence[float], n_trials: int) -> float:
+def trial_sharpe_variance(
+    trial_sharpes: Sequence[float], groups: Sequence[Any] | None = None
+) -> float:
+    """Variance ``V`` (ddof = 1) of the trials' Sharpe ratios, as :func:`expected_max_sharpe`
+    uses it.
+
+    Parameters
+    ----------
+    trial_sharpes : sequence of float
+        Per-period Sharpe ratios of the trials (non-finite ones are ignored).
+    groups : sequence, optional
+        One label per Sharpe ratio: the selection problem it belongs to (trials scored on
+        the same data). ``V`` is then the pooled within-group variance,
+        ``sum_k sum_i (SR_ki - mean_k)^2 / sum_k (n_k - 1)``: the spread of trials on the
+        same data, without the differences between the groups' data (of a walk-forward
+        study's folds, different years). A group of one adds nothing to it.
+
+    Returns
+    -------
+    float
+        NaN when no group holds 2 finite ratios.
+    """
+    sr = np.asarray(trial_sharpes, dtype=np.float64)
+    if groups is None:
+        labels = np.zeros(sr.size, dtype=np.int64)
+    else:
+        if len(groups) != sr.size:
+            raise ValueError(f"{len(groups)} group labels for {sr.size} trial Sharpe ratios")
+        index: dict[Any, int] = {}
+        labels = np.array([index.setdefault(g, len(index)) for g in groups], dtype=np.int64)
+    finite = np.isfinite(sr)
+    sr, labels = sr[finite], labels[finite]
+    ss, dof = 0.0, 0
+    for k in np.unique(labels):
+        x = sr[labels == k]
+        if x.size >= 2:
+            ss += float(np.sum((x - x.mean()) ** 2))
+            dof += x.size - 1
+    return ss / dof if dof else float("nan")
+
+
+def expected_max_sharpe(
+    trial_sharpes: Sequence[float], n_trials: int, groups: Sequence[Any] | None = None
+) -> float:
     """Expected maximum per-period Sharpe of ``n_trials`` skill-less trials (DSR's ``SR_0``).
 
     ``sqrt(V) ((1 - g) Z(1 - 1/N) + g Z(1 - 1/(N e)))``, with ``V`` the variance (ddof=1)
-    of the trials' per-period Sharpe ratios, ``g`` the Euler–Mascheroni constant and ``Z``
-    the standard normal quantile (Bailey & López de Prado, 2014, eq. 2). 0 for a single
-    trial or fewer than 2 finite trial Sharpe ratios.
+    of the trials' per-period Sharpe ratios (:func:`trial_sharpe_variance`; pooled within
+    ``groups`` when given), ``g`` the Euler–Mascheroni constant and ``Z`` the standard
+    normal quantile (Bailey & López de Prado, 2014, eq. 2). 0 for a single trial or when
+    ``V`` is unknown (fewer than 2 finite trial Sharpe ratios in every group).
 
     Parameters
     ----------
@@ -442,11 +487,12 @@ def expected_max_sharpe(trial_sharpes: Sequence[float], n_trials: int) -> float:
         Per-period Sharpe ratios of the trials (non-finite ones are ignored).
     n_trials : int
         Number of trials ``N`` (may exceed ``len(trial_sharpes)``).
+    groups : sequence, optional
+        One selection-problem label per Sharpe ratio (see :func:`trial_sharpe_variance`).
     """
-    sr = np.asarray([s for s in trial_sharpes if math.isfinite(s)], dtype=np.float64)
-    if n_trials < 2 or sr.size < 2:
+    v = trial_sharpe_variance(trial_sharpes, groups)
+    if n_trials < 2 or not math.isfinite(v):
         return 0.0
-    v = float(np.var(sr, ddof=1))
     z1 = sps.norm.ppf(1.0 - 1.0 / n_trials)
     z2 = sps.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
     return math.sqrt(v) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)

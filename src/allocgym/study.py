@@ -168,7 +168,8 @@ class StudyResult:
     trials : dict
         The DSR's trial set (:func:`allocgym.evaluation.dsr_trial_set`): ledger path,
         ``n_trials`` (N), ``sr0`` (per period), ``source``, ``weak``, ``note``, the
-        trials' Sharpe variance (per period) and the ledger's runs per status.
+        trials' Sharpe variance (per period, pooled within the ``n_selections`` folds) and
+        the ledger's runs per status.
     settings : dict
         The ``evaluation`` settings behind every number: ``periods_per_year``,
         ``cvar_alpha`` and ``bootstrap`` (``mean_block``, ``n_boot``, ``alpha``, ``seed``).
@@ -364,8 +365,11 @@ def _summarize(
 
     The DSR's trials are :func:`allocgym.evaluation.dsr_trial_set` of the ledger and every
     fold's agents, the rule the folds' evaluations use. The stitched series spans every
-    fold, so it counts every trial of the study's ledger (no selection key), where a fold's
-    evaluation counts the trials of its own fold's splits.
+    fold, so it reads the study's whole ledger (no selection key), where a fold's
+    evaluation reads the trials of its own fold's splits. Each fold is a selection of its
+    own, on its own validation years: ``N`` is the most trials of one fold and ``V`` the
+    variance of the validation Sharpe ratios within each fold, pooled, so the years'
+    differences do not pass for selection (``n_selections`` folds).
     """
     stitched = stitch(outcomes.returns)
     ts = dsr_trial_set(outcomes.agents, ecfg, ledger)
@@ -373,7 +377,7 @@ def _summarize(
     trials = {"ledger": str(ledger.path), "n_trials": ts.n_trials, "sr0": ts.sr0,
               "source": ts.source, "weak": ts.weak, "note": ts.note,
               "sharpe_variance_per_period": ts.sharpe_variance, "n_trial_sharpes": ts.n_sharpes,
-              "counts": ledger.counts()}  # fmt: skip
+              "n_selections": ts.n_selections, "counts": ledger.counts()}  # fmt: skip
     return stitched, pooled, trials
 
 
