@@ -1,12 +1,15 @@
-"""Shared fixtures: the real S&P 500 sample and a small synthetic market (both immutable)."""
+"""Shared fixtures: the real S&P 500 sample, a small synthetic market (both immutable) and
+the evaluation tests' tiny config and market (``tiny_configs.TINY``)."""
 
 from __future__ import annotations
 
 import warnings
 
 import pytest
+from tiny_configs import TINY
 
-from allocgym.data import MarketData, load_sp500, synthetic
+from allocgym.config import AllocgymConfig, load_config
+from allocgym.data import MarketData, load_market, load_sp500, synthetic
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +24,13 @@ def sp500() -> MarketData:
 def small_synth() -> MarketData:
     """Seeded synthetic market: 6 symbols in 3 sectors, 500 bars, all three true regimes present (seed 5)."""
     return synthetic(n_assets=6, n_days=500, seed=5, n_sectors=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg() -> AllocgymConfig:
+    return load_config(None, TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_market(tiny_cfg: AllocgymConfig) -> MarketData:
+    return load_market(tiny_cfg.data)

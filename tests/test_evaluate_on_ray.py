@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_evaluation import TINY, make_untrained_run
+from test_evaluation import make_untrained_run
+from tiny_configs import TINY
 
 from allocgym import evaluation as ev
 from allocgym.config import load_config

@@ -11,7 +11,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-from tiny_configs import TINY_DATA, TINY_PPO
+from tiny_configs import TINY
 from typer.testing import CliRunner
 
 from allocgym import evaluation as ev
@@ -23,19 +23,6 @@ from allocgym.data import MarketData, load_market
 from allocgym.envs import core
 from allocgym.errors import ConfigError, DataError, Infeasible
 from allocgym.ledger import TrialsLedger
-
-TINY = [*TINY_DATA, "baselines.rebalance_every=5", *TINY_PPO]
-"""6 synthetic assets, 720 bars: the test split has 194 bars (193 decisions)."""
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg() -> AllocgymConfig:
-    return load_config(None, TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_market(tiny_cfg: AllocgymConfig) -> MarketData:
-    return load_market(tiny_cfg.data)
 
 
 @pytest.fixture(scope="module")

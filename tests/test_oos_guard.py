@@ -9,25 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_evaluation import TINY, make_untrained_run
+from test_evaluation import make_untrained_run
+from tiny_configs import TINY
 from typer.testing import CliRunner
 
 from allocgym import evaluation as ev
 from allocgym.config import AllocgymConfig, check_out_of_sample, in_sample_reason, load_config
-from allocgym.data import MarketData, load_market
+from allocgym.data import MarketData
 from allocgym.errors import ConfigError
 from allocgym.promotion import promote
 from allocgym.report import print_metrics_table, write_report
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg() -> AllocgymConfig:
-    return load_config(None, TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_market(tiny_cfg: AllocgymConfig) -> MarketData:
-    return load_market(tiny_cfg.data)
 
 
 @pytest.fixture(scope="module")

@@ -22,3 +22,6 @@ TINY_PPO = [
     "train.policy=mlp",
     "train.net_arch=[16]",
 ]
+TINY = [*TINY_DATA, "baselines.rebalance_every=5", *TINY_PPO]
+"""The evaluation tests' config: 6 synthetic assets, 720 bars; the test split has 194 bars
+(193 decisions)."""
