@@ -114,7 +114,7 @@ def test_study_end_to_end(tmp_path) -> None:
     pooled_v = sum((a - b) ** 2 / 2 for a, b in folds.values()) / 2
     trials = data["trials"]
     assert trials["n_trials"] == 2 and trials["n_selections"] == 2
-    assert trials["sharpe_variance_per_period"] == pytest.approx(pooled_v, rel=1e-12)
+    assert trials["sharpe_variance"] == pytest.approx(pooled_v, rel=1e-12)
     assert pooled[mean]["dsr"] is not None
     assert pooled[mean]["paired"]["equal_weight"]["level"] == pytest.approx(0.8)
     assert data["settings"]["periods_per_year"] == 52 and data["settings"]["cvar_alpha"] == 0.9

@@ -124,6 +124,7 @@ __all__ = [
     "baseline_names",
     "build_baselines",
     "dashboard_data",
+    "dsr_summary",
     "dsr_trial_set",
     "evaluate",
     "evaluate_run",
@@ -1264,7 +1265,7 @@ class EvaluationResult:
         ``sharpe_variance`` (per period) and ``sharpe_variance_annual`` of the trials'
         Sharpe ratios, ``n_trial_sharpes``, ``ledger`` (path or None), ``ledger_left_out``
         and ``ledger_unkeyed`` (its trials of another selection key, left out, and without
-        a key, counted), ``note``.
+        a key, counted), ``n_selections``, ``note``, ``method`` (:func:`dsr_summary`).
     meta : dict
         Split, dates, config hash, run directory, market name.
     dashboard : dict
@@ -1576,7 +1577,7 @@ def _seed_groups(
     return groups
 
 
-def _dsr_summary(ts: DSRTrials, ppy: float) -> dict[str, Any]:
+def dsr_summary(ts: DSRTrials, ppy: float) -> dict[str, Any]:
     """The DSR's trial set for the report: N, ``SR_0`` (per period and annualised with
     ``ppy``), where the trials came from and the method in words."""
     return {
@@ -1592,12 +1593,15 @@ def _dsr_summary(ts: DSRTrials, ppy: float) -> dict[str, Any]:
         "ledger": ts.ledger,
         "ledger_left_out": ts.ledger_left_out,
         "ledger_unkeyed": ts.ledger_unkeyed,
+        "n_selections": ts.n_selections,
         "note": ts.note,
         "method": "Bailey & Lopez de Prado (2014): PSR against the expected maximum Sharpe "
         "of N skill-less trials, with per-period Sharpe ratios throughout; the trials are "
         "every configuration trained in the study on the same market, splits and validation "
         "split (trials ledger: N = completed and stopped "
-        "trials, variance of the completed trials' validation Sharpe ratios), or, without a "
+        "trials, variance of the completed trials' validation Sharpe ratios; a ledger of "
+        "several such selections, as a walk-forward study's folds: N = the most trials of "
+        "one, variance pooled within each), or, without a "
         "ledger, the agent seeds evaluated together (weak: it misses the configurations "
         "tried before); evaluation.dsr_trials overrides N; baselines are benchmarks, not "
         "trials",
@@ -1712,7 +1716,7 @@ def summarize(
         metrics[bt.name]["dsr_source"] = ts.source
     groups = _seed_groups(backtests, metrics)
     ppy = float(e.periods_per_year)
-    dsr = _dsr_summary(ts, ppy)
+    dsr = dsr_summary(ts, ppy)
     regime_risk, var_bt, meta = _market_risk(backtests, asset_returns, risk_window, e)
     attribution, diagnostics = _factor_diagnostics(
         backtests, asset_returns, factors, factor_model or FactorModelConfig(), factor_window,

@@ -34,7 +34,13 @@ from allocgym import measures
 from allocgym.config import AllocgymConfig, EvaluationConfig, config_hash
 from allocgym.data import MarketData, walk_forward_splits
 from allocgym.errors import ConfigError
-from allocgym.evaluation import PAIRED_REFERENCES, Backtest, EvaluationResult, dsr_trial_set
+from allocgym.evaluation import (
+    PAIRED_REFERENCES,
+    Backtest,
+    EvaluationResult,
+    dsr_summary,
+    dsr_trial_set,
+)
 from allocgym.ledger import LEDGER_FILENAME, TrialsLedger
 from allocgym.stats import paired_sharpe_differences, probabilistic_sharpe_ratio, sharpe_moments
 
@@ -166,10 +172,10 @@ class StudyResult:
         tests against ``PAIRED_REFERENCES`` and the DSR; plus ``agent_beats_equal_weight``
         (folds where the seed-mean agent Sharpe beats 1/N's).
     trials : dict
-        The DSR's trial set (:func:`allocgym.evaluation.dsr_trial_set`): ledger path,
-        ``n_trials`` (N), ``sr0`` (per period), ``source``, ``weak``, ``note``, the
-        trials' Sharpe variance (per period, pooled within the ``n_selections`` folds) and
-        the ledger's runs per status.
+        The DSR's trial set (:func:`allocgym.evaluation.dsr_trial_set`) as the evaluation
+        reports it (:func:`allocgym.evaluation.dsr_summary`: ``n_trials`` (N), ``sr0``,
+        ``source``, ``weak``, ``note``, the trials' Sharpe variance pooled within the
+        ``n_selections`` folds, ...), the study's ledger path and its runs per status.
     settings : dict
         The ``evaluation`` settings behind every number: ``periods_per_year``,
         ``cvar_alpha`` and ``bootstrap`` (``mean_block``, ``n_boot``, ``alpha``, ``seed``).
@@ -374,10 +380,8 @@ def _summarize(
     stitched = stitch(outcomes.returns)
     ts = dsr_trial_set(outcomes.agents, ecfg, ledger)
     pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, ts.sr0, ecfg)
-    trials = {"ledger": str(ledger.path), "n_trials": ts.n_trials, "sr0": ts.sr0,
-              "source": ts.source, "weak": ts.weak, "note": ts.note,
-              "sharpe_variance_per_period": ts.sharpe_variance, "n_trial_sharpes": ts.n_sharpes,
-              "n_selections": ts.n_selections, "counts": ledger.counts()}  # fmt: skip
+    trials = {**dsr_summary(ts, float(ecfg.periods_per_year)), "ledger": str(ledger.path),
+              "counts": ledger.counts()}  # fmt: skip
     return stitched, pooled, trials
 
 
