@@ -1,5 +1,5 @@
 """Shared fixtures: the real S&P 500 sample, a small synthetic market (both immutable) and
-the evaluation tests' tiny config and market (``tiny_configs.TINY``)."""
+the evaluation tests' tiny config and market (``eval_cfg``, ``eval_market``: ``tiny_configs.TINY``)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ def small_synth() -> MarketData:
 
 
 @pytest.fixture(scope="module")
-def tiny_cfg() -> AllocgymConfig:
+def eval_cfg() -> AllocgymConfig:
     return load_config(None, TINY)
 
 
 @pytest.fixture(scope="module")
-def tiny_market(tiny_cfg: AllocgymConfig) -> MarketData:
-    return load_market(tiny_cfg.data)
+def eval_market(eval_cfg: AllocgymConfig) -> MarketData:
+    return load_market(eval_cfg.data)

@@ -26,8 +26,8 @@ from allocgym.ledger import TrialsLedger
 
 
 @pytest.fixture(scope="module")
-def tiny_params(tiny_market: MarketData, tiny_cfg: AllocgymConfig):
-    return ev.evaluation_params(tiny_market, tiny_cfg)
+def tiny_params(eval_market: MarketData, eval_cfg: AllocgymConfig):
+    return ev.evaluation_params(eval_market, eval_cfg)
 
 
 def make_untrained_run(run_dir: Path, cfg: AllocgymConfig, market: MarketData) -> Path:
@@ -224,7 +224,7 @@ def _count_allocate(alloc, calls: list[AllocationContext]) -> None:
 
 
 def test_baseline_sb3_agent_and_frozen_policy_walk_one_path(
-    tiny_cfg: AllocgymConfig, tiny_market: MarketData, tiny_params, tmp_path: Path
+    eval_cfg: AllocgymConfig, eval_market: MarketData, tiny_params, tmp_path: Path
 ) -> None:
     """One walk, one protocol: each is an Allocator whose allocate(ctx) the walk calls on
     its schedule; the agents read the env's own observation from the context."""
@@ -235,17 +235,17 @@ def test_baseline_sb3_agent_and_frozen_policy_walk_one_path(
     from allocgym.envs import build_params
     from allocgym.serving.bundle import FrozenPolicy
 
-    train_params = build_params(tiny_market, tiny_cfg, "train")
-    _, _, env, vn = make_train_env(tiny_cfg, train_params)
-    model = build_model(tiny_cfg, env, train_params)
+    train_params = build_params(eval_market, eval_cfg, "train")
+    _, _, env, vn = make_train_env(eval_cfg, train_params)
+    model = build_model(eval_cfg, env, train_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bundle = export_model(
-            model, vn, tiny_cfg, tmp_path / "bundle", market=tiny_market, n_recorded=64,
+            model, vn, eval_cfg, tmp_path / "bundle", market=eval_market, n_recorded=64,
             n_random=64,
         )  # fmt: skip
     spec = tiny_params.action_spec
-    baseline = ev.build_baselines(tiny_cfg, ["equal_weight"])["equal_weight"]
+    baseline = ev.build_baselines(eval_cfg, ["equal_weight"])["equal_weight"]
     agent = SB3PolicyAllocator(model, vn, spec, name="sb3")
     frozen = ev.FrozenAgent(FrozenPolicy.load(bundle.path), spec)
     for alloc in (baseline, agent, frozen):
@@ -259,7 +259,7 @@ def test_baseline_sb3_agent_and_frozen_policy_walk_one_path(
     bts = ev.run_allocators([baseline, agent, frozen], params=tiny_params)
     assert [bt.kind for bt in bts] == ["baseline", "agent", "agent"]
     n_steps = bts[0].n_steps
-    every = tiny_cfg.baselines.rebalance_every
+    every = eval_cfg.baselines.rebalance_every
     assert len(seen["baseline"]) == math.ceil(n_steps / every)
     assert len(seen["sb3"]) == len(seen["frozen"]) == n_steps  # env.decision_interval = 1
     # the first context holds the env's reset observation, bit for bit
@@ -301,14 +301,14 @@ def test_an_agent_with_another_action_map_is_refused(tiny_params) -> None:
     [[], ["risk.long_only=false"], ["env.action_mode=tilt"], ["env.action_mode=budgets"]],
     ids=["weights", "long_short", "tilt", "budgets"],
 )
-def test_action_proposal_is_the_env_action_map(tiny_market: MarketData, extra) -> None:
+def test_action_proposal_is_the_env_action_map(eval_market: MarketData, extra) -> None:
     """``action_proposal`` on a context gives the bits of ``core.propose`` on the state,
     a non-finite action row included."""
     from allocgym.allocator import action_proposal
     from allocgym.envs.context import allocation_context
 
     cfg = load_config(None, [*TINY, *extra])
-    params = ev.evaluation_params(tiny_market, cfg)
+    params = ev.evaluation_params(eval_market, cfg)
     starts = params.lo + np.array([0, 17, 40])
     state, obs = core.reset(params, core.seed_keys([0, 1, 2]), start=starts)
     rng = np.random.default_rng(3)
@@ -387,12 +387,12 @@ def test_a_wiped_out_book_is_frozen_and_the_others_keep_walking() -> None:
 
 
 def test_walk_is_not_cut_by_the_training_drawdown_kill(
-    tiny_cfg: AllocgymConfig, tiny_market: MarketData, tiny_params
+    eval_cfg: AllocgymConfig, eval_market: MarketData, tiny_params
 ) -> None:
     """A 2% training-time kill would flatten 1/N at its first 2% drawdown and keep it flat
     (the drawdown is measured against the old peak); evaluation walks ignore it."""
-    env = tiny_cfg.env.model_copy(update={"drawdown_kill": 0.02})
-    params = ev.evaluation_params(tiny_market, tiny_cfg.model_copy(update={"env": env}))
+    env = eval_cfg.env.model_copy(update={"drawdown_kill": 0.02})
+    params = ev.evaluation_params(eval_market, eval_cfg.model_copy(update={"env": env}))
     assert params.cfg.env.drawdown_kill == ev.WALK_DRAWDOWN_KILL == 1.0
     assert tiny_params.cfg.env.drawdown_kill == 1.0
     bt = ev.run_allocator(FixedWeights(np.full(6, 1 / 6)), params=params)
@@ -810,8 +810,8 @@ def test_baseline_names_resolve_all_and_aliases() -> None:
         ev.baseline_names("hrp,nonsense")
 
 
-def test_every_registered_baseline_builds(tiny_cfg: AllocgymConfig) -> None:
-    built = ev.build_baselines(tiny_cfg, ["all", "engine"])
+def test_every_registered_baseline_builds(eval_cfg: AllocgymConfig) -> None:
+    built = ev.build_baselines(eval_cfg, ["all", "engine"])
     assert set(built) == {*ev.ALL_BASELINES, "engine"}
     for name, alloc in built.items():
         assert isinstance(alloc, ev.Allocator), name
@@ -821,13 +821,13 @@ def test_every_registered_baseline_builds(tiny_cfg: AllocgymConfig) -> None:
 
 
 def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
-    tmp_path: Path, tiny_cfg: AllocgymConfig, tiny_market: MarketData
+    tmp_path: Path, eval_cfg: AllocgymConfig, eval_market: MarketData
 ) -> None:
     """Acceptance: `allocgym evaluate` on a tiny synthetic run; the table in results.json
     equals the metrics recomputed from the return series saved beside it."""
     from allocgym.cli import app
 
-    run = make_untrained_run(tmp_path / "run", tiny_cfg, tiny_market)
+    run = make_untrained_run(tmp_path / "run", eval_cfg, eval_market)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = CliRunner().invoke(
@@ -867,10 +867,10 @@ def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
 
 
 def test_evaluate_run_takes_the_dsr_trials_from_the_study_ledger(
-    tmp_path: Path, tiny_cfg: AllocgymConfig, tiny_market: MarketData
+    tmp_path: Path, eval_cfg: AllocgymConfig, eval_market: MarketData
 ) -> None:
     """trials.jsonl in the run's parent (the study directory) is found; a configured one wins."""
-    run = make_untrained_run(tmp_path / "study" / "run", tiny_cfg, tiny_market)
+    run = make_untrained_run(tmp_path / "study" / "run", eval_cfg, eval_market)
     _write_study_ledger(tmp_path / "study" / "trials.jsonl")
     other = TrialsLedger(tmp_path / "elsewhere.jsonl")
     for s, sharpe in enumerate((0.1, 0.3, 0.2)):
@@ -878,9 +878,9 @@ def test_evaluate_run_takes_the_dsr_trials_from_the_study_ledger(
                       "metrics": {"val_sharpe": sharpe}})  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found = ev.evaluate_run(run, baselines="1/n", market=tiny_market)
+        found = ev.evaluate_run(run, baselines="1/n", market=eval_market)
         configured = ev.evaluate_run(
-            run, baselines="1/n", market=tiny_market,
+            run, baselines="1/n", market=eval_market,
             overrides=[f"evaluation.trials_ledger={other.path}"],
         )  # fmt: skip
     assert found.dsr["source"] == "ledger" and found.dsr["n_trials"] == 5
@@ -891,11 +891,11 @@ def test_evaluate_run_takes_the_dsr_trials_from_the_study_ledger(
 
 
 def test_find_agent_runs_seed_folders_and_errors(
-    tmp_path: Path, tiny_cfg: AllocgymConfig, tiny_market: MarketData
+    tmp_path: Path, eval_cfg: AllocgymConfig, eval_market: MarketData
 ) -> None:
     for s in (3, 1):
         cfg = load_config(None, [*TINY, f"train.seed={s}"])
-        make_untrained_run(tmp_path / f"seed_{s:03d}", cfg, tiny_market)
+        make_untrained_run(tmp_path / f"seed_{s:03d}", cfg, eval_market)
     runs = ev.find_agent_runs(tmp_path)
     assert [s for s, _ in runs] == [1, 3]
     assert [s for s, _ in ev.find_agent_runs(tmp_path, [3])] == [3]
@@ -908,12 +908,12 @@ def test_find_agent_runs_seed_folders_and_errors(
 
 
 def test_budgets_mode_attributes_pnl_to_strategy_families(
-    tiny_cfg: AllocgymConfig, tiny_market: MarketData
+    eval_cfg: AllocgymConfig, eval_market: MarketData
 ) -> None:
-    cfg = tiny_cfg.model_copy(
-        update={"env": tiny_cfg.env.model_copy(update={"action_mode": "budgets"})}
+    cfg = eval_cfg.model_copy(
+        update={"env": eval_cfg.env.model_copy(update={"action_mode": "budgets"})}
     )
-    params = ev.evaluation_params(tiny_market, cfg)
+    params = ev.evaluation_params(eval_market, cfg)
     assert params.action_spec.mode == "budgets"
     pol = ConstantPolicy(np.array([1.0, -1.0, 0.5, -1.0], np.float32), "budget_agent")
     agent, base = ev.run_allocators([pol, FixedWeights(np.full(6, 0.1))], params=params)

@@ -288,16 +288,61 @@ def test_the_dsr_counts_only_the_trials_of_the_evaluated_runs_key(tmp_path: Path
 def test_selections_of_one_scored_trial_each_fall_back_to_the_variance_across_them(
     tmp_path: Path,
 ) -> None:
-    """Three folds of one seed each: no selection has a spread of its own, so N and V come
-    from all three (0.5, 1.0, 3.0: V = 1.75 annualised), and the note says it is conservative."""
+    """Three folds of one seed each: no selection has a spread of its own, so V comes from
+    all three (0.5, 1.0, 3.0: V = 1.75 annualised, conservative); N is still the most
+    trials of one selection, 1, so nothing was selected and SR_0 = 0."""
     led = TrialsLedger(tmp_path)
     for seed, (key, sharpe) in enumerate((("F1", 0.5), ("F2", 1.0), ("F3", 3.0))):
         led.append(_record(seed, sharpe=sharpe, selection_key=key))
     ts = dsr_trial_set([], None, tmp_path)
-    assert ts.source == "ledger" and ts.n_trials == 3 and ts.n_selections == 1
-    assert ts.sharpe_variance == pytest.approx(1.75 / 252, rel=1e-12)
-    assert ts.note.startswith("3 selections in the ledger (selection_key), none with 2 scored")
-    assert "SR_0 is conservative" in ts.note
+    assert ts.source == "ledger" and ts.n_trials == 1 and ts.n_selections == 3
+    assert ts.sharpe_variance == pytest.approx(1.75 / 252, rel=1e-12) and ts.sr0 == 0.0
+    assert ts.note == (
+        "3 selections in the ledger (selection_key), none with 2 scored trials: N = the most "
+        "trials of one, V across all of them (it then includes the differences between "
+        "their data: SR_0 is conservative)"
+    )
+    # a second seed in F3 (3.5): N = 2, V pooled within F3 alone = 0.125
+    led.append(_record(3, sharpe=3.5, selection_key="F3"))
+    ts = dsr_trial_set([], None, tmp_path)
+    assert ts.n_trials == 2 and ts.sharpe_variance == pytest.approx(0.125 / 252, rel=1e-12)
+    assert ts.sr0 == pytest.approx(expected_max_sharpe([0.0, math.sqrt(0.25 / 252)], 2))
+
+
+def test_unkeyed_trials_beside_several_selections_count_in_every_n_and_stay_out_of_v(
+    tmp_path: Path,
+) -> None:
+    """Keys A (4 scored + 1 stopped) and B (2 scored) and two lines without a key (0.0 and
+    10.0): N = 5 + 2, V pooled within A and B alone = (1.25 + 8) / 4 annualised."""
+    _keyed_ledger(tmp_path / LEDGER_FILENAME)
+    led = TrialsLedger(tmp_path)
+    led.append(_record(8, sharpe=0.0))
+    led.append(_record(9, sharpe=10.0))
+    ts = dsr_trial_set([], None, tmp_path)
+    assert ts.n_trials == 7 and ts.n_selections == 2 and ts.ledger_unkeyed == 2
+    assert ts.n_sharpes == 6  # A's four and B's two
+    assert ts.sharpe_variance == pytest.approx(9.25 / 4 / 252, rel=1e-12)
+    assert ts.note.endswith(
+        "2 trial(s) of the ledger carry no selection_key: counted in the N of every "
+        "selection, left out of V (their selection is unknown)"
+    )
+
+
+def test_several_selections_with_one_scored_trial_leave_the_agent_seeds_to_stand_in(
+    tmp_path: Path,
+) -> None:
+    """One completed and one stopped trial in two selections: too few Sharpe ratios for any
+    variance; the note says the agent seeds stand in, and nothing about how the ledger
+    would have been counted."""
+    led = TrialsLedger(tmp_path)
+    led.append(_record(0, sharpe=1.0, selection_key="F1"))
+    led.append(_record(1, status="stopped", sharpe=None, selection_key="F2"))
+    ts = dsr_trial_set([], None, tmp_path)
+    assert ts.source == "none" and ts.n_trials == 0 and ts.n_selections == 2
+    assert ts.note == (
+        f"ledger {str(tmp_path / LEDGER_FILENAME)!r} holds 1 completed trial(s) with a finite "
+        "val_sharpe, 2 are needed for their variance: the agent seeds stand in"
+    )
 
 
 def test_the_selection_key_follows_the_market_and_the_splits_not_the_hyperparameters() -> None:

@@ -15,6 +15,7 @@ from allocgym.config import load_config
 from allocgym.data import synthetic, walk_forward_splits
 from allocgym.errors import ConfigError
 from allocgym.ledger import TrialsLedger
+from allocgym.stats import expected_max_sharpe
 from allocgym.study import parse_years, plan_folds, stitch
 
 TINY = [
@@ -115,6 +116,9 @@ def test_study_end_to_end(tmp_path) -> None:
     trials = data["trials"]
     assert trials["n_trials"] == 2 and trials["n_selections"] == 2
     assert trials["sharpe_variance"] == pytest.approx(pooled_v, rel=1e-12)
+    assert trials["sr0"] == pytest.approx(
+        expected_max_sharpe([0.0, math.sqrt(2 * pooled_v)], 2), rel=1e-12
+    )
     assert pooled[mean]["dsr"] is not None
     assert pooled[mean]["paired"]["equal_weight"]["level"] == pytest.approx(0.8)
     assert data["settings"]["periods_per_year"] == 52 and data["settings"]["cvar_alpha"] == 0.9

@@ -1422,9 +1422,10 @@ class EvaluationConfig(Section):
     """Bars of asset-return scenarios behind each VaR forecast of that backtest (the EVT
     tail is the worst 10% of them, so at least 100)."""
     dsr_trials: PosInt | None = None
-    """Trials N of the Deflated Sharpe Ratio; None = the agent backtests evaluated together
-    (seeds x configurations; baselines are never trials). When set, the variance of the
-    trials' Sharpe ratios still comes from the agent seeds evaluated, so at least 2 of them
+    """Trials N of the Deflated Sharpe Ratio, overriding the count of the trials ledger (or,
+    without one, of the agent backtests evaluated together: seeds x configurations;
+    baselines are never trials). The variance of the trials' Sharpe ratios still comes from
+    the ledger, or from the agent seeds evaluated, so without a ledger at least 2 of them
     must have a finite Sharpe ratio (otherwise evaluation raises ConfigError)."""
     trials_ledger: str | None = None
     """The study's trials ledger (``trials.jsonl``, ``allocgym.ledger``) the DSR takes N and

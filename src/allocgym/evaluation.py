@@ -1391,9 +1391,11 @@ class DSRTrials:
     sr0 : float
         Per-period ``SR_0``: expected maximum Sharpe ratio of ``N`` skill-less trials.
     sharpe_variance : float
-        Variance (ddof=1) of the trials' per-period Sharpe ratios (NaN below 2).
+        Variance (ddof=1) of the trials' per-period Sharpe ratios, pooled within the
+        selections when there are several (NaN when unknown).
     n_sharpes : int
-        Finite trial Sharpe ratios behind ``sharpe_variance``.
+        Finite trial Sharpe ratios behind ``sharpe_variance`` (with several selections,
+        those of a selection of one add nothing to it).
     source : {"ledger", "agent seeds", "none"}
     weak : bool
         True unless the ledger was used: seeds of one configuration differ by training
@@ -1404,15 +1406,17 @@ class DSRTrials:
         The ledger file read.
     note : str
         Why the ledger was not used, which of its trials were left out or counted without
-        a selection key, or that ``N`` was overridden ('' when none of these).
+        a selection key, how several selections were counted, or that ``N`` was
+        overridden ('' when none of these).
     ledger_left_out : int
         Trials of the ledger left out: another market, split or validation split.
     ledger_unkeyed : int
         Trials of the ledger recorded without a selection key, counted.
     n_selections : int
-        Selection problems the trials come from: more than 1 only for a ledger read
-        without a selection key that holds several (a walk-forward study's folds), where
-        ``N`` is the most trials of one and ``V`` the pooled variance within each.
+        Selection problems (selection keys) of a ledger read without a key (a walk-forward
+        study's folds; 1 for a keyed read or without a ledger): with several, ``N`` is
+        the most trials of one, and ``V`` pooled within them when one has 2 scored trials
+        (the note says which).
     """
 
     n_trials: int
@@ -1444,9 +1448,18 @@ def dsr_trial_set(
     ratio, ``N`` is their ``n_trials`` (at least the number of agents evaluated) and ``V``
     the variance of their Sharpe ratios, converted to per-period units
     (``SR_annual / sqrt(periods_per_year)``) like the Sharpe ratio being deflated.
-    Otherwise the agent backtests evaluated together stand in (every seed and
-    configuration; baselines are benchmarks, never trials), flagged as weak.
-    ``ecfg.dsr_trials``, when set, overrides ``N`` whatever the source.
+
+    Read without a key (a walk-forward study's stitched series), a ledger of several
+    selections (keys) is several selection problems, each on its own data: ``N`` is the
+    most trials of one (plus the unkeyed ones, which could belong to any) and ``V`` the
+    pooled variance within the selections (:func:`allocgym.stats.trial_sharpe_variance`;
+    the unkeyed trials left out), or, when no selection has 2 scored trials, the
+    variance across all of them (conservative: it includes the differences between
+    their data).
+
+    Without 2 scored ledger trials the agent backtests evaluated together stand in
+    (every seed and configuration; baselines are benchmarks, never trials), flagged as
+    weak. ``ecfg.dsr_trials``, when set, overrides ``N`` whatever the source.
 
     Parameters
     ----------
@@ -1455,7 +1468,8 @@ def dsr_trial_set(
     ledger : TrialsLedger, path or None
         The study's ``trials.jsonl`` (or its directory).
     selection_key : str, optional
-        The evaluated runs' selection key; None counts every trial of the ledger.
+        The evaluated runs' selection key; None reads every trial of the ledger (by
+        selection, as above).
 
     Returns
     -------
@@ -1477,6 +1491,7 @@ def dsr_trial_set(
     scope = {"left_out": 0, "unkeyed": 0}
     groups: list[str] | None = None  # the ledger's selection of each Sharpe ratio
     selections = 1
+    sharpes: list[float]
     if isinstance(ledger, TrialsLedger):
         led = ledger if selection_key is None else TrialsLedger(ledger.path, selection_key)
     elif ledger is not None:
@@ -1494,28 +1509,43 @@ def dsr_trial_set(
                 "counted: remove their lines if they belong to another market or split"
             )
         ledger_sharpes, keys = led.scored_trials(per_period=True)
-        per_key = led.trials_per_key()
-        if led.selection_key is None and len(per_key) > 1:
-            # Several selection problems (a walk-forward study's folds): each chose among
-            # its own trials on its own data, so N is the most trials of one, and V the
-            # spread within each, not the differences between their data.
-            if trial_sharpe_variance(ledger_sharpes, keys) >= 0.0:
-                selections, groups = len(per_key), keys
-            else:
-                notes.append(
-                    f"{len(per_key)} selections in the ledger (selection_key), none with 2 "
-                    "scored trials: N and V across all of them (V then includes the "
-                    "differences between their data: SR_0 is conservative)"
-                )
-        if ledger_sharpes.size >= 2:
-            sharpes, source = ledger_sharpes.tolist(), "ledger"
-            n_trials = led.n_trials if groups is None else max(per_key.values())
-            if groups is not None:
+        per_key = led.trials_per_key() if led.selection_key is None else {}
+        unkeyed = per_key.pop("", 0)
+        # Several selection problems (a walk-forward study's folds, read without a key):
+        # each chose among its own trials on its own data, so N is the most trials of one,
+        # and V the spread within each, not the differences between their data.
+        several = len(per_key) > 1
+        selections = max(1, len(per_key))
+        if ledger_sharpes.size >= 2 and several:
+            source = "ledger"
+            n_trials = max(per_key.values()) + unkeyed
+            scored = [(sr, k) for sr, k in zip(ledger_sharpes.tolist(), keys, strict=True) if k]
+            pooled = [sr for sr, _ in scored], [k for _, k in scored]
+            if trial_sharpe_variance(*pooled) >= 0.0:
+                sharpes, groups = pooled
                 notes.append(
                     f"{selections} selections in the ledger (selection_key): N = the most "
                     "trials of one, V = the variance of the trials' Sharpe ratios within each"
                 )
-            elif n_trials < len(trials):
+            else:
+                sharpes = ledger_sharpes.tolist()
+                notes.append(
+                    f"{selections} selections in the ledger (selection_key), none with 2 "
+                    "scored trials: N = the most trials of one, V across all of them (it "
+                    "then includes the differences between their data: SR_0 is conservative)"
+                )
+            if unkeyed:
+                scope["unkeyed"] = unkeyed
+                notes.append(
+                    f"{unkeyed} trial(s) of the ledger carry no selection_key: counted in "
+                    "the N of every selection"
+                    + (", left out of V (their selection is unknown)" if groups else "")
+                )
+            # (no check against the agents evaluated: their backtests carry no key)
+        elif ledger_sharpes.size >= 2:
+            sharpes, source = ledger_sharpes.tolist(), "ledger"
+            n_trials = led.n_trials
+            if n_trials < len(trials):
                 notes.append(
                     f"the ledger lists {n_trials} trials but {len(trials)} agents were "
                     f"evaluated: N = {len(trials)} (record every run in the ledger)"
@@ -1671,7 +1701,8 @@ def summarize(
         The study's trials ledger (the DSR's trials).
     selection_key : str, optional
         The evaluated runs' :func:`allocgym.ledger.selection_key`: the ledger's trials of
-        another one are left out of the DSR (None counts them all).
+        another one are left out of the DSR (None reads them all, by selection: see
+        :func:`dsr_trial_set`).
     asset_returns : ndarray, shape (n_days, n_assets), optional
         The walk's market returns: :func:`regime_diagnostics` and
         :func:`allocgym.var_backtest.backtest_var` per backtest when given.

@@ -8,8 +8,9 @@ then walk the test year through the same env, gates and costs
 (:func:`allocgym.evaluation.evaluate_run`). The folds' out-of-sample returns are stitched
 in time order into one series per allocator, on which the pooled statistics are computed:
 the paired block-bootstrap Sharpe difference against 1/N and HRP, and the Deflated Sharpe
-whose trials are every configuration the study trained (the trials ledger,
-``trials.jsonl`` in the study folder). Every metric, test and the DSR's trial set follow
+whose trials are the trainings the study recorded (the trials ledger, ``trials.jsonl`` in
+the study folder), each fold a selection of its own: N is the most trials of one fold and
+V the variance of their validation Sharpe ratios within each fold, pooled. Every metric, test and the DSR's trial set follow
 ``cfg.evaluation`` with the functions the per-fold evaluation uses, so ``study.json`` and the
 folds' ``results.json`` agree on the same series.
 
