@@ -120,6 +120,7 @@ def test_study_end_to_end(tmp_path) -> None:
         expected_max_sharpe([0.0, math.sqrt(2 * pooled_v)], 2), rel=1e-12
     )
     assert pooled[mean]["dsr"] is not None
+    assert trials["weak"] and "| DSR (weak) |" in (root / "study.md").read_text()
     assert pooled[mean]["paired"]["equal_weight"]["level"] == pytest.approx(0.8)
     assert data["settings"]["periods_per_year"] == 52 and data["settings"]["cvar_alpha"] == 0.9
     # each fold's results.json holds its own walk; the stitched 1/N is their concatenation

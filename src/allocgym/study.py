@@ -365,6 +365,14 @@ def _pool(
     return pooled
 
 
+ONE_CONFIGURATION = (
+    "weak: the study trains one configuration, so its trials are seeds (V is training "
+    "noise) and the configurations tried before it are not counted; record those in the "
+    "ledger or set evaluation.dsr_trials (N only)"
+)
+"""The note a study's DSR carries when its own ledger supplies the trials."""
+
+
 def _summarize(
     outcomes: _FoldOutcomes, ledger: TrialsLedger, ecfg: EvaluationConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
@@ -376,13 +384,21 @@ def _summarize(
     evaluation reads the trials of its own fold's splits. Each fold is a selection of its
     own, on its own validation years: ``N`` is the most trials of one fold and ``V`` the
     variance of the validation Sharpe ratios within each fold, pooled, so the years'
-    differences do not pass for selection (``n_selections`` folds).
+    differences do not pass for selection (``n_selections`` folds). Those trials are the
+    seeds of the one configuration the study trains, so the set is flagged weak
+    (:data:`ONE_CONFIGURATION`).
     """
     stitched = stitch(outcomes.returns)
     ts = dsr_trial_set(outcomes.agents, ecfg, ledger)
     pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, ts.sr0, ecfg)
     trials = {**dsr_summary(ts, float(ecfg.periods_per_year)), "ledger": str(ledger.path),
               "counts": ledger.counts()}  # fmt: skip
+    if ts.source == "ledger":
+        # A study trains one configuration per fold: its trials are seeds, whose spread is
+        # training noise, and the configurations tried before the study are not among
+        # them, so SR_0 is too low (the weakness of seed trials, DSRTrials.weak).
+        trials["weak"] = True
+        trials["note"] = "; ".join(filter(None, (trials["note"], ONE_CONFIGURATION)))
     return stitched, pooled, trials
 
 
@@ -506,7 +522,8 @@ def _tables(
     level = f"{100 * (1.0 - settings['bootstrap']['alpha']):g}%"
     header = ["allocator", "Sharpe", "ann. return", "vol", "max DD",
               f"CVaR{100 * settings['cvar_alpha']:g}", "turnover/yr",
-              f"ΔSharpe vs 1/N [{level} CI]", "p", "DSR"]  # fmt: skip
+              f"ΔSharpe vs 1/N [{level} CI]", "p",
+              "DSR (weak)" if result.trials.get("weak") else "DSR"]  # fmt: skip
     rows = []
     for n in names:
         m = result.pooled[n]
@@ -679,7 +696,7 @@ def write_study(
     header, rows, folds_table, words = _tables(result, names)
     trials = result.trials
     source = {
-        "ledger": "the trials ledger (completed and stopped trainings)",
+        "ledger": "the study's trials ledger (its completed and stopped trainings)",
         "agent seeds": "the agent seeds evaluated (weak: they miss the configurations "
         "tried before)",
         "none": "no trained agent",
