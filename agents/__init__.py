@@ -22,6 +22,8 @@ from allocgym.agents.policies import (
 )
 from allocgym.agents.train import (
     ALGOS,
+    RESUME_FREE_KEYS,
+    REUSE_FREE_KEYS,
     TrainResult,
     build_model,
     latest_checkpoint,
@@ -31,12 +33,15 @@ from allocgym.agents.train import (
     obs_layout,
     policy_spec,
     resolve_device,
+    run_config_changes,
     train,
 )
 from allocgym.agents.validation import run_episodes
 
 __all__ = [
     "ALGOS",
+    "RESUME_FREE_KEYS",
+    "REUSE_FREE_KEYS",
     "AssetSetActorCriticPolicy",
     "AssetSetExtractor",
     "DeterministicActor",
@@ -55,6 +60,7 @@ __all__ = [
     "obs_layout",
     "policy_spec",
     "resolve_device",
+    "run_config_changes",
     "run_episodes",
     "train",
 ]

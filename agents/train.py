@@ -101,7 +101,10 @@ TB_NAMES: dict[str, str] = {
 }
 """TensorBoard run-folder prefix per algorithm."""
 
-RESUME_FREE_KEYS: tuple[str, ...] = ("train.total_timesteps", "train.device", "train.torch_threads")
+REUSE_FREE_KEYS: tuple[str, ...] = ("train.device", "train.torch_threads")
+"""Config keys that may differ between a finished run and the config it is reused for (a
+study that finds the run already trained): where it ran, not what it learned."""
+RESUME_FREE_KEYS: tuple[str, ...] = ("train.total_timesteps", *REUSE_FREE_KEYS)
 """Config keys that may differ between a run and its resumption (extend, move device)."""
 
 _CKPT_PREFIX = "step_"
@@ -816,15 +819,24 @@ def load_run_config(
     return config_from_dict(yaml.safe_load(path.read_text()) or {}, overrides)
 
 
-def _check_resumable(run_dir: Path, cfg: AllocgymConfig) -> None:
-    saved = load_run_config(run_dir)
-    a = _flat(saved.model_dump(mode="json"))
+def run_config_changes(
+    run_dir: str | Path, cfg: AllocgymConfig, free: tuple[str, ...] = RESUME_FREE_KEYS
+) -> list[str]:
+    """``"key: saved -> requested"`` for every config key but ``free`` on which ``cfg``
+    differs from the config saved in ``run_dir``, in key order ([] when none)."""
+    a = _flat(load_run_config(run_dir).model_dump(mode="json"))
     b = _flat(cfg.model_dump(mode="json"))
-    diff = sorted(
-        k for k in a.keys() | b.keys() if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k)
-    )
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if k not in free and a.get(k) != b.get(k)
+    ]
+
+
+def _check_resumable(run_dir: Path, cfg: AllocgymConfig) -> None:
+    diff = run_config_changes(run_dir, cfg)
     if diff:
-        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:5])
+        shown = ", ".join(diff[:5])
         raise ConfigError(
             f"cannot resume {str(run_dir)!r} with a different config ({shown}); only "
             f"{', '.join(RESUME_FREE_KEYS)} may change: resume without --config or start a new "

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from allocgym import study
 from allocgym.cli import app
-from allocgym.config import load_config
+from allocgym.config import load_config, write_run_metadata
 from allocgym.data import synthetic, walk_forward_splits
 from allocgym.errors import ConfigError
 from allocgym.ledger import TrialsLedger
@@ -143,3 +144,64 @@ def test_study_end_to_end(tmp_path) -> None:
     # a finished study is not overwritten
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "already holds a study" in str(again.exception)
+
+
+def _reuse_setup(tmp_path, saved: list[str], finished: bool):
+    """One fold x seed 0 under ``tmp_path``, its run directory holding a config saved with
+    ``saved`` overrides (and a train_summary.json when ``finished``)."""
+    market = synthetic(n_assets=5, n_days=1520, seed=2)
+    folds = plan_folds(market, test_years=[2005], validation_years=1)
+    run_dir = tmp_path / folds[0].name / "seed_000"
+    cfg = load_config(None, [*TINY, *saved, *folds[0].overrides(), "train.seed=0"])
+    write_run_metadata(run_dir, cfg)
+    if finished:
+        (run_dir / "train_summary.json").write_text("{}\n")
+    jobs: list = []
+
+    def train_folds(*overrides: str) -> None:
+        study._train_folds(market, folds, [0], tmp_path, TrialsLedger(tmp_path), [*TINY, *overrides],
+                           None, lambda _msg: None, lambda j, _m, _l: jobs.extend(j))  # fmt: skip
+
+    return train_folds, jobs, run_dir
+
+
+def test_a_finished_run_of_another_config_is_refused_not_reported_under_this_one(tmp_path) -> None:
+    """A study re-run in the same --run-dir with another step count would evaluate the old
+    models under the new config: refused, naming the key; the same config (or only another
+    device) reuses the run without training it again."""
+    train_folds, jobs, run_dir = _reuse_setup(tmp_path, [], finished=True)
+    with pytest.raises(ConfigError, match=r"train\.total_timesteps: 256 -> 512.*new --run-dir"):
+        train_folds("train.total_timesteps=512")
+    with pytest.raises(ConfigError, match=str(run_dir)):
+        train_folds("train.learning_rate=0.001")
+    train_folds("train.device=auto")
+    train_folds()
+    assert jobs == []  # reused twice, never trained
+
+
+def test_an_interrupted_run_continues_and_may_extend_but_not_change(tmp_path) -> None:
+    """No train_summary.json: the run is trained again (train resumes it from its latest
+    checkpoint); a longer run is allowed, another learning rate is refused up front."""
+    train_folds, jobs, run_dir = _reuse_setup(tmp_path, [], finished=False)
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        train_folds("train.learning_rate=0.001")
+    assert jobs == []
+    train_folds("train.total_timesteps=512")
+    assert [(j[1], j[0].train.total_timesteps) for j in jobs] == [(run_dir, 512)]
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_run_resumes_from_its_checkpoint(tmp_path) -> None:
+    """A run killed after its checkpoint at step 128 (no train_summary.json yet): the study
+    continues it from there instead of refusing the occupied directory."""
+    market = synthetic(n_assets=5, n_days=1520, seed=2)
+    folds = plan_folds(market, test_years=[2005], validation_years=1)
+    overrides = [*TINY, "train.checkpoint_freq=128"]
+    ledger = TrialsLedger(tmp_path)
+    study._train_folds(market, folds, [0], tmp_path, ledger, overrides, None, lambda _m: None, None)
+    run_dir = tmp_path / folds[0].name / "seed_000"
+    (run_dir / "train_summary.json").unlink()
+    study._train_folds(market, folds, [0], tmp_path, ledger, overrides, None, lambda _m: None, None)
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["resumed_from"] == 256  # the latest checkpoint: the end of the first run
+    assert len(ledger.history()) == 2 and len(ledger.read()) == 1  # one trial

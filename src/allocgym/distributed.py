@@ -495,7 +495,8 @@ def _describe(addr: Address, *, started_here: bool, start: float) -> RayRuntime:
 def _train_job(
     cwd: str, cfg: AllocgymConfig, run_dir: str, market: MarketData, ledger: str
 ) -> dict[str, Any]:
-    """One ``(cfg, run_dir)`` job on a worker: :func:`allocgym.agents.train`, ledger line."""
+    """One ``(cfg, run_dir)`` job on a worker: :func:`allocgym.agents.train` (continuing an
+    interrupted run from its latest checkpoint, as the study does locally), ledger line."""
     from allocgym.agents import train
 
     if not os.path.isdir(cwd):
@@ -505,7 +506,7 @@ def _train_job(
             "at the same path (docs/cluster.md)"
         )
     os.chdir(cwd)  # relative run directories and the ledger resolve as on the driver
-    result = train(cfg, run_dir, market=market, ledger=ledger)
+    result = train(cfg, run_dir, market=market, ledger=ledger, resume=True)
     return {"run_dir": run_dir, "best_score": result.best_score, "host": socket.gethostname(),
             "wall_time_s": result.wall_time_s}  # fmt: skip
 

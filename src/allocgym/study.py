@@ -229,7 +229,13 @@ def _train_folds(
     train_many: Callable[[list[tuple[AllocgymConfig, Path]], MarketData, Path], None] | None,
 ) -> None:
     """Train every (fold, seed) run not yet trained under ``root``, recording each in the
-    ledger; refuses a fold with an empty split before any training starts."""
+    ledger; an interrupted one continues from its latest checkpoint.
+
+    Refuses, before any training starts, a fold with an empty split and a run under
+    ``root`` trained (or begun) with another config than this study asks for: the study
+    would report that model under this config.
+    """
+    from allocgym.agents import RESUME_FREE_KEYS, REUSE_FREE_KEYS, run_config_changes
     from allocgym.config import load_config
 
     jobs: list[tuple[AllocgymConfig, Path]] = []
@@ -241,14 +247,27 @@ def _train_folds(
                 base_config, [*config_overrides, *fold.overrides(), f"train.seed={seed}"]
             )
             run_dir = root / fold.name / f"seed_{seed:03d}"
-            if not (run_dir / "train_summary.json").is_file():
+            finished = (run_dir / "train_summary.json").is_file()
+            if (run_dir / "config.yaml").is_file():
+                # a finished run must be this config; an interrupted one may still extend
+                # its step count (train's resume check)
+                changed = run_config_changes(
+                    run_dir, seed_cfg, REUSE_FREE_KEYS if finished else RESUME_FREE_KEYS
+                )
+                if changed:
+                    raise ConfigError(
+                        f"{str(run_dir)!r} was trained with another config than this study "
+                        f"asks for ({', '.join(changed[:5])}): use a new --run-dir, or delete "
+                        "that run directory to train it again"
+                    )
+            if not finished:
                 jobs.append((seed_cfg, run_dir))
     if train_many is None:
         from allocgym.agents import train
 
         for k, (job_cfg, run_dir) in enumerate(jobs):
             say(f"training {run_dir.parent.name}/{run_dir.name} ({k + 1}/{len(jobs)})")
-            train(job_cfg, run_dir, market=market, ledger=ledger.path)
+            train(job_cfg, run_dir, market=market, ledger=ledger.path, resume=True)
     else:
         train_many(jobs, market, ledger.path)
 
