@@ -166,7 +166,7 @@ def _reuse_setup(tmp_path, saved: list[str], finished: bool):
 
 
 def test_a_finished_run_of_another_config_is_refused_not_reported_under_this_one(tmp_path) -> None:
-    """A study re-run in the same --run-dir with another step count would evaluate the old
+    """An interrupted study re-run in its --run-dir with another step count would evaluate the old
     models under the new config: refused, naming the key; the same config (or only another
     device) reuses the run without training it again."""
     train_folds, jobs, run_dir = _reuse_setup(tmp_path, [], finished=True)
