@@ -166,9 +166,9 @@ def _reuse_setup(tmp_path, saved: list[str], finished: bool):
 
 
 def test_a_finished_run_of_another_config_is_refused_not_reported_under_this_one(tmp_path) -> None:
-    """An interrupted study re-run in its --run-dir with another step count would evaluate the old
-    models under the new config: refused, naming the key; the same config (or only another
-    device) reuses the run without training it again."""
+    """An interrupted study re-run in its --run-dir with another step count would evaluate
+    the old models under the new config: refused, naming the key; the same config (or only
+    another device) reuses the run without training it again."""
     train_folds, jobs, run_dir = _reuse_setup(tmp_path, [], finished=True)
     with pytest.raises(ConfigError, match=r"train\.total_timesteps: 256 -> 512.*new --run-dir"):
         train_folds("train.total_timesteps=512")
