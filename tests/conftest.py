@@ -1,5 +1,6 @@
 """Shared fixtures: the real S&P 500 sample, a small synthetic market (both immutable) and
-the evaluation tests' tiny config and market (``eval_cfg``, ``eval_market``: ``tiny_configs.TINY``)."""
+the evaluation tests' tiny config and market (``eval_cfg``, ``eval_market``:
+``tiny_configs.TINY``)."""
 
 from __future__ import annotations
 

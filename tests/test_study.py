@@ -159,8 +159,9 @@ def _reuse_setup(tmp_path, saved: list[str], finished: bool):
     jobs: list = []
 
     def train_folds(*overrides: str) -> None:
-        study._train_folds(market, folds, [0], tmp_path, TrialsLedger(tmp_path), [*TINY, *overrides],
-                           None, lambda _msg: None, lambda j, _m, _l: jobs.extend(j))  # fmt: skip
+        ledger = TrialsLedger(tmp_path)
+        study._train_folds(market, folds, [0], tmp_path, ledger, [*TINY, *overrides], None,
+                           lambda _msg: None, lambda j, _m, _l: jobs.extend(j))  # fmt: skip
 
     return train_folds, jobs, run_dir
 

@@ -10,8 +10,10 @@ in time order into one series per allocator, on which the pooled statistics are 
 the paired block-bootstrap Sharpe difference against 1/N and HRP, and the Deflated Sharpe
 whose trials are the trainings the study recorded (the trials ledger, ``trials.jsonl`` in
 the study folder), each fold a selection of its own: N is the most trials of one fold and
-V the variance of their validation Sharpe ratios within each fold, pooled. Every metric, test and the DSR's trial set follow
-``cfg.evaluation`` with the functions the per-fold evaluation uses, so ``study.json`` and the
+V the variance of their validation Sharpe ratios within each fold, pooled (flagged weak:
+those trials are the seeds of one configuration). Every metric, test and the DSR's trial
+set follow ``cfg.evaluation`` with the functions the per-fold evaluation uses, so
+``study.json`` and the
 folds' ``results.json`` agree on the same series.
 
 Layout of a study folder::
