@@ -13,8 +13,7 @@ the study folder), each fold a selection of its own: N is the most trials of one
 V the variance of their validation Sharpe ratios within each fold, pooled (flagged weak:
 those trials are the seeds of one configuration). Every metric, test and the DSR's trial
 set follow ``cfg.evaluation`` with the functions the per-fold evaluation uses, so
-``study.json`` and the
-folds' ``results.json`` agree on the same series.
+``study.json`` and the folds' ``results.json`` agree on the same series.
 
 Layout of a study folder::
 
