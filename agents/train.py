@@ -930,6 +930,7 @@ def train(
     from allocgym.ledger import (
         LEDGER_FILENAME,
         TrialsLedger,
+        configuration_id,
         market_fingerprint,
         run_id_of,
         selection_key,
@@ -938,7 +939,7 @@ def train(
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ledger_file = Path(run_dir).parent / LEDGER_FILENAME if ledger is None else Path(ledger)
     trials = TrialsLedger(ledger_file)
-    digest = config_hash(cfg)
+    digest, config_id = config_hash(cfg), configuration_id(cfg)
     key = ""  # unknown when loading the market fails (a failed trial is never counted)
     try:
         market = load_market(cfg.data) if market is None else market
@@ -953,7 +954,8 @@ def train(
         trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
                        "run_dir": str(run_dir), "status": "failed", "started_at": started,
                        "note": f"{type(exc).__name__}: {exc}"[:500],
-                       "selection_key": key, "run_id": run_id_of(run_dir)})  # fmt: skip
+                       "selection_key": key, "run_id": run_id_of(run_dir),
+                       "config_id": config_id})  # fmt: skip
         raise
     trials.append(
         {
@@ -969,6 +971,7 @@ def train(
             "started_at": started,
             "selection_key": key,
             "run_id": run_id_of(run_dir),
+            "config_id": config_id,
         }
     )
     return result

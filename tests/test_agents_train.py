@@ -516,7 +516,7 @@ def test_runs_of_another_validation_split_are_no_trials_of_the_dsr(
     share one ledger: each record carries its run's selection key, and the DSR of a seed
     counts the two seeds only, naming the other run as left out."""
     from allocgym.evaluation import evaluate_run
-    from allocgym.ledger import market_fingerprint, selection_key
+    from allocgym.ledger import configuration_id, market_fingerprint, selection_key
 
     quick = {"total_timesteps": 128, "eval_freq": 0, "checkpoint_freq": 0}
     for seed in (0, 1):
@@ -535,6 +535,11 @@ def test_runs_of_another_validation_split_are_no_trials_of_the_dsr(
     assert dsr["source"] == "ledger" and dsr["n_trials"] == 2 and dsr["n_trial_sharpes"] == 2
     assert dsr["ledger_left_out"] == 1 and dsr["ledger_unkeyed"] == 0
     assert "1 trial(s) of the ledger left out" in dsr["note"]
+    # every record names its configuration without the seed: the two seeds share one, so
+    # the DSR of their selection is flagged weak (seeds of one configuration)
+    ids = [r.config_id for r in TrialsLedger(tmp_path).read()]
+    assert ids[0] == ids[1] == configuration_id(tiny_cfg(**quick)) != ids[2]
+    assert dsr["weak"] and "seeds of one configuration" in dsr["note"]
 
 
 def _scripted_validation(monkeypatch: pytest.MonkeyPatch, agent_scores: list[float]) -> None:

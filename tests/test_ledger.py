@@ -15,11 +15,12 @@ from tiny_configs import TINY_DATA
 from allocgym.config import load_config
 from allocgym.data import load_market
 from allocgym.errors import ConfigError, DataError
-from allocgym.evaluation import dsr_trial_set
+from allocgym.evaluation import ONE_CONFIGURATION, dsr_trial_set
 from allocgym.ledger import (
     LEDGER_FILENAME,
     TrialRecord,
     TrialsLedger,
+    configuration_id,
     find_ledger,
     market_fingerprint,
     selection_key,
@@ -343,6 +344,40 @@ def test_several_selections_with_one_scored_trial_leave_the_agent_seeds_to_stand
         f"ledger {str(tmp_path / LEDGER_FILENAME)!r} holds 1 completed trial(s) with a finite "
         "val_sharpe, 2 are needed for their variance: the agent seeds stand in"
     )
+
+
+def test_seeds_of_one_configuration_make_a_weak_trial_set(tmp_path: Path) -> None:
+    """Two selections, each the seeds of one configuration: flagged weak with the note; a
+    second configuration in one of them, or a record without a config_id, lifts the flag
+    (a choice between configurations, or unknown)."""
+    led = TrialsLedger(tmp_path)
+    for seed, (key, cid, sharpe) in enumerate(
+        (("F1", "c1", 0.5), ("F1", "c1", 1.0), ("F2", "c2", 2.0), ("F2", "c2", 2.5))
+    ):
+        led.append(_record(seed, sharpe=sharpe, selection_key=key, config_id=cid))
+    ts = dsr_trial_set([], None, tmp_path)
+    assert led.one_configuration() and ts.source == "ledger" and ts.weak
+    assert ts.note.endswith(ONE_CONFIGURATION)
+    keyed = dsr_trial_set([], None, tmp_path, selection_key="F1")
+    assert keyed.weak and keyed.n_trials == 2
+    led.append(_record(9, sharpe=1.5, selection_key="F1", config_id="c9"))
+    assert not led.one_configuration() and not dsr_trial_set([], None, tmp_path).weak
+    assert dsr_trial_set([], None, tmp_path, selection_key="F2").weak  # F2 alone still is
+    other = TrialsLedger(tmp_path / "other")
+    other.append(_record(0, sharpe=0.5, config_id="c1"))
+    other.append(_record(1, sharpe=1.0))  # written before config ids
+    assert not other.one_configuration()
+
+
+def test_the_configuration_id_leaves_out_the_seed_and_where_a_run_ran() -> None:
+    def cid(*overrides: str) -> str:
+        return configuration_id(load_config(None, [*TINY_DATA, *overrides]))
+
+    base = cid()
+    assert len(base) == 16
+    assert cid("train.seed=7") == cid("train.device=cpu", "train.torch_threads=1") == base
+    assert cid("train.learning_rate=0.001") != base
+    assert cid("data.splits.train_end=2001-03-30") != base
 
 
 def test_the_selection_key_follows_the_market_and_the_splits_not_the_hyperparameters() -> None:

@@ -1398,8 +1398,9 @@ class DSRTrials:
         those of a selection of one add nothing to it).
     source : {"ledger", "agent seeds", "none"}
     weak : bool
-        True unless the ledger was used: seeds of one configuration differ by training
-        noise only and leave out every configuration tried before, so ``SR_0`` is too low.
+        True unless the ledger was used and its trials are not all seeds of one
+        configuration: seeds differ by training noise only and leave out every
+        configuration tried before, so ``SR_0`` is too low.
     trials : list of Backtest
         The agent backtests of this evaluation.
     ledger : str or None
@@ -1433,6 +1434,15 @@ class DSRTrials:
     n_selections: int = 1
 
 
+ONE_CONFIGURATION = (
+    "weak: the ledger's trials are the seeds of one configuration (per selection), so V is "
+    "training noise and the configurations tried before are not counted; record their runs "
+    "in the ledger, or set evaluation.dsr_trials (N only)"
+)
+"""The note of a DSR whose ledger trials are seeds of one configuration
+(:meth:`allocgym.ledger.TrialsLedger.one_configuration`)."""
+
+
 def dsr_trial_set(
     backtests: Sequence[Backtest],
     ecfg: EvaluationConfig | None = None,
@@ -1457,9 +1467,13 @@ def dsr_trial_set(
     variance across all of them (conservative: it includes the differences between
     their data).
 
-    Without 2 scored ledger trials the agent backtests evaluated together stand in
-    (every seed and configuration; baselines are benchmarks, never trials), flagged as
-    weak. ``ecfg.dsr_trials``, when set, overrides ``N`` whatever the source.
+    Ledger trials that are the seeds of one configuration (each selection's runs share
+    one :func:`allocgym.ledger.configuration_id`) are flagged weak: their spread is
+    training noise and the configurations tried before are not among them
+    (:data:`ONE_CONFIGURATION`). Without 2 scored ledger trials the agent backtests
+    evaluated together stand in (every seed and configuration; baselines are benchmarks,
+    never trials), flagged as weak. ``ecfg.dsr_trials``, when set, overrides ``N``
+    whatever the source.
 
     Parameters
     ----------
@@ -1557,6 +1571,9 @@ def dsr_trial_set(
                 f"{'' if led.selection_key is None else ' of this market and split'} with a "
                 "finite val_sharpe, 2 are needed for their variance: the agent seeds stand in"
             )
+    seeds_only = source == "ledger" and led is not None and led.one_configuration()
+    if seeds_only:
+        notes.append(ONE_CONFIGURATION)
     finite = [s for s in sharpes if math.isfinite(s)]
     if e.dsr_trials is not None:
         if len(finite) < 2:
@@ -1576,7 +1593,7 @@ def dsr_trial_set(
         sharpe_variance=trial_sharpe_variance(sharpes, groups),
         n_sharpes=len(finite),
         source=source,
-        weak=source != "ledger",
+        weak=source != "ledger" or seeds_only,
         trials=trials,
         ledger=None if led is None else str(led.path),
         note="; ".join(notes),

@@ -80,6 +80,7 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "TrialsLedger",
+    "configuration_id",
     "find_ledger",
     "market_fingerprint",
     "new_run_id",
@@ -135,6 +136,9 @@ class TrialRecord:
     run_id : str
         :func:`run_id_of` the run directory: with ``run_dir``, the run's identity ('' in
         records written before run ids existed, and for runs that never started).
+    config_id : str
+        :func:`configuration_id` of the run's config: runs of one ``config_id`` are seeds
+        of one configuration ('' in records written before it existed: unknown).
     """
 
     config_hash: str
@@ -149,6 +153,7 @@ class TrialRecord:
     note: str = ""
     selection_key: str = ""
     run_id: str = ""
+    config_id: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in TRIAL_STATUSES:
@@ -158,6 +163,10 @@ class TrialRecord:
         if not (isinstance(self.config_hash, str) and self.config_hash):
             raise ConfigError(
                 f"trial config_hash {self.config_hash!r}: pass allocgym.config.config_hash(cfg)"
+            )
+        if not isinstance(self.config_id, str):
+            raise ConfigError(
+                f"trial config_id {self.config_id!r}: pass allocgym.ledger.configuration_id(cfg)"
             )
         if not isinstance(self.selection_key, str):
             raise ConfigError(
@@ -353,6 +362,17 @@ class TrialsLedger:
         keep = [(s, k) for s, k in scored if math.isfinite(s)]
         return np.asarray([s for s, _ in keep], dtype=np.float64), [k for _, k in keep]
 
+    def one_configuration(self) -> bool:
+        """Whether each selection read holds the trials (completed and stopped runs) of one
+        configuration only, its seeds: then their spread is training noise, not a choice
+        between configurations. False when there are none, or a trial's ``config_id`` is
+        unknown (a record written before it existed)."""
+        ids: dict[str, set[str]] = {}
+        for r in self.read():
+            if r.status in ("completed", "stopped"):
+                ids.setdefault(r.selection_key, set()).add(r.config_id)
+        return bool(ids) and all(len(v) == 1 and "" not in v for v in ids.values())
+
     def trials_per_key(self) -> dict[str, int]:
         """Trials (completed and stopped runs) per ``selection_key`` read ('' = none), in
         the order of each key's first run."""
@@ -416,6 +436,27 @@ def market_fingerprint(market: MarketData) -> str:
     digest.update(np.ascontiguousarray(market.dates).tobytes())
     digest.update(np.ascontiguousarray(market.close).tobytes())
     return digest.hexdigest()
+
+
+SEED_KEYS: tuple[str, ...] = ("train.seed", "train.device", "train.torch_threads")
+"""Config keys that :func:`configuration_id` leaves out: a seed, and where a run ran."""
+
+
+def configuration_id(cfg: AllocgymConfig) -> str:
+    """The configuration of a run without its seed (:data:`SEED_KEYS`), as a short digest:
+    runs of one id are seeds of one configuration.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    tree = cfg.model_dump(mode="json")
+    for key in SEED_KEYS:
+        section, name = key.split(".")
+        tree[section].pop(name, None)
+    blob = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def selection_key(cfg: AllocgymConfig, market_id: str) -> str:

@@ -120,6 +120,8 @@ def _dsr_label(dsr: dict[str, Any]) -> str:
     source = dsr.get("source", "agent seeds")
     tags = {"ledger": "ledger", "agent seeds": "seeds, weak", "none": "no trials"}
     tag = tags.get(source, source)
+    if source == "ledger" and dsr.get("weak"):
+        tag = "ledger of seeds, weak"
     return f"DSR (N={dsr.get('n_trials')}, {tag})"
 
 
@@ -613,11 +615,17 @@ def _dsr_source_words(d: dict[str, Any]) -> str:
     """Where the DSR's trials came from, in words."""
     source = d.get("source")
     if source == "ledger":
-        return (
+        words = (
             f"every configuration trained in the study, from the trials ledger "
             f"`{d.get('ledger')}`; Sharpe variance of its {d.get('n_trial_sharpes')} "
             "completed trials' validation Sharpe ratios"
         )
+        if d.get("weak"):
+            words += (
+                ": **weak**, since those trials are the seeds of one configuration, which "
+                "leave out every configuration tried before; record those runs in the ledger"
+            )
+        return words
     if source == "none":
         return "no agent was evaluated and no trials ledger was found"
     return (

@@ -385,14 +385,6 @@ def _pool(
     return pooled
 
 
-ONE_CONFIGURATION = (
-    "weak: the study trains one configuration, so its trials are seeds (V is training "
-    "noise) and the configurations tried before it are not counted; record those in the "
-    "ledger or set evaluation.dsr_trials (N only)"
-)
-"""The note a study's DSR carries when its own ledger supplies the trials."""
-
-
 def _summarize(
     outcomes: _FoldOutcomes, ledger: TrialsLedger, ecfg: EvaluationConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
@@ -406,19 +398,13 @@ def _summarize(
     variance of the validation Sharpe ratios within each fold, pooled, so the years'
     differences do not pass for selection (``n_selections`` folds). Those trials are the
     seeds of the one configuration the study trains, so the set is flagged weak
-    (:data:`ONE_CONFIGURATION`).
+    (:data:`allocgym.evaluation.ONE_CONFIGURATION`).
     """
     stitched = stitch(outcomes.returns)
     ts = dsr_trial_set(outcomes.agents, ecfg, ledger)
     pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, ts.sr0, ecfg)
     trials = {**dsr_summary(ts, float(ecfg.periods_per_year)), "ledger": str(ledger.path),
               "counts": ledger.counts()}  # fmt: skip
-    if ts.source == "ledger":
-        # A study trains one configuration per fold: its trials are seeds, whose spread is
-        # training noise, and the configurations tried before the study are not among
-        # them, so SR_0 is too low (the weakness of seed trials, DSRTrials.weak).
-        trials["weak"] = True
-        trials["note"] = "; ".join(filter(None, (trials["note"], ONE_CONFIGURATION)))
     return stitched, pooled, trials
 
 

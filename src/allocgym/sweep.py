@@ -51,6 +51,7 @@ from allocgym.ledger import (
     LEDGER_FILENAME,
     SHARPE_KEY,
     TrialsLedger,
+    configuration_id,
     market_fingerprint,
     run_id_of,
     selection_key,
@@ -247,6 +248,7 @@ def run_trial(sample: dict[str, Any], spec: TrialSpec, market: Any) -> None:
                 "note": "recorded when the sweep resumed",
                 "selection_key": selection_key(cfg, spec.market_id),
                 "run_id": run_id_of(run_dir),
+                "config_id": configuration_id(cfg),
                 "metrics": {
                     SHARPE_KEY: summary["best_score"],
                     "best_step": summary["best_step"],
@@ -331,17 +333,17 @@ class SweepProgress(tune.Callback):
                        "num_timesteps": int(last.get("num_timesteps", 0))}  # fmt: skip
         try:
             cfg = self.spec.space.apply(self.spec.base, trial.config)
-            digest, seed = config_hash(cfg), int(cfg.train.seed)
+            digest, seed, config_id = config_hash(cfg), int(cfg.train.seed), configuration_id(cfg)
             # a sweep started by an older version resumes with its pickled spec, unkeyed
             market_id = getattr(self.spec, "market_id", None)
             key = "" if market_id is None else selection_key(cfg, market_id)
         except ConfigError:
             digest, seed = "invalid-config", int(self.spec.base.get("train", {}).get("seed", 0))
-            key = ""
+            key, config_id = "", ""
         TrialsLedger(self.spec.ledger).append({"config_hash": digest, "seed": seed,
                                                "run_dir": str(run_dir), "status": status,
                                                "metrics": metrics, "note": note[:500],
-                                               "selection_key": key,
+                                               "selection_key": key, "config_id": config_id,
                                                "run_id": run_id_of(run_dir)})  # fmt: skip
 
     def _write_progress(self, trials: list) -> None:
