@@ -707,13 +707,14 @@ def write_study(
         "tried before)",
         "none": "no trained agent",
     }[trials["source"]]
-    note = f" ({trials['note']})" if trials["note"] else ""
+    note = trials["note"]
+    note = f" {note[:1].upper()}{note[1:]}." if note else ""
     intro = (
         f"Walk-forward study: {len(result.folds)} yearly folds "
         f"({result.folds[0]['test_year']}..{result.folds[-1]['test_year']}), seeds "
         f"{meta['seeds']}; each fold trains on the past, selects on the validation years just "
         "before its test year and never sees it. Out-of-sample returns are stitched across "
-        f"folds. DSR trials: N = {trials['n_trials']} from {source}{note}."
+        f"folds. DSR trials: N = {trials['n_trials']} from {source}.{note}"
     )
     pooled_table = [header, *rows]
     (root / "study.md").write_text(_study_markdown(intro, words, pooled_table, folds_table))
