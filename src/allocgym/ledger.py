@@ -47,7 +47,18 @@ no evaluation setting enters it). A ledger opened with a ``selection_key`` reads
 runs of that key (:meth:`TrialsLedger.read`) and counts the others it leaves out
 (:meth:`TrialsLedger.selection_counts`). Records written before keys existed have none
 (``''``): they still count, and the counts name them, since they usually are the
-evaluated run's own older trials.
+evaluated run's own older trials. Read without a key, a ledger of several keys (a
+walk-forward study's folds) is several selections: the DSR takes ``N`` as the most trials
+of one and ``V`` pooled within them (:func:`allocgym.evaluation.dsr_trial_set`).
+
+Seeds or configurations
+-----------------------
+Each record also carries a ``config_id`` (:func:`configuration_id`: the config without
+its seed and where the run ran). When every trial of each selection shares one, the
+trials are the seeds of one configuration: their spread is training noise and the
+configurations tried before are not among them, so the DSR flags its trial set weak
+(:meth:`TrialsLedger.one_configuration`). Records written before ids existed have
+none (``''``: unknown, never flagged).
 """
 
 from __future__ import annotations
