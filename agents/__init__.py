@@ -34,6 +34,7 @@ from allocgym.agents.train import (
     policy_spec,
     resolve_device,
     run_config_changes,
+    shortening,
     train,
 )
 from allocgym.agents.validation import run_episodes
@@ -62,5 +63,6 @@ __all__ = [
     "resolve_device",
     "run_config_changes",
     "run_episodes",
+    "shortening",
     "train",
 ]

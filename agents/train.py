@@ -783,6 +783,24 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def checkpoint_step(ckpt: Path) -> int:
+    """The training step a checkpoint was written at (from its folder name)."""
+    return int(ckpt.name[len(_CKPT_PREFIX) :])
+
+
+def shortening(run_dir: str | Path, cfg: AllocgymConfig) -> str:
+    """Why resuming ``run_dir`` with ``cfg`` would shorten it ('' when it would not): its
+    latest checkpoint is past ``cfg.train.total_timesteps``, so the resumed run would stop
+    there and pass for a shorter one."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None or checkpoint_step(ckpt) <= cfg.train.total_timesteps:
+        return ""
+    return (
+        f"its latest checkpoint is at step {checkpoint_step(ckpt)}, past "
+        f"train.total_timesteps = {cfg.train.total_timesteps}"
+    )
+
+
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
@@ -990,6 +1008,12 @@ def _resume_point(run_dir: Path, cfg: AllocgymConfig, resume: bool) -> Path | No
     if resume:
         if (run_dir / "config.yaml").is_file():
             _check_resumable(run_dir, cfg)
+        shorter = shortening(run_dir, cfg)
+        if shorter:
+            raise ConfigError(
+                f"cannot resume {str(run_dir)!r}: {shorter}, and a resume cannot shorten a "
+                "run: ask for at least that many steps or start a new --run-dir"
+            )
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None and (run_dir / "config.yaml").is_file():
             warnings.warn(

@@ -32,6 +32,7 @@ from allocgym.agents import (
     load_agent,
     resolve_device,
     run_episodes,
+    shortening,
     train,
 )
 from allocgym.agents.metrics import (
@@ -484,6 +485,20 @@ def test_a_nan_validation_score_never_becomes_the_best(
     assert result.best_score == 0.5 and result.best_step == 256
     assert json.loads((tmp_path / "run" / "best" / "eval.json").read_text())["step"] == 256
     assert TrialsLedger(tmp_path).trial_sharpes().tolist() == [0.5]
+
+
+def test_a_resume_cannot_shorten_a_run(tmp_path: Path, market: MarketData) -> None:
+    """A checkpoint at step 384 and a resume asking for 256 steps: refused before anything
+    loads (the run would stop at 384 and pass for a 256-step one); 384 steps are fine."""
+    from allocgym.config import write_run_metadata
+
+    run_dir = tmp_path / "run"
+    write_run_metadata(run_dir, tiny_cfg(total_timesteps=512))
+    (run_dir / "checkpoints" / "step_000000000384").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step_000000000384" / "state.pkl").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"step 384, past train\.total_timesteps = 256.*shorten"):
+        train(tiny_cfg(total_timesteps=256), run_dir, resume=True, market=market)
+    assert shortening(run_dir, tiny_cfg(total_timesteps=384)) == ""
 
 
 def test_a_resumed_and_extended_run_is_one_trial(tmp_path: Path, market: MarketData) -> None:

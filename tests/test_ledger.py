@@ -369,6 +369,28 @@ def test_seeds_of_one_configuration_make_a_weak_trial_set(tmp_path: Path) -> Non
     assert not other.one_configuration()
 
 
+def test_unkeyed_stopped_and_failed_trials_in_the_seeds_check(tmp_path: Path) -> None:
+    """An unkeyed trial counts in every selection (as the DSR counts it), so another
+    configuration there lifts the flag on a keyed read and on a read of all keys; a
+    stopped trial is a trial, a failed one is not."""
+    led = TrialsLedger(tmp_path)
+    led.append(_record(0, sharpe=0.5, selection_key="K", config_id="cA"))
+    led.append(_record(1, status="stopped", sharpe=None, selection_key="K", config_id="cA"))
+    led.append(_record(2, status="failed", sharpe=None, selection_key="K", config_id="cZ"))
+    led.append(_record(3, sharpe=0.7, selection_key="L", config_id="cL"))
+    assert led.one_configuration() and TrialsLedger(tmp_path, "K").one_configuration()
+    led.append(_record(4, status="stopped", sharpe=None, selection_key="K", config_id="cB"))
+    assert not TrialsLedger(tmp_path, "K").one_configuration()
+    assert TrialsLedger(tmp_path, "L").one_configuration()
+    mixed = TrialsLedger(tmp_path / "mixed")
+    mixed.append(_record(0, sharpe=0.5, selection_key="K", config_id="cA"))
+    mixed.append(_record(1, sharpe=0.6, selection_key="K", config_id="cA"))
+    mixed.append(_record(2, sharpe=0.9, config_id="cB"))  # unkeyed, another configuration
+    assert not TrialsLedger(tmp_path / "mixed", "K").one_configuration()
+    assert not mixed.one_configuration()
+    assert not dsr_trial_set([], None, tmp_path / "mixed", selection_key="K").weak
+
+
 def test_the_configuration_id_leaves_out_the_seed_and_where_a_run_ran() -> None:
     def cid(*overrides: str) -> str:
         return configuration_id(load_config(None, [*TINY_DATA, *overrides]))
@@ -378,6 +400,10 @@ def test_the_configuration_id_leaves_out_the_seed_and_where_a_run_ran() -> None:
     assert cid("train.seed=7") == cid("train.device=cpu", "train.torch_threads=1") == base
     assert cid("train.learning_rate=0.001") != base
     assert cid("data.splits.train_end=2001-03-30") != base
+    # how a run is saved, evaluated or served does not change what it learns
+    assert cid("train.checkpoint_freq=0", "train.keep_checkpoints=9") == base
+    assert cid("evaluation.periods_per_year=52", "serving.max_in_flight=3") == base
+    assert cid("env.audit_path=x.jsonl", "train.sac.save_replay_buffer=true") == base
 
 
 def test_the_selection_key_follows_the_market_and_the_splits_not_the_hyperparameters() -> None:

@@ -365,3 +365,15 @@ def test_metrics_table_headers_follow_the_configured_levels(written) -> None:
     header, _ = metrics_table(other)
     assert "CVaR97.5" in header and "ΔSharpe vs 1/N [80% CI]" in header
     assert "CVaR95" not in header and "[90% CI]" not in " ".join(header)
+
+
+def test_a_ledger_of_seeds_is_labelled_weak_in_the_header_and_the_words() -> None:
+    from allocgym.report import _dsr_label, _dsr_source_words
+
+    keyed = {"source": "ledger", "n_trials": 5, "ledger": "runs/trials.jsonl", "n_trial_sharpes": 5}
+    assert _dsr_label({**keyed, "weak": False}) == "DSR (N=5, ledger)"
+    assert _dsr_label({**keyed, "weak": True}) == "DSR (N=5, ledger of seeds, weak)"
+    assert "**weak**" not in _dsr_source_words({**keyed, "weak": False})
+    words = _dsr_source_words({**keyed, "weak": True})
+    assert words.startswith("the trials recorded in the trials ledger `runs/trials.jsonl`")
+    assert "**weak**, since those trials are the seeds of one configuration" in words

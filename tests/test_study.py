@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -171,9 +172,12 @@ def test_a_finished_run_of_another_config_is_refused_not_reported_under_this_one
     the old models under the new config: refused, naming the key; the same config (or only
     another device) reuses the run without training it again."""
     train_folds, jobs, run_dir = _reuse_setup(tmp_path, [], finished=True)
-    with pytest.raises(ConfigError, match=r"train\.total_timesteps: 256 -> 512.*new --run-dir"):
+    with pytest.raises(
+        ConfigError, match=r"1 run\(s\) .*train\.total_timesteps: 256 -> 512.*new --run-dir"
+    ):
         train_folds("train.total_timesteps=512")
-    with pytest.raises(ConfigError, match=str(run_dir)):
+    assert run_dir.relative_to(tmp_path).as_posix() == "fold_2005/seed_000"
+    with pytest.raises(ConfigError, match=r"fold_2005/seed_000 \(trained: train\.learning_rate"):
         train_folds("train.learning_rate=0.001")
     train_folds("train.device=auto")
     train_folds()
@@ -189,20 +193,30 @@ def test_an_interrupted_run_continues_and_may_extend_but_not_change(tmp_path) ->
     assert jobs == []
     train_folds("train.total_timesteps=512")
     assert [(j[1], j[0].train.total_timesteps) for j in jobs] == [(run_dir, 512)]
+    # a checkpoint past the step count asked for: resuming would pass it off as shorter
+    (run_dir / "checkpoints" / "step_000000000384").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step_000000000384" / "state.pkl").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"begun: its latest checkpoint is at step 384, past "):
+        train_folds()
 
 
 @pytest.mark.slow
 def test_an_interrupted_study_run_resumes_from_its_checkpoint(tmp_path) -> None:
-    """A run killed after its checkpoint at step 128 (no train_summary.json yet): the study
-    continues it from there instead of refusing the occupied directory."""
+    """A run killed after its checkpoint at step 128 of 256 (no later checkpoint, no final
+    model, no train_summary.json): the study continues it from there, trains the rest,
+    and the ledger counts it once."""
     market = synthetic(n_assets=5, n_days=1520, seed=2)
     folds = plan_folds(market, test_years=[2005], validation_years=1)
     overrides = [*TINY, "train.checkpoint_freq=128"]
     ledger = TrialsLedger(tmp_path)
     study._train_folds(market, folds, [0], tmp_path, ledger, overrides, None, lambda _m: None, None)
     run_dir = tmp_path / folds[0].name / "seed_000"
+    checkpoints = sorted((run_dir / "checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["step_000000000128", "step_000000000256"]
+    shutil.rmtree(checkpoints[-1])
+    shutil.rmtree(run_dir / "final")
     (run_dir / "train_summary.json").unlink()
     study._train_folds(market, folds, [0], tmp_path, ledger, overrides, None, lambda _m: None, None)
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    assert summary["resumed_from"] == 256  # the latest checkpoint: the end of the first run
+    assert summary["resumed_from"] == 128 and summary["num_timesteps"] == 256
     assert len(ledger.history()) == 2 and len(ledger.read()) == 1  # one trial

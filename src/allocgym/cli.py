@@ -1318,7 +1318,12 @@ def study_cmd(
     ] = "all",
     run_dir: Annotated[
         Path | None,
-        typer.Option("--run-dir", help="Study folder; default runs/study-<timestamp>."),
+        typer.Option(
+            "--run-dir",
+            help="Study folder; default runs/study-<timestamp>. The same command continues an "
+            "interrupted study there (finished runs kept, unfinished ones resumed); a run "
+            "trained with another config is refused, and a finished study too.",
+        ),
     ] = None,
     address: AddressOpt = None,
     resources: ResourcesOpt = None,

@@ -1437,7 +1437,7 @@ class DSRTrials:
 ONE_CONFIGURATION = (
     "weak: the ledger's trials are the seeds of one configuration (per selection), so V is "
     "training noise and the configurations tried before are not counted; record their runs "
-    "in the ledger, or set evaluation.dsr_trials (N only)"
+    "in the ledger (evaluation.dsr_trials sets N only: the set stays weak)"
 )
 """The note of a DSR whose ledger trials are seeds of one configuration
 (:meth:`allocgym.ledger.TrialsLedger.one_configuration`)."""
@@ -1648,7 +1648,8 @@ def dsr_summary(ts: DSRTrials, ppy: float) -> dict[str, Any]:
         "split (trials ledger: N = completed and stopped "
         "trials, variance of the completed trials' validation Sharpe ratios; a ledger of "
         "several such selections, as a walk-forward study's folds: N = the most trials of "
-        "one, variance pooled within each), or, without a "
+        "one, variance pooled within each; weak when the trials are the seeds of one "
+        "configuration), or, without a "
         "ledger, the agent seeds evaluated together (weak: it misses the configurations "
         "tried before); evaluation.dsr_trials overrides N; baselines are benchmarks, not "
         "trials",

@@ -54,7 +54,7 @@ of one and ``V`` pooled within them (:func:`allocgym.evaluation.dsr_trial_set`).
 Seeds or configurations
 -----------------------
 Each record also carries a ``config_id`` (:func:`configuration_id`: the config without
-its seed and where the run ran). When every trial of each selection shares one, the
+its seed, where the run ran and how it is evaluated). When every trial of each selection shares one, the
 trials are the seeds of one configuration: their spread is training noise and the
 configurations tried before are not among them, so the DSR flags its trial set weak
 (:meth:`TrialsLedger.one_configuration`). Records written before ids existed have
@@ -376,13 +376,19 @@ class TrialsLedger:
     def one_configuration(self) -> bool:
         """Whether each selection read holds the trials (completed and stopped runs) of one
         configuration only, its seeds: then their spread is training noise, not a choice
-        between configurations. False when there are none, or a trial's ``config_id`` is
-        unknown (a record written before it existed)."""
-        ids: dict[str, set[str]] = {}
-        for r in self.read():
-            if r.status in ("completed", "stopped"):
-                ids.setdefault(r.selection_key, set()).add(r.config_id)
-        return bool(ids) and all(len(v) == 1 and "" not in v for v in ids.values())
+        between configurations. The unkeyed trials belong to every selection, as the DSR
+        counts them. False when there are none, or a trial's ``config_id`` is unknown (a
+        record written before it existed)."""
+        trials = [r for r in self.read() if r.status in ("completed", "stopped")]
+        if self.selection_key is not None:  # one selection, its unkeyed trials included
+            groups = [{r.config_id for r in trials}]
+        else:  # each key's, with the unkeyed trials, which count in every selection
+            unkeyed = {r.config_id for r in trials if not r.selection_key}
+            keys = {r.selection_key for r in trials if r.selection_key}
+            groups = [
+                {r.config_id for r in trials if r.selection_key == k} | unkeyed for k in keys
+            ] or [unkeyed]
+        return bool(trials) and all(len(g) == 1 and "" not in g for g in groups)
 
     def trials_per_key(self) -> dict[str, int]:
         """Trials (completed and stopped runs) per ``selection_key`` read ('' = none), in
@@ -449,13 +455,25 @@ def market_fingerprint(market: MarketData) -> str:
     return digest.hexdigest()
 
 
-SEED_KEYS: tuple[str, ...] = ("train.seed", "train.device", "train.torch_threads")
-"""Config keys that :func:`configuration_id` leaves out: a seed, and where a run ran."""
+OUTSIDE_CONFIGURATION: tuple[str, ...] = (
+    "train.seed",
+    "train.device",
+    "train.torch_threads",
+    "train.checkpoint_freq",
+    "train.keep_checkpoints",
+    "train.sac.save_replay_buffer",
+    "env.audit_path",
+    "evaluation",
+    "serving",
+)
+"""Config keys (and whole sections) that :func:`configuration_id` leaves out: the seed,
+where and how a run ran and was saved, and how it is evaluated and served, none of which
+changes what it learns."""
 
 
 def configuration_id(cfg: AllocgymConfig) -> str:
-    """The configuration of a run without its seed (:data:`SEED_KEYS`), as a short digest:
-    runs of one id are seeds of one configuration.
+    """The configuration of a run without its seed (:data:`OUTSIDE_CONFIGURATION`), as a
+    short digest: runs of one id are seeds of one configuration.
 
     Returns
     -------
@@ -463,9 +481,12 @@ def configuration_id(cfg: AllocgymConfig) -> str:
         16 hex digits.
     """
     tree = cfg.model_dump(mode="json")
-    for key in SEED_KEYS:
-        section, name = key.split(".")
-        tree[section].pop(name, None)
+    for key in OUTSIDE_CONFIGURATION:
+        *parents, name = key.split(".")
+        node = tree
+        for part in parents:
+            node = node[part]
+        node.pop(name)
     blob = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

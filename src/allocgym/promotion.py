@@ -10,8 +10,8 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
    ``min_sharpe_improvement``; each ``secondary_metrics`` entry no worse than the
    incumbent's by more than ``secondary_tolerance`` (relative; Sortino / Calmar higher is
    better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``, deflated by
-   the study's trials ledger (else by the candidate's seeds, flagged weak; the incumbent
-   is never a trial).
+   the study's trials ledger (else by the candidate's seeds, flagged weak, as is a ledger
+   of one configuration's seeds; the incumbent is never a trial).
 2. *Concentration*: mean HHI at most ``1 + max_concentration_increase`` times the
    incumbent's (and below ``max_concentration_abs`` when set).
 3. *Invariants*: 0 post-risk invariant breaches.

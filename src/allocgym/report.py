@@ -616,9 +616,8 @@ def _dsr_source_words(d: dict[str, Any]) -> str:
     source = d.get("source")
     if source == "ledger":
         words = (
-            f"every configuration trained in the study, from the trials ledger "
-            f"`{d.get('ledger')}`; Sharpe variance of its {d.get('n_trial_sharpes')} "
-            "completed trials' validation Sharpe ratios"
+            f"the trials recorded in the trials ledger `{d.get('ledger')}`; Sharpe variance "
+            f"of its {d.get('n_trial_sharpes')} completed trials' validation Sharpe ratios"
         )
         if d.get("weak"):
             words += (

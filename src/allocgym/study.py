@@ -232,14 +232,15 @@ def _train_folds(
     """Train every (fold, seed) run not yet trained under ``root``, recording each in the
     ledger; an interrupted one continues from its latest checkpoint.
 
-    Refuses, before any training starts, a fold with an empty split and a run under
-    ``root`` trained (or begun) with another config than this study asks for: the study
-    would report that model under this config.
+    Refuses, before any training starts, a fold with an empty split and every run under
+    ``root`` trained (or begun) with another config than this study asks for, or begun
+    past its step count: the study would report that model under this config.
     """
-    from allocgym.agents import RESUME_FREE_KEYS, REUSE_FREE_KEYS, run_config_changes
+    from allocgym.agents import RESUME_FREE_KEYS, REUSE_FREE_KEYS, run_config_changes, shortening
     from allocgym.config import load_config
 
     jobs: list[tuple[AllocgymConfig, Path]] = []
+    refused: list[str] = []
     for fold in folds:
         fold_cfg = load_config(base_config, [*config_overrides, *fold.overrides()])
         walk_forward_splits(market, fold_cfg.data.splits)  # refuse empty splits up front
@@ -251,18 +252,27 @@ def _train_folds(
             finished = (run_dir / "train_summary.json").is_file()
             if (run_dir / "config.yaml").is_file():
                 # a finished run must be this config; an interrupted one may still extend
-                # its step count (train's resume check)
+                # its step count (train's resume check), not shorten it
                 changed = run_config_changes(
                     run_dir, seed_cfg, REUSE_FREE_KEYS if finished else RESUME_FREE_KEYS
                 )
+                if not finished and shortening(run_dir, seed_cfg):
+                    changed.append(shortening(run_dir, seed_cfg))
                 if changed:
-                    raise ConfigError(
-                        f"{str(run_dir)!r} was trained with another config than this study "
-                        f"asks for ({', '.join(changed[:5])}): use a new --run-dir, or delete "
-                        "that run directory to train it again"
+                    state = "trained" if finished else "begun"
+                    refused.append(
+                        f"{run_dir.relative_to(root)} ({state}: {', '.join(changed[:3])})"
                     )
             if not finished:
                 jobs.append((seed_cfg, run_dir))
+    if refused:
+        raise ConfigError(
+            f"{len(refused)} run(s) under {str(root)!r} were trained with another config than "
+            f"this study asks for: {'; '.join(refused[:4])}{' ...' if len(refused) > 4 else ''}. "
+            "Use a new --run-dir (or run the study as it was started); deleting those run "
+            "directories trains them again, but their lines stay in the study's trials ledger "
+            "as trials of the other config"
+        )
     if train_many is None:
         from allocgym.agents import train
 
@@ -300,9 +310,11 @@ def _evaluate_folds(
     config_overrides: Sequence[str],
     ecfg: EvaluationConfig,
     say: Callable[[str], None],
+    seeds: Sequence[int],
 ) -> _FoldOutcomes:
-    """Evaluate each fold's trained seeds and baselines on its test year; writes each
-    fold's report in its folder."""
+    """Evaluate each fold's trained ``seeds`` (not other seeds' runs an earlier start left
+    in the folder) and baselines on its test year; writes each fold's report in its
+    folder."""
     from allocgym.evaluation import evaluate_run
 
     outcomes = _FoldOutcomes([], [], [], [], {}, [])
@@ -310,7 +322,8 @@ def _evaluate_folds(
     for fold in folds:
         say(f"evaluating {fold.name} (test {fold.test_year})")
         res = evaluate_run(root / fold.name, baselines=baselines, market=market, ledger=ledger.path,
-                           overrides=[*config_overrides, *fold.overrides()])  # fmt: skip
+                           overrides=[*config_overrides, *fold.overrides()],
+                           seeds=seeds)  # fmt: skip
         _write_fold(res, root / fold.name)
         rets = {bt.name: bt.returns for bt in res.backtests}
         outcomes.dates.append(res.backtests[0].dates)
@@ -469,7 +482,9 @@ def run_study(
     ecfg = cfg.evaluation
     ledger = TrialsLedger(root / LEDGER_FILENAME)
     _train_folds(market, folds, seeds, root, ledger, config_overrides, base_config, say, train_many)
-    outcomes = _evaluate_folds(market, folds, root, ledger, baselines, config_overrides, ecfg, say)
+    outcomes = _evaluate_folds(
+        market, folds, root, ledger, baselines, config_overrides, ecfg, say, seeds
+    )
 
     stitched, pooled, trials = _summarize(outcomes, ledger, ecfg)
     result = StudyResult(root, outcomes.rows, pooled, trials, _settings(ecfg))
