@@ -1505,7 +1505,6 @@ def dsr_trial_set(
     scope = {"left_out": 0, "unkeyed": 0}
     groups: list[str] | None = None  # the ledger's selection of each Sharpe ratio
     selections = 1
-    sharpes: list[float]
     if isinstance(ledger, TrialsLedger):
         led = ledger if selection_key is None else TrialsLedger(ledger.path, selection_key)
     elif ledger is not None:
