@@ -266,15 +266,14 @@ def test_study_through_a_ray_head_on_loopback(tmp_path: Path) -> None:
     log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        # up when `ray start` says so (its GCS port accepts connections before the head
+        # answers: on a loaded machine a client could time out in between)
         deadline = time.monotonic() + 90
-        while True:
+        while "Ray runtime started" not in (tmp_path / "head.log").read_text():
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "ray start --head did not come up"
-                time.sleep(0.5)
+            assert time.monotonic() < deadline, "ray start --head did not come up"
+            time.sleep(0.5)
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
         folder = tmp_path / "study"
         proc, _ = _cli(_study_args(folder, "--address", f"127.0.0.1:{port}"), timeout=400)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
