@@ -220,3 +220,27 @@ def test_an_interrupted_study_run_resumes_from_its_checkpoint(tmp_path) -> None:
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["resumed_from"] == 128 and summary["num_timesteps"] == 256
     assert len(ledger.history()) == 2 and len(ledger.read()) == 1  # one trial
+
+
+def test_the_study_evaluates_only_the_seeds_it_asks_for(tmp_path, monkeypatch) -> None:
+    """A fold folder can hold runs of seeds an earlier start asked for: each fold's
+    evaluation is told the study's seeds, so it walks those alone."""
+    import allocgym.evaluation as ev
+
+    asked: list = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_evaluate_run(folder, **kw):
+        asked.append((folder.name, kw["seeds"]))
+        raise Stop
+
+    monkeypatch.setattr(ev, "evaluate_run", fake_evaluate_run)
+    market = synthetic(n_assets=5, n_days=1520, seed=2)
+    folds = plan_folds(market, test_years=[2005], validation_years=1)
+    ecfg = load_config(None, TINY).evaluation
+    with pytest.raises(Stop):
+        study._evaluate_folds(market, folds, tmp_path, TrialsLedger(tmp_path), None, TINY, ecfg,
+                              lambda _m: None, [0, 1])  # fmt: skip
+    assert asked == [("fold_2005", [0, 1])]

@@ -54,11 +54,11 @@ of one and ``V`` pooled within them (:func:`allocgym.evaluation.dsr_trial_set`).
 Seeds or configurations
 -----------------------
 Each record also carries a ``config_id`` (:func:`configuration_id`: the config without
-its seed, where the run ran and how it is evaluated). When every trial of each selection shares one, the
-trials are the seeds of one configuration: their spread is training noise and the
-configurations tried before are not among them, so the DSR flags its trial set weak
-(:meth:`TrialsLedger.one_configuration`). Records written before ids existed have
-none (``''``: unknown, never flagged).
+its seed, where the run ran and how it is evaluated). When every trial of each selection
+shares one, the trials are the seeds of one configuration: their spread is training
+noise and the configurations tried before are not among them, so the DSR flags its trial
+set weak (:meth:`TrialsLedger.one_configuration`). Records written before ids existed
+have none (``''``: unknown, never flagged).
 """
 
 from __future__ import annotations
@@ -379,7 +379,7 @@ class TrialsLedger:
         between configurations. The unkeyed trials belong to every selection, as the DSR
         counts them. False when there are none, or a trial's ``config_id`` is unknown (a
         record written before it existed)."""
-        trials = [r for r in self.read() if r.status in ("completed", "stopped")]
+        trials = self._candidates()
         if self.selection_key is not None:  # one selection, its unkeyed trials included
             groups = [{r.config_id for r in trials}]
         else:  # each key's, with the unkeyed trials, which count in every selection
@@ -394,15 +394,18 @@ class TrialsLedger:
         """Trials (completed and stopped runs) per ``selection_key`` read ('' = none), in
         the order of each key's first run."""
         out: dict[str, int] = {}
-        for r in self.read():
-            if r.status in ("completed", "stopped"):
-                out[r.selection_key] = out.get(r.selection_key, 0) + 1
+        for r in self._candidates():
+            out[r.selection_key] = out.get(r.selection_key, 0) + 1
         return out
+
+    def _candidates(self) -> list[TrialRecord]:
+        """The trials :meth:`read` gives: completed and stopped runs (the candidates)."""
+        return [r for r in self.read() if r.status in ("completed", "stopped")]
 
     @property
     def n_trials(self) -> int:
         """Trials ``N``: completed and stopped runs (failed ones were never candidates)."""
-        return sum(r.status in ("completed", "stopped") for r in self.read())
+        return len(self._candidates())
 
     def counts(self) -> dict[str, int]:
         """Runs per status, as :meth:`read` gives them (every status present, 0 included)."""

@@ -256,8 +256,9 @@ def _train_folds(
                 changed = run_config_changes(
                     run_dir, seed_cfg, REUSE_FREE_KEYS if finished else RESUME_FREE_KEYS
                 )
-                if not finished and shortening(run_dir, seed_cfg):
-                    changed.append(shortening(run_dir, seed_cfg))
+                shorter = "" if finished else shortening(run_dir, seed_cfg)
+                if shorter:
+                    changed.append(shorter)
                 if changed:
                     state = "trained" if finished else "begun"
                     refused.append(
