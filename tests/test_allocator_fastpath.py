@@ -30,8 +30,13 @@ def test_every_regime_code_gets_the_limits_multipliers() -> None:
     the unknown regime's for a label outside them."""
     env = {
         **ENABLED,
-        "TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": '{"trend": 0.9, "high_volatility": 0.25}',
-        "TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS": '{"mean_reversion": 0.5}',
+        # tighter than the bundle's (a map replaces the bundle's whole map)
+        "TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": (
+            '{"trend": 0.9, "high_volatility": 0.25, "uncertain": 0.8}'
+        ),
+        "TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS": (
+            '{"mean_reversion": 0.5, "high_volatility": 0.5}'
+        ),
     }
     policy = FrozenPolicy.load(untrained_bundle())
     market = small_market()

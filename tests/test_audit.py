@@ -28,6 +28,7 @@ from allocgym.observability import (
     AuditChainError,
     AuditLog,
     AuditLogLockedError,
+    adopt_log,
     anchor_path,
     canonical_json,
     read_anchor,
@@ -329,6 +330,62 @@ def test_reopen_continues_the_chain_and_anchors_it(tmp_path: Path) -> None:
     assert report.ok and report.n_records == 4 and report.anchor.n_records == 4
 
 
+def test_a_log_whose_head_was_deleted_is_refused_until_adopted(tmp_path: Path) -> None:
+    """Cutting records from the end and deleting the head file with them: a writer that
+    re-anchored what it found would launder the truncation."""
+    path = tmp_path / "a.jsonl"
+    _write(path, 6, key=KEY)
+    path.write_bytes(b"".join(_lines(path)[:2]))
+    anchor_path(path).unlink()
+    for key in (KEY, None):
+        with pytest.raises(AuditChainError, match="holds 2 records but its head file"):
+            AuditLog(path, key=key)
+    assert not anchor_path(path).exists()
+    # a reviewer adopts it deliberately; then it verifies and continues
+    anchor = adopt_log(path, KEY)
+    assert (anchor.n_records, anchor.signed) == (2, True)
+    assert verify_log(path, anchor=True, key=KEY).n_records == 2
+    with AuditLog(path, key=KEY) as log:
+        log.append({"i": 2})
+    assert verify_log(path, anchor=True, key=KEY).n_records == 3
+
+
+def test_an_empty_log_without_head_opens(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"")
+    with AuditLog(path) as log:
+        assert len(log) == 0
+    assert read_anchor(path).n_records == 0
+
+
+def test_a_signed_head_is_never_replaced_by_an_unsigned_one(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 3, key=KEY)
+    before = anchor_path(path).read_bytes()
+    with pytest.raises(AuditChainError, match="HMAC-signed and no key was given"):
+        AuditLog(path)
+    with pytest.raises(AuditChainError, match="HMAC-signed and no key was given"):
+        adopt_log(path)
+    with pytest.raises(AuditChainError, match="HMAC does not match"):
+        adopt_log(path, b"x" * 32)
+    assert anchor_path(path).read_bytes() == before
+    assert verify_log(path, key=KEY).ok
+
+
+def test_adopting_signs_an_unsigned_log_but_never_hides_a_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 4)
+    assert not read_anchor(path).signed
+    assert adopt_log(path, KEY).signed
+    assert verify_log(path, key=KEY).n_records == 4
+    # the head is still there and the log was cut below it: adopting refuses
+    path.write_bytes(b"".join(_lines(path)[:2]))
+    with pytest.raises(AuditChainError, match="truncated or deleted"):
+        adopt_log(path, KEY)
+    with pytest.raises(FileNotFoundError, match="no audit log"):
+        adopt_log(tmp_path / "missing.jsonl")
+
+
 def test_a_log_without_anchor_is_verified_whole_at_open(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     _write(path, 3)
@@ -367,6 +424,50 @@ def test_cli_verify_reports_ok_and_tampering(tmp_path: Path, capsys, monkeypatch
     assert "1 records" in capsys.readouterr().out
 
 
+def test_cli_anchor_adopts_a_headless_log(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ALLOCGYM_AUDIT_KEY", raising=False)
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    anchor_path(path).unlink()
+    assert _cli("audit", "anchor", str(path)) == 0
+    assert f"anchored {path}: 3 records" in capsys.readouterr().out
+    assert verify_log(path, anchor=True).n_records == 3
+    assert _cli("audit", "anchor", str(tmp_path / "none.jsonl")) == 2
+    assert "no audit log" in capsys.readouterr().err
+
+
+def test_cli_replay_reproduces_a_service_log_and_names_a_mismatch(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``allocgym audit replay`` re-decides a served log with its bundle, beside the live
+    writer (the log stays open here), and exits 1 naming the record that differs."""
+    for var in ("ALLOCGYM_AUDIT_KEY", "TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TRADING_ALLOCATOR_ENABLED", "true")
+    bundle = untrained_bundle()
+    policy = FrozenPolicy.load(bundle)
+    market, t = small_market(), 400
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, t))
+    )
+    path = tmp_path / "audit.jsonl"
+    service = DecisionService(alloc, audit_log=path)
+    for rid in ("c1", "c2"):
+        service.decide(request_from_market(market, t, history=alloc.history, request_id=rid))
+    service.set_kill_switch(True, reason="drill", actor="test")
+    service.audit.anchor()
+    patience = ("--set", "serving.deadline_ms=5000", "--set", "serving.max_queue_ms=5000")
+    args = ("audit", "replay", str(path), "--policy", str(bundle), *patience)
+    assert _cli(*args) == 0
+    assert f"ok {path}: 3 of 3 records reproduced" in capsys.readouterr().out
+    # a tighter symbol cap in force at replay: the decisions differ, record by record
+    monkeypatch.setenv("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "0.01")
+    assert _cli(*args) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "1 of 3 records reproduced" in err and "line 1 (c1)" in err
+    service.audit.close()
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -388,8 +489,12 @@ def test_service_records_carry_action_weights_cvar_kill_state_and_reasons(tmp_pa
     service.audit.close()
     first, _, killed = [json.loads(raw)["record"] for raw in _lines(path)]
 
+    # the actor's own action (one more value than the weights: the cash logit), not the
+    # proposal the action map made of it
     raw = decode_array(first["raw_action"])
-    assert raw.shape == (1, policy.n_out) and np.isfinite(raw).all()
+    obs = alloc.trace(req).observation
+    assert raw.shape == (1, policy.n_out + 1)
+    assert np.array_equal(raw, policy.actions(obs))
     approved = decode_array(first["approved"])[0]
     assert decode_array(first["proposed"]).shape == (1, len(alloc.symbols))
     assert first["kill"] == {
@@ -398,6 +503,7 @@ def test_service_records_carry_action_weights_cvar_kill_state_and_reasons(tmp_pa
         "operator": False,
         "configured": False,
     }
+    assert first["input"]["flags"] == ENABLED  # the runtime flags a replay needs
     assert decode_array(first["reasons"]).tolist() == decision["reason_mask"]
     assert first["portfolio_reasons"] == [decision["portfolio_reasons"]]
     # CVaR by hand: the worst 5% of 63 scenario returns of the approved book, the 4th

@@ -31,6 +31,7 @@ from allocgym.observability import (
     Canonical,
     Metrics,
     StrategyPnL,
+    anchor_path,
     canonical_json,
     decision_record,
     from_jsonable,
@@ -323,9 +324,9 @@ def decide(inp: dict, limits: RiskLimits = LIMITS) -> dict:
     }
 
 
-def _write_decisions(path: Path, n: int = 6) -> list[dict]:
+def _write_decisions(path: Path, n: int = 6, key: bytes | None = None) -> list[dict]:
     rng = np.random.default_rng(0)
-    log = AuditLog(path)
+    log = AuditLog(path, key=key)
     chash = config_hash(load_config())
     inputs = []
     for i in range(n):
@@ -358,6 +359,7 @@ def _write_decisions(path: Path, n: int = 6) -> list[dict]:
             )
         )
         inputs.append(inp)
+    log.close()
     return inputs
 
 
@@ -388,6 +390,27 @@ def test_replay_reproduces_every_output_byte_for_byte(tmp_path: Path) -> None:
     changed = replay(path, lambda inp: decide(inp, tighter))
     assert not changed.ok and changed.mismatches
     assert all(line >= 1 and rid.startswith("req-") for line, rid in changed.mismatches)
+
+
+def test_replay_only_reads_the_log_beside_its_writer(tmp_path: Path) -> None:
+    """A running service holds the writer lock; a replay beside it neither needs the lock
+    nor rewrites the (signed) head file."""
+    import fcntl
+
+    path = tmp_path / "decisions.jsonl"
+    key = b"k" * 32
+    _write_decisions(path, 3, key=key)
+    head = anchor_path(path).read_bytes()
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the service's writer does
+        report = replay(path, decide, key=key)
+    finally:
+        os.close(fd)
+    assert report.ok and report.n_reproduced == 3
+    assert anchor_path(path).read_bytes() == head
+    with pytest.raises(AuditChainError, match="HMAC does not match"):
+        replay(path, decide, key=b"x" * 32)
 
 
 def test_replay_refuses_a_broken_chain(tmp_path: Path) -> None:

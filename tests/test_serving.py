@@ -550,10 +550,48 @@ def test_runtime_flags_tighten_the_limits(policy: FrozenPolicy) -> None:
     assert alloc.describe()["flags"]["TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY"] == "0.03"
 
 
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "1.0"}, "max_symbol_weight 1 > 0.1"),
+        ({"TRADING_ALLOCATOR_MAX_SYMBOL_NOTIONAL": "none"}, None),
+        (
+            {"TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS": '{"trend": 2.0}'},
+            "trend capacity multiplier 2 > 1",
+        ),
+        (
+            {"TRADING_ALLOCATOR_DEFAULT_BUDGET_MULTIPLIER": "1.5"},
+            "unknown budget multiplier 1.5 > 1",
+        ),
+        (
+            {"TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": '{"trend": 1.0}'},
+            "uncertain budget multiplier 1 > 0.8",  # the map replaces the sealed one
+        ),
+    ],
+)
+def test_runtime_flags_cannot_loosen_the_sealed_limits(
+    policy: FrozenPolicy, variables: dict[str, str], named: str | None
+) -> None:
+    """The bundle's sealed limits are the ceiling: whoever sets the environment can tighten
+    them, never widen them."""
+    sealed = policy.risk_config
+    if named is None:  # removing a notional cap loosens only when the bundle has one
+        assert sealed.max_symbol_notional is None
+        assert (
+            make_alloc(policy, environ={**ENABLED, **variables}).limits.max_symbol_notional is None
+        )
+        return
+    with pytest.raises(GateConfigError, match="loosen the bundle's sealed limits") as err:
+        make_alloc(policy, environ={**ENABLED, **variables})
+    assert named in str(err.value) and next(iter(variables)) in str(err.value)
+
+
 def test_regime_multiplier_flags_with_a_regime_override(policy: FrozenPolicy) -> None:
     from allocgym.serving import RegimeOverride
 
-    env = {**ENABLED, "TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": '{"high_volatility": 0.25}'}
+    # the map replaces the bundle's: the other regimes keep their sealed multipliers
+    budgets = {**policy.risk_config.regime_budget_multipliers, "high_volatility": 0.25}
+    env = {**ENABLED, "TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": json.dumps(budgets)}
     alloc = make_alloc(policy, environ=env)
     req = make_request(alloc).model_copy(
         update={"regime": RegimeOverride(label="high_volatility", confidence=0.9)}

@@ -45,8 +45,9 @@ def test_request_confidence_and_horizon_reach_the_aggregator(served) -> None:
         served, "i3", **base, strategy_confidence={"trend": conf},
         strategy_horizons={"trend": 10}, strategy_intent_age={"trend": 20},
     )  # fmt: skip
-    budgets = weighted.raw_action
-    assert budgets is not None and np.array_equal(budgets, fresh.raw_action)
+    # the model's budgets (the proposal output), one line per family and cash
+    budgets = np.array([[line.budget for line in weighted.decision.budgets]])
+    assert np.array_equal(budgets, [[line.budget for line in fresh.decision.budgets]])
     intents = np.stack([[trend, mean_rev, defensive]])
     c = np.ones_like(intents)
     c[0, 0] = conf

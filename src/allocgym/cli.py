@@ -781,23 +781,37 @@ def serve_cmd(
         log.close()
 
 
-# [cli:audit] verify an audit log against its chain and anchor.
+# [cli:audit] verify, replay and adopt an audit log.
 
-audit_app = typer.Typer(help="Audit logs: verify the chain and its anchor.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Audit logs: verify the chain and its anchor, replay the decisions, adopt a log.",
+    no_args_is_help=True,
+)
 app.add_typer(audit_app, name="audit")
+
+
+AuditKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="File holding the anchor's HMAC key (or set ALLOCGYM_AUDIT_KEY): the anchor "
+        "must be signed with it.",
+    ),
+]
+
+
+def _audit_key(key_file: Path | None) -> bytes | None:
+    from allocgym.observability import AUDIT_KEY_ENV
+    from allocgym.serving.http import read_token
+
+    key = read_token(AUDIT_KEY_ENV, key_file)
+    return None if key is None else key.encode()
 
 
 @audit_app.command("verify")
 def audit_verify(
     log: Annotated[Path, typer.Argument(help="The JSONL audit log (serve --audit-log).")],
-    key_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--key-file",
-            help="File holding the anchor's HMAC key (or set ALLOCGYM_AUDIT_KEY): the anchor "
-            "must be signed with it.",
-        ),
-    ] = None,
+    key_file: AuditKeyOpt = None,
     chain_only: Annotated[
         bool,
         typer.Option(
@@ -809,16 +823,10 @@ def audit_verify(
 ) -> None:
     """Verify an audit log: every link of the hash chain, then truncation, deleted records
     and a recomputed chain against its anchored head. Exits 1 when it was tampered with."""
-    from allocgym.observability import AUDIT_KEY_ENV, verify_log
-    from allocgym.serving.http import read_token
+    from allocgym.observability import verify_log
 
-    key = read_token(AUDIT_KEY_ENV, key_file)
-    report = verify_log(
-        log,
-        raise_error=False,
-        anchor=not chain_only,
-        key=None if key is None else key.encode(),
-    )
+    key = _audit_key(key_file)
+    report = verify_log(log, raise_error=False, anchor=not chain_only, key=key)
     if not report.ok:
         typer.secho(
             f"FAILED {log} line {report.bad_line}: {report.reason} ({report.n_records} "
@@ -835,6 +843,64 @@ def audit_verify(
             signature = "HMAC verified" if key is not None else "signed, key not given"
         covered = f"anchor covers {anchor.n_records} (written {anchor.anchored_at}, {signature})"
     typer.echo(f"ok {log}: {report.n_records} records, head {report.head}; {covered}")
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    log: Annotated[Path, typer.Argument(help="The JSONL audit log (serve --audit-log).")],
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="File holding an HMAC key (or set ALLOCGYM_AUDIT_KEY) that signs the new "
+            "anchor; needed when the present one is signed.",
+        ),
+    ] = None,
+) -> None:
+    """Adopt an audit log as it is: verify its whole chain, then write its anchor
+    (<log>.head). For a log whose head file is missing, which serve refuses to continue
+    (records cut from its end would not show), or to start signing an unsigned log. An
+    existing head must still match the log. Run it only after reviewing the log."""
+    from allocgym.observability import adopt_log
+
+    anchor = adopt_log(log, _audit_key(key_file))
+    signature = "signed" if anchor.signed else "unsigned"
+    typer.echo(f"anchored {log}: {anchor.n_records} records, head {anchor.head} ({signature})")
+
+
+@audit_app.command("replay")
+def audit_replay(
+    log: Annotated[Path, typer.Argument(help="The JSONL audit log (serve --audit-log).")],
+    policy: PolicyOpt,
+    overrides: ServingSetOpt = None,
+    key_file: AuditKeyOpt = None,
+    require_signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--require-signature",
+            metavar="PUBKEYFILE",
+            help="Ed25519 public key (PEM): refuse a bundle not signed by its private key.",
+        ),
+    ] = None,
+) -> None:
+    """Re-decide every record of an audit log with the bundle that served it and compare
+    each output byte for byte. The log is only read: it may run beside the service.
+    Serving settings (--set) and the TRADING_ALLOCATOR_* variables must be those the
+    service ran with. Exits 1 when a record is not reproduced."""
+    from allocgym.serving import replay_audit
+
+    allocator = _allocator(policy, overrides, public_key=require_signature)
+    report = replay_audit(log, allocator, key=_audit_key(key_file))
+    if not report.ok:
+        shown = ", ".join(f"line {line} ({rid})" for line, rid in report.mismatches[:10])
+        typer.secho(
+            f"FAILED {log}: {report.n_reproduced} of {report.n_records} records reproduced; "
+            f"differing: {shown}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"ok {log}: {report.n_reproduced} of {report.n_records} records reproduced")
 
 
 @bench_app.command("serve")

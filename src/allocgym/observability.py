@@ -434,7 +434,9 @@ def read_anchor(path: str | Path, key: bytes | None = None) -> Anchor | None:
 class _Writer:
     """The one writer of a log file in this process (shared by its ``AuditLog`` handles)."""
 
-    def __init__(self, path: Path, fsync: bool, anchor_every: int, key: bytes | None) -> None:
+    def __init__(
+        self, path: Path, fsync: bool, anchor_every: int, key: bytes | None, adopt: bool = False
+    ) -> None:
         self.path, self.fsync, self.anchor_every, self.key = path, fsync, anchor_every, key
         self.mutex = threading.Lock()
         self.handles = 0
@@ -454,7 +456,7 @@ class _Writer:
         try:
             os.ftruncate(self._lock_fd, 0)
             os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
-            self.head, self.n, self.size = _open_chain(path, key)
+            self.head, self.n, self.size = _open_chain(path, key, adopt)
         except BaseException:
             os.close(self._lock_fd)  # releases the lock
             raise
@@ -532,14 +534,39 @@ _WRITERS: dict[Path, _Writer] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def _open_chain(path: Path, key: bytes | None) -> tuple[str, int, int]:
-    """Head hash, record count and byte size of an existing log, verified from its anchor
-    (the whole file when it has none)."""
-    anchor = read_anchor(path, key)
+def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str, int, int]:
+    """Head hash, record count and byte size of an existing log, verified from its anchor.
+
+    A writer never re-anchors what it cannot vouch for: a log with records and no head
+    file (whose end may have been cut with the head), or a signed head without the key
+    (the new head would be unsigned), is refused unless ``adopt`` (:func:`adopt_log`:
+    the whole chain verified, a missing or unsigned head replaced)."""
+    anchor = read_anchor(path, None if adopt else key)
+    if anchor is not None and anchor.signed:
+        if key is None:
+            raise AuditChainError(
+                path,
+                0,
+                f"head file {str(anchor_path(path))!r} is HMAC-signed and no key was given: "
+                f"pass the key (serve --audit-key-file, or {AUDIT_KEY_ENV}) so that the "
+                "anchor stays signed",
+            )
+        if adopt:
+            read_anchor(path, key)  # a signed head is replaced only by its key's holder
     size = path.stat().st_size if path.exists() else 0
-    if anchor is None:
+    if anchor is None or adopt:
         report = verify_log(path, anchor=False)
-        return report.head, report.n_records, size
+        if report.n_records and anchor is None and not adopt:
+            raise AuditChainError(
+                path,
+                0,
+                f"the log holds {report.n_records} records but its head file "
+                f"{str(anchor_path(path))!r} is missing: the anchor was deleted, and records "
+                "cut from the end with it would not show. Move the log aside and start a new "
+                f"one, or review it and adopt it as it is (`allocgym audit anchor {path}`)",
+            )
+        if anchor is None or anchor.n_records == 0:
+            return report.head, report.n_records, size
     if size < anchor.offset:
         raise AuditChainError(
             path,
@@ -652,11 +679,7 @@ class AuditLog:
 
     def entries(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """Parsed lines ``(line_number, entry)``, unchecked (use ``verify`` first)."""
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as fh:
-            for i, raw in enumerate(fh, start=1):
-                yield i, json.loads(raw)
+        return read_entries(self.path)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Decoded records (non-finite floats restored), in order, unchecked."""
@@ -666,6 +689,50 @@ class AuditLog:
     def verify(self, *, raise_error: bool = True) -> ChainReport:
         """Check the whole file against its anchor (see ``verify_log``)."""
         return verify_log(self.path, raise_error=raise_error, key=self._writer.key)
+
+
+def read_entries(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Parsed lines ``(line_number, entry)`` of an audit log, unchecked (``verify_log``
+    first). A reader: it takes no lock, so it runs beside the log's writer."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, start=1):
+            yield i, json.loads(raw)
+
+
+def adopt_log(path: str | Path, key: bytes | None = None) -> Anchor:
+    """Anchor an existing audit log as it is: for a log whose head file is missing (a
+    writer refuses it), or to start signing an unsigned one with ``key``.
+
+    The whole chain is verified first, and an existing head must still match the log (a
+    signed one needs ``key``); the caller vouches that no records were cut from the end.
+    Takes the writer lock like :class:`AuditLog`.
+
+    Raises
+    ------
+    FileNotFoundError
+        There is no log at ``path``.
+    AuditChainError
+        A broken chain, or a head file the log no longer matches.
+    AuditLogLockedError
+        Another process (or an open ``AuditLog`` here) is writing the log.
+    """
+    real = Path(os.path.realpath(path))
+    if not real.is_file():
+        raise FileNotFoundError(f"no audit log at {str(path)!r}: pass the serve --audit-log file")
+    with _WRITERS_LOCK:
+        if real in _WRITERS:
+            raise AuditLogLockedError(
+                f"audit log {str(path)!r} is open for writing in this process: close it first"
+            )
+        writer = _Writer(real, False, 1, key, adopt=True)
+        writer.handles = 1
+    writer.release()
+    anchor = read_anchor(real, key)
+    assert anchor is not None  # the writer anchored it at open
+    return anchor
 
 
 def verify_log(
@@ -851,12 +918,17 @@ def decision_record(
 
 
 def replay(
-    path: str | Path, decide_fn: Callable[[dict[str, Any]], Mapping[str, Any]]
+    path: str | Path,
+    decide_fn: Callable[[dict[str, Any]], Mapping[str, Any]],
+    *,
+    key: bytes | None = None,
 ) -> ReplayReport:
     """Re-run every record's ``input`` through ``decide_fn`` and compare outputs bytewise.
 
     The chain is verified first (``AuditChainError`` if broken). A record is reproduced
     when ``canonical_json(decide_fn(input))`` equals ``canonical_json(record["output"])``.
+    The log is only read: a replay runs beside the service that writes it, over the
+    records verified when it starts (a line caught half-written fails as torn: rerun).
 
     Parameters
     ----------
@@ -865,11 +937,14 @@ def replay(
     decide_fn : callable
         Receives the decoded input (lists for arrays, floats restored) and returns the
         decision output.
+    key : bytes, optional
+        HMAC key of the anchor: the head file must be signed with it.
     """
-    verify_log(path)
-    log = AuditLog(path)
+    verified = verify_log(path, key=key).n_records
     n, good, bad = 0, 0, []
-    for line, entry in log.entries():
+    for line, entry in read_entries(path):
+        if line > verified:  # appended by a live writer since: not verified yet
+            break
         record = entry["record"]
         n += 1
         got = canonical_json(decide_fn(from_jsonable(record["input"])))

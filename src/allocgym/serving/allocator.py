@@ -215,9 +215,10 @@ class DecisionTrace:
         Gate output with the serving codes OR-ed in.
     execution : ExecutionResult or None
     latency_s : float
-    raw_action : ndarray, shape (1, action_dim), or None
-        The model's output before it became a proposal (None when the model was not
-        called or failed).
+    raw_action : ndarray of float32, shape (1, action_dim), or None
+        The actor's action before the action map made it a proposal (the bundle's
+        ``action`` output; None when the model was not called, failed, or is not the
+        bundle's).
     """
 
     decision: Decision
@@ -944,16 +945,26 @@ class FrozenAllocator:
             return None
         return self.action_spec.to_tilted(out, prior)
 
-    def _call_model(self, obs: np.ndarray) -> tuple[np.ndarray | None, str | None, str]:
+    def _call_model(
+        self, obs: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None, str | None, str]:
+        """(the proposal output, the actor's raw action, the failure cause, its message);
+        the outputs are None when the call failed. A model other than the bundle's (the
+        constructor's ``model``) gives no raw action."""
         start = time.perf_counter()
         try:
-            out = np.asarray(self._model(obs), dtype=np.float64)
+            if self._model is self.policy:
+                raw, proposal = self.policy.outputs(obs)
+            else:
+                raw, proposal = None, self._model(obs)
+            out = np.asarray(proposal, dtype=np.float64)
         except Exception as err:  # any model failure falls back; the cause is recorded
-            return None, "exception", f"{type(err).__name__}: {err}"[:300]
+            return None, None, "exception", f"{type(err).__name__}: {err}"[:300]
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if elapsed_ms > self.serving.deadline_ms:
             # no elapsed time in the message: the audited output must replay byte for byte
             return (
+                None,
                 None,
                 "deadline",
                 f"model call exceeded serving.deadline_ms = {self.serving.deadline_ms:g}",
@@ -961,12 +972,13 @@ class FrozenAllocator:
         if out.shape != (1, self.policy.n_out):
             return (
                 None,
+                None,
                 "bad_output",
                 f"model output shape {out.shape}, expected (1, {self.policy.n_out})",
             )
         if not np.isfinite(out).all():
-            return None, "nan", "model output contains NaN or inf"
-        return out, None, ""
+            return None, None, "nan", "model output contains NaN or inf"
+        return out, raw, None, ""
 
     def _decide(
         self,
@@ -1095,7 +1107,8 @@ class FrozenAllocator:
         contrib : ndarray, shape (1, n_strategies, N), or None
             Each strategy's weights in the proposal (budgets mode).
         raw_action : ndarray, shape (1, action_dim), or None
-            The model's output (None when it was not called or failed).
+            The actor's action before the action map (None when the model was not
+            called, failed, or is not the bundle's).
         kind : str or None
             The defensive allocation's kind (``hold`` or ``hrp``) when one was used.
         cause, message : str or None, str
@@ -1117,10 +1130,9 @@ class FrozenAllocator:
                 "TRADING_ALLOCATOR_ENABLED is false",
             )
         if forced_cause is not None:
-            out, (cause, message) = None, forced_cause
+            out, raw_action, (cause, message) = None, None, forced_cause
         else:
-            out, cause, message = self._call_model(obs)
-        raw_action = out
+            out, raw_action, cause, message = self._call_model(obs)
         tilted = None if out is None or self.mode != "tilt" else self._tilted(out, x, w_cur)
         if out is not None and self.mode == "tilt" and tilted is None:
             out, cause, message = None, "prior", "the tilt prior allocator failed"

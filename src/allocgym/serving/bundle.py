@@ -816,17 +816,27 @@ class FrozenPolicy:
         -------
         ndarray, shape (n_envs, n_out), float64
         """
+        return self._session.run([PROPOSAL_OUTPUT], {INPUT_NAME: self._input(obs)})[0]
+
+    def actions(self, obs: np.ndarray) -> np.ndarray:
+        """The actor's actions (before the action map), float32 (n_envs, action_dim)."""
+        return self._session.run([ACTION_OUTPUT], {INPUT_NAME: self._input(obs)})[0]
+
+    def outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The actor's actions and the proposals from one run: ``(actions(obs),
+        self(obs))``, bit for bit."""
+        action, proposal = self._session.run(
+            [ACTION_OUTPUT, PROPOSAL_OUTPUT], {INPUT_NAME: self._input(obs)}
+        )
+        return action, proposal
+
+    def _input(self, obs: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(obs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.obs_dim:
             raise ValueError(
                 f"observations have shape {x.shape}, the bundle expects (n_envs, {self.obs_dim})"
             )
-        return self._session.run([PROPOSAL_OUTPUT], {INPUT_NAME: x})[0]
-
-    def actions(self, obs: np.ndarray) -> np.ndarray:
-        """The actor's actions (before the action map), float32 (n_envs, action_dim)."""
-        x = np.ascontiguousarray(obs, dtype=np.float32)
-        return self._session.run([ACTION_OUTPUT], {INPUT_NAME: x})[0]
+        return x
 
     def describe(self) -> dict[str, Any]:
         """Model id, hashes and layout summary (for ``/healthz`` and reports)."""

@@ -10,6 +10,8 @@ Read once when a :class:`~allocgym.serving.allocator.FrozenAllocator` is built:
   ``_DEFAULT_BUDGET_MULTIPLIER``, ``_DEFAULT_CAPACITY_MULTIPLIER``, ``_MIN_MULTIPLIER``,
   ``_MAX_MULTIPLIER``: :func:`limits_from_env` overrides the bundle's risk section with
   them (the regime multipliers are clamped by ``allocgym.risk.RiskLimits``).
+  :class:`RuntimeFlags` refuses overrides that would loosen the bundle's sealed limits
+  (:func:`loosened`): the flags tighten, the bundle is the ceiling.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from allocgym.config import RiskConfig
@@ -216,16 +219,56 @@ class RuntimeFlags:
 
     @classmethod
     def from_env(cls, risk: RiskConfig, environ: Mapping[str, str] | None = None) -> RuntimeFlags:
-        """Parse the flags from ``environ`` (``os.environ`` when omitted).
+        """Parse the flags from ``environ`` (``os.environ`` when omitted) over the sealed
+        risk section ``risk``: they may tighten its limits, never loosen them.
 
         Raises
         ------
         GateConfigError
-            A variable with a bad value (message names it and the fix).
+            A variable with a bad value, or flags that would loosen a sealed limit (the
+            message names them and the fix).
         """
         env = os.environ if environ is None else environ
-        return cls(
-            enabled=allocator_enabled(env),
-            risk=limits_from_env(risk, env),
-            variables={k: str(env[k]) for k in ENV_VARS if k in env},
-        )
+        variables = {k: str(env[k]) for k in ENV_VARS if k in env}
+        flagged = limits_from_env(risk, env)
+        looser = loosened(risk, flagged)
+        if looser:
+            set_vars = sorted(k for k in variables if k != ENV_ENABLED)
+            raise GateConfigError(
+                f"TRADING_ALLOCATOR_* variables {set_vars} loosen the bundle's sealed limits "
+                f"({'; '.join(looser)}): runtime flags may only tighten them. Unset or lower "
+                "the variables (a multiplier map replaces the bundle's whole map: name every "
+                "regime), or re-export the bundle with the looser limits"
+            )
+        return cls(enabled=allocator_enabled(env), risk=flagged, variables=variables)
+
+
+def loosened(sealed: RiskConfig, flagged: RiskConfig) -> list[str]:
+    """What the runtime flags' limits ``flagged`` allow beyond the ``sealed`` ones: a
+    higher symbol cap or symbol notional cap, a higher budget or capacity multiplier for
+    any regime (the clamp applied), or a default regime with a higher one."""
+    from allocgym.regime import UNKNOWN_REGIME
+    from allocgym.risk import RiskLimits
+
+    was, now = RiskLimits.from_config(sealed), RiskLimits.from_config(flagged)
+    out = []
+    if now.max_symbol_weight > was.max_symbol_weight:
+        out.append(f"max_symbol_weight {now.max_symbol_weight:g} > {was.max_symbol_weight:g}")
+    cap, new_cap = was.max_symbol_notional, now.max_symbol_notional
+    if cap is not None and (new_cap is None or new_cap > cap):
+        out.append(f"max_symbol_notional {new_cap} > {cap:g}")
+    codes = np.arange(UNKNOWN_REGIME, len(REGIME_LABELS))
+    labels = ["unknown", *REGIME_LABELS]
+    for kind in ("budget", "capacity"):
+        before = getattr(was, f"{kind}_multiplier")(codes)
+        after = getattr(now, f"{kind}_multiplier")(codes)
+        for i in np.flatnonzero(after > before):
+            out.append(f"{labels[i]} {kind} multiplier {after[i]:g} > {before[i]:g}")
+        default_before = getattr(was, f"{kind}_multiplier")(np.array([was.default_regime_code]))
+        default_after = getattr(now, f"{kind}_multiplier")(np.array([now.default_regime_code]))
+        if default_after[0] > default_before[0]:
+            out.append(
+                f"default regime {now.default_regime!r} {kind} multiplier "
+                f"{default_after[0]:g} > {was.default_regime!r}'s {default_before[0]:g}"
+            )
+    return out

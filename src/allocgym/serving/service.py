@@ -470,6 +470,8 @@ class DecisionService:
             if tr.model_cause is None
             else {"cause": tr.model_cause, "message": tr.model_message},
             "model_sha256": self.allocator.policy.sha256,
+            # the TRADING_ALLOCATOR_* variables in force: a replay needs the same limits
+            "flags": dict(self.allocator.flags.variables),
         }
         if bar is not None:
             inputs["bar"] = bar.isoformat()
@@ -628,16 +630,20 @@ def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> An
     return decide
 
 
-def replay_audit(path: str | Path, allocator: FrozenAllocator) -> ReplayReport:
+def replay_audit(
+    path: str | Path, allocator: FrozenAllocator, *, key: bytes | None = None
+) -> ReplayReport:
     """Re-decide every record of an audit log and compare the outputs byte for byte.
 
-    Array references are resolved from ``<path>.arrays`` (see :class:`ArrayStore`).
+    Array references are resolved from ``<path>.arrays`` (see :class:`ArrayStore`). The
+    log is only read (a replay runs beside the service writing it); ``key``: the anchor's
+    HMAC key, which the head file must then carry.
 
     Raises
     ------
     AuditChainError
-        The log's hash chain is broken.
+        The log's hash chain is broken, or its anchor does not match.
     ArrayStoreError
         A referenced array file is missing or was modified.
     """
-    return replay(path, replay_fn(allocator, ArrayStore.beside(path)))
+    return replay(path, replay_fn(allocator, ArrayStore.beside(path)), key=key)
