@@ -21,8 +21,10 @@ from allocgym.serving.service import ex_ante_cvar
 
 MARKET_FIELDS_COMPARED = (
     "template", "volatility", "betas", "adv_notional", "momentum", "intents",
-    "intent_confidence", "regime", "regime_confidence", "barbell", "tradable",
+    "intent_confidence", "regime", "regime_confidence", "barbell", "tradable", "valid",
 )  # fmt: skip
+"""The per-bar fields of ``MarketFeatures``; ``horizons`` (one per family) and
+``n_market_asset_features`` are compared whole."""
 
 
 def _ts(market: object, t: int) -> dt.datetime:
@@ -95,6 +97,9 @@ def test_incremental_features_equal_the_batch_feature_builder_on_the_whole_sampl
             assert state.held is None
             continue
         assert state.held is not None
+        held = state.held.features
+        assert np.array_equal(held.horizons, batch.horizons)
+        assert held.n_market_asset_features == batch.n_market_asset_features
         for name in MARKET_FIELDS_COMPARED:
             got, want = getattr(state.held.features, name)[0], getattr(batch, name)[t]
             assert got.tobytes() == want.tobytes(), (t, name)

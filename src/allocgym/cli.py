@@ -714,8 +714,9 @@ def serve_cmd(
         Path | None,
         typer.Option(
             "--admin-token-file",
-            help="File holding the bearer token of the kill switch (or set "
-            "ALLOCGYM_ADMIN_TOKEN). Required to bind a non-loopback host.",
+            help="File holding the bearer token of the admin endpoints: the kill switch and "
+            "the bar feed POST /v1/bars (or set ALLOCGYM_ADMIN_TOKEN). Required to bind a "
+            "non-loopback host; without it they answer loopback clients only.",
         ),
     ] = None,
     decide_token_file: Annotated[
@@ -744,7 +745,9 @@ def serve_cmd(
         ),
     ] = None,
 ) -> None:
-    """Serve a frozen bundle over HTTP: POST /v1/decide, /v1/kill-switch, GET /healthz, /metrics."""
+    """Serve a frozen bundle over HTTP: POST /v1/decide, /v1/bars (the streamed market
+    state), /v1/kill-switch, GET /healthz, /metrics. The audit log is refused if it does
+    not match its anchor (see `allocgym audit`)."""
     from allocgym.observability import AUDIT_KEY_ENV, AuditLog
     from allocgym.serving import DecisionService
     from allocgym.serving.http import (

@@ -67,9 +67,11 @@ Fast path: ``POST /v1/decide`` is answered in front of FastAPI's middleware stac
 router (the route calls the same handler and documents the contract); an overloaded
 service sheds (503 with ``Retry-After``) before it reads the body; the size limit is
 enforced from ``Content-Length`` and again while the body streams in, so an oversized
-body is never held; pydantic-core parses the body in one pass from bytes to the
-validated model (no intermediate Python objects, which is what orjson or msgspec would
-add as a first pass). Bars are applied on the decision worker, in order with the
+body is never held; pydantic-core parses the body from bytes to the validated model
+(no intermediate Python objects, which is what orjson or msgspec would add as a first
+pass), except that a small body naming a ``bar`` (at most ``MAX_ACCOUNT_BYTES``) is first
+read with ``json.loads`` to tell an account request from a stateless one
+(:func:`is_account_body`). Bars are applied on the decision worker, in order with the
 decisions.
 
 Decisions run one at a time on a dedicated worker thread (one worker keeps the decision
