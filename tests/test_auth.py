@@ -129,17 +129,19 @@ def test_without_tokens_decide_is_open_and_the_kill_switch_loopback_only(
         r = c.post("/v1/decide", content=_body(service, "o1"), headers=JSON, timeout=60)
         assert r.status_code == 200
         assert c.post("/v1/kill-switch", json=KILL, timeout=60).status_code == 200
+        proxied = {"X-Forwarded-For": "203.0.113.9"}
+        assert c.post("/v1/kill-switch", json=KILL, headers=proxied, timeout=60).status_code == 401
         doc = c.get("/openapi.json").json()
         assert "security" not in doc["paths"]["/v1/decide"]["post"]
 
-    def request(client: str) -> Request:
+    def request(client: str, headers: list[tuple[bytes, bytes]] | None = None) -> Request:
         return Request(
             {
                 "type": "http",
                 "method": "POST",
                 "path": "/v1/kill-switch",
                 "query_string": b"",
-                "headers": [],
+                "headers": headers or [],
                 "client": (client, 5000),
                 "server": ("10.0.0.1", 8000),
                 "scheme": "http",
@@ -151,6 +153,11 @@ def test_without_tokens_decide_is_open_and_the_kill_switch_loopback_only(
     remote = _bearer_denied(request("10.0.0.7"), None)
     assert remote is not None and remote.status_code == 401
     assert b"loopback clients only" in remote.body and b"--admin-token-file" in remote.body
+    # a reverse proxy on the same host: its peer is loopback, the client is not
+    for header in (b"x-forwarded-for", b"forwarded", b"x-real-ip"):
+        proxied = _bearer_denied(request("127.0.0.1", [(header, b"203.0.113.9")]), None)
+        assert proxied is not None and proxied.status_code == 401, header
+        assert b"never through a proxy" in proxied.body
 
 
 # ----------------------------------------------------------------------------- binding

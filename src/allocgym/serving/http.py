@@ -393,6 +393,10 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve to any interface
 
 
+_FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+"""Headers a reverse proxy adds (RFC 7239 and the common de-facto ones)."""
+
+
 def check_bind(host: str, admin_token: str | None) -> None:
     """Refuse to serve on a non-loopback ``host`` without an admin token.
 
@@ -413,16 +417,19 @@ def check_bind(host: str, admin_token: str | None) -> None:
 def _bearer_denied(request: Request, token: str | None) -> JSONResponse | None:
     """The 401/403 answer to a request without the right bearer token (None: allowed).
 
-    ``token`` None: only loopback clients are allowed (the service has no token)."""
+    ``token`` None: only loopback clients are allowed (the service has no token), and not
+    a request a proxy forwarded (its loopback peer is the proxy, not the client)."""
     challenge = {"WWW-Authenticate": 'Bearer realm="allocgym"'}
     if token is None:
         client = request.client.host if request.client is not None else ""
-        if is_loopback(client):
+        forwarded = any(name in request.headers for name in _FORWARDED_HEADERS)
+        if is_loopback(client) and not forwarded:
             return None
         return _error(
             401,
             f"this service has no token for {request.url.path}, so it answers loopback "
-            f"clients only: restart serve with --admin-token-file (or {ADMIN_TOKEN_ENV})",
+            "clients only, never through a proxy: restart serve with --admin-token-file "
+            f"(or {ADMIN_TOKEN_ENV})",
             headers=challenge,
         )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
