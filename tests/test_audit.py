@@ -524,6 +524,8 @@ def test_service_records_carry_action_weights_cvar_kill_state_and_reasons(tmp_pa
     }
     assert "KILL_SWITCH" in killed["portfolio_reasons"][0]
     assert verify_log(path, anchor=True).n_records == 3
+    # the chain's length, for a scraper to keep off the host
+    assert "\nallocator_audit_records 3.0\n" in service.metrics.exposition().decode()
 
 
 def test_the_http_service_anchors_the_head_at_shutdown(tmp_path: Path) -> None:

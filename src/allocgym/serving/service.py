@@ -145,6 +145,12 @@ class ServingMetrics(Metrics):
         self.in_flight = Gauge(
             "allocator_in_flight", "HTTP decisions queued or running.", registry=r
         )
+        self.audit_records = Gauge(
+            "allocator_audit_records",
+            "Records in the audit log's hash chain (read when scraped). It only grows over "
+            "the log's life, restarts included: a drop means the log was cut or rolled back.",
+            registry=r,
+        )
         # every status visible at 0; the children are kept (a ``labels`` call per decision)
         self._decisions = {s: self.decisions.labels(status=s) for s in STATUSES}
         for c in FALLBACK_CAUSES:
@@ -353,6 +359,8 @@ class DecisionService:
             self.audit = audit_log
         else:
             self.audit = AuditLog(audit_log)
+        if self.audit is not None:
+            self.metrics.audit_records.set_function(self.audit.__len__)
         self._store: Any = encode_array
         if self.audit is not None and not inline_arrays:
             self._store = ArrayStore.beside(self.audit.path).put
