@@ -28,6 +28,7 @@ from allocgym.observability import (
     AuditChainError,
     AuditLog,
     AuditLogLockedError,
+    AuditLogRefused,
     adopt_log,
     anchor_path,
     canonical_json,
@@ -338,7 +339,7 @@ def test_a_log_whose_head_was_deleted_is_refused_until_adopted(tmp_path: Path) -
     path.write_bytes(b"".join(_lines(path)[:2]))
     anchor_path(path).unlink()
     for key in (KEY, None):
-        with pytest.raises(AuditChainError, match="holds 2 records but its head file"):
+        with pytest.raises(AuditLogRefused, match="holds 2 records but its head file"):
             AuditLog(path, key=key)
     assert not anchor_path(path).exists()
     # a reviewer adopts it deliberately; then it verifies and continues
@@ -362,9 +363,9 @@ def test_a_signed_head_is_never_replaced_by_an_unsigned_one(tmp_path: Path) -> N
     path = tmp_path / "a.jsonl"
     _write(path, 3, key=KEY)
     before = anchor_path(path).read_bytes()
-    with pytest.raises(AuditChainError, match="HMAC-signed and no key was given"):
+    with pytest.raises(AuditLogRefused, match="HMAC-signed and no key was given"):
         AuditLog(path)
-    with pytest.raises(AuditChainError, match="HMAC-signed and no key was given"):
+    with pytest.raises(AuditLogRefused, match="HMAC-signed and no key was given"):
         adopt_log(path)
     with pytest.raises(AuditChainError, match="HMAC does not match"):
         adopt_log(path, b"x" * 32)
@@ -376,6 +377,9 @@ def test_adopting_signs_an_unsigned_log_but_never_hides_a_truncation(tmp_path: P
     path = tmp_path / "a.jsonl"
     _write(path, 4)
     assert not read_anchor(path).signed
+    # a writer given a key does not sign an unsigned log by itself: a reviewer adopts it
+    with pytest.raises(AuditLogRefused, match=r"head file is unsigned.*allocgym audit anchor"):
+        AuditLog(path, key=KEY)
     assert adopt_log(path, KEY).signed
     assert verify_log(path, key=KEY).n_records == 4
     # the head is still there and the log was cut below it: adopting refuses
@@ -465,6 +469,7 @@ def test_cli_replay_reproduces_a_service_log_and_names_a_mismatch(
     assert _cli(*args) == 1
     err = capsys.readouterr().err
     assert "FAILED" in err and "1 of 3 records reproduced" in err and "line 1 (c1)" in err
+    assert "2 record(s) were decided under other TRADING_ALLOCATOR_* variables" in err
     service.audit.close()
 
 

@@ -413,6 +413,20 @@ def test_replay_only_reads_the_log_beside_its_writer(tmp_path: Path) -> None:
         replay(path, decide, key=b"x" * 32)
 
 
+def test_replay_needs_the_anchor_and_stops_before_a_line_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    _write_decisions(path, 3)
+    with path.open("ab") as fh:  # the writer is half-way through its next record
+        fh.write(b'{"hash":"ab')
+    report = replay(path, decide)
+    assert report.ok and report.n_records == 3
+    anchor_path(path).unlink()  # cut records would not show: replay refuses
+    with pytest.raises(AuditChainError, match=r"head file .* is missing"):
+        replay(path, decide)
+    with pytest.raises(AuditChainError, match=r"head file .* is missing"):
+        replay(tmp_path / "typo.jsonl", decide)
+
+
 def test_replay_refuses_a_broken_chain(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     _write_decisions(path, 3)

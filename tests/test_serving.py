@@ -553,19 +553,19 @@ def test_runtime_flags_tighten_the_limits(policy: FrozenPolicy) -> None:
 @pytest.mark.parametrize(
     ("variables", "named"),
     [
-        ({"TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "1.0"}, "max_symbol_weight 1 > 0.1"),
+        ({"TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "1.0"}, "SYMBOL_CAP in trend 1 > sealed 0.1"),
         ({"TRADING_ALLOCATOR_MAX_SYMBOL_NOTIONAL": "none"}, None),
         (
             {"TRADING_ALLOCATOR_REGIME_CAPACITY_MULTIPLIERS": '{"trend": 2.0}'},
-            "trend capacity multiplier 2 > 1",
+            "capacity multiplier in trend 2 > sealed 1",
         ),
         (
             {"TRADING_ALLOCATOR_DEFAULT_BUDGET_MULTIPLIER": "1.5"},
-            "unknown budget multiplier 1.5 > 1",
+            "budget multiplier in unknown 1.5 > sealed 1",
         ),
         (
             {"TRADING_ALLOCATOR_REGIME_BUDGET_MULTIPLIERS": '{"trend": 1.0}'},
-            "uncertain budget multiplier 1 > 0.8",  # the map replaces the sealed one
+            "budget multiplier in high_volatility 1 > sealed 0.6",  # the map replaces the sealed one
         ),
     ],
 )
@@ -584,6 +584,34 @@ def test_runtime_flags_cannot_loosen_the_sealed_limits(
     with pytest.raises(GateConfigError, match="loosen the bundle's sealed limits") as err:
         make_alloc(policy, environ={**ENABLED, **variables})
     assert named in str(err.value) and next(iter(variables)) in str(err.value)
+
+
+def test_loosened_compares_every_registry_bound() -> None:
+    """The strategy tilts (clamped by MIN/MAX_MULTIPLIER), a removed notional cap and the
+    default regime's bounds count too; tightening is not loosening."""
+    from allocgym.config import RiskConfig
+    from allocgym.serving.flags import limits_from_env, loosened
+
+    def after(sealed: RiskConfig, **variables: str) -> list[str]:
+        env = {f"TRADING_ALLOCATOR_{k.upper()}": v for k, v in variables.items()}
+        return loosened(sealed, limits_from_env(sealed, env))
+
+    tilted = RiskConfig(max_multiplier=1.0, regime_strategy_tilts={"trend": {"trend": 1.8}})
+    assert after(tilted, max_multiplier="2.0") == [
+        "STRATEGY_CAP in trend for trend 1.08 > sealed 0.6"
+    ]
+    capped = RiskConfig(max_symbol_notional=1e6)
+    assert after(capped, max_symbol_notional="none") == [
+        "SYMBOL_NOTIONAL_CAP removed (sealed up to 1e+06)"
+    ]
+    assert after(capped, max_symbol_notional="2e6")[0].startswith("SYMBOL_NOTIONAL_CAP in ")
+    calm = RiskConfig(default_regime="high_volatility")
+    lines = after(calm, default_regime="trend")
+    assert "GROSS_CAP of the default regime 'trend' is above that of the sealed default" in (
+        "\n".join(lines)
+    )
+    assert after(RiskConfig(), max_symbol_pct_equity="0.05", max_multiplier="1.0") == []
+    assert after(RiskConfig(), default_regime="high_volatility") == []
 
 
 def test_regime_multiplier_flags_with_a_regime_override(policy: FrozenPolicy) -> None:

@@ -890,10 +890,27 @@ def audit_replay(
     each output byte for byte. The log is only read: it may run beside the service.
     Serving settings (--set) and the TRADING_ALLOCATOR_* variables must be those the
     service ran with. Exits 1 when a record is not reproduced."""
+    from allocgym.observability import read_entries
     from allocgym.serving import replay_audit
 
     allocator = _allocator(policy, overrides, public_key=require_signature)
     report = replay_audit(log, allocator, key=_audit_key(key_file))
+    # each decision record keeps the flags it was decided under
+    flags = allocator.flags.variables
+    other = [
+        (line, recorded)
+        for line, entry in read_entries(log, limit=report.n_records)
+        if (recorded := entry["record"]["input"].get("flags")) is not None and recorded != flags
+    ]
+    if other:
+        line, recorded = other[0]
+        typer.secho(
+            f"note: {len(other)} record(s) were decided under other TRADING_ALLOCATOR_* "
+            f"variables than this replay's {flags} (line {line}: {recorded}): set them as "
+            "the service had",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if not report.ok:
         shown = ", ".join(f"line {line} ({rid})" for line, rid in report.mismatches[:10])
         typer.secho(

@@ -108,6 +108,12 @@ class AuditChainError(AllocgymError, ValueError):
         )
 
 
+class AuditLogRefused(AllocgymError, ValueError):
+    """A writer will not continue an audit log as it is (its head file is missing, or its
+    signature state disagrees with the key): not proof of tampering, a decision for
+    whoever runs the log (the message names the ways forward)."""
+
+
 # ----------------------------------------------------------------------------- canonical JSON
 
 
@@ -538,32 +544,35 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
     """Head hash, record count and byte size of an existing log, verified from its anchor.
 
     A writer never re-anchors what it cannot vouch for: a log with records and no head
-    file (whose end may have been cut with the head), or a signed head without the key
-    (the new head would be unsigned), is refused unless ``adopt`` (:func:`adopt_log`:
-    the whole chain verified, a missing or unsigned head replaced)."""
-    anchor = read_anchor(path, None if adopt else key)
+    file (whose end may have been cut with the head), a signed head without the key (the
+    new head would be unsigned) or an unsigned head with a key is refused
+    (:class:`AuditLogRefused`) unless ``adopt`` (:func:`adopt_log`: the whole chain
+    verified, a missing or unsigned head replaced)."""
+    adopt_cmd = f"`allocgym audit anchor {path}{'' if key is None else ' --key-file ...'}`"
+    anchor = read_anchor(path)
     if anchor is not None and anchor.signed:
         if key is None:
-            raise AuditChainError(
-                path,
-                0,
-                f"head file {str(anchor_path(path))!r} is HMAC-signed and no key was given: "
-                f"pass the key (serve --audit-key-file, or {AUDIT_KEY_ENV}) so that the "
-                "anchor stays signed",
+            raise AuditLogRefused(
+                f"audit log {str(path)!r}: its head file is HMAC-signed and no key was "
+                f"given: pass the key (serve --audit-key-file, or {AUDIT_KEY_ENV}) so that "
+                "the anchor stays signed"
             )
-        if adopt:
-            read_anchor(path, key)  # a signed head is replaced only by its key's holder
+        read_anchor(path, key)  # a signed head is checked, and replaced only with its key
+    elif anchor is not None and key is not None and not adopt:
+        raise AuditLogRefused(
+            f"audit log {str(path)!r}: a key was given but its head file is unsigned (the "
+            "log was written without a key, or its head was replaced by an unsigned one): "
+            f"verify it (`allocgym audit verify {path}`), then sign it with {adopt_cmd}"
+        )
     size = path.stat().st_size if path.exists() else 0
     if anchor is None or adopt:
         report = verify_log(path, anchor=False)
         if report.n_records and anchor is None and not adopt:
-            raise AuditChainError(
-                path,
-                0,
-                f"the log holds {report.n_records} records but its head file "
-                f"{str(anchor_path(path))!r} is missing: the anchor was deleted, and records "
-                "cut from the end with it would not show. Move the log aside and start a new "
-                f"one, or review it and adopt it as it is (`allocgym audit anchor {path}`)",
+            raise AuditLogRefused(
+                f"audit log {str(path)!r} holds {report.n_records} records but its head "
+                f"file {str(anchor_path(path))!r} is missing: records cut from the end "
+                "together with it would not show. Move the log aside and start a new one, "
+                f"or review it and adopt it as it is with {adopt_cmd}"
             )
         if anchor is None or anchor.n_records == 0:
             return report.head, report.n_records, size
@@ -691,14 +700,19 @@ class AuditLog:
         return verify_log(self.path, raise_error=raise_error, key=self._writer.key)
 
 
-def read_entries(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_entries(
+    path: str | Path, limit: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Parsed lines ``(line_number, entry)`` of an audit log, unchecked (``verify_log``
-    first). A reader: it takes no lock, so it runs beside the log's writer."""
+    first), the first ``limit`` only when given. A reader: it takes no lock, so it runs
+    beside the log's writer (``limit``: the lines verified, never one being written)."""
     path = Path(path)
     if not path.exists():
         return
     with open(path, "rb") as fh:
         for i, raw in enumerate(fh, start=1):
+            if limit is not None and i > limit:
+                return
             yield i, json.loads(raw)
 
 
@@ -741,6 +755,7 @@ def verify_log(
     raise_error: bool = True,
     anchor: bool | None = None,
     key: bytes | None = None,
+    live: bool = False,
 ) -> ChainReport:
     """Check every line of an audit log (canonical encoding, sequence number, link to the
     previous record's hash, its own hash), then the log against its anchor.
@@ -761,6 +776,9 @@ def verify_log(
         deleted head file is a problem); False: the chain only.
     key : bytes, optional
         HMAC key: the head file must be signed with it.
+    live : bool
+        The log has a running writer: check the lines complete when the anchor was read
+        and stop there (a line being written is not torn yet).
 
     Raises
     ------
@@ -770,6 +788,9 @@ def verify_log(
     """
     path = Path(path)
     anc = None if anchor is False else read_anchor(path, key)
+    # the writer appends whole records before it anchors them: every line complete now
+    # is at or past the anchor just read
+    end = _complete_size(path) if live else None
     if anchor is True and anc is None:
         problem = (
             1,
@@ -783,7 +804,11 @@ def verify_log(
     anchored_hash = None
     if path.exists():
         with open(path, "rb") as fh:
+            pos = 0
             for i, raw in enumerate(fh, start=1):
+                pos += len(raw)
+                if end is not None and pos > end:
+                    break
                 reason = _check_line(raw, n, prev)
                 if reason:
                     if raise_error:
@@ -834,6 +859,16 @@ def _check_line(raw: bytes, seq: int, prev: str | None) -> str:
     if hashlib.sha256(canonical_json(body)).hexdigest() != entry["hash"]:
         return "hash does not match the record (record modified)"
     return ""
+
+
+def _complete_size(path: Path) -> int:
+    """Bytes of a file's complete lines (0 when missing): its size less a trailing line
+    still being written."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    last = _last_line(path, end=size)
+    return size if last.endswith(b"\n") else size - len(last)
 
 
 def _last_line(path: Path, end: int | None = None, block: int = 1 << 16) -> bytes:
@@ -925,10 +960,11 @@ def replay(
 ) -> ReplayReport:
     """Re-run every record's ``input`` through ``decide_fn`` and compare outputs bytewise.
 
-    The chain is verified first (``AuditChainError`` if broken). A record is reproduced
-    when ``canonical_json(decide_fn(input))`` equals ``canonical_json(record["output"])``.
-    The log is only read: a replay runs beside the service that writes it, over the
-    records verified when it starts (a line caught half-written fails as torn: rerun).
+    The chain and its anchor are verified first (``AuditChainError`` if broken, or if the
+    head file is missing). A record is reproduced when ``canonical_json(decide_fn(input))``
+    equals ``canonical_json(record["output"])``. The log is only read: a replay runs
+    beside the service that writes it, over the complete records verified when it
+    starts.
 
     Parameters
     ----------
@@ -940,11 +976,9 @@ def replay(
     key : bytes, optional
         HMAC key of the anchor: the head file must be signed with it.
     """
-    verified = verify_log(path, key=key).n_records
+    verified = verify_log(path, key=key, anchor=True, live=True).n_records
     n, good, bad = 0, 0, []
-    for line, entry in read_entries(path):
-        if line > verified:  # appended by a live writer since: not verified yet
-            break
+    for line, entry in read_entries(path, limit=verified):
         record = entry["record"]
         n += 1
         got = canonical_json(decide_fn(from_jsonable(record["input"])))

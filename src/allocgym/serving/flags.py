@@ -244,31 +244,46 @@ class RuntimeFlags:
 
 
 def loosened(sealed: RiskConfig, flagged: RiskConfig) -> list[str]:
-    """What the runtime flags' limits ``flagged`` allow beyond the ``sealed`` ones: a
-    higher symbol cap or symbol notional cap, a higher budget or capacity multiplier for
-    any regime (the clamp applied), or a default regime with a higher one."""
-    from allocgym.regime import UNKNOWN_REGIME
+    """What the runtime flags' limits ``flagged`` allow beyond the ``sealed`` ones, one
+    line per limit: any bound of the limit registry (``LimitTables.bound``: every cap
+    times its regime multiplier or tilt, after the clamp) or multiplier higher in some
+    regime, a limit removed, or a default regime whose bounds are higher."""
+    from allocgym.intents import STRATEGY_FAMILIES
     from allocgym.risk import RiskLimits
 
     was, now = RiskLimits.from_config(sealed), RiskLimits.from_config(flagged)
+    before_tables, after_tables = was.tables, now.tables
+    slots = [*REGIME_LABELS, "unknown"]  # the tables' slots
+    default = (
+        int(before_tables.slot(np.array([was.default_regime_code]))[0]),
+        int(after_tables.slot(np.array([now.default_regime_code]))[0]),
+    )
+    rows: list[tuple[str, Any, Any]] = [
+        ("budget multiplier", before_tables.budget, after_tables.budget),
+        ("capacity multiplier", before_tables.capacity, after_tables.capacity),
+    ]
+    rows += [
+        (code.name, bound, after_tables.bound[code]) for code, bound in before_tables.bound.items()
+    ]
     out = []
-    if now.max_symbol_weight > was.max_symbol_weight:
-        out.append(f"max_symbol_weight {now.max_symbol_weight:g} > {was.max_symbol_weight:g}")
-    cap, new_cap = was.max_symbol_notional, now.max_symbol_notional
-    if cap is not None and (new_cap is None or new_cap > cap):
-        out.append(f"max_symbol_notional {new_cap} > {cap:g}")
-    codes = np.arange(UNKNOWN_REGIME, len(REGIME_LABELS))
-    labels = ["unknown", *REGIME_LABELS]
-    for kind in ("budget", "capacity"):
-        before = getattr(was, f"{kind}_multiplier")(codes)
-        after = getattr(now, f"{kind}_multiplier")(codes)
-        for i in np.flatnonzero(after > before):
-            out.append(f"{labels[i]} {kind} multiplier {after[i]:g} > {before[i]:g}")
-        default_before = getattr(was, f"{kind}_multiplier")(np.array([was.default_regime_code]))
-        default_after = getattr(now, f"{kind}_multiplier")(np.array([now.default_regime_code]))
-        if default_after[0] > default_before[0]:
+    for name, before, after in rows:
+        if before is None:
+            continue  # a limit the bundle leaves off: turning it on tightens
+        if after is None:
+            out.append(f"{name} removed (sealed up to {float(np.max(before)):g})")
+            continue
+        b, a = np.broadcast_arrays(np.asarray(before, float), np.asarray(after, float))
+        over = np.argwhere(a > b)
+        if over.size:
+            at = tuple(over[0])
+            where = "" if not at else f" in {slots[at[0]]}"
+            if len(at) == 2:
+                where += f" for {STRATEGY_FAMILIES[at[1]]}"
+            more = f" (and {len(over) - 1} more)" if len(over) > 1 else ""
+            out.append(f"{name}{where} {a[at]:g} > sealed {b[at]:g}{more}")
+        elif a.ndim and np.any(a[default[1]] > b[default[0]]):
             out.append(
-                f"default regime {now.default_regime!r} {kind} multiplier "
-                f"{default_after[0]:g} > {was.default_regime!r}'s {default_before[0]:g}"
+                f"{name} of the default regime {now.default_regime!r} is above that of "
+                f"the sealed default {was.default_regime!r}"
             )
     return out
