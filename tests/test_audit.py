@@ -469,7 +469,25 @@ def test_cli_replay_reproduces_a_service_log_and_names_a_mismatch(
     assert _cli(*args) == 1
     err = capsys.readouterr().err
     assert "FAILED" in err and "1 of 3 records reproduced" in err and "line 1 (c1)" in err
-    assert "2 record(s) were decided under other TRADING_ALLOCATOR_* variables" in err
+    assert "2 record(s) were decided under other limits than this replay's" in err
+    # the same limits written otherwise, and the switch off: no note (a replay takes the
+    # switch from each record)
+    monkeypatch.setenv("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "0.10")
+    monkeypatch.delenv("TRADING_ALLOCATOR_ENABLED")
+    capped = FrozenAllocator(
+        policy,
+        environ={**ENABLED, "TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY": "0.1"},
+        serving=patient(policy),
+        clock=fixed_clock(bar_clock(market, t)),
+    )
+    capped_log = tmp_path / "capped.jsonl"
+    capped_service = DecisionService(capped, audit_log=capped_log)
+    capped_service.decide(request_from_market(market, t, history=capped.history, request_id="k1"))
+    capped_service.audit.close()
+    assert _cli("audit", "replay", str(capped_log), "--policy", str(bundle), *patience) == 0
+    captured = capsys.readouterr()
+    assert "1 of 1 records reproduced" in captured.out
+    assert "note:" not in captured.err
     service.audit.close()
 
 

@@ -129,7 +129,9 @@ def test_without_tokens_decide_is_open_and_the_kill_switch_loopback_only(
         r = c.post("/v1/decide", content=_body(service, "o1"), headers=JSON, timeout=60)
         assert r.status_code == 200
         assert c.post("/v1/kill-switch", json=KILL, timeout=60).status_code == 200
-        proxied = {"X-Forwarded-For": "203.0.113.9"}
+        # uvicorn itself turns a loopback peer's X-Forwarded-For into the client address;
+        # X-Real-IP it leaves alone, so this reaches the app's own proxy check
+        proxied = {"X-Real-IP": "203.0.113.9"}
         assert c.post("/v1/kill-switch", json=KILL, headers=proxied, timeout=60).status_code == 401
         doc = c.get("/openapi.json").json()
         assert "security" not in doc["paths"]["/v1/decide"]["post"]
@@ -154,7 +156,7 @@ def test_without_tokens_decide_is_open_and_the_kill_switch_loopback_only(
     assert remote is not None and remote.status_code == 401
     assert b"loopback clients only" in remote.body and b"--admin-token-file" in remote.body
     # a reverse proxy on the same host: its peer is loopback, the client is not
-    for header in (b"x-forwarded-for", b"forwarded", b"x-real-ip"):
+    for header in (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"via"):
         proxied = _bearer_denied(request("127.0.0.1", [(header, b"203.0.113.9")]), None)
         assert proxied is not None and proxied.status_code == 401, header
         assert b"never through a proxy" in proxied.body

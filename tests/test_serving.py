@@ -611,6 +611,8 @@ def test_loosened_compares_every_registry_bound() -> None:
         "\n".join(lines)
     )
     assert after(RiskConfig(), max_symbol_pct_equity="0.05", max_multiplier="1.0") == []
+    # a bound without a regime multiplier (no flag reaches one today)
+    assert loosened(RiskConfig(max_net=0.5), RiskConfig(max_net=1.0)) == ["NET_CAP 1 > sealed 0.5"]
     assert after(RiskConfig(), default_regime="high_volatility") == []
 
 

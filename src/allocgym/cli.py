@@ -599,13 +599,19 @@ def _stage_printer():
     return say
 
 
-def _allocator(policy: Path, overrides: list[str] | None, public_key: Path | None = None, **kwargs):
+def _allocator(
+    policy: Path,
+    overrides: list[str] | None,
+    public_key: Path | None = None,
+    replaying: bool = False,
+    **kwargs,
+):
     from allocgym.serving import FrozenAllocator, FrozenPolicy
     from allocgym.serving.allocator import serving_config
 
     frozen = FrozenPolicy.load(policy, public_key=public_key)
     alloc = FrozenAllocator(frozen, serving=serving_config(frozen, overrides or []), **kwargs)
-    if not alloc.enabled:
+    if not alloc.enabled and not replaying:  # a replay takes the switch from each record
         typer.secho(
             "note: TRADING_ALLOCATOR_ENABLED is not true: decisions use the defensive "
             "baseline (ALLOCATOR_DISABLED)",
@@ -716,7 +722,8 @@ def serve_cmd(
             "--admin-token-file",
             help="File holding the bearer token of the admin endpoints: the kill switch and "
             "the bar feed POST /v1/bars (or set ALLOCGYM_ADMIN_TOKEN). Required to bind a "
-            "non-loopback host; without it they answer loopback clients only.",
+            "non-loopback host; without it they answer loopback clients only (a request "
+            "naming a proxy is refused; set the token behind a proxy).",
         ),
     ] = None,
     decide_token_file: Annotated[
@@ -741,7 +748,9 @@ def serve_cmd(
         typer.Option(
             "--audit-key-file",
             help="File holding an HMAC key that signs the audit anchor (or set "
-            "ALLOCGYM_AUDIT_KEY); verify with `allocgym audit verify --key-file`.",
+            "ALLOCGYM_AUDIT_KEY); verify with `allocgym audit verify --key-file`. An existing "
+            "log written without a key is refused: sign it first with `allocgym audit anchor "
+            "--key-file`.",
         ),
     ] = None,
 ) -> None:
@@ -892,22 +901,25 @@ def audit_replay(
     service ran with. Exits 1 when a record is not reproduced."""
     from allocgym.observability import read_entries
     from allocgym.serving import replay_audit
+    from allocgym.serving.flags import limits_from_env
 
-    allocator = _allocator(policy, overrides, public_key=require_signature)
+    allocator = _allocator(policy, overrides, public_key=require_signature, replaying=True)
     report = replay_audit(log, allocator, key=_audit_key(key_file))
-    # each decision record keeps the flags it was decided under
-    flags = allocator.flags.variables
+    # Each decision record keeps the flags it was decided under; what matters is the
+    # limits they give (the allocator switch is taken from each record).
+    sealed, limits = allocator.policy.risk_config, allocator.flags.risk
     other = [
         (line, recorded)
         for line, entry in read_entries(log, limit=report.n_records)
-        if (recorded := entry["record"]["input"].get("flags")) is not None and recorded != flags
+        if (recorded := entry["record"]["input"].get("flags")) is not None
+        and limits_from_env(sealed, recorded) != limits
     ]
     if other:
         line, recorded = other[0]
         typer.secho(
-            f"note: {len(other)} record(s) were decided under other TRADING_ALLOCATOR_* "
-            f"variables than this replay's {flags} (line {line}: {recorded}): set them as "
-            "the service had",
+            f"note: {len(other)} record(s) were decided under other limits than this "
+            f"replay's TRADING_ALLOCATOR_* variables give (line {line}: {recorded}): set "
+            "them as the service had",
             fg=typer.colors.YELLOW,
             err=True,
         )

@@ -552,17 +552,19 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
     anchor = read_anchor(path)
     if anchor is not None and anchor.signed:
         if key is None:
+            option = "--key-file" if adopt else "serve --audit-key-file"
             raise AuditLogRefused(
                 f"audit log {str(path)!r}: its head file is HMAC-signed and no key was "
-                f"given: pass the key (serve --audit-key-file, or {AUDIT_KEY_ENV}) so that "
-                "the anchor stays signed"
+                f"given: pass the key ({option}, or {AUDIT_KEY_ENV}) so that the anchor "
+                "stays signed; without the key, move the log aside and start a new one"
             )
         read_anchor(path, key)  # a signed head is checked, and replaced only with its key
     elif anchor is not None and key is not None and not adopt:
         raise AuditLogRefused(
             f"audit log {str(path)!r}: a key was given but its head file is unsigned (the "
             "log was written without a key, or its head was replaced by an unsigned one): "
-            f"verify it (`allocgym audit verify {path}`), then sign it with {adopt_cmd}"
+            f"verify it without the key (`allocgym audit verify {path}` with no --key-file "
+            f"and {AUDIT_KEY_ENV} unset), then sign it with {adopt_cmd}"
         )
     size = path.stat().st_size if path.exists() else 0
     if anchor is None or adopt:
@@ -617,7 +619,9 @@ class AuditLog:
     Opening takes the log's writer lock (``<log>.lock``, ``fcntl.flock``): a second
     process is refused with :class:`AuditLogLockedError`; within one process every
     ``AuditLog`` of a file shares one writer, so their appends chain. An existing log is
-    verified from its anchor on (the whole file when it has none). The anchor, the head
+    verified from its anchor on; one the writer cannot vouch for is refused with
+    :class:`AuditLogRefused` (records but no head file, a signed head without ``key``, an
+    unsigned head with one: :func:`adopt_log` adopts it after review). The anchor, the head
     file ``<log>.head`` (record count, last hash, byte offset; HMAC-signed with ``key``),
     is written atomically at open, every ``anchor_every`` records and at :meth:`close`
     (or interpreter exit): ``verify_log`` then detects truncation, deleted records and a
@@ -635,6 +639,15 @@ class AuditLog:
         covered until the next one or the close.
     key : bytes, optional
         HMAC key of the anchor.
+
+    Raises
+    ------
+    AuditChainError
+        The log does not match its chain or its anchor.
+    AuditLogRefused
+        A log the writer cannot vouch for (see above).
+    AuditLogLockedError
+        Another process writes the log.
     """
 
     def __init__(
@@ -730,6 +743,8 @@ def adopt_log(path: str | Path, key: bytes | None = None) -> Anchor:
         There is no log at ``path``.
     AuditChainError
         A broken chain, or a head file the log no longer matches.
+    AuditLogRefused
+        The head file is signed and ``key`` is None (the new head would be unsigned).
     AuditLogLockedError
         Another process (or an open ``AuditLog`` here) is writing the log.
     """
@@ -964,7 +979,8 @@ def replay(
     head file is missing). A record is reproduced when ``canonical_json(decide_fn(input))``
     equals ``canonical_json(record["output"])``. The log is only read: a replay runs
     beside the service that writes it, over the complete records verified when it
-    starts.
+    starts (an unterminated last line, a record being written, is left out; ``verify_log``
+    reports it once the log is closed).
 
     Parameters
     ----------

@@ -273,15 +273,19 @@ def loosened(sealed: RiskConfig, flagged: RiskConfig) -> list[str]:
             out.append(f"{name} removed (sealed up to {float(np.max(before)):g})")
             continue
         b, a = np.broadcast_arrays(np.asarray(before, float), np.asarray(after, float))
+        if not a.ndim:  # a bound without a regime multiplier
+            if a > b:
+                out.append(f"{name} {a:g} > sealed {b:g}")
+            continue
         over = np.argwhere(a > b)
         if over.size:
             at = tuple(over[0])
-            where = "" if not at else f" in {slots[at[0]]}"
+            where = f" in {slots[at[0]]}"
             if len(at) == 2:
                 where += f" for {STRATEGY_FAMILIES[at[1]]}"
             more = f" (and {len(over) - 1} more)" if len(over) > 1 else ""
             out.append(f"{name}{where} {a[at]:g} > sealed {b[at]:g}{more}")
-        elif a.ndim and np.any(a[default[1]] > b[default[0]]):
+        elif np.any(a[default[1]] > b[default[0]]):
             out.append(
                 f"{name} of the default regime {now.default_regime!r} is above that of "
                 f"the sealed default {was.default_regime!r}"

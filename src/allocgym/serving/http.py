@@ -393,8 +393,9 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve to any interface
 
 
-_FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
-"""Headers a reverse proxy adds (RFC 7239 and the common de-facto ones)."""
+_FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "via")
+"""Headers a reverse proxy may add (RFC 7239, RFC 9110's Via and the de-facto ones); one
+that adds none (nginx's default) is not seen: behind a proxy, set a token."""
 
 
 def check_bind(host: str, admin_token: str | None) -> None:
