@@ -428,6 +428,31 @@ def test_cli_verify_reports_ok_and_tampering(tmp_path: Path, capsys, monkeypatch
     assert "1 records" in capsys.readouterr().out
 
 
+def test_cli_verify_reads_a_last_line_being_written_again(tmp_path: Path, capsys) -> None:
+    """Beside a running service the last line may be a record half written: verify reads
+    it again once; a line a crash left torn still fails."""
+    import threading
+
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    lines = _lines(path)
+    half = len(lines[2]) // 2
+    path.write_bytes(b"".join(lines[:2]) + lines[2][:half])
+
+    def write_the_rest() -> None:
+        with path.open("ab") as fh:
+            fh.write(lines[2][half:])
+
+    finish = threading.Timer(0.05, write_the_rest)
+    finish.start()
+    assert _cli("audit", "verify", str(path)) == 0
+    finish.join()
+    assert "ok" in capsys.readouterr().out
+    path.write_bytes(b"".join(lines[:2]) + lines[2][:half])
+    assert _cli("audit", "verify", str(path)) == 1
+    assert "torn write" in capsys.readouterr().err
+
+
 def test_cli_anchor_adopts_a_headless_log(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("ALLOCGYM_AUDIT_KEY", raising=False)
     path = tmp_path / "a.jsonl"

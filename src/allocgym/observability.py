@@ -108,6 +108,11 @@ class AuditChainError(AllocgymError, ValueError):
         )
 
 
+TORN_LINE = "line is not terminated (torn write)"
+"""``ChainReport.reason`` of an unterminated line: a crash mid-write, or, as the last line
+of a log whose writer is running, a record still being written."""
+
+
 class AuditLogRefused(AllocgymError, ValueError):
     """A writer will not continue an audit log as it is (its head file is missing, or its
     signature state disagrees with the key): not proof of tampering, a decision for
@@ -857,7 +862,7 @@ def _check_line(raw: bytes, seq: int, prev: str | None) -> str:
     """Why ``raw`` is not entry ``seq`` chained to ``prev`` ('' when it is; ``prev`` None:
     the link is not checked)."""
     if not raw.endswith(b"\n"):
-        return "line is not terminated (torn write)"
+        return TORN_LINE
     try:
         entry = json.loads(raw)
     except ValueError as err:
