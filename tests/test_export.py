@@ -344,6 +344,13 @@ def test_cli_keygen_export_sign_and_serve_require_signature(tmp_path: Path) -> N
     )  # fmt: skip
     assert res.exit_code != 0
     assert "unsigned" in str(res.exception) + res.output
+    # so do decide and audit replay
+    pub = str(tmp_path / "signer.pem.pub")
+    for cmd in (["decide"], ["audit", "replay", str(tmp_path / "none.jsonl")]):
+        res = runner.invoke(
+            app, [*cmd, "--policy", str(untrained_bundle()), "--require-signature", pub]
+        )
+        assert res.exit_code != 0 and "unsigned" in str(res.exception) + res.output, cmd
     # a key file that is not an Ed25519 private key stops the export before any work
     res = runner.invoke(app, [*args[:4], str(tmp_path / "x"), *args[5:9], "--sign", f"{key}.pub"])
     assert res.exit_code != 0 and not (tmp_path / "x").exists()

@@ -512,6 +512,15 @@ ServingSetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a serving key, e.g. --set serving.deadline_ms=20."),
 ]
+RequireSignatureOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--require-signature",
+        metavar="PUBKEYFILE",
+        help="Ed25519 public key (PEM): refuse a bundle that is unsigned or not signed by its "
+        "private key (see export --sign).",
+    ),
+]
 
 
 @app.command("export")
@@ -642,6 +651,7 @@ def decide_cmd(
         ),
     ] = None,
     overrides: ServingSetOpt = None,
+    require_signature: RequireSignatureOpt = None,
 ) -> None:
     """Decide one request with a frozen bundle and print the Decision as JSON."""
     import datetime as dt
@@ -656,7 +666,7 @@ def decide_cmd(
             raise RequestError(f"--now {now!r} is not an ISO 8601 time") from None
         fixed = fixed if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
         clock = lambda: fixed  # noqa: E731
-    alloc = _allocator(policy, overrides, clock=clock)
+    alloc = _allocator(policy, overrides, public_key=require_signature, clock=clock)
     if write_example is not None:
         import warnings
 
@@ -707,15 +717,7 @@ def serve_cmd(
         Path, typer.Option("--audit-log", help="Hash-chained JSONL audit log (appended).")
     ] = Path("allocgym-audit.jsonl"),
     overrides: ServingSetOpt = None,
-    require_signature: Annotated[
-        Path | None,
-        typer.Option(
-            "--require-signature",
-            metavar="PUBKEYFILE",
-            help="Ed25519 public key (PEM): refuse a bundle that is unsigned or not signed "
-            "by its private key (see export --sign).",
-        ),
-    ] = None,
+    require_signature: RequireSignatureOpt = None,
     admin_token_file: Annotated[
         Path | None,
         typer.Option(
@@ -895,14 +897,7 @@ def audit_replay(
     policy: PolicyOpt,
     overrides: ServingSetOpt = None,
     key_file: AuditKeyOpt = None,
-    require_signature: Annotated[
-        Path | None,
-        typer.Option(
-            "--require-signature",
-            metavar="PUBKEYFILE",
-            help="Ed25519 public key (PEM): refuse a bundle not signed by its private key.",
-        ),
-    ] = None,
+    require_signature: RequireSignatureOpt = None,
 ) -> None:
     """Re-decide every record of an audit log with the bundle that served it and compare
     each output byte for byte. The log is only read: it may run beside the service.
