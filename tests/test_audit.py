@@ -428,6 +428,30 @@ def test_cli_verify_reports_ok_and_tampering(tmp_path: Path, capsys, monkeypatch
     assert "1 records" in capsys.readouterr().out
 
 
+def test_cli_verify_and_replay_fail_with_exit_1_on_a_forged_or_missing_head(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A head file signed with another key, or gone, is a verdict (FAILED, exit 1), not an
+    error; the message names the command line's way to check the chain alone."""
+    monkeypatch.delenv("ALLOCGYM_AUDIT_KEY", raising=False)
+    path = tmp_path / "a.jsonl"
+    _write(path, 2, key=b"x" * 32)
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY.decode())
+    key_file.chmod(0o600)
+    assert _cli("audit", "verify", str(path), "--key-file", str(key_file)) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "head file" in err and "HMAC does not match" in err
+    assert "line 0" not in err
+    anchor_path(path).unlink()
+    assert _cli("audit", "verify", str(path)) == 1
+    assert "--chain-only" in capsys.readouterr().err
+    replay = ("audit", "replay", str(path), "--policy", str(untrained_bundle()))
+    assert _cli(*replay) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "is missing" in err and "modified" not in err
+
+
 def test_cli_verify_reads_a_last_line_being_written_again(tmp_path: Path, capsys) -> None:
     """Beside a running service the last line may be a record half written: verify reads
     it again once; a line a crash left torn still fails."""
@@ -495,6 +519,11 @@ def test_cli_replay_reproduces_a_service_log_and_names_a_mismatch(
     err = capsys.readouterr().err
     assert "FAILED" in err and "1 of 3 records reproduced" in err and "line 1 (c1)" in err
     assert "2 record(s) were decided under other limits than this replay's" in err
+    # another bundle (another model): named, with the fix
+    other = ("audit", "replay", str(path), "--policy", str(untrained_bundle(long_only=False)))
+    monkeypatch.delenv("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY")
+    assert _cli(*other, *patience) == 1
+    assert "replay with the bundle that served the log" in capsys.readouterr().err
     # the same limits written otherwise, and the switch off: no note (a replay takes the
     # switch from each record)
     monkeypatch.setenv("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "0.10")

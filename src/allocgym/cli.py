@@ -11,6 +11,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from allocgym.observability import ChainReport
     from allocgym.sweep import SweepResult
 
 app = typer.Typer(
@@ -822,6 +823,19 @@ def _audit_key(key_file: Path | None) -> bytes | None:
     return None if key is None else key.encode()
 
 
+def _exit_if_broken(log: Path, report: ChainReport) -> None:
+    """Print a failed ``ChainReport`` as FAILED and exit 1 (the audit commands' verdict)."""
+    if report.ok:
+        return
+    where = "head file" if report.bad_line == 0 else f"line {report.bad_line}"
+    typer.secho(
+        f"FAILED {log} {where}: {report.reason} ({report.n_records} records verified before it)",
+        fg=typer.colors.RED,
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
 @audit_app.command("verify")
 def audit_verify(
     log: Annotated[Path, typer.Argument(help="The JSONL audit log (serve --audit-log).")],
@@ -850,14 +864,7 @@ def audit_verify(
         # microseconds; a line torn by a crash stays torn
         time.sleep(0.2)
         report = verify_log(log, raise_error=False, anchor=not chain_only, key=key)
-    if not report.ok:
-        typer.secho(
-            f"FAILED {log} line {report.bad_line}: {report.reason} ({report.n_records} "
-            "records verified before it)",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(1)
+    _exit_if_broken(log, report)
     anchor = report.anchor
     covered = "no anchor checked"
     if anchor is not None:
@@ -903,20 +910,31 @@ def audit_replay(
     each output byte for byte. The log is only read: it may run beside the service.
     Serving settings (--set) and the TRADING_ALLOCATOR_* variables must be those the
     service ran with. Exits 1 when a record is not reproduced."""
-    from allocgym.observability import read_entries
+    from allocgym.observability import read_entries, verify_log
     from allocgym.serving import replay_audit
     from allocgym.serving.flags import limits_from_env
 
     allocator = _allocator(policy, overrides, public_key=require_signature, replaying=True)
-    report = replay_audit(log, allocator, key=_audit_key(key_file))
+    key = _audit_key(key_file)
+    _exit_if_broken(log, verify_log(log, raise_error=False, anchor=True, key=key, live=True))
+    report = replay_audit(log, allocator, key=key)
     # Each decision record keeps the flags it was decided under; what matters is the
     # limits they give (the allocator switch is taken from each record).
     sealed, limits = allocator.policy.risk_config, allocator.flags.risk
+    inputs = [(line, e["record"]["input"]) for line, e in read_entries(log, report.n_records)]
+    models = {i["model_sha256"] for _, i in inputs if "model_sha256" in i}
+    if models - {allocator.policy.sha256}:
+        typer.secho(
+            f"note: the log was decided by model(s) {sorted(m[:12] for m in models)}, this "
+            f"bundle's is {allocator.policy.sha256[:12]}: replay with the bundle that "
+            "served the log",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     other = [
         (line, recorded)
-        for line, entry in read_entries(log, limit=report.n_records)
-        if (recorded := entry["record"]["input"].get("flags")) is not None
-        and limits_from_env(sealed, recorded) != limits
+        for line, i in inputs
+        if (recorded := i.get("flags")) is not None and limits_from_env(sealed, recorded) != limits
     ]
     if other:
         line, recorded = other[0]

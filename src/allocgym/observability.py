@@ -301,7 +301,7 @@ class ChainReport:
         Hash of the last good record (``GENESIS_HASH`` for an empty log).
     bad_line : int or None
         1-based number of the first bad line (the first missing one when records were
-        cut from the end).
+        cut from the end; 0 for the head file itself).
     reason : str
     anchor : Anchor or None
         The head file the log was checked against (None: not checked or none).
@@ -807,7 +807,12 @@ def verify_log(
         also for a malformed, unsigned (with ``key``) or forged head file.
     """
     path = Path(path)
-    anc = None if anchor is False else read_anchor(path, key)
+    try:
+        anc = None if anchor is False else read_anchor(path, key)
+    except AuditChainError as err:  # a malformed, unsigned (with key) or forged head file
+        if raise_error:
+            raise
+        return ChainReport(False, 0, GENESIS_HASH, 0, err.reason)
     # the writer appends whole records before it anchors them: every line complete now
     # is at or past the anchor just read
     end = _complete_size(path) if live else None
@@ -815,7 +820,8 @@ def verify_log(
         problem = (
             1,
             f"head file {str(anchor_path(path))!r} is missing: the anchor was deleted, or "
-            "the log was not written by an AuditLog (verify the chain alone with anchor=False)",
+            "the log was not written by an AuditLog (verify the chain alone: anchor=False, "
+            "or `allocgym audit verify --chain-only`)",
         )
         if raise_error:
             raise AuditChainError(path, *problem)
