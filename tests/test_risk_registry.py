@@ -16,8 +16,8 @@ from allocgym.config import RiskConfig
 from allocgym.costs import CostModel
 from allocgym.execution import ExecutionParams, ExecutionPolicy, TriggerFlag
 from allocgym.risk import GateContext, ReasonCode, RiskGateChain, RiskLimits, check_invariants
+from allocgym.risk.checks import HARD_CHECKS, STRATEGY_CHECKS, TRADE_CHECKS
 from allocgym.risk.gates.registry import HARD_LIMITS, LIMITS, LimitTables
-from allocgym.risk.invariants import HARD_CHECKS, STRATEGY_CHECKS, TRADE_CHECKS
 
 R = ReasonCode
 EPS = 1e-9
@@ -244,3 +244,18 @@ def test_execution_reads_the_registry_bounds():
         assert bool(out.trigger_flags[0] & int(TriggerFlag.FORCED)) == forced
         expected = book * (0.5 / 0.8) if forced else book
         assert out.target_weights == pytest.approx(expected, rel=1e-12)
+
+
+def test_no_risk_module_over_about_500_lines() -> None:
+    """The decision core's layout: each module of ``allocgym.risk`` stays readable."""
+    from pathlib import Path
+
+    import allocgym.risk
+
+    root = Path(allocgym.risk.__file__).parent
+    sizes = {
+        p.relative_to(root).as_posix(): len(p.read_text().splitlines()) for p in root.rglob("*.py")
+    }
+    assert len(sizes) >= 15, sizes
+    too_long = {name: n for name, n in sizes.items() if n > 550}
+    assert not too_long, f"split these modules (about 500 lines at most): {too_long}"
