@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from test_serving_support import (
     untrained_bundle,
 )
 
+from allocgym import observability
 from allocgym.cli import main
 from allocgym.observability import (
     GENESIS_HASH,
@@ -511,8 +513,17 @@ def test_cli_replay_reproduces_a_service_log_and_names_a_mismatch(
     service.audit.anchor()
     patience = ("--set", "serving.deadline_ms=5000", "--set", "serving.max_queue_ms=5000")
     args = ("audit", "replay", str(path), "--policy", str(bundle), *patience)
+    verifies: list[Path] = []
+    verify = observability.verify_log
+
+    def counted(log: Path, **kw: Any) -> Any:
+        verifies.append(log)
+        return verify(log, **kw)
+
+    monkeypatch.setattr(observability, "verify_log", counted)
     assert _cli(*args) == 0
     assert f"ok {path}: 3 of 3 records reproduced" in capsys.readouterr().out
+    assert verifies == [path]  # the chain is read once for the verdict and the replay
     # a tighter symbol cap in force at replay: the decisions differ, record by record
     monkeypatch.setenv("TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY", "0.01")
     assert _cli(*args) == 1

@@ -916,8 +916,9 @@ def audit_replay(
 
     allocator = _allocator(policy, overrides, public_key=require_signature, replaying=True)
     key = _audit_key(key_file)
-    _exit_if_broken(log, verify_log(log, raise_error=False, anchor=True, key=key, live=True))
-    report = replay_audit(log, allocator, key=key)
+    chain = verify_log(log, raise_error=False, anchor=True, key=key, live=True)
+    _exit_if_broken(log, chain)
+    report = replay_audit(log, allocator, key=key, verified=chain.n_records)
     # Each decision record keeps the flags it was decided under; what matters is the
     # limits they give (the allocator switch is taken from each record).
     sealed, limits = allocator.policy.risk_config, allocator.flags.risk

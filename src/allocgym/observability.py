@@ -983,6 +983,7 @@ def replay(
     decide_fn: Callable[[dict[str, Any]], Mapping[str, Any]],
     *,
     key: bytes | None = None,
+    verified: int | None = None,
 ) -> ReplayReport:
     """Re-run every record's ``input`` through ``decide_fn`` and compare outputs bytewise.
 
@@ -1002,8 +1003,13 @@ def replay(
         decision output.
     key : bytes, optional
         HMAC key of the anchor: the head file must be signed with it.
+    verified : int, optional
+        The ``n_records`` of an ok ``verify_log(path, key=key, anchor=True, live=True)``
+        the caller has just run (to report its verdict itself): those records are
+        replayed without verifying the log again. ``None``: verify here.
     """
-    verified = verify_log(path, key=key, anchor=True, live=True).n_records
+    if verified is None:
+        verified = verify_log(path, key=key, anchor=True, live=True).n_records
     n, good, bad = 0, 0, []
     for line, entry in read_entries(path, limit=verified):
         record = entry["record"]

@@ -639,13 +639,18 @@ def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> An
 
 
 def replay_audit(
-    path: str | Path, allocator: FrozenAllocator, *, key: bytes | None = None
+    path: str | Path,
+    allocator: FrozenAllocator,
+    *,
+    key: bytes | None = None,
+    verified: int | None = None,
 ) -> ReplayReport:
     """Re-decide every record of an audit log and compare the outputs byte for byte.
 
     Array references are resolved from ``<path>.arrays`` (see :class:`ArrayStore`). The
     log is only read (a replay runs beside the service writing it); ``key``: the anchor's
-    HMAC key, which the head file must then carry.
+    HMAC key, which the head file must then carry; ``verified``: as in
+    :func:`allocgym.observability.replay`.
 
     Raises
     ------
@@ -654,4 +659,5 @@ def replay_audit(
     ArrayStoreError
         A referenced array file is missing or was modified.
     """
-    return replay(path, replay_fn(allocator, ArrayStore.beside(path)), key=key)
+    store = ArrayStore.beside(path)
+    return replay(path, replay_fn(allocator, store), key=key, verified=verified)
