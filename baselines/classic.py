@@ -456,7 +456,6 @@ def min_variance_weights(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     solver: str | None = None,
-    _problem: _MinVarProblem | None = None,
 ) -> np.ndarray:
     """Fully-invested minimum-variance weights.
 
@@ -483,7 +482,7 @@ def min_variance_weights(
     hi = np.full(n, np.inf) if upper is None else np.asarray(upper, float)
     lo, hi = _finite_bounds(lo, hi)
     scale = np.mean(np.diag(cov)) or 1.0
-    return (_problem or _MinVarProblem(n)).solve(cov / scale, lo, hi, solver)
+    return _MinVarProblem(n).solve(cov / scale, lo, hi, solver)
 
 
 class MinimumVariance(_CovAllocator):

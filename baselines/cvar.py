@@ -80,7 +80,6 @@ def min_cvar_weights(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     solver: str | None = None,
-    _problem: _MinCVaRProblem | None = None,
 ) -> np.ndarray:
     """Fully-invested weights minimising historical CVaR at level ``alpha``.
 
@@ -105,8 +104,7 @@ def min_cvar_weights(
         raise ConfigError(f"min-CVaR alpha = {alpha}: must be in (0, 1)")
     lo = np.zeros(n) if lower is None else np.clip(np.asarray(lower, float), -10.0, 10.0)
     hi = np.ones(n) if upper is None else np.clip(np.asarray(upper, float), -10.0, 10.0)
-    prob = _problem or _MinCVaRProblem(t, n, alpha)
-    return prob.solve(r, lo, hi, _lp_solver(solver))
+    return _MinCVaRProblem(t, n, alpha).solve(r, lo, hi, _lp_solver(solver))
 
 
 class MinimumCVaR:

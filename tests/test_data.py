@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
@@ -26,7 +26,6 @@ from allocgym.data import (
     load_market,
     load_sp500,
     render_summary,
-    rolling_folds,
     split_note,
     summary,
     synthetic,
@@ -535,64 +534,27 @@ def test_sp500_default_splits(sp500: MarketData) -> None:
     train_days=st.integers(50, 700),
     val_days=st.integers(1, 400),
     embargo=st.integers(0, 30),
-    n_folds=st.integers(1, 6),
 )
-def test_splits_are_disjoint_and_embargoed(
-    train_days: int, val_days: int, embargo: int, n_folds: int
-) -> None:
+def test_splits_are_disjoint_and_embargoed(train_days: int, val_days: int, embargo: int) -> None:
     md = synthetic(n_assets=2, n_days=1200, seed=0)
     dates = pd.DatetimeIndex(md.dates)
     train_end = dates[0] + pd.Timedelta(days=train_days)
     val_end = train_end + pd.Timedelta(days=val_days)
     cfg = SplitConfig(
         train_end=f"{train_end:%Y-%m-%d}", validation_end=f"{val_end:%Y-%m-%d}",
-        embargo_days=embargo, n_folds=n_folds,
+        embargo_days=embargo, min_split_bars=1,
     )  # fmt: skip
-    try:
-        splits = walk_forward_splits(md, cfg.model_copy(update={"min_split_bars": 1}))
-    except DataError as err:
-        assert "split is empty" in str(err)
-        assume(False)  # discarded: too many discards makes hypothesis fail the test
-    else:
-        tr, va, te = splits["train"], splits["validation"], splits["test"]
-        assert va.start == tr.stop + embargo and te.start == va.stop + embargo
-        assert tr.stop <= va.start and va.stop <= te.start  # no bar in two splits
-        if tr.basis == "dates":
-            assert dates[tr.stop - 1] <= train_end < dates[tr.stop]
-            assert dates[va.stop - 1] <= val_end
-        else:  # the dates leave a split empty: 60/15/25 of the bars
-            assert tr.basis == va.basis == te.basis == "fractions"
-            assert (tr.stop, va.stop) == (720, 900)
-    for include_test in (False, True):
-        try:
-            folds = rolling_folds(md, cfg, include_test=include_test)
-        except DataError as err:
-            assert "not more than embargo_days" in str(err)
-            continue
-        assert len(folds) == n_folds
-        for k, (train, test) in enumerate(folds):
-            assert train.start == 0 and test.start == train.stop + embargo
-            if k:
-                assert train.stop > folds[k - 1][0].stop  # expanding
-                assert test.start >= folds[k - 1][1].stop  # test blocks do not overlap
-        if include_test:
-            end = md.n_days
-        elif splits["train"].basis == "dates":
-            end = int(np.searchsorted(md.dates, np.datetime64(val_end), "right"))
-        else:
-            end = splits["validation"].stop
-        assert folds[-1][1].stop == end
-
-
-def test_rolling_folds_hand_example(sp500: MarketData) -> None:
-    folds = rolling_folds(sp500, SplitConfig(n_folds=2, embargo_days=3))
-    end = walk_forward_splits(sp500)["validation"].stop  # 6301 bars up to 2014-12-31
-    block = end // 3
-    assert [(a.start, a.stop, b.start, b.stop) for a, b in folds] == [
-        (0, block, block + 3, 2 * block),
-        (0, 2 * block, 2 * block + 3, end),
-    ]
-    assert folds[0][0].name == "fold1_train" and folds[1][1].name == "fold2_test"
+    # 1200 bars: the dates fit or the 60/15/25 fractions replace them; neither is empty
+    splits = walk_forward_splits(md, cfg)
+    tr, va, te = splits["train"], splits["validation"], splits["test"]
+    assert va.start == tr.stop + embargo and te.start == va.stop + embargo
+    assert tr.stop <= va.start and va.stop <= te.start  # no bar in two splits
+    if tr.basis == "dates":
+        assert dates[tr.stop - 1] <= train_end < dates[tr.stop]
+        assert dates[va.stop - 1] <= val_end
+    else:  # the dates leave a split empty: 60/15/25 of the bars
+        assert tr.basis == va.basis == te.basis == "fractions"
+        assert (tr.stop, va.stop) == (720, 900)
 
 
 def test_split_refusals(small_synth: MarketData) -> None:
@@ -618,8 +580,6 @@ def test_split_refusals(small_synth: MarketData) -> None:
         walk_forward_splits(
             small_synth, SplitConfig(validation_end="2013-12-31", test_end="2014-12-31")
         )
-    with pytest.raises(DataError, match=r"not more than embargo_days=200"):
-        rolling_folds(small_synth, SplitConfig(embargo_days=200), include_test=True)
     with pytest.raises(DataError, match=r"empty or negative"):
         Split("x", 5, 5)
     assert len(Split("x", 2, 7)) == 5

@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_configs import TINY_DATA, TINY_PPO
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from allocgym.config import AllocgymConfig, PromotionConfig, load_config, write_run_metadata
 from allocgym.data import load_market
+from allocgym.errors import ConfigError
 from allocgym.ledger import TrialsLedger
 from allocgym.promotion import promote, promotion_decision, write_promotion
 
@@ -106,6 +108,11 @@ def test_risk_adjusted_checks() -> None:
     # a breach in the unstressed run
     d = promotion_decision({**DOMINANT, "invariant_breaches": 1}, INCUMBENT, stressed(), cfg)
     assert failed(d) == {"invariants"}
+    # a metric with no known direction (only an unvalidated config can carry one) is
+    # refused, not judged lower-is-better
+    odd = PromotionConfig.model_construct(**{**cfg.model_dump(), "secondary_metrics": ("hhi",)})
+    with pytest.raises(ConfigError, match=r"secondary metric 'hhi': use one of"):
+        promotion_decision(DOMINANT, INCUMBENT, stressed(), odd)
 
 
 @settings(deadline=None, max_examples=60)

@@ -244,3 +244,29 @@ def test_the_study_evaluates_only_the_seeds_it_asks_for(tmp_path, monkeypatch) -
         study._evaluate_folds(market, folds, tmp_path, TrialsLedger(tmp_path), None, TINY, ecfg,
                               lambda _m: None, [0, 1])  # fmt: skip
     assert asked == [("fold_2005", [0, 1])]
+
+
+@pytest.mark.parametrize(
+    ("args", "years"),
+    [
+        (["--set", "data.splits.n_folds=2"], [2021, 2022]),  # the setting, without --folds
+        (["--set", "data.splits.n_folds=2", "--folds", "3"], [2020, 2021, 2022]),
+        (["--set", "data.splits.n_folds=2", "--test-years", "2019"], [2019]),
+    ],
+)
+def test_study_folds_default_to_the_config(tmp_path, monkeypatch, args, years) -> None:
+    """``data.splits.n_folds`` sets how many test years ``allocgym study`` runs when neither
+    ``--folds`` nor ``--test-years`` is given (the setting had no effect before)."""
+    planned: list = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_study(cfg, market, folds, *a, **kw):
+        planned.append([f.test_year for f in folds])
+        raise Stop
+
+    monkeypatch.setattr(study, "run_study", fake_run_study)
+    result = CliRunner().invoke(app, ["study", *args, "--run-dir", str(tmp_path / "s")])
+    assert isinstance(result.exception, Stop), result.output
+    assert planned == [years]

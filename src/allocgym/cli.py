@@ -1412,7 +1412,10 @@ def study_cmd(
     overrides: SetOpt = None,
     folds: Annotated[
         int | None,
-        typer.Option("--folds", help="Test the last K complete calendar years (default 4)."),
+        typer.Option(
+            "--folds",
+            help="Test the last K complete calendar years (default data.splits.n_folds: 4).",
+        ),
     ] = None,
     test_years: Annotated[
         str | None,
@@ -1470,6 +1473,8 @@ def study_cmd(
         market, notes = _load_market_with_notes(cfg)
         _print_market(market, notes, cfg)
         years = None if test_years is None else parse_years(test_years)
+        if folds is None and years is None:
+            folds = cfg.data.splits.n_folds
         plan = plan_folds(
             market, test_years=years, n_folds=folds, validation_years=validation_years
         )

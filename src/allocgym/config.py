@@ -69,7 +69,8 @@ class SplitConfig(Section):
     embargo_days: Annotated[int, Field(ge=0)] = 5
     """Bars dropped at the start of validation and test so no window straddles a split."""
     n_folds: PosInt = 4
-    """Number of rolling walk-forward folds for ``rolling_folds``."""
+    """Folds of ``allocgym study`` (its test years: the last ``n_folds`` complete calendar
+    years) when neither ``--folds`` nor ``--test-years`` is given."""
     fractions: tuple[Frac, Frac, Frac] = (0.60, 0.15, 0.25)
     """Train / validation / test shares of the bars used when the dates above do not fall
     inside the data (a split would be empty); the embargo is taken from the later splits.

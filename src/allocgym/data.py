@@ -880,7 +880,6 @@ def load_sp500(
 
 
 _LONG_REQUIRED = ("date", "symbol", "close")
-_LONG_OPTIONAL = ("open", "high", "low", "volume", "spread_bps", "sector")
 
 
 def _is_long(df: pd.DataFrame) -> bool:
@@ -1507,51 +1506,6 @@ def date_splits(market: MarketData, cfg: SplitConfig | None = None) -> dict[str,
         "validation": _make_split(market, "validation", t_end + emb, v_end, cfg),
         "test": _make_split(market, "test", v_end + emb, end, cfg),
     }
-
-
-def rolling_folds(
-    market: MarketData, cfg: SplitConfig | None = None, *, include_test: bool = False
-) -> list[tuple[Split, Split]]:
-    """Expanding-window walk-forward folds: ``[(train_k, test_k), ...]``, ``cfg.n_folds`` of them.
-
-    The bars up to the end of the validation split (all bars with ``include_test=True``;
-    the fractions' validation split when the dates do not fit the data) are cut
-    into ``n_folds + 1`` equal blocks. Fold k (1-based) trains on blocks ``0..k-1`` and
-    tests on block k (the last fold's test runs to the end), less ``cfg.embargo_days``
-    bars at its start: ``test.start == train.stop + embargo_days``. By default the test
-    split of :func:`walk_forward_splits` is held out of every fold.
-
-    Raises
-    ------
-    DataError
-        When a block is not longer than the embargo.
-    """
-    cfg = cfg or SplitConfig()
-    if include_test:
-        end = market.n_days
-    else:
-        try:
-            end = date_splits(market, cfg)["validation"].stop
-        except DataError:
-            if cfg.test_end is not None:
-                raise
-            end = fraction_splits(market, cfg)["validation"].stop
-    n = cfg.n_folds
-    block = end // (n + 1)
-    if block <= cfg.embargo_days:
-        raise DataError(
-            f"{end} bars of {market.name!r} make blocks of {block} bars for {n} folds, not "
-            f"more than embargo_days={cfg.embargo_days}: lower data.splits.n_folds or the "
-            "embargo, or use more data"
-        )
-    folds = []
-    for k in range(1, n + 1):
-        train = Split(f"fold{k}_train", 0, k * block)
-        test = Split(
-            f"fold{k}_test", k * block + cfg.embargo_days, end if k == n else (k + 1) * block
-        )
-        folds.append((train, test))
-    return folds
 
 
 # ---------------------------------------------------------------------------- summary

@@ -108,8 +108,12 @@ def _compare(metric: str, cand: float, inc: float, tol: float) -> tuple[bool, st
     if metric in _HIGHER_BETTER:
         bound = inc - tol * abs(inc)
         return cand >= bound, f"{metric} {cand:.4g} vs incumbent {inc:.4g} (floor {bound:.4g})"
-    bound = inc + tol * abs(inc)
-    return cand <= bound, f"{metric} {cand:.4g} vs incumbent {inc:.4g} (ceiling {bound:.4g})"
+    if metric in _LOWER_BETTER:
+        bound = inc + tol * abs(inc)
+        return cand <= bound, f"{metric} {cand:.4g} vs incumbent {inc:.4g} (ceiling {bound:.4g})"
+    raise ConfigError(
+        f"secondary metric {metric!r}: use one of {sorted(_HIGHER_BETTER | _LOWER_BETTER)}"
+    )
 
 
 def promotion_decision(

@@ -185,10 +185,6 @@ class RegimeState:
     trend_tstat: np.ndarray
     mr_autocorr: np.ndarray
 
-    def label_names(self) -> list[str]:
-        """Labels as strings (for reports and logs; the core uses the codes)."""
-        return [REGIME_LABELS[int(c)] for c in np.ravel(self.labels)]
-
 
 @dataclass(frozen=True)
 class RegimeParams:

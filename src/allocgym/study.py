@@ -514,15 +514,6 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
     return format(x, spec)
 
 
-def load_study(folder: str | Path) -> dict[str, Any]:
-    """``study.json`` of a study folder as plain data."""
-    path = Path(folder) / "study.json"
-    if not path.is_file():
-        raise ConfigError(f"{str(path)!r} does not exist: run allocgym study first")
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
 # ----------------------------------------------------------------------------- report
 
 _KEY_ROWS = ("equal_weight", "hrp", "qp")

@@ -137,16 +137,11 @@ class Trace:
         *,
         portfolio: bool,
         rows: np.ndarray | None = None,
-        changed: np.ndarray | None = None,
     ) -> None:
-        """Code the symbols ``before != after``; ``rows``: the arrays are those rows only.
-
-        ``changed``: that mask when the caller knows it (and something changed).
-        """
-        if changed is None:
-            changed = before != after
-            if not changed.any():
-                return
+        """Code the symbols ``before != after``; ``rows``: the arrays are those rows only."""
+        changed = before != after
+        if not changed.any():
+            return
         self.touched = True
         bit = int(code)
         diff = before - after
