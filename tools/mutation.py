@@ -65,6 +65,11 @@ def modules() -> dict[str, Module]:
             ("tests/test_bundle.py", "tests/test_bundle_seal.py", "tests/test_serving.py"),
         ),
         Module(
+            "serving/flags",
+            ("src/allocgym/serving/flags.py",),
+            ("tests/test_runtime_flags.py", "tests/test_risk.py", "tests/test_serving.py"),
+        ),
+        Module(
             "risk",
             _risk_sources(),
             (
