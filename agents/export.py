@@ -510,8 +510,14 @@ def export_model(
         ONNX and SB3 proposals differ by more than ``PARITY_TOL`` on some observation.
     ConfigError
         Unsupported policy (RecurrentPPO), a model trained on another universe or action
-        mode, a non-empty ``out_dir``, or a ``sign_key`` that is not an Ed25519 private key.
+        mode, a non-empty ``out_dir``, a ``sign_key`` that is not an Ed25519 private key,
+        or parity counts below 0 or both 0 (a bundle checked on nothing).
     """
+    if n_recorded < 0 or n_random < 0 or n_recorded + n_random == 0:
+        raise ConfigError(
+            f"parity observations n_recorded={n_recorded}, n_random={n_random}: both must be "
+            f">= 0 and at least one > 0 (allocgym export warns below {MIN_PARITY_OBS:,})"
+        )
     signing_key = None if sign_key is None else load_signing_key(sign_key)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:

@@ -354,3 +354,12 @@ def test_cli_keygen_export_sign_and_serve_require_signature(tmp_path: Path) -> N
     # a key file that is not an Ed25519 private key stops the export before any work
     res = runner.invoke(app, [*args[:4], str(tmp_path / "x"), *args[5:9], "--sign", f"{key}.pub"])
     assert res.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(("n_recorded", "n_random"), [(0, 0), (-5, 100), (100, -1)])
+def test_export_refuses_a_parity_check_on_nothing(tmp_path, n_recorded, n_random) -> None:
+    """A bundle checked on no observation (or a negative count) is refused before any work."""
+    cfg = config_from_dict({})
+    with pytest.raises(ConfigError, match=rf"n_recorded={n_recorded}, n_random={n_random}"):
+        export_model(None, None, cfg, tmp_path / "b", n_recorded=n_recorded, n_random=n_random)
+    assert not (tmp_path / "b").exists()

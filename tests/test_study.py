@@ -270,3 +270,39 @@ def test_study_folds_default_to_the_config(tmp_path, monkeypatch, args, years) -
     result = CliRunner().invoke(app, ["study", *args, "--run-dir", str(tmp_path / "s")])
     assert isinstance(result.exception, Stop), result.output
     assert planned == [years]
+
+
+@pytest.mark.parametrize(
+    ("asked", "evaluated"),
+    [
+        ("hrp", ("equal_weight", "hrp")),
+        ("none", ("equal_weight", "hrp")),
+        ("qp,1/n", ("hrp", "qp", "equal_weight")),
+    ],
+)
+def test_a_study_always_evaluates_its_paired_references(tmp_path, monkeypatch, asked, evaluated):
+    """The study's intervals are against 1/N and HRP: a --baselines list without them got
+    a KeyError after every fold had trained and been evaluated."""
+    got: list = []
+    said: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_evaluate(market, folds, root, ledger, baselines, *a):
+        got.append(baselines)
+        raise Stop
+
+    monkeypatch.setattr(study, "_train_folds", lambda *a: None)
+    monkeypatch.setattr(study, "_evaluate_folds", fake_evaluate)
+    market = synthetic(n_assets=5, n_days=1520, seed=2)
+    folds = plan_folds(market, test_years=[2005], validation_years=1)
+    cfg = load_config(None, TINY)
+    with pytest.raises(Stop):
+        study.run_study(
+            cfg, market, folds, [0], tmp_path / "s", baselines=asked, progress=said.append
+        )
+    assert got == [evaluated]
+    assert any("added (the study's paired references)" in m for m in said)
+    with pytest.raises(ConfigError, match="baseline 'hpr' is unknown"):
+        study.run_study(cfg, market, folds, [0], tmp_path / "t", baselines="hpr")

@@ -536,9 +536,20 @@ def export_cmd(
     which: Annotated[
         WhichModel, typer.Option(help="best (falls back to final), final or latest checkpoint.")
     ] = WhichModel.best,
-    n_recorded: Annotated[int, typer.Option(help="Parity observations from env rollouts.")] = 5120,
-    n_random: Annotated[int, typer.Option(help="Parity observations drawn at random.")] = 5120,
-    seed: Annotated[int, typer.Option(help="Seed of the parity observations.")] = 0,
+    n_recorded: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Parity observations from env rollouts (with --n-random at least 10000 in "
+            "all, or a warning; 0 in all is refused).",
+        ),
+    ] = 5120,
+    n_random: Annotated[
+        int, typer.Option(min=0, help="Parity observations drawn at random.")
+    ] = 5120,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of the parity observations.")
+    ] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --out.")] = False,
     sign: Annotated[
         Path | None,
@@ -1438,7 +1449,12 @@ def study_cmd(
         ),
     ] = None,
     baselines: Annotated[
-        str, typer.Option("--baselines", help="Baselines to compare ('all' or a comma list).")
+        str,
+        typer.Option(
+            "--baselines",
+            help="Baselines to compare ('all' or a comma list); 1/N and HRP, the references of "
+            "the paired intervals, are always included.",
+        ),
     ] = "all",
     run_dir: Annotated[
         Path | None,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from allocgym import measures
+from allocgym.baselines.registry import baseline_names
 from allocgym.config import AllocgymConfig, EvaluationConfig, config_hash
 from allocgym.data import MarketData, walk_forward_splits
 from allocgym.errors import ConfigError
@@ -459,7 +460,8 @@ def run_study(
     folder : path
         Study folder (must not hold a finished study).
     baselines : str or sequence of str, optional
-        Default ``cfg.evaluation.baselines``.
+        Default ``cfg.evaluation.baselines``. The paired references (``PAIRED_REFERENCES``:
+        1/N and HRP) are always evaluated: the study's intervals are against them.
     config_overrides : sequence of str
         The ``--set`` overrides behind ``cfg`` (re-applied per fold).
     base_config : Path, optional
@@ -479,6 +481,12 @@ def run_study(
     say = progress or (lambda _msg: None)
     if not seeds:
         raise ConfigError("a study needs at least one seed: pass --seeds 0,1,2")
+    # resolved (and an unknown name refused) before anything trains
+    named = baseline_names(cfg.evaluation.baselines if baselines is None else baselines)
+    added = [ref for ref in PAIRED_REFERENCES if ref not in named]
+    if added:
+        say(f"baselines: {', '.join(added)} added (the study's paired references)")
+    baselines = (*added, *named)
 
     ecfg = cfg.evaluation
     ledger = TrialsLedger(root / LEDGER_FILENAME)
