@@ -75,6 +75,28 @@ CASES: list[tuple[str, list[str], str]] = [
     ("resume without run dir", ["train", "--resume"], "--resume needs --run-dir"),
     ("unknown baseline", ["baselines", "--only", "nope"], "is unknown"),
     ("bad seeds", ["evaluate", "--run", "{empty_run}", "--seeds", "a,b"], "comma-separated"),
+    (
+        "data path without a file source",
+        ["data", "info", "--set", "data.path={tmp}/prices.csv"],
+        "data.source='sp500' reads no file: set data.source=csv",
+    ),
+    ("missing audit log", ["audit", "verify", "{tmp}/nope.jsonl", "--chain-only"], "no audit log"),
+    ("audit log is a folder", ["audit", "verify", "{tmp}"], "is a folder: pass the audit log file"),
+    (
+        "port out of range",
+        ["serve", "--policy", "{empty_run}", "--port", "70000"],
+        "less than or equal to 65535",
+    ),
+    (
+        "a file where a folder is needed",
+        ["baselines", "--only", "hrp", "--out", "{bad_state}/report"],
+        "a file stands where a folder is needed: pass a folder",
+    ),
+    (
+        "negative parity count",
+        ["export", "--run", "{empty_run}", "--out", "{tmp}/b", "--n-recorded", "-1"],
+        "greater than or equal to 0",
+    ),
 ]
 
 
@@ -273,3 +295,20 @@ def test_evaluate_takes_several_run_directories_or_a_glob(tmp_path: Path) -> Non
     res = CliRunner().invoke(app, ["evaluate", "--run", str(tmp_path / "ppo-*")])
     assert res.exit_code != 0 and "both trained with seed 1" in str(res.exception)
     assert "evaluating" not in res.output  # no progress bar drawn before the refusal
+
+
+def test_audit_verify_tells_a_mistyped_path_from_a_deleted_log(tmp_path: Path, capsys) -> None:
+    """No log and no anchor: an error (exit 2). A log deleted beside its anchor: the
+    tamper verdict (exit 1)."""
+    log = tmp_path / "audit.jsonl"
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", str(log)])
+    assert exc.value.code == 2
+    from allocgym.observability import AuditLog
+
+    with AuditLog(log) as audit:
+        audit.append({"x": 1})
+    log.unlink()
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", str(log)])
+    assert exc.value.code == 1 and "FAILED" in capsys.readouterr().err

@@ -211,3 +211,14 @@ def test_reported_split_must_stay_out_of_sample(key: str) -> None:
     with pytest.raises(ConfigError, match="out of sample"):
         load_config(overrides=[f"{key}=test"])
     assert load_config(overrides=[f"{key}=test", "evaluation.split=all"])  # no held-out split
+
+
+def test_a_data_path_needs_a_file_source() -> None:
+    """A user's file named without data.source=csv was silently replaced by the S&P sample."""
+    from allocgym.config import DataConfig
+
+    with pytest.raises(ValueError, match=r"data.path='my.csv' is set but data.source='sp500'"):
+        DataConfig(path="my.csv")
+    with pytest.raises(ValueError, match=r"data.source='synthetic' reads no file"):
+        DataConfig(source="synthetic", path="my.csv")
+    assert DataConfig(source="parquet", path="my.parquet").path == "my.parquet"

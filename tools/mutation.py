@@ -65,11 +65,6 @@ def modules() -> dict[str, Module]:
             ("tests/test_bundle.py", "tests/test_bundle_seal.py", "tests/test_serving.py"),
         ),
         Module(
-            "observability",
-            ("src/allocgym/observability.py",),
-            ("tests/test_audit.py", "tests/test_observability.py"),
-        ),
-        Module(
             "serving/flags",
             ("src/allocgym/serving/flags.py",),
             ("tests/test_runtime_flags.py", "tests/test_risk.py", "tests/test_serving.py"),

@@ -724,7 +724,7 @@ def decide_cmd(
 def serve_cmd(
     policy: PolicyOpt,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     audit_log: Annotated[
         Path, typer.Option("--audit-log", help="Hash-chained JSONL audit log (appended).")
     ] = Path("allocgym-audit.jsonl"),
@@ -868,6 +868,7 @@ def audit_verify(
 
     from allocgym.observability import TORN_LINE, verify_log
 
+    _audit_log_path(log, anchor=not chain_only)
     key = _audit_key(key_file)
     report = verify_log(log, raise_error=False, anchor=not chain_only, key=key)
     if report.reason == TORN_LINE:
@@ -884,6 +885,15 @@ def audit_verify(
             signature = "HMAC verified" if key is not None else "signed, key not given"
         covered = f"anchor covers {anchor.n_records} (written {anchor.anchored_at}, {signature})"
     typer.echo(f"ok {log}: {report.n_records} records, head {report.head}; {covered}")
+
+
+def _audit_log_path(log: Path, *, anchor: bool) -> None:
+    """Refuse a path that is no audit log (a mistype, a folder) as an error, not as a
+    verdict; a log deleted beside its anchor (<log>.head) is left to the anchor check."""
+    if log.is_dir():
+        raise IsADirectoryError(f"{str(log)!r} is a folder: pass the audit log file")
+    if not log.exists() and not (anchor and Path(f"{log}.head").exists()):
+        raise FileNotFoundError(f"no audit log at {str(log)!r}: pass the serve --audit-log file")
 
 
 @audit_app.command("anchor")
@@ -925,6 +935,7 @@ def audit_replay(
     from allocgym.serving import replay_audit
     from allocgym.serving.flags import limits_from_env
 
+    _audit_log_path(log, anchor=True)
     allocator = _allocator(policy, overrides, public_key=require_signature, replaying=True)
     key = _audit_key(key_file)
     chain = verify_log(log, raise_error=False, anchor=True, key=key, live=True)
@@ -1822,12 +1833,16 @@ def error_line(err: BaseException) -> str | None:
         return (
             f"error: a file is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8"
         )
+    if isinstance(err, OSError) and err.filename is None and err.strerror is None:
+        return f"error: {err}"  # raised with its own message and fix
     if isinstance(err, FileNotFoundError):
-        return f"error: {err.filename or err}: no such file or directory: check the path"
+        return f"error: {err.filename}: no such file or directory: check the path"
     if isinstance(err, PermissionError):
-        return f"error: {err.filename or err}: permission denied: check the file's permissions"
-    if isinstance(err, IsADirectoryError | NotADirectoryError):
-        return f"error: {err.filename or err}: {err.strerror}: pass a file, not a folder"
+        return f"error: {err.filename}: permission denied: check the file's permissions"
+    if isinstance(err, IsADirectoryError):
+        return f"error: {err.filename}: is a folder: pass a file"
+    if isinstance(err, NotADirectoryError):
+        return f"error: {err.filename}: a file stands where a folder is needed: pass a folder"
     if isinstance(err, OSError):
         return f"error: {err.filename or ''} {err.strerror or err}: check the path".strip()
     if isinstance(err, ValidationError):

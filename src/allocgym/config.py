@@ -160,6 +160,11 @@ class DataConfig(Section):
     def _check(self) -> DataConfig:
         if self.source in ("csv", "parquet") and not self.path:
             raise ValueError(f"source {self.source!r} needs data.path (set data.path=FILE)")
+        if self.path and self.source not in ("csv", "parquet"):
+            raise ValueError(
+                f"data.path={self.path!r} is set but data.source={self.source!r} reads no "
+                "file: set data.source=csv (or parquet) to load it, or unset data.path"
+            )
         if self.spread_floor_bps > self.spread_cap_bps:
             raise ValueError(
                 f"spread_floor_bps {self.spread_floor_bps} > spread_cap_bps {self.spread_cap_bps}"
