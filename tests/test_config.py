@@ -222,3 +222,12 @@ def test_a_data_path_needs_a_file_source() -> None:
     with pytest.raises(ValueError, match=r"data.source='synthetic' reads no file"):
         DataConfig(source="synthetic", path="my.csv")
     assert DataConfig(source="parquet", path="my.parquet").path == "my.parquet"
+
+
+@pytest.mark.parametrize("key", ["train.seed", "data.synthetic.seed", "evaluation.bootstrap.seed"])
+@pytest.mark.parametrize("value", [-1, 2**32])
+def test_seeds_are_refused_outside_what_numpy_and_torch_take(key: str, value: int) -> None:
+    """A negative or 2**32 seed passed validation and failed later with an internal message."""
+    with pytest.raises(ConfigError, match=rf"{key} = {value} rejected"):
+        load_config(None, [f"{key}={value}"])
+    assert load_config(None, [f"{key}={2**32 - 1}"]) is not None

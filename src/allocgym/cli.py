@@ -1635,7 +1635,8 @@ def sweep_cmd(
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of the search (default 0).")
+        int | None,
+        typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the search (default 0)."),
     ] = None,
     max_concurrent: Annotated[
         int | None,

@@ -30,6 +30,8 @@ NonNeg = Annotated[float, Field(ge=0.0)]
 Pos = Annotated[float, Field(gt=0.0)]
 Frac = Annotated[float, Field(ge=0.0, le=1.0)]
 PosInt = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+"""A random seed: numpy and torch take 0 <= seed < 2**32."""
 
 
 class Section(BaseModel):
@@ -48,7 +50,7 @@ class SyntheticConfig(Section):
     """Number of synthetic symbols."""
     n_days: PosInt = 2520
     """Number of daily bars."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the generator: same seed, identical data."""
     n_sectors: PosInt = 4
     """Symbols are assigned round-robin to this many sectors."""
@@ -706,7 +708,7 @@ class TrainConfig(Section):
     """Environment steps to train for (summed over n_envs)."""
     n_envs: PosInt = 16
     """Portfolios stepped together in ``PortfolioVecEnv``."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the env, the policy and torch."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device; ``auto`` picks CUDA when present."""
@@ -1396,7 +1398,7 @@ class BootstrapConfig(Section):
     """Resamples (one set shared by every series: the tests are paired)."""
     alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.10
     """1 minus the interval's coverage (0.10: 90 % intervals)."""
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
     """Seed of the resampling: same seed, same intervals."""
 
 
@@ -1411,7 +1413,7 @@ class EvaluationConfig(Section):
     """Split the backtests walk (``test`` = the walk-forward out-of-sample split)."""
     baselines: tuple[BaselineName, ...] = ("all",)
     """Baselines run beside the agent (``all`` = every registered baseline)."""
-    train_seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=(0,), min_length=1)
+    train_seeds: tuple[Seed, ...] = Field(default=(0,), min_length=1)
     """Training seeds of a multi-seed experiment: ``allocgym quickstart`` trains one run per
     seed (``seed_<k>/``; several give mean ± std rows). ``allocgym evaluate`` does not read
     it: it evaluates every ``seed_*`` run it finds (``--seeds`` picks some)."""
