@@ -92,6 +92,9 @@ CASES: list[tuple[str, list[str], str]] = [
         ["baselines", "--only", "hrp", "--out", "{bad_state}/report"],
         "a file stands where a folder is needed: pass a folder",
     ),
+    ("bench sizes not numbers", ["bench", "env", "--n-assets", "abc"], "positive integers"),
+    ("bench sizes of zero", ["bench", "baselines", "--hrp-sizes", "0"], "positive integers"),
+    ("bench without steps", ["bench", "env", "--steps", "0"], "greater than or equal to 2"),
     (
         "negative parity count",
         ["export", "--run", "{empty_run}", "--out", "{tmp}/b", "--n-recorded", "-1"],

@@ -153,6 +153,16 @@ def _int_list(text: str | None) -> list[int] | None:
         raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
 
 
+def _sizes(option: str, text: str, *, allow_empty: bool = False) -> tuple[int, ...]:
+    """A benchmark's comma-separated sizes (positive integers)."""
+    from allocgym.errors import ConfigError
+
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if (items or allow_empty) and all(i.isdigit() and int(i) > 0 for i in items):
+        return tuple(int(i) for i in items)
+    raise ConfigError(f"{option} {text!r}: give comma-separated positive integers, e.g. 20,500")
+
+
 def _write_and_print(result, out: Path) -> dict:
     from rich.console import Console
 
@@ -983,14 +993,19 @@ def audit_replay(
 @bench_app.command("serve")
 def bench_serve(
     n_assets: Annotated[str, typer.Option(help="Comma-separated universe sizes.")] = "20,500",
-    calls: Annotated[int, typer.Option(help="In-process decide calls per size (p50/p99).")] = 2000,
+    calls: Annotated[
+        int, typer.Option(min=1, help="In-process decide calls per size (p50/p99).")
+    ] = 2000,
     http_assets: Annotated[
         str, typer.Option(help="Universe sizes of the HTTP load test ('' = none).")
     ] = "20",
-    http_requests: Annotated[int, typer.Option(help="HTTP requests at most.")] = 4000,
-    http_seconds: Annotated[float, typer.Option(help="HTTP load test time limit (s).")] = 20.0,
+    http_requests: Annotated[int, typer.Option(min=1, help="HTTP requests at most.")] = 4000,
+    http_seconds: Annotated[
+        float, typer.Option(min=0.1, help="HTTP load test time limit (s).")
+    ] = 20.0,
     concurrency: Annotated[
-        int, typer.Option(help="HTTP load test client connections (its served/s: the capacity).")
+        int,
+        typer.Option(min=1, help="HTTP load test client connections (its served/s: the capacity)."),
     ] = 8,
     encoding: Annotated[
         str,
@@ -1002,17 +1017,20 @@ def bench_serve(
     overload_clients: Annotated[
         int,
         typer.Option(
+            min=0,
             help="Client connections of the sustained overload test, each resending a shed "
             "request at once without waiting Retry-After (0 = none); its windows alternate "
-            "with capacity windows at --concurrency."
+            "with capacity windows at --concurrency.",
         ),
     ] = 64,
     overload_seconds: Annotated[
         float,
-        typer.Option(help="Sustained overload test: seconds of overload (as many of capacity)."),
+        typer.Option(
+            min=0.1, help="Sustained overload test: seconds of overload (as many of capacity)."
+        ),
     ] = 10.0,
     burst: Annotated[
-        int, typer.Option(help="Connections of the HTTP burst, opened at once (0 = none).")
+        int, typer.Option(min=0, help="Connections of the HTTP burst, opened at once (0 = none).")
     ] = 1000,
     workers: Annotated[
         int,
@@ -1029,11 +1047,10 @@ def bench_serve(
     from allocgym.bench import print_table
     from allocgym.bench.serve import run
 
-    def sizes(text: str) -> tuple[int, ...]:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-
     rows = run(
-        sizes(n_assets), calls=calls, http_assets=sizes(http_assets), http_requests=http_requests,
+        _sizes("--n-assets", n_assets), calls=calls,
+        http_assets=_sizes("--http-assets", http_assets, allow_empty=True),
+        http_requests=http_requests,
         http_seconds=http_seconds, concurrency=concurrency, encoding=encoding,
         overload_clients=overload_clients, overload_seconds=overload_seconds,
         burst_connections=burst, workers=workers,
@@ -1068,20 +1085,21 @@ def bench_env(
     n_envs: Annotated[str, typer.Option(help="Comma-separated PortfolioVecEnv batch sizes.")] = (
         "1,64,1024"
     ),
-    steps: Annotated[int, typer.Option(help="Steps per timed round (fewer for big batches).")] = 20,
-    repeat: Annotated[int, typer.Option(help="Timed rounds per row (medians are reported).")] = 5,
+    steps: Annotated[
+        int, typer.Option(min=2, help="Steps per timed round (fewer for big batches).")
+    ] = 20,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Timed rounds per row (medians are reported).")
+    ] = 5,
     n_days: Annotated[int, typer.Option(help="Bars of the synthetic market.")] = 1200,
 ) -> None:
     """PortfolioEnv steps/s and PortfolioVecEnv portfolio-steps/s vs a pandas-loop env."""
     from allocgym.bench import print_table
     from allocgym.bench.env import run
 
-    def sizes(text: str) -> tuple[int, ...]:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-
     rows = run(
-        sizes(n_assets),
-        sizes(n_envs),
+        _sizes("--n-assets", n_assets),
+        _sizes("--n-envs", n_envs),
         n_days=n_days,
         steps=steps,
         repeat=repeat,
@@ -1175,8 +1193,10 @@ def train_cmd(
 @bench_app.command("train")
 def bench_train(
     config: ConfigOpt = None,
-    timesteps: Annotated[int, typer.Option(help="PPO steps per timed run.")] = 8192,
-    repeat: Annotated[int, typer.Option(help="Timed runs per env (medians are reported).")] = 3,
+    timesteps: Annotated[int, typer.Option(min=1, help="PPO steps per timed run.")] = 8192,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Timed runs per env (medians are reported).")
+    ] = 3,
     n_envs: Annotated[str, typer.Option(help="Comma-separated n_envs values.")] = "16",
     device: Annotated[Device, typer.Option(help="Torch device.")] = Device.cpu,
     overrides: SetOpt = None,
@@ -1188,8 +1208,7 @@ def bench_train(
     from allocgym.bench.train import run
 
     cfg = _config(config, [*(overrides or []), f"train.device={device.value}"])
-    sizes = tuple(int(s) for s in n_envs.split(",") if s.strip())
-    rows = run(cfg, timesteps=timesteps, repeat=repeat, n_envs=sizes)
+    rows = run(cfg, timesteps=timesteps, repeat=repeat, n_envs=_sizes("--n-envs", n_envs))
     print_table(
         "PPO training fps, wall and process CPU: PortfolioVecEnv vs no-op VecEnv (medians)", rows
     )
@@ -1207,9 +1226,11 @@ def bench_baselines(
         str, typer.Option(help="Comma-separated QP universe sizes.")
     ] = "50,300,1000",
     greedy_assets: Annotated[
-        int, typer.Option(help="Universe size of the greedy benchmark.")
+        int, typer.Option(min=1, help="Universe size of the greedy benchmark.")
     ] = 5000,
-    repeat: Annotated[int, typer.Option(help="Timed rounds (HRP) / re-solves (QP) per size.")] = 7,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Timed rounds (HRP) / re-solves (QP) per size.")
+    ] = 7,
     cvar: Annotated[
         bool, typer.Option(help="Also time the QP with the CVaR fragility term.")
     ] = False,
@@ -1225,10 +1246,10 @@ def bench_baselines(
     from allocgym.bench import print_table
     from allocgym.bench.baselines import run
 
-    def sizes(text: str) -> tuple[int, ...]:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-
-    rows = run(sizes(hrp_sizes), sizes(qp_sizes), greedy_assets, repeat=repeat, cvar=cvar)
+    rows = run(
+        _sizes("--hrp-sizes", hrp_sizes), _sizes("--qp-sizes", qp_sizes), greedy_assets,
+        repeat=repeat, cvar=cvar,
+    )  # fmt: skip
     if risk_models:
         from allocgym.bench import risk_models as rm
 
