@@ -231,3 +231,26 @@ def test_seeds_are_refused_outside_what_numpy_and_torch_take(key: str, value: in
     with pytest.raises(ConfigError, match=rf"{key} = {value} rejected"):
         load_config(None, [f"{key}={value}"])
     assert load_config(None, [f"{key}={2**32 - 1}"]) is not None
+
+
+@pytest.mark.parametrize(
+    "item", ["risk.max_gross=true", "train.n_envs=false", "train.device=true", "data.path=true"]
+)
+def test_true_or_false_is_refused_where_a_number_or_text_is_expected(item: str) -> None:
+    """pydantic reads true as 1: --set risk.max_gross=true became a 1.0 gross cap."""
+    key, _, value = item.partition("=")
+    with pytest.raises(ConfigError, match=rf"{key.split('.')[-1]} = {value}: a true/false"):
+        load_config(None, [item])
+    assert load_config(None, ["risk.kill_switch=true"]).risk.kill_switch is True
+
+
+def test_a_key_written_twice_in_a_yaml_file_is_refused(tmp_path) -> None:
+    """yaml.safe_load keeps the last of two 'risk:' blocks silently."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("risk:\n  max_gross: 0.8\ntrain:\n  n_envs: 4\nrisk:\n  max_net: 0.5\n")
+    with pytest.raises(ConfigError, match=r"line 5, column 1 \(key 'risk' appears twice"):
+        load_config(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("risk:\n  max_gross: 0.8\n  max_gross: 0.9\n")
+    with pytest.raises(ConfigError, match=r"key 'max_gross' appears twice"):
+        load_config(nested)

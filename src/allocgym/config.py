@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -35,9 +35,51 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 class Section(BaseModel):
-    """Base of every config section: frozen, unknown keys rejected, no NaN/inf."""
+    """Base of every config section: frozen, unknown keys rejected, no NaN/inf, no true /
+    false where a number or text is expected (pydantic would read true as 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_other_types(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(value, bool) else None
+                if field is not None and not _takes_bool(field.annotation):
+                    raise ValueError(
+                        f"{name} = {str(value).lower()}: a true/false where this setting "
+                        "takes a number or text: give its value"
+                    )
+        return data
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a bool (bool itself, in a union or ``Any``)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation) if not isinstance(arg, str))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (the safe loader
+    keeps the last silently: a config's second ``risk:`` block dropped the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text as ``yaml.safe_load`` does, refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 # ----------------------------------------------------------------------------- data
@@ -1587,7 +1629,7 @@ def _apply_override(tree: dict[str, Any], item: str) -> None:
             raise ConfigError(f"override {item!r}: '{part}' is a value, not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = load_yaml(raw) if raw.strip() else None
     except (yaml.YAMLError, ValueError) as err:
         raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML ({err})") from None
 
@@ -1612,7 +1654,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist: pass an existing YAML")
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            loaded = load_yaml(p.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as err:
             raise ConfigError(
                 f"config file {str(p)!r} is not UTF-8 text ({err.reason} at byte {err.start}): "

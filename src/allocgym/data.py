@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, get_args
 import numpy as np
 import pandas as pd
 
-from allocgym.config import DataConfig, SplitConfig, SyntheticConfig
+from allocgym.config import DataConfig, SplitConfig, SyntheticConfig, load_yaml
 from allocgym.errors import ConfigError, DataError, DataWarning
 
 if TYPE_CHECKING:
@@ -685,7 +685,7 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
             import yaml
 
             try:
-                loaded = yaml.safe_load(text)
+                loaded = load_yaml(text)
             except yaml.YAMLError as err:
                 raise DataError(f"{where} is not valid YAML ({err})") from None
             if not isinstance(loaded, Mapping):

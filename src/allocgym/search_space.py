@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
-from allocgym.config import AllocgymConfig, config_from_dict
+from allocgym.config import AllocgymConfig, config_from_dict, load_yaml
 from allocgym.errors import ConfigError
 
 __all__ = [
@@ -354,7 +353,7 @@ def load_space(path: str | Path) -> SearchSpace:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"search space file {str(p)!r} does not exist: pass an existing YAML")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = load_yaml(p.read_text()) or {}
     return space_from_dict(data, source=str(p))
 
 
