@@ -92,6 +92,23 @@ CASES: list[tuple[str, list[str], str]] = [
         ["baselines", "--only", "hrp", "--out", "{bad_state}/report"],
         "a file stands where a folder is needed: pass a folder",
     ),
+    ("a seed twice", ["quickstart", "--seeds", "0,1,0"], "names seed(s) [0] twice"),
+    ("no baseline to run", ["baselines", "--only", "none"], "names no baseline"),
+    (
+        "promote a run against itself",
+        ["promote", "--candidate", "{empty_run}", "--incumbent", "{empty_run}"],
+        "are the same run",
+    ),
+    (
+        "write an example and decide at once",
+        ["decide", "--policy", "{empty_run}", "--write-example", "{tmp}/x.json", "--now", "2022"],
+        "drop them here",
+    ),
+    (
+        "a clock without its offset",
+        ["decide", "--policy", "{empty_run}", "--state", "{bad_state}", "--now", "2022-12-28"],
+        "has no UTC offset",
+    ),
     ("bench sizes not numbers", ["bench", "env", "--n-assets", "abc"], "positive integers"),
     ("bench sizes of zero", ["bench", "baselines", "--hrp-sizes", "0"], "positive integers"),
     ("bench without steps", ["bench", "env", "--steps", "0"], "greater than or equal to 2"),

@@ -148,9 +148,13 @@ def _int_list(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"--seeds {text!r} names seed(s) {twice} twice: list each seed once")
+    return seeds
 
 
 def _sizes(option: str, text: str, *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -293,11 +297,15 @@ def baselines_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Backtest baselines through the env (gates, execution, costs) and print the metrics table."""
+    from allocgym.errors import ConfigError
     from allocgym.evaluation import baseline_names, build_baselines, evaluate
     from allocgym.report import print_metrics_table
 
     cfg = _config(config, [*(overrides or []), *_factors_override(factors)], sectors)
-    allocs = list(build_baselines(cfg, baseline_names(only)).values())
+    names = baseline_names(only)
+    if not names:
+        raise ConfigError(f"--only {only!r} names no baseline: use 'all' or e.g. hrp,qp")
+    allocs = list(build_baselines(cfg, names).values())
     market, notes = _load_market_with_notes(cfg)
     _print_notes(notes)
     with _progress("backtesting baselines (bars walked)") as progress:
@@ -334,8 +342,11 @@ def promote_cmd(
     """Promotion gates: PROMOTE or REJECT with reasons; exit code 1 on REJECT."""
     from rich.console import Console
 
+    from allocgym.errors import ConfigError
     from allocgym.promotion import promote, write_promotion
 
+    if Path(incumbent).exists() and Path(incumbent).resolve() == Path(candidate).resolve():
+        raise ConfigError(f"--candidate and --incumbent are the same run {str(candidate)!r}")
     with _progress("promotion backtests (bars walked)") as progress:
         rep = promote(
             candidate, incumbent, split=None if split is None else split.value,
@@ -675,18 +686,27 @@ def decide_cmd(
     overrides: ServingSetOpt = None,
     require_signature: RequireSignatureOpt = None,
 ) -> None:
-    """Decide one request with a frozen bundle and print the Decision as JSON."""
+    """Decide one request with a frozen bundle and print the Decision as JSON; exits 1 when
+    the decision is rejected (its reason is in the JSON)."""
     import datetime as dt
 
     from allocgym.errors import RequestError
 
+    if write_example is not None and (state is not None or now is not None):
+        raise RequestError(
+            "--write-example writes a request and exits: decide it in a second call, with "
+            "--state and --now (drop them here)"
+        )
     clock = None
     if now is not None:
         try:
             fixed = dt.datetime.fromisoformat(now)
         except ValueError:
             raise RequestError(f"--now {now!r} is not an ISO 8601 time") from None
-        fixed = fixed if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
+        if fixed.tzinfo is None:
+            raise RequestError(
+                f"--now {now!r} has no UTC offset: write it with one, e.g. {now}+00:00"
+            )
         clock = lambda: fixed  # noqa: E731
     alloc = _allocator(policy, overrides, public_key=require_signature, clock=clock)
     if write_example is not None:
@@ -1413,7 +1433,17 @@ def regime_cmd(
 
 @app.command("quickstart")
 def quickstart(
-    config: ConfigOpt = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            exists=True,
+            dir_okay=False,
+            help="YAML config file; default configs/train/ppo.yaml of the repository (run "
+            "from its root).",
+        ),
+    ] = None,
     overrides: SetOpt = None,
     timesteps: Annotated[
         int | None,
@@ -1641,7 +1671,10 @@ def sweep_cmd(
     config: ConfigOpt = None,
     space: Annotated[
         Path | None,
-        typer.Option("--space", help="Search space YAML (e.g. configs/sweep/ppo.yaml)."),
+        typer.Option(
+            "--space",
+            help="Search space YAML (e.g. configs/sweep/ppo.yaml); required unless --resume.",
+        ),
     ] = None,
     overrides: SetOpt = None,
     trials: Annotated[int | None, typer.Option("--trials", help="Trials (default 16).")] = None,
