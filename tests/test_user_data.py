@@ -124,6 +124,10 @@ def test_load_sectors_csv_yaml_mapping_and_refusals(tmp_path: Path) -> None:
     lst.write_text("- S0\n- S1\n")
     with pytest.raises(DataError, match=r"must hold a mapping"):
         load_sectors(lst)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("S0: [Tech, Energy]\n")
+    with pytest.raises(DataError, match=r"'S0' has sector \['Tech', 'Energy'\], a list"):
+        load_sectors(nested)
 
 
 def test_data_sectors_applies_to_every_source(tmp_path: Path) -> None:
@@ -142,6 +146,9 @@ def test_data_sectors_applies_to_every_source(tmp_path: Path) -> None:
     sp = _quiet(load_market, DataConfig(sectors={"AAPL": "Tech"}))
     assert sp.sectors[sp.symbols.index("AAPL")] == "Tech"
     assert sp.sectors[sp.symbols.index("XOM")] == UNKNOWN_SECTOR
+    # a sector for a symbol the data does not hold is named, not dropped silently
+    with pytest.warns(DataWarning, match=r"names 1 symbol\(s\) the data does not hold \(S9\)"):
+        load_market(DataConfig(source="csv", path=str(path), sectors={"S0": "A", "S9": "B"}))
     # without a sector file a wide CSV has none, and load_market says so
     with pytest.warns(DataWarning, match=r"sector cap inactive for all symbols"):
         plain = load_market(DataConfig(source="csv", path=str(path)))
@@ -194,6 +201,19 @@ def test_duplicate_symbol_columns_are_refused_with_their_names(tmp_path: Path) -
     df.to_csv(path)
     with pytest.raises(DataError, match=r"duplicate symbol columns \['S0'\]"):
         from_csv(path, cfg=LOOSE)
+
+
+def test_headerless_columns_and_absurd_prices_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    _wide().rename(columns={"S1": ""}).to_csv(path)
+    with pytest.raises(DataError, match=r"column\(s\) without a header \(Unnamed: 2\)"):
+        from_csv(path, cfg=LOOSE)
+    huge = tmp_path / "huge.csv"
+    df = _wide()
+    df["S2"] *= 1e300
+    df.to_csv(huge)
+    with pytest.raises(DataError, match=r"close prices outside \[1e-08, 1e\+15\] currency: S2 at"):
+        from_csv(huge, cfg=LOOSE)
 
 
 def test_large_moves_are_listed_with_dates_and_refused_when_bounded() -> None:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from allocgym.config import DataConfig, SplitConfig, SyntheticConfig, load_yaml
 from allocgym.errors import ConfigError, DataError, DataWarning
+from allocgym.ranges import RANGES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -386,6 +387,13 @@ def _check_content(md: MarketData) -> None:
             "prices must be finite and > 0 (NaN only before a symbol is listed); "
             "correct or drop these rows"
         )
+    price = RANGES["price"]
+    huge = finite & price.outside(np.where(finite, close, 1.0))
+    if huge.any():
+        raise DataError(
+            f"close prices outside {price}: {_cells(md, huge, close)}: no share trades at "
+            "such a price (serving refuses it too); check the file's units and values"
+        )
     listed = np.logical_or.accumulate(finite, axis=0)
     # A trailing stretch after the last price is a delisting (accepted); a hole is not.
     priced_later = np.logical_or.accumulate(finite[::-1], axis=0)[::-1]
@@ -714,6 +722,11 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
     for sym, sec in pairs:
         if sec is None or (isinstance(sec, float) and math.isnan(sec)) or not str(sec).strip():
             raise DataError(f"{where}: symbol {sym!r} has an empty sector: give it one")
+        if not isinstance(sec, str | int | float) or isinstance(sec, bool):
+            raise DataError(
+                f"{where}: symbol {sym!r} has sector {sec!r}, a {type(sec).__name__}: give "
+                "one sector name per symbol"
+            )
         label = str(sec).strip()
         if out.get(sym, label) != label:
             raise DataError(
@@ -1010,6 +1023,13 @@ def from_prices(
         return _from_long(df, benchmark, sectors, cfg, min_rows, name)
     close = df.copy()
     close.columns = [str(c) for c in close.columns]
+    # pandas names a column with a blank header 'Unnamed: <position>'
+    blank = [c for c in close.columns if c.startswith("Unnamed: ") or not c.strip()]
+    if blank:
+        raise DataError(
+            f"{name} has column(s) without a header ({', '.join(blank)}): put each column's "
+            "symbol in the header row, or drop the column"
+        )
     close.index = _to_datetime_index(close.index, f"{name} index")
     bench_ret = None
     if isinstance(benchmark, str):
@@ -1219,6 +1239,15 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
     note = sector_cap_note(md)
     if note:
         warnings.warn(note, DataWarning, stacklevel=2)
+    extra = [] if sectors is None else sorted(set(sectors) - set(md.symbols))
+    if extra:
+        shown = ", ".join(extra[:8]) + (f" (+{len(extra) - 8} more)" if len(extra) > 8 else "")
+        warnings.warn(
+            f"the sector map names {len(extra)} symbol(s) the data does not hold ({shown}): "
+            "they are ignored; check their spelling against the data's symbols",
+            DataWarning,
+            stacklevel=2,
+        )
     return md
 
 
@@ -1597,7 +1626,8 @@ def render_summary(info: Mapping[str, Any]) -> RenderableType:
         Text(f"defaulted fields: {defaulted}"),
         Text(
             f"missing closes: {info['missing_cells']} cells "
-            f"({100 * info['missing_fraction']:.2f}%, leading not-yet-listed stretches)"
+            f"({100 * info['missing_fraction']:.2f}%: before a symbol's listing or after "
+            "its delisting)"
         ),
         Text("sectors: " + ", ".join(f"{k} ({v})" for k, v in info["sector_counts"].items())),
     ]
