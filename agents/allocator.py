@@ -61,7 +61,8 @@ class SB3PolicyAllocator(PolicyAllocator):
             raise ConfigError(
                 f"SB3PolicyAllocator: model action shape {model.action_space.shape} != "
                 f"ActionSpec shape {action_spec.shape}: the model was trained on another "
-                "universe or action mode"
+                "universe or action mode; evaluate it on the data and config it was trained "
+                "with (its run's config.yaml), without --set data.* overrides"
             )
 
     def reset(self) -> None:

@@ -325,12 +325,12 @@ def test_tampered_signed_bundles_are_refused(bundle: Path, keys: dict[str, Path]
     sign_bundle(bundle, FrozenPolicy.load(bundle).seal, key)
     signed = bundle.parent / "signed"
     shutil.copytree(bundle, signed)
-    # edited and re-sealed: it loads without a key (the seal alone cannot stop that)...
-    new_id = reseal_bundle(bundle, _distinct_sectors)
-    assert FrozenPolicy.load(bundle).model_id == new_id
-    # ...but the signature is over the old seal
-    with pytest.raises(BundleError, match=r"signs seal .* the bundle changed after it was signed"):
-        FrozenPolicy.load(bundle, public_key=keys["signer.pub"])
+    # edited and re-sealed: the signature is over the old seal, refused with the key and
+    # without it (the seal alone would not stop a re-sealed edit; the stale signature does)
+    reseal_bundle(bundle, _distinct_sectors)
+    for public_key in (keys["signer.pub"], None):
+        with pytest.raises(BundleError, match=r"signs seal .* changed after it was signed"):
+            FrozenPolicy.load(bundle, public_key=public_key)
     # edited without re-sealing: the seal refuses first
     tampered = bundle.parent / "tampered"
     shutil.copytree(signed, tampered)
@@ -346,8 +346,9 @@ def test_tampered_signed_bundles_are_refused(bundle: Path, keys: dict[str, Path]
     with pytest.raises(BundleError, match="does not verify"):
         FrozenPolicy.load(signed, public_key=keys["signer.pub"])
     (signed / SIGNATURE_FILE).write_text("not json")
-    with pytest.raises(BundleError, match="is not an allocgym signature"):
-        FrozenPolicy.load(signed, public_key=keys["signer.pub"])
+    for public_key in (keys["signer.pub"], None):  # a garbage signature file: altered
+        with pytest.raises(BundleError, match="is not an allocgym signature"):
+            FrozenPolicy.load(signed, public_key=public_key)
 
 
 def test_key_files_are_checked(keys: dict[str, Path], tmp_path: Path) -> None:

@@ -965,8 +965,8 @@ def audit_replay(
     from allocgym.serving import replay_audit
     from allocgym.serving.flags import limits_from_env
 
-    _audit_log_path(log, anchor=True)
     allocator = _allocator(policy, overrides, public_key=require_signature, replaying=True)
+    _audit_log_path(log, anchor=True)
     key = _audit_key(key_file)
     chain = verify_log(log, raise_error=False, anchor=True, key=key, live=True)
     _exit_if_broken(log, chain)

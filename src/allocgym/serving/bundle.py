@@ -627,11 +627,38 @@ def verify_signature(root: str | Path, digest: str, key: Ed25519PublicKey) -> st
 
     folder = Path(root)
     fingerprint = key_fingerprint(key)
-    if not (folder / SIGNATURE_FILE).exists() and not (folder / SIGNATURE_FILE).is_symlink():
+    if not has_signature(folder):
         raise BundleError(
             f"bundle {str(folder)!r} is unsigned (no {SIGNATURE_FILE}) and a signature by key "
             f"{fingerprint} is required: export it with --sign KEYFILE"
         )
+    path, signer, signature = signature_record(folder, digest)
+    try:
+        key.verify(signature, _SIGNATURE_TAG + digest.encode("ascii"))
+    except InvalidSignature:
+        raise BundleError(
+            f"{str(path)!r} does not verify with public key {fingerprint} (it names key "
+            f"{signer}): the bundle was signed by another key or the signature was altered"
+        ) from None
+    return fingerprint
+
+
+def has_signature(folder: Path) -> bool:
+    """Whether the bundle folder holds a ``seal.sig`` (a link counts: it is refused later)."""
+    return (folder / SIGNATURE_FILE).exists() or (folder / SIGNATURE_FILE).is_symlink()
+
+
+def signature_record(folder: Path, digest: str) -> tuple[Path, str, bytes]:
+    """The bundle's ``seal.sig`` read and matched to its seal ``digest``: (its path, the
+    signer's fingerprint it names, the signature bytes). Checked whether or not a key is
+    required: a malformed signature, or one over another seal, means the bundle was
+    altered.
+
+    Raises
+    ------
+    BundleError
+        Not a signature record, or a signature over another seal.
+    """
     path = _bundle_file(folder, SIGNATURE_FILE, "signature")
     raw = path.read_bytes()
     try:
@@ -651,14 +678,7 @@ def verify_signature(root: str | Path, digest: str, key: Ed25519PublicKey) -> st
             f"{str(path)!r} signs seal {signed_seal}, the bundle's seal is {digest}: the "
             "bundle changed after it was signed (or the signature belongs to another bundle)"
         )
-    try:
-        key.verify(signature, _SIGNATURE_TAG + digest.encode("ascii"))
-    except InvalidSignature:
-        raise BundleError(
-            f"{str(path)!r} does not verify with public key {fingerprint} (it names key "
-            f"{signer}): the bundle was signed by another key or the signature was altered"
-        ) from None
-    return fingerprint
+    return path, signer, signature
 
 
 @dataclass(frozen=True, eq=False)
@@ -768,7 +788,11 @@ class FrozenPolicy:
             raise BundleError(f"{str(model_path)!r} is not an ONNX model ({err})") from None
         check_model_proto(proto, manifest)
         seal = verify_seal(manifest, proto)
-        signed_by = None if verify_key is None else verify_signature(root, seal, verify_key)
+        signed_by = None
+        if verify_key is not None:
+            signed_by = verify_signature(root, seal, verify_key)
+        elif has_signature(root):
+            signature_record(root, seal)  # unverifiable without the key, but well-formed
         risk_config, cost_config = manifest_limits(manifest)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
