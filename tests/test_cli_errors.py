@@ -109,6 +109,8 @@ CASES: list[tuple[str, list[str], str]] = [
         ["decide", "--policy", "{empty_run}", "--state", "{bad_state}", "--now", "2022-12-28"],
         "has no UTC offset",
     ),
+    ("bench with an unknown encoding", ["bench", "serve", "--encoding", "xml"], "use 'account'"),
+    ("bench sweep without trials", ["bench", "sweep", "--trials", "0"], "greater than or equal"),
     ("bench sizes not numbers", ["bench", "env", "--n-assets", "abc"], "positive integers"),
     ("bench sizes of zero", ["bench", "baselines", "--hrp-sizes", "0"], "positive integers"),
     ("bench without steps", ["bench", "env", "--steps", "0"], "greater than or equal to 2"),

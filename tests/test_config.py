@@ -254,3 +254,9 @@ def test_a_key_written_twice_in_a_yaml_file_is_refused(tmp_path) -> None:
     nested.write_text("risk:\n  max_gross: 0.8\n  max_gross: 0.9\n")
     with pytest.raises(ConfigError, match=r"key 'max_gross' appears twice"):
         load_config(nested)
+
+
+def test_text_is_refused_where_true_or_false_is_expected() -> None:
+    """pydantic reads the text "false" as false: a quoted kill switch must not pass as one."""
+    with pytest.raises(ConfigError, match=r"kill_switch = 'false': text where this setting"):
+        load_config(None, ['risk.kill_switch="false"'])

@@ -72,6 +72,12 @@ def test_plan_folds_by_hand() -> None:
         plan_folds(market, test_years=[2004], n_folds=2)
 
 
+def test_plan_folds_on_data_too_short_for_any_fold() -> None:
+    short = synthetic(n_assets=3, n_days=700, seed=0)  # 2000-01..2002-09: three years
+    with pytest.raises(ConfigError, match=r"a fold needs 3 training and 2 validation years"):
+        plan_folds(short, n_folds=1)
+
+
 def test_stitch_keeps_time_order_and_common_allocators() -> None:
     a = {"x": np.array([1.0, 2.0]), "y": np.array([0.0, 0.0])}
     b = {"x": np.array([3.0]), "z": np.array([9.0])}

@@ -482,8 +482,12 @@ def risk_codes(
 
 @bench_app.command("stats")
 def bench_stats(
-    repeat: Annotated[int, typer.Option(help="Timed rounds, interleaved (medians reported).")] = 7,
-    quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Timed rounds, interleaved (medians reported).")
+    ] = 7,
+    quick: Annotated[
+        bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
+    ] = False,
 ) -> None:
     """Paired Sharpe bootstrap vs arch's StationaryBootstrap, and the regime path vs a per-bar classify loop (wall and process CPU time)."""
     from allocgym.bench import print_table
@@ -494,9 +498,15 @@ def bench_stats(
 
 @bench_app.command("gates")
 def bench_gates(
-    repeat: Annotated[int, typer.Option(help="Timed rounds per batch (medians reported).")] = 7,
-    n_latency: Annotated[int, typer.Option(help="Single decisions timed for p50/p99.")] = 2000,
-    quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Timed rounds per batch (medians reported).")
+    ] = 7,
+    n_latency: Annotated[
+        int, typer.Option(min=1, help="Single decisions timed for p50/p99.")
+    ] = 2000,
+    quick: Annotated[
+        bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
+    ] = False,
 ) -> None:
     """RiskGateChain: one-decision latency and batch throughput vs apply() per portfolio."""
     from allocgym import bench
@@ -1827,11 +1837,13 @@ def _print_sweep(console: Console, result: SweepResult) -> None:
 
 @bench_app.command("sweep")
 def bench_sweep(
-    trials: Annotated[int, typer.Option(help="Trials per timed sweep.")] = 4,
-    timesteps: Annotated[int, typer.Option(help="PPO steps per trial.")] = 32768,
-    repeat: Annotated[int, typer.Option(help="Timed rounds (medians are reported).")] = 3,
-    num_cpus: Annotated[int, typer.Option(help="CPUs of the local Ray.")] = 2,
-    quick: Annotated[bool, typer.Option(help="Tiny sizes (smoke test).")] = False,
+    trials: Annotated[int, typer.Option(min=1, help="Trials per timed sweep.")] = 4,
+    timesteps: Annotated[int, typer.Option(min=1, help="PPO steps per trial.")] = 32768,
+    repeat: Annotated[int, typer.Option(min=1, help="Timed rounds (medians are reported).")] = 3,
+    num_cpus: Annotated[int, typer.Option(min=1, help="CPUs of the local Ray.")] = 2,
+    quick: Annotated[
+        bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
+    ] = False,
 ) -> None:
     """Sweep trials per hour: the same trials one after another in this process vs a sweep on a local Ray with --num-cpus CPUs (and with 1 CPU: Ray's overhead per trial), interleaved rounds, medians, CPU time beside wall time."""
     from allocgym.bench import print_table

@@ -36,7 +36,8 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 class Section(BaseModel):
     """Base of every config section: frozen, unknown keys rejected, no NaN/inf, no true /
-    false where a number or text is expected (pydantic would read true as 1)."""
+    false where a number or text is expected (pydantic would read true as 1) and no text
+    where true / false is (pydantic would read "false" as false)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -45,11 +46,18 @@ class Section(BaseModel):
     def _no_bool_for_other_types(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             for name, value in data.items():
-                field = cls.model_fields.get(name) if isinstance(value, bool) else None
-                if field is not None and not _takes_bool(field.annotation):
+                field = cls.model_fields.get(name)
+                if field is None:
+                    continue
+                if isinstance(value, bool) and not _takes_bool(field.annotation):
                     raise ValueError(
                         f"{name} = {str(value).lower()}: a true/false where this setting "
                         "takes a number or text: give its value"
+                    )
+                if isinstance(value, str) and field.annotation is bool:
+                    raise ValueError(
+                        f"{name} = {value!r}: text where this setting takes true or false: "
+                        "write true or false without quotes"
                     )
         return data
 

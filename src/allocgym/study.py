@@ -141,6 +141,13 @@ def plan_folds(
     elif n_folds is not None:
         raise ConfigError("pass either --folds or --test-years, not both")
     earliest = first + min_train_years + validation_years
+    if earliest > last:
+        raise ConfigError(
+            f"{market.name!r} covers {first}..{last}: a fold needs {min_train_years} "
+            f"training and {validation_years} validation years before its test year, "
+            f"{min_train_years + validation_years + 1} calendar years in all: use longer data "
+            "or fewer --validation-years"
+        )
     bad = [y for y in test_years if y < earliest or y > last]
     if bad:
         raise ConfigError(

@@ -78,6 +78,7 @@ import httptools
 import numpy as np
 
 from allocgym.bench import latencies
+from allocgym.errors import ConfigError
 
 __all__ = ["build_bundle", "burst", "http_load", "overload", "run", "scale_out"]
 
@@ -773,9 +774,11 @@ def run(
     of window ``http_seconds`` in all; ``workers`` 1: none), ``overload``
     (``overload_clients`` 0: none) and ``burst`` (``burst_connections`` 0: none)."""
     if workers < 1:
-        raise ValueError(f"workers={workers}: use 1 (one server) or more")
+        raise ConfigError(f"workers={workers}: use 1 (one server) or more")
+    if encoding not in ("account", "b64", "json"):
+        raise ConfigError(f"encoding {encoding!r}: use 'account', 'b64' or 'json'")
     if workers > 1 and concurrency < workers:  # refused now, not after the other rows ran
-        raise ValueError(
+        raise ConfigError(
             f"workers={workers} needs concurrency >= {workers} (got {concurrency}): one "
             "client connection per server at least"
         )
