@@ -480,14 +480,17 @@ def risk_codes(
         typer.echo(f"wrote {write}")
 
 
+QuickOpt = Annotated[
+    bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
+]
+
+
 @bench_app.command("stats")
 def bench_stats(
     repeat: Annotated[
         int, typer.Option(min=1, help="Timed rounds, interleaved (medians reported).")
     ] = 7,
-    quick: Annotated[
-        bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
-    ] = False,
+    quick: QuickOpt = False,
 ) -> None:
     """Paired Sharpe bootstrap vs arch's StationaryBootstrap, and the regime path vs a per-bar classify loop (wall and process CPU time)."""
     from allocgym.bench import print_table
@@ -504,9 +507,7 @@ def bench_gates(
     n_latency: Annotated[
         int, typer.Option(min=1, help="Single decisions timed for p50/p99.")
     ] = 2000,
-    quick: Annotated[
-        bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
-    ] = False,
+    quick: QuickOpt = False,
 ) -> None:
     """RiskGateChain: one-decision latency and batch throughput vs apply() per portfolio."""
     from allocgym import bench
@@ -1841,9 +1842,7 @@ def bench_sweep(
     timesteps: Annotated[int, typer.Option(min=1, help="PPO steps per trial.")] = 32768,
     repeat: Annotated[int, typer.Option(min=1, help="Timed rounds (medians are reported).")] = 3,
     num_cpus: Annotated[int, typer.Option(min=1, help="CPUs of the local Ray.")] = 2,
-    quick: Annotated[
-        bool, typer.Option(help="Tiny sizes (smoke test): replaces the sizes and counts above.")
-    ] = False,
+    quick: QuickOpt = False,
 ) -> None:
     """Sweep trials per hour: the same trials one after another in this process vs a sweep on a local Ray with --num-cpus CPUs (and with 1 CPU: Ray's overhead per trial), interleaved rounds, medians, CPU time beside wall time."""
     from allocgym.bench import print_table
