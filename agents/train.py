@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import torch as th
-import yaml
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import A2C, PPO, SAC
@@ -78,7 +77,13 @@ from allocgym.agents.policies import (
 )
 from allocgym.agents.validation import run_episodes
 from allocgym.allocator import Allocator
-from allocgym.config import AllocgymConfig, config_from_dict, config_hash, write_run_metadata
+from allocgym.config import (
+    AllocgymConfig,
+    config_from_dict,
+    config_hash,
+    load_yaml,
+    write_run_metadata,
+)
 from allocgym.data import MarketData, load_market
 from allocgym.envs import PortfolioVecEnv, build_params
 from allocgym.envs.core import EnvParams
@@ -834,7 +839,7 @@ def load_run_config(
         raise ConfigError(
             f"run directory {str(run_dir)!r} has no config.yaml: is it a training run?"
         )
-    return config_from_dict(yaml.safe_load(path.read_text()) or {}, overrides)
+    return config_from_dict(load_yaml(path.read_text()) or {}, overrides)
 
 
 def run_config_changes(

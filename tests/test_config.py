@@ -213,15 +213,24 @@ def test_reported_split_must_stay_out_of_sample(key: str) -> None:
     assert load_config(overrides=[f"{key}=test", "evaluation.split=all"])  # no held-out split
 
 
-def test_a_data_path_needs_a_file_source() -> None:
-    """A user's file named without data.source=csv was silently replaced by the S&P sample."""
+def test_a_data_path_needs_a_file_source(tmp_path) -> None:
+    """A user's file named without data.source=csv was silently replaced by the S&P sample.
+    New input is refused; a saved config (a run, a bundle) that kept such a path loads, and
+    loading its market notes the path as ignored."""
     from allocgym.config import DataConfig
+    from allocgym.data import load_market
+    from allocgym.errors import DataWarning
 
-    with pytest.raises(ValueError, match=r"data.path='my.csv' is set but data.source='sp500'"):
-        DataConfig(path="my.csv")
-    with pytest.raises(ValueError, match=r"data.source='synthetic' reads no file"):
-        DataConfig(source="synthetic", path="my.csv")
-    assert DataConfig(source="parquet", path="my.parquet").path == "my.parquet"
+    with pytest.raises(ConfigError, match=r"data.path='my.csv' is set but data.source='sp500'"):
+        load_config(None, ["data.path=my.csv"])
+    with pytest.raises(ConfigError, match=r"data.source='synthetic' reads no file"):
+        load_config(None, ["data.source=synthetic", "data.path=my.csv"])
+    assert load_config(None, ["data.source=parquet", "data.path=p.parquet"]).data.path
+    saved = config_from_dict({"data": {"source": "synthetic", "path": "old.csv"}})
+    assert saved.data.path == "old.csv"
+    small = DataConfig(source="synthetic", path="old.csv", synthetic={"n_assets": 2, "n_days": 300})
+    with pytest.warns(DataWarning, match=r"data.path='old.csv' is ignored"):
+        load_market(small)
 
 
 @pytest.mark.parametrize("key", ["train.seed", "data.synthetic.seed", "evaluation.bootstrap.seed"])
@@ -260,3 +269,24 @@ def test_text_is_refused_where_true_or_false_is_expected() -> None:
     """pydantic reads the text "false" as false: a quoted kill switch must not pass as one."""
     with pytest.raises(ConfigError, match=r"kill_switch = 'false': text where this setting"):
         load_config(None, ['risk.kill_switch="false"'])
+
+
+def test_yaml_merge_keys_still_load_and_odd_keys_get_a_clean_error(tmp_path) -> None:
+    path = tmp_path / "merged.yaml"
+    path.write_text("base: &b {max_gross: 0.8, max_net: 0.5}\nrisk:\n  <<: *b\n  max_gross: 0.7\n")
+    from allocgym.config import load_yaml
+
+    assert load_yaml(path.read_text())["risk"] == {"max_gross": 0.7, "max_net": 0.5}
+    with pytest.raises(yaml.YAMLError, match="unhashable"):
+        load_yaml("? [a, b]\n: 1\n")
+
+
+def test_train_seeds_are_listed_once() -> None:
+    with pytest.raises(ConfigError, match=r"train_seeds \[0, 1, 0\] name \[0\] twice"):
+        load_config(None, ["evaluation.train_seeds=[0,1,0]"])
+
+
+def test_text_is_refused_for_an_optional_switch() -> None:
+    with pytest.raises(ConfigError, match=r"long_only = 'false': text where this setting"):
+        load_config(None, ['baselines.qp.long_only="false"'])
+    assert load_config(None, ["baselines.qp.long_only=true"]).baselines.qp.long_only is True

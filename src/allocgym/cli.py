@@ -162,7 +162,7 @@ def _sizes(option: str, text: str, *, allow_empty: bool = False) -> tuple[int, .
     from allocgym.errors import ConfigError
 
     items = [s.strip() for s in text.split(",") if s.strip()]
-    if (items or allow_empty) and all(i.isdigit() and int(i) > 0 for i in items):
+    if (items or allow_empty) and all(i.isascii() and i.isdigit() and int(i) > 0 for i in items):
         return tuple(int(i) for i in items)
     raise ConfigError(f"{option} {text!r}: give comma-separated positive integers, e.g. 20,500")
 
@@ -715,8 +715,9 @@ def decide_cmd(
         except ValueError:
             raise RequestError(f"--now {now!r} is not an ISO 8601 time") from None
         if fixed.tzinfo is None:
+            example = fixed.replace(tzinfo=dt.UTC).isoformat()
             raise RequestError(
-                f"--now {now!r} has no UTC offset: write it with one, e.g. {now}+00:00"
+                f"--now {now!r} has no UTC offset: write it with one, e.g. {example}"
             )
         clock = lambda: fixed  # noqa: E731
     alloc = _allocator(policy, overrides, public_key=require_signature, clock=clock)
@@ -1901,14 +1902,15 @@ def error_line(err: BaseException) -> str | None:
         )
     if isinstance(err, OSError) and err.filename is None and err.strerror is None:
         return f"error: {err}"  # raised with its own message and fix
+    what = err.filename or err if isinstance(err, OSError) else err
     if isinstance(err, FileNotFoundError):
-        return f"error: {err.filename}: no such file or directory: check the path"
+        return f"error: {what}: no such file or directory: check the path"
     if isinstance(err, PermissionError):
-        return f"error: {err.filename}: permission denied: check the file's permissions"
+        return f"error: {what}: permission denied: check the file's permissions"
     if isinstance(err, IsADirectoryError):
-        return f"error: {err.filename}: is a folder: pass a file"
+        return f"error: {what}: is a folder: pass a file"
     if isinstance(err, NotADirectoryError):
-        return f"error: {err.filename}: a file stands where a folder is needed: pass a folder"
+        return f"error: {what}: a file stands where a folder is needed: pass a folder"
     if isinstance(err, OSError):
         return f"error: {err.filename or ''} {err.strerror or err}: check the path".strip()
     if isinstance(err, ValidationError):

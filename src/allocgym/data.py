@@ -392,7 +392,7 @@ def _check_content(md: MarketData) -> None:
     if huge.any():
         raise DataError(
             f"close prices outside {price}: {_cells(md, huge, close)}: no share trades at "
-            "such a price (serving refuses it too); check the file's units and values"
+            "such a price (serving refuses it too); check the data's units and values"
         )
     listed = np.logical_or.accumulate(finite, axis=0)
     # A trailing stretch after the last price is a delisting (accepted); a hole is not.
@@ -1239,6 +1239,12 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
     note = sector_cap_note(md)
     if note:
         warnings.warn(note, DataWarning, stacklevel=2)
+    if cfg.path and cfg.source not in ("csv", "parquet"):
+        warnings.warn(
+            f"data.path={cfg.path!r} is ignored: data.source={cfg.source!r} reads no file",
+            DataWarning,
+            stacklevel=2,
+        )
     extra = [] if sectors is None else sorted(set(sectors) - set(md.symbols))
     if extra:
         shown = ", ".join(extra[:8]) + (f" (+{len(extra) - 8} more)" if len(extra) > 8 else "")
