@@ -216,9 +216,14 @@ class DataConfig(Section):
     splits: SplitConfig = SplitConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
+    @property
+    def reads_file(self) -> bool:
+        """Whether the source reads ``path`` (csv, parquet); any other ignores it."""
+        return self.source in ("csv", "parquet")
+
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        if self.source in ("csv", "parquet") and not self.path:
+        if self.reads_file and not self.path:
             raise ValueError(f"source {self.source!r} needs data.path (set data.path=FILE)")
         if self.spread_floor_bps > self.spread_cap_bps:
             raise ValueError(
@@ -1698,7 +1703,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     # Refused in new input only: runs and bundles written before this check kept such a
     # path (ignored) in their sealed configs, and still load (load_market notes it).
     data = cfg.data
-    if data.path and data.source not in ("csv", "parquet"):
+    if data.path and not data.reads_file:
         raise ConfigError(
             f"data.path={data.path!r} is set but data.source={data.source!r} reads no file: "
             "set data.source=csv (or parquet) to load it, or unset it (--set data.path=)"

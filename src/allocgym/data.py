@@ -1222,7 +1222,7 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
     sectors = None if cfg.sectors is None else load_sectors(cfg.sectors)
     if cfg.source == "sp500":
         md = load_sp500(cfg, sectors=sectors)
-    elif cfg.source in ("csv", "parquet"):
+    elif cfg.reads_file:
         assert cfg.path is not None  # DataConfig refuses csv/parquet without a path
         loader = from_csv if cfg.source == "csv" else from_parquet
         md = loader(cfg.path, cfg=cfg, sectors=sectors)
@@ -1239,7 +1239,7 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
     note = sector_cap_note(md)
     if note:
         warnings.warn(note, DataWarning, stacklevel=2)
-    if cfg.path and cfg.source not in ("csv", "parquet"):
+    if cfg.path and not cfg.reads_file:
         warnings.warn(
             f"data.path={cfg.path!r} is ignored: data.source={cfg.source!r} reads no file",
             DataWarning,
