@@ -94,7 +94,11 @@ PARITY_TOL = 1e-5
 MIN_PARITY_OBS = 10_000
 """Observations the ``allocgym export`` parity check runs at least."""
 
+MAX_PARITY_OBS = 1_000_000
+"""Most parity observations of each kind: a million already hold 2.9 GB at N = 20."""
+
 __all__ = [
+    "MAX_PARITY_OBS",
     "MIN_PARITY_OBS",
     "PARITY_TOL",
     "ExportGraph",
@@ -511,12 +515,15 @@ def export_model(
     ConfigError
         Unsupported policy (RecurrentPPO), a model trained on another universe or action
         mode, a non-empty ``out_dir``, a ``sign_key`` that is not an Ed25519 private key,
-        or parity counts below 0 or both 0 (a bundle checked on nothing).
+        or parity counts below 0, above ``MAX_PARITY_OBS`` or both 0 (a bundle checked on
+        nothing).
     """
-    if n_recorded < 0 or n_random < 0 or n_recorded + n_random == 0:
+    counts_ok = all(0 <= n <= MAX_PARITY_OBS for n in (n_recorded, n_random))
+    if not counts_ok or n_recorded + n_random == 0:
         raise ConfigError(
-            f"parity observations n_recorded={n_recorded}, n_random={n_random}: both must be "
-            f">= 0 and at least one > 0 (allocgym export warns below {MIN_PARITY_OBS:,})"
+            f"parity observations n_recorded={n_recorded}, n_random={n_random}: each must be "
+            f"in 0..{MAX_PARITY_OBS:,} and at least one > 0 (allocgym export warns below "
+            f"{MIN_PARITY_OBS:,} in all)"
         )
     signing_key = None if sign_key is None else load_signing_key(sign_key)
     out = Path(out_dir)

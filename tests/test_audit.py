@@ -430,6 +430,15 @@ def test_cli_verify_reports_ok_and_tampering(tmp_path: Path, capsys, monkeypatch
     assert "1 records" in capsys.readouterr().out
 
 
+def test_cli_names_the_audit_key_a_key_not_a_token(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ALLOCGYM_AUDIT_KEY", raising=False)
+    path = tmp_path / "a.jsonl"
+    _write(path, 1, key=KEY)
+    assert _cli("audit", "verify", str(path), "--key-file", str(tmp_path / "nokey")) == 2
+    err = capsys.readouterr().err
+    assert "key file" in err and "write the key to it" in err and "token" not in err
+
+
 def test_cli_verify_and_replay_fail_with_exit_1_on_a_forged_or_missing_head(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

@@ -222,7 +222,7 @@ def test_read_token_from_file_or_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("token", "match"),
-    [("short", "5 characters, fewer than 16"), ("a" * 20 + " b", "characters a bearer")],
+    [("short", "5 characters, fewer than 16"), ("a" * 20 + " b", "characters other than letters")],
 )
 def test_weak_or_unsendable_tokens_are_refused_without_echoing_them(token: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as err:

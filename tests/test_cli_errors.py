@@ -119,6 +119,12 @@ CASES: list[tuple[str, list[str], str]] = [
         ["export", "--run", "{empty_run}", "--out", "{tmp}/b", "--n-recorded", "-1"],
         "greater than or equal to 0",
     ),
+    (
+        "parity count past memory",
+        ["export", "--run", "{empty_run}", "--out", "{tmp}/b", "--n-random", "99999999999"],
+        "less than or equal to 1000000",
+    ),
+    ("training steps past any budget", ["train", "--timesteps", "10000000001"], "10000000000"),
 ]
 
 

@@ -356,9 +356,12 @@ def test_cli_keygen_export_sign_and_serve_require_signature(tmp_path: Path) -> N
     assert res.exit_code != 0 and not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize(("n_recorded", "n_random"), [(0, 0), (-5, 100), (100, -1)])
+@pytest.mark.parametrize(
+    ("n_recorded", "n_random"), [(0, 0), (-5, 100), (100, -1), (10**11, 100), (100, 10**6 + 1)]
+)
 def test_export_refuses_a_parity_check_on_nothing(tmp_path, n_recorded, n_random) -> None:
-    """A bundle checked on no observation (or a negative count) is refused before any work."""
+    """A bundle checked on no observation (or a negative count, or one whose observations
+    would not fit in memory) is refused before any work."""
     cfg = config_from_dict({})
     with pytest.raises(ConfigError, match=rf"n_recorded={n_recorded}, n_random={n_random}"):
         export_model(None, None, cfg, tmp_path / "b", n_recorded=n_recorded, n_random=n_random)

@@ -206,7 +206,7 @@ def test_sp500_index_and_sector_factors_load_and_align(tmp_path: Path) -> None:
          "is 2.5, a one-bar return of 100 % or more: give decimal returns"),
         (lambda f: pd.concat([f, f.iloc[[7]]]), "appears more than once"),
         (lambda f: f.assign(date=f["date"].where(f.index != 8, "not-a-day")),
-         "'not-a-day', which is not a date"),
+         "value 9 ('not-a-day', line 10 of a CSV"),
         (lambda f: f.rename(columns={"date": "day"}), "give a header 'date,<factor>,...'"),
         (lambda f: f[["date"]], "no factor column"),
     ],

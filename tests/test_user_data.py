@@ -216,6 +216,36 @@ def test_headerless_columns_and_absurd_prices_are_refused(tmp_path: Path) -> Non
         from_csv(huge, cfg=LOOSE)
 
 
+def test_dates_in_another_format_are_refused_with_their_line(tmp_path: Path) -> None:
+    df = _wide(n_days=30)
+    text = df.to_csv(date_format="%Y-%m-%d").splitlines()
+    # line 6 of the file (value 5): 2016-01-08 written month-first, as a spreadsheet might
+    text[5] = "01/08/2016" + text[5][len("2016-01-08") :]
+    wide = tmp_path / "mixed.csv"
+    wide.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataError) as err:
+        from_csv(wide, cfg=LOOSE)
+    msg = str(err.value)
+    assert "value 5 ('01/08/2016', line 6 of a CSV" in msg and "%Y-%m-%d" in msg
+    assert "YYYY-MM-DD" in msg and "format=" not in msg  # not pandas' advice on its own API
+    # day-first dates read month-first from the first row: the first day over 12 is named
+    text = ["date,S0,S1"] + [f"{d:02d}/03/2016,1.0,2.0" for d in range(1, 20)]
+    dayfirst = tmp_path / "dayfirst.csv"
+    dayfirst.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataError, match=r"value 13 \('13/03/2016', line 14 .* %m/%d/%Y .*\(7 "):
+        from_csv(dayfirst, cfg=LOOSE)
+    iso = tmp_path / "iso.csv"
+    iso.write_text(
+        "date,S0,S1\n"
+        + "".join(f"2016-03-{d:02d}{' 00:00:00' if d % 2 else ''},1.0,2.0\n" for d in range(1, 20))
+    )
+    assert len(from_csv(iso, cfg=LOOSE).dates) == 19  # ISO in two spellings: unambiguous
+    first = tmp_path / "first.csv"
+    first.write_text("date,S0\nsoon,1.0\n2016-01-05,1.0\n")
+    with pytest.raises(DataError, match="the first date 'soon' is not a date"):
+        from_csv(first, cfg=LOOSE)
+
+
 def test_large_moves_are_listed_with_dates_and_refused_when_bounded() -> None:
     df = _wide(n_days=200)
     day = df.index[50]

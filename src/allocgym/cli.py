@@ -572,12 +572,13 @@ def export_cmd(
         int,
         typer.Option(
             min=0,
+            max=1_000_000,
             help="Parity observations from env rollouts (with --n-random at least 10000 in "
             "all, or a warning; 0 in all is refused).",
         ),
     ] = 5120,
     n_random: Annotated[
-        int, typer.Option(min=0, help="Parity observations drawn at random.")
+        int, typer.Option(min=0, max=1_000_000, help="Parity observations drawn at random.")
     ] = 5120,
     seed: Annotated[
         int, typer.Option(min=0, max=2**32 - 1, help="Seed of the parity observations.")
@@ -825,7 +826,7 @@ def serve_cmd(
 
     admin_token = read_token(ADMIN_TOKEN_ENV, admin_token_file)
     decide_token = read_token(DECIDE_TOKEN_ENV, decide_token_file)
-    audit_key = read_token(AUDIT_KEY_ENV, audit_key_file)
+    audit_key = read_token(AUDIT_KEY_ENV, audit_key_file, kind="key")
     check_bind(host, admin_token)  # before anything is loaded or locked
     allocator = _allocator(policy, overrides, public_key=require_signature)
     if allocator.policy.signed_by is not None:
@@ -872,7 +873,7 @@ def _audit_key(key_file: Path | None) -> bytes | None:
     from allocgym.observability import AUDIT_KEY_ENV
     from allocgym.serving.http import read_token
 
-    key = read_token(AUDIT_KEY_ENV, key_file)
+    key = read_token(AUDIT_KEY_ENV, key_file, kind="key")
     return None if key is None else key.encode()
 
 

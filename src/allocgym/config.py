@@ -762,8 +762,9 @@ class TrainConfig(Section):
     """Stable-baselines3 algorithm (``recurrent_ppo`` is sb3-contrib's RecurrentPPO)."""
     policy: Literal["mlp", "asset_set"] = "asset_set"
     """Plain MLP or the permutation-equivariant asset-set extractor."""
-    total_timesteps: PosInt = 100_000
-    """Environment steps to train for (summed over n_envs)."""
+    total_timesteps: Annotated[int, Field(gt=0, le=10**10)] = 100_000
+    """Environment steps to train for (summed over n_envs); at most 1e10 (months at this
+    env's thousands of steps per second: a larger count is a typo)."""
     n_envs: PosInt = 16
     """Portfolios stepped together in ``PortfolioVecEnv``."""
     seed: Seed = 0

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from allocgym.config import DataConfig, SplitConfig, SyntheticConfig, load_yaml
 from allocgym.errors import ConfigError, DataError, DataWarning
@@ -802,15 +803,10 @@ def load_factor_returns(path: str | Path, market: MarketData) -> FactorReturns:
     names = tuple(str(c).strip() for c in df.columns if c != cols["date"])
     if not names:
         raise DataError(f"{where} has no factor column: add at least one after 'date'")
-    raw_dates = df[cols["date"]].astype(str).str.strip()
-    dates = pd.to_datetime(raw_dates, errors="coerce", format="mixed")
-    if dates.isna().any():
-        i = int(np.flatnonzero(dates.isna().to_numpy())[0])
-        raise DataError(
-            f"{where}: row {i + 2} has date {raw_dates.iloc[i]!r}, which is not a date: "
-            "write dates as YYYY-MM-DD"
-        )
-    day = dates.dt.normalize()
+    # one format for the whole column: per-value guessing would read 01/08 and 13/08 in
+    # opposite day/month orders without a word
+    dates = _to_datetime_index(df[cols["date"]].astype(str).str.strip(), f"{where} 'date' column")
+    day = pd.Series(dates.normalize())
     dup = day.duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
@@ -905,14 +901,36 @@ def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
         with warnings.catch_warnings():
             # pandas warns when it falls back to per-element parsing; failures still raise.
             warnings.simplefilter("ignore", UserWarning)
-            idx = pd.DatetimeIndex(pd.to_datetime(values))
+            try:
+                idx = pd.DatetimeIndex(pd.to_datetime(values))
+            except ValueError:
+                # ISO 8601 in several spellings (a time on some rows) is still unambiguous
+                idx = pd.DatetimeIndex(pd.to_datetime(values, format="ISO8601"))
     except (TypeError, ValueError) as err:
-        raise DataError(
-            f"{what} could not be parsed as dates ({err}): use ISO dates such as 2020-01-31"
-        ) from None
+        raise DataError(_date_error(values, what, err)) from None
     if idx.tz is not None:
         idx = idx.tz_convert("UTC").tz_localize(None)
     return idx
+
+
+def _date_error(values: Any, what: str, err: Exception) -> str:
+    """Where the dates stop parsing: pandas reads every value in the format it guesses
+    from the first, and its own message gives neither the row nor a fix a user can apply."""
+    raw = pd.Series(np.asarray(values, dtype=object)).astype(str).str.strip()
+    fix = "write every date as YYYY-MM-DD (ISO 8601)"
+    fmt = guess_datetime_format(raw.iloc[0]) if len(raw) else None
+    if fmt is None:
+        return f"{what}: the first date {raw.iloc[0]!r} is not a date: {fix}"
+    parsed = pd.to_datetime(raw, format=fmt, errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if not bad.size:
+        return f"{what} could not be parsed as dates ({err}): {fix}"
+    i = int(bad[0])
+    return (
+        f"{what}: value {i + 1} ({raw.iloc[i]!r}, line {i + 2} of a CSV with a header row) "
+        f"does not match the format {fmt} of the first date {raw.iloc[0]!r}"
+        f"{'' if bad.size == 1 else f' ({bad.size} values do not)'}: {fix}"
+    )
 
 
 def _numeric(df: pd.DataFrame, what: str) -> np.ndarray:

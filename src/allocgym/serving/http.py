@@ -323,9 +323,14 @@ _TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-._~+/=")
 
 
 def read_token(
-    env_var: str, path: str | Path | None = None, environ: Mapping[str, str] | None = None
+    env_var: str,
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    kind: str = "token",
 ) -> str | None:
-    """A bearer token from the file ``path`` or the environment variable ``env_var``.
+    """A bearer token (or the audit log's HMAC key) from the file ``path`` or the
+    environment variable ``env_var``.
 
     Parameters
     ----------
@@ -335,6 +340,8 @@ def read_token(
         A file holding the token (surrounding whitespace is ignored).
     environ : mapping, optional
         Where ``env_var`` is read (``os.environ`` when omitted).
+    kind : str
+        What the secret is called in messages: ``"token"`` or ``"key"``.
 
     Returns
     -------
@@ -352,19 +359,19 @@ def read_token(
     from_env = env.get(env_var, "")
     if path is not None and from_env:
         raise ConfigError(
-            f"both {env_var} and the token file {str(path)!r} are set: keep one of them"
+            f"both {env_var} and the {kind} file {str(path)!r} are set: keep one of them"
         )
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"token file {str(p)!r} does not exist: write the token to it")
+            raise ConfigError(f"{kind} file {str(p)!r} does not exist: write the {kind} to it")
         if p.stat().st_mode & 0o077:
             warnings.warn(
-                f"token file {str(p)!r} is readable by other users "
+                f"{kind} file {str(p)!r} is readable by other users "
                 f"(mode {p.stat().st_mode & 0o777:o}): chmod 600 it",
                 stacklevel=2,
             )
-        token, source = p.read_text(encoding="utf-8").strip(), f"token file {str(p)!r}"
+        token, source = p.read_text(encoding="utf-8").strip(), f"{kind} file {str(p)!r}"
     elif from_env:
         token, source = from_env.strip(), env_var
     else:
@@ -372,13 +379,13 @@ def read_token(
     fix = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
     if len(token) < MIN_TOKEN_LENGTH:
         raise ConfigError(
-            f"the token in {source} has {len(token)} characters, fewer than "
+            f"the {kind} in {source} has {len(token)} characters, fewer than "
             f"{MIN_TOKEN_LENGTH}: {fix}"
         )
     if not set(token) <= _TOKEN_CHARS:
         raise ConfigError(
-            f"the token in {source} has characters a bearer token cannot carry (use "
-            f"letters, digits and -._~+/=): {fix}"
+            f"the {kind} in {source} has characters other than letters, digits and "
+            f"-._~+/= (the characters of a bearer token): {fix}"
         )
     return token
 
