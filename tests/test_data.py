@@ -212,7 +212,7 @@ def test_refuses_negative_spread() -> None:
         ("benchmark_returns", np.zeros(3), r"benchmark_returns has shape \(3,\)"),
         ("symbols", ("X",), r"1 symbols / 2 sectors for 2 columns"),
         ("close", np.ones(4), r"close must be 2-D"),
-        ("regimes", np.zeros(3), r"regimes has shape \(3,\)"),
+        ("regimes", np.zeros(3, dtype=np.int8), r"regimes has shape \(3,\)"),
     ],
 )
 def test_refuses_shape_mismatch(field: str, value: object, pattern: str) -> None:
@@ -264,8 +264,45 @@ def test_refuses_non_numeric_and_non_dates() -> None:
         from_prices(df, cfg=LOOSE)
     df = wide()
     df.index = ["a", "b", "c", "d", "e", "f"]
-    with pytest.raises(DataError, match=r"index could not be parsed as dates"):
+    with pytest.raises(DataError, match=r"index: the first date 'a' is not a date"):
         from_prices(df, cfg=LOOSE)
+    # a frame whose dates were left in a column: its row numbers are not dates
+    with pytest.raises(DataError, match=r"index holds numbers \(int64\), not dates"):
+        from_prices(wide().reset_index(drop=True), cfg=LOOSE)
+    df = wide()
+    df["B"] = True  # True is not a price of 1.0
+    with pytest.raises(DataError, match=r"columns \['B'\] are not numeric \(text or true/false"):
+        from_prices(df, cfg=LOOSE)
+    df = wide()
+    df.index = df.index.tz_localize("Asia/Tokyo")  # the Tokyo calendar day, not UTC's
+    assert from_prices(df, cfg=LOOSE).dates[0] == np.datetime64("2020-01-01")
+    df.index = [f"2020-01-0{d}T00:00:00{'+09:00' if d % 2 else '-05:00'}" for d in range(1, 7)]
+    with pytest.raises(DataError, match="index mixes UTC offsets"):
+        from_prices(df, cfg=LOOSE)
+    with pytest.raises(DataError, match=r"sectors='abc' is one string"):
+        from_prices(wide(), sectors="abc", cfg=LOOSE)
+    with pytest.raises(DataError, match=r"symbols \['B'\] have no sector \(None or NaN\)"):
+        from_prices(wide(), sectors=["x", np.nan, "y"], cfg=LOOSE)
+    df = wide().rename(columns=lambda c: f" {c} ")  # a header written "date, A, B, C"
+    assert from_prices(df, cfg=LOOSE).symbols == ("A", "B", "C")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "pattern"),
+    [
+        ("dates", np.arange(4), r"dates are numbers \(int64\)"),
+        ("dates", np.array(["2500-01-0" + str(d) for d in range(1, 5)], dtype="datetime64[D]"),
+         r"2500-01-01 \(row 0\) is outside 1678-01-01..2261-12-31"),
+        ("tradable", np.full((4, 2), np.nan), r"tradable has dtype float64 with values other"),
+        ("tradable", np.full((4, 2), "yes"), r"tradable has dtype <U3: pass True/False"),
+        ("regimes", np.full(4, 300), r"regime codes 0..2 .* values 300..300"),
+        ("regimes", np.full(4, 1.7), r"regime codes 0..2 .* got dtype float64"),
+    ],
+)  # fmt: skip
+def test_market_fields_are_refused_not_cast(field: str, value: object, pattern: str) -> None:
+    with pytest.raises(DataError, match=pattern):
+        make(**{field: value})
+    assert make(tradable=np.ones((4, 2), dtype=np.int64)).tradable.dtype == bool  # 0/1 read
 
 
 # ----------------------------------------------------------------------------- long / files
@@ -280,6 +317,15 @@ def long_frame(df: pd.DataFrame) -> pd.DataFrame:
     rows["volume"] = 1000.0 + np.arange(len(rows))
     rows["spread_bps"] = 4.0
     return rows.sample(frac=1.0, random_state=0)  # row order must not matter
+
+
+def test_long_rows_without_a_symbol_are_refused_and_symbols_stripped() -> None:
+    rows = long_frame(wide())
+    rows["symbol"] = rows["symbol"].map(lambda v: f" {v}")  # ' A' is A
+    assert from_prices(rows, cfg=LOOSE).symbols == ("A", "B", "C")
+    rows.loc[rows.index[3], "symbol"] = None  # not a symbol named 'None'
+    with pytest.raises(DataError, match=r"row 4 has no symbol"):
+        from_prices(rows, cfg=LOOSE)
 
 
 def test_long_ohlcv_matches_wide() -> None:

@@ -128,6 +128,12 @@ def test_load_sectors_csv_yaml_mapping_and_refusals(tmp_path: Path) -> None:
     nested.write_text("S0: [Tech, Energy]\n")
     with pytest.raises(DataError, match=r"'S0' has sector \['Tech', 'Energy'\], a list"):
         load_sectors(nested)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("symbol,sector\nS0,Tech\n,Energy\n")  # not a symbol named 'nan'
+    with pytest.raises(DataError, match=r"a row has no symbol \(sector 'Energy'\)"):
+        load_sectors(blank)
+    with pytest.raises(DataError, match=r"a row has no symbol"):
+        load_sectors({None: "Tech"})
 
 
 def test_data_sectors_applies_to_every_source(tmp_path: Path) -> None:

@@ -116,6 +116,65 @@ def _frozen(a: Any, dtype: Any) -> np.ndarray:
     return out
 
 
+_FIRST_DAY, _LAST_DAY = np.datetime64("1678-01-01", "D"), np.datetime64("2261-12-31", "D")
+"""The days ``datetime64[ns]`` holds (numpy wraps a later one around without a word)."""
+
+
+def _dates(value: Any) -> np.ndarray:
+    """``value`` as datetime64[ns]: numbers and days outside ``_FIRST_DAY..._LAST_DAY``
+    refused (a cast would read 0, 1, 2 as nanoseconds after 1970)."""
+    raw = np.asarray(value)
+    if raw.dtype.kind in "biufc":
+        raise DataError(
+            f"MarketData dates are numbers ({raw.dtype}), not dates: pass datetime64 values "
+            "or date strings such as 2020-01-31"
+        )
+    try:
+        parsed = raw if raw.dtype.kind == "M" else np.asarray(raw, dtype="datetime64")
+    except (TypeError, ValueError) as err:
+        raise DataError(f"MarketData dates are not dates ({err}): pass datetime64") from None
+    days = parsed.astype("datetime64[D]")  # a coarser unit cannot overflow
+    outside = ~np.isnat(days) & ((days < _FIRST_DAY) | (days > _LAST_DAY))
+    if outside.any():
+        raise DataError(
+            f"MarketData date {days[outside][0]} (row {int(np.flatnonzero(outside)[0])}) is "
+            f"outside {_FIRST_DAY}..{_LAST_DAY}, the days a datetime64[ns] holds: check the "
+            "dates' unit and century"
+        )
+    return parsed.astype("datetime64[ns]")
+
+
+def _flags(value: Any, what: str) -> np.ndarray:
+    """True/False ``value``: booleans, or integers that are all 0 or 1; anything else (NaN,
+    0.5, text) refused instead of cast (``bool(nan)`` is True)."""
+    raw = np.asarray(value)
+    if raw.dtype.kind == "b":
+        return raw
+    if raw.dtype.kind in "iu" and np.isin(raw, (0, 1)).all():
+        return raw.astype(bool)
+    values = " with values other than 0 and 1" if raw.dtype.kind in "iuf" else ""
+    raise DataError(f"{what} has dtype {raw.dtype}{values}: pass True/False per cell")
+
+
+def _regime_path(value: Any) -> np.ndarray:
+    """Regime codes as integers ``0..len(SYNTHETIC_REGIMES) - 1`` (an int8 cast would
+    wrap 300 to 44 and cut 1.7 to 1)."""
+    raw = np.asarray(value)
+    n = len(SYNTHETIC_REGIMES)
+    if raw.dtype.kind not in "iu" or (raw.size and (raw.min() < 0 or raw.max() >= n)):
+        raise DataError(
+            f"MarketData.regimes must be integer regime codes 0..{n - 1} "
+            f"({', '.join(SYNTHETIC_REGIMES)}); got dtype {raw.dtype}"
+            + (f", values {raw.min()}..{raw.max()}" if raw.size and raw.dtype.kind in "iuf" else "")
+        )
+    return raw
+
+
+def _missing(value: Any) -> bool:
+    """None or a float NaN (what pandas leaves in an empty cell)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _day(d: np.datetime64 | pd.Timestamp) -> str:
     return str(np.datetime_as_string(np.datetime64(d, "ns"), unit="D"))
 
@@ -171,11 +230,7 @@ class MarketData:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        try:
-            dates = np.asarray(self.dates, dtype="datetime64[ns]")
-        except (TypeError, ValueError) as err:
-            raise DataError(f"MarketData dates are not dates ({err}): pass datetime64") from None
-        set_(self, "dates", _frozen(dates, "datetime64[ns]"))
+        set_(self, "dates", _frozen(_dates(self.dates), "datetime64[ns]"))
         set_(self, "symbols", tuple(str(s) for s in self.symbols))
         set_(self, "sectors", tuple(str(s) for s in self.sectors))
         set_(self, "defaulted", tuple(str(s) for s in self.defaulted))
@@ -184,9 +239,9 @@ class MarketData:
                 set_(self, name, _frozen(getattr(self, name), np.float64))
             except (TypeError, ValueError) as err:
                 raise DataError(f"MarketData.{name} is not numeric ({err})") from None
-        set_(self, "tradable", _frozen(self.tradable, bool))
+        set_(self, "tradable", _frozen(_flags(self.tradable, "MarketData.tradable"), bool))
         if self.regimes is not None:
-            set_(self, "regimes", _frozen(self.regimes, np.int8))
+            set_(self, "regimes", _frozen(_regime_path(self.regimes), np.int8))
         _check_shapes(self)
         _check_content(self)
 
@@ -540,6 +595,17 @@ def _assemble(
     elif isinstance(sectors, Mapping):
         sector_list = [str(sectors.get(s, UNKNOWN_SECTOR)) for s in symbols]
     else:
+        if isinstance(sectors, str):
+            raise DataError(
+                f"sectors={sectors!r} is one string: give one sector per symbol (a list) or "
+                "a symbol -> sector mapping"
+            )
+        empty = [str(sym) for sym, sec in zip(symbols, sectors, strict=False) if _missing(sec)]
+        if empty:
+            raise DataError(
+                f"symbols {empty[:_SHOW]} have no sector (None or NaN): give each one, or use "
+                "a mapping that leaves them out (they are exempt from the sector cap)"
+            )
         sector_list = [str(s) for s in sectors]
     if benchmark_returns is None:
         benchmark_returns = _equal_weight_returns(close)
@@ -676,7 +742,7 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
         sectors, or an empty sector.
     """
     if isinstance(source, Mapping):
-        pairs = [(str(k), v) for k, v in source.items()]
+        pairs = [(None if k is None else str(k), v) for k, v in source.items()]
         where = "data.sectors"
     else:
         p = Path(source)
@@ -702,7 +768,7 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
                     f"{where} must hold a mapping 'SYMBOL: sector' at the top level, "
                     f"got {type(loaded).__name__}"
                 )
-            pairs = [(str(k), v) for k, v in loaded.items()]
+            pairs = [(None if k is None else str(k), v) for k, v in loaded.items()]
         else:
             import io
 
@@ -716,12 +782,13 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
                     f"{where} has columns {list(df.columns)}: give a header 'symbol,sector' "
                     "and one row per symbol"
                 )
-            pairs = list(
-                zip(df[cols["symbol"]].astype(str).str.strip(), df[cols["sector"]], strict=True)
-            )
+            symbols = df[cols["symbol"]].str.strip()  # a blank cell stays NaN: refused below
+            pairs = list(zip(symbols, df[cols["sector"]], strict=True))
     out: dict[str, str] = {}
     for sym, sec in pairs:
-        if sec is None or (isinstance(sec, float) and math.isnan(sec)) or not str(sec).strip():
+        if not isinstance(sym, str) or not sym.strip():
+            raise DataError(f"{where}: a row has no symbol (sector {sec!r}): give it its symbol")
+        if _missing(sec) or not str(sec).strip():
             raise DataError(f"{where}: symbol {sym!r} has an empty sector: give it one")
         if not isinstance(sec, str | int | float) or isinstance(sec, bool):
             raise DataError(
@@ -897,6 +964,13 @@ def _is_long(df: pd.DataFrame) -> bool:
 
 
 def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
+    kind = getattr(values, "dtype", np.asarray(values).dtype).kind
+    if kind in "biufc":
+        raise DataError(
+            f"{what} holds numbers ({getattr(values, 'dtype', kind)}), not dates: index the "
+            "rows by date (a frame read without index_col=0 has row numbers 0..n-1; "
+            "pd.read_csv(path, index_col=0, parse_dates=True) reads the first column as dates)"
+        )
     try:
         with warnings.catch_warnings():
             # pandas warns when it falls back to per-element parsing; failures still raise.
@@ -909,7 +983,9 @@ def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
     except (TypeError, ValueError) as err:
         raise DataError(_date_error(values, what, err)) from None
     if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
+        # the local wall time: a bar's date is the exchange's calendar day (Tokyo's
+        # midnight is the previous day in UTC)
+        idx = idx.tz_localize(None)
     return idx
 
 
@@ -918,10 +994,22 @@ def _date_error(values: Any, what: str, err: Exception) -> str:
     from the first, and its own message gives neither the row nor a fix a user can apply."""
     raw = pd.Series(np.asarray(values, dtype=object)).astype(str).str.strip()
     fix = "write every date as YYYY-MM-DD (ISO 8601)"
+    try:  # every value is ISO 8601 alone, only not together: offsets that differ
+        pd.to_datetime(raw, format="ISO8601", utc=True)
+        return (
+            f"{what} mixes UTC offsets, or dates with and without one (the first date is "
+            f"{raw.iloc[0]!r}): write every date with the same offset (the exchange's), "
+            "or none"
+        )
+    except ValueError:
+        pass
     fmt = guess_datetime_format(raw.iloc[0]) if len(raw) else None
     if fmt is None:
         return f"{what}: the first date {raw.iloc[0]!r} is not a date: {fix}"
-    parsed = pd.to_datetime(raw, format=fmt, errors="coerce")
+    try:
+        parsed = pd.to_datetime(raw, format=fmt, errors="coerce")
+    except ValueError:
+        return f"{what} could not be parsed as dates ({err}): {fix}"
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if not bad.size:
         return f"{what} could not be parsed as dates ({err}): {fix}"
@@ -937,12 +1025,12 @@ def _numeric(df: pd.DataFrame, what: str) -> np.ndarray:
     bad = [
         str(c)
         for c, dtype in zip(df.columns, df.dtypes, strict=True)
-        if not pd.api.types.is_numeric_dtype(dtype)
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
     ]
     if bad:
         raise DataError(
-            f"{what} columns {bad[:_SHOW]} are not numeric: remove text columns or "
-            "convert them (pd.to_numeric)"
+            f"{what} columns {bad[:_SHOW]} are not numeric (text or true/false): remove "
+            "them or convert them to numbers (pd.to_numeric)"
         )
     return df.to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -1040,7 +1128,9 @@ def from_prices(
             )
         return _from_long(df, benchmark, sectors, cfg, min_rows, name)
     close = df.copy()
-    close.columns = [str(c) for c in close.columns]
+    # a header written "date, AAA, BBB" must not make the symbol " AAA" (no sector map,
+    # benchmark name or serving request would match it)
+    close.columns = [str(c).strip() for c in close.columns]
     # pandas names a column with a blank header 'Unnamed: <position>'
     blank = [c for c in close.columns if c.startswith("Unnamed: ") or not c.strip()]
     if blank:
@@ -1083,7 +1173,7 @@ def from_prices(
 
 def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
-    out.columns = [str(c) for c in out.columns]
+    out.columns = [str(c).strip() for c in out.columns]
     out.index = _to_datetime_index(out.index, "index")
     return out
 
@@ -1107,7 +1197,12 @@ def _from_long(
         raise DataError("benchmark as a column name needs wide prices: pass a price Series")
     rows = rows.copy()
     rows["date"] = _to_datetime_index(rows["date"], f"{name} 'date' column")
-    rows["symbol"] = rows["symbol"].astype(str)
+    if rows["symbol"].isna().any():
+        i = int(np.flatnonzero(rows["symbol"].isna().to_numpy())[0])
+        raise DataError(
+            f"{name}: row {i + 1} has no symbol: give every row its symbol, or drop the row"
+        )
+    rows["symbol"] = rows["symbol"].astype(str).str.strip()
     dup = rows.duplicated(subset=["date", "symbol"])
     if dup.any():
         shown = ", ".join(
