@@ -909,7 +909,8 @@ def train(
     callbacks: list[BaseCallback] | None = None,
     ledger: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``cfg.train.algo`` on the train split and write a run directory.
+    """Train ``cfg.train.algo`` on ``cfg.env.split`` (the train split by default) and write a
+    run directory.
 
     Every call that gets past the config checks appends one line to the trials ledger
     (default ``trials.jsonl`` in the folder that holds ``run_dir``, so runs that share a
@@ -1137,7 +1138,7 @@ def _train(
     digest = write_run_metadata(run_dir, cfg)
 
     with torch_settings(train_cfg.deterministic, train_cfg.torch_threads):
-        params = build_params(market, cfg, "train")
+        params = build_params(market, cfg, cfg.env.split)  # what in_sample_reason checks
         eval_params = (
             params
             if train_cfg.eval_split == "train"

@@ -695,3 +695,25 @@ def test_bench_train_reports_median_fps_the_ratios_and_their_spread(
     for prefix, env, noop in (("", "env_fps", "noop_fps"), ("cpu_", "env_cpu_fps", "noop_cpu_fps")):
         assert row[f"{prefix}ratio"] == pytest.approx(row[env] / row[noop], rel=1e-12)
         assert row[f"{prefix}ratio_min"] <= row[f"{prefix}ratio"] <= row[f"{prefix}ratio_max"]
+
+
+def test_training_uses_env_split_the_split_the_out_of_sample_guard_reads(
+    tmp_path: Path, market: MarketData, monkeypatch
+) -> None:
+    """``env.split`` names the training split for the guard and the ledger: training must
+    use it (it always built 'train', so env.split=test let a report call the train split
+    out of sample)."""
+    train_mod = sys.modules[train.__module__]  # the package exports the function as `train`
+    seen: list[str] = []
+
+    def stop(market_: MarketData, cfg: AllocgymConfig, split: str):
+        seen.append(split)
+        raise RuntimeError("stop after the split is chosen")
+
+    monkeypatch.setattr(train_mod, "build_params", stop)
+    tree = tiny_tree()
+    tree["env"]["split"] = "validation"
+    tree["train"]["eval_split"] = "train"
+    with pytest.raises(RuntimeError, match="stop after"):
+        train(config_from_dict(tree), tmp_path / "run", market=market, ledger=tmp_path / "l.jsonl")
+    assert seen == ["validation"]

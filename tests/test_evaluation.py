@@ -104,6 +104,13 @@ def test_accounting_identity_and_equity(tiny_params) -> None:
     assert np.allclose(bt.asset_pnl.sum(axis=1) + bt.cost_pnl, bt.returns, atol=1e-15)
     assert np.all(bt.cost_pnl <= 1e-15) and bt.costs.sum() > 0
     assert int(bt.invariant_breaches.sum()) == 0
+    # the book each step's P&L is made of is the one before its fill (cash at step 0),
+    # not the book after it (what attribution and the VaR backtest once priced)
+    p = tiny_params.market.close
+    r = p[bt.bars + 1] / p[bt.bars] - 1.0
+    assert np.all(bt.held[0] == 0.0)
+    np.testing.assert_allclose(bt.held * r, bt.asset_pnl, rtol=0, atol=1e-15)
+    assert not np.allclose(bt.weights * r, bt.asset_pnl, rtol=0, atol=1e-6)
 
 
 def test_walk_is_the_env_core_bit_for_bit(tiny_params) -> None:

@@ -58,9 +58,10 @@ def test_breach_tests_count_losses_beyond_var() -> None:
     assert res["cc_p"] == pytest.approx(chi2.sf(res["cc_lr"], 2))
 
 
-def _walk(returns: np.ndarray, bars: np.ndarray, weights: np.ndarray) -> SimpleNamespace:
-    asset_pnl = weights * returns[bars + 1]
-    return SimpleNamespace(name="w", symbols=("a", "b"), bars=bars, weights=weights,
+def _walk(returns: np.ndarray, bars: np.ndarray, held: np.ndarray) -> SimpleNamespace:
+    """A walk whose book over bar ``bars[k] + 1`` is ``held[k]`` (``Backtest.held``)."""
+    asset_pnl = held * returns[bars + 1]
+    return SimpleNamespace(name="w", symbols=("a", "b"), bars=bars, held=held,
                            asset_pnl=asset_pnl)  # fmt: skip
 
 

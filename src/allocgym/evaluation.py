@@ -352,6 +352,16 @@ class Backtest:
     def n_steps(self) -> int:
         return int(self.returns.shape[0])
 
+    @property
+    def held(self) -> np.ndarray:
+        """The book held over each step's bar ``(bars[k], bars[k] + 1]``, shape (n_steps,
+        n_assets): the one ``asset_pnl`` is made of (``asset_pnl = held * r``), all cash at
+        step 0, then the book after the previous step's fill (the fill is at bar
+        ``t + 1``'s price: ``weights[k]`` earns from the next step on)."""
+        out = np.zeros_like(self.weights)
+        out[1:] = self.weights[:-1]
+        return out
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-bar arrays keyed ``<field>`` (for ``np.savez``)."""
         keys = ("dates", "bars", "returns", "equity", "weights", "proposed", "approved",
@@ -1840,7 +1850,7 @@ def _factor_diagnostics(
                     variance_threshold=fm.variance_threshold, max_factors=fm.max_factors,
                     refit_every=fm.refit_every,
                 )  # fmt: skip
-            fa = factor_attribution(bt.weights, bt.asset_pnl, models[key])
+            fa = factor_attribution(bt.held, bt.asset_pnl, models[key])
             fa["costs"] = float(bt.cost_pnl.sum())
             attribution[bt.name] = fa
             entry["effective_factors"] = fa["effective_factors"]

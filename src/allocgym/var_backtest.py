@@ -1,11 +1,12 @@
 """Value-at-risk backtesting: breach counts, Kupiec's and Christoffersen's tests.
 
 At each step ``k`` of a walk the VaR of the book held over the next bar is forecast from
-information at the decision bar ``t = bars[k]`` only: the book after the fill, priced on
-the asset returns of the ``window`` bars ``t - window + 1 .. t`` (historical scenarios,
-like the env's ex-ante CVaR). The forecast is then compared with the book's realized
-market return over bar ``t + 1`` (``Backtest.asset_pnl`` summed over assets, i.e. before
-fill costs, which the scenarios do not model). A breach is a realized loss larger than the
+information at the decision bar ``t = bars[k]`` only: that book (``Backtest.held``: the
+one before this step's fill, which happens at bar ``t + 1``'s price), priced on the asset
+returns of the ``window`` bars ``t - window + 1 .. t`` (historical scenarios, like the
+env's ex-ante CVaR). The forecast is then compared with the same book's realized market
+return over bar ``t + 1`` (``Backtest.asset_pnl`` summed over assets, i.e. before fill
+costs, which the scenarios do not model). A breach is a realized loss larger than the
 forecast VaR. Three forecasts are backtested, all from the same scenarios:
 
 * ``historical`` — :func:`allocgym.measures.var` (empirical quantile),
@@ -207,7 +208,7 @@ def backtest_var(
     Parameters
     ----------
     bt : Backtest
-        Its ``bars``, ``weights`` (book after each fill) and ``asset_pnl``.
+        Its ``bars``, ``held`` (the book over each step's bar) and ``asset_pnl``.
     returns : ndarray, shape (n_days, n_assets)
         The market's simple asset returns (row ``t`` = return over ``(t - 1, t]``).
     window : int
@@ -232,7 +233,8 @@ def backtest_var(
         raise ConfigError(f"VaR window = {window!r}: needs at least 2 scenario bars")
     window = int(window)
     bars = np.asarray(bt.bars, dtype=np.int64)
-    flat = ~(np.abs(bt.weights) > 0).any(axis=1)
+    held = bt.held  # the book asset_pnl is made of: the forecast prices the same book
+    flat = ~(np.abs(held) > 0).any(axis=1)
     short = bars < window - 1
     keep = np.flatnonzero(~flat & ~short & (bars < r.shape[0]))
     realized = bt.asset_pnl.sum(axis=1)[keep]
@@ -242,9 +244,7 @@ def backtest_var(
     for lo in range(0, keep.size, _CHUNK_STEPS):
         assert views is not None
         sl = keep[lo : lo + _CHUNK_STEPS]
-        pnl[lo : lo + sl.size] = np.einsum(
-            "knw,kn->kw", views[bars[sl] - window + 1], bt.weights[sl]
-        )
+        pnl[lo : lo + sl.size] = np.einsum("knw,kn->kw", views[bars[sl] - window + 1], held[sl])
     out: dict[str, Any] = {
         "alpha": float(alpha),
         "window": window,
