@@ -394,10 +394,17 @@ def test_bars_then_account_decisions_over_http(policy: FrozenPolicy, tmp_path: P
         assert old.json()["reject"]["detail"] == "bar_not_latest"
         unknown = post(c, json.dumps({**account, "bar": "x", "request_id": "acct-3"}).encode())
         assert unknown.status_code == 422 and "bar" in unknown.json()["message"]
+        # schema-valid account bodies the byte check once sent to the stateless model
+        # (422): the key spelled with an escape, a body padded past 256 KB
+        escaped = json.dumps({**account, "request_id": "acct-4"}).replace('"bar"', '"\\u0062ar"')
+        padded = json.dumps({**account, "request_id": "acct-5"}).encode() + b" " * 300_000
+        for req in (escaped.encode(), padded):
+            r = post(c, req)
+            assert r.status_code == 200 and r.json()["status"] == "ok", r.text
         text = c.get("/metrics").text
     assert 'allocator_bars_total{code="bar_gap",status="refused"} 1.0' in text
     report = replay_audit(tmp_path / "audit.jsonl", FrozenAllocator(policy, environ=ENABLED))
-    assert report.ok and report.n_records == 3, report.mismatches
+    assert report.ok and report.n_records == 5, report.mismatches
 
 
 def test_body_limit_holds_while_streaming_without_content_length(

@@ -153,6 +153,10 @@ def test_every_error_has_the_documented_shape(served: tuple[str, DecisionService
             assert "application/json" in err.message
             _error_of(c.post(path, content=b"{}"), 415)  # no Content-Type at all
             _error_of(c.post(path, content=b"[]", headers=_json()), 422)
+            # nesting past the JSON parsers' depth: 400, also with a "bar" key (a 500
+            # from the account-request check's RecursionError once)
+            deep = b'{"bar": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+            _error_of(c.post(path, content=deep, headers=_json()), 400)
         big = json.dumps({"engaged": False, "reason": "x" * MAX_CONTROL_BYTES}).encode()
         _error_of(c.post("/v1/kill-switch", content=big, headers=_json()), 413)
         first = c.post("/v1/decide", json=_body(h, "e-1"))
@@ -359,6 +363,10 @@ def test_an_unexpected_failure_is_a_documented_500(
         err = _error_of(failed, 500)
         assert "OSError" in err.message and err.details == []
         assert _documented(spec, "/v1/decide", "post", 500).is_valid(failed.json())
+        counted = c.get("/metrics").text
         retried = c.post("/v1/decide", json=body)
     assert retried.status_code == 200 and "idempotent-replay" not in retried.headers
     assert len(service.audit) == 1
+    # nor counted: the failed decision left no decision in the metrics
+    decided = [ln for ln in counted.splitlines() if ln.startswith("allocator_decisions_total{")]
+    assert decided and all(ln.endswith(" 0.0") for ln in decided), decided

@@ -122,10 +122,10 @@ def test_streaming_decisions_equal_the_stateless_path_and_replay(tmp_path: Path)
     compared = 0
     cvars: list[dict] = []
     for t in range(market.n_days):
+        clock.now = _ts(market, t) + dt.timedelta(hours=1)  # a live feed: a bar is not ahead
         assert service.apply_bar(_bar(market, t)).status == "applied"
         if not state.ready or t % 97:
             continue
-        clock.now = _ts(market, t) + dt.timedelta(hours=1)
         account = AccountRequest(
             request_id=f"s-{t}",
             bar=_ts(market, t),
@@ -170,6 +170,9 @@ def test_bars_are_idempotent_and_refused_out_of_order_gapped_or_conflicting() ->
     again = state.ack(_bar(market, 4))
     assert (again.status, again.code, again.bars_held) == ("replay", None, 5)
     assert state.ack(_bar(market, 2)).status == "replay"  # any held bar, not only the last
+    # the same instant with another UTC offset, a -0.0 for a 0.0: the same bar
+    tokyo = _ts(market, 4).astimezone(dt.timezone(dt.timedelta(hours=9)))
+    assert state.ack(_bar(market, 4, timestamp=tokyo)).status == "replay"
     refused(_bar(market, 4, close=market.close[4] * 1.01), "bar_conflict")
     refused(_bar(market, 6), "bar_gap")  # bar 5 is missing
     refused(_bar(market, 5, previous=None), "bar_gap")
@@ -181,7 +184,12 @@ def test_bars_are_idempotent_and_refused_out_of_order_gapped_or_conflicting() ->
     refused(_bar(market, 5, spread_bps=market.spread_bps[5] + np.nan), "bar_invalid")
     refused(_bar(market, 5, benchmark_return=-1.0), "bar_invalid")
     refused(_bar(market, 5, symbols=["ZZZZ", *market.symbols[1:]]), "bar_invalid")
-    assert state.ack(_bar(market, 5)).status == "applied"
+    # a bar from the future would refuse every real bar after it until a restart
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    refused(_bar(market, 5, timestamp=future), "bar_invalid")
+    assert "ahead of the server clock" in state.ack(_bar(market, 5, timestamp=future)).message
+    assert state.ack(_bar(market, 5, benchmark_return=0.0)).status == "applied"
+    assert state.ack(_bar(market, 5, benchmark_return=-0.0)).status == "replay"
     assert state.bars_held == 6 and state.latest == _ts(market, 5)
     # the symbols may come in any order: the state keeps the bundle's
     order = np.arange(20)[::-1]
@@ -209,13 +217,11 @@ def test_an_account_request_must_name_the_latest_bar_held() -> None:
         return d.reject.code, d.reject.detail
 
     assert reject("none", _ts(market, 0)) == ("INVALID_INPUT", "bar_not_held")
-    for t in range(h - 1):
+    for t in range(h + 1):
+        clock.now = _ts(market, t) + dt.timedelta(hours=1)
         service.apply_bar(_bar(market, t))
-    clock.now = _ts(market, h - 2) + dt.timedelta(hours=1)
-    assert reject("short", _ts(market, h - 2)) == ("INVALID_INPUT", "history_length")
-    service.apply_bar(_bar(market, h - 1))
-    service.apply_bar(_bar(market, h))
-    clock.now = _ts(market, h) + dt.timedelta(hours=1)
+        if t == h - 2:
+            assert reject("short", _ts(market, h - 2)) == ("INVALID_INPUT", "history_length")
     assert reject("old", _ts(market, h - 1)) == ("STALE_INPUT", "bar_not_latest")
     assert reject("future", _ts(market, h + 1)) == ("INVALID_INPUT", "bar_not_held")
     ok = service.decide_account(AccountRequest(request_id="ok", bar=_ts(market, h), **account))

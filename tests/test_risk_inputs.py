@@ -47,6 +47,18 @@ def test_naive_fill_time_is_read_as_utc():
         fill_notional([before], ["A", "B"], T0)
 
 
+def test_fills_trading_more_than_any_bar_are_refused_by_symbol():
+    """Each fill in range, their notional not: a RequestError (the allocator's coded
+    INVALID_INPUT / recent_fills), not a gate failure reported as internal_error."""
+    t = T0 + dt.timedelta(minutes=5)
+    with pytest.raises(RequestError, match=r"fills of 'A' reach a notional of 1e\+30, outside"):
+        fill_notional([Fill("A", 1e15, 1e15, t)], ["A", "B"], T0)
+    twice = [Fill("B", 6e6, 1e8, t), Fill("B", -6e6, 1e8, t)]  # 6e14 each, 1.2e15 in all
+    with pytest.raises(RequestError, match=r"fills of 'B' reach a notional of 1.2e\+15"):
+        fill_notional(twice, ["A", "B"], T0)
+    assert fill_notional(twice[:1], ["A", "B"], T0).tolist() == [0.0, 6e14]
+
+
 def test_naive_bar_start_is_utc_and_aware_fill_times_are_converted():
     """A naive bar start is UTC, and a fill stamped in another zone is compared at its
     UTC instant: 16:40+02:00 (14:40 UTC) is inside a bar starting at naive 14:30,

@@ -237,7 +237,8 @@ def fill_notional(
     RequestError
         A fill of a symbol outside ``symbols``, a non-finite quantity or one beyond the
         physical position range, a price that is non-finite or outside the price range,
-        or a time outside ``[bar_start, bar_end]``; the message names the fill and value.
+        or a time outside ``[bar_start, bar_end]``, or a symbol whose fills trade more
+        notional than the ADV range holds; the message names the fill and value.
     """
     column = {s: j for j, s in enumerate(symbols)}
     start = _utc(bar_start)
@@ -267,6 +268,12 @@ def fill_notional(
                 "only fills executed in the bar being decided"
             )
         notional[j] += abs(fill.qty * fill.price)
+        if RANGES["adv_notional"].outside(notional[j]):
+            raise RequestError(
+                f"{where}: the fills of {fill.symbol!r} reach a notional of {notional[j]:.6g}, "
+                f"outside {RANGES['adv_notional']}: no bar trades that much; check qty "
+                "and price"
+            )
     return notional
 
 

@@ -468,6 +468,10 @@ class FrozenAllocator:
         """``TRADING_ALLOCATOR_ENABLED`` as read at construction."""
         return self.flags.enabled
 
+    def now(self) -> dt.datetime:
+        """The server clock the staleness checks read (timezone-aware)."""
+        return self._clock()
+
     # ------------------------------------------------------------------ public
     def decide(self, request: DecisionRequest) -> Decision:
         """One decision (see the module docstring); never raises on bad input."""

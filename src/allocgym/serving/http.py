@@ -69,9 +69,8 @@ service sheds (503 with ``Retry-After``) before it reads the body; the size limi
 enforced from ``Content-Length`` and again while the body streams in, so an oversized
 body is never held; pydantic-core parses the body from bytes to the validated model
 (no intermediate Python objects, which is what orjson or msgspec would add as a first
-pass), except that a small body naming a ``bar`` (at most ``MAX_ACCOUNT_BYTES``) is first
-read with ``json.loads`` to tell an account request from a stateless one
-(:func:`is_account_body`). Bars are applied on the decision worker, in order with the
+pass), except that a body that may name a ``bar`` is first read with ``json.loads`` to
+tell an account request from a stateless one (:func:`is_account_body`). Bars are applied on the decision worker, in order with the
 decisions.
 
 Decisions run one at a time on a dedicated worker thread (one worker keeps the decision
@@ -126,8 +125,6 @@ MAX_BODY_BYTES = 256 * 2**20
 """Largest decision request body accepted (413 above)."""
 MAX_CONTROL_BYTES = 64 * 2**10
 """Largest kill-switch body accepted (413 above)."""
-MAX_ACCOUNT_BYTES = 256 * 2**10
-"""Largest decide body read as an account request (larger ones are stateless requests)."""
 MAX_BAR_BYTES = 4 * 2**20
 """Largest bar body accepted (413 above)."""
 
@@ -303,13 +300,14 @@ async def parse_json_body(
 
 def is_account_body(body: bytes) -> bool:
     """Whether a decide body is an account request (it names a ``bar``) rather than a
-    stateless request with the market history. Account requests are small: only a body
-    of at most ``MAX_ACCOUNT_BYTES`` that mentions ``"bar"`` is parsed to look."""
-    if len(body) > MAX_ACCOUNT_BYTES or b'"bar"' not in body:
+    stateless request with the market history. Only a body that mentions ``"bar"``, or
+    has a ``\\u`` escape that could spell it, is parsed to look: whatever its size, a
+    body valid against the account schema is read as one."""
+    if b'"bar"' not in body and b"\\u" not in body:
         return False
     try:
         top = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False  # answered 400 by the parse that follows
     return isinstance(top, dict) and "bar" in top
 

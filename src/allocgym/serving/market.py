@@ -205,15 +205,18 @@ class MarketState:
         Raises
         ------
         BarRefused
-            ``bar_out_of_order``, ``bar_gap``, ``bar_conflict`` or ``bar_invalid``
-            (nothing changed).
+            ``bar_out_of_order``, ``bar_gap``, ``bar_conflict`` or ``bar_invalid`` (bad
+            values, or a timestamp past the server clock by more than
+            ``serving.max_future_skew_s``); nothing changed.
         """
         close, volume, spread, tradable = self._ordered(bar)
         bench = float(bar.benchmark_return)
         ts = _aware(bar.timestamp)
-        h = hashlib.sha256(ts.isoformat().encode())
+        # of the instant and the values: the same bar sent with another UTC offset, or a
+        # -0.0 for a 0.0, is a replay, not a conflict
+        h = hashlib.sha256(ts.astimezone(dt.UTC).isoformat().encode())
         for a in (close, volume, spread, tradable, np.array([bench])):
-            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(np.ascontiguousarray(a if a.dtype == bool else a + 0.0).tobytes())
         digest = h.hexdigest()
         if ts in self._held:
             if self._held[ts] == digest:
@@ -239,6 +242,16 @@ class MarketState:
                     f"{self.latest.isoformat()}: send the missing bars first (previous = "
                     "the latest held bar)",
                 )
+        ahead = (ts - self._allocator.now()).total_seconds()
+        limit = self._allocator.serving.max_future_skew_s
+        if ahead > limit:
+            # held, it would refuse every real bar after it (older) until a restart, and
+            # no decision may be made on it
+            raise BarRefused(
+                "bar_invalid",
+                f"bar {ts.isoformat()} is {ahead:.0f} s ahead of the server clock (limit "
+                f"serving.max_future_skew_s = {limit:g}): check the feed's clock",
+            )
         self._push(ts, digest, close, volume, spread, tradable, bench)
         return "applied"
 

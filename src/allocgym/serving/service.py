@@ -430,9 +430,11 @@ class DecisionService:
                 bar = request.bar
                 request = self.market.request(request)
                 tr = self.allocator.trace(request, bar=bar, held=self.market.held)
-            self.metrics.observe_trace(tr, self.allocator, request)
             if self.audit is not None:
                 self.audit.append(self._record(request, tr, bar))
+            # after the append: a decision whose record could not be written is a 500 and
+            # is neither counted nor marked in the per-account P&L
+            self.metrics.observe_trace(tr, self.allocator, request)
             body = tr.decision.model_dump_json().encode()
             res = ServiceResult(body, tr.decision.status, False, request.request_id)
             self._cache[request.request_id] = (digest, res)
