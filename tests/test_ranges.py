@@ -167,6 +167,11 @@ def test_positions_are_placed_by_symbol_and_the_first_bad_one_is_named(
         "positions",
     )
     assert "'NOT_A_SYMBOL'" in d.reject.message
+    # the book it can read is held; under the kill switch it is closed all the same
+    assert d.target_delta_qty == [0] * len(s) and d.target_qty[0] == 1.0
+    d = _decide(alloc, positions={s[0]: 1.0, s[3]: -4.0, "NOT_A_SYMBOL": 2.0}, kill_switch=True)
+    assert d.status == "rejected" and d.target_qty == [0] * len(s)
+    assert d.target_delta_qty[0] == -1.0 and d.target_delta_qty[3] == 4.0
     d = _decide(alloc, positions={s[0]: 1.0, s[1]: float("nan"), s[2]: 2e15})
     assert d.reject is not None and d.reject.field == "positions"
     assert f"positions.{s[1]}" in d.reject.message

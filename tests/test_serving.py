@@ -527,6 +527,30 @@ def test_kill_switch_always_wins(policy: FrozenPolicy) -> None:
     assert alloc.decide(make_request(alloc)).status == "killed"
 
 
+def test_an_engaged_kill_switch_survives_a_restart(policy: FrozenPolicy, tmp_path: Path) -> None:
+    """The operator kill switch is kept beside the audit log: a service started again on
+    the log is still killed (and audits that), a released one starts released, and an
+    unreadable record stops the start instead of guessing."""
+    log = tmp_path / "audit.jsonl"
+    first = DecisionService(make_alloc(policy), audit_log=log)
+    first.set_kill_switch(True, reason="desk halt", actor="ops")
+    first.audit.close()
+    second = DecisionService(make_alloc(policy), audit_log=log)
+    assert second.allocator.operator_kill
+    assert second.allocator.decide(make_request(second.allocator)).status == "killed"
+    restored = json.loads(log.read_text().splitlines()[-1])["record"]["input"]
+    assert restored["kind"] == "kill_switch" and restored["engaged"] is True
+    assert "desk halt" in restored["reason"] and restored["actor"] == "restart (ops)"
+    second.set_kill_switch(False, reason="resume", actor="ops")
+    second.audit.close()
+    third = DecisionService(make_alloc(policy), audit_log=log)
+    assert not third.allocator.operator_kill
+    third.audit.close()
+    (tmp_path / "audit.jsonl.kill").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"audit.jsonl.kill' is unreadable .* delete it"):
+        DecisionService(make_alloc(policy), audit_log=log)
+
+
 def test_orders_are_exact_whole_lots(policy: FrozenPolicy) -> None:
     alloc = make_alloc(policy)
     shares = held_book(alloc)

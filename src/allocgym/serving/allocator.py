@@ -1381,11 +1381,16 @@ class FrozenAllocator:
         )
 
     def _readable_shares(self, req: DecisionRequest) -> np.ndarray | None:
-        """Positions in the bundle's order when every entry is known and finite, else None."""
+        """Positions in the bundle's order, None when a quantity is not finite. A symbol
+        outside the universe is left out (the reject names it; this allocator has no
+        column to trade it in): under the kill switch the positions it can read are
+        still closed, the kill switch wins over one unreadable entry."""
         shares = np.zeros(self.n_assets)
         for sym, qty in req.positions.items():
             j = self._index.get(sym)
-            if j is None or not math.isfinite(qty):
+            if j is None:
+                continue
+            if not math.isfinite(qty):
                 return None
             shares[j] = qty
         return shares

@@ -3,11 +3,7 @@
 The HTTP app (``allocgym.serving.http``) is a shell over this class. Each new decision is
 
 1. decided by :meth:`FrozenAllocator.trace`;
-2. counted in the Prometheus metrics (``allocgym.observability.Metrics``: the
-   ``allocator_*`` names and the decision-latency histogram, plus the serving counters
-   below), the account's P&L since its previous decision attributed to the strategies
-   that own its symbols (``observability.StrategyPnL``, one mark per ``account_id``);
-3. appended to the hash-chained ``AuditLog`` *before* it is returned: the record's
+2. appended to the hash-chained ``AuditLog`` *before* it is returned: the record's
    ``input`` holds the request, the server clock, the operator kill switch, the enabled
    flag and the model outcome, its ``output`` the decision without latency
    (:meth:`Decision.audit_output`: per-symbol vectors as exact base64 arrays), under the
@@ -20,6 +16,11 @@ The HTTP app (``allocgym.serving.http``) is a shell over this class. Each new de
    Beside them the record keeps the model's raw action, the proposed and approved
    weights, the approved book's ex-ante CVaR (:func:`ex_ante_cvar`), the kill state
    (request, operator, configured) and the reason codes;
+3. counted in the Prometheus metrics (``allocgym.observability.Metrics``: the
+   ``allocator_*`` names and the decision-latency histogram, plus the serving counters
+   below), the account's P&L since its previous decision attributed to the strategies
+   that own its symbols (``observability.StrategyPnL``, one mark per ``account_id``),
+   once the record is written (a decision that could not be audited is not counted);
 4. remembered by request id in a bounded LRU: a repeated id returns the stored decision
    without deciding again (a different body under a known id is refused).
 
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -60,7 +62,7 @@ from prometheus_client import Counter, Gauge, Info
 
 from allocgym.compiled import book_cvar
 from allocgym.data import simple_returns
-from allocgym.errors import AllocgymError, RequestError
+from allocgym.errors import AllocgymError, ConfigError, RequestError
 from allocgym.intents import STRATEGY_FAMILIES
 from allocgym.observability import (
     UNATTRIBUTED,
@@ -355,6 +357,12 @@ class DecisionService:
         self._window_refs: tuple[str, dict[int, dict[str, Any]]] = ("", {})
         self._scenarios: tuple[str, np.ndarray] = ("", np.empty((0, 0)))
         self.metrics = ServingMetrics(allocator)
+        # read before the log is opened (and locked): an unreadable record stops the start
+        saved = None
+        if audit_log is not None:
+            saved = read_kill_state(
+                audit_log.path if isinstance(audit_log, AuditLog) else audit_log
+            )
         if audit_log is None or isinstance(audit_log, AuditLog):
             self.audit = audit_log
         else:
@@ -367,6 +375,13 @@ class DecisionService:
         self.cache_size = int(cache_size or allocator.serving.idempotency_cache)
         self._cache: OrderedDict[str, tuple[str, ServiceResult]] = OrderedDict()
         self._lock = threading.Lock()
+        if saved is not None and saved["engaged"] and not allocator.operator_kill:
+            # a restart must not release a kill switch the operator engaged
+            self.set_kill_switch(
+                True,
+                reason=f"restored at start: engaged at {saved['at']} ({saved['reason']})",
+                actor=f"restart ({saved['actor']})",
+            )
 
     # ------------------------------------------------------------------ decisions
     def decide(self, request: DecisionRequest, body_digest: str | None = None) -> ServiceResult:
@@ -562,7 +577,54 @@ class DecisionService:
                         "output": state,
                     }
                 )
+                write_kill_state(self.audit.path, bool(engaged), now, reason, actor)
         return {**state, "at": now, "reason": reason, "actor": actor}
+
+
+def kill_state_path(log: str | Path) -> Path:
+    """Where the operator kill switch of the service auditing to ``log`` is kept across
+    restarts: ``<log>.kill``."""
+    p = Path(log)
+    return p.with_name(p.name + ".kill")
+
+
+def write_kill_state(log: str | Path, engaged: bool, at: str, reason: str, actor: str) -> None:
+    """Record the kill switch beside the audit log (temp file, fsync, rename)."""
+    target = kill_state_path(log)
+    body = {"engaged": engaged, "at": at, "reason": reason, "actor": actor}
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(body, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def read_kill_state(log: str | Path) -> dict[str, Any] | None:
+    """The kill switch recorded beside ``log`` (None when nothing was recorded).
+
+    Raises
+    ------
+    ConfigError
+        The file is not what :func:`write_kill_state` writes: the service does not guess
+        whether an operator stopped trading.
+    """
+    path = kill_state_path(log)
+    if not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(body["engaged"], bool):
+            raise TypeError("engaged is not true/false")
+        return {
+            "engaged": body["engaged"],
+            **{k: str(body.get(k, "")) for k in ("at", "reason", "actor")},
+        }
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(
+            f"kill switch file {str(path)!r} is unreadable ({err}): inspect it, then write "
+            '{"engaged": true} to keep trading stopped or delete it to release the switch'
+        ) from None
 
 
 def ex_ante_cvar(
