@@ -23,6 +23,7 @@ import scipy.cluster.hierarchy as sch
 from scipy.spatial.distance import squareform
 
 from allocgym import estimates
+from allocgym.baselines.classic import context_returns
 from allocgym.config import HRPConfig
 from allocgym.errors import DataError, Infeasible
 from allocgym.estimates import estimate_covariance
@@ -321,7 +322,7 @@ class HRP:
         -------
         ndarray, shape (n_envs, n_assets)
         """
-        returns = np.asarray(ctx.returns, dtype=np.float64)
+        returns = context_returns(ctx, "HRP")  # NaN is refused, not a zero-variance asset
         n_envs, _, n_assets = returns.shape
         out = np.zeros((n_envs, n_assets))
         active = np.zeros((n_envs, n_assets), dtype=bool)

@@ -106,6 +106,11 @@ def baseline_names(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     known = set(ALL_BASELINES) | {"engine"}
     out: list[str] = []
     for raw in items:
+        if not isinstance(raw, str):
+            raise ConfigError(
+                f"baseline {raw!r} is a {type(raw).__name__}: name baselines by text, e.g. "
+                "['hrp', 'qp'] or 'hrp,qp'"
+            )
         name = raw.strip().lower()
         if name in ("", "none"):
             continue
@@ -121,12 +126,14 @@ def baseline_names(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def build_baselines(cfg: AllocgymConfig, names: Iterable[str]) -> dict[str, Allocator]:
-    """Baseline allocators built from ``cfg.baselines``, keyed by name (see :func:`baseline_names`).
+def build_baselines(cfg: AllocgymConfig, names: Iterable[str] | str) -> dict[str, Allocator]:
+    """Baseline allocators built from ``cfg.baselines``, keyed by name (see :func:`baseline_names`:
+    a list of names or one comma-separated string).
 
     The limits a baseline shares with the risk gates come from ``cfg.risk``
     (``BaselinesConfig.within``): a baseline optimises inside the limits it is gated by.
     """
     builders = _builders()
     section = cfg.baselines.within(cfg.risk)
-    return {n: builders[n](section) for n in baseline_names(list(names))}
+    spec = names if isinstance(names, str) else list(names)  # "hrp" is a name, not 3 letters
+    return {n: builders[n](section) for n in baseline_names(spec)}

@@ -815,6 +815,13 @@ def test_baseline_names_resolve_all_and_aliases() -> None:
     assert ev.baseline_names(None) == ()
     with pytest.raises(ConfigError, match="unknown"):
         ev.baseline_names("hrp,nonsense")
+    with pytest.raises(ConfigError, match="baseline None is a NoneType"):
+        ev.baseline_names([None])  # type: ignore[list-item]
+
+
+def test_build_baselines_reads_one_string_as_names(eval_cfg: AllocgymConfig) -> None:
+    assert list(ev.build_baselines(eval_cfg, "hrp")) == ["hrp"]  # not 'h', 'r', 'p'
+    assert list(ev.build_baselines(eval_cfg, "hrp, 1/n")) == ["hrp", "equal_weight"]
 
 
 def test_every_registered_baseline_builds(eval_cfg: AllocgymConfig) -> None:

@@ -3,6 +3,7 @@ vectorised leaf order, allocate() over a batch, and (slow) the speed ratio to sk
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -212,6 +213,10 @@ def test_allocate_batch_and_zero_variance_assets() -> None:
     assert np.allclose(w[1, keep], HRP().fit(y[:, keep]).weights_, rtol=0, atol=0)
     assert np.allclose(w.sum(axis=1), 1.0, rtol=0, atol=1e-12)
     assert model.active_[1].tolist() == [True, True, False, True, True, True]
+    # one NaN is refused as the other baselines refuse it, not read as zero variance
+    y[5, 3] = np.nan
+    with pytest.raises(DataError, match=r"HRP: ctx.returns contains NaN/inf"):
+        model.allocate(dataclasses.replace(ctx, returns=np.stack([x, y])))
 
 
 def test_errors() -> None:

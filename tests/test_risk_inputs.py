@@ -217,6 +217,14 @@ def test_one_loadings_matrix_is_shared_by_every_portfolio():
             r"sector_ids has ids below -1: use 0\.\.n_sectors-1, or -1 \(NO_SECTOR\) for a "
             r"name without a sector",
         ),
+        # an id the gates would need 2**40 columns for
+        ("sector_ids", np.array([0, 2**40, 1]), r"sector_ids has id 1099511627776, above 65535"),
+        # flags and numbers are read, never cast: bool(nan) and bool("false") are True
+        ("tradable", np.full((2, 3), np.nan), r"tradable has dtype float64: pass True/False"),
+        ("kill_switch", np.array(["false"]), r"kill_switch has dtype <U5: pass True/False"),
+        ("equity", np.array([True, True]), r"equity has dtype bool: pass numbers"),
+        ("prices", np.full((2, 3), "10.0"), r"prices has dtype <U4: pass numbers"),
+        ("current_weights", np.zeros((2, 3), complex), r"current_weights have dtype complex128"),
     ],
 )
 def test_bad_context_fields_are_refused_with_the_value_and_the_fix(field, value, message):
@@ -425,6 +433,9 @@ def test_missing_values_read_as_nan():
     assert got.bad_proposal.tolist() == [True, True, False]
     assert got.p[0].tolist() == [0.1, 0.0]
     assert got.tradable.tolist() == [[True, True], [True, True], [False, True]]
+    prices[2, 0] = "100.0"  # text is not a missing value: refused, not parsed
+    with pytest.raises(RequestError, match=r"GateContext.prices has dtype object: pass numbers"):
+        read_inputs(proposed, calm_context(3, 2, prices=prices), limits())
 
 
 # ----------------------------------------------------------------------------- context: bar_gate_context, sectors, Bounds, Book

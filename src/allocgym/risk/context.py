@@ -394,6 +394,9 @@ class SectorMap:
         return padded[:, self._slot]
 
 
+MAX_SECTOR_ID = 65_535
+"""Largest sector id the gates take (ids are 0..n_sectors-1)."""
+
 _SECTOR_MAPS: dict[bytes, SectorMap] = {}
 _BINS_CACHED = 8  # batch sizes whose bins a sector map keeps
 
@@ -404,7 +407,8 @@ def sector_map(sector_ids: Any, n_assets: int) -> SectorMap:
     Raises
     ------
     RequestError
-        Ids that are not integers of shape (n_assets,), or below ``NO_SECTOR``.
+        Ids that are not integers of shape (n_assets,), below ``NO_SECTOR`` or above
+        ``MAX_SECTOR_ID``.
     """
     ids = np.asarray(sector_ids)
     if ids.shape != (n_assets,) or ids.dtype.kind not in "iu":
@@ -419,6 +423,12 @@ def sector_map(sector_ids: Any, n_assets: int) -> SectorMap:
             raise RequestError(
                 f"GateContext.sector_ids has ids below {NO_SECTOR}: use 0..n_sectors-1, or "
                 f"{NO_SECTOR} (NO_SECTOR) for a name without a sector"
+            )
+        if n_assets and ids.max() > MAX_SECTOR_ID:
+            # the gates keep a column per id up to the largest: 2**40 would not fit
+            raise RequestError(
+                f"GateContext.sector_ids has id {int(ids.max())}, above {MAX_SECTOR_ID}: "
+                "number the sectors 0..n_sectors-1"
             )
         own = ids.astype(np.int64)
         own.flags.writeable = False

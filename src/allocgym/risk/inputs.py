@@ -32,8 +32,24 @@ _HIGH = np.array([_EQUITY.high, _PRICE.high, _ADV.high, _FINITE_MAX, _SPREAD.hig
 _any = np.logical_or.reduce  # ``ndarray.any`` without its Python wrapper
 
 
+# The input kinds each target dtype takes: numbers as numbers (no bool, complex or text),
+# flags as booleans or 0/1 integers (bool(nan) and bool("false") are True).
+_KINDS = {np.dtype(np.float64): "fiu", np.dtype(bool): "b", np.dtype(np.int64): "iu"}
+
+
 def as_batch(name: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype)
+    arr = np.asarray(value)
+    want = np.dtype(dtype)
+    if arr.dtype != want:
+        kind = arr.dtype.kind
+        flags01 = want.kind == "b" and kind in "iu" and np.isin(arr, (0, 1)).all()
+        nulls = want.kind == "f" and _numbers_or_none(arr)
+        if kind not in _KINDS[want] and not flags01 and not nulls:
+            expected = "True/False" if want.kind == "b" else "numbers"
+            raise RequestError(
+                f"GateContext.{name} has dtype {arr.dtype}: pass {expected} (it is not cast)"
+            )
+        arr = arr.astype(want)
     if arr.shape == shape:
         return arr
     try:
@@ -165,19 +181,36 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
 
 def _proposal_and_book(proposed: np.ndarray, ctx: GateContext) -> tuple[np.ndarray, np.ndarray]:
     """The proposal and the current book as float64 (n_envs, n_assets), shapes checked."""
-    raw = np.asarray(proposed, dtype=np.float64)
+    raw = _numbers(proposed, "proposed weights")
     if raw.ndim != 2:
         raise RequestError(
             f"proposed weights have shape {raw.shape}; expected (n_envs, n_assets) "
             "(use w[None, :] for one portfolio)"
         )
-    book = np.asarray(ctx.current_weights, dtype=np.float64)
+    book = _numbers(ctx.current_weights, "GateContext.current_weights")
     if book.shape != raw.shape:
         raise RequestError(
             f"GateContext.current_weights has shape {book.shape}; expected {raw.shape} "
             "like the proposal"
         )
     return raw, book
+
+
+def _numbers(value: Any, what: str) -> np.ndarray:
+    """``value`` as float64; text, booleans and complex numbers refused, not cast."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" and not _numbers_or_none(arr):
+        raise RequestError(f"{what} have dtype {arr.dtype}: pass numbers (they are not cast)")
+    return arr if arr.dtype == np.float64 else arr.astype(np.float64)
+
+
+def _numbers_or_none(arr: np.ndarray) -> bool:
+    """An object array of numbers and None (a JSON null reads as NaN: a missing value)."""
+    return arr.dtype.kind == "O" and all(
+        v is None
+        or (isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool))
+        for v in arr.flat
+    )
 
 
 def _regime_codes(value: Any, n: int) -> np.ndarray:
