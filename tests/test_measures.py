@@ -48,6 +48,10 @@ def test_sharpe_hand() -> None:
     assert m.sharpe_ratio(R2, periods_per_year=1) == pytest.approx(math.sqrt(3 / 8), rel=1e-13)
     assert m.sharpe_ratio(R2, risk_free=0.01) == pytest.approx(0.0, abs=1e-12)
     assert m.sharpe_ratio([0.01, 0.01, 0.01]) == np.inf
+    # ten of them: numpy's mean of the constant rounds, its std was 1.8e-18 (Sharpe 8.7e16)
+    assert m.sharpe_ratio(np.full(10, 0.01)) == np.inf
+    assert m.sharpe_ratio(np.full((2, 10), -0.01)).tolist() == [-np.inf, -np.inf]
+    assert m.annualized_volatility(np.full(10, 0.01)) == 0.0
 
 
 def test_sortino_hand() -> None:

@@ -84,6 +84,14 @@ def annualized_return(returns: ArrayLike, periods_per_year: float = 252) -> Floa
     return out[()]
 
 
+def sample_std(r: np.ndarray) -> np.ndarray:
+    """``std(r, ddof=1)`` over the last axis, exactly 0 for a constant series (numpy's
+    mean of a constant leaves rounding: 0.01 repeated has a std of 1.8e-18, which gave a
+    Sharpe ratio of 8.7e16 where +inf is meant)."""
+    sd = np.std(r, axis=-1, ddof=1)
+    return np.where(np.ptp(r, axis=-1) == 0, 0.0, sd)
+
+
 def annualized_volatility(returns: ArrayLike, periods_per_year: float = 252) -> FloatOrArray:
     """Sample standard deviation (ddof=1) times ``sqrt(periods_per_year)``.
 
@@ -93,7 +101,7 @@ def annualized_volatility(returns: ArrayLike, periods_per_year: float = 252) -> 
     _check_ppy(periods_per_year)
     if r.shape[-1] < 2:
         return _nan_like(r)
-    return (np.std(r, axis=-1, ddof=1) * np.sqrt(periods_per_year))[()]
+    return (sample_std(r) * np.sqrt(periods_per_year))[()]
 
 
 def sharpe_ratio(
@@ -122,7 +130,7 @@ def sharpe_ratio(
         return _nan_like(r)
     ex = r - risk_free
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.mean(ex, axis=-1) / np.std(ex, axis=-1, ddof=1) * np.sqrt(periods_per_year)
+        out = np.mean(ex, axis=-1) / sample_std(ex) * np.sqrt(periods_per_year)
     return out[()]
 
 
@@ -298,7 +306,7 @@ def gaussian_var(returns: ArrayLike, alpha: float = 0.99) -> FloatOrArray:
     if r.shape[-1] < 2:
         return _nan_like(r)
     z = NormalDist().inv_cdf(1.0 - alpha)
-    return (-(np.mean(r, axis=-1) + np.std(r, axis=-1, ddof=1) * z))[()]
+    return (-(np.mean(r, axis=-1) + sample_std(r) * z))[()]
 
 
 EVT_TAIL_FRACTION = 0.10

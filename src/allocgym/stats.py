@@ -387,7 +387,7 @@ def sharpe_moments(returns: ArrayLike) -> tuple[float, float, float, int]:
     """
     r = np.asarray(returns, dtype=np.float64)
     n = r.shape[-1]
-    sd = float(np.std(r, ddof=1)) if n > 1 else float("nan")
+    sd = float(measures.sample_std(r)) if n > 1 else float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
         sr = float(measures.sharpe_ratio(r, periods_per_year=1))
     skew = float(sps.skew(r, bias=True)) if n > 2 and sd > 0 else 0.0
