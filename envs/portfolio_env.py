@@ -14,6 +14,7 @@ from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, load_market
 from allocgym.envs import core
 from allocgym.envs.core import EnvParams, SplitArg
+from allocgym.errors import ConfigError
 from allocgym.regime import REGIME_LABELS
 
 
@@ -173,6 +174,22 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         the vectorised portfolio exactly. ``options`` may hold ``{"start": bar}`` for an
         explicit first decision bar.
         """
+        unknown = sorted(set(options or {}) - {"start"})
+        if unknown:
+            raise ConfigError(f"reset options {unknown} are unknown: the env takes 'start' only")
+        start = None if options is None else options.get("start")
+        if start is not None and (
+            not isinstance(start, int | np.integer) or isinstance(start, bool)
+        ):
+            raise ConfigError(
+                f"reset option start = {start!r} is not a whole bar index: pass an int"
+            )
+        if seed is not None and (
+            not isinstance(seed, int | np.integer)
+            or isinstance(seed, bool)
+            or not 0 <= seed < 2**64
+        ):
+            raise ConfigError(f"reset seed = {seed!r}: pass an int in 0..2**64-1")
         super().reset(seed=seed)
         if seed is not None:
             self._key, self._episode = int(seed), 0
@@ -180,14 +197,11 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             self._key, self._episode = int(self.np_random.integers(0, 2**63 - 1)), 0
         else:
             self._episode += 1
-        start = None
-        if options and options.get("start") is not None:
-            start = np.array([options["start"]], dtype=np.int64)
         self._state, obs = core.reset(
             self.params,
             core.seed_keys([self._key]),
             np.array([self._episode], dtype=np.uint64),
-            start,
+            None if start is None else np.array([start], dtype=np.int64),
         )
         self._done = False
         self._last = {}
@@ -200,7 +214,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         """One decision: gates, execution, fill at the next bar, reward."""
         if self._state is None or self._done:
             raise ResetNeeded("PortfolioEnv.step called before reset() or after the episode ended")
-        res = core.step(self.params, self._state, np.asarray(action)[None, :])
+        res = core.step(self.params, self._state, _one(action, self.action_space.shape))
         return self._finish(core.finish_interval(self.params, res))
 
     def step_proposed(
@@ -209,7 +223,9 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         """Like ``step`` but with proposed weights (n_assets,), bypassing the action map."""
         if self._state is None or self._done:
             raise ResetNeeded("PortfolioEnv.step_proposed called before reset() or after the end")
-        res = core.step_proposed(self.params, self._state, np.asarray(proposed)[None, :])
+        res = core.step_proposed(
+            self.params, self._state, _one(proposed, (self.params.market.n_assets,))
+        )
         return self._finish(res)
 
     def _finish(
@@ -255,3 +271,12 @@ def open_audit_log(params: EnvParams) -> Any:
     from allocgym.observability import AuditLog
 
     return AuditLog(path)
+
+
+def _one(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """One env's action (or proposal) as a batch of one; a scalar or a batch is refused
+    with the shape the env expects (``[None, :]`` of a scalar was an IndexError)."""
+    a = np.asarray(action)
+    if a.shape != shape:
+        raise ValueError(f"action has shape {a.shape}, expected {shape}: one env's vector")
+    return a[None, :]

@@ -179,9 +179,10 @@ class PortfolioVecEnv(VecEnv):
             params = build_params(market, cfg, split)
         elif market is not None or cfg is not None or split is not None:
             raise ConfigError("PortfolioVecEnv: pass either params or market/cfg/split, not both")
-        n = int(params.cfg.train.n_envs if n_envs is None else n_envs)
-        if n < 1:
-            raise ConfigError(f"PortfolioVecEnv n_envs = {n}: need at least 1 portfolio")
+        n = params.cfg.train.n_envs if n_envs is None else n_envs
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"PortfolioVecEnv n_envs = {n!r}: need a whole number >= 1")
+        n = int(n)
         self.params = params
         self.render_mode = None
         spec = params.action_spec
@@ -229,13 +230,24 @@ class PortfolioVecEnv(VecEnv):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
+        self._actions = self._batch(actions, "actions")
         self._proposed = False
 
     def step_proposed_async(self, proposed: np.ndarray) -> None:
         """Queue proposed weights (n_envs, n_assets) instead of actions (baselines)."""
-        self._actions = np.asarray(proposed, dtype=np.float64)
+        self._actions = self._batch(proposed, "proposed weights")
         self._proposed = True
+
+    def _batch(self, rows: Any, what: str) -> np.ndarray:
+        """``rows`` with one row per portfolio (else the gates would blame the book's
+        shape for a batch of the wrong size)."""
+        a = np.asarray(rows)
+        if a.ndim < 1 or a.shape[0] != self.num_envs:
+            raise ValueError(
+                f"{what} have shape {a.shape}: PortfolioVecEnv steps {self.num_envs} "
+                f"portfolios, pass one row each ({self.num_envs}, ...)"
+            )
+        return a
 
     def step_proposed(self, proposed: np.ndarray) -> VecEnvStepReturn:
         """Step with proposed weights, bypassing the action map."""

@@ -433,3 +433,32 @@ def test_bench_env_rounds_take_a_new_action_each_step() -> None:
         round_fn(env, actions, n)
         assert env.seen == [actions[i % ACTION_POOL].tolist() for i in range(n)]
     assert env.resets == 1
+
+
+def test_bad_actions_and_reset_arguments_are_refused_by_name() -> None:
+    """A scalar action (an IndexError once), text or booleans as actions (cast once), an
+    unknown or fractional reset option, a seed outside 0..2**64-1: each refused with the
+    value and what the env takes."""
+    env = PortfolioEnv(synthetic(n_assets=4, n_days=1200, seed=0), config_from_dict({}))
+    env.reset(seed=0)
+    shape = env.action_space.shape
+    with pytest.raises(ValueError, match=rf"action has shape \(\), expected \({shape[0]},\)"):
+        env.step(np.float32(0.0))
+    for bad in (np.full(shape, "0"), np.ones(shape, bool), np.ones(shape, complex)):
+        with pytest.raises(ValueError, match=f"action has dtype {bad.dtype}: pass numbers"):
+            env.step(bad)
+    with pytest.raises(ConfigError, match=r"reset options \['strat'\] are unknown"):
+        env.reset(seed=0, options={"strat": 5})
+    with pytest.raises(ConfigError, match=r"start = 100.7 is not a whole bar index"):
+        env.reset(seed=0, options={"start": 100.7})
+    for seed in (-1, 2**64, 1.5):
+        with pytest.raises(ConfigError, match=r"reset seed = .*: pass an int in 0..2\*\*64-1"):
+            env.reset(seed=seed)
+    _, info = env.reset(seed=0, options={"start": np.int64(300)})
+    assert info["t"] == 300
+    with pytest.raises(ConfigError, match=r"n_envs = 2.5: need a whole number"):
+        PortfolioVecEnv(env.params.market, env.params.cfg, n_envs=2.5)
+    vec = PortfolioVecEnv(env.params.market, env.params.cfg, n_envs=3, seed=0)
+    vec.reset()
+    with pytest.raises(ValueError, match=r"actions have shape \(2, \d+\): PortfolioVecEnv steps 3"):
+        vec.step(np.zeros((2, shape[0]), np.float32))

@@ -167,7 +167,10 @@ class ActionSpec:
             raise ConfigError(
                 f"ActionSpec is in {self.mode!r} mode: call {method[self.mode]} instead"
             )
-        a = np.asarray(action, dtype=np.float64)
+        a = np.asarray(action)
+        if a.dtype.kind not in "fiu":  # text, booleans and complex are not cast
+            raise ValueError(f"action has dtype {a.dtype}: pass numbers in [-1, 1]")
+        a = a.astype(np.float64, copy=False)
         if a.ndim != 2 or a.shape[1] != self.action_dim:
             raise ValueError(
                 f"action has shape {a.shape}, expected (n_envs, {self.action_dim}) for "
