@@ -1438,6 +1438,12 @@ class PromotionConfig(Section):
     """Relative worsening allowed on each secondary metric (0.10 = 10%)."""
     min_dsr: Frac | None = None
     """Lowest Deflated Sharpe Ratio the candidate may have; None = not checked."""
+    max_p_value: Frac | None = 0.05
+    """Largest one-sided p-value of the paired stationary-bootstrap test that the
+    candidate's Sharpe beats the incumbent's on the same bars (``evaluation.bootstrap``'s
+    blocks, resamples and seed; with several seeds, the worst pair). 0.05: about the lower
+    end of the report's 90 % interval above 0. None = not checked: the point Sharpe alone
+    then decides, and a difference inside the noise promotes."""
     max_concentration_increase: NonNeg = 0.10
     """Relative increase allowed in mean HHI concentration (0.10: at most 10% higher)."""
     max_concentration_abs: Frac | None = None

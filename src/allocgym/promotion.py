@@ -7,7 +7,9 @@ through :func:`allocgym.evaluation.run_allocators` and calls it. The candidate i
 checks as reasons. The checks, thresholds from :class:`~allocgym.config.PromotionConfig`:
 
 1. *Risk-adjusted performance, out of sample*: Sharpe above the incumbent's by more than
-   ``min_sharpe_improvement``; each ``secondary_metrics`` entry no worse than the
+   ``min_sharpe_improvement`` and, while ``max_p_value`` is set, significantly so (the
+   paired stationary-bootstrap test of the Sharpe difference on the same bars; a point
+   difference inside the noise is no improvement); each ``secondary_metrics`` entry no worse than the
    incumbent's by more than ``secondary_tolerance`` (relative; Sortino / Calmar higher is
    better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``, deflated by
    the study's trials ledger (else by the candidate's seeds, flagged weak, as is a ledger
@@ -171,6 +173,18 @@ def _risk_adjusted_checks(
             f"(+{rules.min_sharpe_improvement:g})",
         )
     ]
+    if rules.max_p_value is not None:
+        p = _num(candidate, "paired_p_value")
+        checks.append(
+            Check(
+                "risk_adjusted.significance",
+                math.isfinite(p) and p <= rules.max_p_value,
+                f"paired bootstrap p-value {p:.4g} that the Sharpe difference "
+                f"{_num(candidate, 'paired_diff'):+.4g} (interval "
+                f"[{_num(candidate, 'paired_low'):.4g}, {_num(candidate, 'paired_high'):.4g}]) "
+                f"is above 0: need <= {rules.max_p_value:g}",
+            )
+        )
     for metric in rules.secondary_metrics:
         passed, detail = _compare(
             metric, _num(candidate, metric), _num(incumbent, metric), rules.secondary_tolerance
@@ -406,6 +420,7 @@ def promote(
     cand_m = _aggregate([summary.metrics[bt.name] for bt in cand_bts])
     cand_m.update(dsr_trials=dsr["n_trials"], dsr_source=dsr["source"], dsr_weak=dsr["weak"])
     inc_m = _aggregate([ev.backtest_metrics(bt, e) for bt in inc_bts])
+    cand_m.update(_paired_test(cand_bts, inc_bts, e))
     stress: dict[float, dict[str, Any]] = {}
     hits: dict[str, int] = {}
     for j, m in enumerate(mults[1:], start=1):
@@ -425,6 +440,32 @@ def promote(
         "participation_cap_hits": hits,
     }
     return PromotionReport(decision, cand_m, inc_m, stress, meta)
+
+
+def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dict[str, float]:
+    """The paired Sharpe test of every candidate seed against every incumbent walk on
+    their common bars; the pair with the largest p-value speaks for the candidate (a
+    seed that does not beat the incumbent is not hidden by one that does)."""
+    from allocgym.stats import paired_sharpe_difference
+
+    boot, worst = e.bootstrap, None
+    for c in cand_bts:
+        for i in inc_bts:
+            _, ci, ii = np.intersect1d(c.bars, i.bars, return_indices=True)
+            if ci.size < 2:
+                continue
+            res = paired_sharpe_difference(
+                c.returns[ci], i.returns[ii], mean_block=boot.mean_block, n_boot=boot.n_boot,
+                alpha=boot.alpha, seed=boot.seed, periods_per_year=float(e.periods_per_year),
+            )  # fmt: skip
+            if worst is None or not res.p_value <= worst.p_value:
+                worst = res
+    if worst is None:
+        return {"paired_p_value": math.nan}
+    return {
+        "paired_p_value": worst.p_value, "paired_diff": worst.diff,
+        "paired_low": worst.ci_low, "paired_high": worst.ci_high,
+    }  # fmt: skip
 
 
 def _incumbent(
