@@ -398,7 +398,9 @@ class RegimeConfig(Section):
     Defaults: conventional windows, volatility levels set for an equity index, and
     hysteresis tuned so the bundled S&P 500 test split (2015-2022) changes label about 7
     times a year (the raw rule: 27) while the balanced accuracy on
-    ``allocgym.data.synthetic``'s true regimes stays above 0.7 (chance 1/3).
+    ``allocgym.data.synthetic``'s true regimes stays above 0.7 (chance 1/3). That tuning
+    looked at the test split's label changes (not its returns); with these settings the
+    train split changes label 5.8 times a year and the validation split 4.5.
     """
 
     vol_window: Annotated[int, Field(ge=2)] = 21
