@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from allocgym.config import CostConfig
 from allocgym.costs import CostModel, cost_terms, expected_cost
-from allocgym.errors import ConfigError
+from allocgym.errors import ConfigError, DataError
 
 # One symbol: trade 1 % of equity, equity 1e6, ADV 1e8 (participation 1e-4), sigma 2 %,
 # spread 10 bps.
@@ -114,6 +114,21 @@ def test_nonzero_trade_against_zero_adv_is_infinite_and_nan_trade_is_nan():
     c = expected_cost(np.array([[0.01, np.nan]]), 1e6, np.array([[0.0, 1e8]]), VOL, SPREAD, m)
     assert c[0, 0] == math.inf
     assert math.isnan(c[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("adv", "vol", "spread", "equity", "match"),
+    [
+        (-1e7, 0.02, 10.0, 1e6, r"adv_notional has -10000000.0: must be >= 0"),
+        (1e8, -0.02, 10.0, 1e6, r"volatility has -0.02"),
+        (1e8, 0.02, -50.0, 1e6, r"spread_bps has -50.0"),  # a rebate, not a cost
+        (1e8, 0.02, 10.0, 0.0, r"equity 0.0 must be > 0"),  # no impact at all
+    ],
+)
+def test_negative_market_data_and_empty_equity_are_refused(adv, vol, spread, equity, match):
+    with pytest.raises(DataError, match=match):
+        cost_terms(np.array([[0.01]]), equity, np.array([[adv]]), np.array([[vol]]),
+                   np.array([[spread]]), CostModel())  # fmt: skip
 
 
 def test_from_config_and_validation():

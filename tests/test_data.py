@@ -451,6 +451,9 @@ def test_window_cannot_see_past_t(sp500: MarketData) -> None:
         sp500.window(sp500.n_days)
     with pytest.raises(IndexError):
         sp500.window(-1)
+    for bad in (2.7, "3", True):  # not truncated or parsed into a bar
+        with pytest.raises(TypeError, match=r"a bar is a whole number"):
+            sp500.window(bad)
     with pytest.raises(IndexError):
         sp500.rows(5, 5)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from allocgym.config import ExecutionConfig, config_from_dict
 from allocgym.costs import CostModel
-from allocgym.errors import ConfigError, InvariantBreach
+from allocgym.errors import ConfigError, InvariantBreach, RequestError
 from allocgym.execution import (
     ExecutionParams,
     ExecutionPolicy,
@@ -360,6 +360,20 @@ def test_params_from_config_and_validation() -> None:
         config_from_dict({"execution": {"vol_short_window": 63}})
     with pytest.raises(InvariantBreach, match="non-finite"):
         run([0.1, 0.1, 0.1], [np.nan, 0.1, 0.1])
+    # refused, not cast: "no" was True, 2.5 bars ran as 2.5, text was a TypeError
+    for kw, match in (
+        ({"scheduled_only": "no"}, r"scheduled_only = 'no': pass True or False"),
+        ({"schedule_every": 2.5}, r"schedule_every = 2.5: pass a whole number of bars"),
+        ({"portfolio_drift_threshold": "x"}, r"portfolio_drift_threshold = 'x': pass a number"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            ExecutionParams(**kw)
+    # per-symbol lots of the wrong length: named at apply, not a numpy broadcast error
+    with pytest.raises(ConfigError, match=r"lot_size has 2 entries for 3 symbols"):
+        run([0.1, 0.1, 0.1], [0.2, 0.1, 0.1], params=ExecutionParams(lot_size=np.ones(2)))
+    # a ratio per portfolio: a vector of another length is not regrouped
+    with pytest.raises(RequestError, match=r"Triggers ratio has shape \(3,\): pass \(1,\)"):
+        run([0.1, 0.1, 0.1], [0.2, 0.1, 0.1], triggers=Triggers(vol_ratio=np.ones(3)))
 
 
 # ----------------------------------------------------------------------------- property

@@ -22,7 +22,7 @@ import numpy as np
 
 from allocgym import compiled
 from allocgym.config import CostConfig
-from allocgym.errors import ConfigError
+from allocgym.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,13 @@ def cost_terms(
         ``|Δw| · (commission + spread_mult · half-spread)``: scales linearly with the trade.
     impact : ndarray, shape (n_envs, n_assets)
         ``|Δw| · k · σ · sqrt(|Δw| · equity / ADV)``: scales with the trade to the power
-        1.5. A nonzero trade against ``ADV <= 0`` (with ``k · σ > 0``) costs ``+inf``.
+        1.5. A nonzero trade against an ADV of 0 (with ``k · σ > 0``) costs ``+inf``.
+
+    Raises
+    ------
+    DataError
+        A negative ADV, volatility or spread, or an equity not above 0 (a negative spread
+        would be a rebate, an equity of 0 no impact): NaN passes (it gives NaN).
 
     Notes
     -----
@@ -105,6 +111,12 @@ def cost_terms(
     adv = np.asarray(adv_notional, dtype=np.float64)
     vol = np.asarray(volatility, dtype=np.float64)
     spread = np.asarray(spread_bps, dtype=np.float64)
+    for name, x, low in (("adv_notional", adv, 0.0), ("volatility", vol, 0.0),
+                         ("spread_bps", spread, 0.0)):  # fmt: skip
+        if (x < low).any():
+            raise DataError(f"cost_terms: {name} has {float(x[x < low].flat[0])!r}: must be >= 0")
+    if (eq <= 0.0).any():
+        raise DataError(f"cost_terms: equity {float(eq[eq <= 0.0].flat[0])!r} must be > 0")
     return compiled.cost_terms(
         trade, eq, adv, vol, spread, model.spread_mult, model.commission_bps, model.impact_k
     )

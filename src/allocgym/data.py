@@ -170,6 +170,13 @@ def _regime_path(value: Any) -> np.ndarray:
     return raw
 
 
+def _bar_index(value: Any, where: str) -> int:
+    """A bar number as an int; 2.7 or '3' refused (int() would truncate or parse them)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{where}({value!r}): a bar is a whole number (an int)")
+    return int(value)
+
+
 def _missing(value: Any) -> bool:
     """None or a float NaN (what pandas leaves in an empty cell)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
@@ -307,7 +314,7 @@ class MarketData:
     # ------------------------------------------------------------------ views
     def window(self, t: int) -> MarketData:
         """Past-only view: rows ``0..t`` inclusive. Nothing after bar ``t`` is reachable."""
-        t = int(t)
+        t = _bar_index(t, "window")
         if not 0 <= t < self.n_days:
             raise IndexError(f"window({t}) outside 0..{self.n_days - 1}")
         return self.rows(0, t + 1)
@@ -319,7 +326,7 @@ class MarketData:
         in the view (so its row 0 is 0). For views that start at 0 it equals the parent's
         first rows and is taken from it.
         """
-        start, stop = int(start), int(stop)
+        start, stop = _bar_index(start, "rows"), _bar_index(stop, "rows")
         if not 0 <= start < stop <= self.n_days:
             raise IndexError(f"rows({start}, {stop}) outside 0 <= start < stop <= {self.n_days}")
         sl = slice(start, stop)

@@ -62,7 +62,7 @@ import numpy as np
 from allocgym import compiled
 from allocgym.compiled.execution import order_result, plan_orders
 from allocgym.config import ExecutionConfig
-from allocgym.errors import ConfigError, InvariantBreach
+from allocgym.errors import ConfigError, InvariantBreach, RequestError
 from allocgym.risk import GateContext, GateResult, ReasonCode
 from allocgym.risk.context import Bounds, SectorMap, sector_map
 from allocgym.risk.gates.registry import (
@@ -127,6 +127,24 @@ class ExecutionParams:
     spread_window: int = 21
 
     def __post_init__(self) -> None:
+        for name in ("name_drift_threshold", "lot_size", "portfolio_drift_threshold",
+                     "vol_spike_ratio", "spread_blowout_ratio"):  # fmt: skip
+            raw = np.asarray(getattr(self, name))
+            if raw.dtype.kind not in "fiu" or raw.ndim > 1:
+                raise ConfigError(
+                    f"ExecutionParams.{name} = {getattr(self, name)!r}: pass a number"
+                    f"{' or one per symbol' if name in ('name_drift_threshold', 'lot_size') else ''}"
+                )
+        for name in ("schedule_every", "vol_short_window", "vol_long_window", "spread_window"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+                raise ConfigError(
+                    f"ExecutionParams.{name} = {value!r}: pass a whole number of bars"
+                )
+        if not isinstance(self.scheduled_only, bool | np.bool_):
+            raise ConfigError(
+                f"ExecutionParams.scheduled_only = {self.scheduled_only!r}: pass True or False"
+            )
         tau = np.asarray(self.name_drift_threshold, dtype=np.float64)
         lot = np.asarray(self.lot_size, dtype=np.float64)
         if not (np.isfinite(tau).all() and (tau >= 0).all()):
@@ -529,6 +547,12 @@ class _Static:
     def _rows(self, n_assets: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.rows.get(n_assets)
         if row is None:
+            for name, a in (("name_drift_threshold", self.tau), ("lot_size", self.lot)):
+                if a.ndim and a.shape != (n_assets,):
+                    raise ConfigError(
+                        f"ExecutionParams.{name} has {a.shape[0]} entries for {n_assets} "
+                        "symbols: pass one number, or one per symbol"
+                    )
             row = self.rows[n_assets] = (_fit(self.tau, (n_assets,)), _fit(self.lot, (n_assets,)))
         return row
 
@@ -632,8 +656,19 @@ def _settle(
 
 
 def _ratios(x: Any, n_envs: int) -> np.ndarray | None:
-    """A risk-override ratio as (n_envs, k) floats (``None`` stays ``None``)."""
-    return None if x is None else np.asarray(x, dtype=np.float64).reshape(n_envs, -1)
+    """A risk-override ratio as (n_envs, k) floats (``None`` stays ``None``): (n_envs,) or
+    (n_envs, k); any other shape refused (a reshape would regroup a wrong length)."""
+    if x is None:
+        return None
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 0:  # one ratio for every portfolio
+        return np.full((n_envs, 1), float(arr))
+    if arr.ndim > 2 or arr.shape[0] != n_envs:
+        raise RequestError(
+            f"Triggers ratio has shape {arr.shape}: pass ({n_envs},) or ({n_envs}, n_assets), "
+            "one row per portfolio"
+        )
+    return arr.reshape(n_envs, -1)
 
 
 def _round_and_check(
