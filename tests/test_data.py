@@ -451,6 +451,8 @@ def test_window_cannot_see_past_t(sp500: MarketData) -> None:
         sp500.window(sp500.n_days)
     with pytest.raises(IndexError):
         sp500.window(-1)
+    with pytest.raises(DataError, match=r"has no rows \(columns \['A', 'B'\]\)"):
+        from_prices(pd.DataFrame(columns=["A", "B"]), cfg=LOOSE)  # not "columns not numeric"
     for bad in (2.7, "3", True):  # not truncated or parsed into a bar
         with pytest.raises(TypeError, match=r"a bar is a whole number"):
             sp500.window(bad)

@@ -1127,6 +1127,10 @@ def from_prices(
     min_rows = cfg.min_history if min_history is None else int(min_history)
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"from_prices needs a pandas DataFrame, got {type(df).__name__}")
+    if len(df.index) == 0:
+        raise DataError(
+            f"{name} has no rows (columns {list(df.columns)[:_SHOW]}): give one row per date"
+        )
     if _is_long(df):
         if volume is not None or spread_bps is not None:
             raise DataError(
