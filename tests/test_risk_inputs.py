@@ -235,6 +235,12 @@ def test_bad_context_fields_are_refused_with_the_value_and_the_fix(field, value,
         read_inputs(np.zeros((2, 3)), c, limits())
 
 
+def test_an_empty_universe_is_refused_by_name():
+    """Zero symbols: a RequestError, not numpy's 'zero-size array' from a reduction."""
+    with pytest.raises(RequestError, match=r"shape \(2, 0\): a decision needs at least one"):
+        read_inputs(np.zeros((2, 0)), calm_context(2, 0), limits())
+
+
 def test_a_one_dimensional_proposal_says_how_to_batch_it():
     """A proposal must be (n_envs, n_assets): a 1-d one is refused with the fix."""
     with pytest.raises(RequestError, match=r"use w\[None, :\] for one portfolio"):

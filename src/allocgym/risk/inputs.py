@@ -187,6 +187,10 @@ def _proposal_and_book(proposed: np.ndarray, ctx: GateContext) -> tuple[np.ndarr
             f"proposed weights have shape {raw.shape}; expected (n_envs, n_assets) "
             "(use w[None, :] for one portfolio)"
         )
+    if raw.shape[1] == 0:
+        raise RequestError(
+            f"proposed weights have shape {raw.shape}: a decision needs at least one symbol"
+        )
     book = _numbers(ctx.current_weights, "GateContext.current_weights")
     if book.shape != raw.shape:
         raise RequestError(
