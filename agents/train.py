@@ -1141,7 +1141,7 @@ def _train(
         params = build_params(market, cfg, cfg.env.split)  # what in_sample_reason checks
         eval_params = (
             params
-            if train_cfg.eval_split == "train"
+            if train_cfg.eval_split == cfg.env.split
             else build_params(market, cfg, train_cfg.eval_split)
         )
         tb_dir = run_dir / "tb"

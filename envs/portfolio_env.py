@@ -187,9 +187,9 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         if seed is not None and (
             not isinstance(seed, int | np.integer)
             or isinstance(seed, bool)
-            or not 0 <= seed < 2**64
+            or not 0 <= seed < 2**63
         ):
-            raise ConfigError(f"reset seed = {seed!r}: pass an int in 0..2**64-1")
+            raise ConfigError(f"reset seed = {seed!r}: pass an int in 0..2**63-1")
         super().reset(seed=seed)
         if seed is not None:
             self._key, self._episode = int(seed), 0

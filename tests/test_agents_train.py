@@ -706,14 +706,18 @@ def test_training_uses_env_split_the_split_the_out_of_sample_guard_reads(
     train_mod = sys.modules[train.__module__]  # the package exports the function as `train`
     seen: list[str] = []
 
+    real = train_mod.build_params
+
     def stop(market_: MarketData, cfg: AllocgymConfig, split: str):
         seen.append(split)
-        raise RuntimeError("stop after the split is chosen")
+        if len(seen) == 2:  # the model-selection split is built too
+            raise RuntimeError("stop after the splits are chosen")
+        return real(market_, cfg, split)
 
     monkeypatch.setattr(train_mod, "build_params", stop)
     tree = tiny_tree()
     tree["env"]["split"] = "validation"
     tree["train"]["eval_split"] = "train"
-    with pytest.raises(RuntimeError, match="stop after"):
+    with pytest.raises(RuntimeError, match="stop after the splits"):
         train(config_from_dict(tree), tmp_path / "run", market=market, ledger=tmp_path / "l.jsonl")
-    assert seen == ["validation"]
+    assert seen == ["validation", "train"]  # selection on train, not on the training bars

@@ -267,7 +267,7 @@ def test_refuses_non_numeric_and_non_dates() -> None:
     with pytest.raises(DataError, match=r"index: the first date 'a' is not a date"):
         from_prices(df, cfg=LOOSE)
     # a frame whose dates were left in a column: its row numbers are not dates
-    with pytest.raises(DataError, match=r"index holds numbers \(int64\), not dates"):
+    with pytest.raises(DataError, match=r"index holds numbers \(int64, the first 0\), not dates"):
         from_prices(wide().reset_index(drop=True), cfg=LOOSE)
     df = wide()
     df["B"] = True  # True is not a price of 1.0
@@ -279,8 +279,9 @@ def test_refuses_non_numeric_and_non_dates() -> None:
     df.index = [f"2020-01-0{d}T00:00:00{'+09:00' if d % 2 else '-05:00'}" for d in range(1, 7)]
     with pytest.raises(DataError, match="index mixes UTC offsets"):
         from_prices(df, cfg=LOOSE)
-    with pytest.raises(DataError, match=r"sectors='abc' is one string"):
-        from_prices(wide(), sectors="abc", cfg=LOOSE)
+    for one in ("abc", "tech"):  # whatever its length: not one sector per letter
+        with pytest.raises(DataError, match=rf"sectors='{one}' is one string"):
+            from_prices(wide(), sectors=one, cfg=LOOSE)
     with pytest.raises(DataError, match=r"symbols \['B'\] have no sector \(None or NaN\)"):
         from_prices(wide(), sectors=["x", np.nan, "y"], cfg=LOOSE)
     df = wide().rename(columns=lambda c: f" {c} ")  # a header written "date, A, B, C"
@@ -326,6 +327,13 @@ def test_long_rows_without_a_symbol_are_refused_and_symbols_stripped() -> None:
     rows.loc[rows.index[3], "symbol"] = None  # not a symbol named 'None'
     with pytest.raises(DataError, match=r"row 4 has no symbol"):
         from_prices(rows, cfg=LOOSE)
+
+
+def test_a_long_csv_keeps_tickers_that_pandas_reads_as_missing(tmp_path) -> None:
+    rows = long_frame(wide()).replace({"symbol": {"A": "NA", "B": "NULL"}})
+    rows.to_csv(tmp_path / "long.csv", index=False)
+    md = from_csv(tmp_path / "long.csv", cfg=LOOSE)
+    assert md.symbols == ("NA", "NULL", "C")  # not refused as rows without a symbol
 
 
 def test_long_ohlcv_matches_wide() -> None:

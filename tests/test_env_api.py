@@ -437,7 +437,7 @@ def test_bench_env_rounds_take_a_new_action_each_step() -> None:
 
 def test_bad_actions_and_reset_arguments_are_refused_by_name() -> None:
     """A scalar action (an IndexError once), text or booleans as actions (cast once), an
-    unknown or fractional reset option, a seed outside 0..2**64-1: each refused with the
+    unknown or fractional reset option, a seed outside 0..2**63-1: each refused with the
     value and what the env takes."""
     env = PortfolioEnv(synthetic(n_assets=4, n_days=1200, seed=0), config_from_dict({}))
     env.reset(seed=0)
@@ -451,9 +451,10 @@ def test_bad_actions_and_reset_arguments_are_refused_by_name() -> None:
         env.reset(seed=0, options={"strat": 5})
     with pytest.raises(ConfigError, match=r"start = 100.7 is not a whole bar index"):
         env.reset(seed=0, options={"start": 100.7})
-    for seed in (-1, 2**64, 1.5):
-        with pytest.raises(ConfigError, match=r"reset seed = .*: pass an int in 0..2\*\*64-1"):
+    for seed in (-1, 2**63, 2**64 - 1, 1.5):
+        with pytest.raises(ConfigError, match=r"reset seed = .*: pass an int in 0..2\*\*63-1"):
             env.reset(seed=seed)
+    env.reset(seed=2**63 - 1)  # the largest key
     _, info = env.reset(seed=0, options={"start": np.int64(300)})
     assert info["t"] == 300
     with pytest.raises(ConfigError, match=r"n_envs = 2.5: need a whole number"):

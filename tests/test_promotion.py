@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -262,3 +263,31 @@ def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
         f"risk_adjusted.dsr: Deflated Sharpe {deflated.candidate['dsr']:.4g} (need >= 0.5): "
         "N = 40 trials (ledger)"
     ]
+
+
+def test_the_paired_test_takes_the_worst_pair_and_fails_without_one() -> None:
+    """Every candidate seed against every incumbent walk: the largest p-value speaks, a
+    pair without a Sharpe ratio (a flat walk: NaN) fails whatever its order, and a pair
+    without common bars is a failure with its reason, not a skipped seed."""
+    from types import SimpleNamespace
+
+    from allocgym.config import BootstrapConfig
+    from allocgym.promotion import _paired_test
+
+    rng = np.random.default_rng(0)
+    bars = np.arange(300)
+    inc = SimpleNamespace(name="hrp", bars=bars, returns=rng.normal(0.0, 0.01, 300))
+    good = SimpleNamespace(name="s0", bars=bars, returns=inc.returns + 0.002)
+    weak = SimpleNamespace(name="s1", bars=bars, returns=inc.returns + rng.normal(0, 0.01, 300))
+    flat = SimpleNamespace(name="s2", bars=bars, returns=np.zeros(300))
+    e = SimpleNamespace(bootstrap=BootstrapConfig(n_boot=200), periods_per_year=252.0)
+    p_good = _paired_test([good], [inc], e)["paired_p_value"]
+    p_weak = _paired_test([weak], [inc], e)["paired_p_value"]
+    assert _paired_test([good, weak], [inc], e)["paired_p_value"] == max(p_good, p_weak)
+    for order in ([flat, good], [good, flat]):
+        assert np.isnan(_paired_test(order, [inc], e)["paired_p_value"])
+    apart = SimpleNamespace(name="s3", bars=bars + 1000, returns=good.returns)
+    res = _paired_test([good, apart], [inc], e)
+    assert np.isnan(res["paired_p_value"]) and "s3 shares 0 bars with hrp" in res["paired_note"]
+    d = promotion_decision({**DOMINANT, **res}, INCUMBENT, stressed(), PromotionConfig())
+    assert "s3 shares 0 bars" in next(c.detail for c in d.checks if not c.passed)

@@ -167,8 +167,9 @@ def test_positions_are_placed_by_symbol_and_the_first_bad_one_is_named(
         "positions",
     )
     assert "'NOT_A_SYMBOL'" in d.reject.message
-    # the book it can read is held; under the kill switch it is closed all the same
-    assert d.target_delta_qty == [0] * len(s) and d.target_qty[0] == 1.0
+    # without the kill switch the reject sends no targets (as audit logs replay it);
+    # under it the positions it can read are closed all the same
+    assert d.target_delta_qty is None and d.target_qty is None
     d = _decide(alloc, positions={s[0]: 1.0, s[3]: -4.0, "NOT_A_SYMBOL": 2.0}, kill_switch=True)
     assert d.status == "rejected" and d.target_qty == [0] * len(s)
     assert d.target_delta_qty[0] == -1.0 and d.target_delta_qty[3] == 4.0

@@ -541,6 +541,12 @@ def test_an_engaged_kill_switch_survives_a_restart(policy: FrozenPolicy, tmp_pat
     restored = json.loads(log.read_text().splitlines()[-1])["record"]["input"]
     assert restored["kind"] == "kill_switch" and restored["engaged"] is True
     assert "desk halt" in restored["reason"] and restored["actor"] == "restart (ops)"
+    kept = json.loads((tmp_path / "audit.jsonl.kill").read_text())
+    assert (kept["engaged"], kept["reason"], kept["actor"]) == (True, "desk halt", "ops")
+    second.audit.close()  # restarted again: the operator's reason, not a nested one
+    second = DecisionService(make_alloc(policy), audit_log=log)
+    again = json.loads(log.read_text().splitlines()[-1])["record"]["input"]
+    assert again["reason"] == restored["reason"] and again["actor"] == "restart (ops)"
     second.set_kill_switch(False, reason="resume", actor="ops")
     second.audit.close()
     third = DecisionService(make_alloc(policy), audit_log=log)

@@ -134,6 +134,9 @@ def test_load_sectors_csv_yaml_mapping_and_refusals(tmp_path: Path) -> None:
         load_sectors(blank)
     with pytest.raises(DataError, match=r"a row has no symbol"):
         load_sectors({None: "Tech"})
+    tickers = tmp_path / "tickers.csv"  # NA (National Bank of Canada) is a ticker, not NaN
+    tickers.write_text("symbol,sector\nNA,Financials\nNULL,Tech\n")
+    assert load_sectors(tickers) == {"NA": "Financials", "NULL": "Tech"}
 
 
 def test_data_sectors_applies_to_every_source(tmp_path: Path) -> None:

@@ -823,6 +823,7 @@ def serve_cmd(
         read_token,
         serve,
     )
+    from allocgym.serving.service import kill_state_path, read_kill_state
 
     admin_token = read_token(ADMIN_TOKEN_ENV, admin_token_file)
     decide_token = read_token(DECIDE_TOKEN_ENV, decide_token_file)
@@ -831,20 +832,23 @@ def serve_cmd(
     allocator = _allocator(policy, overrides, public_key=require_signature)
     if allocator.policy.signed_by is not None:
         typer.echo(f"bundle signature verified (key {allocator.policy.signed_by})", err=True)
+    read_kill_state(audit_log)  # an unreadable kill-switch file stops the start, unlocked
     log = AuditLog(
         audit_log,
         anchor_every=anchor_every,
         key=None if audit_key is None else audit_key.encode(),
     )
-    service = DecisionService(allocator, audit_log=log)
-    typer.echo(
-        f"serving {service.allocator.policy.model_id} on http://{host}:{port} "
-        f"(audit log {audit_log}, {len(log)} records; kill switch "
-        f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
-        f"{'needs the decide token' if decide_token else 'open'})",
-        err=True,
-    )
     try:
+        service = DecisionService(allocator, audit_log=log)
+        killed = service.allocator.operator_kill
+        typer.echo(
+            f"serving {service.allocator.policy.model_id} on http://{host}:{port} "
+            f"(audit log {audit_log}, {len(log)} records; kill switch "
+            f"{'ENGAGED (restored from ' + str(kill_state_path(audit_log)) + '); ' if killed else ''}"
+            f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
+            f"{'needs the decide token' if decide_token else 'open'})",
+            err=True,
+        )
         serve(service, host, port, admin_token=admin_token, decide_token=decide_token)
     finally:
         log.close()

@@ -114,9 +114,15 @@ def cost_terms(
     for name, x, low in (("adv_notional", adv, 0.0), ("volatility", vol, 0.0),
                          ("spread_bps", spread, 0.0)):  # fmt: skip
         if (x < low).any():
-            raise DataError(f"cost_terms: {name} has {float(x[x < low].flat[0])!r}: must be >= 0")
+            raise DataError(
+                f"cost_terms: {name} has {float(x[x < low].flat[0])!r}: must be >= 0 (ADV in "
+                "currency, daily volatility as a decimal, the quoted spread in bps)"
+            )
     if (eq <= 0.0).any():
-        raise DataError(f"cost_terms: equity {float(eq[eq <= 0.0].flat[0])!r} must be > 0")
+        raise DataError(
+            f"cost_terms: equity {float(eq[eq <= 0.0].flat[0])!r} must be > 0: costs are "
+            "fractions of a positive equity"
+        )
     return compiled.cost_terms(
         trade, eq, adv, vol, spread, model.spread_mult, model.commission_bps, model.impact_k
     )

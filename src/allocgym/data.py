@@ -170,6 +170,14 @@ def _regime_path(value: Any) -> np.ndarray:
     return raw
 
 
+_CSV_NA = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
+"""pandas' default missing-value words (``read_csv``'s ``na_values``), kept for the columns
+that are not symbols."""
+
+
 def _bar_index(value: Any, where: str) -> int:
     """A bar number as an int; 2.7 or '3' refused (int() would truncate or parse them)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -602,11 +610,6 @@ def _assemble(
     elif isinstance(sectors, Mapping):
         sector_list = [str(sectors.get(s, UNKNOWN_SECTOR)) for s in symbols]
     else:
-        if isinstance(sectors, str):
-            raise DataError(
-                f"sectors={sectors!r} is one string: give one sector per symbol (a list) or "
-                "a symbol -> sector mapping"
-            )
         empty = [str(sym) for sym, sec in zip(symbols, sectors, strict=False) if _missing(sec)]
         if empty:
             raise DataError(
@@ -780,7 +783,11 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
             import io
 
             try:
-                df = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True)
+                # only an empty cell is missing: NA, NULL or None are tickers too
+                df = pd.read_csv(
+                    io.StringIO(text), dtype=str, skipinitialspace=True,
+                    keep_default_na=False, na_values=[""],
+                )  # fmt: skip
             except (ValueError, pd.errors.ParserError) as err:
                 raise DataError(f"{where} could not be read as CSV ({err})") from None
             cols = {str(c).strip().lower(): c for c in df.columns}
@@ -971,12 +978,13 @@ def _is_long(df: pd.DataFrame) -> bool:
 
 
 def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
-    kind = getattr(values, "dtype", np.asarray(values).dtype).kind
-    if kind in "biufc":
+    arr = np.asarray(values)
+    if arr.dtype.kind in "biufc":
+        first = arr.flat[0].item() if arr.size else None
         raise DataError(
-            f"{what} holds numbers ({getattr(values, 'dtype', kind)}), not dates: index the "
-            "rows by date (a frame read without index_col=0 has row numbers 0..n-1; "
-            "pd.read_csv(path, index_col=0, parse_dates=True) reads the first column as dates)"
+            f"{what} holds numbers ({arr.dtype}, the first {first!r}), not dates: write dates "
+            "as YYYY-MM-DD (20200131 is a number); a frame whose dates sit in a column has "
+            "row numbers as its index: make the date column the index"
         )
     try:
         with warnings.catch_warnings():
@@ -1005,8 +1013,8 @@ def _date_error(values: Any, what: str, err: Exception) -> str:
         pd.to_datetime(raw, format="ISO8601", utc=True)
         return (
             f"{what} mixes UTC offsets, or dates with and without one (the first date is "
-            f"{raw.iloc[0]!r}): write every date with the same offset (the exchange's), "
-            "or none"
+            f"{raw.iloc[0]!r}): write every date in UTC (Z) or without an offset (a "
+            "local calendar day)"
         )
     except ValueError:
         pass
@@ -1130,6 +1138,11 @@ def from_prices(
     if len(df.index) == 0:
         raise DataError(
             f"{name} has no rows (columns {list(df.columns)[:_SHOW]}): give one row per date"
+        )
+    if isinstance(sectors, str):
+        raise DataError(
+            f"sectors={sectors!r} is one string: give one sector per symbol (a list) or a "
+            "symbol -> sector mapping"
         )
     if _is_long(df):
         if volume is not None or spread_bps is not None:
@@ -1275,7 +1288,11 @@ def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
     try:
         head = pd.read_csv(p, nrows=0)
         if _is_long(head):
-            df = pd.read_csv(p)
+            # pandas' missing-value words hold in every column but the symbols': NA
+            # (National Bank of Canada), NULL or None are tickers, only an empty cell is none
+            na = {c: _CSV_NA for c in head.columns if str(c).strip().lower() != "symbol"}
+            na |= {c: ("",) for c in head.columns if str(c).strip().lower() == "symbol"}
+            df = pd.read_csv(p, keep_default_na=False, na_values=na)
         else:
             _refuse_duplicate_columns(p)
             df = pd.read_csv(p, index_col=0)

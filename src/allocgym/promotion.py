@@ -175,15 +175,16 @@ def _risk_adjusted_checks(
     ]
     if rules.max_p_value is not None:
         p = _num(candidate, "paired_p_value")
+        detail = (
+            f"paired bootstrap p-value {p:.4g} that the Sharpe difference "
+            f"{_num(candidate, 'paired_diff'):+.4g} (interval "
+            f"[{_num(candidate, 'paired_low'):.4g}, {_num(candidate, 'paired_high'):.4g}]) "
+            f"is above 0: need <= {rules.max_p_value:g}"
+        )
+        if candidate.get("paired_note"):
+            detail += f" ({candidate['paired_note']})"
         checks.append(
-            Check(
-                "risk_adjusted.significance",
-                math.isfinite(p) and p <= rules.max_p_value,
-                f"paired bootstrap p-value {p:.4g} that the Sharpe difference "
-                f"{_num(candidate, 'paired_diff'):+.4g} (interval "
-                f"[{_num(candidate, 'paired_low'):.4g}, {_num(candidate, 'paired_high'):.4g}]) "
-                f"is above 0: need <= {rules.max_p_value:g}",
-            )
+            Check("risk_adjusted.significance", math.isfinite(p) and p <= rules.max_p_value, detail)
         )
     for metric in rules.secondary_metrics:
         passed, detail = _compare(
@@ -442,26 +443,29 @@ def promote(
     return PromotionReport(decision, cand_m, inc_m, stress, meta)
 
 
-def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dict[str, float]:
+def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dict[str, Any]:
     """The paired Sharpe test of every candidate seed against every incumbent walk on
     their common bars; the pair with the largest p-value speaks for the candidate (a
-    seed that does not beat the incumbent is not hidden by one that does)."""
+    seed that does not beat the incumbent is not hidden by one that does; a pair without
+    a test, NaN or too few common bars, fails the candidate)."""
     from allocgym.stats import paired_sharpe_difference
 
     boot, worst = e.bootstrap, None
     for c in cand_bts:
         for i in inc_bts:
             _, ci, ii = np.intersect1d(c.bars, i.bars, return_indices=True)
-            if ci.size < 2:
-                continue
+            if ci.size < 2:  # no test is a failed test, not a skipped seed
+                return {"paired_p_value": math.nan, "paired_note": f"{c.name} shares "
+                        f"{ci.size} bars with {i.name}: no paired test"}  # fmt: skip
             res = paired_sharpe_difference(
                 c.returns[ci], i.returns[ii], mean_block=boot.mean_block, n_boot=boot.n_boot,
                 alpha=boot.alpha, seed=boot.seed, periods_per_year=float(e.periods_per_year),
             )  # fmt: skip
-            if worst is None or not res.p_value <= worst.p_value:
+            # NaN (no Sharpe ratio) is the worst a pair can give, whatever comes after it
+            if worst is None or not (res.p_value <= worst.p_value or math.isnan(worst.p_value)):
                 worst = res
     if worst is None:
-        return {"paired_p_value": math.nan}
+        return {"paired_p_value": math.nan, "paired_note": "no walks to pair"}
     return {
         "paired_p_value": worst.p_value, "paired_diff": worst.diff,
         "paired_low": worst.ci_low, "paired_high": worst.ci_high,

@@ -1312,7 +1312,7 @@ class FrozenAllocator:
     ) -> DecisionTrace:
         n_assets = self.n_assets
         kill = bool(req.kill_switch or kill_op or self.limits.kill_switch)
-        shares = self._readable_shares(req)
+        shares = self._readable_shares(req, skip_unknown=kill)
         code = int(ReasonCode[rej.code])
         portfolio_code = code | (_KILL if kill else 0)
         if shares is None:
@@ -1380,16 +1380,19 @@ class FrozenAllocator:
             operator_kill=kill_op,
         )
 
-    def _readable_shares(self, req: DecisionRequest) -> np.ndarray | None:
-        """Positions in the bundle's order, None when a quantity is not finite. A symbol
-        outside the universe is left out (the reject names it; this allocator has no
-        column to trade it in): under the kill switch the positions it can read are
-        still closed, the kill switch wins over one unreadable entry."""
+    def _readable_shares(self, req: DecisionRequest, *, skip_unknown: bool) -> np.ndarray | None:
+        """Positions in the bundle's order; None when a quantity is not finite, or a
+        symbol is outside the universe unless ``skip_unknown``. Under the kill switch the
+        unknown symbols are skipped (the reject names them; no column trades them): the
+        positions it can read are still closed, the kill switch wins over one unreadable
+        entry. Without it the reject keeps its answer (no targets), as logs replay it."""
         shares = np.zeros(self.n_assets)
         for sym, qty in req.positions.items():
             j = self._index.get(sym)
             if j is None:
-                continue
+                if skip_unknown:
+                    continue
+                return None
             if not math.isfinite(qty):
                 return None
             shares[j] = qty

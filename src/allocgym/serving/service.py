@@ -376,11 +376,13 @@ class DecisionService:
         self._cache: OrderedDict[str, tuple[str, ServiceResult]] = OrderedDict()
         self._lock = threading.Lock()
         if saved is not None and saved["engaged"] and not allocator.operator_kill:
-            # a restart must not release a kill switch the operator engaged
+            # a restart must not release a kill switch the operator engaged; the file
+            # keeps the operator's engagement (when, why, who), the log the restore
             self.set_kill_switch(
                 True,
                 reason=f"restored at start: engaged at {saved['at']} ({saved['reason']})",
                 actor=f"restart ({saved['actor']})",
+                kept=saved,
             )
 
     # ------------------------------------------------------------------ decisions
@@ -552,9 +554,16 @@ class DecisionService:
 
     # ------------------------------------------------------------------ kill switch
     def set_kill_switch(
-        self, engaged: bool, *, reason: str = "", actor: str = ""
+        self,
+        engaged: bool,
+        *,
+        reason: str = "",
+        actor: str = "",
+        kept: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Engage or release the operator kill switch (audited); returns the new state."""
+        """Engage or release the operator kill switch (audited, and kept in
+        ``<log>.kill`` for a restart; ``kept``: the record to keep there instead, a
+        restore keeps the operator's); returns the new state."""
         with self._lock:
             now = dt.datetime.now(dt.UTC).isoformat()
             previous = self.allocator.operator_kill
@@ -562,6 +571,9 @@ class DecisionService:
             self.metrics.kill_switch.set(1 if engaged else 0)
             state = {"kill_switch": bool(engaged), "previous": previous}
             if self.audit is not None:
+                # the file first: a crash before the audit record still restarts killed
+                k = kept or {"at": now, "reason": reason, "actor": actor}
+                write_kill_state(self.audit.path, bool(engaged), k["at"], k["reason"], k["actor"])
                 self.audit.append(
                     {
                         "request_id": f"kill-switch-{now}",
@@ -577,7 +589,6 @@ class DecisionService:
                         "output": state,
                     }
                 )
-                write_kill_state(self.audit.path, bool(engaged), now, reason, actor)
         return {**state, "at": now, "reason": reason, "actor": actor}
 
 
