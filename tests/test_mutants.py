@@ -69,8 +69,8 @@ MUTANTS = {
     ),
     "measures_population_volatility": Mutant(
         MEASURES,
-        "return (np.std(r, axis=-1, ddof=1) * np.sqrt(periods_per_year))[()]",
-        "return (np.std(r, axis=-1, ddof=0) * np.sqrt(periods_per_year))[()]",
+        "sd = np.std(r, axis=-1, ddof=1)",
+        "sd = np.std(r, axis=-1, ddof=0)",
         (MEASURE_TESTS + "test_annualized_volatility_hand",),
     ),
     "measures_drawdown_ignores_the_initial_peak": Mutant(
