@@ -279,6 +279,11 @@ def test_refuses_non_numeric_and_non_dates() -> None:
     df.index = [f"2020-01-0{d}T00:00:00{'+09:00' if d % 2 else '-05:00'}" for d in range(1, 7)]
     with pytest.raises(DataError, match="index mixes UTC offsets"):
         from_prices(df, cfg=LOOSE)
+    with pytest.raises(DataError, match=r"symbols \['B'\] map to no sector \(None or NaN\)"):
+        from_prices(wide(), sectors={"A": "x", "B": None}, cfg=LOOSE)  # not a sector 'None'
+    for bad in (1.5, -3, True):  # not truncated to 1 or taken as no minimum
+        with pytest.raises(DataError, match=r"min_history = .*: pass a whole number of bars"):
+            from_prices(wide(), min_history=bad)
     for one in ("abc", "tech"):  # whatever its length: not one sector per letter
         with pytest.raises(DataError, match=rf"sectors='{one}' is one string"):
             from_prices(wide(), sectors=one, cfg=LOOSE)

@@ -608,6 +608,12 @@ def _assemble(
         sector_list = [UNKNOWN_SECTOR] * len(symbols)
         defaulted.append("sectors")
     elif isinstance(sectors, Mapping):
+        empty = [str(sym) for sym in symbols if sym in sectors and _missing(sectors[sym])]
+        if empty:
+            raise DataError(
+                f"symbols {empty[:_SHOW]} map to no sector (None or NaN): give each one, or "
+                "leave them out of the mapping (they are exempt from the sector cap)"
+            )
         sector_list = [str(sectors.get(s, UNKNOWN_SECTOR)) for s in symbols]
     else:
         empty = [str(sym) for sym, sec in zip(symbols, sectors, strict=False) if _missing(sec)]
@@ -1132,6 +1138,12 @@ def from_prices(
         When validation fails (message names the dates/symbols and the fix).
     """
     cfg = cfg or DataConfig()
+    if min_history is not None and (
+        isinstance(min_history, bool)
+        or not isinstance(min_history, int | np.integer)
+        or min_history < 1
+    ):
+        raise DataError(f"min_history = {min_history!r}: pass a whole number of bars >= 1")
     min_rows = cfg.min_history if min_history is None else int(min_history)
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"from_prices needs a pandas DataFrame, got {type(df).__name__}")
