@@ -396,15 +396,21 @@ def write_anchor(path: str | Path, anchor: Anchor, key: bytes | None = None) -> 
     }
     if key is not None:
         body["hmac"] = _anchor_mac(body, key)
+    atomic_write(target, canonical_json(body) + b"\n")
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` so that a crash leaves the old file or the new one:
+    a temp file, fsync, rename, then fsync of the folder (the rename itself survives)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as fh:
-        fh.write(canonical_json(body) + b"\n")
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
+        os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
 

@@ -71,6 +71,7 @@ from allocgym.observability import (
     Metrics,
     ReplayReport,
     StrategyPnL,
+    atomic_write,
     reason_names,
     replay,
     sha256_hex,
@@ -600,15 +601,9 @@ def kill_state_path(log: str | Path) -> Path:
 
 
 def write_kill_state(log: str | Path, engaged: bool, at: str, reason: str, actor: str) -> None:
-    """Record the kill switch beside the audit log (temp file, fsync, rename)."""
-    target = kill_state_path(log)
+    """Record the kill switch beside the audit log (``observability.atomic_write``)."""
     body = {"engaged": engaged, "at": at, "reason": reason, "actor": actor}
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(body, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    atomic_write(kill_state_path(log), json.dumps(body).encode())
 
 
 def read_kill_state(log: str | Path) -> dict[str, Any] | None:
