@@ -88,7 +88,7 @@ from allocgym.data import MarketData, load_market
 from allocgym.envs import PortfolioVecEnv, build_params
 from allocgym.envs.core import EnvParams
 from allocgym.errors import ConfigError
-from allocgym.ledger import new_run_id
+from allocgym.ledger import EVALUATIONS_KEY, new_run_id
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO,
@@ -526,7 +526,6 @@ class ValidationCallback(BaseCallback):
     def _on_rollout_start(self) -> None:
         if self.freq and self.num_timesteps >= self.next_eval:
             self.evaluate()
-            self.next_eval = (self.num_timesteps // self.freq + 1) * self.freq
 
     def _on_training_end(self) -> None:
         if self.last_eval != self.num_timesteps:
@@ -573,6 +572,8 @@ class ValidationCallback(BaseCallback):
             _save_model_files(self.model, self.vecnormalize, self.run_dir / _BEST, extra=record)
         self.latest = results
         self.last_eval = step
+        if self.freq:  # from here, so an extended run does not validate this step again
+            self.next_eval = (step // self.freq + 1) * self.freq
         return results
 
     def summary_text(self) -> str:
@@ -956,6 +957,7 @@ def train(
         TrialsLedger,
         configuration_id,
         market_fingerprint,
+        n_evaluations,
         run_id_of,
         selection_key,
     )
@@ -991,6 +993,7 @@ def train(
                 "val_sharpe": result.best_score,
                 "best_step": result.best_step,
                 "num_timesteps": result.num_timesteps,
+                EVALUATIONS_KEY: n_evaluations(Path(run_dir)),
             },
             "started_at": started,
             "selection_key": key,

@@ -514,6 +514,9 @@ def test_a_resumed_and_extended_run_is_one_trial(tmp_path: Path, market: MarketD
     assert len(ledger.history()) == 3
     (trial,) = ledger.read()
     assert trial.metrics["num_timesteps"] == 384 and extended.best_score is not None
+    # its best of the validation runs at steps 128, 256 and 384 (the resumes re-ran none)
+    steps = [json.loads(ln)["step"] for ln in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert steps == [128, 256, 384] and trial.metrics["n_evaluations"] == 3
     assert ledger.n_trials == 1
     assert ledger.trial_sharpes().tolist() == [extended.best_score]
     # the fresh start's run_id, kept by both resumes, is on every line

@@ -369,6 +369,21 @@ def test_seeds_of_one_configuration_make_a_weak_trial_set(tmp_path: Path) -> Non
     assert not other.one_configuration()
 
 
+def test_the_dsr_says_when_each_trial_is_a_best_of_several_checkpoints(tmp_path: Path) -> None:
+    """N counts runs; a val_sharpe chosen among a run's validation runs is a selection it
+    does not count, so the note names the most of them (no note for one, or unrecorded)."""
+    led = TrialsLedger(tmp_path)
+    led.append(_record(0, sharpe=0.5))  # written before the count existed
+    led.append(_record(1, sharpe=1.0, metrics={"val_sharpe": 1.0, "n_evaluations": 1}))
+    assert led.most_evaluations() == 1
+    assert "checkpoints" not in dsr_trial_set([], None, tmp_path).note
+    led.append(_record(2, metrics={"val_sharpe": 0.2, "n_evaluations": 7}))
+    led.append(_record(3, status="failed", metrics={"n_evaluations": 50}))  # never a candidate
+    ts = dsr_trial_set([], None, tmp_path)
+    assert led.most_evaluations() == 7 and ts.n_trials == 3
+    assert "the best of up to 7 validation runs of its checkpoints" in ts.note
+
+
 def test_unkeyed_stopped_and_failed_trials_in_the_seeds_check(tmp_path: Path) -> None:
     """An unkeyed trial counts in every selection (as the DSR counts it), so another
     configuration there lifts the flag on a keyed read and on a read of all keys; a

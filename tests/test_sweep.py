@@ -242,6 +242,7 @@ def test_four_trial_sweep_on_local_ray(tmp_path: Path) -> None:
     """Four trials on a 2-CPU local Ray with Optuna and ASHA: four ledger lines, at least
     one trial stopped early, ordinary run directories, results table, best_config.yaml
     that trains with --config."""
+    from allocgym.ledger import n_evaluations
     from allocgym.sweep import SweepOptions, run_sweep
 
     # The four priors as starting points, 1/N last: its validation Sharpe is the lowest at
@@ -261,6 +262,8 @@ def test_four_trial_sweep_on_local_ray(tmp_path: Path) -> None:
     assert counts["completed"] + counts["stopped"] == 4
     stopped = [r for r in recs if r.status == "stopped"]
     assert all(r.metrics["num_timesteps"] < 512 and "ASHA" in r.note for r in stopped)
+    # each trial's val_sharpe is the best of the validation runs its directory records
+    assert all(r.metrics["n_evaluations"] == n_evaluations(r.run_dir) >= 1 for r in recs)
     # every trial, stopped ones included, is one selection on one market and split
     from allocgym.data import load_market
     from allocgym.ledger import market_fingerprint, selection_key

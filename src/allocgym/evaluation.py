@@ -1583,6 +1583,13 @@ def dsr_trial_set(
     seeds_only = source == "ledger" and led is not None and led.one_configuration()
     if seeds_only:
         notes.append(ONE_CONFIGURATION)
+    evaluations = led.most_evaluations() if source == "ledger" and led is not None else 0
+    if evaluations > 1:
+        notes.append(
+            f"each trial's val_sharpe is the best of up to {evaluations} validation runs of "
+            "its checkpoints (train.eval_freq); N counts runs, not those checkpoints, so "
+            "SR_0 understates the selection: read the DSR as an upper bound"
+        )
     finite = [s for s in sharpes if math.isfinite(s)]
     if e.dsr_trials is not None:
         if len(finite) < 2:

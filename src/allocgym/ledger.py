@@ -33,7 +33,9 @@ candidate rejected on its validation score, which is selection. ``failed`` trial
 exception before any score) were never candidates. The Sharpe ratios whose variance
 gives ``V`` are the ``val_sharpe`` of the completed trials (:meth:`TrialsLedger.trial_sharpes`):
 annualised with each record's ``periods_per_year``, as the training-time validation
-reports them.
+reports them. Each is the best of the run's validation runs (``n_evaluations``, one per
+``train.eval_freq`` steps): ``N`` counts runs, not those checkpoints, so when they are
+many the DSR says so (:meth:`TrialsLedger.most_evaluations`).
 
 Comparable trials
 -----------------
@@ -94,6 +96,7 @@ __all__ = [
     "configuration_id",
     "find_ledger",
     "market_fingerprint",
+    "n_evaluations",
     "new_run_id",
     "run_id_of",
     "selection_key",
@@ -110,6 +113,10 @@ TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "stopped")
 
 SHARPE_KEY = "val_sharpe"
 """Metric holding a trial's annualised validation Sharpe ratio."""
+
+EVALUATIONS_KEY = "n_evaluations"
+"""Metric holding how many validation runs (checkpoints) a trial's ``val_sharpe`` is the
+best of."""
 
 
 def _now() -> str:
@@ -390,6 +397,12 @@ class TrialsLedger:
             ] or [unkeyed]
         return bool(trials) and all(len(g) == 1 and "" not in g for g in groups)
 
+    def most_evaluations(self) -> int:
+        """The most validation runs any trial's ``val_sharpe`` was chosen among (0 when no
+        trial recorded :data:`EVALUATIONS_KEY`)."""
+        counts = [r.metrics.get(EVALUATIONS_KEY) for r in self._candidates()]
+        return int(max((c for c in counts if c is not None), default=0))
+
     def trials_per_key(self) -> dict[str, int]:
         """Trials (completed and stopped runs) per ``selection_key`` read ('' = none), in
         the order of each key's first run."""
@@ -436,6 +449,13 @@ def new_run_id(run_dir: str | Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RUN_ID_FILENAME).write_text(run_id + "\n")
     return run_id
+
+
+def n_evaluations(run_dir: str | os.PathLike[str]) -> int:
+    """Validation runs recorded in ``run_dir/evaluations.jsonl``: the checkpoints its best
+    model was chosen among (a resume trims the runs after its checkpoint); 0 without one."""
+    path = Path(run_dir) / "evaluations.jsonl"
+    return sum(1 for ln in path.read_text().splitlines() if ln.strip()) if path.is_file() else 0
 
 
 def run_id_of(run_dir: str | Path) -> str:

@@ -48,11 +48,13 @@ from allocgym.config import AllocgymConfig, config_from_dict, config_hash
 from allocgym.distributed import TrialResources, ray_runtime
 from allocgym.errors import ConfigError
 from allocgym.ledger import (
+    EVALUATIONS_KEY,
     LEDGER_FILENAME,
     SHARPE_KEY,
     TrialsLedger,
     configuration_id,
     market_fingerprint,
+    n_evaluations,
     run_id_of,
     selection_key,
 )
@@ -253,6 +255,7 @@ def run_trial(sample: dict[str, Any], spec: TrialSpec, market: Any) -> None:
                     SHARPE_KEY: summary["best_score"],
                     "best_step": summary["best_step"],
                     "num_timesteps": summary["num_timesteps"],
+                    EVALUATIONS_KEY: n_evaluations(run_dir),
                 },
             }
         )
@@ -330,7 +333,8 @@ class SweepProgress(tune.Callback):
         metrics: dict[str, Any] = {}
         if SHARPE_KEY in last:
             metrics = {SHARPE_KEY: _finite_or(last[SHARPE_KEY], math.nan),
-                       "num_timesteps": int(last.get("num_timesteps", 0))}  # fmt: skip
+                       "num_timesteps": int(last.get("num_timesteps", 0)),
+                       EVALUATIONS_KEY: n_evaluations(run_dir)}  # fmt: skip
         try:
             cfg = self.spec.space.apply(self.spec.base, trial.config)
             digest, seed, config_id = config_hash(cfg), int(cfg.train.seed), configuration_id(cfg)
