@@ -1083,7 +1083,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     t, t1 = state.t, state.t + 1
     gate, ex = dec.gate, dec.execution
     delta_qty, shares, weights, book = compiled_step.fill_and_mark(
-        params.prices, t1, state.shares, state.cash, ex.delta_qty,
+        params.prices, t1, state.shares, state.cash, ex.delta_qty, params.tradable,
         feats.adv_notional, feats.volatility, params.spread_bps,
         (model.spread_mult, model.commission_bps, model.impact_k), params.delisted,
         state.equity, state.peak, gate.approved, dec.proposed, _MIN_GROWTH, params.returns,

@@ -33,6 +33,7 @@ def _run(
     *,
     cost: tuple[float, float, float] = COMMISSION_ONLY,
     delisted: np.ndarray | None = None,
+    tradable: np.ndarray | None = None,
     equity: np.ndarray | None = None,
     peak: np.ndarray | None = None,
     approved: np.ndarray | None = None,
@@ -49,9 +50,10 @@ def _run(
     approved = np.zeros_like(shares) if approved is None else approved
     proposed = approved if proposed is None else proposed
     returns = prices * 0.0 + 0.01 if returns is None else returns
+    tradable = np.ones(prices.shape, bool) if tradable is None else tradable
     dq, new_shares, weights, book = fill_and_mark(
-        prices, t1, shares, cash, delta_qty, adv, vol, spread, cost, delisted, equity,
-        peak, approved, proposed, 1e-12, returns, cvar,
+        prices, t1, shares, cash, delta_qty, tradable, adv, vol, spread, cost, delisted,
+        equity, peak, approved, proposed, 1e-12, returns, cvar,
     )  # fmt: skip
     out = dict(zip(BOOK_ROWS, book, strict=True))
     out.update(delta_qty=dq, shares=new_shares, weights=weights)
@@ -139,6 +141,28 @@ def test_a_delisted_position_becomes_cash_at_its_last_price() -> None:
     np.testing.assert_array_equal(out["cash"], [100.0 + 5.0 * 12.0, 100.0])
     np.testing.assert_array_equal(out["equity"], [180.0, 120.0])
     np.testing.assert_array_equal(out["weights"], [[0.0, 20.0 / 180.0], [0.0, 20.0 / 120.0]])
+
+
+def test_an_order_in_a_symbol_halted_at_the_fill_bar_is_cancelled() -> None:
+    """Decided where the symbol traded, filled where it is halted: that order does not
+    fill (no notional, no cost), the others do; the halted position is held and marked."""
+    prices = np.array([[10.0, 20.0], [11.0, 20.0]])
+    tradable = np.array([[True, True], [False, True]])
+    out = _run(
+        prices,
+        np.array([1]),
+        np.array([[10.0, 0.0]]),
+        np.array([1000.0]),
+        np.array([[-10.0, 5.0]]),
+        tradable=tradable,
+        equity=np.array([1100.0]),
+    )
+    np.testing.assert_array_equal(out["delta_qty"], [[0.0, 5.0]])
+    np.testing.assert_array_equal(out["shares"], [[10.0, 5.0]])
+    # value before the trade 1000 + 10 * 11 = 1110; only 5 x 20 = 100 traded
+    assert out["turnover"][0] == pytest.approx(100.0 / 1110.0, rel=1e-15)
+    assert out["cash"][0] == pytest.approx(1000.0 - 100.0 - 0.1, rel=1e-15)
+    assert out["equity"][0] == pytest.approx(1000.0 - 100.1 + 110.0 + 100.0, rel=1e-15)
 
 
 def _ex_ante_cvar(
@@ -257,7 +281,7 @@ def _numpy_step(args: dict, model: CostModel) -> dict[str, np.ndarray]:
     p1 = args["prices"][args["t1"]]
     value_pre = args["cash"] + (args["shares"] * p1).sum(axis=1)
     solvent = value_pre > 0.0
-    dq = np.where(solvent[:, None], args["delta_qty"], 0.0)
+    dq = np.where(solvent[:, None] & args["tradable"][args["t1"]], args["delta_qty"], 0.0)
     eq_pre = np.where(solvent, value_pre, 1.0)
     notional = dq * p1
     trade_w = notional / eq_pre[:, None]
@@ -319,6 +343,7 @@ def test_kernel_matches_the_numpy_formulas_bit_for_bit(
         "shares": shares,
         "cash": cash,
         "delta_qty": rng.normal(0.0, 10.0, (n_envs, n_assets)).round(),
+        "tradable": rng.random((n_bars, n_assets)) < 0.9,
         "adv": rng.uniform(1e5, 1e7, (n_bars, n_assets)),
         "vol": rng.uniform(0.0, 0.05, (n_bars, n_assets)),
         "spread": rng.uniform(0.0, 20.0, (n_bars, n_assets)),
@@ -333,7 +358,7 @@ def test_kernel_matches_the_numpy_formulas_bit_for_bit(
     model = CostModel(spread_mult=1.5, commission_bps=2.0, impact_k=0.1)
     dq, shares_out, weights, book = fill_and_mark(
         args["prices"], args["t1"], args["shares"], args["cash"], args["delta_qty"],
-        args["adv"], args["vol"], args["spread"],
+        args["tradable"], args["adv"], args["vol"], args["spread"],
         (model.spread_mult, model.commission_bps, model.impact_k), args["delisted"],
         args["equity"], args["peak"], args["approved"], args["proposed"], 1e-12,
         args["returns"], args["cvar"],

@@ -771,3 +771,27 @@ def test_scheduled_only_execution_trades_on_schedule(market):
         state = res.state
     assert traded_off_schedule == 0
     assert traded_on_schedule > 0
+
+
+def test_an_order_filling_on_a_halted_bar_is_cancelled_and_the_weight_held():
+    """Decided at bar 500 (asset 2 tradable), filled at 501 (asset 2 halted): asset 2's
+    order is cancelled, so its weight only drifts with the price; the others trade."""
+    m0 = synthetic(n_assets=4, n_days=700, seed=3)
+    tradable = m0.tradable.copy()
+    tradable[501:504, 2] = False
+    m = MarketData(dates=m0.dates, symbols=m0.symbols, close=m0.close, volume=m0.volume,
+                   spread_bps=m0.spread_bps, sectors=m0.sectors,
+                   benchmark_returns=m0.benchmark_returns, tradable=tradable)  # fmt: skip
+    p = EnvParams.from_config(m, config_from_dict({"env": {"split": "all"}}))
+    state, _ = core.reset(p, core.seed_keys([0]), start=np.array([499]))
+    state = core.step_proposed(p, state, np.array([[0.1, 0.1, 0.1, 0.1]])).state
+    shares = state.shares.copy()
+    res = core.step_proposed(p, state, np.array([[0.1, 0.3, 0.02, 0.1]]))
+    dq = res.info["delta_qty"][0]
+    assert dq[2] == 0.0 and dq[1] > 0.0  # the halted sell is not filled, the buy is
+    assert res.state.shares[0, 2] == shares[0, 2]
+    moved = p.prices[501, 2] / p.prices[500, 2]
+    w_before = shares[0, 2] * p.prices[500, 2] / state.equity[0]
+    assert res.info["weights"][0, 2] == pytest.approx(
+        w_before * moved * state.equity[0] / res.state.equity[0], rel=1e-12
+    )

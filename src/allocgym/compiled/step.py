@@ -70,7 +70,7 @@ _REGIMES = types.Array(types.int8, 1, "A", readonly=True)
 
 
 @kernel(
-    F2, I1, F2, F1, F2, F2, F2, F2, types.float64, types.float64, types.float64,
+    F2, I1, F2, F1, F2, B2, F2, F2, F2, types.float64, types.float64, types.float64,
     B2, types.boolean, F1, F1, F2, F2, types.float64,
     F2, types.int64, types.float64, types.float64, types.int64, types.boolean,
 )  # fmt: skip
@@ -80,6 +80,7 @@ def _fill_and_mark(
     shares0,
     cash0,
     delta_qty,
+    tradable,
     adv,
     vol,
     spread,
@@ -123,7 +124,8 @@ def _fill_and_mark(
         solvent = value_pre > 0.0
         eq_pre = value_pre if solvent else 1.0
         for a in range(n_assets):
-            q = delta_qty[b, a] if solvent else 0.0
+            # an order in a symbol halted (or delisted) at the fill bar does not fill
+            q = delta_qty[b, a] if solvent and tradable[t, a] else 0.0
             dq[b, a] = q
             notional[a] = q * prices[t, a]
             trade_w = notional[a] / eq_pre
@@ -266,6 +268,7 @@ def fill_and_mark(
     shares: np.ndarray,
     cash: np.ndarray,
     delta_qty: np.ndarray,
+    tradable: np.ndarray,
     adv_notional: np.ndarray,
     volatility: np.ndarray,
     spread_bps: np.ndarray,
@@ -283,7 +286,9 @@ def fill_and_mark(
     step's reward terms.
 
     The fill: ``delta_qty`` trades at ``prices[t1]`` unless the book is worth nothing
-    before it (``cash + shares . p <= 0``, then nothing trades); the cost is
+    before it (``cash + shares . p <= 0``, then nothing trades) or the symbol is not
+    tradable at ``t1`` (halted or delisted: its order is cancelled, not carried to a later
+    bar; the next decision sees the book it holds); the cost is
     ``costs.expected_cost`` of the traded weights (notional over that pre-trade value)
     with the bar's ADV, volatility and spread; a delisted symbol's position becomes cash.
     The mark: equity, peak, growth over the last equity, drawdown, weights and cash
@@ -298,6 +303,8 @@ def fill_and_mark(
         Fill bar of each portfolio.
     shares, delta_qty : ndarray, shape (n_envs, n_assets)
         Position before the fill and the order, in shares.
+    tradable : ndarray of bool, shape (n_bars, n_assets)
+        Whether each symbol can trade at each bar.
     cash, equity, peak : ndarray, shape (n_envs,)
         Cash before the fill, equity at the last bar, running peak.
     cost : (spread_mult, commission_bps, impact_k)
@@ -318,7 +325,8 @@ def fill_and_mark(
     Returns
     -------
     delta_qty, shares, weights : ndarray, shape (n_envs, n_assets)
-        Shares traded, position after the fill, weights after the fill.
+        Shares traded (0 where the order was cancelled), position after the fill, weights
+        after the fill.
     book : ndarray, shape (len(BOOK_ROWS), n_envs)
         The per-portfolio values named by ``BOOK_ROWS`` (``growth`` floored).
     """
@@ -327,7 +335,7 @@ def fill_and_mark(
     k, i = cvar_order(window, alpha)
     has_delisted = delisted is not None
     return _fill_and_mark(
-        prices, t1, shares, cash, delta_qty, adv_notional, volatility, spread_bps,
+        prices, t1, shares, cash, delta_qty, tradable, adv_notional, volatility, spread_bps,
         float(cost[0]), float(cost[1]) / 1e4, float(cost[2]),
         delisted if has_delisted else _NO_DELISTING, has_delisted, equity, peak,
         approved, proposed, float(min_growth), returns, int(window), float(alpha), k, i,
