@@ -100,6 +100,16 @@ def window_bars(dates: np.ndarray, schedule: ScheduleConfig) -> np.ndarray | Non
     return out
 
 
+def window_groups(t: np.ndarray, lookback: int) -> list[np.ndarray]:
+    """Positions of ``t`` grouped so that each group's bars have the same history window,
+    ``min(lookback, t + 1)`` bars: those with the full ``lookback`` together, each bar with
+    fewer on its own (one :func:`allocation_context` clamps every row to its earliest)."""
+    t = np.asarray(t, dtype=np.int64)
+    short = t + 1 < lookback
+    groups = [np.flatnonzero(short & (t == bar)) for bar in np.unique(t[short])]
+    return [np.flatnonzero(~short), *groups] if not short.all() else groups
+
+
 def allocation_context(
     params: EnvParams,
     state: EnvState,
@@ -115,7 +125,8 @@ def allocation_context(
     state : EnvState
         Portfolios at their decision bars ``state.t``.
     lookback : int
-        Trailing bars of returns (clamped to the bars before the earliest selected ``t``).
+        Trailing bars of returns (clamped to the bars before the earliest selected ``t``:
+        select rows of one :func:`window_groups` group for each row's own window).
     rows : ndarray of int, optional
         Portfolios of ``state`` to include (default all), in this order.
     observation : ndarray of float32, shape (state.n_envs, obs_dim), optional
@@ -333,15 +344,16 @@ class Rebalancer:
             is_due = base & self.windows[state.t]
         due = np.flatnonzero(is_due)
         fresh = self.held[idx]
-        if due.size:
-            ctx = allocation_context(params, state, self.lookback, due, observation)
+        for window in window_groups(state.t[due], self.lookback):
+            rows = due[window]
+            ctx = allocation_context(params, state, self.lookback, rows, observation)
             groups: dict[int, list[int]] = {}
-            for pos, j in enumerate(due):
+            for pos, j in enumerate(rows):
                 groups.setdefault(id(self.allocators[idx[j]]), []).append(pos)
             for pos in groups.values():
-                alloc = self.allocators[idx[due[pos[0]]]]
+                alloc = self.allocators[idx[rows[pos[0]]]]
                 assert alloc is not None
-                fresh[due[pos]] = self._allocate(alloc, ctx, pos, idx[due[pos]])
+                fresh[rows[pos]] = self._allocate(alloc, ctx, pos, idx[rows[pos]])
         rule = hold_rule(
             is_due, fresh, fresh, self.working[idx], core.current_weights(params, state)
         )

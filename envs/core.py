@@ -292,7 +292,7 @@ def prior_table(params: EnvParams) -> np.ndarray:
     the current book). Bars outside ``lo .. split.stop - 2`` are zeros.
     """
     from allocgym.baselines.registry import build_baselines
-    from allocgym.envs.context import allocation_context
+    from allocgym.envs.context import allocation_context, window_groups
 
     cfg = params.cfg
     prior = build_baselines(cfg, [cfg.env.tilt_prior])[cfg.env.tilt_prior]
@@ -301,8 +301,9 @@ def prior_table(params: EnvParams) -> np.ndarray:
     for c0 in range(0, bars.size, _PRIOR_CHUNK):
         chunk = bars[c0 : c0 + _PRIOR_CHUNK]
         state, _ = reset(params, seed_keys(np.zeros(chunk.size, np.int64)), start=chunk)
-        ctx = allocation_context(params, state, cfg.baselines.lookback)
-        table[chunk] = np.asarray(prior.allocate(ctx), dtype=np.float64)
+        for rows in window_groups(chunk, cfg.baselines.lookback):
+            ctx = allocation_context(params, state, cfg.baselines.lookback, rows)
+            table[chunk[rows]] = np.asarray(prior.allocate(ctx), dtype=np.float64)
     return table
 
 

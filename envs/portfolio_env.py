@@ -92,12 +92,16 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     ``cvar_window`` days of asset returns; ``cvar_mode = realized``: CVaR of the
     portfolio's own last ``cvar_window`` returns), minus ``intervention_weight * L1``
     (proposed -> approved), ``turnover_weight * turnover`` and
-    ``drawdown_weight * drawdown``. Every term is in ``info``.
+    ``drawdown_weight * drawdown``. Every term is in ``info``. With
+    ``env.decision_interval = k > 1`` a step spans the k bars to the next decision:
+    ``reward`` and ``info["reward"]`` are summed over them (``info["bars"]`` counts
+    them), every other term is the decision bar's.
 
     Episode End
     -----------
     Episodes start at a seeded random bar of the split. *Truncated* after
-    ``env.episode_length`` steps or when the split's last bar is reached. *Terminated*
+    ``env.episode_length`` bars (steps when ``decision_interval`` is 1) or when the
+    split's last bar is reached. *Terminated*
     when equity falls to 0 or below, or on the step after the drawdown reached
     ``env.drawdown_kill``: that decision runs with the kill switch engaged (the gates
     flatten the book, every symbol coded KILL_SWITCH).

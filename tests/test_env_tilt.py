@@ -113,6 +113,37 @@ def test_tilt_zero_action_reproduces_the_prior_backtest(market, prior) -> None:
     assert bt_prior.turnover.sum() > 0
 
 
+def test_tilt_zero_action_is_the_prior_when_the_lookback_outreaches_the_split_start() -> None:
+    """baselines.lookback 500 on a split starting at bar 300: each early bar has its own,
+    shorter window, in the prior table as in the prior's backtest (one batched context
+    had clamped every bar of its chunk to the earliest bar's 301)."""
+    from allocgym.data import synthetic
+
+    cfg = load_config(None, ["env.split=all", "env.action_mode=tilt", "env.decision_interval=5",
+                             "env.tilt_prior=inverse_volatility", "baselines.rebalance_every=5",
+                             "baselines.lookback=500", "risk.max_symbol_weight=0.5",
+                             "risk.max_sector_gross=1.0"])  # fmt: skip
+    params = ev.evaluation_params(synthetic(4, 700, 3), cfg, "all")
+    assert params.lo + 1 < 500
+    prior = ev.build_baselines(cfg, ["inverse_volatility"])["inverse_volatility"]
+    agent = ZeroPolicy(params.action_spec.action_dim)
+    bt_agent, bt_prior = ev.run_allocators([agent, prior], params=params)
+    for key in ("equity", "proposed", "approved"):
+        assert np.array_equal(getattr(bt_agent, key), getattr(bt_prior, key)), key
+    # and the prior's backtest is the same alone as beside the agent
+    alone = ev.run_allocator(prior, params=params)
+    assert np.array_equal(alone.proposed, bt_prior.proposed)
+
+
+def test_window_groups_put_each_short_history_bar_on_its_own() -> None:
+    from allocgym.envs.context import window_groups
+
+    got = window_groups(np.array([600, 10, 520, 10, 3, 499]), 500)
+    assert [g.tolist() for g in got] == [[0, 2, 5], [4], [1, 3]]
+    assert [g.tolist() for g in window_groups(np.array([3, 4]), 500)] == [[0], [1]]
+    assert [g.tolist() for g in window_groups(np.array([700]), 500)] == [[0]]
+
+
 def test_decision_interval_holds_the_book_between_decisions(market) -> None:
     """Between decisions the proposal is the drifted book: no trades unless a limit cut
     the last target short."""

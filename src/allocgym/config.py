@@ -648,7 +648,9 @@ class EnvConfig(Section):
     split: Literal["train", "validation", "test", "all"] = "train"
     """Split the episodes are drawn from (``all``: every bar of the data, e.g. synthetic)."""
     episode_length: PosInt = 252
-    """Decisions per episode; truncated after this many or at the split's last bar."""
+    """Bars per episode (decisions when ``decision_interval`` is 1, else about this many
+    bars over ``decision_interval``); truncated after this many bars or at the split's
+    last bar."""
     initial_equity: Pos = 1.0e6
     """Starting equity in currency."""
     cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
