@@ -55,7 +55,9 @@ SectorsOpt = Annotated[
         exists=True,
         dir_okay=False,
         help="Sector of each symbol: a CSV file with columns symbol,sector or a YAML mapping "
-        "(sets data.sectors). Without sectors the sector cap does not apply.",
+        "(sets data.sectors). Symbols left without a sector (none from this file, the long "
+        "format's sector column or the S&P sample's GICS sectors) are exempt from the "
+        "sector cap.",
     ),
 ]
 FactorsOpt = Annotated[
@@ -1485,7 +1487,7 @@ def quickstart(
         str, typer.Option("--baselines", help="Baselines to compare ('all' or a comma list).")
     ] = "all",
     export: Annotated[
-        bool, typer.Option("--export/--no-export", help="Export seed 0's frozen ONNX policy.")
+        bool, typer.Option("--export/--no-export", help="Export the first seed's frozen ONNX policy.")
     ] = True,
     sectors: SectorsOpt = None,
 ) -> None:
@@ -1609,7 +1611,7 @@ ResourcesOpt = Annotated[
     typer.Option(
         "--resources",
         help="Ray resources per training job, e.g. cpu=1,gpu=0.25 (default cpu=1; gpu 0.25 "
-        "with --device cuda, else 0).",
+        "when training runs on cuda (sweep's --device, or --set train.device=cuda), else 0).",
     ),
 ]
 

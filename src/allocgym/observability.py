@@ -1076,7 +1076,8 @@ class Metrics:
         )
         self.capacity_utilization = Gauge(
             "allocator_capacity_utilization_ratio",
-            "Per-symbol use of capacity: max(|w| / symbol cap, trade / participation cap).",
+            "Per-symbol use of capacity: max(|w| / symbol cap, trade / participation cap, "
+            "traded weight / per-symbol turnover cap when set).",
             ["symbol"],
             registry=r,
         )

@@ -62,7 +62,10 @@ REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.NO_TRADE_BAND: "Execution: drift within the no-trade band, trade suppressed.",
     ReasonCode.MODEL_FALLBACK: "Model failed (error, NaN, deadline): the defensive fallback allocation was used.",
     ReasonCode.ALLOCATOR_DISABLED: "TRADING_ALLOCATOR_ENABLED is false: the defensive baseline was used.",
-    ReasonCode.STALE_INPUT: "Request timestamp older than max_staleness: request rejected, book held.",
+    ReasonCode.STALE_INPUT: (
+        "Request timestamp older than max_staleness, or a streaming request naming a bar "
+        "that is not the latest held: request rejected, book held."
+    ),
     ReasonCode.FACTOR_CAP: "|B^T w|_k of some factor k above risk.max_factor_exposure: the whole book scaled until the largest factor exposure equals the cap.",
     ReasonCode.LOT_ROUNDING: "Execution: the order was rounded to whole lots (or scaled so the rounded book stays inside the limits); the held weight differs from the approved one.",
     ReasonCode.SYMBOL_TURNOVER_CAP: "Trade in a symbol clipped to the per-symbol turnover ceiling risk.max_symbol_turnover (x capacity multiplier), less what the bar's recent fills already traded in it.",
