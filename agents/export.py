@@ -66,6 +66,7 @@ from allocgym.envs.core import EnvParams
 from allocgym.errors import ConfigError, ExportParityError
 from allocgym.execution import ExecutionParams
 from allocgym.intents import STRATEGY_FAMILIES
+from allocgym.ledger import check_symbols, read_run_data
 from allocgym.risk import RiskLimits
 from allocgym.serving.bundle import (
     ACTION_OUTPUT,
@@ -497,7 +498,9 @@ def export_model(
     seed : int
         Seed of the parity rollouts and random points.
     metrics, run_info : dict, optional
-        Training / evaluation metrics and run identifiers for the manifest.
+        Training / evaluation metrics and run identifiers for the manifest; ``run_info``'s
+        ``data``, the run's ``allocgym.ledger.run_data`` record, makes a market of other
+        symbols a refusal and goes into the manifest (``run.data``).
     overwrite : bool
         Replace an existing bundle in ``out_dir``.
     progress : callable, optional
@@ -535,6 +538,7 @@ def export_model(
     say("loading the market and precomputing features")
     if market is None:
         market = load_market(cfg.data)
+    check_symbols((run_info or {}).get("data"), market, "the policy")
     params = build_params(market, cfg, "all")
     if model.observation_space.shape != (params.obs_dim,):
         raise ConfigError(
@@ -817,7 +821,7 @@ def export_run(
         n_random=n_random,
         seed=seed,
         metrics=run_metrics(run),
-        run_info={"run_dir": str(run.resolve()), "which": chosen},
+        run_info={"run_dir": str(run.resolve()), "which": chosen, "data": read_run_data(run)},
         overwrite=overwrite,
         progress=progress,
         sign_key=sign_key,

@@ -12,6 +12,10 @@ checkpoints (:class:`ResumableCheckpointCallback`) and an optional rich progress
 Run directory::
 
     config.yaml, config_hash.txt, versions.json   resolved config, hash, package versions
+    data.json                                     the data trained on: fingerprint, symbols,
+                                                  dates of the splits trained and selected
+                                                  on (a resume, export or evaluation on
+                                                  other data is refused)
     tb/<ALGO>_1/events.out.tfevents.*             TensorBoard (SB3 + risk/ + eval/ scalars,
                                                   hparams)
     checkpoints/step_<N>/                         model.zip (incl. optimizer), state.pkl
@@ -88,7 +92,7 @@ from allocgym.data import MarketData, load_market
 from allocgym.envs import PortfolioVecEnv, build_params
 from allocgym.envs.core import EnvParams
 from allocgym.errors import ConfigError
-from allocgym.ledger import EVALUATIONS_KEY, new_run_id
+from allocgym.ledger import EVALUATIONS_KEY, check_same_data, new_run_id, write_run_data
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO,
@@ -1138,7 +1142,11 @@ def _train(
     train_cfg = cfg.train
     device = resolve_device(train_cfg.device)
     ckpt = _resume_point(run_dir, cfg, resume)
+    if ckpt is not None:
+        check_same_data(run_dir, cfg, market, "cannot resume")
     digest = write_run_metadata(run_dir, cfg)
+    if ckpt is None:
+        write_run_data(run_dir, cfg, market)
 
     with torch_settings(train_cfg.deterministic, train_cfg.torch_threads):
         params = build_params(market, cfg, cfg.env.split)  # what in_sample_reason checks

@@ -724,3 +724,41 @@ def test_training_uses_env_split_the_split_the_out_of_sample_guard_reads(
     with pytest.raises(RuntimeError, match="stop after the splits"):
         train(config_from_dict(tree), tmp_path / "run", market=market, ledger=tmp_path / "l.jsonl")
     assert seen == ["validation", "train"]  # selection on train, not on the training bars
+
+
+def test_a_run_records_its_data_and_refuses_other_data(
+    ppo_run: tuple[Path, TrainResult], market: MarketData, tmp_path: Path
+) -> None:
+    """data.json: the fingerprint, symbols and the dates trained and selected on. A resume
+    on other data, an export to other symbols and an evaluation of bars the run saw are
+    refused, each naming what changed."""
+    from allocgym.agents.export import export_model
+    from allocgym.evaluation import evaluate_run
+    from allocgym.ledger import market_fingerprint, read_run_data
+
+    run_dir, _ = ppo_run
+    record = read_run_data(run_dir)
+    assert record is not None and record["market"] == market_fingerprint(market)
+    assert record["symbols"] == list(market.symbols)
+    assert set(record["seen"]) == {"train", "validation"}
+    assert record["seen"]["train"][0] == str(market.dates[0])[:10]
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    other = load_market(config_from_dict({**tiny_tree(), "data": {
+        "source": "synthetic", "synthetic": {**SYNTH, "seed": 4}, "splits": SPLITS}}).data)  # fmt: skip
+    with pytest.raises(ConfigError, match="cannot resume .* the data is not what the run "
+                       "trained on .*other prices"):  # fmt: skip
+        train(tiny_cfg(total_timesteps=768, normalize_obs=True, normalize_reward=True), run,
+              market=other, resume=True)  # fmt: skip
+    renamed = MarketData(dates=market.dates, symbols=[f"X{k}" for k in range(6)],
+                         close=market.close, volume=market.volume, spread_bps=market.spread_bps,
+                         sectors=market.sectors, tradable=market.tradable,
+                         benchmark_returns=market.benchmark_returns)  # fmt: skip
+    model, vn, cfg = load_agent(run, "best", device="cpu")
+    with pytest.raises(ConfigError, match=r"the policy trained on symbols .*'X0'"):
+        export_model(model, vn, cfg, tmp_path / "bundle", market=renamed,
+                     run_info={"data": record})  # fmt: skip
+    # the test split moved back into the validation bars the run was selected on
+    with pytest.raises(ConfigError, match="was selected on its validation split"):
+        evaluate_run(run, split="test", baselines="equal_weight", market=market,
+                     overrides=["data.splits.validation_end=2002-11-15"])  # fmt: skip

@@ -1487,7 +1487,8 @@ def quickstart(
         str, typer.Option("--baselines", help="Baselines to compare ('all' or a comma list).")
     ] = "all",
     export: Annotated[
-        bool, typer.Option("--export/--no-export", help="Export the first seed's frozen ONNX policy.")
+        bool,
+        typer.Option("--export/--no-export", help="Export the first seed's frozen ONNX policy."),
     ] = True,
     sectors: SectorsOpt = None,
 ) -> None:

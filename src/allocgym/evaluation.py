@@ -94,7 +94,13 @@ from allocgym.data import MarketData, load_market
 from allocgym.envs.context import Rebalancer, allocation_context, window_bars
 from allocgym.errors import ConfigError, DataError
 from allocgym.factors import FactorReturns, factor_attribution, factor_models
-from allocgym.ledger import TrialsLedger, find_ledger, market_fingerprint
+from allocgym.ledger import (
+    TrialsLedger,
+    check_unseen_bars,
+    find_ledger,
+    market_fingerprint,
+    read_run_data,
+)
 from allocgym.ledger import selection_key as run_selection_key
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk import GATE_CODES, check_invariants
@@ -2383,6 +2389,14 @@ def evaluate_run(
     params = evaluation_params(market, cfg, split)
     if not policies:
         policies = load_policies(runs, params, cfg.evaluation.agent_model)
+    for pol in policies:  # the bars reported must be unseen by every agent
+        frozen = getattr(pol, "policy", None)
+        record, what = (
+            (read_run_data(pol.source), f"run {pol.source!r}")
+            if frozen is None
+            else (frozen.manifest.get("run", {}).get("data"), f"bundle {str(frozen.path)!r}")
+        )
+        check_unseen_bars(record, market, params.split.start, params.split.stop, what)
     names = baseline_names(list(cfg.evaluation.baselines) if baselines is None else baselines)
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
     if ledger is None:

@@ -93,13 +93,19 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "TrialsLedger",
+    "check_same_data",
+    "check_symbols",
+    "check_unseen_bars",
     "configuration_id",
     "find_ledger",
     "market_fingerprint",
     "n_evaluations",
     "new_run_id",
+    "read_run_data",
+    "run_data",
     "run_id_of",
     "selection_key",
+    "write_run_data",
 ]
 
 LEDGER_FILENAME = "trials.jsonl"
@@ -540,6 +546,134 @@ def selection_key(cfg: AllocgymConfig, market_id: str) -> str:
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+RUN_DATA_FILENAME = "data.json"
+"""The file in a run directory that records the data it trained on (:func:`run_data`)."""
+
+
+def run_data(cfg: AllocgymConfig, market: MarketData) -> dict[str, Any]:
+    """What a run learns from: the market's :func:`market_fingerprint`, symbols and dates,
+    and the first and last date of the splits it trains on (``env.split``) and is selected
+    on (``train.eval_split``), the ``seen`` bars no out-of-sample report may include."""
+    from allocgym.data import walk_forward_splits
+
+    splits = walk_forward_splits(market, cfg.data.splits)
+
+    def day(bar: int) -> str:
+        return _when(market, bar)
+
+    seen = {}
+    for name in dict.fromkeys((cfg.env.split, cfg.train.eval_split)):
+        bars = (0, market.n_days) if name == "all" else (splits[name].start, splits[name].stop)
+        seen[name] = [day(bars[0]), day(bars[1] - 1)]
+    return {
+        "market": market_fingerprint(market),
+        "symbols": list(market.symbols),
+        "first_date": day(0),
+        "last_date": day(market.n_days - 1),
+        "n_bars": int(market.n_days),
+        "seen": seen,
+    }
+
+
+def _when(market: MarketData, bar: int) -> str:
+    """Bar ``bar``'s date (with its time when it has one): ISO 8601, sortable as text."""
+    text = str(np.datetime_as_string(market.dates[bar], unit="s"))
+    return text.removesuffix("T00:00:00")
+
+
+def write_run_data(run_dir: str | Path, cfg: AllocgymConfig, market: MarketData) -> None:
+    """Record :func:`run_data` in ``run_dir`` (a fresh training start)."""
+    path = Path(run_dir) / RUN_DATA_FILENAME
+    path.write_text(json.dumps(run_data(cfg, market), indent=2) + "\n")
+
+
+def read_run_data(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's :func:`run_data` record; None for a run trained before it existed."""
+    path = Path(run_dir) / RUN_DATA_FILENAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _data_changes(record: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What differs between two :func:`run_data` records, in words."""
+    changes = []
+    gone = [s for s in record["symbols"] if s not in now["symbols"]]
+    new = [s for s in now["symbols"] if s not in record["symbols"]]
+    if gone or new:
+        changes.append(f"symbols {gone} gone, {new} new")
+    elif record["symbols"] != now["symbols"]:
+        changes.append("the symbols are in another order")
+    span = ("first_date", "last_date", "n_bars")
+    if any(record[k] != now[k] for k in span):
+        changes.append(
+            f"bars {record['first_date']}..{record['last_date']} ({record['n_bars']}) now "
+            f"{now['first_date']}..{now['last_date']} ({now['n_bars']})"
+        )
+    return "; ".join(changes) or "the same symbols and dates, other prices"
+
+
+def check_same_data(
+    run_dir: str | Path, cfg: AllocgymConfig, market: MarketData, what: str
+) -> None:
+    """Refuse ``what`` (e.g. "cannot resume") when the market is not the one the run
+    recorded at its start (a run without a record passes).
+
+    Raises
+    ------
+    ConfigError
+        Naming what changed.
+    """
+    record = read_run_data(run_dir)
+    if record is None:
+        return
+    now = run_data(cfg, market)
+    if now["market"] != record["market"]:
+        raise ConfigError(
+            f"{what} {str(run_dir)!r}: the data is not what the run trained on "
+            f"({_data_changes(record, now)}; fingerprint {record['market'][:12]} now "
+            f"{now['market'][:12]}): restore the data its config.yaml names, or train a new run"
+        )
+
+
+def check_symbols(record: Mapping[str, Any] | None, market: MarketData, what: str) -> None:
+    """Refuse a market whose symbols are not those of the :func:`run_data` ``record``
+    (None: a run or bundle older than the record passes).
+
+    Raises
+    ------
+    ConfigError
+    """
+    if record is not None and list(market.symbols) != list(record["symbols"]):
+        raise ConfigError(
+            f"{what} trained on symbols {record['symbols']}, the data has "
+            f"{list(market.symbols)}: use the universe it trained on"
+        )
+
+
+def check_unseen_bars(
+    record: Mapping[str, Any] | None, market: MarketData, start: int, stop: int, what: str
+) -> None:
+    """Refuse to report bars ``start..stop-1`` of ``market`` for a policy whose
+    :func:`run_data` ``record`` says it trained or was selected on some of them, or that
+    trained on other symbols (None: a run or bundle older than the record passes).
+
+    Raises
+    ------
+    ConfigError
+    """
+    if record is None:
+        return
+    check_symbols(record, market, what)
+    first, last = _when(market, start), _when(market, stop - 1)
+    for name, (lo, hi) in record["seen"].items():
+        if np.datetime64(first) <= np.datetime64(hi) and np.datetime64(lo) <= np.datetime64(last):
+            raise ConfigError(
+                f"{what} trained or was selected on its {name} split {lo}..{hi}, which "
+                f"overlaps the bars evaluated here, {first}..{last}: the data or its splits "
+                "changed since training (fraction splits move when bars are added); set "
+                "data.splits dates after its last seen bar, or evaluate it on its own data"
+            )
 
 
 def find_ledger(run_dir: str | Path) -> Path | None:
