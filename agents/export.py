@@ -812,6 +812,8 @@ def export_run(
     if which == "best" and not (run / "best" / "model.zip").is_file():
         chosen = "final"
     model, vn, cfg = load_agent(run, chosen, device="cpu")
+    info = {"run_dir": str(run.resolve()), "which": chosen, "step": int(model.num_timesteps),
+            "data": read_run_data(run), "versions": _read_json(run / "versions.json")}  # fmt: skip
     return export_model(
         model,
         vn,
@@ -821,7 +823,7 @@ def export_run(
         n_random=n_random,
         seed=seed,
         metrics=run_metrics(run),
-        run_info={"run_dir": str(run.resolve()), "which": chosen, "data": read_run_data(run)},
+        run_info=info,
         overwrite=overwrite,
         progress=progress,
         sign_key=sign_key,

@@ -803,7 +803,14 @@ def shortening(run_dir: str | Path, cfg: AllocgymConfig) -> str:
     latest checkpoint is past ``cfg.train.total_timesteps``, so the resumed run would stop
     there and pass for a shorter one."""
     ckpt = latest_checkpoint(run_dir)
-    if ckpt is None or checkpoint_step(ckpt) <= cfg.train.total_timesteps:
+    total = cfg.train.total_timesteps
+    if ckpt is None or checkpoint_step(ckpt) <= total:
+        return ""
+    # a finished run overshoots its total to the end of the last rollout: asking for that
+    # total (or more) again shortens nothing
+    summary = Path(run_dir) / "train_summary.json"
+    done = json.loads(summary.read_text()) if summary.is_file() else {}
+    if done.get("num_timesteps") == checkpoint_step(ckpt) and done["total_timesteps"] <= total:
         return ""
     return (
         f"its latest checkpoint is at step {checkpoint_step(ckpt)}, past "
@@ -1224,6 +1231,24 @@ def _train(
     return result
 
 
+def _check_best_is_finished(run_dir: Path) -> None:
+    """Refuse a ``best/`` that is not the best model of the run's last finished attempt
+    (a later attempt that was interrupted replaced it; its summary and ledger line still
+    describe the earlier one)."""
+    summary_path = run_dir / "train_summary.json"
+    best = _best_step(run_dir / _BEST)
+    if not summary_path.is_file() or best is None:
+        return
+    chosen = json.loads(summary_path.read_text()).get("best_step")
+    if chosen is not None and int(chosen) != best:
+        raise ConfigError(
+            f"{str(run_dir / _BEST)!r} holds the model of step {best}, but the run's last "
+            f"finished training chose step {chosen}: a later attempt was interrupted; "
+            f"finish it (allocgym train --run-dir {str(run_dir)!r} --resume), which puts "
+            "back the checkpoint's best/, or use the final model"
+        )
+
+
 def load_agent(
     run_dir: str | Path, which: str = "best", *, device: str = "cpu"
 ) -> tuple[BaseAlgorithm, VecNormalize | None, AllocgymConfig]:
@@ -1265,6 +1290,8 @@ def load_agent(
             else "training has not finished"
         )
         raise ConfigError(f"{str(folder / _MODEL)!r} does not exist ({hint})")
+    if which == "best":
+        _check_best_is_finished(run_dir)
     model = ALGOS[cfg.train.algo].load(folder / _MODEL, device=resolve_device(device))
     vn: VecNormalize | None = None
     if (folder / _VECNORM).is_file():

@@ -501,6 +501,20 @@ def test_a_resume_cannot_shorten_a_run(tmp_path: Path, market: MarketData) -> No
     assert shortening(run_dir, tiny_cfg(total_timesteps=384)) == ""
 
 
+def test_a_finished_run_that_overshot_its_total_resumes_with_that_total(
+    tmp_path: Path, market: MarketData
+) -> None:
+    """300 steps end at 384 (three 128-step rollouts): resuming with 300 again trains
+    nothing and is no shortening; asking for 200 is."""
+    cfg = tiny_cfg(total_timesteps=300, eval_freq=128, checkpoint_freq=0)
+    run = tmp_path / "run"
+    assert train(cfg, run, market=market).num_timesteps == 384
+    assert train(cfg, run, market=market, resume=True).num_timesteps == 384
+    assert "past train.total_timesteps = 200" in shortening(
+        run, tiny_cfg(total_timesteps=200, eval_freq=128, checkpoint_freq=0)
+    )
+
+
 def test_a_resumed_and_extended_run_is_one_trial(tmp_path: Path, market: MarketData) -> None:
     """Train, resume with nothing left, extend: three ledger lines, one trial whose Sharpe
     is the last record's; another run is a second trial."""
@@ -746,8 +760,8 @@ def test_a_run_records_its_data_and_refuses_other_data(
     shutil.copytree(run_dir, run)
     other = load_market(config_from_dict({**tiny_tree(), "data": {
         "source": "synthetic", "synthetic": {**SYNTH, "seed": 4}, "splits": SPLITS}}).data)  # fmt: skip
-    with pytest.raises(ConfigError, match="cannot resume .* the data is not what the run "
-                       "trained on .*other prices"):  # fmt: skip
+    with pytest.raises(ConfigError, match=r"cannot resume .* the data is not what the run "
+                       r"trained on .*other prices"):  # fmt: skip
         train(tiny_cfg(total_timesteps=768, normalize_obs=True, normalize_reward=True), run,
               market=other, resume=True)  # fmt: skip
     renamed = MarketData(dates=market.dates, symbols=[f"X{k}" for k in range(6)],
@@ -762,3 +776,21 @@ def test_a_run_records_its_data_and_refuses_other_data(
     with pytest.raises(ConfigError, match="was selected on its validation split"):
         evaluate_run(run, split="test", baselines="equal_weight", market=market,
                      overrides=["data.splits.validation_end=2002-11-15"])  # fmt: skip
+
+
+def test_a_best_model_from_an_interrupted_attempt_is_refused(
+    ppo_run: tuple[Path, TrainResult], tmp_path: Path
+) -> None:
+    """A resumed attempt that crashed after a new best leaves best/ at a step the run's
+    summary and ledger line do not describe: export and evaluation refuse it (the final
+    model and a finished resume, which puts back the checkpoint's best/, still load)."""
+    run_dir, result = ppo_run
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert load_agent(run, "best")[0] is not None
+    ev = json.loads((run / "best" / "eval.json").read_text())
+    (run / "best" / "eval.json").write_text(json.dumps({**ev, "step": 1792}))
+    with pytest.raises(ConfigError, match=rf"step 1792, but the run's last finished training "
+                       rf"chose step {result.best_step}: .* --resume"):  # fmt: skip
+        load_agent(run, "best")
+    assert load_agent(run, "final")[0] is not None

@@ -112,6 +112,10 @@ def test_export_run_writes_a_verified_bundle_with_full_parity() -> None:
     assert "train_summary" in manifest["metrics"] and "best_evaluation" in manifest["metrics"]
     assert manifest["versions"]["onnx"] != "not installed"
     assert manifest["run"]["which"] == "best"
+    # the exported model's own step, the training's versions and the data it trained on
+    assert manifest["run"]["step"] == manifest["metrics"]["best_evaluation"]["step"]
+    assert manifest["run"]["versions"]["torch"] == manifest["versions"]["torch"]
+    assert manifest["run"]["data"]["symbols"] == manifest["symbols"]
 
 
 def test_the_model_carries_its_metadata_and_documented_dtypes() -> None:
