@@ -670,6 +670,9 @@ def test_default_regime_flag_when_regime_comes_from_requests(policy: FrozenPolic
     alloc2 = make_alloc(policy, serving=serving)  # the trading allocator's default label 'neutral'
     d2 = alloc2.decide(make_request(alloc2))
     assert (d2.regime.label, d2.regime.code) == ("neutral", -1)
+    # with the model's regime the flag would never act: said at startup
+    with pytest.warns(UserWarning, match="DEFAULT_REGIME is set but serving.regime_source is"):
+        make_alloc(policy, environ=env)
 
 
 def test_bad_flag_values_fail_at_startup(policy: FrozenPolicy) -> None:

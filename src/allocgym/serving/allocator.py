@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,6 +410,16 @@ class FrozenAllocator:
         # The gates enforce the sealed manifest's limits and cost model (checked at load to
         # be what the config derives), with the runtime flags on top.
         self.flags = RuntimeFlags.from_env(policy.risk_config, environ)
+        if "TRADING_ALLOCATOR_DEFAULT_REGIME" in self.flags.variables and (
+            self.serving.regime_source == "model"
+        ):
+            warnings.warn(
+                "TRADING_ALLOCATOR_DEFAULT_REGIME is set but serving.regime_source is 'model': "
+                "the regime model labels every decision, so the default regime is never used; "
+                "set serving.regime_source=request to use it when a request names no regime",
+                UserWarning,
+                stacklevel=2,
+            )
         self.limits = RiskLimits.from_config(self.flags.risk)
         _check_servable_limits(self.limits)
         # The limits' (budget, capacity) multipliers by regime code, read once: a code
