@@ -207,16 +207,17 @@ class _Layer1Problem:
 
 def _layer1(
     cluster_returns: np.ndarray,
-    cap_rel: float,
+    cap: np.ndarray,
     params: BarbellConfig,
     cache: dict[tuple[str, int], _Layer1Problem],
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Core cluster weights (fractions of the core, summing to 1) and audit facts."""
+    """Core cluster weights (fractions of the core, each at most its ``cap``, summing to 1
+    unless the caps cannot hold the core) and audit facts."""
     n = cluster_returns.shape[1]
     info: dict[str, Any] = {"objective_used": params.objective, "fallback": None}
-    if n * cap_rel <= 1.0 + 1e-12:
+    if cap.sum() <= 1.0 + 1e-12:
         info["objective_used"] = "cap_bound"
-        return np.full(n, min(cap_rel, 1.0 / n)), info
+        return cap * min(1.0, 1.0 / cap.sum()), info
     cov = estimate_covariance(cluster_returns, params.covariance, params.halflife)
     c_var = np.asarray(cvar(cluster_returns.T, params.cvar_alpha), float)
     mu = cluster_returns.mean(axis=0)
@@ -225,7 +226,6 @@ def _layer1(
     # sigma(x) and lambda * CVaR'x are both return units; dividing both by sqrt(s) rescales
     # the objective to unit size without moving its minimiser.
     pen = params.fragility_weight * np.maximum(c_var, 0.0) / math.sqrt(s)
-    cap = np.full(n, cap_rel)
     lo = np.zeros(n)
     objective = params.objective
     if objective == "max_sharpe" and max_linear_over_box_simplex(mu, lo, cap) <= 0:
@@ -290,7 +290,7 @@ class ClusterBarbell:
     name = "cluster_barbell"
 
     def __init__(self, params: BarbellConfig | None = None) -> None:
-        self.params = params or BarbellConfig()
+        self.params = (params or BarbellConfig()).resolved()
         self._cache: dict[tuple[str, int], _Layer1Problem] = {}
 
     @classmethod
@@ -456,13 +456,22 @@ class ClusterBarbell:
         core_frac = 1.0 - sleeve_frac
         constraints = [f"sleeve_fraction={sleeve_frac:g}"]
 
+        # A cluster holds at most the cluster cap, and at most the name cap over its
+        # largest layer-2 weight (equity fractions).
+        assert p.max_weight is not None  # resolved at construction
+        holds = np.array(
+            [min(p.cluster_cap, p.max_weight / intra[labels == c].max()) for c in range(k)]
+        )
+
         # Sleeve: split equally across its clusters, layer-2 weights inside each.
         for c in sleeve:
             m = members[c]
-            w[m] = (sleeve_frac / n_sleeve) * intra[labels == c]
+            w[m] = min(sleeve_frac / n_sleeve, holds[c]) * intra[labels == c]
+            if holds[c] < sleeve_frac / n_sleeve - _TOL:
+                constraints.append(f"symbol_cap:{c}")
 
         # Core: layer 1 across the core clusters only (sleeve excluded: zero overlap).
-        cap_rel = p.cluster_cap / core_frac
+        cap_rel = holds[list(core)] / core_frac
         ivec = np.zeros((n, k))
         ivec[idx, labels] = intra
         cluster_r = r @ ivec[:, list(core)]
@@ -470,8 +479,9 @@ class ClusterBarbell:
         invested = core_frac * float(x.sum())
         for j, c in enumerate(core):
             w[members[c]] = core_frac * x[j] * intra[labels == c]
-            if x[j] >= cap_rel - _TOL:
-                constraints.append(f"cluster_cap:{c}")
+            if x[j] >= cap_rel[j] - _TOL:
+                by_name = holds[c] < p.cluster_cap - _TOL
+                constraints.append(f"{'symbol_cap' if by_name else 'cluster_cap'}:{c}")
             elif x[j] <= _TOL:
                 constraints.append(f"long_only:{c}")
         if info["objective_used"] == "cap_bound":

@@ -33,7 +33,7 @@ def test_qp_and_classics_inherit_the_risk_limits() -> None:
             "baselines": {"qp": {"sector_cap": 0.4}},  # tighter than risk: kept
         }
     )
-    allocs = build_baselines(cfg, ["qp", "min_variance", "fractional_kelly"])
+    allocs = build_baselines(cfg, ["qp", "min_variance", "fractional_kelly", "cluster_barbell"])
     p = allocs["qp"].params
     assert (p.per_name_cap, p.max_gross, p.max_net, p.sector_cap, p.beta_tolerance) == (
         0.2, 0.9, 0.8, 0.4, 0.3,
@@ -42,6 +42,7 @@ def test_qp_and_classics_inherit_the_risk_limits() -> None:
     assert allocs["min_variance"].params.max_weight == 0.2
     k = allocs["fractional_kelly"]
     assert (k.kelly.max_weight, k.kelly.max_gross) == (0.2, 0.9)
+    assert allocs["cluster_barbell"].params.max_weight == 0.2
 
 
 def test_a_looser_baseline_limit_is_refused_with_the_fix() -> None:
@@ -57,6 +58,8 @@ def test_a_looser_baseline_limit_is_refused_with_the_fix() -> None:
         r"risk.long_only = true",
     ):
         config_from_dict({"baselines": {"classic": {"long_only": False}}})
+    with pytest.raises(ConfigError, match=r"baselines.barbell.max_weight = 0.2 is looser than"):
+        config_from_dict({"baselines": {"barbell": {"max_weight": 0.2}}})
     # a long/short risk section lets the baselines go long/short, or stay long-only
     ok = config_from_dict({"risk": {"long_only": False}, "baselines": {"qp": {"long_only": True}}})
     assert ok.baselines.within(ok.risk).qp.long_only is True

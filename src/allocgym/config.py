@@ -1089,7 +1089,7 @@ class GreedyConfig(Section):
         return self
 
 
-class BarbellConfig(Section):
+class BarbellConfig(_ShadowsRiskLimits):
     """Cluster-aware barbell (``allocgym.baselines.cluster_barbell``)."""
 
     n_clusters: PosInt | None = 10
@@ -1127,6 +1127,13 @@ class BarbellConfig(Section):
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     solver: str | None = None
     """cvxpy solver for layer 1; None = CLARABEL."""
+    max_weight: Frac | None = None
+    """Cap on each name's weight; None = ``risk.max_symbol_weight`` (a value may only
+    tighten it). A cluster holds at most this over its largest layer-2 weight, so the
+    gates' symbol cap does not cut the book into cash."""
+
+    _key: ClassVar[str] = "barbell"
+    _shadows: ClassVar[tuple[tuple[str, str], ...]] = (("max_weight", "max_symbol_weight"),)
 
     @model_validator(mode="after")
     def _check(self) -> BarbellConfig:
@@ -1349,7 +1356,8 @@ class BaselinesConfig(Section):
 
     def within(self, risk: RiskConfig) -> BaselinesConfig:
         """This section with every limit it shares with the risk gates resolved: unset
-        (None) limits of ``qp``, ``classic`` and ``kelly`` take the ``risk`` value, the QP
+        (None) limits of ``qp``, ``classic``, ``kelly`` and ``barbell`` take the ``risk``
+        value, the QP
         budget is lowered to its gross and net caps. The baselines are built from it, so
         ``risk`` is the one source of these limits.
 
@@ -1366,7 +1374,7 @@ class BaselinesConfig(Section):
         )
 
 
-_SHADOWING_SECTIONS = ("qp", "classic", "kelly")
+_SHADOWING_SECTIONS = ("qp", "classic", "kelly", "barbell")
 """The ``baselines`` sub-sections whose limits shadow the ``risk`` section's."""
 
 
