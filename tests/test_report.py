@@ -318,6 +318,19 @@ def test_factor_attribution_and_risk_diagnostics_sections(written) -> None:
         assert f"{100 * (1.0 - hist['rate']):.1f}%" in line
     assert "principal components of the trailing window" in section
     assert result.meta["factor_source"] == "pca"
+    every = result.meta["factor_refit_every"]
+    assert every == 21 and "Every 21 bars the factor model is fitted" in section
+
+
+def test_the_words_state_the_decision_interval_and_what_the_var_backtest_left_out(
+    written,
+) -> None:
+    result, paths = written
+    md = paths["markdown"].read_text()
+    assert result.meta["decision_interval"] == 1 and "Agents decide every bar from" in md
+    vb = result.var_backtest.values()
+    flat, short = sum(x["n_flat"] for x in vb), sum(x["n_short_history"] for x in vb)
+    assert f"Left out: {flat} all-cash allocator-bars and {short} whose" in md
 
 
 def test_user_factors_from_the_cli_drive_the_attribution(tmp_path: Path) -> None:

@@ -1873,6 +1873,7 @@ def _factor_diagnostics(
         meta.update(
             factor_source="user" if factors is not None else "pca",
             factor_window=window,
+            factor_refit_every=int(fm.refit_every),
             universe_effective_factors=float(np.nanmean(first.universe_effective)),
         )
     return attribution, diagnostics
@@ -2086,6 +2087,7 @@ def evaluate(
         symbols=list(params.market.symbols),
         config_hash=config_hash(cfg),
         rebalance_every=int(cfg.baselines.rebalance_every),
+        decision_interval=int(params.decision_interval),
         drawdown_kill=float(params.cfg.env.drawdown_kill),
         wiped_out={
             bt.name: str(bt.dates[bt.wiped_out_at])[:10]

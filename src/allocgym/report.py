@@ -198,6 +198,11 @@ class _Block:
     path: str = ""
 
 
+def _bars(n: Any) -> str:
+    """'bar' for 1, else 'N bars' (a count from the result's meta)."""
+    return "bar" if int(n) == 1 else f"{int(n)} bars"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> _Block:
     return _Block("table", header=tuple(header), rows=tuple(tuple(str(c) for c in r) for r in rows))
 
@@ -254,8 +259,9 @@ def _overview_blocks(result: EvaluationResult) -> list[_Block]:
             "Every allocator walked the whole split once, deterministically, from cash at the "
             "first tradable bar, through the same environment core: risk gates "
             "(`RiskGateChain`), execution policy (no-trade bands, lot rounding), fills at the "
-            "next bar's close and the `allocgym.costs` cost model. Agents decide every bar "
-            "from the env observation; baselines re-optimise every "
+            "next bar's close and the `allocgym.costs` cost model. Agents decide every "
+            f"{_bars(meta.get('decision_interval', 1))} from the env observation (the "
+            "env's decision interval, as in training); baselines re-optimise every "
             f"{meta.get('rebalance_every', '')} bars and hold their drifted book in between "
             "(a rebalance cut by a trade limit keeps trading towards its target). Returns are "
             "net of costs; metrics come from `allocgym.measures`.",
@@ -685,7 +691,8 @@ def _paired_blocks(result: EvaluationResult) -> list[_Block]:
             f"{pt.get('mean_block', 0):g} bars, seed {pt.get('seed')}: both series resampled "
             "with the same blocks, so common market moves cancel); p is the one-sided "
             "p-value of 'no better than the reference'. A pooled row is the seeds' returns "
-            "averaged bar by bar (capital split equally over the seeds); in the metrics "
+            "averaged bar by bar (a book rebalanced to equal capital per seed every bar); in "
+            "the metrics "
             "table a seed group's 1/N columns are its pooled row's.",
         )
     )
@@ -803,13 +810,15 @@ def _var_backtest_blocks(result: EvaluationResult) -> list[_Block]:
             t = x[m]
             row += [str(t["n_breaches"]), f"{p(t['kupiec_p'])} / {p(t['christoffersen_p'])}"]
         rows.append(row)
-    left_out = sum(x["n_flat"] + x["n_short_history"] for x in vb.values())
+    flat = sum(x["n_flat"] for x in vb.values())
+    short = sum(x["n_short_history"] for x in vb.values())
     return [
         _Block("h2", f"VaR backtest ({level}, out of sample)"),
         _table(header, rows),
         _Block(
             "p",
-            f"At each bar the {level} one-bar VaR of the book just approved is forecast from the "
+            f"At each bar the {level} one-bar VaR of the book held over the next bar (filled at "
+            "the previous decision, the book the P&L is made of) is forecast from the "
             f"asset returns of the {first['window']} bars up to the decision (nothing later) "
             "in three ways: historical (empirical quantile of the scenario P&L), Gaussian "
             "(normal with the scenarios' mean and volatility) and EVT (a generalised Pareto "
@@ -818,7 +827,8 @@ def _var_backtest_blocks(result: EvaluationResult) -> list[_Block]:
             "below minus the VaR. Kupiec's test asks whether the breach rate equals "
             f"{100 - 100 * float(first['alpha']):g}%, Christoffersen's whether breaches "
             "cluster (a first-order Markov chain against independence); a p-value below 0.05 "
-            f"rejects the model. All-cash bars are left out ({left_out} allocator-bars here).",
+            f"rejects the model. Left out: {flat} all-cash allocator-bars and {short} whose "
+            f"{first['window']}-bar window would reach before the data's first bar.",
         ),
     ]
 
@@ -917,9 +927,10 @@ def _factor_attribution_blocks(result: EvaluationResult) -> list[_Block]:
         _table(header, rows),
         _Block(
             "p",
-            "Summed per-bar contributions (simple returns, not compounded). At each bar the "
-            "factor model is fitted on the "
-            f"{m.get('factor_window', '')} bars up to the decision (nothing later) with "
+            "Summed per-bar contributions (simple returns, not compounded). Every "
+            f"{_bars(m.get('factor_refit_every', 1))} the factor model is fitted on the "
+            f"{m.get('factor_window', '')} bars up to the decision (nothing later; held "
+            "in between) with "
             f"{how}. A factor's contribution is the held book's exposure to it times the "
             "factor's return over the next bar; the specific part is the rest of the book's "
             "market return, so factors + specific = market return exactly, and market "

@@ -113,7 +113,7 @@ def christoffersen_independence(breaches: np.ndarray) -> dict[str, float]:
     pi1 = n11 / (n10 + n11) if n10 + n11 else 0.0
     restricted = xlogy(n00 + n10, 1.0 - pi) + xlogy(n01 + n11, pi)
     markov = xlogy(n00, 1.0 - pi0) + xlogy(n01, pi0) + xlogy(n10, 1.0 - pi1) + xlogy(n11, pi1)
-    lr = max(float(-2.0 * (restricted - markov)), 0.0)
+    lr = max(float(-2.0 * (restricted - markov)), 0.0) + 0.0  # + 0.0: no -0.0
     return {
         "lr": lr,
         "p_value": float(chi2.sf(lr, 1)),
