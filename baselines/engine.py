@@ -8,7 +8,7 @@ produced each portfolio's weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -63,6 +63,11 @@ class OptimizationEngine:
         One entry per :meth:`allocate` call, in order.
     switches_ : list of tuple (int, str, str)
         ``(decision index at the switch, from engine, to engine)``.
+    source_ : list of str
+        Per portfolio of the last call, what produced its weights (as in ``decisions_``):
+        the evaluation counts the QP's fallbacks through the engine as it does for the QP.
+        ``primary_source`` is the active engine's ordinary stage, so a walk that switches
+        engines lists the other engine's rebalances among the fallback stages by name.
     """
 
     name = "engine"
@@ -75,6 +80,7 @@ class OptimizationEngine:
         self.active_engine: str = engine
         self.decisions_: list[EngineDecision] = []
         self.switches_: list[tuple[int, str, str]] = []
+        self.source_: list[str] = []
 
     @classmethod
     def from_config(cls, cfg: BaselinesConfig) -> OptimizationEngine:
@@ -94,6 +100,22 @@ class OptimizationEngine:
             self.active_engine = engine
 
     @property
+    def primary_source(self) -> str:
+        """The active engine's ordinary stage: ``"greedy"`` or the QP's ``"qp:<SOLVER>"``."""
+        engine = self.current
+        return engine.primary_source if isinstance(engine, QPAllocator) else "greedy"
+
+    def selection_records(self) -> list[dict[str, Any]] | None:
+        """The greedy engine's selection records of the last call when it made it; None
+        when the QP did (it selects no names)."""
+        last = self.decisions_[-1] if self.decisions_ else None
+        if last is None or last.engine != "greedy":
+            return None
+        greedy = self.engines["greedy"]
+        assert isinstance(greedy, GreedyRotation)
+        return greedy.selection_records()
+
+    @property
     def current(self) -> GreedyRotation | QPAllocator:
         """The active engine object."""
         return self.engines[self.active_engine]
@@ -107,4 +129,5 @@ class OptimizationEngine:
         else:
             sources = ("greedy",) * ctx.n_envs
         self.decisions_.append(EngineDecision(len(self.decisions_), self.active_engine, sources))
+        self.source_ = list(sources)
         return weights

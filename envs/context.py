@@ -401,10 +401,11 @@ class Rebalancer:
     ) -> None:
         """Append the selection-audit record of each row of a successful rebalance."""
         records = getattr(alloc, "selection_records", None)
-        if not callable(records):
+        made = records() if callable(records) else None
+        if made is None:  # no selection, or not this time (the engine's QP)
             return
         assert ctx.t is not None  # allocation_context always sets t
-        for k, (row, rec) in enumerate(zip(batch_rows, records(), strict=True)):
+        for k, (row, rec) in enumerate(zip(batch_rows, made, strict=True)):
             bar = int(ctx.t[k])
             date = None if self._dates is None else str(self._dates[bar])[:19]
             self.selections[int(row)].append({"bar": bar, "date": date, **rec})

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from allocgym.allocator import AllocationContext, Allocator
+from allocgym.allocator import AllocationContext, Allocator, primary_source_of, source_of
 from allocgym.baselines.engine import OptimizationEngine
 from allocgym.baselines.greedy import (
     GreedyCode,
@@ -262,6 +262,22 @@ def test_engine_from_config_records_qp_fallback() -> None:
     engine.allocate(_ctx(z, np.zeros((1, 8))))
     assert engine.decisions_[0].sources == ("hrp",)
     assert engine.engines["qp"].fallback_chain_[0][-1] == ("hrp", "ok")
+    # the evaluation counts it as the QP's fallback, as it does for the QP itself
+    assert source_of(engine, 0) == "hrp" and primary_source_of(engine) == "qp:CLARABEL"
+    assert engine.selection_records() is None  # the QP selects no names
+
+
+def test_engine_running_greedy_writes_the_greedy_selection_audit() -> None:
+    n = 12
+    z = np.random.default_rng(1).normal(0, 1, (2, n))
+    ctx = _ctx(z, np.zeros((2, n)))
+    engine = OptimizationEngine.from_config(BaselinesConfig())
+    alone = GreedyRotation(P)
+    engine.engines["greedy"] = GreedyRotation(P)
+    engine.allocate(ctx)
+    alone.allocate(ctx)
+    assert primary_source_of(engine) == "greedy" and engine.source_ == ["greedy", "greedy"]
+    assert engine.selection_records() == alone.selection_records()
 
 
 @pytest.mark.slow
