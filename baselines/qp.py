@@ -37,6 +37,7 @@ import scipy.linalg
 import scipy.sparse as sps
 
 from allocgym import estimates
+from allocgym.baselines.classic import project_box_simplex
 from allocgym.baselines.hrp import HRP
 from allocgym.config import QPConfig
 from allocgym.errors import DataError, Infeasible, OptimizationError, SolverFailed
@@ -526,7 +527,9 @@ class QPProblem:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 settings = _SOLVER_OPTS.get(solver, {}) if opts is None else opts
-                self.problem.solve(solver=solver, warm_start=True, **settings)
+                self.problem.solve(
+                    solver=solver, warm_start=False, **settings
+                )  # same bits whatever came before
         except cp.error.SolverError as err:
             raise SolverFailed(
                 f"QP solver {solver} failed on {self.n_assets} assets: {err}. "
@@ -558,6 +561,14 @@ class QPProblem:
                 f"({constraint_limits(self.params).get(worst, '')}) is violated by {viol[worst]:.3g}; "
                 "try another baselines.qp.solver."
             )
+        # Snap the solver's tolerance (a -3e-11 long-only name, 1e-10 over the cap or the
+        # budget) onto the bounds and the budget exactly, as the other optimisers do: the
+        # gates would clip that dust and code it as the QP's own breach.
+        lower, upper = inputs.bounds(self.params)
+        if self.params.budget_equality or w.sum() > self.params.budget:
+            w = project_box_simplex(w, lower, upper, self.params.budget)
+        else:
+            w = np.clip(w, lower, upper)
         info = {
             "status": status,
             "objective": qp_objective(w, inputs, self.params),

@@ -275,6 +275,17 @@ def test_allocate_solves_each_portfolio() -> None:
         )
 
 
+def test_solutions_sit_exactly_on_the_bounds_and_the_budget() -> None:
+    """The solver's tolerance is snapped away: no long-only name below 0, none above the
+    cap, the budget held (the gates would clip 1e-11 of dust and code it as a breach)."""
+    alloc = QPAllocator(_qp())
+    for seed in range(6):
+        w = alloc.allocate(_ctx(3, 15, 10 * seed))
+        assert alloc.source_ == ["qp:CLARABEL"] * 3
+        assert w.min() >= 0.0 and w.max() <= alloc.params.per_name_cap
+        np.testing.assert_allclose(w.sum(axis=1), alloc.params.budget, rtol=0, atol=1e-14)
+
+
 def test_fallback_chain_infeasible_goes_to_hrp() -> None:
     ctx = _ctx(1, 12, 2)
     # every limit set: used as given (resolving would lower the budget to the net cap)

@@ -946,7 +946,9 @@ class QPConfig(_ShadowsRiskLimits):
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     budget: float = 1.0
     """Target of sum w (fully invested: 1); lowered to the gross and net caps when they are
-    smaller."""
+    smaller and come from the ``risk`` section (``build_baselines``, or a section with a
+    limit left unset). A section with every limit set is used as given: set the budget
+    with them (a net cap below it is infeasible, and the QP falls back)."""
     budget_equality: bool = True
     """True: sum w == budget; False: sum w <= budget (the rest stays in cash)."""
     per_name_cap: Pos | None = None
