@@ -118,6 +118,13 @@ class GreedyResult:
     ranks: np.ndarray
 
 
+def _cut(
+    held: np.ndarray, ranks: np.ndarray, score: np.ndarray, params: GreedyConfig
+) -> np.ndarray:
+    """Rule 1's cut of a held name: ranked past ``K_sell`` and scored below ``z_cut``."""
+    return held & (ranks > params.K_sell) & (score < params.z_cut)
+
+
 def greedy_rotation(
     z: np.ndarray,
     w_cur: np.ndarray,
@@ -170,7 +177,7 @@ def greedy_rotation(
     forced = np.zeros((n_envs, n), dtype=np.int64) if exits is None else np.asarray(exits)
     no_buy = np.zeros((n_envs, n), dtype=np.int64) if blocked is None else np.asarray(blocked)
     exited = held & (forced != 0)
-    cut = (held & (ranks > params.K_sell) & (score < params.z_cut)) | short
+    cut = _cut(held, ranks, score, params) | short
     kept = held & ~cut & ~exited
     free = np.maximum(params.K - kept.sum(axis=1), 0)
 
@@ -506,11 +513,16 @@ class GreedyRotation:
         returns = np.asarray(ctx.returns, dtype=np.float64)[:, -p.corr_window :]
         out = np.zeros(w_cur.shape, dtype=np.int64)
         score = np.where(np.isfinite(z), z, -np.inf)
+        ranks = np.empty(score.shape, dtype=np.int64)
+        order_all = np.argsort(-score, axis=1, kind="stable")
+        ranks[np.arange(score.shape[0])[:, None], order_all] = np.arange(1, score.shape[1] + 1)
+        # screened against the names this decision keeps: not the ones it cuts or exits
+        kept = (w_cur > 0) & (exits == 0) & ~_cut(w_cur > 0, ranks, score, p)
         for row in range(w_cur.shape[0]):
             with np.errstate(invalid="ignore", divide="ignore"):
                 corr = np.corrcoef(np.nan_to_num(returns[row]), rowvar=False)
             corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
-            book = list(np.flatnonzero((w_cur[row] > 0) & (exits[row] == 0)))
+            book = list(np.flatnonzero(kept[row]))
             order = np.argsort(-score[row], kind="stable")[: p.K_buy]
             for j in order:
                 if w_cur[row, j] != 0 or blocked[row, j] or not score[row, j] > p.z_keep:

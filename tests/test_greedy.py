@@ -427,3 +427,20 @@ def test_correlation_cap_skips_a_candidate_twin() -> None:
     assert out[0].tolist() == [0.3, 0.0, 0.3, 0.0]
     free = GreedyRotation(_with(P, corr_window=40)).allocate(_ctx_at(0, r, w, z))
     assert free[0].tolist() == [0.3, 0.3, 0.3, 0.0]
+
+
+def test_correlation_cap_screens_against_the_names_kept_not_the_ones_cut() -> None:
+    """A held name this decision cuts neither blocks its twin among the candidates nor
+    lets two twin candidates in together: the screen is the book after the cuts."""
+    rng = np.random.default_rng(0)
+    a, b, c, d = rng.normal(0, 0.01, (4, 40))
+    # S0 and S1 are twins; S3 (held) is S2's twin; S4, S5 held and cut with S3
+    r = np.stack([a, 2 * a, b, 3 * b, c, d], axis=1)
+    p = _with(P, K=3, K_buy=3, K_sell=3, max_pair_correlation=0.5, corr_window=40)
+    z = np.array([[2.0, 1.9, 1.5, -1.0, -1.1, -1.2]])
+    held = np.array([[0.0, 0.0, 0.0, 0.3, 0.3, 0.3]])
+    alloc = GreedyRotation(p)
+    out = alloc.allocate(_ctx_at(0, r, held, z))
+    assert alloc.codes_[0].tolist() == [B, GreedyCode.CORRELATED, B, C, C, C]
+    cash = GreedyRotation(p).allocate(_ctx_at(0, r, np.zeros((1, 6)), z))
+    assert out[0].tolist() == cash[0].tolist() == [0.3, 0.0, 0.3, 0.0, 0.0, 0.0]
