@@ -865,8 +865,9 @@ class QPAllocator:
     ) -> tuple[QPInputs, tuple[np.ndarray, str, dict[str, Any]]]:
         """Iterative exclusion: while two held names correlate above the cap, pin the one
         with the smaller |weight| (the later one when they are within 1e-6) to 0 and
-        re-solve. A re-solve
-        that fails keeps the last solution and is recorded in the chain."""
+        re-solve. A re-solve that fails keeps the last solution, which breaks the cap: it
+        is recorded in the chain and labelled ``<label>:correlation_cap_failed``, a
+        fallback stage the evaluation counts."""
         cap = self.params.max_pair_correlation
         assert cap is not None
         corr = pair_correlations(np.asarray(returns, dtype=np.float64))
@@ -891,7 +892,7 @@ class QPAllocator:
             what = f"exclude name {drop} (correlation {pairs[i, j]:.3f} > {cap:g})"
             if again is None:
                 chain.append(("correlation_cap", f"failed: {what}; kept the previous book"))
-                return inputs, solved
+                return inputs, (solved[0], f"{solved[1]}:correlation_cap_failed", solved[2])
             chain.append(("correlation_cap", what))
             chain.extend(sub)
             inputs, solved = trial, again

@@ -182,5 +182,12 @@ def test_qp_pairwise_correlation_cap_excludes_the_smaller_twin() -> None:
     assert w[1] == pytest.approx(0.0, abs=1e-9) and w.sum() == pytest.approx(1.0, abs=1e-6)
     steps = [step for step, _ in capped_qp.fallback_chain_[0]]
     assert "correlation_cap" in steps and capped_qp.source_ == ["qp:CLARABEL"]
+    # a cap no book of two names or more meets (-0.5), with names capped at 0.5: the
+    # exclusions end in an infeasible re-solve, and the book kept, which breaks the cap,
+    # is labelled a fallback
+    tight = QPAllocator(QPConfig(**{**common, "per_name_cap": 0.5}, max_pair_correlation=-0.5))
+    tight.allocate(ctx)
+    assert tight.source_ == ["qp:CLARABEL:correlation_cap_failed"]
+    assert tight.fallback_chain_[0][-1][1].startswith("failed: exclude name")
     with pytest.raises(ValidationError, match="max_pair_correlation"):
         QPConfig(max_pair_correlation=1.0)
