@@ -71,6 +71,7 @@ class OptimizationEngine:
     """
 
     name = "engine"
+    keeps_state = True  # its greedy engine's entries (see GreedyRotation.keeps_state)
 
     def __init__(
         self, greedy: GreedyRotation, qp: QPAllocator, engine: EngineName = "greedy"

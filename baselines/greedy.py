@@ -338,6 +338,9 @@ class GreedyRotation:
     """
 
     name = "greedy"
+    keeps_state = True
+    """Entries and bars held are kept per portfolio row across calls: a Rebalancer asks
+    for all of this allocator's rows in one call (``allocgym.envs.context``)."""
 
     def __init__(self, params: GreedyConfig | None = None) -> None:
         self.params = params or GreedyConfig()

@@ -215,7 +215,10 @@ class Rebalancer:
         The allocator of each portfolio; ``None`` marks a portfolio whose proposal comes
         from elsewhere (the training-time validation's agent) and is left alone.
         Portfolios sharing one allocator object are asked together in one ``allocate``
-        call.
+        call per history window: a portfolio with fewer than ``lookback`` bars behind it
+        gets its own call with its own window, unless the allocator ``keeps_state`` per
+        portfolio (greedy rotation's exits), which gets one call, every row clamped to
+        the shortest window.
     rebalance_every : int or sequence of int (length n_envs)
         Decisions between re-optimisations (counted from each episode's first decision,
         ``EnvState.steps``), for all portfolios or per portfolio.
@@ -344,8 +347,7 @@ class Rebalancer:
             is_due = base & self.windows[state.t]
         due = np.flatnonzero(is_due)
         fresh = self.held[idx]
-        for window in window_groups(state.t[due], self.lookback):
-            rows = due[window]
+        for rows in self._calls(due, state.t[due], idx):
             ctx = allocation_context(params, state, self.lookback, rows, observation)
             groups: dict[int, list[int]] = {}
             for pos, j in enumerate(rows):
@@ -361,6 +363,19 @@ class Rebalancer:
         self.working[idx[due]] = True
         out[base] = rule[base]
         return out
+
+    def _calls(self, due: np.ndarray, t: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+        """The due rows in groups of one context each: every row's own history window
+        (:func:`window_groups`), except that an allocator keeping state per portfolio
+        (``keeps_state``) gets all its rows in one call, clamped to the earliest's window."""
+        windows = window_groups(t, self.lookback)
+        if len(windows) <= 1:
+            return [due[w] for w in windows]
+        stateful = np.array(
+            [getattr(self.allocators[idx[j]], "keeps_state", False) for j in due], dtype=bool
+        )
+        calls = [due[w[~stateful[w]]] for w in windows] + [due[stateful]]
+        return [rows for rows in calls if rows.size]
 
     def _allocate(
         self, alloc: Allocator, ctx: AllocationContext, pos: list[int], batch_rows: np.ndarray

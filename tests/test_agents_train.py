@@ -776,6 +776,12 @@ def test_a_run_records_its_data_and_refuses_other_data(
     with pytest.raises(ConfigError, match="was selected on its validation split"):
         evaluate_run(run, split="test", baselines="equal_weight", market=market,
                      overrides=["data.splits.validation_end=2002-11-15"])  # fmt: skip
+    # promote walks its own evaluation: checked the same way, for a run incumbent too
+    from allocgym.promotion import promote
+
+    moved = ["data.splits.validation_end=2002-11-15"]
+    with pytest.raises(ConfigError, match="was selected on its validation split"):
+        promote(run, "hrp", overrides=moved)
 
 
 def test_a_best_model_from_an_interrupted_attempt_is_refused(

@@ -194,6 +194,27 @@ def test_rebalancer_isolates_a_failing_row_of_a_shared_allocator(params: EnvPara
     assert rule.errors.tolist() == [0, 1, 0]
 
 
+def test_rebalancer_gives_each_short_history_row_its_window_unless_the_allocator_keeps_state(
+    params: EnvParams,
+) -> None:
+    """Rows at bars with fewer than ``lookback`` bars behind them: a stateless allocator is
+    asked once per window (each row's own history); one that keeps per-row state (greedy)
+    once for all its rows, clamped to the shortest window."""
+    lo = params.lo
+    starts = np.array([lo, lo + 150, lo + 1, lo + 200])  # lookback 400 > lo + 1
+    assert lo + 1 < 400 <= lo + 151
+    free, kept = Recorder(np.full(6, 0.1), "free"), Recorder(np.full(6, 0.1), "kept")
+    kept.keeps_state = True  # type: ignore[attr-defined]
+    state, _ = core.reset(params, core.seed_keys(np.arange(4)), start=starts)
+    Rebalancer([free, free, kept, kept], rebalance_every=5, lookback=400).propose(
+        params, state, np.zeros((4, 6))
+    )
+    assert [c.t.tolist() for c in free.contexts] == [[lo + 150], [lo]]
+    assert [c.returns.shape[1] for c in free.contexts] == [400, lo + 1]
+    ((only,),) = [kept.contexts]
+    assert only.t.tolist() == [lo + 1, lo + 200] and only.returns.shape[1] == lo + 2
+
+
 def test_rebalancer_rows_map_a_shrunk_state_to_the_batch(params: EnvParams) -> None:
     a, b = Recorder(np.full(6, 0.1), "a"), Recorder(np.full(6, 0.05), "b")
     rule = Rebalancer([a, b, None], rebalance_every=3, lookback=30)

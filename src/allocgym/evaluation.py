@@ -2344,6 +2344,26 @@ def study_ledger(cfg: AllocgymConfig, run_dir: str | Path) -> str | Path | None:
     return cfg.evaluation.trials_ledger or find_ledger(run_dir)
 
 
+def check_policies_unseen(policies: Sequence[Any], params: EnvParams) -> None:
+    """Refuse to report ``params``' split for an agent that trained or was selected on any
+    of its bars (a run's ``data.json``, a bundle's ``run.data``;
+    :func:`allocgym.ledger.check_unseen_bars`).
+
+    Raises
+    ------
+    ConfigError
+    """
+    for pol in policies:
+        frozen = getattr(pol, "policy", None)
+        record, what = (
+            (read_run_data(pol.source), f"run {pol.source!r}")
+            if frozen is None
+            else (frozen.manifest.get("run", {}).get("data"), f"bundle {str(frozen.path)!r}")
+        )
+        split = params.split
+        check_unseen_bars(record, params.market, split.start, split.stop, what)
+
+
 def evaluate_run(
     run_dir: str | Path | Sequence[str | Path],
     *,
@@ -2391,14 +2411,7 @@ def evaluate_run(
     params = evaluation_params(market, cfg, split)
     if not policies:
         policies = load_policies(runs, params, cfg.evaluation.agent_model)
-    for pol in policies:  # the bars reported must be unseen by every agent
-        frozen = getattr(pol, "policy", None)
-        record, what = (
-            (read_run_data(pol.source), f"run {pol.source!r}")
-            if frozen is None
-            else (frozen.manifest.get("run", {}).get("data"), f"bundle {str(frozen.path)!r}")
-        )
-        check_unseen_bars(record, market, params.split.start, params.split.stop, what)
+    check_policies_unseen(policies, params)
     names = baseline_names(list(cfg.evaluation.baselines) if baselines is None else baselines)
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
     if ledger is None:

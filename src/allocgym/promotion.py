@@ -399,6 +399,7 @@ def promote(
                 pol.name = f"{pol.name}@{m:g}x"
             allocs.append(pol)
             scales.append(m)
+    ev.check_policies_unseen(allocs, params)
     allocs.extend(ev.build_baselines(cfg, inc_baseline).values())
     scales.extend([1.0] * len(inc_baseline))
     bts = ev.run_allocators(allocs, params=params, equity_scales=scales, progress=progress)
@@ -406,9 +407,9 @@ def promote(
     cand_bts, inc_bts = bts[:n_cand], bts[len(mults) * n_cand :]
     if inc_cfg is not None:
         inc_params = ev.evaluation_params(market, inc_cfg, params.split)
-        inc_bts = ev.run_allocators(
-            ev.load_policies(inc_runs, inc_params, e.agent_model), params=inc_params
-        )
+        inc_pols = ev.load_policies(inc_runs, inc_params, e.agent_model)
+        ev.check_policies_unseen(inc_pols, inc_params)
+        inc_bts = ev.run_allocators(inc_pols, params=inc_params)
     # The candidate's backtests alone: an incumbent agent is no trial of the candidate's.
     summary = ev.summarize(
         cand_bts,
