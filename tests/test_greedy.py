@@ -239,9 +239,11 @@ def test_engine_switches_and_records_sources() -> None:
     assert engine.active_engine == "greedy"
     w_greedy = engine.allocate(ctx)
     assert np.array_equal(w_greedy, GreedyRotation(P).allocate(ctx))
+    assert engine.selection_records() is not None
     engine.switch_engine("qp")
     w_qp = engine.allocate(ctx)
     assert np.allclose(w_qp.sum(axis=1), 1.0, atol=1e-7)
+    assert engine.selection_records() is None  # the QP's call: no stale greedy records
     engine.switch_engine("qp")  # no-op: already active
     engine.switch_engine("greedy")
     engine.allocate(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from allocgym import evaluation as ev
+from allocgym import report
 from allocgym.allocator import AllocationContext
 from allocgym.config import load_config
 from allocgym.data import load_market
@@ -328,6 +330,9 @@ def test_the_words_state_the_decision_interval_and_what_the_var_backtest_left_ou
     result, paths = written
     md = paths["markdown"].read_text()
     assert result.meta["decision_interval"] == 1 and "Agents decide every bar from" in md
+    every5 = dataclasses.replace(result, meta={**result.meta, "decision_interval": 5})
+    words = " ".join(b.text for b in report._overview_blocks(every5) if b.kind == "p")
+    assert "Agents decide every 5 bars from" in words
     vb = result.var_backtest.values()
     flat, short = sum(x["n_flat"] for x in vb), sum(x["n_short_history"] for x in vb)
     assert f"Left out: {flat} all-cash allocator-bars and {short} whose" in md

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -664,7 +665,10 @@ def test_regime_multiplier_flags_with_a_regime_override(policy: FrozenPolicy) ->
 def test_default_regime_flag_when_regime_comes_from_requests(policy: FrozenPolicy) -> None:
     serving = serving_config(policy, ["serving.regime_source=request"])
     env = {**ENABLED, "TRADING_ALLOCATOR_DEFAULT_REGIME": "uncertain"}
-    alloc = make_alloc(policy, environ=env, serving=serving)
+    with warnings.catch_warnings():  # the flag acts here: no warning
+        warnings.simplefilter("error", UserWarning)
+        alloc = make_alloc(policy, environ=env, serving=serving)
+        make_alloc(policy, environ=ENABLED)  # the flag unset: none either
     d = alloc.decide(make_request(alloc))
     assert (d.regime.label, d.regime.code, d.regime.source) == ("uncertain", 3, "default")
     alloc2 = make_alloc(policy, serving=serving)  # the trading allocator's default label 'neutral'
