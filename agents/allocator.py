@@ -20,6 +20,9 @@ from allocgym.actions import ActionSpec
 from allocgym.allocator import PolicyAllocator
 from allocgym.errors import ConfigError
 
+_ENV_BOUND = ("venv", "class_attributes", "returns")
+"""VecNormalize attributes tied to a live env, left out when an agent is pickled."""
+
 
 class SB3PolicyAllocator(PolicyAllocator):
     """Deterministic proposals from a trained SB3 model.
@@ -64,6 +67,25 @@ class SB3PolicyAllocator(PolicyAllocator):
                 "universe or action mode; evaluate it on the data and config it was trained "
                 "with (its run's config.yaml), without --set data.* overrides"
             )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A VecNormalize loaded without its env cannot be pickled by its own __getstate__
+        # (it deletes attributes only set_venv creates): ship its statistics instead, so
+        # an agent can go to a Ray worker (allocgym evaluate --address).
+        state = self.__dict__.copy()
+        if self.vecnormalize is not None:
+            state["vecnormalize"] = {
+                k: v for k, v in vars(self.vecnormalize).items() if k not in _ENV_BOUND
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        stats = state.get("vecnormalize")
+        if isinstance(stats, dict):
+            vn = VecNormalize.__new__(VecNormalize)
+            vn.__setstate__(stats)  # statistics only, no env: normalize_obs works
+            state = {**state, "vecnormalize": vn}
+        self.__dict__.update(state)
 
     def reset(self) -> None:
         """Forget the recurrent state (start of new episodes)."""

@@ -800,3 +800,23 @@ def test_a_best_model_from_an_interrupted_attempt_is_refused(
                        rf"chose step {result.best_step}: .* --resume"):  # fmt: skip
         load_agent(run, "best")
     assert load_agent(run, "final")[0] is not None
+
+
+def test_an_agent_with_normalisation_statistics_pickles_for_a_ray_worker(
+    ppo_run: tuple[Path, TrainResult],
+) -> None:
+    """A VecNormalize loaded without its env cannot pickle itself (SB3 deletes attributes
+    only set_venv creates): the agent ships its statistics, and acts the same after."""
+    import pickle
+
+    run_dir, _ = ppo_run
+    model, vn, _ = load_agent(run_dir, "best")
+    assert vn is not None
+    with pytest.raises(KeyError):
+        pickle.dumps(vn)  # SB3's own limit, the reason for the agent's __getstate__
+    agent = SB3PolicyAllocator(model, vn)
+    back = pickle.loads(pickle.dumps(agent))
+    obs = np.random.default_rng(0).normal(size=(4, agent.obs_dim)).astype(np.float32)
+    assert np.array_equal(back.normalize(obs), agent.normalize(obs))
+    assert np.array_equal(back.act(obs), agent.act(obs))
+    assert agent.vecnormalize is vn  # the original is left as it was

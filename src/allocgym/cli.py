@@ -1731,7 +1731,11 @@ def sweep_cmd(
     ] = None,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue the interrupted sweep in --run-dir."),
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted sweep in --run-dir (ASHA's rungs start empty: "
+            "Ray Tune does not restore the scheduler's state).",
+        ),
     ] = False,
 ) -> None:
     """Hyperparameter sweep on Ray Tune: Optuna search over a space of config keys, ASHA early stopping on the validation runs, every trial an ordinary run directory and a line of the sweep's trials ledger; writes results.md / results.csv and best_config.yaml (train it with --config)."""
