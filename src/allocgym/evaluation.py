@@ -2354,9 +2354,11 @@ def check_policies_unseen(policies: Sequence[Any], params: EnvParams) -> None:
     ConfigError
     """
     for pol in policies:
-        frozen = getattr(pol, "policy", None)
+        frozen, source = getattr(pol, "policy", None), getattr(pol, "source", None)
+        if frozen is None and source is None:
+            continue  # an agent from neither a run directory nor a bundle: no record
         record, what = (
-            (read_run_data(pol.source), f"run {pol.source!r}")
+            (read_run_data(source), f"run {source!r}")
             if frozen is None
             else (frozen.manifest.get("run", {}).get("data"), f"bundle {str(frozen.path)!r}")
         )

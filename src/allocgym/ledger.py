@@ -559,19 +559,15 @@ def run_data(cfg: AllocgymConfig, market: MarketData) -> dict[str, Any]:
     from allocgym.data import walk_forward_splits
 
     splits = walk_forward_splits(market, cfg.data.splits)
-
-    def day(bar: int) -> str:
-        return _when(market, bar)
-
     seen = {}
     for name in dict.fromkeys((cfg.env.split, cfg.train.eval_split)):
         bars = (0, market.n_days) if name == "all" else (splits[name].start, splits[name].stop)
-        seen[name] = [day(bars[0]), day(bars[1] - 1)]
+        seen[name] = [_when(market, bars[0]), _when(market, bars[1] - 1)]
     return {
         "market": market_fingerprint(market),
         "symbols": list(market.symbols),
-        "first_date": day(0),
-        "last_date": day(market.n_days - 1),
+        "first_date": _when(market, 0),
+        "last_date": _when(market, market.n_days - 1),
         "n_bars": int(market.n_days),
         "seen": seen,
     }
