@@ -142,15 +142,18 @@ CASES = {
 
 def test_unset_limits_take_the_default_risk_section() -> None:
     """A limit left unset (None) takes the ``risk`` value ("None = risk.max_symbol_weight"),
-    and the budget is lowered to the gross and net caps; a section with every limit set is
-    used as given; a limit looser than the risk one is refused."""
+    and the budget is lowered to the gross and net caps; a section with every limit set
+    keeps its limits, its budget lowered the same way; a limit looser than the risk one is
+    refused."""
     p = QPAllocator(QPConfig(max_net=0.5)).params
     assert (p.per_name_cap, p.long_only, p.max_gross, p.max_net, p.sector_cap) == (
         0.10, True, 1.0, 0.5, 0.30,
     )  # fmt: skip
     assert p.beta_tolerance is None and p.budget == 0.5  # min(1, gross 1.0, net 0.5)
     given = _qp(max_net=0.3)
-    assert QPAllocator(given).params is given and given.budget == 1.0
+    used = QPAllocator(given).params
+    assert used.budget == 0.3 and used.model_copy(update={"budget": 1.0}) == given
+    assert QPAllocator(_qp()).params == _qp()  # nothing to lower: as given
     with pytest.raises(ConfigError, match=r"baselines.qp.max_gross = 1.5 is looser"):
         QPAllocator(QPConfig(max_gross=1.5))
     risk = RiskConfig(max_symbol_weight=0.2, max_gross=1.5, long_only=False)
@@ -229,13 +232,13 @@ def test_risk_aversion_and_cost_knobs_are_used() -> None:
 def test_infeasible_names_the_constraint_groups() -> None:
     n = 20
     sector_ids = np.arange(n) % 4
-    # a net cap of 0.3 contradicts sum w = 1
-    params = _qp(max_net=0.3)
+    # 20 names capped at 0.04 hold at most 0.8 < sum w = 1
+    params = _qp(per_name_cap=0.04)
     with pytest.raises(Infeasible) as err:
         QPAllocator(params).solve(_inputs(params, n, 0), sector_ids)
     msg = str(err.value)
-    assert "[budget, net]" in msg
-    assert "baselines.qp.max_net" in msg and "sum w == 1" in msg
+    assert "[budget, per_name_cap]" in msg
+    assert "baselines.qp.per_name_cap" in msg and "sum w == 1" in msg
     # a turnover cap from a cash book cannot reach the budget
     params = _qp(max_turnover=0.2)
     with pytest.raises(Infeasible, match=r"\[budget, turnover\]"):
@@ -288,12 +291,12 @@ def test_solutions_sit_exactly_on_the_bounds_and_the_budget() -> None:
 
 def test_fallback_chain_infeasible_goes_to_hrp() -> None:
     ctx = _ctx(1, 12, 2)
-    # every limit set: used as given (resolving would lower the budget to the net cap)
-    alloc = QPAllocator(_qp(max_net=0.3))
+    # 12 names capped at 0.05 hold at most 0.6 < sum w = 1
+    alloc = QPAllocator(_qp(per_name_cap=0.05))
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == ["qp:CLARABEL", "qp:CLARABEL:accurate", "qp:SCS", "hrp"]
-    assert chain[0][1].startswith("infeasible:") and "[budget, net]" in chain[0][1]
+    assert chain[0][1].startswith("infeasible:") and "[budget, per_name_cap]" in chain[0][1]
     assert chain[1][1].startswith("skipped:") and chain[2][1].startswith("skipped:")
     assert chain[3] == ("hrp", "ok")
     assert alloc.source_ == ["hrp"]
@@ -304,7 +307,7 @@ def test_fallback_chain_infeasible_goes_to_hrp() -> None:
 def test_fallback_chain_ends_with_current_book() -> None:
     ctx = _ctx(1, 12, 3)
     hrp = HRP(HRPConfig(max_weight=0.05))  # 12 * 0.05 < 1: HRP is infeasible too
-    alloc = QPAllocator(_qp(max_net=0.3), hrp=hrp)
+    alloc = QPAllocator(_qp(per_name_cap=0.05), hrp=hrp)
     w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == [

@@ -946,9 +946,7 @@ class QPConfig(_ShadowsRiskLimits):
     """EWMA half-life in bars (``covariance='ewma'`` only)."""
     budget: float = 1.0
     """Target of sum w (fully invested: 1); lowered to the gross and net caps when they are
-    smaller and come from the ``risk`` section (``build_baselines``, or a section with a
-    limit left unset). A section with every limit set is used as given: set the budget
-    with them (a net cap below it is infeasible, and the QP falls back)."""
+    smaller."""
     budget_equality: bool = True
     """True: sum w == budget; False: sum w <= budget (the rest stays in cash)."""
     per_name_cap: Pos | None = None
@@ -1010,9 +1008,17 @@ class QPConfig(_ShadowsRiskLimits):
         ConfigError
             A limit set here is looser than the ``risk`` one.
         """
-        limits = super().within(risk)
-        caps = (c for c in (limits.max_gross, limits.max_net) if c is not None)
-        return limits.model_copy(update={"budget": min(limits.budget, *caps)})
+        return super().within(risk)._fitted_budget()
+
+    def resolved(self) -> Self:
+        """As :meth:`_ShadowsRiskLimits.resolved`, the budget lowered to the gross and net
+        caps either way (a section with every limit set keeps its limits)."""
+        return super().resolved()._fitted_budget()
+
+    def _fitted_budget(self) -> Self:
+        caps = [c for c in (self.max_gross, self.max_net) if c is not None]
+        budget = min(self.budget, *caps)
+        return self if budget == self.budget else self.model_copy(update={"budget": budget})
 
 
 class GreedyConfig(Section):
