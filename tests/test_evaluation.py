@@ -126,13 +126,18 @@ def test_walk_is_the_env_core_bit_for_bit(tiny_params) -> None:
 
 
 def test_batched_walk_equals_single_walks(tiny_params) -> None:
-    a = FixedWeights(np.full(6, 1 / 6), "ew")
-    b = FixedWeights(np.array([0.1, 0.0, 0.2, 0.0, 0.1, 0.0]), "tilted")
-    both = ev.run_allocators([a, b], params=tiny_params)
+    """Every recorded array of a portfolio is the same bits whatever is walked beside it
+    (Ray chunks the allocators: its report must be the serial one)."""
+    rng = np.random.default_rng(3)
+    others = [FixedWeights(rng.dirichlet(np.ones(6)) * 0.9, f"r{i}") for i in range(6)]
+    b = FixedWeights(np.array([0.13, 0.07, 0.21, 0.11, 0.17, 0.19]), "tilted")
+    batch = ev.run_allocators([FixedWeights(np.full(6, 1 / 6), "ew"), b, *others],
+                              params=tiny_params)  # fmt: skip
     alone = ev.run_allocator(FixedWeights(b.w, "tilted"), params=tiny_params)
-    assert [x.name for x in both] == ["ew", "tilted"]
-    assert np.array_equal(both[1].returns, alone.returns)
-    assert np.array_equal(both[1].weights, alone.weights)
+    assert [x.name for x in batch[:2]] == ["ew", "tilted"]
+    for key in ("returns", "equity", "weights", "proposed", "approved", "trades", "costs",
+                "turnover", "asset_pnl", "cost_pnl", "allocator_cut", "overlay_cut"):  # fmt: skip
+        assert np.array_equal(getattr(batch[1], key), getattr(alone, key), equal_nan=True), key
 
 
 def test_baselines_rebalance_on_schedule_and_hold_in_between(tiny_params) -> None:

@@ -666,7 +666,9 @@ class _WalkRecord:
         p0, p1 = params.prices[t], params.prices[t + 1]
         r_px = np.divide(p1, p0, out=np.ones_like(p1), where=p0 > 0) - 1.0
         a_pnl = dec.context.current_weights * r_px[None, :]
-        value_pre = state.cash + state.shares @ p1
+        # a row-wise sum, not a BLAS product, whose rounding depends on the batch's shape:
+        # the record must not change with the other portfolios walked beside it (Ray chunks)
+        value_pre = state.cash + (state.shares * p1).sum(axis=1)
         net = info["equity"] / state.equity - 1.0
         self._strategy_step(k, live, res, a_pnl)
         if self.check:
