@@ -118,6 +118,17 @@ class GreedyResult:
     ranks: np.ndarray
 
 
+def _ranking(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(score, order, ranks)`` of each row of ``z``: NaN scored -inf (no score ranks
+    last), names sorted best first (stable: equal scores keep symbol-index order), and each
+    name's 1-based rank."""
+    score = np.where(np.isnan(z), -np.inf, z)
+    order = np.argsort(-score, axis=1, kind="stable")
+    ranks = np.empty(score.shape, dtype=np.int64)
+    ranks[np.arange(score.shape[0])[:, None], order] = np.arange(1, score.shape[1] + 1)
+    return score, order, ranks
+
+
 def _cut(
     held: np.ndarray, ranks: np.ndarray, score: np.ndarray, params: GreedyConfig
 ) -> np.ndarray:
@@ -165,11 +176,7 @@ def greedy_rotation(
         empty = np.zeros((n_envs, 0), dtype=np.int64)
         return GreedyResult(weights=np.zeros((n_envs, 0)), codes=empty, ranks=empty.copy())
     rows = np.arange(n_envs)[:, None]
-    score = np.where(np.isnan(z), -np.inf, z)  # no score ranks last
-    # Stable sort of -z: equal scores keep symbol-index order.
-    order = np.argsort(-score, axis=1, kind="stable")
-    ranks = np.empty((n_envs, n), dtype=np.int64)
-    ranks[rows, order] = np.arange(1, n + 1)
+    score, order, ranks = _ranking(z)
 
     # Rules 1 and 2: forced exits and cuts; every other held name is kept.
     held = w_cur > 0
@@ -515,10 +522,7 @@ class GreedyRotation:
         assert p.max_pair_correlation is not None
         returns = np.asarray(ctx.returns, dtype=np.float64)[:, -p.corr_window :]
         out = np.zeros(w_cur.shape, dtype=np.int64)
-        score = np.where(np.isfinite(z), z, -np.inf)
-        ranks = np.empty(score.shape, dtype=np.int64)
-        order_all = np.argsort(-score, axis=1, kind="stable")
-        ranks[np.arange(score.shape[0])[:, None], order_all] = np.arange(1, score.shape[1] + 1)
+        score, ranked, ranks = _ranking(z)
         # screened against the names this decision keeps: not the ones it cuts or exits
         kept = (w_cur > 0) & (exits == 0) & ~_cut(w_cur > 0, ranks, score, p)
         for row in range(w_cur.shape[0]):
@@ -526,8 +530,7 @@ class GreedyRotation:
                 corr = np.corrcoef(np.nan_to_num(returns[row]), rowvar=False)
             corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
             book = list(np.flatnonzero(kept[row]))
-            order = np.argsort(-score[row], kind="stable")[: p.K_buy]
-            for j in order:
+            for j in ranked[row, : p.K_buy]:
                 if w_cur[row, j] != 0 or blocked[row, j] or not score[row, j] > p.z_keep:
                     continue
                 if book and corr[j, book].max() > p.max_pair_correlation:

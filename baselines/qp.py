@@ -527,9 +527,8 @@ class QPProblem:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 settings = _SOLVER_OPTS.get(solver, {}) if opts is None else opts
-                self.problem.solve(
-                    solver=solver, warm_start=False, **settings
-                )  # same bits whatever came before
+                # no warm start: the same bits whatever was solved before
+                self.problem.solve(solver=solver, warm_start=False, **settings)
         except cp.error.SolverError as err:
             raise SolverFailed(
                 f"QP solver {solver} failed on {self.n_assets} assets: {err}. "
