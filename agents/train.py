@@ -58,6 +58,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
@@ -322,7 +323,7 @@ def build_model(
     """A fresh SB3 model for ``cfg.train`` on ``env`` (built from ``params``)."""
     policy, policy_kwargs = policy_spec(cfg, params)
     cls = ALGOS[cfg.train.algo]
-    return cls(
+    model = cls(
         policy,
         env,
         policy_kwargs=policy_kwargs,
@@ -331,6 +332,10 @@ def build_model(
         verbose=0,
         **algo_kwargs(cfg),
     )
+    if tensorboard_log is None:
+        # Without it SB3's learn() makes an empty /tmp/SB3-<time> folder on every call.
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def make_train_env(

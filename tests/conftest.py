@@ -5,12 +5,23 @@ the evaluation tests' tiny config and market (``eval_cfg``, ``eval_market``:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import pytest
 from tiny_configs import TINY
 
 from allocgym.config import AllocgymConfig, load_config
 from allocgym.data import MarketData, load_market, load_sp500, synthetic
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that build an SB3 model themselves (not through ``build_model``) would leave
+    an empty ``/tmp/SB3-<time>`` folder per ``learn``: SB3 honours ``SB3_LOGDIR``."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,18 @@ def _model(*overrides: str):
     return build_model(cfg, env, params), vn
 
 
+def test_learn_writes_no_sb3_temp_folder(monkeypatch, tmp_path) -> None:
+    # SB3 makes /tmp/SB3-<time> on every learn() of a model without a logger of its own.
+    import tempfile
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model, _ = _model()
+    model.learn(32)
+    assert model.num_timesteps >= 32
+    assert [p.name for p in tmp_path.glob("SB3-*")] == []
+
+
 def test_ppo_hyperparameters_reach_the_model() -> None:
     model, vn = _model(
         "train.gae_lambda=0.8",
