@@ -165,6 +165,27 @@ def test_an_order_in_a_symbol_halted_at_the_fill_bar_is_cancelled() -> None:
     assert out["equity"][0] == pytest.approx(1000.0 - 100.1 + 110.0 + 100.0, rel=1e-15)
 
 
+def test_an_order_with_no_volume_to_fill_against_is_cancelled() -> None:
+    """The gates passed the order on the decision bar's ADV; at the fill bar the trailing
+    window holds no traded volume (ADV 0, or NaN): with impact on, its cost would be
+    sqrt(traded / 0) = inf and the book -inf. It does not fill; the other order does."""
+    prices = np.array([[10.0, 20.0], [11.0, 20.0]])
+    for dry in (0.0, np.nan):
+        adv = np.array([[1e6, 1e6], [dry, 1e6]])
+        out = _run(
+            prices,
+            np.array([1]),
+            np.array([[0.0, 0.0]]),
+            np.array([1000.0]),
+            np.array([[10.0, 5.0]]),
+            cost=(5.0, 1.0, 0.5),
+            tables=(adv, np.full_like(prices, 0.02), np.full_like(prices, 5.0)),
+        )
+        np.testing.assert_array_equal(out["delta_qty"], [[0.0, 5.0]])
+        assert np.isfinite(out["cost"][0]) and out["cost"][0] > 0.0
+        assert np.isfinite(out["equity"][0]) and 990.0 < out["equity"][0] < 1000.0
+
+
 def _ex_ante_cvar(
     returns: np.ndarray, first: np.ndarray, approved: np.ndarray, window: int, alpha: float
 ) -> np.ndarray:

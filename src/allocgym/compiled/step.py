@@ -124,8 +124,10 @@ def _fill_and_mark(
         solvent = value_pre > 0.0
         eq_pre = value_pre if solvent else 1.0
         for a in range(n_assets):
-            # an order in a symbol halted (or delisted) at the fill bar does not fill
-            q = delta_qty[b, a] if solvent and tradable[t, a] else 0.0
+            # an order in a symbol halted (or delisted) at the fill bar does not fill, nor
+            # one with no traded volume over the ADV window to fill against (its impact
+            # cost would be infinite: the gates passed it on the decision bar's ADV)
+            q = delta_qty[b, a] if solvent and tradable[t, a] and adv[t, a] > 0.0 else 0.0
             dq[b, a] = q
             notional[a] = q * prices[t, a]
             trade_w = notional[a] / eq_pre
