@@ -583,8 +583,15 @@ def test_service_records_carry_action_weights_cvar_kill_state_and_reasons(tmp_pa
     decision = json.loads(service.decide(req).body)
     service.set_kill_switch(True, reason="drill", actor="test")
     service.decide(req.model_copy(update={"request_id": "r2"}))
+    # rejected (an unknown symbol held) under the switch: still closed out, so the
+    # record says engaged and keeps the per-symbol KILL_SWITCH codes
+    bad = req.model_copy(update={"request_id": "r3", "positions": {**req.positions, "ZZZ": 1.0}})
+    rejected = json.loads(service.decide(bad).body)
+    assert rejected["status"] == "rejected" and rejected["reason_mask"] is not None
     service.audit.close()
-    first, _, killed = [json.loads(raw)["record"] for raw in _lines(path)]
+    first, _, killed, rejected_record = [json.loads(raw)["record"] for raw in _lines(path)]
+    assert rejected_record["kill"]["engaged"] is True
+    assert decode_array(rejected_record["reasons"]).tolist() == rejected["reason_mask"]
 
     # the actor's own action (one more value than the weights: the cash logit), not the
     # proposal the action map made of it
@@ -620,9 +627,9 @@ def test_service_records_carry_action_weights_cvar_kill_state_and_reasons(tmp_pa
         "configured": False,
     }
     assert "KILL_SWITCH" in killed["portfolio_reasons"][0]
-    assert verify_log(path, anchor=True).n_records == 3
+    assert verify_log(path, anchor=True).n_records == 4
     # the chain's length, for a scraper to keep off the host
-    assert "\nallocator_audit_records 3.0\n" in service.metrics.exposition().decode()
+    assert "\nallocator_audit_records 4.0\n" in service.metrics.exposition().decode()
 
 
 def test_the_http_service_anchors_the_head_at_shutdown(tmp_path: Path) -> None:

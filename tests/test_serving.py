@@ -554,8 +554,58 @@ def test_an_engaged_kill_switch_survives_a_restart(policy: FrozenPolicy, tmp_pat
     assert not third.allocator.operator_kill
     third.audit.close()
     (tmp_path / "audit.jsonl.kill").write_text("{not json")
-    with pytest.raises(ConfigError, match=r"audit.jsonl.kill' is unreadable .* delete it"):
+    with pytest.raises(ConfigError, match=r"audit.jsonl.kill' is unreadable .* release"):
         DecisionService(make_alloc(policy), audit_log=log)
+
+
+def test_a_lost_kill_file_does_not_release_the_switch(policy: FrozenPolicy, tmp_path: Path) -> None:
+    """Without ``<log>.kill`` the log's last switch record decides: engaged there, the
+    restarted service is killed; released there (or never switched), it is not."""
+    log = tmp_path / "audit.jsonl"
+    kill_file = tmp_path / "audit.jsonl.kill"
+    svc = DecisionService(make_alloc(policy), audit_log=log)
+    assert not svc.allocator.operator_kill  # a log without switch records
+    svc.set_kill_switch(True, reason="desk halt", actor="ops")
+    svc.decide(make_request(svc.allocator))  # a decision record after the switch's
+    svc.audit.close()
+    kill_file.unlink()
+    again = DecisionService(make_alloc(policy), audit_log=log)
+    assert again.allocator.operator_kill
+    restored = json.loads(log.read_text().splitlines()[-1])["record"]["input"]
+    assert restored["engaged"] is True and "desk halt" in restored["reason"]
+    assert json.loads(kill_file.read_text())["engaged"] is True  # kept again
+    again.set_kill_switch(False, reason="resume", actor="ops")
+    again.audit.close()
+    kill_file.unlink()
+    third = DecisionService(make_alloc(policy), audit_log=log)
+    assert not third.allocator.operator_kill
+    third.audit.close()
+
+
+def test_a_release_that_cannot_be_audited_leaves_trading_stopped(
+    policy: FrozenPolicy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    svc = DecisionService(make_alloc(policy), audit_log=log)
+    svc.set_kill_switch(True, reason="desk halt", actor="ops")
+    n = len(log.read_text().splitlines())
+
+    def full_disk(record: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(svc.audit, "append", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        svc.set_kill_switch(False, reason="resume", actor="ops")
+    assert svc.allocator.operator_kill
+    assert svc.allocator.decide(make_request(svc.allocator)).status == "killed"
+    assert json.loads((tmp_path / "audit.jsonl.kill").read_text())["engaged"] is True
+    assert len(log.read_text().splitlines()) == n
+    # an engage that cannot be audited still stops trading
+    svc2 = DecisionService(make_alloc(policy), audit_log=tmp_path / "other.jsonl")
+    monkeypatch.setattr(svc2.audit, "append", full_disk)
+    with pytest.raises(OSError):
+        svc2.set_kill_switch(True, reason="drill", actor="ops")
+    assert svc2.allocator.operator_kill
 
 
 def test_orders_are_exact_whole_lots(policy: FrozenPolicy) -> None:

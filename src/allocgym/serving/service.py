@@ -72,6 +72,7 @@ from allocgym.observability import (
     ReplayReport,
     StrategyPnL,
     atomic_write,
+    from_jsonable,
     reason_names,
     replay,
     sha256_hex,
@@ -370,6 +371,10 @@ class DecisionService:
             self.audit = AuditLog(audit_log)
         if self.audit is not None:
             self.metrics.audit_records.set_function(self.audit.__len__)
+            if saved is None:
+                # no <log>.kill (never switched, or the file was lost): the log's last
+                # switch record decides, so a lost file cannot release an engaged switch
+                saved = last_kill_record(self.audit.path)
         self._store: Any = encode_array
         if self.audit is not None and not inline_arrays:
             self._store = ArrayStore.beside(self.audit.path).put
@@ -525,12 +530,15 @@ class DecisionService:
             "raw_action": None if tr.raw_action is None else encode_array(tr.raw_action),
             "cvar": None,
             "kill": {
-                "engaged": d.status == "killed",
+                # any of the three flattens the book, a rejected request's included
+                "engaged": bool(
+                    request.kill_switch or tr.operator_kill or self.allocator.limits.kill_switch
+                ),
                 "request": request.kill_switch,
                 "operator": tr.operator_kill,
                 "configured": self.allocator.limits.kill_switch,
             },
-            "reasons": None,
+            "reasons": output["reason_mask"],
             "portfolio_reasons": [list(d.portfolio_reasons)],
         }
         if gate is not None and d.regime is not None:
@@ -550,7 +558,6 @@ class DecisionService:
             record["cvar"] = ex_ante_cvar(
                 self.allocator, request, gate.approved[0], scenarios=scenarios
             )
-            record["reasons"] = output["reason_mask"]
         return record
 
     # ------------------------------------------------------------------ kill switch
@@ -565,32 +572,76 @@ class DecisionService:
         """Engage or release the operator kill switch (audited, and kept in
         ``<log>.kill`` for a restart; ``kept``: the record to keep there instead, a
         restore keeps the operator's); returns the new state."""
+        engaged = bool(engaged)
         with self._lock:
             now = dt.datetime.now(dt.UTC).isoformat()
             previous = self.allocator.operator_kill
-            self.allocator.operator_kill = bool(engaged)
-            self.metrics.kill_switch.set(1 if engaged else 0)
-            state = {"kill_switch": bool(engaged), "previous": previous}
+            state = {"kill_switch": engaged, "previous": previous}
+            if engaged:  # the safe direction at once, whatever a write below does
+                self._operator_kill(True)
             if self.audit is not None:
-                # the file first: a crash before the audit record still restarts killed
                 k = kept or {"at": now, "reason": reason, "actor": actor}
-                write_kill_state(self.audit.path, bool(engaged), k["at"], k["reason"], k["actor"])
-                self.audit.append(
-                    {
-                        "request_id": f"kill-switch-{now}",
-                        "timestamp": now,
-                        "config_hash": self.allocator.policy.config_hash,
-                        "input": {
-                            "kind": "kill_switch",
-                            "engaged": bool(engaged),
-                            "previous": previous,
-                            "reason": reason,
-                            "actor": actor,
-                        },
-                        "output": state,
-                    }
-                )
+                record = {
+                    "request_id": f"kill-switch-{now}",
+                    "timestamp": now,
+                    "config_hash": self.allocator.policy.config_hash,
+                    "input": {
+                        "kind": KILL_RECORD_KIND,
+                        "engaged": engaged,
+                        "previous": previous,
+                        "reason": reason,
+                        "actor": actor,
+                    },
+                    "output": state,
+                }
+                if engaged:
+                    # the file first: a crash before the audit record still restarts killed
+                    write_kill_state(self.audit.path, True, k["at"], k["reason"], k["actor"])
+                    self.audit.append(record)
+                else:
+                    # a release acts only once audited and kept: a failed write (the
+                    # error reaches the caller) leaves trading stopped
+                    self.audit.append(record)
+                    write_kill_state(self.audit.path, False, k["at"], k["reason"], k["actor"])
+            if not engaged:
+                self._operator_kill(False)
         return {**state, "at": now, "reason": reason, "actor": actor}
+
+    def _operator_kill(self, engaged: bool) -> None:
+        self.allocator.operator_kill = engaged
+        self.metrics.kill_switch.set(1 if engaged else 0)
+
+
+KILL_RECORD_KIND = "kill_switch"
+"""``input.kind`` of the audit records the kill switch writes."""
+
+
+def last_kill_record(log: str | Path) -> dict[str, Any] | None:
+    """The kill switch as the audit log's last switch record left it (the shape of
+    :func:`read_kill_state`), None when the log has none. A reader (no lock); only
+    lines naming the kind are parsed."""
+    marker = f'"kind":"{KILL_RECORD_KIND}"'.encode()
+    found = None
+    path = Path(log)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if marker in raw:
+                record = from_jsonable(json.loads(raw)["record"])
+                if isinstance(record.get("input"), dict) and (
+                    record["input"].get("kind") == KILL_RECORD_KIND
+                ):
+                    found = record
+    if found is None:
+        return None
+    record, switch = found, found["input"]
+    return {
+        "engaged": bool(switch["engaged"]),
+        "at": str(record.get("timestamp", "")),
+        "reason": str(switch.get("reason", "")),
+        "actor": str(switch.get("actor", "")),
+    }
 
 
 def kill_state_path(log: str | Path) -> Path:
@@ -629,7 +680,7 @@ def read_kill_state(log: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(
             f"kill switch file {str(path)!r} is unreadable ({err}): inspect it, then write "
-            '{"engaged": true} to keep trading stopped or delete it to release the switch'
+            '{"engaged": true} to keep trading stopped or {"engaged": false} to release the switch'
         ) from None
 
 
