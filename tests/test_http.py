@@ -466,6 +466,38 @@ def test_overload_sheds_before_reading_the_body(policy: FrozenPolicy, tmp_path: 
     assert [r.status_code for r in answers] == [200]
 
 
+def test_a_stalled_body_is_answered_408_and_frees_its_slot(
+    policy: FrozenPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sends its headers and part of the body, then nothing: answered 408
+    after ``BODY_TIMEOUT_S`` (not held until it disconnects), so with one admission slot
+    the next request is decided."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from allocgym.serving import http as http_module
+
+    monkeypatch.setattr(http_module, "BODY_TIMEOUT_S", 0.5)
+    serving = serving_config(policy, ["serving.max_in_flight=1"])
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=serving, clock=fixed_clock(bar_clock(sp500(), T0))
+    )
+    with ServerThread(create_app(DecisionService(alloc))) as srv:
+        where = urlsplit(srv.url)
+        with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"request_id": '
+            )
+            started = time.perf_counter()
+            answer = sock.recv(65536).decode()
+            waited = time.perf_counter() - started
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert '"error":"request_timeout"' in answer and 0.3 < waited < 5.0
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            assert post(c, body(alloc.history, "after")).status_code == 200
+
+
 def test_short_load_of_account_requests_is_served_without_errors(
     policy: FrozenPolicy, tmp_path: Path
 ) -> None:

@@ -202,9 +202,19 @@ def test_openapi_states_the_served_contract(served: tuple[str, DecisionService])
     assert schemas["ErrorResponse"]["properties"]["error"]["enum"] == list(get_args(ErrorCode))
     ref = {"$ref": "#/components/schemas/ErrorResponse"}
     statuses = {
-        ("/v1/decide", "post"): {"200", "400", "409", "413", "415", "422", "500", "503"},
-        ("/v1/kill-switch", "post"): {"200", "400", "401", "403", "413", "415", "422", "500"},
-        ("/v1/bars", "post"): {"200", "400", "401", "403", "413", "415", "422", "500"},
+        ("/v1/decide", "post"): {"200", "400", "408", "409", "413", "415", "422", "500", "503"},
+        ("/v1/kill-switch", "post"): {
+            "200",
+            "400",
+            "401",
+            "403",
+            "408",
+            "413",
+            "415",
+            "422",
+            "500",
+        },
+        ("/v1/bars", "post"): {"200", "400", "401", "403", "408", "413", "415", "422", "500"},
         ("/healthz", "get"): {"200", "500"},
         ("/metrics", "get"): {"200", "500"},
     }

@@ -55,7 +55,9 @@ a wrong one. Without an admin token the admin endpoints answer loopback clients 
 
 Every error the service answers has one shape, :class:`ErrorResponse`
 (``{"error": code, "message": text, "details": [{"loc", "msg"}]}``): 400 ``invalid_json``
-(the body is not JSON), 413 ``body_too_large``, 415 ``unsupported_media_type`` (a POST
+(the body is not JSON; also a client that disconnects mid-body), 408 ``request_timeout``
+(the body did not arrive within ``BODY_TIMEOUT_S`` of the headers: a stalled client
+frees its admission slot), 413 ``body_too_large``, 415 ``unsupported_media_type`` (a POST
 without ``Content-Type: application/json``), 422 ``malformed_request`` (JSON that does not
 match the request schema; ``message`` starts with the field's dotted path), 409
 ``idempotency_conflict``, 500 ``internal_error`` (an unexpected failure, e.g. the audit
@@ -106,6 +108,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from allocgym.errors import ConfigError
 from allocgym.serving.schemas import (
@@ -127,6 +130,10 @@ MAX_CONTROL_BYTES = 64 * 2**10
 """Largest kill-switch body accepted (413 above)."""
 MAX_BAR_BYTES = 4 * 2**20
 """Largest bar body accepted (413 above)."""
+BODY_TIMEOUT_S = 30.0
+"""Seconds a request's body may take to arrive after its headers (408 after that): a
+client stalled mid-body holds an admission slot, and ``max_in_flight`` of them would
+shed every other decision."""
 
 _JSON = "application/json"
 
@@ -136,6 +143,7 @@ ERROR_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "idempotency_conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
@@ -151,6 +159,7 @@ ErrorCode = Literal[
     "forbidden",
     "not_found",
     "method_not_allowed",
+    "request_timeout",
     "idempotency_conflict",
     "body_too_large",
     "unsupported_media_type",
@@ -254,7 +263,8 @@ def _validation_error(err: ValidationError | RequestValidationError) -> JSONResp
 async def read_body(request: Request, max_bytes: int) -> bytes | JSONResponse:
     """The raw body or the error answer: 415 unless it is declared ``application/json``,
     413 when ``Content-Length`` says more than ``max_bytes`` (nothing read) or when more
-    arrives while streaming (reading stops there: an oversized body is never held)."""
+    arrives while streaming (reading stops there: an oversized body is never held), 408
+    when the whole body has not arrived ``BODY_TIMEOUT_S`` after the headers."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != _JSON:
         return _error(415, f"send the body as {_JSON} (got {media or 'no Content-Type'})")
@@ -263,11 +273,19 @@ async def read_body(request: Request, max_bytes: int) -> bytes | JSONResponse:
         return _error(413, f"request body over {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            return _error(413, f"request body over {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    return _error(413, f"request body over {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        return _error(
+            408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s: send it in one go"
+        )
+    except ClientDisconnect:  # nobody reads the answer: not a server failure
+        return _error(400, "the client disconnected before the whole body arrived")
     return b"".join(chunks)
 
 
@@ -460,6 +478,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "The body is not JSON.",
         401: "No bearer token (`Authorization: Bearer <token>`); see WWW-Authenticate.",
         403: "The bearer token is wrong.",
+        408: "The body did not arrive within BODY_TIMEOUT_S seconds of the headers.",
         409: "Request id reused with a different body.",
         413: "Body too large.",
         415: "Content-Type is not application/json.",
@@ -795,7 +814,7 @@ def _decide_openapi(decide_token: str | None) -> dict[str, Any]:
     return {
         "responses": {
             200: ok,
-            **_errors(400, 409, 413, 415, 422, 500, 503),
+            **_errors(400, 408, 409, 413, 415, 422, 500, 503),
             **(_errors(401, 403) if decide_token is not None else {}),
         },
         "openapi_extra": {
@@ -855,7 +874,7 @@ def _add_kill_switch_route(
                     },
                 },
             },
-            **_errors(400, 401, 403, 413, 415, 422, 500),
+            **_errors(400, 401, 403, 408, 413, 415, 422, 500),
         },
         openapi_extra={
             "requestBody": {
@@ -912,7 +931,7 @@ def _add_bar_route(
                     }
                 },
             },
-            **_errors(400, 401, 403, 413, 415, 422, 500),
+            **_errors(400, 401, 403, 408, 413, 415, 422, 500),
         },
         openapi_extra={
             "requestBody": {
