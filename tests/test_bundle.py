@@ -190,6 +190,24 @@ def test_a_manifest_that_is_not_an_object_or_of_another_schema_is_refused(
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("sectors", 5, "TypeError"),
+        ("features", {}, "KeyError"),
+        ("model", [], "TypeError"),
+        ("action", None, "TypeError"),
+        ("observation__obs_dim", "x", "ValueError"),
+    ],
+    ids=["sectors_a_number", "features_empty", "model_a_list", "action_null", "obs_dim_text"],
+)
+def test_a_value_of_the_wrong_json_type_is_a_bundle_error(
+    manifest: dict[str, Any], field: str, value: object, error: str
+) -> None:
+    with pytest.raises(BundleError, match=rf"manifest.json is malformed \({error}: .*re-export"):
+        check_manifest(_manifest_with(manifest, **{field: value}))
+
+
+@pytest.mark.parametrize(
     "symbols",
     [[], "S000", ["S000", "", "S002", "S003", "S004", "S005"], ["S000"] * 6, [1, 2, 3, 4, 5, 6]],
     ids=["empty", "a_string", "an_empty_name", "duplicates", "numbers"],

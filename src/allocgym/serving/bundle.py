@@ -250,6 +250,21 @@ def check_manifest(manifest: Mapping[str, Any]) -> None:
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BundleError(f"manifest.json lacks keys {missing}: re-export the bundle")
+    try:
+        _check_layout(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        # a value of the wrong JSON type (a number for a list, a list for an object)
+        raise BundleError(
+            f"manifest.json is malformed ({type(err).__name__}: {err}): re-export the bundle"
+        ) from None
+
+
+def _check_layout(manifest: Mapping[str, Any]) -> None:
+    """The internal consistency :func:`check_manifest` checks; a value of the wrong JSON
+    type raises KeyError, TypeError, ValueError or AttributeError."""
+    for key in ("model", "features", "observation", "action", "proposal"):
+        if not isinstance(manifest[key], Mapping):
+            raise TypeError(f"manifest {key!r} must be a JSON object")
     symbols = manifest["symbols"]
     if (
         not isinstance(symbols, list)
