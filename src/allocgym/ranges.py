@@ -22,7 +22,8 @@ notional_cap       [1e-6, 1e15]         per-symbol or gross notional cap (curren
 =================  ===================  ==========================================
 
 :func:`check_physical` is the one validation function: the production allocator calls it
-on every request (a value outside is answered ``INVALID_INPUT``, detail ``out_of_range``)
+on every request (a value outside is answered ``INVALID_INPUT``: detail ``out_of_range``
+in the market arrays, ``account`` or ``positions`` in the account's fields)
 and the configuration on its notional caps. The risk gates read the same table for
 in-process callers: a portfolio whose equity is outside its range is unreadable (approved
 flat, ``INVALID_INPUT``) and a symbol whose price, ADV notional or spread is outside is not
