@@ -125,6 +125,17 @@ CASES: list[tuple[str, list[str], str]] = [
         "less than or equal to 1000000",
     ),
     ("training steps past any budget", ["train", "--timesteps", "10000000001"], "10000000000"),
+    ("a study without folds", ["study", "--folds", "0"], "greater than or equal to 1"),
+    (
+        "a study without validation",
+        ["study", "--validation-years", "0"],
+        "greater than or equal to 1",
+    ),
+    (
+        "a study's years misspelled",
+        ["study", "--test-years", "20x1"],
+        "use a range like 2011..2022",
+    ),
 ]
 
 

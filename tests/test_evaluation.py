@@ -991,3 +991,32 @@ def test_baselines_cli_prints_the_table(tmp_path: Path) -> None:
     assert "hrp" in res.output and "equal_weight" in res.output and "Sharpe" in res.output
     data = json.loads((tmp_path / "results.json").read_text())
     assert list(data["series"]) == ["hrp", "equal_weight"]
+
+
+def test_a_bad_factor_file_is_refused_before_the_walk(
+    eval_cfg: AllocgymConfig, eval_market: MarketData, tmp_path: Path
+) -> None:
+    """The factor file is read before any allocator walks the split, so a file without
+    the market's dates costs seconds, not a whole backtest."""
+    from allocgym.baselines.registry import build_baselines
+    from allocgym.config import config_from_dict
+    from allocgym.errors import DataError
+    from allocgym.evaluation import evaluate
+
+    bad = tmp_path / "factors.csv"
+    bad.write_text("date,MKT\n1990-01-02,0.01\n")
+    tree = eval_cfg.model_dump(mode="json")
+    tree["data"]["factors"] = str(bad)
+    cfg = config_from_dict(tree)
+    walked: list[int] = []
+
+    def runner(allocators, params, progress):
+        walked.append(len(allocators))
+        raise AssertionError("walked before the factor file was read")
+
+    with pytest.raises(DataError, match="has no row for"):
+        evaluate(
+            list(build_baselines(cfg, "equal_weight").values()),
+            eval_market, cfg, "test", runner=runner,
+        )  # fmt: skip
+    assert walked == []

@@ -291,3 +291,22 @@ def test_the_paired_test_takes_the_worst_pair_and_fails_without_one() -> None:
     assert np.isnan(res["paired_p_value"]) and "s3 shares 0 bars with hrp" in res["paired_note"]
     d = promotion_decision({**DOMINANT, **res}, INCUMBENT, stressed(), PromotionConfig())
     assert "s3 shares 0 bars" in next(c.detail for c in d.checks if not c.passed)
+
+
+@pytest.mark.parametrize("incumbent", ["runs/no-such-run", "hpr", "hrp,qp", "all"])
+def test_an_incumbent_that_is_no_run_nor_one_baseline_is_named_as_such(
+    incumbent: str, tmp_path: Path
+) -> None:
+    from allocgym.promotion import _incumbent
+
+    with pytest.raises(ConfigError, match=r"is neither a run directory .* nor one baseline name"):
+        _incumbent(AllocgymConfig(), str(tmp_path / incumbent), "test")
+    if "/" not in incumbent:  # a bare name, as typed on the command line
+        with pytest.raises(ConfigError, match=r"one of .*hrp"):
+            _incumbent(AllocgymConfig(), incumbent, "test")
+
+
+def test_one_baseline_name_is_an_incumbent() -> None:
+    from allocgym.promotion import _incumbent
+
+    assert _incumbent(AllocgymConfig(), "1/n", "test") == ([], None, ("equal_weight",))

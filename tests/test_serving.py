@@ -934,9 +934,12 @@ def test_cli_write_example_prints_the_now_that_decides_it(bundle: Path, tmp_path
     )
     assert res.exit_code == 0, res.output
     command = res.output.strip().splitlines()[-1].split()
-    assert command[:2] == ["allocgym", "decide"] and "--now" in command
+    # the printed command turns trading on, or it would decide 'disabled'
+    assert command[:3] == ["TRADING_ALLOCATOR_ENABLED=true", "allocgym", "decide"]
+    assert "--now" in command
     now = command[command.index("--now") + 1]
-    ok = CliRunner().invoke(app, command[1:], env=ENABLED)
+    name, value = command[0].split("=")
+    ok = CliRunner().invoke(app, command[2:], env={name: value})
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["status"] == "ok"
     assert now == json.loads(state.read_text())["timestamp"].replace("Z", "+00:00")

@@ -701,7 +701,9 @@ def decide_cmd(
     require_signature: RequireSignatureOpt = None,
 ) -> None:
     """Decide one request with a frozen bundle and print the Decision as JSON; exits 1 when
-    the decision is rejected (its reason is in the JSON)."""
+    the decision is rejected (its reason is in the JSON). Trading is off unless the
+    environment sets TRADING_ALLOCATOR_ENABLED=true: otherwise the decision is 'disabled'
+    (every weight 0), as in production."""
     import datetime as dt
 
     from allocgym.errors import RequestError
@@ -740,8 +742,11 @@ def decide_cmd(
         stamp = req.timestamp.isoformat()
         typer.echo(
             f"wrote {write_example} (bar {market.n_days - 1}, {req.timestamp.date()}); the "
-            f"request is dated {stamp}, so decide it with that clock:\n"
-            f"  allocgym decide --policy {policy} --state {write_example} --now {stamp}"
+            f"request is dated {stamp}, so decide it with that clock (trading is off until "
+            "TRADING_ALLOCATOR_ENABLED=true: without it the decision is 'disabled', all "
+            "weights 0):\n"
+            f"  TRADING_ALLOCATOR_ENABLED=true allocgym decide --policy {policy} "
+            f"--state {write_example} --now {stamp}"
         )
         return
     if state is None:
@@ -1507,6 +1512,7 @@ def study_cmd(
         int | None,
         typer.Option(
             "--folds",
+            min=1,
             help="Test the last K complete calendar years (default data.splits.n_folds: 4).",
         ),
     ] = None,
@@ -1518,6 +1524,7 @@ def study_cmd(
         int,
         typer.Option(
             "--validation-years",
+            min=1,
             help="Calendar years just before each test year used for model selection.",
         ),
     ] = 2,
@@ -1560,17 +1567,19 @@ def study_cmd(
         from allocgym.distributed import parse_address
 
         parse_address(address)
+    from allocgym.study import parse_years
+
+    years = None if test_years is None else parse_years(test_years)  # before anything loads
     extra = list(overrides or [])
     if timesteps is not None:
         extra.append(f"train.total_timesteps={timesteps}")
     cfg = _config(config, extra)
     # Ray first: an unreachable cluster is refused in seconds, before the data loads
     with _ray_train_many(address, resources, cfg, console.print) as train_many:
-        from allocgym.study import parse_years, plan_folds, run_study
+        from allocgym.study import plan_folds, run_study
 
         market, notes = _load_market_with_notes(cfg)
         _print_market(market, notes, cfg)
-        years = None if test_years is None else parse_years(test_years)
         if folds is None and years is None:
             folds = cfg.data.splits.n_folds
         plan = plan_folds(

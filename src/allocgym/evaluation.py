@@ -2043,19 +2043,20 @@ def evaluate(
         params = evaluation_params(market, cfg, split)
     if any(_is_agent(a) for a in allocators):
         check_out_of_sample(cfg, params.split.name)
+    market = params.market
+    factors = None
+    if cfg.data.factors is not None:
+        # read before the walk: a bad factor file is refused in seconds, not after it
+        from allocgym.data import load_factor_returns
+
+        factors = load_factor_returns(cfg.data.factors, market)
     if runner is None:
         bts = run_allocators(allocators, params=params, progress=progress)
     else:
         bts = runner(allocators, params, progress)
     ledger = cfg.evaluation.trials_ledger if ledger is None else ledger
-    market = params.market
     key = None if ledger is None else run_selection_key(cfg, market_fingerprint(market))
     bench = market.benchmark_returns[bts[0].bars + 1] if bts else None
-    factors = None
-    if cfg.data.factors is not None:
-        from allocgym.data import load_factor_returns
-
-        factors = load_factor_returns(cfg.data.factors, market)
     result = summarize(
         bts, cfg.evaluation, ledger=ledger, asset_returns=params.returns,
         risk_window=cfg.env.cvar_window, benchmark_returns=bench,

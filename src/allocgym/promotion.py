@@ -482,9 +482,18 @@ def _incumbent(
     from allocgym import evaluation as ev
 
     if not Path(incumbent).is_dir():
-        names = ev.baseline_names(str(incumbent))
+        from allocgym.baselines.registry import ALL_BASELINES, BASELINE_ALIASES
+
+        try:
+            names = ev.baseline_names(str(incumbent))
+        except ConfigError:
+            names = ()
         if len(names) != 1:
-            raise ConfigError(f"incumbent {incumbent!r}: name one baseline or a run directory")
+            known = ", ".join(sorted({*ALL_BASELINES, "engine", *BASELINE_ALIASES}))
+            raise ConfigError(
+                f"incumbent {str(incumbent)!r} is neither a run directory (no such folder) "
+                f"nor one baseline name: pass a trained run's folder or one of {known}"
+            )
         return [], None, names
     inc_runs = ev.find_agent_runs(incumbent)
     inc_cfg = ev.run_config(inc_runs)
