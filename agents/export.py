@@ -532,7 +532,7 @@ def export_model(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(
-            f"export folder {str(out)!r} is not empty: choose a new --out or pass overwrite"
+            f"export folder {str(out)!r} is not empty: choose a new --out or pass --overwrite (overwrite=True)"
         )
     say = progress or (lambda _stage: None)
     say("loading the market and precomputing features")

@@ -395,3 +395,20 @@ def test_a_ledger_of_seeds_is_labelled_weak_in_the_header_and_the_words() -> Non
     words = _dsr_source_words({**keyed, "weak": True})
     assert words.startswith("the trials recorded in the trials ledger `runs/trials.jsonl`")
     assert "**weak**, since those trials are the seeds of one configuration" in words
+
+
+def test_intervals_keep_the_digits_a_small_difference_needs() -> None:
+    assert format_interval({"diff": 0.123, "ci_low": -0.3, "ci_high": 0.51}) == (
+        "+0.12 [-0.30, +0.51]"
+    )
+    # a significant but small difference does not print as +0.00 [+0.00, +0.01]
+    assert format_interval({"diff": 0.0041, "ci_low": 0.0012, "ci_high": 0.0071}) == (
+        "+0.004 [+0.001, +0.007]"
+    )
+    assert format_interval({"diff": 0.00041, "ci_low": 0.0002, "ci_high": 0.0006}) == (
+        "+0.0004 [+0.0002, +0.0006]"
+    )
+    assert format_interval({"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}) == (
+        "+0.0000 [+0.0000, +0.0000]"
+    )
+    assert format_interval({"diff": 0.2, "ci_low": None, "ci_high": 0.1}) == "+0.20 [n/a]"

@@ -600,7 +600,7 @@ def export_cmd(
     sealed whole, optionally signed)."""
     from allocgym.agents.export import MIN_PARITY_OBS, export_run
 
-    if n_recorded + n_random < MIN_PARITY_OBS:
+    if 0 < n_recorded + n_random < MIN_PARITY_OBS:  # none at all: export_run refuses it
         typer.secho(
             f"warning: {n_recorded + n_random} parity observations < {MIN_PARITY_OBS}",
             fg=typer.colors.YELLOW,

@@ -105,9 +105,15 @@ def format_interval(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("diff") is None or not math.isfinite(float(entry["diff"])):
         return "n/a"
     lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    diff = float(entry["diff"])
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{entry['diff']:+.2f} [n/a]"
-    return f"{entry['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        return f"{diff:+.2f} [n/a]"
+    # two decimals, more while the interval's ends would print alike: a difference of
+    # 0.004 with p 0.006 must not read +0.00 [+0.00, +0.01]
+    places = 2
+    while places < 4 and (abs(diff) < 10.0**-places or round(lo, places) == round(hi, places)):
+        places += 1
+    return f"{diff:+.{places}f} [{lo:+.{places}f}, {hi:+.{places}f}]"
 
 
 def _format_p(entry: dict[str, Any] | None) -> str:
@@ -632,7 +638,7 @@ def _dsr_source_words(d: dict[str, Any]) -> str:
             )
         return words
     if source == "none":
-        return "no agent was evaluated and no trials ledger was found"
+        return "none (no agent was evaluated and no trials ledger was found)"
     return (
         "the agent seeds evaluated together: **weak**, since they leave out every "
         "configuration tried before; record the study's runs in a trials.jsonl ledger"
