@@ -437,3 +437,51 @@ def test_no_sector_names_random_books_keep_every_invariant() -> None:
             [[np.abs(ctx.current_weights[i, ids == s]).sum() for s in range(3)] for i in range(b)]
         )
         assert (sector_gross <= np.maximum(0.35, cur) + 1e-9).all()
+
+
+def _hourly(n_days: int) -> MarketData:
+    """Two symbols, 24 hourly bars a day from 2020-01-01 09:00."""
+    dates = pd.date_range("2020-01-01 09:00", periods=24 * n_days, freq="h").values
+    close = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, (len(dates), 2)), 0))
+    n = len(dates)
+    return MarketData(
+        dates=dates, symbols=("A", "B"), close=close, volume=np.ones((n, 2)),
+        spread_bps=np.ones((n, 2)), sectors=("x", "y"), benchmark_returns=np.zeros(n),
+        tradable=np.ones((n, 2), bool),
+    )  # fmt: skip
+
+
+def test_split_dates_include_the_whole_day() -> None:
+    """``train_end = 2020-06-30`` keeps every bar of that day in train (the hourly bars
+    after midnight had gone to validation)."""
+    from allocgym.data import date_splits
+
+    md = _hourly(400)
+    cfg = SplitConfig(
+        train_end="2020-06-30", validation_end="2020-09-30", embargo_days=0, min_split_bars=1
+    )
+    sp = date_splits(md, cfg)
+    last_train, first_val = md.dates[sp["train"].stop - 1], md.dates[sp["validation"].start]
+    assert str(last_train)[:19] == "2020-06-30T23:00:00"
+    assert str(first_val)[:19] == "2020-07-01T00:00:00"
+    assert str(md.dates[sp["validation"].stop - 1])[:19] == "2020-09-30T23:00:00"
+
+
+def test_daily_factors_on_intraday_bars_are_refused(tmp_path: Path) -> None:
+    from allocgym.data import load_factor_returns
+
+    md = _hourly(5)
+    path = tmp_path / "factors.csv"
+    days = pd.date_range("2019-12-31", periods=8, freq="D")
+    path.write_text("date,MKT\n" + "".join(f"{d.date()},0.01\n" for d in days))
+    with pytest.raises(DataError, match=r"the market has 15 bars on 2020-01-01: .* daily market"):
+        load_factor_returns(path, md)
+
+
+def test_long_data_with_a_column_twice_in_another_case_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text(
+        "date,symbol,close,Close\n2020-01-02,A,10,99\n2020-01-03,A,10.5,99\n2020-01-06,A,11,99\n"
+    )
+    with pytest.raises(DataError, match=r"columns \['close'\] twice .* keep one"):
+        from_csv(path, cfg=LOOSE)

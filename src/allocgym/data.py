@@ -922,6 +922,14 @@ def load_factor_returns(path: str | Path, market: MarketData) -> FactorReturns:
         values[:, j] = col
     frame = pd.DataFrame(values, index=pd.DatetimeIndex(day), columns=list(names))
     wanted = pd.DatetimeIndex(pd.to_datetime(market.dates)).normalize()
+    if wanted.has_duplicates:
+        day = wanted[wanted.duplicated()][0]
+        raise DataError(
+            f"{where} holds one return per day, but the market has "
+            f"{int((wanted == day).sum())} bars on {_day(day)}: a day's factor return on "
+            "each of its bars would show every bar the rest of that day; factors need a "
+            "daily market (drop data.factors for intraday bars)"
+        )
     missing = wanted[1:].difference(frame.index)
     if len(missing):
         raise DataError(
@@ -1223,6 +1231,12 @@ def _from_long(
     name: str,
 ) -> MarketData:
     rows = df.rename(columns=lambda c: str(c).strip().lower())
+    twice = sorted(set(rows.columns[rows.columns.duplicated()]))
+    if twice:
+        raise DataError(
+            f"long OHLCV data has columns {twice} twice (headers are read case- and "
+            "space-insensitively, e.g. 'close' and 'Close'): keep one of each"
+        )
     missing = [c for c in _LONG_REQUIRED if c not in rows.columns]
     if missing:
         raise DataError(
@@ -1564,8 +1578,11 @@ def _split_date(value: str, key: str) -> np.datetime64:
 
 
 def _bar_after(market: MarketData, value: str, key: str) -> int:
-    """Index of the first bar strictly after the date ``value``."""
-    return int(np.searchsorted(market.dates, _split_date(value, key), side="right"))
+    """Index of the first bar after the day ``value``: bars stamped later that day
+    (intraday, or daily at the close) stay on or before it."""
+    at = _split_date(value, key)
+    next_day = (at.astype("datetime64[D]") + 1).astype(at.dtype)
+    return int(np.searchsorted(market.dates, next_day, side="left"))
 
 
 def _make_split(market: MarketData, name: str, start: int, stop: int, cfg: SplitConfig) -> Split:
