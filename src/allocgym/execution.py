@@ -282,7 +282,9 @@ class ExecutionResult:
         Signed order quantity in shares: exact whole lots when the held position is a
         whole number of lots (it is read back from the weights and snapped when within
         float dust), so a close-out is exactly minus the held quantity; not whole only for
-        a fractional held position's close-out and the unrounded forced fallback.
+        a fractional held position's close-out and the unrounded fallback (``FALLBACK``
+        trigger flag: no whole-lot book on the shrink grid kept every limit, e.g. a
+        market-neutral book whose rounded legs break ``max_net = 0``; forced or not).
     target_qty : ndarray, shape (n_envs, n_assets)
         Position in shares after the orders.
     side : ndarray of int8, shape (n_envs, n_assets)
