@@ -889,6 +889,28 @@ def test_kill_switch_codes_the_held_names_of_its_row_not_tradable():
     assert res.portfolio_reasons.tolist() == [kill, 0]  # a held name is a symbol code
 
 
+def test_a_killed_row_codes_not_tradable_only_where_execution_cannot_trade():
+    """Name 1 is flagged tradable at a valid price but its ADV is NaN: the gates cannot
+    use it, yet execution closes it under the kill switch, so it carries KILL_SWITCH
+    alone; name 2 (flag off) is held by execution and keeps NOT_TRADABLE."""
+    from allocgym.execution import ExecutionParams, ExecutionPolicy
+
+    lim = limits()
+    c = ctx(
+        1, 3,
+        kill_switch=np.array([True]),
+        current_weights=np.array([[0.2, 0.1, 0.1]]),
+        adv_notional=np.array([[1e9, np.nan, 1e9]]),
+        tradable=np.array([[True, True, False]]),
+    )  # fmt: skip
+    res = run(lim, [[0.2, 0.1, 0.1]], c)
+    kill, nt = int(R.KILL_SWITCH), int(R.NOT_TRADABLE)
+    assert res.approved.tolist() == [[0.0, 0.0, 0.0]]
+    assert res.symbol_reasons.tolist() == [[kill, kill, kill | nt]]
+    ex = ExecutionPolicy(ExecutionParams(), lim).apply(res, c)
+    assert ex.delta_qty[0, 0] < 0 and ex.delta_qty[0, 1] < 0 and ex.delta_qty[0, 2] == 0.0
+
+
 def test_zero_adv_stays_untradable_when_the_participation_bound_overflows():
     """A name with zero ADV may not trade: its participation cap is 0 even when
     max_participation x the capacity multiplier (1e308 x 2) overflows to inf, where

@@ -180,7 +180,7 @@ def _flatten(approved: np.ndarray, flat: np.ndarray, x: Inputs, trace: Trace) ->
     trace.sym = np.where(flat[:, None], code[:, None], trace.sym)
     if not x.all_tradable:
         # approved flat, but execution cannot move these: it keeps them
-        or_bits(trace.sym, int(ReasonCode.NOT_TRADABLE), flat[:, None] & ~x.tradable)
+        or_bits(trace.sym, int(ReasonCode.NOT_TRADABLE), flat[:, None] & x.held)
     trace.port = np.where(flat, code, trace.port)
     removed = np.abs(x.p).sum(axis=1)
     trace.clip[:, flat] = 0.0

@@ -87,6 +87,7 @@ class Inputs:
     regime: np.ndarray
     slot: np.ndarray  # the regime's slot in the limit tables (``LimitTables.slot``)
     tradable: np.ndarray  # effective: flag AND finite, sane market data
+    held: np.ndarray  # what execution cannot trade: flag off or no positive finite price
     bad_row: np.ndarray
     bad_proposal: np.ndarray
     killed: np.ndarray
@@ -147,7 +148,14 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
             ctx.strategy_weights, bad_proposal, m
         )
         any_bad_proposal = bool(bad_proposal.any())
+    held = ~usable
     if not all_tradable:
+        # execution trades a flagged name at a valid price, sane ADV or not: a flattened
+        # row sells it (only these are coded NOT_TRADABLE there)
+        with np.errstate(invalid="ignore"):
+            held = ~(tradable & np.isfinite(prices) & (prices > 0.0))
+        if any_bad_row:  # an unreadable row's book is 0: coded on its market data
+            held = np.where(bad_row[:, None], ~usable, held)
         adv = np.where(usable, adv, 1.0)
         vol = np.where(usable, vol, 0.0)
         spread = np.where(usable, spread, 0.0)
@@ -165,6 +173,7 @@ def read_inputs(proposed: np.ndarray, ctx: GateContext, lim: RiskLimits) -> Inpu
         regime=regime,
         slot=lim.tables.slot(regime),
         tradable=usable,
+        held=held,
         bad_row=bad_row,
         bad_proposal=bad_proposal,
         killed=killed,
