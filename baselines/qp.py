@@ -687,6 +687,7 @@ class QPAllocator:
         self.params = (params or QPConfig()).resolved()
         self.hrp = hrp or HRP()
         self._cache = _Cache()
+        self._warned: set[int] = set()  # universe sizes whose budget cannot be met
 
     @classmethod
     def from_config(
@@ -790,6 +791,16 @@ class QPAllocator:
         p = self.params
         sector_ids = np.asarray(ctx.sector_ids, dtype=np.intp)
         n_envs, _, n = np.shape(ctx.returns)
+        if p.budget_equality and p.budget > n * p.per_name_cap and n not in self._warned:
+            self._warned.add(n)
+            warnings.warn(
+                f"qp: budget {p.budget:g} needs more than {n} names x per-name cap "
+                f"{p.per_name_cap:g} = {n * p.per_name_cap:g} can hold, so every solve is "
+                "infeasible and served by the fallback (HRP): lower baselines.qp.budget, "
+                "set baselines.qp.budget_equality=false or raise the cap (risk.max_symbol_weight)",
+                UserWarning,
+                stacklevel=2,
+            )
         out = np.zeros((n_envs, n))
         self.source_ = []
         self.fallback_chain_ = []

@@ -5,6 +5,7 @@ fallback chain."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -291,9 +292,14 @@ def test_solutions_sit_exactly_on_the_bounds_and_the_budget() -> None:
 
 def test_fallback_chain_infeasible_goes_to_hrp() -> None:
     ctx = _ctx(1, 12, 2)
-    # 12 names capped at 0.05 hold at most 0.6 < sum w = 1
+    # 12 names capped at 0.05 hold at most 0.6 < sum w = 1: said once per universe size
     alloc = QPAllocator(_qp(per_name_cap=0.05))
-    w = alloc.allocate(ctx)
+    with pytest.warns(UserWarning, match=r"budget 1 needs more than 12 names x per-name cap "
+                      r"0.05 = 0.6 can hold.*lower baselines.qp.budget"):  # fmt: skip
+        w = alloc.allocate(ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == ["qp:CLARABEL", "qp:CLARABEL:accurate", "qp:SCS", "hrp"]
     assert chain[0][1].startswith("infeasible:") and "[budget, per_name_cap]" in chain[0][1]
@@ -308,7 +314,8 @@ def test_fallback_chain_ends_with_current_book() -> None:
     ctx = _ctx(1, 12, 3)
     hrp = HRP(HRPConfig(max_weight=0.05))  # 12 * 0.05 < 1: HRP is infeasible too
     alloc = QPAllocator(_qp(per_name_cap=0.05), hrp=hrp)
-    w = alloc.allocate(ctx)
+    with pytest.warns(UserWarning, match="qp: budget 1 needs more than 12 names"):
+        w = alloc.allocate(ctx)
     chain = alloc.fallback_chain_[0]
     assert [step for step, _ in chain] == [
         "qp:CLARABEL",
