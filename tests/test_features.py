@@ -583,3 +583,31 @@ def test_feature_ranges_sp500(sp500_feats: MarketFeatures) -> None:
     # every family takes both views at some bar (trend and MR are not constant)
     assert (sp500_feats.intents[ok][:, 0] > 0).any() and (sp500_feats.intents[ok][:, 0] < 0).any()
     assert (sp500_feats.intents[ok][:, 1] > 0).any() and (sp500_feats.intents[ok][:, 1] < 0).any()
+
+
+def test_a_late_listing_gets_the_same_features_from_a_placeholder_price() -> None:
+    """The env reads NaN closes before a listing; a served bar must carry a finite
+    placeholder with tradable false. Whatever the placeholder, the window computation
+    equals the batch one bit for bit on the listing's first bars (the mean-reversion
+    z-score had read the placeholder for zscore_window - 1 bars)."""
+    base = synthetic(n_assets=4, n_days=700, seed=1)
+    close, volume, spread = base.close.copy(), base.volume.copy(), base.spread_bps.copy()
+    listing = 600
+    close[:listing, 3], volume[:listing, 3], spread[:listing, 3] = np.nan, 0.0, 0.0
+    tradable = np.isfinite(close)
+    md = MarketData(
+        dates=base.dates, symbols=base.symbols, close=close, volume=volume, spread_bps=spread,
+        sectors=base.sectors, benchmark_returns=base.benchmark_returns, tradable=tradable,
+    )  # fmt: skip
+    fb = FeatureBuilder(FeatureConfig(), RegimeModel(RegimeConfig()))
+    batch = fb.precompute(md)
+    for placeholder in (close[listing, 3], 1.0):
+        served = close.copy()
+        served[:listing, 3] = placeholder
+        for t in range(listing, listing + fb.cfg.zscore_window + 2):
+            lo = t - fb.history + 1
+            got = fb.compute(
+                served[None, lo : t + 1], md.benchmark_returns[None, lo : t + 1],
+                volume[None, lo : t + 1], spread[None, lo : t + 1], tradable[None, lo : t + 1],
+            )  # fmt: skip
+            assert got.asset[0].tobytes() == batch.asset[t].tobytes(), (placeholder, t)

@@ -39,6 +39,7 @@ name                        definition (log returns ``x``, daily EWMA vol ``sigm
 ``ewma_vol``                ``sigma * sqrt(252)`` (annualised)                         [0, c]
 ``mom_{h}`` for h in H      ``sum of x over h bars / (sigma * sqrt(h))``                [-c, c]
 ``mr_zscore``               ``(log p_t - mean log p) / std log p`` over zscore_window  [-c, c]
+                            (0 unless the symbol traded on every bar of the window)
 ``intent_trend``            ``allocgym.intents`` trend intent                          [-1, 1]
 ``conf_trend``              its confidence                                             [0, 1]
 ``intent_mean_reversion``   mean-reversion intent                                      [-1, 1]
@@ -696,7 +697,11 @@ class FeatureBuilder:
         sigma, x_ewma, has_vol = self._ewma_volatility(x, valid)
         inv_sigma = 1.0 / sigma
         lags, mom = self._scaled_returns(x, inv_sigma)
-        zscore, autocorr = self._mean_reversion(x, close_z)
+        # the z-score's window must be traded throughout: a bar before a listing (NaN in
+        # MarketData, a placeholder price in a served bar) or a halt leaves it undefined
+        span = min(cfg.zscore_window - 1, m)
+        traded = valid[:, m - span :].all(axis=1)
+        zscore, autocorr = self._mean_reversion(x, close_z, traded)
         beta = _beta(r, rb, cfg.beta_window)
         adv, rel_adv, spread = self._capacity(notional, spread_t, tradable_t)
         med_vol = _masked_median(sigma, tradable_t)
@@ -793,17 +798,19 @@ class FeatureBuilder:
             mom[:, i] = x[:, n_feat - h :].sum(axis=1)
         return lags, _clip(mom * inv_sigma[:, None, :] * self._inv_sqrt_h, -clip, clip)
 
-    def _mean_reversion(self, x: np.ndarray, close_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _mean_reversion(
+        self, x: np.ndarray, close_z: np.ndarray, traded: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mean-reversion signals over ``zscore_window``, each (K, N): the clipped z-score
-        of the last log price (0 where undefined) and the lag-1 autocorrelation of the
-        log returns ``x`` (0 without variance)."""
+        of the last log price (0 where undefined or not ``traded`` throughout the window)
+        and the lag-1 autocorrelation of the log returns ``x`` (0 without variance)."""
         clip = float(self.cfg.clip)
         window = self.cfg.zscore_window
         with np.errstate(invalid="ignore", divide="ignore"):
             log_price = np.log(close_z)
             dev = log_price - (log_price.sum(axis=1) / window)[:, None, :]
             zscore = dev[:, -1] / np.sqrt((dev * dev).sum(axis=1) / window)
-        zscore = _clip(np.where(np.isfinite(zscore), zscore, 0.0), -clip, clip)
+        zscore = _clip(np.where(traded & np.isfinite(zscore), zscore, 0.0), -clip, clip)
         n_feat = x.shape[1]
         x_now, x_prev = x[:, n_feat - window :], x[:, n_feat - window - 1 : n_feat - 1]
         sum_sq = (x_now * x_now).sum(axis=1)
