@@ -485,3 +485,28 @@ def test_long_data_with_a_column_twice_in_another_case_is_refused(tmp_path: Path
     )
     with pytest.raises(DataError, match=r"columns \['close'\] twice .* keep one"):
         from_csv(path, cfg=LOOSE)
+
+
+def test_intraday_stamps_with_an_offset_warn_about_the_clock_windows(tmp_path: Path) -> None:
+    """+09:00 stamps keep their wall time (09:00), which clock windows read in
+    schedule.bar_timezone (UTC by default): said once, naming the setting. Daily stamps
+    at midnight and UTC stamps are read as they are, without a word."""
+
+    def write(stamps: list[str]) -> Path:
+        path = tmp_path / "p.csv"
+        rows = [f"{d},{100 + i},{50 + i}" for i, d in enumerate(stamps)]
+        path.write_text("date,A,B\n" + "\n".join(rows) + "\n")
+        return path
+
+    days = pd.bdate_range("2020-01-06", periods=80)
+    tokyo = [f"{d.date()}T{h:02d}:00:00+09:00" for d in days for h in (9, 10)]
+    with pytest.warns(DataWarning, match=r"UTC offset \+0900 .* schedule.bar_timezone"):
+        md = from_csv(write(tokyo), cfg=LOOSE)
+    assert str(md.dates[0])[:19] == "2020-01-06T09:00:00"
+    daily = [f"{d.date()}T00:00:00+09:00" for d in pd.bdate_range("2020-01-06", periods=160)]
+    utc = [f"{d.date()}T{h:02d}:00:00Z" for d in days for h in (9, 10)]
+    for stamps in (daily, utc):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            from_csv(write(stamps), cfg=LOOSE)
+        assert not [w for w in caught if "UTC offset" in str(w.message)]

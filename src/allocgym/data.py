@@ -1014,7 +1014,18 @@ def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
     if idx.tz is not None:
         # the local wall time: a bar's date is the exchange's calendar day (Tokyo's
         # midnight is the previous day in UTC)
-        idx = idx.tz_localize(None)
+        offset = idx[0].utcoffset()
+        local = idx.tz_localize(None)
+        if offset and (local != local.normalize()).any():
+            warnings.warn(
+                f"{what} carries UTC offset {idx[0].strftime('%z')} ({idx[0].isoformat()}): "
+                f"bars keep their local wall time ({local[0].time()}), and clock windows read "
+                "bar times in schedule.bar_timezone (default UTC): set it to the zone of that "
+                "offset (e.g. Asia/Tokyo for +0900), or write the stamps in UTC",
+                DataWarning,
+                stacklevel=2,
+            )
+        idx = local
     return idx
 
 
