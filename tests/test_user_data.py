@@ -510,3 +510,19 @@ def test_intraday_stamps_with_an_offset_warn_about_the_clock_windows(tmp_path: P
             warnings.simplefilter("always", DataWarning)
             from_csv(write(stamps), cfg=LOOSE)
         assert not [w for w in caught if "UTC offset" in str(w.message)]
+
+
+def test_a_long_file_with_a_misspelt_column_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("date,symbol,closee\n2020-01-02,A,10\n2020-01-03,A,10.5\n")
+    with pytest.raises(DataError, match=r"lacks columns \['close'\] \(its columns: .*'closee'"):
+        from_csv(path, cfg=LOOSE)
+    path.write_text(
+        "date,symbol,close,volumee\n"
+        + "".join(
+            f"{d.date()},A,{10 + i},5\n"
+            for i, d in enumerate(pd.bdate_range("2020-01-02", periods=30))
+        )
+    )
+    with pytest.warns(DataWarning, match=r"columns \['volumee'\] are not read"):
+        from_csv(path, cfg=LOOSE)

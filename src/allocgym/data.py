@@ -986,9 +986,13 @@ def load_sp500(
 _LONG_REQUIRED = ("date", "symbol", "close")
 
 
+_LONG_OPTIONAL = ("open", "high", "low", "volume", "spread_bps", "sector")
+
+
 def _is_long(df: pd.DataFrame) -> bool:
-    cols = {str(c).strip().lower() for c in df.columns}
-    return "symbol" in cols and "close" in cols
+    # a 'symbol' column makes a long file (a misspelt 'close' is then named as missing,
+    # not read as a wide file whose 'symbol' column is a price)
+    return "symbol" in {str(c).strip().lower() for c in df.columns}
 
 
 def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
@@ -1249,10 +1253,18 @@ def _from_long(
             "space-insensitively, e.g. 'close' and 'Close'): keep one of each"
         )
     missing = [c for c in _LONG_REQUIRED if c not in rows.columns]
+    unknown = [c for c in rows.columns if c not in (*_LONG_REQUIRED, *_LONG_OPTIONAL)]
     if missing:
         raise DataError(
-            f"long OHLCV data lacks columns {missing}: need date, symbol, close "
-            "(and optionally open, high, low, volume, spread_bps)"
+            f"long OHLCV data lacks columns {missing} (its columns: {list(rows.columns)}): "
+            f"need date, symbol, close (and optionally {', '.join(_LONG_OPTIONAL)})"
+        )
+    if unknown:
+        warnings.warn(
+            f"{name}: columns {unknown} are not read (a long file's columns: "
+            f"{', '.join((*_LONG_REQUIRED, *_LONG_OPTIONAL))}): check their spelling",
+            DataWarning,
+            stacklevel=3,
         )
     if isinstance(benchmark, str):
         raise DataError("benchmark as a column name needs wide prices: pass a price Series")
@@ -1317,7 +1329,7 @@ def _existing(path: str | Path, kind: str) -> Path:
 def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
     """Load wide close prices (first column = dates) or long OHLCV rows from a CSV file.
 
-    Long format is detected by ``symbol`` and ``close`` columns. Keyword arguments go to
+    Long format is detected by a ``symbol`` column. Keyword arguments go to
     :func:`from_prices` (``benchmark``, ``sectors``, ``cfg``, ``min_history``, ``name``).
     """
     p = _existing(path, "CSV")
