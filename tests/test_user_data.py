@@ -287,6 +287,15 @@ def test_trailing_nan_is_a_delisting(tmp_path: Path) -> None:
     assert not md.tradable[200:, 2].any() and md.tradable[:200, 2].all()
     assert md.delisted[200:, 2].all() and not md.delisted[:200].any()
     assert summary(md)["delisted"] == {"S2": f"{df.index[199]:%Y-%m-%d}"}
+    # every run from a file says so (a lagging feed looks the same)
+    path = tmp_path / "p.csv"
+    df.to_csv(path)
+    cfg = DataConfig(source="csv", path=str(path), min_history=2)
+    with pytest.warns(
+        DataWarning,
+        match=rf"1 symbol\(s\) .* delisted .*: S2 {df.index[199]:%Y-%m-%d}; if the feed only lags",
+    ):
+        load_market(cfg)
     df.iloc[100, 1] = np.nan  # a hole is still refused
     with pytest.raises(DataError, match=r"NaN close between two prices: S1"):
         _quiet(from_prices, df, cfg=LOOSE)

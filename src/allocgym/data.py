@@ -1429,6 +1429,21 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
     note = sector_cap_note(md)
     if note:
         warnings.warn(note, DataWarning, stacklevel=2)
+    last = md.last_price
+    ended = [j for j in range(md.n_assets) if 0 <= last[j] < md.n_days - 1]
+    if ended:
+        # a delisting closes positions at the last price: say so in every run, since a
+        # feed that only lags looks the same
+        shown = ", ".join(f"{md.symbols[j]} {_day(md.dates[last[j]])}" for j in ended[:_SHOW])
+        more = f" (+{len(ended) - _SHOW} more)" if len(ended) > _SHOW else ""
+        warnings.warn(
+            f"{len(ended)} symbol(s) have no price after a date before the data's last bar "
+            f"and are treated as delisted (not tradable after it, a position closed at its "
+            f"last price): {shown}{more}; if the feed only lags, end the file at its last "
+            "complete bar",
+            DataWarning,
+            stacklevel=2,
+        )
     if cfg.path and not cfg.reads_file:
         warnings.warn(
             f"data.path={cfg.path!r} is ignored: data.source={cfg.source!r} reads no file",
