@@ -180,10 +180,12 @@ def test_resume_of_a_real_checkpoint_is_not_refused(tmp_path: Path) -> None:
 
 
 def test_set_help_documents_mapping_values() -> None:
-    res = CliRunner().invoke(app, ["baselines", "--help"], env={"COLUMNS": "200"})
+    # at 100 columns, too: no example token is cut with an ellipsis
+    res = CliRunner().invoke(app, ["baselines", "--help"], env={"COLUMNS": "100"})
     text = " ".join(res.output.replace("│", " ").split())
-    assert "risk.regime_budget_multipliers={high_volatility: 0.5}" in text
-    assert "a mapping replaces the whole map" in text
+    assert "'KEY={high_volatility: 0.5}' (e.g. risk.regime_budget_multipliers;" in text
+    assert "'KEY=[5, 21]' (e.g. features.momentum_horizons)" in text
+    assert "a mapping replaces the whole map" in text and "…" not in text
 
 
 def test_set_mapping_value_works() -> None:

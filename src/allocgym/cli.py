@@ -43,9 +43,9 @@ SetOpt = Annotated[
     typer.Option(
         "--set",
         help="Override a config key, e.g. --set risk.max_gross=0.8 (repeatable). The value "
-        "is YAML, so lists and mappings work too: --set 'features.momentum_horizons=[5,21]', "
-        "--set 'risk.regime_budget_multipliers={high_volatility: 0.5}' (a mapping replaces "
-        "the whole map).",
+        "is YAML, so lists and mappings work too: --set 'KEY=[5, 21]' (e.g. "
+        "features.momentum_horizons), --set 'KEY={high_volatility: 0.5}' (e.g. "
+        "risk.regime_budget_multipliers; a mapping replaces the whole map).",
     ),
 ]
 SectorsOpt = Annotated[
