@@ -263,6 +263,11 @@ def test_refuses_non_numeric_and_non_dates() -> None:
     with pytest.raises(DataError, match=r"close columns \['B'\] are not numeric"):
         from_prices(df, cfg=LOOSE)
     df = wide()
+    df["B"] = df["B"].astype(object)
+    df.iloc[2, 1] = "12,5"  # the first cell that is no number is named, with its date
+    with pytest.raises(DataError, match=rf"the first, B on {df.index[2]:%Y-%m-%d}, is '12,5'"):
+        from_prices(df, cfg=LOOSE)
+    df = wide()
     df.index = ["a", "b", "c", "d", "e", "f"]
     with pytest.raises(DataError, match=r"index: the first date 'a' is not a date"):
         from_prices(df, cfg=LOOSE)

@@ -1072,9 +1072,19 @@ def _numeric(df: pd.DataFrame, what: str) -> np.ndarray:
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
     ]
     if bad:
+        first = ""
+        col = df[df.columns[[str(c) for c in df.columns].index(bad[0])]]
+        if not pd.api.types.is_bool_dtype(col.dtype):
+            # the first cell that is not a number, so the fix starts where the file breaks
+            parsed = pd.to_numeric(col, errors="coerce")
+            cells = np.flatnonzero(parsed.isna().to_numpy() & col.notna().to_numpy())
+            if cells.size:
+                i = int(cells[0])
+                at = _day(df.index[i]) if isinstance(df.index, pd.DatetimeIndex) else i + 1
+                first = f"; the first, {bad[0]} on {at}, is {col.iloc[i]!r}"
         raise DataError(
-            f"{what} columns {bad[:_SHOW]} are not numeric (text or true/false): remove "
-            "them or convert them to numbers (pd.to_numeric)"
+            f"{what} columns {bad[:_SHOW]} are not numeric (text or true/false){first}: "
+            "remove them or convert them to numbers (pd.to_numeric)"
         )
     return df.to_numpy(dtype=np.float64, na_value=np.nan)
 
