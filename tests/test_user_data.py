@@ -535,3 +535,16 @@ def test_a_long_file_with_a_misspelt_column_is_named_as_such(tmp_path: Path) -> 
     )
     with pytest.warns(DataWarning, match=r"columns \['volumee'\] are not read"):
         from_csv(path, cfg=LOOSE)
+
+
+def test_a_stray_intraday_row_in_a_daily_file_is_named(tmp_path: Path) -> None:
+    df = _wide(n_days=300)
+    stray = df.iloc[[10]].copy()
+    stray.index = stray.index + pd.Timedelta(hours=12)
+    df = pd.concat([df, stray]).sort_index()
+    path = tmp_path / "p.csv"
+    df.to_csv(path)
+    cfg = DataConfig(source="csv", path=str(path), min_history=2)
+    day = f"{df.index[10]:%Y-%m-%d}"
+    with pytest.warns(DataWarning, match=rf"1 day\(s\) of a daily file .*: {day} \(2 bars\)"):
+        load_market(cfg)

@@ -1439,6 +1439,18 @@ def load_market(cfg: DataConfig | None = None) -> MarketData:
     note = sector_cap_note(md)
     if note:
         warnings.warn(note, DataWarning, stacklevel=2)
+    days, per_day = np.unique(md.dates.astype("datetime64[D]"), return_counts=True)
+    if np.median(per_day) == 1 and per_day.max() > 1:
+        many = per_day > 1
+        shown = [f"{_day(d)} ({c} bars)" for d, c in zip(days[many], per_day[many], strict=True)]
+        warnings.warn(
+            f"{len(shown)} day(s) of a daily file hold more than one bar: "
+            f"{', '.join(shown[:_SHOW])}; each is a bar of its own (and bars "
+            "are annualised at 252 a year): drop the extra rows, or give every day its "
+            "intraday bars",
+            DataWarning,
+            stacklevel=2,
+        )
     last = md.last_price
     ended = [j for j in range(md.n_assets) if 0 <= last[j] < md.n_days - 1]
     if ended:
