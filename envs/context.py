@@ -247,6 +247,11 @@ class Rebalancer:
         per-family contributions ``(n_envs, n_strategies, n_assets)`` and budgets
         ``(n_envs, n_strategies + 1)`` of each portfolio's last target; None until an
         allocator reports them.
+    drifting : ndarray of bool, shape (n_envs,)
+        Portfolios whose last :meth:`propose` is their current, drifted book (not due, not
+        trading towards a target): the last target's ``contributions`` do not stand
+        behind it, so a budgets-mode walk passes none (the strategy cap would cut the
+        held book again).
     selections : list of list of dict, length n_envs
         Per portfolio, one selection-audit record per rebalance of an allocator that
         selects names (one with a ``selection_records()`` method: the cluster barbell,
@@ -286,6 +291,7 @@ class Rebalancer:
         self.sources: list[dict[str, int]] = [{} for _ in range(n)]
         self.contributions: np.ndarray | None = None
         self.budgets: np.ndarray | None = None
+        self.drifting = np.zeros(n, dtype=bool)
         self.selections: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         self._dates: np.ndarray | None = None
 
@@ -359,6 +365,8 @@ class Rebalancer:
         rule = hold_rule(
             is_due, fresh, fresh, self.working[idx], core.current_weights(params, state)
         )
+        # proposing the drifted book: no strategy stands behind it this bar
+        self.drifting[idx] = base & ~is_due & ~self.working[idx]
         self.held[idx[base]] = fresh[base]
         self.working[idx[due]] = True
         out[base] = rule[base]

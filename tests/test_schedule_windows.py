@@ -91,3 +91,66 @@ def test_evaluation_rebalances_only_in_windows() -> None:
     walked = bt.bars  # decision bars of the walk
     assert [r["bar"] for r in bt.selection_audit] == walked[mask[walked]].tolist()
     assert len(bt.selection_audit) >= 10
+
+
+class _DefensiveAgent:
+    """A budgets-mode policy putting most of its budget on the defensive family."""
+
+    name = "defensive_agent"
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        a = np.full((np.atleast_2d(obs).shape[0], 4), -1.0, dtype=np.float32)
+        a[:, 2] = 1.0
+        return a
+
+
+@pytest.mark.parametrize("first_hour", [10, 16], ids=["starts_in_a_window", "starts_outside"])
+def test_a_budgets_agent_keeps_its_book_between_windows(first_hour: int) -> None:
+    """Between windows a budgets agent holds its (drifted) book: the strategy cap does not
+    cut it again with the last decision's family parts (it had sold the whole book one
+    bar after each window), and a walk that starts outside a window holds cash until the
+    first one (it had raised KeyError)."""
+    from allocgym.data import synthetic
+    from allocgym.envs import core
+    from allocgym.evaluation import evaluation_params, run_allocator
+    from allocgym.risk import ReasonCode
+
+    md = synthetic(n_assets=6, n_days=500, seed=5, n_sectors=3)
+    days = pd.bdate_range("2001-01-01", periods=500 // 7 + 2)
+    stamps = [d + pd.Timedelta(hours=h) for d in days for h in range(10, 17)]
+    lo = 301 if first_hour == 10 else 300  # bar 301 is 10:00, bar 300 16:00
+    md = dataclasses.replace(md, dates=np.array(stamps[:500], dtype="datetime64[ns]"))
+    cfg = config_from_dict({
+        "env": {"split": "all", "action_mode": "budgets"},
+        "schedule": {"windows": ["10:00"], "exchange_timezone": "UTC", "bar_timezone": "UTC"},
+        "baselines": {"lookback": 60},
+        "risk": {"strategy_budgets": {"trend": 0.3, "mean_reversion": 0.3, "defensive": 0.3},
+                 "max_turnover": 100.0, "max_participation": 1e6, "slippage_budget_bps": 1e6,
+                 "max_sector_gross": 10.0, "max_symbol_weight": 1.0, "max_gross": 10.0},
+    })  # fmt: skip
+    params = dataclasses.replace(evaluation_params(md, cfg, "all"), lo=lo)
+    infos: list[dict] = []
+    step = core.step_proposed
+
+    def spy(*args, **kwargs):
+        res = step(*args, **kwargs)
+        infos.append(res.info)
+        return res
+
+    core.step_proposed = spy
+    try:
+        run_allocator(_DefensiveAgent(), params=params)
+    finally:
+        core.step_proposed = step
+    cap = int(ReasonCode.STRATEGY_CAP)
+    window = window_bars(md.dates, cfg.schedule)
+    bars = lo + np.arange(len(infos))
+    held = [i for i, t in enumerate(bars) if not window[t]][:20]
+    assert held and any(window[bars])
+    for i in held:
+        assert not int(infos[i]["portfolio_reasons"][0]) & cap, bars[i]
+        np.testing.assert_allclose(infos[i]["approved"][0], infos[i]["proposed"][0], atol=1e-12)
+    gross = [np.abs(infos[i]["approved"][0]).sum() for i in held]
+    if first_hour == 16:
+        assert gross.pop(0) == 0.0  # cash until the first window
+    assert min(gross) > 0.25  # the book bought at a window is held, not sold off

@@ -596,6 +596,16 @@ def _walk(
         contributions = budgets = None
         if rebalancer.contributions is not None and rebalancer.budgets is not None:
             contributions, budgets = rebalancer.contributions[live], rebalancer.budgets[live]
+            # a held (drifted) book between decisions: no family parts behind it
+            drifting = rebalancer.drifting[live]
+            if drifting.any():
+                contributions = np.where(drifting[:, None, None], 0.0, contributions)
+        elif budgets_walk:
+            # before its first decision (a walk starting outside a window) a budgets agent
+            # holds cash: no family parts, the whole budget in cash
+            contributions = np.zeros((live.size, record.n_strategies, n))
+            budgets = np.zeros((live.size, record.n_strategies + 1))
+            budgets[:, -1] = 1.0
         res = core.step_proposed(params, state, proposed, contributions, budgets)
         rebalancer.after_step(res.info["portfolio_reasons"], res.info["symbol_reasons"], live)
         record.step(k, live, state, res)
@@ -626,6 +636,7 @@ class _WalkRecord:
 
         n, n_codes, n_strat = params.n_assets, len(core.REASON_CODES), len(STRATEGY_FAMILIES)
         self.params = params
+        self.n_strategies = n_strat
         self.check = bool(params.cfg.evaluation.check_invariants)
         self.arrays = {
             "returns": np.zeros((b, n_steps)),
