@@ -34,6 +34,7 @@ import pandas as pd
 
 from allocgym.allocator import BOOK_KEPT, AllocationContext, Allocator, source_of
 from allocgym.costs import cost_terms
+from allocgym.data import traded_window
 from allocgym.envs import core
 from allocgym.envs.core import TRADE_LIMITS, EnvParams, EnvState, hold_rule, next_working
 from allocgym.errors import ConfigError, OptimizationError
@@ -136,7 +137,9 @@ def allocation_context(
     Returns
     -------
     AllocationContext
-        ``returns`` (n, lookback, n_assets) with bar ``t`` last; ``current_weights`` the
+        ``returns`` (n, lookback, n_assets) with bar ``t`` last, 0 for a symbol that did
+        not trade on every bar of its window (``allocgym.data.traded_window``);
+        ``current_weights`` the
         held book marked at ``p_t``; ``regime`` / ``regime_confidence`` / ``barbell`` the
         regime model's label, confidence and barbell state at ``t``; ``scores`` from
         ``allocgym.features.alpha_scores``; ``betas`` the env's betas; ``costs`` the linear
@@ -157,8 +160,11 @@ def allocation_context(
         np.ones((idx.size, params.n_assets)), equity, feats.adv_notional, feats.volatility,
         params.spread_bps[t], params.cost_model,
     )  # fmt: skip
+    tradable = params.market.tradable
     return AllocationContext(
-        returns=params.returns[win],
+        returns=traded_window(
+            params.returns[win], tradable[np.concatenate([np.maximum(win[:, :1] - 1, 0), win], 1)]
+        ),
         current_weights=core.current_weights(params, state)[idx],
         symbols=params.market.symbols,
         sector_ids=params.sector_ids,

@@ -115,6 +115,36 @@ def test_context_is_past_only_and_complete(params: EnvParams) -> None:
     assert np.array_equal(ctx.current_weights, np.zeros((3, 6)))  # all cash at reset
 
 
+def test_a_symbol_enters_the_context_once_its_window_has_traded(
+    market: MarketData, cfg: AllocgymConfig
+) -> None:
+    """Symbol 5 lists at bar 400: until its 50-bar window has traded throughout, its
+    returns column is 0 (no variance, so the baselines leave it out), not 49 zeros and
+    one real return read as a riskless name (inverse volatility had given such a name
+    the largest weight). Symbol 4, delisted after bar 450, leaves at once."""
+    import dataclasses
+
+    from allocgym.baselines.classic import InverseVolatility
+
+    close = market.close.copy()
+    close[:400, 5] = np.nan
+    close[451:, 4] = np.nan
+    late = dataclasses.replace(market, close=close, tradable=market.tradable & np.isfinite(close))
+    params = build_params(late, cfg, "all")
+    t0 = np.array([401, 420, 449, 450, 451, 460])
+    state, _ = core.reset(params, core.seed_keys(range(6)), start=t0)
+    ctx = allocation_context(params, state, lookback=50)
+    listed = [bool(np.any(ctx.returns[i, :, 5])) for i in range(6)]
+    present = [bool(np.any(ctx.returns[i, :, 4])) for i in range(6)]
+    assert listed == [False, False, False, True, True, True]  # window 401..450 is the first
+    assert present == [True, True, True, True, False, False]
+    for i in range(6):  # the other names keep their returns bit for bit
+        t = t0[i]
+        assert np.array_equal(ctx.returns[i, :, :4], params.returns[t - 49 : t + 1, :4])
+    w = InverseVolatility().allocate(ctx)
+    assert (w[:3, 5] == 0.0).all() and (w[3:, 5] > 0.0).all() and (w[4:, 4] == 0.0).all()
+
+
 def test_context_rows_and_take_context(params: EnvParams) -> None:
     t0 = np.array([params.lo + 10, params.lo + 20, params.lo + 30])
     state, _ = core.reset(params, core.seed_keys([0, 1, 2]), start=t0)

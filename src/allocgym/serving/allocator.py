@@ -51,7 +51,7 @@ from allocgym.baselines.hrp import HRP
 from allocgym.baselines.registry import build_baselines
 from allocgym.config import AllocgymConfig, ServingConfig, config_from_dict, config_hash
 from allocgym.costs import CostModel
-from allocgym.data import simple_returns
+from allocgym.data import simple_returns, traded_window
 from allocgym.errors import (
     AllocgymError,
     BundleError,
@@ -938,9 +938,9 @@ class FrozenAllocator:
     def _context(self, x: _Inputs, w_cur: np.ndarray) -> AllocationContext:
         """Past-only context of the request: the last ``baselines.lookback`` simple returns
         (0 where a symbol was not tradable, as ``MarketData.returns``) and the book."""
-        returns = simple_returns(x.close[0], x.tradable[0])[1:]
+        window = simple_returns(x.close[0], x.tradable[0])[1:][-self._hrp_lookback :]
         return AllocationContext(
-            returns=returns[-self._hrp_lookback :][None],
+            returns=traded_window(window, x.tradable[0][-(len(window) + 1) :])[None],
             current_weights=w_cur,
             symbols=self.symbols,
             sector_ids=self.sector_ids,
