@@ -659,3 +659,54 @@ def test_the_http_service_anchors_the_head_at_shutdown(tmp_path: Path) -> None:
     anchor = read_anchor(path)
     assert anchor is not None and anchor.n_records == 3 and anchor.head == log.head
     log.close()
+
+
+def test_a_failed_write_leaves_the_log_whole_and_the_chain_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills mid-record: the append raises, the half line is cut off, nothing
+    waits in a buffer, and the next append continues the chain (a torn line had made the
+    log unverifiable and the service unable to restart on it)."""
+    import errno
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append({"n": 0})
+    real_write = observability.os.write
+
+    def disk_full(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data)[:40])  # part of the line reaches the file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(observability.os, "write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        log.append({"n": "lost"})
+    monkeypatch.setattr(observability.os, "write", real_write)
+    log.append({"n": 1})
+    log.close()
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(x)["record"] for x in lines] == [{"n": 0}, {"n": 1}]
+    assert verify_log(path, anchor=True).n_records == 2
+    AuditLog(path).close()  # a restart opens it
+
+
+def test_a_log_that_cannot_be_cut_back_refuses_further_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    real_write, real_truncate = observability.os.write, observability.os.ftruncate
+
+    def fail(*args: Any) -> int:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(observability.os, "write", fail)
+    monkeypatch.setattr(observability.os, "ftruncate", fail)
+    with pytest.raises(OSError, match="I/O error"):
+        log.append({"n": 0})
+    monkeypatch.setattr(observability.os, "write", real_write)
+    monkeypatch.setattr(observability.os, "ftruncate", real_truncate)
+    with pytest.raises(OSError, match=r"could not be cut back .* \(restart the service"):
+        log.append({"n": 1})

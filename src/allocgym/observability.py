@@ -55,6 +55,7 @@ import json
 import math
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -477,7 +478,10 @@ class _Writer:
         except BaseException:
             os.close(self._lock_fd)  # releases the lock
             raise
-        self._fh = open(path, "ab")  # held open for the writer's lifetime
+        # unbuffered, held open for the writer's lifetime: a failed write leaves no bytes
+        # behind in a buffer to reach the file with the next record
+        self._fh = open(path, "ab", buffering=0)
+        self.broken: str | None = None
         self.anchored = -1
         try:
             self.write_anchor()
@@ -490,6 +494,12 @@ class _Writer:
         with self.mutex:
             if self.closed:
                 raise ValueError(f"audit log {str(self.path)!r} is closed: open a new AuditLog")
+            if self.broken is not None:
+                raise OSError(
+                    f"audit log {str(self.path)!r} could not be cut back after a failed write "
+                    f"({self.broken}): no record is appended until it is repaired (restart "
+                    "the service: opening the log checks it)"
+                )
             # canonical_json({"seq": n, "prev_hash": head, "record": payload}), its three
             # keys written in sorted order around the record's bytes (cheaper than
             # splicing a Canonical record)
@@ -508,13 +518,32 @@ class _Writer:
             # The line is the entry with its hash added; "hash" sorts before the entry's
             # keys, so it goes first and the rest is the hashed bytes unchanged.
             line = b'{"hash":"' + digest.encode("ascii") + b'",' + entry[1:] + b"\n"
-            self._fh.write(line)
-            self._fh.flush()
-            if self.fsync:
-                os.fsync(self._fh.fileno())
+            fd = self._fh.fileno()
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.fsync:
+                    os.fsync(fd)
+            except BaseException:
+                # a disk full or a size limit: cut the partial line so the file ends at
+                # its last whole record and the next append continues the chain
+                try:
+                    os.ftruncate(fd, self.size)
+                except OSError as err:
+                    self.broken = str(err)
+                raise
             self.head, self.n, self.size = digest, self.n + 1, self.size + len(line)
             if self.n - self.anchored >= self.anchor_every:
-                self._anchor_locked()
+                try:
+                    self._anchor_locked()
+                except OSError as err:  # the record is stored; the next append anchors
+                    warnings.warn(
+                        f"audit log {str(self.path)!r}: the head file was not written "
+                        f"({err}); retried with the next record",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         return digest
 
     def write_anchor(self) -> None:
