@@ -952,3 +952,38 @@ def test_reason_codes_used_by_serving_exist() -> None:
         "STALE_INPUT",
         "INVALID_INPUT",
     }
+
+
+def test_a_request_id_decided_before_a_restart_is_not_decided_again(
+    policy: FrozenPolicy, tmp_path: Path
+) -> None:
+    """A client retrying across a restart must not get a second decision (two orders for
+    one request): the ids of the log's last decisions answer 409, naming the record."""
+    from allocgym.serving.service import IdempotencyConflict
+
+    log = tmp_path / "audit.jsonl"
+    first = DecisionService(make_alloc(policy), audit_log=log)
+    req = make_request(first.allocator)
+    assert first.decide(req).status == "ok"
+    first.audit.close()
+    again = DecisionService(make_alloc(policy), audit_log=log)
+    with pytest.raises(IdempotencyConflict, match=r"decided before the service restarted "
+                       r"\(audit record seq 0\)"):  # fmt: skip
+        again.decide(req)
+    fresh = req.model_copy(update={"request_id": "after-restart"})
+    assert again.decide(fresh).status == "ok"
+    again.audit.close()
+
+
+def test_recent_decision_ids_reads_the_log_from_its_end(tmp_path: Path) -> None:
+    from allocgym.observability import AuditLog
+    from allocgym.serving.service import recent_decision_ids
+
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        for i in range(10):  # 300 KB records: lines cross the 1 MB blocks read
+            log.append({"request_id": f"r{i}", "input": {"kind": "decision", "pad": "x" * 300_000}})
+            log.append({"request_id": f"kill-{i}", "input": {"kind": "kill_switch"}})
+    assert recent_decision_ids(path, 3) == {"r9": 18, "r8": 16, "r7": 14}
+    assert recent_decision_ids(path, 100) == {f"r{i}": 2 * i for i in range(9, -1, -1)}
+    assert recent_decision_ids(tmp_path / "none.jsonl", 5) == {}

@@ -380,6 +380,11 @@ class DecisionService:
             self._store = ArrayStore.beside(self.audit.path).put
         self.cache_size = int(cache_size or allocator.serving.idempotency_cache)
         self._cache: OrderedDict[str, tuple[str, ServiceResult]] = OrderedDict()
+        # request ids the log decided before this start: a retry across a restart must
+        # not be decided a second time (two orders for one request)
+        self._decided_before = (
+            {} if self.audit is None else recent_decision_ids(self.audit.path, self.cache_size)
+        )
         self._lock = threading.Lock()
         if saved is not None and saved["engaged"] and not allocator.operator_kill:
             # a restart must not release a kill switch the operator engaged; the file
@@ -446,6 +451,13 @@ class DecisionService:
                 self.metrics.idempotent.inc()
                 res = hit[1]
                 return ServiceResult(res.body, res.status, True, res.request_id)
+            seq = self._decided_before.get(request.request_id)
+            if seq is not None:
+                raise IdempotencyConflict(
+                    f"request id {request.request_id!r} was decided before the service "
+                    f"restarted (audit record seq {seq}): its decision is in the audit log; "
+                    "use a new request id for a new decision"
+                )
             bar = None
             if isinstance(request, DecisionRequest):
                 tr = self.allocator.trace(request)
@@ -610,6 +622,36 @@ class DecisionService:
     def _operator_kill(self, engaged: bool) -> None:
         self.allocator.operator_kill = engaged
         self.metrics.kill_switch.set(1 if engaged else 0)
+
+
+def recent_decision_ids(log: str | Path, limit: int) -> dict[str, int]:
+    """Request id -> audit ``seq`` of the last ``limit`` decision records of ``log``
+    (newest first, read from the end in blocks: a long log is not read whole)."""
+    path = Path(log)
+    found: dict[str, int] = {}
+    if limit < 1 or not path.is_file():
+        return found
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        tail = b""
+        while end > 0 and len(found) < limit:
+            start = max(0, end - (1 << 20))
+            fh.seek(start)
+            block = fh.read(end - start) + tail
+            end = start
+            lines = block.split(b"\n")
+            tail = lines.pop(0) if start > 0 else b""  # the first may be cut: read it next
+            for raw in reversed(lines):
+                if not raw.strip():
+                    continue
+                entry = json.loads(raw)
+                record = entry.get("record")
+                if isinstance(record, dict) and isinstance(record.get("input"), dict):
+                    if record["input"].get("kind") == "decision":
+                        found.setdefault(str(record.get("request_id")), int(entry["seq"]))
+                        if len(found) >= limit:
+                            break
+    return found
 
 
 KILL_RECORD_KIND = "kill_switch"
