@@ -987,3 +987,20 @@ def test_recent_decision_ids_reads_the_log_from_its_end(tmp_path: Path) -> None:
     assert recent_decision_ids(path, 3) == {"r9": 18, "r8": 16, "r7": 14}
     assert recent_decision_ids(path, 100) == {f"r{i}": 2 * i for i in range(9, -1, -1)}
     assert recent_decision_ids(tmp_path / "none.jsonl", 5) == {}
+
+
+def test_the_kill_switch_wins_over_a_stored_trading_decision(policy: FrozenPolicy) -> None:
+    from allocgym.serving.service import IdempotencyConflict
+
+    svc = DecisionService(make_alloc(policy))
+    req = make_request(svc.allocator)
+    assert svc.decide(req).status == "ok"
+    svc.set_kill_switch(True, reason="drill", actor="ops")
+    with pytest.raises(IdempotencyConflict, match="before the kill switch was engaged"):
+        svc.decide(req)  # a retry would have been handed its trading target
+    killed = svc.decide(req.model_copy(update={"request_id": "new-id"}))
+    assert killed.status == "killed"
+    assert svc.decide(req.model_copy(update={"request_id": "new-id"})).cached  # killed: kept
+    svc.set_kill_switch(False, reason="resume", actor="ops")
+    again = svc.decide(req)
+    assert again.cached and again.status == "ok"

@@ -447,9 +447,17 @@ class DecisionService:
                         f"request id {request.request_id!r} was already decided for a different "
                         "request: use a new request id for a new decision"
                     )
+                res = hit[1]
+                killed = self.allocator.operator_kill or self.allocator.limits.kill_switch
+                if killed and res.status not in ("killed", "rejected", "disabled"):
+                    # the kill switch wins over a stored trading decision
+                    raise IdempotencyConflict(
+                        f"request id {request.request_id!r} was decided ({res.status}) before "
+                        "the kill switch was engaged: that decision is not served while "
+                        "trading is stopped; a new request id gets the kill switch's decision"
+                    )
                 self._cache.move_to_end(request.request_id)
                 self.metrics.idempotent.inc()
-                res = hit[1]
                 return ServiceResult(res.body, res.status, True, res.request_id)
             seq = self._decided_before.get(request.request_id)
             if seq is not None:
