@@ -85,3 +85,16 @@ def test_bad_confidence_or_horizon_is_a_coded_reject(served, fields, field) -> N
     d = _decide(served, f"bad-{field}", strategy_intents={"trend": np.zeros(n)}, **update)
     assert d.decision.status == "rejected"
     assert d.decision.reject is not None and d.decision.reject.field == field
+
+
+def test_families_a_request_leaves_out_keep_the_feature_intents(served) -> None:
+    """Intents given for trend only replace trend's; mean reversion and defensive keep
+    the FeatureBuilder's (they had been zeroed, their budgets silently going to cash)."""
+    base = _decide(served, "keep-0")
+    parts = np.asarray(base.context.strategy_weights)[0]
+    n = parts.shape[1]
+    flipped = -np.sign(parts[0]) * (parts[0] != 0.0)  # other trend intents, same size
+    one = _decide(served, "keep-1", strategy_intents={"trend": flipped})
+    got = np.asarray(one.context.strategy_weights)[0]
+    np.testing.assert_array_equal(got[1:], parts[1:])  # the others exactly as before
+    assert not np.array_equal(got[0], parts[0]) and got.shape == (parts.shape[0], n)

@@ -811,8 +811,9 @@ class FrozenAllocator:
                 )
 
     def _intents(self, req: DecisionRequest, order: np.ndarray | None) -> np.ndarray | None:
-        """Validated strategy intents (1, n_strategies, N) in the bundle's order (budgets
-        mode; None when not given or not in budgets mode, whose families are still checked)."""
+        """Validated strategy intents (1, n_strategies, N) in the bundle's order, NaN for a
+        family not given (budgets mode; None when not given or not in budgets mode, whose
+        families are still checked)."""
         if req.strategy_intents is None:
             return None
         unknown = sorted(set(req.strategy_intents) - set(STRATEGY_FAMILIES))
@@ -826,7 +827,8 @@ class FrozenAllocator:
         if self.mode != "budgets":
             return None
         n_assets = self.n_assets
-        intents = np.zeros((1, self.n_strategies, n_assets))
+        # NaN: a family the request leaves out keeps the FeatureBuilder's intents
+        intents = np.full((1, self.n_strategies, n_assets), np.nan)
         for k, family in enumerate(STRATEGY_FAMILIES[: self.n_strategies]):
             given = req.strategy_intents.get(family)
             if given is None:
@@ -1158,7 +1160,9 @@ class FrozenAllocator:
             return tilted, None, None, raw_action, None, cause, message
         if self.mode == "weights":
             return out, None, None, raw_action, None, cause, message
-        intents = feats.intents if x.intents is None else x.intents
+        intents = feats.intents
+        if x.intents is not None:
+            intents = np.where(np.isnan(x.intents), feats.intents, x.intents)
         assert self.aggregator is not None
         horizons = None
         if x.intent_horizons is not None:  # 0 = the bundle's horizon of the family

@@ -421,7 +421,8 @@ class DecisionRequest(BaseModel):
     """Regime context; overrides the model's (see ``serving.regime_source``)."""
     strategy_intents: dict[str, FloatVector] | None = None
     """Per strategy family (``STRATEGY_FAMILIES``), intents (N,) in [-1, 1] replacing the
-    FeatureBuilder's in the budgets-mode aggregation (ignored in weights mode)."""
+    FeatureBuilder's in the budgets-mode aggregation (ignored in weights mode); a family
+    left out keeps the FeatureBuilder's intents."""
     strategy_confidence: dict[str, FloatVector] | None = None
     """Per strategy family, the confidence (N,) in [0, 1] of each of its intents: the
     aggregator weights a family's intents by it before normalising them to the family's
