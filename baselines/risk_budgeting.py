@@ -182,7 +182,8 @@ class RiskBudgeting:
     Parameters
     ----------
     params : ClassicConfig, optional
-        Covariance estimator (limits left unset take the default ``risk`` values).
+        Covariance estimator. Its ``max_weight`` is not applied: the weights are the exact
+        risk-budget solution (a cap would break the budgets), which the gates cap.
     budget : RiskBudgetConfig, optional
         The risk budgets; equal risk contribution when omitted.
 

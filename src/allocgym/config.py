@@ -1183,7 +1183,9 @@ class ClassicConfig(_ShadowsRiskLimits):
     max_weight: Pos | None = None
     """Bound on |w_i|; None = ``risk.max_symbol_weight``. A value set here may only tighten
     it. Where fewer than 1 / max_weight names are active, a fully invested allocator's
-    bound is raised to 1 / n_active for that window (the gates then cap the book)."""
+    bound is raised to 1 / n_active for that window (the gates then cap the book). Risk
+    budgeting does not apply it: its weights are the exact risk-budget solution, which
+    the gates cap."""
     risk_free_rate: float = 0.0
     """Annualised risk-free rate subtracted from mean returns (decimal)."""
     periods_per_year: Pos = 252.0
