@@ -42,6 +42,22 @@ def test_ledoit_wolf_matches_sklearn(shape: tuple[int, int]) -> None:
     assert np.max(np.abs(cov - ref.covariance_)) <= 1e-12 * np.max(np.abs(ref.covariance_))
 
 
+def test_ledoit_wolf_leaves_constant_columns_out() -> None:
+    """Names without a traded window (all-zero columns) are as if absent: the active
+    block is sklearn's on the active names alone, in a batch beside a window without
+    them; the zero columns stay 0 (they had pulled the shrinkage target and intensity)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 0.01, (60, 30)) + rng.normal(0, 0.005, (60, 1))
+    padded = np.concatenate([x, np.zeros((60, 48))], axis=1)
+    ref = LedoitWolf().fit(x)
+    full = np.concatenate([x, x * 1.5, x[:, :18] * 0.5], axis=1) + rng.normal(0, 1e-3, (60, 78))
+    cov, shrink = est.ledoit_wolf(np.stack([padded, full]))
+    assert abs(float(shrink[0]) - ref.shrinkage_) <= 1e-12
+    assert np.max(np.abs(cov[0, :30, :30] - ref.covariance_)) <= 1e-12 * ref.covariance_.max()
+    assert not cov[0, 30:].any() and not cov[0, :, 30:].any()
+    assert abs(float(shrink[1]) - LedoitWolf().fit(full).shrinkage_) <= 1e-12
+
+
 def test_ledoit_wolf_assume_centered_matches_sklearn() -> None:
     x = np.random.default_rng(3).normal(0.001, 0.02, (50, 8))
     ref = LedoitWolf(assume_centered=True).fit(x)

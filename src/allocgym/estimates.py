@@ -86,7 +86,9 @@ def ledoit_wolf_shrinkage(returns: np.ndarray, assume_centered: bool = False) ->
     """Ledoit–Wolf (2004) optimal shrinkage intensity towards a scaled identity.
 
     Same estimator as ``sklearn.covariance.ledoit_wolf_shrinkage`` (computed in closed
-    form rather than in blocks).
+    form rather than in blocks) on the columns that vary: a constant column (a name
+    without a traded window, ``allocgym.data.traded_window``) is left out, as if absent,
+    instead of pulling the target and the intensity towards zero variance.
 
     Parameters
     ----------
@@ -102,9 +104,10 @@ def ledoit_wolf_shrinkage(returns: np.ndarray, assume_centered: bool = False) ->
     x = _check_returns(returns)
     if not assume_centered:
         x = x - x.mean(axis=-2, keepdims=True)
-    n_obs, n_assets = x.shape[-2], x.shape[-1]
+    n_obs = x.shape[-2]
     x2 = x * x
     emp_cov_trace = x2.sum(axis=-2) / n_obs  # (..., n_assets)
+    n_assets = _n_live(emp_cov_trace)
     mu = emp_cov_trace.sum(axis=-1) / n_assets
     # sum_ij (X2'X2)_ij = sum_t (sum_i x_ti^2)^2; sum_ij (X'X)_ij^2 = ||X'X||_F^2
     beta_ = (x2.sum(axis=-1) ** 2).sum(axis=-1)
@@ -143,11 +146,18 @@ def ledoit_wolf(
     emp = _swap(x) @ x / n_obs
     emp = 0.5 * (emp + _swap(emp))
     s = ledoit_wolf_shrinkage(x, assume_centered=True)
-    mu = np.trace(emp, axis1=-2, axis2=-1) / n_assets
-    eye = np.eye(n_assets)
+    var = np.diagonal(emp, axis1=-2, axis2=-1)
+    mu = np.trace(emp, axis1=-2, axis2=-1) / _n_live(var)
+    # the scaled identity of the columns that vary (a constant one stays 0)
+    eye = np.eye(n_assets) * (var > 0.0)[..., None, :]
     s_b = np.asarray(s)[..., None, None]
     cov = (1.0 - s_b) * emp + (s_b * np.asarray(mu)[..., None, None]) * eye
     return cov, s
+
+
+def _n_live(variances: np.ndarray) -> np.ndarray:
+    """Columns with a non-zero variance, (...), at least 1 (an all-constant window)."""
+    return np.maximum((variances > 0.0).sum(axis=-1), 1)
 
 
 def ewma_weights(n_obs: int, halflife: float) -> np.ndarray:
