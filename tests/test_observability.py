@@ -720,6 +720,13 @@ def test_strategy_shares_split_each_symbol_over_its_strategies() -> None:
     # 0.3 / 0.4; a strategy offsetting another gets a negative share; no owner below 1e-15
     expected = np.array([[0.75, 2.0, 0.0, 0.0], [0.25, -1.0, 0.0, 0.0]])
     np.testing.assert_allclose(strategy_shares(parts), expected, rtol=1e-15)
+    # two strategies that nearly cancel own nothing (shares of +-2e11 otherwise); a batch
+    # of books is split book by book
+    near = np.array([[0.2, 0.2], [-0.2 + 1e-12, -0.1]])
+    np.testing.assert_allclose(strategy_shares(near), [[0.0, 2.0], [0.0, -1.0]], rtol=1e-15)
+    batch = strategy_shares(np.stack([parts, parts[::-1]]))
+    np.testing.assert_array_equal(batch[0], strategy_shares(parts))
+    np.testing.assert_array_equal(batch[1], strategy_shares(parts[::-1]))
 
 
 def test_strategy_pnl_attributes_each_account_by_hand() -> None:

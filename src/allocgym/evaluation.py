@@ -102,6 +102,7 @@ from allocgym.ledger import (
     read_run_data,
 )
 from allocgym.ledger import selection_key as run_selection_key
+from allocgym.observability import strategy_shares
 from allocgym.regime import REGIME_LABELS
 from allocgym.risk import GATE_CODES, check_invariants
 from allocgym.stats import (
@@ -722,8 +723,7 @@ class _WalkRecord:
         self.strategy_budget[live, k] = np.stack(
             [budget.base, budget.regime, budget.capacity], axis=-1
         )
-        tot = parts.sum(axis=1, keepdims=True)
-        share = np.divide(parts, tot, out=np.zeros_like(parts), where=np.abs(tot) > 1e-15)
+        share = strategy_shares(parts)  # the served P&L metric's rule
         traded = (res.decision.execution.delta_qty != 0.0)[:, None, :]
         self.last_share[live] = np.where(traded, share, share_prev)
 

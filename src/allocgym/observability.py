@@ -1268,8 +1268,10 @@ MAX_PNL_ACCOUNTS = 10_000
 """Accounts whose last decision :class:`StrategyPnL` remembers by default."""
 
 _OWNER_EPS = 1e-15
-"""A symbol whose strategy contributions sum to less than this (in absolute value) has no
-owner: dividing by such a total would turn rounding noise into shares."""
+"""A symbol whose strategy contributions sum to less than this (in absolute value), or to
+less than ``_OWNER_REL`` of their absolute sum, has no owner: dividing by such a total
+would turn rounding noise (or two near-cancelling strategies) into shares."""
+_OWNER_REL = 1e-9
 
 
 def strategy_shares(parts: np.ndarray) -> np.ndarray:
@@ -1277,19 +1279,21 @@ def strategy_shares(parts: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    parts : ndarray, shape (n_strategies, n_assets)
+    parts : ndarray, shape (..., n_strategies, n_assets)
         Each strategy's (STRATEGY_CAP-scaled) contribution to each symbol's weight.
 
     Returns
     -------
-    ndarray, shape (n_strategies, n_assets)
+    ndarray, shape (..., n_strategies, n_assets)
         ``parts`` over their sum across strategies: every column sums to 1 (a share is
         negative where a strategy offsets the others), or is all 0 where the symbol's total
-        is below 1e-15 in absolute value.
+        is below 1e-15, or below 1e-9 of the parts' absolute sum (near-cancelling
+        strategies: +0.2 against -0.2 + 1e-12 had given shares of +-2e11).
     """
     parts = np.asarray(parts, dtype=np.float64)
-    total = parts.sum(axis=0, keepdims=True)
-    return np.divide(parts, total, out=np.zeros_like(parts), where=np.abs(total) > _OWNER_EPS)
+    total = parts.sum(axis=-2, keepdims=True)
+    floor = np.maximum(_OWNER_EPS, _OWNER_REL * np.abs(parts).sum(axis=-2, keepdims=True))
+    return np.divide(parts, total, out=np.zeros_like(parts), where=np.abs(total) > floor)
 
 
 @dataclass
