@@ -698,7 +698,7 @@ class FeatureBuilder:
         inv_sigma = 1.0 / sigma
         lags, mom = self._scaled_returns(x, inv_sigma)
         # the z-score's window must be traded throughout: a bar before a listing (NaN in
-        # MarketData, a placeholder price in a served bar) or a halt leaves it undefined
+        # MarketData, a stand-in price in a served bar) or a halt leaves it undefined
         span = min(cfg.zscore_window - 1, m)
         traded = valid[:, m - span :].all(axis=1)
         zscore, autocorr = self._mean_reversion(x, close_z, traded)
