@@ -179,8 +179,10 @@ def _sqrt_data(x: np.ndarray, params: QPConfig) -> tuple[np.ndarray, np.ndarray]
     elif params.covariance == "ledoit_wolf":
         xc = x - x.mean(axis=0)
         shrink = float(estimates.ledoit_wolf_shrinkage(xc, assume_centered=True))
-        mu = float((xc * xc).sum()) / (n_obs * n_assets)
-        a, s = xc * np.sqrt((1.0 - shrink) / n_obs), np.full(n_assets, shrink * mu)
+        # as estimates.ledoit_wolf: a constant column (no traded window) is left out
+        live = (xc * xc).sum(axis=0) > 0.0
+        mu = float((xc * xc).sum()) / (n_obs * max(int(live.sum()), 1))
+        a, s = xc * np.sqrt((1.0 - shrink) / n_obs), np.where(live, shrink * mu, 0.0)
     else:
         wts = estimates.ewma_weights(n_obs, params.halflife)
         xc = x - wts @ x

@@ -213,6 +213,18 @@ def test_dense_risk_model_equals_estimates(cov_kind: str, risk_model: str) -> No
     assert np.max(np.abs(sigma - expected)) <= 1e-12 * np.abs(expected).max()
 
 
+@pytest.mark.parametrize("cov_kind", ["sample", "ledoit_wolf", "ewma"])
+def test_dense_risk_model_equals_estimates_beside_names_without_data(cov_kind: str) -> None:
+    """Zero columns (names without a traded window) do not move the risk model of the
+    others, exactly as in ``estimates`` (the QP's Ledoit-Wolf had kept them in its target)."""
+    x = np.concatenate([_returns(120, 15, 3), np.zeros((120, 5))], axis=1)
+    params = _qp(covariance=cov_kind, risk_model="covariance", halflife=30.0)  # type: ignore[arg-type]
+    sigma = risk_sqrt(x, params).matrix()
+    expected = estimates.estimate_covariance(x, cov_kind, 30.0)  # type: ignore[arg-type]
+    assert np.max(np.abs(sigma - expected)) <= 1e-12 * np.abs(expected).max()
+    assert not sigma[15:].any() and not sigma[:, 15:].any()
+
+
 def test_risk_aversion_and_cost_knobs_are_used() -> None:
     n = 20
     sector_ids = np.arange(n) % 4
