@@ -708,5 +708,5 @@ def test_a_log_that_cannot_be_cut_back_refuses_further_records(
         log.append({"n": 0})
     monkeypatch.setattr(observability.os, "write", real_write)
     monkeypatch.setattr(observability.os, "ftruncate", real_truncate)
-    with pytest.raises(OSError, match=r"could not be cut back .* \(restart the service"):
+    with pytest.raises(OSError, match=r"could not be cut back .* repair it before a restart"):
         log.append({"n": 1})

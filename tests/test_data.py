@@ -267,6 +267,12 @@ def test_refuses_non_numeric_and_non_dates() -> None:
     df.iloc[2, 1] = "12,5"  # the first cell that is no number is named, with its date
     with pytest.raises(DataError, match=rf"the first, B on {df.index[2]:%Y-%m-%d}, is '12,5'"):
         from_prices(df, cfg=LOOSE)
+    twice = wide()
+    twice["C"] = twice["C"].astype(object)
+    twice.iloc[2, 2] = "x"
+    twice.columns = ["A", "B", "A"]  # the text column's name stands twice: still a DataError
+    with pytest.raises(DataError, match=r"columns \['A'\] are not numeric .* is 'x'"):
+        from_prices(twice, cfg=LOOSE)
     df = wide()
     df.index = ["a", "b", "c", "d", "e", "f"]
     with pytest.raises(DataError, match=r"index: the first date 'a' is not a date"):

@@ -611,3 +611,28 @@ def test_a_late_listing_gets_the_same_features_from_a_placeholder_price() -> Non
                 volume[None, lo : t + 1], spread[None, lo : t + 1], tradable[None, lo : t + 1],
             )  # fmt: skip
             assert got.asset[0].tobytes() == batch.asset[t].tobytes(), (placeholder, t)
+
+
+def test_a_halt_leaves_the_zscore_undefined_for_its_window() -> None:
+    """One halted bar (flag off, the price carried): the mean-reversion z-score is 0 on
+    the zscore_window bars whose window holds it (it reads a price nobody traded at), and
+    every other feature and bar is unchanged."""
+    base = synthetic(n_assets=4, n_days=700, seed=1)
+    tradable = base.tradable.copy()
+    tradable[600, 2] = False
+    halted = MarketData(
+        dates=base.dates, symbols=base.symbols, close=base.close, volume=base.volume,
+        spread_bps=base.spread_bps, sectors=base.sectors,
+        benchmark_returns=base.benchmark_returns, tradable=tradable,
+    )  # fmt: skip
+    fb = FeatureBuilder(FeatureConfig(), RegimeModel(RegimeConfig()))
+    z = fb.market_asset_feature_names.index("mr_zscore")
+    before, after = fb.precompute(base).asset, fb.precompute(halted).asset
+    window = fb.cfg.zscore_window
+    assert (after[600 : 600 + window, 2, z] == 0.0).all()
+    assert (before[600 : 600 + window, 2, z] != 0.0).any()
+    same = {"equal_nan": True}  # the warm-up rows are NaN
+    assert np.array_equal(after[:600, 2, z], before[:600, 2, z], **same)
+    assert np.array_equal(after[600 + window :, 2, z], before[600 + window :, 2, z], **same)
+    others = [0, 1, 3]
+    assert np.array_equal(after[:, others, z], before[:, others, z], **same)

@@ -1038,8 +1038,9 @@ def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
             warnings.warn(
                 f"{what} carries UTC offset {idx[0].strftime('%z')} ({idx[0].isoformat()}): "
                 f"bars keep their local wall time ({local[0].time()}), and clock windows read "
-                "bar times in schedule.bar_timezone (default UTC): set it to the zone of that "
-                "offset (e.g. Asia/Tokyo for +0900), or write the stamps in UTC",
+                "bar times in schedule.bar_timezone (default UTC): unless it is already the "
+                "zone of that offset (e.g. Asia/Tokyo for +0900), set it, or write the "
+                "stamps in UTC",
                 DataWarning,
                 stacklevel=2,
             )
@@ -1080,14 +1081,15 @@ def _date_error(values: Any, what: str, err: Exception) -> str:
 
 
 def _numeric(df: pd.DataFrame, what: str) -> np.ndarray:
-    bad = [
-        str(c)
-        for c, dtype in zip(df.columns, df.dtypes, strict=True)
+    where = [
+        j
+        for j, dtype in enumerate(df.dtypes)
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
     ]
+    bad = [str(df.columns[j]) for j in where]
     if bad:
         first = ""
-        col = df[df.columns[[str(c) for c in df.columns].index(bad[0])]]
+        col = df.iloc[:, where[0]]  # by position: a name may stand twice
         if not pd.api.types.is_bool_dtype(col.dtype):
             # the first cell that is not a number, so the fix starts where the file breaks
             parsed = pd.to_numeric(col, errors="coerce")

@@ -497,8 +497,8 @@ class _Writer:
             if self.broken is not None:
                 raise OSError(
                     f"audit log {str(self.path)!r} could not be cut back after a failed write "
-                    f"({self.broken}): no record is appended until it is repaired (restart "
-                    "the service: opening the log checks it)"
+                    f"({self.broken}): no record is appended; repair it before a restart (cut "
+                    "it back to its last whole line: opening the log refuses a torn one)"
                 )
             # canonical_json({"seq": n, "prev_hash": head, "record": payload}), its three
             # keys written in sorted order around the record's bytes (cheaper than
