@@ -758,6 +758,28 @@ def test_strategy_pnl_attributes_each_account_by_hand() -> None:
     assert pnl.update("x", day[2], np.array([12.0, 21.0, 55.0]), held, traded, None) == {}
 
 
+def test_a_remainder_no_strategy_proposes_keeps_its_owners() -> None:
+    """A strategy decision sells a symbol its families no longer propose, and a trade
+    limit keeps part of it: the part held still earns for the families that bought it
+    (it had gone to unattributed); a fallback's trade still leaves a symbol unowned."""
+    day = [dt.datetime(2024, 5, d, 20, tzinfo=dt.UTC) for d in range(1, 5)]
+    pnl = StrategyPnL(("a", "b"))
+    bought = np.array([[1.0, 0.5], [0.0, 0.5]])
+    pnl.update("x", day[0], np.array([10.0, 10.0]), np.zeros(2), np.ones(2, bool), bought)
+    # decision 2 sells symbol 0 (no strategy proposes it now: no owner), symbol 1 unchanged
+    nobody = np.array([[0.0, 0.5], [0.0, 0.5]])
+    held = np.array([100.0, 100.0])
+    pnl.update("x", day[1], np.array([10.0, 10.0]), held, np.array([True, False]), nobody)
+    # 40 shares of symbol 0 still held: +1 each goes to a, as before
+    got = pnl.update("x", day[2], np.array([11.0, 10.0]), np.array([40.0, 100.0]),
+                     np.array([True, False]), None)  # fmt: skip
+    assert got == {"a": 40.0, "b": 0.0, UNATTRIBUTED: 0.0}
+    # the fallback's trade at decision 3 took symbol 0 from a
+    got = pnl.update("x", day[3], np.array([12.0, 10.0]), np.array([40.0, 100.0]),
+                     np.zeros(2, bool), None)  # fmt: skip
+    assert got == {"a": 0.0, "b": 0.0, UNATTRIBUTED: 40.0}
+
+
 def test_strategy_pnl_memory_is_bounded_and_inputs_checked() -> None:
     day = [dt.datetime(2024, 5, d, 20, tzinfo=dt.UTC) for d in range(1, 4)]
     pnl = StrategyPnL(("a",), max_accounts=2)

@@ -724,8 +724,9 @@ class _WalkRecord:
             [budget.base, budget.regime, budget.capacity], axis=-1
         )
         share = strategy_shares(parts)  # the served P&L metric's rule
-        traded = (res.decision.execution.delta_qty != 0.0)[:, None, :]
-        self.last_share[live] = np.where(traded, share, share_prev)
+        # as StrategyPnL.update: a traded symbol left without an owner keeps its owners
+        traded = (res.decision.execution.delta_qty != 0.0) & (share != 0.0).any(axis=1)
+        self.last_share[live] = np.where(traded[:, None, :], share, share_prev)
 
     def _invariants_step(self, k: int, live: np.ndarray, res: StepResult) -> None:
         """Count the decisions ``check_invariants`` finds in breach; keep a few messages."""

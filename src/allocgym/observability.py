@@ -1373,7 +1373,8 @@ class StrategyPnL:
             Symbols this decision orders a trade in (their owners change).
         owners : ndarray, shape (n_strategies, n_assets), or None
             Each strategy's share of each symbol at this decision (:func:`strategy_shares`);
-            None when no strategy decided (its trades leave the symbols unowned).
+            None when no strategy decided (its trades leave the symbols unowned). A traded
+            symbol without an owner here keeps its previous owners.
 
         Returns
         -------
@@ -1405,6 +1406,10 @@ class StrategyPnL:
             attributed = dict(zip(self.strategies, by_strategy.tolist(), strict=True))
             attributed[UNATTRIBUTED] = unowned
         new_owners = np.zeros(shape) if owners is None else np.asarray(owners, np.float64)
+        if owners is not None:
+            # a strategy decision that gives a traded symbol no owner (its families stopped
+            # proposing it; a trade limit may keep part of it): what remains keeps its owners
+            moved = moved & (new_owners != 0.0).any(axis=0)
         self._marks.pop(account, None)  # re-inserted last: the dict's order is recency
         self._marks[account] = _AccountMark(
             timestamp, prices.copy(), np.where(moved, new_owners, held_owners)
