@@ -289,7 +289,8 @@ def test_strategy_pnl_is_attributed_per_account_by_hand() -> None:
         policy, environ=ENABLED, serving=patient(policy), clock=lambda: now["at"]
     )
     service = DecisionService(alloc)
-    intents = {"trend": np.eye(6)[0], "mean_reversion": np.eye(6)[1]}
+    # defensive given too (no names): a family left out keeps the FeatureBuilder's intents
+    intents = {"trend": np.eye(6)[0], "mean_reversion": np.eye(6)[1], "defensive": np.zeros(6)}
 
     def request(t: int, rid: str, account: str, **kw: object) -> bytes:
         req = request_from_market(market, t, history=alloc.history, request_id=rid, **kw)
