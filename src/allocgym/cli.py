@@ -1567,17 +1567,15 @@ def study_cmd(
         from allocgym.distributed import parse_address
 
         parse_address(address)
-    from allocgym.study import parse_years
-
-    years = None if test_years is None else parse_years(test_years)  # before anything loads
     extra = list(overrides or [])
     if timesteps is not None:
         extra.append(f"train.total_timesteps={timesteps}")
     cfg = _config(config, extra)
     # Ray first: an unreachable cluster is refused in seconds, before the data loads
     with _ray_train_many(address, resources, cfg, console.print) as train_many:
-        from allocgym.study import plan_folds, run_study
+        from allocgym.study import parse_years, plan_folds, run_study
 
+        years = None if test_years is None else parse_years(test_years)  # before the data
         market, notes = _load_market_with_notes(cfg)
         _print_market(market, notes, cfg)
         if folds is None and years is None:
