@@ -1506,8 +1506,10 @@ class EvaluationConfig(Section):
     it: it evaluates every ``seed_*`` run it finds (``--seeds`` picks some)."""
     agent_model: Literal["best", "final"] = "best"
     """Model evaluated from a run: best on validation (falls back to final) or final."""
-    periods_per_year: Pos = 252.0
-    """Bars per year (annualisation)."""
+    periods_per_year: Pos | Literal["auto"] = "auto"
+    """Bars per year (annualisation of every reported figure). ``auto`` reads it from the
+    walked bars' dates (``allocgym.data.bars_per_year``): 252 on daily bars, 252 x the
+    median bars a day on intraday bars, 365.25 / the median gap in days on sparser ones."""
     cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
     """Confidence level of the reported CVaR."""
     var_alpha: Annotated[float, Field(gt=0.9, lt=1.0)] = 0.99

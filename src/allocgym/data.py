@@ -122,6 +122,31 @@ def traded_window(returns: np.ndarray, tradable: np.ndarray) -> np.ndarray:
     return np.where(keep, returns, 0.0)
 
 
+TRADING_DAYS = 252
+"""Trading days a year: the bars a year of a daily calendar."""
+
+
+def bars_per_year(dates: Any) -> float:
+    """Bars a year of a bar calendar, the annualisation its returns need.
+
+    ``TRADING_DAYS`` for daily bars (one bar a day), ``TRADING_DAYS`` x the bars of a
+    full day for intraday bars (the most common count a day, the larger on a tie, so a
+    walk's cut first and last days and half sessions do not lower it: 5-minute bars of a
+    6.5-hour session give 19,656), and 365.25 over the median gap in days for sparser bars
+    (weekly: 52.2). Fewer than two bars: daily.
+    """
+    days = np.asarray(dates, dtype="datetime64[ns]").astype("datetime64[D]")
+    if days.size < 2:
+        return float(TRADING_DAYS)
+    counts, days_with = np.unique(np.unique(days, return_counts=True)[1], return_counts=True)
+    per_day = int(counts[days_with == days_with.max()].max())
+    if per_day > 1:
+        return float(TRADING_DAYS * per_day)
+    gap = float(np.median(np.diff(days).astype(np.float64)))
+    # a weekend or holiday gap is still a daily bar
+    return float(TRADING_DAYS) if gap < 5.0 else 365.25 / gap
+
+
 def _frozen(a: Any, dtype: Any) -> np.ndarray:
     # C order whatever the source (pandas hands over column-major arrays): every reader
     # gathers bars (rows), and numpy's ``take`` copies a whole non-C table to gather.

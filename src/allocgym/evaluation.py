@@ -90,9 +90,9 @@ from allocgym.config import (
     check_out_of_sample,
     in_sample_reason,
 )
-from allocgym.data import MarketData, load_market
+from allocgym.data import MarketData, bars_per_year, load_market
 from allocgym.envs.context import Rebalancer, allocation_context, window_bars
-from allocgym.errors import ConfigError, DataError
+from allocgym.errors import ConfigError, DataError, DataWarning
 from allocgym.factors import FactorReturns, factor_attribution, factor_models
 from allocgym.ledger import (
     TrialsLedger,
@@ -866,6 +866,36 @@ def _attribution(bt: Backtest) -> dict[str, Any]:
     }
 
 
+def annualisation(ecfg: EvaluationConfig, dates: Any) -> float:
+    """Bars a year behind every annualised figure of a walk over ``dates``:
+    ``ecfg.periods_per_year``, or with ``auto`` the dates' own
+    (:func:`allocgym.data.bars_per_year`)."""
+    ppy = ecfg.periods_per_year
+    return bars_per_year(dates) if ppy == "auto" else float(ppy)
+
+
+def with_annualisation(ecfg: EvaluationConfig, dates: Any) -> EvaluationConfig:
+    """``ecfg`` with ``periods_per_year`` a number (:func:`annualisation` of ``dates``):
+    for series that carry no dates of their own (a study's stitched returns)."""
+    return ecfg.model_copy(update={"periods_per_year": annualisation(ecfg, dates)})
+
+
+def _checked_annualisation(ecfg: EvaluationConfig, dates: Any) -> float:
+    """:func:`annualisation`, with a warning when a number set by hand is more than 2x off
+    the bars' own rate (252 on 5-minute bars understates every annualised figure)."""
+    ppy, own = annualisation(ecfg, dates), bars_per_year(dates)
+    if not 0.5 <= ppy / own <= 2.0:
+        warnings.warn(
+            f"evaluation.periods_per_year = {ppy:g} annualises bars that come about "
+            f"{own:.6g} a year (their median spacing): the annualised return, volatility, "
+            "Sharpe, turnover and costs are off by that ratio; set it to auto (or to the "
+            "bars a year you mean)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return ppy
+
+
 def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict[str, Any]:
     """Metrics of one backtest, every risk/return number from :mod:`allocgym.measures`.
 
@@ -897,7 +927,7 @@ def backtest_metrics(bt: Backtest, ecfg: EvaluationConfig | None = None) -> dict
         ``start`` / ``end`` dates.
     """
     e = ecfg or EvaluationConfig()
-    ppy = float(e.periods_per_year)
+    ppy = annualisation(e, bt.dates)
     r = bt.returns
     n = bt.n_steps
     regimes = _regime_metrics(bt, ppy)
@@ -1209,7 +1239,7 @@ def paired_tests(
     """
     e = ecfg or EvaluationConfig()
     b = e.bootstrap
-    ppy = float(e.periods_per_year)
+    ppy = annualisation(e, backtests[0].dates if backtests else ())
     out: dict[str, Any] = {
         "method": "paired stationary bootstrap (Politis & Romano, 1994) of the annualised "
         "Sharpe difference: both series resampled with the same blocks of geometric length; "
@@ -1711,7 +1741,7 @@ def _market_risk(
             bt,
             asset_returns,
             window,
-            periods_per_year=float(e.periods_per_year),
+            periods_per_year=annualisation(e, bt.dates),
             alpha=e.cvar_alpha,
         )
         for bt in backtests
@@ -1780,6 +1810,7 @@ def summarize(
         ``RiskConfig()``).
     """
     e = ecfg or EvaluationConfig()
+    ppy = _checked_annualisation(e, backtests[0].dates if backtests else ())
     metrics = {bt.name: backtest_metrics(bt, e) for bt in backtests}
     bench: dict[str, Any] = {}
     if benchmark_returns is not None and backtests:
@@ -1787,7 +1818,7 @@ def summarize(
         bench = benchmark_summary(b, backtests[0].dates, e, benchmark_name)
         for bt in backtests:
             if bt.n_steps == b.shape[0]:
-                metrics[bt.name].update(active_metrics(bt.returns, b, e.periods_per_year))
+                metrics[bt.name].update(active_metrics(bt.returns, b, annualisation(e, bt.dates)))
     if len(metrics) != len(backtests):
         raise ConfigError(
             f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
@@ -1800,9 +1831,9 @@ def summarize(
         metrics[bt.name]["dsr_trials"] = ts.n_trials
         metrics[bt.name]["dsr_source"] = ts.source
     groups = _seed_groups(backtests, metrics)
-    ppy = float(e.periods_per_year)
     dsr = dsr_summary(ts, ppy)
     regime_risk, var_bt, meta = _market_risk(backtests, asset_returns, risk_window, e)
+    meta["periods_per_year"] = ppy
     attribution, diagnostics = _factor_diagnostics(
         backtests, asset_returns, factors, factor_model or FactorModelConfig(), factor_window,
         risk or RiskConfig(), var_bt, meta,
@@ -1930,7 +1961,7 @@ def benchmark_summary(
     returns: np.ndarray, dates: np.ndarray, ecfg: EvaluationConfig, name: str
 ) -> dict[str, Any]:
     """The benchmark's metrics over the walk and its return series (for the report)."""
-    ppy = float(ecfg.periods_per_year)
+    ppy = annualisation(ecfg, dates)
     r = np.asarray(returns, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
@@ -2086,7 +2117,11 @@ def evaluate(
             result.pareto_fronts[bt.name] = front
     if bts and bts[0].n_steps:
         result.meta.update(
-            start=str(bts[0].dates[0])[:10], end=str(bts[0].dates[-1])[:10], n_bars=bts[0].n_steps
+            start=str(bts[0].dates[0])[:10],
+            end=str(bts[0].dates[-1])[:10],
+            n_bars=bts[0].n_steps,
+            # the bar the walk starts on (from cash): the equity curves' first point
+            walk_start=str(params.market.dates[bts[0].bars[0]]),
         )
     sp = params.split
     from allocgym.config import config_hash
@@ -2111,7 +2146,6 @@ def evaluate(
         },
         initial_equity=float(cfg.env.initial_equity),
         action_mode=params.action_spec.mode,
-        periods_per_year=float(cfg.evaluation.periods_per_year),
         data_notes=data_notes(market, cfg),
     )
     return result

@@ -121,20 +121,25 @@ def plot_equity(result: EvaluationResult, path: str | Path) -> Path:
     """Growth of 1 (equity over starting equity) of every allocator, log scale."""
     fig, ax = plt.subplots(figsize=(11, 5.5))
     styles = _styles(result)
+    lowest, highest = 1.0, 1.0
     for bt in _ordered(result):
         if bt.n_steps == 0:
             continue
         growth = np.concatenate([[1.0], bt.equity / bt.initial_equity])
-        dates = np.concatenate([[bt.dates[0] - np.timedelta64(1, "D")], bt.dates])
-        ax.plot(dates, growth, label=bt.name, **styles[bt.name])
+        ax.plot(_from_start(result, bt.dates), growth, label=bt.name, **styles[bt.name])
+        lowest, highest = min(lowest, growth.min()), max(highest, growth.max())
+        if bt.wiped_out_at is not None:
+            when = bt.dates[bt.wiped_out_at]
+            ax.axvline(when, color=styles[bt.name].get("color", "black"), ls=":", lw=1)
+            ax.annotate(f"{bt.name} wiped out", (when, 1.0), fontsize=7, rotation=90,
+                        va="bottom", ha="right")  # fmt: skip
     bench = _benchmark(result)
     if bench is not None:
         b_dates, b_ret, b_label = bench
         growth = np.concatenate([[1.0], np.cumprod(1.0 + b_ret)])
-        dates = np.concatenate([[b_dates[0] - np.timedelta64(1, "D")], b_dates])
-        ax.plot(dates, growth, label=b_label, **BENCHMARK_STYLE)
-    lo, hi = ax.get_ylim()
-    if hi / max(lo, 1e-12) > 4.0:  # log scale only pays off over a wide range
+        ax.plot(_from_start(result, b_dates), growth, label=b_label, **BENCHMARK_STYLE)
+    # log scale only pays off over a wide range, and cannot show a book at or below 0
+    if lowest > 0.0 and highest / lowest > 4.0:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
@@ -148,6 +153,14 @@ def plot_equity(result: EvaluationResult, path: str | Path) -> Path:
     ax.set_title(_title(result, "Equity curves"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _save(fig, Path(path))
+
+
+def _from_start(result: EvaluationResult, dates: np.ndarray) -> np.ndarray:
+    """``dates`` (of the bars each step fills on) after the bar the walk starts on: the
+    growth of 1 before the first fill."""
+    start = result.meta.get("walk_start")
+    first = dates[0] - np.timedelta64(1, "D") if start is None else np.datetime64(start, "ns")
+    return np.concatenate([[first], dates])
 
 
 def plot_drawdowns(result: EvaluationResult, path: str | Path) -> Path:
@@ -330,23 +343,27 @@ def plot_dashboard(dashboard: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def plot_pareto_front(name: str, front: dict[str, Any], path: str | Path) -> Path:
-    """The Pareto allocator's last front: annualised expected return against CVaR, coloured
-    by the drawdown proxy, the chosen point and the CVaR target marked."""
+def plot_pareto_front(
+    name: str, front: dict[str, Any], path: str | Path, periods_per_year: float = 252.0
+) -> Path:
+    """The Pareto allocator's last front: annualised expected return (per-bar mean times
+    ``periods_per_year``) against CVaR, coloured by the drawdown proxy, the chosen point
+    and the CVaR target marked."""
     pts = np.asarray(front["points"], dtype=np.float64)  # columns: return, CVaR, DD, cost
+    ann = 100 * periods_per_year
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     order = np.argsort(pts[:, 1])
-    ax.plot(100 * pts[order, 1], 100 * 252 * pts[order, 0], color="#bbbbbb", lw=1, zorder=1)
-    sc = ax.scatter(100 * pts[:, 1], 100 * 252 * pts[:, 0], c=100 * pts[:, 2], cmap="viridis",
+    ax.plot(100 * pts[order, 1], ann * pts[order, 0], color="#bbbbbb", lw=1, zorder=1)
+    sc = ax.scatter(100 * pts[:, 1], ann * pts[:, 0], c=100 * pts[:, 2], cmap="viridis",
                     s=30 + 4e4 * pts[:, 3], zorder=2, edgecolors="black", linewidths=0.4)  # fmt: skip
     k = int(front["chosen"])
-    ax.scatter([100 * pts[k, 1]], [100 * 252 * pts[k, 0]], marker="*", s=320, color="#d62728",
+    ax.scatter([100 * pts[k, 1]], [ann * pts[k, 0]], marker="*", s=320, color="#d62728",
                edgecolors="black", zorder=3, label="chosen point")  # fmt: skip
     ax.axvline(100 * float(front["cvar_target"]), color="#d62728", ls="--", lw=1,
                label="CVaR target")  # fmt: skip
     fig.colorbar(sc, ax=ax, label="drawdown proxy (%)")
     ax.set_xlabel(f"CVaR{100 * float(front.get('alpha', 0.95)):g}, one bar (%)")
-    ax.set_ylabel("expected return (% per year, x252)")
+    ax.set_ylabel(f"expected return (% per year, x{periods_per_year:g})")
     when = f" at {front['date']}" if front.get("date") else ""
     ax.set_title(f"{name}: Pareto front of the last rebalance{when}")
     ax.legend(loc="lower right", fontsize=8)
@@ -371,5 +388,7 @@ def write_plots(result: EvaluationResult, folder: str | Path) -> dict[str, Path]
     if result.dashboard:
         out["dashboard"] = plot_dashboard(result.dashboard, d / "dashboard.png")
     for name, front in result.pareto_fronts.items():
-        out[f"pareto_front_{name}"] = plot_pareto_front(name, front, d / f"pareto_{name}.png")
+        out[f"pareto_front_{name}"] = plot_pareto_front(
+            name, front, d / f"pareto_{name}.png", result.meta.get("periods_per_year", 252.0)
+        )
     return out

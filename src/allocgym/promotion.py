@@ -389,6 +389,7 @@ def promote(
     check_out_of_sample(cfg, split_name)
     inc_runs, inc_cfg, inc_baseline = _incumbent(cfg, incumbent, split_name)
     market = load_market(cfg.data)
+    e = ev.with_annualisation(e, market.dates)
     params = ev.evaluation_params(market, cfg, split_name)
     mults = [1.0, *[float(m) for m in e.stress_multipliers]]
     allocs: list[Any] = []

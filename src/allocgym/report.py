@@ -842,13 +842,14 @@ def _var_backtest_blocks(result: EvaluationResult) -> list[_Block]:
 def _pareto_blocks(result: EvaluationResult) -> list[_Block]:
     """The Pareto allocator's last front as a table, with the choice rule and fallbacks."""
     out: list[_Block] = []
+    ppy = result.meta.get("periods_per_year", 252.0)
     for name, front in result.pareto_fronts.items():
         pts = front["points"]
         chosen = int(front["chosen"])
         rows = [
             [
                 f"{i + 1}" + (" ★" if i == chosen else ""),
-                f"{100 * 252 * r:.1f}%",
+                f"{100 * ppy * r:.1f}%",
                 f"{100 * c:.2f}%",
                 f"{100 * d:.1f}%",
                 f"{100 * k:.3f}%",
@@ -863,7 +864,7 @@ def _pareto_blocks(result: EvaluationResult) -> list[_Block]:
             _table(
                 [
                     "Point",
-                    "Exp. return (x252)",
+                    f"Exp. return (x{ppy:g})",
                     f"CVaR{100 * float(front['alpha']):g}",
                     "Drawdown proxy",
                     "Liquidity cost",

@@ -43,6 +43,7 @@ from allocgym.evaluation import (
     EvaluationResult,
     dsr_summary,
     dsr_trial_set,
+    with_annualisation,
 )
 from allocgym.ledger import LEDGER_FILENAME, TrialsLedger
 from allocgym.stats import paired_sharpe_differences, probabilistic_sharpe_ratio, sharpe_moments
@@ -423,6 +424,7 @@ def _summarize(
     (:data:`allocgym.evaluation.ONE_CONFIGURATION`).
     """
     stitched = stitch(outcomes.returns)
+    ecfg = with_annualisation(ecfg, np.concatenate(outcomes.dates))
     ts = dsr_trial_set(outcomes.agents, ecfg, ledger)
     pooled = _pool(stitched, stitch(outcomes.turnover), outcomes.rows, ts.sr0, ecfg)
     trials = {**dsr_summary(ts, float(ecfg.periods_per_year)), "ledger": str(ledger.path),
@@ -433,7 +435,7 @@ def _summarize(
 def _settings(ecfg: EvaluationConfig) -> dict[str, Any]:
     """``StudyResult.settings``: the evaluation settings behind the study's numbers."""
     return {
-        "periods_per_year": float(ecfg.periods_per_year),
+        "periods_per_year": ecfg.periods_per_year,
         "cvar_alpha": float(ecfg.cvar_alpha),
         "bootstrap": ecfg.bootstrap.model_dump(),
     }
@@ -495,7 +497,7 @@ def run_study(
         say(f"baselines: {', '.join(added)} added (the study's paired references)")
     baselines = (*added, *named)
 
-    ecfg = cfg.evaluation
+    ecfg = with_annualisation(cfg.evaluation, market.dates)
     ledger = TrialsLedger(root / LEDGER_FILENAME)
     _train_folds(market, folds, seeds, root, ledger, config_overrides, base_config, say, train_many)
     outcomes = _evaluate_folds(
