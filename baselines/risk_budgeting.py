@@ -118,7 +118,8 @@ def risk_budget_weights(
         g = Ay - bud / y
         # y_i g_i = y_i (Ay)_i - b_i is the risk-contribution residual itself.
         resid = np.abs(y * g).max(-1)
-        if (resid <= 0.25 * tol).all():
+        done = resid <= 0.25 * tol
+        if done.all():
             break
         H = A + eye * (bud / y**2)[:, :, None]
         d = -np.linalg.solve(H, g[..., None])[..., 0]
@@ -136,7 +137,9 @@ def risk_budget_weights(
             if ok.all():
                 break
             t = np.where(ok, t, 0.5 * t)
-        y = y + t[:, None] * d
+        # a converged row stays put: its weights do not depend on the other rows of the
+        # batch (the env solves every bar of a split at once, serving one)
+        y = np.where(done[:, None], y, y + t[:, None] * d)
     else:
         raise SolverFailed(
             f"risk budgeting: Newton did not reach tol {tol} in {max_iter} iterations "
