@@ -311,7 +311,9 @@ class HRP:
         """HRP weights for each portfolio's return window.
 
         Each portfolio is an independent optimisation (its own tree), so this loops over
-        ``n_envs``. Assets with zero variance in a window (untradable) get weight 0.
+        ``n_envs``. Assets with zero variance in a window (untradable) get weight 0, and a
+        window where every asset has zero variance (a market-wide halt) an all-cash row,
+        as the other allocators give it.
 
         Parameters
         ----------
@@ -331,10 +333,7 @@ class HRP:
             ok = x.std(axis=0) > 0
             active[e] = ok
             if not ok.any():
-                raise DataError(
-                    f"HRP: every asset has zero variance in portfolio {e}'s window; "
-                    "nothing to allocate (check the tradable mask / lookback)."
-                )
+                continue
             self.fit(x[:, ok] if not ok.all() else x)
             out[e, ok] = self.weights_
         self.allocation_ = out

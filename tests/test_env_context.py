@@ -303,3 +303,36 @@ def test_cluster_barbell_runs_in_validation_with_the_regime_models_state(
         )
     assert len(out) == 2 and all(np.isfinite(m["total_return"]) for m in out)
     assert all(a["state_source"] == "regime_model" for a in alloc.audit_)
+
+
+def test_a_short_halt_keeps_a_symbol_in_the_context_and_a_long_one_takes_it_out(
+    market: MarketData, cfg: AllocgymConfig
+) -> None:
+    """A one-bar halt of symbol 2 at bar 430 and of every symbol at bar 440: a window
+    holding them keeps the symbols (the halted bars' returns 0), one ending on the halt
+    bar leaves them out (HRP gives it an all-cash row; it had raised); a halt over more
+    than a tenth of the window (symbol 3, bars 400..409 of a 50-bar window) takes the
+    symbol out until the window is past it (its 51 flags, the bar before the first
+    return included, start at 410 from bar 460 on)."""
+    import dataclasses
+
+    from allocgym.baselines.hrp import HRP
+
+    tradable = market.tradable.copy()
+    tradable[430, 2] = False
+    tradable[440, :] = False
+    tradable[400:410, 3] = False
+    halted = dataclasses.replace(market, tradable=tradable)
+    params = build_params(halted, cfg, "all")
+    t0 = np.array([430, 431, 439, 440, 441, 458, 460])
+    state, _ = core.reset(params, core.seed_keys(range(7)), start=t0)
+    ctx = allocation_context(params, state, lookback=50)
+    kept = np.array([[bool(np.any(ctx.returns[i, :, j])) for j in range(6)] for i in range(7)])
+    assert kept[:, 2].tolist() == [False, True, True, False, True, True, True]
+    assert kept[:, 3].tolist() == [False] * 6 + [True]  # 430: traded on 41 of 51 bars
+    assert kept[:, 0].tolist() == [True, True, True, False, True, True, True]
+    for i in (1, 4):  # a kept symbol's window is the market's returns, halted bars 0
+        t = t0[i]
+        assert np.array_equal(ctx.returns[i, :, 2], params.returns[t - 49 : t + 1, 2])
+    w = HRP().allocate(ctx)
+    assert (w[3] == 0.0).all() and np.allclose(np.delete(w, 3, axis=0).sum(axis=1), 1.0)

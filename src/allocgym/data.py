@@ -108,17 +108,26 @@ def simple_returns(close: np.ndarray, tradable: np.ndarray) -> np.ndarray:
     return r
 
 
+TRADED_SHARE = 0.9
+"""Share of a window's bars a symbol must have traded on (:func:`traded_window`)."""
+
+
 def traded_window(returns: np.ndarray, tradable: np.ndarray) -> np.ndarray:
     """A window of :func:`simple_returns`, ``(..., L, N)``, with the column of every symbol
-    not tradable on each of its ``L + 1`` bars (``tradable`` ``(..., L + 1, N)``: the bar
-    before the first return, then the window's) set to 0.
+    that did not trade through it set to 0: not tradable on its first or its last bar
+    (``tradable`` ``(..., L + 1, N)``: the bar before the first return, then the
+    window's), or on fewer than ``TRADED_SHARE`` of them.
 
     An allocator's estimators then see no variance and leave the symbol out, instead of
     reading the zeros before a listing or after a delisting as riskless observations
     (a name listed 20 bars ago had had an inverse-volatility weight of 0.17 among 20
-    alike). A symbol enters once its whole window has traded.
+    alike): a symbol enters once its whole window has traded. A short halt inside the
+    window leaves it in, its halted bars' returns 0 (a one-bar halt had taken the symbol
+    out of every allocator for a whole window; a market-wide one, every symbol, and HRP
+    had raised); a halt over more than a tenth of the window takes it out.
     """
-    keep = np.asarray(tradable, dtype=bool).all(axis=-2, keepdims=True)
+    t = np.asarray(tradable, dtype=bool)
+    keep = t[..., :1, :] & t[..., -1:, :] & (t.mean(axis=-2, keepdims=True) >= TRADED_SHARE)
     return np.where(keep, returns, 0.0)
 
 
