@@ -304,6 +304,25 @@ def test_env_parity_in_tilt_mode() -> None:
     assert _env_parity(policy, market, cfg, start=350, n_steps=15, seed=2) == 15
 
 
+def test_env_parity_in_tilt_mode_with_a_prior_window_longer_than_the_features() -> None:
+    """baselines.lookback 400 > the features' 301 bars: a decision reads 401 bars, a
+    stateless request of 301 is refused (its prior had read 300 returns where the env's
+    read 400, and approved weights differed by 0.005), and the full window is the env's."""
+    from allocgym.config import config_from_dict
+
+    policy = FrozenPolicy.load(untrained_bundle("tilt", prior="inverse_volatility", lookback=400))
+    alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
+    assert (alloc.history, alloc.feature_builder.history) == (401, 301)
+    market = small_market()
+    short = request_from_market(market, 450, history=301, request_id="short")
+    d = alloc.trace(short, now=bar_clock(market, 450)).decision
+    assert d.status == "rejected" and d.reject is not None
+    assert (d.reject.detail, d.reject.field) == ("history_length", "close")
+    assert "decisions read 401" in d.reject.message
+    cfg = config_from_dict(policy.manifest["config"])
+    assert _env_parity(policy, market, cfg, start=420, n_steps=10, seed=2) == 10
+
+
 def test_tilt_prior_failure_falls_back_with_its_cause(monkeypatch) -> None:
     from allocgym.errors import OptimizationError
 

@@ -92,13 +92,20 @@ def exported_bundle() -> Path:
     return out
 
 
-def untrained_bundle(mode: str = "weights", long_only: bool = True, algo: str = "ppo") -> Path:
-    """An untrained SB3 policy on a small synthetic market, exported (small parity check)."""
-    return _untrained_bundle(mode, long_only, algo)
+def untrained_bundle(
+    mode: str = "weights",
+    long_only: bool = True,
+    algo: str = "ppo",
+    prior: str = "equal_weight",
+    lookback: int = 252,
+) -> Path:
+    """An untrained SB3 policy on a small synthetic market, exported (small parity check);
+    ``prior`` and ``lookback``: the tilt prior and its window (``baselines.lookback``)."""
+    return _untrained_bundle(mode, long_only, algo, prior, lookback)
 
 
 @cache
-def _untrained_bundle(mode: str, long_only: bool, algo: str) -> Path:
+def _untrained_bundle(mode: str, long_only: bool, algo: str, prior: str, lookback: int) -> Path:
     from allocgym.agents.export import export_model
     from allocgym.agents.train import build_model
     from allocgym.envs import PortfolioVecEnv, build_params
@@ -109,7 +116,8 @@ def _untrained_bundle(mode: str, long_only: bool, algo: str) -> Path:
                 "source": "synthetic",
                 "synthetic": {"n_assets": 6, "n_days": 500, "seed": 5, "n_sectors": 3},
             },
-            "env": {"split": "all", "action_mode": mode},
+            "env": {"split": "all", "action_mode": mode, "tilt_prior": prior},
+            "baselines": {"lookback": lookback},
             "risk": {"long_only": long_only, "max_net": 1.0},
             "train": {"policy": "mlp", "algo": algo, "n_envs": 2, "device": "cpu"},
         }
@@ -119,7 +127,7 @@ def _untrained_bundle(mode: str, long_only: bool, algo: str) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, PortfolioVecEnv(params=params, n_envs=2, seed=0), params)
-        out = workdir() / f"untrained-{mode}-{long_only}-{algo}"
+        out = workdir() / f"untrained-{mode}-{long_only}-{algo}-{prior}-{lookback}"
         export_model(model, None, cfg, out, market=market, n_recorded=256, n_random=256)
     return out
 

@@ -406,7 +406,17 @@ class FrozenAllocator:
         self._index = {s: i for i, s in enumerate(self.symbols)}
         self.sector_ids = np.asarray(manifest["sector_ids"], dtype=np.int64)
         self.feature_builder = _bundle_features(policy, cfg, self.n_assets)
-        self.history = int(self.feature_builder.history)
+        # every window a decision reads: the features', the tilt prior's and the HRP
+        # fallback's returns (lookback + 1 closes), the execution triggers' and the audit
+        # CVaR's; a shorter stateless request had given the prior a shorter window than
+        # the env's
+        self.history = max(
+            int(self.feature_builder.history),
+            int(cfg.baselines.lookback) + 1,
+            int(cfg.execution.vol_long_window) + 1,
+            int(cfg.execution.spread_window),
+            int(cfg.env.cvar_window) + 1,
+        )
         # The gates enforce the sealed manifest's limits and cost model (checked at load to
         # be what the config derives), with the runtime flags on top.
         self.flags = RuntimeFlags.from_env(policy.risk_config, environ)
@@ -729,7 +739,7 @@ class FrozenAllocator:
                 "INVALID_INPUT",
                 "history_length",
                 "close",
-                f"history holds {length} bars, the bundle's features need {self.history}: "
+                f"history holds {length} bars, the bundle's decisions read {self.history}: "
                 f"send the last {self.history} bars (or more)",
             )
         if length > self.serving.max_history_bars:

@@ -118,14 +118,7 @@ class MarketState:
     """
 
     def __init__(self, allocator: FrozenAllocator, window_bars: int | None = None) -> None:
-        cfg = allocator.cfg
-        needed = max(
-            allocator.history,
-            int(cfg.baselines.lookback) + 1,
-            int(cfg.execution.vol_long_window) + 1,
-            int(cfg.execution.spread_window),
-            int(cfg.env.cvar_window) + 1,
-        )
+        needed = allocator.history
         if window_bars is not None and window_bars < needed:
             raise RequestError(
                 f"window_bars = {window_bars} is below the {needed} bars a decision reads: "

@@ -372,7 +372,7 @@ def _hash_intent_vectors(h: Any, request: BaseModel) -> None:
 class DecisionRequest(BaseModel):
     """One allocation request: account, positions, market history and overrides.
 
-    Shapes: ``L`` bars of history (``L >= FeatureBuilder.history`` of the bundle, at most
+    Shapes: ``L`` bars of history (``L >= FrozenAllocator.history`` of the bundle, at most
     ``serving.max_history_bars``), ``N`` = number of ``symbols``. Types are strict: no
     boolean, string or null is read as a number, no number or string as a boolean.
     """
