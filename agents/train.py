@@ -955,7 +955,8 @@ def train(
     callbacks : list of BaseCallback, optional
         Extra SB3 callbacks (run after the built-in ones).
     ledger : path, optional
-        The trials ledger to append to (a study passes its own).
+        The trials ledger to append to (a study or a sweep passes its own); default
+        ``cfg.evaluation.trials_ledger``, else ``trials.jsonl`` beside ``run_dir``.
 
     Returns
     -------
@@ -970,7 +971,9 @@ def train(
     """
     from allocgym.ledger import (
         LEDGER_FILENAME,
+        SHARPE_KEY,
         TrialsLedger,
+        best_validation_score,
         configuration_id,
         market_fingerprint,
         n_evaluations,
@@ -979,7 +982,9 @@ def train(
     )
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    ledger_file = Path(run_dir).parent / LEDGER_FILENAME if ledger is None else Path(ledger)
+    if ledger is None:  # the config's study ledger, else the run's folder's
+        ledger = cfg.evaluation.trials_ledger or Path(run_dir).parent / LEDGER_FILENAME
+    ledger_file = Path(ledger)
     trials = TrialsLedger(ledger_file)
     digest, config_id = config_hash(cfg), configuration_id(cfg)
     key = ""  # unknown when loading the market fails (a failed trial is never counted)
@@ -993,9 +998,14 @@ def train(
     except StopTraining:
         raise  # stopped from outside: the stopper records the trial
     except BaseException as exc:
+        # scored before it failed: a candidate whose best/ can be evaluated, so a trial
+        scored = n_evaluations(Path(run_dir))
+        metrics = (
+            {SHARPE_KEY: best_validation_score(run_dir), EVALUATIONS_KEY: scored} if scored else {}
+        )
         trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
                        "run_dir": str(run_dir), "status": "failed", "started_at": started,
-                       "note": f"{type(exc).__name__}: {exc}"[:500],
+                       "note": f"{type(exc).__name__}: {exc}"[:500], "metrics": metrics,
                        "selection_key": key, "run_id": run_id_of(run_dir),
                        "config_id": config_id})  # fmt: skip
         raise

@@ -820,3 +820,52 @@ def test_an_agent_with_normalisation_statistics_pickles_for_a_ray_worker(
     assert np.array_equal(back.normalize(obs), agent.normalize(obs))
     assert np.array_equal(back.act(obs), agent.act(obs))
     assert agent.vecnormalize is vn  # the original is left as it was
+
+
+def test_train_records_in_the_ledger_its_config_names(tmp_path: Path, market: MarketData) -> None:
+    """``evaluation.trials_ledger`` (a sweep's ``best_config.yaml`` sets it) is where the
+    run's trial goes, not a ledger beside the run."""
+    cfg = tiny_cfg(total_timesteps=128, eval_freq=128, checkpoint_freq=0)
+    ledger = tmp_path / "sweep" / "trials.jsonl"
+    cfg = cfg.model_copy(
+        update={"evaluation": cfg.evaluation.model_copy(update={"trials_ledger": str(ledger)})}
+    )
+    train(cfg, tmp_path / "runs" / "winner", market=market)
+    assert [r.run_dir for r in TrialsLedger(ledger).history()] == [
+        str(tmp_path / "runs" / "winner")
+    ]
+    assert not (tmp_path / "runs" / "trials.jsonl").exists()
+
+
+class _Diverge(BaseCallback):
+    """Raises once training passes step 300, as a diverged PPO does ("Expected parameter
+    loc ... found invalid values")."""
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= 300:
+            raise ValueError("Expected parameter loc to satisfy the constraint Real()")
+        return True
+
+
+def test_a_run_that_fails_after_it_was_scored_is_a_trial(
+    tmp_path: Path, market: MarketData
+) -> None:
+    """A run scored at steps 128 and 256 that then raises: its failed record carries the
+    best score so far and it counts in N (its best/ model can be evaluated); a run that
+    raised before any score does not."""
+    cfg = tiny_cfg(total_timesteps=512, eval_freq=128, checkpoint_freq=0)
+    with pytest.raises(ValueError, match="Expected parameter loc"):
+        train(cfg, tmp_path / "seed_0", market=market, callbacks=[_Diverge()])
+    (rec,) = TrialsLedger(tmp_path).read()
+    scores = [
+        json.loads(ln)["score"]
+        for ln in (tmp_path / "seed_0" / "evaluations.jsonl").read_text().splitlines()
+    ]
+    assert rec.status == "failed" and rec.metrics["n_evaluations"] == len(scores) == 2
+    assert rec.val_sharpe == max(scores) and (tmp_path / "seed_0" / "best" / "model.zip").is_file()
+    assert TrialsLedger(tmp_path).n_trials == 1
+    early = tiny_cfg(total_timesteps=512, eval_freq=400, checkpoint_freq=0, seed=1)
+    with pytest.raises(ValueError):
+        train(early, tmp_path / "seed_1", market=market, callbacks=[_Diverge()])
+    ledger = TrialsLedger(tmp_path)
+    assert ledger.counts()["failed"] == 2 and ledger.n_trials == 1

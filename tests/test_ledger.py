@@ -155,6 +155,16 @@ def test_find_ledger_in_the_run_or_its_parent(tmp_path: Path) -> None:
     assert find_ledger(run / "seed_000") == run / LEDGER_FILENAME
 
 
+def test_find_ledger_two_levels_up(tmp_path: Path) -> None:
+    """A sweep's ``trials/<id>/`` run and a study fold's ``seed_<k>/`` find the ledger two
+    levels up (a model picked from a sweep had been deflated by N = 1); three is too far."""
+    trial = tmp_path / "sweep" / "trials" / "t0001"
+    trial.mkdir(parents=True)
+    TrialsLedger(tmp_path / "sweep").append(_record(0))
+    assert find_ledger(trial) == tmp_path / "sweep" / LEDGER_FILENAME
+    assert find_ledger(trial / "seed_0") is None
+
+
 def test_a_run_recorded_again_counts_once_with_its_last_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

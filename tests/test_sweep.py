@@ -146,6 +146,8 @@ def test_space_refusals_name_the_dotted_key(space: dict, needle: str) -> None:
         ("env.split", ["train", "validation"], "env.split"),
         ("train.eval_split", ["validation", "train"], "train.eval_split"),
         ("evaluation.split", ["validation", "test"], "evaluation"),
+        ("train.eval_episodes", [2, 16], "train.eval_episodes"),
+        ("env.episode_length", [32, 200], "env.episode_length"),
     ],
 )
 def test_space_cannot_vary_the_data_the_splits_or_the_evaluation(
@@ -289,14 +291,21 @@ def test_four_trial_sweep_on_local_ray(tmp_path: Path) -> None:
     progress = json.loads((folder / "progress.json").read_text())
     assert progress["completed"] + progress["stopped"] == 4 and progress["running"] == 0
     assert any(ln.startswith("stopped ") for ln in lines)
-    # best_config.yaml is the best trial's config and trains with --config
+    # best_config.yaml is the best trial's config, its ledger the sweep's, and trains with
+    # --config, the retraining recorded in the sweep's ledger
     best = load_config(res.best_config)
     best_run = Path(res.best["run_dir"])
-    assert config_hash(best) == (best_run / "config_hash.txt").read_text().strip()
+    assert best.evaluation.trials_ledger == str((folder / "trials.jsonl").resolve())
+    as_trained = best.model_copy(
+        update={"evaluation": best.evaluation.model_copy(update={"trials_ledger": None})}
+    )
+    assert config_hash(as_trained) == (best_run / "config_hash.txt").read_text().strip()
+    lines_before = len(TrialsLedger(folder).history())
     out = CliRunner().invoke(app, ["train", "--config", str(res.best_config), "--timesteps", "128",
                                    "--run-dir", str(tmp_path / "retrain")])  # fmt: skip
     assert out.exit_code == 0, out.output
     assert (tmp_path / "retrain" / "final" / "model.zip").is_file()
+    assert len(TrialsLedger(folder).history()) == lines_before + 1
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -29,8 +29,10 @@ run that crashes still has the validation score it was a candidate with.
 Which trials count
 ------------------
 ``n_trials`` (``N``) counts ``completed`` and ``stopped`` runs: a stopped trial was a
-candidate rejected on its validation score, which is selection. ``failed`` trials (an
-exception before any score) were never candidates. The Sharpe ratios whose variance
+candidate rejected on its validation score, which is selection. A ``failed`` trial counts
+when it had been scored before its exception (its record carries the best validation
+score so far, and its ``best/`` model can be evaluated); one that failed before any score
+was never a candidate. The Sharpe ratios whose variance
 gives ``V`` are the ``val_sharpe`` of the completed trials (:meth:`TrialsLedger.trial_sharpes`):
 annualised with each record's ``periods_per_year``, as the training-time validation
 reports them. Each is the best of the run's validation runs (``n_evaluations``, one per
@@ -93,6 +95,7 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "TrialsLedger",
+    "best_validation_score",
     "check_same_data",
     "check_symbols",
     "check_unseen_bars",
@@ -418,12 +421,17 @@ class TrialsLedger:
         return out
 
     def _candidates(self) -> list[TrialRecord]:
-        """The trials :meth:`read` gives: completed and stopped runs (the candidates)."""
-        return [r for r in self.read() if r.status in ("completed", "stopped")]
+        """The trials :meth:`read` gives: completed and stopped runs, and failed ones that
+        had been scored (the candidates)."""
+        return [
+            r
+            for r in self.read()
+            if r.status in ("completed", "stopped") or SHARPE_KEY in r.metrics
+        ]
 
     @property
     def n_trials(self) -> int:
-        """Trials ``N``: completed and stopped runs (failed ones were never candidates)."""
+        """Trials ``N``: the candidates (a run that failed before any score never was one)."""
         return len(self._candidates())
 
     def counts(self) -> dict[str, int]:
@@ -462,6 +470,17 @@ def n_evaluations(run_dir: str | os.PathLike[str]) -> int:
     model was chosen among (a resume trims the runs after its checkpoint); 0 without one."""
     path = Path(run_dir) / "evaluations.jsonl"
     return sum(1 for ln in path.read_text().splitlines() if ln.strip()) if path.is_file() else 0
+
+
+def best_validation_score(run_dir: str | os.PathLike[str]) -> float | None:
+    """The best finite ``score`` of ``run_dir/evaluations.jsonl`` (what ``best/`` holds),
+    None when no validation run scored."""
+    path = Path(run_dir) / "evaluations.jsonl"
+    if not path.is_file():
+        return None
+    scores = [json.loads(ln).get("score") for ln in path.read_text().splitlines() if ln.strip()]
+    finite = [float(x) for x in scores if x is not None and math.isfinite(x)]
+    return max(finite) if finite else None
 
 
 def run_id_of(run_dir: str | Path) -> str:
@@ -673,9 +692,10 @@ def check_unseen_bars(
 
 
 def find_ledger(run_dir: str | Path) -> Path | None:
-    """``trials.jsonl`` in ``run_dir`` or its parent (the study directory), else None."""
+    """``trials.jsonl`` in ``run_dir``, its parent (a quickstart or study directory) or its
+    grandparent (a sweep's ``trials/<id>/``, a study fold's ``seed_<k>/``), else None."""
     root = Path(run_dir)
-    for folder in (root, root.parent):
+    for folder in (root, root.parent, root.parent.parent):
         candidate = folder / LEDGER_FILENAME
         if candidate.is_file():
             return candidate

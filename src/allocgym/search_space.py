@@ -72,11 +72,15 @@ FIXED_KEYS: dict[str, str] = {
     "data": "the market and its train/validation/test dates",
     "env.split": "the bars the agent trains on",
     "train.eval_split": "the bars its trials are scored on",
+    "train.eval_episodes": "how many validation windows a trial's score averages",
+    "env.episode_length": "the length of the validation windows a trial is scored on",
     "evaluation": "how the chosen agent is tested, not how it is trained",
 }
 """Config keys (and sections) a search space cannot vary, with what they set: trials that
-trained or were scored on different data or dates would be ranked against each other, and
-one trial could select on bars that are another's test split."""
+trained or were scored on different data, dates or validation windows would be ranked
+against each other (a non-learning 1/N scored -0.087, -0.116 or -0.213 by the episode
+length and count alone), and one trial could select on bars that are another's test
+split."""
 
 _SPACE_KEYS = ("metric", "space", "points", "asha")
 _ASHA_KEYS = ("grace_period", "reduction_factor")

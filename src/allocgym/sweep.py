@@ -22,7 +22,8 @@ Layout of a sweep folder::
     tune/               Ray Tune's experiment state (what --resume restores)
     progress.json       counts by status and the best trial so far, rewritten as it goes
     results.csv, results.md   one row per trial, best first
-    best_config.yaml    the best completed trial's resolved config (loads with --config)
+    best_config.yaml    the best completed trial's resolved config (loads with --config),
+                        with evaluation.trials_ledger set to this ledger
 
 The search space and its file format: :mod:`allocgym.search_space`.
 """
@@ -41,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ray import tune
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -823,7 +825,10 @@ def _finish(
             f"# Best of {len(rows)} sweep trials ({folder}): trial {best['trial']}, {score}.\n"
             f"#   allocgym train --config {best_path}\n"
         )
-        best_path.write_text(header + src.read_text())
+        # the winner's trials are the sweep's: its retraining and its DSR use this ledger
+        best_cfg = yaml.safe_load(src.read_text())
+        best_cfg.setdefault("evaluation", {})["trials_ledger"] = str(Path(spec.ledger).resolve())
+        best_path.write_text(header + yaml.safe_dump(best_cfg, sort_keys=False))
     return SweepResult(
         folder, rows, best, best_path, finished, counts, abandoned, wall_s, ray_start_s
     )
