@@ -32,7 +32,7 @@ from test_serving_support import (
 
 import allocgym.serving
 from allocgym.errors import BundleError, ConfigError, GateConfigError
-from allocgym.observability import AuditChainError
+from allocgym.observability import AuditChainError, reason_names
 from allocgym.risk import ReasonCode, check_invariants
 from allocgym.serving import (
     DecisionRequest,
@@ -269,6 +269,7 @@ def _env_parity(
         assert np.array_equal(np.asarray(d.target_weights), info["target"])
         assert np.array_equal(np.asarray(d.target_delta_qty), info["delta_qty"])
         assert np.array_equal(np.asarray(d.reason_mask), info["symbol_reasons"])
+        assert d.portfolio_reasons == reason_names(int(info["portfolio_reasons"]))
         checked += 1
         if term or trunc:
             break
