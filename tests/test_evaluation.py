@@ -1076,3 +1076,39 @@ def test_intraday_walk_is_annualised_with_its_own_bars_per_year() -> None:
         by_hand = ev.summarize([bt], EvaluationConfig(periods_per_year=252))
     assert by_hand.meta["periods_per_year"] == 252.0
     assert by_hand.metrics["hand"]["sharpe"] == pytest.approx(m["sharpe"] / math.sqrt(78))
+
+
+def test_equity_plot_starts_on_the_walks_first_bar_and_shows_a_wipe_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A book wiped out below 0 keeps a linear axis (a log one had dropped every point at
+    or below 0, so the curve just stopped), its wipe-out marked; the curve's first point is
+    the walk's first bar (it had been the first fill's date minus a calendar day)."""
+    import dataclasses
+
+    from allocgym import plots
+
+    figs: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    n = 6
+    bt = _hand_backtest(np.zeros((n, 1)), np.ones((n, 1)), np.arange(1, n + 1), np.zeros(n))
+    equity = np.array([1.1, 0.9, -0.2, -0.2, -0.2, -0.2])
+    bt = dataclasses.replace(bt, equity=equity, returns=np.zeros(n), wiped_out_at=2)
+    res = ev.summarize([bt])
+    res.meta["walk_start"] = "1969-12-29T00:00:00"
+    plots.plot_equity(res, tmp_path / "equity.png")
+    ax = figs[0].axes[0]
+    assert ax.get_yscale() == "linear"
+    x, y = ax.get_lines()[0].get_data()
+    assert np.array_equal(y, np.concatenate([[1.0], equity]))
+    assert np.datetime64(matplotlib_date(x[0]), "D") == np.datetime64("1969-12-29")
+    assert any("wiped out" in t.get_text() for t in ax.texts)
+
+
+def matplotlib_date(value: object) -> np.datetime64:
+    """A line's x value (a datetime64 or matplotlib's day number) as datetime64."""
+    import matplotlib.dates as mdates
+
+    if isinstance(value, np.datetime64):
+        return value
+    return np.datetime64(mdates.num2date(float(value)).replace(tzinfo=None))
