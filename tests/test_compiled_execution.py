@@ -577,11 +577,10 @@ def _plan_ref(k: dict) -> tuple:
     numpy."""
     a, c, n_envs = k["approved"], k["current"], k["approved"].shape[0]
     kill_rows, kill_all, scheduled, vol, vol_at, spread, spread_at, sched_only = k["triggers"]
-    price_ok = (
-        k["tradable"] & np.isfinite(k["prices"]) & (k["prices"] > 0) & (k["equity"][:, None] > 0)
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spw = np.where(price_ok, k["equity"][:, None] / k["prices"], 0.0)
+    priced = np.isfinite(k["prices"]) & (k["prices"] > 0) & (k["equity"][:, None] > 0)
+    price_ok = k["tradable"] & priced
+    with np.errstate(divide="ignore", invalid="ignore"):  # a halted name keeps its shares
+        spw = np.where(priced, k["equity"][:, None] / k["prices"], 0.0)
     moving, name_drift, l1, row_bits = _drift_ref(
         a, c, price_ok, k["bands"], k["l1"], k["sym"], k["port"]
     )

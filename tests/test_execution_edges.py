@@ -435,6 +435,18 @@ def test_zero_price_name_is_held_without_warnings() -> None:
     assert r.target_weights[0, 2] == 0.2
 
 
+def test_halted_name_keeps_its_held_shares_in_the_target() -> None:
+    """Name 1 (0.3 of 10,000 at 100 a share: 30 shares) halted at the decision: no order,
+    and its target quantity is the 30 shares held (it had read back as 0 while its
+    target weight said 0.3); a zero price still reads 0 shares."""
+    ctx = dataclasses.replace(context([0.3, 0.3, 0.0]), tradable=np.array([[True, False, True]]))
+    r = ExecutionPolicy(ExecutionParams(), NET_CAPPED).apply(approved([0.2, 0.5, 0.1]), ctx)
+    assert r.delta_qty[0, 1] == 0.0 and r.target_weights[0, 1] == 0.3
+    assert r.target_qty[0].tolist() == [10.0 + r.delta_qty[0, 0], 30.0, r.delta_qty[0, 2]]
+    r = execute([0.1, 0.0, 0.2], [0.2, 0.1, 0.3], NET_CAPPED, prices=(100.0, 100.0, 0.0))
+    assert r.target_qty[0, 2] == 0.0
+
+
 def test_integer_book_and_lot_size_act_as_floats() -> None:
     """A flat current book given as integer zeros and a lot size given as a Python int
     execute exactly as their float versions: 0.1 and 0.2537 from flat in lots of 2 are

@@ -457,8 +457,9 @@ def _price_rows(
     approved, current, prices, tradable, equity, price_ok, shares_per_w
 ):  # pragma: no cover
     """``price_ok`` (tradable, finite positive price and equity) and ``shares_per_w``
-    (equity / price, 0 without a valid price) written; returns (every weight finite, the
-    largest |weight|)."""
+    (equity / price, 0 without a finite positive price and equity; a halted name keeps
+    it, so its held position reads back as shares) written; returns (every weight finite,
+    the largest |weight|)."""
     finite = True
     w_max = 0.0
     for b in range(approved.shape[0]):
@@ -466,9 +467,9 @@ def _price_rows(
             w, c, p = approved[b, a], current[b, a], prices[b, a]
             finite &= np.isfinite(w) and np.isfinite(c)
             w_max = max(w_max, abs(w), abs(c))
-            ok = tradable[b, a] and np.isfinite(p) and p > 0.0 and equity[b] > 0.0
-            price_ok[b, a] = ok
-            shares_per_w[b, a] = equity[b] / p if ok else 0.0
+            priced = np.isfinite(p) and p > 0.0 and equity[b] > 0.0
+            price_ok[b, a] = tradable[b, a] and priced
+            shares_per_w[b, a] = equity[b] / p if priced else 0.0
     return finite, w_max
 
 
@@ -676,7 +677,7 @@ def plan_orders(
     suppress, band_ok, target, change, q, w, scaled, ok): ``finite`` every approved and
     current weight is finite; ``has_beta`` the beta checks apply; ``settled`` every
     ``band_ok`` and ``ok``; ``flags`` (n_envs,) the trigger flags; ``shares_per_w``
-    equity / price (0 where no valid price); ``q_cur`` the current position
+    equity / price (0 without a finite positive price); ``q_cur`` the current position
     ``current * shares_per_w``, set to its whole number of lots where within float dust
     (relative 1e-13) of it; ``target`` the current weight where suppressed, else the
     approved; ``band_ok`` (n_envs,) False where a suppressed row's target fails the
