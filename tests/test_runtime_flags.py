@@ -160,3 +160,37 @@ def test_a_bad_switch_value_is_quoted_back() -> None:
         GateConfigError, match=r"^TRADING_ALLOCATOR_ENABLED='maybe' is not a boolean"
     ):
         allocator_enabled({ENV_ENABLED: "maybe"})
+
+
+def test_a_wider_clamp_of_the_strategy_capacity_factor_is_refused() -> None:
+    """With a strategy capacity reference sealed, MAX_MULTIPLIER 10 would have lifted a
+    family's budget 5x on cheap names (the factor is clamped by it), and MIN_MULTIPLIER 1
+    floored every factor at 1: both widen the sealed budgets and are refused; a narrower
+    clamp is taken. Without a reference the clamp bounds only the tables, checked there."""
+    sealed = RiskConfig(
+        strategy_budgets={"trend": 0.1, "mean_reversion": 0.1, "defensive": 0.1},
+        strategy_capacity_spread_bps=50.0,
+    )
+    for var, value in (("MAX_MULTIPLIER", "10"), ("MIN_MULTIPLIER", "1")):
+        key = var.lower()
+        with pytest.raises(GateConfigError, match=rf"{key} .* > sealed .*capacity factor"):
+            RuntimeFlags.from_env(sealed, {P + var: value})
+    narrower = RuntimeFlags.from_env(sealed, {P + "MAX_MULTIPLIER": "1.5"})
+    assert narrower.risk.max_multiplier == 1.5
+    plain = RiskConfig(strategy_budgets=sealed.strategy_budgets)
+    assert not any("capacity factor" in line for line in loosened(
+        plain, plain.model_copy(update={"max_multiplier": 10.0})
+    ))  # fmt: skip
+
+
+def test_a_default_regime_in_the_wrong_case_and_a_repeated_map_label_are_refused() -> None:
+    """``HIGH_VOLATILITY`` had been read as an unknown label (multipliers 1, not 0.6 / 0.5)
+    and a label given twice in a JSON map had silently kept the last value."""
+    with pytest.raises(GateConfigError, match=r"is not the regime label 'high_volatility'"):
+        limits_from_env(RiskConfig(), {P + "DEFAULT_REGIME": "HIGH_VOLATILITY"})
+    assert limits_from_env(RiskConfig(), {P + "DEFAULT_REGIME": "neutral"}).default_regime == (
+        "neutral"
+    )  # a label outside REGIME_LABELS: the default multipliers, as documented
+    raw = '{"high_volatility": 0.3, "high_volatility": 0.55}'
+    with pytest.raises(GateConfigError, match=r"\['high_volatility'\] given more than once"):
+        limits_from_env(RiskConfig(), {P + "REGIME_BUDGET_MULTIPLIERS": raw})

@@ -89,10 +89,22 @@ def _env_number(var: str, raw: str, *, positive: bool) -> float:
     return value
 
 
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is refused (JSON keeps the last,
+    silently)."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"label(s) {repeated} given more than once")
+    return dict(pairs)
+
+
 def _env_map(var: str, raw: str) -> dict[str, float]:
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as err:
+        data = json.loads(raw, object_pairs_hook=_no_repeats)
+    except ValueError as err:
+        if not isinstance(err, json.JSONDecodeError):
+            raise GateConfigError(f"{var}={raw!r}: {err}; give each label once") from None
         raise GateConfigError(
             f"{var}={raw!r} is not valid JSON ({err.msg}): use a JSON object such as "
             '{"high_volatility": 0.5}'
@@ -112,6 +124,20 @@ def _env_map(var: str, raw: str) -> dict[str, float]:
             raise GateConfigError(f"{var}[{label!r}] = {value!r}: must be a finite number >= 0")
         out[label] = float(value)
     return out
+
+
+def _default_regime(var: str, raw: str) -> str:
+    """The default regime label; one that is a regime label but for its case is refused (an
+    unknown label is allowed, and gets the default multipliers: ``HIGH_VOLATILITY`` had
+    silently left the high-volatility cuts off)."""
+    near = [label for label in REGIME_LABELS if label.lower() == raw.lower() and label != raw]
+    if near:
+        raise GateConfigError(
+            f"{var}={raw!r} is not the regime label {near[0]!r} (labels are lower case): "
+            f"write {near[0]}, or a label outside {list(REGIME_LABELS)} for the default "
+            "multipliers"
+        )
+    return raw
 
 
 def limits_from_env(cfg: RiskConfig, environ: Mapping[str, str] | None = None) -> RiskConfig:
@@ -164,7 +190,7 @@ def limits_from_env(cfg: RiskConfig, environ: Mapping[str, str] | None = None) -
         raw = raw.strip()
         used.append(var)
         if name == "default_regime":
-            updates[name] = raw
+            updates[name] = _default_regime(var, raw)
         elif name in _MAPS:
             updates[name] = _env_map(var, raw)
         elif name == "max_symbol_notional" and raw.lower() in ("none", "null", "off"):
@@ -247,7 +273,9 @@ def loosened(sealed: RiskConfig, flagged: RiskConfig) -> list[str]:
     """What the runtime flags' limits ``flagged`` allow beyond the ``sealed`` ones, one
     line per limit: any bound of the limit registry (``LimitTables.bound``: every cap
     times its regime multiplier or tilt, after the clamp) or multiplier higher in some
-    regime, a limit removed, or a default regime whose bounds are higher."""
+    regime, a limit removed, or a default regime whose bounds are higher; with a strategy
+    capacity reference set, a higher clamp of the capacity factor (``max_multiplier`` or
+    ``min_multiplier``: the factor follows the market, so the tables cannot show it)."""
     from allocgym.intents import STRATEGY_FAMILIES
     from allocgym.risk import RiskLimits
 
@@ -266,6 +294,16 @@ def loosened(sealed: RiskConfig, flagged: RiskConfig) -> list[str]:
         (code.name, bound, after_tables.bound[code]) for code, bound in before_tables.bound.items()
     ]
     out = []
+    capacity_refs = (
+        sealed.strategy_capacity_spread_bps,
+        sealed.strategy_capacity_volatility,
+        sealed.strategy_capacity_adv_to_equity,
+    )
+    if any(ref is not None for ref in capacity_refs):
+        for key in ("max_multiplier", "min_multiplier"):
+            b, a = float(getattr(sealed, key)), float(getattr(flagged, key))
+            if a > b:
+                out.append(f"{key} {a:g} > sealed {b:g} (it clamps the strategy capacity factor)")
     for name, before, after in rows:
         if before is None:
             continue  # a limit the bundle leaves off: turning it on tightens
