@@ -94,11 +94,17 @@ class OptimizationEngine:
             raise ConfigError(f"engine {engine!r} is unknown; use one of {ENGINES}.")
 
     def switch_engine(self, engine: EngineName) -> None:
-        """Use ``engine`` from the next decision on (recorded in ``switches_``)."""
+        """Use ``engine`` from the next decision on (recorded in ``switches_``). Back to
+        greedy, its entries start afresh from the book then held: it did not see the bars
+        the QP decided (replaying them had raised once they outgrew the lookback)."""
         self._check(engine)
         if engine != self.active_engine:
             self.switches_.append((len(self.decisions_), self.active_engine, engine))
             self.active_engine = engine
+            if engine == "greedy":
+                greedy = self.engines["greedy"]
+                assert isinstance(greedy, GreedyRotation)
+                greedy.reset()
 
     @property
     def primary_source(self) -> str:

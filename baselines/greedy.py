@@ -455,7 +455,9 @@ class GreedyRotation:
             atr = np.where(seen, moves, 0.0).sum(axis=1) / n_seen * np.sqrt(dt)[:, None]
             with np.errstate(invalid="ignore"):
                 stop = np.log1p(-np.minimum(p.atr_multiple * atr, 1.0 - 1e-12))
-                hit = held & (self._since_entry - self._high <= stop)
+                # no range (a window of zero returns, e.g. a halt) is no stop: a stop of 0
+                # had cut every held name at its high
+                hit = held & (atr > 0.0) & (self._since_entry - self._high <= stop)
             exits[hit] = GreedyCode.ATR_EXIT
         return exits
 
@@ -476,14 +478,16 @@ class GreedyRotation:
             self._since_entry[row] = path[-1]
 
     def _enter(self, ctx: AllocationContext, target: np.ndarray) -> None:
-        """Names bought now enter at this bar; names sold leave."""
+        """Names bought now enter at this bar. Names sold leave at the next decision that
+        finds them gone from the book (:meth:`_exits`), not now: a sale the gates held
+        back (a halt, a turnover cap) keeps its entry, its clock and its path, where
+        forgetting it here had restarted its entry at the next decision."""
         assert self._last_t is not None  # set by _exits earlier in the same call
         t = self._last_t
         new = target & (self._entry_t < 0)
         self._entry_t[new] = np.broadcast_to(t[:, None], target.shape)[new]
-        self._entry_t[~target] = -1
-        self._since_entry[new | ~target] = 0.0
-        self._high[new | ~target] = 0.0
+        self._since_entry[new] = 0.0
+        self._high[new] = 0.0
 
     def _illiquid(self, ctx: AllocationContext) -> np.ndarray:
         """ILLIQUID codes: ADV below the floor or spread above the cap."""

@@ -446,3 +446,57 @@ def test_correlation_cap_screens_against_the_names_kept_not_the_ones_cut() -> No
     assert alloc.codes_[0].tolist() == [B, GreedyCode.CORRELATED, B, C, C, C]
     cash = GreedyRotation(p).allocate(_ctx_at(0, r, np.zeros((1, 6)), z))
     assert out[0].tolist() == cash[0].tolist() == [0.3, 0.0, 0.3, 0.0, 0.0, 0.0]
+
+
+def test_a_sale_held_back_keeps_its_entry_clock() -> None:
+    """S0 dead money at bar 3 is cut, but the gates keep it (a halt, a turnover cap): at
+    bar 4 it is still held, entered at bar 0, and cut again; it had re-entered at bar 4
+    with a fresh clock and been kept."""
+    p = _with(P, dead_money_bars=3)
+    alloc = GreedyRotation(p)
+    r = np.tile([[0.0, 0.001, 0.0]], (10, 1))
+    w = np.array([[0.3, 0.3, 0.0]])
+    z = np.array([[2.0, 1.0, 0.0]])
+    alloc.allocate(_ctx_at(0, r, w, z))
+    assert alloc.allocate(_ctx_at(3, r, w, z))[0, 0] == 0.0  # cut: the target sells S0
+    out = alloc.allocate(_ctx_at(4, r, w, z))  # the book still holds it
+    assert alloc.codes_[0, 0] == GreedyCode.DEAD_MONEY and out[0, 0] == 0.0
+    assert alloc._entry_t[0].tolist() == [0, 0, -1]
+    # a name the book no longer holds (and the decision does not buy back) is forgotten
+    alloc.allocate(_ctx_at(5, r, np.array([[0.0, 0.3, 0.0]]), np.array([[-1.0, 1.0, 0.0]])))
+    assert alloc._entry_t[0].tolist() == [-1, 0, -1]
+
+
+def test_a_flat_window_is_no_atr_stop() -> None:
+    """A held name at its high with 10 bars of zero returns (ATR 0, e.g. a halt) is kept:
+    a stop of 0 had cut it (its fall from the high, 0, is <= 0)."""
+    p = _with(P, atr_multiple=1.2, atr_window=10)
+    alloc = GreedyRotation(p)
+    r = np.tile([[0.01, 0.01, 0.01]], (12, 1))
+    w = np.array([[0.3, 0.3, 0.0]])
+    z = np.array([[2.0, 1.0, 0.0]])
+    alloc.allocate(_ctx_at(0, r, w, z))
+    flat = r.copy()
+    flat[-10:, 0] = 0.0
+    alloc.allocate(_ctx_at(10, flat, w, z))
+    assert alloc.codes_[0].tolist() == [H, H, N0]
+
+
+def test_back_to_greedy_after_a_long_qp_stretch_starts_its_entries_afresh() -> None:
+    """Greedy at bar 0, the QP for bars 21..84 (more than the 63-bar window), greedy again
+    at bar 105: its entries start from the book then held (replaying the 105 bars had
+    raised DataError)."""
+    n = 6
+    greedy = GreedyRotation(_with(P, dead_money_bars=120))
+    engine = OptimizationEngine(greedy, QPAllocator(QPConfig()), engine="greedy")
+    rng = np.random.default_rng(1)
+    r = rng.normal(0.0, 0.01, (63, n))
+    w = np.array([[0.3, 0.3, 0.0, 0.0, 0.0, 0.0]])
+    z = np.array([[2.0, 1.0, 0.5, 0.0, -0.5, -1.0]])
+    engine.allocate(_ctx_at(0, r, w, z))
+    engine.switch_engine("qp")
+    for t in (21, 42, 63, 84):
+        engine.allocate(_ctx_at(t, r, w, z))
+    engine.switch_engine("greedy")
+    engine.allocate(_ctx_at(105, r, w, z))
+    assert greedy._entry_t[0, :2].tolist() == [105, 105]
