@@ -546,10 +546,13 @@ class GreedyRotation:
     def selection_records(self) -> list[dict[str, Any]]:
         """Per portfolio of the last :meth:`allocate` call, the names selected and exited.
 
-        Each record: ``selected`` (names bought or rotated in), ``exited`` (name ->
-        reason: ``cut``, ``rotated_out``, ``atr_exit``, ``dead_money``), ``blocked``
-        (name -> ``illiquid`` / ``correlated``, candidates the filters kept out) and
-        ``held`` (the names of the new book).
+        Each record is the allocator's decision, before the gates and the fill: a name
+        the gates keep (a halt, a trade limit) or an order cancelled at the fill still
+        shows as exited, a buy that did not fill as selected (the walk's weights say what
+        was held). ``selected`` (names bought or rotated in), ``exited`` (name -> reason:
+        ``cut``, ``rotated_out``, ``atr_exit``, ``dead_money``), ``blocked`` (name ->
+        ``illiquid`` / ``correlated``, candidates the filters kept out) and ``held`` (the
+        names of its target book).
         """
         records = []
         symbols = self._symbols_seen

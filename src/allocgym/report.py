@@ -1129,7 +1129,8 @@ def _selection_blocks(audit: dict[str, list[dict[str, Any]]]) -> list[_Block]:
             "One record per rebalance of each allocator that selects names: the cluster "
             "barbell's regime score, barbell state, active constraints, clusters, sleeve and "
             "lead assets; greedy rotation's selected and exited names with the exit reason. "
-            f"Rebalances recorded: {counts}.",
+            "Each is the allocator's decision before the gates and the fill (the weights "
+            f"chart shows what was held). Rebalances recorded: {counts}.",
         ),
         _Block("link", "selection_audit.json", path="selection_audit.json"),
     ]
