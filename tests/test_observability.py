@@ -512,6 +512,13 @@ def test_capacity_use_counts_the_bars_fills_and_the_per_symbol_turnover_cap() ->
     )
     # AAA trades 0.05 of equity against a 0.025 cap: 2.0
     assert capacity_utilization(gate, ctx, tight)[0, 0] == pytest.approx(2.0)
+    # a symbol notional cap of 100,000: AAA's 0.10 of 1e6 is at it (1.0, where the 0.2
+    # weight cap alone read 0.5); portfolio 1's 0.2 of 1e6 is twice it
+    notional = RiskLimits(
+        max_symbol_weight=0.2, max_participation=0.1, long_only=False, max_symbol_notional=1e5
+    )
+    capped = capacity_utilization(gate, ctx, notional)
+    assert capped[0, 0] == pytest.approx(1.0) and capped[1].tolist() == pytest.approx([2.0] * 3)
 
 
 def test_metrics_from_one_decision() -> None:

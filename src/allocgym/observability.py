@@ -1222,7 +1222,8 @@ def capacity_utilization(
     gate: GateResult, ctx: GateContext, limits: RiskLimits, *, book: np.ndarray | None = None
 ) -> np.ndarray:
     """Per-symbol capacity use, shape (n_envs, n_assets), 1.0 = at the limit: the largest of
-    ``|w_i|`` over the symbol cap, the bar's traded notional (``|w_i - w_cur,i| * equity``
+    ``|w_i|`` over the symbol cap, its notional ``|w_i| * equity`` over the symbol notional
+    cap when one is set, the bar's traded notional (``|w_i - w_cur,i| * equity``
     plus ``ctx.recent_fills``, the fills already done in the bar) over the participation
     cap (fraction of ADV) and, when ``risk.max_symbol_turnover`` is set, the bar's traded
     weight over it; every cap times the regime capacity multiplier, as the gates apply
@@ -1241,6 +1242,8 @@ def capacity_utilization(
             (np.abs(w), limits.max_symbol_weight * capacity),
             (trade, limits.max_participation * capacity * np.asarray(ctx.adv_notional, np.float64)),
         ]
+        if limits.max_symbol_notional is not None:  # a notional cap can bind first
+            caps.append((np.abs(w) * equity, limits.max_symbol_notional * capacity))
         if limits.max_symbol_turnover is not None:
             caps.append((trade / equity, limits.max_symbol_turnover * capacity))
         for amount, cap in caps:
