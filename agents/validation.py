@@ -13,6 +13,7 @@ logged during training are the strategies of the final evaluation table.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,8 @@ def run_episodes(
         ``act(obs (n_envs, obs_dim), episode_start (n_envs,) bool) -> actions`` (agents).
     allocator : Allocator, optional
         Baseline proposing weights from an ``AllocationContext`` (exactly one of ``act``
-        and ``allocator``).
+        and ``allocator``); one that ``keeps_state`` runs as a copy per episode (it is
+        left as it was).
     rebalance_every : int
         Bars between re-optimisations (``Rebalancer``: the drifted book is held in between,
         a target cut by a trade limit keeps being proposed).
@@ -73,11 +75,16 @@ def run_episodes(
     results: list[dict[str, Any] | None] = [None] * n
     pending = np.ones(n, dtype=bool)
     starts = np.ones(n, dtype=bool)
-    rule = (
-        None
-        if allocator is None
-        else Rebalancer([allocator] * n, rebalance_every=rebalance_every, lookback=lookback)
-    )
+    rule = None
+    if allocator is not None:
+        # an allocator that keeps state per portfolio row (greedy's entries) gets one copy
+        # per episode: shared, its rows shifted once the episodes' due sets diverged
+        per_episode = (
+            [copy.deepcopy(allocator) for _ in range(n)]
+            if getattr(allocator, "keeps_state", False)
+            else [allocator] * n
+        )
+        rule = Rebalancer(per_episode, rebalance_every=rebalance_every, lookback=lookback)
     max_steps = params.episode_length + 1
     for _ in range(max_steps):
         if rule is None:

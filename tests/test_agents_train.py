@@ -869,3 +869,42 @@ def test_a_run_that_fails_after_it_was_scored_is_a_trial(
         train(early, tmp_path / "seed_1", market=market, callbacks=[_Diverge()])
     ledger = TrialsLedger(tmp_path)
     assert ledger.counts()["failed"] == 2 and ledger.n_trials == 1
+
+
+class _RowKeeper(_Const):
+    """A stateful allocator (``keeps_state``) that records the rows of every call."""
+
+    keeps_state = True
+
+    def __init__(self, w: np.ndarray) -> None:
+        super().__init__(w)
+        self.calls: list[int] = []
+
+    def allocate(self, ctx: Any) -> np.ndarray:
+        self.calls.append(int(ctx.n_envs))
+        return super().allocate(ctx)
+
+
+def test_a_stateful_baseline_runs_as_one_copy_per_validation_episode(
+    market: MarketData,
+) -> None:
+    """Greedy keeps its entries per row of a call; one object shared by the episodes had
+    its rows shift once an episode restarted (state wiped or taken from another episode).
+    Each episode now has its own copy, always called with its one row, and the object
+    passed in is left as it was."""
+    params = build_params(market, tiny_cfg(), "validation")
+    keeper = _RowKeeper(np.full((1, 6), 1 / 6))
+    wide = run_episodes(params, 3, allocator=keeper, rebalance_every=5)
+    assert keeper.calls == []
+    plain = run_episodes(params, 3, allocator=_Const(keeper.w), rebalance_every=5)
+    assert [e["total_return"] for e in wide] == [e["total_return"] for e in plain]
+    seen: list[list[int]] = []
+
+    class _Spy(_RowKeeper):
+        def __deepcopy__(self, memo: dict) -> _Spy:
+            twin = _Spy(self.w)
+            seen.append(twin.calls)
+            return twin
+
+    run_episodes(params, 3, allocator=_Spy(keeper.w), rebalance_every=5)
+    assert len(seen) == 3 and all(calls and set(calls) == {1} for calls in seen)
