@@ -111,9 +111,11 @@ TB_NAMES: dict[str, str] = {
 }
 """TensorBoard run-folder prefix per algorithm."""
 
-REUSE_FREE_KEYS: tuple[str, ...] = ("train.device", "train.torch_threads")
-"""Config keys that may differ between a finished run and the config it is reused for (a
-study that finds the run already trained): where it ran, not what it learned."""
+REUSE_FREE_KEYS: tuple[str, ...] = ("train.device", "train.torch_threads", "evaluation")
+"""Config keys (or sections) that may differ between a finished run and the config it is
+reused for (a study that finds the run already trained): where it ran and how it is
+evaluated, not what it learned (``evaluation.periods_per_year`` turning ``auto`` had
+refused every run trained before)."""
 RESUME_FREE_KEYS: tuple[str, ...] = ("train.total_timesteps", *REUSE_FREE_KEYS)
 """Config keys that may differ between a run and its resumption (extend, move device)."""
 
@@ -869,7 +871,7 @@ def run_config_changes(
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
         for k in sorted(a.keys() | b.keys())
-        if k not in free and a.get(k) != b.get(k)
+        if not any(k == f or k.startswith(f + ".") for f in free) and a.get(k) != b.get(k)
     ]
 
 
@@ -971,13 +973,12 @@ def train(
     """
     from allocgym.ledger import (
         LEDGER_FILENAME,
-        SHARPE_KEY,
         TrialsLedger,
-        best_validation_score,
         configuration_id,
         market_fingerprint,
         n_evaluations,
         run_id_of,
+        scored_metrics,
         selection_key,
     )
 
@@ -999,10 +1000,7 @@ def train(
         raise  # stopped from outside: the stopper records the trial
     except BaseException as exc:
         # scored before it failed: a candidate whose best/ can be evaluated, so a trial
-        scored = n_evaluations(Path(run_dir))
-        metrics = (
-            {SHARPE_KEY: best_validation_score(run_dir), EVALUATIONS_KEY: scored} if scored else {}
-        )
+        metrics = scored_metrics(run_dir)
         trials.append({"config_hash": digest, "seed": int(cfg.train.seed),
                        "run_dir": str(run_dir), "status": "failed", "started_at": started,
                        "note": f"{type(exc).__name__}: {exc}"[:500], "metrics": metrics,

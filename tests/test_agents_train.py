@@ -822,6 +822,27 @@ def test_an_agent_with_normalisation_statistics_pickles_for_a_ray_worker(
     assert agent.vecnormalize is vn  # the original is left as it was
 
 
+def test_a_run_trained_before_the_evaluation_settings_changed_is_still_resumable(
+    tmp_path: Path, market: MarketData
+) -> None:
+    """Evaluation settings are not what a run learned: a run whose saved config says
+    ``periods_per_year: 252.0`` (the default before ``auto``) resumes under the new
+    default, and a study reuses it."""
+    from allocgym.agents.train import REUSE_FREE_KEYS, run_config_changes
+
+    cfg = tiny_cfg(total_timesteps=128, eval_freq=128, checkpoint_freq=0)
+    run = tmp_path / "seed_0"
+    train(cfg, run, market=market)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["evaluation"]["periods_per_year"] = 252.0
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert run_config_changes(run, cfg) == []
+    assert run_config_changes(run, cfg, REUSE_FREE_KEYS) == []
+    assert train(cfg, run, market=market, resume=True).num_timesteps == 128
+    other = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 9})})
+    assert run_config_changes(run, other) == ["train.seed: 0 -> 9"]
+
+
 def test_train_records_in_the_ledger_its_config_names(tmp_path: Path, market: MarketData) -> None:
     """``evaluation.trials_ledger`` (a sweep's ``best_config.yaml`` sets it) is where the
     run's trial goes, not a ledger beside the run."""

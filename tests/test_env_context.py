@@ -118,10 +118,11 @@ def test_context_is_past_only_and_complete(params: EnvParams) -> None:
 def test_a_symbol_enters_the_context_once_its_window_has_traded(
     market: MarketData, cfg: AllocgymConfig
 ) -> None:
-    """Symbol 5 lists at bar 400: until its 50-bar window has traded throughout, its
-    returns column is 0 (no variance, so the baselines leave it out), not 49 zeros and
-    one real return read as a riskless name (inverse volatility had given such a name
-    the largest weight). Symbol 4, delisted after bar 450, leaves at once."""
+    """Symbol 5 lists at bar 400: until it has traded on nine tenths of the 51 bars of its
+    50-bar window (from bar 445: 46 of them), its returns column is 0 (no variance, so
+    the baselines leave it out), not 49 zeros and one real return read as a riskless name
+    (inverse volatility had given such a name the largest weight). Symbol 4, delisted
+    after bar 450, leaves at once."""
     import dataclasses
 
     from allocgym.baselines.classic import InverseVolatility
@@ -131,13 +132,13 @@ def test_a_symbol_enters_the_context_once_its_window_has_traded(
     close[451:, 4] = np.nan
     late = dataclasses.replace(market, close=close, tradable=market.tradable & np.isfinite(close))
     params = build_params(late, cfg, "all")
-    t0 = np.array([401, 420, 449, 450, 451, 460])
+    t0 = np.array([401, 420, 444, 445, 451, 460])
     state, _ = core.reset(params, core.seed_keys(range(6)), start=t0)
     ctx = allocation_context(params, state, lookback=50)
     listed = [bool(np.any(ctx.returns[i, :, 5])) for i in range(6)]
     present = [bool(np.any(ctx.returns[i, :, 4])) for i in range(6)]
-    assert listed == [False, False, False, True, True, True]  # window 401..450 is the first
-    assert present == [True, True, True, True, False, False]
+    assert listed == [False, False, False, True, True, True]  # 444: 45 of 51 bars traded
+    assert present == [True, True, True, True, False, False]  # gone on its first NaN bar
     for i in range(6):  # the other names keep their returns bit for bit
         t = t0[i]
         assert np.array_equal(ctx.returns[i, :, :4], params.returns[t - 49 : t + 1, :4])
@@ -311,9 +312,9 @@ def test_a_short_halt_keeps_a_symbol_in_the_context_and_a_long_one_takes_it_out(
     """A one-bar halt of symbol 2 at bar 430 and of every symbol at bar 440: a window
     holding them keeps the symbols (the halted bars' returns 0), one ending on the halt
     bar leaves them out (HRP gives it an all-cash row; it had raised); a halt over more
-    than a tenth of the window (symbol 3, bars 400..409 of a 50-bar window) takes the
-    symbol out until the window is past it (its 51 flags, the bar before the first
-    return included, start at 410 from bar 460 on)."""
+    than a tenth of the window (symbol 3, bars 400..409 of a 50-bar window: its 51 flags
+    include the bar before the first return) takes the symbol out until the window holds
+    less of it."""
     import dataclasses
 
     from allocgym.baselines.hrp import HRP
@@ -324,13 +325,15 @@ def test_a_short_halt_keeps_a_symbol_in_the_context_and_a_long_one_takes_it_out(
     tradable[400:410, 3] = False
     halted = dataclasses.replace(market, tradable=tradable)
     params = build_params(halted, cfg, "all")
-    t0 = np.array([430, 431, 439, 440, 441, 458, 460])
-    state, _ = core.reset(params, core.seed_keys(range(7)), start=t0)
+    t0 = np.array([430, 431, 439, 440, 441, 458, 460, 480, 490])
+    state, _ = core.reset(params, core.seed_keys(range(9)), start=t0)
     ctx = allocation_context(params, state, lookback=50)
-    kept = np.array([[bool(np.any(ctx.returns[i, :, j])) for j in range(6)] for i in range(7)])
-    assert kept[:, 2].tolist() == [False, True, True, False, True, True, True]
-    assert kept[:, 3].tolist() == [False] * 6 + [True]  # 430: traded on 41 of 51 bars
-    assert kept[:, 0].tolist() == [True, True, True, False, True, True, True]
+    kept = np.array([[bool(np.any(ctx.returns[i, :, j])) for j in range(6)] for i in range(9)])
+    # a halt on a window's first bar does not bring the symbol's exit back (480, 490)
+    assert kept[:, 2].tolist() == [False, True, True, False, True, True, True, True, True]
+    # 430..441: traded on 40 or 41 of 51 bars; 458: 48 of 51
+    assert kept[:, 3].tolist() == [False] * 5 + [True] * 4
+    assert kept[:, 0].tolist() == [True, True, True, False, True, True, True, True, True]
     for i in (1, 4):  # a kept symbol's window is the market's returns, halted bars 0
         t = t0[i]
         assert np.array_equal(ctx.returns[i, :, 2], params.returns[t - 49 : t + 1, 2])

@@ -324,6 +324,19 @@ def test_env_parity_in_tilt_mode_with_a_prior_window_longer_than_the_features() 
     assert _env_parity(policy, market, cfg, start=420, n_steps=10, seed=2) == 10
 
 
+def test_hrp_fallback_holds_the_book_where_hrp_finds_nothing_to_allocate(
+    policy: FrozenPolicy, monkeypatch
+) -> None:
+    """An all-cash HRP row (no variance in the window: a market-wide halt) is no fallback
+    allocation: the book is held (it had been sold whole)."""
+    alloc = make_alloc(policy, serving=patient(policy, "serving.fallback=hrp"), model=_raise)
+    req = make_request(alloc, rid="hrp0", shares=held_book(alloc))
+    assert alloc.trace(req).decision.fallback.kind == "hrp"
+    monkeypatch.setattr(alloc._hrp, "allocate", lambda ctx: np.zeros((1, alloc.n_assets)))
+    d = alloc.trace(make_request(alloc, rid="hrp1", shares=held_book(alloc))).decision
+    assert d.status == "fallback" and d.fallback.kind == "hold"
+
+
 def test_tilt_prior_failure_falls_back_with_its_cause(monkeypatch) -> None:
     from allocgym.errors import OptimizationError
 

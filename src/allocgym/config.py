@@ -1526,9 +1526,10 @@ class EvaluationConfig(Section):
     must have a finite Sharpe ratio (otherwise evaluation raises ConfigError)."""
     trials_ledger: str | None = None
     """The study's trials ledger (``trials.jsonl``, ``allocgym.ledger``) the DSR takes N and
-    the variance of the trials' Sharpe ratios from; None = ``trials.jsonl`` in the evaluated
-    run directory or its parent if there is one, else the agent seeds (flagged as weak, as
-    is a ledger whose trials are the seeds of one configuration)."""
+    the variance of the trials' Sharpe ratios from (``train`` records a run there too); None
+    = ``trials.jsonl`` in the evaluated run directory, its parent or its grandparent if
+    there is one, else the agent seeds (flagged as weak, as is a ledger whose trials are the
+    seeds of one configuration)."""
     bootstrap: BootstrapConfig = BootstrapConfig()
     check_invariants: bool = True
     """Run ``check_invariants`` on every gate decision (breaches are reported, must be 0)."""

@@ -114,20 +114,20 @@ TRADED_SHARE = 0.9
 
 def traded_window(returns: np.ndarray, tradable: np.ndarray) -> np.ndarray:
     """A window of :func:`simple_returns`, ``(..., L, N)``, with the column of every symbol
-    that did not trade through it set to 0: not tradable on its first or its last bar
-    (``tradable`` ``(..., L + 1, N)``: the bar before the first return, then the
-    window's), or on fewer than ``TRADED_SHARE`` of them.
+    that did not trade through it set to 0: not tradable on its last bar, or on fewer than
+    ``TRADED_SHARE`` of its ``L + 1`` bars (``tradable`` ``(..., L + 1, N)``: the bar
+    before the first return, then the window's).
 
     An allocator's estimators then see no variance and leave the symbol out, instead of
     reading the zeros before a listing or after a delisting as riskless observations
     (a name listed 20 bars ago had had an inverse-volatility weight of 0.17 among 20
-    alike): a symbol enters once its whole window has traded. A short halt inside the
-    window leaves it in, its halted bars' returns 0 (a one-bar halt had taken the symbol
-    out of every allocator for a whole window; a market-wide one, every symbol, and HRP
-    had raised); a halt over more than a tenth of the window takes it out.
+    alike): a symbol enters once it has traded on nine tenths of its window. A halt over
+    less than a tenth of the window leaves it in, wherever the halt falls, its halted
+    bars' returns 0 (a one-bar halt had taken the symbol out of every allocator for a
+    whole window; a market-wide one, every symbol, and HRP had raised).
     """
     t = np.asarray(tradable, dtype=bool)
-    keep = t[..., :1, :] & t[..., -1:, :] & (t.mean(axis=-2, keepdims=True) >= TRADED_SHARE)
+    keep = t[..., -1:, :] & (t.mean(axis=-2, keepdims=True) >= TRADED_SHARE)
     return np.where(keep, returns, 0.0)
 
 

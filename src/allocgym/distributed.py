@@ -586,10 +586,11 @@ class RayTrainMany:
         if isinstance(exc, rex.RayTaskError):
             return  # train() ran and recorded the failure itself
         from allocgym.config import config_hash
-        from allocgym.ledger import TrialsLedger, configuration_id, run_id_of
+        from allocgym.ledger import TrialsLedger, configuration_id, run_id_of, scored_metrics
 
         TrialsLedger(ledger).append({"config_hash": config_hash(cfg), "seed": int(cfg.train.seed),
                                      "run_dir": str(run_dir), "status": "failed",
+                                     "metrics": scored_metrics(run_dir),
                                      "config_id": configuration_id(cfg),
                                      "run_id": run_id_of(run_dir),
                                      "note": f"Ray worker lost: {_first_line(exc)}"[:500]})  # fmt: skip

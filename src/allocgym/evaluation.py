@@ -2388,8 +2388,8 @@ def prepare_run(
 
 def study_ledger(cfg: AllocgymConfig, run_dir: str | Path) -> str | Path | None:
     """The trials ledger of a run's DSR: ``cfg.evaluation.trials_ledger``, else
-    ``trials.jsonl`` in ``run_dir`` or its parent (:func:`allocgym.ledger.find_ledger`),
-    else None (the agent seeds stand in)."""
+    ``trials.jsonl`` in ``run_dir``, its parent or its grandparent
+    (:func:`allocgym.ledger.find_ledger`), else None (the agent seeds stand in)."""
     return cfg.evaluation.trials_ledger or find_ledger(run_dir)
 
 
@@ -2450,8 +2450,8 @@ def evaluate_run(
         ``progress(done, total)`` per bar.
     ledger : TrialsLedger or path, optional
         The study's trials ledger for the DSR; default ``cfg.evaluation.trials_ledger``,
-        else ``trials.jsonl`` in ``run_dir`` or its parent (:func:`allocgym.ledger.find_ledger`),
-        else none (the agent seeds stand in).
+        else ``trials.jsonl`` in ``run_dir``, its parent or its grandparent
+        (:func:`allocgym.ledger.find_ledger`), else none (the agent seeds stand in).
     runner : callable, optional
         Walks the allocators instead of this process (see :func:`evaluate`).
     """

@@ -95,7 +95,6 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "TrialsLedger",
-    "best_validation_score",
     "check_same_data",
     "check_symbols",
     "check_unseen_bars",
@@ -107,6 +106,7 @@ __all__ = [
     "read_run_data",
     "run_data",
     "run_id_of",
+    "scored_metrics",
     "selection_key",
     "write_run_data",
 ]
@@ -330,7 +330,7 @@ class TrialsLedger:
         """
         if self.selection_key is None:
             return {"left_out": 0, "unkeyed": 0}
-        trials = [r for r in self._runs() if r.status in ("completed", "stopped")]
+        trials = [r for r in self._runs() if _candidate(r)]
         return {
             "left_out": sum(not self._selects(r) for r in trials),
             "unkeyed": sum(r.selection_key == "" for r in trials),
@@ -423,11 +423,7 @@ class TrialsLedger:
     def _candidates(self) -> list[TrialRecord]:
         """The trials :meth:`read` gives: completed and stopped runs, and failed ones that
         had been scored (the candidates)."""
-        return [
-            r
-            for r in self.read()
-            if r.status in ("completed", "stopped") or SHARPE_KEY in r.metrics
-        ]
+        return [r for r in self.read() if _candidate(r)]
 
     @property
     def n_trials(self) -> int:
@@ -472,15 +468,22 @@ def n_evaluations(run_dir: str | os.PathLike[str]) -> int:
     return sum(1 for ln in path.read_text().splitlines() if ln.strip()) if path.is_file() else 0
 
 
-def best_validation_score(run_dir: str | os.PathLike[str]) -> float | None:
-    """The best finite ``score`` of ``run_dir/evaluations.jsonl`` (what ``best/`` holds),
-    None when no validation run scored."""
+def scored_metrics(run_dir: str | os.PathLike[str]) -> dict[str, float | None]:
+    """The ledger metrics of a run that failed after validation scored it: the best finite
+    ``score`` of ``run_dir/evaluations.jsonl`` (what ``best/`` holds; None when none was
+    finite) and the number of validation runs; {} when none ran (never a candidate)."""
     path = Path(run_dir) / "evaluations.jsonl"
-    if not path.is_file():
-        return None
-    scores = [json.loads(ln).get("score") for ln in path.read_text().splitlines() if ln.strip()]
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+    if not lines:
+        return {}
+    scores = [json.loads(ln).get("score") for ln in lines]
     finite = [float(x) for x in scores if x is not None and math.isfinite(x)]
-    return max(finite) if finite else None
+    return {SHARPE_KEY: max(finite) if finite else None, EVALUATIONS_KEY: len(lines)}
+
+
+def _candidate(rec: TrialRecord) -> bool:
+    """A trial of the DSR: completed, stopped, or failed after it was scored."""
+    return rec.status in ("completed", "stopped") or SHARPE_KEY in rec.metrics
 
 
 def run_id_of(run_dir: str | Path) -> str:

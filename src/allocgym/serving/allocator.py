@@ -936,12 +936,13 @@ class FrozenAllocator:
         """The configured defensive proposal (1, N) and its kind (``hold`` or ``hrp``).
 
         HRP runs on the request's simple returns (the last ``baselines.lookback`` of
-        them); if it cannot (e.g. no variance) the current book is held.
+        them); if it cannot (e.g. no variance: an all-cash row, a market-wide halt) the
+        current book is held.
         """
         if self.serving.fallback == "hrp":
             try:
                 weights = self._hrp.allocate(self._context(x, w_cur))
-                if np.isfinite(weights).all():
+                if np.isfinite(weights).all() and weights.any():
                     return weights, "hrp"
             except AllocgymError:
                 pass
