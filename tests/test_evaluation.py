@@ -1101,11 +1101,11 @@ def test_equity_plot_starts_on_the_walks_first_bar_and_shows_a_wipe_out(
     assert ax.get_yscale() == "linear"
     x, y = ax.get_lines()[0].get_data()
     assert np.array_equal(y, np.concatenate([[1.0], equity]))
-    assert np.datetime64(matplotlib_date(x[0]), "D") == np.datetime64("1969-12-29")
+    assert np.datetime64(_matplotlib_date(x[0]), "D") == np.datetime64("1969-12-29")
     assert any("wiped out" in t.get_text() for t in ax.texts)
 
 
-def matplotlib_date(value: object) -> np.datetime64:
+def _matplotlib_date(value: object) -> np.datetime64:
     """A line's x value (a datetime64 or matplotlib's day number) as datetime64."""
     import matplotlib.dates as mdates
 

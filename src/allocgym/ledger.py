@@ -103,6 +103,7 @@ __all__ = [
     "market_fingerprint",
     "n_evaluations",
     "new_run_id",
+    "read_evaluations",
     "read_run_data",
     "run_data",
     "run_id_of",
@@ -461,24 +462,31 @@ def new_run_id(run_dir: str | Path) -> str:
     return run_id
 
 
+def read_evaluations(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of ``run_dir/evaluations.jsonl`` (one per validation run), oldest first;
+    [] without one."""
+    path = Path(run_dir) / "evaluations.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
 def n_evaluations(run_dir: str | os.PathLike[str]) -> int:
     """Validation runs recorded in ``run_dir/evaluations.jsonl``: the checkpoints its best
     model was chosen among (a resume trims the runs after its checkpoint); 0 without one."""
-    path = Path(run_dir) / "evaluations.jsonl"
-    return sum(1 for ln in path.read_text().splitlines() if ln.strip()) if path.is_file() else 0
+    return len(read_evaluations(run_dir))
 
 
 def scored_metrics(run_dir: str | os.PathLike[str]) -> dict[str, float | None]:
     """The ledger metrics of a run that failed after validation scored it: the best finite
     ``score`` of ``run_dir/evaluations.jsonl`` (what ``best/`` holds; None when none was
     finite) and the number of validation runs; {} when none ran (never a candidate)."""
-    path = Path(run_dir) / "evaluations.jsonl"
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
-    if not lines:
+    records = read_evaluations(run_dir)
+    if not records:
         return {}
-    scores = [json.loads(ln).get("score") for ln in lines]
+    scores = [rec.get("score") for rec in records]
     finite = [float(x) for x in scores if x is not None and math.isfinite(x)]
-    return {SHARPE_KEY: max(finite) if finite else None, EVALUATIONS_KEY: len(lines)}
+    return {SHARPE_KEY: max(finite) if finite else None, EVALUATIONS_KEY: len(records)}
 
 
 def _candidate(rec: TrialRecord) -> bool:

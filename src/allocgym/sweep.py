@@ -57,6 +57,7 @@ from allocgym.ledger import (
     configuration_id,
     market_fingerprint,
     n_evaluations,
+    read_evaluations,
     run_id_of,
     selection_key,
 )
@@ -146,14 +147,6 @@ class ValidationReporter(BaseCallback):
         except SystemExit:
             step = fresh[-1]["step"]
             raise StopTraining(f"stopped by the sweep's scheduler at step {step}") from None
-
-
-def read_evaluations(run_dir: Path) -> list[dict[str, Any]]:
-    """Records of ``evaluations.jsonl`` (one per validation run), oldest first."""
-    path = Path(run_dir) / "evaluations.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def trial_metrics(
