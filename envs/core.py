@@ -250,7 +250,7 @@ class EnvParams:
             n_starts=n_starts,
             obs_low=low,
             obs_high=high,
-            triggers=_trigger_path(market.returns, spread, exec_params),
+            triggers=_trigger_path(market.returns, spread, market.tradable, exec_params),
             delisted=market.delisted if market.delisted.any() else None,
             factor_loadings=_factor_loadings(market, cfg),
         )
@@ -308,7 +308,11 @@ def prior_table(params: EnvParams) -> np.ndarray:
 
 
 def _trigger_path(
-    returns: np.ndarray, spread_bps: np.ndarray, params: ExecutionParams, chunk_bytes: int = 2**25
+    returns: np.ndarray,
+    spread_bps: np.ndarray,
+    tradable: np.ndarray,
+    params: ExecutionParams,
+    chunk_bytes: int = 2**25,
 ) -> Triggers:
     """``execution.trigger_inputs`` at every bar (windows ending at the bar), shape (n_days,).
 
@@ -325,11 +329,13 @@ def _trigger_path(
     sw = np.lib.stride_tricks.sliding_window_view
     r_win = sw(returns, lv, axis=0).transpose(0, 2, 1)  # row k: bars k .. k + lv - 1
     s_win = sw(spread_bps, ls, axis=0).transpose(0, 2, 1)
+    t_win = sw(tradable, lv, axis=0).transpose(0, 2, 1)
     step = max(1, chunk_bytes // (8 * lv * n_assets))
     for t0 in range(first, n_days, step):
         t1 = min(n_days, t0 + step)
+        rows = slice(t0 - lv + 1, t1 - lv + 1)
         trig = trigger_inputs(
-            r_win[t0 - lv + 1 : t1 - lv + 1], s_win[t0 - ls + 1 : t1 - ls + 1], params
+            r_win[rows], s_win[t0 - ls + 1 : t1 - ls + 1], params, tradable=t_win[rows]
         )
         vol_ratio[t0:t1] = trig.vol_ratio
         spread_ratio[t0:t1] = trig.spread_ratio

@@ -334,20 +334,47 @@ def test_vol_spike_and_spread_blowout_let_a_scheduled_only_book_trade():
     assert np.allclose(res.info["target"][1:], 0.4, rtol=0, atol=2e-4)
 
 
+def _with_delisted(md: MarketData, n_dead: int, last_bar: int) -> MarketData:
+    """``md`` with ``n_dead`` more names, delisted after ``last_bar``: flat at 100 with a
+    5 bps spread until then, untradable with a 0 spread after it."""
+    n = md.n_days
+    close = np.hstack([md.close, np.full((n, n_dead), 100.0)])
+    spread = np.hstack([md.spread_bps, np.full((n, n_dead), 5.0)])
+    tradable = np.hstack([md.tradable, np.ones((n, n_dead), dtype=bool)])
+    spread[last_bar + 1 :, md.n_assets :] = 0.0
+    tradable[last_bar + 1 :, md.n_assets :] = False
+    names = tuple(f"D{i}" for i in range(n_dead))
+    return dataclasses.replace(
+        md,
+        symbols=md.symbols + names,
+        close=close,
+        volume=np.full(close.shape, 1e9),
+        spread_bps=spread,
+        sectors=md.sectors + names,
+        tradable=tradable,
+    )
+
+
+@pytest.mark.parametrize("n_dead", [0, 3])
 @pytest.mark.parametrize("chunk_bytes", [2**25, 8 * 63 * 2 * 7])
-def test_trigger_path_equals_a_bar_by_bar_loop(chunk_bytes):
+def test_trigger_path_equals_a_bar_by_bar_loop(chunk_bytes, n_dead):
     """The per-bar trigger table (computed in chunks of bars; 7 bars per chunk with the
     small budget) equals ``trigger_inputs`` on each bar's own trailing windows, from the
     first bar with a full long-volatility window (bar 62) on; earlier bars read 1 (no
-    override) and the schedule is ``t % schedule_every == 0``."""
-    md = _trigger_market()
+    override) and the schedule is ``t % schedule_every == 0``. Names delisted before the
+    blowout (a 0 spread, not tradable) do not vote: the blowout still reads 10, where
+    their ratio of 1 had held the median at 1 with three of them."""
+    md = _with_delisted(_trigger_market(), n_dead, last_bar=100)
     ep = ExecutionParams(schedule_every=4)  # windows: vol 5 / 63 bars, spread 21 bars
-    got = core._trigger_path(md.returns, md.spread_bps, ep, chunk_bytes=chunk_bytes)
+    got = core._trigger_path(md.returns, md.spread_bps, md.tradable, ep, chunk_bytes=chunk_bytes)
     n = md.n_days
     vol, spread = np.ones(n), np.ones(n)
     for t in range(62, n):
         one = trigger_inputs(
-            md.returns[t - 62 : t + 1][None], md.spread_bps[t - 20 : t + 1][None], ep
+            md.returns[t - 62 : t + 1][None],
+            md.spread_bps[t - 20 : t + 1][None],
+            ep,
+            tradable=md.tradable[t - 62 : t + 1][None],
         )
         vol[t], spread[t] = one.vol_ratio[0], one.spread_ratio[0]
     assert np.allclose(got.vol_ratio, vol, rtol=1e-12, atol=0)

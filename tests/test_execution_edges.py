@@ -472,9 +472,9 @@ def test_non_finite_weights_error_names_the_fix() -> None:
 
 def test_trigger_inputs_per_portfolio_with_undefined_ratios() -> None:
     """Two portfolios with different histories: each gets its own vol and spread ratio;
-    a flat market (zero volatility, 0/0) and a name with zero median spread (7/0) read
-    as ratio 1.0, with no RuntimeWarning; a median below 1 bp is a valid divisor; without
-    ``t`` every bar is scheduled (``None``)."""
+    a flat market (zero volatility, 0/0) reads as ratio 1.0 and a name with zero median
+    spread (7/0) has no ratio to vote with, with no RuntimeWarning; a median below 1 bp
+    is a valid divisor; without ``t`` every bar is scheduled (``None``)."""
     params = ExecutionParams(vol_short_window=3, vol_long_window=5, spread_window=3)
     # market (mean of two names +-x around it): row 0 [0, 0, 1, -1, 0] %, row 1 flat at 0
     market = np.array([[0.0, 0.0, 0.01, -0.01, 0.0], [0.0] * 5])
@@ -483,7 +483,7 @@ def test_trigger_inputs_per_portfolio_with_undefined_ratios() -> None:
     # row 0: short std sqrt((1e-4 + 1e-4) / 2) = 0.01, long std sqrt(2e-4 / 4): ratio sqrt 2
     spreads = np.array(
         [
-            [[10.0, 5.0, 0.0], [10.0, 5.0, 0.0], [40.0, 5.0, 7.0]],  # 4, 1, (7/0) 1 -> 1
+            [[10.0, 5.0, 0.0], [10.0, 5.0, 0.0], [40.0, 5.0, 7.0]],  # 4, 1, (7/0) -> 2.5
             [[20.0, 4.0, 0.5], [20.0, 8.0, 0.25], [30.0, 2.0, 1.5]],  # 1.5, 0.5, 3 -> 1.5
         ]
     )
@@ -491,13 +491,42 @@ def test_trigger_inputs_per_portfolio_with_undefined_ratios() -> None:
         warnings.simplefilter("error")
         trig = trigger_inputs(rets, spreads, params)
     assert trig.vol_ratio == pytest.approx([np.sqrt(2.0), 1.0], rel=1e-12)
-    assert trig.spread_ratio.tolist() == [1.0, 1.5]
+    assert trig.spread_ratio.tolist() == [2.5, 1.5]
     assert trig.scheduled is None
     every2 = dataclasses.replace(params, schedule_every=2)
     assert trigger_inputs(rets, spreads, every2, t=np.array([3, 4])).scheduled.tolist() == [
         False,
         True,
     ]
+
+
+def test_trigger_inputs_leave_out_names_not_tradable() -> None:
+    """``tradable``: the market return of a bar is the mean over its tradable names, and
+    only names tradable at the decision bar vote in the spread median. By hand: two live
+    names with +-x around a market path m, a third listed only for the last 2 of 5 bars
+    with return 0 (its listing bar) then 0.02; spreads 4x and 2x on the live names, the
+    third's 0 -> 6 has no positive median and does not vote: median(4, 2) = 3, where
+    counting it as 1 would give 2, and the mean over all three names would damp m."""
+    params = ExecutionParams(vol_short_window=3, vol_long_window=5, spread_window=3)
+    m = np.array([0.0, 0.01, -0.02, 0.015, 0.03])
+    x = np.array([0.01, -0.01, 0.02, 0.0, 0.01])
+    third = np.array([0.0, 0.0, 0.0, 0.0, 0.02])
+    rets = np.stack([m + x, m - x, third], axis=1)[None]
+    tradable = np.ones((1, 5, 3), dtype=bool)
+    tradable[0, :3, 2] = False
+    spreads = np.array([[[5.0, 5.0, 0.0], [5.0, 5.0, 0.0], [20.0, 10.0, 6.0]]])
+    trig = trigger_inputs(rets, spreads, params, tradable=tradable)
+    market = np.r_[m[:3], (2 * m[3] + 0.0) / 3, (2 * m[4] + 0.02) / 3]
+    want = market[-3:].std(ddof=1) / market.std(ddof=1)
+    assert trig.vol_ratio[0] == pytest.approx(want, rel=1e-12)
+    assert trig.spread_ratio.tolist() == [3.0]
+    # every name tradable: the same bits as without the flags
+    everyone = trigger_inputs(rets, spreads, params, tradable=np.ones_like(tradable))
+    plain = trigger_inputs(rets, spreads, params)
+    assert everyone.vol_ratio.tolist() == plain.vol_ratio.tolist()
+    assert everyone.spread_ratio.tolist() == plain.spread_ratio.tolist()
+    with pytest.raises(ConfigError, match="tradable"):
+        trigger_inputs(rets, spreads, params, tradable=tradable[:, 1:])
 
 
 def test_trigger_inputs_upcast_float32_data() -> None:

@@ -223,6 +223,7 @@ def trigger_inputs(
     spread_bps: np.ndarray,
     params: ExecutionParams,
     t: int | np.ndarray | None = None,
+    tradable: np.ndarray | None = None,
 ) -> Triggers:
     """Trigger inputs from trailing windows (data up to and including the decision bar).
 
@@ -230,13 +231,19 @@ def trigger_inputs(
     ----------
     returns : ndarray, shape (n_envs, L, n_assets)
         Simple returns, ``L >= vol_long_window``; the vol ratio is that of the
-        equal-weighted mean return (a market-wide spike, not one name's).
+        equal-weighted mean return of the names tradable on each bar (a market-wide
+        spike, not one name's).
     spread_bps : ndarray, shape (n_envs, L2, n_assets)
-        Quoted spreads, ``L2 >= spread_window``; the ratio is the cross-sectional median of
-        each name's last spread over its trailing ``spread_window`` median.
+        Quoted spreads, ``L2 >= spread_window``; the ratio is the median, over the names
+        tradable at the decision bar with a positive trailing median, of each name's last
+        spread over its trailing ``spread_window`` median.
     params : ExecutionParams
     t : int or ndarray of int, shape (n_envs,), optional
         Bar index; the bar is scheduled when ``t % schedule_every == 0``.
+    tradable : ndarray of bool, shape (n_envs, L, n_assets), optional
+        The tradable flags of ``returns``' bars (default: every name on every bar). A
+        name not listed yet, delisted or halted is left out of both ratios: its 0 return
+        would damp the market's, and its 0 spread would hold the median near 1.
 
     Returns
     -------
@@ -255,14 +262,31 @@ def trigger_inputs(
             f"trigger_inputs: spread_bps {s.shape} must be (n_envs, L, n_assets) with L >= "
             f"spread_window = {params.spread_window}"
         )
-    market = r.mean(axis=2)
+    if tradable is None:
+        market = r.mean(axis=2)
+        live = np.ones((s.shape[0], s.shape[2]), dtype=bool)
+    else:
+        tr = np.asarray(tradable, dtype=bool)
+        if tr.shape != r.shape or s.shape[2] != r.shape[2]:
+            raise ConfigError(
+                f"trigger_inputs: tradable {tr.shape} must have the returns' shape {r.shape}, "
+                f"and the spreads {s.shape} their names"
+            )
+        # the same sum and division as ``mean`` (bit-identical when every name trades)
+        count = tr.sum(axis=2)
+        market = np.where(tr, r, 0.0).sum(axis=2) / np.maximum(count, 1)
+        live = tr[:, -1]
     short = market[:, -params.vol_short_window :].std(axis=1, ddof=1)
     long_ = market[:, -params.vol_long_window :].std(axis=1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         vol_ratio = np.where(long_ > 0, short / long_, 1.0)
         med = np.median(s[:, -params.spread_window :], axis=1)
-        per_name = np.where(med > 0, s[:, -1] / med, 1.0)
-    spread_ratio = np.median(per_name, axis=1)
+        last = s[:, -1]
+        usable = live & (med > 0) & np.isfinite(last)
+        per_name = np.where(usable, last / med, np.nan)
+    # no usable name: ratio 1 (no override); nanmedian of a row without NaN is median's
+    per_name[~usable.any(axis=1)] = 1.0
+    spread_ratio = np.nanmedian(per_name, axis=1)
     scheduled = None
     if t is not None:
         tt = np.broadcast_to(np.asarray(t, dtype=np.int64), (r.shape[0],))

@@ -561,8 +561,11 @@ class FrozenAllocator:
     def triggers(self, close: np.ndarray, tradable: np.ndarray, spread: np.ndarray) -> Triggers:
         """Execution trigger inputs of windows ``(1, L, N)`` ending at the decision bar."""
         params = self.execution.params
-        returns = simple_returns(close[0], tradable[0])[None, -params.vol_long_window :]
-        return trigger_inputs(returns, spread[:, -params.spread_window :], params)
+        lv = params.vol_long_window
+        returns = simple_returns(close[0], tradable[0])[None, -lv:]
+        return trigger_inputs(
+            returns, spread[:, -params.spread_window :], params, tradable=tradable[:, -lv:]
+        )
 
     # ------------------------------------------------------------------ validation
     def _check_bar(self, req: DecisionRequest, bar: dt.datetime) -> None:
