@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from allocgym.allocator import AllocationContext
+from allocgym.allocator import AllocationContext, context_returns
 from allocgym.baselines.classic import (
     MIN_VOL,
     _MeanVarianceProblem,
     active_mask,
-    context_returns,
     mean_variance_weights,
     sanitize_covariance,
     weight_bounds,

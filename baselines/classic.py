@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, TypeVar
 import cvxpy as cp
 import numpy as np
 
-from allocgym.allocator import AllocationContext
+from allocgym.allocator import AllocationContext, context_returns
 from allocgym.config import ClassicConfig, KellyConfig, RegimeSwitchConfig
-from allocgym.errors import ConfigError, DataError, Infeasible, SolverFailed
+from allocgym.errors import ConfigError, Infeasible, SolverFailed
 from allocgym.estimates import estimate_covariance
 from allocgym.regime import REGIME_LABELS
 
@@ -49,7 +49,6 @@ __all__ = [
     "MinimumVariance",
     "RegimeSwitch",
     "active_mask",
-    "context_returns",
     "inverse_volatility_weights",
     "kelly_weights",
     "max_sharpe_weights",
@@ -278,21 +277,6 @@ def max_linear_over_box_simplex(
         w[i] += add
         left -= add
     return float(mu @ w)
-
-
-def context_returns(ctx: AllocationContext, who: str) -> np.ndarray:
-    """``ctx.returns`` as float64 after checking shape (n_envs, lookback >= 2, n_assets)."""
-    r = np.asarray(ctx.returns, dtype=np.float64)
-    if r.ndim != 3 or r.shape[0] != ctx.n_envs or r.shape[2] != ctx.n_assets:
-        raise DataError(
-            f"{who}: ctx.returns must have shape (n_envs, lookback, n_assets) = "
-            f"({ctx.n_envs}, L, {ctx.n_assets}); got {r.shape}"
-        )
-    if r.shape[1] < 2:
-        raise DataError(f"{who}: ctx.returns has {r.shape[1]} bars; pass a lookback >= 2")
-    if not np.isfinite(r).all():
-        raise DataError(f"{who}: ctx.returns contains NaN/inf; fill untradable bars with 0")
-    return r
 
 
 def scenario_inputs(

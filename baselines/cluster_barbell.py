@@ -66,10 +66,9 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
-from allocgym.allocator import AllocationContext
+from allocgym.allocator import AllocationContext, context_returns
 from allocgym.baselines.classic import (
     MIN_VOL,
-    context_returns,
     max_linear_over_box_simplex,
     project_box_simplex,
     psd_factor,

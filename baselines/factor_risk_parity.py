@@ -33,11 +33,10 @@ import cvxpy as cp
 import numpy as np
 from scipy.optimize import minimize
 
-from allocgym.allocator import AllocationContext
+from allocgym.allocator import AllocationContext, context_returns
 from allocgym.baselines.classic import (
     MIN_VOL,
     active_mask,
-    context_returns,
     project_box_simplex,
     weight_bounds,
 )

@@ -23,7 +23,7 @@ import scipy.cluster.hierarchy as sch
 from scipy.spatial.distance import squareform
 
 from allocgym import estimates
-from allocgym.baselines.classic import context_returns
+from allocgym.allocator import context_returns
 from allocgym.config import HRPConfig
 from allocgym.errors import DataError, Infeasible
 from allocgym.estimates import estimate_covariance

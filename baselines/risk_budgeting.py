@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from allocgym.allocator import AllocationContext
+from allocgym.allocator import AllocationContext, context_returns
 from allocgym.baselines.classic import (
     MIN_VOL,
     active_mask,
-    context_returns,
 )
 from allocgym.config import ClassicConfig, RiskBudgetConfig
 from allocgym.errors import ConfigError, SolverFailed

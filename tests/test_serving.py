@@ -82,10 +82,13 @@ def held_book(alloc: FrozenAllocator, t: int = T0) -> np.ndarray:
 # ----------------------------------------------------------------------------- import hygiene
 
 
-def test_importing_serving_loads_neither_torch_sb3_nor_gymnasium() -> None:
+def test_importing_serving_loads_neither_torch_sb3_gymnasium_nor_cvxpy() -> None:
+    """The runtime needs none of them; cvxpy (1.2 s of a serving process's start) loads
+    only where a bundle's tilt prior is a cvxpy allocator."""
     code = (
         "import sys, allocgym.serving, allocgym.serving.http, allocgym.serving.service; "
-        "bad = [m for m in ('torch', 'stable_baselines3', 'sb3_contrib', 'gymnasium') "
+        "bad = [m for m in ('torch', 'stable_baselines3', 'sb3_contrib', 'gymnasium', "
+        "'cvxpy') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from allocgym.actions import ActionSpec
-from allocgym.errors import ConfigError
+from allocgym.errors import ConfigError, DataError
 from allocgym.intents import IntentAggregator
 
 
@@ -218,3 +218,18 @@ def source_of(allocator: object, row: int) -> str:
 def primary_source_of(allocator: object) -> str:
     """The stage of an allocator's ordinary (non-fallback) call (see :func:`source_of`)."""
     return str(getattr(allocator, "primary_source", getattr(allocator, "name", "allocate")))
+
+
+def context_returns(ctx: AllocationContext, who: str) -> np.ndarray:
+    """``ctx.returns`` as float64 after checking shape (n_envs, lookback >= 2, n_assets)."""
+    r = np.asarray(ctx.returns, dtype=np.float64)
+    if r.ndim != 3 or r.shape[0] != ctx.n_envs or r.shape[2] != ctx.n_assets:
+        raise DataError(
+            f"{who}: ctx.returns must have shape (n_envs, lookback, n_assets) = "
+            f"({ctx.n_envs}, L, {ctx.n_assets}); got {r.shape}"
+        )
+    if r.shape[1] < 2:
+        raise DataError(f"{who}: ctx.returns has {r.shape[1]} bars; pass a lookback >= 2")
+    if not np.isfinite(r).all():
+        raise DataError(f"{who}: ctx.returns contains NaN/inf; fill untradable bars with 0")
+    return r
