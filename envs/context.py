@@ -16,7 +16,7 @@ during training is the same strategy as the row of the final evaluation table.
   ``env.decision_interval`` bars); in between it proposes its current, drifted book (buy
   and hold), except that a rebalance cut short by a per-decision trade limit (turnover,
   participation, slippage budget) keeps proposing its target until a decision is no
-  longer limited. This is the env's own rule for agents (``allocgym.envs.core.hold_rule``
+  longer limited. This is the env's own rule for agents (``allocgym.execution.hold_rule``
   and ``next_working``). An allocator raising ``OptimizationError`` keeps its book for
   that rebalance and the failure is counted. With clock-time windows
   (:func:`window_bars`, ``schedule.windows``) an allocator re-optimises only at the bars
@@ -36,8 +36,9 @@ from allocgym.allocator import BOOK_KEPT, AllocationContext, Allocator, source_o
 from allocgym.costs import cost_terms
 from allocgym.data import traded_window
 from allocgym.envs import core
-from allocgym.envs.core import TRADE_LIMITS, EnvParams, EnvState, hold_rule, next_working
+from allocgym.envs.core import EnvParams, EnvState
 from allocgym.errors import ConfigError, OptimizationError
+from allocgym.execution import TRADE_LIMITS, hold_rule, next_working
 from allocgym.features import alpha_scores
 
 if TYPE_CHECKING:

@@ -52,10 +52,13 @@ from allocgym.costs import CostModel
 from allocgym.data import MarketData, Split, walk_forward_splits
 from allocgym.errors import ConfigError, DataError
 from allocgym.execution import (
+    TRADE_LIMITS,
     ExecutionParams,
     ExecutionPolicy,
     ExecutionResult,
     Triggers,
+    hold_rule,
+    still_working,
     trigger_inputs,
 )
 from allocgym.features import (
@@ -80,16 +83,6 @@ REASON_CODES: tuple[ReasonCode, ...] = tuple(sorted((c for c in ReasonCode if c)
 (the same layout with every optional gate on or off)."""
 
 _REASON_BITS = np.array([int(c).bit_length() - 1 for c in REASON_CODES], dtype=np.int64)
-
-TRADE_LIMITS = int(
-    ReasonCode.TURNOVER_CAP
-    | ReasonCode.PARTICIPATION_CAP
-    | ReasonCode.SLIPPAGE_BUDGET
-    | ReasonCode.SYMBOL_TURNOVER_CAP
-    | ReasonCode.SYMBOL_SLIPPAGE_BUDGET
-)
-"""Reason codes of the per-decision trade limits (a target may take several bars): the
-portfolio-wide ones on the portfolio, the per-symbol ones on the symbols they clipped."""
 
 REASON_NAMES: tuple[str, ...] = tuple(str(c.name) for c in REASON_CODES)
 """Names of ``REASON_CODES`` (``info["reason_counts"][:, k]`` counts ``REASON_NAMES[k]``)."""
@@ -696,63 +689,6 @@ def gate_context(
     )
 
 
-def hold_rule(
-    due: np.ndarray,
-    fresh: np.ndarray,
-    held: np.ndarray,
-    working: np.ndarray,
-    current: np.ndarray,
-) -> np.ndarray:
-    """The rebalancing rule shared by agents (``env.decision_interval``) and baselines.
-
-    A portfolio due for a decision proposes its fresh target; one that is not keeps
-    proposing its last target while a trade limit still cuts it short (``working``), and
-    otherwise proposes its current, drifted book (buy and hold: no trade).
-
-    Parameters
-    ----------
-    due, working : ndarray of bool, shape (n_envs,)
-    fresh, held, current : ndarray, shape (n_envs, n_assets)
-
-    Returns
-    -------
-    ndarray, shape (n_envs, n_assets)
-    """
-    keep = np.where(working[:, None], held, current)
-    return np.where(due[:, None], fresh, keep)
-
-
-def next_working(
-    due: np.ndarray | None,
-    working: np.ndarray,
-    portfolio_reasons: np.ndarray,
-    symbol_reasons: np.ndarray,
-) -> np.ndarray:
-    """Whether each portfolio still trades towards its target after a decision.
-
-    ``(due | working) & cut``, where ``cut`` says a per-decision trade limit
-    (``TRADE_LIMITS``) bound this decision, on the portfolio (turnover, slippage budget)
-    or on any of its symbols (participation, per-symbol turnover and slippage);
-    ``due=None`` means every portfolio decided.
-    """
-    _, cut = reason_summary(
-        np.asarray(symbol_reasons, dtype=np.int64),
-        np.asarray(portfolio_reasons, dtype=np.int64),
-        _NO_BITS,
-        TRADE_LIMITS,
-    )
-    return _still_working(due, working, cut)
-
-
-def _still_working(due: np.ndarray | None, working: np.ndarray, cut: np.ndarray) -> np.ndarray:
-    """:func:`next_working` from ``cut`` (a trade limit bound the decision)."""
-    return cut if due is None else (due | working) & cut
-
-
-_NO_BITS = np.zeros(0, dtype=np.int64)
-"""No reason columns: :func:`~allocgym.compiled.env.reason_summary` for ``cut`` only."""
-
-
 def action_weights(params: EnvParams, t: np.ndarray, action: np.ndarray) -> np.ndarray:
     """Proposed weights of ``weights``- or ``tilt``-mode actions at decision bars ``t``.
 
@@ -1132,7 +1068,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
         held=dec.proposed
         if dec.due is None
         else np.where(dec.due[:, None], dec.proposed, state.held),
-        working=_still_working(dec.due, state.working, cut),
+        working=still_working(dec.due, state.working, cut),
     )
     # bar t + 1's rows of the precomputed table; the book's gross and net are reused
     obs = params.feature_builder.observation(

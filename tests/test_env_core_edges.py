@@ -21,7 +21,7 @@ from allocgym.config import AllocgymConfig, config_from_dict
 from allocgym.data import MarketData, synthetic
 from allocgym.envs import EnvParams, core
 from allocgym.errors import ConfigError
-from allocgym.execution import ExecutionParams, TriggerFlag, trigger_inputs
+from allocgym.execution import ExecutionParams, TriggerFlag, next_working, trigger_inputs
 from allocgym.features import FeatureBuilder, dcc_mean_correlation
 from allocgym.regime import RegimeModel
 from allocgym.risk import ReasonCode
@@ -143,15 +143,13 @@ def test_next_working_by_hand():
     symbols[5] = symbol_cap
     symbols[6] = band
     cut = [True, True, True, True, True, False, False, False]
-    assert core.next_working(None, np.zeros(8, bool), portfolio, symbols).tolist() == cut
+    assert next_working(None, np.zeros(8, bool), portfolio, symbols).tolist() == cut
     # the same cuts with every (due, working) pair: only due or working rows keep working
     for due in (False, True):
         for working in (False, True):
-            got = core.next_working(
-                np.full(8, due), np.full(8, working), portfolio, symbols
-            ).tolist()
+            got = next_working(np.full(8, due), np.full(8, working), portfolio, symbols).tolist()
             assert got == [c and (due or working) for c in cut], (due, working)
-    mixed = core.next_working(
+    mixed = next_working(
         np.array([True, False, False, True]),
         np.array([False, True, False, False]),
         np.array([turnover, turnover, turnover, 0], dtype=np.int64),

@@ -15,6 +15,7 @@ from allocgym.compiled.env import reason_summary
 from allocgym.config import config_from_dict
 from allocgym.data import synthetic
 from allocgym.envs import EnvParams, core
+from allocgym.execution import next_working
 from allocgym.risk import ReasonCode
 
 
@@ -55,9 +56,7 @@ def test_reason_summary_equals_a_naive_loop():
     none, bound_only = reason_summary(symbols, portfolio, np.zeros(0, np.int64), core.TRADE_LIMITS)
     assert none.shape == (40, 0) and np.array_equal(bound_only, ref_bound)
     # the env's wrapper reads the same pass
-    assert np.array_equal(
-        core.next_working(None, np.zeros(40, bool), portfolio, symbols), ref_bound
-    )
+    assert np.array_equal(next_working(None, np.zeros(40, bool), portfolio, symbols), ref_bound)
 
 
 @pytest.mark.parametrize("long_only", [True, False])
@@ -110,7 +109,7 @@ def test_step_info_wiring():
         bits = np.array([int(c).bit_length() - 1 for c in core.REASON_CODES], dtype=np.int64)
         sym_only = _naive_summary(info["symbol_reasons"], 0 * info["portfolio_reasons"], bits, 0)
         assert np.array_equal(info["reason_counts"], sym_only[0])
-        working = core.next_working(
+        working = next_working(
             None, state.working, info["portfolio_reasons"], info["symbol_reasons"]
         )
         assert np.array_equal(res.state.working, working)

@@ -402,10 +402,19 @@ def test_bars_then_account_decisions_over_http(policy: FrozenPolicy, tmp_path: P
         for req in (escaped.encode(), padded):
             r = post(c, req)
             assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+        # held bars: the last proposal again, or the drifted book; audited and replayed
+        target = dict(zip(a["symbols"], a["proposed_weights"], strict=True))
+        for rid, hold in (("acct-6", target), ("acct-7", "current")):
+            r = post(c, json.dumps({**account, "request_id": rid, "hold_target": hold}).encode())
+            held = r.json()
+            assert r.status_code == 200 and (held["status"], held["hold"]) == ("ok", True), r.text
+        assert held["proposed_weights"] == [0.0] * len(a["symbols"])  # an all-cash book
+        r = post(c, json.dumps({**account, "request_id": "acct-8", "hold_target": "x"}).encode())
+        assert r.status_code == 422 and "hold_target" in r.json()["message"], r.text
         text = c.get("/metrics").text
     assert 'allocator_bars_total{code="bar_gap",status="refused"} 1.0' in text
     report = replay_audit(tmp_path / "audit.jsonl", FrozenAllocator(policy, environ=ENABLED))
-    assert report.ok and report.n_records == 5, report.mismatches
+    assert report.ok and report.n_records == 7, report.mismatches
 
 
 def test_body_limit_holds_while_streaming_without_content_length(

@@ -1040,3 +1040,105 @@ def test_the_kill_switch_wins_over_a_stored_trading_decision(policy: FrozenPolic
     svc.set_kill_switch(False, reason="resume", actor="ops")
     again = svc.decide(req)
     assert again.cached and again.status == "ok"
+
+
+# ----------------------------------------------------------------------------- held bars
+
+
+def _hold_walk(policy: FrozenPolicy, market, start: int, n_bars: int) -> list[str]:
+    """Walk the env core bar by bar at ``env.decision_interval`` (``hold_rule`` between
+    decisions, as ``core.step`` does) and ask serving for every bar: a decision on due
+    bars, else ``hold_target`` = the last response's ``proposed_weights`` while it said
+    ``working``, or ``"current"``. Every bar's proposal, approved book, orders, codes and
+    ``working`` equal the env's bit for bit; returns the kind of each bar."""
+    from allocgym.config import config_from_dict
+    from allocgym.envs import build_params, core
+    from allocgym.execution import hold_rule
+
+    params = build_params(market, config_from_dict(policy.manifest["config"]), "all")
+    state, obs = core.reset(params, core.seed_keys([3]), start=np.array([start]))
+    alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
+    last, kinds = None, []
+    for k in range(n_bars):
+        t = int(state.t[0])
+        due = bool(core.due_for_decision(params, state)[0])
+        if due:
+            hold, kind = None, "decision"
+        elif last.working:
+            hold, kind = dict(zip(last.symbols, last.proposed_weights, strict=True)), "target"
+        else:
+            hold, kind = "current", "current"
+        req = request_from_market(
+            market, t, history=alloc.history, request_id=f"h{k}", shares=state.shares[0],
+            cash=float(state.cash[0]), equity=float(state.equity[0]),
+            peak_equity=float(state.peak[0]), hold_target=hold,
+        )  # fmt: skip
+        tr = alloc.trace(req, now=bar_clock(market, t))
+        d = tr.decision
+        assert (d.status, d.hold) == ("ok", not due), (k, d.reject)
+        fresh = np.zeros((1, market.n_assets))
+        if due:
+            assert np.array_equal(tr.observation, obs)
+            fresh = policy(obs)  # weights; in tilt mode the clipped action, tilted here
+            if policy.mode == "tilt":
+                fresh = core.action_weights(params, state.t, fresh)
+        proposed = hold_rule(
+            np.array([due]), fresh, state.held, state.working, core.current_weights(params, state)
+        )
+        res = core.step_proposed(params, state, proposed, due=np.array([due]))
+        info = {key: v[0] for key, v in res.info.items()}
+        assert np.array_equal(np.asarray(d.proposed_weights), proposed[0])
+        assert np.array_equal(np.asarray(d.approved_weights), info["approved"])
+        assert np.array_equal(np.asarray(d.target_weights), info["target"])
+        assert np.array_equal(np.asarray(d.target_delta_qty), info["delta_qty"])
+        assert np.array_equal(np.asarray(d.reason_mask), info["symbol_reasons"])
+        assert d.working == bool(res.state.working[0]), k
+        state, obs, last = res.state, res.obs, d
+        kinds.append(kind)
+        if res.terminated[0] or res.truncated[0]:
+            break
+    return kinds
+
+
+@pytest.mark.parametrize("mode", ["weights", "tilt"])
+def test_hold_requests_replay_the_envs_held_bars(mode: str) -> None:
+    """``env.decision_interval = 3`` with a 0.1 turnover cap: a decision the cap cuts
+    short stays ``working``, and the held bars' ``hold_target`` requests (the proposal
+    again, or the drifted book) trade exactly as the env's held bars do."""
+    policy = FrozenPolicy.load(untrained_bundle(mode, interval=3, max_turnover=0.1))
+    kinds = _hold_walk(policy, small_market(), start=340, n_bars=30)
+    assert len(kinds) == 30
+    assert {"decision", "target", "current"} <= set(kinds), kinds
+
+
+def test_hold_requests_do_not_call_the_model_and_are_checked() -> None:
+    """A held bar is decided without the model (a failing model changes nothing there);
+    an unknown symbol, a non-finite weight and a budgets-mode bundle are coded
+    INVALID_INPUT rejects naming the field."""
+    policy = FrozenPolicy.load(untrained_bundle("weights"))
+    market = small_market()
+
+    def broken(obs: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model must not be called on a held bar")
+
+    alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy), model=broken)
+    target = {sym: 0.1 for sym in market.symbols}
+
+    def ask(hold: object, a: FrozenAllocator = alloc) -> object:
+        req = request_from_market(market, 400, history=a.history, request_id="h", hold_target=hold)
+        return a.trace(req, now=bar_clock(market, 400)).decision
+
+    d = ask(target)
+    assert (d.status, d.hold, d.fallback) == ("ok", True, None)
+    assert d.proposed_weights == [0.1] * market.n_assets
+    assert ask("current").proposed_weights == [0.0] * market.n_assets  # an all-cash book
+    assert ask(None).status == "fallback"  # a decision does call it
+    for hold, field in (({"NOPE": 0.1}, "hold_target"), ({market.symbols[1]: np.nan}, None)):
+        d = ask(hold)
+        assert d.status == "rejected" and d.reject is not None and d.working is None
+        assert d.reject.code == "INVALID_INPUT"
+        assert d.reject.field == (field or f"hold_target.{market.symbols[1]}")
+    budgets = FrozenPolicy.load(untrained_bundle("budgets"))
+    b = FrozenAllocator(budgets, environ=ENABLED, serving=patient(budgets))
+    d = ask("current", b)
+    assert d.status == "rejected" and "budgets-mode" in d.reject.message

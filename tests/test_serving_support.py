@@ -98,14 +98,25 @@ def untrained_bundle(
     algo: str = "ppo",
     prior: str = "equal_weight",
     lookback: int = 252,
+    interval: int = 1,
+    max_turnover: float = 0.5,
 ) -> Path:
     """An untrained SB3 policy on a small synthetic market, exported (small parity check);
-    ``prior`` and ``lookback``: the tilt prior and its window (``baselines.lookback``)."""
-    return _untrained_bundle(mode, long_only, algo, prior, lookback)
+    ``prior`` and ``lookback``: the tilt prior and its window (``baselines.lookback``);
+    ``interval``: ``env.decision_interval``; ``max_turnover``: the risk limit."""
+    return _untrained_bundle(mode, long_only, algo, prior, lookback, interval, max_turnover)
 
 
 @cache
-def _untrained_bundle(mode: str, long_only: bool, algo: str, prior: str, lookback: int) -> Path:
+def _untrained_bundle(
+    mode: str,
+    long_only: bool,
+    algo: str,
+    prior: str,
+    lookback: int,
+    interval: int,
+    max_turnover: float,
+) -> Path:
     from allocgym.agents.export import export_model
     from allocgym.agents.train import build_model
     from allocgym.envs import PortfolioVecEnv, build_params
@@ -116,9 +127,14 @@ def _untrained_bundle(mode: str, long_only: bool, algo: str, prior: str, lookbac
                 "source": "synthetic",
                 "synthetic": {"n_assets": 6, "n_days": 500, "seed": 5, "n_sectors": 3},
             },
-            "env": {"split": "all", "action_mode": mode, "tilt_prior": prior},
+            "env": {
+                "split": "all",
+                "action_mode": mode,
+                "tilt_prior": prior,
+                "decision_interval": interval,
+            },
             "baselines": {"lookback": lookback},
-            "risk": {"long_only": long_only, "max_net": 1.0},
+            "risk": {"long_only": long_only, "max_net": 1.0, "max_turnover": max_turnover},
             "train": {"policy": "mlp", "algo": algo, "n_envs": 2, "device": "cpu"},
         }
     )
@@ -127,7 +143,8 @@ def _untrained_bundle(mode: str, long_only: bool, algo: str, prior: str, lookbac
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, PortfolioVecEnv(params=params, n_envs=2, seed=0), params)
-        out = workdir() / f"untrained-{mode}-{long_only}-{algo}-{prior}-{lookback}"
+        name = f"untrained-{mode}-{long_only}-{algo}-{prior}-{lookback}-{interval}-{max_turnover}"
+        out = workdir() / name
         export_model(model, None, cfg, out, market=market, n_recorded=256, n_random=256)
     return out
 

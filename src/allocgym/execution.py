@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from allocgym import compiled
+from allocgym.compiled.env import reason_summary
 from allocgym.compiled.execution import order_result, plan_orders
 from allocgym.config import ExecutionConfig
 from allocgym.errors import ConfigError, InvariantBreach, RequestError
@@ -725,3 +726,75 @@ def _factors_pass(ok: np.ndarray, w: np.ndarray, refs: _Refs) -> np.ndarray:
     if refs.factors is not None and refs.factor_tol is not None:
         ok &= rows_all(np.abs(refs.factors.exposures(w)) <= refs.factor_tol)
     return ok
+
+
+# ------------------------------------------------------------ between decisions
+# The rebalancing rule of the bars between decisions (``env.decision_interval``), shared
+# by the env, the baselines' walks and serving's hold requests.
+
+TRADE_LIMITS = int(
+    ReasonCode.TURNOVER_CAP
+    | ReasonCode.PARTICIPATION_CAP
+    | ReasonCode.SLIPPAGE_BUDGET
+    | ReasonCode.SYMBOL_TURNOVER_CAP
+    | ReasonCode.SYMBOL_SLIPPAGE_BUDGET
+)
+"""Reason codes of the per-decision trade limits (a target may take several bars): the
+portfolio-wide ones on the portfolio, the per-symbol ones on the symbols they clipped."""
+
+
+def hold_rule(
+    due: np.ndarray,
+    fresh: np.ndarray,
+    held: np.ndarray,
+    working: np.ndarray,
+    current: np.ndarray,
+) -> np.ndarray:
+    """The rebalancing rule shared by agents (``env.decision_interval``) and baselines.
+
+    A portfolio due for a decision proposes its fresh target; one that is not keeps
+    proposing its last target while a trade limit still cuts it short (``working``), and
+    otherwise proposes its current, drifted book (buy and hold: no trade).
+
+    Parameters
+    ----------
+    due, working : ndarray of bool, shape (n_envs,)
+    fresh, held, current : ndarray, shape (n_envs, n_assets)
+
+    Returns
+    -------
+    ndarray, shape (n_envs, n_assets)
+    """
+    keep = np.where(working[:, None], held, current)
+    return np.where(due[:, None], fresh, keep)
+
+
+def next_working(
+    due: np.ndarray | None,
+    working: np.ndarray,
+    portfolio_reasons: np.ndarray,
+    symbol_reasons: np.ndarray,
+) -> np.ndarray:
+    """Whether each portfolio still trades towards its target after a decision.
+
+    ``(due | working) & cut``, where ``cut`` says a per-decision trade limit
+    (``TRADE_LIMITS``) bound this decision, on the portfolio (turnover, slippage budget)
+    or on any of its symbols (participation, per-symbol turnover and slippage);
+    ``due=None`` means every portfolio decided.
+    """
+    _, cut = reason_summary(
+        np.asarray(symbol_reasons, dtype=np.int64),
+        np.asarray(portfolio_reasons, dtype=np.int64),
+        _NO_BITS,
+        TRADE_LIMITS,
+    )
+    return still_working(due, working, cut)
+
+
+def still_working(due: np.ndarray | None, working: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """:func:`next_working` from ``cut`` (a trade limit bound the decision)."""
+    return cut if due is None else (due | working) & cut
+
+
+_NO_BITS = np.zeros(0, dtype=np.int64)
+"""No reason columns: :func:`~allocgym.compiled.env.reason_summary` for ``cut`` only."""

@@ -65,6 +65,7 @@ from allocgym.execution import (
     ExecutionPolicy,
     ExecutionResult,
     Triggers,
+    next_working,
     trigger_inputs,
 )
 from allocgym.features import FeatureBuilder, MarketFeatures
@@ -178,6 +179,8 @@ class _Inputs:
     intent_age: np.ndarray | None = None  # (1, n_strategies) bars
     intent_horizons: np.ndarray | None = None  # (n_strategies,) bars, 0 = the bundle's
     recent_fills: np.ndarray | None = None  # (1, N) notional the bar's fills traded
+    hold: np.ndarray | None = None  # (1, N) the hold_target's weights; None: a decision
+    hold_current: bool = False  # hold_target "current": the drifted book is proposed
 
 
 @dataclass(frozen=True, eq=False)
@@ -646,6 +649,7 @@ class FrozenAllocator:
         self._check_regime(req)
         intents = self._intents(req, order)
         confidence, age, horizons = self._intent_terms(req, self.n_assets, order)
+        hold = self._hold_target(req)
         close = req.close
         tradable = np.ones(close.shape, dtype=bool) if req.tradable is None else req.tradable
 
@@ -667,7 +671,46 @@ class FrozenAllocator:
             intent_age=age,
             intent_horizons=horizons,
             recent_fills=fills,
+            hold=hold,
+            hold_current=req.hold_target == "current",
         )
+
+    def _hold_target(self, req: DecisionRequest) -> np.ndarray | None:
+        """The ``hold_target`` weights (1, N) in the bundle's order (None when not given
+        or ``"current"``), each checked; refused in budgets mode."""
+        target = req.hold_target
+        if target is None:
+            return None
+        if self.mode == "budgets":
+            raise _Reject(
+                "INVALID_INPUT",
+                "hold_target",
+                "hold_target",
+                "a budgets-mode bundle decides on every bar (its env.decision_interval is "
+                "1): leave hold_target out",
+            )
+        if target == "current":
+            return None
+        weights = np.zeros((1, self.n_assets))
+        for sym, w in target.items():
+            j = self._index.get(sym)
+            if j is None:
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "unknown_symbol",
+                    "hold_target",
+                    f"hold_target weight of {sym!r}, not in the bundle's universe",
+                )
+            if not math.isfinite(w):
+                raise _Reject(
+                    "INVALID_INPUT",
+                    "non_finite",
+                    f"hold_target.{sym}",
+                    f"hold_target weight of {sym!r} is {w!r}: send the last decision's "
+                    "proposed_weights",
+                )
+            weights[0, j] = w
+        return weights
 
     def _symbol_order(self, symbols: list[str]) -> np.ndarray | None:
         """Check the request names exactly the bundle's symbols, in any order; the index
@@ -1076,6 +1119,13 @@ class FrozenAllocator:
         fallback = None
         if cause is not None and not kill:
             fallback = trusted(FallbackInfo, kind=kind, cause=cause, message=message)
+        # the env's rule: a decision, or a held target still worked towards, stays working
+        # while a trade limit cuts it short; a held drifted book does not
+        hold = x.hold is not None or x.hold_current
+        working = next_working(
+            np.array([not hold]), np.array([x.hold is not None]), gate.portfolio_reasons,
+            ex.reasons,
+        )  # fmt: skip
         decision = self._decision(
             req,
             now,
@@ -1088,6 +1138,8 @@ class FrozenAllocator:
             regime=regime,
             fallback=fallback,
             latency=_latency(t0, t1, t2, t3, t4, t5),
+            hold=hold,
+            working=bool(working[0]),
         )
         model_failed = cause not in (None, "disabled") and not kill
         return DecisionTrace(
@@ -1126,9 +1178,11 @@ class FrozenAllocator:
         """The proposal (1, N) for the gates and how it was formed.
 
         The current book under the kill switch (the gates flatten it); the defensive
-        allocation when the allocator is disabled, the model fails (or ``forced_cause``
-        says it did) or the tilt prior fails; else the model's weights, tilts on the
-        prior's book, or budgets aggregated over the strategy intents.
+        allocation when the allocator is disabled; the request's ``hold_target`` (or the
+        current book for ``"current"``) on a held bar; the defensive allocation when the
+        model fails (or ``forced_cause`` says it did) or the tilt prior fails; else the
+        model's weights, tilts on the prior's book, or budgets aggregated over the
+        strategy intents.
 
         Returns
         -------
@@ -1160,6 +1214,10 @@ class FrozenAllocator:
                 "disabled",
                 "TRADING_ALLOCATOR_ENABLED is false",
             )
+        if x.hold_current:
+            return w_cur.copy(), None, None, None, None, None, ""
+        if x.hold is not None:
+            return x.hold, None, None, None, None, None, ""
         if forced_cause is not None:
             out, raw_action, (cause, message) = None, None, forced_cause
         else:
@@ -1200,6 +1258,8 @@ class FrozenAllocator:
         regime: RegimeInfo,
         fallback: FallbackInfo | None,
         latency: Latency,
+        hold: bool,
+        working: bool,
     ) -> Decision:
         """The response of a decided (not rejected) request."""
         n_assets = self.n_assets
@@ -1231,6 +1291,8 @@ class FrozenAllocator:
             gross_exposure=float(np.abs(target).sum()),
             net_exposure=float(target.sum()),
             latency=latency,
+            hold=hold,
+            working=working,
             schema_version="allocgym.decision/1",
         )
 
@@ -1393,6 +1455,8 @@ class FrozenAllocator:
             gross_exposure=0.0 if kill and shares is not None else None,
             net_exposure=0.0 if kill and shares is not None else None,
             latency=latency,
+            hold=False,
+            working=None,
             schema_version="allocgym.decision/1",
         )
         return DecisionTrace(
@@ -1456,6 +1520,7 @@ def request_from_market(
     kill_switch: bool = False,
     reduce_only: bool = False,
     timestamp: dt.datetime | None = None,
+    hold_target: dict[str, float] | str | None = None,
 ) -> DecisionRequest:
     """A request for bar ``t`` of a ``MarketData`` (the last ``history`` bars up to ``t``).
 
@@ -1475,6 +1540,8 @@ def request_from_market(
     kill_switch, reduce_only : bool
     timestamp : datetime, optional
         Default: the bar's date at 00:00 UTC.
+    hold_target : dict or "current", optional
+        A held bar's proposal (``DecisionRequest.hold_target``).
     """
     first = int(t) - int(history) + 1
     if first < 0:
@@ -1509,6 +1576,7 @@ def request_from_market(
         tradable=np.ascontiguousarray(market.tradable[window]),
         kill_switch=kill_switch,
         reduce_only=reduce_only,
+        hold_target=hold_target,
     )
 
 

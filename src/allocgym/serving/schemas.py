@@ -284,7 +284,7 @@ RFC3339Timestamp = Annotated[
     ),
 ]
 
-Positions = Annotated[
+SymbolNumbers = Annotated[
     dict[Symbol, StrictFloat],
     WithJsonSchema(
         {
@@ -299,6 +299,7 @@ Positions = Annotated[
         }
     ),
 ]
+"""A number per symbol (positions, a held target), the key pattern stated in the schema."""
 
 
 class RegimeOverride(BaseModel):
@@ -405,7 +406,7 @@ class DecisionRequest(BaseModel):
     peak_equity: StrictFloat | None = None
     """Running peak of equity for the drawdown feature, in [1e-6, 1e15]; default = equity
     (no drawdown)."""
-    positions: Positions = Field(default_factory=dict)
+    positions: SymbolNumbers = Field(default_factory=dict)
     """Shares held per symbol (signed, magnitude at most 1e15); symbols not listed hold 0."""
     close: FloatMatrix
     """Close prices (L, N), in [1e-8, 1e15] (else a coded INVALID_INPUT reject)."""
@@ -450,6 +451,16 @@ class DecisionRequest(BaseModel):
     """Flatten everything now (always wins)."""
     reduce_only: StrictBool = False
     """Only reduce positions in this decision."""
+    hold_target: SymbolNumbers | Literal["current"] | None = None
+    """A bar between two decisions of a bundle with ``decision_interval`` > 1: the model
+    is not called, and the gates and execution run on this proposal, as on the env's held
+    bars. Send the last decision's ``proposed_weights`` (by symbol; a symbol left out
+    proposes 0) while its response said ``working`` (a per-decision trade limit still
+    cuts it short: the env keeps trading towards it), else ``"current"`` (the drifted
+    book, which the gates may still bring back inside the limits). Weights and tilt
+    modes only (a budgets-mode bundle decides every bar); the kill switch and a disabled
+    allocator take precedence. A non-finite weight or an unknown symbol is a coded
+    INVALID_INPUT reject."""
 
     def digest(self) -> str:
         """sha256 of the request's content (arrays by their exact bytes, shape and dtype)."""
@@ -876,6 +887,12 @@ class Decision(BaseModel):
     gross_exposure: float | None
     net_exposure: float | None
     latency: Latency | None = None
+    hold: bool = False
+    """The proposal was the request's ``hold_target`` (the model was not called)."""
+    working: bool | None = None
+    """A per-decision trade limit (turnover, participation, slippage budget) cut this
+    decision short of its proposal: on the bars before the next decision, send
+    ``hold_target`` = ``proposed_weights`` (the env's held target; None when rejected)."""
 
     VECTOR_FIELDS: ClassVar[tuple[str, ...]] = (
         "target_weights", "target_delta_qty", "target_qty", "approved_weights",
@@ -900,4 +917,8 @@ class Decision(BaseModel):
 
 
 # the fields ``Decision.audit_output`` writes itself or leaves out (read-only)
-_AUDIT_EXCLUDED: set[str] = {"latency", "reasons", *Decision.VECTOR_FIELDS, "reason_mask"}
+# ``hold`` and ``working`` follow from the request and the reason codes: left out, so
+# that logs written before them still replay byte for byte
+_AUDIT_EXCLUDED: set[str] = {
+    "latency", "reasons", *Decision.VECTOR_FIELDS, "reason_mask", "hold", "working",
+}  # fmt: skip
