@@ -13,7 +13,11 @@ execution rules the policy was trained with. The steps mirror the environment's
 - ``GateContext`` with ``p_t``, the features' ADV, volatility and betas, ``spread_t``,
   ``tradable_t`` and the regime code (model, request override or default, see
   ``ServingConfig.regime_source``);
-- ``RiskGateChain.apply`` then ``ExecutionPolicy.apply`` (no extra triggers, as in the env).
+- ``RiskGateChain.apply`` then ``ExecutionPolicy.apply`` (no extra triggers, as in the env);
+- a bar between decisions (``env.decision_interval`` > 1): the request's ``hold_target``
+  is the proposal (the model is not called), as the env's held bars propose their held
+  target or drifted book (``execution.hold_rule``); ``Decision.working`` says whether a
+  trade limit cut the decision short (``execution.next_working``).
 
 Failure handling (the decision is always a checked allocation or a coded reject):
 
