@@ -697,14 +697,7 @@ class FrozenAllocator:
             return None
         weights = np.zeros((1, self.n_assets))
         for sym, w in target.items():
-            j = self._index.get(sym)
-            if j is None:
-                raise _Reject(
-                    "INVALID_INPUT",
-                    "unknown_symbol",
-                    "hold_target",
-                    f"hold_target weight of {sym!r}, not in the bundle's universe",
-                )
+            j = self._column(sym, "hold_target", "hold_target weight of")
             if not math.isfinite(w):
                 raise _Reject(
                     "INVALID_INPUT",
@@ -845,17 +838,22 @@ class FrozenAllocator:
             shares[0].put(columns, qty)  # cheaper than fancy indexing with a list
             return shares
         for sym, qty in req.positions.items():
-            j = self._index.get(sym)
-            if j is None:
-                raise _Reject(
-                    "INVALID_INPUT",
-                    "unknown_symbol",
-                    "positions",
-                    f"position in {sym!r}, not in the bundle's universe",
-                )
+            j = self._column(sym, "positions", "position in")
             _check_range("positions", "position", qty, f"positions.{sym}", "positions")
             shares[0, j] = qty
         return shares
+
+    def _column(self, sym: str, field: str, what: str) -> int:
+        """The bundle column of ``sym``; an unknown symbol is a coded reject of ``field``."""
+        j = self._index.get(sym)
+        if j is None:
+            raise _Reject(
+                "INVALID_INPUT",
+                "unknown_symbol",
+                field,
+                f"{what} {sym!r}, not in the bundle's universe",
+            )
+        return j
 
     @staticmethod
     def _check_regime(req: DecisionRequest) -> None:
