@@ -798,6 +798,8 @@ INFO_KEYS: dict[str, str] = {
     "target": "(n_envs, n_assets): book after the lot-rounded orders (execution)",
     "weights": "(n_envs, n_assets): book after the fill at t + 1",
     "delta_qty": "(n_envs, n_assets): shares traded at t + 1",
+    "cancelled": "(n_envs, n_assets) bool: orders of the decision not filled at t + 1 (the "
+    "symbol halted there or delisted, no volume over the ADV window, or a book worth nothing)",
     "symbol_reasons": "(n_envs, n_assets) int64: ReasonCode bits (gates | execution)",
     "portfolio_reasons": "(n_envs,) int64: portfolio-level ReasonCode bits (gates | execution)",
     "reason_counts": "(n_envs, len(REASON_CODES)) int64: symbols carrying each code",
@@ -982,6 +984,7 @@ def _step_info(
         "target": dec.execution.target_weights,
         "weights": marked["weights"],
         "delta_qty": marked["delta_qty"],
+        "cancelled": marked["cancelled"],
         "symbol_reasons": dec.execution.reasons,
         "portfolio_reasons": dec.execution.portfolio_reasons,
         "reason_counts": marked["reason_counts"],
@@ -1084,6 +1087,7 @@ def _advance(params: EnvParams, state: EnvState, dec: Decision) -> StepResult:
     marked = {
         "weights": weights,
         "delta_qty": delta_qty,
+        "cancelled": (ex.delta_qty != 0.0) & (delta_qty == 0.0),
         "cost": cost,
         "equity": equity,
         "drawdown": drawdown,

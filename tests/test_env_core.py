@@ -775,7 +775,8 @@ def test_scheduled_only_execution_trades_on_schedule(market):
 
 def test_an_order_filling_on_a_halted_bar_is_cancelled_and_the_weight_held():
     """Decided at bar 500 (asset 2 tradable), filled at 501 (asset 2 halted): asset 2's
-    order is cancelled, so its weight only drifts with the price; the others trade."""
+    order is cancelled (``info["cancelled"]``), so its weight only drifts with the price;
+    the others trade."""
     m0 = synthetic(n_assets=4, n_days=700, seed=3)
     tradable = m0.tradable.copy()
     tradable[501:504, 2] = False
@@ -789,6 +790,8 @@ def test_an_order_filling_on_a_halted_bar_is_cancelled_and_the_weight_held():
     res = core.step_proposed(p, state, np.array([[0.1, 0.3, 0.02, 0.1]]))
     dq = res.info["delta_qty"][0]
     assert dq[2] == 0.0 and dq[1] > 0.0  # the halted sell is not filled, the buy is
+    assert res.decision.execution.delta_qty[0, 2] < 0.0  # the sell was ordered
+    assert res.info["cancelled"][0].tolist() == [False, False, True, False]
     assert res.state.shares[0, 2] == shares[0, 2]
     moved = p.prices[501, 2] / p.prices[500, 2]
     w_before = shares[0, 2] * p.prices[500, 2] / state.equity[0]
