@@ -549,3 +549,127 @@ def test_a_stray_intraday_row_in_a_daily_file_is_named(tmp_path: Path) -> None:
     day = f"{df.index[10]:%Y-%m-%d}"
     with pytest.warns(DataWarning, match=rf"1 day\(s\) of a daily file .*: {day} \(2 bars\)"):
         load_market(cfg)
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def _long_rows(symbols: list[str], n_days: int = 30, sector: list[str] | None = None) -> str:
+    rng = np.random.default_rng(1)
+    lines = ["date,symbol,close" + (",sector" if sector else "")]
+    for d in pd.bdate_range("2020-01-01", periods=n_days):
+        for k, sym in enumerate(symbols):
+            extra = f",{sector[k]}" if sector else ""
+            lines.append(f"{d.date()},{sym},{100 + rng.normal():.4f}{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def test_dates_outside_the_nanosecond_range_are_refused_not_wrapped(tmp_path: Path) -> None:
+    """A typo'd year (0202 for 2020) or a sentinel (2300, 9999) had wrapped around to
+    another century when the dates were cast to nanoseconds, and the sort check's int64
+    difference overflowed: the file loaded as 1955..2020 or ended before it started."""
+    for year, row in (("0202", 0), ("2300", 29), ("9999", 29)):
+        df = _wide(30, 2)
+        dates = [d.strftime("%Y-%m-%d") for d in df.index]
+        dates[row] = f"{year}-01-01"
+        path = tmp_path / f"y{year}.csv"
+        df.set_axis(dates).rename_axis("date").to_csv(path)
+        with pytest.raises(DataError, match=rf"date {year}-01-01 \(row {row}\) is outside"):
+            _quiet(from_csv, path, cfg=LOOSE)
+    far = np.array(["2100-01-01", "1700-01-01"], dtype="datetime64[ns]")
+    with pytest.raises(DataError, match="not sorted: 1700-01-01 after 2100-01-01"):
+        MarketData(dates=far, symbols=("A",), close=np.ones((2, 1)), volume=np.ones((2, 1)),
+                   spread_bps=np.ones((2, 1)), sectors=("s",),
+                   benchmark_returns=np.zeros(2), tradable=np.ones((2, 1), bool))  # fmt: skip
+    md = _quiet(from_prices, _wide(300, 2), cfg=LOOSE)
+    splits = walk_forward_splits(
+        md, SplitConfig(train_end="2016-06-30", validation_end="2016-10-31", test_end="2300-01-01")
+    )
+    assert splits["test"].stop == md.n_days  # after every bar, not wrapped to 1715
+
+
+def test_long_symbols_and_sectors_are_read_as_text(tmp_path: Path) -> None:
+    """Ticker text stays as written (0005 had loaded as 5, TRUE as True, 1E3 as 1000.0,
+    so a sector file matched nothing), and a sector label is trimmed (" Energy" had been
+    a second sector with its own cap)."""
+    path = tmp_path / "long.csv"
+    path.write_text(_long_rows(["0005", "TRUE", "1E3"], sector=["Energy", " Energy", "Tech"]))
+    md = _quiet(from_csv, path, cfg=LOOSE)
+    assert md.symbols == ("0005", "TRUE", "1E3")
+    assert md.sectors == ("Energy", "Energy", "Tech") and md.sector_ids.tolist() == [0, 0, 1]
+
+
+def test_missing_value_words_and_unquoted_yaml_keys_are_refused_as_sectors(
+    tmp_path: Path,
+) -> None:
+    """A sector '#N/A' (a spreadsheet lookup that found nothing) had become one capped
+    sector shared by every such symbol; YAML reads ON, NO and 0005 as True, False, 5."""
+    csv = tmp_path / "sectors.csv"
+    csv.write_text("symbol,sector\nAAA,Energy\nBBB,#N/A\n")
+    with pytest.raises(DataError, match=r"symbol 'BBB' has sector '#N/A', a missing-value word"):
+        load_sectors(csv)
+    yml = tmp_path / "sectors.yaml"
+    yml.write_text("ON: Energy\n0005: Tech\n'NO': Tech\n")
+    with pytest.raises(DataError, match=r"YAML read symbols as \[True, 5\], not text"):
+        load_sectors(yml)
+    yml.write_text("'ON': Energy\n'0005': Tech\n")
+    assert load_sectors(yml) == {"ON": "Energy", "0005": "Tech"}
+
+
+def test_price_field_columns_are_not_read_as_symbols(tmp_path: Path) -> None:
+    """An OHLCV file of one stock had loaded as five symbols (volume traded as a stock);
+    yfinance's (field, ticker) columns as symbols named "('Close', 'AAPL')"."""
+    df = _wide(30, 1).rename(columns={"S0": "close"})
+    for col in ("open", "high", "low", "volume"):
+        df[col] = df["close"]
+    with pytest.raises(DataError, match=r"price fields, not symbols.*'symbol' column"):
+        _quiet(from_prices, df, cfg=LOOSE)
+    two = pd.concat({"Close": _wide(30, 2), "Volume": _wide(30, 2)}, axis=1)
+    with pytest.raises(DataError, match=r"columns on 2 levels.*df\['Close'\]"):
+        _quiet(from_prices, two, cfg=LOOSE)
+    assert _quiet(from_prices, two["Close"], cfg=LOOSE).symbols == ("S0", "S1")
+
+
+def test_day_month_dates_that_read_both_ways_are_refused(tmp_path: Path) -> None:
+    """Monthly d/m/Y dates on the 1st parse month first as twelve days of January; a day
+    above 12 settles the order, and year-first ISO dates are never ambiguous."""
+    months = pd.date_range("2000-01-01", periods=24, freq="MS")
+    df = _wide(24, 2).set_axis(months.strftime("%d/%m/%Y")).rename_axis("date")
+    path = tmp_path / "dmy.csv"
+    df.to_csv(path)
+    with pytest.raises(DataError, match=r"'01/01/2000' read both as month/day .* YYYY-MM-DD"):
+        _quiet(from_csv, path, cfg=LOOSE)
+    days = pd.bdate_range("2020-01-01", periods=30)
+    for fmt in ("%m/%d/%Y", "%Y-%m-%d"):
+        clear = _wide(30, 2).set_axis(days.strftime(fmt)).rename_axis("date")
+        clear.to_csv(path)
+        assert _quiet(from_csv, path, cfg=LOOSE).dates[13] == np.datetime64(days[13], "ns")
+
+
+def test_out_of_range_spreads_and_intraday_stamps_in_messages() -> None:
+    """A spread above 1e4 bps (a unit error; serving refuses it) is refused at load, and an
+    intraday bar is named with its time (78 bars share a day)."""
+    df = _wide(30, 2)
+    with pytest.raises(DataError, match=r"spread_bps above 10000 bps: S1 at 2016-01-04 \(25000\)"):
+        _quiet(from_prices, df, cfg=LOOSE, spread_bps=df * 0 + [1.0, 25000.0])
+    bars = pd.date_range("2020-01-06 09:30", periods=30, freq="5min")
+    intraday = df.set_axis(bars)
+    intraday.iloc[10, 0] = -1.0
+    with pytest.raises(DataError, match=r"S0 at 2020-01-06 10:20:00 \(-1\)"):
+        _quiet(from_prices, intraday, cfg=LOOSE)
+
+
+def test_extra_volume_columns_and_repeated_factor_columns_are_refused(tmp_path: Path) -> None:
+    """A volume column of a misspelt symbol had been dropped without a word, and a repeated
+    factor column renamed MKT.1 by pandas."""
+    from allocgym.data import load_factor_returns
+
+    df = _wide(30, 2)
+    vol = (df * 0 + 1e6).assign(APPL=1e6)
+    with pytest.raises(DataError, match=r"volume has columns \['APPL'\] that are not symbols"):
+        _quiet(from_prices, df, cfg=LOOSE, volume=vol)
+    md = _quiet(from_prices, df, cfg=LOOSE)
+    path = tmp_path / "factors.csv"
+    path.write_text("date,MKT,MKT\n" + "".join(f"{d.date()},0.01,0.02\n" for d in df.index))
+    with pytest.raises(DataError, match=r"duplicate factor columns \['MKT'\]"):
+        load_factor_returns(path, md)

@@ -192,6 +192,14 @@ def _dates(value: Any) -> np.ndarray:
     return parsed.astype("datetime64[ns]")
 
 
+def _index_dates(index: pd.DatetimeIndex) -> np.ndarray:
+    """A frame's dates in their own unit (naive UTC), for :func:`_dates` to range-check:
+    a cast to nanoseconds here would wrap a year such as 0202 or 2300 around unseen."""
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.to_numpy()
+
+
 def _flags(value: Any, what: str) -> np.ndarray:
     """True/False ``value``: booleans, or integers that are all 0 or 1; anything else (NaN,
     0.5, text) refused instead of cast (``bool(nan)`` is True)."""
@@ -240,6 +248,12 @@ def _missing(value: Any) -> bool:
 
 def _day(d: np.datetime64 | pd.Timestamp) -> str:
     return str(np.datetime_as_string(np.datetime64(d, "ns"), unit="D"))
+
+
+def _stamp(d: np.datetime64 | pd.Timestamp) -> str:
+    """A bar's date, with its time of day when it has one (which of a day's bars)."""
+    t = pd.Timestamp(d)
+    return _day(d) if t == t.normalize() else t.isoformat(sep=" ")
 
 
 @dataclass(frozen=True, eq=False)
@@ -430,7 +444,7 @@ def _cells(md: MarketData, mask: np.ndarray, values: np.ndarray | None = None) -
         shown = []
         for i in rows[:3]:
             v = "" if values is None else f" ({values[i, j]:g})"
-            shown.append(f"{_day(md.dates[i])}{v}")
+            shown.append(f"{_stamp(md.dates[i])}{v}")
         more = f" (+{rows.size - 3} more)" if rows.size > 3 else ""
         parts.append(f"{md.symbols[j]} at {', '.join(shown)}{more}")
     if cols.size > _SHOW:
@@ -476,18 +490,19 @@ def _check_content(md: MarketData) -> None:
     if np.isnat(dates).any():
         i = int(np.flatnonzero(np.isnat(dates))[0])
         raise DataError(f"missing date (NaT) at row {i}: every row needs a date")
-    step = np.diff(dates.astype(np.int64))
-    if (step == 0).any():
-        rows = np.flatnonzero(step == 0)
-        shown = ", ".join(f"{_day(dates[i])} (rows {i}, {i + 1})" for i in rows[:_SHOW])
+    # compared as dates: an int64 difference overflows across more than 292 years
+    same, back = dates[1:] == dates[:-1], dates[1:] < dates[:-1]
+    if same.any():
+        rows = np.flatnonzero(same)
+        shown = ", ".join(f"{_stamp(dates[i])} (rows {i}, {i + 1})" for i in rows[:_SHOW])
         raise DataError(
             f"duplicate dates in {md.name!r}: {shown}: keep one row per date "
             "(e.g. df[~df.index.duplicated(keep='last')])"
         )
-    if (step < 0).any():
-        rows = np.flatnonzero(step < 0)
+    if back.any():
+        rows = np.flatnonzero(back)
         shown = ", ".join(
-            f"{_day(dates[i + 1])} after {_day(dates[i])} (row {i + 1})" for i in rows[:_SHOW]
+            f"{_stamp(dates[i + 1])} after {_stamp(dates[i])} (row {i + 1})" for i in rows[:_SHOW]
         )
         raise DataError(
             f"dates in {md.name!r} are not sorted: {shown}: sort by date (df.sort_index())"
@@ -503,8 +518,8 @@ def _check_content(md: MarketData) -> None:
     if bad.any():
         raise DataError(
             f"non-positive or infinite close prices: {_cells(md, bad, close)}: "
-            "prices must be finite and > 0 (NaN only before a symbol is listed); "
-            "correct or drop these rows"
+            "prices must be finite and > 0 (NaN before a symbol's first price, and after "
+            "its last for a delisting): correct them, or write NaN where there is no price"
         )
     price = RANGES["price"]
     huge = finite & price.outside(np.where(finite, close, 1.0))
@@ -533,6 +548,13 @@ def _check_content(md: MarketData) -> None:
             raise DataError(
                 f"{name} missing or infinite where a close exists: {_cells(md, missing, a)}: "
                 f"fill {name} (or drop the column so documented defaults are used)"
+            )
+        bounds = RANGES[name]
+        over = np.isfinite(a) & (a > bounds.high)
+        if over.any():
+            raise DataError(
+                f"{name} above {bounds.high:g} {bounds.unit}: {_cells(md, over, a)}: "
+                f"{bounds.what} outside {bounds} (serving refuses it too); check the units"
             )
     odd = md.tradable & ~finite
     if odd.any():
@@ -832,7 +854,14 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
                     f"{where} must hold a mapping 'SYMBOL: sector' at the top level, "
                     f"got {type(loaded).__name__}"
                 )
-            pairs = [(None if k is None else str(k), v) for k, v in loaded.items()]
+            # YAML reads ON, NO, 0005 or 1e3 unquoted as True, False, 5, 1000.0
+            odd = [k for k in loaded if not isinstance(k, str)]
+            if odd:
+                raise DataError(
+                    f"{where}: YAML read symbols as {odd[:_SHOW]}, not text (unquoted, ON "
+                    "and NO read as True and False, 0005 as 5): quote them, e.g. 'ON': Energy"
+                )
+            pairs = list(loaded.items())
         else:
             import io
 
@@ -864,6 +893,11 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
                 "one sector name per symbol"
             )
         label = str(sec).strip()
+        if label in _CSV_NA:  # what a spreadsheet writes for a lookup that found nothing
+            raise DataError(
+                f"{where}: symbol {sym!r} has sector {label!r}, a missing-value word: give "
+                "it its sector, or leave the symbol out (it is then exempt from the sector cap)"
+            )
         if out.get(sym, label) != label:
             raise DataError(
                 f"{where}: symbol {sym!r} is listed with sectors {out[sym]!r} and {label!r}: "
@@ -927,6 +961,7 @@ def load_factor_returns(path: str | Path, market: MarketData) -> FactorReturns:
             f"{where} does not exist: pass an existing CSV (date,factor1,...) with --factors"
         )
     try:
+        _refuse_duplicate_columns(p, "factor")  # pandas would rename MKT, MKT to MKT.1
         df = pd.read_csv(p, dtype=str, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{where} could not be read as CSV ({err})") from None
@@ -1036,11 +1071,36 @@ _LONG_REQUIRED = ("date", "symbol", "close")
 
 _LONG_OPTIONAL = ("open", "high", "low", "volume", "spread_bps", "sector")
 
+_LONG_TEXT = ("symbol", "sector")
+"""Long-format columns read as text (never as numbers or booleans)."""
+
 
 def _is_long(df: pd.DataFrame) -> bool:
     # a 'symbol' column makes a long file (a misspelt 'close' is then named as missing,
     # not read as a wide file whose 'symbol' column is a price)
     return "symbol" in {str(c).strip().lower() for c in df.columns}
+
+
+_FIELD_NAMES = frozenset({"open", "high", "low", "close", "adj close", "volume", "spread_bps"})
+"""Column names of price fields: a wide frame's columns are symbols, never these."""
+
+
+def _refuse_field_columns(df: pd.DataFrame, name: str) -> None:
+    """A wide frame holds one symbol per column: refuse (field, ticker) columns and
+    columns named like a price field (an OHLCV file of one stock read as five symbols)."""
+    if isinstance(df.columns, pd.MultiIndex):
+        raise DataError(
+            f"{name} has columns on {df.columns.nlevels} levels (e.g. {df.columns[0]!r}): a "
+            "wide frame holds one close-price column per symbol; select the closes first "
+            "(df['Close'] of a yfinance download)"
+        )
+    fields = [c for c in df.columns if str(c).strip().lower() in _FIELD_NAMES]
+    if fields:
+        raise DataError(
+            f"{name} has columns {fields[:_SHOW]}, price fields, not symbols: a wide file "
+            "holds one close-price column per symbol; for OHLCV rows add a 'symbol' column "
+            "(the long format: date, symbol, close[, volume, ...])"
+        )
 
 
 def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
@@ -1063,6 +1123,7 @@ def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
                 idx = pd.DatetimeIndex(pd.to_datetime(values, format="ISO8601"))
     except (TypeError, ValueError) as err:
         raise DataError(_date_error(values, what, err)) from None
+    _refuse_ambiguous_day_month(values, idx, what)
     if idx.tz is not None:
         # the local wall time: a bar's date is the exchange's calendar day (Tokyo's
         # midnight is the previous day in UTC)
@@ -1080,6 +1141,30 @@ def _to_datetime_index(values: Any, what: str) -> pd.DatetimeIndex:
             )
         idx = local
     return idx
+
+
+def _refuse_ambiguous_day_month(values: Any, parsed: pd.DatetimeIndex, what: str) -> None:
+    """Text dates whose month and day read both ways (no day above 12: monthly data dated
+    on the 1st, 01/02/2000 ...) are refused: pandas reads them month first, and ten years
+    of d/m/Y months would load as twelve days of January each year."""
+    raw = np.asarray(values, dtype=object)
+    text = [v for v in raw[:1] if isinstance(v, str)]
+    fmt = guess_datetime_format(text[0].strip()) if text else None
+    if fmt is None or "%m" not in fmt or "%d" not in fmt:
+        return
+    if max(fmt.find("%Y"), fmt.find("%y")) < max(fmt.find("%m"), fmt.find("%d")):
+        return  # year first (ISO 8601): month before day by convention
+    swapped = fmt.replace("%m", "\0").replace("%d", "%m").replace("\0", "%d")
+    try:
+        other = pd.DatetimeIndex(pd.to_datetime(pd.Series(raw).str.strip(), format=swapped))
+    except (TypeError, ValueError):
+        return  # a day above 12 somewhere: the order is settled
+    if not other.equals(parsed):
+        raise DataError(
+            f"{what}: dates such as {text[0].strip()!r} read both as month/day ({fmt}) and "
+            f"as day/month ({swapped}), and no day is above 12 to tell: write the dates as "
+            "YYYY-MM-DD (ISO 8601)"
+        )
 
 
 def _date_error(values: Any, what: str, err: Exception) -> str:
@@ -1148,6 +1233,12 @@ def _aligned(frame: pd.DataFrame, close: pd.DataFrame, what: str) -> np.ndarray:
     missing = [str(c) for c in close.columns if c not in frame.columns]
     if missing:
         raise DataError(f"{what} lacks symbols {missing[:_SHOW]}: one column per symbol")
+    extra = [str(c) for c in frame.columns if c not in close.columns]
+    if extra:  # a misspelt symbol's column is not dropped without a word
+        raise DataError(
+            f"{what} has columns {extra[:_SHOW]} that are not symbols of the prices: one "
+            "column per price symbol (rename or drop them)"
+        )
     return _numeric(frame[list(close.columns)], what)
 
 
@@ -1246,6 +1337,7 @@ def from_prices(
                 "as separate frames"
             )
         return _from_long(df, benchmark, sectors, cfg, min_rows, name)
+    _refuse_field_columns(df, name)
     close = df.copy()
     # a header written "date, AAA, BBB" must not make the symbol " AAA" (no sector map,
     # benchmark name or serving request would match it)
@@ -1276,7 +1368,7 @@ def from_prices(
             "or a symbol -> sector mapping"
         )
     return _assemble(
-        dates=close.index.to_numpy(dtype="datetime64[ns]"),
+        dates=_index_dates(close.index),
         symbols=tuple(close.columns),
         close=_numeric(close, "close"),
         volume=vol,
@@ -1355,6 +1447,9 @@ def _from_long(
     vol = _numeric(wide("volume"), "volume") if "volume" in rows.columns else None
     spr = _numeric(wide("spread_bps"), "spread_bps") if "spread_bps" in rows.columns else None
     if sectors is None and "sector" in rows.columns:
+        # " Energy" and "Energy" are one sector (as load_sectors reads them); blank: none
+        label = rows["sector"].astype("string").str.strip()
+        rows["sector"] = label.mask(label.eq("").fillna(False)).astype(object)
         per = rows.groupby("symbol", sort=False)["sector"].nunique(dropna=True)
         if (per > 1).any():
             raise DataError(
@@ -1365,7 +1460,7 @@ def _from_long(
         sectors = {s: str(first.get(s, UNKNOWN_SECTOR)) for s in symbols}
     bench_ret = None if benchmark is None else _benchmark_from_prices(benchmark, close.index)
     return _assemble(
-        dates=close.index.to_numpy(dtype="datetime64[ns]"),
+        dates=_index_dates(close.index),
         symbols=symbols,
         close=_numeric(close, "close"),
         volume=vol,
@@ -1401,7 +1496,9 @@ def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
             # (National Bank of Canada), NULL or None are tickers, only an empty cell is none
             na = {c: _CSV_NA for c in head.columns if str(c).strip().lower() != "symbol"}
             na |= {c: ("",) for c in head.columns if str(c).strip().lower() == "symbol"}
-            df = pd.read_csv(p, keep_default_na=False, na_values=na)
+            # and symbols and sectors as text: 0005 stays 0005 (not 5), TRUE not True
+            text = {c: str for c in head.columns if str(c).strip().lower() in _LONG_TEXT}
+            df = pd.read_csv(p, keep_default_na=False, na_values=na, dtype=text)
         else:
             _refuse_duplicate_columns(p)
             df = pd.read_csv(p, index_col=0)
@@ -1414,7 +1511,7 @@ def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
     return from_prices(df, **kwargs)
 
 
-def _refuse_duplicate_columns(p: Path) -> None:
+def _refuse_duplicate_columns(p: Path, kind: str = "symbol") -> None:
     """pandas renames a repeated column ``AAA`` to ``AAA.1``: refuse the file instead."""
     import csv
 
@@ -1424,8 +1521,8 @@ def _refuse_duplicate_columns(p: Path) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(
-            f"CSV file {str(p)!r} has duplicate symbol columns {dup[:_SHOW]}: give each "
-            "symbol one column (drop or rename the repeats)"
+            f"CSV file {str(p)!r} has duplicate {kind} columns {dup[:_SHOW]}: give each "
+            f"{kind} one column (drop or rename the repeats)"
         )
 
 
@@ -1679,19 +1776,23 @@ class Split:
 
 
 def _split_date(value: str, key: str) -> np.datetime64:
+    """The day ``value``, clipped to the days a bar can have (``_FIRST_DAY..._LAST_DAY``:
+    a later day is after every bar; a cast to nanoseconds would wrap it around)."""
     try:
-        return np.datetime64(pd.Timestamp(value), "ns")
+        day = np.datetime64(pd.Timestamp(value).to_datetime64(), "D")
     except (TypeError, ValueError) as err:
         raise DataError(
             f"data.splits.{key} = {value!r} is not a date ({err}): use YYYY-MM-DD"
         ) from None
+    if np.isnat(day):
+        raise DataError(f"data.splits.{key} = {value!r} is not a date: use YYYY-MM-DD")
+    return min(max(day, _FIRST_DAY), _LAST_DAY)
 
 
 def _bar_after(market: MarketData, value: str, key: str) -> int:
     """Index of the first bar after the day ``value``: bars stamped later that day
     (intraday, or daily at the close) stay on or before it."""
-    at = _split_date(value, key)
-    next_day = (at.astype("datetime64[D]") + 1).astype(at.dtype)
+    next_day = (_split_date(value, key) + 1).astype(market.dates.dtype)
     return int(np.searchsorted(market.dates, next_day, side="left"))
 
 
