@@ -28,7 +28,6 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-import cvxpy as cp
 import numpy as np
 
 from allocgym.allocator import AllocationContext, context_returns
@@ -38,6 +37,8 @@ from allocgym.estimates import estimate_covariance
 from allocgym.regime import REGIME_LABELS
 
 if TYPE_CHECKING:
+    import cvxpy as cp
+
     from allocgym.config import BaselinesConfig
 
 __all__ = [
@@ -234,6 +235,8 @@ def solve_problem(problem: cp.Problem, solver: str | None, what: str) -> None:
     what : str
         Name of the allocator and its constraint set, quoted in error messages.
     """
+    import cvxpy as cp  # imported where a problem is solved: 1/N and inverse vol need none
+
     try:
         # No warm start: identical inputs must give identical weights whatever was solved
         # before with the same cached problem.
@@ -409,6 +412,8 @@ class _MinVarProblem:
     """min ||F' w||² s.t. sum(w) = 1, lower <= w <= upper (built once per n)."""
 
     def __init__(self, n: int) -> None:
+        import cvxpy as cp
+
         self.F = cp.Parameter((n, n))
         self.lo = cp.Parameter(n)
         self.hi = cp.Parameter(n)
@@ -505,6 +510,8 @@ class _MaxSharpeProblem:
     """Charnes–Cooper form: min ||F'y||² s.t. mu'y = 1, sum(y) = k, lo k <= y <= hi k."""
 
     def __init__(self, n: int) -> None:
+        import cvxpy as cp
+
         self.F = cp.Parameter((n, n))
         self.mu = cp.Parameter(n)
         self.lo = cp.Parameter(n)
@@ -628,6 +635,8 @@ class _MeanVarianceProblem:
     """max mu'w - (δ/2)||F'w||² s.t. sum(w) = 1, lo <= w <= hi."""
 
     def __init__(self, n: int) -> None:
+        import cvxpy as cp
+
         # F carries sqrt(δ/2) so the problem stays DPP (no parameter times parameter).
         self.F = cp.Parameter((n, n))
         self.mu = cp.Parameter(n)

@@ -7,7 +7,9 @@ what ``--baselines`` and ``env.tilt_prior`` accept. The allocators are imported 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from allocgym.allocator import Allocator
 from allocgym.config import AllocgymConfig, BaselinesConfig
@@ -33,45 +35,33 @@ BASELINE_ALIASES: dict[str, str] = {
 """Short names accepted by ``--baselines`` for the registered baseline names."""
 
 
-def _builders() -> dict[str, Callable[[BaselinesConfig], Allocator]]:
-    """Registered baselines (imported lazily: the baselines import cvxpy)."""
-    from allocgym.baselines.black_litterman import BlackLitterman
-    from allocgym.baselines.classic import (
-        EqualWeight,
-        FractionalKelly,
-        InverseVolatility,
-        MaximumSharpe,
-        MinimumVariance,
-        RegimeSwitch,
-    )
-    from allocgym.baselines.cluster_barbell import ClusterBarbell
-    from allocgym.baselines.cvar import MinimumCVaR
-    from allocgym.baselines.engine import OptimizationEngine
-    from allocgym.baselines.factor_risk_parity import FactorRiskParity
-    from allocgym.baselines.greedy import GreedyRotation
-    from allocgym.baselines.hrp import HRP
-    from allocgym.baselines.pareto import ParetoAllocator
-    from allocgym.baselines.qp import QPAllocator
-    from allocgym.baselines.risk_budgeting import RiskBudgeting
+def _cls(module: str, name: str) -> Any:
+    """``allocgym.baselines.<module>.<name>``, imported when a baseline is built (several
+    import cvxpy, which a serving process with an HRP or 1/N prior does not need)."""
+    return getattr(importlib.import_module(f"allocgym.baselines.{module}"), name)
 
-    return {
-        "equal_weight": EqualWeight.from_config,
-        "inverse_volatility": InverseVolatility.from_config,
-        "hrp": lambda b: HRP.from_config(b.hrp),
-        "qp": lambda b: QPAllocator.from_config(b.qp, hrp=HRP.from_config(b.hrp)),
-        "greedy": lambda b: GreedyRotation.from_config(b.greedy),
-        "min_variance": MinimumVariance.from_config,
-        "max_sharpe": MaximumSharpe.from_config,
-        "risk_budgeting": RiskBudgeting.from_config,
-        "min_cvar": MinimumCVaR.from_config,
-        "black_litterman": BlackLitterman.from_config,
-        "fractional_kelly": FractionalKelly.from_config,
-        "regime_switch": RegimeSwitch.from_config,
-        "cluster_barbell": ClusterBarbell.from_config,
-        "pareto": ParetoAllocator.from_config,
-        "factor_risk_parity": FactorRiskParity.from_config,
-        "engine": OptimizationEngine.from_config,
-    }
+
+_BUILDERS: dict[str, Callable[[BaselinesConfig], Allocator]] = {
+    "equal_weight": lambda b: _cls("classic", "EqualWeight").from_config(b),
+    "inverse_volatility": lambda b: _cls("classic", "InverseVolatility").from_config(b),
+    "hrp": lambda b: _cls("hrp", "HRP").from_config(b.hrp),
+    "qp": lambda b: _cls("qp", "QPAllocator").from_config(
+        b.qp, hrp=_cls("hrp", "HRP").from_config(b.hrp)
+    ),
+    "greedy": lambda b: _cls("greedy", "GreedyRotation").from_config(b.greedy),
+    "min_variance": lambda b: _cls("classic", "MinimumVariance").from_config(b),
+    "max_sharpe": lambda b: _cls("classic", "MaximumSharpe").from_config(b),
+    "risk_budgeting": lambda b: _cls("risk_budgeting", "RiskBudgeting").from_config(b),
+    "min_cvar": lambda b: _cls("cvar", "MinimumCVaR").from_config(b),
+    "black_litterman": lambda b: _cls("black_litterman", "BlackLitterman").from_config(b),
+    "fractional_kelly": lambda b: _cls("classic", "FractionalKelly").from_config(b),
+    "regime_switch": lambda b: _cls("classic", "RegimeSwitch").from_config(b),
+    "cluster_barbell": lambda b: _cls("cluster_barbell", "ClusterBarbell").from_config(b),
+    "pareto": lambda b: _cls("pareto", "ParetoAllocator").from_config(b),
+    "factor_risk_parity": lambda b: _cls("factor_risk_parity", "FactorRiskParity").from_config(b),
+    "engine": lambda b: _cls("engine", "OptimizationEngine").from_config(b),
+}
+"""Registered baselines by name, each built from the ``baselines`` section."""
 
 
 ALL_BASELINES: tuple[str, ...] = (
@@ -133,7 +123,6 @@ def build_baselines(cfg: AllocgymConfig, names: Iterable[str] | str) -> dict[str
     The limits a baseline shares with the risk gates come from ``cfg.risk``
     (``BaselinesConfig.within``): a baseline optimises inside the limits it is gated by.
     """
-    builders = _builders()
     section = cfg.baselines.within(cfg.risk)
     spec = names if isinstance(names, str) else list(names)  # "hrp" is a name, not 3 letters
-    return {n: builders[n](section) for n in baseline_names(spec)}
+    return {n: _BUILDERS[n](section) for n in baseline_names(spec)}

@@ -96,6 +96,24 @@ def test_importing_serving_loads_neither_torch_sb3_gymnasium_nor_cvxpy() -> None
     assert res.stdout.strip() == "[]"
 
 
+def test_a_tilt_bundle_over_a_prior_without_a_solver_does_not_load_cvxpy() -> None:
+    """The baseline registry imports only the allocator it builds, and 1/N, inverse
+    volatility and HRP solve nothing: such a tilt prior leaves cvxpy out of the process
+    (every tilt bundle had loaded it with the whole registry)."""
+    for prior in ("equal_weight", "hrp"):
+        path = untrained_bundle("tilt", prior=prior)
+        code = (
+            "import sys; from allocgym.serving import FrozenAllocator; "
+            f"a = FrozenAllocator.load({str(path)!r}, environ={{}}); "
+            "print(type(a._prior).__name__, 'cvxpy' in sys.modules)"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.split()[-1] == "False", res.stdout
+
+
 def test_serving_source_never_unpickles() -> None:
     pattern = re.compile(
         r"\bpickle\b|\bcloudpickle\b|\bdill\b|\bjoblib\b|torch\.load|allow_pickle\s*=\s*True|"
@@ -1042,6 +1060,30 @@ def test_the_kill_switch_wins_over_a_stored_trading_decision(policy: FrozenPolic
     assert again.cached and again.status == "ok"
 
 
+def test_the_kill_switch_wins_over_a_stored_disabled_decision_that_trades() -> None:
+    """A disabled allocator still trades (here the HRP fallback buys a book from cash):
+    a retry of that decision under the kill switch had been handed its orders back; a
+    stored decision without orders is still served."""
+    from allocgym.serving.service import IdempotencyConflict
+
+    policy = FrozenPolicy.load(untrained_bundle("weights"))
+    market = small_market()
+    off = FrozenAllocator(
+        policy, environ={}, serving=patient(policy, "serving.fallback=hrp"),
+        clock=fixed_clock(bar_clock(market, 400)),
+    )  # fmt: skip
+    svc = DecisionService(off)
+    buys = request_from_market(market, 400, history=off.history, request_id="buys")
+    first = json.loads(svc.decide(buys).body)
+    assert first["status"] == "disabled" and any(first["target_delta_qty"])
+    idle = buys.model_copy(update={"request_id": "idle", "reduce_only": True})
+    assert not any(json.loads(svc.decide(idle).body)["target_delta_qty"])
+    svc.set_kill_switch(True, reason="drill", actor="ops")
+    with pytest.raises(IdempotencyConflict, match="before the kill switch was engaged"):
+        svc.decide(buys)
+    assert svc.decide(idle).cached
+
+
 # ----------------------------------------------------------------------------- held bars
 
 
@@ -1049,13 +1091,16 @@ def _hold_walk(policy: FrozenPolicy, market, start: int, n_bars: int) -> list[st
     """Walk the env core bar by bar at ``env.decision_interval`` (``hold_rule`` between
     decisions, as ``core.step`` does) and ask serving for every bar: a decision on due
     bars, else ``hold_target`` = the last response's ``proposed_weights`` while it said
-    ``working``, or ``"current"``. Every bar's proposal, approved book, orders, codes and
+    ``working``, or ``"current"``; with ``execution.scheduled_only``, ``scheduled`` =
+    the env's schedule. Every bar's proposal, approved book, orders, codes and
     ``working`` equal the env's bit for bit; returns the kind of each bar."""
     from allocgym.config import config_from_dict
     from allocgym.envs import build_params, core
     from allocgym.execution import hold_rule
 
-    params = build_params(market, config_from_dict(policy.manifest["config"]), "all")
+    cfg = config_from_dict(policy.manifest["config"])
+    params = build_params(market, cfg, "all")
+    every = cfg.execution.schedule_every if cfg.execution.scheduled_only else 1
     state, obs = core.reset(params, core.seed_keys([3]), start=np.array([start]))
     alloc = FrozenAllocator(policy, environ=ENABLED, serving=patient(policy))
     last, kinds = None, []
@@ -1071,7 +1116,7 @@ def _hold_walk(policy: FrozenPolicy, market, start: int, n_bars: int) -> list[st
         req = request_from_market(
             market, t, history=alloc.history, request_id=f"h{k}", shares=state.shares[0],
             cash=float(state.cash[0]), equity=float(state.equity[0]),
-            peak_equity=float(state.peak[0]), hold_target=hold,
+            peak_equity=float(state.peak[0]), hold_target=hold, scheduled=t % every == 0,
         )  # fmt: skip
         tr = alloc.trace(req, now=bar_clock(market, t))
         d = tr.decision
@@ -1100,12 +1145,15 @@ def _hold_walk(policy: FrozenPolicy, market, start: int, n_bars: int) -> list[st
     return kinds
 
 
-@pytest.mark.parametrize("mode", ["weights", "tilt"])
-def test_hold_requests_replay_the_envs_held_bars(mode: str) -> None:
+@pytest.mark.parametrize(("mode", "schedule"), [("weights", None), ("tilt", None), ("weights", 2)])
+def test_hold_requests_replay_the_envs_held_bars(mode: str, schedule: int | None) -> None:
     """``env.decision_interval = 3`` with a 0.1 turnover cap: a decision the cap cuts
     short stays ``working``, and the held bars' ``hold_target`` requests (the proposal
-    again, or the drifted book) trade exactly as the env's held bars do."""
-    policy = FrozenPolicy.load(untrained_bundle(mode, interval=3, max_turnover=0.1))
+    again, or the drifted book) trade exactly as the env's held bars do; also with
+    ``execution.scheduled_only`` every 2 bars, the requests saying which bars are
+    scheduled (serving had treated every bar as one: 5 of 24 bars differed)."""
+    bundle = untrained_bundle(mode, interval=3, max_turnover=0.1, schedule_every=schedule)
+    policy = FrozenPolicy.load(bundle)
     kinds = _hold_walk(policy, small_market(), start=340, n_bars=30)
     assert len(kinds) == 30
     assert {"decision", "target", "current"} <= set(kinds), kinds
@@ -1138,7 +1186,73 @@ def test_hold_requests_do_not_call_the_model_and_are_checked() -> None:
         assert d.status == "rejected" and d.reject is not None and d.working is None
         assert d.reject.code == "INVALID_INPUT"
         assert d.reject.field == (field or f"hold_target.{market.symbols[1]}")
+    # a hold the allocator could not honour: disabled, the defensive book is no target
+    off = FrozenAllocator(policy, environ={}, serving=patient(policy), model=broken)
+    d = ask(target, off)
+    assert (d.status, d.hold, d.working) == ("disabled", False, False)
     budgets = FrozenPolicy.load(untrained_bundle("budgets"))
     b = FrozenAllocator(budgets, environ=ENABLED, serving=patient(budgets))
     d = ask("current", b)
     assert d.status == "rejected" and "budgets-mode" in d.reject.message
+
+
+# ----------------------------------------------------------------------------- audit replay
+
+
+def test_client_maps_shaped_like_audit_markers_replay(tmp_path: Path) -> None:
+    """Positions keyed dtype / shape / sha256 (an array reference's keys) and a family map
+    keyed ``$float`` (the non-finite float marker) are coded rejects, audited as sent: the
+    replay had read them as a reference and a float and stopped at the record."""
+    policy = FrozenPolicy.load(untrained_bundle("weights"))
+    market = small_market()
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, 400))
+    )
+    svc = DecisionService(alloc, audit_log=tmp_path / "audit.jsonl")
+    base = request_from_market(market, 400, history=alloc.history, request_id="r0")
+    odd = (
+        {"positions": {"dtype": 1.0, "shape": 2.0, "sha256": 3.0}},
+        {"strategy_horizons": {"$float": 5}},
+        {"strategy_intents": {"$float": np.zeros(market.n_assets)}},
+    )
+    for k, change in enumerate(odd):
+        req = DecisionRequest.model_validate(
+            base.model_dump() | change | {"request_id": f"odd-{k}"}
+        )
+        assert json.loads(svc.decide(req).body)["status"] == "rejected"
+    assert svc.decide(base).status == "ok"
+    report = replay_audit(tmp_path / "audit.jsonl", FrozenAllocator(policy, environ=ENABLED))
+    assert report.ok and report.n_records == 4, report.mismatches
+
+
+def test_a_flat_feed_audits_each_decision_with_its_own_window(tmp_path: Path) -> None:
+    """Bars that leave the held window's bytes unchanged (a flat feed) make new window
+    arrays under the same digest: the per-bar array references had been looked up by the
+    ids of the previous bar's freed arrays, and records named other fields' arrays."""
+    from allocgym.serving.schemas import AccountRequest, Bar
+
+    policy = FrozenPolicy.load(untrained_bundle("weights"))
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    clock = {"now": start}
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=lambda: clock["now"]
+    )
+    svc = DecisionService(alloc, audit_log=tmp_path / "audit.jsonl")
+    n, held = len(alloc.symbols), svc.market.window_bars
+    prev = None
+    for k in range(held + 12):
+        at = start + dt.timedelta(days=k)
+        clock["now"] = at + dt.timedelta(hours=1)
+        bar = Bar(
+            timestamp=at, previous=prev, symbols=list(alloc.symbols), close=np.full(n, 100.0),
+            volume=np.full(n, 1e6), spread_bps=np.full(n, 5.0), benchmark_return=0.0,
+        )  # fmt: skip
+        assert svc.apply_bar(bar).status == "applied"
+        prev = at
+        if k >= held:
+            account = AccountRequest(
+                request_id=f"a{k}", bar=at, equity=1e6, cash=1e6, buying_power=1e6
+            )
+            assert svc.decide_account(account).status == "ok"
+    report = replay_audit(tmp_path / "audit.jsonl", FrozenAllocator(policy, environ=ENABLED))
+    assert report.ok and report.n_records == 12, report.mismatches

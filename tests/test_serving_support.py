@@ -100,11 +100,15 @@ def untrained_bundle(
     lookback: int = 252,
     interval: int = 1,
     max_turnover: float = 0.5,
+    schedule_every: int | None = None,
 ) -> Path:
     """An untrained SB3 policy on a small synthetic market, exported (small parity check);
     ``prior`` and ``lookback``: the tilt prior and its window (``baselines.lookback``);
-    ``interval``: ``env.decision_interval``; ``max_turnover``: the risk limit."""
-    return _untrained_bundle(mode, long_only, algo, prior, lookback, interval, max_turnover)
+    ``interval``: ``env.decision_interval``; ``max_turnover``: the risk limit;
+    ``schedule_every``: ``execution.scheduled_only`` with that schedule."""
+    return _untrained_bundle(
+        mode, long_only, algo, prior, lookback, interval, max_turnover, schedule_every
+    )
 
 
 @cache
@@ -116,6 +120,7 @@ def _untrained_bundle(
     lookback: int,
     interval: int,
     max_turnover: float,
+    schedule_every: int | None,
 ) -> Path:
     from allocgym.agents.export import export_model
     from allocgym.agents.train import build_model
@@ -135,6 +140,9 @@ def _untrained_bundle(
             },
             "baselines": {"lookback": lookback},
             "risk": {"long_only": long_only, "max_net": 1.0, "max_turnover": max_turnover},
+            "execution": {}
+            if schedule_every is None
+            else {"scheduled_only": True, "schedule_every": schedule_every},
             "train": {"policy": "mlp", "algo": algo, "n_envs": 2, "device": "cpu"},
         }
     )
@@ -143,7 +151,10 @@ def _untrained_bundle(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, PortfolioVecEnv(params=params, n_envs=2, seed=0), params)
-        name = f"untrained-{mode}-{long_only}-{algo}-{prior}-{lookback}-{interval}-{max_turnover}"
+        name = (
+            f"untrained-{mode}-{long_only}-{algo}-{prior}-{lookback}-{interval}-{max_turnover}"
+            f"-{schedule_every}"
+        )
         out = workdir() / name
         export_model(model, None, cfg, out, market=market, n_recorded=256, n_random=256)
     return out

@@ -284,10 +284,14 @@ def trigger_inputs(
         med = np.median(s[:, -params.spread_window :], axis=1)
         last = s[:, -1]
         usable = live & (med > 0) & np.isfinite(last)
-        per_name = np.where(usable, last / med, np.nan)
-    # no usable name: ratio 1 (no override); nanmedian of a row without NaN is median's
-    per_name[~usable.any(axis=1)] = 1.0
-    spread_ratio = np.nanmedian(per_name, axis=1)
+        # each row's median over its usable names, by sort (np.nanmedian costs 15x
+        # np.median); the two middle values averaged as np.median does (same bits)
+        k = usable.sum(axis=1)
+        ranked = np.sort(np.where(usable, last / med, np.inf), axis=1)
+        lo = np.take_along_axis(ranked, np.maximum((k - 1) // 2, 0)[:, None], axis=1)[:, 0]
+        hi = np.take_along_axis(ranked, np.minimum(k // 2, s.shape[2] - 1)[:, None], axis=1)[:, 0]
+        middle = np.where(k % 2 == 1, lo, (lo + hi) / 2)
+    spread_ratio = np.where(k > 0, middle, 1.0)  # no usable name: no override
     scheduled = None
     if t is not None:
         tt = np.broadcast_to(np.asarray(t, dtype=np.int64), (r.shape[0],))

@@ -163,11 +163,16 @@ def to_jsonable(obj: Any) -> Any:
     )
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+"""What ``to_jsonable`` writes as ``{"$float": text}``: only these are read back as floats
+(a client's map keyed ``$float`` holds numbers, and stays a map)."""
+
+
 def from_jsonable(obj: Any) -> Any:
     """Inverse of ``to_jsonable`` for parsed JSON (``{"$float": ...}`` back to floats)."""
     if isinstance(obj, dict):
-        if len(obj) == 1 and "$float" in obj:
-            return float(obj["$float"])
+        if len(obj) == 1 and isinstance(obj.get("$float"), str) and obj["$float"] in _NON_FINITE:
+            return _NON_FINITE[obj["$float"]]
         return {k: from_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [from_jsonable(v) for v in obj]

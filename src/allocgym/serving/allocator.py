@@ -185,6 +185,7 @@ class _Inputs:
     recent_fills: np.ndarray | None = None  # (1, N) notional the bar's fills traded
     hold: np.ndarray | None = None  # (1, N) the hold_target's weights; None: a decision
     hold_current: bool = False  # hold_target "current": the drifted book is proposed
+    scheduled: bool = True  # a scheduled execution window (execution.scheduled_only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -677,6 +678,7 @@ class FrozenAllocator:
             recent_fills=fills,
             hold=hold,
             hold_current=req.hold_target == "current",
+            scheduled=req.scheduled,
         )
 
     def _hold_target(self, req: DecisionRequest) -> np.ndarray | None:
@@ -1115,23 +1117,29 @@ class FrozenAllocator:
         triggers = (
             held.triggers if held is not None else self.triggers(x.close, x.tradable, x.spread)
         )
+        if not x.scheduled:
+            triggers = dataclasses.replace(triggers, scheduled=np.array([False]))
         ex = self.execution.apply(gate, ctx, triggers)
         t5 = time.perf_counter()
 
         fallback = None
         if cause is not None and not kill:
             fallback = trusted(FallbackInfo, kind=kind, cause=cause, message=message)
-        # the env's rule: a decision, or a held target still worked towards, stays working
-        # while a trade limit cuts it short; a held drifted book does not
-        hold = x.hold is not None or x.hold_current
-        working = next_working(
-            np.array([not hold]), np.array([x.hold is not None]), gate.portfolio_reasons,
-            ex.reasons,
+        # the env's rule for a policy decision: a new one, or a held target still worked
+        # towards, stays working while a trade limit cuts it short; a held drifted book does
+        # not. A hold the kill switch or a disabled allocator overrode was not honoured.
+        status = _status(kill, cause)
+        hold = (x.hold is not None or x.hold_current) and status == "ok"
+        working = status == "ok" and bool(
+            next_working(
+                np.array([not hold]), np.array([hold and x.hold is not None]),
+                gate.portfolio_reasons, ex.reasons,
+            )[0]
         )  # fmt: skip
         decision = self._decision(
             req,
             now,
-            status=_status(kill, cause),
+            status=status,
             proposal=proposal,
             w_cur=w_cur,
             gate=gate,
@@ -1141,7 +1149,7 @@ class FrozenAllocator:
             fallback=fallback,
             latency=_latency(t0, t1, t2, t3, t4, t5),
             hold=hold,
-            working=bool(working[0]),
+            working=working,
         )
         model_failed = cause not in (None, "disabled") and not kill
         return DecisionTrace(
@@ -1523,6 +1531,7 @@ def request_from_market(
     reduce_only: bool = False,
     timestamp: dt.datetime | None = None,
     hold_target: dict[str, float] | str | None = None,
+    scheduled: bool = True,
 ) -> DecisionRequest:
     """A request for bar ``t`` of a ``MarketData`` (the last ``history`` bars up to ``t``).
 
@@ -1544,6 +1553,8 @@ def request_from_market(
         Default: the bar's date at 00:00 UTC.
     hold_target : dict or "current", optional
         A held bar's proposal (``DecisionRequest.hold_target``).
+    scheduled : bool
+        Whether the bar is a scheduled execution window (``DecisionRequest.scheduled``).
     """
     first = int(t) - int(history) + 1
     if first < 0:
@@ -1579,6 +1590,7 @@ def request_from_market(
         kill_switch=kill_switch,
         reduce_only=reduce_only,
         hold_target=hold_target,
+        scheduled=scheduled,
     )
 
 

@@ -451,6 +451,11 @@ class DecisionRequest(BaseModel):
     """Flatten everything now (always wins)."""
     reduce_only: StrictBool = False
     """Only reduce positions in this decision."""
+    scheduled: StrictBool = True
+    """Whether this bar is a scheduled execution window. Read only by a bundle with
+    ``execution.scheduled_only``, which trades off its windows on a risk override alone
+    (vol spike, spread blowout, kill switch): send false on the bars between them, as the
+    env's schedule (``t % execution.schedule_every``) does."""
     hold_target: SymbolNumbers | Literal["current"] | None = None
     """A bar between two decisions of a bundle with ``decision_interval`` > 1: the model
     is not called, and the gates and execution run on this proposal, as on the env's held
@@ -888,11 +893,14 @@ class Decision(BaseModel):
     net_exposure: float | None
     latency: Latency | None = None
     hold: bool = False
-    """The proposal was the request's ``hold_target`` (the model was not called)."""
+    """The proposal was the request's ``hold_target`` (the model was not called; false
+    when the kill switch or a disabled allocator decided instead)."""
     working: bool | None = None
     """A per-decision trade limit (turnover, participation, slippage budget) cut this
     decision short of its proposal: on the bars before the next decision, send
-    ``hold_target`` = ``proposed_weights`` (the env's held target; None when rejected)."""
+    ``hold_target`` = ``proposed_weights`` (the env's held target). Only a policy
+    decision (``status`` ok: the model's proposal or an honoured hold) can be working;
+    a fallback, disabled or killed book is not held on (None when rejected)."""
 
     VECTOR_FIELDS: ClassVar[tuple[str, ...]] = (
         "target_weights", "target_delta_qty", "target_qty", "approved_weights",

@@ -82,6 +82,7 @@ from allocgym.risk import ReasonCode
 from allocgym.serving.allocator import DecisionTrace, FrozenAllocator
 from allocgym.serving.market import MarketState
 from allocgym.serving.schemas import (
+    INTENT_VECTOR_FIELDS,
     AccountRequest,
     Bar,
     BarAck,
@@ -303,15 +304,22 @@ class ArrayStore:
             )
         return array_from_bytes(raw, ref["dtype"], list(ref["shape"]))
 
-    def resolve(self, tree: Any) -> Any:
-        """``tree`` with every array reference replaced by its array."""
-        if isinstance(tree, dict):
-            if set(tree) == _REF_KEYS:
-                return self.get(tree)
-            return {k: self.resolve(v) for k, v in tree.items()}
-        if isinstance(tree, list):
-            return [self.resolve(v) for v in tree]
-        return tree
+    def resolve(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """An audited request with the references where ``DecisionRequest.to_audit`` puts
+        them (its array fields and intent vectors) replaced by their arrays. Nothing else
+        is read as a reference: a client's positions may name symbols dtype, shape and
+        sha256."""
+        out = dict(request)
+        for name in DecisionRequest.ARRAY_FIELDS:
+            out[name] = self._array(out.get(name))
+        for name in INTENT_VECTOR_FIELDS:
+            vectors = out.get(name)
+            if isinstance(vectors, dict):
+                out[name] = {k: self._array(v) for k, v in vectors.items()}
+        return out
+
+    def _array(self, value: Any) -> Any:
+        return self.get(value) if isinstance(value, dict) and set(value) == _REF_KEYS else value
 
 
 @dataclass(frozen=True)
@@ -356,7 +364,8 @@ class DecisionService:
     ) -> None:
         self.allocator = allocator
         self.market = MarketState(allocator, window_bars)
-        self._window_refs: tuple[str, dict[int, dict[str, Any]]] = ("", {})
+        # the held window's arrays (kept alive, so their ids stay theirs) and their refs
+        self._window_refs: tuple[dict[str, np.ndarray], dict[int, dict[str, Any]]] = ({}, {})
         self._scenarios: tuple[str, np.ndarray] = ("", np.empty((0, 0)))
         self.metrics = ServingMetrics(allocator)
         # read before the log is opened (and locked): an unreadable record stops the start
@@ -379,7 +388,8 @@ class DecisionService:
         if self.audit is not None and not inline_arrays:
             self._store = ArrayStore.beside(self.audit.path).put
         self.cache_size = int(cache_size or allocator.serving.idempotency_cache)
-        self._cache: OrderedDict[str, tuple[str, ServiceResult]] = OrderedDict()
+        # request id -> (request digest, answer, whether the kill switch may serve it again)
+        self._cache: OrderedDict[str, tuple[str, ServiceResult, bool]] = OrderedDict()
         # request ids the log decided before this start: a retry across a restart must
         # not be decided a second time (two orders for one request)
         self._decided_before = (
@@ -449,8 +459,9 @@ class DecisionService:
                     )
                 res = hit[1]
                 killed = self.allocator.operator_kill or self.allocator.limits.kill_switch
-                if killed and res.status not in ("killed", "rejected", "disabled"):
-                    # the kill switch wins over a stored trading decision
+                if killed and not hit[2]:
+                    # the kill switch wins over a stored decision that trades (a disabled
+                    # allocator's defensive book included)
                     raise IdempotencyConflict(
                         f"request id {request.request_id!r} was decided ({res.status}) before "
                         "the kill switch was engaged: that decision is not served while "
@@ -480,7 +491,11 @@ class DecisionService:
             self.metrics.observe_trace(tr, self.allocator, request)
             body = tr.decision.model_dump_json().encode()
             res = ServiceResult(body, tr.decision.status, False, request.request_id)
-            self._cache[request.request_id] = (digest, res)
+            d = tr.decision
+            # servable under the kill switch: decided under it, or no order at all
+            flat = d.target_delta_qty is None or not any(d.target_delta_qty)
+            servable = "KILL_SWITCH" in d.portfolio_reasons or flat
+            self._cache[request.request_id] = (digest, res, servable)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return res
@@ -489,10 +504,11 @@ class DecisionService:
         """``self._store`` that stores the held window's arrays once per bar."""
         if self._store is encode_array:
             return self._store
-        digest = self.market.window_sha256
-        if self._window_refs[0] != digest:
-            refs = {id(a): self._store(a) for a in self.market.frozen_window().values()}
-            self._window_refs = (digest, refs)
+        # keyed by the window object, not its digest: a flat feed repeats the digest with
+        # new arrays, whose ids could be those of freed arrays of other fields
+        frozen = self.market.frozen_window()
+        if self._window_refs[0] is not frozen:
+            self._window_refs = (frozen, {id(a): self._store(a) for a in frozen.values()})
         known = self._window_refs[1]
 
         def store(a: np.ndarray) -> dict[str, Any]:
