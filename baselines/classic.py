@@ -719,6 +719,8 @@ class _KellyProblem:
     """max mu'w - (1/(2f))||F'w||² s.t. ||w||₁ <= G, lo <= w <= hi (cash allowed)."""
 
     def __init__(self, n: int) -> None:
+        import cvxpy as cp
+
         # F carries sqrt(1/(2f)) so the problem stays DPP (no parameter times parameter).
         self.F = cp.Parameter((n, n))
         self.mu = cp.Parameter(n)

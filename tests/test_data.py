@@ -413,7 +413,7 @@ def test_csv_and_parquet_roundtrip(tmp_path) -> None:
     with pytest.raises(DataError, match=r"CSV file .*nope.csv' does not exist"):
         from_csv(tmp_path / "nope.csv")
     pd.DataFrame({"x": [1.0]}).to_parquet(tmp_path / "nodate.parquet")
-    with pytest.raises(DataError, match=r"neither a DatetimeIndex nor a 'date' column"):
+    with pytest.raises(DataError, match=r"neither dates as its index nor a 'date' column"):
         from_parquet(tmp_path / "nodate.parquet")
 
 

@@ -673,3 +673,23 @@ def test_extra_volume_columns_and_repeated_factor_columns_are_refused(tmp_path: 
     path.write_text("date,MKT,MKT\n" + "".join(f"{d.date()},0.01,0.02\n" for d in df.index))
     with pytest.raises(DataError, match=r"duplicate factor columns \['MKT'\]"):
         load_factor_returns(path, md)
+
+
+def test_parquet_dates_stored_as_text_or_dates_index_load(tmp_path: Path) -> None:
+    """A wide frame whose index holds the dates as text or ``datetime.date`` (not a
+    DatetimeIndex) had been refused for having "neither a DatetimeIndex nor a 'date'
+    column"; a long frame stored with its dates as the index had lacked 'date'. Row
+    numbers as the index are still refused."""
+    from allocgym.data import from_parquet
+
+    df = _wide(30, 2)
+    for name, index in (("text", df.index.strftime("%Y-%m-%d")), ("date", df.index.date)):
+        path = tmp_path / f"{name}.parquet"
+        df.set_axis(index).to_parquet(path)
+        assert _quiet(from_parquet, path, cfg=LOOSE).dates[5] == np.datetime64(df.index[5], "ns")
+    long = df.rename_axis("date").reset_index().melt("date", var_name="symbol", value_name="close")
+    long.set_index("date").to_parquet(tmp_path / "long.parquet")
+    assert _quiet(from_parquet, tmp_path / "long.parquet", cfg=LOOSE).symbols == ("S0", "S1")
+    df.reset_index(drop=True).to_parquet(tmp_path / "rows.parquet")
+    with pytest.raises(DataError, match="its index is row numbers"):
+        _quiet(from_parquet, tmp_path / "rows.parquet", cfg=LOOSE)

@@ -1537,14 +1537,19 @@ def from_parquet(path: str | Path, **kwargs: Any) -> MarketData:
         df = pd.read_parquet(p)
     except (OSError, ValueError) as err:
         raise DataError(f"Parquet file {str(p)!r} could not be read ({err})") from None
-    if not _is_long(df) and not isinstance(df.index, pd.DatetimeIndex):
-        cols = {str(c).strip().lower(): c for c in df.columns}
-        if "date" not in cols:
-            raise DataError(
-                f"Parquet file {str(p)!r} has neither a DatetimeIndex nor a 'date' column: "
-                "store the dates as the index or a 'date' column"
-            )
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    named_date = str(df.index.name).strip().lower() == "date"
+    if _is_long(df):
+        if "date" not in cols and named_date:
+            df = df.reset_index()  # a long frame stored with its dates as the index
+    elif "date" in cols and not isinstance(df.index, pd.DatetimeIndex):
         df = df.set_index(cols["date"])
+    elif isinstance(df.index, pd.RangeIndex) and not named_date:
+        raise DataError(
+            f"Parquet file {str(p)!r} has neither dates as its index nor a 'date' column "
+            "(its index is row numbers): store the dates as the index or a 'date' column"
+        )
+    # any other index holds the dates in some type (text, datetime.date): parsed as dates
     return from_prices(df, **kwargs)
 
 
