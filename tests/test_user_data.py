@@ -628,6 +628,8 @@ def test_price_field_columns_are_not_read_as_symbols(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"columns on 2 levels.*df\['Close'\]"):
         _quiet(from_prices, two, cfg=LOOSE)
     assert _quiet(from_prices, two["Close"], cfg=LOOSE).symbols == ("S0", "S1")
+    tickers = _wide(30, 3).set_axis(["LOW", "OPEN", "HD"], axis=1)  # Lowe's, Opendoor
+    assert _quiet(from_prices, tickers, cfg=LOOSE).symbols == ("LOW", "OPEN", "HD")
 
 
 def test_day_month_dates_that_read_both_ways_are_refused(tmp_path: Path) -> None:

@@ -1081,8 +1081,12 @@ def _is_long(df: pd.DataFrame) -> bool:
     return "symbol" in {str(c).strip().lower() for c in df.columns}
 
 
-_FIELD_NAMES = frozenset({"open", "high", "low", "close", "adj close", "volume", "spread_bps"})
-"""Column names of price fields: a wide frame's columns are symbols, never these."""
+_FIELD_NAMES = frozenset({"close", "adj close", "adj_close", "volume", "spread_bps"})
+"""Column names of price fields that are no ticker: a wide frame's columns are symbols,
+never these (open, high and low are left out: OPEN and LOW trade on Nasdaq and NYSE)."""
+
+
+_OHL = ("open", "high", "low")
 
 
 def _refuse_field_columns(df: pd.DataFrame, name: str) -> None:
@@ -1094,8 +1098,8 @@ def _refuse_field_columns(df: pd.DataFrame, name: str) -> None:
             "wide frame holds one close-price column per symbol; select the closes first "
             "(df['Close'] of a yfinance download)"
         )
-    fields = [c for c in df.columns if str(c).strip().lower() in _FIELD_NAMES]
-    if fields:
+    if any(str(c).strip().lower() in _FIELD_NAMES for c in df.columns):
+        fields = [c for c in df.columns if str(c).strip().lower() in {*_FIELD_NAMES, *_OHL}]
         raise DataError(
             f"{name} has columns {fields[:_SHOW]}, price fields, not symbols: a wide file "
             "holds one close-price column per symbol; for OHLCV rows add a 'symbol' column "
