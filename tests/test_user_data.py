@@ -695,3 +695,22 @@ def test_parquet_dates_stored_as_text_or_dates_index_load(tmp_path: Path) -> Non
     df.reset_index(drop=True).to_parquet(tmp_path / "rows.parquet")
     with pytest.raises(DataError, match="its index is row numbers"):
         _quiet(from_parquet, tmp_path / "rows.parquet", cfg=LOOSE)
+
+
+def test_a_ticker_column_and_a_misaligned_benchmark_name_the_fix() -> None:
+    """A long file whose symbol column is called 'ticker' had been read as wide (its
+    errors named non-numeric columns, then unsorted dates); a benchmark with an extra date
+    or its dates reordered had said "missing: none"; a one-column benchmark frame had
+    raised a bare ValueError."""
+    df = _wide(30, 2)
+    long = df.rename_axis("date").reset_index().melt("date", var_name="ticker", value_name="close")
+    with pytest.raises(DataError, match=r"column 'ticker'.*called 'symbol'"):
+        _quiet(from_prices, long.set_index("date"), cfg=LOOSE)
+    bench = df.iloc[:, 0] * 2
+    with pytest.raises(DataError, match=r"the same dates in another order"):
+        _quiet(from_prices, df, cfg=LOOSE, benchmark=bench.iloc[::-1])
+    extra = pd.concat([bench, pd.Series([1.0], index=[pd.Timestamp("2030-01-01")])])
+    with pytest.raises(DataError, match=r"missing: none; not price dates: 2030-01-01"):
+        _quiet(from_prices, df, cfg=LOOSE, benchmark=extra)
+    one = _quiet(from_prices, df, cfg=LOOSE, benchmark=bench.to_frame())
+    assert one.benchmark_returns[1] == pytest.approx(bench.iloc[1] / bench.iloc[0] - 1, rel=1e-15)

@@ -1098,6 +1098,12 @@ def _refuse_field_columns(df: pd.DataFrame, name: str) -> None:
             "wide frame holds one close-price column per symbol; select the closes first "
             "(df['Close'] of a yfinance download)"
         )
+    named = [c for c in df.columns if str(c).strip().lower() in ("ticker", "tickers", "symbols")]
+    if named:
+        raise DataError(
+            f"{name} has a column {named[0]!r}: long OHLCV rows name their symbol in a column "
+            "called 'symbol'; rename it (a wide file holds one close-price column per symbol)"
+        )
     if any(str(c).strip().lower() in _FIELD_NAMES for c in df.columns):
         fields = [c for c in df.columns if str(c).strip().lower() in {*_FIELD_NAMES, *_OHL}]
         raise DataError(
@@ -1247,14 +1253,26 @@ def _aligned(frame: pd.DataFrame, close: pd.DataFrame, what: str) -> np.ndarray:
 
 
 def _benchmark_from_prices(series: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
+    if isinstance(series, pd.DataFrame):
+        if series.shape[1] != 1:
+            raise DataError(
+                f"benchmark is a frame of {series.shape[1]} columns: pass one price Series"
+            )
+        series = series.iloc[:, 0]
     series = series.copy()
     series.index = _to_datetime_index(series.index, "benchmark index")
     if not series.index.equals(index):
         missing = index.difference(series.index)
-        shown = ", ".join(_day(d) for d in missing[:_SHOW])
+        extra = series.index.difference(index)
+        if missing.size or extra.size:
+            shown = ", ".join(_stamp(d) for d in missing[:_SHOW]) or "none"
+            more = ", ".join(_stamp(d) for d in extra[:_SHOW]) or "none"
+            how = f"missing: {shown}; not price dates: {more}"
+        else:
+            how = "the same dates in another order or repeated"
         raise DataError(
-            f"benchmark dates differ from the price dates (missing: {shown or 'none'}): "
-            "give the benchmark a price on every price date"
+            f"benchmark dates differ from the price dates ({how}): give the benchmark one "
+            "price on every price date, in date order"
         )
     try:
         px = series.to_numpy(dtype=np.float64)
