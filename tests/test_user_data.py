@@ -714,3 +714,16 @@ def test_a_ticker_column_and_a_misaligned_benchmark_name_the_fix() -> None:
         _quiet(from_prices, df, cfg=LOOSE, benchmark=extra)
     one = _quiet(from_prices, df, cfg=LOOSE, benchmark=bench.to_frame())
     assert one.benchmark_returns[1] == pytest.approx(bench.iloc[1] / bench.iloc[0] - 1, rel=1e-15)
+
+
+def test_long_rows_stamped_at_different_times_per_symbol_are_refused(tmp_path: Path) -> None:
+    """AAA stamped at the date and BBB at 16:00 had been refused as NaN holes with the fix
+    'forward-fill', which doubled the bars."""
+    days = pd.bdate_range("2020-01-01", periods=30)
+    lines = ["date,symbol,close"]
+    for d in days:
+        lines += [f"{d.date()},AAA,100", f"{d.date()} 16:00,BBB,50"]
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"different times of day \(AAA at 00:00:00, BBB at 16:00"):
+        _quiet(from_csv, path, cfg=LOOSE)

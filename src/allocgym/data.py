@@ -1461,6 +1461,7 @@ def _from_long(
             "and symbol (df.drop_duplicates(['date', 'symbol'], keep='last'))"
         )
     symbols = [str(s) for s in pd.unique(rows["symbol"])]
+    _refuse_mixed_stamps(rows, name)
 
     def wide(col: str) -> pd.DataFrame:
         return rows.pivot(index="date", columns="symbol", values=col).reindex(columns=symbols)
@@ -1494,6 +1495,23 @@ def _from_long(
         name=name,
         source=name,
     )
+
+
+def _refuse_mixed_stamps(rows: pd.DataFrame, name: str) -> None:
+    """Daily rows stamped at one time of day per symbol, but not the same one (AAA at the
+    date, BBB at 16:00): pivoted, they would read as NaN holes, and forward-filling them
+    would double the bars."""
+    at = rows["date"] - rows["date"].dt.normalize()
+    per = at.groupby(rows["symbol"], sort=False).agg(["nunique", "first"])
+    if len(per) > 1 and (per["nunique"] == 1).all() and per["first"].nunique() > 1:
+        shown = ", ".join(
+            f"{sym} at {str(t).split(' days ')[-1][:8]}" for sym, t in per["first"].items()
+        )
+        raise DataError(
+            f"{name}: symbols are stamped at different times of day ({shown[:200]}): a bar "
+            "has one stamp for every symbol; write each day's rows with the same stamp "
+            "(e.g. the date alone)"
+        )
 
 
 def _existing(path: str | Path, kind: str) -> Path:
