@@ -315,3 +315,14 @@ def estimate_covariance(
 
         return dcc_garch_covariance(_check_returns(returns))
     raise ConfigError(f"covariance method {method!r} is unknown: use one of {COVARIANCE_METHODS}")
+
+
+_ROUNDING = 8.0 * float(np.finfo(np.float64).eps)
+
+
+def varies(sum_sq_dev: np.ndarray, mean: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Whether ``n`` values with this ``mean`` and these summed squared deviations from it
+    vary by more than float rounding. A constant series' mean is off by an ulp, which
+    leaves every deviation a tiny non-zero number: a ``std > 0`` test passes and a ratio
+    over that std is garbage (a t-statistic of 1e16, a z-score of +-1, a beta of -15)."""
+    return sum_sq_dev > n * (_ROUNDING * mean) ** 2

@@ -39,7 +39,8 @@ name                        definition (log returns ``x``, daily EWMA vol ``sigm
 ``ewma_vol``                ``sigma * sqrt(252)`` (annualised)                         [0, c]
 ``mom_{h}`` for h in H      ``sum of x over h bars / (sigma * sqrt(h))``                [-c, c]
 ``mr_zscore``               ``(log p_t - mean log p) / std log p`` over zscore_window  [-c, c]
-                            (0 unless the symbol traded on every bar of the window)
+                            (0 unless the symbol traded on every bar of the window,
+                            and 0 for a flat price)
 ``intent_trend``            ``allocgym.intents`` trend intent                          [-1, 1]
 ``conf_trend``              its confidence                                             [0, 1]
 ``intent_mean_reversion``   mean-reversion intent                                      [-1, 1]
@@ -47,8 +48,8 @@ name                        definition (log returns ``x``, daily EWMA vol ``sigm
 ``intent_defensive``        defensive low-volatility intent                            [0, 1]
 ``conf_defensive``          its confidence                                             [0, 1]
 ``beta``                    OLS beta of simple returns to the benchmark (beta_window)  [-c, c]
-``log_adv_rel``             ``log(ADV / median ADV of tradables)``; 0 if not           [-c, c]
-                            tradable, ``-c`` if no traded notional
+``log_adv_rel``             ``log(ADV / median ADV of the tradables that traded)``;    [-c, c]
+                            0 if not tradable, ``-c`` if no traded notional
 ``spread``                  ``spread_bps / 100`` at bar t                              [0, c]
 ``tradable``                1 if the symbol is tradable at bar t, else 0               [0, 1]
 ``weight``                  current weight (added at step time by ``observation``)     [-c, c]
@@ -85,6 +86,7 @@ import numpy as np
 from allocgym.compiled.step import write_book
 from allocgym.config import FeatureConfig
 from allocgym.errors import ConfigError, DataError
+from allocgym.estimates import varies
 from allocgym.intents import STRATEGY_FAMILIES, IntentParams, strategy_intents
 from allocgym.regime import REGIME_LABELS
 
@@ -222,8 +224,10 @@ def alpha_scores(feats: MarketFeatures) -> np.ndarray:
     count = np.maximum(tradable.sum(axis=-1), 1)[:, None]
     mean = momentum.sum(axis=-1, keepdims=True) / count
     dev = np.where(tradable, momentum - mean, 0.0)
-    sd = np.sqrt((dev * dev).sum(axis=-1, keepdims=True) / count)
-    return np.divide(dev, sd, out=np.zeros_like(dev), where=sd > 0.0)
+    sum_sq = (dev * dev).sum(axis=-1, keepdims=True)
+    sd = np.sqrt(sum_sq / count)
+    ok = varies(sum_sq, mean, count)
+    return np.divide(dev, sd, out=np.zeros_like(dev), where=ok)
 
 
 def _pair_returns(
@@ -278,15 +282,20 @@ def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.minimum(np.maximum(x, lo), hi)
 
 
+_ABOVE_MINUS_ONE = float(np.nextafter(-1.0, 0.0))
+
+
 def _beta(r: np.ndarray, rb: np.ndarray, window: int) -> np.ndarray:
     """Beta (K, N) of the simple returns ``r`` (K, m, N) to the benchmark's ``rb`` (K, m)
     over the last ``window`` bars (0 when the benchmark has no variance)."""
     m = r.shape[1]
     r_win, rb_win = r[:, m - window :], rb[:, m - window :]
-    bench_dev = rb_win - (rb_win.sum(axis=1) / window)[:, None]
+    mean_b = rb_win.sum(axis=1) / window
+    bench_dev = rb_win - mean_b[:, None]
     cov = ((r_win - (r_win.sum(axis=1) / window)[:, None, :]) * bench_dev[:, :, None]).sum(axis=1)
-    var = (bench_dev * bench_dev).sum(axis=1)[:, None]
-    return np.divide(cov, var, out=np.zeros_like(cov), where=var > 0.0)
+    var = (bench_dev * bench_dev).sum(axis=1)
+    ok = np.broadcast_to(varies(var, mean_b, window)[:, None], cov.shape)
+    return np.divide(cov, var[:, None], out=np.zeros_like(cov), where=ok)
 
 
 class FeatureBuilder:
@@ -693,7 +702,9 @@ class FeatureBuilder:
         cfg = self.cfg
         clip, floor = float(cfg.clip), float(cfg.vol_floor)
         k, m, n = r.shape
-        x = np.log1p(r[:, m - self._n_feat_returns :])  # log returns, (K, n_feat_returns, N)
+        # log returns, (K, n_feat_returns, N); a return that rounds to -1 (a price falling
+        # from 1e9 to 1e-8) is floored just above it: its log is finite
+        x = np.log1p(np.maximum(r[:, m - self._n_feat_returns :], _ABOVE_MINUS_ONE))
         sigma, x_ewma, has_vol = self._ewma_volatility(x, valid)
         inv_sigma = 1.0 / sigma
         lags, mom = self._scaled_returns(x, inv_sigma)
@@ -803,14 +814,19 @@ class FeatureBuilder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean-reversion signals over ``zscore_window``, each (K, N): the clipped z-score
         of the last log price (0 where undefined or not ``traded`` throughout the window)
-        and the lag-1 autocorrelation of the log returns ``x`` (0 without variance)."""
+        and the uncentred lag-1 autocorrelation of the log returns ``x``,
+        ``sum x_t x_{t-1} / sum x_t^2`` (0 when every return is 0)."""
         clip = float(self.cfg.clip)
         window = self.cfg.zscore_window
         with np.errstate(invalid="ignore", divide="ignore"):
             log_price = np.log(close_z)
-            dev = log_price - (log_price.sum(axis=1) / window)[:, None, :]
-            zscore = dev[:, -1] / np.sqrt((dev * dev).sum(axis=1) / window)
-        zscore = _clip(np.where(traded & np.isfinite(zscore), zscore, 0.0), -clip, clip)
+            mean = log_price.sum(axis=1) / window
+            dev = log_price - mean[:, None, :]
+            sum_sq = (dev * dev).sum(axis=1)
+            zscore = dev[:, -1] / np.sqrt(sum_sq / window)
+        # a flat price has no z-score (its deviations are rounding: z had read +-1)
+        defined = traded & np.isfinite(zscore) & varies(sum_sq, mean, window)
+        zscore = _clip(np.where(defined, zscore, 0.0), -clip, clip)
         n_feat = x.shape[1]
         x_now, x_prev = x[:, n_feat - window :], x[:, n_feat - window - 1 : n_feat - 1]
         sum_sq = (x_now * x_now).sum(axis=1)

@@ -17,9 +17,10 @@ family                    intent                                          confid
                           median volatility (long-only, low-vol tilt)     ``(2 m), 0, 1)``
 ========================  ==============================================  ===================
 
-(``rho`` is the lag-1 autocorrelation of the symbol's log returns over the z-score
-window: mean reversion is trusted when returns have been anti-persistent.) Symbols not
-tradable at the bar get intent 0 and confidence 0.
+(``rho`` is the uncentred lag-1 autocorrelation, sum x_t x_{t-1} / sum x_t^2, of the
+symbol's log returns over the z-score window, the returns taken as mean-zero: mean
+reversion is trusted when returns have been anti-persistent, and a steady drift reads as
+persistence.) Symbols not tradable at the bar get intent 0 and confidence 0.
 
 ``IntentAggregator.aggregate`` nets budgeted intents into symbol weights: each family's
 intent is normalised to unit gross (sum of ``|intent|`` over symbols = 1), so a budget is
@@ -158,7 +159,8 @@ def mean_reversion_intent(
     zscore : ndarray, shape (n_envs, n_assets)
         z-score of the log price at the bar against its trailing mean (unitless).
     autocorr : ndarray, shape (n_envs, n_assets)
-        Lag-1 autocorrelation of log returns over the same window, in ``[-1, 1]``.
+        Uncentred lag-1 autocorrelation of log returns over the same window (returns taken
+        as mean-zero: a steady drift reads as persistence), in ``[-1, 1]``.
     tradable : ndarray of bool, shape (n_envs, n_assets)
 
     Returns

@@ -111,6 +111,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from allocgym.config import RegimeConfig
 from allocgym.errors import DataError
+from allocgym.estimates import varies
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -237,15 +238,17 @@ def _tstat(w: np.ndarray) -> np.ndarray:
     sd = w.std(axis=-1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = mean * np.sqrt(n) / sd
-    return np.where(sd > 0.0, t, 0.0)
+    # a constant series (a cash-like benchmark) has no t-statistic: its sd is rounding
+    return np.where(varies(sd * sd * (n - 1), mean, n), t, 0.0)
 
 
 def _lag1_autocorr(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lag-1 autocorrelation over the last axis and its validity (non-zero variance)."""
-    d = w - w.mean(axis=-1, keepdims=True)
+    mean = w.mean(axis=-1, keepdims=True)
+    d = w - mean
     den = (d * d).sum(axis=-1)
     num = (d[..., 1:] * d[..., :-1]).sum(axis=-1)
-    valid = den > 0.0
+    valid = varies(den, mean[..., 0], w.shape[-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         ac = num / den
     return np.where(valid, ac, 0.0), valid
@@ -265,7 +268,7 @@ def _mean_autocorr(resid: np.ndarray, raw: np.ndarray) -> np.ndarray:
     ``resid``, ``raw``: (..., n_assets, mr_window) contiguous. Returns (...).
     """
     ac, _ = _lag1_autocorr(resid)
-    moved = raw.std(axis=-1) > 0.0
+    moved = varies(raw.var(axis=-1) * raw.shape[-1], raw.mean(axis=-1), raw.shape[-1])
     ac = np.where(moved, ac, 0.0)
     n = moved.sum(axis=-1)
     total = ac.sum(axis=-1)
