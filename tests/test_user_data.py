@@ -727,3 +727,29 @@ def test_long_rows_stamped_at_different_times_per_symbol_are_refused(tmp_path: P
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"different times of day \(AAA at 00:00:00, BBB at 16:00"):
         _quiet(from_csv, path, cfg=LOOSE)
+
+
+def test_review_regressions_of_the_data_fixes(tmp_path: Path) -> None:
+    """A benchmark column may stand in the volume frame; a symbol below 5e-7 with the
+    default volume loads (a derived volume above 1e15 is no unit error); a long CSV's
+    sector #N/A is refused, not read as no sector; a long Parquet indexed by (date,
+    symbol), or by unnamed dates, loads."""
+    from allocgym.data import from_parquet
+
+    df = _wide(300, 2).assign(SPY=_wide(300, 1).iloc[:, 0].to_numpy())
+    md = _quiet(from_prices, df, cfg=LOOSE, benchmark="SPY", volume=df * 0 + 1e6)
+    assert md.symbols == ("S0", "S1")
+    tiny = _wide(300, 2) * [1.0, 1e-8]
+    assert _quiet(from_prices, tiny, cfg=LOOSE).volume[0, 1] > 1e15
+    path = tmp_path / "long.csv"
+    path.write_text(_long_rows(["AAA", "BBB"], sector=["Energy", "#N/A"]))
+    with pytest.raises(DataError, match=r"symbol 'BBB' has sector '#N/A'"):
+        _quiet(from_csv, path, cfg=LOOSE)
+    long = _wide(30, 2).rename_axis("date").reset_index()
+    long = long.melt("date", var_name="symbol", value_name="close")
+    for name, frame in (
+        ("multi", long.set_index(["date", "symbol"])),
+        ("unnamed", long.set_index("date").rename_axis(None)),
+    ):
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        assert _quiet(from_parquet, tmp_path / f"{name}.parquet", cfg=LOOSE).n_assets == 2

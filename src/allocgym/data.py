@@ -551,7 +551,7 @@ def _check_content(md: MarketData) -> None:
             )
         bounds = RANGES[name]
         over = np.isfinite(a) & (a > bounds.high)
-        if over.any():
+        if over.any() and name not in md.defaulted:  # a default is derived, not a unit error
             raise DataError(
                 f"{name} above {bounds.high:g} {bounds.unit}: {_cells(md, over, a)}: "
                 f"{bounds.what} outside {bounds} (serving refuses it too); check the units"
@@ -960,8 +960,8 @@ def load_factor_returns(path: str | Path, market: MarketData) -> FactorReturns:
         raise DataError(
             f"{where} does not exist: pass an existing CSV (date,factor1,...) with --factors"
         )
+    _refuse_duplicate_columns(p, "factor")  # pandas would rename MKT, MKT to MKT.1
     try:
-        _refuse_duplicate_columns(p, "factor")  # pandas would rename MKT, MKT to MKT.1
         df = pd.read_csv(p, dtype=str, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{where} could not be read as CSV ({err})") from None
@@ -1157,21 +1157,21 @@ def _refuse_ambiguous_day_month(values: Any, parsed: pd.DatetimeIndex, what: str
     """Text dates whose month and day read both ways (no day above 12: monthly data dated
     on the 1st, 01/02/2000 ...) are refused: pandas reads them month first, and ten years
     of d/m/Y months would load as twelve days of January each year."""
-    raw = np.asarray(values, dtype=object)
-    text = [v for v in raw[:1] if isinstance(v, str)]
-    fmt = guess_datetime_format(text[0].strip()) if text else None
+    first = next(iter(values), None) if len(values) else None
+    fmt = guess_datetime_format(first.strip()) if isinstance(first, str) else None
     if fmt is None or "%m" not in fmt or "%d" not in fmt:
-        return
+        return  # not text (dates already), or no day and month to confuse
     if max(fmt.find("%Y"), fmt.find("%y")) < max(fmt.find("%m"), fmt.find("%d")):
         return  # year first (ISO 8601): month before day by convention
     swapped = fmt.replace("%m", "\0").replace("%d", "%m").replace("\0", "%d")
+    raw = pd.Series(np.asarray(values, dtype=object)).str.strip()
     try:
-        other = pd.DatetimeIndex(pd.to_datetime(pd.Series(raw).str.strip(), format=swapped))
+        other = pd.DatetimeIndex(pd.to_datetime(raw, format=swapped))
     except (TypeError, ValueError):
         return  # a day above 12 somewhere: the order is settled
     if not other.equals(parsed):
         raise DataError(
-            f"{what}: dates such as {text[0].strip()!r} read both as month/day ({fmt}) and "
+            f"{what}: dates such as {first.strip()!r} read both as month/day ({fmt}) and "
             f"as day/month ({swapped}), and no day is above 12 to tell: write the dates as "
             "YYYY-MM-DD (ISO 8601)"
         )
@@ -1234,7 +1234,9 @@ def _numeric(df: pd.DataFrame, what: str) -> np.ndarray:
     return df.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _aligned(frame: pd.DataFrame, close: pd.DataFrame, what: str) -> np.ndarray:
+def _aligned(
+    frame: pd.DataFrame, close: pd.DataFrame, what: str, benchmark: str | None = None
+) -> np.ndarray:
     if not frame.index.equals(close.index):
         raise DataError(
             f"{what} has {len(frame.index)} dates, close has {len(close.index)} (or they "
@@ -1243,7 +1245,7 @@ def _aligned(frame: pd.DataFrame, close: pd.DataFrame, what: str) -> np.ndarray:
     missing = [str(c) for c in close.columns if c not in frame.columns]
     if missing:
         raise DataError(f"{what} lacks symbols {missing[:_SHOW]}: one column per symbol")
-    extra = [str(c) for c in frame.columns if c not in close.columns]
+    extra = [str(c) for c in frame.columns if c not in close.columns and c != benchmark]
     if extra:  # a misspelt symbol's column is not dropped without a word
         raise DataError(
             f"{what} has columns {extra[:_SHOW]} that are not symbols of the prices: one "
@@ -1382,8 +1384,14 @@ def from_prices(
         bench_ret = _benchmark_from_prices(close.pop(benchmark), close.index)
     elif benchmark is not None:
         bench_ret = _benchmark_from_prices(benchmark, close.index)
-    vol = None if volume is None else _aligned(_with_dates(volume), close, "volume")
-    spr = None if spread_bps is None else _aligned(_with_dates(spread_bps), close, "spread_bps")
+    # a wide benchmark column may stand in the volume / spread frames too: not a symbol
+    bench_col = benchmark if isinstance(benchmark, str) else None
+    vol = None if volume is None else _aligned(_with_dates(volume), close, "volume", bench_col)
+    spr = (
+        None
+        if spread_bps is None
+        else _aligned(_with_dates(spread_bps), close, "spread_bps", bench_col)
+    )
     if sectors is not None and not isinstance(sectors, Mapping) and len(sectors) != close.shape[1]:
         raise DataError(
             f"{len(sectors)} sectors for {close.shape[1]} symbols: give one per column "
@@ -1453,7 +1461,7 @@ def _from_long(
     dup = rows.duplicated(subset=["date", "symbol"])
     if dup.any():
         shown = ", ".join(
-            f"{_day(d)} {s}"
+            f"{_stamp(d)} {s}"
             for d, s in rows.loc[dup, ["date", "symbol"]].head(_SHOW).itertuples(index=False)
         )
         raise DataError(
@@ -1471,8 +1479,20 @@ def _from_long(
     spr = _numeric(wide("spread_bps"), "spread_bps") if "spread_bps" in rows.columns else None
     if sectors is None and "sector" in rows.columns:
         # " Energy" and "Energy" are one sector (as load_sectors reads them); blank: none
-        label = rows["sector"].astype("string").str.strip()
-        rows["sector"] = label.mask(label.eq("").fillna(False)).astype(object)
+        # (cleaned per distinct label, then gathered: a row-wise strip of a long file's
+        # millions of cells cost seconds)
+        codes, labels = pd.factorize(rows["sector"])
+        clean = np.array([str(v).strip() for v in labels] + [""], dtype=object)
+        words = np.flatnonzero(np.isin(clean, _CSV_NA) & (clean != ""))
+        if words.size:
+            i = int(np.flatnonzero(codes == words[0])[0])
+            raise DataError(
+                f"{name}: symbol {rows['symbol'].iloc[i]!r} has sector {clean[words[0]]!r}, "
+                "a missing-value word: give it its sector, or leave the cell empty (the "
+                "symbol is then exempt from the sector cap)"
+            )
+        clean[clean == ""] = np.nan  # blank or missing (code -1: the appended "")
+        rows["sector"] = clean[codes]
         per = rows.groupby("symbol", sort=False)["sector"].nunique(dropna=True)
         if (per > 1).any():
             raise DataError(
@@ -1501,11 +1521,15 @@ def _refuse_mixed_stamps(rows: pd.DataFrame, name: str) -> None:
     """Daily rows stamped at one time of day per symbol, but not the same one (AAA at the
     date, BBB at 16:00): pivoted, they would read as NaN holes, and forward-filling them
     would double the bars."""
-    at = rows["date"] - rows["date"].dt.normalize()
-    per = at.groupby(rows["symbol"], sort=False).agg(["nunique", "first"])
+    ns = rows["date"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    at = ns % (86_400 * 10**9)  # the time of day, ns
+    if not at.any():
+        return  # daily stamps: nothing to compare
+    per = pd.Series(at).groupby(rows["symbol"].to_numpy(), sort=False).agg(["nunique", "first"])
     if len(per) > 1 and (per["nunique"] == 1).all() and per["first"].nunique() > 1:
         shown = ", ".join(
-            f"{sym} at {str(t).split(' days ')[-1][:8]}" for sym, t in per["first"].items()
+            f"{sym} at {str(pd.Timedelta(int(t), 'ns')).split(' days ')[-1][:8]}"
+            for sym, t in per["first"].items()
         )
         raise DataError(
             f"{name}: symbols are stamped at different times of day ({shown[:200]}): a bar "
@@ -1534,11 +1558,19 @@ def from_csv(path: str | Path, **kwargs: Any) -> MarketData:
         if _is_long(head):
             # pandas' missing-value words hold in every column but the symbols': NA
             # (National Bank of Canada), NULL or None are tickers, only an empty cell is none
-            na = {c: _CSV_NA for c in head.columns if str(c).strip().lower() != "symbol"}
-            na |= {c: ("",) for c in head.columns if str(c).strip().lower() == "symbol"}
-            # and symbols and sectors as text: 0005 stays 0005 (not 5), TRUE not True
-            text = {c: str for c in head.columns if str(c).strip().lower() in _LONG_TEXT}
-            df = pd.read_csv(p, keep_default_na=False, na_values=na, dtype=text)
+            # and symbols and sectors as text: 0005 stays 0005 (not 5), TRUE not True, and
+            # a sector #N/A is refused (as load_sectors does), not read as no sector
+            text = [c for c in head.columns if str(c).strip().lower() in _LONG_TEXT]
+            na = {c: ("",) if c in text else _CSV_NA for c in head.columns}
+            df = pd.read_csv(p, keep_default_na=False, na_values=na)
+            # a column read as numbers or booleans is read again as text (dtype=str for
+            # the whole file costs twice the read)
+            retext = [c for c in text if not pd.api.types.is_string_dtype(df[c])]
+            if retext:
+                again = pd.read_csv(
+                    p, usecols=retext, keep_default_na=False, na_values=na, dtype=str
+                )
+                df[retext] = again[retext]
         else:
             _refuse_duplicate_columns(p)
             df = pd.read_csv(p, index_col=0)
@@ -1577,11 +1609,15 @@ def from_parquet(path: str | Path, **kwargs: Any) -> MarketData:
         df = pd.read_parquet(p)
     except (OSError, ValueError) as err:
         raise DataError(f"Parquet file {str(p)!r} could not be read ({err})") from None
+    levels = {str(n).strip().lower() for n in df.index.names}
+    if isinstance(df.index, pd.MultiIndex) and {"date", "symbol"} <= levels:
+        df = df.reset_index()  # long rows stored indexed by (date, symbol)
     cols = {str(c).strip().lower(): c for c in df.columns}
     named_date = str(df.index.name).strip().lower() == "date"
     if _is_long(df):
-        if "date" not in cols and named_date:
-            df = df.reset_index()  # a long frame stored with its dates as the index
+        if "date" not in cols and (named_date or isinstance(df.index, pd.DatetimeIndex)):
+            # a long frame stored with its dates as the index
+            df = df.reset_index(names="date")
     elif "date" in cols and not isinstance(df.index, pd.DatetimeIndex):
         df = df.set_index(cols["date"])
     elif isinstance(df.index, pd.RangeIndex) and not named_date:
