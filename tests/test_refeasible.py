@@ -284,3 +284,49 @@ def test_pin_untradable_nothing_held_moved_returns_approved() -> None:
     out = pin_untradable(approved, c, x, bounds(1, 2, gross=0.5), trace)
     assert out is approved
     assert not trace.sym.any() and not trace.clip.any()
+
+
+def _held_chain(limits: RiskLimits, cur: list[float], prop: list[float]) -> Any:
+    """The gate chain on one long/short book of 3 names in 3 sectors, name 0 halted."""
+    from allocgym.risk import GateContext, RiskGateChain
+
+    n = len(cur)
+    ctx = GateContext(
+        current_weights=np.array([cur]), equity=np.array([1e6]),
+        prices=np.full((1, n), 100.0), adv_notional=np.full((1, n), 1e9),
+        volatility=np.full((1, n), 0.02), spread_bps=np.full((1, n), 5.0),
+        sector_ids=np.arange(n), regime=np.zeros(1, np.int64),
+        tradable=np.array([[False] + [True] * (n - 1)]),
+    )  # fmt: skip
+    return RiskGateChain(limits).apply(np.array([prop]), ctx), ctx
+
+
+def test_a_held_name_hedged_by_the_proposal_keeps_the_tradable_book() -> None:
+    """A halted long of 0.50 and a tradable short of -0.15: net 0.35 over a 0.30 cap. The
+    proposal adds to the hedge (net 0.25, inside every limit): it is approved as it is.
+    Every tradable name had been closed, which left the net at 0.50."""
+    from allocgym.risk import check_invariants
+
+    lim = RiskLimits(
+        max_symbol_weight=1.0, max_gross=1.5, max_net=0.3, max_sector_gross=1.0,
+        long_only=False, max_turnover=0.5, max_participation=1.0, slippage_budget_bps=1e4,
+    )  # fmt: skip
+    res, ctx = _held_chain(lim, [0.50, -0.15, 0.0], [0.50, -0.25, 0.0])
+    assert res.approved.tolist() == [[0.50, -0.25, 0.0]]
+    assert check_invariants(res, ctx, lim).n_breaches == 0
+
+
+def test_a_held_name_over_its_own_cap_does_not_close_the_book() -> None:
+    """The symbol cap shrank under a halted 0.08 (cap 0.05): no trade can change that
+    name, so the other names keep their in-limit book (all had been sold), and the
+    portfolio is coded NOT_TRADABLE, which check_invariants needs to excuse the excess."""
+    from allocgym.risk import check_invariants
+
+    lim = RiskLimits(
+        max_symbol_weight=0.05, max_gross=1.0, max_net=1.0, max_sector_gross=1.0,
+        long_only=True, max_turnover=0.5, max_participation=1.0, slippage_budget_bps=1e4,
+    )  # fmt: skip
+    res, ctx = _held_chain(lim, [0.08, 0.04, 0.04], [0.08, 0.04, 0.04])
+    assert res.approved.tolist() == [[0.08, 0.04, 0.04]]
+    assert res.portfolio_reasons[0] & NT
+    assert check_invariants(res, ctx, lim).n_breaches == 0
