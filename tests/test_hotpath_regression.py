@@ -47,11 +47,7 @@ bit in ``symbol_reasons`` (approved books and every float unchanged). The ``env/
 digests were re-recorded when ``info["portfolio_reasons"]`` became execution's codes (the
 gates' and execution's, ``NO_TRADE_BAND`` and ``LOT_ROUNDING`` added), as serving reports
 them: every other array held. They were re-recorded when ``info["cancelled"]`` (orders not
-filled at ``t + 1``) joined the info: without that key all 324 digests reproduce. One gate
-case, ``gate/default/b64/m20/s0e1``, was re-recorded when a held name's own excess over its
-symbol cap stopped closing every tradable name (``pin_untradable``): two of its 64 rows
-had been liquidated and now keep an in-limit book (0 invariant breaches); every other
-digest held.
+filled at ``t + 1``) joined the info: without that key all 324 digests reproduce.
 
 The env entries also depend on the modules the env calls (actions, intents, features,
 regime, measures, config defaults). After an intended change that moves bits, check it
@@ -816,7 +812,7 @@ DIGESTS: dict[str, str] = {
     "exec/default/b64/m20/s0e0": "1576d5285580d42566ac91f0c109a9b884797781f188ee2d13708ff8470ed040",
     "gate/default/b64/m20/s1e0": "2a0d526fc38633cc9e326d08f7fd58a67c5af3ca1a298c2922ed18a28dee0eb5",
     "exec/default/b64/m20/s1e0": "02ead93131a6618bc5c04cd96aeabe02ad5cfc3330d4333a4cb4b26bf4874a47",
-    "gate/default/b64/m20/s0e1": "87f46a1e9d9f992211c3b431d77fe85141f50da0a86c26835277bb37dbf5e059",
+    "gate/default/b64/m20/s0e1": "06d17c1998b152a889ad5997c289eb6af6d25a07f00e7badd94463f4610f6721",
     "gate/longshort_beta/b64/m20/s0e0": "d8b0fddca8d47a8d747c5df9b10560ecda1f2f7de697247464ca3213a853062f",
     "exec/longshort_beta/b64/m20/s0e0": "58d13a104262d9b8eff05427c6dda4abc8f0e1c421f66ca81e605d8d4a0d22d2",
     "gate/longshort_beta/b64/m20/s1e0": "f1b2fa767d9eed85b3c8175f05fa37a9a030f389beaf7a68e8461f3d648909e2",
@@ -1142,7 +1138,7 @@ FINGERPRINTS: dict[str, str] = {
     "exec/default/b64/m20/s0e0": "b2dd8d405c1f7312 8:0.5610160024658932:-102.81173797164344",
     "gate/default/b64/m20/s1e0": "f31f61046502fef5 8:-0.5923668984876925:-398.8493012335561",
     "exec/default/b64/m20/s1e0": "2a28d645f650c4ea 8:0.3944512808005632:-99.06199223893364",
-    "gate/default/b64/m20/s0e1": "0f376464c0872f5a 8:0.6470253502320473:1791.581357495143",
+    "gate/default/b64/m20/s0e1": "31b08a62fedcaae3 8:0.6417079200236651:1791.5555273156824",
     "gate/longshort_beta/b64/m20/s0e0": "f1ff1733c319ebc5 8:0.9429243064202304:-244.81353580578144",
     "exec/longshort_beta/b64/m20/s0e0": "6519cc6e10b02c0a 8:0.019774282732150157:-102.0661029868342",
     "gate/longshort_beta/b64/m20/s1e0": "f6e7d9d984255b46 8:-0.046595146870841125:-347.0599880462663",

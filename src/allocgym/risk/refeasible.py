@@ -6,7 +6,7 @@ import numpy as np
 
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Bounds
-from allocgym.risk.gates.registry import coupled_ok, coupled_violations, names_outside
+from allocgym.risk.gates.registry import coupled_ok, coupled_violations, hard_ok
 from allocgym.risk.inputs import Inputs
 from allocgym.risk.kernels import (
     BISECT_ITERS,
@@ -119,12 +119,6 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
     return np.nan_to_num(per_name, nan=0.0) * hi[:, None]
 
 
-def _feasible(w: np.ndarray, b: Bounds, tradable: np.ndarray) -> np.ndarray:
-    """(n,) bool: ``w`` inside every hard limit but a held name's own symbol-level one,
-    which no trade can change (a halted name over its cap, e.g. after the cap shrank)."""
-    return coupled_ok(w, b) & ~rows_any(names_outside(w, b) & tradable)
-
-
 def pin_untradable(
     approved: np.ndarray,
     c_in: np.ndarray,
@@ -142,12 +136,9 @@ def pin_untradable(
     their caps and shrunk per sector, then by a common factor: ``pinned_shrink``) toward
     the pinned approved book, as far as the limits allow (``bisect_scale``; the trade only
     shrinks, so the trade limits hold).
-    The changed tradable names carry the first limit the pinned book broke. A held
-    name's own symbol-level excess (over a cap that shrank) counts against no book: no
-    trade can change it. When no base is inside but the pinned book is (the proposal's
-    other names hedge the held names' net or beta), the pinned book is approved. When
-    neither is (the held names alone break a portfolio limit that shrinking cannot
-    restore), the portfolio is coded ``NOT_TRADABLE`` and its tradable names are closed.
+    The changed tradable names carry the first limit the pinned book broke. When no
+    base is inside (the held names alone break a limit), the portfolio is coded
+    ``NOT_TRADABLE`` and its tradable names are closed.
     """
     moved = ~x.tradable & (approved != x.c)
     rows = rows_any(moved)
@@ -160,7 +151,7 @@ def pin_untradable(
     c, t, a = x.c[idx], x.tradable[idx], approved[idx]
     pinned = np.where(t, a, c)
     base = np.where(t, c_in[idx], c)
-    ok = _feasible(base, sub, t)
+    ok = hard_ok(base, sub)
     if not ok.all():
         # The current book, its tradable names clipped to their caps, then shrunk
         # (reduce-only; a factor within float dust of 1 is 1, so a
@@ -172,12 +163,7 @@ def pin_untradable(
         f = np.where(f >= 1.0 - 1e-12, 1.0, f)
         shrunk = np.where(t, f * clipped, clipped)
         base = np.where(ok[:, None], base, shrunk)
-        ok = _feasible(base, sub, t)
-        # no shrunk book fits, but the pinned proposal does (a held name's excess that
-        # the proposal's other names hedge): it is the base, and approved as it is
-        fits = ~ok & _feasible(pinned, sub, t)
-        base = np.where(fits[:, None], pinned, base)
-        ok |= fits
+        ok = hard_ok(base, sub)
     lam = np.zeros(idx.size)
     if ok.any():
         r = np.flatnonzero(ok)
@@ -206,9 +192,7 @@ def pin_untradable(
     first = np.where(ok & (first != 0), first, first | nt_bit)
     sym |= np.where(changed, first[:, None], 0)
     port |= np.where(rows_any(changed), first, 0)
-    # the held names constrain the portfolio: none fits, or one stays over its own cap
-    held_over = rows_any(names_outside(new, sub) & ~t)
-    port |= np.where(ok & ~held_over, 0, nt_bit)
+    port |= np.where(ok, 0, nt_bit)
     removed = np.abs(np.where(changed, a - new, 0.0)).sum(axis=1)
     for code, _ in violations:
         trace.clip[GATE_ROW[code], idx] += np.where(first & int(code), removed, 0.0)
