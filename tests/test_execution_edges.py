@@ -623,3 +623,28 @@ def test_params_from_config_copy_every_field() -> None:
         40,
         9,
     )
+
+
+def test_a_broadcast_equity_is_read_as_the_gates_read_it() -> None:
+    """A scalar or (1,) equity, which the gates and check_invariants broadcast, had made
+    ExecutionPolicy.apply raise a bare ValueError: it now gives the per-row result."""
+    from allocgym.risk import RiskGateChain
+
+    lim = RiskLimits(max_symbol_weight=0.5, max_gross=1.0, max_net=1.0, max_sector_gross=1.0)
+    n, m = 2, 3
+
+    def ctx(equity: object) -> GateContext:
+        return GateContext(
+            current_weights=np.zeros((n, m)), equity=equity, prices=np.full((n, m), 100.0),
+            adv_notional=np.full((n, m), 1e9), volatility=np.full((n, m), 0.02),
+            spread_bps=np.full((n, m), 5.0), sector_ids=np.arange(m),
+            regime=np.zeros(n, np.int64), tradable=np.ones((n, m), bool),
+        )  # fmt: skip
+
+    policy = ExecutionPolicy(ExecutionParams(), lim)
+    rows = ctx(np.full(n, 1e6))
+    want = policy.apply(RiskGateChain(lim).apply(np.full((n, m), 0.1), rows), rows)
+    for equity in (np.float64(1e6), np.array([1e6])):
+        c = ctx(equity)
+        got = policy.apply(RiskGateChain(lim).apply(np.full((n, m), 0.1), c), c)
+        assert np.array_equal(got.target_qty, want.target_qty)

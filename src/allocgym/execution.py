@@ -427,7 +427,8 @@ class ExecutionPolicy:
         out = plan_orders(
             a, c, _fit(np.asarray(ctx.prices, dtype=np.float64), a.shape),
             _fit(np.asarray(ctx.tradable, dtype=bool), a.shape),
-            np.asarray(ctx.equity, dtype=np.float64).reshape(n_envs), st.bands(n_assets),
+            np.ascontiguousarray(_fit(np.asarray(ctx.equity, dtype=np.float64), (n_envs,))),
+            st.bands(n_assets),
             p.portfolio_drift_threshold, sym, port,
             self._trigger_inputs(ctx, triggers or _NO_TRIGGERS, st, n_envs), inside,
             names_out, betas, sectors.ids, sectors.n, limits, _TOL, lot, st.unit_lot,
