@@ -641,9 +641,9 @@ def test_a_halt_leaves_the_zscore_undefined_for_its_window() -> None:
 # ----------------------------------------------------------------------------- flat series
 
 
-def _flat_market(close_row: list[float], bench: np.ndarray, n_days: int) -> MarketData:
-    close = np.tile(np.asarray(close_row, dtype=np.float64), (n_days, 1))
-    n = close.shape[1]
+def _market_of(close: np.ndarray, bench: np.ndarray) -> MarketData:
+    """A market of these closes and benchmark returns (volume 1e6, spread 5 bps)."""
+    n_days, n = close.shape
     return MarketData(
         dates=pd.bdate_range("2001-01-01", periods=n_days).to_numpy(dtype="datetime64[ns]"),
         symbols=tuple(f"S{i}" for i in range(n)), close=close,
@@ -661,18 +661,14 @@ def test_series_flat_up_to_rounding_have_no_ratio(builder: FeatureBuilder) -> No
     rng = np.random.default_rng(0)
     moving = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, (n_days, 4)), axis=0))
     cash = np.r_[0.0, np.full(n_days - 1, 0.05 / 252)]
-    md = _flat_market([1.0] * 4, cash, n_days)
-    md = MarketData(
-        dates=md.dates, symbols=md.symbols, close=moving, volume=md.volume,
-        spread_bps=md.spread_bps, sectors=md.sectors, benchmark_returns=cash,
-        tradable=md.tradable,
-    )  # fmt: skip
+    md = _market_of(moving, cash)
     f = builder.precompute(md)
     t = n_days - 1
     assert f.betas[t].tolist() == [0.0] * 4
     path = builder.regime.path_from_returns(md.returns, cash)
     assert path.trend_tstat[t] == 0.0 and REGIME_LABELS[f.regime[t]] != "trend"
-    flat = builder.precompute(_flat_market([50.0, 123.456, 1234.5678, 0.37], cash, n_days))
+    prices = np.tile([50.0, 123.456, 1234.5678, 0.37], (n_days, 1))
+    flat = builder.precompute(_market_of(prices, cash))
     z = builder.market_asset_feature_names.index("mr_zscore")
     assert flat.asset[t, :, z].tolist() == [0.0] * 4
     assert np.abs(flat.intents[t, 1]).max() == 0.0  # no mean-reversion intent either
@@ -690,12 +686,7 @@ def test_a_return_that_rounds_to_minus_one_keeps_the_features_finite(
     close[n_days - 4, 0] = 1e9
     close[n_days - 3 :, 0] = 2e-8
     bench = np.r_[0.0, rng.normal(0, 0.01, n_days - 1)]
-    md = _flat_market([1.0] * 3, bench, n_days)
-    md = MarketData(
-        dates=md.dates, symbols=md.symbols, close=close, volume=md.volume,
-        spread_bps=md.spread_bps, sectors=md.sectors, benchmark_returns=bench,
-        tradable=md.tradable,
-    )  # fmt: skip
+    md = _market_of(close, bench)
     assert md.returns[n_days - 3, 0] == -1.0
     f = builder.precompute(md)
     for name in ("template", "volatility", "momentum", "intents", "intent_confidence"):
