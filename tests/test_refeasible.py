@@ -284,3 +284,87 @@ def test_pin_untradable_nothing_held_moved_returns_approved() -> None:
     out = pin_untradable(approved, c, x, bounds(1, 2, gross=0.5), trace)
     assert out is approved
     assert not trace.sym.any() and not trace.clip.any()
+
+
+# ------------------------------------------------- held names over a limit, through the chain
+
+
+def _held_chain(
+    limits: RiskLimits, cur: list[float], prop: list[float], betas: list[float] | None = None
+) -> Any:
+    """The gate chain on one long/short book, one sector per name, name 0 halted: the
+    result, then the same book gated again from itself (the chain's idempotence)."""
+    import dataclasses
+
+    from allocgym.risk import GateContext, RiskGateChain, check_invariants
+
+    n = len(cur)
+    ctx = GateContext(
+        current_weights=np.array([cur]), equity=np.array([1e6]),
+        prices=np.full((1, n), 100.0), adv_notional=np.full((1, n), 1e9),
+        volatility=np.full((1, n), 0.02), spread_bps=np.full((1, n), 5.0),
+        sector_ids=np.arange(n), regime=np.zeros(1, np.int64),
+        tradable=np.array([[False] + [True] * (n - 1)]),
+        betas=None if betas is None else np.array([betas]),
+    )  # fmt: skip
+    chain = RiskGateChain(limits)
+    res = chain.apply(np.array([prop]), ctx)
+    assert check_invariants(res, ctx, limits).n_breaches == 0
+    ctx2 = dataclasses.replace(ctx, current_weights=res.approved)
+    again = chain.apply(res.approved, ctx2)
+    assert np.array_equal(again.approved, res.approved)
+    return res
+
+
+def _long_short(**over: Any) -> RiskLimits:
+    base = dict(
+        max_symbol_weight=1.0, max_gross=1.5, max_net=1.0, max_sector_gross=1.0,
+        long_only=False, max_turnover=0.5, max_participation=1.0, slippage_budget_bps=1e4,
+    )  # fmt: skip
+    return RiskLimits(**{**base, **over})
+
+
+def test_a_held_name_hedged_by_the_proposal_keeps_the_tradable_book() -> None:
+    """A halted long of 0.50 and a tradable short of -0.44 (beta 0.06 over a 0.05
+    tolerance): the proposal shorts 0.02 more (beta 0.04, inside every limit, a trade
+    inside the 0.05 turnover cap). It is approved as it is. The trade from the de-risked
+    book was over the turnover cap, which moved the held name, and every tradable name
+    had been closed: beta 0.50."""
+    lim = _long_short(beta_tolerance=0.05, max_turnover=0.05)
+    res = _held_chain(lim, [0.50, -0.44, 0.0], [0.50, -0.46, 0.0], betas=[1.0, 1.0, 1.0])
+    assert res.approved.tolist() == [[0.50, -0.46, 0.0]]
+    fd = int(R.FORCED_DERISK)  # the current book is outside: the only code
+    assert res.portfolio_reasons.tolist() == [fd]
+    assert (res.symbol_reasons & ~fd).tolist() == [[0, 0, 0]]
+
+
+def test_a_hedge_over_the_trade_limits_is_approved_as_they_pass_it() -> None:
+    """The same book, the proposal shorting 0.10 more: the turnover cap halves the trade
+    from the current book, to -0.49 (beta 0.01), inside every limit: approved, coded
+    TURNOVER_CAP. The gates' own trade started from the de-risked book (-0.37): half-way
+    it was still over the beta tolerance."""
+    lim = _long_short(beta_tolerance=0.05, max_turnover=0.05)
+    res = _held_chain(lim, [0.50, -0.44, 0.0], [0.50, -0.54, 0.0], betas=[1.0, 1.0, 1.0])
+    assert res.approved == pytest.approx(np.array([[0.50, -0.49, 0.0]]), abs=1e-12)
+    fd = int(R.FORCED_DERISK)
+    assert (res.symbol_reasons & ~fd).tolist() == [[0, int(R.TURNOVER_CAP), 0]]
+    assert res.portfolio_reasons[0] & int(R.TURNOVER_CAP)
+
+
+def test_a_held_name_over_its_own_cap_does_not_close_the_book() -> None:
+    """The symbol cap shrank under a halted 0.08 (cap 0.05): no trade can change that
+    name, so the other names keep their in-limit book (all had been sold), and the
+    portfolio is coded NOT_TRADABLE, which check_invariants needs to excuse the excess."""
+    lim = _long_short(max_symbol_weight=0.05, long_only=True)
+    res = _held_chain(lim, [0.08, 0.04, 0.04], [0.08, 0.04, 0.04])
+    assert res.approved.tolist() == [[0.08, 0.04, 0.04]]
+    assert res.portfolio_reasons[0] & NT
+
+
+def test_a_held_name_over_its_own_cap_lets_the_others_trade_to_their_caps() -> None:
+    """As above, the proposal over the cap on a tradable name too (0.09): that name is
+    clipped to its 0.05 cap, the rest of the book is kept, nothing is closed."""
+    lim = _long_short(max_symbol_weight=0.05, long_only=True)
+    res = _held_chain(lim, [0.08, 0.04, 0.04], [0.08, 0.09, 0.02])
+    assert res.approved.tolist() == [[0.08, 0.05, 0.02]]
+    assert res.portfolio_reasons[0] & NT

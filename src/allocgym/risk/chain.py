@@ -16,7 +16,7 @@ from allocgym.risk.gates.strategy import attribute_approved, strategy_gate
 from allocgym.risk.gates.trade import filled_weights, trade_limits
 from allocgym.risk.inputs import Inputs, read_inputs
 from allocgym.risk.invariants import check_invariants
-from allocgym.risk.kernels import GATE_ROW, Trace, or_bits
+from allocgym.risk.kernels import GATE_ROW, Trace, or_bits, reduce_only
 from allocgym.risk.limits import RiskLimits
 from allocgym.risk.refeasible import pin_untradable
 
@@ -112,9 +112,11 @@ class RiskGateChain:
                 rows, np.abs(x.p - x.c).sum(axis=1), 0.0
             )
         held = p
+        before = None
         if not x.all_tradable:
             held = np.where(x.tradable, p, x.c)
             trace.record(ReasonCode.NOT_TRADABLE, p, held, portfolio=False)
+            before = trace.copy()
 
         # One pass of the hard gates over the current books (the forced de-risk: what
         # they change was outside the limits) and the proposals, stacked row-wise.
@@ -133,18 +135,22 @@ class RiskGateChain:
         dec = stacked.take(slice(0, n))
 
         if x.any_reduce:
-            # Signs, not products: a product of two tiny weights underflows to 0.
-            flip = np.sign(target) * np.sign(c_in) < 0
-            r = np.where(flip, 0.0, np.where(np.abs(target) > np.abs(c_in), c_in, target))
-            r = np.where(x.reduce[:, None], r, target)
+            r = reduce_only(target, c_in, x.reduce)
             trace.record(ReasonCode.REDUCE_ONLY, target, r, portfolio=False)
             target = signed_gates(r, dec, trace)
 
         filled = filled_weights(ctx.recent_fills, x)
         approved = trade_limits(c_in, target, dec, pcap, x, trace, tables, self.cost_model, filled)
 
-        if not x.all_tradable:
-            approved = pin_untradable(approved, c_in, x, dec, trace)
+        if before is not None:
+
+            def from_current(book: np.ndarray) -> tuple[np.ndarray, Trace]:
+                # the trade limits on the trade from the current book (a repair's candidate)
+                t = Trace(n, m)
+                out = trade_limits(x.c, book, dec, pcap, x, t, tables, self.cost_model, filled)
+                return out, t
+
+            approved = pin_untradable(approved, c_in, x, dec, trace, held, from_current, before)
 
         flat = None
         if x.any_killed or x.any_bad_row:

@@ -129,6 +129,13 @@ class Trace:
         out.touched = self.touched
         return out
 
+    def copy(self) -> Trace:
+        """A snapshot of the bits and amounts."""
+        out = Trace.__new__(Trace)
+        out.sym, out.port, out.clip = self.sym.copy(), self.port.copy(), self.clip.copy()
+        out.touched = self.touched
+        return out
+
     def record(
         self,
         code: ReasonCode,
@@ -159,6 +166,15 @@ class Trace:
         if portfolio:
             self.port[rows[rows_any(changed)]] |= bit
         self.clip[i, rows] += removed
+
+
+def reduce_only(w: np.ndarray, c: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``w`` with the ``rows`` (n,) held to reduce-only from ``c``: no name grows in
+    magnitude (it stays at ``c``) or flips sign (it closes)."""
+    # Signs, not products: a product of two tiny weights underflows to 0.
+    flip = np.sign(w) * np.sign(c) < 0
+    r = np.where(flip, 0.0, np.where(np.abs(w) > np.abs(c), c, w))
+    return np.where(rows[:, None], r, w)
 
 
 def replace_rows(w: np.ndarray, rows: np.ndarray, block: np.ndarray) -> np.ndarray:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Bounds
-from allocgym.risk.gates.registry import coupled_ok, coupled_violations, hard_ok
+from allocgym.risk.gates.registry import coupled_ok, coupled_violations, names_outside
 from allocgym.risk.inputs import Inputs
 from allocgym.risk.kernels import (
     BISECT_ITERS,
     GATE_ROW,
     Trace,
     or_bits,
+    reduce_only,
     rows_any,
 )
 
@@ -119,26 +122,48 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
     return np.nan_to_num(per_name, nan=0.0) * hi[:, None]
 
 
+def _feasible(w: np.ndarray, b: Bounds, tradable: np.ndarray) -> np.ndarray:
+    """(n,) bool: ``w`` inside every hard limit but a held name's own symbol-level one,
+    which no trade can change (a halted name over its cap, e.g. after the cap shrank)."""
+    return coupled_ok(w, b) & ~rows_any(names_outside(w, b) & tradable)
+
+
 def pin_untradable(
     approved: np.ndarray,
     c_in: np.ndarray,
     x: Inputs,
     dec: Bounds,
     trace: Trace,
+    proposal: np.ndarray | None = None,
+    from_current: Callable[[np.ndarray], tuple[np.ndarray, Trace]] | None = None,
+    before: Trace | None = None,
 ) -> np.ndarray:
     """Hold every non-tradable weight at the current one; fit the tradable names.
 
     The hard gates scale whole books (sectors, gross, net, beta), non-tradable names
     included, but execution cannot move those. In a portfolio where they moved, they
     are put back (``NOT_TRADABLE``) and the portfolio limits are met by the tradable
-    names alone: from a base book inside the limits (the de-risked current book with
-    the held names put back; else the current book with its tradable names clipped to
-    their caps and shrunk per sector, then by a common factor: ``pinned_shrink``) toward
-    the pinned approved book, as far as the limits allow (``bisect_scale``; the trade only
-    shrinks, so the trade limits hold).
+    names alone. A held name's own symbol-level excess (over a cap that shrank under
+    it) counts against no book: no trade can change it, and the portfolio is coded
+    ``NOT_TRADABLE`` while it lasts.
+
+    First, ``proposal`` (the proposal with the held names at the current weights),
+    reduce-only where that is on, as the trade limits pass it from the current book
+    (``from_current``: that book and the trade limits' trace), is approved where it is
+    inside the limits. The gates' de-risked current book can be further from a hedge
+    of the held names than the current book is. Those rows carry the codes of
+    ``before`` (the trace before the hard gates), the reduce-only and trade limits'
+    codes and the forced de-risk's. The chain stays idempotent: its own output, gated
+    from itself, is such a proposal with no trade.
+
+    Elsewhere, from a base book inside the limits (the de-risked current book with the
+    held names put back; else the current book with its tradable names clipped to
+    their caps and shrunk per sector, then by a common factor: ``pinned_shrink``; else
+    the pinned approved book itself) toward the pinned approved book, as far as the
+    limits allow (``bisect_scale``; the trade only shrinks, so the trade limits hold).
     The changed tradable names carry the first limit the pinned book broke. When no
-    base is inside (the held names alone break a limit), the portfolio is coded
-    ``NOT_TRADABLE`` and its tradable names are closed.
+    base is inside (the held names alone break a portfolio limit), the portfolio is
+    coded ``NOT_TRADABLE`` and its tradable names are closed.
     """
     moved = ~x.tradable & (approved != x.c)
     rows = rows_any(moved)
@@ -146,12 +171,18 @@ def pin_untradable(
         rows &= ~(x.killed | x.bad_row)  # flattened (and coded) by the caller
     if not rows.any():
         return approved
+    nt_bit = int(ReasonCode.NOT_TRADABLE)
+    out = approved.copy()
+    if proposal is not None and from_current is not None and before is not None:
+        rows = _approve_as_proposed(rows, out, proposal, x, dec, trace, from_current, before)
+        if not rows.any():
+            return out
     idx = np.flatnonzero(rows)
     sub = dec.take(idx)
     c, t, a = x.c[idx], x.tradable[idx], approved[idx]
     pinned = np.where(t, a, c)
     base = np.where(t, c_in[idx], c)
-    ok = hard_ok(base, sub)
+    ok = _feasible(base, sub, t)
     if not ok.all():
         # The current book, its tradable names clipped to their caps, then shrunk
         # (reduce-only; a factor within float dust of 1 is 1, so a
@@ -163,7 +194,12 @@ def pin_untradable(
         f = np.where(f >= 1.0 - 1e-12, 1.0, f)
         shrunk = np.where(t, f * clipped, clipped)
         base = np.where(ok[:, None], base, shrunk)
-        ok = hard_ok(base, sub)
+        ok = _feasible(base, sub, t)
+        # no shrunk book fits, but the pinned approved book does (the proposal's other
+        # names hedge a held name's net or beta): it is the base, approved as it is
+        fits = ~ok & _feasible(pinned, sub, t)
+        base = np.where(fits[:, None], pinned, base)
+        ok |= fits
     lam = np.zeros(idx.size)
     if ok.any():
         r = np.flatnonzero(ok)
@@ -176,7 +212,6 @@ def pin_untradable(
         # fixed point (the chain stays idempotent).
         new = np.where(ok[:, None] | ~t, new, 0.0)
 
-    nt_bit = int(ReasonCode.NOT_TRADABLE)
     sym, port = trace.sym[idx], trace.port[idx]
     or_bits(sym, nt_bit, moved[idx])
     trace.clip[GATE_ROW[ReasonCode.NOT_TRADABLE], idx] += np.abs(np.where(t, 0.0, a - c)).sum(
@@ -192,11 +227,54 @@ def pin_untradable(
     first = np.where(ok & (first != 0), first, first | nt_bit)
     sym |= np.where(changed, first[:, None], 0)
     port |= np.where(rows_any(changed), first, 0)
-    port |= np.where(ok, 0, nt_bit)
+    # the held names constrain the portfolio: no book fits, or one stays over its own cap
+    held_over = rows_any(names_outside(new, sub) & ~t)
+    port |= np.where(ok & ~held_over, 0, nt_bit)
     removed = np.abs(np.where(changed, a - new, 0.0)).sum(axis=1)
     for code, _ in violations:
         trace.clip[GATE_ROW[code], idx] += np.where(first & int(code), removed, 0.0)
     trace.sym[idx], trace.port[idx] = sym, port
-    out = approved.copy()
     out[idx] = new
     return out
+
+
+def _approve_as_proposed(
+    rows: np.ndarray,
+    out: np.ndarray,
+    proposal: np.ndarray,
+    x: Inputs,
+    dec: Bounds,
+    trace: Trace,
+    from_current: Callable[[np.ndarray], tuple[np.ndarray, Trace]],
+    before: Trace,
+) -> np.ndarray:
+    """Approve ``proposal`` as the trade limits pass it in the ``rows`` where that fits
+    (see :func:`pin_untradable`), writing them into ``out`` and ``trace``; the rows left
+    to repair."""
+    book = np.where(rows[:, None], proposal, x.c)  # other rows: no trade
+    cut = Trace(*book.shape)
+    if x.any_reduce:
+        reduced = reduce_only(book, x.c, x.reduce)
+        cut.record(ReasonCode.REDUCE_ONLY, book, reduced, portfolio=False)
+        book = reduced
+    book, limited = from_current(book)
+    idx = np.flatnonzero(rows)
+    t = x.tradable[idx]
+    fits = _feasible(book[idx], dec.take(idx), t) & ~rows_any((book[idx] != x.c[idx]) & ~t)
+    if not fits.any():
+        return rows
+    idx = idx[fits]
+    p = book[idx]
+    out[idx] = p
+    # the forced de-risk's bits stay: the names it found outside the limits
+    fd = int(ReasonCode.FORCED_DERISK)
+    held_over = rows_any(names_outside(p, dec.take(idx)) & ~x.tradable[idx])
+    nt = np.where(held_over, int(ReasonCode.NOT_TRADABLE), 0)
+    trace.sym[idx] = before.sym[idx] | cut.sym[idx] | limited.sym[idx] | (trace.sym[idx] & fd)
+    trace.port[idx] = before.port[idx] | limited.port[idx] | (trace.port[idx] & fd) | nt
+    keep = trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK], idx]
+    trace.clip[:, idx] = before.clip[:, idx] + cut.clip[:, idx] + limited.clip[:, idx]
+    trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK], idx] = keep
+    left = rows.copy()
+    left[idx] = False
+    return left
