@@ -40,9 +40,14 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    starting book is feasible. The binding limit's code is recorded.
 8. **Held names.** A non-tradable weight is never moved (execution could not move it):
    where a gate moved one, it is put back (``NOT_TRADABLE``) and the portfolio limits are
-   met by the tradable names alone (``pin_untradable``). When the held names alone break
-   a limit, the portfolio is coded ``NOT_TRADABLE`` and its tradable names are closed. Kill
-   switch and unreadable books are still approved flat.
+   met by the tradable names alone (``pin_untradable``): first the proposal itself, as the
+   trade limits pass it from the current book, where it fits (the tradable names can
+   hedge a held name's net or beta); else the bisection from a book inside the limits
+   toward the pinned approved book. A held name's own excess over its symbol caps (a cap
+   that shrank under it) counts against no book and codes the portfolio
+   ``NOT_TRADABLE``. Only where no book fits (the held names alone break a portfolio
+   limit the tradable names cannot offset) are the tradable names closed. Kill switch
+   and unreadable books are still approved flat.
 
 Limits are compared with a relative float tolerance of 1e-12 (a value within it counts as
 at the limit), so the chain is idempotent: its own output, fed back with the current book
