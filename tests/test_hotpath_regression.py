@@ -53,9 +53,10 @@ table's gate, execution and cost digests reproduce there for 193 of 288) when a 
 that alone breaks a limit stopped closing every tradable name (``pin_untradable``): four
 gate fingerprints moved. In ``gate/default/b64/m20/s0e1`` two of 64 portfolios had been
 liquidated (gross 0.05 and 0.10, the held names alone) and now keep an in-limit book
-(gross 0.14 and 0.59); in the three ``m1`` cases only a held name's bits moved (its
-symbol-cap bit went, the portfolio codes held). 0 invariant breaches before and after;
-every other fingerprint held.
+(gross 0.14 and 0.59); in the three ``m1`` cases the approved books held and a held
+name that the proposal kept at its current weight lost the symbol-cap and forced de-risk
+bits and amounts (nothing moved it; the portfolio codes held). 0 invariant breaches before
+and after; every other fingerprint held.
 
 The env entries also depend on the modules the env calls (actions, intents, features,
 regime, measures, config defaults). After an intended change that moves bits, check it
@@ -790,12 +791,12 @@ DIGESTS: dict[str, str] = {
     "exec/default/b64/m1/s0e0": "e443c3e10dc44cdfea73d9c1ebf2cc1107940ac7e429d418d20dff88e48bdc37",
     "gate/default/b64/m1/s1e0": "89e3348785d295b9ac49d03e3016f4c5860524e2d4117f951bec5806d9a4754f",
     "exec/default/b64/m1/s1e0": "6ff9e4c6b0ade404a39c5c6ddd6b301db7bd41bf939494c74520d897fcb71b4c",
-    "gate/default/b64/m1/s0e1": "7ff01c0d4a3b9d1ed0a496ee76a9ee044da203a83adb0faede76db2ea7824b73",
+    "gate/default/b64/m1/s0e1": "74ff0d9f5e642fe5b90ff41b06e3d99b4dd8e6214d695bd0601c1d8d49e0cfb1",
     "gate/longshort_beta/b64/m1/s0e0": "a23644bc63f8062e243efadfa953ed4820b726bdf53f2635c8b1fda972066a16",
     "exec/longshort_beta/b64/m1/s0e0": "5a958686bd519ec16d3d286cc491d16bf13460698d1f03409fa7954a5f33ba6f",
     "gate/longshort_beta/b64/m1/s1e0": "a14197bdea8fd11b749a57ec2b0a3dc6a6e5f0727ef91ae38cebaaf5b0b9ecf3",
     "exec/longshort_beta/b64/m1/s1e0": "05787f15c2ae03fff0f3773cea06496954adb02fa153269048ed4da4a7eb29b2",
-    "gate/longshort_beta/b64/m1/s0e1": "5944096eec25ce3d3e7824b4d026bab8c195c31e2981a911fcc190f00d9f824f",
+    "gate/longshort_beta/b64/m1/s0e1": "451e014981011ed1d0ca43fa92d2b0a5ad151bdc2e733ee84ea5487c581f3816",
     "gate/notional_tight/b64/m1/s0e0": "8b0fc280bbbf2c7ea230242ece9deac21a46d1494e27fb018cccbd50aa7d4b09",
     "exec/notional_tight/b64/m1/s0e0": "a277e3367729814700994636a0aed9ea9eeac7c1878f9c90bbb9d1b33559a2c3",
     "gate/notional_tight/b64/m1/s1e0": "7ee051e207730effdda0d2e431e8df9e4941b5a52372deac5f4d159257a9c6e0",
@@ -805,7 +806,7 @@ DIGESTS: dict[str, str] = {
     "exec/longonly_beta_notional/b64/m1/s0e0": "a6b3f2a96eedd14600a186af3b87032c73820dfe3aaf3d13c2ee6da2833dfde0",
     "gate/longonly_beta_notional/b64/m1/s1e0": "528f5a10cfe66cf1be805bf6873ff3a80545c4f6ad283fa89e384449ccb7f7c6",
     "exec/longonly_beta_notional/b64/m1/s1e0": "9f34d988dce23ec471a3cebf804e5c1d7c9693763c303190da44045f9334fabc",
-    "gate/longonly_beta_notional/b64/m1/s0e1": "d8ef932e71d8808accea14aed50b452490c369e9ef0cad4a043c7f29344d81fe",
+    "gate/longonly_beta_notional/b64/m1/s0e1": "464e923604ed124a78debcad13dfd2fdd71db743f65f7785544118ae8d7f82d6",
     "gate/reduce_only/b64/m1/s0e0": "94afcfa23bc89b1b3ebfa5793cb8341cc7854a034b4e63c34d1e5c701bde1008",
     "exec/reduce_only/b64/m1/s0e0": "ded442b0a5688ec0b387daacf0ac4ef8f5b394ad9236ceeaa1b1859855732a7a",
     "gate/reduce_only/b64/m1/s1e0": "1720a2a47b5ddecd1a889b71d564f0e69a7e310fbcf83b4d966bf3f863a373db",
@@ -1116,12 +1117,12 @@ FINGERPRINTS: dict[str, str] = {
     "exec/default/b64/m1/s0e0": "78275b34cd90a571 8:0.33197133188127825:-117.81816620800937",
     "gate/default/b64/m1/s1e0": "dad517821c3423e6 8:1.0368316660899934:-317.6817165997004",
     "exec/default/b64/m1/s1e0": "85ff7d362056709b 8:1.4988111866978497:-129.52369870279782",
-    "gate/default/b64/m1/s0e1": "1295620e02993a33 8:-0.10637407416384033:837.7256167971416",
+    "gate/default/b64/m1/s0e1": "0b61755a949804d0 8:0.15228504162778095:837.1022783832277",
     "gate/longshort_beta/b64/m1/s0e0": "e4644d0f52f41d82 8:2.091316776880159:-164.1683457853761",
     "exec/longshort_beta/b64/m1/s0e0": "a2df8b9125f96ff2 8:0.15052333732672743:-123.23796153619638",
     "gate/longshort_beta/b64/m1/s1e0": "211d0236d52f67dc 8:0.07622317398948114:-292.7829097937639",
     "exec/longshort_beta/b64/m1/s1e0": "8b1282f3524782cd 8:-0.09272258182866736:-122.18753495703068",
-    "gate/longshort_beta/b64/m1/s0e1": "0b4dc6683c54e3a5 8:0.5785253826559202:-185.09976381850095",
+    "gate/longshort_beta/b64/m1/s0e1": "7acf6935133597ea 8:0.5393458111592071:-185.16041180101303",
     "gate/notional_tight/b64/m1/s0e0": "04dbe3c67d18e3b2 8:2.451064364851149:-236.61351054697607",
     "exec/notional_tight/b64/m1/s0e0": "c2a2ebc3324333a7 8:0.44107355988327357:-137.30287087986702",
     "gate/notional_tight/b64/m1/s1e0": "f651a511d08327b4 8:0.6159982524421745:-368.30132809501964",
@@ -1131,7 +1132,7 @@ FINGERPRINTS: dict[str, str] = {
     "exec/longonly_beta_notional/b64/m1/s0e0": "491aad348bfaf264 8:-2.446536859628198:-125.060720644165",
     "gate/longonly_beta_notional/b64/m1/s1e0": "ea00876bc296825c 8:0.5024598180875997:-320.97209525294295",
     "exec/longonly_beta_notional/b64/m1/s1e0": "ed44b76481ab2bb0 8:0.392838353960205:-122.98636367746505",
-    "gate/longonly_beta_notional/b64/m1/s0e1": "74b2f4c453d34d35 8:1.2409886303629638:-233.3507507209189",
+    "gate/longonly_beta_notional/b64/m1/s0e1": "83c8722e894bd00b 8:1.2133345822199844:-233.53911970341136",
     "gate/reduce_only/b64/m1/s0e0": "1cfaec1bb15dd2fd 8:0.8184388911850904:-105.66883773011509",
     "exec/reduce_only/b64/m1/s0e0": "7eef76cda3fa1728",
     "gate/reduce_only/b64/m1/s1e0": "76a2dad7a9cf5962 8:1.1313968388805442:-199.66013090116368",

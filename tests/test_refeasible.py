@@ -368,3 +368,67 @@ def test_a_held_name_over_its_own_cap_lets_the_others_trade_to_their_caps() -> N
     res = _held_chain(lim, [0.08, 0.04, 0.04], [0.08, 0.09, 0.02])
     assert res.approved.tolist() == [[0.08, 0.05, 0.02]]
     assert res.portfolio_reasons[0] & NT
+
+
+def test_a_portfolio_held_over_a_limit_does_not_depend_on_its_batch() -> None:
+    """Long-only with a halted short (-0.02): the proposal (gross 0.82 over 0.5) is not
+    repaired inside the limits by another portfolio's turnover-capped trade in the same
+    batch. The proposal's trade limits ran over the batch, and the repair of one row's
+    clipped trade had repaired (and approved) this row's proposal too."""
+    from allocgym.risk import GateContext, RiskGateChain
+
+    lim = RiskLimits(
+        max_symbol_weight=1.0, max_gross=0.5, max_net=1.0, max_sector_gross=1.0,
+        long_only=True, max_turnover=0.65, max_participation=1.0, slippage_budget_bps=1e4,
+    )  # fmt: skip
+
+    def ctx(cur: list[list[float]]) -> GateContext:
+        n = len(cur)
+        return GateContext(
+            current_weights=np.array(cur), equity=np.full(n, 1e6),
+            prices=np.full((n, 3), 100.0), adv_notional=np.full((n, 3), 1e9),
+            volatility=np.full((n, 3), 0.02), spread_bps=np.full((n, 3), 5.0),
+            sector_ids=np.arange(3), regime=np.zeros(n, np.int64),
+            tradable=np.array([[False, True, True]] * n),
+        )  # fmt: skip
+
+    chain = RiskGateChain(lim)
+    a_cur, a_prop = [-0.02, 0.2, 0.0], [-0.02, 0.2, 0.6]
+    b_cur, b_prop = [-0.02, 0.0, 0.0], [-0.02, 0.7, 0.0]  # a trade over the turnover cap
+    alone = chain.apply(np.array([a_prop]), ctx([a_cur]))
+    both = chain.apply(np.array([a_prop, b_prop]), ctx([a_cur, b_cur]))
+    assert np.array_equal(both.approved[:1], alone.approved)
+    assert np.array_equal(both.symbol_reasons[:1], alone.symbol_reasons)
+    assert both.portfolio_reasons[0] == alone.portfolio_reasons[0]
+    assert all(np.array_equal(both.clipped[k][:1], alone.clipped[k]) for k in both.clipped)
+
+
+def test_a_held_name_inside_its_limits_keeps_the_repair_from_the_de_risked_book() -> None:
+    """A held 0.03 inside the net cap, a tradable 0.06 over it (net 0.09, cap 0.05): the
+    book can be repaired from the de-risked current book (a free forced de-risk, then the
+    turnover-capped trade toward the proposal), so the proposal's own trade from the
+    current book is not tried (it would end at net 0.04, further from the proposal)."""
+    lim = _long_short(max_net=0.05, max_turnover=0.05)
+    res = _held_chain(lim, [0.03, 0.06], [0.03, -0.40])
+    assert res.approved == pytest.approx(np.array([[0.03, -1.0 / 60.0]]), abs=1e-12)
+
+
+def test_a_held_name_the_proposal_keeps_is_coded_by_the_proposal_alone() -> None:
+    """A halted 0.08 over its 0.05 cap, the proposal the current book: nothing moved, so
+    no symbol carries a code and no gate clipped anything (the portfolio keeps
+    NOT_TRADABLE and FORCED_DERISK: a held name is over its cap)."""
+    lim = _long_short(max_symbol_weight=0.05, long_only=True)
+    res = _held_chain(lim, [0.08, 0.04, 0.04], [0.08, 0.04, 0.04])
+    assert not res.symbol_reasons.any()
+    assert not any(v.any() for v in res.clipped.values())
+    assert res.portfolio_reasons.tolist() == [NT | int(R.FORCED_DERISK)]
+
+
+def test_a_partial_hedge_of_a_held_name_is_kept_when_no_book_fits() -> None:
+    """A halted long of 0.50 against a 0.30 net cap and a tradable short of -0.10: no
+    book of the tradable names fits (the proposal shorts no more). Closing the short
+    would raise the net to 0.50; the short is kept (net 0.40), coded NOT_TRADABLE."""
+    lim = _long_short(max_net=0.30)
+    res = _held_chain(lim, [0.50, -0.10, 0.0], [0.50, -0.10, 0.0])
+    assert res.approved.tolist() == [[0.50, -0.10, 0.0]]
+    assert res.portfolio_reasons[0] & NT

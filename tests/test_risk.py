@@ -152,11 +152,12 @@ def test_proposal_gates_never_move_a_non_tradable_name():
 
 def test_held_names_alone_over_a_limit_code_the_portfolio_not_tradable():
     # 0.35 not tradable alone breaks the 0.30 sector cap: no trade can fix it; the tradable
-    # names are closed (only the held name's excess is left) and the portfolio coded
+    # name in its sector is sold (only the held name's excess is left), the name in the
+    # other sector keeps its weight (it had been sold too), and the portfolio is coded
     lim = limits(max_sector_gross=0.30)
     c = _held_sector_ctx([0.35, 0.10, 0.05, 0.0])
     res = run(lim, [[0.35, 0.10, 0.05, 0.0]], c)
-    assert res.approved[0].tolist() == [0.35, 0.0, 0.0, 0.0]
+    assert res.approved[0].tolist() == [0.35, 0.0, 0.05, 0.0]
     assert res.portfolio_reasons[0] & R.NOT_TRADABLE
     # the checker accepts the excess only because it is due to the held name and coded
     uncoded = dataclasses.replace(

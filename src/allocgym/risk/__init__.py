@@ -40,13 +40,15 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    starting book is feasible. The binding limit's code is recorded.
 8. **Held names.** A non-tradable weight is never moved (execution could not move it):
    where a gate moved one, it is put back (``NOT_TRADABLE``) and the portfolio limits are
-   met by the tradable names alone (``pin_untradable``): first the proposal itself, as the
-   trade limits pass it from the current book, where it fits (the tradable names can
-   hedge a held name's net or beta); else the bisection from a book inside the limits
-   toward the pinned approved book. A held name's own excess over its symbol caps (a cap
-   that shrank under it) counts against no book and codes the portfolio
-   ``NOT_TRADABLE``. Only where no book fits (the held names alone break a portfolio
-   limit the tradable names cannot offset) are the tradable names closed. Kill switch
+   met by the tradable names alone (``pin_untradable``): from a book inside the limits
+   toward the pinned approved book; where the held names break a limit (no such book),
+   the proposal itself as the trade limits pass it from the current book, or else the
+   pinned approved book, where it fits (the tradable names can hedge a held name's net
+   or beta). A held name's own excess over its symbol caps (a cap that shrank under it)
+   counts against no book and codes the portfolio ``NOT_TRADABLE``. Where no book fits
+   (a portfolio limit the tradable names cannot bring the book inside), the current
+   book shrunk toward the limits is kept: names adding to the held names' excess are
+   sold, names offsetting it are kept (``NOT_TRADABLE``). Kill switch
    and unreadable books are still approved flat.
 
 Limits are compared with a relative float tolerance of 1e-12 (a value within it counts as

@@ -144,10 +144,15 @@ class RiskGateChain:
 
         if before is not None:
 
-            def from_current(book: np.ndarray) -> tuple[np.ndarray, Trace]:
-                # the trade limits on the trade from the current book (a repair's candidate)
-                t = Trace(n, m)
-                out = trade_limits(x.c, book, dec, pcap, x, t, tables, self.cost_model, filled)
+            def from_current(rows: np.ndarray, book: np.ndarray) -> tuple[np.ndarray, Trace]:
+                # The trade limits on the portfolios ``rows``' trade from their current
+                # book, which is outside the limits there: no repair (it starts from a
+                # feasible book), each portfolio alone.
+                t = Trace(rows.size, m)
+                out = trade_limits(
+                    x.c[rows], book, dec.take(rows), pcap[rows], x.take(rows), t, tables,
+                    self.cost_model, None if filled is None else filled[rows], repair=False,
+                )  # fmt: skip
                 return out, t
 
             approved = pin_untradable(approved, c_in, x, dec, trace, held, from_current, before)

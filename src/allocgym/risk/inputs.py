@@ -100,6 +100,18 @@ class Inputs:
     any_killed: bool
     any_reduce: bool
 
+    def take(self, rows: np.ndarray) -> Inputs:
+        """The inputs of the portfolios ``rows`` (indices); the ``any_*`` flags are kept
+        (they only decide whether a mask is applied)."""
+        n = self.p.shape[0]
+        out = Inputs.__new__(Inputs)
+        for name in Inputs.__slots__:
+            v = getattr(self, name)
+            if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n:
+                v = v[rows]
+            setattr(out, name, v)
+        return out
+
 
 def _loadings(value: Any, n: int, m: int) -> np.ndarray:
     """The factor loadings of a decision as (n, m, k) (one (m, k) matrix broadcast)."""

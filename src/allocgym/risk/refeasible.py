@@ -8,7 +8,7 @@ import numpy as np
 
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Bounds
-from allocgym.risk.gates.registry import coupled_ok, coupled_violations, names_outside
+from allocgym.risk.gates.registry import coupled_ok, coupled_violations, hard_ok, names_outside
 from allocgym.risk.inputs import Inputs
 from allocgym.risk.kernels import (
     BISECT_ITERS,
@@ -84,7 +84,9 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
     factor exposure (a signed limit ``|f + s d| <= cap`` bounds ``s`` by its larger
     root). Where ``F`` alone breaks
     a limit no factor fits, and the bound clipped to [0, 1] gives the closest book found
-    (a sector over its cap sells all of its tradable names). Shape of ``w``.
+    (a sector over its cap sells all of its tradable names; names whose sum offsets a
+    held excess are kept, and names whose sum is 0 to float dust do not move the limit).
+    Shape of ``w``.
     """
     held = np.where(tradable, 0.0, w)
     free = np.where(tradable, w, 0.0)
@@ -100,23 +102,23 @@ def pinned_shrink(w: np.ndarray, tradable: np.ndarray, lim: Bounds) -> np.ndarra
     hi = upper(lim.gross_cap - fg, tg)
     if lim.notional_cap is not None:
         hi = np.minimum(hi, upper(lim.notional_cap - fg, tg))
-    signed = [(held.sum(axis=1), free.sum(axis=1), lim.net_cap)]
+    # (held value, tradable value, the tradable terms' absolute sum, cap) per signed limit
+    signed = [(held.sum(axis=1), free.sum(axis=1), np.abs(free).sum(axis=1), lim.net_cap)]
     if lim.betas is not None:
-        signed.append(
-            ((lim.betas * held).sum(axis=1), (lim.betas * free).sum(axis=1), lim.beta_tol)
-        )
+        bf = lim.betas * free
+        bh = (lim.betas * held).sum(axis=1)
+        signed.append((bh, bf.sum(axis=1), np.abs(bf).sum(axis=1), lim.beta_tol))
     if lim.loadings is not None:
-        signed.append(
-            (
-                lim.exposures(held),
-                lim.exposures(free),
-                lim.factor_cap,
-            )
-        )
-    for f, d, cap in signed:
-        safe = np.where(d != 0, d, 1.0)
+        lf = lim.loadings * free[:, :, None]
+        lh = lim.exposures(held)
+        signed.append((lh, lf.sum(axis=1), np.abs(lf).sum(axis=1), lim.factor_cap))
+    for f, d, size, cap in signed:
+        # A tradable sum within float dust of 0 does not move the limit: any factor is as
+        # close as any other, so it keeps the names (the dust's sign must not decide).
+        moves = np.abs(d) > 1e-12 * size
+        safe = np.where(moves, d, 1.0)
         up = np.maximum((cap - f) / safe, (-cap - f) / safe)
-        bound = np.where(d != 0, up, np.where(np.abs(f) <= cap, 1.0, 0.0))
+        bound = np.where(moves, up, 1.0)
         hi = np.minimum(hi, bound if bound.ndim == 1 else bound.min(axis=1))
     hi = np.clip(np.nan_to_num(hi, nan=0.0), 0.0, 1.0)
     return np.nan_to_num(per_name, nan=0.0) * hi[:, None]
@@ -135,7 +137,7 @@ def pin_untradable(
     dec: Bounds,
     trace: Trace,
     proposal: np.ndarray | None = None,
-    from_current: Callable[[np.ndarray], tuple[np.ndarray, Trace]] | None = None,
+    from_current: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Trace]] | None = None,
     before: Trace | None = None,
 ) -> np.ndarray:
     """Hold every non-tradable weight at the current one; fit the tradable names.
@@ -147,23 +149,26 @@ def pin_untradable(
     it) counts against no book: no trade can change it, and the portfolio is coded
     ``NOT_TRADABLE`` while it lasts.
 
-    First, ``proposal`` (the proposal with the held names at the current weights),
-    reduce-only where that is on, as the trade limits pass it from the current book
-    (``from_current``: that book and the trade limits' trace), is approved where it is
-    inside the limits. The gates' de-risked current book can be further from a hedge
-    of the held names than the current book is. Those rows carry the codes of
-    ``before`` (the trace before the hard gates), the reduce-only and trade limits'
-    codes and the forced de-risk's. The chain stays idempotent: its own output, gated
-    from itself, is such a proposal with no trade.
+    From a base book inside the limits (the de-risked current book with the held names
+    put back; else the current book with its tradable names clipped to their caps and
+    shrunk per sector, then by a common factor: ``pinned_shrink``) toward the pinned
+    approved book, as far as the limits allow (``bisect_scale``; the trade only shrinks,
+    so the trade limits hold). The changed tradable names carry the first limit the
+    pinned book broke.
 
-    Elsewhere, from a base book inside the limits (the de-risked current book with the
-    held names put back; else the current book with its tradable names clipped to
-    their caps and shrunk per sector, then by a common factor: ``pinned_shrink``; else
-    the pinned approved book itself) toward the pinned approved book, as far as the
-    limits allow (``bisect_scale``; the trade only shrinks, so the trade limits hold).
-    The changed tradable names carry the first limit the pinned book broke. When no
-    base is inside (the held names alone break a portfolio limit), the portfolio is
-    coded ``NOT_TRADABLE`` and its tradable names are closed.
+    Where no base is inside (the held names break a limit), ``proposal`` (the proposal
+    with the held names at the current weights), reduce-only where that is on, as the
+    trade limits pass it from the current book (``from_current``: that book and the
+    trade limits' trace, each row alone), is approved where it is inside the limits:
+    the tradable names can hedge a held name's net or beta. Those rows carry the codes
+    of ``before`` (the trace before the hard gates), the reduce-only and trade limits'
+    codes, and the portfolio's ``FORCED_DERISK``. Else the pinned approved book is
+    approved where it is inside. The chain stays idempotent: its own output, gated from
+    itself, is such a proposal with no trade. Where neither is inside (the held names
+    break a portfolio limit the tradable names cannot bring the book inside), the
+    portfolio is coded ``NOT_TRADABLE`` and keeps the shrunk current book, the closest
+    found: tradable names adding to the held names' excess are sold, those offsetting it
+    kept. It is a fixed point too.
     """
     moved = ~x.tradable & (approved != x.c)
     rows = rows_any(moved)
@@ -173,16 +178,12 @@ def pin_untradable(
         return approved
     nt_bit = int(ReasonCode.NOT_TRADABLE)
     out = approved.copy()
-    if proposal is not None and from_current is not None and before is not None:
-        rows = _approve_as_proposed(rows, out, proposal, x, dec, trace, from_current, before)
-        if not rows.any():
-            return out
     idx = np.flatnonzero(rows)
     sub = dec.take(idx)
     c, t, a = x.c[idx], x.tradable[idx], approved[idx]
     pinned = np.where(t, a, c)
     base = np.where(t, c_in[idx], c)
-    ok = _feasible(base, sub, t)
+    ok = hard_ok(base, sub)
     if not ok.all():
         # The current book, its tradable names clipped to their caps, then shrunk
         # (reduce-only; a factor within float dust of 1 is 1, so a
@@ -194,9 +195,19 @@ def pin_untradable(
         f = np.where(f >= 1.0 - 1e-12, 1.0, f)
         shrunk = np.where(t, f * clipped, clipped)
         base = np.where(ok[:, None], base, shrunk)
-        ok = _feasible(base, sub, t)
-        # no shrunk book fits, but the pinned approved book does (the proposal's other
-        # names hedge a held name's net or beta): it is the base, approved as it is
+        ok = hard_ok(base, sub)
+    if not ok.all() and proposal is not None and from_current is not None and before is not None:
+        # No base is inside: the held names break a limit. The proposal, as the trade
+        # limits pass it, where it fits; else the pinned approved book, where it fits.
+        done = _approve_as_proposed(idx[~ok], out, proposal, x, dec, trace, from_current, before)
+        if done.any():
+            keep = np.ones(idx.size, dtype=bool)
+            keep[np.flatnonzero(~ok)[done]] = False
+            if not keep.any():
+                return out
+            r = np.flatnonzero(keep)
+            idx, sub, c, t, a = idx[r], sub.take(r), c[r], t[r], a[r]
+            pinned, base, ok = pinned[r], base[r], ok[r]
         fits = ~ok & _feasible(pinned, sub, t)
         base = np.where(fits[:, None], pinned, base)
         ok |= fits
@@ -206,11 +217,11 @@ def pin_untradable(
         lam[r] = bisect_scale(base[r], pinned[r] - base[r], sub.take(r))
     new = np.where((lam == 1.0)[:, None], pinned, base + lam[:, None] * (pinned - base))
     if not ok.all():
-        # No book fits (the held names alone break a limit; the current book is then
-        # outside too, so this is a forced, reduce-only move): the tradable names
-        # are closed, which leaves only the excess the held names make, and is a
-        # fixed point (the chain stays idempotent).
-        new = np.where(ok[:, None] | ~t, new, 0.0)
+        # No book fits (the held names break a limit; the current book is then outside
+        # too, so this is a forced, reduce-only move): the shrunk current book, the
+        # closest found (a tradable name that adds to a held name's excess is sold, one
+        # that offsets it is kept), which is a fixed point (the chain stays idempotent).
+        new = np.where(ok[:, None], new, base)
 
     sym, port = trace.sym[idx], trace.port[idx]
     or_bits(sym, nt_bit, moved[idx])
@@ -239,42 +250,51 @@ def pin_untradable(
 
 
 def _approve_as_proposed(
-    rows: np.ndarray,
+    idx: np.ndarray,
     out: np.ndarray,
     proposal: np.ndarray,
     x: Inputs,
     dec: Bounds,
     trace: Trace,
-    from_current: Callable[[np.ndarray], tuple[np.ndarray, Trace]],
+    from_current: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Trace]],
     before: Trace,
 ) -> np.ndarray:
-    """Approve ``proposal`` as the trade limits pass it in the ``rows`` where that fits
-    (see :func:`pin_untradable`), writing them into ``out`` and ``trace``; the rows left
-    to repair."""
-    book = np.where(rows[:, None], proposal, x.c)  # other rows: no trade
+    """Approve ``proposal`` as the trade limits pass it in the rows ``idx`` where that
+    fits (see :func:`pin_untradable`), writing them into ``out`` and ``trace``; which
+    of ``idx`` were approved."""
+    book = proposal[idx]
+    c = x.c[idx]
     cut = Trace(*book.shape)
     if x.any_reduce:
-        reduced = reduce_only(book, x.c, x.reduce)
+        reduced = reduce_only(book, c, x.reduce[idx])
         cut.record(ReasonCode.REDUCE_ONLY, book, reduced, portfolio=False)
         book = reduced
-    book, limited = from_current(book)
-    idx = np.flatnonzero(rows)
+    book, limited = from_current(idx, book)
     t = x.tradable[idx]
-    fits = _feasible(book[idx], dec.take(idx), t) & ~rows_any((book[idx] != x.c[idx]) & ~t)
+    fits = _feasible(book, dec.take(idx), t) & ~rows_any((book != c) & ~t)
     if not fits.any():
-        return rows
-    idx = idx[fits]
-    p = book[idx]
-    out[idx] = p
-    # the forced de-risk's bits stay: the names it found outside the limits
+        return fits
+    ok, k = idx[fits], np.flatnonzero(fits)
+    p = book[k]
+    out[ok] = p
+    # Coded as the proposal was traded: the forced de-risk moved nothing (only the
+    # portfolio's FORCED_DERISK stays: the current book is outside the limits).
     fd = int(ReasonCode.FORCED_DERISK)
-    held_over = rows_any(names_outside(p, dec.take(idx)) & ~x.tradable[idx])
+    held_over = rows_any(names_outside(p, dec.take(ok)) & ~x.tradable[ok])
     nt = np.where(held_over, int(ReasonCode.NOT_TRADABLE), 0)
-    trace.sym[idx] = before.sym[idx] | cut.sym[idx] | limited.sym[idx] | (trace.sym[idx] & fd)
-    trace.port[idx] = before.port[idx] | limited.port[idx] | (trace.port[idx] & fd) | nt
-    keep = trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK], idx]
-    trace.clip[:, idx] = before.clip[:, idx] + cut.clip[:, idx] + limited.clip[:, idx]
-    trace.clip[GATE_ROW[ReasonCode.FORCED_DERISK], idx] = keep
-    left = rows.copy()
-    left[idx] = False
-    return left
+    trace.sym[ok] = before.sym[ok] | cut.sym[k] | limited.sym[k]
+    trace.port[ok] = before.port[ok] | limited.port[k] | (trace.port[ok] & fd) | nt
+    trace.clip[:, ok] = before.clip[:, ok] + cut.clip[:, k] + limited.clip[:, k]
+    return fits
+    ok = idx[fits]
+    p = book[ok]
+    out[ok] = p
+    # Coded as the proposal was traded: the forced de-risk moved nothing (only the
+    # portfolio's FORCED_DERISK stays: the current book is outside the limits).
+    fd = int(ReasonCode.FORCED_DERISK)
+    held_over = rows_any(names_outside(p, dec.take(ok)) & ~x.tradable[ok])
+    nt = np.where(held_over, int(ReasonCode.NOT_TRADABLE), 0)
+    trace.sym[ok] = before.sym[ok] | cut.sym[ok] | limited.sym[ok]
+    trace.port[ok] = before.port[ok] | limited.port[ok] | (trace.port[ok] & fd) | nt
+    trace.clip[:, ok] = before.clip[:, ok] + cut.clip[:, ok] + limited.clip[:, ok]
+    return fits

@@ -190,12 +190,15 @@ def trade_limits(
     tables: LimitTables,
     cost_model: CostModel,
     filled: np.ndarray | None = None,
+    repair: bool = True,
 ) -> np.ndarray:
-    """Every trade limit on the trade ``base -> target``, then the re-feasibility repair
-    of the coupled limits the per-symbol clips broke.
+    """Every trade limit on the trade ``base -> target``, then (``repair``) the
+    re-feasibility repair of the coupled limits the per-symbol clips broke.
 
     ``pcap`` (n, N) is the participation cap in weights; ``filled`` (n, N) what the bar's
-    fills already traded, in weights (:func:`filled_weights`), or ``None``.
+    fills already traded, in weights (:func:`filled_weights`), or ``None``. Without the
+    repair each portfolio's result is its own trade's alone (the repair needs a feasible
+    ``base``).
     """
     d = target - base
     d1, clip = symbol_limits(d, pcap, x, trace, tables, cost_model, filled)
@@ -212,6 +215,8 @@ def trade_limits(
     if keep.all():
         return target
     book = np.where(keep, target, base + scale[:, None] * d1)
+    if not repair:
+        return book
     return _refeasible(book, base, target, scale, d1, clip, dec, trace)
 
 
