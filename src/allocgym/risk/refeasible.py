@@ -286,15 +286,3 @@ def _approve_as_proposed(
     trace.port[ok] = before.port[ok] | limited.port[k] | (trace.port[ok] & fd) | nt
     trace.clip[:, ok] = before.clip[:, ok] + cut.clip[:, k] + limited.clip[:, k]
     return fits
-    ok = idx[fits]
-    p = book[ok]
-    out[ok] = p
-    # Coded as the proposal was traded: the forced de-risk moved nothing (only the
-    # portfolio's FORCED_DERISK stays: the current book is outside the limits).
-    fd = int(ReasonCode.FORCED_DERISK)
-    held_over = rows_any(names_outside(p, dec.take(ok)) & ~x.tradable[ok])
-    nt = np.where(held_over, int(ReasonCode.NOT_TRADABLE), 0)
-    trace.sym[ok] = before.sym[ok] | cut.sym[ok] | limited.sym[ok]
-    trace.port[ok] = before.port[ok] | limited.port[ok] | (trace.port[ok] & fd) | nt
-    trace.clip[:, ok] = before.clip[:, ok] + cut.clip[:, ok] + limited.clip[:, ok]
-    return fits
