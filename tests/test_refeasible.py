@@ -196,6 +196,24 @@ def test_pinned_shrink_held_names_over_a_limit_sell_what_they_can() -> None:
 # ----------------------------------------------------------------------------- pin_untradable
 
 
+def pin(
+    approved: np.ndarray,
+    c_in: np.ndarray,
+    x: Inputs,
+    lim: Bounds,
+    trace: Trace,
+    proposal: np.ndarray | None = None,
+) -> np.ndarray:
+    """``pin_untradable`` with no trade limits and nothing coded before the hard gates;
+    the proposal (held names pinned) defaults to the approved book's."""
+    pinned = np.where(x.tradable, approved if proposal is None else proposal, x.c)
+    n, m = approved.shape
+    return pin_untradable(
+        approved, c_in, x, lim, trace, pinned, lambda rows, book: (book, Trace(rows.size, m)),
+        Trace(n, m),
+    )  # fmt: skip
+
+
 def test_pin_untradable_pinned_book_inside_keeps_the_approved_weights() -> None:
     """A held name the gates moved is put back; when the pinned book is inside the limits
     the tradable names keep their approved weights bit for bit and carry no code."""
@@ -203,7 +221,7 @@ def test_pin_untradable_pinned_book_inside_keeps_the_approved_weights() -> None:
     x = inputs(c, [[False, True]])
     approved = np.array([[0.1, 0.1]])
     trace = Trace(1, 2)
-    out = pin_untradable(approved, c, x, bounds(1, 2, gross=1.0), trace)
+    out = pin(approved, c, x, bounds(1, 2, gross=1.0), trace)
     assert out.tolist() == [[0.2, 0.1]]
     assert trace.sym.tolist() == [[NT, 0]]
     assert trace.port.tolist() == [0]
@@ -220,7 +238,7 @@ def test_pin_untradable_tradable_names_shrink_to_fit_per_portfolio() -> None:
     x = inputs(c, [[False, True], [False, True]])
     approved = np.array([[0.5, 0.5], [0.2, 0.9]])
     trace = Trace(2, 2)
-    out = pin_untradable(approved, c, x, bounds(2, 2, gross=1.0), trace)
+    out = pin(approved, c, x, bounds(2, 2, gross=1.0), trace)
     assert out == pytest.approx(np.array([[0.6, 0.4], [0.3, 0.7]]), abs=1e-10)
     assert trace.sym.tolist() == [[NT, GROSS], [NT, GROSS]]
     assert trace.port.tolist() == [GROSS, GROSS]
@@ -240,7 +258,7 @@ def test_pin_untradable_long_only_base_drops_short_tradable_names() -> None:
     approved = np.array([[0.6, 0.4, 0.0]])
     lim = bounds(1, 3, gross=1.0, long_only=True)
     trace = Trace(1, 3)
-    out = pin_untradable(approved, c_in, x, lim, trace)
+    out = pin(approved, c_in, x, lim, trace)
     assert out == pytest.approx(np.array([[0.8, 0.2, 0.0]]), abs=1e-10)
     assert hard_ok(out, lim).all()
     assert trace.sym.tolist() == [[NT, GROSS, 0]]
@@ -248,18 +266,22 @@ def test_pin_untradable_long_only_base_drops_short_tradable_names() -> None:
 
 
 def test_pin_untradable_held_names_alone_over_a_limit_close_the_tradable_ones() -> None:
-    """The held 0.9 alone is over gross 0.8: no book fits, the tradable name is closed,
-    the portfolio is coded NOT_TRADABLE and the name carries the broken limit too."""
+    """The held 0.9 alone is over gross 0.8: no book fits, the tradable name adds to the
+    excess and is closed. The portfolio is coded NOT_TRADABLE, the name NOT_TRADABLE
+    (kept from its proposed 0.2) and FORCED_DERISK (sold from its current 0.3); no gate
+    limit is credited with it."""
     c = np.array([[0.9, 0.3]])
     x = inputs(c, [[False, True]])
     c_in = c * (0.8 / 1.2)  # the de-risked current book (0.6, 0.2)
     trace = Trace(1, 2)
-    out = pin_untradable(c_in.copy(), c_in, x, bounds(1, 2, gross=0.8), trace)
+    out = pin(c_in.copy(), c_in, x, bounds(1, 2, gross=0.8), trace)
     assert out.tolist() == [[0.9, 0.0]]
-    assert trace.sym.tolist() == [[NT, GROSS | NT]]
-    assert trace.port.tolist() == [GROSS | NT]
-    assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.3])
-    assert trace.clipped["GROSS_CAP"] == pytest.approx([0.2])
+    fd = int(R.FORCED_DERISK)
+    assert trace.sym.tolist() == [[0, NT | fd]]
+    assert trace.port.tolist() == [NT]
+    assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.2])
+    assert trace.clipped["FORCED_DERISK"] == pytest.approx([0.3])
+    assert trace.clipped["GROSS_CAP"].tolist() == [0.0]
 
 
 def test_pin_untradable_leaves_killed_rows_to_the_caller() -> None:
@@ -269,7 +291,7 @@ def test_pin_untradable_leaves_killed_rows_to_the_caller() -> None:
     x = inputs(c, [[False, True], [False, True]], kill_switch=np.array([True, False]))
     approved = np.array([[0.2, 0.1], [0.2, 0.1]])
     trace = Trace(2, 2)
-    out = pin_untradable(approved, c, x, bounds(2, 2), trace)
+    out = pin(approved, c, x, bounds(2, 2), trace)
     assert out.tolist() == [[0.2, 0.1], [0.3, 0.1]]
     assert trace.sym.tolist() == [[0, 0], [NT, 0]]
     assert trace.clipped["NOT_TRADABLE"] == pytest.approx([0.0, 0.1])
@@ -281,7 +303,7 @@ def test_pin_untradable_nothing_held_moved_returns_approved() -> None:
     x = inputs(c, [[False, True]])
     approved = np.array([[0.3, 0.9]])
     trace = Trace(1, 2)
-    out = pin_untradable(approved, c, x, bounds(1, 2, gross=0.5), trace)
+    out = pin(approved, c, x, bounds(1, 2, gross=0.5), trace)
     assert out is approved
     assert not trace.sym.any() and not trace.clip.any()
 
@@ -431,4 +453,21 @@ def test_a_partial_hedge_of_a_held_name_is_kept_when_no_book_fits() -> None:
     lim = _long_short(max_net=0.30)
     res = _held_chain(lim, [0.50, -0.10, 0.0], [0.50, -0.10, 0.0])
     assert res.approved.tolist() == [[0.50, -0.10, 0.0]]
-    assert res.portfolio_reasons[0] & NT
+    # nothing moved: no symbol code, no amount (a de-risk had been reported every bar)
+    assert res.portfolio_reasons.tolist() == [NT | int(R.FORCED_DERISK)]
+    assert not res.symbol_reasons.any()
+    assert not any(v.any() for v in res.clipped.values())
+
+
+def test_where_no_book_fits_the_proposal_sales_are_taken() -> None:
+    """A halted 0.25 over its 0.20 cap, two tradable 0.20 (gross 0.65 over 0.50),
+    turnover capped at 0.05: the proposal sells both. No book of the trade limits fits,
+    but selling is what a forced de-risk may do past them: approved as proposed (the
+    shrunk current book, 0.125 each, had been kept and coded GROSS_CAP)."""
+    lim = _long_short(max_symbol_weight=0.20, max_gross=0.50, long_only=True, max_turnover=0.05)
+    res = _held_chain(lim, [0.25, 0.20, 0.20], [0.25, 0.0, 0.0])
+    assert res.approved.tolist() == [[0.25, 0.0, 0.0]]
+    fd = int(R.FORCED_DERISK)
+    assert res.symbol_reasons.tolist() == [[0, fd, fd]]
+    assert res.clipped["FORCED_DERISK"] == pytest.approx([0.40])
+    assert res.clipped["GROSS_CAP"].tolist() == [0.0]

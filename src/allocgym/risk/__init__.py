@@ -48,7 +48,8 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    counts against no book and codes the portfolio ``NOT_TRADABLE``. Where no book fits
    (a portfolio limit the tradable names cannot bring the book inside), the current
    book shrunk toward the limits is kept: names adding to the held names' excess are
-   sold, names offsetting it are kept (``NOT_TRADABLE``). Kill switch
+   sold, names offsetting it are kept (``NOT_TRADABLE``), and the proposal's sales from
+   it are taken where they fit. Kill switch
    and unreadable books are still approved flat.
 
 Limits are compared with a relative float tolerance of 1e-12 (a value within it counts as

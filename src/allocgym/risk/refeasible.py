@@ -136,9 +136,9 @@ def pin_untradable(
     x: Inputs,
     dec: Bounds,
     trace: Trace,
-    proposal: np.ndarray | None = None,
-    from_current: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Trace]] | None = None,
-    before: Trace | None = None,
+    proposal: np.ndarray,
+    from_current: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Trace]],
+    before: Trace,
 ) -> np.ndarray:
     """Hold every non-tradable weight at the current one; fit the tradable names.
 
@@ -168,7 +168,8 @@ def pin_untradable(
     break a portfolio limit the tradable names cannot bring the book inside), the
     portfolio is coded ``NOT_TRADABLE`` and keeps the shrunk current book, the closest
     found: tradable names adding to the held names' excess are sold, those offsetting it
-    kept. It is a fixed point too.
+    kept; with the proposal's sales from it where that fits. It is a fixed point too,
+    and only sells.
     """
     moved = ~x.tradable & (approved != x.c)
     rows = rows_any(moved)
@@ -196,7 +197,7 @@ def pin_untradable(
         shrunk = np.where(t, f * clipped, clipped)
         base = np.where(ok[:, None], base, shrunk)
         ok = hard_ok(base, sub)
-    if not ok.all() and proposal is not None and from_current is not None and before is not None:
+    if not ok.all():
         # No base is inside: the held names break a limit. The proposal, as the trade
         # limits pass it, where it fits; else the pinned approved book, where it fits.
         done = _approve_as_proposed(idx[~ok], out, proposal, x, dec, trace, from_current, before)
@@ -211,17 +212,21 @@ def pin_untradable(
         fits = ~ok & _feasible(pinned, sub, t)
         base = np.where(fits[:, None], pinned, base)
         ok |= fits
-    lam = np.zeros(idx.size)
-    if ok.any():
-        r = np.flatnonzero(ok)
-        lam[r] = bisect_scale(base[r], pinned[r] - base[r], sub.take(r))
+        if not ok.all():
+            # No book fits (the held names break a limit; the current book is then
+            # outside too): the shrunk current book, the closest found (a tradable name
+            # adding to a held name's excess is sold, one offsetting it kept), with the
+            # proposal's sales from it where they fit; a fixed point (the chain stays
+            # idempotent) and a pure reduction, as a forced de-risk may be.
+            r = np.flatnonzero(~ok)
+            out[idx[r]] = _keep_shrunk(idx[r], base[r], sub.take(r), proposal, x, trace, before)
+            if not ok.any():
+                return out
+            r = np.flatnonzero(ok)
+            idx, sub, c, t, a = idx[r], sub.take(r), c[r], t[r], a[r]
+            pinned, base = pinned[r], base[r]
+    lam = bisect_scale(base, pinned - base, sub)
     new = np.where((lam == 1.0)[:, None], pinned, base + lam[:, None] * (pinned - base))
-    if not ok.all():
-        # No book fits (the held names break a limit; the current book is then outside
-        # too, so this is a forced, reduce-only move): the shrunk current book, the
-        # closest found (a tradable name that adds to a held name's excess is sold, one
-        # that offsets it is kept), which is a fixed point (the chain stays idempotent).
-        new = np.where(ok[:, None], new, base)
 
     sym, port = trace.sym[idx], trace.port[idx]
     or_bits(sym, nt_bit, moved[idx])
@@ -235,12 +240,11 @@ def pin_untradable(
     violations = coupled_violations(base + (pinned - base), sub)
     for code, broke in violations:
         first = np.where((first == 0) & broke, int(code), first)
-    first = np.where(ok & (first != 0), first, first | nt_bit)
+    first = np.where(first != 0, first, nt_bit)
     sym |= np.where(changed, first[:, None], 0)
     port |= np.where(rows_any(changed), first, 0)
-    # the held names constrain the portfolio: no book fits, or one stays over its own cap
-    held_over = rows_any(names_outside(new, sub) & ~t)
-    port |= np.where(ok & ~held_over, 0, nt_bit)
+    # the held names constrain the portfolio: one stays over its own cap
+    port |= np.where(rows_any(names_outside(new, sub) & ~t), nt_bit, 0)
     removed = np.abs(np.where(changed, a - new, 0.0)).sum(axis=1)
     for code, _ in violations:
         trace.clip[GATE_ROW[code], idx] += np.where(first & int(code), removed, 0.0)
@@ -286,3 +290,33 @@ def _approve_as_proposed(
     trace.port[ok] = before.port[ok] | limited.port[k] | (trace.port[ok] & fd) | nt
     trace.clip[:, ok] = before.clip[:, ok] + cut.clip[:, k] + limited.clip[:, k]
     return fits
+
+
+def _keep_shrunk(
+    rows: np.ndarray,
+    kept: np.ndarray,
+    b: Bounds,
+    proposal: np.ndarray,
+    x: Inputs,
+    trace: Trace,
+    before: Trace,
+) -> np.ndarray:
+    """The book of the ``rows`` no book fits (see :func:`pin_untradable`): ``kept`` (the
+    shrunk current book) with the proposal's sales from it where that fits, and its
+    codes, written into ``trace``: those of ``before`` (the trace before the hard gates),
+    ``NOT_TRADABLE`` on every name it keeps away from the proposal and on the portfolio,
+    ``FORCED_DERISK`` on the names it moved from the current book (and that amount)."""
+    p = proposal[rows]
+    sold = reduce_only(p, kept, np.ones(rows.size, dtype=bool))
+    fits = _feasible(sold, b, x.tradable[rows])
+    kept = np.where(fits[:, None], sold, kept)
+    c = x.c[rows]
+    nt, fd = int(ReasonCode.NOT_TRADABLE), int(ReasonCode.FORCED_DERISK)
+    held_back, moved = kept != p, kept != c
+    trace.sym[rows] = before.sym[rows] | np.where(held_back, nt, 0) | np.where(moved, fd, 0)
+    trace.port[rows] = before.port[rows] | nt | (trace.port[rows] & fd)
+    clip = before.clip[:, rows].copy()
+    clip[GATE_ROW[ReasonCode.NOT_TRADABLE]] += np.abs(kept - p).sum(axis=1)
+    clip[GATE_ROW[ReasonCode.FORCED_DERISK]] = np.abs(kept - c).sum(axis=1)
+    trace.clip[:, rows] = clip
+    return kept
