@@ -471,3 +471,76 @@ def test_where_no_book_fits_the_proposal_sales_are_taken() -> None:
     assert res.symbol_reasons.tolist() == [[0, fd, fd]]
     assert res.clipped["FORCED_DERISK"] == pytest.approx([0.40])
     assert res.clipped["GROSS_CAP"].tolist() == [0.0]
+
+
+def test_where_no_book_fits_a_sale_that_breaks_a_limit_is_not_taken() -> None:
+    """The partial hedge above, the proposal closing it: that sale would raise the net
+    from 0.40 to 0.50, so the hedge is kept (a forced de-risk may sell past the trade
+    limits, not past a hard limit)."""
+    lim = _long_short(max_net=0.30)
+    res = _held_chain(lim, [0.50, -0.10, 0.0], [0.50, 0.0, 0.0])
+    assert res.approved.tolist() == [[0.50, -0.10, 0.0]]
+    assert res.symbol_reasons[0, 1] & NT
+
+
+def test_a_sale_that_brings_the_book_inside_drops_not_tradable() -> None:
+    """A halted 0.50 long, net cap 0.40, a -0.15 hedge and a +0.10 long that adds to the
+    excess, turnover capped at 0.04: the proposal sells the long (past the turnover cap,
+    as a forced de-risk may). The book is then inside every limit: only FORCED_DERISK is
+    coded on the portfolio, not NOT_TRADABLE (no limit is left that no trade can fix)."""
+    lim = _long_short(max_net=0.40, max_turnover=0.04)
+    res = _held_chain(lim, [0.50, -0.15, 0.10], [0.50, -0.15, 0.0])
+    assert res.approved.tolist() == [[0.50, -0.15, 0.0]]
+    assert res.portfolio_reasons.tolist() == [int(R.FORCED_DERISK)]
+
+
+def test_the_kept_book_is_the_one_gating_it_again_finds() -> None:
+    """A fuzz case (long-only, beta tolerance 0.02): a halted 0.061 long over its 0.05
+    cap and a halted -0.021 short hold the beta at 0.025, and no book of the proposal
+    fits. The shrunk current book (beta 0.022) had been kept; gated again from itself,
+    the chain found an in-limit book (beta 0.018), so the chain was not idempotent. The
+    hard gates' repair of the kept book, the held names put back, is now taken."""
+    import dataclasses
+
+    from allocgym.costs import CostModel
+    from allocgym.risk import GateContext, RiskGateChain, check_invariants
+
+    lim = RiskLimits(
+        max_symbol_weight=0.05, max_symbol_notional=361555.6915483316, max_gross=0.5,
+        max_net=0.1, max_sector_gross=2.0, beta_tolerance=0.02, long_only=True,
+        max_turnover=3.0, max_participation=1.0, slippage_budget_bps=5.0,
+        regime_budget_multipliers={"high_volatility": 0.6, "uncertain": 0.8},
+        regime_capacity_multipliers={"high_volatility": 0.5}, min_multiplier=0.0,
+        max_multiplier=2.0,
+    )  # fmt: skip
+    cost = CostModel(
+        commission_bps=0.27481486949905154, spread_mult=0.8843991136413533,
+        impact_k=0.3520301805199216,
+    )  # fmt: skip
+    betas = [0.8131180938569039, 0.8688196163250161, 0.5503160852680029,
+             1.1484570026151715, -0.7183768852913424]  # fmt: skip
+    ctx = GateContext(
+        current_weights=np.array([[0.0607622860184938, 0.0037886946298264276,
+                                   0.10207051633180132, -0.021122707708342448,
+                                   0.20331501832560459]]),
+        equity=np.array([2263442.9659318975]),
+        prices=np.array([[214.36665464264775, 419.70491968050845, 63.535525182560974,
+                          94.22910866981842, 365.8787258121318]]),
+        adv_notional=np.array([[382180.4680621728, 5518102057.61442, 425648.15259873704,
+                                6894599737.428426, 8140213.375729482]]),
+        volatility=np.array([[0.009382524431326346, 0.02105419054398875,
+                              0.030811153188200754, 0.03455016812041702,
+                              0.004089086669206938]]),
+        spread_bps=np.array([[11.745408792531201, 29.634001639334283, 14.005268248647434,
+                              9.233978803777461, 6.788066784867771]]),
+        sector_ids=np.array([1, 1, 1, 1, 0]), regime=np.array([3]),
+        tradable=np.array([[False, True, True, False, True]]), betas=np.array([betas]),
+    )  # fmt: skip
+    prop = np.array([[0.048039089258037265, 0.003484503278109974, 0.10207051633180132,
+                      -0.0011998393175565837, 0.03204351332541401]])  # fmt: skip
+    chain = RiskGateChain(lim, cost)
+    res = chain.apply(prop, ctx)
+    assert check_invariants(res, ctx, lim, cost).n_breaches == 0
+    assert abs(float(res.approved[0] @ np.array(betas))) <= 0.02
+    again = chain.apply(res.approved, dataclasses.replace(ctx, current_weights=res.approved))
+    assert np.array_equal(again.approved, res.approved)

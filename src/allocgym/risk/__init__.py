@@ -47,9 +47,10 @@ over portfolios or symbols). Per portfolio, in this fixed order:
    or beta). A held name's own excess over its symbol caps (a cap that shrank under it)
    counts against no book and codes the portfolio ``NOT_TRADABLE``. Where no book fits
    (a portfolio limit the tradable names cannot bring the book inside), the current
-   book shrunk toward the limits is kept: names adding to the held names' excess are
-   sold, names offsetting it are kept (``NOT_TRADABLE``), and the proposal's sales from
-   it are taken where they fit. Kill switch
+   book shrunk toward the limits is kept (the tradable names scaled as a group: sold
+   where their sum adds to the held names' excess, kept where it offsets it;
+   ``NOT_TRADABLE``), and the proposal's sales from it, or else the hard gates' repair
+   of it, are taken where they fit (the chain gating it again finds the same book). Kill switch
    and unreadable books are still approved flat.
 
 Limits are compared with a relative float tolerance of 1e-12 (a value within it counts as

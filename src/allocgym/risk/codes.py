@@ -45,7 +45,7 @@ REASON_DOCS: dict[ReasonCode, str] = {
     ReasonCode.KILL_SWITCH: "Kill switch engaged: target is flat; supersedes every other rule.",
     ReasonCode.REDUCE_ONLY: "Reduce-only mode: an increase of |w| or a sign flip was refused.",
     ReasonCode.INVALID_INPUT: "Proposal or context was NaN/inf or otherwise invalid; the current (or flat) book is kept.",
-    ReasonCode.NOT_TRADABLE: "Symbol is not tradable at this bar; its weight is held. On a portfolio: the held names break a hard limit that no trade can fix (a held name over its own cap, or a portfolio limit the tradable names cannot bring the book inside: those adding to the excess are then sold).",
+    ReasonCode.NOT_TRADABLE: "Symbol is not tradable at this bar; its weight is held. On a portfolio: the held names break a hard limit that no trade can fix (a held name over its own cap, or a portfolio limit the tradable names cannot bring the book inside: they are then shrunk as a group, sold where their sum adds to the excess).",
     ReasonCode.LONG_ONLY: "Negative weight clipped to 0 under the long-only limit.",
     ReasonCode.SYMBOL_CAP: "|w_i| clipped to the per-symbol cap (pct equity x capacity multiplier).",
     ReasonCode.SYMBOL_NOTIONAL_CAP: "|w_i| x equity clipped to the per-symbol notional cap.",

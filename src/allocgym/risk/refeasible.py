@@ -8,7 +8,13 @@ import numpy as np
 
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import Bounds
-from allocgym.risk.gates.registry import coupled_ok, coupled_violations, hard_ok, names_outside
+from allocgym.risk.gates.registry import (
+    coupled_ok,
+    coupled_violations,
+    hard_gates,
+    hard_ok,
+    names_outside,
+)
 from allocgym.risk.inputs import Inputs
 from allocgym.risk.kernels import (
     BISECT_ITERS,
@@ -166,10 +172,12 @@ def pin_untradable(
     approved where it is inside. The chain stays idempotent: its own output, gated from
     itself, is such a proposal with no trade. Where neither is inside (the held names
     break a portfolio limit the tradable names cannot bring the book inside), the
-    portfolio is coded ``NOT_TRADABLE`` and keeps the shrunk current book, the closest
-    found: tradable names adding to the held names' excess are sold, those offsetting it
-    kept; with the proposal's sales from it where that fits. It is a fixed point too,
-    and only sells.
+    portfolio keeps the shrunk current book (``pinned_shrink``: the tradable names of a
+    sector, then all of them, scaled as a group: a group whose sum adds to a held name's
+    excess is sold, one whose sum offsets it kept), with the proposal's sales from it
+    where that fits, else the hard gates' repair of it (held names put back) where that
+    fits, coded ``NOT_TRADABLE`` unless one of those brought it inside. It is a fixed
+    point too, and only sells.
     """
     moved = ~x.tradable & (approved != x.c)
     rows = rows_any(moved)
@@ -214,10 +222,9 @@ def pin_untradable(
         ok |= fits
         if not ok.all():
             # No book fits (the held names break a limit; the current book is then
-            # outside too): the shrunk current book, the closest found (a tradable name
-            # adding to a held name's excess is sold, one offsetting it kept), with the
-            # proposal's sales from it where they fit; a fixed point (the chain stays
-            # idempotent) and a pure reduction, as a forced de-risk may be.
+            # outside too): the shrunk current book, with the proposal's sales from it
+            # where they fit; a fixed point (the chain stays idempotent) and a pure
+            # reduction, as a forced de-risk may be.
             r = np.flatnonzero(~ok)
             out[idx[r]] = _keep_shrunk(idx[r], base[r], sub.take(r), proposal, x, trace, before)
             if not ok.any():
@@ -302,19 +309,31 @@ def _keep_shrunk(
     before: Trace,
 ) -> np.ndarray:
     """The book of the ``rows`` no book fits (see :func:`pin_untradable`): ``kept`` (the
-    shrunk current book) with the proposal's sales from it where that fits, and its
+    shrunk current book) with the proposal's sales from it where that fits, else the
+    hard gates' repair of it with the held names put back where that fits, and its
     codes, written into ``trace``: those of ``before`` (the trace before the hard gates),
-    ``NOT_TRADABLE`` on every name it keeps away from the proposal and on the portfolio,
+    ``NOT_TRADABLE`` on every name it keeps away from the proposal and on the portfolio
+    (unless it is inside now),
     ``FORCED_DERISK`` on the names it moved from the current book (and that amount)."""
-    p = proposal[rows]
+    p, t = proposal[rows], x.tradable[rows]
     sold = reduce_only(p, kept, np.ones(rows.size, dtype=bool))
-    fits = _feasible(sold, b, x.tradable[rows])
+    fits = _feasible(sold, b, t)
     kept = np.where(fits[:, None], sold, kept)
+    if not fits.all():
+        # The hard gates' own repair of the kept book, the held names put back: what
+        # the chain finds when it gates the kept book again, so that it is found now
+        # (the result stays a fixed point). The gates only shrink: a reduction still.
+        gated = np.where(t, hard_gates(kept, b, Trace(*kept.shape)), kept)
+        good = ~fits & _feasible(gated, b, t)
+        kept = np.where(good[:, None], gated, kept)
+        fits |= good
     c = x.c[rows]
     nt, fd = int(ReasonCode.NOT_TRADABLE), int(ReasonCode.FORCED_DERISK)
     held_back, moved = kept != p, kept != c
     trace.sym[rows] = before.sym[rows] | np.where(held_back, nt, 0) | np.where(moved, fd, 0)
-    trace.port[rows] = before.port[rows] | nt | (trace.port[rows] & fd)
+    # the held names constrain the portfolio unless it is inside now
+    outside = ~fits | rows_any(names_outside(kept, b) & ~x.tradable[rows])
+    trace.port[rows] = before.port[rows] | np.where(outside, nt, 0) | (trace.port[rows] & fd)
     clip = before.clip[:, rows].copy()
     clip[GATE_ROW[ReasonCode.NOT_TRADABLE]] += np.abs(kept - p).sum(axis=1)
     clip[GATE_ROW[ReasonCode.FORCED_DERISK]] = np.abs(kept - c).sum(axis=1)
