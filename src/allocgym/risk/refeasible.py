@@ -223,8 +223,8 @@ def pin_untradable(
         if not ok.all():
             # No book fits (the held names break a limit; the current book is then
             # outside too): the shrunk current book, with the proposal's sales from it
-            # where they fit; a fixed point (the chain stays idempotent) and a pure
-            # reduction, as a forced de-risk may be.
+            # or the gates' repair of it where they fit (``_keep_shrunk``); a fixed point
+            # (the chain stays idempotent) and a pure reduction, as a forced de-risk may be.
             r = np.flatnonzero(~ok)
             out[idx[r]] = _keep_shrunk(idx[r], base[r], sub.take(r), proposal, x, trace, before)
             if not ok.any():
