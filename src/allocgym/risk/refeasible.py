@@ -282,7 +282,7 @@ def _approve_as_proposed(
         book = reduced
     book, limited = from_current(idx, book)
     t = x.tradable[idx]
-    fits = _feasible(book, dec.take(idx), t) & ~rows_any((book != c) & ~t)
+    fits = _feasible(book, dec.take(idx), t)  # its held names did not trade
     if not fits.any():
         return fits
     ok, k = idx[fits], np.flatnonzero(fits)
