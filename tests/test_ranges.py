@@ -45,7 +45,7 @@ def _decide(alloc: FrozenAllocator, **update: object):
 def test_every_range_is_finite_ordered_and_at_most_1e15() -> None:
     assert set(RANGES) == {
         "equity", "peak_equity", "cash", "buying_power", "price", "volume", "adv_notional",
-        "spread_bps", "position", "notional_cap",
+        "spread_bps", "position", "notional_cap", "benchmark_return",
     }  # fmt: skip
     for name, rng in RANGES.items():
         assert rng.name == name
@@ -75,9 +75,16 @@ def test_check_physical_names_the_first_bad_array_position() -> None:
         check_physical("price", prices, "close")
 
 
-def test_bounds_are_inclusive() -> None:
+def test_bounds_are_inclusive_unless_open() -> None:
     for rng in RANGES.values():
-        check_physical(rng.name, rng.low)
+        if rng.low_open:
+            with pytest.raises(PhysicalRangeError, match=r"range \(-1, 10\] fraction"):
+                check_physical(rng.name, rng.low)
+            with pytest.raises(PhysicalRangeError):
+                check_physical(rng.name, np.full(3, rng.low))
+            check_physical(rng.name, np.nextafter(rng.low, np.inf))
+        else:
+            check_physical(rng.name, rng.low)
         check_physical(rng.name, rng.high)
         with pytest.raises(PhysicalRangeError):
             check_physical(rng.name, np.nextafter(rng.high, np.inf))

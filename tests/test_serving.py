@@ -430,6 +430,9 @@ def _variants(req: DecisionRequest, history: int):
     short = {k: getattr(req, k)[-(history - 1):] for k in ("close", "volume", "spread_bps", "tradable")}  # fmt: skip
     yield "short_history", {**short, "benchmark_returns": req.benchmark_returns[-(history - 1):]}, "history_length"  # fmt: skip
     yield "bench_shape", {"benchmark_returns": req.benchmark_returns[1:]}, "shape"
+    huge = req.benchmark_returns.copy()
+    huge[-1] = 1e200  # had passed and overflowed the estimators with warnings only
+    yield "bench_huge", {"benchmark_returns": huge}, "out_of_range"
     yield "nan_equity", {"equity": float("nan")}, "account"
     yield "zero_equity", {"equity": 0.0}, "account"
     yield "nan_position", {"positions": {"AAPL": float("nan")}}, "positions"
@@ -452,7 +455,7 @@ def test_bad_inputs_are_coded_rejects_never_crashes(policy: FrozenPolicy) -> Non
         if d.target_delta_qty is not None:
             assert d.target_delta_qty == [0.0] * 20
         seen.add(detail)
-    assert len(seen) == 11
+    assert len(seen) == 12
 
 
 def test_kill_switch_wins_even_on_rejected_input(policy: FrozenPolicy) -> None:

@@ -19,7 +19,12 @@ adv_notional       [0, 1e15]            traded notional per bar, volume x close
 spread_bps         [0, 1e4]             quoted spread (basis points; 1e4 = 100%)
 position           [-1e15, 1e15]        shares held (signed)
 notional_cap       [1e-6, 1e15]         per-symbol or gross notional cap (currency)
+benchmark_return   (-1, 10]             benchmark simple return per bar (fraction)
 =================  ===================  ==========================================
+
+A benchmark return of -1 has no log; the bound of 10 (+1000 % in one bar) keeps its
+squares and products in the estimators finite (1e200 had overflowed them with warnings
+only).
 
 :func:`check_physical` is the one validation function: the production allocator calls it
 on every request (a value outside is answered ``INVALID_INPUT``: detail ``out_of_range``
@@ -67,18 +72,27 @@ class PhysicalRange:
     high: float
     unit: str
     what: str
+    low_open: bool = False
+    """``low`` itself is outside: the interval is ``(low, high]``."""
 
     def __str__(self) -> str:
-        return f"[{self.low:g}, {self.high:g}] {self.unit}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}] {self.unit}"
+
+    def inside(self, x: float) -> bool:
+        """Whether the scalar ``x`` is finite and inside (NaN fails every comparison)."""
+        return (x > self.low if self.low_open else x >= self.low) and x <= self.high
 
     def outside(self, values: Any) -> np.ndarray:
-        """Boolean mask of the values that are NaN, infinite or outside ``[low, high]``."""
+        """Boolean mask of the values that are NaN, infinite or outside the interval."""
         v = np.asarray(values, dtype=np.float64)
-        return ~((v >= self.low) & (v <= self.high))
+        above = v > self.low if self.low_open else v >= self.low
+        return ~(above & (v <= self.high))
 
 
-def _r(name: str, low: float, high: float, unit: str, what: str) -> tuple[str, PhysicalRange]:
-    return name, PhysicalRange(name, low, high, unit, what)
+def _r(
+    name: str, low: float, high: float, unit: str, what: str, low_open: bool = False
+) -> tuple[str, PhysicalRange]:
+    return name, PhysicalRange(name, low, high, unit, what, low_open)
 
 
 RANGES: Mapping[str, PhysicalRange] = MappingProxyType(
@@ -94,6 +108,7 @@ RANGES: Mapping[str, PhysicalRange] = MappingProxyType(
             _r("spread_bps", 0.0, 1e4, "bps", "quoted spread"),
             _r("position", -MAX_MAGNITUDE, MAX_MAGNITUDE, "shares", "shares held"),
             _r("notional_cap", 1e-6, MAX_MAGNITUDE, "currency", "notional cap"),
+            _r("benchmark_return", -1.0, 10.0, "fraction", "benchmark simple return", True),
         ]
     )
 )
@@ -142,13 +157,13 @@ def check_physical(name: str, values: Any, field: str | None = None) -> None:
     rng = RANGES[name]
     if isinstance(values, float | int) or np.ndim(values) == 0:
         x = float(values)
-        if not (rng.low <= x <= rng.high):  # NaN fails both comparisons
+        if not rng.inside(x):
             raise PhysicalRangeError(field or name, x, rng)
         return
     arr = np.asarray(values, dtype=np.float64)
     # min and max (NaN propagates into both) are the cheap check on the request path; the
     # mask is built only to name the offending entry
-    if arr.size == 0 or (rng.low <= arr.min() and arr.max() <= rng.high):
+    if arr.size == 0 or (rng.inside(float(arr.min())) and rng.inside(float(arr.max()))):
         return
     where = tuple(int(i) for i in np.argwhere(rng.outside(arr))[0])
     label = f"{field or name}[{', '.join(map(str, where))}]"

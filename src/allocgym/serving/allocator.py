@@ -617,20 +617,7 @@ class FrozenAllocator:
         ):
             _check_range(None, range_name, arr, field, field)
         bench = req.benchmark_returns
-        if not np.isfinite(bench).all():
-            raise _Reject(
-                "INVALID_INPUT",
-                "non_finite",
-                "benchmark_returns",
-                "benchmark_returns contains NaN or inf",
-            )
-        if not (bench > -1.0).all():
-            raise _Reject(
-                "INVALID_INPUT",
-                "negative_value",
-                "benchmark_returns",
-                "benchmark returns must be > -1",
-            )
+        _check_range(None, "benchmark_return", bench, "benchmark_returns", "benchmark_returns")
         _check_range(None, "adv_notional", req.volume * close, "volume x close", "volume")
 
     def _validate(

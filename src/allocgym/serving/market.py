@@ -180,13 +180,9 @@ class MarketState:
             check_physical("volume", bar.volume, "volume")
             check_physical("spread_bps", bar.spread_bps, "spread_bps")
             check_physical("adv_notional", bar.volume * bar.close, "volume x close")
+            check_physical("benchmark_return", bar.benchmark_return)
         except PhysicalRangeError as err:
             raise BarRefused("bar_invalid", str(err)) from None
-        b = bar.benchmark_return
-        if not (np.isfinite(b) and b > -1.0):
-            raise BarRefused(
-                "bar_invalid", f"benchmark_return {b!r} must be a finite number above -1"
-            )
         where = {s: i for i, s in enumerate(syms)}
         perm = np.array([where[s] for s in self.symbols])
         tradable = np.ones(n, bool) if bar.tradable is None else bar.tradable

@@ -415,7 +415,7 @@ class DecisionRequest(BaseModel):
     spread_bps: FloatMatrix
     """Quoted spread in bps (L, N), in [0, 1e4]."""
     benchmark_returns: FloatVector
-    """Benchmark simple returns (L,), row-aligned with ``close`` (row 0 may be 0), > -1."""
+    """Benchmark simple returns (L,), row-aligned with ``close`` (row 0 may be 0), in (-1, 10]."""
     tradable: BoolMatrix | None = None
     """Tradable flags (L, N); default all true."""
     regime: RegimeOverride | None = None
@@ -617,7 +617,7 @@ class Bar(BaseModel):
     tradable: array_type(1, "b") | None = None  # type: ignore[valid-type]
     """Tradable flag per symbol; default all true."""
     benchmark_return: StrictFloat
-    """Benchmark simple return into this bar, > -1."""
+    """Benchmark simple return into this bar, in (-1, 10]."""
 
 
 class BarAck(BaseModel):
