@@ -185,7 +185,9 @@ def test_bars_are_idempotent_and_refused_out_of_order_gapped_or_conflicting() ->
     refused(_bar(market, 5, benchmark_return=-1.0), "bar_invalid")
     for huge in (10.5, 1e200):  # 1e200 had been applied and overflowed the estimators
         refused(_bar(market, 5, benchmark_return=huge), "bar_invalid")
-        assert "range (-1, 10] fraction" in state.ack(_bar(market, 5, benchmark_return=huge)).message
+        assert (
+            "range (-1, 10] fraction" in state.ack(_bar(market, 5, benchmark_return=huge)).message
+        )
     refused(_bar(market, 5, symbols=["ZZZZ", *market.symbols[1:]]), "bar_invalid")
     # a bar from the future would refuse every real bar after it until a restart
     future = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
