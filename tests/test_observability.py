@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import enum
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,7 @@ _LEAVES = st.one_of(
     st.booleans(),
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-1e-3, 1e-3),  # where json and orjson write floats differently
     st.text(max_size=4),
     st.floats(width=32).map(np.float32),
     st.floats().map(np.float64),
@@ -87,12 +90,13 @@ _TREES = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(tree=_TREES)
 def test_canonical_json_is_the_full_conversion_dumped(tree: object) -> None:
-    """The C-encoder fast path writes exactly what converting every value first writes
-    (numpy scalars and arrays, non-finite floats, tuples, ints beyond 64 bits), so the
-    hashes of logs written before it still verify."""
+    """The orjson and C-encoder fast paths write exactly what converting every value
+    first writes (numpy scalars and arrays, floats under 1e-4, non-ASCII text, non-finite
+    floats, tuples, ints beyond 64 bits), so the hashes of logs written before them still
+    verify."""
     reference = json.dumps(
         to_jsonable(tree), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
         allow_nan=False,
@@ -112,6 +116,29 @@ def test_canonical_values_are_written_as_their_value(tree: dict) -> None:
     ).encode("ascii")
     assert canonical_json(tree) == reference
     assert canonical_json([tree]) == b"[" + reference + b"]"
+
+
+class _Side(enum.Enum):
+    BUY = 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [uuid.UUID(int=7), _Side.BUY, {"a": [1, uuid.UUID(int=7)]}, [{"s": _Side.BUY}]],
+)
+def test_canonical_json_refuses_values_json_cannot_write(value: object) -> None:
+    """orjson writes UUIDs and Enums; the audit format refuses them, as json does."""
+    with pytest.raises(TypeError, match="cannot write"):
+        canonical_json(value)
+
+
+def test_canonical_json_fast_path_has_json_bytes_where_they_differ() -> None:
+    cases = [1e-05, 2.5e-07, -3.7e-9, 10.00001, float("nan"), "\x7f", "é\u2028", "e-1"]
+    for value in cases:
+        tree = {"k": [value, 0.5, None]}
+        assert canonical_json(tree) == json.dumps(
+            to_jsonable(tree), sort_keys=True, separators=(",", ":"), allow_nan=False
+        ).encode("ascii")
 
 
 def test_canonical_json_refuses_a_non_str_key_deep_inside() -> None:
