@@ -32,6 +32,11 @@ the same run:
   after requests one at a time to settle the admission estimate); served/s of K servers
   over one's (with its lowest and highest round), each server's share, p99 and 503s.
   The other HTTP rows load the first server alone;
+- one server pinned to a CPU (``allocgym serve --cpus``, the first CPU this process may
+  use) against the first, unpinned (``pin``): the same ``concurrency`` connections load
+  each alone in alternating windows (as ``workers``, ``http_seconds`` of each kind in all);
+  served/s of each and the pinned over the unpinned (with its lowest and highest round),
+  p99, 503s and each server's CPU time per answered request (read from ``/proc``);
 - sustained overload, interleaved with the capacity it is judged against: five times 30
   requests one at a time (the server's estimate of its decision time settles), a capacity
   window (``concurrency`` connections, as the load test), then an overload window
@@ -68,7 +73,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,8 +267,26 @@ def in_process(bundle: Path, market: Any, calls: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Served:
+    """An ``allocgym serve`` process the bench started: its url and pid."""
+
+    url: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """The process's CPU time so far, user and system (NaN without Linux's /proc)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return math.nan
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def _server(bundle: Path, audit: Path) -> Iterator[str]:
+def _server(bundle: Path, audit: Path, cpu: int | None = None) -> Iterator[_Served]:
+    """``allocgym serve`` on a free loopback port (``serve --cpus cpu`` when given)."""
     import httpx
 
     from allocgym.serving.http import free_port
@@ -272,7 +295,7 @@ def _server(bundle: Path, audit: Path) -> Iterator[str]:
     cmd = [
         sys.executable, "-c", "from allocgym.cli import main; main()", "serve",
         "--policy", str(bundle), "--host", "127.0.0.1", "--port", str(port),
-        "--audit-log", str(audit),
+        "--audit-log", str(audit), *(() if cpu is None else ("--cpus", str(cpu))),
     ]  # fmt: skip
     env = {**os.environ, "TRADING_ALLOCATOR_ENABLED": "true"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -291,7 +314,7 @@ def _server(bundle: Path, audit: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("allocgym serve did not come up within 120 s")
             time.sleep(0.2)
-        yield url
+        yield _Served(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -606,6 +629,56 @@ def overload(
     }
 
 
+def _alternate(
+    kinds: Sequence[Sequence[str]],
+    template: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+    settle: int,
+    cpu: Sequence[Callable[[], float]] | None = None,
+) -> tuple[list[_Tally], list[float], _Tally, list[float]]:
+    """Windows of each kind of server set in turn, ``rounds`` times.
+
+    Each window: ``settle`` requests one at a time to each of its servers (they bring a
+    server's admission estimate down after the window before, as in :func:`overload`),
+    then ``concurrency`` connections spread over them (connection ``i`` to server
+    ``i % k``) for ``seconds / rounds``. The clients are the same in every kind of window,
+    so the differences are the servers'; alternating lets a change in the machine's load
+    hit every kind alike.
+
+    Returns
+    -------
+    tuple
+        Each kind's tally of its windows; per round, served/s of the last kind over the
+        first (the rounds whose first window served); the settling requests' tally; and,
+        given ``cpu`` (per kind, a reading of its server's CPU seconds), each kind's
+        server CPU time over its windows (0.0 without).
+    """
+    settle_bodies, window_bodies = _bodies(template, "s"), _bodies(template, "w")
+    settling, tallies = _Tally(), [_Tally() for _ in kinds]
+    spent, ratios = [0.0] * len(kinds), []
+    for _ in range(rounds):
+        got = []
+        for k, targets in enumerate(kinds):
+            for url in targets:
+                settling.merge(
+                    _window(url, settle_bodies, clients=1, seconds=math.inf, requests=settle)
+                )
+            before = cpu[k]() if cpu is not None else 0.0
+            got.append(
+                _window(targets, window_bodies, clients=concurrency, seconds=seconds / rounds)
+            )
+            if cpu is not None:
+                spent[k] += cpu[k]() - before
+        if got[0].codes["200"]:
+            ratios.append(got[-1].per_s("200") / got[0].per_s("200"))
+        for tally, window in zip(tallies, got, strict=True):
+            tally.merge(window)
+    return tallies, ratios, settling, spent
+
+
 def scale_out(
     urls: Sequence[str],
     template: bytes,
@@ -616,16 +689,8 @@ def scale_out(
     settle: int = 30,
 ) -> dict[str, Any]:
     """Capacity of one server against ``len(urls)`` servers that hold the same state,
-    interleaved.
-
-    ``rounds`` times: ``settle`` requests one at a time to the first server, a window of
-    ``concurrency`` connections to it alone, ``settle`` requests one at a time to each
-    server, then a window of as many connections spread over all of them (connection
-    ``i`` to ``urls[i % len(urls)]``), each window ``seconds / rounds`` long. The clients
-    are the same in both kinds of window, so the difference is the servers'; alternating
-    lets a change in the machine's load hit both alike, and the settling requests bring
-    each server's admission estimate down after the window before (as in
-    :func:`overload`).
+    interleaved (:func:`_alternate`: the first server alone, then all of them, ``rounds``
+    times, each window ``seconds / rounds`` long).
 
     Returns
     -------
@@ -646,23 +711,10 @@ def scale_out(
             f"rounds={rounds}, settle={settle}, seconds={seconds}: use at least 2 servers, a "
             "client per server, 1 round, settle >= 0 and a positive time"
         )
-    settle_bodies, window_bodies = _bodies(template, "s"), _bodies(template, "w")
-    settling, alone, spread = _Tally(), _Tally(), _Tally()
-    ratios = []
-
-    def settled_window(targets: Sequence[str]) -> _Tally:
-        for url in targets:
-            settling.merge(
-                _window(url, settle_bodies, clients=1, seconds=math.inf, requests=settle)
-            )
-        return _window(targets, window_bodies, clients=concurrency, seconds=seconds / rounds)
-
-    for _ in range(rounds):
-        one, several = settled_window(urls[:1]), settled_window(urls)
-        if one.codes["200"]:
-            ratios.append(several.per_s("200") / one.per_s("200"))
-        alone.merge(one)
-        spread.merge(several)
+    (alone, spread), ratios, settling, _ = _alternate(
+        [urls[:1], urls], template, concurrency=concurrency, seconds=seconds, rounds=rounds,
+        settle=settle,
+    )  # fmt: skip
     answers = settling.codes + alone.codes + spread.codes
     served_per_s_1, served_per_s_k = alone.per_s("200"), spread.per_s("200")
     return {
@@ -684,6 +736,51 @@ def scale_out(
         "p99_ms_1": _ms(alone.served_s, 99),
         "p99_ms_k": _ms(spread.served_s, 99),
         "loadgen_cpu/wall": spread.loadgen()["loadgen_cpu/wall"],
+    }
+
+
+def pinning(
+    free: _Served,
+    pinned: _Served,
+    template: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    rounds: int = 3,
+    settle: int = 30,
+) -> dict[str, Any]:
+    """One server pinned to a CPU (``serve --cpus``) against an unpinned one holding the
+    same state, in alternating windows (:func:`_alternate`, the unpinned one first).
+
+    Returns
+    -------
+    dict
+        Per server (``_free``, ``_pinned``): served/s, p99 of the served requests (ms),
+        503s, and the server's CPU time per answered request (ms; NaN without /proc);
+        ``pinned/free``: served/s of the pinned over the unpinned, with its lowest and
+        highest round; ``other`` as :func:`scale_out`.
+    """
+    (a, b), ratios, settling, (cpu_a, cpu_b) = _alternate(
+        [[free.url], [pinned.url]], template, concurrency=concurrency, seconds=seconds,
+        rounds=rounds, settle=settle, cpu=[free.cpu_s, pinned.cpu_s],
+    )  # fmt: skip
+    answers = settling.codes + a.codes + b.codes
+    row: dict[str, Any] = {"clients": concurrency}
+    for name, tally, cpu_s in (("free", a, cpu_a), ("pinned", b, cpu_b)):
+        answered = tally.codes.total()
+        row |= {
+            f"served_per_s_{name}": tally.per_s("200"),
+            f"p99_ms_{name}": _ms(tally.served_s, 99),
+            f"shed_{name}": tally.codes["503"],
+            f"cpu_ms/request_{name}": cpu_s / answered * 1e3 if answered else math.nan,
+        }
+    served_free = row["served_per_s_free"]
+    return row | {
+        "pinned/free": row["served_per_s_pinned"] / served_free if served_free else math.nan,
+        "ratio_min": min(ratios, default=math.nan),
+        "ratio_max": max(ratios, default=math.nan),
+        "other": answers.total() - answers["200"] - answers["503"],
+        "loadgen_cpu/wall": b.loadgen()["loadgen_cpu/wall"],
     }
 
 
@@ -719,21 +816,30 @@ def _http_rows(
     overload_seconds: float,
     burst_connections: int,
     workers: int,
+    pin: int | None,
 ) -> list[dict[str, Any]]:
-    """The ``http``, ``workers`` (``workers`` > 1), ``overload`` and ``burst`` rows against
-    one served bundle: ``workers`` server processes, each with its own audit log (one
-    writer per log), fed the same bars; all rows but ``workers`` load the first alone."""
+    """The ``http``, ``workers`` (``workers`` > 1), ``pinning`` (``pin`` given: one more
+    server, pinned to that CPU), ``overload`` and ``burst`` rows against one served
+    bundle: ``workers`` server processes, each with its own audit log (one writer per
+    log), fed the same bars; all rows but ``workers`` and ``pinning`` load the first
+    alone."""
     from allocgym.serving import FrozenAllocator
 
     alloc = FrozenAllocator.load(bundle, environ={"TRADING_ALLOCATOR_ENABLED": "true"})
     audits = [audit] + [audit.with_stem(f"{audit.stem}-{i}") for i in range(1, workers)]
     with contextlib.ExitStack() as servers:
-        urls = [servers.enter_context(_server(bundle, log)) for log in audits]
+        served = [servers.enter_context(_server(bundle, log)) for log in audits]
+        pinned = None
+        if pin is not None:
+            log = audit.with_stem(f"{audit.stem}-pinned")
+            pinned = servers.enter_context(_server(bundle, log, cpu=pin))
+        urls = [s.url for s in served]
         url = urls[0]
         if encoding == "account":
             from allocgym.serving.market import MarketState
 
-            latest = _seed(urls, _bars(market, MarketState(alloc).window_bars))
+            feed = urls if pinned is None else [*urls, pinned.url]
+            latest = _seed(feed, _bars(market, MarketState(alloc).window_bars))
             account = _account(alloc, market, latest)
             template = json.dumps(account, separators=(",", ":")).encode()
         else:
@@ -744,6 +850,9 @@ def _http_rows(
         if workers > 1:
             several = scale_out(urls, template, concurrency=concurrency, seconds=seconds)
             rows.append({"bench": "workers", **label, **several})
+        if pinned is not None:
+            one_cpu = pinning(served[0], pinned, template, concurrency=concurrency, seconds=seconds)
+            rows.append({"bench": "pinning", **label, "cpu": pin, **one_cpu})
         if overload_clients:
             overloaded = overload(
                 url, template, clients=overload_clients, concurrency=concurrency,
@@ -753,6 +862,11 @@ def _http_rows(
         if burst_connections:
             rows.append({"bench": "burst", **label, **burst(url, template, burst_connections)})
     return rows
+
+
+def _first_cpu() -> int | None:
+    """The lowest CPU this process may run on (None where affinity is not supported)."""
+    return min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def run(
@@ -768,11 +882,14 @@ def run(
     overload_seconds: float = 10.0,
     burst_connections: int = 1000,
     workers: int = 2,
+    pin: bool = True,
 ) -> list[dict[str, Any]]:
     """Benchmark rows: ``bench`` = ``in_process`` and ``streaming`` (one per size), then
     per HTTP size ``http``, ``workers`` (one server against ``workers`` of them, each kind
     of window ``http_seconds`` in all; ``workers`` 1: none), ``overload``
-    (``overload_clients`` 0: none) and ``burst`` (``burst_connections`` 0: none)."""
+    (``overload_clients`` 0: none), ``burst`` (``burst_connections`` 0: none) and, with
+    ``pin`` (where the platform pins processes), ``pinning``: one more server pinned to the
+    first CPU this process may use against the first, unpinned, in alternating windows."""
     if workers < 1:
         raise ConfigError(f"workers={workers}: use 1 (one server) or more")
     if encoding not in ("account", "b64", "json"):
@@ -799,5 +916,6 @@ def run(
                     requests=http_requests, seconds=http_seconds, concurrency=concurrency,
                     overload_clients=overload_clients, overload_seconds=overload_seconds,
                     burst_connections=burst_connections, workers=workers,
+                    pin=_first_cpu() if pin else None,
                 )  # fmt: skip
     return rows
