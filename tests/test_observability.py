@@ -35,6 +35,7 @@ from allocgym.observability import (
     StrategyPnL,
     anchor_path,
     canonical_json,
+    capacity_utilization,
     decision_record,
     from_jsonable,
     reason_names,
@@ -524,8 +525,6 @@ def test_capacity_use_counts_the_bars_fills_and_the_per_symbol_turnover_cap() ->
     cap is one more limit the gauge measures against (hand-computed)."""
     import dataclasses
 
-    from allocgym.observability import capacity_utilization
-
     gate, ctx = _gate()
     limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
     base = capacity_utilization(gate, ctx, limits)
@@ -585,6 +584,29 @@ def test_metrics_from_one_decision() -> None:
     assert val("allocator_reject_total", {"reason": "SYMBOL_CAP"}) == 4.0
     assert val("allocator_gross_exposure_ratio") == pytest.approx(0.6)
     assert val("allocator_active_strategies") == 3.0
+
+
+def test_last_decision_gauges_are_its_own_after_the_caller_reuses_its_arrays() -> None:
+    """The exposure and capacity gauges are formed when scraped, from copies: a caller
+    that writes the next decision into the same arrays does not change what the last
+    one reports, and the values are capacity_utilization's."""
+    m = Metrics()
+    gate, ctx = _gate()
+    limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
+    want = capacity_utilization(gate, ctx, limits)[1].tolist()
+    m.observe_decision(gate, ctx, limits=limits, symbols=["AAA", "BBB", "CCC"], env=1)
+    gate.approved[:] = 0.9
+    for arr in (ctx.current_weights, ctx.adv_notional, ctx.equity):
+        arr[...] = 1.0
+    val = m.registry.get_sample_value
+    assert val("allocator_gross_exposure_ratio") == pytest.approx(0.6)
+    assert val("allocator_net_exposure_ratio") == pytest.approx(0.6)
+    got = [
+        val("allocator_capacity_utilization_ratio", {"symbol": s}) for s in ("AAA", "BBB", "CCC")
+    ]
+    assert got == want == [1.0, 1.0, 1.0]  # |w| 0.2 at the 0.2 cap
+    with pytest.raises(ValueError, match="2 symbol labels for 3 assets"):
+        m.observe_decision(gate, ctx, limits=limits, symbols=["AAA", "BBB"])
 
 
 def _reject_counts(m: Metrics) -> dict[str, float]:

@@ -1171,9 +1171,25 @@ class Metrics:
         # every reason visible at 0: nothing is 'unknown'. The children are kept: a
         # ``labels`` call per count and per symbol was a fifth of a decision's metrics cost.
         self._rejects = [self.reject_total.labels(reason=name) for name in REASON_NAMES]
-        # (symbols, their last utilisations): each symbol's child reads its slot when
-        # scraped, so a decision stores one list instead of setting n_assets gauges
-        self._capacity: tuple[tuple[str, ...], list[float]] = ((), [])
+        # The gauges of the last decision (exposures, capacity use) are formed when
+        # scraped, from what the decision stored: a scrape reads one decision of the
+        # many between two scrapes, and forming them per decision was a third of a
+        # decision's metrics cost. ``_book``: the last book (n_assets,); ``_utilization``:
+        # its inputs (gate, ctx, limits, book, env), then its values, formed once.
+        self._book = np.zeros(0)
+        self._utilization: tuple[Any, ...] | list[float] = []
+        self._symbols: tuple[str, ...] = ()  # the labels of capacity_utilization's children
+        self.gross_exposure.set_function(lambda: float(np.abs(self._book).sum()))
+        self.net_exposure.set_function(lambda: float(self._book.sum()))
+
+    def _utilizations(self) -> list[float]:
+        """The last decision's capacity use per symbol (formed at its first scrape)."""
+        last = self._utilization
+        if isinstance(last, tuple):
+            gate, ctx, limits, book, env = last
+            last = capacity_utilization(gate, ctx, limits, book=book)[env].tolist()
+            self._utilization = last  # one reference swap: a scrape on another thread reads either
+        return last
 
     def observe_decision(
         self,
@@ -1232,8 +1248,7 @@ class Metrics:
                 child.inc(count)
 
         w = book[env]
-        self.gross_exposure.set(float(np.abs(w).sum()))
-        self.net_exposure.set(float(w.sum()))
+        self._book = w.copy()
         if active_strategies is None and ctx.strategy_weights is not None:
             contrib = np.abs(np.asarray(ctx.strategy_weights, np.float64)[env]).sum(axis=-1)
             if gate.strategy_scale is not None:
@@ -1247,24 +1262,48 @@ class Metrics:
             self.strategy_pnl.labels(strategy_id=str(sid)).inc(float(pnl))
         if limits is not None:
             names = tuple(symbols) if symbols is not None else tuple(map(str, range(w.shape[0])))
-            if self._capacity[0] != names:
-                values = [0.0] * len(names)
+            if len(names) != w.shape[0]:
+                raise ValueError(f"{len(names)} symbol labels for {w.shape[0]} assets")
+            if self._symbols != names:
                 for i, name in enumerate(names):
                     child = self.capacity_utilization.labels(symbol=name)
-                    child.set_function(functools.partial(values.__getitem__, i))
-                self._capacity = (names, values)
-            util = capacity_utilization(gate, ctx, limits, book=book)[env].tolist()
-            if len(util) != len(names):
-                raise ValueError(f"{len(names)} symbol labels for {len(util)} assets")
-            self._capacity[1][:] = util
+                    child.set_function(functools.partial(self._utilization_of, i))
+                self._symbols = names
+            # a copy of what the utilisation reads: the caller may reuse its arrays
+            snapshot = _CapacityInputs(
+                *(None if v is None else np.array(v, copy=True) for v in (
+                    ctx.regime, ctx.equity, ctx.recent_fills, ctx.current_weights,
+                    ctx.adv_notional,
+                ))
+            )  # fmt: skip
+            self._utilization = (gate, snapshot, limits, book.copy(), env)
+
+    def _utilization_of(self, i: int) -> float:
+        util = self._utilizations()
+        return util[i] if i < len(util) else 0.0
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (what ``/metrics`` serves)."""
         return generate_latest(self.registry)
 
 
+@dataclass(frozen=True)
+class _CapacityInputs:
+    """The ``GateContext`` fields :func:`capacity_utilization` reads, copied."""
+
+    regime: Any
+    equity: Any
+    recent_fills: Any
+    current_weights: Any
+    adv_notional: Any
+
+
 def capacity_utilization(
-    gate: GateResult, ctx: GateContext, limits: RiskLimits, *, book: np.ndarray | None = None
+    gate: GateResult,
+    ctx: GateContext | _CapacityInputs,
+    limits: RiskLimits,
+    *,
+    book: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-symbol capacity use, shape (n_envs, n_assets), 1.0 = at the limit: the largest of
     ``|w_i|`` over the symbol cap, its notional ``|w_i| * equity`` over the symbol notional
