@@ -149,10 +149,16 @@ def test_kill_switch_engage_and_release(server: tuple[str, DecisionService]) -> 
 
 
 def test_metrics_expose_the_named_series(server: tuple[str, DecisionService]) -> None:
-    url, _ = server
+    url, service = server
     with httpx.Client(base_url=url, timeout=30) as c:
-        post(c, body(273, "m-1"))
+        # a decided request (the capacity series exist once a decision passed the gates)
+        # and a rejected one (273 bars of history, too short): run alone, the test
+        # had relied on earlier tests for the one it lacked
+        decided = post(c, body(service.allocator.history, "m-1"))
+        rejected = post(c, body(273, "m-2"))
         text = c.get("/metrics").text
+    assert decided.json()["status"] == "ok", decided.text
+    assert rejected.json()["status"] == "rejected", rejected.text
     for name in (
         "allocator_active_strategies",
         "allocator_gross_exposure_ratio",

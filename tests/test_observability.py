@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -523,8 +524,6 @@ def _gate() -> tuple[GateResult, GateContext]:
 def test_capacity_use_counts_the_bars_fills_and_the_per_symbol_turnover_cap() -> None:
     """Fills already done in the bar use participation room, and the per-symbol turnover
     cap is one more limit the gauge measures against (hand-computed)."""
-    import dataclasses
-
     gate, ctx = _gate()
     limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
     base = capacity_utilization(gate, ctx, limits)
@@ -607,6 +606,51 @@ def test_last_decision_gauges_are_its_own_after_the_caller_reuses_its_arrays() -
     assert got == want == [1.0, 1.0, 1.0]  # |w| 0.2 at the 0.2 cap
     with pytest.raises(ValueError, match="2 symbol labels for 3 assets"):
         m.observe_decision(gate, ctx, limits=limits, symbols=["AAA", "BBB"])
+    # a context whose fields do not fit the book fails the call, not the later scrapes
+    bad = dataclasses.replace(ctx, adv_notional=np.full((2, 4), 1e6))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        m.observe_decision(gate, bad, limits=limits, symbols=["AAA", "BBB", "CCC"])
+    assert b"allocator_capacity_utilization_ratio" in m.exposition()
+
+
+def test_capacity_gauges_of_dropped_symbols_keep_their_own_values() -> None:
+    """When the symbol labels change, a symbol no longer given keeps its own last value
+    (not the value of whichever symbol now sits at its position)."""
+    m = Metrics()
+    gate, ctx = _gate()
+    limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
+    val = m.registry.get_sample_value
+    m.observe_decision(gate, ctx, limits=limits, symbols=["AAA", "BBB", "CCC"])
+    first = {s: val("allocator_capacity_utilization_ratio", {"symbol": s}) for s in ("AAA", "BBB")}
+    assert first == pytest.approx({"AAA": 0.5, "BBB": 0.25})
+    m.observe_decision(gate, ctx, limits=limits, symbols=["BBB", "CCC", "DDD"], env=1)
+    assert val("allocator_capacity_utilization_ratio", {"symbol": "AAA"}) == first["AAA"]
+    assert val("allocator_capacity_utilization_ratio", {"symbol": "BBB"}) == pytest.approx(1.0)
+
+
+def test_a_decision_during_a_scrape_is_what_the_next_scrape_reports(monkeypatch) -> None:
+    """A scrape forming decision 1's capacity use while decision 2 is observed (the
+    service scrapes on the event loop, decides on its worker) does not store decision 1's
+    values over decision 2: the next scrape reports decision 2."""
+    import allocgym.observability as obs
+
+    m = Metrics()
+    gate, ctx = _gate()
+    limits = RiskLimits(max_symbol_weight=0.2, max_participation=0.1, long_only=False)
+    names = ["AAA", "BBB", "CCC"]
+    m.observe_decision(gate, ctx, limits=limits, symbols=names)  # decision 1: portfolio 0
+    form = obs.capacity_utilization
+
+    def interleaved(*args, **kwargs):
+        monkeypatch.setattr(obs, "capacity_utilization", form)
+        m.observe_decision(gate, ctx, limits=limits, symbols=names, env=1)  # decision 2
+        return form(*args, **kwargs)
+
+    monkeypatch.setattr(obs, "capacity_utilization", interleaved)
+    val = m.registry.get_sample_value
+    assert val("allocator_capacity_utilization_ratio", {"symbol": "AAA"}) == pytest.approx(0.5)
+    later = [val("allocator_capacity_utilization_ratio", {"symbol": s}) for s in names]
+    assert later == pytest.approx([1.0, 1.0, 1.0])  # decision 2's: |w| 0.2 at the 0.2 cap
 
 
 def _reject_counts(m: Metrics) -> dict[str, float]:

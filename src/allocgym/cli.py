@@ -832,7 +832,7 @@ def serve_cmd(
         typer.Option(
             "--cpus",
             help="Pin the server to these CPU ids, e.g. 0 (Linux). It decides under one "
-            "GIL, so it uses about one core anyway; pinned to one, it served 1.22-1.25x "
+            "GIL, so it uses about one core anyway; pinned to one, it served 1.15-1.17x "
             "the decisions per second on 2 cores (README, performance). Default: unpinned.",
         ),
     ] = None,

@@ -1172,24 +1172,14 @@ class Metrics:
         # ``labels`` call per count and per symbol was a fifth of a decision's metrics cost.
         self._rejects = [self.reject_total.labels(reason=name) for name in REASON_NAMES]
         # The gauges of the last decision (exposures, capacity use) are formed when
-        # scraped, from what the decision stored: a scrape reads one decision of the
+        # scraped, from copies the decision stored: a scrape reads one decision of the
         # many between two scrapes, and forming them per decision was a third of a
-        # decision's metrics cost. ``_book``: the last book (n_assets,); ``_utilization``:
-        # its inputs (gate, ctx, limits, book, env), then its values, formed once.
+        # decision's metrics cost. ``_book``: the last book (n_assets,); ``_capacity``:
+        # the symbol labels and the capacity use of their last decision.
         self._book = np.zeros(0)
-        self._utilization: tuple[Any, ...] | list[float] = []
-        self._symbols: tuple[str, ...] = ()  # the labels of capacity_utilization's children
+        self._capacity: tuple[tuple[str, ...], _LastCapacity] = ((), _LastCapacity())
         self.gross_exposure.set_function(lambda: float(np.abs(self._book).sum()))
         self.net_exposure.set_function(lambda: float(self._book.sum()))
-
-    def _utilizations(self) -> list[float]:
-        """The last decision's capacity use per symbol (formed at its first scrape)."""
-        last = self._utilization
-        if isinstance(last, tuple):
-            gate, ctx, limits, book, env = last
-            last = capacity_utilization(gate, ctx, limits, book=book)[env].tolist()
-            self._utilization = last  # one reference swap: a scrape on another thread reads either
-        return last
 
     def observe_decision(
         self,
@@ -1264,23 +1254,26 @@ class Metrics:
             names = tuple(symbols) if symbols is not None else tuple(map(str, range(w.shape[0])))
             if len(names) != w.shape[0]:
                 raise ValueError(f"{len(names)} symbol labels for {w.shape[0]} assets")
-            if self._symbols != names:
+            # a copy of what the utilisation reads (the caller may reuse its arrays),
+            # checked now: a bad shape fails this call, not every later scrape
+            fills = ctx.recent_fills
+            snapshot = _CapacityInputs(
+                np.array(ctx.regime, dtype=np.int64),
+                np.array(ctx.equity, dtype=np.float64),
+                None if fills is None else np.array(fills, dtype=np.float64),
+                np.array(ctx.current_weights, dtype=np.float64),
+                np.array(ctx.adv_notional, dtype=np.float64),
+            )
+            snapshot.check(book.shape)
+            if self._capacity[0] != names:
+                # a new label set gets its own store: the children of labels no longer
+                # given keep their own last values
+                last = _LastCapacity()
                 for i, name in enumerate(names):
                     child = self.capacity_utilization.labels(symbol=name)
-                    child.set_function(functools.partial(self._utilization_of, i))
-                self._symbols = names
-            # a copy of what the utilisation reads: the caller may reuse its arrays
-            snapshot = _CapacityInputs(
-                *(None if v is None else np.array(v, copy=True) for v in (
-                    ctx.regime, ctx.equity, ctx.recent_fills, ctx.current_weights,
-                    ctx.adv_notional,
-                ))
-            )  # fmt: skip
-            self._utilization = (gate, snapshot, limits, book.copy(), env)
-
-    def _utilization_of(self, i: int) -> float:
-        util = self._utilizations()
-        return util[i] if i < len(util) else 0.0
+                    child.set_function(functools.partial(last.value, i))
+                self._capacity = (names, last)
+            self._capacity[1].inputs = (gate, snapshot, limits, book.copy(), env)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (what ``/metrics`` serves)."""
@@ -1296,6 +1289,46 @@ class _CapacityInputs:
     recent_fills: Any
     current_weights: Any
     adv_notional: Any
+
+    def check(self, shape: tuple[int, ...]) -> None:
+        """Refuse fields that do not broadcast over books of ``shape`` (n_envs, n_assets)
+        as :func:`capacity_utilization` reads them."""
+        shapes = {
+            "regime": (np.size(self.regime), 1),  # per portfolio: a column
+            "equity": (np.size(self.equity), 1),
+            "current_weights": np.shape(self.current_weights),
+            "adv_notional": np.shape(self.adv_notional),
+            "recent_fills": np.shape(self.recent_fills),
+        }
+        try:
+            np.broadcast_shapes(shape, *shapes.values())
+        except ValueError:
+            raise ValueError(
+                f"the decision's book has shape {shape}; its context's fields, as the "
+                f"capacity use reads them, have shapes {shapes}: they do not broadcast over it"
+            ) from None
+
+
+class _LastCapacity:
+    """One label set's capacity use at its last decision: ``inputs`` (set by the
+    decision), and the values formed from them at the first scrape after it."""
+
+    __slots__ = ("formed", "inputs")
+
+    def __init__(self) -> None:
+        self.inputs: tuple[Any, ...] | None = None
+        self.formed: tuple[tuple[Any, ...] | None, list[float]] = (None, [])
+
+    def value(self, i: int) -> float:
+        inputs = self.inputs
+        if inputs is None:
+            return 0.0
+        formed_from, values = self.formed
+        if formed_from is not inputs:  # keyed by the inputs: a decision meanwhile is not lost
+            gate, snapshot, limits, book, env = inputs
+            values = capacity_utilization(gate, snapshot, limits, book=book)[env].tolist()
+            self.formed = (inputs, values)
+        return values[i]
 
 
 def capacity_utilization(

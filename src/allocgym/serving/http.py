@@ -452,7 +452,7 @@ def pin_cpus(cpus: Sequence[int]) -> frozenset[int]:
     One process decides under one GIL, so it uses about one core whatever it may run on;
     with the event loop and the decision worker free to run on different cores, every
     hand-over between them moves the interpreter's hot data across caches. Pinned to one
-    core, a server did 1.22-1.25x the decisions per second on 2 cores, at 0.76x the CPU
+    core, a server did 1.15-1.17x the decisions per second on 2 cores, at 0.77-0.78x the CPU
     per decision (``allocgym bench serve --pin``; README, performance).
 
     Raises
