@@ -124,14 +124,53 @@ class _Side(enum.Enum):
     BUY = 1
 
 
+class _Agreeable(enum.Enum):
+    """A member equal to its value: orjson's bytes read back equal to it."""
+
+    BUY = "buy"
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.value or other is self
+
+    __hash__ = enum.Enum.__hash__
+
+
+class _Lots(enum.IntEnum):
+    ROUND = 5
+
+
+class _Level(int, enum.Enum):
+    """An int Enum whose ``_value_`` (what orjson writes) is not its int (json's)."""
+
+    def __new__(cls, v: int) -> _Level:
+        member = int.__new__(cls, v)
+        member._value_ = float(v)
+        return member
+
+    FIVE = 5
+
+
 @pytest.mark.parametrize(
     "value",
-    [uuid.UUID(int=7), _Side.BUY, {"a": [1, uuid.UUID(int=7)]}, [{"s": _Side.BUY}]],
-)
+    [
+        uuid.UUID(int=7), _Side.BUY, {"a": [1, uuid.UUID(int=7)]}, [{"s": _Side.BUY}],
+        _Agreeable.BUY, {"side": _Agreeable.BUY},
+    ],
+)  # fmt: skip
 def test_canonical_json_refuses_values_json_cannot_write(value: object) -> None:
     """orjson writes UUIDs and Enums; the audit format refuses them, as json does."""
     with pytest.raises(TypeError, match="cannot write"):
         canonical_json(value)
+
+
+def test_canonical_json_writes_subclasses_as_json_does() -> None:
+    """An int Enum member is json's int (orjson would write its value as given); a dict
+    inside a namedtuple has its keys checked like any other."""
+    assert canonical_json({"lot": _Level.FIVE, "n": _Lots.ROUND}) == b'{"lot":5,"n":5}'
+    pair = collections.namedtuple("Pair", "a b")
+    assert canonical_json({"p": pair(1, {"k": 0.5})}) == b'{"p":[1,{"k":0.5}]}'
+    with pytest.raises(TypeError, match="key 1 is int: use str keys"):
+        canonical_json({"p": pair(1, {1: 0.5})})
 
 
 def test_canonical_json_fast_path_has_json_bytes_where_they_differ() -> None:

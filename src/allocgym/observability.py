@@ -52,6 +52,7 @@ import functools
 import hashlib
 import hmac
 import json
+import marshal
 import math
 import os
 import threading
@@ -196,9 +197,12 @@ def _check_keys(obj: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> None:
     _walk_keys(obj)
 
 
-def _opaque(_: Any) -> None:
+def _opaque(value: Any) -> None:
     """orjson's ``default``: a value it cannot write (numpy, other mappings) is not walked
-    here; ``to_jsonable`` converts it, and checks its keys, when it is encoded."""
+    here; ``to_jsonable`` converts it, and checks its keys, when it is encoded. A tuple
+    subclass (a namedtuple) is walked: json's encoder writes it as a list, keys and all."""
+    if isinstance(value, tuple):
+        _walk_keys(value)
     return None
 
 
@@ -274,14 +278,20 @@ def _as_json_writes(obj: Any) -> bytes | None:
     The two write the same bytes except: a float under 1e-4 in magnitude (json ``1e-05``
     and ``2.5e-07``, orjson ``0.00001`` and ``2.5e-7``; the same digits everywhere else,
     20M random floats compared), non-ASCII text and DEL (json escapes them), NaN and
-    infinities (orjson writes ``null``), and UUID and Enum values (orjson writes them,
-    json refuses them). The first two show in the bytes (``e-``, ``0.0000``, a byte over
-    0x7e: these can also come from text, which only costs the fast path); the last two
-    do not read back as the value (a tuple does not either: it takes the json path too).
+    infinities (orjson writes ``null``), and what is not a builtin type: UUIDs, Enum
+    members (orjson writes their value, json refuses a plain Enum and writes an int
+    Enum's int) and other subclasses. The first two show in the bytes (``e-``,
+    ``0.0000``, a byte over 0x7e: these can also come from text, which only costs the
+    fast path); NaN and infinities do not read back as the value (nor does a tuple,
+    which takes the json path too); ``marshal`` refuses the rest.
     """
     try:
+        # marshal refuses every subclass (an Enum member, a namedtuple) and every type
+        # outside the builtins: orjson writes an Enum as its value, and a member whose
+        # ``__eq__`` agrees with that value would pass the read-back
+        marshal.dumps(obj)
         out = orjson.dumps(obj, option=_ORJSON)
-    except orjson.JSONEncodeError:
+    except (ValueError, orjson.JSONEncodeError):
         return None
     if not out.isascii() or b"\x7f" in out or b"e-" in out or b"0.0000" in out:
         return None
