@@ -646,9 +646,14 @@ def test_last_decision_gauges_are_its_own_after_the_caller_reuses_its_arrays() -
     with pytest.raises(ValueError, match="2 symbol labels for 3 assets"):
         m.observe_decision(gate, ctx, limits=limits, symbols=["AAA", "BBB"])
     # a context whose fields do not fit the book fails the call, not the later scrapes
-    bad = dataclasses.replace(ctx, adv_notional=np.full((2, 4), 1e6))
-    with pytest.raises(ValueError, match="do not broadcast"):
-        m.observe_decision(gate, bad, limits=limits, symbols=["AAA", "BBB", "CCC"])
+    for field, value in (
+        ("adv_notional", np.full((2, 4), 1e6)),  # clashes with the book
+        ("recent_fills", np.zeros((2, 1, 3))),  # adds an axis
+        ("current_weights", np.zeros((4, 2, 3))),  # stacks books
+    ):
+        bad = dataclasses.replace(ctx, **{field: value})
+        with pytest.raises(ValueError, match="do not broadcast to it"):
+            m.observe_decision(gate, bad, limits=limits, symbols=["AAA", "BBB", "CCC"])
     assert b"allocator_capacity_utilization_ratio" in m.exposition()
 
 

@@ -286,9 +286,10 @@ def _as_json_writes(obj: Any) -> bytes | None:
     which takes the json path too); ``marshal`` refuses the rest.
     """
     try:
-        # marshal refuses every subclass (an Enum member, a namedtuple) and every type
-        # outside the builtins: orjson writes an Enum as its value, and a member whose
-        # ``__eq__`` agrees with that value would pass the read-back
+        # marshal refuses the types outside the builtins and their subclasses (an Enum
+        # member, a namedtuple), but for those that expose a byte buffer: orjson writes
+        # an Enum as its value, and a member whose ``__eq__`` agrees with that value
+        # would pass the read-back (left: a bytes Enum with such an ``__eq__``)
         marshal.dumps(obj)
         out = orjson.dumps(obj, option=_ORJSON)
     except (ValueError, orjson.JSONEncodeError):
@@ -1311,12 +1312,14 @@ class _CapacityInputs:
             "recent_fills": np.shape(self.recent_fills),
         }
         try:
-            np.broadcast_shapes(shape, *shapes.values())
+            fits = np.broadcast_shapes(shape, *shapes.values()) == shape
         except ValueError:
+            fits = False
+        if not fits:  # a field that adds an axis or columns is as wrong as one that clashes
             raise ValueError(
                 f"the decision's book has shape {shape}; its context's fields, as the "
-                f"capacity use reads them, have shapes {shapes}: they do not broadcast over it"
-            ) from None
+                f"capacity use reads them, have shapes {shapes}: they do not broadcast to it"
+            )
 
 
 class _LastCapacity:
