@@ -272,8 +272,8 @@ _ORJSON = (
 
 
 def _as_json_writes(obj: Any) -> bytes | None:
-    """orjson's bytes for ``obj`` where they are provably json's, else None (5-10x faster
-    than json's C encoder on an audit record, 2x with the read-back check).
+    """orjson's bytes for ``obj`` where they are provably json's, else None (about 4x
+    faster than json's C encoder on a 20-asset audit record, the checks included).
 
     The two write the same bytes except: a float under 1e-4 in magnitude (json ``1e-05``
     and ``2.5e-07``, orjson ``0.00001`` and ``2.5e-7``; the same digits everywhere else,
