@@ -251,10 +251,22 @@ def test_refuses_tradable_without_price_and_bad_benchmark() -> None:
     close = np.array([[np.nan, 20.0], [11.0, 20.0], [12.0, 22.0], [11.0, 22.0]])
     with pytest.raises(DataError, match=r"tradable is True without a close price: X at 2021-03-01"):
         make(close=close)
-    with pytest.raises(
-        DataError, match=r"benchmark returns must be finite and > -1: 2021-03-03 \(nan\)"
-    ):
+    rng = r"benchmark returns outside the benchmark simple return range \(-1, 10\] fraction"
+    with pytest.raises(DataError, match=rf"{rng}: 2021-03-03 \(nan\)"):
         make(benchmark_returns=np.array([0.0, 0.1, np.nan, 0.0]))
+    with pytest.raises(DataError, match=rf"{rng}: 2021-03-02 \(-1\)"):
+        make(benchmark_returns=np.array([0.0, -1.0, 0.0, 0.0]))
+    # a benchmark in percent: the serving range refuses it on the training path too
+    with pytest.raises(DataError, match=rf"{rng}: 2021-03-03 \(12\).*not percent"):
+        make(benchmark_returns=np.array([0.0, 0.5, 12.0, 0.0]))
+    assert make(benchmark_returns=np.array([0.0, -0.99, 10.0, 0.0])).n_days == 4
+    # the equal-weight default is derived from checked closes: an 11x jump is data
+    jump = np.array([[1.0, 1.0], [12.0, 12.0], [12.0, 12.0], [12.0, 12.0]])
+    derived = np.array([0.0, 11.0, 0.0, 0.0])
+    md = make(close=jump, benchmark_returns=derived, defaulted=("benchmark_returns",))
+    assert md.benchmark_returns[1] == 11.0
+    with pytest.raises(DataError, match=rf"{rng}: 2021-03-02 \(11\)"):
+        make(close=jump, benchmark_returns=derived)
 
 
 def test_refuses_non_numeric_and_non_dates() -> None:

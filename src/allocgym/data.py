@@ -563,13 +563,19 @@ def _check_content(md: MarketData) -> None:
             "a symbol can only trade where it has a price"
         )
     bench = md.benchmark_returns
-    bad_b = ~np.isfinite(bench) | (bench <= -1.0)
+    rng = RANGES["benchmark_return"]
+    # the serving range for a given benchmark; the equal-weight default is derived from
+    # the checked closes (a real 11x jump of a small universe is data, not a unit error)
+    bad_b = rng.outside(bench)
+    if "benchmark_returns" in md.defaulted:
+        bad_b = ~np.isfinite(bench) | (bench <= rng.low)
     if bad_b.any():
         rows = np.flatnonzero(bad_b)
         shown = ", ".join(f"{_day(dates[i])} ({bench[i]:g})" for i in rows[:_SHOW])
         raise DataError(
-            f"benchmark returns must be finite and > -1: {shown}: fill the benchmark's "
-            "gaps or leave the benchmark out (equal-weight default)"
+            f"benchmark returns outside the {rng.what} range {rng}: {shown} (serving "
+            "refuses them too): fill the benchmark's gaps, check its units (a fraction, "
+            "not percent) or leave the benchmark out (equal-weight default)"
         )
 
 
