@@ -279,6 +279,39 @@ def test_large_moves_are_listed_with_dates_and_refused_when_bounded() -> None:
     assert _quiet(from_prices, _wide(n_days=200), cfg=strict).n_days == 200
 
 
+def test_split_sized_moves_are_named_inside_the_bound() -> None:
+    df = _wide(n_days=200)
+    two = df.index[60]
+    # an unadjusted 2:1 split on a day the stock rose 0.2 %: -49.9 %, inside a 50 % bound
+    df.loc[two:, "S0"] *= 0.5 * 1.002 / (df.loc[two, "S0"] / df.shift().loc[two, "S0"])
+    three = df.index[90]  # a 1:10 reverse split, beyond the bound
+    df.loc[three:, "S2"] *= 10.0
+    r = df.pct_change()
+    assert r.loc[two, "S0"] == pytest.approx(-0.499) and r.loc[three, "S2"] > 9.0
+    with pytest.warns(DataWarning) as caught:
+        md = from_prices(df, cfg=LOOSE)
+    text = " ".join(str(w.message) for w in caught)
+    assert "1 one-bar move(s) beyond 50%: S2" in text
+    assert f"S2 {three:%Y-%m-%d} {r.loc[three, 'S2']:+.1%} (does not revert, the size" in text
+    assert "1 one-bar move(s) the size of a stock split: S0" in text
+    assert f"S0 {two:%Y-%m-%d} -49.9% (does not revert, the size of an unadjusted 2:1 split)" in text
+    moves = large_moves(md)
+    assert [(m.symbol, m.split) for m in moves] == [("S0", "2:1"), ("S2", "1:10")]
+    # a bound refuses the reverse split only; the split inside it stays a warning
+    strict = DataConfig(min_history=2, max_abs_return=0.5)
+    with pytest.raises(DataError, match=r"1 one-bar move\(s\) beyond data.max_abs_return = 0.5 "):
+        _quiet(from_prices, df, cfg=strict)
+    df.loc[three:, "S2"] /= 10.0
+    with pytest.warns(DataWarning) as caught:
+        assert from_prices(df, cfg=strict).n_days == 200
+    assert "the size of a stock split: S0" in " ".join(str(w.message) for w in caught)
+    # 1 % off the ratio is still named; 2 % off is an ordinary -48 % move
+    for rose, named in ((1.0099, True), (1.02, False)):
+        moved = _wide(n_days=200)
+        moved.loc[two:, "S0"] *= 0.5 * rose / (moved.loc[two, "S0"] / moved.shift().loc[two, "S0"])
+        assert bool(_quiet(large_moves, _quiet(from_prices, moved, cfg=LOOSE))) is named
+
+
 def test_trailing_nan_is_a_delisting(tmp_path: Path) -> None:
     df = _wide(n_days=300)
     df.iloc[200:, 2] = np.nan  # S2 delisted after bar 199

@@ -731,7 +731,8 @@ def _assemble(
 
 @dataclass(frozen=True)
 class Move:
-    """A one-bar close-to-close move beyond the bound (:func:`large_moves`).
+    """A one-bar close-to-close move beyond the bound, or one the size of a stock split
+    (:func:`large_moves`).
 
     Attributes
     ----------
@@ -743,24 +744,44 @@ class Move:
         Date of a later bar (within ``_REVERT_BARS``) whose price is back within 10 % of
         the price before the move: a spike or a level jump that reverts (a data error
         more often than a market move).
+    split : str or None
+        The split ratio (``"2:1"``, ``"1:10"`` for a reverse split) whose price ratio the
+        move is within ``SPLIT_TOLERANCE`` of: prices not adjusted for a split.
     """
 
     symbol: str
     date: str
     ret: float
     reverts_on: str | None
+    split: str | None = None
 
     def describe(self) -> str:
         what = f"reverts on {self.reverts_on}" if self.reverts_on else "does not revert"
+        if self.split:
+            what += f", the size of an unadjusted {self.split} split"
         return f"{self.symbol} {self.date} {self.ret:+.1%} ({what})"
 
 
 _REVERT_BARS = 63  # bars after a large move searched for the price's return
 
+SPLITS: tuple[tuple[str, float], ...] = tuple(
+    (f"{new}:{old}", old / new)
+    for new, old in ((2, 1), (3, 1), (3, 2), (4, 1), (5, 1), (10, 1), (1, 2), (1, 3), (1, 10))
+)
+"""Common split ratios ``new:old`` shares and the price ratio each leaves unadjusted."""
+
+SPLIT_TOLERANCE = 0.01
+"""Relative distance of a bar's price ratio from a split's within which the move is
+listed as split-sized, whatever the bound: a 2:1 split on a day the stock rose 0.2 % is
+-49.9 %, inside a 50 % bound. 1 % lists no real move of the bundled S&P 500 sample beside
+its one unadjusted split (RRC, 1990-04-10, 3:1)."""
+
 
 def large_moves(md: MarketData, bound: float = DEFAULT_MOVE_BOUND) -> list[Move]:
-    """One-bar moves with ``|r| > bound`` (simple close-to-close returns while listed),
-    in date then symbol order, each flagged when the price comes back (``Move.reverts_on``).
+    """One-bar moves with ``|r| > bound`` (simple close-to-close returns while listed) or
+    the size of a split (``Move.split``: within ``SPLIT_TOLERANCE`` of a ratio in
+    ``SPLITS``), in date then symbol order, each flagged when the price comes back
+    (``Move.reverts_on``).
 
     Parameters
     ----------
@@ -769,7 +790,11 @@ def large_moves(md: MarketData, bound: float = DEFAULT_MOVE_BOUND) -> list[Move]
         Decimal return bound (0.5 = 50 % in one bar).
     """
     r = md.returns
-    hits = np.argwhere(np.abs(r) > bound)
+    ratio = 1.0 + r
+    split = np.full(r.shape, -1)
+    for k, (_, price_ratio) in enumerate(SPLITS):
+        split[np.abs(ratio / price_ratio - 1.0) <= SPLIT_TOLERANCE] = k
+    hits = np.argwhere((np.abs(r) > bound) | (split >= 0))
     out: list[Move] = []
     for t, j in hits[np.lexsort((hits[:, 1], hits[:, 0]))]:
         before = md.close[t - 1, j]
@@ -785,16 +810,20 @@ def large_moves(md: MarketData, bound: float = DEFAULT_MOVE_BOUND) -> list[Move]
                 date=_day(md.dates[t]),
                 ret=float(r[t, j]),
                 reverts_on=_day(md.dates[t + 1 + back[0]]) if back.size else None,
+                split=SPLITS[split[t, j]][0] if split[t, j] >= 0 else None,
             )
         )
     return out
 
 
 def check_moves(md: MarketData, cfg: DataConfig | None = None) -> list[Move]:
-    """List one-bar moves beyond the bound as a ``DataWarning``, or refuse them.
+    """List one-bar moves beyond the bound or the size of a split as a ``DataWarning``, or
+    refuse those beyond the bound.
 
     The bound is ``cfg.max_abs_return`` when set (moves beyond it raise ``DataError``),
     else ``DEFAULT_MOVE_BOUND`` (moves beyond it are listed in a warning and kept).
+    Split-sized moves inside the bound are listed in the warning either way (a real
+    -49 % day looks like a 2:1 split: only the data's owner can tell).
 
     Returns
     -------
@@ -804,23 +833,33 @@ def check_moves(md: MarketData, cfg: DataConfig | None = None) -> list[Move]:
     strict = cfg is not None and cfg.max_abs_return is not None
     bound = float(cfg.max_abs_return) if strict else DEFAULT_MOVE_BOUND  # type: ignore[union-attr]
     moves = large_moves(md, bound)
-    if not moves:
-        return moves
-    shown = "; ".join(m.describe() for m in moves[:10])
-    more = f" (+{len(moves) - 10} more)" if len(moves) > 10 else ""
-    if strict:
+    beyond = [m for m in moves if abs(m.ret) > bound]
+    if strict and beyond:
         raise DataError(
-            f"{len(moves)} one-bar move(s) beyond data.max_abs_return = {bound:g} in "
-            f"{md.name!r}: {shown}{more}: correct the prices (a split or a unit change), "
+            f"{len(beyond)} one-bar move(s) beyond data.max_abs_return = {bound:g} in "
+            f"{md.name!r}: {_moves(beyond)}: correct the prices (a split or a unit change), "
             "or raise data.max_abs_return"
         )
-    warnings.warn(
-        f"{len(moves)} one-bar move(s) beyond {bound:.0%} in {md.name!r}: {shown}{more}; "
-        "check the prices, or set data.max_abs_return to refuse such data",
-        DataWarning,
-        stacklevel=3,
-    )
+    sized = [m for m in moves if abs(m.ret) <= bound]
+    found = [
+        f"{len(ms)} one-bar move(s) {what}: {_moves(ms)}"
+        for ms, what in ((beyond, f"beyond {bound:.0%}"), (sized, "the size of a stock split"))
+        if ms
+    ]
+    if found:
+        warnings.warn(
+            f"{'; '.join(found)} in {md.name!r}: check the prices (adjust them for splits), "
+            "or set data.max_abs_return to refuse moves beyond it",
+            DataWarning,
+            stacklevel=3,
+        )
     return moves
+
+
+def _moves(moves: list[Move]) -> str:
+    """Up to ten moves described, with the count of the rest."""
+    more = f" (+{len(moves) - 10} more)" if len(moves) > 10 else ""
+    return "; ".join(m.describe() for m in moves[:10]) + more
 
 
 def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
