@@ -294,7 +294,9 @@ def test_split_sized_moves_are_named_inside_the_bound() -> None:
     assert "1 one-bar move(s) beyond 50%: S2" in text
     assert f"S2 {three:%Y-%m-%d} {r.loc[three, 'S2']:+.1%} (does not revert, the size" in text
     assert "1 one-bar move(s) the size of a stock split: S0" in text
-    assert f"S0 {two:%Y-%m-%d} -49.9% (does not revert, the size of an unadjusted 2:1 split)" in text
+    assert (
+        f"S0 {two:%Y-%m-%d} -49.9% (does not revert, the size of an unadjusted 2:1 split)" in text
+    )
     moves = large_moves(md)
     assert [(m.symbol, m.split) for m in moves] == [("S0", "2:1"), ("S2", "1:10")]
     # a bound refuses the reverse split only; the split inside it stays a warning
