@@ -268,6 +268,47 @@ def test_forced_derisk_rounds_toward_zero_and_ignores_bands() -> None:
     assert report.ok, report.messages
 
 
+_WIDE = {
+    "max_symbol_weight": 1.0, "max_gross": 100.0, "max_net": 100.0, "max_sector_gross": 100.0,
+    "long_only": False, "max_turnover": 100.0, "max_participation": 1e6,
+    "slippage_budget_bps": 1e6,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("equity", "prices", "shares", "lot", "caps", "held"),
+    [
+        # a position 1e9 lots over a 1000 notional cap: the snap, relative to the order,
+        # had rounded 99.999 shares up to the lot of 100 (1000.01 held)
+        (1e13, (10.0001, 100.0), (1e11, 0.0), 100.0, {"max_symbol_notional": 1000.0}, [0, 0]),
+        (1e13, (10.0001, 100.0), (-1e11, 0.0), 100.0, {"max_symbol_notional": 1000.0}, [0, 0]),
+        # 0.6 shares approved of 5e12 held: 1 share (1000 against 600) had been held
+        (1e15, (1000.0, 100.0), (5e12, 0.0), 1.0, {"max_symbol_notional": 600.0}, [0, 0]),
+        (1e10, (100.0, 100.0), (1e7, 0.0), 1.0, {"max_symbol_notional": 999.99995}, [9, 0]),
+        (1e12, (100.0,) * 3, (1e9,) * 3, 1.0, {"max_gross_notional": 2999.99}, [9, 9, 9]),
+        (1e6, (1.0, 1.0), (0.99e6, 0.0), 1.0, {"max_symbol_weight": 9.9999999e-7}, [0, 0]),
+    ],
+)
+def test_forced_lot_rounding_of_a_huge_position_stays_under_its_cap(
+    equity: float, prices: tuple, shares: tuple, lot: float, caps: dict, held: list
+) -> None:
+    limits = RiskLimits(**(_WIDE | caps))
+    p = np.array([prices])
+    ctx = dataclasses.replace(
+        ctx_of(np.array([shares]) * p / equity, prices, sectors=range(p.shape[1])),
+        equity=np.array([equity]),
+        adv_notional=np.full(p.shape, 1e15),
+    )
+    gate = RiskGateChain(limits).apply(ctx.current_weights.copy(), ctx)  # propose: hold
+    assert gate.portfolio_reasons[0] & ReasonCode.FORCED_DERISK
+    ex = ExecutionPolicy(ExecutionParams(lot_size=lot), limits).apply(gate, ctx)
+    assert ex.target_qty[0].tolist() == held
+    assert (np.abs(ex.target_weights) <= np.abs(gate.approved)).all()  # toward zero
+    assert not np.signbit(ex.target_qty[ex.target_qty == 0.0]).any()  # +0.0, as the weight
+    report = check_invariants(executed_as_gate(ex, gate), ctx, limits)
+    assert report.ok, report.messages
+
+
 def test_forced_derisk_of_one_name_keeps_the_other_names_bands() -> None:
     # Ten names at the 0.10 cap (sectors loose); a price move lifts name 0 by 1e-12 over
     # the cap and the others drift inside their bands. Only name 0 carries FORCED_DERISK,

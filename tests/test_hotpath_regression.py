@@ -56,7 +56,13 @@ liquidated (gross 0.05 and 0.10, the held names alone) and now keep an in-limit 
 (gross 0.14 and 0.59); in the three ``m1`` cases the approved books held and a held
 name that the proposal kept at its current weight lost the symbol-cap and forced de-risk
 bits and amounts (nothing moved it; the portfolio codes held). 0 invariant breaches before
-and after; every other fingerprint held.
+and after; every other fingerprint held. Five ``exec/`` digests were re-recorded when a
+forced short rounded flat came to hold +0.0 shares instead of -0.0 (the weight was +0.0
+already) and forced lot rounding stopped snapping past the approved target (a 1000
+notional cap had held 1000.01): 116 ``target_qty`` / ``delta_qty`` entries changed the
+sign of a zero, every value and every other array held, every fingerprint held; so did
+``env/budgets/longshort/b7/m20`` (``exec.target_qty`` on 6 of 200 steps, the sign of a
+zero only).
 
 The env entries also depend on the modules the env calls (actions, intents, features,
 regime, measures, config defaults). After an intended change that moves bits, check it
@@ -678,7 +684,7 @@ DIGESTS: dict[str, str] = {
     "gate/notional_tight/b1/m53/s1e0": "3d020515128aee39538640bdc5a8392f4da29303e7e29f8f67fc4096c5615f46",
     "exec/notional_tight/b1/m53/s1e0": "19e40b18ff99f459a7d8ed8c3a4fa518851f63ef3595b6f715de7742d884ed20",
     "gate/notional_tight/b1/m53/s0e1": "52dee7bf2ea1ba7a0e4de9623f844799d0d52ad6077051f23b76ba511dfcf238",
-    "exec/notional_tight/b1/m53/s0e1": "6b7f750cc144fa067399b27de878b2647681a8e95e3dc3570d18dc15d844f015",
+    "exec/notional_tight/b1/m53/s0e1": "f6d6f67ae15d8b978ac144e71fb87a093299458bd2f3c7e8b786291c00e6623a",
     "gate/longonly_beta_notional/b1/m53/s0e0": "36828a9ab4eefb1481ff554f78e0327e23c4e84044f560c1bc88a2f3bb02718b",
     "exec/longonly_beta_notional/b1/m53/s0e0": "943cf863979e89eabf5198b7427f60e0c4e63d8a96f872bf24dfcd1c9c4b1433",
     "gate/longonly_beta_notional/b1/m53/s1e0": "853e23cddf178d20ec9c4a68393fd240e26307ef961c500c24b90e1052e3e1d1",
@@ -763,7 +769,7 @@ DIGESTS: dict[str, str] = {
     "exec/default/b7/m53/s1e0": "c4e15a6a1656e17e0e5a0a652c2472835a30f19e5588bdbfec4baebeb5f7f76b",
     "gate/default/b7/m53/s0e1": "3cc4b59f51eaca07c9ba99ddab006294d1b3dcab25c452dbd100e627e233aa9e",
     "gate/longshort_beta/b7/m53/s0e0": "0079b0048505f149f3845f8accb7a29c0fd4c6e7fb41d3e53f83eb75c60a67af",
-    "exec/longshort_beta/b7/m53/s0e0": "039fb09f631c218b61fd536b551b4bc34c9e040561387a4af2566d520ed8ba49",
+    "exec/longshort_beta/b7/m53/s0e0": "d64a603833e2ee57b4b1849cc2866d574fba8d990e97d8a2d2585cc5e46f8e49",
     "gate/longshort_beta/b7/m53/s1e0": "61788fe39ec5c6c97b4580ec560e8c651af64e275d0da94b9e552c440fe925a9",
     "exec/longshort_beta/b7/m53/s1e0": "7a7dbf24835a6d1103429b6dd8f01dfd8bf8e158b45af44f7db051f1d4fdd617",
     "gate/longshort_beta/b7/m53/s0e1": "56d9f7dadbf0c71277c32e6d229a4e3cdb54924cb2cef1203cc04d713ee5116f",
@@ -830,7 +836,7 @@ DIGESTS: dict[str, str] = {
     "gate/notional_tight/b64/m20/s0e0": "267295483cfe77fc6279e8dac90d951017dbd6ae97a0f5617c48edb106a7e5df",
     "exec/notional_tight/b64/m20/s0e0": "9a861cfd6e080d729094b9f461d468e474159dac4839b1b2bb5fc7db8aac1b68",
     "gate/notional_tight/b64/m20/s1e0": "0427debcdcc9b6a670ec4d6a62f9209d698c2b987990b621f122639211696a63",
-    "exec/notional_tight/b64/m20/s1e0": "9244d59dab4508a1e5b7667db03d4d9ce1afa73840c0f5092cc4b026e443a97c",
+    "exec/notional_tight/b64/m20/s1e0": "6996863327fafc362584d497c0d6ca70be5d1e7ef192695b3d3c0f8730f1cd54",
     "gate/notional_tight/b64/m20/s0e1": "8ef3627326d04ac8d67b7c54f2461bfe43b3721bc135017cd5c0f8d9f90f831f",
     "gate/longonly_beta_notional/b64/m20/s0e0": "62edd7763e4b2dd5fe7ee3bb6eabe38db2e6e12fb7f4e9c8b34eed21892af90f",
     "exec/longonly_beta_notional/b64/m20/s0e0": "85ef5abc90193534f07532e0d9a9124a70343a82bf34c7e63c9792050f4d70f9",
@@ -853,12 +859,12 @@ DIGESTS: dict[str, str] = {
     "exec/default/b64/m53/s1e0": "f50a1160e3e3a9ba7643f87b5f12c05f18717d315e69b1c4585988ad66c769dd",
     "gate/default/b64/m53/s0e1": "68bdd474ec4e9df730a745d208907dc225c5e997c3c8246dc306bde94bc8dec0",
     "gate/longshort_beta/b64/m53/s0e0": "ec9561426c81f351e45c8a24bf9bf71353cb10639e792ff58bf13e447311ccae",
-    "exec/longshort_beta/b64/m53/s0e0": "3376f91a38852781019d753af2f92b7d2d89011922a6d069c5e56683bcc60066",
+    "exec/longshort_beta/b64/m53/s0e0": "60c5420b45a882c7402d9f9548330592e315c38db8e2fd42a459a6ba6c180c4b",
     "gate/longshort_beta/b64/m53/s1e0": "74c77fab3ddca99441f1cb02a76970b964c74db62765223d7a83395d351730f8",
     "exec/longshort_beta/b64/m53/s1e0": "b52d584300032ca654ac848d0008f666820a604f33f484fbbf992cc6a46a7fb5",
     "gate/longshort_beta/b64/m53/s0e1": "504cd9a5445ef5eebab319fecfdab301c165266ed3e1fe5fa8fc4be1c4cba2e7",
     "gate/notional_tight/b64/m53/s0e0": "7de9c8e3e79a752bc20e27871bd8b796450ca34edb45334812b0e91ec6f29174",
-    "exec/notional_tight/b64/m53/s0e0": "041204d26625827d1458d5f4a860e33e3e50ee4bcfe47c23968c1d6a7a17efb3",
+    "exec/notional_tight/b64/m53/s0e0": "04af46f13e126f95b5cd0b388a608e19bbe22bf34d415e8a4aec5cbb403f99e3",
     "gate/notional_tight/b64/m53/s1e0": "eeebd29170604942bb1bbab79cd432575d986d57ab71cf3b2277a301ae77371e",
     "exec/notional_tight/b64/m53/s1e0": "37cbf7a8e6856de809e2a1e75540fb51a27f02bb7db96456c0c592254282f7df",
     "gate/notional_tight/b64/m53/s0e1": "8f2a59554a6df96dee32fdc5d17898e28155d65af261d37c0de5ef2b428e5223",
@@ -910,7 +916,7 @@ DIGESTS: dict[str, str] = {
     "env/budgets/base/b1/m53": "0848b2c91fff2e1e511271c28d366382d58cf5ae19ff4d2b1e8ee592f6340af7",
     "env/budgets/base/b7/m53": "fbc6318b3b2877f5a77ef57349976a651a684d41a5a245fe59f834da22dde58a",
     "env/budgets/base/b64/m53": "1e1e75dc9332a4ceba644afbdd61dc18b45a90a95eaf12ddd60c9f66c46209e3",
-    "env/budgets/longshort/b7/m20": "b90df2584581a05f1d58c0af27a316a4f79b5aa0928b4dc4d901b79966ba9e41",
+    "env/budgets/longshort/b7/m20": "0c47ef823b84494f4d05faef46c2cc5622a68b4ef89ed06c1fa22b074a9fb4d2",
     "env/budgets/kill_lots/b7/m20": "05262542f9265283919f7ee8933b853a3219b298eac67d7f82cb2168a350b9d1",
     "env/budgets/base/b7/m90": "78181cf5ffd8b5b2bf4d63de5535955efbcbd558cb0f74ffb7bfe077fcad3339",
 }

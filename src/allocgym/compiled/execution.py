@@ -61,7 +61,13 @@ def _round_lot(cur, tgt, lot, forced, unit):  # pragma: no cover
         x = s * cur
         k = np.floor(_in_lots(abs(tgt) - x, lot, unit))
         v = x + (k if unit else k * lot)
-        return 0.0 if (s == 0.0 or v < 0.0) else s * v
+        if v > abs(tgt) * (1.0 + _SNAP):
+            # the snap is relative to the order, which dwarfs the target when a position
+            # far above its cap is cut to it: a point past the target by more than the
+            # target's own dust is one lot too far (a notional cap of 1000 had held
+            # 1000.01); where |cur|'s float spacing reaches a lot, the target itself
+            v = min(v - (1.0 if unit else lot), abs(tgt))
+        return 0.0 if (s == 0.0 or v <= 0.0) else s * v
     # toward the current position: the order truncated to whole lots
     k = np.trunc(_in_lots(tgt - cur, lot, unit))
     return 0.0 if tgt == 0.0 else cur + (k if unit else k * lot)
