@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from allocgym.config import AllocgymConfig, PromotionConfig, load_config, write_run_metadata
 from allocgym.data import load_market
-from allocgym.errors import ConfigError
+from allocgym.errors import ConfigError, DataError
 from allocgym.ledger import TrialsLedger
 from allocgym.promotion import promote, promotion_decision, write_promotion
 
@@ -115,6 +115,11 @@ def test_risk_adjusted_checks() -> None:
     assert "p-value 0.35" in next(c.detail for c in d.checks if not c.passed)
     unchecked = PromotionConfig(max_p_value=None)  # the point Sharpe alone decides
     assert promotion_decision(noise, INCUMBENT, stressed(), unchecked).promoted
+    # p = 0.03 passes 0.05 for the first candidate tried on the test bars, not the second
+    assert promotion_decision({**DOMINANT, "test_looks": 1}, INCUMBENT, stressed(), cfg).promoted
+    d = promotion_decision({**DOMINANT, "test_looks": 2}, INCUMBENT, stressed(), cfg)
+    assert failed(d) == {"risk_adjusted.significance"}
+    assert "need <= 0.025 (0.05 over 2 candidates tried on these bars)" in d.reasons[0]
     no_test = {k: v for k, v in DOMINANT.items() if not k.startswith("paired")}
     assert "risk_adjusted.significance" in failed(
         promotion_decision(no_test, INCUMBENT, stressed(), cfg)
@@ -221,6 +226,7 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
                                        "greedy", *sets])  # fmt: skip
     assert res.exit_code == 1, res.output
     assert "REJECT" in res.output and "risk_adjusted.sharpe" in res.output
+    assert "candidates tried on these test bars: 1 (this one included" in res.output
     written = json.loads((run / "promotion.json").read_text())
     assert written["decision"] == "REJECT"
     assert {c["name"] for c in written["checks"] if not c["passed"]} == {"risk_adjusted.sharpe"}
@@ -263,6 +269,25 @@ def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
         f"risk_adjusted.dsr: Deflated Sharpe {deflated.candidate['dsr']:.4g} (need >= 0.5): "
         "N = 40 trials (ledger)"
     ]
+    # every attempt is logged beside the ledger (in the candidate's parent before it
+    # existed: the same folder); the same candidate three times is one candidate
+    log = tmp_path / "study" / "promotions.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    reports = [alone, against_run, deflated]
+    assert [r["decision"] for r in records] == [r.decision.decision for r in reports]
+    assert [r["test_looks"] for r in records] == [1, 1, 1]
+    assert {r["incumbent"] for r in records} == {"greedy", str(incumbent)}
+    assert deflated.meta["test_looks"] == 1 and deflated.meta["attempts_log"] == str(log)
+    # another candidate on the same test bars is a second look
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        second = promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
+    assert (
+        second.meta["test_looks"] == 2 == json.loads(log.read_text().splitlines()[-1])["test_looks"]
+    )
+    log.write_text(log.read_text() + "not json\n")
+    with pytest.raises(DataError, match=r"promotions.jsonl' line 5 is not a promotion record"):
+        promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
 
 
 def test_the_paired_test_takes_the_worst_pair_and_fails_without_one() -> None:

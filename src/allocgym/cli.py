@@ -349,9 +349,21 @@ def promote_cmd(
         Path | None,
         typer.Option("--out", help="Decision JSON (default <candidate>/promotion.json)."),
     ] = None,
+    attempts_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--attempts-log",
+            help="Log of every promotion attempt (default promotions.jsonl beside the study's "
+            "trials ledger, else in the candidate's parent folder). The significance check "
+            "needs p <= max_p_value / K, K the distinct candidates it records on the same "
+            "test bars, this one included.",
+        ),
+    ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Promotion gates: PROMOTE or REJECT with reasons; exit code 1 on REJECT."""
+    """Promotion gates: PROMOTE or REJECT with reasons; exit code 1 on REJECT. Every
+    attempt is logged: candidates tried until one passes are selection on the test split,
+    and the significance check is corrected for how many were tried."""
     from rich.console import Console
 
     from allocgym.errors import ConfigError
@@ -362,7 +374,7 @@ def promote_cmd(
     with _progress("promotion backtests (bars walked)") as progress:
         rep = promote(
             candidate, incumbent, split=None if split is None else split.value,
-            overrides=list(overrides or []), progress=progress,
+            overrides=list(overrides or []), progress=progress, attempts_log=attempts_log,
         )  # fmt: skip
     path = write_promotion(rep, out or candidate / "promotion.json")
     console = Console()
@@ -376,6 +388,10 @@ def promote_cmd(
         console.print(f"  [{'green' if c.passed else 'red'}]{'pass' if c.passed else 'FAIL'}[/] "
                       f"{c.name}: {c.detail}", highlight=False)  # fmt: skip
     console.print(f"participation-cap hits under stress: {rep.meta['participation_cap_hits']}")
+    console.print(
+        f"candidates tried on these test bars: {rep.meta['test_looks']} (this one included; "
+        f"every attempt is logged in {rep.meta['attempts_log']})"
+    )
     console.print(f"decision written to {path}")
     if not ok:
         raise typer.Exit(code=1)

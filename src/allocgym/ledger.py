@@ -95,6 +95,7 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "TrialsLedger",
+    "append_line",
     "check_same_data",
     "check_symbols",
     "check_unseen_bars",
@@ -278,17 +279,7 @@ class TrialsLedger:
         # the run counts once in read()
         rec = TrialRecord(**{**asdict(rec), "run_dir": os.path.abspath(rec.run_dir),
                              "recorded_at": rec.recorded_at or _now()})  # fmt: skip
-        line = (json.dumps(asdict(rec), sort_keys=True, allow_nan=False) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(line)
-            while view:  # a regular file takes it in one write; loop in case it does not
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)  # closing releases the lock
+        append_line(self.path, asdict(rec))
         return rec
 
     def read(self) -> list[TrialRecord]:
@@ -700,6 +691,23 @@ def check_unseen_bars(
                 "changed since training (fraction splits move when bars are added); set "
                 "data.splits dates after its last seen bar, or evaluate it on its own data"
             )
+
+
+def append_line(path: str | Path, obj: Mapping[str, Any]) -> None:
+    """Append ``obj`` to the JSON-lines file ``path`` as one line (sorted keys), in one
+    ``write`` under an exclusive ``flock``: concurrent writers never interleave lines."""
+    line = (json.dumps(obj, sort_keys=True, allow_nan=False) + "\n").encode()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(line)
+        while view:  # a regular file takes it in one write; loop in case it does not
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def find_ledger(run_dir: str | Path) -> Path | None:

@@ -9,7 +9,10 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
 1. *Risk-adjusted performance, out of sample*: Sharpe above the incumbent's by more than
    ``min_sharpe_improvement`` and, while ``max_p_value`` is set, significantly so (the
    paired stationary-bootstrap test of the Sharpe difference on the same bars; a point
-   difference inside the noise is no improvement); each ``secondary_metrics`` entry no worse than the
+   difference inside the noise is no improvement), at ``max_p_value / K`` when ``K``
+   distinct candidates have been tried on the same test bars (Bonferroni: trying
+   candidates until one passes is selection on the test split; the attempts log below
+   counts them); each ``secondary_metrics`` entry no worse than the
    incumbent's by more than ``secondary_tolerance`` (relative; Sortino / Calmar higher is
    better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``, deflated by
    the study's trials ledger (else by the candidate's seeds, flagged weak, as is a ledger
@@ -21,10 +24,17 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
    participation, slippage and notional limits bind harder), 0 invariant breaches, an
    annualised return at most ``stress_max_return_drop`` below the unstressed run and
    annualised costs at most ``stress_max_cost_increase`` above it.
+
+Every attempt is recorded, promoted or not, in ``promotions.jsonl`` (beside the study's
+trials ledger, else in the candidate's parent folder): the candidate's runs (their
+``run_id``), the incumbent, the test bars (selection key, split, first and last date), the
+p-value and the decision. A candidate tried again on the same bars is the same candidate
+(``K`` does not grow); a retrained one is new.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -35,16 +45,26 @@ from typing import Any, Literal
 import numpy as np
 
 from allocgym.config import AllocgymConfig, PromotionConfig, check_out_of_sample
-from allocgym.errors import ConfigError
-from allocgym.ledger import TrialsLedger, market_fingerprint, selection_key
+from allocgym.errors import ConfigError, DataError
+from allocgym.ledger import (
+    TrialsLedger,
+    append_line,
+    market_fingerprint,
+    run_id_of,
+    selection_key,
+)
 
 __all__ = [
+    "PROMOTIONS_FILENAME",
     "Check",
     "PromotionDecision",
     "PromotionReport",
     "promote",
     "promotion_decision",
 ]
+
+PROMOTIONS_FILENAME = "promotions.jsonl"
+"""The attempts log of :func:`promote` (see the module docstring)."""
 
 _HIGHER_BETTER = {"sharpe", "sortino", "calmar"}
 _LOWER_BETTER = {"cvar", "max_drawdown"}
@@ -131,7 +151,9 @@ def promotion_decision(
     ----------
     candidate, incumbent : mapping
         Out-of-sample metrics (``sharpe``, the ``secondary_metrics``, ``hhi``,
-        ``invariant_breaches``, ``ann_return``, ``costs_annual``, ``dsr``).
+        ``invariant_breaches``, ``ann_return``, ``costs_annual``, ``dsr``; the
+        candidate's ``paired_p_value`` and ``test_looks``, the distinct candidates tried
+        on its test bars, 1 when absent).
     stress : mapping of float to mapping
         The candidate's metrics at each equity multiple; a missing multiple fails.
     cfg : PromotionConfig, optional
@@ -175,17 +197,19 @@ def _risk_adjusted_checks(
     ]
     if rules.max_p_value is not None:
         p = _num(candidate, "paired_p_value")
+        looks = int(candidate.get("test_looks", 1))
+        need = rules.max_p_value / looks
         detail = (
             f"paired bootstrap p-value {p:.4g} that the Sharpe difference "
             f"{_num(candidate, 'paired_diff'):+.4g} (interval "
             f"[{_num(candidate, 'paired_low'):.4g}, {_num(candidate, 'paired_high'):.4g}]) "
-            f"is above 0: need <= {rules.max_p_value:g}"
+            f"is above 0: need <= {need:.4g}"
         )
+        if looks > 1:
+            detail += f" ({rules.max_p_value:g} over {looks} candidates tried on these bars)"
         if candidate.get("paired_note"):
             detail += f" ({candidate['paired_note']})"
-        checks.append(
-            Check("risk_adjusted.significance", math.isfinite(p) and p <= rules.max_p_value, detail)
-        )
+        checks.append(Check("risk_adjusted.significance", math.isfinite(p) and p <= need, detail))
     for metric in rules.secondary_metrics:
         passed, detail = _compare(
             metric, _num(candidate, metric), _num(incumbent, metric), rules.secondary_tolerance
@@ -350,6 +374,7 @@ def promote(
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
     ledger: TrialsLedger | str | Path | None = None,
+    attempts_log: str | Path | None = None,
 ) -> PromotionReport:
     """Backtest candidate and incumbent out of sample (plus the capacity stress) and decide.
 
@@ -372,6 +397,11 @@ def promote(
         The study's trials ledger the candidate's DSR is deflated by; default as
         :func:`allocgym.evaluation.evaluate_run` (:func:`allocgym.evaluation.study_ledger`).
         The incumbent is no trial of the candidate's.
+    attempts_log : path, optional
+        Where this attempt is recorded and earlier ones read (default
+        ``promotions.jsonl`` beside the study's trials ledger, else in the candidate's
+        parent folder); its distinct candidates on the same test bars divide
+        ``max_p_value`` (see the module docstring).
 
     Raises
     ------
@@ -412,18 +442,28 @@ def promote(
         ev.check_policies_unseen(inc_pols, inc_params)
         inc_bts = ev.run_allocators(inc_pols, params=inc_params)
     # The candidate's backtests alone: an incumbent agent is no trial of the candidate's.
-    summary = ev.summarize(
-        cand_bts,
-        e,
-        ledger=ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger,
-        selection_key=selection_key(cfg, market_fingerprint(market)),
-    )
+    study = ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger
+    key = selection_key(cfg, market_fingerprint(market))
+    summary = ev.summarize(cand_bts, e, ledger=study, selection_key=key)
     dsr = {k: summary.dsr[k] for k in ("n_trials", "source", "weak", "sr0_annual", "ledger",
                                        "note")}  # fmt: skip
     cand_m = _aggregate([summary.metrics[bt.name] for bt in cand_bts])
     cand_m.update(dsr_trials=dsr["n_trials"], dsr_source=dsr["source"], dsr_weak=dsr["weak"])
     inc_m = _aggregate([ev.backtest_metrics(bt, e) for bt in inc_bts])
     cand_m.update(_paired_test(cand_bts, inc_bts, e))
+    first = cand_bts[0]
+    bars = {
+        "selection_key": key,
+        "split": params.split.name,
+        "start": str(first.dates[0])[:10] if first.n_steps else "",
+        "end": str(first.dates[-1])[:10] if first.n_steps else "",
+    }
+    log = Path(attempts_log) if attempts_log is not None else _attempts_log(study, candidate)
+    # a run is its run_id (a directory emptied and trained again is a new candidate)
+    who = sorted(run_id_of(path) or str(Path(path).resolve()) for _, path in runs)
+    tried = _candidates_tried(log, bars)
+    looks = len(tried | {tuple(who)})
+    cand_m["test_looks"] = looks
     stress: dict[float, dict[str, Any]] = {}
     hits: dict[str, int] = {}
     for j, m in enumerate(mults[1:], start=1):
@@ -431,18 +471,80 @@ def promote(
         stress[m] = _aggregate(chunk)
         hits[f"{m:g}x"] = sum(int(x["interventions"].get("PARTICIPATION_CAP", 0)) for x in chunk)
     decision = promotion_decision(cand_m, inc_m, stress, e.promotion, e.stress_multipliers)
-    first = cand_bts[0]
+    append_line(
+        log,
+        {
+            **bars,
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "candidate": str(Path(candidate).resolve()),
+            "runs": who,
+            "incumbent": str(incumbent),
+            "paired_p_value": _finite(cand_m.get("paired_p_value")),
+            "test_looks": looks,
+            "decision": decision.decision,
+        },
+    )
     meta = {
         "candidate": str(candidate),
         "incumbent": str(incumbent),
-        "split": params.split.name,
-        "start": str(first.dates[0])[:10] if first.n_steps else "",
-        "end": str(first.dates[-1])[:10] if first.n_steps else "",
+        "split": bars["split"],
+        "start": bars["start"],
+        "end": bars["end"],
         "stress_multipliers": list(e.stress_multipliers),
         "dsr": dsr,
         "participation_cap_hits": hits,
+        "test_looks": looks,
+        "attempts_log": str(log),
     }
     return PromotionReport(decision, cand_m, inc_m, stress, meta)
+
+
+def _attempts_log(study: TrialsLedger | str | Path | None, candidate: str | Path) -> Path:
+    """``promotions.jsonl`` beside the study's trials ledger, else in the candidate's
+    parent folder (where its sibling candidates are)."""
+    if isinstance(study, TrialsLedger):
+        folder = study.path.parent
+    elif study is not None:
+        folder = Path(study) if Path(study).is_dir() else Path(study).parent
+    else:
+        folder = Path(candidate).resolve().parent
+    return folder / PROMOTIONS_FILENAME
+
+
+def _candidates_tried(log: Path, bars: Mapping[str, str]) -> set[tuple[str, ...]]:
+    """The distinct candidates (their runs) ``log`` records on the test ``bars``.
+
+    Raises
+    ------
+    DataError
+        A line that is not a JSON object with ``runs`` (the file and line named).
+    """
+    if not log.is_file():
+        return set()
+    out: set[tuple[str, ...]] = set()
+    for number, line in enumerate(log.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            runs = tuple(str(r) for r in rec["runs"])
+        except (ValueError, TypeError, KeyError) as err:
+            raise DataError(
+                f"{str(log)!r} line {number} is not a promotion record ({err}): restore "
+                "the file from its writer's output; do not edit it by hand"
+            ) from None
+        if all(rec.get(k) == v for k, v in bars.items()):
+            out.add(runs)
+    return out
+
+
+def _finite(x: Any) -> float | None:
+    """``x`` as a float, None when it is missing or not finite (JSON has no NaN)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dict[str, Any]:
