@@ -257,16 +257,19 @@ def test_refuses_tradable_without_price_and_bad_benchmark() -> None:
     with pytest.raises(DataError, match=rf"{rng}: 2021-03-02 \(-1\)"):
         make(benchmark_returns=np.array([0.0, -1.0, 0.0, 0.0]))
     # a benchmark in percent: the serving range refuses it on the training path too
-    with pytest.raises(DataError, match=rf"{rng}: 2021-03-03 \(12\).*not percent"):
+    with pytest.raises(DataError, match=rf"{rng}: 2021-03-03 \(12\).*0.12 for 12 %"):
         make(benchmark_returns=np.array([0.0, 0.5, 12.0, 0.0]))
     assert make(benchmark_returns=np.array([0.0, -0.99, 10.0, 0.0])).n_days == 4
-    # the equal-weight default is derived from checked closes: an 11x jump is data
+    # the equal-weight default is the closes' mean: a jump there is the move check's
     jump = np.array([[1.0, 1.0], [12.0, 12.0], [12.0, 12.0], [12.0, 12.0]])
     derived = np.array([0.0, 11.0, 0.0, 0.0])
     md = make(close=jump, benchmark_returns=derived, defaulted=("benchmark_returns",))
     assert md.benchmark_returns[1] == 11.0
     with pytest.raises(DataError, match=rf"{rng}: 2021-03-02 \(11\)"):
         make(close=jump, benchmark_returns=derived)
+    # a benchmark that only claims to be the default is checked as given (review)
+    with pytest.raises(DataError, match=rf"{rng}: 2021-03-03 \(12\)"):
+        make(benchmark_returns=np.array([0.0, 0.1, 12.0, 0.0]), defaulted=("benchmark_returns",))
 
 
 def test_refuses_non_numeric_and_non_dates() -> None:

@@ -287,6 +287,9 @@ _WIDE = {
         (1e10, (100.0, 100.0), (1e7, 0.0), 1.0, {"max_symbol_notional": 999.99995}, [9, 0]),
         (1e12, (100.0,) * 3, (1e9,) * 3, 1.0, {"max_gross_notional": 2999.99}, [9, 9, 9]),
         (1e6, (1.0, 1.0), (0.99e6, 0.0), 1.0, {"max_symbol_weight": 9.9999999e-7}, [0, 0]),
+        # cur + k lot past the target of 10 by the float dust of cur (7e-12): the target,
+        # not a lot lower (review)
+        (1e7, (100.0, 100.0), (62916.06, 0.0), 0.01, {"max_symbol_notional": 1000.0}, [10, 0]),
     ],
 )
 def test_forced_lot_rounding_of_a_huge_position_stays_under_its_cap(

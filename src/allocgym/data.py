@@ -564,18 +564,21 @@ def _check_content(md: MarketData) -> None:
         )
     bench = md.benchmark_returns
     rng = RANGES["benchmark_return"]
-    # the serving range for a given benchmark; the equal-weight default is derived from
-    # the checked closes (a real 11x jump of a small universe is data, not a unit error)
-    bad_b = rng.outside(bench)
-    if "benchmark_returns" in md.defaulted:
+    bad_b = rng.outside(bench)  # serving's range for a given benchmark
+    # The equal-weight default only needs a log: a bar past 10 is a move of the closes,
+    # which the move check names by symbol (a x1000 unit error in one of four symbols
+    # lifts the mean to 250). Only a benchmark that is that mean counts as derived.
+    if "benchmark_returns" in md.defaulted and np.array_equal(
+        bench[1:], _equal_weight_returns(close)[1:]
+    ):
         bad_b = ~np.isfinite(bench) | (bench <= rng.low)
     if bad_b.any():
         rows = np.flatnonzero(bad_b)
         shown = ", ".join(f"{_day(dates[i])} ({bench[i]:g})" for i in rows[:_SHOW])
         raise DataError(
             f"benchmark returns outside the {rng.what} range {rng}: {shown} (serving "
-            "refuses them too): fill the benchmark's gaps, check its units (a fraction, "
-            "not percent) or leave the benchmark out (equal-weight default)"
+            "refuses them too): fill the benchmark's gaps, check its prices (returns are "
+            "fractions: 0.12 for 12 %) or leave the benchmark out (equal-weight default)"
         )
 
 
@@ -847,9 +850,9 @@ def check_moves(md: MarketData, cfg: DataConfig | None = None) -> list[Move]:
         if ms
     ]
     if found:
+        refuse = "" if strict else ", or set data.max_abs_return to refuse moves beyond it"
         warnings.warn(
-            f"{'; '.join(found)} in {md.name!r}: check the prices (adjust them for splits), "
-            "or set data.max_abs_return to refuse moves beyond it",
+            f"{'; '.join(found)} in {md.name!r}: check the prices (adjust them for splits){refuse}",
             DataWarning,
             stacklevel=3,
         )

@@ -28,6 +28,10 @@ from allocgym.compiled._base import (
 _SNAP = 1e-13
 """Relative distance to a whole number of lots below which a quantity is that number."""
 
+_ANCHOR_DUST = 4.0 * np.finfo(np.float64).eps
+"""Relative float error of a lattice point ``cur + k lot`` computed from ``cur`` (the
+rounding of ``cur`` itself and of ``k lot``, each at most half an ulp of ``|cur|``)."""
+
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _snap_one(x, lot, unit):  # pragma: no cover
@@ -54,19 +58,27 @@ def _round_lot(cur, tgt, lot, forced, unit):  # pragma: no cover
     current position plus the order truncated to whole lots (an order never exceeds the
     approved one; a zero target closes exactly); where ``forced`` (a reduce-only trade),
     the lattice point ``cur + k lot`` in ``[0, tgt]`` closest to ``tgt``, or 0 when there
-    is none. ``unit``: every lot is 1 (no division)."""
+    is none: never past ``tgt`` beyond its own dust; ``tgt`` itself where the point is
+    past it by the float dust of ``cur`` only, or where ``|cur|``'s float spacing reaches a
+    lot. ``unit``: every lot is 1 (no division)."""
     if forced:
         # toward zero: the lattice point cur + k lot in [0, tgt] closest to tgt
         s = np.sign(tgt)
         x = s * cur
         k = np.floor(_in_lots(abs(tgt) - x, lot, unit))
         v = x + (k if unit else k * lot)
-        if v > abs(tgt) * (1.0 + _SNAP):
-            # the snap is relative to the order, which dwarfs the target when a position
-            # far above its cap is cut to it: a point past the target by more than the
-            # target's own dust is one lot too far (a notional cap of 1000 had held
-            # 1000.01); where |cur|'s float spacing reaches a lot, the target itself
-            v = min(v - (1.0 if unit else lot), abs(tgt))
+        over = v - abs(tgt) * (1.0 + _SNAP)
+        if over > 0.0:
+            # Past the target: the snap is relative to the order, which dwarfs the target
+            # when a position far above its cap is cut to it (a notional cap of 1000 had
+            # held 1000.01): one lot lower, or the target itself where |cur|'s float
+            # spacing reaches a lot. Past it by no more than the float dust of the
+            # lattice's anchor cur (and of k lot, as large): the target itself, on the
+            # lattice up to that dust (a lot lower would drop a whole lot for dust).
+            if over <= _ANCHOR_DUST * abs(x):
+                v = abs(tgt)
+            else:
+                v = min(v - (1.0 if unit else lot), abs(tgt))
         return 0.0 if (s == 0.0 or v <= 0.0) else s * v
     # toward the current position: the order truncated to whole lots
     k = np.trunc(_in_lots(tgt - cur, lot, unit))
