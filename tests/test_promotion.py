@@ -49,9 +49,9 @@ def test_dominating_candidate_is_promoted() -> None:
     assert d.decision == "PROMOTE" and d.promoted
     assert failed(d) == set()
     names = [c.name for c in d.checks]
-    assert names[:4] == [
-        "risk_adjusted.sharpe", "risk_adjusted.significance", "risk_adjusted.sortino",
-        "risk_adjusted.cvar",
+    assert names[:5] == [
+        "risk_adjusted.sharpe", "risk_adjusted.significance", "risk_adjusted.candidates",
+        "risk_adjusted.sortino", "risk_adjusted.cvar",
     ]  # fmt: skip
     assert "capacity_stress.100x.costs" in names and "concentration" in names
     assert len(d.reasons) == len(d.checks)  # a promotion lists every check it passed
@@ -115,11 +115,20 @@ def test_risk_adjusted_checks() -> None:
     assert "p-value 0.35" in next(c.detail for c in d.checks if not c.passed)
     unchecked = PromotionConfig(max_p_value=None)  # the point Sharpe alone decides
     assert promotion_decision(noise, INCUMBENT, stressed(), unchecked).promoted
-    # p = 0.03 passes 0.05 for the first candidate tried on the test bars, not the second
+    # Bonferroni over the candidates declared for the test bars: p = 0.03 passes 0.05 for
+    # one, not 0.025 for two; a candidate beyond the declared count fails on its own
     assert promotion_decision({**DOMINANT, "test_looks": 1}, INCUMBENT, stressed(), cfg).promoted
-    d = promotion_decision({**DOMINANT, "test_looks": 2}, INCUMBENT, stressed(), cfg)
+    two = PromotionConfig(max_candidates=2)
+    d = promotion_decision({**DOMINANT, "test_looks": 2}, INCUMBENT, stressed(), two)
     assert failed(d) == {"risk_adjusted.significance"}
-    assert "need <= 0.025 (0.05 over 2 candidates tried on these bars)" in d.reasons[0]
+    assert "need <= 0.025 (0.05 over the 2 candidates declared)" in d.reasons[0]
+    d = promotion_decision({**DOMINANT, "test_looks": 2}, INCUMBENT, stressed(), cfg)
+    assert failed(d) == {"risk_adjusted.candidates"}
+    assert d.reasons[0].startswith("risk_adjusted.candidates: 2 candidate(s) tried on these")
+    assert promotion_decision({**DOMINANT, "test_looks": 9}, INCUMBENT, stressed(), unchecked)
+    for bad in (0, None, 1.5, True):
+        with pytest.raises(ConfigError, match="test_looks"):
+            promotion_decision({**DOMINANT, "test_looks": bad}, INCUMBENT, stressed(), cfg)
     no_test = {k: v for k, v in DOMINANT.items() if not k.startswith("paired")}
     assert "risk_adjusted.significance" in failed(
         promotion_decision(no_test, INCUMBENT, stressed(), cfg)
@@ -226,7 +235,10 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
                                        "greedy", *sets])  # fmt: skip
     assert res.exit_code == 1, res.output
     assert "REJECT" in res.output and "risk_adjusted.sharpe" in res.output
-    assert "candidates tried on these test bars: 1 (this one included" in res.output
+    said = " ".join(res.output.split())  # rich wraps at the runner's 80 columns
+    # a second attempt: the same model under other settings (the Sharpe margin)
+    assert "candidates tried on these test bars: 2 (this one included) of max_candidates" in said
+    assert "(not checked: max_p_value is null)" in said
     written = json.loads((run / "promotion.json").read_text())
     assert written["decision"] == "REJECT"
     assert {c["name"] for c in written["checks"] if not c["passed"]} == {"risk_adjusted.sharpe"}
@@ -278,16 +290,28 @@ def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
     assert [r["test_looks"] for r in records] == [1, 1, 1]
     assert {r["incumbent"] for r in records} == {"greedy", str(incumbent)}
     assert deflated.meta["test_looks"] == 1 and deflated.meta["attempts_log"] == str(log)
-    # another candidate on the same test bars is a second look
+    # another candidate on the same test bars is a second look; new settings (a threshold,
+    # a bootstrap seed) a third; beyond the one declared, REJECT on that count
+    sig = [x for x in ONLY_SHARPE if "max_p_value" not in x]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         second = promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
-    assert (
-        second.meta["test_looks"] == 2 == json.loads(log.read_text().splitlines()[-1])["test_looks"]
-    )
+        third = promote(incumbent, "greedy", overrides=[*sig, P10], attempts_log=log)
+        declared = promote(incumbent, "greedy", overrides=[*sig, P10, K3], attempts_log=log)
+    assert [second.meta["test_looks"], third.meta["test_looks"]] == [2, 3]
+    assert failed(third.decision) == {"risk_adjusted.candidates"}  # p = 0.07 passes 0.1
+    # declaring three is the same attempt (the count is no setting), at 0.1 / 3
+    assert declared.meta["test_looks"] == 3
+    assert failed(declared.decision) == {"risk_adjusted.significance"}
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["max_candidates"] == 3 and last["overrides"][-1] == K3
     log.write_text(log.read_text() + "not json\n")
-    with pytest.raises(DataError, match=r"promotions.jsonl' line 5 is not a promotion record"):
+    with pytest.raises(DataError, match=r"promotions.jsonl' line 7 is not a promotion attempt"):
         promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
+
+
+P10 = "evaluation.promotion.max_p_value=0.1"
+K3 = "evaluation.promotion.max_candidates=3"
 
 
 def test_the_paired_test_takes_the_worst_pair_and_fails_without_one() -> None:

@@ -353,10 +353,11 @@ def promote_cmd(
         Path | None,
         typer.Option(
             "--attempts-log",
-            help="Log of every promotion attempt (default promotions.jsonl beside the study's "
-            "trials ledger, else in the candidate's parent folder). The significance check "
-            "needs p <= max_p_value / K, K the distinct candidates it records on the same "
-            "test bars, this one included.",
+            help="Log of every promotion attempt (default evaluation.promotion.attempts_log, "
+            "else promotions.jsonl beside the study's trials ledger, else in the candidate's "
+            "parent folder): while evaluation.promotion.max_p_value is set, the significance "
+            "check needs p <= max_p_value / max_candidates, and a candidate beyond the "
+            "max_candidates declared for the same test bars (by this log) is rejected.",
         ),
     ] = None,
     overrides: SetOpt = None,
@@ -389,8 +390,11 @@ def promote_cmd(
                       f"{c.name}: {c.detail}", highlight=False)  # fmt: skip
     console.print(f"participation-cap hits under stress: {rep.meta['participation_cap_hits']}")
     console.print(
-        f"candidates tried on these test bars: {rep.meta['test_looks']} (this one included; "
-        f"every attempt is logged in {rep.meta['attempts_log']})"
+        f"candidates tried on these test bars: {rep.meta['test_looks']} (this one included) of "
+        f"max_candidates = {rep.meta['max_candidates']} declared"
+        f"{' (not checked: max_p_value is null)' if rep.meta['max_p_value'] is None else ''}; "
+        f"every attempt is logged in {rep.meta['attempts_log']}",
+        highlight=False,
     )
     console.print(f"decision written to {path}")
     if not ok:

@@ -1466,6 +1466,16 @@ class PromotionConfig(Section):
     blocks, resamples and seed; with several seeds, the worst pair). 0.05: about the lower
     end of the report's 90 % interval above 0. None = not checked: the point Sharpe alone
     then decides, and a difference inside the noise promotes."""
+    max_candidates: PosInt = 1
+    """Candidates you will try on the same test bars, declared before looking: the
+    significance check needs p <= ``max_p_value / max_candidates`` (Bonferroni: the chance
+    that any of them passes by luck stays at most ``max_p_value``), and a candidate beyond
+    that count in the attempts log is rejected (declare more, which lowers every
+    candidate's threshold, before looking again)."""
+    attempts_log: str | None = None
+    """The attempts log that counts them (``promotions.jsonl``); None: beside the study's
+    trials ledger, else in the candidate's parent folder. Candidates promoted from other
+    folders count only when they share it: point them at one file."""
     max_concentration_increase: NonNeg = 0.10
     """Relative increase allowed in mean HHI concentration (0.10: at most 10% higher)."""
     max_concentration_abs: Frac | None = None

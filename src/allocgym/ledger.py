@@ -67,12 +67,14 @@ have none (``''``: unknown, never flagged).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,12 +97,12 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "TrialsLedger",
-    "append_line",
     "check_same_data",
     "check_symbols",
     "check_unseen_bars",
     "configuration_id",
     "find_ledger",
+    "locked_append",
     "market_fingerprint",
     "n_evaluations",
     "new_run_id",
@@ -279,7 +281,8 @@ class TrialsLedger:
         # the run counts once in read()
         rec = TrialRecord(**{**asdict(rec), "run_dir": os.path.abspath(rec.run_dir),
                              "recorded_at": rec.recorded_at or _now()})  # fmt: skip
-        append_line(self.path, asdict(rec))
+        with locked_append(self.path) as append:
+            append(asdict(rec))
         return rec
 
     def read(self) -> list[TrialRecord]:
@@ -693,27 +696,32 @@ def check_unseen_bars(
             )
 
 
-def append_line(path: str | Path, obj: Mapping[str, Any]) -> None:
-    """Append ``obj`` to the JSON-lines file ``path`` as one line (sorted keys), in one
-    ``write`` under an exclusive ``flock``: concurrent writers never interleave lines."""
-    line = (json.dumps(obj, sort_keys=True, allow_nan=False) + "\n").encode()
+@contextlib.contextmanager
+def locked_append(path: str | Path) -> Iterator[Callable[[Mapping[str, Any]], None]]:
+    """An append of one JSON line (sorted keys) to ``path``, each in one ``write``, under
+    an exclusive ``flock`` held for the block: concurrent writers never interleave lines,
+    and what the block reads of the file stays true until it ends."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(line)
-        while view:  # a regular file takes it in one write; loop in case it does not
-            view = view[os.write(fd, view) :]
+        yield functools.partial(_write_line, fd)
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _write_line(fd: int, obj: Mapping[str, Any]) -> None:
+    view = memoryview((json.dumps(obj, sort_keys=True, allow_nan=False) + "\n").encode())
+    while view:  # a regular file takes it in one write; loop in case it does not
+        view = view[os.write(fd, view) :]
 
 
 def find_ledger(run_dir: str | Path) -> Path | None:
     """``trials.jsonl`` in ``run_dir``, its parent (a quickstart or study directory) or its
     grandparent (a sweep's ``trials/<id>/``, a study fold's ``seed_<k>/``), else None."""
-    root = Path(run_dir)
+    root = Path(run_dir).resolve()  # Path(".").parent is ".": a relative run missed its parent
     for folder in (root, root.parent, root.parent.parent):
         candidate = folder / LEDGER_FILENAME
         if candidate.is_file():

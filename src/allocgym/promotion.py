@@ -9,10 +9,10 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
 1. *Risk-adjusted performance, out of sample*: Sharpe above the incumbent's by more than
    ``min_sharpe_improvement`` and, while ``max_p_value`` is set, significantly so (the
    paired stationary-bootstrap test of the Sharpe difference on the same bars; a point
-   difference inside the noise is no improvement), at ``max_p_value / K`` when ``K``
-   distinct candidates have been tried on the same test bars (Bonferroni: trying
-   candidates until one passes is selection on the test split; the attempts log below
-   counts them); each ``secondary_metrics`` entry no worse than the
+   difference inside the noise is no improvement) at ``max_p_value / max_candidates``,
+   the candidates declared for these test bars (Bonferroni), and no more candidates
+   tried on them than declared (trying candidates until one passes is selection on the
+   test split; the attempts log below counts them); each ``secondary_metrics`` entry no worse than the
    incumbent's by more than ``secondary_tolerance`` (relative; Sortino / Calmar higher is
    better, CVaR / max drawdown lower is better); optionally DSR >= ``min_dsr``, deflated by
    the study's trials ledger (else by the candidate's seeds, flagged weak, as is a ledger
@@ -25,19 +25,25 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
    annualised return at most ``stress_max_return_drop`` below the unstressed run and
    annualised costs at most ``stress_max_cost_increase`` above it.
 
-Every attempt is recorded, promoted or not, in ``promotions.jsonl`` (beside the study's
-trials ledger, else in the candidate's parent folder): the candidate's runs (their
-``run_id``), the incumbent, the test bars (selection key, split, first and last date), the
-p-value and the decision. A candidate tried again on the same bars is the same candidate
-(``K`` does not grow); a retrained one is new.
+Every attempt is recorded, promoted or not, in the attempts log (``promotions.jsonl``
+beside the study's trials ledger, else in the candidate's parent folder, or
+``evaluation.promotion.attempts_log``): the test bars (market, split, first and last
+date), the candidate (each run's ``run_id`` and the sha256 of the model evaluated), the
+evaluation settings, the incumbent, the threshold, the p-value and the decision. An
+attempt is a new candidate unless those runs, models and settings were tried on the same
+bars before (a resumed run, or a re-drawn bootstrap, is a new one). The log is read and
+appended under one lock; candidates promoted from folders that do not share the log are
+not counted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +54,7 @@ from allocgym.config import AllocgymConfig, PromotionConfig, check_out_of_sample
 from allocgym.errors import ConfigError, DataError
 from allocgym.ledger import (
     TrialsLedger,
-    append_line,
+    locked_append,
     market_fingerprint,
     run_id_of,
     selection_key,
@@ -153,7 +159,7 @@ def promotion_decision(
         Out-of-sample metrics (``sharpe``, the ``secondary_metrics``, ``hhi``,
         ``invariant_breaches``, ``ann_return``, ``costs_annual``, ``dsr``; the
         candidate's ``paired_p_value`` and ``test_looks``, the distinct candidates tried
-        on its test bars, 1 when absent).
+        on its test bars, this one included: 1 when absent).
     stress : mapping of float to mapping
         The candidate's metrics at each equity multiple; a missing multiple fails.
     cfg : PromotionConfig, optional
@@ -197,19 +203,35 @@ def _risk_adjusted_checks(
     ]
     if rules.max_p_value is not None:
         p = _num(candidate, "paired_p_value")
-        looks = int(candidate.get("test_looks", 1))
-        need = rules.max_p_value / looks
+        need = rules.max_p_value / rules.max_candidates
         detail = (
             f"paired bootstrap p-value {p:.4g} that the Sharpe difference "
             f"{_num(candidate, 'paired_diff'):+.4g} (interval "
             f"[{_num(candidate, 'paired_low'):.4g}, {_num(candidate, 'paired_high'):.4g}]) "
             f"is above 0: need <= {need:.4g}"
         )
-        if looks > 1:
-            detail += f" ({rules.max_p_value:g} over {looks} candidates tried on these bars)"
+        if rules.max_candidates > 1:
+            detail += (
+                f" ({rules.max_p_value:g} over the {rules.max_candidates} candidates declared)"
+            )
         if candidate.get("paired_note"):
             detail += f" ({candidate['paired_note']})"
         checks.append(Check("risk_adjusted.significance", math.isfinite(p) and p <= need, detail))
+        looks = candidate.get("test_looks", 1)
+        if isinstance(looks, bool) or not isinstance(looks, int) or looks < 1:
+            raise ConfigError(
+                f"candidate test_looks = {looks!r}: give the number of candidates tried on "
+                "the test bars, this one included (an int >= 1), or leave it out"
+            )
+        checks.append(
+            Check(
+                "risk_adjusted.candidates",
+                looks <= rules.max_candidates,
+                f"{looks} candidate(s) tried on these test bars, this one included "
+                f"(declared: max_candidates = {rules.max_candidates}; more need a lower "
+                "threshold for every one: declare them before looking)",
+            )
+        )
     for metric in rules.secondary_metrics:
         passed, detail = _compare(
             metric, _num(candidate, metric), _num(incumbent, metric), rules.secondary_tolerance
@@ -398,10 +420,9 @@ def promote(
         :func:`allocgym.evaluation.evaluate_run` (:func:`allocgym.evaluation.study_ledger`).
         The incumbent is no trial of the candidate's.
     attempts_log : path, optional
-        Where this attempt is recorded and earlier ones read (default
-        ``promotions.jsonl`` beside the study's trials ledger, else in the candidate's
-        parent folder); its distinct candidates on the same test bars divide
-        ``max_p_value`` (see the module docstring).
+        Where this attempt is recorded and earlier ones counted (default
+        ``evaluation.promotion.attempts_log``, else ``promotions.jsonl`` beside the study's
+        trials ledger, else in the candidate's parent folder; see the module docstring).
 
     Raises
     ------
@@ -418,6 +439,11 @@ def promote(
     split_name = e.split if split is None else split
     check_out_of_sample(cfg, split_name)
     inc_runs, inc_cfg, inc_baseline = _incumbent(cfg, incumbent, split_name)
+    study = ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger
+    if attempts_log is None and e.promotion.attempts_log is not None:
+        attempts_log = e.promotion.attempts_log
+    log = Path(attempts_log) if attempts_log is not None else _attempts_log(study, candidate)
+    _read_attempts(log)  # a malformed log fails now, not after the backtests
     market = load_market(cfg.data)
     e = ev.with_annualisation(e, market.dates)
     params = ev.evaluation_params(market, cfg, split_name)
@@ -442,9 +468,8 @@ def promote(
         ev.check_policies_unseen(inc_pols, inc_params)
         inc_bts = ev.run_allocators(inc_pols, params=inc_params)
     # The candidate's backtests alone: an incumbent agent is no trial of the candidate's.
-    study = ev.study_ledger(cfg, Path(candidate)) if ledger is None else ledger
-    key = selection_key(cfg, market_fingerprint(market))
-    summary = ev.summarize(cand_bts, e, ledger=study, selection_key=key)
+    fingerprint = market_fingerprint(market)
+    summary = ev.summarize(cand_bts, e, ledger=study, selection_key=selection_key(cfg, fingerprint))
     dsr = {k: summary.dsr[k] for k in ("n_trials", "source", "weak", "sr0_annual", "ledger",
                                        "note")}  # fmt: skip
     cand_m = _aggregate([summary.metrics[bt.name] for bt in cand_bts])
@@ -453,37 +478,42 @@ def promote(
     cand_m.update(_paired_test(cand_bts, inc_bts, e))
     first = cand_bts[0]
     bars = {
-        "selection_key": key,
+        "market": fingerprint,
         "split": params.split.name,
         "start": str(first.dates[0])[:10] if first.n_steps else "",
         "end": str(first.dates[-1])[:10] if first.n_steps else "",
     }
-    log = Path(attempts_log) if attempts_log is not None else _attempts_log(study, candidate)
-    # a run is its run_id (a directory emptied and trained again is a new candidate)
-    who = sorted(run_id_of(path) or str(Path(path).resolve()) for _, path in runs)
-    tried = _candidates_tried(log, bars)
-    looks = len(tried | {tuple(who)})
-    cand_m["test_looks"] = looks
+    attempt = _attempt_id(runs, e)
     stress: dict[float, dict[str, Any]] = {}
     hits: dict[str, int] = {}
     for j, m in enumerate(mults[1:], start=1):
         chunk = [ev.backtest_metrics(bt, e) for bt in bts[j * n_cand : (j + 1) * n_cand]]
         stress[m] = _aggregate(chunk)
         hits[f"{m:g}x"] = sum(int(x["interventions"].get("PARTICIPATION_CAP", 0)) for x in chunk)
-    decision = promotion_decision(cand_m, inc_m, stress, e.promotion, e.stress_multipliers)
-    append_line(
-        log,
-        {
-            **bars,
-            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "candidate": str(Path(candidate).resolve()),
-            "runs": who,
-            "incumbent": str(incumbent),
-            "paired_p_value": _finite(cand_m.get("paired_p_value")),
-            "test_looks": looks,
-            "decision": decision.decision,
-        },
-    )
+    rules = e.promotion
+    with _locked(log) as (records, append):
+        tried = {rec["attempt"] for rec in records if all(rec.get(k) == v for k, v in bars.items())}
+        looks = len(tried | {attempt})
+        cand_m["test_looks"] = looks
+        decision = promotion_decision(cand_m, inc_m, stress, rules, e.stress_multipliers)
+        append(
+            {
+                **bars,
+                "attempt": attempt,
+                "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "candidate": str(Path(candidate).resolve()),
+                "runs": [str(path.resolve()) for _, path in runs],
+                "incumbent": str(
+                    Path(incumbent).resolve() if Path(incumbent).is_dir() else incumbent
+                ),
+                "overrides": list(overrides),
+                "max_p_value": rules.max_p_value,
+                "max_candidates": rules.max_candidates,
+                "paired_p_value": _finite(cand_m.get("paired_p_value")),
+                "test_looks": looks,
+                "decision": decision.decision,
+            }
+        )
     meta = {
         "candidate": str(candidate),
         "incumbent": str(incumbent),
@@ -494,6 +524,8 @@ def promote(
         "dsr": dsr,
         "participation_cap_hits": hits,
         "test_looks": looks,
+        "max_candidates": rules.max_candidates,
+        "max_p_value": rules.max_p_value,
         "attempts_log": str(log),
     }
     return PromotionReport(decision, cand_m, inc_m, stress, meta)
@@ -511,31 +543,59 @@ def _attempts_log(study: TrialsLedger | str | Path | None, candidate: str | Path
     return folder / PROMOTIONS_FILENAME
 
 
-def _candidates_tried(log: Path, bars: Mapping[str, str]) -> set[tuple[str, ...]]:
-    """The distinct candidates (their runs) ``log`` records on the test ``bars``.
+def _attempt_id(runs: Sequence[tuple[int | None, Path]], e: Any) -> str:
+    """What makes an attempt a new candidate: each run's ``run_id`` (its resolved path
+    without one) and the sha256 of the model evaluated, and the evaluation settings the
+    verdict depends on (the declared count and the log's place aside)."""
+    h = hashlib.sha256()
+    for _, path in sorted(runs, key=lambda r: str(r[1].resolve())):
+        which = e.agent_model if (path / e.agent_model / "model.zip").is_file() else "final"
+        model = path / which / "model.zip"
+        digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else ""
+        h.update(f"{run_id_of(path) or path.resolve()}:{which}:{digest};".encode())
+    settings = e.model_dump(mode="json")
+    for key in ("max_candidates", "attempts_log"):
+        settings["promotion"].pop(key, None)
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def _read_attempts(log: Path) -> list[dict[str, Any]]:
+    """The records of the attempts log ([] without one).
 
     Raises
     ------
     DataError
-        A line that is not a JSON object with ``runs`` (the file and line named).
+        A line that is not a record of an attempt (the file and line named).
     """
-    if not log.is_file():
-        return set()
-    out: set[tuple[str, ...]] = set()
-    for number, line in enumerate(log.read_text().splitlines(), start=1):
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-            runs = tuple(str(r) for r in rec["runs"])
-        except (ValueError, TypeError, KeyError) as err:
+            if not isinstance(rec, dict) or not isinstance(rec.get("attempt"), str):
+                raise ValueError("no attempt id")
+        except ValueError as err:
             raise DataError(
-                f"{str(log)!r} line {number} is not a promotion record ({err}): restore "
-                "the file from its writer's output; do not edit it by hand"
+                f"{str(log)!r} line {number} is not a promotion attempt ({err}): the log "
+                "counts the candidates tried on the test bars; remove the line only if you "
+                "know it was no attempt, or point evaluation.promotion.attempts_log elsewhere"
             ) from None
-        if all(rec.get(k) == v for k, v in bars.items()):
-            out.add(runs)
+        out.append(rec)
     return out
+
+
+@contextlib.contextmanager
+def _locked(log: Path) -> Iterator[tuple[list[dict[str, Any]], Callable[[dict[str, Any]], None]]]:
+    """The log's records and an append, under one lock: two promotions at once count
+    each other."""
+    with locked_append(log) as append:
+        yield _read_attempts(log), append
 
 
 def _finite(x: Any) -> float | None:
