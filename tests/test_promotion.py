@@ -126,9 +126,18 @@ def test_risk_adjusted_checks() -> None:
     assert failed(d) == {"risk_adjusted.candidates"}
     assert d.reasons[0].startswith("risk_adjusted.candidates: 2 candidate(s) tried on these")
     assert promotion_decision({**DOMINANT, "test_looks": 9}, INCUMBENT, stressed(), unchecked)
-    for bad in (0, None, 1.5, True):
+    for bad in (-1, None, 1.5, True):
         with pytest.raises(ConfigError, match="test_looks"):
             promotion_decision({**DOMINANT, "test_looks": bad}, INCUMBENT, stressed(), cfg)
+    assert "risk_adjusted.candidates" in failed(
+        promotion_decision({**DOMINANT, "test_looks": 0}, INCUMBENT, stressed(), cfg)
+    )
+    # a count other than the one the first attempt on the bars declared binds nothing
+    raised = {**DOMINANT, "test_looks": 2, "declared_candidates": 1}
+    assert failed(promotion_decision(raised, INCUMBENT, stressed(), two)) == {
+        "risk_adjusted.significance",
+        "risk_adjusted.candidates",
+    }
     no_test = {k: v for k, v in DOMINANT.items() if not k.startswith("paired")}
     assert "risk_adjusted.significance" in failed(
         promotion_decision(no_test, INCUMBENT, stressed(), cfg)
@@ -282,32 +291,44 @@ def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
         "N = 40 trials (ledger)"
     ]
     # every attempt is logged beside the ledger (in the candidate's parent before it
-    # existed: the same folder); the same candidate three times is one candidate
+    # existed: the same folder); against another incumbent it is another attempt
     log = tmp_path / "study" / "promotions.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     reports = [alone, against_run, deflated]
     assert [r["decision"] for r in records] == [r.decision.decision for r in reports]
-    assert [r["test_looks"] for r in records] == [1, 1, 1]
-    assert {r["incumbent"] for r in records} == {"greedy", str(incumbent)}
-    assert deflated.meta["test_looks"] == 1 and deflated.meta["attempts_log"] == str(log)
-    # another candidate on the same test bars is a second look; new settings (a threshold,
-    # a bootstrap seed) a third; beyond the one declared, REJECT on that count
-    sig = [x for x in ONLY_SHARPE if "max_p_value" not in x]
+    assert [r["test_looks"] for r in records] == [1, 2, 2]
+    assert {r["incumbent"] for r in records} == {"greedy", str(incumbent.resolve())}
+    assert deflated.meta["test_looks"] == 2 and deflated.meta["attempts_log"] == str(log)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         second = promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
-        third = promote(incumbent, "greedy", overrides=[*sig, P10], attempts_log=log)
-        declared = promote(incumbent, "greedy", overrides=[*sig, P10, K3], attempts_log=log)
-    assert [second.meta["test_looks"], third.meta["test_looks"]] == [2, 3]
-    assert failed(third.decision) == {"risk_adjusted.candidates"}  # p = 0.07 passes 0.1
-    # declaring three is the same attempt (the count is no setting), at 0.1 / 3
-    assert declared.meta["test_looks"] == 3
-    assert failed(declared.decision) == {"risk_adjusted.significance"}
-    last = json.loads(log.read_text().splitlines()[-1])
-    assert last["max_candidates"] == 3 and last["overrides"][-1] == K3
+    assert second.meta["test_looks"] == 3
+    assert json.loads(log.read_text().splitlines()[-1])["test_looks"] == 3
     log.write_text(log.read_text() + "not json\n")
-    with pytest.raises(DataError, match=r"promotions.jsonl' line 7 is not a promotion attempt"):
+    with pytest.raises(DataError, match=r"promotions.jsonl' line 5 is not a promotion attempt"):
         promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
+
+    # The count the first attempt on the bars declares binds: three declared, the
+    # threshold is 0.1 / 3 (p = 0.07 fails it); a later attempt that declares one (0.1)
+    # is refused on the count, not tested at 0.1; a second candidate under the three
+    sig = [x for x in ONLY_SHARPE if "max_p_value" not in x]
+    fresh = tmp_path / "fresh.jsonl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = promote(incumbent, "greedy", overrides=[*sig, P10, K3], attempts_log=fresh)
+        raised = promote(incumbent, "greedy", overrides=[*sig, P10], attempts_log=fresh)
+        other = promote(cand, "greedy", overrides=[*sig, P10, K3], attempts_log=fresh)
+    assert failed(first.decision) == {"risk_adjusted.significance"}
+    assert first.meta["test_looks"] == 1 and raised.meta["test_looks"] == 1  # same attempt
+    assert failed(raised.decision) == {"risk_adjusted.candidates"}
+    assert "the first attempt on these bars declared 3, and that count binds" in " ".join(
+        raised.decision.reasons
+    )
+    assert other.meta["test_looks"] == 2 and "risk_adjusted.candidates" not in failed(
+        other.decision
+    )
+    last = json.loads(fresh.read_text().splitlines()[-1])
+    assert last["max_candidates"] == 3 and last["overrides"][-1] == K3
 
 
 P10 = "evaluation.promotion.max_p_value=0.1"

@@ -364,7 +364,8 @@ def promote_cmd(
 ) -> None:
     """Promotion gates: PROMOTE or REJECT with reasons; exit code 1 on REJECT. Every
     attempt is logged: candidates tried until one passes are selection on the test split,
-    and the significance check is corrected for how many were tried."""
+    so the significance check is at max_p_value / max_candidates, the count declared by the
+    first attempt on the test bars, and a candidate beyond it is rejected."""
     from rich.console import Console
 
     from allocgym.errors import ConfigError

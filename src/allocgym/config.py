@@ -1470,12 +1470,13 @@ class PromotionConfig(Section):
     """Candidates you will try on the same test bars, declared before looking: the
     significance check needs p <= ``max_p_value / max_candidates`` (Bonferroni: the chance
     that any of them passes by luck stays at most ``max_p_value``), and a candidate beyond
-    that count in the attempts log is rejected (declare more, which lowers every
-    candidate's threshold, before looking again)."""
+    that count in the attempts log is rejected. The first attempt on a set of test bars
+    fixes the count for them: declare it before the first look."""
     attempts_log: str | None = None
     """The attempts log that counts them (``promotions.jsonl``); None: beside the study's
-    trials ledger, else in the candidate's parent folder. Candidates promoted from other
-    folders count only when they share it: point them at one file."""
+    trials ledger, else in the candidate's parent folder; a relative path is taken from
+    the working directory. Candidates promoted from other folders count only when they
+    share it: point them at one file."""
     max_concentration_increase: NonNeg = 0.10
     """Relative increase allowed in mean HHI concentration (0.10: at most 10% higher)."""
     max_concentration_abs: Frac | None = None

@@ -28,12 +28,16 @@ checks as reasons. The checks, thresholds from :class:`~allocgym.config.Promotio
 Every attempt is recorded, promoted or not, in the attempts log (``promotions.jsonl``
 beside the study's trials ledger, else in the candidate's parent folder, or
 ``evaluation.promotion.attempts_log``): the test bars (market, split, first and last
-date), the candidate (each run's ``run_id`` and the sha256 of the model evaluated), the
-evaluation settings, the incumbent, the threshold, the p-value and the decision. An
-attempt is a new candidate unless those runs, models and settings were tried on the same
-bars before (a resumed run, or a re-drawn bootstrap, is a new one). The log is read and
-appended under one lock; candidates promoted from folders that do not share the log are
-not counted.
+date, keyed by the bars' own data: bars added after them change nothing), the candidate
+(each run's ``run_id`` and the sha256 of the model evaluated), the configuration, the
+incumbent, the threshold, the p-value and the decision. An attempt is a new candidate
+unless those runs, models, configuration and incumbent were tried on the same bars before
+(a resumed run, a re-drawn bootstrap, other costs or another incumbent are new ones). The
+first attempt on a set of bars fixes ``max_candidates`` for them: a count raised after
+looking would test the k-th candidate at ``max_p_value / k``, which lets ``K`` null
+candidates pass with probability ``max_p_value`` times the K-th harmonic number. The log is
+read and appended under one lock; candidates promoted from folders that do not share the
+log are not counted.
 """
 
 from __future__ import annotations
@@ -158,8 +162,9 @@ def promotion_decision(
     candidate, incumbent : mapping
         Out-of-sample metrics (``sharpe``, the ``secondary_metrics``, ``hhi``,
         ``invariant_breaches``, ``ann_return``, ``costs_annual``, ``dsr``; the
-        candidate's ``paired_p_value`` and ``test_looks``, the distinct candidates tried
-        on its test bars, this one included: 1 when absent).
+        candidate's ``paired_p_value``, ``test_looks``, the distinct candidates tried
+        on its test bars, this one included (1 when absent), and ``declared_candidates``,
+        the ``max_candidates`` the first attempt on them declared (``cfg``'s when absent).
     stress : mapping of float to mapping
         The candidate's metrics at each equity multiple; a missing multiple fails.
     cfg : PromotionConfig, optional
@@ -218,18 +223,27 @@ def _risk_adjusted_checks(
             detail += f" ({candidate['paired_note']})"
         checks.append(Check("risk_adjusted.significance", math.isfinite(p) and p <= need, detail))
         looks = candidate.get("test_looks", 1)
-        if isinstance(looks, bool) or not isinstance(looks, int) or looks < 1:
-            raise ConfigError(
-                f"candidate test_looks = {looks!r}: give the number of candidates tried on "
-                "the test bars, this one included (an int >= 1), or leave it out"
+        declared = candidate.get("declared_candidates", rules.max_candidates)
+        for name, value in (("test_looks", looks), ("declared_candidates", declared)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(
+                    f"candidate {name} = {value!r}: give a count (an int >= 1; test_looks: "
+                    "the candidates tried on the test bars, this one included), or leave it out"
+                )
+        detail = (
+            f"{looks} candidate(s) tried on these test bars, this one included, of "
+            f"max_candidates = {rules.max_candidates}"
+        )
+        if declared != rules.max_candidates:
+            detail += (
+                f"; the first attempt on these bars declared {declared}, and that count binds"
+                " (one raised after looking would test the k-th candidate at max_p_value / k)"
             )
         checks.append(
             Check(
                 "risk_adjusted.candidates",
-                looks <= rules.max_candidates,
-                f"{looks} candidate(s) tried on these test bars, this one included "
-                f"(declared: max_candidates = {rules.max_candidates}; more need a lower "
-                "threshold for every one: declare them before looking)",
+                1 <= looks <= rules.max_candidates and declared == rules.max_candidates,
+                detail,
             )
         )
     for metric in rules.secondary_metrics:
@@ -478,12 +492,12 @@ def promote(
     cand_m.update(_paired_test(cand_bts, inc_bts, e))
     first = cand_bts[0]
     bars = {
-        "market": fingerprint,
+        "bars": _bars_id(market, params.split),
         "split": params.split.name,
         "start": str(first.dates[0])[:10] if first.n_steps else "",
         "end": str(first.dates[-1])[:10] if first.n_steps else "",
     }
-    attempt = _attempt_id(runs, e)
+    attempt = _attempt_id(runs, cfg, e.agent_model, incumbent)
     stress: dict[float, dict[str, Any]] = {}
     hits: dict[str, int] = {}
     for j, m in enumerate(mults[1:], start=1):
@@ -492,9 +506,14 @@ def promote(
         hits[f"{m:g}x"] = sum(int(x["interventions"].get("PARTICIPATION_CAP", 0)) for x in chunk)
     rules = e.promotion
     with _locked(log) as (records, append):
-        tried = {rec["attempt"] for rec in records if all(rec.get(k) == v for k, v in bars.items())}
-        looks = len(tried | {attempt})
+        earlier = [rec for rec in records if all(rec.get(k) == v for k, v in bars.items())]
+        looks = len({rec["attempt"] for rec in earlier} | {attempt})
         cand_m["test_looks"] = looks
+        # the count the first attempt on these bars declared binds every later one: a
+        # count raised after looking would test the k-th candidate at max_p_value / k
+        cand_m["declared_candidates"] = (
+            int(earlier[0].get("max_candidates", 0)) if earlier else rules.max_candidates
+        )
         decision = promotion_decision(cand_m, inc_m, stress, rules, e.stress_multipliers)
         append(
             {
@@ -543,20 +562,35 @@ def _attempts_log(study: TrialsLedger | str | Path | None, candidate: str | Path
     return folder / PROMOTIONS_FILENAME
 
 
-def _attempt_id(runs: Sequence[tuple[int | None, Path]], e: Any) -> str:
-    """What makes an attempt a new candidate: each run's ``run_id`` (its resolved path
-    without one) and the sha256 of the model evaluated, and the evaluation settings the
-    verdict depends on (the declared count and the log's place aside)."""
+def _attempt_id(
+    runs: Sequence[tuple[int | None, Path]], cfg: AllocgymConfig, which: str, incumbent: str | Path
+) -> str:
+    """What makes an attempt a new one: each run's ``run_id`` (its resolved path without
+    one) and the sha256 of the model evaluated, the whole configuration after the
+    overrides (costs, limits, evaluation: anything that can move the verdict; the declared
+    count and the log's place aside) and the incumbent."""
     h = hashlib.sha256()
     for _, path in sorted(runs, key=lambda r: str(r[1].resolve())):
-        which = e.agent_model if (path / e.agent_model / "model.zip").is_file() else "final"
-        model = path / which / "model.zip"
+        kind = which if (path / which / "model.zip").is_file() else "final"
+        model = path / kind / "model.zip"
         digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else ""
-        h.update(f"{run_id_of(path) or path.resolve()}:{which}:{digest};".encode())
-    settings = e.model_dump(mode="json")
+        h.update(f"{run_id_of(path) or path.resolve()}:{kind}:{digest};".encode())
+    settings = cfg.model_dump(mode="json")
     for key in ("max_candidates", "attempts_log"):
-        settings["promotion"].pop(key, None)
+        settings["evaluation"]["promotion"].pop(key, None)
     h.update(json.dumps(settings, sort_keys=True).encode())
+    inc = Path(incumbent)
+    h.update(str(inc.resolve() if inc.is_dir() else incumbent).encode())
+    return h.hexdigest()[:32]
+
+
+def _bars_id(market: Any, split: Any) -> str:
+    """sha256 of the test bars themselves (symbols, dates and closes of ``split``): new
+    bars after them (a data refresh) leave it unchanged."""
+    h = hashlib.sha256(json.dumps(list(market.symbols)).encode())
+    rows = slice(split.start, split.stop)
+    h.update(np.ascontiguousarray(market.dates[rows]).astype("datetime64[ns]").tobytes())
+    h.update(np.ascontiguousarray(market.close[rows], dtype=np.float64).tobytes())
     return h.hexdigest()[:32]
 
 
