@@ -125,18 +125,21 @@ def test_risk_adjusted_checks() -> None:
     d = promotion_decision({**DOMINANT, "test_looks": 2}, INCUMBENT, stressed(), cfg)
     assert failed(d) == {"risk_adjusted.candidates"}
     assert d.reasons[0].startswith("risk_adjusted.candidates: 2 candidate(s) tried on these")
-    assert promotion_decision({**DOMINANT, "test_looks": 9}, INCUMBENT, stressed(), unchecked)
-    for bad in (-1, None, 1.5, True):
+    # the count is checked with the significance test off too
+    looked = promotion_decision({**DOMINANT, "test_looks": 9}, INCUMBENT, stressed(), unchecked)
+    assert failed(looked) == {"risk_adjusted.candidates"}
+    for bad in (0, -1, None, 1.5, True):
         with pytest.raises(ConfigError, match="test_looks"):
             promotion_decision({**DOMINANT, "test_looks": bad}, INCUMBENT, stressed(), cfg)
-    assert "risk_adjusted.candidates" in failed(
-        promotion_decision({**DOMINANT, "test_looks": 0}, INCUMBENT, stressed(), cfg)
-    )
-    # a count other than the one the first attempt on the bars declared binds nothing
+    # a count or a threshold other than the first attempt on the bars declared fails
     raised = {**DOMINANT, "test_looks": 2, "declared_candidates": 1}
     assert failed(promotion_decision(raised, INCUMBENT, stressed(), two)) == {
         "risk_adjusted.significance",
         "risk_adjusted.candidates",
+    }
+    loosened = {**DOMINANT, "declared_p_value": 0.01}  # passes 0.05, not the declared 0.01
+    assert failed(promotion_decision(loosened, INCUMBENT, stressed(), cfg)) == {
+        "risk_adjusted.candidates"
     }
     no_test = {k: v for k, v in DOMINANT.items() if not k.startswith("paired")}
     assert "risk_adjusted.significance" in failed(
@@ -189,6 +192,7 @@ ONLY_SHARPE = [
     "evaluation.promotion.stress_max_return_drop=1e9",
     "evaluation.promotion.stress_max_cost_increase=1e9",
     "evaluation.promotion.max_p_value=null",  # the tiny market's test split is short
+    "evaluation.promotion.max_candidates=20",  # the tests try several on the same bars
 ]
 
 
@@ -247,7 +251,6 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
     said = " ".join(res.output.split())  # rich wraps at the runner's 80 columns
     # a second attempt: the same model under other settings (the Sharpe margin)
     assert "candidates tried on these test bars: 2 (this one included) of max_candidates" in said
-    assert "(not checked: max_p_value is null)" in said
     written = json.loads((run / "promotion.json").read_text())
     assert written["decision"] == "REJECT"
     assert {c["name"] for c in written["checks"] if not c["passed"]} == {"risk_adjusted.sharpe"}
@@ -309,8 +312,8 @@ def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
         promote(incumbent, "greedy", overrides=ONLY_SHARPE, attempts_log=log)
 
     # The count the first attempt on the bars declares binds: three declared, the
-    # threshold is 0.1 / 3 (p = 0.07 fails it); a later attempt that declares one (0.1)
-    # is refused on the count, not tested at 0.1; a second candidate under the three
+    # threshold is 0.1 / 3 (p = 0.07 fails it); a later attempt that declares another
+    # count is refused on it; a second candidate under the same three passes the count
     sig = [x for x in ONLY_SHARPE if "max_p_value" not in x]
     fresh = tmp_path / "fresh.jsonl"
     with warnings.catch_warnings():
@@ -318,15 +321,19 @@ def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:
         first = promote(incumbent, "greedy", overrides=[*sig, P10, K3], attempts_log=fresh)
         raised = promote(incumbent, "greedy", overrides=[*sig, P10], attempts_log=fresh)
         other = promote(cand, "greedy", overrides=[*sig, P10, K3], attempts_log=fresh)
+        unchecked = promote(incumbent, "greedy", overrides=[*ONLY_SHARPE, K3], attempts_log=fresh)
     assert failed(first.decision) == {"risk_adjusted.significance"}
     assert first.meta["test_looks"] == 1 and raised.meta["test_looks"] == 1  # same attempt
-    assert failed(raised.decision) == {"risk_adjusted.candidates"}
-    assert "the first attempt on these bars declared 3, and that count binds" in " ".join(
+    assert "risk_adjusted.candidates" in failed(raised.decision)
+    assert "declared max_candidates = 3 and max_p_value = 0.1, and those bind" in " ".join(
         raised.decision.reasons
     )
     assert other.meta["test_looks"] == 2 and "risk_adjusted.candidates" not in failed(
         other.decision
     )
+    # the significance check switched off after a look is a threshold chosen after it
+    assert unchecked.meta["test_looks"] == 2 and not unchecked.decision.promoted
+    assert failed(unchecked.decision) == {"risk_adjusted.candidates"}
     last = json.loads(fresh.read_text().splitlines()[-1])
     assert last["max_candidates"] == 3 and last["overrides"][-1] == K3
 

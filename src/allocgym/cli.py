@@ -355,9 +355,10 @@ def promote_cmd(
             "--attempts-log",
             help="Log of every promotion attempt (default evaluation.promotion.attempts_log, "
             "else promotions.jsonl beside the study's trials ledger, else in the candidate's "
-            "parent folder): while evaluation.promotion.max_p_value is set, the significance "
-            "check needs p <= max_p_value / max_candidates, and a candidate beyond the "
-            "max_candidates declared for the same test bars (by this log) is rejected.",
+            "parent folder): the significance check needs p <= max_p_value / "
+            "max_candidates, and a candidate beyond the max_candidates declared for the same "
+            "test bars (by this log), or under another max_candidates or max_p_value than the "
+            "first attempt on them declared, is rejected.",
         ),
     ] = None,
     overrides: SetOpt = None,
@@ -392,9 +393,8 @@ def promote_cmd(
     console.print(f"participation-cap hits under stress: {rep.meta['participation_cap_hits']}")
     console.print(
         f"candidates tried on these test bars: {rep.meta['test_looks']} (this one included) of "
-        f"max_candidates = {rep.meta['max_candidates']} declared"
-        f"{' (not checked: max_p_value is null)' if rep.meta['max_p_value'] is None else ''}; "
-        f"every attempt is logged in {rep.meta['attempts_log']}",
+        f"max_candidates = {rep.meta['max_candidates']} declared; every attempt is logged in "
+        f"{rep.meta['attempts_log']}",
         highlight=False,
     )
     console.print(f"decision written to {path}")

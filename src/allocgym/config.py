@@ -1471,7 +1471,7 @@ class PromotionConfig(Section):
     significance check needs p <= ``max_p_value / max_candidates`` (Bonferroni: the chance
     that any of them passes by luck stays at most ``max_p_value``), and a candidate beyond
     that count in the attempts log is rejected. The first attempt on a set of test bars
-    fixes the count for them: declare it before the first look."""
+    fixes the count and ``max_p_value`` for them: declare both before the first look."""
     attempts_log: str | None = None
     """The attempts log that counts them (``promotions.jsonl``); None: beside the study's
     trials ledger, else in the candidate's parent folder; a relative path is taken from

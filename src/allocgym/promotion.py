@@ -33,9 +33,10 @@ date, keyed by the bars' own data: bars added after them change nothing), the ca
 incumbent, the threshold, the p-value and the decision. An attempt is a new candidate
 unless those runs, models, configuration and incumbent were tried on the same bars before
 (a resumed run, a re-drawn bootstrap, other costs or another incumbent are new ones). The
-first attempt on a set of bars fixes ``max_candidates`` for them: a count raised after
-looking would test the k-th candidate at ``max_p_value / k``, which lets ``K`` null
-candidates pass with probability ``max_p_value`` times the K-th harmonic number. The log is
+first attempt on a set of bars fixes ``max_candidates`` and ``max_p_value`` for them: a
+count raised after looking would test the k-th candidate at ``max_p_value / k``, which
+lets ``K`` null candidates pass with probability ``max_p_value`` times the K-th harmonic
+number, and a threshold chosen after looking tests nothing. The log is
 read and appended under one lock; candidates promoted from folders that do not share the
 log are not counted.
 """
@@ -163,8 +164,9 @@ def promotion_decision(
         Out-of-sample metrics (``sharpe``, the ``secondary_metrics``, ``hhi``,
         ``invariant_breaches``, ``ann_return``, ``costs_annual``, ``dsr``; the
         candidate's ``paired_p_value``, ``test_looks``, the distinct candidates tried
-        on its test bars, this one included (1 when absent), and ``declared_candidates``,
-        the ``max_candidates`` the first attempt on them declared (``cfg``'s when absent).
+        on its test bars, this one included (1 when absent), and ``declared_candidates``
+        and ``declared_p_value``, the ``max_candidates`` and ``max_p_value`` the first
+        attempt on them declared (``cfg``'s when absent).
     stress : mapping of float to mapping
         The candidate's metrics at each equity multiple; a missing multiple fails.
     cfg : PromotionConfig, optional
@@ -222,30 +224,7 @@ def _risk_adjusted_checks(
         if candidate.get("paired_note"):
             detail += f" ({candidate['paired_note']})"
         checks.append(Check("risk_adjusted.significance", math.isfinite(p) and p <= need, detail))
-        looks = candidate.get("test_looks", 1)
-        declared = candidate.get("declared_candidates", rules.max_candidates)
-        for name, value in (("test_looks", looks), ("declared_candidates", declared)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(
-                    f"candidate {name} = {value!r}: give a count (an int >= 1; test_looks: "
-                    "the candidates tried on the test bars, this one included), or leave it out"
-                )
-        detail = (
-            f"{looks} candidate(s) tried on these test bars, this one included, of "
-            f"max_candidates = {rules.max_candidates}"
-        )
-        if declared != rules.max_candidates:
-            detail += (
-                f"; the first attempt on these bars declared {declared}, and that count binds"
-                " (one raised after looking would test the k-th candidate at max_p_value / k)"
-            )
-        checks.append(
-            Check(
-                "risk_adjusted.candidates",
-                1 <= looks <= rules.max_candidates and declared == rules.max_candidates,
-                detail,
-            )
-        )
+    checks.append(_candidates_check(candidate, rules))
     for metric in rules.secondary_metrics:
         passed, detail = _compare(
             metric, _num(candidate, metric), _num(incumbent, metric), rules.secondary_tolerance
@@ -264,6 +243,33 @@ def _risk_adjusted_checks(
             )
         )
     return checks
+
+
+def _candidates_check(candidate: Mapping[str, Any], rules: PromotionConfig) -> Check:
+    """No more candidates tried on the test bars than ``max_candidates``, under the
+    ``max_candidates`` and ``max_p_value`` the first attempt on them declared (checked
+    with the significance test off too: a threshold chosen after looking tests nothing)."""
+    looks = candidate.get("test_looks", 1)
+    declared = candidate.get("declared_candidates", rules.max_candidates)
+    for name, value in (("test_looks", looks), ("declared_candidates", declared)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"candidate {name} = {value!r}: give a count, an int >= 1 (test_looks: the "
+                "candidates tried on the test bars, this one included), or leave it out"
+            )
+    declared_p = candidate.get("declared_p_value", rules.max_p_value)
+    detail = (
+        f"{looks} candidate(s) tried on these test bars, this one included, of "
+        f"max_candidates = {rules.max_candidates}"
+    )
+    bound = declared == rules.max_candidates and declared_p == rules.max_p_value
+    if not bound:
+        detail += (
+            f"; the first attempt on these bars declared max_candidates = {declared} and "
+            f"max_p_value = {declared_p}, and those bind (chosen after looking, they would "
+            "test a candidate at a threshold its first look already showed it passes)"
+        )
+    return Check("risk_adjusted.candidates", looks <= rules.max_candidates and bound, detail)
 
 
 def _concentration_check(
@@ -497,7 +503,7 @@ def promote(
         "start": str(first.dates[0])[:10] if first.n_steps else "",
         "end": str(first.dates[-1])[:10] if first.n_steps else "",
     }
-    attempt = _attempt_id(runs, cfg, e.agent_model, incumbent)
+    attempt = _attempt_id(runs, cfg, e.agent_model, inc_runs or str(incumbent))
     stress: dict[float, dict[str, Any]] = {}
     hits: dict[str, int] = {}
     for j, m in enumerate(mults[1:], start=1):
@@ -509,11 +515,11 @@ def promote(
         earlier = [rec for rec in records if all(rec.get(k) == v for k, v in bars.items())]
         looks = len({rec["attempt"] for rec in earlier} | {attempt})
         cand_m["test_looks"] = looks
-        # the count the first attempt on these bars declared binds every later one: a
-        # count raised after looking would test the k-th candidate at max_p_value / k
-        cand_m["declared_candidates"] = (
-            int(earlier[0].get("max_candidates", 0)) if earlier else rules.max_candidates
-        )
+        # the count and threshold the first attempt on these bars declared bind every
+        # later one: raised after looking, the k-th candidate is tested at max_p_value / k
+        first_rec = earlier[0] if earlier else {}
+        cand_m["declared_candidates"] = first_rec.get("max_candidates", rules.max_candidates)
+        cand_m["declared_p_value"] = first_rec.get("max_p_value", rules.max_p_value)
         decision = promotion_decision(cand_m, inc_m, stress, rules, e.stress_multipliers)
         append(
             {
@@ -563,25 +569,34 @@ def _attempts_log(study: TrialsLedger | str | Path | None, candidate: str | Path
 
 
 def _attempt_id(
-    runs: Sequence[tuple[int | None, Path]], cfg: AllocgymConfig, which: str, incumbent: str | Path
+    runs: Sequence[tuple[int | None, Path]],
+    cfg: AllocgymConfig,
+    which: str,
+    incumbent: Sequence[tuple[int | None, Path]] | str,
 ) -> str:
-    """What makes an attempt a new one: each run's ``run_id`` (its resolved path without
-    one) and the sha256 of the model evaluated, the whole configuration after the
-    overrides (costs, limits, evaluation: anything that can move the verdict; the declared
-    count and the log's place aside) and the incumbent."""
-    h = hashlib.sha256()
+    """What makes an attempt a new one: the candidate's runs and models (:func:`_models`),
+    the whole configuration after the overrides (costs, limits, evaluation: anything that
+    can move the verdict, but the declared count and threshold, which the first attempt
+    binds, and the log's place) and the incumbent (its runs and models, or the baseline)."""
+    h = hashlib.sha256(_models(runs, which).encode())
+    settings = cfg.model_dump(mode="json")
+    for key in ("max_candidates", "max_p_value", "attempts_log"):
+        settings["evaluation"]["promotion"].pop(key, None)
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update((incumbent if isinstance(incumbent, str) else _models(incumbent, which)).encode())
+    return h.hexdigest()[:32]
+
+
+def _models(runs: Sequence[tuple[int | None, Path]], which: str) -> str:
+    """Each run's ``run_id`` (its resolved path without one) and the sha256 of the model
+    evaluated (``which``, else ``final``, as :func:`allocgym.evaluation.load_policies`)."""
+    out = []
     for _, path in sorted(runs, key=lambda r: str(r[1].resolve())):
         kind = which if (path / which / "model.zip").is_file() else "final"
         model = path / kind / "model.zip"
         digest = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else ""
-        h.update(f"{run_id_of(path) or path.resolve()}:{kind}:{digest};".encode())
-    settings = cfg.model_dump(mode="json")
-    for key in ("max_candidates", "attempts_log"):
-        settings["evaluation"]["promotion"].pop(key, None)
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    inc = Path(incumbent)
-    h.update(str(inc.resolve() if inc.is_dir() else incumbent).encode())
-    return h.hexdigest()[:32]
+        out.append(f"{run_id_of(path) or path.resolve()}:{kind}:{digest};")
+    return "".join(out)
 
 
 def _bars_id(market: Any, split: Any) -> str:
