@@ -284,6 +284,75 @@ def test_a_second_writer_process_is_refused_until_the_first_closes(tmp_path: Pat
     assert verify_log(path, anchor=True).n_records == 2
 
 
+def test_a_log_collected_while_another_opens_does_not_deadlock(tmp_path: Path) -> None:
+    """The garbage collector may finalize an unreferenced AuditLog at any allocation,
+    also while this thread opens another log under the writers' registry lock (seen as a
+    suite that hung in DecisionService.__init__): the release waits for that section
+    instead of taking the lock again."""
+    import gc
+    import threading
+    from unittest import mock
+
+    import allocgym.observability as obs
+
+    def open_with_collection() -> None:
+        old = AuditLog(tmp_path / "old.jsonl")
+        old.append({"i": 0})
+        old.cycle = old  # only the cyclic collector frees it
+        del old
+        real = obs.read_anchor
+
+        def collecting(*args: object, **kw: object) -> object:
+            gc.collect()  # as an allocation inside the section could
+            return real(*args, **kw)
+
+        with mock.patch.object(obs, "read_anchor", collecting):
+            new = AuditLog(tmp_path / "new.jsonl")
+        new.append({"i": 0})
+        new.close()
+
+    gc.disable()  # the cycle must live until the collection inside the section
+    try:
+        worker = threading.Thread(target=open_with_collection, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+    finally:
+        gc.enable()
+    assert not worker.is_alive(), "opening a log deadlocked on a collected one's release"
+    # the collected log was released (anchored, unlocked): a new writer may open it
+    with AuditLog(tmp_path / "old.jsonl") as again:
+        assert len(again) == 1
+    assert verify_log(tmp_path / "old.jsonl", anchor=True).n_records == 1
+
+    # a second handle of the same writer collected inside an append (the writer's mutex
+    # held): released after it, the first handle writing on
+    def append_with_collection() -> None:
+        first, second = AuditLog(tmp_path / "new.jsonl"), AuditLog(tmp_path / "new.jsonl")
+        second.cycle = second
+        del second
+        real = obs.canonical_json
+
+        def collecting(obj: object) -> bytes:
+            gc.collect()
+            return real(obj)
+
+        with mock.patch.object(obs, "canonical_json", collecting):
+            first.append({"i": 1})
+        assert first._writer.handles == 1
+        first.append({"i": 2})
+        first.close()
+
+    gc.disable()
+    try:
+        worker = threading.Thread(target=append_with_collection, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+    finally:
+        gc.enable()
+    assert not worker.is_alive(), "an append deadlocked on a collected handle's release"
+    assert verify_log(tmp_path / "new.jsonl", anchor=True).n_records == 3
+
+
 def test_handles_in_one_process_share_one_writer(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     first, second = AuditLog(path), AuditLog(tmp_path / "." / "a.jsonl")

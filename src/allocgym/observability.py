@@ -547,7 +547,7 @@ class _Writer:
             raise
 
     def append(self, payload: Any) -> str:
-        with self.mutex:
+        with _Held(self.mutex):
             if self.closed:
                 raise ValueError(f"audit log {str(self.path)!r} is closed: open a new AuditLog")
             if self.broken is not None:
@@ -603,7 +603,7 @@ class _Writer:
         return digest
 
     def write_anchor(self) -> None:
-        with self.mutex:
+        with _Held(self.mutex):
             if not self.closed:
                 self._anchor_locked()
 
@@ -617,8 +617,13 @@ class _Writer:
         self.anchored = self.n
 
     def release(self) -> None:
+        if getattr(_HELD, "depth", 0):
+            # a handle's finalizer, run by the garbage collector inside this thread's own
+            # section of the registry or of a writer: released when that section ends
+            _DEFERRED.append(self)
+            return
         # under the registry lock: a new writer of this file cannot start while it closes
-        with _WRITERS_LOCK, self.mutex:
+        with _Held(_WRITERS_LOCK, self.mutex):
             self.handles -= 1
             if self.handles > 0 or self.closed:
                 return
@@ -634,6 +639,53 @@ class _Writer:
 
 _WRITERS: dict[Path, _Writer] = {}
 _WRITERS_LOCK = threading.Lock()
+_HELD = threading.local()  # depth: how many _Held sections this thread is inside
+_DEFERRED: list[_Writer] = []
+
+
+class _Held:
+    """Hold ``locks`` (in order) and count the section in this thread's ``_HELD.depth``.
+
+    The garbage collector runs a collected ``AuditLog``'s finalizer (its writer's
+    ``release``) at any allocation, also inside a section that holds the registry lock
+    or that writer's mutex, which ``release`` takes: taking it again in the same thread
+    deadlocked (a test suite hung in ``AuditLog.__init__``). Inside a section ``release``
+    only queues the writer; the thread's outermost section releases the queue once its
+    locks are free."""
+
+    __slots__ = ("locks",)
+
+    def __init__(self, *locks: threading.Lock) -> None:
+        self.locks = locks
+
+    def __enter__(self) -> None:
+        _HELD.depth = getattr(_HELD, "depth", 0) + 1
+        taken = 0
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                taken += 1
+        except BaseException:
+            for lock in reversed(self.locks[:taken]):
+                lock.release()
+            _HELD.depth -= 1
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+        _HELD.depth -= 1
+        while not _HELD.depth and _DEFERRED:
+            writer = _DEFERRED.pop()
+            try:
+                writer.release()
+            except OSError as err:  # the section's own outcome stands; the log says why
+                warnings.warn(
+                    f"audit log {str(writer.path)!r}: closing a collected handle failed "
+                    f"({err}); its head file may be behind until the log is reopened",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
 
 def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str, int, int]:
@@ -758,7 +810,7 @@ class AuditLog:
             raise ValueError(f"anchor_every = {anchor_every!r}: use an integer >= 1")
         self.path = Path(path)
         real = Path(os.path.realpath(self.path))
-        with _WRITERS_LOCK:
+        with _Held(_WRITERS_LOCK):
             writer = _WRITERS.get(real)
             if writer is None:
                 writer = _Writer(real, fsync, anchor_every, key)
@@ -847,7 +899,7 @@ def adopt_log(path: str | Path, key: bytes | None = None) -> Anchor:
     real = Path(os.path.realpath(path))
     if not real.is_file():
         raise FileNotFoundError(f"no audit log at {str(path)!r}: pass the serve --audit-log file")
-    with _WRITERS_LOCK:
+    with _Held(_WRITERS_LOCK):
         if real in _WRITERS:
             raise AuditLogLockedError(
                 f"audit log {str(path)!r} is open for writing in this process: close it first"
