@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,13 +285,39 @@ def test_a_second_writer_process_is_refused_until_the_first_closes(tmp_path: Pat
     assert verify_log(path, anchor=True).n_records == 2
 
 
+def _finishes(fn: Callable[[], None], seconds: float = 30.0) -> bool:
+    """Run ``fn`` on a daemon thread with the cyclic collector off (its cycles live until
+    ``fn`` collects them); whether it returned within ``seconds`` (a deadlocked thread is
+    left behind), re-raising what it raised."""
+    import gc
+    import threading
+
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as err:  # handed to the test's thread
+            raised.append(err)
+
+    gc.disable()
+    try:
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(timeout=seconds)
+    finally:
+        gc.enable()
+    if raised:
+        raise raised[0]
+    return not worker.is_alive()
+
+
 def test_a_log_collected_while_another_opens_does_not_deadlock(tmp_path: Path) -> None:
     """The garbage collector may finalize an unreferenced AuditLog at any allocation,
     also while this thread opens another log under the writers' registry lock (seen as a
     suite that hung in DecisionService.__init__): the release waits for that section
     instead of taking the lock again."""
     import gc
-    import threading
     from unittest import mock
 
     import allocgym.observability as obs
@@ -311,14 +338,7 @@ def test_a_log_collected_while_another_opens_does_not_deadlock(tmp_path: Path) -
         new.append({"i": 0})
         new.close()
 
-    gc.disable()  # the cycle must live until the collection inside the section
-    try:
-        worker = threading.Thread(target=open_with_collection, daemon=True)
-        worker.start()
-        worker.join(timeout=30)
-    finally:
-        gc.enable()
-    assert not worker.is_alive(), "opening a log deadlocked on a collected one's release"
+    assert _finishes(open_with_collection), "opening a log deadlocked on a collected one's release"
     # the collected log was released (anchored, unlocked): a new writer may open it
     with AuditLog(tmp_path / "old.jsonl") as again:
         assert len(again) == 1
@@ -342,14 +362,7 @@ def test_a_log_collected_while_another_opens_does_not_deadlock(tmp_path: Path) -
         first.append({"i": 2})
         first.close()
 
-    gc.disable()
-    try:
-        worker = threading.Thread(target=append_with_collection, daemon=True)
-        worker.start()
-        worker.join(timeout=30)
-    finally:
-        gc.enable()
-    assert not worker.is_alive(), "an append deadlocked on a collected handle's release"
+    assert _finishes(append_with_collection), "an append deadlocked on a collected handle's release"
     assert verify_log(tmp_path / "new.jsonl", anchor=True).n_records == 3
 
 

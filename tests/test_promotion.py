@@ -254,6 +254,21 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
     written = json.loads((run / "promotion.json").read_text())
     assert written["decision"] == "REJECT"
     assert {c["name"] for c in written["checks"] if not c["passed"]} == {"risk_adjusted.sharpe"}
+    # --attempts-log and evaluation.promotion.attempts_log name one shared log: the same
+    # model and configuration from either is one attempt in it
+    shared = tmp_path / "team" / "promotions.jsonl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(app, ["promote", "--candidate", str(run), "--incumbent",
+                                       "greedy", *sets, "--attempts-log", str(shared)])  # fmt: skip
+        moved = [*ONLY_SHARPE, "evaluation.promotion.min_sharpe_improvement=100",
+                 f"evaluation.promotion.attempts_log={shared}"]  # fmt: skip
+        again = promote(run, "greedy", overrides=moved)
+    assert res.exit_code == 1 and "tried on these test bars: 1 (this one" in " ".join(
+        res.output.split()
+    )
+    assert again.meta["attempts_log"] == str(shared) and again.meta["test_looks"] == 1
+    assert len(shared.read_text().splitlines()) == 2
 
 
 def test_promote_deflates_the_dsr_by_the_study_ledger(tmp_path: Path) -> None:

@@ -35,8 +35,8 @@ unless those runs, models, configuration and incumbent were tried on the same ba
 (a resumed run, a re-drawn bootstrap, other costs or another incumbent are new ones). The
 first attempt on a set of bars fixes ``max_candidates`` and ``max_p_value`` for them: a
 count raised after looking would test the k-th candidate at ``max_p_value / k``, which
-lets ``K`` null candidates pass with probability ``max_p_value`` times the K-th harmonic
-number, and a threshold chosen after looking tests nothing. The log is
+lets ``K`` null candidates pass with probability about ``max_p_value`` times the K-th
+harmonic number, and a threshold chosen after looking tests nothing. The log is
 read and appended under one lock; candidates promoted from folders that do not share the
 log are not counted.
 """
@@ -452,6 +452,7 @@ def promote(
     """
     from allocgym import evaluation as ev
     from allocgym.data import load_market
+    from allocgym.report import jsonable
 
     runs = ev.find_agent_runs(candidate)
     cfg = ev.run_config(runs, overrides)
@@ -534,7 +535,7 @@ def promote(
                 "overrides": list(overrides),
                 "max_p_value": rules.max_p_value,
                 "max_candidates": rules.max_candidates,
-                "paired_p_value": _finite(cand_m.get("paired_p_value")),
+                "paired_p_value": jsonable(cand_m.get("paired_p_value")),  # NaN: null
                 "test_looks": looks,
                 "decision": decision.decision,
             }
@@ -645,15 +646,6 @@ def _locked(log: Path) -> Iterator[tuple[list[dict[str, Any]], Callable[[dict[st
     each other."""
     with locked_append(log) as append:
         yield _read_attempts(log), append
-
-
-def _finite(x: Any) -> float | None:
-    """``x`` as a float, None when it is missing or not finite (JSON has no NaN)."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dict[str, Any]:
