@@ -697,7 +697,8 @@ def test_the_bar_feed_needs_the_admin_token(policy: FrozenPolicy) -> None:
 def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     """``allocgym bench serve`` end to end at a small size: the served processes are fed
     their window through ``POST /v1/bars``, then the first is loaded with account
-    requests, compared with two loaded together, overloaded and hit with a burst."""
+    requests, compared with a server deciding on a thread, with two loaded together and
+    a pinned one against an unpinned one, overloaded and hit with a burst."""
     from allocgym.bench.serve import run
 
     rows = run(
@@ -706,7 +707,7 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     )  # fmt: skip
     kinds = {r["bench"]: r for r in rows}
     assert set(kinds) == {
-        "in_process", "streaming", "http", "workers", "pinning", "overload", "burst",
+        "in_process", "streaming", "http", "worker", "workers", "pinning", "overload", "burst",
     }  # fmt: skip
     assert kinds["streaming"]["window_bars"] == 301
     assert kinds["streaming"]["decide_p50_us"] > 0
@@ -733,6 +734,12 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     assert pinned["pinned/free"] == pinned["served_per_s_pinned"] / pinned["served_per_s_free"]
     # server CPU per answered request, read from /proc: a decision costs well under 50 ms
     assert 0 < pinned["cpu_ms/request_free"] < 50 and 0 < pinned["cpu_ms/request_pinned"] < 50
+    worker = kinds["worker"]
+    assert worker["served_per_s_thread"] > 0 and worker["served_per_s_process"] > 0
+    assert (
+        worker["process/thread"] == worker["served_per_s_process"] / worker["served_per_s_thread"]
+    )
+    assert 0 < worker["cpu_ms/request_process"] < 50 and worker["other"] == 0
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")

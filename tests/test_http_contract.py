@@ -227,7 +227,11 @@ def test_openapi_states_the_served_contract(served: tuple[str, DecisionService])
     assert list(metrics) == ["text/plain"]
     ok = spec["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/Health"}
-    assert set(Health.model_fields) == set(health) == {*alloc.describe(), "status", "in_flight"}
+    assert (
+        set(Health.model_fields)
+        == set(health)
+        == {*alloc.describe(), "status", "in_flight", "decision_worker"}
+    )
     assert schemas["KillSwitchRequest"]["properties"]["engaged"] == {
         "type": "boolean",
         "title": "Engaged",

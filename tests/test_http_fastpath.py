@@ -84,7 +84,7 @@ def test_the_front_and_the_route_answer_alike(policy: FrozenPolicy) -> None:
     from starlette.testclient import TestClient
 
     front_app, routed_app = _app(policy), _app(policy)
-    history = front_app.decide.admission.service.allocator.history  # type: ignore[attr-defined]
+    history = front_app.decide.worker.allocator.history  # type: ignore[attr-defined]
     with TestClient(front_app) as front, TestClient(_through_fastapi(routed_app)) as routed:
         by_front, by_route = _answers(front, history), _answers(routed, history)
     statuses = [status for status, _, _ in by_front]
@@ -113,7 +113,7 @@ def test_decide_skips_the_middleware_stack(policy: FrozenPolicy) -> None:
 
     app.add_middleware(Spy)
     with TestClient(app) as c:
-        history = app.decide.admission.service.allocator.history  # type: ignore[attr-defined]
+        history = app.decide.worker.allocator.history  # type: ignore[attr-defined]
         r = c.post(
             "/v1/decide",
             content=_decide_body(history, "spy-1"),
@@ -128,20 +128,21 @@ def test_an_unexpected_failure_in_front_is_a_500(
     policy: FrozenPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An exception while deciding is answered 500 ``internal_error`` by the front, in the
-    error shape, and the in-flight count goes back to 0."""
+    error shape, and the in-flight count (the queue estimate later requests are shed by)
+    goes back to 0."""
     from starlette.testclient import TestClient
 
     app = _app(policy)
     decide: Any = app.decide  # type: ignore[attr-defined]
 
-    def broken(*_: object) -> None:
+    async def broken(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(decide.admission, "run_decision", broken)
+    monkeypatch.setattr(decide.worker, "decide", broken)
     with TestClient(app) as c:
         r = c.post(
             "/v1/decide",
-            content=_decide_body(decide.admission.service.allocator.history, "err-1"),
+            content=_decide_body(decide.worker.allocator.history, "err-1"),
             headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"},
         )
     assert r.status_code == 500
@@ -153,22 +154,20 @@ def test_an_unexpected_failure_in_front_is_a_500(
     assert decide.admission.in_flight == 0
 
 
-def test_a_refused_submission_leaves_nothing_counted_as_queued(policy: FrozenPolicy) -> None:
-    """The decide pool refuses the job (shut down): 500, and the request is counted as
-    answered before the worker, so the queue estimate (admitted - unqueued - started)
-    that later requests are shed by goes back to 0."""
+def test_a_refused_submission_leaves_nothing_in_flight(policy: FrozenPolicy) -> None:
+    """The worker thread refuses the job (shut down): 500, and nothing stays counted in
+    flight, so later requests are not shed for it."""
     from starlette.testclient import TestClient
 
     app = _app(policy)
     decide: Any = app.decide  # type: ignore[attr-defined]
-    admission = decide.admission
     with TestClient(app) as c:
-        decide.executor["pool"].shutdown()
+        decide.worker.pool.shutdown()
         r = c.post(
             "/v1/decide",
-            content=_decide_body(admission.service.allocator.history, "refused-1"),
+            content=_decide_body(decide.worker.allocator.history, "refused-1"),
             headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"},
         )
     assert r.status_code == 500
-    assert (admission.admitted, admission.unqueued, admission.started) == (1, 1, 0)
-    assert admission.in_flight == 0
+    assert decide.admission.in_flight == 0
+    assert decide.admission.refusal() is None

@@ -698,14 +698,19 @@ def _allocator(
 
     frozen = FrozenPolicy.load(policy, public_key=public_key)
     alloc = FrozenAllocator(frozen, serving=serving_config(frozen, overrides or []), **kwargs)
-    if not alloc.enabled and not replaying:  # a replay takes the switch from each record
+    if not replaying:  # a replay takes the switch from each record
+        _note_disabled(alloc)
+    return alloc
+
+
+def _note_disabled(alloc) -> None:
+    if not alloc.enabled:
         typer.secho(
             "note: TRADING_ALLOCATOR_ENABLED is not true: decisions use the defensive "
             "baseline (ALLOCATOR_DISABLED)",
             fg=typer.colors.YELLOW,
             err=True,
         )
-    return alloc
 
 
 @app.command("decide")
@@ -801,6 +806,13 @@ def decide_cmd(
         raise typer.Exit(1)
 
 
+class DecisionWorker(StrEnum):
+    """Where ``allocgym serve`` decides (``allocgym.serving.worker``)."""
+
+    process = "process"
+    thread = "thread"
+
+
 @app.command("serve")
 def serve_cmd(
     policy: PolicyOpt,
@@ -852,17 +864,28 @@ def serve_cmd(
         str | None,
         typer.Option(
             "--cpus",
-            help="Pin the server to these CPU ids, e.g. 0 (Linux). It decides under one "
-            "GIL, so it uses about one core anyway; pinned to one, it served 1.15-1.17x "
-            "the decisions per second on 2 cores (README, performance). Default: unpinned.",
+            help="Pin the server to these CPU ids, e.g. 0 (Linux); a decision process "
+            "inherits them, so give it two (0,1). With --decision-worker thread it decides "
+            "under one GIL and uses about one core; pinned to one, it served 1.15-1.17x the "
+            "decisions per second on 2 cores (README, performance). Default: unpinned.",
         ),
     ] = None,
+    decision_worker: Annotated[
+        DecisionWorker,
+        typer.Option(
+            "--decision-worker",
+            help="Where bars, decisions and kill-switch changes run, one at a time: "
+            "'process', a decision process holding the market window, caches, kill switch "
+            "and audit log, fed over a socket pair (the decisions get a GIL of their own: "
+            "1.5x the decisions per second of 'thread' at 8 clients, README, performance), "
+            "or 'thread', a worker thread of the HTTP process.",
+        ),
+    ] = DecisionWorker.process,
 ) -> None:
     """Serve a frozen bundle over HTTP: POST /v1/decide, /v1/bars (the streamed market
     state), /v1/kill-switch, GET /healthz, /metrics. The audit log is refused if it does
     not match its anchor (see `allocgym audit`)."""
-    from allocgym.observability import AUDIT_KEY_ENV, AuditLog
-    from allocgym.serving import DecisionService
+    from allocgym.observability import AUDIT_KEY_ENV
     from allocgym.serving.http import (
         ADMIN_TOKEN_ENV,
         DECIDE_TOKEN_ENV,
@@ -871,7 +894,8 @@ def serve_cmd(
         read_token,
         serve,
     )
-    from allocgym.serving.service import kill_state_path, read_kill_state
+    from allocgym.serving.service import kill_state_path
+    from allocgym.serving.worker import ProcessWorker, ServiceSpec, ThreadWorker
 
     admin_token = read_token(ADMIN_TOKEN_ENV, admin_token_file)
     decide_token = read_token(DECIDE_TOKEN_ENV, decide_token_file)
@@ -880,29 +904,37 @@ def serve_cmd(
     if cpus is not None:
         pinned = pin_cpus(_cpu_ids(cpus))
         typer.echo(f"pinned to CPU {','.join(map(str, sorted(pinned)))}", err=True)
-    allocator = _allocator(policy, overrides, public_key=require_signature)
-    if allocator.policy.signed_by is not None:
-        typer.echo(f"bundle signature verified (key {allocator.policy.signed_by})", err=True)
-    read_kill_state(audit_log)  # an unreadable kill-switch file stops the start, unlocked
-    log = AuditLog(
-        audit_log,
+    spec = ServiceSpec(
+        policy,
+        overrides=tuple(overrides or ()),
+        public_key=require_signature,
+        audit_log=audit_log,
         anchor_every=anchor_every,
-        key=None if audit_key is None else audit_key.encode(),
+        audit_key=None if audit_key is None else audit_key.encode(),
     )
+    if decision_worker is DecisionWorker.process:
+        worker: ProcessWorker | ThreadWorker = ProcessWorker(spec)
+    else:
+        worker = ThreadWorker(spec.service())
     try:
-        service = DecisionService(allocator, audit_log=log)
-        killed = service.allocator.operator_kill
+        allocator = worker.allocator
+        _note_disabled(allocator)
+        if allocator.policy.signed_by is not None:
+            typer.echo(f"bundle signature verified (key {allocator.policy.signed_by})", err=True)
+        records = worker.records if isinstance(worker, ProcessWorker) else len(worker.service.audit)
+        where = f"process {worker.pid}" if isinstance(worker, ProcessWorker) else "thread"
+        killed = allocator.operator_kill
         typer.echo(
-            f"serving {service.allocator.policy.model_id} on http://{host}:{port} "
-            f"(audit log {audit_log}, {len(log)} records; kill switch "
+            f"serving {allocator.policy.model_id} on http://{host}:{port} "
+            f"(decision {where}; audit log {audit_log}, {records} records; kill switch "
             f"{'ENGAGED (restored from ' + str(kill_state_path(audit_log)) + '); ' if killed else ''}"
             f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
             f"{'needs the decide token' if decide_token else 'open'})",
             err=True,
         )
-        serve(service, host, port, admin_token=admin_token, decide_token=decide_token)
+        serve(worker, host, port, admin_token=admin_token, decide_token=decide_token)
     finally:
-        log.close()
+        worker.stop()
 
 
 # [cli:audit] verify, replay and adopt an audit log.
@@ -1133,13 +1165,13 @@ def bench_serve(
         bool,
         typer.Option(
             help="Also start one server pinned to the first CPU this process may use "
-            "(serve --cpus) and load it and the first, unpinned, in alternating windows: "
-            "served/s, p99 and server CPU per request of each (Linux).",
+            "(serve --cpus), deciding on a thread, and load it and an unpinned one in "
+            "alternating windows: served/s, p99 and server CPU per request of each (Linux).",
         ),
     ] = True,
 ) -> None:
     """Decide latency in-process (and the bare ONNX call), then HTTP on loopback: a load
-    test, one server against several, one pinned to a CPU against one not, sustained
+    test, a decision process against a worker thread, one server against several, one pinned to a CPU against one not, sustained
     overload and a burst."""
     from allocgym.bench import print_table
     from allocgym.bench.serve import run
@@ -1156,6 +1188,11 @@ def bench_serve(
         ("in_process", "FrozenAllocator.decide (stateless request) vs the bare ONNX call (µs)"),
         ("streaming", "Streaming market state: bar update, account decide (µs; goal p99 <= 250)"),
         ("http", "HTTP POST /v1/decide on 127.0.0.1 (goal >= 1000 req/s, p99 <= 20 ms, 0 errors)"),
+        (
+            "worker",
+            "HTTP deciding on a thread of the HTTP process against a decision process "
+            "(the default), the same clients, alternating windows",
+        ),
         (
             "workers",
             "HTTP one server process (_1) against several fed the same bars (_k), the same "

@@ -16,7 +16,8 @@ the same run:
   regime) and an account decision on it (``FrozenAllocator.trace`` with the held
   window's features), p50/p99, alone and through ``DecisionService.decide_account``
   (the request built from the held state, metrics, P&L attribution, audit append);
-- an HTTP load test: ``allocgym serve`` in a subprocess on 127.0.0.1 (free port,
+- an HTTP load test: ``allocgym serve`` (deciding in its decision process, the default)
+  in a subprocess on 127.0.0.1 (free port,
   ``TRADING_ALLOCATOR_ENABLED=true``, audit log in a temporary folder) and ``concurrency``
   keep-alive client connections in this process posting distinct requests until
   ``http_requests`` are answered or ``http_seconds`` have passed; req/s, served/s (200
@@ -24,6 +25,12 @@ the same run:
   default) the server is first fed the window's bars through ``POST /v1/bars`` and each
   request is an account request on the latest bar; ``b64`` and ``json`` send the
   stateless request with the whole history;
+- a decision process against a worker thread (``worker``): the first server against one
+  started with ``serve --decision-worker thread``, holding the same state, loaded by the
+  same ``concurrency`` connections in alternating windows (as ``workers``, ``http_seconds``
+  of each kind in all); served/s of each and the process over the thread (with its lowest
+  and highest round), p99, 503s and each server's CPU time per answered request (its
+  decision process included);
 - one server process against several (``workers``): as many ``allocgym serve`` processes,
   each on its own port with its own audit log (a log has one writer) and fed the same
   bars, so one account request is valid on all; the same ``concurrency`` connections
@@ -33,8 +40,10 @@ the same run:
   over one's (with its lowest and highest round), each server's share, p99 and 503s.
   The other HTTP rows load the first server alone;
 - one server pinned to a CPU (``allocgym serve --cpus``, the first CPU this process may
-  use) against the first, unpinned (``pin``): the same ``concurrency`` connections load
-  each alone in alternating windows (as ``workers``, ``http_seconds`` of each kind in all);
+  use) against the unpinned one, both deciding on a thread (``pin``; a decision process
+  inherits its HTTP process's CPUs, so one CPU would take its second core away): the
+  same ``concurrency`` connections load each alone in alternating windows (as
+  ``workers``, ``http_seconds`` of each kind in all);
   served/s of each and the pinned over the unpinned (with its lowest and highest round),
   p99, 503s and each server's CPU time per answered request (read from ``/proc``);
 - sustained overload, interleaved with the capacity it is judged against: five times 30
@@ -275,18 +284,28 @@ class _Served:
     pid: int
 
     def cpu_s(self) -> float:
-        """The process's CPU time so far, user and system (NaN without Linux's /proc)."""
+        """CPU time so far, user and system, of the process and of its live children (the
+        decision process) (NaN without Linux's /proc)."""
         try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            return sum(_cpu_s(pid) for pid in (self.pid, *map(int, children)))
         except OSError:
             return math.nan
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far, user and system (OSError without its /proc entry)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
-def _server(bundle: Path, audit: Path, cpu: int | None = None) -> Iterator[_Served]:
-    """``allocgym serve`` on a free loopback port (``serve --cpus cpu`` when given)."""
+def _server(
+    bundle: Path, audit: Path, cpu: int | None = None, worker: str = "process"
+) -> Iterator[_Served]:
+    """``allocgym serve --decision-worker worker`` on a free loopback port (``serve --cpus
+    cpu`` when given)."""
     import httpx
 
     from allocgym.serving.http import free_port
@@ -295,7 +314,8 @@ def _server(bundle: Path, audit: Path, cpu: int | None = None) -> Iterator[_Serv
     cmd = [
         sys.executable, "-c", "from allocgym.cli import main; main()", "serve",
         "--policy", str(bundle), "--host", "127.0.0.1", "--port", str(port),
-        "--audit-log", str(audit), *(() if cpu is None else ("--cpus", str(cpu))),
+        "--audit-log", str(audit), "--decision-worker", worker,
+        *(() if cpu is None else ("--cpus", str(cpu))),
     ]  # fmt: skip
     env = {**os.environ, "TRADING_ALLOCATOR_ENABLED": "true"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -739,9 +759,10 @@ def scale_out(
     }
 
 
-def pinning(
-    free: _Served,
-    pinned: _Served,
+def compare(
+    first: _Served,
+    second: _Served,
+    names: tuple[str, str],
     template: bytes,
     *,
     concurrency: int,
@@ -749,24 +770,26 @@ def pinning(
     rounds: int = 3,
     settle: int = 30,
 ) -> dict[str, Any]:
-    """One server pinned to a CPU (``serve --cpus``) against an unpinned one holding the
-    same state, in alternating windows (:func:`_alternate`, the unpinned one first).
+    """Two servers holding the same state, loaded by the same clients in alternating
+    windows (:func:`_alternate`, ``first`` first): a server pinned to a CPU against an
+    unpinned one (``pinning``), or a decision process against a worker thread (``worker``).
 
     Returns
     -------
     dict
-        Per server (``_free``, ``_pinned``): served/s, p99 of the served requests (ms),
-        503s, and the server's CPU time per answered request (ms; NaN without /proc);
-        ``pinned/free``: served/s of the pinned over the unpinned, with its lowest and
-        highest round; ``other`` as :func:`scale_out`.
+        Per server (suffixed with its name in ``names``): served/s, p99 of the served
+        requests (ms), 503s, and the server's CPU time per answered request (ms, its
+        decision process included; NaN without /proc); ``<second>/<first>``: served/s of
+        the second over the first, with its lowest and highest round; ``other`` as
+        :func:`scale_out`.
     """
     (a, b), ratios, settling, (cpu_a, cpu_b) = _alternate(
-        [[free.url], [pinned.url]], template, concurrency=concurrency, seconds=seconds,
-        rounds=rounds, settle=settle, cpu=[free.cpu_s, pinned.cpu_s],
+        [[first.url], [second.url]], template, concurrency=concurrency, seconds=seconds,
+        rounds=rounds, settle=settle, cpu=[first.cpu_s, second.cpu_s],
     )  # fmt: skip
     answers = settling.codes + a.codes + b.codes
     row: dict[str, Any] = {"clients": concurrency}
-    for name, tally, cpu_s in (("free", a, cpu_a), ("pinned", b, cpu_b)):
+    for name, tally, cpu_s in ((names[0], a, cpu_a), (names[1], b, cpu_b)):
         answered = tally.codes.total()
         row |= {
             f"served_per_s_{name}": tally.per_s("200"),
@@ -774,9 +797,10 @@ def pinning(
             f"shed_{name}": tally.codes["503"],
             f"cpu_ms/request_{name}": cpu_s / answered * 1e3 if answered else math.nan,
         }
-    served_free = row["served_per_s_free"]
+    served_first = row[f"served_per_s_{names[0]}"]
+    ratio = row[f"served_per_s_{names[1]}"] / served_first if served_first else math.nan
     return row | {
-        "pinned/free": row["served_per_s_pinned"] / served_free if served_free else math.nan,
+        f"{names[1]}/{names[0]}": ratio,
         "ratio_min": min(ratios, default=math.nan),
         "ratio_max": max(ratios, default=math.nan),
         "other": answers.total() - answers["200"] - answers["503"],
@@ -818,27 +842,32 @@ def _http_rows(
     workers: int,
     pin: int | None,
 ) -> list[dict[str, Any]]:
-    """The ``http``, ``workers`` (``workers`` > 1), ``pinning`` (``pin`` given: one more
-    server, pinned to that CPU), ``overload`` and ``burst`` rows against one served
-    bundle: ``workers`` server processes, each with its own audit log (one writer per
-    log), fed the same bars; all rows but ``workers`` and ``pinning`` load the first
-    alone."""
+    """The ``http``, ``worker``, ``workers`` (``workers`` > 1), ``pinning`` (``pin``
+    given), ``overload`` and ``burst`` rows against one served bundle: ``workers`` server
+    processes, each with its decision process and its own audit log (one writer per log),
+    plus one deciding on a thread (``serve --decision-worker thread``) and, with ``pin``,
+    one more on a thread pinned to that CPU, all fed the same bars. ``worker``: the thread
+    server against the first; ``pinning``: the pinned against the thread server (a
+    decision process on the same CPU as its HTTP process would lose its second core); the
+    other rows load the first alone."""
     from allocgym.serving import FrozenAllocator
 
     alloc = FrozenAllocator.load(bundle, environ={"TRADING_ALLOCATOR_ENABLED": "true"})
     audits = [audit] + [audit.with_stem(f"{audit.stem}-{i}") for i in range(1, workers)]
     with contextlib.ExitStack() as servers:
         served = [servers.enter_context(_server(bundle, log)) for log in audits]
+        log = audit.with_stem(f"{audit.stem}-thread")
+        thread = servers.enter_context(_server(bundle, log, worker="thread"))
         pinned = None
         if pin is not None:
             log = audit.with_stem(f"{audit.stem}-pinned")
-            pinned = servers.enter_context(_server(bundle, log, cpu=pin))
+            pinned = servers.enter_context(_server(bundle, log, cpu=pin, worker="thread"))
         urls = [s.url for s in served]
         url = urls[0]
         if encoding == "account":
             from allocgym.serving.market import MarketState
 
-            feed = urls if pinned is None else [*urls, pinned.url]
+            feed = [*urls, thread.url] + ([] if pinned is None else [pinned.url])
             latest = _seed(feed, _bars(market, MarketState(alloc).window_bars))
             account = _account(alloc, market, latest)
             template = json.dumps(account, separators=(",", ":")).encode()
@@ -847,11 +876,17 @@ def _http_rows(
         label = {"n_assets": market.n_assets, "encoding": encoding}
         load = http_load(url, template, requests=requests, seconds=seconds, concurrency=concurrency)
         rows = [{"bench": "http", **label, "clients": concurrency, **load}]
+        names = ("thread", "process")
+        pair = compare(thread, served[0], names, template, concurrency=concurrency, seconds=seconds)
+        rows.append({"bench": "worker", **label, **pair})
         if workers > 1:
             several = scale_out(urls, template, concurrency=concurrency, seconds=seconds)
             rows.append({"bench": "workers", **label, **several})
         if pinned is not None:
-            one_cpu = pinning(served[0], pinned, template, concurrency=concurrency, seconds=seconds)
+            one_cpu = compare(
+                thread, pinned, ("free", "pinned"), template, concurrency=concurrency,
+                seconds=seconds,
+            )  # fmt: skip
             rows.append({"bench": "pinning", **label, "cpu": pin, **one_cpu})
         if overload_clients:
             overloaded = overload(
@@ -885,11 +920,13 @@ def run(
     pin: bool = True,
 ) -> list[dict[str, Any]]:
     """Benchmark rows: ``bench`` = ``in_process`` and ``streaming`` (one per size), then
-    per HTTP size ``http``, ``workers`` (one server against ``workers`` of them, each kind
+    per HTTP size ``http``, ``worker`` (a decision process against a worker thread, in
+    alternating windows), ``workers`` (one server against ``workers`` of them, each kind
     of window ``http_seconds`` in all; ``workers`` 1: none), ``overload``
     (``overload_clients`` 0: none), ``burst`` (``burst_connections`` 0: none) and, with
     ``pin`` (where the platform pins processes), ``pinning``: one more server pinned to the
-    first CPU this process may use against the first, unpinned, in alternating windows."""
+    first CPU this process may use against the unpinned one, both deciding on a thread,
+    in alternating windows."""
     if workers < 1:
         raise ConfigError(f"workers={workers}: use 1 (one server) or more")
     if encoding not in ("account", "b64", "json"):

@@ -76,9 +76,14 @@ that one top-level key (no Python objects built for the rest) to tell an account
 from a stateless one (:func:`is_account_body`). Bars are applied on the decision worker, in order with the
 decisions.
 
-Decisions run one at a time on a dedicated worker thread (one worker keeps the decision
-order equal to the audit order), so the event loop stays free to answer health checks
-and to shed load even while a decision is slow.
+Bars, decisions and kill-switch changes run one at a time on one worker (one state owner
+keeps the decision order equal to the audit order), off the event loop, which stays free
+to answer health checks and to shed load even while a decision is slow: a thread of this
+process (:class:`~allocgym.serving.worker.ThreadWorker`, what ``create_app(service)``
+uses) or a decision process (:class:`~allocgym.serving.worker.ProcessWorker`, ``allocgym
+serve``'s default: the decisions get a GIL of their own; see :mod:`allocgym.serving.worker`).
+If a decision process dies, every decide, bar and kill-switch call and ``/healthz`` answer
+500 ``internal_error`` naming its exit code.
 """
 
 from __future__ import annotations
@@ -95,7 +100,6 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -112,15 +116,17 @@ from starlette.requests import ClientDisconnect
 
 from allocgym.errors import ConfigError
 from allocgym.serving.schemas import (
-    AccountRequest,
     BarAck,
     Decision,
-    DecisionRequest,
     served_account_model,
     served_bar_model,
     served_request_model,
 )
-from allocgym.serving.service import DecisionService, IdempotencyConflict, ServiceResult
+from allocgym.serving.service import DecisionService, IdempotencyConflict
+from allocgym.serving.worker import ProcessWorker, ThreadWorker, WorkerError
+
+Worker = ThreadWorker | ProcessWorker
+"""Where the decisions run (:mod:`allocgym.serving.worker`)."""
 
 _log = logging.getLogger(__name__)
 
@@ -238,6 +244,8 @@ class Health(BaseModel):
     regime_source: str
     flags: dict[str, str]
     in_flight: int
+    decision_worker: Literal["thread", "process"]
+    """Where the decisions run: a thread of the HTTP process or a decision process."""
 
 
 def _error(
@@ -560,45 +568,44 @@ class _InternalErrors:
 
 def _internal_error(scope: Mapping[str, Any], exc: Exception) -> JSONResponse:
     """Log an unexpected failure of a request; its 500 ``internal_error`` answer."""
+    if isinstance(exc, WorkerError) and exc.down:  # logged once, when the process died
+        return _error(500, str(exc))
     _log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
     return _error(500, f"internal server error ({type(exc).__name__}): see the server log")
 
 
 class _Admission:
-    """Load shedding in front of the single decide worker.
+    """Load shedding in front of the decision worker.
 
-    ``in_flight``: decisions admitted and not answered (at most ``max_in_flight``).
-    ``admitted``, ``unqueued`` (answered before reaching the worker, e.g. a 422) and
-    ``started`` (begun by the worker) only grow, each with one writer, so
-    ``admitted - unqueued - started`` counts the decisions ahead of a new one without a
-    lock, those still being read included (counting only the worker's queue would admit a
-    whole burst before any of it is queued). ``decide_s``: moving average of one
-    decision's time on the worker. Admission sheds what would wait longer than
-    ``max_queue_ms`` behind them. :meth:`_Decide.answer` applies it before reading the body.
+    ``in_flight``: decisions admitted and not answered (at most ``max_in_flight``): those
+    being read, queued and the one being decided (counting only the worker's queue would
+    admit a whole burst before any of it is queued). ``decide_s``: moving average of one
+    decision's time on the worker, as the worker measured it (a decision process's own
+    time, not the time a request spends queued for it). Admission sheds a request that
+    would wait longer than ``max_queue_ms`` behind the decisions in flight.
+    :meth:`_Decide.answer` applies it before reading the body.
 
     Parameters
     ----------
-    service : DecisionService
-        Its serving config gives the limits; its metrics count the shed requests.
+    worker : ThreadWorker or ProcessWorker
+        Its allocator's serving config gives the limits; its metrics count the shed
+        requests.
     """
 
-    def __init__(self, service: DecisionService) -> None:
-        serving = service.allocator.serving
-        self.service = service
+    def __init__(self, worker: Worker) -> None:
+        serving = worker.allocator.serving
+        self.metrics = worker.metrics
         self.max_in_flight = int(serving.max_in_flight)
         self.max_queue_ms = float(serving.max_queue_ms)
         self.max_queue_s = self.max_queue_ms / 1e3
         self.in_flight = 0
-        self.admitted = 0
-        self.unqueued = 0
-        self.started = 0
         self.decide_s = 0.0
         self.shed_delay_s = float(serving.shed_delay_ms) / 1e3
         # The two refusals of a new request, built once: shedding is the overloaded
         # service's commonest answer, so it must cost next to nothing.
         self._refused = {
             reason: (
-                service.metrics.shed.labels(reason=reason),
+                self.metrics.shed.labels(reason=reason),
                 _error(503, message, headers={"Retry-After": "1"}),
             )
             for reason, message in (
@@ -613,14 +620,14 @@ class _Admission:
 
     def shed(self, reason: str, message: str) -> JSONResponse:
         """Count a shed request and answer it 503 with ``Retry-After``."""
-        self.service.metrics.shed.labels(reason=reason).inc()
+        self.metrics.shed.labels(reason=reason).inc()
         return _error(503, message, headers={"Retry-After": "1"})
 
     def refusal(self) -> JSONResponse | None:
         """The (counted) 503 for a request arriving now, or None when it is admitted."""
         if self.in_flight >= self.max_in_flight:
             reason = "in_flight"
-        elif (self.admitted - self.unqueued - self.started) * self.decide_s > self.max_queue_s:
+        elif self.in_flight * self.decide_s > self.max_queue_s:
             reason = "queue_time"
         else:
             return None
@@ -631,29 +638,11 @@ class _Admission:
     def set_in_flight(self, change: int) -> None:
         """Move the in-flight count by ``change`` and publish it."""
         self.in_flight += change
-        self.service.metrics.in_flight.set(self.in_flight)
+        self.metrics.in_flight.set(self.in_flight)
 
-    def run_decision(
-        self, req: DecisionRequest | AccountRequest, digest: str, queued: float
-    ) -> tuple[ServiceResult | None, float, float]:
-        """Decide on the worker thread, or skip a request queued past ``max_queue_ms``.
-
-        Returns
-        -------
-        tuple
-            ``(result, started, done)`` perf-counter times; ``result`` is None when skipped.
-        """
-        start = time.perf_counter()
-        self.started += 1
-        if start - queued > self.max_queue_s:
-            return None, start, start
-        if isinstance(req, DecisionRequest):
-            res = self.service.decide(req, digest)
-        else:
-            res = self.service.decide_account(req, digest)
-        done = time.perf_counter()
-        self.decide_s += 0.1 * ((done - start) - self.decide_s)
-        return res, start, done
+    def observe(self, decide_s: float) -> None:
+        """Fold one decision's time on the worker into ``decide_s``."""
+        self.decide_s += 0.1 * (decide_s - self.decide_s)
 
 
 _DECIDE = "/v1/decide"
@@ -679,14 +668,13 @@ class _Decide:
 
     def __init__(
         self,
-        service: DecisionService,
-        executor: dict[str, ThreadPoolExecutor],
+        worker: Worker,
         request_model: type[BaseModel],
         account_model: type[BaseModel],
         decide_token: str | None,
     ) -> None:
-        self.admission = _Admission(service)
-        self.executor = executor
+        self.worker = worker
+        self.admission = _Admission(worker)
         self.request_model = request_model
         self.account_model = account_model
         self.decide_token = decide_token
@@ -698,6 +686,8 @@ class _Decide:
             denied = _bearer_denied(Request(scope), self.decide_token)
             if denied is not None:
                 return denied
+        if self.worker.failure is not None:
+            return _error(500, self.worker.failure)
         admission = self.admission
         refused = admission.refusal()
         if refused is not None:
@@ -705,9 +695,7 @@ class _Decide:
                 await asyncio.sleep(admission.shed_delay_s)
             return refused
         request = Request(scope, receive)
-        admission.admitted += 1
         admission.set_in_flight(+1)
-        queued = False
         try:
             body = await read_body(request, MAX_BODY_BYTES)
             if isinstance(body, JSONResponse):
@@ -718,26 +706,24 @@ class _Decide:
                 return req
             digest = hashlib.sha256(body).hexdigest()
             parsed = time.perf_counter()
-            pending = asyncio.get_running_loop().run_in_executor(
-                self.executor["pool"], admission.run_decision, req, digest, parsed
-            )
-            queued = True  # only once submitted: a refused submission is answered unqueued
             try:
-                res, started, done = await pending
+                got = await self.worker.decide(
+                    req, body, digest, time.monotonic(), admission.max_queue_s
+                )
             except IdempotencyConflict as err:
                 return _error(409, str(err))
         finally:
-            if not queued:
-                admission.unqueued += 1
             admission.set_in_flight(-1)
+        res = got.result
         if res is None:
             return admission.shed(
                 "queue_time", f"queued longer than {admission.max_queue_ms:g} ms: retry later"
             )
+        admission.observe(got.decide_s)
         end = time.perf_counter()
         headers = {
             "Server-Timing": f"parse;dur={(parsed - arrived) * 1e3:.3f}, "
-            f"queue;dur={(started - parsed) * 1e3:.3f}, decide;dur={(done - started) * 1e3:.3f}, "
+            f"queue;dur={got.queue_s * 1e3:.3f}, decide;dur={got.decide_s * 1e3:.3f}, "
             f"total;dur={(end - arrived) * 1e3:.3f}"
         }
         if res.cached:
@@ -772,20 +758,17 @@ def _security(token: str | None) -> dict[str, Any]:
     return {"security": [{"bearerAuth": []}]} if token is not None else {}
 
 
-def _lifespan(
-    service: DecisionService, executor: dict[str, ThreadPoolExecutor]
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app lifespan: starts the decide worker, stops it and anchors the audit chain."""
+def _lifespan(worker: Worker) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app lifespan: starts the decision worker, stops it (the audit chain's head is
+    anchored at every shutdown)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        executor["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="allocgym-decide")
+        await worker.start()
         try:
             yield
         finally:
-            executor["pool"].shutdown(wait=True)
-            if service.audit is not None:
-                service.audit.anchor()  # the chain head is anchored at every shutdown
+            await worker.close()
 
     return lifespan
 
@@ -857,15 +840,14 @@ def _decide_openapi(decide_token: str | None) -> dict[str, Any]:
 
 def _add_decide_route(
     app: _App,
-    service: DecisionService,
-    executor: dict[str, ThreadPoolExecutor],
+    worker: Worker,
     request_model: type[BaseModel],
     account_model: type[BaseModel],
     decide_token: str | None,
 ) -> _Admission:
     """Add ``POST /v1/decide`` (answered in front of the routing by :class:`_App`);
     returns its admission state."""
-    handler = _Decide(service, executor, request_model, account_model, decide_token)
+    handler = _Decide(worker, request_model, account_model, decide_token)
     app.decide = handler
 
     @app.post(_DECIDE, operation_id="decide", **_decide_openapi(decide_token))
@@ -880,8 +862,7 @@ def _add_decide_route(
 
 def _add_kill_switch_route(
     app: FastAPI,
-    service: DecisionService,
-    executor: dict[str, ThreadPoolExecutor],
+    worker: Worker,
     admin_token: str | None,
 ) -> None:
     """Add ``POST /v1/kill-switch`` (admin token)."""
@@ -922,24 +903,19 @@ def _add_kill_switch_route(
         denied = _bearer_denied(request, admin_token)
         if denied is not None:
             return denied
+        if worker.failure is not None:
+            return _error(500, worker.failure)
         parsed_body = await parse_json_body(request, KillSwitchRequest, MAX_CONTROL_BYTES)
         if isinstance(parsed_body, JSONResponse):
             return parsed_body
         change: KillSwitchRequest = parsed_body[0]
-        loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(
-            executor["pool"],
-            lambda: service.set_kill_switch(
-                change.engaged, reason=change.reason, actor=change.actor
-            ),
-        )
+        out = await worker.set_kill_switch(change.engaged, change.reason, change.actor)
         return JSONResponse(KillSwitchState(**out).model_dump(mode="json"))
 
 
 def _add_bar_route(
     app: FastAPI,
-    service: DecisionService,
-    executor: dict[str, ThreadPoolExecutor],
+    worker: Worker,
     bar_model: type[BaseModel],
     admin_token: str | None,
 ) -> None:
@@ -978,21 +954,29 @@ def _add_bar_route(
         denied = _bearer_denied(request, admin_token)
         if denied is not None:
             return denied
+        if worker.failure is not None:
+            return _error(500, worker.failure)
         parsed_body = await parse_json_body(request, bar_model, MAX_BAR_BYTES)
         if isinstance(parsed_body, JSONResponse):
             return parsed_body
-        loop = asyncio.get_running_loop()
-        ack = await loop.run_in_executor(executor["pool"], service.apply_bar, parsed_body[0])
-        return Response(ack.model_dump_json().encode(), media_type=_JSON)
+        ack = await worker.apply_bar(*parsed_body)
+        return Response(ack, media_type=_JSON)
 
 
-def _add_status_routes(app: FastAPI, service: DecisionService, admission: _Admission) -> None:
+def _add_status_routes(app: FastAPI, worker: Worker, admission: _Admission) -> None:
     """Add the read-only routes: ``GET /healthz`` and ``GET /metrics``."""
 
     @app.get("/healthz", operation_id="health", response_model=Health, responses=_errors(500))
-    async def healthz() -> Health:
-        """Liveness and what is being served."""
-        return Health(status="ok", **service.allocator.describe(), in_flight=admission.in_flight)
+    async def healthz() -> Health | JSONResponse:
+        """Liveness and what is being served; 500 once the decision process is gone."""
+        if worker.failure is not None:
+            return _error(500, worker.failure)
+        return Health(
+            status="ok",
+            **worker.allocator.describe(),
+            in_flight=admission.in_flight,
+            decision_worker=worker.kind,
+        )
 
     @app.get(
         "/metrics",
@@ -1008,7 +992,7 @@ def _add_status_routes(app: FastAPI, service: DecisionService, admission: _Admis
     )
     async def metrics() -> Response:
         """Prometheus metrics."""
-        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await worker.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _use_served_schemas(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
@@ -1035,39 +1019,41 @@ def _use_served_schemas(app: FastAPI, body_models: list[type[BaseModel]]) -> Non
 
 
 def create_app(
-    service: DecisionService, *, admin_token: str | None = None, decide_token: str | None = None
+    service: DecisionService | Worker,
+    *,
+    admin_token: str | None = None,
+    decide_token: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app over a :class:`DecisionService`.
+    """The FastAPI app over a :class:`DecisionService` (decided on a thread of this
+    process) or a decision worker (:mod:`allocgym.serving.worker`).
 
     Parameters
     ----------
-    service : DecisionService
+    service : DecisionService, ThreadWorker or ProcessWorker
     admin_token : str, optional
         Bearer token of the admin endpoints (the kill switch); None: they answer loopback
         clients only.
     decide_token : str, optional
         Bearer token ``POST /v1/decide`` requires; None: decide is open.
     """
-    executor: dict[str, ThreadPoolExecutor] = {}  # the decide worker, set by the lifespan
+    worker = ThreadWorker(service) if isinstance(service, DecisionService) else service
     app = _App(
         title="allocgym frozen allocator",
         version="1",
         description="Decisions of a frozen RL policy through the production risk gates.",
-        lifespan=_lifespan(service, executor),
+        lifespan=_lifespan(worker),
     )
-    symbols = service.allocator.symbols
-    max_history_bars = int(service.allocator.serving.max_history_bars)
+    symbols = worker.allocator.symbols
+    max_history_bars = int(worker.allocator.serving.max_history_bars)
     request_model = served_request_model(symbols, max_history_bars)
     account_model = served_account_model(symbols, max_history_bars)
     bar_model = served_bar_model(symbols)
 
     _add_error_handlers(app)
-    admission = _add_decide_route(
-        app, service, executor, request_model, account_model, decide_token
-    )
-    _add_kill_switch_route(app, service, executor, admin_token)
-    _add_bar_route(app, service, executor, bar_model, admin_token)
-    _add_status_routes(app, service, admission)
+    admission = _add_decide_route(app, worker, request_model, account_model, decide_token)
+    _add_kill_switch_route(app, worker, admin_token)
+    _add_bar_route(app, worker, bar_model, admin_token)
+    _add_status_routes(app, worker, admission)
     _use_served_schemas(app, [request_model, account_model, bar_model, KillSwitchRequest])
     return app
 
@@ -1118,7 +1104,7 @@ class ServerThread:
 
 
 def serve(
-    service: DecisionService,
+    service: DecisionService | Worker,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,

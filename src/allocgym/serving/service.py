@@ -52,13 +52,13 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from prometheus_client import Counter, Gauge, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
 
 from allocgym.compiled import book_cvar
 from allocgym.data import simple_returns
@@ -93,6 +93,21 @@ from allocgym.serving.schemas import (
 
 FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output", "prior")
 STATUSES = ("ok", "fallback", "disabled", "killed", "rejected")
+
+
+ADMISSION_METRICS = frozenset({"allocator_shed", "allocator_in_flight"})
+"""The metric families the HTTP front counts (admission), by family name."""
+
+
+class _Families:
+    """The families of ``registry`` named in ``names`` (``keep``) or all the others: a
+    collector ``generate_latest`` reads."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str], keep: bool) -> None:
+        self.registry, self.names, self.keep = registry, names, keep
+
+    def collect(self) -> Iterator[Any]:
+        return (m for m in self.registry.collect() if (m.name in self.names) == self.keep)
 
 
 class ServingMetrics(Metrics):
@@ -174,6 +189,14 @@ class ServingMetrics(Metrics):
         self.pnl = StrategyPnL(owners)
         for sid in (*owners, UNATTRIBUTED):
             self.strategy_pnl.labels(strategy_id=sid)
+
+    def exposition(self, part: Literal["all", "admission", "service"] = "all") -> bytes:
+        """The registry in Prometheus text format; ``part``: only the HTTP admission
+        series (``ADMISSION_METRICS``: shed, in flight) or all but them. A decision process
+        serves ``service`` and the HTTP process in front of it adds its ``admission``."""
+        if part == "all":
+            return super().exposition()
+        return generate_latest(_Families(self.registry, ADMISSION_METRICS, part == "admission"))
 
     def observe_trace(
         self, tr: DecisionTrace, allocator: FrozenAllocator, request: DecisionRequest

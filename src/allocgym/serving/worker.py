@@ -1,0 +1,536 @@
+"""Where the HTTP service's decisions run: a worker thread, or a decision process.
+
+The HTTP app (:mod:`allocgym.serving.http`) talks to one of two workers through the same
+asynchronous calls (``decide``, ``apply_bar``, ``set_kill_switch``, ``exposition``):
+
+:class:`ThreadWorker`
+    The :class:`DecisionService` in the HTTP process, decided on one worker thread (the
+    Python API's default: ``create_app(service)``).
+:class:`ProcessWorker`
+    The :class:`DecisionService` (market window, idempotency cache, per-account P&L,
+    kill switch, audit log and its writer lock) in one child process built from a
+    :class:`ServiceSpec`; the HTTP process parses, sheds and answers, and forwards every
+    bar, decision and kill-switch change over a socket pair, in order (``allocgym serve``'s
+    default, ``--decision-worker process``).
+
+Both keep one state owner that takes bars, decisions and kill-switch changes one at a
+time, so the audit order is the decision order. What the process buys is a second GIL:
+in one process the event loop (HTTP parsing, answers) and the decisions take one GIL in
+turn, so a server uses about one core; with the decisions in a child, each has its own.
+The HTTP process keeps several requests queued on the socket, so the child never waits
+for the next one (with one request at a time the two processes only took turns:
+measured, no gain). ``allocgym bench serve``'s ``worker`` row measures the two in
+alternating windows (README, performance).
+
+The wire: frames of a JSON header (orjson) and a raw payload (a request body, a decision's
+JSON, a metrics exposition), each preceded by their two lengths. Nothing is pickled: the
+child re-validates each body with the same served schemas the HTTP process checked it
+against (the served models are built per bundle, so they cannot cross a process anyway).
+
+The decision process follows the HTTP process: it ignores SIGINT and SIGTERM (a Ctrl-C
+or a service manager signals the whole group, and the HTTP process must finish its
+in-flight requests first), and it anchors the audit log and exits when its socket closes:
+at the HTTP process's shutdown or when that process dies. If the decision process dies,
+every call is answered 500 naming its exit code and ``/healthz`` answers 500 until the
+service is restarted: its market window and caches are gone with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+from allocgym.errors import AllocgymError
+from allocgym.serving.allocator import FrozenAllocator, serving_config
+from allocgym.serving.bundle import FrozenPolicy
+from allocgym.serving.schemas import (
+    AccountRequest,
+    DecisionRequest,
+    served_account_model,
+    served_bar_model,
+    served_request_model,
+)
+from allocgym.serving.service import (
+    DecisionService,
+    IdempotencyConflict,
+    ServiceResult,
+    ServingMetrics,
+    read_kill_state,
+)
+
+_log = logging.getLogger(__name__)
+
+_LENGTHS = struct.Struct("!II")
+"""A frame's header and payload lengths."""
+
+
+class WorkerError(AllocgymError, RuntimeError):
+    """The decision process failed a call, could not start, or is gone (``down``)."""
+
+    def __init__(self, message: str, *, down: bool = False) -> None:
+        super().__init__(message)
+        self.down = down
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What builds the served :class:`DecisionService`: in this process
+    (:meth:`service`) or, sent as JSON, in a decision process.
+
+    Parameters
+    ----------
+    policy : Path
+        The bundle folder.
+    overrides : tuple of str
+        ``serving.key=value`` settings (``serve --set``).
+    public_key : Path, optional
+        Ed25519 public key the bundle's signature must verify with.
+    audit_log : Path, optional
+        The hash-chained audit log (None: not audited).
+    anchor_every : int
+        Audit records between two anchors of the chain head.
+    audit_key : bytes, optional
+        HMAC key that signs the anchor.
+    environ : mapping, optional
+        Where the ``TRADING_ALLOCATOR_*`` flags are read (None: the process environment,
+        which a decision process inherits).
+    """
+
+    policy: Path
+    overrides: tuple[str, ...] = ()
+    public_key: Path | None = None
+    audit_log: Path | None = None
+    anchor_every: int = 100
+    audit_key: bytes | None = field(default=None, repr=False)
+    environ: Mapping[str, str] | None = None
+
+    def allocator(self) -> FrozenAllocator:
+        """The bundle, signature checked, with its serving settings and the flags."""
+        frozen = FrozenPolicy.load(self.policy, public_key=self.public_key)
+        serving = serving_config(frozen, list(self.overrides))
+        return FrozenAllocator(frozen, serving=serving, environ=self.environ)
+
+    def service(self) -> DecisionService:
+        """The :class:`DecisionService` over :meth:`allocator` and the audit log (opened
+        and locked here: one writer per log; the caller closes ``service.audit``)."""
+        from allocgym.observability import AuditLog
+
+        allocator = self.allocator()
+        if self.audit_log is None:
+            return DecisionService(allocator)
+        read_kill_state(self.audit_log)  # an unreadable kill-switch file stops the start
+        log = AuditLog(self.audit_log, anchor_every=self.anchor_every, key=self.audit_key)
+        try:
+            return DecisionService(allocator, audit_log=log)
+        except BaseException:
+            log.close()
+            raise
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON (what a decision process is sent)."""
+        return {
+            "policy": str(self.policy),
+            "overrides": list(self.overrides),
+            "public_key": None if self.public_key is None else str(self.public_key),
+            "audit_log": None if self.audit_log is None else str(self.audit_log),
+            "anchor_every": self.anchor_every,
+            "audit_key": None if self.audit_key is None else self.audit_key.hex(),
+            "environ": None if self.environ is None else dict(self.environ),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ServiceSpec:
+        """The inverse of :meth:`to_json`."""
+
+        def path(key: str) -> Path | None:
+            return None if d[key] is None else Path(d[key])
+
+        return cls(
+            policy=Path(d["policy"]),
+            overrides=tuple(d["overrides"]),
+            public_key=path("public_key"),
+            audit_log=path("audit_log"),
+            anchor_every=int(d["anchor_every"]),
+            audit_key=None if d["audit_key"] is None else bytes.fromhex(d["audit_key"]),
+            environ=d["environ"],
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A decision from a worker, or None when it waited past its deadline (shed)."""
+
+    result: ServiceResult | None
+    queue_s: float
+    """From submission to the start of the decision."""
+    decide_s: float
+    """The decision itself, on the worker (what admission estimates queues with)."""
+
+
+class ThreadWorker:
+    """The :class:`DecisionService` in this process, decided on one worker thread (one
+    worker keeps the decision order equal to the audit order, and the event loop free to
+    answer health checks and to shed load while a decision is slow)."""
+
+    kind: Literal["thread"] = "thread"
+
+    def __init__(self, service: DecisionService) -> None:
+        self.service = service
+        self.allocator = service.allocator
+        self.metrics = service.metrics
+        self.failure: str | None = None
+        self.pool: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Start the worker thread (the app's lifespan)."""
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="allocgym-decide")
+
+    async def close(self) -> None:
+        """Finish the queued work, stop the thread and anchor the audit chain's head."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.service.audit is not None:
+            self.service.audit.anchor()
+
+    def stop(self) -> None:
+        """Close the service's audit log (``allocgym serve``, after the server stopped)."""
+        if self.service.audit is not None:
+            self.service.audit.close()
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def decide(
+        self,
+        request: DecisionRequest | AccountRequest,
+        body: bytes,
+        digest: str,
+        submitted: float,
+        max_wait_s: float,
+    ) -> Answer:
+        """Decide ``request`` (``body`` its raw JSON, ``digest`` its hash), or skip it if
+        it waited longer than ``max_wait_s`` after ``submitted`` (``time.monotonic``).
+
+        Raises
+        ------
+        IdempotencyConflict
+            The request id was decided before for a different request.
+        """
+        return await self._run(self._decide, request, digest, submitted, max_wait_s)
+
+    def _decide(
+        self,
+        request: DecisionRequest | AccountRequest,
+        digest: str,
+        submitted: float,
+        max_wait_s: float,
+    ) -> Answer:
+        start = time.monotonic()
+        if start - submitted > max_wait_s:
+            return Answer(None, start - submitted, 0.0)
+        if isinstance(request, DecisionRequest):
+            res = self.service.decide(request, digest)
+        else:
+            res = self.service.decide_account(request, digest)
+        return Answer(res, start - submitted, time.monotonic() - start)
+
+    async def apply_bar(self, bar: Any, body: bytes) -> bytes:
+        """Apply a validated bar; the :class:`BarAck` as JSON."""
+        ack = await self._run(self.service.apply_bar, bar)
+        return ack.model_dump_json().encode()
+
+    async def set_kill_switch(self, engaged: bool, reason: str, actor: str) -> dict[str, Any]:
+        """Engage or release the operator kill switch (audited); the new state."""
+        return await self._run(
+            lambda: self.service.set_kill_switch(engaged, reason=reason, actor=actor)
+        )
+
+    async def exposition(self) -> bytes:
+        """The service's Prometheus metrics (text format)."""
+        return self.metrics.exposition()
+
+
+class ProcessWorker:
+    """The :class:`DecisionService` of ``spec`` in a decision process (module docstring).
+
+    Construction loads the bundle here (the served schemas, the admission limits and
+    ``/healthz``; a bundle that does not load or verify raises before a process starts),
+    then starts the process and waits until its service is built (the bundle loaded again,
+    the audit log opened and locked): a failure there raises here, with the child's
+    message. The kill switch this side reports is the child's, carried on every answer.
+
+    Parameters
+    ----------
+    spec : ServiceSpec
+
+    Raises
+    ------
+    WorkerError
+        The decision process could not build its service (the message is its error).
+    """
+
+    kind: Literal["process"] = "process"
+
+    def __init__(self, spec: ServiceSpec) -> None:
+        self.spec = spec
+        self.failure: str | None = None
+        # first here: a bundle that does not load or verify is refused before a process starts
+        self.allocator = spec.allocator()
+        self.metrics = ServingMetrics(self.allocator)
+        parent, child = socket.socketpair()
+        with child:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", f"from {__name__} import child_main; child_main()"],
+                pass_fds=(child.fileno(),),
+                env={**os.environ, _FD_ENV: str(child.fileno())},
+                stdin=subprocess.DEVNULL,
+            )
+        self._sock = parent
+        self._pending: collections.deque[asyncio.Future[tuple[dict[str, Any], bytes]]] = (
+            collections.deque()
+        )
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+        try:
+            parent.sendall(_frame({"op": "start", "spec": spec.to_json()}))
+            ready = _read_frame(parent.makefile("rb"))
+            if ready is None:
+                raise WorkerError(
+                    f"the decision process exited with code {self.process.wait()} while "
+                    "starting: see its messages above"
+                )
+            if "error" in ready[0]:
+                raise WorkerError(ready[0]["message"])
+        except BaseException:
+            self.stop()
+            raise
+        self.pid = self.process.pid
+        self.records: int | None = ready[0]["records"]
+        self.allocator.operator_kill = bool(ready[0]["kill"])
+
+    async def start(self) -> None:
+        """Attach the socket to the running event loop (the app's lifespan)."""
+        reader, self._writer = await asyncio.open_connection(sock=self._sock)
+        self._reader = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        """Hand each answer to the oldest call waiting (the child answers in order)."""
+        try:
+            while True:
+                sizes = await reader.readexactly(_LENGTHS.size)
+                n_header, n_payload = _LENGTHS.unpack(sizes)
+                header = orjson.loads(await reader.readexactly(n_header))
+                payload = await reader.readexactly(n_payload)
+                waiter = self._pending.popleft()
+                if not waiter.done():  # its request may have been cancelled
+                    waiter.set_result((header, payload))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        code = await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
+        self.failure = (
+            f"the decision process (pid {self.pid}) exited with code {code}: its market "
+            "window and caches are gone; restart the service"
+        )
+        if not self._closing:
+            _log.error("%s", self.failure)
+        while self._pending:
+            waiter = self._pending.popleft()
+            if not waiter.done():
+                waiter.set_exception(WorkerError(self.failure, down=True))
+
+    async def _call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict, bytes]:
+        """Send one call, wait for its answer; raise its error (or the child's death)."""
+        if self.failure is not None or self._writer is None:
+            raise WorkerError(self.failure or "the decision process is not attached", down=True)
+        waiter = asyncio.get_running_loop().create_future()
+        self._pending.append(waiter)  # appended and written in one step: answers keep order
+        self._writer.write(_frame(header, payload))
+        await self._writer.drain()
+        got, body = await waiter
+        self.allocator.operator_kill = bool(got["kill"])
+        if "error" in got:
+            if got["error"] == "IdempotencyConflict":
+                raise IdempotencyConflict(got["message"])
+            raise WorkerError(f"the decision process failed: {got['message']}")
+        return got, body
+
+    async def close(self) -> None:
+        """Close the socket (the child anchors the audit log and exits) and wait for it."""
+        self._closing = True
+        if self._writer is not None:
+            self._writer.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+        if self._reader is not None:
+            await self._reader
+
+    def stop(self) -> None:
+        """Close this end of the socket and wait for the decision process to exit (it
+        anchors and closes the audit log first); kill it after 60 s."""
+        self._closing = True
+        self._sock.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _log.error("the decision process did not exit within 60 s: killed")
+            self.process.kill()
+            self.process.wait()
+
+    async def decide(
+        self,
+        request: DecisionRequest | AccountRequest,
+        body: bytes,
+        digest: str,
+        submitted: float,
+        max_wait_s: float,
+    ) -> Answer:
+        """As :meth:`ThreadWorker.decide`; the child re-validates ``body``."""
+        kind = "stateless" if isinstance(request, DecisionRequest) else "account"
+        call = {"op": "decide", "kind": kind, "digest": digest, "deadline": submitted + max_wait_s}
+        got, decision = await self._call(call, body)
+        start = got["start"]
+        if "status" not in got:
+            return Answer(None, start - submitted, 0.0)
+        res = ServiceResult(decision, got["status"], got["cached"], got["request_id"])
+        return Answer(res, start - submitted, got["done"] - start)
+
+    async def apply_bar(self, bar: Any, body: bytes) -> bytes:
+        """As :meth:`ThreadWorker.apply_bar`; the child re-validates ``body``."""
+        return (await self._call({"op": "bar"}, body))[1]
+
+    async def set_kill_switch(self, engaged: bool, reason: str, actor: str) -> dict[str, Any]:
+        """As :meth:`ThreadWorker.set_kill_switch`."""
+        call = {"op": "kill", "engaged": engaged, "reason": reason, "actor": actor}
+        return dict((await self._call(call))[0]["state"])
+
+    async def exposition(self) -> bytes:
+        """The child's metrics with this process's admission series (shed, in flight)."""
+        got = (await self._call({"op": "metrics"}))[1]
+        return got + self.metrics.exposition("admission")
+
+
+_FD_ENV = "ALLOCGYM_WORKER_FD"
+"""The decision process's end of the socket pair (set for the child only)."""
+
+
+def _frame(header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+    head = orjson.dumps(header)
+    return _LENGTHS.pack(len(head), len(payload)) + head + payload
+
+
+def _read_frame(src: IO[bytes]) -> tuple[dict[str, Any], bytes] | None:
+    """The next frame, or None at the end of the stream."""
+    sizes = src.read(_LENGTHS.size)
+    if len(sizes) < _LENGTHS.size:
+        return None
+    n_header, n_payload = _LENGTHS.unpack(sizes)
+    header = orjson.loads(src.read(n_header))
+    payload = src.read(n_payload)
+    if len(payload) < n_payload:
+        return None
+    return header, payload
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """The answer header of a failed call (the child logs the traceback)."""
+    return {"error": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+
+
+class _Child:
+    """The decision process's side: the service and the served schemas."""
+
+    def __init__(self, service: DecisionService) -> None:
+        self.service = service
+        alloc = service.allocator
+        history = int(alloc.serving.max_history_bars)
+        self.models: dict[str, Any] = {
+            "stateless": served_request_model(alloc.symbols, history),
+            "account": served_account_model(alloc.symbols, history),
+        }
+        self.bar_model = served_bar_model(alloc.symbols)
+
+    def handle(self, call: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+        op = call["op"]
+        if op == "decide":
+            start = time.monotonic()
+            if start > call["deadline"]:
+                return {"start": start}, b""
+            request = self.models[call["kind"]].model_validate_json(payload)
+            if call["kind"] == "stateless":
+                res = self.service.decide(request, call["digest"])
+            else:
+                res = self.service.decide_account(request, call["digest"])
+            done = time.monotonic()
+            got = {"status": res.status, "cached": res.cached, "request_id": res.request_id}
+            return got | {"start": start, "done": done}, res.body
+        if op == "bar":
+            ack = self.service.apply_bar(self.bar_model.model_validate_json(payload))
+            return {}, ack.model_dump_json().encode()
+        if op == "kill":
+            state = self.service.set_kill_switch(
+                call["engaged"], reason=call["reason"], actor=call["actor"]
+            )
+            return {"state": state}, b""
+        if op == "metrics":
+            return {}, self.service.metrics.exposition("service")
+        raise ValueError(f"unknown call {op!r}")
+
+
+def child_main() -> None:
+    """The decision process (started by :class:`ProcessWorker`): build the service from
+    the spec it is sent, answer calls in order until its socket closes, then anchor and
+    close the audit log."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING)
+    sock = socket.socket(fileno=int(os.environ.pop(_FD_ENV)))
+    src = sock.makefile("rb")
+    start = _read_frame(src)
+    if start is None:
+        return
+    try:
+        service = ServiceSpec.from_json(start[0]["spec"]).service()
+    except Exception as exc:
+        with contextlib.suppress(OSError):  # the HTTP process may be gone
+            sock.sendall(_frame(_error(exc) | {"kill": False}))
+        return
+    audit = service.audit
+    try:
+        child = _Child(service)
+        alloc = service.allocator
+        ready = {"records": None if audit is None else len(audit), "kill": alloc.operator_kill}
+        sock.sendall(_frame(ready))
+        while (frame := _read_frame(src)) is not None:
+            try:
+                header, payload = child.handle(*frame)
+            except IdempotencyConflict as exc:
+                header, payload = _error(exc), b""
+            except Exception as exc:
+                _log.error(
+                    "decision process: %s failed\n%s", frame[0]["op"], traceback.format_exc()
+                )
+                header, payload = _error(exc), b""
+            sock.sendall(_frame(header | {"kill": alloc.operator_kill}, payload))
+    except OSError:
+        pass  # the HTTP process is gone: anchor and exit
+    finally:
+        if audit is not None:
+            audit.anchor()
+            audit.close()

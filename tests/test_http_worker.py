@@ -1,0 +1,212 @@
+"""The decision process behind the HTTP app (``serve --decision-worker process``): the same
+answers as the worker thread, one state owner, merged metrics, the kill switch across a
+restart, the audit anchored at shutdown, start failures and a dead process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_serving_support import ENABLED, small_market, untrained_bundle
+
+from allocgym.bench.serve import _account, _bars
+from allocgym.observability import AuditLog, read_anchor, verify_log
+from allocgym.serving import FrozenAllocator, replay_audit
+from allocgym.serving.http import ServerThread, create_app
+from allocgym.serving.market import MarketState
+from allocgym.serving.worker import ProcessWorker, ServiceSpec, ThreadWorker, WorkerError
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    return untrained_bundle()
+
+
+def _spec(bundle: Path, log: Path, *overrides: str) -> ServiceSpec:
+    # patient limits: a loaded test machine must not turn a slow call into a 503 or fallback
+    patient = ("serving.deadline_ms=5000", "serving.max_queue_ms=5000", *overrides)
+    return ServiceSpec(bundle, overrides=patient, audit_log=log, environ=ENABLED)
+
+
+def _session(url: str, bars: list[dict[str, Any]], accounts: list[dict[str, Any]]) -> Any:
+    """Every kind of call on a fresh server: bars (applied, a replay, a refusal),
+    decisions, an idempotent replay, a conflict, the kill switch both ways; each answer's
+    status and body (less what the clock sets), and the metrics as parsed families."""
+    out: list[Any] = []
+
+    def kept(r: httpx.Response) -> Any:
+        body = r.json()
+        for key in ("latency", "decided_at", "at"):
+            body.pop(key, None)
+        return r.status_code, r.headers.get("idempotent-replay"), body
+
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for bar in bars:
+            ack = c.post("/v1/bars", json=bar)
+            assert ack.json()["status"] == "applied", ack.text
+        out.append(kept(c.post("/v1/bars", json=bars[-1])))  # replay
+        out.append(kept(c.post("/v1/bars", json=bars[0])))  # out of order
+        for account in accounts:
+            out.append(kept(c.post("/v1/decide", json=account)))
+        out.append(kept(c.post("/v1/decide", json=accounts[0])))  # stored answer
+        out.append(kept(c.post("/v1/decide", json=accounts[0] | {"cash": 1.0})))  # 409
+        out.append(kept(c.post("/v1/kill-switch", json={"engaged": True, "reason": "t"})))
+        out.append(kept(c.post("/v1/decide", json=accounts[1] | {"request_id": "k-1"})))
+        out.append(kept(c.post("/v1/kill-switch", json={"engaged": False, "reason": "t"})))
+        out.append(kept(c.post("/v1/decide", json=accounts[1] | {"request_id": "k-2"})))
+        health = c.get("/healthz").json()
+        metrics = c.get("/metrics").text
+    return out, health, metrics
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Counter and gauge samples by name and labels (families must not repeat)."""
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families
+        for s in f.samples
+        if not s.name.endswith("_created") and f.type in ("counter", "gauge")
+    }
+
+
+def test_the_decision_process_answers_as_the_worker_thread(bundle: Path, tmp_path: Path) -> None:
+    """The same bars and calls to a server deciding on a thread and to one deciding in a
+    decision process: the same statuses and bodies, the same counters, one family per
+    metric with the admission series from the HTTP process; the process's audit log is
+    anchored at shutdown and replays, and a new process restores an engaged switch."""
+    market = small_market()
+    alloc = FrozenAllocator.load(bundle, environ=ENABLED)
+    bars = _bars(market, MarketState(alloc).window_bars)
+    base = _account(alloc, market, bars[-1]["timestamp"])
+    accounts = [
+        base | {"request_id": f"a-{i}", "equity": base["equity"] * (1 + i / 4)} for i in range(4)
+    ]
+
+    thread = ThreadWorker(_spec(bundle, tmp_path / "thread.jsonl").service())
+    try:
+        with ServerThread(create_app(thread)) as srv:
+            by_thread = _session(srv.url, bars, accounts)
+    finally:
+        thread.stop()
+    log = tmp_path / "process.jsonl"
+    process = ProcessWorker(_spec(bundle, log))
+    assert process.records == 0 and process.pid != os.getpid()
+    with ServerThread(create_app(process)) as srv:
+        by_process = _session(srv.url, bars, accounts)
+    assert process.process.returncode == 0
+
+    answers = [status for status, _, _ in by_process[0]]
+    assert answers == [200, 200, 200, 200, 200, 200, 200, 409, 200, 200, 200, 200], by_process[0]
+    assert by_process[0] == by_thread[0]
+    statuses = [body.get("status") for _, _, body in by_process[0][2:]]
+    assert statuses[:5] == ["ok"] * 5 and statuses[7] == "killed" and statuses[9] == "ok"
+    assert by_process[0][6][1] == "true"  # the stored decision, not decided again
+    assert by_thread[1]["decision_worker"] == "thread"
+    assert by_process[1] == by_thread[1] | {"decision_worker": "process"}
+
+    thread_samples, process_samples = _samples(by_thread[2]), _samples(by_process[2])
+    assert process_samples == thread_samples
+    assert process_samples[("allocator_decisions_total", (("status", "ok"),))] == 5.0
+    assert process_samples[("allocator_audit_records", ())] == 8.0
+    assert ("allocator_shed_total", (("reason", "in_flight"),)) in process_samples
+
+    # one writer, anchored when the decision process closed its log at shutdown
+    assert verify_log(log, anchor=True).n_records == 8 == read_anchor(log).n_records
+    report = replay_audit(log, FrozenAllocator.load(bundle, environ=ENABLED))
+    assert report.n_records == 8 and not report.mismatches
+
+    # the switch engaged and released: a restart starts released; engaged: restored
+    again = ProcessWorker(_spec(bundle, log))
+    try:
+        assert again.records == 8 and not again.allocator.operator_kill
+    finally:
+        again.stop()
+    engaged = ProcessWorker(_spec(bundle, log))
+    with ServerThread(create_app(engaged)) as srv:
+        r = httpx.post(f"{srv.url}/v1/kill-switch", json={"engaged": True}, timeout=60)
+        assert r.status_code == 200 and httpx.get(f"{srv.url}/healthz").json()["kill_switch"]
+    restored = ProcessWorker(_spec(bundle, log))
+    try:
+        assert restored.allocator.operator_kill and restored.allocator.describe()["kill_switch"]
+    finally:
+        restored.stop()
+
+
+def test_a_decision_process_that_cannot_start_raises_its_error(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """The audit log already has a writer: the child's refusal is raised here, with its
+    message, and the child has exited."""
+    log = tmp_path / "held.jsonl"
+    with AuditLog(log):
+        with pytest.raises(WorkerError, match="is being written by another process") as err:
+            ProcessWorker(_spec(bundle, log))
+    assert f"(pid {os.getpid()}, lock" in str(err.value) and "give this one its own" in str(
+        err.value
+    )
+
+
+def test_a_dead_decision_process_is_answered_500_and_unhealthy(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """Once the decision process dies, decide, bars, the kill switch, metrics and
+    /healthz answer 500 ``internal_error`` naming its exit code (nothing hangs)."""
+    worker = ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+    with ServerThread(create_app(worker)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/healthz").status_code == 200
+        os.kill(worker.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while c.get("/healthz").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answers = [
+            c.get("/healthz"),
+            c.post("/v1/decide", content=json.dumps({"request_id": "x"}), headers=JSON),
+            c.post("/v1/bars", json={"timestamp": "x"}),
+            c.post("/v1/kill-switch", json={"engaged": True}),
+            c.get("/metrics"),
+        ]
+    for r in answers:
+        assert r.status_code == 500, r.text
+        assert r.json()["error"] == "internal_error"
+        assert f"pid {worker.pid}) exited with code -9" in r.json()["message"]
+
+
+def test_the_bench_counts_the_decision_process_cpu() -> None:
+    """``allocgym bench serve``'s CPU per request of a server adds its live children's
+    (the decision process) to its own: a parent that only waits on a child burning 0.5 s
+    of CPU reads at least that."""
+    from allocgym.bench.serve import _Served
+
+    burn = "import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])",
+        ]
+    )
+    try:
+        served = _Served("http://unused", parent.pid)
+        deadline = time.monotonic() + 30
+        while served.cpu_s() < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert served.cpu_s() >= 0.5
+        assert _Served("http://unused", os.getpid()).cpu_s() > 0
+    finally:
+        for child in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split():
+            os.kill(int(child), signal.SIGKILL)
+        parent.wait()
