@@ -8,6 +8,9 @@
   MODEL_FALLBACK / ALLOCATOR_DISABLED defensive allocation;
 - :mod:`allocgym.serving.flags`: the ``TRADING_ALLOCATOR_*`` runtime flags;
 - :mod:`allocgym.serving.service`: metrics, audit log, idempotency, kill switch, replay;
+- :mod:`allocgym.serving.worker`: where the HTTP service decides: a worker thread, or
+  a decision process holding the service (``ProcessWorker(ServiceSpec(bundle, ...))``,
+  ``allocgym serve``'s default);
 - :mod:`allocgym.serving.http`: the FastAPI app behind ``allocgym serve`` (imported on
   demand: ``import allocgym.serving.http``).
 
