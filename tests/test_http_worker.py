@@ -210,3 +210,78 @@ def test_the_bench_counts_the_decision_process_cpu() -> None:
         for child in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split():
             os.kill(int(child), signal.SIGKILL)
         parent.wait()
+
+
+def test_a_call_that_cannot_be_built_or_sent_shifts_no_answer(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose frame cannot be built (memory) is answered 500 and changes nothing:
+    the next decisions get their own answers. A call that fails while being written (part
+    of it may be out) takes the decision process down: every later call is answered 500,
+    never with another request's answer."""
+    import allocgym.serving.worker as worker_module
+
+    market = small_market()
+    alloc = FrozenAllocator.load(bundle, environ=ENABLED)
+    bars = _bars(market, MarketState(alloc).window_bars)
+    account = _account(alloc, market, bars[-1]["timestamp"])
+    built = worker_module._frame
+
+    def short_of_memory(header: dict[str, Any], payload: bytes = b"") -> bytes:
+        if header.get("op") == "decide" and b'"big"' in payload:
+            raise MemoryError
+        return built(header, payload)
+
+    monkeypatch.setattr(worker_module, "_frame", short_of_memory)
+    worker = ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+    with ServerThread(create_app(worker)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        for bar in bars:
+            assert c.post("/v1/bars", json=bar).json()["status"] == "applied"
+        assert c.post("/v1/decide", json=account | {"request_id": "big"}).status_code == 500
+        for rid in ("b-1", "b-2"):
+            r = c.post("/v1/decide", json=account | {"request_id": rid})
+            assert r.status_code == 200 and r.json()["request_id"] == rid, r.text
+        kill = c.post("/v1/kill-switch", json={"engaged": True})
+        assert kill.status_code == 200 and kill.json()["kill_switch"] is True
+
+        def broken(frame: bytes) -> None:
+            raise MemoryError
+
+        assert worker._writer is not None
+        monkeypatch.setattr(worker._writer, "write", broken)
+        assert c.post("/v1/decide", json=account | {"request_id": "b-3"}).status_code == 500
+        for r in (c.post("/v1/decide", json=account | {"request_id": "b-4"}), c.get("/healthz")):
+            assert r.status_code == 500
+            assert "was stopped: a call could not be written (MemoryError)" in r.json()["message"]
+    assert worker.process.returncode == 0  # it anchored its log and exited
+    assert verify_log(tmp_path / "audit.jsonl", anchor=True).n_records == 3
+
+
+def test_the_decision_process_imports_nothing_from_the_working_directory(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module in the working directory (often the audit log's) that shadows one the
+    decision process imports is not imported, and the process has its own process group
+    (a Ctrl-C reaches the HTTP process, which closes it)."""
+    (tmp_path / "orjson.py").write_text("raise SystemExit('imported from the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+    worker = ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+    try:
+        assert os.getpgid(worker.pid) == worker.pid != os.getpgid(0)
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0
+
+
+def test_a_bundle_that_changed_during_the_start_is_refused(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP process and the decision process load the bundle each: if what they
+    loaded differs (a deploy swapped it in between), the start is refused, naming both."""
+    import allocgym.serving.worker as worker_module
+
+    here = worker_module._identity
+    monkeypatch.setattr(worker_module, "_identity", lambda a: here(a) | {"sha256": "swapped"})
+    with pytest.raises(WorkerError, match="changed while the service started") as err:
+        ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+    assert "'sha256': 'swapped'" in str(err.value)

@@ -27,12 +27,20 @@ JSON, a metrics exposition), each preceded by their two lengths. Nothing is pick
 child re-validates each body with the same served schemas the HTTP process checked it
 against (the served models are built per bundle, so they cannot cross a process anyway).
 
-The decision process follows the HTTP process: it ignores SIGINT and SIGTERM (a Ctrl-C
-or a service manager signals the whole group, and the HTTP process must finish its
-in-flight requests first), and it anchors the audit log and exits when its socket closes:
-at the HTTP process's shutdown or when that process dies. If the decision process dies,
-every call is answered 500 naming its exit code and ``/healthz`` answers 500 until the
-service is restarted: its market window and caches are gone with it.
+Each call carries an id the answer echoes; a frame that could not be built changes
+nothing, and one that failed while being written, or an answer out of turn, stops the
+decision process (no later answer could be trusted). The child starts with ``python -P``
+(nothing imported from the working directory) and reports the bundle it loaded: a
+bundle that changed between the two loads is refused. ``/metrics`` is answered by the
+child too, after the calls queued before it.
+
+The decision process follows the HTTP process: it runs in its own process group (a
+Ctrl-C reaches the HTTP process only), ignores SIGINT and SIGTERM (a service manager may
+signal every process of the service; the HTTP process must finish its in-flight requests
+first), and anchors the audit log and exits when its socket closes: at the HTTP
+process's shutdown or when that process dies. If the decision process dies, every call
+is answered 500 naming its exit code and ``/healthz`` answers 500 until the service is
+restarted: its market window and caches are gone with it.
 """
 
 from __future__ import annotations
@@ -296,16 +304,22 @@ class ProcessWorker:
         self.metrics = ServingMetrics(self.allocator)
         parent, child = socket.socketpair()
         with child:
+            # -P: nothing imported from the working directory (often the audit log's);
+            # its own process group: a Ctrl-C reaches the HTTP process only, which closes
+            # the child once its in-flight requests are answered
             self.process = subprocess.Popen(
-                [sys.executable, "-c", f"from {__name__} import child_main; child_main()"],
+                [sys.executable, "-P", "-c", f"from {__name__} import child_main; child_main()"],
                 pass_fds=(child.fileno(),),
                 env={**os.environ, _FD_ENV: str(child.fileno())},
                 stdin=subprocess.DEVNULL,
+                process_group=0,
             )
         self._sock = parent
-        self._pending: collections.deque[asyncio.Future[tuple[dict[str, Any], bytes]]] = (
+        # (call id, its answer) of the calls sent and not answered, oldest first
+        self._pending: collections.deque[tuple[int, asyncio.Future[tuple[dict, bytes]]]] = (
             collections.deque()
         )
+        self._calls = 0
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
@@ -319,6 +333,13 @@ class ProcessWorker:
                 )
             if "error" in ready[0]:
                 raise WorkerError(ready[0]["message"])
+            mine = _identity(self.allocator)
+            if ready[0]["identity"] != mine:
+                raise WorkerError(
+                    f"the bundle at {str(spec.policy)!r} changed while the service started "
+                    f"(loaded here: {mine}; by the decision process: {ready[0]['identity']}): "
+                    "start it again once the bundle is in place"
+                )
         except BaseException:
             self.stop()
             raise
@@ -327,7 +348,15 @@ class ProcessWorker:
         self.allocator.operator_kill = bool(ready[0]["kill"])
 
     async def start(self) -> None:
-        """Attach the socket to the running event loop (the app's lifespan)."""
+        """Attach the socket to the running event loop (the app's lifespan).
+
+        Raises
+        ------
+        WorkerError
+            The worker was closed: a ``ProcessWorker`` serves one app lifespan.
+        """
+        if self._closing:
+            raise WorkerError("this decision process was closed: start a new ProcessWorker")
         reader, self._writer = await asyncio.open_connection(sock=self._sock)
         self._reader = asyncio.create_task(self._read(reader))
 
@@ -339,31 +368,62 @@ class ProcessWorker:
                 n_header, n_payload = _LENGTHS.unpack(sizes)
                 header = orjson.loads(await reader.readexactly(n_header))
                 payload = await reader.readexactly(n_payload)
-                waiter = self._pending.popleft()
+                call, waiter = self._pending.popleft()
+                if header.get("id") != call:  # cannot happen unless the stream broke
+                    self._down(f"answer {header.get('id')} came for call {call}")
+                    break
                 if not waiter.done():  # its request may have been cancelled
                     waiter.set_result((header, payload))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         code = await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
-        self.failure = (
-            f"the decision process (pid {self.pid}) exited with code {code}: its market "
-            "window and caches are gone; restart the service"
-        )
-        if not self._closing:
-            _log.error("%s", self.failure)
+        if self.failure is None:
+            self.failure = (
+                f"the decision process (pid {self.pid}) exited with code {code}: its market "
+                "window and caches are gone; restart the service"
+            )
+            if not self._closing:
+                _log.error("%s", self.failure)
         while self._pending:
-            waiter = self._pending.popleft()
+            _, waiter = self._pending.popleft()
             if not waiter.done():
                 waiter.set_exception(WorkerError(self.failure, down=True))
+
+    def _down(self, why: str) -> None:
+        """Give up on the decision process: the stream to it is broken (a frame half
+        written, an answer out of turn), so no later answer can be trusted; closing the
+        socket makes it anchor the audit log and exit."""
+        if self.failure is None:
+            self.failure = (
+                f"the decision process (pid {self.pid}) was stopped: {why}; restart the service"
+            )
+            _log.error("%s", self.failure)
+        if self._writer is not None:
+            self._writer.close()
 
     async def _call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict, bytes]:
         """Send one call, wait for its answer; raise its error (or the child's death)."""
         if self.failure is not None or self._writer is None:
             raise WorkerError(self.failure or "the decision process is not attached", down=True)
+        self._calls += 1
+        call = self._calls
+        frame = _frame(header | {"id": call}, payload)  # a failure here changes nothing
         waiter = asyncio.get_running_loop().create_future()
-        self._pending.append(waiter)  # appended and written in one step: answers keep order
-        self._writer.write(_frame(header, payload))
-        await self._writer.drain()
+        try:
+            self._writer.write(frame)
+        except BaseException as exc:  # part of the frame may be out: the stream is broken
+            self._down(f"a call could not be written ({type(exc).__name__})")
+            raise WorkerError(str(self.failure), down=True) from exc
+        self._pending.append((call, waiter))  # written and queued in one step: in order
+        try:
+            await self._writer.drain()
+        except ConnectionError as exc:  # the child is gone: the reader learns its exit code
+            waiter.cancel()
+            if self._reader is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
+            gone = self.failure or f"the decision process is gone ({exc})"
+            raise WorkerError(gone, down=True) from exc
         got, body = await waiter
         self.allocator.operator_kill = bool(got["kill"])
         if "error" in got:
@@ -441,11 +501,21 @@ def _read_frame(src: IO[bytes]) -> tuple[dict[str, Any], bytes] | None:
     if len(sizes) < _LENGTHS.size:
         return None
     n_header, n_payload = _LENGTHS.unpack(sizes)
-    header = orjson.loads(src.read(n_header))
-    payload = src.read(n_payload)
-    if len(payload) < n_payload:
-        return None
-    return header, payload
+    head, payload = src.read(n_header), src.read(n_payload)
+    if len(head) < n_header or len(payload) < n_payload:
+        return None  # the stream ended inside a frame (its writer gave up on it)
+    return orjson.loads(head), payload
+
+
+def _identity(alloc: FrozenAllocator) -> dict[str, Any]:
+    """What both processes must have loaded alike: the bundle's seal and symbols."""
+    policy = alloc.policy
+    return {
+        "model_id": policy.model_id,
+        "sha256": policy.sha256,
+        "config_hash": policy.config_hash,
+        "symbols": list(alloc.symbols),
+    }
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -515,7 +585,11 @@ def child_main() -> None:
     try:
         child = _Child(service)
         alloc = service.allocator
-        ready = {"records": None if audit is None else len(audit), "kill": alloc.operator_kill}
+        ready = {
+            "records": None if audit is None else len(audit),
+            "kill": alloc.operator_kill,
+            "identity": _identity(alloc),
+        }
         sock.sendall(_frame(ready))
         while (frame := _read_frame(src)) is not None:
             try:
@@ -527,7 +601,8 @@ def child_main() -> None:
                     "decision process: %s failed\n%s", frame[0]["op"], traceback.format_exc()
                 )
                 header, payload = _error(exc), b""
-            sock.sendall(_frame(header | {"kill": alloc.operator_kill}, payload))
+            echo = {"kill": alloc.operator_kill, "id": frame[0]["id"]}
+            sock.sendall(_frame(header | echo, payload))
     except OSError:
         pass  # the HTTP process is gone: anchor and exit
     finally:
