@@ -285,3 +285,21 @@ def test_a_bundle_that_changed_during_the_start_is_refused(
     with pytest.raises(WorkerError, match="changed while the service started") as err:
         ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
     assert "'sha256': 'swapped'" in str(err.value)
+
+
+def test_an_answer_out_of_turn_stops_the_decision_process(bundle: Path, tmp_path: Path) -> None:
+    """Answers are matched to calls by the id each echoes: an answer that is not for the
+    oldest waiting call (a broken stream) stops the decision process, and no caller gets
+    another's answer."""
+    import asyncio
+
+    worker = ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+    with ServerThread(create_app(worker)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        assert c.get("/metrics").status_code == 200
+        stray: asyncio.Future[Any] = asyncio.Future(loop=asyncio.new_event_loop())
+        worker._pending.appendleft((0, stray))  # a call the child never got
+        r = c.get("/metrics")
+        assert r.status_code == 500 and "answer 2 came for call 0" in r.json()["message"]
+        assert isinstance(stray.exception(), WorkerError)  # failed, never given an answer
+        assert c.get("/healthz").status_code == 500
+    assert worker.process.returncode == 0

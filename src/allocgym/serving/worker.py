@@ -223,6 +223,8 @@ class ThreadWorker:
             self.service.audit.close()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        if self.pool is None:  # the loop's default pool would run calls side by side
+            raise WorkerError("the worker thread is not started: run the app's lifespan")
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def decide(
@@ -368,14 +370,17 @@ class ProcessWorker:
                 n_header, n_payload = _LENGTHS.unpack(sizes)
                 header = orjson.loads(await reader.readexactly(n_header))
                 payload = await reader.readexactly(n_payload)
-                call, waiter = self._pending.popleft()
-                if header.get("id") != call:  # cannot happen unless the stream broke
-                    self._down(f"answer {header.get('id')} came for call {call}")
+                expected = self._pending[0][0] if self._pending else None
+                if header.get("id") != expected:  # cannot happen unless the stream broke
+                    self._down(f"answer {header.get('id')} came for call {expected}")
                     break
+                _, waiter = self._pending.popleft()
                 if not waiter.done():  # its request may have been cancelled
                     waiter.set_result((header, payload))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except Exception as exc:
+            self._down(f"an answer could not be read ({type(exc).__name__}: {exc})")
         code = await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
         if self.failure is None:
             self.failure = (
