@@ -83,6 +83,24 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def test_a_spec_crosses_to_the_decision_process_whole(tmp_path: Path) -> None:
+    """Every field of a :class:`ServiceSpec` survives the JSON it is sent as (the key as
+    hex, paths as text, the flags' mapping)."""
+    spec = ServiceSpec(
+        tmp_path / "bundle",
+        overrides=("serving.max_in_flight=8",),
+        public_key=tmp_path / "signer.pem.pub",
+        audit_log=tmp_path / "audit.jsonl",
+        anchor_every=7,
+        audit_key=b"\x00key\xff" * 4,
+        environ={"TRADING_ALLOCATOR_ENABLED": "true"},
+    )
+    sent = json.loads(json.dumps(spec.to_json()))
+    assert ServiceSpec.from_json(sent) == spec
+    bare = ServiceSpec(tmp_path / "bundle")
+    assert ServiceSpec.from_json(json.loads(json.dumps(bare.to_json()))) == bare
+
+
 def test_the_decision_process_answers_as_the_worker_thread(bundle: Path, tmp_path: Path) -> None:
     """The same bars and calls to a server deciding on a thread and to one deciding in a
     decision process: the same statuses and bodies, the same counters, one family per

@@ -877,7 +877,8 @@ def serve_cmd(
             help="Where bars, decisions and kill-switch changes run, one at a time: "
             "'process', a decision process holding the market window, caches, kill switch "
             "and audit log, fed over a socket pair (the decisions get a GIL of their own: "
-            "1.5x the decisions per second of 'thread' at 8 clients, README, performance), "
+            "1.43-1.91x the decisions per second of 'thread' at 8 clients on 2 cores, "
+            "README, performance), "
             "or 'thread', a worker thread of the HTTP process.",
         ),
     ] = DecisionWorker.process,
