@@ -154,6 +154,19 @@ def test_an_unexpected_failure_in_front_is_a_500(
     assert decide.admission.in_flight == 0
 
 
+def test_a_thread_worker_refuses_calls_before_its_lifespan(policy: FrozenPolicy) -> None:
+    """Called before the app's lifespan started its thread, the worker refuses (the
+    event loop's default pool would run decisions side by side)."""
+    import asyncio
+
+    from allocgym.serving.worker import WorkerError
+
+    worker: Any = _app(policy).decide.worker  # type: ignore[attr-defined]
+    with pytest.raises(WorkerError, match="the worker thread is not started"):
+        asyncio.run(worker.set_kill_switch(True, "", ""))
+    assert worker.records is None and not worker.allocator.operator_kill
+
+
 def test_a_refused_submission_leaves_nothing_in_flight(policy: FrozenPolicy) -> None:
     """The worker thread refuses the job (shut down): 500, and nothing stays counted in
     flight, so later requests are not shed for it."""

@@ -922,7 +922,7 @@ def serve_cmd(
         _note_disabled(allocator)
         if allocator.policy.signed_by is not None:
             typer.echo(f"bundle signature verified (key {allocator.policy.signed_by})", err=True)
-        records = worker.records if isinstance(worker, ProcessWorker) else len(worker.service.audit)
+        records = worker.records
         where = f"process {worker.pid}" if isinstance(worker, ProcessWorker) else "thread"
         killed = allocator.operator_kill
         typer.echo(
@@ -1172,8 +1172,8 @@ def bench_serve(
     ] = True,
 ) -> None:
     """Decide latency in-process (and the bare ONNX call), then HTTP on loopback: a load
-    test, a decision process against a worker thread, one server against several, one pinned to a CPU against one not, sustained
-    overload and a burst."""
+    test, a decision process against a worker thread, one server against several, one
+    pinned to a CPU against one not, sustained overload and a burst."""
     from allocgym.bench import print_table
     from allocgym.bench.serve import run
 

@@ -206,6 +206,11 @@ class ThreadWorker:
         self.failure: str | None = None
         self.pool: ThreadPoolExecutor | None = None
 
+    @property
+    def records(self) -> int | None:
+        """Records in the audit log (None: not audited)."""
+        return None if self.service.audit is None else len(self.service.audit)
+
     async def start(self) -> None:
         """Start the worker thread (the app's lifespan)."""
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="allocgym-decide")
@@ -299,7 +304,6 @@ class ProcessWorker:
     kind: Literal["process"] = "process"
 
     def __init__(self, spec: ServiceSpec) -> None:
-        self.spec = spec
         self.failure: str | None = None
         # first here: a bundle that does not load or verify is refused before a process starts
         self.allocator = spec.allocator()
