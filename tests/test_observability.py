@@ -120,6 +120,29 @@ def test_canonical_values_are_written_as_their_value(tree: dict) -> None:
     assert canonical_json([tree]) == b"[" + reference + b"]"
 
 
+def test_an_orjson_writing_other_float_bytes_leaves_records_to_json(monkeypatch) -> None:
+    """orjson before 3.11.7 wrote ``1e16`` where json writes ``1e+16`` (a review's repro:
+    genuine logs failed ``verify`` after an upgrade). Such an orjson is found at import
+    and every record takes json's encoder, with json's bytes; the pinned one passes."""
+    import orjson
+
+    import allocgym.observability as obs
+
+    dumps = orjson.dumps
+
+    def old_dumps(value: object, **kw: object) -> bytes:
+        return dumps(value, **kw).replace(b"e+", b"e")
+
+    assert obs._orjson_writes_json_floats() and obs._ORJSON_AGREES
+    assert not obs._orjson_writes_json_floats(old_dumps)
+    record = {"equity": 1.6e16, "cash": -1.5e300, "w": [0.5, 1e22]}
+    reference = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    assert b"1.6e+16" in reference
+    monkeypatch.setattr(orjson, "dumps", old_dumps)
+    monkeypatch.setattr(obs, "_ORJSON_AGREES", obs._orjson_writes_json_floats(old_dumps))
+    assert obs.canonical_json(record) == reference
+
+
 class _Side(enum.Enum):
     BUY = 1
 

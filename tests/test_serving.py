@@ -611,7 +611,7 @@ def test_an_engaged_kill_switch_survives_a_restart(policy: FrozenPolicy, tmp_pat
     assert not third.allocator.operator_kill
     third.audit.close()
     (tmp_path / "audit.jsonl.kill").write_text("{not json")
-    with pytest.raises(ConfigError, match=r"audit.jsonl.kill' is unreadable .* release"):
+    with pytest.raises(ConfigError, match=r"audit.jsonl.kill' is unreadable .* POST /v1/kill-switch"):
         DecisionService(make_alloc(policy), audit_log=log)
 
 
@@ -637,6 +637,39 @@ def test_a_lost_kill_file_does_not_release_the_switch(policy: FrozenPolicy, tmp_
     third = DecisionService(make_alloc(policy), audit_log=log)
     assert not third.allocator.operator_kill
     third.audit.close()
+
+
+def test_an_edited_kill_file_does_not_release_the_switch(
+    policy: FrozenPolicy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release writes its audit record before ``<log>.kill``: a file that says released
+    under an engaged last switch record was edited (a review's repro). The switch stays
+    engaged, the start says why, and the restore is audited; a genuine release and a
+    file engaged after a crash mid-release both still restart as recorded."""
+    log = tmp_path / "audit.jsonl"
+    kill_file = tmp_path / "audit.jsonl.kill"
+    svc = DecisionService(make_alloc(policy), audit_log=log)
+    svc.set_kill_switch(True, reason="risk breach", actor="ops")
+    svc.decide(make_request(svc.allocator))
+    svc.audit.close()
+    kill_file.write_text(json.dumps({"engaged": False, "at": "", "reason": "", "actor": ""}))
+    with caplog.at_level("WARNING", logger="allocgym.serving.service"):
+        again = DecisionService(make_alloc(policy), audit_log=log)
+    assert again.allocator.operator_kill
+    assert "the file was edited; trading stays stopped" in caplog.text
+    restored = json.loads(log.read_text().splitlines()[-1])["record"]["input"]
+    assert restored["engaged"] is True and "risk breach" in restored["reason"]
+    assert json.loads(kill_file.read_text())["engaged"] is True
+    again.set_kill_switch(False, reason="resume", actor="ops")
+    again.audit.close()
+    third = DecisionService(make_alloc(policy), audit_log=log)
+    assert not third.allocator.operator_kill
+    third.audit.close()
+    # released in the log, the file still engaged (a crash between the two): engaged
+    kill_file.write_text(json.dumps({"engaged": True, "at": "", "reason": "x", "actor": "y"}))
+    fourth = DecisionService(make_alloc(policy), audit_log=log)
+    assert fourth.allocator.operator_kill
+    fourth.audit.close()
 
 
 def test_a_release_that_cannot_be_audited_leaves_trading_stopped(

@@ -49,6 +49,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -90,6 +91,8 @@ from allocgym.serving.schemas import (
     array_from_bytes,
     encode_array,
 )
+
+_log = logging.getLogger(__name__)
 
 FALLBACK_CAUSES = ("exception", "nan", "deadline", "bad_output", "prior")
 STATUSES = ("ok", "fallback", "disabled", "killed", "rejected")
@@ -403,10 +406,21 @@ class DecisionService:
             self.audit = AuditLog(audit_log)
         if self.audit is not None:
             self.metrics.audit_records.set_function(self.audit.__len__)
-            if saved is None:
-                # no <log>.kill (never switched, or the file was lost): the log's last
-                # switch record decides, so a lost file cannot release an engaged switch
-                saved = last_kill_record(self.audit.path)
+            if saved is None or not saved["engaged"]:
+                # no <log>.kill (never switched, or the file was lost), or one that says
+                # released: an engaged last switch record in the log decides. A release
+                # writes its record before the file, so only an edit of the file leaves
+                # it released under an engaged record: that does not release.
+                logged = last_kill_record(self.audit.path)
+                if saved is not None and logged is not None and logged["engaged"]:
+                    _log.warning(
+                        "kill switch file %r says released, the audit log's last kill-switch "
+                        "record engaged (%s, %s): the file was edited; trading stays stopped "
+                        "(release it through POST /v1/kill-switch, which audits it)",
+                        str(kill_state_path(self.audit.path)), logged["at"], logged["reason"],
+                    )
+                if saved is None or (logged is not None and logged["engaged"]):
+                    saved = logged
         self._store: Any = encode_array
         if self.audit is not None and not inline_arrays:
             self._store = ArrayStore.beside(self.audit.path).put
@@ -674,14 +688,29 @@ class DecisionService:
 def recent_decision_ids(log: str | Path, limit: int) -> dict[str, int]:
     """Request id -> audit ``seq`` of the last ``limit`` decision records of ``log``
     (newest first, read from the end in blocks: a long log is not read whole)."""
-    path = Path(log)
     found: dict[str, int] = {}
-    if limit < 1 or not path.is_file():
+    if limit < 1:
         return found
+    for raw in _lines_from_end(Path(log)):
+        entry = json.loads(raw)
+        record = entry.get("record")
+        if isinstance(record, dict) and isinstance(record.get("input"), dict):
+            if record["input"].get("kind") == "decision":
+                found.setdefault(str(record.get("request_id")), int(entry["seq"]))
+                if len(found) >= limit:
+                    break
+    return found
+
+
+def _lines_from_end(path: Path) -> Iterator[bytes]:
+    """``path``'s non-empty lines, newest first, read from the end in 1 MiB blocks (a
+    long log is not read whole); nothing when it does not exist."""
+    if not path.is_file():
+        return
     with open(path, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         tail = b""
-        while end > 0 and len(found) < limit:
+        while end > 0:
             start = max(0, end - (1 << 20))
             fh.seek(start)
             block = fh.read(end - start) + tail
@@ -689,16 +718,8 @@ def recent_decision_ids(log: str | Path, limit: int) -> dict[str, int]:
             lines = block.split(b"\n")
             tail = lines.pop(0) if start > 0 else b""  # the first may be cut: read it next
             for raw in reversed(lines):
-                if not raw.strip():
-                    continue
-                entry = json.loads(raw)
-                record = entry.get("record")
-                if isinstance(record, dict) and isinstance(record.get("input"), dict):
-                    if record["input"].get("kind") == "decision":
-                        found.setdefault(str(record.get("request_id")), int(entry["seq"]))
-                        if len(found) >= limit:
-                            break
-    return found
+                if raw.strip():
+                    yield raw
 
 
 KILL_RECORD_KIND = "kill_switch"
@@ -708,20 +729,17 @@ KILL_RECORD_KIND = "kill_switch"
 def last_kill_record(log: str | Path) -> dict[str, Any] | None:
     """The kill switch as the audit log's last switch record left it (the shape of
     :func:`read_kill_state`), None when the log has none. A reader (no lock); only
-    lines naming the kind are parsed."""
+    lines naming the kind are parsed, newest first."""
     marker = f'"kind":"{KILL_RECORD_KIND}"'.encode()
     found = None
-    path = Path(log)
-    if not path.is_file():
-        return None
-    with open(path, "rb") as fh:
-        for raw in fh:
-            if marker in raw:
-                record = from_jsonable(json.loads(raw)["record"])
-                if isinstance(record.get("input"), dict) and (
-                    record["input"].get("kind") == KILL_RECORD_KIND
-                ):
-                    found = record
+    for raw in _lines_from_end(Path(log)):
+        if marker in raw:
+            record = from_jsonable(json.loads(raw)["record"])
+            if isinstance(record.get("input"), dict) and (
+                record["input"].get("kind") == KILL_RECORD_KIND
+            ):
+                found = record
+                break
     if found is None:
         return None
     record, switch = found, found["input"]
@@ -768,8 +786,10 @@ def read_kill_state(log: str | Path) -> dict[str, Any] | None:
         }
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(
-            f"kill switch file {str(path)!r} is unreadable ({err}): inspect it, then write "
-            '{"engaged": true} to keep trading stopped or {"engaged": false} to release the switch'
+            f"kill switch file {str(path)!r} is unreadable ({err}): inspect it, then delete "
+            "it (the audit log's last kill-switch record then decides) or write "
+            '{"engaged": true} to keep trading stopped; release an engaged switch through '
+            "POST /v1/kill-switch, which audits the release"
         ) from None
 
 
