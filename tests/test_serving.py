@@ -611,7 +611,9 @@ def test_an_engaged_kill_switch_survives_a_restart(policy: FrozenPolicy, tmp_pat
     assert not third.allocator.operator_kill
     third.audit.close()
     (tmp_path / "audit.jsonl.kill").write_text("{not json")
-    with pytest.raises(ConfigError, match=r"audit.jsonl.kill' is unreadable .* POST /v1/kill-switch"):
+    with pytest.raises(
+        ConfigError, match=r"audit.jsonl.kill' is unreadable .* POST /v1/kill-switch"
+    ):
         DecisionService(make_alloc(policy), audit_log=log)
 
 

@@ -417,7 +417,9 @@ class DecisionService:
                         "kill switch file %r says released, the audit log's last kill-switch "
                         "record engaged (%s, %s): the file was edited; trading stays stopped "
                         "(release it through POST /v1/kill-switch, which audits it)",
-                        str(kill_state_path(self.audit.path)), logged["at"], logged["reason"],
+                        str(kill_state_path(self.audit.path)),
+                        logged["at"],
+                        logged["reason"],
                     )
                 if saved is None or (logged is not None and logged["engaged"]):
                     saved = logged
