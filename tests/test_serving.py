@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -907,6 +908,33 @@ def test_audit_log_replays_byte_for_byte_and_detects_tampering(
     log.write_bytes(text.replace(b'"status":"ok"', b'"status":"ko"', 1))
     with pytest.raises(AuditChainError, match="line 1"):
         replay_audit(log, fresh)
+
+
+def test_array_files_are_synced_and_a_broken_one_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An array file is synced (with its folder) before a record can point at it, and a
+    file a crash left empty is written again after a restart, not trusted by its name (a
+    review's repro: anchored records stopped replaying after a simulated power loss)."""
+    from allocgym.serving.service import ArrayStore
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    a = np.arange(12.0).reshape(3, 4)
+    store = ArrayStore(tmp_path / "arrays")
+    ref = store.put(a)
+    assert len(synced) == 2  # the file, then the folder's entry
+    (blob,) = (tmp_path / "arrays").glob("*.bin")
+    blob.write_bytes(b"")  # lost with the power
+    with pytest.raises(ArrayStoreError, match="modified"):
+        store.get(ref)
+    assert store.put(a) == ref and blob.read_bytes() == b""  # this process knows the digest
+    restarted = ArrayStore(tmp_path / "arrays")
+    assert restarted.put(a) == ref
+    np.testing.assert_array_equal(restarted.get(ref), a)
+    synced.clear()
+    assert ArrayStore(tmp_path / "arrays").put(a) == ref and not synced  # intact: kept
 
 
 def test_audit_log_with_inline_arrays_replays(policy: FrozenPolicy, tmp_path: Path) -> None:

@@ -265,6 +265,16 @@ class ArrayStoreError(AllocgymError, ValueError):
 
 
 _REF_KEYS = frozenset({"dtype", "shape", "sha256"})
+
+
+def _holds(path: Path, digest: str) -> bool:
+    """Whether the array file ``path`` exists and hashes to ``digest``."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except FileNotFoundError:
+        return False
+
+
 _KNOWN_MAX = 100_000
 
 
@@ -296,11 +306,12 @@ class ArrayStore:
         digest = hashlib.sha256(raw).hexdigest()
         if digest not in self._known:
             path = self.folder / f"{digest}.bin"
-            if not path.exists():
+            if not _holds(path, digest):
+                # durable before a record can point at it (the log is synced before each
+                # anchor, its arrays with their file); a file a crash left empty or cut
+                # is written again, not trusted by its name
                 self.folder.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{digest}.{threading.get_ident()}.tmp")
-                tmp.write_bytes(raw)
-                os.replace(tmp, path)
+                atomic_write(path, raw)
             self._known[digest] = None
             if len(self._known) > _KNOWN_MAX:
                 self._known.popitem(last=False)
