@@ -792,3 +792,50 @@ def test_a_log_that_cannot_be_cut_back_refuses_further_records(
     monkeypatch.setattr(observability.os, "ftruncate", real_truncate)
     with pytest.raises(OSError, match=r"could not be cut back .* repair it before a restart"):
         log.append({"n": 1})
+
+
+def test_a_second_handle_asking_other_settings_is_refused(tmp_path: Path) -> None:
+    """One writer per file in a process: a second handle with another key, fsync or
+    anchor interval is refused by name instead of silently writing with the first's (a
+    review's repro: the head stayed unsigned where a key was given). The same settings
+    share the writer."""
+    path = tmp_path / "a.jsonl"
+    first = AuditLog(path, anchor_every=3)
+    with pytest.raises(ValueError, match=r"anchor_every=3 and no key.*asks for .* a key"):
+        AuditLog(path, anchor_every=3, key=KEY)
+    with pytest.raises(ValueError, match="fsync=False.*asks for fsync=True"):
+        AuditLog(path, anchor_every=3, fsync=True)
+    with pytest.raises(ValueError, match="close the other handle first"):
+        AuditLog(path)
+    second = AuditLog(path, anchor_every=3)
+    second.append({"i": 0})
+    second.close()
+    first.close()
+    assert verify_log(path, anchor=True).ok
+    signed_path = tmp_path / "signed.jsonl"
+    with AuditLog(signed_path, key=KEY) as signed:
+        with pytest.raises(ValueError, match="or another key"):
+            AuditLog(signed_path, key=b"j" * 32)
+        signed.append({"i": 1})
+    assert verify_log(signed_path, key=KEY, anchor=True).ok
+
+
+@pytest.mark.parametrize(
+    ("key", "error", "match"),
+    [
+        ("k" * 32, TypeError, "audit key is str: pass bytes"),
+        (b"", ValueError, "audit key has 0 bytes: use at least 16"),
+        (b"short", ValueError, "has 5 bytes"),
+    ],
+)
+def test_audit_keys_are_bytes_of_16_or_more(
+    tmp_path: Path, key: object, error: type[Exception], match: str
+) -> None:
+    """An empty HMAC key is forgeable and a text key failed inside hmac with its own
+    message (a review's repro): both refused with the fix, writing and verifying."""
+    path = tmp_path / "a.jsonl"
+    with pytest.raises(error, match=match):
+        AuditLog(path, key=key)
+    _write(path, 2, key=KEY)
+    with pytest.raises(error, match=match):
+        verify_log(path, key=key)

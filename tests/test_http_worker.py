@@ -93,12 +93,34 @@ def test_a_spec_crosses_to_the_decision_process_whole(tmp_path: Path) -> None:
         audit_log=tmp_path / "audit.jsonl",
         anchor_every=7,
         audit_key=b"\x00key\xff" * 4,
+        audit_fsync=True,
         environ={"TRADING_ALLOCATOR_ENABLED": "true"},
     )
     sent = json.loads(json.dumps(spec.to_json()))
     assert ServiceSpec.from_json(sent) == spec
     bare = ServiceSpec(tmp_path / "bundle")
     assert ServiceSpec.from_json(json.loads(json.dumps(bare.to_json()))) == bare
+
+
+@pytest.mark.parametrize("audit_fsync", [False, True])
+def test_audit_fsync_syncs_each_record_before_it_is_answered(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audit_fsync: bool
+) -> None:
+    """``serve --audit-fsync``: the service's log is synced after every record (an
+    answered decision survives a power loss); without it, only before each anchor."""
+    spec = ServiceSpec(
+        bundle, audit_log=tmp_path / "a.jsonl", environ=ENABLED, audit_fsync=audit_fsync
+    )
+    svc = spec.service()
+    try:
+        synced: list[int] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+        for i in range(3):
+            svc.audit.append({"i": i})
+        assert len(synced) == (3 if audit_fsync else 0)
+    finally:
+        svc.audit.close()
 
 
 def test_the_decision_process_answers_as_the_worker_thread(bundle: Path, tmp_path: Path) -> None:

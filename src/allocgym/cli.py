@@ -847,9 +847,21 @@ def serve_cmd(
             "--anchor-every",
             min=1,
             help="Audit records between two anchors of the chain head (<log>.head; also "
-            "written at start and shutdown).",
+            "written at start and shutdown). The log is synced to disk before each anchor: "
+            "without --audit-fsync a power loss can drop the records since the last one, "
+            "decisions already answered included.",
         ),
     ] = 100,
+    audit_fsync: Annotated[
+        bool,
+        typer.Option(
+            "--audit-fsync",
+            help="Sync the audit log to disk after every record, before its decision is "
+            "answered: an answered decision survives a power loss (and a retry of its "
+            "request id after a restart is refused, not decided again), at one fsync per "
+            "decision.",
+        ),
+    ] = False,
     audit_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -912,6 +924,7 @@ def serve_cmd(
         audit_log=audit_log,
         anchor_every=anchor_every,
         audit_key=None if audit_key is None else audit_key.encode(),
+        audit_fsync=audit_fsync,
     )
     if decision_worker is DecisionWorker.process:
         worker: ProcessWorker | ThreadWorker = ProcessWorker(spec)

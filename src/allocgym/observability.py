@@ -453,7 +453,22 @@ class Anchor:
     signed: bool = False
 
 
+MIN_KEY_BYTES = 16
+"""The shortest audit key taken: an empty or short HMAC key is guessable."""
+
+
 def _anchor_mac(body: Mapping[str, Any], key: bytes) -> str:
+    # every signed write and check of a head file comes here: the one key check
+    if not isinstance(key, bytes | bytearray):
+        raise TypeError(
+            f"audit key is {type(key).__name__}: pass bytes (e.g. key.encode() or the "
+            "contents of --audit-key-file)"
+        )
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"audit key has {len(key)} bytes: use at least {MIN_KEY_BYTES} (e.g. "
+            "secrets.token_bytes(32))"
+        )
     return hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
 
 
@@ -835,6 +850,17 @@ class AuditLog:
             if writer is None:
                 writer = _Writer(real, fsync, anchor_every, key)
                 _WRITERS[real] = writer
+            elif (writer.fsync, writer.anchor_every, writer.key) != (fsync, anchor_every, key):
+                # one writer per file: a handle asking for other settings would get the
+                # first handle's silently (an unsigned head where a key was given)
+                raise ValueError(
+                    f"audit log {str(self.path)!r} is open in this process with fsync="
+                    f"{writer.fsync}, anchor_every={writer.anchor_every} and "
+                    f"{'a' if writer.key is not None else 'no'} key; this handle asks for "
+                    f"fsync={fsync}, anchor_every={anchor_every} and "
+                    f"{'a' if key is not None else 'no'} key (or another key): open it with "
+                    "the same settings, or close the other handle first"
+                )
             writer.handles += 1
         self._writer = writer
         self._release = weakref.finalize(self, writer.release)

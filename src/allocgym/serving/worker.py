@@ -114,6 +114,10 @@ class ServiceSpec:
         The hash-chained audit log (None: not audited).
     anchor_every : int
         Audit records between two anchors of the chain head.
+    audit_fsync : bool
+        ``fsync`` the audit log after every record, before the decision is answered (an
+        answered decision then survives a power loss; without it, the records since the
+        last anchor may not).
     audit_key : bytes, optional
         HMAC key that signs the anchor.
     environ : mapping, optional
@@ -127,6 +131,7 @@ class ServiceSpec:
     audit_log: Path | None = None
     anchor_every: int = 100
     audit_key: bytes | None = field(default=None, repr=False)
+    audit_fsync: bool = False
     environ: Mapping[str, str] | None = None
 
     def allocator(self) -> FrozenAllocator:
@@ -144,7 +149,12 @@ class ServiceSpec:
         if self.audit_log is None:
             return DecisionService(allocator)
         read_kill_state(self.audit_log)  # an unreadable kill-switch file stops the start
-        log = AuditLog(self.audit_log, anchor_every=self.anchor_every, key=self.audit_key)
+        log = AuditLog(
+            self.audit_log,
+            anchor_every=self.anchor_every,
+            key=self.audit_key,
+            fsync=self.audit_fsync,
+        )
         try:
             return DecisionService(allocator, audit_log=log)
         except BaseException:
@@ -160,6 +170,7 @@ class ServiceSpec:
             "audit_log": None if self.audit_log is None else str(self.audit_log),
             "anchor_every": self.anchor_every,
             "audit_key": None if self.audit_key is None else self.audit_key.hex(),
+            "audit_fsync": self.audit_fsync,
             "environ": None if self.environ is None else dict(self.environ),
         }
 
@@ -177,6 +188,7 @@ class ServiceSpec:
             audit_log=path("audit_log"),
             anchor_every=int(d["anchor_every"]),
             audit_key=None if d["audit_key"] is None else bytes.fromhex(d["audit_key"]),
+            audit_fsync=bool(d["audit_fsync"]),
             environ=d["environ"],
         )
 
