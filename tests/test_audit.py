@@ -803,7 +803,7 @@ def test_a_second_handle_asking_other_settings_is_refused(tmp_path: Path) -> Non
     first = AuditLog(path, anchor_every=3)
     with pytest.raises(ValueError, match=r"anchor_every=3 and no key.*asks for .* a key"):
         AuditLog(path, anchor_every=3, key=KEY)
-    with pytest.raises(ValueError, match="fsync=False.*asks for fsync=True"):
+    with pytest.raises(ValueError, match=r"fsync=False.*asks for fsync=True"):
         AuditLog(path, anchor_every=3, fsync=True)
     with pytest.raises(ValueError, match="close the other handle first"):
         AuditLog(path)
