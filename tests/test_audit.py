@@ -839,3 +839,53 @@ def test_audit_keys_are_bytes_of_16_or_more(
     _write(path, 2, key=KEY)
     with pytest.raises(error, match=match):
         verify_log(path, key=key)
+
+
+def test_verify_checks_the_anchors_byte_offset(tmp_path: Path) -> None:
+    """The writer reopens a log at its head file's byte offset: a head whose offset is
+    not where its record ends is refused by ``verify`` as by the writer (a review's
+    repro: verify said ok, the service refused to start)."""
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    assert verify_log(path, anchor=True).ok
+    body = json.loads(anchor_path(path).read_bytes())
+    ends = path.stat().st_size
+    body["offset"] = ends - 7
+    anchor_path(path).write_bytes(canonical_json(body) + b"\n")
+    report = verify_log(path, anchor=True, raise_error=False)
+    assert not report.ok and report.bad_line == 3
+    assert f"ends at byte {ends - 7}, it ends at byte {ends}: the head file was edited" in (
+        report.reason
+    )
+    with pytest.raises(AuditChainError):
+        AuditLog(path)
+
+
+def test_a_log_reached_through_a_symbolic_link_keeps_its_files_beside_the_target(
+    tmp_path: Path,
+) -> None:
+    """The writer resolves a linked log path; its head, kill and array files and the
+    readers follow the same file (a review's repro: verify through the link called a
+    genuine log tampered with, and ``AuditLog.verify`` skipped the anchor)."""
+    from allocgym.serving.service import ArrayStore, kill_state_path
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "logs").mkdir()
+    target = tmp_path / "data" / "audit-2026.jsonl"
+    link = tmp_path / "logs" / "audit.jsonl"
+    target.touch()
+    link.symlink_to(target)
+    with AuditLog(link) as log:
+        for i in range(3):
+            log.append({"i": i})
+        assert log.verify().ok
+    assert anchor_path(link) == anchor_path(target) == target.with_name(target.name + ".head")
+    assert kill_state_path(link) == kill_state_path(target)
+    assert ArrayStore.beside(link).folder == ArrayStore.beside(target).folder
+    assert verify_log(link, anchor=True).ok and verify_log(link, anchor=True).n_records == 3
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", str(link)])
+    assert exc.value.code == 0
+    with AuditLog(link) as log:
+        anchor_path(target).unlink()
+        assert not log.verify(raise_error=False).ok  # the anchor is required of a writer

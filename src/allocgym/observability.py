@@ -419,8 +419,9 @@ class AuditLogLockedError(AllocgymError, RuntimeError):
 
 
 def anchor_path(path: str | Path) -> Path:
-    """The head file that anchors an audit log: ``<log>.head``."""
-    p = Path(path)
+    """The head file that anchors an audit log: ``<log>.head`` beside the file itself
+    (a symbolic link's target, where its writer keeps it)."""
+    p = Path(os.path.realpath(path))
     return p.with_name(p.name + ".head")
 
 
@@ -904,7 +905,8 @@ class AuditLog:
 
     def verify(self, *, raise_error: bool = True) -> ChainReport:
         """Check the whole file against its anchor (see ``verify_log``)."""
-        return verify_log(self.path, raise_error=raise_error, key=self._writer.key)
+        # its writer anchored the log at open: a missing head file is a problem here
+        return verify_log(self.path, raise_error=raise_error, key=self._writer.key, anchor=True)
 
 
 def read_entries(
@@ -1016,7 +1018,7 @@ def verify_log(
             raise AuditChainError(path, *problem)
         return ChainReport(False, 0, GENESIS_HASH, *problem)
     prev, n = GENESIS_HASH, 0
-    anchored_hash = None
+    anchored_hash, anchored_end = None, 0
     if path.exists():
         with open(path, "rb") as fh:
             pos = 0
@@ -1031,7 +1033,7 @@ def verify_log(
                     return ChainReport(False, n, prev, i, reason)
                 prev, n = json.loads(raw)["hash"], n + 1
                 if anc is not None and n == anc.n_records:
-                    anchored_hash = prev
+                    anchored_hash, anchored_end = prev, pos
     reason, line = "", 0
     if anc is not None and n < anc.n_records:
         line = n + 1
@@ -1045,6 +1047,14 @@ def verify_log(
         reason = (
             f"record {anc.n_records} does not hash to the anchored head: records up to it "
             "were deleted, inserted or rewritten and the chain recomputed"
+        )
+    elif anc is not None and anchored_end != anc.offset:
+        # the writer reopens a log at the anchored offset: a head whose offset is not
+        # where its record ends would verify here and be refused there
+        line = anc.n_records
+        reason = (
+            f"the head file says record {anc.n_records} ends at byte {anc.offset}, it ends "
+            f"at byte {anchored_end}: the head file was edited"
         )
     if reason:
         if raise_error:

@@ -293,8 +293,9 @@ class ArrayStore:
 
     @classmethod
     def beside(cls, log_path: str | Path) -> ArrayStore:
-        """The store of an audit log: ``<log>.arrays``."""
-        p = Path(log_path)
+        """The store of an audit log: ``<log>.arrays`` (beside a symbolic link's target,
+        with the log's head and lock files)."""
+        p = Path(os.path.realpath(log_path))
         return cls(p.with_name(p.name + ".arrays"))
 
     def put(self, a: np.ndarray) -> dict[str, Any]:
@@ -766,8 +767,8 @@ def last_kill_record(log: str | Path) -> dict[str, Any] | None:
 
 def kill_state_path(log: str | Path) -> Path:
     """Where the operator kill switch of the service auditing to ``log`` is kept across
-    restarts: ``<log>.kill``."""
-    p = Path(log)
+    restarts: ``<log>.kill`` (beside a symbolic link's target, with the log's head)."""
+    p = Path(os.path.realpath(log))
     return p.with_name(p.name + ".kill")
 
 
