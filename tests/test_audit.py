@@ -889,3 +889,31 @@ def test_a_log_reached_through_a_symbolic_link_keeps_its_files_beside_the_target
     with AuditLog(link) as log:
         anchor_path(target).unlink()
         assert not log.verify(raise_error=False).ok  # the anchor is required of a writer
+
+
+def test_a_torn_last_line_after_a_crash_is_named_and_can_be_cut(tmp_path: Path, capsys) -> None:
+    """A crash mid-write leaves a last line without its newline, a record never answered:
+    the writer refuses it with the command that cuts it, not as tampering (a review's
+    repro: "restore it from a trusted copy", and no tool could), and ``audit anchor
+    --cut-torn-tail`` cuts it past the anchored records only."""
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    whole = path.read_bytes()
+    torn = b'{"hash":"0f3a","prev_hash'
+    path.write_bytes(whole + torn)
+    with pytest.raises(AuditLogRefused, match=r"line 4: the last line is cut \(25 bytes"):
+        AuditLog(path)
+    with pytest.raises(AuditLogRefused, match="--cut-torn-tail"):
+        adopt_log(path)
+    assert path.read_bytes() == whole + torn  # nothing cut without the flag
+    assert _cli("audit", "anchor", str(path), "--cut-torn-tail") == 0
+    assert "3 records" in (out := capsys.readouterr().out) and "torn last line of 25 bytes" in out
+    assert path.read_bytes() == whole
+    with AuditLog(path) as log:
+        assert len(log) == 3
+        log.append({"i": 3})
+    assert verify_log(path, anchor=True).n_records == 4
+    # the anchored record itself cut: truncation, never cut further
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(AuditChainError, match="it was truncated"):
+        adopt_log(path, cut_torn_tail=True)

@@ -1051,16 +1051,30 @@ def audit_anchor(
             "anchor; needed when the present one is signed.",
         ),
     ] = None,
+    cut_torn_tail: Annotated[
+        bool,
+        typer.Option(
+            "--cut-torn-tail",
+            help="First cut a last line without its newline (a crash while its record was "
+            "written; its decision was never answered), past the anchored records only.",
+        ),
+    ] = False,
 ) -> None:
     """Adopt an audit log as it is: verify its whole chain, then write its anchor
     (<log>.head). For a log whose head file is missing, which serve refuses to continue
-    (records cut from its end would not show), or to start signing an unsigned log. An
-    existing head must still match the log. Run it only after reviewing the log."""
+    (records cut from its end would not show), to start signing an unsigned log, or
+    (--cut-torn-tail) after a crash cut its last line. An existing head must still match
+    the log. Run it only after reviewing the log."""
     from allocgym.observability import adopt_log
 
-    anchor = adopt_log(log, _audit_key(key_file))
+    size = log.stat().st_size if log.is_file() else 0
+    anchor = adopt_log(log, _audit_key(key_file), cut_torn_tail=cut_torn_tail)
     signature = "signed" if anchor.signed else "unsigned"
-    typer.echo(f"anchored {log}: {anchor.n_records} records, head {anchor.head} ({signature})")
+    cut = size - anchor.offset if cut_torn_tail and size > anchor.offset else 0
+    note = f"; cut a torn last line of {cut} bytes" if cut else ""
+    typer.echo(
+        f"anchored {log}: {anchor.n_records} records, head {anchor.head} ({signature}){note}"
+    )
 
 
 @audit_app.command("replay")

@@ -545,7 +545,13 @@ class _Writer:
     """The one writer of a log file in this process (shared by its ``AuditLog`` handles)."""
 
     def __init__(
-        self, path: Path, fsync: bool, anchor_every: int, key: bytes | None, adopt: bool = False
+        self,
+        path: Path,
+        fsync: bool,
+        anchor_every: int,
+        key: bytes | None,
+        adopt: bool = False,
+        cut_torn_tail: bool = False,
     ) -> None:
         self.path, self.fsync, self.anchor_every, self.key = path, fsync, anchor_every, key
         self.mutex = threading.Lock()
@@ -566,6 +572,8 @@ class _Writer:
         try:
             os.ftruncate(self._lock_fd, 0)
             os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+            if cut_torn_tail:
+                _cut_torn_tail(path)
             self.head, self.n, self.size = _open_chain(path, key, adopt)
         except BaseException:
             os.close(self._lock_fd)  # releases the lock
@@ -752,7 +760,12 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
         )
     size = path.stat().st_size if path.exists() else 0
     if anchor is None or adopt:
-        report = verify_log(path, anchor=False)
+        try:
+            report = verify_log(path, anchor=False)
+        except AuditChainError as err:
+            if err.reason == TORN_LINE:
+                raise _torn_tail(path, err.line) from None
+            raise
         if report.n_records and anchor is None and not adopt:
             raise AuditLogRefused(
                 f"audit log {str(path)!r} holds {report.n_records} records but its head "
@@ -790,10 +803,43 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
         n = anchor.n_records
         for i, raw in enumerate(fh, start=anchor.n_records + 1):
             reason = _check_line(raw, n, prev)
+            if reason == TORN_LINE:  # only the last line lacks its newline
+                raise _torn_tail(path, i)
             if reason:
                 raise AuditChainError(path, i, reason)
             prev, n = json.loads(raw)["hash"], n + 1
     return prev, n, size
+
+
+def _torn_tail(path: Path, line: int) -> AuditLogRefused:
+    """The refusal of a log whose last line (``line``) has no newline."""
+    return AuditLogRefused(
+        f"audit log {str(path)!r} line {line}: the last line is cut "
+        f"({len(_last_line(path))} bytes without a newline): a crash while its record was "
+        f"written, whose decision was never answered. Cut it with `allocgym audit anchor "
+        f"{path} --cut-torn-tail`, or restore the log from a trusted copy"
+    )
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Cut an unterminated last line past the anchored records (a crash mid-write).
+    Anchored bytes are never cut."""
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    last = _last_line(path)
+    if not last or last.endswith(b"\n"):
+        return
+    keep = size - len(last)
+    anchor = read_anchor(path)
+    if anchor is not None and keep < anchor.offset:
+        raise AuditChainError(
+            path, anchor.n_records, f"the anchored records end at byte {anchor.offset}, the "
+            f"log's last whole line at {keep}: it was truncated"
+        )  # fmt: skip
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+        os.fsync(fh.fileno())
 
 
 class AuditLog:
@@ -925,13 +971,15 @@ def read_entries(
             yield i, json.loads(raw)
 
 
-def adopt_log(path: str | Path, key: bytes | None = None) -> Anchor:
+def adopt_log(path: str | Path, key: bytes | None = None, cut_torn_tail: bool = False) -> Anchor:
     """Anchor an existing audit log as it is: for a log whose head file is missing (a
     writer refuses it), or to start signing an unsigned one with ``key``.
 
     The whole chain is verified first, and an existing head must still match the log (a
     signed one needs ``key``); the caller vouches that no records were cut from the end.
-    Takes the writer lock like :class:`AuditLog`.
+    ``cut_torn_tail``: first cut an unterminated last line past the anchored records (a
+    crash while it was written: its decision was never answered). Takes the writer lock
+    like :class:`AuditLog`.
 
     Raises
     ------
@@ -952,7 +1000,7 @@ def adopt_log(path: str | Path, key: bytes | None = None) -> Anchor:
             raise AuditLogLockedError(
                 f"audit log {str(path)!r} is open for writing in this process: close it first"
             )
-        writer = _Writer(real, False, 1, key, adopt=True)
+        writer = _Writer(real, False, 1, key, adopt=True, cut_torn_tail=cut_torn_tail)
         writer.handles = 1
     writer.release()
     anchor = read_anchor(real, key)
