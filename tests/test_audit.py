@@ -917,3 +917,36 @@ def test_a_torn_last_line_after_a_crash_is_named_and_can_be_cut(tmp_path: Path, 
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(AuditChainError, match="it was truncated"):
         adopt_log(path, cut_torn_tail=True)
+
+
+def test_the_writer_lock_is_on_the_log_itself(tmp_path: Path) -> None:
+    """A deleted ``<log>.lock`` (a stale-lock cleanup) or a second name of the same file
+    (a hard link) does not let a second process write the log (a review's repro: both
+    corrupted the chain); the refusal still names the holder."""
+    import os
+
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    log.append({"i": 0})
+    (tmp_path / "a.jsonl.lock").unlink()
+    res = _second_writer(path)
+    assert res.returncode == 3, res.stdout + res.stderr
+    os.link(path, tmp_path / "b.jsonl")
+    res = _second_writer(tmp_path / "b.jsonl")
+    assert res.returncode == 3, res.stdout + res.stderr
+    (tmp_path / "a.jsonl.lock").write_text(f"{os.getpid()}\n")
+    res = _second_writer(path)
+    assert res.returncode == 3 and f"pid {os.getpid()}" in res.stdout
+    log.append({"i": 1})
+    log.close()
+    assert verify_log(path, anchor=True).n_records == 2
+    assert _second_writer(path).returncode == 0  # closed: free again
+
+
+def test_a_failed_first_open_leaves_no_empty_log_behind(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 2)
+    path.unlink()
+    with pytest.raises(AuditChainError, match="truncated or deleted"):
+        AuditLog(path)
+    assert not path.exists()

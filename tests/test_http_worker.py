@@ -195,7 +195,7 @@ def test_a_decision_process_that_cannot_start_raises_its_error(
     with AuditLog(log):
         with pytest.raises(WorkerError, match="is being written by another process") as err:
             ProcessWorker(_spec(bundle, log))
-    assert f"(pid {os.getpid()}, lock" in str(err.value) and "give this one its own" in str(
+    assert f"(pid {os.getpid()}, named in" in str(err.value) and "give this one its own" in str(
         err.value
     )
 

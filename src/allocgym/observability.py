@@ -558,24 +558,32 @@ class _Writer:
         self.handles = 0
         self.closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+        # The lock is on the log itself (its inode), so neither a deleted <log>.lock nor
+        # a second name of the file (a hard link) lets a second writer in; <log>.lock
+        # only names the holder. A log this open creates is removed if the open fails.
+        created = not path.exists()
+        self._lock_fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(self._lock_fd, 32, 0).decode("ascii", "replace").strip()
             os.close(self._lock_fd)
+            try:
+                owner = _lock_path(path).read_text(encoding="ascii", errors="replace").strip()
+            except OSError:
+                owner = ""
             raise AuditLogLockedError(
                 f"audit log {str(path)!r} is being written by another process "
-                f"(pid {owner or 'unknown'}, lock {str(_lock_path(path))!r}): one writer per "
-                "log; stop that process or give this one its own --audit-log"
+                f"(pid {owner or 'unknown'}, named in {str(_lock_path(path))!r}): one writer "
+                "per log; stop that process or give this one its own --audit-log"
             ) from None
         try:
-            os.ftruncate(self._lock_fd, 0)
-            os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+            _lock_path(path).write_text(f"{os.getpid()}\n", encoding="ascii")
             if cut_torn_tail:
                 _cut_torn_tail(path)
             self.head, self.n, self.size = _open_chain(path, key, adopt)
         except BaseException:
+            if created and path.stat().st_size == 0:
+                path.unlink()
             os.close(self._lock_fd)  # releases the lock
             raise
         # unbuffered, held open for the writer's lifetime: a failed write leaves no bytes
