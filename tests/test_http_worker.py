@@ -301,16 +301,70 @@ def test_the_decision_process_imports_nothing_from_the_working_directory(
     bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A module in the working directory (often the audit log's) that shadows one the
-    decision process imports is not imported, and the process has its own process group
-    (a Ctrl-C reaches the HTTP process, which closes it)."""
+    decision process imports is not imported, and the process has its own session (a
+    Ctrl-C reaches the HTTP process, which closes it; with no controlling terminal a
+    `stty tostop` cannot stop it at its first message, a review's repro)."""
     (tmp_path / "orjson.py").write_text("raise SystemExit('imported from the working directory')\n")
     monkeypatch.chdir(tmp_path)
     worker = ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
     try:
-        assert os.getpgid(worker.pid) == worker.pid != os.getpgid(0)
+        assert os.getsid(worker.pid) == os.getpgid(worker.pid) == worker.pid != os.getsid(0)
     finally:
         worker.stop()
     assert worker.process.returncode == 0
+
+
+def test_a_decision_process_that_dies_at_once_is_named_by_its_exit_code(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dead before it read its start frame (an import failure, an OOM kill): the start
+    fails naming the exit code, not a "connection reset" (a review's repro)."""
+    import allocgym.serving.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "CHILD_CODE", "import os, time; time.sleep(1); os._exit(7)")
+    with pytest.raises(WorkerError, match="exited with code 7 while starting"):
+        ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+
+
+def test_the_decision_process_imports_from_where_this_process_does(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child gets this interpreter's import path (a zipapp or vendored install
+    imports allocgym from there, a review's repro), less the working directory."""
+    import allocgym.serving.worker as worker_module
+
+    vendored = tmp_path / "vendored"
+    vendored.mkdir()
+    (vendored / "allocgym_probe.py").write_text("import os\nos._exit(9)\n")
+    monkeypatch.syspath_prepend(str(vendored))
+    monkeypatch.setattr(worker_module, "CHILD_CODE", "import allocgym_probe")
+    with pytest.raises(WorkerError, match="exited with code 9 while starting"):
+        ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
+    monkeypatch.chdir(vendored)  # the working directory stays out, as -P wants
+    assert str(vendored) not in worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep)
+
+
+def test_a_bundle_the_served_schemas_refuse_fails_the_start_with_its_error(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """A symbol no request could name fails the decision process's start with the one
+    line thread mode prints, not a traceback and "exited with code 1" (a review's
+    repro); the audit log it had opened is released."""
+    import shutil
+
+    from test_serving_support import reseal_bundle
+
+    odd = tmp_path / "bundle"
+    shutil.copytree(bundle, odd)
+
+    def edit(manifest: dict) -> None:
+        manifest["symbols"][1] = "BRK B"
+
+    reseal_bundle(odd, edit)
+    log = tmp_path / "audit.jsonl"
+    with pytest.raises(WorkerError, match=r"bundle symbols \['BRK B'\] do not match .* re-export"):
+        ProcessWorker(_spec(odd, log))
+    AuditLog(log).close()  # not held by a dead child
 
 
 def test_a_bundle_that_changed_during_the_start_is_refused(

@@ -34,7 +34,7 @@ decision process (no later answer could be trusted). The child starts with ``pyt
 bundle that changed between the two loads is refused. ``/metrics`` is answered by the
 child too, after the calls queued before it.
 
-The decision process follows the HTTP process: it runs in its own process group (a
+The decision process follows the HTTP process: it runs in its own session (a
 Ctrl-C reaches the HTTP process only), ignores SIGINT and SIGTERM (a service manager may
 signal every process of the service; the HTTP process must finish its in-flight requests
 first), and anchors the audit log and exits when its socket closes: at the HTTP
@@ -294,6 +294,19 @@ class ThreadWorker:
         return self.metrics.exposition()
 
 
+CHILD_CODE = "from allocgym.serving.worker import child_main; child_main()"
+"""What the decision process runs (``python -P -c``)."""
+
+
+def _child_environ(fd: int) -> dict[str, str]:
+    """The decision process's environment: this one's, the socket's descriptor, and this
+    interpreter's import path (a zipapp or vendored install imports allocgym from where
+    this process does) less the working directory, which ``-P`` keeps out."""
+    here = os.getcwd()
+    path = [p for p in sys.path if p and os.path.abspath(p) != here]
+    return {**os.environ, _FD_ENV: str(fd), "PYTHONPATH": os.pathsep.join(path)}
+
+
 class ProcessWorker:
     """The :class:`DecisionService` of ``spec`` in a decision process (module docstring).
 
@@ -323,14 +336,15 @@ class ProcessWorker:
         parent, child = socket.socketpair()
         with child:
             # -P: nothing imported from the working directory (often the audit log's);
-            # its own process group: a Ctrl-C reaches the HTTP process only, which closes
-            # the child once its in-flight requests are answered
+            # its own session: a Ctrl-C reaches the HTTP process only, which closes the
+            # child once its in-flight requests are answered, and with no controlling
+            # terminal a `stty tostop` cannot stop the child at its first message
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-c", f"from {__name__} import child_main; child_main()"],
+                [sys.executable, "-P", "-c", CHILD_CODE],
                 pass_fds=(child.fileno(),),
-                env={**os.environ, _FD_ENV: str(child.fileno())},
+                env=_child_environ(child.fileno()),
                 stdin=subprocess.DEVNULL,
-                process_group=0,
+                start_new_session=True,
             )
         self._sock = parent
         # (call id, its answer) of the calls sent and not answered, oldest first
@@ -342,8 +356,11 @@ class ProcessWorker:
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
         try:
-            parent.sendall(_frame({"op": "start", "spec": spec.to_json()}))
-            ready = _read_frame(parent.makefile("rb"))
+            try:
+                parent.sendall(_frame({"op": "start", "spec": spec.to_json()}))
+                ready = _read_frame(parent.makefile("rb"))
+            except ConnectionError:  # it died before reading its start frame
+                ready = None
             if ready is None:
                 raise WorkerError(
                     f"the decision process exited with code {self.process.wait()} while "
@@ -598,13 +615,18 @@ def child_main() -> None:
         return
     try:
         service = ServiceSpec.from_json(start[0]["spec"]).service()
+        try:
+            child = _Child(service)  # the served schemas refuse what no request could send
+        except BaseException:
+            if service.audit is not None:
+                service.audit.close()
+            raise
     except Exception as exc:
         with contextlib.suppress(OSError):  # the HTTP process may be gone
             sock.sendall(_frame(_error(exc) | {"kill": False}))
         return
     audit = service.audit
     try:
-        child = _Child(service)
         alloc = service.allocator
         ready = {
             "records": None if audit is None else len(audit),
