@@ -950,3 +950,49 @@ def test_a_failed_first_open_leaves_no_empty_log_behind(tmp_path: Path) -> None:
     with pytest.raises(AuditChainError, match="truncated or deleted"):
         AuditLog(path)
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["cvar", "approved", "proposed", "raw_action", "kill", "regime", "input_hash", "output"],
+)
+def test_replay_derives_every_field_of_a_decision_record_again(tmp_path: Path, edit: str) -> None:
+    """A replay re-derives each field a decision record's input determines (the CVaR, the
+    proposed and approved books, the raw action, the kill state, the regime) and checks
+    the input hash, not only the output (a review's repro: edits of those fields in an
+    unsigned log, the chain recomputed, verified and replayed clean)."""
+    from allocgym.observability import Anchor, write_anchor
+    from allocgym.serving import replay_audit
+    from allocgym.serving.schemas import encode_array
+
+    policy = FrozenPolicy.load(untrained_bundle())
+    market, t = small_market(), 400
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, t))
+    )
+    path = tmp_path / "audit.jsonl"
+    service = DecisionService(alloc, audit_log=path)
+    for rid in ("a", "b"):
+        service.decide(request_from_market(market, t, history=alloc.history, request_id=rid))
+    service.audit.close()
+    assert replay_audit(path, alloc).n_reproduced == 2
+    records = _records(path)
+    r = records[0]
+    if edit == "cvar":
+        r["cvar"]["value"] = 0.0001
+    elif edit in ("approved", "proposed", "raw_action"):
+        r[edit] = encode_array(decode_array(r[edit]) * 0.5)
+    elif edit == "kill":
+        r["kill"]["engaged"] = True
+    elif edit == "regime":
+        r["regime"]["score"] = 0.99
+    elif edit == "input_hash":
+        r["input_hash"] = "0" * 64
+    else:
+        r["output"]["status"] = "fallback"
+    path.write_bytes(_rechain(records))
+    head = json.loads(_lines(path)[-1])["hash"]
+    write_anchor(path, Anchor(2, head, path.stat().st_size, "2026-01-01T00:00:00+00:00"))
+    assert verify_log(path, anchor=True).ok  # an unsigned log: the chain cannot tell
+    report = replay_audit(path, alloc)
+    assert report.n_reproduced == 1 and report.mismatches == [(1, "a")], report

@@ -1086,7 +1086,9 @@ def audit_replay(
     require_signature: RequireSignatureOpt = None,
 ) -> None:
     """Re-decide every record of an audit log with the bundle that served it and compare
-    each output byte for byte. The log is only read: it may run beside the service.
+    byte for byte each field its input determines (output, proposed and approved books,
+    raw action, CVaR, kill state, regime) and its input hash. The log is only read: it
+    may run beside the service.
     Serving settings (--set) and the TRADING_ALLOCATOR_* variables must be those the
     service ran with. Exits 1 when a record is not reproduced."""
     from allocgym.observability import read_entries, verify_log

@@ -1239,12 +1239,15 @@ def replay(
     *,
     key: bytes | None = None,
     verified: int | None = None,
+    fields: bool = False,
 ) -> ReplayReport:
     """Re-run every record's ``input`` through ``decide_fn`` and compare outputs bytewise.
 
     The chain and its anchor are verified first (``AuditChainError`` if broken, or if the
     head file is missing). A record is reproduced when ``canonical_json(decide_fn(input))``
-    equals ``canonical_json(record["output"])``. The log is only read: a replay runs
+    equals ``canonical_json(record["output"])`` (with ``fields``, each field ``decide_fn``
+    returns equals the record's), and a record's ``input_hash``, when it has one, is the
+    hash of its input. The log is only read: a replay runs
     beside the service that writes it, over the complete records verified when it
     starts (an unterminated last line, a record being written, is left out; ``verify_log``
     reports it once the log is closed).
@@ -1262,6 +1265,9 @@ def replay(
         The ``n_records`` of an ok ``verify_log(path, key=key, anchor=True, live=True)``
         the caller has just run (to report its verdict itself): those records are
         replayed without verifying the log again. ``None``: verify here.
+    fields : bool
+        ``decide_fn`` returns the record fields it derives again (``output`` among them),
+        not the output alone.
     """
     if verified is None:
         verified = verify_log(path, key=key, anchor=True, live=True).n_records
@@ -1269,8 +1275,12 @@ def replay(
     for line, entry in read_entries(path, limit=verified):
         record = entry["record"]
         n += 1
-        got = canonical_json(decide_fn(from_jsonable(record["input"])))
-        if got == canonical_json(record["output"]):
+        got = decide_fn(from_jsonable(record["input"]))
+        derived = got if fields else {"output": got}
+        same = all(canonical_json(v) == canonical_json(record.get(k)) for k, v in derived.items())
+        if "input_hash" in record:  # the logged input is the one hashed
+            same = same and record["input_hash"] == sha256_hex(record["input"])
+        if same:
             good += 1
         else:
             bad.append((line, str(record.get("request_id", ""))))

@@ -597,55 +597,15 @@ class DecisionService:
             inputs["bar"] = bar.isoformat()
             inputs["window_sha256"] = self.market.window_sha256
         encoded_inputs = Canonical(inputs)  # hashed and logged with the same bytes
-        output = d.audit_output()
-        # The keys of ``observability.decision_record`` (same readers), with the gate's
-        # vectors as exact base64 arrays: the log stays cheap to write at 500 symbols.
-        gate = tr.gate
-        record: dict[str, Any] = {
+        decided = tr.gate is not None and d.regime is not None  # what the CVaR is of
+        scenarios = self._window_scenarios(request) if decided and bar is not None else None
+        return {
             "request_id": d.request_id,
             "timestamp": d.timestamp,
-            "config_hash": self.allocator.policy.config_hash,
             "input_hash": sha256_hex(encoded_inputs),
             "input": encoded_inputs,
-            "output": output,
-            "regime": None
-            if d.regime is None
-            else {"label": d.regime.label, "score": float(d.regime.confidence)},
-            "active_constraints": {"codes": list(d.portfolio_reasons), "limits": {}},
-            "proposed": None,
-            "approved": None,
-            "raw_action": None if tr.raw_action is None else encode_array(tr.raw_action),
-            "cvar": None,
-            "kill": {
-                # any of the three flattens the book, a rejected request's included
-                "engaged": bool(
-                    request.kill_switch or tr.operator_kill or self.allocator.limits.kill_switch
-                ),
-                "request": request.kill_switch,
-                "operator": tr.operator_kill,
-                "configured": self.allocator.limits.kill_switch,
-            },
-            "reasons": output["reason_mask"],
-            "portfolio_reasons": [list(d.portfolio_reasons)],
+            **decision_evidence(self.allocator, request, tr, scenarios),
         }
-        if gate is not None and d.regime is not None:
-            acting = int(np.bitwise_or.reduce(gate.symbol_reasons[0])) | int(
-                gate.portfolio_reasons[0]
-            )
-            record["active_constraints"] = {
-                "codes": reason_names(acting | _mask(d.portfolio_reasons)),
-                "limits": {
-                    "budget_multiplier": d.regime.budget_multiplier,
-                    "capacity_multiplier": d.regime.capacity_multiplier,
-                },
-            }
-            record["proposed"] = encode_array(gate.proposed)
-            record["approved"] = encode_array(gate.approved)
-            scenarios = None if bar is None else self._window_scenarios(request)
-            record["cvar"] = ex_ante_cvar(
-                self.allocator, request, gate.approved[0], scenarios=scenarios
-            )
-        return record
 
     # ------------------------------------------------------------------ kill switch
     def set_kill_switch(
@@ -857,15 +817,74 @@ def cvar_scenarios(allocator: FrozenAllocator, request: DecisionRequest) -> np.n
     return simple_returns(close, tradable)[-env.cvar_window :]
 
 
+def decision_evidence(
+    allocator: FrozenAllocator,
+    request: DecisionRequest,
+    tr: DecisionTrace,
+    scenarios: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """A decision record's fields that follow from its input (all but the request id,
+    timestamp and the input with its hash): the service writes them, a replay derives
+    them again and compares each byte for byte. ``scenarios``: the request's
+    :func:`cvar_scenarios` when at hand."""
+    d = tr.decision
+    output = d.audit_output()
+    # The keys of ``observability.decision_record`` (same readers), with the gate's
+    # vectors as exact base64 arrays: the log stays cheap to write at 500 symbols.
+    gate = tr.gate
+    record: dict[str, Any] = {
+        "config_hash": allocator.policy.config_hash,
+        "output": output,
+        "regime": None
+        if d.regime is None
+        else {"label": d.regime.label, "score": float(d.regime.confidence)},
+        "active_constraints": {"codes": list(d.portfolio_reasons), "limits": {}},
+        "proposed": None,
+        "approved": None,
+        "raw_action": None if tr.raw_action is None else encode_array(tr.raw_action),
+        "cvar": None,
+        "kill": {
+            # any of the three flattens the book, a rejected request's included
+            "engaged": bool(
+                request.kill_switch or tr.operator_kill or allocator.limits.kill_switch
+            ),
+            "request": request.kill_switch,
+            "operator": tr.operator_kill,
+            "configured": allocator.limits.kill_switch,
+        },
+        "reasons": output["reason_mask"],
+        "portfolio_reasons": [list(d.portfolio_reasons)],
+    }
+    if gate is not None and d.regime is not None:
+        acting = int(np.bitwise_or.reduce(gate.symbol_reasons[0])) | int(gate.portfolio_reasons[0])
+        record["active_constraints"] = {
+            "codes": reason_names(acting | _mask(d.portfolio_reasons)),
+            "limits": {
+                "budget_multiplier": d.regime.budget_multiplier,
+                "capacity_multiplier": d.regime.capacity_multiplier,
+            },
+        }
+        record["proposed"] = encode_array(gate.proposed)
+        record["approved"] = encode_array(gate.approved)
+        record["cvar"] = ex_ante_cvar(allocator, request, gate.approved[0], scenarios=scenarios)
+    return record
+
+
 def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> Any:
-    """The decision function ``observability.replay`` calls for this service's records.
+    """The decision function ``observability.replay`` calls for this service's records:
+    the fields each record's input determines (:func:`decision_evidence`; a kill-switch
+    record's output).
 
     ``store`` resolves array references (records written with an :class:`ArrayStore`).
     """
 
     def decide(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         if inputs.get("kind") == "kill_switch":
-            return {"kill_switch": bool(inputs["engaged"]), "previous": bool(inputs["previous"])}
+            switched = {
+                "kill_switch": bool(inputs["engaged"]),
+                "previous": bool(inputs["previous"]),
+            }
+            return {"output": switched}
         data = inputs["request"] if store is None else store.resolve(inputs["request"])
         request = DecisionRequest.model_validate(data)
         outcome = inputs.get("model_outcome")
@@ -877,7 +896,7 @@ def replay_fn(allocator: FrozenAllocator, store: ArrayStore | None = None) -> An
             enabled=bool(inputs["enabled"]),
             bar=None if inputs.get("bar") is None else dt.datetime.fromisoformat(inputs["bar"]),
         )
-        return tr.decision.audit_output()
+        return decision_evidence(allocator, request, tr)
 
     return decide
 
@@ -904,4 +923,4 @@ def replay_audit(
         A referenced array file is missing or was modified.
     """
     store = ArrayStore.beside(path)
-    return replay(path, replay_fn(allocator, store), key=key, verified=verified)
+    return replay(path, replay_fn(allocator, store), key=key, verified=verified, fields=True)
