@@ -763,8 +763,12 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
         raise AuditLogRefused(
             f"audit log {str(path)!r}: a key was given but its head file is unsigned (the "
             "log was written without a key, or its head was replaced by an unsigned one): "
-            f"verify it without the key (`allocgym audit verify {path}` with no --key-file "
-            f"and {AUDIT_KEY_ENV} unset), then sign it with {adopt_cmd}"
+            "if this log was ever written with a key, the head is forged (a writer never "
+            "replaces a signed head with an unsigned one) and records may have been cut: do "
+            "not sign it. Otherwise verify it without the key (`allocgym audit verify "
+            f"{path}` with no --key-file and {AUDIT_KEY_ENV} unset), compare its record count "
+            "with a copy kept off the host (the allocator_audit_records metric), then sign "
+            f"it with {adopt_cmd}"
         )
     size = path.stat().st_size if path.exists() else 0
     if anchor is None or adopt:
