@@ -189,6 +189,22 @@ def test_bars_are_idempotent_and_refused_out_of_order_gapped_or_conflicting() ->
             "range (-1, 10] fraction" in state.ack(_bar(market, 5, benchmark_return=huge)).message
         )
     refused(_bar(market, 5, symbols=["ZZZZ", *market.symbols[1:]]), "bar_invalid")
+    # a review's repros: a bad value named by its symbol (a feed has no use for its
+    # position), a name without a price told what to send, a repeated symbol named, and
+    # an RFC 3339 instant no datetime holds refused, not a 500
+    sym = market.symbols[3]
+    ack = state.ack(_bar(market, 5, close=np.where(np.arange(20) == 3, -1.0, market.close[5])))
+    assert f"(symbol {sym!r})" in ack.message and "stand-in" not in ack.message
+    ack = state.ack(_bar(market, 5, close=np.where(np.arange(20) == 3, np.nan, market.close[5])))
+    assert f"(symbol {sym!r})" in ack.message and "stand-in close" in ack.message
+    twice = [*market.symbols[:-1], market.symbols[0]]
+    assert f"repeated [{market.symbols[0]!r}]" in state.ack(_bar(market, 5, symbols=twice)).message
+    for odd in ("9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"):
+        stamp = dt.datetime.fromisoformat(odd)
+        refused(_bar(market, 5, timestamp=stamp), "bar_invalid")
+        assert (
+            "outside the representable range" in state.ack(_bar(market, 5, timestamp=stamp)).message
+        )
     # a bar from the future would refuse every real bar after it until a restart
     future = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
     refused(_bar(market, 5, timestamp=future), "bar_invalid")
@@ -214,11 +230,14 @@ def test_an_account_request_must_name_the_latest_bar_held() -> None:
     h = service.allocator.history
     account = {"equity": 1.0e6, "cash": 1.0e6, "buying_power": 1.0e6}
 
+    messages: dict[str, str] = {}
+
     def reject(rid: str, bar: dt.datetime) -> tuple[str, str]:
         d = Decision.model_validate_json(
             service.decide_account(AccountRequest(request_id=rid, bar=bar, **account)).body
         )
         assert d.status == "rejected" and d.reject is not None
+        messages[rid] = d.reject.message
         return d.reject.code, d.reject.detail
 
     assert reject("none", _ts(market, 0)) == ("INVALID_INPUT", "bar_not_held")
@@ -227,6 +246,12 @@ def test_an_account_request_must_name_the_latest_bar_held() -> None:
         service.apply_bar(_bar(market, t))
         if t == h - 2:
             assert reject("short", _ts(market, h - 2)) == ("INVALID_INPUT", "history_length")
+            # what the service accepts: the next bars, or history replayed from a restart
+            # (bars before the first held are refused out of order; a review's repro)
+            assert "POST the next 1 to /v1/bars" in messages["short"]
+            assert f"restart the service and POST the last {h} bars oldest first" in (
+                messages["short"]
+            )
     assert reject("old", _ts(market, h - 1)) == ("STALE_INPUT", "bar_not_latest")
     assert reject("future", _ts(market, h + 1)) == ("INVALID_INPUT", "bar_not_held")
     ok = service.decide_account(AccountRequest(request_id="ok", bar=_ts(market, h), **account))

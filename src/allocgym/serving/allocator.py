@@ -602,8 +602,11 @@ class FrozenAllocator:
                 "INVALID_INPUT",
                 "history_length",
                 "bar",
-                f"the service holds {held} bars, decisions need {self.history}: POST the "
-                f"{self.history - held} bars before the first to /v1/bars",
+                f"the service holds {held} bars (the latest {latest.isoformat()}), decisions "
+                f"need {self.history}: POST the next {self.history - held} to /v1/bars as "
+                "they come, or restart the service and POST the last "
+                f"{self.history} bars oldest first (the first with previous null), then the "
+                "live feed",
             )
 
     @staticmethod

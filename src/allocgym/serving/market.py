@@ -39,7 +39,7 @@ import numpy as np
 
 from allocgym.errors import RequestError
 from allocgym.features import bar_series
-from allocgym.ranges import PhysicalRangeError, check_physical
+from allocgym.ranges import RANGES, PhysicalRangeError, check_physical
 from allocgym.regime import RegimeStream
 from allocgym.serving.allocator import FrozenAllocator, HeldBar
 from allocgym.serving.schemas import (
@@ -161,10 +161,12 @@ class MarketState:
         if sorted(syms) != sorted(self.symbols) or len(set(syms)) != len(syms):
             extra = sorted(set(syms) - set(self.symbols))[:5]
             missing = sorted(set(self.symbols) - set(syms))[:5]
+            repeated = sorted({s for s in syms if syms.count(s) > 1})[:5]
             raise BarRefused(
                 "bar_invalid",
                 f"bar symbols must be the bundle's {len(self.symbols)} symbols once each "
-                f"(unknown {extra}, missing {missing}): send every symbol of the universe",
+                f"(unknown {extra}, missing {missing}, repeated {repeated}): send every "
+                "symbol of the universe once",
             )
         n = len(syms)
         vectors = {"close": bar.close, "volume": bar.volume, "spread_bps": bar.spread_bps}
@@ -175,11 +177,25 @@ class MarketState:
                 raise BarRefused(
                     "bar_invalid", f"{name} has shape {v.shape}, expected ({n},): one per symbol"
                 )
+        for range_name, field, values in (
+            ("price", "close", bar.close),
+            ("volume", "volume", bar.volume),
+            ("spread_bps", "spread_bps", bar.spread_bps),
+            ("adv_notional", "volume x close", bar.volume * bar.close),
+        ):
+            try:
+                check_physical(range_name, values, field)
+            except PhysicalRangeError as err:
+                # named by its symbol: a position in the bar as sent means little to a feed
+                i = int(np.flatnonzero(RANGES[range_name].outside(values))[0])
+                hint = ""
+                if range_name == "price" and not np.isfinite(values[i]):
+                    hint = (
+                        "; a name without a price (not yet listed, delisted, halted) takes a "
+                        "stand-in close (its last price) with tradable false and volume 0"
+                    )
+                raise BarRefused("bar_invalid", f"{err} (symbol {syms[i]!r}){hint}") from None
         try:
-            check_physical("price", bar.close, "close")
-            check_physical("volume", bar.volume, "volume")
-            check_physical("spread_bps", bar.spread_bps, "spread_bps")
-            check_physical("adv_notional", bar.volume * bar.close, "volume x close")
             check_physical("benchmark_return", bar.benchmark_return)
         except PhysicalRangeError as err:
             raise BarRefused("bar_invalid", str(err)) from None
@@ -203,7 +219,15 @@ class MarketState:
         ts = _aware(bar.timestamp)
         # of the instant and the values: the same bar sent with another UTC offset, or a
         # -0.0 for a 0.0, is a replay, not a conflict
-        h = hashlib.sha256(ts.astimezone(dt.UTC).isoformat().encode())
+        try:
+            utc = ts.astimezone(dt.UTC)
+        except OverflowError:  # valid RFC 3339, but its UTC instant is not a datetime
+            raise BarRefused(
+                "bar_invalid",
+                f"bar timestamp {ts.isoformat()} is outside the representable range of "
+                "instants: send the bar's real time",
+            ) from None
+        h = hashlib.sha256(utc.isoformat().encode())
         for a in (close, volume, spread, tradable, np.array([bench])):
             h.update(np.ascontiguousarray(a if a.dtype == bool else a + 0.0).tobytes())
         digest = h.hexdigest()
@@ -213,7 +237,8 @@ class MarketState:
             raise BarRefused(
                 "bar_conflict",
                 f"bar {ts.isoformat()} is held with other values: a bar is applied once; "
-                "correct past data by restarting the stream",
+                "to correct past data, restart the service and POST the corrected bars "
+                "oldest first (the first with previous null)",
             )
         if self.latest is not None:
             if ts < self.latest:
