@@ -249,8 +249,9 @@ def test_an_account_request_must_name_the_latest_bar_held() -> None:
             # what the service accepts: the next bars, or history replayed from a restart
             # (bars before the first held are refused out of order; a review's repro)
             assert "POST the next 1 to /v1/bars" in messages["short"]
-            assert f"restart the service and POST the last {h} bars oldest first" in (
-                messages["short"]
+            assert (
+                f"restart the service and POST the last {h} bars oldest first"
+                in (messages["short"])
             )
     assert reject("old", _ts(market, h - 1)) == ("STALE_INPUT", "bar_not_latest")
     assert reject("future", _ts(market, h + 1)) == ("INVALID_INPUT", "bar_not_held")
