@@ -430,14 +430,15 @@ class ProcessWorker:
     def _down(self, why: str) -> None:
         """Give up on the decision process: the stream to it is broken (a frame half
         written, an answer out of turn), so no later answer can be trusted; closing the
-        socket makes it anchor the audit log and exit."""
+        socket makes it anchor the audit log and exit. Aborted, not closed: calls still in
+        the write buffer are dropped, not decided for callers that get a 500."""
         if self.failure is None:
             self.failure = (
                 f"the decision process (pid {self.pid}) was stopped: {why}; restart the service"
             )
             _log.error("%s", self.failure)
         if self._writer is not None:
-            self._writer.close()
+            self._writer.transport.abort()
 
     async def _call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict, bytes]:
         """Send one call, wait for its answer; raise its error (or the child's death)."""
