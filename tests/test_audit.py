@@ -864,12 +864,12 @@ def test_verify_checks_the_anchors_byte_offset(tmp_path: Path) -> None:
         AuditLog(path)
 
 
-def test_a_log_reached_through_a_symbolic_link_keeps_its_files_beside_the_target(
+def test_a_log_reached_through_a_symbolic_link_keeps_its_head_beside_the_target(
     tmp_path: Path,
 ) -> None:
-    """The writer resolves a linked log path; its head, kill and array files and the
-    readers follow the same file (a review's repro: verify through the link called a
-    genuine log tampered with, and ``AuditLog.verify`` skipped the anchor)."""
+    """The writer resolves a linked log path; its head file and the readers follow the
+    same file (a review's repro: verify through the link called a genuine log tampered
+    with, and ``AuditLog.verify`` skipped the anchor)."""
     from allocgym.serving.service import ArrayStore, kill_state_path
 
     (tmp_path / "data").mkdir()
@@ -883,8 +883,10 @@ def test_a_log_reached_through_a_symbolic_link_keeps_its_files_beside_the_target
             log.append({"i": i})
         assert log.verify().ok
     assert anchor_path(link) == anchor_path(target) == target.with_name(target.name + ".head")
-    assert kill_state_path(link) == kill_state_path(target)
-    assert ArrayStore.beside(link).folder == ArrayStore.beside(target).folder
+    # the kill switch stays beside the path as given: a link pointed at a new file keeps
+    # an engaged switch (a review's repro); the arrays stay there too, as they were
+    assert kill_state_path(link) == link.with_name("audit.jsonl.kill")
+    assert ArrayStore.beside(link).folder == link.with_name("audit.jsonl.arrays")
     assert verify_log(link, anchor=True).ok and verify_log(link, anchor=True).n_records == 3
     with pytest.raises(SystemExit) as exc:
         main(["audit", "verify", str(link)])
@@ -999,3 +1001,100 @@ def test_replay_derives_every_field_of_a_decision_record_again(tmp_path: Path, e
     assert verify_log(path, anchor=True).ok  # an unsigned log: the chain cannot tell
     report = replay_audit(path, alloc)
     assert report.n_reproduced == 1 and report.mismatches == [(1, "a")], report
+
+
+def test_a_torn_tail_without_a_head_file_is_not_cut_and_a_signed_one_needs_the_key(
+    tmp_path: Path,
+) -> None:
+    """A crash leaves no torn line without a head (the head is written before the first
+    record): a log cut mid-line with its head deleted is refused as such, and nothing is
+    cut (a review's repro adopted the truncated log); a signed log's advice carries
+    --key-file, and a cut without the key changes nothing."""
+    path = tmp_path / "a.jsonl"
+    _write(path, 5)
+    lines = _lines(path)
+    path.write_bytes(b"".join(lines[:3]) + lines[3][:40])
+    anchor_path(path).unlink()
+    with pytest.raises(AuditLogRefused, match=r"has no head file .* its line 4 is cut"):
+        AuditLog(path)
+    before = path.read_bytes()
+    with pytest.raises(AuditLogRefused, match="nothing bounds the cut"):
+        adopt_log(path, cut_torn_tail=True)
+    assert path.read_bytes() == before
+    signed = tmp_path / "s.jsonl"
+    _write(signed, 3, key=KEY)
+    torn = signed.read_bytes() + b'{"hash":"ab'
+    signed.write_bytes(torn)
+    with pytest.raises(AuditLogRefused, match="--cut-torn-tail --key-file"):
+        AuditLog(signed, key=KEY)
+    with pytest.raises(AuditLogRefused, match="HMAC-signed and no key"):
+        adopt_log(signed, cut_torn_tail=True)
+    assert signed.read_bytes() == torn
+    assert adopt_log(signed, KEY, cut_torn_tail=True).n_records == 3
+
+
+def test_a_writer_of_the_previous_version_holding_the_lock_file_is_respected(
+    tmp_path: Path,
+) -> None:
+    """Writers before this version lock ``<log>.lock`` only: one still running during an
+    upgrade keeps a new writer out (a review's repro: both wrote, the chain broke)."""
+    import os
+
+    path = tmp_path / "a.jsonl"
+    _write(path, 1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import fcntl, os, sys, time
+            fd = os.open({str(path) + '.lock'!r}, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.pwrite(fd, b"%d\\n" % os.getpid(), 0)
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AuditLogLockedError, match=f"pid {holder.pid}"):
+            AuditLog(path)
+    finally:
+        holder.communicate("", timeout=30)
+    with AuditLog(path) as log:
+        assert len(log) == 1
+    assert os.path.exists(path)
+
+
+def test_a_file_system_that_refuses_the_lock_is_named_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS emulates flock with write locks (a read-only descriptor gets EBADF, a review's
+    repro): the lock is taken on descriptors opened for writing, and a refusal names the
+    file system, leaks no descriptor and leaves no empty log behind."""
+    import errno
+    import fcntl
+    import os
+
+    real_flock = fcntl.flock
+    modes: list[int] = []
+
+    def nfs_like(fd: int, op: int) -> None:
+        mode = os.O_ACCMODE & fcntl.fcntl(fd, fcntl.F_GETFL)
+        modes.append(mode)
+        if mode == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_like)
+    with AuditLog(tmp_path / "ok.jsonl") as log:
+        log.append({"i": 0})
+    assert modes and all(m == os.O_RDWR for m in modes)
+
+    def refused(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match=r"refused the writer's lock .* mount it with lock support"):
+        AuditLog(tmp_path / "new.jsonl")
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert not (tmp_path / "new.jsonl").exists()

@@ -342,6 +342,13 @@ def test_the_decision_process_imports_from_where_this_process_does(
         ProcessWorker(_spec(bundle, tmp_path / "audit.jsonl"))
     monkeypatch.chdir(vendored)  # the working directory stays out, as -P wants
     assert str(vendored) not in worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep)
+    # ... unless PYTHONPATH names it (WORKDIR /app, PYTHONPATH=/app: a review's repro)
+    monkeypatch.setenv("PYTHONPATH", str(vendored))
+    assert str(vendored) in worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep)
+    import allocgym
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(allocgym.__file__)))
+    assert worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep)[0] == root
 
 
 def test_a_bundle_the_served_schemas_refuse_fails_the_start_with_its_error(

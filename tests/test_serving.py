@@ -371,9 +371,15 @@ def test_tilt_prior_failure_falls_back_with_its_cause(monkeypatch) -> None:
 
     monkeypatch.setattr(alloc._prior, "allocate", broken)
     req = request_from_market(market, 400, history=alloc.history, request_id="t1")
-    d = alloc.trace(req, now=bar_clock(market, 400)).decision
+    tr = alloc.trace(req, now=bar_clock(market, 400))
+    d = tr.decision
     assert d.fallback is not None and d.fallback.cause == "prior"
     assert "MODEL_FALLBACK" in d.portfolio_reasons
+    # the model ran before the prior failed: its action is recorded, and a replay that
+    # forces the recorded cause derives the same one (a review's repro: replay flagged it)
+    assert tr.raw_action is not None
+    forced = alloc.trace(req, now=bar_clock(market, 400), model_cause=("prior", "x"))
+    assert forced.raw_action is not None and np.array_equal(forced.raw_action, tr.raw_action)
 
 
 def test_budget_trace_in_budgets_mode() -> None:
@@ -664,6 +670,11 @@ def test_an_edited_kill_file_does_not_release_the_switch(
     assert restored["engaged"] is True and "risk breach" in restored["reason"]
     assert json.loads(kill_file.read_text())["engaged"] is True
     again.set_kill_switch(False, reason="resume", actor="ops")
+    # the release record is synced and anchored before the file says released (a power
+    # loss could otherwise keep the file and lose the record: a review's repro)
+    from allocgym.observability import read_anchor
+
+    assert read_anchor(log).n_records == len(log.read_text().splitlines())
     again.audit.close()
     third = DecisionService(make_alloc(policy), audit_log=log)
     assert not third.allocator.operator_kill
@@ -911,11 +922,13 @@ def test_audit_log_replays_byte_for_byte_and_detects_tampering(
 
 
 def test_array_files_are_synced_and_a_broken_one_is_written_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    policy: FrozenPolicy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An array file is synced (with its folder) before a record can point at it, and a
-    file a crash left empty is written again after a restart, not trusted by its name (a
-    review's repro: anchored records stopped replaying after a simulated power loss)."""
+    """A new array file is synced (with its folder) before the log its records are in,
+    at the log's own syncs, not on every decision (a review measured 8 fsyncs per
+    stateless decision when each put synced), and a file a crash left empty is written
+    again after a restart, not trusted by its name (a review's repro: anchored records
+    stopped replaying after a simulated power loss)."""
     from allocgym.serving.service import ArrayStore
 
     synced: list[int] = []
@@ -924,7 +937,11 @@ def test_array_files_are_synced_and_a_broken_one_is_written_again(
     a = np.arange(12.0).reshape(3, 4)
     store = ArrayStore(tmp_path / "arrays")
     ref = store.put(a)
+    assert not synced
+    store.sync()
     assert len(synced) == 2  # the file, then the folder's entry
+    store.sync()
+    assert len(synced) == 2  # nothing new
     (blob,) = (tmp_path / "arrays").glob("*.bin")
     blob.write_bytes(b"")  # lost with the power
     with pytest.raises(ArrayStoreError, match="modified"):
@@ -935,6 +952,15 @@ def test_array_files_are_synced_and_a_broken_one_is_written_again(
     np.testing.assert_array_equal(restarted.get(ref), a)
     synced.clear()
     assert ArrayStore(tmp_path / "arrays").put(a) == ref and not synced  # intact: kept
+    # a service's arrays are synced before its log at the anchor, not at each decision
+    log = tmp_path / "audit.jsonl"
+    svc = DecisionService(make_alloc(policy), audit_log=log)
+    synced.clear()
+    svc.decide(make_request(svc.allocator))
+    assert not synced  # no fsync on the decision path without --audit-fsync
+    svc.audit.close()
+    arrays = len(list((tmp_path / "audit.jsonl.arrays").glob("*.bin")))
+    assert arrays and len(synced) >= arrays + 2  # the arrays, their folder, then the log
 
 
 def test_audit_log_with_inline_arrays_replays(policy: FrozenPolicy, tmp_path: Path) -> None:

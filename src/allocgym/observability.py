@@ -554,37 +554,48 @@ class _Writer:
         cut_torn_tail: bool = False,
     ) -> None:
         self.path, self.fsync, self.anchor_every, self.key = path, fsync, anchor_every, key
+        # run before each sync of the log (files its records point at: durable first)
+        self.presync: list[Callable[[], None]] = []
         self.mutex = threading.Lock()
         self.handles = 0
         self.closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The lock is on the log itself (its inode), so neither a deleted <log>.lock nor
-        # a second name of the file (a hard link) lets a second writer in; <log>.lock
-        # only names the holder. A log this open creates is removed if the open fails.
+        # Two locks, in this order: <log>.lock (which names the holder; what writers before
+        # this version lock, so one of them running beside this one is refused too), then
+        # the log itself (its inode: neither a deleted <log>.lock nor a second name of the
+        # file, a hard link, lets a second writer in). Both opened for writing: NFS emulates
+        # flock with write locks. A log this open creates is removed if the open fails.
         created = not path.exists()
-        self._lock_fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self._lock_fds: list[int] = []
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            try:
-                owner = _lock_path(path).read_text(encoding="ascii", errors="replace").strip()
-            except OSError:
-                owner = ""
-            raise AuditLogLockedError(
-                f"audit log {str(path)!r} is being written by another process "
-                f"(pid {owner or 'unknown'}, named in {str(_lock_path(path))!r}): one writer "
-                "per log; stop that process or give this one its own --audit-log"
-            ) from None
-        try:
-            _lock_path(path).write_text(f"{os.getpid()}\n", encoding="ascii")
+            for target in (_lock_path(path), path):
+                fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+                self._lock_fds.append(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    owner = os.pread(self._lock_fds[0], 32, 0).decode("ascii", "replace").strip()
+                    raise AuditLogLockedError(
+                        f"audit log {str(path)!r} is being written by another process "
+                        f"(pid {owner or 'unknown'}, named in {str(_lock_path(path))!r}): one "
+                        "writer per log; stop that process or give this one its own --audit-log"
+                    ) from None
+                except OSError as err:
+                    raise OSError(
+                        err.errno,
+                        f"audit log {str(path)!r}: its file system refused the writer's lock "
+                        f"on {str(target)!r} ({err.strerror}): put the log on a local disk, or "
+                        "on NFS mount it with lock support",
+                    ) from None
+            os.ftruncate(self._lock_fds[0], 0)
+            os.pwrite(self._lock_fds[0], f"{os.getpid()}\n".encode(), 0)
             if cut_torn_tail:
-                _cut_torn_tail(path)
+                _cut_torn_tail(path, key)
             self.head, self.n, self.size = _open_chain(path, key, adopt)
         except BaseException:
-            if created and path.stat().st_size == 0:
+            if created and path.exists() and path.stat().st_size == 0:
                 path.unlink()
-            os.close(self._lock_fd)  # releases the lock
+            self._unlock()
             raise
         # unbuffered, held open for the writer's lifetime: a failed write leaves no bytes
         # behind in a buffer to reach the file with the next record
@@ -595,8 +606,17 @@ class _Writer:
             self.write_anchor()
         except BaseException:
             self._fh.close()
-            os.close(self._lock_fd)
+            self._unlock()
             raise
+
+    def _presync(self) -> None:
+        for sync in self.presync:
+            sync()
+
+    def _unlock(self) -> None:
+        """Close the lock descriptors, which releases the locks."""
+        while self._lock_fds:
+            os.close(self._lock_fds.pop())
 
     def append(self, payload: Any) -> str:
         with _Held(self.mutex):
@@ -632,6 +652,7 @@ class _Writer:
                 while view:
                     view = view[os.write(fd, view) :]
                 if self.fsync:
+                    self._presync()
                     os.fsync(fd)
             except BaseException:
                 # a disk full or a size limit: cut the partial line so the file ends at
@@ -662,6 +683,7 @@ class _Writer:
     def _anchor_locked(self) -> None:
         if self.anchored == self.n:
             return
+        self._presync()
         if not self.fsync:
             os.fsync(self._fh.fileno())  # the anchored records are on disk before the anchor
         now = dt.datetime.now(dt.UTC).isoformat()
@@ -686,7 +708,7 @@ class _Writer:
             finally:
                 self.closed = True
                 self._fh.close()
-                os.close(self._lock_fd)
+                self._unlock()
 
 
 _WRITERS: dict[Path, _Writer] = {}
@@ -775,9 +797,18 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
         try:
             report = verify_log(path, anchor=False)
         except AuditChainError as err:
-            if err.reason == TORN_LINE:
-                raise _torn_tail(path, err.line) from None
-            raise
+            if err.reason != TORN_LINE:
+                raise
+            if anchor is not None:  # past the anchored records: a crash mid-write
+                raise _torn_tail(path, err.line, key) from None
+            # no head file: nothing bounds the cut, and a crash leaves none (the head is
+            # written before the first record): records may have been cut with it
+            raise AuditLogRefused(
+                f"audit log {str(path)!r} has no head file {str(anchor_path(path))!r} and "
+                f"its line {err.line} is cut: records cut from the end together with the "
+                "head would look like this. Move the log aside and start a new one, or "
+                "review it against a copy kept off the host"
+            ) from None
         if report.n_records and anchor is None and not adopt:
             raise AuditLogRefused(
                 f"audit log {str(path)!r} holds {report.n_records} records but its head "
@@ -816,26 +847,28 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
         for i, raw in enumerate(fh, start=anchor.n_records + 1):
             reason = _check_line(raw, n, prev)
             if reason == TORN_LINE:  # only the last line lacks its newline
-                raise _torn_tail(path, i)
+                raise _torn_tail(path, i, key)
             if reason:
                 raise AuditChainError(path, i, reason)
             prev, n = json.loads(raw)["hash"], n + 1
     return prev, n, size
 
 
-def _torn_tail(path: Path, line: int) -> AuditLogRefused:
-    """The refusal of a log whose last line (``line``) has no newline."""
+def _torn_tail(path: Path, line: int, key: bytes | None) -> AuditLogRefused:
+    """The refusal of an anchored log whose last line (``line``) has no newline."""
+    signed = "" if key is None else " --key-file ..."
     return AuditLogRefused(
         f"audit log {str(path)!r} line {line}: the last line is cut "
         f"({len(_last_line(path))} bytes without a newline): a crash while its record was "
         f"written, whose decision was never answered. Cut it with `allocgym audit anchor "
-        f"{path} --cut-torn-tail`, or restore the log from a trusted copy"
+        f"{path} --cut-torn-tail{signed}`, or restore the log from a trusted copy"
     )
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Cut an unterminated last line past the anchored records (a crash mid-write).
-    Anchored bytes are never cut."""
+def _cut_torn_tail(path: Path, key: bytes | None) -> None:
+    """Cut an unterminated last line past the anchored records (a crash mid-write), after
+    the head file's signature is checked (a refused run changes nothing). Anchored bytes
+    are never cut, nor anything of a log without a head file."""
     if not path.is_file():
         return
     size = path.stat().st_size
@@ -843,8 +876,19 @@ def _cut_torn_tail(path: Path) -> None:
     if not last or last.endswith(b"\n"):
         return
     keep = size - len(last)
-    anchor = read_anchor(path)
-    if anchor is not None and keep < anchor.offset:
+    anchor = read_anchor(path, key)
+    if anchor is not None and anchor.signed and key is None:
+        raise AuditLogRefused(
+            f"audit log {str(path)!r}: its head file is HMAC-signed and no key was given: "
+            f"pass the key (--key-file, or {AUDIT_KEY_ENV}) to cut its torn last line"
+        )
+    if anchor is None:
+        raise AuditLogRefused(
+            f"audit log {str(path)!r} has no head file: nothing bounds the cut of its last "
+            "line (records cut from the end with the head would look the same); review it "
+            "against a copy kept off the host"
+        )
+    if keep < anchor.offset:
         raise AuditChainError(
             path, anchor.n_records, f"the anchored records end at byte {anchor.offset}, the "
             f"log's last whole line at {keep}: it was truncated"
@@ -858,8 +902,8 @@ class AuditLog:
     """Append-only, hash-chained JSONL audit log (one line per decision) with one writer
     and an anchored head.
 
-    Opening takes the log's writer lock (``<log>.lock``, ``fcntl.flock``): a second
-    process is refused with :class:`AuditLogLockedError`; within one process every
+    Opening takes the log's writer locks (``fcntl.flock`` on ``<log>.lock``, then on the
+    log file itself): a second process is refused with :class:`AuditLogLockedError`; within one process every
     ``AuditLog`` of a file shares one writer, so their appends chain. An existing log is
     verified from its anchor on; one the writer cannot vouch for is refused with
     :class:`AuditLogRefused` (records but no head file, a signed head without ``key``, an
@@ -941,6 +985,12 @@ class AuditLog:
     def anchor(self) -> None:
         """Write the head file now (e.g. at a service's shutdown)."""
         self._writer.write_anchor()
+
+    def before_sync(self, sync: Callable[[], None]) -> None:
+        """Run ``sync`` before every sync of the log to disk (before each anchor; after
+        every record with ``fsync``): files the records point at are durable first."""
+        with _Held(self._writer.mutex):
+            self._writer.presync.append(sync)
 
     def close(self) -> None:
         """Release this handle; the last one anchors the head and drops the writer lock."""

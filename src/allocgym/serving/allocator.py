@@ -1220,6 +1220,9 @@ class FrozenAllocator:
             return x.hold, None, None, None, None, None, ""
         if forced_cause is not None:
             out, raw_action, (cause, message) = None, None, forced_cause
+            if cause == "prior" and self._model is self.policy:
+                # the model ran before the tilt prior failed: its action was recorded
+                raw_action = self.policy.outputs(obs)[0]
         else:
             out, raw_action, cause, message = self._call_model(obs)
         tilted = None if out is None or self.mode != "tilt" else self._tilted(out, x, w_cur)

@@ -290,12 +290,14 @@ class ArrayStore:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self._known: OrderedDict[str, None] = OrderedDict()
+        self._unsynced: list[Path] = []
+        self._unsynced_lock = threading.Lock()
 
     @classmethod
     def beside(cls, log_path: str | Path) -> ArrayStore:
-        """The store of an audit log: ``<log>.arrays`` (beside a symbolic link's target,
-        with the log's head and lock files)."""
-        p = Path(os.path.realpath(log_path))
+        """The store of an audit log: ``<log>.arrays``, beside the path as given (as
+        ``serve --audit-log`` and ``audit replay`` name it)."""
+        p = Path(log_path)
         return cls(p.with_name(p.name + ".arrays"))
 
     def put(self, a: np.ndarray) -> dict[str, Any]:
@@ -308,15 +310,37 @@ class ArrayStore:
         if digest not in self._known:
             path = self.folder / f"{digest}.bin"
             if not _holds(path, digest):
-                # durable before a record can point at it (the log is synced before each
-                # anchor, its arrays with their file); a file a crash left empty or cut
-                # is written again, not trusted by its name
+                # a file a crash left empty or cut is written again, not trusted by its
+                # name; synced by :meth:`sync`, before the log its records are in
                 self.folder.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, raw)
+                tmp = path.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(raw)
+                os.replace(tmp, path)
+                with self._unsynced_lock:
+                    self._unsynced.append(path)
             self._known[digest] = None
             if len(self._known) > _KNOWN_MAX:
                 self._known.popitem(last=False)
         return {"dtype": arr.dtype.str, "shape": list(arr.shape), "sha256": digest}
+
+    def sync(self) -> None:
+        """Sync the files written since the last call, then the folder's entries (the
+        audit log runs this before each of its own syncs: ``AuditLog.before_sync``)."""
+        with self._unsynced_lock:
+            written, self._unsynced = self._unsynced, []
+        if not written:
+            return
+        for path in written:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def get(self, ref: Mapping[str, Any]) -> np.ndarray:
         """The array of a reference, verified against its sha256.
@@ -437,7 +461,9 @@ class DecisionService:
                     saved = logged
         self._store: Any = encode_array
         if self.audit is not None and not inline_arrays:
-            self._store = ArrayStore.beside(self.audit.path).put
+            store = ArrayStore.beside(self.audit.path)
+            self._store = store.put
+            self.audit.before_sync(store.sync)
         self.cache_size = int(cache_size or allocator.serving.idempotency_cache)
         # request id -> (request digest, answer, whether the kill switch may serve it again)
         self._cache: OrderedDict[str, tuple[str, ServiceResult, bool]] = OrderedDict()
@@ -647,8 +673,11 @@ class DecisionService:
                     self.audit.append(record)
                 else:
                     # a release acts only once audited and kept: a failed write (the
-                    # error reaches the caller) leaves trading stopped
+                    # error reaches the caller) leaves trading stopped. Anchored (the log
+                    # synced) before the file says released: a restart reads a released
+                    # file over an engaged record as an edit of the file
                     self.audit.append(record)
+                    self.audit.anchor()
                     write_kill_state(self.audit.path, False, k["at"], k["reason"], k["actor"])
             if not engaged:
                 self._operator_kill(False)
@@ -727,8 +756,9 @@ def last_kill_record(log: str | Path) -> dict[str, Any] | None:
 
 def kill_state_path(log: str | Path) -> Path:
     """Where the operator kill switch of the service auditing to ``log`` is kept across
-    restarts: ``<log>.kill`` (beside a symbolic link's target, with the log's head)."""
-    p = Path(os.path.realpath(log))
+    restarts: ``<log>.kill``, beside the path as given (a symbolic link pointed at a new
+    file keeps an engaged switch)."""
+    p = Path(log)
     return p.with_name(p.name + ".kill")
 
 
