@@ -1098,3 +1098,16 @@ def test_a_file_system_that_refuses_the_lock_is_named_and_leaves_nothing(
         AuditLog(tmp_path / "new.jsonl")
     assert len(os.listdir("/proc/self/fd")) == fds
     assert not (tmp_path / "new.jsonl").exists()
+
+
+def test_a_new_log_takes_its_mode_from_the_umask(tmp_path: Path) -> None:
+    """A group-shared folder's umask 002 gives the log group write, as before the lock
+    moved onto the log (a review's note: it came out 0o644)."""
+    import os
+
+    old = os.umask(0o002)
+    try:
+        _write(tmp_path / "a.jsonl", 1)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o664

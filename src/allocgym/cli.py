@@ -907,7 +907,6 @@ def serve_cmd(
         read_token,
         serve,
     )
-    from allocgym.serving.service import kill_state_path
     from allocgym.serving.worker import ProcessWorker, ServiceSpec, ThreadWorker
 
     admin_token = read_token(ADMIN_TOKEN_ENV, admin_token_file)
@@ -941,7 +940,7 @@ def serve_cmd(
         typer.echo(
             f"serving {allocator.policy.model_id} on http://{host}:{port} "
             f"(decision {where}; audit log {audit_log}, {records} records; kill switch "
-            f"{'ENGAGED (restored from ' + str(kill_state_path(audit_log)) + '); ' if killed else ''}"
+            f"{'ENGAGED (restored at start, audited in the log); ' if killed else ''}"
             f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
             f"{'needs the decide token' if decide_token else 'open'})",
             err=True,
@@ -1056,7 +1055,8 @@ def audit_anchor(
         typer.Option(
             "--cut-torn-tail",
             help="First cut a last line without its newline (a crash while its record was "
-            "written; its decision was never answered), past the anchored records only.",
+            "written: its decision unanswered, or, without serve --audit-fsync, cut by a "
+            "power loss after it was), past the anchored records only.",
         ),
     ] = False,
 ) -> None:

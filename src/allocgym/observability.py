@@ -569,7 +569,7 @@ class _Writer:
         self._lock_fds: list[int] = []
         try:
             for target in (_lock_path(path), path):
-                fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o666)  # as umask allows
                 self._lock_fds.append(fd)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -860,7 +860,8 @@ def _torn_tail(path: Path, line: int, key: bytes | None) -> AuditLogRefused:
     return AuditLogRefused(
         f"audit log {str(path)!r} line {line}: the last line is cut "
         f"({len(_last_line(path))} bytes without a newline): a crash while its record was "
-        f"written, whose decision was never answered. Cut it with `allocgym audit anchor "
+        "written (its decision unanswered; without --audit-fsync a power loss can also cut "
+        "an answered one). Cut it with `allocgym audit anchor "
         f"{path} --cut-torn-tail{signed}`, or restore the log from a trusted copy"
     )
 
@@ -1040,7 +1041,7 @@ def adopt_log(path: str | Path, key: bytes | None = None, cut_torn_tail: bool = 
     The whole chain is verified first, and an existing head must still match the log (a
     signed one needs ``key``); the caller vouches that no records were cut from the end.
     ``cut_torn_tail``: first cut an unterminated last line past the anchored records (a
-    crash while it was written: its decision was never answered). Takes the writer lock
+    crash while it was written). Takes the writer lock
     like :class:`AuditLog`.
 
     Raises
