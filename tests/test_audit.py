@@ -1111,3 +1111,68 @@ def test_a_new_log_takes_its_mode_from_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o664
+
+
+def test_a_refused_writer_never_removes_the_log_another_writer_created(tmp_path: Path) -> None:
+    """Two writers starting on a new log: the refused one had looked before the other
+    created it, and removed the live, still empty log on its way out (a review's repro:
+    the survivor audited into a file with no name). Whether this open created the log
+    is decided under the lock now."""
+    path = tmp_path / "a.jsonl"
+    holder = AuditLog(path)  # created, locked, 0 records: an empty file
+    script = textwrap.dedent(f"""
+        import pathlib, sys
+        from allocgym.observability import AuditLog, AuditLogLockedError
+        real = pathlib.Path.exists
+        target = pathlib.Path({str(path)!r})
+        early = [True]
+
+        def exists(p):  # the first look, before the other writer created it
+            if p == target and early:
+                return not early.pop()
+            return real(p)
+
+        pathlib.Path.exists = exists
+        try:
+            AuditLog(target)
+        except AuditLogLockedError:
+            sys.exit(3)
+    """)
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 3, res.stderr
+    assert path.exists()
+    holder.append({"i": 0})
+    holder.close()
+    assert verify_log(path, anchor=True).n_records == 1
+
+
+def test_a_hard_linked_name_is_refused_naming_the_link(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "a.jsonl"
+    with AuditLog(path):
+        os.link(path, tmp_path / "b.jsonl")
+        with pytest.raises(AuditLogLockedError, match="through another name of the same file"):
+            AuditLog(tmp_path / "b.jsonl")
+
+
+def test_sync_hooks_of_dropped_services_are_let_go(tmp_path: Path) -> None:
+    """A service's array store is synced before its shared log's syncs while it lives;
+    a dropped one is not kept alive by the log (a review's note: hooks piled up)."""
+    import gc
+
+    from allocgym.serving.service import ArrayStore
+
+    log = AuditLog(tmp_path / "a.jsonl")
+    stores = [ArrayStore(tmp_path / f"s{i}") for i in range(3)]
+    for s in stores:
+        log.before_sync(s.sync)
+    stores[0].put(np.arange(3.0))
+    del stores[1:], s
+    gc.collect()
+    log.append({"i": 0})
+    log.anchor()
+    assert len(log._writer.presync) == 1 and not stores[0]._unsynced
+    log.close()

@@ -345,10 +345,26 @@ def test_the_decision_process_imports_from_where_this_process_does(
     # ... unless PYTHONPATH names it (WORKDIR /app, PYTHONPATH=/app: a review's repro)
     monkeypatch.setenv("PYTHONPATH", str(vendored))
     assert str(vendored) in worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep)
+    # a normal install: allocgym's folder is on the path already (site-packages), and
+    # the child keeps the path's order, the standard library before it (a review's repro)
     import allocgym
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(allocgym.__file__)))
-    assert worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep)[0] == root
+    monkeypatch.delenv("PYTHONPATH")
+    site = str(tmp_path / "site-packages")
+    monkeypatch.setattr(sys, "path", ["", "/usr/lib/python3.11", site])
+    monkeypatch.setattr(allocgym, "__file__", f"{site}/allocgym/__init__.py")
+    assert worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep) == [
+        "/usr/lib/python3.11",
+        site,
+    ]
+    # run from its own folder (WORKDIR /app): that folder leads, as it led this process
+    app = str(vendored)
+    monkeypatch.setattr(sys, "path", [app, "/usr/lib/python3.11"])
+    monkeypatch.setattr(allocgym, "__file__", f"{app}/allocgym/__init__.py")
+    assert worker_module._child_environ(3)["PYTHONPATH"].split(os.pathsep) == [
+        app,
+        "/usr/lib/python3.11",
+    ]
 
 
 def test_a_bundle_the_served_schemas_refuse_fails_the_start_with_its_error(

@@ -55,6 +55,7 @@ import json
 import marshal
 import math
 import os
+import shlex
 import threading
 import warnings
 import weakref
@@ -554,8 +555,9 @@ class _Writer:
         cut_torn_tail: bool = False,
     ) -> None:
         self.path, self.fsync, self.anchor_every, self.key = path, fsync, anchor_every, key
-        # run before each sync of the log (files its records point at: durable first)
-        self.presync: list[Callable[[], None]] = []
+        # run before each sync of the log (files its records point at: durable first);
+        # weak: a dropped service's store is not kept alive by the log it shared
+        self.presync: list[weakref.WeakMethod] = []
         self.mutex = threading.Lock()
         self.handles = 0
         self.closed = False
@@ -564,23 +566,23 @@ class _Writer:
         # this version lock, so one of them running beside this one is refused too), then
         # the log itself (its inode: neither a deleted <log>.lock nor a second name of the
         # file, a hard link, lets a second writer in). Both opened for writing: NFS emulates
-        # flock with write locks. A log this open creates is removed if the open fails.
-        created = not path.exists()
+        # flock with write locks. A log this open created is removed if the open fails once
+        # both locks are held (never one another writer holds).
+        created = False
         self._lock_fds: list[int] = []
         try:
             for target in (_lock_path(path), path):
+                if target == path:
+                    created = not path.exists()  # under <log>.lock: no writer of this name
                 fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o666)  # as umask allows
                 self._lock_fds.append(fd)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    owner = os.pread(self._lock_fds[0], 32, 0).decode("ascii", "replace").strip()
-                    raise AuditLogLockedError(
-                        f"audit log {str(path)!r} is being written by another process "
-                        f"(pid {owner or 'unknown'}, named in {str(_lock_path(path))!r}): one "
-                        "writer per log; stop that process or give this one its own --audit-log"
-                    ) from None
+                    created = False
+                    raise _locked(path, self._lock_fds[0], first=target != path) from None
                 except OSError as err:
+                    created = False
                     raise OSError(
                         err.errno,
                         f"audit log {str(path)!r}: its file system refused the writer's lock "
@@ -610,8 +612,12 @@ class _Writer:
             raise
 
     def _presync(self) -> None:
-        for sync in self.presync:
-            sync()
+        for ref in list(self.presync):
+            sync = ref()
+            if sync is None:  # its owner was dropped
+                self.presync.remove(ref)
+            else:
+                sync()
 
     def _unlock(self) -> None:
         """Close the lock descriptors, which releases the locks."""
@@ -800,7 +806,7 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
             if err.reason != TORN_LINE:
                 raise
             if anchor is not None:  # past the anchored records: a crash mid-write
-                raise _torn_tail(path, err.line, key) from None
+                raise _torn_tail(path, err.line, anchor) from None
             # no head file: nothing bounds the cut, and a crash leaves none (the head is
             # written before the first record): records may have been cut with it
             raise AuditLogRefused(
@@ -847,22 +853,42 @@ def _open_chain(path: Path, key: bytes | None, adopt: bool = False) -> tuple[str
         for i, raw in enumerate(fh, start=anchor.n_records + 1):
             reason = _check_line(raw, n, prev)
             if reason == TORN_LINE:  # only the last line lacks its newline
-                raise _torn_tail(path, i, key)
+                raise _torn_tail(path, i, anchor)
             if reason:
                 raise AuditChainError(path, i, reason)
             prev, n = json.loads(raw)["hash"], n + 1
     return prev, n, size
 
 
-def _torn_tail(path: Path, line: int, key: bytes | None) -> AuditLogRefused:
+def _locked(path: Path, lock_fd: int, first: bool) -> AuditLogLockedError:
+    """The refusal of a writer whose lock is held: ``first``, on ``<log>.lock`` (its
+    holder's pid is in it); else on the log file itself (a hard-linked name, or a
+    deleted ``<log>.lock``: that file's pid may not be the holder's)."""
+    owner = os.pread(lock_fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    where = str(_lock_path(path))
+    if first:
+        holder = f"another process (pid {owner}, named in {where!r})"
+    else:
+        holder = (
+            f"another writer holding the log file itself (through another name of the same "
+            f"file, a hard link, or after {where!r} was deleted; that file names pid {owner})"
+        )
+    return AuditLogLockedError(
+        f"audit log {str(path)!r} is being written by {holder}: one writer per log; stop "
+        "that process or give this one its own --audit-log"
+    )
+
+
+def _torn_tail(path: Path, line: int, anchor: Anchor) -> AuditLogRefused:
     """The refusal of an anchored log whose last line (``line``) has no newline."""
-    signed = "" if key is None else " --key-file ..."
+    key = " --key-file ..." if anchor.signed else ""
     return AuditLogRefused(
         f"audit log {str(path)!r} line {line}: the last line is cut "
         f"({len(_last_line(path))} bytes without a newline): a crash while its record was "
         "written (its decision unanswered; without --audit-fsync a power loss can also cut "
         "an answered one). Cut it with `allocgym audit anchor "
-        f"{path} --cut-torn-tail{signed}`, or restore the log from a trusted copy"
+        f"{shlex.quote(str(path))} --cut-torn-tail{key}`, or restore the log from a trusted "
+        "copy"
     )
 
 
@@ -988,10 +1014,11 @@ class AuditLog:
         self._writer.write_anchor()
 
     def before_sync(self, sync: Callable[[], None]) -> None:
-        """Run ``sync`` before every sync of the log to disk (before each anchor; after
-        every record with ``fsync``): files the records point at are durable first."""
+        """Run ``sync`` (a bound method, held weakly: it runs while its object lives)
+        before every sync of the log to disk (before each anchor; after every record with
+        ``fsync``): files the records point at are durable first."""
         with _Held(self._writer.mutex):
-            self._writer.presync.append(sync)
+            self._writer.presync.append(weakref.WeakMethod(sync))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Release this handle; the last one anchors the head and drops the writer lock."""

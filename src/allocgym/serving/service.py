@@ -311,13 +311,15 @@ class ArrayStore:
             path = self.folder / f"{digest}.bin"
             if not _holds(path, digest):
                 # a file a crash left empty or cut is written again, not trusted by its
-                # name; synced by :meth:`sync`, before the log its records are in
+                # name
                 self.folder.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
                 tmp.write_bytes(raw)
                 os.replace(tmp, path)
-                with self._unsynced_lock:
-                    self._unsynced.append(path)
+            # synced by :meth:`sync` before the log its records are in: a file found
+            # whole may have been left unsynced by a process killed before its anchor
+            with self._unsynced_lock:
+                self._unsynced.append(path)
             self._known[digest] = None
             if len(self._known) > _KNOWN_MAX:
                 self._known.popitem(last=False)

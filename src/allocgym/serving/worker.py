@@ -299,19 +299,21 @@ CHILD_CODE = "from allocgym.serving.worker import child_main; child_main()"
 
 
 def _child_environ(fd: int) -> dict[str, str]:
-    """The decision process's environment: this one's, the socket's descriptor, and an
-    import path of the folder allocgym was imported from, the inherited ``PYTHONPATH``
-    and this interpreter's path less the working directory (which ``-P`` keeps out),
-    so that a zipapp, vendored or ``PYTHONPATH`` install imports allocgym as this
-    process did."""
+    """The decision process's environment: this one's, the socket's descriptor, and this
+    interpreter's import path in its order less the working directory (which ``-P``
+    keeps out), led by what only that directory had given it: the folder allocgym was
+    imported from and the inherited ``PYTHONPATH`` (a zipapp, vendored or
+    ``WORKDIR /app`` + ``PYTHONPATH=/app`` install imports allocgym as this process did)."""
     import allocgym
 
     here = os.path.abspath(os.getcwd())
+    mine = [p for p in sys.path if p and os.path.abspath(p) != here]
+    known = {os.path.abspath(p) for p in mine}
     root = os.path.dirname(os.path.dirname(os.path.abspath(allocgym.__file__)))
     inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    mine = [p for p in sys.path if p and os.path.abspath(p) != here]
-    path = list(dict.fromkeys(p for p in (root, *inherited, *mine) if p))
-    return {**os.environ, _FD_ENV: str(fd), "PYTHONPATH": os.pathsep.join(path)}
+    lead = [p for p in dict.fromkeys((root, *inherited)) if p and os.path.abspath(p) not in known]
+    path = os.pathsep.join((*lead, *mine))
+    return {**os.environ, _FD_ENV: str(fd), "PYTHONPATH": path}
 
 
 class ProcessWorker:
