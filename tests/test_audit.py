@@ -11,7 +11,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -72,6 +72,32 @@ def _crash_after(path: Path, n: int, anchor_every: int) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+class _Served(NamedTuple):
+    bundle: Path
+    policy: FrozenPolicy
+    market: Any
+    t: int
+    alloc: FrozenAllocator
+    path: Path
+    service: DecisionService
+
+
+def _served(tmp_path: Path, request_ids: tuple[str, ...]) -> _Served:
+    """A service on the tests' untrained bundle that decided ``request_ids`` at bar 400
+    of the small market, its log (``audit.jsonl``) still open."""
+    bundle = untrained_bundle()
+    policy = FrozenPolicy.load(bundle)
+    market, t = small_market(), 400
+    alloc = FrozenAllocator(
+        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, t))
+    )
+    path = tmp_path / "audit.jsonl"
+    service = DecisionService(alloc, audit_log=path)
+    for rid in request_ids:
+        service.decide(request_from_market(market, t, history=alloc.history, request_id=rid))
+    return _Served(bundle, policy, market, t, alloc, path, service)
 
 
 def _records(path: Path) -> list[dict]:
@@ -593,16 +619,7 @@ def test_cli_replay_reproduces_a_service_log_and_names_a_mismatch(
     for var in ("ALLOCGYM_AUDIT_KEY", "TRADING_ALLOCATOR_MAX_SYMBOL_PCT_EQUITY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TRADING_ALLOCATOR_ENABLED", "true")
-    bundle = untrained_bundle()
-    policy = FrozenPolicy.load(bundle)
-    market, t = small_market(), 400
-    alloc = FrozenAllocator(
-        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, t))
-    )
-    path = tmp_path / "audit.jsonl"
-    service = DecisionService(alloc, audit_log=path)
-    for rid in ("c1", "c2"):
-        service.decide(request_from_market(market, t, history=alloc.history, request_id=rid))
+    bundle, policy, market, t, _, path, service = _served(tmp_path, ("c1", "c2"))
     service.set_kill_switch(True, reason="drill", actor="test")
     service.audit.anchor()
     patience = ("--set", "serving.deadline_ms=5000", "--set", "serving.max_queue_ms=5000")
@@ -970,15 +987,7 @@ def test_replay_derives_every_field_of_a_decision_record_again(tmp_path: Path, e
     from allocgym.serving import replay_audit
     from allocgym.serving.schemas import encode_array
 
-    policy = FrozenPolicy.load(untrained_bundle())
-    market, t = small_market(), 400
-    alloc = FrozenAllocator(
-        policy, environ=ENABLED, serving=patient(policy), clock=fixed_clock(bar_clock(market, t))
-    )
-    path = tmp_path / "audit.jsonl"
-    service = DecisionService(alloc, audit_log=path)
-    for rid in ("a", "b"):
-        service.decide(request_from_market(market, t, history=alloc.history, request_id=rid))
+    _, _, _, _, alloc, path, service = _served(tmp_path, ("a", "b"))
     service.audit.close()
     assert replay_audit(path, alloc).n_reproduced == 2
     records = _records(path)
