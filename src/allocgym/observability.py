@@ -502,11 +502,16 @@ def atomic_write(target: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+    sync_path(target.parent)
+
+
+def sync_path(path: str | Path) -> None:
+    """``fsync`` a file, or a folder's entries, by its path."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def read_anchor(path: str | Path, key: bytes | None = None) -> Anchor | None:

@@ -78,6 +78,7 @@ from allocgym.observability import (
     replay,
     sha256_hex,
     strategy_shares,
+    sync_path,
 )
 from allocgym.risk import ReasonCode
 from allocgym.serving.allocator import DecisionTrace, FrozenAllocator
@@ -332,17 +333,8 @@ class ArrayStore:
             written, self._unsynced = self._unsynced, []
         if not written:
             return
-        for path in written:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        for path in (*written, self.folder):
+            sync_path(path)
 
     def get(self, ref: Mapping[str, Any]) -> np.ndarray:
         """The array of a reference, verified against its sha256.
