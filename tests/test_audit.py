@@ -41,7 +41,7 @@ from allocgym.observability import (
 from allocgym.serving import DecisionService, FrozenAllocator, FrozenPolicy, request_from_market
 from allocgym.serving.schemas import decode_array
 
-KEY = b"k" * 32
+KEY = b"audit-hmac-key-for-tests-0123456"
 
 
 def _write(path: Path, n: int, **kw) -> list[str]:

@@ -27,6 +27,7 @@ from allocgym.serving.http import (
     DECIDE_TOKEN_ENV,
     ServerThread,
     _bearer_denied,
+    check_tokens,
     create_app,
     is_loopback,
     read_token,
@@ -222,12 +223,49 @@ def test_read_token_from_file_or_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("token", "match"),
-    [("short", "5 characters, fewer than 16"), ("a" * 20 + " b", "characters other than letters")],
+    [
+        ("short", "5 characters, fewer than 16"),
+        ("a" * 20 + " b", "characters other than letters"),
+        ("=" * 16, "repeats 1 distinct characters, fewer than 5: it is guessable"),
+        ("abab" * 8 + "cd", "repeats 4 distinct characters"),
+    ],
 )
 def test_weak_or_unsendable_tokens_are_refused_without_echoing_them(token: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as err:
         read_token(ADMIN_TOKEN_ENV, None, environ={ADMIN_TOKEN_ENV: token})
     assert token not in str(err.value) and "secrets.token_urlsafe" in str(err.value)
+
+
+def test_one_secret_in_two_roles_is_refused(policy: FrozenPolicy) -> None:
+    """The admin token reused as the decide token would let every decide client work the
+    kill switch; an audit key reused as a token, forge the log's anchor."""
+    cases = [
+        ((ADMIN, ADMIN, None), "admin token and the decide token"),
+        ((ADMIN, DECIDER, DECIDER), "decide token and the audit key"),
+        ((None, DECIDER, DECIDER), "decide token and the audit key"),
+        ((ADMIN, None, ADMIN), "admin token and the audit key"),
+    ]
+    for args, match in cases:
+        with pytest.raises(ConfigError, match=match) as err:
+            check_tokens(*args)
+        assert ADMIN not in str(err.value) and DECIDER not in str(err.value)
+    check_tokens(ADMIN, DECIDER, "audit-key-" + "k" * 10)
+    check_tokens(None, None, None)
+    with pytest.raises(ConfigError, match="admin token and the decide token"):
+        create_app(_service(policy), admin_token=ADMIN, decide_token=ADMIN)
+
+
+def test_cli_serve_refuses_the_admin_token_as_decide_token(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, ADMIN)
+    monkeypatch.setenv(DECIDE_TOKEN_ENV, ADMIN)
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--policy", str(tmp_path), "--audit-log", str(tmp_path / "audit.jsonl")])
+    assert exit_.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the admin token and the decide token are the same secret" in err
+    assert ADMIN not in err and not (tmp_path / "audit.jsonl").exists()
 
 
 def test_a_token_file_readable_by_others_warns(tmp_path: Path) -> None:

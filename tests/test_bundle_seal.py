@@ -62,12 +62,13 @@ def _manifest(d: Path) -> dict:
 
 
 def _edit(d: Path, fn: Callable[[dict], None]) -> None:
-    """Edit the manifest and recompute the plain hashes (config hash, model sha256), as
+    """Edit the manifest and recompute the plain hashes (config hash, model sha256 and size), as
     someone loosening a bundle by hand would; the seal is left alone."""
     m = _manifest(d)
     fn(m)
     m["config_hash"] = config_hash(config_from_dict(m["config"]))
-    m["model"]["sha256"] = hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest()
+    data = (d / "model.onnx").read_bytes()
+    m["model"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     (d / "manifest.json").write_text(json.dumps(m, indent=1))
 
 
@@ -394,3 +395,142 @@ def test_config_hash_of_a_dump_equals_the_config_hash() -> None:
     cfg = config_from_dict({"serving": {"max_queue_ms": 7.5}})
     assert config_hash(cfg.model_dump(mode="json")) == config_hash(cfg)
     assert config_hash(cfg) != config_hash(config_from_dict({}))
+
+
+# ------------------------------------------------------------------- malformed bundles
+
+
+def _first_wins_decoy(path: Path, key: str, decoy: object) -> None:
+    """Write a JSON object file with a decoy ``key`` before the real one (a reader that
+    keeps the first copy sees the decoy; Python's json keeps the last)."""
+    text = path.read_text()
+    assert text.startswith("{")
+    path.write_text("{" + json.dumps(key) + ":" + json.dumps(decoy) + "," + text[1:])
+
+
+def test_repeated_json_keys_are_refused(bundle: Path, keys: dict[str, Path]) -> None:
+    from allocgym.serving.bundle import load_signing_key
+
+    sign_bundle(bundle, FrozenPolicy.load(bundle).seal, load_signing_key(keys["signer"]))
+    signed = bundle.parent / "signed"
+    shutil.copytree(bundle, signed)
+    loose = {**_manifest(bundle)["risk_limits"], "max_turnover": 99.0}
+    _first_wins_decoy(bundle / "manifest.json", "risk_limits", loose)
+    with pytest.raises(BundleError, match=r"repeated keys \['risk_limits'\]"):
+        FrozenPolicy.load(bundle, public_key=keys["signer.pub"])
+    _first_wins_decoy(signed / SIGNATURE_FILE, "key", "0" * 16)
+    with pytest.raises(BundleError, match=r"repeated keys \['key'\]"):
+        FrozenPolicy.load(signed, public_key=keys["signer.pub"])
+
+
+def test_fields_outside_the_seal_are_checked(bundle: Path, keys: dict[str, Path]) -> None:
+    """``model.bytes``, the seal object's keys and the signature record's algorithm and
+    signer are not sealed but must say what is true."""
+    from allocgym.serving.bundle import load_signing_key
+
+    key = load_signing_key(keys["signer"])
+    sign_bundle(bundle, FrozenPolicy.load(bundle).seal, key)
+    signed = bundle.parent / "signed"
+    shutil.copytree(bundle, signed)
+
+    def rewrite(path: Path, fn: Callable[[dict], None]) -> None:
+        data = json.loads(path.read_text())
+        fn(data)
+        path.write_text(json.dumps(data))
+
+    size = (bundle / "model.onnx").stat().st_size
+    rewrite(bundle / "manifest.json", lambda m: m["model"].update(bytes=1))
+    with pytest.raises(BundleError, match=rf"is {size} bytes, the manifest says 1"):
+        FrozenPolicy.load(bundle)
+    rewrite(bundle / "manifest.json", lambda m: m["model"].update(bytes=size))
+    rewrite(bundle / "manifest.json", lambda m: m["seal"].update(note="reviewed"))
+    with pytest.raises(BundleError, match="and nothing else"):
+        FrozenPolicy.load(bundle)
+    record = signed / SIGNATURE_FILE
+    original = record.read_text()
+    for edit, match, public_key in [
+        (lambda r: r.update(algorithm="rsa-pss"), "algorithm 'rsa-pss'", None),
+        (lambda r: r.update(key="not-hex"), "not a key fingerprint", None),
+        (lambda r: r.update(extra=1), "expected exactly the keys", None),
+        (lambda r: r.update(key="0" * 16), "but names key 0000000000000000", keys["signer.pub"]),
+    ]:
+        record.write_text(original)
+        rewrite(record, edit)
+        with pytest.raises(BundleError, match=match):
+            FrozenPolicy.load(signed, public_key=public_key)
+    record.write_text(original)
+    assert FrozenPolicy.load(signed, public_key=keys["signer.pub"]).signed_by is not None
+
+
+def test_oversized_files_are_refused_before_they_are_read(bundle: Path) -> None:
+    import tracemalloc
+
+    from allocgym.serving import bundle as bundle_module
+
+    for name, limit in [
+        (SIGNATURE_FILE, bundle_module._MAX_SIGNATURE_BYTES),
+        ("manifest.json", bundle_module._MAX_MANIFEST_BYTES),
+    ]:
+        case = bundle.parent / f"big-{name}"
+        shutil.copytree(bundle, case)
+        size = limit + 64 * 2**20
+        with (case / name).open("wb") as fh:
+            fh.truncate(size)  # sparse: no disk used
+        tracemalloc.start()
+        try:
+            with pytest.raises(BundleError, match=rf"is {size} bytes, over the {limit}"):
+                FrozenPolicy.load(case)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 * 2**20, f"{name}: {peak} bytes allocated while refusing it"
+
+
+def test_malformed_manifests_raise_bundle_errors(bundle: Path, capsys) -> None:
+    """Not KeyError, TypeError, ValueError or RecursionError: the CLI answers those with a
+    traceback, a BundleError with one line and exit code 2."""
+    from allocgym.cli import main
+
+    def case(name: str, edit: Callable[[dict], None] | None = None, text: str = "") -> Path:
+        d = bundle.parent / name
+        shutil.copytree(bundle, d)
+        if edit is not None:
+            m = _manifest(d)
+            edit(m)
+            text = json.dumps(m)
+        (d / "manifest.json").write_text(text)
+        return d
+
+    cases = {
+        case("nul", lambda m: m["model"].update(file="model.onnx\x00x")): "plain file name",
+        case("no-dim", lambda m: m["action"].pop("action_dim")): "malformed .*action_dim",
+        case("bad-dim", lambda m: m["action"].update(action_dim=None)): "malformed .*TypeError",
+        case("deep", text="[" * 200_000 + "]" * 200_000): "nested too deeply",
+    }
+    for folder, match in cases.items():
+        with pytest.raises(BundleError, match=match):
+            FrozenPolicy.load(folder)
+    with pytest.raises(SystemExit) as exit_:
+        main(["decide", "--policy", str(bundle.parent / "deep"), "--request", "x.json"])
+    assert exit_.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_python_loader_can_require_a_signature(bundle: Path, keys: dict[str, Path]) -> None:
+    from allocgym.serving.bundle import load_signing_key
+
+    with pytest.raises(BundleError, match="unsigned"):
+        FrozenAllocator.load(bundle, public_key=keys["signer.pub"], environ=ENABLED)
+    fingerprint = sign_bundle(
+        bundle, FrozenPolicy.load(bundle).seal, load_signing_key(keys["signer"])
+    )
+    alloc = FrozenAllocator.load(bundle, public_key=keys["signer.pub"], environ=ENABLED)
+    assert alloc.policy.signed_by == fingerprint
+
+
+def test_an_allocator_refuses_a_manifest_edited_after_loading(bundle: Path) -> None:
+    policy = FrozenPolicy.load(bundle)
+    FrozenAllocator(policy, environ=ENABLED)
+    policy.manifest["sector_ids"] = [0] * len(policy.symbols)
+    with pytest.raises(BundleError, match="was changed after it was loaded and verified"):
+        FrozenAllocator(policy, environ=ENABLED)

@@ -3,7 +3,8 @@ point in time, equal to the filter run by hand, in the observation, refused by s
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,17 +78,18 @@ def test_the_env_observes_the_dcc_correlation(sp500: MarketData) -> None:
     assert not np.array_equal(obs[:, slot], ewma.features.template[bars, slot])
 
 
-def test_serving_refuses_a_bundle_with_the_dcc_feature() -> None:
-    from test_serving_support import untrained_bundle
+def test_serving_refuses_a_bundle_with_the_dcc_feature(tmp_path: Path) -> None:
+    from test_serving_support import reseal_bundle, untrained_bundle
 
     from allocgym.serving.allocator import FrozenAllocator
-    from allocgym.serving.bundle import FrozenPolicy
 
-    policy = FrozenPolicy.load(untrained_bundle())
-    raw = dict(policy.manifest["config"])
-    raw["features"] = {**raw["features"], "mean_correlation": True}
-    raw["features"]["correlation_model"] = "dcc_garch"
-    cfg = config_from_dict(raw)
-    manifest = {**policy.manifest, "config": raw, "config_hash": config_hash(cfg)}
+    def dcc(m: dict) -> None:
+        raw = m["config"]
+        raw["features"] = {**raw["features"], "mean_correlation": True}
+        raw["features"]["correlation_model"] = "dcc_garch"
+        m["config_hash"] = config_hash(config_from_dict(raw))
+
+    bundle = Path(shutil.copytree(untrained_bundle(), tmp_path / "bundle"))
+    reseal_bundle(bundle, dcc)
     with pytest.raises(BundleError, match="correlation_model = 'dcc_garch'"):
-        FrozenAllocator(dataclasses.replace(policy, manifest=manifest))
+        FrozenAllocator.load(bundle)

@@ -198,8 +198,9 @@ def test_external_data_is_refused(bundle: Path, tmp_path: Path) -> None:
         location="weights.bin",
         size_threshold=0,
     )
-    digest = hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest()
-    _edit_manifest(d, lambda m: m["model"].__setitem__("sha256", digest))
+    data = (d / "model.onnx").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    _edit_manifest(d, lambda m: m["model"].update(sha256=digest, bytes=len(data)))
     with pytest.raises(BundleError, match="external data"):
         FrozenPolicy.load(d)
 

@@ -903,6 +903,7 @@ def serve_cmd(
         ADMIN_TOKEN_ENV,
         DECIDE_TOKEN_ENV,
         check_bind,
+        check_tokens,
         pin_cpus,
         read_token,
         serve,
@@ -912,7 +913,8 @@ def serve_cmd(
     admin_token = read_token(ADMIN_TOKEN_ENV, admin_token_file)
     decide_token = read_token(DECIDE_TOKEN_ENV, decide_token_file)
     audit_key = read_token(AUDIT_KEY_ENV, audit_key_file, kind="key")
-    check_bind(host, admin_token)  # before anything is loaded or locked
+    check_tokens(admin_token, decide_token, audit_key)  # before anything is loaded or locked
+    check_bind(host, admin_token)
     if cpus is not None:
         pinned = pin_cpus(_cpu_ids(cpus))
         typer.echo(f"pinned to CPU {','.join(map(str, sorted(pinned)))}", err=True)

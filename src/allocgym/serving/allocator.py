@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -105,6 +105,9 @@ from allocgym.serving.schemas import (
     StrategyBudget,
     trusted,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _FALLBACK = int(ReasonCode.MODEL_FALLBACK)
 _DISABLED = int(ReasonCode.ALLOCATOR_DISABLED)
@@ -404,6 +407,7 @@ class FrozenAllocator:
         model: Callable[[np.ndarray], np.ndarray] | None = None,
         debug: bool = False,
     ) -> None:
+        policy.check_unchanged()
         manifest = policy.manifest
         cfg = _bundle_config(manifest)
         self.policy = policy
@@ -488,9 +492,17 @@ class FrozenAllocator:
         compiled.warm_up()
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs: Any) -> FrozenAllocator:
-        """``FrozenAllocator(FrozenPolicy.load(path), **kwargs)``."""
-        return cls(FrozenPolicy.load(path), **kwargs)
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        public_key: str | Path | Ed25519PublicKey | None = None,
+        **kwargs: Any,
+    ) -> FrozenAllocator:
+        """``FrozenAllocator(FrozenPolicy.load(path, public_key=public_key), **kwargs)``:
+        with ``public_key`` (an Ed25519 public key or its PEM file) the bundle must carry
+        a valid signature by its private key (``allocgym export --sign``)."""
+        return cls(FrozenPolicy.load(path, public_key=public_key), **kwargs)
 
     @property
     def enabled(self) -> bool:

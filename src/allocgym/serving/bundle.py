@@ -105,6 +105,9 @@ _REQUIRED_KEYS = (
 )
 _MAX_MANIFEST_BYTES = 64 * 2**20
 _MAX_SIGNATURE_BYTES = 64 * 2**10
+_MAX_MODEL_BYTES = 2**31  # protobuf's own limit on one message
+_SEAL_KEYS = frozenset({"algorithm", "digest", "model_sha256", "sections"})
+_SIGNATURE_KEYS = frozenset({"algorithm", "seal", "key", "signature"})
 # Domain tags keep a seal digest and a signed message from ever meaning anything else.
 _SEAL_TAG = b"allocgym.bundle-seal/1\n"
 _SIGNATURE_TAG = b"allocgym.bundle-signature/1\n"
@@ -119,9 +122,56 @@ def sha256_file_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``, refused before they are read when over ``limit`` (a huge or
+    sparse file must not fill the memory of the process that checks it)."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = fh.read(size + 1) if size <= limit else b""  # read(n) allocates n first
+        while size <= limit and len(data) <= limit:  # a file that grew since fstat
+            more = fh.read(2**20)
+            if not more:
+                break
+            data += more
+    if size > limit or len(data) > limit:
+        raise BundleError(
+            f"{str(path)!r} is {max(size, len(data))} bytes, over the {limit} a {what} may "
+            "hold: it is not one written by allocgym export; re-export the bundle"
+        )
+    return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a repeated key: readers disagree on which
+    of two copies counts (Python's json keeps the last, others the first), so a signed
+    file could show one value and mean another."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        repeated = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+        raise ValueError(f"repeated keys {repeated}")
+    return out
+
+
+def _json_file(path: Path, raw: bytes, what: str, fix: str) -> Any:
+    """``raw`` (the bytes of ``path``, ``what`` it should be) parsed as JSON without
+    repeated keys.
+
+    Raises
+    ------
+    BundleError
+        Not UTF-8 JSON, a repeated key, or nesting too deep to parse; naming ``fix``.
+    """
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise BundleError(f"{str(path)!r} is not {what} ({why}): {fix}") from None
+
+
 def _bundle_file(root: Path, name: object, what: str) -> Path:
     """``root / name`` for a plain file name inside the bundle (no folders, links or ``..``)."""
-    if not isinstance(name, str) or not name or name in (".", ".."):
+    if not isinstance(name, str) or not name or name in (".", "..") or "\x00" in name:
         raise BundleError(f"manifest {what} = {name!r}: must be a plain file name in the bundle")
     if "/" in name or "\\" in name or Path(name).is_absolute() or Path(name).name != name:
         raise BundleError(
@@ -175,6 +225,16 @@ def check_model_proto(model: onnx.ModelProto, manifest: Mapping[str, Any]) -> No
     BundleError
         Naming what disagrees.
     """
+    try:
+        _check_proto(model, manifest)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        # a manifest layout value of the wrong JSON type, or missing
+        raise BundleError(
+            f"manifest.json is malformed ({type(err).__name__}: {err}): re-export the bundle"
+        ) from None
+
+
+def _check_proto(model: onnx.ModelProto, manifest: Mapping[str, Any]) -> None:
     opsets = {imp.domain or "": imp.version for imp in model.opset_import}
     if set(opsets) - {"", "ai.onnx"}:
         raise BundleError(
@@ -416,12 +476,13 @@ def verify_seal(manifest: Mapping[str, Any], model: onnx.ModelProto) -> str:
     seal = manifest["seal"]
     if (
         not isinstance(seal, Mapping)
+        or set(seal) != _SEAL_KEYS
         or seal.get("algorithm") != "sha256"
         or not isinstance(seal.get("sections"), Mapping)
     ):
         raise BundleError(
             "manifest seal must be an object with algorithm 'sha256', a digest, the model "
-            "sha256 and the section hashes: re-export the bundle"
+            "sha256 and the section hashes, and nothing else: re-export the bundle"
         )
     try:
         fresh = compute_seal(manifest, model_core_bytes(model))
@@ -536,6 +597,11 @@ def key_fingerprint(public_key: Ed25519PublicKey) -> str:
 
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return sha256_file_bytes(raw)[:16]
+
+
+def _is_fingerprint(text: str) -> bool:
+    """Whether ``text`` has the form of :func:`key_fingerprint` (16 lower-case hex)."""
+    return len(text) == 16 and all(c in "0123456789abcdef" for c in text)
 
 
 def _read_key_file(path: str | Path, what: str) -> bytes:
@@ -655,6 +721,11 @@ def verify_signature(root: str | Path, digest: str, key: Ed25519PublicKey) -> st
             f"{str(path)!r} does not verify with public key {fingerprint} (it names key "
             f"{signer}): the bundle was signed by another key or the signature was altered"
         ) from None
+    if signer != fingerprint:
+        raise BundleError(
+            f"{str(path)!r} verifies with key {fingerprint} but names key {signer}: the "
+            "signature record was edited; sign the bundle again with export --sign KEYFILE"
+        )
     return fingerprint
 
 
@@ -675,19 +746,21 @@ def signature_record(folder: Path, digest: str) -> tuple[Path, str, bytes]:
         Not a signature record, or a signature over another seal.
     """
     path = _bundle_file(folder, SIGNATURE_FILE, "signature")
-    raw = path.read_bytes()
+    fix = "sign the bundle again with export --sign KEYFILE"
+    raw = _read_limited(path, _MAX_SIGNATURE_BYTES, "signature")
+    record = _json_file(path, raw, "an allocgym signature", fix)
     try:
-        if len(raw) > _MAX_SIGNATURE_BYTES:
-            raise ValueError(f"{len(raw)} bytes")
-        record = json.loads(raw)
-        signer = str(record["key"])
+        if not isinstance(record, dict) or set(record) != _SIGNATURE_KEYS:
+            raise ValueError(f"expected exactly the keys {sorted(_SIGNATURE_KEYS)}")
+        if record["algorithm"] != "ed25519":
+            raise ValueError(f"algorithm {record['algorithm']!r}, not 'ed25519'")
+        signer = record["key"]
+        if not isinstance(signer, str) or not _is_fingerprint(signer):
+            raise ValueError(f"key {signer!r} is not a key fingerprint (16 hex digits)")
         signed_seal = str(record["seal"])
         signature = base64.b64decode(str(record["signature"]), validate=True)
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise BundleError(
-            f"{str(path)!r} is not an allocgym signature ({err}): sign the bundle again with "
-            "export --sign KEYFILE"
-        ) from None
+    except (ValueError, TypeError) as err:
+        raise BundleError(f"{str(path)!r} is not an allocgym signature ({err}): {fix}") from None
     if signed_seal != digest:
         raise BundleError(
             f"{str(path)!r} signs seal {signed_seal}, the bundle's seal is {digest}: the "
@@ -745,6 +818,7 @@ class FrozenPolicy:
     obs_dim: int
     n_out: int
     name: str
+    _manifest_sha: str  # of the manifest as verified (:meth:`check_unchanged`)
     _session: ort.InferenceSession
 
     @classmethod
@@ -779,17 +853,12 @@ class FrozenPolicy:
         if not root.is_dir():
             raise BundleError(f"bundle {str(root)!r} is not a folder: pass the export --out folder")
         mpath = _bundle_file(root, MANIFEST_FILE, "manifest")
-        raw = mpath.read_bytes()
-        if len(raw) > _MAX_MANIFEST_BYTES:
-            raise BundleError(f"{str(mpath)!r} is {len(raw)} bytes: not a bundle manifest")
-        try:
-            manifest = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise BundleError(f"{str(mpath)!r} is not valid JSON ({err}): re-export") from None
+        raw = _read_limited(mpath, _MAX_MANIFEST_BYTES, "manifest")
+        manifest = _json_file(mpath, raw, "valid JSON", "re-export")
         check_manifest(manifest)
         model_meta = manifest["model"]
         model_path = _bundle_file(root, model_meta.get("file"), "model.file")
-        data = model_path.read_bytes()
+        data = _read_limited(model_path, _MAX_MODEL_BYTES, "model")
         digest = sha256_file_bytes(data)
         declared = str(model_meta.get("sha256", ""))
         if digest != declared:
@@ -803,6 +872,11 @@ class FrozenPolicy:
             raise BundleError(f"{str(model_path)!r} is not an ONNX model ({err})") from None
         check_model_proto(proto, manifest)
         seal = verify_seal(manifest, proto)
+        if model_meta.get("bytes") != len(data):
+            raise BundleError(
+                f"{str(model_path)!r} is {len(data)} bytes, the manifest says "
+                f"{model_meta.get('bytes')!r}: the manifest was edited; re-export the bundle"
+            )
         signed_by = None
         if verify_key is not None:
             signed_by = verify_signature(root, seal, verify_key)
@@ -835,8 +909,28 @@ class FrozenPolicy:
             obs_dim=int(manifest["observation"]["obs_dim"]),
             n_out=int(manifest["proposal"]["dim"]),
             name=f"frozen:{manifest['model_id']}",
+            _manifest_sha=sha256_file_bytes(canonical_json(manifest)),
             _session=session,
         )
+
+    def check_unchanged(self) -> None:
+        """Refuse a manifest changed since :meth:`load` verified it: an allocator built
+        from it would serve other settings under the sealed ``model_id``.
+
+        Raises
+        ------
+        BundleError
+        """
+        try:
+            same = sha256_file_bytes(canonical_json(self.manifest)) == self._manifest_sha
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            raise BundleError(
+                f"the manifest of {self.model_id} was changed after it was loaded and "
+                "verified: load the bundle again (FrozenPolicy.load) instead of editing "
+                "policy.manifest"
+            )
 
     @property
     def config_hash(self) -> str:

@@ -351,6 +351,9 @@ ADMIN_TOKEN_ENV = "ALLOCGYM_ADMIN_TOKEN"
 DECIDE_TOKEN_ENV = "ALLOCGYM_DECIDE_TOKEN"
 """Environment variable holding the decide token (``POST /v1/decide``)."""
 MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_VARIETY = 5
+"""Fewest distinct characters a token may have: ``"================"`` is 16 characters
+long and guessable (16 random hex digits have 5 or more but about once in 2 million)."""
 _TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-._~+/=")
 
 
@@ -419,7 +422,42 @@ def read_token(
             f"the {kind} in {source} has characters other than letters, digits and "
             f"-._~+/= (the characters of a bearer token): {fix}"
         )
+    if len(set(token)) < MIN_TOKEN_VARIETY:
+        raise ConfigError(
+            f"the {kind} in {source} repeats {len(set(token))} distinct characters, fewer "
+            f"than {MIN_TOKEN_VARIETY}: it is guessable; {fix}"
+        )
     return token
+
+
+def check_tokens(
+    admin_token: str | None, decide_token: str | None, audit_key: str | None = None
+) -> None:
+    """Refuse one secret in two roles: an admin token that is also the decide token lets
+    every decide client work the kill switch and the bar feed, and an audit key that is
+    a token lets whoever holds that token forge the log's anchor.
+
+    Raises
+    ------
+    ConfigError
+        Naming the two roles (never the secret).
+    """
+    roles = [
+        (name, value)
+        for name, value in (
+            ("admin token", admin_token),
+            ("decide token", decide_token),
+            ("audit key", audit_key),
+        )
+        if value is not None
+    ]
+    for i, (first, a) in enumerate(roles):
+        for second, b in roles[i + 1 :]:
+            if hmac.compare_digest(a.encode(), b.encode()):
+                raise ConfigError(
+                    f"the {first} and the {second} are the same secret: give each role its "
+                    "own (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
 
 
 def is_loopback(host: str) -> bool:
@@ -1035,7 +1073,13 @@ def create_app(
         clients only.
     decide_token : str, optional
         Bearer token ``POST /v1/decide`` requires; None: decide is open.
+
+    Raises
+    ------
+    ConfigError
+        The admin and decide tokens are the same (:func:`check_tokens`).
     """
+    check_tokens(admin_token, decide_token)
     worker = ThreadWorker(service) if isinstance(service, DecisionService) else service
     app = _App(
         title="allocgym frozen allocator",
