@@ -676,6 +676,31 @@ def test_a_ledger_listing_fewer_trials_than_agents_evaluated_is_raised_to_them(
     assert "the ledger lists 2 trials but 3 agents were evaluated" in res.dsr["note"]
 
 
+def test_evaluated_runs_missing_from_the_ledger_count_as_trials(
+    tiny_params, tmp_path: Path
+) -> None:
+    """A run killed after validation scored it (kill -9: no ledger line) can still be
+    evaluated; it is a trial all the same, so N counts it and the note names it."""
+    from allocgym.ledger import new_run_id
+
+    led = _write_study_ledger(tmp_path / "trials.jsonl")
+    recorded, killed = tmp_path / "recorded", tmp_path / "killed"
+    led.append({"config_hash": "cfg6", "seed": 6, "run_dir": str(recorded), "status":
+                "completed", "metrics": {"val_sharpe": 1.2}, "run_id": new_run_id(recorded)})  # fmt: skip
+    new_run_id(killed)
+    bts = _agents_and_baselines(tiny_params)
+    base = ev.summarize(bts, ledger=led, runs=[recorded])
+    assert base.dsr["n_trials"] == 6 and "not in the ledger" not in base.dsr["note"]
+    res = ev.summarize(bts, ledger=led, runs=[recorded, killed])
+    assert res.dsr["n_trials"] == 7 and res.dsr["sr0"] > base.dsr["sr0"]
+    assert f"1 evaluated run(s) are not in the ledger (['{killed}'])" in res.dsr["note"]
+    assert "counted in N" in res.dsr["note"]
+    assert led.unrecorded([recorded, killed, tmp_path / "r1"]) == [
+        str(killed),
+        str(tmp_path / "r1"),
+    ]
+
+
 # ----------------------------------------------------------------------------- paired tests
 
 
@@ -902,9 +927,11 @@ def test_evaluate_run_takes_the_dsr_trials_from_the_study_ledger(
             run, baselines="1/n", market=eval_market,
             overrides=[f"evaluation.trials_ledger={other.path}"],
         )  # fmt: skip
-    assert found.dsr["source"] == "ledger" and found.dsr["n_trials"] == 5
+    # the evaluated run is in neither ledger (made here, never trained): counted in N
+    assert found.dsr["source"] == "ledger" and found.dsr["n_trials"] == 5 + 1
+    assert "1 evaluated run(s) are not in the ledger" in found.dsr["note"]
     assert found.meta["trials_ledger"] == str(tmp_path / "study" / "trials.jsonl")
-    assert configured.dsr["n_trials"] == 3
+    assert configured.dsr["n_trials"] == 3 + 1
     assert configured.dsr["sharpe_variance_annual"] == pytest.approx(0.01)  # var(.1, .3, .2)
     assert configured.meta["trials_ledger"] == str(other.path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -217,7 +218,8 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
     run = _untrained_run(tmp_path / "cand", load_config(None, TINY))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rep = promote(run, "greedy", overrides=ONLY_SHARPE)
+        # 193 test bars hold 10 blocks of 5 bars, not of the default 21 (see below)
+        rep = promote(run, "greedy", overrides=[*ONLY_SHARPE, "evaluation.bootstrap.mean_block=5"])
     assert set(rep.stress) == {10.0, 100.0}
     assert rep.candidate["invariant_breaches"] == 0
     assert rep.stress[100.0]["costs_annual"] > rep.candidate["costs_annual"]
@@ -226,7 +228,7 @@ def test_promote_runs_backtests_and_stress(tmp_path: Path) -> None:
     # rotation loses money here (-0.83): with margin 0 the candidate is promoted.
     assert rep.candidate["sharpe"] > rep.incumbent["sharpe"] + 1.0
     # the paired bootstrap on the same bars is reported (not checked here: max_p_value
-    # is off; 193 bars leave a 1.3 Sharpe difference at p = 0.07)
+    # is off)
     assert 0 < rep.candidate["paired_p_value"] < 0.5
     assert rep.candidate["paired_low"] < rep.candidate["paired_diff"] < rep.candidate["paired_high"]
     assert rep.candidate["paired_diff"] == pytest.approx(
@@ -402,3 +404,26 @@ def test_one_baseline_name_is_an_incumbent() -> None:
     from allocgym.promotion import _incumbent
 
     assert _incumbent(AllocgymConfig(), "1/n", "test") == ([], None, ("equal_weight",))
+
+
+def test_an_uncalibrated_paired_test_fails_the_candidate() -> None:
+    """Fewer than 10 mean blocks of common bars: the bootstrap's p-value is too small (a
+    null difference passed p <= 0.05 13 % of the time at 63 bars with 21-bar blocks), so
+    it counts as no test, with the numbers and the reason kept."""
+    from types import SimpleNamespace
+
+    from allocgym.config import EvaluationConfig
+    from allocgym.promotion import _paired_test
+
+    rng = np.random.default_rng(0)
+    market = rng.normal(0.0003, 0.01, 300)
+
+    def walk(name: str, edge: float, n: int) -> SimpleNamespace:
+        return SimpleNamespace(name=name, bars=np.arange(n), returns=market[:n] + edge)
+
+    e = EvaluationConfig(periods_per_year=252, bootstrap={"n_boot": 200, "mean_block": 21})
+    short = _paired_test([walk("cand", 0.002, 200)], [walk("inc", 0.0, 200)], e)
+    assert math.isnan(short["paired_p_value"]) and short["paired_diff"] > 0
+    assert "cand against inc: 200 bars hold fewer than 10 mean blocks of 21" in short["paired_note"]
+    enough = _paired_test([walk("cand", 0.002, 300)], [walk("inc", 0.0, 300)], e)
+    assert 0 < enough["paired_p_value"] < 0.05 and "paired_note" not in enough

@@ -250,10 +250,13 @@ def test_report_shows_paired_tests_psr_and_the_dsr_source(written) -> None:
         "better": "**beats 1/N**",
         "worse": "is **worse than 1/N**",
         "indistinguishable": "is **not distinguishable from 1/N**",
+        "unreliable": "is **not judged against 1/N**",  # these toy walks are short
     }
     for name in ("toy_seed0", "toy_seed1", "toy (pooled, 2 seeds)"):
         entry = tests[name]["equal_weight"]
         assert f"`{name}` {words[entry['verdict']]}" in md
+        if entry["verdict"] == "unreliable":
+            assert entry["note"] and entry["note"] in md
     assert "DSR trials: N = 2, from the agent seeds evaluated together: **weak**" in md
     data = json.loads(paths["results"].read_text())
     assert data["paired_tests"]["rows"]["toy_seed0"]["equal_weight"]["p_value"] == pytest.approx(

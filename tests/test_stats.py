@@ -199,7 +199,42 @@ def test_flat_series_has_no_defined_difference() -> None:
     a, _ = _two_series()
     res = sst.paired_sharpe_difference(np.zeros_like(a), a, n_boot=50)
     assert math.isnan(res.diff) and math.isnan(res.p_value) and res.verdict == "undefined"
-    assert res.n_valid == 0
+    assert res.n_valid == 50  # every resample of an all-cash series scores Sharpe 0
+
+
+def test_short_series_get_no_verdict() -> None:
+    """Fewer than MIN_BLOCKS mean blocks of bars: the wrap-around bootstrap narrows the
+    interval (a block as long as the series is a rotation of it), so the verdict is
+    withheld whatever the interval says; the numbers stay reported."""
+    a, b = _two_series()
+    a = a + 0.002  # a clear winner on any length
+    for n, block, verdict in [(209, 21, "unreliable"), (210, 21, "better"), (63, 6, "better")]:
+        res = sst.paired_sharpe_difference(a[:n], b[:n], mean_block=block, n_boot=200)
+        assert res.verdict == verdict, (n, block, res)
+        assert math.isfinite(res.p_value) and math.isfinite(res.ci_low)
+        if verdict == "unreliable":
+            assert res.note.startswith("209 bars hold fewer than 10 mean blocks of 21 bars")
+            assert res.to_dict()["note"] == res.note
+    three = sst.paired_sharpe_difference(a[:3], b[:3], n_boot=200)
+    assert three.verdict == "unreliable"
+    assert three.ci_high - three.ci_low < 1e-9  # every resample is a rotation of the series
+
+
+def test_all_cash_resamples_score_zero_not_dropped() -> None:
+    """A book in cash on most bars: the resamples where it is flat throughout have Sharpe
+    0 (as a flat validation episode does), not left out in its favour."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(0.0008, 0.01, 252)
+    agent = np.zeros(252)
+    agent[:10] = rng.normal(0.003, 0.01, 10)
+    res = sst.paired_sharpe_difference(agent, ref, n_boot=256, mean_block=5)
+    assert res.n_valid == 256 and res.note == ""
+    idx = sst.stationary_bootstrap_indices(252, 5, 256, np.random.default_rng(0))  # one chunk
+    flat = (agent[idx] == 0).all(axis=1)
+    assert flat.any()  # the case at hand
+    sa = np.where(flat, 0.0, measures.sharpe_ratio(agent[idx], periods_per_year=252))
+    d = sa - measures.sharpe_ratio(ref[idx], periods_per_year=252)
+    assert res.p_value == (1 + np.count_nonzero(d <= 0)) / (d.size + 1)
 
 
 # ----------------------------------------------------------------------------- PSR / DSR

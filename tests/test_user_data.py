@@ -789,3 +789,23 @@ def test_review_regressions_of_the_data_fixes(tmp_path: Path) -> None:
     ):
         frame.to_parquet(tmp_path / f"{name}.parquet")
         assert _quiet(from_parquet, tmp_path / f"{name}.parquet", cfg=LOOSE).n_assets == 2
+
+
+def test_symbols_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
+    """A ticker written two ways: in a wide file the stock counted twice (1/N and every
+    estimator), in a long file where a vendor changed its case mid-file it was delisted
+    (closed at no cost) and listed again; only a generic delisting warning said so."""
+    wide_path = tmp_path / "wide.csv"
+    df = _wide(300, 3)
+    df.insert(3, "s0", df["S0"])
+    df.to_csv(wide_path)
+    with pytest.raises(DataError, match=r"differ only in letter case: \[\['S0', 's0'\]\]"):
+        _quiet(from_csv, wide_path, cfg=LOOSE)
+    long_path = tmp_path / "long.csv"
+    first, second = _long_rows(["AAA", "BBB"], n_days=40), _long_rows(["aaa", "BBB"], n_days=80)
+    rows = first.splitlines() + [
+        line for line in second.splitlines()[1:] if line[:10] > first.splitlines()[-1][:10]
+    ]
+    long_path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"\[\['AAA', 'aaa'\]\].*write each ticker one way"):
+        _quiet(from_csv, long_path, cfg=LOOSE)

@@ -511,6 +511,17 @@ def _check_content(md: MarketData) -> None:
     if dup.any():
         names = sorted({md.symbols[j] for j in np.flatnonzero(dup)})
         raise DataError(f"duplicate symbols {names}: give each column a unique symbol")
+    folded = pd.Index([str(sym).casefold() for sym in md.symbols])
+    if folded.has_duplicates:
+        clash = [
+            [sym for sym in md.symbols if str(sym).casefold() == key]
+            for key in dict.fromkeys(folded[folded.duplicated()])
+        ]
+        raise DataError(
+            f"symbols that differ only in letter case: {clash[:_SHOW]}: one stock's ticker "
+            "written two ways (a vendor's change of case mid-file, or a column repeated) "
+            "would be counted twice or delisted and listed again; write each ticker one way"
+        )
 
     close = md.close
     finite = np.isfinite(close)

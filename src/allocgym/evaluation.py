@@ -1508,6 +1508,7 @@ def dsr_trial_set(
     ecfg: EvaluationConfig | None = None,
     ledger: TrialsLedger | str | Path | None = None,
     selection_key: str | None = None,
+    runs: Sequence[str | Path] = (),
 ) -> DSRTrials:
     """Trials of the Deflated Sharpe Ratio: the study's ledger, else the agent seeds.
 
@@ -1544,6 +1545,10 @@ def dsr_trial_set(
     selection_key : str, optional
         The evaluated runs' selection key; None reads every trial of the ledger (by
         selection, as above).
+    runs : sequence of paths
+        The run directories of the agents evaluated: those the ledger does not name
+        (killed before they could record themselves) are trials too, added to ``N`` with
+        a note.
 
     Returns
     -------
@@ -1630,6 +1635,16 @@ def dsr_trial_set(
                 f"{'' if led.selection_key is None else ' of this market and split'} with a "
                 "finite val_sharpe, 2 are needed for their variance: the agent seeds stand in"
             )
+    missing = led.unrecorded(runs) if led is not None else []
+    if missing:
+        counted = source == "ledger" and e.dsr_trials is None
+        if counted:
+            n_trials += len(missing)
+        notes.append(
+            f"{len(missing)} evaluated run(s) are not in the ledger ({missing[:3]}): killed "
+            "before they could record themselves; "
+            + ("counted in N" if counted else "the ledger's N may be short")
+        )
     seeds_only = source == "ledger" and led is not None and led.one_configuration()
     if seeds_only:
         notes.append(ONE_CONFIGURATION)
@@ -1767,6 +1782,7 @@ def summarize(
     factor_window: int = 252,
     risk: RiskConfig | None = None,
     selection_key: str | None = None,
+    runs: Sequence[str | Path] = (),
 ) -> EvaluationResult:
     """Metrics, PSR and DSR of every backtest, seed stats, paired tests, regime risk, the
     VaR backtest (``ecfg.var_alpha``, ``ecfg.var_window``), the factor attribution, the
@@ -1787,6 +1803,9 @@ def summarize(
         The evaluated runs' :func:`allocgym.ledger.selection_key`: the ledger's trials of
         another one are left out of the DSR (None reads them all, by selection: see
         :func:`dsr_trial_set`).
+    runs : sequence of paths
+        The agents' run directories: those the ledger lacks count as trials
+        (:func:`dsr_trial_set`).
     asset_returns : ndarray, shape (n_days, n_assets), optional
         The walk's market returns: :func:`regime_diagnostics` and
         :func:`allocgym.var_backtest.backtest_var` per backtest when given.
@@ -1823,7 +1842,7 @@ def summarize(
         raise ConfigError(
             f"backtest names must be unique, got {[bt.name for bt in backtests]}: rename them"
         )
-    ts = dsr_trial_set(backtests, e, ledger, selection_key)
+    ts = dsr_trial_set(backtests, e, ledger, selection_key, runs)
     for bt in backtests:
         sr, skew, kurt, n = sharpe_moments(bt.returns)
         metrics[bt.name]["dsr"] = probabilistic_sharpe_ratio(sr, n, skew, kurt, ts.sr0)
@@ -2106,6 +2125,7 @@ def evaluate(
         benchmark_name=benchmark_label(market), factors=factors,
         factor_model=cfg.baselines.factor_model, factor_window=cfg.baselines.lookback,
         risk=cfg.risk, selection_key=key,
+        runs=[a.source for a in allocators if getattr(a, "source", None)],
     )  # fmt: skip
     result.dashboard = dashboard_data(result.primary, params) if bts else {}
     for a, bt in zip(allocators, bts, strict=True):

@@ -74,7 +74,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -309,6 +309,21 @@ class TrialsLedger:
             if rec.status != "failed" or prior is None or prior.status == "failed":
                 runs[key] = rec
         return list(runs.values())
+
+    def unrecorded(self, run_dirs: Sequence[str | Path]) -> list[str]:
+        """The run directories in ``run_dirs`` that no line of the ledger names (by
+        ``run_id``, or by absolute folder for a run without one): runs killed before they
+        could record themselves (SIGKILL, the out-of-memory killer, a lost machine)."""
+        ids, dirs = set(), set()
+        for rec in self.history():
+            ids.add(rec.run_id)
+            dirs.add(os.path.abspath(rec.run_dir))
+        out = []
+        for d in run_dirs:
+            run_id = run_id_of(d)
+            if (run_id and run_id not in ids) or (not run_id and os.path.abspath(d) not in dirs):
+                out.append(str(d))
+        return out
 
     def _selects(self, rec: TrialRecord) -> bool:
         return self.selection_key is None or rec.selection_key in ("", self.selection_key)

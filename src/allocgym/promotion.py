@@ -652,7 +652,7 @@ def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dic
     """The paired Sharpe test of every candidate seed against every incumbent walk on
     their common bars; the pair with the largest p-value speaks for the candidate (a
     seed that does not beat the incumbent is not hidden by one that does; a pair without
-    a test, NaN or too few common bars, fails the candidate)."""
+    a test, NaN, too few common bars or an unreliable verdict, fails the candidate)."""
     from allocgym.stats import paired_sharpe_difference
 
     boot, worst = e.bootstrap, None
@@ -666,6 +666,10 @@ def _paired_test(cand_bts: Sequence[Any], inc_bts: Sequence[Any], e: Any) -> dic
                 c.returns[ci], i.returns[ii], mean_block=boot.mean_block, n_boot=boot.n_boot,
                 alpha=boot.alpha, seed=boot.seed, periods_per_year=float(e.periods_per_year),
             )  # fmt: skip
+            if res.verdict == "unreliable":  # a p-value that is not calibrated tests nothing
+                return {"paired_p_value": math.nan, "paired_diff": res.diff,
+                        "paired_low": res.ci_low, "paired_high": res.ci_high,
+                        "paired_note": f"{c.name} against {i.name}: {res.note}"}  # fmt: skip
             # NaN (no Sharpe ratio) is the worst a pair can give, whatever comes after it
             if worst is None or not (res.p_value <= worst.p_value or math.isnan(worst.p_value)):
                 worst = res

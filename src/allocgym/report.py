@@ -649,6 +649,7 @@ _VERDICT_WORDS = {
     "better": "**beats {ref}**: the interval lies above 0",
     "worse": "is **worse than {ref}**: the interval lies below 0",
     "indistinguishable": "is **not distinguishable from {ref}**: the interval contains 0",
+    "unreliable": "is **not judged against {ref}**: {note}",
 }
 
 
@@ -714,7 +715,8 @@ def _paired_blocks(result: EvaluationResult) -> list[_Block]:
             words.append(f"`{name}`: no Sharpe difference against 1/N can be estimated.")
             continue
         words.append(
-            f"`{name}` {verdict.format(ref='1/N')} (ΔSharpe {format_interval(entry)}, "
+            f"`{name}` {verdict.format(ref='1/N', note=entry.get('note', ''))} "
+            f"(ΔSharpe {format_interval(entry)}, "
             f"p = {_format_p(entry)})."
         )
     if words:

@@ -582,6 +582,7 @@ def _tables(
                 "indistinguishable": f"is not distinguishable from 1/N (the {level} interval "
                 "contains 0)",
                 "undefined": "cannot be compared with 1/N (no finite interval)",
+                "unreliable": f"is not judged against 1/N ({pe.get('note', '')})",
             }[pe["verdict"]]
             words.append(
                 f"{n} {verdict}: ΔSharpe {pe['diff']:+.2f}, p = {pe['p_value']:.3f}; it beat "
