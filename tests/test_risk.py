@@ -400,6 +400,41 @@ def test_permutation_equivariance():
     assert check_invariants(resp, cp, lim, CostModel()).n_breaches == 0
 
 
+def test_a_portfolio_is_gated_alike_alone_and_in_a_batch():
+    """A book ending exactly on its net cap is approved as proposed when gated alone
+    (serving); among portfolios of which another breaks the net cap (the env's batch) the
+    re-feasibility bound of that other row had cut most of its trade (rev11's repro)."""
+    lim = RiskLimits(
+        max_symbol_weight=1.0, max_gross=1.0, max_net=0.1, max_sector_gross=1.0,
+        long_only=False, max_turnover=100.0, max_participation=0.1,
+        slippage_budget_bps=1e6, max_strategy_contribution=10.0,
+    )  # fmt: skip
+    cur = np.array([[0.02, 0.16, 0.0, 0.21, -0.02], [0.17, -0.19, 0.1, 0.28, 0.26]])
+    prop = np.array([[-0.34, 0.33, 0.26, -0.19, -0.06], [0.2, -0.34, -0.5, 0.18, 0.46]])
+    adv = np.array(
+        [[8488e3, 9672e3, 6873e3, 4460e3, 1677e3], [1973e3, 2994e3, 6177e3, 1703e3, 5527e3]]
+    )
+    tradable = np.array([[False, True, False, True, True], [True, True, False, True, True]])
+
+    def ctx(rows: list[int]) -> GateContext:
+        k = len(rows)
+        return GateContext(
+            current_weights=cur[rows], equity=np.full(k, 1e6), prices=np.full((k, 5), 50.0),
+            adv_notional=adv[rows], volatility=np.full((k, 5), 0.02),
+            spread_bps=np.full((k, 5), 5.0), sector_ids=np.array([0, 2, 0, 2, 2]),
+            regime=np.zeros(k, np.int64), tradable=tradable[rows],
+        )  # fmt: skip
+
+    chain = RiskGateChain(lim, CostModel(), debug=True)
+    alone = chain.apply(prop[[0]], ctx([0]))
+    assert np.array_equal(alone.approved[0], [0.02, 0.33, 0.0, -0.19, -0.06])
+    for order, row in (([0, 1], 0), ([1, 0], 1)):
+        batch = chain.apply(prop[order], ctx(order))
+        assert np.array_equal(batch.approved[row], alone.approved[0])
+        assert np.array_equal(batch.symbol_reasons[row], alone.symbol_reasons[0])
+        assert batch.portfolio_reasons[row] == alone.portfolio_reasons[0]
+
+
 def test_idempotent_on_its_own_output():
     lim, p, c = _random_case(9)
     chain = RiskGateChain(lim, CostModel(), debug=True)

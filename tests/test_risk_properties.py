@@ -150,6 +150,30 @@ def _check_batch(seed: int, lim: RiskLimits) -> None:
     again = chain.apply(res.approved, ctx2)
     assert np.array_equal(again.approved, res.approved)
 
+    # Batch-independent: a portfolio gated alone (serving, B = 1) gets the book and the
+    # codes it gets among the others (the env's batch)
+    for i in np.random.default_rng(seed + 2).choice(proposed.shape[0], ROWS_ALONE, replace=False):
+        alone = chain.apply(proposed[i : i + 1], _row(ctx, int(i)))
+        assert np.array_equal(alone.approved[0], res.approved[i]), (seed, i)
+        assert np.array_equal(alone.symbol_reasons[0], res.symbol_reasons[i]), (seed, i)
+        assert alone.portfolio_reasons[0] == res.portfolio_reasons[i], (seed, i)
+
+
+ROWS_ALONE = 12
+"""Portfolios of each batch also gated alone."""
+
+
+def _row(ctx: GateContext, i: int) -> GateContext:
+    """The context of portfolio ``i`` alone: every per-portfolio field's row ``i``."""
+    n = np.asarray(ctx.current_weights).shape[0]
+    out = {}
+    for f in dataclasses.fields(ctx):
+        v = getattr(ctx, f.name)
+        if f.name != "sector_ids" and isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n:
+            v = v[i : i + 1]
+        out[f.name] = v
+    return GateContext(**out)
+
 
 @settings(
     deadline=None,

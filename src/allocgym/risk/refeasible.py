@@ -33,11 +33,12 @@ def bisect_scale(start: np.ndarray, step: np.ndarray, lim: Bounds) -> np.ndarray
     an interval ``[0, s_k]`` and ``s = min_k s_k``; a limit holding at both ends holds all
     along. Linear limits (net, beta, each factor exposure) have ``s_k`` in closed form;
     the piecewise-linear ones (sector, gross, notional) are bisected below that bound
-    where they bind.
+    where they bind. Each row is bounded only by the limits its own end breaks, so a
+    row's result does not depend on the other rows of the call.
     """
     n = start.shape[0]
-    end = coupled_violations(start + step, lim)
-    broken = frozenset(code for code, rows in end if rows.any())
+    end = {code: rows for code, rows in coupled_violations(start + step, lim) if rows.any()}
+    broken = frozenset(end)
     if not broken:
         return np.ones(n)
     hi = np.ones(n)
@@ -59,7 +60,11 @@ def bisect_scale(start: np.ndarray, step: np.ndarray, lim: Bounds) -> np.ndarray
             a, d = t0.sum(axis=1), dt.sum(axis=1)
             s_k = np.where(d > 0, (cap - a) / d, np.where(d < 0, (-cap - a) / d, 1.0))
             s_k = np.clip(np.nan_to_num(s_k, nan=0.0), 0.0, 1.0)
-            hi = np.minimum(hi, s_k if s_k.ndim == 1 else s_k.min(axis=1))
+            s_k = s_k if s_k.ndim == 1 else s_k.min(axis=1)
+            # only the rows whose end breaks the limit: the bound has no tolerance, so a
+            # row ending on its cap would otherwise be cut where it is gated alone it is
+            # not (a portfolio's book must not depend on the others in its batch)
+            hi = np.minimum(hi, np.where(end[code], s_k, 1.0))
     ok_hi = coupled_ok(start + hi[:, None] * step, lim, broken)
     if ok_hi.all():
         return hi
