@@ -592,3 +592,26 @@ def test_orders_from_a_whole_lot_book_are_exact_whole_lots() -> None:
     w3 = 420.0 * price / equity
     ex = lot_policy.apply(chain.apply(np.array([[w3, 0.0]]), ctx3), ctx3, Triggers())
     assert ex.delta_qty[0, 0] == 100.0 and ex.target_qty[0, 0] == 400.0
+
+
+def test_a_position_under_a_lots_dust_is_closed_by_a_zero_target() -> None:
+    """5e-14 lots of a 1e15-priced name at equity 1e15 (500 currency): read as 0 lots, the
+    kill switch's close-out had left its weight in the book with no order (rev11)."""
+    lim = RiskLimits(
+        max_symbol_weight=1.0, max_gross=1.0, max_sector_gross=1.0, long_only=False,
+        max_turnover=1.0, max_participation=1e6, slippage_budget_bps=1e6,
+    )  # fmt: skip
+    ctx = GateContext(
+        current_weights=np.array([[5e-13, 0.2]]), equity=np.array([1e15]),
+        prices=np.array([[1e15, 100.0]]), adv_notional=np.full((1, 2), 1e14),
+        volatility=np.full((1, 2), 0.02), spread_bps=np.full((1, 2), 5.0),
+        sector_ids=np.arange(2), regime=np.zeros(1, np.int64),
+        tradable=np.ones((1, 2), bool), kill_switch=np.array([True]),
+    )  # fmt: skip
+    gate = RiskGateChain(lim).apply(np.array([[5e-13, 0.2]]), ctx)
+    ex = ExecutionPolicy(ExecutionParams(lot_size=np.array([10.0, 1.0])), lim).apply(gate, ctx)
+    assert ex.target_weights[0].tolist() == [0.0, 0.0]
+    assert ex.delta_qty[0].tolist() == [-5e-13, -2e12] and ex.target_qty[0].tolist() == [0, 0]
+    held = dataclasses.replace(gate, approved=ex.target_weights, symbol_reasons=ex.reasons,
+                               portfolio_reasons=ex.portfolio_reasons)  # fmt: skip
+    assert check_invariants(held, ctx, lim).ok

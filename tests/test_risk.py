@@ -435,6 +435,42 @@ def test_a_portfolio_is_gated_alike_alone_and_in_a_batch():
         assert batch.portfolio_reasons[row] == alone.portfolio_reasons[0]
 
 
+def test_a_held_name_proposed_beyond_big_is_no_uncoded_change():
+    """Entries are read clipped to +-1e150: a name that cannot trade (no price), proposed
+    and held at 2e150, is approved at 1e150, which the checker had reported as a weight
+    changed without a code (rev11)."""
+    ctx = GateContext(
+        current_weights=np.array([[2e150, 0.0]]), equity=np.array([1e6]),
+        prices=np.array([[np.nan, 100.0]]), adv_notional=np.full((1, 2), 1e9),
+        volatility=np.full((1, 2), 0.02), spread_bps=np.full((1, 2), 5.0),
+        sector_ids=np.arange(2), regime=np.zeros(1, np.int64), tradable=np.ones((1, 2), bool),
+    )  # fmt: skip
+    lim = RiskLimits(long_only=False)
+    res = RiskGateChain(lim).apply(np.array([[2e150, 0.0]]), ctx)
+    assert res.approved[0].tolist() == [1e150, 0.0]
+    assert check_invariants(res, ctx, lim).ok
+
+
+def test_the_checker_floor_covers_the_chains_in_currency():
+    """The chain's float floor is 1e-300 in weight, up to 1e-285 currency at equity 1e15;
+    the checker's had been 1e-290 currency, so it flagged a book the chain approved."""
+    lim = RiskLimits(
+        max_symbol_notional=1e3, regime_capacity_multipliers=(0.0, 1.0, 1.0, 1.0),
+        long_only=False,
+    )  # fmt: skip
+    ctx = GateContext(
+        current_weights=np.zeros((1, 2)), equity=np.array([1e15]),
+        prices=np.full((1, 2), 100.0), adv_notional=np.full((1, 2), 1e12),
+        volatility=np.full((1, 2), 0.02), spread_bps=np.full((1, 2), 5.0),
+        sector_ids=np.arange(2), regime=np.zeros(1, np.int64), tradable=np.ones((1, 2), bool),
+    )  # fmt: skip
+    res = RiskGateChain(lim).apply(np.array([[5e-301, 0.0]]), ctx)
+    assert res.approved[0].tolist() == [5e-301, 0.0]
+    assert check_invariants(res, ctx, lim).ok
+    over = dataclasses.replace(res, approved=np.array([[1e-12, 0.0]]))
+    assert not check_invariants(over, ctx, lim).ok  # 1000 currency over: still caught
+
+
 def test_idempotent_on_its_own_output():
     lim, p, c = _random_case(9)
     chain = RiskGateChain(lim, CostModel(), debug=True)

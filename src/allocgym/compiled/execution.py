@@ -35,9 +35,11 @@ rounding of ``cur`` itself and of ``k lot``, each at most half an ulp of ``|cur|
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _snap_one(x, lot, unit):  # pragma: no cover
-    """``x`` set to its whole number of lots when within float dust of it, else ``x``."""
+    """``x`` set to its whole number of lots when within float dust of it, else ``x``; a
+    position is never read as 0 (under float dust of a lot it is still held, and only an
+    order can close it: read as 0, a zero target had left it in the book)."""
     lots = _in_lots(x, lot, unit)
-    if lots == np.rint(lots):
+    if lots == np.rint(lots) and lots != 0.0:
         return lots if unit else lots * lot
     return x
 

@@ -19,11 +19,13 @@ from allocgym.regime import REGIME_LABELS
 from allocgym.risk.codes import ReasonCode
 from allocgym.risk.context import GateResult
 from allocgym.risk.gates.registry import LIMITS
-from allocgym.risk.kernels import BIG
+from allocgym.risk.kernels import ATOL, BIG
 from allocgym.risk.limits import MIN_MULTIPLIER, RiskLimits
 
 CHECK_RTOL = 1e-9  # tolerance of the checker's limit comparisons (relative)
-_CHECK_ATOL = 1e-290  # absolute floor: differences this small are float underflow
+# absolute floor: differences this small are float underflow; above the chain's own floor
+# (ATOL, in weight) times the largest equity, since some limits are checked in currency
+_CHECK_ATOL = 1e5 * ATOL * RANGES["equity"].high
 TRADE_EPS = 1e-11  # float slack of a trade computed as a difference of two books
 
 
