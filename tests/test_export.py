@@ -17,6 +17,7 @@ from hypothesis.extra.numpy import arrays
 from test_serving_support import (
     exported_bundle,
     small_market,
+    sp500,
     tiny_config,
     trained_run,
     untrained_bundle,
@@ -182,8 +183,6 @@ def test_proposals_stay_float64_because_they_land_exactly_on_the_caps() -> None:
 
 
 def test_exported_graph_matches_sb3_on_fresh_observations() -> None:
-    from test_serving_support import sp500
-
     from allocgym.agents import SB3PolicyAllocator, load_agent
     from allocgym.envs import build_params
 
@@ -370,3 +369,24 @@ def test_export_refuses_a_parity_check_on_nothing(tmp_path, n_recorded, n_random
     with pytest.raises(ConfigError, match=rf"n_recorded={n_recorded}, n_random={n_random}"):
         export_model(None, None, cfg, tmp_path / "b", n_recorded=n_recorded, n_random=n_random)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_moved_bundle_keeps_its_runs_ledger_and_checkpoint(tmp_path: Path) -> None:
+    """Evaluated from a deploy folder, a bundle's DSR had fallen back to one trial (the
+    ledger is looked for beside the bundle only) and its checkpoint read 'frozen': the
+    manifest names the training run and checkpoint, and the run's ledger is used."""
+    import shutil
+
+    from allocgym.evaluation import evaluate_run
+
+    moved = tmp_path / "deploy" / "a" / "b" / "bundle"
+    shutil.copytree(exported_bundle(), moved)
+    run = FrozenPolicy.load(moved).manifest["run"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate_run(moved, baselines="none", market=sp500())
+    # found (it holds this one run, so the note says the seeds stand in for its variance)
+    assert res.dsr["ledger"] == str(Path(run["run_dir"]).parent / "trials.jsonl")
+    assert "holds 1 completed trial(s)" in res.dsr["note"]
+    (entry,) = res.meta["checkpoints"].values()
+    assert entry == {"run": run["run_dir"], "model": run["which"], "step": run["step"]}

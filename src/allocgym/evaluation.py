@@ -2471,7 +2471,8 @@ def evaluate_run(
     ledger : TrialsLedger or path, optional
         The study's trials ledger for the DSR; default ``cfg.evaluation.trials_ledger``,
         else ``trials.jsonl`` in ``run_dir``, its parent or its grandparent
-        (:func:`allocgym.ledger.find_ledger`), else none (the agent seeds stand in).
+        (:func:`allocgym.ledger.find_ledger`), else, for a bundle, the one found so from
+        the training run its manifest names, else none (the agent seeds stand in).
     runner : callable, optional
         Walks the allocators instead of this process (see :func:`evaluate`).
     """
@@ -2487,6 +2488,12 @@ def evaluate_run(
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
     if ledger is None:
         ledger = study_ledger(cfg, root)
+    for p in policies if ledger is None else ():
+        # a bundle moved out of its study folder: the ledger of the run it came from
+        trained = getattr(p, "source", None)
+        ledger = None if trained is None else find_ledger(trained)
+        if ledger is not None:
+            break
     result = evaluate(
         allocs, cfg=cfg, params=params, progress=progress, ledger=ledger, runner=runner
     )
@@ -2554,4 +2561,11 @@ def _frozen_policies(root: Path, overrides: Sequence[str]) -> tuple[AllocgymConf
     policy = FrozenPolicy.load(root)
     cfg = config_from_dict(policy.manifest["config"], list(overrides))
     spec = ActionSpec.from_config(cfg, len(policy.symbols), len(STRATEGY_FAMILIES))
-    return cfg, [FrozenAgent(policy, spec)]
+    agent = FrozenAgent(policy, spec)
+    # the training run the bundle was exported from, and which of its checkpoints
+    run = policy.manifest.get("run") or {}
+    if run.get("run_dir"):
+        agent.source = str(run["run_dir"])  # type: ignore[attr-defined]
+    agent.checkpoint = str(run.get("which", "frozen"))  # type: ignore[attr-defined]
+    agent.checkpoint_step = run.get("step")  # type: ignore[attr-defined]
+    return cfg, [agent]
