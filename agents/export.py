@@ -312,6 +312,12 @@ def _sb3_proposal(agent: SB3PolicyAllocator, obs: np.ndarray) -> tuple[np.ndarra
     return act, prop
 
 
+ONE_ROW_ROWS = 64
+"""Parity observations also run one row at a time (as serving calls the graph)."""
+OUTSIDE_ROWS = 512
+"""Parity observations drawn up to two box widths outside the observation box."""
+
+
 def _check_parity(
     session: ort.InferenceSession, agent: SB3PolicyAllocator, obs: np.ndarray, chunk: int
 ) -> dict[str, Any]:
@@ -588,15 +594,30 @@ def _checked_parity(
     say(f"recording {n_recorded:,} parity observations from env rollouts (+{n_random:,} random)")
     obs = parity_observations(params, agent, n_recorded=n_recorded, n_random=n_random, seed=seed)
     say(f"checking ONNX against SB3 on {len(obs):,} observations")
-    parity = _check_parity(_session(core), agent, obs, chunk=1024)
+    session = _session(core)
+    parity = _check_parity(session, agent, obs, chunk=1024)
     parity.update(n_recorded=int(n_recorded), n_random=int(n_random), seed=int(seed))
-    if not parity["max_abs_diff_proposal"] <= PARITY_TOL:
-        raise ExportParityError(
-            f"ONNX and SB3 proposals differ by {parity['max_abs_diff_proposal']:.3g} > "
-            f"{PARITY_TOL:g} on observation {parity['worst_observation']} of "
-            f"{parity['n_observations']} (actions differ by {parity['max_abs_diff_action']:.3g}): "
-            "the policy uses an op the export does not reproduce; nothing was written"
-        )
+    # Serving calls the graph one row at a time, and live observations can leave the box
+    # (the graph clips them as VecNormalize does): both checked as well.
+    lo, hi = params.obs_low.astype(np.float64), params.obs_high.astype(np.float64)
+    rng = np.random.default_rng([seed, 1])
+    outside = rng.uniform(lo - 2.0 * (hi - lo), hi + 2.0 * (hi - lo), (OUTSIDE_ROWS, len(lo)))
+    extra = {
+        "one_row": _check_parity(session, agent, obs[:ONE_ROW_ROWS], chunk=1),
+        "outside_box": _check_parity(session, agent, outside.astype(np.float32), chunk=1024),
+    }
+    for name, part in extra.items():
+        parity[name] = {k: part[k] for k in ("n_observations", "max_abs_diff_proposal",
+                                             "max_abs_diff_action")}  # fmt: skip
+    for name, part in (("", parity), *((f"{k} ", v) for k, v in extra.items())):
+        if not part["max_abs_diff_proposal"] <= PARITY_TOL:
+            raise ExportParityError(
+                f"ONNX and SB3 proposals differ by {part['max_abs_diff_proposal']:.3g} > "
+                f"{PARITY_TOL:g} on {name}observation {part['worst_observation']} of "
+                f"{part['n_observations']} (actions differ by "
+                f"{part['max_abs_diff_action']:.3g}): the policy uses an op the export does "
+                "not reproduce; nothing was written"
+            )
     return parity
 
 

@@ -98,6 +98,10 @@ def test_export_run_writes_a_verified_bundle_with_full_parity() -> None:
     assert par["n_observations"] >= MIN_PARITY_OBS
     assert par["n_recorded"] > 0 and par["n_random"] > 0
     assert 0.0 <= par["max_abs_diff_proposal"] <= PARITY_TOL
+    # also one row at a time (serving's calls) and outside the observation box
+    assert par["one_row"]["n_observations"] == 64 and par["outside_box"]["n_observations"] == 512
+    for part in (par["one_row"], par["outside_box"]):
+        assert 0.0 <= part["max_abs_diff_proposal"] <= PARITY_TOL
     # the VecNormalize statistics went into the graph
     assert manifest["observation"]["normalization"]["in_graph"] is True
     assert manifest["observation"]["normalization"]["clip"] == 10.0
