@@ -442,6 +442,9 @@ def test_fields_outside_the_seal_are_checked(bundle: Path, keys: dict[str, Path]
     rewrite(bundle / "manifest.json", lambda m: m["model"].update(bytes=1))
     with pytest.raises(BundleError, match=rf"is {size} bytes, the manifest says 1"):
         FrozenPolicy.load(bundle)
+    rewrite(bundle / "manifest.json", lambda m: m["model"].update(bytes=float(size)))
+    with pytest.raises(BundleError, match=rf"the manifest says {float(size)!r}"):
+        FrozenPolicy.load(bundle)
     rewrite(bundle / "manifest.json", lambda m: m["model"].update(bytes=size))
     rewrite(bundle / "manifest.json", lambda m: m["seal"].update(note="reviewed"))
     with pytest.raises(BundleError, match="and nothing else"):

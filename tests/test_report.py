@@ -241,7 +241,8 @@ def test_report_shows_paired_tests_psr_and_the_dsr_source(written) -> None:
         if row[0] == "equal_weight":  # never tested against itself
             assert row[-2:] == ["n/a", "n/a"]
     seed0 = tests["toy_seed0"]["equal_weight"]
-    assert rows[0][-2:] == [format_interval(seed0), f"{seed0['p_value']:.3f}"]
+    dagger = "†" if seed0["verdict"] == "unreliable" else ""  # no verdict: not calibrated
+    assert rows[0][-2:] == [format_interval(seed0), f"{seed0['p_value']:.3f}{dagger}"]
     # a seed group's row carries its pooled portfolio's test
     pooled = tests["toy (pooled, 2 seeds)"]["equal_weight"]
     assert rows[-1][0].startswith("toy (mean ± std") and rows[-1][-2] == format_interval(pooled)

@@ -809,3 +809,6 @@ def test_symbols_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
     long_path.write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"\[\['AAA', 'aaa'\]\].*write each ticker one way"):
         _quiet(from_csv, long_path, cfg=LOOSE)
+    kelvin = _wide(300, 2).rename(columns={"S0": "K", "S1": "\u212a"})  # KELVIN SIGN
+    with pytest.raises(DataError, match=r"\[\['K', \"'\\\\u212a'\"\]\]"):
+        _quiet(from_prices, kelvin, cfg=LOOSE)

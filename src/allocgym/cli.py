@@ -1725,8 +1725,9 @@ def study_cmd(
             f"{name}: pooled Sharpe {result.pooled[name]['sharpe']:.2f} vs 1/N "
             f"{result.pooled['equal_weight']['sharpe']:.2f}, ΔSharpe {pe['diff']:+.2f} "
             f"[{pe['ci_low']:+.2f}, {pe['ci_high']:+.2f}] ({100 * pe['level']:g}%), "
-            f"p = {pe['p_value']:.3f}; "
-            f"beat 1/N in {won['folds_won']}/{won['folds']} folds"
+            f"p = {pe['p_value']:.3f}"
+            + (f" (not judged: {pe['note']})" if pe.get("verdict") == "unreliable" else "")
+            + f"; beat 1/N in {won['folds_won']}/{won['folds']} folds"
         )
     console.print(f"study: {root / 'study.html'}  |  {root / 'study.md'}  |  {root / 'study.json'}")
 

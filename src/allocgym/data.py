@@ -514,9 +514,11 @@ def _check_content(md: MarketData) -> None:
     folded = pd.Index([str(sym).casefold() for sym in md.symbols])
     if folded.has_duplicates:
         clash = [
-            [sym for sym in md.symbols if str(sym).casefold() == key]
+            # ascii(): look-alikes casefold merges (KELVIN SIGN and K) print apart
+            [sym if str(sym).isascii() else ascii(sym) for sym in md.symbols
+             if str(sym).casefold() == key]
             for key in dict.fromkeys(folded[folded.duplicated()])
-        ]
+        ]  # fmt: skip
         raise DataError(
             f"symbols that differ only in letter case: {clash[:_SHOW]}: one stock's ticker "
             "written two ways (a vendor's change of case mid-file, or a column repeated) "

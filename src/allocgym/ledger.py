@@ -311,17 +311,16 @@ class TrialsLedger:
         return list(runs.values())
 
     def unrecorded(self, run_dirs: Sequence[str | Path]) -> list[str]:
-        """The run directories in ``run_dirs`` that no line of the ledger names (by
-        ``run_id``, or by absolute folder for a run without one): runs killed before they
-        could record themselves (SIGKILL, the out-of-memory killer, a lost machine)."""
-        ids, dirs = set(), set()
-        for rec in self.history():
-            ids.add(rec.run_id)
-            dirs.add(os.path.abspath(rec.run_dir))
+        """The run directories in ``run_dirs`` whose ``run_id`` no line of the ledger
+        names: runs killed before they could record themselves (SIGKILL, the
+        out-of-memory killer, a lost machine). A run without one (trained before run ids
+        existed) is not listed: its folder, reached by another path or named relative to
+        another working directory, cannot be matched for sure."""
+        ids = {rec.run_id for rec in self.history()}
         out = []
         for d in run_dirs:
             run_id = run_id_of(d)
-            if (run_id and run_id not in ids) or (not run_id and os.path.abspath(d) not in dirs):
+            if run_id and run_id not in ids:
                 out.append(str(d))
         return out
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from allocgym.evaluation import TABLE_METRICS, EvaluationResult, pooled_label
 from allocgym.regime import REGIME_LABELS
+from allocgym.stats import MIN_BLOCKS
 
 __all__ = [
     "COLUMN_LABELS",
@@ -117,8 +118,11 @@ def format_interval(entry: dict[str, Any] | None) -> str:
 
 
 def _format_p(entry: dict[str, Any] | None) -> str:
+    """The p-value, marked ``†`` where the test gets no verdict (``unreliable``)."""
     p = None if not entry else entry.get("p_value")
-    return "n/a" if p is None or not math.isfinite(p) else f"{p:.3f}"
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.3f}†" if entry and entry.get("verdict") == "unreliable" else f"{p:.3f}"
 
 
 def _dsr_label(dsr: dict[str, Any]) -> str:
@@ -697,7 +701,9 @@ def _paired_blocks(result: EvaluationResult) -> list[_Block]:
             f"bootstrap ({pt.get('n_boot')} resamples, blocks of mean length "
             f"{pt.get('mean_block', 0):g} bars, seed {pt.get('seed')}: both series resampled "
             "with the same blocks, so common market moves cancel); p is the one-sided "
-            "p-value of 'no better than the reference'. A pooled row is the seeds' returns "
+            "p-value of 'no better than the reference' († on fewer than "
+            f"{MIN_BLOCKS} mean blocks of bars: not calibrated, no verdict). A pooled row is "
+            "the seeds' returns "
             "averaged bar by bar (a book rebalanced to equal capital per seed every bar); in "
             "the metrics "
             "table a seed group's 1/N columns are its pooled row's.",

@@ -122,9 +122,10 @@ def sha256_file_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_limited(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of ``path``, refused before they are read when over ``limit`` (a huge or
-    sparse file must not fill the memory of the process that checks it)."""
+def _read_limited(path: Path, limit: int, what: str, fix: str = "re-export the bundle") -> bytes:
+    """The bytes of ``path``, refused (naming ``fix``) before they are read when over
+    ``limit`` (a huge or sparse file must not fill the memory of the process that checks
+    it)."""
     with path.open("rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         data = fh.read(size + 1) if size <= limit else b""  # read(n) allocates n first
@@ -136,7 +137,7 @@ def _read_limited(path: Path, limit: int, what: str) -> bytes:
     if size > limit or len(data) > limit:
         raise BundleError(
             f"{str(path)!r} is {max(size, len(data))} bytes, over the {limit} a {what} may "
-            "hold: it is not one written by allocgym export; re-export the bundle"
+            f"hold: it is not one written by allocgym export; {fix}"
         )
     return data
 
@@ -747,7 +748,7 @@ def signature_record(folder: Path, digest: str) -> tuple[Path, str, bytes]:
     """
     path = _bundle_file(folder, SIGNATURE_FILE, "signature")
     fix = "sign the bundle again with export --sign KEYFILE"
-    raw = _read_limited(path, _MAX_SIGNATURE_BYTES, "signature")
+    raw = _read_limited(path, _MAX_SIGNATURE_BYTES, "signature", fix)
     record = _json_file(path, raw, "an allocgym signature", fix)
     try:
         if not isinstance(record, dict) or set(record) != _SIGNATURE_KEYS:
@@ -872,7 +873,8 @@ class FrozenPolicy:
             raise BundleError(f"{str(model_path)!r} is not an ONNX model ({err})") from None
         check_model_proto(proto, manifest)
         seal = verify_seal(manifest, proto)
-        if model_meta.get("bytes") != len(data):
+        size = model_meta.get("bytes")
+        if type(size) is not int or size != len(data):
             raise BundleError(
                 f"{str(model_path)!r} is {len(data)} bytes, the manifest says "
                 f"{model_meta.get('bytes')!r}: the manifest was edited; re-export the bundle"
