@@ -471,6 +471,53 @@ def test_the_checker_floor_covers_the_chains_in_currency():
     assert not check_invariants(over, ctx, lim).ok  # 1000 currency over: still caught
 
 
+def test_an_infinite_trade_cost_is_over_any_slippage_budget():
+    """A dust trade (1e-301, inside the participation cap's float floor) in a name with no
+    volume costs +inf; the budget test's tolerance, relative to the cost, had let inf pass
+    and skipped the portfolio's budget (the full buy approved, no code; rev15)."""
+    lim = RiskLimits(
+        max_symbol_weight=0.5, max_sector_gross=1.0, max_turnover=2.0, max_participation=0.1,
+        slippage_budget_bps=1.0,
+    )  # fmt: skip
+    ctx = GateContext(
+        current_weights=np.zeros((1, 3)), equity=np.array([1e6]), prices=np.full((1, 3), 100.0),
+        adv_notional=np.array([[1e6, 0.0, 1e6]]), volatility=np.full((1, 3), 0.02),
+        spread_bps=np.full((1, 3), 10.0), sector_ids=np.array([0, 1, 2]),
+        regime=np.array([0]), tradable=np.ones((1, 3), bool),
+    )  # fmt: skip
+    chain = RiskGateChain(lim, CostModel(), debug=True)  # the checker agrees
+    clean = chain.apply(np.array([[0.1, 0.0, 0.0]]), ctx)
+    assert 0.0 < clean.approved[0, 0] < 0.1
+    assert clean.portfolio_reasons[0] & int(ReasonCode.SLIPPAGE_BUDGET)
+    dust = chain.apply(np.array([[0.1, 1e-301, 0.0]]), ctx)
+    assert dust.approved[0, 0] < 0.1  # not the whole buy
+    assert dust.portfolio_reasons[0] & int(ReasonCode.SLIPPAGE_BUDGET)
+
+
+def test_an_overflowing_strategy_capacity_factor_is_zero_not_nan():
+    """Two ratios clamped at max_multiplier = 1e300 overflow their product to inf and a
+    third read as 0 made inf x 0 = NaN: NaN clipped amounts, and a family proposing +0.2
+    long approved as a short at the symbol cap (rev15)."""
+    lim = RiskLimits(
+        max_symbol_weight=0.3, max_participation=1.0, max_turnover=2.0,
+        slippage_budget_bps=1e4, max_sector_gross=1.0, long_only=False,
+        strategy_capacity_spread_bps=1e300, strategy_capacity_volatility=1e300,
+        strategy_capacity_adv_to_equity=1e15, max_multiplier=1e300,
+    )  # fmt: skip
+    weights = np.array([[[0.0, 0.2], [0.1, 0.0]]])
+    ctx = GateContext(
+        current_weights=np.zeros((1, 2)), equity=np.array([1e6]), prices=np.full((1, 2), 100.0),
+        adv_notional=np.full((1, 2), 1e6), volatility=np.full((1, 2), 0.02),
+        spread_bps=np.full((1, 2), 10.0), sector_ids=np.array([0, 1]), regime=np.array([0]),
+        tradable=np.array([[False, True]]), strategy_weights=weights,
+    )  # fmt: skip
+    res = RiskGateChain(lim, CostModel(), debug=True).apply(weights.sum(axis=1), ctx)
+    # the long family's capacity is 0; the other's name cannot trade
+    assert res.approved[0].tolist() == [0.0, 0.0]
+    assert all(np.isfinite(v).all() for v in res.clipped.values())
+    assert res.strategy_scale is not None and res.strategy_scale[0, 0] == 0.0
+
+
 def test_idempotent_on_its_own_output():
     lim, p, c = _random_case(9)
     chain = RiskGateChain(lim, CostModel(), debug=True)

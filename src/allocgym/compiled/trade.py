@@ -158,7 +158,7 @@ def _trade_measures(
             buf[a] = lin[a] + imp[a]
         c = 0.0 + pairwise_sum(buf, 0, n_assets)
         l1[b], s_turn[b], over_t[b] = total, scale, over
-        over_s[b] = not c <= ((budget + c) * rtol + budget) + atol
+        over_s[b] = c == np.inf or not c <= ((budget + c) * rtol + budget) + atol
         any_t |= over
         any_s |= over_s[b]
         linear_sum[b] = 0.0 + pairwise_sum(lin, 0, n_assets)
@@ -253,7 +253,7 @@ def _strategy_scale(gross, budget, rtol, atol, tiny):  # pragma: no cover
             g, cap = gross[b, k], budget[b, k]
             over = not g <= ((cap + g) * rtol + cap) + atol or not np.isfinite(g)
             s = cap / g if over else 1.0
-            scale[b, k] = 0.0 if s < tiny else s
+            scale[b, k] = s if s >= tiny else 0.0
             any_over |= over
     return scale, any_over
 

@@ -239,7 +239,7 @@ def _symbol_slippage(t: np.ndarray, e: CheckEnv) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         cost = expected_cost(t, e.eq, e.adv, e.vol, e.spread, e.cost_model)
     budget = e.limits.symbol_slippage_budget_bps / 1e4 * e.capacity_m[:, None]
-    return within(cost, budget, cost).all(axis=1)
+    return (within(cost, budget, cost) & (cost < np.inf)).all(axis=1)
 
 
 def _turnover(t: np.ndarray, e: CheckEnv) -> np.ndarray:
@@ -250,7 +250,7 @@ def _turnover(t: np.ndarray, e: CheckEnv) -> np.ndarray:
 def _slippage(t: np.ndarray, e: CheckEnv) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         cost = expected_cost(t, e.eq, e.adv, e.vol, e.spread, e.cost_model).sum(axis=1)
-    return within(cost, e.limits.slippage_budget_bps / 1e4, cost)
+    return within(cost, e.limits.slippage_budget_bps / 1e4, cost) & (cost < np.inf)
 
 
 TRADE_CHECKS: dict[ReasonCode, Callable[[np.ndarray, CheckEnv], np.ndarray]] = {
@@ -288,11 +288,13 @@ def _family_capacity(sw: np.ndarray, e: CheckEnv) -> np.ndarray:
             "vol": (weight * e.vol[:, None, :]).sum(axis=2) / held,
             "liq": (weight * (e.adv / e.eq[:, None])[:, None, :]).sum(axis=2) / held,
         }
+        zero = np.zeros(factor.shape, dtype=bool)
         for name, ref in refs.items():
             if ref is not None:
                 ratio = mean[name] / ref if name == "liq" else ref / mean[name]
+                zero |= clamp(ratio) == 0.0
                 factor = factor * clamp(ratio)
-    return np.where(held > 0, clamp(factor), 1.0)
+    return np.where(held > 0, np.where(zero, 0.0, clamp(factor)), 1.0)
 
 
 def _strategy(result: GateResult, sw: np.ndarray, e: CheckEnv, out: Failures) -> np.ndarray:

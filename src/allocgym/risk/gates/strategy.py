@@ -77,14 +77,21 @@ def capacity_factor(strategy: np.ndarray, x: Inputs, limits: RiskLimits) -> np.n
 
     lo, hi = limits.min_multiplier, limits.max_multiplier
     # Each ratio is clamped before the product, so a zero spread (ratio inf) and a zero
-    # ADV (ratio 0) give a number, not inf x 0.
+    # ADV (ratio 0) give a number, not inf x 0. Two ratios clamped at a huge hi can still
+    # overflow the product to inf: a ratio read as 0 makes the factor 0 whatever the rest.
+    zero = np.zeros(factor.shape, dtype=bool)
+    ratios = []
     if spread_ref is not None:
-        factor *= clamp_multiplier(spread_ref / average(x.spread), lo, hi)
+        ratios.append(spread_ref / average(x.spread))
     if vol_ref is not None:
-        factor *= clamp_multiplier(vol_ref / average(x.vol), lo, hi)
+        ratios.append(vol_ref / average(x.vol))
     if liq_ref is not None:
-        factor *= clamp_multiplier(average(x.adv) / x.equity[:, None] / liq_ref, lo, hi)
-    return np.where(some, clamp_multiplier(factor, lo, hi), 1.0)
+        ratios.append(average(x.adv) / x.equity[:, None] / liq_ref)
+    for ratio in ratios:
+        r = clamp_multiplier(ratio, lo, hi)
+        zero |= r == 0.0
+        factor *= r
+    return np.where(some & ~zero, clamp_multiplier(factor, lo, hi), np.where(some, 0.0, 1.0))
 
 
 def strategy_gate(

@@ -110,7 +110,7 @@ def _scale_symbols(
     if all_below(cost, budget):
         return d, None
     budgets = np.broadcast_to(budget, cost.shape)
-    over = is_over(cost, budgets, cost)
+    over = is_over(cost, budgets, cost) | (cost == np.inf)
     if not over.any():
         return d, None
     scale = np.ones_like(cost)
