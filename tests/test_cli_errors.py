@@ -34,9 +34,15 @@ def _files(tmp: Path) -> dict[str, Path]:
     bad_state.write_text('{"request_id": 1}')
     empty_run = tmp / "empty_run"
     empty_run.mkdir()
+    taken = tmp / "taken"
+    (taken / "seed_000").mkdir(parents=True)
+    fake_bundle = tmp / "fake_bundle"
+    fake_bundle.mkdir()
+    (fake_bundle / "manifest.json").write_text("{}")
     return {
         "bad_yaml": bad_yaml, "not_utf8": not_utf8, "listing": listing, "binary": binary,
         "bad_sectors": bad_sectors, "bad_state": bad_state, "empty_run": empty_run,
+        "taken": taken, "fake_bundle": fake_bundle,
     }  # fmt: skip
 
 
@@ -75,6 +81,28 @@ CASES: list[tuple[str, list[str], str]] = [
     ("resume without run dir", ["train", "--resume"], "--resume needs --run-dir"),
     ("unknown baseline", ["baselines", "--only", "nope"], "is unknown"),
     ("bad seeds", ["evaluate", "--run", "{empty_run}", "--seeds", "a,b"], "comma-separated"),
+    ("no seeds", ["evaluate", "--run", "{empty_run}", "--seeds", ","], "names no seed"),
+    ("seeds of a bundle", ["evaluate", "--run", "{fake_bundle}", "--seeds", "0"], "drop --seeds"),
+    (
+        "several runs sharing no folder",
+        ["evaluate", "--run", "{empty_run}", "--run", "/proc"],
+        "share no folder but '/' for the report: pass --out DIR",
+    ),
+    (
+        "a quickstart baseline misspelled, before any training",
+        ["quickstart", "--baselines", "foo", "--run-dir", "{tmp}/q"],
+        "baseline 'foo' is unknown",
+    ),
+    (
+        "a quickstart into a used folder",
+        ["quickstart", "--run-dir", "{taken}", "--seeds", "0"],
+        "quickstart starts fresh runs; choose a new --run-dir",
+    ),
+    (
+        "an example over an existing file",
+        ["decide", "--policy", "{empty_run}", "--write-example", "{bad_state}"],
+        "exists: name a new file",
+    ),
     (
         "data path without a file source",
         ["data", "info", "--set", "data.path={tmp}/prices.csv"],
@@ -353,3 +381,34 @@ def test_audit_verify_tells_a_mistyped_path_from_a_deleted_log(tmp_path: Path, c
     with pytest.raises(SystemExit) as exc:
         main(["audit", "verify", str(log)])
     assert exc.value.code == 1 and "FAILED" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """serve had printed 'serving ... on http://...' and then uvicorn's bare error."""
+    import socket
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", "--policy", str(tmp_path), "--port", str(port),
+                  "--audit-log", str(tmp_path / "audit.jsonl")])  # fmt: skip
+    finally:
+        held.close()
+    assert exc.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "choose another --port" in err
+    assert "serving" not in err and not (tmp_path / "audit.jsonl").exists()
+
+
+def test_running_out_of_memory_is_one_line() -> None:
+    from allocgym.cli import error_line
+
+    assert error_line(MemoryError()) == (
+        "error: out of memory (MemoryError): reduce the data or batch sizes (n_days, "
+        "n_assets, --n-envs) or run on a machine with more memory"
+    )

@@ -153,6 +153,11 @@ def _int_list(text: str | None) -> list[int] | None:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise ConfigError(
+            f"--seeds {text!r} names no seed: give at least one, e.g. 0,1,2 (or leave the "
+            "option out for the default)"
+        )
     twice = sorted({s for s in seeds if seeds.count(s) > 1})
     if twice:
         raise ConfigError(f"--seeds {text!r} names seed(s) {twice} twice: list each seed once")
@@ -247,7 +252,12 @@ def evaluate_cmd(
         typer.Option("--seeds", help="Training seeds to include, e.g. 0,1,2 (default all)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Report folder (default: the run directory).")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Report folder (default: the run directory, or the folder several runs "
+            "share; refused when that is the working directory or the filesystem root).",
+        ),
     ] = None,
     overrides: SetOpt = None,
     address: AddressOpt = None,
@@ -269,19 +279,26 @@ def evaluate_cmd(
     import os
 
     from allocgym.config import check_out_of_sample
+    from allocgym.errors import ConfigError
     from allocgym.evaluation import evaluate_run, expand_run_paths, prepare_run
 
     seed_list = _int_list(seeds)
     overrides = [*(overrides or []), *_factors_override(factors)]
     runner_cm = _ray_run_allocators(address, resources, typer.echo)  # bad input fails here
+    roots = [r.resolve() for r in expand_run_paths(run)]
+    default_out = roots[0] if len(roots) == 1 else Path(os.path.commonpath(roots))
+    several = len(roots) > 1
+    if out is None and several and default_out in (Path(default_out.anchor), Path.cwd().resolve()):
+        raise ConfigError(
+            f"the run folders {[str(r) for r in roots[:3]]} share no folder but "
+            f"{str(default_out)!r} for the report: pass --out DIR"
+        )
     # Every run directory is checked (and the market loaded, its notes printed) before
     # the progress bar starts.
     cfg, _, _ = prepare_run(run, seeds=seed_list, overrides=list(overrides or []))
     check_out_of_sample(cfg, cfg.evaluation.split if split is None else split.value)
     market, notes = _load_market_with_notes(cfg)
     _print_notes(notes)
-    roots = expand_run_paths(run)
-    default_out = roots[0] if len(roots) == 1 else Path(os.path.commonpath(roots))
     label = "evaluating (bars walked)" if address is None else "evaluating (Ray tasks done)"
     with runner_cm as runner, _progress(label) as progress:
         result = evaluate_run(
@@ -421,7 +438,7 @@ def _run_quickstart(
     from allocgym.agents import train
     from allocgym.data import walk_forward_splits
     from allocgym.errors import ConfigError
-    from allocgym.evaluation import evaluate_run
+    from allocgym.evaluation import baseline_names, evaluate_run
 
     console = Console()
     if config is None:  # one source of truth: the README's train command uses this file too
@@ -447,11 +464,19 @@ def _run_quickstart(
         extra.append("train.torch_threads=1")
         cfg = _config(config, extra)
     seed_list = _int_list(seeds) or list(cfg.evaluation.train_seeds)
+    baseline_names(baselines)  # a typo refused now, not after every seed has trained
+    root = run_dir or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    taken = [root / f"seed_{s:03d}" for s in seed_list if (root / f"seed_{s:03d}").exists()]
+    if taken:
+        raise ConfigError(
+            f"--run-dir {str(root)!r} already holds {[str(t) for t in taken]}: quickstart "
+            "starts fresh runs; choose a new --run-dir (or continue one run with allocgym "
+            "train --resume)"
+        )
     market, notes = _load_market_with_notes(cfg)
     _print_market(market, notes, cfg)
     splits = walk_forward_splits(market, cfg.data.splits)
     console.print("walk-forward splits: " + "; ".join(s.describe(market) for s in splits.values()))
-    root = run_dir or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
     t0 = time.perf_counter()
     for k, seed in enumerate(seed_list):
         console.rule(
@@ -742,12 +767,17 @@ def decide_cmd(
     (every weight 0), as in production."""
     import datetime as dt
 
-    from allocgym.errors import RequestError
+    from allocgym.errors import ConfigError, RequestError
 
     if write_example is not None and (state is not None or now is not None):
         raise RequestError(
             "--write-example writes a request and exits: decide it in a second call, with "
             "--state and --now (drop them here)"
+        )
+    if write_example is not None and write_example.exists():
+        raise ConfigError(
+            f"--write-example {str(write_example)!r} exists: name a new file (it is not "
+            "overwritten)"
         )
     clock = None
     if now is not None:
@@ -898,12 +928,15 @@ def serve_cmd(
     """Serve a frozen bundle over HTTP: POST /v1/decide, /v1/bars (the streamed market
     state), /v1/kill-switch, GET /healthz, /metrics. The audit log is refused if it does
     not match its anchor (see `allocgym audit`)."""
+    import contextlib
+
     from allocgym.observability import AUDIT_KEY_ENV
     from allocgym.serving.http import (
         ADMIN_TOKEN_ENV,
         DECIDE_TOKEN_ENV,
         check_bind,
         check_tokens,
+        listening_socket,
         pin_cpus,
         read_token,
         serve,
@@ -915,41 +948,45 @@ def serve_cmd(
     audit_key = read_token(AUDIT_KEY_ENV, audit_key_file, kind="key")
     check_tokens(admin_token, decide_token, audit_key)  # before anything is loaded or locked
     check_bind(host, admin_token)
-    if cpus is not None:
-        pinned = pin_cpus(_cpu_ids(cpus))
-        typer.echo(f"pinned to CPU {','.join(map(str, sorted(pinned)))}", err=True)
-    spec = ServiceSpec(
-        policy,
-        overrides=tuple(overrides or ()),
-        public_key=require_signature,
-        audit_log=audit_log,
-        anchor_every=anchor_every,
-        audit_key=None if audit_key is None else audit_key.encode(),
-        audit_fsync=audit_fsync,
-    )
-    if decision_worker is DecisionWorker.process:
-        worker: ProcessWorker | ThreadWorker = ProcessWorker(spec)
-    else:
-        worker = ThreadWorker(spec.service())
-    try:
-        allocator = worker.allocator
-        _note_disabled(allocator)
-        if allocator.policy.signed_by is not None:
-            typer.echo(f"bundle signature verified (key {allocator.policy.signed_by})", err=True)
-        records = worker.records
-        where = f"process {worker.pid}" if isinstance(worker, ProcessWorker) else "thread"
-        killed = allocator.operator_kill
-        typer.echo(
-            f"serving {allocator.policy.model_id} on http://{host}:{port} "
-            f"(decision {where}; audit log {audit_log}, {records} records; kill switch "
-            f"{'ENGAGED (restored at start, audited in the log); ' if killed else ''}"
-            f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
-            f"{'needs the decide token' if decide_token else 'open'})",
-            err=True,
+    sock = listening_socket(host, port)  # an address in use: one line, nothing started
+    with contextlib.closing(sock):
+        if cpus is not None:
+            pinned = pin_cpus(_cpu_ids(cpus))
+            typer.echo(f"pinned to CPU {','.join(map(str, sorted(pinned)))}", err=True)
+        spec = ServiceSpec(
+            policy,
+            overrides=tuple(overrides or ()),
+            public_key=require_signature,
+            audit_log=audit_log,
+            anchor_every=anchor_every,
+            audit_key=None if audit_key is None else audit_key.encode(),
+            audit_fsync=audit_fsync,
         )
-        serve(worker, host, port, admin_token=admin_token, decide_token=decide_token)
-    finally:
-        worker.stop()
+        if decision_worker is DecisionWorker.process:
+            worker: ProcessWorker | ThreadWorker = ProcessWorker(spec)
+        else:
+            worker = ThreadWorker(spec.service())
+        try:
+            allocator = worker.allocator
+            _note_disabled(allocator)
+            if allocator.policy.signed_by is not None:
+                typer.echo(
+                    f"bundle signature verified (key {allocator.policy.signed_by})", err=True
+                )
+            records = worker.records
+            where = f"process {worker.pid}" if isinstance(worker, ProcessWorker) else "thread"
+            killed = allocator.operator_kill
+            typer.echo(
+                f"serving {allocator.policy.model_id} on http://{host}:{port} "
+                f"(decision {where}; audit log {audit_log}, {records} records; kill switch "
+                f"{'ENGAGED (restored at start, audited in the log); ' if killed else ''}"
+                f"{'needs the admin token' if admin_token else 'loopback clients only'}; decide "
+                f"{'needs the decide token' if decide_token else 'open'})",
+                err=True,
+            )
+            serve(worker, host, port, admin_token=admin_token, decide_token=decide_token, sock=sock)
+        finally:
+            worker.stop()
 
 
 # [cli:audit] verify, replay and adopt an audit log.
@@ -2066,6 +2103,11 @@ def error_line(err: BaseException) -> str | None:
         return f"error: {where}: {first['msg']} ({err.error_count()} error(s)): fix the value"
     if isinstance(err, KeyboardInterrupt):
         return "interrupted"
+    if isinstance(err, MemoryError):
+        return (
+            "error: out of memory (MemoryError): reduce the data or batch sizes (n_days, "
+            "n_assets, --n-envs) or run on a machine with more memory"
+        )
     return None
 
 

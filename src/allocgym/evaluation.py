@@ -2400,6 +2400,11 @@ def prepare_run(
     evaluates; raises before any backtest when a directory holds no run."""
     roots = expand_run_paths(run_dir)
     if len(roots) == 1 and (roots[0] / "manifest.json").is_file():
+        if seeds is not None:
+            raise ConfigError(
+                f"{str(roots[0])!r} is a frozen bundle, one policy: seeds select among a "
+                "study's training runs; drop --seeds"
+            )
         cfg, policies = _frozen_policies(roots[0], overrides)
         return cfg, [(None, roots[0])], policies
     runs = find_runs(roots, seeds)

@@ -1155,17 +1155,46 @@ def serve(
     admin_token: str | None = None,
     decide_token: str | None = None,
     log_level: str = "warning",
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run the HTTP service in the foreground (``allocgym serve``).
+    """Run the HTTP service in the foreground (``allocgym serve``) on ``sock``, a socket
+    :func:`listening_socket` bound to ``host``:``port`` (bound here when None).
 
     Raises
     ------
     ConfigError
         ``host`` is not a loopback address and there is no admin token: whoever reaches
-        the port could release the kill switch.
+        the port could release the kill switch; or the address cannot be bound.
     """
     import uvicorn
 
     check_bind(host, admin_token)
+    sock = listening_socket(host, port) if sock is None else sock
     app = create_app(service, admin_token=admin_token, decide_token=decide_token)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` for :func:`serve` (bound before the service
+    says it is serving, so an address in use is one line, not a server that never starts).
+
+    Raises
+    ------
+    ConfigError
+        Naming the address, the reason and the fix.
+    """
+    name = host.strip("[]")
+    family = socket.AF_INET6 if ":" in name else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind((name, port))
+    except (OSError, OverflowError) as err:
+        sock.close()
+        why = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({why}): choose another --port, stop the process "
+            "that holds it, or pass an address of this machine as --host"
+        ) from None
+    return sock
