@@ -365,6 +365,15 @@ def test_killed_training_resumes_to_the_same_total(tmp_path: Path, market: Marke
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["num_timesteps"] == 6144 and summary["resumed_from"] >= step
+    again = subprocess.run(
+        _cli("train", "--run-dir", str(run_dir), "--resume"),
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )  # a finished run: says so, trains nothing
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    said = " ".join(again.stdout.decode().split())
+    assert "had already trained 6,144 of 6,144 steps: nothing to do" in said, said
     reference = train(config_from_dict(tree), tmp_path / "reference", market=market)
     assert reference.num_timesteps == 6144
     resumed = _params(load_agent(run_dir, "final")[0])

@@ -701,10 +701,13 @@ def test_bench_serve_streams_bars_then_loads_and_bursts_a_real_server() -> None:
     a pinned one against an unpinned one, overloaded and hit with a burst."""
     from allocgym.bench.serve import run
 
+    stages: list[str] = []
     rows = run(
         (20,), calls=20, http_assets=(20,), http_requests=60, http_seconds=20, concurrency=2,
         overload_clients=8, overload_seconds=1.0, burst_connections=40, workers=2,
+        progress=stages.append,
     )  # fmt: skip
+    assert [s.split(":")[1].split()[0] for s in stages] == ["building", "in-process", "HTTP"]
     kinds = {r["bench"]: r for r in rows}
     assert set(kinds) == {
         "in_process", "streaming", "http", "worker", "workers", "pinning", "overload", "burst",

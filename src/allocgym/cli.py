@@ -1251,7 +1251,7 @@ def bench_serve(
         http_requests=http_requests,
         http_seconds=http_seconds, concurrency=concurrency, encoding=encoding,
         overload_clients=overload_clients, overload_seconds=overload_seconds,
-        burst_connections=burst, workers=workers, pin=pin,
+        burst_connections=burst, workers=workers, pin=pin, progress=_stage_printer(),
     )  # fmt: skip
     for kind, title in (
         ("in_process", "FrozenAllocator.decide (stateless request) vs the bare ONNX call (µs)"),
@@ -1337,13 +1337,29 @@ class Device(StrEnum):
 def train_cmd(
     config: ConfigOpt = None,
     device: Annotated[
-        Device | None, typer.Option("--device", help="Torch device (sets train.device).")
+        Device | None,
+        typer.Option(
+            "--device",
+            help="Torch device, sets train.device (default the config's: auto = cuda when "
+            "a GPU is visible, else cpu).",
+        ),
     ] = None,
     timesteps: Annotated[
         int | None,
-        typer.Option("--timesteps", help="Total env steps (sets train.total_timesteps)."),
+        typer.Option(
+            "--timesteps",
+            help="Total env steps, 1 to 10^10 (sets train.total_timesteps; default the config's).",
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed (sets train.seed).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            max=2**32 - 1,
+            help="Seed, 0 to 2^32-1 (sets train.seed; default the config's, 0).",
+        ),
+    ] = None,
     run_dir: Annotated[
         Path | None,
         typer.Option("--run-dir", help="Output folder; default runs/<algo>-<timestamp>."),
@@ -1391,6 +1407,13 @@ def train_cmd(
         if result.best_score is None
         else f"{result.best_score:.3f} at step {result.best_step:,}"
     )
+    if result.resumed_from is not None and result.resumed_from >= result.total_timesteps:
+        typer.echo(
+            f"{result.run_dir} had already trained {result.resumed_from:,} of "
+            f"{result.total_timesteps:,} steps: nothing to do; pass --timesteps N (more than "
+            f"{result.resumed_from:,}) to train further. Best validation Sharpe {best}"
+        )
+        return
     typer.echo(
         f"trained {result.algo} for {result.num_timesteps:,} steps on {result.device} in "
         f"{result.wall_time_s:.1f} s ({result.fps:,.0f} fps); best validation Sharpe {best}\n"
@@ -1447,20 +1470,22 @@ def bench_baselines(
         typer.Option(help="Also time the DCC-GARCH fit and update and the Pareto front (N=100)."),
     ] = True,
 ) -> None:
-    """HRP vs skfolio and PyPortfolioOpt, QP first solve / re-solve, greedy at 5000 names,
-    DCC-GARCH and the Pareto front against their goals."""
+    """HRP vs skfolio and PyPortfolioOpt, QP first solve / re-solve, greedy rotation at
+    --greedy-assets names, DCC-GARCH and the Pareto front against their goals."""
     from rich.console import Console
 
     from allocgym.bench import print_table
     from allocgym.bench.baselines import run
 
+    say = _stage_printer()
     rows = run(
         _sizes("--hrp-sizes", hrp_sizes), _sizes("--qp-sizes", qp_sizes), greedy_assets,
-        repeat=repeat, cvar=cvar,
+        repeat=repeat, cvar=cvar, progress=say,
     )  # fmt: skip
     if risk_models:
         from allocgym.bench import risk_models as rm
 
+        say("DCC-GARCH fit and update, the Pareto front (N = 100)")
         rows += rm.run(repeat=max(3, min(repeat, 7)))
     titles = {
         "hrp": "HRP fit: ours vs skfolio / PyPortfolioOpt (Ward, same covariance; medians)",
@@ -1698,7 +1723,9 @@ def study_cmd(
     timesteps: Annotated[
         int | None,
         typer.Option(
-            "--timesteps", help="Training steps per (fold, seed) (sets train.total_timesteps)."
+            "--timesteps",
+            help="Training steps per (fold, seed), 1 to 10^10 (sets train.total_timesteps; "
+            "default the config's).",
         ),
     ] = None,
     baselines: Annotated[
@@ -1891,11 +1918,19 @@ def sweep_cmd(
     address: AddressOpt = None,
     resources: ResourcesOpt = None,
     device: Annotated[
-        Device | None, typer.Option("--device", help="Torch device (sets train.device).")
+        Device | None,
+        typer.Option(
+            "--device",
+            help="Torch device, sets train.device (default the config's: auto = cuda when "
+            "a GPU is visible, else cpu).",
+        ),
     ] = None,
     timesteps: Annotated[
         int | None,
-        typer.Option("--timesteps", help="Steps per trial (sets train.total_timesteps)."),
+        typer.Option(
+            "--timesteps",
+            help="Steps per trial, 1 to 10^10 (sets train.total_timesteps; default the config's).",
+        ),
     ] = None,
     run_dir: Annotated[
         Path | None,

@@ -1699,7 +1699,10 @@ def _apply_override(tree: dict[str, Any], item: str) -> None:
     try:
         node[parts[-1]] = load_yaml(raw) if raw.strip() else None
     except (yaml.YAMLError, ValueError) as err:
-        raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML ({err})") from None
+        raise ConfigError(
+            f"override {item!r}: value {raw!r} is not valid YAML ({' '.join(str(err).split())}): "
+            "close its brackets and quotes, or quote the whole value"
+        ) from None
 
 
 def config_from_dict(tree: Mapping[str, Any], overrides: Iterable[str] = ()) -> AllocgymConfig:

@@ -909,7 +909,9 @@ def load_sectors(source: str | Path | Mapping[str, Any]) -> dict[str, str]:
             try:
                 loaded = load_yaml(text)
             except yaml.YAMLError as err:
-                raise DataError(f"{where} is not valid YAML ({err})") from None
+                raise DataError(
+                    f"{where} is not valid YAML ({' '.join(str(err).split())}): fix its syntax"
+                ) from None
             if not isinstance(loaded, Mapping):
                 raise DataError(
                     f"{where} must hold a mapping 'SYMBOL: sector' at the top level, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import cvxpy as cp
@@ -281,22 +282,31 @@ def run(
     repeat: int = 7,
     cvar: bool = False,
     blas_threads: int | None = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """All three benchmarks; each row carries a ``bench`` key (``hrp`` / ``qp`` / ``greedy``).
 
     ``blas_threads`` caps BLAS threads for ours and the references alike (on a shared,
     loaded machine multi-threaded BLAS oversubscribes and timings become meaningless);
-    ``None`` leaves the library default.
+    ``None`` leaves the library default. ``progress(stage)`` is called as each starts.
     """
     from threadpoolctl import threadpool_limits
 
     if blas_threads is not None:
         with threadpool_limits(limits=blas_threads, user_api="blas"):
-            return run(hrp_sizes, qp_sizes, greedy_assets, repeat, cvar, blas_threads=None)
+            return run(
+                hrp_sizes, qp_sizes, greedy_assets, repeat, cvar, blas_threads=None,
+                progress=progress,
+            )  # fmt: skip
+    say = progress or (lambda stage: None)
     rows: list[dict[str, Any]] = []
+    say(f"HRP at N = {', '.join(map(str, hrp_sizes))} (ours, skfolio, PyPortfolioOpt)")
     rows += [{"bench": "hrp", **r} for r in bench_hrp(hrp_sizes, repeat=repeat)]
+    say(f"QP at N = {', '.join(map(str, qp_sizes))}")
     rows += [{"bench": "qp", **r} for r in bench_qp(qp_sizes, steps=repeat)]
     if cvar:
+        say("QP with the CVaR term")
         rows += [{"bench": "qp", **r} for r in bench_qp(qp_sizes, steps=repeat, cvar=True)]
+    say(f"greedy rotation at {greedy_assets} names")
     rows += [{"bench": "greedy", **r} for r in bench_greedy(greedy_assets, repeat=max(repeat, 51))]
     return rows

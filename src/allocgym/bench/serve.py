@@ -918,8 +918,9 @@ def run(
     burst_connections: int = 1000,
     workers: int = 2,
     pin: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Benchmark rows: ``bench`` = ``in_process`` and ``streaming`` (one per size), then
+    """Benchmark rows (``progress(stage)`` called as each size's stages start): ``bench`` = ``in_process`` and ``streaming`` (one per size), then
     per HTTP size ``http``, ``worker`` (a decision process against a worker thread, in
     alternating windows), ``workers`` (one server against ``workers`` of them, each kind
     of window ``http_seconds`` in all; ``workers`` 1: none), ``overload``
@@ -941,13 +942,17 @@ def run(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        say = progress or (lambda stage: None)
         for n in sorted(set(n_assets) | set(http_assets)):
+            say(f"N = {n}: building a bundle")
             bundle = build_bundle(n, Path(tmp) / f"bundle-{n}")
             market = synthetic(n_assets=n, n_days=400, seed=0)
             if n in n_assets:
+                say(f"N = {n}: in-process decisions ({calls} calls) and streaming bars")
                 rows.append(in_process(bundle, market, calls))
                 rows.append(streaming(bundle, market, calls))
             if n in http_assets:
+                say(f"N = {n}: HTTP rows (servers, load windows, overload, burst)")
                 rows += _http_rows(
                     bundle, market, Path(tmp) / f"audit-{n}.jsonl", encoding=encoding,
                     requests=http_requests, seconds=http_seconds, concurrency=concurrency,
