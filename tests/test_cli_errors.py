@@ -82,6 +82,21 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown baseline", ["baselines", "--only", "nope"], "is unknown"),
     ("bad seeds", ["evaluate", "--run", "{empty_run}", "--seeds", "a,b"], "comma-separated"),
     ("no seeds", ["evaluate", "--run", "{empty_run}", "--seeds", ","], "names no seed"),
+    (
+        "a report into a file",
+        ["evaluate", "--run", "{empty_run}", "--out", "{bad_state}"],
+        "is a file: pass a folder for the report",
+    ),
+    (
+        "baselines into a file",
+        ["baselines", "--only", "hrp", "--out", "{bad_state}"],
+        "is a file: pass a folder for the report",
+    ),
+    (
+        "an audit log that is a folder",
+        ["serve", "--policy", "{empty_run}", "--audit-log", "{tmp}"],
+        "is a folder: pass the log file's path",
+    ),
     ("seeds of a bundle", ["evaluate", "--run", "{fake_bundle}", "--seeds", "0"], "drop --seeds"),
     (
         "several runs sharing no folder",

@@ -144,6 +144,15 @@ def _progress(description: str):
     return bar()
 
 
+def _check_out_folder(out: Path | None) -> None:
+    """Refuse an ``--out`` that is a file before any work (it had been found only when the
+    report was written, after the whole backtest)."""
+    from allocgym.errors import ConfigError
+
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file: pass a folder for the report")
+
+
 def _int_list(text: str | None) -> list[int] | None:
     from allocgym.errors import ConfigError
 
@@ -283,6 +292,7 @@ def evaluate_cmd(
     from allocgym.evaluation import evaluate_run, expand_run_paths, prepare_run
 
     seed_list = _int_list(seeds)
+    _check_out_folder(out)
     overrides = [*(overrides or []), *_factors_override(factors)]
     runner_cm = _ray_run_allocators(address, resources, typer.echo)  # bad input fails here
     roots = [r.resolve() for r in expand_run_paths(run)]
@@ -330,6 +340,7 @@ def baselines_cmd(
     from allocgym.evaluation import baseline_names, build_baselines, evaluate
     from allocgym.report import print_metrics_table
 
+    _check_out_folder(out)
     cfg = _config(config, [*(overrides or []), *_factors_override(factors)], sectors)
     names = baseline_names(only)
     if not names:
@@ -930,6 +941,7 @@ def serve_cmd(
     not match its anchor (see `allocgym audit`)."""
     import contextlib
 
+    from allocgym.errors import ConfigError
     from allocgym.observability import AUDIT_KEY_ENV
     from allocgym.serving.http import (
         ADMIN_TOKEN_ENV,
@@ -947,6 +959,11 @@ def serve_cmd(
     decide_token = read_token(DECIDE_TOKEN_ENV, decide_token_file)
     audit_key = read_token(AUDIT_KEY_ENV, audit_key_file, kind="key")
     check_tokens(admin_token, decide_token, audit_key)  # before anything is loaded or locked
+    if audit_log.is_dir():
+        raise ConfigError(
+            f"--audit-log {str(audit_log)!r} is a folder: pass the log file's path, e.g. "
+            f"{str(audit_log / 'audit.jsonl')!r}"
+        )
     check_bind(host, admin_token)
     sock = listening_socket(host, port)  # an address in use: one line, nothing started
     with contextlib.closing(sock):
