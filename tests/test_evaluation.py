@@ -909,6 +909,21 @@ def test_evaluate_cli_table_matches_metrics_recomputed_from_saved_returns(
     assert (run / "report.html").is_file() and (run / "plots" / "equity.png").is_file()
 
 
+def test_evaluate_run_takes_absolute_and_relative_run_paths_together(
+    tmp_path: Path, eval_cfg: AllocgymConfig, eval_market: MarketData, monkeypatch
+) -> None:
+    """One --run absolute and one relative had crashed in os.path.commonpath."""
+    a = make_untrained_run(tmp_path / "study" / "a", eval_cfg, eval_market)
+    seed1 = eval_cfg.model_copy(update={"train": eval_cfg.train.model_copy(update={"seed": 1})})
+    make_untrained_run(tmp_path / "study" / "b", seed1, eval_market)
+    monkeypatch.chdir(tmp_path / "study")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ev.evaluate_run([a, "b"], baselines="none", market=eval_market)
+    assert res.meta["run_dir"] == str((tmp_path / "study").resolve())
+    assert len(res.meta["runs"]) == 2
+
+
 def test_evaluate_run_takes_the_dsr_trials_from_the_study_ledger(
     tmp_path: Path, eval_cfg: AllocgymConfig, eval_market: MarketData
 ) -> None:

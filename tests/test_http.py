@@ -804,3 +804,41 @@ def test_cli_serve_refuses_cpus_before_loading(
     assert message in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "audit.jsonl").exists()
     assert os.sched_getaffinity(0) == before
+
+
+def test_cli_serve_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """A real `allocgym serve`: answers, then Ctrl-C (SIGINT) shuts it down with exit 0 and
+    the audit log anchored (binding its own socket had let uvicorn's re-raised
+    KeyboardInterrupt out: exit 130)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    log = tmp_path / "audit.jsonl"
+    cli = "from allocgym.cli import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", cli, "serve", "--policy", str(untrained_bundle()),
+         "--port", str(port), "--audit-log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and (tmp_path / "audit.jsonl.head").is_file()

@@ -2483,7 +2483,8 @@ def evaluate_run(
     """
     cfg, runs, policies = prepare_run(run_dir, seeds=seeds, overrides=overrides)
     roots = expand_run_paths(run_dir)
-    root = roots[0] if len(roots) == 1 else Path(os.path.commonpath([str(r) for r in roots]))
+    # resolved: commonpath refuses a mix of absolute and relative paths
+    root = roots[0] if len(roots) == 1 else Path(os.path.commonpath([r.resolve() for r in roots]))
     market = load_market(cfg.data) if market is None else market
     params = evaluation_params(market, cfg, split)
     if not policies:

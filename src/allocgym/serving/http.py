@@ -89,6 +89,7 @@ If a decision process dies, every decide, bar and kill-switch call and ``/health
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -1172,7 +1173,8 @@ def serve(
     sock = listening_socket(host, port) if sock is None else sock
     app = create_app(service, admin_token=admin_token, decide_token=decide_token)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: shut down cleanly, as uvicorn.run
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
