@@ -82,6 +82,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown baseline", ["baselines", "--only", "nope"], "is unknown"),
     ("bad seeds", ["evaluate", "--run", "{empty_run}", "--seeds", "a,b"], "comma-separated"),
     ("no seeds", ["evaluate", "--run", "{empty_run}", "--seeds", ","], "names no seed"),
+    ("a negative seed", ["quickstart", "--seeds", "0,-1"], "seeds [-1] are outside 0..2^32-1"),
     (
         "a report into a file",
         ["evaluate", "--run", "{empty_run}", "--out", "{bad_state}"],

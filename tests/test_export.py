@@ -386,11 +386,19 @@ def test_a_moved_bundle_keeps_its_runs_ledger_and_checkpoint(tmp_path: Path) -> 
     moved = tmp_path / "deploy" / "a" / "b" / "bundle"
     shutil.copytree(exported_bundle(), moved)
     run = FrozenPolicy.load(moved).manifest["run"]
+    # another study's ledger beside the copy: it must not judge this bundle's run (it had
+    # been read first, and the run it does not list called killed)
+    decoy = moved.parent / "trials.jsonl"
+    decoy.write_text(
+        '{"config_hash": "c", "seed": 0, "run_dir": "/elsewhere/r0", "status": "completed", '
+        '"metrics": {"val_sharpe": 1.0}, "run_id": "0123456789abcdef"}\n'
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = evaluate_run(moved, baselines="none", market=sp500())
     # found (it holds this one run, so the note says the seeds stand in for its variance)
     assert res.dsr["ledger"] == str(Path(run["run_dir"]).parent / "trials.jsonl")
     assert "holds 1 completed trial(s)" in res.dsr["note"]
+    assert "not in the ledger" not in res.dsr["note"]
     (entry,) = res.meta["checkpoints"].values()
     assert entry == {"run": run["run_dir"], "model": run["which"], "step": run["step"]}

@@ -167,6 +167,9 @@ def _int_list(text: str | None) -> list[int] | None:
             f"--seeds {text!r} names no seed: give at least one, e.g. 0,1,2 (or leave the "
             "option out for the default)"
         )
+    outside = [s for s in seeds if not 0 <= s < 2**32]
+    if outside:  # refused now, not when training reaches that seed
+        raise ConfigError(f"--seeds {text!r}: seeds {outside} are outside 0..2^32-1")
     twice = sorted({s for s in seeds if seeds.count(s) > 1})
     if twice:
         raise ConfigError(f"--seeds {text!r} names seed(s) {twice} twice: list each seed once")

@@ -2475,9 +2475,10 @@ def evaluate_run(
         ``progress(done, total)`` per bar.
     ledger : TrialsLedger or path, optional
         The study's trials ledger for the DSR; default ``cfg.evaluation.trials_ledger``,
-        else ``trials.jsonl`` in ``run_dir``, its parent or its grandparent
-        (:func:`allocgym.ledger.find_ledger`), else, for a bundle, the one found so from
-        the training run its manifest names, else none (the agent seeds stand in).
+        else, for a bundle, the one found from the training run its manifest names
+        (:func:`allocgym.ledger.find_ledger`: in the run folder, its parent or its
+        grandparent), else the one found so from ``run_dir``, else none (the agent seeds
+        stand in).
     runner : callable, optional
         Walks the allocators instead of this process (see :func:`evaluate`).
     """
@@ -2493,13 +2494,16 @@ def evaluate_run(
     names = baseline_names(list(cfg.evaluation.baselines) if baselines is None else baselines)
     allocs: list[Any] = [*policies, *build_baselines(cfg, names).values()]
     if ledger is None:
-        ledger = study_ledger(cfg, root)
+        ledger = cfg.evaluation.trials_ledger
     for p in policies if ledger is None else ():
-        # a bundle moved out of its study folder: the ledger of the run it came from
-        trained = getattr(p, "source", None)
+        # a bundle: the ledger of the training run its manifest names, wherever the bundle
+        # was copied (beside another study's ledger, that one would judge its run)
+        trained = getattr(p, "source", None) if isinstance(p, FrozenAgent) else None
         ledger = None if trained is None else find_ledger(trained)
         if ledger is not None:
             break
+    if ledger is None:
+        ledger = study_ledger(cfg, root)
     result = evaluate(
         allocs, cfg=cfg, params=params, progress=progress, ledger=ledger, runner=runner
     )
