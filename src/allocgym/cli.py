@@ -1386,7 +1386,13 @@ def train_cmd(
     ] = None,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue the run in --run-dir from its latest checkpoint."),
+        typer.Option(
+            "--resume",
+            help="Continue the run in --run-dir from its latest checkpoint, with the run's "
+            "saved config.yaml (or, when --config is given, that file's: its "
+            "train.total_timesteps then sets where training stops); --timesteps N extends "
+            "a finished run to N steps.",
+        ),
     ] = False,
     sectors: SectorsOpt = None,
     overrides: SetOpt = None,
